@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the test suite drives, only where it is missing, so a fresh
+# machine needs nothing done by hand. Debian packages; needs root (CI is root).
+set -euo pipefail
+need=()
+for pair in gcc:gcc sqlite3:sqlite3 git:git tar:tar gzip:gzip nm:binutils python3:python3 strace:strace; do
+  cmd=${pair%%:*}; pkg=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}"
+fi

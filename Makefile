@@ -1,0 +1,41 @@
+# usertrap build and test entry points. `make` builds the library, `make test`
+# builds everything (C test programs included) and runs every test.
+CARGO   ?= cargo
+CC      ?= gcc
+CFLAGS  ?= -O2 -g -Wall -Wextra -Werror=implicit-function-declaration
+LIB     := target/release/libusertrap.so
+C_SRC   := $(wildcard c_tests/*.c)
+C_BIN   := $(patsubst c_tests/%.c,target/c_tests/%,$(C_SRC))
+
+.PHONY: all lib c-tests test deps demo clean FORCE
+
+all: lib
+
+lib: $(LIB)
+
+# cargo decides what is stale; always ask it.
+$(LIB): FORCE
+	$(CARGO) build --release
+
+c-tests: $(C_BIN)
+
+target/c_tests/%: c_tests/%.c $(wildcard c_tests/*.h)
+	@mkdir -p target/c_tests
+	$(CC) $(CFLAGS) -pthread -o $@ $< -lrt
+
+# Tools the tests drive (real programs run natively and under the library).
+deps:
+	@./.ci/deps.sh
+
+test: deps lib c-tests
+	$(CARGO) test --release
+
+# The main job on a default workload: a Python program run under the library,
+# with a one-line summary of what was intercepted.
+demo: lib
+	USERTRAP_SUMMARY=1 LD_PRELOAD=$(CURDIR)/$(LIB) python3 -c 'import os, threading; [os.stat("/") for _ in range(10000)]; t = threading.Thread(target=lambda: os.getppid()); t.start(); t.join(); print("python ran under usertrap")'
+
+clean:
+	$(CARGO) clean
+
+FORCE:

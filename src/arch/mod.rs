@@ -1,0 +1,133 @@
+//! The assembly (all of it is in `x86_64.s`) and the Rust view of it.
+//!
+//! Owns: the gate image that the constructor copies to [`GATE_ADDR`], the typed
+//! entry into the gate, the clone child's first steps, sigreturn onto a chosen
+//! frame, fault-tolerant copies and the GS base accessors.
+//! Never: anything with policy in it. Callers decide; this only moves registers.
+
+use core::arch::global_asm;
+
+/// Where the gate lives in every process: the same address everywhere, so a
+/// seccomp filter inherited across fork (and, later, exec) still exempts it.
+/// 0x7573_0000_0000 ("us") lies far below the mmap base (0x7fxx_xxxx_xxxx) and
+/// far above brk heaps of PIE programs (0x55xx-0x56xx_xxxx_xxxx).
+pub const GATE_ADDR: u64 = 0x7573_0000_0000;
+/// Length of the exempt range: one page holds the whole gate image.
+pub const GATE_LEN: u64 = 4096;
+
+/// Fixed offsets of the gate's entry points and data slots in the image
+/// (pinned with `.org` in the assembly).
+pub const GATE_OFF_SYSCALL: u64 = 0x00;
+pub const GATE_OFF_RESTORER: u64 = 0x10;
+pub const GATE_OFF_CLONE: u64 = 0x20;
+pub const GATE_OFF_VFORK: u64 = 0x40;
+pub const GATE_OFF_SLOTS: u64 = 0x100;
+
+/// Offset in the thread area of the vfork stub's return address (read with %gs).
+pub const AREA_VFORK_RETURN: usize = 8;
+/// Bytes the parent reserves between a clone child's frame and its Rust stack.
+pub const CHILD_HEADER: usize = 64;
+
+extern "C" {
+    static ut_gate_image: u8;
+    static ut_gate_image_end: u8;
+    static ut_gate_syscall: u8;
+    static ut_gate_restorer: u8;
+    static ut_gate_clone: u8;
+    static ut_gate_vfork: u8;
+    static ut_slot_child_entry: u8;
+    static ut_slot_gate_base: u8;
+    static ut_slot_gate_len: u8;
+    static ut_slot_selector: u8;
+    static ut_slot_sud: u8;
+    static ut_safe_copy_insn: u8;
+    static ut_safe_copy_fault: u8;
+    static ut_safe_strnlen_insn: u8;
+    static ut_safe_strnlen_fault: u8;
+    fn ut_clone_child_entry();
+
+    pub fn ut_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    pub fn ut_bootstrap_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    pub fn ut_clone_with_frame(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, frame: u64) -> i64;
+    pub fn ut_sigreturn_at(uc: u64) -> !;
+    pub fn ut_safe_copy(dst: *mut u8, src: *const u8, len: usize) -> i64;
+    pub fn ut_safe_strnlen(s: *const u8, max: usize) -> i64;
+    pub fn ut_rdgsbase() -> u64;
+    pub fn ut_wrgsbase(base: u64);
+}
+
+/// Offset of a symbol of the gate image from the image's start.
+fn image_offset(sym: &u8) -> u64 {
+    // SAFETY: only addresses are taken; both symbols are in the same section.
+    unsafe { sym as *const u8 as u64 - &ut_gate_image as *const u8 as u64 }
+}
+
+/// Where the gate's entry points are once the image is copied to GATE_ADDR.
+pub const GATE_RESTORER: u64 = GATE_ADDR + GATE_OFF_RESTORER;
+pub const GATE_VFORK: u64 = GATE_ADDR + GATE_OFF_VFORK;
+
+/// True when the assembler put every entry point where Rust expects it.
+pub fn gate_layout_ok() -> bool {
+    // SAFETY: addresses of extern statics only.
+    unsafe {
+        image_offset(&ut_gate_syscall) == GATE_OFF_SYSCALL
+            && image_offset(&ut_gate_restorer) == GATE_OFF_RESTORER
+            && image_offset(&ut_gate_clone) == GATE_OFF_CLONE
+            && image_offset(&ut_gate_vfork) == GATE_OFF_VFORK
+            && image_offset(&ut_slot_child_entry) == GATE_OFF_SLOTS
+            && gate_image().len() as u64 == GATE_LEN
+    }
+}
+
+/// The gate image's bytes, as linked into the library.
+pub fn gate_image() -> &'static [u8] {
+    // SAFETY: the two symbols bracket one section of the library's text, which
+    // is mapped and read-only for the life of the process.
+    unsafe {
+        let start = &ut_gate_image as *const u8;
+        let len = &ut_gate_image_end as *const u8 as usize - start as usize;
+        core::slice::from_raw_parts(start, len)
+    }
+}
+
+/// The values the gate's data slots must hold, as (offset in image, value) pairs.
+pub fn gate_slots(selector: u64, sud: bool) -> [(u64, u64, usize); 5] {
+    // SAFETY: addresses of extern statics only.
+    unsafe {
+        [
+            (image_offset(&ut_slot_child_entry), ut_clone_child_entry as *const () as u64, 8),
+            (image_offset(&ut_slot_gate_base), GATE_ADDR, 8),
+            (image_offset(&ut_slot_gate_len), GATE_LEN, 8),
+            (image_offset(&ut_slot_selector), selector, 8),
+            (image_offset(&ut_slot_sud), sud as u64, 1),
+        ]
+    }
+}
+
+/// If `rip` is one of the fault-tolerant instructions, where to resume instead.
+pub fn safe_copy_fixup(rip: u64) -> Option<u64> {
+    // SAFETY: addresses of extern statics only.
+    unsafe {
+        if rip == &ut_safe_copy_insn as *const u8 as u64 {
+            Some(&ut_safe_copy_fault as *const u8 as u64)
+        } else if rip == &ut_safe_strnlen_insn as *const u8 as u64 {
+            Some(&ut_safe_strnlen_fault as *const u8 as u64)
+        } else {
+            None
+        }
+    }
+}
+
+global_asm!(
+    include_str!("x86_64.s"),
+    gate_syscall = const GATE_ADDR + GATE_OFF_SYSCALL,
+    gate_clone = const GATE_ADDR + GATE_OFF_CLONE,
+    gate_restorer = const GATE_ADDR + GATE_OFF_RESTORER,
+    off_restorer = const GATE_OFF_RESTORER,
+    off_clone = const GATE_OFF_CLONE,
+    off_vfork = const GATE_OFF_VFORK,
+    off_slots = const GATE_OFF_SLOTS,
+    area_vfork_return = const AREA_VFORK_RETURN,
+    child_header = const CHILD_HEADER,
+    options(att_syntax)
+);

@@ -1,0 +1,275 @@
+# usertrap: every line of assembly in the library lives in this file.
+#
+# Two kinds of code are here:
+#  1. The gate image (ut_gate_image .. ut_gate_image_end). It is never run where
+#     the linker put it: the constructor copies it to GATE_ADDR, a fixed address
+#     that is the same in every process, and the trap backends exempt exactly that
+#     range. So it must be position independent and reach data only through
+#     rip-relative slots inside the image (filled in before the copy is made
+#     read-only) or through %gs (the per-thread area).
+#  2. Helpers that stay in the library's text: the typed entry into the gate, the
+#     clone child's first steps, sigreturn onto a chosen frame, fault-tolerant
+#     copies, and the GS base accessors.
+#
+# Names in curly braces are constants filled in by global_asm! from Rust
+# (src/arch/mod.rs), so every offset has one definition.
+
+    .section .text.usertrap_gate_image,"ax",@progbits
+    .balign 4096
+    .globl ut_gate_image
+    .hidden ut_gate_image
+ut_gate_image:
+
+# --- gate +0x000: the generic gate -------------------------------------------
+# Entered by `call` from ut_syscall6 with the kernel's register convention
+# already set up (rax = number, rdi, rsi, rdx, r10, r8, r9 = arguments).
+    .globl ut_gate_syscall
+    .hidden ut_gate_syscall
+ut_gate_syscall:
+    syscall                     # the only instruction most of our syscalls use
+    ret                         # back to ut_syscall6, on the caller's stack
+
+# --- gate restorer -----------------------------------------------------------
+# sa_restorer of every handler we install (and of the program's own under SUD).
+# The bytes are exactly glibc's __restore_rt (48 c7 c0 0f 00 00 00 0f 05):
+# unwinders and debuggers recognise a signal frame by them.
+    .org {off_restorer}          # fixed offsets: Rust knows them as GATE_OFF_*
+    .globl ut_gate_restorer
+    .hidden ut_gate_restorer
+ut_gate_restorer:
+    mov $15, %rax               # rt_sigreturn
+    syscall                     # never returns: the kernel restores the frame at rsp-8
+
+# --- gate clone: clone/clone3 whose child must start on a stack of its own ----
+# Called from ut_clone_with_frame. The parent returns normally; the child
+# starts right after the syscall with rsp = its new stack and r12 = the frame
+# the parent prepared below that stack, and leaves through the child slot.
+    .org {off_clone}
+    .globl ut_gate_clone
+    .hidden ut_gate_clone
+ut_gate_clone:
+    syscall                     # clone/clone3 (rax = number, args as usual)
+    test %rax, %rax             # 0 only in the child
+    jz 1f
+    ret                         # parent, or the call failed: back to ut_clone_with_frame
+1:  jmp *ut_slot_child_entry(%rip)  # child: continue in ut_clone_child_entry
+
+# --- gate vfork stub ---------------------------------------------------------
+# vfork and clone(CLONE_VFORK) cannot run inside the SIGSYS handler (the child
+# would share the handler's signal stack with its suspended parent). Instead the
+# handler stores the return address in the thread area, points the saved rip
+# here and returns: sigreturn restores every program register and the mask, and
+# the syscall below runs exactly as the program issued it.
+    .org {off_vfork}
+    .globl ut_gate_vfork
+    .hidden ut_gate_vfork
+ut_gate_vfork:
+    syscall                     # vfork/clone with the program's own registers
+    lea -128(%rsp), %rsp        # step over the red zone; lea leaves the flags alone
+    pushfq                      # flags as the syscall left them
+    test %rax, %rax             # 0 only in the child
+    jnz 2f                      # parent (or error): nothing to arm
+    cmpb $0, ut_slot_sud(%rip)  # Syscall User Dispatch is per thread and is
+    je 2f                       #   not inherited: arm it in the child too
+    push %rdi                   # save the registers prctl needs
+    push %rsi
+    push %rdx
+    push %r10
+    push %r8
+    mov $157, %eax              # prctl
+    mov $59, %edi               # PR_SET_SYSCALL_USER_DISPATCH
+    mov $1, %esi                # PR_SYS_DISPATCH_ON
+    mov ut_slot_gate_base(%rip), %rdx   # exempt range: the gate page
+    mov ut_slot_gate_len(%rip), %r10
+    mov ut_slot_selector(%rip), %r8     # the selector byte (always BLOCK)
+    syscall                     # from the gate, so it is not dispatched itself
+    pop %r8                     # restore the program's registers
+    pop %r10
+    pop %rdx
+    pop %rsi
+    pop %rdi
+    xor %eax, %eax              # the child's vfork result is 0
+2:  mov (%rsp), %r11            # r11 = rflags, as after a native syscall
+    popfq                       # the flags as the syscall returned them
+    lea 128(%rsp), %rsp         # back to the program's stack pointer
+    mov %gs:{area_vfork_return}, %rcx   # rcx = return address, as after a native syscall
+    jmp *%rcx                   # back into the program
+
+# --- data slots (written once by the constructor, then read-only) -------------
+    .org {off_slots}
+    .globl ut_slot_child_entry
+    .hidden ut_slot_child_entry
+ut_slot_child_entry:  .quad 0   # absolute address of ut_clone_child_entry
+    .globl ut_slot_gate_base
+    .hidden ut_slot_gate_base
+ut_slot_gate_base:    .quad 0   # GATE_ADDR
+    .globl ut_slot_gate_len
+    .hidden ut_slot_gate_len
+ut_slot_gate_len:     .quad 0   # GATE_LEN
+    .globl ut_slot_selector
+    .hidden ut_slot_selector
+ut_slot_selector:     .quad 0   # address of the SUD selector byte
+    .globl ut_slot_sud
+    .hidden ut_slot_sud
+ut_slot_sud:          .byte 0   # 1 when the SUD backend is armed
+    .balign 4096
+    .globl ut_gate_image_end
+    .hidden ut_gate_image_end
+ut_gate_image_end:
+
+    .text
+
+# --- ut_syscall6(nr, a1, a2, a3, a4, a5, a6) -> rax ---------------------------
+# The System V call convention in, the kernel's out, through the gate at its
+# fixed address (so seccomp and SUD let it pass).
+    .globl ut_syscall6
+    .hidden ut_syscall6
+    .type ut_syscall6, @function
+ut_syscall6:
+    mov %rdi, %rax              # syscall number
+    mov %rsi, %rdi              # argument 1
+    mov %rdx, %rsi              # argument 2
+    mov %rcx, %rdx              # argument 3
+    mov %r8, %r10               # argument 4 (the kernel takes it in r10)
+    mov %r9, %r8                # argument 5
+    mov 8(%rsp), %r9            # argument 6, from the stack
+    movabs ${gate_syscall}, %r11    # r11 is clobbered by syscall anyway
+    call *%r11                  # syscall; ret at the gate
+    ret
+    .size ut_syscall6, .-ut_syscall6
+
+# --- ut_bootstrap_syscall6(nr, a1, a2, a3, a4, a5, a6) -> rax -----------------
+# A syscall issued from the library's own text, NOT from the gate. Used only
+# by the constructor before the gate exists (to map it, or to report that it
+# cannot be mapped and exit). Once a trap is armed this would trap like any
+# program syscall, so nothing else may call it.
+    .globl ut_bootstrap_syscall6
+    .hidden ut_bootstrap_syscall6
+    .type ut_bootstrap_syscall6, @function
+ut_bootstrap_syscall6:
+    mov %rdi, %rax              # syscall number
+    mov %rsi, %rdi              # argument 1
+    mov %rdx, %rsi              # argument 2
+    mov %rcx, %rdx              # argument 3
+    mov %r8, %r10               # argument 4
+    mov %r9, %r8                # argument 5
+    mov 8(%rsp), %r9            # argument 6
+    syscall
+    ret
+    .size ut_bootstrap_syscall6, .-ut_bootstrap_syscall6
+
+# --- ut_clone_with_frame(nr, a1, a2, a3, a4, a5, frame) -> rax ----------------
+# Like ut_syscall6 for clone/clone3, but through the clone gate, and with the
+# child's frame in r12 so the child (which gets a copy of every register) finds it.
+    .globl ut_clone_with_frame
+    .hidden ut_clone_with_frame
+    .type ut_clone_with_frame, @function
+ut_clone_with_frame:
+    push %r12                   # callee-saved: keep the caller's value
+    mov 16(%rsp), %r12          # frame (7th argument; 8 more for the push)
+    mov %rdi, %rax              # syscall number
+    mov %rsi, %rdi              # argument 1
+    mov %rdx, %rsi              # argument 2
+    mov %rcx, %rdx              # argument 3
+    mov %r8, %r10               # argument 4
+    mov %r9, %r8                # argument 5
+    movabs ${gate_clone}, %r11
+    call *%r11                  # only the parent comes back here
+    pop %r12
+    ret
+    .size ut_clone_with_frame, .-ut_clone_with_frame
+
+# --- ut_clone_child_entry: the clone child's first instructions ----------------
+# rsp = the child's stack as the program asked for it, r12 = the frame below it.
+# Runs Rust setup on the stack below the frame header, then rt_sigreturn onto
+# the frame, which gives the child every program register, its FPU state, its
+# signal mask and rsp = its stack, with rax = 0.
+    .globl ut_clone_child_entry
+    .hidden ut_clone_child_entry
+    .type ut_clone_child_entry, @function
+ut_clone_child_entry:
+    lea -{child_header}(%r12), %rsp  # below the header the parent wrote
+    and $-16, %rsp              # System V stack alignment for the call
+    mov %r12, %rdi              # argument: the frame
+    call ut_clone_child_setup@PLT   # Rust: thread area, SUD, fork fix-ups
+    lea 8(%r12), %rsp           # rsp = &frame.uc, as after a handler's `ret`
+    movabs ${gate_restorer}, %rax
+    jmp *%rax                   # rt_sigreturn from the gate
+    .size ut_clone_child_entry, .-ut_clone_child_entry
+
+# --- ut_sigreturn_at(uc) -> ! --------------------------------------------------
+# rt_sigreturn onto a signal frame whose ucontext is at `uc` (SUD: a program
+# handler returned through a restorer outside the gate).
+    .globl ut_sigreturn_at
+    .hidden ut_sigreturn_at
+    .type ut_sigreturn_at, @function
+ut_sigreturn_at:
+    mov %rdi, %rsp              # the kernel reads the frame at rsp - 8
+    movabs ${gate_restorer}, %rax
+    jmp *%rax
+    .size ut_sigreturn_at, .-ut_sigreturn_at
+
+# --- ut_safe_copy(dst, src, len) -> 0 or -EFAULT ------------------------------
+# Copies program memory that may be unmapped. A fault on the one instruction at
+# ut_safe_copy_insn is turned by the SIGSEGV/SIGBUS handler into a jump to
+# ut_safe_copy_fault (the kernel's exception-table idea).
+    .globl ut_safe_copy
+    .hidden ut_safe_copy
+    .type ut_safe_copy, @function
+ut_safe_copy:
+    mov %rdx, %rcx              # byte count
+    .globl ut_safe_copy_insn
+    .hidden ut_safe_copy_insn
+ut_safe_copy_insn:
+    rep movsb                   # may fault: see above
+    xor %eax, %eax              # success
+    ret
+    .globl ut_safe_copy_fault
+    .hidden ut_safe_copy_fault
+ut_safe_copy_fault:
+    mov $-14, %rax              # -EFAULT
+    ret
+    .size ut_safe_copy, .-ut_safe_copy
+
+# --- ut_safe_strnlen(s, max) -> length, or -EFAULT -----------------------------
+    .globl ut_safe_strnlen
+    .hidden ut_safe_strnlen
+    .type ut_safe_strnlen, @function
+ut_safe_strnlen:
+    mov %rsi, %rcx              # scan at most max bytes
+    xor %eax, %eax              # looking for the NUL byte
+    .globl ut_safe_strnlen_insn
+    .hidden ut_safe_strnlen_insn
+ut_safe_strnlen_insn:
+    repne scasb                 # may fault; rdi walks the string
+    jne 1f                      # no NUL within max bytes
+    mov %rsi, %rax
+    sub %rcx, %rax
+    dec %rax                    # length = max - remaining - 1
+    ret
+1:  mov %rsi, %rax              # not terminated: report max
+    ret
+    .globl ut_safe_strnlen_fault
+    .hidden ut_safe_strnlen_fault
+ut_safe_strnlen_fault:
+    mov $-14, %rax              # -EFAULT
+    ret
+    .size ut_safe_strnlen, .-ut_safe_strnlen
+
+# --- GS base accessors (FSGSBASE instructions; the caller checks HWCAP2) -------
+    .globl ut_rdgsbase
+    .hidden ut_rdgsbase
+    .type ut_rdgsbase, @function
+ut_rdgsbase:
+    rdgsbase %rax
+    ret
+    .size ut_rdgsbase, .-ut_rdgsbase
+
+    .globl ut_wrgsbase
+
+    .hidden ut_wrgsbase
+    .type ut_wrgsbase, @function
+ut_wrgsbase:
+    wrgsbase %rdi
+    ret
+    .size ut_wrgsbase, .-ut_wrgsbase

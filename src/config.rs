@@ -1,0 +1,118 @@
+//! USERTRAP_* settings, read from the environment by the constructor (before
+//! any trap is armed). A bad setting is reported in one line naming the
+//! variable, the value and what is accepted, and the program does not start.
+
+use crate::backend::Backend;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// USERTRAP_BACKEND=seccomp|sud (default seccomp).
+    pub backend: Backend,
+    /// USERTRAP_SUMMARY=0|1: one line per process at exit on stderr.
+    pub summary: bool,
+    /// USERTRAP_SIGSTACK_KIB=64..65536: size of each thread's signal stack.
+    pub sigstack_kib: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { backend: Backend::Seccomp, summary: false, sigstack_kib: 256 }
+    }
+}
+
+/// What is wrong with the environment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError<'a> {
+    /// A USERTRAP_* variable we do not know (a typo, most likely).
+    Unknown { name: &'a [u8] },
+    /// A known variable with a value we do not accept.
+    Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
+}
+
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
+
+impl Config {
+    /// Parse from the environment's entries ("NAME=value" byte strings).
+    pub fn from_entries<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<Config, ConfigError<'a>> {
+        let mut c = Config::default();
+        for entry in entries {
+            if !entry.starts_with(b"USERTRAP_") {
+                continue;
+            }
+            let eq = entry.iter().position(|&b| b == b'=').unwrap_or(entry.len());
+            let (name, value) = (&entry[..eq], entry.get(eq + 1..).unwrap_or(&[]));
+            match name {
+                b"USERTRAP_BACKEND" => {
+                    c.backend = match value {
+                        b"seccomp" => Backend::Seccomp,
+                        b"sud" => Backend::Sud,
+                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_BACKEND", value, accepted: "seccomp, sud" }),
+                    }
+                }
+                b"USERTRAP_SUMMARY" => {
+                    c.summary = match value {
+                        b"0" => false,
+                        b"1" => true,
+                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", value, accepted: "0, 1" }),
+                    }
+                }
+                b"USERTRAP_SIGSTACK_KIB" => {
+                    c.sigstack_kib = match parse_decimal(value) {
+                        Some(n) if (64..=65536).contains(&n) => n,
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                name: "USERTRAP_SIGSTACK_KIB",
+                                value,
+                                accepted: "a whole number of KiB from 64 to 65536",
+                            })
+                        }
+                    }
+                }
+                _ => return Err(ConfigError::Unknown { name }),
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn parse_decimal(v: &[u8]) -> Option<usize> {
+    core::str::from_utf8(v).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<'a>(env: &'a [&'a str]) -> Result<Config, ConfigError<'a>> {
+        Config::from_entries(env.iter().map(|s| s.as_bytes()))
+    }
+
+    #[test]
+    fn defaults_without_settings() {
+        assert_eq!(parse(&["PATH=/bin", "HOME=/root"]), Ok(Config::default()));
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let c = parse(&["USERTRAP_BACKEND=sud", "USERTRAP_SUMMARY=1", "USERTRAP_SIGSTACK_KIB=1024"]).unwrap();
+        assert_eq!(c, Config { backend: Backend::Sud, summary: true, sigstack_kib: 1024 });
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_what_is_accepted() {
+        assert_eq!(
+            parse(&["USERTRAP_BACKEND=bogus"]),
+            Err(ConfigError::Invalid { name: "USERTRAP_BACKEND", value: b"bogus", accepted: "seccomp, sud" })
+        );
+        assert!(matches!(parse(&["USERTRAP_SUMMARY=yes"]), Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })));
+        assert!(matches!(parse(&["USERTRAP_SIGSTACK_KIB=12"]), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(parse(&["USERTRAP_SIGSTACK_KIB=1k"]), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(parse(&["USERTRAP_SIGSTACK_KIB="]), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn rejects_unknown_settings() {
+        assert_eq!(parse(&["USERTRAP_BAKEND=sud"]), Err(ConfigError::Unknown { name: b"USERTRAP_BAKEND" }));
+        assert_eq!(parse(&["USERTRAP_X"]), Err(ConfigError::Unknown { name: b"USERTRAP_X" }));
+    }
+}

@@ -1,0 +1,433 @@
+//! Syscalls that create, replace or end threads and processes.
+//!
+//! A trapped syscall runs inside our SIGSYS handler, on our signal stack. For
+//! most syscalls that is invisible; for these it is not:
+//! - clone with a new stack (threads, posix_spawn-like children): the child
+//!   starts after the gate's `syscall` on its new stack, in our code, with the
+//!   handler's registers. The parent therefore writes a complete signal frame
+//!   (the program's registers with rax = 0, its FPU/vector state, its signal
+//!   mask, a fresh signal stack) below the child's stack, and the child does
+//!   its setup and then rt_sigreturn onto that frame.
+//! - vfork / CLONE_VFORK: the child runs first on the parent's stack while the
+//!   parent sleeps inside the syscall. Run from the handler, the child would
+//!   overwrite the parent's handler frame on the shared signal stack. Instead
+//!   the handler returns to the gate's vfork stub, which issues the syscall with
+//!   the program's own registers and mask, outside any handler.
+//! - fork (no new stack, no shared memory): runs in the handler; the child
+//!   continues in its copy of the handler and fixes up per-process state.
+//! - execve: the seccomp filter outlives exec and the new image's first syscall
+//!   would kill it, so under seccomp exec is refused with a clear message until
+//!   the launcher exists. Under SUD the kernel clears dispatch at exec; the
+//!   library is preloaded again as long as LD_PRELOAD survives, so it is put
+//!   back (with the USERTRAP_* settings) into the environment the program passes.
+
+use crate::arch;
+use crate::backend;
+use crate::sigsafe::dispatch::Outcome;
+use crate::sigsafe::frame::{self, Ucontext};
+use crate::sigsafe::log::Line;
+use crate::sigsafe::raw;
+use crate::sigsafe::signals;
+use crate::sigsafe::stats;
+use crate::sigsafe::thread::{self, ThreadArea};
+
+const CLONE_VM: u64 = libc::CLONE_VM as u64;
+const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
+const CLONE_SIGHAND: u64 = libc::CLONE_SIGHAND as u64;
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+const SIGCHLD: u64 = libc::SIGCHLD as u64;
+/// Size of `struct clone_args` as of CLONE_ARGS_SIZE_VER2.
+const CLONE_ARGS_SIZE: usize = 88;
+const CLONE_ARGS_SIZE_VER0: usize = 64;
+
+/// What the clone child finds below its frame (written by the parent).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct ChildHeader {
+    /// The child's thread area (CLONE_VM), or 0: keep the inherited copy.
+    area: u64,
+    flags: u64,
+}
+
+pub fn clone(area: &mut ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6]) -> Outcome {
+    let (flags, stack) = match nr {
+        raw::SYS_clone => (args[0], args[1]),
+        raw::SYS_clone3 => {
+            let size = args[1] as usize;
+            if !(CLONE_ARGS_SIZE_VER0..=4096).contains(&size) {
+                return Outcome::Return(raw::syscall6(nr, args)); // the kernel's error
+            }
+            let mut ca = [0u64; CLONE_ARGS_SIZE / 8];
+            let n = size.min(CLONE_ARGS_SIZE);
+            if raw::copy_from_user(ca.as_mut_ptr() as *mut u8, args[0] as *const u8, n).is_err() {
+                return Outcome::Return(-raw::EFAULT);
+            }
+            // struct clone_args: flags [0], ..., stack [5], stack_size [6].
+            let (stack, stack_size) = (ca[5], ca[6]);
+            (ca[0], if stack != 0 { stack.wrapping_add(stack_size) } else { 0 })
+        }
+        raw::SYS_fork => (SIGCHLD, 0),
+        _ => (CLONE_VM | CLONE_VFORK | SIGCHLD, 0), // vfork
+    };
+    if flags & CLONE_VFORK != 0 {
+        vfork_via_stub(area, uc, nr, flags)
+    } else if stack == 0 && flags & CLONE_VM == 0 {
+        fork_in_handler(area, nr, args, flags)
+    } else {
+        clone_with_frame(area, uc, nr, args, flags, stack)
+    }
+}
+
+fn vfork_via_stub(area: &mut ThreadArea, uc: &mut Ucontext, nr: i64, flags: u64) -> Outcome {
+    // The child shares our memory, so it must not use our area: set one aside
+    // for it to claim on its first trap (see thread::current).
+    match thread::allocate_for_child(area, flags & CLONE_SIGHAND != 0) {
+        Some(child) => {
+            child.app_altstack = area.app_altstack;
+            area.pending_child = child;
+        }
+        None => return Outcome::Return(-raw::ENOMEM),
+    }
+    area.vfork_return = uc.mc.rip;
+    uc.mc.rax = nr as u64;
+    uc.mc.rip = arch::GATE_VFORK;
+    Outcome::Resume
+}
+
+fn fork_in_handler(area: &mut ThreadArea, nr: i64, args: [u64; 6], flags: u64) -> Outcome {
+    let r = raw::syscall6(nr, args);
+    if r == 0 {
+        after_fork_in_child(area, flags);
+    }
+    Outcome::Return(r)
+}
+
+/// Per-process state in a new process (fork, or clone without CLONE_VM).
+fn after_fork_in_child(area: &mut ThreadArea, flags: u64) {
+    thread::after_fork_in_child(area);
+    signals::after_fork_in_child();
+    stats::after_fork_in_child();
+    if flags & CLONE_CLEAR_SIGHAND != 0 {
+        signals::reset_after_clear_sighand(&crate::sigsafe::sigsys::handler_action());
+    }
+    backend::arm_this_thread();
+}
+
+fn clone_with_frame(area: &mut ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6], flags: u64, stack: u64) -> Outcome {
+    // With CLONE_VM and no stack the child shares the program's stack: build
+    // its frame below the red zone there (the kernel will start it on ours,
+    // which it leaves at once, with every signal blocked).
+    let top = if stack != 0 { stack } else { uc.mc.rsp - 128 };
+    let fp_size = frame::fpstate_size(uc.mc.fpstate).unwrap_or(0);
+    let fp_dst = (top - fp_size as u64) & !63;
+    let uc_addr = (fp_dst - core::mem::size_of::<Ucontext>() as u64) & !15;
+    let frame_base = uc_addr - 8; // the restorer's return-address slot
+    let header_addr = frame_base - arch::CHILD_HEADER as u64;
+
+    let child_area = if flags & CLONE_VM != 0 {
+        match thread::allocate_for_child(area, flags & CLONE_SIGHAND != 0) {
+            Some(a) => Some(a),
+            None => return Outcome::Return(-raw::ENOMEM),
+        }
+    } else {
+        None
+    };
+
+    let mut child_uc = *uc;
+    child_uc.mc.rax = 0;
+    child_uc.mc.rcx = uc.mc.rip;
+    child_uc.mc.r11 = uc.mc.eflags;
+    child_uc.mc.rsp = if stack != 0 { stack } else { uc.mc.rsp };
+    child_uc.mc.fpstate = if fp_size != 0 { fp_dst } else { 0 };
+    if let Some(a) = &child_area {
+        // A CLONE_VM child starts without an alternate stack: give it ours.
+        child_uc.uc_stack = a.altstack;
+    }
+    let header = ChildHeader { area: child_area.as_ref().map_or(0, |a| *a as *const ThreadArea as u64), flags };
+    let written = raw::write_user(uc_addr, &child_uc)
+        .and_then(|_| raw::write_user(header_addr, &header))
+        .and_then(|_| {
+            if fp_size != 0 {
+                raw::copy_to_user(fp_dst as *mut u8, uc.mc.fpstate as *const u8, fp_size)
+            } else {
+                Ok(())
+            }
+        });
+    if let Err(e) = written {
+        if let Some(a) = child_area {
+            thread::release(a);
+        }
+        return Outcome::Return(-e);
+    }
+
+    // Block everything until the child's sigreturn installs the program's mask.
+    let old = raw::sigprocmask(libc::SIG_SETMASK, Some(!0u64));
+    // SAFETY: the frame and header were written above; only the child uses
+    // them; the gate issues clone/clone3 with the program's own arguments.
+    let r = unsafe { arch::ut_clone_with_frame(nr as u64, args[0], args[1], args[2], args[3], args[4], frame_base) };
+    raw::sigprocmask(libc::SIG_SETMASK, Some(old));
+    if r < 0 {
+        if let Some(a) = child_area {
+            thread::release(a);
+        }
+    }
+    Outcome::Return(r)
+}
+
+/// Called by ut_clone_child_entry on the child's own stack, every signal
+/// blocked, before the rt_sigreturn that starts the program's code.
+#[no_mangle]
+pub extern "C" fn ut_clone_child_setup(frame_base: u64) {
+    let header_addr = frame_base - arch::CHILD_HEADER as u64;
+    // SAFETY: the parent wrote this header just before the clone, below the
+    // frame and above the stack this function runs on.
+    let header = unsafe { *(header_addr as *const ChildHeader) };
+    if header.area != 0 {
+        // SAFETY: allocated by the parent for this child alone.
+        let a = unsafe { &mut *(header.area as *mut ThreadArea) };
+        thread::install(a);
+        backend::arm_this_thread();
+    } else if let Some(a) = thread::current_unchecked() {
+        after_fork_in_child(a, header.flags);
+    }
+}
+
+// --- exec -----------------------------------------------------------------------
+
+/// Environment entries the library carries into exec'd programs (set at start).
+pub struct ExecEnv {
+    /// "LD_PRELOAD=<absolute path of this library>\0"
+    pub preload_entry: [u8; 4096],
+    /// Length of the library's path inside `preload_entry`.
+    pub path_len: usize,
+    /// The process's USERTRAP_* entries, NUL-terminated one after another.
+    pub settings: [u8; 4096],
+    pub settings_len: usize,
+}
+
+struct ExecEnvCell(core::cell::UnsafeCell<ExecEnv>);
+// SAFETY: written once by the constructor before any trap is armed, then only read.
+unsafe impl Sync for ExecEnvCell {}
+static EXEC_ENV: ExecEnvCell = ExecEnvCell(core::cell::UnsafeCell::new(ExecEnv {
+    preload_entry: [0; 4096],
+    path_len: 0,
+    settings: [0; 4096],
+    settings_len: 0,
+}));
+
+/// Constructor only: record what exec must carry along.
+pub fn set_exec_env(f: impl FnOnce(&mut ExecEnv)) {
+    // SAFETY: called once, single-threaded, before any trap is armed.
+    f(unsafe { &mut *EXEC_ENV.0.get() })
+}
+
+fn exec_env() -> &'static ExecEnv {
+    // SAFETY: read-only after the constructor.
+    unsafe { &*EXEC_ENV.0.get() }
+}
+
+const LD_PRELOAD: &[u8] = b"LD_PRELOAD=";
+const USERTRAP_PREFIX: &[u8] = b"USERTRAP_";
+/// Pointers the new environment may hold on our stack before we map a buffer.
+const ENV_ON_STACK: usize = 512;
+/// Longest LD_PRELOAD value we rewrite.
+const PRELOAD_MAX: usize = 4000;
+
+pub fn exec(nr: i64, args: [u64; 6]) -> i64 {
+    let (path_ptr, envp_idx) = if nr == raw::SYS_execve { (args[0], 2) } else { (args[1], 3) };
+    if backend::is_seccomp() {
+        report_exec_refused(path_ptr);
+        return -raw::ENOSYS;
+    }
+    let envp = args.get(envp_idx).copied().unwrap_or(0);
+    with_our_environment(envp, |new_envp| {
+        let mut a = args;
+        if let Some(slot) = a.get_mut(envp_idx) {
+            *slot = new_envp;
+        }
+        raw::syscall6(nr, a)
+    })
+}
+
+fn report_exec_refused(path_ptr: u64) {
+    let mut path = [0u8; 200];
+    let n = raw::strnlen_user(path_ptr, path.len()).unwrap_or(0);
+    let _ = raw::copy_from_user(path.as_mut_ptr(), path_ptr as *const u8, n);
+    let mut l = Line::new();
+    l.str("execve(\"")
+        .bytes(path.get(..n).unwrap_or(&[]))
+        .str("\") refused with ENOSYS: the seccomp backend cannot follow exec yet (its filter outlives exec); use USERTRAP_BACKEND=sud for programs that exec");
+    l.emit();
+}
+
+/// Does the LD_PRELOAD value `v` already name this library?
+fn names_us(v: &[u8], ours: &[u8]) -> bool {
+    v.split(|&b| b == b':' || b == b' ').any(|c| c == ours)
+}
+
+/// Build the program's environment with LD_PRELOAD naming this library and
+/// our USERTRAP_* settings, and call `run` with a pointer to it.
+fn with_our_environment(envp: u64, run: impl FnOnce(u64) -> i64) -> i64 {
+    let env = exec_env();
+    let ours = env.preload_entry.get(LD_PRELOAD.len()..LD_PRELOAD.len() + env.path_len).unwrap_or(&[]);
+    // Count the program's entries (a NULL envp is an empty environment).
+    let mut count = 0usize;
+    if envp != 0 {
+        loop {
+            match raw::read_user::<u64>(envp + 8 * count as u64) {
+                Ok(0) => break,
+                Ok(_) => count += 1,
+                Err(e) => return -e,
+            }
+            if count > (1 << 24) {
+                return -libc::E2BIG as i64;
+            }
+        }
+    }
+    let settings = env.settings.get(..env.settings_len).unwrap_or(&[]);
+    let n_settings = settings.iter().filter(|&&b| b == 0).count();
+    let needed = count + 1 + n_settings + 1;
+
+    let mut on_stack = [0u64; ENV_ON_STACK];
+    let mut mapped: Option<(u64, usize)> = None;
+    let out: &mut [u64] = if needed <= ENV_ON_STACK {
+        &mut on_stack
+    } else {
+        let len = (needed * 8 + 4095) & !4095;
+        match raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) {
+            Ok(p) => {
+                mapped = Some((p, len));
+                // SAFETY: a fresh private mapping of `len` bytes, ours alone.
+                unsafe { core::slice::from_raw_parts_mut(p as *mut u64, needed) }
+            }
+            Err(e) => return -e,
+        }
+    };
+
+    let mut rewritten = [0u8; LD_PRELOAD.len() + 4096 + 1 + PRELOAD_MAX + 1];
+    let mut n = 0usize;
+    let mut saw_preload = false;
+    let mut push = |out: &mut [u64], p: u64| {
+        if let Some(slot) = out.get_mut(n) {
+            *slot = p;
+            n += 1;
+        }
+    };
+    for i in 0..count {
+        let p = match raw::read_user::<u64>(envp + 8 * i as u64) {
+            Ok(p) => p,
+            Err(e) => return finish(mapped, -e),
+        };
+        let mut head = [0u8; 11];
+        let len = raw::strnlen_user(p, head.len()).unwrap_or(0);
+        let _ = raw::copy_from_user(head.as_mut_ptr(), p as *const u8, len);
+        let head = head.get(..len).unwrap_or(&[]);
+        if head.starts_with(USERTRAP_PREFIX) {
+            continue; // replaced by ours below
+        }
+        if head == LD_PRELOAD && !saw_preload {
+            saw_preload = true;
+            let vlen = raw::strnlen_user(p + LD_PRELOAD.len() as u64, PRELOAD_MAX + 1).unwrap_or(PRELOAD_MAX + 1);
+            let mut value = [0u8; PRELOAD_MAX];
+            if vlen <= PRELOAD_MAX
+                && raw::copy_from_user(value.as_mut_ptr(), (p + LD_PRELOAD.len() as u64) as *const u8, vlen).is_ok()
+            {
+                let value = value.get(..vlen).unwrap_or(&[]);
+                if names_us(value, ours) {
+                    push(out, p);
+                } else {
+                    // LD_PRELOAD=<us>:<theirs>
+                    let mut w = 0usize;
+                    for part in [LD_PRELOAD, ours, b":", value, b"\0"] {
+                        for &b in part {
+                            if let Some(slot) = rewritten.get_mut(w) {
+                                *slot = b;
+                                w += 1;
+                            }
+                        }
+                    }
+                    push(out, rewritten.as_ptr() as u64);
+                }
+            } else {
+                // Too long to rewrite: keep theirs and add ours in front of it.
+                push(out, env.preload_entry.as_ptr() as u64);
+            }
+            continue;
+        }
+        push(out, p);
+    }
+    if !saw_preload {
+        push(out, env.preload_entry.as_ptr() as u64);
+    }
+    let mut start = 0usize;
+    for (i, &b) in settings.iter().enumerate() {
+        if b == 0 {
+            push(out, settings.as_ptr() as u64 + start as u64);
+            start = i + 1;
+        }
+    }
+    push(out, 0);
+    let r = run(out.as_ptr() as u64);
+    core::hint::black_box(&rewritten);
+    finish(mapped, r)
+}
+
+fn finish(mapped: Option<(u64, usize)>, r: i64) -> i64 {
+    if let Some((p, len)) = mapped {
+        raw::munmap(p, len);
+    }
+    r
+}
+
+// --- other syscalls the library must not let through unchanged ------------------
+
+const ARCH_SET_GS: u64 = 0x1001;
+const ARCH_GET_GS: u64 = 0x1004;
+
+/// arch_prctl: the GS base belongs to the library (it finds each thread's
+/// area through it); the program sees 0 and may not change it.
+pub fn arch_prctl(args: [u64; 6]) -> i64 {
+    match args[0] {
+        ARCH_SET_GS => {
+            Line::new().str("the program tried to set the GS base (arch_prctl ARCH_SET_GS), which usertrap needs for itself: refused with EPERM").emit();
+            -raw::EPERM
+        }
+        ARCH_GET_GS => match raw::write_user(args[1], &0u64) {
+            Ok(()) => 0,
+            Err(e) => -e,
+        },
+        _ => raw::syscall6(raw::SYS_arch_prctl, args),
+    }
+}
+
+/// prctl: Syscall User Dispatch is ours under the SUD backend.
+pub fn prctl(args: [u64; 6]) -> i64 {
+    if args[0] == linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH as u64 && backend::is_sud() {
+        Line::new().str("the program tried to configure Syscall User Dispatch, which the sud backend uses: refused with EBUSY").emit();
+        return -raw::EBUSY;
+    }
+    raw::syscall6(raw::SYS_prctl, args)
+}
+
+/// Does [addr, addr+len) touch the gate?
+fn touches_gate(addr: u64, len: u64) -> bool {
+    let end = addr.saturating_add(len);
+    addr < arch::GATE_ADDR + arch::GATE_LEN && end > arch::GATE_ADDR
+}
+
+/// munmap/mprotect/mremap/mmap(MAP_FIXED) over the gate would cut the
+/// library's only way to make syscalls: refused with EINVAL.
+pub fn guard_gate(nr: i64, args: [u64; 6]) -> Option<i64> {
+    let hits = match nr {
+        raw::SYS_munmap | raw::SYS_mprotect => touches_gate(args[0], args[1]),
+        raw::SYS_mremap => touches_gate(args[0], args[1]) || (args[3] & libc::MREMAP_FIXED as u64 != 0 && touches_gate(args[4], args[2])),
+        raw::SYS_mmap => args[3] & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) as u64 != 0 && touches_gate(args[0], args[1]),
+        _ => false,
+    };
+    if hits {
+        Line::new().str("the program tried to unmap, remap or reprotect usertrap's syscall gate at ").hex(arch::GATE_ADDR).str(": refused with EINVAL").emit();
+        Some(-raw::EINVAL)
+    } else {
+        None
+    }
+}

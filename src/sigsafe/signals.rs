@@ -1,0 +1,514 @@
+//! The program's signal state, virtualised where the library needs the real one.
+//!
+//! The kernel delivers a trap's SIGSYS by force: if SIGSYS is blocked or
+//! ignored at that moment, the process dies. And the library's own handlers for
+//! SIGSYS, SIGSEGV and SIGILL (the *owned* signals) must stay installed. So:
+//! - dispositions of owned signals live in a table; the program's
+//!   `rt_sigaction` reads and writes the table, and faults that are not ours are
+//!   passed to the handler recorded there, or end the process as the default
+//!   action would;
+//! - the kernel's mask never contains an owned signal; what the program
+//!   believes blocked is kept per thread and reported back. Every syscall that
+//!   installs a mask (`rt_sigprocmask`, the temporary masks of `ppoll`,
+//!   `pselect6`, `epoll_pwait(2)`, `rt_sigsuspend`, `io_pgetevents`, and the
+//!   `sa_mask` of every handler) has the owned signals removed on the way in;
+//! - `rt_sigprocmask` and `sigaltstack` change the saved ucontext rather than the
+//!   kernel: our handler's sigreturn restores the mask and the alternate stack
+//!   from it, so a direct change would be undone (and the kernel refuses to
+//!   change the alternate stack while our handler runs on it).
+
+use crate::arch;
+use crate::backend;
+use crate::sigsafe::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP, SYS_USER_DISPATCH};
+use crate::sigsafe::raw::{self, KernelSigaction};
+use crate::sigsafe::thread::{self, ThreadArea};
+
+pub const SIGILL: i32 = libc::SIGILL;
+pub const SIGSEGV: i32 = libc::SIGSEGV;
+pub const SIGSYS: i32 = libc::SIGSYS;
+const SIGKILL: i32 = libc::SIGKILL;
+const SIGSTOP: i32 = libc::SIGSTOP;
+
+const SIG_DFL: u64 = 0;
+const SIG_IGN: u64 = 1;
+
+const SA_SIGINFO: u64 = libc::SA_SIGINFO as u64;
+const SA_ONSTACK: u64 = libc::SA_ONSTACK as u64;
+const SA_RESTART: u64 = libc::SA_RESTART as u64;
+const SA_NODEFER: u64 = libc::SA_NODEFER as u64;
+const SA_RESETHAND: u64 = libc::SA_RESETHAND as u64;
+const SA_RESTORER: u64 = 0x0400_0000;
+/// The flags the kernel keeps (UAPI_SA_FLAGS in include/linux/signal.h, x86).
+const UAPI_SA_FLAGS: u64 = libc::SA_NOCLDSTOP as u64
+    | libc::SA_NOCLDWAIT as u64
+    | SA_SIGINFO
+    | SA_ONSTACK
+    | SA_RESTART
+    | SA_NODEFER
+    | SA_RESETHAND
+    | 0x0000_0800 // SA_EXPOSE_TAGBITS
+    | SA_RESTORER;
+
+const SS_ONSTACK: i32 = libc::SS_ONSTACK;
+const SS_DISABLE: i32 = libc::SS_DISABLE;
+const SS_AUTODISARM: i32 = 1 << 31;
+const MINSIGSTKSZ: u64 = 2048;
+
+/// The bit of `sig` in a 64-bit kernel sigset.
+pub const fn bit(sig: i32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// Signals whose real disposition belongs to the library.
+pub const OWNED: u64 = bit(SIGSYS) | bit(SIGSEGV) | bit(SIGILL);
+const UNBLOCKABLE: u64 = bit(SIGKILL) | bit(SIGSTOP);
+
+/// One signal's disposition as the program set it.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct AppAction {
+    pub act: KernelSigaction,
+    /// True once the program set it through us (or we recorded it at start).
+    pub known: bool,
+}
+
+/// Dispositions of signals 1..=64 as the program sees them (index = signal).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SigTable {
+    pub actions: [AppAction; 65],
+}
+
+impl SigTable {
+    pub const fn new() -> SigTable {
+        SigTable {
+            actions: [AppAction {
+                act: KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 },
+                known: false,
+            }; 65],
+        }
+    }
+}
+
+struct TableCell(core::cell::UnsafeCell<SigTable>);
+// SAFETY: accessed only through `with_table`, under TABLE_LOCK.
+unsafe impl Sync for TableCell {}
+static PROCESS_TABLE: TableCell = TableCell(core::cell::UnsafeCell::new(SigTable::new()));
+/// Serialises every table access (taken with signals blocked).
+static TABLE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+pub fn process_table() -> *mut SigTable {
+    PROCESS_TABLE.0.get()
+}
+
+fn with_table<R>(t: *mut SigTable, f: impl FnOnce(&mut SigTable) -> R) -> R {
+    thread::with_signals_blocked(|| {
+        let _g = TABLE_LOCK.lock();
+        // SAFETY: tables are the process table or an area's private copy, both
+        // live for the process; the lock makes this the only reference.
+        f(unsafe { &mut *t })
+    })
+}
+
+pub fn copy_table(from: *mut SigTable, to: &mut SigTable) {
+    let copy = with_table(from, |t| *t);
+    *to = copy;
+}
+
+fn action_of(t: *mut SigTable, sig: i32) -> AppAction {
+    with_table(t, |t| t.actions.get(sig as usize).copied().unwrap_or_default())
+}
+
+fn owned(sig: i32) -> bool {
+    (1..=64).contains(&sig) && OWNED & bit(sig) != 0
+}
+
+/// The handler we install for every owned signal.
+pub fn our_action(handler: extern "C" fn(i32, *mut Siginfo, *mut core::ffi::c_void)) -> KernelSigaction {
+    KernelSigaction {
+        handler: handler as *const () as u64,
+        // NODEFER and an empty mask: the handler runs with the program's own
+        // mask, so a blocking syscall inside it is interrupted exactly as the
+        // program's would be.
+        flags: SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART | SA_RESTORER,
+        restorer: arch::GATE_RESTORER,
+        mask: 0,
+    }
+}
+
+/// At start-up: remember what the program (or an earlier library) had set
+/// for an owned signal, then install ours. Err(errno) if the kernel refuses.
+pub fn take_over(sig: i32, ours: &KernelSigaction) -> Result<(), i64> {
+    let mut old = KernelSigaction::default();
+    let r = raw::rt_sigaction(sig, Some(ours), Some(&mut old));
+    if r < 0 {
+        return Err(-r);
+    }
+    with_table(process_table(), |t| {
+        if let Some(slot) = t.actions.get_mut(sig as usize) {
+            *slot = AppAction { act: old, known: true };
+        }
+    });
+    Ok(())
+}
+
+/// Re-install our handlers (a child created with CLONE_CLEAR_SIGHAND).
+pub fn reset_after_clear_sighand(ours: &KernelSigaction) {
+    for sig in [SIGSYS, SIGSEGV, SIGILL] {
+        raw::rt_sigaction(sig, Some(ours), None);
+    }
+    with_table(process_table(), |t| *t = SigTable::new());
+}
+
+/// At start-up: the program's initial mask may block an owned signal
+/// (inherited across exec). Record that as its view and unblock for real.
+pub fn take_over_mask(area: &mut ThreadArea) {
+    let old = raw::sigprocmask(libc::SIG_UNBLOCK, Some(OWNED));
+    area.app_blocked_owned = old & OWNED;
+}
+
+/// At start-up: keep the program's alternate stack if it has one; otherwise
+/// install ours. Records the program's view in `area`.
+pub fn take_over_altstack(area: &mut ThreadArea) {
+    let mut cur = StackT::default();
+    raw::syscall(raw::SYS_sigaltstack, 0, &mut cur as *mut StackT as u64, 0, 0);
+    if cur.ss_flags & SS_DISABLE == 0 && cur.ss_size != 0 {
+        area.app_altstack = StackT { ss_flags: cur.ss_flags & SS_AUTODISARM, ..cur };
+    } else {
+        raw::syscall(raw::SYS_sigaltstack, &area.altstack as *const StackT as u64, 0, 0, 0);
+    }
+}
+
+// --- rt_sigaction -------------------------------------------------------------
+
+pub fn rt_sigaction(area: &mut ThreadArea, args: [u64; 6]) -> i64 {
+    let (sig, act_ptr, old_ptr, size) = (args[0] as i64, args[1], args[2], args[3]);
+    if size != 8 || !(1..=64).contains(&sig) {
+        return -raw::EINVAL;
+    }
+    let sig = sig as i32;
+    let new = if act_ptr != 0 {
+        match raw::read_user::<KernelSigaction>(act_ptr) {
+            Ok(a) => Some(a),
+            Err(e) => return -e,
+        }
+    } else {
+        None
+    };
+    if new.is_some() && (sig == SIGKILL || sig == SIGSTOP) {
+        return -raw::EINVAL;
+    }
+    // What the kernel would store: known flags only, never SIGKILL/SIGSTOP in the mask.
+    let stored = new.map(|a| KernelSigaction { flags: a.flags & UAPI_SA_FLAGS, mask: a.mask & !UNBLOCKABLE, ..a });
+    let table = area.sigtable;
+    let old = if owned(sig) {
+        with_table(table, |t| {
+            let slot = t.actions.get_mut(sig as usize);
+            match slot {
+                Some(slot) => {
+                    let old = slot.act;
+                    if let Some(s) = stored {
+                        *slot = AppAction { act: s, known: true };
+                    }
+                    old
+                }
+                None => KernelSigaction::default(),
+            }
+        })
+    } else {
+        // The kernel keeps the real disposition; it just never gets an owned
+        // signal in sa_mask, and under SUD returns through the gate's restorer.
+        let to_kernel = stored.map(|s| {
+            let mut k = KernelSigaction { mask: s.mask & !OWNED, ..s };
+            if backend::is_sud() && k.flags & SA_RESTORER != 0 {
+                k.restorer = arch::GATE_RESTORER;
+            }
+            k
+        });
+        let r = with_table(table, |t| {
+            let mut kold = KernelSigaction::default();
+            let r = raw::rt_sigaction(sig, to_kernel.as_ref(), Some(&mut kold));
+            if r < 0 {
+                return Err(r);
+            }
+            let slot = t.actions.get_mut(sig as usize);
+            let mut reported = kold;
+            if let Some(slot) = slot {
+                // The kernel still holds what we installed for the program:
+                // report the program's own version (its mask, its restorer).
+                if slot.known && slot.act.handler == kold.handler && slot.act.flags == kold.flags {
+                    reported = slot.act;
+                }
+                if let Some(s) = stored {
+                    *slot = AppAction { act: s, known: true };
+                }
+            }
+            Ok(reported)
+        });
+        match r {
+            Ok(o) => o,
+            Err(e) => return e,
+        }
+    };
+    if old_ptr != 0 {
+        if let Err(e) = raw::write_user(old_ptr, &old) {
+            return -e;
+        }
+    }
+    0
+}
+
+// --- masks ----------------------------------------------------------------------
+
+/// rt_sigprocmask, applied to the ucontext our sigreturn will restore.
+pub fn rt_sigprocmask(area: &mut ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
+    let (how, set_ptr, old_ptr, size) = (args[0] as i64, args[1], args[2], args[3]);
+    if size != 8 {
+        return -raw::EINVAL;
+    }
+    let current = uc.uc_sigmask | area.app_blocked_owned;
+    if set_ptr != 0 {
+        let set: u64 = match raw::read_user(set_ptr) {
+            Ok(s) => s,
+            Err(e) => return -e,
+        };
+        let new = match how as i32 {
+            libc::SIG_BLOCK => current | set,
+            libc::SIG_UNBLOCK => current & !set,
+            libc::SIG_SETMASK => set,
+            _ => return -raw::EINVAL,
+        } & !UNBLOCKABLE;
+        set_program_mask(area, uc, new);
+    }
+    if old_ptr != 0 {
+        if let Err(e) = raw::write_user(old_ptr, &current) {
+            return -e;
+        }
+    }
+    0
+}
+
+/// Make `mask` the program's mask at our sigreturn; owned signals stay
+/// deliverable for real, and any that arrived while blocked are raised again.
+fn set_program_mask(area: &mut ThreadArea, uc: &mut Ucontext, mask: u64) {
+    uc.uc_sigmask = mask & !OWNED;
+    area.app_blocked_owned = mask & OWNED;
+    let ready = area.deferred & !mask;
+    if ready != 0 {
+        area.deferred &= !ready;
+        let (pid, tid) = (raw::getpid(), raw::gettid());
+        for sig in [SIGSYS, SIGSEGV, SIGILL] {
+            if ready & bit(sig) != 0 {
+                raw::tgkill(pid, tid, sig);
+            }
+        }
+    }
+}
+
+/// Run a syscall that installs a temporary mask, with the owned signals
+/// removed from that mask. `mask_arg`: index of the sigset pointer argument
+/// (its size follows it); `indirect`: the argument points to {sigset*, size}.
+pub fn with_temp_mask(nr: i64, mut args: [u64; 6], mask_arg: usize, indirect: bool) -> i64 {
+    let clean: u64;
+    let mut pair: [u64; 2] = [0, 0];
+    let (mask_ptr, size) = if indirect {
+        let p = args.get(mask_arg).copied().unwrap_or(0);
+        if p == 0 {
+            return raw::syscall6(nr, args);
+        }
+        match raw::read_user::<[u64; 2]>(p) {
+            Ok(v) => (v[0], v[1]),
+            Err(_) => return raw::syscall6(nr, args), // the kernel reports EFAULT
+        }
+    } else {
+        (args.get(mask_arg).copied().unwrap_or(0), args.get(mask_arg + 1).copied().unwrap_or(0))
+    };
+    if mask_ptr == 0 || size != 8 {
+        return raw::syscall6(nr, args);
+    }
+    match raw::read_user::<u64>(mask_ptr) {
+        Ok(m) if m & OWNED != 0 => clean = m & !OWNED,
+        _ => return raw::syscall6(nr, args),
+    }
+    if indirect {
+        pair = [&clean as *const u64 as u64, 8];
+        if let Some(a) = args.get_mut(mask_arg) {
+            *a = pair.as_ptr() as u64;
+        }
+    } else if let Some(a) = args.get_mut(mask_arg) {
+        *a = &clean as *const u64 as u64;
+    }
+    let r = raw::syscall6(nr, args);
+    // Keep the locals alive until the syscall has used them.
+    core::hint::black_box((&clean, &pair));
+    r
+}
+
+// --- sigaltstack ------------------------------------------------------------------
+
+fn on_stack(ss: &StackT, sp: u64) -> bool {
+    // on_sig_stack() in include/linux/sched/signal.h (stacks grow down).
+    ss.ss_size != 0 && ss.ss_flags & SS_AUTODISARM == 0 && sp > ss.ss_sp && sp - ss.ss_sp <= ss.ss_size
+}
+
+/// sigaltstack, against the program's view; a change takes effect through the
+/// ucontext at our sigreturn (the kernel then checks against the program's sp).
+pub fn sigaltstack(area: &mut ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
+    let (ss_ptr, old_ptr) = (args[0], args[1]);
+    let sp = uc.mc.rsp;
+    let app = area.app_altstack;
+    let on = on_stack(&app, sp);
+    let old_flags = if app.ss_size == 0 {
+        SS_DISABLE
+    } else if on {
+        SS_ONSTACK
+    } else {
+        0
+    } | (app.ss_flags & SS_AUTODISARM);
+    let old = StackT { ss_sp: app.ss_sp, ss_flags: old_flags, _pad: 0, ss_size: app.ss_size };
+    if ss_ptr != 0 {
+        let new: StackT = match raw::read_user(ss_ptr) {
+            Ok(s) => s,
+            Err(e) => return -e,
+        };
+        if on {
+            return -raw::EPERM;
+        }
+        let mode = new.ss_flags & !SS_AUTODISARM;
+        if mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0 {
+            return -raw::EINVAL;
+        }
+        if mode == SS_DISABLE {
+            area.app_altstack = StackT { ss_sp: 0, ss_flags: new.ss_flags, _pad: 0, ss_size: 0 };
+            uc.uc_stack = area.altstack;
+        } else {
+            if new.ss_size < MINSIGSTKSZ {
+                return -raw::ENOMEM;
+            }
+            area.app_altstack = StackT { _pad: 0, ..new };
+            uc.uc_stack = StackT { _pad: 0, ..new };
+        }
+    }
+    if old_ptr != 0 {
+        if let Err(e) = raw::write_user(old_ptr, &old) {
+            return -e;
+        }
+    }
+    0
+}
+
+// --- signals that are not our traps -------------------------------------------
+
+/// Would the kernel have forced this signal on the program (a fault or a
+/// seccomp/SUD trap), killing it if blocked or ignored?
+fn forced(sig: i32, info: &Siginfo) -> bool {
+    if sig == SIGSYS {
+        info.si_code == SYS_SECCOMP || info.si_code == SYS_USER_DISPATCH
+    } else {
+        info.si_code > 0
+    }
+}
+
+/// Deliver an owned signal that is not one of our traps to the program, as the
+/// kernel would have: its handler, its ignore, or its default action.
+pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &mut ThreadArea) {
+    let is_forced = forced(sig, info);
+    let app = action_of(area.sigtable, sig).act;
+    match app.handler {
+        SIG_DFL => die(sig, info),
+        SIG_IGN => {
+            if is_forced {
+                die(sig, info)
+            }
+        }
+        handler => {
+            let blocked = (uc.uc_sigmask | area.app_blocked_owned) & bit(sig) != 0;
+            if blocked {
+                if is_forced {
+                    die(sig, info);
+                } else {
+                    area.deferred |= bit(sig);
+                }
+                return;
+            }
+            call_program_handler(sig, handler, &app, info, uc, area);
+        }
+    }
+}
+
+fn call_program_handler(sig: i32, handler: u64, app: &KernelSigaction, info: &mut Siginfo, uc: &mut Ucontext, area: &mut ThreadArea) {
+    if app.flags & SA_RESETHAND != 0 {
+        with_table(area.sigtable, |t| {
+            if let Some(slot) = t.actions.get_mut(sig as usize) {
+                slot.act = KernelSigaction { handler: SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+            }
+        });
+    }
+    // The mask while the handler runs: sa_mask, plus the signal itself unless
+    // SA_NODEFER. Owned signals only in the program's view.
+    let mut add = app.mask;
+    if app.flags & SA_NODEFER == 0 {
+        add |= bit(sig);
+    }
+    let view_before = area.app_blocked_owned;
+    let real_before = uc.uc_sigmask;
+    area.app_blocked_owned |= add & OWNED;
+    raw::sigprocmask(libc::SIG_SETMASK, Some(real_before | (add & !OWNED & !UNBLOCKABLE)));
+    // The handler sees the interrupted mask as the program knew it.
+    uc.uc_sigmask = real_before | view_before;
+    let uc_ptr = uc as *mut Ucontext;
+    let info_ptr = info as *mut Siginfo;
+    // SAFETY: `handler` is the function the program registered for `sig`
+    // (neither SIG_DFL nor SIG_IGN), called with the arguments the kernel would
+    // pass: (sig, info, ucontext) for SA_SIGINFO, else (sig).
+    unsafe {
+        if app.flags & SA_SIGINFO != 0 {
+            let f: extern "C" fn(i32, *mut Siginfo, *mut Ucontext) = core::mem::transmute(handler as usize);
+            f(sig, info_ptr, uc_ptr);
+        } else {
+            let f: extern "C" fn(i32) = core::mem::transmute(handler as usize);
+            f(sig);
+        }
+    }
+    // The handler may have edited the mask to restore; owned bits go back to
+    // the program's view, the rest to the kernel at our sigreturn.
+    area.app_blocked_owned = uc.uc_sigmask & OWNED;
+    uc.uc_sigmask &= !OWNED;
+}
+
+/// End the process with `sig`'s default action, as natively: restore the
+/// default disposition, then let the signal happen again. A fault re-executes
+/// its instruction when the handler returns; anything else is re-sent.
+fn die(sig: i32, info: &Siginfo) {
+    let dfl = KernelSigaction::default();
+    raw::rt_sigaction(sig, Some(&dfl), None);
+    let refaults = sig != SIGSYS && info.si_code > 0;
+    if !refaults {
+        raw::tgkill(raw::getpid(), raw::gettid(), sig);
+    }
+    crate::sigsafe::stats::at_fatal_signal();
+}
+
+/// SUD only: a program handler returned through a restorer outside the gate,
+/// so its rt_sigreturn trapped. Perform it from the gate, on the program's frame.
+pub fn rt_sigreturn(uc: &Ucontext) -> ! {
+    // SAFETY: rsp at the trap is where the program's handler returned to its
+    // restorer, i.e. just above the frame's return-address slot; the kernel
+    // validates the frame it finds there.
+    unsafe { arch::ut_sigreturn_at(uc.mc.rsp) }
+}
+
+/// Whether `info` describes one of our own traps.
+pub fn is_our_trap(info: &Siginfo) -> bool {
+    match info.si_code {
+        SYS_SECCOMP => backend::is_seccomp() && info.si_errno == backend::seccomp::TRAP_DATA as i32,
+        SYS_USER_DISPATCH => backend::is_sud(),
+        _ => false,
+    }
+}
+
+/// In a new process: a thread that held the table lock at fork time is gone.
+pub fn after_fork_in_child() {
+    // SAFETY: only this thread exists in the new process.
+    unsafe { TABLE_LOCK.force_unlock() };
+}

@@ -1,0 +1,48 @@
+//! The slow path: SIGSYS from our trap (seccomp or SUD). The kernel skipped
+//! the program's syscall and saved its registers; we run the syscall through
+//! the gate with those registers' arguments and put the result in rax. All
+//! other registers, the flags and the FPU/vector state come back untouched
+//! from the frame at sigreturn, as after a native syscall.
+
+use crate::sigsafe::dispatch::{dispatch, Outcome, Trap};
+use crate::sigsafe::frame::{Siginfo, Ucontext};
+use crate::sigsafe::log::Line;
+use crate::sigsafe::raw::{self, KernelSigaction};
+use crate::sigsafe::signals;
+use crate::sigsafe::thread;
+
+pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
+    // SAFETY: the kernel passes valid siginfo and ucontext pointers into the
+    // frame it built for this handler (SA_SIGINFO), live until we return.
+    let (info, uc) = unsafe { (&mut *info, &mut *(ctx as *mut Ucontext)) };
+    let area = match thread::current() {
+        Some(a) => a,
+        None => out_of_memory(),
+    };
+    if !signals::is_our_trap(info) {
+        signals::deliver_to_program(sig, info, uc, area);
+        return;
+    }
+    let nr = uc.mc.rax as i64;
+    let args = uc.syscall_args();
+    let mut trap = Trap { area, uc };
+    match dispatch(&mut trap, nr, args) {
+        Outcome::Return(r) => trap.uc.set_syscall_result(r),
+        Outcome::Resume => {}
+    }
+}
+
+/// The action we install for SIGSYS.
+pub fn handler_action() -> KernelSigaction {
+    signals::our_action(on_sigsys)
+}
+
+/// Without a thread area we cannot run the program faithfully: say so, and end.
+pub fn out_of_memory() -> ! {
+    Line::new().str("out of memory for a thread area; cannot continue").emit();
+    raw::syscall(raw::SYS_exit_group, 127, 0, 0, 0);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+

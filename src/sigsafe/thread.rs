@@ -1,0 +1,319 @@
+//! The per-thread area: state the handlers keep for one thread, found through
+//! the GS base (glibc leaves %gs unused on x86-64), never through TLS.
+//!
+//! An area is one private mapping: a header page with [`ThreadArea`], a guard
+//! page, and the thread's signal stack. Areas are recycled through a pool: a
+//! thread that exits is put on a "dying" queue and its area is reused only once
+//! the kernel says the thread is gone (tgkill(.., 0) -> ESRCH), because the
+//! thread still runs on that signal stack while it issues exit(2).
+//!
+//! Ownership: `owner_tid` is checked on every slow-path entry. A mismatch means
+//! the thread inherited someone else's GS base: a vfork child (it shares its
+//! parent's memory, so it must not write the parent's area; it claims the area
+//! the parent set aside for it) or a thread that existed before the library.
+
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+
+use crate::arch;
+use crate::sigsafe::frame::StackT;
+use crate::sigsafe::raw;
+use crate::sigsafe::signals::{self, SigTable};
+
+const AREA_MAGIC: u64 = 0x7061_7274_7265_7375; // "usertrap"
+const PAGE: usize = 4096;
+const HEADER_LEN: usize = (core::mem::size_of::<ThreadArea>() + PAGE - 1) & !(PAGE - 1);
+
+const STATE_IN_USE: u32 = 1;
+const STATE_DYING: u32 = 2;
+const STATE_FREE: u32 = 3;
+
+#[repr(C)]
+pub struct ThreadArea {
+    /// Offset 0: the area's own address (for %gs:0 loads).
+    pub self_ptr: u64,
+    /// Offset 8 (arch::AREA_VFORK_RETURN): where the gate's vfork stub returns.
+    pub vfork_return: u64,
+    magic: u64,
+    /// The thread that owns the area; 0 while set aside for a vfork child.
+    pub owner_tid: AtomicI32,
+    state: AtomicU32,
+    next: *mut ThreadArea,
+    /// Our signal stack in this mapping.
+    pub altstack: StackT,
+    /// The alternate stack as the program set it (ss_size 0: none).
+    pub app_altstack: StackT,
+    /// Owned signals (SIGSYS, SIGSEGV, SIGILL) the program believes blocked:
+    /// the kernel never blocks them, or a trap would kill the process.
+    pub app_blocked_owned: u64,
+    /// Owned signals that arrived while the program had them blocked.
+    pub deferred: u64,
+    /// The dispositions this thread sees: the process table, or for a child
+    /// that shares memory but not handlers (vfork), `private_sigtable`.
+    pub sigtable: *mut SigTable,
+    /// An area set aside for the child of a vfork in progress.
+    pub pending_child: *mut ThreadArea,
+    map_len: usize,
+    pub private_sigtable: SigTable,
+}
+
+/// Signal stack size in bytes (USERTRAP_SIGSTACK_KIB).
+pub static SIGSTACK_SIZE: AtomicUsize = AtomicUsize::new(256 * 1024);
+/// Whether the CPU and kernel allow rdgsbase/wrgsbase (AT_HWCAP2 bit 1).
+pub static HAVE_FSGSBASE: AtomicBool = AtomicBool::new(false);
+
+const ARCH_SET_GS: u64 = 0x1001;
+const ARCH_GET_GS: u64 = 0x1004;
+
+fn gs_base() -> u64 {
+    if HAVE_FSGSBASE.load(Ordering::Relaxed) {
+        // SAFETY: FSGSBASE is enabled (checked at start-up), so rdgsbase is valid.
+        unsafe { arch::ut_rdgsbase() }
+    } else {
+        let mut v: u64 = 0;
+        raw::syscall(raw::SYS_arch_prctl, ARCH_GET_GS, &mut v as *mut u64 as u64, 0, 0);
+        v
+    }
+}
+
+fn set_gs_base(v: u64) {
+    if HAVE_FSGSBASE.load(Ordering::Relaxed) {
+        // SAFETY: as gs_base; glibc does not use %gs on x86-64.
+        unsafe { arch::ut_wrgsbase(v) }
+    } else {
+        raw::syscall(raw::SYS_arch_prctl, ARCH_SET_GS, v, 0, 0);
+    }
+}
+
+/// Free and dying areas. Taken only with every signal blocked, so a handler
+/// can never interrupt its own thread while it holds the lock.
+struct Pool {
+    free: *mut ThreadArea,
+    dying_head: *mut ThreadArea,
+    dying_tail: *mut ThreadArea,
+}
+
+// SAFETY: the raw pointers are only touched under the pool's lock.
+unsafe impl Send for Pool {}
+
+static POOL: spin::Mutex<Pool> = spin::Mutex::new(Pool {
+    free: ptr::null_mut(),
+    dying_head: ptr::null_mut(),
+    dying_tail: ptr::null_mut(),
+});
+
+/// Run `f` with every signal blocked (the kernel keeps SIGKILL/SIGSTOP).
+pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    let old = raw::sigprocmask(libc::SIG_SETMASK, Some(!0u64));
+    let r = f();
+    raw::sigprocmask(libc::SIG_SETMASK, Some(old));
+    r
+}
+
+fn take_from_pool() -> *mut ThreadArea {
+    with_signals_blocked(|| {
+        let mut pool = POOL.lock();
+        let a = pool.free;
+        if !a.is_null() {
+            // SAFETY: areas on the free list are ours and unused.
+            pool.free = unsafe { (*a).next };
+            return a;
+        }
+        // The oldest dying thread is the likeliest to be gone.
+        let head = pool.dying_head;
+        if head.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: areas on the dying list stay mapped; owner_tid is atomic.
+        let tid = unsafe { (*head).owner_tid.load(Ordering::Relaxed) };
+        if raw::tgkill(raw::getpid(), tid, 0) != -raw::ESRCH {
+            return ptr::null_mut();
+        }
+        // SAFETY: as above; we hold the lock.
+        pool.dying_head = unsafe { (*head).next };
+        if pool.dying_head.is_null() {
+            pool.dying_tail = ptr::null_mut();
+        }
+        head
+    })
+}
+
+fn map_new_area() -> *mut ThreadArea {
+    let stack = SIGSTACK_SIZE.load(Ordering::Relaxed);
+    let len = HEADER_LEN + PAGE + stack;
+    let base = match raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) {
+        Ok(b) => b,
+        Err(_) => return ptr::null_mut(),
+    };
+    // The guard page between header and stack turns an overflow into a fault.
+    raw::mprotect(base + HEADER_LEN as u64, PAGE, libc::PROT_NONE);
+    let a = base as *mut ThreadArea;
+    // SAFETY: fresh zeroed mapping, large enough and page aligned.
+    unsafe {
+        (*a).map_len = len;
+        (*a).altstack = StackT {
+            ss_sp: base + (HEADER_LEN + PAGE) as u64,
+            ss_flags: 0,
+            _pad: 0,
+            ss_size: stack as u64,
+        };
+    }
+    a
+}
+
+/// An area in a known initial state, not yet owned (owner_tid 0), with the
+/// process-wide dispositions; None if memory is exhausted.
+pub fn allocate() -> Option<&'static mut ThreadArea> {
+    let mut a = take_from_pool();
+    if a.is_null() {
+        a = map_new_area();
+    }
+    if a.is_null() {
+        return None;
+    }
+    // SAFETY: `a` came from the pool or a fresh mapping and nobody else uses it.
+    let area = unsafe { &mut *a };
+    area.self_ptr = a as u64;
+    area.vfork_return = 0;
+    area.magic = AREA_MAGIC;
+    area.owner_tid.store(0, Ordering::Relaxed);
+    area.state.store(STATE_IN_USE, Ordering::Relaxed);
+    area.next = ptr::null_mut();
+    area.app_altstack = StackT { ss_sp: 0, ss_flags: libc::SS_DISABLE, _pad: 0, ss_size: 0 };
+    area.app_blocked_owned = 0;
+    area.deferred = 0;
+    area.sigtable = signals::process_table();
+    area.pending_child = ptr::null_mut();
+    Some(area)
+}
+
+/// Give an area back (it was never run on, or its thread is gone).
+pub fn release(a: *mut ThreadArea) {
+    if a.is_null() {
+        return;
+    }
+    with_signals_blocked(|| {
+        let mut pool = POOL.lock();
+        // SAFETY: the caller hands over an area nobody runs on.
+        unsafe {
+            (*a).state.store(STATE_FREE, Ordering::Relaxed);
+            (*a).next = pool.free;
+        }
+        pool.free = a;
+    });
+}
+
+/// An area for a child that shares our memory (CLONE_VM): it inherits the
+/// program's view of blocked signals and, unless it shares the handlers
+/// (CLONE_SIGHAND), gets its own copy of the dispositions.
+pub fn allocate_for_child(parent: &ThreadArea, share_handlers: bool) -> Option<&'static mut ThreadArea> {
+    let child = allocate()?;
+    child.app_blocked_owned = parent.app_blocked_owned;
+    if share_handlers {
+        child.sigtable = parent.sigtable;
+    } else {
+        signals::copy_table(parent.sigtable, &mut child.private_sigtable);
+        child.sigtable = &mut child.private_sigtable;
+    }
+    Some(child)
+}
+
+/// Make `a` the calling thread's area.
+pub fn install(a: &mut ThreadArea) {
+    a.owner_tid.store(raw::gettid(), Ordering::Relaxed);
+    set_gs_base(a as *mut ThreadArea as u64);
+}
+
+/// The calling thread's area, set up on first use. None only if memory is
+/// exhausted.
+pub fn current() -> Option<&'static mut ThreadArea> {
+    let tid = raw::gettid();
+    let base = gs_base();
+    let inherited = if base != 0 {
+        // SAFETY: a non-zero GS base is only ever set by `install`, to an area
+        // that stays mapped for the life of the process; checked by magic.
+        let a = unsafe { &mut *(base as *mut ThreadArea) };
+        if a.magic != AREA_MAGIC {
+            None
+        } else if a.owner_tid.load(Ordering::Relaxed) == tid {
+            // Our own area. A vfork we started has finished by the time we run
+            // again (the parent sleeps until the child execs or exits), so the
+            // area set aside for its child is free again.
+            if !a.pending_child.is_null() {
+                release(a.pending_child);
+                a.pending_child = ptr::null_mut();
+            }
+            return Some(a);
+        } else {
+            Some(a)
+        }
+    } else {
+        None
+    };
+    match inherited {
+        Some(parent) => {
+            let child = parent.pending_child;
+            // SAFETY: a pending child area stays allocated until the parent
+            // runs again; claiming it is a single atomic exchange.
+            if !child.is_null() && unsafe { (*child).owner_tid.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed) }.is_ok() {
+                set_gs_base(child as u64);
+                // SAFETY: claimed above.
+                return Some(unsafe { &mut *child });
+            }
+            let a = allocate_for_child(parent, true)?;
+            a.app_altstack = parent.app_altstack;
+            install(a);
+            Some(a)
+        }
+        None => {
+            // A thread that existed before the library, or whose GS base is not ours.
+            let a = allocate()?;
+            install(a);
+            Some(a)
+        }
+    }
+}
+
+/// The area the GS base points at, whoever owns it (a fork child's copy).
+pub fn current_unchecked() -> Option<&'static mut ThreadArea> {
+    let base = gs_base();
+    if base == 0 {
+        return None;
+    }
+    // SAFETY: as in `current`: a non-zero GS base is one of our areas.
+    let a = unsafe { &mut *(base as *mut ThreadArea) };
+    if a.magic == AREA_MAGIC {
+        Some(a)
+    } else {
+        None
+    }
+}
+
+/// The thread is about to exit(2): queue its area for reuse after it is gone.
+pub fn retire(a: &mut ThreadArea) {
+    if !a.pending_child.is_null() {
+        release(a.pending_child);
+        a.pending_child = ptr::null_mut();
+    }
+    let p = a as *mut ThreadArea;
+    with_signals_blocked(|| {
+        let mut pool = POOL.lock();
+        a.state.store(STATE_DYING, Ordering::Relaxed);
+        a.next = ptr::null_mut();
+        if pool.dying_tail.is_null() {
+            pool.dying_head = p;
+        } else {
+            // SAFETY: the tail is a live area on the dying list; we hold the lock.
+            unsafe { (*pool.dying_tail).next = p };
+        }
+        pool.dying_tail = p;
+    });
+}
+
+/// In a child process after fork: other threads are gone, and a lock they held
+/// at fork time would stay locked forever.
+pub fn after_fork_in_child(a: &mut ThreadArea) {
+    // SAFETY: only this thread exists in the new process.
+    unsafe { POOL.force_unlock() };
+    a.owner_tid.store(raw::gettid(), Ordering::Relaxed);
+}
