@@ -32,8 +32,12 @@ test: deps lib c-tests
 
 # The main job on a default workload: a Python program run under the library,
 # with a one-line summary of what was intercepted.
+# python3 may be a wrapper script (pyenv): run the real interpreter directly,
+# since the default (seccomp) backend cannot follow exec yet.
+PYTHON := $(shell python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
+
 demo: lib
-	USERTRAP_SUMMARY=1 LD_PRELOAD=$(CURDIR)/$(LIB) python3 -c 'import os, threading; [os.stat("/") for _ in range(10000)]; t = threading.Thread(target=lambda: os.getppid()); t.start(); t.join(); print("python ran under usertrap")'
+	USERTRAP_SUMMARY=1 LD_PRELOAD=$(CURDIR)/$(LIB) $(PYTHON) -c 'import os, threading; [os.stat("/") for _ in range(10000)]; t = threading.Thread(target=lambda: os.getppid()); t.start(); t.join(); print("python ran under usertrap")'
 
 clean:
 	$(CARGO) clean

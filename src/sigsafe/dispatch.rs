@@ -43,7 +43,7 @@ fn run(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
         raw::SYS_epoll_pwait | raw::SYS_epoll_pwait2 => Return(signals::with_temp_mask(nr, args, 4, false)),
         raw::SYS_pselect6 | raw::SYS_io_pgetevents => Return(signals::with_temp_mask(nr, args, 5, true)),
         raw::SYS_clone | raw::SYS_clone3 | raw::SYS_fork | raw::SYS_vfork => process::clone(t.area, t.uc, nr, args),
-        raw::SYS_execve | raw::SYS_execveat => Return(process::exec(nr, args)),
+        raw::SYS_execve | raw::SYS_execveat => Return(process::exec(t.area, nr, args)),
         raw::SYS_exit => {
             crate::sigsafe::thread::retire(t.area);
             Return(raw::syscall6(nr, args))

@@ -233,7 +233,7 @@ const ENV_ON_STACK: usize = 512;
 /// Longest LD_PRELOAD value we rewrite.
 const PRELOAD_MAX: usize = 4000;
 
-pub fn exec(nr: i64, args: [u64; 6]) -> i64 {
+pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     let (path_ptr, envp_idx) = if nr == raw::SYS_execve { (args[0], 2) } else { (args[1], 3) };
     if backend::is_seccomp() {
         report_exec_refused(path_ptr);
@@ -245,7 +245,7 @@ pub fn exec(nr: i64, args: [u64; 6]) -> i64 {
         if let Some(slot) = a.get_mut(envp_idx) {
             *slot = new_envp;
         }
-        raw::syscall6(nr, a)
+        signals::with_program_signal_state_for_exec(area, || raw::syscall6(nr, a))
     })
 }
 

@@ -498,6 +498,35 @@ pub fn rt_sigreturn(uc: &Ucontext) -> ! {
     unsafe { arch::ut_sigreturn_at(uc.mc.rsp) }
 }
 
+/// Run `exec` (an execve from the gate) with the kernel holding the program's
+/// own view of the owned signals: blocked ones blocked, ignored ones ignored.
+/// Both survive exec natively, and the library in the new image reads them
+/// back at start-up. Nothing traps in between: SUD is off in the new image
+/// until our constructor runs, and this thread issues syscalls only from the
+/// gate. If exec fails, our state is put back.
+pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce() -> i64) -> i64 {
+    let mut ignored = [false; 3];
+    let owned_sigs = [SIGSYS, SIGSEGV, SIGILL];
+    let mut saved = [KernelSigaction::default(); 3];
+    for (i, &sig) in owned_sigs.iter().enumerate() {
+        if action_of(area.sigtable, sig).act.handler == SIG_IGN {
+            let ign = KernelSigaction { handler: SIG_IGN, ..KernelSigaction::default() };
+            if let (Some(flag), Some(old)) = (ignored.get_mut(i), saved.get_mut(i)) {
+                *flag = raw::rt_sigaction(sig, Some(&ign), Some(old)) == 0;
+            }
+        }
+    }
+    let old_mask = raw::sigprocmask(libc::SIG_BLOCK, Some(area.app_blocked_owned));
+    let r = exec();
+    raw::sigprocmask(libc::SIG_SETMASK, Some(old_mask));
+    for (i, &sig) in owned_sigs.iter().enumerate() {
+        if let (Some(true), Some(old)) = (ignored.get(i), saved.get(i)) {
+            raw::rt_sigaction(sig, Some(old), None);
+        }
+    }
+    r
+}
+
 /// Whether `info` describes one of our own traps.
 pub fn is_our_trap(info: &Siginfo) -> bool {
     match info.si_code {
