@@ -12,11 +12,13 @@ pub struct Config {
     pub summary: bool,
     /// USERTRAP_SIGSTACK_KIB=64..65536: size of each thread's signal stack.
     pub sigstack_kib: usize,
+    /// USERTRAP_PATCH=0|1: rewrite syscall sites into jumps to the fast path.
+    pub patch: bool,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { backend: Backend::Seccomp, summary: false, sigstack_kib: 256 }
+        Config { backend: Backend::Seccomp, summary: false, sigstack_kib: 256, patch: true }
     }
 }
 
@@ -29,7 +31,7 @@ pub enum ConfigError<'a> {
     Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
@@ -54,6 +56,13 @@ impl Config {
                         b"0" => false,
                         b"1" => true,
                         _ => return Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", value, accepted: "0, 1" }),
+                    }
+                }
+                b"USERTRAP_PATCH" => {
+                    c.patch = match value {
+                        b"0" => false,
+                        b"1" => true,
+                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_PATCH", value, accepted: "0, 1" }),
                     }
                 }
                 b"USERTRAP_SIGSTACK_KIB" => {
@@ -94,8 +103,8 @@ mod tests {
 
     #[test]
     fn reads_every_setting() {
-        let c = parse(&["USERTRAP_BACKEND=sud", "USERTRAP_SUMMARY=1", "USERTRAP_SIGSTACK_KIB=1024"]).unwrap();
-        assert_eq!(c, Config { backend: Backend::Sud, summary: true, sigstack_kib: 1024 });
+        let c = parse(&["USERTRAP_BACKEND=sud", "USERTRAP_SUMMARY=1", "USERTRAP_SIGSTACK_KIB=1024", "USERTRAP_PATCH=0"]).unwrap();
+        assert_eq!(c, Config { backend: Backend::Sud, summary: true, sigstack_kib: 1024, patch: false });
     }
 
     #[test]
@@ -105,6 +114,7 @@ mod tests {
             Err(ConfigError::Invalid { name: "USERTRAP_BACKEND", value: b"bogus", accepted: "seccomp, sud" })
         );
         assert!(matches!(parse(&["USERTRAP_SUMMARY=yes"]), Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })));
+        assert!(matches!(parse(&["USERTRAP_PATCH=off"]), Err(ConfigError::Invalid { name: "USERTRAP_PATCH", .. })));
         assert!(matches!(parse(&["USERTRAP_SIGSTACK_KIB=12"]), Err(ConfigError::Invalid { .. })));
         assert!(matches!(parse(&["USERTRAP_SIGSTACK_KIB=1k"]), Err(ConfigError::Invalid { .. })));
         assert!(matches!(parse(&["USERTRAP_SIGSTACK_KIB="]), Err(ConfigError::Invalid { .. })));

@@ -11,6 +11,7 @@ use core::sync::atomic::Ordering;
 use crate::arch::{self, GATE_ADDR, GATE_LEN};
 use crate::backend::{self, sud};
 use crate::config::{Config, ConfigError, KNOWN};
+use crate::patch;
 use crate::sigsafe::log::Line;
 use crate::sigsafe::{fault, process, raw, signals, sigsys, stats, thread};
 
@@ -58,6 +59,9 @@ pub fn start() {
         }
     }
     record_exec_env();
+    if config.patch {
+        enable_patching();
+    }
     if let Err(e) = backend::arm(config.backend) {
         let mut l = Line::new();
         l.str("USERTRAP_BACKEND=").str(config.backend.name()).str(" cannot be armed: ").str(e.what).str(" failed with errno ").num(e.errno as u64);
@@ -67,6 +71,26 @@ pub fn start() {
         l.emit();
         exit(EXIT_CONFIG);
     }
+}
+
+/// The fast path needs core-serialising barriers for cross-modifying code
+/// and a decoder with its tables built (they allocate on first use).
+fn enable_patching() {
+    if !arch::trampoline_layout_ok() {
+        fail_line("internal error: the trampoline template is not encoded as expected");
+    }
+    if let Err(e) = patch::write::register_membarrier() {
+        if config_summary() {
+            Line::new().str("membarrier SYNC_CORE unavailable (errno ").num(e as u64).str("): patching off, every call takes the slow path").emit();
+        }
+        return;
+    }
+    patch::site::warm_up();
+    patch::patcher::ENABLED.store(true, Ordering::Relaxed);
+}
+
+fn config_summary() -> bool {
+    stats::SUMMARY.load(Ordering::Relaxed)
 }
 
 fn unsafe_getauxval(kind: u64) -> u64 {

@@ -16,11 +16,20 @@
 
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 mod arch;
 mod backend;
 mod config;
 mod init;
+mod patch;
 mod sigsafe;
+
+/// The only allocator: a bump arena for the instruction decoder's tables
+/// (`sigsafe::bump`); trap-context safe, never frees.
+#[cfg(not(test))]
+#[global_allocator]
+static ALLOC: sigsafe::bump::Bump = sigsafe::bump::Bump::new();
 
 #[cfg(not(test))]
 #[ctor::ctor(unsafe)]

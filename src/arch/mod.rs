@@ -45,6 +45,9 @@ extern "C" {
     static ut_safe_strnlen_insn: u8;
     static ut_safe_strnlen_fault: u8;
     fn ut_clone_child_entry();
+    fn ut_fast_entry();
+    static ut_tramp_template: u8;
+    static ut_tramp_template_end: u8;
 
     pub fn ut_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
     pub fn ut_bootstrap_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
@@ -102,6 +105,48 @@ pub fn gate_slots(selector: u64, sud: bool) -> [(u64, u64, usize); 5] {
             (image_offset(&ut_slot_sud), sud as u64, 1),
         ]
     }
+}
+
+/// Offsets of the immediates in the trampoline template (see x86_64.s).
+const TRAMP_NR: usize = 1;
+const TRAMP_RET: usize = 7;
+const TRAMP_ENTRY: usize = 17;
+pub const TRAMP_LEN: usize = 27;
+
+fn tramp_template() -> &'static [u8] {
+    // SAFETY: the two symbols bracket the template in the library's text.
+    unsafe {
+        let start = &ut_tramp_template as *const u8;
+        let len = &ut_tramp_template_end as *const u8 as usize - start as usize;
+        core::slice::from_raw_parts(start, len)
+    }
+}
+
+/// True when the template is encoded as the offsets above assume.
+pub fn trampoline_layout_ok() -> bool {
+    let t = tramp_template();
+    t.len() == TRAMP_LEN
+        && t.get(TRAMP_NR - 1) == Some(&0xb8)
+        && t.get(TRAMP_RET - 2..TRAMP_RET) == Some(&[0x49, 0xbb])
+        && t.get(TRAMP_ENTRY - 2..TRAMP_ENTRY) == Some(&[0x48, 0xb9])
+        && t.get(TRAMP_LEN - 2..) == Some(&[0xff, 0xe1])
+}
+
+/// The trampoline of one patched site: load its syscall number and return
+/// address, jump to ut_fast_entry.
+pub fn trampoline(nr: u32, ret: u64) -> [u8; TRAMP_LEN] {
+    let mut code = [0u8; TRAMP_LEN];
+    let t = tramp_template();
+    if let Some(src) = t.get(..TRAMP_LEN) {
+        code.copy_from_slice(src);
+    }
+    let entry = ut_fast_entry as *const () as u64;
+    for (off, bytes) in [(TRAMP_NR, &nr.to_le_bytes()[..]), (TRAMP_RET, &ret.to_le_bytes()[..]), (TRAMP_ENTRY, &entry.to_le_bytes()[..])] {
+        if let Some(dst) = code.get_mut(off..off + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+    code
 }
 
 /// If `rip` is one of the fault-tolerant instructions, where to resume instead.

@@ -273,3 +273,59 @@ ut_wrgsbase:
     wrgsbase %rdi
     ret
     .size ut_wrgsbase, .-ut_wrgsbase
+
+# --- ut_fast_entry: the fast path, where every patched site's trampoline jumps --
+# In: rax = syscall number, r11 = return address (site + 7); every other register
+# is the program's; rcx is free (the `syscall` it replaces clobbers it). Out, at
+# site + 7: rax = result, rcx = return address, r11 = flags, as after a native
+# syscall; every other register, the flags and all vector/FPU state unchanged.
+# Nothing is written above rsp - 128 (the red zone), and nothing is kept
+# outside the stack, so a signal handler may re-enter here or siglongjmp away.
+    .globl ut_fast_entry
+    .hidden ut_fast_entry
+    .type ut_fast_entry, @function
+ut_fast_entry:
+    lea -128(%rsp), %rsp        # step over the red zone (lea keeps the flags)
+    push %r11                   # return address
+    pushfq                      # the program's flags
+    cld                         # the System V ABI wants DF clear in Rust code
+    push %rdi                   # syscall arguments: the program expects them
+    push %rsi                   #   unchanged, and the Rust call may clobber them
+    push %rdx
+    push %r10
+    push %r8
+    push %r9
+    push %rbp                   # frame pointer, to undo the alignment below
+    mov %rsp, %rbp
+    and $-16, %rsp              # System V stack alignment for the call
+    mov %rax, %rdi              # argument 1: syscall number
+    lea 8(%rbp), %rsi           # argument 2: the saved registers r9, r8, r10, rdx, rsi, rdi
+    call ut_fast_dispatch@PLT   # Rust; it uses no vector register (tests check)
+    mov %rbp, %rsp
+    pop %rbp
+    pop %r9                     # the program's argument registers
+    pop %r8
+    pop %r10
+    pop %rdx
+    pop %rsi
+    pop %rdi
+    mov (%rsp), %r11            # r11 = flags, as after a native syscall
+    popfq                       # the program's flags
+    pop %rcx                    # rcx = return address, as after a native syscall
+    lea 128(%rsp), %rsp         # the program's stack pointer again
+    jmp *%rcx                   # back to the program, after its old `syscall`
+    .size ut_fast_entry, .-ut_fast_entry
+
+# --- the per-site trampoline, as a template ------------------------------------
+# Never executed here: the patcher copies these 27 bytes for every patched site
+# and fills in the three immediates (offsets checked at start-up).
+    .globl ut_tramp_template
+    .hidden ut_tramp_template
+ut_tramp_template:
+    mov $0x7fffffff, %eax                 # b8 imm32: the site's syscall number
+    movabs $0x7fffffffffffffff, %r11      # 49 bb imm64: the site's return address
+    movabs $0x7fffffffffffffff, %rcx      # 48 b9 imm64: ut_fast_entry
+    jmp *%rcx                             # ff e1
+    .globl ut_tramp_template_end
+    .hidden ut_tramp_template_end
+ut_tramp_template_end:

@@ -1,11 +1,13 @@
-//! The one place every intercepted syscall passes: (number, six arguments) in,
-//! result out. Latency measurement and user hooks sit here.
+//! The one place every intercepted syscall passes, from the slow path (a
+//! signal) and the fast path (a patched site's trampoline) alike:
+//! (number, six arguments) in, result out. Measurement and hooks sit in
+//! [`dispatch`]; what running the syscall means differs per path.
 
 use crate::sigsafe::frame::Ucontext;
+use crate::sigsafe::process;
 use crate::sigsafe::raw;
 use crate::sigsafe::signals;
-use crate::sigsafe::stats;
-use crate::sigsafe::process;
+use crate::sigsafe::stats::{self, Path};
 use crate::sigsafe::thread::ThreadArea;
 
 /// What the trap handler does with the saved registers afterwards.
@@ -18,24 +20,33 @@ pub enum Outcome {
 
 /// The trapped thread: its area and the saved state of its program.
 pub struct Trap<'a> {
-    pub area: &'a mut ThreadArea,
+    pub area: &'a ThreadArea,
     pub uc: &'a mut Ucontext,
 }
 
-/// Every intercepted syscall enters here.
-pub fn dispatch(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
-    stats::count(nr);
-    run(t, nr, args)
+/// The hook point: every intercepted syscall enters here. On the fast path
+/// this is inlined into code that must not touch vector registers: keep it
+/// integer-only.
+#[inline(always)]
+pub fn dispatch<R>(path: Path, nr: i64, args: [u64; 6], run: impl FnOnce(i64, [u64; 6]) -> R) -> R {
+    stats::count(path, nr);
+    run(nr, args)
 }
 
-/// Run one syscall for the program: natively through the gate, or emulated
-/// where the library must keep control (signals, processes, its own memory).
-fn run(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
+/// The slow path: run one syscall for the program, natively through the gate
+/// or emulated where the library must keep control (signals, processes, its
+/// own memory).
+pub fn slow(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
+    dispatch(Path::Slow, nr, args, |nr, args| emulate(t, nr, args))
+}
+
+fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
     use Outcome::Return;
     match nr {
         raw::SYS_rt_sigaction => Return(signals::rt_sigaction(t.area, args)),
         raw::SYS_rt_sigprocmask => Return(signals::rt_sigprocmask(t.area, t.uc, args)),
         raw::SYS_sigaltstack => Return(signals::sigaltstack(t.area, t.uc, args)),
+        libc::SYS_rt_sigpending => Return(signals::rt_sigpending(t.area, args)),
         raw::SYS_rt_sigreturn => signals::rt_sigreturn(t.uc),
         // Temporary masks: (argument index of the sigset pointer, via a struct?)
         raw::SYS_rt_sigsuspend => Return(signals::with_temp_mask(nr, args, 0, false)),
@@ -55,8 +66,27 @@ fn run(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
         raw::SYS_arch_prctl => Return(process::arch_prctl(args)),
         raw::SYS_prctl => Return(process::prctl(args)),
         raw::SYS_munmap | raw::SYS_mprotect | raw::SYS_mremap | raw::SYS_mmap => {
-            Return(process::guard_gate(nr, args).unwrap_or_else(|| raw::syscall6(nr, args)))
+            Return(process::guard_own_memory(nr, args).unwrap_or_else(|| raw::syscall6(nr, args)))
         }
         _ => Return(raw::syscall6(nr, args)),
     }
+}
+
+/// The fast path, called by ut_fast_entry with the six argument registers it
+/// saved (in push order: r9, r8, r10, rdx, rsi, rdi). Only syscalls that need
+/// no emulation are ever patched (patcher::needs_slow_path), so this runs them
+/// through the gate, after the integer-only check that keeps the library's
+/// own memory mapped. No vector register may be touched from here down:
+/// `tests/library.rs` disassembles this function and what it calls.
+#[no_mangle]
+pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64) -> i64 {
+    // SAFETY: ut_fast_entry passes a pointer to the six registers it pushed,
+    // in that order, on the stack, live for this call.
+    let args = unsafe { [*saved.add(5), *saved.add(4), *saved.add(3), *saved.add(2), *saved.add(1), *saved] };
+    dispatch(Path::Fast, nr, args, |nr, args| {
+        if process::touches_own_memory(nr, args) {
+            return -raw::EINVAL; // reported on the slow path; here just refused
+        }
+        raw::syscall6(nr, args)
+    })
 }

@@ -1,12 +1,28 @@
 //! SIGSEGV and SIGILL: faults of our fault-tolerant copies (resume at their
-//! fixup), and everything else, which belongs to the program (its handler, or
-//! its default action). Patched-site faults of the fast path will land here too.
+//! fixup), faults at patched sites (run the syscall), and everything else,
+//! which belongs to the program (its handler, or its default action).
+//!
+//! Patched-site faults (handle_fault):
+//! - SIGILL at site+5, on the 0x06 byte where the old `syscall` began: the
+//!   thread ran the old `mov` before the patch, or was caught between the
+//!   patch's writes, or branched straight to the old `syscall`. We run the
+//!   syscall with the thread's current rax (not the site's own number, which
+//!   would be wrong for the branch case; gVisor rewinds instead) and resume at
+//!   site+7. One exception: a thread that decoded the site between write 2 and
+//!   write 3 loaded the jump's own bytes as the immediate ("torn" eax, never a
+//!   valid syscall number): it meant the site's syscall. A `restart_syscall`
+//!   (rax 219) simply runs here, before our sigreturn resets the restart block.
+//! - SIGSEGV at the site itself: its slot is not readable (the trap table was
+//!   unmapped behind our back). The site's own syscall is run, as if the jump
+//!   had worked.
 
 use crate::arch;
+use crate::patch::registry::{self, PATCHED, PATCHING};
+use crate::patch::write::torn_eax;
 use crate::sigsafe::frame::{Siginfo, Ucontext};
-use crate::sigsafe::raw::KernelSigaction;
-use crate::sigsafe::signals;
-use crate::sigsafe::sigsys::out_of_memory;
+use crate::sigsafe::raw::{self, KernelSigaction};
+use crate::sigsafe::signals::{self, SIGILL, SIGSEGV};
+use crate::sigsafe::sigsys::{out_of_memory, run_for_program};
 use crate::sigsafe::thread;
 
 pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
@@ -20,7 +36,41 @@ pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_
         Some(a) => a,
         None => out_of_memory(),
     };
+    if let Some(nr) = patched_site_fault(sig, uc) {
+        run_for_program(area, uc, nr);
+        return;
+    }
     signals::deliver_to_program(sig, info, uc, area);
+}
+
+/// If this fault is at one of our sites: the syscall to run, with uc.rip
+/// moved to the instruction after the old `syscall`.
+fn patched_site_fault(sig: i32, uc: &mut Ucontext) -> Option<u64> {
+    let rip = uc.mc.rip;
+    if sig == SIGILL {
+        // rip is the old `syscall`, now starting with 0x06.
+        let site = registry::lookup(rip)?;
+        if site.state != PATCHING && site.state != PATCHED {
+            return None;
+        }
+        if raw::read_user::<u8>(rip).ok()? != crate::patch::table::SLOT_BYTE as u8 {
+            return None;
+        }
+        let nr = if uc.mc.rax as u32 == torn_eax(site.slot as u64) { site.nr as u64 } else { uc.mc.rax };
+        uc.mc.rip = rip + 2;
+        Some(nr)
+    } else if sig == SIGSEGV {
+        // rip is the patched site's jump.
+        let key = rip.wrapping_add(5);
+        let site = registry::lookup(key)?;
+        if site.state != PATCHED {
+            return None;
+        }
+        uc.mc.rip = key + 2;
+        Some(site.nr as u64)
+    } else {
+        None
+    }
 }
 
 /// The action we install for SIGSEGV and SIGILL.

@@ -13,6 +13,7 @@
 //! `tests/library.rs` checks that the library imports no libc function outside
 //! an allowed list.
 
+pub mod bump;
 pub mod dispatch;
 pub mod fault;
 pub mod frame;

@@ -23,6 +23,7 @@
 
 use crate::arch;
 use crate::backend;
+use crate::patch::table;
 use crate::sigsafe::dispatch::Outcome;
 use crate::sigsafe::frame::{self, Ucontext};
 use crate::sigsafe::log::Line;
@@ -49,7 +50,7 @@ struct ChildHeader {
     flags: u64,
 }
 
-pub fn clone(area: &mut ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6]) -> Outcome {
+pub fn clone(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6]) -> Outcome {
     let (flags, stack) = match nr {
         raw::SYS_clone => (args[0], args[1]),
         raw::SYS_clone3 => {
@@ -78,23 +79,23 @@ pub fn clone(area: &mut ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6]) 
     }
 }
 
-fn vfork_via_stub(area: &mut ThreadArea, uc: &mut Ucontext, nr: i64, flags: u64) -> Outcome {
+fn vfork_via_stub(area: &ThreadArea, uc: &mut Ucontext, nr: i64, flags: u64) -> Outcome {
     // The child shares our memory, so it must not use our area: set one aside
     // for it to claim on its first trap (see thread::current).
     match thread::allocate_for_child(area, flags & CLONE_SIGHAND != 0) {
         Some(child) => {
-            child.app_altstack = area.app_altstack;
-            area.pending_child = child;
+            child.app_altstack.set(area.app_altstack.get());
+            area.pending_child.set(child as *const ThreadArea as *mut ThreadArea);
         }
         None => return Outcome::Return(-raw::ENOMEM),
     }
-    area.vfork_return = uc.mc.rip;
+    area.vfork_return.set(uc.mc.rip);
     uc.mc.rax = nr as u64;
     uc.mc.rip = arch::GATE_VFORK;
     Outcome::Resume
 }
 
-fn fork_in_handler(area: &mut ThreadArea, nr: i64, args: [u64; 6], flags: u64) -> Outcome {
+fn fork_in_handler(area: &ThreadArea, nr: i64, args: [u64; 6], flags: u64) -> Outcome {
     let r = raw::syscall6(nr, args);
     if r == 0 {
         after_fork_in_child(area, flags);
@@ -103,9 +104,10 @@ fn fork_in_handler(area: &mut ThreadArea, nr: i64, args: [u64; 6], flags: u64) -
 }
 
 /// Per-process state in a new process (fork, or clone without CLONE_VM).
-fn after_fork_in_child(area: &mut ThreadArea, flags: u64) {
+fn after_fork_in_child(area: &ThreadArea, flags: u64) {
     thread::after_fork_in_child(area);
     signals::after_fork_in_child();
+    crate::patch::patcher::after_fork_in_child();
     stats::after_fork_in_child();
     if flags & CLONE_CLEAR_SIGHAND != 0 {
         signals::reset_after_clear_sighand(&crate::sigsafe::sigsys::handler_action());
@@ -113,7 +115,7 @@ fn after_fork_in_child(area: &mut ThreadArea, flags: u64) {
     backend::arm_this_thread();
 }
 
-fn clone_with_frame(area: &mut ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6], flags: u64, stack: u64) -> Outcome {
+fn clone_with_frame(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6], flags: u64, stack: u64) -> Outcome {
     // With CLONE_VM and no stack the child shares the program's stack: build
     // its frame below the red zone there (the kernel will start it on ours,
     // which it leaves at once, with every signal blocked).
@@ -141,7 +143,7 @@ fn clone_with_frame(area: &mut ThreadArea, uc: &mut Ucontext, nr: i64, args: [u6
     child_uc.mc.fpstate = if fp_size != 0 { fp_dst } else { 0 };
     if let Some(a) = &child_area {
         // A CLONE_VM child starts without an alternate stack: give it ours.
-        child_uc.uc_stack = a.altstack;
+        child_uc.uc_stack = a.altstack.get();
     }
     let header = ChildHeader { area: child_area.as_ref().map_or(0, |a| *a as *const ThreadArea as u64), flags };
     let written = raw::write_user(uc_addr, &child_uc)
@@ -409,23 +411,29 @@ pub fn prctl(args: [u64; 6]) -> i64 {
     raw::syscall6(raw::SYS_prctl, args)
 }
 
-/// Does [addr, addr+len) touch the gate?
-fn touches_gate(addr: u64, len: u64) -> bool {
+/// Does [addr, addr+len) touch the gate, the trap table or the trampolines?
+fn touches_ours(addr: u64, len: u64) -> bool {
     let end = addr.saturating_add(len);
-    addr < arch::GATE_ADDR + arch::GATE_LEN && end > arch::GATE_ADDR
+    (addr < arch::GATE_ADDR + arch::GATE_LEN && end > arch::GATE_ADDR) || table::overlaps_ours(addr, len)
 }
 
-/// munmap/mprotect/mremap/mmap(MAP_FIXED) over the gate would cut the
-/// library's only way to make syscalls: refused with EINVAL.
-pub fn guard_gate(nr: i64, args: [u64; 6]) -> Option<i64> {
-    let hits = match nr {
-        raw::SYS_munmap | raw::SYS_mprotect => touches_gate(args[0], args[1]),
-        raw::SYS_mremap => touches_gate(args[0], args[1]) || (args[3] & libc::MREMAP_FIXED as u64 != 0 && touches_gate(args[4], args[2])),
-        raw::SYS_mmap => args[3] & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) as u64 != 0 && touches_gate(args[0], args[1]),
+/// Would munmap/mprotect/mremap/mmap(MAP_FIXED) change the library's own
+/// mappings? Integer-only: also used on the fast path.
+#[inline(always)]
+pub fn touches_own_memory(nr: i64, args: [u64; 6]) -> bool {
+    match nr {
+        raw::SYS_munmap | raw::SYS_mprotect => touches_ours(args[0], args[1]),
+        raw::SYS_mremap => touches_ours(args[0], args[1]) || (args[3] & libc::MREMAP_FIXED as u64 != 0 && touches_ours(args[4], args[2])),
+        raw::SYS_mmap => args[3] & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) as u64 != 0 && touches_ours(args[0], args[1]),
         _ => false,
-    };
-    if hits {
-        Line::new().str("the program tried to unmap, remap or reprotect usertrap's syscall gate at ").hex(arch::GATE_ADDR).str(": refused with EINVAL").emit();
+    }
+}
+
+/// Unmapping, remapping or reprotecting the gate or the trap table would cut
+/// the library's only ways to make syscalls: refused with EINVAL.
+pub fn guard_own_memory(nr: i64, args: [u64; 6]) -> Option<i64> {
+    if touches_own_memory(nr, args) {
+        Line::new().str("the program tried to unmap, remap or reprotect usertrap's own memory (gate or trap table): refused with EINVAL").emit();
         Some(-raw::EINVAL)
     } else {
         None

@@ -17,6 +17,8 @@
 //!   from it, so a direct change would be undone (and the kernel refuses to
 //!   change the alternate stack while our handler runs on it).
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use crate::arch;
 use crate::backend;
 use crate::sigsafe::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP, SYS_USER_DISPATCH};
@@ -73,15 +75,20 @@ pub struct AppAction {
 }
 
 /// Dispositions of signals 1..=64 as the program sees them (index = signal).
+///
+/// Written under TABLE_LOCK with every signal blocked; read without any lock
+/// (handlers read it on every delivery) through a sequence counter: a reader
+/// retries if a write was in progress or happened while it copied.
 #[repr(C)]
-#[derive(Clone, Copy)]
 pub struct SigTable {
-    pub actions: [AppAction; 65],
+    seq: AtomicU64,
+    actions: [AppAction; 65],
 }
 
 impl SigTable {
     pub const fn new() -> SigTable {
         SigTable {
+            seq: AtomicU64::new(0),
             actions: [AppAction {
                 act: KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 },
                 known: false,
@@ -91,32 +98,59 @@ impl SigTable {
 }
 
 struct TableCell(core::cell::UnsafeCell<SigTable>);
-// SAFETY: accessed only through `with_table`, under TABLE_LOCK.
+// SAFETY: writes go through `with_table` (lock, signals blocked, sequence
+// counter); reads through `action_of` (sequence counter).
 unsafe impl Sync for TableCell {}
 static PROCESS_TABLE: TableCell = TableCell(core::cell::UnsafeCell::new(SigTable::new()));
-/// Serialises every table access (taken with signals blocked).
+/// Serialises writers (taken with signals blocked).
 static TABLE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
 pub fn process_table() -> *mut SigTable {
     PROCESS_TABLE.0.get()
 }
 
-fn with_table<R>(t: *mut SigTable, f: impl FnOnce(&mut SigTable) -> R) -> R {
+/// Change a table: one writer at a time, readers see the sequence move.
+fn with_table<R>(t: *mut SigTable, f: impl FnOnce(&mut [AppAction; 65]) -> R) -> R {
     thread::with_signals_blocked(|| {
         let _g = TABLE_LOCK.lock();
         // SAFETY: tables are the process table or an area's private copy, both
-        // live for the process; the lock makes this the only reference.
-        f(unsafe { &mut *t })
+        // live for the process; the lock excludes other writers, and readers
+        // only copy (and retry when `seq` says a write overlapped).
+        let table = unsafe { &mut *t };
+        table.seq.fetch_add(1, Ordering::AcqRel);
+        let r = f(&mut table.actions);
+        table.seq.fetch_add(1, Ordering::Release);
+        r
     })
 }
 
-pub fn copy_table(from: *mut SigTable, to: &mut SigTable) {
-    let copy = with_table(from, |t| *t);
-    *to = copy;
+/// One signal's entry, read consistently without a lock.
+fn action_of(t: *mut SigTable, sig: i32) -> AppAction {
+    let i = (sig as usize).min(64);
+    loop {
+        // SAFETY: `t` is a live table (see with_table); the entry is copied
+        // with volatile reads and discarded if a writer overlapped.
+        let (before, entry, after) = unsafe {
+            let seq = &(*t).seq;
+            let before = seq.load(Ordering::Acquire);
+            let entry = core::ptr::read_volatile(core::ptr::addr_of!((*t).actions).cast::<AppAction>().add(i));
+            core::sync::atomic::fence(Ordering::Acquire);
+            (before, entry, seq.load(Ordering::Relaxed))
+        };
+        if before == after && before % 2 == 0 {
+            return entry;
+        }
+        core::hint::spin_loop();
+    }
 }
 
-fn action_of(t: *mut SigTable, sig: i32) -> AppAction {
-    with_table(t, |t| t.actions.get(sig as usize).copied().unwrap_or_default())
+pub fn copy_table(from: *mut SigTable, to: &mut SigTable) {
+    for sig in 1..=64 {
+        let a = action_of(from, sig);
+        if let Some(slot) = to.actions.get_mut(sig as usize) {
+            *slot = a;
+        }
+    }
 }
 
 fn owned(sig: i32) -> bool {
@@ -145,7 +179,7 @@ pub fn take_over(sig: i32, ours: &KernelSigaction) -> Result<(), i64> {
         return Err(-r);
     }
     with_table(process_table(), |t| {
-        if let Some(slot) = t.actions.get_mut(sig as usize) {
+        if let Some(slot) = t.get_mut(sig as usize) {
             *slot = AppAction { act: old, known: true };
         }
     });
@@ -157,31 +191,47 @@ pub fn reset_after_clear_sighand(ours: &KernelSigaction) {
     for sig in [SIGSYS, SIGSEGV, SIGILL] {
         raw::rt_sigaction(sig, Some(ours), None);
     }
-    with_table(process_table(), |t| *t = SigTable::new());
+    with_table(process_table(), |t| *t = [AppAction::default(); 65]);
 }
 
 /// At start-up: the program's initial mask may block an owned signal
 /// (inherited across exec). Record that as its view and unblock for real.
-pub fn take_over_mask(area: &mut ThreadArea) {
+pub fn take_over_mask(area: &ThreadArea) {
     let old = raw::sigprocmask(libc::SIG_UNBLOCK, Some(OWNED));
-    area.app_blocked_owned = old & OWNED;
+    area.app_blocked_owned.set(old & OWNED);
 }
 
 /// At start-up: keep the program's alternate stack if it has one; otherwise
 /// install ours. Records the program's view in `area`.
-pub fn take_over_altstack(area: &mut ThreadArea) {
+pub fn take_over_altstack(area: &ThreadArea) {
     let mut cur = StackT::default();
     raw::syscall(raw::SYS_sigaltstack, 0, &mut cur as *mut StackT as u64, 0, 0);
     if cur.ss_flags & SS_DISABLE == 0 && cur.ss_size != 0 {
-        area.app_altstack = StackT { ss_flags: cur.ss_flags & SS_AUTODISARM, ..cur };
+        area.app_altstack.set(StackT { ss_flags: cur.ss_flags & SS_AUTODISARM, ..cur });
     } else {
-        raw::syscall(raw::SYS_sigaltstack, &area.altstack as *const StackT as u64, 0, 0, 0);
+        raw::syscall(raw::SYS_sigaltstack, &area.altstack.get() as *const StackT as u64, 0, 0, 0);
     }
 }
 
 // --- rt_sigaction -------------------------------------------------------------
 
-pub fn rt_sigaction(area: &mut ThreadArea, args: [u64; 6]) -> i64 {
+/// What the kernel holds for a signal we do not own, given the program's
+/// action: never an owned signal in sa_mask; a handler is wrapped by
+/// `on_program_signal` (which shows the program the mask it asked for); under
+/// SUD it returns through the gate's restorer.
+fn kernel_version(app: &KernelSigaction) -> KernelSigaction {
+    let mut k = KernelSigaction { mask: app.mask & !OWNED, ..*app };
+    if app.handler != SIG_DFL && app.handler != SIG_IGN {
+        k.handler = on_program_signal as *const () as u64;
+        k.flags |= SA_SIGINFO;
+    }
+    if backend::is_sud() && k.flags & SA_RESTORER != 0 {
+        k.restorer = arch::GATE_RESTORER;
+    }
+    k
+}
+
+pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
     let (sig, act_ptr, old_ptr, size) = (args[0] as i64, args[1], args[2], args[3]);
     if size != 8 || !(1..=64).contains(&sig) {
         return -raw::EINVAL;
@@ -200,10 +250,10 @@ pub fn rt_sigaction(area: &mut ThreadArea, args: [u64; 6]) -> i64 {
     }
     // What the kernel would store: known flags only, never SIGKILL/SIGSTOP in the mask.
     let stored = new.map(|a| KernelSigaction { flags: a.flags & UAPI_SA_FLAGS, mask: a.mask & !UNBLOCKABLE, ..a });
-    let table = area.sigtable;
+    let table = area.sigtable.get();
     let old = if owned(sig) {
         with_table(table, |t| {
-            let slot = t.actions.get_mut(sig as usize);
+            let slot = t.get_mut(sig as usize);
             match slot {
                 Some(slot) => {
                     let old = slot.act;
@@ -218,25 +268,20 @@ pub fn rt_sigaction(area: &mut ThreadArea, args: [u64; 6]) -> i64 {
     } else {
         // The kernel keeps the real disposition; it just never gets an owned
         // signal in sa_mask, and under SUD returns through the gate's restorer.
-        let to_kernel = stored.map(|s| {
-            let mut k = KernelSigaction { mask: s.mask & !OWNED, ..s };
-            if backend::is_sud() && k.flags & SA_RESTORER != 0 {
-                k.restorer = arch::GATE_RESTORER;
-            }
-            k
-        });
+        let to_kernel = stored.map(|s| kernel_version(&s));
         let r = with_table(table, |t| {
             let mut kold = KernelSigaction::default();
             let r = raw::rt_sigaction(sig, to_kernel.as_ref(), Some(&mut kold));
             if r < 0 {
                 return Err(r);
             }
-            let slot = t.actions.get_mut(sig as usize);
+            let slot = t.get_mut(sig as usize);
             let mut reported = kold;
             if let Some(slot) = slot {
                 // The kernel still holds what we installed for the program:
                 // report the program's own version (its mask, its restorer).
-                if slot.known && slot.act.handler == kold.handler && slot.act.flags == kold.flags {
+                let k = kernel_version(&slot.act);
+                if slot.known && k.handler == kold.handler && k.flags == kold.flags {
                     reported = slot.act;
                 }
                 if let Some(s) = stored {
@@ -261,12 +306,12 @@ pub fn rt_sigaction(area: &mut ThreadArea, args: [u64; 6]) -> i64 {
 // --- masks ----------------------------------------------------------------------
 
 /// rt_sigprocmask, applied to the ucontext our sigreturn will restore.
-pub fn rt_sigprocmask(area: &mut ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
+pub fn rt_sigprocmask(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
     let (how, set_ptr, old_ptr, size) = (args[0] as i64, args[1], args[2], args[3]);
     if size != 8 {
         return -raw::EINVAL;
     }
-    let current = uc.uc_sigmask | area.app_blocked_owned;
+    let current = uc.uc_sigmask | area.app_blocked_owned.get();
     if set_ptr != 0 {
         let set: u64 = match raw::read_user(set_ptr) {
             Ok(s) => s,
@@ -290,12 +335,12 @@ pub fn rt_sigprocmask(area: &mut ThreadArea, uc: &mut Ucontext, args: [u64; 6]) 
 
 /// Make `mask` the program's mask at our sigreturn; owned signals stay
 /// deliverable for real, and any that arrived while blocked are raised again.
-fn set_program_mask(area: &mut ThreadArea, uc: &mut Ucontext, mask: u64) {
+fn set_program_mask(area: &ThreadArea, uc: &mut Ucontext, mask: u64) {
     uc.uc_sigmask = mask & !OWNED;
-    area.app_blocked_owned = mask & OWNED;
-    let ready = area.deferred & !mask;
+    area.app_blocked_owned.set(mask & OWNED);
+    let ready = area.deferred.get() & !mask;
     if ready != 0 {
-        area.deferred &= !ready;
+        area.deferred.set(area.deferred.get() & (!ready));
         let (pid, tid) = (raw::getpid(), raw::gettid());
         for sig in [SIGSYS, SIGSEGV, SIGILL] {
             if ready & bit(sig) != 0 {
@@ -353,10 +398,10 @@ fn on_stack(ss: &StackT, sp: u64) -> bool {
 
 /// sigaltstack, against the program's view; a change takes effect through the
 /// ucontext at our sigreturn (the kernel then checks against the program's sp).
-pub fn sigaltstack(area: &mut ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
+pub fn sigaltstack(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
     let (ss_ptr, old_ptr) = (args[0], args[1]);
     let sp = uc.mc.rsp;
-    let app = area.app_altstack;
+    let app = area.app_altstack.get();
     let on = on_stack(&app, sp);
     let old_flags = if app.ss_size == 0 {
         SS_DISABLE
@@ -379,13 +424,13 @@ pub fn sigaltstack(area: &mut ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> 
             return -raw::EINVAL;
         }
         if mode == SS_DISABLE {
-            area.app_altstack = StackT { ss_sp: 0, ss_flags: new.ss_flags, _pad: 0, ss_size: 0 };
-            uc.uc_stack = area.altstack;
+            area.app_altstack.set(StackT { ss_sp: 0, ss_flags: new.ss_flags, _pad: 0, ss_size: 0 });
+            uc.uc_stack = area.altstack.get();
         } else {
             if new.ss_size < MINSIGSTKSZ {
                 return -raw::ENOMEM;
             }
-            area.app_altstack = StackT { _pad: 0, ..new };
+            area.app_altstack.set(StackT { _pad: 0, ..new });
             uc.uc_stack = StackT { _pad: 0, ..new };
         }
     }
@@ -411,9 +456,16 @@ fn forced(sig: i32, info: &Siginfo) -> bool {
 
 /// Deliver an owned signal that is not one of our traps to the program, as the
 /// kernel would have: its handler, its ignore, or its default action.
-pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &mut ThreadArea) {
+pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
     let is_forced = forced(sig, info);
-    let app = action_of(area.sigtable, sig).act;
+    let blocked = (uc.uc_sigmask | area.app_blocked_owned.get()) & bit(sig) != 0;
+    if blocked && !is_forced {
+        // Stays pending until the program unblocks it, whatever its disposition
+        // is now (the kernel never ignores a blocked signal either).
+        area.deferred.set(area.deferred.get() | (bit(sig)));
+        return;
+    }
+    let app = action_of(area.sigtable.get(), sig).act;
     match app.handler {
         SIG_DFL => die(sig, info),
         SIG_IGN => {
@@ -421,25 +473,34 @@ pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area:
                 die(sig, info)
             }
         }
-        handler => {
-            let blocked = (uc.uc_sigmask | area.app_blocked_owned) & bit(sig) != 0;
-            if blocked {
-                if is_forced {
-                    die(sig, info);
-                } else {
-                    area.deferred |= bit(sig);
-                }
-                return;
-            }
-            call_program_handler(sig, handler, &app, info, uc, area);
-        }
+        // A forced signal the program blocked kills it, as natively.
+        _ if blocked => die(sig, info),
+        handler => call_program_handler(sig, handler, &app, info, uc, area),
     }
 }
 
-fn call_program_handler(sig: i32, handler: u64, app: &KernelSigaction, info: &mut Siginfo, uc: &mut Ucontext, area: &mut ThreadArea) {
+/// rt_sigpending: the kernel's pending set plus owned signals held back for
+/// the program.
+pub fn rt_sigpending(area: &ThreadArea, args: [u64; 6]) -> i64 {
+    if args[1] != 8 {
+        return -raw::EINVAL;
+    }
+    let mut set: u64 = 0;
+    let r = raw::syscall(libc::SYS_rt_sigpending, &mut set as *mut u64 as u64, 8, 0, 0);
+    if r < 0 {
+        return r;
+    }
+    set |= area.deferred.get();
+    match raw::write_user(args[0], &set) {
+        Ok(()) => 0,
+        Err(e) => -e,
+    }
+}
+
+fn call_program_handler(sig: i32, handler: u64, app: &KernelSigaction, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
     if app.flags & SA_RESETHAND != 0 {
-        with_table(area.sigtable, |t| {
-            if let Some(slot) = t.actions.get_mut(sig as usize) {
+        with_table(area.sigtable.get(), |t| {
+            if let Some(slot) = t.get_mut(sig as usize) {
                 slot.act = KernelSigaction { handler: SIG_DFL, flags: 0, restorer: 0, mask: 0 };
             }
         });
@@ -450,19 +511,28 @@ fn call_program_handler(sig: i32, handler: u64, app: &KernelSigaction, info: &mu
     if app.flags & SA_NODEFER == 0 {
         add |= bit(sig);
     }
-    let view_before = area.app_blocked_owned;
+    let view_before = area.app_blocked_owned.get();
     let real_before = uc.uc_sigmask;
-    area.app_blocked_owned |= add & OWNED;
+    area.app_blocked_owned.set(area.app_blocked_owned.get() | (add & OWNED));
     raw::sigprocmask(libc::SIG_SETMASK, Some(real_before | (add & !OWNED & !UNBLOCKABLE)));
     // The handler sees the interrupted mask as the program knew it.
     uc.uc_sigmask = real_before | view_before;
+    invoke(handler, app.flags, sig, info, uc);
+    // The handler may have edited the mask to restore; owned bits go back to
+    // the program's view, the rest to the kernel at our sigreturn.
+    area.app_blocked_owned.set(uc.uc_sigmask & OWNED);
+    uc.uc_sigmask &= !OWNED;
+}
+
+/// Call the program's handler as the kernel would: (sig, info, ucontext) for
+/// SA_SIGINFO, else (sig).
+fn invoke(handler: u64, flags: u64, sig: i32, info: &mut Siginfo, uc: &mut Ucontext) {
     let uc_ptr = uc as *mut Ucontext;
     let info_ptr = info as *mut Siginfo;
     // SAFETY: `handler` is the function the program registered for `sig`
-    // (neither SIG_DFL nor SIG_IGN), called with the arguments the kernel would
-    // pass: (sig, info, ucontext) for SA_SIGINFO, else (sig).
+    // (neither SIG_DFL nor SIG_IGN), called with the arguments it expects.
     unsafe {
-        if app.flags & SA_SIGINFO != 0 {
+        if flags & SA_SIGINFO != 0 {
             let f: extern "C" fn(i32, *mut Siginfo, *mut Ucontext) = core::mem::transmute(handler as usize);
             f(sig, info_ptr, uc_ptr);
         } else {
@@ -470,10 +540,36 @@ fn call_program_handler(sig: i32, handler: u64, app: &KernelSigaction, info: &mu
             f(sig);
         }
     }
-    // The handler may have edited the mask to restore; owned bits go back to
-    // the program's view, the rest to the kernel at our sigreturn.
-    area.app_blocked_owned = uc.uc_sigmask & OWNED;
-    uc.uc_sigmask &= !OWNED;
+}
+
+/// The handler the kernel runs for every signal the program handles (other
+/// than the owned ones): the kernel already applied the program's sa_mask
+/// minus the owned signals; the owned ones it asked for are added to its view
+/// for the duration, and the ucontext shows the interrupted mask as it knew it.
+pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
+    // SAFETY: kernel-provided pointers into the frame built for this handler.
+    let (info, uc) = unsafe { (&mut *info, &mut *(ctx as *mut Ucontext)) };
+    let area = match thread::current() {
+        Some(a) => a,
+        None => crate::sigsafe::sigsys::out_of_memory(),
+    };
+    let app = action_of(area.sigtable.get(), sig).act;
+    match app.handler {
+        // The program changed the disposition while the signal was on its way.
+        SIG_IGN => {}
+        SIG_DFL => {
+            raw::rt_sigaction(sig, Some(&KernelSigaction::default()), None);
+            raw::tgkill(raw::getpid(), raw::gettid(), sig);
+        }
+        handler => {
+            let view_before = area.app_blocked_owned.get();
+            area.app_blocked_owned.set(area.app_blocked_owned.get() | (app.mask & OWNED));
+            uc.uc_sigmask |= view_before;
+            invoke(handler, app.flags, sig, info, uc);
+            area.app_blocked_owned.set(uc.uc_sigmask & OWNED);
+            uc.uc_sigmask &= !OWNED;
+        }
+    }
 }
 
 /// End the process with `sig`'s default action, as natively: restore the
@@ -509,14 +605,14 @@ pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce()
     let owned_sigs = [SIGSYS, SIGSEGV, SIGILL];
     let mut saved = [KernelSigaction::default(); 3];
     for (i, &sig) in owned_sigs.iter().enumerate() {
-        if action_of(area.sigtable, sig).act.handler == SIG_IGN {
+        if action_of(area.sigtable.get(), sig).act.handler == SIG_IGN {
             let ign = KernelSigaction { handler: SIG_IGN, ..KernelSigaction::default() };
             if let (Some(flag), Some(old)) = (ignored.get_mut(i), saved.get_mut(i)) {
                 *flag = raw::rt_sigaction(sig, Some(&ign), Some(old)) == 0;
             }
         }
     }
-    let old_mask = raw::sigprocmask(libc::SIG_BLOCK, Some(area.app_blocked_owned));
+    let old_mask = raw::sigprocmask(libc::SIG_BLOCK, Some(area.app_blocked_owned.get()));
     let r = exec();
     raw::sigprocmask(libc::SIG_SETMASK, Some(old_mask));
     for (i, &sig) in owned_sigs.iter().enumerate() {

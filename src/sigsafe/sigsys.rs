@@ -2,14 +2,16 @@
 //! the program's syscall and saved its registers; we run the syscall through
 //! the gate with those registers' arguments and put the result in rax. All
 //! other registers, the flags and the FPU/vector state come back untouched
-//! from the frame at sigreturn, as after a native syscall.
+//! from the frame at sigreturn, as after a native syscall. Then, the first
+//! time a site traps, it is considered for patching (the fast path).
 
-use crate::sigsafe::dispatch::{dispatch, Outcome, Trap};
+use crate::patch::patcher;
+use crate::sigsafe::dispatch::{self, Outcome, Trap};
 use crate::sigsafe::frame::{Siginfo, Ucontext};
 use crate::sigsafe::log::Line;
 use crate::sigsafe::raw::{self, KernelSigaction};
 use crate::sigsafe::signals;
-use crate::sigsafe::thread;
+use crate::sigsafe::thread::{self, ThreadArea};
 
 pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
     // SAFETY: the kernel passes valid siginfo and ucontext pointers into the
@@ -23,10 +25,19 @@ pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c
         signals::deliver_to_program(sig, info, uc, area);
         return;
     }
-    let nr = uc.mc.rax as i64;
+    let nr = uc.mc.rax;
+    // Patch first: exit, exec and the like never come back here.
+    patcher::consider(uc.mc.rip, nr);
+    run_for_program(area, uc, nr);
+}
+
+/// Run syscall `nr` for the program whose state is `uc` (uc.rip: the address
+/// after its `syscall`), and leave the result where the program expects it.
+pub fn run_for_program(area: &ThreadArea, uc: &mut Ucontext, nr: u64) {
+    uc.mc.rax = nr;
     let args = uc.syscall_args();
     let mut trap = Trap { area, uc };
-    match dispatch(&mut trap, nr, args) {
+    match dispatch::slow(&mut trap, nr as i64, args) {
         Outcome::Return(r) => trap.uc.set_syscall_result(r),
         Outcome::Resume => {}
     }
@@ -45,4 +56,3 @@ pub fn out_of_memory() -> ! {
         core::hint::spin_loop();
     }
 }
-

@@ -12,6 +12,7 @@
 //! parent's memory, so it must not write the parent's area; it claims the area
 //! the parent set aside for it) or a thread that existed before the library.
 
+use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
@@ -28,33 +29,37 @@ const STATE_IN_USE: u32 = 1;
 const STATE_DYING: u32 = 2;
 const STATE_FREE: u32 = 3;
 
+/// One thread's state. Handlers nest (a signal can interrupt a handler of the
+/// same thread, which then runs another), so every field that changes after
+/// allocation is a `Cell` or an atomic, and the area is only ever shared by
+/// reference: no handler holds a `&mut` another could invalidate.
 #[repr(C)]
 pub struct ThreadArea {
     /// Offset 0: the area's own address (for %gs:0 loads).
-    pub self_ptr: u64,
+    pub self_ptr: Cell<u64>,
     /// Offset 8 (arch::AREA_VFORK_RETURN): where the gate's vfork stub returns.
-    pub vfork_return: u64,
-    magic: u64,
+    pub vfork_return: Cell<u64>,
+    magic: Cell<u64>,
     /// The thread that owns the area; 0 while set aside for a vfork child.
     pub owner_tid: AtomicI32,
     state: AtomicU32,
-    next: *mut ThreadArea,
+    next: Cell<*mut ThreadArea>,
     /// Our signal stack in this mapping.
-    pub altstack: StackT,
+    pub altstack: Cell<StackT>,
     /// The alternate stack as the program set it (ss_size 0: none).
-    pub app_altstack: StackT,
+    pub app_altstack: Cell<StackT>,
     /// Owned signals (SIGSYS, SIGSEGV, SIGILL) the program believes blocked:
     /// the kernel never blocks them, or a trap would kill the process.
-    pub app_blocked_owned: u64,
+    pub app_blocked_owned: Cell<u64>,
     /// Owned signals that arrived while the program had them blocked.
-    pub deferred: u64,
+    pub deferred: Cell<u64>,
     /// The dispositions this thread sees: the process table, or for a child
     /// that shares memory but not handlers (vfork), `private_sigtable`.
-    pub sigtable: *mut SigTable,
+    pub sigtable: Cell<*mut SigTable>,
     /// An area set aside for the child of a vfork in progress.
-    pub pending_child: *mut ThreadArea,
-    map_len: usize,
-    pub private_sigtable: SigTable,
+    pub pending_child: Cell<*mut ThreadArea>,
+    map_len: Cell<usize>,
+    pub private_sigtable: UnsafeCell<SigTable>,
 }
 
 /// Signal stack size in bytes (USERTRAP_SIGSTACK_KIB).
@@ -116,7 +121,7 @@ fn take_from_pool() -> *mut ThreadArea {
         let a = pool.free;
         if !a.is_null() {
             // SAFETY: areas on the free list are ours and unused.
-            pool.free = unsafe { (*a).next };
+            pool.free = unsafe { (*a).next.get() };
             return a;
         }
         // The oldest dying thread is the likeliest to be gone.
@@ -130,7 +135,7 @@ fn take_from_pool() -> *mut ThreadArea {
             return ptr::null_mut();
         }
         // SAFETY: as above; we hold the lock.
-        pool.dying_head = unsafe { (*head).next };
+        pool.dying_head = unsafe { (*head).next.get() };
         if pool.dying_head.is_null() {
             pool.dying_tail = ptr::null_mut();
         }
@@ -148,22 +153,17 @@ fn map_new_area() -> *mut ThreadArea {
     // The guard page between header and stack turns an overflow into a fault.
     raw::mprotect(base + HEADER_LEN as u64, PAGE, libc::PROT_NONE);
     let a = base as *mut ThreadArea;
-    // SAFETY: fresh zeroed mapping, large enough and page aligned.
-    unsafe {
-        (*a).map_len = len;
-        (*a).altstack = StackT {
-            ss_sp: base + (HEADER_LEN + PAGE) as u64,
-            ss_flags: 0,
-            _pad: 0,
-            ss_size: stack as u64,
-        };
-    }
+    // SAFETY: fresh zeroed mapping, large enough and page aligned; all-zero
+    // bytes are a valid ThreadArea (Cells, atomics, null pointers).
+    let area = unsafe { &*a };
+    area.map_len.set(len);
+    area.altstack.set(StackT { ss_sp: base + (HEADER_LEN + PAGE) as u64, ss_flags: 0, _pad: 0, ss_size: stack as u64 });
     a
 }
 
 /// An area in a known initial state, not yet owned (owner_tid 0), with the
 /// process-wide dispositions; None if memory is exhausted.
-pub fn allocate() -> Option<&'static mut ThreadArea> {
+pub fn allocate() -> Option<&'static ThreadArea> {
     let mut a = take_from_pool();
     if a.is_null() {
         a = map_new_area();
@@ -171,33 +171,34 @@ pub fn allocate() -> Option<&'static mut ThreadArea> {
     if a.is_null() {
         return None;
     }
-    // SAFETY: `a` came from the pool or a fresh mapping and nobody else uses it.
-    let area = unsafe { &mut *a };
-    area.self_ptr = a as u64;
-    area.vfork_return = 0;
-    area.magic = AREA_MAGIC;
+    // SAFETY: `a` came from the pool or a fresh mapping; areas are never unmapped.
+    let area = unsafe { &*a };
+    area.self_ptr.set(a as u64);
+    area.vfork_return.set(0);
+    area.magic.set(AREA_MAGIC);
     area.owner_tid.store(0, Ordering::Relaxed);
     area.state.store(STATE_IN_USE, Ordering::Relaxed);
-    area.next = ptr::null_mut();
-    area.app_altstack = StackT { ss_sp: 0, ss_flags: libc::SS_DISABLE, _pad: 0, ss_size: 0 };
-    area.app_blocked_owned = 0;
-    area.deferred = 0;
-    area.sigtable = signals::process_table();
-    area.pending_child = ptr::null_mut();
+    area.next.set(ptr::null_mut());
+    area.app_altstack.set(StackT { ss_sp: 0, ss_flags: libc::SS_DISABLE, _pad: 0, ss_size: 0 });
+    area.app_blocked_owned.set(0);
+    area.deferred.set(0);
+    area.sigtable.set(signals::process_table());
+    area.pending_child.set(ptr::null_mut());
     Some(area)
 }
 
 /// Give an area back (it was never run on, or its thread is gone).
-pub fn release(a: *mut ThreadArea) {
+pub fn release(a: *const ThreadArea) {
     if a.is_null() {
         return;
     }
+    let a = a as *mut ThreadArea;
     with_signals_blocked(|| {
         let mut pool = POOL.lock();
         // SAFETY: the caller hands over an area nobody runs on.
         unsafe {
             (*a).state.store(STATE_FREE, Ordering::Relaxed);
-            (*a).next = pool.free;
+            (*a).next.set(pool.free);
         }
         pool.free = a;
     });
@@ -206,67 +207,76 @@ pub fn release(a: *mut ThreadArea) {
 /// An area for a child that shares our memory (CLONE_VM): it inherits the
 /// program's view of blocked signals and, unless it shares the handlers
 /// (CLONE_SIGHAND), gets its own copy of the dispositions.
-pub fn allocate_for_child(parent: &ThreadArea, share_handlers: bool) -> Option<&'static mut ThreadArea> {
+pub fn allocate_for_child(parent: &ThreadArea, share_handlers: bool) -> Option<&'static ThreadArea> {
     let child = allocate()?;
-    child.app_blocked_owned = parent.app_blocked_owned;
+    child.app_blocked_owned.set(parent.app_blocked_owned.get());
     if share_handlers {
-        child.sigtable = parent.sigtable;
+        child.sigtable.set(parent.sigtable.get());
     } else {
-        signals::copy_table(parent.sigtable, &mut child.private_sigtable);
-        child.sigtable = &mut child.private_sigtable;
+        // SAFETY: the child area is not yet visible to any other thread.
+        let private = unsafe { &mut *child.private_sigtable.get() };
+        signals::copy_table(parent.sigtable.get(), private);
+        child.sigtable.set(private);
     }
     Some(child)
 }
 
 /// Make `a` the calling thread's area.
-pub fn install(a: &mut ThreadArea) {
+pub fn install(a: &ThreadArea) {
     a.owner_tid.store(raw::gettid(), Ordering::Relaxed);
-    set_gs_base(a as *mut ThreadArea as u64);
+    set_gs_base(a as *const ThreadArea as u64);
+}
+
+/// The area the GS base points at, if it is one of ours.
+fn area_at_gs() -> Option<&'static ThreadArea> {
+    let base = gs_base();
+    if base == 0 {
+        return None;
+    }
+    // SAFETY: a non-zero GS base is only ever set by `install`, to an area
+    // that stays mapped for the life of the process; checked by magic. (A
+    // program cannot set it: arch_prctl(ARCH_SET_GS) is refused.)
+    let a = unsafe { &*(base as *const ThreadArea) };
+    if a.magic.get() == AREA_MAGIC {
+        Some(a)
+    } else {
+        None
+    }
 }
 
 /// The calling thread's area, set up on first use. None only if memory is
 /// exhausted.
-pub fn current() -> Option<&'static mut ThreadArea> {
+pub fn current() -> Option<&'static ThreadArea> {
     let tid = raw::gettid();
-    let base = gs_base();
-    let inherited = if base != 0 {
-        // SAFETY: a non-zero GS base is only ever set by `install`, to an area
-        // that stays mapped for the life of the process; checked by magic.
-        let a = unsafe { &mut *(base as *mut ThreadArea) };
-        if a.magic != AREA_MAGIC {
-            None
-        } else if a.owner_tid.load(Ordering::Relaxed) == tid {
+    match area_at_gs() {
+        Some(a) if a.owner_tid.load(Ordering::Relaxed) == tid => {
             // Our own area. A vfork we started has finished by the time we run
             // again (the parent sleeps until the child execs or exits), so the
             // area set aside for its child is free again.
-            if !a.pending_child.is_null() {
-                release(a.pending_child);
-                a.pending_child = ptr::null_mut();
+            let child = a.pending_child.replace(ptr::null_mut());
+            if !child.is_null() {
+                release(child);
             }
-            return Some(a);
-        } else {
             Some(a)
         }
-    } else {
-        None
-    };
-    match inherited {
         Some(parent) => {
-            let child = parent.pending_child;
+            // Inherited: we are the child of a vfork (it shares the parent's
+            // memory): claim the area the parent set aside for us.
+            let child = parent.pending_child.get();
             // SAFETY: a pending child area stays allocated until the parent
             // runs again; claiming it is a single atomic exchange.
             if !child.is_null() && unsafe { (*child).owner_tid.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed) }.is_ok() {
                 set_gs_base(child as u64);
                 // SAFETY: claimed above.
-                return Some(unsafe { &mut *child });
+                return Some(unsafe { &*child });
             }
             let a = allocate_for_child(parent, true)?;
-            a.app_altstack = parent.app_altstack;
+            a.app_altstack.set(parent.app_altstack.get());
             install(a);
             Some(a)
         }
         None => {
-            // A thread that existed before the library, or whose GS base is not ours.
+            // A thread that existed before the library.
             let a = allocate()?;
             install(a);
             Some(a)
@@ -275,36 +285,26 @@ pub fn current() -> Option<&'static mut ThreadArea> {
 }
 
 /// The area the GS base points at, whoever owns it (a fork child's copy).
-pub fn current_unchecked() -> Option<&'static mut ThreadArea> {
-    let base = gs_base();
-    if base == 0 {
-        return None;
-    }
-    // SAFETY: as in `current`: a non-zero GS base is one of our areas.
-    let a = unsafe { &mut *(base as *mut ThreadArea) };
-    if a.magic == AREA_MAGIC {
-        Some(a)
-    } else {
-        None
-    }
+pub fn current_unchecked() -> Option<&'static ThreadArea> {
+    area_at_gs()
 }
 
 /// The thread is about to exit(2): queue its area for reuse after it is gone.
-pub fn retire(a: &mut ThreadArea) {
-    if !a.pending_child.is_null() {
-        release(a.pending_child);
-        a.pending_child = ptr::null_mut();
+pub fn retire(a: &ThreadArea) {
+    let child = a.pending_child.replace(ptr::null_mut());
+    if !child.is_null() {
+        release(child);
     }
-    let p = a as *mut ThreadArea;
+    let p = a as *const ThreadArea as *mut ThreadArea;
     with_signals_blocked(|| {
         let mut pool = POOL.lock();
         a.state.store(STATE_DYING, Ordering::Relaxed);
-        a.next = ptr::null_mut();
+        a.next.set(ptr::null_mut());
         if pool.dying_tail.is_null() {
             pool.dying_head = p;
         } else {
             // SAFETY: the tail is a live area on the dying list; we hold the lock.
-            unsafe { (*pool.dying_tail).next = p };
+            unsafe { (*pool.dying_tail).next.set(p) };
         }
         pool.dying_tail = p;
     });
@@ -312,7 +312,7 @@ pub fn retire(a: &mut ThreadArea) {
 
 /// In a child process after fork: other threads are gone, and a lock they held
 /// at fork time would stay locked forever.
-pub fn after_fork_in_child(a: &mut ThreadArea) {
+pub fn after_fork_in_child(a: &ThreadArea) {
     // SAFETY: only this thread exists in the new process.
     unsafe { POOL.force_unlock() };
     a.owner_tid.store(raw::gettid(), Ordering::Relaxed);

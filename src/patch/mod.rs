@@ -1,0 +1,17 @@
+//! The fast path: rewriting a trapped `mov $nr,%eax; syscall` site into a
+//! jump through the trap table to a per-site trampoline (see table.rs), once
+//! the site is proven safe to rewrite ([`site::check`], using function starts
+//! from the unwind tables found by [`elf`]).
+//!
+//! - [`patcher`]: the decision and the one lock;
+//! - [`site`], [`elf`]: is this a real `mov` + `syscall` instruction pair?
+//! - [`table`]: slot windows below 2 GiB and trampolines;
+//! - [`write`]: the cross-modifying write protocol;
+//! - [`registry`]: every site looked at, for the fault handlers and reports.
+
+pub mod elf;
+pub mod patcher;
+pub mod registry;
+pub mod site;
+pub mod table;
+pub mod write;

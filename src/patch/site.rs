@@ -1,0 +1,569 @@
+//! Is this `mov $nr,%eax; syscall` site safe to patch?
+//!
+//! The seven bytes `b8 n0 n1 n2 n3 0f 05` before a trapped syscall's return
+//! address are not proof of a `mov $nr,%eax` instruction: they can be the tail
+//! of a longer instruction (gVisor issue #10849: glibc's `ioctl` has
+//! `movl $0x10,-0x48(%rsp)` = `c7 44 24 b8 10 00 00 00` right before `0f 05`).
+//! Patching such a "site" corrupts the longer instruction. So the decision is
+//! made by decoding FORWARD from a known function start (from the unwind
+//! tables, [`super::elf`]) and accepting only when an instruction boundary falls
+//! exactly on the `mov`.
+//!
+//! Runs in trap context: no syscalls except through `sigsafe::raw`, no panics.
+//! The decoder (iced-x86) allocates its tables once, on first use, through the
+//! bump allocator (`sigsafe::bump`): call [`warm_up`] at start-up, before any
+//! trap can reach [`check`].
+
+use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, Instruction, Register};
+
+use super::elf;
+
+/// Why a site is left on the slow path. The texts are printed in the list of
+/// unpatched sites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// The instruction at the site is not `mov $imm32,%eax` (5 bytes, `b8`).
+    NotMovEax,
+    /// The `mov` is fine but the next instruction is not `syscall`.
+    NotSyscall,
+    /// Decoding forward from the function start steps over the site.
+    NotBoundary,
+    /// An undecodable byte sequence before the site (data in the code?).
+    Undecodable,
+    /// `mov $15,%eax; syscall` or glibc's `mov $15,%rax; syscall`: rt_sigreturn.
+    SigreturnStub,
+    /// More than [`MAX_DECODE`] bytes between the function start and the site.
+    TooFar,
+    /// The site (and the 7 bytes) are not inside the code handed to [`verify`].
+    OutsideCode,
+    /// The object has unwind tables but no entry at or below the site.
+    NoFunctionStart,
+    /// The nearest unwind entry below the site ends at or before the site.
+    PastFunctionEnd,
+    /// The `mov` is inside the function's unwind range but the `syscall` is
+    /// not: glibc's clone/clone3 end their unwind info right before the
+    /// syscall on purpose (the child must not unwind past it).
+    SyscallOutsideFunction,
+    /// The object has no `PT_GNU_EH_FRAME` (no `.eh_frame_hdr`).
+    NoEhFrameHdr,
+    /// `.eh_frame_hdr` or `.eh_frame` use an encoding this parser does not know.
+    UnsupportedUnwind,
+    /// `.eh_frame_hdr` or `.eh_frame` unreadable or malformed.
+    BadUnwind,
+    /// ELF headers unreadable, or they do not describe the mapping of the site.
+    BadElf,
+    /// The site is in the vDSO.
+    InVdso,
+    /// The site is in the legacy vsyscall page.
+    InVsyscall,
+    /// Anonymous memory (JIT code), a special mapping, or a file that is not ELF.
+    NotElfObject,
+    /// The mapping of the site is not readable and executable.
+    NotExecutable,
+    /// No mapping contains the site.
+    NotMapped,
+    /// /proc/self/maps could not be opened or read.
+    MapsUnreadable,
+    /// The function does not lie in one run of executable mappings of its file.
+    StraddlesMapping,
+}
+
+impl Reject {
+    /// Short human reason, for the list of unpatched sites.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::NotMovEax => "not preceded by mov $imm32,%eax",
+            Reject::NotSyscall => "mov $imm32,%eax not followed by syscall",
+            Reject::NotBoundary => "no instruction boundary at the mov (decoded forward from function start)",
+            Reject::Undecodable => "undecodable bytes between the function start and the site",
+            Reject::SigreturnStub => "sigreturn stub",
+            Reject::TooFar => "function too large (site more than 1 MiB past its start)",
+            Reject::OutsideCode => "site outside the decoded code",
+            Reject::NoFunctionStart => "no function start known (no unwind table entry)",
+            Reject::PastFunctionEnd => "no function contains it (past the end of the nearest unwind entry)",
+            Reject::SyscallOutsideFunction => {
+                "syscall outside its function's unwind range (clone-style stub)"
+            }
+            Reject::NoEhFrameHdr => "no function start known (object has no .eh_frame_hdr)",
+            Reject::UnsupportedUnwind => "unwind table uses an unsupported encoding",
+            Reject::BadUnwind => "unwind table unreadable or malformed",
+            Reject::BadElf => "ELF headers unreadable or not matching the mapping",
+            Reject::InVdso => "in the vDSO",
+            Reject::InVsyscall => "in the vsyscall page",
+            Reject::NotElfObject => "not in a mapped ELF object",
+            Reject::NotExecutable => "not in a readable executable mapping",
+            Reject::NotMapped => "not mapped",
+            Reject::MapsUnreadable => "cannot read /proc/self/maps",
+            Reject::StraddlesMapping => "function not inside one executable mapping",
+        }
+    }
+}
+
+/// Longest distance decoded from a function start to a site.
+pub const MAX_DECODE: u64 = 1 << 20;
+
+/// Length of the patchable pair: `mov $imm32,%eax` (5) + `syscall` (2).
+pub const SITE_LEN: u64 = 7;
+
+/// rt_sigreturn: never patched (unwinders and debuggers recognise signal frames
+/// by the bytes of the stub that issues it).
+pub const NR_RT_SIGRETURN: u32 = 15;
+
+/// glibc's `__restore_rt`: `mov $15,%rax; syscall`.
+pub const SIGRETURN_STUB: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
+
+/// Decide from the code alone. `code` holds the bytes from `func_start` on,
+/// at least up to `site + 7`. Ok(syscall number) only when, decoding forward
+/// from `func_start`, an instruction starts exactly at `site`, it is
+/// `mov $imm32,%eax` (5 bytes) and the next one is `syscall`.
+pub fn verify(func_start: u64, code: &[u8], site: u64) -> Result<u32, Reject> {
+    let off = site.checked_sub(func_start).ok_or(Reject::OutsideCode)?;
+    if off > MAX_DECODE {
+        return Err(Reject::TooFar);
+    }
+    let end = off.checked_add(SITE_LEN).ok_or(Reject::OutsideCode)?;
+    let window = code.get(..end as usize).ok_or(Reject::OutsideCode)?;
+    if code
+        .get(off as usize..)
+        .is_some_and(|b| b.starts_with(&SIGRETURN_STUB))
+    {
+        return Err(Reject::SigreturnStub);
+    }
+    let mut decoder = Decoder::try_with_ip(64, window, func_start, DecoderOptions::NONE)
+        .map_err(|_| Reject::OutsideCode)?;
+    let mut ins = Instruction::default();
+    loop {
+        if !decoder.can_decode() {
+            // Every byte before the site consumed without landing on it
+            // cannot happen (the window extends past the site), but be total.
+            return Err(Reject::NotBoundary);
+        }
+        decoder.decode_out(&mut ins);
+        if ins.ip() == site {
+            break;
+        }
+        // An instruction that starts before the site and ends after it (or
+        // runs out of bytes, which only happens past the site) hides the site.
+        if ins.next_ip() > site || decoder.last_error() == DecoderError::NoMoreBytes {
+            return Err(Reject::NotBoundary);
+        }
+        if ins.is_invalid() {
+            return Err(Reject::Undecodable);
+        }
+    }
+    if ins.code() != Code::Mov_r32_imm32 || ins.op0_register() != Register::EAX || ins.len() != 5 {
+        return Err(Reject::NotMovEax);
+    }
+    let nr = ins.immediate32();
+    if !decoder.can_decode() {
+        return Err(Reject::NotSyscall);
+    }
+    decoder.decode_out(&mut ins);
+    if ins.ip() != site.wrapping_add(5) || ins.code() != Code::Syscall || ins.len() != 2 {
+        return Err(Reject::NotSyscall);
+    }
+    if nr == NR_RT_SIGRETURN {
+        return Err(Reject::SigreturnStub);
+    }
+    Ok(nr)
+}
+
+/// Full decision for a site in the running process (trap-context safe).
+/// `site` is the address of the `mov`, i.e. the syscall's return address - 7.
+pub fn check(site: u64) -> Result<u32, Reject> {
+    check_with(&mut elf::RawOs::new(), site)
+}
+
+/// [`check`] over a given system layer (tests use std instead of the gate).
+pub fn check_with<O: elf::Os>(os: &mut O, site: u64) -> Result<u32, Reject> {
+    // glibc's restorer first, whatever the unwind tables say about it (its
+    // hand-written FDE starts one byte early, inside the alignment padding).
+    let mut head = [0u8; SIGRETURN_STUB.len()];
+    if os.read(site, &mut head) && head == SIGRETURN_STUB {
+        return Err(Reject::SigreturnStub);
+    }
+    let loc = elf::locate_with(os, site)?;
+    let end = site.checked_add(SITE_LEN).ok_or(Reject::OutsideCode)?;
+    if end > loc.func_end {
+        return Err(Reject::SyscallOutsideFunction);
+    }
+    let off = site.checked_sub(loc.func_start).ok_or(Reject::NoFunctionStart)?;
+    if off > MAX_DECODE {
+        return Err(Reject::TooFar);
+    }
+    if loc.func_start < loc.text_start || end > loc.text_end {
+        return Err(Reject::StraddlesMapping);
+    }
+    // SAFETY: [func_start, site + 7) lies inside one run of adjacent readable
+    // and executable mappings of the ELF file that contains the site, as
+    // /proc/self/maps listed them just now (locate_with checked it), and is at
+    // most MAX_DECODE + 7 bytes long. It is program text: nothing writes it
+    // except our own patcher, which only turns other `mov; syscall` pairs into
+    // jumps (the bytes change, the memory stays valid). The thread that
+    // trapped was executing the syscall at this site a moment ago, so the
+    // object is loaded; unmapping it concurrently (dlclose while one of its
+    // functions runs) would already be a bug of the program.
+    let code =
+        unsafe { core::slice::from_raw_parts(loc.func_start as *const u8, (end - loc.func_start) as usize) };
+    verify(loc.func_start, code, site)
+}
+
+/// Decode once so that iced-x86 builds its tables (thousands of allocations)
+/// at start-up rather than in the first SIGSYS handler. True if the decoder
+/// recognised `mov $39,%eax; syscall`.
+pub fn warm_up() -> bool {
+    const GETPID: [u8; 7] = [0xb8, 0x27, 0x00, 0x00, 0x00, 0x0f, 0x05];
+    verify(0x1000, &GETPID, 0x1000) == Ok(39)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const BASE: u64 = 0x40_1000;
+
+    fn v(code: &[u8], site_off: u64) -> Result<u32, Reject> {
+        verify(BASE, code, BASE + site_off)
+    }
+
+    #[test]
+    fn warm_up_decodes() {
+        assert!(warm_up());
+    }
+
+    #[test]
+    fn mov_syscall_at_function_start() {
+        assert_eq!(v(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05], 0), Ok(39));
+        // Trailing bytes after the pair do not matter.
+        assert_eq!(v(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xc3, 0xcc], 0), Ok(39));
+    }
+
+    #[test]
+    fn mov_syscall_after_other_instructions() {
+        let code = [
+            0xf3, 0x0f, 0x1e, 0xfa, // endbr64
+            0x48, 0x89, 0xf8, // mov %rdi,%rax
+            0x48, 0x83, 0xec, 0x08, // sub $8,%rsp
+            0x41, 0xb8, 0x01, 0x00, 0x00, 0x00, // mov $1,%r8d (contains b8)
+            0x0f, 0x1f, 0x44, 0x00, 0x00, // nopl 0(%rax,%rax,1)
+            0xb8, 0x01, 0x01, 0x00, 0x00, // mov $257,%eax
+            0x0f, 0x05, // syscall
+            0xc3, // ret
+        ];
+        assert_eq!(v(&code, 22), Ok(257));
+        // The b8 inside `mov $1,%r8d` is not an instruction start.
+        assert_eq!(v(&code, 12), Err(Reject::NotBoundary));
+    }
+
+    #[test]
+    fn gvisor_10849_movl_to_stack_is_not_a_site() {
+        // glibc ioctl: movl $0x10,-0x48(%rsp); syscall. The bytes from offset
+        // 3 read b8 10 00 00 00 0f 05, but offset 3 is inside the movl.
+        let code = [0xc7, 0x44, 0x24, 0xb8, 0x10, 0x00, 0x00, 0x00, 0x0f, 0x05];
+        assert_eq!(&code[3..], &[0xb8, 0x10, 0, 0, 0, 0x0f, 0x05]);
+        assert_eq!(v(&code, 3), Err(Reject::NotBoundary));
+        // With something before it, too.
+        let mut longer = vec![0x48, 0x89, 0xe5]; // mov %rsp,%rbp
+        longer.extend_from_slice(&code);
+        assert_eq!(v(&longer, 6), Err(Reject::NotBoundary));
+    }
+
+    #[test]
+    fn glibc_sigreturn_stub_is_never_patchable() {
+        let stub = SIGRETURN_STUB;
+        // Whatever byte the caller points at, nothing in it is patchable.
+        for off in 0..3 {
+            let r = v(&stub, off);
+            assert!(r.is_err(), "offset {off}: {r:?}");
+        }
+        assert_eq!(v(&stub, 0), Err(Reject::SigreturnStub));
+        // After a nop (glibc puts one before __restore_rt).
+        let mut with_nop = vec![0x90];
+        with_nop.extend_from_slice(&stub);
+        assert_eq!(v(&with_nop, 1), Err(Reject::SigreturnStub));
+        // The 32-bit-immediate form of the same syscall.
+        assert_eq!(v(&[0xb8, 15, 0, 0, 0, 0x0f, 0x05], 0), Err(Reject::SigreturnStub));
+    }
+
+    #[test]
+    fn other_forms_are_rejected() {
+        // mov %r8d,%eax; syscall
+        assert_eq!(
+            v(&[0x44, 0x89, 0xc0, 0x0f, 0x05, 0, 0, 0, 0], 0),
+            Err(Reject::NotMovEax)
+        );
+        // mov $nr,%eax; nop; syscall
+        assert_eq!(
+            v(&[0xb8, 39, 0, 0, 0, 0x90, 0x0f, 0x05], 0),
+            Err(Reject::NotSyscall)
+        );
+        // mov $nr,%ecx; syscall
+        assert_eq!(v(&[0xb9, 39, 0, 0, 0, 0x0f, 0x05], 0), Err(Reject::NotMovEax));
+        // mov $nr,%eax; sysenter
+        assert_eq!(v(&[0xb8, 39, 0, 0, 0, 0x0f, 0x34], 0), Err(Reject::NotSyscall));
+        // prefixed mov (66 b8 = mov $imm16,%ax): the site is the prefix.
+        assert_eq!(
+            v(&[0x66, 0xb8, 39, 0, 0x0f, 0x05, 0x90], 0),
+            Err(Reject::NotMovEax)
+        );
+    }
+
+    #[test]
+    fn site_outside_code() {
+        let code = [0xb8, 39, 0, 0, 0, 0x0f, 0x05];
+        // Past the end: the 7 bytes are not all there.
+        assert_eq!(v(&code, 1), Err(Reject::OutsideCode));
+        assert_eq!(v(&code, 100), Err(Reject::OutsideCode));
+        // Before the function start.
+        assert_eq!(verify(BASE, &code, BASE - 1), Err(Reject::OutsideCode));
+        // Too far from the start (checked before the code length).
+        assert_eq!(verify(BASE, &code, BASE + MAX_DECODE + 1), Err(Reject::TooFar));
+        assert_eq!(verify(u64::MAX - 3, &code, u64::MAX), Err(Reject::OutsideCode));
+        assert_eq!(verify(0, &[], 0), Err(Reject::OutsideCode));
+    }
+
+    #[test]
+    fn data_in_code_desynchronises_and_is_rejected() {
+        // A jump over embedded data whose last byte swallows the mov's opcode:
+        // decoding forward (linearly) runs into the data and is rejected.
+        let code = [
+            0xeb, 0x02, // jmp +2
+            0x0f, 0xff, // data: ud0 needs a modrm byte -> takes the b8
+            0xb8, 39, 0, 0, 0, 0x0f, 0x05,
+        ];
+        assert!(v(&code, 4).is_err());
+        // Invalid bytes before the site.
+        let bad = [0x06, 0x90, 0xb8, 39, 0, 0, 0, 0x0f, 0x05];
+        assert_eq!(v(&bad, 2), Err(Reject::Undecodable));
+    }
+
+    #[test]
+    fn texts_are_distinct() {
+        let all = [
+            Reject::NotMovEax,
+            Reject::NotSyscall,
+            Reject::NotBoundary,
+            Reject::Undecodable,
+            Reject::SigreturnStub,
+            Reject::TooFar,
+            Reject::OutsideCode,
+            Reject::NoFunctionStart,
+            Reject::PastFunctionEnd,
+            Reject::SyscallOutsideFunction,
+            Reject::NoEhFrameHdr,
+            Reject::UnsupportedUnwind,
+            Reject::BadUnwind,
+            Reject::BadElf,
+            Reject::InVdso,
+            Reject::InVsyscall,
+            Reject::NotElfObject,
+            Reject::NotExecutable,
+            Reject::NotMapped,
+            Reject::MapsUnreadable,
+            Reject::StraddlesMapping,
+        ];
+        let texts: std::collections::BTreeSet<_> = all.iter().map(|r| r.as_str()).collect();
+        assert_eq!(texts.len(), all.len());
+    }
+
+    // -------------------------------------------------------------------
+    // Against the real libc of the test process.
+
+    /// Executable mappings, (start, end), of the loaded object whose path
+    /// ends with `suffix`, and the object's lowest address.
+    fn object_text(suffix: &str) -> (Vec<(u64, u64)>, u64) {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mut out = Vec::new();
+        let mut base = u64::MAX;
+        for line in maps.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() >= 6 && f[5].ends_with(suffix) {
+                let (a, b) = f[0].split_once('-').unwrap();
+                let (a, b) = (
+                    u64::from_str_radix(a, 16).unwrap(),
+                    u64::from_str_radix(b, 16).unwrap(),
+                );
+                base = base.min(a);
+                if f[1].contains('x') {
+                    out.push((a, b));
+                }
+            }
+        }
+        assert!(
+            !out.is_empty(),
+            "no executable {suffix} mapping in /proc/self/maps"
+        );
+        (out, base)
+    }
+
+    fn libc_text() -> Vec<(u64, u64)> {
+        object_text("/libc.so.6").0
+    }
+
+    fn text_bytes(start: u64, end: u64) -> &'static [u8] {
+        // SAFETY: an r-x mapping of libc or ld.so, which stay loaded for the test.
+        unsafe { std::slice::from_raw_parts(start as *const u8, (end - start) as usize) }
+    }
+
+    fn is_candidate(w: &[u8]) -> bool {
+        w.len() >= 7 && w[0] == 0xb8 && w[5] == 0x0f && w[6] == 0x05
+    }
+
+    /// Run the full check on every `b8 xx xx xx xx 0f 05` in an object's text:
+    /// (candidates, accepted, rejection reasons).
+    fn scan_object(suffix: &str) -> (usize, usize, BTreeMap<&'static str, usize>) {
+        let (texts, base) = object_text(suffix);
+        let name = suffix.trim_start_matches('/');
+        let mut os = elf::StdOs::new();
+        let (mut total, mut accepted) = (0usize, 0usize);
+        let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let mut nrs: BTreeMap<u32, usize> = BTreeMap::new();
+        for (start, end) in texts {
+            let text = text_bytes(start, end);
+            for i in 0..text.len().saturating_sub(6) {
+                if !is_candidate(&text[i..]) {
+                    continue;
+                }
+                total += 1;
+                let site = start + i as u64;
+                match check_with(&mut os, site) {
+                    Ok(nr) => {
+                        accepted += 1;
+                        let imm = u32::from_le_bytes(text[i + 1..i + 5].try_into().unwrap());
+                        assert_eq!(nr, imm);
+                        *nrs.entry(nr).or_default() += 1;
+                    }
+                    Err(r) => {
+                        let imm = u32::from_le_bytes(text[i + 1..i + 5].try_into().unwrap());
+                        eprintln!("  rejected {name}+{:#x} (nr {imm}): {}", site - base, r.as_str());
+                        *reasons.entry(r.as_str()).or_default() += 1
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "{name}: {total} candidate b8 xx xx xx xx 0f 05 sites, {accepted} accepted ({} distinct syscall numbers)",
+            nrs.len()
+        );
+        for (r, n) in &reasons {
+            eprintln!("  rejected {n:4}: {r}");
+        }
+        assert!(!nrs.contains_key(&NR_RT_SIGRETURN));
+        (total, accepted, reasons)
+    }
+
+    #[test]
+    fn libc_sites() {
+        let (total, accepted, reasons) = scan_object("/libc.so.6");
+        assert!(
+            accepted >= 300,
+            "only {accepted} of {total} accepted; rejections: {reasons:?}"
+        );
+    }
+
+    #[test]
+    fn ld_so_sites() {
+        let (total, accepted, reasons) = scan_object("/ld-linux-x86-64.so.2");
+        assert!(
+            accepted * 4 >= total * 3,
+            "only {accepted} of {total} accepted; rejections: {reasons:?}"
+        );
+    }
+
+    /// Find `pat` within `max` bytes after the function at `f`.
+    fn find_after(f: u64, max: u64, pat: &[u8]) -> u64 {
+        let (_, end) = libc_text()
+            .into_iter()
+            .find(|&(s, e)| s <= f && f < e)
+            .expect("function not in libc text");
+        let text = text_bytes(f, end.min(f + max));
+        f + text
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .expect("pattern not found") as u64
+    }
+
+    #[test]
+    fn clone_is_not_accepted() {
+        // glibc's clone ends its unwind info right before the syscall (the
+        // child must not unwind into the parent's frames).
+        let site = find_after(
+            libc::clone as *const () as usize as u64,
+            128,
+            &[0xb8, 56, 0, 0, 0, 0x0f, 0x05],
+        );
+        assert_eq!(
+            check_with(&mut elf::StdOs::new(), site),
+            Err(Reject::SyscallOutsideFunction)
+        );
+    }
+
+    #[test]
+    fn getppid_wrapper_is_accepted() {
+        let f = libc::getppid as *const () as usize as u64;
+        let mut os = elf::StdOs::new();
+        let site = find_after(f, 256, &[0xb8, 0x6e, 0x00, 0x00, 0x00, 0x0f, 0x05]);
+        assert_eq!(elf::locate_with(&mut os, site).map(|l| l.func_start), Ok(f));
+        assert_eq!(check_with(&mut os, site), Ok(110));
+    }
+
+    #[test]
+    fn glibc_restore_rt_is_not_accepted() {
+        // glibc reports its own restorer (__restore_rt) in sa_restorer.
+        unsafe extern "C" fn handler(_: libc::c_int) {}
+        let sig = libc::SIGRTMIN() + 5;
+        let restorer = unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = handler as *const () as usize;
+            let mut old: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(sig, &act, &mut old), 0);
+            let mut now: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(sig, &old, &mut now), 0);
+            now.sa_restorer
+                .map(|f| f as usize as u64)
+                .expect("no sa_restorer")
+        };
+        let bytes = text_bytes(restorer, restorer + 9);
+        assert_eq!(bytes, &SIGRETURN_STUB, "__restore_rt is not the expected stub");
+        let mut os = elf::StdOs::new();
+        for site in restorer.saturating_sub(7)..restorer + 9 {
+            let r = check_with(&mut os, site);
+            assert!(r.is_err(), "site {site:#x} near __restore_rt accepted: {r:?}");
+        }
+        assert_eq!(check_with(&mut os, restorer), Err(Reject::SigreturnStub));
+    }
+
+    #[test]
+    fn anonymous_and_vdso_are_rejected() {
+        let mut os = elf::StdOs::new();
+        // JIT-like anonymous code.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        unsafe { std::ptr::copy_nonoverlapping([0xb8u8, 39, 0, 0, 0, 0x0f, 0x05].as_ptr(), p as *mut u8, 7) };
+        assert_eq!(check_with(&mut os, p as u64), Err(Reject::NotElfObject));
+        unsafe { libc::munmap(p, 4096) };
+        // The vDSO.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        if let Some(line) = maps.lines().find(|l| l.ends_with("[vdso]")) {
+            let start = u64::from_str_radix(line.split('-').next().unwrap(), 16).unwrap();
+            assert_eq!(check_with(&mut os, start + 16), Err(Reject::InVdso));
+        }
+        // The stack and unmapped memory.
+        let local = 0u64;
+        assert_eq!(
+            check_with(&mut os, &local as *const u64 as u64),
+            Err(Reject::NotElfObject)
+        );
+        assert_eq!(check_with(&mut os, 8), Err(Reject::NotMapped));
+    }
+}
