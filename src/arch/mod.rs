@@ -21,10 +21,15 @@ pub const GATE_OFF_SYSCALL: u64 = 0x00;
 pub const GATE_OFF_RESTORER: u64 = 0x10;
 pub const GATE_OFF_CLONE: u64 = 0x20;
 pub const GATE_OFF_VFORK: u64 = 0x40;
+pub const GATE_OFF_SIGALTSTACK: u64 = 0xb0;
+pub const GATE_OFF_INT80: u64 = 0xf0;
 pub const GATE_OFF_SLOTS: u64 = 0x100;
 
-/// Offset in the thread area of the vfork stub's return address (read with %gs).
+/// Offsets in the thread area of what the gate's stubs read through %gs
+/// (checked against the struct in sigsafe/thread.rs).
 pub const AREA_VFORK_RETURN: usize = 8;
+pub const AREA_STUB_RETURN: usize = 16;
+pub const AREA_PENDING_ALTSTACK: usize = 24;
 /// Bytes the parent reserves between a clone child's frame and its Rust stack.
 pub const CHILD_HEADER: usize = 64;
 
@@ -35,6 +40,8 @@ extern "C" {
     static ut_gate_restorer: u8;
     static ut_gate_clone: u8;
     static ut_gate_vfork: u8;
+    static ut_gate_sigaltstack: u8;
+    static ut_gate_int80: u8;
     static ut_slot_child_entry: u8;
     static ut_slot_gate_base: u8;
     static ut_slot_gate_len: u8;
@@ -50,6 +57,7 @@ extern "C" {
     static ut_tramp_template_end: u8;
 
     pub fn ut_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    pub fn ut_int80(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
     pub fn ut_bootstrap_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
     pub fn ut_clone_with_frame(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, frame: u64) -> i64;
     pub fn ut_sigreturn_at(uc: u64) -> !;
@@ -68,6 +76,7 @@ fn image_offset(sym: &u8) -> u64 {
 /// Where the gate's entry points are once the image is copied to GATE_ADDR.
 pub const GATE_RESTORER: u64 = GATE_ADDR + GATE_OFF_RESTORER;
 pub const GATE_VFORK: u64 = GATE_ADDR + GATE_OFF_VFORK;
+pub const GATE_SIGALTSTACK: u64 = GATE_ADDR + GATE_OFF_SIGALTSTACK;
 
 /// True when the assembler put every entry point where Rust expects it.
 pub fn gate_layout_ok() -> bool {
@@ -77,6 +86,8 @@ pub fn gate_layout_ok() -> bool {
             && image_offset(&ut_gate_restorer) == GATE_OFF_RESTORER
             && image_offset(&ut_gate_clone) == GATE_OFF_CLONE
             && image_offset(&ut_gate_vfork) == GATE_OFF_VFORK
+            && image_offset(&ut_gate_sigaltstack) == GATE_OFF_SIGALTSTACK
+            && image_offset(&ut_gate_int80) == GATE_OFF_INT80
             && image_offset(&ut_slot_child_entry) == GATE_OFF_SLOTS
             && gate_image().len() as u64 == GATE_LEN
     }
@@ -173,6 +184,11 @@ global_asm!(
     off_vfork = const GATE_OFF_VFORK,
     off_slots = const GATE_OFF_SLOTS,
     area_vfork_return = const AREA_VFORK_RETURN,
+    area_stub_return = const AREA_STUB_RETURN,
+    area_pending_altstack = const AREA_PENDING_ALTSTACK,
+    off_sigaltstack = const GATE_OFF_SIGALTSTACK,
+    off_int80 = const GATE_OFF_INT80,
+    gate_int80 = const GATE_ADDR + GATE_OFF_INT80,
     child_header = const CHILD_HEADER,
     options(att_syntax)
 );

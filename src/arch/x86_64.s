@@ -95,6 +95,43 @@ ut_gate_vfork:
     mov %gs:{area_vfork_return}, %rcx   # rcx = return address, as after a native syscall
     jmp *%rcx                   # back into the program
 
+# --- gate sigaltstack stub -----------------------------------------------------
+# The kernel refuses to change the alternate stack from a signal frame whose
+# handler ran on it, and our handler always does. So the handler emulates
+# sigaltstack, stores the stack_t to install in the thread area, sets rax to
+# the result and returns here; this installs it from the program's own stack
+# and goes back to the program with every register as the handler left it.
+    .org {off_sigaltstack}
+    .globl ut_gate_sigaltstack
+ut_gate_sigaltstack:
+    lea -128(%rsp), %rsp        # step over the red zone (lea keeps the flags)
+    pushfq                      # the program's flags
+    push %rax                   # the emulated syscall's result
+    push %rdi                   # sigaltstack's argument registers
+    push %rsi
+    mov $131, %eax              # sigaltstack
+    mov %gs:0, %rdi             # the thread area's own address...
+    add ${area_pending_altstack}, %rdi  # ...plus the offset of the stack_t to install
+    xor %esi, %esi              # no old value wanted
+    syscall                     # from the gate: not trapped
+    pop %rsi                    # the program's registers again
+    pop %rdi
+    pop %rax
+    mov (%rsp), %r11            # r11 = flags, as after a native syscall
+    popfq
+    lea 128(%rsp), %rsp         # the program's stack pointer
+    mov %gs:{area_stub_return}, %rcx    # rcx = return address, as after a native syscall
+    jmp *%rcx                   # back to the program
+
+# --- gate int80: an i386 syscall (int $0x80) trapped by SUD, re-issued --------
+# Called from ut_int80 with the i386 convention set up (eax, ebx, ecx, edx,
+# esi, edi, ebp).
+    .org {off_int80}
+    .globl ut_gate_int80
+ut_gate_int80:
+    int $0x80                   # the 32-bit entry, from the exempt range
+    ret
+
 # --- data slots (written once by the constructor, then read-only) -------------
     .org {off_slots}
     .globl ut_slot_child_entry
@@ -157,6 +194,30 @@ ut_bootstrap_syscall6:
     syscall
     ret
     .size ut_bootstrap_syscall6, .-ut_bootstrap_syscall6
+
+# --- ut_int80(nr, a1, a2, a3, a4, a5, a6) -> rax ---------------------------------
+# The System V call convention in, the i386 syscall convention out, through
+# the gate's int $0x80.
+    .globl ut_int80
+    .hidden ut_int80
+    .type ut_int80, @function
+ut_int80:
+    push %rbx                   # callee-saved, but the i386 ABI takes arguments there
+    push %rbp
+    mov %rdi, %rax              # syscall number (i386 numbering)
+    mov %rsi, %rbx              # argument 1
+    mov %rcx, %r10              # (argument 3, parked)
+    mov %rdx, %rcx              # argument 2
+    mov %r10, %rdx              # argument 3
+    mov %r8, %rsi               # argument 4
+    mov %r9, %rdi               # argument 5
+    mov 24(%rsp), %rbp          # argument 6 (7th C argument, above two pushes)
+    movabs ${gate_int80}, %r11
+    call *%r11
+    pop %rbp
+    pop %rbx
+    ret
+    .size ut_int80, .-ut_int80
 
 # --- ut_clone_with_frame(nr, a1, a2, a3, a4, a5, frame) -> rax ----------------
 # Like ut_syscall6 for clone/clone3, but through the clone gate, and with the

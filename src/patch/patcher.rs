@@ -32,7 +32,8 @@ static PATCHER: spin::Mutex<Table> = spin::Mutex::new(Table::new());
 /// - clone/clone3/fork/vfork/execve/execveat need the frame to give the child
 ///   or the new image the program's exact state;
 /// - exit/exit_group do per-thread and per-process bookkeeping;
-/// - arch_prctl and prctl guard state the library owns (GS base, SUD).
+/// - arch_prctl and prctl guard state the library owns (GS base, SUD);
+///   seccomp stops patching when the program installs a filter.
 pub fn needs_slow_path(nr: u64) -> bool {
     matches!(
         nr as i64,
@@ -41,6 +42,7 @@ pub fn needs_slow_path(nr: u64) -> bool {
             | libc::SYS_rt_sigreturn
             | libc::SYS_sigaltstack
             | libc::SYS_rt_sigpending
+            | libc::SYS_rt_sigtimedwait
             | libc::SYS_rt_sigsuspend
             | libc::SYS_ppoll
             | libc::SYS_pselect6
@@ -57,6 +59,7 @@ pub fn needs_slow_path(nr: u64) -> bool {
             | libc::SYS_exit_group
             | libc::SYS_arch_prctl
             | libc::SYS_prctl
+            | libc::SYS_seccomp
     )
 }
 
@@ -112,6 +115,11 @@ fn try_patch(table: &mut Table, key: u64, nr: u64) -> Result<(), &'static str> {
         registry::set_state(key, PATCHED);
     }
     Ok(())
+}
+
+/// The program installed a seccomp filter of its own: patch no more sites.
+pub fn stop_for_program_filter() {
+    ENABLED.store(false, Ordering::Relaxed);
 }
 
 /// In a new process: a thread that held the patch lock at fork time is gone.

@@ -45,14 +45,15 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
     match nr {
         raw::SYS_rt_sigaction => Return(signals::rt_sigaction(t.area, args)),
         raw::SYS_rt_sigprocmask => Return(signals::rt_sigprocmask(t.area, t.uc, args)),
-        raw::SYS_sigaltstack => Return(signals::sigaltstack(t.area, t.uc, args)),
+        raw::SYS_sigaltstack => signals::sigaltstack(t.area, t.uc, args),
         libc::SYS_rt_sigpending => Return(signals::rt_sigpending(t.area, args)),
+        libc::SYS_rt_sigtimedwait => Return(signals::rt_sigtimedwait(t.area, args)),
         raw::SYS_rt_sigreturn => signals::rt_sigreturn(t.uc),
         // Temporary masks: (argument index of the sigset pointer, via a struct?)
-        raw::SYS_rt_sigsuspend => Return(signals::with_temp_mask(nr, args, 0, false)),
-        raw::SYS_ppoll => Return(signals::with_temp_mask(nr, args, 3, false)),
-        raw::SYS_epoll_pwait | raw::SYS_epoll_pwait2 => Return(signals::with_temp_mask(nr, args, 4, false)),
-        raw::SYS_pselect6 | raw::SYS_io_pgetevents => Return(signals::with_temp_mask(nr, args, 5, true)),
+        raw::SYS_rt_sigsuspend => Return(signals::with_temp_mask(t.area, nr, args, 0, false)),
+        raw::SYS_ppoll => Return(signals::with_temp_mask(t.area, nr, args, 3, false)),
+        raw::SYS_epoll_pwait | raw::SYS_epoll_pwait2 => Return(signals::with_temp_mask(t.area, nr, args, 4, false)),
+        raw::SYS_pselect6 | raw::SYS_io_pgetevents => Return(signals::with_temp_mask(t.area, nr, args, 5, true)),
         raw::SYS_clone | raw::SYS_clone3 | raw::SYS_fork | raw::SYS_vfork => process::clone(t.area, t.uc, nr, args),
         raw::SYS_execve | raw::SYS_execveat => Return(process::exec(t.area, nr, args)),
         raw::SYS_exit => {
@@ -64,6 +65,7 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
             Return(raw::syscall6(nr, args))
         }
         raw::SYS_arch_prctl => Return(process::arch_prctl(args)),
+        libc::SYS_seccomp => Return(process::seccomp(args)),
         raw::SYS_prctl => Return(process::prctl(args)),
         raw::SYS_munmap | raw::SYS_mprotect | raw::SYS_mremap | raw::SYS_mmap => {
             Return(process::guard_own_memory(nr, args).unwrap_or_else(|| raw::syscall6(nr, args)))

@@ -80,7 +80,7 @@ impl Ucontext {
 
 /// `siginfo_t`, with the fields of the SIGSYS and fault layouts we read.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Siginfo {
     pub si_signo: i32,
     pub si_errno: i32,

@@ -402,13 +402,30 @@ pub fn arch_prctl(args: [u64; 6]) -> i64 {
     }
 }
 
-/// prctl: Syscall User Dispatch is ours under the SUD backend.
+/// prctl: Syscall User Dispatch is ours under the SUD backend; a seccomp
+/// filter of the program's own stops patching (see `seccomp`).
 pub fn prctl(args: [u64; 6]) -> i64 {
     if args[0] == linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH as u64 && backend::is_sud() {
         Line::new().str("the program tried to configure Syscall User Dispatch, which the sud backend uses: refused with EBUSY").emit();
         return -raw::EBUSY;
     }
-    raw::syscall6(raw::SYS_prctl, args)
+    let r = raw::syscall6(raw::SYS_prctl, args);
+    if r == 0 && args[0] == libc::PR_SET_SECCOMP as u64 {
+        crate::patch::patcher::stop_for_program_filter();
+    }
+    r
+}
+
+/// seccomp(2): the program's filter stacks on ours and still works. Its
+/// traps of syscalls that a patched site re-issues from the gate could not be
+/// shown to it against its own registers, so from now on no site is patched.
+pub fn seccomp(args: [u64; 6]) -> i64 {
+    let r = raw::syscall6(libc::SYS_seccomp, args);
+    if r >= 0 && args[0] == 1 {
+        // SECCOMP_SET_MODE_FILTER
+        crate::patch::patcher::stop_for_program_filter();
+    }
+    r
 }
 
 /// Does [addr, addr+len) touch the gate, the trap table or the trampolines?

@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch;
 use crate::backend;
+use crate::sigsafe::dispatch::Outcome;
 use crate::sigsafe::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP, SYS_USER_DISPATCH};
 use crate::sigsafe::raw::{self, KernelSigaction};
 use crate::sigsafe::thread::{self, ThreadArea};
@@ -34,15 +35,15 @@ const SIGSTOP: i32 = libc::SIGSTOP;
 const SIG_DFL: u64 = 0;
 const SIG_IGN: u64 = 1;
 
-const SA_SIGINFO: u64 = libc::SA_SIGINFO as u64;
-const SA_ONSTACK: u64 = libc::SA_ONSTACK as u64;
-const SA_RESTART: u64 = libc::SA_RESTART as u64;
-const SA_NODEFER: u64 = libc::SA_NODEFER as u64;
-const SA_RESETHAND: u64 = libc::SA_RESETHAND as u64;
+const SA_SIGINFO: u64 = libc::SA_SIGINFO as u32 as u64;
+const SA_ONSTACK: u64 = libc::SA_ONSTACK as u32 as u64;
+const SA_RESTART: u64 = libc::SA_RESTART as u32 as u64;
+const SA_NODEFER: u64 = libc::SA_NODEFER as u32 as u64;
+const SA_RESETHAND: u64 = libc::SA_RESETHAND as u32 as u64;
 const SA_RESTORER: u64 = 0x0400_0000;
 /// The flags the kernel keeps (UAPI_SA_FLAGS in include/linux/signal.h, x86).
-const UAPI_SA_FLAGS: u64 = libc::SA_NOCLDSTOP as u64
-    | libc::SA_NOCLDWAIT as u64
+const UAPI_SA_FLAGS: u64 = libc::SA_NOCLDSTOP as u32 as u64
+    | libc::SA_NOCLDWAIT as u32 as u64
     | SA_SIGINFO
     | SA_ONSTACK
     | SA_RESTART
@@ -334,28 +335,71 @@ pub fn rt_sigprocmask(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i
 }
 
 /// Make `mask` the program's mask at our sigreturn; owned signals stay
-/// deliverable for real, and any that arrived while blocked are raised again.
+/// deliverable for real, and any that arrived while blocked are raised again
+/// (with their original siginfo).
 fn set_program_mask(area: &ThreadArea, uc: &mut Ucontext, mask: u64) {
     uc.uc_sigmask = mask & !OWNED;
     area.app_blocked_owned.set(mask & OWNED);
     let ready = area.deferred.get() & !mask;
     if ready != 0 {
-        area.deferred.set(area.deferred.get() & (!ready));
+        area.deferred.set(area.deferred.get() & !ready);
         let (pid, tid) = (raw::getpid(), raw::gettid());
-        for sig in [SIGSYS, SIGSEGV, SIGILL] {
+        for sig in OWNED_SIGNALS {
             if ready & bit(sig) != 0 {
-                raw::tgkill(pid, tid, sig);
+                let info = deferred_info(area, sig);
+                raw::syscall(libc::SYS_rt_tgsigqueueinfo, pid as u64, tid as u64, sig as u64, &info as *const Siginfo as u64);
             }
         }
     }
 }
 
+const OWNED_SIGNALS: [i32; 3] = [SIGILL, SIGSEGV, SIGSYS];
+
+fn deferred_info(area: &ThreadArea, sig: i32) -> Siginfo {
+    let i = OWNED_SIGNALS.iter().position(|&s| s == sig).unwrap_or(0);
+    area.deferred_info.get(i).map_or(Siginfo::default(), |c| c.get())
+}
+
+/// Hold back an owned signal the program has blocked, until it unblocks it
+/// or takes it with sigtimedwait/sigwaitinfo.
+fn defer(area: &ThreadArea, sig: i32, info: &Siginfo) {
+    area.deferred.set(area.deferred.get() | bit(sig));
+    if let Some(i) = OWNED_SIGNALS.iter().position(|&s| s == sig) {
+        if let Some(c) = area.deferred_info.get(i) {
+            c.set(*info);
+        }
+    }
+}
+
+/// rt_sigtimedwait: an owned signal held back for the program is taken first;
+/// otherwise the kernel waits.
+pub fn rt_sigtimedwait(area: &ThreadArea, args: [u64; 6]) -> i64 {
+    let (set_ptr, info_ptr, size) = (args[0], args[1], args[3]);
+    if size == 8 {
+        if let Ok(set) = raw::read_user::<u64>(set_ptr) {
+            let ready = set & area.deferred.get();
+            if let Some(&sig) = OWNED_SIGNALS.iter().find(|&&s| ready & bit(s) != 0) {
+                let info = deferred_info(area, sig);
+                if info_ptr != 0 {
+                    if let Err(e) = raw::write_user(info_ptr, &info) {
+                        return -e;
+                    }
+                }
+                area.deferred.set(area.deferred.get() & !bit(sig));
+                return sig as i64;
+            }
+        }
+    }
+    raw::syscall6(libc::SYS_rt_sigtimedwait, args)
+}
+
 /// Run a syscall that installs a temporary mask, with the owned signals
-/// removed from that mask. `mask_arg`: index of the sigset pointer argument
-/// (its size follows it); `indirect`: the argument points to {sigset*, size}.
-pub fn with_temp_mask(nr: i64, mut args: [u64; 6], mask_arg: usize, indirect: bool) -> i64 {
-    let clean: u64;
-    let mut pair: [u64; 2] = [0, 0];
+/// removed from that mask and kept in the program's view for the duration.
+/// `mask_arg`: index of the sigset pointer argument (its size follows it);
+/// `indirect`: the argument points to {sigset*, size}. An owned signal held
+/// back for the program that the temporary mask unblocks is delivered now,
+/// and the call returns EINTR, as a pending signal makes it natively.
+pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], mask_arg: usize, indirect: bool) -> i64 {
     let (mask_ptr, size) = if indirect {
         let p = args.get(mask_arg).copied().unwrap_or(0);
         if p == 0 {
@@ -371,19 +415,32 @@ pub fn with_temp_mask(nr: i64, mut args: [u64; 6], mask_arg: usize, indirect: bo
     if mask_ptr == 0 || size != 8 {
         return raw::syscall6(nr, args);
     }
-    match raw::read_user::<u64>(mask_ptr) {
-        Ok(m) if m & OWNED != 0 => clean = m & !OWNED,
-        _ => return raw::syscall6(nr, args),
-    }
-    if indirect {
-        pair = [&clean as *const u64 as u64, 8];
-        if let Some(a) = args.get_mut(mask_arg) {
-            *a = pair.as_ptr() as u64;
+    let temp = match raw::read_user::<u64>(mask_ptr) {
+        Ok(m) => m,
+        Err(_) => return raw::syscall6(nr, args),
+    };
+    let ready = area.deferred.get() & !temp;
+    if ready != 0 {
+        area.deferred.set(area.deferred.get() & !ready);
+        let (pid, tid) = (raw::getpid(), raw::gettid());
+        let view = area.app_blocked_owned.replace(temp & OWNED);
+        for sig in OWNED_SIGNALS {
+            if ready & bit(sig) != 0 {
+                let info = deferred_info(area, sig);
+                raw::syscall(libc::SYS_rt_tgsigqueueinfo, pid as u64, tid as u64, sig as u64, &info as *const Siginfo as u64);
+            }
         }
-    } else if let Some(a) = args.get_mut(mask_arg) {
-        *a = &clean as *const u64 as u64;
+        area.app_blocked_owned.set(view);
+        return -(libc::EINTR as i64);
     }
+    let clean: u64 = temp & !OWNED;
+    let pair: [u64; 2] = [&clean as *const u64 as u64, 8];
+    if let Some(a) = args.get_mut(mask_arg) {
+        *a = if indirect { pair.as_ptr() as u64 } else { &clean as *const u64 as u64 };
+    }
+    let view = area.app_blocked_owned.replace(temp & OWNED);
     let r = raw::syscall6(nr, args);
+    area.app_blocked_owned.set(view);
     // Keep the locals alive until the syscall has used them.
     core::hint::black_box((&clean, &pair));
     r
@@ -396,12 +453,35 @@ fn on_stack(ss: &StackT, sp: u64) -> bool {
     ss.ss_size != 0 && ss.ss_flags & SS_AUTODISARM == 0 && sp > ss.ss_sp && sp - ss.ss_sp <= ss.ss_size
 }
 
-/// sigaltstack, against the program's view; a change takes effect through the
-/// ucontext at our sigreturn (the kernel then checks against the program's sp).
-pub fn sigaltstack(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
+/// sigaltstack, against the program's view. A change is made by the gate's
+/// sigaltstack stub, which our handler returns to: the kernel refuses to
+/// change the alternate stack from a handler running on it, and through the
+/// ucontext too when the handler ran on it. The new stack goes into the saved
+/// ucontext as well, so our own sigreturn restores it, not the old one.
+pub fn sigaltstack(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> Outcome {
+    let r = sigaltstack_emulated(area, uc, args);
+    let pending = area.pending_altstack.get();
+    if r == 0 && pending.ss_size != 0 && pending != uc.uc_stack {
+        uc.set_syscall_result(0);
+        uc.uc_stack = pending;
+        area.stub_return.set(uc.mc.rip);
+        uc.mc.rip = arch::GATE_SIGALTSTACK;
+        return Outcome::Resume;
+    }
+    Outcome::Return(r)
+}
+
+fn sigaltstack_emulated(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
+    area.pending_altstack.set(StackT::default());
     let (ss_ptr, old_ptr) = (args[0], args[1]);
     let sp = uc.mc.rsp;
-    let app = area.app_altstack.get();
+    let mut app = area.app_altstack.get();
+    // A handler running on an SS_AUTODISARM stack: the kernel disarmed it for
+    // the handler's duration, so the program sees no alternate stack.
+    let disarmed = app.ss_flags & SS_AUTODISARM != 0 && on_stack(&StackT { ss_flags: 0, ..app }, sp);
+    if disarmed {
+        app = StackT { ss_sp: 0, ss_flags: SS_DISABLE, _pad: 0, ss_size: 0 };
+    }
     let on = on_stack(&app, sp);
     let old_flags = if app.ss_size == 0 {
         SS_DISABLE
@@ -425,13 +505,13 @@ pub fn sigaltstack(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 
         }
         if mode == SS_DISABLE {
             area.app_altstack.set(StackT { ss_sp: 0, ss_flags: new.ss_flags, _pad: 0, ss_size: 0 });
-            uc.uc_stack = area.altstack.get();
+            area.pending_altstack.set(area.altstack.get());
         } else {
             if new.ss_size < MINSIGSTKSZ {
                 return -raw::ENOMEM;
             }
             area.app_altstack.set(StackT { _pad: 0, ..new });
-            uc.uc_stack = StackT { _pad: 0, ..new };
+            area.pending_altstack.set(StackT { _pad: 0, ..new });
         }
     }
     if old_ptr != 0 {
@@ -457,12 +537,28 @@ fn forced(sig: i32, info: &Siginfo) -> bool {
 /// Deliver an owned signal that is not one of our traps to the program, as the
 /// kernel would have: its handler, its ignore, or its default action.
 pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
+    let outer = area.program_uc.get();
+    if sig == SIGSYS && info.si_code == SYS_SECCOMP && outer != 0 && gate_contains(info.addr) {
+        // The program's own filter trapped the syscall we re-issued for it
+        // from the gate. Show the program its own state: its registers, and the
+        // address after its own syscall; whatever its handler leaves in rax
+        // becomes the result of our re-issued syscall, and so of its own.
+        // SAFETY: program_uc points at the frame of the slow path that is
+        // running this very syscall, further up this thread's stack.
+        let program = unsafe { &mut *(outer as *mut Ucontext) };
+        info.addr = program.mc.rip;
+        area.program_uc.set(0);
+        deliver_to_program(sig, info, program, area);
+        area.program_uc.set(outer);
+        uc.mc.rax = program.mc.rax;
+        return;
+    }
     let is_forced = forced(sig, info);
     let blocked = (uc.uc_sigmask | area.app_blocked_owned.get()) & bit(sig) != 0;
     if blocked && !is_forced {
         // Stays pending until the program unblocks it, whatever its disposition
         // is now (the kernel never ignores a blocked signal either).
-        area.deferred.set(area.deferred.get() | (bit(sig)));
+        defer(area, sig, info);
         return;
     }
     let app = action_of(area.sigtable.get(), sig).act;
@@ -477,6 +573,10 @@ pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area:
         _ if blocked => die(sig, info),
         handler => call_program_handler(sig, handler, &app, info, uc, area),
     }
+}
+
+fn gate_contains(addr: u64) -> bool {
+    (arch::GATE_ADDR..=arch::GATE_ADDR + arch::GATE_LEN).contains(&addr)
 }
 
 /// rt_sigpending: the kernel's pending set plus owned signals held back for

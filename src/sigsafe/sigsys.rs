@@ -13,6 +13,9 @@ use crate::sigsafe::raw::{self, KernelSigaction};
 use crate::sigsafe::signals;
 use crate::sigsafe::thread::{self, ThreadArea};
 
+/// `si_arch` of an i386 syscall (AUDIT_ARCH_I386, include/uapi/linux/audit.h).
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
 pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
     // SAFETY: the kernel passes valid siginfo and ucontext pointers into the
     // frame it built for this handler (SA_SIGINFO), live until we return.
@@ -23,6 +26,15 @@ pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c
     };
     if !signals::is_our_trap(info) {
         signals::deliver_to_program(sig, info, uc, area);
+        return;
+    }
+    if info.arch == AUDIT_ARCH_I386 {
+        // SUD also stops `int $0x80` (seccomp lets other arches through):
+        // re-issue it as what it is, from the gate. Not counted, never patched.
+        let m = &uc.mc;
+        // SAFETY: the gate's int $0x80 with the program's i386 arguments.
+        let r = unsafe { crate::arch::ut_int80(m.rax & 0xffff_ffff, m.rbx, m.rcx, m.rdx, m.rsi, m.rdi, m.rbp) };
+        uc.mc.rax = r as u64;
         return;
     }
     let nr = uc.mc.rax;
@@ -36,8 +48,11 @@ pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c
 pub fn run_for_program(area: &ThreadArea, uc: &mut Ucontext, nr: u64) {
     uc.mc.rax = nr;
     let args = uc.syscall_args();
+    let outer = area.program_uc.replace(uc as *mut Ucontext as u64);
     let mut trap = Trap { area, uc };
-    match dispatch::slow(&mut trap, nr as i64, args) {
+    let outcome = dispatch::slow(&mut trap, nr as i64, args);
+    area.program_uc.set(outer);
+    match outcome {
         Outcome::Return(r) => trap.uc.set_syscall_result(r),
         Outcome::Resume => {}
     }

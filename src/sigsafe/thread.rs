@@ -17,7 +17,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 use crate::arch;
-use crate::sigsafe::frame::StackT;
+use crate::sigsafe::frame::{Siginfo, StackT};
 use crate::sigsafe::raw;
 use crate::sigsafe::signals::{self, SigTable};
 
@@ -39,6 +39,10 @@ pub struct ThreadArea {
     pub self_ptr: Cell<u64>,
     /// Offset 8 (arch::AREA_VFORK_RETURN): where the gate's vfork stub returns.
     pub vfork_return: Cell<u64>,
+    /// Offset 16 (arch::AREA_STUB_RETURN): where the sigaltstack stub returns.
+    pub stub_return: Cell<u64>,
+    /// Offset 24 (arch::AREA_PENDING_ALTSTACK): what the sigaltstack stub installs.
+    pub pending_altstack: Cell<StackT>,
     magic: Cell<u64>,
     /// The thread that owns the area; 0 while set aside for a vfork child.
     pub owner_tid: AtomicI32,
@@ -60,7 +64,19 @@ pub struct ThreadArea {
     pub pending_child: Cell<*mut ThreadArea>,
     map_len: Cell<usize>,
     pub private_sigtable: UnsafeCell<SigTable>,
+    /// The siginfo of each deferred owned signal (see signals::OWNED_SIGNALS).
+    pub deferred_info: [Cell<Siginfo>; 3],
+    /// The program's saved state while the slow path runs a syscall for it
+    /// (0 otherwise): a SIGSYS from the program's own seccomp filter that hits
+    /// the gate's re-issued syscall is shown to the program against it.
+    pub program_uc: Cell<u64>,
 }
+
+const _: () = {
+    assert!(core::mem::offset_of!(ThreadArea, vfork_return) == arch::AREA_VFORK_RETURN);
+    assert!(core::mem::offset_of!(ThreadArea, stub_return) == arch::AREA_STUB_RETURN);
+    assert!(core::mem::offset_of!(ThreadArea, pending_altstack) == arch::AREA_PENDING_ALTSTACK);
+};
 
 /// Signal stack size in bytes (USERTRAP_SIGSTACK_KIB).
 pub static SIGSTACK_SIZE: AtomicUsize = AtomicUsize::new(256 * 1024);
