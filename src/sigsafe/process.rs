@@ -402,11 +402,13 @@ pub fn arch_prctl(args: [u64; 6]) -> i64 {
     }
 }
 
-/// prctl: Syscall User Dispatch is ours under the SUD backend; a seccomp
+/// prctl: Syscall User Dispatch cannot be shared with the program; a seccomp
 /// filter of the program's own stops patching (see `seccomp`).
 pub fn prctl(args: [u64; 6]) -> i64 {
-    if args[0] == linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH as u64 && backend::is_sud() {
-        Line::new().str("the program tried to configure Syscall User Dispatch, which the sud backend uses: refused with EBUSY").emit();
+    if args[0] == linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH as u64 {
+        // Under SUD the kernel's dispatch is ours; under seccomp the program's
+        // dispatch would stop the library's own syscalls from the gate too.
+        Line::new().str("the program tried to configure Syscall User Dispatch, which usertrap cannot share: refused with EBUSY").emit();
         return -raw::EBUSY;
     }
     let r = raw::syscall6(raw::SYS_prctl, args);

@@ -249,14 +249,27 @@ fn area_at_gs() -> Option<&'static ThreadArea> {
     if base == 0 {
         return None;
     }
-    // SAFETY: a non-zero GS base is only ever set by `install`, to an area
-    // that stays mapped for the life of the process; checked by magic. (A
-    // program cannot set it: arch_prctl(ARCH_SET_GS) is refused.)
-    let a = unsafe { &*(base as *const ThreadArea) };
-    if a.magic.get() == AREA_MAGIC {
-        Some(a)
-    } else {
-        None
+    // The program cannot set the GS base through arch_prctl (refused), but
+    // it can with wrgsbase: check the magic the fault-tolerant way first.
+    let magic = raw::read_user::<u64>(base + core::mem::offset_of!(ThreadArea, magic) as u64);
+    if magic != Ok(AREA_MAGIC) {
+        foreign_gs_base();
+    }
+    // SAFETY: a GS base with our magic at its offset is one of our areas
+    // (set by `install`), mapped for the life of the process.
+    Some(unsafe { &*(base as *const ThreadArea) })
+}
+
+/// The program set the GS base itself (wrgsbase). The library finds each
+/// thread's state through it and cannot share it: rather than corrupt the
+/// program's %gs or its own state, end the process with a clear message.
+fn foreign_gs_base() -> ! {
+    crate::sigsafe::log::Line::new()
+        .str("the program set the GS base itself (wrgsbase), which usertrap needs for its per-thread state; cannot continue")
+        .emit();
+    raw::syscall(raw::SYS_exit_group, 125, 0, 0, 0);
+    loop {
+        core::hint::spin_loop();
     }
 }
 
