@@ -7,7 +7,7 @@ LIB     := target/release/libusertrap.so
 C_SRC   := $(wildcard c_tests/*.c)
 C_BIN   := $(patsubst c_tests/%.c,target/c_tests/%,$(C_SRC))
 
-.PHONY: all lib c-tests test deps demo clean FORCE
+.PHONY: all lib c-tests test deps demo bench clean FORCE
 
 all: lib
 
@@ -38,6 +38,14 @@ PYTHON := $(shell python3 -c 'import sys; print(sys.executable)' 2>/dev/null || 
 
 demo: lib
 	USERTRAP_SUMMARY=1 LD_PRELOAD=$(CURDIR)/$(LIB) $(PYTHON) -c 'import os, threading; [os.stat("/") for _ in range(10000)]; t = threading.Thread(target=lambda: os.getppid()); t.start(); t.join(); print("python ran under usertrap")'
+
+# Native vs fast path vs slow path vs strace -c, with ratios (not a test).
+bench: deps lib target/bench/syscall_loop
+	python3 bench/run.py
+
+target/bench/syscall_loop: bench/syscall_loop.c
+	@mkdir -p target/bench
+	$(CC) -O2 -Wall -Wextra -o $@ $<
 
 clean:
 	$(CARGO) clean

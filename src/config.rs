@@ -5,11 +5,19 @@
 use crate::backend::Backend;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summary<'a> {
+    Off,
+    Stderr,
+    File(&'a [u8]),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// USERTRAP_BACKEND=seccomp|sud (default seccomp).
     pub backend: Backend,
-    /// USERTRAP_SUMMARY=0|1: one line per process at exit on stderr.
-    pub summary: bool,
+    /// USERTRAP_SUMMARY=0|1|/absolute/path: one line per process at exit, on
+    /// stderr (1) or appended to a file (programs may close stderr first).
+    pub summary: Summary<'static>,
     /// USERTRAP_SIGSTACK_KIB=64..65536: size of each thread's signal stack.
     pub sigstack_kib: usize,
     /// USERTRAP_PATCH=0|1: rewrite syscall sites into jumps to the fast path.
@@ -18,7 +26,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { backend: Backend::Seccomp, summary: false, sigstack_kib: 256, patch: true }
+        Config { backend: Backend::Seccomp, summary: Summary::Off, sigstack_kib: 256, patch: true }
     }
 }
 
@@ -35,7 +43,7 @@ pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_SUMMARY, USE
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
-    pub fn from_entries<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<Config, ConfigError<'a>> {
+    pub fn from_entries(entries: impl Iterator<Item = &'static [u8]>) -> Result<Config, ConfigError<'static>> {
         let mut c = Config::default();
         for entry in entries {
             if !entry.starts_with(b"USERTRAP_") {
@@ -53,9 +61,16 @@ impl Config {
                 }
                 b"USERTRAP_SUMMARY" => {
                     c.summary = match value {
-                        b"0" => false,
-                        b"1" => true,
-                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", value, accepted: "0, 1" }),
+                        b"0" => Summary::Off,
+                        b"1" => Summary::Stderr,
+                        [b'/', ..] if value.len() < 4096 => Summary::File(value),
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                name: "USERTRAP_SUMMARY",
+                                value,
+                                accepted: "0, 1 (stderr), or an absolute file path to append to",
+                            })
+                        }
                     }
                 }
                 b"USERTRAP_PATCH" => {
@@ -92,7 +107,7 @@ fn parse_decimal(v: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn parse<'a>(env: &'a [&'a str]) -> Result<Config, ConfigError<'a>> {
+    fn parse(env: &'static [&'static str]) -> Result<Config, ConfigError<'static>> {
         Config::from_entries(env.iter().map(|s| s.as_bytes()))
     }
 
@@ -104,7 +119,10 @@ mod tests {
     #[test]
     fn reads_every_setting() {
         let c = parse(&["USERTRAP_BACKEND=sud", "USERTRAP_SUMMARY=1", "USERTRAP_SIGSTACK_KIB=1024", "USERTRAP_PATCH=0"]).unwrap();
-        assert_eq!(c, Config { backend: Backend::Sud, summary: true, sigstack_kib: 1024, patch: false });
+        assert_eq!(c, Config { backend: Backend::Sud, summary: Summary::Stderr, sigstack_kib: 1024, patch: false });
+        let f = parse(&["USERTRAP_SUMMARY=/tmp/s.txt"]).unwrap();
+        assert_eq!(f.summary, Summary::File(b"/tmp/s.txt"));
+        assert!(matches!(parse(&["USERTRAP_SUMMARY=s.txt"]), Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })));
     }
 
     #[test]

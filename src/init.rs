@@ -39,7 +39,7 @@ pub fn start() {
     let config = read_config();
     thread::HAVE_FSGSBASE.store(unsafe_getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE != 0, Ordering::Relaxed);
     thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
-    stats::SUMMARY.store(config.summary, Ordering::Relaxed);
+    stats::set_summary(config.summary);
 
     let area = match thread::allocate() {
         Some(a) => a,
@@ -90,7 +90,7 @@ fn enable_patching() {
 }
 
 fn config_summary() -> bool {
-    stats::SUMMARY.load(Ordering::Relaxed)
+    stats::summary_on()
 }
 
 fn unsafe_getauxval(kind: u64) -> u64 {

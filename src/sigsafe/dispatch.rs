@@ -8,7 +8,7 @@ use crate::sigsafe::process;
 use crate::sigsafe::raw;
 use crate::sigsafe::signals;
 use crate::sigsafe::stats::{self, Path};
-use crate::sigsafe::thread::ThreadArea;
+use crate::sigsafe::thread::{self, ThreadArea};
 
 /// What the trap handler does with the saved registers afterwards.
 pub enum Outcome {
@@ -28,8 +28,8 @@ pub struct Trap<'a> {
 /// this is inlined into code that must not touch vector registers: keep it
 /// integer-only.
 #[inline(always)]
-pub fn dispatch<R>(path: Path, nr: i64, args: [u64; 6], run: impl FnOnce(i64, [u64; 6]) -> R) -> R {
-    stats::count(path, nr);
+pub fn dispatch<R>(area: Option<&ThreadArea>, path: Path, nr: i64, args: [u64; 6], run: impl FnOnce(i64, [u64; 6]) -> R) -> R {
+    stats::count(area, path, nr);
     run(nr, args)
 }
 
@@ -37,7 +37,8 @@ pub fn dispatch<R>(path: Path, nr: i64, args: [u64; 6], run: impl FnOnce(i64, [u
 /// or emulated where the library must keep control (signals, processes, its
 /// own memory).
 pub fn slow(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
-    dispatch(Path::Slow, nr, args, |nr, args| emulate(t, nr, args))
+    let area = t.area;
+    dispatch(Some(area), Path::Slow, nr, args, |nr, args| emulate(t, nr, args))
 }
 
 fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
@@ -85,7 +86,7 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64) -> i64 {
     // SAFETY: ut_fast_entry passes a pointer to the six registers it pushed,
     // in that order, on the stack, live for this call.
     let args = unsafe { [*saved.add(5), *saved.add(4), *saved.add(3), *saved.add(2), *saved.add(1), *saved] };
-    dispatch(Path::Fast, nr, args, |nr, args| {
+    dispatch(thread::fast_area(), Path::Fast, nr, args, |nr, args| {
         if process::touches_own_memory(nr, args) {
             return -raw::EINVAL; // reported on the slow path; here just refused
         }

@@ -72,10 +72,15 @@ impl Line {
 
     /// Write the line (with its newline) to stderr.
     pub fn emit(&mut self) {
+        self.emit_to(2);
+    }
+
+    /// Write the line (with its newline) to `fd`, in one write.
+    pub fn emit_to(&mut self, fd: i32) {
         if let Some(slot) = self.buf.get_mut(self.len) {
             *slot = b'\n';
         }
         let n = (self.len + 1).min(self.buf.len());
-        raw::write_all(2, self.buf.get(..n).unwrap_or(&[]));
+        raw::write_all(fd, self.buf.get(..n).unwrap_or(&[]));
     }
 }

@@ -19,6 +19,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering
 use crate::arch;
 use crate::sigsafe::frame::{Siginfo, StackT};
 use crate::sigsafe::raw;
+use crate::sigsafe::stats;
 use crate::sigsafe::signals::{self, SigTable};
 
 const AREA_MAGIC: u64 = 0x7061_7274_7265_7375; // "usertrap"
@@ -66,6 +67,8 @@ pub struct ThreadArea {
     pub private_sigtable: UnsafeCell<SigTable>,
     /// The siginfo of each deferred owned signal (see signals::OWNED_SIGNALS).
     pub deferred_info: [Cell<Siginfo>; 3],
+    /// Calls served per syscall number: [fast path, slow path] (stats.rs).
+    pub calls: [[Cell<u64>; stats::MAX_NR + 1]; 2],
     /// The program's saved state while the slow path runs a syscall for it
     /// (0 otherwise): a SIGSYS from the program's own seccomp filter that hits
     /// the gate's re-issued syscall is shown to the program against it.
@@ -159,6 +162,46 @@ fn take_from_pool() -> *mut ThreadArea {
     })
 }
 
+/// Every area ever mapped (they are never unmapped), for the totals at exit.
+const MAX_AREAS: usize = 1 << 16;
+static ALL_AREAS: [AtomicUsize; MAX_AREAS] = [const { AtomicUsize::new(0) }; MAX_AREAS];
+static AREA_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Visit every area of the process (live, dying or free).
+pub fn for_each_area(mut f: impl FnMut(&ThreadArea)) {
+    let n = AREA_COUNT.load(Ordering::Acquire).min(MAX_AREAS);
+    for slot in ALL_AREAS.iter().take(n) {
+        let p = slot.load(Ordering::Acquire);
+        if p != 0 {
+            // SAFETY: registered areas stay mapped for the life of the process.
+            f(unsafe { &*(p as *const ThreadArea) });
+        }
+    }
+}
+
+/// The calling thread's area on the fast path: no syscall, no check of the
+/// owner (a vfork child counts in its parent's area until its first trap).
+#[inline(always)]
+pub fn fast_area() -> Option<&'static ThreadArea> {
+    if !HAVE_FSGSBASE.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: FSGSBASE is enabled (checked at start-up).
+    let base = unsafe { arch::ut_rdgsbase() };
+    if base == 0 {
+        return None;
+    }
+    // SAFETY: a non-zero GS base is one of our areas: the program cannot set
+    // it through arch_prctl, and one set with wrgsbase is caught (and the
+    // process ended) on its first slow-path trap.
+    let a = unsafe { &*(base as *const ThreadArea) };
+    if a.magic.get() == AREA_MAGIC {
+        Some(a)
+    } else {
+        None
+    }
+}
+
 fn map_new_area() -> *mut ThreadArea {
     let stack = SIGSTACK_SIZE.load(Ordering::Relaxed);
     let len = HEADER_LEN + PAGE + stack;
@@ -173,6 +216,10 @@ fn map_new_area() -> *mut ThreadArea {
     // bytes are a valid ThreadArea (Cells, atomics, null pointers).
     let area = unsafe { &*a };
     area.map_len.set(len);
+    let i = AREA_COUNT.fetch_add(1, Ordering::AcqRel);
+    if let Some(slot) = ALL_AREAS.get(i) {
+        slot.store(a as usize, Ordering::Release);
+    }
     area.altstack.set(StackT { ss_sp: base + (HEADER_LEN + PAGE) as u64, ss_flags: 0, _pad: 0, ss_size: stack as u64 });
     a
 }

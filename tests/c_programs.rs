@@ -1,0 +1,258 @@
+//! The C test programs of c_tests/, each run natively and under the library
+//! with each backend; stdout, stderr, exit status (or terminating signal) and
+//! the files left in the scratch cwd must be the same.
+//!
+//! Directives in a program's source, normally its first line (a comment
+//! line of its own, `//` or inside a `/* */` block):
+//!   // usertrap-test: exec        the program calls execve. The seccomp
+//!                                 backend does not follow exec yet: under it
+//!                                 the test only checks that the program does
+//!                                 not hang and that the library reports the
+//!                                 execve on stderr (a `usertrap:` line).
+//!   // usertrap-test: timeout=N   N seconds instead of the default 20.
+//!   // usertrap-test: unsupported the program does something the library
+//!                                 cannot share with it and refuses (see the
+//!                                 README's limits). It must pass natively;
+//!                                 under the library it must end on its own
+//!                                 (no hang, not killed by a signal) with a
+//!                                 `usertrap:` line on stderr saying why.
+//! Several may share a line: `// usertrap-test: exec timeout=40`.
+//!
+//! Each program gets a module with two tests, `NAME::seccomp` and `NAME::sud`
+//! (macro_rules cannot paste identifiers into `NAME_seccomp` without a crate);
+//! `cargo test --release --test c_programs NAME` runs both.
+//! `every_c_program_is_listed` fails when a c_tests/*.c is missing from the list.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+struct Directives {
+    exec: bool,
+    unsupported: bool,
+    timeout: Option<Duration>,
+}
+
+fn directives(name: &str) -> Directives {
+    let path = repo_root().join("c_tests").join(format!("{}.c", name));
+    let src = fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {}", path.display(), e));
+    let mut d = Directives::default();
+    for line in src.lines() {
+        // `// usertrap-test: ...`, or the same inside a `/* ... */` block
+        // (` * usertrap-test: ...`).
+        let text = line.trim().trim_start_matches(['/', '*']).trim();
+        let Some(rest) = text.strip_prefix("usertrap-test:") else {
+            continue;
+        };
+        let rest = rest.trim_end().trim_end_matches("*/");
+        for tok in rest.split(|c: char| c.is_whitespace() || c == ',').filter(|t| !t.is_empty()) {
+            if tok == "exec" {
+                d.exec = true;
+            } else if tok == "unsupported" {
+                d.unsupported = true;
+            } else if let Some(n) = tok.strip_prefix("timeout=") {
+                let secs: u64 = n
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{}: bad directive `{}`: timeout=SECONDS", path.display(), tok));
+                d.timeout = Some(Duration::from_secs(secs));
+            } else {
+                panic!(
+                    "{}: unknown directive `{}` (known: exec, unsupported, timeout=N); teach tests/c_programs.rs about it",
+                    path.display(),
+                    tok
+                );
+            }
+        }
+    }
+    d
+}
+
+fn c_cmd(name: &str, d: &Directives) -> Cmd {
+    Cmd::new(c_test_binary(name)).timeout(d.timeout.unwrap_or(DEFAULT_TIMEOUT))
+}
+
+fn run_c_test(name: &str, backend: Backend) {
+    let d = directives(name);
+    if d.unsupported {
+        refusal_is_reported(name, &d, backend);
+        return;
+    }
+    if d.exec && backend == Backend::Seccomp {
+        exec_is_reported_under_seccomp(name, &d, &format!("c-{}-exec-report", name));
+        return;
+    }
+    // Some programs end on purpose with an exit code or a signal: only
+    // sameness with the native run is checked.
+    let case = Case::new(format!("c-{}", name)).step(c_cmd(name, &d)).allow_native_failure();
+    let native = compare_native_and_traced(&case, backend);
+    // Identical failures natively and traced would compare equal: a program
+    // whose own checks fail natively is broken and must not pass silently.
+    let out = native[0].stdout_text();
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        fails.is_empty(),
+        "c_tests/{}.c reports failed checks when run NATIVELY (the same under the library): \
+         the test program itself is broken:\n  {}",
+        name,
+        fails.join("\n  ")
+    );
+}
+
+/// A program doing what the library refuses: natively it passes; under the
+/// library it is told no, clearly, and is not left hanging or crashed.
+fn refusal_is_reported(name: &str, d: &Directives, backend: Backend) {
+    let dir = scratch_dir(&format!("c-{}-refused", name), backend);
+    fresh_dir(&dir);
+    let native = run_native(&c_cmd(name, d).cwd(&dir));
+    assert!(
+        native.status.success() && !native.stdout_text().lines().any(|l| l.starts_with("FAIL")),
+        "c_tests/{}.c must pass natively; it ended with {}:\n{}",
+        name,
+        native.status,
+        native.stdout_text()
+    );
+    fresh_dir(&dir);
+    let out = run_traced(&c_cmd(name, d).cwd(&dir), backend);
+    let stderr = out.stderr_text();
+    assert!(
+        stderr.lines().any(|l| l.starts_with("usertrap:")) && matches!(out.status, Status::Exited(_)),
+        "{} does what usertrap refuses; under {} it should end on its own with a `usertrap:` \
+         line on stderr. It ended with {} and printed:\n--- stdout ---\n{}\n--- stderr ---\n{}---",
+        name,
+        backend,
+        out.status,
+        out.stdout_text(),
+        stderr
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Under seccomp, a program that execs must finish (no hang: `run` fails on
+/// timeout) and the library must say on stderr that it met an execve.
+fn exec_is_reported_under_seccomp(name: &str, d: &Directives, case: &str) {
+    let dir = scratch_dir(case, Backend::Seccomp);
+    fresh_dir(&dir);
+    let out = run_traced(&c_cmd(name, d).cwd(&dir), Backend::Seccomp);
+    let stderr = out.stderr_text();
+    assert!(
+        stderr.lines().any(|l| l.starts_with("usertrap:") && l.contains("execve")),
+        "{} execs; under the seccomp backend, which cannot follow exec yet, stderr should \
+         have a line starting with `usertrap:` that mentions execve. It ended with {} and \
+         printed:\n--- stdout ---\n{}\n--- stderr ---\n{}---",
+        name,
+        out.status,
+        out.stdout_text(),
+        stderr
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn exec_under_seccomp_is_reported() {
+    let name = if repo_root().join("c_tests/vfork_exec.c").exists() {
+        "vfork_exec".to_string()
+    } else {
+        // Any program with the exec directive will do.
+        let mut execs: Vec<String> = c_sources().into_iter().filter(|n| directives(n).exec).collect();
+        execs.sort();
+        match execs.into_iter().next() {
+            Some(n) => n,
+            None => panic!("no C test program has the `// usertrap-test: exec` directive (expected c_tests/vfork_exec.c)"),
+        }
+    };
+    let d = directives(&name);
+    exec_is_reported_under_seccomp(&name, &d, "exec-under-seccomp-is-reported");
+}
+
+fn c_sources() -> Vec<String> {
+    let dir = repo_root().join("c_tests");
+    let mut v: Vec<String> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {}", dir.display(), e))
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            if p.extension()? == "c" {
+                Some(p.file_stem()?.to_string_lossy().into_owned())
+            } else {
+                None
+            }
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_c_program_is_listed() {
+    let sources = c_sources();
+    let missing: Vec<&String> = sources.iter().filter(|s| !LISTED.contains(&s.as_str())).collect();
+    let stale: Vec<&&str> = LISTED.iter().filter(|l| !sources.iter().any(|s| s == *l)).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "tests/c_programs.rs and c_tests/ disagree.\n  not listed in the c_tests! macro (never run): {:?}\n  \
+         listed but c_tests/NAME.c does not exist: {:?}\nAdd or remove the names in the c_tests! list.",
+        missing,
+        stale
+    );
+}
+
+macro_rules! c_tests {
+    ($($name:ident),* $(,)?) => {
+        const LISTED: &[&str] = &[$(stringify!($name)),*];
+        $(
+            mod $name {
+                #[test]
+                fn seccomp() {
+                    super::run_c_test(stringify!($name), super::Backend::Seccomp);
+                }
+                #[test]
+                fn sud() {
+                    super::run_c_test(stringify!($name), super::Backend::Sud);
+                }
+            }
+        )*
+    };
+}
+
+c_tests! {
+    app_uses_gs,
+    app_uses_sud,
+    block_all_signals,
+    close_all_fds,
+    die_abort,
+    die_sigill,
+    die_sigsegv,
+    die_sigsys_kill,
+    die_sigsys_pending,
+    die_sigterm_raise,
+    execve_chain,
+    exit_42,
+    exit_from_thread,
+    exit_group_threads,
+    fork,
+    int80,
+    io_and_fds,
+    jit_dual_mapping,
+    jit_syscall,
+    main_pthread_exit,
+    own_seccomp_filter,
+    own_sigsegv_handler,
+    posix_spawn,
+    pthread_exit_all,
+    raw_clone_no_settls,
+    registers,
+    registers_rcx_r11,
+    sigaction_roundtrip,
+    sigaltstack_user,
+    siglongjmp_read,
+    sigmask_report,
+    signal_restart,
+    signal_storm,
+    small_stacks,
+    sockets_loopback,
+    thread_storm,
+    vfork_exec,
+    vsyscall,
+}
