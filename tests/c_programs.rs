@@ -18,7 +18,9 @@
 //!                                 `usertrap:` line on stderr saying why.
 //! Several may share a line: `// usertrap-test: exec timeout=40`.
 //!
-//! Each program gets a module with two tests, `NAME::seccomp` and `NAME::sud`
+//! Each program gets a module with four tests: `NAME::seccomp` and `NAME::sud`
+//! (patching on, the default), `NAME::seccomp_slow_path_only` and
+//! `NAME::sud_slow_path_only` (USERTRAP_PATCH=0); formerly two,
 //! (macro_rules cannot paste identifiers into `NAME_seccomp` without a crate);
 //! `cargo test --release --test c_programs NAME` runs both.
 //! `every_c_program_is_listed` fails when a c_tests/*.c is missing from the list.
@@ -74,19 +76,37 @@ fn c_cmd(name: &str, d: &Directives) -> Cmd {
     Cmd::new(c_test_binary(name)).timeout(d.timeout.unwrap_or(DEFAULT_TIMEOUT))
 }
 
-fn run_c_test(name: &str, backend: Backend) {
+/// With patching (the default: sites become jumps to the fast path after
+/// their first trap) or without (USERTRAP_PATCH=0: every call a signal).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Patching {
+    On,
+    Off,
+}
+
+fn run_c_test(name: &str, backend: Backend, patching: Patching) {
     let d = directives(name);
+    let (suffix, patch) = match patching {
+        Patching::On => ("", "1"),
+        Patching::Off => ("-slow", "0"),
+    };
+    // The native run ignores the variable; the library reads it.
+    let c_cmd = |name: &str, d: &Directives| c_cmd(name, d).env("USERTRAP_PATCH", patch);
     if d.unsupported {
-        refusal_is_reported(name, &d, backend);
+        if patching == Patching::On {
+            refusal_is_reported(name, &d, backend);
+        }
         return;
     }
     if d.exec && backend == Backend::Seccomp {
-        exec_is_reported_under_seccomp(name, &d, &format!("c-{}-exec-report", name));
+        if patching == Patching::On {
+            exec_is_reported_under_seccomp(name, &d, &format!("c-{}-exec-report", name));
+        }
         return;
     }
     // Some programs end on purpose with an exit code or a signal: only
     // sameness with the native run is checked.
-    let case = Case::new(format!("c-{}", name)).step(c_cmd(name, &d)).allow_native_failure();
+    let case = Case::new(format!("c-{}{}", name, suffix)).step(c_cmd(name, &d)).allow_native_failure();
     let native = compare_native_and_traced(&case, backend);
     // Identical failures natively and traced would compare equal: a program
     // whose own checks fail natively is broken and must not pass silently.
@@ -203,13 +223,22 @@ macro_rules! c_tests {
         const LISTED: &[&str] = &[$(stringify!($name)),*];
         $(
             mod $name {
+                use super::{run_c_test, Backend, Patching};
                 #[test]
                 fn seccomp() {
-                    super::run_c_test(stringify!($name), super::Backend::Seccomp);
+                    run_c_test(stringify!($name), Backend::Seccomp, Patching::On);
                 }
                 #[test]
                 fn sud() {
-                    super::run_c_test(stringify!($name), super::Backend::Sud);
+                    run_c_test(stringify!($name), Backend::Sud, Patching::On);
+                }
+                #[test]
+                fn seccomp_slow_path_only() {
+                    run_c_test(stringify!($name), Backend::Seccomp, Patching::Off);
+                }
+                #[test]
+                fn sud_slow_path_only() {
+                    run_c_test(stringify!($name), Backend::Sud, Patching::Off);
                 }
             }
         )*
@@ -219,6 +248,7 @@ macro_rules! c_tests {
 c_tests! {
     app_uses_gs,
     app_uses_sud,
+    patch_race,
     block_all_signals,
     close_all_fds,
     die_abort,

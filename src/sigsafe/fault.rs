@@ -37,6 +37,7 @@ pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_
         None => out_of_memory(),
     };
     if let Some(nr) = patched_site_fault(sig, uc) {
+        crate::sigsafe::stats::count_site_fault();
         run_for_program(area, uc, nr);
         return;
     }

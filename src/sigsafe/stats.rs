@@ -52,6 +52,13 @@ pub fn summary_on() -> bool {
     SUMMARY.load(Ordering::Relaxed) != SUMMARY_OFF
 }
 static PRINTED: AtomicBool = AtomicBool::new(false);
+/// Syscalls run by the SIGILL/SIGSEGV handler at a patched site (a thread
+/// caught mid-patch, or a branch straight to the old `syscall`).
+static SITE_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+pub fn count_site_fault() {
+    SITE_FAULTS.fetch_add(1, Ordering::Relaxed);
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Path {
@@ -120,7 +127,9 @@ pub fn at_exit() {
         .num(registry::patched_count() as u64)
         .str(" sites patched, ")
         .num(registry::unpatched_count() as u64)
-        .str(" left on the slow path");
+        .str(" left on the slow path, ")
+        .num(SITE_FAULTS.load(Ordering::Relaxed))
+        .str(" site faults");
     if mode == SUMMARY_STDERR {
         line.emit();
     } else {
@@ -146,4 +155,5 @@ pub fn after_fork_in_child() {
     }
     thread::for_each_area(|a| a.calls.iter().flatten().for_each(|c| c.set(0)));
     PRINTED.store(false, Ordering::Relaxed);
+    SITE_FAULTS.store(0, Ordering::Relaxed);
 }
