@@ -267,6 +267,7 @@ c_tests! {
     jit_dual_mapping,
     jit_syscall,
     main_pthread_exit,
+    many_sites,
     own_seccomp_filter,
     own_sigsegv_handler,
     posix_spawn,

@@ -47,6 +47,63 @@ fn sites_are_patched_sud() {
     sites_are_patched(Backend::Sud);
 }
 
+/// c_tests/many_sites.c: 10,000 distinct sites, more than one window holds.
+fn many_sites_are_patched(backend: Backend) {
+    let cmd = Cmd::new(c_test_binary("many_sites")).env("USERTRAP_SUMMARY", "1");
+    let out = run_traced(&cmd, backend);
+    assert!(out.status.success(), "many_sites failed under {}: {}{}", backend, out.stdout_text(), out.stderr_text());
+    let line = out.stderr_text().lines().find(|l| l.starts_with("usertrap: pid ")).map(str::to_string).unwrap_or_default();
+    let patched: u64 = line
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" sites patched")?.parse().ok())
+        .unwrap_or_else(|| panic!("no 'sites patched' in the summary: {}", line));
+    assert!(patched >= 10_000, "only {} sites patched (10,000 distinct ones were run): {}", patched, line);
+}
+
+#[test]
+fn many_sites_are_patched_seccomp() {
+    many_sites_are_patched(Backend::Seccomp);
+}
+
+#[test]
+fn many_sites_are_patched_sud() {
+    many_sites_are_patched(Backend::Sud);
+}
+
+/// The library's own memory cannot be unmapped or reprotected by the program.
+fn own_memory_is_guarded(backend: Backend) {
+    let script = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+for addr in (0x757300000000, 0x10060000):
+    print(libc.munmap(addr, 4096), ctypes.get_errno())
+    print(libc.mprotect(addr, 4096, 0), ctypes.get_errno())
+for _ in range(1000): os.getppid()
+print('still running')
+"#;
+    let out = run_traced(&Cmd::new(python3()).args(["-c", script]), backend);
+    assert_eq!(
+        out.stdout_text(),
+        "-1 22\n-1 22\n-1 22\n-1 22\nstill running\n",
+        "munmap/mprotect of the gate (0x757300000000) and of the first slot window (0x10060000) \
+         must fail with EINVAL and the program keep running; stderr:\n{}",
+        out.stderr_text()
+    );
+    assert!(out.stderr_text().lines().all(|l| l.starts_with("usertrap: ")), "stderr: {}", out.stderr_text());
+}
+
+#[test]
+fn own_memory_is_guarded_seccomp() {
+    own_memory_is_guarded(Backend::Seccomp);
+}
+
+#[test]
+fn own_memory_is_guarded_sud() {
+    own_memory_is_guarded(Backend::Sud);
+}
+
 /// c_tests/patch_race.c 200 times: 64 threads on one site while it is
 /// patched, SIGALRM handlers calling the same site.
 fn patch_race_many_times(backend: Backend) {
