@@ -92,6 +92,8 @@ _Static_assert(sizeof(struct regs) == REGS_SIZE, "size");
 #define REGTEST(NAME, PRE_RDI, SETNR)                                           \
     ".globl " NAME "\n"                                                        \
     ".type " NAME ",@function\n" NAME ":\n"                                    \
+    "    .cfi_startproc\n" /* an unwind entry: usertrap patches only sites */ \
+                         /* whose function start it can find */            \
     "    push %rbx\n"                                                          \
     "    push %rbp\n"                                                          \
     "    push %r12\n"                                                          \
@@ -203,6 +205,7 @@ _Static_assert(sizeof(struct regs) == REGS_SIZE, "size");
     "    pop %rbp\n"                                                           \
     "    pop %rbx\n"                                                           \
     "    ret\n"                                                                \
+    "    .cfi_endproc\n"                                                       \
     ".size " NAME ", .-" NAME "\n"
 
 /* vector load/store helpers: pointer in %rdi, touch nothing else */

@@ -37,7 +37,7 @@ struct DlInfo {
 pub fn start() {
     map_gate();
     let config = read_config();
-    thread::HAVE_FSGSBASE.store(unsafe_getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE != 0, Ordering::Relaxed);
+    thread::set_have_fsgsbase(unsafe_getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE != 0);
     thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
     stats::set_summary(config.summary);
 
@@ -59,6 +59,7 @@ pub fn start() {
         }
     }
     record_exec_env();
+    crate::hooks::init_xsave_size();
     if config.patch {
         enable_patching();
     }

@@ -21,6 +21,7 @@ extern crate alloc;
 mod arch;
 mod backend;
 mod config;
+pub mod hooks;
 mod init;
 mod patch;
 mod sigsafe;

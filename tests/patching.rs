@@ -181,13 +181,22 @@ fn reachable_vector_uses(objdump: &str, relocs: &str, root: &str) -> (Vec<String
         if !seen.insert(f.clone()) {
             continue;
         }
+        // Hooks run only after ut_fast_entry saved the whole XSAVE state (its
+        // argument 4); their code, and the hooks' own, may use anything.
+        if f.contains("hooks::call_hooks") {
+            visited.push(format!("{} (after XSAVE)", f));
+            continue;
+        }
         let Some(body) = funcs.get(&f) else {
             bad.push(format!("{}: not found in the disassembly", f));
             continue;
         };
         visited.push(f.clone());
         for ins in body {
-            if vector.iter().any(|v| ins.contains(v)) {
+            // The save and restore themselves, on the hooks' branch.
+            let protection = f == "ut_fast_entry"
+                && (ins.contains("xsave64 (%rsp)") || ins.contains("xrstor64 (%rsp)") || ins.contains("<ut_xsave_size>"));
+            if vector.iter().any(|v| ins.contains(v)) && !protection {
                 bad.push(format!("{}: {}", f, ins.trim()));
             }
             let is_branch = ins.contains("\tcall") || ins.contains("\tjmp") || ins.contains(" call") || ins.contains(" jmp");

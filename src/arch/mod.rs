@@ -57,6 +57,11 @@ extern "C" {
     static ut_tramp_template_end: u8;
 
     pub fn ut_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    /// Read by ut_fast_entry: whether hooks run (then it saves the extended
+    /// state), and how much room XSAVE needs.
+    pub static ut_hooks_active: core::sync::atomic::AtomicU8;
+    pub static ut_xsave_size: core::sync::atomic::AtomicU64;
+    pub static ut_have_fsgsbase: core::sync::atomic::AtomicU8;
     pub fn ut_int80(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
     pub fn ut_bootstrap_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
     pub fn ut_clone_with_frame(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, frame: u64) -> i64;

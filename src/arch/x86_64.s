@@ -356,14 +356,50 @@ ut_fast_entry:
     push %r10
     push %r8
     push %r9
-    push %rbp                   # frame pointer, to undo the alignment below
+    push %rax                   # the syscall number
+    push %rbp                   # frame: 8(%rbp) number, 16(%rbp) r9 .. 56(%rbp) rdi
     mov %rsp, %rbp
+    xor %ecx, %ecx              # the GS base (the thread's area), 0 if unknown
+    cmpb $0, ut_have_fsgsbase(%rip)
+    je 3f
+    rdgsbase %rcx
+3:  push %rcx                   # -8(%rbp)
     and $-16, %rsp              # System V stack alignment for the call
-    mov %rax, %rdi              # argument 1: syscall number
-    lea 8(%rbp), %rsi           # argument 2: the saved registers r9, r8, r10, rdx, rsi, rdi
+    cmpb $0, ut_hooks_active(%rip)
+    jne 1f                      # hooks may use any register: see below
+    mov 8(%rbp), %rdi           # argument 1: syscall number
+    lea 16(%rbp), %rsi          # argument 2: the saved registers r9, r8, r10, rdx, rsi, rdi
+    mov -8(%rbp), %rdx          # argument 3: the GS base
+    xor %ecx, %ecx              # argument 4: no hooks (nothing saved for them)
     call ut_fast_dispatch@PLT   # Rust; it uses no vector register (tests check)
-    mov %rbp, %rsp
+    jmp 2f
+1:  sub ut_xsave_size(%rip), %rsp   # room for the whole extended state...
+    and $-64, %rsp              # ...64-byte aligned, as XSAVE requires
+    xor %eax, %eax              # zero the XSAVE header (bytes 512-575):
+    mov %rax, 512(%rsp)         #   XRSTOR checks it, XSAVE writes only part of it
+    mov %rax, 520(%rsp)
+    mov %rax, 528(%rsp)
+    mov %rax, 536(%rsp)
+    mov %rax, 544(%rsp)
+    mov %rax, 552(%rsp)
+    mov %rax, 560(%rsp)
+    mov %rax, 568(%rsp)
+    mov $-1, %eax               # every component XCR0 enables (x87, SSE,
+    mov $-1, %edx               #   AVX, AVX-512, ...)
+    xsave64 (%rsp)              # the program's vector and FPU state
+    mov 8(%rbp), %rdi           # argument 1: syscall number
+    lea 16(%rbp), %rsi          # argument 2: the saved registers
+    mov -8(%rbp), %rdx          # argument 3: the GS base
+    mov $1, %ecx                # argument 4: run the hooks (state saved)
+    call ut_fast_dispatch@PLT   # runs the hooks, which may use floating point
+    mov %rax, 8(%rbp)           # keep the result while XRSTOR needs rax
+    mov $-1, %eax
+    mov $-1, %edx
+    xrstor64 (%rsp)             # the program's vector and FPU state again
+    mov 8(%rbp), %rax           # the result
+2:  mov %rbp, %rsp
     pop %rbp
+    lea 8(%rsp), %rsp           # drop the syscall number
     pop %r9                     # the program's argument registers
     pop %r8
     pop %r10
@@ -376,6 +412,20 @@ ut_fast_entry:
     lea 128(%rsp), %rsp         # the program's stack pointer again
     jmp *%rcx                   # back to the program, after its old `syscall`
     .size ut_fast_entry, .-ut_fast_entry
+
+# --- data the fast path reads (set by the constructor / usertrap_set_hooks) --
+    .data
+    .balign 8
+    .globl ut_xsave_size
+    .hidden ut_xsave_size
+ut_xsave_size:  .quad 4096      # XSAVE area size (CPUID 0xd.0 EBX), rounded up
+    .globl ut_hooks_active
+    .hidden ut_hooks_active
+ut_hooks_active: .byte 0        # 1 once a hook is installed
+    .globl ut_have_fsgsbase
+    .hidden ut_have_fsgsbase
+ut_have_fsgsbase: .byte 0       # 1 when rdgsbase/wrgsbase may be used (AT_HWCAP2)
+    .text
 
 # --- the per-site trampoline, as a template ------------------------------------
 # Never executed here: the patcher copies these 27 bytes for every patched site

@@ -5,15 +5,15 @@
 //! nr at 0, arch at 4, instruction_pointer at 8, args from 16):
 //!
 //! ```text
-//!  0: ld  arch
-//!  1: jeq AUDIT_ARCH_X86_64 ? next : ALLOW   (i386/x32 entry points cannot be re-issued from the gate)
-//!  2: ld  nr
-//!  3: jeq __NR_rt_sigreturn ? ALLOW : next   (every handler must be able to return)
-//!  4: ld  ip >> 32
-//!  5: jeq gate >> 32 ? next : TRAP
-//!  6: ld  ip & 0xffffffff
-//!  7: jge gate_lo ? next : TRAP              (ip is the address after `syscall`:
-//!  8: jgt gate_lo + len ? TRAP : ALLOW        within (gate, gate + len])
+//!  0: ld  ip >> 32                           (the gate first: with patched sites
+//!  1: jeq gate >> 32 ? next : OTHER           most syscalls come from it)
+//!  2: ld  ip & 0xffffffff
+//!  3: jge gate_lo ? next : OTHER             (ip is the address after `syscall`:
+//!  4: jgt gate_lo + len ? OTHER : ALLOW       within (gate, gate + len])
+//!  5: OTHER: ld arch
+//!  6: jeq AUDIT_ARCH_X86_64 ? next : ALLOW   (i386/x32 entry points cannot be re-issued from the gate)
+//!  7: ld  nr
+//!  8: jeq __NR_rt_sigreturn ? ALLOW : TRAP   (every handler must be able to return)
 //!  9: TRAP:  ret SECCOMP_RET_TRAP | TRAP_DATA
 //! 10: ALLOW: ret SECCOMP_RET_ALLOW
 //! ```
@@ -75,15 +75,15 @@ pub fn program(gate: u64, len: u64) -> [SockFilter; 11] {
     let hi = (gate >> 32) as u32;
     // Jump offsets count instructions after the jump itself.
     [
-        stmt(BPF_LD_W_ABS, OFF_ARCH),
-        jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, 8), // -> 10 ALLOW
-        stmt(BPF_LD_W_ABS, OFF_NR),
-        jump(BPF_JEQ_K, libc::SYS_rt_sigreturn as u32, 6, 0), // -> 10 ALLOW
         stmt(BPF_LD_W_ABS, OFF_IP_HI),
-        jump(BPF_JEQ_K, hi, 0, 3), // -> 9 TRAP
+        jump(BPF_JEQ_K, hi, 0, 3), // -> 5 OTHER
         stmt(BPF_LD_W_ABS, OFF_IP_LO),
-        jump(BPF_JGE_K, lo, 0, 1),               // -> 9 TRAP
-        jump(BPF_JGT_K, lo + len as u32, 0, 1), // -> 9 TRAP : 10 ALLOW
+        jump(BPF_JGE_K, lo, 0, 1),               // -> 5 OTHER
+        jump(BPF_JGT_K, lo + len as u32, 0, 5), // -> 5 OTHER : 10 ALLOW
+        stmt(BPF_LD_W_ABS, OFF_ARCH),
+        jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, 3), // -> 10 ALLOW
+        stmt(BPF_LD_W_ABS, OFF_NR),
+        jump(BPF_JEQ_K, libc::SYS_rt_sigreturn as u32, 1, 0), // -> 10 ALLOW : 9 TRAP
         stmt(BPF_RET_K, SECCOMP_RET_TRAP | TRAP_DATA),
         stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
     ]

@@ -3,6 +3,7 @@
 //! (number, six arguments) in, result out. Measurement and hooks sit in
 //! [`dispatch`]; what running the syscall means differs per path.
 
+use crate::hooks;
 use crate::sigsafe::frame::Ucontext;
 use crate::sigsafe::process;
 use crate::sigsafe::raw;
@@ -27,9 +28,21 @@ pub struct Trap<'a> {
 /// The hook point: every intercepted syscall enters here. On the fast path
 /// this is inlined into code that must not touch vector registers: keep it
 /// integer-only.
+/// `with_hooks`: run the installed hooks around the syscall (the fast path
+/// passes what ut_fast_entry decided, since it saved the vector state for them).
 #[inline(always)]
-pub fn dispatch<R>(area: Option<&ThreadArea>, path: Path, nr: i64, args: [u64; 6], run: impl FnOnce(i64, [u64; 6]) -> R) -> R {
+pub fn dispatch(
+    area: Option<&ThreadArea>,
+    path: Path,
+    nr: i64,
+    args: [u64; 6],
+    with_hooks: bool,
+    run: impl FnOnce(i64, [u64; 6]) -> Outcome,
+) -> Outcome {
     stats::count(area, path, nr);
+    if with_hooks {
+        return hooks::call_hooks(nr, args, run);
+    }
     run(nr, args)
 }
 
@@ -38,7 +51,7 @@ pub fn dispatch<R>(area: Option<&ThreadArea>, path: Path, nr: i64, args: [u64; 6
 /// own memory).
 pub fn slow(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
     let area = t.area;
-    dispatch(Some(area), Path::Slow, nr, args, |nr, args| emulate(t, nr, args))
+    dispatch(Some(area), Path::Slow, nr, args, hooks::active(), |nr, args| emulate(t, nr, args))
 }
 
 fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
@@ -76,20 +89,27 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
 }
 
 /// The fast path, called by ut_fast_entry with the six argument registers it
-/// saved (in push order: r9, r8, r10, rdx, rsi, rdi). Only syscalls that need
+/// saved (in push order: r9, r8, r10, rdx, rsi, rdi), the GS base, and
+/// whether it saved the extended state so that hooks may run. Only syscalls that need
 /// no emulation are ever patched (patcher::needs_slow_path), so this runs them
 /// through the gate, after the integer-only check that keeps the library's
 /// own memory mapped. No vector register may be touched from here down:
 /// `tests/library.rs` disassembles this function and what it calls.
 #[no_mangle]
-pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64) -> i64 {
+pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
     // SAFETY: ut_fast_entry passes a pointer to the six registers it pushed,
-    // in that order, on the stack, live for this call.
-    let args = unsafe { [*saved.add(5), *saved.add(4), *saved.add(3), *saved.add(2), *saved.add(1), *saved] };
-    dispatch(thread::fast_area(), Path::Fast, nr, args, |nr, args| {
+    // in that order, on the stack, live for this call. Volatile reads, one by
+    // one: a vectorised copy would clobber the program's xmm registers.
+    let arg = |i: usize| unsafe { core::ptr::read_volatile(saved.add(i)) };
+    let args = [arg(5), arg(4), arg(3), arg(2), arg(1), arg(0)];
+    let outcome = dispatch(thread::fast_area(gs_base), Path::Fast, nr, args, with_hooks != 0, |nr, args| {
         if process::touches_own_memory(nr, args) {
-            return -raw::EINVAL; // reported on the slow path; here just refused
+            return Outcome::Return(-raw::EINVAL); // reported on the slow path; here just refused
         }
-        raw::syscall6(nr, args)
-    })
+        Outcome::Return(raw::syscall6(nr, args))
+    });
+    match outcome {
+        Outcome::Return(r) => r,
+        Outcome::Resume => -raw::ENOSYS, // never: only emulated syscalls resume
+    }
 }

@@ -14,7 +14,7 @@
 
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 use crate::arch;
 use crate::sigsafe::frame::{Siginfo, StackT};
@@ -83,14 +83,23 @@ const _: () = {
 
 /// Signal stack size in bytes (USERTRAP_SIGSTACK_KIB).
 pub static SIGSTACK_SIZE: AtomicUsize = AtomicUsize::new(256 * 1024);
-/// Whether the CPU and kernel allow rdgsbase/wrgsbase (AT_HWCAP2 bit 1).
-pub static HAVE_FSGSBASE: AtomicBool = AtomicBool::new(false);
+/// Whether the CPU and kernel allow rdgsbase/wrgsbase (AT_HWCAP2 bit 1);
+/// a byte in x86_64.s, since ut_fast_entry reads it too.
+pub fn set_have_fsgsbase(on: bool) {
+    // SAFETY: an atomic byte defined in x86_64.s.
+    unsafe { arch::ut_have_fsgsbase.store(on as u8, Ordering::Relaxed) };
+}
+
+fn have_fsgsbase() -> bool {
+    // SAFETY: as above.
+    unsafe { arch::ut_have_fsgsbase.load(Ordering::Relaxed) != 0 }
+}
 
 const ARCH_SET_GS: u64 = 0x1001;
 const ARCH_GET_GS: u64 = 0x1004;
 
 fn gs_base() -> u64 {
-    if HAVE_FSGSBASE.load(Ordering::Relaxed) {
+    if have_fsgsbase() {
         // SAFETY: FSGSBASE is enabled (checked at start-up), so rdgsbase is valid.
         unsafe { arch::ut_rdgsbase() }
     } else {
@@ -101,7 +110,7 @@ fn gs_base() -> u64 {
 }
 
 fn set_gs_base(v: u64) {
-    if HAVE_FSGSBASE.load(Ordering::Relaxed) {
+    if have_fsgsbase() {
         // SAFETY: as gs_base; glibc does not use %gs on x86-64.
         unsafe { arch::ut_wrgsbase(v) }
     } else {
@@ -179,15 +188,11 @@ pub fn for_each_area(mut f: impl FnMut(&ThreadArea)) {
     }
 }
 
-/// The calling thread's area on the fast path: no syscall, no check of the
+/// The calling thread's area on the fast path, from the GS base that
+/// ut_fast_entry read (0 without FSGSBASE): no syscall, no check of the
 /// owner (a vfork child counts in its parent's area until its first trap).
 #[inline(always)]
-pub fn fast_area() -> Option<&'static ThreadArea> {
-    if !HAVE_FSGSBASE.load(Ordering::Relaxed) {
-        return None;
-    }
-    // SAFETY: FSGSBASE is enabled (checked at start-up).
-    let base = unsafe { arch::ut_rdgsbase() };
+pub fn fast_area(base: u64) -> Option<&'static ThreadArea> {
     if base == 0 {
         return None;
     }
