@@ -340,15 +340,21 @@ pub fn rt_sigprocmask(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i
 fn set_program_mask(area: &ThreadArea, uc: &mut Ucontext, mask: u64) {
     uc.uc_sigmask = mask & !OWNED;
     area.app_blocked_owned.set(mask & OWNED);
-    let ready = area.deferred.get() & !mask;
-    if ready != 0 {
-        area.deferred.set(area.deferred.get() & !ready);
-        let (pid, tid) = (raw::getpid(), raw::gettid());
-        for sig in OWNED_SIGNALS {
-            if ready & bit(sig) != 0 {
-                let info = deferred_info(area, sig);
-                raw::syscall(libc::SYS_rt_tgsigqueueinfo, pid as u64, tid as u64, sig as u64, &info as *const Siginfo as u64);
-            }
+    raise_deferred(area, area.deferred.get() & !mask);
+}
+
+/// Send the held-back owned signals in `ready` again, with their original
+/// siginfo; they are delivered as soon as the kernel returns to this thread.
+fn raise_deferred(area: &ThreadArea, ready: u64) {
+    if ready == 0 {
+        return;
+    }
+    area.deferred.set(area.deferred.get() & !ready);
+    let (pid, tid) = (raw::getpid(), raw::gettid());
+    for sig in OWNED_SIGNALS {
+        if ready & bit(sig) != 0 {
+            let info = deferred_info(area, sig);
+            raw::syscall(libc::SYS_rt_tgsigqueueinfo, pid as u64, tid as u64, sig as u64, &info as *const Siginfo as u64);
         }
     }
 }
@@ -421,15 +427,8 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], mask_arg: 
     };
     let ready = area.deferred.get() & !temp;
     if ready != 0 {
-        area.deferred.set(area.deferred.get() & !ready);
-        let (pid, tid) = (raw::getpid(), raw::gettid());
         let view = area.app_blocked_owned.replace(temp & OWNED);
-        for sig in OWNED_SIGNALS {
-            if ready & bit(sig) != 0 {
-                let info = deferred_info(area, sig);
-                raw::syscall(libc::SYS_rt_tgsigqueueinfo, pid as u64, tid as u64, sig as u64, &info as *const Siginfo as u64);
-            }
-        }
+        raise_deferred(area, ready);
         area.app_blocked_owned.set(view);
         return -(libc::EINTR as i64);
     }
