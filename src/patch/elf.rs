@@ -105,17 +105,8 @@ pub struct Located {
     pub text_end: u64,
 }
 
-/// Start of the function containing `site` in the running process.
-pub fn function_start(site: u64) -> Result<u64, Reject> {
-    locate(site).map(|l| l.func_start)
-}
-
-/// [`function_start`] with the function's end and the mapping bounds.
-pub fn locate(site: u64) -> Result<Located, Reject> {
-    locate_with(&mut RawOs::new(), site)
-}
-
-/// [`locate`] over a given [`Os`].
+/// The function containing `site` in the running process, and the bounds of
+/// its mapping, through a given [`Os`] (the library passes [`RawOs`]).
 pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
     let obj = find_object(os, site)?;
     let eh = program_headers(os, obj.header, site)?;
@@ -154,6 +145,7 @@ impl Mapping {
         self.perms.first() == Some(&b'r') && self.perms.get(2) == Some(&b'x')
     }
 
+    #[cfg(test)]
     fn executable(&self) -> bool {
         self.perms.get(2) == Some(&b'x')
     }

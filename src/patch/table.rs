@@ -62,11 +62,6 @@ pub fn overlaps_ours(addr: u64, len: u64) -> bool {
     false
 }
 
-/// Is `addr` a slot in one of our windows?
-pub fn is_slot(addr: u64) -> bool {
-    (addr >> 16) & 0xff == SLOT_BYTE && addr < (1 << 31) && overlaps_ours(addr, 8)
-}
-
 /// Allocation state; only touched under the patch lock.
 pub struct Table {
     window: u64,

@@ -52,6 +52,7 @@ impl Bump {
     }
 
     /// Bytes of memory mapped by this allocator so far.
+    #[cfg(test)]
     pub fn mapped_bytes(&self) -> usize {
         self.mapped.load(Ordering::Relaxed)
     }

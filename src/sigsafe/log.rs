@@ -56,20 +56,6 @@ impl Line {
         self.bytes(copy.get(..n).unwrap_or(&[]))
     }
 
-    pub fn hex(&mut self, v: u64) -> &mut Line {
-        self.str("0x");
-        let mut started = false;
-        for shift in (0..16).rev() {
-            let d = ((v >> (shift * 4)) & 0xf) as u8;
-            if d != 0 || started || shift == 0 {
-                started = true;
-                let c = if d < 10 { b'0' + d } else { b'a' + d - 10 };
-                self.bytes(&[c]);
-            }
-        }
-        self
-    }
-
     /// Write the line (with its newline) to stderr.
     pub fn emit(&mut self) {
         self.emit_to(2);

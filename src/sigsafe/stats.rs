@@ -86,6 +86,7 @@ pub fn count(area: Option<&ThreadArea>, path: Path, nr: i64) {
 }
 
 /// (fast, slow) calls of syscall `nr` so far in this process.
+#[allow(dead_code)] // the latency reports (issue 4) print these
 pub fn calls(nr: usize) -> (u64, u64) {
     let mut f = FAST.get(nr).map_or(0, |c| c.load(Ordering::Relaxed));
     let mut s = SLOW.get(nr).map_or(0, |c| c.load(Ordering::Relaxed));
