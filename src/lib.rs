@@ -24,6 +24,7 @@ mod config;
 pub mod hooks;
 mod init;
 mod patch;
+mod syscall_names;
 mod sigsafe;
 
 /// The only allocator: a bump arena for the instruction decoder's tables
