@@ -40,7 +40,7 @@ test: deps lib c-tests
 PYTHON := $(shell python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
 
 demo: lib
-	USERTRAP_SUMMARY=1 LD_PRELOAD=$(CURDIR)/$(LIB) $(PYTHON) -c 'import os, threading; [os.stat("/") for _ in range(10000)]; t = threading.Thread(target=lambda: os.getppid()); t.start(); t.join(); print("python ran under usertrap")'
+	LD_PRELOAD=$(CURDIR)/$(LIB) $(PYTHON) -c 'import os, threading; [os.stat("/") for _ in range(10000)]; t = threading.Thread(target=lambda: os.getppid()); t.start(); t.join(); print("python ran under usertrap")'
 
 # Native vs fast path vs slow path vs strace -c, with ratios (not a test).
 bench: deps lib target/bench/syscall_loop

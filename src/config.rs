@@ -11,6 +11,13 @@ pub enum Summary<'a> {
     File(&'a [u8]),
 }
 
+/// USERTRAP_FORMAT: how the report is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// USERTRAP_BACKEND=seccomp|sud (default seccomp).
@@ -22,11 +29,16 @@ pub struct Config {
     pub sigstack_kib: usize,
     /// USERTRAP_PATCH=0|1: rewrite syscall sites into jumps to the fast path.
     pub patch: bool,
+    /// USERTRAP_OUTPUT=PATH: where each process writes its report (%p: pid,
+    /// %t: start time); empty: stderr.
+    pub output: &'static [u8],
+    /// USERTRAP_FORMAT=text|json.
+    pub format: Format,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { backend: Backend::Seccomp, summary: Summary::Off, sigstack_kib: 256, patch: true }
+        Config { backend: Backend::Seccomp, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text }
     }
 }
 
@@ -39,7 +51,7 @@ pub enum ConfigError<'a> {
     Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_FORMAT, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
@@ -71,6 +83,19 @@ impl Config {
                                 accepted: "0, 1 (stderr), or an absolute file path to append to",
                             })
                         }
+                    }
+                }
+                b"USERTRAP_OUTPUT" => {
+                    if value.is_empty() || value.len() >= 4000 {
+                        return Err(ConfigError::Invalid { name: "USERTRAP_OUTPUT", value, accepted: "a file path (%p: pid, %t: start time), shorter than 4000 bytes" });
+                    }
+                    c.output = value;
+                }
+                b"USERTRAP_FORMAT" => {
+                    c.format = match value {
+                        b"text" => Format::Text,
+                        b"json" => Format::Json,
+                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_FORMAT", value, accepted: "text, json" }),
                     }
                 }
                 b"USERTRAP_PATCH" => {
@@ -119,7 +144,11 @@ mod tests {
     #[test]
     fn reads_every_setting() {
         let c = parse(&["USERTRAP_BACKEND=sud", "USERTRAP_SUMMARY=1", "USERTRAP_SIGSTACK_KIB=1024", "USERTRAP_PATCH=0"]).unwrap();
-        assert_eq!(c, Config { backend: Backend::Sud, summary: Summary::Stderr, sigstack_kib: 1024, patch: false });
+        assert_eq!(c, Config { backend: Backend::Sud, summary: Summary::Stderr, sigstack_kib: 1024, patch: false, ..Config::default() });
+        let o = parse(&["USERTRAP_OUTPUT=/tmp/r.%p.json", "USERTRAP_FORMAT=json"]).unwrap();
+        assert_eq!((o.output, o.format), (&b"/tmp/r.%p.json"[..], Format::Json));
+        assert!(matches!(parse(&["USERTRAP_FORMAT=xml"]), Err(ConfigError::Invalid { name: "USERTRAP_FORMAT", .. })));
+        assert!(matches!(parse(&["USERTRAP_OUTPUT="]), Err(ConfigError::Invalid { name: "USERTRAP_OUTPUT", .. })));
         let f = parse(&["USERTRAP_SUMMARY=/tmp/s.txt"]).unwrap();
         assert_eq!(f.summary, Summary::File(b"/tmp/s.txt"));
         assert!(matches!(parse(&["USERTRAP_SUMMARY=s.txt"]), Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })));

@@ -13,7 +13,7 @@ use crate::backend::{self, sud};
 use crate::config::{Config, ConfigError, KNOWN};
 use crate::patch;
 use crate::sigsafe::log::Line;
-use crate::sigsafe::{fault, process, raw, signals, sigsys, stats, thread};
+use crate::sigsafe::{fault, process, raw, report, signals, sigsys, stats, thread};
 
 /// Exit status when the library refuses to start the program.
 const EXIT_CONFIG: u64 = 125;
@@ -39,7 +39,8 @@ pub fn start() {
     let config = read_config();
     thread::set_have_fsgsbase(unsafe_getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE != 0);
     thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
-    stats::set_summary(config.summary);
+    stats::start_clock();
+    report::configure(&absolute(config.output), config.format, config.summary);
 
     let area = match thread::allocate() {
         Some(a) => a,
@@ -48,6 +49,7 @@ pub fn start() {
     thread::install(area);
     signals::take_over_mask(area);
     signals::take_over_altstack(area);
+    signals::watch_fatal_signals();
     for (sig, action) in [
         (signals::SIGSYS, sigsys::handler_action()),
         (signals::SIGSEGV, fault::handler_action()),
@@ -91,7 +93,24 @@ fn enable_patching() {
 }
 
 fn config_summary() -> bool {
-    stats::summary_on()
+    report::summary_on()
+}
+
+/// `path` made absolute against the current directory (the program may
+/// change directory before it ends).
+fn absolute(path: &[u8]) -> [u8; 4096] {
+    let mut out = [0u8; 4096];
+    let mut w = Writer { buf: &mut out, len: 0 };
+    if !path.is_empty() && path.first() != Some(&b'/') {
+        let mut cwd = [0u8; 4096];
+        let r = raw::syscall(libc::SYS_getcwd, cwd.as_mut_ptr() as u64, cwd.len() as u64, 0, 0);
+        if r > 1 {
+            w.put(cwd.get(..(r as usize - 1)).unwrap_or(&[]));
+            w.put(b"/");
+        }
+    }
+    w.put(path);
+    out
 }
 
 fn unsafe_getauxval(kind: u64) -> u64 {

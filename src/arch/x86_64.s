@@ -367,11 +367,48 @@ ut_fast_entry:
     and $-16, %rsp              # System V stack alignment for the call
     cmpb $0, ut_hooks_active(%rip)
     jne 1f                      # hooks may use any register: see below
+    # Rust code for baseline x86-64 may copy data through xmm0-15 (legacy SSE,
+    # which leaves the upper ymm/zmm bits alone) but never touches AVX,
+    # AVX-512, x87 or MXCSR (tests/patching.rs checks the disassembly):
+    # saving xmm0-15 is enough.
+    sub $256, %rsp              # 16 x 16 bytes, still 16-byte aligned
+    movaps %xmm0, 0(%rsp)
+    movaps %xmm1, 16(%rsp)
+    movaps %xmm2, 32(%rsp)
+    movaps %xmm3, 48(%rsp)
+    movaps %xmm4, 64(%rsp)
+    movaps %xmm5, 80(%rsp)
+    movaps %xmm6, 96(%rsp)
+    movaps %xmm7, 112(%rsp)
+    movaps %xmm8, 128(%rsp)
+    movaps %xmm9, 144(%rsp)
+    movaps %xmm10, 160(%rsp)
+    movaps %xmm11, 176(%rsp)
+    movaps %xmm12, 192(%rsp)
+    movaps %xmm13, 208(%rsp)
+    movaps %xmm14, 224(%rsp)
+    movaps %xmm15, 240(%rsp)
     mov 8(%rbp), %rdi           # argument 1: syscall number
     lea 16(%rbp), %rsi          # argument 2: the saved registers r9, r8, r10, rdx, rsi, rdi
     mov -8(%rbp), %rdx          # argument 3: the GS base
     xor %ecx, %ecx              # argument 4: no hooks (nothing saved for them)
-    call ut_fast_dispatch@PLT   # Rust; it uses no vector register (tests check)
+    call ut_fast_dispatch@PLT   # Rust
+    movaps 0(%rsp), %xmm0
+    movaps 16(%rsp), %xmm1
+    movaps 32(%rsp), %xmm2
+    movaps 48(%rsp), %xmm3
+    movaps 64(%rsp), %xmm4
+    movaps 80(%rsp), %xmm5
+    movaps 96(%rsp), %xmm6
+    movaps 112(%rsp), %xmm7
+    movaps 128(%rsp), %xmm8
+    movaps 144(%rsp), %xmm9
+    movaps 160(%rsp), %xmm10
+    movaps 176(%rsp), %xmm11
+    movaps 192(%rsp), %xmm12
+    movaps 208(%rsp), %xmm13
+    movaps 224(%rsp), %xmm14
+    movaps 240(%rsp), %xmm15
     jmp 2f
 1:  sub ut_xsave_size(%rip), %rsp   # room for the whole extended state...
     and $-64, %rsp              # ...64-byte aligned, as XSAVE requires

@@ -8,6 +8,7 @@ use crate::sigsafe::frame::Ucontext;
 use crate::sigsafe::process;
 use crate::sigsafe::raw;
 use crate::sigsafe::signals;
+use crate::sigsafe::report;
 use crate::sigsafe::stats::{self, Path};
 use crate::sigsafe::thread::{self, ThreadArea};
 
@@ -39,11 +40,21 @@ pub fn dispatch(
     with_hooks: bool,
     run: impl FnOnce(i64, [u64; 6]) -> Outcome,
 ) -> Outcome {
-    stats::count(area, path, nr);
+    let block = stats::begin(area, path, nr);
+    // The latency is the time of `run` alone: the real syscall (or its
+    // emulation), not the hooks around it.
+    let timed = |nr, args| {
+        let t0 = stats::now();
+        let out = run(nr, args);
+        if let Outcome::Return(r) = out {
+            stats::end(block, r, stats::now().wrapping_sub(t0));
+        }
+        out
+    };
     if with_hooks {
-        return hooks::call_hooks(nr, args, run);
+        return hooks::call_hooks(nr, args, timed);
     }
-    run(nr, args)
+    timed(nr, args)
 }
 
 /// The slow path: run one syscall for the program, natively through the gate
@@ -71,11 +82,16 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
         raw::SYS_clone | raw::SYS_clone3 | raw::SYS_fork | raw::SYS_vfork => process::clone(t.area, t.uc, nr, args),
         raw::SYS_execve | raw::SYS_execveat => Return(process::exec(t.area, nr, args)),
         raw::SYS_exit => {
-            crate::sigsafe::thread::retire(t.area);
+            // Counted with no time: it does not return.
+            stats::end(stats::begin_timing_only(t.area, nr), 0, 0);
+            if crate::sigsafe::thread::retire(t.area) {
+                report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
+            }
             Return(raw::syscall6(nr, args))
         }
         raw::SYS_exit_group => {
-            stats::at_exit();
+            stats::end(stats::begin_timing_only(t.area, nr), 0, 0);
+            report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
             Return(raw::syscall6(nr, args))
         }
         raw::SYS_arch_prctl => Return(process::arch_prctl(args)),

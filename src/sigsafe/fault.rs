@@ -16,6 +16,8 @@
 //!   unmapped behind our back). The site's own syscall is run, as if the jump
 //!   had worked.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use crate::arch;
 use crate::patch::registry::{self, PATCHED, PATCHING};
 use crate::patch::write::torn_eax;
@@ -37,7 +39,7 @@ pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_
         None => out_of_memory(),
     };
     if let Some(nr) = patched_site_fault(sig, uc) {
-        crate::sigsafe::stats::count_site_fault();
+        SITE_FAULTS.fetch_add(1, Ordering::Relaxed);
         run_for_program(area, uc, nr);
         return;
     }
@@ -72,6 +74,14 @@ fn patched_site_fault(sig: i32, uc: &mut Ucontext) -> Option<u64> {
     } else {
         None
     }
+}
+
+/// Syscalls run here at a patched site (a thread caught mid-patch, or a
+/// branch straight to the old `syscall`).
+static SITE_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+pub fn site_faults() -> u64 {
+    SITE_FAULTS.load(Ordering::Relaxed)
 }
 
 /// The action we install for SIGSEGV and SIGILL.

@@ -20,6 +20,7 @@ pub mod frame;
 pub mod log;
 pub mod process;
 pub mod raw;
+pub mod report;
 pub mod signals;
 pub mod sigsys;
 pub mod stats;

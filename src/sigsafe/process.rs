@@ -107,6 +107,7 @@ fn fork_in_handler(area: &ThreadArea, nr: i64, args: [u64; 6], flags: u64) -> Ou
 fn after_fork_in_child(area: &ThreadArea, flags: u64) {
     thread::after_fork_in_child(area);
     signals::after_fork_in_child();
+    crate::sigsafe::report::after_fork_in_child();
     crate::patch::patcher::after_fork_in_child();
     stats::after_fork_in_child();
     if flags & CLONE_CLEAR_SIGHAND != 0 {
@@ -162,6 +163,10 @@ fn clone_with_frame(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6
         return Outcome::Return(-e);
     }
 
+    let is_thread = flags & libc::CLONE_THREAD as u64 != 0;
+    if is_thread {
+        thread::thread_starting();
+    }
     // Block everything until the child's sigreturn installs the program's mask.
     let old = raw::sigprocmask(libc::SIG_SETMASK, Some(!0u64));
     // SAFETY: the frame and header were written above; only the child uses
@@ -171,6 +176,9 @@ fn clone_with_frame(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6
     if r < 0 {
         if let Some(a) = child_area {
             thread::release(a);
+        }
+        if is_thread {
+            thread::thread_not_started();
         }
     }
     Outcome::Return(r)
@@ -247,7 +255,11 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         if let Some(slot) = a.get_mut(envp_idx) {
             *slot = new_envp;
         }
-        signals::with_program_signal_state_for_exec(area, || raw::syscall6(nr, a))
+        // The old image's figures are reported now: the new image reports its own.
+        crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Exec);
+        let r = signals::with_program_signal_state_for_exec(area, || raw::syscall6(nr, a));
+        crate::sigsafe::report::exec_failed();
+        r
     })
 }
 

@@ -195,6 +195,41 @@ pub fn reset_after_clear_sighand(ours: &KernelSigaction) {
     with_table(process_table(), |t| *t = [AppAction::default(); 65]);
 }
 
+/// Signals whose default action ends the process (signal(7): Term and Core),
+/// other than the owned ones and glibc's internal 32 and 33.
+pub fn fatal_by_default(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGHUP | libc::SIGINT | libc::SIGQUIT | libc::SIGTRAP | libc::SIGABRT | libc::SIGBUS | libc::SIGFPE
+            | libc::SIGUSR1 | libc::SIGUSR2 | libc::SIGPIPE | libc::SIGALRM | libc::SIGTERM | libc::SIGSTKFLT
+            | libc::SIGXCPU | libc::SIGXFSZ | libc::SIGVTALRM | libc::SIGPROF | libc::SIGIO | libc::SIGPWR
+    ) || (34..=64).contains(&sig)
+}
+
+/// At start-up: for every signal that would end the process by default and
+/// still has its default disposition, install the wrapper, so the report is
+/// written before the process dies as natively. The program still sees SIG_DFL.
+pub fn watch_fatal_signals() {
+    for sig in 1..=64 {
+        if !fatal_by_default(sig) {
+            continue;
+        }
+        let mut cur = KernelSigaction::default();
+        if raw::rt_sigaction(sig, None, Some(&mut cur)) != 0 || cur.handler != SIG_DFL {
+            continue;
+        }
+        let app = KernelSigaction::default();
+        let k = kernel_version(sig, &app);
+        if raw::rt_sigaction(sig, Some(&k), None) == 0 {
+            with_table(process_table(), |t| {
+                if let Some(slot) = t.get_mut(sig as usize) {
+                    *slot = AppAction { act: app, known: true };
+                }
+            });
+        }
+    }
+}
+
 /// At start-up: the program's initial mask may block an owned signal
 /// (inherited across exec). Record that as its view and unblock for real.
 pub fn take_over_mask(area: &ThreadArea) {
@@ -220,11 +255,15 @@ pub fn take_over_altstack(area: &ThreadArea) {
 /// action: never an owned signal in sa_mask; a handler is wrapped by
 /// `on_program_signal` (which shows the program the mask it asked for); under
 /// SUD it returns through the gate's restorer.
-fn kernel_version(app: &KernelSigaction) -> KernelSigaction {
+fn kernel_version(sig: i32, app: &KernelSigaction) -> KernelSigaction {
     let mut k = KernelSigaction { mask: app.mask & !OWNED, ..*app };
-    if app.handler != SIG_DFL && app.handler != SIG_IGN {
+    if (app.handler != SIG_DFL && app.handler != SIG_IGN) || (app.handler == SIG_DFL && fatal_by_default(sig)) {
         k.handler = on_program_signal as *const () as u64;
         k.flags |= SA_SIGINFO;
+        if app.handler == SIG_DFL {
+            k.flags |= SA_RESTORER;
+            k.restorer = arch::GATE_RESTORER;
+        }
     }
     if backend::is_sud() && k.flags & SA_RESTORER != 0 {
         k.restorer = arch::GATE_RESTORER;
@@ -269,7 +308,7 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
     } else {
         // The kernel keeps the real disposition; it just never gets an owned
         // signal in sa_mask, and under SUD returns through the gate's restorer.
-        let to_kernel = stored.map(|s| kernel_version(&s));
+        let to_kernel = stored.map(|s| kernel_version(sig, &s));
         let r = with_table(table, |t| {
             let mut kold = KernelSigaction::default();
             let r = raw::rt_sigaction(sig, to_kernel.as_ref(), Some(&mut kold));
@@ -281,7 +320,7 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
             if let Some(slot) = slot {
                 // The kernel still holds what we installed for the program:
                 // report the program's own version (its mask, its restorer).
-                let k = kernel_version(&slot.act);
+                let k = kernel_version(sig, &slot.act);
                 if slot.known && k.handler == kold.handler && k.flags == kold.flags {
                     reported = slot.act;
                 }
@@ -656,7 +695,13 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
     match app.handler {
         // The program changed the disposition while the signal was on its way.
         SIG_IGN => {}
+        // A signal whose default action ends the process (we keep a handler
+        // for those, so the report is written first), or a disposition the
+        // program changed while the signal was on its way.
         SIG_DFL => {
+            if fatal_by_default(sig) {
+                crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Signal(sig));
+            }
             raw::rt_sigaction(sig, Some(&KernelSigaction::default()), None);
             raw::tgkill(raw::getpid(), raw::gettid(), sig);
         }
@@ -681,7 +726,7 @@ fn die(sig: i32, info: &Siginfo) {
     if !refaults {
         raw::tgkill(raw::getpid(), raw::gettid(), sig);
     }
-    crate::sigsafe::stats::at_fatal_signal();
+    crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Signal(sig));
 }
 
 /// SUD only: a program handler returned through a restorer outside the gate,

@@ -1,64 +1,38 @@
-//! What the library counts: calls per syscall number, split by the path that
-//! served them (fast: a patched site's trampoline; slow: a signal). Printed at
-//! exit when USERTRAP_SUMMARY is set; the latency reports build on these.
-//! Each thread counts in its own area; the totals are summed over every area
-//! when they are read.
+//! Per-syscall figures, accumulated per thread without locks and without
+//! writing a cache line another thread writes: call counts by path (fast: a
+//! patched site's trampoline; slow: a signal), errors by errno, and the
+//! latency of the real syscall (total, min, max and a log-linear histogram).
+//!
+//! Each thread's figures live in a table mapped on its first syscall and
+//! found through its thread area; the report (report.rs) merges the tables
+//! of every area when the process ends. Everything here is integer code: it
+//! runs on the fast path, where vector registers must stay untouched.
+//!
+//! Time is measured with rdtsc (converted with a frequency calibrated against
+//! CLOCK_MONOTONIC between start-up and the report) where the TSC is
+//! invariant, and with clock_gettime(CLOCK_MONOTONIC) otherwise.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::config::Summary;
-
-use crate::backend;
-use crate::patch::registry;
-use crate::sigsafe::log::Line;
 use crate::sigsafe::raw;
 use crate::sigsafe::thread::{self, ThreadArea};
-use core::cell::Cell;
 
-/// Syscall numbers below this are counted one by one; the rest together.
+/// Syscall numbers below this are kept one by one; the rest together.
 pub const MAX_NR: usize = 512;
+/// Distinct syscall numbers one thread keeps latencies for; a thread that
+/// uses more (rare) counts the rest in the process-wide fallback, calls only.
+const PER_THREAD: usize = 128;
+/// errno values kept one by one (Linux's highest named errno is 133).
+pub const MAX_ERRNO: usize = 134;
 
-static FAST: [AtomicU64; MAX_NR + 1] = [const { AtomicU64::new(0) }; MAX_NR + 1];
-static SLOW: [AtomicU64; MAX_NR + 1] = [const { AtomicU64::new(0) }; MAX_NR + 1];
-/// USERTRAP_SUMMARY: where the one line per process goes at exit.
-static SUMMARY: AtomicU8 = AtomicU8::new(SUMMARY_OFF);
-const SUMMARY_OFF: u8 = 0;
-const SUMMARY_STDERR: u8 = 1;
-const SUMMARY_FILE: u8 = 2;
-struct PathCell(core::cell::UnsafeCell<[u8; 4096]>);
-// SAFETY: written once by the constructor before any trap is armed, then read.
-unsafe impl Sync for PathCell {}
-static SUMMARY_PATH: PathCell = PathCell(core::cell::UnsafeCell::new([0; 4096]));
-
-/// Constructor only.
-pub fn set_summary(s: Summary) {
-    let mode = match s {
-        Summary::Off => SUMMARY_OFF,
-        Summary::Stderr => SUMMARY_STDERR,
-        Summary::File(p) => {
-            // SAFETY: single-threaded start-up, before any reader exists.
-            let buf = unsafe { &mut *SUMMARY_PATH.0.get() };
-            let n = p.len().min(buf.len() - 1);
-            if let (Some(dst), Some(src)) = (buf.get_mut(..n), p.get(..n)) {
-                dst.copy_from_slice(src);
-            }
-            SUMMARY_FILE
-        }
-    };
-    SUMMARY.store(mode, Ordering::Relaxed);
-}
-
-pub fn summary_on() -> bool {
-    SUMMARY.load(Ordering::Relaxed) != SUMMARY_OFF
-}
-static PRINTED: AtomicBool = AtomicBool::new(false);
-/// Syscalls run by the SIGILL/SIGSEGV handler at a patched site (a thread
-/// caught mid-patch, or a branch straight to the old `syscall`).
-static SITE_FAULTS: AtomicU64 = AtomicU64::new(0);
-
-pub fn count_site_fault() {
-    SITE_FAULTS.fetch_add(1, Ordering::Relaxed);
-}
+/// Histogram: values below 16 exactly, then each power of two from 2^4 to
+/// 2^47 split into 16 equal parts (bucket width at most 1/16 of its value,
+/// so a percentile read off it is within about 3%).
+const SUB: usize = 16;
+const SUB_BITS: u32 = 4;
+const MAX_EXP: u32 = 47;
+pub const HIST_LEN: usize = SUB + (MAX_EXP as usize - SUB_BITS as usize + 1) * SUB;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Path {
@@ -66,95 +40,321 @@ pub enum Path {
     Slow = 1,
 }
 
-/// Called once for every intercepted syscall: in the calling thread's area
-/// (no shared cache line written), or, for a thread without one, in the
-/// process-wide fallback. Integer code only: it runs on the fast path, where
-/// vector registers must stay untouched.
+/// One syscall number's figures, in one thread (or merged).
+#[repr(C)]
+pub struct SysStats {
+    pub fast: Cell<u64>,
+    pub slow: Cell<u64>,
+    pub errors: Cell<u64>,
+    /// Sum, min and max of latencies, in clock ticks.
+    pub total: Cell<u64>,
+    pub min: Cell<u64>,
+    pub max: Cell<u64>,
+    /// Calls whose latency was measured (not the ones that never return).
+    pub timed: Cell<u64>,
+    /// Errors by errno (index 0: errno >= MAX_ERRNO).
+    pub errnos: [Cell<u32>; MAX_ERRNO],
+    pub hist: [Cell<u32>; HIST_LEN],
+}
+
+impl SysStats {
+    /// Add `other` into `self` (merging threads).
+    pub fn add(&self, other: &SysStats) {
+        let sum = |a: &Cell<u64>, b: &Cell<u64>| a.set(a.get() + b.get());
+        sum(&self.fast, &other.fast);
+        sum(&self.slow, &other.slow);
+        sum(&self.errors, &other.errors);
+        sum(&self.total, &other.total);
+        if other.timed.get() != 0 {
+            if self.timed.get() == 0 || other.min.get() < self.min.get() {
+                self.min.set(other.min.get());
+            }
+            self.max.set(self.max.get().max(other.max.get()));
+        }
+        sum(&self.timed, &other.timed);
+        for (a, b) in self.errnos.iter().zip(other.errnos.iter()) {
+            a.set(a.get().saturating_add(b.get()));
+        }
+        for (a, b) in self.hist.iter().zip(other.hist.iter()) {
+            a.set(a.get().saturating_add(b.get()));
+        }
+    }
+
+    fn clear(&self) {
+        for c in [&self.fast, &self.slow, &self.errors, &self.total, &self.min, &self.max, &self.timed] {
+            c.set(0);
+        }
+        self.errnos.iter().for_each(|c| c.set(0));
+        self.hist.iter().for_each(|c| c.set(0));
+    }
+}
+
+/// A thread's figures: which block holds which syscall number.
+#[repr(C)]
+pub struct ThreadStats {
+    /// Block index + 1 for each syscall number (0: none yet).
+    index: [Cell<u16>; MAX_NR + 1],
+    used: Cell<u16>,
+    blocks: [SysStats; PER_THREAD],
+}
+
+const TABLE_LEN: usize = (core::mem::size_of::<ThreadStats>() + 4095) & !4095;
+
+/// Process-wide call counts for threads without a table (no thread area, or
+/// more distinct syscalls than PER_THREAD).
+static FALLBACK: [[AtomicU64; MAX_NR + 1]; 2] = [const { [const { AtomicU64::new(0) }; MAX_NR + 1] }; 2];
+
+fn index_of(nr: i64) -> usize {
+    if (0..MAX_NR as i64).contains(&nr) {
+        nr as usize
+    } else {
+        MAX_NR
+    }
+}
+
+/// This thread's block for syscall `nr`, created on first use.
 #[inline(always)]
-pub fn count(area: Option<&ThreadArea>, path: Path, nr: i64) {
-    let i = if (0..MAX_NR as i64).contains(&nr) { nr as usize } else { MAX_NR };
-    let p = path as usize;
-    match area.and_then(|a| a.calls.get(p)).and_then(|row| row.get(i)) {
-        Some(c) => c.set(c.get() + 1),
+fn block(area: &ThreadArea, nr: usize) -> Option<&SysStats> {
+    let mut table = area.stats.get();
+    if table.is_null() {
+        table = raw::mmap_anon(TABLE_LEN, libc::PROT_READ | libc::PROT_WRITE).ok()? as *mut ThreadStats;
+        area.stats.set(table);
+    }
+    // SAFETY: the table is this thread's own mapping (zeroed: all Cells 0),
+    // never unmapped, and only touched by this thread (or by the report,
+    // when the process ends).
+    let t = unsafe { &*table };
+    let slot = t.index.get(nr)?;
+    let mut i = slot.get() as usize;
+    if i == 0 {
+        let used = t.used.get() as usize;
+        if used >= PER_THREAD {
+            return None;
+        }
+        t.used.set(used as u16 + 1);
+        i = used + 1;
+        slot.set(i as u16);
+    }
+    t.blocks.get(i - 1)
+}
+
+/// A syscall is about to run on `path`: count it. Returns the block to time
+/// it into, if this thread keeps one.
+#[inline(always)]
+pub fn begin(area: Option<&ThreadArea>, path: Path, nr: i64) -> Option<&SysStats> {
+    let i = index_of(nr);
+    match area.and_then(|a| block(a, i)) {
+        Some(b) => {
+            let c = if path == Path::Fast { &b.fast } else { &b.slow };
+            c.set(c.get() + 1);
+            Some(b)
+        }
         None => {
-            let table = if path == Path::Fast { &FAST } else { &SLOW };
-            if let Some(c) = table.get(i) {
+            if let Some(c) = FALLBACK.get(path as usize).and_then(|row| row.get(i)) {
                 c.fetch_add(1, Ordering::Relaxed);
             }
+            None
         }
     }
 }
 
-/// (fast, slow) calls of syscall `nr` so far in this process.
-#[allow(dead_code)] // the latency reports (issue 4) print these
-pub fn calls(nr: usize) -> (u64, u64) {
-    let mut f = FAST.get(nr).map_or(0, |c| c.load(Ordering::Relaxed));
-    let mut s = SLOW.get(nr).map_or(0, |c| c.load(Ordering::Relaxed));
-    thread::for_each_area(|a| {
-        f += a.calls.first().and_then(|row| row.get(nr)).map_or(0, |c| c.get());
-        s += a.calls.get(1).and_then(|row| row.get(nr)).map_or(0, |c| c.get());
-    });
-    (f, s)
+/// The block of a syscall already counted by `begin` (exit and exit_group,
+/// which never return and are recorded before the report is written).
+pub fn begin_timing_only(area: &ThreadArea, nr: i64) -> Option<&SysStats> {
+    block(area, index_of(nr))
 }
 
-fn totals() -> (u64, u64) {
-    let sum = |t: &[AtomicU64]| t.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
-    let (mut f, mut s) = (sum(&FAST), sum(&SLOW));
-    thread::for_each_area(|a| {
-        f += a.calls.first().map_or(0, |row| row.iter().map(Cell::get).sum::<u64>());
-        s += a.calls.get(1).map_or(0, |row| row.iter().map(Cell::get).sum::<u64>());
-    });
-    (f, s)
-}
-
-/// The process is about to end (exit_group, or a fatal signal).
-pub fn at_exit() {
-    let mode = SUMMARY.load(Ordering::Relaxed);
-    if mode == SUMMARY_OFF || PRINTED.swap(true, Ordering::Relaxed) {
-        return;
+/// The syscall returned `result` after `ticks` clock ticks.
+#[inline(always)]
+pub fn end(b: Option<&SysStats>, result: i64, ticks: u64) {
+    let Some(b) = b else { return };
+    if (-4095..0).contains(&result) {
+        b.errors.set(b.errors.get() + 1);
+        let e = (-result) as usize;
+        if let Some(c) = b.errnos.get(if e < MAX_ERRNO { e } else { 0 }) {
+            c.set(c.get().saturating_add(1));
+        }
     }
-    let (fast, slow) = totals();
-    let mut line = Line::new();
-    line
-        .str("pid ")
-        .num(raw::getpid() as u64)
-        .str(": ")
-        .num(fast + slow)
-        .str(" syscalls intercepted (")
-        .str(backend::name())
-        .str("), ")
-        .num(fast)
-        .str(" on the fast path, ")
-        .num(registry::patched_count() as u64)
-        .str(" sites patched, ")
-        .num(registry::unpatched_count() as u64)
-        .str(" left on the slow path, ")
-        .num(SITE_FAULTS.load(Ordering::Relaxed))
-        .str(" site faults");
-    if mode == SUMMARY_STDERR {
-        line.emit();
+    b.total.set(b.total.get() + ticks);
+    if b.timed.get() == 0 || ticks < b.min.get() {
+        b.min.set(ticks);
+    }
+    if ticks > b.max.get() {
+        b.max.set(ticks);
+    }
+    b.timed.set(b.timed.get() + 1);
+    if let Some(c) = b.hist.get(bucket(ticks)) {
+        c.set(c.get().saturating_add(1));
+    }
+}
+
+/// The histogram bucket of a value.
+#[inline(always)]
+pub fn bucket(v: u64) -> usize {
+    if v < SUB as u64 {
+        return v as usize;
+    }
+    let e = (63 - v.leading_zeros()).min(MAX_EXP);
+    let v = v.min((1u64 << (MAX_EXP + 1)) - 1);
+    let sub = ((v >> (e - SUB_BITS)) as usize) & (SUB - 1);
+    SUB + (e - SUB_BITS) as usize * SUB + sub
+}
+
+/// The values bucket `i` holds: [low, high).
+pub fn bucket_bounds(i: usize) -> (u64, u64) {
+    if i < SUB {
+        return (i as u64, i as u64 + 1);
+    }
+    let e = ((i - SUB) / SUB) as u32 + SUB_BITS;
+    let sub = ((i - SUB) % SUB) as u64;
+    let shift = e - SUB_BITS;
+    ((SUB as u64 + sub) << shift, (SUB as u64 + sub + 1) << shift)
+}
+
+// --- the clock ---------------------------------------------------------------
+
+static USE_TSC: AtomicBool = AtomicBool::new(false);
+static START_TSC: AtomicU64 = AtomicU64::new(0);
+static START_MONO_NS: AtomicU64 = AtomicU64::new(0);
+static START_REAL_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Clock ticks now (TSC cycles, or ns of CLOCK_MONOTONIC).
+#[inline(always)]
+pub fn now() -> u64 {
+    if USE_TSC.load(Ordering::Relaxed) {
+        // SAFETY: rdtsc exists on every x86-64 CPU.
+        unsafe { core::arch::x86_64::_rdtsc() }
     } else {
-        // SAFETY: the path was written once at start-up and is NUL-terminated.
-        let path = unsafe { (*SUMMARY_PATH.0.get()).as_ptr() };
-        let flags = (libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC) as u64;
-        let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, path as u64, flags, 0o644);
-        if fd >= 0 {
-            line.emit_to(fd as i32);
-            raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
-        }
+        clock_ns(libc::CLOCK_MONOTONIC)
     }
 }
 
-pub fn at_fatal_signal() {
-    at_exit();
+pub fn clock_ns(clock: i32) -> u64 {
+    let mut ts = [0i64; 2];
+    raw::syscall(libc::SYS_clock_gettime, clock as u64, ts.as_mut_ptr() as u64, 0, 0);
+    (ts[0] as u64).wrapping_mul(1_000_000_000).wrapping_add(ts[1] as u64)
+}
+
+/// Start-up (and a new process after fork): choose the clock, note when
+/// the process image started.
+pub fn start_clock() {
+    // CPUID 0x80000007, EDX bit 8: the TSC runs at a constant rate in every
+    // P-, C- and T-state (invariant TSC).
+    let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    let invariant = max_ext >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0;
+    USE_TSC.store(invariant, Ordering::Relaxed);
+    restart_clock();
+}
+
+fn restart_clock() {
+    START_REAL_NS.store(clock_ns(libc::CLOCK_REALTIME), Ordering::Relaxed);
+    START_MONO_NS.store(clock_ns(libc::CLOCK_MONOTONIC), Ordering::Relaxed);
+    START_TSC.store(now(), Ordering::Relaxed);
+}
+
+pub fn start_realtime_ns() -> u64 {
+    START_REAL_NS.load(Ordering::Relaxed)
+}
+
+/// Ticks per second: the TSC's frequency measured against CLOCK_MONOTONIC
+/// since start-up (at least 5 ms of it, waited for if need be), or 1e9.
+pub fn ticks_per_second() -> u64 {
+    if !USE_TSC.load(Ordering::Relaxed) {
+        return 1_000_000_000;
+    }
+    let (t0, m0) = (START_TSC.load(Ordering::Relaxed), START_MONO_NS.load(Ordering::Relaxed));
+    loop {
+        let m1 = clock_ns(libc::CLOCK_MONOTONIC);
+        let t1 = now();
+        let dm = m1.saturating_sub(m0);
+        if dm >= 5_000_000 {
+            let hz = (t1.saturating_sub(t0) as u128 * 1_000_000_000 / dm as u128) as u64;
+            return hz.max(1);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+pub fn uses_tsc() -> bool {
+    USE_TSC.load(Ordering::Relaxed)
+}
+
+// --- merging -------------------------------------------------------------------
+
+/// Call `f(nr, stats)` for each syscall number used by any thread, with the
+/// figures of every thread added up into `merged` (MAX_NR + 1 blocks,
+/// zeroed). Returns the calls counted without a thread table, per path.
+pub fn merge_into(merged: &[SysStats]) -> (u64, u64) {
+    thread::for_each_area(|a| {
+        let table = a.stats.get();
+        if table.is_null() {
+            return;
+        }
+        // SAFETY: as in `block`; the process is ending, or this is a report
+        // of the calling thread's own process.
+        let t = unsafe { &*table };
+        for (nr, slot) in t.index.iter().enumerate() {
+            let i = slot.get() as usize;
+            if i != 0 {
+                if let (Some(dst), Some(src)) = (merged.get(nr), t.blocks.get(i - 1)) {
+                    dst.add(src);
+                }
+            }
+        }
+    });
+    let sum = |row: usize| FALLBACK.get(row).map_or(0, |r| r.iter().map(|c| c.load(Ordering::Relaxed)).sum());
+    (sum(0), sum(1))
+}
+
+/// The process-wide fallback counts of syscall `nr` (fast, slow).
+pub fn fallback_calls(nr: usize) -> (u64, u64) {
+    let get = |row: usize| FALLBACK.get(row).and_then(|r| r.get(nr)).map_or(0, |c| c.load(Ordering::Relaxed));
+    (get(0), get(1))
 }
 
 /// A new process starts with its own figures, not its parent's.
 pub fn after_fork_in_child() {
-    for c in FAST.iter().chain(SLOW.iter()) {
-        c.store(0, Ordering::Relaxed);
+    for row in FALLBACK.iter() {
+        row.iter().for_each(|c| c.store(0, Ordering::Relaxed));
     }
-    thread::for_each_area(|a| a.calls.iter().flatten().for_each(|c| c.set(0)));
-    PRINTED.store(false, Ordering::Relaxed);
-    SITE_FAULTS.store(0, Ordering::Relaxed);
+    thread::for_each_area(|a| {
+        let table = a.stats.get();
+        if !table.is_null() {
+            // SAFETY: only this thread exists in the new process.
+            let t = unsafe { &*table };
+            let used = t.used.get() as usize;
+            t.blocks.iter().take(used).for_each(SysStats::clear);
+        }
+    });
+    restart_clock();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_values_in_order() {
+        let mut last = 0;
+        for v in [0u64, 1, 15, 16, 17, 31, 32, 33, 100, 1000, 123_456, 1 << 40, u64::MAX] {
+            let b = bucket(v);
+            assert!(b >= last, "bucket of {v} went backwards");
+            assert!(b < HIST_LEN);
+            let (lo, hi) = bucket_bounds(b);
+            if v < (1u64 << (MAX_EXP + 1)) {
+                assert!(lo <= v && v < hi, "{v} not in [{lo}, {hi})");
+            }
+            last = b;
+        }
+    }
+
+    #[test]
+    fn buckets_are_narrow() {
+        for b in SUB..HIST_LEN {
+            let (lo, hi) = bucket_bounds(b);
+            assert!((hi - lo) * 16 <= lo, "bucket {b} [{lo}, {hi}) wider than 1/16");
+            assert_eq!(bucket(lo), b);
+            assert_eq!(bucket(hi - 1), b);
+        }
+    }
 }

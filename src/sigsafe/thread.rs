@@ -67,8 +67,11 @@ pub struct ThreadArea {
     pub private_sigtable: UnsafeCell<SigTable>,
     /// The siginfo of each deferred owned signal (see signals::OWNED_SIGNALS).
     pub deferred_info: [Cell<Siginfo>; 3],
-    /// Calls served per syscall number: [fast path, slow path] (stats.rs).
-    pub calls: [[Cell<u64>; stats::MAX_NR + 1]; 2],
+    /// Set in a vfork child's area: it shares its parent's memory, so its
+    /// figures are its parent's and it writes no report of its own.
+    pub vfork_child: Cell<bool>,
+    /// This thread's per-syscall figures (stats.rs), mapped on first use.
+    pub stats: Cell<*mut stats::ThreadStats>,
     /// The program's saved state while the slow path runs a syscall for it
     /// (0 otherwise): a SIGSYS from the program's own seccomp filter that hits
     /// the gate's re-issued syscall is shown to the program against it.
@@ -252,6 +255,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.deferred.set(0);
     area.sigtable.set(signals::process_table());
     area.pending_child.set(ptr::null_mut());
+    area.vfork_child.set(false);
     Some(area)
 }
 
@@ -349,7 +353,9 @@ pub fn current() -> Option<&'static ThreadArea> {
             if !child.is_null() && unsafe { (*child).owner_tid.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed) }.is_ok() {
                 set_gs_base(child as u64);
                 // SAFETY: claimed above.
-                return Some(unsafe { &*child });
+                let c = unsafe { &*child };
+                c.vfork_child.set(true);
+                return Some(c);
             }
             let a = allocate_for_child(parent, true)?;
             a.app_altstack.set(parent.app_altstack.get());
@@ -370,8 +376,22 @@ pub fn current_unchecked() -> Option<&'static ThreadArea> {
     area_at_gs()
 }
 
-/// The thread is about to exit(2): queue its area for reuse after it is gone.
-pub fn retire(a: &ThreadArea) {
+/// Threads of the process the library knows of (the main thread, and every
+/// CLONE_THREAD child it started); when the last exits, the process ends.
+static LIVE_THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// A CLONE_THREAD child is about to start (undone by `thread_not_started`).
+pub fn thread_starting() {
+    LIVE_THREADS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn thread_not_started() {
+    LIVE_THREADS.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The thread is about to exit(2): queue its area for reuse after it is
+/// gone. True if it is the process's last thread.
+pub fn retire(a: &ThreadArea) -> bool {
     let child = a.pending_child.replace(ptr::null_mut());
     if !child.is_null() {
         release(child);
@@ -389,6 +409,7 @@ pub fn retire(a: &ThreadArea) {
         }
         pool.dying_tail = p;
     });
+    LIVE_THREADS.fetch_sub(1, Ordering::AcqRel) == 1
 }
 
 /// In a child process after fork: other threads are gone, and a lock they held
@@ -397,4 +418,5 @@ pub fn after_fork_in_child(a: &ThreadArea) {
     // SAFETY: only this thread exists in the new process.
     unsafe { POOL.force_unlock() };
     a.owner_tid.store(raw::gettid(), Ordering::Relaxed);
+    LIVE_THREADS.store(1, Ordering::Relaxed);
 }
