@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """usertrap benchmark: what interception costs, in one run.
 
-For a loop of getppid() and a loop of 1-byte reads from /dev/zero it prints
-ns per call natively, under the library on the slow path (USERTRAP_PATCH=0,
+First, interception alone (USERTRAP_TIMING=0): for a loop of getppid() and
+a loop of 1-byte reads from /dev/zero it prints ns per call natively, under the library on the slow path (USERTRAP_PATCH=0,
 every call a SIGSYS) and on the fast path (patched sites), for both backends,
 and under `strace -c`, with the ratio to native. Then the share of a real
-program's syscalls that took the fast path. Timings come from inside the
+program's syscalls that took the fast path. Then measurement (the default):
+`usertrap stat` on whole programs against `strace -c` and `perf trace -s`,
+and the getppid loop with every call timed. Loop timings come from inside the
 workload (best of 5 rounds), so start-up costs are not counted. Nothing here
 asserts: the machines are shared and noisy; the targets are printed beside
 the figures.
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "target", "release", "libusertrap.so")
@@ -32,8 +35,9 @@ def clean_env(**extra):
 
 
 def traced_env(backend, patch, summary="0"):
+    # Interception alone: no timestamps (USERTRAP_TIMING=0), no report.
     return clean_env(LD_PRELOAD=LIB, USERTRAP_BACKEND=backend, USERTRAP_PATCH="1" if patch else "0",
-                     USERTRAP_SUMMARY=summary)
+                     USERTRAP_SUMMARY=summary, USERTRAP_TIMING="0", USERTRAP_OUTPUT=os.devnull)
 
 
 def loop_ns(workload, n, env=None, prefix=()):
@@ -94,9 +98,72 @@ def main():
             print(f"{name:<32} {backend:<8} {total:>9} {share:>9.1f}%")
             if backend == "seccomp":
                 targets.append(f"fast-path share, {name}: {share:.1f}% (target: at least 95%)")
+    stat_overhead(python, targets)
+
     print("\nagainst the targets:")
     for t in targets:
         print("  " + t)
+
+
+def wall(argv, env=None, prefix=(), runs=3):
+    """Best wall-clock seconds of `runs` runs of prefix + argv."""
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = subprocess.run([*prefix, *argv], env=env or clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        dt = time.perf_counter() - t0
+        if r.returncode != 0:
+            return None
+        best = min(best, dt)
+    return best
+
+
+def git_tree():
+    """A git work tree with a copy of /usr/include, made once."""
+    tree = os.path.join(ROOT, "target", "bench", "git-tree")
+    if not os.path.isdir(os.path.join(tree, ".git")):
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree("/usr/include", os.path.join(tree, "include"), symlinks=True)
+        env = clean_env(GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@b")
+        for argv in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tree"]):
+            subprocess.run(argv, cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL)
+    return tree
+
+
+def stat_overhead(python, targets):
+    """Issue 4: the cost of measuring every call, against strace -c and perf trace -s."""
+    cli = os.path.join(ROOT, "target", "release", "usertrap")
+    print("\nwhole programs, best of 3 wall-clock runs (usertrap measures every call):")
+    if os.path.exists(cli):
+        def usertrap(backend):
+            return (cli, "stat", "--backend", backend, "-o", os.devnull, "--")
+    else:
+        def usertrap(backend):
+            return ("env", f"LD_PRELOAD={LIB}", f"USERTRAP_BACKEND={backend}", f"USERTRAP_OUTPUT={os.devnull}")
+    strace = shutil.which("strace")
+    perf = shutil.which("perf")
+    perf_ok = perf and subprocess.run([perf, "trace", "-s", "-o", os.devnull, "--", "/bin/true"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    tree = git_tree()
+    workloads = [
+        ("python3: 200,000 os.stat", [python, "-c", "import os\nfor _ in range(200000): os.stat('/')"], "seccomp"),
+        ("tar cf /dev/null /usr/include", ["tar", "cf", "/dev/null", "/usr/include"], "seccomp"),
+        ("git status (8k files)", ["git", "-C", tree, "status", "--short"], "sud"),
+    ]
+    print(f"{'program':<32} {'native s':>9} {'usertrap':>9} {'strace -c':>10} {'perf trace':>11}")
+    for name, argv, backend in workloads:
+        native = wall(argv)
+        ut = wall(argv, prefix=usertrap(backend))
+        st = wall(argv, prefix=(strace, "-f", "-c", "-o", os.devnull)) if strace else None
+        pt = wall(argv, prefix=(perf, "trace", "-s", "-o", os.devnull, "--")) if perf_ok else None
+        ratio = lambda t: f"{t / native:.2f}x" if t and native else "fails"
+        print(f"{name:<32} {native:>9.3f} {ratio(ut):>9} {ratio(st):>10} {ratio(pt):>11}")
+        targets.append(f"usertrap stat, {name}: {ratio(ut)} native (target: at most 1.10 x)")
+    native = loop_ns("getppid", 1_000_000)
+    env = clean_env(LD_PRELOAD=LIB, USERTRAP_OUTPUT=os.devnull)
+    measured = loop_ns("getppid", 1_000_000, env)
+    print(f"{'getppid loop (ns/call)':<32} {native:>9.1f} {measured / native:>8.2f}x")
+    targets.append(f"measured fast path, getppid: {measured / native:.2f} x native, +{measured - native:.0f} ns (target: at most 1.6 x)")
 
 
 if __name__ == "__main__":

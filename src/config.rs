@@ -34,11 +34,14 @@ pub struct Config {
     pub output: &'static [u8],
     /// USERTRAP_FORMAT=text|json.
     pub format: Format,
+    /// USERTRAP_TIMING=0|1: time every call (two timestamps each); 0 keeps
+    /// counts and errors only, for interception at the lowest cost.
+    pub timing: bool,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { backend: Backend::Seccomp, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text }
+        Config { backend: Backend::Seccomp, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true }
     }
 }
 
@@ -51,7 +54,7 @@ pub enum ConfigError<'a> {
     Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_FORMAT, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
@@ -96,6 +99,13 @@ impl Config {
                         b"text" => Format::Text,
                         b"json" => Format::Json,
                         _ => return Err(ConfigError::Invalid { name: "USERTRAP_FORMAT", value, accepted: "text, json" }),
+                    }
+                }
+                b"USERTRAP_TIMING" => {
+                    c.timing = match value {
+                        b"0" => false,
+                        b"1" => true,
+                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_TIMING", value, accepted: "0, 1" }),
                     }
                 }
                 b"USERTRAP_PATCH" => {

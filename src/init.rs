@@ -40,6 +40,7 @@ pub fn start() {
     thread::set_have_fsgsbase(unsafe_getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE != 0);
     thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
     stats::start_clock();
+    stats::set_timing(config.timing);
     report::configure(&absolute(config.output), config.format, config.summary);
 
     let area = match thread::allocate() {

@@ -214,6 +214,18 @@ pub fn bucket_bounds(i: usize) -> (u64, u64) {
 // --- the clock ---------------------------------------------------------------
 
 static USE_TSC: AtomicBool = AtomicBool::new(false);
+/// USERTRAP_TIMING: take timestamps around every call.
+static TIMING: AtomicBool = AtomicBool::new(true);
+
+pub fn set_timing(on: bool) {
+    TIMING.store(on, Ordering::Relaxed);
+}
+
+/// Whether calls are timed (else `now` is not called and latencies stay 0).
+#[inline(always)]
+pub fn timing() -> bool {
+    TIMING.load(Ordering::Relaxed)
+}
 static START_TSC: AtomicU64 = AtomicU64::new(0);
 static START_MONO_NS: AtomicU64 = AtomicU64::new(0);
 static START_REAL_NS: AtomicU64 = AtomicU64::new(0);
