@@ -1,5 +1,6 @@
-# usertrap build and test entry points. `make` builds the library, `make test`
-# builds everything (C test programs included) and runs every test.
+# usertrap build and test entry points. `make` builds the library and the
+# `usertrap` command, `make test` builds everything (C test programs included)
+# and runs every test.
 CARGO   ?= cargo
 CC      ?= gcc
 CFLAGS  ?= -O2 -g -Wall -Wextra -Werror=implicit-function-declaration
@@ -33,14 +34,14 @@ deps:
 test: deps lib c-tests
 	$(CARGO) test --release
 
-# The main job on a default workload: a Python program run under the library,
-# with a one-line summary of what was intercepted.
+# The main job on a default workload: `usertrap stat` on a Python program,
+# the report of every syscall's latency on stderr.
 # python3 may be a wrapper script (pyenv): run the real interpreter directly,
 # since the default (seccomp) backend cannot follow exec yet.
 PYTHON := $(shell python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
 
 demo: lib
-	LD_PRELOAD=$(CURDIR)/$(LIB) $(PYTHON) -c 'import os, threading; [os.stat("/") for _ in range(10000)]; t = threading.Thread(target=lambda: os.getppid()); t.start(); t.join(); print("python ran under usertrap")'
+	target/release/usertrap stat -- $(PYTHON) -c 'import os, threading; [os.stat("/") for _ in range(10000)]; t = threading.Thread(target=lambda: os.getppid()); t.start(); t.join(); print("python ran under usertrap")'
 
 # Native vs fast path vs slow path vs strace -c, with ratios (not a test).
 bench: deps lib target/bench/syscall_loop

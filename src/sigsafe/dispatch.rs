@@ -83,16 +83,14 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
         raw::SYS_pselect6 | raw::SYS_io_pgetevents => Return(signals::with_temp_mask(t.area, nr, args, 5, true)),
         raw::SYS_clone | raw::SYS_clone3 | raw::SYS_fork | raw::SYS_vfork => process::clone(t.area, t.uc, nr, args),
         raw::SYS_execve | raw::SYS_execveat => Return(process::exec(t.area, nr, args)),
+        // Counted (by `dispatch`), never timed: they do not return.
         raw::SYS_exit => {
-            // Counted with no time: it does not return.
-            stats::end(stats::begin_timing_only(t.area, nr), 0, 0);
             if crate::sigsafe::thread::retire(t.area) {
                 report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
             }
             Return(raw::syscall6(nr, args))
         }
         raw::SYS_exit_group => {
-            stats::end(stats::begin_timing_only(t.area, nr), 0, 0);
             report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
             Return(raw::syscall6(nr, args))
         }

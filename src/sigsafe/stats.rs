@@ -158,12 +158,6 @@ pub fn begin(area: Option<&ThreadArea>, path: Path, nr: i64) -> Option<&SysStats
     }
 }
 
-/// The block of a syscall already counted by `begin` (exit and exit_group,
-/// which never return and are recorded before the report is written).
-pub fn begin_timing_only(area: &ThreadArea, nr: i64) -> Option<&SysStats> {
-    block(area, index_of(nr))
-}
-
 /// The syscall returned `result` after `ticks` clock ticks.
 #[inline(always)]
 pub fn end(b: Option<&SysStats>, result: i64, ticks: u64) {

@@ -1,0 +1,151 @@
+//! The command line (clap).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// Per-syscall latency of a program, measured in-process by libusertrap.so.
+#[derive(Debug, Parser)]
+#[command(name = "usertrap", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run a command with libusertrap.so preloaded and report the latency of
+    /// its syscalls, over every process it starts.
+    #[command(after_help = STAT_AFTER_HELP, override_usage = "usertrap stat [OPTIONS] [--] <CMD> [ARGS]...")]
+    Stat(StatArgs),
+    /// Merge JSON reports saved with USERTRAP_OUTPUT and USERTRAP_FORMAT=json,
+    /// and print their aggregate (on stdout).
+    #[command(after_help = REPORT_AFTER_HELP)]
+    Report(ReportArgs),
+}
+
+const STAT_AFTER_HELP: &str = "\
+The command's own stdin, stdout and stderr are left to it; the report goes to
+usertrap's stderr, or to FILE with -o. SIGINT, SIGTERM and SIGHUP sent to
+usertrap are passed on to the command.
+
+Exit status: the command's own; if a signal killed it, usertrap dies of the
+same signal after printing the report. Before running anything: 2 for a bad
+command line (unknown -e trace names), 125 when usertrap itself cannot go on
+(no libusertrap.so, an unwritable -o FILE), 126 when the command cannot be
+run under usertrap (not executable, statically linked, not x86-64), 127 when
+it is not found.";
+
+const REPORT_AFTER_HELP: &str = "\
+Exit status: 0; 1 when a file cannot be read or is not a usertrap report
+(format \"usertrap-report\", version 1); 2 for a bad command line (unknown
+syscall for --histogram or -e).";
+
+/// Backends of the library (USERTRAP_BACKEND).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// A seccomp filter that traps every syscall (the default).
+    Seccomp,
+    /// Syscall User Dispatch (Linux 5.11+); follows exec.
+    Sud,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Seccomp => "seccomp",
+            Backend::Sud => "sud",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatArgs {
+    /// Write the report to FILE instead of stderr (opened, and so checked,
+    /// before the command runs).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Print the aggregate as JSON (see docs/report-schema.md).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also print each process's own table (pid, command) before the
+    /// aggregate.
+    #[arg(short = 'f', long = "per-process")]
+    pub per_process: bool,
+
+    /// Show only these syscalls: comma-separated names and classes %file,
+    /// %network (%net), %process, %signal, %memory, %desc, %ipc, %creds,
+    /// %clock; `all`, `none`; `!SET` for all but SET. Repeatable (union).
+    /// The program still runs fully intercepted.
+    #[arg(short = 'e', value_name = "trace=SET", action = ArgAction::Append)]
+    pub expr: Vec<String>,
+
+    /// The library to preload (default: libusertrap.so beside this program).
+    #[arg(long = "lib", value_name = "PATH")]
+    pub lib: Option<PathBuf>,
+
+    /// How the library traps syscalls (USERTRAP_BACKEND; default: the
+    /// library's, seccomp).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+
+    /// The command and its arguments (after `--`).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Print the aggregate as JSON (see docs/report-schema.md).
+    #[arg(long, conflicts_with = "histogram")]
+    pub json: bool,
+
+    /// Also print each process's own table before the aggregate.
+    #[arg(short = 'f', long = "per-process")]
+    pub per_process: bool,
+
+    /// Show only these syscalls (as for `usertrap stat -e`).
+    #[arg(short = 'e', value_name = "trace=SET", action = ArgAction::Append)]
+    pub expr: Vec<String>,
+
+    /// Draw this syscall's latency distribution (merged over the reports)
+    /// instead of the table: one line per non-empty bucket range, with the
+    /// p50/p90/p99/p99.9 markers. Repeatable.
+    #[arg(long, value_name = "SYSCALL", action = ArgAction::Append)]
+    pub histogram: Vec<String>,
+
+    /// The JSON reports.
+    #[arg(value_name = "FILE", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn arguments_after_the_command_are_its_own() {
+        let cli = Cli::try_parse_from(["usertrap", "stat", "-e", "trace=read", "--", "ls", "-l", "-e"]).unwrap();
+        let Commands::Stat(a) = cli.command else { panic!("not stat") };
+        assert_eq!(a.expr, ["trace=read"]);
+        assert_eq!(a.command, ["ls", "-l", "-e"]);
+        let cli = Cli::try_parse_from(["usertrap", "stat", "-o", "x", "ls", "-l"]).unwrap();
+        let Commands::Stat(a) = cli.command else { panic!("not stat") };
+        assert_eq!(a.command, ["ls", "-l"]);
+    }
+}

@@ -1,0 +1,96 @@
+//! `usertrap`: run a program under libusertrap.so and report the latency of
+//! its syscalls (`usertrap stat`), or merge saved reports (`usertrap report`).
+//!
+//! Modules: `args` (command line), `report` (the per-process report, serde
+//! types), `merge` (aggregation and histograms), `text` (the table),
+//! `histogram` (terminal histograms), `trace` (syscall names and `-e
+//! trace=` classes), `command` (PATH lookup and the ELF check), `stat`
+//! (running the command), `error` (messages and exit statuses).
+
+mod args;
+mod command;
+mod error;
+mod histogram;
+mod merge;
+mod report;
+mod stat;
+mod text;
+mod trace;
+
+use std::io::{self, Write};
+use std::process::exit;
+
+use clap::Parser;
+
+use crate::args::{Cli, Commands, ReportArgs};
+use crate::error::{Failure, BAD_INPUT};
+use crate::merge::Source;
+use crate::stat::Outcome;
+use crate::trace::{SyscallTable, TraceFilter};
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::Stat(a) => stat::run(a),
+        Commands::Report(a) => run_report(a).map(|()| Outcome::Exit(0)),
+    };
+    match result {
+        Ok(Outcome::Exit(code)) => exit(code),
+        Ok(Outcome::Signal(sig)) => stat::die_by_signal(sig),
+        Err(f) => {
+            let _ = writeln!(io::stderr(), "usertrap: {f}");
+            exit(f.code)
+        }
+    }
+}
+
+/// `usertrap report`: merge the files, print the aggregate or histograms on
+/// stdout.
+fn run_report(args: ReportArgs) -> Result<(), Failure> {
+    let filter = TraceFilter::parse(&args.expr)?;
+    let table = SyscallTable::get();
+    let unknown: Vec<&str> = args.histogram.iter().map(String::as_str).filter(|n| !table.is_valid_name(n)).collect();
+    if !unknown.is_empty() {
+        return Err(Failure::usage(format!(
+            "--histogram: unknown syscall {} (x86-64 names, as in the kernel's syscall_64.tbl)",
+            unknown.join(", ")
+        )));
+    }
+    let mut sources = Vec::new();
+    for f in &args.files {
+        let report = report::load(f).map_err(|e| Failure::new(BAD_INPUT, e))?;
+        sources.push(Source { file: Some(f.clone()), report });
+    }
+    let agg = merge::aggregate(sources, filter.as_ref(), args.per_process);
+
+    let out = if !args.histogram.is_empty() {
+        let mut out = String::new();
+        for (i, name) in args.histogram.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            match agg.syscalls.iter().find(|m| &m.stats.name == name) {
+                Some(m) => out.push_str(&histogram::draw(&m.stats, m.processes)),
+                None => {
+                    let within = agg.trace.as_ref().map(|t| format!(" of trace={t}")).unwrap_or_default();
+                    out.push_str(&format!("usertrap: no calls of {name} in these reports{within}\n"));
+                }
+            }
+        }
+        out
+    } else if args.json {
+        let mut s = serde_json::to_string_pretty(&agg)
+            .map_err(|e| Failure::new(BAD_INPUT, format!("cannot encode the aggregate: {e}")))?;
+        s.push('\n');
+        s
+    } else {
+        text::render(&agg)
+    };
+    match io::stdout().lock().write_all(out.as_bytes()) {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Failure::new(BAD_INPUT, format!("cannot write to stdout: {}", error::io_msg(&e))))
+        }
+        _ => Ok(()),
+    }
+}

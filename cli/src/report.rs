@@ -1,0 +1,281 @@
+//! The per-process report the library writes (docs/report-schema.md,
+//! format `usertrap-report`, version 1), as serde types, and reading it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::Path;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::io_msg;
+
+/// The `format` of a per-process report.
+pub const FORMAT: &str = "usertrap-report";
+/// The report version this program reads.
+pub const VERSION: u64 = 1;
+
+/// One process's report: one JSON object per file.
+///
+/// Fields the schema documents but that a consumer can do without default
+/// when absent (`ppid`, `backend`, times, `clock`, `exit`, `totals`,
+/// `unpatched_sites`); `format`, `version`, `pid`, `command` and `syscalls`
+/// are required. Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Report {
+    pub format: String,
+    pub version: u64,
+    pub pid: u32,
+    #[serde(default)]
+    pub ppid: u32,
+    pub command: String,
+    #[serde(default)]
+    pub backend: String,
+    #[serde(default)]
+    pub start_ns: u64,
+    #[serde(default)]
+    pub end_ns: u64,
+    #[serde(default)]
+    pub clock: String,
+    #[serde(default)]
+    pub tsc_hz: u64,
+    #[serde(default)]
+    pub exit: Option<Exit>,
+    #[serde(default)]
+    pub totals: Option<Totals>,
+    pub syscalls: Vec<SyscallStats>,
+    #[serde(default)]
+    pub unpatched_sites: Vec<UnpatchedSite>,
+}
+
+/// How a process ended: `exit_group` and `exit` (with `status`), `signal`
+/// (with `signal` and its `name`), or `exec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Exit {
+    pub how: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Sums over a set of syscalls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Totals {
+    #[serde(default)]
+    pub calls: u64,
+    #[serde(default)]
+    pub errors: u64,
+    #[serde(default)]
+    pub total_ns: u64,
+    #[serde(default)]
+    pub fast_calls: u64,
+    #[serde(default)]
+    pub slow_calls: u64,
+}
+
+impl Totals {
+    /// The sums of `rows` (saturating: reports are input, not trusted).
+    pub fn of<'a>(rows: impl IntoIterator<Item = &'a SyscallStats>) -> Totals {
+        let mut t = Totals::default();
+        for s in rows {
+            t.calls = t.calls.saturating_add(s.calls);
+            t.errors = t.errors.saturating_add(s.errors);
+            t.total_ns = t.total_ns.saturating_add(s.total_ns);
+            t.fast_calls = t.fast_calls.saturating_add(s.fast_calls);
+            t.slow_calls = t.slow_calls.saturating_add(s.slow_calls);
+        }
+        t
+    }
+}
+
+/// One syscall number's figures: in a report, or merged over several.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct SyscallStats {
+    pub name: String,
+    pub nr: i64,
+    pub calls: u64,
+    pub errors: u64,
+    #[serde(default)]
+    pub errors_by_errno: BTreeMap<String, u64>,
+    pub total_ns: u64,
+    #[serde(default)]
+    pub min_ns: u64,
+    #[serde(default)]
+    pub max_ns: u64,
+    #[serde(default)]
+    pub p50_ns: u64,
+    #[serde(default)]
+    pub p90_ns: u64,
+    #[serde(default)]
+    pub p99_ns: u64,
+    #[serde(default)]
+    pub p999_ns: u64,
+    #[serde(default)]
+    pub fast_calls: u64,
+    #[serde(default)]
+    pub slow_calls: u64,
+    #[serde(default)]
+    pub histogram: Vec<Bucket>,
+}
+
+impl SyscallStats {
+    /// Calls counted in the histogram (calls that never return, such as
+    /// exit_group, are counted in `calls` but not timed).
+    pub fn timed(&self) -> u64 {
+        self.histogram.iter().fold(0u64, |n, b| n.saturating_add(b.count))
+    }
+}
+
+/// A syscall site left on the slow path, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct UnpatchedSite {
+    pub address: String,
+    #[serde(default)]
+    pub nr: i64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A histogram bucket, `[low_ns, high_ns, count]` in JSON: `count` calls
+/// took at least `low_ns` and less than `high_ns` (equal bounds are
+/// accepted: a bucket narrower than 1 ns may round to them). Bounds are read as
+/// numbers (a report converted from clock cycles may have fractional ones)
+/// and written as integers when they are whole.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub low: f64,
+    pub high: f64,
+    pub count: u64,
+}
+
+impl Bucket {
+    pub fn midpoint(&self) -> f64 {
+        (self.low + self.high) / 2.0
+    }
+}
+
+/// A bound as a JSON number: an integer when it is one.
+fn serialize_bound<S: SerializeTuple>(t: &mut S, v: f64) -> Result<(), S::Error> {
+    if v.fract() == 0.0 && (0.0..1.8e19).contains(&v) {
+        t.serialize_element(&(v as u64))
+    } else {
+        t.serialize_element(&v)
+    }
+}
+
+impl Serialize for Bucket {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(3)?;
+        serialize_bound(&mut t, self.low)?;
+        serialize_bound(&mut t, self.high)?;
+        t.serialize_element(&self.count)?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Bucket {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bucket, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Bucket;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a histogram bucket [low_ns, high_ns, count]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bucket, A::Error> {
+                let low: f64 = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let high: f64 = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let count: u64 = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(2, &self))?;
+                if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::invalid_length(4, &self));
+                }
+                if !(low.is_finite() && high.is_finite() && low >= 0.0 && low <= high) {
+                    return Err(de::Error::custom(format_args!(
+                        "histogram bucket [{low}, {high}, {count}]: bounds must satisfy 0 <= low_ns <= high_ns"
+                    )));
+                }
+                Ok(Bucket { low, high, count })
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// Parses one report's text. The error names the problem (the caller adds
+/// the file name): not JSON (with line and column), not a usertrap report,
+/// another version, or a field missing or of the wrong type.
+pub fn parse(text: &str) -> Result<Report, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Some(obj) = value.as_object() else {
+        return Err("not a usertrap report (expected a JSON object)".to_string());
+    };
+    match obj.get("format") {
+        None => return Err(format!("not a usertrap report (no \"format\"; expected \"{FORMAT}\")")),
+        Some(serde_json::Value::String(f)) if f == FORMAT => {}
+        Some(serde_json::Value::String(f)) if f == crate::merge::AGGREGATE_FORMAT => {
+            let what = "an aggregate printed by usertrap --json; give the per-process reports";
+            return Err(format!("format is \"{f}\" ({what}, \"{FORMAT}\")"));
+        }
+        Some(f) => return Err(format!("format is {f}, expected \"{FORMAT}\"")),
+    }
+    match obj.get("version") {
+        Some(v) if v.as_u64() == Some(VERSION) => {}
+        Some(v) => return Err(format!("version {v} is not supported (this usertrap reads version {VERSION})")),
+        None => return Err(format!("no \"version\" (expected {VERSION})")),
+    }
+    // Parsed again from the text, so a missing or mistyped field is reported
+    // with its line and column.
+    let mut report: Report = serde_json::from_str(text).map_err(|e| format!("not a valid report: {e}"))?;
+    for s in &mut report.syscalls {
+        s.histogram.sort_by(|a, b| a.low.total_cmp(&b.low).then(a.high.total_cmp(&b.high)));
+    }
+    Ok(report)
+}
+
+/// Reads and parses the report in `path`; the error names the file.
+pub fn load(path: &Path) -> Result<Report, String> {
+    let text = fs::read(path).map_err(|e| format!("{}: cannot read: {}", path.display(), io_msg(&e)))?;
+    let text = String::from_utf8(text).map_err(|_| format!("{}: invalid JSON: not UTF-8", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{"format":"usertrap-report","version":1,"pid":7,"command":"x",
+        "syscalls":[{"name":"read","nr":0,"calls":2,"errors":0,"total_ns":30,
+        "histogram":[[20,21,1],[10.5,11,1]]}]}"#;
+
+    #[test]
+    fn minimal_report_parses_with_sorted_histogram() {
+        let r = parse(MINIMAL).unwrap();
+        assert_eq!(r.pid, 7);
+        assert_eq!(r.syscalls[0].histogram[0], Bucket { low: 10.5, high: 11.0, count: 1 });
+        assert_eq!(r.syscalls[0].timed(), 2);
+        let out = serde_json::to_string(&r.syscalls[0].histogram).unwrap();
+        assert_eq!(out, "[[10.5,11,1],[20,21,1]]");
+    }
+
+    #[test]
+    fn problems_are_named() {
+        assert!(parse("{").unwrap_err().starts_with("invalid JSON: "));
+        assert!(parse("[]").unwrap_err().contains("expected a JSON object"));
+        assert!(parse(r#"{"format":"other","version":1}"#).unwrap_err().contains("format is \"other\""));
+        assert!(parse(r#"{"format":"usertrap-report","version":2}"#)
+            .unwrap_err()
+            .contains("version 2 is not supported"));
+        let e = parse(r#"{"format":"usertrap-report","version":1,"pid":1,"command":"x"}"#).unwrap_err();
+        assert!(e.contains("missing field `syscalls`"), "{e}");
+        let bad = MINIMAL.replace("[20,21,1]", "[21,20,1]");
+        assert!(parse(&bad).unwrap_err().contains("low_ns <= high_ns"));
+        let trailing = format!("{MINIMAL} x");
+        assert!(parse(&trailing).unwrap_err().starts_with("invalid JSON"));
+    }
+}

@@ -1,0 +1,444 @@
+//! `usertrap stat`: run a command with libusertrap.so preloaded, collect the
+//! JSON report every process of it writes into a private directory, and
+//! print their aggregate.
+
+use std::env;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::args::StatArgs;
+use crate::command;
+use crate::error::{io_msg, Failure, CANNOT_EXECUTE, NOT_FOUND, OWN_FAILURE};
+use crate::merge::{self, Skipped, Source};
+use crate::report::{self, Exit};
+use crate::text;
+use crate::trace::TraceFilter;
+
+/// The library's file name, looked for beside this program.
+pub const LIB_NAME: &str = "libusertrap.so";
+
+/// How `usertrap` itself ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit with this status.
+    Exit(i32),
+    /// Die of this signal (the command did).
+    Signal(i32),
+}
+
+/// Where the aggregate goes.
+enum Output {
+    Stderr,
+    File(PathBuf, File),
+}
+
+/// Runs `usertrap stat`.
+pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
+    let filter = TraceFilter::parse(&args.expr)?;
+    let lib = find_library(args.lib.as_deref())?;
+    let Some((cmd, cmd_args)) = args.command.split_first() else {
+        return Err(Failure::usage("no command given: usertrap stat [OPTIONS] -- CMD [ARGS...]"));
+    };
+    let program = command::resolve(cmd, env::var_os("PATH").as_deref())?;
+    command::check_runnable(&program, &cmd.to_string_lossy())?;
+    let mut output = match &args.output {
+        None => Output::Stderr,
+        Some(p) => Output::File(p.clone(), open_output(p)?),
+    };
+    let dir = PrivateDir::create()
+        .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot create a temporary directory: {}", io_msg(&e))))?;
+
+    let mut child = Command::new(&program);
+    child.arg0(cmd).args(cmd_args);
+    child.env("LD_PRELOAD", preload_value(&lib, env::var_os("LD_PRELOAD").as_deref()));
+    let mut pattern = dir.path().as_os_str().to_os_string();
+    pattern.push("/%p.%t.json");
+    child.env("USERTRAP_OUTPUT", pattern).env("USERTRAP_FORMAT", "json");
+    if let Some(b) = args.backend {
+        child.env("USERTRAP_BACKEND", b.as_str());
+    }
+
+    let status = run_forwarding_signals(&mut child).map_err(|e| {
+        let code = match e.raw_os_error() {
+            Some(libc::ENOENT) => NOT_FOUND,
+            Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY) => CANNOT_EXECUTE,
+            _ => OWN_FAILURE,
+        };
+        Failure::new(code, format!("cannot run {}: {}", cmd.to_string_lossy(), io_msg(&e)))
+    })?;
+
+    let (sources, skipped) = collect_reports(dir.path());
+    drop(dir);
+    let mut agg = merge::aggregate(sources, filter.as_ref(), args.per_process);
+    agg.command = Some(args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect());
+    agg.status = Some(exit_of(status));
+    agg.skipped = skipped;
+    let rendered = if args.json {
+        // (Encoding these types cannot fail; say so in JSON if it ever did.)
+        let mut s = serde_json::to_string_pretty(&agg).unwrap_or_else(|e| {
+            serde_json::json!({ "error": format!("cannot encode the aggregate: {e}") }).to_string()
+        });
+        s.push('\n');
+        s
+    } else {
+        text::render(&agg)
+    };
+
+    let outcome = match (status.code(), status.signal()) {
+        (Some(code), _) => Outcome::Exit(code),
+        (None, Some(sig)) => Outcome::Signal(sig),
+        (None, None) => Outcome::Exit(OWN_FAILURE),
+    };
+    let written = match &mut output {
+        Output::Stderr => io::stderr().lock().write_all(rendered.as_bytes()).map_err(|e| ("stderr".into(), e)),
+        Output::File(p, f) => f.write_all(rendered.as_bytes()).map_err(|e| (p.display().to_string(), e)),
+    };
+    if let Err((to, e)) = written {
+        let _ = writeln!(io::stderr(), "usertrap: cannot write the report to {to}: {}", io_msg(&e));
+        // Keep the command's own failure; otherwise say the report is lost.
+        if outcome == Outcome::Exit(0) {
+            return Ok(Outcome::Exit(OWN_FAILURE));
+        }
+    }
+    Ok(outcome)
+}
+
+/// The library: `--lib PATH`, or libusertrap.so beside this program. An
+/// absolute path without ':' or blanks (LD_PRELOAD splits on those).
+fn find_library(opt: Option<&Path>) -> Result<PathBuf, Failure> {
+    let lib = match opt {
+        Some(p) => {
+            let abs = fs::canonicalize(p)
+                .map_err(|e| Failure::new(OWN_FAILURE, format!("--lib {}: {}", p.display(), io_msg(&e))))?;
+            if !abs.is_file() {
+                return Err(Failure::new(OWN_FAILURE, format!("--lib {}: not a file", p.display())));
+            }
+            abs
+        }
+        None => {
+            let exe = env::current_exe().map_err(|e| {
+                Failure::new(OWN_FAILURE, format!("cannot find this program's own path: {}", io_msg(&e)))
+            })?;
+            let beside = exe.parent().unwrap_or(Path::new("/")).join(LIB_NAME);
+            if !beside.is_file() {
+                return Err(Failure::new(
+                    OWN_FAILURE,
+                    format!(
+                        "cannot find {LIB_NAME} beside {} (looked for {}): build it with `cargo build --release`, \
+                         or give --lib PATH",
+                        exe.display(),
+                        beside.display()
+                    ),
+                ));
+            }
+            beside
+        }
+    };
+    if lib.as_os_str().as_bytes().iter().any(|&b| b == b':' || b == b' ' || b == b'\t') {
+        return Err(Failure::new(
+            OWN_FAILURE,
+            format!("the library path {} contains ':' or a blank, which LD_PRELOAD cannot carry", lib.display()),
+        ));
+    }
+    Ok(lib)
+}
+
+/// LD_PRELOAD for the command: the library first, then what was there.
+pub fn preload_value(lib: &Path, existing: Option<&OsStr>) -> OsString {
+    let mut v = lib.as_os_str().to_os_string();
+    if let Some(old) = existing.filter(|o| !o.is_empty()) {
+        v.push(":");
+        v.push(old);
+    }
+    v
+}
+
+/// Opens (creates, truncates) the `-o` file before the command runs, so an
+/// unwritable path is an error before anything happens.
+fn open_output(p: &Path) -> Result<File, Failure> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p)
+        .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot write the report to {}: {}", p.display(), io_msg(&e))))
+}
+
+/// Reads every `*.json` of `dir`: the reports, and those that could not be
+/// used (a process killed while writing, for example).
+fn collect_reports(dir: &Path) -> (Vec<Source>, Vec<Skipped>) {
+    let mut sources = Vec::new();
+    let mut skipped = Vec::new();
+    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension() == Some(OsStr::new("json")))
+            .collect(),
+        Err(e) => {
+            skipped.push(Skipped { file: dir.display().to_string(), error: io_msg(&e) });
+            Vec::new()
+        }
+    };
+    files.sort();
+    for f in files {
+        let name = f.file_name().unwrap_or(f.as_os_str()).to_string_lossy().into_owned();
+        let parsed = fs::read(&f)
+            .map_err(|e| format!("cannot read: {}", io_msg(&e)))
+            .and_then(|b| String::from_utf8(b).map_err(|_| "invalid JSON: not UTF-8".to_string()))
+            .and_then(|t| report::parse(&t));
+        match parsed {
+            Ok(report) => sources.push(Source { file: None, report }),
+            Err(error) => skipped.push(Skipped { file: name, error }),
+        }
+    }
+    (sources, skipped)
+}
+
+/// The command's status as a report's `exit`.
+fn exit_of(status: ExitStatus) -> Exit {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit { how: "exit".into(), status: Some(code.into()), ..Exit::default() },
+        (None, Some(sig)) => {
+            Exit { how: "signal".into(), signal: Some(sig.into()), name: Some(signal_name(sig)), ..Exit::default() }
+        }
+        (None, None) => Exit { how: "unknown".into(), ..Exit::default() },
+    }
+}
+
+/// `SIGTERM`, `SIGRT_3` (kernel numbering: SIGRT_0 is 32, as strace
+/// names them), or `signal 99`.
+pub fn signal_name(sig: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match sig {
+        1..=31 => NAMES[sig as usize].to_string(),
+        32..=64 => format!("SIGRT_{}", sig - 32),
+        _ => format!("signal {sig}"),
+    }
+}
+
+/// A directory only this user can enter, removed with everything in it
+/// when dropped.
+pub struct PrivateDir {
+    path: PathBuf,
+}
+
+impl PrivateDir {
+    /// Creates `$TMPDIR/usertrap.PID.TIME.N` (mode 0700), absolute and
+    /// without '%' (the library expands `%p`/`%t` in USERTRAP_OUTPUT): /tmp
+    /// is used when $TMPDIR has one.
+    pub fn create() -> io::Result<PrivateDir> {
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
+        let mut base = env::temp_dir();
+        if base.is_relative() {
+            base = env::current_dir()?.join(base);
+        }
+        if base.as_os_str().as_bytes().contains(&b'%') {
+            base = PathBuf::from("/tmp");
+        }
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+        for _ in 0..100 {
+            let n = SERIAL.fetch_add(1, Ordering::Relaxed);
+            let path = base.join(format!("usertrap.{}.{nanos:x}.{n}", std::process::id()));
+            match DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(PrivateDir { path }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+// Signal forwarding: SIGINT, SIGTERM and SIGHUP sent to usertrap while the
+// command runs are sent on to it. Those the kernel generated (si_code
+// SI_KERNEL: the terminal's ^C or hangup) already reached the command, which
+// is in the same foreground process group, and are not sent twice. A signal
+// that arrives before the child's pid is known is kept and sent after.
+
+const FORWARDED: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+static CHILD: AtomicI32 = AtomicI32::new(0);
+static PENDING: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
+    let code = if info.is_null() { 0 } else { unsafe { (*info).si_code } };
+    if code == libc::SI_KERNEL {
+        return;
+    }
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    } else {
+        PENDING.fetch_or(1 << sig, Ordering::SeqCst);
+    }
+}
+
+/// Installs `forward` for FORWARDED (except signals ignored on entry, as
+/// under nohup: the command inherits that), returning the old actions.
+fn install_forwarding() -> Vec<(i32, libc::sigaction)> {
+    let mut saved = Vec::new();
+    for sig in FORWARDED {
+        // SAFETY: plain sigaction calls with zeroed, then filled, structures.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction == libc::SIG_IGN {
+                continue;
+            }
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = forward as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut act.sa_mask);
+            if libc::sigaction(sig, &act, std::ptr::null_mut()) == 0 {
+                saved.push((sig, old));
+            }
+        }
+    }
+    saved
+}
+
+fn restore_actions(saved: &[(i32, libc::sigaction)]) {
+    for (sig, old) in saved {
+        // SAFETY: restores an action sigaction returned.
+        unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
+    }
+}
+
+/// Spawns `cmd` and waits for it, forwarding signals meanwhile. The child is
+/// waited for without being reaped first (WNOWAIT), so its pid cannot be
+/// reused while a forwarded signal may still be sent to it.
+fn run_forwarding_signals(cmd: &mut Command) -> io::Result<ExitStatus> {
+    PENDING.store(0, Ordering::SeqCst);
+    let saved = install_forwarding();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            restore_actions(&saved);
+            return Err(e);
+        }
+    };
+    let pid = child.id() as i32;
+    CHILD.store(pid, Ordering::SeqCst);
+    let pending = PENDING.swap(0, Ordering::SeqCst);
+    for sig in FORWARDED {
+        if pending & (1 << sig) != 0 {
+            // SAFETY: the child is not reaped yet.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+    loop {
+        // SAFETY: waitid with a zeroed siginfo to fill.
+        let r = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    CHILD.store(0, Ordering::SeqCst);
+    let status = child.wait();
+    restore_actions(&saved);
+    status
+}
+
+/// Ends usertrap with signal `sig`, as the command ended: default action,
+/// unblocked, raised; with no core file of usertrap's own. Falls back to
+/// exit status 128 + sig if the signal does not end the process.
+pub fn die_by_signal(sig: i32) -> ! {
+    let _ = io::stderr().flush();
+    // SAFETY: plain libc calls on this process.
+    unsafe {
+        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(sig);
+    }
+    std::process::exit(128 + sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preload_goes_first() {
+        let lib = Path::new("/x/libusertrap.so");
+        assert_eq!(preload_value(lib, None), OsString::from("/x/libusertrap.so"));
+        assert_eq!(preload_value(lib, Some(OsStr::new(""))), OsString::from("/x/libusertrap.so"));
+        assert_eq!(preload_value(lib, Some(OsStr::new("/a.so"))), OsString::from("/x/libusertrap.so:/a.so"));
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(34), "SIGRT_2");
+        assert_eq!(signal_name(99), "signal 99");
+    }
+
+    #[test]
+    fn private_dir_is_removed() {
+        let d = PrivateDir::create().unwrap();
+        let p = d.path().to_path_buf();
+        fs::write(p.join("a.json"), "{}").unwrap();
+        assert!(p.is_absolute() && p.is_dir());
+        drop(d);
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,221 @@
+//! The latency reports each process writes (src/sigsafe/report.rs,
+//! docs/report-schema.md): counts, errors and latencies of programs whose
+//! syscalls are known, fork and thread totals, death by signal, exec trees.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Build tests/data/NAME.c into target/report-tests/NAME-N, a copy per test
+/// (tests run in parallel; a binary being rewritten cannot be run).
+fn program(name: &str) -> PathBuf {
+    static BUILDS: AtomicUsize = AtomicUsize::new(0);
+    let dir = repo_root().join("target/report-tests");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let out = dir.join(format!("{}-{}", name, BUILDS.fetch_add(1, Ordering::Relaxed)));
+    let src = repo_root().join("tests/data").join(format!("{}.c", name));
+    let ok = Command::new(which("gcc")).args(["-O2", "-pthread", "-o"]).arg(&out).arg(&src).status().expect("gcc");
+    assert!(ok.success(), "cannot build {}", src.display());
+    out
+}
+
+/// Run `cmd` under `backend` with JSON reports into a fresh directory;
+/// returns the run and every report.
+fn run_with_reports(cmd: Cmd, backend: Backend, case: &str) -> (Output, Vec<Value>, PathBuf) {
+    let dir = scratch_dir(case, backend);
+    fresh_dir(&dir);
+    let reports = dir.join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    let cmd = cmd
+        .cwd(&dir)
+        .env("USERTRAP_OUTPUT", reports.join("%p.%t.json"))
+        .env("USERTRAP_FORMAT", "json");
+    let out = run_traced(&cmd, backend);
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(&reports).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON ({}):\n{}", p.display(), e, text));
+        assert_eq!(v["format"], "usertrap-report", "{}", p.display());
+        assert_eq!(v["version"], 1, "{}", p.display());
+        all.push(v);
+    }
+    (out, all, dir)
+}
+
+fn syscall<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
+    report["syscalls"].as_array()?.iter().find(|s| s["name"] == name)
+}
+
+fn num(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no number {} in {}", key, v))
+}
+
+fn known_calls(backend: Backend) {
+    let prog = program("known_calls");
+    let dir = scratch_dir("known-calls-own", backend);
+    fresh_dir(&dir);
+    let own = dir.join("own_ns.txt");
+    let (out, reports, _) = run_with_reports(Cmd::new(&prog).arg(&own), backend, "known-calls");
+    assert!(out.status.success(), "known_calls failed: {}", out.stderr_text());
+    assert_eq!(out.stdout_text(), "known calls: done\n");
+    assert_eq!(reports.len(), 1, "one process, one report");
+    let r = &reports[0];
+    assert_eq!(r["exit"]["how"], "exit_group");
+    assert_eq!(r["backend"], backend.name());
+
+    let g = syscall(r, "getppid").expect("getppid in the report");
+    assert_eq!(num(g, "calls"), 10_000);
+    assert_eq!(num(g, "errors"), 0);
+    let avg = num(g, "total_ns") as f64 / 10_000.0;
+    let own: f64 = std::fs::read_to_string(&own).unwrap().trim().parse().unwrap();
+    assert!(avg <= own * 2.0 && avg >= own / 2.0, "getppid average {avg:.1} ns, the program measured {own:.1} ns per call around its loop");
+
+    let s = syscall(r, "clock_nanosleep").or_else(|| syscall(r, "nanosleep")).expect("nanosleep in the report");
+    assert_eq!(num(s, "calls"), 200 + 20, "200 in main, 20 in the feeder thread");
+    let p50 = num(s, "p50_ns");
+    assert!((2_000_000..=2_600_000).contains(&p50), "nanosleep(2 ms) p50 = {p50} ns");
+    for key in ["min_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"].windows(2) {
+        assert!(num(s, key[0]) <= num(s, key[1]), "{} > {} in {}", key[0], key[1], s);
+    }
+
+    let o = syscall(r, "openat").expect("openat in the report");
+    assert_eq!(o["errors_by_errno"]["ENOENT"], 100, "{}", o);
+
+    let rd = syscall(r, "read").expect("read in the report");
+    assert!(num(rd, "calls") >= 20);
+    let hist_total: u64 = s["histogram"].as_array().unwrap().iter().map(|b| b[2].as_u64().unwrap()).sum();
+    assert_eq!(hist_total, 220, "histogram counts add up to the calls");
+    let totals = &r["totals"];
+    let sum: u64 = r["syscalls"].as_array().unwrap().iter().map(|s| num(s, "calls")).sum();
+    assert_eq!(num(totals, "calls"), sum);
+    assert_eq!(num(totals, "fast_calls") + num(totals, "slow_calls"), sum);
+}
+
+#[test]
+fn known_calls_seccomp() {
+    known_calls(Backend::Seccomp);
+}
+
+#[test]
+fn known_calls_sud() {
+    known_calls(Backend::Sud);
+}
+
+fn getppid_calls(r: &Value) -> u64 {
+    syscall(r, "getppid").map_or(0, |s| num(s, "calls"))
+}
+
+fn forks_add_up(backend: Backend) {
+    let prog = program("forks_and_threads");
+    let (out, reports, _) = run_with_reports(Cmd::new(&prog).args(["forks", "50"]), backend, "forks-50");
+    assert!(out.status.success(), "{}", out.stderr_text());
+    assert_eq!(reports.len(), 51, "the parent and 50 children each write a report");
+    let children: Vec<&Value> = reports.iter().filter(|r| getppid_calls(r) == 100).collect();
+    assert_eq!(children.len(), 50, "each child made exactly 100 getppid: its own figures, not its parent's");
+    let parent_pid = out_pid(&reports, &children);
+    for c in &children {
+        assert_eq!(c["ppid"], parent_pid);
+    }
+}
+
+fn out_pid(reports: &[Value], children: &[&Value]) -> Value {
+    let parent: Vec<&Value> = reports.iter().filter(|r| !children.iter().any(|c| c["pid"] == r["pid"])).collect();
+    assert_eq!(parent.len(), 1);
+    parent[0]["pid"].clone()
+}
+
+#[test]
+fn forks_add_up_seccomp() {
+    forks_add_up(Backend::Seccomp);
+}
+
+#[test]
+fn forks_add_up_sud() {
+    forks_add_up(Backend::Sud);
+}
+
+fn threads_add_up(backend: Backend) {
+    let prog = program("forks_and_threads");
+    let (out, reports, _) = run_with_reports(Cmd::new(&prog).args(["threads", "8"]), backend, "threads-8");
+    assert!(out.status.success(), "{}", out.stderr_text());
+    assert_eq!(reports.len(), 1);
+    assert_eq!(getppid_calls(&reports[0]), 8 * 1000, "8 threads x 1000 getppid");
+}
+
+#[test]
+fn threads_add_up_seccomp() {
+    threads_add_up(Backend::Seccomp);
+}
+
+#[test]
+fn threads_add_up_sud() {
+    threads_add_up(Backend::Sud);
+}
+
+/// Death by SIGSEGV or abort: the report is written, and the process still
+/// dies by the same signal as natively.
+fn death_by_signal(backend: Backend, how: &str, sig: i32) {
+    let prog = program("forks_and_threads");
+    let native = run_native(&Cmd::new(&prog).arg(how));
+    assert_eq!(native.status, Status::Signaled(sig), "natively");
+    let (out, reports, _) = run_with_reports(Cmd::new(&prog).arg(how), backend, &format!("death-{how}"));
+    assert_eq!(out.status, native.status, "status under the library; stderr:\n{}", out.stderr_text());
+    assert_eq!(reports.len(), 1, "the report is written before the process dies");
+    let r = &reports[0];
+    assert_eq!(r["exit"]["how"], "signal");
+    assert_eq!(r["exit"]["signal"], sig);
+    assert_eq!(getppid_calls(r), 10);
+}
+
+#[test]
+fn death_by_sigsegv_seccomp() {
+    death_by_signal(Backend::Seccomp, "segv", 11);
+}
+
+#[test]
+fn death_by_sigsegv_sud() {
+    death_by_signal(Backend::Sud, "segv", 11);
+}
+
+#[test]
+fn death_by_abort_seccomp() {
+    death_by_signal(Backend::Seccomp, "abort", 6);
+}
+
+#[test]
+fn death_by_abort_sud() {
+    death_by_signal(Backend::Sud, "abort", 6);
+}
+
+/// Under SUD (which follows exec): `sh -c` running several commands; every
+/// process image of the tree writes its report.
+#[test]
+fn exec_tree_reports_every_process_sud() {
+    let py = python3();
+    let script = format!("/bin/true; {} -c 'import os\nfor _ in range(300): os.getppid()'; echo done", shell_quote(py.as_os_str()));
+    let (out, reports, _) = run_with_reports(Cmd::new("/bin/sh").args(["-c", &script]), Backend::Sud, "exec-tree");
+    assert!(out.status.success(), "{}", out.stderr_text());
+    assert_eq!(out.stdout_text(), "done\n");
+    let commands: Vec<String> = reports.iter().map(|r| r["command"].as_str().unwrap_or("?").to_string()).collect();
+    assert!(commands.iter().any(|c| c == "sh"), "{commands:?}");
+    assert!(commands.iter().any(|c| c == "true"), "{commands:?}");
+    assert!(reports.iter().any(|r| getppid_calls(r) >= 300), "python3's 300 getppid calls: {commands:?}");
+}
+
+/// Text to stderr by default, nothing on stdout.
+#[test]
+fn text_report_goes_to_stderr() {
+    let prog = program("known_calls");
+    let out = run_traced(&Cmd::new(&prog).env_remove("USERTRAP_OUTPUT"), Backend::Seccomp);
+    assert_eq!(out.stdout_text(), "known calls: done\n", "the report must never reach stdout");
+    let err = out.stderr_text();
+    assert!(err.starts_with("usertrap: pid "), "stderr: {err}");
+    assert!(err.contains("% time") && err.contains("getppid") && err.contains("total"), "stderr: {err}");
+    let line = err.lines().find(|l| l.trim_end().ends_with(" getppid")).unwrap();
+    assert!(line.split_whitespace().nth(2) == Some("10000"), "getppid row: {line}");
+}
