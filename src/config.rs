@@ -37,11 +37,13 @@ pub struct Config {
     /// USERTRAP_TIMING=0|1: time every call (two timestamps each); 0 keeps
     /// counts and errors only, for interception at the lowest cost.
     pub timing: bool,
+    /// USERTRAP_TSC_HZ: the TSC's frequency, if known (saves calibrating).
+    pub tsc_hz: u64,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { backend: Backend::Seccomp, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true }
+        Config { backend: Backend::Seccomp, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true, tsc_hz: 0 }
     }
 }
 
@@ -54,7 +56,7 @@ pub enum ConfigError<'a> {
     Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
@@ -106,6 +108,18 @@ impl Config {
                         b"0" => false,
                         b"1" => true,
                         _ => return Err(ConfigError::Invalid { name: "USERTRAP_TIMING", value, accepted: "0, 1" }),
+                    }
+                }
+                b"USERTRAP_TSC_HZ" => {
+                    c.tsc_hz = match parse_decimal(value) {
+                        Some(n) if (1_000_000..=100_000_000_000).contains(&n) => n as u64,
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                name: "USERTRAP_TSC_HZ",
+                                value,
+                                accepted: "the TSC frequency in Hz, from 1000000 to 100000000000",
+                            })
+                        }
                     }
                 }
                 b"USERTRAP_PATCH" => {

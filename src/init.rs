@@ -41,6 +41,7 @@ pub fn start() {
     thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
     stats::start_clock();
     stats::set_timing(config.timing);
+    stats::set_known_hz(config.tsc_hz);
     report::configure(&absolute(config.output), config.format, config.summary);
 
     let area = match thread::allocate() {

@@ -299,3 +299,39 @@ fn exec_under_sud_retraces_children() {
         lines.join("\n  ")
     );
 }
+
+/// The slow path runs on whatever stack the trap found the thread on, often
+/// a program's own small alternate stack (SIGSTKSZ). Every trapped syscall
+/// passes through on_sigsys, run_for_program and the dispatch closure: their
+/// frames must stay small, so big buffers (reports, exec environments) must
+/// stay in functions of their own (#[inline(never)]).
+#[test]
+fn slow_path_stack_frames_are_small() {
+    let out = Command::new(which("objdump"))
+        .args(["-d", "--no-show-raw-insn", "-C"])
+        .arg(lib_path())
+        .output()
+        .expect("objdump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut current = String::new();
+    let mut frames: Vec<(String, u64)> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_suffix(">:").and_then(|l| l.split_once(" <")).map(|(_, n)| n.to_string()) {
+            current = name;
+            frames.push((current.clone(), 0));
+        } else if let Some(imm) = line.split("sub    $0x").nth(1).and_then(|r| r.strip_suffix(",%rsp")) {
+            if let (Ok(v), Some(last)) = (u64::from_str_radix(imm, 16), frames.last_mut()) {
+                last.1 += v;
+            }
+        }
+    }
+    let hot = ["sigsys::on_sigsys", "sigsys::run_for_program", "dispatch::slow::{{closure}}", "fault::on_fault", "signals::on_program_signal"];
+    let mut total = 0;
+    for name in hot {
+        let size = frames.iter().filter(|(f, _)| f.contains(name)).map(|(_, s)| *s).max();
+        let size = size.unwrap_or_else(|| panic!("{} not found in the library's disassembly", name));
+        total += size;
+        assert!(size <= 512, "{} reserves {} bytes of stack on every trapped syscall", name, size);
+    }
+    assert!(total <= 1024, "the slow path's frames add up to {} bytes", total);
+}

@@ -62,6 +62,10 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     let mut pattern = dir.path().as_os_str().to_os_string();
     pattern.push("/%p.%t.json");
     child.env("USERTRAP_OUTPUT", pattern).env("USERTRAP_FORMAT", "json");
+    // Measured once here, so no process of the tree calibrates its own.
+    if std::env::var_os("USERTRAP_TSC_HZ").is_none() {
+        child.env("USERTRAP_TSC_HZ", tsc_hz().to_string());
+    }
     if let Some(b) = args.backend {
         child.env("USERTRAP_BACKEND", b.as_str());
     }
@@ -113,6 +117,22 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
 
 /// The library: `--lib PATH`, or libusertrap.so beside this program. An
 /// absolute path without ':' or blanks (LD_PRELOAD splits on those).
+/// The TSC frequency, measured against the monotonic clock over 2 ms of
+/// spinning (the library converts its timestamps with it; both clocks read
+/// to well under a microsecond, so the error stays under 0.05%).
+fn tsc_hz() -> u64 {
+    use std::time::{Duration, Instant};
+    // SAFETY: rdtsc exists on every x86-64 CPU.
+    let (t0, i0) = (unsafe { core::arch::x86_64::_rdtsc() }, Instant::now());
+    while i0.elapsed() < Duration::from_millis(2) {
+        std::hint::spin_loop();
+    }
+    // SAFETY: as above.
+    let (t1, i1) = (unsafe { core::arch::x86_64::_rdtsc() }, Instant::now());
+    let ns = i1.duration_since(i0).as_nanos().max(1);
+    (u128::from(t1.wrapping_sub(t0)) * 1_000_000_000 / ns) as u64
+}
+
 fn find_library(opt: Option<&Path>) -> Result<PathBuf, Failure> {
     let lib = match opt {
         Some(p) => {

@@ -40,6 +40,10 @@ const EMPTY_ENTRY: Entry = Entry {
 static ENTRIES: [Entry; CAPACITY] = [EMPTY_ENTRY; CAPACITY];
 static PATCHED_COUNT: AtomicUsize = AtomicUsize::new(0);
 static UNPATCHED_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Where the unpatched sites are in ENTRIES, in the order they were met, so
+/// the report visits a few entries instead of touching the whole table.
+const LISTED: usize = 4096;
+static UNPATCHED_LIST: [AtomicU32; LISTED] = [const { AtomicU32::new(0) }; LISTED];
 
 /// What is known about one site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,12 +70,18 @@ fn start(key: u64) -> usize {
 }
 
 fn find(key: u64) -> Result<&'static Entry, Option<&'static Entry>> {
+    find_index(key).map(|(e, _)| e).map_err(|o| o.map(|(e, _)| e))
+}
+
+/// The entry of `key` (Ok) or the free entry where it would go (Err), with
+/// its index.
+fn find_index(key: u64) -> Result<(&'static Entry, usize), Option<(&'static Entry, usize)>> {
     let mut i = start(key);
     for _ in 0..CAPACITY {
         let e = ENTRIES.get(i).ok_or(None)?;
         match e.key.load(Ordering::Acquire) {
-            k if k == key => return Ok(e),
-            0 => return Err(Some(e)),
+            k if k == key => return Ok((e, i)),
+            0 => return Err(Some((e, i))),
             _ => i = (i + 1) % CAPACITY,
         }
     }
@@ -92,9 +102,9 @@ pub fn lookup(key: u64) -> Option<Site> {
 
 /// Record a site (patch lock held). False if the table is full.
 pub fn record(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32) -> bool {
-    let e = match find(key) {
-        Ok(e) => e,
-        Err(Some(e)) => e,
+    let (e, index) = match find_index(key) {
+        Ok(found) => found,
+        Err(Some(free)) => free,
         Err(None) => return false,
     };
     let fresh = e.key.load(Ordering::Relaxed) == 0;
@@ -105,7 +115,10 @@ pub fn record(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32) ->
     e.state.store(state, Ordering::Release);
     e.key.store(key, Ordering::Release);
     if fresh && state == UNPATCHED {
-        UNPATCHED_COUNT.fetch_add(1, Ordering::Relaxed);
+        let n = UNPATCHED_COUNT.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = UNPATCHED_LIST.get(n) {
+            slot.store(index as u32, Ordering::Release);
+        }
     }
     true
 }
@@ -128,10 +141,11 @@ pub fn unpatched_count() -> usize {
     UNPATCHED_COUNT.load(Ordering::Relaxed)
 }
 
-/// Visit every site left on the slow path (for the reports, with their reasons).
-#[allow(dead_code)] // the latency reports (issue 4) print these
+/// Visit the sites left on the slow path (the first 4096), with why.
 pub fn for_each_unpatched(mut f: impl FnMut(&Site)) {
-    for e in ENTRIES.iter() {
+    let n = UNPATCHED_COUNT.load(Ordering::Acquire).min(LISTED);
+    for slot in UNPATCHED_LIST.iter().take(n) {
+        let Some(e) = ENTRIES.get(slot.load(Ordering::Acquire) as usize) else { continue };
         let key = e.key.load(Ordering::Acquire);
         if key != 0 && e.state.load(Ordering::Acquire) == UNPATCHED {
             f(&Site {

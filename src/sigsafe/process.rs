@@ -50,6 +50,7 @@ struct ChildHeader {
     flags: u64,
 }
 
+#[inline(never)]
 pub fn clone(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6]) -> Outcome {
     let (flags, stack) = match nr {
         raw::SYS_clone => (args[0], args[1]),
@@ -243,6 +244,7 @@ const ENV_ON_STACK: usize = 512;
 /// Longest LD_PRELOAD value we rewrite.
 const PRELOAD_MAX: usize = 4000;
 
+#[inline(never)]
 pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     let (path_ptr, envp_idx) = if nr == raw::SYS_execve { (args[0], 2) } else { (args[1], 3) };
     if backend::is_seccomp() {
@@ -263,6 +265,7 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     })
 }
 
+#[inline(never)]
 fn report_exec_refused(path_ptr: u64) {
     let mut path = [0u8; 200];
     let n = raw::strnlen_user(path_ptr, path.len()).unwrap_or(0);
@@ -300,7 +303,11 @@ fn with_our_environment(envp: u64, run: impl FnOnce(u64) -> i64) -> i64 {
     }
     let settings = env.settings.get(..env.settings_len).unwrap_or(&[]);
     let n_settings = settings.iter().filter(|&&b| b == 0).count();
-    let needed = count + 1 + n_settings + 1;
+    // A TSC frequency this process measured well spares the new image its
+    // own calibration (unless the settings already carry one).
+    let mut hz_entry = [0u8; 40];
+    let hz_len = tsc_hz_entry(settings, &mut hz_entry);
+    let needed = count + 1 + n_settings + 1 + 1;
 
     let mut on_stack = [0u64; ENV_ON_STACK];
     let mut mapped: Option<(u64, usize)> = None;
@@ -380,10 +387,42 @@ fn with_our_environment(envp: u64, run: impl FnOnce(u64) -> i64) -> i64 {
             start = i + 1;
         }
     }
+    if hz_len != 0 {
+        push(out, hz_entry.as_ptr() as u64);
+    }
     push(out, 0);
     let r = run(out.as_ptr() as u64);
-    core::hint::black_box(&rewritten);
+    core::hint::black_box((&rewritten, &hz_entry));
     finish(mapped, r)
+}
+
+/// "USERTRAP_TSC_HZ=<hz>\0" into `buf` if this process knows the frequency
+/// and `settings` do not already carry one; its length (0: none).
+fn tsc_hz_entry(settings: &[u8], buf: &mut [u8; 40]) -> usize {
+    const KEY: &[u8] = b"USERTRAP_TSC_HZ=";
+    let carried = settings.split(|&b| b == 0).any(|e| e.starts_with(KEY));
+    let hz = crate::sigsafe::stats::settled_hz();
+    if carried || hz == 0 {
+        return 0;
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = hz;
+    while v != 0 && i != 0 {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+    }
+    let mut w = 0;
+    for &c in KEY.iter().chain(digits.get(i..).unwrap_or(&[])).chain(b"\0") {
+        if let Some(slot) = buf.get_mut(w) {
+            *slot = c;
+            w += 1;
+        }
+    }
+    w
 }
 
 fn finish(mapped: Option<(u64, usize)>, r: i64) -> i64 {
@@ -400,6 +439,7 @@ const ARCH_GET_GS: u64 = 0x1004;
 
 /// arch_prctl: the GS base belongs to the library (it finds each thread's
 /// area through it); the program sees 0 and may not change it.
+#[inline(never)]
 pub fn arch_prctl(args: [u64; 6]) -> i64 {
     match args[0] {
         ARCH_SET_GS => {
@@ -416,6 +456,7 @@ pub fn arch_prctl(args: [u64; 6]) -> i64 {
 
 /// prctl: Syscall User Dispatch cannot be shared with the program; a seccomp
 /// filter of the program's own stops patching (see `seccomp`).
+#[inline(never)]
 pub fn prctl(args: [u64; 6]) -> i64 {
     if args[0] == linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH as u64 {
         // Under SUD the kernel's dispatch is ours; under seccomp the program's
@@ -462,6 +503,7 @@ pub fn touches_own_memory(nr: i64, args: [u64; 6]) -> bool {
 
 /// Unmapping, remapping or reprotecting the gate or the trap table would cut
 /// the library's only ways to make syscalls: refused with EINVAL.
+#[inline(never)]
 pub fn guard_own_memory(nr: i64, args: [u64; 6]) -> Option<i64> {
     if touches_own_memory(nr, args) {
         Line::new().str("the program tried to unmap, remap or reprotect usertrap's own memory (gate or trap table): refused with EINVAL").emit();

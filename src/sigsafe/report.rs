@@ -90,6 +90,7 @@ pub fn exec_failed() {
 }
 
 /// The process image ends: write the summary line and the report, once.
+#[inline(never)]
 pub fn at_exit(how: Exit) {
     if MODE.load(Ordering::Relaxed) == 0 {
         return;
@@ -107,9 +108,9 @@ pub fn at_exit(how: Exit) {
     // SAFETY: a fresh zeroed mapping of MAX_NR + 1 SysStats (all Cells: zero
     // is a valid value), ours until the munmap below.
     let merged = unsafe { core::slice::from_raw_parts(base as *const SysStats, MAX_NR + 1) };
-    stats::merge_into(merged);
+    let used = stats::merge_into(merged);
     let hz = stats::ticks_per_second();
-    let r = Report { merged, hz, how, end_real_ns: stats::clock_ns(libc::CLOCK_REALTIME) };
+    let r = Report { merged, used, hz, how, end_real_ns: stats::clock_ns(libc::CLOCK_REALTIME) };
     let s = settings();
     if !matches!(s.summary, Summary::Off) {
         r.summary(s);
@@ -120,6 +121,7 @@ pub fn at_exit(how: Exit) {
 
 struct Report<'a> {
     merged: &'a [SysStats],
+    used: stats::Used,
     hz: u64,
     how: Exit,
     end_real_ns: u64,
@@ -130,8 +132,20 @@ impl Report<'_> {
         (ticks as u128 * 1_000_000_000 / self.hz.max(1) as u128) as u64
     }
 
+    /// The merged figures of `nr`, if it was used (others are never touched).
+    fn block(&self, nr: usize) -> Option<&SysStats> {
+        if stats::is_used(&self.used, nr) {
+            self.merged.get(nr)
+        } else {
+            None
+        }
+    }
+
     /// (fast, slow) over every syscall, threads with tables or not.
     fn calls(&self, nr: usize) -> (u64, u64) {
+        if !stats::is_used(&self.used, nr) {
+            return (0, 0);
+        }
         let (ff, fs) = stats::fallback_calls(nr);
         self.merged.get(nr).map_or((ff, fs), |b| (b.fast.get() + ff, b.slow.get() + fs))
     }
@@ -142,7 +156,7 @@ impl Report<'_> {
             let (f, s) = self.calls(nr);
             fast += f;
             slow += s;
-            if let Some(b) = self.merged.get(nr) {
+            if let Some(b) = self.block(nr) {
                 errors += b.errors.get();
                 ticks += b.total.get();
             }
@@ -218,7 +232,7 @@ impl Report<'_> {
                 }
             }
         }
-        let total = |nr: u16| self.merged.get(nr as usize).map_or(0, |b| b.total.get());
+        let total = |nr: u16| self.block(nr as usize).map_or(0, |b| b.total.get());
         if let Some(v) = buf.get_mut(..n) {
             v.sort_unstable_by(|a, b| total(*b).cmp(&total(*a)).then(a.cmp(b)));
         }
@@ -261,7 +275,7 @@ impl Report<'_> {
         for &nr in order.iter().take(n) {
             let nr = nr as usize;
             let (f, s) = self.calls(nr);
-            let b = self.merged.get(nr);
+            let b = self.block(nr);
             let (tns, errs, avg, p50, p99, max) = match b {
                 Some(b) if b.timed.get() != 0 => (
                     self.ns(b.total.get()),
@@ -337,7 +351,7 @@ impl Report<'_> {
             o.str("{\"name\":\"");
             name(o, nr);
             o.str("\",\"nr\":").num(nr as u64).str(",\"calls\":").num(f + s);
-            let Some(b) = self.merged.get(nr) else { continue };
+            let Some(b) = self.block(nr) else { continue };
             o.str(",\"errors\":").num(b.errors.get()).str(",\"errors_by_errno\":{");
             let mut first = true;
             for (e, c) in b.errnos.iter().enumerate() {

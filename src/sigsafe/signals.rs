@@ -271,6 +271,7 @@ fn kernel_version(sig: i32, app: &KernelSigaction) -> KernelSigaction {
     k
 }
 
+#[inline(never)]
 pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
     let (sig, act_ptr, old_ptr, size) = (args[0] as i64, args[1], args[2], args[3]);
     if size != 8 || !(1..=64).contains(&sig) {
@@ -444,6 +445,7 @@ pub fn rt_sigtimedwait(area: &ThreadArea, args: [u64; 6]) -> i64 {
 /// `indirect`: the argument points to {sigset*, size}. An owned signal held
 /// back for the program that the temporary mask unblocks is delivered now,
 /// and the call returns EINTR, as a pending signal makes it natively.
+#[inline(never)]
 pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], mask_arg: usize, indirect: bool) -> i64 {
     let (mask_ptr, size) = if indirect {
         let p = args.get(mask_arg).copied().unwrap_or(0);
@@ -574,6 +576,7 @@ fn forced(sig: i32, info: &Siginfo) -> bool {
 
 /// Deliver an owned signal that is not one of our traps to the program, as the
 /// kernel would have: its handler, its ignore, or its default action.
+#[inline(never)]
 pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
     let outer = area.program_uc.get();
     if sig == SIGSYS && info.si_code == SYS_SECCOMP && outer != 0 && gate_contains(info.addr) {

@@ -262,18 +262,31 @@ pub fn start_realtime_ns() -> u64 {
     START_REAL_NS.load(Ordering::Relaxed)
 }
 
-/// Ticks per second: the TSC's frequency measured against CLOCK_MONOTONIC
-/// since start-up (at least 5 ms of it, waited for if need be), or 1e9.
+/// The TSC frequency given by USERTRAP_TSC_HZ (set by the usertrap command,
+/// and by the library for the programs a process execs), 0 if unknown.
+static KNOWN_HZ: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_known_hz(hz: u64) {
+    KNOWN_HZ.store(hz, Ordering::Relaxed);
+}
+
+/// Ticks per second: 1e9 for CLOCK_MONOTONIC; for the TSC, its frequency as
+/// given, or measured against CLOCK_MONOTONIC since start-up (at least 1 ms
+/// of it, waited for if need be: the error is then about 0.2%).
 pub fn ticks_per_second() -> u64 {
     if !USE_TSC.load(Ordering::Relaxed) {
         return 1_000_000_000;
+    }
+    let known = KNOWN_HZ.load(Ordering::Relaxed);
+    if known != 0 {
+        return known;
     }
     let (t0, m0) = (START_TSC.load(Ordering::Relaxed), START_MONO_NS.load(Ordering::Relaxed));
     loop {
         let m1 = clock_ns(libc::CLOCK_MONOTONIC);
         let t1 = now();
         let dm = m1.saturating_sub(m0);
-        if dm >= 5_000_000 {
+        if dm >= 1_000_000 {
             let hz = (t1.saturating_sub(t0) as u128 * 1_000_000_000 / dm as u128) as u64;
             return hz.max(1);
         }
@@ -287,10 +300,25 @@ pub fn uses_tsc() -> bool {
 
 // --- merging -------------------------------------------------------------------
 
-/// Call `f(nr, stats)` for each syscall number used by any thread, with the
-/// figures of every thread added up into `merged` (MAX_NR + 1 blocks,
-/// zeroed). Returns the calls counted without a thread table, per path.
-pub fn merge_into(merged: &[SysStats]) -> (u64, u64) {
+/// Syscall numbers in use, one bit each.
+pub type Used = [u64; MAX_NR / 64 + 1];
+
+pub fn is_used(used: &Used, nr: usize) -> bool {
+    used.get(nr / 64).is_some_and(|w| w & (1 << (nr % 64)) != 0)
+}
+
+fn mark(used: &mut Used, nr: usize) {
+    if let Some(w) = used.get_mut(nr / 64) {
+        *w |= 1 << (nr % 64);
+    }
+}
+
+/// Add the figures of every thread into `merged` (MAX_NR + 1 blocks, zeroed:
+/// only the blocks of numbers in use are touched, so the mapping stays
+/// mostly untouched pages). Returns the numbers in use, counting the calls
+/// of threads without a table too.
+pub fn merge_into(merged: &[SysStats]) -> Used {
+    let mut used: Used = [0; MAX_NR / 64 + 1];
     thread::for_each_area(|a| {
         let table = a.stats.get();
         if table.is_null() {
@@ -304,12 +332,17 @@ pub fn merge_into(merged: &[SysStats]) -> (u64, u64) {
             if i != 0 {
                 if let (Some(dst), Some(src)) = (merged.get(nr), t.blocks.get(i - 1)) {
                     dst.add(src);
+                    mark(&mut used, nr);
                 }
             }
         }
     });
-    let sum = |row: usize| FALLBACK.get(row).map_or(0, |r| r.iter().map(|c| c.load(Ordering::Relaxed)).sum());
-    (sum(0), sum(1))
+    for nr in 0..=MAX_NR {
+        if fallback_calls(nr) != (0, 0) {
+            mark(&mut used, nr);
+        }
+    }
+    used
 }
 
 /// The process-wide fallback counts of syscall `nr` (fast, slow).
@@ -318,8 +351,27 @@ pub fn fallback_calls(nr: usize) -> (u64, u64) {
     (get(0), get(1))
 }
 
-/// A new process starts with its own figures, not its parent's.
+/// The TSC frequency, if the process knows it or has run long enough
+/// (20 ms) to measure it well without waiting; 0 otherwise.
+pub fn settled_hz() -> u64 {
+    if !USE_TSC.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let known = KNOWN_HZ.load(Ordering::Relaxed);
+    if known != 0 {
+        return known;
+    }
+    let dm = clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(START_MONO_NS.load(Ordering::Relaxed));
+    if dm < 20_000_000 {
+        return 0;
+    }
+    ticks_per_second()
+}
+
+/// A new process starts with its own figures, not its parent's (and keeps
+/// the parent's TSC frequency, if it was measured well).
 pub fn after_fork_in_child() {
+    KNOWN_HZ.store(settled_hz(), Ordering::Relaxed);
     for row in FALLBACK.iter() {
         row.iter().for_each(|c| c.store(0, Ordering::Relaxed));
     }
