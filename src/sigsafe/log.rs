@@ -3,6 +3,28 @@
 
 use crate::sigsafe::raw;
 
+/// `v` in decimal at the start of `out`; returns how many digits.
+pub fn decimal(v: u64, out: &mut [u8; 20]) -> usize {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        if let Some(d) = tmp.get_mut(i) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    let n = tmp.len() - i;
+    if let (Some(dst), Some(src)) = (out.get_mut(..n), tmp.get(i..)) {
+        dst.copy_from_slice(src);
+    }
+    n
+}
+
 pub struct Line {
     buf: [u8; 512],
     len: usize,
@@ -35,25 +57,8 @@ impl Line {
 
     pub fn num(&mut self, v: u64) -> &mut Line {
         let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut v = v;
-        loop {
-            i -= 1;
-            if let Some(d) = digits.get_mut(i) {
-                *d = b'0' + (v % 10) as u8;
-            }
-            v /= 10;
-            if v == 0 || i == 0 {
-                break;
-            }
-        }
-        let tail = digits.get(i..).unwrap_or(&[]);
-        let mut copy = [0u8; 20];
-        let n = tail.len();
-        if let Some(dst) = copy.get_mut(..n) {
-            dst.copy_from_slice(tail);
-        }
-        self.bytes(copy.get(..n).unwrap_or(&[]))
+        let n = decimal(v, &mut digits);
+        self.bytes(digits.get(..n).unwrap_or(&[]))
     }
 
     /// Write the line (with its newline) to stderr.

@@ -406,17 +406,9 @@ fn tsc_hz_entry(settings: &[u8], buf: &mut [u8; 40]) -> usize {
         return 0;
     }
     let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = hz;
-    while v != 0 && i != 0 {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            *d = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-    }
+    let n = crate::sigsafe::log::decimal(hz, &mut digits);
     let mut w = 0;
-    for &c in KEY.iter().chain(digits.get(i..).unwrap_or(&[])).chain(b"\0") {
+    for &c in KEY.iter().chain(digits.get(..n).unwrap_or(&[])).chain(b"\0") {
         if let Some(slot) = buf.get_mut(w) {
             *slot = c;
             w += 1;

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use crate::backend;
 use crate::config::{Format, Summary};
 use crate::patch::registry;
-use crate::sigsafe::log::Line;
+use crate::sigsafe::log::{decimal, Line};
 use crate::sigsafe::raw;
 use crate::sigsafe::stats::{self, SysStats, HIST_LEN, MAX_ERRNO, MAX_NR};
 use crate::syscall_names;
@@ -563,27 +563,10 @@ impl<'a> Out<'a> {
         }
     }
 
-    fn digits(v: u64, out: &mut [u8; 20]) -> usize {
-        let mut i = 20;
-        let mut v = v;
-        loop {
-            i -= 1;
-            if let Some(d) = out.get_mut(i) {
-                *d = b'0' + (v % 10) as u8;
-            }
-            v /= 10;
-            if v == 0 || i == 0 {
-                break;
-            }
-        }
-        i
-    }
-
     fn num(&mut self, v: u64) -> &mut Self {
         let mut d = [0u8; 20];
-        let i = Self::digits(v, &mut d);
-        let tail = d;
-        self.bytes(tail.get(i..).unwrap_or(&[]))
+        let n = decimal(v, &mut d);
+        self.bytes(d.get(..n).unwrap_or(&[]))
     }
 
     fn pad(&mut self, len: usize, width: usize) -> &mut Self {
@@ -595,8 +578,8 @@ impl<'a> Out<'a> {
 
     fn pad_num(&mut self, v: u64, width: usize) -> &mut Self {
         let mut d = [0u8; 20];
-        let i = Self::digits(v, &mut d);
-        self.pad(20 - i, width).num(v)
+        let n = decimal(v, &mut d);
+        self.pad(n, width).num(v)
     }
 
     /// `v` with `dec` implied decimals (v = 1234, dec = 2 -> "12.34"),
@@ -605,14 +588,14 @@ impl<'a> Out<'a> {
         let p = 10u64.pow(dec);
         let (int, frac) = (v / p, v % p);
         let mut d = [0u8; 20];
-        let i = Self::digits(int, &mut d);
-        self.pad(20 - i + 1 + dec as usize, width).num(int).bytes(b".");
+        let n = decimal(int, &mut d);
+        self.pad(n + 1 + dec as usize, width).num(int).bytes(b".");
         let mut f = [0u8; 20];
-        let j = Self::digits(frac, &mut f);
-        for _ in (20 - j)..dec as usize {
+        let m = decimal(frac, &mut f);
+        for _ in m..dec as usize {
             self.bytes(b"0");
         }
-        self.bytes(f.get(j..).unwrap_or(&[]))
+        self.bytes(f.get(..m).unwrap_or(&[]))
     }
 
     /// A duration: "123ns", "12.34us", "1.23ms", "1.23s", right-aligned.
@@ -628,8 +611,8 @@ impl<'a> Out<'a> {
         };
         if unit == "ns" {
             let mut d = [0u8; 20];
-            let i = Self::digits(ns, &mut d);
-            return self.pad(20 - i + 2, width).num(ns).str("ns");
+            let n = decimal(ns, &mut d);
+            return self.pad(n + 2, width).num(ns).str("ns");
         }
         self.fixed(v, 2, width - unit.len()).str(unit)
     }
