@@ -117,14 +117,14 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
 
 /// The library: `--lib PATH`, or libusertrap.so beside this program. An
 /// absolute path without ':' or blanks (LD_PRELOAD splits on those).
-/// The TSC frequency, measured against the monotonic clock over 2 ms of
+/// The TSC frequency, measured against the monotonic clock over 0.5 ms of
 /// spinning (the library converts its timestamps with it; both clocks read
-/// to well under a microsecond, so the error stays under 0.05%).
+/// to well under a microsecond, so the error stays under 0.2%).
 fn tsc_hz() -> u64 {
     use std::time::{Duration, Instant};
     // SAFETY: rdtsc exists on every x86-64 CPU.
     let (t0, i0) = (unsafe { core::arch::x86_64::_rdtsc() }, Instant::now());
-    while i0.elapsed() < Duration::from_millis(2) {
+    while i0.elapsed() < Duration::from_micros(500) {
         std::hint::spin_loop();
     }
     // SAFETY: as above.

@@ -271,8 +271,8 @@ pub fn set_known_hz(hz: u64) {
 }
 
 /// Ticks per second: 1e9 for CLOCK_MONOTONIC; for the TSC, its frequency as
-/// given, or measured against CLOCK_MONOTONIC since start-up (at least 1 ms
-/// of it, waited for if need be: the error is then about 0.2%).
+/// given, or measured against CLOCK_MONOTONIC since start-up (at least 0.5 ms
+/// of it, waited for if need be: the error is then under 0.5%).
 pub fn ticks_per_second() -> u64 {
     if !USE_TSC.load(Ordering::Relaxed) {
         return 1_000_000_000;
@@ -286,7 +286,7 @@ pub fn ticks_per_second() -> u64 {
         let m1 = clock_ns(libc::CLOCK_MONOTONIC);
         let t1 = now();
         let dm = m1.saturating_sub(m0);
-        if dm >= 1_000_000 {
+        if dm >= 500_000 {
             let hz = (t1.saturating_sub(t0) as u128 * 1_000_000_000 / dm as u128) as u64;
             return hz.max(1);
         }
