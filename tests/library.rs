@@ -313,12 +313,10 @@ fn slow_path_stack_frames_are_small() {
         .output()
         .expect("objdump");
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut current = String::new();
     let mut frames: Vec<(String, u64)> = Vec::new();
     for line in text.lines() {
         if let Some(name) = line.strip_suffix(">:").and_then(|l| l.split_once(" <")).map(|(_, n)| n.to_string()) {
-            current = name;
-            frames.push((current.clone(), 0));
+            frames.push((name, 0));
         } else if let Some(imm) = line.split("sub    $0x").nth(1).and_then(|r| r.strip_suffix(",%rsp")) {
             if let (Ok(v), Some(last)) = (u64::from_str_radix(imm, 16), frames.last_mut()) {
                 last.1 += v;
