@@ -12,7 +12,7 @@ use crate::arch::{self, GATE_ADDR, GATE_LEN};
 use crate::backend::{self, sud};
 use crate::config::{Config, ConfigError, KNOWN};
 use crate::patch;
-use crate::sigsafe::log::Line;
+use crate::sigsafe::log::{Buf, Line};
 use crate::sigsafe::{fault, process, raw, report, signals, sigsys, stats, thread};
 
 /// Exit status when the library refuses to start the program.
@@ -102,7 +102,7 @@ fn config_summary() -> bool {
 /// change directory before it ends).
 fn absolute(path: &[u8]) -> [u8; 4096] {
     let mut out = [0u8; 4096];
-    let mut w = Writer { buf: &mut out, len: 0 };
+    let mut w = Buf::new(&mut out);
     if !path.is_empty() && path.first() != Some(&b'/') {
         let mut cwd = [0u8; 4096];
         let r = raw::syscall(libc::SYS_getcwd, cwd.as_mut_ptr() as u64, cwd.len() as u64, 0, 0);
@@ -230,7 +230,7 @@ fn record_exec_env() {
         if r > 0 { (r as usize).saturating_sub(1) } else { 0 }
     };
     process::set_exec_env(|env| {
-        let mut entry = Writer { buf: &mut env.preload_entry, len: 0 };
+        let mut entry = Buf::new(&mut env.preload_entry);
         entry.put(b"LD_PRELOAD=");
         if cwd_len > 0 {
             entry.put(cwd.get(..cwd_len).unwrap_or(&[]));
@@ -240,30 +240,13 @@ fn record_exec_env() {
         let path_len = entry.len - b"LD_PRELOAD=".len();
         entry.put(b"\0");
         env.path_len = path_len;
-        let mut settings = Writer { buf: &mut env.settings, len: 0 };
+        let mut settings = Buf::new(&mut env.settings);
         for e in env_entries().filter(|e| e.starts_with(b"USERTRAP_")) {
             settings.put(e);
             settings.put(b"\0");
         }
         env.settings_len = settings.len;
     });
-}
-
-/// Appends bytes to a fixed buffer, dropping what does not fit.
-struct Writer<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl Writer<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if let Some(slot) = self.buf.get_mut(self.len) {
-                *slot = b;
-                self.len += 1;
-            }
-        }
-    }
 }
 
 fn fail_line(msg: &str) -> ! {

@@ -25,6 +25,35 @@ pub fn decimal(v: u64, out: &mut [u8; 20]) -> usize {
     n
 }
 
+/// Appends bytes to a fixed buffer, dropping what does not fit (never
+/// panics, never allocates). `len` is how much was written.
+pub struct Buf<'a> {
+    pub buf: &'a mut [u8],
+    pub len: usize,
+}
+
+impl<'a> Buf<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Buf<'a> {
+        Buf { buf, len: 0 }
+    }
+
+    pub fn put(&mut self, bytes: &[u8]) -> &mut Self {
+        for &b in bytes {
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+        self
+    }
+
+    pub fn num(&mut self, v: u64) -> &mut Self {
+        let mut d = [0u8; 20];
+        let n = decimal(v, &mut d);
+        self.put(d.get(..n).unwrap_or(&[]))
+    }
+}
+
 pub struct Line {
     buf: [u8; 512],
     len: usize,

@@ -26,7 +26,7 @@ use crate::backend;
 use crate::patch::table;
 use crate::sigsafe::dispatch::Outcome;
 use crate::sigsafe::frame::{self, Ucontext};
-use crate::sigsafe::log::Line;
+use crate::sigsafe::log::{Buf, Line};
 use crate::sigsafe::raw;
 use crate::sigsafe::signals;
 use crate::sigsafe::stats;
@@ -358,15 +358,7 @@ fn with_our_environment(envp: u64, run: impl FnOnce(u64) -> i64) -> i64 {
                     push(out, p);
                 } else {
                     // LD_PRELOAD=<us>:<theirs>
-                    let mut w = 0usize;
-                    for part in [LD_PRELOAD, ours, b":", value, b"\0"] {
-                        for &b in part {
-                            if let Some(slot) = rewritten.get_mut(w) {
-                                *slot = b;
-                                w += 1;
-                            }
-                        }
-                    }
+                    Buf::new(&mut rewritten).put(LD_PRELOAD).put(ours).put(b":").put(value).put(b"\0");
                     push(out, rewritten.as_ptr() as u64);
                 }
             } else {
@@ -405,16 +397,7 @@ fn tsc_hz_entry(settings: &[u8], buf: &mut [u8; 40]) -> usize {
     if carried || hz == 0 {
         return 0;
     }
-    let mut digits = [0u8; 20];
-    let n = crate::sigsafe::log::decimal(hz, &mut digits);
-    let mut w = 0;
-    for &c in KEY.iter().chain(digits.get(..n).unwrap_or(&[])).chain(b"\0") {
-        if let Some(slot) = buf.get_mut(w) {
-            *slot = c;
-            w += 1;
-        }
-    }
-    w
+    Buf::new(buf).put(KEY).num(hz).put(b"\0").len
 }
 
 fn finish(mapped: Option<(u64, usize)>, r: i64) -> i64 {

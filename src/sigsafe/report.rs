@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use crate::backend;
 use crate::config::{Format, Summary};
 use crate::patch::registry;
-use crate::sigsafe::log::{decimal, Line};
+use crate::sigsafe::log::{decimal, Buf, Line};
 use crate::sigsafe::raw;
 use crate::sigsafe::stats::{self, SysStats, HIST_LEN, MAX_ERRNO, MAX_NR};
 use crate::syscall_names;
@@ -448,7 +448,7 @@ fn close(fd: i32) {
 
 /// Expand %p (pid), %t (image start, ns since the epoch) and %% in `t`.
 fn expand(t: &[u8], out: &mut [u8]) -> usize {
-    let mut w = Out::to_slice(out);
+    let mut w = Buf::new(out);
     let mut it = t.iter().peekable();
     while let Some(&c) = it.next() {
         if c == b'%' {
@@ -463,14 +463,14 @@ fn expand(t: &[u8], out: &mut [u8]) -> usize {
                 }
                 Some(b'%') => {
                     it.next();
-                    w.bytes(b"%");
+                    w.put(b"%");
                 }
                 _ => {
-                    w.bytes(b"%");
+                    w.put(b"%");
                 }
             }
         } else {
-            w.bytes(&[c]);
+            w.put(&[c]);
         }
     }
     w.len
@@ -515,32 +515,20 @@ fn errno_name(o: &mut Out, e: usize) {
     }
 }
 
-/// Buffered output to a descriptor (or into a slice), without allocation.
-struct Out<'a> {
+/// Buffered output to a descriptor, without allocation.
+struct Out {
     fd: i32,
     buf: [u8; 8192],
     len: usize,
-    slice: Option<&'a mut [u8]>,
 }
 
-impl<'a> Out<'a> {
-    fn new(fd: i32) -> Out<'a> {
-        Out { fd, buf: [0; 8192], len: 0, slice: None }
-    }
-
-    fn to_slice(s: &'a mut [u8]) -> Out<'a> {
-        Out { fd: -1, buf: [0; 8192], len: 0, slice: Some(s) }
+impl Out {
+    fn new(fd: i32) -> Out {
+        Out { fd, buf: [0; 8192], len: 0 }
     }
 
     fn bytes(&mut self, b: &[u8]) -> &mut Self {
         for &c in b {
-            if let Some(s) = self.slice.as_deref_mut() {
-                if let Some(slot) = s.get_mut(self.len) {
-                    *slot = c;
-                    self.len += 1;
-                }
-                continue;
-            }
             if self.len == self.buf.len() {
                 self.flush();
             }
@@ -557,10 +545,8 @@ impl<'a> Out<'a> {
     }
 
     fn flush(&mut self) {
-        if self.slice.is_none() {
-            raw::write_all(self.fd, self.buf.get(..self.len).unwrap_or(&[]));
-            self.len = 0;
-        }
+        raw::write_all(self.fd, self.buf.get(..self.len).unwrap_or(&[]));
+        self.len = 0;
     }
 
     fn num(&mut self, v: u64) -> &mut Self {
