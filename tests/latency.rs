@@ -182,6 +182,18 @@ fn death_by_sigsegv_sud() {
     death_by_signal(Backend::Sud, "segv", 11);
 }
 
+/// An owned signal re-sent with its default action (the library writes the
+/// report before re-sending it: the kernel kills on tgkill's return).
+#[test]
+fn death_by_sigsys_seccomp() {
+    death_by_signal(Backend::Seccomp, "sigsys", 31);
+}
+
+#[test]
+fn death_by_sigsys_sud() {
+    death_by_signal(Backend::Sud, "sigsys", 31);
+}
+
 #[test]
 fn death_by_abort_seccomp() {
     death_by_signal(Backend::Seccomp, "abort", 6);

@@ -652,15 +652,20 @@ fn call_program_handler(sig: i32, handler: u64, app: &KernelSigaction, info: &mu
     if app.flags & SA_NODEFER == 0 {
         add |= bit(sig);
     }
+    raw::sigprocmask(libc::SIG_SETMASK, Some(uc.uc_sigmask | (add & !OWNED & !UNBLOCKABLE)));
+    invoke_in_program_view(handler, app.flags, add & OWNED, sig, info, uc, area);
+}
+
+/// Call the program's handler with the owned signals `blocked` added to the
+/// program's view for its duration, showing it the interrupted mask as the
+/// program knew it. Afterwards (the handler may have edited the mask to
+/// restore) owned bits go back to the program's view, the rest to the kernel
+/// at our sigreturn.
+fn invoke_in_program_view(handler: u64, flags: u64, blocked: u64, sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
     let view_before = area.app_blocked_owned.get();
-    let real_before = uc.uc_sigmask;
-    area.app_blocked_owned.set(area.app_blocked_owned.get() | (add & OWNED));
-    raw::sigprocmask(libc::SIG_SETMASK, Some(real_before | (add & !OWNED & !UNBLOCKABLE)));
-    // The handler sees the interrupted mask as the program knew it.
-    uc.uc_sigmask = real_before | view_before;
-    invoke(handler, app.flags, sig, info, uc);
-    // The handler may have edited the mask to restore; owned bits go back to
-    // the program's view, the rest to the kernel at our sigreturn.
+    area.app_blocked_owned.set(view_before | blocked);
+    uc.uc_sigmask |= view_before;
+    invoke(handler, flags, sig, info, uc);
     area.app_blocked_owned.set(uc.uc_sigmask & OWNED);
     uc.uc_sigmask &= !OWNED;
 }
@@ -705,31 +710,31 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
             if fatal_by_default(sig) {
                 crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Signal(sig));
             }
-            raw::rt_sigaction(sig, Some(&KernelSigaction::default()), None);
-            raw::tgkill(raw::getpid(), raw::gettid(), sig);
+            reraise_default(sig, true);
         }
-        handler => {
-            let view_before = area.app_blocked_owned.get();
-            area.app_blocked_owned.set(area.app_blocked_owned.get() | (app.mask & OWNED));
-            uc.uc_sigmask |= view_before;
-            invoke(handler, app.flags, sig, info, uc);
-            area.app_blocked_owned.set(uc.uc_sigmask & OWNED);
-            uc.uc_sigmask &= !OWNED;
-        }
+        handler => invoke_in_program_view(handler, app.flags, app.mask & OWNED, sig, info, uc, area),
     }
 }
 
 /// End the process with `sig`'s default action, as natively: restore the
 /// default disposition, then let the signal happen again. A fault re-executes
 /// its instruction when the handler returns; anything else is re-sent.
+/// The report is written first: a re-sent signal kills the process as soon
+/// as the kernel returns from tgkill.
 fn die(sig: i32, info: &Siginfo) {
-    let dfl = KernelSigaction::default();
-    raw::rt_sigaction(sig, Some(&dfl), None);
+    crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Signal(sig));
     let refaults = sig != SIGSYS && info.si_code > 0;
-    if !refaults {
+    reraise_default(sig, !refaults);
+}
+
+/// Restore `sig`'s default disposition and, if `resend`, send it again to
+/// this thread (it is delivered, with its default action, when the kernel
+/// returns to user space).
+fn reraise_default(sig: i32, resend: bool) {
+    raw::rt_sigaction(sig, Some(&KernelSigaction::default()), None);
+    if resend {
         raw::tgkill(raw::getpid(), raw::gettid(), sig);
     }
-    crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Signal(sig));
 }
 
 /// SUD only: a program handler returned through a restorer outside the gate,

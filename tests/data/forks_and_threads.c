@@ -2,7 +2,8 @@
  * For the report tests: `forks N` forks N children that each call getppid
  * 100 times and exit 0; `threads N` runs N threads that each call getppid
  * 1000 times; `segv` calls getppid 10 times then writes through NULL;
- * `abort` calls getppid 10 times then abort()s.
+ * `abort` calls getppid 10 times then abort()s; `sigsys` calls getppid 10
+ * times then sends itself SIGSYS (its default action kills).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -41,12 +42,14 @@ int main(int argc, char **argv)
             pthread_create(&t[i], NULL, worker, NULL);
         for (int i = 0; i < n && i < 64; i++)
             pthread_join(t[i], NULL);
-    } else if (strcmp(argv[1], "segv") == 0 || strcmp(argv[1], "abort") == 0) {
+    } else if (strcmp(argv[1], "segv") == 0 || strcmp(argv[1], "abort") == 0 || strcmp(argv[1], "sigsys") == 0) {
         for (int i = 0; i < 10; i++)
             getppid();
         fflush(stdout);
-        if (argv[1][0] == 's')
+        if (strcmp(argv[1], "segv") == 0)
             *(volatile int *)0 = 1;
+        if (strcmp(argv[1], "sigsys") == 0)
+            kill(getpid(), SIGSYS);
         abort();
     }
     return 0;
