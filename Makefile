@@ -5,6 +5,7 @@ CARGO   ?= cargo
 CC      ?= gcc
 CFLAGS  ?= -O2 -g -Wall -Wextra -Werror=implicit-function-declaration
 LIB     := target/release/libusertrap.so
+LAUNCHER := target/release/usertrap-launcher
 C_SRC   := $(wildcard c_tests/*.c)
 C_BIN   := $(patsubst c_tests/%.c,target/c_tests/%,$(C_SRC))
 
@@ -12,17 +13,29 @@ C_BIN   := $(patsubst c_tests/%.c,target/c_tests/%,$(C_SRC))
 
 all: lib
 
-lib: $(LIB)
+lib: $(LIB) $(LAUNCHER)
 
 # cargo decides what is stale; always ask it.
 $(LIB): FORCE
 	$(CARGO) build --release
+
+# The launcher (exec under the interposer, static programs): its own cargo
+# workspace (launcher/), installed beside the library, where both look for it.
+$(LAUNCHER): FORCE
+	cd launcher && $(CARGO) build --release
+	cp -f target/launcher/release/usertrap-launcher $@.tmp && mv -f $@.tmp $@
 
 c-tests: $(C_BIN)
 
 target/c_tests/%: c_tests/%.c $(wildcard c_tests/*.h)
 	@mkdir -p target/c_tests
 	$(CC) $(CFLAGS) -pthread -o $@ $< -lrt
+
+# c_tests/static_*.c are linked statically (no loader, so no LD_PRELOAD: the
+# launcher must bring the library in). The more specific pattern wins.
+target/c_tests/static_%: c_tests/static_%.c $(wildcard c_tests/*.h)
+	@mkdir -p target/c_tests
+	$(CC) $(CFLAGS) -static -pthread -o $@ $<
 
 # 10,000 generated functions: -O2 with debug info takes 20 s, -O0 3 s.
 target/c_tests/many_sites: CFLAGS := -O0 -g0 -Wall -Wextra

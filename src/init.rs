@@ -5,67 +5,139 @@
 //! Any failure ends the process with one line on stderr and status 125
 //! (the program never runs half-monitored).
 
-use core::ffi::{c_char, c_void};
 use core::sync::atomic::Ordering;
 
 use crate::arch::{self, GATE_ADDR, GATE_LEN};
 use crate::backend::{self, sud};
 use crate::config::{Config, ConfigError, KNOWN};
+use crate::handoff::Handoff;
 use crate::patch;
 use crate::sigsafe::log::{Buf, Line};
-use crate::sigsafe::{fault, process, raw, report, signals, sigsys, stats, thread};
+use crate::sigsafe::{exec, fault, raw, report, signals, sigsys, stats, thread};
 
 /// Exit status when the library refuses to start the program.
 const EXIT_CONFIG: u64 = 125;
-const AT_HWCAP2: u64 = 26;
 const HWCAP2_FSGSBASE: u64 = 1 << 1;
 
-extern "C" {
-    static environ: *const *const c_char;
-    fn getauxval(kind: u64) -> u64;
-    fn dladdr(addr: *const c_void, info: *mut DlInfo) -> i32;
+/// Who is starting the interposer, and what that changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// libusertrap.so's constructor (LD_PRELOAD), possibly in an image the
+    /// launcher started (then `Startup::handoff` is set).
+    Preload,
+    /// The launcher, before it starts a dynamically linked program: it only
+    /// serves the loader's syscalls until the library takes over (no
+    /// patching, no handlers on other signals: the library installs its own).
+    LauncherBridge,
+    /// The launcher, before it starts a static program: it is the
+    /// interposer for the program's whole life.
+    LauncherFull,
 }
 
-#[repr(C)]
-struct DlInfo {
-    dli_fname: *const c_char,
-    dli_fbase: *mut c_void,
-    dli_sname: *const c_char,
-    dli_saddr: *mut c_void,
+/// What the caller knows that the interposer cannot find out by itself.
+pub struct Startup<'a> {
+    pub role: Role,
+    /// The environment (NULL-terminated array of C strings).
+    pub envp: *const *const u8,
+    /// An entry of `envp` that is ours and not the program's (the launcher's
+    /// control entry), or null.
+    pub skip_env: *const u8,
+    /// The auxiliary vector's AT_HWCAP2.
+    pub hwcap2: u64,
+    /// Absolute path of libusertrap.so (LD_PRELOAD of exec'd programs).
+    pub lib_path: &'a [u8],
+    /// Absolute path of the launcher (what exec runs).
+    pub launcher_path: &'a [u8],
+    /// The program's executable (/proc/self/exe natively); empty if the
+    /// kernel's /proc/self/exe is right.
+    pub exe_path: &'a [u8],
+    /// The process already carries our seccomp filter.
+    pub seccomp_armed: bool,
+    /// The launcher's record, in an image it started.
+    pub handoff: Option<&'static Handoff>,
 }
 
-pub fn start() {
+impl Startup<'_> {
+    /// The environment's entries as byte strings (without their NUL).
+    fn env_entries(&self) -> impl Iterator<Item = &'static [u8]> {
+        let mut p = self.envp;
+        let skip = self.skip_env;
+        core::iter::from_fn(move || loop {
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: `envp` is the process's NULL-terminated array of
+            // NUL-terminated strings (glibc's environ or the initial stack's),
+            // unchanged while the interposer starts; we stop at the NULL entry.
+            unsafe {
+                let s = *p;
+                if s.is_null() {
+                    return None;
+                }
+                p = p.add(1);
+                if s != skip {
+                    return Some(core::ffi::CStr::from_ptr(s.cast()).to_bytes());
+                }
+            }
+        })
+    }
+}
+
+/// True when a gate already exists at GATE_ADDR (the launcher's image has
+/// one; an image it started inherits it): syscalls go through it from the
+/// first one, and ours replaces it by an atomic remap.
+static GATE_PRESENT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub fn start(s: &Startup) {
+    let launched = s.handoff.is_some();
+    GATE_PRESENT.store(s.role != Role::Preload || launched, Ordering::Relaxed);
     map_gate();
-    let config = read_config();
-    thread::set_have_fsgsbase(unsafe_getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE != 0);
+    let config = read_config(s);
+    let bridge = s.role == Role::LauncherBridge;
+    thread::set_have_fsgsbase(s.hwcap2 & HWCAP2_FSGSBASE != 0);
     thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
     stats::start_clock();
     stats::set_timing(config.timing);
     stats::set_known_hz(config.tsc_hz);
     report::configure(&absolute(config.output), config.format, config.summary);
+    let exe = if let Some(h) = s.handoff { h.exe_path() } else { s.exe_path };
+    if !exe.is_empty() {
+        exec::set_exe_path(exe);
+    }
 
     let area = match thread::allocate() {
         Some(a) => a,
         None => fail_line("cannot allocate the main thread's signal stack"),
     };
     thread::install(area);
-    signals::take_over_mask(area);
-    signals::take_over_altstack(area);
-    signals::watch_fatal_signals();
+    signals::take_over_mask(area, s.handoff.map_or(0, |h| h.blocked_owned));
+    signals::take_over_altstack(area, launched);
+    if !bridge {
+        signals::watch_fatal_signals();
+    }
     for (sig, action) in [
         (signals::SIGSYS, sigsys::handler_action()),
         (signals::SIGSEGV, fault::handler_action()),
         (signals::SIGILL, fault::handler_action()),
     ] {
-        if let Err(e) = signals::take_over(sig, &action) {
+        // In a launched image the kernel holds the launcher's handlers.
+        let program_view = s.handoff.and_then(|h| h.owned_action(sig));
+        if let Err(e) = signals::take_over(sig, &action, program_view) {
             Line::new().str("cannot install the handler for signal ").num(sig as u64).str(": errno ").num(e as u64).emit();
             exit(EXIT_CONFIG);
         }
     }
-    record_exec_env();
+    record_exec_env(s);
     crate::hooks::init_xsave_size();
-    if config.patch {
+    if config.patch && !bridge {
         enable_patching();
+    }
+    let already = config.backend == backend::Backend::Seccomp && (s.seccomp_armed || s.handoff.is_some_and(|h| h.seccomp_armed != 0));
+    if already {
+        // The filter of an earlier image is still installed (it survives
+        // exec and cannot be removed); a second one would only stack.
+        backend::assume_armed(config.backend);
+        return;
     }
     if let Err(e) = backend::arm(config.backend) {
         let mut l = Line::new();
@@ -115,92 +187,93 @@ fn absolute(path: &[u8]) -> [u8; 4096] {
     out
 }
 
-fn unsafe_getauxval(kind: u64) -> u64 {
-    // SAFETY: getauxval only reads the auxiliary vector; it makes no syscall.
-    unsafe { getauxval(kind) }
+/// A syscall before our gate is in place: from the gate that is already
+/// there (the launcher's), or else from the library's own text, which is
+/// safe only because no trap is armed yet.
+fn bootstrap_syscall(nr: i64, a: [u64; 6]) -> i64 {
+    if GATE_PRESENT.load(Ordering::Relaxed) {
+        return raw::syscall6(nr, a);
+    }
+    // SAFETY: no gate and no trap yet (see ut_bootstrap_syscall6).
+    unsafe { arch::ut_bootstrap_syscall6(nr as u64, a[0], a[1], a[2], a[3], a[4], a[5]) }
 }
 
-/// Copy the gate image to its fixed address, fill its slots, make it R-X.
+/// Put our gate at its fixed address, slots filled (SUD slot off for now).
 fn map_gate() {
-    let prot_rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
-    // SAFETY: the gate does not exist yet, so this one mmap (and the error
-    // report below) is issued from the library's text; no trap is armed.
-    let r = unsafe { arch::ut_bootstrap_syscall6(libc::SYS_mmap as u64, GATE_ADDR, GATE_LEN, prot_rw, flags, u64::MAX, 0) };
-    if r as u64 != GATE_ADDR {
-        bootstrap_fail(b"usertrap: cannot map the syscall gate at 0x757300000000 (already in use: is the library loaded twice?)\n");
-    }
     if !arch::gate_layout_ok() {
         bootstrap_fail(b"usertrap: internal error: the gate image is not laid out as the library expects\n");
     }
+    if GATE_PRESENT.load(Ordering::Relaxed) {
+        swap_in_gate(false);
+        return;
+    }
+    let prot_rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
+    let r = bootstrap_syscall(libc::SYS_mmap, [GATE_ADDR, GATE_LEN, prot_rw, flags, u64::MAX, 0]);
+    if r as u64 != GATE_ADDR {
+        bootstrap_fail(b"usertrap: cannot map the syscall gate at 0x757300000000 (already in use: is the library loaded twice?)\n");
+    }
+    fill_gate(GATE_ADDR, false);
+    bootstrap_syscall(libc::SYS_mprotect, [GATE_ADDR, GATE_LEN, (libc::PROT_READ | libc::PROT_EXEC) as u64, 0, 0, 0]);
+    GATE_PRESENT.store(true, Ordering::Relaxed);
+}
+
+/// Copy the gate image to `at` (GATE_LEN writable bytes) and fill its slots.
+fn fill_gate(at: u64, sud_on: bool) {
     let image = arch::gate_image();
-    // SAFETY: GATE_ADDR now maps GATE_LEN writable bytes that only we use, and
-    // the image is exactly GATE_LEN bytes (checked by gate_layout_ok).
-    unsafe { core::ptr::copy_nonoverlapping(image.as_ptr(), GATE_ADDR as *mut u8, image.len()) };
-    for (off, value, size) in arch::gate_slots(sud::selector_addr(), false) {
+    // SAFETY: `at` maps GATE_LEN writable bytes that only we use, and the
+    // image is exactly GATE_LEN bytes (checked by gate_layout_ok).
+    unsafe { core::ptr::copy_nonoverlapping(image.as_ptr(), at as *mut u8, image.len()) };
+    for (off, value, size) in arch::gate_slots(sud::selector_addr(), sud_on) {
         let bytes = value.to_le_bytes();
-        // SAFETY: slots lie inside the gate page (offsets from the image's own symbols).
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (GATE_ADDR + off) as *mut u8, size) };
+        // SAFETY: slots lie inside the page (offsets from the image's own symbols).
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (at + off) as *mut u8, size) };
     }
-    gate_protect(libc::PROT_READ | libc::PROT_EXEC);
 }
 
-/// mprotect of the gate page, issued from the library's text: while the gate
-/// is writable it is not executable, so it cannot change its own protection.
-fn gate_protect(prot: i32) {
-    // SAFETY: only before any trap is armed (see ut_bootstrap_syscall6).
-    unsafe { arch::ut_bootstrap_syscall6(libc::SYS_mprotect as u64, GATE_ADDR, GATE_LEN, prot as u64, 0, 0, 0) };
+/// Replace the gate at GATE_ADDR while syscalls keep going through it: build
+/// the new one elsewhere, make it R-X, and move it over the old one with one
+/// mremap. That mremap is itself issued from the old gate and returns into
+/// the new one, at the same offset, where the code bytes are the same.
+fn swap_in_gate(sud_on: bool) {
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    let page = raw::syscall6(libc::SYS_mmap, [0, GATE_LEN, rw, anon, u64::MAX, 0]);
+    if page < 0 {
+        bootstrap_fail(b"usertrap: cannot map a page for the syscall gate\n");
+    }
+    let page = page as u64;
+    fill_gate(page, sud_on);
+    raw::mprotect(page, GATE_LEN as usize, libc::PROT_READ | libc::PROT_EXEC);
+    let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+    let r = raw::syscall6(libc::SYS_mremap, [page, GATE_LEN, GATE_LEN, flags, GATE_ADDR, 0]);
+    if r as u64 != GATE_ADDR {
+        bootstrap_fail(b"usertrap: cannot move the syscall gate into place\n");
+    }
 }
 
-/// The gate's SUD slot is set once the backend is known (before it is armed).
-fn set_gate_sud_slot(on: bool) {
-    for (off, value, size) in arch::gate_slots(sud::selector_addr(), on) {
-        if size == 1 {
-            gate_protect(libc::PROT_READ | libc::PROT_WRITE);
-            // SAFETY: the gate page is ours and writable for this instant; no
-            // trap is armed yet, so nothing executes it concurrently.
-            unsafe { *((GATE_ADDR + off) as *mut u8) = value as u8 };
-            gate_protect(libc::PROT_READ | libc::PROT_EXEC);
-        }
-    }
+/// The current directory into `out` before the interposer starts; its
+/// length without the NUL (0 on failure).
+pub fn early_getcwd(out: &mut [u8; 4096]) -> usize {
+    let r = bootstrap_syscall(libc::SYS_getcwd, [out.as_mut_ptr() as u64, out.len() as u64, 0, 0, 0, 0]);
+    if r > 1 { r as usize - 1 } else { 0 }
 }
 
 fn bootstrap_fail(msg: &[u8]) -> ! {
-    // SAFETY: as in map_gate: no gate, no trap; write(2) then exit_group(2).
-    unsafe {
-        arch::ut_bootstrap_syscall6(libc::SYS_write as u64, 2, msg.as_ptr() as u64, msg.len() as u64, 0, 0, 0);
-        arch::ut_bootstrap_syscall6(libc::SYS_exit_group as u64, EXIT_CONFIG, 0, 0, 0, 0, 0);
-    }
+    bootstrap_syscall(libc::SYS_write, [2, msg.as_ptr() as u64, msg.len() as u64, 0, 0, 0]);
+    bootstrap_syscall(libc::SYS_exit_group, [EXIT_CONFIG, 0, 0, 0, 0, 0]);
     loop {
         core::hint::spin_loop();
     }
 }
 
-/// The environment's entries as byte strings (without their NUL).
-fn env_entries() -> impl Iterator<Item = &'static [u8]> {
-    // SAFETY: `environ` is glibc's NULL-terminated array of NUL-terminated
-    // strings; the constructor runs before the program can change it.
-    let mut p = unsafe { environ };
-    core::iter::from_fn(move || {
-        if p.is_null() {
-            return None;
-        }
-        // SAFETY: as above; we stop at the NULL entry.
-        unsafe {
-            let s = *p;
-            if s.is_null() {
-                return None;
-            }
-            p = p.add(1);
-            Some(core::ffi::CStr::from_ptr(s).to_bytes())
-        }
-    })
-}
-
-fn read_config() -> Config {
-    match Config::from_entries(env_entries()) {
+fn read_config(s: &Startup) -> Config {
+    match Config::from_entries(s.env_entries()) {
         Ok(c) => {
-            set_gate_sud_slot(c.backend == backend::Backend::Sud);
+            if c.backend == backend::Backend::Sud {
+                // The gate's SUD slot is set once the backend is known.
+                swap_in_gate(true);
+            }
             c
         }
         Err(ConfigError::Invalid { name, value, accepted }) => {
@@ -214,34 +287,20 @@ fn read_config() -> Config {
     }
 }
 
-/// LD_PRELOAD=<absolute path of this library> and our USERTRAP_* entries, for
-/// the environments of programs this one execs.
-fn record_exec_env() {
-    let mut info = DlInfo { dli_fname: core::ptr::null(), dli_fbase: core::ptr::null_mut(), dli_sname: core::ptr::null(), dli_saddr: core::ptr::null_mut() };
-    // SAFETY: dladdr reads the loader's list of objects; `start` is our code.
-    let ok = unsafe { dladdr(start as *const c_void, &mut info) } != 0 && !info.dli_fname.is_null();
-    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
-    let path: &[u8] = if ok { unsafe { core::ffi::CStr::from_ptr(info.dli_fname).to_bytes() } } else { b"" };
-    let mut cwd = [0u8; 4096];
-    let cwd_len = if path.first() == Some(&b'/') {
-        0
-    } else {
-        let r = raw::syscall(libc::SYS_getcwd, cwd.as_mut_ptr() as u64, cwd.len() as u64, 0, 0);
-        if r > 0 { (r as usize).saturating_sub(1) } else { 0 }
-    };
-    process::set_exec_env(|env| {
+/// What exec'd programs must get: LD_PRELOAD naming the library, the
+/// launcher to run them with, and our USERTRAP_* entries.
+fn record_exec_env(s: &Startup) {
+    exec::set_exec_env(|env| {
         let mut entry = Buf::new(&mut env.preload_entry);
         entry.put(b"LD_PRELOAD=");
-        if cwd_len > 0 {
-            entry.put(cwd.get(..cwd_len).unwrap_or(&[]));
-            entry.put(b"/");
-        }
-        entry.put(path);
-        let path_len = entry.len - b"LD_PRELOAD=".len();
+        entry.put(s.lib_path);
+        env.path_len = entry.len - b"LD_PRELOAD=".len();
         entry.put(b"\0");
-        env.path_len = path_len;
+        let mut launcher = Buf::new(&mut env.launcher);
+        launcher.put(s.launcher_path);
+        launcher.put(b"\0");
         let mut settings = Buf::new(&mut env.settings);
-        for e in env_entries().filter(|e| e.starts_with(b"USERTRAP_")) {
+        for e in s.env_entries().filter(|e| e.starts_with(b"USERTRAP_")) {
             settings.put(e);
             settings.put(b"\0");
         }

@@ -24,8 +24,11 @@ extern crate alloc;
 mod arch;
 mod backend;
 mod config;
+mod handoff;
 pub mod hooks;
 mod init;
+#[cfg(feature = "launcher")]
+pub mod launch;
 mod patch;
 mod syscall_names;
 mod sigsafe;
@@ -36,11 +39,8 @@ mod sigsafe;
 #[global_allocator]
 static ALLOC: sigsafe::bump::Bump = sigsafe::bump::Bump::new();
 
-#[cfg(not(test))]
-#[ctor::ctor(unsafe)]
-fn usertrap_constructor() {
-    init::start();
-}
+#[cfg(all(not(test), feature = "preload"))]
+mod preload;
 
 #[cfg(not(test))]
 #[panic_handler]
@@ -54,3 +54,9 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
         core::hint::spin_loop();
     }
 }
+
+/// Never called (panic = "abort": nothing unwinds), but core's precompiled
+/// objects reference it when the crate is also built as an rlib.
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn rust_eh_personality() {}

@@ -34,19 +34,8 @@ pub const AREA_PENDING_ALTSTACK: usize = 24;
 pub const CHILD_HEADER: usize = 64;
 
 extern "C" {
-    static ut_gate_image: u8;
-    static ut_gate_image_end: u8;
-    static ut_gate_syscall: u8;
-    static ut_gate_restorer: u8;
-    static ut_gate_clone: u8;
-    static ut_gate_vfork: u8;
-    static ut_gate_sigaltstack: u8;
-    static ut_gate_int80: u8;
-    static ut_slot_child_entry: u8;
-    static ut_slot_gate_base: u8;
-    static ut_slot_gate_len: u8;
-    static ut_slot_selector: u8;
-    static ut_slot_sud: u8;
+    /// Addresses of the gate image's symbols (see GSYM_*).
+    static ut_gate_symbols: [u64; GSYM_COUNT];
     static ut_safe_copy_insn: u8;
     static ut_safe_copy_fault: u8;
     static ut_safe_strnlen_insn: u8;
@@ -72,10 +61,30 @@ extern "C" {
     pub fn ut_wrgsbase(base: u64);
 }
 
+/// Indexes into `ut_gate_symbols` (the order of its .quad lines).
+const GSYM_IMAGE: usize = 0;
+const GSYM_IMAGE_END: usize = 1;
+const GSYM_SYSCALL: usize = 2;
+const GSYM_RESTORER: usize = 3;
+const GSYM_CLONE: usize = 4;
+const GSYM_VFORK: usize = 5;
+const GSYM_SIGALTSTACK: usize = 6;
+const GSYM_INT80: usize = 7;
+const GSYM_SLOT_CHILD_ENTRY: usize = 8;
+const GSYM_SLOT_GATE_BASE: usize = 9;
+const GSYM_SLOT_GATE_LEN: usize = 10;
+const GSYM_SLOT_SELECTOR: usize = 11;
+const GSYM_SLOT_SUD: usize = 12;
+const GSYM_COUNT: usize = 13;
+
+fn gate_symbol(i: usize) -> u64 {
+    // SAFETY: a read-only table of addresses, filled by the linker/loader.
+    unsafe { ut_gate_symbols.get(i).copied().unwrap_or(0) }
+}
+
 /// Offset of a symbol of the gate image from the image's start.
-fn image_offset(sym: &u8) -> u64 {
-    // SAFETY: only addresses are taken; both symbols are in the same section.
-    unsafe { sym as *const u8 as u64 - &ut_gate_image as *const u8 as u64 }
+fn image_offset(i: usize) -> u64 {
+    gate_symbol(i).wrapping_sub(gate_symbol(GSYM_IMAGE))
 }
 
 /// Where the gate's entry points are once the image is copied to GATE_ADDR.
@@ -85,17 +94,14 @@ pub const GATE_SIGALTSTACK: u64 = GATE_ADDR + GATE_OFF_SIGALTSTACK;
 
 /// True when the assembler put every entry point where Rust expects it.
 pub fn gate_layout_ok() -> bool {
-    // SAFETY: addresses of extern statics only.
-    unsafe {
-        image_offset(&ut_gate_syscall) == GATE_OFF_SYSCALL
-            && image_offset(&ut_gate_restorer) == GATE_OFF_RESTORER
-            && image_offset(&ut_gate_clone) == GATE_OFF_CLONE
-            && image_offset(&ut_gate_vfork) == GATE_OFF_VFORK
-            && image_offset(&ut_gate_sigaltstack) == GATE_OFF_SIGALTSTACK
-            && image_offset(&ut_gate_int80) == GATE_OFF_INT80
-            && image_offset(&ut_slot_child_entry) == GATE_OFF_SLOTS
-            && gate_image().len() as u64 == GATE_LEN
-    }
+    image_offset(GSYM_SYSCALL) == GATE_OFF_SYSCALL
+        && image_offset(GSYM_RESTORER) == GATE_OFF_RESTORER
+        && image_offset(GSYM_CLONE) == GATE_OFF_CLONE
+        && image_offset(GSYM_VFORK) == GATE_OFF_VFORK
+        && image_offset(GSYM_SIGALTSTACK) == GATE_OFF_SIGALTSTACK
+        && image_offset(GSYM_INT80) == GATE_OFF_INT80
+        && image_offset(GSYM_SLOT_CHILD_ENTRY) == GATE_OFF_SLOTS
+        && gate_image().len() as u64 == GATE_LEN
 }
 
 /// The gate image's bytes, as linked into the library.
@@ -103,24 +109,21 @@ pub fn gate_image() -> &'static [u8] {
     // SAFETY: the two symbols bracket one section of the library's text, which
     // is mapped and read-only for the life of the process.
     unsafe {
-        let start = &ut_gate_image as *const u8;
-        let len = &ut_gate_image_end as *const u8 as usize - start as usize;
+        let start = gate_symbol(GSYM_IMAGE) as *const u8;
+        let len = (gate_symbol(GSYM_IMAGE_END) - gate_symbol(GSYM_IMAGE)) as usize;
         core::slice::from_raw_parts(start, len)
     }
 }
 
 /// The values the gate's data slots must hold, as (offset in image, value) pairs.
 pub fn gate_slots(selector: u64, sud: bool) -> [(u64, u64, usize); 5] {
-    // SAFETY: addresses of extern statics only.
-    unsafe {
-        [
-            (image_offset(&ut_slot_child_entry), ut_clone_child_entry as *const () as u64, 8),
-            (image_offset(&ut_slot_gate_base), GATE_ADDR, 8),
-            (image_offset(&ut_slot_gate_len), GATE_LEN, 8),
-            (image_offset(&ut_slot_selector), selector, 8),
-            (image_offset(&ut_slot_sud), sud as u64, 1),
-        ]
-    }
+    [
+        (image_offset(GSYM_SLOT_CHILD_ENTRY), ut_clone_child_entry as *const () as u64, 8),
+        (image_offset(GSYM_SLOT_GATE_BASE), GATE_ADDR, 8),
+        (image_offset(GSYM_SLOT_GATE_LEN), GATE_LEN, 8),
+        (image_offset(GSYM_SLOT_SELECTOR), selector, 8),
+        (image_offset(GSYM_SLOT_SUD), sud as u64, 1),
+    ]
 }
 
 /// Offsets of the immediates in the trampoline template (see x86_64.s).
@@ -197,3 +200,14 @@ global_asm!(
     child_header = const CHILD_HEADER,
     options(att_syntax)
 );
+
+// The launcher's entry point, its jump into the loaded program and the
+// memory functions a static executable without libc must bring.
+#[cfg(feature = "launcher")]
+global_asm!(include_str!("launcher_x86_64.s"), options(att_syntax));
+
+#[cfg(feature = "launcher")]
+extern "C" {
+    pub fn ut_launcher_jump(block: *const u64, words: u64, entry: u64) -> !;
+}
+

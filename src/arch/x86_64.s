@@ -14,7 +14,7 @@
 # Names in curly braces are constants filled in by global_asm! from Rust
 # (src/arch/mod.rs), so every offset has one definition.
 
-    .section .text.usertrap_gate_image,"ax",@progbits
+    .section .usertrap_gate,"ax",@progbits
     .balign 4096
     .globl ut_gate_image
     .hidden ut_gate_image
@@ -153,6 +153,28 @@ ut_slot_sud:          .byte 0   # 1 when the SUD backend is armed
     .globl ut_gate_image_end
     .hidden ut_gate_image_end
 ut_gate_image_end:
+
+# The image's symbols as absolute 64-bit addresses, for Rust. In the
+# launcher the image is linked at GATE_ADDR, out of reach of the 32-bit
+# addresses (static code model) Rust would otherwise use to name them.
+    .section .data.rel.ro.ut_gate_symbols,"aw",@progbits
+    .balign 8
+    .globl ut_gate_symbols
+    .hidden ut_gate_symbols
+ut_gate_symbols:                # order: GSYM_* in src/arch/mod.rs
+    .quad ut_gate_image
+    .quad ut_gate_image_end
+    .quad ut_gate_syscall
+    .quad ut_gate_restorer
+    .quad ut_gate_clone
+    .quad ut_gate_vfork
+    .quad ut_gate_sigaltstack
+    .quad ut_gate_int80
+    .quad ut_slot_child_entry
+    .quad ut_slot_gate_base
+    .quad ut_slot_gate_len
+    .quad ut_slot_selector
+    .quad ut_slot_sud
 
     .text
 

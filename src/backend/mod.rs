@@ -72,6 +72,12 @@ pub fn arm(b: Backend) -> Result<(), ArmError> {
     r
 }
 
+/// Record `b` as armed without arming it: an earlier image of this process
+/// installed it and it survived exec (a seccomp filter).
+pub fn assume_armed(b: Backend) {
+    ARMED.store(if b == Backend::Seccomp { SECCOMP } else { SUD }, Ordering::Relaxed);
+}
+
 /// A new thread or process of ours starts: arm it if the backend is per thread.
 pub fn arm_this_thread() {
     if is_sud() {

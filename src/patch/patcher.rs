@@ -35,7 +35,11 @@ static PATCHER: spin::Mutex<Table> = spin::Mutex::new(Table::new());
 /// - arch_prctl and prctl guard state the library owns (GS base, SUD);
 ///   seccomp stops patching when the program installs a filter.
 pub fn needs_slow_path(nr: u64) -> bool {
-    matches!(
+    // readlink of /proc/self/exe is answered by us where the launcher
+    // started the image (the kernel's answer names the launcher).
+    let exe_link = matches!(nr as i64, libc::SYS_readlink | libc::SYS_readlinkat)
+        && crate::sigsafe::exec::exe_path_override().is_some();
+    exe_link || matches!(
         nr as i64,
         libc::SYS_rt_sigaction
             | libc::SYS_rt_sigprocmask

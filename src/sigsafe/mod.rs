@@ -15,6 +15,8 @@
 
 pub mod bump;
 pub mod dispatch;
+pub mod exec;
+pub mod exec_target;
 pub mod fault;
 pub mod frame;
 pub mod log;

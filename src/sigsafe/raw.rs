@@ -37,6 +37,7 @@ pub const ENOMEM: i64 = 12;
 pub const ENOSYS: i64 = 38;
 pub const ESRCH: i64 = 3;
 pub const EBUSY: i64 = 16;
+pub const EIO: i64 = 5;
 
 pub fn gettid() -> i32 {
     syscall(SYS_gettid, 0, 0, 0, 0) as i32

@@ -173,12 +173,15 @@ pub fn our_action(handler: extern "C" fn(i32, *mut Siginfo, *mut core::ffi::c_vo
 
 /// At start-up: remember what the program (or an earlier library) had set
 /// for an owned signal, then install ours. Err(errno) if the kernel refuses.
-pub fn take_over(sig: i32, ours: &KernelSigaction) -> Result<(), i64> {
+/// `program_view`: what the program had, when the kernel holds something
+/// else (the launcher's handler, in an image it started).
+pub fn take_over(sig: i32, ours: &KernelSigaction, program_view: Option<KernelSigaction>) -> Result<(), i64> {
     let mut old = KernelSigaction::default();
     let r = raw::rt_sigaction(sig, Some(ours), Some(&mut old));
     if r < 0 {
         return Err(-r);
     }
+    let old = program_view.unwrap_or(old);
     with_table(process_table(), |t| {
         if let Some(slot) = t.get_mut(sig as usize) {
             *slot = AppAction { act: old, known: true };
@@ -232,17 +235,26 @@ pub fn watch_fatal_signals() {
 
 /// At start-up: the program's initial mask may block an owned signal
 /// (inherited across exec). Record that as its view and unblock for real.
-pub fn take_over_mask(area: &ThreadArea) {
+/// `also_blocked`: owned signals the program blocks that the kernel mask no
+/// longer shows (the launcher unblocked them).
+pub fn take_over_mask(area: &ThreadArea, also_blocked: u64) {
     let old = raw::sigprocmask(libc::SIG_UNBLOCK, Some(OWNED));
-    area.app_blocked_owned.set(old & OWNED);
+    area.app_blocked_owned.set((old | also_blocked) & OWNED);
+}
+
+/// The program's disposition of an owned signal as recorded here (the
+/// launcher hands these to the library of the image it starts).
+pub fn program_action(sig: i32) -> KernelSigaction {
+    action_of(process_table(), sig).act
 }
 
 /// At start-up: keep the program's alternate stack if it has one; otherwise
-/// install ours. Records the program's view in `area`.
-pub fn take_over_altstack(area: &ThreadArea) {
+/// install ours. Records the program's view in `area`. `inherited_is_ours`:
+/// the current one is the launcher's (exec leaves a new image none).
+pub fn take_over_altstack(area: &ThreadArea, inherited_is_ours: bool) {
     let mut cur = StackT::default();
     raw::syscall(raw::SYS_sigaltstack, 0, &mut cur as *mut StackT as u64, 0, 0);
-    if cur.ss_flags & SS_DISABLE == 0 && cur.ss_size != 0 {
+    if !inherited_is_ours && cur.ss_flags & SS_DISABLE == 0 && cur.ss_size != 0 {
         area.app_altstack.set(StackT { ss_flags: cur.ss_flags & SS_AUTODISARM, ..cur });
     } else {
         raw::syscall(raw::SYS_sigaltstack, &area.altstack.get() as *const StackT as u64, 0, 0, 0);

@@ -1,0 +1,76 @@
+//! The library's constructor: what it learns from libc (the environment, the
+//! auxiliary vector, its own path) before starting the interposer. Only this
+//! module names libc symbols; the launcher, which has no libc, starts the
+//! interposer from its initial stack instead (`launch`).
+
+use core::ffi::{c_char, c_void};
+
+use crate::handoff::{Handoff, AT_USERTRAP_HANDOFF, PATH_LEN};
+use crate::init::{self, Role, Startup};
+use crate::sigsafe::log::Buf;
+
+const AT_HWCAP2: u64 = 26;
+/// The launcher's file name, installed beside the library.
+const LAUNCHER_NAME: &[u8] = b"usertrap-launcher";
+
+extern "C" {
+    static environ: *const *const c_char;
+    fn getauxval(kind: u64) -> u64;
+    fn dladdr(addr: *const c_void, info: *mut DlInfo) -> i32;
+}
+
+#[repr(C)]
+struct DlInfo {
+    dli_fname: *const c_char,
+    dli_fbase: *mut c_void,
+    dli_sname: *const c_char,
+    dli_saddr: *mut c_void,
+}
+
+#[ctor::ctor(unsafe)]
+fn usertrap_constructor() {
+    let mut lib = [0u8; PATH_LEN];
+    let lib_len = own_path(&mut lib);
+    let lib_path = lib.get(..lib_len).unwrap_or(&[]);
+    let mut launcher = [0u8; PATH_LEN];
+    let dir = lib_path.iter().rposition(|&b| b == b'/').map_or(&[][..], |i| lib_path.get(..=i).unwrap_or(&[]));
+    let launcher_len = Buf::new(&mut launcher).put(dir).put(LAUNCHER_NAME).len;
+    // SAFETY: getauxval only reads the auxiliary vector (no syscall). Our
+    // entry is there only when the launcher started this image, and then it
+    // points at the launcher's record, mapped for the life of the process.
+    let handoff = unsafe { Handoff::at(getauxval(AT_USERTRAP_HANDOFF)) };
+    init::start(&Startup {
+        role: Role::Preload,
+        // SAFETY: glibc's environ, read before the program can change it.
+        envp: unsafe { environ }.cast(),
+        skip_env: core::ptr::null(),
+        // SAFETY: as above.
+        hwcap2: unsafe { getauxval(AT_HWCAP2) },
+        lib_path,
+        launcher_path: launcher.get(..launcher_len).unwrap_or(&[]),
+        exe_path: b"",
+        seccomp_armed: false,
+        handoff,
+    });
+}
+
+/// This library's absolute path into `out`; its length (0 if unknown).
+fn own_path(out: &mut [u8; PATH_LEN]) -> usize {
+    let mut info = DlInfo { dli_fname: core::ptr::null(), dli_fbase: core::ptr::null_mut(), dli_sname: core::ptr::null(), dli_saddr: core::ptr::null_mut() };
+    // SAFETY: dladdr reads the loader's list of objects; the address is our code.
+    let ok = unsafe { dladdr(own_path as *const c_void, &mut info) } != 0 && !info.dli_fname.is_null();
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
+    let path: &[u8] = if ok { unsafe { core::ffi::CStr::from_ptr(info.dli_fname).to_bytes() } } else { b"" };
+    let mut w = Buf::new(out);
+    if path.first() != Some(&b'/') {
+        // Relative (LD_PRELOAD=./lib...): against the directory we start in.
+        let mut cwd = [0u8; PATH_LEN];
+        let r = init::early_getcwd(&mut cwd);
+        if r > 0 {
+            w.put(cwd.get(..r).unwrap_or(&[]));
+            w.put(b"/");
+        }
+    }
+    w.put(path);
+    w.len
+}

@@ -1,0 +1,482 @@
+//! execve and execveat.
+//!
+//! A seccomp filter survives exec and cannot be removed, while our handlers
+//! do not: the new image's first syscall (the loader's) would kill it. So the
+//! library never lets the kernel start the program. It execs the launcher
+//! instead (`usertrap-launcher`, beside the library; see `launch`), which
+//! starts with the gate mapped from its own file, serves the loader's
+//! syscalls, loads the program as the kernel would and starts it; the
+//! library, preloaded again, takes over in the new image. A static program
+//! stays with the launcher for its whole life. Under SUD the kernel clears
+//! dispatch at exec and LD_PRELOAD alone would do for dynamic programs, but
+//! the launcher also covers the loader's syscalls and static programs, so
+//! both backends take the same road.
+//!
+//! What the program can observe stays native: every error is decided before
+//! the launcher's exec (`exec_target`), argv and /proc/self/cmdline are the
+//! program's own (a `#!` script's argv is rewritten here as the kernel
+//! would), AT_EXECFN is the name the program passed, and /proc/self/exe is
+//! answered with the program's path (readlink is emulated where the launcher
+//! started the image). The launcher learns what to load from one entry it
+//! removes from the environment before the program sees it:
+//! `USERTRAP_EXEC=<fd>:<seccomp armed 0|1>:<file name as passed>`.
+//!
+//! Exceptions, each with a one-line note on stderr: a set-user-ID program
+//! runs with the caller's credentials under seccomp (its no_new_privs flag
+//! makes a native exec do the same), and is exec'd natively, unmonitored,
+//! under SUD (where it would otherwise lose its privileges); a 32-bit program
+//! cannot be loaded (refused with ENOEXEC under seccomp, exec'd natively
+//! under SUD).
+
+use crate::backend;
+use crate::sigsafe::exec_target::{self, Target, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, MAX_PREFIX, PATH_MAX};
+use crate::sigsafe::log::{Buf, Line};
+use crate::sigsafe::raw;
+use crate::sigsafe::report;
+use crate::sigsafe::signals;
+use crate::sigsafe::thread::ThreadArea;
+
+/// Environment entries the library carries into exec'd programs (set at start).
+pub struct ExecEnv {
+    /// "LD_PRELOAD=<absolute path of this library>\0"
+    pub preload_entry: [u8; 4096],
+    /// Length of the library's path inside `preload_entry`.
+    pub path_len: usize,
+    /// The launcher's absolute path, NUL-terminated (empty: none known).
+    pub launcher: [u8; 4096],
+    /// The process's USERTRAP_* entries, NUL-terminated one after another.
+    pub settings: [u8; 4096],
+    pub settings_len: usize,
+    /// The program's executable when the kernel's /proc/self/exe names the
+    /// launcher instead, NUL-terminated (empty: the kernel's is right).
+    pub exe_path: [u8; 4096],
+}
+
+struct ExecEnvCell(core::cell::UnsafeCell<ExecEnv>);
+// SAFETY: written once by the constructor before any trap is armed, then only read.
+unsafe impl Sync for ExecEnvCell {}
+static EXEC_ENV: ExecEnvCell = ExecEnvCell(core::cell::UnsafeCell::new(ExecEnv {
+    preload_entry: [0; 4096],
+    path_len: 0,
+    launcher: [0; 4096],
+    settings: [0; 4096],
+    settings_len: 0,
+    exe_path: [0; 4096],
+}));
+
+/// Constructor only: record what exec must carry along.
+pub fn set_exec_env(f: impl FnOnce(&mut ExecEnv)) {
+    // SAFETY: called once, single-threaded, before any trap is armed.
+    f(unsafe { &mut *EXEC_ENV.0.get() })
+}
+
+fn exec_env() -> &'static ExecEnv {
+    // SAFETY: read-only after the constructor.
+    unsafe { &*EXEC_ENV.0.get() }
+}
+
+/// Start-up only: the program's executable, when /proc/self/exe is wrong.
+pub fn set_exe_path(path: &[u8]) {
+    set_exec_env(|env| {
+        Buf::new(&mut env.exe_path).put(path).put(b"\0");
+    });
+}
+
+fn cstr(buf: &[u8]) -> &[u8] {
+    buf.get(..buf.iter().position(|&b| b == 0).unwrap_or(0)).unwrap_or(&[])
+}
+
+/// The program's executable if the launcher started this image, else None.
+pub fn exe_path_override() -> Option<&'static [u8]> {
+    let p = cstr(&exec_env().exe_path);
+    (!p.is_empty()).then_some(p)
+}
+
+const ENOENT: i64 = 2;
+const ENOEXEC: i64 = 8;
+const F_GETFD: u64 = 1;
+const F_SETFD: u64 = 2;
+const FD_CLOEXEC: i64 = 1;
+
+/// The control entry's name (see the module doc).
+pub const CONTROL: &[u8] = b"USERTRAP_EXEC=";
+
+#[inline(never)]
+pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
+    let at = nr == raw::SYS_execveat;
+    let (dirfd, path_ptr, argv, envp, flags) =
+        if at { (args[0] as i32 as i64, args[1], args[2], args[3], args[4]) } else { (AT_FDCWD, args[0], args[1], args[2], 0) };
+    let env = exec_env();
+    let launcher = cstr(&env.launcher);
+    if launcher.is_empty() {
+        return exec_natively(area, nr, args, b"the launcher's path is unknown");
+    }
+
+    let mut path = [0u8; PATH_MAX];
+    let len = match raw::strnlen_user(path_ptr, PATH_MAX) {
+        Err(e) => return -e,
+        Ok(n) if n >= PATH_MAX => return -exec_target::name_too_long(),
+        Ok(n) => n,
+    };
+    if raw::copy_from_user(path.as_mut_ptr(), path_ptr as *const u8, len).is_err() {
+        return -raw::EFAULT;
+    }
+    let name = path.get(..len).unwrap_or(&[]);
+    let empty = name.is_empty();
+    if empty && flags & AT_EMPTY_PATH == 0 {
+        return -ENOENT;
+    }
+    let relative_to_fd = dirfd != AT_FDCWD && name.first() != Some(&b'/');
+
+    // The file's name as the kernel gives it to the program: AT_EXECFN, and a
+    // script's argument to its interpreter.
+    let mut execfn = [0u8; PATH_MAX + 32];
+    let mut w = Buf::new(&mut execfn);
+    if relative_to_fd {
+        w.put(b"/dev/fd/").num(dirfd as u64);
+        if !empty {
+            w.put(b"/").put(name);
+        }
+    } else {
+        w.put(name);
+    }
+    let execfn_len = w.len;
+    if execfn_len >= PATH_MAX {
+        return -exec_target::name_too_long();
+    }
+
+    // What to open: the descriptor itself for AT_EMPTY_PATH; the program's
+    // real executable for its /proc/self/exe (which names the launcher).
+    let mut open_name = [0u8; PATH_MAX + 32];
+    let (open_dir, nofollow) = if empty {
+        Buf::new(&mut open_name).put(b"/proc/self/fd/").num(dirfd as u64).put(b"\0");
+        (AT_FDCWD, false)
+    } else if let Some(exe) = exe_path_override().filter(|_| !relative_to_fd && exec_target::is_proc_self_exe(name)) {
+        Buf::new(&mut open_name).put(exe).put(b"\0");
+        (AT_FDCWD, false)
+    } else {
+        Buf::new(&mut open_name).put(name).put(b"\0");
+        (dirfd, flags & AT_SYMLINK_NOFOLLOW != 0)
+    };
+    let inaccessible = relative_to_fd && raw::syscall(libc::SYS_fcntl, dirfd as u64, F_GETFD, 0, 0) & FD_CLOEXEC != 0;
+    let mut t = Target::new();
+    if let Err(e) = exec_target::resolve(open_dir, &open_name, nofollow, inaccessible, &mut t) {
+        return -e;
+    }
+    let fd = t.fd as u64;
+    let close_fd = || raw::syscall(libc::SYS_close, fd, 0, 0, 0);
+    if t.elf32 || (t.setuid && backend::is_sud()) {
+        close_fd();
+        note(execfn.get(..execfn_len).unwrap_or(&[]), if t.elf32 { Note::Elf32 } else { Note::SetuidNative });
+        if t.elf32 && backend::is_seccomp() {
+            return -ENOEXEC;
+        }
+        return exec_natively(area, nr, args, b"");
+    }
+    if t.setuid {
+        note(execfn.get(..execfn_len).unwrap_or(&[]), Note::SetuidNoPrivs);
+    }
+
+    let mut control = [0u8; PATH_MAX + 64];
+    Buf::new(&mut control)
+        .put(CONTROL)
+        .num(fd)
+        .put(b":")
+        .num(backend::is_seccomp() as u64)
+        .put(b":")
+        .put(execfn.get(..execfn_len).unwrap_or(&[]))
+        .put(b"\0");
+    let mut prefix = [0u64; MAX_PREFIX];
+    let n_prefix = t.prefix(execfn.as_ptr() as u64, &mut prefix);
+    // The launcher inherits the descriptor; it closes it before the program runs.
+    raw::syscall(libc::SYS_fcntl, fd, F_SETFD, 0, 0);
+    let r = with_argv(argv, prefix.get(..n_prefix).unwrap_or(&[]), |new_argv| {
+        with_our_environment(envp, Some(control.as_ptr() as u64), |new_envp| {
+            // The old image's figures are reported now: the new image reports its own.
+            report::at_exit(report::Exit::Exec);
+            let r = signals::with_program_signal_state_for_exec(area, || {
+                raw::syscall6(raw::SYS_execve, [env.launcher.as_ptr() as u64, new_argv, new_envp, 0, 0, 0])
+            });
+            report::exec_failed();
+            r
+        })
+    });
+    close_fd();
+    core::hint::black_box((&t, &execfn, &control));
+    r
+}
+
+enum Note {
+    SetuidNoPrivs,
+    SetuidNative,
+    Elf32,
+}
+
+#[inline(never)]
+fn note(name: &[u8], what: Note) {
+    let mut l = Line::new();
+    l.str("exec of ").bytes(name).str(match what {
+        Note::SetuidNoPrivs => ": set-user-ID/set-group-ID program run with the caller's credentials (the seccomp backend sets no_new_privs, which a native exec would honour too)",
+        Note::SetuidNative => ": set-user-ID/set-group-ID program exec'd natively and not monitored (the launcher would drop its privileges)",
+        Note::Elf32 => if backend::is_seccomp() {
+            ": 32-bit program; usertrap cannot load it, exec refused with ENOEXEC (the sud backend runs it unmonitored)"
+        } else {
+            ": 32-bit program exec'd natively and not monitored"
+        },
+    });
+    l.emit();
+}
+
+/// The kernel execs the program itself, with our environment. Only under
+/// SUD (a seccomp filter would kill the new image): the library is preloaded
+/// again unless the program is set-user-ID or 32-bit.
+fn exec_natively(area: &ThreadArea, nr: i64, args: [u64; 6], why: &[u8]) -> i64 {
+    if backend::is_seccomp() {
+        let mut l = Line::new();
+        l.str("execve refused with ENOSYS: the seccomp backend cannot follow exec without the launcher (").bytes(why).str(")");
+        l.emit();
+        return -raw::ENOSYS;
+    }
+    let envp_idx = if nr == raw::SYS_execve { 2 } else { 3 };
+    let envp = args.get(envp_idx).copied().unwrap_or(0);
+    with_our_environment(envp, None, |new_envp| {
+        let mut a = args;
+        if let Some(slot) = a.get_mut(envp_idx) {
+            *slot = new_envp;
+        }
+        report::at_exit(report::Exit::Exec);
+        let r = signals::with_program_signal_state_for_exec(area, || raw::syscall6(nr, a));
+        report::exec_failed();
+        r
+    })
+}
+
+/// Pointers a new argv may hold on our stack before we map a buffer.
+const ARGV_ON_STACK: usize = 256;
+
+/// Call `run` with `argv`, or with `prefix` followed by argv[1..] when a
+/// script's interpreters take argv[0]'s place.
+fn with_argv(argv: u64, prefix: &[u64], run: impl FnOnce(u64) -> i64) -> i64 {
+    if prefix.is_empty() {
+        return run(argv);
+    }
+    let mut count = 0usize;
+    if argv != 0 {
+        loop {
+            match raw::read_user::<u64>(argv + 8 * count as u64) {
+                Ok(0) => break,
+                Ok(_) => count += 1,
+                Err(e) => return -e,
+            }
+            if count > (1 << 24) {
+                return -(libc::E2BIG as i64);
+            }
+        }
+    }
+    let needed = prefix.len() + count + 1;
+    let mut on_stack = [0u64; ARGV_ON_STACK];
+    let mut mapped: Option<(u64, usize)> = None;
+    let out: &mut [u64] = if needed <= ARGV_ON_STACK {
+        &mut on_stack
+    } else {
+        let len = (needed * 8 + 4095) & !4095;
+        match raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) {
+            Ok(p) => {
+                mapped = Some((p, len));
+                // SAFETY: a fresh private mapping of `len` bytes, ours alone.
+                unsafe { core::slice::from_raw_parts_mut(p as *mut u64, needed) }
+            }
+            Err(e) => return -e,
+        }
+    };
+    let mut n = 0;
+    for &p in prefix {
+        if let Some(slot) = out.get_mut(n) {
+            *slot = p;
+            n += 1;
+        }
+    }
+    for i in 1..count {
+        match raw::read_user::<u64>(argv + 8 * i as u64) {
+            Ok(p) => {
+                if let Some(slot) = out.get_mut(n) {
+                    *slot = p;
+                    n += 1;
+                }
+            }
+            Err(e) => return finish(mapped, -e),
+        }
+    }
+    if let Some(slot) = out.get_mut(n) {
+        *slot = 0;
+    }
+    let r = run(out.as_ptr() as u64);
+    finish(mapped, r)
+}
+
+const LD_PRELOAD: &[u8] = b"LD_PRELOAD=";
+const USERTRAP_PREFIX: &[u8] = b"USERTRAP_";
+/// Pointers the new environment may hold on our stack before we map a buffer.
+const ENV_ON_STACK: usize = 512;
+/// Longest LD_PRELOAD value we rewrite.
+const PRELOAD_MAX: usize = 4000;
+
+/// Does the LD_PRELOAD value `v` already name this library?
+fn names_us(v: &[u8], ours: &[u8]) -> bool {
+    v.split(|&b| b == b':' || b == b' ').any(|c| c == ours)
+}
+
+/// Build the program's environment with LD_PRELOAD naming this library and
+/// our USERTRAP_* settings, and call `run` with a pointer to it.
+fn with_our_environment(envp: u64, first: Option<u64>, run: impl FnOnce(u64) -> i64) -> i64 {
+    let env = exec_env();
+    let ours = env.preload_entry.get(LD_PRELOAD.len()..LD_PRELOAD.len() + env.path_len).unwrap_or(&[]);
+    // Count the program's entries (a NULL envp is an empty environment).
+    let mut count = 0usize;
+    if envp != 0 {
+        loop {
+            match raw::read_user::<u64>(envp + 8 * count as u64) {
+                Ok(0) => break,
+                Ok(_) => count += 1,
+                Err(e) => return -e,
+            }
+            if count > (1 << 24) {
+                return -libc::E2BIG as i64;
+            }
+        }
+    }
+    let settings = env.settings.get(..env.settings_len).unwrap_or(&[]);
+    let n_settings = settings.iter().filter(|&&b| b == 0).count();
+    // A TSC frequency this process measured well spares the new image its
+    // own calibration (unless the settings already carry one).
+    let mut hz_entry = [0u8; 40];
+    let hz_len = tsc_hz_entry(settings, &mut hz_entry);
+    let needed = count + 1 + n_settings + 1 + 1 + 1;
+
+    let mut on_stack = [0u64; ENV_ON_STACK];
+    let mut mapped: Option<(u64, usize)> = None;
+    let out: &mut [u64] = if needed <= ENV_ON_STACK {
+        &mut on_stack
+    } else {
+        let len = (needed * 8 + 4095) & !4095;
+        match raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) {
+            Ok(p) => {
+                mapped = Some((p, len));
+                // SAFETY: a fresh private mapping of `len` bytes, ours alone.
+                unsafe { core::slice::from_raw_parts_mut(p as *mut u64, needed) }
+            }
+            Err(e) => return -e,
+        }
+    };
+
+    let mut rewritten = [0u8; LD_PRELOAD.len() + 4096 + 1 + PRELOAD_MAX + 1];
+    let mut n = 0usize;
+    let mut saw_preload = false;
+    let mut push = |out: &mut [u64], p: u64| {
+        if let Some(slot) = out.get_mut(n) {
+            *slot = p;
+            n += 1;
+        }
+    };
+    if let Some(p) = first {
+        push(out, p);
+    }
+    for i in 0..count {
+        let p = match raw::read_user::<u64>(envp + 8 * i as u64) {
+            Ok(p) => p,
+            Err(e) => return finish(mapped, -e),
+        };
+        let mut head = [0u8; 11];
+        let len = raw::strnlen_user(p, head.len()).unwrap_or(0);
+        let _ = raw::copy_from_user(head.as_mut_ptr(), p as *const u8, len);
+        let head = head.get(..len).unwrap_or(&[]);
+        if head.starts_with(USERTRAP_PREFIX) {
+            continue; // replaced by ours below
+        }
+        if head == LD_PRELOAD && !saw_preload {
+            saw_preload = true;
+            let vlen = raw::strnlen_user(p + LD_PRELOAD.len() as u64, PRELOAD_MAX + 1).unwrap_or(PRELOAD_MAX + 1);
+            let mut value = [0u8; PRELOAD_MAX];
+            if vlen <= PRELOAD_MAX
+                && raw::copy_from_user(value.as_mut_ptr(), (p + LD_PRELOAD.len() as u64) as *const u8, vlen).is_ok()
+            {
+                let value = value.get(..vlen).unwrap_or(&[]);
+                if names_us(value, ours) {
+                    push(out, p);
+                } else {
+                    // LD_PRELOAD=<us>:<theirs>
+                    Buf::new(&mut rewritten).put(LD_PRELOAD).put(ours).put(b":").put(value).put(b"\0");
+                    push(out, rewritten.as_ptr() as u64);
+                }
+            } else {
+                // Too long to rewrite: keep theirs and add ours in front of it.
+                push(out, env.preload_entry.as_ptr() as u64);
+            }
+            continue;
+        }
+        push(out, p);
+    }
+    if !saw_preload {
+        push(out, env.preload_entry.as_ptr() as u64);
+    }
+    let mut start = 0usize;
+    for (i, &b) in settings.iter().enumerate() {
+        if b == 0 {
+            push(out, settings.as_ptr() as u64 + start as u64);
+            start = i + 1;
+        }
+    }
+    if hz_len != 0 {
+        push(out, hz_entry.as_ptr() as u64);
+    }
+    push(out, 0);
+    let r = run(out.as_ptr() as u64);
+    core::hint::black_box((&rewritten, &hz_entry));
+    finish(mapped, r)
+}
+
+/// "USERTRAP_TSC_HZ=<hz>\0" into `buf` if this process knows the frequency
+/// and `settings` do not already carry one; its length (0: none).
+fn tsc_hz_entry(settings: &[u8], buf: &mut [u8; 40]) -> usize {
+    const KEY: &[u8] = b"USERTRAP_TSC_HZ=";
+    let carried = settings.split(|&b| b == 0).any(|e| e.starts_with(KEY));
+    let hz = crate::sigsafe::stats::settled_hz();
+    if carried || hz == 0 {
+        return 0;
+    }
+    Buf::new(buf).put(KEY).num(hz).put(b"\0").len
+}
+
+fn finish(mapped: Option<(u64, usize)>, r: i64) -> i64 {
+    if let Some((p, len)) = mapped {
+        raw::munmap(p, len);
+    }
+    r
+}
+
+
+// --- /proc/self/exe ----------------------------------------------------------------
+
+/// readlink/readlinkat of /proc/self/exe where the kernel's answer is the
+/// launcher: the program's own path, as a native exec would give. None:
+/// not that link (run the syscall).
+#[inline(never)]
+pub fn readlink(nr: i64, args: [u64; 6]) -> Option<i64> {
+    let exe = exe_path_override()?;
+    let (dirfd, path, buf, size) = if nr == libc::SYS_readlink { (AT_FDCWD, args[0], args[1], args[2]) } else { (args[0] as i32 as i64, args[1], args[2], args[3]) };
+    let mut name = [0u8; 64];
+    let n = raw::strnlen_user(path, name.len()).ok()?;
+    raw::copy_from_user(name.as_mut_ptr(), path as *const u8, n).ok()?;
+    let name = name.get(..n)?;
+    if (dirfd != AT_FDCWD && name.first() != Some(&b'/')) || !exec_target::is_proc_self_exe(name) {
+        return None;
+    }
+    if (size as i64) <= 0 {
+        return Some(-raw::EINVAL);
+    }
+    let len = exe.len().min(size as usize);
+    Some(match raw::copy_to_user(buf as *mut u8, exe.as_ptr(), len) {
+        Ok(()) => len as i64,
+        Err(e) => -e,
+    })
+}

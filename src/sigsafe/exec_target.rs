@@ -1,0 +1,389 @@
+//! What the kernel would do with an execve, decided before we commit to one.
+//!
+//! The library never lets the kernel exec the program itself: it execs the
+//! launcher, which loads the program (see `exec`). Once the launcher's exec
+//! succeeds the old image is gone, so every error a native execve would
+//! return to the caller must be found here first, with the kernel's errno:
+//! the path walk (ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES on a
+//! directory in the way), the file (EACCES: a directory, not a regular file,
+//! no execute permission, a noexec mount), the format (ENOEXEC: neither ELF
+//! nor `#!`; ELIBBAD: an ELF interpreter that is not ELF), and `#!` scripts,
+//! followed like fs/binfmt_script.c does (interpreter and optional argument
+//! from the first line, at most 5 levels, ELOOP beyond; a missing
+//! interpreter is ENOENT). What the exec itself returns (E2BIG, EFAULT,
+//! ENOMEM) comes from the launcher's exec, which fails without harm.
+//!
+//! Opening follows the kernel's open_exec: O_PATH first (a FIFO must not
+//! block us), checks on the inode, then a readable descriptor through
+//! /proc/self/fd for the launcher to map.
+
+use crate::sigsafe::raw;
+
+pub const AT_FDCWD: i64 = -100;
+pub const AT_EMPTY_PATH: u64 = 0x1000;
+pub const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_EACCESS: u64 = 0x200;
+const O_PATH: u64 = 0o10000000;
+const O_CLOEXEC: u64 = 0o2000000;
+const O_NOFOLLOW: u64 = 0o400000;
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFLNK: u32 = 0o120000;
+const S_ISUID: u32 = 0o4000;
+const S_ISGID: u32 = 0o2000;
+const S_IXGRP: u32 = 0o0010;
+const ST_NOEXEC: u64 = 8;
+const SYS_FACCESSAT2: i64 = 439;
+const ENOENT: i64 = 2;
+const EACCES: i64 = 13;
+const ENOEXEC: i64 = 8;
+const ELOOP: i64 = 40;
+const ENAMETOOLONG: i64 = 36;
+const ELIBBAD: i64 = 80;
+
+/// The first bytes the kernel reads to pick a format (BINPRM_BUF_SIZE).
+const HEAD: usize = 256;
+/// Interpreters the kernel follows before it gives up with ELOOP.
+pub const MAX_SCRIPT_LEVELS: usize = 5;
+pub const PATH_MAX: usize = 4096;
+
+/// Strings prepended to the program's argv (from its second entry on):
+/// interpreters, their optional arguments, and the script's name.
+pub const MAX_PREFIX: usize = 2 * MAX_SCRIPT_LEVELS + 1;
+
+/// The program the launcher must load, and how its argv changes.
+pub struct Target {
+    /// Readable, close-on-exec descriptor of the ELF file to load.
+    pub fd: i32,
+    /// Set-user-ID or set-group-ID: a native exec would change credentials.
+    pub setuid: bool,
+    /// 32-bit x86 ELF: the launcher cannot load it.
+    pub elf32: bool,
+    /// The interpreter chain's names, each NUL-terminated (one per level).
+    pub interp: [[u8; HEAD + 1]; MAX_SCRIPT_LEVELS],
+    pub interp_arg: [[u8; HEAD + 1]; MAX_SCRIPT_LEVELS],
+    /// The strings prepended to argv[1..] in place of argv[0], as pointers
+    /// into `interp`, `interp_arg` or the caller's file name (see `prefix`).
+    pub levels: usize,
+    pub has_arg: [bool; MAX_SCRIPT_LEVELS],
+}
+
+impl Target {
+    pub fn new() -> Target {
+        Target { fd: -1, setuid: false, elf32: false, interp: [[0; HEAD + 1]; MAX_SCRIPT_LEVELS], interp_arg: [[0; HEAD + 1]; MAX_SCRIPT_LEVELS], levels: 0, has_arg: [false; MAX_SCRIPT_LEVELS] }
+    }
+
+    /// The new argv's head (argv[0] of the program is dropped when this is
+    /// not empty): for `#!I1 O1` naming script `filename`, [I1, O1, filename];
+    /// if I1 is itself a script `#!I2 O2`, [I2, O2, I1, O1, filename]; ...
+    /// Returns how many pointers were written.
+    pub fn prefix(&self, filename: u64, out: &mut [u64; MAX_PREFIX]) -> usize {
+        let mut n = 0;
+        for level in (0..self.levels).rev() {
+            if let (Some(i), Some(a), Some(&has)) = (self.interp.get(level), self.interp_arg.get(level), self.has_arg.get(level)) {
+                for (p, on) in [(i.as_ptr() as u64, true), (a.as_ptr() as u64, has)] {
+                    if on {
+                        if let Some(slot) = out.get_mut(n) {
+                            *slot = p;
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if self.levels > 0 {
+            if let Some(slot) = out.get_mut(n) {
+                *slot = filename;
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+fn close(fd: i64) {
+    raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
+}
+
+/// The raw `struct stat` fields we need (x86-64 layout).
+#[repr(C)]
+struct Stat {
+    dev: u64,
+    ino: u64,
+    nlink: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    _pad0: u32,
+    rdev: u64,
+    size: i64,
+    blksize: i64,
+    blocks: i64,
+    times: [u64; 6],
+    _reserved: [i64; 3],
+}
+
+/// Open `path` (NUL-terminated, ours) relative to `dirfd` as exec would, and
+/// return a readable descriptor with the file's mode.
+fn open_exec(dirfd: i64, path: &[u8], nofollow: bool) -> Result<(i64, u32), i64> {
+    let flags = O_PATH | O_CLOEXEC | if nofollow { O_NOFOLLOW } else { 0 };
+    let pfd = raw::syscall(libc::SYS_openat, dirfd as u64, path.as_ptr() as u64, flags, 0);
+    if pfd < 0 {
+        return Err(-pfd);
+    }
+    let r = check_inode(pfd, nofollow);
+    let r = r.and_then(|mode| {
+        let mut proc_path = [0u8; 40];
+        crate::sigsafe::log::Buf::new(&mut proc_path).put(b"/proc/self/fd/").num(pfd as u64).put(b"\0");
+        let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, proc_path.as_ptr() as u64, libc::O_RDONLY as u64 | O_CLOEXEC, 0);
+        if fd < 0 { Err(-fd) } else { Ok((fd, mode)) }
+    });
+    close(pfd);
+    r
+}
+
+/// The inode checks of open_exec and do_open_execat, on an O_PATH descriptor.
+fn check_inode(pfd: i64, nofollow: bool) -> Result<u32, i64> {
+    // SAFETY: Stat is plain data; all-zero is a valid value.
+    let mut st: Stat = unsafe { core::mem::zeroed() };
+    let r = raw::syscall6(libc::SYS_newfstatat, [pfd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0]);
+    if r < 0 {
+        return Err(-r);
+    }
+    let kind = st.mode & S_IFMT;
+    if kind == S_IFLNK && nofollow {
+        return Err(ELOOP);
+    }
+    if kind == S_IFDIR || kind != S_IFREG {
+        return Err(EACCES);
+    }
+    let mut fs = [0u64; 15]; // struct statfs: f_flags is the 10th field
+    if raw::syscall(libc::SYS_fstatfs, pfd as u64, fs.as_mut_ptr() as u64, 0, 0) == 0 && fs.get(9).is_some_and(|f| f & ST_NOEXEC != 0) {
+        return Err(EACCES);
+    }
+    let r = raw::syscall6(SYS_FACCESSAT2, [pfd as u64, b"\0".as_ptr() as u64, libc::X_OK as u64, AT_EMPTY_PATH | AT_EACCESS, 0, 0]);
+    if r < 0 {
+        return Err(if r == -raw::ENOSYS { EACCES } else { -r });
+    }
+    Ok(st.mode)
+}
+
+fn read_head(fd: i64, buf: &mut [u8; HEAD]) -> usize {
+    let r = raw::syscall(libc::SYS_pread64, fd as u64, buf.as_mut_ptr() as u64, HEAD as u64, 0);
+    if r < 0 { 0 } else { r as usize }
+}
+
+/// Follow `path` (ours, NUL-terminated) to the ELF file to load.
+/// `inaccessible`: the caller's descriptor is close-on-exec, so a script
+/// could not be handed its /dev/fd name (the kernel says ENOENT).
+pub fn resolve(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &mut Target) -> Result<(), i64> {
+    let (mut fd, mut mode) = open_exec(dirfd, path, nofollow)?;
+    loop {
+        let mut head = [0u8; HEAD];
+        let n = read_head(fd, &mut head);
+        let head_read = head.get(..n).unwrap_or(&[]);
+        if head_read.starts_with(b"\x7fELF") {
+            match check_elf(fd, &head) {
+                Ok(elf32) => {
+                    t.fd = fd as i32;
+                    t.elf32 = elf32;
+                    t.setuid = mode & S_ISUID != 0 || (mode & S_ISGID != 0 && mode & S_IXGRP != 0);
+                    return Ok(());
+                }
+                Err(e) => {
+                    close(fd);
+                    return Err(e);
+                }
+            }
+        }
+        close(fd);
+        if !head_read.starts_with(b"#!") {
+            return Err(ENOEXEC);
+        }
+        if inaccessible && t.levels == 0 {
+            return Err(ENOENT);
+        }
+        if t.levels >= MAX_SCRIPT_LEVELS {
+            return Err(ELOOP);
+        }
+        let level = t.levels;
+        let (name, arg) = parse_shebang(&head).ok_or(ENOEXEC)?;
+        let (Some(ibuf), Some(abuf), Some(has)) = (t.interp.get_mut(level), t.interp_arg.get_mut(level), t.has_arg.get_mut(level)) else {
+            return Err(ELOOP);
+        };
+        copy_cstr(ibuf, name);
+        *has = arg.is_some();
+        copy_cstr(abuf, arg.unwrap_or(&[]));
+        t.levels += 1;
+        let ibuf = *ibuf;
+        (fd, mode) = open_exec(AT_FDCWD, &ibuf, false)?;
+    }
+}
+
+fn copy_cstr(dst: &mut [u8; HEAD + 1], s: &[u8]) {
+    *dst = [0; HEAD + 1];
+    for (d, &b) in dst.iter_mut().zip(s.iter().take(HEAD)) {
+        *d = b;
+    }
+}
+
+fn spacetab(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn terminator(b: u8) -> bool {
+    spacetab(b) || b == 0
+}
+
+/// The interpreter and optional argument of a `#!` line, as
+/// fs/binfmt_script.c reads them from the first HEAD bytes; None: ENOEXEC.
+pub fn parse_shebang(head: &[u8; HEAD]) -> Option<(&[u8], Option<&[u8]>)> {
+    let body = head.get(2..)?;
+    let end = match body.iter().position(|&b| b == b'\n') {
+        Some(i) => i,
+        None => {
+            // No newline: unless a terminator follows the name, the name
+            // may be cut short, which the kernel refuses.
+            let start = body.iter().position(|&b| !spacetab(b))?;
+            body.get(start..)?.iter().position(|&b| terminator(b))?;
+            body.len()
+        }
+    };
+    let mut line = body.get(..end)?;
+    while line.last().is_some_and(|&b| spacetab(b)) {
+        line = line.get(..line.len() - 1)?;
+    }
+    let start = line.iter().position(|&b| !spacetab(b))?;
+    let line = line.get(start..)?;
+    let name_end = line.iter().position(|&b| terminator(b)).unwrap_or(line.len());
+    let name = line.get(..name_end)?;
+    if name.is_empty() {
+        return None;
+    }
+    let mut arg = None;
+    if line.get(name_end).is_some_and(|&b| b != 0) {
+        let rest = line.get(name_end..)?;
+        if let Some(s) = rest.iter().position(|&b| !spacetab(b)) {
+            let a = rest.get(s..)?;
+            let a = a.get(..a.iter().position(|&b| b == 0).unwrap_or(a.len()))?;
+            arg = Some(a);
+        }
+    }
+    let name = name.get(..name.iter().position(|&b| b == 0).unwrap_or(name.len()))?;
+    Some((name, arg))
+}
+
+/// The ELF checks of load_elf_binary: Ok(true) for a 32-bit x86 program.
+fn check_elf(fd: i64, head: &[u8; HEAD]) -> Result<bool, i64> {
+    let u16_at = |o: usize| head.get(o..o + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
+    let class = head.get(4).copied().unwrap_or(0);
+    let machine = u16_at(18);
+    let kind = u16_at(16);
+    if class == 1 && machine == 3 && (kind == 2 || kind == 3) {
+        return Ok(true);
+    }
+    if class != 2 || machine != 62 || !(kind == 2 || kind == 3) || u16_at(54) != 56 {
+        return Err(ENOEXEC);
+    }
+    let phnum = u16_at(56) as u64;
+    if phnum == 0 || phnum * 56 > 65536 {
+        return Err(ENOEXEC);
+    }
+    let phoff = head.get(32..40).map_or(0, |b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+    // The interpreter (PT_INTERP) must exist and be ELF.
+    for i in 0..phnum {
+        let mut ph = [0u8; 56];
+        let r = raw::syscall(libc::SYS_pread64, fd as u64, ph.as_mut_ptr() as u64, 56, phoff + i * 56);
+        if r != 56 {
+            return Err(if r < 0 { -r } else { raw::EIO });
+        }
+        let word = |o: usize| ph.get(o..o + 8).map_or(0, |b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+        if ph.get(..4) != Some(&[3, 0, 0, 0]) {
+            continue; // not PT_INTERP
+        }
+        let (off, len) = (word(8), word(32));
+        if !(2..=PATH_MAX as u64).contains(&len) {
+            return Err(ENOEXEC);
+        }
+        let mut name = [0u8; PATH_MAX];
+        let r = raw::syscall(libc::SYS_pread64, fd as u64, name.as_mut_ptr() as u64, len, off);
+        if r != len as i64 || name.get(len as usize - 1) != Some(&0) {
+            return Err(ENOEXEC);
+        }
+        let (ifd, _) = open_exec(AT_FDCWD, &name, false)?;
+        let mut ihead = [0u8; HEAD];
+        let n = read_head(ifd, &mut ihead);
+        close(ifd);
+        if n < 4 || !ihead.starts_with(b"\x7fELF") {
+            return Err(ELIBBAD);
+        }
+        break;
+    }
+    Ok(false)
+}
+
+/// Does `path` name this process's own executable link (/proc/self/exe,
+/// /proc/<our pid>/exe, /proc/thread-self/exe)?
+pub fn is_proc_self_exe(path: &[u8]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/proc/") else {
+        return false;
+    };
+    let Some(who) = rest.strip_suffix(b"/exe") else {
+        return false;
+    };
+    if who == b"self" || who == b"thread-self" {
+        return true;
+    }
+    let mut pid = [0u8; 24];
+    let n = crate::sigsafe::log::Buf::new(&mut pid).num(raw::getpid() as u64).len;
+    pid.get(..n) == Some(who)
+}
+
+/// Too long for PATH_MAX.
+pub const fn name_too_long() -> i64 {
+    ENAMETOOLONG
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(s: &[u8]) -> [u8; HEAD] {
+        let mut h = [0u8; HEAD];
+        h[..s.len()].copy_from_slice(s);
+        h
+    }
+
+    #[test]
+    fn shebang_like_the_kernel() {
+        assert_eq!(parse_shebang(&head(b"#!/bin/sh\n")), Some((&b"/bin/sh"[..], None)));
+        assert_eq!(parse_shebang(&head(b"#! /bin/sh  -e  \nx")), Some((&b"/bin/sh"[..], Some(&b"-e"[..]))));
+        assert_eq!(parse_shebang(&head(b"#!/usr/bin/env python3 -u\n")), Some((&b"/usr/bin/env"[..], Some(&b"python3 -u"[..]))));
+        assert_eq!(parse_shebang(&head(b"#!\n")), None);
+        assert_eq!(parse_shebang(&head(b"#!   \t\n")), None);
+        assert_eq!(parse_shebang(&head(b"#!/bin/sh")), Some((&b"/bin/sh"[..], None)));
+        let long = [b'a'; HEAD];
+        let mut l = long;
+        l[0] = b'#';
+        l[1] = b'!';
+        assert_eq!(parse_shebang(&l), None, "a name cut short by the 256-byte limit");
+    }
+
+    #[test]
+    fn prefix_order() {
+        let mut t = Target::new();
+        copy_cstr(&mut t.interp[0], b"/bin/sh");
+        t.has_arg[0] = true;
+        copy_cstr(&mut t.interp_arg[0], b"-e");
+        copy_cstr(&mut t.interp[1], b"/usr/bin/wrap");
+        t.levels = 2;
+        let mut out = [0u64; MAX_PREFIX];
+        let n = t.prefix(7, &mut out);
+        assert_eq!(n, 4);
+        assert_eq!(out[0], t.interp[1].as_ptr() as u64);
+        assert_eq!(out[1], t.interp[0].as_ptr() as u64);
+        assert_eq!(out[2], t.interp_arg[0].as_ptr() as u64);
+        assert_eq!(out[3], 7);
+    }
+}
