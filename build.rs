@@ -8,7 +8,12 @@ use std::fs;
 use std::path::Path;
 
 fn main() {
-    let tbl = "src/syscalls.tbl";
+    // The launcher builds these sources from launcher/rt, whose cargo
+    // configuration points here (USERTRAP_SRC_DIR).
+    println!("cargo:rerun-if-env-changed=USERTRAP_SRC_DIR");
+    let dir = env::var("USERTRAP_SRC_DIR").unwrap_or_else(|_| "src".into());
+    let tbl = format!("{dir}/syscalls.tbl");
+    let tbl = tbl.as_str();
     println!("cargo:rerun-if-changed={tbl}");
     println!("cargo:rerun-if-changed=build.rs");
     let text = fs::read_to_string(tbl).unwrap_or_else(|e| panic!("cannot read {tbl}: {e}"));

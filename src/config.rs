@@ -20,8 +20,9 @@ pub enum Format {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// USERTRAP_BACKEND=seccomp|sud (default seccomp).
-    pub backend: Backend,
+    /// USERTRAP_BACKEND=auto|seccomp|sud; None: auto (sud where the kernel
+    /// has it, else seccomp; see the README for why).
+    pub backend: Option<Backend>,
     /// USERTRAP_SUMMARY=0|1|/absolute/path: one line per process at exit, on
     /// stderr (1) or appended to a file (programs may close stderr first).
     pub summary: Summary<'static>,
@@ -43,7 +44,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { backend: Backend::Seccomp, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true, tsc_hz: 0 }
+        Config { backend: None, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true, tsc_hz: 0 }
     }
 }
 
@@ -71,9 +72,10 @@ impl Config {
             match name {
                 b"USERTRAP_BACKEND" => {
                     c.backend = match value {
-                        b"seccomp" => Backend::Seccomp,
-                        b"sud" => Backend::Sud,
-                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_BACKEND", value, accepted: "seccomp, sud" }),
+                        b"auto" => None,
+                        b"seccomp" => Some(Backend::Seccomp),
+                        b"sud" => Some(Backend::Sud),
+                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_BACKEND", value, accepted: "auto, seccomp, sud" }),
                     }
                 }
                 b"USERTRAP_SUMMARY" => {
@@ -168,7 +170,7 @@ mod tests {
     #[test]
     fn reads_every_setting() {
         let c = parse(&["USERTRAP_BACKEND=sud", "USERTRAP_SUMMARY=1", "USERTRAP_SIGSTACK_KIB=1024", "USERTRAP_PATCH=0"]).unwrap();
-        assert_eq!(c, Config { backend: Backend::Sud, summary: Summary::Stderr, sigstack_kib: 1024, patch: false, ..Config::default() });
+        assert_eq!(c, Config { backend: Some(Backend::Sud), summary: Summary::Stderr, sigstack_kib: 1024, patch: false, ..Config::default() });
         let o = parse(&["USERTRAP_OUTPUT=/tmp/r.%p.json", "USERTRAP_FORMAT=json"]).unwrap();
         assert_eq!((o.output, o.format), (&b"/tmp/r.%p.json"[..], Format::Json));
         assert!(matches!(parse(&["USERTRAP_FORMAT=xml"]), Err(ConfigError::Invalid { name: "USERTRAP_FORMAT", .. })));
@@ -179,10 +181,17 @@ mod tests {
     }
 
     #[test]
+    fn backend_auto_is_the_default() {
+        assert_eq!(parse(&[]).map(|c| c.backend), Ok(None));
+        assert_eq!(parse(&["USERTRAP_BACKEND=auto"]).map(|c| c.backend), Ok(None));
+        assert_eq!(parse(&["USERTRAP_BACKEND=seccomp"]).map(|c| c.backend), Ok(Some(Backend::Seccomp)));
+    }
+
+    #[test]
     fn rejects_bad_values_naming_what_is_accepted() {
         assert_eq!(
             parse(&["USERTRAP_BACKEND=bogus"]),
-            Err(ConfigError::Invalid { name: "USERTRAP_BACKEND", value: b"bogus", accepted: "seccomp, sud" })
+            Err(ConfigError::Invalid { name: "USERTRAP_BACKEND", value: b"bogus", accepted: "auto, seccomp, sud" })
         );
         assert!(matches!(parse(&["USERTRAP_SUMMARY=yes"]), Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })));
         assert!(matches!(parse(&["USERTRAP_PATCH=off"]), Err(ConfigError::Invalid { name: "USERTRAP_PATCH", .. })));

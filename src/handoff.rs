@@ -19,7 +19,9 @@ pub const AT_USERTRAP_HANDOFF: u64 = 0x7573;
 
 /// Changes whenever `Handoff`'s layout does: the launcher and the library are
 /// built from one source tree, and a mismatch is refused rather than misread.
-pub const HANDOFF_MAGIC: u64 = 0x7573_6572_7472_0001 ^ ((core::mem::size_of::<Handoff>() as u64) << 16);
+pub const HANDOFF_MAGIC: u64 = 0x7573_6572_7472_0001
+    ^ ((core::mem::size_of::<Handoff>() as u64) << 16)
+    ^ ((core::mem::size_of::<crate::sigsafe::signals::SigTable>() as u64) << 32);
 
 /// Length of the path buffers (PATH_MAX).
 pub const PATH_LEN: usize = 4096;
@@ -37,17 +39,36 @@ pub struct Handoff {
     pub owned_actions: [KernelSigaction; 3],
     /// The owned signals the program has blocked (the kernel mask has them unblocked).
     pub blocked_owned: u64,
+    /// Entries the exec'ing library put in front of the program's
+    /// environment, and whether it put itself in front of the program's
+    /// LD_PRELOAD: the library takes both back out once it has read its
+    /// settings (it starts `environ` past the first).
+    pub env_leading: u64,
+    pub preload_prefixed: u64,
+    /// The launcher's signal table (same layout: same sources, same magic),
+    /// for dispositions set before the library took over.
+    pub sigtable: u64,
+    /// What the launcher leaves mapped that the library unmaps once it has
+    /// taken over, as (address, length): its image (text, data, .bss), its
+    /// thread area and the block it built the initial stack in. The first
+    /// is also the range of its code, for `signals::adopt`.
+    pub launcher_maps: [[u64; 2]; 3],
     /// The program's executable (what /proc/self/exe names natively), NUL-terminated.
     pub exe_path: [u8; PATH_LEN],
 }
 
 impl Handoff {
+    #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // used by the launcher
     pub const fn empty() -> Handoff {
         Handoff {
             magic: 0,
             seccomp_armed: 0,
             owned_actions: [KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 }; 3],
             blocked_owned: 0,
+            env_leading: 0,
+            preload_prefixed: 0,
+            sigtable: 0,
+            launcher_maps: [[0; 2]; 3],
             exe_path: [0; PATH_LEN],
         }
     }
@@ -57,6 +78,7 @@ impl Handoff {
     /// # Safety
     /// `addr` is 0 or the value of our auxv entry, set by the launcher to a
     /// `Handoff` that stays mapped for the life of the process.
+    #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
     pub unsafe fn at(addr: u64) -> Option<&'static Handoff> {
         if addr == 0 {
             return None;

@@ -21,6 +21,7 @@ const HWCAP2_FSGSBASE: u64 = 1 << 1;
 
 /// Who is starting the interposer, and what that changes.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's roles
 pub enum Role {
     /// libusertrap.so's constructor (LD_PRELOAD), possibly in an image the
     /// launcher started (then `Startup::handoff` is set).
@@ -93,6 +94,18 @@ pub fn start(s: &Startup) {
     GATE_PRESENT.store(s.role != Role::Preload || launched, Ordering::Relaxed);
     map_gate();
     let config = read_config(s);
+    // An earlier image's seccomp filter decides: it traps whatever we choose.
+    let inherited_filter = s.seccomp_armed || s.handoff.is_some_and(|h| h.seccomp_armed != 0);
+    let chosen = match config.backend {
+        _ if inherited_filter => backend::Backend::Seccomp,
+        Some(b) => b,
+        None if sud::available() => backend::Backend::Sud,
+        None => backend::Backend::Seccomp,
+    };
+    if chosen == backend::Backend::Sud {
+        // The gate's SUD slot is set once the backend is known.
+        swap_in_gate(true);
+    }
     let bridge = s.role == Role::LauncherBridge;
     thread::set_have_fsgsbase(s.hwcap2 & HWCAP2_FSGSBASE != 0);
     thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
@@ -132,16 +145,15 @@ pub fn start(s: &Startup) {
     if config.patch && !bridge {
         enable_patching();
     }
-    let already = config.backend == backend::Backend::Seccomp && (s.seccomp_armed || s.handoff.is_some_and(|h| h.seccomp_armed != 0));
-    if already {
+    if inherited_filter {
         // The filter of an earlier image is still installed (it survives
         // exec and cannot be removed); a second one would only stack.
-        backend::assume_armed(config.backend);
+        backend::assume_armed(backend::Backend::Seccomp);
         return;
     }
-    if let Err(e) = backend::arm(config.backend) {
+    if let Err(e) = backend::arm(chosen) {
         let mut l = Line::new();
-        l.str("USERTRAP_BACKEND=").str(config.backend.name()).str(" cannot be armed: ").str(e.what).str(" failed with errno ").num(e.errno as u64);
+        l.str("USERTRAP_BACKEND=").str(chosen.name()).str(" cannot be armed: ").str(e.what).str(" failed with errno ").num(e.errno as u64);
         if !e.hint.is_empty() {
             l.str(" (").str(e.hint).str(")");
         }
@@ -254,6 +266,7 @@ fn swap_in_gate(sud_on: bool) {
 
 /// The current directory into `out` before the interposer starts; its
 /// length without the NUL (0 on failure).
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
 pub fn early_getcwd(out: &mut [u8; 4096]) -> usize {
     let r = bootstrap_syscall(libc::SYS_getcwd, [out.as_mut_ptr() as u64, out.len() as u64, 0, 0, 0, 0]);
     if r > 1 { r as usize - 1 } else { 0 }
@@ -269,13 +282,7 @@ fn bootstrap_fail(msg: &[u8]) -> ! {
 
 fn read_config(s: &Startup) -> Config {
     match Config::from_entries(s.env_entries()) {
-        Ok(c) => {
-            if c.backend == backend::Backend::Sud {
-                // The gate's SUD slot is set once the backend is known.
-                swap_in_gate(true);
-            }
-            c
-        }
+        Ok(c) => c,
         Err(ConfigError::Invalid { name, value, accepted }) => {
             Line::new().str(name).str("=\"").bytes(value).str("\" is not valid; accepted: ").str(accepted).emit();
             exit(EXIT_CONFIG)
@@ -296,9 +303,15 @@ fn record_exec_env(s: &Startup) {
         entry.put(s.lib_path);
         env.path_len = entry.len - b"LD_PRELOAD=".len();
         entry.put(b"\0");
+        // Only a launcher that is there: without one, exec under SUD falls
+        // back to a native exec, and under seccomp is refused with a message.
         let mut launcher = Buf::new(&mut env.launcher);
         launcher.put(s.launcher_path);
         launcher.put(b"\0");
+        let ok = raw::syscall6(libc::SYS_faccessat2, [libc::AT_FDCWD as u64, env.launcher.as_ptr() as u64, libc::X_OK as u64, 0, 0, 0]) == 0;
+        if !ok {
+            env.launcher = [0; 4096];
+        }
         let mut settings = Buf::new(&mut env.settings);
         for e in s.env_entries().filter(|e| e.starts_with(b"USERTRAP_")) {
             settings.put(e);
@@ -306,6 +319,77 @@ fn record_exec_env(s: &Startup) {
         }
         env.settings_len = settings.len;
     });
+}
+
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_ENV_START: u64 = 10;
+const PR_SET_MM_AUXV: u64 = 12;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+const PR_SET_MM_EXE_FILE: u64 = 13;
+
+/// Make the kernel's copy of the auxiliary vector (/proc/self/auxv) the one
+/// on the program's stack, ending at its AT_NULL. Needs CAP_SYS_RESOURCE;
+/// without it /proc/self/auxv keeps describing the launcher.
+pub fn set_kernel_auxv(auxv: *const u64) {
+    let mut pairs = 0usize;
+    // SAFETY: `auxv` is the program's vector on its initial stack, ending
+    // with an AT_NULL pair.
+    unsafe {
+        while *auxv.add(2 * pairs) != 0 {
+            pairs += 1;
+        }
+    }
+    let len = (pairs + 1) * 16;
+    raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_AUXV, auxv as u64, len as u64, 0, 0]);
+}
+
+/// Start the kernel's view of the environment (/proc/self/environ) at
+/// `start` (past the entries we added, whose strings come first). Needs
+/// CAP_SYS_RESOURCE, like set_kernel_auxv.
+pub fn set_kernel_env_start(start: u64) {
+    raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_ENV_START, start, 0, 0, 0]);
+}
+
+/// Make /proc/self/exe name `path` (NUL-terminated) instead of the launcher,
+/// whose file must no longer be mapped. Needs CAP_SYS_RESOURCE; false if
+/// the kernel refused.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn set_kernel_exe(path: &[u8]) -> bool {
+    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0);
+    if fd < 0 {
+        return false;
+    }
+    let r = raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_EXE_FILE, fd as u64, 0, 0, 0]);
+    raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
+    r == 0
+}
+
+/// Take this library back out of the front of the program's LD_PRELOAD if
+/// the exec'ing library put it there: "LD_PRELOAD=<lib>:<theirs>" becomes
+/// "LD_PRELOAD=<theirs>", in place in the environment's strings.
+pub fn unprefix_preload(envp: *const u64, lib_path: &[u8]) {
+    if envp.is_null() {
+        return;
+    }
+    let head = b"LD_PRELOAD=".len();
+    // SAFETY: `envp` is the process's initial NULL-terminated environment,
+    // whose strings are writable and nobody else uses yet.
+    unsafe {
+        let mut i = 0;
+        while *envp.add(i) != 0 {
+            let p = *envp.add(i) as *mut u8;
+            let s = core::ffi::CStr::from_ptr(p.cast()).to_bytes();
+            let ours = s.starts_with(b"LD_PRELOAD=")
+                && s.get(head..).is_some_and(|v| v.starts_with(lib_path) && v.get(lib_path.len()) == Some(&b':'));
+            if ours {
+                let cut = lib_path.len() + 1;
+                let rest = s.len() - head - cut + 1; // with the NUL
+                core::ptr::copy(p.add(head + cut), p.add(head), rest);
+                return;
+            }
+            i += 1;
+        }
+    }
 }
 
 fn fail_line(msg: &str) -> ! {

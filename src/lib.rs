@@ -56,7 +56,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 }
 
 /// Never called (panic = "abort": nothing unwinds), but core's precompiled
-/// objects reference it when the crate is also built as an rlib.
-#[cfg(not(test))]
+/// objects reference it when the crate is linked into the launcher.
+#[cfg(all(not(test), feature = "launcher"))]
 #[no_mangle]
 extern "C" fn rust_eh_personality() {}

@@ -14,7 +14,7 @@ const AT_HWCAP2: u64 = 26;
 const LAUNCHER_NAME: &[u8] = b"usertrap-launcher";
 
 extern "C" {
-    static environ: *const *const c_char;
+    static mut environ: *const *const c_char;
     fn getauxval(kind: u64) -> u64;
     fn dladdr(addr: *const c_void, info: *mut DlInfo) -> i32;
 }
@@ -52,6 +52,71 @@ fn usertrap_constructor() {
         seccomp_armed: false,
         handoff,
     });
+    if let Some(h) = handoff {
+        give_back_environment(h, lib_path);
+        leave_no_launcher(h);
+    }
+}
+
+/// The launcher's part is over: take over what it recorded, unmap it, and
+/// let the kernel name the program as /proc/self/exe where it allows.
+fn leave_no_launcher(h: &Handoff) {
+    let maps = h.launcher_maps;
+    let image = maps[0];
+    crate::sigsafe::signals::adopt(h.sigtable as *mut crate::sigsafe::signals::SigTable, (image[0], image[0] + image[1]));
+    let mut exe = [0u8; PATH_LEN + 1];
+    Buf::new(&mut exe).put(h.exe_path()).put(b"\0");
+    // `h` lives in the launcher's image: not used past this point.
+    for [addr, len] in maps {
+        if len != 0 {
+            crate::sigsafe::raw::munmap(addr, len as usize);
+        }
+    }
+    if init::set_kernel_exe(&exe) {
+        crate::sigsafe::exec::clear_exe_path();
+    }
+}
+
+/// The environment the program passed to exec, without what the exec'ing
+/// library added in front: `environ` starts past those entries (the stack
+/// keeps its layout: the auxiliary vector still follows the environment).
+fn give_back_environment(h: &Handoff, lib_path: &[u8]) {
+    // SAFETY: glibc's environ still points at the initial stack's array (no
+    // constructor of the program has run; ours runs before them), which has
+    // at least `env_leading` entries before its NULL (the launcher counted).
+    unsafe {
+        let mut n = 0;
+        while !(*environ.add(n)).is_null() {
+            n += 1;
+        }
+        // The auxiliary vector follows; our entry, last before AT_NULL,
+        // becomes its end (nothing after it changes meaning).
+        let auxv = environ.add(n + 1) as *mut u64;
+        let mut aux = auxv;
+        while *aux != 0 {
+            if *aux == AT_USERTRAP_HANDOFF {
+                *aux = 0;
+                *aux.add(1) = 0;
+                break;
+            }
+            aux = aux.add(2);
+        }
+        init::set_kernel_auxv(auxv);
+        let leading = h.env_leading as usize;
+        if leading > 0 && leading <= n {
+            // Our strings come first in the environment's area (after the
+            // launcher's control entry): the program's start after the last.
+            let last = *environ.add(leading - 1);
+            let len = core::ffi::CStr::from_ptr(last).to_bytes().len();
+            init::set_kernel_env_start(last as u64 + len as u64 + 1);
+        }
+        if leading <= n {
+            environ = environ.add(leading);
+        }
+        if h.preload_prefixed != 0 {
+            init::unprefix_preload(environ.cast(), lib_path);
+        }
+    }
 }
 
 /// This library's absolute path into `out`; its length (0 if unknown).

@@ -45,15 +45,18 @@ syscall for --histogram or -e).";
 /// Backends of the library (USERTRAP_BACKEND).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
-    /// A seccomp filter that traps every syscall (the default).
+    /// Syscall User Dispatch where the kernel has it, else seccomp (the default).
+    Auto,
+    /// A seccomp filter that traps every syscall (sets no_new_privs).
     Seccomp,
-    /// Syscall User Dispatch (Linux 5.11+); follows exec.
+    /// Syscall User Dispatch (Linux 5.11+).
     Sud,
 }
 
 impl Backend {
     pub fn as_str(self) -> &'static str {
         match self {
+            Backend::Auto => "auto",
             Backend::Seccomp => "seccomp",
             Backend::Sud => "sud",
         }

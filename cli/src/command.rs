@@ -4,7 +4,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -193,16 +193,30 @@ fn elf_kind(f: &File, head: &[u8]) -> Result<Kind, Kind> {
     Ok(if interp { Kind::Dynamic } else { Kind::Static })
 }
 
-/// Checks that LD_PRELOAD will reach the program `path` (shown as `shown`):
-/// a dynamically linked x86-64 ELF, or a script (up to 4 levels, as the
-/// kernel allows) whose interpreter is one. Otherwise exit status 126 and
-/// why: a static binary is said to be out of LD_PRELOAD's reach rather than
-/// run to an empty report.
-pub fn check_runnable(path: &Path, shown: &str) -> Result<(), Failure> {
+/// How the command starts under usertrap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Exec it with LD_PRELOAD: the loader preloads the library.
+    Preload,
+    /// A static x86-64 ELF (the command itself, or the interpreter of a
+    /// `#!` chain): LD_PRELOAD cannot reach it, so usertrap-launcher loads
+    /// `elf`. `prefix` replaces argv[0] when scripts are involved, as the
+    /// kernel would rewrite argv ([interpreter, its argument, script, ...]).
+    Launch { elf: PathBuf, prefix: Vec<std::ffi::OsString> },
+}
+
+/// Checks that usertrap can run the program `path` (shown as `shown`): an
+/// x86-64 ELF, dynamic (preloaded) or static (launched), or a script (up to
+/// 5 levels, as the kernel allows) whose interpreter is one. Otherwise exit
+/// status 126 and why.
+pub fn check_runnable(path: &Path, shown: &str) -> Result<Start, Failure> {
     let fail = |m: String| Err(Failure::new(CANNOT_EXECUTE, m));
     let mut current = path.to_path_buf();
     let mut what = shown.to_string();
-    for _ in 0..5 {
+    // The argv head a chain of scripts makes: the script's path, then each
+    // interpreter (with its optional argument) in front.
+    let mut prefix: Vec<std::ffi::OsString> = Vec::new();
+    for _ in 0..6 {
         let kind = match inspect(&current) {
             Ok(k) => k,
             Err(e) if e.kind() == io::ErrorKind::NotFound && current != path => {
@@ -211,13 +225,8 @@ pub fn check_runnable(path: &Path, shown: &str) -> Result<(), Failure> {
             Err(e) => return fail(format!("{what}: cannot read: {}", io_msg(&e))),
         };
         match kind {
-            Kind::Dynamic => return Ok(()),
-            Kind::Static => {
-                return fail(format!(
-                    "{what} is statically linked: LD_PRELOAD cannot reach static binaries, \
-                     and usertrap does not support them yet"
-                ))
-            }
+            Kind::Dynamic => return Ok(Start::Preload),
+            Kind::Static => return Ok(Start::Launch { elf: current, prefix }),
             Kind::Elf32 => return fail(format!("{what} is a 32-bit program: usertrap supports x86-64 programs only")),
             Kind::OtherMachine(m) => {
                 return fail(format!("{what} is not an x86-64 program (ELF machine {m}): cannot run it here"))
@@ -227,12 +236,40 @@ pub fn check_runnable(path: &Path, shown: &str) -> Result<(), Failure> {
             }
             Kind::Malformed(why) => return fail(format!("{what}: cannot execute: malformed ELF file: {why}")),
             Kind::Script(interp) => {
+                if prefix.is_empty() {
+                    prefix.push(path.as_os_str().to_owned());
+                }
+                let mut head = vec![interp.as_os_str().to_owned()];
+                if let Some(arg) = script_argument(&current) {
+                    head.push(arg);
+                }
+                head.append(&mut prefix);
+                prefix = head;
                 what = format!("the interpreter {} of {shown}", interp.display());
                 current = interp;
             }
         }
     }
     fail(format!("{shown}: cannot execute: too many levels of #! interpreters"))
+}
+
+/// The optional argument of a `#!` line (after the interpreter, blanks
+/// trimmed), as the kernel passes it.
+fn script_argument(path: &Path) -> Option<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut head = [0u8; 256];
+    let n = File::open(path).and_then(|mut f| f.read(&mut head)).ok()?;
+    let line = head.get(2..n)?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = line.iter().position(|b| !blank(b))?;
+    let rest = &line[start..];
+    let after_name = rest.iter().position(|b| blank(b) || *b == 0)?;
+    let arg = &rest[after_name..];
+    let arg = &arg[arg.iter().position(|b| !blank(b))?..];
+    let end = arg.iter().rposition(|b| !blank(b)).map_or(0, |i| i + 1);
+    let arg = &arg[..end];
+    (!arg.is_empty()).then(|| std::ffi::OsString::from_vec(arg.to_vec()))
 }
 
 #[cfg(test)]
@@ -243,7 +280,7 @@ mod tests {
     fn shells_and_coreutils_are_dynamic() {
         let sh = resolve(OsStr::new("sh"), Some(OsStr::new("/usr/bin:/bin"))).unwrap();
         assert_eq!(inspect(&sh).unwrap(), Kind::Dynamic);
-        assert!(check_runnable(&sh, "sh").is_ok());
+        assert_eq!(check_runnable(&sh, "sh").ok(), Some(Start::Preload));
     }
 
     /// A scratch text file (mode 0644), removed by the caller.

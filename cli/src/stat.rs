@@ -6,6 +6,7 @@ use std::env;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::args::StatArgs;
-use crate::command;
+use crate::command::{self, Start};
 use crate::error::{io_msg, Failure, CANNOT_EXECUTE, NOT_FOUND, OWN_FAILURE};
 use crate::merge::{self, Skipped, Source};
 use crate::report::{self, Exit};
@@ -48,7 +49,7 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         return Err(Failure::usage("no command given: usertrap stat [OPTIONS] -- CMD [ARGS...]"));
     };
     let program = command::resolve(cmd, env::var_os("PATH").as_deref())?;
-    command::check_runnable(&program, &cmd.to_string_lossy())?;
+    let start = command::check_runnable(&program, &cmd.to_string_lossy())?;
     let mut output = match &args.output {
         None => Output::Stderr,
         Some(p) => Output::File(p.clone(), open_output(p)?),
@@ -56,8 +57,14 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     let dir = PrivateDir::create()
         .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot create a temporary directory: {}", io_msg(&e))))?;
 
-    let mut child = Command::new(&program);
-    child.arg0(cmd).args(cmd_args);
+    let mut child = match &start {
+        Start::Preload => {
+            let mut c = Command::new(&program);
+            c.arg0(cmd).args(cmd_args);
+            c
+        }
+        Start::Launch { elf, prefix } => launched(&lib, &program, elf, prefix, cmd, cmd_args)?,
+    };
     child.env("LD_PRELOAD", preload_value(&lib, env::var_os("LD_PRELOAD").as_deref()));
     let mut pattern = dir.path().as_os_str().to_os_string();
     pattern.push("/%p.%t.json");
@@ -113,6 +120,48 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         }
     }
     Ok(outcome)
+}
+
+/// The launcher's file name, beside the library.
+pub const LAUNCHER_NAME: &str = "usertrap-launcher";
+
+/// A static program (LD_PRELOAD cannot reach it): run usertrap-launcher with
+/// the program's argv and the control entry the library uses for exec
+/// (USERTRAP_EXEC=<fd>:<filter armed>:<entries added>:<LD_PRELOAD prefixed>:
+/// <comm, hex>:<name>; see the library's sigsafe/exec.rs). The launcher inherits `elf`
+/// open on a descriptor and loads it.
+fn launched(lib: &Path, program: &Path, elf: &Path, prefix: &[OsString], cmd: &OsStr, cmd_args: &[OsString]) -> Result<Command, Failure> {
+    let launcher = lib.with_file_name(LAUNCHER_NAME);
+    if !launcher.is_file() {
+        return Err(Failure::new(
+            OWN_FAILURE,
+            format!("{} is statically linked and {} is missing (it starts static programs)", cmd.to_string_lossy(), launcher.display()),
+        ));
+    }
+    let file = File::open(elf)
+        .map_err(|e| Failure::new(CANNOT_EXECUTE, format!("cannot read {}: {}", elf.display(), io_msg(&e))))?;
+    let fd = file.as_raw_fd();
+    let comm: String = program.file_name().map_or(&[][..], |n| n.as_bytes()).iter().take(15).map(|b| format!("{b:02x}")).collect();
+    let mut control = OsString::from(format!("{fd}:0:0:0:{comm}:"));
+    control.push(program.as_os_str());
+    let mut c = Command::new(&launcher);
+    if prefix.is_empty() {
+        c.arg0(cmd);
+    } else {
+        c.arg0(&prefix[0]).args(&prefix[1..]);
+    }
+    c.args(cmd_args).env("USERTRAP_EXEC", control);
+    // SAFETY: between fork and exec the closure only calls fcntl (async-signal-safe).
+    unsafe {
+        c.pre_exec(move || {
+            let _keep_open = &file;
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(c)
 }
 
 /// The library: `--lib PATH`, or libusertrap.so beside this program. An

@@ -8,7 +8,7 @@
 
 use core::sync::atomic::AtomicU8;
 
-use linux_raw_sys::prctl::{PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, SYSCALL_DISPATCH_FILTER_BLOCK};
+use linux_raw_sys::prctl::{PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, PR_SYS_DISPATCH_ON, SYSCALL_DISPATCH_FILTER_BLOCK};
 
 use crate::arch::{GATE_ADDR, GATE_LEN};
 use crate::backend::ArmError;
@@ -19,6 +19,12 @@ pub static SELECTOR: AtomicU8 = AtomicU8::new(SYSCALL_DISPATCH_FILTER_BLOCK as u
 
 pub fn selector_addr() -> u64 {
     SELECTOR.as_ptr() as u64
+}
+
+/// Does the kernel have Syscall User Dispatch? (Turning it off is harmless
+/// and fails with EINVAL exactly where it is missing.)
+pub fn available() -> bool {
+    raw::syscall6(raw::SYS_prctl, [PR_SET_SYSCALL_USER_DISPATCH as u64, PR_SYS_DISPATCH_OFF as u64, 0, 0, 0, 0]) == 0
 }
 
 /// Arm dispatch for the calling thread.

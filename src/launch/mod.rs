@@ -5,7 +5,8 @@
 //! GATE_ADDR, so the syscalls it makes are exempt from an inherited seccomp
 //! filter from its very first instruction. It is exec'd with the program's
 //! argv and environment plus one control entry, USERTRAP_EXEC=<fd>:<seccomp
-//! armed>:<name>, where <fd> is the program's ELF file, already checked by
+//! armed>:<entries appended>:<LD_PRELOAD prefixed>:<comm, hex>:<name>
+//! (see `sigsafe::exec`), where <fd> is the program's ELF file, already checked by
 //! the caller (the library, or the `usertrap` command for a first process).
 //! It then:
 //! 1. starts the interposer: for a dynamically linked program only as a
@@ -53,11 +54,21 @@ static HANDOFF: HandoffCell = HandoffCell(core::cell::UnsafeCell::new(Handoff::e
 #[used]
 static KEEP_MAIN: extern "C" fn(*const u64) -> ! = ut_launcher_main;
 
-/// The control entry: (its pointer, the descriptor, seccomp armed, the name).
+/// The control entry (see `sigsafe::exec`).
 struct Control {
+    /// The entry itself (left out of the program's environment).
     entry: u64,
+    /// The program's ELF file.
     fd: i64,
+    /// The process already carries our seccomp filter.
     seccomp_armed: bool,
+    /// Entries put in front of the program's environment (right after this
+    /// one), LD_PRELOAD prefixed.
+    leading: usize,
+    preload_prefixed: bool,
+    /// The process's name (comm), at most 15 bytes.
+    comm: [u8; 16],
+    /// AT_EXECFN: the name the program was exec'd by.
     execfn: u64,
 }
 
@@ -72,13 +83,30 @@ fn find_control(initial: &Initial) -> Option<Control> {
         let entry = initial.env(i);
         let s = cstr_at(entry);
         let rest = s.strip_prefix(CONTROL)?;
-        let mut parts = rest.splitn(3, |&b| b == b':');
+        let mut parts = rest.splitn(6, |&b| b == b':');
         let fd = parse_num(parts.next()?)?;
         let armed = parts.next()? == b"1";
+        let leading = parse_num(parts.next()?)? as usize;
+        let prefixed = parts.next()? == b"1";
+        let mut comm = [0u8; 16];
+        from_hex(parts.next()?, &mut comm[..15])?;
         let name = parts.next()?;
         let execfn = entry + (s.len() - name.len()) as u64;
-        Some(Control { entry, fd: fd as i64, seccomp_armed: armed, execfn })
+        Some(Control { entry, fd: fd as i64, seccomp_armed: armed, leading, preload_prefixed: prefixed, comm, execfn })
     })
+}
+
+/// The bytes `hex` spells (two digits each) into `out`; how many, or None
+/// if it is not hex.
+fn from_hex(hex: &[u8], out: &mut [u8]) -> Option<usize> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut n = 0;
+    for pair in hex.chunks(2) {
+        let (&hi, &lo) = (pair.first()?, pair.get(1)?);
+        *out.get_mut(n)? = digit(hi)? << 4 | digit(lo)?;
+        n += 1;
+    }
+    Some(n)
 }
 
 fn parse_num(s: &[u8]) -> Option<u64> {
@@ -100,10 +128,6 @@ fn fail(what: &[u8], detail: &str) -> ! {
 fn readlink(path: &[u8], out: &mut [u8; PATH_LEN]) -> usize {
     let r = raw::syscall(libc::SYS_readlink, path.as_ptr() as u64, out.as_mut_ptr() as u64, (PATH_LEN - 1) as u64, 0);
     if r > 0 { r as usize } else { 0 }
-}
-
-fn basename(p: &[u8]) -> &[u8] {
-    p.rsplit(|&b| b == b'/').next().unwrap_or(p)
 }
 
 #[no_mangle]
@@ -165,30 +189,65 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         None
     };
 
-    // The process's name, as the kernel would set it from the file name.
-    let mut comm = [0u8; 16];
-    let name = if execfn.starts_with(b"/dev/fd/") { basename(exe.get(..exe_len).unwrap_or(&[])) } else { basename(execfn) };
-    Buf::new(&mut comm[..15]).put(name);
-    raw::syscall(raw::SYS_prctl, PR_SET_NAME, comm.as_ptr() as u64, 0, 0);
+    // The process's name, as the kernel would have set it.
+    raw::syscall(raw::SYS_prctl, PR_SET_NAME, ctl.comm.as_ptr() as u64, 0, 0);
 
-    let extra = if role == Role::LauncherBridge { (AT_USERTRAP_HANDOFF, fill_handoff(exe.get(..exe_len).unwrap_or(&[]))) } else { (stack::AT_NULL, 0) };
+    // The loader needs our entries (LD_PRELOAD) and the library takes them
+    // back out; a static program gets its own environment right away.
     let words = initial.block_words();
     let bytes = (words * 8 + 4095) & !4095;
     let block = match raw::mmap_anon(bytes, libc::PROT_READ | libc::PROT_WRITE) {
         Ok(p) => p,
         Err(_) => fail(execfn, "out of memory for the initial stack"),
     };
+    let (extra, skip_leading) = if role == Role::LauncherBridge {
+        ((AT_USERTRAP_HANDOFF, fill_handoff(exe.get(..exe_len).unwrap_or(&[]), &ctl, (block, bytes as u64), own_image(&initial))), 0)
+    } else {
+        if ctl.preload_prefixed {
+            init::unprefix_preload(initial.envp, lib.get(..lib_len).unwrap_or(&[]));
+        }
+        ((stack::AT_NULL, 0), ctl.leading)
+    };
     // SAFETY: a fresh private mapping of `bytes` >= words * 8 bytes.
     let out = unsafe { core::slice::from_raw_parts_mut(block as *mut u64, words) };
-    let n = initial.build(out, ctl.entry, &image, interp_image.as_ref(), ctl.execfn, extra);
+    let (n, auxv_at) = initial.build(out, ctl.entry, skip_leading, &image, interp_image.as_ref(), ctl.execfn, extra);
+    if role == Role::LauncherFull {
+        // What /proc/self/auxv and /proc/self/environ show (where the kernel
+        // lets us: CAP_SYS_RESOURCE); in a dynamic program the library does it.
+        init::set_kernel_auxv(out.get(auxv_at..).map_or(core::ptr::null(), |a| a.as_ptr()));
+        if ctl.leading > 0 {
+            let last = cstr_at(initial.env(ctl.leading));
+            init::set_kernel_env_start(initial.env(ctl.leading) + last.len() as u64 + 1);
+        }
+    }
     let entry = interp_image.as_ref().map_or(image.entry, |i| i.entry);
     // SAFETY: the block is a complete initial stack for the image we mapped,
     // and `entry` is its (or its interpreter's) entry point.
     unsafe { crate::arch::ut_launcher_jump(block as *const u64, n as u64, entry) }
 }
 
+/// Our image's pages, [start, end), from our own program headers (the
+/// kernel's AT_PHDR for us): every PT_LOAD but the gate's.
+fn own_image(initial: &Initial) -> (u64, u64) {
+    let (phdr, phnum) = (initial.aux(stack::AT_PHDR), initial.aux(stack::AT_PHNUM));
+    let (mut lo, mut hi) = (u64::MAX, 0);
+    for i in 0..phnum {
+        // SAFETY: the kernel maps our program headers (AT_PHDR, AT_PHNUM
+        // entries of 56 bytes) for our whole life.
+        let p = unsafe { &*((phdr + i * 56) as *const load::Phdr) };
+        if p.p_type == 1 && p.p_vaddr < crate::arch::GATE_ADDR {
+            lo = lo.min(p.p_vaddr);
+            hi = hi.max(p.p_vaddr + p.p_memsz);
+        }
+    }
+    if hi == 0 {
+        return (0, 0);
+    }
+    (lo & !4095, (hi + 4095) & !4095)
+}
+
 /// What the library of the started image needs from us (see `handoff`).
-fn fill_handoff(exe: &[u8]) -> u64 {
+fn fill_handoff(exe: &[u8], ctl: &Control, block: (u64, u64), image: (u64, u64)) -> u64 {
     // SAFETY: single-threaded, before the program starts; nobody reads it yet.
     let h = unsafe { &mut *HANDOFF.0.get() };
     h.seccomp_armed = backend::is_seccomp() as u64;
@@ -196,6 +255,12 @@ fn fill_handoff(exe: &[u8]) -> u64 {
         *slot = signals::program_action(sig);
     }
     h.blocked_owned = thread::current_unchecked().map_or(0, |a| a.app_blocked_owned.get());
+    h.env_leading = ctl.leading as u64;
+    h.sigtable = signals::process_table() as u64;
+    let (image_start, image_end) = image;
+    let area = thread::current_unchecked().map_or((0, 0), thread::mapping_of);
+    h.launcher_maps = [[image_start, image_end - image_start], [area.0, area.1], [block.0, block.1]];
+    h.preload_prefixed = ctl.preload_prefixed as u64;
     Buf::new(&mut h.exe_path).put(exe).put(b"\0");
     h.magic = HANDOFF_MAGIC;
     h as *const Handoff as u64

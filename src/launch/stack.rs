@@ -5,9 +5,9 @@
 use crate::launch::load::Image;
 
 pub const AT_NULL: u64 = 0;
-const AT_PHDR: u64 = 3;
+pub const AT_PHDR: u64 = 3;
 const AT_PHENT: u64 = 4;
-const AT_PHNUM: u64 = 5;
+pub const AT_PHNUM: u64 = 5;
 const AT_BASE: u64 = 7;
 const AT_FLAGS: u64 = 8;
 const AT_ENTRY: u64 = 9;
@@ -73,9 +73,10 @@ impl Initial {
 
     /// Write the program's block into `out` (block_words() long): the same
     /// argv strings (so /proc/self/cmdline stays the program's), the
-    /// environment without `skip`, and the auxiliary vector describing the
-    /// program instead of the launcher. Returns the words written.
-    pub fn build(&self, out: &mut [u64], skip: u64, program: &Image, interp: Option<&Image>, execfn: u64, extra: (u64, u64)) -> usize {
+    /// environment without `skip` and the `skip_after` entries right after
+    /// it, and the auxiliary vector describing the
+    /// program instead of the launcher. Returns the words written and where the auxiliary vector starts.
+    pub fn build(&self, out: &mut [u64], skip: u64, skip_after: usize, program: &Image, interp: Option<&Image>, execfn: u64, extra: (u64, u64)) -> (usize, usize) {
         let mut n = 0;
         let mut push = |v: u64| {
             if let Some(slot) = out.get_mut(n) {
@@ -89,13 +90,20 @@ impl Initial {
             push(unsafe { *self.argv.add(i) });
         }
         push(0);
-        for i in 0..self.envc {
-            let e = self.env(i);
-            if e != skip {
+        let mut skipping = 0;
+        let mut envn = 0;
+        for e in (0..self.envc).map(|i| self.env(i)) {
+            if e == skip {
+                skipping = skip_after; // and the entries that follow it
+            } else if skipping > 0 {
+                skipping -= 1;
+            } else {
                 push(e);
+                envn += 1;
             }
         }
         push(0);
+        let auxv_at = 1 + self.argc as usize + 1 + envn + 1;
         for i in 0..self.auxc {
             let (k, v) = self.aux_pair(i);
             let v = match k {
@@ -117,6 +125,6 @@ impl Initial {
         }
         push(AT_NULL);
         push(0);
-        n
+        (n, auxv_at)
     }
 }

@@ -19,7 +19,10 @@
 //! answered with the program's path (readlink is emulated where the launcher
 //! started the image). The launcher learns what to load from one entry it
 //! removes from the environment before the program sees it:
-//! `USERTRAP_EXEC=<fd>:<seccomp armed 0|1>:<file name as passed>`.
+//! `USERTRAP_EXEC=<fd>:<seccomp armed 0|1>:<entries in front>:<LD_PRELOAD
+//! prefixed 0|1>:<comm, hex>:<file name as passed>`. The two middle fields let the new
+//! image take our LD_PRELOAD and USERTRAP_* entries back out of its
+//! environment, so the program sees the one it passed (`env -i` stays empty).
 //!
 //! Exceptions, each with a one-line note on stderr: a set-user-ID program
 //! runs with the caller's credentials under seccomp (its no_new_privs flag
@@ -86,6 +89,12 @@ fn cstr(buf: &[u8]) -> &[u8] {
     buf.get(..buf.iter().position(|&b| b == 0).unwrap_or(0)).unwrap_or(&[])
 }
 
+/// Start-up only: the kernel's /proc/self/exe is right after all.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn clear_exe_path() {
+    set_exec_env(|env| env.exe_path = [0; 4096]);
+}
+
 /// The program's executable if the launcher started this image, else None.
 pub fn exe_path_override() -> Option<&'static [u8]> {
     let p = cstr(&exec_env().exe_path);
@@ -106,10 +115,13 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     let at = nr == raw::SYS_execveat;
     let (dirfd, path_ptr, argv, envp, flags) =
         if at { (args[0] as i32 as i64, args[1], args[2], args[3], args[4]) } else { (AT_FDCWD, args[0], args[1], args[2], 0) };
+    if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 {
+        return -raw::EINVAL;
+    }
     let env = exec_env();
     let launcher = cstr(&env.launcher);
     if launcher.is_empty() {
-        return exec_natively(area, nr, args, b"the launcher's path is unknown");
+        return exec_natively(area, nr, args, b"usertrap-launcher is missing beside libusertrap.so");
     }
 
     let mut path = [0u8; PATH_MAX];
@@ -177,21 +189,37 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         note(execfn.get(..execfn_len).unwrap_or(&[]), Note::SetuidNoPrivs);
     }
 
-    let mut control = [0u8; PATH_MAX + 64];
-    Buf::new(&mut control)
-        .put(CONTROL)
-        .num(fd)
-        .put(b":")
-        .num(backend::is_seccomp() as u64)
-        .put(b":")
-        .put(execfn.get(..execfn_len).unwrap_or(&[]))
-        .put(b"\0");
+    // The process's new name (comm): the file name's last component; for an
+    // exec of a descriptor itself (AT_EMPTY_PATH) the kernel names the file
+    // it loads (the interpreter, for a script).
+    let mut comm = [0u8; 16];
+    let comm_len = comm_name(if empty { Some(t.fd) } else { None }, execfn.get(..execfn_len).unwrap_or(&[]), &mut comm);
+    let mut control = [0u8; PATH_MAX + 96];
+    let execfn_bytes = execfn.get(..execfn_len).unwrap_or(&[]);
+    let armed = backend::is_seccomp() as u64;
+    let mut fill_control = |added: Injected| {
+        Buf::new(&mut control)
+            .put(CONTROL)
+            .num(fd)
+            .put(b":")
+            .num(armed)
+            .put(b":")
+            .num(added.leading as u64)
+            .put(b":")
+            .num(added.preload_prefixed as u64)
+            .put(b":")
+            .hex_bytes(comm.get(..comm_len).unwrap_or(&[]))
+            .put(b":")
+            .put(execfn_bytes)
+            .put(b"\0");
+        control.as_ptr() as u64
+    };
     let mut prefix = [0u64; MAX_PREFIX];
     let n_prefix = t.prefix(execfn.as_ptr() as u64, &mut prefix);
     // The launcher inherits the descriptor; it closes it before the program runs.
     raw::syscall(libc::SYS_fcntl, fd, F_SETFD, 0, 0);
     let r = with_argv(argv, prefix.get(..n_prefix).unwrap_or(&[]), |new_argv| {
-        with_our_environment(envp, Some(control.as_ptr() as u64), |new_envp| {
+        with_our_environment(envp, Some(&mut fill_control), |new_envp| {
             // The old image's figures are reported now: the new image reports its own.
             report::at_exit(report::Exit::Exec);
             let r = signals::with_program_signal_state_for_exec(area, || {
@@ -202,8 +230,25 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         })
     });
     close_fd();
-    core::hint::black_box((&t, &execfn, &control));
+    core::hint::black_box((&t, &execfn));
     r
+}
+
+/// At most 15 bytes of the name the kernel gives the process at exec: the
+/// last component of `execfn`, or of the path of `loaded` when given.
+fn comm_name(loaded: Option<i32>, execfn: &[u8], out: &mut [u8; 16]) -> usize {
+    let mut link = [0u8; PATH_MAX];
+    let file: &[u8] = match loaded {
+        Some(fd) => {
+            let mut proc_path = [0u8; 40];
+            Buf::new(&mut proc_path).put(b"/proc/self/fd/").num(fd as u64).put(b"\0");
+            let r = raw::syscall(libc::SYS_readlink, proc_path.as_ptr() as u64, link.as_mut_ptr() as u64, PATH_MAX as u64, 0);
+            link.get(..r.max(0) as usize).unwrap_or(&[])
+        }
+        None => execfn,
+    };
+    let base = file.rsplit(|&b| b == b'/').next().unwrap_or(file);
+    Buf::new(&mut out[..15]).put(base).len
 }
 
 enum Note {
@@ -326,9 +371,28 @@ fn names_us(v: &[u8], ours: &[u8]) -> bool {
     v.split(|&b| b == b':' || b == b' ').any(|c| c == ours)
 }
 
+/// What `with_our_environment` added to the program's environment, for the
+/// new image to take back out (the launcher's control entry carries it).
+#[derive(Clone, Copy, Default)]
+pub struct Injected {
+    /// Entries put in front of the program's (LD_PRELOAD, USERTRAP_* settings).
+    pub leading: usize,
+    /// The program's LD_PRELOAD was rewritten to `<library>:<theirs>` in place.
+    pub preload_prefixed: bool,
+}
+
+/// Most USERTRAP_* settings we track as "the program has it verbatim".
+const MAX_SETTINGS: usize = 64;
+
 /// Build the program's environment with LD_PRELOAD naming this library and
-/// our USERTRAP_* settings, and call `run` with a pointer to it.
-fn with_our_environment(envp: u64, first: Option<u64>, run: impl FnOnce(u64) -> i64) -> i64 {
+/// our USERTRAP_* settings, and call `run` with a pointer to it. What we add
+/// goes in front of the program's entries, which keep their order (and the
+/// program's LD_PRELOAD, if it names other libraries, gets ours in front):
+/// the new image then starts `environ` past ours, and the initial stack
+/// keeps its layout (the auxiliary vector right after the environment).
+/// `first`: called with what was added, returns an entry to put first
+/// (the launcher's control entry).
+fn with_our_environment(envp: u64, first: Option<&mut dyn FnMut(Injected) -> u64>, run: impl FnOnce(u64) -> i64) -> i64 {
     let env = exec_env();
     let ours = env.preload_entry.get(LD_PRELOAD.len()..LD_PRELOAD.len() + env.path_len).unwrap_or(&[]);
     // Count the program's entries (a NULL envp is an empty environment).
@@ -351,7 +415,7 @@ fn with_our_environment(envp: u64, first: Option<u64>, run: impl FnOnce(u64) -> 
     // own calibration (unless the settings already carry one).
     let mut hz_entry = [0u8; 40];
     let hz_len = tsc_hz_entry(settings, &mut hz_entry);
-    let needed = count + 1 + n_settings + 1 + 1 + 1;
+    let needed = 1 + count + 1 + n_settings + 1 + 1;
 
     let mut on_stack = [0u64; ENV_ON_STACK];
     let mut mapped: Option<(u64, usize)> = None;
@@ -371,68 +435,115 @@ fn with_our_environment(envp: u64, first: Option<u64>, run: impl FnOnce(u64) -> 
 
     let mut rewritten = [0u8; LD_PRELOAD.len() + 4096 + 1 + PRELOAD_MAX + 1];
     let mut n = 0usize;
-    let mut saw_preload = false;
     let mut push = |out: &mut [u64], p: u64| {
         if let Some(slot) = out.get_mut(n) {
             *slot = p;
             n += 1;
         }
     };
-    if let Some(p) = first {
-        push(out, p);
+    if first.is_some() {
+        push(out, 0); // filled in below, once we know what we added
     }
-    for i in 0..count {
-        let p = match raw::read_user::<u64>(envp + 8 * i as u64) {
-            Ok(p) => p,
-            Err(e) => return finish(mapped, -e),
-        };
+    let read_entry = |i: usize| raw::read_user::<u64>(envp + 8 * i as u64);
+    let head_of = |p: u64| {
         let mut head = [0u8; 11];
         let len = raw::strnlen_user(p, head.len()).unwrap_or(0);
         let _ = raw::copy_from_user(head.as_mut_ptr(), p as *const u8, len);
+        (head, len)
+    };
+    // First pass: which of our entries the program passes already.
+    let mut present = 0u64; // bit i: our setting i, word for word
+    let mut preload_at = None;
+    for i in 0..count {
+        let p = match read_entry(i) {
+            Ok(p) => p,
+            Err(e) => return finish(mapped, -e),
+        };
+        let (head, len) = head_of(p);
         let head = head.get(..len).unwrap_or(&[]);
         if head.starts_with(USERTRAP_PREFIX) {
-            continue; // replaced by ours below
+            if let Some(i) = matching_setting(p, settings) {
+                present |= 1 << i;
+            }
+        } else if head == LD_PRELOAD && preload_at.is_none() {
+            preload_at = Some(p);
         }
-        if head == LD_PRELOAD && !saw_preload {
-            saw_preload = true;
+    }
+    // The program's LD_PRELOAD: kept if it names us, else rewritten with us
+    // in front (the loader takes the last LD_PRELOAD, so ours cannot simply
+    // be added); if it is too long to rewrite, ours goes last.
+    let mut injected = Injected::default();
+    let mut ours_last = false;
+    let mut preload_rewrite = None;
+    match preload_at {
+        None => {}
+        Some(p) => {
             let vlen = raw::strnlen_user(p + LD_PRELOAD.len() as u64, PRELOAD_MAX + 1).unwrap_or(PRELOAD_MAX + 1);
             let mut value = [0u8; PRELOAD_MAX];
-            if vlen <= PRELOAD_MAX
-                && raw::copy_from_user(value.as_mut_ptr(), (p + LD_PRELOAD.len() as u64) as *const u8, vlen).is_ok()
-            {
+            if vlen <= PRELOAD_MAX && raw::copy_from_user(value.as_mut_ptr(), (p + LD_PRELOAD.len() as u64) as *const u8, vlen).is_ok() {
                 let value = value.get(..vlen).unwrap_or(&[]);
-                if names_us(value, ours) {
-                    push(out, p);
-                } else {
-                    // LD_PRELOAD=<us>:<theirs>
+                if !names_us(value, ours) {
                     Buf::new(&mut rewritten).put(LD_PRELOAD).put(ours).put(b":").put(value).put(b"\0");
-                    push(out, rewritten.as_ptr() as u64);
+                    preload_rewrite = Some(p);
+                    injected.preload_prefixed = true;
                 }
             } else {
-                // Too long to rewrite: keep theirs and add ours in front of it.
-                push(out, env.preload_entry.as_ptr() as u64);
+                ours_last = true;
             }
-            continue;
         }
-        push(out, p);
     }
-    if !saw_preload {
+    // Ours first (the new image skips exactly these), then the program's.
+    if preload_at.is_none() {
         push(out, env.preload_entry.as_ptr() as u64);
+        injected.leading += 1;
     }
     let mut start = 0usize;
+    let mut index = 0usize;
     for (i, &b) in settings.iter().enumerate() {
         if b == 0 {
-            push(out, settings.as_ptr() as u64 + start as u64);
+            if index >= MAX_SETTINGS || present & (1 << index) == 0 {
+                push(out, settings.as_ptr() as u64 + start as u64);
+                injected.leading += 1;
+            }
             start = i + 1;
+            index += 1;
         }
     }
     if hz_len != 0 {
         push(out, hz_entry.as_ptr() as u64);
+        injected.leading += 1;
+    }
+    for i in 0..count {
+        let p = match read_entry(i) {
+            Ok(p) => p,
+            Err(e) => return finish(mapped, -e),
+        };
+        let (head, len) = head_of(p);
+        if head.get(..len).unwrap_or(&[]).starts_with(USERTRAP_PREFIX) && matching_setting(p, settings).is_none() {
+            continue; // one of our settings with another value: ours replaces it
+        }
+        push(out, if Some(p) == preload_rewrite { rewritten.as_ptr() as u64 } else { p });
+    }
+    if ours_last {
+        push(out, env.preload_entry.as_ptr() as u64);
     }
     push(out, 0);
+    if let (Some(f), Some(slot)) = (first, out.get_mut(0)) {
+        *slot = f(injected);
+    }
     let r = run(out.as_ptr() as u64);
     core::hint::black_box((&rewritten, &hz_entry));
     finish(mapped, r)
+}
+
+/// The index of the setting (NUL-separated in `settings`) equal to the
+/// program's entry at `p`, if any.
+fn matching_setting(p: u64, settings: &[u8]) -> Option<usize> {
+    let mut entry = [0u8; 4096];
+    let len = raw::strnlen_user(p, entry.len()).ok()?;
+    raw::copy_from_user(entry.as_mut_ptr(), p as *const u8, len).ok()?;
+    let entry = entry.get(..len)?;
+    settings.split(|&b| b == 0).take(MAX_SETTINGS).position(|s| s == entry && !s.is_empty())
 }
 
 /// "USERTRAP_TSC_HZ=<hz>\0" into `buf` if this process knows the frequency

@@ -6,7 +6,7 @@
 //! return to the caller must be found here first, with the kernel's errno:
 //! the path walk (ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES on a
 //! directory in the way), the file (EACCES: a directory, not a regular file,
-//! no execute permission, a noexec mount), the format (ENOEXEC: neither ELF
+//! no execute permission, a noexec mount; ETXTBSY: open for writing), the format (ENOEXEC: neither ELF
 //! nor `#!`; ELIBBAD: an ELF interpreter that is not ELF), and `#!` scripts,
 //! followed like fs/binfmt_script.c does (interpreter and optional argument
 //! from the first line, at most 5 levels, ELOOP beyond; a missing
@@ -41,6 +41,7 @@ const ENOEXEC: i64 = 8;
 const ELOOP: i64 = 40;
 const ENAMETOOLONG: i64 = 36;
 const ELIBBAD: i64 = 80;
+const ETXTBSY: i64 = 26;
 
 /// The first bytes the kernel reads to pick a format (BINPRM_BUF_SIZE).
 const HEAD: usize = 256;
@@ -137,10 +138,35 @@ fn open_exec(dirfd: i64, path: &[u8], nofollow: bool) -> Result<(i64, u32), i64>
         let mut proc_path = [0u8; 40];
         crate::sigsafe::log::Buf::new(&mut proc_path).put(b"/proc/self/fd/").num(pfd as u64).put(b"\0");
         let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, proc_path.as_ptr() as u64, libc::O_RDONLY as u64 | O_CLOEXEC, 0);
-        if fd < 0 { Err(-fd) } else { Ok((fd, mode)) }
+        if fd < 0 {
+            return Err(-fd);
+        }
+        if open_for_writing(fd) {
+            close(fd);
+            return Err(ETXTBSY);
+        }
+        Ok((fd, mode))
     });
     close(pfd);
     r
+}
+
+/// Is the file open for writing somewhere (exec says ETXTBSY)? A read lease
+/// is refused with EAGAIN exactly then; taken, it is dropped at once. Where
+/// leases are not ours to take (another user's file, without CAP_LEASE) we
+/// cannot tell, and the launcher's exec goes ahead.
+fn open_for_writing(fd: i64) -> bool {
+    const F_SETLEASE: u64 = 1024;
+    const F_RDLCK: u64 = 0;
+    const F_UNLCK: u64 = 2;
+    const EAGAIN: i64 = 11;
+    match raw::syscall(libc::SYS_fcntl, fd as u64, F_SETLEASE, F_RDLCK, 0) {
+        0 => {
+            raw::syscall(libc::SYS_fcntl, fd as u64, F_SETLEASE, F_UNLCK, 0);
+            false
+        }
+        r => r == -EAGAIN,
+    }
 }
 
 /// The inode checks of open_exec and do_open_execat, on an O_PATH descriptor.

@@ -52,6 +52,16 @@ impl<'a> Buf<'a> {
         let n = decimal(v, &mut d);
         self.put(d.get(..n).unwrap_or(&[]))
     }
+
+    /// Each byte as two lowercase hex digits (names that may hold any byte,
+    /// inside a `:`-separated field).
+    pub fn hex_bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for &b in bytes {
+            self.put(&[DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]]);
+        }
+        self
+    }
 }
 
 pub struct Line {

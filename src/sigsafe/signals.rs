@@ -242,8 +242,40 @@ pub fn take_over_mask(area: &ThreadArea, also_blocked: u64) {
     area.app_blocked_owned.set((old | also_blocked) & OWNED);
 }
 
+/// In an image the launcher started: dispositions the program set while the
+/// launcher served its syscalls (constructors that ran before ours) are in
+/// the launcher's table, and the kernel may hold the launcher's wrapper for
+/// them (code in `launcher`, a range about to be unmapped). Take them over:
+/// record them here and install our own version.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn adopt(launcher_table: *mut SigTable, launcher: (u64, u64)) {
+    for sig in 1..=64 {
+        if owned(sig) || sig == SIGKILL || sig == SIGSTOP {
+            continue;
+        }
+        let mut cur = KernelSigaction::default();
+        if raw::rt_sigaction(sig, None, Some(&mut cur)) != 0 {
+            continue;
+        }
+        if !(launcher.0..launcher.1).contains(&cur.handler) {
+            continue; // the kernel holds the program's own choice
+        }
+        let app = action_of(launcher_table, sig);
+        let app = if app.known { app.act } else { KernelSigaction::default() };
+        let k = kernel_version(sig, &app);
+        if raw::rt_sigaction(sig, Some(&k), None) == 0 {
+            with_table(process_table(), |t| {
+                if let Some(slot) = t.get_mut(sig as usize) {
+                    *slot = AppAction { act: app, known: true };
+                }
+            });
+        }
+    }
+}
+
 /// The program's disposition of an owned signal as recorded here (the
 /// launcher hands these to the library of the image it starts).
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // used by the launcher
 pub fn program_action(sig: i32) -> KernelSigaction {
     action_of(process_table(), sig).act
 }

@@ -293,6 +293,12 @@ pub fn allocate_for_child(parent: &ThreadArea, share_handlers: bool) -> Option<&
     Some(child)
 }
 
+/// Where an area is mapped (address, length), for the launcher to hand off.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))]
+pub fn mapping_of(a: &ThreadArea) -> (u64, u64) {
+    (a as *const ThreadArea as u64, a.map_len.get() as u64)
+}
+
 /// Make `a` the calling thread's area.
 pub fn install(a: &ThreadArea) {
     a.owner_tid.store(raw::gettid(), Ordering::Relaxed);
