@@ -3,10 +3,16 @@
 # machine needs nothing done by hand. Debian packages; needs root (CI is root).
 set -euo pipefail
 need=()
-for pair in gcc:gcc sqlite3:sqlite3 git:git tar:tar gzip:gzip nm:binutils python3:python3 strace:strace; do
+for pair in gcc:gcc sqlite3:sqlite3 git:git tar:tar gzip:gzip nm:binutils python3:python3 strace:strace make:make; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+# A statically linked busybox for tests/exec.rs (static binaries exec'd by
+# traced processes). A dynamic /bin/busybox already there is left alone (the
+# test then says it skipped).
+[ -e /bin/busybox ] || need+=(busybox-static)
+# gcc -static (c_tests/static_*.c) needs libc.a.
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

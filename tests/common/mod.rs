@@ -979,3 +979,70 @@ pub fn compare_native_and_traced(case: &Case, backend: Backend) -> Vec<Output> {
     }
     native
 }
+
+// ---------------------------------------------------------------------------
+// Latency reports of traced runs
+
+/// A fresh directory for the reports of one test's traced runs, beside the
+/// scratch directories but outside them (a `Case` compares and then removes
+/// its scratch directory; the reports are read afterwards).
+pub fn fresh_reports_dir(case: &str, backend: Backend) -> PathBuf {
+    let dir = scratch_dir(&format!("{}-reports", case), backend);
+    fresh_dir(&dir);
+    dir
+}
+
+/// `cmd` writing one JSON report per process image into `dir`
+/// (`USERTRAP_OUTPUT=<dir>/%p.%t.json`, `USERTRAP_FORMAT=json`). Native runs
+/// ignore both variables.
+pub fn with_json_reports(cmd: Cmd, dir: &Path) -> Cmd {
+    cmd.env("USERTRAP_OUTPUT", dir.join("%p.%t.json")).env("USERTRAP_FORMAT", "json")
+}
+
+/// Every file in `dir`, by name, with its text.
+pub fn report_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut v: Vec<(PathBuf, String)> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {}", dir.display(), e))
+        .map(|e| {
+            let p = e.expect("read_dir entry").path();
+            let text = fs::read_to_string(&p).unwrap_or_else(|err| panic!("cannot read {}: {}", p.display(), err));
+            (p, text)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------------------
+// Machine facts
+
+extern "C" {
+    fn geteuid() -> u32;
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { geteuid() == 0 }
+}
+
+/// Some(true) for an x86-64 ELF executable without PT_INTERP (statically
+/// linked), Some(false) with one, None if `path` is not a readable ELF64.
+pub fn elf_is_static(path: &Path) -> Option<bool> {
+    let b = fs::read(path).ok()?;
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    let phoff = u64_at(32)? as usize;
+    let phentsize = u16_at(54)? as usize;
+    let phnum = u16_at(56)? as usize;
+    const PT_INTERP: u32 = 3;
+    for i in 0..phnum {
+        if u32_at(phoff + i * phentsize)? == PT_INTERP {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
