@@ -71,20 +71,18 @@ fn stat_not_executable_is_126() {
     assert!(stderr(&o).contains("the interpreter /no/such/interpreter of"), "{}", stderr(&o));
 }
 
-fn assert_static_refused(path: &Path, shown: &str) {
-    let o = stat_noop(&["--", shown]);
-    assert_eq!(o.status.code(), Some(126), "{}: {}", path.display(), stderr(&o));
-    assert_eq!(
-        stderr(&o),
-        format!(
-            "usertrap: {shown} is statically linked: LD_PRELOAD cannot reach static binaries, \
-             and usertrap does not support them yet\n"
-        )
-    );
+/// `usertrap stat -- <static program>` runs it through usertrap-launcher:
+/// same exit status as natively, and a report of its own syscalls.
+fn assert_static_runs(path: &Path, shown: &str, status: i32) {
+    let o = run(&["stat", "--json", "--", shown]);
+    assert_eq!(o.status.code(), Some(status), "{}: {}", path.display(), stderr(&o));
+    let agg: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    assert_eq!(agg["processes"].as_array().map(|p| p.len()), Some(1), "{}", stderr(&o));
+    assert!(agg["totals"]["calls"].as_u64().unwrap_or(0) >= 1, "{}", stderr(&o));
 }
 
 #[test]
-fn stat_refuses_static_binaries() {
+fn stat_runs_static_binaries_through_the_launcher() {
     let s = Scratch::new("static");
     // A static ELF written byte by byte (needs no toolchain); it is a real
     // program: it runs natively and exits 0.
@@ -92,28 +90,20 @@ fn stat_refuses_static_binaries() {
     fs::write(&tiny, tiny_static_elf()).unwrap();
     fs::set_permissions(&tiny, fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(Command::new(&tiny).status().unwrap().code(), Some(0), "the hand-made ELF runs");
-    assert_static_refused(&tiny, tiny.to_str().unwrap());
+    assert_static_runs(&tiny, tiny.to_str().unwrap(), 0);
     // A script run by a static interpreter.
     let script = s.file("via-static.sh", &format!("#!{}\n", tiny.display()), 0o755);
-    let o = stat_noop(&["--", script.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(126));
-    assert!(
-        stderr(&o).starts_with(&format!(
-            "usertrap: the interpreter {} of {} is statically linked",
-            tiny.display(),
-            script.display()
-        )),
-        "{}",
-        stderr(&o)
-    );
+    assert_static_runs(&script, script.to_str().unwrap(), 0);
     // A C program linked with `gcc -static`, where glibc's static library
     // is installed (libc6-dev has it on Debian).
     if Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists() {
-        let src = s.file("hello.c", "int main(void) { return 0; }\n", 0o644);
+        let src = s.file("hello.c", "#include <unistd.h>\nint main(void) { write(1, \"hi\\n\", 3); return 7; }\n", 0o644);
         let bin = s.path("hello-static");
         let out = Command::new("gcc").arg("-static").arg("-o").arg(&bin).arg(&src).output().expect("gcc");
         assert!(out.status.success(), "gcc -static: {}", String::from_utf8_lossy(&out.stderr));
-        assert_static_refused(&bin, bin.to_str().unwrap());
+        assert_static_runs(&bin, bin.to_str().unwrap(), 7);
+        let o = run(&["stat", "--", bin.to_str().unwrap()]);
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "hi\n");
     } else {
         eprintln!("note: no libc.a, `gcc -static` part skipped (the hand-made static ELF was checked)");
     }
