@@ -21,7 +21,8 @@ pub const AT_USERTRAP_HANDOFF: u64 = 0x7573;
 /// built from one source tree, and a mismatch is refused rather than misread.
 pub const HANDOFF_MAGIC: u64 = 0x7573_6572_7472_0001
     ^ ((core::mem::size_of::<Handoff>() as u64) << 16)
-    ^ ((core::mem::size_of::<crate::sigsafe::signals::SigTable>() as u64) << 32);
+    ^ ((core::mem::size_of::<crate::sigsafe::signals::SigTable>() as u64) << 32)
+    ^ ((core::mem::size_of::<crate::sigsafe::stats::ThreadStats>() as u64) << 8);
 
 /// Length of the path buffers (PATH_MAX).
 pub const PATH_LEN: usize = 4096;
@@ -45,6 +46,10 @@ pub struct Handoff {
     /// settings (it starts `environ` past the first).
     pub env_leading: u64,
     pub preload_prefixed: u64,
+    /// The launcher's figures for the syscalls it served (the loader's): a
+    /// mapping of its own (not in `launcher_maps`) that the library's main
+    /// thread adopts, so the report counts them.
+    pub stats: u64,
     /// The launcher's signal table (same layout: same sources, same magic),
     /// for dispositions set before the library took over.
     pub sigtable: u64,
@@ -67,6 +72,7 @@ impl Handoff {
             blocked_owned: 0,
             env_leading: 0,
             preload_prefixed: 0,
+            stats: 0,
             sigtable: 0,
             launcher_maps: [[0; 2]; 3],
             exe_path: [0; PATH_LEN],

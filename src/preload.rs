@@ -62,6 +62,12 @@ fn usertrap_constructor() {
 /// let the kernel name the program as /proc/self/exe where it allows.
 fn leave_no_launcher(h: &Handoff) {
     let maps = h.launcher_maps;
+    // The loader's syscalls, served by the launcher, count as this thread's.
+    if let Some(area) = crate::sigsafe::thread::current_unchecked() {
+        if area.stats.get().is_null() && h.stats != 0 {
+            area.stats.set(h.stats as *mut crate::sigsafe::stats::ThreadStats);
+        }
+    }
     let image = maps[0];
     crate::sigsafe::signals::adopt(h.sigtable as *mut crate::sigsafe::signals::SigTable, (image[0], image[0] + image[1]));
     let mut exe = [0u8; PATH_LEN + 1];

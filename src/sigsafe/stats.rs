@@ -112,14 +112,21 @@ fn index_of(nr: i64) -> usize {
     }
 }
 
-/// This thread's block for syscall `nr`, created on first use.
+/// The thread's table, mapped on first use.
 #[inline(always)]
-fn block(area: &ThreadArea, nr: usize) -> Option<&SysStats> {
+pub fn table_of(area: &ThreadArea) -> Option<*mut ThreadStats> {
     let mut table = area.stats.get();
     if table.is_null() {
         table = raw::mmap_anon(TABLE_LEN, libc::PROT_READ | libc::PROT_WRITE).ok()? as *mut ThreadStats;
         area.stats.set(table);
     }
+    Some(table)
+}
+
+/// This thread's block for syscall `nr`, created on first use.
+#[inline(always)]
+fn block(area: &ThreadArea, nr: usize) -> Option<&SysStats> {
+    let table = table_of(area)?;
     // SAFETY: the table is this thread's own mapping (zeroed: all Cells 0),
     // never unmapped, and only touched by this thread (or by the report,
     // when the process ends).
