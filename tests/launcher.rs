@@ -1,0 +1,100 @@
+//! The launcher itself (target/release/usertrap-launcher): what it must be
+//! for an inherited seccomp filter to let it run, how it refuses to run on
+//! its own, and what the library does when it is missing.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::process::Command;
+
+fn launcher_path() -> std::path::PathBuf {
+    let p = lib_path().with_file_name("usertrap-launcher");
+    assert!(p.is_file(), "{} is missing: run `make` (it builds the launcher beside the library)", p.display());
+    p
+}
+
+/// A static executable without a loader, and every `syscall` instruction in
+/// it is in the gate segment (which it shares, at the same address, with the
+/// library), except the library's bootstrap one, which the launcher never
+/// takes (its gate exists from its first instruction). A syscall anywhere
+/// else would kill it under an inherited filter.
+#[test]
+fn launcher_is_static_and_makes_syscalls_only_from_the_gate() {
+    let l = launcher_path();
+    let headers = Command::new(which("readelf")).args(["-lW"]).arg(&l).output().expect("readelf");
+    let headers = String::from_utf8_lossy(&headers.stdout);
+    assert!(headers.contains("Elf file type is EXEC"), "not a fixed-address executable:\n{headers}");
+    assert!(!headers.contains("INTERP") && !headers.contains("DYNAMIC"), "not static:\n{headers}");
+    let gate = headers
+        .lines()
+        .filter(|l| l.trim_start().starts_with("LOAD"))
+        .any(|l| l.split_whitespace().nth(2) == Some("0x0000757300000000"));
+    assert!(gate, "no LOAD segment at the gate's address 0x757300000000:\n{headers}");
+
+    let dis = Command::new(which("objdump")).args(["-d", "--no-show-raw-insn"]).arg(&l).output().expect("objdump");
+    let dis = String::from_utf8_lossy(&dis.stdout);
+    let (mut section, mut function) = (String::new(), String::new());
+    let mut outside = Vec::new();
+    let mut in_gate = 0;
+    for line in dis.lines() {
+        if let Some(s) = line.strip_prefix("Disassembly of section ") {
+            section = s.trim_end_matches(':').to_string();
+        } else if let Some(f) = line.strip_suffix(">:").and_then(|l| l.split_once(" <")).map(|(_, n)| n) {
+            function = f.to_string();
+        } else if line.split('\t').nth(1).is_some_and(|i| i.trim() == "syscall") {
+            if section == ".usertrap_gate" {
+                in_gate += 1;
+            } else if function != "ut_bootstrap_syscall6" {
+                outside.push(format!("{section} {function}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(in_gate >= 3, "expected the gate's syscall instructions in .usertrap_gate, found {in_gate}");
+    assert!(outside.is_empty(), "syscall instructions outside the gate:\n  {}", outside.join("\n  "));
+}
+
+#[test]
+fn launcher_run_by_hand_says_what_it_is_for() {
+    let out = Command::new(launcher_path()).arg("x").env_remove("USERTRAP_EXEC").output().expect("run the launcher");
+    assert_eq!(out.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("usertrap: usertrap-launcher: no program to start:") && err.contains("USERTRAP_EXEC"),
+        "{err}"
+    );
+}
+
+/// A copy of the library without the launcher beside it: under `sud` exec
+/// falls back to the kernel (LD_PRELOAD carries the library on), under
+/// `seccomp` it is refused with ENOSYS and a line that says why (the new
+/// image would die of the filter).
+#[test]
+fn without_the_launcher_exec_falls_back_or_is_refused() {
+    let dir = std::env::temp_dir().join(format!("usertrap-no-launcher-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let lib = dir.join("libusertrap.so");
+    fs::copy(lib_path(), &lib).unwrap();
+    let run = |backend: &str| {
+        Command::new(which("sh"))
+            .args(["-c", "/bin/echo child ran"])
+            .env("LD_PRELOAD", &lib)
+            .env("USERTRAP_BACKEND", backend)
+            .env("USERTRAP_OUTPUT", "/dev/null")
+            .output()
+            .expect("sh")
+    };
+    let sud = run("sud");
+    assert_eq!(String::from_utf8_lossy(&sud.stdout), "child ran\n", "{}", String::from_utf8_lossy(&sud.stderr));
+    assert!(sud.status.success());
+    let sec = run("seccomp");
+    let err = String::from_utf8_lossy(&sec.stderr);
+    assert!(!sec.status.success(), "the child cannot have run: {err}");
+    assert!(sec.stdout.is_empty());
+    assert!(
+        err.contains("execve refused with ENOSYS") && err.contains("usertrap-launcher is missing"),
+        "{err}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
