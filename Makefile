@@ -57,12 +57,18 @@ demo: lib
 	target/release/usertrap stat -- $(PYTHON) -c 'import os, threading; [os.stat("/") for _ in range(10000)]; t = threading.Thread(target=lambda: os.getppid()); t.start(); t.join(); print("python ran under usertrap")'
 
 # Native vs fast path vs slow path vs strace -c, with ratios (not a test).
-bench: deps lib target/bench/syscall_loop
+bench: deps lib target/bench/syscall_loop target/bench/syscall_loop_static
 	python3 bench/run.py
 
 target/bench/syscall_loop: bench/syscall_loop.c
 	@mkdir -p target/bench
 	$(CC) -O2 -Wall -Wextra -o $@ $<
+
+# The same, static (run by the launcher); with .eh_frame_hdr so its sites
+# can be patched.
+target/bench/syscall_loop_static: bench/syscall_loop.c
+	@mkdir -p target/bench
+	$(CC) -O2 -Wall -Wextra -static -Wl,--eh-frame-hdr -o $@ $<
 
 clean:
 	$(CARGO) clean

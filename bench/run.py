@@ -6,7 +6,8 @@ a loop of 1-byte reads from /dev/zero it prints ns per call natively, under the 
 every call a SIGSYS) and on the fast path (patched sites), for both backends,
 and under `strace -c`, with the ratio to native. Then the share of a real
 program's syscalls that took the fast path. Then measurement (the default):
-`usertrap stat` on whole programs against `strace -c` and `perf trace -s`,
+`usertrap stat` on whole programs (under each backend; exec-heavy and static
+ones included) against `strace -c` and `perf trace -s`,
 and the getppid loop with every call timed. Loop timings come from inside the
 workload (best of 5 rounds), so start-up costs are not counted. Nothing here
 asserts: the machines are shared and noisy; the targets are printed beside
@@ -25,6 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "target", "release", "libusertrap.so")
 LOOP = os.path.join(ROOT, "target", "bench", "syscall_loop")
+LOOP_STATIC = os.path.join(ROOT, "target", "bench", "syscall_loop_static")
 SUMMARY = re.compile(r"usertrap: pid \d+: (\d+) syscalls intercepted \((\w+)\), (\d+) on the fast path")
 
 
@@ -146,19 +148,24 @@ def stat_overhead(python, targets):
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
     tree = git_tree()
     workloads = [
-        ("python3: 200,000 os.stat", [python, "-c", "import os\nfor _ in range(200000): os.stat('/')"], "seccomp"),
-        ("tar cf /dev/null /usr/include", ["tar", "cf", "/dev/null", "/usr/include"], "seccomp"),
-        ("git status (8k files)", ["git", "-C", tree, "status", "--short"], "sud"),
+        ("python3: 200,000 os.stat", [python, "-c", "import os\nfor _ in range(200000): os.stat('/')"]),
+        ("tar cf /dev/null /usr/include", ["tar", "cf", "/dev/null", "/usr/include"]),
+        ("git status (8k files)", ["git", "-C", tree, "status", "--short"]),
+        # exec through the launcher, 200 times
+        ("sh: 200 execs of /bin/true", ["sh", "-c", "for i in $(seq 200); do /bin/true; done"]),
+        # a static program (the launcher is its interposer), patched
+        ("static: 200,000 getppid", [LOOP_STATIC, "getppid", "200000"]),
     ]
-    print(f"{'program':<32} {'native s':>9} {'usertrap':>9} {'strace -c':>10} {'perf trace':>11}")
-    for name, argv, backend in workloads:
+    print(f"{'program':<32} {'native s':>9} {'ut sud':>9} {'ut seccomp':>11} {'strace -c':>10} {'perf trace':>11}")
+    for name, argv in workloads:
         native = wall(argv)
-        ut = wall(argv, prefix=usertrap(backend))
+        ut_sud = wall(argv, prefix=usertrap("sud"))
+        ut_sec = wall(argv, prefix=usertrap("seccomp"))
         st = wall(argv, prefix=(strace, "-f", "-c", "-o", os.devnull)) if strace else None
         pt = wall(argv, prefix=(perf, "trace", "-s", "-o", os.devnull, "--")) if perf_ok else None
         ratio = lambda t: f"{t / native:.2f}x" if t and native else "fails"
-        print(f"{name:<32} {native:>9.3f} {ratio(ut):>9} {ratio(st):>10} {ratio(pt):>11}")
-        targets.append(f"usertrap stat, {name}: {ratio(ut)} native (target: at most 1.10 x)")
+        print(f"{name:<32} {native:>9.3f} {ratio(ut_sud):>9} {ratio(ut_sec):>11} {ratio(st):>10} {ratio(pt):>11}")
+        targets.append(f"usertrap stat, {name}: {ratio(ut_sud)} (sud), {ratio(ut_sec)} (seccomp) native (target: at most 1.10 x)")
     native = loop_ns("getppid", 1_000_000)
     env = clean_env(LD_PRELOAD=LIB, USERTRAP_OUTPUT=os.devnull)
     measured = loop_ns("getppid", 1_000_000, env)

@@ -33,9 +33,10 @@ usertrap are passed on to the command.
 Exit status: the command's own; if a signal killed it, usertrap dies of the
 same signal after printing the report. Before running anything: 2 for a bad
 command line (unknown -e trace names), 125 when usertrap itself cannot go on
-(no libusertrap.so, an unwritable -o FILE), 126 when the command cannot be
-run under usertrap (not executable, statically linked, not x86-64), 127 when
-it is not found.";
+(no libusertrap.so, an unwritable -o FILE, a static command without
+usertrap-launcher beside the library), 126 when the command cannot be run
+under usertrap (not executable, not x86-64), 127 when it is not found.
+Statically linked commands are started by usertrap-launcher.";
 
 const REPORT_AFTER_HELP: &str = "\
 Exit status: 0; 1 when a file cannot be read or is not a usertrap report
@@ -91,7 +92,7 @@ pub struct StatArgs {
     pub lib: Option<PathBuf>,
 
     /// How the library traps syscalls (USERTRAP_BACKEND; default: the
-    /// library's, seccomp).
+    /// library's, auto: sud where the kernel has it, else seccomp).
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
 

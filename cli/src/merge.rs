@@ -23,7 +23,7 @@ pub const AGGREGATE_VERSION: u64 = 1;
 
 /// What an empty aggregate says.
 pub const NO_REPORT_NOTE: &str =
-    "no report was written by any process (is the command statically linked, or did it exec a static binary?)";
+    "no report was written by any process (killed by SIGKILL, or a set-user-ID program run unmonitored?)";
 
 /// A report and where it came from.
 #[derive(Debug, Clone)]

@@ -24,7 +24,7 @@ use serde_json::Value;
 const SIGTERM: i32 = 15;
 
 const NO_REPORT: &str =
-    "no report was written by any process (is the command statically linked, or did it exec a static binary?)";
+    "no report was written by any process (killed by SIGKILL, or a set-user-ID program run unmonitored?)";
 
 /// `usertrap stat --lib <noop> ARGS`.
 fn stat_noop(args: &[&str]) -> std::process::Output {

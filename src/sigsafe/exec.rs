@@ -305,58 +305,91 @@ fn with_argv(argv: u64, prefix: &[u64], run: impl FnOnce(u64) -> i64) -> i64 {
     if prefix.is_empty() {
         return run(argv);
     }
-    let mut count = 0usize;
-    if argv != 0 {
-        loop {
-            match raw::read_user::<u64>(argv + 8 * count as u64) {
-                Ok(0) => break,
-                Ok(_) => count += 1,
-                Err(e) => return -e,
-            }
-            if count > (1 << 24) {
-                return -(libc::E2BIG as i64);
-            }
-        }
-    }
-    let needed = prefix.len() + count + 1;
-    let mut on_stack = [0u64; ARGV_ON_STACK];
-    let mut mapped: Option<(u64, usize)> = None;
-    let out: &mut [u64] = if needed <= ARGV_ON_STACK {
-        &mut on_stack
-    } else {
-        let len = (needed * 8 + 4095) & !4095;
-        match raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) {
-            Ok(p) => {
-                mapped = Some((p, len));
-                // SAFETY: a fresh private mapping of `len` bytes, ours alone.
-                unsafe { core::slice::from_raw_parts_mut(p as *mut u64, needed) }
-            }
-            Err(e) => return -e,
-        }
+    let count = match count_user_array(argv) {
+        Ok(c) => c,
+        Err(e) => return -e,
     };
-    let mut n = 0;
+    let mut on_stack = [0u64; ARGV_ON_STACK];
+    let mut out = match PtrArray::new(&mut on_stack, prefix.len() + count + 1) {
+        Ok(a) => a,
+        Err(e) => return -e,
+    };
     for &p in prefix {
-        if let Some(slot) = out.get_mut(n) {
-            *slot = p;
-            n += 1;
-        }
+        out.push(p);
     }
     for i in 1..count {
         match raw::read_user::<u64>(argv + 8 * i as u64) {
-            Ok(p) => {
-                if let Some(slot) = out.get_mut(n) {
-                    *slot = p;
-                    n += 1;
-                }
-            }
-            Err(e) => return finish(mapped, -e),
+            Ok(p) => out.push(p),
+            Err(e) => return -e,
         }
     }
-    if let Some(slot) = out.get_mut(n) {
-        *slot = 0;
+    out.push(0);
+    run(out.as_ptr())
+}
+
+/// Entries of a NULL-terminated array of pointers in program memory (a NULL
+/// array is empty); E2BIG past 2^24 entries, EFAULT if unreadable.
+fn count_user_array(array: u64) -> Result<usize, i64> {
+    let mut count = 0usize;
+    if array == 0 {
+        return Ok(0);
     }
-    let r = run(out.as_ptr() as u64);
-    finish(mapped, r)
+    loop {
+        match raw::read_user::<u64>(array + 8 * count as u64)? {
+            0 => return Ok(count),
+            _ => count += 1,
+        }
+        if count > (1 << 24) {
+            return Err(libc::E2BIG as i64);
+        }
+    }
+}
+
+/// An array of pointers we build for exec (argv, envp): in `stack` when it
+/// fits, else in a private mapping, unmapped when dropped.
+struct PtrArray<'a> {
+    slots: &'a mut [u64],
+    mapped: Option<(u64, usize)>,
+    len: usize,
+}
+
+impl<'a> PtrArray<'a> {
+    fn new(stack: &'a mut [u64], needed: usize) -> Result<PtrArray<'a>, i64> {
+        if needed <= stack.len() {
+            return Ok(PtrArray { slots: stack, mapped: None, len: 0 });
+        }
+        let bytes = (needed * 8 + 4095) & !4095;
+        let p = raw::mmap_anon(bytes, libc::PROT_READ | libc::PROT_WRITE)?;
+        // SAFETY: a fresh private mapping of `bytes` >= needed * 8 bytes,
+        // ours alone until `drop` unmaps it.
+        let slots = unsafe { core::slice::from_raw_parts_mut(p as *mut u64, needed) };
+        Ok(PtrArray { slots, mapped: Some((p, bytes)), len: 0 })
+    }
+
+    fn push(&mut self, p: u64) {
+        if let Some(slot) = self.slots.get_mut(self.len) {
+            *slot = p;
+            self.len += 1;
+        }
+    }
+
+    fn set(&mut self, i: usize, p: u64) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = p;
+        }
+    }
+
+    fn as_ptr(&self) -> u64 {
+        self.slots.as_ptr() as u64
+    }
+}
+
+impl Drop for PtrArray<'_> {
+    fn drop(&mut self) {
+        if let Some((p, bytes)) = self.mapped {
+            raw::munmap(p, bytes);
+        }
+    }
 }
 
 const LD_PRELOAD: &[u8] = b"LD_PRELOAD=";
@@ -395,20 +428,11 @@ const MAX_SETTINGS: usize = 64;
 fn with_our_environment(envp: u64, first: Option<&mut dyn FnMut(Injected) -> u64>, run: impl FnOnce(u64) -> i64) -> i64 {
     let env = exec_env();
     let ours = env.preload_entry.get(LD_PRELOAD.len()..LD_PRELOAD.len() + env.path_len).unwrap_or(&[]);
-    // Count the program's entries (a NULL envp is an empty environment).
-    let mut count = 0usize;
-    if envp != 0 {
-        loop {
-            match raw::read_user::<u64>(envp + 8 * count as u64) {
-                Ok(0) => break,
-                Ok(_) => count += 1,
-                Err(e) => return -e,
-            }
-            if count > (1 << 24) {
-                return -libc::E2BIG as i64;
-            }
-        }
-    }
+    // A NULL envp is an empty environment.
+    let count = match count_user_array(envp) {
+        Ok(c) => c,
+        Err(e) => return -e,
+    };
     let settings = env.settings.get(..env.settings_len).unwrap_or(&[]);
     let n_settings = settings.iter().filter(|&&b| b == 0).count();
     // A TSC frequency this process measured well spares the new image its
@@ -418,31 +442,14 @@ fn with_our_environment(envp: u64, first: Option<&mut dyn FnMut(Injected) -> u64
     let needed = 1 + count + 1 + n_settings + 1 + 1;
 
     let mut on_stack = [0u64; ENV_ON_STACK];
-    let mut mapped: Option<(u64, usize)> = None;
-    let out: &mut [u64] = if needed <= ENV_ON_STACK {
-        &mut on_stack
-    } else {
-        let len = (needed * 8 + 4095) & !4095;
-        match raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) {
-            Ok(p) => {
-                mapped = Some((p, len));
-                // SAFETY: a fresh private mapping of `len` bytes, ours alone.
-                unsafe { core::slice::from_raw_parts_mut(p as *mut u64, needed) }
-            }
-            Err(e) => return -e,
-        }
+    let mut out = match PtrArray::new(&mut on_stack, needed) {
+        Ok(a) => a,
+        Err(e) => return -e,
     };
 
     let mut rewritten = [0u8; LD_PRELOAD.len() + 4096 + 1 + PRELOAD_MAX + 1];
-    let mut n = 0usize;
-    let mut push = |out: &mut [u64], p: u64| {
-        if let Some(slot) = out.get_mut(n) {
-            *slot = p;
-            n += 1;
-        }
-    };
     if first.is_some() {
-        push(out, 0); // filled in below, once we know what we added
+        out.push(0); // filled in below, once we know what we added
     }
     let read_entry = |i: usize| raw::read_user::<u64>(envp + 8 * i as u64);
     let head_of = |p: u64| {
@@ -457,7 +464,7 @@ fn with_our_environment(envp: u64, first: Option<&mut dyn FnMut(Injected) -> u64
     for i in 0..count {
         let p = match read_entry(i) {
             Ok(p) => p,
-            Err(e) => return finish(mapped, -e),
+            Err(e) => return -e,
         };
         let (head, len) = head_of(p);
         let head = head.get(..len).unwrap_or(&[]);
@@ -494,7 +501,7 @@ fn with_our_environment(envp: u64, first: Option<&mut dyn FnMut(Injected) -> u64
     }
     // Ours first (the new image skips exactly these), then the program's.
     if preload_at.is_none() {
-        push(out, env.preload_entry.as_ptr() as u64);
+        out.push(env.preload_entry.as_ptr() as u64);
         injected.leading += 1;
     }
     let mut start = 0usize;
@@ -502,7 +509,7 @@ fn with_our_environment(envp: u64, first: Option<&mut dyn FnMut(Injected) -> u64
     for (i, &b) in settings.iter().enumerate() {
         if b == 0 {
             if index >= MAX_SETTINGS || present & (1 << index) == 0 {
-                push(out, settings.as_ptr() as u64 + start as u64);
+                out.push(settings.as_ptr() as u64 + start as u64);
                 injected.leading += 1;
             }
             start = i + 1;
@@ -510,30 +517,30 @@ fn with_our_environment(envp: u64, first: Option<&mut dyn FnMut(Injected) -> u64
         }
     }
     if hz_len != 0 {
-        push(out, hz_entry.as_ptr() as u64);
+        out.push(hz_entry.as_ptr() as u64);
         injected.leading += 1;
     }
     for i in 0..count {
         let p = match read_entry(i) {
             Ok(p) => p,
-            Err(e) => return finish(mapped, -e),
+            Err(e) => return -e,
         };
         let (head, len) = head_of(p);
         if head.get(..len).unwrap_or(&[]).starts_with(USERTRAP_PREFIX) && matching_setting(p, settings).is_none() {
             continue; // one of our settings with another value: ours replaces it
         }
-        push(out, if Some(p) == preload_rewrite { rewritten.as_ptr() as u64 } else { p });
+        out.push(if Some(p) == preload_rewrite { rewritten.as_ptr() as u64 } else { p });
     }
     if ours_last {
-        push(out, env.preload_entry.as_ptr() as u64);
+        out.push(env.preload_entry.as_ptr() as u64);
     }
-    push(out, 0);
-    if let (Some(f), Some(slot)) = (first, out.get_mut(0)) {
-        *slot = f(injected);
+    out.push(0);
+    if let Some(f) = first {
+        out.set(0, f(injected));
     }
-    let r = run(out.as_ptr() as u64);
+    let r = run(out.as_ptr());
     core::hint::black_box((&rewritten, &hz_entry));
-    finish(mapped, r)
+    r
 }
 
 /// The index of the setting (NUL-separated in `settings`) equal to the
@@ -558,12 +565,6 @@ fn tsc_hz_entry(settings: &[u8], buf: &mut [u8; 40]) -> usize {
     Buf::new(buf).put(KEY).num(hz).put(b"\0").len
 }
 
-fn finish(mapped: Option<(u64, usize)>, r: i64) -> i64 {
-    if let Some((p, len)) = mapped {
-        raw::munmap(p, len);
-    }
-    r
-}
 
 
 // --- /proc/self/exe ----------------------------------------------------------------
