@@ -162,24 +162,13 @@ pub fn start(s: &Startup) {
     }
 }
 
-/// The fast path needs core-serialising barriers for cross-modifying code
-/// and a decoder with its tables built (they allocate on first use).
+/// Patching is on; what it needs (membarrier, the decoder's tables) is set
+/// up at the first patch (patcher::prepared), not here.
 fn enable_patching() {
     if !arch::trampoline_layout_ok() {
         fail_line("internal error: the trampoline template is not encoded as expected");
     }
-    if let Err(e) = patch::write::register_membarrier() {
-        if config_summary() {
-            Line::new().str("membarrier SYNC_CORE unavailable (errno ").num(e as u64).str("): patching off, every call takes the slow path").emit();
-        }
-        return;
-    }
-    patch::site::warm_up();
     patch::patcher::ENABLED.store(true, Ordering::Relaxed);
-}
-
-fn config_summary() -> bool {
-    report::summary_on()
 }
 
 /// `path` made absolute against the current directory (the program may

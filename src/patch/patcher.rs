@@ -8,7 +8,7 @@
 //! instruction (site.rs). Anything else is recorded once, with the reason, and
 //! stays on the slow path.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::arch;
 use crate::patch::registry::{self, PATCHED, PATCHING, UNPATCHED};
@@ -20,6 +20,16 @@ use crate::sigsafe::thread;
 
 /// USERTRAP_PATCH (on by default; off when membarrier is missing).
 pub static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether what patching needs is in place: membarrier registered for
+/// cross-modifying code, the decoder's tables built. Done at the first
+/// patch, not at start-up: it costs about half a millisecond, which a
+/// short-lived process (most of an exec-heavy tree) would pay for nothing.
+/// Written under the PATCHER lock.
+static PREPARED: AtomicU8 = AtomicU8::new(NOT_YET);
+const NOT_YET: u8 = 0;
+const READY: u8 = 1;
+const UNAVAILABLE: u8 = 2;
 
 static PATCHER: spin::Mutex<Table> = spin::Mutex::new(Table::new());
 
@@ -102,6 +112,10 @@ fn try_patch(table: &mut Table, key: u64, nr: u64) -> Result<(), &'static str> {
     if needs_slow_path(nr) {
         return Err("emulated syscall: keeps the slow path");
     }
+    // Only now, for a site that may really be patched.
+    if !prepared() {
+        return Err("membarrier SYNC_CORE unavailable: patching off");
+    }
     site::check(site).map_err(|r| r.as_str())?;
     let slot = table.alloc_slot().ok_or("trap table full (no free window below 2 GiB)")?;
     let tramp = table.alloc_trampoline().ok_or("no memory for trampolines")?;
@@ -120,6 +134,31 @@ fn try_patch(table: &mut Table, key: u64, nr: u64) -> Result<(), &'static str> {
         registry::set_state(key, PATCHED);
     }
     Ok(())
+}
+
+/// Make patching possible (under the PATCHER lock); false if it cannot be,
+/// and then patching is off for good.
+fn prepared() -> bool {
+    match PREPARED.load(Ordering::Relaxed) {
+        READY => return true,
+        UNAVAILABLE => return false,
+        _ => {}
+    }
+    if let Err(e) = write::register_membarrier() {
+        PREPARED.store(UNAVAILABLE, Ordering::Relaxed);
+        ENABLED.store(false, Ordering::Relaxed);
+        if crate::sigsafe::report::summary_on() {
+            crate::sigsafe::log::Line::new()
+                .str("membarrier SYNC_CORE unavailable (errno ")
+                .num(e as u64)
+                .str("): patching off, every call takes the slow path")
+                .emit();
+        }
+        return false;
+    }
+    site::warm_up();
+    PREPARED.store(READY, Ordering::Relaxed);
+    true
 }
 
 /// The program installed a seccomp filter of its own: patch no more sites.
