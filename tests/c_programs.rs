@@ -250,6 +250,7 @@ c_tests! {
     signal_storm,
     small_stacks,
     sockets_loopback,
+    static_getppid_loop,
     static_hello,
     thread_storm,
     vfork_exec,

@@ -70,6 +70,37 @@ fn many_sites_are_patched_sud() {
     many_sites_are_patched(Backend::Sud);
 }
 
+/// A static program (started by the launcher, linked without .eh_frame_hdr)
+/// gets its sites patched too: 3,000 getppid calls, nearly all fast.
+fn static_program_is_patched(backend: Backend) {
+    let prog = c_test_binary("static_getppid_loop");
+    let cmd = Cmd::sh(&format!("{} && echo done", prog.display())).env("USERTRAP_SUMMARY", "1");
+    let out = run_traced(&cmd, backend);
+    assert_eq!(out.stdout_text(), "getppid 3000 times: same every time\ndone\n", "{}", out.stderr_text());
+    // The static program's summary is the one with over 3,000 calls.
+    let line = out
+        .stderr_text()
+        .lines()
+        .find(|l| l.starts_with("usertrap: pid ") && l.split(": ").nth(2).and_then(|r| r.split(' ').next()?.parse::<u64>().ok()).is_some_and(|n| n >= 3000))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no summary of the static program: {}", out.stderr_text()));
+    let fast: u64 = line
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" on the fast path")?.parse().ok())
+        .unwrap_or_else(|| panic!("no 'on the fast path' in {}", line));
+    assert!(fast >= 2990, "only {} calls on the fast path: {}", fast, line);
+}
+
+#[test]
+fn static_program_is_patched_seccomp() {
+    static_program_is_patched(Backend::Seccomp);
+}
+
+#[test]
+fn static_program_is_patched_sud() {
+    static_program_is_patched(Backend::Sud);
+}
+
 /// The library's own memory cannot be unmapped or reprotected by the program.
 fn own_memory_is_guarded(backend: Backend) {
     let script = r#"

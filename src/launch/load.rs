@@ -9,6 +9,7 @@ const PAGE: u64 = 4096;
 const PT_LOAD: u32 = 1;
 const PT_INTERP: u32 = 3;
 const PT_PHDR: u32 = 6;
+const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
 const PF_X: u32 = 1;
@@ -41,6 +42,9 @@ pub struct Elf {
     /// PT_INTERP's path, NUL-terminated, if any.
     pub interp: [u8; 4096],
     pub has_interp: bool,
+    /// `.eh_frame` (address, size) from the section headers, when there is
+    /// no PT_GNU_EH_FRAME to find it by (see `patch::elf`).
+    eh_frame: Option<(u64, u64)>,
 }
 
 /// Where a mapped ELF ended up.
@@ -50,6 +54,8 @@ pub struct Image {
     pub entry: u64,
     pub phdr: u64,
     pub phnum: u64,
+    /// `.eh_frame` at run time, if the program headers do not index it.
+    pub eh_frame: Option<(u64, u64)>,
 }
 
 fn pread(fd: i64, buf: *mut u8, len: usize, off: u64) -> bool {
@@ -78,7 +84,7 @@ impl Elf {
         if phnum == 0 || phnum > MAX_PHDRS {
             return Err("too many program headers");
         }
-        let mut elf = Elf { fd, kind, entry: word(&eh, 24), phoff: word(&eh, 32), phdrs: [Phdr::default(); MAX_PHDRS], phnum, interp: [0; 4096], has_interp: false };
+        let mut elf = Elf { fd, kind, entry: word(&eh, 24), phoff: word(&eh, 32), phdrs: [Phdr::default(); MAX_PHDRS], phnum, interp: [0; 4096], has_interp: false, eh_frame: None };
         if !pread(fd, elf.phdrs.as_mut_ptr().cast(), phnum * 56, elf.phoff) {
             return Err("cannot read the program headers");
         }
@@ -89,6 +95,9 @@ impl Elf {
                 return Err("bad PT_INTERP");
             }
             elf.has_interp = true;
+        }
+        if !elf.phdrs().iter().any(|p| p.p_type == PT_GNU_EH_FRAME) {
+            elf.eh_frame = find_section(fd, &eh, b".eh_frame");
         }
         Ok(elf)
     }
@@ -141,7 +150,8 @@ impl Elf {
                 .map(|p| bias + p.p_vaddr + (self.phoff - p.p_offset))
                 .unwrap_or(0),
         };
-        Ok(Image { base: bias + lo, entry: bias + self.entry, phdr, phnum: self.phnum as u64 })
+        let eh_frame = self.eh_frame.map(|(addr, size)| (bias + addr, size));
+        Ok(Image { base: bias + lo, entry: bias + self.entry, phdr, phnum: self.phnum as u64, eh_frame })
     }
 
     fn map_segment(&self, p: &Phdr, bias: u64) -> Result<(), &'static str> {
@@ -187,3 +197,31 @@ impl Elf {
         Ok(())
     }
 }
+
+/// (sh_addr, sh_size) of the allocated section `name` of the ELF file open
+/// on `fd` whose header is `eh`, read from its section headers.
+fn find_section(fd: i64, eh: &[u8; 64], name: &[u8]) -> Option<(u64, u64)> {
+    const SHF_ALLOC: u64 = 2;
+    let (shoff, shentsize, shnum, shstrndx) = (word(eh, 40), half(eh, 58) as u64, half(eh, 60) as u64, half(eh, 62) as u64);
+    if shoff == 0 || shentsize < 64 || shnum == 0 || shnum > 4096 || shstrndx >= shnum {
+        return None;
+    }
+    let section = |i: u64| {
+        let mut sh = [0u8; 64];
+        pread(fd, sh.as_mut_ptr(), 64, shoff + i * shentsize).then_some(sh)
+    };
+    let strtab_off = word(&section(shstrndx)?, 24);
+    for i in 0..shnum {
+        let sh = section(i)?;
+        let mut sname = [0u8; 16];
+        let name_off = u32::from_le_bytes([sh[0], sh[1], sh[2], sh[3]]) as u64;
+        if name.len() >= sname.len() || !pread(fd, sname.as_mut_ptr(), name.len() + 1, strtab_off + name_off) {
+            continue;
+        }
+        if sname.get(..name.len()) == Some(name) && sname.get(name.len()) == Some(&0) && word(&sh, 8) & SHF_ALLOC != 0 {
+            return Some((word(&sh, 16), word(&sh, 32)));
+        }
+    }
+    None
+}
+

@@ -174,6 +174,11 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         Err(e) => fail(execfn, e),
     };
     raw::syscall(libc::SYS_close, ctl.fd as u64, 0, 0, 0);
+    if let Some((start, len)) = image.eh_frame {
+        // Function starts for the patcher's site check (static programs
+        // often have no .eh_frame_hdr).
+        crate::patch::elf::add_eh_frame_hint(image.base, start, len);
+    }
     let interp_image = if program.has_interp {
         let fd = raw::syscall(libc::SYS_openat, -100i64 as u64, program.interp.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0);
         if fd < 0 {

@@ -7,7 +7,9 @@
 //! headers; take `PT_GNU_EH_FRAME` (`.eh_frame_hdr`), binary-search its sorted
 //! table for the last FDE starting at or below the address, and read that
 //! FDE's `pc_begin`/`pc_range` from `.eh_frame` (with the pointer encoding its
-//! CIE declares).
+//! CIE declares). An object without `.eh_frame_hdr` (a static program linked
+//! without --eh-frame-hdr) is walked linearly instead, if the launcher found
+//! its `.eh_frame` in the section headers when it loaded it.
 //!
 //! Trap-context safe: every syscall and every read of program memory goes
 //! through the [`Os`] layer ([`RawOs`]: `sigsafe::raw`, the gate and the
@@ -109,8 +111,16 @@ pub struct Located {
 /// its mapping, through a given [`Os`] (the library passes [`RawOs`]).
 pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
     let obj = find_object(os, site)?;
-    let eh = program_headers(os, obj.header, site)?;
-    let (func_start, func_end) = lookup_fde(os, eh, site)?;
+    let (func_start, func_end) = match program_headers(os, obj.header, site) {
+        Ok(eh) => lookup_fde(os, eh, site)?,
+        // No .eh_frame_hdr: the .eh_frame itself, if the launcher found it
+        // in the section headers when it loaded this object.
+        Err(Reject::NoEhFrameHdr) => match eh_frame_hint(obj.header) {
+            Some((start, len)) => scan_eh_frame(os, start, len, site)?,
+            None => return Err(Reject::NoEhFrameHdr),
+        },
+        Err(e) => return Err(e),
+    };
     Ok(Located {
         func_start,
         func_end,
@@ -672,6 +682,70 @@ fn lookup_fde<O: Os>(os: &mut O, hdr: u64, site: u64) -> Result<(u64, u64), Reje
     Ok((start, end))
 }
 
+// ---------------------------------------------------------------------------
+// .eh_frame without its index: objects the launcher loaded (static programs
+// linked without --eh-frame-hdr, as `gcc -static` does by default).
+
+/// Objects whose `.eh_frame` the launcher located (header address, start,
+/// length), written before the program starts and only read afterwards.
+const MAX_HINTS: usize = 4;
+struct Hints(core::cell::UnsafeCell<[(u64, u64, u64); MAX_HINTS]>);
+// SAFETY: written only by the launcher, single-threaded, before the program
+// (and so any reader) runs; read-only from then on.
+unsafe impl Sync for Hints {}
+static EH_FRAME_HINTS: Hints = Hints(core::cell::UnsafeCell::new([(0, 0, 0); MAX_HINTS]));
+
+/// The launcher, before the program runs: the object whose ELF header is
+/// mapped at `header` has its `.eh_frame` at [start, start + len).
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))]
+pub fn add_eh_frame_hint(header: u64, start: u64, len: u64) {
+    // SAFETY: see `Hints`.
+    let hints = unsafe { &mut *EH_FRAME_HINTS.0.get() };
+    if let Some(slot) = hints.iter_mut().find(|h| h.0 == 0) {
+        *slot = (header, start, len);
+    }
+}
+
+fn eh_frame_hint(header: u64) -> Option<(u64, u64)> {
+    // SAFETY: see `Hints`.
+    let hints = unsafe { &*EH_FRAME_HINTS.0.get() };
+    hints.iter().find(|h| h.0 == header && h.0 != 0).map(|h| (h.1, h.2))
+}
+
+/// Walk the records of the `.eh_frame` at [start, start + len) for the FDE
+/// covering `site`: (function start, function end). Linear, with the last
+/// CIE's pointer encoding remembered (nearly every FDE shares one CIE).
+fn scan_eh_frame<O: Os>(os: &mut O, start: u64, len: u64, site: u64) -> Result<(u64, u64), Reject> {
+    let bad = Reject::BadUnwind;
+    let end = start.checked_add(len).ok_or(bad)?;
+    let mut rec = start;
+    let mut cie_cache: Option<(u64, u8)> = None;
+    while rec.checked_add(4).is_some_and(|r| r <= end) {
+        if read_u32(os, rec).ok_or(bad)? == 0 {
+            break; // terminator
+        }
+        let (rec_len, id_field) = record_header(os, rec)?;
+        let cie_off = read_u32(os, id_field).ok_or(bad)?;
+        if cie_off != 0 {
+            let cie = id_field.checked_sub(cie_off as u64).ok_or(bad)?;
+            let enc = match cie_cache {
+                Some((c, e)) if c == cie => e,
+                _ => {
+                    let e = cie_fde_encoding(os, cie)?;
+                    cie_cache = Some((cie, e));
+                    e
+                }
+            };
+            let (begin, range) = fde_range(os, id_field, enc)?;
+            if begin <= site && site < begin.saturating_add(range) {
+                return Ok((begin, begin + range));
+            }
+        }
+        rec = id_field.checked_add(rec_len).ok_or(bad)?;
+    }
+    Err(Reject::NoFunctionStart)
+}
+
 /// (pc_begin, pc_range) of the FDE at `fde`.
 fn read_fde<O: Os>(os: &mut O, fde: u64) -> Result<(u64, u64), Reject> {
     let bad = Reject::BadUnwind;
@@ -682,6 +756,13 @@ fn read_fde<O: Os>(os: &mut O, fde: u64) -> Result<(u64, u64), Reject> {
     }
     let cie = cie_ptr_field.checked_sub(cie_off as u64).ok_or(bad)?;
     let enc = cie_fde_encoding(os, cie)?;
+    fde_range(os, cie_ptr_field, enc)
+}
+
+/// (pc_begin, pc_range) of an FDE whose CIE pointer is at `cie_ptr_field`,
+/// its CIE declaring pointer encoding `enc`.
+fn fde_range<O: Os>(os: &mut O, cie_ptr_field: u64, enc: u8) -> Result<(u64, u64), Reject> {
+    let bad = Reject::BadUnwind;
     let begin_field = cie_ptr_field.checked_add(4).ok_or(bad)?;
     // pc_begin: full encoding (pcrel from its own field); datarel is not
     // meaningful in .eh_frame on x86-64.
@@ -893,6 +974,29 @@ garbage line\n\
         let mut os = StdOs::new();
         let l = locate_with(&mut os, f + 2).expect("locate in the test binary");
         assert_eq!(l.func_start, f);
+    }
+
+    /// The linear walk of `.eh_frame` (objects without `.eh_frame_hdr`)
+    /// finds the same functions as the indexed lookup, in libc.
+    #[test]
+    fn linear_eh_frame_walk_agrees_with_the_index() {
+        let mut os = StdOs::new();
+        for f in [
+            libc::getppid as *const () as usize,
+            libc::read as *const () as usize,
+            libc::malloc as *const () as usize,
+        ] {
+            let f = f as u64 + 1;
+            let obj = find_object(&mut os, f).expect("object");
+            let hdr = program_headers(&mut os, obj.header, f).expect("eh_frame_hdr");
+            // The .eh_frame the index points at (eh_frame_ptr), walked to its
+            // zero terminator.
+            let enc = read_u8(&mut os, hdr + 1).unwrap();
+            let (eh_frame, _) = read_encoded(&mut os, hdr + 4, enc, Some(hdr)).unwrap();
+            let walked = scan_eh_frame(&mut os, eh_frame, 64 << 20, f).expect("walk");
+            assert_eq!(walked, lookup_fde(&mut os, hdr, f).expect("index"), "at {f:#x}");
+            assert_eq!(walked.0, f - 1);
+        }
     }
 
     #[test]
