@@ -50,7 +50,7 @@ test: deps lib c-tests
 # The main job on a default workload: `usertrap stat` on a Python program,
 # the report of every syscall's latency on stderr.
 # python3 may be a wrapper script (pyenv): run the real interpreter directly,
-# since the default (seccomp) backend cannot follow exec yet.
+# so the report is python's alone.
 PYTHON := $(shell python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
 
 demo: lib

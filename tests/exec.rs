@@ -1,4 +1,4 @@
-//! Programs that exec (issue 5, "exec without dying"): shells, make, Python's
+//! Programs that exec: shells, make, Python's
 //! subprocess, exec chains, static binaries, set-user-ID programs. Each runs
 //! natively and under the library with each backend; stdout, stderr, exit
 //! status and the files left in the scratch directory must be the same, and
@@ -240,17 +240,7 @@ os.execv("/bin/sh", ["sh", "-c", "echo python execd sh; exit 0"])
 fn python_subprocess(backend: Backend) {
     let case = Case::new("exec-python-subprocess")
         .setup(|d| fs::write(d.join("not-executable.txt"), "data\n").unwrap())
-        .step(
-            Cmd::new(python3())
-                .args(["-c", PY_SUBPROCESS])
-                .env("PYTHONHASHSEED", "0")
-                .env("PYTHONDONTWRITEBYTECODE", "1")
-                .env("PYTHONNOUSERSITE", "1")
-                .env_remove("PYTHONSTARTUP")
-                .env_remove("PYTHONPATH")
-                .env_remove("PYTHONWARNINGS")
-                .timeout(Duration::from_secs(60)),
-        );
+        .step(python_cmd().args(["-c", PY_SUBPROCESS]));
     compare_native_and_traced(&case, backend);
 }
 

@@ -47,16 +47,21 @@ fn sites_are_patched_sud() {
     sites_are_patched(Backend::Sud);
 }
 
+/// The number before `what` in a USERTRAP_SUMMARY line
+/// ("usertrap: pid N: C syscalls intercepted (b), F on the fast path, P sites patched, ...").
+fn summary_count(line: &str, what: &str) -> u64 {
+    line.split(", ")
+        .find_map(|part| part.strip_suffix(what)?.parse().ok())
+        .unwrap_or_else(|| panic!("no '{}' in the summary: {}", what.trim(), line))
+}
+
 /// c_tests/many_sites.c: 10,000 distinct sites, more than one window holds.
 fn many_sites_are_patched(backend: Backend) {
     let cmd = Cmd::new(c_test_binary("many_sites")).env("USERTRAP_SUMMARY", "1");
     let out = run_traced(&cmd, backend);
     assert!(out.status.success(), "many_sites failed under {}: {}{}", backend, out.stdout_text(), out.stderr_text());
     let line = out.stderr_text().lines().find(|l| l.starts_with("usertrap: pid ")).map(str::to_string).unwrap_or_default();
-    let patched: u64 = line
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" sites patched")?.parse().ok())
-        .unwrap_or_else(|| panic!("no 'sites patched' in the summary: {}", line));
+    let patched = summary_count(&line, " sites patched");
     assert!(patched >= 10_000, "only {} sites patched (10,000 distinct ones were run): {}", patched, line);
 }
 
@@ -84,10 +89,7 @@ fn static_program_is_patched(backend: Backend) {
         .find(|l| l.starts_with("usertrap: pid ") && l.split(": ").nth(2).and_then(|r| r.split(' ').next()?.parse::<u64>().ok()).is_some_and(|n| n >= 3000))
         .map(str::to_string)
         .unwrap_or_else(|| panic!("no summary of the static program: {}", out.stderr_text()));
-    let fast: u64 = line
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" on the fast path")?.parse().ok())
-        .unwrap_or_else(|| panic!("no 'on the fast path' in {}", line));
+    let fast = summary_count(&line, " on the fast path");
     assert!(fast >= 2990, "only {} calls on the fast path: {}", fast, line);
 }
 

@@ -1,11 +1,11 @@
 //! Real programs, run natively and under the library: the same stdout,
 //! stderr, exit status and files are expected.
 //!
-//! The seccomp backend does not follow execve yet, so a scenario that execs
-//! (a shell pipeline, tar running gzip, git running its helpers, Python's
-//! subprocess) runs under Sud only; where it is cheap, a variant without exec
-//! runs under Seccomp too. A program missing on the machine fails its test
-//! (`make deps` installs them); nothing is skipped.
+//! Scenarios that exec (a shell pipeline, tar running gzip, git running its
+//! helpers, Python's subprocess) run under both backends (exec goes through
+//! the launcher); a few variants without exec stay as well. A program
+//! missing on the machine fails its test (`make deps` installs them);
+//! nothing is skipped.
 
 mod common;
 
@@ -20,28 +20,25 @@ use std::time::Duration;
 
 fn python_case(name: &str, extra_args: &[&str]) -> Case {
     let script = repo_root().join("tests/data/workload.py");
-    Case::new(name).step(
-        Cmd::new(python3())
-            .arg(script)
-            .args(extra_args)
-            // No user site dir or startup file, stable hashing, no .pyc writes.
-            .env("PYTHONHASHSEED", "0")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONNOUSERSITE", "1")
-            .env_remove("PYTHONSTARTUP")
-            .env_remove("PYTHONPATH")
-            .env_remove("PYTHONWARNINGS")
-            .timeout(Duration::from_secs(60)),
-    )
+    Case::new(name).step(python_cmd().arg(script).args(extra_args))
 }
 
 /// Files, threads, signals, sockets, fork, and subprocesses (which exec).
-#[test]
-fn python_workload_sud() {
-    compare_native_and_traced(&python_case("python-workload", &[]), Backend::Sud);
+fn python_workload(backend: Backend) {
+    compare_native_and_traced(&python_case("python-workload", &[]), backend);
 }
 
-/// The same workload without subprocesses, so the seccomp backend runs it.
+#[test]
+fn python_workload_seccomp() {
+    python_workload(Backend::Seccomp);
+}
+
+#[test]
+fn python_workload_sud() {
+    python_workload(Backend::Sud);
+}
+
+/// The same workload without subprocesses.
 #[test]
 fn python_workload_no_exec_seccomp() {
     compare_native_and_traced(&python_case("python-workload-no-exec", &["--no-exec"]), Backend::Seccomp);
@@ -114,16 +111,25 @@ fn sqlite_seccomp() {
     compare_native_and_traced(&sqlite_case("sqlite"), Backend::Seccomp);
 }
 
-#[test]
-fn sqlite_sud() {
-    let case = sqlite_case("sqlite").step(Cmd::sh(
+fn sqlite_piped(backend: Backend) {
+    let case = sqlite_case("sqlite-piped").step(Cmd::sh(
         "sqlite3 -batch test.db .dump | sqlite3 -batch -bail piped.db && \
          sqlite3 -batch piped.db 'SELECT count(*) FROM t; PRAGMA integrity_check;'",
     ));
-    let native = compare_native_and_traced(&case, Backend::Sud);
+    let native = compare_native_and_traced(&case, backend);
     // The dump written with `.output` and the dump of the restored database agree.
     let dump_of_restored = &native[2].stdout;
     assert!(dump_of_restored.starts_with(b"PRAGMA foreign_keys=OFF;"), "unexpected .dump output");
+}
+
+#[test]
+fn sqlite_piped_seccomp() {
+    sqlite_piped(Backend::Seccomp);
+}
+
+#[test]
+fn sqlite_piped_sud() {
+    sqlite_piped(Backend::Sud);
 }
 
 // ---------------------------------------------------------------------------
@@ -168,8 +174,7 @@ fn tar_gzip_seccomp() {
 }
 
 /// `tar z` runs gzip (exec). gzip compressing a pipe stores no timestamp.
-#[test]
-fn tar_czf_sud() {
+fn tar_czf(backend: Backend) {
     let tar = which("tar");
     which("gzip");
     let case = Case::new("tar-czf")
@@ -180,11 +185,21 @@ fn tar_czf_sud() {
         .step(Cmd::new(which("diff")).args(["-r", "tree", "out/tree"]))
         .step(Cmd::new(&tar).args(["-tzvf", "tree.tgz"]))
         .step(Cmd::sh("gzip -dc tree.tgz | tar -tf - | sort | head -20; gzip -l tree.tgz"));
-    compare_native_and_traced(&case, Backend::Sud);
+    compare_native_and_traced(&case, backend);
+}
+
+#[test]
+fn tar_czf_seccomp() {
+    tar_czf(Backend::Seccomp);
+}
+
+#[test]
+fn tar_czf_sud() {
+    tar_czf(Backend::Sud);
 }
 
 // ---------------------------------------------------------------------------
-// git (runs helpers: Sud only)
+// git (runs helpers)
 
 fn git(args: &[&str]) -> Cmd {
     Cmd::new(which("git"))
@@ -208,8 +223,7 @@ fn git(args: &[&str]) -> Cmd {
         .timeout(Duration::from_secs(30))
 }
 
-#[test]
-fn git_sud() {
+fn git_work(backend: Backend) {
     let case = Case::new("git")
         .home_in_scratch()
         .setup(|dir| {
@@ -239,11 +253,21 @@ fn git_sud() {
         // The index caches stat data (ctime, inode numbers, ...) of the work
         // tree: it differs between any two runs, native or not.
         .ignore(".git/index");
-    compare_native_and_traced(&case, Backend::Sud);
+    compare_native_and_traced(&case, backend);
+}
+
+#[test]
+fn git_work_seccomp() {
+    git_work(Backend::Seccomp);
+}
+
+#[test]
+fn git_work_sud() {
+    git_work(Backend::Sud);
 }
 
 // ---------------------------------------------------------------------------
-// Shell pipelines (sh forks and execs: Sud only)
+// Shell pipelines (sh forks and execs)
 
 const PIPELINES: &str = r#"
 seq 1 2000 | sort -rn | head -5; echo done | wc -c
@@ -262,9 +286,18 @@ cat loop.txt loop.txt | sort | uniq -c
 ls -1
 "#;
 
-#[test]
-fn sh_pipelines_sud() {
+fn sh_pipelines(backend: Backend) {
     which("sh");
     let case = Case::new("sh-pipelines").step(Cmd::sh(PIPELINES));
-    compare_native_and_traced(&case, Backend::Sud);
+    compare_native_and_traced(&case, backend);
+}
+
+#[test]
+fn sh_pipelines_seccomp() {
+    sh_pipelines(Backend::Seccomp);
+}
+
+#[test]
+fn sh_pipelines_sud() {
+    sh_pipelines(Backend::Sud);
 }

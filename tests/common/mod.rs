@@ -122,8 +122,21 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// The real python3 interpreter, not a wrapper script or pyenv shim (a shim
-/// execs, which the seccomp backend cannot follow yet).
+/// python3 with a reproducible environment: no user site dir or startup
+/// file, stable hashing, no .pyc writes; 60 s to run.
+pub fn python_cmd() -> Cmd {
+    Cmd::new(python3())
+        .env("PYTHONHASHSEED", "0")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONNOUSERSITE", "1")
+        .env_remove("PYTHONSTARTUP")
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONWARNINGS")
+        .timeout(Duration::from_secs(60))
+}
+
+/// The real python3 interpreter, not a wrapper script or pyenv shim (whose
+/// exec would be measured as well).
 pub fn python3() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {

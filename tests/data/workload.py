@@ -7,7 +7,6 @@ ports, times, addresses, or set/dict orders that depend on hashing.
 
     workload.py            files, threads, signals, sockets, fork, subprocesses
     workload.py --no-exec  the same without anything that calls execve
-                           (the seccomp backend does not follow exec yet)
 """
 
 import concurrent.futures
