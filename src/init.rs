@@ -212,7 +212,7 @@ fn map_gate() {
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
     let r = bootstrap_syscall(libc::SYS_mmap, [GATE_ADDR, GATE_LEN, prot_rw, flags, u64::MAX, 0]);
     if r as u64 != GATE_ADDR {
-        bootstrap_fail(b"usertrap: cannot map the syscall gate at 0x757300000000 (already in use: is the library loaded twice?)\n");
+        bootstrap_fail(b"usertrap: cannot map the syscall gate at 0x757300000000 (already in use: the library loaded twice, or started by a usertrap-launcher of another build?)\n");
     }
     fill_gate(GATE_ADDR, false);
     bootstrap_syscall(libc::SYS_mprotect, [GATE_ADDR, GATE_LEN, (libc::PROT_READ | libc::PROT_EXEC) as u64, 0, 0, 0]);
