@@ -550,3 +550,22 @@ fn scripts_and_symlinks(backend: Backend) {
         ));
     compare_native_and_traced(&case, backend);
 }
+
+/// The seccomp filter is installed once per process tree: an exec'd image
+/// keeps the one it inherits instead of stacking another (1,000 stacked
+/// filters would come close to the kernel's limit on filter instructions,
+/// and each one runs on every syscall).
+#[test]
+fn exec_does_not_stack_seccomp_filters() {
+    let script = "sh -c 'sh -c \"grep Seccomp_filters /proc/self/status\"'";
+    let count = |out: &Output| -> u64 {
+        let text = out.stdout_text();
+        text.trim()
+            .strip_prefix("Seccomp_filters:")
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Seccomp_filters line: {text:?} {}", out.stderr_text()))
+    };
+    let native = count(&run_native(&Cmd::sh(script)));
+    let traced = count(&run_traced(&Cmd::sh(script), Backend::Seccomp));
+    assert_eq!(traced, native + 1, "three images deep, the process should carry exactly one filter of ours");
+}
