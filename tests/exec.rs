@@ -569,3 +569,35 @@ fn exec_does_not_stack_seccomp_filters() {
     let traced = count(&run_traced(&Cmd::sh(script), Backend::Seccomp));
     assert_eq!(traced, native + 1, "three images deep, the process should carry exactly one filter of ours");
 }
+
+/// Without /proc (a chroot, a minimal container) exec still works: the
+/// library's checks and the launcher fall back to paths and descriptors.
+/// Root only: a private mount namespace with /proc unmounted.
+fn exec_without_proc(backend: Backend) {
+    if !is_root() {
+        println!("SKIPPED: needs root (unshare -m, umount /proc)");
+        return;
+    }
+    // umount is set-user-ID: its usertrap note goes to /dev/null with its stderr.
+    let script = "umount -l /proc 2>/dev/null && test ! -e /proc/self && \
+                  /bin/echo dynamic ran; ls /no/such/file 2>&1 | cat; \
+                  env -i /usr/bin/env; echo \"env -i status $?\"; \
+                  ./script.sh arg; /bin/sh -c 'exit 7'; echo \"status $?\"";
+    let case = Case::new("exec-without-proc")
+        .setup(|d| {
+            fs::write(d.join("script.sh"), "#!/bin/sh\necho \"script got $1\"\n").unwrap();
+            fs::set_permissions(d.join("script.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        })
+        .step(Cmd::new(which("unshare")).args(["-m", "/bin/sh", "-c", script]));
+    compare_native_and_traced(&case, backend);
+}
+
+#[test]
+fn exec_without_proc_seccomp() {
+    exec_without_proc(Backend::Seccomp);
+}
+
+#[test]
+fn exec_without_proc_sud() {
+    exec_without_proc(Backend::Sud);
+}

@@ -139,9 +139,16 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     };
     let execfn = cstr_at(ctl.execfn);
 
-    // Our own path (the kernel's /proc/self/exe, for now) and the library's beside it.
+    // Our own path, and the library's beside it: the name we were exec'd by
+    // (absolute: the library and the `usertrap` command use absolute paths),
+    // else the kernel's /proc/self/exe (there may be no /proc in a chroot).
     let mut own = [0u8; PATH_LEN];
-    let own_len = readlink(b"/proc/self/exe\0", &mut own);
+    let execfn_self = cstr_at(initial.aux(stack::AT_EXECFN));
+    let own_len = if execfn_self.first() == Some(&b'/') {
+        Buf::new(&mut own).put(execfn_self).len
+    } else {
+        readlink(b"/proc/self/exe\0", &mut own)
+    };
     let own_path = own.get(..own_len).unwrap_or(&[]);
     let dir_len = own_path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
     let mut lib = [0u8; PATH_LEN];

@@ -11,7 +11,7 @@ pub const AT_PHNUM: u64 = 5;
 const AT_BASE: u64 = 7;
 const AT_FLAGS: u64 = 8;
 const AT_ENTRY: u64 = 9;
-const AT_EXECFN: u64 = 31;
+pub const AT_EXECFN: u64 = 31;
 pub const AT_HWCAP2: u64 = 26;
 
 /// The kernel's initial stack, as the launcher received it.

@@ -161,8 +161,7 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     // real executable for its /proc/self/exe (which names the launcher).
     let mut open_name = [0u8; PATH_MAX + 32];
     let (open_dir, nofollow) = if empty {
-        Buf::new(&mut open_name).put(b"/proc/self/fd/").num(dirfd as u64).put(b"\0");
-        (AT_FDCWD, false)
+        (dirfd, false) // open_name stays empty: the descriptor itself
     } else if let Some(exe) = exe_path_override().filter(|_| !relative_to_fd && exec_target::is_proc_self_exe(name)) {
         Buf::new(&mut open_name).put(exe).put(b"\0");
         (AT_FDCWD, false)

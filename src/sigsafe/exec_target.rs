@@ -126,18 +126,23 @@ struct Stat {
 }
 
 /// Open `path` (NUL-terminated, ours) relative to `dirfd` as exec would, and
-/// return a readable descriptor with the file's mode.
+/// return a readable descriptor with the file's mode. An empty `path` means
+/// `dirfd` itself (AT_EMPTY_PATH).
 fn open_exec(dirfd: i64, path: &[u8], nofollow: bool) -> Result<(i64, u32), i64> {
-    let flags = O_PATH | O_CLOEXEC | if nofollow { O_NOFOLLOW } else { 0 };
-    let pfd = raw::syscall(libc::SYS_openat, dirfd as u64, path.as_ptr() as u64, flags, 0);
+    let empty = path.first().is_none_or(|&b| b == 0);
+    // An O_PATH descriptor first: no side effect (a FIFO or a device is not
+    // really opened), no read permission needed, for the inode checks.
+    let pfd = if empty {
+        raw::syscall(libc::SYS_fcntl, dirfd as u64, libc::F_DUPFD_CLOEXEC as u64, 0, 0)
+    } else {
+        let flags = O_PATH | O_CLOEXEC | if nofollow { O_NOFOLLOW } else { 0 };
+        raw::syscall(libc::SYS_openat, dirfd as u64, path.as_ptr() as u64, flags, 0)
+    };
     if pfd < 0 {
         return Err(-pfd);
     }
-    let r = check_inode(pfd, nofollow);
-    let r = r.and_then(|mode| {
-        let mut proc_path = [0u8; 40];
-        crate::sigsafe::log::Buf::new(&mut proc_path).put(b"/proc/self/fd/").num(pfd as u64).put(b"\0");
-        let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, proc_path.as_ptr() as u64, libc::O_RDONLY as u64 | O_CLOEXEC, 0);
+    let r = check_inode(pfd, nofollow).and_then(|mode| {
+        let fd = readable(pfd, dirfd, path, empty);
         if fd < 0 {
             return Err(-fd);
         }
@@ -149,6 +154,32 @@ fn open_exec(dirfd: i64, path: &[u8], nofollow: bool) -> Result<(i64, u32), i64>
     });
     close(pfd);
     r
+}
+
+/// A readable descriptor of the regular file `pfd` refers to: reopened
+/// through /proc/self/fd (the very same file); without /proc (a chroot), by
+/// its path again, or, for AT_EMPTY_PATH, the caller's descriptor if it is
+/// open for reading. Negative errno on failure.
+fn readable(pfd: i64, dirfd: i64, path: &[u8], empty: bool) -> i64 {
+    let ro = libc::O_RDONLY as u64 | O_CLOEXEC;
+    let mut proc_path = [0u8; 40];
+    crate::sigsafe::log::Buf::new(&mut proc_path).put(b"/proc/self/fd/").num(pfd as u64).put(b"\0");
+    let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, proc_path.as_ptr() as u64, ro, 0);
+    if fd >= 0 || fd != -ENOENT {
+        return fd;
+    }
+    if !empty {
+        return raw::syscall(libc::SYS_openat, dirfd as u64, path.as_ptr() as u64, ro | libc::O_NONBLOCK as u64, 0);
+    }
+    let fl = raw::syscall(libc::SYS_fcntl, dirfd as u64, libc::F_GETFL as u64, 0, 0);
+    if fl >= 0 && fl as u64 & O_PATH == 0 && fl & libc::O_ACCMODE as i64 != libc::O_WRONLY as i64 {
+        return dup_cloexec(dirfd);
+    }
+    -ENOENT
+}
+
+fn dup_cloexec(fd: i64) -> i64 {
+    raw::syscall(libc::SYS_fcntl, fd as u64, libc::F_DUPFD_CLOEXEC as u64, 0, 0)
 }
 
 /// Is the file open for writing somewhere (exec says ETXTBSY)? A read lease
