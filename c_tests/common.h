@@ -228,4 +228,29 @@ static inline void sigset_from_bits(sigset_t *s, uint64_t m)
 
 #define SIGBIT(sig) (1ULL << ((sig) - 1))
 
+/* `in` as a test may print it whatever directory it runs from: `self` and
+ * `cwd` (if not empty) become $SELF and $CWD, bytes outside printable ASCII
+ * \xNN. Into `out` (`cap` bytes, NUL-terminated). */
+static inline void t_subst_paths(const char *in, const char *self, const char *cwd, char *out, size_t cap)
+{
+    size_t o = 0;
+    size_t ls = strlen(self), lc = strlen(cwd);
+    while (*in && o + 8 < cap) {
+        if (ls && strncmp(in, self, ls) == 0) {
+            o += (size_t)snprintf(out + o, cap - o, "$SELF");
+            in += ls;
+        } else if (lc && strncmp(in, cwd, lc) == 0) {
+            o += (size_t)snprintf(out + o, cap - o, "$CWD");
+            in += lc;
+        } else {
+            unsigned char c = (unsigned char)*in++;
+            if (c < 0x20 || c >= 0x7f)
+                o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+            else
+                out[o++] = (char)c;
+        }
+    }
+    out[o < cap ? o : cap - 1] = 0;
+}
+
 #endif

@@ -52,24 +52,7 @@ static struct {
 
 static void subst(const char *in, char *out, size_t cap)
 {
-    size_t o = 0;
-    size_t ls = strlen(st.self), lc = strlen(st.cwd);
-    while (*in && o + 8 < cap) {
-        if (ls && strncmp(in, st.self, ls) == 0) {
-            o += (size_t)snprintf(out + o, cap - o, "$SELF");
-            in += ls;
-        } else if (lc && strncmp(in, st.cwd, lc) == 0) {
-            o += (size_t)snprintf(out + o, cap - o, "$CWD");
-            in += lc;
-        } else {
-            unsigned char c = (unsigned char)*in++;
-            if (c < 0x20 || c >= 0x7f)
-                o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
-            else
-                out[o++] = (char)c;
-        }
-    }
-    out[o < cap ? o : cap - 1] = 0;
+    t_subst_paths(in, st.self, st.cwd, out, cap);
 }
 
 static const char *S(const char *in)
