@@ -187,7 +187,7 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         crate::patch::elf::add_eh_frame_hint(image.base, start, len);
     }
     let interp_image = if program.has_interp {
-        let fd = raw::syscall(libc::SYS_openat, -100i64 as u64, program.interp.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0);
+        let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as i64 as u64, program.interp.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0);
         if fd < 0 {
             fail(&program.interp, "cannot open the program's interpreter");
         }
