@@ -175,17 +175,24 @@ fn enable_patching() {
 /// change directory before it ends).
 fn absolute(path: &[u8]) -> [u8; 4096] {
     let mut out = [0u8; 4096];
-    let mut w = Buf::new(&mut out);
+    absolute_into(path, &mut out);
+    out
+}
+
+/// `path` made absolute against the current directory, into `out`; its
+/// length. Works before the gate exists (the constructor's first steps).
+pub fn absolute_into(path: &[u8], out: &mut [u8; 4096]) -> usize {
+    let mut w = Buf::new(out);
     if !path.is_empty() && path.first() != Some(&b'/') {
         let mut cwd = [0u8; 4096];
-        let r = raw::syscall(libc::SYS_getcwd, cwd.as_mut_ptr() as u64, cwd.len() as u64, 0, 0);
-        if r > 1 {
-            w.put(cwd.get(..(r as usize - 1)).unwrap_or(&[]));
+        let n = getcwd(&mut cwd);
+        if n > 0 {
+            w.put(cwd.get(..n).unwrap_or(&[]));
             w.put(b"/");
         }
     }
     w.put(path);
-    out
+    w.len
 }
 
 /// A syscall before our gate is in place: from the gate that is already
@@ -253,10 +260,9 @@ fn swap_in_gate(sud_on: bool) {
     }
 }
 
-/// The current directory into `out` before the interposer starts; its
-/// length without the NUL (0 on failure).
-#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
-pub fn early_getcwd(out: &mut [u8; 4096]) -> usize {
+/// The current directory into `out`, whether or not our gate exists yet;
+/// its length without the NUL (0 on failure).
+fn getcwd(out: &mut [u8; 4096]) -> usize {
     let r = bootstrap_syscall(libc::SYS_getcwd, [out.as_mut_ptr() as u64, out.len() as u64, 0, 0, 0, 0]);
     if r > 1 { r as usize - 1 } else { 0 }
 }

@@ -132,16 +132,6 @@ fn own_path(out: &mut [u8; PATH_LEN]) -> usize {
     let ok = unsafe { dladdr(own_path as *const c_void, &mut info) } != 0 && !info.dli_fname.is_null();
     // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
     let path: &[u8] = if ok { unsafe { core::ffi::CStr::from_ptr(info.dli_fname).to_bytes() } } else { b"" };
-    let mut w = Buf::new(out);
-    if path.first() != Some(&b'/') {
-        // Relative (LD_PRELOAD=./lib...): against the directory we start in.
-        let mut cwd = [0u8; PATH_LEN];
-        let r = init::early_getcwd(&mut cwd);
-        if r > 0 {
-            w.put(cwd.get(..r).unwrap_or(&[]));
-            w.put(b"/");
-        }
-    }
-    w.put(path);
-    w.len
+    // Relative (LD_PRELOAD=./lib...): against the directory we start in.
+    init::absolute_into(path, out)
 }

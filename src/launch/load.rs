@@ -3,6 +3,7 @@
 //! base plus its address (ET_DYN), file pages private, the tail of the last
 //! file page and the pages after it zero (.bss).
 
+use crate::patch::elf::field;
 use crate::sigsafe::raw;
 
 const PAGE: u64 = 4096;
@@ -63,11 +64,11 @@ fn pread(fd: i64, buf: *mut u8, len: usize, off: u64) -> bool {
 }
 
 fn word(b: &[u8], o: usize) -> u64 {
-    b.get(o..o + 8).map_or(0, |s| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
+    field(b, o, 8)
 }
 
 fn half(b: &[u8], o: usize) -> u16 {
-    b.get(o..o + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+    field(b, o, 2) as u16
 }
 
 impl Elf {

@@ -155,9 +155,7 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     let lib_len = Buf::new(&mut lib).put(own_path.get(..dir_len).unwrap_or(&[])).put(LIBRARY_NAME).len;
     // The program's own path: what /proc/self/exe would name natively.
     let mut exe = [0u8; PATH_LEN];
-    let mut fd_link = [0u8; 32];
-    Buf::new(&mut fd_link).put(b"/proc/self/fd/").num(ctl.fd as u64).put(b"\0");
-    let exe_len = readlink(&fd_link, &mut exe);
+    let exe_len = readlink(&crate::sigsafe::exec_target::fd_path(ctl.fd), &mut exe);
 
     let program = match Elf::read(ctl.fd) {
         Ok(e) => e,

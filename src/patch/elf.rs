@@ -468,8 +468,9 @@ fn read_u64<O: Os>(os: &mut O, addr: u64) -> Option<u64> {
     read_array(os, addr).map(u64::from_le_bytes)
 }
 
-/// Little-endian field of `len` (2, 4 or 8) bytes at `off` in `b`.
-fn field(b: &[u8], off: usize, len: usize) -> u64 {
+/// Little-endian field of `len` (2, 4 or 8) bytes at `off` in `b` (0 if
+/// out of range). Also what exec's checks and the launcher read ELF headers with.
+pub fn field(b: &[u8], off: usize, len: usize) -> u64 {
     let mut v = [0u8; 8];
     if let (Some(dst), Some(src)) = (v.get_mut(..len), b.get(off..off.saturating_add(len))) {
         dst.copy_from_slice(src);
@@ -738,7 +739,7 @@ fn scan_eh_frame<O: Os>(os: &mut O, start: u64, len: u64, site: u64) -> Result<(
             };
             let (begin, range) = fde_range(os, id_field, enc)?;
             if begin <= site && site < begin.saturating_add(range) {
-                return Ok((begin, begin + range));
+                return Ok((begin, begin.saturating_add(range)));
             }
         }
         rec = id_field.checked_add(rec_len).ok_or(bad)?;

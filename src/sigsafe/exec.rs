@@ -219,13 +219,7 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     raw::syscall(libc::SYS_fcntl, fd, F_SETFD, 0, 0);
     let r = with_argv(argv, prefix.get(..n_prefix).unwrap_or(&[]), |new_argv| {
         with_our_environment(envp, Some(&mut fill_control), |new_envp| {
-            // The old image's figures are reported now: the new image reports its own.
-            report::at_exit(report::Exit::Exec);
-            let r = signals::with_program_signal_state_for_exec(area, || {
-                raw::syscall6(raw::SYS_execve, [env.launcher.as_ptr() as u64, new_argv, new_envp, 0, 0, 0])
-            });
-            report::exec_failed();
-            r
+            exec_reported(area, raw::SYS_execve, [env.launcher.as_ptr() as u64, new_argv, new_envp, 0, 0, 0])
         })
     });
     close_fd();
@@ -239,9 +233,8 @@ fn comm_name(loaded: Option<i32>, execfn: &[u8], out: &mut [u8; 16]) -> usize {
     let mut link = [0u8; PATH_MAX];
     let file: &[u8] = match loaded {
         Some(fd) => {
-            let mut proc_path = [0u8; 40];
-            Buf::new(&mut proc_path).put(b"/proc/self/fd/").num(fd as u64).put(b"\0");
-            let r = raw::syscall(libc::SYS_readlink, proc_path.as_ptr() as u64, link.as_mut_ptr() as u64, PATH_MAX as u64, 0);
+            let path = exec_target::fd_path(fd as i64);
+            let r = raw::syscall(libc::SYS_readlink, path.as_ptr() as u64, link.as_mut_ptr() as u64, PATH_MAX as u64, 0);
             link.get(..r.max(0) as usize).unwrap_or(&[])
         }
         None => execfn,
@@ -288,11 +281,18 @@ fn exec_natively(area: &ThreadArea, nr: i64, args: [u64; 6], why: &[u8]) -> i64 
         if let Some(slot) = a.get_mut(envp_idx) {
             *slot = new_envp;
         }
-        report::at_exit(report::Exit::Exec);
-        let r = signals::with_program_signal_state_for_exec(area, || raw::syscall6(nr, a));
-        report::exec_failed();
-        r
+        exec_reported(area, nr, a)
     })
+}
+
+/// The exec itself: the old image's figures are reported first (the new
+/// image reports its own), the kernel holds the program's view of the owned
+/// signals across it, and if it fails the process goes on as it was.
+fn exec_reported(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
+    report::at_exit(report::Exit::Exec);
+    let r = signals::with_program_signal_state_for_exec(area, || raw::syscall6(nr, args));
+    report::exec_failed();
+    r
 }
 
 /// Pointers a new argv may hold on our stack before we map a buffer.

@@ -17,6 +17,7 @@
 //! block us), checks on the inode, then a readable descriptor through
 //! /proc/self/fd for the launcher to map.
 
+use crate::patch::elf::field;
 use crate::sigsafe::raw;
 
 pub const AT_FDCWD: i64 = -100;
@@ -156,15 +157,20 @@ fn open_exec(dirfd: i64, path: &[u8], nofollow: bool) -> Result<(i64, u32), i64>
     r
 }
 
+/// "/proc/self/fd/<fd>", NUL-terminated: the file a descriptor refers to.
+pub fn fd_path(fd: i64) -> [u8; 32] {
+    let mut p = [0u8; 32];
+    crate::sigsafe::log::Buf::new(&mut p).put(b"/proc/self/fd/").num(fd as u64).put(b"\0");
+    p
+}
+
 /// A readable descriptor of the regular file `pfd` refers to: reopened
 /// through /proc/self/fd (the very same file); without /proc (a chroot), by
 /// its path again, or, for AT_EMPTY_PATH, the caller's descriptor if it is
 /// open for reading. Negative errno on failure.
 fn readable(pfd: i64, dirfd: i64, path: &[u8], empty: bool) -> i64 {
     let ro = libc::O_RDONLY as u64 | O_CLOEXEC;
-    let mut proc_path = [0u8; 40];
-    crate::sigsafe::log::Buf::new(&mut proc_path).put(b"/proc/self/fd/").num(pfd as u64).put(b"\0");
-    let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, proc_path.as_ptr() as u64, ro, 0);
+    let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, fd_path(pfd).as_ptr() as u64, ro, 0);
     if fd >= 0 || fd != -ENOENT {
         return fd;
     }
@@ -333,7 +339,7 @@ pub fn parse_shebang(head: &[u8; HEAD]) -> Option<(&[u8], Option<&[u8]>)> {
 
 /// The ELF checks of load_elf_binary: Ok(true) for a 32-bit x86 program.
 fn check_elf(fd: i64, head: &[u8; HEAD]) -> Result<bool, i64> {
-    let u16_at = |o: usize| head.get(o..o + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
+    let u16_at = |o: usize| field(head, o, 2);
     let class = head.get(4).copied().unwrap_or(0);
     let machine = u16_at(18);
     let kind = u16_at(16);
@@ -343,11 +349,11 @@ fn check_elf(fd: i64, head: &[u8; HEAD]) -> Result<bool, i64> {
     if class != 2 || machine != 62 || !(kind == 2 || kind == 3) || u16_at(54) != 56 {
         return Err(ENOEXEC);
     }
-    let phnum = u16_at(56) as u64;
+    let phnum = u16_at(56);
     if phnum == 0 || phnum * 56 > 65536 {
         return Err(ENOEXEC);
     }
-    let phoff = head.get(32..40).map_or(0, |b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+    let phoff = field(head, 32, 8);
     // The interpreter (PT_INTERP) must exist and be ELF.
     for i in 0..phnum {
         let mut ph = [0u8; 56];
@@ -355,7 +361,7 @@ fn check_elf(fd: i64, head: &[u8; HEAD]) -> Result<bool, i64> {
         if r != 56 {
             return Err(if r < 0 { -r } else { raw::EIO });
         }
-        let word = |o: usize| ph.get(o..o + 8).map_or(0, |b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+        let word = |o: usize| field(&ph, o, 8);
         if ph.get(..4) != Some(&[3, 0, 0, 0]) {
             continue; // not PT_INTERP
         }
