@@ -9,6 +9,9 @@
 //!                                 so such programs are compared like any
 //!                                 other; tests/exec.rs has more on exec).
 //!   // usertrap-test: timeout=N   N seconds instead of the default 20.
+//!   // usertrap-test: report=json  traced runs write their reports as JSON
+//!                                 (still to /dev/null): the larger report
+//!                                 at exit must not disturb the program.
 //!   // usertrap-test: unsupported the program does something the library
 //!                                 cannot share with it and refuses (see the
 //!                                 README's limits). It must pass natively;
@@ -42,6 +45,7 @@ struct Directives {
     exec: bool,
     unsupported: bool,
     timeout: Option<Duration>,
+    json_report: bool,
 }
 
 fn directives(name: &str) -> Directives {
@@ -61,6 +65,8 @@ fn directives(name: &str) -> Directives {
                 d.exec = true;
             } else if tok == "unsupported" {
                 d.unsupported = true;
+            } else if tok == "report=json" {
+                d.json_report = true;
             } else if let Some(n) = tok.strip_prefix("timeout=") {
                 let secs: u64 = n
                     .parse()
@@ -68,7 +74,7 @@ fn directives(name: &str) -> Directives {
                 d.timeout = Some(Duration::from_secs(secs));
             } else {
                 panic!(
-                    "{}: unknown directive `{}` (known: exec, unsupported, timeout=N); teach tests/c_programs.rs about it",
+                    "{}: unknown directive `{}` (known: exec, unsupported, timeout=N, report=json); teach tests/c_programs.rs about it",
                     path.display(),
                     tok
                 );
@@ -79,7 +85,13 @@ fn directives(name: &str) -> Directives {
 }
 
 fn c_cmd(name: &str, d: &Directives) -> Cmd {
-    Cmd::new(c_test_binary(name)).timeout(d.timeout.unwrap_or(DEFAULT_TIMEOUT))
+    let cmd = Cmd::new(c_test_binary(name)).timeout(d.timeout.unwrap_or(DEFAULT_TIMEOUT));
+    // The native run ignores the variable; the library reads it.
+    if d.json_report {
+        cmd.env("USERTRAP_FORMAT", "json")
+    } else {
+        cmd
+    }
 }
 
 /// With patching (the default: sites become jumps to the fast path after
@@ -246,8 +258,10 @@ c_tests! {
     sigaltstack_user,
     siglongjmp_read,
     sigmask_report,
+    signal_frames,
     signal_restart,
     signal_storm,
+    small_altstacks,
     small_stacks,
     sockets_loopback,
     static_getppid_loop,

@@ -4,6 +4,7 @@
 //! [`dispatch`]; what running the syscall means differs per path.
 
 use crate::hooks;
+use crate::sigsafe::delivery;
 use crate::sigsafe::frame::Ucontext;
 use crate::sigsafe::exec;
 use crate::sigsafe::process;
@@ -73,10 +74,10 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
     match nr {
         raw::SYS_rt_sigaction => Return(signals::rt_sigaction(t.area, args)),
         raw::SYS_rt_sigprocmask => Return(signals::rt_sigprocmask(t.area, t.uc, args)),
-        raw::SYS_sigaltstack => signals::sigaltstack(t.area, t.uc, args),
+        raw::SYS_sigaltstack => Return(signals::sigaltstack(t.area, t.uc.mc.rsp, args)),
         libc::SYS_rt_sigpending => Return(signals::rt_sigpending(t.area, args)),
         libc::SYS_rt_sigtimedwait => Return(signals::rt_sigtimedwait(t.area, args)),
-        raw::SYS_rt_sigreturn => signals::rt_sigreturn(t.uc),
+        raw::SYS_rt_sigreturn => delivery::sigreturn(t.area, t.uc),
         // Temporary masks: (argument index of the sigset pointer, via a struct?)
         raw::SYS_rt_sigsuspend => Return(signals::with_temp_mask(t.area, nr, args, 0, false)),
         raw::SYS_ppoll => Return(signals::with_temp_mask(t.area, nr, args, 3, false)),

@@ -38,12 +38,16 @@ pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_
         Some(a) => a,
         None => out_of_memory(),
     };
+    let outermost = signals::entered_from_program(area, uc);
     if let Some(nr) = patched_site_fault(sig, uc) {
         SITE_FAULTS.fetch_add(1, Ordering::Relaxed);
         run_for_program(area, uc, nr);
-        return;
+    } else {
+        signals::deliver_to_program(sig, info, uc, area);
     }
-    signals::deliver_to_program(sig, info, uc, area);
+    if outermost {
+        crate::sigsafe::delivery::run_postponed(area, uc);
+    }
 }
 
 /// If this fault is at one of our sites: the syscall to run, with uc.rip

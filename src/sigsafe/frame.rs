@@ -7,7 +7,7 @@
 
 /// `struct sigcontext_64`: the program's registers at the moment of the trap.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Sigcontext {
     pub r8: u64,
     pub r9: u64,
@@ -52,7 +52,7 @@ pub struct StackT {
 
 /// The kernel's `struct ucontext` (304 bytes).
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Ucontext {
     pub uc_flags: u64,
     pub uc_link: u64,

@@ -14,6 +14,7 @@
 //! an allowed list.
 
 pub mod bump;
+pub mod delivery;
 pub mod dispatch;
 pub mod exec;
 pub mod exec_target;

@@ -12,16 +12,18 @@
 //!   installs a mask (`rt_sigprocmask`, the temporary masks of `ppoll`,
 //!   `pselect6`, `epoll_pwait(2)`, `rt_sigsuspend`, `io_pgetevents`, and the
 //!   `sa_mask` of every handler) has the owned signals removed on the way in;
-//! - `rt_sigprocmask` and `sigaltstack` change the saved ucontext rather than the
-//!   kernel: our handler's sigreturn restores the mask and the alternate stack
-//!   from it, so a direct change would be undone (and the kernel refuses to
-//!   change the alternate stack while our handler runs on it).
+//! - `rt_sigprocmask` changes the saved ucontext rather than the kernel: our
+//!   handler's sigreturn restores the mask from it, so a direct change would
+//!   be undone;
+//! - the alternate stack the kernel knows is always the library's own; the
+//!   program's `sigaltstack` is kept per thread and only reported back, and
+//!   its handlers are entered on the stack it chose (delivery.rs).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch;
 use crate::backend;
-use crate::sigsafe::dispatch::Outcome;
+use crate::sigsafe::delivery;
 use crate::sigsafe::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP, SYS_USER_DISPATCH};
 use crate::sigsafe::raw::{self, KernelSigaction};
 use crate::sigsafe::thread::{self, ThreadArea};
@@ -54,7 +56,8 @@ const UAPI_SA_FLAGS: u64 = libc::SA_NOCLDSTOP as u32 as u64
 
 const SS_ONSTACK: i32 = libc::SS_ONSTACK;
 const SS_DISABLE: i32 = libc::SS_DISABLE;
-const SS_AUTODISARM: i32 = 1 << 31;
+use crate::sigsafe::thread::SS_AUTODISARM;
+/// MINSIGSTKSZ of the sigaltstack syscall (arch/x86/include/uapi/asm/signal.h).
 const MINSIGSTKSZ: u64 = 2048;
 
 /// The bit of `sig` in a 64-bit kernel sigset.
@@ -280,36 +283,30 @@ pub fn program_action(sig: i32) -> KernelSigaction {
     action_of(process_table(), sig).act
 }
 
-/// At start-up: keep the program's alternate stack if it has one; otherwise
-/// install ours. Records the program's view in `area`. `inherited_is_ours`:
+/// At start-up: record the program's alternate stack, if one was set before
+/// us, as its view in `area`, and give the kernel ours. `inherited_is_ours`:
 /// the current one is the launcher's (exec leaves a new image none).
 pub fn take_over_altstack(area: &ThreadArea, inherited_is_ours: bool) {
     let mut cur = StackT::default();
     raw::syscall(raw::SYS_sigaltstack, 0, &mut cur as *mut StackT as u64, 0, 0);
     if !inherited_is_ours && cur.ss_flags & SS_DISABLE == 0 && cur.ss_size != 0 {
-        area.app_altstack.set(StackT { ss_flags: cur.ss_flags & SS_AUTODISARM, ..cur });
-    } else {
-        raw::syscall(raw::SYS_sigaltstack, &area.altstack.get() as *const StackT as u64, 0, 0, 0);
+        area.app_altstack.set(StackT { ss_flags: cur.ss_flags & SS_AUTODISARM, _pad: 0, ..cur });
     }
+    let ours = area.altstack.get();
+    raw::syscall(raw::SYS_sigaltstack, &ours as *const StackT as u64, 0, 0, 0);
 }
 
 // --- rt_sigaction -------------------------------------------------------------
 
 /// What the kernel holds for a signal we do not own, given the program's
 /// action: never an owned signal in sa_mask; a handler is wrapped by
-/// `on_program_signal` (which shows the program the mask it asked for); under
-/// SUD it returns through the gate's restorer.
-fn kernel_version(sig: i32, app: &KernelSigaction) -> KernelSigaction {
+/// `on_program_signal`, run on our own stack (SA_ONSTACK), returning through
+/// the gate's restorer; it enters the program's handler (delivery.rs).
+pub(crate) fn kernel_version(sig: i32, app: &KernelSigaction) -> KernelSigaction {
     let mut k = KernelSigaction { mask: app.mask & !OWNED, ..*app };
     if (app.handler != SIG_DFL && app.handler != SIG_IGN) || (app.handler == SIG_DFL && fatal_by_default(sig)) {
         k.handler = on_program_signal as *const () as u64;
-        k.flags |= SA_SIGINFO;
-        if app.handler == SIG_DFL {
-            k.flags |= SA_RESTORER;
-            k.restorer = arch::GATE_RESTORER;
-        }
-    }
-    if backend::is_sud() && k.flags & SA_RESTORER != 0 {
+        k.flags |= SA_SIGINFO | SA_ONSTACK | SA_RESTORER;
         k.restorer = arch::GATE_RESTORER;
     }
     k
@@ -523,7 +520,9 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], mask_arg: 
         *a = if indirect { pair.as_ptr() as u64 } else { &clean as *const u64 as u64 };
     }
     let view = area.app_blocked_owned.replace(temp & OWNED);
+    let outer_temp = area.temp_mask.replace((true, temp));
     let r = raw::syscall6(nr, args);
+    area.temp_mask.set(outer_temp);
     area.app_blocked_owned.set(view);
     // Keep the locals alive until the syscall has used them.
     core::hint::black_box((&clean, &pair));
@@ -532,70 +531,37 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], mask_arg: 
 
 // --- sigaltstack ------------------------------------------------------------------
 
-fn on_stack(ss: &StackT, sp: u64) -> bool {
-    // on_sig_stack() in include/linux/sched/signal.h (stacks grow down).
+/// on_sig_stack() in include/linux/sched/signal.h (stacks grow down): an
+/// SS_AUTODISARM stack never counts as in use.
+pub(crate) fn on_stack(ss: &StackT, sp: u64) -> bool {
     ss.ss_size != 0 && ss.ss_flags & SS_AUTODISARM == 0 && sp > ss.ss_sp && sp - ss.ss_sp <= ss.ss_size
 }
 
-/// sigaltstack, against the program's view. A change is made by the gate's
-/// sigaltstack stub, which our handler returns to: the kernel refuses to
-/// change the alternate stack from a handler running on it, and through the
-/// ucontext too when the handler ran on it. The new stack goes into the saved
-/// ucontext as well, so our own sigreturn restores it, not the old one.
-pub fn sigaltstack(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> Outcome {
-    let r = sigaltstack_emulated(area, uc, args);
-    let pending = area.pending_altstack.get();
-    if r == 0 && pending.ss_size != 0 && pending != uc.uc_stack {
-        uc.set_syscall_result(0);
-        uc.uc_stack = pending;
-        area.stub_return.set(uc.mc.rip);
-        uc.mc.rip = arch::GATE_SIGALTSTACK;
-        return Outcome::Resume;
-    }
-    Outcome::Return(r)
-}
-
-fn sigaltstack_emulated(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
-    area.pending_altstack.set(StackT::default());
+/// sigaltstack, against the program's view only: the kernel's alternate
+/// stack stays ours (delivery.rs enters the program's handlers on its own).
+/// `sp`: the program's stack pointer at the call.
+pub fn sigaltstack(area: &ThreadArea, sp: u64, args: [u64; 6]) -> i64 {
     let (ss_ptr, old_ptr) = (args[0], args[1]);
-    let sp = uc.mc.rsp;
-    let mut app = area.app_altstack.get();
-    // A handler running on an SS_AUTODISARM stack: the kernel disarmed it for
-    // the handler's duration, so the program sees no alternate stack.
-    let disarmed = app.ss_flags & SS_AUTODISARM != 0 && on_stack(&StackT { ss_flags: 0, ..app }, sp);
-    if disarmed {
-        app = StackT { ss_sp: 0, ss_flags: SS_DISABLE, _pad: 0, ss_size: 0 };
-    }
-    let on = on_stack(&app, sp);
-    let old_flags = if app.ss_size == 0 {
+    let app = area.app_altstack.get();
+    // do_sigaltstack(): the old value as sas_ss_flags() describes it.
+    let state = if app.ss_size == 0 {
         SS_DISABLE
-    } else if on {
+    } else if on_stack(&app, sp) {
         SS_ONSTACK
     } else {
         0
-    } | (app.ss_flags & SS_AUTODISARM);
-    let old = StackT { ss_sp: app.ss_sp, ss_flags: old_flags, _pad: 0, ss_size: app.ss_size };
+    };
+    let old = StackT { ss_sp: app.ss_sp, ss_flags: state | (app.ss_flags & SS_AUTODISARM), _pad: 0, ss_size: app.ss_size };
     if ss_ptr != 0 {
         let new: StackT = match raw::read_user(ss_ptr) {
             Ok(s) => s,
             Err(e) => return -e,
         };
-        if on {
+        if state == SS_ONSTACK {
             return -raw::EPERM;
         }
-        let mode = new.ss_flags & !SS_AUTODISARM;
-        if mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0 {
-            return -raw::EINVAL;
-        }
-        if mode == SS_DISABLE {
-            area.app_altstack.set(StackT { ss_sp: 0, ss_flags: new.ss_flags, _pad: 0, ss_size: 0 });
-            area.pending_altstack.set(area.altstack.get());
-        } else {
-            if new.ss_size < MINSIGSTKSZ {
-                return -raw::ENOMEM;
-            }
-            area.app_altstack.set(StackT { _pad: 0, ..new });
-            area.pending_altstack.set(StackT { _pad: 0, ..new });
+        if let Err(e) = set_program_altstack(area, &new) {
+            return -e;
         }
     }
     if old_ptr != 0 {
@@ -604,6 +570,27 @@ fn sigaltstack_emulated(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) ->
         }
     }
     0
+}
+
+/// do_sigaltstack()'s checks and update of the program's setting. Err(errno).
+pub(crate) fn set_program_altstack(area: &ThreadArea, new: &StackT) -> Result<(), i64> {
+    let mode = new.ss_flags & !SS_AUTODISARM;
+    if mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0 {
+        return Err(raw::EINVAL);
+    }
+    let cur = area.app_altstack.get();
+    if cur.ss_sp == new.ss_sp && cur.ss_size == new.ss_size && cur.ss_flags == new.ss_flags {
+        return Ok(());
+    }
+    if mode == SS_DISABLE {
+        area.app_altstack.set(StackT { ss_sp: 0, ss_flags: new.ss_flags, _pad: 0, ss_size: 0 });
+    } else {
+        if new.ss_size < MINSIGSTKSZ {
+            return Err(raw::ENOMEM);
+        }
+        area.app_altstack.set(StackT { _pad: 0, ..*new });
+    }
+    Ok(())
 }
 
 // --- signals that are not our traps -------------------------------------------
@@ -622,6 +609,11 @@ fn forced(sig: i32, info: &Siginfo) -> bool {
 /// kernel would have: its handler, its ignore, or its default action.
 #[inline(never)]
 pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
+    deliver_owned(sig, info, uc, area, false);
+}
+
+/// `here`: run a handler synchronously, on this stack, and return.
+fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea, here: bool) {
     let outer = area.program_uc.get();
     if sig == SIGSYS && info.si_code == SYS_SECCOMP && outer != 0 && gate_contains(info.addr) {
         // The program's own filter trapped the syscall we re-issued for it
@@ -633,7 +625,7 @@ pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area:
         let program = unsafe { &mut *(outer as *mut Ucontext) };
         info.addr = program.mc.rip;
         area.program_uc.set(0);
-        deliver_to_program(sig, info, program, area);
+        deliver_owned(sig, info, program, area, true);
         area.program_uc.set(outer);
         uc.mc.rax = program.mc.rax;
         return;
@@ -656,11 +648,12 @@ pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area:
         }
         // A forced signal the program blocked kills it, as natively.
         _ if blocked => die(sig, info),
-        handler => call_program_handler(sig, handler, &app, info, uc, area),
+        _ if here => run_handler_here(sig, &app, info, uc, area),
+        _ => delivery::deliver(sig, &app, info, uc, area, is_forced),
     }
 }
 
-fn gate_contains(addr: u64) -> bool {
+pub(crate) fn gate_contains(addr: u64) -> bool {
     (arch::GATE_ADDR..=arch::GATE_ADDR + arch::GATE_LEN).contains(&addr)
 }
 
@@ -682,14 +675,30 @@ pub fn rt_sigpending(area: &ThreadArea, args: [u64; 6]) -> i64 {
     }
 }
 
-fn call_program_handler(sig: i32, handler: u64, app: &KernelSigaction, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
-    if app.flags & SA_RESETHAND != 0 {
+/// SA_RESETHAND of an owned signal, whose real disposition stays ours: the
+/// table goes back to SIG_DFL as the kernel's would at delivery. (For other
+/// signals the kernel resets its own.)
+pub(crate) fn reset_hand_if_asked(sig: i32, app: &KernelSigaction, area: &ThreadArea) {
+    if owned(sig) && app.flags & SA_RESETHAND != 0 {
         with_table(area.sigtable.get(), |t| {
             if let Some(slot) = t.get_mut(sig as usize) {
                 slot.act = KernelSigaction { handler: SIG_DFL, flags: 0, restorer: 0, mask: 0 };
             }
         });
     }
+}
+
+/// The program's action for `sig` as this thread sees it.
+pub(crate) fn program_action_of(area: &ThreadArea, sig: i32) -> KernelSigaction {
+    action_of(area.sigtable.get(), sig).act
+}
+
+/// Call the program's handler right here, on the current stack, and return:
+/// for the few cases that cannot be entered through a frame of their own
+/// (delivery.rs): a fault of the library's own code, the program's own
+/// seccomp trap of a syscall the slow path re-issued, no room to postpone.
+pub(crate) fn run_handler_here(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
+    reset_hand_if_asked(sig, app, area);
     // The mask while the handler runs: sa_mask, plus the signal itself unless
     // SA_NODEFER. Owned signals only in the program's view.
     let mut add = app.mask;
@@ -697,7 +706,8 @@ fn call_program_handler(sig: i32, handler: u64, app: &KernelSigaction, info: &mu
         add |= bit(sig);
     }
     raw::sigprocmask(libc::SIG_SETMASK, Some(uc.uc_sigmask | (add & !OWNED & !UNBLOCKABLE)));
-    invoke_in_program_view(handler, app.flags, add & OWNED, sig, info, uc, area);
+    let mut info = *info;
+    invoke_in_program_view(app.handler, app.flags, add & OWNED, sig, &mut info, uc, area);
 }
 
 /// Call the program's handler with the owned signals `blocked` added to the
@@ -743,6 +753,7 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
         Some(a) => a,
         None => crate::sigsafe::sigsys::out_of_memory(),
     };
+    let outermost = entered_from_program(area, uc);
     let app = action_of(area.sigtable.get(), sig).act;
     match app.handler {
         // The program changed the disposition while the signal was on its way.
@@ -756,8 +767,26 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
             }
             reraise_default(sig, true);
         }
-        handler => invoke_in_program_view(handler, app.flags, app.mask & OWNED, sig, info, uc, area),
+        // A fault of the library's own code cannot wait (see delivery::deliver).
+        _ => {
+            let fault = matches!(sig, libc::SIGBUS | libc::SIGFPE | libc::SIGTRAP) && info.si_code > 0;
+            delivery::deliver(sig, &app, info, uc, area, fault)
+        }
     }
+    if outermost {
+        delivery::run_postponed(area, uc);
+    }
+}
+
+/// At the entry of each of our handlers: true if it interrupted the program
+/// (not the library's own code, which runs on our stack). Then no slow path
+/// is under way on this thread, whatever a handler that never returned left.
+pub fn entered_from_program(area: &ThreadArea, uc: &Ucontext) -> bool {
+    if area.on_own_stack(uc.mc.rsp) {
+        return false;
+    }
+    area.program_uc.set(0);
+    true
 }
 
 /// End the process with `sig`'s default action, as natively: restore the
@@ -765,7 +794,7 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
 /// its instruction when the handler returns; anything else is re-sent.
 /// The report is written first: a re-sent signal kills the process as soon
 /// as the kernel returns from tgkill.
-fn die(sig: i32, info: &Siginfo) {
+pub(crate) fn die(sig: i32, info: &Siginfo) {
     crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Signal(sig));
     let refaults = sig != SIGSYS && info.si_code > 0;
     reraise_default(sig, !refaults);
@@ -781,13 +810,23 @@ fn reraise_default(sig: i32, resend: bool) {
     }
 }
 
-/// SUD only: a program handler returned through a restorer outside the gate,
-/// so its rt_sigreturn trapped. Perform it from the gate, on the program's frame.
-pub fn rt_sigreturn(uc: &Ucontext) -> ! {
-    // SAFETY: rsp at the trap is where the program's handler returned to its
-    // restorer, i.e. just above the frame's return-address slot; the kernel
-    // validates the frame it finds there.
-    unsafe { arch::ut_sigreturn_at(uc.mc.rsp) }
+/// A postponed signal whose disposition went back to SIG_DFL meanwhile.
+pub(crate) fn default_action(sig: i32, info: &Siginfo) {
+    if owned(sig) || fatal_by_default(sig) {
+        die(sig, info);
+    }
+}
+
+/// A program handler's frame could not be written (force_sigsegv()).
+pub(crate) fn die_of_bad_frame() {
+    crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Signal(SIGSEGV));
+    reraise_default(SIGSEGV, true);
+}
+
+/// After a program handler's sigreturn: owned signals held back while it ran
+/// that `mask` (the program's mask from the frame) no longer blocks.
+pub(crate) fn raise_unblocked(area: &ThreadArea, mask: u64) {
+    raise_deferred(area, area.deferred.get() & !mask);
 }
 
 /// Run `exec` (an execve from the gate) with the kernel holding the program's

@@ -6,6 +6,7 @@
 //! time a site traps, it is considered for patching (the fast path).
 
 use crate::patch::patcher;
+use crate::sigsafe::delivery;
 use crate::sigsafe::dispatch::{self, Outcome, Trap};
 use crate::sigsafe::frame::{Siginfo, Ucontext};
 use crate::sigsafe::log::Line;
@@ -24,6 +25,14 @@ pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c
         Some(a) => a,
         None => out_of_memory(),
     };
+    let outermost = signals::entered_from_program(area, uc);
+    trap(sig, info, uc, area);
+    if outermost {
+        delivery::run_postponed(area, uc);
+    }
+}
+
+fn trap(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
     if !signals::is_our_trap(info) {
         signals::deliver_to_program(sig, info, uc, area);
         return;
@@ -53,6 +62,14 @@ pub fn run_for_program(area: &ThreadArea, uc: &mut Ucontext, nr: u64) {
     let outcome = dispatch::slow(&mut trap, nr as i64, args);
     area.program_uc.set(outer);
     match outcome {
+        Outcome::Return(_) if area.restart_program_syscall.replace(false) => {
+            // A postponed handler interrupted the syscall and the kernel
+            // would have restarted it (SA_RESTART): rewind the program onto
+            // its `syscall` with the number in rax, as the kernel does, so it
+            // runs again once the handler returns.
+            trap.uc.mc.rip -= 2;
+            trap.uc.mc.rax = nr;
+        }
         Outcome::Return(r) => trap.uc.set_syscall_result(r),
         Outcome::Resume => {}
     }

@@ -76,6 +76,32 @@ pub struct ThreadArea {
     /// (0 otherwise): a SIGSYS from the program's own seccomp filter that hits
     /// the gate's re-issued syscall is shown to the program against it.
     pub program_uc: Cell<u64>,
+    /// Program signals that arrived while the library's own code ran on its
+    /// signal stack, delivered when that code is done (signals::postpone).
+    pub postponed: [Cell<Postponed>; POSTPONED_MAX],
+    pub postponed_len: Cell<usize>,
+    /// The temporary mask of the ppoll/pselect6/sigsuspend/... the slow path
+    /// is running ((true, mask) only during that syscall): a handler
+    /// postponed from it runs with that mask, as it would inside the call.
+    pub temp_mask: Cell<(bool, u64)>,
+    /// A postponed handler interrupted a gate syscall that the kernel was
+    /// about to restart: the program's own syscall is restarted instead,
+    /// after its handler (as the kernel restarts it natively).
+    pub restart_program_syscall: Cell<bool>,
+}
+
+/// How many program signals may wait for the library's code at once; more
+/// (never seen: each needs a signal to arrive during a slow-path call) are
+/// run where they arrived, on the library's stack.
+pub const POSTPONED_MAX: usize = 8;
+
+/// A program signal that arrived while the library's code ran.
+#[derive(Clone, Copy, Default)]
+pub struct Postponed {
+    pub sig: i32,
+    pub info: Siginfo,
+    /// The temporary mask in effect when it arrived (see `temp_mask`).
+    pub temp_mask: (bool, u64),
 }
 
 const _: () = {
@@ -228,8 +254,28 @@ fn map_new_area() -> *mut ThreadArea {
     if let Some(slot) = ALL_AREAS.get(i) {
         slot.store(a as usize, Ordering::Release);
     }
-    area.altstack.set(StackT { ss_sp: base + (HEADER_LEN + PAGE) as u64, ss_flags: 0, _pad: 0, ss_size: stack as u64 });
+    // SS_AUTODISARM: the kernel disarms the stack while one of our handlers
+    // runs, so a signal that interrupts our own code nests below it on the
+    // same stack (and sigreturn re-arms it).
+    area.altstack.set(StackT {
+        ss_sp: base + (HEADER_LEN + PAGE) as u64,
+        ss_flags: SS_AUTODISARM,
+        _pad: 0,
+        ss_size: stack as u64,
+    });
     a
+}
+
+/// `SS_AUTODISARM` (include/uapi/linux/signal.h).
+pub const SS_AUTODISARM: i32 = 1 << 31;
+
+impl ThreadArea {
+    /// Whether `sp` lies on this thread's own signal stack: the code it
+    /// belongs to is one of the library's handlers.
+    pub fn on_own_stack(&self, sp: u64) -> bool {
+        let s = self.altstack.get();
+        sp > s.ss_sp && sp - s.ss_sp <= s.ss_size
+    }
 }
 
 /// An area in a known initial state, not yet owned (owner_tid 0), with the
@@ -256,6 +302,9 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.sigtable.set(signals::process_table());
     area.pending_child.set(ptr::null_mut());
     area.vfork_child.set(false);
+    area.postponed_len.set(0);
+    area.temp_mask.set((false, 0));
+    area.restart_program_syscall.set(false);
     Some(area)
 }
 
