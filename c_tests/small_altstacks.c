@@ -25,7 +25,10 @@
  *  - nested (16 KiB only; two frames do not fit 8 KiB natively): a second
  *    SA_ONSTACK signal raised in the first handler runs below its frame;
  *  - autodisarm: SS_AUTODISARM is reported outside, the handler sees
- *    SS_DISABLE, and the setting is back afterwards.
+ *    SS_DISABLE, and the setting is back afterwards;
+ *  - readonly: the stack is made read-only (LTP signal06 does it from
+ *    another thread) and the program goes on making syscalls: no handler
+ *    of the program runs, so nothing may fault.
  * Each child is killed if it hangs (SIGKILL from the parent's alarm), which
  * prints a FAIL line.
  */
@@ -245,14 +248,30 @@ static void scenario_autodisarm(size_t size)
                                          cur.ss_sp == t_stack.base && cur.ss_size == t_stack.size);
 }
 
+static void scenario_readonly(size_t size)
+{
+    t_stack = make_stack(size);
+    use_stack(t_stack, 0);
+    long page = sysconf(_SC_PAGESIZE);
+    char *first = (char *)((uintptr_t)t_stack.base & ~((uintptr_t)page - 1));
+    REQUIRE(mprotect(first, (size_t)(t_stack.base + t_stack.size - first), PROT_READ) == 0, "mprotect read-only");
+    some_syscalls(50);
+    g_size = size;
+    install(SIGUSR1, on_usr1, SA_ONSTACK);
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, thread_main, NULL) == 0, "pthread_create");
+    pthread_join(th, NULL);
+}
+
 static void run(const char *name, size_t size, void (*scenario)(size_t))
 {
+    int before = t_failure_count();
     pid_t pid = fork();
     REQUIRE(pid >= 0, "fork");
     if (pid == 0) {
         scenario(size);
         /* Return through exit(): atexit handlers, the report at exit. */
-        exit(t_failure_count() ? 1 : 0);
+        exit(t_failure_count() != before ? 1 : 0);
     }
     int st = 0;
     pid_t r;
@@ -288,6 +307,7 @@ int main(void)
         run("threads", s, scenario_threads);
         run("handler", s, scenario_handler);
         run("autodisarm", s, scenario_autodisarm);
+        run("readonly", s, scenario_readonly);
     }
     run("nested", 16384, scenario_nested);
     return finish();
