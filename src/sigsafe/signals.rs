@@ -337,7 +337,7 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
     let stored = new.map(|a| KernelSigaction { flags: a.flags & UAPI_SA_FLAGS, mask: a.mask & !UNBLOCKABLE, ..a });
     let table = area.sigtable.get();
     let old = if owned(sig) {
-        with_table(table, |t| {
+        let old = with_table(table, |t| {
             let slot = t.get_mut(sig as usize);
             match slot {
                 Some(slot) => {
@@ -349,7 +349,14 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
                 }
                 None => KernelSigaction::default(),
             }
-        })
+        });
+        // SIG_IGN discards a pending instance (POSIX; the kernel does so for
+        // signals it holds). The owned signals' default action is never to
+        // ignore, so SIG_DFL discards nothing.
+        if stored.is_some_and(|s| s.handler == SIG_IGN) {
+            discard_held_back(table, sig);
+        }
+        old
     } else {
         // The kernel keeps the real disposition; it just never gets an owned
         // signal in sa_mask, and under SUD returns through the gate's restorer.
@@ -424,6 +431,9 @@ pub fn rt_sigprocmask(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i
 fn set_program_mask(area: &ThreadArea, uc: &mut Ucontext, mask: u64) {
     uc.uc_sigmask = mask & !OWNED;
     area.app_blocked_owned.set(mask & OWNED);
+    // The program's own mask supersedes what a delivery held back (a
+    // handler that leaves with siglongjmp restores its mask this way).
+    area.delivering.set(0);
     raise_deferred(area, area.deferred.get() & !mask);
 }
 
@@ -433,8 +443,8 @@ fn raise_deferred(area: &ThreadArea, ready: u64) {
     if ready == 0 {
         return;
     }
-    area.deferred.set(area.deferred.get() & !ready);
-    let (pid, tid) = (raw::getpid(), raw::gettid());
+    let ready = area.deferred.remove(ready);
+    let (pid, tid) = (area.tgid.load(Ordering::Relaxed), area.owner_tid.load(Ordering::Relaxed));
     for sig in OWNED_SIGNALS {
         if ready & bit(sig) != 0 {
             let info = deferred_info(area, sig);
@@ -453,12 +463,26 @@ fn deferred_info(area: &ThreadArea, sig: i32) -> Siginfo {
 /// Hold back an owned signal the program has blocked, until it unblocks it
 /// or takes it with sigtimedwait/sigwaitinfo.
 fn defer(area: &ThreadArea, sig: i32, info: &Siginfo) {
-    area.deferred.set(area.deferred.get() | bit(sig));
+    if area.deferred.get() & bit(sig) != 0 {
+        // One pending instance per standard signal: the first one is kept.
+        return;
+    }
     if let Some(i) = OWNED_SIGNALS.iter().position(|&s| s == sig) {
         if let Some(c) = area.deferred_info.get(i) {
             c.set(*info);
         }
     }
+    area.deferred.insert(bit(sig));
+}
+
+/// The program set `sig` to SIG_IGN: like the kernel, discard it where it is
+/// pending, in every thread that shares these dispositions.
+fn discard_held_back(table: *mut SigTable, sig: i32) {
+    thread::for_each_area(|a| {
+        if a.sigtable.get() == table {
+            a.deferred.remove(bit(sig));
+        }
+    });
 }
 
 /// rt_sigtimedwait: an owned signal held back for the program is taken first;
@@ -475,7 +499,7 @@ pub fn rt_sigtimedwait(area: &ThreadArea, args: [u64; 6]) -> i64 {
                         return -e;
                     }
                 }
-                area.deferred.set(area.deferred.get() & !bit(sig));
+                area.deferred.remove(bit(sig));
                 return sig as i64;
             }
         }
@@ -609,10 +633,12 @@ fn sigaltstack_emulated(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) ->
 // --- signals that are not our traps -------------------------------------------
 
 /// Would the kernel have forced this signal on the program (a fault or a
-/// seccomp/SUD trap), killing it if blocked or ignored?
-fn forced(sig: i32, info: &Siginfo) -> bool {
+/// seccomp/SUD trap), killing it if blocked or ignored? A SIGSYS with a trap's
+/// si_code that is not a real trap was sent (rt_tgsigqueueinfo): an ordinary
+/// signal. Signals sent by kill, tgkill or sigqueue have si_code <= 0.
+fn forced(sig: i32, info: &Siginfo, uc: &Ucontext) -> bool {
     if sig == SIGSYS {
-        info.si_code == SYS_SECCOMP || info.si_code == SYS_USER_DISPATCH
+        (info.si_code == SYS_SECCOMP || info.si_code == SYS_USER_DISPATCH) && real_trap(info, uc)
     } else {
         info.si_code > 0
     }
@@ -622,8 +648,34 @@ fn forced(sig: i32, info: &Siginfo) -> bool {
 /// kernel would have: its handler, its ignore, or its default action.
 #[inline(never)]
 pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
+    deliver_claimed(sig, info, uc, area, 0);
+}
+
+/// A SIGSEGV or SIGILL that was sent (si_code <= 0), entered with both
+/// blocked by the kernel (the fault handler's sa_mask): nothing here may
+/// fault until they are unblocked. If the same signal is already on its way
+/// to the program's handler in this thread, it is held back (as the kernel
+/// would block it); otherwise it is claimed before they are unblocked, so
+/// that a storm of them cannot nest our handler without end.
+pub fn deliver_sent_masked(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
+    let claimed = bit(sig);
+    if area.delivering.get() & claimed != 0 {
+        defer(area, sig, info);
+        return; // our sigreturn unblocks them
+    }
+    area.delivering.set(area.delivering.get() | claimed);
+    raw::sigprocmask(libc::SIG_SETMASK, Some(uc.uc_sigmask));
+    deliver_claimed(sig, info, uc, area, claimed);
+    area.delivering.set(area.delivering.get() & !claimed);
+    if action_of(area.sigtable.get(), sig).act.handler == SIG_IGN {
+        // One held back meanwhile is ignored as well.
+        area.deferred.remove(claimed);
+    }
+}
+
+fn deliver_claimed(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea, claimed: u64) {
     let outer = area.program_uc.get();
-    if sig == SIGSYS && info.si_code == SYS_SECCOMP && outer != 0 && gate_contains(info.addr) {
+    if sig == SIGSYS && info.si_code == SYS_SECCOMP && outer != 0 && gate_contains(info.addr) && real_trap(info, uc) {
         // The program's own filter trapped the syscall we re-issued for it
         // from the gate. Show the program its own state: its registers, and the
         // address after its own syscall; whatever its handler leaves in rax
@@ -633,13 +685,14 @@ pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area:
         let program = unsafe { &mut *(outer as *mut Ucontext) };
         info.addr = program.mc.rip;
         area.program_uc.set(0);
-        deliver_to_program(sig, info, program, area);
+        deliver_claimed(sig, info, program, area, claimed);
         area.program_uc.set(outer);
         uc.mc.rax = program.mc.rax;
         return;
     }
-    let is_forced = forced(sig, info);
-    let blocked = (uc.uc_sigmask | area.app_blocked_owned.get()) & bit(sig) != 0;
+    let is_forced = forced(sig, info, uc);
+    let held = if is_forced { 0 } else { area.delivering.get() & !claimed };
+    let blocked = (uc.uc_sigmask | area.app_blocked_owned.get() | held) & bit(sig) != 0;
     if blocked && !is_forced {
         // Stays pending until the program unblocks it, whatever its disposition
         // is now (the kernel never ignores a blocked signal either).
@@ -656,8 +709,40 @@ pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area:
         }
         // A forced signal the program blocked kills it, as natively.
         _ if blocked => die(sig, info),
-        handler => call_program_handler(sig, handler, &app, info, uc, area),
+        handler if is_forced => call_program_handler(sig, handler, &app, info, uc, area),
+        _ => deliver_sent(sig, app, info, uc, area, claimed),
     }
+}
+
+/// A signal that was sent, not raised by a fault or trap, to the program's
+/// handler. The kernel would have blocked it (and the handler's sa_mask) from
+/// delivery until the handler returns; it cannot (the owned signals stay
+/// deliverable for our traps), so the same signals arriving meanwhile are
+/// held back (`delivering`) and, like a pending signal at the handler's
+/// sigreturn, delivered once it returns, in a loop here rather than nested.
+fn deliver_sent(sig: i32, mut app: KernelSigaction, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea, claimed: u64) {
+    let mut add = app.mask & OWNED;
+    if app.flags & SA_NODEFER == 0 {
+        add |= bit(sig);
+    }
+    let before = area.delivering.get() & !claimed;
+    area.delivering.set(before | add);
+    let mut next = *info;
+    loop {
+        call_program_handler(sig, app.handler, &app, &mut next, uc, area);
+        let unblocked = !(uc.uc_sigmask | area.app_blocked_owned.get() | before);
+        if area.deferred.get() & bit(sig) & unblocked == 0 {
+            break;
+        }
+        app = action_of(area.sigtable.get(), sig).act;
+        if app.handler == SIG_DFL || app.handler == SIG_IGN {
+            // Leave it to the ordinary path (re-sent at the next unblock).
+            break;
+        }
+        area.deferred.remove(bit(sig));
+        next = deferred_info(area, sig);
+    }
+    area.delivering.set(before | claimed);
 }
 
 fn gate_contains(addr: u64) -> bool {
@@ -777,7 +862,8 @@ fn die(sig: i32, info: &Siginfo) {
 fn reraise_default(sig: i32, resend: bool) {
     raw::rt_sigaction(sig, Some(&KernelSigaction::default()), None);
     if resend {
-        raw::tgkill(raw::getpid(), raw::gettid(), sig);
+        let (pid, tid) = thread::ids();
+        raw::tgkill(pid, tid, sig);
     }
 }
 
@@ -819,12 +905,55 @@ pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce()
     r
 }
 
-/// Whether `info` describes one of our own traps.
-pub fn is_our_trap(info: &Siginfo) -> bool {
-    match info.si_code {
+/// Whether `info` (delivered with `uc`) is one of our own traps.
+///
+/// The si_code alone does not say: a thread may send itself a SIGSYS with any
+/// si_code and fields (rt_tgsigqueueinfo). A signal it sends that way is
+/// delivered when the sending syscall returns, and every syscall of the
+/// program returns in the gate (slow or fast path), which never traps.
+/// Another thread's process-wide forgery can land anywhere, so the rest of
+/// what the kernel guarantees for a real trap is checked too (`real_trap`).
+pub fn is_our_trap(info: &Siginfo, uc: &Ucontext) -> bool {
+    let ours = match info.si_code {
         SYS_SECCOMP => backend::is_seccomp() && info.si_errno == backend::seccomp::TRAP_DATA as i32,
         SYS_USER_DISPATCH => backend::is_sud(),
         _ => false,
+    };
+    ours && !gate_contains(uc.mc.rip) && real_trap(info, uc)
+}
+
+/// AUDIT_ARCH_I386 (include/uapi/linux/audit.h).
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+/// The legacy vsyscall page: its calls trap under seccomp with si_call_addr
+/// in the page and rip at the caller's return address (the kernel emulates
+/// the `ret`).
+const VSYSCALL_PAGE: u64 = 0xffff_ffff_ff60_0000;
+
+/// What the kernel guarantees for a SIGSYS from a seccomp RET_TRAP or from
+/// Syscall User Dispatch: the syscall was rolled back (rax is its number,
+/// as si_syscall), si_call_addr is the interrupted rip (except for the
+/// emulated vsyscall page), and the instruction before rip is the one that
+/// made the call (`syscall`, or `int $0x80`/`sysenter` for i386), unless a
+/// thread patched that site since (the trap was already on its way).
+fn real_trap(info: &Siginfo, uc: &Ucontext) -> bool {
+    let rip = uc.mc.rip;
+    if info.syscall != uc.mc.rax as i32 {
+        return false;
+    }
+    if info.addr & !0xfff == VSYSCALL_PAGE {
+        return info.si_code == SYS_SECCOMP;
+    }
+    if info.addr != rip {
+        return false;
+    }
+    let Some(at) = rip.checked_sub(2) else { return false };
+    match raw::read_user::<[u8; 2]>(at) {
+        Ok([0x0f, 0x05]) => true,
+        Ok([0xcd, 0x80]) | Ok([0x0f, 0x34]) => info.arch == AUDIT_ARCH_I386,
+        Ok(_) => crate::patch::registry::lookup(at)
+            .is_some_and(|site| site.state == crate::patch::registry::PATCHING || site.state == crate::patch::registry::PATCHED),
+        // Execute-only code: what can be checked was.
+        Err(_) => true,
     }
 }
 

@@ -24,7 +24,7 @@ pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c
         Some(a) => a,
         None => out_of_memory(),
     };
-    if !signals::is_our_trap(info) {
+    if !signals::is_our_trap(info, uc) {
         signals::deliver_to_program(sig, info, uc, area);
         return;
     }
