@@ -220,6 +220,7 @@ c_tests! {
     die_sigsys_kill,
     die_sigsys_pending,
     die_sigterm_raise,
+    errno_at_main,
     exec_errors,
     exec_many,
     exec_observe,
