@@ -90,6 +90,8 @@ pub struct ThreadArea {
     /// the library would otherwise ask the kernel for (getpid, gettid), which
     /// the program's own seccomp filter may forbid.
     pub tgid: AtomicI32,
+    /// The thread entered seccomp strict mode (emulated: process::seccomp).
+    pub strict: Cell<bool>,
 }
 
 /// A set of signal bits used like a `Cell<u64>` by its thread, which another
@@ -289,6 +291,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.app_blocked_owned.set(0);
     area.deferred.set(0);
     area.delivering.set(0);
+    area.strict.set(false);
     area.sigtable.set(signals::process_table());
     area.pending_child.set(ptr::null_mut());
     area.vfork_child.set(false);
