@@ -126,7 +126,7 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
     let area = thread::fast_area(gs_base);
     if let Some(a) = area {
         if a.strict.get() && !process::strict_allows(nr) {
-            process::strict_violation(a);
+            process::strict_violation_fast(a);
         }
     }
     let outcome = dispatch(area, Path::Fast, nr, args, with_hooks != 0, |nr, args| {

@@ -374,7 +374,22 @@ fn enter_strict_mode(area: &ThreadArea) -> i64 {
 pub fn strict_violation(area: &ThreadArea) -> ! {
     if thread::retire(area) {
         crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Signal(libc::SIGKILL));
-        let (pid, tid) = thread::ids();
+    }
+    strict_kill(area)
+}
+
+/// The same from the fast path, which must not reach the report's code
+/// (vector registers): the process ends without a report, as a SIGKILL does.
+#[inline(never)]
+#[cold]
+pub fn strict_violation_fast(area: &ThreadArea) -> ! {
+    thread::retire(area);
+    strict_kill(area)
+}
+
+fn strict_kill(area: &ThreadArea) -> ! {
+    if thread::live_threads() == 0 {
+        let (pid, tid) = (area.tgid.load(Ordering::Relaxed), area.owner_tid.load(Ordering::Relaxed));
         raw::tgkill(pid, tid, libc::SIGKILL);
     }
     loop {
