@@ -29,6 +29,18 @@ struct DlInfo {
 
 #[ctor::ctor(unsafe)]
 fn usertrap_constructor() {
+    // The program's main must find errno as natively: getauxval sets it
+    // (ENOENT) when our entry is absent, as it always is without the launcher.
+    // SAFETY: glibc's errno of this thread; no syscall.
+    let errno = unsafe { libc::__errno_location() };
+    // SAFETY: as above, a valid pointer for this thread.
+    let saved = unsafe { *errno };
+    start_preloaded();
+    // SAFETY: as above.
+    unsafe { *errno = saved };
+}
+
+fn start_preloaded() {
     let mut lib = [0u8; PATH_LEN];
     let lib_len = own_path(&mut lib);
     let lib_path = lib.get(..lib_len).unwrap_or(&[]);

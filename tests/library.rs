@@ -28,6 +28,8 @@ const ALLOWED_UNDEFINED: &[&str] = &[
     "environ",
     "getauxval",
     "dladdr",
+    // The constructor keeps the program's errno (no syscall).
+    "__errno_location",
     // Weak symbols every shared object references.
     "__cxa_finalize",
     "__gmon_start__",

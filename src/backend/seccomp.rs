@@ -38,7 +38,7 @@ pub const TRAP_DATA: u32 = 0x7574;
 
 /// One classic BPF instruction (`struct sock_filter`, include/uapi/linux/filter.h).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockFilter {
     pub code: u16,
     pub jt: u8,
@@ -60,7 +60,6 @@ pub const BPF_JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
 pub const BPF_JGT_K: u16 = 0x05 | 0x20; // BPF_JMP | BPF_JGT | BPF_K
 pub const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 
-#[cfg(test)] // the filter never looks at the number; the tests' interpreter does
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
 const OFF_IP_LO: u32 = 8;
@@ -97,18 +96,28 @@ const SECCOMP_SET_MODE_FILTER: u64 = 1;
 
 /// Install the filter on every thread of the process.
 pub fn arm() -> Result<(), ArmError> {
-    // Without CAP_SYS_ADMIN a filter needs no_new_privs, which is permanent and
-    // inherited: set-user-ID programs run later do not gain privileges.
-    let r = raw::syscall(raw::SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0);
-    if r < 0 {
-        return Err(ArmError { what: "prctl(PR_SET_NO_NEW_PRIVS)", errno: -r, hint: "" });
-    }
     let prog = program(GATE_ADDR, GATE_LEN);
     let fprog = SockFprog { len: prog.len() as u16, filter: prog.as_ptr() };
     // SPEC_ALLOW: without it the kernel forces speculation mitigations on the
     // task, a large slowdown for the whole program.
     let flags = (SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_SPEC_ALLOW) as u64;
-    let r = raw::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog as u64, 0);
+    let install = || raw::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog as u64, 0);
+    // no_new_privs is permanent, inherited and visible to the program: set it
+    // only when seccomp(2) requires it (EACCES: no CAP_SYS_ADMIN in the
+    // caller's user namespace, and the flag not already set).
+    let mut r = install();
+    if r == -(libc::EACCES as i64) {
+        let p = raw::syscall(raw::SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0);
+        if p < 0 {
+            return Err(ArmError { what: "prctl(PR_SET_NO_NEW_PRIVS)", errno: -p, hint: "" });
+        }
+        r = install();
+        if r == 0 {
+            crate::sigsafe::log::Line::new()
+                .str("the seccomp backend set no_new_privs (seccomp(2) needs it without CAP_SYS_ADMIN): the program and its children see it, and set-user-ID programs they run do not gain privileges")
+                .emit();
+        }
+    }
     if r != 0 {
         return Err(ArmError {
             what: "seccomp(SECCOMP_SET_MODE_FILTER, TSYNC | SPEC_ALLOW)",
@@ -121,6 +130,107 @@ pub fn arm() -> Result<(), ArmError> {
         });
     }
     Ok(())
+}
+
+/// What a program's classic-BPF seccomp filter returns for a syscall `nr`
+/// (x86-64) issued from `ip` with all arguments 0, as the kernel's
+/// interpreter would run it (net/core/filter.c, seccomp_check_filter);
+/// `insn(i)` reads instruction i (None: unreadable, taken as a kill).
+/// Used to learn, when the program installs a filter, which of the library's
+/// own syscalls it forbids. An argument-dependent verdict is taken for
+/// arguments 0.
+pub fn evaluate(len: usize, insn: impl Fn(usize) -> Option<SockFilter>, nr: u32, ip: u64) -> u32 {
+    const KILL: u32 = 0;
+    let data = |off: u32| -> Option<u32> {
+        match off {
+            OFF_NR => Some(nr),
+            OFF_ARCH => Some(AUDIT_ARCH_X86_64),
+            OFF_IP_LO => Some(ip as u32),
+            OFF_IP_HI => Some((ip >> 32) as u32),
+            16..=63 if off % 4 == 0 => Some(0),
+            _ => None,
+        }
+    };
+    let (mut a, mut x) = (0u32, 0u32);
+    let mut mem = [0u32; 16];
+    let mut pc = 0usize;
+    // Every jump goes forward, so at most `len` steps.
+    for _ in 0..=len {
+        if pc >= len {
+            return KILL;
+        }
+        let Some(i) = insn(pc) else { return KILL };
+        pc += 1;
+        let k = i.k;
+        let src = if i.code & 0x08 != 0 { x } else { k }; // BPF_X : BPF_K
+        match i.code & 0x07 {
+            0x00 | 0x01 => {
+                // BPF_LD / BPF_LDX (word size only in seccomp)
+                let v = match i.code & 0xe0 {
+                    0x00 => k,                                          // BPF_IMM
+                    0x20 => match data(k) { Some(v) => v, None => return KILL }, // BPF_ABS
+                    0x60 => mem.get(k as usize).copied().unwrap_or(0),  // BPF_MEM
+                    0x80 => 64,                                         // BPF_LEN
+                    _ => return KILL,
+                };
+                if i.code & 0x07 == 0x00 {
+                    a = v;
+                } else {
+                    x = v;
+                }
+            }
+            0x02 => if let Some(m) = mem.get_mut(k as usize) { *m = a }, // BPF_ST
+            0x03 => if let Some(m) = mem.get_mut(k as usize) { *m = x }, // BPF_STX
+            0x04 => {
+                // BPF_ALU
+                a = match i.code & 0xf0 {
+                    0x00 => a.wrapping_add(src),
+                    0x10 => a.wrapping_sub(src),
+                    0x20 => a.wrapping_mul(src),
+                    0x30 => if src == 0 { return KILL } else { a / src },
+                    0x40 => a | src,
+                    0x50 => a & src,
+                    0x60 => a.checked_shl(src).unwrap_or(0),
+                    0x70 => a.checked_shr(src).unwrap_or(0),
+                    0x80 => a.wrapping_neg(),
+                    0x90 => if src == 0 { return KILL } else { a % src },
+                    0xa0 => a ^ src,
+                    _ => return KILL,
+                };
+            }
+            0x05 => {
+                // BPF_JMP
+                let taken = match i.code & 0xf0 {
+                    0x00 => {
+                        pc = pc.saturating_add(k as usize); // BPF_JA
+                        continue;
+                    }
+                    0x10 => a == src,
+                    0x20 => a > src,
+                    0x30 => a >= src,
+                    0x40 => a & src != 0,
+                    _ => return KILL,
+                };
+                pc += if taken { i.jt } else { i.jf } as usize;
+            }
+            0x06 => return if i.code & 0x18 == 0x10 { a } else { k }, // BPF_RET (A or K)
+            _ => {
+                // BPF_MISC: TAX / TXA
+                if i.code & 0xf8 == 0x00 {
+                    x = a;
+                } else {
+                    a = x;
+                }
+            }
+        }
+    }
+    KILL
+}
+
+/// Does a filter verdict let the syscall run? (ALLOW, or LOG which allows.)
+pub fn verdict_allows(ret: u32) -> bool {
+    let action = ret & linux_raw_sys::ptrace::SECCOMP_RET_ACTION_FULL;
+    action == SECCOMP_RET_ALLOW || action == linux_raw_sys::ptrace::SECCOMP_RET_LOG
 }
 
 #[cfg(test)]
@@ -183,6 +293,27 @@ mod tests {
         let p = program(GATE_ADDR, GATE_LEN);
         assert_eq!(run(&p, 15, AUDIT_ARCH_X86_64, 0x401000), TRAP);
         assert_eq!(run(&p, 15, AUDIT_ARCH_X86_64, GATE_ADDR + 0x22), ALLOW);
+    }
+
+    #[test]
+    fn evaluate_runs_our_own_filter() {
+        let p = program(GATE_ADDR, GATE_LEN);
+        let at = |i: usize| p.get(i).copied();
+        assert_eq!(evaluate(p.len(), at, 39, GATE_ADDR + 2), ALLOW);
+        assert_eq!(evaluate(p.len(), at, 39, 0x401000), TRAP);
+        assert_eq!(evaluate(p.len(), at, 15, 0x401000), TRAP);
+        assert_eq!(evaluate(p.len(), at, 15, GATE_ADDR + 2), ALLOW);
+        assert!(verdict_allows(ALLOW) && !verdict_allows(TRAP));
+    }
+
+    #[test]
+    fn evaluate_an_allow_list() {
+        // ld nr; jeq 110 ? allow : next; ret KILL_PROCESS; ret ALLOW
+        let p = [stmt(BPF_LD_W_ABS, OFF_NR), jump(BPF_JEQ_K, 110, 1, 0), stmt(BPF_RET_K, 0x8000_0000), stmt(BPF_RET_K, ALLOW)];
+        let at = |i: usize| p.get(i).copied();
+        assert_eq!(evaluate(p.len(), at, 110, 0), ALLOW);
+        assert_eq!(evaluate(p.len(), at, 186, 0), 0x8000_0000);
+        assert_eq!(evaluate(p.len(), |_| None, 110, 0), 0);
     }
 
     #[test]

@@ -132,6 +132,12 @@ fn enter(sig: i32, app: &KernelSigaction, info: &Siginfo, temp_mask: (bool, u64)
     uc.uc_sigmask = running & !OWNED;
 }
 
+/// Whether `sig` waits among the postponed signals: another of it arriving
+/// meanwhile is held back as if its handler already ran (it would block it).
+pub fn is_postponed(area: &ThreadArea, sig: i32) -> bool {
+    area.postponed.iter().take(area.postponed_len.get()).any(|p| p.get().sig == sig)
+}
+
 /// Keep `sig` for when the library's code that it interrupted is done.
 /// False if there is no room.
 fn postpone(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea) -> bool {
@@ -190,6 +196,21 @@ pub fn run_postponed(area: &ThreadArea, uc: &mut Ucontext) {
     }
 }
 
+/// The signals waiting in the postponed list, as a mask.
+fn postponed_signals(area: &ThreadArea) -> u64 {
+    area.postponed.iter().take(area.postponed_len.get()).fold(0, |m, p| m | bit(p.get().sig))
+}
+
+/// Queue the postponed signals to this thread again, with their siginfo.
+fn resend_postponed(area: &ThreadArea) {
+    let (pid, tid) = crate::sigsafe::thread::ids();
+    for p in area.postponed.iter().take(area.postponed_len.get()) {
+        let p = p.get();
+        raw::syscall(libc::SYS_rt_tgsigqueueinfo, pid as u64, tid as u64, p.sig as u64, &p.info as *const Siginfo as u64);
+    }
+    area.postponed_len.set(0);
+}
+
 /// rt_sigreturn of a program handler's frame (its restorer trapped): the
 /// frame's mask and alternate stack are the program's view; the kernel gets
 /// the mask without the owned signals and our own stack, then restores it.
@@ -202,7 +223,18 @@ pub fn sigreturn(area: &ThreadArea, uc: &Ucontext) -> ! {
         restore_program_altstack(area, &saved.uc_stack, uc_addr);
         saved.uc_stack = if area.on_own_stack(saved.mc.rsp) { NO_STACK } else { area.altstack.get() };
         if raw::write_user(uc_addr, &saved).is_ok() {
-            signals::raise_unblocked(area, mask);
+            // Signals postponed while this ran, and held-back owned signals
+            // the frame's mask unblocks, are sent again, blocked until the
+            // sigreturn below (no trap can happen in between: our syscalls
+            // come from the gate): the kernel delivers them in the program,
+            // as it would pending signals at a sigreturn. (Entering them here
+            // would build their frames over the one being returned from.)
+            let again = postponed_signals(area) | (signals::unblocked_deferred(area, mask) & OWNED);
+            if again != 0 {
+                raw::sigprocmask(libc::SIG_BLOCK, Some(again | OWNED));
+                resend_postponed(area);
+                signals::raise_unblocked(area, mask);
+            }
         }
     }
     // SAFETY: rsp at the trap is the frame's ucontext, just above its

@@ -71,6 +71,9 @@ pub fn slow(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
 
 fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
     use Outcome::Return;
+    if t.area.strict.get() && !process::strict_allows(nr) {
+        process::strict_violation(t.area);
+    }
     match nr {
         raw::SYS_rt_sigaction => Return(signals::rt_sigaction(t.area, args)),
         raw::SYS_rt_sigprocmask => Return(signals::rt_sigprocmask(t.area, t.uc, args)),
@@ -98,8 +101,8 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
             Return(raw::syscall6(nr, args))
         }
         raw::SYS_arch_prctl => Return(process::arch_prctl(args)),
-        libc::SYS_seccomp => Return(process::seccomp(args)),
-        raw::SYS_prctl => Return(process::prctl(args)),
+        libc::SYS_seccomp => Return(process::seccomp(t.area, args)),
+        raw::SYS_prctl => Return(process::prctl(t.area, args)),
         raw::SYS_munmap | raw::SYS_mprotect | raw::SYS_mremap | raw::SYS_mmap => {
             Return(process::guard_own_memory(nr, args).unwrap_or_else(|| raw::syscall6(nr, args)))
         }
@@ -121,7 +124,13 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
     // one: a vectorised copy would clobber the program's xmm registers.
     let arg = |i: usize| unsafe { core::ptr::read_volatile(saved.add(i)) };
     let args = [arg(5), arg(4), arg(3), arg(2), arg(1), arg(0)];
-    let outcome = dispatch(thread::fast_area(gs_base), Path::Fast, nr, args, with_hooks != 0, |nr, args| {
+    let area = thread::fast_area(gs_base);
+    if let Some(a) = area {
+        if a.strict.get() && !process::strict_allows(nr) {
+            process::strict_violation_fast(a);
+        }
+    }
+    let outcome = dispatch(area, Path::Fast, nr, args, with_hooks != 0, |nr, args| {
         if process::touches_own_memory(nr, args) {
             return Outcome::Return(-raw::EINVAL); // reported on the slow path; here just refused
         }

@@ -25,8 +25,8 @@
 //! environment, so the program sees the one it passed (`env -i` stays empty).
 //!
 //! Exceptions, each with a one-line note on stderr: a set-user-ID program
-//! runs with the caller's credentials under seccomp (its no_new_privs flag
-//! makes a native exec do the same), and is exec'd natively, unmonitored,
+//! runs with the caller's credentials under seccomp (the launcher loads it;
+//! when no_new_privs is set a native exec does the same), and is exec'd natively, unmonitored,
 //! under SUD (where it would otherwise lose its privileges); a 32-bit program
 //! cannot be loaded (refused with ENOEXEC under seccomp, exec'd natively
 //! under SUD).
@@ -253,7 +253,11 @@ enum Note {
 fn note(name: &[u8], what: Note) {
     let mut l = Line::new();
     l.str("exec of ").bytes(name).str(match what {
-        Note::SetuidNoPrivs => ": set-user-ID/set-group-ID program run with the caller's credentials (the seccomp backend sets no_new_privs, which a native exec would honour too)",
+        Note::SetuidNoPrivs => if raw::syscall(raw::SYS_prctl, libc::PR_GET_NO_NEW_PRIVS as u64, 0, 0, 0) == 1 {
+            ": set-user-ID/set-group-ID program run with the caller's credentials (no_new_privs is set, which a native exec would honour too)"
+        } else {
+            ": set-user-ID/set-group-ID program run with the caller's credentials (under seccomp usertrap's launcher loads it: the filter outlives exec; a native exec would have changed credentials)"
+        },
         Note::SetuidNative => ": set-user-ID/set-group-ID program exec'd natively and not monitored (the launcher would drop its privileges)",
         Note::Elf32 => if backend::is_seccomp() {
             ": 32-bit program; usertrap cannot load it, exec refused with ENOEXEC (the sud backend runs it unmonitored)"

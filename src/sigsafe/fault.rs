@@ -30,16 +30,35 @@ use crate::sigsafe::thread;
 pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
     // SAFETY: as in on_sigsys: kernel-provided pointers into our frame.
     let (info, uc) = unsafe { (&mut *info, &mut *(ctx as *mut Ucontext)) };
-    if let Some(fixup) = arch::safe_copy_fixup(uc.mc.rip) {
-        uc.mc.rip = fixup;
-        return;
+    // Only a fault (si_code > 0) can be ours. A SIGSEGV or SIGILL sent by
+    // kill, tgkill or sigqueue (si_code <= 0) may arrive while the thread is
+    // at a fault-tolerant copy or about to run a patched site's jump: it is
+    // the program's, wherever it lands.
+    let fault = info.si_code > 0;
+    if fault {
+        if let Some(fixup) = arch::safe_copy_fixup(uc.mc.rip) {
+            uc.mc.rip = fixup;
+            return;
+        }
     }
-    let area = match thread::current() {
+    let registered = if fault { None } else { thread::current_registered() };
+    let area = match registered {
+        // Sent: SIGSEGV and SIGILL stay blocked (our sa_mask) until our
+        // sigreturn, so a storm of them cannot nest this handler; the program's
+        // handler is entered after it (delivery.rs), with its own mask.
         Some(a) => a,
-        None => out_of_memory(),
+        None => {
+            // From here on as with SA_NODEFER: a fault while they are blocked
+            // would kill the process.
+            raw::sigprocmask(libc::SIG_SETMASK, Some(uc.uc_sigmask));
+            match thread::current() {
+                Some(a) => a,
+                None => out_of_memory(),
+            }
+        }
     };
     let outermost = signals::entered_from_program(area, uc);
-    if let Some(nr) = patched_site_fault(sig, uc) {
+    if let Some(nr) = if fault { patched_site_fault(sig, uc) } else { None } {
         SITE_FAULTS.fetch_add(1, Ordering::Relaxed);
         run_for_program(area, uc, nr);
     } else {
@@ -88,7 +107,15 @@ pub fn site_faults() -> u64 {
     SITE_FAULTS.load(Ordering::Relaxed)
 }
 
-/// The action we install for SIGSEGV and SIGILL.
+/// The action we install for SIGSEGV and SIGILL: unlike our SIGSYS handler,
+/// the kernel blocks both on entry (no SA_NODEFER), so that signals of theirs
+/// sent by kill cannot nest it; it unblocks them at once for a fault (before
+/// anything that might fault again).
 pub fn handler_action() -> KernelSigaction {
-    signals::our_action(on_fault)
+    let ours = signals::our_action(on_fault);
+    KernelSigaction {
+        flags: ours.flags & !(libc::SA_NODEFER as u32 as u64),
+        mask: signals::bit(SIGSEGV) | signals::bit(SIGILL),
+        ..ours
+    }
 }

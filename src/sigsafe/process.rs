@@ -18,7 +18,9 @@
 //! - execve: see `exec` (the launcher runs the new program).
 
 use crate::arch;
-use crate::backend;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::backend::{self, seccomp};
 use crate::patch::table;
 use crate::sigsafe::dispatch::Outcome;
 use crate::sigsafe::frame::{self, Ucontext};
@@ -221,33 +223,184 @@ pub fn arch_prctl(args: [u64; 6]) -> i64 {
     }
 }
 
+const PR_SET_TSC: u64 = 26;
+const PR_TSC_SIGSEGV: u64 = 2;
+const SECCOMP_MODE_STRICT: u64 = 1;
+const SECCOMP_MODE_FILTER: u64 = 2;
+const SECCOMP_SET_MODE_STRICT: u64 = 0;
+const SECCOMP_SET_MODE_FILTER: u64 = 1;
+
 /// prctl: Syscall User Dispatch cannot be shared with the program; a seccomp
-/// filter of the program's own stops patching (see `seccomp`).
+/// filter of the program's own stops patching (see `seccomp`); strict mode
+/// is emulated; a TSC turned off for the thread stops our own rdtsc.
 #[inline(never)]
-pub fn prctl(args: [u64; 6]) -> i64 {
+pub fn prctl(area: &ThreadArea, args: [u64; 6]) -> i64 {
     if args[0] == linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH as u64 {
         // Under SUD the kernel's dispatch is ours; under seccomp the program's
         // dispatch would stop the library's own syscalls from the gate too.
         Line::new().str("the program tried to configure Syscall User Dispatch, which usertrap cannot share: refused with EBUSY").emit();
         return -raw::EBUSY;
     }
-    let r = raw::syscall6(raw::SYS_prctl, args);
-    if r == 0 && args[0] == libc::PR_SET_SECCOMP as u64 {
-        crate::patch::patcher::stop_for_program_filter();
+    if args[0] == libc::PR_SET_SECCOMP as u64 {
+        match args[1] {
+            SECCOMP_MODE_STRICT => return enter_strict_mode(area),
+            SECCOMP_MODE_FILTER => return install_program_filter(args[2], || raw::syscall6(raw::SYS_prctl, args)),
+            _ => {}
+        }
     }
-    r
+    if args[0] == PR_SET_TSC {
+        // Stop using the TSC before the kernel makes rdtsc fault (it cannot
+        // be turned back on for us alone; the clock is per process).
+        if args[1] == PR_TSC_SIGSEGV {
+            stats::tsc_disabled();
+        }
+    }
+    raw::syscall6(raw::SYS_prctl, args)
 }
 
 /// seccomp(2): the program's filter stacks on ours and still works. Its
 /// traps of syscalls that a patched site re-issues from the gate could not be
 /// shown to it against its own registers, so from now on no site is patched.
-pub fn seccomp(args: [u64; 6]) -> i64 {
-    let r = raw::syscall6(libc::SYS_seccomp, args);
-    if r >= 0 && args[0] == 1 {
-        // SECCOMP_SET_MODE_FILTER
-        crate::patch::patcher::stop_for_program_filter();
+/// Strict mode is emulated.
+#[inline(never)]
+pub fn seccomp(area: &ThreadArea, args: [u64; 6]) -> i64 {
+    match args[0] {
+        SECCOMP_SET_MODE_FILTER => install_program_filter(args[2], || raw::syscall6(libc::SYS_seccomp, args)),
+        SECCOMP_SET_MODE_STRICT if args[1] == 0 && args[2] == 0 => enter_strict_mode(area),
+        _ => raw::syscall6(libc::SYS_seccomp, args),
+    }
+}
+
+/// Syscalls the library makes for itself after start-up, and what for: the
+/// program's own filter applies to them too (it cannot tell the gate).
+const REPORT_NEEDS: [i64; 9] = [
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_openat,
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_close,
+    libc::SYS_getpid,
+    libc::SYS_getppid,
+    libc::SYS_clock_gettime,
+];
+const SIGNAL_NEEDS: [i64; 3] = [libc::SYS_rt_sigprocmask, libc::SYS_rt_tgsigqueueinfo, libc::SYS_tgkill];
+
+/// Set once a filter of the program's forbids a syscall the report needs:
+/// writing it would end the process the way the filter says.
+static REPORT_FORBIDDEN: AtomicBool = AtomicBool::new(false);
+
+pub fn report_forbidden() -> bool {
+    REPORT_FORBIDDEN.load(Ordering::Relaxed)
+}
+
+/// Install the program's filter (`install` makes the call) after checking,
+/// with the kernel's own rules, which of the library's syscalls it forbids:
+/// those are named in one line, the report is given up if it needs them
+/// (never written half-way, never killing the process at exit), and the
+/// library makes no other syscall on its common path (the slow path of an
+/// allowed syscall makes none of its own).
+#[inline(never)]
+fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
+    let forbidden = forbidden_by(fprog);
+    let r = install();
+    if r < 0 {
+        return r;
+    }
+    crate::patch::patcher::stop_for_program_filter();
+    let (report, signals) = forbidden;
+    if report != 0 || signals != 0 {
+        let mut l = Line::new();
+        l.str("the program's seccomp filter forbids syscalls usertrap makes for itself:");
+        let names = |l: &mut Line, list: &[i64], mask: u64| {
+            for (i, nr) in list.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    l.str(" ").str(crate::syscall_names::name(*nr as u64).unwrap_or("?"));
+                }
+            }
+        };
+        if report != 0 {
+            names(&mut l, &REPORT_NEEDS, report);
+            l.str(" (to write its report: this process's report will not be written)");
+            REPORT_FORBIDDEN.store(true, Ordering::Relaxed);
+        }
+        if signals != 0 {
+            names(&mut l, &SIGNAL_NEEDS, signals);
+            l.str(" (to pass SIGSEGV, SIGILL and SIGSYS to the program's handlers: such a signal will end the process as the filter says)");
+        }
+        l.emit();
     }
     r
+}
+
+/// Which of REPORT_NEEDS and SIGNAL_NEEDS (bit i: entry i) the filter at
+/// `fprog` (a struct sock_fprog) does not allow from the gate.
+fn forbidden_by(fprog: u64) -> (u64, u64) {
+    let Ok([len, filter]) = raw::read_user::<[u64; 2]>(fprog) else { return (0, 0) };
+    let len = len as u16 as usize;
+    let insn = |i: usize| raw::read_user::<seccomp::SockFilter>(filter.wrapping_add(8 * i as u64)).ok();
+    let ip = arch::GATE_ADDR + arch::GATE_OFF_SYSCALL + 2;
+    let mask = |list: &[i64]| {
+        let mut m = 0u64;
+        for (i, nr) in list.iter().enumerate() {
+            if !seccomp::verdict_allows(seccomp::evaluate(len, insn, *nr as u32, ip)) {
+                m |= 1 << i;
+            }
+        }
+        m
+    };
+    (mask(&REPORT_NEEDS), mask(&SIGNAL_NEEDS))
+}
+
+/// Strict mode (SECCOMP_SET_MODE_STRICT, PR_SET_SECCOMP 1): only read, write,
+/// exit and rt_sigreturn, anything else kills the thread with SIGKILL, and
+/// rdtsc faults. The kernel's strict mode cannot be entered under the seccomp
+/// backend (a filter is installed) and would kill the library's own syscalls
+/// under SUD, so the library enforces it for the thread instead (every one
+/// of its syscalls passes through here) and turns off the TSC as the kernel
+/// would. The program's view differs only in /proc (Seccomp: 0).
+fn enter_strict_mode(area: &ThreadArea) -> i64 {
+    stats::tsc_disabled();
+    raw::syscall(raw::SYS_prctl, PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0);
+    area.strict.set(true);
+    0
+}
+
+/// A syscall of a thread in (emulated) strict mode that the kernel would not
+/// allow: end the thread with SIGKILL, as the kernel's do_exit(SIGKILL); the
+/// last thread's SIGKILL is the process's, after its report.
+#[inline(never)]
+#[cold]
+pub fn strict_violation(area: &ThreadArea) -> ! {
+    if thread::retire(area) {
+        crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Signal(libc::SIGKILL));
+    }
+    strict_kill(area)
+}
+
+/// The same from the fast path, which must not reach the report's code
+/// (vector registers): the process ends without a report, as a SIGKILL does.
+#[inline(never)]
+#[cold]
+pub fn strict_violation_fast(area: &ThreadArea) -> ! {
+    thread::retire(area);
+    strict_kill(area)
+}
+
+fn strict_kill(area: &ThreadArea) -> ! {
+    if thread::live_threads() == 0 {
+        let (pid, tid) = (area.tgid.load(Ordering::Relaxed), area.owner_tid.load(Ordering::Relaxed));
+        raw::tgkill(pid, tid, libc::SIGKILL);
+    }
+    loop {
+        raw::syscall(raw::SYS_exit, 0, 0, 0, 0);
+    }
+}
+
+/// The syscalls strict mode allows (mode1_syscalls in kernel/seccomp.c).
+#[inline(always)]
+pub fn strict_allows(nr: i64) -> bool {
+    matches!(nr, libc::SYS_read | raw::SYS_write | raw::SYS_exit | raw::SYS_rt_sigreturn)
 }
 
 /// Does [addr, addr+len) touch the gate, the trap table or the trampolines?

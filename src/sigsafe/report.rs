@@ -92,7 +92,9 @@ pub fn exec_failed() {
 /// The process image ends: write the summary line and the report, once.
 #[inline(never)]
 pub fn at_exit(how: Exit) {
-    if MODE.load(Ordering::Relaxed) == 0 {
+    // The program's own seccomp filter forbids what writing it needs (said
+    // when the filter was installed).
+    if MODE.load(Ordering::Relaxed) == 0 || crate::sigsafe::process::report_forbidden() {
         return;
     }
     // A vfork child shares its parent's memory: its figures are the parent's,

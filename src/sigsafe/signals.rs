@@ -334,7 +334,7 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
     let stored = new.map(|a| KernelSigaction { flags: a.flags & UAPI_SA_FLAGS, mask: a.mask & !UNBLOCKABLE, ..a });
     let table = area.sigtable.get();
     let old = if owned(sig) {
-        with_table(table, |t| {
+        let old = with_table(table, |t| {
             let slot = t.get_mut(sig as usize);
             match slot {
                 Some(slot) => {
@@ -346,7 +346,14 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
                 }
                 None => KernelSigaction::default(),
             }
-        })
+        });
+        // SIG_IGN discards a pending instance (POSIX; the kernel does so for
+        // signals it holds). The owned signals' default action is never to
+        // ignore, so SIG_DFL discards nothing.
+        if stored.is_some_and(|s| s.handler == SIG_IGN) {
+            discard_held_back(table, sig);
+        }
+        old
     } else {
         // The kernel keeps the real disposition; it just never gets an owned
         // signal in sa_mask, and under SUD returns through the gate's restorer.
@@ -430,8 +437,8 @@ fn raise_deferred(area: &ThreadArea, ready: u64) {
     if ready == 0 {
         return;
     }
-    area.deferred.set(area.deferred.get() & !ready);
-    let (pid, tid) = (raw::getpid(), raw::gettid());
+    let ready = area.deferred.remove(ready);
+    let (pid, tid) = (area.tgid.load(Ordering::Relaxed), area.owner_tid.load(Ordering::Relaxed));
     for sig in OWNED_SIGNALS {
         if ready & bit(sig) != 0 {
             let info = deferred_info(area, sig);
@@ -450,12 +457,26 @@ fn deferred_info(area: &ThreadArea, sig: i32) -> Siginfo {
 /// Hold back an owned signal the program has blocked, until it unblocks it
 /// or takes it with sigtimedwait/sigwaitinfo.
 fn defer(area: &ThreadArea, sig: i32, info: &Siginfo) {
-    area.deferred.set(area.deferred.get() | bit(sig));
+    if area.deferred.get() & bit(sig) != 0 {
+        // One pending instance per standard signal: the first one is kept.
+        return;
+    }
     if let Some(i) = OWNED_SIGNALS.iter().position(|&s| s == sig) {
         if let Some(c) = area.deferred_info.get(i) {
             c.set(*info);
         }
     }
+    area.deferred.insert(bit(sig));
+}
+
+/// The program set `sig` to SIG_IGN: like the kernel, discard it where it is
+/// pending, in every thread that shares these dispositions.
+fn discard_held_back(table: *mut SigTable, sig: i32) {
+    thread::for_each_area(|a| {
+        if a.sigtable.get() == table {
+            a.deferred.remove(bit(sig));
+        }
+    });
 }
 
 /// rt_sigtimedwait: an owned signal held back for the program is taken first;
@@ -472,7 +493,7 @@ pub fn rt_sigtimedwait(area: &ThreadArea, args: [u64; 6]) -> i64 {
                         return -e;
                     }
                 }
-                area.deferred.set(area.deferred.get() & !bit(sig));
+                area.deferred.remove(bit(sig));
                 return sig as i64;
             }
         }
@@ -596,10 +617,12 @@ pub(crate) fn set_program_altstack(area: &ThreadArea, new: &StackT) -> Result<()
 // --- signals that are not our traps -------------------------------------------
 
 /// Would the kernel have forced this signal on the program (a fault or a
-/// seccomp/SUD trap), killing it if blocked or ignored?
-fn forced(sig: i32, info: &Siginfo) -> bool {
+/// seccomp/SUD trap), killing it if blocked or ignored? A SIGSYS with a trap's
+/// si_code that is not a real trap was sent (rt_tgsigqueueinfo): an ordinary
+/// signal. Signals sent by kill, tgkill or sigqueue have si_code <= 0.
+fn forced(sig: i32, info: &Siginfo, uc: &Ucontext) -> bool {
     if sig == SIGSYS {
-        info.si_code == SYS_SECCOMP || info.si_code == SYS_USER_DISPATCH
+        (info.si_code == SYS_SECCOMP || info.si_code == SYS_USER_DISPATCH) && real_trap(info, uc)
     } else {
         info.si_code > 0
     }
@@ -615,7 +638,7 @@ pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area:
 /// `here`: run a handler synchronously, on this stack, and return.
 fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea, here: bool) {
     let outer = area.program_uc.get();
-    if sig == SIGSYS && info.si_code == SYS_SECCOMP && outer != 0 && gate_contains(info.addr) {
+    if sig == SIGSYS && info.si_code == SYS_SECCOMP && outer != 0 && gate_contains(info.addr) && real_trap(info, uc) {
         // The program's own filter trapped the syscall we re-issued for it
         // from the gate. Show the program its own state: its registers, and the
         // address after its own syscall; whatever its handler leaves in rax
@@ -630,8 +653,9 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
         uc.mc.rax = program.mc.rax;
         return;
     }
-    let is_forced = forced(sig, info);
-    let blocked = (uc.uc_sigmask | area.app_blocked_owned.get()) & bit(sig) != 0;
+    let is_forced = forced(sig, info, uc);
+    let waiting = if delivery::is_postponed(area, sig) { bit(sig) } else { 0 };
+    let blocked = (uc.uc_sigmask | area.app_blocked_owned.get() | waiting) & bit(sig) != 0;
     if blocked && !is_forced {
         // Stays pending until the program unblocks it, whatever its disposition
         // is now (the kernel never ignores a blocked signal either).
@@ -806,7 +830,8 @@ pub(crate) fn die(sig: i32, info: &Siginfo) {
 fn reraise_default(sig: i32, resend: bool) {
     raw::rt_sigaction(sig, Some(&KernelSigaction::default()), None);
     if resend {
-        raw::tgkill(raw::getpid(), raw::gettid(), sig);
+        let (pid, tid) = thread::ids();
+        raw::tgkill(pid, tid, sig);
     }
 }
 
@@ -826,7 +851,12 @@ pub(crate) fn die_of_bad_frame() {
 /// After a program handler's sigreturn: owned signals held back while it ran
 /// that `mask` (the program's mask from the frame) no longer blocks.
 pub(crate) fn raise_unblocked(area: &ThreadArea, mask: u64) {
-    raise_deferred(area, area.deferred.get() & !mask);
+    raise_deferred(area, unblocked_deferred(area, mask));
+}
+
+/// Owned signals held back that `mask` does not block.
+pub(crate) fn unblocked_deferred(area: &ThreadArea, mask: u64) -> u64 {
+    area.deferred.get() & !mask
 }
 
 /// Run `exec` (an execve from the gate) with the kernel holding the program's
@@ -858,12 +888,55 @@ pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce()
     r
 }
 
-/// Whether `info` describes one of our own traps.
-pub fn is_our_trap(info: &Siginfo) -> bool {
-    match info.si_code {
+/// Whether `info` (delivered with `uc`) is one of our own traps.
+///
+/// The si_code alone does not say: a thread may send itself a SIGSYS with any
+/// si_code and fields (rt_tgsigqueueinfo). A signal it sends that way is
+/// delivered when the sending syscall returns, and every syscall of the
+/// program returns in the gate (slow or fast path), which never traps.
+/// Another thread's process-wide forgery can land anywhere, so the rest of
+/// what the kernel guarantees for a real trap is checked too (`real_trap`).
+pub fn is_our_trap(info: &Siginfo, uc: &Ucontext) -> bool {
+    let ours = match info.si_code {
         SYS_SECCOMP => backend::is_seccomp() && info.si_errno == backend::seccomp::TRAP_DATA as i32,
         SYS_USER_DISPATCH => backend::is_sud(),
         _ => false,
+    };
+    ours && !gate_contains(uc.mc.rip) && real_trap(info, uc)
+}
+
+/// AUDIT_ARCH_I386 (include/uapi/linux/audit.h).
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+/// The legacy vsyscall page: its calls trap under seccomp with si_call_addr
+/// in the page and rip at the caller's return address (the kernel emulates
+/// the `ret`).
+const VSYSCALL_PAGE: u64 = 0xffff_ffff_ff60_0000;
+
+/// What the kernel guarantees for a SIGSYS from a seccomp RET_TRAP or from
+/// Syscall User Dispatch: the syscall was rolled back (rax is its number,
+/// as si_syscall), si_call_addr is the interrupted rip (except for the
+/// emulated vsyscall page), and the instruction before rip is the one that
+/// made the call (`syscall`, or `int $0x80`/`sysenter` for i386), unless a
+/// thread patched that site since (the trap was already on its way).
+fn real_trap(info: &Siginfo, uc: &Ucontext) -> bool {
+    let rip = uc.mc.rip;
+    if info.syscall != uc.mc.rax as i32 {
+        return false;
+    }
+    if info.addr & !0xfff == VSYSCALL_PAGE {
+        return info.si_code == SYS_SECCOMP;
+    }
+    if info.addr != rip {
+        return false;
+    }
+    let Some(at) = rip.checked_sub(2) else { return false };
+    match raw::read_user::<[u8; 2]>(at) {
+        Ok([0x0f, 0x05]) => true,
+        Ok([0xcd, 0x80]) | Ok([0x0f, 0x34]) => info.arch == AUDIT_ARCH_I386,
+        Ok(_) => crate::patch::registry::lookup(at)
+            .is_some_and(|site| site.state == crate::patch::registry::PATCHING || site.state == crate::patch::registry::PATCHED),
+        // Execute-only code: what can be checked was.
+        Err(_) => true,
     }
 }
 

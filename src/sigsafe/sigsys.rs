@@ -33,7 +33,7 @@ pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c
 }
 
 fn trap(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
-    if !signals::is_our_trap(info) {
+    if !signals::is_our_trap(info, uc) {
         signals::deliver_to_program(sig, info, uc, area);
         return;
     }

@@ -215,6 +215,10 @@ pub fn bucket_bounds(i: usize) -> (u64, u64) {
 // --- the clock ---------------------------------------------------------------
 
 static USE_TSC: AtomicBool = AtomicBool::new(false);
+/// The TSC was turned off after start-up: ticks are CLOCK_MONOTONIC scaled to
+/// its frequency (KNOWN_HZ), plus TSC_OFFSET (see `tsc_disabled`).
+static TSC_OFF: AtomicBool = AtomicBool::new(false);
+static TSC_OFFSET: AtomicU64 = AtomicU64::new(0);
 /// USERTRAP_TIMING: take timestamps around every call.
 static TIMING: AtomicBool = AtomicBool::new(true);
 
@@ -235,7 +239,12 @@ static START_REAL_NS: AtomicU64 = AtomicU64::new(0);
 #[inline(always)]
 pub fn now() -> u64 {
     if USE_TSC.load(Ordering::Relaxed) {
-        // SAFETY: rdtsc exists on every x86-64 CPU.
+        if TSC_OFF.load(Ordering::Relaxed) {
+            let ticks = mono_ticks(clock_ns(libc::CLOCK_MONOTONIC), KNOWN_HZ.load(Ordering::Relaxed));
+            return ticks.wrapping_add(TSC_OFFSET.load(Ordering::Relaxed));
+        }
+        // SAFETY: rdtsc exists on every x86-64 CPU, and is enabled (or
+        // TSC_OFF would be set: the library sees every PR_SET_TSC).
         unsafe { core::arch::x86_64::_rdtsc() }
     } else {
         clock_ns(libc::CLOCK_MONOTONIC)
@@ -255,7 +264,10 @@ pub fn start_clock() {
     // P-, C- and T-state (invariant TSC).
     let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
     let invariant = max_ext >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0;
-    USE_TSC.store(invariant, Ordering::Relaxed);
+    // An exec'd image may start with rdtsc turned off (PR_SET_TSC survives
+    // exec): CLOCK_MONOTONIC then, from the start.
+    USE_TSC.store(invariant && !tsc_off_at_start(), Ordering::Relaxed);
+    TSC_OFF.store(false, Ordering::Relaxed);
     restart_clock();
 }
 
@@ -300,6 +312,40 @@ pub fn ticks_per_second() -> u64 {
         core::hint::spin_loop();
     }
 }
+
+/// The TSC is about to be turned off for this thread (PR_SET_TSC
+/// PR_TSC_SIGSEGV, or strict seccomp mode), after which rdtsc faults. From
+/// then on timestamps come from CLOCK_MONOTONIC, scaled to the TSC frequency
+/// measured now and continuing from the TSC's current value: figures already
+/// taken keep their unit, and the latency of a call that spans the switch
+/// stays right. (The frequency may wait up to 0.5 ms to be measured.)
+pub fn tsc_disabled() {
+    if !USE_TSC.load(Ordering::Relaxed) || TSC_OFF.load(Ordering::Relaxed) {
+        return;
+    }
+    let hz = ticks_per_second();
+    KNOWN_HZ.store(hz, Ordering::Relaxed);
+    let mono = clock_ns(libc::CLOCK_MONOTONIC);
+    // SAFETY: rdtsc exists on every x86-64 CPU, and is still enabled here.
+    let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+    TSC_OFFSET.store(tsc.wrapping_sub(mono_ticks(mono, hz)), Ordering::Relaxed);
+    TSC_OFF.store(true, Ordering::Relaxed);
+}
+
+/// CLOCK_MONOTONIC ns as TSC ticks at `hz`.
+#[inline(always)]
+fn mono_ticks(ns: u64, hz: u64) -> u64 {
+    (ns as u128 * hz as u128 / 1_000_000_000) as u64
+}
+
+/// Whether rdtsc is turned off for this process at start (PR_GET_TSC).
+fn tsc_off_at_start() -> bool {
+    let mut v: i32 = 0;
+    raw::syscall(raw::SYS_prctl, PR_GET_TSC, &mut v as *mut i32 as u64, 0, 0) == 0 && v == PR_TSC_SIGSEGV
+}
+
+const PR_GET_TSC: u64 = 25;
+const PR_TSC_SIGSEGV: i32 = 2;
 
 pub fn uses_tsc() -> bool {
     USE_TSC.load(Ordering::Relaxed)

@@ -7,14 +7,17 @@
 //! the kernel says the thread is gone (tgkill(.., 0) -> ESRCH), because the
 //! thread still runs on that signal stack while it issues exit(2).
 //!
-//! Ownership: `owner_tid` is checked on every slow-path entry. A mismatch means
-//! the thread inherited someone else's GS base: a vfork child (it shares its
-//! parent's memory, so it must not write the parent's area; it claims the area
-//! the parent set aside for it) or a thread that existed before the library.
+//! Ownership: `owner_tid` is checked on a slow-path entry while a vfork is in
+//! flight (`pending_child`), the only time a thread runs on an area it does not
+//! own: a vfork child shares its parent's memory and GS base, so it must not
+//! write the parent's area; it claims the area the parent set aside for it.
+//! Otherwise the area at the GS base is the caller's, found without a
+//! syscall (the program's own seccomp filter may forbid gettid). Threads that
+//! existed before the library have no GS base and get an area on first use.
 
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch;
 use crate::sigsafe::frame::{Siginfo, StackT};
@@ -56,8 +59,9 @@ pub struct ThreadArea {
     /// Owned signals (SIGSYS, SIGSEGV, SIGILL) the program believes blocked:
     /// the kernel never blocks them, or a trap would kill the process.
     pub app_blocked_owned: Cell<u64>,
-    /// Owned signals that arrived while the program had them blocked.
-    pub deferred: Cell<u64>,
+    /// Owned signals that arrived while the program had them blocked (another
+    /// thread clears them when the program's SIG_IGN discards them).
+    pub deferred: Bits,
     /// The dispositions this thread sees: the process table, or for a child
     /// that shares memory but not handlers (vfork), `private_sigtable`.
     pub sigtable: Cell<*mut SigTable>,
@@ -88,12 +92,19 @@ pub struct ThreadArea {
     /// about to restart: the program's own syscall is restarted instead,
     /// after its handler (as the kernel restarts it natively).
     pub restart_program_syscall: Cell<bool>,
+    /// The thread group (process) id of the owner, with `owner_tid`: what
+    /// the library would otherwise ask the kernel for (getpid, gettid), which
+    /// the program's own seccomp filter may forbid.
+    pub tgid: AtomicI32,
+    /// The thread entered seccomp strict mode (emulated: process::seccomp).
+    pub strict: Cell<bool>,
 }
 
-/// How many program signals may wait for the library's code at once; more
-/// (never seen: each needs a signal to arrive during a slow-path call) are
-/// run where they arrived, on the library's stack.
-pub const POSTPONED_MAX: usize = 8;
+/// How many program signals may wait for the library's code at once: one of
+/// each (an owned one arriving again is held back; others stay blocked by
+/// the kernel until their handler has run, unless SA_NODEFER). More are run
+/// where they arrived, on the library's stack.
+pub const POSTPONED_MAX: usize = 64;
 
 /// A program signal that arrived while the library's code ran.
 #[derive(Clone, Copy, Default)]
@@ -102,6 +113,27 @@ pub struct Postponed {
     pub info: Siginfo,
     /// The temporary mask in effect when it arrived (see `temp_mask`).
     pub temp_mask: (bool, u64),
+}
+
+/// A set of signal bits used like a `Cell<u64>` by its thread, which another
+/// thread may clear (a pending signal discarded by the program's SIG_IGN).
+#[repr(transparent)]
+pub struct Bits(AtomicU64);
+
+impl Bits {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Release)
+    }
+    pub fn insert(&self, bits: u64) {
+        self.0.fetch_or(bits, Ordering::AcqRel);
+    }
+    /// Clear `bits`; returns the bits of them that were set.
+    pub fn remove(&self, bits: u64) -> u64 {
+        self.0.fetch_and(!bits, Ordering::AcqRel) & bits
+    }
 }
 
 const _: () = {
@@ -299,6 +331,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.app_altstack.set(StackT { ss_sp: 0, ss_flags: libc::SS_DISABLE, _pad: 0, ss_size: 0 });
     area.app_blocked_owned.set(0);
     area.deferred.set(0);
+    area.strict.set(false);
     area.sigtable.set(signals::process_table());
     area.pending_child.set(ptr::null_mut());
     area.vfork_child.set(false);
@@ -350,6 +383,7 @@ pub fn mapping_of(a: &ThreadArea) -> (u64, u64) {
 
 /// Make `a` the calling thread's area.
 pub fn install(a: &ThreadArea) {
+    a.tgid.store(raw::getpid(), Ordering::Relaxed);
     a.owner_tid.store(raw::gettid(), Ordering::Relaxed);
     set_gs_base(a as *const ThreadArea as u64);
 }
@@ -387,8 +421,17 @@ fn foreign_gs_base() -> ! {
 /// The calling thread's area, set up on first use. None only if memory is
 /// exhausted.
 pub fn current() -> Option<&'static ThreadArea> {
+    let at_gs = area_at_gs();
+    if let Some(a) = at_gs {
+        // An owned area with no vfork in flight is the caller's: only a vfork
+        // child runs on an area it does not own. No syscall on this path (the
+        // program's own seccomp filter may forbid gettid).
+        if a.pending_child.get().is_null() && a.owner_tid.load(Ordering::Relaxed) != 0 {
+            return Some(a);
+        }
+    }
     let tid = raw::gettid();
-    match area_at_gs() {
+    match at_gs {
         Some(a) if a.owner_tid.load(Ordering::Relaxed) == tid => {
             // Our own area. A vfork we started has finished by the time we run
             // again (the parent sleeps until the child execs or exits), so the
@@ -409,6 +452,7 @@ pub fn current() -> Option<&'static ThreadArea> {
                 set_gs_base(child as u64);
                 // SAFETY: claimed above.
                 let c = unsafe { &*child };
+                c.tgid.store(raw::getpid(), Ordering::Relaxed);
                 c.vfork_child.set(true);
                 return Some(c);
             }
@@ -426,6 +470,39 @@ pub fn current() -> Option<&'static ThreadArea> {
     }
 }
 
+/// The calling thread's own area, found without touching memory that might
+/// not be mapped (the GS base is looked up among the areas we mapped): for
+/// code that runs while a fault would kill the process. None without one, or
+/// while a vfork is in flight (see `current`).
+pub fn current_registered() -> Option<&'static ThreadArea> {
+    let base = gs_base();
+    if base == 0 {
+        return None;
+    }
+    let n = AREA_COUNT.load(Ordering::Acquire).min(MAX_AREAS);
+    if !ALL_AREAS.iter().take(n).any(|s| s.load(Ordering::Acquire) as u64 == base) {
+        return None;
+    }
+    // SAFETY: one of our areas, mapped for the life of the process.
+    let a = unsafe { &*(base as *const ThreadArea) };
+    if a.pending_child.get().is_null() && a.owner_tid.load(Ordering::Relaxed) != 0 {
+        Some(a)
+    } else {
+        None
+    }
+}
+
+/// (process id, thread id) of the calling thread, from its area when it has
+/// one (no syscall), else from the kernel.
+pub fn ids() -> (i32, i32) {
+    match area_at_gs() {
+        Some(a) if a.pending_child.get().is_null() && a.owner_tid.load(Ordering::Relaxed) != 0 => {
+            (a.tgid.load(Ordering::Relaxed), a.owner_tid.load(Ordering::Relaxed))
+        }
+        _ => (raw::getpid(), raw::gettid()),
+    }
+}
+
 /// The area the GS base points at, whoever owns it (a fork child's copy).
 pub fn current_unchecked() -> Option<&'static ThreadArea> {
     area_at_gs()
@@ -434,6 +511,11 @@ pub fn current_unchecked() -> Option<&'static ThreadArea> {
 /// Threads of the process the library knows of (the main thread, and every
 /// CLONE_THREAD child it started); when the last exits, the process ends.
 static LIVE_THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Threads of the process still running (after `retire`: the others).
+pub fn live_threads() -> usize {
+    LIVE_THREADS.load(Ordering::Acquire)
+}
 
 /// A CLONE_THREAD child is about to start (undone by `thread_not_started`).
 pub fn thread_starting() {
@@ -472,6 +554,7 @@ pub fn retire(a: &ThreadArea) -> bool {
 pub fn after_fork_in_child(a: &ThreadArea) {
     // SAFETY: only this thread exists in the new process.
     unsafe { POOL.force_unlock() };
+    a.tgid.store(raw::getpid(), Ordering::Relaxed);
     a.owner_tid.store(raw::gettid(), Ordering::Relaxed);
     LIVE_THREADS.store(1, Ordering::Relaxed);
 }
