@@ -252,6 +252,7 @@ c_tests! {
     sockets_loopback,
     static_getppid_loop,
     static_hello,
+    thread_start_crowd,
     thread_storm,
     vfork_exec,
     vsyscall,

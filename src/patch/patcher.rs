@@ -87,7 +87,11 @@ pub fn consider(rip: u64, nr: u64) {
         return;
     }
     thread::with_signals_blocked(|| {
-        let mut table = PATCHER.lock();
+        // Never wait for the lock: its holder writes through /proc/self/mem
+        // and issues membarrier, and threads spinning here (thousands may
+        // trap at once) would take the CPUs it needs. This call runs on the
+        // slow path anyway; the site is considered again at its next trap.
+        let Some(mut table) = PATCHER.try_lock() else { return };
         if registry::lookup(key).is_some() {
             return; // another thread got here first
         }
