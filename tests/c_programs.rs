@@ -228,6 +228,7 @@ c_tests! {
     exit_42,
     exit_from_thread,
     exit_group_threads,
+    fixed_low_mappings,
     fork,
     int80,
     io_and_fds,

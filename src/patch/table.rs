@@ -8,9 +8,13 @@
 //! (it ran the old `mov` before the patch, or branched to the old `syscall`)
 //! faults with SIGILL instead of running garbage (see fault.rs).
 //!
-//! Slots come in windows of 64 KiB at 0xHH060000 (8192 slots each), HH from
-//! 0x10 to 0x3f, each mapped with MAP_FIXED_NOREPLACE so no mapping of the
-//! program is ever replaced; a window that is taken is skipped. Each slot
+//! Slots come in windows of 64 KiB at 0xHH060000 (8192 slots each), mapped
+//! one at a time as sites are patched (a process with fewer than 8192
+//! patched sites has one), from HH = 0x7f down to 0x10: just below 2 GiB
+//! first, far from the round low addresses programs map at fixed places
+//! (0x10000000, 0x40000000, the brk heap after a non-PIE program). Each is
+//! mapped with MAP_FIXED_NOREPLACE so no mapping of the program is ever
+//! replaced; a window that is taken is skipped. Each slot
 //! holds the address of the site's own trampoline (27 bytes: the site's
 //! syscall number, its return address, a jump to ut_fast_entry), in arenas of
 //! 8192 trampolines mapped anywhere. Slots are read-only and trampolines
@@ -23,8 +27,8 @@ use crate::sigsafe::raw;
 pub const SLOT_BYTE: u64 = 0x06;
 const WINDOW_LEN: usize = 0x1_0000;
 const SLOTS_PER_WINDOW: usize = WINDOW_LEN / 8;
-const FIRST_HH: u64 = 0x10;
-const LAST_HH: u64 = 0x3f;
+const FIRST_HH: u64 = 0x7f;
+const LAST_HH: u64 = 0x10;
 pub const TRAMP_STRIDE: usize = 32;
 const ARENA_LEN: usize = SLOTS_PER_WINDOW * TRAMP_STRIDE;
 
@@ -88,9 +92,9 @@ impl Table {
     }
 
     fn map_window(&mut self) -> Option<u64> {
-        while self.next_hh <= LAST_HH {
+        while self.next_hh >= LAST_HH {
             let base = (self.next_hh << 24) | (SLOT_BYTE << 16);
-            self.next_hh += 1;
+            self.next_hh -= 1;
             let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
             let r = raw::syscall6(raw::SYS_mmap, [base, WINDOW_LEN as u64, libc::PROT_READ as u64, flags, u64::MAX, 0]);
             if r as u64 == base {

@@ -263,7 +263,13 @@ pub fn touches_own_memory(nr: i64, args: [u64; 6]) -> bool {
     match nr {
         raw::SYS_munmap | raw::SYS_mprotect => touches_ours(args[0], args[1]),
         raw::SYS_mremap => touches_ours(args[0], args[1]) || (args[3] & libc::MREMAP_FIXED as u64 != 0 && touches_ours(args[4], args[2])),
-        raw::SYS_mmap => args[3] & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) as u64 != 0 && touches_ours(args[0], args[1]),
+        // MAP_FIXED_NOREPLACE never replaces a mapping: the kernel itself
+        // answers EEXIST where it would overlap ours.
+        raw::SYS_mmap => {
+            args[3] & libc::MAP_FIXED as u64 != 0
+                && args[3] & libc::MAP_FIXED_NOREPLACE as u64 == 0
+                && touches_ours(args[0], args[1])
+        }
         _ => false,
     }
 }
