@@ -236,6 +236,7 @@ c_tests! {
     jit_syscall,
     main_pthread_exit,
     many_sites,
+    membarrier_sync_core,
     own_seccomp_filter,
     own_sigsegv_handler,
     posix_spawn,
