@@ -251,6 +251,7 @@ c_tests! {
     signal_restart,
     signal_storm,
     small_stacks,
+    stale_sites,
     sockets_loopback,
     static_getppid_loop,
     static_hello,

@@ -167,6 +167,67 @@ fn prepared() -> bool {
     true
 }
 
+/// What the program is about to do to code that may hold recorded sites.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum CodeChange {
+    /// Unmapped or replaced (munmap, mmap MAP_FIXED; after it succeeded):
+    /// the sites are gone, forget them.
+    Gone,
+    /// Made writable (mprotect/pkey_mprotect with PROT_WRITE) or about to
+    /// move (mremap): give the program back its own bytes at every patched
+    /// site (a JIT that rewrites a `mov`'s immediate must find the `mov`; a
+    /// moved jump would return to the old address), then forget them.
+    Rewritable,
+}
+
+/// Forget (and for Rewritable, first unpatch) every recorded site in
+/// [addr, addr+len). Cheap when the range holds none. Integer-only: also
+/// called from the fast path.
+#[inline(always)]
+pub fn code_changing(addr: u64, len: u64, change: CodeChange) {
+    if registry::may_have_sites(addr, len) {
+        forget_sites(addr, len, change);
+    }
+}
+
+#[inline(never)]
+fn forget_sites(addr: u64, len: u64, change: CodeChange) {
+    let mut any = false;
+    registry::for_each_in(addr, len, |_| any = true);
+    if !any {
+        return; // the chunk holds sites, the range none: no lock needed
+    }
+    thread::with_signals_blocked(|| {
+        // This one must happen: wait for the lock, but yield the CPU while
+        // another thread patches (signals are blocked, so no handler of this
+        // thread can be the holder).
+        let _table = loop {
+            if let Some(t) = PATCHER.try_lock() {
+                break t;
+            }
+            raw::syscall(libc::SYS_sched_yield, 0, 0, 0, 0);
+        };
+        let mut mem: Option<Mem> = None;
+        let mut restored = false;
+        registry::for_each_in(addr, len, |site| {
+            if change == CodeChange::Rewritable && (site.state == PATCHED || site.state == PATCHING) {
+                if mem.is_none() {
+                    mem = Mem::open().ok();
+                }
+                if let Some(m) = &mem {
+                    restored |= write::unpatch_site(m, site.key - 5, site.nr).is_ok();
+                }
+            }
+        });
+        if restored {
+            // No thread may still run the old bytes once the site is forgotten
+            // (a SIGILL at its 0x06 would no longer be recognised).
+            write::sync_cores();
+        }
+        registry::for_each_in(addr, len, |site| registry::forget(site.key));
+    });
+}
+
 /// The program installed a seccomp filter of its own: patch no more sites.
 pub fn stop_for_program_filter() {
     ENABLED.store(false, Ordering::Relaxed);

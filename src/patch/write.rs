@@ -129,6 +129,22 @@ pub fn torn_eax(slot: u64) -> u32 {
     u32::from_le_bytes([j[1], j[2], j[3], j[4]])
 }
 
+/// Give a patched site back its original `mov $nr,%eax; syscall`, in an
+/// order where a thread decoding it at any moment runs the jump, or faults
+/// on the 0x06 at site+5 (handled while the site is still recorded):
+///   1. byte 0 becomes 0xb8: `mov $<jump bytes>,%eax`, then 0x06 (the
+///      "torn" eax fault.rs knows);
+///   2. bytes 1-4 become the number: `mov $nr,%eax`, then 0x06;
+///   3. byte 6 becomes 0x05, then byte 5 0x0f: `syscall` (never `0f d3`).
+pub fn unpatch_site(mem: &Mem, site: u64, nr: u32) -> Result<(), i64> {
+    sync_cores();
+    mem.write(site, &[0xb8])?;
+    mem.write(site + 1, &nr.to_le_bytes())?;
+    mem.write(site + 6, &[0x05])?;
+    mem.write(site + 5, &[0x0f])?;
+    Ok(())
+}
+
 /// Rewrite the 7-byte site at `site` into `jmp *slot`, in the safe order.
 pub fn patch_site(mem: &Mem, site: u64, slot: u64) -> Result<(), i64> {
     let j = jump_bytes(slot);

@@ -274,6 +274,49 @@ pub fn touches_own_memory(nr: i64, args: [u64; 6]) -> bool {
     }
 }
 
+/// The calls that can unmap, replace, move or reprotect memory, on either
+/// path: refused when they would change the library's own memory, and the
+/// patch registry told when they change code that holds recorded sites (see
+/// patcher::code_changing). None: not such a call. `report`: say in one
+/// line why a call is refused (the slow path; the fast path must stay
+/// integer-only and just refuses).
+#[inline(always)]
+pub fn memory_call(nr: i64, args: [u64; 6], report: bool) -> Option<i64> {
+    use crate::patch::patcher::{code_changing, CodeChange};
+    if !matches!(nr, raw::SYS_munmap | raw::SYS_mprotect | raw::SYS_mremap | raw::SYS_mmap | libc::SYS_madvise) {
+        return None;
+    }
+    if report {
+        if let Some(e) = guard_own_memory(nr, args) {
+            return Some(e);
+        }
+    } else if touches_own_memory(nr, args) {
+        return Some(-raw::EINVAL);
+    }
+    let (addr, len, flags) = (args[0], args[1], args[3]);
+    let replaces = nr == raw::SYS_mmap && flags & libc::MAP_FIXED as u64 != 0 && flags & libc::MAP_FIXED_NOREPLACE as u64 == 0;
+    match nr {
+        raw::SYS_mprotect if args[2] & libc::PROT_WRITE as u64 != 0 => code_changing(addr, len, CodeChange::Rewritable),
+        raw::SYS_mremap => code_changing(addr, len, CodeChange::Rewritable),
+        _ => {}
+    }
+    let r = raw::syscall6(nr, args);
+    if r >= 0 {
+        match nr {
+            raw::SYS_munmap => code_changing(addr, len, CodeChange::Gone),
+            raw::SYS_mmap if replaces => code_changing(addr, len, CodeChange::Gone),
+            // The target of a fixed move was replaced.
+            raw::SYS_mremap if flags & libc::MREMAP_FIXED as u64 != 0 => code_changing(args[4], args[2], CodeChange::Gone),
+            // Private pages dropped: the code is the file's (or zeros) again.
+            libc::SYS_madvise if matches!(args[2] as i32, libc::MADV_DONTNEED | libc::MADV_FREE | libc::MADV_REMOVE) => {
+                code_changing(addr, len, CodeChange::Gone)
+            }
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
 /// Unmapping, remapping or reprotecting the gate or the trap table would cut
 /// the library's only ways to make syscalls: refused with EINVAL.
 #[inline(never)]
