@@ -237,6 +237,7 @@ c_tests! {
     main_pthread_exit,
     many_sites,
     membarrier_sync_core,
+    own_memory_calls,
     own_seccomp_filter,
     own_sigsegv_handler,
     posix_spawn,
