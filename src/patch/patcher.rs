@@ -32,6 +32,8 @@ const READY: u8 = 1;
 const UNAVAILABLE: u8 = 2;
 
 static PATCHER: spin::Mutex<Table> = spin::Mutex::new(Table::new());
+/// More than the decoder's tables take (about 0.3 MiB, in bump chunks).
+const DECODER_MEMORY: usize = 1 << 20;
 
 /// Syscalls whose sites keep the slow path, and why:
 /// - the signal-mask, pending-set and alternate-stack calls change the ucontext that our
@@ -97,6 +99,10 @@ pub fn consider(rip: u64, nr: u64) {
         if registry::lookup(key).is_some() {
             return; // another thread got here first
         }
+        if !registry::prepare() {
+            patching_off("no memory for the table of sites");
+            return;
+        }
         if let Err(why) = try_patch(&mut table, key, nr) {
             registry::record(key, UNPATCHED, nr as u32, why, 0);
         }
@@ -149,6 +155,16 @@ fn prepared() -> bool {
         READY => return true,
         UNAVAILABLE => return false,
         _ => {}
+    }
+    // The decoder builds its tables in the bump arena, whose failure would
+    // be a panic: make sure the memory is there first (RLIMIT_AS).
+    match raw::mmap_anon(DECODER_MEMORY, libc::PROT_READ | libc::PROT_WRITE) {
+        Ok(a) => raw::munmap(a, DECODER_MEMORY),
+        Err(_) => {
+            PREPARED.store(UNAVAILABLE, Ordering::Relaxed);
+            patching_off("no memory for the instruction decoder's tables");
+            return false;
+        }
     }
     if let Err(e) = write::register_membarrier() {
         PREPARED.store(UNAVAILABLE, Ordering::Relaxed);
@@ -226,6 +242,13 @@ fn forget_sites(addr: u64, len: u64, change: CodeChange) {
         }
         registry::for_each_in(addr, len, |site| registry::forget(site.key));
     });
+}
+
+/// Out of memory for patching: every call keeps the slow path; say so once.
+fn patching_off(why: &str) {
+    if ENABLED.swap(false, Ordering::Relaxed) {
+        crate::sigsafe::log::Line::new().str(why).str(": patching off, every call takes the slow path").emit();
+    }
 }
 
 /// The program installed a seccomp filter of its own: patch no more sites.

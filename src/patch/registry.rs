@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 const CAPACITY: usize = 1 << 16;
 
-pub const EMPTY: u32 = 0;
+// State 0: an entry not yet written.
 /// The write protocol has started: a thread may fault at the old `syscall`.
 pub const PATCHING: u32 = 1;
 pub const PATCHED: u32 = 2;
@@ -33,23 +33,46 @@ struct Entry {
     slot: AtomicU32,
 }
 
-#[allow(clippy::declare_interior_mutable_const)]
-const EMPTY_ENTRY: Entry = Entry {
-    key: AtomicU64::new(0),
-    state: AtomicU32::new(EMPTY),
-    nr: AtomicU32::new(0),
-    reason_ptr: AtomicU64::new(0),
-    reason_len: AtomicU32::new(0),
-    slot: AtomicU32::new(0),
-};
 
 /// The key of a forgotten entry: never an address of a site (the top of the
 /// address space is the kernel's).
 const FORGOTTEN_KEY: u64 = u64::MAX;
 
-static ENTRIES: [Entry; CAPACITY] = [EMPTY_ENTRY; CAPACITY];
-/// Where every recorded site is in ENTRIES, in the order they were met.
-static ALL_LIST: [AtomicU32; CAPACITY] = [const { AtomicU32::new(0) }; CAPACITY];
+/// The table (entries, then where every recorded site is among them, in the
+/// order they were met), mapped by [`prepare`] before the first record:
+/// 2.25 MiB a process that never patches (or runs under a tight
+/// RLIMIT_AS) need not have.
+#[repr(C)]
+struct Table {
+    entries: [Entry; CAPACITY],
+    all: [AtomicU32; CAPACITY],
+}
+static TABLE: AtomicU64 = AtomicU64::new(0);
+
+fn table() -> Option<&'static Table> {
+    let p = TABLE.load(Ordering::Acquire);
+    if p == 0 {
+        return None;
+    }
+    // SAFETY: a zeroed private mapping of the table's size (all-zero atomics
+    // are valid), published once and never unmapped.
+    Some(unsafe { &*(p as *const Table) })
+}
+
+/// Map the table (patch lock held). False: no memory, patching stays off.
+pub fn prepare() -> bool {
+    if TABLE.load(Ordering::Relaxed) != 0 {
+        return true;
+    }
+    let len = (core::mem::size_of::<Table>() + 4095) & !4095;
+    match crate::sigsafe::owned::map(len, libc::PROT_READ | libc::PROT_WRITE) {
+        Ok(p) => {
+            TABLE.store(p, Ordering::Release);
+            true
+        }
+        Err(_) => false,
+    }
+}
 static ALL_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// 2 MiB chunks that hold (or held) a recorded site; past MAX_CHUNKS every
 /// range may hold one.
@@ -97,7 +120,7 @@ fn find(key: u64) -> Result<&'static Entry, Option<&'static Entry>> {
 fn find_index(key: u64) -> Result<(&'static Entry, usize), Option<(&'static Entry, usize)>> {
     let mut i = start(key);
     for _ in 0..CAPACITY {
-        let e = ENTRIES.get(i).ok_or(None)?;
+        let e = table().ok_or(None)?.entries.get(i).ok_or(None)?;
         match e.key.load(Ordering::Acquire) {
             k if k == key => return Ok((e, i)),
             0 => return Err(Some((e, i))),
@@ -130,7 +153,7 @@ pub fn record(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32) ->
     if fresh {
         note_chunk(key);
         let n = ALL_COUNT.load(Ordering::Relaxed);
-        if let Some(slot) = ALL_LIST.get(n) {
+        if let Some(slot) = table().and_then(|t| t.all.get(n)) {
             slot.store(index as u32, Ordering::Relaxed);
         }
         ALL_COUNT.store(n + 1, Ordering::Release);
@@ -206,7 +229,8 @@ pub fn for_each_in(addr: u64, len: u64, mut f: impl FnMut(&Site)) {
     let n = ALL_COUNT.load(Ordering::Acquire).min(CAPACITY);
     let mut i = 0;
     while i < n {
-        if let Some(e) = ALL_LIST.get(i).and_then(|x| ENTRIES.get(x.load(Ordering::Relaxed) as usize)) {
+        let Some(t) = table() else { return };
+        if let Some(e) = t.all.get(i).and_then(|x| t.entries.get(x.load(Ordering::Relaxed) as usize)) {
             let key = e.key.load(Ordering::Acquire);
             // key is the `syscall`: the site is [key - 5, key + 2).
             if key != 0 && key != FORGOTTEN_KEY && key.wrapping_sub(5) < end && key + 2 > addr {
@@ -246,7 +270,7 @@ pub fn unpatched_count() -> usize {
 pub fn for_each_unpatched(mut f: impl FnMut(&Site)) {
     let n = UNPATCHED_COUNT.load(Ordering::Acquire).min(LISTED);
     for slot in UNPATCHED_LIST.iter().take(n) {
-        let Some(e) = ENTRIES.get(slot.load(Ordering::Acquire) as usize) else { continue };
+        let Some(e) = table().and_then(|t| t.entries.get(slot.load(Ordering::Acquire) as usize)) else { return };
         let key = e.key.load(Ordering::Acquire);
         if key != 0 && key != FORGOTTEN_KEY && e.state.load(Ordering::Acquire) == UNPATCHED {
             f(&Site {
