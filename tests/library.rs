@@ -335,3 +335,45 @@ fn slow_path_stack_frames_are_small() {
     }
     assert!(total <= 1024, "the slow path's frames add up to {} bytes", total);
 }
+
+/// Out of address space (`ulimit -v 6000`, the library preloaded into
+/// /bin/echo): the library's tables for patching do not fit. That must mean
+/// the slow path and one note, never a panic, and the program runs as
+/// natively (it used to abort with "internal error (panic)").
+fn runs_with_little_address_space(backend: Backend) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("/bin/echo");
+    cmd.arg("hi").env("LD_PRELOAD", lib_path()).env("USERTRAP_BACKEND", backend.name());
+    // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 6000 * 1024, rlim_max: 6000 * 1024 };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run /bin/echo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+        (Some(0), "hi\n"),
+        "/bin/echo under RLIMIT_AS 6000 KiB ({}): {}\nstderr:\n{}",
+        backend,
+        out.status,
+        stderr
+    );
+    assert!(!stderr.contains("panic"), "stderr:\n{}", stderr);
+    assert!(stderr.lines().all(|l| l.starts_with("usertrap: ") || l.starts_with("  ") || l.starts_with(" ")), "stderr:\n{}", stderr);
+}
+
+#[test]
+fn runs_with_little_address_space_seccomp() {
+    runs_with_little_address_space(Backend::Seccomp);
+}
+
+#[test]
+fn runs_with_little_address_space_sud() {
+    runs_with_little_address_space(Backend::Sud);
+}

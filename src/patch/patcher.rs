@@ -32,6 +32,8 @@ const READY: u8 = 1;
 const UNAVAILABLE: u8 = 2;
 
 static PATCHER: spin::Mutex<Table> = spin::Mutex::new(Table::new());
+/// More than the decoder's tables take (about 0.3 MiB, in bump chunks).
+const DECODER_MEMORY: usize = 1 << 20;
 
 /// Syscalls whose sites keep the slow path, and why:
 /// - the signal-mask, pending-set and alternate-stack calls change the ucontext that our
@@ -43,7 +45,8 @@ static PATCHER: spin::Mutex<Table> = spin::Mutex::new(Table::new());
 ///   or the new image the program's exact state;
 /// - exit/exit_group do per-thread and per-process bookkeeping;
 /// - arch_prctl and prctl guard state the library owns (GS base, SUD);
-///   seccomp stops patching when the program installs a filter.
+///   seccomp stops patching when the program installs a filter;
+/// - membarrier answers as if the library had not registered for SYNC_CORE.
 pub fn needs_slow_path(nr: u64) -> bool {
     // readlink of /proc/self/exe is answered by us where the launcher
     // started the image (the kernel's answer names the launcher).
@@ -74,6 +77,7 @@ pub fn needs_slow_path(nr: u64) -> bool {
             | libc::SYS_arch_prctl
             | libc::SYS_prctl
             | libc::SYS_seccomp
+            | libc::SYS_membarrier
     )
 }
 
@@ -87,9 +91,17 @@ pub fn consider(rip: u64, nr: u64) {
         return;
     }
     thread::with_signals_blocked(|| {
-        let mut table = PATCHER.lock();
+        // Never wait for the lock: its holder writes through /proc/self/mem
+        // and issues membarrier, and threads spinning here (thousands may
+        // trap at once) would take the CPUs it needs. This call runs on the
+        // slow path anyway; the site is considered again at its next trap.
+        let Some(mut table) = PATCHER.try_lock() else { return };
         if registry::lookup(key).is_some() {
             return; // another thread got here first
+        }
+        if !registry::prepare() {
+            patching_off("no memory for the table of sites");
+            return;
         }
         if let Err(why) = try_patch(&mut table, key, nr) {
             registry::record(key, UNPATCHED, nr as u32, why, 0);
@@ -144,6 +156,16 @@ fn prepared() -> bool {
         UNAVAILABLE => return false,
         _ => {}
     }
+    // The decoder builds its tables in the bump arena, whose failure would
+    // be a panic: make sure the memory is there first (RLIMIT_AS).
+    match raw::mmap_anon(DECODER_MEMORY, libc::PROT_READ | libc::PROT_WRITE) {
+        Ok(a) => raw::munmap(a, DECODER_MEMORY),
+        Err(_) => {
+            PREPARED.store(UNAVAILABLE, Ordering::Relaxed);
+            patching_off("no memory for the instruction decoder's tables");
+            return false;
+        }
+    }
     if let Err(e) = write::register_membarrier() {
         PREPARED.store(UNAVAILABLE, Ordering::Relaxed);
         ENABLED.store(false, Ordering::Relaxed);
@@ -159,6 +181,74 @@ fn prepared() -> bool {
     site::warm_up();
     PREPARED.store(READY, Ordering::Relaxed);
     true
+}
+
+/// What the program is about to do to code that may hold recorded sites.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum CodeChange {
+    /// Unmapped or replaced (munmap, mmap MAP_FIXED; after it succeeded):
+    /// the sites are gone, forget them.
+    Gone,
+    /// Made writable (mprotect/pkey_mprotect with PROT_WRITE) or about to
+    /// move (mremap): give the program back its own bytes at every patched
+    /// site (a JIT that rewrites a `mov`'s immediate must find the `mov`; a
+    /// moved jump would return to the old address), then forget them.
+    Rewritable,
+}
+
+/// Forget (and for Rewritable, first unpatch) every recorded site in
+/// [addr, addr+len). Cheap when the range holds none. Integer-only: also
+/// called from the fast path.
+#[inline(always)]
+pub fn code_changing(addr: u64, len: u64, change: CodeChange) {
+    if registry::may_have_sites(addr, len) {
+        forget_sites(addr, len, change);
+    }
+}
+
+#[inline(never)]
+fn forget_sites(addr: u64, len: u64, change: CodeChange) {
+    let mut any = false;
+    registry::for_each_in(addr, len, |_| any = true);
+    if !any {
+        return; // the chunk holds sites, the range none: no lock needed
+    }
+    thread::with_signals_blocked(|| {
+        // This one must happen: wait for the lock, but yield the CPU while
+        // another thread patches (signals are blocked, so no handler of this
+        // thread can be the holder).
+        let _table = loop {
+            if let Some(t) = PATCHER.try_lock() {
+                break t;
+            }
+            raw::syscall(libc::SYS_sched_yield, 0, 0, 0, 0);
+        };
+        let mut mem: Option<Mem> = None;
+        let mut restored = false;
+        registry::for_each_in(addr, len, |site| {
+            if change == CodeChange::Rewritable && (site.state == PATCHED || site.state == PATCHING) {
+                if mem.is_none() {
+                    mem = Mem::open().ok();
+                }
+                if let Some(m) = &mem {
+                    restored |= write::unpatch_site(m, site.key - 5, site.nr).is_ok();
+                }
+            }
+        });
+        if restored {
+            // No thread may still run the old bytes once the site is forgotten
+            // (a SIGILL at its 0x06 would no longer be recognised).
+            write::sync_cores();
+        }
+        registry::for_each_in(addr, len, |site| registry::forget(site.key));
+    });
+}
+
+/// Out of memory for patching: every call keeps the slow path; say so once.
+fn patching_off(why: &str) {
+    if ENABLED.swap(false, Ordering::Relaxed) {
+        crate::sigsafe::log::Line::new().str(why).str(": patching off, every call takes the slow path").emit();
+    }
 }
 
 /// The program installed a seccomp filter of its own: patch no more sites.

@@ -4,12 +4,18 @@
 //!
 //! Written only under the patch lock; read lock-free from any handler (an
 //! entry's fields are stored before its key is published with Release).
+//!
+//! A site whose code is unmapped, replaced or about to be rewritten by the
+//! program is forgotten (patcher::code_changing): its key becomes
+//! [`FORGOTTEN_KEY`], which lookups step over and which is never reused. To
+//! keep that check cheap for every munmap/mprotect/mremap/mmap(MAP_FIXED),
+//! the 2 MiB chunks holding recorded sites are listed ([`may_have_sites`]).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 const CAPACITY: usize = 1 << 16;
 
-pub const EMPTY: u32 = 0;
+// State 0: an entry not yet written.
 /// The write protocol has started: a thread may fault at the old `syscall`.
 pub const PATCHING: u32 = 1;
 pub const PATCHED: u32 = 2;
@@ -27,17 +33,53 @@ struct Entry {
     slot: AtomicU32,
 }
 
-#[allow(clippy::declare_interior_mutable_const)]
-const EMPTY_ENTRY: Entry = Entry {
-    key: AtomicU64::new(0),
-    state: AtomicU32::new(EMPTY),
-    nr: AtomicU32::new(0),
-    reason_ptr: AtomicU64::new(0),
-    reason_len: AtomicU32::new(0),
-    slot: AtomicU32::new(0),
-};
 
-static ENTRIES: [Entry; CAPACITY] = [EMPTY_ENTRY; CAPACITY];
+/// The key of a forgotten entry: never an address of a site (the top of the
+/// address space is the kernel's).
+const FORGOTTEN_KEY: u64 = u64::MAX;
+
+/// The table (entries, then where every recorded site is among them, in the
+/// order they were met), mapped by [`prepare`] before the first record:
+/// 2.25 MiB a process that never patches (or runs under a tight
+/// RLIMIT_AS) need not have.
+#[repr(C)]
+struct Table {
+    entries: [Entry; CAPACITY],
+    all: [AtomicU32; CAPACITY],
+}
+static TABLE: AtomicU64 = AtomicU64::new(0);
+
+fn table() -> Option<&'static Table> {
+    let p = TABLE.load(Ordering::Acquire);
+    if p == 0 {
+        return None;
+    }
+    // SAFETY: a zeroed private mapping of the table's size (all-zero atomics
+    // are valid), published once and never unmapped.
+    Some(unsafe { &*(p as *const Table) })
+}
+
+/// Map the table (patch lock held). False: no memory, patching stays off.
+pub fn prepare() -> bool {
+    if TABLE.load(Ordering::Relaxed) != 0 {
+        return true;
+    }
+    let len = (core::mem::size_of::<Table>() + 4095) & !4095;
+    match crate::sigsafe::owned::map(len, libc::PROT_READ | libc::PROT_WRITE) {
+        Ok(p) => {
+            TABLE.store(p, Ordering::Release);
+            true
+        }
+        Err(_) => false,
+    }
+}
+static ALL_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// 2 MiB chunks that hold (or held) a recorded site; past MAX_CHUNKS every
+/// range may hold one.
+const CHUNK_SHIFT: u32 = 21;
+const MAX_CHUNKS: usize = 64;
+static CHUNKS: [AtomicU64; MAX_CHUNKS] = [const { AtomicU64::new(0) }; MAX_CHUNKS];
+static CHUNK_COUNT: AtomicUsize = AtomicUsize::new(0);
 static PATCHED_COUNT: AtomicUsize = AtomicUsize::new(0);
 static UNPATCHED_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Where the unpatched sites are in ENTRIES, in the order they were met, so
@@ -78,7 +120,7 @@ fn find(key: u64) -> Result<&'static Entry, Option<&'static Entry>> {
 fn find_index(key: u64) -> Result<(&'static Entry, usize), Option<(&'static Entry, usize)>> {
     let mut i = start(key);
     for _ in 0..CAPACITY {
-        let e = ENTRIES.get(i).ok_or(None)?;
+        let e = table().ok_or(None)?.entries.get(i).ok_or(None)?;
         match e.key.load(Ordering::Acquire) {
             k if k == key => return Ok((e, i)),
             0 => return Err(Some((e, i))),
@@ -108,6 +150,14 @@ pub fn record(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32) ->
         Err(None) => return false,
     };
     let fresh = e.key.load(Ordering::Relaxed) == 0;
+    if fresh {
+        note_chunk(key);
+        let n = ALL_COUNT.load(Ordering::Relaxed);
+        if let Some(slot) = table().and_then(|t| t.all.get(n)) {
+            slot.store(index as u32, Ordering::Relaxed);
+        }
+        ALL_COUNT.store(n + 1, Ordering::Release);
+    }
     e.nr.store(nr, Ordering::Relaxed);
     e.reason_ptr.store(reason.as_ptr() as u64, Ordering::Relaxed);
     e.reason_len.store(reason.len() as u32, Ordering::Relaxed);
@@ -133,6 +183,81 @@ pub fn set_state(key: u64, state: u32) {
     }
 }
 
+/// List the chunk of `key` (patch lock held).
+fn note_chunk(key: u64) {
+    let chunk = key >> CHUNK_SHIFT;
+    let n = CHUNK_COUNT.load(Ordering::Relaxed);
+    if CHUNKS.iter().take(n.min(MAX_CHUNKS)).any(|c| c.load(Ordering::Relaxed) == chunk) {
+        return;
+    }
+    if let Some(c) = CHUNKS.get(n) {
+        c.store(chunk, Ordering::Relaxed);
+    }
+    // Past MAX_CHUNKS the count alone says "anywhere" (see may_have_sites).
+    CHUNK_COUNT.store(n + 1, Ordering::Release);
+}
+
+/// Might [addr, addr+len) hold a recorded site? Integer-only and lock-free:
+/// also used on the fast path for every munmap/mprotect/mremap/mmap.
+#[inline(always)]
+pub fn may_have_sites(addr: u64, len: u64) -> bool {
+    let n = CHUNK_COUNT.load(Ordering::Acquire);
+    if n == 0 || len == 0 {
+        return false;
+    }
+    if n > MAX_CHUNKS {
+        return true;
+    }
+    let first = addr >> CHUNK_SHIFT;
+    let last = addr.saturating_add(len - 1) >> CHUNK_SHIFT;
+    let mut i = 0;
+    while i < n {
+        if let Some(c) = CHUNKS.get(i) {
+            let c = c.load(Ordering::Relaxed);
+            if c >= first && c <= last {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Visit every recorded site whose 7 bytes overlap [addr, addr+len).
+pub fn for_each_in(addr: u64, len: u64, mut f: impl FnMut(&Site)) {
+    let end = addr.saturating_add(len);
+    let n = ALL_COUNT.load(Ordering::Acquire).min(CAPACITY);
+    let mut i = 0;
+    while i < n {
+        let Some(t) = table() else { return };
+        if let Some(e) = t.all.get(i).and_then(|x| t.entries.get(x.load(Ordering::Relaxed) as usize)) {
+            let key = e.key.load(Ordering::Acquire);
+            // key is the `syscall`: the site is [key - 5, key + 2).
+            if key != 0 && key != FORGOTTEN_KEY && key.wrapping_sub(5) < end && key + 2 > addr {
+                f(&Site {
+                    key,
+                    state: e.state.load(Ordering::Acquire),
+                    nr: e.nr.load(Ordering::Relaxed),
+                    reason: reason_of(e),
+                    slot: e.slot.load(Ordering::Relaxed),
+                });
+            }
+        }
+        i += 1;
+    }
+}
+
+/// Forget a site (patch lock held): lookups no longer find it, and the
+/// next trap there is considered afresh.
+pub fn forget(key: u64) {
+    if let Ok(e) = find(key) {
+        if e.state.load(Ordering::Relaxed) == PATCHED {
+            PATCHED_COUNT.fetch_sub(1, Ordering::Relaxed);
+        }
+        e.key.store(FORGOTTEN_KEY, Ordering::Release);
+    }
+}
+
 pub fn patched_count() -> usize {
     PATCHED_COUNT.load(Ordering::Relaxed)
 }
@@ -145,9 +270,9 @@ pub fn unpatched_count() -> usize {
 pub fn for_each_unpatched(mut f: impl FnMut(&Site)) {
     let n = UNPATCHED_COUNT.load(Ordering::Acquire).min(LISTED);
     for slot in UNPATCHED_LIST.iter().take(n) {
-        let Some(e) = ENTRIES.get(slot.load(Ordering::Acquire) as usize) else { continue };
+        let Some(e) = table().and_then(|t| t.entries.get(slot.load(Ordering::Acquire) as usize)) else { return };
         let key = e.key.load(Ordering::Acquire);
-        if key != 0 && e.state.load(Ordering::Acquire) == UNPATCHED {
+        if key != 0 && key != FORGOTTEN_KEY && e.state.load(Ordering::Acquire) == UNPATCHED {
             f(&Site {
                 key,
                 state: UNPATCHED,

@@ -8,59 +8,27 @@
 //! (it ran the old `mov` before the patch, or branched to the old `syscall`)
 //! faults with SIGILL instead of running garbage (see fault.rs).
 //!
-//! Slots come in windows of 64 KiB at 0xHH060000 (8192 slots each), HH from
-//! 0x10 to 0x3f, each mapped with MAP_FIXED_NOREPLACE so no mapping of the
-//! program is ever replaced; a window that is taken is skipped. Each slot
+//! Slots come in windows of 64 KiB at 0xHH060000 (8192 slots each), mapped
+//! one at a time as sites are patched (a process with fewer than 8192
+//! patched sites has one), from HH = 0x7f down to 0x10: just below 2 GiB
+//! first, far from the round low addresses programs map at fixed places
+//! (0x10000000, 0x40000000, the brk heap after a non-PIE program). Each is
+//! mapped with MAP_FIXED_NOREPLACE so no mapping of the program is ever
+//! replaced; a window that is taken is skipped. Each slot
 //! holds the address of the site's own trampoline (27 bytes: the site's
 //! syscall number, its return address, a jump to ut_fast_entry), in arenas of
 //! 8192 trampolines mapped anywhere. Slots are read-only and trampolines
 //! read-execute from the start: they are written through /proc/self/mem.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-use crate::sigsafe::raw;
+use crate::sigsafe::{owned, raw};
 
 pub const SLOT_BYTE: u64 = 0x06;
 const WINDOW_LEN: usize = 0x1_0000;
 const SLOTS_PER_WINDOW: usize = WINDOW_LEN / 8;
-const FIRST_HH: u64 = 0x10;
-const LAST_HH: u64 = 0x3f;
+const FIRST_HH: u64 = 0x7f;
+const LAST_HH: u64 = 0x10;
 pub const TRAMP_STRIDE: usize = 32;
 const ARENA_LEN: usize = SLOTS_PER_WINDOW * TRAMP_STRIDE;
-
-/// The library's own mappings made here, for the munmap/mprotect guard.
-const MAX_REGIONS: usize = 128;
-static REGION_START: [AtomicU64; MAX_REGIONS] = [const { AtomicU64::new(0) }; MAX_REGIONS];
-static REGION_LEN: [AtomicU64; MAX_REGIONS] = [const { AtomicU64::new(0) }; MAX_REGIONS];
-static REGIONS: AtomicUsize = AtomicUsize::new(0);
-
-fn add_region(start: u64, len: usize) {
-    let i = REGIONS.load(Ordering::Relaxed);
-    if let (Some(s), Some(l)) = (REGION_START.get(i), REGION_LEN.get(i)) {
-        s.store(start, Ordering::Relaxed);
-        l.store(len as u64, Ordering::Relaxed);
-        REGIONS.store(i + 1, Ordering::Release);
-    }
-}
-
-/// Does [addr, addr+len) overlap a slot window or trampoline arena?
-#[inline]
-pub fn overlaps_ours(addr: u64, len: u64) -> bool {
-    let end = addr.saturating_add(len);
-    let n = REGIONS.load(Ordering::Acquire);
-    let mut i = 0;
-    while i < n && i < MAX_REGIONS {
-        if let (Some(s), Some(l)) = (REGION_START.get(i), REGION_LEN.get(i)) {
-            let s = s.load(Ordering::Relaxed);
-            let e = s + l.load(Ordering::Relaxed);
-            if addr < e && end > s {
-                return true;
-            }
-        }
-        i += 1;
-    }
-    false
-}
 
 /// Allocation state; only touched under the patch lock.
 pub struct Table {
@@ -88,13 +56,13 @@ impl Table {
     }
 
     fn map_window(&mut self) -> Option<u64> {
-        while self.next_hh <= LAST_HH {
+        while self.next_hh >= LAST_HH {
             let base = (self.next_hh << 24) | (SLOT_BYTE << 16);
-            self.next_hh += 1;
+            self.next_hh -= 1;
             let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
             let r = raw::syscall6(raw::SYS_mmap, [base, WINDOW_LEN as u64, libc::PROT_READ as u64, flags, u64::MAX, 0]);
             if r as u64 == base {
-                add_region(base, WINDOW_LEN);
+                owned::add(base, WINDOW_LEN as u64);
                 return Some(base);
             }
             if r >= 0 {
@@ -108,8 +76,7 @@ impl Table {
     /// A fresh trampoline address, mapping a new arena if needed.
     pub fn alloc_trampoline(&mut self) -> Option<u64> {
         if self.next_tramp == SLOTS_PER_WINDOW {
-            let a = raw::mmap_anon(ARENA_LEN, libc::PROT_READ | libc::PROT_EXEC).ok()?;
-            add_region(a, ARENA_LEN);
+            let a = owned::map(ARENA_LEN, libc::PROT_READ | libc::PROT_EXEC).ok()?;
             self.arena = a;
             self.next_tramp = 0;
         }

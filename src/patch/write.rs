@@ -11,18 +11,67 @@
 //! with a core-serialising barrier for every thread (membarrier SYNC_CORE)
 //! before the first write and after the last.
 
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use crate::sigsafe::raw;
 
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: u64 = 16;
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: u64 = 32;
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: u64 = 64;
+const MEMBARRIER_CMD_GET_REGISTRATIONS: u64 = 512;
 
-/// Start-up: register for SYNC_CORE barriers. Err(errno) if unavailable.
+/// The library registered for SYNC_CORE barriers in this process.
+static LIB_REGISTERED: AtomicBool = AtomicBool::new(false);
+/// The REGISTER commands the program itself issued successfully (as
+/// MEMBARRIER_CMD_GET_REGISTRATIONS bits). Like the kernel's state, kept
+/// across fork and dropped by exec.
+static PROGRAM_REGISTERED: AtomicU64 = AtomicU64::new(0);
+
+/// Register for SYNC_CORE barriers (before the first patch). Err(errno) if
+/// unavailable.
 pub fn register_membarrier() -> Result<(), i64> {
     let r = raw::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0);
     if r < 0 {
         Err(-r)
     } else {
+        LIB_REGISTERED.store(true, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// The program's membarrier(2): as the kernel would answer had the library
+/// not registered for SYNC_CORE. Registration is per process and cannot be
+/// undone, so the program's own view is kept here: a SYNC_CORE barrier it
+/// never registered for gets EPERM, and GET_REGISTRATIONS does not show the
+/// library's registration (which the kernel also counts as a
+/// REGISTER_PRIVATE_EXPEDITED).
+pub fn program_membarrier(args: [u64; 6]) -> i64 {
+    let (cmd, flags) = (args[0], args[1]);
+    let lib = LIB_REGISTERED.load(Ordering::Relaxed);
+    let mine = PROGRAM_REGISTERED.load(Ordering::Relaxed);
+    if lib && cmd == MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE && flags == 0 && mine & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE == 0 {
+        return -raw::EPERM;
+    }
+    let r = raw::syscall6(libc::SYS_membarrier, args);
+    if r < 0 {
+        return r;
+    }
+    match cmd {
+        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE => {
+            // The kernel records it as both (GET_REGISTRATIONS shows both bits).
+            PROGRAM_REGISTERED.fetch_or(cmd | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, Ordering::Relaxed);
+            r
+        }
+        c if c.is_power_of_two() && c & 0x0154 != 0 => {
+            // Another REGISTER command (4, 16, 256).
+            PROGRAM_REGISTERED.fetch_or(c, Ordering::Relaxed);
+            r
+        }
+        MEMBARRIER_CMD_GET_REGISTRATIONS if lib => {
+            let ours = MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED;
+            (r & !(ours as i64)) | (mine & ours) as i64
+        }
+        _ => r,
     }
 }
 
@@ -78,6 +127,22 @@ pub fn jump_bytes(slot: u64) -> [u8; 7] {
 pub fn torn_eax(slot: u64) -> u32 {
     let j = jump_bytes(slot);
     u32::from_le_bytes([j[1], j[2], j[3], j[4]])
+}
+
+/// Give a patched site back its original `mov $nr,%eax; syscall`, in an
+/// order where a thread decoding it at any moment runs the jump, or faults
+/// on the 0x06 at site+5 (handled while the site is still recorded):
+///   1. byte 0 becomes 0xb8: `mov $<jump bytes>,%eax`, then 0x06 (the
+///      "torn" eax fault.rs knows);
+///   2. bytes 1-4 become the number: `mov $nr,%eax`, then 0x06;
+///   3. byte 6 becomes 0x05, then byte 5 0x0f: `syscall` (never `0f d3`).
+pub fn unpatch_site(mem: &Mem, site: u64, nr: u32) -> Result<(), i64> {
+    sync_cores();
+    mem.write(site, &[0xb8])?;
+    mem.write(site + 1, &nr.to_le_bytes())?;
+    mem.write(site + 6, &[0x05])?;
+    mem.write(site + 5, &[0x0f])?;
+    Ok(())
 }
 
 /// Rewrite the 7-byte site at `site` into `jmp *slot`, in the safe order.

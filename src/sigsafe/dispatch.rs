@@ -103,10 +103,8 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
         raw::SYS_arch_prctl => Return(process::arch_prctl(args)),
         libc::SYS_seccomp => Return(process::seccomp(t.area, args)),
         raw::SYS_prctl => Return(process::prctl(t.area, args)),
-        raw::SYS_munmap | raw::SYS_mprotect | raw::SYS_mremap | raw::SYS_mmap => {
-            Return(process::guard_own_memory(nr, args).unwrap_or_else(|| raw::syscall6(nr, args)))
-        }
-        _ => Return(raw::syscall6(nr, args)),
+        libc::SYS_membarrier => Return(crate::patch::write::program_membarrier(args)),
+        _ => Return(process::memory_call(nr, args, true).unwrap_or_else(|| raw::syscall6(nr, args))),
     }
 }
 
@@ -131,10 +129,8 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
         }
     }
     let outcome = dispatch(area, Path::Fast, nr, args, with_hooks != 0, |nr, args| {
-        if process::touches_own_memory(nr, args) {
-            return Outcome::Return(-raw::EINVAL); // reported on the slow path; here just refused
-        }
-        Outcome::Return(raw::syscall6(nr, args))
+        // Refused calls are reported on the slow path; here just refused.
+        Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| raw::syscall6(nr, args)))
     });
     match outcome {
         Outcome::Return(r) => r,

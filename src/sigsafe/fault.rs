@@ -12,9 +12,9 @@
 //!   write 3 loaded the jump's own bytes as the immediate ("torn" eax, never a
 //!   valid syscall number): it meant the site's syscall. A `restart_syscall`
 //!   (rax 219) simply runs here, before our sigreturn resets the restart block.
-//! - SIGSEGV at the site itself: its slot is not readable (the trap table was
-//!   unmapped behind our back). The site's own syscall is run, as if the jump
-//!   had worked.
+//! - SIGSEGV at the site itself, whose bytes are still our jump: its slot is
+//!   not readable (the trap table was unmapped behind our back). The site's
+//!   own syscall is run, as if the jump had worked.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -90,6 +90,12 @@ fn patched_site_fault(sig: i32, uc: &mut Ucontext) -> Option<u64> {
         let key = rip.wrapping_add(5);
         let site = registry::lookup(key)?;
         if site.state != PATCHED {
+            return None;
+        }
+        // Ours only while the bytes there are still the jump we wrote: code
+        // the program rewrote in place (a JIT through a second, writable
+        // mapping) faults on its own account.
+        if raw::read_user::<[u8; 7]>(rip).ok()? != crate::patch::write::jump_bytes(site.slot as u64) {
             return None;
         }
         uc.mc.rip = key + 2;

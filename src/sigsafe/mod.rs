@@ -21,6 +21,7 @@ pub mod exec_target;
 pub mod fault;
 pub mod frame;
 pub mod log;
+pub mod owned;
 pub mod process;
 pub mod raw;
 pub mod report;

@@ -21,10 +21,10 @@ use crate::arch;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backend::{self, seccomp};
-use crate::patch::table;
 use crate::sigsafe::dispatch::Outcome;
 use crate::sigsafe::frame::{self, Ucontext};
 use crate::sigsafe::log::Line;
+use crate::sigsafe::owned;
 use crate::sigsafe::raw;
 use crate::sigsafe::signals;
 use crate::sigsafe::stats;
@@ -403,32 +403,184 @@ pub fn strict_allows(nr: i64) -> bool {
     matches!(nr, libc::SYS_read | raw::SYS_write | raw::SYS_exit | raw::SYS_rt_sigreturn)
 }
 
-/// Does [addr, addr+len) touch the gate, the trap table or the trampolines?
+/// Does [addr, addr+len) touch the gate, the trap table, the trampolines, or
+/// a thread's area (its state and signal stack) or figures?
 fn touches_ours(addr: u64, len: u64) -> bool {
     let end = addr.saturating_add(len);
-    (addr < arch::GATE_ADDR + arch::GATE_LEN && end > arch::GATE_ADDR) || table::overlaps_ours(addr, len)
+    (addr < arch::GATE_ADDR + arch::GATE_LEN && end > arch::GATE_ADDR) || owned::overlaps(addr, len)
 }
 
-/// Would munmap/mprotect/mremap/mmap(MAP_FIXED) change the library's own
-/// mappings? Integer-only: also used on the fast path.
+const SHM_RND: u64 = 0o20000;
+const SHM_REMAP: u64 = 0o40000;
+const IPC_STAT: u64 = 2;
+/// Advice that leaves a mapping's contents, protection and inheritance as
+/// they are (hints, paging, dumps, KSM, huge pages, population).
+fn harmless_advice(advice: u64) -> bool {
+    matches!(advice as i32, 0..=3 | 11..=17 | 19..=23 | 25)
+}
+
+/// Where shmat(SHM_REMAP) would map (it replaces whatever is there), or None.
+fn shmat_remap_range(args: [u64; 6]) -> Option<(u64, u64)> {
+    let (id, addr, flags) = (args[0], args[1], args[2]);
+    if flags & SHM_REMAP == 0 || addr == 0 {
+        return None;
+    }
+    let mut ds: libc::shmid_ds = unsafe_zeroed_shmid_ds();
+    // If the segment cannot be inspected, the kernel refuses shmat too.
+    if raw::syscall(libc::SYS_shmctl, id, IPC_STAT, &mut ds as *mut libc::shmid_ds as u64, 0) < 0 {
+        return None;
+    }
+    let addr = if flags & SHM_RND != 0 { addr & !4095 } else { addr };
+    Some((addr, ds.shm_segsz as u64))
+}
+
+fn unsafe_zeroed_shmid_ds() -> libc::shmid_ds {
+    // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
+    unsafe { core::mem::zeroed() }
+}
+
+/// Would this call unmap, replace, move, reprotect, empty or change the
+/// inheritance of the library's own mappings? Integer-only: also used on
+/// the fast path.
 #[inline(always)]
 pub fn touches_own_memory(nr: i64, args: [u64; 6]) -> bool {
     match nr {
-        raw::SYS_munmap | raw::SYS_mprotect => touches_ours(args[0], args[1]),
+        raw::SYS_munmap | raw::SYS_mprotect | libc::SYS_pkey_mprotect => touches_ours(args[0], args[1]),
         raw::SYS_mremap => touches_ours(args[0], args[1]) || (args[3] & libc::MREMAP_FIXED as u64 != 0 && touches_ours(args[4], args[2])),
-        raw::SYS_mmap => args[3] & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) as u64 != 0 && touches_ours(args[0], args[1]),
+        // MAP_FIXED_NOREPLACE never replaces a mapping: the kernel itself
+        // answers EEXIST where it would overlap ours.
+        raw::SYS_mmap => {
+            args[3] & libc::MAP_FIXED as u64 != 0
+                && args[3] & libc::MAP_FIXED_NOREPLACE as u64 == 0
+                && touches_ours(args[0], args[1])
+        }
+        libc::SYS_madvise => !harmless_advice(args[2]) && touches_ours(args[0], args[1]),
+        libc::SYS_shmat => shmat_remap_range(args).is_some_and(|(a, l)| touches_ours(a, l)),
         _ => false,
     }
 }
 
-/// Unmapping, remapping or reprotecting the gate or the trap table would cut
-/// the library's only ways to make syscalls: refused with EINVAL.
+/// Changing the gate, the trap table, the trampolines or a thread's area
+/// would cut the library's only ways to make syscalls or lose its state:
+/// refused with EINVAL, and said in one line.
 #[inline(never)]
 pub fn guard_own_memory(nr: i64, args: [u64; 6]) -> Option<i64> {
-    if touches_own_memory(nr, args) {
-        Line::new().str("the program tried to unmap, remap or reprotect usertrap's own memory (gate or trap table): refused with EINVAL").emit();
-        Some(-raw::EINVAL)
-    } else {
-        None
+    if !touches_own_memory(nr, args) {
+        return None;
     }
+    let name = crate::syscall_names::name(nr as u64).unwrap_or("?");
+    let addr = if nr == libc::SYS_shmat { args[1] } else { args[0] };
+    let mut line = Line::new();
+    let mut hex = [0u8; 18];
+    line.str("the program's ").str(name).str(" at ").bytes(hex_addr(addr, &mut hex));
+    if nr == libc::SYS_madvise {
+        line.str(" (advice ").num(args[2]).str(")");
+    }
+    line.str(" would change usertrap's own memory (gate, trap table, trampolines, or a thread's signal stack or figures): refused with EINVAL")
+        .emit();
+    Some(-raw::EINVAL)
+}
+
+/// The calls that can unmap, replace, move or reprotect memory, on either
+/// path: refused when they would change the library's own memory, and the
+/// patch registry told when they change code that holds recorded sites (see
+/// patcher::code_changing). None: not such a call. `report`: say in one
+/// line why a call is refused (the slow path; the fast path must stay
+/// integer-only and just refuses).
+#[inline(always)]
+pub fn memory_call(nr: i64, args: [u64; 6], report: bool) -> Option<i64> {
+    use crate::patch::patcher::{code_changing, CodeChange};
+    if !matches!(
+        nr,
+        raw::SYS_munmap | raw::SYS_mprotect | libc::SYS_pkey_mprotect | raw::SYS_mremap | raw::SYS_mmap | libc::SYS_madvise | libc::SYS_shmat
+    ) {
+        return None;
+    }
+    if report {
+        if let Some(e) = guard_own_memory(nr, args) {
+            return Some(e);
+        }
+    } else if touches_own_memory(nr, args) {
+        refused_on_fast_path(nr);
+        return Some(-raw::EINVAL);
+    }
+    let (addr, len, flags) = (args[0], args[1], args[3]);
+    let replaces = nr == raw::SYS_mmap && flags & libc::MAP_FIXED as u64 != 0 && flags & libc::MAP_FIXED_NOREPLACE as u64 == 0;
+    match nr {
+        raw::SYS_mprotect | libc::SYS_pkey_mprotect if args[2] & libc::PROT_WRITE as u64 != 0 => {
+            code_changing(addr, len, CodeChange::Rewritable)
+        }
+        raw::SYS_mremap => code_changing(addr, len, CodeChange::Rewritable),
+        _ => {}
+    }
+    let r = raw::syscall6(nr, args);
+    if r >= 0 {
+        match nr {
+            raw::SYS_munmap => code_changing(addr, len, CodeChange::Gone),
+            raw::SYS_mmap if replaces => code_changing(addr, len, CodeChange::Gone),
+            libc::SYS_shmat => {
+                if let Some((a, l)) = shmat_remap_range(args) {
+                    code_changing(a, l, CodeChange::Gone);
+                }
+            }
+            // The target of a fixed move was replaced.
+            raw::SYS_mremap if flags & libc::MREMAP_FIXED as u64 != 0 => code_changing(args[4], args[2], CodeChange::Gone),
+            // Private pages dropped: the code is the file's (or zeros) again.
+            libc::SYS_madvise if matches!(args[2] as i32, libc::MADV_DONTNEED | libc::MADV_FREE | libc::MADV_REMOVE) => {
+                code_changing(addr, len, CodeChange::Gone)
+            }
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+/// `0x...` of `v`, in `buf`.
+fn hex_addr(v: u64, buf: &mut [u8; 18]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut n = 0;
+    let mut shift = 60i32;
+    while shift > 0 && (v >> shift) & 0xf == 0 {
+        shift -= 4;
+    }
+    for b in [b'0', b'x'] {
+        if let Some(slot) = buf.get_mut(n) {
+            *slot = b;
+            n += 1;
+        }
+    }
+    while shift >= 0 {
+        if let (Some(slot), Some(d)) = (buf.get_mut(n), DIGITS.get(((v >> shift) & 0xf) as usize)) {
+            *slot = *d;
+            n += 1;
+        }
+        shift -= 4;
+    }
+    buf.get(..n).unwrap_or(&[])
+}
+
+/// The one line for a refusal on the fast path, which must stay
+/// integer-only (no formatting): a fixed text per call.
+#[inline(never)]
+fn refused_on_fast_path(nr: i64) {
+    macro_rules! line {
+        ($name:literal) => {
+            concat!(
+                "usertrap: the program's ",
+                $name,
+                " would change usertrap's own memory (gate, trap table, trampolines, or a thread's signal stack or figures): refused with EINVAL\n"
+            )
+            .as_bytes()
+        };
+    }
+    let text: &[u8] = match nr {
+        raw::SYS_munmap => line!("munmap"),
+        raw::SYS_mprotect => line!("mprotect"),
+        libc::SYS_pkey_mprotect => line!("pkey_mprotect"),
+        raw::SYS_mremap => line!("mremap"),
+        raw::SYS_mmap => line!("mmap"),
+        libc::SYS_madvise => line!("madvise"),
+        _ => line!("shmat"),
+    };
+    raw::write_all(2, text);
 }

@@ -117,7 +117,7 @@ fn index_of(nr: i64) -> usize {
 pub fn table_of(area: &ThreadArea) -> Option<*mut ThreadStats> {
     let mut table = area.stats.get();
     if table.is_null() {
-        table = raw::mmap_anon(TABLE_LEN, libc::PROT_READ | libc::PROT_WRITE).ok()? as *mut ThreadStats;
+        table = crate::sigsafe::owned::map(TABLE_LEN, libc::PROT_READ | libc::PROT_WRITE).ok()? as *mut ThreadStats;
         area.stats.set(table);
     }
     Some(table)

@@ -271,7 +271,7 @@ pub fn fast_area(base: u64) -> Option<&'static ThreadArea> {
 fn map_new_area() -> *mut ThreadArea {
     let stack = SIGSTACK_SIZE.load(Ordering::Relaxed);
     let len = HEADER_LEN + PAGE + stack;
-    let base = match raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) {
+    let base = match crate::sigsafe::owned::map(len, libc::PROT_READ | libc::PROT_WRITE) {
         Ok(b) => b,
         Err(_) => return ptr::null_mut(),
     };
