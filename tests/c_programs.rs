@@ -254,5 +254,6 @@ c_tests! {
     static_hello,
     thread_storm,
     vfork_exec,
+    vfork_go_style,
     vsyscall,
 }
