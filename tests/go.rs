@@ -37,24 +37,29 @@ enum Flavor {
 }
 
 /// Four tests per program: `NAME::static_seccomp`, `NAME::static_sud`,
-/// `NAME::cgo_seccomp`, `NAME::cgo_sud`, each calling `run_go(NAME, ..)`.
+/// `NAME::cgo_seccomp`, `NAME::cgo_sud`, each calling `run_go(NAME, ..)`;
+/// attributes before a name (`#[ignore = ".."]`) go to all four.
 macro_rules! go_programs {
-    ($($name:ident),* $(,)?) => {
+    ($($(#[$m:meta])* $name:ident),* $(,)?) => {
         $(
             mod $name {
                 use super::*;
+                $(#[$m])*
                 #[test]
                 fn static_seccomp() {
                     run_go(stringify!($name), Flavor::Static, Backend::Seccomp);
                 }
+                $(#[$m])*
                 #[test]
                 fn static_sud() {
                     run_go(stringify!($name), Flavor::Static, Backend::Sud);
                 }
+                $(#[$m])*
                 #[test]
                 fn cgo_seccomp() {
                     run_go(stringify!($name), Flavor::Cgo, Backend::Seccomp);
                 }
+                $(#[$m])*
                 #[test]
                 fn cgo_sud() {
                     run_go(stringify!($name), Flavor::Cgo, Backend::Sud);
@@ -68,6 +73,15 @@ go_programs! {
     exec_goroutines,
     http_loopback,
     signals,
+    // A failed syscall.Exec (E2BIG) runs the whole exec emulation, about
+    // 54 KB of stack, in the handler on the thread's alternate stack, which
+    // today is the program's own when it has one: Go's is 32 KiB with heap
+    // objects right below it, so the runtime crashes afterwards (c_tests
+    // measure 53,960 bytes written below the top of a 32 KiB alternate
+    // stack). Passes once the kernel's alternate stack stays the library's
+    // and the program's becomes virtual (issue 9 item 1).
+    #[ignore = "issue 9 item 1: the library's handlers overrun Go's 32 KiB alternate stack"]
+    exec_in_place,
 }
 
 fn gowork() -> PathBuf {
