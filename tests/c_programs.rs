@@ -281,5 +281,6 @@ c_tests! {
     thread_storm,
     tsc_disabled,
     vfork_exec,
+    vfork_go_style,
     vsyscall,
 }

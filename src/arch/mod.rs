@@ -24,12 +24,18 @@ pub const GATE_OFF_VFORK: u64 = 0x40;
 pub const GATE_OFF_SIGALTSTACK: u64 = 0xb0;
 pub const GATE_OFF_INT80: u64 = 0xf0;
 pub const GATE_OFF_SLOTS: u64 = 0x100;
+/// The vfork stub's child part, after the data slots (no room before them).
+pub const GATE_OFF_VFORK_CHILD: u64 = 0x140;
 
 /// Offsets in the thread area of what the gate's stubs read through %gs
 /// (checked against the struct in sigsafe/thread.rs).
 pub const AREA_VFORK_RETURN: usize = 8;
 pub const AREA_STUB_RETURN: usize = 16;
 pub const AREA_PENDING_ALTSTACK: usize = 24;
+/// Offsets the vfork stub's child part reads (no fixed position needed: only
+/// the assembly uses them).
+const AREA_PENDING_CHILD: usize = core::mem::offset_of!(crate::sigsafe::thread::ThreadArea, pending_child);
+const AREA_ALTSTACK: usize = core::mem::offset_of!(crate::sigsafe::thread::ThreadArea, altstack);
 /// Bytes the parent reserves between a clone child's frame and its Rust stack.
 pub const CHILD_HEADER: usize = 64;
 
@@ -75,7 +81,8 @@ const GSYM_SLOT_GATE_BASE: usize = 9;
 const GSYM_SLOT_GATE_LEN: usize = 10;
 const GSYM_SLOT_SELECTOR: usize = 11;
 const GSYM_SLOT_SUD: usize = 12;
-const GSYM_COUNT: usize = 13;
+const GSYM_VFORK_CHILD: usize = 13;
+const GSYM_COUNT: usize = 14;
 
 fn gate_symbol(i: usize) -> u64 {
     // SAFETY: a read-only table of addresses, filled by the linker/loader.
@@ -101,6 +108,7 @@ pub fn gate_layout_ok() -> bool {
         && image_offset(GSYM_SIGALTSTACK) == GATE_OFF_SIGALTSTACK
         && image_offset(GSYM_INT80) == GATE_OFF_INT80
         && image_offset(GSYM_SLOT_CHILD_ENTRY) == GATE_OFF_SLOTS
+        && image_offset(GSYM_VFORK_CHILD) == GATE_OFF_VFORK_CHILD
         && gate_image().len() as u64 == GATE_LEN
 }
 
@@ -191,6 +199,9 @@ global_asm!(
     off_clone = const GATE_OFF_CLONE,
     off_vfork = const GATE_OFF_VFORK,
     off_slots = const GATE_OFF_SLOTS,
+    off_vfork_child = const GATE_OFF_VFORK_CHILD,
+    area_pending_child = const AREA_PENDING_CHILD,
+    area_altstack = const AREA_ALTSTACK,
     area_vfork_return = const AREA_VFORK_RETURN,
     area_stub_return = const AREA_STUB_RETURN,
     area_pending_altstack = const AREA_PENDING_ALTSTACK,

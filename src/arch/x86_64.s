@@ -60,6 +60,17 @@ ut_gate_clone:
 # handler stores the return address in the thread area, points the saved rip
 # here and returns: sigreturn restores every program register and the mask, and
 # the syscall below runs exactly as the program issued it.
+#
+# Why this is safe on a stack shared with the child (Go's rawVforkSyscall pops
+# its return address into a register first and pushes it back after, glibc's
+# vfork does the same): the child runs first; it writes only below the red
+# zone under the stack pointer the syscall ran with (S), where the parent keeps
+# nothing live, and reads the return address from the parent's thread area,
+# which it does not write (its own traps claim the area the handler set aside,
+# see thread::current). The parent resumes only once the child has exec'd or
+# exited, then rewrites the same words below S for itself. Nothing at or above
+# S is touched by either. Registers and flags leave exactly as after a native
+# syscall: rax the result, rcx the return address, r11 the flags.
     .org {off_vfork}
     .globl ut_gate_vfork
     .hidden ut_gate_vfork
@@ -68,28 +79,9 @@ ut_gate_vfork:
     lea -128(%rsp), %rsp        # step over the red zone; lea leaves the flags alone
     pushfq                      # flags as the syscall left them
     test %rax, %rax             # 0 only in the child
-    jnz 2f                      # parent (or error): nothing to arm
-    cmpb $0, ut_slot_sud(%rip)  # Syscall User Dispatch is per thread and is
-    je 2f                       #   not inherited: arm it in the child too
-    push %rdi                   # save the registers prctl needs
-    push %rsi
-    push %rdx
-    push %r10
-    push %r8
-    mov $157, %eax              # prctl
-    mov $59, %edi               # PR_SET_SYSCALL_USER_DISPATCH
-    mov $1, %esi                # PR_SYS_DISPATCH_ON
-    mov ut_slot_gate_base(%rip), %rdx   # exempt range: the gate page
-    mov ut_slot_gate_len(%rip), %r10
-    mov ut_slot_selector(%rip), %r8     # the selector byte (always BLOCK)
-    syscall                     # from the gate, so it is not dispatched itself
-    pop %r8                     # restore the program's registers
-    pop %r10
-    pop %rdx
-    pop %rsi
-    pop %rdi
-    xor %eax, %eax              # the child's vfork result is 0
-2:  mov (%rsp), %r11            # r11 = rflags, as after a native syscall
+    jz ut_gate_vfork_child      # child: its own signal stack and SUD first
+ut_gate_vfork_resume:           # parent (or error), and the child once set up
+    mov (%rsp), %r11            # r11 = rflags, as after a native syscall
     popfq                       # the flags as the syscall returned them
     lea 128(%rsp), %rsp         # back to the program's stack pointer
     mov %gs:{area_vfork_return}, %rcx   # rcx = return address, as after a native syscall
@@ -149,6 +141,49 @@ ut_slot_selector:     .quad 0   # address of the SUD selector byte
     .globl ut_slot_sud
     .hidden ut_slot_sud
 ut_slot_sud:          .byte 0   # 1 when the SUD backend is armed
+
+# --- gate vfork stub, the child's part ----------------------------------------
+# Entered from ut_gate_vfork in the child only, on the parent's stack with the
+# parent's GS base (so %gs: is still the parent's area, read-only here) and the
+# flags pushed below the red zone. Two things the child does not inherit in a
+# usable form:
+#  - its signal stack: CLONE_VFORK keeps the parent's alternate stack, the
+#    signal stack of the parent's area. The child switches to the one of the
+#    area the handler set aside for it, so that its handlers can tell their
+#    own stack (ThreadArea::on_own_stack) and never write the parent's. (Were
+#    the kernel to refuse, the child would keep the parent's, on which the
+#    parent, suspended here outside any handler, keeps nothing live.)
+#  - Syscall User Dispatch, which is per thread and not inherited: armed again.
+    .org {off_vfork_child}
+    .globl ut_gate_vfork_child
+    .hidden ut_gate_vfork_child
+ut_gate_vfork_child:
+    push %rdi                   # save the registers the syscalls below take
+    push %rsi
+    push %rdx
+    push %r10
+    push %r8
+    mov $131, %eax              # sigaltstack
+    mov %gs:{area_pending_child}, %rdi  # the area set aside for this child...
+    add ${area_altstack}, %rdi  # ...and the stack_t of its signal stack
+    xor %esi, %esi              # no old value wanted
+    syscall                     # from the gate, not trapped; EPERM: see above
+    cmpb $0, ut_slot_sud(%rip)  # SUD backend?
+    je 1f                       #   no: seccomp's filter is inherited
+    mov $157, %eax              # prctl
+    mov $59, %edi               # PR_SET_SYSCALL_USER_DISPATCH
+    mov $1, %esi                # PR_SYS_DISPATCH_ON
+    mov ut_slot_gate_base(%rip), %rdx   # exempt range: the gate page
+    mov ut_slot_gate_len(%rip), %r10
+    mov ut_slot_selector(%rip), %r8     # the selector byte (always BLOCK)
+    syscall                     # from the gate, so it is not dispatched itself
+1:  pop %r8                     # restore the program's registers
+    pop %r10
+    pop %rdx
+    pop %rsi
+    pop %rdi
+    xor %eax, %eax              # the child's vfork result is 0
+    jmp ut_gate_vfork_resume    # flags, rcx, r11 and rsp as for the parent
     .balign 4096
     .globl ut_gate_image_end
     .hidden ut_gate_image_end
@@ -175,6 +210,7 @@ ut_gate_symbols:                # order: GSYM_* in src/arch/mod.rs
     .quad ut_slot_gate_len
     .quad ut_slot_selector
     .quad ut_slot_sud
+    .quad ut_gate_vfork_child
 
     .text
 

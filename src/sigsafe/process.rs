@@ -12,7 +12,10 @@
 //!   parent sleeps inside the syscall. Run from the handler, the child would
 //!   overwrite the parent's handler frame on the shared signal stack. Instead
 //!   the handler returns to the gate's vfork stub, which issues the syscall with
-//!   the program's own registers and mask, outside any handler.
+//!   the program's own registers and mask, outside any handler. The child then
+//!   moves to the signal stack of the area set aside for it: the alternate
+//!   stack CLONE_VFORK leaves it may be the program's own and too small for
+//!   our handlers (Go's 32 KiB one, heap right below it).
 //! - fork (no new stack, no shared memory): runs in the handler; the child
 //!   continues in its copy of the handler and fixes up per-process state.
 //! - execve: see `exec` (the launcher runs the new program).
