@@ -21,7 +21,9 @@ pub const GATE_OFF_SYSCALL: u64 = 0x00;
 pub const GATE_OFF_RESTORER: u64 = 0x10;
 pub const GATE_OFF_CLONE: u64 = 0x20;
 pub const GATE_OFF_VFORK: u64 = 0x40;
-pub const GATE_OFF_SIGALTSTACK: u64 = 0xb0;
+pub const GATE_OFF_PROGRAM_SYSCALL: u64 = 0xb0;
+pub const GATE_OFF_PROGRAM_SYSCALL_INSN: u64 = 0xc0;
+pub const GATE_OFF_PROGRAM_SYSCALL_ABORT: u64 = 0xc8;
 pub const GATE_OFF_INT80: u64 = 0xf0;
 pub const GATE_OFF_SLOTS: u64 = 0x100;
 /// The vfork stub's child part, after the data slots (no room before them).
@@ -30,8 +32,7 @@ pub const GATE_OFF_VFORK_CHILD: u64 = 0x140;
 /// Offsets in the thread area of what the gate's stubs read through %gs
 /// (checked against the struct in sigsafe/thread.rs).
 pub const AREA_VFORK_RETURN: usize = 8;
-pub const AREA_STUB_RETURN: usize = 16;
-pub const AREA_PENDING_ALTSTACK: usize = 24;
+pub const AREA_POSTPONED_LEN: usize = 16;
 /// Offsets the vfork stub's child part reads (no fixed position needed: only
 /// the assembly uses them).
 const AREA_PENDING_CHILD: usize = core::mem::offset_of!(crate::sigsafe::thread::ThreadArea, pending_child);
@@ -52,6 +53,7 @@ extern "C" {
     static ut_tramp_template_end: u8;
 
     pub fn ut_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    pub fn ut_program_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
     /// Read by ut_fast_entry: whether hooks run (then it saves the extended
     /// state), and how much room XSAVE needs.
     pub static ut_hooks_active: core::sync::atomic::AtomicU8;
@@ -74,7 +76,7 @@ const GSYM_SYSCALL: usize = 2;
 const GSYM_RESTORER: usize = 3;
 const GSYM_CLONE: usize = 4;
 const GSYM_VFORK: usize = 5;
-const GSYM_SIGALTSTACK: usize = 6;
+const GSYM_PROGRAM_SYSCALL: usize = 6;
 const GSYM_INT80: usize = 7;
 const GSYM_SLOT_CHILD_ENTRY: usize = 8;
 const GSYM_SLOT_GATE_BASE: usize = 9;
@@ -97,7 +99,11 @@ fn image_offset(i: usize) -> u64 {
 /// Where the gate's entry points are once the image is copied to GATE_ADDR.
 pub const GATE_RESTORER: u64 = GATE_ADDR + GATE_OFF_RESTORER;
 pub const GATE_VFORK: u64 = GATE_ADDR + GATE_OFF_VFORK;
-pub const GATE_SIGALTSTACK: u64 = GATE_ADDR + GATE_OFF_SIGALTSTACK;
+/// The program-syscall entry: from its first byte through its `syscall` a
+/// postponed signal sends it to the abort exit instead (delivery::postpone).
+pub const GATE_PROGRAM_SYSCALL: u64 = GATE_ADDR + GATE_OFF_PROGRAM_SYSCALL;
+pub const GATE_PROGRAM_SYSCALL_INSN: u64 = GATE_ADDR + GATE_OFF_PROGRAM_SYSCALL_INSN;
+pub const GATE_PROGRAM_SYSCALL_ABORT: u64 = GATE_ADDR + GATE_OFF_PROGRAM_SYSCALL_ABORT;
 
 /// True when the assembler put every entry point where Rust expects it.
 pub fn gate_layout_ok() -> bool {
@@ -105,7 +111,7 @@ pub fn gate_layout_ok() -> bool {
         && image_offset(GSYM_RESTORER) == GATE_OFF_RESTORER
         && image_offset(GSYM_CLONE) == GATE_OFF_CLONE
         && image_offset(GSYM_VFORK) == GATE_OFF_VFORK
-        && image_offset(GSYM_SIGALTSTACK) == GATE_OFF_SIGALTSTACK
+        && image_offset(GSYM_PROGRAM_SYSCALL) == GATE_OFF_PROGRAM_SYSCALL
         && image_offset(GSYM_INT80) == GATE_OFF_INT80
         && image_offset(GSYM_SLOT_CHILD_ENTRY) == GATE_OFF_SLOTS
         && image_offset(GSYM_VFORK_CHILD) == GATE_OFF_VFORK_CHILD
@@ -203,9 +209,11 @@ global_asm!(
     area_pending_child = const AREA_PENDING_CHILD,
     area_altstack = const AREA_ALTSTACK,
     area_vfork_return = const AREA_VFORK_RETURN,
-    area_stub_return = const AREA_STUB_RETURN,
-    area_pending_altstack = const AREA_PENDING_ALTSTACK,
-    off_sigaltstack = const GATE_OFF_SIGALTSTACK,
+    area_postponed_len = const AREA_POSTPONED_LEN,
+    off_program_syscall = const GATE_OFF_PROGRAM_SYSCALL,
+    off_program_syscall_insn = const GATE_OFF_PROGRAM_SYSCALL_INSN,
+    off_program_syscall_abort = const GATE_OFF_PROGRAM_SYSCALL_ABORT,
+    gate_program_syscall = const GATE_ADDR + GATE_OFF_PROGRAM_SYSCALL,
     off_int80 = const GATE_OFF_INT80,
     gate_int80 = const GATE_ADDR + GATE_OFF_INT80,
     child_header = const CHILD_HEADER,

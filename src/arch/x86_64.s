@@ -87,33 +87,29 @@ ut_gate_vfork_resume:           # parent (or error), and the child once set up
     mov %gs:{area_vfork_return}, %rcx   # rcx = return address, as after a native syscall
     jmp *%rcx                   # back into the program
 
-# --- gate sigaltstack stub -----------------------------------------------------
-# The kernel refuses to change the alternate stack from a signal frame whose
-# handler ran on it, and our handler always does. So the handler emulates
-# sigaltstack, stores the stack_t to install in the thread area, sets rax to
-# the result and returns here; this installs it from the program's own stack
-# and goes back to the program with every register as the handler left it.
-    .org {off_sigaltstack}
-    .globl ut_gate_sigaltstack
-ut_gate_sigaltstack:
-    lea -128(%rsp), %rsp        # step over the red zone (lea keeps the flags)
-    pushfq                      # the program's flags
-    push %rax                   # the emulated syscall's result
-    push %rdi                   # sigaltstack's argument registers
-    push %rsi
-    mov $131, %eax              # sigaltstack
-    mov %gs:0, %rdi             # the thread area's own address...
-    add ${area_pending_altstack}, %rdi  # ...plus the offset of the stack_t to install
-    xor %esi, %esi              # no old value wanted
-    syscall                     # from the gate: not trapped
-    pop %rsi                    # the program's registers again
-    pop %rdi
-    pop %rax
-    mov (%rsp), %r11            # r11 = flags, as after a native syscall
-    popfq
-    lea 128(%rsp), %rsp         # the program's stack pointer
-    mov %gs:{area_stub_return}, %rcx    # rcx = return address, as after a native syscall
-    jmp *%rcx                   # back to the program
+# --- gate program syscall: the program's own syscall from the slow path -------
+# Like the generic gate, but abortable. A program signal that arrives while
+# the slow path runs is postponed until the slow path is done (delivery.rs):
+# the program's syscall must then not start (a blocking call would wait for
+# a wakeup that only the postponed handler can cause). So a waiting signal
+# makes it return -ERESTARTNOINTR without entering the kernel, and a signal
+# that arrives between the check and the `syscall`, or interrupts the call so
+# that the kernel would restart it (rip back on the `syscall`), sends it to
+# the abort exit as well (delivery::postpone): the slow path then rewinds the
+# program onto its own `syscall`, which runs again after the handler, as it
+# would natively.
+    .org {off_program_syscall}
+    .globl ut_gate_program_syscall
+    .hidden ut_gate_program_syscall
+ut_gate_program_syscall:
+    cmpq $0, %gs:{area_postponed_len}   # a program signal waits for its handler?
+    jne 1f                      #   then do not start the call
+    .org {off_program_syscall_insn}, 0x90   # (nops up to the fixed offset)
+    syscall                     # the program's syscall, with its arguments
+    ret                         # back to ut_program_syscall6
+    .org {off_program_syscall_abort}, 0x90
+1:  mov $-513, %rax             # -ERESTARTNOINTR: restart after the handler
+    ret
 
 # --- gate int80: an i386 syscall (int $0x80) trapped by SUD, re-issued --------
 # Called from ut_int80 with the i386 convention set up (eax, ebx, ecx, edx,
@@ -203,7 +199,7 @@ ut_gate_symbols:                # order: GSYM_* in src/arch/mod.rs
     .quad ut_gate_restorer
     .quad ut_gate_clone
     .quad ut_gate_vfork
-    .quad ut_gate_sigaltstack
+    .quad ut_gate_program_syscall
     .quad ut_gate_int80
     .quad ut_slot_child_entry
     .quad ut_slot_gate_base
@@ -232,6 +228,25 @@ ut_syscall6:
     call *%r11                  # syscall; ret at the gate
     ret
     .size ut_syscall6, .-ut_syscall6
+
+# --- ut_program_syscall6(nr, a1, a2, a3, a4, a5, a6) -> rax ----------------------
+# The same, through the gate's abortable entry (ut_gate_program_syscall): for
+# the program's own syscall on the slow path.
+    .globl ut_program_syscall6
+    .hidden ut_program_syscall6
+    .type ut_program_syscall6, @function
+ut_program_syscall6:
+    mov %rdi, %rax              # syscall number
+    mov %rsi, %rdi              # argument 1
+    mov %rdx, %rsi              # argument 2
+    mov %rcx, %rdx              # argument 3
+    mov %r8, %r10               # argument 4 (the kernel takes it in r10)
+    mov %r9, %r8                # argument 5
+    mov 8(%rsp), %r9            # argument 6, from the stack
+    movabs ${gate_program_syscall}, %r11    # r11 is clobbered by syscall anyway
+    call *%r11                  # syscall (or not); ret at the gate
+    ret
+    .size ut_program_syscall6, .-ut_program_syscall6
 
 # --- ut_bootstrap_syscall6(nr, a1, a2, a3, a4, a5, a6) -> rax -----------------
 # A syscall issued from the library's own text, NOT from the gate. Used only

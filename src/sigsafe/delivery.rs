@@ -23,10 +23,12 @@
 //! A signal that interrupts the library's own code (most often a blocking
 //! syscall the slow path runs for the program) cannot be entered that way:
 //! our frames are live. It is postponed until that code is done, and the
-//! handler then starts from the program's state after its syscall. If the
-//! kernel was about to restart the interrupted syscall (`SA_RESTART`), the
-//! program's own syscall is restarted instead, after the handler, which is
-//! what the kernel does natively.
+//! handler then starts from the program's state after its syscall. The
+//! program's syscall itself is issued through an abortable gate entry: when
+//! a signal waits, or arrives before the call starts, or interrupts it so
+//! that the kernel would restart it (`SA_RESTART`), the call is not (or no
+//! longer) made, and the program is rewound onto its own `syscall`, which
+//! runs again after the handler, as the kernel restarts it natively.
 
 use crate::arch;
 use crate::sigsafe::frame::{self, Siginfo, StackT, Ucontext};
@@ -150,28 +152,14 @@ fn postpone(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, 
     // Until its handler runs, what the handler would block stays blocked
     // for our code too (the program's mask at our sigreturn is unaffected).
     uc.uc_sigmask |= handler_mask(sig, app, 0) & !OWNED;
-    if restarting_program_syscall(uc, area) {
-        // The kernel rewound the gate's `syscall` to restart it: it would
-        // block again with the handler still waiting. End it with EINTR; the
-        // slow path then restarts the program's own syscall after the handler.
-        uc.mc.rip += 2;
-        uc.mc.rax = -(libc::EINTR as i64) as u64;
-        area.restart_program_syscall.set(true);
+    if (arch::GATE_PROGRAM_SYSCALL..=arch::GATE_PROGRAM_SYSCALL_INSN).contains(&uc.mc.rip) {
+        // The program's syscall is about to start, or the kernel rewound it
+        // to restart it: it would block with the handler still waiting. Take
+        // the gate's abort exit; the slow path restarts the program's own
+        // syscall after the handler (raw::program_syscall6).
+        uc.mc.rip = arch::GATE_PROGRAM_SYSCALL_ABORT;
     }
     true
-}
-
-/// Whether `uc` stands at the gate's `syscall` about to run again the very
-/// syscall the slow path runs for the program (number and arguments).
-fn restarting_program_syscall(uc: &Ucontext, area: &ThreadArea) -> bool {
-    let outer = area.program_uc.get();
-    if outer == 0 || !signals::gate_contains(uc.mc.rip) || raw::read_user::<[u8; 2]>(uc.mc.rip) != Ok([0x0f, 0x05]) {
-        return false;
-    }
-    // SAFETY: program_uc points at the frame of the slow path that is
-    // running (its handler is further up this thread's stack).
-    let program = unsafe { &*(outer as *const Ucontext) };
-    program.mc.rax == uc.mc.rax && program.syscall_args() == uc.syscall_args()
 }
 
 /// Run the handlers postponed while our code ran, now that `uc` is the

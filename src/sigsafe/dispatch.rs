@@ -104,7 +104,7 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
         libc::SYS_seccomp => Return(process::seccomp(t.area, args)),
         raw::SYS_prctl => Return(process::prctl(t.area, args)),
         libc::SYS_membarrier => Return(crate::patch::write::program_membarrier(args)),
-        _ => Return(process::memory_call(nr, args, true).unwrap_or_else(|| raw::syscall6(nr, args))),
+        _ => Return(process::memory_call(nr, args, true).unwrap_or_else(|| raw::program_syscall6(nr, args))),
     }
 }
 

@@ -25,6 +25,19 @@ pub fn syscall6(nr: i64, a: [u64; 6]) -> i64 {
     unsafe { arch::ut_syscall6(nr as u64, a[0], a[1], a[2], a[3], a[4], a[5]) }
 }
 
+/// The program's own syscall on the slow path, through the gate's abortable
+/// entry: -ERESTARTNOINTR, without starting it, when a program signal waits
+/// for its handler (see delivery.rs); the slow path then restarts the
+/// program's syscall after the handler.
+#[inline]
+pub fn program_syscall6(nr: i64, a: [u64; 6]) -> i64 {
+    // SAFETY: as syscall6.
+    unsafe { arch::ut_program_syscall6(nr as u64, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}
+
+/// What program_syscall6 returns when it did not run the syscall.
+pub const ERESTARTNOINTR: i64 = 513;
+
 #[inline]
 pub fn syscall(nr: i64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
     syscall6(nr, [a1, a2, a3, a4, 0, 0])

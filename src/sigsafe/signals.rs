@@ -498,7 +498,7 @@ pub fn rt_sigtimedwait(area: &ThreadArea, args: [u64; 6]) -> i64 {
             }
         }
     }
-    raw::syscall6(libc::SYS_rt_sigtimedwait, args)
+    raw::program_syscall6(libc::SYS_rt_sigtimedwait, args)
 }
 
 /// Run a syscall that installs a temporary mask, with the owned signals
@@ -512,21 +512,21 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], mask_arg: 
     let (mask_ptr, size) = if indirect {
         let p = args.get(mask_arg).copied().unwrap_or(0);
         if p == 0 {
-            return raw::syscall6(nr, args);
+            return raw::program_syscall6(nr, args);
         }
         match raw::read_user::<[u64; 2]>(p) {
             Ok(v) => (v[0], v[1]),
-            Err(_) => return raw::syscall6(nr, args), // the kernel reports EFAULT
+            Err(_) => return raw::program_syscall6(nr, args), // the kernel reports EFAULT
         }
     } else {
         (args.get(mask_arg).copied().unwrap_or(0), args.get(mask_arg + 1).copied().unwrap_or(0))
     };
     if mask_ptr == 0 || size != 8 {
-        return raw::syscall6(nr, args);
+        return raw::program_syscall6(nr, args);
     }
     let temp = match raw::read_user::<u64>(mask_ptr) {
         Ok(m) => m,
-        Err(_) => return raw::syscall6(nr, args),
+        Err(_) => return raw::program_syscall6(nr, args),
     };
     let ready = area.deferred.get() & !temp;
     if ready != 0 {
@@ -542,7 +542,7 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], mask_arg: 
     }
     let view = area.app_blocked_owned.replace(temp & OWNED);
     let outer_temp = area.temp_mask.replace((true, temp));
-    let r = raw::syscall6(nr, args);
+    let r = raw::program_syscall6(nr, args);
     area.temp_mask.set(outer_temp);
     area.app_blocked_owned.set(view);
     // Keep the locals alive until the syscall has used them.

@@ -62,11 +62,12 @@ pub fn run_for_program(area: &ThreadArea, uc: &mut Ucontext, nr: u64) {
     let outcome = dispatch::slow(&mut trap, nr as i64, args);
     area.program_uc.set(outer);
     match outcome {
-        Outcome::Return(_) if area.restart_program_syscall.replace(false) => {
-            // A postponed handler interrupted the syscall and the kernel
-            // would have restarted it (SA_RESTART): rewind the program onto
-            // its `syscall` with the number in rax, as the kernel does, so it
-            // runs again once the handler returns.
+        Outcome::Return(r) if r == -raw::ERESTARTNOINTR => {
+            // A program signal waits for its handler and the syscall did not
+            // run, or would have been restarted (raw::program_syscall6):
+            // rewind the program onto its `syscall` with the number in rax,
+            // as the kernel does for a restart; it runs again once the
+            // handler returns.
             trap.uc.mc.rip -= 2;
             trap.uc.mc.rax = nr;
         }

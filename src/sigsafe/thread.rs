@@ -43,10 +43,9 @@ pub struct ThreadArea {
     pub self_ptr: Cell<u64>,
     /// Offset 8 (arch::AREA_VFORK_RETURN): where the gate's vfork stub returns.
     pub vfork_return: Cell<u64>,
-    /// Offset 16 (arch::AREA_STUB_RETURN): where the sigaltstack stub returns.
-    pub stub_return: Cell<u64>,
-    /// Offset 24 (arch::AREA_PENDING_ALTSTACK): what the sigaltstack stub installs.
-    pub pending_altstack: Cell<StackT>,
+    /// Offset 16 (arch::AREA_POSTPONED_LEN): how many program signals wait
+    /// in `postponed` (the gate's program-syscall entry reads it).
+    pub postponed_len: Cell<usize>,
     magic: Cell<u64>,
     /// The thread that owns the area; 0 while set aside for a vfork child.
     pub owner_tid: AtomicI32,
@@ -83,15 +82,10 @@ pub struct ThreadArea {
     /// Program signals that arrived while the library's own code ran on its
     /// signal stack, delivered when that code is done (signals::postpone).
     pub postponed: [Cell<Postponed>; POSTPONED_MAX],
-    pub postponed_len: Cell<usize>,
     /// The temporary mask of the ppoll/pselect6/sigsuspend/... the slow path
     /// is running ((true, mask) only during that syscall): a handler
     /// postponed from it runs with that mask, as it would inside the call.
     pub temp_mask: Cell<(bool, u64)>,
-    /// A postponed handler interrupted a gate syscall that the kernel was
-    /// about to restart: the program's own syscall is restarted instead,
-    /// after its handler (as the kernel restarts it natively).
-    pub restart_program_syscall: Cell<bool>,
     /// The thread group (process) id of the owner, with `owner_tid`: what
     /// the library would otherwise ask the kernel for (getpid, gettid), which
     /// the program's own seccomp filter may forbid.
@@ -138,8 +132,7 @@ impl Bits {
 
 const _: () = {
     assert!(core::mem::offset_of!(ThreadArea, vfork_return) == arch::AREA_VFORK_RETURN);
-    assert!(core::mem::offset_of!(ThreadArea, stub_return) == arch::AREA_STUB_RETURN);
-    assert!(core::mem::offset_of!(ThreadArea, pending_altstack) == arch::AREA_PENDING_ALTSTACK);
+    assert!(core::mem::offset_of!(ThreadArea, postponed_len) == arch::AREA_POSTPONED_LEN);
 };
 
 /// Signal stack size in bytes (USERTRAP_SIGSTACK_KIB).
@@ -337,7 +330,6 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.vfork_child.set(false);
     area.postponed_len.set(0);
     area.temp_mask.set((false, 0));
-    area.restart_program_syscall.set(false);
     Some(area)
 }
 
