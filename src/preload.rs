@@ -44,6 +44,11 @@ fn usertrap_constructor() {
     // entry is there only when the launcher started this image, and then it
     // points at the launcher's record, mapped for the life of the process.
     let handoff = unsafe { Handoff::at(getauxval(AT_USERTRAP_HANDOFF)) };
+    // (An image the launcher started stays intercepted: the launcher served
+    // its loader, and under seccomp the filter requires it.)
+    if handoff.is_none() && init::stand_aside_when_traced_by_usertrap() {
+        return;
+    }
     init::start(&Startup {
         role: Role::Preload,
         // SAFETY: glibc's environ, read before the program can change it.

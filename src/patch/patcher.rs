@@ -43,7 +43,8 @@ static PATCHER: spin::Mutex<Table> = spin::Mutex::new(Table::new());
 ///   or the new image the program's exact state;
 /// - exit/exit_group do per-thread and per-process bookkeeping;
 /// - arch_prctl and prctl guard state the library owns (GS base, SUD);
-///   seccomp stops patching when the program installs a filter.
+///   seccomp stops patching when the program installs a filter;
+/// - ptrace: PTRACE_TRACEME ends interception (process::ptrace).
 pub fn needs_slow_path(nr: u64) -> bool {
     // readlink of /proc/self/exe is answered by us where the launcher
     // started the image (the kernel's answer names the launcher).
@@ -74,6 +75,7 @@ pub fn needs_slow_path(nr: u64) -> bool {
             | libc::SYS_arch_prctl
             | libc::SYS_prctl
             | libc::SYS_seccomp
+            | libc::SYS_ptrace
     )
 }
 

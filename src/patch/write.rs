@@ -80,6 +80,21 @@ pub fn torn_eax(slot: u64) -> u32 {
     u32::from_le_bytes([j[1], j[2], j[3], j[4]])
 }
 
+/// Put back `mov $nr,%eax; syscall` at `site` if it still holds our jump
+/// through `slot`. Only for a process with one thread (nothing runs the site
+/// meanwhile): see process::stop_intercepting.
+pub fn unpatch_site(mem: &Mem, site: u64, slot: u64, nr: u32) -> Result<(), i64> {
+    let mut now = [0u8; 7];
+    raw::copy_from_user(now.as_mut_ptr(), site as *const u8, now.len())?;
+    if now != jump_bytes(slot) {
+        return Ok(()); // unmapped or replaced since: not ours to touch
+    }
+    let n = nr.to_le_bytes();
+    mem.write(site, &[0xb8, n[0], n[1], n[2], n[3], 0x0f, 0x05])?;
+    sync_cores();
+    Ok(())
+}
+
 /// Rewrite the 7-byte site at `site` into `jmp *slot`, in the safe order.
 pub fn patch_site(mem: &Mem, site: u64, slot: u64) -> Result<(), i64> {
     let j = jump_bytes(slot);

@@ -99,6 +99,7 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
         raw::SYS_arch_prctl => Return(process::arch_prctl(args)),
         libc::SYS_seccomp => Return(process::seccomp(args)),
         raw::SYS_prctl => Return(process::prctl(args)),
+        libc::SYS_ptrace => Return(process::ptrace(t.area, t.uc, args)),
         raw::SYS_munmap | raw::SYS_mprotect | raw::SYS_mremap | raw::SYS_mmap => {
             Return(process::guard_own_memory(nr, args).unwrap_or_else(|| raw::syscall6(nr, args)))
         }

@@ -819,6 +819,27 @@ pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce()
     r
 }
 
+/// Interception ends in this thread (process::stop_intercepting): the kernel
+/// gets the program's own dispositions (no more wrappers), and the owned
+/// signals the program blocks are blocked for real, in the current mask and
+/// in `uc`'s (restored at sigreturn); ones held back are sent again, and stay
+/// pending as natively.
+pub fn give_back_to_kernel(area: &ThreadArea, uc: &mut Ucontext) {
+    for sig in 1..=64 {
+        if sig == SIGKILL || sig == SIGSTOP {
+            continue;
+        }
+        let a = action_of(area.sigtable.get(), sig);
+        if a.known {
+            raw::rt_sigaction(sig, Some(&a.act), None);
+        }
+    }
+    let blocked = area.app_blocked_owned.get();
+    raw::sigprocmask(libc::SIG_BLOCK, Some(blocked));
+    uc.uc_sigmask |= blocked;
+    raise_deferred(area, area.deferred.get());
+}
+
 /// Whether `info` describes one of our own traps.
 pub fn is_our_trap(info: &Siginfo) -> bool {
     match info.si_code {

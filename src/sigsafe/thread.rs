@@ -386,6 +386,11 @@ pub fn current_unchecked() -> Option<&'static ThreadArea> {
 /// CLONE_THREAD child it started); when the last exits, the process ends.
 static LIVE_THREADS: AtomicUsize = AtomicUsize::new(1);
 
+/// How many threads the library knows the process has.
+pub fn live_threads() -> usize {
+    LIVE_THREADS.load(Ordering::Acquire)
+}
+
 /// A CLONE_THREAD child is about to start (undone by `thread_not_started`).
 pub fn thread_starting() {
     LIVE_THREADS.fetch_add(1, Ordering::Relaxed);
