@@ -1,7 +1,9 @@
-//! Tools that run a program their own way: valgrind (a synthetic CPU that
-//! makes the program's syscalls itself), debuggers and tracers (ptrace).
-//! Each is run natively and under usertrap; what may differ is stated
-//! precisely (one note line, or the documented limit).
+//! Tools that run or watch a program their own way: valgrind (a synthetic
+//! CPU that makes the program's syscalls itself), debuggers and tracers
+//! (ptrace), fanotify permission listeners, and the kernel's own view of
+//! the running program (ETXTBSY). Each is run natively and under usertrap;
+//! what may differ is stated precisely (a note line, or the documented
+//! limit).
 
 mod common;
 
@@ -303,4 +305,80 @@ fn gdb_under_stat_seccomp_refuses_cleanly() {
     assert!(err.contains("PTRACE_TRACEME in a vfork child refused with EPERM"), "{err}");
     assert!(err.contains("ptrace: Operation not permitted"), "{err}");
     assert!(!traced.stdout_text().contains("hit Breakpoint"), "{}", traced.stdout_text());
+}
+
+// ---------------------------------------------------------------------------
+// fanotify and the exe file
+
+/// A fanotify listener denies the program's exec (LTP fanotify03/24): a
+/// denied read of its header or a denied open fails exec with EPERM, as
+/// natively (the read used to become ENOEXEC). A denied open *for exec*
+/// (FAN_OPEN_EXEC_PERM) cannot be seen: the library opens the file for
+/// reading and the launcher maps it, so the program runs (README, Limits).
+fn fanotify_exec(backend: Backend) {
+    let dir = scratch_dir("fanotify-exec", backend);
+    fresh_dir(&dir);
+    let cmd = Cmd::new(c_test_binary("fanotify_exec")).cwd(&dir);
+    let native = run_native(&cmd);
+    assert_eq!(
+        native.stdout_text(),
+        "ACCESS_PERM: exec EPERM\nOPEN_PERM: exec EPERM\nOPEN_EXEC_PERM: exec EPERM\n",
+        "native run (needs CAP_SYS_ADMIN): {}",
+        native.stderr_text()
+    );
+    let traced = run_traced(&cmd, backend);
+    assert_eq!(traced.status, native.status, "{backend}: {}", traced.stderr_text());
+    assert_eq!(
+        traced.stdout_text(),
+        "ACCESS_PERM: exec EPERM\nOPEN_PERM: exec EPERM\nOPEN_EXEC_PERM: exec ran, exit 0\n",
+        "{backend}: {}",
+        traced.stderr_text()
+    );
+    assert_eq!(traced.stderr_text(), native.stderr_text(), "{backend}: stderr");
+}
+
+#[test]
+fn fanotify_exec_sud() {
+    fanotify_exec(Backend::Sud);
+}
+
+#[test]
+fn fanotify_exec_seccomp() {
+    fanotify_exec(Backend::Seccomp);
+}
+
+/// Does this process have CAP_SYS_RESOURCE (bit 24 of CapEff)?
+fn have_cap_sys_resource() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim();
+    u64::from_str_radix(hex, 16).unwrap() & (1 << 24) != 0
+}
+
+/// A running program's file opened for writing (LTP creat07): ETXTBSY
+/// natively. A program the launcher started is the kernel's exe file, and
+/// so protected, exactly when the library could make it so with
+/// PR_SET_MM_EXE_FILE, which needs CAP_SYS_RESOURCE: with it the run is
+/// native; without it the kernel's link names the launcher and the open
+/// succeeds (README, Limits).
+fn exec_etxtbsy(backend: Backend) {
+    let dir = scratch_dir("exec-etxtbsy", backend);
+    fresh_dir(&dir);
+    let cmd = Cmd::new(c_test_binary("exec_etxtbsy")).cwd(&dir);
+    let native = run_native(&cmd);
+    let protected = "the kernel's exe link names the program: yes; open for writing: ETXTBSY\n";
+    assert_eq!(native.stdout_text(), protected, "native: {}", native.stderr_text());
+    let traced = run_traced(&cmd, backend);
+    let expected = if have_cap_sys_resource() { protected } else { "the kernel's exe link names the program: no; open for writing: ok\n" };
+    assert_eq!(traced.stdout_text(), expected, "{backend}: {}", traced.stderr_text());
+    assert_eq!((traced.status, traced.stderr_text()), (native.status, native.stderr_text()), "{backend}");
+}
+
+#[test]
+fn exec_etxtbsy_sud() {
+    exec_etxtbsy(Backend::Sud);
+}
+
+#[test]
+fn exec_etxtbsy_seccomp() {
+    exec_etxtbsy(Backend::Seccomp);
 }
