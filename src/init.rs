@@ -220,7 +220,7 @@ pub fn stand_aside_under_valgrind() {
 /// `usertrap stat`). The tracer must see what a native run does, without
 /// our traps: the image is not intercepted and says so once. A tracer that
 /// does not run under usertrap (gdb started by hand with gdb/usertrap.gdb)
-/// gets the program intercepted, as asked. Returns the tracer's pid.
+/// gets the program intercepted, as asked. True: stand aside.
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
 pub fn stand_aside_when_traced_by_usertrap() -> bool {
     let mut buf = [0u8; 4096];

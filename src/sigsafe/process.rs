@@ -340,7 +340,9 @@ fn stop_intercepting(area: &ThreadArea, uc: &mut Ucontext, shared_memory: bool) 
             });
         }
     }
-    signals::give_back_to_kernel(area, uc);
-    // No note: the report says how it ended, and nothing differs from native.
+    // Dispatch off first: from here on a syscall outside the gate must not
+    // trap, since SIGSYS gets the program's disposition back.
     backend::sud::disarm_this_thread();
+    // No note: the report says how it ended, and nothing differs from native.
+    signals::give_back_to_kernel(area, uc);
 }
