@@ -3,7 +3,7 @@
 # machine needs nothing done by hand. Debian packages; needs root (CI is root).
 set -euo pipefail
 need=()
-for pair in gcc:gcc sqlite3:sqlite3 git:git tar:tar gzip:gzip nm:binutils python3:python3 strace:strace make:make go:golang-go; do
+for pair in gcc:gcc sqlite3:sqlite3 git:git tar:tar gzip:gzip nm:binutils python3:python3 strace:strace make:make go:golang-go valgrind:valgrind gdb:gdb; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

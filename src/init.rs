@@ -195,6 +195,109 @@ pub fn absolute_into(path: &[u8], out: &mut [u8; 4096]) -> usize {
     w.len
 }
 
+/// The program runs on valgrind's synthetic CPU: its code (ours too) is
+/// translated, and valgrind makes every syscall for it from valgrind's own
+/// code, so a trap here would never fire. Interposing is for the usertrap
+/// around valgrind, if any: when valgrind's tool runs under the launcher (its
+/// gate is at GATE_ADDR), the program's syscalls are counted in that report
+/// and nothing needs saying; otherwise say once that they are not seen.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn stand_aside_under_valgrind() {
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
+    let r = bootstrap_syscall(libc::SYS_mmap, [GATE_ADDR, 4096, libc::PROT_NONE as u64, flags, u64::MAX, 0]);
+    if r >= 0 {
+        bootstrap_syscall(libc::SYS_munmap, [r as u64, 4096, 0, 0, 0, 0]);
+    }
+    if r as u64 == GATE_ADDR {
+        let msg = b"usertrap: running under valgrind, which makes the program's syscalls itself: not monitored\n";
+        bootstrap_syscall(libc::SYS_write, [2, msg.as_ptr() as u64, msg.len() as u64, 0, 0, 0]);
+    }
+}
+
+/// The process is traced, from its first instruction, by a process that
+/// runs under usertrap (its gate is mapped there): a program of the tree
+/// traces it (PTRACE_TRACEME and exec, or a debugger measured by
+/// `usertrap stat`). The tracer must see what a native run does, without
+/// our traps: the image is not intercepted and says so once. A tracer that
+/// does not run under usertrap (gdb started by hand with gdb/usertrap.gdb)
+/// gets the program intercepted, as asked. True: stand aside.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn stand_aside_when_traced_by_usertrap() -> bool {
+    let mut buf = [0u8; 4096];
+    let n = read_file(b"/proc/self/status\0", &mut buf);
+    let status = buf.get(..n).unwrap_or(&[]);
+    const KEY: &[u8] = b"\nTracerPid:\t";
+    let Some(at) = status.windows(KEY.len()).position(|w| w == KEY) else { return false };
+    let tracer = status.get(at + KEY.len()..).unwrap_or(&[]).iter().take_while(|b| b.is_ascii_digit()).fold(0u64, |v, &d| v * 10 + (d - b'0') as u64);
+    if tracer == 0 {
+        return false;
+    }
+    let mut path = [0u8; 40];
+    Buf::new(&mut path).put(b"/proc/").num(tracer).put(b"/maps\0");
+    if !maps_have_gate(&path) {
+        return false;
+    }
+    let mut line = [0u8; 200];
+    let mut w = Buf::new(&mut line);
+    w.put(b"usertrap: pid ").num(bootstrap_syscall(libc::SYS_getpid, [0; 6]) as u64).put(b" is traced by pid ").num(tracer).put(b", which runs under usertrap: not intercepted (the tracer sees it as natively)\n");
+    let len = w.len;
+    bootstrap_syscall(libc::SYS_write, [2, line.as_ptr() as u64, len as u64, 0, 0, 0]);
+    true
+}
+
+/// Does the maps file at `path` (NUL-terminated) list a mapping at GATE_ADDR?
+fn maps_have_gate(path: &[u8]) -> bool {
+    const LINE: &[u8] = b"\n757300000000-";
+    let fd = bootstrap_syscall(libc::SYS_openat, [libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0]);
+    if fd < 0 {
+        return false;
+    }
+    // A window of the previous chunk's tail and the new chunk, so a line
+    // start split between two reads is still seen. The first line follows
+    // the '\n' the window starts with.
+    let mut window = [0u8; LINE.len() + 4096];
+    window[0] = b'\n';
+    let mut kept = 1;
+    let mut found = false;
+    loop {
+        let Some(room) = window.get_mut(kept..) else { break };
+        let r = bootstrap_syscall(libc::SYS_read, [fd as u64, room.as_mut_ptr() as u64, room.len() as u64, 0, 0, 0]);
+        if r <= 0 {
+            break;
+        }
+        let end = kept + r as usize;
+        let seen = window.get(..end).unwrap_or(&[]);
+        if seen.windows(LINE.len()).any(|w| w == LINE) {
+            found = true;
+            break;
+        }
+        let tail = end.min(LINE.len() - 1);
+        window.copy_within(end - tail..end, 0);
+        kept = tail;
+    }
+    bootstrap_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
+    found
+}
+
+/// Reads the start of the file at `path` (NUL-terminated) into `buf`; bytes read.
+fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
+    let fd = bootstrap_syscall(libc::SYS_openat, [libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0]);
+    if fd < 0 {
+        return 0;
+    }
+    let mut n = 0;
+    while n < buf.len() {
+        let Some(room) = buf.get_mut(n..) else { break };
+        let r = bootstrap_syscall(libc::SYS_read, [fd as u64, room.as_mut_ptr() as u64, room.len() as u64, 0, 0, 0]);
+        if r <= 0 {
+            break;
+        }
+        n += r as usize;
+    }
+    bootstrap_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
+    n
+}
+
 /// A syscall before our gate is in place: from the gate that is already
 /// there (the launcher's), or else from the library's own text, which is
 /// safe only because no trap is armed yet.

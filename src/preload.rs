@@ -41,6 +41,11 @@ fn usertrap_constructor() {
 }
 
 fn start_preloaded() {
+    // SAFETY: the client request touches only its own stack; no syscall.
+    if unsafe { crate::arch::ut_running_on_valgrind() } != 0 {
+        init::stand_aside_under_valgrind();
+        return;
+    }
     let mut lib = [0u8; PATH_LEN];
     let lib_len = own_path(&mut lib);
     let lib_path = lib.get(..lib_len).unwrap_or(&[]);
@@ -51,6 +56,11 @@ fn start_preloaded() {
     // entry is there only when the launcher started this image, and then it
     // points at the launcher's record, mapped for the life of the process.
     let handoff = unsafe { Handoff::at(getauxval(AT_USERTRAP_HANDOFF)) };
+    // (An image the launcher started stays intercepted: the launcher served
+    // its loader, and under seccomp the filter requires it.)
+    if handoff.is_none() && init::stand_aside_when_traced_by_usertrap() {
+        return;
+    }
     init::start(&Startup {
         role: Role::Preload,
         // SAFETY: glibc's environ, read before the program can change it.

@@ -61,6 +61,9 @@ extern "C" {
     pub static ut_have_fsgsbase: core::sync::atomic::AtomicU8;
     pub fn ut_int80(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
     pub fn ut_bootstrap_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    /// valgrind's RUNNING_ON_VALGRIND: 0 on a real CPU.
+    #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+    pub fn ut_running_on_valgrind() -> u64;
     pub fn ut_clone_with_frame(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, frame: u64) -> i64;
     pub fn ut_sigreturn_at(uc: u64) -> !;
     pub fn ut_safe_copy(dst: *mut u8, src: *const u8, len: usize) -> i64;

@@ -268,6 +268,36 @@ ut_bootstrap_syscall6:
     ret
     .size ut_bootstrap_syscall6, .-ut_bootstrap_syscall6
 
+# --- ut_running_on_valgrind() -> rax -----------------------------------------
+# valgrind's RUNNING_ON_VALGRIND client request (valgrind.h, amd64-linux): a
+# no-op on a real CPU, which leaves rdx (the default answer, 0) alone; under
+# valgrind, which recognises the rotate preamble followed by xchg %rbx,%rbx,
+# rdx becomes how many valgrinds the code runs under. No syscall.
+    .globl ut_running_on_valgrind
+    .hidden ut_running_on_valgrind
+    .type ut_running_on_valgrind, @function
+ut_running_on_valgrind:
+    push %rbx                   # xchg %rbx,%rbx must leave rbx as it was; saved anyway
+    sub $48, %rsp               # the request block: six words (keeps rsp 16-aligned)
+    movq $0x1001, (%rsp)        # [0] VG_USERREQ__RUNNING_ON_VALGRIND
+    movq $0, 8(%rsp)            # [1..5] its arguments: none
+    movq $0, 16(%rsp)
+    movq $0, 24(%rsp)
+    movq $0, 32(%rsp)
+    movq $0, 40(%rsp)
+    mov %rsp, %rax              # rax = the request block
+    xor %edx, %edx              # rdx = the answer when not under valgrind
+    rolq $3, %rdi               # the preamble: four rotations of rdi by
+    rolq $13, %rdi              # 3+13+61+51 = 128 bits, which leave it
+    rolq $61, %rdi              # unchanged on a real CPU
+    rolq $51, %rdi
+    xchgq %rbx, %rbx            # the request marker: valgrind answers in rdx
+    mov %rdx, %rax              # the answer
+    add $48, %rsp               # drop the request block
+    pop %rbx                    # restore rbx
+    ret
+    .size ut_running_on_valgrind, .-ut_running_on_valgrind
+
 # --- ut_int80(nr, a1, a2, a3, a4, a5, a6) -> rax ---------------------------------
 # The System V call convention in, the i386 syscall convention out, through
 # the gate's int $0x80.

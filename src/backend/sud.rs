@@ -42,3 +42,9 @@ pub fn arm_this_thread() -> Result<(), ArmError> {
     }
     Ok(())
 }
+
+/// Turn dispatch off for the calling thread (a traced process leaves the
+/// library: sigsafe::process::stop_intercepting).
+pub fn disarm_this_thread() {
+    raw::syscall6(raw::SYS_prctl, [PR_SET_SYSCALL_USER_DISPATCH as u64, PR_SYS_DISPATCH_OFF as u64, 0, 0, 0, 0]);
+}

@@ -47,6 +47,7 @@ const DECODER_MEMORY: usize = 1 << 20;
 /// - arch_prctl and prctl guard state the library owns (GS base, SUD);
 ///   seccomp stops patching when the program installs a filter;
 /// - membarrier answers as if the library had not registered for SYNC_CORE.
+/// - ptrace: PTRACE_TRACEME ends interception (process::ptrace).
 pub fn needs_slow_path(nr: u64) -> bool {
     // readlink of /proc/self/exe is answered by us where the launcher
     // started the image (the kernel's answer names the launcher).
@@ -78,6 +79,7 @@ pub fn needs_slow_path(nr: u64) -> bool {
             | libc::SYS_prctl
             | libc::SYS_seccomp
             | libc::SYS_membarrier
+            | libc::SYS_ptrace
     )
 }
 
@@ -231,7 +233,7 @@ fn forget_sites(addr: u64, len: u64, change: CodeChange) {
                     mem = Mem::open().ok();
                 }
                 if let Some(m) = &mem {
-                    restored |= write::unpatch_site(m, site.key - 5, site.nr).is_ok();
+                    restored |= write::unpatch_site(m, site.key - 5, site.slot as u64, site.nr).is_ok();
                 }
             }
         });

@@ -266,6 +266,17 @@ pub fn unpatched_count() -> usize {
     UNPATCHED_COUNT.load(Ordering::Relaxed)
 }
 
+/// Visit every patched site (walks the whole table: for rare uses).
+pub fn for_each_patched(mut f: impl FnMut(&Site)) {
+    let Some(t) = table() else { return };
+    for e in t.entries.iter() {
+        let key = e.key.load(Ordering::Acquire);
+        if key != 0 && key != FORGOTTEN_KEY && e.state.load(Ordering::Acquire) == PATCHED {
+            f(&Site { key, state: PATCHED, nr: e.nr.load(Ordering::Relaxed), reason: "", slot: e.slot.load(Ordering::Relaxed) });
+        }
+    }
+}
+
 /// Visit the sites left on the slow path (the first 4096), with why.
 pub fn for_each_unpatched(mut f: impl FnMut(&Site)) {
     let n = UNPATCHED_COUNT.load(Ordering::Acquire).min(LISTED);

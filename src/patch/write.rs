@@ -129,19 +129,27 @@ pub fn torn_eax(slot: u64) -> u32 {
     u32::from_le_bytes([j[1], j[2], j[3], j[4]])
 }
 
-/// Give a patched site back its original `mov $nr,%eax; syscall`, in an
-/// order where a thread decoding it at any moment runs the jump, or faults
-/// on the 0x06 at site+5 (handled while the site is still recorded):
+/// Give a patched site back its original `mov $nr,%eax; syscall` if it
+/// still holds our jump through `slot` (else it was unmapped or replaced
+/// since: not ours to touch), in an order where a thread decoding it at any
+/// moment runs the jump, or faults on the 0x06 at site+5 (handled while the
+/// site is still recorded):
 ///   1. byte 0 becomes 0xb8: `mov $<jump bytes>,%eax`, then 0x06 (the
 ///      "torn" eax fault.rs knows);
 ///   2. bytes 1-4 become the number: `mov $nr,%eax`, then 0x06;
 ///   3. byte 6 becomes 0x05, then byte 5 0x0f: `syscall` (never `0f d3`).
-pub fn unpatch_site(mem: &Mem, site: u64, nr: u32) -> Result<(), i64> {
+pub fn unpatch_site(mem: &Mem, site: u64, slot: u64, nr: u32) -> Result<(), i64> {
+    let mut now = [0u8; 7];
+    raw::copy_from_user(now.as_mut_ptr(), site as *const u8, now.len())?;
+    if now != jump_bytes(slot) {
+        return Ok(());
+    }
     sync_cores();
     mem.write(site, &[0xb8])?;
     mem.write(site + 1, &nr.to_le_bytes())?;
     mem.write(site + 6, &[0x05])?;
     mem.write(site + 5, &[0x0f])?;
+    sync_cores();
     Ok(())
 }
 

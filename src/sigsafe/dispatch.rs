@@ -103,6 +103,7 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
         raw::SYS_arch_prctl => Return(process::arch_prctl(args)),
         libc::SYS_seccomp => Return(process::seccomp(t.area, args)),
         raw::SYS_prctl => Return(process::prctl(t.area, args)),
+        libc::SYS_ptrace => Return(process::ptrace(t.area, t.uc, args)),
         libc::SYS_membarrier => Return(crate::patch::write::program_membarrier(args)),
         _ => Return(process::memory_call(nr, args, true).unwrap_or_else(|| raw::program_syscall6(nr, args))),
     }

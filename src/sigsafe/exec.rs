@@ -187,6 +187,16 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     if t.setuid {
         note(execfn.get(..execfn_len).unwrap_or(&[]), Note::SetuidNoPrivs);
     }
+    if backend::is_sud() && starts_valgrind_tool(envp) {
+        // valgrind's tool runs the program on its synthetic CPU and makes
+        // every syscall for it, identifying an interrupted one by the
+        // address of its own `syscall` instruction: under the slow path that
+        // address is the gate's, and valgrind aborts at the first signal
+        // that interrupts a syscall. Exec it natively, without us.
+        // Under seccomp the filter forbids that: the launcher runs it.
+        close_fd();
+        return exec_valgrind_tool(area, nr, args, execfn.get(..execfn_len).unwrap_or(&[]));
+    }
 
     // The process's new name (comm): the file name's last component; for an
     // exec of a descriptor itself (AT_EMPTY_PATH) the kernel names the file
@@ -332,6 +342,85 @@ fn with_argv(argv: u64, prefix: &[u64], run: impl FnOnce(u64) -> i64) -> i64 {
 
 /// Entries of a NULL-terminated array of pointers in program memory (a NULL
 /// array is empty); E2BIG past 2^24 entries, EFAULT if unreadable.
+/// Exec valgrind's tool natively, with this library taken out of its
+/// LD_PRELOAD: the tool passes LD_PRELOAD on to the program it runs, where
+/// the library could intercept nothing (valgrind makes the syscalls) and
+/// would only move the program's addresses in valgrind's messages.
+#[inline(never)]
+fn exec_valgrind_tool(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8]) -> i64 {
+    let envp_idx = if nr == raw::SYS_execve { 2 } else { 3 };
+    let envp = args.get(envp_idx).copied().unwrap_or(0);
+    let env = exec_env();
+    let ours = env.preload_entry.get(LD_PRELOAD.len()..LD_PRELOAD.len() + env.path_len).unwrap_or(&[]);
+    let count = match count_user_array(envp) {
+        Ok(c) => c,
+        Err(e) => return -e,
+    };
+    let mut on_stack = [0u64; ENV_ON_STACK];
+    let mut out = match PtrArray::new(&mut on_stack, count + 1) {
+        Ok(a) => a,
+        Err(e) => return -e,
+    };
+    let mut rewritten = [0u8; LD_PRELOAD.len() + PRELOAD_MAX + 1];
+    let mut done = false;
+    for i in 0..count {
+        let p = match raw::read_user::<u64>(envp + 8 * i as u64) {
+            Ok(p) => p,
+            Err(e) => return -e,
+        };
+        let mut value = [0u8; LD_PRELOAD.len() + PRELOAD_MAX];
+        let len = raw::strnlen_user(p, value.len()).unwrap_or(value.len());
+        let entry = if len < value.len() && raw::copy_from_user(value.as_mut_ptr(), p as *const u8, len).is_ok() {
+            value.get(..len).unwrap_or(&[])
+        } else {
+            &[]
+        };
+        let names = entry.strip_prefix(LD_PRELOAD).filter(|v| !done && names_us(v, ours));
+        let Some(v) = names else {
+            out.push(p);
+            continue;
+        };
+        done = true;
+        // The other libraries, in their order, with their separators.
+        let mut w = Buf::new(&mut rewritten);
+        w.put(LD_PRELOAD);
+        let mut first = true;
+        for lib in v.split(|&b| b == b':' || b == b' ').filter(|c| !c.is_empty() && *c != ours) {
+            if !first {
+                w.put(b":");
+            }
+            w.put(lib);
+            first = false;
+        }
+        w.put(b"\0");
+        out.push(rewritten.as_ptr() as u64);
+    }
+    out.push(0);
+    Line::new().str("exec of ").bytes(name).str(": valgrind's tool exec'd natively and not monitored, nor is the program it runs (valgrind makes its syscalls itself)").emit();
+    let mut a = args;
+    if let Some(slot) = a.get_mut(envp_idx) {
+        *slot = out.as_ptr();
+    }
+    let r = exec_reported(area, nr, a);
+    core::hint::black_box(&rewritten);
+    r
+}
+
+/// Does the environment passed to exec hold `VALGRIND_LAUNCHER=`? valgrind's
+/// launcher sets it for the tool it execs (memcheck-amd64-linux, ...), and the
+/// tool removes it from its program's environment.
+fn starts_valgrind_tool(envp: u64) -> bool {
+    const NAME: &[u8] = b"VALGRIND_LAUNCHER=";
+    let count = count_user_array(envp).unwrap_or(0);
+    (0..count).any(|i| {
+        let Ok(p) = raw::read_user::<u64>(envp + 8 * i as u64) else { return false };
+        let mut head = [0u8; NAME.len()];
+        raw::strnlen_user(p, head.len()).is_ok_and(|n| n == head.len())
+            && raw::copy_from_user(head.as_mut_ptr(), p as *const u8, head.len()).is_ok()
+            && head == *NAME
+    })
+}
+
 fn count_user_array(array: u64) -> Result<usize, i64> {
     let mut count = 0usize;
     if array == 0 {

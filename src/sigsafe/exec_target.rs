@@ -232,9 +232,12 @@ fn check_inode(pfd: i64, nofollow: bool) -> Result<u32, i64> {
     Ok(st.mode)
 }
 
-fn read_head(fd: i64, buf: &mut [u8; HEAD]) -> usize {
+/// The file's first bytes (fewer for a short file), or the read's errno: a
+/// denied read (a fanotify FAN_ACCESS_PERM listener, say) fails exec with
+/// its own errno, as the kernel's read of the header does.
+fn read_head(fd: i64, buf: &mut [u8; HEAD]) -> Result<usize, i64> {
     let r = raw::syscall(libc::SYS_pread64, fd as u64, buf.as_mut_ptr() as u64, HEAD as u64, 0);
-    if r < 0 { 0 } else { r as usize }
+    if r < 0 { Err(-r) } else { Ok(r as usize) }
 }
 
 /// Follow `path` (ours, NUL-terminated) to the ELF file to load.
@@ -244,7 +247,13 @@ pub fn resolve(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &
     let (mut fd, mut mode) = open_exec(dirfd, path, nofollow)?;
     loop {
         let mut head = [0u8; HEAD];
-        let n = read_head(fd, &mut head);
+        let n = match read_head(fd, &mut head) {
+            Ok(n) => n,
+            Err(e) => {
+                close(fd);
+                return Err(e);
+            }
+        };
         let head_read = head.get(..n).unwrap_or(&[]);
         if head_read.starts_with(b"\x7fELF") {
             match check_elf(fd, &head) {
@@ -378,6 +387,7 @@ fn check_elf(fd: i64, head: &[u8; HEAD]) -> Result<bool, i64> {
         let mut ihead = [0u8; HEAD];
         let n = read_head(ifd, &mut ihead);
         close(ifd);
+        let n = n?;
         if n < 4 || !ihead.starts_with(b"\x7fELF") {
             return Err(ELIBBAD);
         }

@@ -587,3 +587,70 @@ fn refused_on_fast_path(nr: i64) {
     };
     raw::write_all(2, text);
 }
+
+// --- tracers ---------------------------------------------------------------------
+
+const PTRACE_TRACEME: u64 = 0;
+
+/// ptrace: after a successful PTRACE_TRACEME this thread is traced by its
+/// parent, which sees every signal it receives as a stop, the library's
+/// SIGSYS traps included (LTP ptrace01: "Child is stopped unexpectedly").
+/// Under SUD the process then stops being intercepted (`stop_intercepting`);
+/// a seccomp filter cannot be removed, so there the tracer keeps seeing
+/// them, and a note says so.
+#[inline(never)]
+pub fn ptrace(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
+    let traceme = args[0] == PTRACE_TRACEME;
+    // A vfork child (gdb starts its program so) runs while its parent waits
+    // for it to exec or exit; traced, it stops at its next SIGSYS, and its
+    // parent, the tracer, never gets to resume it.
+    let vfork_child = area.vfork_child.get();
+    if traceme && vfork_child && !backend::is_sud() {
+        Line::new().str("pid ").num(raw::getpid() as u64).str(": PTRACE_TRACEME in a vfork child refused with EPERM: under the seccomp backend its first intercepted syscall would stop it for a tracer that waits for it (use the sud backend)").emit();
+        return -raw::EPERM;
+    }
+    let r = raw::syscall6(libc::SYS_ptrace, args);
+    if r != 0 || !traceme {
+        return r;
+    }
+    if !backend::is_sud() {
+        Line::new().str("pid ").num(raw::getpid() as u64).str(" asked to be traced (PTRACE_TRACEME): under the seccomp backend its tracer sees usertrap's SIGSYS at every intercepted syscall (the filter cannot be removed; the sud backend stops intercepting instead)").emit();
+        return r;
+    }
+    if !vfork_child && thread::live_threads() > 1 {
+        // Other threads would run patched sites while they are put back, and
+        // keep trapping: only this one is traced; the tracer sees its traps.
+        Line::new().str("pid ").num(raw::getpid() as u64).str(" asked to be traced (PTRACE_TRACEME) with other threads running: still intercepted, its tracer sees usertrap's SIGSYS").emit();
+        return r;
+    }
+    stop_intercepting(area, uc, vfork_child);
+    r
+}
+
+/// The process's only thread leaves the library for good, as if it had never
+/// been preloaded: its report is written now (how: traced), every patched
+/// site gets its `mov $nr,%eax; syscall` back, the kernel gets the program's
+/// own signal dispositions and mask, and Syscall User Dispatch is turned off.
+/// Nothing of the library runs for it afterwards: its syscalls, threads,
+/// children and execs (which preload the library again; see
+/// init::stand_aside_when_traced_by_usertrap) go straight to the kernel. The
+/// library's signal stack stays its alternate stack until the program sets
+/// its own. A vfork child (`shared_memory`) leaves the sites and the patcher
+/// alone: they are its parent's, whose other threads run them; it only
+/// execs or exits, and a patched site it runs meanwhile raises no signal.
+fn stop_intercepting(area: &ThreadArea, uc: &mut Ucontext, shared_memory: bool) {
+    crate::sigsafe::report::at_exit(crate::sigsafe::report::Exit::Traced);
+    if !shared_memory {
+        crate::patch::patcher::stop_for_program_filter();
+        if let Ok(mem) = crate::patch::write::Mem::open() {
+            crate::patch::registry::for_each_patched(|s| {
+                let _ = crate::patch::write::unpatch_site(&mem, s.key - 5, s.slot as u64, s.nr);
+            });
+        }
+    }
+    // Dispatch off first: from here on a syscall outside the gate must not
+    // trap, since SIGSYS gets the program's disposition back.
+    backend::sud::disarm_this_thread();
+    // No note: the report says how it ended, and nothing differs from native.
+    signals::give_back_to_kernel(area, uc);
+}

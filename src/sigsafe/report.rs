@@ -22,6 +22,8 @@ pub enum Exit {
     LastThread(i32),
     Signal(i32),
     Exec,
+    /// The process asked to be traced: interception ends here.
+    Traced,
 }
 
 struct Settings {
@@ -271,6 +273,7 @@ impl Report<'_> {
             Exit::ExitGroup(s) | Exit::LastThread(s) => o.str("exit status ").num(s as u64),
             Exit::Signal(sig) => o.str("killed by ").str(signal_name(sig)),
             Exit::Exec => o.str("replaced by execve"),
+            Exit::Traced => o.str("traced (PTRACE_TRACEME): not intercepted from then on"),
         };
         o.str("\n % time     seconds      calls     errors        avg        p50        p99        max  fast %  syscall\n");
         let total_ns = self.ns(ticks);
@@ -340,6 +343,7 @@ impl Report<'_> {
             Exit::LastThread(s) => o.str("\"how\":\"exit\",\"status\":").num(s as u64),
             Exit::Signal(sig) => o.str("\"how\":\"signal\",\"signal\":").num(sig as u64).str(",\"name\":\"").str(signal_name(sig)).str("\""),
             Exit::Exec => o.str("\"how\":\"exec\""),
+            Exit::Traced => o.str("\"how\":\"traced\""),
         };
         o.str("},\"totals\":{\"calls\":").num(fast + slow).str(",\"errors\":").num(errors);
         o.str(",\"total_ns\":").num(self.ns(ticks)).str(",\"fast_calls\":").num(fast).str(",\"slow_calls\":").num(slow);

@@ -888,6 +888,30 @@ pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce()
     r
 }
 
+/// Interception ends in this thread (process::stop_intercepting): the kernel
+/// gets the program's own dispositions (no more wrappers) and alternate
+/// stack, and the owned
+/// signals the program blocks are blocked for real, in the current mask and
+/// in `uc`'s (restored at sigreturn); ones held back are sent again, and stay
+/// pending as natively.
+pub fn give_back_to_kernel(area: &ThreadArea, uc: &mut Ucontext) {
+    for sig in 1..=64 {
+        if sig == SIGKILL || sig == SIGSTOP {
+            continue;
+        }
+        let a = action_of(area.sigtable.get(), sig);
+        if a.known {
+            raw::rt_sigaction(sig, Some(&a.act), None);
+        }
+    }
+    let blocked = area.app_blocked_owned.get();
+    raw::sigprocmask(libc::SIG_BLOCK, Some(blocked));
+    uc.uc_sigmask |= blocked;
+    // The program's alternate stack becomes the kernel's at our sigreturn.
+    uc.uc_stack = area.app_altstack.get();
+    raise_deferred(area, area.deferred.get());
+}
+
 /// Whether `info` (delivered with `uc`) is one of our own traps.
 ///
 /// The si_code alone does not say: a thread may send itself a SIGSYS with any
