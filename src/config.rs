@@ -40,11 +40,14 @@ pub struct Config {
     pub timing: bool,
     /// USERTRAP_TSC_HZ: the TSC's frequency, if known (saves calibrating).
     pub tsc_hz: u64,
+    /// TMPDIR (not ours, read only): where a report goes that stderr
+    /// cannot take (src/sigsafe/report.rs).
+    pub tmpdir: &'static [u8],
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { backend: None, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true, tsc_hz: 0 }
+        Config { backend: None, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true, tsc_hz: 0, tmpdir: b"" }
     }
 }
 
@@ -64,6 +67,10 @@ impl Config {
     pub fn from_entries(entries: impl Iterator<Item = &'static [u8]>) -> Result<Config, ConfigError<'static>> {
         let mut c = Config::default();
         for entry in entries {
+            if let Some(dir) = entry.strip_prefix(b"TMPDIR=") {
+                c.tmpdir = dir;
+                continue;
+            }
             if !entry.starts_with(b"USERTRAP_") {
                 continue;
             }

@@ -241,6 +241,7 @@ c_tests! {
     pthread_exit_all,
     raw_clone_no_settls,
     registers,
+    report_targets,
     registers_rcx_r11,
     sigaction_roundtrip,
     sigaltstack_user,
