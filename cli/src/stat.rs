@@ -262,9 +262,9 @@ fn collect_reports(dir: &Path) -> (Vec<Source>, Vec<Skipped>) {
         let parsed = fs::read(&f)
             .map_err(|e| format!("cannot read: {}", io_msg(&e)))
             .and_then(|b| String::from_utf8(b).map_err(|_| "invalid JSON: not UTF-8".to_string()))
-            .and_then(|t| report::parse(&t));
+            .and_then(|t| report::parse_all(&t));
         match parsed {
-            Ok(report) => sources.push(Source { file: None, report }),
+            Ok(reports) => sources.extend(reports.into_iter().map(|report| Source { file: None, report })),
             Err(error) => skipped.push(Skipped { file: name, error }),
         }
     }
