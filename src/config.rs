@@ -40,6 +40,9 @@ pub struct Config {
     pub timing: bool,
     /// USERTRAP_TSC_HZ: the TSC's frequency, if known (saves calibrating).
     pub tsc_hz: u64,
+    /// USERTRAP_COLLECT=NAME: the `usertrap` command's collector, an
+    /// abstract unix socket; reports go there instead of USERTRAP_OUTPUT.
+    pub collect: &'static [u8],
     /// TMPDIR (not ours, read only): where a report goes that stderr
     /// cannot take (src/sigsafe/report.rs).
     pub tmpdir: &'static [u8],
@@ -47,7 +50,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { backend: None, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true, tsc_hz: 0, tmpdir: b"" }
+        Config { backend: None, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true, tsc_hz: 0, collect: b"", tmpdir: b"" }
     }
 }
 
@@ -60,7 +63,7 @@ pub enum ConfigError<'a> {
     Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
@@ -104,6 +107,13 @@ impl Config {
                         return Err(ConfigError::Invalid { name: "USERTRAP_OUTPUT", value, accepted: "a file path (%p: pid, %t: start time), shorter than 4000 bytes" });
                     }
                     c.output = value;
+                }
+                b"USERTRAP_COLLECT" => {
+                    let ok = |b: &u8| b.is_ascii_alphanumeric() || b"._-".contains(b);
+                    if value.is_empty() || value.len() > 100 || !value.iter().all(ok) {
+                        return Err(ConfigError::Invalid { name: "USERTRAP_COLLECT", value, accepted: "the usertrap command's collector name: 1 to 100 of A-Z a-z 0-9 . _ -" });
+                    }
+                    c.collect = value;
                 }
                 b"USERTRAP_FORMAT" => {
                     c.format = match value {
@@ -185,6 +195,8 @@ mod tests {
         let f = parse(&["USERTRAP_SUMMARY=/tmp/s.txt"]).unwrap();
         assert_eq!(f.summary, Summary::File(b"/tmp/s.txt"));
         assert!(matches!(parse(&["USERTRAP_SUMMARY=s.txt"]), Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })));
+        assert_eq!(parse(&["USERTRAP_COLLECT=usertrap.12.ab"]).unwrap().collect, b"usertrap.12.ab");
+        assert!(matches!(parse(&["USERTRAP_COLLECT=a/b"]), Err(ConfigError::Invalid { name: "USERTRAP_COLLECT", .. })));
     }
 
     #[test]

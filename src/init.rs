@@ -112,7 +112,7 @@ pub fn start(s: &Startup) {
     stats::start_clock();
     stats::set_timing(config.timing);
     stats::set_known_hz(config.tsc_hz);
-    report::configure(&absolute(config.output), config.format, config.summary, config.tmpdir);
+    report::configure(&absolute(config.output), config.format, config.summary, config.tmpdir, config.collect);
     let exe = if let Some(h) = s.handoff { h.exe_path() } else { s.exe_path };
     if !exe.is_empty() {
         exec::set_exe_path(exe);
@@ -141,6 +141,11 @@ pub fn start(s: &Startup) {
         }
     }
     record_exec_env(s);
+    if !bridge {
+        // Under `usertrap stat`: this image exists (the library greets for
+        // an image the launcher bridged).
+        report::greet();
+    }
     crate::hooks::init_xsave_size();
     if config.patch && !bridge {
         enable_patching();

@@ -8,6 +8,7 @@
 //! (running the command), `error` (messages and exit statuses).
 
 mod args;
+mod collect;
 mod command;
 mod error;
 mod histogram;

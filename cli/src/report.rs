@@ -48,6 +48,17 @@ pub struct Report {
     pub syscalls: Vec<SyscallStats>,
     #[serde(default)]
     pub unpatched_sites: Vec<UnpatchedSite>,
+    /// Children this process saw end by a signal (its wait4/waitid
+    /// results): how `usertrap stat` explains a child that did not report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub killed_children: Vec<KilledChild>,
+}
+
+/// A child a process reaped that a signal had killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub struct KilledChild {
+    pub pid: u32,
+    pub signal: i64,
 }
 
 /// How a process ended: `exit_group` and `exit` (with `status`), `signal`

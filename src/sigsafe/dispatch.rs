@@ -51,6 +51,9 @@ pub fn dispatch(
         if let Outcome::Return(r) = out {
             let ticks = if timing { stats::now().wrapping_sub(t0) } else { 0 };
             stats::end(block, r, ticks);
+            if nr == libc::SYS_wait4 || nr == libc::SYS_waitid {
+                report::note_wait(nr, args, r);
+            }
         }
         out
     };

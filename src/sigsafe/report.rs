@@ -20,6 +20,14 @@
 //! when stderr itself is what failed (closed, replaced, a closed pipe, full),
 //! the line and the report go to a new file $TMPDIR/usertrap.PID.TIME.report
 //! (mode 0600) instead: never into a file of the program's.
+//!
+//! Under `usertrap stat` (USERTRAP_COLLECT set) none of that: every process
+//! image greets the command's collector when it starts (and a fork child
+//! when it is born), and sends its report there when it ends, each over a
+//! short connection of its own to an abstract unix socket (no file, no
+//! permission, no descriptor kept open: whatever the process's user, root
+//! or descriptors). A report that cannot be sent is never written anywhere
+//! else: the collector names every process that greeted and did not report.
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -47,6 +55,8 @@ struct Settings {
     summary_path: [u8; 4096],
     /// Where a report goes when stderr cannot take it (TMPDIR or /tmp).
     tmpdir: [u8; 256],
+    /// USERTRAP_COLLECT (empty: not under `usertrap stat`).
+    collect: [u8; 128],
 }
 
 struct SettingsCell(core::cell::UnsafeCell<Settings>);
@@ -58,6 +68,7 @@ static SETTINGS: SettingsCell = SettingsCell(core::cell::UnsafeCell::new(Setting
     summary: Summary::Off,
     summary_path: [0; 4096],
     tmpdir: [0; 256],
+    collect: [0; 128],
 }));
 static WRITTEN: AtomicBool = AtomicBool::new(false);
 /// Set when the report is off (USERTRAP_OUTPUT names nothing to write).
@@ -71,7 +82,7 @@ fn settings() -> &'static Settings {
 /// Constructor only: where and how to report. `output` is an absolute path
 /// template (or empty: stderr); `tmpdir` the environment's TMPDIR (used if
 /// absolute and short), for reports that stderr cannot take.
-pub fn configure(output: &[u8], format: Format, summary: Summary<'static>, tmpdir: &[u8]) {
+pub fn configure(output: &[u8], format: Format, summary: Summary<'static>, tmpdir: &[u8], collect: &[u8]) {
     log::remember_stderr();
     // SAFETY: single-threaded start-up, before any reader exists.
     let s = unsafe { &mut *SETTINGS.0.get() };
@@ -83,7 +94,124 @@ pub fn configure(output: &[u8], format: Format, summary: Summary<'static>, tmpdi
     }
     let tmp: &[u8] = if tmpdir.first() == Some(&b'/') && tmpdir.len() < 200 { tmpdir } else { b"/tmp" };
     copy_cstr(&mut s.tmpdir, tmp);
+    copy_cstr(&mut s.collect, collect);
     MODE.store(1, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// The collector of `usertrap stat` (cli/src/stat.rs reads this protocol):
+// one stream connection per message to the abstract unix socket named by
+// USERTRAP_COLLECT, the message, then close:
+//   "hello PID PPID COMM\n"   a process image starts (COMM in hex)
+//   "report PID\n" + report   it ended (the JSON report follows)
+//   "lost PID REASON\n"       it ended, its report could not be built
+
+fn collecting() -> bool {
+    settings().collect[0] != 0
+}
+
+/// Sends `head` then `body` over a new connection to the collector.
+/// Bounded: a full backlog is retried for at most 2 s, a stalled reader
+/// gives up after log::NO_PROGRESS_MS.
+fn collector_send(head: &[u8], body: &[u8]) -> Result<(), i64> {
+    let name = cstr(&settings().collect);
+    let mut addr = [0u8; 110];
+    // sockaddr_un: sun_family (AF_UNIX, 16 bits), then sun_path whose first
+    // byte 0 makes it an abstract name (no file, no permissions).
+    addr[0] = libc::AF_UNIX as u8;
+    if let Some(d) = addr.get_mut(3..3 + name.len()) {
+        d.copy_from_slice(name);
+    }
+    let alen = 3 + name.len();
+    let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    let fd = raw::syscall(libc::SYS_socket, libc::AF_UNIX as u64, ty as u64, 0, 0);
+    if fd < 0 {
+        return Err(-fd);
+    }
+    let fd = fd as i32;
+    let mut tries = 0;
+    let r = loop {
+        let r = raw::syscall(libc::SYS_connect, fd as u64, addr.as_ptr() as u64, alen as u64, 0);
+        if r != -(libc::EAGAIN as i64) || tries >= 2000 {
+            break r;
+        }
+        tries += 1;
+        let ms = [0i64, 1_000_000];
+        raw::syscall(libc::SYS_nanosleep, ms.as_ptr() as u64, 0, 0, 0);
+    };
+    let r = if r < 0 {
+        -r
+    } else {
+        match log::write_bounded(fd, head) {
+            (_, 0) => log::write_bounded(fd, body).1,
+            (_, e) => e,
+        }
+    };
+    close(fd);
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(r)
+    }
+}
+
+/// Under `usertrap stat`: tell the collector this process image exists
+/// (start-up, and a fork child), so that it can name it if no report comes.
+pub fn greet() {
+    if !collecting() {
+        return;
+    }
+    let mut comm = [0u8; 17];
+    raw::syscall(libc::SYS_prctl, libc::PR_GET_NAME as u64, comm.as_mut_ptr() as u64, 0, 0);
+    let n = comm.iter().position(|&b| b == 0).unwrap_or(16);
+    let mut head = [0u8; 128];
+    let mut w = Buf::new(&mut head);
+    w.put(b"hello ").num(raw::getpid() as u64).put(b" ").num(raw::syscall(libc::SYS_getppid, 0, 0, 0, 0) as u64).put(b" ");
+    w.hex_bytes(comm.get(..n).unwrap_or(&[])).put(b"\n");
+    let len = w.len;
+    let _ = log::without_write_signals(|| collector_send(head.get(..len).unwrap_or(&[]), &[]));
+}
+
+// Children this process saw end by a signal (wait4/waitid results), for the
+// report: the collector names a child that sent no report "killed by
+// SIGKILL" from its parent's word. Entries: pid << 8 | signal.
+const KILLED_MAX: usize = 64;
+static KILLED: [core::sync::atomic::AtomicU64; KILLED_MAX] = [const { core::sync::atomic::AtomicU64::new(0) }; KILLED_MAX];
+static KILLED_N: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// After every wait4/waitid (any path): note a child killed by a signal.
+/// Integer-only (the fast path calls it), one read of program memory each.
+#[inline(never)]
+pub fn note_wait(nr: i64, args: [u64; 6], r: i64) {
+    let (pid, sig) = if nr == libc::SYS_wait4 {
+        if r <= 0 || args[1] == 0 {
+            return;
+        }
+        let Ok(status) = raw::read_user::<i32>(args[1]) else { return };
+        let sig = status & 0x7f;
+        if sig == 0 || sig == 0x7f {
+            return;
+        }
+        (r, sig)
+    } else {
+        // siginfo_t: si_code at 8, si_pid at 16, si_status at 24.
+        if r != 0 || args[2] == 0 {
+            return;
+        }
+        let (Ok(code), Ok(pid), Ok(status)) =
+            (raw::read_user::<i32>(args[2] + 8), raw::read_user::<i32>(args[2] + 16), raw::read_user::<i32>(args[2] + 24))
+        else {
+            return;
+        };
+        if code != libc::CLD_KILLED && code != libc::CLD_DUMPED {
+            return;
+        }
+        (pid as i64, status)
+    };
+    let i = KILLED_N.fetch_add(1, Ordering::Relaxed);
+    if let Some(slot) = KILLED.get(i) {
+        slot.store((pid as u64) << 8 | (sig as u64 & 0xff), Ordering::Relaxed);
+    }
 }
 
 fn copy_cstr(dst: &mut [u8], src: &[u8]) {
@@ -135,9 +263,12 @@ fn stat_kind(p: &[u8]) -> Option<u32> {
     (r == 0).then_some(st[3] as u32 & log::S_IFMT)
 }
 
-/// A new process (fork child) writes its own report.
+/// A new process (fork child) writes its own report, and greets the
+/// collector as a process of its own.
 pub fn after_fork_in_child() {
     WRITTEN.store(false, Ordering::Relaxed);
+    KILLED_N.store(0, Ordering::Relaxed);
+    greet();
 }
 
 /// An execve failed: the image goes on and will report again at its end.
@@ -199,6 +330,18 @@ const STDERR_GONE: i64 = -1;
 /// Sends the finished report (None: it could not be built, out of memory)
 /// where the settings say, or says why not.
 fn deliver(s: &Settings, data: Option<&[u8]>) {
+    if collecting() {
+        let mut head = [0u8; 64];
+        let mut w = Buf::new(&mut head);
+        match data {
+            Some(_) => w.put(b"report ").num(raw::getpid() as u64).put(b"\n"),
+            None => w.put(b"lost ").num(raw::getpid() as u64).put(b" out of memory\n"),
+        };
+        let len = w.len;
+        // Nowhere else: the collector names a process whose report did not come.
+        let _ = collector_send(head.get(..len).unwrap_or(&[]), data.unwrap_or(&[]));
+        return;
+    }
     let mut path = [0u8; 4200];
     let template = cstr(&s.output);
     let n = if template.is_empty() { 0 } else { expand(template, &mut path) };
@@ -594,7 +737,20 @@ impl Report<'_> {
             }
             o.str("]}");
         }
-        o.str("],\"unpatched_sites\":[");
+        o.str("]");
+        let killed = KILLED_N.load(Ordering::Relaxed).min(KILLED_MAX);
+        if killed != 0 {
+            o.str(",\"killed_children\":[");
+            for (k, slot) in KILLED.iter().take(killed).enumerate() {
+                let v = slot.load(Ordering::Relaxed);
+                if k > 0 {
+                    o.str(",");
+                }
+                o.str("{\"pid\":").num(v >> 8).str(",\"signal\":").num(v & 0xff).str("}");
+            }
+            o.str("]");
+        }
+        o.str(",\"unpatched_sites\":[");
         let mut first = true;
         registry::for_each_unpatched(|site| {
             if !first {
