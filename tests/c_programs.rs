@@ -214,6 +214,7 @@ c_tests! {
     patch_race,
     block_all_signals,
     close_all_fds,
+    daemon_closes_all,
     die_abort,
     die_sigill,
     die_sigsegv,

@@ -160,12 +160,20 @@ impl Collector {
             command: String,
             reported: bool,
             lost: Option<String>,
+            /// Expected after an exec: the program that replaced a reported image.
+            after_exec: bool,
         }
         let mut images: Vec<Image> = Vec::new();
+        // The image of each pid still expected to report.
         let mut open: HashMap<u32, usize> = HashMap::new();
+        let mut seen: std::collections::HashSet<u32> = std::collections::HashSet::new();
         let mut sources = Vec::new();
         let mut skipped = Vec::new();
         let mut killed: HashMap<u32, i64> = HashMap::new();
+        let new_image = |images: &mut Vec<Image>, pid: u32, command: String, after_exec: bool| {
+            images.push(Image { pid, command, reported: false, lost: None, after_exec });
+            images.len() - 1
+        };
         for (_, peer, data) in &conns {
             if data.is_empty() || data == SYNC {
                 continue;
@@ -175,36 +183,49 @@ impl Collector {
             let body = data.get(nl + 1..).unwrap_or(&[]);
             let words: Vec<&str> = head.split(' ').collect();
             let said: Option<u32> = words.get(1).and_then(|p| p.parse().ok());
-            let Some(pid) = peer.or(said) else { continue };
-            match words.first().copied() {
-                Some("hello") => {
-                    let command = words.get(3).map(|h| unhex(h)).unwrap_or_default();
-                    open.insert(pid, images.len());
-                    images.push(Image { pid, command, reported: false, lost: None });
+            let kind = words.first().copied().unwrap_or("");
+            // A parent speaks of its child by the child's pid; a process of
+            // itself, as the kernel saw it.
+            let Some(pid) = (if kind == "child" { said } else { peer.or(said) }) else { continue };
+            let command = words.get(3).map(|h| unhex(h)).unwrap_or_default();
+            match kind {
+                // The parent's word may come after the child's own messages.
+                "child" if seen.contains(&pid) => {}
+                "child" => {
+                    let i = new_image(&mut images, pid, command, false);
+                    open.insert(pid, i);
                 }
-                Some("report") => {
+                "hello" => match open.get(&pid) {
+                    Some(&i) => images[i].command = command,
+                    None => {
+                        let i = new_image(&mut images, pid, command, false);
+                        open.insert(pid, i);
+                    }
+                },
+                "report" => {
                     let idx = match open.remove(&pid) {
                         Some(i) => i,
-                        None => {
-                            images.push(Image { pid, command: String::new(), reported: false, lost: None });
-                            images.len() - 1
-                        }
+                        None => new_image(&mut images, pid, String::new(), false),
                     };
                     let parsed = std::str::from_utf8(body)
                         .map_err(|_| "invalid JSON: not UTF-8".to_string())
                         .and_then(report::parse_all);
                     match parsed {
                         Ok(rs) => {
+                            let mut execd = false;
                             for r in &rs {
                                 for k in &r.killed_children {
                                     killed.insert(k.pid, k.signal);
                                 }
-                                if images[idx].command.is_empty() {
-                                    images[idx].command = r.command.clone();
-                                }
+                                images[idx].command = r.command.clone();
+                                execd = r.exit.as_ref().is_some_and(|e| e.how == "exec");
                             }
                             images[idx].reported = true;
                             sources.extend(rs.into_iter().map(|report: Report| Source { file: None, report }));
+                            if execd {
+                                let i = new_image(&mut images, pid, String::new(), true);
+                                open.insert(pid, i);
+                            }
                         }
                         Err(e) => {
                             images[idx].lost = Some(format!("its report arrived damaged ({} bytes: {e})", body.len()));
@@ -212,7 +233,7 @@ impl Collector {
                         }
                     }
                 }
-                Some("lost") => {
+                "lost" => {
                     let reason = words.get(2..).map(|w| w.join(" ")).unwrap_or_default();
                     if let Some(i) = open.remove(&pid) {
                         images[i].lost = Some(format!("its report could not be built: {reason}"));
@@ -220,6 +241,7 @@ impl Collector {
                 }
                 _ => skipped.push(Skipped { file: format!("a message from pid {pid}"), error: format!("not understood: {head}") }),
             }
+            seen.insert(pid);
         }
         let processes = images.len();
         let mut missing = Vec::new();
@@ -240,6 +262,8 @@ impl Collector {
                 format!("killed by {}", crate::stat::signal_name(sig))
             } else if alive {
                 "still running when the command ended".to_string()
+            } else if im.after_exec {
+                "the program it exec'd did not report (run unmonitored, or ended early)".to_string()
             } else {
                 "ended without a report".to_string()
             };

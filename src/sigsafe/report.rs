@@ -103,6 +103,9 @@ pub fn configure(output: &[u8], format: Format, summary: Summary<'static>, tmpdi
 // one stream connection per message to the abstract unix socket named by
 // USERTRAP_COLLECT, the message, then close:
 //   "hello PID PPID COMM\n"   a process image starts (COMM in hex)
+//   "child PID PPID COMM\n"   its parent forked it (sent before fork returns
+//                             in the parent: the collector knows of a child
+//                             before its parent can wait for it or end)
 //   "report PID\n" + report   it ended (the JSON report follows)
 //   "lost PID REASON\n"       it ended, its report could not be built
 
@@ -158,15 +161,36 @@ fn collector_send(head: &[u8], body: &[u8]) -> Result<(), i64> {
 /// Under `usertrap stat`: tell the collector this process image exists
 /// (start-up, and a fork child), so that it can name it if no report comes.
 pub fn greet() {
-    if !collecting() {
+    if collecting() {
+        hello(b"hello ", raw::getpid() as u64, raw::syscall(libc::SYS_getppid, 0, 0, 0, 0) as u64);
+    }
+}
+
+/// A clone/fork/clone3 returned `child` in the parent: if it made a process
+/// (not a thread), tell the collector about it now, before the parent can
+/// wait for it or end (the child's own greeting may come too late).
+pub fn after_clone_in_parent(nr: i64, args: [u64; 6], child: i64) {
+    if child <= 0 || !collecting() {
         return;
     }
+    let flags = match nr {
+        raw::SYS_fork => 0,
+        raw::SYS_clone => args[0],
+        raw::SYS_clone3 => raw::read_user::<u64>(args[0]).unwrap_or(libc::CLONE_VM as u64),
+        _ => return,
+    };
+    if flags & (libc::CLONE_VM | libc::CLONE_THREAD) as u64 == 0 {
+        hello(b"child ", child as u64, raw::getpid() as u64);
+    }
+}
+
+fn hello(kind: &[u8], pid: u64, ppid: u64) {
     let mut comm = [0u8; 17];
     raw::syscall(libc::SYS_prctl, libc::PR_GET_NAME as u64, comm.as_mut_ptr() as u64, 0, 0);
     let n = comm.iter().position(|&b| b == 0).unwrap_or(16);
     let mut head = [0u8; 128];
     let mut w = Buf::new(&mut head);
-    w.put(b"hello ").num(raw::getpid() as u64).put(b" ").num(raw::syscall(libc::SYS_getppid, 0, 0, 0, 0) as u64).put(b" ");
+    w.put(kind).num(pid).put(b" ").num(ppid).put(b" ");
     w.hex_bytes(comm.get(..n).unwrap_or(&[])).put(b"\n");
     let len = w.len;
     let _ = log::without_write_signals(|| collector_send(head.get(..len).unwrap_or(&[]), &[]));
@@ -795,7 +819,10 @@ fn read_comm(buf: &mut [u8; 64]) -> &[u8] {
     let path = b"/proc/self/comm\0";
     let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0);
     if fd < 0 {
-        return &[];
+        // No /proc (a chroot): the kernel's name through prctl.
+        raw::syscall(libc::SYS_prctl, libc::PR_GET_NAME as u64, buf.as_mut_ptr() as u64, 0, 0);
+        let n = buf.iter().take(16).position(|&b| b == 0).unwrap_or(16);
+        return buf.get(..n).unwrap_or(&[]);
     }
     let n = raw::syscall(libc::SYS_read, fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0).max(0) as usize;
     close(fd as i32);
