@@ -22,8 +22,8 @@
 //! (mode 0600) instead: never into a file of the program's.
 //!
 //! Under `usertrap stat` (USERTRAP_COLLECT set) none of that: every process
-//! image greets the command's collector when it starts (and a fork child
-//! when it is born), and sends its report there when it ends, each over a
+//! image greets the command's collector when it starts (a fork child is
+//! announced by its parent), and sends its report there when it ends, each over a
 //! short connection of its own to an abstract unix socket (no file, no
 //! permission, no descriptor kept open: whatever the process's user, root
 //! or descriptors). A report that cannot be sent is never written anywhere
@@ -159,7 +159,7 @@ fn collector_send(head: &[u8], body: &[u8]) -> Result<(), i64> {
 }
 
 /// Under `usertrap stat`: tell the collector this process image exists
-/// (start-up, and a fork child), so that it can name it if no report comes.
+/// (start-up), so that it can name it if no report comes.
 pub fn greet() {
     if collecting() {
         hello(b"hello ", raw::getpid() as u64, raw::syscall(libc::SYS_getppid, 0, 0, 0, 0) as u64);
@@ -287,12 +287,11 @@ fn stat_kind(p: &[u8]) -> Option<u32> {
     (r == 0).then_some(st[3] as u32 & log::S_IFMT)
 }
 
-/// A new process (fork child) writes its own report, and greets the
-/// collector as a process of its own.
+/// A new process (fork child) writes its own report (its parent already
+/// told the collector about it: after_clone_in_parent).
 pub fn after_fork_in_child() {
     WRITTEN.store(false, Ordering::Relaxed);
     KILLED_N.store(0, Ordering::Relaxed);
-    greet();
 }
 
 /// An execve failed: the image goes on and will report again at its end.
