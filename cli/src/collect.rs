@@ -223,7 +223,9 @@ impl Collector {
                             images[idx].reported = true;
                             sources.extend(rs.into_iter().map(|report: Report| Source { file: None, report }));
                             if execd {
-                                let i = new_image(&mut images, pid, String::new(), true);
+                                // Named after the image that exec'd until the new one greets.
+                                let before = images[idx].command.clone();
+                                let i = new_image(&mut images, pid, before, true);
                                 open.insert(pid, i);
                             }
                         }
