@@ -13,9 +13,19 @@ done
 [ -e /bin/busybox ] || need+=(busybox-static)
 # gcc -static (c_tests/static_*.c) needs libc.a.
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+# nginx for tests/nginx.rs (a server that switches its workers to another
+# user); its own tests start it on a loopback port.
+[ -x /usr/sbin/nginx ] || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # No service is started by a package's install scripts (nginx would
+  # listen on every address): tests start what they need themselves.
+  nostart=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && nostart=1
+  fi
   apt-get update -qq
   apt-get install -y -qq "${need[@]}"
+  [ -z "$nostart" ] || rm -f /usr/sbin/policy-rc.d
 fi

@@ -40,11 +40,17 @@ pub struct Config {
     pub timing: bool,
     /// USERTRAP_TSC_HZ: the TSC's frequency, if known (saves calibrating).
     pub tsc_hz: u64,
+    /// USERTRAP_COLLECT=NAME: the `usertrap` command's collector, an
+    /// abstract unix socket; reports go there instead of USERTRAP_OUTPUT.
+    pub collect: &'static [u8],
+    /// TMPDIR (not ours, read only): where a report goes that stderr
+    /// cannot take (src/sigsafe/report.rs).
+    pub tmpdir: &'static [u8],
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { backend: None, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true, tsc_hz: 0 }
+        Config { backend: None, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true, tsc_hz: 0, collect: b"", tmpdir: b"" }
     }
 }
 
@@ -57,13 +63,17 @@ pub enum ConfigError<'a> {
     Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
     pub fn from_entries(entries: impl Iterator<Item = &'static [u8]>) -> Result<Config, ConfigError<'static>> {
         let mut c = Config::default();
         for entry in entries {
+            if let Some(dir) = entry.strip_prefix(b"TMPDIR=") {
+                c.tmpdir = dir;
+                continue;
+            }
             if !entry.starts_with(b"USERTRAP_") {
                 continue;
             }
@@ -97,6 +107,13 @@ impl Config {
                         return Err(ConfigError::Invalid { name: "USERTRAP_OUTPUT", value, accepted: "a file path (%p: pid, %t: start time), shorter than 4000 bytes" });
                     }
                     c.output = value;
+                }
+                b"USERTRAP_COLLECT" => {
+                    let ok = |b: &u8| b.is_ascii_alphanumeric() || b"._-".contains(b);
+                    if value.is_empty() || value.len() > 100 || !value.iter().all(ok) {
+                        return Err(ConfigError::Invalid { name: "USERTRAP_COLLECT", value, accepted: "the usertrap command's collector name: 1 to 100 of A-Z a-z 0-9 . _ -" });
+                    }
+                    c.collect = value;
                 }
                 b"USERTRAP_FORMAT" => {
                     c.format = match value {
@@ -178,6 +195,8 @@ mod tests {
         let f = parse(&["USERTRAP_SUMMARY=/tmp/s.txt"]).unwrap();
         assert_eq!(f.summary, Summary::File(b"/tmp/s.txt"));
         assert!(matches!(parse(&["USERTRAP_SUMMARY=s.txt"]), Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })));
+        assert_eq!(parse(&["USERTRAP_COLLECT=usertrap.12.ab"]).unwrap().collect, b"usertrap.12.ab");
+        assert!(matches!(parse(&["USERTRAP_COLLECT=a/b"]), Err(ConfigError::Invalid { name: "USERTRAP_COLLECT", .. })));
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub fn start(s: &Startup) {
     stats::start_clock();
     stats::set_timing(config.timing);
     stats::set_known_hz(config.tsc_hz);
-    report::configure(&absolute(config.output), config.format, config.summary);
+    report::configure(&absolute(config.output), config.format, config.summary, config.tmpdir, config.collect);
     let exe = if let Some(h) = s.handoff { h.exe_path() } else { s.exe_path };
     if !exe.is_empty() {
         exec::set_exe_path(exe);
@@ -141,6 +141,11 @@ pub fn start(s: &Startup) {
         }
     }
     record_exec_env(s);
+    if !bridge {
+        // Under `usertrap stat`: this image exists (the library greets for
+        // an image the launcher bridged).
+        report::greet();
+    }
     crate::hooks::init_xsave_size();
     if config.patch && !bridge {
         enable_patching();
@@ -379,14 +384,30 @@ fn bootstrap_fail(msg: &[u8]) -> ! {
 }
 
 fn read_config(s: &Startup) -> Config {
+    // Values are shown escaped and cut (log::Line::escaped): the message
+    // stays one line whatever the environment holds.
     match Config::from_entries(s.env_entries()) {
-        Ok(c) => c,
+        Ok(c) => {
+            if let crate::config::Summary::File(path) = c.summary {
+                if let Err(e) = report::check_summary_path(path) {
+                    Line::new()
+                        .str("USERTRAP_SUMMARY=\"")
+                        .escaped(path, 200)
+                        .str("\" is not valid: cannot append to it (")
+                        .errno(e)
+                        .str("); accepted: 0, 1 (stderr), or an absolute path of a file that can be appended to")
+                        .emit();
+                    exit(EXIT_CONFIG)
+                }
+            }
+            c
+        }
         Err(ConfigError::Invalid { name, value, accepted }) => {
-            Line::new().str(name).str("=\"").bytes(value).str("\" is not valid; accepted: ").str(accepted).emit();
+            Line::new().str(name).str("=\"").escaped(value, 200).str("\" is not valid; accepted: ").str(accepted).emit();
             exit(EXIT_CONFIG)
         }
         Err(ConfigError::Unknown { name }) => {
-            Line::new().str("unknown setting ").bytes(name).str("; known settings: ").str(KNOWN).emit();
+            Line::new().str("unknown setting ").escaped(name, 100).str("; known settings: ").str(KNOWN).emit();
             exit(EXIT_CONFIG)
         }
     }

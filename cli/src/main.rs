@@ -8,6 +8,7 @@
 //! (running the command), `error` (messages and exit statuses).
 
 mod args;
+mod collect;
 mod command;
 mod error;
 mod histogram;
@@ -58,8 +59,9 @@ fn run_report(args: ReportArgs) -> Result<(), Failure> {
     }
     let mut sources = Vec::new();
     for f in &args.files {
-        let report = report::load(f).map_err(|e| Failure::new(BAD_INPUT, e))?;
-        sources.push(Source { file: Some(f.clone()), report });
+        for report in report::load(f).map_err(|e| Failure::new(BAD_INPUT, e))? {
+            sources.push(Source { file: Some(f.clone()), report });
+        }
     }
     let agg = merge::aggregate(sources, filter.as_ref(), args.per_process);
 

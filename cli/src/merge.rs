@@ -57,9 +57,18 @@ pub struct Aggregate {
     pub unpatched_sites: Vec<Site>,
     /// Reports that could not be read (`stat` only; `report` stops instead).
     pub skipped: Vec<Skipped>,
+    /// `stat`: processes that started and sent no report (empty for `report`).
+    pub missing: Vec<crate::collect::Missing>,
+    /// `stat`: how many process images started or reported (0 for `report`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub processes_seen: usize,
     /// Set when there is no process: NO_REPORT_NOTE.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One process (one report) in the aggregate.
@@ -174,6 +183,8 @@ pub fn aggregate(mut sources: Vec<Source>, filter: Option<&TraceFilter>, per_pro
         syscalls,
         unpatched_sites: sites,
         skipped: Vec::new(),
+        missing: Vec::new(),
+        processes_seen: 0,
     }
 }
 

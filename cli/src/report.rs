@@ -17,7 +17,7 @@ pub const FORMAT: &str = "usertrap-report";
 /// The report version this program reads.
 pub const VERSION: u64 = 1;
 
-/// One process's report: one JSON object per file.
+/// One process's report: one JSON object (a file holds one, or one per line).
 ///
 /// Fields the schema documents but that a consumer can do without default
 /// when absent (`ppid`, `backend`, times, `clock`, `exit`, `totals`,
@@ -48,6 +48,17 @@ pub struct Report {
     pub syscalls: Vec<SyscallStats>,
     #[serde(default)]
     pub unpatched_sites: Vec<UnpatchedSite>,
+    /// Children this process saw end by a signal (its wait4/waitid
+    /// results): how `usertrap stat` explains a child that did not report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub killed_children: Vec<KilledChild>,
+}
+
+/// A child a process reaped that a signal had killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub struct KilledChild {
+    pub pid: u32,
+    pub signal: i64,
 }
 
 /// How a process ended: `exit_group` and `exit` (with `status`), `signal`
@@ -238,11 +249,29 @@ pub fn parse(text: &str) -> Result<Report, String> {
     Ok(report)
 }
 
-/// Reads and parses the report in `path`; the error names the file.
-pub fn load(path: &Path) -> Result<Report, String> {
+/// Parses a file's text: one report, or several, one per line (the library
+/// appends each process's report, whole and on one line, to a
+/// USERTRAP_OUTPUT file that processes share: an exec'd image, forked
+/// children). A line that is not a report is an error naming the line.
+pub fn parse_all(text: &str) -> Result<Vec<Report>, String> {
+    let first = match parse(text) {
+        Ok(r) => return Ok(vec![r]),
+        Err(e) => e,
+    };
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    // Several lines, the first a JSON value of its own: one report per line.
+    let one_per_line = lines.len() >= 2 && serde_json::from_str::<serde_json::Value>(lines[0].1).is_ok();
+    if !one_per_line {
+        return Err(first);
+    }
+    lines.iter().map(|(i, l)| parse(l).map_err(|e| format!("line {}: {e}", i + 1))).collect()
+}
+
+/// Reads and parses the reports in `path`; the error names the file.
+pub fn load(path: &Path) -> Result<Vec<Report>, String> {
     let text = fs::read(path).map_err(|e| format!("{}: cannot read: {}", path.display(), io_msg(&e)))?;
     let text = String::from_utf8(text).map_err(|_| format!("{}: invalid JSON: not UTF-8", path.display()))?;
-    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    parse_all(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -277,5 +306,16 @@ mod tests {
         assert!(parse(&bad).unwrap_err().contains("low_ns <= high_ns"));
         let trailing = format!("{MINIMAL} x");
         assert!(parse(&trailing).unwrap_err().starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn one_report_per_line() {
+        let one = MINIMAL.replace('\n', " ");
+        let two = format!("{one}\n{}\n", one.replace("\"pid\":7", "\"pid\":8"));
+        let all = parse_all(&two).unwrap();
+        assert_eq!(all.iter().map(|r| r.pid).collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(parse_all(MINIMAL).unwrap().len(), 1, "a report over several lines");
+        let bad = format!("{one}\n{{\n");
+        assert!(parse_all(&bad).unwrap_err().starts_with("line 2: invalid JSON"), "{}", parse_all(&bad).unwrap_err());
     }
 }

@@ -1,25 +1,24 @@
 //! `usertrap stat`: run a command with libusertrap.so preloaded, collect the
-//! JSON report every process of it writes into a private directory, and
-//! print their aggregate.
+//! JSON report every process of it sends to our collector (collect.rs), and
+//! print their aggregate, naming the processes that did not report.
 
 use std::env;
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::args::StatArgs;
 use crate::command::{self, Start};
 use crate::error::{io_msg, Failure, CANNOT_EXECUTE, NOT_FOUND, OWN_FAILURE};
-use crate::merge::{self, Skipped, Source};
-use crate::report::{self, Exit};
+use crate::collect::Collector;
+use crate::merge;
+use crate::report::Exit;
 use crate::text;
 use crate::trace::TraceFilter;
 
@@ -54,8 +53,8 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         None => Output::Stderr,
         Some(p) => Output::File(p.clone(), open_output(p)?),
     };
-    let dir = PrivateDir::create()
-        .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot create a temporary directory: {}", io_msg(&e))))?;
+    let collector = Collector::start()
+        .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot open the report collector's socket: {}", io_msg(&e))))?;
 
     let mut child = match &start {
         Start::Preload => {
@@ -66,9 +65,9 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         Start::Launch { elf, prefix } => launched(&lib, &program, elf, prefix, cmd, cmd_args)?,
     };
     child.env("LD_PRELOAD", preload_value(&lib, env::var_os("LD_PRELOAD").as_deref()));
-    let mut pattern = dir.path().as_os_str().to_os_string();
-    pattern.push("/%p.%t.json");
-    child.env("USERTRAP_OUTPUT", pattern).env("USERTRAP_FORMAT", "json");
+    // Reports go to the collector only (USERTRAP_OUTPUT of the caller's
+    // environment would only be ignored).
+    child.env("USERTRAP_COLLECT", collector.name()).env("USERTRAP_FORMAT", "json").env_remove("USERTRAP_OUTPUT");
     // Measured once here, so no process of the tree calibrates its own.
     if std::env::var_os("USERTRAP_TSC_HZ").is_none() {
         child.env("USERTRAP_TSC_HZ", tsc_hz().to_string());
@@ -77,7 +76,7 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         child.env("USERTRAP_BACKEND", b.as_str());
     }
 
-    let status = run_forwarding_signals(&mut child).map_err(|e| {
+    let (status, child_pid) = run_forwarding_signals(&mut child).map_err(|e| {
         let code = match e.raw_os_error() {
             Some(libc::ENOENT) => NOT_FOUND,
             Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY) => CANNOT_EXECUTE,
@@ -86,12 +85,13 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         Failure::new(code, format!("cannot run {}: {}", cmd.to_string_lossy(), io_msg(&e)))
     })?;
 
-    let (sources, skipped) = collect_reports(dir.path());
-    drop(dir);
-    let mut agg = merge::aggregate(sources, filter.as_ref(), args.per_process);
+    let got = collector.finish(child_pid, status.signal());
+    let mut agg = merge::aggregate(got.sources, filter.as_ref(), args.per_process);
     agg.command = Some(args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect());
     agg.status = Some(exit_of(status));
-    agg.skipped = skipped;
+    agg.skipped = got.skipped;
+    agg.missing = got.missing;
+    agg.processes_seen = got.processes;
     let rendered = if args.json {
         // (Encoding these types cannot fail; say so in JSON if it ever did.)
         let mut s = serde_json::to_string_pretty(&agg).unwrap_or_else(|e| {
@@ -241,36 +241,6 @@ fn open_output(p: &Path) -> Result<File, Failure> {
         .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot write the report to {}: {}", p.display(), io_msg(&e))))
 }
 
-/// Reads every `*.json` of `dir`: the reports, and those that could not be
-/// used (a process killed while writing, for example).
-fn collect_reports(dir: &Path) -> (Vec<Source>, Vec<Skipped>) {
-    let mut sources = Vec::new();
-    let mut skipped = Vec::new();
-    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension() == Some(OsStr::new("json")))
-            .collect(),
-        Err(e) => {
-            skipped.push(Skipped { file: dir.display().to_string(), error: io_msg(&e) });
-            Vec::new()
-        }
-    };
-    files.sort();
-    for f in files {
-        let name = f.file_name().unwrap_or(f.as_os_str()).to_string_lossy().into_owned();
-        let parsed = fs::read(&f)
-            .map_err(|e| format!("cannot read: {}", io_msg(&e)))
-            .and_then(|b| String::from_utf8(b).map_err(|_| "invalid JSON: not UTF-8".to_string()))
-            .and_then(|t| report::parse(&t));
-        match parsed {
-            Ok(report) => sources.push(Source { file: None, report }),
-            Err(error) => skipped.push(Skipped { file: name, error }),
-        }
-    }
-    (sources, skipped)
-}
-
 /// The command's status as a report's `exit`.
 fn exit_of(status: ExitStatus) -> Exit {
     match (status.code(), status.signal()) {
@@ -323,50 +293,6 @@ pub fn signal_name(sig: i32) -> String {
         1..=31 => NAMES[sig as usize].to_string(),
         32..=64 => format!("SIGRT_{}", sig - 32),
         _ => format!("signal {sig}"),
-    }
-}
-
-/// A directory only this user can enter, removed with everything in it
-/// when dropped.
-pub struct PrivateDir {
-    path: PathBuf,
-}
-
-impl PrivateDir {
-    /// Creates `$TMPDIR/usertrap.PID.TIME.N` (mode 0700), absolute and
-    /// without '%' (the library expands `%p`/`%t` in USERTRAP_OUTPUT): /tmp
-    /// is used when $TMPDIR has one.
-    pub fn create() -> io::Result<PrivateDir> {
-        static SERIAL: AtomicU64 = AtomicU64::new(0);
-        let mut base = env::temp_dir();
-        if base.is_relative() {
-            base = env::current_dir()?.join(base);
-        }
-        if base.as_os_str().as_bytes().contains(&b'%') {
-            base = PathBuf::from("/tmp");
-        }
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
-        for _ in 0..100 {
-            let n = SERIAL.fetch_add(1, Ordering::Relaxed);
-            let path = base.join(format!("usertrap.{}.{nanos:x}.{n}", std::process::id()));
-            match DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(PrivateDir { path }),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
     }
 }
 
@@ -428,7 +354,7 @@ fn restore_actions(saved: &[(i32, libc::sigaction)]) {
 /// Spawns `cmd` and waits for it, forwarding signals meanwhile. The child is
 /// waited for without being reaped first (WNOWAIT), so its pid cannot be
 /// reused while a forwarded signal may still be sent to it.
-fn run_forwarding_signals(cmd: &mut Command) -> io::Result<ExitStatus> {
+fn run_forwarding_signals(cmd: &mut Command) -> io::Result<(ExitStatus, u32)> {
     PENDING.store(0, Ordering::SeqCst);
     let saved = install_forwarding();
     let mut child = match cmd.spawn() {
@@ -460,7 +386,7 @@ fn run_forwarding_signals(cmd: &mut Command) -> io::Result<ExitStatus> {
     CHILD.store(0, Ordering::SeqCst);
     let status = child.wait();
     restore_actions(&saved);
-    status
+    status.map(|s| (s, pid as u32))
 }
 
 /// Ends usertrap with signal `sig`, as the command ended: default action,
@@ -499,15 +425,5 @@ mod tests {
         assert_eq!(signal_name(15), "SIGTERM");
         assert_eq!(signal_name(34), "SIGRT_2");
         assert_eq!(signal_name(99), "signal 99");
-    }
-
-    #[test]
-    fn private_dir_is_removed() {
-        let d = PrivateDir::create().unwrap();
-        let p = d.path().to_path_buf();
-        fs::write(p.join("a.json"), "{}").unwrap();
-        assert!(p.is_absolute() && p.is_dir());
-        drop(d);
-        assert!(!p.exists());
     }
 }

@@ -47,6 +47,9 @@ pub fn render(agg: &Aggregate) -> String {
     for s in &agg.skipped {
         let _ = writeln!(out, "usertrap: skipped the report {}: {}", s.file, s.error);
     }
+    if !agg.missing.is_empty() {
+        let _ = writeln!(out, "usertrap: {}", crate::collect::describe(&agg.missing, agg.processes_seen));
+    }
     if agg.processes.is_empty() {
         let _ = write!(out, "usertrap: {}", agg.note.as_deref().unwrap_or(crate::merge::NO_REPORT_NOTE));
         if let Some(st) = &agg.status {

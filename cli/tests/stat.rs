@@ -4,9 +4,9 @@
 //!
 //! Tests of the command itself preload a library that does nothing
 //! (`--lib`, built with gcc), so they do not depend on the library's state;
-//! where the library's reports are needed, the command writes fixture
-//! reports where USERTRAP_OUTPUT points, as the library would. The
-//! end-to-end tests use target/release/libusertrap.so.
+//! where the library's reports are needed, the command sends fixture
+//! reports to the collector USERTRAP_COLLECT names, as the library would
+//! (python3). The end-to-end tests use target/release/libusertrap.so.
 
 mod common;
 
@@ -277,29 +277,28 @@ fn stat_forwards_sigterm_to_the_command() {
 }
 
 #[test]
-fn stat_gives_the_command_the_library_and_a_private_output_dir() {
+fn stat_gives_the_command_the_library_and_a_collector() {
     let s = Scratch::new("env");
     let seen = s.path("env.txt");
     let script = format!(
-        "printf '%s\\n' \"$LD_PRELOAD\" \"$USERTRAP_OUTPUT\" \"$USERTRAP_FORMAT\" \"$USERTRAP_BACKEND\" > {}",
+        "printf '%s\\n' \"$LD_PRELOAD\" \"$USERTRAP_COLLECT\" \"$USERTRAP_FORMAT\" \"$USERTRAP_BACKEND\" \"${{USERTRAP_OUTPUT-unset}}\" > {}",
         seen.display()
     );
     let lib = noop_lib();
     let o = usertrap()
         .args(["stat", "--lib", &lib, "--backend", "sud", "--", "sh", "-c", &script])
         .env("LD_PRELOAD", "/lib/x86_64-linux-gnu/libm.so.6")
+        .env("USERTRAP_OUTPUT", "/tmp/not-for-stat")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let text = fs::read_to_string(&seen).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], format!("{lib}:/lib/x86_64-linux-gnu/libm.so.6"));
-    assert!(lines[1].ends_with("/%p.%t.json") && lines[1].starts_with('/'), "{text}");
+    assert!(lines[1].starts_with("usertrap.") && lines[1].len() > 20, "an abstract socket's name: {text}");
     assert_eq!(lines[2], "json");
     assert_eq!(lines[3], "sud");
-    // The private directory is gone.
-    let dir = Path::new(lines[1]).parent().unwrap();
-    assert!(!dir.exists(), "{} was not removed", dir.display());
+    assert_eq!(lines[4], "unset", "reports go to the collector only");
     // No --backend: none is set (the library's default applies).
     let o = stat_noop(&["--", "sh", "-c", &script]);
     assert!(o.status.success());
@@ -308,24 +307,42 @@ fn stat_gives_the_command_the_library_and_a_private_output_dir() {
     assert_eq!(text.lines().next(), Some(lib.as_str()));
 }
 
+/// python3 sending each message (file contents, "@file" for a file's
+/// text after a header) to the collector, one connection each, as the
+/// library does at start and exit.
+fn send_script(messages: &[String]) -> String {
+    let list: Vec<String> = messages.iter().map(|m| format!("{m:?}")).collect();
+    format!(
+        "python3 -c 'import os, socket\nfor m in [{}]:\n    h, _, f = m.partition(\"@\")\n    \
+         body = h.encode() + (open(f, \"rb\").read() if f else b\"\")\n    \
+         s = socket.socket(socket.AF_UNIX)\n    s.connect(\"\\0\" + os.environ[\"USERTRAP_COLLECT\"])\n    \
+         s.sendall(body)\n    s.close()\n'",
+        list.join(", ")
+    )
+}
+
 #[test]
-fn stat_aggregates_the_reports_its_processes_write() {
-    // The command does what the library does at exit: it writes reports
-    // where USERTRAP_OUTPUT points. One is damaged.
+fn stat_aggregates_the_reports_its_processes_send() {
+    // The command does what the library does: it greets the collector and
+    // sends reports. One report is damaged; one process never reports.
     let s = Scratch::new("collect");
-    let script = format!(
-        "d=$(dirname \"$USERTRAP_OUTPUT\"); cp {} \"$d/100.1.json\"; cp {} \"$d/101.2.json\"; \
-         printf '{{\"format\":' > \"$d/103.3.json\"; echo ignored > \"$d/notes.txt\"; exit 3",
-        fixture("a.json"),
-        fixture("b.json")
-    );
+    let damaged = s.file("damaged.json", "{\"format\":", 0o644);
+    let script = send_script(&[
+        "hello 100 1 7368\n".to_string(),
+        format!("report 100\n@{}", fixture("a.json")),
+        format!("report 101\n@{}", fixture("b.json")),
+        format!("report 103\n@{}", damaged.display()),
+    ]) + "; exit 3";
     let out = s.path("report.txt");
     let o = stat_noop(&["-o", out.to_str().unwrap(), "--", "sh", "-c", &script]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(o.stderr.is_empty(), "the report went to -o: {}", stderr(&o));
     let text = fs::read_to_string(&out).unwrap();
     let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("usertrap: skipped the report 103.3.json: invalid JSON: "), "{text}");
+    let first = lines.next().unwrap();
+    assert!(first.starts_with("usertrap: skipped the report from pid ") && first.contains(": invalid JSON: "), "{text}");
+    let second = lines.next().unwrap();
+    assert!(second.starts_with("usertrap: 1 of 3 processes did not report: pid ") && second.contains("its report arrived damaged"), "{text}");
     assert_eq!(lines.next().unwrap(), "usertrap: 2 processes (sh 100, cat 101), seccomp, exit status 3");
     assert!(text.contains("      40          3 "), "read: 40 calls, 3 errors:\n{text}");
     assert!(text.contains("     52          8 "), "total: 52 calls, 8 errors:\n{text}");
@@ -340,8 +357,10 @@ fn stat_aggregates_the_reports_its_processes_write() {
     assert_eq!(d["processes"].as_array().unwrap().len(), 2);
     assert_eq!(d["processes"][0]["syscalls"].as_array().unwrap().len(), 2, "-f: read and openat of pid 100");
     assert_eq!(d["totals"]["calls"], 51, "everything but exit_group");
-    assert_eq!(d["skipped"][0]["file"], "103.3.json");
+    assert!(d["skipped"][0]["file"].as_str().unwrap().starts_with("from pid "));
     assert!(d["skipped"][0]["error"].as_str().unwrap().starts_with("invalid JSON"));
+    assert_eq!(d["missing"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["processes_seen"], 3);
 
     // -f: each process's table, then the aggregate.
     let o = stat_noop(&["-f", "--", "sh", "-c", &script]);

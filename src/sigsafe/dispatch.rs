@@ -52,6 +52,9 @@ pub fn dispatch(
         if let Outcome::Return(r) = out {
             let ticks = if timing { stats::now().wrapping_sub(t0) } else { 0 };
             stats::end(block, r, ticks);
+            if nr == libc::SYS_wait4 || nr == libc::SYS_waitid {
+                report::note_wait(nr, args, r);
+            }
         }
         out
     };
@@ -86,7 +89,13 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
         raw::SYS_ppoll => Return(signals::with_temp_mask(t.area, nr, args, 3, false)),
         raw::SYS_epoll_pwait | raw::SYS_epoll_pwait2 => Return(signals::with_temp_mask(t.area, nr, args, 4, false)),
         raw::SYS_pselect6 | raw::SYS_io_pgetevents => Return(signals::with_temp_mask(t.area, nr, args, 5, true)),
-        raw::SYS_clone | raw::SYS_clone3 | raw::SYS_fork | raw::SYS_vfork => process::clone(t.area, t.uc, nr, args),
+        raw::SYS_clone | raw::SYS_clone3 | raw::SYS_fork | raw::SYS_vfork => {
+            let out = process::clone(t.area, t.uc, nr, args);
+            if let Outcome::Return(child) = out {
+                report::after_clone_in_parent(nr, args, child);
+            }
+            out
+        }
         raw::SYS_execve | raw::SYS_execveat => Return(exec::exec(t.area, nr, args)),
         libc::SYS_readlink | libc::SYS_readlinkat => Return(exec::readlink(nr, args).unwrap_or_else(|| raw::syscall6(nr, args))),
         // Counted (by `dispatch`), never timed: they do not return.

@@ -2,17 +2,41 @@
 //! thread, as text (like `strace -c`, with percentiles) or JSON
 //! (docs/report-schema.md), to USERTRAP_OUTPUT or stderr; and the one-line
 //! USERTRAP_SUMMARY. Runs in trap context (the exit_group trap, a fatal
-//! signal's handler): memory comes from mmap, output goes out through a fixed
-//! buffer, nothing allocates or locks.
+//! signal's handler): memory comes from mmap, nothing allocates or locks.
+//!
+//! Delivery (README, "Measurement and reports"): the whole report is built
+//! in memory first, then written in one write(2):
+//! - to a USERTRAP_OUTPUT path: appended, never truncated (an exec'd image,
+//!   forked children and `/dev/stdout` redirected to a file all keep what
+//!   is there); a file that does not exist yet is written unnamed
+//!   (O_TMPFILE) and linked in only once complete, so a process killed
+//!   meanwhile leaves no empty or partial file; a pipe, FIFO or socket is
+//!   opened non-blocking: no reader means no wait, a reader that stopped
+//!   reading means at most log::NO_PROGRESS_MS of waiting;
+//! - to stderr: only if descriptor 2 still is the stderr the image started
+//!   with (log::stderr_intact);
+//! - never with SIGPIPE or SIGXFSZ (log::without_write_signals).
+//! A report that cannot be delivered is said once, in one line, on stderr;
+//! when stderr itself is what failed (closed, replaced, a closed pipe, full),
+//! the line and the report go to a new file $TMPDIR/usertrap.PID.TIME.report
+//! (mode 0600) instead: never into a file of the program's.
+//!
+//! Under `usertrap stat` (USERTRAP_COLLECT set) none of that: every process
+//! image greets the command's collector when it starts (a fork child is
+//! announced by its parent), and sends its report there when it ends, each over a
+//! short connection of its own to an abstract unix socket (no file, no
+//! permission, no descriptor kept open: whatever the process's user, root
+//! or descriptors). A report that cannot be sent is never written anywhere
+//! else: the collector names every process that greeted and did not report.
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::backend;
 use crate::config::{Format, Summary};
 use crate::patch::registry;
-use crate::sigsafe::log::{decimal, Buf, Line};
+use crate::sigsafe::log::{self, decimal, Buf, Line};
 use crate::sigsafe::raw;
-use crate::sigsafe::stats::{self, SysStats, HIST_LEN, MAX_ERRNO, MAX_NR};
+use crate::sigsafe::stats::{self, SysStats, HIST_LEN, MAX_NR};
 use crate::syscall_names;
 
 /// How the process (image) ended.
@@ -31,6 +55,10 @@ struct Settings {
     format: Format,
     summary: Summary<'static>,
     summary_path: [u8; 4096],
+    /// Where a report goes when stderr cannot take it (TMPDIR or /tmp).
+    tmpdir: [u8; 256],
+    /// USERTRAP_COLLECT (empty: not under `usertrap stat`).
+    collect: [u8; 128],
 }
 
 struct SettingsCell(core::cell::UnsafeCell<Settings>);
@@ -41,6 +69,8 @@ static SETTINGS: SettingsCell = SettingsCell(core::cell::UnsafeCell::new(Setting
     format: Format::Text,
     summary: Summary::Off,
     summary_path: [0; 4096],
+    tmpdir: [0; 256],
+    collect: [0; 128],
 }));
 static WRITTEN: AtomicBool = AtomicBool::new(false);
 /// Set when the report is off (USERTRAP_OUTPUT names nothing to write).
@@ -52,8 +82,10 @@ fn settings() -> &'static Settings {
 }
 
 /// Constructor only: where and how to report. `output` is an absolute path
-/// template (or empty: stderr).
-pub fn configure(output: &[u8], format: Format, summary: Summary<'static>) {
+/// template (or empty: stderr); `tmpdir` the environment's TMPDIR (used if
+/// absolute and short), for reports that stderr cannot take.
+pub fn configure(output: &[u8], format: Format, summary: Summary<'static>, tmpdir: &[u8], collect: &[u8]) {
+    log::remember_stderr();
     // SAFETY: single-threaded start-up, before any reader exists.
     let s = unsafe { &mut *SETTINGS.0.get() };
     copy_cstr(&mut s.output, output);
@@ -62,11 +94,154 @@ pub fn configure(output: &[u8], format: Format, summary: Summary<'static>) {
     if let Summary::File(p) = summary {
         copy_cstr(&mut s.summary_path, p);
     }
+    let tmp: &[u8] = if tmpdir.first() == Some(&b'/') && tmpdir.len() < 200 { tmpdir } else { b"/tmp" };
+    copy_cstr(&mut s.tmpdir, tmp);
+    copy_cstr(&mut s.collect, collect);
     MODE.store(1, Ordering::Relaxed);
 }
 
-fn copy_cstr(dst: &mut [u8; 4096], src: &[u8]) {
-    let n = src.len().min(dst.len() - 1);
+// ---------------------------------------------------------------------------
+// The collector of `usertrap stat` (cli/src/stat.rs reads this protocol):
+// one stream connection per message to the abstract unix socket named by
+// USERTRAP_COLLECT, the message, then close:
+//   "hello PID PPID COMM\n"   a process image starts (COMM in hex)
+//   "child PID PPID COMM\n"   its parent forked it (sent before fork returns
+//                             in the parent: the collector knows of a child
+//                             before its parent can wait for it or end)
+//   "report PID\n" + report   it ended (the JSON report follows)
+//   "lost PID REASON\n"       it ended, its report could not be built
+
+fn collecting() -> bool {
+    settings().collect[0] != 0
+}
+
+/// Sends `head` then `body` over a new connection to the collector.
+/// Bounded: a full backlog is retried for at most 2 s, a stalled reader
+/// gives up after log::NO_PROGRESS_MS.
+fn collector_send(head: &[u8], body: &[u8]) -> Result<(), i64> {
+    let name = cstr(&settings().collect);
+    let mut addr = [0u8; 110];
+    // sockaddr_un: sun_family (AF_UNIX, 16 bits), then sun_path whose first
+    // byte 0 makes it an abstract name (no file, no permissions).
+    addr[0] = libc::AF_UNIX as u8;
+    if let Some(d) = addr.get_mut(3..3 + name.len()) {
+        d.copy_from_slice(name);
+    }
+    let alen = 3 + name.len();
+    let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    let fd = raw::syscall(libc::SYS_socket, libc::AF_UNIX as u64, ty as u64, 0, 0);
+    if fd < 0 {
+        return Err(-fd);
+    }
+    let fd = fd as i32;
+    let mut tries = 0;
+    let r = loop {
+        let r = raw::syscall(libc::SYS_connect, fd as u64, addr.as_ptr() as u64, alen as u64, 0);
+        if r != -(libc::EAGAIN as i64) || tries >= 2000 {
+            break r;
+        }
+        tries += 1;
+        let ms = [0i64, 1_000_000];
+        raw::syscall(libc::SYS_nanosleep, ms.as_ptr() as u64, 0, 0, 0);
+    };
+    let r = if r < 0 {
+        -r
+    } else {
+        match log::write_bounded(fd, head) {
+            (_, 0) => log::write_bounded(fd, body).1,
+            (_, e) => e,
+        }
+    };
+    close(fd);
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(r)
+    }
+}
+
+/// Under `usertrap stat`: tell the collector this process image exists
+/// (start-up), so that it can name it if no report comes.
+pub fn greet() {
+    if collecting() {
+        hello(b"hello ", raw::getpid() as u64, raw::syscall(libc::SYS_getppid, 0, 0, 0, 0) as u64);
+    }
+}
+
+/// A clone/fork/clone3 returned `child` in the parent: if it made a process
+/// (not a thread), tell the collector about it now, before the parent can
+/// wait for it or end (the child's own greeting may come too late).
+pub fn after_clone_in_parent(nr: i64, args: [u64; 6], child: i64) {
+    if child <= 0 || !collecting() {
+        return;
+    }
+    let flags = match nr {
+        raw::SYS_fork => 0,
+        raw::SYS_clone => args[0],
+        raw::SYS_clone3 => raw::read_user::<u64>(args[0]).unwrap_or(libc::CLONE_VM as u64),
+        _ => return,
+    };
+    if flags & (libc::CLONE_VM | libc::CLONE_THREAD) as u64 == 0 {
+        hello(b"child ", child as u64, raw::getpid() as u64);
+    }
+}
+
+fn hello(kind: &[u8], pid: u64, ppid: u64) {
+    let mut comm = [0u8; 17];
+    raw::syscall(libc::SYS_prctl, libc::PR_GET_NAME as u64, comm.as_mut_ptr() as u64, 0, 0);
+    let n = comm.iter().position(|&b| b == 0).unwrap_or(16);
+    let mut head = [0u8; 128];
+    let mut w = Buf::new(&mut head);
+    w.put(kind).num(pid).put(b" ").num(ppid).put(b" ");
+    w.hex_bytes(comm.get(..n).unwrap_or(&[])).put(b"\n");
+    let len = w.len;
+    let _ = log::without_write_signals(|| collector_send(head.get(..len).unwrap_or(&[]), &[]));
+}
+
+// Children this process saw end by a signal (wait4/waitid results), for the
+// report: the collector names a child that sent no report "killed by
+// SIGKILL" from its parent's word. Entries: pid << 8 | signal.
+const KILLED_MAX: usize = 64;
+static KILLED: [core::sync::atomic::AtomicU64; KILLED_MAX] = [const { core::sync::atomic::AtomicU64::new(0) }; KILLED_MAX];
+static KILLED_N: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// After every wait4/waitid (any path): note a child killed by a signal.
+/// Integer-only (the fast path calls it), one read of program memory each.
+#[inline(never)]
+pub fn note_wait(nr: i64, args: [u64; 6], r: i64) {
+    let (pid, sig) = if nr == libc::SYS_wait4 {
+        if r <= 0 || args[1] == 0 {
+            return;
+        }
+        let Ok(status) = raw::read_user::<i32>(args[1]) else { return };
+        let sig = status & 0x7f;
+        if sig == 0 || sig == 0x7f {
+            return;
+        }
+        (r, sig)
+    } else {
+        // siginfo_t: si_code at 8, si_pid at 16, si_status at 24.
+        if r != 0 || args[2] == 0 {
+            return;
+        }
+        let (Ok(code), Ok(pid), Ok(status)) =
+            (raw::read_user::<i32>(args[2] + 8), raw::read_user::<i32>(args[2] + 16), raw::read_user::<i32>(args[2] + 24))
+        else {
+            return;
+        };
+        if code != libc::CLD_KILLED && code != libc::CLD_DUMPED {
+            return;
+        }
+        (pid as i64, status)
+    };
+    let i = KILLED_N.fetch_add(1, Ordering::Relaxed);
+    if let Some(slot) = KILLED.get(i) {
+        slot.store((pid as u64) << 8 | (sig as u64 & 0xff), Ordering::Relaxed);
+    }
+}
+
+fn copy_cstr(dst: &mut [u8], src: &[u8]) {
+    let n = src.len().min(dst.len().saturating_sub(1));
     if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
         d.copy_from_slice(s);
     }
@@ -81,9 +256,44 @@ pub fn summary_on() -> bool {
     !matches!(settings().summary, Summary::Off)
 }
 
-/// A new process (fork child) writes its own report.
+/// Start-up: a USERTRAP_SUMMARY file must be one we can append to (an
+/// existing writable file, or a new one in a writable directory); else the
+/// errno, which the constructor reports as a bad setting.
+pub fn check_summary_path(path: &[u8]) -> Result<(), i64> {
+    let mut p = [0u8; 4200];
+    copy_cstr(&mut p, path);
+    let r = raw::syscall(libc::SYS_faccessat, libc::AT_FDCWD as u64, p.as_ptr() as u64, libc::W_OK as u64, 0);
+    if r == 0 {
+        return match stat_kind(&p) {
+            Some(k) if k == 0o040000 => Err(libc::EISDIR as i64),
+            _ => Ok(()),
+        };
+    }
+    if r != -(libc::ENOENT as i64) {
+        return Err(-r);
+    }
+    let slash = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    let mut d = [0u8; 4200];
+    copy_cstr(&mut d, if slash == 0 { b"/" } else { path.get(..slash).unwrap_or(b"/") });
+    let r = raw::syscall(libc::SYS_faccessat, libc::AT_FDCWD as u64, d.as_ptr() as u64, (libc::W_OK | libc::X_OK) as u64, 0);
+    if r < 0 {
+        return Err(-r);
+    }
+    Ok(())
+}
+
+/// S_IFMT bits of the file at the NUL-terminated `p`.
+fn stat_kind(p: &[u8]) -> Option<u32> {
+    let mut st = [0u64; 18];
+    let r = raw::syscall(libc::SYS_newfstatat, libc::AT_FDCWD as u64, p.as_ptr() as u64, st.as_mut_ptr() as u64, 0);
+    (r == 0).then_some(st[3] as u32 & log::S_IFMT)
+}
+
+/// A new process (fork child) writes its own report (its parent already
+/// told the collector about it: after_clone_in_parent).
 pub fn after_fork_in_child() {
     WRITTEN.store(false, Ordering::Relaxed);
+    KILLED_N.store(0, Ordering::Relaxed);
 }
 
 /// An execve failed: the image goes on and will report again at its end.
@@ -107,20 +317,201 @@ pub fn at_exit(how: Exit) {
     if WRITTEN.swap(true, Ordering::Relaxed) {
         return;
     }
+    log::without_write_signals(|| report(how));
+}
+
+fn report(how: Exit) {
+    let s = settings();
     let len = (MAX_NR + 1) * core::mem::size_of::<SysStats>();
-    let Ok(base) = raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) else { return };
+    let Ok(base) = raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) else {
+        deliver(s, None);
+        return;
+    };
     // SAFETY: a fresh zeroed mapping of MAX_NR + 1 SysStats (all Cells: zero
     // is a valid value), ours until the munmap below.
     let merged = unsafe { core::slice::from_raw_parts(base as *const SysStats, MAX_NR + 1) };
     let used = stats::merge_into(merged);
     let hz = stats::ticks_per_second();
     let r = Report { merged, used, hz, how, end_real_ns: stats::clock_ns(libc::CLOCK_REALTIME) };
-    let s = settings();
     if !matches!(s.summary, Summary::Off) {
         r.summary(s);
     }
-    r.write(s);
+    let mut out = Out::new();
+    match s.format {
+        Format::Text => r.text(&mut out),
+        Format::Json => r.json(&mut out),
+    }
     raw::munmap(base, len);
+    deliver(s, out.data());
+}
+
+/// Why a report was not delivered.
+struct Failed {
+    errno: i64,
+    written: usize,
+}
+
+/// errno-like code for "descriptor 2 is not the image's stderr any more".
+const STDERR_GONE: i64 = -1;
+
+/// Sends the finished report (None: it could not be built, out of memory)
+/// where the settings say, or says why not.
+fn deliver(s: &Settings, data: Option<&[u8]>) {
+    if collecting() {
+        let mut head = [0u8; 64];
+        let mut w = Buf::new(&mut head);
+        match data {
+            Some(_) => w.put(b"report ").num(raw::getpid() as u64).put(b"\n"),
+            None => w.put(b"lost ").num(raw::getpid() as u64).put(b" out of memory\n"),
+        };
+        let len = w.len;
+        // Nowhere else: the collector names a process whose report did not come.
+        let _ = collector_send(head.get(..len).unwrap_or(&[]), data.unwrap_or(&[]));
+        return;
+    }
+    let mut path = [0u8; 4200];
+    let template = cstr(&s.output);
+    let n = if template.is_empty() { 0 } else { expand(template, &mut path) };
+    let dest = path.get(..n).unwrap_or(&[]);
+    let result = match data {
+        None => Err(Failed { errno: raw::ENOMEM, written: 0 }),
+        Some(d) if dest.is_empty() => to_stderr(d),
+        Some(d) => to_path(dest, d),
+    };
+    if let Err(f) = result {
+        lost(s, dest, data, f);
+    }
+}
+
+fn to_stderr(data: &[u8]) -> Result<(), Failed> {
+    if !log::stderr_intact() {
+        return Err(Failed { errno: STDERR_GONE, written: 0 });
+    }
+    match log::write_bounded(2, data) {
+        (_, 0) => Ok(()),
+        (written, errno) => Err(Failed { errno, written }),
+    }
+}
+
+/// Appends `data` to the file at `path` (see the module's comment).
+fn to_path(path: &[u8], data: &[u8]) -> Result<(), Failed> {
+    let mut p = [0u8; 4200];
+    copy_cstr(&mut p, path);
+    let fail = |errno: i64, written: usize| Err(Failed { errno, written });
+    // Twice: a file another process created between our open and our link.
+    for _ in 0..2 {
+        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+        let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0);
+        if fd >= 0 {
+            let r = log::write_bounded(fd as i32, data);
+            close(fd as i32);
+            return match r {
+                (_, 0) => Ok(()),
+                (written, errno) => fail(errno, written),
+            };
+        }
+        if fd != -(libc::ENOENT as i64) {
+            return fail(-fd, 0);
+        }
+        match create(&p, path, data) {
+            Ok(true) => return Ok(()),
+            Ok(false) => continue,
+            Err(f) => return Err(f),
+        }
+    }
+    fail(libc::EEXIST as i64, 0)
+}
+
+/// A new file at `p` (NUL-terminated `path`) holding `data`, which appears
+/// only complete. Ok(false): someone else created it first.
+fn create(p: &[u8], path: &[u8], data: &[u8]) -> Result<bool, Failed> {
+    let slash = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    let mut dir = [0u8; 4200];
+    copy_cstr(&mut dir, if slash == 0 { b"/" } else { path.get(..slash).unwrap_or(b"/") });
+    let tfd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, dir.as_ptr() as u64, (libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC) as u64, 0o644);
+    if tfd >= 0 {
+        let (written, errno) = log::write_bounded(tfd as i32, data);
+        if errno != 0 {
+            close(tfd as i32);
+            return Err(Failed { errno, written });
+        }
+        let mut proc_path = [0u8; 40];
+        let mut w = Buf::new(&mut proc_path);
+        w.put(b"/proc/self/fd/").num(tfd as u64).put(b"\0");
+        let r = raw::syscall6(
+            libc::SYS_linkat,
+            [libc::AT_FDCWD as u64, proc_path.as_ptr() as u64, libc::AT_FDCWD as u64, p.as_ptr() as u64, libc::AT_SYMLINK_FOLLOW as u64, 0],
+        );
+        close(tfd as i32);
+        if r == 0 {
+            return Ok(true);
+        }
+        if r == -(libc::EEXIST as i64) {
+            return Ok(false);
+        }
+        // No /proc (a chroot): create it by name below.
+    } else if ![libc::EOPNOTSUPP, libc::EISDIR, libc::EINVAL].iter().any(|&e| tfd == -(e as i64)) {
+        return Err(Failed { errno: -tfd, written: 0 });
+    }
+    // Without O_TMPFILE: exclusively, and removed again if incomplete.
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o644);
+    if fd == -(libc::EEXIST as i64) {
+        return Ok(false);
+    }
+    if fd < 0 {
+        return Err(Failed { errno: -fd, written: 0 });
+    }
+    let (written, errno) = log::write_bounded(fd as i32, data);
+    close(fd as i32);
+    if errno != 0 {
+        raw::syscall(libc::SYS_unlinkat, libc::AT_FDCWD as u64, p.as_ptr() as u64, 0, 0);
+        return Err(Failed { errno, written });
+    }
+    Ok(true)
+}
+
+/// The report did not arrive: one line saying so on stderr, or, when stderr
+/// cannot take it, the line and the report in a new file of our own.
+fn lost(s: &Settings, dest: &[u8], data: Option<&[u8]>, f: Failed) {
+    let mut line = Line::new();
+    line.str("pid ").num(raw::getpid() as u64).str(" (");
+    let mut comm = [0u8; 64];
+    line.bytes(read_comm(&mut comm)).str("): the report could not be written to ");
+    if dest.is_empty() {
+        line.str("stderr");
+    } else {
+        line.escaped(dest, 200);
+    }
+    line.str(": ");
+    match f.errno {
+        STDERR_GONE => line.str("descriptor 2 is closed or is another file than at start"),
+        e if e == raw::ENOMEM && data.is_none() => line.str("out of memory"),
+        e if e == libc::ETIMEDOUT as i64 => line.str("its reader took no data for 2 s"),
+        e if e == libc::ENXIO as i64 => line.str("ENXIO (a FIFO or socket nobody reads)"),
+        e => line.errno(e),
+    };
+    if let Some(d) = data {
+        if f.written != 0 {
+            line.str(" (").num(f.written as u64).str(" of ").num(d.len() as u64).str(" bytes written)");
+        }
+    }
+    if !dest.is_empty() && log::stderr_intact() && line.emit_to(2) {
+        return;
+    }
+    // stderr is what failed, or is gone too.
+    let mut p = [0u8; 400];
+    let mut w = Buf::new(&mut p);
+    w.put(cstr(&s.tmpdir)).put(b"/usertrap.").num(raw::getpid() as u64).put(b".").num(stats::start_realtime_ns()).put(b".report\0");
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o600);
+    if fd >= 0 {
+        line.emit_to(fd as i32);
+        if let Some(d) = data {
+            log::write_bounded(fd as i32, d);
+        }
+        close(fd as i32);
+    }
 }
 
 struct Report<'a> {
@@ -189,38 +580,23 @@ impl Report<'_> {
         match s.summary {
             Summary::Stderr => line.emit(),
             Summary::File(_) => {
-                if let Some(fd) = open_for_write(cstr(&s.summary_path), false) {
-                    line.emit_to(fd);
-                    close(fd);
+                let path = cstr(&s.summary_path);
+                let mut p = [0u8; 4200];
+                copy_cstr(&mut p, path);
+                let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+                let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o644);
+                let errno = if fd < 0 {
+                    -fd
+                } else {
+                    let (_, e) = log::write_bounded(fd as i32, line.finished());
+                    close(fd as i32);
+                    e
+                };
+                if errno != 0 {
+                    Line::new().str("pid ").num(raw::getpid() as u64).str(": the summary could not be appended to ").escaped(path, 200).str(": ").errno(errno).emit();
                 }
             }
             Summary::Off => {}
-        }
-    }
-
-    fn write(&self, s: &Settings) {
-        let template = cstr(&s.output);
-        let fd = if template.is_empty() {
-            2
-        } else {
-            let mut path = [0u8; 4200];
-            let n = expand(template, &mut path);
-            match open_for_write(path.get(..n).unwrap_or(&[]), true) {
-                Some(fd) => fd,
-                None => {
-                    Line::new().str("cannot write the report to ").bytes(path.get(..n).unwrap_or(&[])).emit();
-                    return;
-                }
-            }
-        };
-        let mut out = Out::new(fd);
-        match s.format {
-            Format::Text => self.text(&mut out),
-            Format::Json => self.json(&mut out),
-        }
-        out.flush();
-        if fd != 2 {
-            close(fd);
         }
     }
 
@@ -390,7 +766,20 @@ impl Report<'_> {
             }
             o.str("]}");
         }
-        o.str("],\"unpatched_sites\":[");
+        o.str("]");
+        let killed = KILLED_N.load(Ordering::Relaxed).min(KILLED_MAX);
+        if killed != 0 {
+            o.str(",\"killed_children\":[");
+            for (k, slot) in KILLED.iter().take(killed).enumerate() {
+                let v = slot.load(Ordering::Relaxed);
+                if k > 0 {
+                    o.str(",");
+                }
+                o.str("{\"pid\":").num(v >> 8).str(",\"signal\":").num(v & 0xff).str("}");
+            }
+            o.str("]");
+        }
+        o.str(",\"unpatched_sites\":[");
         let mut first = true;
         registry::for_each_unpatched(|site| {
             if !first {
@@ -422,15 +811,7 @@ fn name(o: &mut Out, nr: usize) {
 /// The process's name, /proc/self/comm.
 fn command(o: &mut Out, json: bool) {
     let mut buf = [0u8; 64];
-    let path = b"/proc/self/comm\0";
-    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0);
-    if fd < 0 {
-        return;
-    }
-    let n = raw::syscall(libc::SYS_read, fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0).max(0) as usize;
-    close(fd as i32);
-    let name = buf.get(..n).unwrap_or(&[]);
-    let name = name.strip_suffix(b"\n").unwrap_or(name);
+    let name = read_comm(&mut buf);
     if json {
         o.json_str(name);
     } else {
@@ -438,14 +819,20 @@ fn command(o: &mut Out, json: bool) {
     }
 }
 
-fn open_for_write(path: &[u8], truncate: bool) -> Option<i32> {
-    let mut p = [0u8; 4200];
-    let n = path.len().min(p.len() - 1);
-    p.get_mut(..n)?.copy_from_slice(path.get(..n)?);
-    let mode = if truncate { libc::O_TRUNC } else { libc::O_APPEND };
-    let flags = (libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | mode) as u64;
-    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags, 0o644);
-    (fd >= 0).then_some(fd as i32)
+/// /proc/self/comm into `buf`, without its newline (empty if unreadable).
+fn read_comm(buf: &mut [u8; 64]) -> &[u8] {
+    let path = b"/proc/self/comm\0";
+    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0);
+    if fd < 0 {
+        // No /proc (a chroot): the kernel's name through prctl.
+        raw::syscall(libc::SYS_prctl, libc::PR_GET_NAME as u64, buf.as_mut_ptr() as u64, 0, 0);
+        let n = buf.iter().take(16).position(|&b| b == 0).unwrap_or(16);
+        return buf.get(..n).unwrap_or(&[]);
+    }
+    let n = raw::syscall(libc::SYS_read, fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0).max(0) as usize;
+    close(fd as i32);
+    let name = buf.get(..n).unwrap_or(&[]);
+    name.strip_suffix(b"\n").unwrap_or(name)
 }
 
 fn close(fd: i32) {
@@ -493,56 +880,58 @@ fn signal_name(sig: i32) -> &'static str {
 }
 
 fn errno_name(o: &mut Out, e: usize) {
-    const NAMES: [&str; MAX_ERRNO] = [
-        "", "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF", "ECHILD",
-        "EAGAIN", "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV", "ENODEV", "ENOTDIR",
-        "EISDIR", "EINVAL", "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY", "EFBIG", "ENOSPC", "ESPIPE", "EROFS",
-        "EMLINK", "EPIPE", "EDOM", "ERANGE", "EDEADLK", "ENAMETOOLONG", "ENOLCK", "ENOSYS", "ENOTEMPTY",
-        "ELOOP", "", "ENOMSG", "EIDRM", "ECHRNG", "EL2NSYNC", "EL3HLT", "EL3RST", "ELNRNG", "EUNATCH",
-        "ENOCSI", "EL2HLT", "EBADE", "EBADR", "EXFULL", "ENOANO", "EBADRQC", "EBADSLT", "", "EBFONT",
-        "ENOSTR", "ENODATA", "ETIME", "ENOSR", "ENONET", "ENOPKG", "EREMOTE", "ENOLINK", "EADV", "ESRMNT",
-        "ECOMM", "EPROTO", "EMULTIHOP", "EDOTDOT", "EBADMSG", "EOVERFLOW", "ENOTUNIQ", "EBADFD", "EREMCHG",
-        "ELIBACC", "ELIBBAD", "ELIBSCN", "ELIBMAX", "ELIBEXEC", "EILSEQ", "ERESTART", "ESTRPIPE", "EUSERS",
-        "ENOTSOCK", "EDESTADDRREQ", "EMSGSIZE", "EPROTOTYPE", "ENOPROTOOPT", "EPROTONOSUPPORT",
-        "ESOCKTNOSUPPORT", "EOPNOTSUPP", "EPFNOSUPPORT", "EAFNOSUPPORT", "EADDRINUSE", "EADDRNOTAVAIL",
-        "ENETDOWN", "ENETUNREACH", "ENETRESET", "ECONNABORTED", "ECONNRESET", "ENOBUFS", "EISCONN", "ENOTCONN",
-        "ESHUTDOWN", "ETOOMANYREFS", "ETIMEDOUT", "ECONNREFUSED", "EHOSTDOWN", "EHOSTUNREACH", "EALREADY",
-        "EINPROGRESS", "ESTALE", "EUCLEAN", "ENOTNAM", "ENAVAIL", "EISNAM", "EREMOTEIO", "EDQUOT", "ENOMEDIUM",
-        "EMEDIUMTYPE", "ECANCELED", "ENOKEY", "EKEYEXPIRED", "EKEYREVOKED", "EKEYREJECTED", "EOWNERDEAD",
-        "ENOTRECOVERABLE", "ERFKILL", "EHWPOISON",
-    ];
-    match NAMES.get(e) {
-        Some(n) if !n.is_empty() => {
-            o.str(n);
-        }
-        _ => {
-            o.str("E_OTHER");
-        }
-    }
+    match log::errno_name(e as i64) {
+        "" => o.str("E_OTHER"),
+        n => o.str(n),
+    };
 }
 
-/// Buffered output to a descriptor, without allocation.
+/// The report being built: a private mapping that grows (mremap) as
+/// needed; no allocator. If it cannot grow, the report is dropped whole
+/// (`data` is None) rather than delivered cut short.
 struct Out {
-    fd: i32,
-    buf: [u8; 8192],
+    base: u64,
+    cap: usize,
     len: usize,
+    oom: bool,
+}
+
+const OUT_START: usize = 64 * 1024;
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        if self.base != 0 {
+            raw::munmap(self.base, self.cap);
+        }
+    }
 }
 
 impl Out {
-    fn new(fd: i32) -> Out {
-        Out { fd, buf: [0; 8192], len: 0 }
+    fn new() -> Out {
+        match raw::mmap_anon(OUT_START, libc::PROT_READ | libc::PROT_WRITE) {
+            Ok(base) => Out { base, cap: OUT_START, len: 0, oom: false },
+            Err(_) => Out { base: 0, cap: 0, len: 0, oom: true },
+        }
     }
 
     fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        for &c in b {
-            if self.len == self.buf.len() {
-                self.flush();
-            }
-            if let Some(slot) = self.buf.get_mut(self.len) {
-                *slot = c;
-                self.len += 1;
-            }
+        if self.oom {
+            return self;
         }
+        if self.len + b.len() > self.cap {
+            let want = (self.cap * 2).max((self.len + b.len() + 4095) & !4095);
+            let r = raw::syscall6(libc::SYS_mremap, [self.base, self.cap as u64, want as u64, libc::MREMAP_MAYMOVE as u64, 0, 0]);
+            if (-4095..0).contains(&r) {
+                self.oom = true;
+                return self;
+            }
+            self.base = r as u64;
+            self.cap = want;
+        }
+        // SAFETY: [base, base + cap) is our own read-write mapping and
+        // len + b.len() <= cap; `b` is a live slice elsewhere.
+        unsafe { core::ptr::copy_nonoverlapping(b.as_ptr(), (self.base as *mut u8).add(self.len), b.len()) };
+        self.len += b.len();
         self
     }
 
@@ -550,9 +939,14 @@ impl Out {
         self.bytes(s.as_bytes())
     }
 
-    fn flush(&mut self) {
-        raw::write_all(self.fd, self.buf.get(..self.len).unwrap_or(&[]));
-        self.len = 0;
+    /// The whole report, or None if memory ran out while building it.
+    fn data(&self) -> Option<&[u8]> {
+        if self.oom {
+            return None;
+        }
+        // SAFETY: the first `len` bytes of our mapping, written above; the
+        // mapping lives until `self` is dropped.
+        Some(unsafe { core::slice::from_raw_parts(self.base as *const u8, self.len) })
     }
 
     fn num(&mut self, v: u64) -> &mut Self {

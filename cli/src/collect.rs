@@ -1,0 +1,342 @@
+//! `usertrap stat`'s collector: an abstract unix socket (no file, no
+//! permission: any process of the tree can reach it, whatever its user,
+//! root or descriptors) whose name the command gets in USERTRAP_COLLECT.
+//! Every process image greets it when it starts and sends its report when
+//! it ends, one short connection per message (the library's side, and the
+//! messages, are in src/sigsafe/report.rs). The collector knows who greeted
+//! and never reported, and says why when it can.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::merge::{Skipped, Source};
+use crate::report::{self, Report};
+
+/// A process that greeted and sent no usable report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    pub pid: u32,
+    pub command: String,
+    /// "killed by SIGKILL", "still running when the command ended", ...
+    pub reason: String,
+}
+
+/// What the processes sent.
+pub struct Collected {
+    pub sources: Vec<Source>,
+    pub skipped: Vec<Skipped>,
+    pub missing: Vec<Missing>,
+    /// Process images known (greeted or reported).
+    pub processes: usize,
+}
+
+struct Conn {
+    seq: u64,
+    /// The sender's pid as the kernel saw it (SO_PEERCRED).
+    peer_pid: Option<u32>,
+    data: Vec<u8>,
+}
+
+#[derive(Default)]
+struct State {
+    conns: Mutex<Vec<Conn>>,
+    seq: AtomicU64,
+    in_flight: AtomicUsize,
+    stop: AtomicBool,
+}
+
+pub struct Collector {
+    name: String,
+    state: Arc<State>,
+    acceptor: Option<thread::JoinHandle<()>>,
+}
+
+/// How long processes that greeted and did not report yet are waited for
+/// once the command has ended (its daemons may run on).
+const GRACE: Duration = Duration::from_secs(2);
+/// A sender that stalls this long mid-message is cut off.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const SYNC: &[u8] = b"sync\n";
+
+impl Collector {
+    pub fn start() -> io::Result<Collector> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let mut rnd = [0u8; 8];
+        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut rnd));
+        let name = format!("usertrap.{}.{:x}.{:016x}", std::process::id(), nanos, u64::from_ne_bytes(rnd));
+        let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes())?)?;
+        // SAFETY: plain listen(2) on our socket: a deep backlog, so that
+        // many processes ending at once are not refused.
+        unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+        let state = Arc::new(State::default());
+        let st = state.clone();
+        let acceptor = thread::spawn(move || {
+            for stream in listener.incoming() {
+                if st.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let seq = st.seq.fetch_add(1, Ordering::SeqCst);
+                st.in_flight.fetch_add(1, Ordering::SeqCst);
+                let st2 = st.clone();
+                let spawned = thread::Builder::new().spawn(move || {
+                    read_one(&st2, seq, stream);
+                });
+                if spawned.is_err() {
+                    st.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        });
+        Ok(Collector { name, state, acceptor: Some(acceptor) })
+    }
+
+    /// USERTRAP_COLLECT's value.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn send(&self, msg: &[u8]) -> io::Result<()> {
+        let mut s = UnixStream::connect_addr(&SocketAddr::from_abstract_name(self.name.as_bytes())?)?;
+        s.write_all(msg)
+    }
+
+    /// Every message sent before now has been read (connections are
+    /// accepted in the order they were made: ours comes after them).
+    fn drain(&self) {
+        let start = Instant::now();
+        if self.send(SYNC).is_err() {
+            return;
+        }
+        let synced = || self.state.conns.lock().map(|c| c.iter().any(|c| c.data == SYNC)).unwrap_or(true);
+        while !(synced() && self.state.in_flight.load(Ordering::SeqCst) == 0) && start.elapsed() < READ_TIMEOUT {
+            thread::sleep(Duration::from_millis(2));
+        }
+        if let Ok(mut c) = self.state.conns.lock() {
+            c.retain(|c| c.data != SYNC);
+        }
+    }
+
+    /// After the command ended (`child`: its pid and, if a signal killed
+    /// it, that signal): wait for what is still on its way, then match
+    /// greetings and reports.
+    pub fn finish(mut self, child: u32, child_signal: Option<i32>) -> Collected {
+        let start = Instant::now();
+        loop {
+            self.drain();
+            let pending = self.match_up(child, child_signal, false).missing;
+            if pending.is_empty() || start.elapsed() >= GRACE {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        // The acceptor ends at its next connection (this one); not joined:
+        // nothing it could still do matters now.
+        self.state.stop.store(true, Ordering::SeqCst);
+        let _ = self.send(b"");
+        drop(self.acceptor.take());
+        self.match_up(child, child_signal, true)
+    }
+
+    /// Matches reports to greetings in arrival order. `final_`: every
+    /// process without a report is missing; otherwise only those still
+    /// alive (worth waiting for) are listed.
+    fn match_up(&self, child: u32, child_signal: Option<i32>, final_: bool) -> Collected {
+        let mut conns: Vec<(u64, Option<u32>, Vec<u8>)> = match self.state.conns.lock() {
+            Ok(c) => c.iter().map(|c| (c.seq, c.peer_pid, c.data.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        conns.sort_by_key(|c| c.0);
+        struct Image {
+            pid: u32,
+            command: String,
+            reported: bool,
+            lost: Option<String>,
+            /// Expected after an exec: the program that replaced a reported image.
+            after_exec: bool,
+        }
+        let mut images: Vec<Image> = Vec::new();
+        // The image of each pid still expected to report.
+        let mut open: HashMap<u32, usize> = HashMap::new();
+        let mut seen: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        let mut sources = Vec::new();
+        let mut skipped = Vec::new();
+        let mut killed: HashMap<u32, i64> = HashMap::new();
+        let new_image = |images: &mut Vec<Image>, pid: u32, command: String, after_exec: bool| {
+            images.push(Image { pid, command, reported: false, lost: None, after_exec });
+            images.len() - 1
+        };
+        for (_, peer, data) in &conns {
+            if data.is_empty() || data == SYNC {
+                continue;
+            }
+            let nl = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+            let head = String::from_utf8_lossy(&data[..nl]).into_owned();
+            let body = data.get(nl + 1..).unwrap_or(&[]);
+            let words: Vec<&str> = head.split(' ').collect();
+            let said: Option<u32> = words.get(1).and_then(|p| p.parse().ok());
+            let kind = words.first().copied().unwrap_or("");
+            // A parent speaks of its child by the child's pid; a process of
+            // itself, as the kernel saw it.
+            let Some(pid) = (if kind == "child" { said } else { peer.or(said) }) else { continue };
+            let command = words.get(3).map(|h| unhex(h)).unwrap_or_default();
+            match kind {
+                // The parent's word may come after the child's own messages.
+                "child" if seen.contains(&pid) => {}
+                "child" => {
+                    let i = new_image(&mut images, pid, command, false);
+                    open.insert(pid, i);
+                }
+                "hello" => match open.get(&pid) {
+                    Some(&i) => images[i].command = command,
+                    None => {
+                        let i = new_image(&mut images, pid, command, false);
+                        open.insert(pid, i);
+                    }
+                },
+                "report" => {
+                    let idx = match open.remove(&pid) {
+                        Some(i) => i,
+                        None => new_image(&mut images, pid, String::new(), false),
+                    };
+                    let parsed = std::str::from_utf8(body)
+                        .map_err(|_| "invalid JSON: not UTF-8".to_string())
+                        .and_then(report::parse_all);
+                    match parsed {
+                        Ok(rs) => {
+                            let mut execd = false;
+                            for r in &rs {
+                                for k in &r.killed_children {
+                                    killed.insert(k.pid, k.signal);
+                                }
+                                images[idx].command = r.command.clone();
+                                execd = r.exit.as_ref().is_some_and(|e| e.how == "exec");
+                            }
+                            images[idx].reported = true;
+                            sources.extend(rs.into_iter().map(|report: Report| Source { file: None, report }));
+                            if execd {
+                                // Named after the image that exec'd until the new one greets.
+                                let before = images[idx].command.clone();
+                                let i = new_image(&mut images, pid, before, true);
+                                open.insert(pid, i);
+                            }
+                        }
+                        Err(e) => {
+                            images[idx].lost = Some(format!("its report arrived damaged ({} bytes: {e})", body.len()));
+                            skipped.push(Skipped { file: format!("from pid {pid}"), error: e });
+                        }
+                    }
+                }
+                "lost" => {
+                    let reason = words.get(2..).map(|w| w.join(" ")).unwrap_or_default();
+                    if let Some(i) = open.remove(&pid) {
+                        images[i].lost = Some(format!("its report could not be built: {reason}"));
+                    }
+                }
+                _ => skipped.push(Skipped { file: format!("a message from pid {pid}"), error: format!("not understood: {head}") }),
+            }
+            seen.insert(pid);
+        }
+        let processes = images.len();
+        let mut missing = Vec::new();
+        for (i, im) in images.iter().enumerate() {
+            if im.reported {
+                continue;
+            }
+            let latest = open.get(&im.pid) == Some(&i);
+            let alive = latest && is_alive(im.pid);
+            if !final_ && !alive {
+                continue;
+            }
+            let reason = if let Some(l) = &im.lost {
+                l.clone()
+            } else if let Some(sig) = killed.get(&im.pid) {
+                format!("killed by {}", crate::stat::signal_name(*sig as i32))
+            } else if let (true, Some(sig)) = (im.pid == child && latest, child_signal) {
+                format!("killed by {}", crate::stat::signal_name(sig))
+            } else if alive {
+                "still running when the command ended".to_string()
+            } else if im.after_exec {
+                "the program it exec'd did not report (run unmonitored, or ended early)".to_string()
+            } else {
+                "ended without a report".to_string()
+            };
+            missing.push(Missing { pid: im.pid, command: im.command.clone(), reason });
+        }
+        Collected { sources, skipped, missing, processes }
+    }
+}
+
+fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
+    let peer_pid = peer_pid(&stream);
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let mut data = Vec::new();
+    let _ = stream.read_to_end(&mut data);
+    if let Ok(mut c) = st.conns.lock() {
+        c.push(Conn { seq, peer_pid, data });
+    }
+    st.in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn peer_pid(s: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt(SO_PEERCRED) fills a ucred of the size we pass.
+    let r = unsafe {
+        libc::getsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)
+    };
+    (r == 0 && cred.pid > 0).then_some(cred.pid as u32)
+}
+
+/// The process exists and is not a zombie.
+fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+fn unhex(h: &str) -> String {
+    let bytes: Vec<u8> = (0..h.len() / 2).filter_map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// "2 of 45 processes did not report: pid 123 nginx, killed by SIGKILL; ..."
+pub fn describe(missing: &[Missing], processes: usize) -> String {
+    let list: Vec<String> = missing
+        .iter()
+        .map(|m| {
+            let name = if m.command.is_empty() { String::new() } else { format!(" {}", m.command) };
+            format!("pid {}{}, {}", m.pid, name, m.reason)
+        })
+        .collect();
+    format!("{} of {} processes did not report: {}", missing.len(), processes, list.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_hex() {
+        assert_eq!(unhex("6e67696e78"), "nginx");
+        assert_eq!(unhex(""), "");
+    }
+
+    #[test]
+    fn description() {
+        let m = vec![
+            Missing { pid: 123, command: "nginx".into(), reason: "killed by SIGKILL".into() },
+            Missing { pid: 7, command: String::new(), reason: "ended without a report".into() },
+        ];
+        assert_eq!(describe(&m, 45), "2 of 45 processes did not report: pid 123 nginx, killed by SIGKILL; pid 7, ended without a report");
+    }
+}

@@ -1,0 +1,109 @@
+//! `usertrap stat` with the real library: every process's report reaches
+//! the collector whatever the process did to its user, root or descriptors,
+//! the processes that did not report are named, and nothing of usertrap's
+//! lands in the program's own output (issue 9, item 3). Each command also
+//! runs natively: stdout, stderr and status must be the same.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn usertrap_bin() -> PathBuf {
+    let p = repo_root().join("target/release/usertrap");
+    assert!(p.is_file(), "{} is missing: run `make`", p.display());
+    p
+}
+
+/// Runs `argv` natively, then under `usertrap stat -f --backend B -o FILE`;
+/// panics unless both runs printed and ended the same. Returns the text
+/// aggregate.
+fn stat_vs_native(case: &str, backend: Backend, argv: &[&str], setup: impl Fn(&Path)) -> String {
+    let dir = scratch_dir(case, backend);
+    fresh_dir(&dir);
+    setup(&dir);
+    let native = run_native(&Cmd::new(argv[0]).args(&argv[1..]).cwd(&dir));
+    fresh_dir(&dir);
+    setup(&dir);
+    let agg = dir.with_extension("aggregate.txt");
+    let cmd = Cmd::new(usertrap_bin())
+        .args(["stat", "-f", "--backend", backend.name(), "-o"])
+        .arg(&agg)
+        .arg("--")
+        .args(argv)
+        .cwd(&dir);
+    let traced = run_native(&cmd);
+    assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
+    assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
+    assert_eq!(traced.stderr_text(), native.stderr_text(), "{case} ({backend}): stderr (nothing of usertrap's)");
+    let text = fs::read_to_string(&agg).unwrap();
+    let _ = fs::remove_file(&agg);
+    text
+}
+
+/// The command names of the per-process headers ("usertrap: pid N (ls), ...").
+fn reported(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("usertrap: pid "))
+        .filter_map(|l| Some(l.split_once(" (")?.1.split_once("), ")?.0.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_user_switch_still_reports() {
+    if !is_root() {
+        println!("SKIPPED: not root (runuser needs root)");
+        return;
+    }
+    for b in Backend::ALL {
+        let text = stat_vs_native("collect-runuser", b, &["runuser", "-u", "nobody", "--", "sh", "-c", "ls / >/dev/null; id -un"], |_| {});
+        let names = reported(&text);
+        for want in ["runuser", "sh", "ls", "id"] {
+            assert!(names.iter().any(|n| n == want), "{b}: no report from {want}:\n{text}");
+        }
+        assert!(!text.contains("did not report"), "{b}:\n{text}");
+    }
+}
+
+/// Double fork, setsid, chdir /, umask 0777, every descriptor closed and
+/// (as root) a chroot into an empty directory: the daemon still reports.
+#[test]
+fn a_daemon_that_closes_everything_still_reports() {
+    for b in Backend::ALL {
+        let prog = c_test_binary("daemon_closes_all");
+        let prog = prog.to_str().unwrap();
+        let text = stat_vs_native("collect-daemon", b, &[prog, "empty"], |d| fs::create_dir(d.join("empty")).unwrap());
+        let names = reported(&text);
+        assert_eq!(names.len(), 3, "{b}: the parent, the middle child and the daemon:\n{text}");
+        assert!(names.iter().all(|n| n == "daemon_closes_a"), "{b}:\n{text}");
+        assert!(!text.contains("did not report"), "{b}:\n{text}");
+    }
+}
+
+/// A child killed by SIGKILL writes nothing: it is named, with the signal
+/// its parent saw.
+#[test]
+fn a_process_killed_by_sigkill_is_named() {
+    for b in Backend::ALL {
+        // The subshell tells it runs (after the fork, so after the collector
+        // heard of it) before it is killed.
+        let script = "mkfifo ready; (echo up > ready; exec sleep 30) & read x < ready; kill -9 $!; wait $!; echo \"status $?\"";
+        let text = stat_vs_native("collect-sigkill", b, &["sh", "-c", script], |_| {});
+        let line = text.lines().find(|l| l.contains("did not report")).unwrap_or_else(|| panic!("{b}: nobody named:\n{text}"));
+        assert!(line.starts_with("usertrap: 1 of ") && line.contains("processes did not report: pid "), "{b}: {line}");
+        assert!(line.ends_with(", killed by SIGKILL"), "{b}: {line}");
+        assert!(line.contains(" sh,") || line.contains(" sleep,"), "{b}: named: {line}");
+    }
+}
+
+/// A process that cannot open the socket for its report (no descriptor
+/// left): counted and named in the aggregate, nothing on its stderr.
+#[test]
+fn an_undeliverable_report_is_named_not_written() {
+    for b in Backend::ALL {
+        let text = stat_vs_native("collect-nofile", b, &["sh", "-c", "(ulimit -n 3; true); echo done"], |_| {});
+        let line = text.lines().find(|l| l.contains("did not report")).unwrap_or_else(|| panic!("{b}: nobody named:\n{text}"));
+        assert!(line.starts_with("usertrap: 1 of ") && line.contains(" sh, ended without a report"), "{b}: {line}");
+    }
+}
