@@ -276,16 +276,26 @@ pub fn seccomp(area: &ThreadArea, args: [u64; 6]) -> i64 {
 
 /// Syscalls the library makes for itself after start-up, and what for: the
 /// program's own filter applies to them too (it cannot tell the gate).
-const REPORT_NEEDS: [i64; 9] = [
+const REPORT_NEEDS: [i64; 19] = [
     libc::SYS_mmap,
     libc::SYS_munmap,
+    libc::SYS_mremap,
     libc::SYS_openat,
     libc::SYS_read,
     libc::SYS_write,
     libc::SYS_close,
+    libc::SYS_fstat,
+    libc::SYS_newfstatat,
+    libc::SYS_faccessat,
+    libc::SYS_linkat,
+    libc::SYS_poll,
     libc::SYS_getpid,
     libc::SYS_getppid,
     libc::SYS_clock_gettime,
+    libc::SYS_prctl,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigpending,
+    libc::SYS_rt_sigtimedwait,
 ];
 const SIGNAL_NEEDS: [i64; 3] = [libc::SYS_rt_sigprocmask, libc::SYS_rt_tgsigqueueinfo, libc::SYS_tgkill];
 
@@ -305,13 +315,9 @@ pub fn report_forbidden() -> bool {
 /// allowed syscall makes none of its own).
 #[inline(never)]
 fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
-    let forbidden = forbidden_by(fprog);
-    let r = install();
-    if r < 0 {
-        return r;
-    }
-    crate::patch::patcher::stop_for_program_filter();
-    let (report, signals) = forbidden;
+    let (report, signals) = forbidden_by(fprog);
+    // Said before the filter is in place: saying it (a write, and checking
+    // that stderr is still the program's) may need what the filter forbids.
     if report != 0 || signals != 0 {
         let mut l = Line::new();
         l.str("the program's seccomp filter forbids syscalls usertrap makes for itself:");
@@ -325,13 +331,20 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
         if report != 0 {
             names(&mut l, &REPORT_NEEDS, report);
             l.str(" (to write its report: this process's report will not be written)");
-            REPORT_FORBIDDEN.store(true, Ordering::Relaxed);
         }
         if signals != 0 {
             names(&mut l, &SIGNAL_NEEDS, signals);
             l.str(" (to pass SIGSEGV, SIGILL and SIGSYS to the program's handlers: such a signal will end the process as the filter says)");
         }
         l.emit();
+    }
+    let r = install();
+    if r < 0 {
+        return r;
+    }
+    crate::patch::patcher::stop_for_program_filter();
+    if report != 0 {
+        REPORT_FORBIDDEN.store(true, Ordering::Relaxed);
     }
     r
 }
