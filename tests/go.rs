@@ -181,9 +181,16 @@ fn run_go(program: &str, flavor: Flavor, backend: Backend) {
     assert!(!native[0].stdout.is_empty(), "{} printed nothing natively", name);
 
     // The Go program itself was intercepted (not run natively by mistake).
+    // One JSON report per line: an image whose exec failed reports at the
+    // exec and again at its end, to the same file.
     let mine: Vec<Value> = report_files(&reports)
         .into_iter()
-        .map(|(p, text)| serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {}", p.display(), e)))
+        .flat_map(|(p, text)| {
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {}", p.display(), e)))
+                .collect::<Vec<Value>>()
+        })
         .filter(|r: &Value| r["command"] == name.as_str())
         .collect();
     assert!(

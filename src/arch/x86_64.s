@@ -213,38 +213,28 @@ ut_gate_symbols:                # order: GSYM_* in src/arch/mod.rs
 # --- ut_syscall6(nr, a1, a2, a3, a4, a5, a6) -> rax ---------------------------
 # The System V call convention in, the kernel's out, through the gate at its
 # fixed address (so seccomp and SUD let it pass).
+# ut_program_syscall6: the same through the gate's abortable entry
+# (ut_gate_program_syscall), for the program's own syscall on the slow path.
     .globl ut_syscall6
     .hidden ut_syscall6
     .type ut_syscall6, @function
 ut_syscall6:
-    mov %rdi, %rax              # syscall number
-    mov %rsi, %rdi              # argument 1
-    mov %rdx, %rsi              # argument 2
-    mov %rcx, %rdx              # argument 3
-    mov %r8, %r10               # argument 4 (the kernel takes it in r10)
-    mov %r9, %r8                # argument 5
-    mov 8(%rsp), %r9            # argument 6, from the stack
-    movabs ${gate_syscall}, %r11    # r11 is clobbered by syscall anyway
-    call *%r11                  # syscall; ret at the gate
-    ret
+    movabs ${gate_syscall}, %r11    # the entry to call (r11: clobbered by syscall anyway)
+    jmp 1f
     .size ut_syscall6, .-ut_syscall6
-
-# --- ut_program_syscall6(nr, a1, a2, a3, a4, a5, a6) -> rax ----------------------
-# The same, through the gate's abortable entry (ut_gate_program_syscall): for
-# the program's own syscall on the slow path.
     .globl ut_program_syscall6
     .hidden ut_program_syscall6
     .type ut_program_syscall6, @function
 ut_program_syscall6:
-    mov %rdi, %rax              # syscall number
+    movabs ${gate_program_syscall}, %r11
+1:  mov %rdi, %rax              # syscall number
     mov %rsi, %rdi              # argument 1
     mov %rdx, %rsi              # argument 2
     mov %rcx, %rdx              # argument 3
     mov %r8, %r10               # argument 4 (the kernel takes it in r10)
     mov %r9, %r8                # argument 5
-    mov 8(%rsp), %r9            # argument 6, from the stack
-    movabs ${gate_program_syscall}, %r11    # r11 is clobbered by syscall anyway
-    call *%r11                  # syscall (or not); ret at the gate
+    mov 8(%rsp), %r9            # argument 6, from the stack (nothing pushed yet)
+    call *%r11                  # syscall (or, at the abortable entry, not); ret at the gate
     ret
     .size ut_program_syscall6, .-ut_program_syscall6
 
