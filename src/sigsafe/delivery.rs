@@ -193,7 +193,14 @@ pub fn run_postponed(area: &ThreadArea, uc: &mut Ucontext) {
 /// rt_sigreturn of a program handler's frame (its restorer trapped): the
 /// frame's mask and alternate stack are the program's view; the kernel gets
 /// the mask without the owned signals and our own stack, then restores it.
+///
+/// This trap never reaches the last step of its SIGSYS handler, which runs
+/// the handlers postponed meanwhile: a signal that arrived while it ran would
+/// wait for the thread's next trap (forever if the program then spins or
+/// sleeps in a patched call). Such signals are queued again, see
+/// [`requeue_postponed`].
 pub fn sigreturn(area: &ThreadArea, uc: &Ucontext) -> ! {
+    requeue_postponed(area);
     let uc_addr = uc.mc.rsp; // the handler's `ret` popped the restorer address
     if let Ok(mut saved) = raw::read_user::<Ucontext>(uc_addr) {
         let mask = saved.uc_sigmask;
@@ -208,6 +215,42 @@ pub fn sigreturn(area: &ThreadArea, uc: &Ucontext) -> ! {
     // SAFETY: rsp at the trap is the frame's ucontext, just above its
     // return-address slot; the kernel validates the frame it finds there.
     unsafe { arch::ut_sigreturn_at(uc_addr) }
+}
+
+/// Signals a fault of our own code can raise: blocked, the kernel would kill
+/// the process on one (force_sig_info resets a blocked handler to SIG_DFL).
+const SYNCHRONOUS: u64 = bit(libc::SIGSEGV)
+    | bit(libc::SIGBUS)
+    | bit(libc::SIGILL)
+    | bit(libc::SIGFPE)
+    | bit(libc::SIGTRAP)
+    | bit(libc::SIGSYS);
+
+/// The handlers postponed during the program's rt_sigreturn trap cannot be
+/// entered from here (their frames would go where the frame being returned
+/// from still lies): block every other signal, so that none is postponed
+/// any more, and queue each again to this thread with its own siginfo
+/// (rt_tgsigqueueinfo to oneself accepts any si_code). The kernel delivers
+/// them when the real rt_sigreturn restores the frame's mask, against the
+/// state it returns to, as natively.
+fn requeue_postponed(area: &ThreadArea) {
+    raw::sigprocmask(libc::SIG_BLOCK, Some(!(SYNCHRONOUS | SIGKILL_STOP)));
+    let n = area.postponed_len.get();
+    if n == 0 {
+        return;
+    }
+    let (pid, tid) = (raw::getpid(), raw::gettid());
+    for slot in area.postponed.iter().take(n) {
+        let p = slot.get();
+        raw::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            pid as u64,
+            tid as u64,
+            p.sig as u64,
+            &p.info as *const Siginfo as u64,
+        );
+    }
+    area.postponed_len.set(0);
 }
 
 /// restore_altstack(): sigreturn installs the frame's alternate stack, as
