@@ -258,6 +258,7 @@ c_tests! {
     sigaltstack_user,
     siglongjmp_read,
     sigmask_report,
+    signal_during_sigreturn,
     signal_frames,
     signal_restart,
     signal_storm,

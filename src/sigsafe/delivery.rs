@@ -171,7 +171,15 @@ fn restarting_program_syscall(uc: &Ucontext, area: &ThreadArea) -> bool {
 /// Run the handlers postponed while our code ran, now that `uc` is the
 /// program's state again. Each later one starts from the earlier one's entry,
 /// as when the kernel sets up several frames at once.
+///
+/// Our outermost handlers call this last. A signal arriving after its last
+/// check would be postponed with no one left to run it (until the thread's
+/// next trap; forever if the program then spins or blocks in patched calls):
+/// so every other signal is blocked first (one syscall per trap); our
+/// handler's sigreturn restores `uc`'s mask and the kernel delivers what is
+/// pending against the program's state, as natively.
 pub fn run_postponed(area: &ThreadArea, uc: &mut Ucontext) {
+    raw::sigprocmask(libc::SIG_BLOCK, Some(!(SYNCHRONOUS | SIGKILL_STOP)));
     while area.postponed_len.get() != 0 {
         let first = area.postponed.first().map_or(Postponed::default(), |c| c.get());
         let n = area.postponed_len.get();
