@@ -177,7 +177,9 @@ fn restarting_program_syscall(uc: &Ucontext, area: &ThreadArea) -> bool {
 /// next trap; forever if the program then spins or blocks in patched calls):
 /// so every other signal is blocked first (one syscall per trap); our
 /// handler's sigreturn restores `uc`'s mask and the kernel delivers what is
-/// pending against the program's state, as natively.
+/// pending against the program's state, as natively. Blocked, no signal
+/// can postpone itself into the list while the loop below takes from it
+/// either (its read-modify-write of `postponed_len` would lose one).
 pub fn run_postponed(area: &ThreadArea, uc: &mut Ucontext) {
     raw::sigprocmask(libc::SIG_BLOCK, Some(!(SYNCHRONOUS | SIGKILL_STOP)));
     while area.postponed_len.get() != 0 {
