@@ -276,6 +276,7 @@ c_tests! {
     sigsegv_discard,
     siglongjmp_read,
     sigmask_report,
+    signal_during_sigreturn,
     signal_frames,
     signal_restart,
     signal_storm,

@@ -66,7 +66,16 @@ fn handler_mask(sig: i32, app: &KernelSigaction, base: u64) -> u64 {
 /// here, as the library always did.
 pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea, forced: bool) {
     if area.on_own_stack(uc.mc.rsp) {
-        if forced || !postpone(sig, app, info, uc, area) {
+        if forced {
+            signals::run_handler_here(sig, app, info, uc, area);
+        } else if area.draining.get() {
+            // Our code is on its way back to the program, with every other
+            // signal blocked (run_postponed): one that a fault can raise,
+            // sent by kill, is queued again for the kernel to deliver at
+            // that return (blocked until then in the state it interrupted).
+            resend(sig, info);
+            uc.uc_sigmask |= bit(sig);
+        } else if !postpone(sig, app, info, uc, area) {
             signals::run_handler_here(sig, app, info, uc, area);
         }
         return;
@@ -147,8 +156,11 @@ fn postpone(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, 
     let Some(slot) = area.postponed.get(n) else {
         return false;
     };
-    slot.set(Postponed { sig, info: *info, temp_mask: area.temp_mask.get() });
+    // Claim the slot before filling it: a signal that interrupts us here
+    // takes the next one (a handler of ours runs to its end before we go on).
     area.postponed_len.set(n + 1);
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    slot.set(Postponed { sig, info: *info, temp_mask: area.temp_mask.get() });
     // Until its handler runs, what the handler would block stays blocked
     // for our code too (the program's mask at our sigreturn is unaffected).
     uc.uc_sigmask |= handler_mask(sig, app, 0) & !OWNED;
@@ -166,6 +178,14 @@ fn postpone(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, 
 /// program's state again. Each later one starts from the earlier one's entry,
 /// as when the kernel sets up several frames at once.
 pub fn run_postponed(area: &ThreadArea, uc: &mut Ucontext) {
+    // A signal arriving after the last look at the list would wait for the
+    // thread's next trap, and one arriving while the loop below takes from
+    // it could be lost: block every signal a fault cannot raise until our
+    // sigreturn (which restores `uc`'s mask; the kernel then delivers what is
+    // pending, to this thread or another, as natively). The few that a fault
+    // can raise, when sent, are queued again (see deliver).
+    block_async_signals();
+    area.draining.set(true);
     while area.postponed_len.get() != 0 {
         let first = area.postponed.first().map_or(Postponed::default(), |c| c.get());
         let n = area.postponed_len.get();
@@ -184,6 +204,25 @@ pub fn run_postponed(area: &ThreadArea, uc: &mut Ucontext) {
     }
 }
 
+/// Signals a fault of our own code can raise: blocked, the kernel would kill
+/// the process on one (force_sig_info resets a blocked handler to SIG_DFL).
+const SYNCHRONOUS: u64 = bit(libc::SIGSEGV)
+    | bit(libc::SIGBUS)
+    | bit(libc::SIGILL)
+    | bit(libc::SIGFPE)
+    | bit(libc::SIGTRAP)
+    | bit(libc::SIGSYS);
+
+/// Block every signal but those (until our sigreturn restores the mask).
+/// Not where the program's own seccomp filter forbids it (it would end the
+/// process): a signal that arrives at the end of our handler then waits for
+/// the thread's next trap.
+fn block_async_signals() {
+    if !crate::sigsafe::process::masks_forbidden() {
+        raw::sigprocmask(libc::SIG_BLOCK, Some(!(SYNCHRONOUS | SIGKILL_STOP)));
+    }
+}
+
 /// The signals waiting in the postponed list, as a mask.
 fn postponed_signals(area: &ThreadArea) -> u64 {
     area.postponed.iter().take(area.postponed_len.get()).fold(0, |m, p| m | bit(p.get().sig))
@@ -191,12 +230,18 @@ fn postponed_signals(area: &ThreadArea) -> u64 {
 
 /// Queue the postponed signals to this thread again, with their siginfo.
 fn resend_postponed(area: &ThreadArea) {
-    let (pid, tid) = crate::sigsafe::thread::ids();
     for p in area.postponed.iter().take(area.postponed_len.get()) {
         let p = p.get();
-        raw::syscall(libc::SYS_rt_tgsigqueueinfo, pid as u64, tid as u64, p.sig as u64, &p.info as *const Siginfo as u64);
+        resend(p.sig, &p.info);
     }
     area.postponed_len.set(0);
+}
+
+/// Queue `sig` to this thread again with its own siginfo (rt_tgsigqueueinfo
+/// to oneself accepts any si_code).
+fn resend(sig: i32, info: &Siginfo) {
+    let (pid, tid) = crate::sigsafe::thread::ids();
+    raw::syscall(libc::SYS_rt_tgsigqueueinfo, pid as u64, tid as u64, sig as u64, info as *const Siginfo as u64);
 }
 
 /// rt_sigreturn of a program handler's frame (its restorer trapped): the
@@ -217,6 +262,9 @@ pub fn sigreturn(area: &ThreadArea, uc: &Ucontext) -> ! {
             // come from the gate): the kernel delivers them in the program,
             // as it would pending signals at a sigreturn. (Entering them here
             // would build their frames over the one being returned from.)
+            // As in run_postponed: nothing is postponed from here on.
+            block_async_signals();
+            area.draining.set(true);
             let again = postponed_signals(area) | (signals::unblocked_deferred(area, mask) & OWNED);
             if again != 0 {
                 raw::sigprocmask(libc::SIG_BLOCK, Some(again | OWNED));

@@ -307,6 +307,14 @@ pub fn report_forbidden() -> bool {
     REPORT_FORBIDDEN.load(Ordering::Relaxed)
 }
 
+/// Set once a filter of the program's forbids rt_sigprocmask from the gate:
+/// the library then changes no mask for itself (delivery.rs).
+static MASKS_FORBIDDEN: AtomicBool = AtomicBool::new(false);
+
+pub fn masks_forbidden() -> bool {
+    MASKS_FORBIDDEN.load(Ordering::Relaxed)
+}
+
 /// Install the program's filter (`install` makes the call) after checking,
 /// with the kernel's own rules, which of the library's syscalls it forbids:
 /// those are named in one line, the report is given up if it needs them
@@ -345,6 +353,10 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
     crate::patch::patcher::stop_for_program_filter();
     if report != 0 {
         REPORT_FORBIDDEN.store(true, Ordering::Relaxed);
+    }
+    if signals & 1 != 0 {
+        // SIGNAL_NEEDS[0]: rt_sigprocmask.
+        MASKS_FORBIDDEN.store(true, Ordering::Relaxed);
     }
     r
 }

@@ -810,6 +810,7 @@ pub fn entered_from_program(area: &ThreadArea, uc: &Ucontext) -> bool {
         return false;
     }
     area.program_uc.set(0);
+    area.draining.set(false);
     true
 }
 

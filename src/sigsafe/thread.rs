@@ -82,6 +82,10 @@ pub struct ThreadArea {
     /// Program signals that arrived while the library's own code ran on its
     /// signal stack, delivered when that code is done (signals::postpone).
     pub postponed: [Cell<Postponed>; POSTPONED_MAX],
+    /// Set when the outermost handler has begun to run the postponed
+    /// signals (or to return from a program handler): one arriving later is
+    /// queued to the kernel again, not postponed (delivery::deliver).
+    pub draining: Cell<bool>,
     /// The temporary mask of the ppoll/pselect6/sigsuspend/... the slow path
     /// is running ((true, mask) only during that syscall): a handler
     /// postponed from it runs with that mask, as it would inside the call.
@@ -330,6 +334,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.vfork_child.set(false);
     area.postponed_len.set(0);
     area.temp_mask.set((false, 0));
+    area.draining.set(false);
     Some(area)
 }
 
