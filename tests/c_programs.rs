@@ -245,6 +245,7 @@ c_tests! {
     exec_observe,
     execve_chain,
     execveat_fexecve,
+    exec_few_fds,
     exit_42,
     exit_from_thread,
     exit_group_threads,

@@ -195,7 +195,7 @@ fn hello(kind: &[u8], pid: u64, ppid: u64) {
     w.put(kind).num(pid).put(b" ").num(ppid).put(b" ");
     w.hex_bytes(comm.get(..n).unwrap_or(&[])).put(b"\n");
     let len = w.len;
-    let _ = log::without_write_signals(|| collector_send(head.get(..len).unwrap_or(&[]), &[]));
+    let _ = log::without_write_signals(|| raw::with_spare_fd(|| collector_send(head.get(..len).unwrap_or(&[]), &[]), |r| *r == Err(libc::EMFILE as i64)));
 }
 
 // Children this process saw end by a signal (wait4/waitid results), for the
@@ -366,7 +366,7 @@ fn deliver(s: &Settings, data: Option<&[u8]>) {
         };
         let len = w.len;
         // Nowhere else: the collector names a process whose report did not come.
-        let _ = collector_send(head.get(..len).unwrap_or(&[]), data.unwrap_or(&[]));
+        let _ = raw::with_spare_fd(|| collector_send(head.get(..len).unwrap_or(&[]), data.unwrap_or(&[])), |r| *r == Err(libc::EMFILE as i64));
         return;
     }
     let mut path = [0u8; 4200];
@@ -376,7 +376,7 @@ fn deliver(s: &Settings, data: Option<&[u8]>) {
     let result = match data {
         None => Err(Failed { errno: raw::ENOMEM, written: 0 }),
         Some(d) if dest.is_empty() => to_stderr(d),
-        Some(d) => to_path(dest, d),
+        Some(d) => raw::with_spare_fd(|| to_path(dest, d), |r| matches!(r, Err(f) if f.errno == libc::EMFILE as i64)),
     };
     if let Err(f) = result {
         lost(s, dest, data, f);
