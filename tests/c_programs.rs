@@ -245,6 +245,8 @@ c_tests! {
     exec_observe,
     execve_chain,
     execveat_fexecve,
+    exec_few_fds,
+    exec_small_stack,
     exit_42,
     exit_from_thread,
     exit_group_threads,

@@ -239,3 +239,58 @@ fn text_report_goes_to_stderr() {
     let line = err.lines().find(|l| l.trim_end().ends_with(" getppid")).unwrap();
     assert!(line.split_whitespace().nth(2) == Some("10000"), "getppid row: {line}");
 }
+
+/// `int $0x80` (c_tests/int80.c): under sud each is counted as an i386
+/// call of its own (`i386:<name>`, `abi: i386`, its i386 number), never as
+/// the x86-64 call of the same number (i386 20 is getpid, x86-64 20 writev);
+/// under seccomp, whose filter lets other arches by, the report says they
+/// were not seen.
+fn int80_calls(backend: Backend) {
+    let (out, reports, _) = run_with_reports(Cmd::new(c_test_binary("int80")), backend, "int80-report");
+    assert!(out.status.success(), "{}", out.stderr_text());
+    if out.stdout_text().contains("unavailable") {
+        eprintln!("no IA-32 emulation in this kernel: nothing to count");
+        return;
+    }
+    assert_eq!(reports.len(), 2, "the program and its probe child");
+    for r in &reports {
+        assert!(syscall(r, "writev").is_none(), "an i386 call counted as x86-64: {r}");
+        let i386: Vec<&Value> = r["syscalls"].as_array().unwrap().iter().filter(|s| s["name"].as_str().unwrap().starts_with("i386:")).collect();
+        if backend == Backend::Seccomp {
+            assert_eq!(r["i386_calls"], "not_seen", "{r}");
+            assert!(i386.is_empty(), "{i386:?}");
+            continue;
+        }
+        assert_eq!(r["i386_calls"], "counted", "{r}");
+        for s in &i386 {
+            assert_eq!(s["abi"], "i386", "{s}");
+        }
+    }
+    if backend == Backend::Seccomp {
+        return;
+    }
+    let main = reports.iter().find(|r| syscall(r, "i386:getppid").is_some()).expect("a report with i386 getppid");
+    let child = reports.iter().find(|r| r["pid"] != main["pid"]).unwrap();
+    let getpid = syscall(main, "i386:getpid").expect("i386 getpid");
+    assert_eq!((num(getpid, "nr"), num(getpid, "calls")), (20, 2), "{getpid}");
+    let getppid = syscall(main, "i386:getppid").unwrap();
+    assert_eq!((num(getppid, "nr"), num(getppid, "calls")), (64, 1), "{getppid}");
+    let write = syscall(main, "i386:write").expect("i386 write");
+    assert_eq!((num(write, "nr"), num(write, "calls"), num(write, "errors")), (4, 201, 1), "{write}");
+    assert_eq!(write["errors_by_errno"]["EBADF"], 1, "{write}");
+    let probe = syscall(child, "i386:getpid").expect("the probe child's i386 getpid");
+    assert_eq!(num(probe, "calls"), 1);
+    let totals = &main["totals"];
+    let sum: u64 = main["syscalls"].as_array().unwrap().iter().map(|s| num(s, "calls")).sum();
+    assert_eq!(num(totals, "calls"), sum, "the totals count the i386 calls too");
+}
+
+#[test]
+fn int80_calls_sud() {
+    int80_calls(Backend::Sud);
+}
+
+#[test]
+fn int80_calls_seccomp() {
+    int80_calls(Backend::Seccomp);
+}

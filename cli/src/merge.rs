@@ -201,7 +201,8 @@ fn sort_rows<T>(rows: &mut [T], stats: impl Fn(&T) -> &SyscallStats) {
 /// histogram (a single entry keeps the percentiles its report gives).
 pub fn merge_syscall(entries: &[&SyscallStats]) -> SyscallStats {
     let Some(first) = entries.first() else { return SyscallStats::default() };
-    let mut m = SyscallStats { name: first.name.clone(), nr: first.nr, ..SyscallStats::default() };
+    let mut m =
+        SyscallStats { name: first.name.clone(), nr: first.nr, abi: first.abi.clone(), ..SyscallStats::default() };
     let mut min: Option<u64> = None;
     for s in entries {
         // Saturating: reports are input, and absurd counts must not wrap.

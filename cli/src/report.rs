@@ -41,6 +41,10 @@ pub struct Report {
     pub clock: String,
     #[serde(default)]
     pub tsc_hz: u64,
+    /// `counted` (sud: `int $0x80` calls are the `abi: i386` entries) or
+    /// `not_seen` (seccomp); empty in reports from before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub i386_calls: String,
     #[serde(default)]
     pub exit: Option<Exit>,
     #[serde(default)]
@@ -109,6 +113,10 @@ impl Totals {
 pub struct SyscallStats {
     pub name: String,
     pub nr: i64,
+    /// `i386` for an `int $0x80` call (its `nr` is an i386 number, its name
+    /// `i386:<name>`); empty for x86-64.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub abi: String,
     pub calls: u64,
     pub errors: u64,
     #[serde(default)]

@@ -310,8 +310,10 @@ impl TraceFilter {
         Ok(Some(TraceFilter { sets, spec: specs.join(";") }))
     }
 
-    /// Whether the report shows syscall `name`.
+    /// Whether the report shows syscall `name` (an i386 call, `i386:<name>`,
+    /// as the x86-64 call of that name).
     pub fn matches(&self, name: &str) -> bool {
+        let name = name.strip_prefix("i386:").unwrap_or(name);
         self.sets.iter().any(|s| s.names.contains(name) != s.negated)
     }
 }

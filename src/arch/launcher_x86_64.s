@@ -7,32 +7,36 @@
 # The kernel starts us with rsp at argc (then argv, envp, auxv) and every
 # other register meaningless. Our own gate is already mapped (it is a
 # segment of this file), so Rust code may make syscalls from the first line.
+# The launcher runs on a stack of its own (ut_launcher_stack, below): the
+# kernel's stack is the program's, which must find it as a native exec
+# leaves it, all but the strings free (RLIMIT_STACK may make it small).
     .text
     .globl ut_launcher_start
     .type ut_launcher_start, @function
 ut_launcher_start:
     xor %ebp, %ebp              # the outermost frame, for debuggers
     mov %rsp, %rdi              # argument: the initial stack
-    and $-16, %rsp              # the call ABI's alignment
+    lea ut_launcher_stack_top(%rip), %rsp # our own stack (16-aligned)
     call ut_launcher_main       # never returns
     ud2
     .size ut_launcher_start, .-ut_launcher_start
 
-# --- ut_launcher_jump(block, words, entry) -> ! --------------------------------
+# --- ut_launcher_jump(block, words, entry, top) -> ! ---------------------------
 # Copy the program's initial stack block (argc, argv, envp, auxv: `words`
-# 8-byte words at `block`) below everything we used, point rsp at it and jump
-# to `entry` with the registers as the kernel leaves them (rdx = 0: no
-# function for atexit). Our frames and the original block stay above, unused.
+# 8-byte words at `block`) onto the kernel's stack, ending at `top` (where
+# the kernel's own block ended, below the strings), point rsp at it and
+# jump to `entry` with the registers as the kernel leaves them (rdx = 0: no
+# function for atexit). The stack below is the program's, untouched.
     .globl ut_launcher_jump
     .hidden ut_launcher_jump
     .type ut_launcher_jump, @function
 ut_launcher_jump:
     mov %rdx, %r11              # the entry point
-    mov %rsi, %rcx              # word count for rep movsq
     lea (,%rsi,8), %rax         # block size in bytes
-    lea -4096(%rsp), %rdx       # a page below our own frame
-    sub %rax, %rdx
+    mov %rcx, %rdx              # the end of the kernel's block
+    sub %rax, %rdx              # room for ours below it
     and $-16, %rdx              # the program's rsp: 16-aligned, argc at (%rsp)
+    mov %rsi, %rcx              # word count for rep movsq
     mov %rdi, %rsi              # source: the block
     mov %rdx, %rdi              # destination: the new stack top
     cld
@@ -54,6 +58,18 @@ ut_launcher_jump:
     xor %r15d, %r15d
     jmp *%r11                   # the program's (or its loader's) entry
     .size ut_launcher_jump, .-ut_launcher_jump
+
+# --- the launcher's own stack ----------------------------------------------------
+# 1 MiB in .bss (touched pages only); its lowest page is made PROT_NONE by
+# ut_launcher_main, a guard against overflowing into other data.
+    .bss
+    .balign 4096
+    .globl ut_launcher_stack
+    .hidden ut_launcher_stack
+ut_launcher_stack:
+    .skip 1048576               # the stack's pages
+ut_launcher_stack_top:          # its top: rsp starts here
+    .text
 
 # --- memory functions (no libc here) -------------------------------------------
 # memcpy(dst, src, n) -> dst

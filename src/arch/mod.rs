@@ -230,6 +230,8 @@ global_asm!(include_str!("launcher_x86_64.s"), options(att_syntax));
 
 #[cfg(feature = "launcher")]
 extern "C" {
-    pub fn ut_launcher_jump(block: *const u64, words: u64, entry: u64) -> !;
+    pub fn ut_launcher_jump(block: *const u64, words: u64, entry: u64, top: u64) -> !;
+    /// The lowest page of the launcher's own stack (see launcher_x86_64.s).
+    pub static ut_launcher_stack: u8;
 }
 

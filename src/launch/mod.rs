@@ -24,7 +24,8 @@
 //! What stays the launcher's: the kernel's /proc/self/exe (answered for
 //! readlink by the interposer; see `sigsafe::exec::readlink`), the brk area
 //! (after the launcher's, which malloc does not mind), /proc/self/auxv, and
-//! the launcher's own pages (about 1 MiB, left mapped).
+//! the launcher's own pages (about 1 MiB, left mapped, and its own stack,
+//! 1 MiB of .bss: the kernel's stack is the program's, whole).
 
 mod load;
 mod stack;
@@ -132,6 +133,10 @@ fn readlink(path: &[u8], out: &mut [u8; PATH_LEN]) -> usize {
 
 #[no_mangle]
 pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
+    // A guard page at the bottom of our own stack (a page of our .bss, see
+    // launcher_x86_64.s; only its address is taken).
+    let guard = core::ptr::addr_of!(crate::arch::ut_launcher_stack) as u64;
+    raw::syscall(libc::SYS_mprotect, guard, 4096, libc::PROT_NONE as u64, 0);
     // SAFETY: the entry point passes the kernel's initial stack pointer.
     let initial = unsafe { Initial::parse(sp) };
     let Some(ctl) = find_control(&initial) else {
@@ -231,9 +236,11 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         }
     }
     let entry = interp_image.as_ref().map_or(image.entry, |i| i.entry);
+    // The block goes where the kernel's own block was, so the program has the
+    // whole stack below (RLIMIT_STACK) as natively; that block is not read again.
     // SAFETY: the block is a complete initial stack for the image we mapped,
     // and `entry` is its (or its interpreter's) entry point.
-    unsafe { crate::arch::ut_launcher_jump(block as *const u64, n as u64, entry) }
+    unsafe { crate::arch::ut_launcher_jump(block as *const u64, n as u64, entry, initial.end()) }
 }
 
 /// Our image's pages, [start, end), from our own program headers (the

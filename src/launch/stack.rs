@@ -47,6 +47,11 @@ impl Initial {
         }
     }
 
+    /// Where the kernel's block ends (past AT_NULL): the strings lie above.
+    pub fn end(&self) -> u64 {
+        self.auxv as u64 + 16 * (self.auxc as u64 + 1)
+    }
+
     pub fn env(&self, i: usize) -> u64 {
         // SAFETY: i < envc entries were counted by `parse`.
         if i < self.envc { unsafe { *self.envp.add(i) } } else { 0 }

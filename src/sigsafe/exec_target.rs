@@ -13,9 +13,12 @@
 //! interpreter is ENOENT). What the exec itself returns (E2BIG, EFAULT,
 //! ENOMEM) comes from the launcher's exec, which fails without harm.
 //!
-//! Opening follows the kernel's open_exec: O_PATH first (a FIFO must not
-//! block us), checks on the inode, then a readable descriptor through
-//! /proc/self/fd for the launcher to map.
+//! Opening follows the kernel's open_exec: the kind of file by path first (a
+//! FIFO must not block us, a device must not be opened), then a readable
+//! descriptor for the launcher to map, checked. At most one descriptor of
+//! the process is used at a time, and with none free the soft
+//! RLIMIT_NOFILE is raised by one for the checks (a native exec needs no
+//! descriptor of the caller's).
 
 use crate::patch::elf::field;
 use crate::sigsafe::raw;
@@ -43,6 +46,7 @@ const ELOOP: i64 = 40;
 const ENAMETOOLONG: i64 = 36;
 const ELIBBAD: i64 = 80;
 const ETXTBSY: i64 = 26;
+const EMFILE: i64 = 24;
 
 /// The first bytes the kernel reads to pick a format (BINPRM_BUF_SIZE).
 const HEAD: usize = 256;
@@ -129,32 +133,32 @@ struct Stat {
 /// Open `path` (NUL-terminated, ours) relative to `dirfd` as exec would, and
 /// return a readable descriptor with the file's mode. An empty `path` means
 /// `dirfd` itself (AT_EMPTY_PATH).
+///
+/// One descriptor at a time (a native exec needs none of the caller's): the
+/// kind of file is looked at by path first, so a FIFO or a device is not
+/// opened (O_NONBLOCK covers one swapped in meanwhile), then the readable
+/// descriptor itself is checked.
 fn open_exec(dirfd: i64, path: &[u8], nofollow: bool) -> Result<(i64, u32), i64> {
     let empty = path.first().is_none_or(|&b| b == 0);
-    // An O_PATH descriptor first: no side effect (a FIFO or a device is not
-    // really opened), no read permission needed, for the inode checks.
-    let pfd = if empty {
-        raw::syscall(libc::SYS_fcntl, dirfd as u64, libc::F_DUPFD_CLOEXEC as u64, 0, 0)
-    } else {
-        let flags = O_PATH | O_CLOEXEC | if nofollow { O_NOFOLLOW } else { 0 };
-        raw::syscall(libc::SYS_openat, dirfd as u64, path.as_ptr() as u64, flags, 0)
-    };
-    if pfd < 0 {
-        return Err(-pfd);
+    let mut st = stat_zeroed();
+    let (at, name, flags) = if empty { (dirfd, &b"\0"[..], AT_EMPTY_PATH) } else { (dirfd, path, if nofollow { AT_SYMLINK_NOFOLLOW } else { 0 }) };
+    let r = raw::syscall6(libc::SYS_newfstatat, [at as u64, name.as_ptr() as u64, &mut st as *mut Stat as u64, flags, 0, 0]);
+    if r < 0 {
+        return Err(-r);
     }
-    let r = check_inode(pfd, nofollow).and_then(|mode| {
-        let fd = readable(pfd, dirfd, path, empty);
-        if fd < 0 {
-            return Err(-fd);
-        }
-        if open_for_writing(fd) {
+    check_kind(st.mode, nofollow)?;
+    let fd = readable(dirfd, path, empty, nofollow);
+    if fd < 0 {
+        return Err(-fd);
+    }
+    let r = check_inode(fd, nofollow).and_then(|mode| if open_for_writing(fd) { Err(ETXTBSY) } else { Ok(mode) });
+    match r {
+        Ok(mode) => Ok((fd, mode)),
+        Err(e) => {
             close(fd);
-            return Err(ETXTBSY);
+            Err(e)
         }
-        Ok((fd, mode))
-    });
-    close(pfd);
-    r
+    }
 }
 
 /// "/proc/self/fd/<fd>", NUL-terminated: the file a descriptor refers to.
@@ -164,18 +168,18 @@ pub fn fd_path(fd: i64) -> [u8; 32] {
     p
 }
 
-/// A readable descriptor of the regular file `pfd` refers to: reopened
-/// through /proc/self/fd (the very same file); without /proc (a chroot), by
-/// its path again, or, for AT_EMPTY_PATH, the caller's descriptor if it is
-/// open for reading. Negative errno on failure.
-fn readable(pfd: i64, dirfd: i64, path: &[u8], empty: bool) -> i64 {
-    let ro = libc::O_RDONLY as u64 | O_CLOEXEC;
-    let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, fd_path(pfd).as_ptr() as u64, ro, 0);
+/// A readable descriptor of the regular file `path` names (relative to
+/// `dirfd`), or, for AT_EMPTY_PATH, of `dirfd` itself: reopened through
+/// /proc/self/fd (the very same file), or without /proc (a chroot) the
+/// caller's descriptor if it is open for reading. Negative errno on failure.
+fn readable(dirfd: i64, path: &[u8], empty: bool, nofollow: bool) -> i64 {
+    let ro = libc::O_RDONLY as u64 | O_CLOEXEC | libc::O_NONBLOCK as u64 | libc::O_NOCTTY as u64;
+    if !empty {
+        return raw::syscall(libc::SYS_openat, dirfd as u64, path.as_ptr() as u64, ro | if nofollow { O_NOFOLLOW } else { 0 }, 0);
+    }
+    let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, fd_path(dirfd).as_ptr() as u64, ro, 0);
     if fd >= 0 || fd != -ENOENT {
         return fd;
-    }
-    if !empty {
-        return raw::syscall(libc::SYS_openat, dirfd as u64, path.as_ptr() as u64, ro | libc::O_NONBLOCK as u64, 0);
     }
     let fl = raw::syscall(libc::SYS_fcntl, dirfd as u64, libc::F_GETFL as u64, 0, 0);
     if fl >= 0 && fl as u64 & O_PATH == 0 && fl & libc::O_ACCMODE as i64 != libc::O_WRONLY as i64 {
@@ -206,21 +210,31 @@ fn open_for_writing(fd: i64) -> bool {
     }
 }
 
-/// The inode checks of open_exec and do_open_execat, on an O_PATH descriptor.
-fn check_inode(pfd: i64, nofollow: bool) -> Result<u32, i64> {
+fn stat_zeroed() -> Stat {
     // SAFETY: Stat is plain data; all-zero is a valid value.
-    let mut st: Stat = unsafe { core::mem::zeroed() };
-    let r = raw::syscall6(libc::SYS_newfstatat, [pfd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0]);
-    if r < 0 {
-        return Err(-r);
-    }
-    let kind = st.mode & S_IFMT;
+    unsafe { core::mem::zeroed() }
+}
+
+/// A regular file (a symbolic link under AT_SYMLINK_NOFOLLOW is ELOOP).
+fn check_kind(mode: u32, nofollow: bool) -> Result<(), i64> {
+    let kind = mode & S_IFMT;
     if kind == S_IFLNK && nofollow {
         return Err(ELOOP);
     }
     if kind == S_IFDIR || kind != S_IFREG {
         return Err(EACCES);
     }
+    Ok(())
+}
+
+/// The inode checks of open_exec and do_open_execat, on the descriptor.
+fn check_inode(pfd: i64, nofollow: bool) -> Result<u32, i64> {
+    let mut st = stat_zeroed();
+    let r = raw::syscall6(libc::SYS_newfstatat, [pfd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0]);
+    if r < 0 {
+        return Err(-r);
+    }
+    check_kind(st.mode, nofollow)?;
     let mut fs = [0u64; 15]; // struct statfs: f_flags is the 10th field
     if raw::syscall(libc::SYS_fstatfs, pfd as u64, fs.as_mut_ptr() as u64, 0, 0) == 0 && fs.get(9).is_some_and(|f| f & ST_NOEXEC != 0) {
         return Err(EACCES);
@@ -244,7 +258,33 @@ fn read_head(fd: i64, buf: &mut [u8; HEAD]) -> Result<usize, i64> {
 /// `inaccessible`: the caller's descriptor is close-on-exec, so a script
 /// could not be handed its /dev/fd name (the kernel says ENOENT).
 pub fn resolve(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &mut Target) -> Result<(), i64> {
+    // No descriptor free: one more slot for the checks where the hard limit
+    // allows (the descriptor handed to the launcher stays valid above it).
+    raw::with_spare_fd(
+        || {
+            *t = Target::new();
+            resolve_once(dirfd, path, nofollow, inaccessible, t)
+        },
+        |r| *r == Err(EMFILE),
+    )
+}
+
+/// (device, inode) of an open file.
+fn file_id(fd: i64) -> (u64, u64) {
+    let mut st = stat_zeroed();
+    raw::syscall6(libc::SYS_newfstatat, [fd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0]);
+    (st.dev, st.ino)
+}
+
+fn resolve_once(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &mut Target) -> Result<(), i64> {
     let (mut fd, mut mode) = open_exec(dirfd, path, nofollow)?;
+    // How the current level was opened (to open it again).
+    let (mut cur_dir, mut cur_nofollow) = (dirfd, nofollow);
+    let mut cur = [0u8; PATH_MAX + 1];
+    for (d, &b) in cur.iter_mut().zip(path.iter().take(PATH_MAX)) {
+        *d = b;
+    }
+    let mut reopened = 0;
     loop {
         let mut head = [0u8; HEAD];
         let n = match read_head(fd, &mut head) {
@@ -256,8 +296,40 @@ pub fn resolve(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &
         };
         let head_read = head.get(..n).unwrap_or(&[]);
         if head_read.starts_with(b"\x7fELF") {
-            match check_elf(fd, &head) {
-                Ok(elf32) => {
+            let mut iname = [0u8; PATH_MAX];
+            let checked = check_elf(fd, &head, &mut iname).and_then(|(elf32, has_interp)| {
+                if has_interp {
+                    match check_interp(&iname) {
+                        Err(EMFILE) => return Ok((elf32, true)), // see below
+                        Err(e) => return Err(e),
+                        Ok(()) => {}
+                    }
+                }
+                Ok((elf32, false))
+            });
+            match checked {
+                Ok((_, true)) => {
+                    // No second descriptor for the interpreter: check it with
+                    // the program's closed, then open the program again;
+                    // another file there by now is checked from the start.
+                    let id = file_id(fd);
+                    close(fd);
+                    check_interp(&iname)?;
+                    (fd, mode) = open_exec(cur_dir, &cur, cur_nofollow)?;
+                    if file_id(fd) != id {
+                        reopened += 1;
+                        if reopened > 8 {
+                            close(fd);
+                            return Err(EMFILE);
+                        }
+                        continue;
+                    }
+                    t.fd = fd as i32;
+                    t.elf32 = false;
+                    t.setuid = mode & S_ISUID != 0 || (mode & S_ISGID != 0 && mode & S_IXGRP != 0);
+                    return Ok(());
+                }
+                Ok((elf32, false)) => {
                     t.fd = fd as i32;
                     t.elf32 = elf32;
                     t.setuid = mode & S_ISUID != 0 || (mode & S_ISGID != 0 && mode & S_IXGRP != 0);
@@ -288,8 +360,12 @@ pub fn resolve(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &
         *has = arg.is_some();
         copy_cstr(abuf, arg.unwrap_or(&[]));
         t.levels += 1;
-        let ibuf = *ibuf;
-        (fd, mode) = open_exec(AT_FDCWD, &ibuf, false)?;
+        cur = [0; PATH_MAX + 1];
+        for (d, &b) in cur.iter_mut().zip(ibuf.iter()) {
+            *d = b;
+        }
+        (cur_dir, cur_nofollow) = (AT_FDCWD, false);
+        (fd, mode) = open_exec(AT_FDCWD, &cur, false)?;
     }
 }
 
@@ -346,14 +422,15 @@ pub fn parse_shebang(head: &[u8; HEAD]) -> Option<(&[u8], Option<&[u8]>)> {
     Some((name, arg))
 }
 
-/// The ELF checks of load_elf_binary: Ok(true) for a 32-bit x86 program.
-fn check_elf(fd: i64, head: &[u8; HEAD]) -> Result<bool, i64> {
+/// The ELF checks of load_elf_binary: Ok((32-bit x86, has an interpreter)),
+/// the interpreter's name into `interp`.
+fn check_elf(fd: i64, head: &[u8; HEAD], interp: &mut [u8; PATH_MAX]) -> Result<(bool, bool), i64> {
     let u16_at = |o: usize| field(head, o, 2);
     let class = head.get(4).copied().unwrap_or(0);
     let machine = u16_at(18);
     let kind = u16_at(16);
     if class == 1 && machine == 3 && (kind == 2 || kind == 3) {
-        return Ok(true);
+        return Ok((true, false));
     }
     if class != 2 || machine != 62 || !(kind == 2 || kind == 3) || u16_at(54) != 56 {
         return Err(ENOEXEC);
@@ -383,17 +460,23 @@ fn check_elf(fd: i64, head: &[u8; HEAD]) -> Result<bool, i64> {
         if r != len as i64 || name.get(len as usize - 1) != Some(&0) {
             return Err(ENOEXEC);
         }
-        let (ifd, _) = open_exec(AT_FDCWD, &name, false)?;
-        let mut ihead = [0u8; HEAD];
-        let n = read_head(ifd, &mut ihead);
-        close(ifd);
-        let n = n?;
-        if n < 4 || !ihead.starts_with(b"\x7fELF") {
-            return Err(ELIBBAD);
-        }
-        break;
+        *interp = name;
+        return Ok((false, true));
     }
-    Ok(false)
+    Ok((false, false))
+}
+
+/// The interpreter named by PT_INTERP must be ELF (ELIBBAD otherwise).
+fn check_interp(name: &[u8; PATH_MAX]) -> Result<(), i64> {
+    let (ifd, _) = open_exec(AT_FDCWD, name, false)?;
+    let mut ihead = [0u8; HEAD];
+    let n = read_head(ifd, &mut ihead);
+    close(ifd);
+    let n = n?;
+    if n < 4 || !ihead.starts_with(b"\x7fELF") {
+        return Err(ELIBBAD);
+    }
+    Ok(())
 }
 
 /// Does `path` name this process's own executable link (/proc/self/exe,

@@ -81,6 +81,32 @@ pub fn mmap_anon(len: usize, prot: i32) -> Result<u64, i64> {
     }
 }
 
+/// Run `f`; if it failed for want of a free descriptor (`emfile` says so)
+/// and the soft RLIMIT_NOFILE is below the hard one, run it once more with
+/// the soft limit a few higher (an exec's report is written while the
+/// exec's own descriptor may hold the first slot above), then put the limit
+/// back (a descriptor still open above it stays valid). The library's own work (the exec checks, a
+/// report) must not fail where the program's native run needs no
+/// descriptor at all.
+pub fn with_spare_fd<T>(mut f: impl FnMut() -> T, emfile: impl Fn(&T) -> bool) -> T {
+    const RLIMIT_NOFILE: u64 = 7;
+    let r = f();
+    if !emfile(&r) {
+        return r;
+    }
+    let mut lim = [0u64; 2]; // struct rlimit64: soft, hard
+    if syscall(libc::SYS_prlimit64, 0, RLIMIT_NOFILE, 0, lim.as_mut_ptr() as u64) != 0 || lim[0] >= lim[1] {
+        return r;
+    }
+    let raised = [lim[0].saturating_add(4).min(lim[1]), lim[1]];
+    if syscall(libc::SYS_prlimit64, 0, RLIMIT_NOFILE, raised.as_ptr() as u64, 0) != 0 {
+        return r;
+    }
+    let r = f();
+    syscall(libc::SYS_prlimit64, 0, RLIMIT_NOFILE, lim.as_ptr() as u64, 0);
+    r
+}
+
 pub fn munmap(addr: u64, len: usize) {
     syscall(SYS_munmap, addr, len as u64, 0, 0);
 }

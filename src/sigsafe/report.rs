@@ -36,7 +36,7 @@ use crate::config::{Format, Summary};
 use crate::patch::registry;
 use crate::sigsafe::log::{self, decimal, Buf, Line};
 use crate::sigsafe::raw;
-use crate::sigsafe::stats::{self, SysStats, HIST_LEN, MAX_NR};
+use crate::sigsafe::stats::{self, SysStats, HIST_LEN, I386_BASE, MAX_NR, SLOTS};
 use crate::syscall_names;
 
 /// How the process (image) ended.
@@ -195,7 +195,7 @@ fn hello(kind: &[u8], pid: u64, ppid: u64) {
     w.put(kind).num(pid).put(b" ").num(ppid).put(b" ");
     w.hex_bytes(comm.get(..n).unwrap_or(&[])).put(b"\n");
     let len = w.len;
-    let _ = log::without_write_signals(|| collector_send(head.get(..len).unwrap_or(&[]), &[]));
+    let _ = log::without_write_signals(|| raw::with_spare_fd(|| collector_send(head.get(..len).unwrap_or(&[]), &[]), |r| *r == Err(libc::EMFILE as i64)));
 }
 
 // Children this process saw end by a signal (wait4/waitid results), for the
@@ -322,14 +322,14 @@ pub fn at_exit(how: Exit) {
 
 fn report(how: Exit) {
     let s = settings();
-    let len = (MAX_NR + 1) * core::mem::size_of::<SysStats>();
+    let len = SLOTS * core::mem::size_of::<SysStats>();
     let Ok(base) = raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) else {
         deliver(s, None);
         return;
     };
-    // SAFETY: a fresh zeroed mapping of MAX_NR + 1 SysStats (all Cells: zero
+    // SAFETY: a fresh zeroed mapping of SLOTS SysStats (all Cells: zero
     // is a valid value), ours until the munmap below.
-    let merged = unsafe { core::slice::from_raw_parts(base as *const SysStats, MAX_NR + 1) };
+    let merged = unsafe { core::slice::from_raw_parts(base as *const SysStats, SLOTS) };
     let used = stats::merge_into(merged);
     let hz = stats::ticks_per_second();
     let r = Report { merged, used, hz, how, end_real_ns: stats::clock_ns(libc::CLOCK_REALTIME) };
@@ -366,7 +366,7 @@ fn deliver(s: &Settings, data: Option<&[u8]>) {
         };
         let len = w.len;
         // Nowhere else: the collector names a process whose report did not come.
-        let _ = collector_send(head.get(..len).unwrap_or(&[]), data.unwrap_or(&[]));
+        let _ = raw::with_spare_fd(|| collector_send(head.get(..len).unwrap_or(&[]), data.unwrap_or(&[])), |r| *r == Err(libc::EMFILE as i64));
         return;
     }
     let mut path = [0u8; 4200];
@@ -376,7 +376,7 @@ fn deliver(s: &Settings, data: Option<&[u8]>) {
     let result = match data {
         None => Err(Failed { errno: raw::ENOMEM, written: 0 }),
         Some(d) if dest.is_empty() => to_stderr(d),
-        Some(d) => to_path(dest, d),
+        Some(d) => raw::with_spare_fd(|| to_path(dest, d), |r| matches!(r, Err(f) if f.errno == libc::EMFILE as i64)),
     };
     if let Err(f) = result {
         lost(s, dest, data, f);
@@ -547,7 +547,7 @@ impl Report<'_> {
 
     fn totals(&self) -> (u64, u64, u64, u64) {
         let (mut fast, mut slow, mut errors, mut ticks) = (0, 0, 0, 0);
-        for nr in 0..=MAX_NR {
+        for nr in 0..SLOTS {
             let (f, s) = self.calls(nr);
             fast += f;
             slow += s;
@@ -601,9 +601,9 @@ impl Report<'_> {
     }
 
     /// Syscall numbers with calls, by total time, largest first.
-    fn order(&self, buf: &mut [u16; MAX_NR + 1]) -> usize {
+    fn order(&self, buf: &mut [u16; SLOTS]) -> usize {
         let mut n = 0;
-        for nr in 0..=MAX_NR {
+        for nr in 0..SLOTS {
             let (f, s) = self.calls(nr);
             if f + s != 0 {
                 if let Some(slot) = buf.get_mut(n) {
@@ -639,7 +639,7 @@ impl Report<'_> {
     }
 
     fn text(&self, o: &mut Out) {
-        let mut order = [0u16; MAX_NR + 1];
+        let mut order = [0u16; SLOTS];
         let n = self.order(&mut order);
         let (fast, slow, errors, ticks) = self.totals();
         o.str("usertrap: pid ").num(raw::getpid() as u64).str(" (");
@@ -702,7 +702,7 @@ impl Report<'_> {
     }
 
     fn json(&self, o: &mut Out) {
-        let mut order = [0u16; MAX_NR + 1];
+        let mut order = [0u16; SLOTS];
         let n = self.order(&mut order);
         let (fast, slow, errors, ticks) = self.totals();
         o.str("{\"format\":\"usertrap-report\",\"version\":1,\"pid\":").num(raw::getpid() as u64);
@@ -713,6 +713,8 @@ impl Report<'_> {
         o.str("\",\"start_ns\":").num(stats::start_realtime_ns()).str(",\"end_ns\":").num(self.end_real_ns);
         o.str(",\"clock\":\"").str(if stats::uses_tsc() { "tsc" } else { "monotonic" });
         o.str("\",\"tsc_hz\":").num(if stats::uses_tsc() { self.hz } else { 0 });
+        // SUD traps `int $0x80` too; the seccomp filter lets other arches by.
+        o.str(",\"i386_calls\":\"").str(if backend::is_seccomp() { "not_seen" } else { "counted" }).str("\"");
         o.str(",\"exit\":{");
         match self.how {
             Exit::ExitGroup(s) => o.str("\"how\":\"exit_group\",\"status\":").num(s as u64),
@@ -732,7 +734,11 @@ impl Report<'_> {
             }
             o.str("{\"name\":\"");
             name(o, nr);
-            o.str("\",\"nr\":").num(nr as u64).str(",\"calls\":").num(f + s);
+            match nr.checked_sub(I386_BASE) {
+                Some(n) => o.str("\",\"nr\":").num(n as u64).str(",\"abi\":\"i386\""),
+                None => o.str("\",\"nr\":").num(nr as u64),
+            };
+            o.str(",\"calls\":").num(f + s);
             let Some(b) = self.block(nr) else { continue };
             o.str(",\"errors\":").num(b.errors.get()).str(",\"errors_by_errno\":{");
             let mut first = true;
@@ -795,6 +801,15 @@ impl Report<'_> {
 }
 
 fn name(o: &mut Out, nr: usize) {
+    if let Some(n) = nr.checked_sub(I386_BASE) {
+        // `int $0x80`: i386 numbers, names and arguments.
+        o.str("i386:");
+        match syscall_names::name_i386(n as u64) {
+            Some(name) => o.str(name),
+            None => o.str("syscall_").num(n as u64),
+        };
+        return;
+    }
     match syscall_names::name(nr as u64) {
         Some(n) if nr < MAX_NR => {
             o.str(n);

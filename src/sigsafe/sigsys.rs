@@ -12,6 +12,7 @@ use crate::sigsafe::frame::{Siginfo, Ucontext};
 use crate::sigsafe::log::Line;
 use crate::sigsafe::raw::{self, KernelSigaction};
 use crate::sigsafe::signals;
+use crate::sigsafe::stats::{self, Path};
 use crate::sigsafe::thread::{self, ThreadArea};
 
 /// `si_arch` of an i386 syscall (AUDIT_ARCH_I386, include/uapi/linux/audit.h).
@@ -39,10 +40,18 @@ fn trap(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
     }
     if info.arch == AUDIT_ARCH_I386 {
         // SUD also stops `int $0x80` (seccomp lets other arches through):
-        // re-issue it as what it is, from the gate. Not counted, never patched.
+        // re-issue it as what it is, from the gate, counted and timed as an
+        // i386 call of its own (the report's `i386:` entries); never patched.
         let m = &uc.mc;
+        let nr = m.rax & 0xffff_ffff;
+        let block = stats::begin(Some(area), Path::Slow, stats::I386_FLAG + nr as i64);
+        let timing = stats::timing();
+        let t0 = if timing { stats::now() } else { 0 };
         // SAFETY: the gate's int $0x80 with the program's i386 arguments.
-        let r = unsafe { crate::arch::ut_int80(m.rax & 0xffff_ffff, m.rbx, m.rcx, m.rdx, m.rsi, m.rdi, m.rbp) };
+        let r = unsafe { crate::arch::ut_int80(nr, m.rbx, m.rcx, m.rdx, m.rsi, m.rdi, m.rbp) };
+        let ticks = if timing { stats::now().wrapping_sub(t0) } else { 0 };
+        // The i386 result is 32 bits wide (eax), an errno as -1..-4095.
+        stats::end(block, r as i32 as i64, ticks);
         uc.mc.rax = r as u64;
         return;
     }

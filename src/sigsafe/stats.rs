@@ -20,6 +20,14 @@ use crate::sigsafe::thread::{self, ThreadArea};
 
 /// Syscall numbers below this are kept one by one; the rest together.
 pub const MAX_NR: usize = 512;
+/// i386 syscalls (`int $0x80`) below this are kept one by one, in the slots
+/// after MAX_NR (`I386_BASE + nr`); the rest with the other x86-64 ones.
+pub const MAX_NR_I386: usize = 512;
+pub const I386_BASE: usize = MAX_NR + 1;
+/// Slots of figures: x86-64 numbers, the rest (MAX_NR), i386 numbers.
+pub const SLOTS: usize = I386_BASE + MAX_NR_I386;
+/// Added to an i386 number passed to `begin` (never a real x86-64 number).
+pub const I386_FLAG: i64 = 1 << 40;
 /// Distinct syscall numbers one thread keeps latencies for; a thread that
 /// uses more (rare) counts the rest in the process-wide fallback, calls only.
 const PER_THREAD: usize = 128;
@@ -93,7 +101,7 @@ impl SysStats {
 #[repr(C)]
 pub struct ThreadStats {
     /// Block index + 1 for each syscall number (0: none yet).
-    index: [Cell<u16>; MAX_NR + 1],
+    index: [Cell<u16>; SLOTS],
     used: Cell<u16>,
     blocks: [SysStats; PER_THREAD],
 }
@@ -102,11 +110,13 @@ const TABLE_LEN: usize = (core::mem::size_of::<ThreadStats>() + 4095) & !4095;
 
 /// Process-wide call counts for threads without a table (no thread area, or
 /// more distinct syscalls than PER_THREAD).
-static FALLBACK: [[AtomicU64; MAX_NR + 1]; 2] = [const { [const { AtomicU64::new(0) }; MAX_NR + 1] }; 2];
+static FALLBACK: [[AtomicU64; SLOTS]; 2] = [const { [const { AtomicU64::new(0) }; SLOTS] }; 2];
 
 fn index_of(nr: i64) -> usize {
     if (0..MAX_NR as i64).contains(&nr) {
         nr as usize
+    } else if (I386_FLAG..I386_FLAG + MAX_NR_I386 as i64).contains(&nr) {
+        I386_BASE + (nr - I386_FLAG) as usize
     } else {
         MAX_NR
     }
@@ -354,7 +364,7 @@ pub fn uses_tsc() -> bool {
 // --- merging -------------------------------------------------------------------
 
 /// Syscall numbers in use, one bit each.
-pub type Used = [u64; MAX_NR / 64 + 1];
+pub type Used = [u64; SLOTS / 64 + 1];
 
 pub fn is_used(used: &Used, nr: usize) -> bool {
     used.get(nr / 64).is_some_and(|w| w & (1 << (nr % 64)) != 0)
@@ -366,12 +376,12 @@ fn mark(used: &mut Used, nr: usize) {
     }
 }
 
-/// Add the figures of every thread into `merged` (MAX_NR + 1 blocks, zeroed:
+/// Add the figures of every thread into `merged` (SLOTS blocks, zeroed:
 /// only the blocks of numbers in use are touched, so the mapping stays
 /// mostly untouched pages). Returns the numbers in use, counting the calls
 /// of threads without a table too.
 pub fn merge_into(merged: &[SysStats]) -> Used {
-    let mut used: Used = [0; MAX_NR / 64 + 1];
+    let mut used: Used = [0; SLOTS / 64 + 1];
     thread::for_each_area(|a| {
         let table = a.stats.get();
         if table.is_null() {
@@ -390,7 +400,7 @@ pub fn merge_into(merged: &[SysStats]) -> Used {
             }
         }
     });
-    for nr in 0..=MAX_NR {
+    for nr in 0..SLOTS {
         if fallback_calls(nr) != (0, 0) {
             mark(&mut used, nr);
         }
