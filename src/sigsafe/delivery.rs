@@ -68,11 +68,13 @@ pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontex
     if area.on_own_stack(uc.mc.rsp) {
         if forced {
             signals::run_handler_here(sig, app, info, uc, area);
-        } else if area.draining.get() {
+        } else if area.draining.get() && SYNCHRONOUS & bit(sig) != 0 {
             // Our code is on its way back to the program, with every other
             // signal blocked (run_postponed): one that a fault can raise,
             // sent by kill, is queued again for the kernel to deliver at
             // that return (blocked until then in the state it interrupted).
+            // (Others can only arrive here before the next handler of ours
+            // clears `draining`: they are postponed for that handler.)
             resend(sig, info);
             uc.uc_sigmask |= bit(sig);
         } else if !postpone(sig, app, info, uc, area) {
