@@ -145,12 +145,6 @@ fn enter(sig: i32, app: &KernelSigaction, info: &Siginfo, temp_mask: (bool, u64)
     uc.uc_sigmask = running & !OWNED;
 }
 
-/// Whether `sig` waits among the postponed signals: another of it arriving
-/// meanwhile is held back as if its handler already ran (it would block it).
-pub fn is_postponed(area: &ThreadArea, sig: i32) -> bool {
-    area.postponed.iter().take(area.postponed_len.get()).any(|p| p.get().sig == sig)
-}
-
 /// Keep `sig` for when the library's code that it interrupted is done.
 /// False if there is no room.
 fn postpone(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea) -> bool {
@@ -226,7 +220,7 @@ fn block_async_signals() {
 }
 
 /// The signals waiting in the postponed list, as a mask.
-fn postponed_signals(area: &ThreadArea) -> u64 {
+pub fn postponed_signals(area: &ThreadArea) -> u64 {
     area.postponed.iter().take(area.postponed_len.get()).fold(0, |m, p| m | bit(p.get().sig))
 }
 

@@ -58,7 +58,9 @@ pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_
         }
     };
     let outermost = signals::entered_from_program(area, uc);
-    if let Some(nr) = if fault { patched_site_fault(sig, uc) } else { None } {
+    // Only a fault can be at one of our sites.
+    let site = if fault { patched_site_fault(sig, uc) } else { None };
+    if let Some(nr) = site {
         SITE_FAULTS.fetch_add(1, Ordering::Relaxed);
         run_for_program(area, uc, nr);
     } else {

@@ -417,7 +417,7 @@ pub fn strict_violation_fast(area: &ThreadArea) -> ! {
 
 fn strict_kill(area: &ThreadArea) -> ! {
     if thread::live_threads() == 0 {
-        let (pid, tid) = (area.tgid.load(Ordering::Relaxed), area.owner_tid.load(Ordering::Relaxed));
+        let (pid, tid) = area.ids();
         raw::tgkill(pid, tid, libc::SIGKILL);
     }
     loop {

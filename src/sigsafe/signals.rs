@@ -438,7 +438,7 @@ fn raise_deferred(area: &ThreadArea, ready: u64) {
         return;
     }
     let ready = area.deferred.remove(ready);
-    let (pid, tid) = (area.tgid.load(Ordering::Relaxed), area.owner_tid.load(Ordering::Relaxed));
+    let (pid, tid) = area.ids();
     for sig in OWNED_SIGNALS {
         if ready & bit(sig) != 0 {
             let info = deferred_info(area, sig);
@@ -654,7 +654,9 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
         return;
     }
     let is_forced = forced(sig, info, uc);
-    let waiting = if delivery::is_postponed(area, sig) { bit(sig) } else { 0 };
+    // One already waiting for its handler holds back another, as the
+    // handler's own mask would.
+    let waiting = delivery::postponed_signals(area) & bit(sig);
     let blocked = (uc.uc_sigmask | area.app_blocked_owned.get() | waiting) & bit(sig) != 0;
     if blocked && !is_forced {
         // Stays pending until the program unblocks it, whatever its disposition

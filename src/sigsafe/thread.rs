@@ -299,6 +299,11 @@ fn map_new_area() -> *mut ThreadArea {
 pub const SS_AUTODISARM: i32 = 1 << 31;
 
 impl ThreadArea {
+    /// (process id, thread id) of the owner, as recorded (no syscall).
+    pub fn ids(&self) -> (i32, i32) {
+        (self.tgid.load(Ordering::Relaxed), self.owner_tid.load(Ordering::Relaxed))
+    }
+
     /// Whether `sp` lies on this thread's own signal stack: the code it
     /// belongs to is one of the library's handlers.
     pub fn on_own_stack(&self, sp: u64) -> bool {
@@ -494,7 +499,7 @@ pub fn current_registered() -> Option<&'static ThreadArea> {
 pub fn ids() -> (i32, i32) {
     match area_at_gs() {
         Some(a) if a.pending_child.get().is_null() && a.owner_tid.load(Ordering::Relaxed) != 0 => {
-            (a.tgid.load(Ordering::Relaxed), a.owner_tid.load(Ordering::Relaxed))
+            a.ids()
         }
         _ => (raw::getpid(), raw::gettid()),
     }
