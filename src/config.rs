@@ -50,7 +50,18 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { backend: None, summary: Summary::Off, sigstack_kib: 256, patch: true, output: b"", format: Format::Text, timing: true, tsc_hz: 0, collect: b"", tmpdir: b"" }
+        Config {
+            backend: None,
+            summary: Summary::Off,
+            sigstack_kib: 256,
+            patch: true,
+            output: b"",
+            format: Format::Text,
+            timing: true,
+            tsc_hz: 0,
+            collect: b"",
+            tmpdir: b"",
+        }
     }
 }
 
@@ -85,7 +96,13 @@ impl Config {
                         b"auto" => None,
                         b"seccomp" => Some(Backend::Seccomp),
                         b"sud" => Some(Backend::Sud),
-                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_BACKEND", value, accepted: "auto, seccomp, sud" }),
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                name: "USERTRAP_BACKEND",
+                                value,
+                                accepted: "auto, seccomp, sud",
+                            })
+                        }
                     }
                 }
                 b"USERTRAP_SUMMARY" => {
@@ -104,14 +121,22 @@ impl Config {
                 }
                 b"USERTRAP_OUTPUT" => {
                     if value.is_empty() || value.len() >= 4000 {
-                        return Err(ConfigError::Invalid { name: "USERTRAP_OUTPUT", value, accepted: "a file path (%p: pid, %t: start time), shorter than 4000 bytes" });
+                        return Err(ConfigError::Invalid {
+                            name: "USERTRAP_OUTPUT",
+                            value,
+                            accepted: "a file path (%p: pid, %t: start time), shorter than 4000 bytes",
+                        });
                     }
                     c.output = value;
                 }
                 b"USERTRAP_COLLECT" => {
                     let ok = |b: &u8| b.is_ascii_alphanumeric() || b"._-".contains(b);
                     if value.is_empty() || value.len() > 100 || !value.iter().all(ok) {
-                        return Err(ConfigError::Invalid { name: "USERTRAP_COLLECT", value, accepted: "the usertrap command's collector name: 1 to 100 of A-Z a-z 0-9 . _ -" });
+                        return Err(ConfigError::Invalid {
+                            name: "USERTRAP_COLLECT",
+                            value,
+                            accepted: "the usertrap command's collector name: 1 to 100 of A-Z a-z 0-9 . _ -",
+                        });
                     }
                     c.collect = value;
                 }
@@ -119,7 +144,9 @@ impl Config {
                     c.format = match value {
                         b"text" => Format::Text,
                         b"json" => Format::Json,
-                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_FORMAT", value, accepted: "text, json" }),
+                        _ => {
+                            return Err(ConfigError::Invalid { name: "USERTRAP_FORMAT", value, accepted: "text, json" })
+                        }
                     }
                 }
                 b"USERTRAP_TIMING" => {
@@ -186,15 +213,29 @@ mod tests {
 
     #[test]
     fn reads_every_setting() {
-        let c = parse(&["USERTRAP_BACKEND=sud", "USERTRAP_SUMMARY=1", "USERTRAP_SIGSTACK_KIB=1024", "USERTRAP_PATCH=0"]).unwrap();
-        assert_eq!(c, Config { backend: Some(Backend::Sud), summary: Summary::Stderr, sigstack_kib: 1024, patch: false, ..Config::default() });
+        let c =
+            parse(&["USERTRAP_BACKEND=sud", "USERTRAP_SUMMARY=1", "USERTRAP_SIGSTACK_KIB=1024", "USERTRAP_PATCH=0"])
+                .unwrap();
+        assert_eq!(
+            c,
+            Config {
+                backend: Some(Backend::Sud),
+                summary: Summary::Stderr,
+                sigstack_kib: 1024,
+                patch: false,
+                ..Config::default()
+            }
+        );
         let o = parse(&["USERTRAP_OUTPUT=/tmp/r.%p.json", "USERTRAP_FORMAT=json"]).unwrap();
         assert_eq!((o.output, o.format), (&b"/tmp/r.%p.json"[..], Format::Json));
         assert!(matches!(parse(&["USERTRAP_FORMAT=xml"]), Err(ConfigError::Invalid { name: "USERTRAP_FORMAT", .. })));
         assert!(matches!(parse(&["USERTRAP_OUTPUT="]), Err(ConfigError::Invalid { name: "USERTRAP_OUTPUT", .. })));
         let f = parse(&["USERTRAP_SUMMARY=/tmp/s.txt"]).unwrap();
         assert_eq!(f.summary, Summary::File(b"/tmp/s.txt"));
-        assert!(matches!(parse(&["USERTRAP_SUMMARY=s.txt"]), Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })));
+        assert!(matches!(
+            parse(&["USERTRAP_SUMMARY=s.txt"]),
+            Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })
+        ));
         assert_eq!(parse(&["USERTRAP_COLLECT=usertrap.12.ab"]).unwrap().collect, b"usertrap.12.ab");
         assert!(matches!(parse(&["USERTRAP_COLLECT=a/b"]), Err(ConfigError::Invalid { name: "USERTRAP_COLLECT", .. })));
     }

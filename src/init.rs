@@ -136,7 +136,12 @@ pub fn start(s: &Startup) {
         // In a launched image the kernel holds the launcher's handlers.
         let program_view = s.handoff.and_then(|h| h.owned_action(sig));
         if let Err(e) = signals::take_over(sig, &action, program_view) {
-            Line::new().str("cannot install the handler for signal ").num(sig as u64).str(": errno ").num(e as u64).emit();
+            Line::new()
+                .str("cannot install the handler for signal ")
+                .num(sig as u64)
+                .str(": errno ")
+                .num(e as u64)
+                .emit();
             exit(EXIT_CONFIG);
         }
     }
@@ -158,7 +163,12 @@ pub fn start(s: &Startup) {
     }
     if let Err(e) = backend::arm(chosen) {
         let mut l = Line::new();
-        l.str("USERTRAP_BACKEND=").str(chosen.name()).str(" cannot be armed: ").str(e.what).str(" failed with errno ").num(e.errno as u64);
+        l.str("USERTRAP_BACKEND=")
+            .str(chosen.name())
+            .str(" cannot be armed: ")
+            .str(e.what)
+            .str(" failed with errno ")
+            .num(e.errno as u64);
         if !e.hint.is_empty() {
             l.str(" (").str(e.hint).str(")");
         }
@@ -233,7 +243,12 @@ pub fn stand_aside_when_traced_by_usertrap() -> bool {
     let status = buf.get(..n).unwrap_or(&[]);
     const KEY: &[u8] = b"\nTracerPid:\t";
     let Some(at) = status.windows(KEY.len()).position(|w| w == KEY) else { return false };
-    let tracer = status.get(at + KEY.len()..).unwrap_or(&[]).iter().take_while(|b| b.is_ascii_digit()).fold(0u64, |v, &d| v * 10 + (d - b'0') as u64);
+    let tracer = status
+        .get(at + KEY.len()..)
+        .unwrap_or(&[])
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0u64, |v, &d| v * 10 + (d - b'0') as u64);
     if tracer == 0 {
         return false;
     }
@@ -244,7 +259,11 @@ pub fn stand_aside_when_traced_by_usertrap() -> bool {
     }
     let mut line = [0u8; 200];
     let mut w = Buf::new(&mut line);
-    w.put(b"usertrap: pid ").num(bootstrap_syscall(libc::SYS_getpid, [0; 6]) as u64).put(b" is traced by pid ").num(tracer).put(b", which runs under usertrap: not intercepted (the tracer sees it as natively)\n");
+    w.put(b"usertrap: pid ")
+        .num(bootstrap_syscall(libc::SYS_getpid, [0; 6]) as u64)
+        .put(b" is traced by pid ")
+        .num(tracer)
+        .put(b", which runs under usertrap: not intercepted (the tracer sees it as natively)\n");
     let len = w.len;
     bootstrap_syscall(libc::SYS_write, [2, line.as_ptr() as u64, len as u64, 0, 0, 0]);
     true
@@ -253,7 +272,10 @@ pub fn stand_aside_when_traced_by_usertrap() -> bool {
 /// Does the maps file at `path` (NUL-terminated) list a mapping at GATE_ADDR?
 fn maps_have_gate(path: &[u8]) -> bool {
     const LINE: &[u8] = b"\n757300000000-";
-    let fd = bootstrap_syscall(libc::SYS_openat, [libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0]);
+    let fd = bootstrap_syscall(
+        libc::SYS_openat,
+        [libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
+    );
     if fd < 0 {
         return false;
     }
@@ -286,7 +308,10 @@ fn maps_have_gate(path: &[u8]) -> bool {
 
 /// Reads the start of the file at `path` (NUL-terminated) into `buf`; bytes read.
 fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
-    let fd = bootstrap_syscall(libc::SYS_openat, [libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0]);
+    let fd = bootstrap_syscall(
+        libc::SYS_openat,
+        [libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
+    );
     if fd < 0 {
         return 0;
     }
@@ -372,7 +397,11 @@ fn swap_in_gate(sud_on: bool) {
 /// its length without the NUL (0 on failure).
 fn getcwd(out: &mut [u8; 4096]) -> usize {
     let r = bootstrap_syscall(libc::SYS_getcwd, [out.as_mut_ptr() as u64, out.len() as u64, 0, 0, 0, 0]);
-    if r > 1 { r as usize - 1 } else { 0 }
+    if r > 1 {
+        r as usize - 1
+    } else {
+        0
+    }
 }
 
 fn bootstrap_fail(msg: &[u8]) -> ! {
@@ -403,7 +432,13 @@ fn read_config(s: &Startup) -> Config {
             c
         }
         Err(ConfigError::Invalid { name, value, accepted }) => {
-            Line::new().str(name).str("=\"").escaped(value, 200).str("\" is not valid; accepted: ").str(accepted).emit();
+            Line::new()
+                .str(name)
+                .str("=\"")
+                .escaped(value, 200)
+                .str("\" is not valid; accepted: ")
+                .str(accepted)
+                .emit();
             exit(EXIT_CONFIG)
         }
         Err(ConfigError::Unknown { name }) => {
@@ -427,7 +462,10 @@ fn record_exec_env(s: &Startup) {
         let mut launcher = Buf::new(&mut env.launcher);
         launcher.put(s.launcher_path);
         launcher.put(b"\0");
-        let ok = raw::syscall6(libc::SYS_faccessat2, [libc::AT_FDCWD as u64, env.launcher.as_ptr() as u64, libc::X_OK as u64, 0, 0, 0]) == 0;
+        let ok = raw::syscall6(
+            libc::SYS_faccessat2,
+            [libc::AT_FDCWD as u64, env.launcher.as_ptr() as u64, libc::X_OK as u64, 0, 0, 0],
+        ) == 0;
         if !ok {
             env.launcher = [0; 4096];
         }
@@ -474,7 +512,13 @@ pub fn set_kernel_env_start(start: u64) {
 /// the kernel refused.
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
 pub fn set_kernel_exe(path: &[u8]) -> bool {
-    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0);
+    let fd = raw::syscall(
+        libc::SYS_openat,
+        libc::AT_FDCWD as u64,
+        path.as_ptr() as u64,
+        (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+        0,
+    );
     if fd < 0 {
         return false;
     }

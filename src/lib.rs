@@ -30,8 +30,8 @@ mod init;
 #[cfg(feature = "launcher")]
 pub mod launch;
 mod patch;
-mod syscall_names;
 mod sigsafe;
+mod syscall_names;
 
 /// The only allocator: a bump arena for the instruction decoder's tables
 /// (`sigsafe::bump`); trap-context safe, never frees.

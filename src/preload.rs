@@ -91,7 +91,10 @@ fn leave_no_launcher(h: &Handoff) {
         }
     }
     let image = maps[0];
-    crate::sigsafe::signals::adopt(h.sigtable as *mut crate::sigsafe::signals::SigTable, (image[0], image[0] + image[1]));
+    crate::sigsafe::signals::adopt(
+        h.sigtable as *mut crate::sigsafe::signals::SigTable,
+        (image[0], image[0] + image[1]),
+    );
     let mut exe = [0u8; PATH_LEN + 1];
     Buf::new(&mut exe).put(h.exe_path()).put(b"\0");
     // `h` lives in the launcher's image: not used past this point.
@@ -149,7 +152,12 @@ fn give_back_environment(h: &Handoff, lib_path: &[u8]) {
 
 /// This library's absolute path into `out`; its length (0 if unknown).
 fn own_path(out: &mut [u8; PATH_LEN]) -> usize {
-    let mut info = DlInfo { dli_fname: core::ptr::null(), dli_fbase: core::ptr::null_mut(), dli_sname: core::ptr::null(), dli_saddr: core::ptr::null_mut() };
+    let mut info = DlInfo {
+        dli_fname: core::ptr::null(),
+        dli_fbase: core::ptr::null_mut(),
+        dli_sname: core::ptr::null(),
+        dli_saddr: core::ptr::null_mut(),
+    };
     // SAFETY: dladdr reads the loader's list of objects; the address is our code.
     let ok = unsafe { dladdr(own_path as *const c_void, &mut info) } != 0 && !info.dli_fname.is_null();
     // SAFETY: dli_fname is a NUL-terminated path owned by the loader.

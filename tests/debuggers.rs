@@ -47,7 +47,11 @@ fn assert_same_plus_notes(what: &str, native: &Output, traced: &Output, note: &s
         "{what}: expected {notes} usertrap line(s) containing {note:?}, got {ours:#?}"
     );
     let theirs: String = theirs.iter().map(|l| format!("{l}\n")).collect();
-    if let Some(d) = text_diff(&format!("{what}: stderr"), without_pids(&native.stderr_text()).as_bytes(), without_pids(&theirs).as_bytes()) {
+    if let Some(d) = text_diff(
+        &format!("{what}: stderr"),
+        without_pids(&native.stderr_text()).as_bytes(),
+        without_pids(&theirs).as_bytes(),
+    ) {
         panic!("{d}");
     }
 }
@@ -78,7 +82,13 @@ fn valgrind_under_stat_sud() {
         .args(["--", "valgrind", "-q", "--trace-children=yes"])
         .arg(&guest);
     let traced = run_native(&stat);
-    assert_same_plus_notes("usertrap stat -- valgrind", &native, &traced, "valgrind's tool exec'd natively and not monitored", 1);
+    assert_same_plus_notes(
+        "usertrap stat -- valgrind",
+        &native,
+        &traced,
+        "valgrind's tool exec'd natively and not monitored",
+        1,
+    );
     let text = fs::read_to_string(&report).expect("the aggregate report");
     assert!(text.contains("valgrind"), "the aggregate names valgrind's processes:\n{text}");
 }
@@ -91,10 +101,22 @@ fn valgrind_preloaded_sud() {
     let cmd = valgrind(&[guest.to_str().unwrap()]);
     let native = run_native(&cmd);
     let traced = run_traced(&cmd, Backend::Sud);
-    assert_same_plus_notes("LD_PRELOAD=libusertrap.so valgrind", &native, &traced, "valgrind's tool exec'd natively and not monitored", 1);
+    assert_same_plus_notes(
+        "LD_PRELOAD=libusertrap.so valgrind",
+        &native,
+        &traced,
+        "valgrind's tool exec'd natively and not monitored",
+        1,
+    );
     let cmd = Cmd::new(which("valgrind")).args(["-q", "/bin/true"]);
     let (native, traced) = (run_native(&cmd), run_traced(&cmd, Backend::Sud));
-    assert_same_plus_notes("valgrind -q /bin/true", &native, &traced, "valgrind's tool exec'd natively and not monitored", 1);
+    assert_same_plus_notes(
+        "valgrind -q /bin/true",
+        &native,
+        &traced,
+        "valgrind's tool exec'd natively and not monitored",
+        1,
+    );
 }
 
 /// Under seccomp the filter stays, so valgrind's tool runs under the
@@ -139,7 +161,13 @@ fn ptrace_traceme_sud() {
     for patch in ["1", "0"] {
         let traced = run_traced(&cmd.clone().env("USERTRAP_PATCH", patch), Backend::Sud);
         let what = format!("ptrace_traceme, sud, USERTRAP_PATCH={patch}");
-        assert_same_plus_notes(&what, &native, &traced, "which runs under usertrap: not intercepted (the tracer sees it as natively)", 1);
+        assert_same_plus_notes(
+            &what,
+            &native,
+            &traced,
+            "which runs under usertrap: not intercepted (the tracer sees it as natively)",
+            1,
+        );
     }
 }
 
@@ -169,14 +197,24 @@ fn ptrace_traceme_seccomp() {
             kept.push('\n');
         }
     }
-    if let Some(d) = text_diff("ptrace_traceme, seccomp: stdout without the documented extra stops", &native.stdout, kept.as_bytes()) {
+    if let Some(d) =
+        text_diff("ptrace_traceme, seccomp: stdout without the documented extra stops", &native.stdout, kept.as_bytes())
+    {
         panic!("{d}");
     }
-    assert_eq!(sigsys_cases, ["1", "2", "3", "4", "5"], "every traced child shows usertrap's SIGSYS:\n{}", traced.stdout_text());
+    assert_eq!(
+        sigsys_cases,
+        ["1", "2", "3", "4", "5"],
+        "every traced child shows usertrap's SIGSYS:\n{}",
+        traced.stdout_text()
+    );
     let (notes, rest) = split_notes(&traced.stderr_text());
     assert_eq!(rest, native.stderr_text(), "stderr besides usertrap's notes");
     assert!(
-        notes.len() == 5 && notes.iter().all(|n| n.contains("asked to be traced (PTRACE_TRACEME): under the seccomp backend its tracer sees usertrap's SIGSYS")),
+        notes.len() == 5
+            && notes.iter().all(|n| n.contains(
+                "asked to be traced (PTRACE_TRACEME): under the seccomp backend its tracer sees usertrap's SIGSYS"
+            )),
         "one note per PTRACE_TRACEME: {notes:#?}"
     );
 }
@@ -216,21 +254,43 @@ fn gdb_session(extra: &[String]) -> Cmd {
     for e in extra {
         c = c.arg(e);
     }
-    c.args(["-ex", "handle SIGUSR1 nostop noprint pass", "-ex", "break worker", "-ex", "run", "-ex", "bt", "-ex", "continue", "--args"])
-        .arg(c_test_binary("valgrind_guest"))
-        .timeout(std::time::Duration::from_secs(60))
+    c.args([
+        "-ex",
+        "handle SIGUSR1 nostop noprint pass",
+        "-ex",
+        "break worker",
+        "-ex",
+        "run",
+        "-ex",
+        "bt",
+        "-ex",
+        "continue",
+        "--args",
+    ])
+    .arg(c_test_binary("valgrind_guest"))
+    .timeout(std::time::Duration::from_secs(60))
 }
 
 fn assert_same_gdb_session(what: &str, native: &Output, traced: &Output, allowed_note: &str) {
     assert_eq!(traced.status, native.status, "{what}: gdb's exit status\n{}", traced.stderr_text());
     let (n_out, t_out) = (numbers_masked(&native.stdout_text()), numbers_masked(&traced.stdout_text()));
-    assert!(n_out.contains("hit Breakpoint N, worker") && n_out.contains("exited with code N"), "native gdb session:\n{n_out}");
+    assert!(
+        n_out.contains("hit Breakpoint N, worker") && n_out.contains("exited with code N"),
+        "native gdb session:\n{n_out}"
+    );
     if let Some(d) = text_diff(&format!("{what}: gdb's stdout (numbers masked)"), n_out.as_bytes(), t_out.as_bytes()) {
         panic!("{d}");
     }
     let (notes, rest) = split_notes(&traced.stderr_text());
-    assert!(notes.iter().all(|n| !allowed_note.is_empty() && n.contains(allowed_note)), "{what}: usertrap's lines: {notes:#?}");
-    if let Some(d) = text_diff(&format!("{what}: gdb's stderr"), numbers_masked(&native.stderr_text()).as_bytes(), numbers_masked(&rest).as_bytes()) {
+    assert!(
+        notes.iter().all(|n| !allowed_note.is_empty() && n.contains(allowed_note)),
+        "{what}: usertrap's lines: {notes:#?}"
+    );
+    if let Some(d) = text_diff(
+        &format!("{what}: gdb's stderr"),
+        numbers_masked(&native.stderr_text()).as_bytes(),
+        numbers_masked(&rest).as_bytes(),
+    ) {
         panic!("{d}");
     }
 }
@@ -284,7 +344,12 @@ fn gdb_under_stat_sud() {
         .args(&session.args)
         .timeout(session.timeout);
     let traced = run_native(&stat);
-    assert_same_gdb_session("usertrap stat -- gdb", &native, &traced, "which runs under usertrap: not intercepted (the tracer sees it as natively)");
+    assert_same_gdb_session(
+        "usertrap stat -- gdb",
+        &native,
+        &traced,
+        "which runs under usertrap: not intercepted (the tracer sees it as natively)",
+    );
     let text = fs::read_to_string(&report).expect("the aggregate report");
     assert!(text.contains("(gdb "), "gdb is measured:\n{text}");
 }
@@ -368,7 +433,11 @@ fn exec_etxtbsy(backend: Backend) {
     let protected = "the kernel's exe link names the program: yes; open for writing: ETXTBSY\n";
     assert_eq!(native.stdout_text(), protected, "native: {}", native.stderr_text());
     let traced = run_traced(&cmd, backend);
-    let expected = if have_cap_sys_resource() { protected } else { "the kernel's exe link names the program: no; open for writing: ok\n" };
+    let expected = if have_cap_sys_resource() {
+        protected
+    } else {
+        "the kernel's exe link names the program: no; open for writing: ok\n"
+    };
     assert_eq!(traced.stdout_text(), expected, "{backend}: {}", traced.stderr_text());
     assert_eq!((traced.status, traced.stderr_text()), (native.status, native.stderr_text()), "{backend}");
 }

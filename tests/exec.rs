@@ -133,8 +133,12 @@ fn sh_pipelines(backend: Backend) {
         .setup(make_files)
         .step(Cmd::sh("ls | sort | wc -l"))
         .step(Cmd::sh("ls *.txt | sort -r | head -3 | tr a-z A-Z"))
-        .step(Cmd::sh("cat *.txt | sort | uniq -c | sort -rn | head -5 > counts.txt; cat counts.txt; wc -l < counts.txt"))
-        .step(Cmd::sh("(cd sub && ls | wc -l; pwd | sed 's|.*/||'); echo \"after the subshell: $(pwd | sed 's|.*/||')\""))
+        .step(Cmd::sh(
+            "cat *.txt | sort | uniq -c | sort -rn | head -5 > counts.txt; cat counts.txt; wc -l < counts.txt",
+        ))
+        .step(Cmd::sh(
+            "(cd sub && ls | wc -l; pwd | sed 's|.*/||'); echo \"after the subshell: $(pwd | sed 's|.*/||')\"",
+        ))
         .step(Cmd::sh(
             "n=$(ls | wc -l); echo \"there are $n entries\"; \
              echo \"nested: $(echo $(echo inner | tr a-z A-Z) | sed 's/N/n/g')\"",
@@ -152,7 +156,10 @@ fn sh_pipelines(backend: Backend) {
             "sh -c 'exit 3'; echo \"child status $?\"; false | true; echo \"pipeline status $?\"; \
              /bin/sh -c 'kill -TERM $$'; echo \"killed child status $?\"; exit 0",
         ))
-        .step(Cmd::sh("cat > from-stdin.txt; tr a-z A-Z < from-stdin.txt | tee upper.txt | wc -c").stdin("some input\nfor the shell\n"));
+        .step(
+            Cmd::sh("cat > from-stdin.txt; tr a-z A-Z < from-stdin.txt | tee upper.txt | wc -c")
+                .stdin("some input\nfor the shell\n"),
+        );
     compare_native_and_traced(&case, backend);
 }
 
@@ -293,7 +300,11 @@ fn exec_chain_20_deep(backend: Backend) {
         let execs = r.iter().filter(|r| exit_how(r) == "exec").count();
         let finals: Vec<&Value> = r.iter().filter(|r| exit_how(r) != "exec").collect();
         assert!(
-            r.len() == images && pids.len() == 1 && execs == images - 1 && finals.len() == 1 && command(finals[0]) == last,
+            r.len() == images
+                && pids.len() == 1
+                && execs == images - 1
+                && finals.len() == 1
+                && command(finals[0]) == last,
             "{} ({}): a chain of {} images of one process should leave {} reports with one pid, {} of them \
              ending in exec and the last one ({}) not; the reports are:\n{}",
             dir.display(),
@@ -352,7 +363,8 @@ fn every_process_writes_its_report(backend: Backend) {
         backend, ctx
     );
     // Exec'd images per process, in the order of the lines above.
-    let expected_execs = [(0usize, 0usize, "sh"), (1, 0, "sh"), (2, 1, "sh"), (4, 2, "cat"), (5, 1, "sh"), (6, 1, "sh")];
+    let expected_execs =
+        [(0usize, 0usize, "sh"), (1, 0, "sh"), (2, 1, "sh"), (4, 2, "cat"), (5, 1, "sh"), (6, 1, "sh")];
     for (line, execs, last) in expected_execs {
         let rs = &by_pid[&lines[line]];
         let n_exec = rs.iter().filter(|r| exit_how(r) == "exec").count();
@@ -382,7 +394,12 @@ fn every_process_writes_its_report(backend: Backend) {
 /// status as natively, and reports of its own for it and its fork child.
 fn static_binary_exec_from_traced_processes(backend: Backend) {
     let bin = c_test_binary("static_hello");
-    assert_eq!(elf_is_static(&bin), Some(true), "{} should be linked statically (Makefile rule static_%)", bin.display());
+    assert_eq!(
+        elf_is_static(&bin),
+        Some(true),
+        "{} should be linked statically (Makefile rule static_%)",
+        bin.display()
+    );
     let reports = fresh_reports_dir("exec-static-hello", backend);
     let env = which("env");
     let case = Case::new("exec-static-hello")

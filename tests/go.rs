@@ -193,12 +193,7 @@ fn run_go(program: &str, flavor: Flavor, backend: Backend) {
         })
         .filter(|r: &Value| r["command"] == name.as_str())
         .collect();
-    assert!(
-        !mine.is_empty(),
-        "no report from {} under {}: the Go program was not intercepted",
-        name,
-        backend
-    );
+    assert!(!mine.is_empty(), "no report from {} under {}: the Go program was not intercepted", name, backend);
     assert!(
         mine.iter().all(|r| r["backend"] == backend.name()),
         "{}'s reports name another backend than {}",
@@ -231,9 +226,8 @@ fn go_under_stat(dir: &Path, backend: Backend, args: &[&str]) -> (Output, Vec<St
     .cwd(dir)
     .timeout(Duration::from_secs(120));
     let out = run(&cmd, Mode::Native);
-    let text = fs::read_to_string(&agg).unwrap_or_else(|e| {
-        panic!("no aggregate {} ({}); stderr:\n{}", agg.display(), e, out.stderr_text())
-    });
+    let text = fs::read_to_string(&agg)
+        .unwrap_or_else(|e| panic!("no aggregate {} ({}); stderr:\n{}", agg.display(), e, out.stderr_text()));
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {}\n{}", agg.display(), e, text));
     let commands = v["processes"]
         .as_array()
@@ -299,7 +293,11 @@ fn go_test(backend: Backend) {
     let dir = scratch_dir("go-test", backend);
     fresh_dir(&dir);
     let token = unique_token();
-    fs::write(dir.join("sum.go"), format!("package sum\n\n// Add returns a+b ({}).\nfunc Add(a, b int) int {{ return a + b }}\n", token)).unwrap();
+    fs::write(
+        dir.join("sum.go"),
+        format!("package sum\n\n// Add returns a+b ({}).\nfunc Add(a, b int) int {{ return a + b }}\n", token),
+    )
+    .unwrap();
     fs::write(
         dir.join("sum_test.go"),
         "package sum\n\nimport (\n\t\"os/exec\"\n\t\"testing\"\n)\n\n\
@@ -309,12 +307,15 @@ fn go_test(backend: Backend) {
     )
     .unwrap();
     let args = ["test", "-count=1", "-v", "sum.go", "sum_test.go"];
-    let native = run(&go_cmd_env(Cmd::new(which("go")).args(args)).cwd(&dir).timeout(Duration::from_secs(120)), Mode::Native);
+    let native =
+        run(&go_cmd_env(Cmd::new(which("go")).args(args)).cwd(&dir).timeout(Duration::from_secs(120)), Mode::Native);
     assert!(native.status.success(), "native go test failed:\n{}\n{}", native.stdout_text(), native.stderr_text());
     let (out, commands) = go_under_stat(&dir, backend, &args);
     // Durations differ between runs: compare the lines without them.
     let strip = |s: &str| -> Vec<String> {
-        s.lines().map(|l| l.split(" (").next().unwrap_or(l).split('\t').take(2).collect::<Vec<_>>().join("\t")).collect()
+        s.lines()
+            .map(|l| l.split(" (").next().unwrap_or(l).split('\t').take(2).collect::<Vec<_>>().join("\t"))
+            .collect()
     };
     assert_eq!(
         (out.status, strip(&out.stdout_text())),

@@ -36,7 +36,12 @@ fn registers_survive_a_floating_point_hook(backend: Backend) {
     let native = run_native(&prog);
     let traced = run_traced(&with_hook(prog, &hook), backend);
     assert_eq!(traced.status, native.status, "status; stderr:\n{}", traced.stderr_text());
-    assert_eq!(traced.stdout_text(), native.stdout_text(), "stdout differs with the hook; stderr:\n{}", traced.stderr_text());
+    assert_eq!(
+        traced.stdout_text(),
+        native.stdout_text(),
+        "stdout differs with the hook; stderr:\n{}",
+        traced.stderr_text()
+    );
     let calls: u64 = traced
         .stderr_text()
         .lines()

@@ -30,16 +30,14 @@ fn run_with_reports(cmd: Cmd, backend: Backend, case: &str) -> (Output, Vec<Valu
     fresh_dir(&dir);
     let reports = dir.join("reports");
     std::fs::create_dir_all(&reports).unwrap();
-    let cmd = cmd
-        .cwd(&dir)
-        .env("USERTRAP_OUTPUT", reports.join("%p.%t.json"))
-        .env("USERTRAP_FORMAT", "json");
+    let cmd = cmd.cwd(&dir).env("USERTRAP_OUTPUT", reports.join("%p.%t.json")).env("USERTRAP_FORMAT", "json");
     let out = run_traced(&cmd, backend);
     let mut all = Vec::new();
     for e in std::fs::read_dir(&reports).unwrap() {
         let p = e.unwrap().path();
         let text = std::fs::read_to_string(&p).unwrap();
-        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON ({}):\n{}", p.display(), e, text));
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON ({}):\n{}", p.display(), e, text));
         assert_eq!(v["format"], "usertrap-report", "{}", p.display());
         assert_eq!(v["version"], 1, "{}", p.display());
         all.push(v);
@@ -80,12 +78,19 @@ fn known_calls(backend: Backend) {
     let (loop_ns, sleep_ns, feeder_ns) = (own[0], own[1], own[2]);
     let within = |reported: u64, wall: f64| reported as f64 <= wall * 1.05 + 20_000.0;
     let g_total = num(g, "total_ns");
-    assert!(g_total > 0 && within(g_total, loop_ns), "getppid total {g_total} ns, the loop around them took {loop_ns} ns");
+    assert!(
+        g_total > 0 && within(g_total, loop_ns),
+        "getppid total {g_total} ns, the loop around them took {loop_ns} ns"
+    );
 
     let s = syscall(r, "clock_nanosleep").or_else(|| syscall(r, "nanosleep")).expect("nanosleep in the report");
     assert_eq!(num(s, "calls"), 200 + 20, "200 in main, 20 in the feeder thread");
     let s_total = num(s, "total_ns");
-    assert!(within(s_total, sleep_ns + feeder_ns), "nanosleep total {s_total} ns, the loops around them took {} ns", sleep_ns + feeder_ns);
+    assert!(
+        within(s_total, sleep_ns + feeder_ns),
+        "nanosleep total {s_total} ns, the loops around them took {} ns",
+        sleep_ns + feeder_ns
+    );
     assert!(num(s, "min_ns") >= 1_900_000, "nanosleep(2 ms) min = {} ns", num(s, "min_ns"));
     for key in ["min_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"].windows(2) {
         assert!(num(s, key[0]) <= num(s, key[1]), "{} > {} in {}", key[0], key[1], s);
@@ -217,7 +222,10 @@ fn death_by_abort_sud() {
 #[test]
 fn exec_tree_reports_every_process_sud() {
     let py = python3();
-    let script = format!("/bin/true; {} -c 'import os\nfor _ in range(300): os.getppid()'; echo done", shell_quote(py.as_os_str()));
+    let script = format!(
+        "/bin/true; {} -c 'import os\nfor _ in range(300): os.getppid()'; echo done",
+        shell_quote(py.as_os_str())
+    );
     let (out, reports, _) = run_with_reports(Cmd::new("/bin/sh").args(["-c", &script]), Backend::Sud, "exec-tree");
     assert!(out.status.success(), "{}", out.stderr_text());
     assert_eq!(out.stdout_text(), "done\n");
@@ -255,7 +263,12 @@ fn int80_calls(backend: Backend) {
     assert_eq!(reports.len(), 2, "the program and its probe child");
     for r in &reports {
         assert!(syscall(r, "writev").is_none(), "an i386 call counted as x86-64: {r}");
-        let i386: Vec<&Value> = r["syscalls"].as_array().unwrap().iter().filter(|s| s["name"].as_str().unwrap().starts_with("i386:")).collect();
+        let i386: Vec<&Value> = r["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["name"].as_str().unwrap().starts_with("i386:"))
+            .collect();
         if backend == Backend::Seccomp {
             assert_eq!(r["i386_calls"], "not_seen", "{r}");
             assert!(i386.is_empty(), "{i386:?}");

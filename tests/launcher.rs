@@ -92,9 +92,6 @@ fn without_the_launcher_exec_falls_back_or_is_refused() {
     let err = String::from_utf8_lossy(&sec.stderr);
     assert!(!sec.status.success(), "the child cannot have run: {err}");
     assert!(sec.stdout.is_empty());
-    assert!(
-        err.contains("execve refused with ENOSYS") && err.contains("usertrap-launcher is missing"),
-        "{err}"
-    );
+    assert!(err.contains("execve refused with ENOSYS") && err.contains("usertrap-launcher is missing"), "{err}");
     let _ = fs::remove_dir_all(&dir);
 }

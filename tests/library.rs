@@ -115,11 +115,7 @@ fn assert_config_error(backend: Backend, env: &[(&str, &str)], needles: &[&str])
 #[test]
 fn bogus_backend_is_rejected() {
     for b in Backend::ALL {
-        assert_config_error(
-            b,
-            &[("USERTRAP_BACKEND", "bogus")],
-            &["USERTRAP_BACKEND", "bogus", "seccomp", "sud"],
-        );
+        assert_config_error(b, &[("USERTRAP_BACKEND", "bogus")], &["USERTRAP_BACKEND", "bogus", "seccomp", "sud"]);
     }
 }
 
@@ -156,11 +152,7 @@ fn parse_summary(line: &str) -> Option<Summary> {
     if !(details.is_empty() || details.starts_with(", ")) {
         return None;
     }
-    Some(Summary {
-        pid: pid.parse().ok()?,
-        count: count.parse().ok()?,
-        backend: backend.to_string(),
-    })
+    Some(Summary { pid: pid.parse().ok()?, count: count.parse().ok()?, backend: backend.to_string() })
 }
 
 /// Runs `cmd` natively and with USERTRAP_SUMMARY=1 under `backend`; checks
@@ -277,16 +269,10 @@ fn exec_under_sud_retraces_children() {
     // that is at least 4 lines, and python3's 5000 getppid calls are counted
     // only if it was traced after env -i. coreutils' echo and env close
     // stderr before exiting: the summary goes to a file.
-    let script = format!(
-        "/bin/true; env -i /bin/echo hi; env -i {} -c \"$1\"",
-        shell_quote(python3().as_os_str())
-    );
+    let script = format!("/bin/true; env -i /bin/echo hi; env -i {} -c \"$1\"", shell_quote(python3().as_os_str()));
     let cmd = Cmd::new("/bin/sh").args(["-c", &script, "sh", GETPPID_5000]);
     let s = summaries_in_file(&cmd, Backend::Sud, "exec-retrace");
-    let lines: Vec<String> = s
-        .iter()
-        .map(|s| format!("pid {}: {} ({})", s.pid, s.count, s.backend))
-        .collect();
+    let lines: Vec<String> = s.iter().map(|s| format!("pid {}: {} ({})", s.pid, s.count, s.backend)).collect();
     assert!(
         s.len() >= 4,
         "expected a summary line per process (sh, true, env -i echo, env -i python3: at least 4), got {}:\n  {}\n\
@@ -325,7 +311,13 @@ fn slow_path_stack_frames_are_small() {
             }
         }
     }
-    let hot = ["sigsys::on_sigsys", "sigsys::run_for_program", "dispatch::slow::{{closure}}", "fault::on_fault", "signals::on_program_signal"];
+    let hot = [
+        "sigsys::on_sigsys",
+        "sigsys::run_for_program",
+        "dispatch::slow::{{closure}}",
+        "fault::on_fault",
+        "signals::on_program_signal",
+    ];
     let mut total = 0;
     for name in hot {
         let size = frames.iter().filter(|(f, _)| f.contains(name)).map(|(_, s)| *s).max();
@@ -365,7 +357,11 @@ fn runs_with_little_address_space(backend: Backend) {
         stderr
     );
     assert!(!stderr.contains("panic"), "stderr:\n{}", stderr);
-    assert!(stderr.lines().all(|l| l.starts_with("usertrap: ") || l.starts_with("  ") || l.starts_with(" ")), "stderr:\n{}", stderr);
+    assert!(
+        stderr.lines().all(|l| l.starts_with("usertrap: ") || l.starts_with("  ") || l.starts_with(" ")),
+        "stderr:\n{}",
+        stderr
+    );
 }
 
 #[test]

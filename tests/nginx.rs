@@ -142,13 +142,25 @@ fn nginx_under_stat(backend: Backend) {
     cmd.arg("-p").arg(&dir).arg("-c").arg(&conf).arg("-e").arg(dir.join("logs/error.log"));
     let traced = serve(&dir, port, cmd);
 
-    assert_eq!(traced.status.code(), native.status.code(), "{backend}: exit; stderr:\n{}", String::from_utf8_lossy(&traced.stderr));
+    assert_eq!(
+        traced.status.code(),
+        native.status.code(),
+        "{backend}: exit; stderr:\n{}",
+        String::from_utf8_lossy(&traced.stderr)
+    );
     assert_eq!(traced.stdout, native.stdout, "{backend}: stdout");
     assert_eq!(String::from_utf8_lossy(&traced.stderr), String::from_utf8_lossy(&native.stderr), "{backend}: stderr");
     assert_eq!(traced.error_log, native.error_log, "{backend}: error.log");
     for (i, (n, t)) in native.responses.iter().zip(&traced.responses).enumerate() {
         assert_eq!(n.0, "HTTP/1.1 200 OK", "native request {i}");
-        assert!(n == t, "{backend}: request {i}: native {:?} ({} bytes), traced {:?} ({} bytes)", n.0, n.1.len(), t.0, t.1.len());
+        assert!(
+            n == t,
+            "{backend}: request {i}: native {:?} ({} bytes), traced {:?} ({} bytes)",
+            n.0,
+            n.1.len(),
+            t.0,
+            t.1.len()
+        );
     }
 
     let text = fs::read_to_string(&agg).unwrap();
@@ -156,7 +168,8 @@ fn nginx_under_stat(backend: Backend) {
     let reports = text.lines().filter(|l| l.starts_with("usertrap: pid ") && l.contains(" (nginx), ")).count();
     assert!(reports > WORKERS, "{backend}: the master and every worker report ({reports} reports):\n{text}");
     // Every connection was accepted by a worker: their figures are in.
-    let accept = text.lines().rev().find(|l| l.ends_with("  accept4")).unwrap_or_else(|| panic!("no accept4 row:\n{text}"));
+    let accept =
+        text.lines().rev().find(|l| l.ends_with("  accept4")).unwrap_or_else(|| panic!("no accept4 row:\n{text}"));
     let calls: usize = accept.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(calls >= REQUESTS, "{backend}: accept4 {calls} calls for {REQUESTS} connections:\n{accept}");
 }

@@ -60,7 +60,8 @@ fn many_sites_are_patched(backend: Backend) {
     let cmd = Cmd::new(c_test_binary("many_sites")).env("USERTRAP_SUMMARY", "1");
     let out = run_traced(&cmd, backend);
     assert!(out.status.success(), "many_sites failed under {}: {}{}", backend, out.stdout_text(), out.stderr_text());
-    let line = out.stderr_text().lines().find(|l| l.starts_with("usertrap: pid ")).map(str::to_string).unwrap_or_default();
+    let line =
+        out.stderr_text().lines().find(|l| l.starts_with("usertrap: pid ")).map(str::to_string).unwrap_or_default();
     let patched = summary_count(&line, " sites patched");
     assert!(patched >= 10_000, "only {} sites patched (10,000 distinct ones were run): {}", patched, line);
 }
@@ -86,7 +87,13 @@ fn static_program_is_patched(backend: Backend) {
     let line = out
         .stderr_text()
         .lines()
-        .find(|l| l.starts_with("usertrap: pid ") && l.split(": ").nth(2).and_then(|r| r.split(' ').next()?.parse::<u64>().ok()).is_some_and(|n| n >= 3000))
+        .find(|l| {
+            l.starts_with("usertrap: pid ")
+                && l.split(": ")
+                    .nth(2)
+                    .and_then(|r| r.split(' ').next()?.parse::<u64>().ok())
+                    .is_some_and(|n| n >= 3000)
+        })
         .map(str::to_string)
         .unwrap_or_else(|| panic!("no summary of the static program: {}", out.stderr_text()));
     let fast = summary_count(&line, " on the fast path");
@@ -160,10 +167,8 @@ fn patch_race_many_times(backend: Backend) {
     // How often a thread was caught mid-patch (served by the SIGILL path):
     // reported, not asserted, since it depends on scheduling.
     let text = std::fs::read_to_string(&summary).unwrap_or_default();
-    let faults: u64 = text
-        .lines()
-        .filter_map(|l| l.rsplit_once(", ")?.1.strip_suffix(" site faults")?.parse::<u64>().ok())
-        .sum();
+    let faults: u64 =
+        text.lines().filter_map(|l| l.rsplit_once(", ")?.1.strip_suffix(" site faults")?.parse::<u64>().ok()).sum();
     println!("patch_race x200 under {}: {} calls served at a half-patched site", backend, faults);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -207,8 +212,10 @@ fn reachable_vector_uses(objdump: &str, relocs: &str, root: &str) -> (Vec<String
     }
     // xmm0-15 may be used (ut_fast_entry saves them around the Rust call);
     // nothing else: AVX/AVX-512 state, mask registers, x87, MMX, MXCSR.
-    let vector = ["%ymm", "%zmm", "%st", "%mm", "%k0", "%k1", "%k2", "%k3", "%k4", "%k5", "%k6", "%k7",
-        "mxcsr", "fxsave", "fxrstor", "xsave", "xrstor", "vzero", "emms"];
+    let vector = [
+        "%ymm", "%zmm", "%st", "%mm", "%k0", "%k1", "%k2", "%k3", "%k4", "%k5", "%k6", "%k7", "mxcsr", "fxsave",
+        "fxrstor", "xsave", "xrstor", "vzero", "emms",
+    ];
     let mut seen = BTreeSet::new();
     let mut todo: Vec<String> = funcs.keys().filter(|k| k.split('@').next() == Some(root)).cloned().collect();
     let mut bad = Vec::new();
@@ -231,14 +238,20 @@ fn reachable_vector_uses(objdump: &str, relocs: &str, root: &str) -> (Vec<String
         for ins in body {
             // The save and restore themselves, on the hooks' branch.
             let protection = f.starts_with("ut_fast_entry@")
-                && (ins.contains("xsave64 (%rsp)") || ins.contains("xrstor64 (%rsp)") || ins.contains("<ut_xsave_size>"));
+                && (ins.contains("xsave64 (%rsp)")
+                    || ins.contains("xrstor64 (%rsp)")
+                    || ins.contains("<ut_xsave_size>"));
             if (vector.iter().any(|v| ins.contains(v)) || touches_unsaved_xmm(ins)) && !protection {
                 bad.push(format!("{}: {}", f, ins.trim()));
             }
-            let is_branch = ins.contains("\tcall") || ins.contains("\tjmp") || ins.contains(" call") || ins.contains(" jmp");
+            let is_branch =
+                ins.contains("\tcall") || ins.contains("\tjmp") || ins.contains(" call") || ins.contains(" jmp");
             // Through a GOT slot: "call *0x1eb3f(%rip)  # 3e7c0 <_DYNAMIC+0x288>".
             if is_branch && ins.contains("*0x") && ins.contains("(%rip)") {
-                let slot = ins.rsplit_once('#').and_then(|(_, c)| c.split_whitespace().next()).and_then(|a| u64::from_str_radix(a, 16).ok());
+                let slot = ins
+                    .rsplit_once('#')
+                    .and_then(|(_, c)| c.split_whitespace().next())
+                    .and_then(|a| u64::from_str_radix(a, 16).ok());
                 let target = slot.and_then(|slot| {
                     relocs.lines().find_map(|r| {
                         let mut w = r.split_whitespace();
@@ -278,7 +291,11 @@ fn reachable_vector_uses(objdump: &str, relocs: &str, root: &str) -> (Vec<String
                 if let Some((_, target)) = ins.rsplit_once('<') {
                     let label = target.trim_end_matches('>');
                     if !label.contains('+') {
-                        let addr = ins.split('\t').nth(1).and_then(|op| op.split_whitespace().nth(1)).and_then(|a| u64::from_str_radix(a, 16).ok());
+                        let addr = ins
+                            .split('\t')
+                            .nth(1)
+                            .and_then(|op| op.split_whitespace().nth(1))
+                            .and_then(|a| u64::from_str_radix(a, 16).ok());
                         match addr.and_then(|a| by_addr.get(&a)) {
                             Some(key) => todo.push(key.clone()),
                             None => bad.push(format!("{}: call to something outside the library: {}", f, ins.trim())),
@@ -311,14 +328,20 @@ fn touches_unsaved_xmm(ins: &str) -> bool {
 
 #[test]
 fn fast_entry_saves_xmm0_to_15() {
-    let out = Command::new(which("objdump")).args(["-d", "--no-show-raw-insn"]).arg(lib_path()).output().expect("objdump");
+    let out =
+        Command::new(which("objdump")).args(["-d", "--no-show-raw-insn"]).arg(lib_path()).output().expect("objdump");
     let text = String::from_utf8_lossy(&out.stdout);
-    let body: Vec<&str> = text.lines().skip_while(|l| !l.ends_with("<ut_fast_entry>:")).take_while(|l| !l.is_empty()).collect();
+    let body: Vec<&str> =
+        text.lines().skip_while(|l| !l.ends_with("<ut_fast_entry>:")).take_while(|l| !l.is_empty()).collect();
     assert!(!body.is_empty(), "ut_fast_entry not found");
     for i in 0..16 {
         let reg = format!("%xmm{},", i);
         let saved = body.iter().any(|l| l.contains("movaps") && l.contains(&reg) && l.contains("(%rsp)"));
-        let restored = body.iter().any(|l| l.contains("movaps") && l.contains(&format!("(%rsp),%xmm{}", i)) && l.trim_end().ends_with(&format!("%xmm{}", i)));
+        let restored = body.iter().any(|l| {
+            l.contains("movaps")
+                && l.contains(&format!("(%rsp),%xmm{}", i))
+                && l.trim_end().ends_with(&format!("%xmm{}", i))
+        });
         assert!(saved && restored, "ut_fast_entry must save and restore xmm{} around the Rust call", i);
     }
 }
@@ -326,11 +349,8 @@ fn fast_entry_saves_xmm0_to_15() {
 #[test]
 fn fast_path_uses_no_vector_registers() {
     let lib = lib_path();
-    let out = Command::new(which("objdump"))
-        .args(["-d", "--no-show-raw-insn", "-C"])
-        .arg(&lib)
-        .output()
-        .expect("objdump");
+    let out =
+        Command::new(which("objdump")).args(["-d", "--no-show-raw-insn", "-C"]).arg(&lib).output().expect("objdump");
     assert!(out.status.success(), "objdump failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let relocs = Command::new(which("objdump")).arg("-R").arg(&lib).output().expect("objdump -R");
@@ -344,7 +364,9 @@ fn fast_path_uses_no_vector_registers() {
             // "FLAGS_1  0x0000000000000001": DF_1_NOW is bit 0.
             let mut w = l.split_whitespace();
             w.next() == Some("FLAGS_1")
-                && w.next().and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()).is_some_and(|v| v & 1 != 0)
+                && w.next()
+                    .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+                    .is_some_and(|v| v & 1 != 0)
         }),
         "{} is not linked with -z now",
         lib.display()

@@ -18,7 +18,12 @@ fn prog() -> PathBuf {
 /// Runs `cmd` natively and traced, each in a fresh `dir` (prepared by
 /// `setup`); panics unless the status and stdout are the same. Returns
 /// (native, traced).
-fn native_and_traced(case: &str, backend: Backend, cmd: impl Fn(&Path) -> Cmd, setup: impl Fn(&Path)) -> (Output, Output, PathBuf) {
+fn native_and_traced(
+    case: &str,
+    backend: Backend,
+    cmd: impl Fn(&Path) -> Cmd,
+    setup: impl Fn(&Path),
+) -> (Output, Output, PathBuf) {
     let dir = scratch_dir(case, backend);
     fresh_dir(&dir);
     setup(&dir);
@@ -76,11 +81,19 @@ fn stderr_replaced_by_a_data_file_gets_no_report() {
             |_| Cmd::new(prog()).arg("stderr-replaced").env_remove("USERTRAP_OUTPUT").env("TMPDIR", &tmp),
             |_| {},
         );
-        assert_eq!(fs::read_to_string(dir.join("data.txt")).unwrap(), "the program's data\n", "{b}: the program's file");
+        assert_eq!(
+            fs::read_to_string(dir.join("data.txt")).unwrap(),
+            "the program's data\n",
+            "{b}: the program's file"
+        );
         assert!(t.stderr.is_empty());
         let saved = tmp_reports(&tmp);
         assert_eq!(saved.len(), 1, "{b}: the report, kept in TMPDIR: {saved:?}");
-        assert!(saved[0].contains("descriptor 2 is closed or is another file") && saved[0].contains("report_targets), "), "{}", saved[0]);
+        assert!(
+            saved[0].contains("descriptor 2 is closed or is another file") && saved[0].contains("report_targets), "),
+            "{}",
+            saved[0]
+        );
     }
 }
 
@@ -136,7 +149,12 @@ fn exec_appends_to_the_same_pid_file() {
     for b in Backend::ALL {
         let reports = fresh_reports_dir("report-exec", b);
         let pattern = reports.join("r.%p");
-        native_and_traced("report-exec-run", b, |_| Cmd::new(prog()).arg("exec").env("USERTRAP_OUTPUT", &pattern), |_| {});
+        native_and_traced(
+            "report-exec-run",
+            b,
+            |_| Cmd::new(prog()).arg("exec").env("USERTRAP_OUTPUT", &pattern),
+            |_| {},
+        );
         let files = report_files(&reports);
         assert_eq!(files.len(), 1, "{b}: one pid, one file");
         let text = &files[0].1;
@@ -160,7 +178,8 @@ fn forked_children_append_whole_reports() {
         let mut pids: Vec<u64> = text
             .lines()
             .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{b}: not one JSON report per line ({e}):\n{l}"));
+                let v: serde_json::Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("{b}: not one JSON report per line ({e}):\n{l}"));
                 v["pid"].as_u64().unwrap()
             })
             .collect();
@@ -173,7 +192,8 @@ fn forked_children_append_whole_reports() {
 #[test]
 fn dev_full_is_said_once() {
     for b in Backend::ALL {
-        let (n, t, _) = native_and_traced("report-dev-full", b, |_| Cmd::new(prog()).env("USERTRAP_OUTPUT", "/dev/full"), |_| {});
+        let (n, t, _) =
+            native_and_traced("report-dev-full", b, |_| Cmd::new(prog()).env("USERTRAP_OUTPUT", "/dev/full"), |_| {});
         one_line_saying(&n, &t, &["/dev/full", "ENOSPC"]);
     }
 }
@@ -187,7 +207,12 @@ fn file_size_limit_leaves_no_partial_file() {
         let (n, t, _) = native_and_traced(
             "report-fsize-run",
             b,
-            |_| Cmd::new(prog()).arg("fsize0").env("USERTRAP_OUTPUT", reports.join("r.json")).env("USERTRAP_FORMAT", "json"),
+            |_| {
+                Cmd::new(prog())
+                    .arg("fsize0")
+                    .env("USERTRAP_OUTPUT", reports.join("r.json"))
+                    .env("USERTRAP_FORMAT", "json")
+            },
             |_| {},
         );
         one_line_saying(&n, &t, &["r.json", "EFBIG"]);
@@ -221,7 +246,11 @@ fn unusable_summary_path_is_refused_at_start() {
         assert!(t.stdout.is_empty(), "the program must not start");
         let err = t.stderr_text();
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with("usertrap: USERTRAP_SUMMARY=\"/nonexistent-usertrap/dir/s.txt\" is not valid") && err.contains("ENOENT"), "{err}");
+        assert!(
+            err.starts_with("usertrap: USERTRAP_SUMMARY=\"/nonexistent-usertrap/dir/s.txt\" is not valid")
+                && err.contains("ENOENT"),
+            "{err}"
+        );
     }
 }
 

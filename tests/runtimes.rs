@@ -105,10 +105,8 @@ fn rust_std(backend: Backend) {
     // SIGABRT, report written first), and the programs it ran.
     let reports = json_reports(&reports);
     let cmds = commands(&reports);
-    let main: Vec<&Value> = reports
-        .iter()
-        .filter(|r| r["command"] == "rust_std" && r["exit"]["how"] == "exit_group")
-        .collect();
+    let main: Vec<&Value> =
+        reports.iter().filter(|r| r["command"] == "rust_std" && r["exit"]["how"] == "exit_group").collect();
     assert_eq!(main.len(), 1, "one rust_std exited normally; reports of: {cmds:?}");
     assert_eq!(main[0]["exit"]["status"], 0, "{}", main[0]["exit"]);
     assert!(calls_of(main[0], "futex") > 0, "threads wait on futexes: {}", main[0]["syscalls"]);
@@ -146,13 +144,18 @@ fn cargo_build_under_stat(backend: Backend) {
         let mut c = c;
         for (k, _) in std::env::vars_os() {
             let ks = k.to_string_lossy();
-            if ks.starts_with("CARGO_") && ks != "CARGO_HOME" || ks == "RUSTFLAGS" || ks.ends_with("MAKEFLAGS") || ks == "MFLAGS" {
+            if ks.starts_with("CARGO_") && ks != "CARGO_HOME"
+                || ks == "RUSTFLAGS"
+                || ks.ends_with("MAKEFLAGS")
+                || ks == "MFLAGS"
+            {
                 c = c.env_remove(&k);
             }
         }
         c.env("CARGO_TARGET_DIR", dir.join("target")).env("CARGO_TERM_COLOR", "never")
     };
-    let new = run_native(&clean(Cmd::new(&cargo).args(["new", "--offline", "--vcs", "none", "--bin", "hello"]).cwd(&dir)));
+    let new =
+        run_native(&clean(Cmd::new(&cargo).args(["new", "--offline", "--vcs", "none", "--bin", "hello"]).cwd(&dir)));
     assert!(new.status.success(), "cargo new failed: {}", new.stderr_text());
 
     let report = dir.join("aggregate.json");

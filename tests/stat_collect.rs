@@ -57,7 +57,12 @@ fn a_user_switch_still_reports() {
         return;
     }
     for b in Backend::ALL {
-        let text = stat_vs_native("collect-runuser", b, &["runuser", "-u", "nobody", "--", "sh", "-c", "ls / >/dev/null; id -un"], |_| {});
+        let text = stat_vs_native(
+            "collect-runuser",
+            b,
+            &["runuser", "-u", "nobody", "--", "sh", "-c", "ls / >/dev/null; id -un"],
+            |_| {},
+        );
         let names = reported(&text);
         for want in ["runuser", "sh", "ls", "id"] {
             assert!(names.iter().any(|n| n == want), "{b}: no report from {want}:\n{text}");
@@ -88,9 +93,11 @@ fn a_process_killed_by_sigkill_is_named() {
     for b in Backend::ALL {
         // The subshell tells it runs (after the fork, so after the collector
         // heard of it) before it is killed.
-        let script = "mkfifo ready; (echo up > ready; exec sleep 30) & read x < ready; kill -9 $!; wait $!; echo \"status $?\"";
+        let script =
+            "mkfifo ready; (echo up > ready; exec sleep 30) & read x < ready; kill -9 $!; wait $!; echo \"status $?\"";
         let text = stat_vs_native("collect-sigkill", b, &["sh", "-c", script], |_| {});
-        let line = text.lines().find(|l| l.contains("did not report")).unwrap_or_else(|| panic!("{b}: nobody named:\n{text}"));
+        let line =
+            text.lines().find(|l| l.contains("did not report")).unwrap_or_else(|| panic!("{b}: nobody named:\n{text}"));
         assert!(line.starts_with("usertrap: 1 of ") && line.contains("processes did not report: pid "), "{b}: {line}");
         assert!(line.ends_with(", killed by SIGKILL"), "{b}: {line}");
         assert!(line.contains(" sh,") || line.contains(" sleep,"), "{b}: named: {line}");
@@ -103,7 +110,8 @@ fn a_process_killed_by_sigkill_is_named() {
 fn an_undeliverable_report_is_named_not_written() {
     for b in Backend::ALL {
         let text = stat_vs_native("collect-nofile", b, &["sh", "-c", "(ulimit -n 3; true); echo done"], |_| {});
-        let line = text.lines().find(|l| l.contains("did not report")).unwrap_or_else(|| panic!("{b}: nobody named:\n{text}"));
+        let line =
+            text.lines().find(|l| l.contains("did not report")).unwrap_or_else(|| panic!("{b}: nobody named:\n{text}"));
         assert!(line.starts_with("usertrap: 1 of ") && line.contains(" sh, ended without a report"), "{b}: {line}");
     }
 }

@@ -241,7 +241,10 @@ impl Collector {
                         images[i].lost = Some(format!("its report could not be built: {reason}"));
                     }
                 }
-                _ => skipped.push(Skipped { file: format!("a message from pid {pid}"), error: format!("not understood: {head}") }),
+                _ => skipped.push(Skipped {
+                    file: format!("a message from pid {pid}"),
+                    error: format!("not understood: {head}"),
+                }),
             }
             seen.insert(pid);
         }
@@ -291,7 +294,13 @@ fn peer_pid(s: &UnixStream) -> Option<u32> {
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt(SO_PEERCRED) fills a ucred of the size we pass.
     let r = unsafe {
-        libc::getsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
     };
     (r == 0 && cred.pid > 0).then_some(cred.pid as u32)
 }
@@ -305,7 +314,8 @@ fn is_alive(pid: u32) -> bool {
 }
 
 fn unhex(h: &str) -> String {
-    let bytes: Vec<u8> = (0..h.len() / 2).filter_map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()).collect();
+    let bytes: Vec<u8> =
+        (0..h.len() / 2).filter_map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -337,6 +347,9 @@ mod tests {
             Missing { pid: 123, command: "nginx".into(), reason: "killed by SIGKILL".into() },
             Missing { pid: 7, command: String::new(), reason: "ended without a report".into() },
         ];
-        assert_eq!(describe(&m, 45), "2 of 45 processes did not report: pid 123 nginx, killed by SIGKILL; pid 7, ended without a report");
+        assert_eq!(
+            describe(&m, 45),
+            "2 of 45 processes did not report: pid 123 nginx, killed by SIGKILL; pid 7, ended without a report"
+        );
     }
 }

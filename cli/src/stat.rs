@@ -14,9 +14,9 @@ use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::args::StatArgs;
+use crate::collect::Collector;
 use crate::command::{self, Start};
 use crate::error::{io_msg, Failure, CANNOT_EXECUTE, NOT_FOUND, OWN_FAILURE};
-use crate::collect::Collector;
 use crate::merge;
 use crate::report::Exit;
 use crate::text;
@@ -130,18 +130,30 @@ pub const LAUNCHER_NAME: &str = "usertrap-launcher";
 /// (USERTRAP_EXEC=<fd>:<filter armed>:<entries added>:<LD_PRELOAD prefixed>:
 /// <comm, hex>:<name>; see the library's sigsafe/exec.rs). The launcher inherits `elf`
 /// open on a descriptor and loads it.
-fn launched(lib: &Path, program: &Path, elf: &Path, prefix: &[OsString], cmd: &OsStr, cmd_args: &[OsString]) -> Result<Command, Failure> {
+fn launched(
+    lib: &Path,
+    program: &Path,
+    elf: &Path,
+    prefix: &[OsString],
+    cmd: &OsStr,
+    cmd_args: &[OsString],
+) -> Result<Command, Failure> {
     let launcher = lib.with_file_name(LAUNCHER_NAME);
     if !launcher.is_file() {
         return Err(Failure::new(
             OWN_FAILURE,
-            format!("{} is statically linked and {} is missing (it starts static programs)", cmd.to_string_lossy(), launcher.display()),
+            format!(
+                "{} is statically linked and {} is missing (it starts static programs)",
+                cmd.to_string_lossy(),
+                launcher.display()
+            ),
         ));
     }
     let file = File::open(elf)
         .map_err(|e| Failure::new(CANNOT_EXECUTE, format!("cannot read {}: {}", elf.display(), io_msg(&e))))?;
     let fd = file.as_raw_fd();
-    let comm: String = program.file_name().map_or(&[][..], |n| n.as_bytes()).iter().take(15).map(|b| format!("{b:02x}")).collect();
+    let comm: String =
+        program.file_name().map_or(&[][..], |n| n.as_bytes()).iter().take(15).map(|b| format!("{b:02x}")).collect();
     let mut control = OsString::from(format!("{fd}:0:0:0:{comm}:"));
     control.push(program.as_os_str());
     let mut c = Command::new(&launcher);

@@ -97,7 +97,8 @@ fn stat_runs_static_binaries_through_the_launcher() {
     // A C program linked with `gcc -static`, where glibc's static library
     // is installed (libc6-dev has it on Debian).
     if Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists() {
-        let src = s.file("hello.c", "#include <unistd.h>\nint main(void) { write(1, \"hi\\n\", 3); return 7; }\n", 0o644);
+        let src =
+            s.file("hello.c", "#include <unistd.h>\nint main(void) { write(1, \"hi\\n\", 3); return 7; }\n", 0o644);
         let bin = s.path("hello-static");
         let out = Command::new("gcc").arg("-static").arg("-o").arg(&bin).arg(&src).output().expect("gcc");
         assert!(out.status.success(), "gcc -static: {}", String::from_utf8_lossy(&out.stderr));
@@ -340,9 +341,16 @@ fn stat_aggregates_the_reports_its_processes_send() {
     let text = fs::read_to_string(&out).unwrap();
     let mut lines = text.lines();
     let first = lines.next().unwrap();
-    assert!(first.starts_with("usertrap: skipped the report from pid ") && first.contains(": invalid JSON: "), "{text}");
+    assert!(
+        first.starts_with("usertrap: skipped the report from pid ") && first.contains(": invalid JSON: "),
+        "{text}"
+    );
     let second = lines.next().unwrap();
-    assert!(second.starts_with("usertrap: 1 of 3 processes did not report: pid ") && second.contains("its report arrived damaged"), "{text}");
+    assert!(
+        second.starts_with("usertrap: 1 of 3 processes did not report: pid ")
+            && second.contains("its report arrived damaged"),
+        "{text}"
+    );
     assert_eq!(lines.next().unwrap(), "usertrap: 2 processes (sh 100, cat 101), seccomp, exit status 3");
     assert!(text.contains("      40          3 "), "read: 40 calls, 3 errors:\n{text}");
     assert!(text.contains("     52          8 "), "total: 52 calls, 8 errors:\n{text}");

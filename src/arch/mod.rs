@@ -177,7 +177,11 @@ pub fn trampoline(nr: u32, ret: u64) -> [u8; TRAMP_LEN] {
         code.copy_from_slice(src);
     }
     let entry = ut_fast_entry as *const () as u64;
-    for (off, bytes) in [(TRAMP_NR, &nr.to_le_bytes()[..]), (TRAMP_RET, &ret.to_le_bytes()[..]), (TRAMP_ENTRY, &entry.to_le_bytes()[..])] {
+    for (off, bytes) in [
+        (TRAMP_NR, &nr.to_le_bytes()[..]),
+        (TRAMP_RET, &ret.to_le_bytes()[..]),
+        (TRAMP_ENTRY, &entry.to_le_bytes()[..]),
+    ] {
         if let Some(dst) = code.get_mut(off..off + bytes.len()) {
             dst.copy_from_slice(bytes);
         }
@@ -234,4 +238,3 @@ extern "C" {
     /// The lowest page of the launcher's own stack (see launcher_x86_64.s).
     pub static ut_launcher_stack: u8;
 }
-

@@ -27,7 +27,9 @@
 //! Because the filter looks at the instruction pointer, the kernel's
 //! per-syscall action cache cannot skip it: it runs on every syscall.
 
-use linux_raw_sys::ptrace::{AUDIT_ARCH_X86_64, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_RET_ALLOW, SECCOMP_RET_TRAP};
+use linux_raw_sys::ptrace::{
+    AUDIT_ARCH_X86_64, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_RET_ALLOW, SECCOMP_RET_TRAP,
+};
 
 use crate::arch::{GATE_ADDR, GATE_LEN};
 use crate::backend::ArmError;
@@ -82,7 +84,7 @@ pub fn program(gate: u64, len: u64) -> [SockFilter; 9] {
         stmt(BPF_LD_W_ABS, OFF_IP_HI),
         jump(BPF_JEQ_K, hi, 0, 3), // -> 5 OTHER
         stmt(BPF_LD_W_ABS, OFF_IP_LO),
-        jump(BPF_JGE_K, lo, 0, 1),               // -> 5 OTHER
+        jump(BPF_JGE_K, lo, 0, 1),              // -> 5 OTHER
         jump(BPF_JGT_K, lo + len as u32, 0, 3), // -> 5 OTHER : 8 ALLOW
         stmt(BPF_LD_W_ABS, OFF_ARCH),
         jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, 1), // -> 7 TRAP : 8 ALLOW
@@ -101,7 +103,8 @@ pub fn arm() -> Result<(), ArmError> {
     // SPEC_ALLOW: without it the kernel forces speculation mitigations on the
     // task, a large slowdown for the whole program.
     let flags = (SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_SPEC_ALLOW) as u64;
-    let install = || raw::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog as u64, 0);
+    let install =
+        || raw::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog as u64, 0);
     // no_new_privs is permanent, inherited and visible to the program: set it
     // only when seccomp(2) requires it (EACCES: no CAP_SYS_ADMIN in the
     // caller's user namespace, and the flag not already set).
@@ -167,10 +170,13 @@ pub fn evaluate(len: usize, insn: impl Fn(usize) -> Option<SockFilter>, nr: u32,
             0x00 | 0x01 => {
                 // BPF_LD / BPF_LDX (word size only in seccomp)
                 let v = match i.code & 0xe0 {
-                    0x00 => k,                                          // BPF_IMM
-                    0x20 => match data(k) { Some(v) => v, None => return KILL }, // BPF_ABS
-                    0x60 => mem.get(k as usize).copied().unwrap_or(0),  // BPF_MEM
-                    0x80 => 64,                                         // BPF_LEN
+                    0x00 => k, // BPF_IMM
+                    0x20 => match data(k) {
+                        Some(v) => v,
+                        None => return KILL,
+                    }, // BPF_ABS
+                    0x60 => mem.get(k as usize).copied().unwrap_or(0), // BPF_MEM
+                    0x80 => 64, // BPF_LEN
                     _ => return KILL,
                 };
                 if i.code & 0x07 == 0x00 {
@@ -179,21 +185,41 @@ pub fn evaluate(len: usize, insn: impl Fn(usize) -> Option<SockFilter>, nr: u32,
                     x = v;
                 }
             }
-            0x02 => if let Some(m) = mem.get_mut(k as usize) { *m = a }, // BPF_ST
-            0x03 => if let Some(m) = mem.get_mut(k as usize) { *m = x }, // BPF_STX
+            0x02 => {
+                if let Some(m) = mem.get_mut(k as usize) {
+                    *m = a
+                }
+            } // BPF_ST
+            0x03 => {
+                if let Some(m) = mem.get_mut(k as usize) {
+                    *m = x
+                }
+            } // BPF_STX
             0x04 => {
                 // BPF_ALU
                 a = match i.code & 0xf0 {
                     0x00 => a.wrapping_add(src),
                     0x10 => a.wrapping_sub(src),
                     0x20 => a.wrapping_mul(src),
-                    0x30 => if src == 0 { return KILL } else { a / src },
+                    0x30 => {
+                        if src == 0 {
+                            return KILL;
+                        } else {
+                            a / src
+                        }
+                    }
                     0x40 => a | src,
                     0x50 => a & src,
                     0x60 => a.checked_shl(src).unwrap_or(0),
                     0x70 => a.checked_shr(src).unwrap_or(0),
                     0x80 => a.wrapping_neg(),
-                    0x90 => if src == 0 { return KILL } else { a % src },
+                    0x90 => {
+                        if src == 0 {
+                            return KILL;
+                        } else {
+                            a % src
+                        }
+                    }
                     0xa0 => a ^ src,
                     _ => return KILL,
                 };
@@ -309,7 +335,12 @@ mod tests {
     #[test]
     fn evaluate_an_allow_list() {
         // ld nr; jeq 110 ? allow : next; ret KILL_PROCESS; ret ALLOW
-        let p = [stmt(BPF_LD_W_ABS, OFF_NR), jump(BPF_JEQ_K, 110, 1, 0), stmt(BPF_RET_K, 0x8000_0000), stmt(BPF_RET_K, ALLOW)];
+        let p = [
+            stmt(BPF_LD_W_ABS, OFF_NR),
+            jump(BPF_JEQ_K, 110, 1, 0),
+            stmt(BPF_RET_K, 0x8000_0000),
+            stmt(BPF_RET_K, ALLOW),
+        ];
         let at = |i: usize| p.get(i).copied();
         assert_eq!(evaluate(p.len(), at, 110, 0), ALLOW);
         assert_eq!(evaluate(p.len(), at, 186, 0), 0x8000_0000);

@@ -8,7 +8,9 @@
 
 use core::sync::atomic::AtomicU8;
 
-use linux_raw_sys::prctl::{PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, PR_SYS_DISPATCH_ON, SYSCALL_DISPATCH_FILTER_BLOCK};
+use linux_raw_sys::prctl::{
+    PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, PR_SYS_DISPATCH_ON, SYSCALL_DISPATCH_FILTER_BLOCK,
+};
 
 use crate::arch::{GATE_ADDR, GATE_LEN};
 use crate::backend::ArmError;

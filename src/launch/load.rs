@@ -85,14 +85,27 @@ impl Elf {
         if phnum == 0 || phnum > MAX_PHDRS {
             return Err("too many program headers");
         }
-        let mut elf = Elf { fd, kind, entry: word(&eh, 24), phoff: word(&eh, 32), phdrs: [Phdr::default(); MAX_PHDRS], phnum, interp: [0; 4096], has_interp: false, eh_frame: None };
+        let mut elf = Elf {
+            fd,
+            kind,
+            entry: word(&eh, 24),
+            phoff: word(&eh, 32),
+            phdrs: [Phdr::default(); MAX_PHDRS],
+            phnum,
+            interp: [0; 4096],
+            has_interp: false,
+            eh_frame: None,
+        };
         if !pread(fd, elf.phdrs.as_mut_ptr().cast(), phnum * 56, elf.phoff) {
             return Err("cannot read the program headers");
         }
         let interp = elf.phdrs().iter().find(|p| p.p_type == PT_INTERP).copied();
         if let Some(p) = interp {
             let len = p.p_filesz as usize;
-            if !(2..=4096).contains(&len) || !pread(fd, elf.interp.as_mut_ptr(), len, p.p_offset) || elf.interp.get(len - 1) != Some(&0) {
+            if !(2..=4096).contains(&len)
+                || !pread(fd, elf.interp.as_mut_ptr(), len, p.p_offset)
+                || elf.interp.get(len - 1) != Some(&0)
+            {
                 return Err("bad PT_INTERP");
             }
             elf.has_interp = true;
@@ -119,7 +132,10 @@ impl Elf {
         let anon_private = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
         // Reserve the whole span first, so the segments land together.
         let bias = if self.kind == ET_DYN {
-            let r = raw::syscall6(libc::SYS_mmap, [0, span + align, none, anon_private | libc::MAP_NORESERVE as u64, u64::MAX, 0]);
+            let r = raw::syscall6(
+                libc::SYS_mmap,
+                [0, span + align, none, anon_private | libc::MAP_NORESERVE as u64, u64::MAX, 0],
+            );
             if r < 0 {
                 return Err("cannot reserve address space");
             }
@@ -170,7 +186,8 @@ impl Elf {
             // Writable while we zero the .bss part of the last file page.
             let bss_in_page = p.p_memsz > p.p_filesz && file_end & (PAGE - 1) != 0;
             let map_prot = prot | if bss_in_page { libc::PROT_WRITE } else { 0 };
-            let r = raw::syscall6(libc::SYS_mmap, [page_start, len, map_prot as u64, fixed_private, self.fd as u64, off]);
+            let r =
+                raw::syscall6(libc::SYS_mmap, [page_start, len, map_prot as u64, fixed_private, self.fd as u64, off]);
             if r as u64 != page_start {
                 return Err("cannot map a segment");
             }
@@ -203,7 +220,8 @@ impl Elf {
 /// on `fd` whose header is `eh`, read from its section headers.
 fn find_section(fd: i64, eh: &[u8; 64], name: &[u8]) -> Option<(u64, u64)> {
     const SHF_ALLOC: u64 = 2;
-    let (shoff, shentsize, shnum, shstrndx) = (word(eh, 40), half(eh, 58) as u64, half(eh, 60) as u64, half(eh, 62) as u64);
+    let (shoff, shentsize, shnum, shstrndx) =
+        (word(eh, 40), half(eh, 58) as u64, half(eh, 60) as u64, half(eh, 62) as u64);
     if shoff == 0 || shentsize < 64 || shnum == 0 || shnum > 4096 || shstrndx >= shnum {
         return None;
     }
@@ -225,4 +243,3 @@ fn find_section(fd: i64, eh: &[u8; 64], name: &[u8]) -> Option<(u64, u64)> {
     }
     None
 }
-

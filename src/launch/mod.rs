@@ -128,7 +128,11 @@ fn fail(what: &[u8], detail: &str) -> ! {
 /// readlink into `out`; the length (0 on failure).
 fn readlink(path: &[u8], out: &mut [u8; PATH_LEN]) -> usize {
     let r = raw::syscall(libc::SYS_readlink, path.as_ptr() as u64, out.as_mut_ptr() as u64, (PATH_LEN - 1) as u64, 0);
-    if r > 0 { r as usize } else { 0 }
+    if r > 0 {
+        r as usize
+    } else {
+        0
+    }
 }
 
 #[no_mangle]
@@ -140,7 +144,10 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // SAFETY: the entry point passes the kernel's initial stack pointer.
     let initial = unsafe { Initial::parse(sp) };
     let Some(ctl) = find_control(&initial) else {
-        fail(b"no program to start", "the launcher is run by libusertrap.so and the `usertrap` command (USERTRAP_EXEC is not set)");
+        fail(
+            b"no program to start",
+            "the launcher is run by libusertrap.so and the `usertrap` command (USERTRAP_EXEC is not set)",
+        );
     };
     let execfn = cstr_at(ctl.execfn);
 
@@ -190,7 +197,13 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         crate::patch::elf::add_eh_frame_hint(image.base, start, len);
     }
     let interp_image = if program.has_interp {
-        let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as i64 as u64, program.interp.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0);
+        let fd = raw::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD as i64 as u64,
+            program.interp.as_ptr() as u64,
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            0,
+        );
         if fd < 0 {
             fail(&program.interp, "cannot open the program's interpreter");
         }
@@ -216,7 +229,13 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         Err(_) => fail(execfn, "out of memory for the initial stack"),
     };
     let (extra, skip_leading) = if role == Role::LauncherBridge {
-        ((AT_USERTRAP_HANDOFF, fill_handoff(exe.get(..exe_len).unwrap_or(&[]), &ctl, (block, bytes as u64), own_image(&initial))), 0)
+        (
+            (
+                AT_USERTRAP_HANDOFF,
+                fill_handoff(exe.get(..exe_len).unwrap_or(&[]), &ctl, (block, bytes as u64), own_image(&initial)),
+            ),
+            0,
+        )
     } else {
         if ctl.preload_prefixed {
             init::unprefix_preload(initial.envp, lib.get(..lib_len).unwrap_or(&[]));

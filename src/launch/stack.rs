@@ -54,7 +54,11 @@ impl Initial {
 
     pub fn env(&self, i: usize) -> u64 {
         // SAFETY: i < envc entries were counted by `parse`.
-        if i < self.envc { unsafe { *self.envp.add(i) } } else { 0 }
+        if i < self.envc {
+            unsafe { *self.envp.add(i) }
+        } else {
+            0
+        }
     }
 
     pub fn envc(&self) -> usize {
@@ -63,7 +67,11 @@ impl Initial {
 
     fn aux_pair(&self, i: usize) -> (u64, u64) {
         // SAFETY: i < auxc pairs were counted by `parse`.
-        if i < self.auxc { unsafe { (*self.auxv.add(2 * i), *self.auxv.add(2 * i + 1)) } } else { (AT_NULL, 0) }
+        if i < self.auxc {
+            unsafe { (*self.auxv.add(2 * i), *self.auxv.add(2 * i + 1)) }
+        } else {
+            (AT_NULL, 0)
+        }
     }
 
     pub fn aux(&self, kind: u64) -> u64 {
@@ -81,7 +89,16 @@ impl Initial {
     /// environment without `skip` and the `skip_after` entries right after
     /// it, and the auxiliary vector describing the
     /// program instead of the launcher. Returns the words written and where the auxiliary vector starts.
-    pub fn build(&self, out: &mut [u64], skip: u64, skip_after: usize, program: &Image, interp: Option<&Image>, execfn: u64, extra: (u64, u64)) -> (usize, usize) {
+    pub fn build(
+        &self,
+        out: &mut [u64],
+        skip: u64,
+        skip_after: usize,
+        program: &Image,
+        interp: Option<&Image>,
+        execfn: u64,
+        extra: (u64, u64),
+    ) -> (usize, usize) {
         let mut n = 0;
         let mut push = |v: u64| {
             if let Some(slot) = out.get_mut(n) {

@@ -53,13 +53,7 @@ impl Os for RawOs {
     fn maps_open(&mut self) -> bool {
         const PATH: &[u8] = b"/proc/self/maps\0";
         let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-        let fd = raw::syscall(
-            libc::SYS_openat,
-            libc::AT_FDCWD as i64 as u64,
-            PATH.as_ptr() as u64,
-            flags,
-            0,
-        );
+        let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as i64 as u64, PATH.as_ptr() as u64, flags, 0);
         if fd < 0 {
             return false;
         }
@@ -72,13 +66,7 @@ impl Os for RawOs {
             return -1;
         }
         loop {
-            let n = raw::syscall(
-                libc::SYS_read,
-                self.fd as u64,
-                buf.as_mut_ptr() as u64,
-                buf.len() as u64,
-                0,
-            );
+            let n = raw::syscall(libc::SYS_read, self.fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0);
             if n != -EINTR {
                 return n as isize;
             }
@@ -121,12 +109,7 @@ pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
         },
         Err(e) => return Err(e),
     };
-    Ok(Located {
-        func_start,
-        func_end,
-        text_start: obj.text_start,
-        text_end: obj.text_end,
-    })
+    Ok(Located { func_start, func_end, text_start: obj.text_start, text_end: obj.text_end })
 }
 
 // ---------------------------------------------------------------------------
@@ -279,17 +262,10 @@ impl Parser {
             },
             (3, _) => Parser::hex(&mut c.offset, b),
             (4, _) | (5, _) => {
-                let mut part = if self.field == 4 {
-                    c.dev >> 32
-                } else {
-                    c.dev & 0xffff_ffff
-                };
+                let mut part = if self.field == 4 { c.dev >> 32 } else { c.dev & 0xffff_ffff };
                 let good = Parser::hex(&mut part, b) && part <= 0xffff_ffff;
-                c.dev = if self.field == 4 {
-                    (part << 32) | (c.dev & 0xffff_ffff)
-                } else {
-                    (c.dev & !0xffff_ffff) | part
-                };
+                c.dev =
+                    if self.field == 4 { (part << 32) | (c.dev & 0xffff_ffff) } else { (c.dev & !0xffff_ffff) | part };
                 good
             }
             (6, _) => Parser::dec(&mut c.inode, b),
@@ -374,10 +350,7 @@ fn find_object<O: Os>(os: &mut O, site: u64) -> Result<Object, Reject> {
             };
         }
         if m.is_file() && m.offset == 0 {
-            let slot = recent
-                .iter()
-                .position(|(k, _)| *k == m.key())
-                .unwrap_or(recent_next % RECENT);
+            let slot = recent.iter().position(|(k, _)| *k == m.key()).unwrap_or(recent_next % RECENT);
             if slot == recent_next % RECENT {
                 recent_next = recent_next.wrapping_add(1);
             }
@@ -433,11 +406,7 @@ fn find_object<O: Os>(os: &mut O, site: u64) -> Result<Object, Reject> {
             best.ok_or(Reject::NotElfObject)?
         }
     };
-    Ok(Object {
-        header,
-        text_start,
-        text_end,
-    })
+    Ok(Object { header, text_start, text_end })
 }
 
 // ---------------------------------------------------------------------------
@@ -538,13 +507,7 @@ fn program_headers<O: Os>(os: &mut O, header: u64, site: u64) -> Result<u64, Rej
     Ok(bias.wrapping_add(eh_frame_vaddr.ok_or(Reject::NoEhFrameHdr)?))
 }
 
-fn read_phdr<O: Os>(
-    os: &mut O,
-    header: u64,
-    phoff: u64,
-    phentsize: u64,
-    i: u64,
-) -> Result<[u8; PHDR_SIZE], Reject> {
+fn read_phdr<O: Os>(os: &mut O, header: u64, phoff: u64, phentsize: u64, i: u64) -> Result<[u8; PHDR_SIZE], Reject> {
     let addr = i
         .checked_mul(phentsize)
         .and_then(|o| o.checked_add(phoff))
@@ -652,10 +615,7 @@ fn lookup_fde<O: Os>(os: &mut O, hdr: u64, site: u64) -> Result<(u64, u64), Reje
     let (mut lo, mut hi) = (0u64, count);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let at = mid
-            .checked_mul(entry)
-            .and_then(|o| table.checked_add(o))
-            .ok_or(bad)?;
+        let at = mid.checked_mul(entry).and_then(|o| table.checked_add(o)).ok_or(bad)?;
         let (loc, _) = read_encoded(os, at, table_enc, Some(hdr))?;
         if loc <= site {
             lo = mid + 1;
@@ -666,10 +626,7 @@ fn lookup_fde<O: Os>(os: &mut O, hdr: u64, site: u64) -> Result<(u64, u64), Reje
     if lo == 0 {
         return Err(Reject::NoFunctionStart);
     }
-    let at = (lo - 1)
-        .checked_mul(entry)
-        .and_then(|o| table.checked_add(o))
-        .ok_or(bad)?;
+    let at = (lo - 1).checked_mul(entry).and_then(|o| table.checked_add(o)).ok_or(bad)?;
     let (initial, _) = read_encoded(os, at, table_enc, Some(hdr))?;
     let (fde, _) = read_encoded(os, at.checked_add(size).ok_or(bad)?, table_enc, Some(hdr))?;
     let (start, range) = read_fde(os, fde)?;
@@ -824,11 +781,7 @@ fn cie_fde_encoding<O: Os>(os: &mut O, cie: u64) -> Result<u8, Reject> {
     p = p.checked_add(n).ok_or(bad)?;
     let (_, n) = read_leb(os, p, true).ok_or(bad)?;
     p = p.checked_add(n).ok_or(bad)?;
-    let n = if version == 1 {
-        1
-    } else {
-        read_leb(os, p, false).ok_or(bad)?.1
-    };
+    let n = if version == 1 { 1 } else { read_leb(os, p, false).ok_or(bad)?.1 };
     p = p.checked_add(n).ok_or(bad)?;
     // Augmentation data length, then the data in the order of the letters.
     let (_, n) = read_leb(os, p, false).ok_or(bad)?;
@@ -868,10 +821,7 @@ pub struct StdOs {
 #[cfg(test)]
 impl StdOs {
     pub fn new() -> StdOs {
-        StdOs {
-            mem: std::fs::File::open("/proc/self/mem").expect("open /proc/self/mem"),
-            maps: None,
-        }
+        StdOs { mem: std::fs::File::open("/proc/self/mem").expect("open /proc/self/mem"), maps: None }
     }
 }
 
@@ -922,21 +872,11 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
 garbage line\n\
 7f0000003000-7f0000004000 rw-p 00000000 00:00 0";
         let m = parse(text);
-        assert_eq!(
-            m.len(),
-            6,
-            "the unterminated last line and the garbage are dropped"
-        );
-        assert_eq!(
-            (m[0].start, m[0].end, m[0].offset),
-            (0x55d0c8a00000, 0x55d0c8a02000, 0)
-        );
+        assert_eq!(m.len(), 6, "the unterminated last line and the garbage are dropped");
+        assert_eq!((m[0].start, m[0].end, m[0].offset), (0x55d0c8a00000, 0x55d0c8a02000, 0));
         assert_eq!(m[0].key(), ((0xfe << 32) | 1, 1234));
         assert!(!m[0].executable());
-        assert_eq!(
-            (m[1].offset, m[1].dev, m[1].inode),
-            (0x28000, (0x103 << 32) | 2, 987654321)
-        );
+        assert_eq!((m[1].offset, m[1].dev, m[1].inode), (0x28000, (0x103 << 32) | 2, 987654321));
         assert!(m[1].readable_executable() && m[1].is_file());
         assert_eq!(m[1].name_len, "/usr/lib/x86_64-linux-gnu/libc.so.6".len());
         assert!(!m[2].is_file() && m[2].name_len == 0);
@@ -982,11 +922,9 @@ garbage line\n\
     #[test]
     fn linear_eh_frame_walk_agrees_with_the_index() {
         let mut os = StdOs::new();
-        for f in [
-            libc::getppid as *const () as usize,
-            libc::read as *const () as usize,
-            libc::malloc as *const () as usize,
-        ] {
+        for f in
+            [libc::getppid as *const () as usize, libc::read as *const () as usize, libc::malloc as *const () as usize]
+        {
             let f = f as u64 + 1;
             let obj = find_object(&mut os, f).expect("object");
             let hdr = program_headers(&mut os, obj.header, f).expect("eh_frame_hdr");
@@ -1028,28 +966,13 @@ garbage line\n\
         assert_eq!(read_leb(&mut Bytes(vec![0x80]), 0, false), None);
         // Encoded values.
         let mut b = Bytes(vec![0xfc, 0xff, 0xff, 0xff, 0x10, 0, 0, 0]);
-        assert_eq!(
-            read_encoded(&mut b, 0, PE_PCREL | PE_SDATA4, None),
-            Ok((-4i64 as u64, 4))
-        );
-        assert_eq!(
-            read_encoded(&mut b, 4, PE_DATAREL | PE_SDATA4, Some(0x100)),
-            Ok((0x110, 4))
-        );
-        assert_eq!(
-            read_encoded(&mut b, 4, PE_DATAREL | PE_SDATA4, None),
-            Err(Reject::UnsupportedUnwind)
-        );
+        assert_eq!(read_encoded(&mut b, 0, PE_PCREL | PE_SDATA4, None), Ok((-4i64 as u64, 4)));
+        assert_eq!(read_encoded(&mut b, 4, PE_DATAREL | PE_SDATA4, Some(0x100)), Ok((0x110, 4)));
+        assert_eq!(read_encoded(&mut b, 4, PE_DATAREL | PE_SDATA4, None), Err(Reject::UnsupportedUnwind));
         assert_eq!(read_encoded(&mut b, 4, PE_UDATA4, None), Ok((0x10, 4)));
         assert_eq!(read_encoded(&mut b, 6, PE_UDATA4, None), Err(Reject::BadUnwind));
-        assert_eq!(
-            read_encoded(&mut b, 0, 0x80 | PE_SDATA4, None),
-            Err(Reject::UnsupportedUnwind)
-        );
+        assert_eq!(read_encoded(&mut b, 0, 0x80 | PE_SDATA4, None), Err(Reject::UnsupportedUnwind));
         // No maps: a clean rejection.
-        assert_eq!(
-            locate_with(&mut b, 0x1000).map(|_| ()),
-            Err(Reject::MapsUnreadable)
-        );
+        assert_eq!(locate_with(&mut b, 0x1000).map(|_| ()), Err(Reject::MapsUnreadable));
     }
 }

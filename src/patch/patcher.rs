@@ -12,9 +12,9 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::arch;
 use crate::patch::registry::{self, PATCHED, PATCHING, UNPATCHED};
+use crate::patch::site;
 use crate::patch::table::Table;
 use crate::patch::write::{self, Mem};
-use crate::patch::site;
 use crate::sigsafe::raw;
 use crate::sigsafe::thread;
 
@@ -53,34 +53,35 @@ pub fn needs_slow_path(nr: u64) -> bool {
     // started the image (the kernel's answer names the launcher).
     let exe_link = matches!(nr as i64, libc::SYS_readlink | libc::SYS_readlinkat)
         && crate::sigsafe::exec::exe_path_override().is_some();
-    exe_link || matches!(
-        nr as i64,
-        libc::SYS_rt_sigaction
-            | libc::SYS_rt_sigprocmask
-            | libc::SYS_rt_sigreturn
-            | libc::SYS_sigaltstack
-            | libc::SYS_rt_sigpending
-            | libc::SYS_rt_sigtimedwait
-            | libc::SYS_rt_sigsuspend
-            | libc::SYS_ppoll
-            | libc::SYS_pselect6
-            | libc::SYS_epoll_pwait
-            | libc::SYS_epoll_pwait2
-            | raw::SYS_io_pgetevents
-            | libc::SYS_clone
-            | libc::SYS_clone3
-            | libc::SYS_fork
-            | libc::SYS_vfork
-            | libc::SYS_execve
-            | libc::SYS_execveat
-            | libc::SYS_exit
-            | libc::SYS_exit_group
-            | libc::SYS_arch_prctl
-            | libc::SYS_prctl
-            | libc::SYS_seccomp
-            | libc::SYS_membarrier
-            | libc::SYS_ptrace
-    )
+    exe_link
+        || matches!(
+            nr as i64,
+            libc::SYS_rt_sigaction
+                | libc::SYS_rt_sigprocmask
+                | libc::SYS_rt_sigreturn
+                | libc::SYS_sigaltstack
+                | libc::SYS_rt_sigpending
+                | libc::SYS_rt_sigtimedwait
+                | libc::SYS_rt_sigsuspend
+                | libc::SYS_ppoll
+                | libc::SYS_pselect6
+                | libc::SYS_epoll_pwait
+                | libc::SYS_epoll_pwait2
+                | raw::SYS_io_pgetevents
+                | libc::SYS_clone
+                | libc::SYS_clone3
+                | libc::SYS_fork
+                | libc::SYS_vfork
+                | libc::SYS_execve
+                | libc::SYS_execveat
+                | libc::SYS_exit
+                | libc::SYS_exit_group
+                | libc::SYS_arch_prctl
+                | libc::SYS_prctl
+                | libc::SYS_seccomp
+                | libc::SYS_membarrier
+                | libc::SYS_ptrace
+        )
 }
 
 /// After a trap at `rip` (the address after the `syscall`) for syscall `nr`.

@@ -33,7 +33,6 @@ struct Entry {
     slot: AtomicU32,
 }
 
-
 /// The key of a forgotten entry: never an address of a site (the top of the
 /// address space is the kernel's).
 const FORGOTTEN_KEY: u64 = u64::MAX;
@@ -272,7 +271,13 @@ pub fn for_each_patched(mut f: impl FnMut(&Site)) {
     for e in t.entries.iter() {
         let key = e.key.load(Ordering::Acquire);
         if key != 0 && key != FORGOTTEN_KEY && e.state.load(Ordering::Acquire) == PATCHED {
-            f(&Site { key, state: PATCHED, nr: e.nr.load(Ordering::Relaxed), reason: "", slot: e.slot.load(Ordering::Relaxed) });
+            f(&Site {
+                key,
+                state: PATCHED,
+                nr: e.nr.load(Ordering::Relaxed),
+                reason: "",
+                slot: e.slot.load(Ordering::Relaxed),
+            });
         }
     }
 }
@@ -284,13 +289,7 @@ pub fn for_each_unpatched(mut f: impl FnMut(&Site)) {
         let Some(e) = table().and_then(|t| t.entries.get(slot.load(Ordering::Acquire) as usize)) else { return };
         let key = e.key.load(Ordering::Acquire);
         if key != 0 && key != FORGOTTEN_KEY && e.state.load(Ordering::Acquire) == UNPATCHED {
-            f(&Site {
-                key,
-                state: UNPATCHED,
-                nr: e.nr.load(Ordering::Relaxed),
-                reason: reason_of(e),
-                slot: 0,
-            });
+            f(&Site { key, state: UNPATCHED, nr: e.nr.load(Ordering::Relaxed), reason: reason_of(e), slot: 0 });
         }
     }
 }

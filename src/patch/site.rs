@@ -81,9 +81,7 @@ impl Reject {
             Reject::OutsideCode => "site outside the decoded code",
             Reject::NoFunctionStart => "no function start known (no unwind table entry)",
             Reject::PastFunctionEnd => "no function contains it (past the end of the nearest unwind entry)",
-            Reject::SyscallOutsideFunction => {
-                "syscall outside its function's unwind range (clone-style stub)"
-            }
+            Reject::SyscallOutsideFunction => "syscall outside its function's unwind range (clone-style stub)",
             Reject::NoEhFrameHdr => "no function start known (object has no .eh_frame_hdr)",
             Reject::UnsupportedUnwind => "unwind table uses an unsupported encoding",
             Reject::BadUnwind => "unwind table unreadable or malformed",
@@ -123,14 +121,11 @@ pub fn verify(func_start: u64, code: &[u8], site: u64) -> Result<u32, Reject> {
     }
     let end = off.checked_add(SITE_LEN).ok_or(Reject::OutsideCode)?;
     let window = code.get(..end as usize).ok_or(Reject::OutsideCode)?;
-    if code
-        .get(off as usize..)
-        .is_some_and(|b| b.starts_with(&SIGRETURN_STUB))
-    {
+    if code.get(off as usize..).is_some_and(|b| b.starts_with(&SIGRETURN_STUB)) {
         return Err(Reject::SigreturnStub);
     }
-    let mut decoder = Decoder::try_with_ip(64, window, func_start, DecoderOptions::NONE)
-        .map_err(|_| Reject::OutsideCode)?;
+    let mut decoder =
+        Decoder::try_with_ip(64, window, func_start, DecoderOptions::NONE).map_err(|_| Reject::OutsideCode)?;
     let mut ins = Instruction::default();
     loop {
         if !decoder.can_decode() {
@@ -203,8 +198,7 @@ pub fn check_with<O: elf::Os>(os: &mut O, site: u64) -> Result<u32, Reject> {
     // trapped was executing the syscall at this site a moment ago, so the
     // object is loaded; unmapping it concurrently (dlclose while one of its
     // functions runs) would already be a bug of the program.
-    let code =
-        unsafe { core::slice::from_raw_parts(loc.func_start as *const u8, (end - loc.func_start) as usize) };
+    let code = unsafe { core::slice::from_raw_parts(loc.func_start as *const u8, (end - loc.func_start) as usize) };
     verify(loc.func_start, code, site)
 }
 
@@ -289,24 +283,15 @@ mod tests {
     #[test]
     fn other_forms_are_rejected() {
         // mov %r8d,%eax; syscall
-        assert_eq!(
-            v(&[0x44, 0x89, 0xc0, 0x0f, 0x05, 0, 0, 0, 0], 0),
-            Err(Reject::NotMovEax)
-        );
+        assert_eq!(v(&[0x44, 0x89, 0xc0, 0x0f, 0x05, 0, 0, 0, 0], 0), Err(Reject::NotMovEax));
         // mov $nr,%eax; nop; syscall
-        assert_eq!(
-            v(&[0xb8, 39, 0, 0, 0, 0x90, 0x0f, 0x05], 0),
-            Err(Reject::NotSyscall)
-        );
+        assert_eq!(v(&[0xb8, 39, 0, 0, 0, 0x90, 0x0f, 0x05], 0), Err(Reject::NotSyscall));
         // mov $nr,%ecx; syscall
         assert_eq!(v(&[0xb9, 39, 0, 0, 0, 0x0f, 0x05], 0), Err(Reject::NotMovEax));
         // mov $nr,%eax; sysenter
         assert_eq!(v(&[0xb8, 39, 0, 0, 0, 0x0f, 0x34], 0), Err(Reject::NotSyscall));
         // prefixed mov (66 b8 = mov $imm16,%ax): the site is the prefix.
-        assert_eq!(
-            v(&[0x66, 0xb8, 39, 0, 0x0f, 0x05, 0x90], 0),
-            Err(Reject::NotMovEax)
-        );
+        assert_eq!(v(&[0x66, 0xb8, 39, 0, 0x0f, 0x05, 0x90], 0), Err(Reject::NotMovEax));
     }
 
     #[test]
@@ -380,20 +365,14 @@ mod tests {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() >= 6 && f[5].ends_with(suffix) {
                 let (a, b) = f[0].split_once('-').unwrap();
-                let (a, b) = (
-                    u64::from_str_radix(a, 16).unwrap(),
-                    u64::from_str_radix(b, 16).unwrap(),
-                );
+                let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
                 base = base.min(a);
                 if f[1].contains('x') {
                     out.push((a, b));
                 }
             }
         }
-        assert!(
-            !out.is_empty(),
-            "no executable {suffix} mapping in /proc/self/maps"
-        );
+        assert!(!out.is_empty(), "no executable {suffix} mapping in /proc/self/maps");
         (out, base)
     }
 
@@ -456,47 +435,28 @@ mod tests {
     #[test]
     fn libc_sites() {
         let (total, accepted, reasons) = scan_object("/libc.so.6");
-        assert!(
-            accepted >= 300,
-            "only {accepted} of {total} accepted; rejections: {reasons:?}"
-        );
+        assert!(accepted >= 300, "only {accepted} of {total} accepted; rejections: {reasons:?}");
     }
 
     #[test]
     fn ld_so_sites() {
         let (total, accepted, reasons) = scan_object("/ld-linux-x86-64.so.2");
-        assert!(
-            accepted * 4 >= total * 3,
-            "only {accepted} of {total} accepted; rejections: {reasons:?}"
-        );
+        assert!(accepted * 4 >= total * 3, "only {accepted} of {total} accepted; rejections: {reasons:?}");
     }
 
     /// Find `pat` within `max` bytes after the function at `f`.
     fn find_after(f: u64, max: u64, pat: &[u8]) -> u64 {
-        let (_, end) = libc_text()
-            .into_iter()
-            .find(|&(s, e)| s <= f && f < e)
-            .expect("function not in libc text");
+        let (_, end) = libc_text().into_iter().find(|&(s, e)| s <= f && f < e).expect("function not in libc text");
         let text = text_bytes(f, end.min(f + max));
-        f + text
-            .windows(pat.len())
-            .position(|w| w == pat)
-            .expect("pattern not found") as u64
+        f + text.windows(pat.len()).position(|w| w == pat).expect("pattern not found") as u64
     }
 
     #[test]
     fn clone_is_not_accepted() {
         // glibc's clone ends its unwind info right before the syscall (the
         // child must not unwind into the parent's frames).
-        let site = find_after(
-            libc::clone as *const () as usize as u64,
-            128,
-            &[0xb8, 56, 0, 0, 0, 0x0f, 0x05],
-        );
-        assert_eq!(
-            check_with(&mut elf::StdOs::new(), site),
-            Err(Reject::SyscallOutsideFunction)
-        );
+        let site = find_after(libc::clone as *const () as usize as u64, 128, &[0xb8, 56, 0, 0, 0, 0x0f, 0x05]);
+        assert_eq!(check_with(&mut elf::StdOs::new(), site), Err(Reject::SyscallOutsideFunction));
     }
 
     #[test]
@@ -520,9 +480,7 @@ mod tests {
             assert_eq!(libc::sigaction(sig, &act, &mut old), 0);
             let mut now: libc::sigaction = std::mem::zeroed();
             assert_eq!(libc::sigaction(sig, &old, &mut now), 0);
-            now.sa_restorer
-                .map(|f| f as usize as u64)
-                .expect("no sa_restorer")
+            now.sa_restorer.map(|f| f as usize as u64).expect("no sa_restorer")
         };
         let bytes = text_bytes(restorer, restorer + 9);
         assert_eq!(bytes, &SIGRETURN_STUB, "__restore_rt is not the expected stub");
@@ -560,10 +518,7 @@ mod tests {
         }
         // The stack and unmapped memory.
         let local = 0u64;
-        assert_eq!(
-            check_with(&mut os, &local as *const u64 as u64),
-            Err(Reject::NotElfObject)
-        );
+        assert_eq!(check_with(&mut os, &local as *const u64 as u64), Err(Reject::NotElfObject));
         assert_eq!(check_with(&mut os, 8), Err(Reject::NotMapped));
     }
 }

@@ -49,7 +49,11 @@ pub fn program_membarrier(args: [u64; 6]) -> i64 {
     let (cmd, flags) = (args[0], args[1]);
     let lib = LIB_REGISTERED.load(Ordering::Relaxed);
     let mine = PROGRAM_REGISTERED.load(Ordering::Relaxed);
-    if lib && cmd == MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE && flags == 0 && mine & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE == 0 {
+    if lib
+        && cmd == MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE
+        && flags == 0
+        && mine & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE == 0
+    {
         return -raw::EPERM;
     }
     let r = raw::syscall6(libc::SYS_membarrier, args);
@@ -89,7 +93,13 @@ pub struct Mem {
 impl Mem {
     pub fn open() -> Result<Mem, i64> {
         let path = b"/proc/self/mem\0";
-        let r = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDWR | libc::O_CLOEXEC) as u64, 0);
+        let r = raw::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD as u64,
+            path.as_ptr() as u64,
+            (libc::O_RDWR | libc::O_CLOEXEC) as u64,
+            0,
+        );
         if r < 0 {
             Err(-r)
         } else {

@@ -45,10 +45,7 @@ pub struct Bump {
 
 impl Bump {
     pub const fn new() -> Bump {
-        Bump {
-            current: AtomicPtr::new(ptr::null_mut()),
-            mapped: AtomicUsize::new(0),
-        }
+        Bump { current: AtomicPtr::new(ptr::null_mut()), mapped: AtomicUsize::new(0) }
     }
 
     /// Bytes of memory mapped by this allocator so far.
@@ -103,10 +100,7 @@ fn take(chunk: &Chunk, size: usize, align: usize) -> Option<*mut u8> {
         if end > chunk.end {
             return None;
         }
-        match chunk
-            .next
-            .compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed)
-        {
+        match chunk.next.compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => return Some(start as *mut u8),
             Err(now) => cur = now,
         }
@@ -141,16 +135,9 @@ unsafe impl GlobalAlloc for Bump {
             // SAFETY: `base` is a fresh private read-write mapping of CHUNK
             // bytes, page-aligned, which nobody else can see yet.
             unsafe {
-                fresh.write(Chunk {
-                    next: AtomicUsize::new(base + core::mem::size_of::<Chunk>()),
-                    end: base + CHUNK,
-                })
+                fresh.write(Chunk { next: AtomicUsize::new(base + core::mem::size_of::<Chunk>()), end: base + CHUNK })
             };
-            if self
-                .current
-                .compare_exchange(c, fresh, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
+            if self.current.compare_exchange(c, fresh, Ordering::AcqRel, Ordering::Acquire).is_err() {
                 // Someone else (another thread, or a signal handler that
                 // interrupted us) published a chunk first: use theirs.
                 unmap(base, CHUNK);
@@ -166,9 +153,7 @@ unsafe impl GlobalAlloc for Bump {
 
 #[cfg(not(test))]
 fn map_rw(len: usize) -> Option<usize> {
-    raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE)
-        .ok()
-        .map(|a| a as usize)
+    raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE).ok().map(|a| a as usize)
 }
 
 #[cfg(not(test))]

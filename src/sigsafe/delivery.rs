@@ -86,7 +86,14 @@ pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontex
 }
 
 /// Build the program's signal frame and point `uc` at its handler.
-fn enter(sig: i32, app: &KernelSigaction, info: &Siginfo, temp_mask: (bool, u64), uc: &mut Ucontext, area: &ThreadArea) {
+fn enter(
+    sig: i32,
+    app: &KernelSigaction,
+    info: &Siginfo,
+    temp_mask: (bool, u64),
+    uc: &mut Ucontext,
+    area: &ThreadArea,
+) {
     signals::reset_hand_if_asked(sig, app, area);
     let view = area.app_blocked_owned.get();
     let interrupted_mask = (uc.uc_sigmask & !OWNED) | view;

@@ -5,12 +5,12 @@
 
 use crate::hooks;
 use crate::sigsafe::delivery;
-use crate::sigsafe::frame::Ucontext;
 use crate::sigsafe::exec;
+use crate::sigsafe::frame::Ucontext;
 use crate::sigsafe::process;
 use crate::sigsafe::raw;
-use crate::sigsafe::signals;
 use crate::sigsafe::report;
+use crate::sigsafe::signals;
 use crate::sigsafe::stats::{self, Path};
 use crate::sigsafe::thread::{self, ThreadArea};
 
@@ -97,7 +97,9 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
             out
         }
         raw::SYS_execve | raw::SYS_execveat => Return(exec::exec(t.area, nr, args)),
-        libc::SYS_readlink | libc::SYS_readlinkat => Return(exec::readlink(nr, args).unwrap_or_else(|| raw::syscall6(nr, args))),
+        libc::SYS_readlink | libc::SYS_readlinkat => {
+            Return(exec::readlink(nr, args).unwrap_or_else(|| raw::syscall6(nr, args)))
+        }
         // Counted (by `dispatch`), never timed: they do not return.
         raw::SYS_exit => {
             if crate::sigsafe::thread::retire(t.area) {

@@ -113,8 +113,11 @@ pub const CONTROL: &[u8] = b"USERTRAP_EXEC=";
 #[inline(never)]
 pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     let at = nr == raw::SYS_execveat;
-    let (dirfd, path_ptr, argv, envp, flags) =
-        if at { (args[0] as i32 as i64, args[1], args[2], args[3], args[4]) } else { (AT_FDCWD, args[0], args[1], args[2], 0) };
+    let (dirfd, path_ptr, argv, envp, flags) = if at {
+        (args[0] as i32 as i64, args[1], args[2], args[3], args[4])
+    } else {
+        (AT_FDCWD, args[0], args[1], args[2], 0)
+    };
     if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 {
         return -raw::EINVAL;
     }
@@ -244,7 +247,8 @@ fn comm_name(loaded: Option<i32>, execfn: &[u8], out: &mut [u8; 16]) -> usize {
     let file: &[u8] = match loaded {
         Some(fd) => {
             let path = exec_target::fd_path(fd as i64);
-            let r = raw::syscall(libc::SYS_readlink, path.as_ptr() as u64, link.as_mut_ptr() as u64, PATH_MAX as u64, 0);
+            let r =
+                raw::syscall(libc::SYS_readlink, path.as_ptr() as u64, link.as_mut_ptr() as u64, PATH_MAX as u64, 0);
             link.get(..r.max(0) as usize).unwrap_or(&[])
         }
         None => execfn,
@@ -284,7 +288,9 @@ fn note(name: &[u8], what: Note) {
 fn exec_natively(area: &ThreadArea, nr: i64, args: [u64; 6], why: &[u8]) -> i64 {
     if backend::is_seccomp() {
         let mut l = Line::new();
-        l.str("execve refused with ENOSYS: the seccomp backend cannot follow exec without the launcher (").bytes(why).str(")");
+        l.str("execve refused with ENOSYS: the seccomp backend cannot follow exec without the launcher (")
+            .bytes(why)
+            .str(")");
         l.emit();
         return -raw::ENOSYS;
     }
@@ -517,7 +523,11 @@ const MAX_SETTINGS: usize = 64;
 /// keeps its layout (the auxiliary vector right after the environment).
 /// `first`: called with what was added, returns an entry to put first
 /// (the launcher's control entry).
-fn with_our_environment(envp: u64, first: Option<&mut dyn FnMut(Injected) -> u64>, run: impl FnOnce(u64) -> i64) -> i64 {
+fn with_our_environment(
+    envp: u64,
+    first: Option<&mut dyn FnMut(Injected) -> u64>,
+    run: impl FnOnce(u64) -> i64,
+) -> i64 {
     let env = exec_env();
     let ours = env.preload_entry.get(LD_PRELOAD.len()..LD_PRELOAD.len() + env.path_len).unwrap_or(&[]);
     // A NULL envp is an empty environment.
@@ -579,7 +589,9 @@ fn with_our_environment(envp: u64, first: Option<&mut dyn FnMut(Injected) -> u64
         Some(p) => {
             let vlen = raw::strnlen_user(p + LD_PRELOAD.len() as u64, PRELOAD_MAX + 1).unwrap_or(PRELOAD_MAX + 1);
             let mut value = [0u8; PRELOAD_MAX];
-            if vlen <= PRELOAD_MAX && raw::copy_from_user(value.as_mut_ptr(), (p + LD_PRELOAD.len() as u64) as *const u8, vlen).is_ok() {
+            if vlen <= PRELOAD_MAX
+                && raw::copy_from_user(value.as_mut_ptr(), (p + LD_PRELOAD.len() as u64) as *const u8, vlen).is_ok()
+            {
                 let value = value.get(..vlen).unwrap_or(&[]);
                 if !names_us(value, ours) {
                     Buf::new(&mut rewritten).put(LD_PRELOAD).put(ours).put(b":").put(value).put(b"\0");
@@ -657,8 +669,6 @@ fn tsc_hz_entry(settings: &[u8], buf: &mut [u8; 40]) -> usize {
     Buf::new(buf).put(KEY).num(hz).put(b"\0").len
 }
 
-
-
 // --- /proc/self/exe ----------------------------------------------------------------
 
 /// readlink/readlinkat of /proc/self/exe where the kernel's answer is the
@@ -667,7 +677,11 @@ fn tsc_hz_entry(settings: &[u8], buf: &mut [u8; 40]) -> usize {
 #[inline(never)]
 pub fn readlink(nr: i64, args: [u64; 6]) -> Option<i64> {
     let exe = exe_path_override()?;
-    let (dirfd, path, buf, size) = if nr == libc::SYS_readlink { (AT_FDCWD, args[0], args[1], args[2]) } else { (args[0] as i32 as i64, args[1], args[2], args[3]) };
+    let (dirfd, path, buf, size) = if nr == libc::SYS_readlink {
+        (AT_FDCWD, args[0], args[1], args[2])
+    } else {
+        (args[0] as i32 as i64, args[1], args[2], args[3])
+    };
     let mut name = [0u8; 64];
     let n = raw::strnlen_user(path, name.len()).ok()?;
     raw::copy_from_user(name.as_mut_ptr(), path as *const u8, n).ok()?;

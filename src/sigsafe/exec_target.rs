@@ -77,7 +77,15 @@ pub struct Target {
 
 impl Target {
     pub fn new() -> Target {
-        Target { fd: -1, setuid: false, elf32: false, interp: [[0; HEAD + 1]; MAX_SCRIPT_LEVELS], interp_arg: [[0; HEAD + 1]; MAX_SCRIPT_LEVELS], levels: 0, has_arg: [false; MAX_SCRIPT_LEVELS] }
+        Target {
+            fd: -1,
+            setuid: false,
+            elf32: false,
+            interp: [[0; HEAD + 1]; MAX_SCRIPT_LEVELS],
+            interp_arg: [[0; HEAD + 1]; MAX_SCRIPT_LEVELS],
+            levels: 0,
+            has_arg: [false; MAX_SCRIPT_LEVELS],
+        }
     }
 
     /// The new argv's head (argv[0] of the program is dropped when this is
@@ -87,7 +95,9 @@ impl Target {
     pub fn prefix(&self, filename: u64, out: &mut [u64; MAX_PREFIX]) -> usize {
         let mut n = 0;
         for level in (0..self.levels).rev() {
-            if let (Some(i), Some(a), Some(&has)) = (self.interp.get(level), self.interp_arg.get(level), self.has_arg.get(level)) {
+            if let (Some(i), Some(a), Some(&has)) =
+                (self.interp.get(level), self.interp_arg.get(level), self.has_arg.get(level))
+            {
                 for (p, on) in [(i.as_ptr() as u64, true), (a.as_ptr() as u64, has)] {
                     if on {
                         if let Some(slot) = out.get_mut(n) {
@@ -141,8 +151,15 @@ struct Stat {
 fn open_exec(dirfd: i64, path: &[u8], nofollow: bool) -> Result<(i64, u32), i64> {
     let empty = path.first().is_none_or(|&b| b == 0);
     let mut st = stat_zeroed();
-    let (at, name, flags) = if empty { (dirfd, &b"\0"[..], AT_EMPTY_PATH) } else { (dirfd, path, if nofollow { AT_SYMLINK_NOFOLLOW } else { 0 }) };
-    let r = raw::syscall6(libc::SYS_newfstatat, [at as u64, name.as_ptr() as u64, &mut st as *mut Stat as u64, flags, 0, 0]);
+    let (at, name, flags) = if empty {
+        (dirfd, &b"\0"[..], AT_EMPTY_PATH)
+    } else {
+        (dirfd, path, if nofollow { AT_SYMLINK_NOFOLLOW } else { 0 })
+    };
+    let r = raw::syscall6(
+        libc::SYS_newfstatat,
+        [at as u64, name.as_ptr() as u64, &mut st as *mut Stat as u64, flags, 0, 0],
+    );
     if r < 0 {
         return Err(-r);
     }
@@ -175,7 +192,13 @@ pub fn fd_path(fd: i64) -> [u8; 32] {
 fn readable(dirfd: i64, path: &[u8], empty: bool, nofollow: bool) -> i64 {
     let ro = libc::O_RDONLY as u64 | O_CLOEXEC | libc::O_NONBLOCK as u64 | libc::O_NOCTTY as u64;
     if !empty {
-        return raw::syscall(libc::SYS_openat, dirfd as u64, path.as_ptr() as u64, ro | if nofollow { O_NOFOLLOW } else { 0 }, 0);
+        return raw::syscall(
+            libc::SYS_openat,
+            dirfd as u64,
+            path.as_ptr() as u64,
+            ro | if nofollow { O_NOFOLLOW } else { 0 },
+            0,
+        );
     }
     let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, fd_path(dirfd).as_ptr() as u64, ro, 0);
     if fd >= 0 || fd != -ENOENT {
@@ -230,16 +253,24 @@ fn check_kind(mode: u32, nofollow: bool) -> Result<(), i64> {
 /// The inode checks of open_exec and do_open_execat, on the descriptor.
 fn check_inode(pfd: i64, nofollow: bool) -> Result<u32, i64> {
     let mut st = stat_zeroed();
-    let r = raw::syscall6(libc::SYS_newfstatat, [pfd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0]);
+    let r = raw::syscall6(
+        libc::SYS_newfstatat,
+        [pfd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0],
+    );
     if r < 0 {
         return Err(-r);
     }
     check_kind(st.mode, nofollow)?;
     let mut fs = [0u64; 15]; // struct statfs: f_flags is the 10th field
-    if raw::syscall(libc::SYS_fstatfs, pfd as u64, fs.as_mut_ptr() as u64, 0, 0) == 0 && fs.get(9).is_some_and(|f| f & ST_NOEXEC != 0) {
+    if raw::syscall(libc::SYS_fstatfs, pfd as u64, fs.as_mut_ptr() as u64, 0, 0) == 0
+        && fs.get(9).is_some_and(|f| f & ST_NOEXEC != 0)
+    {
         return Err(EACCES);
     }
-    let r = raw::syscall6(SYS_FACCESSAT2, [pfd as u64, b"\0".as_ptr() as u64, libc::X_OK as u64, AT_EMPTY_PATH | AT_EACCESS, 0, 0]);
+    let r = raw::syscall6(
+        SYS_FACCESSAT2,
+        [pfd as u64, b"\0".as_ptr() as u64, libc::X_OK as u64, AT_EMPTY_PATH | AT_EACCESS, 0, 0],
+    );
     if r < 0 {
         return Err(if r == -raw::ENOSYS { EACCES } else { -r });
     }
@@ -251,7 +282,11 @@ fn check_inode(pfd: i64, nofollow: bool) -> Result<u32, i64> {
 /// its own errno, as the kernel's read of the header does.
 fn read_head(fd: i64, buf: &mut [u8; HEAD]) -> Result<usize, i64> {
     let r = raw::syscall(libc::SYS_pread64, fd as u64, buf.as_mut_ptr() as u64, HEAD as u64, 0);
-    if r < 0 { Err(-r) } else { Ok(r as usize) }
+    if r < 0 {
+        Err(-r)
+    } else {
+        Ok(r as usize)
+    }
 }
 
 /// Follow `path` (ours, NUL-terminated) to the ELF file to load.
@@ -272,7 +307,10 @@ pub fn resolve(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &
 /// (device, inode) of an open file.
 fn file_id(fd: i64) -> (u64, u64) {
     let mut st = stat_zeroed();
-    raw::syscall6(libc::SYS_newfstatat, [fd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0]);
+    raw::syscall6(
+        libc::SYS_newfstatat,
+        [fd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0],
+    );
     (st.dev, st.ino)
 }
 
@@ -353,7 +391,9 @@ fn resolve_once(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: 
         }
         let level = t.levels;
         let (name, arg) = parse_shebang(&head).ok_or(ENOEXEC)?;
-        let (Some(ibuf), Some(abuf), Some(has)) = (t.interp.get_mut(level), t.interp_arg.get_mut(level), t.has_arg.get_mut(level)) else {
+        let (Some(ibuf), Some(abuf), Some(has)) =
+            (t.interp.get_mut(level), t.interp_arg.get_mut(level), t.has_arg.get_mut(level))
+        else {
             return Err(ELOOP);
         };
         copy_cstr(ibuf, name);
@@ -515,7 +555,10 @@ mod tests {
     fn shebang_like_the_kernel() {
         assert_eq!(parse_shebang(&head(b"#!/bin/sh\n")), Some((&b"/bin/sh"[..], None)));
         assert_eq!(parse_shebang(&head(b"#! /bin/sh  -e  \nx")), Some((&b"/bin/sh"[..], Some(&b"-e"[..]))));
-        assert_eq!(parse_shebang(&head(b"#!/usr/bin/env python3 -u\n")), Some((&b"/usr/bin/env"[..], Some(&b"python3 -u"[..]))));
+        assert_eq!(
+            parse_shebang(&head(b"#!/usr/bin/env python3 -u\n")),
+            Some((&b"/usr/bin/env"[..], Some(&b"python3 -u"[..])))
+        );
         assert_eq!(parse_shebang(&head(b"#!\n")), None);
         assert_eq!(parse_shebang(&head(b"#!   \t\n")), None);
         assert_eq!(parse_shebang(&head(b"#!/bin/sh")), Some((&b"/bin/sh"[..], None)));

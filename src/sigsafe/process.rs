@@ -149,9 +149,8 @@ fn clone_with_frame(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6
         child_uc.uc_stack = a.altstack.get();
     }
     let header = ChildHeader { area: child_area.as_ref().map_or(0, |a| *a as *const ThreadArea as u64), flags };
-    let written = raw::write_user(uc_addr, &child_uc)
-        .and_then(|_| raw::write_user(header_addr, &header))
-        .and_then(|_| {
+    let written =
+        raw::write_user(uc_addr, &child_uc).and_then(|_| raw::write_user(header_addr, &header)).and_then(|_| {
             if fp_size != 0 {
                 raw::copy_to_user(fp_dst as *mut u8, uc.mc.fpstate as *const u8, fp_size)
             } else {
@@ -241,7 +240,11 @@ pub fn prctl(area: &ThreadArea, args: [u64; 6]) -> i64 {
     if args[0] == linux_raw_sys::prctl::PR_SET_SYSCALL_USER_DISPATCH as u64 {
         // Under SUD the kernel's dispatch is ours; under seccomp the program's
         // dispatch would stop the library's own syscalls from the gate too.
-        Line::new().str("the program tried to configure Syscall User Dispatch, which usertrap cannot share: refused with EBUSY").emit();
+        Line::new()
+            .str(
+                "the program tried to configure Syscall User Dispatch, which usertrap cannot share: refused with EBUSY",
+            )
+            .emit();
         return -raw::EBUSY;
     }
     if args[0] == libc::PR_SET_SECCOMP as u64 {
@@ -474,7 +477,10 @@ fn unsafe_zeroed_shmid_ds() -> libc::shmid_ds {
 pub fn touches_own_memory(nr: i64, args: [u64; 6]) -> bool {
     match nr {
         raw::SYS_munmap | raw::SYS_mprotect | libc::SYS_pkey_mprotect => touches_ours(args[0], args[1]),
-        raw::SYS_mremap => touches_ours(args[0], args[1]) || (args[3] & libc::MREMAP_FIXED as u64 != 0 && touches_ours(args[4], args[2])),
+        raw::SYS_mremap => {
+            touches_ours(args[0], args[1])
+                || (args[3] & libc::MREMAP_FIXED as u64 != 0 && touches_ours(args[4], args[2]))
+        }
         // MAP_FIXED_NOREPLACE never replaces a mapping: the kernel itself
         // answers EEXIST where it would overlap ours.
         raw::SYS_mmap => {
@@ -520,7 +526,13 @@ pub fn memory_call(nr: i64, args: [u64; 6], report: bool) -> Option<i64> {
     use crate::patch::patcher::{code_changing, CodeChange};
     if !matches!(
         nr,
-        raw::SYS_munmap | raw::SYS_mprotect | libc::SYS_pkey_mprotect | raw::SYS_mremap | raw::SYS_mmap | libc::SYS_madvise | libc::SYS_shmat
+        raw::SYS_munmap
+            | raw::SYS_mprotect
+            | libc::SYS_pkey_mprotect
+            | raw::SYS_mremap
+            | raw::SYS_mmap
+            | libc::SYS_madvise
+            | libc::SYS_shmat
     ) {
         return None;
     }
@@ -533,7 +545,8 @@ pub fn memory_call(nr: i64, args: [u64; 6], report: bool) -> Option<i64> {
         return Some(-raw::EINVAL);
     }
     let (addr, len, flags) = (args[0], args[1], args[3]);
-    let replaces = nr == raw::SYS_mmap && flags & libc::MAP_FIXED as u64 != 0 && flags & libc::MAP_FIXED_NOREPLACE as u64 == 0;
+    let replaces =
+        nr == raw::SYS_mmap && flags & libc::MAP_FIXED as u64 != 0 && flags & libc::MAP_FIXED_NOREPLACE as u64 == 0;
     match nr {
         raw::SYS_mprotect | libc::SYS_pkey_mprotect if args[2] & libc::PROT_WRITE as u64 != 0 => {
             code_changing(addr, len, CodeChange::Rewritable)
@@ -552,9 +565,13 @@ pub fn memory_call(nr: i64, args: [u64; 6], report: bool) -> Option<i64> {
                 }
             }
             // The target of a fixed move was replaced.
-            raw::SYS_mremap if flags & libc::MREMAP_FIXED as u64 != 0 => code_changing(args[4], args[2], CodeChange::Gone),
+            raw::SYS_mremap if flags & libc::MREMAP_FIXED as u64 != 0 => {
+                code_changing(args[4], args[2], CodeChange::Gone)
+            }
             // Private pages dropped: the code is the file's (or zeros) again.
-            libc::SYS_madvise if matches!(args[2] as i32, libc::MADV_DONTNEED | libc::MADV_FREE | libc::MADV_REMOVE) => {
+            libc::SYS_madvise
+                if matches!(args[2] as i32, libc::MADV_DONTNEED | libc::MADV_FREE | libc::MADV_REMOVE) =>
+            {
                 code_changing(addr, len, CodeChange::Gone)
             }
             _ => {}

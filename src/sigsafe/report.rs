@@ -195,14 +195,17 @@ fn hello(kind: &[u8], pid: u64, ppid: u64) {
     w.put(kind).num(pid).put(b" ").num(ppid).put(b" ");
     w.hex_bytes(comm.get(..n).unwrap_or(&[])).put(b"\n");
     let len = w.len;
-    let _ = log::without_write_signals(|| raw::with_spare_fd(|| collector_send(head.get(..len).unwrap_or(&[]), &[]), |r| *r == Err(libc::EMFILE as i64)));
+    let _ = log::without_write_signals(|| {
+        raw::with_spare_fd(|| collector_send(head.get(..len).unwrap_or(&[]), &[]), |r| *r == Err(libc::EMFILE as i64))
+    });
 }
 
 // Children this process saw end by a signal (wait4/waitid results), for the
 // report: the collector names a child that sent no report "killed by
 // SIGKILL" from its parent's word. Entries: pid << 8 | signal.
 const KILLED_MAX: usize = 64;
-static KILLED: [core::sync::atomic::AtomicU64; KILLED_MAX] = [const { core::sync::atomic::AtomicU64::new(0) }; KILLED_MAX];
+static KILLED: [core::sync::atomic::AtomicU64; KILLED_MAX] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; KILLED_MAX];
 static KILLED_N: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// After every wait4/waitid (any path): note a child killed by a signal.
@@ -224,9 +227,11 @@ pub fn note_wait(nr: i64, args: [u64; 6], r: i64) {
         if r != 0 || args[2] == 0 {
             return;
         }
-        let (Ok(code), Ok(pid), Ok(status)) =
-            (raw::read_user::<i32>(args[2] + 8), raw::read_user::<i32>(args[2] + 16), raw::read_user::<i32>(args[2] + 24))
-        else {
+        let (Ok(code), Ok(pid), Ok(status)) = (
+            raw::read_user::<i32>(args[2] + 8),
+            raw::read_user::<i32>(args[2] + 16),
+            raw::read_user::<i32>(args[2] + 24),
+        ) else {
             return;
         };
         if code != libc::CLD_KILLED && code != libc::CLD_DUMPED {
@@ -275,7 +280,13 @@ pub fn check_summary_path(path: &[u8]) -> Result<(), i64> {
     let slash = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
     let mut d = [0u8; 4200];
     copy_cstr(&mut d, if slash == 0 { b"/" } else { path.get(..slash).unwrap_or(b"/") });
-    let r = raw::syscall(libc::SYS_faccessat, libc::AT_FDCWD as u64, d.as_ptr() as u64, (libc::W_OK | libc::X_OK) as u64, 0);
+    let r = raw::syscall(
+        libc::SYS_faccessat,
+        libc::AT_FDCWD as u64,
+        d.as_ptr() as u64,
+        (libc::W_OK | libc::X_OK) as u64,
+        0,
+    );
     if r < 0 {
         return Err(-r);
     }
@@ -366,7 +377,10 @@ fn deliver(s: &Settings, data: Option<&[u8]>) {
         };
         let len = w.len;
         // Nowhere else: the collector names a process whose report did not come.
-        let _ = raw::with_spare_fd(|| collector_send(head.get(..len).unwrap_or(&[]), data.unwrap_or(&[])), |r| *r == Err(libc::EMFILE as i64));
+        let _ = raw::with_spare_fd(
+            || collector_send(head.get(..len).unwrap_or(&[]), data.unwrap_or(&[])),
+            |r| *r == Err(libc::EMFILE as i64),
+        );
         return;
     }
     let mut path = [0u8; 4200];
@@ -428,7 +442,13 @@ fn create(p: &[u8], path: &[u8], data: &[u8]) -> Result<bool, Failed> {
     let slash = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
     let mut dir = [0u8; 4200];
     copy_cstr(&mut dir, if slash == 0 { b"/" } else { path.get(..slash).unwrap_or(b"/") });
-    let tfd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, dir.as_ptr() as u64, (libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC) as u64, 0o644);
+    let tfd = raw::syscall(
+        libc::SYS_openat,
+        libc::AT_FDCWD as u64,
+        dir.as_ptr() as u64,
+        (libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC) as u64,
+        0o644,
+    );
     if tfd >= 0 {
         let (written, errno) = log::write_bounded(tfd as i32, data);
         if errno != 0 {
@@ -440,7 +460,14 @@ fn create(p: &[u8], path: &[u8], data: &[u8]) -> Result<bool, Failed> {
         w.put(b"/proc/self/fd/").num(tfd as u64).put(b"\0");
         let r = raw::syscall6(
             libc::SYS_linkat,
-            [libc::AT_FDCWD as u64, proc_path.as_ptr() as u64, libc::AT_FDCWD as u64, p.as_ptr() as u64, libc::AT_SYMLINK_FOLLOW as u64, 0],
+            [
+                libc::AT_FDCWD as u64,
+                proc_path.as_ptr() as u64,
+                libc::AT_FDCWD as u64,
+                p.as_ptr() as u64,
+                libc::AT_SYMLINK_FOLLOW as u64,
+                0,
+            ],
         );
         close(tfd as i32);
         if r == 0 {
@@ -502,7 +529,12 @@ fn lost(s: &Settings, dest: &[u8], data: Option<&[u8]>, f: Failed) {
     // stderr is what failed, or is gone too.
     let mut p = [0u8; 400];
     let mut w = Buf::new(&mut p);
-    w.put(cstr(&s.tmpdir)).put(b"/usertrap.").num(raw::getpid() as u64).put(b".").num(stats::start_realtime_ns()).put(b".report\0");
+    w.put(cstr(&s.tmpdir))
+        .put(b"/usertrap.")
+        .num(raw::getpid() as u64)
+        .put(b".")
+        .num(stats::start_realtime_ns())
+        .put(b".report\0");
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC;
     let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o600);
     if fd >= 0 {
@@ -583,7 +615,12 @@ impl Report<'_> {
                 let path = cstr(&s.summary_path);
                 let mut p = [0u8; 4200];
                 copy_cstr(&mut p, path);
-                let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+                let flags = libc::O_WRONLY
+                    | libc::O_APPEND
+                    | libc::O_CREAT
+                    | libc::O_NONBLOCK
+                    | libc::O_NOCTTY
+                    | libc::O_CLOEXEC;
                 let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o644);
                 let errno = if fd < 0 {
                     -fd
@@ -593,7 +630,14 @@ impl Report<'_> {
                     e
                 };
                 if errno != 0 {
-                    Line::new().str("pid ").num(raw::getpid() as u64).str(": the summary could not be appended to ").escaped(path, 200).str(": ").errno(errno).emit();
+                    Line::new()
+                        .str("pid ")
+                        .num(raw::getpid() as u64)
+                        .str(": the summary could not be appended to ")
+                        .escaped(path, 200)
+                        .str(": ")
+                        .errno(errno)
+                        .emit();
                 }
             }
             Summary::Off => {}
@@ -719,7 +763,12 @@ impl Report<'_> {
         match self.how {
             Exit::ExitGroup(s) => o.str("\"how\":\"exit_group\",\"status\":").num(s as u64),
             Exit::LastThread(s) => o.str("\"how\":\"exit\",\"status\":").num(s as u64),
-            Exit::Signal(sig) => o.str("\"how\":\"signal\",\"signal\":").num(sig as u64).str(",\"name\":\"").str(signal_name(sig)).str("\""),
+            Exit::Signal(sig) => o
+                .str("\"how\":\"signal\",\"signal\":")
+                .num(sig as u64)
+                .str(",\"name\":\"")
+                .str(signal_name(sig))
+                .str("\""),
             Exit::Exec => o.str("\"how\":\"exec\""),
             Exit::Traced => o.str("\"how\":\"traced\""),
         };
@@ -792,7 +841,11 @@ impl Report<'_> {
                 o.str(",");
             }
             first = false;
-            o.str("{\"address\":\"").hex(site.key.wrapping_sub(5)).str("\",\"nr\":").num(site.nr as u64).str(",\"name\":\"");
+            o.str("{\"address\":\"")
+                .hex(site.key.wrapping_sub(5))
+                .str("\",\"nr\":")
+                .num(site.nr as u64)
+                .str(",\"name\":\"");
             name(o, site.nr as usize);
             o.str("\",\"reason\":\"").json_str(site.reason.as_bytes()).str("\"}");
         });
@@ -837,7 +890,13 @@ fn command(o: &mut Out, json: bool) {
 /// /proc/self/comm into `buf`, without its newline (empty if unreadable).
 fn read_comm(buf: &mut [u8; 64]) -> &[u8] {
     let path = b"/proc/self/comm\0";
-    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0);
+    let fd = raw::syscall(
+        libc::SYS_openat,
+        libc::AT_FDCWD as u64,
+        path.as_ptr() as u64,
+        (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+        0,
+    );
     if fd < 0 {
         // No /proc (a chroot): the kernel's name through prctl.
         raw::syscall(libc::SYS_prctl, libc::PR_GET_NAME as u64, buf.as_mut_ptr() as u64, 0, 0);
@@ -886,10 +945,38 @@ fn expand(t: &[u8], out: &mut [u8]) -> usize {
 
 fn signal_name(sig: i32) -> &'static str {
     const NAMES: [&str; 32] = [
-        "signal 0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL",
-        "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT",
-        "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF",
-        "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+        "signal 0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
     ];
     NAMES.get(sig as usize).copied().unwrap_or("a real-time signal")
 }
@@ -935,7 +1022,10 @@ impl Out {
         }
         if self.len + b.len() > self.cap {
             let want = (self.cap * 2).max((self.len + b.len() + 4095) & !4095);
-            let r = raw::syscall6(libc::SYS_mremap, [self.base, self.cap as u64, want as u64, libc::MREMAP_MAYMOVE as u64, 0, 0]);
+            let r = raw::syscall6(
+                libc::SYS_mremap,
+                [self.base, self.cap as u64, want as u64, libc::MREMAP_MAYMOVE as u64, 0, 0],
+            );
             if (-4095..0).contains(&r) {
                 self.oom = true;
                 return self;

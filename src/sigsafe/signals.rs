@@ -93,10 +93,8 @@ impl SigTable {
     pub const fn new() -> SigTable {
         SigTable {
             seq: AtomicU64::new(0),
-            actions: [AppAction {
-                act: KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 },
-                known: false,
-            }; 65],
+            actions: [AppAction { act: KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 }, known: false };
+                65],
         }
     }
 }
@@ -206,9 +204,25 @@ pub fn reset_after_clear_sighand(ours: &KernelSigaction) {
 pub fn fatal_by_default(sig: i32) -> bool {
     matches!(
         sig,
-        libc::SIGHUP | libc::SIGINT | libc::SIGQUIT | libc::SIGTRAP | libc::SIGABRT | libc::SIGBUS | libc::SIGFPE
-            | libc::SIGUSR1 | libc::SIGUSR2 | libc::SIGPIPE | libc::SIGALRM | libc::SIGTERM | libc::SIGSTKFLT
-            | libc::SIGXCPU | libc::SIGXFSZ | libc::SIGVTALRM | libc::SIGPROF | libc::SIGIO | libc::SIGPWR
+        libc::SIGHUP
+            | libc::SIGINT
+            | libc::SIGQUIT
+            | libc::SIGTRAP
+            | libc::SIGABRT
+            | libc::SIGBUS
+            | libc::SIGFPE
+            | libc::SIGUSR1
+            | libc::SIGUSR2
+            | libc::SIGPIPE
+            | libc::SIGALRM
+            | libc::SIGTERM
+            | libc::SIGSTKFLT
+            | libc::SIGXCPU
+            | libc::SIGXFSZ
+            | libc::SIGVTALRM
+            | libc::SIGPROF
+            | libc::SIGIO
+            | libc::SIGPWR
     ) || (34..=64).contains(&sig)
 }
 
@@ -442,7 +456,13 @@ fn raise_deferred(area: &ThreadArea, ready: u64) {
     for sig in OWNED_SIGNALS {
         if ready & bit(sig) != 0 {
             let info = deferred_info(area, sig);
-            raw::syscall(libc::SYS_rt_tgsigqueueinfo, pid as u64, tid as u64, sig as u64, &info as *const Siginfo as u64);
+            raw::syscall(
+                libc::SYS_rt_tgsigqueueinfo,
+                pid as u64,
+                tid as u64,
+                sig as u64,
+                &info as *const Siginfo as u64,
+            );
         }
     }
 }
@@ -572,7 +592,8 @@ pub fn sigaltstack(area: &ThreadArea, sp: u64, args: [u64; 6]) -> i64 {
     } else {
         0
     };
-    let old = StackT { ss_sp: app.ss_sp, ss_flags: state | (app.ss_flags & SS_AUTODISARM), _pad: 0, ss_size: app.ss_size };
+    let old =
+        StackT { ss_sp: app.ss_sp, ss_flags: state | (app.ss_flags & SS_AUTODISARM), _pad: 0, ss_size: app.ss_size };
     if ss_ptr != 0 {
         let new: StackT = match raw::read_user(ss_ptr) {
             Ok(s) => s,
@@ -741,7 +762,15 @@ pub(crate) fn run_handler_here(sig: i32, app: &KernelSigaction, info: &Siginfo, 
 /// program knew it. Afterwards (the handler may have edited the mask to
 /// restore) owned bits go back to the program's view, the rest to the kernel
 /// at our sigreturn.
-fn invoke_in_program_view(handler: u64, flags: u64, blocked: u64, sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
+fn invoke_in_program_view(
+    handler: u64,
+    flags: u64,
+    blocked: u64,
+    sig: i32,
+    info: &mut Siginfo,
+    uc: &mut Ucontext,
+    area: &ThreadArea,
+) {
     let view_before = area.app_blocked_owned.get();
     area.app_blocked_owned.set(view_before | blocked);
     uc.uc_sigmask |= view_before;
@@ -960,8 +989,9 @@ fn real_trap(info: &Siginfo, uc: &Ucontext) -> bool {
     match raw::read_user::<[u8; 2]>(at) {
         Ok([0x0f, 0x05]) => true,
         Ok([0xcd, 0x80]) | Ok([0x0f, 0x34]) => info.arch == AUDIT_ARCH_I386,
-        Ok(_) => crate::patch::registry::lookup(at)
-            .is_some_and(|site| site.state == crate::patch::registry::PATCHING || site.state == crate::patch::registry::PATCHED),
+        Ok(_) => crate::patch::registry::lookup(at).is_some_and(|site| {
+            site.state == crate::patch::registry::PATCHING || site.state == crate::patch::registry::PATCHED
+        }),
         // Execute-only code: what can be checked was.
         Err(_) => true,
     }

@@ -22,8 +22,8 @@ use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use crate::arch;
 use crate::sigsafe::frame::{Siginfo, StackT};
 use crate::sigsafe::raw;
-use crate::sigsafe::stats;
 use crate::sigsafe::signals::{self, SigTable};
+use crate::sigsafe::stats;
 
 const AREA_MAGIC: u64 = 0x7061_7274_7265_7375; // "usertrap"
 const PAGE: usize = 4096;
@@ -187,11 +187,8 @@ struct Pool {
 // SAFETY: the raw pointers are only touched under the pool's lock.
 unsafe impl Send for Pool {}
 
-static POOL: spin::Mutex<Pool> = spin::Mutex::new(Pool {
-    free: ptr::null_mut(),
-    dying_head: ptr::null_mut(),
-    dying_tail: ptr::null_mut(),
-});
+static POOL: spin::Mutex<Pool> =
+    spin::Mutex::new(Pool { free: ptr::null_mut(), dying_head: ptr::null_mut(), dying_tail: ptr::null_mut() });
 
 /// Run `f` with every signal blocked (the kernel keeps SIGKILL/SIGSTOP).
 pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
@@ -450,7 +447,9 @@ pub fn current() -> Option<&'static ThreadArea> {
             let child = parent.pending_child.get();
             // SAFETY: a pending child area stays allocated until the parent
             // runs again; claiming it is a single atomic exchange.
-            if !child.is_null() && unsafe { (*child).owner_tid.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed) }.is_ok() {
+            if !child.is_null()
+                && unsafe { (*child).owner_tid.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed) }.is_ok()
+            {
                 set_gs_base(child as u64);
                 // SAFETY: claimed above.
                 let c = unsafe { &*child };
@@ -498,9 +497,7 @@ pub fn current_registered() -> Option<&'static ThreadArea> {
 /// one (no syscall), else from the kernel.
 pub fn ids() -> (i32, i32) {
     match area_at_gs() {
-        Some(a) if a.pending_child.get().is_null() && a.owner_tid.load(Ordering::Relaxed) != 0 => {
-            a.ids()
-        }
+        Some(a) if a.pending_child.get().is_null() && a.owner_tid.load(Ordering::Relaxed) != 0 => a.ids(),
         _ => (raw::getpid(), raw::gettid()),
     }
 }

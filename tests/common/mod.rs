@@ -58,16 +58,8 @@ pub fn lib_path() -> PathBuf {
     LIB.get_or_init(|| {
         if let Some(p) = std::env::var_os("USERTRAP_TEST_LIB") {
             let p = PathBuf::from(p);
-            let p = if p.is_absolute() {
-                p
-            } else {
-                std::env::current_dir().expect("current dir").join(p)
-            };
-            assert!(
-                p.is_file(),
-                "USERTRAP_TEST_LIB={} does not name an existing file",
-                p.display()
-            );
+            let p = if p.is_absolute() { p } else { std::env::current_dir().expect("current dir").join(p) };
+            assert!(p.is_file(), "USERTRAP_TEST_LIB={} does not name an existing file", p.display());
             return p;
         }
         let p = repo_root().join("target/release/libusertrap.so");
@@ -117,9 +109,7 @@ pub fn which(name: &str) -> PathBuf {
 }
 
 fn is_executable(p: &Path) -> bool {
-    fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 /// python3 with a reproducible environment: no user site dir or startup
@@ -286,12 +276,7 @@ impl Cmd {
         }
         s.push_str("env LC_ALL=C");
         if let Mode::Traced(b) = mode {
-            let _ = write!(
-                s,
-                " LD_PRELOAD={} USERTRAP_BACKEND={}",
-                shell_quote(lib_path().as_os_str()),
-                b.name()
-            );
+            let _ = write!(s, " LD_PRELOAD={} USERTRAP_BACKEND={}", shell_quote(lib_path().as_os_str()), b.name());
         }
         for k in &self.env_remove {
             let _ = write!(s, " -u {}", shell_quote(k));
@@ -312,10 +297,7 @@ impl Cmd {
 
 pub fn shell_quote(s: &OsStr) -> String {
     let t = s.to_string_lossy();
-    if !t.is_empty()
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_./=:,+-@%".contains(&b))
-    {
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./=:,+-@%".contains(&b)) {
         t.into_owned()
     } else {
         format!("'{}'", t.replace('\'', r"'\''"))
@@ -348,10 +330,38 @@ impl fmt::Display for Status {
 
 pub fn signal_name(sig: i32) -> &'static str {
     const NAMES: [&str; 32] = [
-        "?", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-        "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
-        "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
-        "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+        "?",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
     ];
     match sig {
         1..=31 => NAMES[sig as usize],
@@ -465,13 +475,7 @@ pub fn run(cmd: &Cmd, mode: Mode) -> Output {
 
     let start = Instant::now();
     let mut child = c.spawn().unwrap_or_else(|e| {
-        panic!(
-            "cannot start {} ({}): {}\n  command: {}",
-            cmd.program.display(),
-            mode,
-            e,
-            cmd.shell_line(mode)
-        )
+        panic!("cannot start {} ({}): {}\n  command: {}", cmd.program.display(), mode, e, cmd.shell_line(mode))
     });
     let pid = child.id() as i32;
     let writer = match (&cmd.stdin, child.stdin.take()) {
@@ -514,10 +518,7 @@ pub fn run(cmd: &Cmd, mode: Mode) -> Output {
             let _ = child.wait();
             "did not exit".to_string()
         } else {
-            format!(
-                "exited ({}) but something it started kept its stdout/stderr open",
-                Status::from(status.unwrap())
-            )
+            format!("exited ({}) but something it started kept its stdout/stderr open", Status::from(status.unwrap()))
         };
         let grace = Instant::now() + Duration::from_secs(2);
         while !(out_h.is_finished() && err_h.is_finished()) && Instant::now() < grace {
@@ -543,12 +544,7 @@ pub fn run(cmd: &Cmd, mode: Mode) -> Output {
     }
     let stdout = std::mem::take(&mut *out.lock().unwrap());
     let stderr = std::mem::take(&mut *err.lock().unwrap());
-    Output {
-        stdout,
-        stderr,
-        status: Status::from(status.unwrap()),
-        elapsed,
-    }
+    Output { stdout, stderr, status: Status::from(status.unwrap()), elapsed }
 }
 
 impl From<std::process::ExitStatus> for Status {
@@ -580,9 +576,7 @@ pub fn scratch_dir(case: &str, backend: Backend) -> PathBuf {
         "case name {:?}: use [A-Za-z0-9_.-] only",
         case
     );
-    std::env::temp_dir()
-        .join("usertrap-tests")
-        .join(format!("{}-{}", case, backend.name()))
+    std::env::temp_dir().join("usertrap-tests").join(format!("{}-{}", case, backend.name()))
 }
 
 /// Removes `dir` (whatever permissions its contents have) and recreates it empty.
@@ -610,10 +604,21 @@ fn make_writable(dir: &Path) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
     /// `content` is None for files larger than MAX_COMPARED_FILE.
-    File { mode: u32, size: u64, content: Option<Vec<u8>> },
-    Dir { mode: u32 },
-    Symlink { target: PathBuf },
-    Other { kind: &'static str, mode: u32 },
+    File {
+        mode: u32,
+        size: u64,
+        content: Option<Vec<u8>>,
+    },
+    Dir {
+        mode: u32,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+    Other {
+        kind: &'static str,
+        mode: u32,
+    },
 }
 
 impl Entry {
@@ -692,10 +697,7 @@ pub fn diff_snapshots(native: &Snapshot, traced: &Snapshot) -> Vec<String> {
             None => out.push(format!("only in native run: {} ({})", d, n.kind())),
             Some(t) if t == n => {}
             Some(t) => out.push(match (n, t) {
-                (
-                    Entry::File { mode: nm, size: ns, content: nc },
-                    Entry::File { mode: tm, size: ts, content: tc },
-                ) => {
+                (Entry::File { mode: nm, size: ns, content: nc }, Entry::File { mode: tm, size: ts, content: tc }) => {
                     let mut v = Vec::new();
                     if nm != tm {
                         v.push(format!("mode {:o} vs {:o}", nm, tm));
@@ -714,12 +716,9 @@ pub fn diff_snapshots(native: &Snapshot, traced: &Snapshot) -> Vec<String> {
                 (Entry::Dir { mode: a }, Entry::Dir { mode: b }) => {
                     format!("directory {}: mode {:o} vs {:o} (native vs traced)", d, a, b)
                 }
-                (Entry::Symlink { target: a }, Entry::Symlink { target: b }) => format!(
-                    "symlink {}: target {} vs {} (native vs traced)",
-                    d,
-                    a.display(),
-                    b.display()
-                ),
+                (Entry::Symlink { target: a }, Entry::Symlink { target: b }) => {
+                    format!("symlink {}: target {} vs {} (native vs traced)", d, a.display(), b.display())
+                }
                 _ => format!("{}: {} in native run, {} in traced run", d, n.kind(), t.kind()),
             }),
         }
@@ -950,11 +949,8 @@ pub fn compare_native_and_traced(case: &Case, backend: Backend) -> Vec<Output> {
             let _ = write!(step, "  {}", d);
         }
         if !step.is_empty() {
-            let same = if n.status == t.status {
-                format!("  status: {} in both runs\n", n.status)
-            } else {
-                String::new()
-            };
+            let same =
+                if n.status == t.status { format!("  status: {} in both runs\n", n.status) } else { String::new() };
             let _ = writeln!(
                 report,
                 "step {}/{}: {}\n  reproduce: {}\n  (native took {:.2?}, traced {:.2?})\n{}{}",

@@ -45,10 +45,7 @@ fn commands() {
     println!("false: {}", st);
     let out = Command::new("/bin/echo").args(["hello", "from", "echo"]).output().unwrap();
     print!("echo: {} {}", out.status, String::from_utf8_lossy(&out.stdout));
-    let out = Command::new("/bin/sh")
-        .args(["-c", "echo out; echo err >&2; exit 3"])
-        .output()
-        .unwrap();
+    let out = Command::new("/bin/sh").args(["-c", "echo out; echo err >&2; exit 3"]).output().unwrap();
     println!(
         "sh: {} stdout={:?} stderr={:?}",
         out.status,
@@ -56,11 +53,7 @@ fn commands() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Stdin piped in, read back (a child with three pipes).
-    let mut child = Command::new("/bin/cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new("/bin/cat").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     {
         use std::io::Write;
         child.stdin.take().unwrap().write_all(b"through cat\n").unwrap();
@@ -177,12 +170,7 @@ fn main() {
             return;
         }
         Some("overflow-thread") => {
-            thread::Builder::new()
-                .name("deep".into())
-                .spawn(|| recurse(0, &mut [0; 256]))
-                .unwrap()
-                .join()
-                .unwrap();
+            thread::Builder::new().name("deep".into()).spawn(|| recurse(0, &mut [0; 256])).unwrap().join().unwrap();
             return;
         }
         _ => {}
