@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Build tests/data/NAME.c into target/hooks/NAME-TAG.so (one file per
@@ -24,7 +24,7 @@ fn hook_library(name: &str, tag: Backend) -> PathBuf {
     out
 }
 
-fn with_hook(cmd: Cmd, hook: &PathBuf) -> Cmd {
+fn with_hook(cmd: Cmd, hook: &Path) -> Cmd {
     cmd.env("LD_PRELOAD", format!("{} {}", lib_path().display(), hook.display()))
 }
 

@@ -340,7 +340,7 @@ fn runs_with_little_address_space(backend: Backend) {
     unsafe {
         cmd.pre_exec(|| {
             let lim = libc::rlimit { rlim_cur: 6000 * 1024, rlim_max: 6000 * 1024 };
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+            if libc::setrlimit(libc::RLIMIT_AS, &raw const lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -206,7 +206,9 @@ fn reachable_vector_uses(objdump: &str, relocs: &str, root: &str) -> (Vec<String
             funcs.entry(key).or_default();
         } else if let Some(f) = &current {
             if line.starts_with(' ') {
-                funcs.get_mut(f).map(|v| v.push(line.to_string()));
+                if let Some(v) = funcs.get_mut(f) {
+                    v.push(line.to_string());
+                }
             }
         }
     }

@@ -197,7 +197,7 @@ fn cargo_build_under_stat(backend: Backend) {
         assert!(cmds.iter().any(|c| c.contains(prog)), "a report from {prog}: {cmds:?}");
     }
     assert!(agg["totals"]["calls"].as_u64().unwrap_or(0) > 1000, "{}", agg["totals"]);
-    if !std::env::var_os("USERTRAP_TEST_KEEP").is_some_and(|v| v == "1") {
+    if !keep_scratch() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -204,7 +204,7 @@ impl<'de> Deserialize<'de> for Bucket {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Bucket;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a histogram bucket [low_ns, high_ns, count]")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bucket, A::Error> {

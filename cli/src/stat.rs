@@ -319,8 +319,12 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 static PENDING: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
-    let code = if info.is_null() { 0 } else { unsafe { (*info).si_code } };
+    let code = if info.is_null() {
+        0
+    } else {
+        // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
+        unsafe { (*info).si_code }
+    };
     if code == libc::SI_KERNEL {
         return;
     }
@@ -341,14 +345,14 @@ fn install_forwarding() -> Vec<(i32, libc::sigaction)> {
         // SAFETY: plain sigaction calls with zeroed, then filled, structures.
         unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction == libc::SIG_IGN {
+            if libc::sigaction(sig, std::ptr::null(), &raw mut old) != 0 || old.sa_sigaction == libc::SIG_IGN {
                 continue;
             }
             let mut act: libc::sigaction = std::mem::zeroed();
             act.sa_sigaction = forward as *const () as usize;
             act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-            libc::sigemptyset(&mut act.sa_mask);
-            if libc::sigaction(sig, &act, std::ptr::null_mut()) == 0 {
+            libc::sigemptyset(&raw mut act.sa_mask);
+            if libc::sigaction(sig, &raw const act, std::ptr::null_mut()) == 0 {
                 saved.push((sig, old));
             }
         }
@@ -389,7 +393,7 @@ fn run_forwarding_signals(cmd: &mut Command) -> io::Result<(ExitStatus, u32)> {
         // SAFETY: waitid with a zeroed siginfo to fill.
         let r = unsafe {
             let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+            libc::waitid(libc::P_PID, pid as libc::id_t, &raw mut info, libc::WEXITED | libc::WNOWAIT)
         };
         if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             break;
@@ -409,12 +413,12 @@ pub fn die_by_signal(sig: i32) -> ! {
     // SAFETY: plain libc calls on this process.
     unsafe {
         let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::setrlimit(libc::RLIMIT_CORE, &raw const no_core);
         libc::signal(sig, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, sig);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &raw const set, std::ptr::null_mut());
         libc::raise(sig);
     }
     std::process::exit(128 + sig)

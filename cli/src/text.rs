@@ -237,7 +237,7 @@ fn aggregate_sites(out: &mut String, sites: &[Site]) {
         addresses: Vec<&'a str>,
         pids: Vec<u32>,
     }
-    let mut groups: Vec<Group> = Vec::new();
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for s in sites {
         let i = match groups.iter().position(|g| g.name == s.name && g.reason == s.reason) {
             Some(i) => i,

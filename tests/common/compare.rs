@@ -115,7 +115,8 @@ impl Drop for ScratchClaim {
     }
 }
 
-fn keep_scratch() -> bool {
+/// `USERTRAP_TEST_KEEP=1`: scratch directories of passing tests are kept.
+pub fn keep_scratch() -> bool {
     std::env::var_os("USERTRAP_TEST_KEEP").is_some_and(|v| v == "1")
 }
 

@@ -172,7 +172,7 @@ pub fn run(cmd: &Cmd, mode: Mode) -> Output {
     unsafe {
         c.pre_exec(|| {
             let zero = RLimit { cur: 0, max: 0 };
-            if setrlimit(RLIMIT_CORE, &zero) != 0 {
+            if setrlimit(RLIMIT_CORE, &raw const zero) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -217,14 +217,16 @@ pub fn run(cmd: &Cmd, mode: Mode) -> Output {
 
     if timed_out {
         // The group stays alive while an unreaped leader or any member exists.
+        // SAFETY: kill takes no pointers; the group is ours (process_group(0)).
         unsafe {
             kill(-pid, SIGKILL);
         }
-        let what = if status.is_none() {
-            let _ = child.wait();
-            "did not exit".to_string()
-        } else {
-            format!("exited ({}) but something it started kept its stdout/stderr open", Status::from(status.unwrap()))
+        let what = match status {
+            None => {
+                let _ = child.wait();
+                "did not exit".to_string()
+            }
+            Some(s) => format!("exited ({}) but something it started kept its stdout/stderr open", Status::from(s)),
         };
         let grace = Instant::now() + Duration::from_secs(2);
         while !(out_h.is_finished() && err_h.is_finished()) && Instant::now() < grace {
@@ -250,7 +252,9 @@ pub fn run(cmd: &Cmd, mode: Mode) -> Output {
     }
     let stdout = std::mem::take(&mut *out.lock().unwrap());
     let stderr = std::mem::take(&mut *err.lock().unwrap());
-    Output { stdout, stderr, status: Status::from(status.unwrap()), elapsed }
+    // Reaped by try_wait above: wait returns the status it kept.
+    let status = child.wait().expect("waitpid");
+    Output { stdout, stderr, status: Status::from(status), elapsed }
 }
 
 impl From<std::process::ExitStatus> for Status {
