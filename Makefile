@@ -1,6 +1,6 @@
 # usertrap build and test entry points. `make` builds the library and the
 # `usertrap` command, `make test` builds everything (C test programs included)
-# and runs every test.
+# and runs every test, `make lint` checks formatting and lints.
 CARGO   ?= cargo
 CC      ?= gcc
 CFLAGS  ?= -O2 -g -Wall -Wextra -Werror=implicit-function-declaration
@@ -9,7 +9,7 @@ LAUNCHER := target/release/usertrap-launcher
 C_SRC   := $(wildcard c_tests/*.c)
 C_BIN   := $(patsubst c_tests/%.c,target/c_tests/%,$(C_SRC))
 
-.PHONY: all lib c-tests test deps demo bench clean FORCE
+.PHONY: all lib c-tests test deps lint lint-tools lint-fmt lint-root lint-launcher lint-rust-std demo bench clean FORCE
 
 all: lib
 
@@ -46,6 +46,37 @@ deps:
 
 test: deps lib c-tests
 	$(CARGO) test --release
+
+# Format and lint gates for every cargo workspace: the root (library and
+# command), the launcher's (launcher/, which also builds the library's
+# sources) and tests/data/rust_std (a test program, built offline like
+# tests/runtimes.rs does). Every target (tests too); warnings are errors;
+# the lints themselves are [workspace.lints] in Cargo.toml and
+# launcher/Cargo.toml. `make -k lint` shows every workspace's problems.
+RUST_STD := tests/data/rust_std/Cargo.toml
+CLIPPY   := clippy --release --all-targets --keep-going
+
+lint: lint-fmt lint-root lint-launcher lint-rust-std
+
+# rustfmt and clippy come with rustup's default profile; a minimal toolchain
+# gets them from the Rust distribution server, as rustup got the toolchain.
+lint-tools:
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+lint-fmt: lint-tools
+	$(CARGO) fmt --all --check
+	cd launcher && $(CARGO) fmt --all --check
+	$(CARGO) fmt --all --check --manifest-path $(RUST_STD)
+
+lint-root: lint-tools
+	$(CARGO) $(CLIPPY) -- -D warnings
+
+lint-launcher: lint-tools
+	cd launcher && $(CARGO) $(CLIPPY) -- -D warnings
+
+lint-rust-std: lint-tools
+	$(CARGO) $(CLIPPY) --offline --manifest-path $(RUST_STD) --target-dir target/rust_std -- -D warnings
 
 # The main job on a default workload: `usertrap stat` on a Python program,
 # the report of every syscall's latency on stderr.
