@@ -1,13 +1,18 @@
 //! Finding the command to run (through PATH, as a shell does) and checking
-//! that LD_PRELOAD can reach it: a dynamically linked x86-64 ELF (one with a
-//! PT_INTERP program header), or a `#!` script whose interpreter is one.
+//! that usertrap can run it: a dynamically linked x86-64 ELF (one with a
+//! PT_INTERP program header: LD_PRELOAD reaches it), a static one (the
+//! launcher loads it), or a `#!` script whose interpreter is one. The ELF
+//! and `#!` rules are the kernel's, from usertrap-core.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use usertrap_core::elf::{self, Error as ElfError, Exec};
+use usertrap_core::script;
 
 use crate::error::{io_msg, Failure, CANNOT_EXECUTE, NOT_FOUND};
 
@@ -79,32 +84,12 @@ pub enum Kind {
     Elf32,
     /// An ELF for another machine (its e_machine), or big-endian.
     OtherMachine(u16),
-    /// `#!` and the interpreter's path.
-    Script(PathBuf),
-    /// Neither an ELF nor a `#!` script.
+    /// `#!`: the interpreter's path and its optional argument.
+    Script(PathBuf, Option<OsString>),
+    /// Neither an ELF nor a `#!` script the kernel would run.
     NotExecutable,
-    /// An ELF whose headers cannot be read, and why.
+    /// An ELF whose headers exec would refuse, and why.
     Malformed(String),
-}
-
-const PT_INTERP: u32 = 3;
-const EM_X86_64: u16 = 62;
-const PN_XNUM: u16 = 0xffff;
-
-fn u16_at(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    b.get(off..off + 8).map_or(0, |s| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(s);
-        u64::from_le_bytes(a)
-    })
 }
 
 /// Reads `len` bytes at `off`, or says the file is truncated.
@@ -119,11 +104,12 @@ fn read_at(f: &File, off: u64, len: usize) -> Result<Vec<u8>, Kind> {
     }
 }
 
-/// Classifies the file at `path` from its first bytes and, for an ELF, its
-/// program headers (parsed here: the ELF64 header, then each phdr's p_type).
+/// Classifies the file at `path` from its first bytes (as many as exec
+/// reads) and, for an x86-64 ELF, its program headers, by the kernel's
+/// rules (usertrap-core's `elf` and `script`).
 pub fn inspect(path: &Path) -> io::Result<Kind> {
     let f = File::open(path)?;
-    let mut head = [0u8; 256];
+    let mut head = [0u8; script::HEAD];
     let mut n = 0;
     while n < head.len() {
         match f.read_at(&mut head[n..], n as u64)? {
@@ -133,64 +119,43 @@ pub fn inspect(path: &Path) -> io::Result<Kind> {
     }
     let head = &head[..n];
     if head.starts_with(b"#!") {
-        let line = head[2..].split(|&b| b == b'\n').next().unwrap_or(&[]);
-        let interp = line
-            .split(|&b| b == b' ' || b == b'\t')
-            .find(|w| !w.is_empty())
-            .map(|w| PathBuf::from(OsStr::from_bytes(w)));
-        return Ok(match interp {
-            Some(i) => Kind::Script(i),
-            None => Kind::NotExecutable,
+        return Ok(match script::parse(head) {
+            // An empty name (`#!` alone): exec fails to open it.
+            Ok(s) if !s.interpreter.is_empty() => Kind::Script(
+                PathBuf::from(OsStr::from_bytes(s.interpreter)),
+                s.argument.map(|a| OsStr::from_bytes(a).to_owned()),
+            ),
+            _ => Kind::NotExecutable,
         });
-    }
-    if !head.starts_with(b"\x7fELF") {
-        return Ok(Kind::NotExecutable);
     }
     Ok(elf_kind(&f, head).unwrap_or_else(|k| k))
 }
 
-/// The kind of an ELF file whose first bytes are `head`.
+/// The kind of a file whose first bytes are `head`, by exec's checks.
 fn elf_kind(f: &File, head: &[u8]) -> Result<Kind, Kind> {
-    if head.len() < 64 {
-        return match head.get(4) {
-            Some(1) => Ok(Kind::Elf32),
-            _ => Err(Kind::Malformed("truncated ELF header".into())),
-        };
-    }
-    match head[4] {
-        1 => return Ok(Kind::Elf32),
-        2 => {}
-        c => return Err(Kind::Malformed(format!("unknown ELF class {c}"))),
-    }
-    let machine = u16_at(head, 18);
-    if head[5] != 1 || machine != EM_X86_64 {
-        return Ok(Kind::OtherMachine(machine));
-    }
-    match u16_at(head, 16) {
-        2 | 3 => {}
-        t => return Ok(Kind::Malformed(format!("not an executable (ELF type {t})"))),
-    }
-    let phoff = u64_at(head, 32);
-    let phentsize = u16_at(head, 54) as usize;
-    let mut phnum = u16_at(head, 56) as usize;
-    if phnum == PN_XNUM as usize {
-        // The real count is in section header 0's sh_info.
-        let shoff = u64_at(head, 40);
-        let sh0 = read_at(f, shoff, 64)?;
-        phnum = u32_at(&sh0, 44) as usize;
-    }
-    if phnum == 0 {
-        return Ok(Kind::Static);
-    }
-    if phentsize < 56 {
-        return Err(Kind::Malformed(format!("program header size {phentsize} (expected 56)")));
-    }
-    if phnum.saturating_mul(phentsize) > 1 << 24 {
-        return Err(Kind::Malformed(format!("{phnum} program headers")));
-    }
-    let phdrs = read_at(f, phoff, phnum * phentsize)?;
-    let interp = phdrs.chunks_exact(phentsize).any(|ph| u32_at(ph, 0) == PT_INTERP);
-    Ok(if interp { Kind::Dynamic } else { Kind::Static })
+    let h = match elf::check_exec(head) {
+        Ok(Exec::X86_64(h)) => h,
+        Ok(Exec::I386) | Err(ElfError::Machine { class: elf::ELFCLASS32, .. }) => return Ok(Kind::Elf32),
+        Err(ElfError::Machine { machine, .. }) => return Ok(Kind::OtherMachine(machine)),
+        Err(ElfError::NotElf) => return Ok(Kind::NotExecutable),
+        Err(ElfError::Truncated) => return Err(Kind::Malformed("truncated ELF header".into())),
+        Err(ElfError::Class(c)) => return Err(Kind::Malformed(format!("unknown ELF class {c}"))),
+        Err(ElfError::Type(t)) => return Err(Kind::Malformed(format!("not an executable (ELF type {t})"))),
+        Err(ElfError::PhentSize(n)) => {
+            return Err(Kind::Malformed(format!("program header size {n} (expected {})", elf::PHDR_SIZE)))
+        }
+        Err(ElfError::PhNum(0)) => return Err(Kind::Malformed("no program headers".into())),
+        Err(ElfError::PhNum(n)) => {
+            return Err(Kind::Malformed(format!("{n} program headers (exec takes at most {})", elf::MAX_PHNUM)))
+        }
+        Err(ElfError::Interp) => return Err(Kind::Malformed("bad PT_INTERP".into())),
+    };
+    let table = read_at(f, h.phoff, h.phdrs_len())?;
+    let Some(interp) = elf::find(&table, elf::PHDR_SIZE, elf::PT_INTERP) else { return Ok(Kind::Static) };
+    let bad_interp = || Kind::Malformed("bad PT_INTERP (not a NUL-terminated path of at most 4096 bytes)".into());
+    let (off, len) = elf::interp_span(&interp).map_err(|_| bad_interp())?;
+    elf::interp_name(&read_at(f, off, len)?).map_err(|_| bad_interp())?;
+    Ok(Kind::Dynamic)
 }
 
 /// How the command starts under usertrap.
@@ -202,7 +167,7 @@ pub enum Start {
     /// `#!` chain): LD_PRELOAD cannot reach it, so usertrap-launcher loads
     /// `elf`. `prefix` replaces argv[0] when scripts are involved, as the
     /// kernel would rewrite argv ([interpreter, its argument, script, ...]).
-    Launch { elf: PathBuf, prefix: Vec<std::ffi::OsString> },
+    Launch { elf: PathBuf, prefix: Vec<OsString> },
 }
 
 /// Checks that usertrap can run the program `path` (shown as `shown`): an
@@ -215,8 +180,9 @@ pub fn check_runnable(path: &Path, shown: &str) -> Result<Start, Failure> {
     let mut what = shown.to_string();
     // The argv head a chain of scripts makes: the script's path, then each
     // interpreter (with its optional argument) in front.
-    let mut prefix: Vec<std::ffi::OsString> = Vec::new();
-    for _ in 0..6 {
+    let mut prefix: Vec<OsString> = Vec::new();
+    // The scripts the kernel follows, then the ELF file.
+    for _ in 0..=script::MAX_LEVELS {
         let kind = match inspect(&current) {
             Ok(k) => k,
             Err(e) if e.kind() == io::ErrorKind::NotFound && current != path => {
@@ -235,14 +201,12 @@ pub fn check_runnable(path: &Path, shown: &str) -> Result<Start, Failure> {
                 return fail(format!("{what}: cannot execute: neither an ELF binary nor a #! script"))
             }
             Kind::Malformed(why) => return fail(format!("{what}: cannot execute: malformed ELF file: {why}")),
-            Kind::Script(interp) => {
+            Kind::Script(interp, argument) => {
                 if prefix.is_empty() {
                     prefix.push(path.as_os_str().to_owned());
                 }
                 let mut head = vec![interp.as_os_str().to_owned()];
-                if let Some(arg) = script_argument(&current) {
-                    head.push(arg);
-                }
+                head.extend(argument);
                 head.append(&mut prefix);
                 prefix = head;
                 what = format!("the interpreter {} of {shown}", interp.display());
@@ -251,25 +215,6 @@ pub fn check_runnable(path: &Path, shown: &str) -> Result<Start, Failure> {
         }
     }
     fail(format!("{shown}: cannot execute: too many levels of #! interpreters"))
-}
-
-/// The optional argument of a `#!` line (after the interpreter, blanks
-/// trimmed), as the kernel passes it.
-fn script_argument(path: &Path) -> Option<std::ffi::OsString> {
-    use std::os::unix::ffi::OsStringExt;
-    let mut head = [0u8; 256];
-    let n = File::open(path).and_then(|mut f| f.read(&mut head)).ok()?;
-    let line = head.get(2..n)?;
-    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
-    let blank = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = line.iter().position(|b| !blank(b))?;
-    let rest = &line[start..];
-    let after_name = rest.iter().position(|b| blank(b) || *b == 0)?;
-    let arg = &rest[after_name..];
-    let arg = &arg[arg.iter().position(|b| !blank(b))?..];
-    let end = arg.iter().rposition(|b| !blank(b)).map_or(0, |i| i + 1);
-    let arg = &arg[..end];
-    (!arg.is_empty()).then(|| std::ffi::OsString::from_vec(arg.to_vec()))
 }
 
 #[cfg(test)]
@@ -304,5 +249,48 @@ mod tests {
         assert_eq!(e.code, NOT_FOUND);
         assert_eq!(inspect(&text).unwrap(), Kind::NotExecutable);
         fs::remove_file(text).unwrap();
+    }
+
+    /// A scratch file with `bytes` (mode 0755), removed by the caller.
+    fn file_with(name: &str, bytes: &[u8]) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = std::env::temp_dir().join(format!("usertrap-cli-unit-{}-{name}", std::process::id()));
+        fs::write(&p, bytes).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    /// The kernel's #! rules: the argument keeps its inner blanks and ends
+    /// at a NUL; a name cut by the 256-byte limit is refused (ENOEXEC).
+    #[test]
+    fn scripts_as_the_kernel_reads_them() {
+        let p = file_with("env-script", b"#!/usr/bin/env  python3 -u \n");
+        let arg = Some(OsString::from("python3 -u"));
+        assert_eq!(inspect(&p).unwrap(), Kind::Script("/usr/bin/env".into(), arg));
+        fs::write(&p, b"#!/bin/sh -e\0 -x\n").unwrap();
+        assert_eq!(inspect(&p).unwrap(), Kind::Script("/bin/sh".into(), Some("-e".into())));
+        let mut long = b"#!/".to_vec();
+        long.resize(300, b'a');
+        fs::write(&p, &long).unwrap();
+        assert_eq!(inspect(&p).unwrap(), Kind::NotExecutable);
+        fs::remove_file(p).unwrap();
+    }
+
+    /// ELF headers exec refuses are refused here too: no program header
+    /// (exec says ENOEXEC; this used to pass as a static program), more
+    /// than 1170 (PN_XNUM included, which exec does not follow).
+    #[test]
+    fn elf_headers_exec_refuses() {
+        let sh = resolve(OsStr::new("sh"), Some(OsStr::new("/usr/bin:/bin"))).unwrap();
+        let mut elf = fs::read(&sh).unwrap();
+        elf.truncate(64);
+        elf[56..58].copy_from_slice(&0u16.to_le_bytes());
+        let p = file_with("no-phdrs", &elf);
+        assert_eq!(inspect(&p).unwrap(), Kind::Malformed("no program headers".into()));
+        elf[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+        fs::write(&p, &elf).unwrap();
+        let Kind::Malformed(why) = inspect(&p).unwrap() else { panic!("PN_XNUM accepted") };
+        assert_eq!(why, "65535 program headers (exec takes at most 1170)");
+        fs::remove_file(p).unwrap();
     }
 }

@@ -27,7 +27,7 @@ use crate::args::{Cli, Commands, ReportArgs};
 use crate::error::{Failure, BAD_INPUT};
 use crate::merge::Source;
 use crate::stat::Outcome;
-use crate::trace::{SyscallTable, TraceFilter};
+use crate::trace::TraceFilter;
 
 fn main() {
     let cli = Cli::parse();
@@ -49,8 +49,8 @@ fn main() {
 /// stdout.
 fn run_report(args: ReportArgs) -> Result<(), Failure> {
     let filter = TraceFilter::parse(&args.expr)?;
-    let table = SyscallTable::get();
-    let unknown: Vec<&str> = args.histogram.iter().map(String::as_str).filter(|n| !table.is_valid_name(n)).collect();
+    let unknown: Vec<&str> =
+        args.histogram.iter().map(String::as_str).filter(|n| !usertrap_core::syscalls::is_report_name(n)).collect();
     if !unknown.is_empty() {
         return Err(Failure::usage(format!(
             "--histogram: unknown syscall {} (x86-64 names, as in the kernel's syscall_64.tbl)",

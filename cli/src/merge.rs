@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
+use usertrap_core::report;
 
 use crate::report::{Bucket, Exit, Report, SyscallStats, Totals, UnpatchedSite};
 use crate::trace::TraceFilter;
@@ -262,8 +263,8 @@ pub fn merge_histograms(hists: &[&[Bucket]]) -> Vec<Bucket> {
 }
 
 /// The bucket `[low, high)` of a latency of `ns` nanoseconds in the
-/// log-linear scheme: width 1 below 16, then 2^(e-4) for values in
-/// [2^e, 2^(e+1)).
+/// log-linear scheme (usertrap-core's `canonical_bucket`): width 1 below 16,
+/// then 2^(e-4) for values in [2^e, 2^(e+1)).
 pub fn canonical_bucket(ns: f64) -> (u64, u64) {
     let x = if ns.is_nan() || ns <= 0.0 {
         0
@@ -272,45 +273,19 @@ pub fn canonical_bucket(ns: f64) -> (u64, u64) {
     } else {
         ns.floor() as u64
     };
-    if x < 16 {
-        return (x, x + 1);
-    }
-    let e = 63 - x.leading_zeros();
-    let width = 1u64 << (e - 4);
-    let low = x & !(width - 1);
-    (low, low + width)
+    report::canonical_bucket(x)
 }
 
 /// The rank (1-based) of the `per_mille` percentile among `n` values:
 /// ceil(n * per_mille / 1000), at least 1.
-pub fn rank(n: u64, per_mille: u64) -> u64 {
-    let r = (n as u128 * per_mille as u128).div_ceil(1000);
-    (r as u64).max(1)
-}
+pub use usertrap_core::report::rank;
 
-/// The `per_mille` percentile of a histogram: the upper bound of the bucket
-/// holding that rank, kept within the exact `[min, max]` (a percentile
-/// cannot exceed the largest value seen). 0 for an empty histogram.
+/// The `per_mille` percentile of a histogram (usertrap-core's
+/// `percentile`): the upper bound of the bucket holding that rank, kept
+/// within the exact `[min, max]` (a percentile cannot exceed the largest
+/// value seen). 0 for an empty histogram.
 pub fn percentile(hist: &[Bucket], per_mille: u64, min: u64, max: u64) -> u64 {
-    let n = hist.iter().fold(0u64, |n, b| n.saturating_add(b.count));
-    if n == 0 {
-        return 0;
-    }
-    let target = rank(n, per_mille);
-    let mut seen = 0u64;
-    let mut value = hist.last().map_or(0.0, |b| b.high);
-    for b in hist {
-        seen = seen.saturating_add(b.count);
-        if seen >= target {
-            value = b.high;
-            break;
-        }
-    }
-    let mut v = value.ceil() as u64;
-    if max > 0 {
-        v = v.min(max).max(min.min(max));
-    }
-    v
+    report::percentile(hist.iter().map(|b| (b.high.ceil() as u64, b.count)), per_mille, min, max)
 }
 
 #[cfg(test)]

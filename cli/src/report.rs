@@ -1,5 +1,6 @@
 //! The per-process report the library writes (docs/report-schema.md,
 //! format `usertrap-report`, version 1), as serde types, and reading it.
+//! The field names are usertrap-core's schema (a unit test checks them).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,9 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::io_msg;
 
 /// The `format` of a per-process report.
-pub const FORMAT: &str = "usertrap-report";
+pub const FORMAT: &str = usertrap_core::report::FORMAT;
 /// The report version this program reads.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = usertrap_core::report::VERSION;
 
 /// One process's report: one JSON object (a file holds one, or one per line).
 ///
@@ -325,5 +326,37 @@ mod tests {
         assert_eq!(parse_all(MINIMAL).unwrap().len(), 1, "a report over several lines");
         let bad = format!("{one}\n{{\n");
         assert!(parse_all(&bad).unwrap_err().starts_with("line 2: invalid JSON"), "{}", parse_all(&bad).unwrap_err());
+    }
+
+    /// The serde names of this reader are the schema usertrap-core writes
+    /// (and the library uses): every field of every object, no other.
+    #[test]
+    fn field_names_are_the_core_schema() {
+        use usertrap_core::report as schema;
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let sorted = |k: &[&str]| {
+            let mut k: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+            k.sort();
+            k
+        };
+        let mut r = parse(MINIMAL).unwrap();
+        r.i386_calls = schema::I386_COUNTED.into();
+        r.exit = Some(Exit { how: "signal".into(), status: Some(0), signal: Some(9), name: Some("SIGKILL".into()) });
+        r.totals = Some(Totals::default());
+        r.killed_children = vec![KilledChild { pid: 9, signal: 9 }];
+        r.unpatched_sites = vec![UnpatchedSite::default()];
+        r.syscalls[0].abi = schema::ABI_I386.into();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(keys(&v), sorted(schema::REPORT_KEYS));
+        assert_eq!(keys(&v["exit"]), sorted(schema::EXIT_KEYS));
+        assert_eq!(keys(&v["totals"]), sorted(schema::TOTALS_KEYS));
+        assert_eq!(keys(&v["syscalls"][0]), sorted(schema::SYSCALL_KEYS));
+        assert_eq!(keys(&v["unpatched_sites"][0]), sorted(schema::SITE_KEYS));
+        assert_eq!(keys(&v["killed_children"][0]), sorted(schema::KILLED_KEYS));
+        assert_eq!((FORMAT, VERSION), (schema::FORMAT, schema::VERSION));
     }
 }

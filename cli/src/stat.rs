@@ -7,11 +7,13 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+use usertrap_core::exec_control::{self, Control};
 
 use crate::args::StatArgs;
 use crate::collect::Collector;
@@ -127,9 +129,8 @@ pub const LAUNCHER_NAME: &str = "usertrap-launcher";
 
 /// A static program (LD_PRELOAD cannot reach it): run usertrap-launcher with
 /// the program's argv and the control entry the library uses for exec
-/// (USERTRAP_EXEC=<fd>:<filter armed>:<entries added>:<LD_PRELOAD prefixed>:
-/// <comm, hex>:<name>; see the library's sigsafe/exec.rs). The launcher inherits `elf`
-/// open on a descriptor and loads it.
+/// (USERTRAP_EXEC, usertrap-core's `exec_control`). The launcher inherits
+/// `elf` open on a descriptor and loads it.
 fn launched(
     lib: &Path,
     program: &Path,
@@ -152,17 +153,25 @@ fn launched(
     let file = File::open(elf)
         .map_err(|e| Failure::new(CANNOT_EXECUTE, format!("cannot read {}: {}", elf.display(), io_msg(&e))))?;
     let fd = file.as_raw_fd();
-    let comm: String =
-        program.file_name().map_or(&[][..], |n| n.as_bytes()).iter().take(15).map(|b| format!("{b:02x}")).collect();
-    let mut control = OsString::from(format!("{fd}:0:0:0:{comm}:"));
-    control.push(program.as_os_str());
+    // A first program: no filter armed yet, nothing added to its environment.
+    let control = Control {
+        fd: u32::try_from(fd).map_err(|_| Failure::new(OWN_FAILURE, format!("descriptor {fd} out of range")))?,
+        seccomp_armed: false,
+        leading: 0,
+        preload_prefixed: false,
+        comm: program.file_name().map_or(&[][..], |n| n.as_bytes()),
+        execfn: program.as_os_str().as_bytes(),
+    };
+    let mut value = crate::text::ByteSink::default();
+    control.encode_value(&mut value);
+    let control = OsString::from_vec(value.0);
     let mut c = Command::new(&launcher);
     if prefix.is_empty() {
         c.arg0(cmd);
     } else {
         c.arg0(&prefix[0]).args(&prefix[1..]);
     }
-    c.args(cmd_args).env("USERTRAP_EXEC", control);
+    c.args(cmd_args).env(exec_control::NAME, control);
     // SAFETY: between fork and exec the closure only calls fcntl (async-signal-safe).
     unsafe {
         c.pre_exec(move || {
@@ -265,47 +274,9 @@ fn exit_of(status: ExitStatus) -> Exit {
 }
 
 /// `SIGTERM`, `SIGRT_3` (kernel numbering: SIGRT_0 is 32, as strace
-/// names them), or `signal 99`.
+/// names them), or `signal 99`: usertrap-core's names, as in the reports.
 pub fn signal_name(sig: i32) -> String {
-    const NAMES: [&str; 32] = [
-        "",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    match sig {
-        1..=31 => NAMES[sig as usize].to_string(),
-        32..=64 => format!("SIGRT_{}", sig - 32),
-        _ => format!("signal {sig}"),
-    }
+    crate::text::rendered(|s| usertrap_core::names::write_signal(s, sig.into()))
 }
 
 // Signal forwarding: SIGINT, SIGTERM and SIGHUP sent to usertrap while the

@@ -3,41 +3,49 @@
 
 use std::fmt::Write as _;
 
+use usertrap_core::report::{self as core_report, Name, Row};
+use usertrap_core::sink::{self, Sink};
+
 use crate::merge::{Aggregate, Process, Site};
 use crate::report::{Exit, SyscallStats, Totals, UnpatchedSite};
 
 /// Processes named in a header before "... N more".
 const MAX_NAMED: usize = 8;
 
-/// A duration for the table: `850ns`, `12.34us`, `2.10ms`, `1.50s`.
-pub fn fmt_ns(ns: f64) -> String {
-    if ns < 999.5 {
-        format!("{}ns", ns.round() as u64)
-    } else if ns < 999_995.0 {
-        format!("{:.2}us", ns / 1e3)
-    } else if ns < 999_995_000.0 {
-        format!("{:.2}ms", ns / 1e6)
-    } else {
-        format!("{:.2}s", ns / 1e9)
+/// A growing buffer for usertrap-core's renderers.
+#[derive(Default)]
+pub struct ByteSink(pub Vec<u8>);
+
+impl Sink for ByteSink {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
     }
+}
+
+/// What `f` renders, as text (the renderers copy the reports' strings and
+/// add ASCII, so nothing is lost).
+pub fn rendered(f: impl FnOnce(&mut dyn Sink)) -> String {
+    let mut b = ByteSink::default();
+    f(&mut b);
+    String::from_utf8_lossy(&b.0).into_owned()
+}
+
+/// A duration for the table: `850ns`, `12.34us`, `2.10ms`, `1.50s`
+/// (usertrap-core's, here to a thousandth of a nanosecond).
+pub fn fmt_ns(ns: f64) -> String {
+    let milli = if ns.is_finite() && ns > 0.0 { (ns * 1000.0).round() as u128 } else { 0 };
+    rendered(|s| sink::duration(s, milli, 1000, 0))
+}
+
+/// The report's exit fields as usertrap-core's.
+fn core_exit(e: &Exit) -> core_report::Exit<'_> {
+    core_report::Exit::from_fields(e.how.as_bytes(), e.status, e.signal, e.name.as_deref().map(str::as_bytes))
 }
 
 /// How a process or command ended, in words: `exit status 0`, `killed by
 /// SIGSEGV`, `replaced by execve`.
 pub fn describe_exit(e: &Exit) -> String {
-    match e.how.as_str() {
-        "exit_group" | "exit" => match e.status {
-            Some(s) => format!("exit status {s}"),
-            None => "exited".to_string(),
-        },
-        "signal" => match (&e.name, e.signal) {
-            (Some(n), _) => format!("killed by {n}"),
-            (None, Some(s)) => format!("killed by signal {s}"),
-            (None, None) => "killed by a signal".to_string(),
-        },
-        "exec" => "replaced by execve".to_string(),
-        other => other.to_string(),
-    }
+    rendered(|s| core_report::describe_exit(s, &core_exit(e)))
 }
 
 /// The whole aggregate: with `-f`, every process's own table first (when
@@ -74,17 +82,17 @@ pub fn render(agg: &Aggregate) -> String {
 
 /// `usertrap: pid 4242 (python3), seccomp, exit status 0`.
 fn process_header(p: &Process, trace: Option<&str>) -> String {
-    let mut h = format!("usertrap: pid {} ({})", p.pid, p.command);
-    if !p.backend.is_empty() {
-        let _ = write!(h, ", {}", p.backend);
-    }
-    if let Some(e) = &p.exit {
-        let _ = write!(h, ", {}", describe_exit(e));
-    }
-    if let Some(t) = trace {
-        let _ = write!(h, ", trace={t}");
-    }
-    h
+    let exit = p.exit.as_ref().map(core_exit);
+    rendered(|s| {
+        core_report::process_header(
+            s,
+            p.pid.into(),
+            p.command.as_bytes(),
+            p.backend.as_bytes(),
+            exit.as_ref(),
+            trace.map(str::as_bytes),
+        )
+    })
 }
 
 /// The aggregate's first line: the process's own header when there is one
@@ -92,16 +100,18 @@ fn process_header(p: &Process, trace: Option<&str>) -> String {
 /// then the command's status (stat) and the trace sets.
 fn aggregate_header(agg: &Aggregate) -> String {
     let mut h = if let [p] = agg.processes.as_slice() {
-        let mut h = format!("usertrap: pid {} ({})", p.pid, p.command);
-        if !p.backend.is_empty() {
-            let _ = write!(h, ", {}", p.backend);
-        }
-        if agg.status.is_none() {
-            if let Some(e) = &p.exit {
-                let _ = write!(h, ", {}", describe_exit(e));
-            }
-        }
-        h
+        // The process's own exit, unless the command's status follows.
+        let exit = p.exit.as_ref().filter(|_| agg.status.is_none()).map(core_exit);
+        rendered(|s| {
+            core_report::process_header(
+                s,
+                p.pid.into(),
+                p.command.as_bytes(),
+                p.backend.as_bytes(),
+                exit.as_ref(),
+                None,
+            )
+        })
     } else {
         // One entry per pid, in start order, with the commands its images
         // ran (`sh->ls` for a shell that exec'd ls).
@@ -136,70 +146,34 @@ fn aggregate_header(agg: &Aggregate) -> String {
     h
 }
 
-fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
+/// The table (usertrap-core's, as the library prints it): one row per
+/// syscall, then the total row.
+fn table<'a>(out: &mut String, rows: impl Iterator<Item = &'a SyscallStats>, totals: &Totals, trace: Option<&str>) {
+    let rows = rows.map(|s| Row {
+        name: Name::Text(s.name.as_bytes()),
+        calls: s.calls,
+        errors: s.errors,
+        total_ns: s.total_ns,
+        timed: s.timed(),
+        p50_ns: s.p50_ns,
+        p99_ns: s.p99_ns,
+        max_ns: s.max_ns,
+        fast_calls: s.fast_calls,
+    });
+    let totals = core_report::Totals {
+        calls: totals.calls,
+        errors: totals.errors,
+        total_ns: totals.total_ns,
+        fast_calls: totals.fast_calls,
+    };
+    out.push_str(&rendered(|s| core_report::table(s, rows, &totals, trace.map(str::as_bytes))));
 }
 
-/// The table: one row per syscall, then the total row.
-fn table<'a>(out: &mut String, rows: impl Iterator<Item = &'a SyscallStats>, totals: &Totals, trace: Option<&str>) {
-    let rows: Vec<&SyscallStats> = rows.collect();
-    if rows.is_empty() {
-        match trace {
-            Some(t) => {
-                let _ = writeln!(out, "  (no syscall of trace={t} was called)");
-            }
-            None => out.push_str("  (no syscalls were recorded)\n"),
-        }
-        return;
-    }
-    let _ = writeln!(
-        out,
-        "{:>7} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}  syscall",
-        "% time", "seconds", "calls", "errors", "avg", "p50", "p99", "max", "fast %"
-    );
-    for s in &rows {
-        let timed = match s.timed() {
-            0 => s.calls,
-            n => n,
-        };
-        // Calls that never return (exit_group, a successful execve) are
-        // counted but not timed (or timed as 0, which no real syscall
-        // takes): no latency to show.
-        let untimed = s.max_ns == 0 && s.total_ns == 0;
-        let dur = |ns: f64| if untimed { "-".to_string() } else { fmt_ns(ns) };
-        let avg = if timed == 0 { 0.0 } else { s.total_ns as f64 / timed as f64 };
-        let _ = writeln!(
-            out,
-            "{:>7.2} {:>11.6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7.1}  {}",
-            pct(s.total_ns, totals.total_ns),
-            s.total_ns as f64 / 1e9,
-            s.calls,
-            s.errors,
-            dur(avg),
-            dur(s.p50_ns as f64),
-            dur(s.p99_ns as f64),
-            dur(s.max_ns as f64),
-            pct(s.fast_calls, s.calls),
-            s.name
-        );
-    }
-    let _ = writeln!(
-        out,
-        "{:>7.2} {:>11.6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7.1}  total",
-        100.0,
-        totals.total_ns as f64 / 1e9,
-        totals.calls,
-        totals.errors,
-        "",
-        "",
-        "",
-        "",
-        pct(totals.fast_calls, totals.calls)
-    );
+/// One unpatched site, as the library prints it.
+fn site_line(out: &mut String, address: &str, name: &str, reason: &str) {
+    out.push_str(&rendered(|s| {
+        core_report::unpatched_site(s, address.as_bytes(), &Name::Text(name.as_bytes()), reason.as_bytes())
+    }));
 }
 
 /// One process's unpatched sites, as the library prints them.
@@ -207,9 +181,9 @@ fn sites_of_process(out: &mut String, sites: &[UnpatchedSite]) {
     if sites.is_empty() {
         return;
     }
-    out.push_str("unpatched sites:\n");
+    out.push_str(&String::from_utf8_lossy(core_report::UNPATCHED_TITLE));
     for s in sites {
-        let _ = writeln!(out, "  {}  {}  {}", s.address, s.name, s.reason);
+        site_line(out, &s.address, &s.name, &s.reason);
     }
 }
 
@@ -223,9 +197,9 @@ fn aggregate_sites(out: &mut String, sites: &[Site]) {
     }
     let first = sites[0].pid;
     if sites.iter().all(|s| s.pid == first) {
-        out.push_str("unpatched sites:\n");
+        out.push_str(&String::from_utf8_lossy(core_report::UNPATCHED_TITLE));
         for s in sites {
-            let _ = writeln!(out, "  {}  {}  {}", s.address, s.name, s.reason);
+            site_line(out, &s.address, &s.name, &s.reason);
         }
         return;
     }
