@@ -147,7 +147,7 @@ mod tests {
         }
     }
 
-    fn entry(c: &Control) -> Vec<u8> {
+    fn entry(c: &Control<'_>) -> Vec<u8> {
         let mut v = V(Vec::new());
         c.encode_entry(&mut v);
         v.0

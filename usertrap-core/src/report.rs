@@ -249,7 +249,7 @@ impl Default for Name<'_> {
 /// Writes a syscall's name as reports give it: `read`; `i386:read` for an
 /// `int $0x80` call; `syscall_N` (`i386:syscall_N`) for a number the table
 /// does not know.
-pub fn write_name(s: &mut dyn Sink, name: &Name) {
+pub fn write_name(s: &mut dyn Sink, name: &Name<'_>) {
     match *name {
         Name::Text(t) => s.put(t),
         Name::Number { nr, i386 } => {
@@ -301,7 +301,7 @@ fn percent(s: &mut dyn Sink, part: u64, whole: u64, dec: u32, width: usize) {
 /// One row: `% time` of `all_ns`, seconds, calls, errors, avg, p50, p99,
 /// max (`-` for a syscall whose calls were never timed: exit_group, a
 /// successful execve), `fast %`, name.
-pub fn table_row(s: &mut dyn Sink, r: &Row, all_ns: u64) {
+pub fn table_row(s: &mut dyn Sink, r: &Row<'_>, all_ns: u64) {
     percent(s, r.total_ns, all_ns, 2, W_PCT);
     s.put(b" ");
     sink::fixed(s, u128::from(r.total_ns), 1_000_000_000, 6, W_SECS);
@@ -404,7 +404,7 @@ impl<'a> Exit<'a> {
 }
 
 /// `exit status 0`, `killed by SIGSEGV`, `replaced by execve`, ...
-pub fn describe_exit(s: &mut dyn Sink, e: &Exit) {
+pub fn describe_exit(s: &mut dyn Sink, e: &Exit<'_>) {
     match *e {
         Exit::Exited(Some(status)) => {
             s.put(b"exit status ");
@@ -434,7 +434,7 @@ pub fn process_header(
     pid: u64,
     command: &[u8],
     backend: &[u8],
-    exit: Option<&Exit>,
+    exit: Option<&Exit<'_>>,
     trace: Option<&[u8]>,
 ) {
     s.put(b"usertrap: pid ");
@@ -460,7 +460,7 @@ pub fn process_header(
 pub const UNPATCHED_TITLE: &[u8] = b"unpatched sites:\n";
 
 /// One unpatched site of one process: `  0x7f..  read  reason`.
-pub fn unpatched_site(s: &mut dyn Sink, address: &[u8], name: &Name, reason: &[u8]) {
+pub fn unpatched_site(s: &mut dyn Sink, address: &[u8], name: &Name<'_>, reason: &[u8]) {
     s.put(b"  ");
     s.put(address);
     s.put(b"  ");
@@ -581,7 +581,7 @@ unpatched sites:
             with(|s| table(s, [].into_iter(), &t, Some(b"%file"))),
             "  (no syscall of trace=%file was called)\n"
         );
-        let d = |e: Exit| with(|s| describe_exit(s, &e));
+        let d = |e: Exit<'_>| with(|s| describe_exit(s, &e));
         assert_eq!(d(Exit::from_fields(b"exit_group", Some(3), None, None)), "exit status 3");
         assert_eq!(d(Exit::from_fields(b"exit", None, None, None)), "exited");
         assert_eq!(d(Exit::from_fields(b"signal", None, Some(11), Some(b"SIGSEGV"))), "killed by SIGSEGV");
