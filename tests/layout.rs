@@ -393,16 +393,16 @@ fn the_checker_sees_paths_and_cycles() {
     assert_eq!(p, ["crate::a", "crate::a::b::C", "crate::a::b::d", "super::e::f"]);
     let code = without_tests("fn a() { crate::x::y(); }\n#[cfg(test)]\nmod tests { use crate::z; }\n");
     assert_eq!(paths(&code).len(), 1);
-    let known: BTreeMap<Vec<String>, PathBuf> =
-        [vec![], vec!["a".to_string()], vec!["a".to_string(), "b".to_string()]].into_iter().map(|m| (m, PathBuf::new())).collect();
+    let known: BTreeMap<Vec<String>, PathBuf> = [vec![], vec!["a".to_string()], vec!["a".to_string(), "b".to_string()]]
+        .into_iter()
+        .map(|m| (m, PathBuf::new()))
+        .collect();
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(resolve(&s(&["a", "b"]), &s(&["super", "X"]), &known), Some(s(&["a"])));
     assert_eq!(resolve(&s(&["a"]), &s(&["crate", "a", "b", "f"]), &known), Some(s(&["a", "b"])));
-    let g: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = [
-        (s(&["a"]), [s(&["a", "b"])].into_iter().collect()),
-        (s(&["a", "b"]), [s(&["a"])].into_iter().collect()),
-    ]
-    .into_iter()
-    .collect();
+    let g: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> =
+        [(s(&["a"]), [s(&["a", "b"])].into_iter().collect()), (s(&["a", "b"]), [s(&["a"])].into_iter().collect())]
+            .into_iter()
+            .collect();
     assert_eq!(find_cycle(&g).map(|c| c.len()), Some(3));
 }

@@ -12,12 +12,12 @@
 //! its `.eh_frame` in the section headers when it loaded it.
 //!
 //! Trap-context safe: every syscall and every read of program memory goes
-//! through the [`Os`] layer ([`RawOs`]: `sigsafe::raw`, the gate and the
+//! through the [`Os`] layer ([`RawOs`]: `rt::raw`, the gate and the
 //! fault-tolerant copy), buffers are fixed-size, nothing panics. Tests use
 //! `StdOs` (std files and /proc/self/mem) because the gate is not mapped there.
 
 use super::site::Reject;
-use crate::sigsafe::raw;
+use crate::rt::raw;
 
 /// What the lookup needs from the system; lets tests run without the gate.
 pub trait Os {

@@ -3,14 +3,14 @@
 //! the site is proven safe to rewrite ([`site::check`], using function starts
 //! from the unwind tables found by [`elf`]).
 //!
-//! - [`patcher`]: the decision and the one lock;
+//! - [`install`]: the decision and the one lock;
 //! - [`site`], [`elf`]: is this a real `mov` + `syscall` instruction pair?
 //! - [`table`]: slot windows below 2 GiB and trampolines;
 //! - [`write`]: the cross-modifying write protocol;
 //! - [`registry`]: every site looked at, for the fault handlers and reports.
 
 pub mod elf;
-pub mod patcher;
+pub mod install;
 pub mod registry;
 pub mod site;
 pub mod table;

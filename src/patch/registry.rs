@@ -6,7 +6,7 @@
 //! entry's fields are stored before its key is published with Release).
 //!
 //! A site whose code is unmapped, replaced or about to be rewritten by the
-//! program is forgotten (patcher::code_changing): its key becomes
+//! program is forgotten (install::code_changing): its key becomes
 //! [`FORGOTTEN_KEY`], which lookups step over and which is never reused. To
 //! keep that check cheap for every munmap/mprotect/mremap/mmap(MAP_FIXED),
 //! the 2 MiB chunks holding recorded sites are listed ([`may_have_sites`]).
@@ -64,7 +64,7 @@ pub fn prepare() -> bool {
         return true;
     }
     let len = (core::mem::size_of::<Table>() + 4095) & !4095;
-    match crate::sigsafe::owned::map(len, libc::PROT_READ | libc::PROT_WRITE) {
+    match crate::rt::owned::map(len, libc::PROT_READ | libc::PROT_WRITE) {
         Ok(p) => {
             TABLE.store(p, Ordering::Release);
             true

@@ -9,9 +9,9 @@
 //! tables, [`super::elf`]) and accepting only when an instruction boundary falls
 //! exactly on the `mov`.
 //!
-//! Runs in trap context: no syscalls except through `sigsafe::raw`, no panics.
+//! Runs in trap context: no syscalls except through `rt::raw`, no panics.
 //! The decoder (iced-x86) allocates its tables once, on first use, through the
-//! bump allocator (`sigsafe::bump`): call [`warm_up`] at start-up, before any
+//! bump allocator (`rt::bump`): call [`warm_up`] at start-up, before any
 //! trap can reach [`check`].
 
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, Instruction, Register};

@@ -20,7 +20,7 @@
 //! 8192 trampolines mapped anywhere. Slots are read-only and trampolines
 //! read-execute from the start: they are written through /proc/self/mem.
 
-use crate::sigsafe::{owned, raw};
+use crate::rt::{owned, raw};
 
 pub const SLOT_BYTE: u64 = 0x06;
 const WINDOW_LEN: usize = 0x1_0000;

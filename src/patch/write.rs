@@ -13,7 +13,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::sigsafe::raw;
+use crate::rt::raw;
 
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: u64 = 16;
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: u64 = 32;
