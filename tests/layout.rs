@@ -177,14 +177,19 @@ fn is_ident(c: u8) -> bool {
 }
 
 /// Every path (as segments) starting with crate/super/self, braces expanded.
-fn paths(code: &str) -> Vec<Vec<String>> {
+/// `children`: the modules the file declares (`mod x;`), whose paths (`x::f`)
+/// count as `self::x::f`.
+fn paths(code: &str, children: &[String]) -> Vec<Vec<String>> {
     let b = code.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        let starts = (i == 0 || !(is_ident(b[i - 1]) || b[i - 1] == b':'))
-            && ["crate::", "super::", "self::"].iter().any(|p| b[i..].starts_with(p.as_bytes()));
-        if starts {
+        let boundary = i == 0 || !(is_ident(b[i - 1]) || b[i - 1] == b':');
+        let child = children.iter().find(|c| b[i..].starts_with(format!("{c}::").as_bytes()));
+        let starts = boundary && ["crate::", "super::", "self::"].iter().any(|p| b[i..].starts_with(p.as_bytes()));
+        if boundary && child.is_some() && !starts {
+            i = parse_path(b, i, vec!["self".to_string()], &mut out);
+        } else if starts {
             i = parse_path(b, i, Vec::new(), &mut out);
         } else {
             i += 1;
@@ -281,8 +286,13 @@ fn graph(src: &Path) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
     let mut g = BTreeMap::new();
     for (module, file) in &known {
         let code = without_tests(&code_only(&fs::read_to_string(file).unwrap()));
+        let children: Vec<String> = known
+            .keys()
+            .filter(|k| k.len() == module.len() + 1 && k.starts_with(module))
+            .map(|k| k[module.len()].clone())
+            .collect();
         let mut to = BTreeSet::new();
-        for p in paths(&code) {
+        for p in paths(&code, &children) {
             if let Some(target) = resolve(module, &p, &known) {
                 if &target != module && !target.is_empty() {
                     to.insert(target);
@@ -353,12 +363,52 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
+/// The groups of files that reach each other (strongly connected, more than
+/// one file), each listed in order.
+fn tangles(g: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Vec<Vec<String>> {
+    let reach = |from: &Vec<String>| {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from.clone()];
+        while let Some(n) = todo.pop() {
+            for m in g.get(&n).into_iter().flatten() {
+                if seen.insert(m.clone()) {
+                    todo.push(m.clone());
+                }
+            }
+        }
+        seen
+    };
+    let reached: BTreeMap<&Vec<String>, BTreeSet<Vec<String>>> = g.keys().map(|n| (n, reach(n))).collect();
+    let mut done = BTreeSet::new();
+    let mut out = Vec::new();
+    for n in g.keys() {
+        if done.contains(n) || !reached[n].contains(n) {
+            continue;
+        }
+        let group: Vec<String> = reached[n]
+            .iter()
+            .filter(|m| reached[*m].contains(n))
+            .inspect(|m| {
+                done.insert((*m).clone());
+            })
+            .map(|m| name(m))
+            .collect();
+        out.push(group);
+    }
+    out
+}
+
 #[test]
 fn file_imports_have_no_cycle() {
     let g = graph(&src());
     if let Some(cycle) = find_cycle(&g) {
         let names: Vec<String> = cycle.iter().map(|m| name(m)).collect();
-        panic!("import cycle between the files of src/:\n  {}", names.join("\n  -> "));
+        let groups: Vec<String> = tangles(&g).iter().map(|t| format!("{} files: {}", t.len(), t.join(", "))).collect();
+        panic!(
+            "import cycle between the files of src/:\n  {}\nfiles that import each other (directly or not):\n  {}",
+            names.join("\n  -> "),
+            groups.join("\n  ")
+        );
     }
 }
 
@@ -389,10 +439,12 @@ fn floors_import_only_from_below() {
 #[test]
 fn the_checker_sees_paths_and_cycles() {
     let code = code_only("use crate::a::{self, b::{C, d}}; // crate::x\nlet s = \"crate::y\"; super::e::f();");
-    let p: Vec<String> = paths(&code).iter().map(|p| p.join("::")).collect();
+    let p: Vec<String> = paths(&code, &[]).iter().map(|p| p.join("::")).collect();
     assert_eq!(p, ["crate::a", "crate::a::b::C", "crate::a::b::d", "super::e::f"]);
     let code = without_tests("fn a() { crate::x::y(); }\n#[cfg(test)]\nmod tests { use crate::z; }\n");
-    assert_eq!(paths(&code).len(), 1);
+    assert_eq!(paths(&code, &[]).len(), 1);
+    let code = code_only("mod b; fn f() { b::g(); x::b::h(); }");
+    assert_eq!(paths(&code, &["b".to_string()]), [["self", "b", "g"]]);
     let known: BTreeMap<Vec<String>, PathBuf> = [vec![], vec!["a".to_string()], vec!["a".to_string(), "b".to_string()]]
         .into_iter()
         .map(|m| (m, PathBuf::new()))
@@ -405,4 +457,15 @@ fn the_checker_sees_paths_and_cycles() {
             .into_iter()
             .collect();
     assert_eq!(find_cycle(&g).map(|c| c.len()), Some(3));
+}
+
+/// The import graph, for a reader: `cargo test --test layout -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn print_graph() {
+    for (from, tos) in graph(&src()) {
+        let f = floor_of(&from).map_or("-".to_string(), |f| f.to_string());
+        let tos: Vec<String> = tos.iter().map(|t| name(t)).collect();
+        println!("[{f}] {} -> {}", name(&from), tos.join(", "));
+    }
 }
