@@ -10,8 +10,10 @@
 
 pub mod arch;
 pub mod bump;
+pub mod figures;
 pub mod frame;
 pub mod log;
 pub mod owned;
 pub mod raw;
+pub mod sigtable;
 pub mod thread;

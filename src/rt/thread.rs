@@ -19,11 +19,11 @@ use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::emulate::signals::{self, SigTable};
-use crate::measure::stats;
 use crate::rt::arch;
+use crate::rt::figures;
 use crate::rt::frame::{Siginfo, StackT};
 use crate::rt::raw;
+use crate::rt::sigtable::{self, SigTable};
 
 const AREA_MAGIC: u64 = 0x7061_7274_7265_7375; // "usertrap"
 const PAGE: usize = 4096;
@@ -74,7 +74,7 @@ pub struct ThreadArea {
     /// figures are its parent's and it writes no report of its own.
     pub vfork_child: Cell<bool>,
     /// This thread's per-syscall figures (stats.rs), mapped on first use.
-    pub stats: Cell<*mut stats::ThreadStats>,
+    pub stats: Cell<*mut figures::ThreadStats>,
     /// The program's saved state while the slow path runs a syscall for it
     /// (0 otherwise): a SIGSYS from the program's own seccomp filter that hits
     /// the gate's re-issued syscall is shown to the program against it.
@@ -137,6 +137,8 @@ impl Bits {
 const _: () = {
     assert!(core::mem::offset_of!(ThreadArea, vfork_return) == arch::AREA_VFORK_RETURN);
     assert!(core::mem::offset_of!(ThreadArea, postponed_len) == arch::AREA_POSTPONED_LEN);
+    assert!(core::mem::offset_of!(ThreadArea, pending_child) == arch::AREA_PENDING_CHILD);
+    assert!(core::mem::offset_of!(ThreadArea, altstack) == arch::AREA_ALTSTACK);
 };
 
 /// Signal stack size in bytes (USERTRAP_SIGSTACK_KIB).
@@ -331,7 +333,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.app_blocked_owned.set(0);
     area.deferred.set(0);
     area.strict.set(false);
-    area.sigtable.set(signals::process_table());
+    area.sigtable.set(sigtable::process_table());
     area.pending_child.set(ptr::null_mut());
     area.vfork_child.set(false);
     area.postponed_len.set(0);
@@ -368,7 +370,7 @@ pub fn allocate_for_child(parent: &ThreadArea, share_handlers: bool) -> Option<&
     } else {
         // SAFETY: the child area is not yet visible to any other thread.
         let private = unsafe { &mut *child.private_sigtable.get() };
-        signals::copy_table(parent.sigtable.get(), private);
+        sigtable::copy_table(parent.sigtable.get(), private);
         child.sigtable.set(private);
     }
     Some(child)

@@ -30,13 +30,14 @@ pub const GATE_OFF_SLOTS: u64 = 0x100;
 pub const GATE_OFF_VFORK_CHILD: u64 = 0x140;
 
 /// Offsets in the thread area of what the gate's stubs read through %gs
-/// (checked against the struct in rt/thread.rs).
+/// (checked against the struct at compile time in rt/thread.rs, which
+/// imports this file; written as numbers so that this file imports nothing
+/// above it).
 pub const AREA_VFORK_RETURN: usize = 8;
 pub const AREA_POSTPONED_LEN: usize = 16;
-/// Offsets the vfork stub's child part reads (no fixed position needed: only
-/// the assembly uses them).
-const AREA_PENDING_CHILD: usize = core::mem::offset_of!(crate::rt::thread::ThreadArea, pending_child);
-const AREA_ALTSTACK: usize = core::mem::offset_of!(crate::rt::thread::ThreadArea, altstack);
+/// Offsets the vfork stub's child part reads.
+pub const AREA_PENDING_CHILD: usize = 120;
+pub const AREA_ALTSTACK: usize = 48;
 /// Bytes the parent reserves between a clone child's frame and its Rust stack.
 pub const CHILD_HEADER: usize = 64;
 
