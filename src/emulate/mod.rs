@@ -11,3 +11,11 @@ pub mod exec;
 pub mod exec_target;
 pub mod process;
 pub mod signals;
+
+/// What the trap handler does with the saved registers afterwards.
+pub enum Outcome {
+    /// The syscall returned this value (or -errno): put it in rax.
+    Return(i64),
+    /// The emulation already arranged the registers (vfork stub): leave them.
+    Resume,
+}

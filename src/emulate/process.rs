@@ -21,9 +21,9 @@
 //! - execve: see `exec` (the launcher runs the new program).
 
 use crate::rt::arch;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::emulate::signals;
+use crate::emulate::Outcome;
 use crate::measure::stats;
 use crate::rt::frame::{self, Ucontext};
 use crate::rt::log::Line;
@@ -31,7 +31,6 @@ use crate::rt::owned;
 use crate::rt::raw;
 use crate::rt::thread::{self, ThreadArea};
 use crate::trap::backend::{self, seccomp};
-use crate::trap::dispatch::Outcome;
 
 const CLONE_VM: u64 = libc::CLONE_VM as u64;
 const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
@@ -113,7 +112,7 @@ fn after_fork_in_child(area: &ThreadArea, flags: u64) {
     crate::patch::install::after_fork_in_child();
     stats::after_fork_in_child();
     if flags & CLONE_CLEAR_SIGHAND != 0 {
-        signals::reset_after_clear_sighand(&crate::trap::sigsys::handler_action());
+        signals::reset_after_clear_sighand();
     }
     backend::arm_this_thread();
 }
@@ -302,22 +301,6 @@ const REPORT_NEEDS: [i64; 19] = [
 ];
 const SIGNAL_NEEDS: [i64; 3] = [libc::SYS_rt_sigprocmask, libc::SYS_rt_tgsigqueueinfo, libc::SYS_tgkill];
 
-/// Set once a filter of the program's forbids a syscall the report needs:
-/// writing it would end the process the way the filter says.
-static REPORT_FORBIDDEN: AtomicBool = AtomicBool::new(false);
-
-pub fn report_forbidden() -> bool {
-    REPORT_FORBIDDEN.load(Ordering::Relaxed)
-}
-
-/// Set once a filter of the program's forbids rt_sigprocmask from the gate:
-/// the library then changes no mask for itself (delivery.rs).
-static MASKS_FORBIDDEN: AtomicBool = AtomicBool::new(false);
-
-pub fn masks_forbidden() -> bool {
-    MASKS_FORBIDDEN.load(Ordering::Relaxed)
-}
-
 /// Install the program's filter (`install` makes the call) after checking,
 /// with the kernel's own rules, which of the library's syscalls it forbids:
 /// those are named in one line, the report is given up if it needs them
@@ -355,11 +338,11 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
     }
     crate::patch::install::stop_for_program_filter();
     if report != 0 {
-        REPORT_FORBIDDEN.store(true, Ordering::Relaxed);
+        crate::measure::report::forbid();
     }
     if signals & 1 != 0 {
         // SIGNAL_NEEDS[0]: rt_sigprocmask.
-        MASKS_FORBIDDEN.store(true, Ordering::Relaxed);
+        crate::emulate::signals::forbid_masks();
     }
     r
 }

@@ -16,7 +16,7 @@
 //! fault-tolerant copy), buffers are fixed-size, nothing panics. Tests use
 //! `StdOs` (std files and /proc/self/mem) because the gate is not mapped there.
 
-use super::site::Reject;
+use super::reject::Reject;
 use crate::rt::raw;
 
 /// What the lookup needs from the system; lets tests run without the gate.

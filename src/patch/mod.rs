@@ -12,6 +12,7 @@
 pub mod elf;
 pub mod install;
 pub mod registry;
+pub mod reject;
 pub mod site;
 pub mod table;
 pub mod write;

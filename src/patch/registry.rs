@@ -293,3 +293,15 @@ pub fn for_each_unpatched(mut f: impl FnMut(&Site)) {
         }
     }
 }
+
+/// Syscalls run at a patched site by the fault handler (a thread caught
+/// mid-patch, or a branch straight to the old `syscall`), for the report.
+static SITE_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+pub fn count_site_fault() {
+    SITE_FAULTS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn site_faults() -> u64 {
+    SITE_FAULTS.load(Ordering::Relaxed)
+}

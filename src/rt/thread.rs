@@ -141,6 +141,15 @@ const _: () = {
     assert!(core::mem::offset_of!(ThreadArea, altstack) == arch::AREA_ALTSTACK);
 };
 
+/// Without a thread area we cannot run the program faithfully: say so, and end.
+pub fn out_of_memory() -> ! {
+    crate::rt::log::Line::new().str("out of memory for a thread area; cannot continue").emit();
+    raw::syscall(raw::SYS_exit_group, 127, 0, 0, 0);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
 /// Signal stack size in bytes (USERTRAP_SIGSTACK_KIB).
 pub static SIGSTACK_SIZE: AtomicUsize = AtomicUsize::new(256 * 1024);
 /// Whether the CPU and kernel allow rdgsbase/wrgsbase (AT_HWCAP2 bit 1);

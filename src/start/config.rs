@@ -4,19 +4,7 @@
 
 use crate::trap::backend::Backend;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Summary<'a> {
-    Off,
-    Stderr,
-    File(&'a [u8]),
-}
-
-/// USERTRAP_FORMAT: how the report is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use crate::measure::report::{Format, Summary};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {

@@ -14,13 +14,7 @@ use crate::rt::raw;
 use crate::rt::thread::{self, ThreadArea};
 use crate::trap::hooks;
 
-/// What the trap handler does with the saved registers afterwards.
-pub enum Outcome {
-    /// The syscall returned this value (or -errno): put it in rax.
-    Return(i64),
-    /// The emulation already arranged the registers (vfork stub): leave them.
-    Resume,
-}
+pub use crate::emulate::Outcome;
 
 /// The trapped thread: its area and the saved state of its program.
 pub struct Trap<'a> {

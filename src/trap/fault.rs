@@ -16,8 +16,6 @@
 //!   not readable (the trap table was unmapped behind our back). The site's
 //!   own syscall is run, as if the jump had worked.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use crate::emulate::signals::{self, SIGILL, SIGSEGV};
 use crate::patch::registry::{self, PATCHED, PATCHING};
 use crate::patch::write::torn_eax;
@@ -25,7 +23,8 @@ use crate::rt::arch;
 use crate::rt::frame::{Siginfo, Ucontext};
 use crate::rt::raw::{self, KernelSigaction};
 use crate::rt::thread;
-use crate::trap::sigsys::{out_of_memory, run_for_program};
+use crate::rt::thread::out_of_memory;
+use crate::trap::sigsys::run_for_program;
 
 pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
     // SAFETY: as in on_sigsys: kernel-provided pointers into our frame.
@@ -61,7 +60,7 @@ pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_
     // Only a fault can be at one of our sites.
     let site = if fault { patched_site_fault(sig, uc) } else { None };
     if let Some(nr) = site {
-        SITE_FAULTS.fetch_add(1, Ordering::Relaxed);
+        registry::count_site_fault();
         run_for_program(area, uc, nr);
     } else {
         signals::deliver_to_program(sig, info, uc, area);
@@ -105,14 +104,6 @@ fn patched_site_fault(sig: i32, uc: &mut Ucontext) -> Option<u64> {
     } else {
         None
     }
-}
-
-/// Syscalls run here at a patched site (a thread caught mid-patch, or a
-/// branch straight to the old `syscall`).
-static SITE_FAULTS: AtomicU64 = AtomicU64::new(0);
-
-pub fn site_faults() -> u64 {
-    SITE_FAULTS.load(Ordering::Relaxed)
 }
 
 /// The action we install for SIGSEGV and SIGILL: unlike our SIGSYS handler,

@@ -24,9 +24,9 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::emulate::Outcome;
 use crate::rt::arch;
 use crate::rt::raw;
-use crate::trap::dispatch::Outcome;
 
 /// `struct usertrap_call`.
 #[repr(C)]

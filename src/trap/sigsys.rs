@@ -10,7 +10,6 @@ use crate::emulate::signals::delivery;
 use crate::measure::stats::{self, Path};
 use crate::patch::install;
 use crate::rt::frame::{Siginfo, Ucontext};
-use crate::rt::log::Line;
 use crate::rt::raw::{self, KernelSigaction};
 use crate::rt::thread::{self, ThreadArea};
 use crate::trap::dispatch::{self, Outcome, Trap};
@@ -24,7 +23,7 @@ pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c
     let (info, uc) = unsafe { (&mut *info, &mut *(ctx as *mut Ucontext)) };
     let area = match thread::current() {
         Some(a) => a,
-        None => out_of_memory(),
+        None => thread::out_of_memory(),
     };
     let outermost = signals::entered_from_program(area, uc);
     trap(sig, info, uc, area);
@@ -88,13 +87,4 @@ pub fn run_for_program(area: &ThreadArea, uc: &mut Ucontext, nr: u64) {
 /// The action we install for SIGSYS.
 pub fn handler_action() -> KernelSigaction {
     signals::our_action(on_sigsys)
-}
-
-/// Without a thread area we cannot run the program faithfully: say so, and end.
-pub fn out_of_memory() -> ! {
-    Line::new().str("out of memory for a thread area; cannot continue").emit();
-    raw::syscall(raw::SYS_exit_group, 127, 0, 0, 0);
-    loop {
-        core::hint::spin_loop();
-    }
 }

@@ -30,10 +30,13 @@
 //! longer) made, and the program is rewound onto its own `syscall`, which
 //! runs again after the handler, as the kernel restarts it natively.
 
-use crate::emulate::signals::{self, bit, OWNED};
+use super::state::{self, *};
 use crate::rt::arch;
 use crate::rt::frame::{self, Siginfo, StackT, Ucontext};
+use crate::rt::frame::{SYS_SECCOMP, SYS_USER_DISPATCH};
 use crate::rt::raw::{self, KernelSigaction};
+use crate::rt::sigtable::{action_of, bit, OWNED, SIGSYS};
+use crate::rt::thread;
 use crate::rt::thread::{Postponed, ThreadArea, SS_AUTODISARM};
 
 const SA_ONSTACK: u64 = libc::SA_ONSTACK as u32 as u64;
@@ -67,7 +70,7 @@ fn handler_mask(sig: i32, app: &KernelSigaction, base: u64) -> u64 {
 pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea, forced: bool) {
     if area.on_own_stack(uc.mc.rsp) {
         if forced {
-            signals::run_handler_here(sig, app, info, uc, area);
+            state::run_handler_here(sig, app, info, uc, area);
         } else if area.draining.get() && SYNCHRONOUS & bit(sig) != 0 {
             // Our code is on its way back to the program, with every other
             // signal blocked (run_postponed): one that a fault can raise,
@@ -78,7 +81,7 @@ pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontex
             resend(sig, info);
             uc.uc_sigmask |= bit(sig);
         } else if !postpone(sig, app, info, uc, area) {
-            signals::run_handler_here(sig, app, info, uc, area);
+            state::run_handler_here(sig, app, info, uc, area);
         }
         return;
     }
@@ -94,7 +97,7 @@ fn enter(
     uc: &mut Ucontext,
     area: &ThreadArea,
 ) {
-    signals::reset_hand_if_asked(sig, app, area);
+    state::reset_hand_if_asked(sig, app, area);
     let view = area.app_blocked_owned.get();
     let interrupted_mask = (uc.uc_sigmask & !OWNED) | view;
     let running = handler_mask(sig, app, if temp_mask.0 { temp_mask.1 } else { interrupted_mask });
@@ -102,7 +105,7 @@ fn enter(
     // get_sigframe(): which stack, and whether the frame fits.
     let ss = area.app_altstack.get();
     let sp = uc.mc.rsp;
-    let was_on_altstack = signals::on_stack(&ss, sp);
+    let was_on_altstack = state::on_stack(&ss, sp);
     let entering_altstack = app.flags & SA_ONSTACK != 0 && ss.ss_size != 0 && !was_on_altstack;
     let top = if entering_altstack { ss.ss_sp + ss.ss_size } else { sp - RED_ZONE };
     let fp_size = frame::fpstate_size(uc.mc.fpstate).unwrap_or(0) as u64;
@@ -111,7 +114,7 @@ fn enter(
     let frame_sp = (fp_addr.wrapping_sub(frame_len) & !15).wrapping_sub(8);
     let uc_addr = frame_sp + 8;
     let info_addr = uc_addr + core::mem::size_of::<Ucontext>() as u64;
-    let fits = !(entering_altstack || was_on_altstack) || signals::on_stack(&StackT { ss_flags: 0, ..ss }, frame_sp);
+    let fits = !(entering_altstack || was_on_altstack) || state::on_stack(&StackT { ss_flags: 0, ..ss }, frame_sp);
 
     let mut saved = *uc;
     saved.uc_sigmask = interrupted_mask;
@@ -134,7 +137,7 @@ fn enter(
     if written.is_err() {
         // force_sigsegv(): the frame could not be set up (a stack overflow,
         // most often: the classic case for SA_ONSTACK).
-        signals::die_of_bad_frame();
+        state::die_of_bad_frame();
         return;
     }
     if entering_altstack && ss.ss_flags & SS_AUTODISARM != 0 {
@@ -198,9 +201,9 @@ pub fn run_postponed(area: &ThreadArea, uc: &mut Ucontext) {
             }
         }
         area.postponed_len.set(n - 1);
-        let app = signals::program_action_of(area, first.sig);
+        let app = state::program_action_of(area, first.sig);
         match app.handler {
-            0 => signals::default_action(first.sig, &first.info),
+            0 => state::default_action(first.sig, &first.info),
             1 => {} // ignored meanwhile: discarded
             _ => enter(first.sig, &app, &first.info, first.temp_mask, uc, area),
         }
@@ -221,7 +224,7 @@ const SYNCHRONOUS: u64 = bit(libc::SIGSEGV)
 /// process): a signal that arrives at the end of our handler then waits for
 /// the thread's next trap.
 fn block_async_signals() {
-    if !crate::emulate::process::masks_forbidden() {
+    if !state::masks_forbidden() {
         raw::sigprocmask(libc::SIG_BLOCK, Some(!(SYNCHRONOUS | SIGKILL_STOP)));
     }
 }
@@ -268,11 +271,11 @@ pub fn sigreturn(area: &ThreadArea, uc: &Ucontext) -> ! {
             // As in run_postponed: nothing is postponed from here on.
             block_async_signals();
             area.draining.set(true);
-            let again = postponed_signals(area) | (signals::unblocked_deferred(area, mask) & OWNED);
+            let again = postponed_signals(area) | (state::unblocked_deferred(area, mask) & OWNED);
             if again != 0 {
                 raw::sigprocmask(libc::SIG_BLOCK, Some(again | OWNED));
                 resend_postponed(area);
-                signals::raise_unblocked(area, mask);
+                state::raise_unblocked(area, mask);
             }
         }
     }
@@ -287,8 +290,133 @@ pub fn sigreturn(area: &ThreadArea, uc: &Ucontext) -> ! {
 /// current alternate stack); errors are ignored.
 fn restore_program_altstack(area: &ThreadArea, new: &StackT, sp: u64) {
     let cur = area.app_altstack.get();
-    if signals::on_stack(&cur, sp) {
+    if state::on_stack(&cur, sp) {
         return;
     }
-    let _ = signals::set_program_altstack(area, new);
+    let _ = state::set_program_altstack(area, new);
+}
+
+/// What the kernel holds for a signal we do not own, given the program's
+/// action: never an owned signal in sa_mask; a handler is wrapped by
+/// `on_program_signal`, run on our own stack (SA_ONSTACK), returning through
+/// the gate's restorer; it enters the program's handler (delivery.rs).
+pub(crate) fn kernel_action_for(sig: i32, app: &KernelSigaction) -> KernelSigaction {
+    let mut k = KernelSigaction { mask: app.mask & !OWNED, ..*app };
+    if (app.handler != SIG_DFL && app.handler != SIG_IGN) || (app.handler == SIG_DFL && fatal_by_default(sig)) {
+        k.handler = on_program_signal as *const () as u64;
+        k.flags |= SA_SIGINFO | SA_ONSTACK | SA_RESTORER;
+        k.restorer = arch::GATE_RESTORER;
+    }
+    k
+}
+
+/// Would the kernel have forced this signal on the program (a fault or a
+/// seccomp/SUD trap), killing it if blocked or ignored? A SIGSYS with a trap's
+/// si_code that is not a real trap was sent (rt_tgsigqueueinfo): an ordinary
+/// signal. Signals sent by kill, tgkill or sigqueue have si_code <= 0.
+fn forced(sig: i32, info: &Siginfo, uc: &Ucontext) -> bool {
+    if sig == SIGSYS {
+        (info.si_code == SYS_SECCOMP || info.si_code == SYS_USER_DISPATCH) && real_trap(info, uc)
+    } else {
+        info.si_code > 0
+    }
+}
+
+/// Deliver an owned signal that is not one of our traps to the program, as the
+/// kernel would have: its handler, its ignore, or its default action.
+#[inline(never)]
+pub fn deliver_to_program(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
+    deliver_owned(sig, info, uc, area, false);
+}
+
+/// `here`: run a handler synchronously, on this stack, and return.
+fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea, here: bool) {
+    let outer = area.program_uc.get();
+    if sig == SIGSYS && info.si_code == SYS_SECCOMP && outer != 0 && gate_contains(info.addr) && real_trap(info, uc) {
+        // The program's own filter trapped the syscall we re-issued for it
+        // from the gate. Show the program its own state: its registers, and the
+        // address after its own syscall; whatever its handler leaves in rax
+        // becomes the result of our re-issued syscall, and so of its own.
+        // SAFETY: program_uc points at the frame of the slow path that is
+        // running this very syscall, further up this thread's stack.
+        let program = unsafe { &mut *(outer as *mut Ucontext) };
+        info.addr = program.mc.rip;
+        area.program_uc.set(0);
+        deliver_owned(sig, info, program, area, true);
+        area.program_uc.set(outer);
+        uc.mc.rax = program.mc.rax;
+        return;
+    }
+    let is_forced = forced(sig, info, uc);
+    // One already waiting for its handler holds back another, as the
+    // handler's own mask would.
+    let waiting = postponed_signals(area) & bit(sig);
+    let blocked = (uc.uc_sigmask | area.app_blocked_owned.get() | waiting) & bit(sig) != 0;
+    if blocked && !is_forced {
+        // Stays pending until the program unblocks it, whatever its disposition
+        // is now (the kernel never ignores a blocked signal either).
+        defer(area, sig, info);
+        return;
+    }
+    let app = action_of(area.sigtable.get(), sig).act;
+    match app.handler {
+        SIG_DFL => die(sig, info),
+        SIG_IGN => {
+            if is_forced {
+                die(sig, info)
+            }
+        }
+        // A forced signal the program blocked kills it, as natively.
+        _ if blocked => die(sig, info),
+        _ if here => run_handler_here(sig, &app, info, uc, area),
+        _ => deliver(sig, &app, info, uc, area, is_forced),
+    }
+}
+
+/// The handler the kernel runs for every signal the program handles (other
+/// than the owned ones): the kernel already applied the program's sa_mask
+/// minus the owned signals; the owned ones it asked for are added to its view
+/// for the duration, and the ucontext shows the interrupted mask as it knew it.
+pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
+    // SAFETY: kernel-provided pointers into the frame built for this handler.
+    let (info, uc) = unsafe { (&mut *info, &mut *(ctx as *mut Ucontext)) };
+    let area = match thread::current() {
+        Some(a) => a,
+        None => thread::out_of_memory(),
+    };
+    let outermost = entered_from_program(area, uc);
+    let app = action_of(area.sigtable.get(), sig).act;
+    match app.handler {
+        // The program changed the disposition while the signal was on its way.
+        SIG_IGN => {}
+        // A signal whose default action ends the process (we keep a handler
+        // for those, so the report is written first), or a disposition the
+        // program changed while the signal was on its way.
+        SIG_DFL => {
+            if fatal_by_default(sig) {
+                crate::measure::report::at_exit(crate::measure::report::Exit::Signal(sig));
+            }
+            reraise_default(sig, true);
+        }
+        // A fault of the library's own code cannot wait (see delivery::deliver).
+        _ => {
+            let fault = matches!(sig, libc::SIGBUS | libc::SIGFPE | libc::SIGTRAP) && info.si_code > 0;
+            deliver(sig, &app, info, uc, area, fault)
+        }
+    }
+    if outermost {
+        run_postponed(area, uc);
+    }
+}
+
+/// At the entry of each of our handlers: true if it interrupted the program
+/// (not the library's own code, which runs on our stack). Then no slow path
+/// is under way on this thread, whatever a handler that never returned left.
+pub fn entered_from_program(area: &ThreadArea, uc: &Ucontext) -> bool {
+    if area.on_own_stack(uc.mc.rsp) {
+        return false;
+    }
+    area.program_uc.set(0);
+    area.draining.set(false);
+    true
 }

@@ -36,8 +36,22 @@ use crate::measure::stats::{self, SysStats, HIST_LEN, I386_BASE, MAX_NR, SLOTS};
 use crate::patch::registry;
 use crate::rt::log::{self, decimal, Buf, Line};
 use crate::rt::raw;
-use crate::start::config::{Format, Summary};
 use crate::trap::backend;
+
+/// USERTRAP_SUMMARY: where the one-line summary goes (start::config parses it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summary<'a> {
+    Off,
+    Stderr,
+    File(&'a [u8]),
+}
+
+/// USERTRAP_FORMAT: how the report is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
 
 /// How the process (image) ended.
 #[derive(Clone, Copy)]
@@ -79,6 +93,19 @@ static MODE: AtomicU8 = AtomicU8::new(0);
 fn settings() -> &'static Settings {
     // SAFETY: read-only after the constructor.
     unsafe { &*SETTINGS.0.get() }
+}
+
+/// Set once a filter of the program's forbids a syscall the report needs:
+/// writing it would end the process the way the filter says.
+static REPORT_FORBIDDEN: AtomicBool = AtomicBool::new(false);
+
+/// The report cannot be written (emulate::process, at the program's seccomp).
+pub fn forbid() {
+    REPORT_FORBIDDEN.store(true, Ordering::Relaxed);
+}
+
+fn report_forbidden() -> bool {
+    REPORT_FORBIDDEN.load(Ordering::Relaxed)
 }
 
 /// Constructor only: where and how to report. `output` is an absolute path
@@ -317,7 +344,7 @@ pub fn exec_failed() {
 pub fn at_exit(how: Exit) {
     // The program's own seccomp filter forbids what writing it needs (said
     // when the filter was installed).
-    if MODE.load(Ordering::Relaxed) == 0 || crate::emulate::process::report_forbidden() {
+    if MODE.load(Ordering::Relaxed) == 0 || report_forbidden() {
         return;
     }
     // A vfork child shares its parent's memory: its figures are the parent's,
@@ -607,7 +634,7 @@ impl Report<'_> {
             .str(" sites patched, ")
             .num(registry::unpatched_count() as u64)
             .str(" left on the slow path, ")
-            .num(crate::trap::fault::site_faults())
+            .num(registry::site_faults())
             .str(" site faults");
         match s.summary {
             Summary::Stderr => line.emit(),

@@ -9,6 +9,7 @@
 //!   as the exempt range; cleared at exec and not inherited by new threads or
 //!   processes, so every child is armed by the library as it starts.
 
+pub mod error;
 pub mod seccomp;
 pub mod sud;
 
@@ -51,12 +52,7 @@ pub fn name() -> &'static str {
     }
 }
 
-/// Why a backend could not be armed: the call that failed and its errno.
-pub struct ArmError {
-    pub what: &'static str,
-    pub errno: i64,
-    pub hint: &'static str,
-}
+pub use error::ArmError;
 
 /// Arm `b` for the whole process (seccomp) or the calling thread (SUD).
 pub fn arm(b: Backend) -> Result<(), ArmError> {

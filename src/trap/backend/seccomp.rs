@@ -31,9 +31,9 @@ use linux_raw_sys::ptrace::{
     AUDIT_ARCH_X86_64, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_RET_ALLOW, SECCOMP_RET_TRAP,
 };
 
+use super::error::ArmError;
 use crate::rt::arch::{GATE_ADDR, GATE_LEN};
 use crate::rt::raw;
-use crate::trap::backend::ArmError;
 
 /// SECCOMP_RET_DATA of our traps ("ut"), seen by the handler as si_errno.
 pub const TRAP_DATA: u32 = 0x7574;

@@ -12,9 +12,9 @@ use linux_raw_sys::prctl::{
     PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, PR_SYS_DISPATCH_ON, SYSCALL_DISPATCH_FILTER_BLOCK,
 };
 
+use super::error::ArmError;
 use crate::rt::arch::{GATE_ADDR, GATE_LEN};
 use crate::rt::raw;
-use crate::trap::backend::ArmError;
 
 /// The selector byte the kernel reads on every syscall of an armed thread.
 pub static SELECTOR: AtomicU8 = AtomicU8::new(SYSCALL_DISPATCH_FILTER_BLOCK as u8);
