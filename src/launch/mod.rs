@@ -293,7 +293,7 @@ fn fill_handoff(exe: &[u8], ctl: &Control, block: (u64, u64), image: (u64, u64))
     }
     h.blocked_owned = thread::current_unchecked().map_or(0, |a| a.app_blocked_owned.get());
     h.env_leading = ctl.leading as u64;
-    h.sigtable = signals::process_table() as u64;
+    h.sigtable = crate::rt::sigtable::process_table() as u64;
     // Mapped now, filled while the loader runs, adopted by the library.
     h.stats = thread::current_unchecked().and_then(crate::measure::stats::table_of).map_or(0, |t| t as u64);
     let (image_start, image_end) = image;
