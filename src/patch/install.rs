@@ -17,6 +17,7 @@ use crate::patch::write::{self, Mem};
 use crate::rt::arch;
 use crate::rt::raw;
 use crate::rt::thread;
+use crate::trap::syscalls;
 
 /// USERTRAP_PATCH (on by default; off when membarrier is missing).
 pub static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -35,53 +36,11 @@ static PATCHER: spin::Mutex<Table> = spin::Mutex::new(Table::new());
 /// More than the decoder's tables take (about 0.3 MiB, in bump chunks).
 const DECODER_MEMORY: usize = 1 << 20;
 
-/// Syscalls whose sites keep the slow path, and why:
-/// - the signal-mask, pending-set and alternate-stack calls change the ucontext that our
-///   sigreturn restores (rt_sigprocmask, sigaltstack, rt_sigreturn), or
-///   install a temporary mask we rewrite (rt_sigsuspend, ppoll, pselect6,
-///   epoll_pwait(2), io_pgetevents), or touch the disposition table
-///   (rt_sigaction): their emulation is written for the signal frame;
-/// - clone/clone3/fork/vfork/execve/execveat need the frame to give the child
-///   or the new image the program's exact state;
-/// - exit/exit_group do per-thread and per-process bookkeeping;
-/// - arch_prctl and prctl guard state the library owns (GS base, SUD);
-///   seccomp stops patching when the program installs a filter;
-/// - membarrier answers as if the library had not registered for SYNC_CORE.
-/// - ptrace: PTRACE_TRACEME ends interception (process::ptrace).
+/// Whether the sites of syscall `nr` keep the slow path (trap::syscalls says
+/// which calls are emulated; readlink is, where the launcher started the
+/// image).
 pub fn needs_slow_path(nr: u64) -> bool {
-    // readlink of /proc/self/exe is answered by us where the launcher
-    // started the image (the kernel's answer names the launcher).
-    let exe_link = matches!(nr as i64, libc::SYS_readlink | libc::SYS_readlinkat)
-        && crate::emulate::exec::exe_path_override().is_some();
-    exe_link
-        || matches!(
-            nr as i64,
-            libc::SYS_rt_sigaction
-                | libc::SYS_rt_sigprocmask
-                | libc::SYS_rt_sigreturn
-                | libc::SYS_sigaltstack
-                | libc::SYS_rt_sigpending
-                | libc::SYS_rt_sigtimedwait
-                | libc::SYS_rt_sigsuspend
-                | libc::SYS_ppoll
-                | libc::SYS_pselect6
-                | libc::SYS_epoll_pwait
-                | libc::SYS_epoll_pwait2
-                | raw::SYS_io_pgetevents
-                | libc::SYS_clone
-                | libc::SYS_clone3
-                | libc::SYS_fork
-                | libc::SYS_vfork
-                | libc::SYS_execve
-                | libc::SYS_execveat
-                | libc::SYS_exit
-                | libc::SYS_exit_group
-                | libc::SYS_arch_prctl
-                | libc::SYS_prctl
-                | libc::SYS_seccomp
-                | libc::SYS_membarrier
-                | libc::SYS_ptrace
-        )
+    !syscalls::patchable(nr as i64, crate::emulate::exec::exe_path_override().is_some())
 }
 
 /// After a trap at `rip` (the address after the `syscall`) for syscall `nr`.

@@ -4,10 +4,9 @@
 //! Results are the kernel's: a value >= 0, or -errno.
 
 pub use libc::{
-    SYS_arch_prctl, SYS_clone, SYS_clone3, SYS_epoll_pwait, SYS_epoll_pwait2, SYS_execve, SYS_execveat, SYS_exit,
-    SYS_exit_group, SYS_fork, SYS_getpid, SYS_gettid, SYS_mmap, SYS_mprotect, SYS_mremap, SYS_munmap, SYS_ppoll,
-    SYS_prctl, SYS_pselect6, SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_rt_sigreturn, SYS_rt_sigsuspend,
-    SYS_sigaltstack, SYS_tgkill, SYS_vfork, SYS_write,
+    SYS_arch_prctl, SYS_clone, SYS_clone3, SYS_execve, SYS_execveat, SYS_exit, SYS_exit_group, SYS_fork, SYS_getpid,
+    SYS_gettid, SYS_mmap, SYS_mprotect, SYS_mremap, SYS_munmap, SYS_prctl, SYS_rt_sigaction, SYS_rt_sigprocmask,
+    SYS_rt_sigreturn, SYS_sigaltstack, SYS_tgkill, SYS_write,
 };
 
 use crate::rt::arch;

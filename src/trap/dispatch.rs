@@ -13,6 +13,7 @@ use crate::rt::frame::Ucontext;
 use crate::rt::raw;
 use crate::rt::thread::{self, ThreadArea};
 use crate::trap::hooks;
+use crate::trap::syscalls::{self, Emulation, Handling};
 
 pub use crate::emulate::Outcome;
 
@@ -71,53 +72,52 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
     if t.area.strict.get() && !process::strict_allows(nr) {
         process::strict_violation(t.area);
     }
-    match nr {
-        raw::SYS_rt_sigaction => Return(signals::rt_sigaction(t.area, args)),
-        raw::SYS_rt_sigprocmask => Return(signals::rt_sigprocmask(t.area, t.uc, args)),
-        raw::SYS_sigaltstack => Return(signals::sigaltstack(t.area, t.uc.mc.rsp, args)),
-        libc::SYS_rt_sigpending => Return(signals::rt_sigpending(t.area, args)),
-        libc::SYS_rt_sigtimedwait => Return(signals::rt_sigtimedwait(t.area, args)),
-        raw::SYS_rt_sigreturn => delivery::sigreturn(t.area, t.uc),
-        // Temporary masks: (argument index of the sigset pointer, via a struct?)
-        raw::SYS_rt_sigsuspend => Return(signals::with_temp_mask(t.area, nr, args, 0, false)),
-        raw::SYS_ppoll => Return(signals::with_temp_mask(t.area, nr, args, 3, false)),
-        raw::SYS_epoll_pwait | raw::SYS_epoll_pwait2 => Return(signals::with_temp_mask(t.area, nr, args, 4, false)),
-        raw::SYS_pselect6 | raw::SYS_io_pgetevents => Return(signals::with_temp_mask(t.area, nr, args, 5, true)),
-        raw::SYS_clone | raw::SYS_clone3 | raw::SYS_fork | raw::SYS_vfork => {
+    let e = match syscalls::handling(nr) {
+        Handling::Native => {
+            return Return(process::memory_call(nr, args, true).unwrap_or_else(|| raw::program_syscall6(nr, args)))
+        }
+        Handling::Emulated(e) => e,
+    };
+    match e {
+        Emulation::SigAction => Return(signals::rt_sigaction(t.area, args)),
+        Emulation::SigProcMask => Return(signals::rt_sigprocmask(t.area, t.uc, args)),
+        Emulation::SigAltStack => Return(signals::sigaltstack(t.area, t.uc.mc.rsp, args)),
+        Emulation::SigPending => Return(signals::rt_sigpending(t.area, args)),
+        Emulation::SigTimedWait => Return(signals::rt_sigtimedwait(t.area, args)),
+        Emulation::SigReturn => delivery::sigreturn(t.area, t.uc),
+        Emulation::TempMask(sigset) => Return(signals::with_temp_mask(t.area, nr, args, sigset)),
+        Emulation::Clone => {
             let out = process::clone(t.area, t.uc, nr, args);
             if let Outcome::Return(child) = out {
                 report::after_clone_in_parent(nr, args, child);
             }
             out
         }
-        raw::SYS_execve | raw::SYS_execveat => Return(exec::exec(t.area, nr, args)),
-        libc::SYS_readlink | libc::SYS_readlinkat => {
-            Return(exec::readlink(nr, args).unwrap_or_else(|| raw::syscall6(nr, args)))
-        }
+        Emulation::Exec => Return(exec::exec(t.area, nr, args)),
+        Emulation::ReadlinkExe => Return(exec::readlink(nr, args).unwrap_or_else(|| raw::syscall6(nr, args))),
         // Counted (by `dispatch`), never timed: they do not return.
-        raw::SYS_exit => {
+        Emulation::Exit => {
             if crate::rt::thread::retire(t.area) {
                 report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
             }
             Return(raw::syscall6(nr, args))
         }
-        raw::SYS_exit_group => {
+        Emulation::ExitGroup => {
             report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
             Return(raw::syscall6(nr, args))
         }
-        raw::SYS_arch_prctl => Return(process::arch_prctl(args)),
-        libc::SYS_seccomp => Return(process::seccomp(t.area, args)),
-        raw::SYS_prctl => Return(process::prctl(t.area, args)),
-        libc::SYS_ptrace => Return(process::ptrace(t.area, t.uc, args)),
-        libc::SYS_membarrier => Return(crate::patch::write::program_membarrier(args)),
-        _ => Return(process::memory_call(nr, args, true).unwrap_or_else(|| raw::program_syscall6(nr, args))),
+        Emulation::ArchPrctl => Return(process::arch_prctl(args)),
+        Emulation::Seccomp => Return(process::seccomp(t.area, args)),
+        Emulation::Prctl => Return(process::prctl(t.area, args)),
+        Emulation::Ptrace => Return(process::ptrace(t.area, t.uc, args)),
+        Emulation::Membarrier => Return(crate::patch::write::program_membarrier(args)),
     }
 }
 
 /// The fast path, called by ut_fast_entry with the six argument registers it
 /// saved (in push order: r9, r8, r10, rdx, rsi, rdi), the GS base, and
 /// whether it saved the extended state so that hooks may run. Only syscalls that need
-/// no emulation are ever patched (install::needs_slow_path), so this runs them
+/// no emulation are ever patched (trap::syscalls::patchable), so this runs them
 /// through the gate, after the integer-only check that keeps the library's
 /// own memory mapped. No vector register may be touched from here down:
 /// `tests/library.rs` disassembles this function and what it calls.

@@ -11,6 +11,7 @@ use crate::rt::raw::{self, KernelSigaction};
 use crate::rt::sigtable::{bit, AppAction, OWNED};
 use crate::rt::thread::ThreadArea;
 use crate::rt::thread::SS_AUTODISARM;
+use crate::trap::syscalls::SigsetArg;
 
 #[inline(never)]
 pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
@@ -144,12 +145,12 @@ pub fn rt_sigtimedwait(area: &ThreadArea, args: [u64; 6]) -> i64 {
 
 /// Run a syscall that installs a temporary mask, with the owned signals
 /// removed from that mask and kept in the program's view for the duration.
-/// `mask_arg`: index of the sigset pointer argument (its size follows it);
-/// `indirect`: the argument points to {sigset*, size}. An owned signal held
+/// `sigset`: where the call keeps its mask (see trap::syscalls). An owned signal held
 /// back for the program that the temporary mask unblocks is delivered now,
 /// and the call returns EINTR, as a pending signal makes it natively.
 #[inline(never)]
-pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], mask_arg: usize, indirect: bool) -> i64 {
+pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], sigset: SigsetArg) -> i64 {
+    let SigsetArg { index: mask_arg, in_struct: indirect } = sigset;
     let (mask_ptr, size) = if indirect {
         let p = args.get(mask_arg).copied().unwrap_or(0);
         if p == 0 {
