@@ -195,7 +195,7 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     if let Some((start, len)) = image.eh_frame {
         // Function starts for the patcher's site check (static programs
         // often have no .eh_frame_hdr).
-        crate::patch::elf::add_eh_frame_hint(image.base, start, len);
+        crate::patch::hints::add_eh_frame_hint(image.base, start, len);
     }
     let interp_image = if program.has_interp {
         let fd = raw::syscall(

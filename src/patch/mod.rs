@@ -10,9 +10,14 @@
 //! - [`registry`]: every site looked at, for the fault handlers and reports.
 
 pub mod elf;
+pub mod hints;
 pub mod install;
+pub mod locate;
+pub mod maps;
+pub mod os;
 pub mod registry;
 pub mod reject;
 pub mod site;
 pub mod table;
+pub mod unwind;
 pub mod write;

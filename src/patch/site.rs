@@ -16,8 +16,8 @@
 
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, Instruction, Register};
 
-use super::elf;
 pub use super::reject::Reject;
+use super::{locate, os};
 
 /// Longest distance decoded from a function start to a site.
 pub const MAX_DECODE: u64 = 1 << 20;
@@ -88,18 +88,18 @@ pub fn verify(func_start: u64, code: &[u8], site: u64) -> Result<u32, Reject> {
 /// Full decision for a site in the running process (trap-context safe).
 /// `site` is the address of the `mov`, i.e. the syscall's return address - 7.
 pub fn check(site: u64) -> Result<u32, Reject> {
-    check_with(&mut elf::RawOs::new(), site)
+    check_with(&mut os::RawOs::new(), site)
 }
 
 /// [`check`] over a given system layer (tests use std instead of the gate).
-pub fn check_with<O: elf::Os>(os: &mut O, site: u64) -> Result<u32, Reject> {
+pub fn check_with<O: os::Os>(os: &mut O, site: u64) -> Result<u32, Reject> {
     // glibc's restorer first, whatever the unwind tables say about it (its
     // hand-written FDE starts one byte early, inside the alignment padding).
     let mut head = [0u8; SIGRETURN_STUB.len()];
     if os.read(site, &mut head) && head == SIGRETURN_STUB {
         return Err(Reject::SigreturnStub);
     }
-    let loc = elf::locate_with(os, site)?;
+    let loc = locate::locate_with(os, site)?;
     let end = site.checked_add(SITE_LEN).ok_or(Reject::OutsideCode)?;
     if end > loc.func_end {
         return Err(Reject::SyscallOutsideFunction);
@@ -316,7 +316,7 @@ mod tests {
     fn scan_object(suffix: &str) -> (usize, usize, BTreeMap<&'static str, usize>) {
         let (texts, base) = object_text(suffix);
         let name = suffix.trim_start_matches('/');
-        let mut os = elf::StdOs::new();
+        let mut os = os::StdOs::new();
         let (mut total, mut accepted) = (0usize, 0usize);
         let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
         let mut nrs: BTreeMap<u32, usize> = BTreeMap::new();
@@ -378,15 +378,15 @@ mod tests {
         // glibc's clone ends its unwind info right before the syscall (the
         // child must not unwind into the parent's frames).
         let site = find_after(libc::clone as *const () as usize as u64, 128, &[0xb8, 56, 0, 0, 0, 0x0f, 0x05]);
-        assert_eq!(check_with(&mut elf::StdOs::new(), site), Err(Reject::SyscallOutsideFunction));
+        assert_eq!(check_with(&mut os::StdOs::new(), site), Err(Reject::SyscallOutsideFunction));
     }
 
     #[test]
     fn getppid_wrapper_is_accepted() {
         let f = libc::getppid as *const () as usize as u64;
-        let mut os = elf::StdOs::new();
+        let mut os = os::StdOs::new();
         let site = find_after(f, 256, &[0xb8, 0x6e, 0x00, 0x00, 0x00, 0x0f, 0x05]);
-        assert_eq!(elf::locate_with(&mut os, site).map(|l| l.func_start), Ok(f));
+        assert_eq!(locate::locate_with(&mut os, site).map(|l| l.func_start), Ok(f));
         assert_eq!(check_with(&mut os, site), Ok(110));
     }
 
@@ -406,7 +406,7 @@ mod tests {
         };
         let bytes = text_bytes(restorer, restorer + 9);
         assert_eq!(bytes, &SIGRETURN_STUB, "__restore_rt is not the expected stub");
-        let mut os = elf::StdOs::new();
+        let mut os = os::StdOs::new();
         for site in restorer.saturating_sub(7)..restorer + 9 {
             let r = check_with(&mut os, site);
             assert!(r.is_err(), "site {site:#x} near __restore_rt accepted: {r:?}");
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn anonymous_and_vdso_are_rejected() {
-        let mut os = elf::StdOs::new();
+        let mut os = os::StdOs::new();
         // JIT-like anonymous code.
         let p = unsafe {
             libc::mmap(
