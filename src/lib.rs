@@ -11,15 +11,17 @@
 //! jump to a fast path that skips the signal ([`patch`]).
 //!
 //! Floors, lowest first; a file imports only from its own floor or below, and
-//! the file-level import graph has no cycle (`tests/layout.rs` checks both):
+//! the file-level import graph has no cycle (`tests/layout.rs` checks both,
+//! with the same list):
 //! 1. [`rt`]: assembly and gate, raw syscalls, log line, bump arena, kernel
-//!    frame types, own mappings, the thread area and the tables it points to,
-//!    the per-syscall table ([`rt::syscalls`]);
-//! 2. [`patch`]: maps, unwind tables, ELF headers, site proof, slots and
-//!    trampolines, the write protocol, the registry of sites;
+//!    frame types, own mappings, the thread area and the two tables it points
+//!    to (signal dispositions, per-thread figures);
+//! 2. [`patch`]'s mechanism: maps, unwind tables, ELF headers, site proof,
+//!    slots and trampolines, the write protocol, the registry of sites;
 //! 3. [`measure`]: per-thread figures and syscall names;
-//! 4. [`trap`], [`emulate`], `patch::install` (when to patch) and
-//!    `measure::report` (the report at exit): the handlers and what they call;
+//! 4. the handlers and what they call: [`trap`] (entry, dispatch, the
+//!    per-syscall table [`trap::syscalls`]), [`emulate`], `patch::install`
+//!    (when to patch) and `measure::report` (the report at exit);
 //! 5. [`start`]: constructor time;
 //! 6. `launch`: the launcher (feature `launcher`).
 //!
