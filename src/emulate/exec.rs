@@ -30,6 +30,8 @@
 //! under SUD (where it would otherwise lose its privileges); a 32-bit program
 //! cannot be loaded (refused with ENOEXEC under seccomp, exec'd natively
 //! under SUD).
+//!
+//! Never: let the kernel exec the program itself.
 
 use crate::emulate::exec_target::{self, Target, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, MAX_PREFIX, PATH_MAX};
 use crate::emulate::signals;

@@ -19,6 +19,9 @@
 //! the process is used at a time, and with none free the soft
 //! RLIMIT_NOFILE is raised by one for the checks (a native exec needs no
 //! descriptor of the caller's).
+//!
+//! Never: let the launcher's exec go ahead before every error a native exec
+//! would return is known.
 
 use crate::patch::elf::field;
 use crate::rt::raw;

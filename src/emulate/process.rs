@@ -19,6 +19,8 @@
 //! - fork (no new stack, no shared memory): runs in the handler; the child
 //!   continues in its copy of the handler and fixes up per-process state.
 //! - execve: see `exec` (the launcher runs the new program).
+//!
+//! Never: let the program unmap, move or reprotect the library's own memory.
 
 use crate::rt::arch;
 

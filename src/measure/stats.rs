@@ -4,7 +4,7 @@
 //! latency of the real syscall (total, min, max and a log-linear histogram).
 //!
 //! Each thread's figures live in a table mapped on its first syscall and
-//! found through its thread area; the report (report.rs) merges the tables
+//! found through its thread area; the report (measure::report) merges the tables
 //! of every area when the process ends. Everything here is integer code: it
 //! runs on the fast path, where vector registers must stay untouched.
 //!

@@ -10,6 +10,8 @@
 //! [`FORGOTTEN_KEY`], which lookups step over and which is never reused. To
 //! keep that check cheap for every munmap/mprotect/mremap/mmap(MAP_FIXED),
 //! the 2 MiB chunks holding recorded sites are listed ([`may_have_sites`]).
+//!
+//! Never: reuse a forgotten key, or write outside the patch lock.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 

@@ -1,5 +1,5 @@
 //! Why a site stays on the slow path: one reason per check that can refuse
-//! it, from the maps and unwind tables (elf.rs) to the decoder (site.rs).
+//! it, from the maps, ELF headers and unwind tables (maps.rs, elf.rs, unwind.rs) to the decoder (site.rs).
 //! Printed in the list of unpatched sites.
 //! Never: anything but the reasons and their texts.
 

@@ -19,6 +19,8 @@
 //! syscall number, its return address, a jump to ut_fast_entry), in arenas of
 //! 8192 trampolines mapped anywhere. Slots are read-only and trampolines
 //! read-execute from the start: they are written through /proc/self/mem.
+//!
+//! Never: make slots or trampolines writable by the program.
 
 use crate::rt::{owned, raw};
 

@@ -10,6 +10,9 @@
 //!   3. byte 0 becomes the jump's opcode 0xff;
 //! with a core-serialising barrier for every thread (membarrier SYNC_CORE)
 //! before the first write and after the last.
+//!
+//! Never: make a page writable or non-executable, or write a site out of
+//! this order.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

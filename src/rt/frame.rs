@@ -4,6 +4,8 @@
 //! arch/x86/include/uapi/asm/{ucontext,sigcontext}.h and
 //! include/uapi/asm-generic/siginfo.h. glibc's `ucontext_t` is larger (its
 //! sigset is 128 bytes) and must not be used to copy a kernel frame.
+//!
+//! Never: copy a kernel frame with glibc's `ucontext_t`.
 
 /// `struct sigcontext_64`: the program's registers at the moment of the trap.
 #[repr(C)]

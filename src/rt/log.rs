@@ -6,6 +6,8 @@
 //! nothing of ours may land in that file. Writes never raise SIGPIPE or
 //! SIGXFSZ (a closed pipe or a file size limit would otherwise end the
 //! program with another status than its own).
+//!
+//! Never: format with `core::fmt`, or write anywhere but the image's own stderr.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -8,6 +8,8 @@
 //! [`overlaps`] runs for every munmap/mprotect/madvise/... the program makes,
 //! on the fast path too: integer-only and lock-free. A bitmap of 2 MiB
 //! chunks (hashed) answers "no" for most ranges without visiting the list.
+//!
+//! Never: unmap what it recorded.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 

@@ -2,6 +2,8 @@
 //! and the only way it touches program memory that may be unmapped.
 //!
 //! Results are the kernel's: a value >= 0, or -errno.
+//!
+//! Never: decide anything; callers check the results.
 
 pub use libc::{
     SYS_arch_prctl, SYS_clone, SYS_clone3, SYS_execve, SYS_execveat, SYS_exit, SYS_exit_group, SYS_fork, SYS_getpid,

@@ -14,6 +14,8 @@
 //! Otherwise the area at the GS base is the caller's, found without a
 //! syscall (the program's own seccomp filter may forbid gettid). Threads that
 //! existed before the library have no GS base and get an area on first use.
+//!
+//! Never: reach an area through TLS, or hand out `&mut` to one (handlers nest).
 
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;

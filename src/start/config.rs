@@ -1,6 +1,8 @@
 //! USERTRAP_* settings, read from the environment by the constructor (before
 //! any trap is armed). A bad setting is reported in one line naming the
 //! variable, the value and what is accepted, and the program does not start.
+//!
+//! Never: start the program with a setting it did not understand.
 
 use crate::trap::backend::Backend;
 

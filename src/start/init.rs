@@ -4,6 +4,8 @@
 //! single-threaded as far as the library knows, before the program's main.
 //! Any failure ends the process with one line on stderr and status 125
 //! (the program never runs half-monitored).
+//!
+//! Never: leave the program running half-monitored.
 
 use core::sync::atomic::Ordering;
 

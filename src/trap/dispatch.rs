@@ -2,6 +2,9 @@
 //! signal) and the fast path (a patched site's trampoline) alike:
 //! (number, six arguments) in, result out. Measurement and hooks sit in
 //! [`dispatch`]; what running the syscall means differs per path.
+//!
+//! Never: touch a vector register on the fast path (tests/library.rs
+//! disassembles it).
 
 use crate::emulate::exec;
 use crate::emulate::process;

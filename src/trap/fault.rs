@@ -15,6 +15,9 @@
 //! - SIGSEGV at the site itself, whose bytes are still our jump: its slot is
 //!   not readable (the trap table was unmapped behind our back). The site's
 //!   own syscall is run, as if the jump had worked.
+//!
+//! Never: take a fault at a site for the library's own unless the bytes
+//! there are still the ones it wrote.
 
 use crate::emulate::signals::{self, SIGILL, SIGSEGV};
 use crate::patch::registry::{self, PATCHED, PATCHING};

@@ -4,6 +4,8 @@
 //! other registers, the flags and the FPU/vector state come back untouched
 //! from the frame at sigreturn, as after a native syscall. Then, the first
 //! time a site traps, it is considered for patching (the fast path).
+//!
+//! Never: emulate a call itself (dispatch and `emulate` do).
 
 use crate::emulate::signals;
 use crate::emulate::signals::delivery;

@@ -20,7 +20,7 @@
 //! kernel runs is ours and returns through the gate's restorer, while the
 //! program's own handlers return through their restorer to a trapped
 //! `rt_sigreturn`, which the library performs after taking back what the
-//! frame says of the owned signals and the alternate stack (signals.rs).
+//! frame says of the owned signals and the alternate stack (emulate::signals).
 //!
 //! TRAP_DATA comes back as `si_errno` and tells our SIGSYS from one raised by a
 //! filter the program installs itself (its traps go to its own handler).
