@@ -289,7 +289,7 @@ fn fill_handoff(exe: &[u8], ctl: &Control, block: (u64, u64), image: (u64, u64))
     let h = unsafe { &mut *HANDOFF.0.get() };
     h.seccomp_armed = backend::is_seccomp() as u64;
     for (slot, &sig) in h.owned_actions.iter_mut().zip(OWNED_ORDER.iter()) {
-        *slot = signals::program_action(sig);
+        *slot = signals::takeover::program_action(sig);
     }
     h.blocked_owned = thread::current_unchecked().map_or(0, |a| a.app_blocked_owned.get());
     h.env_leading = ctl.leading as u64;

@@ -3,7 +3,7 @@
 //! little-endian field reader exec's checks and the launcher share.
 //! Never: decode the unwind tables (unwind.rs).
 
-use super::os::*;
+use super::os::{read_array, Os};
 use super::reject::Reject;
 
 /// Little-endian field of `len` (2, 4 or 8) bytes at `off` in `b` (0 if

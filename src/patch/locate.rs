@@ -16,12 +16,12 @@
 //! fault-tolerant copy), buffers are fixed-size, nothing panics. Tests use
 //! `StdOs` (os.rs) (std files and /proc/self/mem) because the gate is not mapped there.
 
-use super::elf::*;
-use super::hints::*;
-use super::maps::*;
-use super::os::*;
+use super::elf::program_headers;
+use super::hints::eh_frame_hint;
+use super::maps::find_object;
+use super::os::Os;
 use super::reject::Reject;
-use super::unwind::*;
+use super::unwind::{lookup_fde, scan_eh_frame};
 
 /// Where the function containing an address lies, and the run of executable
 /// mappings (of the same file, adjacent) that contains the address.
@@ -57,6 +57,9 @@ pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::patch::maps::{Mapping, Parser};
+    use crate::patch::os::{read_u8, StdOs};
+    use crate::patch::unwind::{read_encoded, read_leb, PE_DATAREL, PE_PCREL, PE_SDATA4, PE_UDATA4};
 
     /// Feed a whole text through the parser.
     fn parse(text: &str) -> Vec<Mapping> {

@@ -3,7 +3,7 @@
 //! it, and the offset-0 mapping of that file that holds its ELF header.
 //! Never: read the ELF object itself (elf.rs, unwind.rs).
 
-use super::os::*;
+use super::os::Os;
 use super::reject::Reject;
 
 // ---------------------------------------------------------------------------

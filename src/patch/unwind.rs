@@ -4,7 +4,7 @@
 //! `.eh_frame` (objects the launcher loaded, see hints.rs).
 //! Never: trust a length or offset unchecked (every read is bounded).
 
-use super::os::*;
+use super::os::{read_array, read_u16, read_u32, read_u64, read_u8, Os};
 use super::reject::Reject;
 
 // ---------------------------------------------------------------------------

@@ -91,7 +91,7 @@ fn leave_no_launcher(h: &Handoff) {
         }
     }
     let image = maps[0];
-    crate::emulate::signals::adopt(
+    crate::emulate::signals::takeover::adopt(
         h.sigtable as *mut crate::emulate::signals::SigTable,
         (image[0], image[0] + image[1]),
     );

@@ -30,7 +30,10 @@ pub mod syscalls;
 pub mod takeover;
 
 pub use crate::rt::sigtable::{bit, SigTable, SIGILL, SIGSEGV, SIGSYS};
-pub use delivery::*;
-pub use state::*;
-pub use syscalls::*;
-pub use takeover::*;
+pub use delivery::{deliver_to_program, entered_from_program};
+pub use state::{after_fork_in_child, forbid_masks, our_action};
+pub use syscalls::{rt_sigaction, rt_sigpending, rt_sigprocmask, rt_sigtimedwait, sigaltstack, with_temp_mask};
+pub use takeover::{
+    give_back_to_kernel, is_our_trap, reset_after_clear_sighand, take_over, take_over_altstack, take_over_mask,
+    watch_fatal_signals, with_program_signal_state_for_exec,
+};

@@ -4,8 +4,11 @@
 //! rt_sigsuspend, io_pgetevents).
 //! Never: change the kernel's view of an owned signal.
 
-use super::delivery::*;
-use super::state::*;
+use super::delivery::kernel_action_for;
+use super::state::{
+    deferred_info, discard_held_back, on_stack, owned, raise_deferred, set_program_altstack, set_program_mask,
+    with_table, OWNED_SIGNALS, SIGKILL, SIGSTOP, SIG_IGN, SS_DISABLE, SS_ONSTACK, UAPI_SA_FLAGS, UNBLOCKABLE,
+};
 use crate::rt::frame::{StackT, Ucontext};
 use crate::rt::raw::{self, KernelSigaction};
 use crate::rt::sigtable::{bit, AppAction, OWNED};

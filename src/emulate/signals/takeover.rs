@@ -3,8 +3,11 @@
 //! when interception ends, after fork.
 //! Never: emulate a syscall of the program (syscalls.rs does).
 
-use super::delivery::*;
-use super::state::*;
+use super::delivery::kernel_action_for;
+use super::state::{
+    action_at, fatal_by_default, gate_contains, owned, raise_deferred, real_trap, with_table, SIGKILL, SIGSTOP,
+    SIG_DFL, SIG_IGN, SS_DISABLE,
+};
 use crate::rt::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP, SYS_USER_DISPATCH};
 use crate::rt::raw::{self, KernelSigaction};
 use crate::rt::sigtable::{action_of, process_table, AppAction, SigTable, OWNED, SIGILL, SIGSEGV, SIGSYS};

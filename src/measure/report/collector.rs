@@ -2,7 +2,7 @@
 //! children seen killed by a signal, which the collector is told of.
 //! Never: write a file.
 
-use super::settings::*;
+use super::settings::{close, cstr, settings};
 use crate::rt::log::{self, Buf};
 use crate::rt::raw;
 use core::sync::atomic::Ordering;

@@ -1,9 +1,9 @@
 //! Delivering a finished report where the settings say, in one write, or
 //! saying once why it could not be (see the module doc of `report`).
 
-use super::collector::*;
-use super::names::*;
-use super::settings::*;
+use super::collector::{collecting, collector_send};
+use super::names::read_comm;
+use super::settings::{close, copy_cstr, cstr, expand, Settings};
 use crate::measure::stats;
 use crate::rt::log::{self, Buf, Line};
 use crate::rt::raw;

@@ -1,9 +1,9 @@
 //! The report as JSON (docs/report-schema.md).
 
-use super::collector::*;
-use super::names::*;
-use super::out::*;
-use super::render::*;
+use super::collector::{KILLED, KILLED_MAX, KILLED_N};
+use super::names::{command, errno_name, name, signal_name};
+use super::out::Out;
+use super::render::{Exit, Report};
 use crate::measure::stats::{self, I386_BASE, SLOTS};
 use crate::patch::registry;
 use crate::rt::raw;

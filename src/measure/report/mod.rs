@@ -49,12 +49,12 @@ pub use settings::{check_summary_path, configure, forbid, summary_on, Format, Su
 use crate::measure::stats::{self, SysStats, SLOTS};
 use crate::rt::log;
 use crate::rt::raw;
-use collector::*;
+use collector::KILLED_N;
 use core::sync::atomic::{AtomicBool, Ordering};
-use deliver::*;
-use out::*;
-use render::*;
-use settings::*;
+use deliver::deliver;
+use out::Out;
+use render::Report;
+use settings::{report_forbidden, settings, CONFIGURED};
 
 static WRITTEN: AtomicBool = AtomicBool::new(false);
 

@@ -2,8 +2,8 @@
 //! command.
 //! Never: anything but naming.
 
-use super::out::*;
-use super::settings::*;
+use super::out::Out;
+use super::settings::close;
 use crate::measure::names as syscall_names;
 use crate::measure::stats::{I386_BASE, MAX_NR};
 use crate::rt::log;

@@ -2,7 +2,7 @@
 //! the full report is written by text.rs and json.rs.
 //! Never: choose where it goes (deliver.rs does).
 
-use super::settings::*;
+use super::settings::{close, copy_cstr, cstr, Settings, Summary};
 use crate::measure::stats::{self, SysStats, HIST_LEN, SLOTS};
 use crate::patch::registry;
 use crate::rt::log::{self, Line};

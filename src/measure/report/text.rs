@@ -1,8 +1,8 @@
 //! The report as text (like `strace -c`, with percentiles).
 
-use super::names::*;
-use super::out::*;
-use super::render::*;
+use super::names::{command, name, signal_name};
+use super::out::Out;
+use super::render::{Exit, Report};
 use crate::measure::stats::SLOTS;
 use crate::patch::registry;
 use crate::rt::raw;
