@@ -36,10 +36,10 @@
 //!   can fail, no unwrap);
 //! - program memory is read and written only through `rt::raw::copy_from_user`
 //!   and friends, which turn a bad pointer into -EFAULT instead of a crash.
+//!
 //! The crate is `no_std`, so std's locks and allocator are not even reachable;
 //! `tests/library.rs` checks that the library imports no libc function outside
-//! an allowed list. Only [`start`] (before any trap is armed) and `launch` are
-//! exempt.
+//! an allowed list.
 //!
 //! This is a measurement and interposition tool, not a sandbox: code in the
 //! same process can always get around it.
