@@ -316,7 +316,7 @@ fn slow_path_stack_frames_are_small() {
         "sigsys::run_for_program",
         "dispatch::slow::{{closure}}",
         "fault::on_fault",
-        "signals::on_program_signal",
+        "delivery::on_program_signal",
     ];
     let mut total = 0;
     for name in hot {

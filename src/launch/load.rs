@@ -4,7 +4,7 @@
 //! file page and the pages after it zero (.bss).
 
 use crate::patch::elf::field;
-use crate::sigsafe::raw;
+use crate::rt::raw;
 
 const PAGE: u64 = 4096;
 const PT_LOAD: u32 = 1;

@@ -1,12 +1,12 @@
 //! usertrap-launcher: start a program under the interposer when the kernel
-//! cannot be asked to (see `sigsafe::exec` for why).
+//! cannot be asked to (see `emulate::exec` for why).
 //!
 //! A static executable without libc, linked with the gate as a segment at
 //! GATE_ADDR, so the syscalls it makes are exempt from an inherited seccomp
 //! filter from its very first instruction. It is exec'd with the program's
 //! argv and environment plus one control entry, USERTRAP_EXEC=<fd>:<seccomp
 //! armed>:<entries appended>:<LD_PRELOAD prefixed>:<comm, hex>:<name>
-//! (see `sigsafe::exec`), where <fd> is the program's ELF file, already checked by
+//! (see `emulate::exec`), where <fd> is the program's ELF file, already checked by
 //! the caller (the library, or the `usertrap` command for a first process).
 //! It then:
 //! 1. starts the interposer: for a dynamically linked program only as a
@@ -22,7 +22,7 @@
 //! 4. names the process after the program (comm) and jumps to the entry.
 //!
 //! What stays the launcher's: the kernel's /proc/self/exe (answered for
-//! readlink by the interposer; see `sigsafe::exec::readlink`), the brk area
+//! readlink by the interposer; see `emulate::exec::readlink`), the brk area
 //! (after the launcher's, which malloc does not mind), /proc/self/auxv, and
 //! the launcher's own pages (about 1 MiB, left mapped, and its own stack,
 //! 1 MiB of .bss: the kernel's stack is the program's, whole).
@@ -30,12 +30,13 @@
 mod load;
 mod stack;
 
-use crate::backend;
-use crate::handoff::{Handoff, AT_USERTRAP_HANDOFF, HANDOFF_MAGIC, OWNED_ORDER, PATH_LEN};
-use crate::init::{self, Role, Startup};
-use crate::sigsafe::exec::CONTROL;
-use crate::sigsafe::log::{Buf, Line};
-use crate::sigsafe::{raw, signals, thread};
+use crate::emulate::exec::CONTROL;
+use crate::emulate::signals;
+use crate::rt::log::{Buf, Line};
+use crate::rt::{raw, thread};
+use crate::start::handoff::{Handoff, AT_USERTRAP_HANDOFF, HANDOFF_MAGIC, OWNED_ORDER, PATH_LEN};
+use crate::start::init::{self, Role, Startup};
+use crate::trap::backend;
 use load::Elf;
 use stack::Initial;
 
@@ -55,7 +56,7 @@ static HANDOFF: HandoffCell = HandoffCell(core::cell::UnsafeCell::new(Handoff::e
 #[used]
 static KEEP_MAIN: extern "C" fn(*const u64) -> ! = ut_launcher_main;
 
-/// The control entry (see `sigsafe::exec`).
+/// The control entry (see `emulate::exec`).
 struct Control {
     /// The entry itself (left out of the program's environment).
     entry: u64,
@@ -139,7 +140,7 @@ fn readlink(path: &[u8], out: &mut [u8; PATH_LEN]) -> usize {
 pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // A guard page at the bottom of our own stack (a page of our .bss, see
     // launcher_x86_64.s; only its address is taken).
-    let guard = core::ptr::addr_of!(crate::arch::ut_launcher_stack) as u64;
+    let guard = core::ptr::addr_of!(crate::rt::arch::ut_launcher_stack) as u64;
     raw::syscall(libc::SYS_mprotect, guard, 4096, libc::PROT_NONE as u64, 0);
     // SAFETY: the entry point passes the kernel's initial stack pointer.
     let initial = unsafe { Initial::parse(sp) };
@@ -167,7 +168,7 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     let lib_len = Buf::new(&mut lib).put(own_path.get(..dir_len).unwrap_or(&[])).put(LIBRARY_NAME).len;
     // The program's own path: what /proc/self/exe would name natively.
     let mut exe = [0u8; PATH_LEN];
-    let exe_len = readlink(&crate::sigsafe::exec_target::fd_path(ctl.fd), &mut exe);
+    let exe_len = readlink(&crate::emulate::exec_target::fd_path(ctl.fd), &mut exe);
 
     let program = match Elf::read(ctl.fd) {
         Ok(e) => e,
@@ -194,7 +195,7 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     if let Some((start, len)) = image.eh_frame {
         // Function starts for the patcher's site check (static programs
         // often have no .eh_frame_hdr).
-        crate::patch::elf::add_eh_frame_hint(image.base, start, len);
+        crate::patch::hints::add_eh_frame_hint(image.base, start, len);
     }
     let interp_image = if program.has_interp {
         let fd = raw::syscall(
@@ -259,7 +260,7 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // whole stack below (RLIMIT_STACK) as natively; that block is not read again.
     // SAFETY: the block is a complete initial stack for the image we mapped,
     // and `entry` is its (or its interpreter's) entry point.
-    unsafe { crate::arch::ut_launcher_jump(block as *const u64, n as u64, entry, initial.end()) }
+    unsafe { crate::rt::arch::ut_launcher_jump(block as *const u64, n as u64, entry, initial.end()) }
 }
 
 /// Our image's pages, [start, end), from our own program headers (the
@@ -271,7 +272,7 @@ fn own_image(initial: &Initial) -> (u64, u64) {
         // SAFETY: the kernel maps our program headers (AT_PHDR, AT_PHNUM
         // entries of 56 bytes) for our whole life.
         let p = unsafe { &*((phdr + i * 56) as *const load::Phdr) };
-        if p.p_type == 1 && p.p_vaddr < crate::arch::GATE_ADDR {
+        if p.p_type == 1 && p.p_vaddr < crate::rt::arch::GATE_ADDR {
             lo = lo.min(p.p_vaddr);
             hi = hi.max(p.p_vaddr + p.p_memsz);
         }
@@ -288,13 +289,13 @@ fn fill_handoff(exe: &[u8], ctl: &Control, block: (u64, u64), image: (u64, u64))
     let h = unsafe { &mut *HANDOFF.0.get() };
     h.seccomp_armed = backend::is_seccomp() as u64;
     for (slot, &sig) in h.owned_actions.iter_mut().zip(OWNED_ORDER.iter()) {
-        *slot = signals::program_action(sig);
+        *slot = signals::takeover::program_action(sig);
     }
     h.blocked_owned = thread::current_unchecked().map_or(0, |a| a.app_blocked_owned.get());
     h.env_leading = ctl.leading as u64;
-    h.sigtable = signals::process_table() as u64;
+    h.sigtable = crate::rt::sigtable::process_table() as u64;
     // Mapped now, filled while the loader runs, adopted by the library.
-    h.stats = thread::current_unchecked().and_then(crate::sigsafe::stats::table_of).map_or(0, |t| t as u64);
+    h.stats = thread::current_unchecked().and_then(crate::measure::stats::table_of).map_or(0, |t| t as u64);
     let (image_start, image_end) = image;
     let area = thread::current_unchecked().map_or((0, 0), thread::mapping_of);
     h.launcher_maps = [[image_start, image_end - image_start], [area.0, area.1], [block.0, block.1]];

@@ -1,17 +1,32 @@
 //! The fast path: rewriting a trapped `mov $nr,%eax; syscall` site into a
 //! jump through the trap table to a per-site trampoline (see table.rs), once
-//! the site is proven safe to rewrite ([`site::check`], using function starts
-//! from the unwind tables found by [`elf`]).
+//! the site is proven safe to rewrite ([`site::check`], using the function
+//! start that [`locate`] finds in the unwind tables).
 //!
-//! - [`patcher`]: the decision and the one lock;
-//! - [`site`], [`elf`]: is this a real `mov` + `syscall` instruction pair?
+//! - [`install`]: when to patch (after a trap, for a syscall the table in
+//!   `trap::syscalls` says is patchable), the one lock, and forgetting sites
+//!   when code changes; it sits on the floor of the traps that call it;
+//! - [`site`]: is this a real `mov` + `syscall` instruction pair? With
+//!   [`locate`] (the function around it), built on [`maps`]
+//!   (/proc/self/maps), [`elf`] (program headers), [`unwind`] (.eh_frame),
+//!   [`hints`] (the launcher's), [`os`] (reads through the gate) and
+//!   [`reject`] (why a site is refused);
 //! - [`table`]: slot windows below 2 GiB and trampolines;
 //! - [`write`]: the cross-modifying write protocol;
 //! - [`registry`]: every site looked at, for the fault handlers and reports.
+//!
+//! Never: patch a site without proof, or write code other than through
+//! [`write`]'s protocol.
 
 pub mod elf;
-pub mod patcher;
+pub mod hints;
+pub mod install;
+pub mod locate;
+pub mod maps;
+pub mod os;
 pub mod registry;
+pub mod reject;
 pub mod site;
 pub mod table;
+pub mod unwind;
 pub mod write;

@@ -6,10 +6,12 @@
 //! entry's fields are stored before its key is published with Release).
 //!
 //! A site whose code is unmapped, replaced or about to be rewritten by the
-//! program is forgotten (patcher::code_changing): its key becomes
+//! program is forgotten (install::code_changing): its key becomes
 //! [`FORGOTTEN_KEY`], which lookups step over and which is never reused. To
 //! keep that check cheap for every munmap/mprotect/mremap/mmap(MAP_FIXED),
 //! the 2 MiB chunks holding recorded sites are listed ([`may_have_sites`]).
+//!
+//! Never: reuse a forgotten key, or write outside the patch lock.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -64,7 +66,7 @@ pub fn prepare() -> bool {
         return true;
     }
     let len = (core::mem::size_of::<Table>() + 4095) & !4095;
-    match crate::sigsafe::owned::map(len, libc::PROT_READ | libc::PROT_WRITE) {
+    match crate::rt::owned::map(len, libc::PROT_READ | libc::PROT_WRITE) {
         Ok(p) => {
             TABLE.store(p, Ordering::Release);
             true
@@ -292,4 +294,16 @@ pub fn for_each_unpatched(mut f: impl FnMut(&Site)) {
             f(&Site { key, state: UNPATCHED, nr: e.nr.load(Ordering::Relaxed), reason: reason_of(e), slot: 0 });
         }
     }
+}
+
+/// Syscalls run at a patched site by the fault handler (a thread caught
+/// mid-patch, or a branch straight to the old `syscall`), for the report.
+static SITE_FAULTS: AtomicU64 = AtomicU64::new(0);
+
+pub fn count_site_fault() {
+    SITE_FAULTS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn site_faults() -> u64 {
+    SITE_FAULTS.load(Ordering::Relaxed)
 }

@@ -9,93 +9,15 @@
 //! tables, [`super::elf`]) and accepting only when an instruction boundary falls
 //! exactly on the `mov`.
 //!
-//! Runs in trap context: no syscalls except through `sigsafe::raw`, no panics.
+//! Runs in trap context: no syscalls except through `rt::raw`, no panics.
 //! The decoder (iced-x86) allocates its tables once, on first use, through the
-//! bump allocator (`sigsafe::bump`): call [`warm_up`] at start-up, before any
+//! bump allocator (`rt::bump`): call [`warm_up`] at start-up, before any
 //! trap can reach [`check`].
 
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, Instruction, Register};
 
-use super::elf;
-
-/// Why a site is left on the slow path. The texts are printed in the list of
-/// unpatched sites.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reject {
-    /// The instruction at the site is not `mov $imm32,%eax` (5 bytes, `b8`).
-    NotMovEax,
-    /// The `mov` is fine but the next instruction is not `syscall`.
-    NotSyscall,
-    /// Decoding forward from the function start steps over the site.
-    NotBoundary,
-    /// An undecodable byte sequence before the site (data in the code?).
-    Undecodable,
-    /// `mov $15,%eax; syscall` or glibc's `mov $15,%rax; syscall`: rt_sigreturn.
-    SigreturnStub,
-    /// More than [`MAX_DECODE`] bytes between the function start and the site.
-    TooFar,
-    /// The site (and the 7 bytes) are not inside the code handed to [`verify`].
-    OutsideCode,
-    /// The object has unwind tables but no entry at or below the site.
-    NoFunctionStart,
-    /// The nearest unwind entry below the site ends at or before the site.
-    PastFunctionEnd,
-    /// The `mov` is inside the function's unwind range but the `syscall` is
-    /// not: glibc's clone/clone3 end their unwind info right before the
-    /// syscall on purpose (the child must not unwind past it).
-    SyscallOutsideFunction,
-    /// The object has no `PT_GNU_EH_FRAME` (no `.eh_frame_hdr`).
-    NoEhFrameHdr,
-    /// `.eh_frame_hdr` or `.eh_frame` use an encoding this parser does not know.
-    UnsupportedUnwind,
-    /// `.eh_frame_hdr` or `.eh_frame` unreadable or malformed.
-    BadUnwind,
-    /// ELF headers unreadable, or they do not describe the mapping of the site.
-    BadElf,
-    /// The site is in the vDSO.
-    InVdso,
-    /// The site is in the legacy vsyscall page.
-    InVsyscall,
-    /// Anonymous memory (JIT code), a special mapping, or a file that is not ELF.
-    NotElfObject,
-    /// The mapping of the site is not readable and executable.
-    NotExecutable,
-    /// No mapping contains the site.
-    NotMapped,
-    /// /proc/self/maps could not be opened or read.
-    MapsUnreadable,
-    /// The function does not lie in one run of executable mappings of its file.
-    StraddlesMapping,
-}
-
-impl Reject {
-    /// Short human reason, for the list of unpatched sites.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reject::NotMovEax => "not preceded by mov $imm32,%eax",
-            Reject::NotSyscall => "mov $imm32,%eax not followed by syscall",
-            Reject::NotBoundary => "no instruction boundary at the mov (decoded forward from function start)",
-            Reject::Undecodable => "undecodable bytes between the function start and the site",
-            Reject::SigreturnStub => "sigreturn stub",
-            Reject::TooFar => "function too large (site more than 1 MiB past its start)",
-            Reject::OutsideCode => "site outside the decoded code",
-            Reject::NoFunctionStart => "no function start known (no unwind table entry)",
-            Reject::PastFunctionEnd => "no function contains it (past the end of the nearest unwind entry)",
-            Reject::SyscallOutsideFunction => "syscall outside its function's unwind range (clone-style stub)",
-            Reject::NoEhFrameHdr => "no function start known (object has no .eh_frame_hdr)",
-            Reject::UnsupportedUnwind => "unwind table uses an unsupported encoding",
-            Reject::BadUnwind => "unwind table unreadable or malformed",
-            Reject::BadElf => "ELF headers unreadable or not matching the mapping",
-            Reject::InVdso => "in the vDSO",
-            Reject::InVsyscall => "in the vsyscall page",
-            Reject::NotElfObject => "not in a mapped ELF object",
-            Reject::NotExecutable => "not in a readable executable mapping",
-            Reject::NotMapped => "not mapped",
-            Reject::MapsUnreadable => "cannot read /proc/self/maps",
-            Reject::StraddlesMapping => "function not inside one executable mapping",
-        }
-    }
-}
+pub use super::reject::Reject;
+use super::{locate, os};
 
 /// Longest distance decoded from a function start to a site.
 pub const MAX_DECODE: u64 = 1 << 20;
@@ -166,18 +88,18 @@ pub fn verify(func_start: u64, code: &[u8], site: u64) -> Result<u32, Reject> {
 /// Full decision for a site in the running process (trap-context safe).
 /// `site` is the address of the `mov`, i.e. the syscall's return address - 7.
 pub fn check(site: u64) -> Result<u32, Reject> {
-    check_with(&mut elf::RawOs::new(), site)
+    check_with(&mut os::RawOs::new(), site)
 }
 
 /// [`check`] over a given system layer (tests use std instead of the gate).
-pub fn check_with<O: elf::Os>(os: &mut O, site: u64) -> Result<u32, Reject> {
+pub fn check_with<O: os::Os>(os: &mut O, site: u64) -> Result<u32, Reject> {
     // glibc's restorer first, whatever the unwind tables say about it (its
     // hand-written FDE starts one byte early, inside the alignment padding).
     let mut head = [0u8; SIGRETURN_STUB.len()];
     if os.read(site, &mut head) && head == SIGRETURN_STUB {
         return Err(Reject::SigreturnStub);
     }
-    let loc = elf::locate_with(os, site)?;
+    let loc = locate::locate_with(os, site)?;
     let end = site.checked_add(SITE_LEN).ok_or(Reject::OutsideCode)?;
     if end > loc.func_end {
         return Err(Reject::SyscallOutsideFunction);
@@ -394,7 +316,7 @@ mod tests {
     fn scan_object(suffix: &str) -> (usize, usize, BTreeMap<&'static str, usize>) {
         let (texts, base) = object_text(suffix);
         let name = suffix.trim_start_matches('/');
-        let mut os = elf::StdOs::new();
+        let mut os = os::StdOs::new();
         let (mut total, mut accepted) = (0usize, 0usize);
         let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
         let mut nrs: BTreeMap<u32, usize> = BTreeMap::new();
@@ -456,15 +378,15 @@ mod tests {
         // glibc's clone ends its unwind info right before the syscall (the
         // child must not unwind into the parent's frames).
         let site = find_after(libc::clone as *const () as usize as u64, 128, &[0xb8, 56, 0, 0, 0, 0x0f, 0x05]);
-        assert_eq!(check_with(&mut elf::StdOs::new(), site), Err(Reject::SyscallOutsideFunction));
+        assert_eq!(check_with(&mut os::StdOs::new(), site), Err(Reject::SyscallOutsideFunction));
     }
 
     #[test]
     fn getppid_wrapper_is_accepted() {
         let f = libc::getppid as *const () as usize as u64;
-        let mut os = elf::StdOs::new();
+        let mut os = os::StdOs::new();
         let site = find_after(f, 256, &[0xb8, 0x6e, 0x00, 0x00, 0x00, 0x0f, 0x05]);
-        assert_eq!(elf::locate_with(&mut os, site).map(|l| l.func_start), Ok(f));
+        assert_eq!(locate::locate_with(&mut os, site).map(|l| l.func_start), Ok(f));
         assert_eq!(check_with(&mut os, site), Ok(110));
     }
 
@@ -484,7 +406,7 @@ mod tests {
         };
         let bytes = text_bytes(restorer, restorer + 9);
         assert_eq!(bytes, &SIGRETURN_STUB, "__restore_rt is not the expected stub");
-        let mut os = elf::StdOs::new();
+        let mut os = os::StdOs::new();
         for site in restorer.saturating_sub(7)..restorer + 9 {
             let r = check_with(&mut os, site);
             assert!(r.is_err(), "site {site:#x} near __restore_rt accepted: {r:?}");
@@ -494,7 +416,7 @@ mod tests {
 
     #[test]
     fn anonymous_and_vdso_are_rejected() {
-        let mut os = elf::StdOs::new();
+        let mut os = os::StdOs::new();
         // JIT-like anonymous code.
         let p = unsafe {
             libc::mmap(

@@ -19,8 +19,10 @@
 //! syscall number, its return address, a jump to ut_fast_entry), in arenas of
 //! 8192 trampolines mapped anywhere. Slots are read-only and trampolines
 //! read-execute from the start: they are written through /proc/self/mem.
+//!
+//! Never: make slots or trampolines writable by the program.
 
-use crate::sigsafe::{owned, raw};
+use crate::rt::{owned, raw};
 
 pub const SLOT_BYTE: u64 = 0x06;
 const WINDOW_LEN: usize = 0x1_0000;

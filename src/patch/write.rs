@@ -10,10 +10,13 @@
 //!   3. byte 0 becomes the jump's opcode 0xff;
 //! with a core-serialising barrier for every thread (membarrier SYNC_CORE)
 //! before the first write and after the last.
+//!
+//! Never: make a page writable or non-executable, or write a site out of
+//! this order.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::sigsafe::raw;
+use crate::rt::raw;
 
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: u64 = 16;
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: u64 = 32;

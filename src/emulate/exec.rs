@@ -1,0 +1,702 @@
+//! execve and execveat.
+//!
+//! A seccomp filter survives exec and cannot be removed, while our handlers
+//! do not: the new image's first syscall (the loader's) would kill it. So the
+//! library never lets the kernel start the program. It execs the launcher
+//! instead (`usertrap-launcher`, beside the library; see `launch`), which
+//! starts with the gate mapped from its own file, serves the loader's
+//! syscalls, loads the program as the kernel would and starts it; the
+//! library, preloaded again, takes over in the new image. A static program
+//! stays with the launcher for its whole life. Under SUD the kernel clears
+//! dispatch at exec and LD_PRELOAD alone would do for dynamic programs, but
+//! the launcher also covers the loader's syscalls and static programs, so
+//! both backends take the same road.
+//!
+//! What the program can observe stays native: every error is decided before
+//! the launcher's exec (`exec_target`), argv and /proc/self/cmdline are the
+//! program's own (a `#!` script's argv is rewritten here as the kernel
+//! would), AT_EXECFN is the name the program passed, and /proc/self/exe is
+//! answered with the program's path (readlink is emulated where the launcher
+//! started the image). The launcher learns what to load from one entry it
+//! removes from the environment before the program sees it:
+//! `USERTRAP_EXEC=<fd>:<seccomp armed 0|1>:<entries in front>:<LD_PRELOAD
+//! prefixed 0|1>:<comm, hex>:<file name as passed>`. The two middle fields let the new
+//! image take our LD_PRELOAD and USERTRAP_* entries back out of its
+//! environment, so the program sees the one it passed (`env -i` stays empty).
+//!
+//! Exceptions, each with a one-line note on stderr: a set-user-ID program
+//! runs with the caller's credentials under seccomp (the launcher loads it;
+//! when no_new_privs is set a native exec does the same), and is exec'd natively, unmonitored,
+//! under SUD (where it would otherwise lose its privileges); a 32-bit program
+//! cannot be loaded (refused with ENOEXEC under seccomp, exec'd natively
+//! under SUD).
+//!
+//! Never: let the kernel exec the program itself.
+
+use crate::emulate::exec_target::{self, Target, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, MAX_PREFIX, PATH_MAX};
+use crate::emulate::signals;
+use crate::measure::report;
+use crate::rt::log::{Buf, Line};
+use crate::rt::raw;
+use crate::rt::thread::ThreadArea;
+use crate::trap::backend;
+
+/// Environment entries the library carries into exec'd programs (set at start).
+pub struct ExecEnv {
+    /// "LD_PRELOAD=<absolute path of this library>\0"
+    pub preload_entry: [u8; 4096],
+    /// Length of the library's path inside `preload_entry`.
+    pub path_len: usize,
+    /// The launcher's absolute path, NUL-terminated (empty: none known).
+    pub launcher: [u8; 4096],
+    /// The process's USERTRAP_* entries, NUL-terminated one after another.
+    pub settings: [u8; 4096],
+    pub settings_len: usize,
+    /// The program's executable when the kernel's /proc/self/exe names the
+    /// launcher instead, NUL-terminated (empty: the kernel's is right).
+    pub exe_path: [u8; 4096],
+}
+
+struct ExecEnvCell(core::cell::UnsafeCell<ExecEnv>);
+// SAFETY: written once by the constructor before any trap is armed, then only read.
+unsafe impl Sync for ExecEnvCell {}
+static EXEC_ENV: ExecEnvCell = ExecEnvCell(core::cell::UnsafeCell::new(ExecEnv {
+    preload_entry: [0; 4096],
+    path_len: 0,
+    launcher: [0; 4096],
+    settings: [0; 4096],
+    settings_len: 0,
+    exe_path: [0; 4096],
+}));
+
+/// Constructor only: record what exec must carry along.
+pub fn set_exec_env(f: impl FnOnce(&mut ExecEnv)) {
+    // SAFETY: called once, single-threaded, before any trap is armed.
+    f(unsafe { &mut *EXEC_ENV.0.get() })
+}
+
+fn exec_env() -> &'static ExecEnv {
+    // SAFETY: read-only after the constructor.
+    unsafe { &*EXEC_ENV.0.get() }
+}
+
+/// Start-up only: the program's executable, when /proc/self/exe is wrong.
+pub fn set_exe_path(path: &[u8]) {
+    set_exec_env(|env| {
+        Buf::new(&mut env.exe_path).put(path).put(b"\0");
+    });
+}
+
+fn cstr(buf: &[u8]) -> &[u8] {
+    buf.get(..buf.iter().position(|&b| b == 0).unwrap_or(0)).unwrap_or(&[])
+}
+
+/// Start-up only: the kernel's /proc/self/exe is right after all.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn clear_exe_path() {
+    set_exec_env(|env| env.exe_path = [0; 4096]);
+}
+
+/// The program's executable if the launcher started this image, else None.
+pub fn exe_path_override() -> Option<&'static [u8]> {
+    let p = cstr(&exec_env().exe_path);
+    (!p.is_empty()).then_some(p)
+}
+
+const ENOENT: i64 = 2;
+const ENOEXEC: i64 = 8;
+const F_GETFD: u64 = 1;
+const F_SETFD: u64 = 2;
+const FD_CLOEXEC: i64 = 1;
+
+/// The control entry's name (see the module doc).
+pub const CONTROL: &[u8] = b"USERTRAP_EXEC=";
+
+#[inline(never)]
+pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
+    let at = nr == raw::SYS_execveat;
+    let (dirfd, path_ptr, argv, envp, flags) = if at {
+        (args[0] as i32 as i64, args[1], args[2], args[3], args[4])
+    } else {
+        (AT_FDCWD, args[0], args[1], args[2], 0)
+    };
+    if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 {
+        return -raw::EINVAL;
+    }
+    let env = exec_env();
+    let launcher = cstr(&env.launcher);
+    if launcher.is_empty() {
+        return exec_natively(area, nr, args, b"usertrap-launcher is missing beside libusertrap.so");
+    }
+
+    let mut path = [0u8; PATH_MAX];
+    let len = match raw::strnlen_user(path_ptr, PATH_MAX) {
+        Err(e) => return -e,
+        Ok(n) if n >= PATH_MAX => return -exec_target::name_too_long(),
+        Ok(n) => n,
+    };
+    if raw::copy_from_user(path.as_mut_ptr(), path_ptr as *const u8, len).is_err() {
+        return -raw::EFAULT;
+    }
+    let name = path.get(..len).unwrap_or(&[]);
+    let empty = name.is_empty();
+    if empty && flags & AT_EMPTY_PATH == 0 {
+        return -ENOENT;
+    }
+    let relative_to_fd = dirfd != AT_FDCWD && name.first() != Some(&b'/');
+
+    // The file's name as the kernel gives it to the program: AT_EXECFN, and a
+    // script's argument to its interpreter.
+    let mut execfn = [0u8; PATH_MAX + 32];
+    let mut w = Buf::new(&mut execfn);
+    if relative_to_fd {
+        w.put(b"/dev/fd/").num(dirfd as u64);
+        if !empty {
+            w.put(b"/").put(name);
+        }
+    } else {
+        w.put(name);
+    }
+    let execfn_len = w.len;
+    if execfn_len >= PATH_MAX {
+        return -exec_target::name_too_long();
+    }
+
+    // What to open: the descriptor itself for AT_EMPTY_PATH; the program's
+    // real executable for its /proc/self/exe (which names the launcher).
+    let mut open_name = [0u8; PATH_MAX + 32];
+    let (open_dir, nofollow) = if empty {
+        (dirfd, false) // open_name stays empty: the descriptor itself
+    } else if let Some(exe) = exe_path_override().filter(|_| !relative_to_fd && exec_target::is_proc_self_exe(name)) {
+        Buf::new(&mut open_name).put(exe).put(b"\0");
+        (AT_FDCWD, false)
+    } else {
+        Buf::new(&mut open_name).put(name).put(b"\0");
+        (dirfd, flags & AT_SYMLINK_NOFOLLOW != 0)
+    };
+    let inaccessible = relative_to_fd && raw::syscall(libc::SYS_fcntl, dirfd as u64, F_GETFD, 0, 0) & FD_CLOEXEC != 0;
+    let mut t = Target::new();
+    if let Err(e) = exec_target::resolve(open_dir, &open_name, nofollow, inaccessible, &mut t) {
+        return -e;
+    }
+    let fd = t.fd as u64;
+    let close_fd = || raw::syscall(libc::SYS_close, fd, 0, 0, 0);
+    if t.elf32 || (t.setuid && backend::is_sud()) {
+        close_fd();
+        note(execfn.get(..execfn_len).unwrap_or(&[]), if t.elf32 { Note::Elf32 } else { Note::SetuidNative });
+        if t.elf32 && backend::is_seccomp() {
+            return -ENOEXEC;
+        }
+        return exec_natively(area, nr, args, b"");
+    }
+    if t.setuid {
+        note(execfn.get(..execfn_len).unwrap_or(&[]), Note::SetuidNoPrivs);
+    }
+    if backend::is_sud() && starts_valgrind_tool(envp) {
+        // valgrind's tool runs the program on its synthetic CPU and makes
+        // every syscall for it, identifying an interrupted one by the
+        // address of its own `syscall` instruction: under the slow path that
+        // address is the gate's, and valgrind aborts at the first signal
+        // that interrupts a syscall. Exec it natively, without us.
+        // Under seccomp the filter forbids that: the launcher runs it.
+        close_fd();
+        return exec_valgrind_tool(area, nr, args, execfn.get(..execfn_len).unwrap_or(&[]));
+    }
+
+    // The process's new name (comm): the file name's last component; for an
+    // exec of a descriptor itself (AT_EMPTY_PATH) the kernel names the file
+    // it loads (the interpreter, for a script).
+    let mut comm = [0u8; 16];
+    let comm_len = comm_name(if empty { Some(t.fd) } else { None }, execfn.get(..execfn_len).unwrap_or(&[]), &mut comm);
+    let mut control = [0u8; PATH_MAX + 96];
+    let execfn_bytes = execfn.get(..execfn_len).unwrap_or(&[]);
+    let armed = backend::is_seccomp() as u64;
+    let mut fill_control = |added: Injected| {
+        Buf::new(&mut control)
+            .put(CONTROL)
+            .num(fd)
+            .put(b":")
+            .num(armed)
+            .put(b":")
+            .num(added.leading as u64)
+            .put(b":")
+            .num(added.preload_prefixed as u64)
+            .put(b":")
+            .hex_bytes(comm.get(..comm_len).unwrap_or(&[]))
+            .put(b":")
+            .put(execfn_bytes)
+            .put(b"\0");
+        control.as_ptr() as u64
+    };
+    let mut prefix = [0u64; MAX_PREFIX];
+    let n_prefix = t.prefix(execfn.as_ptr() as u64, &mut prefix);
+    // The launcher inherits the descriptor; it closes it before the program runs.
+    raw::syscall(libc::SYS_fcntl, fd, F_SETFD, 0, 0);
+    let r = with_argv(argv, prefix.get(..n_prefix).unwrap_or(&[]), |new_argv| {
+        with_our_environment(envp, Some(&mut fill_control), |new_envp| {
+            exec_reported(area, raw::SYS_execve, [env.launcher.as_ptr() as u64, new_argv, new_envp, 0, 0, 0])
+        })
+    });
+    close_fd();
+    core::hint::black_box((&t, &execfn));
+    r
+}
+
+/// At most 15 bytes of the name the kernel gives the process at exec: the
+/// last component of `execfn`, or of the path of `loaded` when given.
+fn comm_name(loaded: Option<i32>, execfn: &[u8], out: &mut [u8; 16]) -> usize {
+    let mut link = [0u8; PATH_MAX];
+    let file: &[u8] = match loaded {
+        Some(fd) => {
+            let path = exec_target::fd_path(fd as i64);
+            let r =
+                raw::syscall(libc::SYS_readlink, path.as_ptr() as u64, link.as_mut_ptr() as u64, PATH_MAX as u64, 0);
+            link.get(..r.max(0) as usize).unwrap_or(&[])
+        }
+        None => execfn,
+    };
+    let base = file.rsplit(|&b| b == b'/').next().unwrap_or(file);
+    Buf::new(&mut out[..15]).put(base).len
+}
+
+enum Note {
+    SetuidNoPrivs,
+    SetuidNative,
+    Elf32,
+}
+
+#[inline(never)]
+fn note(name: &[u8], what: Note) {
+    let mut l = Line::new();
+    l.str("exec of ").bytes(name).str(match what {
+        Note::SetuidNoPrivs => if raw::syscall(raw::SYS_prctl, libc::PR_GET_NO_NEW_PRIVS as u64, 0, 0, 0) == 1 {
+            ": set-user-ID/set-group-ID program run with the caller's credentials (no_new_privs is set, which a native exec would honour too)"
+        } else {
+            ": set-user-ID/set-group-ID program run with the caller's credentials (under seccomp usertrap's launcher loads it: the filter outlives exec; a native exec would have changed credentials)"
+        },
+        Note::SetuidNative => ": set-user-ID/set-group-ID program exec'd natively and not monitored (the launcher would drop its privileges)",
+        Note::Elf32 => if backend::is_seccomp() {
+            ": 32-bit program; usertrap cannot load it, exec refused with ENOEXEC (the sud backend runs it unmonitored)"
+        } else {
+            ": 32-bit program exec'd natively and not monitored"
+        },
+    });
+    l.emit();
+}
+
+/// The kernel execs the program itself, with our environment. Only under
+/// SUD (a seccomp filter would kill the new image): the library is preloaded
+/// again unless the program is set-user-ID or 32-bit.
+fn exec_natively(area: &ThreadArea, nr: i64, args: [u64; 6], why: &[u8]) -> i64 {
+    if backend::is_seccomp() {
+        let mut l = Line::new();
+        l.str("execve refused with ENOSYS: the seccomp backend cannot follow exec without the launcher (")
+            .bytes(why)
+            .str(")");
+        l.emit();
+        return -raw::ENOSYS;
+    }
+    let envp_idx = if nr == raw::SYS_execve { 2 } else { 3 };
+    let envp = args.get(envp_idx).copied().unwrap_or(0);
+    with_our_environment(envp, None, |new_envp| {
+        let mut a = args;
+        if let Some(slot) = a.get_mut(envp_idx) {
+            *slot = new_envp;
+        }
+        exec_reported(area, nr, a)
+    })
+}
+
+/// The exec itself: the old image's figures are reported first (the new
+/// image reports its own), the kernel holds the program's view of the owned
+/// signals across it, and if it fails the process goes on as it was.
+fn exec_reported(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
+    report::at_exit(report::Exit::Exec);
+    let r = signals::with_program_signal_state_for_exec(area, || raw::syscall6(nr, args));
+    report::exec_failed();
+    r
+}
+
+/// Pointers a new argv may hold on our stack before we map a buffer.
+const ARGV_ON_STACK: usize = 256;
+
+/// Call `run` with `argv`, or with `prefix` followed by argv[1..] when a
+/// script's interpreters take argv[0]'s place.
+fn with_argv(argv: u64, prefix: &[u64], run: impl FnOnce(u64) -> i64) -> i64 {
+    if prefix.is_empty() {
+        return run(argv);
+    }
+    let count = match count_user_array(argv) {
+        Ok(c) => c,
+        Err(e) => return -e,
+    };
+    let mut on_stack = [0u64; ARGV_ON_STACK];
+    let mut out = match PtrArray::new(&mut on_stack, prefix.len() + count + 1) {
+        Ok(a) => a,
+        Err(e) => return -e,
+    };
+    for &p in prefix {
+        out.push(p);
+    }
+    for i in 1..count {
+        match raw::read_user::<u64>(argv + 8 * i as u64) {
+            Ok(p) => out.push(p),
+            Err(e) => return -e,
+        }
+    }
+    out.push(0);
+    run(out.as_ptr())
+}
+
+/// Entries of a NULL-terminated array of pointers in program memory (a NULL
+/// array is empty); E2BIG past 2^24 entries, EFAULT if unreadable.
+/// Exec valgrind's tool natively, with this library taken out of its
+/// LD_PRELOAD: the tool passes LD_PRELOAD on to the program it runs, where
+/// the library could intercept nothing (valgrind makes the syscalls) and
+/// would only move the program's addresses in valgrind's messages.
+#[inline(never)]
+fn exec_valgrind_tool(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8]) -> i64 {
+    let envp_idx = if nr == raw::SYS_execve { 2 } else { 3 };
+    let envp = args.get(envp_idx).copied().unwrap_or(0);
+    let env = exec_env();
+    let ours = env.preload_entry.get(LD_PRELOAD.len()..LD_PRELOAD.len() + env.path_len).unwrap_or(&[]);
+    let count = match count_user_array(envp) {
+        Ok(c) => c,
+        Err(e) => return -e,
+    };
+    let mut on_stack = [0u64; ENV_ON_STACK];
+    let mut out = match PtrArray::new(&mut on_stack, count + 1) {
+        Ok(a) => a,
+        Err(e) => return -e,
+    };
+    let mut rewritten = [0u8; LD_PRELOAD.len() + PRELOAD_MAX + 1];
+    let mut done = false;
+    for i in 0..count {
+        let p = match raw::read_user::<u64>(envp + 8 * i as u64) {
+            Ok(p) => p,
+            Err(e) => return -e,
+        };
+        let mut value = [0u8; LD_PRELOAD.len() + PRELOAD_MAX];
+        let len = raw::strnlen_user(p, value.len()).unwrap_or(value.len());
+        let entry = if len < value.len() && raw::copy_from_user(value.as_mut_ptr(), p as *const u8, len).is_ok() {
+            value.get(..len).unwrap_or(&[])
+        } else {
+            &[]
+        };
+        let names = entry.strip_prefix(LD_PRELOAD).filter(|v| !done && names_us(v, ours));
+        let Some(v) = names else {
+            out.push(p);
+            continue;
+        };
+        done = true;
+        // The other libraries, in their order, with their separators.
+        let mut w = Buf::new(&mut rewritten);
+        w.put(LD_PRELOAD);
+        let mut first = true;
+        for lib in v.split(|&b| b == b':' || b == b' ').filter(|c| !c.is_empty() && *c != ours) {
+            if !first {
+                w.put(b":");
+            }
+            w.put(lib);
+            first = false;
+        }
+        w.put(b"\0");
+        out.push(rewritten.as_ptr() as u64);
+    }
+    out.push(0);
+    Line::new().str("exec of ").bytes(name).str(": valgrind's tool exec'd natively and not monitored, nor is the program it runs (valgrind makes its syscalls itself)").emit();
+    let mut a = args;
+    if let Some(slot) = a.get_mut(envp_idx) {
+        *slot = out.as_ptr();
+    }
+    let r = exec_reported(area, nr, a);
+    core::hint::black_box(&rewritten);
+    r
+}
+
+/// Does the environment passed to exec hold `VALGRIND_LAUNCHER=`? valgrind's
+/// launcher sets it for the tool it execs (memcheck-amd64-linux, ...), and the
+/// tool removes it from its program's environment.
+fn starts_valgrind_tool(envp: u64) -> bool {
+    const NAME: &[u8] = b"VALGRIND_LAUNCHER=";
+    let count = count_user_array(envp).unwrap_or(0);
+    (0..count).any(|i| {
+        let Ok(p) = raw::read_user::<u64>(envp + 8 * i as u64) else { return false };
+        let mut head = [0u8; NAME.len()];
+        raw::strnlen_user(p, head.len()).is_ok_and(|n| n == head.len())
+            && raw::copy_from_user(head.as_mut_ptr(), p as *const u8, head.len()).is_ok()
+            && head == *NAME
+    })
+}
+
+fn count_user_array(array: u64) -> Result<usize, i64> {
+    let mut count = 0usize;
+    if array == 0 {
+        return Ok(0);
+    }
+    loop {
+        match raw::read_user::<u64>(array + 8 * count as u64)? {
+            0 => return Ok(count),
+            _ => count += 1,
+        }
+        if count > (1 << 24) {
+            return Err(libc::E2BIG as i64);
+        }
+    }
+}
+
+/// An array of pointers we build for exec (argv, envp): in `stack` when it
+/// fits, else in a private mapping, unmapped when dropped.
+struct PtrArray<'a> {
+    slots: &'a mut [u64],
+    mapped: Option<(u64, usize)>,
+    len: usize,
+}
+
+impl<'a> PtrArray<'a> {
+    fn new(stack: &'a mut [u64], needed: usize) -> Result<PtrArray<'a>, i64> {
+        if needed <= stack.len() {
+            return Ok(PtrArray { slots: stack, mapped: None, len: 0 });
+        }
+        let bytes = (needed * 8 + 4095) & !4095;
+        let p = raw::mmap_anon(bytes, libc::PROT_READ | libc::PROT_WRITE)?;
+        // SAFETY: a fresh private mapping of `bytes` >= needed * 8 bytes,
+        // ours alone until `drop` unmaps it.
+        let slots = unsafe { core::slice::from_raw_parts_mut(p as *mut u64, needed) };
+        Ok(PtrArray { slots, mapped: Some((p, bytes)), len: 0 })
+    }
+
+    fn push(&mut self, p: u64) {
+        if let Some(slot) = self.slots.get_mut(self.len) {
+            *slot = p;
+            self.len += 1;
+        }
+    }
+
+    fn set(&mut self, i: usize, p: u64) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = p;
+        }
+    }
+
+    fn as_ptr(&self) -> u64 {
+        self.slots.as_ptr() as u64
+    }
+}
+
+impl Drop for PtrArray<'_> {
+    fn drop(&mut self) {
+        if let Some((p, bytes)) = self.mapped {
+            raw::munmap(p, bytes);
+        }
+    }
+}
+
+const LD_PRELOAD: &[u8] = b"LD_PRELOAD=";
+const USERTRAP_PREFIX: &[u8] = b"USERTRAP_";
+/// Pointers the new environment may hold on our stack before we map a buffer.
+const ENV_ON_STACK: usize = 512;
+/// Longest LD_PRELOAD value we rewrite.
+const PRELOAD_MAX: usize = 4000;
+
+/// Does the LD_PRELOAD value `v` already name this library?
+fn names_us(v: &[u8], ours: &[u8]) -> bool {
+    v.split(|&b| b == b':' || b == b' ').any(|c| c == ours)
+}
+
+/// What `with_our_environment` added to the program's environment, for the
+/// new image to take back out (the launcher's control entry carries it).
+#[derive(Clone, Copy, Default)]
+pub struct Injected {
+    /// Entries put in front of the program's (LD_PRELOAD, USERTRAP_* settings).
+    pub leading: usize,
+    /// The program's LD_PRELOAD was rewritten to `<library>:<theirs>` in place.
+    pub preload_prefixed: bool,
+}
+
+/// Most USERTRAP_* settings we track as "the program has it verbatim".
+const MAX_SETTINGS: usize = 64;
+
+/// Build the program's environment with LD_PRELOAD naming this library and
+/// our USERTRAP_* settings, and call `run` with a pointer to it. What we add
+/// goes in front of the program's entries, which keep their order (and the
+/// program's LD_PRELOAD, if it names other libraries, gets ours in front):
+/// the new image then starts `environ` past ours, and the initial stack
+/// keeps its layout (the auxiliary vector right after the environment).
+/// `first`: called with what was added, returns an entry to put first
+/// (the launcher's control entry).
+fn with_our_environment(
+    envp: u64,
+    first: Option<&mut dyn FnMut(Injected) -> u64>,
+    run: impl FnOnce(u64) -> i64,
+) -> i64 {
+    let env = exec_env();
+    let ours = env.preload_entry.get(LD_PRELOAD.len()..LD_PRELOAD.len() + env.path_len).unwrap_or(&[]);
+    // A NULL envp is an empty environment.
+    let count = match count_user_array(envp) {
+        Ok(c) => c,
+        Err(e) => return -e,
+    };
+    let settings = env.settings.get(..env.settings_len).unwrap_or(&[]);
+    let n_settings = settings.iter().filter(|&&b| b == 0).count();
+    // A TSC frequency this process measured well spares the new image its
+    // own calibration (unless the settings already carry one).
+    let mut hz_entry = [0u8; 40];
+    let hz_len = tsc_hz_entry(settings, &mut hz_entry);
+    let needed = 1 + count + 1 + n_settings + 1 + 1;
+
+    let mut on_stack = [0u64; ENV_ON_STACK];
+    let mut out = match PtrArray::new(&mut on_stack, needed) {
+        Ok(a) => a,
+        Err(e) => return -e,
+    };
+
+    let mut rewritten = [0u8; LD_PRELOAD.len() + 4096 + 1 + PRELOAD_MAX + 1];
+    if first.is_some() {
+        out.push(0); // filled in below, once we know what we added
+    }
+    let read_entry = |i: usize| raw::read_user::<u64>(envp + 8 * i as u64);
+    let head_of = |p: u64| {
+        let mut head = [0u8; 11];
+        let len = raw::strnlen_user(p, head.len()).unwrap_or(0);
+        let _ = raw::copy_from_user(head.as_mut_ptr(), p as *const u8, len);
+        (head, len)
+    };
+    // First pass: which of our entries the program passes already.
+    let mut present = 0u64; // bit i: our setting i, word for word
+    let mut preload_at = None;
+    for i in 0..count {
+        let p = match read_entry(i) {
+            Ok(p) => p,
+            Err(e) => return -e,
+        };
+        let (head, len) = head_of(p);
+        let head = head.get(..len).unwrap_or(&[]);
+        if head.starts_with(USERTRAP_PREFIX) {
+            if let Some(i) = matching_setting(p, settings) {
+                present |= 1 << i;
+            }
+        } else if head == LD_PRELOAD && preload_at.is_none() {
+            preload_at = Some(p);
+        }
+    }
+    // The program's LD_PRELOAD: kept if it names us, else rewritten with us
+    // in front (the loader takes the last LD_PRELOAD, so ours cannot simply
+    // be added); if it is too long to rewrite, ours goes last.
+    let mut injected = Injected::default();
+    let mut ours_last = false;
+    let mut preload_rewrite = None;
+    match preload_at {
+        None => {}
+        Some(p) => {
+            let vlen = raw::strnlen_user(p + LD_PRELOAD.len() as u64, PRELOAD_MAX + 1).unwrap_or(PRELOAD_MAX + 1);
+            let mut value = [0u8; PRELOAD_MAX];
+            if vlen <= PRELOAD_MAX
+                && raw::copy_from_user(value.as_mut_ptr(), (p + LD_PRELOAD.len() as u64) as *const u8, vlen).is_ok()
+            {
+                let value = value.get(..vlen).unwrap_or(&[]);
+                if !names_us(value, ours) {
+                    Buf::new(&mut rewritten).put(LD_PRELOAD).put(ours).put(b":").put(value).put(b"\0");
+                    preload_rewrite = Some(p);
+                    injected.preload_prefixed = true;
+                }
+            } else {
+                ours_last = true;
+            }
+        }
+    }
+    // Ours first (the new image skips exactly these), then the program's.
+    if preload_at.is_none() {
+        out.push(env.preload_entry.as_ptr() as u64);
+        injected.leading += 1;
+    }
+    let mut start = 0usize;
+    let mut index = 0usize;
+    for (i, &b) in settings.iter().enumerate() {
+        if b == 0 {
+            if index >= MAX_SETTINGS || present & (1 << index) == 0 {
+                out.push(settings.as_ptr() as u64 + start as u64);
+                injected.leading += 1;
+            }
+            start = i + 1;
+            index += 1;
+        }
+    }
+    if hz_len != 0 {
+        out.push(hz_entry.as_ptr() as u64);
+        injected.leading += 1;
+    }
+    for i in 0..count {
+        let p = match read_entry(i) {
+            Ok(p) => p,
+            Err(e) => return -e,
+        };
+        let (head, len) = head_of(p);
+        if head.get(..len).unwrap_or(&[]).starts_with(USERTRAP_PREFIX) && matching_setting(p, settings).is_none() {
+            continue; // one of our settings with another value: ours replaces it
+        }
+        out.push(if Some(p) == preload_rewrite { rewritten.as_ptr() as u64 } else { p });
+    }
+    if ours_last {
+        out.push(env.preload_entry.as_ptr() as u64);
+    }
+    out.push(0);
+    if let Some(f) = first {
+        out.set(0, f(injected));
+    }
+    let r = run(out.as_ptr());
+    core::hint::black_box((&rewritten, &hz_entry));
+    r
+}
+
+/// The index of the setting (NUL-separated in `settings`) equal to the
+/// program's entry at `p`, if any.
+fn matching_setting(p: u64, settings: &[u8]) -> Option<usize> {
+    let mut entry = [0u8; 4096];
+    let len = raw::strnlen_user(p, entry.len()).ok()?;
+    raw::copy_from_user(entry.as_mut_ptr(), p as *const u8, len).ok()?;
+    let entry = entry.get(..len)?;
+    settings.split(|&b| b == 0).take(MAX_SETTINGS).position(|s| s == entry && !s.is_empty())
+}
+
+/// "USERTRAP_TSC_HZ=<hz>\0" into `buf` if this process knows the frequency
+/// and `settings` do not already carry one; its length (0: none).
+fn tsc_hz_entry(settings: &[u8], buf: &mut [u8; 40]) -> usize {
+    const KEY: &[u8] = b"USERTRAP_TSC_HZ=";
+    let carried = settings.split(|&b| b == 0).any(|e| e.starts_with(KEY));
+    let hz = crate::measure::stats::settled_hz();
+    if carried || hz == 0 {
+        return 0;
+    }
+    Buf::new(buf).put(KEY).num(hz).put(b"\0").len
+}
+
+// --- /proc/self/exe ----------------------------------------------------------------
+
+/// readlink/readlinkat of /proc/self/exe where the kernel's answer is the
+/// launcher: the program's own path, as a native exec would give. None:
+/// not that link (run the syscall).
+#[inline(never)]
+pub fn readlink(nr: i64, args: [u64; 6]) -> Option<i64> {
+    let exe = exe_path_override()?;
+    let (dirfd, path, buf, size) = if nr == libc::SYS_readlink {
+        (AT_FDCWD, args[0], args[1], args[2])
+    } else {
+        (args[0] as i32 as i64, args[1], args[2], args[3])
+    };
+    let mut name = [0u8; 64];
+    let n = raw::strnlen_user(path, name.len()).ok()?;
+    raw::copy_from_user(name.as_mut_ptr(), path as *const u8, n).ok()?;
+    let name = name.get(..n)?;
+    if (dirfd != AT_FDCWD && name.first() != Some(&b'/')) || !exec_target::is_proc_self_exe(name) {
+        return None;
+    }
+    if (size as i64) <= 0 {
+        return Some(-raw::EINVAL);
+    }
+    let len = exe.len().min(size as usize);
+    Some(match raw::copy_to_user(buf as *mut u8, exe.as_ptr(), len) {
+        Ok(()) => len as i64,
+        Err(e) => -e,
+    })
+}

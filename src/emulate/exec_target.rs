@@ -1,0 +1,591 @@
+//! What the kernel would do with an execve, decided before we commit to one.
+//!
+//! The library never lets the kernel exec the program itself: it execs the
+//! launcher, which loads the program (see `exec`). Once the launcher's exec
+//! succeeds the old image is gone, so every error a native execve would
+//! return to the caller must be found here first, with the kernel's errno:
+//! the path walk (ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES on a
+//! directory in the way), the file (EACCES: a directory, not a regular file,
+//! no execute permission, a noexec mount; ETXTBSY: open for writing), the format (ENOEXEC: neither ELF
+//! nor `#!`; ELIBBAD: an ELF interpreter that is not ELF), and `#!` scripts,
+//! followed like fs/binfmt_script.c does (interpreter and optional argument
+//! from the first line, at most 5 levels, ELOOP beyond; a missing
+//! interpreter is ENOENT). What the exec itself returns (E2BIG, EFAULT,
+//! ENOMEM) comes from the launcher's exec, which fails without harm.
+//!
+//! Opening follows the kernel's open_exec: the kind of file by path first (a
+//! FIFO must not block us, a device must not be opened), then a readable
+//! descriptor for the launcher to map, checked. At most one descriptor of
+//! the process is used at a time, and with none free the soft
+//! RLIMIT_NOFILE is raised by one for the checks (a native exec needs no
+//! descriptor of the caller's).
+//!
+//! Never: let the launcher's exec go ahead before every error a native exec
+//! would return is known.
+
+use crate::patch::elf::field;
+use crate::rt::raw;
+
+pub const AT_FDCWD: i64 = -100;
+pub const AT_EMPTY_PATH: u64 = 0x1000;
+pub const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_EACCESS: u64 = 0x200;
+const O_PATH: u64 = 0o10000000;
+const O_CLOEXEC: u64 = 0o2000000;
+const O_NOFOLLOW: u64 = 0o400000;
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFLNK: u32 = 0o120000;
+const S_ISUID: u32 = 0o4000;
+const S_ISGID: u32 = 0o2000;
+const S_IXGRP: u32 = 0o0010;
+const ST_NOEXEC: u64 = 8;
+const SYS_FACCESSAT2: i64 = 439;
+const ENOENT: i64 = 2;
+const EACCES: i64 = 13;
+const ENOEXEC: i64 = 8;
+const ELOOP: i64 = 40;
+const ENAMETOOLONG: i64 = 36;
+const ELIBBAD: i64 = 80;
+const ETXTBSY: i64 = 26;
+const EMFILE: i64 = 24;
+
+/// The first bytes the kernel reads to pick a format (BINPRM_BUF_SIZE).
+const HEAD: usize = 256;
+/// Interpreters the kernel follows before it gives up with ELOOP.
+pub const MAX_SCRIPT_LEVELS: usize = 5;
+pub const PATH_MAX: usize = 4096;
+
+/// Strings prepended to the program's argv (from its second entry on):
+/// interpreters, their optional arguments, and the script's name.
+pub const MAX_PREFIX: usize = 2 * MAX_SCRIPT_LEVELS + 1;
+
+/// The program the launcher must load, and how its argv changes.
+pub struct Target {
+    /// Readable, close-on-exec descriptor of the ELF file to load.
+    pub fd: i32,
+    /// Set-user-ID or set-group-ID: a native exec would change credentials.
+    pub setuid: bool,
+    /// 32-bit x86 ELF: the launcher cannot load it.
+    pub elf32: bool,
+    /// The interpreter chain's names, each NUL-terminated (one per level).
+    pub interp: [[u8; HEAD + 1]; MAX_SCRIPT_LEVELS],
+    pub interp_arg: [[u8; HEAD + 1]; MAX_SCRIPT_LEVELS],
+    /// The strings prepended to argv[1..] in place of argv[0], as pointers
+    /// into `interp`, `interp_arg` or the caller's file name (see `prefix`).
+    pub levels: usize,
+    pub has_arg: [bool; MAX_SCRIPT_LEVELS],
+}
+
+impl Target {
+    pub fn new() -> Target {
+        Target {
+            fd: -1,
+            setuid: false,
+            elf32: false,
+            interp: [[0; HEAD + 1]; MAX_SCRIPT_LEVELS],
+            interp_arg: [[0; HEAD + 1]; MAX_SCRIPT_LEVELS],
+            levels: 0,
+            has_arg: [false; MAX_SCRIPT_LEVELS],
+        }
+    }
+
+    /// The new argv's head (argv[0] of the program is dropped when this is
+    /// not empty): for `#!I1 O1` naming script `filename`, [I1, O1, filename];
+    /// if I1 is itself a script `#!I2 O2`, [I2, O2, I1, O1, filename]; ...
+    /// Returns how many pointers were written.
+    pub fn prefix(&self, filename: u64, out: &mut [u64; MAX_PREFIX]) -> usize {
+        let mut n = 0;
+        for level in (0..self.levels).rev() {
+            if let (Some(i), Some(a), Some(&has)) =
+                (self.interp.get(level), self.interp_arg.get(level), self.has_arg.get(level))
+            {
+                for (p, on) in [(i.as_ptr() as u64, true), (a.as_ptr() as u64, has)] {
+                    if on {
+                        if let Some(slot) = out.get_mut(n) {
+                            *slot = p;
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if self.levels > 0 {
+            if let Some(slot) = out.get_mut(n) {
+                *slot = filename;
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+fn close(fd: i64) {
+    raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
+}
+
+/// The raw `struct stat` fields we need (x86-64 layout).
+#[repr(C)]
+struct Stat {
+    dev: u64,
+    ino: u64,
+    nlink: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    _pad0: u32,
+    rdev: u64,
+    size: i64,
+    blksize: i64,
+    blocks: i64,
+    times: [u64; 6],
+    _reserved: [i64; 3],
+}
+
+/// Open `path` (NUL-terminated, ours) relative to `dirfd` as exec would, and
+/// return a readable descriptor with the file's mode. An empty `path` means
+/// `dirfd` itself (AT_EMPTY_PATH).
+///
+/// One descriptor at a time (a native exec needs none of the caller's): the
+/// kind of file is looked at by path first, so a FIFO or a device is not
+/// opened (O_NONBLOCK covers one swapped in meanwhile), then the readable
+/// descriptor itself is checked.
+fn open_exec(dirfd: i64, path: &[u8], nofollow: bool) -> Result<(i64, u32), i64> {
+    let empty = path.first().is_none_or(|&b| b == 0);
+    let mut st = stat_zeroed();
+    let (at, name, flags) = if empty {
+        (dirfd, &b"\0"[..], AT_EMPTY_PATH)
+    } else {
+        (dirfd, path, if nofollow { AT_SYMLINK_NOFOLLOW } else { 0 })
+    };
+    let r = raw::syscall6(
+        libc::SYS_newfstatat,
+        [at as u64, name.as_ptr() as u64, &mut st as *mut Stat as u64, flags, 0, 0],
+    );
+    if r < 0 {
+        return Err(-r);
+    }
+    check_kind(st.mode, nofollow)?;
+    let fd = readable(dirfd, path, empty, nofollow);
+    if fd < 0 {
+        return Err(-fd);
+    }
+    let r = check_inode(fd, nofollow).and_then(|mode| if open_for_writing(fd) { Err(ETXTBSY) } else { Ok(mode) });
+    match r {
+        Ok(mode) => Ok((fd, mode)),
+        Err(e) => {
+            close(fd);
+            Err(e)
+        }
+    }
+}
+
+/// "/proc/self/fd/<fd>", NUL-terminated: the file a descriptor refers to.
+pub fn fd_path(fd: i64) -> [u8; 32] {
+    let mut p = [0u8; 32];
+    crate::rt::log::Buf::new(&mut p).put(b"/proc/self/fd/").num(fd as u64).put(b"\0");
+    p
+}
+
+/// A readable descriptor of the regular file `path` names (relative to
+/// `dirfd`), or, for AT_EMPTY_PATH, of `dirfd` itself: reopened through
+/// /proc/self/fd (the very same file), or without /proc (a chroot) the
+/// caller's descriptor if it is open for reading. Negative errno on failure.
+fn readable(dirfd: i64, path: &[u8], empty: bool, nofollow: bool) -> i64 {
+    let ro = libc::O_RDONLY as u64 | O_CLOEXEC | libc::O_NONBLOCK as u64 | libc::O_NOCTTY as u64;
+    if !empty {
+        return raw::syscall(
+            libc::SYS_openat,
+            dirfd as u64,
+            path.as_ptr() as u64,
+            ro | if nofollow { O_NOFOLLOW } else { 0 },
+            0,
+        );
+    }
+    let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, fd_path(dirfd).as_ptr() as u64, ro, 0);
+    if fd >= 0 || fd != -ENOENT {
+        return fd;
+    }
+    let fl = raw::syscall(libc::SYS_fcntl, dirfd as u64, libc::F_GETFL as u64, 0, 0);
+    if fl >= 0 && fl as u64 & O_PATH == 0 && fl & libc::O_ACCMODE as i64 != libc::O_WRONLY as i64 {
+        return dup_cloexec(dirfd);
+    }
+    -ENOENT
+}
+
+fn dup_cloexec(fd: i64) -> i64 {
+    raw::syscall(libc::SYS_fcntl, fd as u64, libc::F_DUPFD_CLOEXEC as u64, 0, 0)
+}
+
+/// Is the file open for writing somewhere (exec says ETXTBSY)? A read lease
+/// is refused with EAGAIN exactly then; taken, it is dropped at once. Where
+/// leases are not ours to take (another user's file, without CAP_LEASE) we
+/// cannot tell, and the launcher's exec goes ahead.
+fn open_for_writing(fd: i64) -> bool {
+    const F_SETLEASE: u64 = 1024;
+    const F_RDLCK: u64 = 0;
+    const F_UNLCK: u64 = 2;
+    const EAGAIN: i64 = 11;
+    match raw::syscall(libc::SYS_fcntl, fd as u64, F_SETLEASE, F_RDLCK, 0) {
+        0 => {
+            raw::syscall(libc::SYS_fcntl, fd as u64, F_SETLEASE, F_UNLCK, 0);
+            false
+        }
+        r => r == -EAGAIN,
+    }
+}
+
+fn stat_zeroed() -> Stat {
+    // SAFETY: Stat is plain data; all-zero is a valid value.
+    unsafe { core::mem::zeroed() }
+}
+
+/// A regular file (a symbolic link under AT_SYMLINK_NOFOLLOW is ELOOP).
+fn check_kind(mode: u32, nofollow: bool) -> Result<(), i64> {
+    let kind = mode & S_IFMT;
+    if kind == S_IFLNK && nofollow {
+        return Err(ELOOP);
+    }
+    if kind == S_IFDIR || kind != S_IFREG {
+        return Err(EACCES);
+    }
+    Ok(())
+}
+
+/// The inode checks of open_exec and do_open_execat, on the descriptor.
+fn check_inode(pfd: i64, nofollow: bool) -> Result<u32, i64> {
+    let mut st = stat_zeroed();
+    let r = raw::syscall6(
+        libc::SYS_newfstatat,
+        [pfd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0],
+    );
+    if r < 0 {
+        return Err(-r);
+    }
+    check_kind(st.mode, nofollow)?;
+    let mut fs = [0u64; 15]; // struct statfs: f_flags is the 10th field
+    if raw::syscall(libc::SYS_fstatfs, pfd as u64, fs.as_mut_ptr() as u64, 0, 0) == 0
+        && fs.get(9).is_some_and(|f| f & ST_NOEXEC != 0)
+    {
+        return Err(EACCES);
+    }
+    let r = raw::syscall6(
+        SYS_FACCESSAT2,
+        [pfd as u64, b"\0".as_ptr() as u64, libc::X_OK as u64, AT_EMPTY_PATH | AT_EACCESS, 0, 0],
+    );
+    if r < 0 {
+        return Err(if r == -raw::ENOSYS { EACCES } else { -r });
+    }
+    Ok(st.mode)
+}
+
+/// The file's first bytes (fewer for a short file), or the read's errno: a
+/// denied read (a fanotify FAN_ACCESS_PERM listener, say) fails exec with
+/// its own errno, as the kernel's read of the header does.
+fn read_head(fd: i64, buf: &mut [u8; HEAD]) -> Result<usize, i64> {
+    let r = raw::syscall(libc::SYS_pread64, fd as u64, buf.as_mut_ptr() as u64, HEAD as u64, 0);
+    if r < 0 {
+        Err(-r)
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Follow `path` (ours, NUL-terminated) to the ELF file to load.
+/// `inaccessible`: the caller's descriptor is close-on-exec, so a script
+/// could not be handed its /dev/fd name (the kernel says ENOENT).
+pub fn resolve(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &mut Target) -> Result<(), i64> {
+    // No descriptor free: one more slot for the checks where the hard limit
+    // allows (the descriptor handed to the launcher stays valid above it).
+    raw::with_spare_fd(
+        || {
+            *t = Target::new();
+            resolve_once(dirfd, path, nofollow, inaccessible, t)
+        },
+        |r| *r == Err(EMFILE),
+    )
+}
+
+/// (device, inode) of an open file.
+fn file_id(fd: i64) -> (u64, u64) {
+    let mut st = stat_zeroed();
+    raw::syscall6(
+        libc::SYS_newfstatat,
+        [fd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0],
+    );
+    (st.dev, st.ino)
+}
+
+fn resolve_once(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &mut Target) -> Result<(), i64> {
+    let (mut fd, mut mode) = open_exec(dirfd, path, nofollow)?;
+    // How the current level was opened (to open it again).
+    let (mut cur_dir, mut cur_nofollow) = (dirfd, nofollow);
+    let mut cur = [0u8; PATH_MAX + 1];
+    for (d, &b) in cur.iter_mut().zip(path.iter().take(PATH_MAX)) {
+        *d = b;
+    }
+    let mut reopened = 0;
+    loop {
+        let mut head = [0u8; HEAD];
+        let n = match read_head(fd, &mut head) {
+            Ok(n) => n,
+            Err(e) => {
+                close(fd);
+                return Err(e);
+            }
+        };
+        let head_read = head.get(..n).unwrap_or(&[]);
+        if head_read.starts_with(b"\x7fELF") {
+            let mut iname = [0u8; PATH_MAX];
+            let checked = check_elf(fd, &head, &mut iname).and_then(|(elf32, has_interp)| {
+                if has_interp {
+                    match check_interp(&iname) {
+                        Err(EMFILE) => return Ok((elf32, true)), // see below
+                        Err(e) => return Err(e),
+                        Ok(()) => {}
+                    }
+                }
+                Ok((elf32, false))
+            });
+            match checked {
+                Ok((_, true)) => {
+                    // No second descriptor for the interpreter: check it with
+                    // the program's closed, then open the program again;
+                    // another file there by now is checked from the start.
+                    let id = file_id(fd);
+                    close(fd);
+                    check_interp(&iname)?;
+                    (fd, mode) = open_exec(cur_dir, &cur, cur_nofollow)?;
+                    if file_id(fd) != id {
+                        reopened += 1;
+                        if reopened > 8 {
+                            close(fd);
+                            return Err(EMFILE);
+                        }
+                        continue;
+                    }
+                    t.fd = fd as i32;
+                    t.elf32 = false;
+                    t.setuid = mode & S_ISUID != 0 || (mode & S_ISGID != 0 && mode & S_IXGRP != 0);
+                    return Ok(());
+                }
+                Ok((elf32, false)) => {
+                    t.fd = fd as i32;
+                    t.elf32 = elf32;
+                    t.setuid = mode & S_ISUID != 0 || (mode & S_ISGID != 0 && mode & S_IXGRP != 0);
+                    return Ok(());
+                }
+                Err(e) => {
+                    close(fd);
+                    return Err(e);
+                }
+            }
+        }
+        close(fd);
+        if !head_read.starts_with(b"#!") {
+            return Err(ENOEXEC);
+        }
+        if inaccessible && t.levels == 0 {
+            return Err(ENOENT);
+        }
+        if t.levels >= MAX_SCRIPT_LEVELS {
+            return Err(ELOOP);
+        }
+        let level = t.levels;
+        let (name, arg) = parse_shebang(&head).ok_or(ENOEXEC)?;
+        let (Some(ibuf), Some(abuf), Some(has)) =
+            (t.interp.get_mut(level), t.interp_arg.get_mut(level), t.has_arg.get_mut(level))
+        else {
+            return Err(ELOOP);
+        };
+        copy_cstr(ibuf, name);
+        *has = arg.is_some();
+        copy_cstr(abuf, arg.unwrap_or(&[]));
+        t.levels += 1;
+        cur = [0; PATH_MAX + 1];
+        for (d, &b) in cur.iter_mut().zip(ibuf.iter()) {
+            *d = b;
+        }
+        (cur_dir, cur_nofollow) = (AT_FDCWD, false);
+        (fd, mode) = open_exec(AT_FDCWD, &cur, false)?;
+    }
+}
+
+fn copy_cstr(dst: &mut [u8; HEAD + 1], s: &[u8]) {
+    *dst = [0; HEAD + 1];
+    for (d, &b) in dst.iter_mut().zip(s.iter().take(HEAD)) {
+        *d = b;
+    }
+}
+
+fn spacetab(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn terminator(b: u8) -> bool {
+    spacetab(b) || b == 0
+}
+
+/// The interpreter and optional argument of a `#!` line, as
+/// fs/binfmt_script.c reads them from the first HEAD bytes; None: ENOEXEC.
+pub fn parse_shebang(head: &[u8; HEAD]) -> Option<(&[u8], Option<&[u8]>)> {
+    let body = head.get(2..)?;
+    let end = match body.iter().position(|&b| b == b'\n') {
+        Some(i) => i,
+        None => {
+            // No newline: unless a terminator follows the name, the name
+            // may be cut short, which the kernel refuses.
+            let start = body.iter().position(|&b| !spacetab(b))?;
+            body.get(start..)?.iter().position(|&b| terminator(b))?;
+            body.len()
+        }
+    };
+    let mut line = body.get(..end)?;
+    while line.last().is_some_and(|&b| spacetab(b)) {
+        line = line.get(..line.len() - 1)?;
+    }
+    let start = line.iter().position(|&b| !spacetab(b))?;
+    let line = line.get(start..)?;
+    let name_end = line.iter().position(|&b| terminator(b)).unwrap_or(line.len());
+    let name = line.get(..name_end)?;
+    if name.is_empty() {
+        return None;
+    }
+    let mut arg = None;
+    if line.get(name_end).is_some_and(|&b| b != 0) {
+        let rest = line.get(name_end..)?;
+        if let Some(s) = rest.iter().position(|&b| !spacetab(b)) {
+            let a = rest.get(s..)?;
+            let a = a.get(..a.iter().position(|&b| b == 0).unwrap_or(a.len()))?;
+            arg = Some(a);
+        }
+    }
+    let name = name.get(..name.iter().position(|&b| b == 0).unwrap_or(name.len()))?;
+    Some((name, arg))
+}
+
+/// The ELF checks of load_elf_binary: Ok((32-bit x86, has an interpreter)),
+/// the interpreter's name into `interp`.
+fn check_elf(fd: i64, head: &[u8; HEAD], interp: &mut [u8; PATH_MAX]) -> Result<(bool, bool), i64> {
+    let u16_at = |o: usize| field(head, o, 2);
+    let class = head.get(4).copied().unwrap_or(0);
+    let machine = u16_at(18);
+    let kind = u16_at(16);
+    if class == 1 && machine == 3 && (kind == 2 || kind == 3) {
+        return Ok((true, false));
+    }
+    if class != 2 || machine != 62 || !(kind == 2 || kind == 3) || u16_at(54) != 56 {
+        return Err(ENOEXEC);
+    }
+    let phnum = u16_at(56);
+    if phnum == 0 || phnum * 56 > 65536 {
+        return Err(ENOEXEC);
+    }
+    let phoff = field(head, 32, 8);
+    // The interpreter (PT_INTERP) must exist and be ELF.
+    for i in 0..phnum {
+        let mut ph = [0u8; 56];
+        let r = raw::syscall(libc::SYS_pread64, fd as u64, ph.as_mut_ptr() as u64, 56, phoff + i * 56);
+        if r != 56 {
+            return Err(if r < 0 { -r } else { raw::EIO });
+        }
+        let word = |o: usize| field(&ph, o, 8);
+        if ph.get(..4) != Some(&[3, 0, 0, 0]) {
+            continue; // not PT_INTERP
+        }
+        let (off, len) = (word(8), word(32));
+        if !(2..=PATH_MAX as u64).contains(&len) {
+            return Err(ENOEXEC);
+        }
+        let mut name = [0u8; PATH_MAX];
+        let r = raw::syscall(libc::SYS_pread64, fd as u64, name.as_mut_ptr() as u64, len, off);
+        if r != len as i64 || name.get(len as usize - 1) != Some(&0) {
+            return Err(ENOEXEC);
+        }
+        *interp = name;
+        return Ok((false, true));
+    }
+    Ok((false, false))
+}
+
+/// The interpreter named by PT_INTERP must be ELF (ELIBBAD otherwise).
+fn check_interp(name: &[u8; PATH_MAX]) -> Result<(), i64> {
+    let (ifd, _) = open_exec(AT_FDCWD, name, false)?;
+    let mut ihead = [0u8; HEAD];
+    let n = read_head(ifd, &mut ihead);
+    close(ifd);
+    let n = n?;
+    if n < 4 || !ihead.starts_with(b"\x7fELF") {
+        return Err(ELIBBAD);
+    }
+    Ok(())
+}
+
+/// Does `path` name this process's own executable link (/proc/self/exe,
+/// /proc/<our pid>/exe, /proc/thread-self/exe)?
+pub fn is_proc_self_exe(path: &[u8]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/proc/") else {
+        return false;
+    };
+    let Some(who) = rest.strip_suffix(b"/exe") else {
+        return false;
+    };
+    if who == b"self" || who == b"thread-self" {
+        return true;
+    }
+    let mut pid = [0u8; 24];
+    let n = crate::rt::log::Buf::new(&mut pid).num(raw::getpid() as u64).len;
+    pid.get(..n) == Some(who)
+}
+
+/// Too long for PATH_MAX.
+pub const fn name_too_long() -> i64 {
+    ENAMETOOLONG
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(s: &[u8]) -> [u8; HEAD] {
+        let mut h = [0u8; HEAD];
+        h[..s.len()].copy_from_slice(s);
+        h
+    }
+
+    #[test]
+    fn shebang_like_the_kernel() {
+        assert_eq!(parse_shebang(&head(b"#!/bin/sh\n")), Some((&b"/bin/sh"[..], None)));
+        assert_eq!(parse_shebang(&head(b"#! /bin/sh  -e  \nx")), Some((&b"/bin/sh"[..], Some(&b"-e"[..]))));
+        assert_eq!(
+            parse_shebang(&head(b"#!/usr/bin/env python3 -u\n")),
+            Some((&b"/usr/bin/env"[..], Some(&b"python3 -u"[..])))
+        );
+        assert_eq!(parse_shebang(&head(b"#!\n")), None);
+        assert_eq!(parse_shebang(&head(b"#!   \t\n")), None);
+        assert_eq!(parse_shebang(&head(b"#!/bin/sh")), Some((&b"/bin/sh"[..], None)));
+        let long = [b'a'; HEAD];
+        let mut l = long;
+        l[0] = b'#';
+        l[1] = b'!';
+        assert_eq!(parse_shebang(&l), None, "a name cut short by the 256-byte limit");
+    }
+
+    #[test]
+    fn prefix_order() {
+        let mut t = Target::new();
+        copy_cstr(&mut t.interp[0], b"/bin/sh");
+        t.has_arg[0] = true;
+        copy_cstr(&mut t.interp_arg[0], b"-e");
+        copy_cstr(&mut t.interp[1], b"/usr/bin/wrap");
+        t.levels = 2;
+        let mut out = [0u64; MAX_PREFIX];
+        let n = t.prefix(7, &mut out);
+        assert_eq!(n, 4);
+        assert_eq!(out[0], t.interp[1].as_ptr() as u64);
+        assert_eq!(out[1], t.interp[0].as_ptr() as u64);
+        assert_eq!(out[2], t.interp_arg[0].as_ptr() as u64);
+        assert_eq!(out[3], 7);
+    }
+}

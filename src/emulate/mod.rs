@@ -1,0 +1,21 @@
+//! What cannot simply be re-run through the gate: the syscalls whose effect on
+//! the process the library must take into account or reproduce.
+//!
+//! Owns: the program's signal state as it sees it ([`signals`]), threads,
+//! vfork, exit, prctl, seccomp, ptrace and memory calls that touch code
+//! ([`process`]), and exec through the launcher ([`exec`], [`exec_target`]).
+//! Never: decide whether a call is intercepted (that is `trap`), or keep the
+//! figures (that is `measure`).
+
+pub mod exec;
+pub mod exec_target;
+pub mod process;
+pub mod signals;
+
+/// What the trap handler does with the saved registers afterwards.
+pub enum Outcome {
+    /// The syscall returned this value (or -errno): put it in rax.
+    Return(i64),
+    /// The emulation already arranged the registers (vfork stub): leave them.
+    Resume,
+}

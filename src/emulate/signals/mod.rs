@@ -1,0 +1,39 @@
+//! The program's signal state, virtualised where the library needs the real one.
+//!
+//! The kernel delivers a trap's SIGSYS by force: if SIGSYS is blocked or
+//! ignored at that moment, the process dies. And the library's own handlers for
+//! SIGSYS, SIGSEGV and SIGILL (the *owned* signals) must stay installed. So:
+//! - dispositions of owned signals live in a table; the program's
+//!   `rt_sigaction` reads and writes the table, and faults that are not ours are
+//!   passed to the handler recorded there, or end the process as the default
+//!   action would;
+//! - the kernel's mask never contains an owned signal; what the program
+//!   believes blocked is kept per thread and reported back. Every syscall that
+//!   installs a mask (`rt_sigprocmask`, the temporary masks of `ppoll`,
+//!   `pselect6`, `epoll_pwait(2)`, `rt_sigsuspend`, `io_pgetevents`, and the
+//!   `sa_mask` of every handler) has the owned signals removed on the way in;
+//! - `rt_sigprocmask` changes the saved ucontext rather than the kernel: our
+//!   handler's sigreturn restores the mask from it, so a direct change would
+//!   be undone;
+//! - the alternate stack the kernel knows is always the library's own; the
+//!   program's `sigaltstack` is kept per thread and only reported back, and
+//!   its handlers are entered on the stack it chose (delivery.rs).
+//!
+//! Files, each importing only those listed before it: `state.rs` (the table's
+//! writers, held-back signals, default actions), `delivery.rs` (entering the
+//! program's handlers), `syscalls.rs` (the program's signal syscalls),
+//! `takeover.rs` (start-up, exec, fork).
+
+pub mod delivery;
+pub mod state;
+pub mod syscalls;
+pub mod takeover;
+
+pub use crate::rt::sigtable::{bit, SigTable, SIGILL, SIGSEGV, SIGSYS};
+pub use delivery::{deliver_to_program, entered_from_program};
+pub use state::{after_fork_in_child, forbid_masks, our_action};
+pub use syscalls::{rt_sigaction, rt_sigpending, rt_sigprocmask, rt_sigtimedwait, sigaltstack, with_temp_mask};
+pub use takeover::{
+    give_back_to_kernel, is_our_trap, reset_after_clear_sighand, take_over, take_over_altstack, take_over_mask,
+    watch_fatal_signals, with_program_signal_state_for_exec,
+};

@@ -1,0 +1,391 @@
+//! The program's signal state and the library's rules for it: the writers of
+//! the disposition table (one lock), owned signals held back while the
+//! program blocks them, its alternate stack setting, running a program
+//! handler synchronously, and the default actions (ending the process as the
+//! kernel would). The building blocks of the files beside it.
+//! Never: enter a program handler on the program's own stack (delivery.rs).
+
+use crate::rt::arch;
+use crate::rt::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP};
+use crate::rt::raw::{self, KernelSigaction};
+use crate::rt::sigtable::{action_of, bit, AppAction, SigTable, OWNED, SIGILL, SIGSEGV, SIGSYS};
+use crate::rt::thread::SS_AUTODISARM;
+use crate::rt::thread::{self, ThreadArea};
+use core::sync::atomic::Ordering;
+
+pub(super) const SIGKILL: i32 = libc::SIGKILL;
+
+pub(super) const SIGSTOP: i32 = libc::SIGSTOP;
+
+pub(super) const SIG_DFL: u64 = 0;
+
+pub(super) const SIG_IGN: u64 = 1;
+
+pub(super) const SA_SIGINFO: u64 = libc::SA_SIGINFO as u32 as u64;
+
+pub(super) const SA_ONSTACK: u64 = libc::SA_ONSTACK as u32 as u64;
+
+pub(super) const SA_RESTART: u64 = libc::SA_RESTART as u32 as u64;
+
+pub(super) const SA_NODEFER: u64 = libc::SA_NODEFER as u32 as u64;
+
+pub(super) const SA_RESETHAND: u64 = libc::SA_RESETHAND as u32 as u64;
+
+pub(super) const SA_RESTORER: u64 = 0x0400_0000;
+
+/// The flags the kernel keeps (UAPI_SA_FLAGS in include/linux/signal.h, x86).
+pub(super) const UAPI_SA_FLAGS: u64 = libc::SA_NOCLDSTOP as u32 as u64
+    | libc::SA_NOCLDWAIT as u32 as u64
+    | SA_SIGINFO
+    | SA_ONSTACK
+    | SA_RESTART
+    | SA_NODEFER
+    | SA_RESETHAND
+    | 0x0000_0800 // SA_EXPOSE_TAGBITS
+    | SA_RESTORER;
+
+pub(super) const SS_ONSTACK: i32 = libc::SS_ONSTACK;
+
+pub(super) const SS_DISABLE: i32 = libc::SS_DISABLE;
+
+/// MINSIGSTKSZ of the sigaltstack syscall (arch/x86/include/uapi/asm/signal.h).
+pub(super) const MINSIGSTKSZ: u64 = 2048;
+
+pub(super) const UNBLOCKABLE: u64 = bit(SIGKILL) | bit(SIGSTOP);
+
+/// Serialises writers (taken with signals blocked).
+pub(super) static TABLE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Change a table: one writer at a time, readers see the sequence move.
+pub(super) fn with_table<R>(t: *mut SigTable, f: impl FnOnce(&mut [AppAction; 65]) -> R) -> R {
+    thread::with_signals_blocked(|| {
+        let _g = TABLE_LOCK.lock();
+        // SAFETY: tables are the process table or an area's private copy, both
+        // live for the process; the lock excludes other writers, and readers
+        // only copy (and retry when `seq` says a write overlapped).
+        let table = unsafe { &mut *t };
+        table.seq.fetch_add(1, Ordering::AcqRel);
+        let r = f(&mut table.actions);
+        table.seq.fetch_add(1, Ordering::Release);
+        r
+    })
+}
+
+pub(super) fn owned(sig: i32) -> bool {
+    (1..=64).contains(&sig) && OWNED & bit(sig) != 0
+}
+
+/// The handler we install for every owned signal.
+pub fn our_action(handler: extern "C" fn(i32, *mut Siginfo, *mut core::ffi::c_void)) -> KernelSigaction {
+    action_at(handler as *const () as u64)
+}
+
+pub(super) fn action_at(handler: u64) -> KernelSigaction {
+    KernelSigaction {
+        handler,
+        // NODEFER and an empty mask: the handler runs with the program's own
+        // mask, so a blocking syscall inside it is interrupted exactly as the
+        // program's would be.
+        flags: SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART | SA_RESTORER,
+        restorer: arch::GATE_RESTORER,
+        mask: 0,
+    }
+}
+
+/// Signals whose default action ends the process (signal(7): Term and Core),
+/// other than the owned ones and glibc's internal 32 and 33.
+pub fn fatal_by_default(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGHUP
+            | libc::SIGINT
+            | libc::SIGQUIT
+            | libc::SIGTRAP
+            | libc::SIGABRT
+            | libc::SIGBUS
+            | libc::SIGFPE
+            | libc::SIGUSR1
+            | libc::SIGUSR2
+            | libc::SIGPIPE
+            | libc::SIGALRM
+            | libc::SIGTERM
+            | libc::SIGSTKFLT
+            | libc::SIGXCPU
+            | libc::SIGXFSZ
+            | libc::SIGVTALRM
+            | libc::SIGPROF
+            | libc::SIGIO
+            | libc::SIGPWR
+    ) || (34..=64).contains(&sig)
+}
+
+/// Make `mask` the program's mask at our sigreturn; owned signals stay
+/// deliverable for real, and any that arrived while blocked are raised again
+/// (with their original siginfo).
+pub(super) fn set_program_mask(area: &ThreadArea, uc: &mut Ucontext, mask: u64) {
+    uc.uc_sigmask = mask & !OWNED;
+    area.app_blocked_owned.set(mask & OWNED);
+    raise_deferred(area, area.deferred.get() & !mask);
+}
+
+/// Send the held-back owned signals in `ready` again, with their original
+/// siginfo; they are delivered as soon as the kernel returns to this thread.
+pub(super) fn raise_deferred(area: &ThreadArea, ready: u64) {
+    if ready == 0 {
+        return;
+    }
+    let ready = area.deferred.remove(ready);
+    let (pid, tid) = area.ids();
+    for sig in OWNED_SIGNALS {
+        if ready & bit(sig) != 0 {
+            let info = deferred_info(area, sig);
+            raw::syscall(
+                libc::SYS_rt_tgsigqueueinfo,
+                pid as u64,
+                tid as u64,
+                sig as u64,
+                &info as *const Siginfo as u64,
+            );
+        }
+    }
+}
+
+pub(super) const OWNED_SIGNALS: [i32; 3] = [SIGILL, SIGSEGV, SIGSYS];
+
+pub(super) fn deferred_info(area: &ThreadArea, sig: i32) -> Siginfo {
+    let i = OWNED_SIGNALS.iter().position(|&s| s == sig).unwrap_or(0);
+    area.deferred_info.get(i).map_or(Siginfo::default(), |c| c.get())
+}
+
+/// Hold back an owned signal the program has blocked, until it unblocks it
+/// or takes it with sigtimedwait/sigwaitinfo.
+pub(super) fn defer(area: &ThreadArea, sig: i32, info: &Siginfo) {
+    if area.deferred.get() & bit(sig) != 0 {
+        // One pending instance per standard signal: the first one is kept.
+        return;
+    }
+    if let Some(i) = OWNED_SIGNALS.iter().position(|&s| s == sig) {
+        if let Some(c) = area.deferred_info.get(i) {
+            c.set(*info);
+        }
+    }
+    area.deferred.insert(bit(sig));
+}
+
+/// The program set `sig` to SIG_IGN: like the kernel, discard it where it is
+/// pending, in every thread that shares these dispositions.
+pub(super) fn discard_held_back(table: *mut SigTable, sig: i32) {
+    thread::for_each_area(|a| {
+        if a.sigtable.get() == table {
+            a.deferred.remove(bit(sig));
+        }
+    });
+}
+
+/// on_sig_stack() in include/linux/sched/signal.h (stacks grow down): an
+/// SS_AUTODISARM stack never counts as in use.
+pub(crate) fn on_stack(ss: &StackT, sp: u64) -> bool {
+    ss.ss_size != 0 && ss.ss_flags & SS_AUTODISARM == 0 && sp > ss.ss_sp && sp - ss.ss_sp <= ss.ss_size
+}
+
+/// do_sigaltstack()'s checks and update of the program's setting. Err(errno).
+pub(crate) fn set_program_altstack(area: &ThreadArea, new: &StackT) -> Result<(), i64> {
+    let mode = new.ss_flags & !SS_AUTODISARM;
+    if mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0 {
+        return Err(raw::EINVAL);
+    }
+    let cur = area.app_altstack.get();
+    if cur.ss_sp == new.ss_sp && cur.ss_size == new.ss_size && cur.ss_flags == new.ss_flags {
+        return Ok(());
+    }
+    if mode == SS_DISABLE {
+        area.app_altstack.set(StackT { ss_sp: 0, ss_flags: new.ss_flags, _pad: 0, ss_size: 0 });
+    } else {
+        if new.ss_size < MINSIGSTKSZ {
+            return Err(raw::ENOMEM);
+        }
+        area.app_altstack.set(StackT { _pad: 0, ..*new });
+    }
+    Ok(())
+}
+
+pub(crate) fn gate_contains(addr: u64) -> bool {
+    (arch::GATE_ADDR..=arch::GATE_ADDR + arch::GATE_LEN).contains(&addr)
+}
+
+/// SA_RESETHAND of an owned signal, whose real disposition stays ours: the
+/// table goes back to SIG_DFL as the kernel's would at delivery. (For other
+/// signals the kernel resets its own.)
+pub(crate) fn reset_hand_if_asked(sig: i32, app: &KernelSigaction, area: &ThreadArea) {
+    if owned(sig) && app.flags & SA_RESETHAND != 0 {
+        with_table(area.sigtable.get(), |t| {
+            if let Some(slot) = t.get_mut(sig as usize) {
+                slot.act = KernelSigaction { handler: SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+            }
+        });
+    }
+}
+
+/// The program's action for `sig` as this thread sees it.
+pub(crate) fn program_action_of(area: &ThreadArea, sig: i32) -> KernelSigaction {
+    action_of(area.sigtable.get(), sig).act
+}
+
+/// Call the program's handler right here, on the current stack, and return:
+/// for the few cases that cannot be entered through a frame of their own
+/// (delivery.rs): a fault of the library's own code, the program's own
+/// seccomp trap of a syscall the slow path re-issued, no room to postpone.
+pub(crate) fn run_handler_here(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
+    reset_hand_if_asked(sig, app, area);
+    // The mask while the handler runs: sa_mask, plus the signal itself unless
+    // SA_NODEFER. Owned signals only in the program's view.
+    let mut add = app.mask;
+    if app.flags & SA_NODEFER == 0 {
+        add |= bit(sig);
+    }
+    raw::sigprocmask(libc::SIG_SETMASK, Some(uc.uc_sigmask | (add & !OWNED & !UNBLOCKABLE)));
+    let mut info = *info;
+    invoke_in_program_view(app.handler, app.flags, add & OWNED, sig, &mut info, uc, area);
+}
+
+/// Call the program's handler with the owned signals `blocked` added to the
+/// program's view for its duration, showing it the interrupted mask as the
+/// program knew it. Afterwards (the handler may have edited the mask to
+/// restore) owned bits go back to the program's view, the rest to the kernel
+/// at our sigreturn.
+pub(super) fn invoke_in_program_view(
+    handler: u64,
+    flags: u64,
+    blocked: u64,
+    sig: i32,
+    info: &mut Siginfo,
+    uc: &mut Ucontext,
+    area: &ThreadArea,
+) {
+    let view_before = area.app_blocked_owned.get();
+    area.app_blocked_owned.set(view_before | blocked);
+    uc.uc_sigmask |= view_before;
+    invoke(handler, flags, sig, info, uc);
+    area.app_blocked_owned.set(uc.uc_sigmask & OWNED);
+    uc.uc_sigmask &= !OWNED;
+}
+
+/// Call the program's handler as the kernel would: (sig, info, ucontext) for
+/// SA_SIGINFO, else (sig).
+pub(super) fn invoke(handler: u64, flags: u64, sig: i32, info: &mut Siginfo, uc: &mut Ucontext) {
+    let uc_ptr = uc as *mut Ucontext;
+    let info_ptr = info as *mut Siginfo;
+    // SAFETY: `handler` is the function the program registered for `sig`
+    // (neither SIG_DFL nor SIG_IGN), called with the arguments it expects.
+    unsafe {
+        if flags & SA_SIGINFO != 0 {
+            let f: extern "C" fn(i32, *mut Siginfo, *mut Ucontext) = core::mem::transmute(handler as usize);
+            f(sig, info_ptr, uc_ptr);
+        } else {
+            let f: extern "C" fn(i32) = core::mem::transmute(handler as usize);
+            f(sig);
+        }
+    }
+}
+
+/// End the process with `sig`'s default action, as natively: restore the
+/// default disposition, then let the signal happen again. A fault re-executes
+/// its instruction when the handler returns; anything else is re-sent.
+/// The report is written first: a re-sent signal kills the process as soon
+/// as the kernel returns from tgkill.
+pub(crate) fn die(sig: i32, info: &Siginfo) {
+    crate::measure::report::at_exit(crate::measure::report::Exit::Signal(sig));
+    let refaults = sig != SIGSYS && info.si_code > 0;
+    reraise_default(sig, !refaults);
+}
+
+/// Restore `sig`'s default disposition and, if `resend`, send it again to
+/// this thread (it is delivered, with its default action, when the kernel
+/// returns to user space).
+pub(super) fn reraise_default(sig: i32, resend: bool) {
+    raw::rt_sigaction(sig, Some(&KernelSigaction::default()), None);
+    if resend {
+        let (pid, tid) = thread::ids();
+        raw::tgkill(pid, tid, sig);
+    }
+}
+
+/// A postponed signal whose disposition went back to SIG_DFL meanwhile.
+pub(crate) fn default_action(sig: i32, info: &Siginfo) {
+    if owned(sig) || fatal_by_default(sig) {
+        die(sig, info);
+    }
+}
+
+/// A program handler's frame could not be written (force_sigsegv()).
+pub(crate) fn die_of_bad_frame() {
+    crate::measure::report::at_exit(crate::measure::report::Exit::Signal(SIGSEGV));
+    reraise_default(SIGSEGV, true);
+}
+
+/// After a program handler's sigreturn: owned signals held back while it ran
+/// that `mask` (the program's mask from the frame) no longer blocks.
+pub(crate) fn raise_unblocked(area: &ThreadArea, mask: u64) {
+    raise_deferred(area, unblocked_deferred(area, mask));
+}
+
+/// Owned signals held back that `mask` does not block.
+pub(crate) fn unblocked_deferred(area: &ThreadArea, mask: u64) -> u64 {
+    area.deferred.get() & !mask
+}
+
+/// AUDIT_ARCH_I386 (include/uapi/linux/audit.h).
+pub(super) const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
+/// The legacy vsyscall page: its calls trap under seccomp with si_call_addr
+/// in the page and rip at the caller's return address (the kernel emulates
+/// the `ret`).
+pub(super) const VSYSCALL_PAGE: u64 = 0xffff_ffff_ff60_0000;
+
+/// What the kernel guarantees for a SIGSYS from a seccomp RET_TRAP or from
+/// Syscall User Dispatch: the syscall was rolled back (rax is its number,
+/// as si_syscall), si_call_addr is the interrupted rip (except for the
+/// emulated vsyscall page), and the instruction before rip is the one that
+/// made the call (`syscall`, or `int $0x80`/`sysenter` for i386), unless a
+/// thread patched that site since (the trap was already on its way).
+pub(super) fn real_trap(info: &Siginfo, uc: &Ucontext) -> bool {
+    let rip = uc.mc.rip;
+    if info.syscall != uc.mc.rax as i32 {
+        return false;
+    }
+    if info.addr & !0xfff == VSYSCALL_PAGE {
+        return info.si_code == SYS_SECCOMP;
+    }
+    if info.addr != rip {
+        return false;
+    }
+    let Some(at) = rip.checked_sub(2) else { return false };
+    match raw::read_user::<[u8; 2]>(at) {
+        Ok([0x0f, 0x05]) => true,
+        Ok([0xcd, 0x80]) | Ok([0x0f, 0x34]) => info.arch == AUDIT_ARCH_I386,
+        Ok(_) => crate::patch::registry::lookup(at).is_some_and(|site| {
+            site.state == crate::patch::registry::PATCHING || site.state == crate::patch::registry::PATCHED
+        }),
+        // Execute-only code: what can be checked was.
+        Err(_) => true,
+    }
+}
+
+/// In a new process: a thread that held the table lock at fork time is gone.
+pub fn after_fork_in_child() {
+    // SAFETY: only this thread exists in the new process.
+    unsafe { TABLE_LOCK.force_unlock() };
+}
+
+/// Set once a filter of the program's forbids rt_sigprocmask from the gate:
+/// the library then changes no mask for itself (delivery.rs).
+static MASKS_FORBIDDEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub fn masks_forbidden() -> bool {
+    MASKS_FORBIDDEN.load(Ordering::Relaxed)
+}
+
+/// The program's seccomp filter forbids rt_sigprocmask (emulate::process).
+pub fn forbid_masks() {
+    MASKS_FORBIDDEN.store(true, Ordering::Relaxed);
+}

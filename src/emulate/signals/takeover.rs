@@ -1,0 +1,208 @@
+//! Taking the owned signals over from the kernel at start-up (and from the
+//! launcher, in an image it started), and handing them back: before exec,
+//! when interception ends, after fork.
+//! Never: emulate a syscall of the program (syscalls.rs does).
+
+use super::delivery::kernel_action_for;
+use super::state::{
+    action_at, fatal_by_default, gate_contains, owned, raise_deferred, real_trap, with_table, SIGKILL, SIGSTOP,
+    SIG_DFL, SIG_IGN, SS_DISABLE,
+};
+use crate::rt::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP, SYS_USER_DISPATCH};
+use crate::rt::raw::{self, KernelSigaction};
+use crate::rt::sigtable::{action_of, process_table, AppAction, SigTable, OWNED, SIGILL, SIGSEGV, SIGSYS};
+use crate::rt::thread::ThreadArea;
+use crate::rt::thread::SS_AUTODISARM;
+use crate::trap::backend;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// At start-up: remember what the program (or an earlier library) had set
+/// for an owned signal, then install ours. Err(errno) if the kernel refuses.
+/// `program_view`: what the program had, when the kernel holds something
+/// else (the launcher's handler, in an image it started).
+pub fn take_over(sig: i32, ours: &KernelSigaction, program_view: Option<KernelSigaction>) -> Result<(), i64> {
+    if sig == SIGSYS {
+        SIGSYS_HANDLER.store(ours.handler, Ordering::Relaxed);
+    }
+    let mut old = KernelSigaction::default();
+    let r = raw::rt_sigaction(sig, Some(ours), Some(&mut old));
+    if r < 0 {
+        return Err(-r);
+    }
+    let old = program_view.unwrap_or(old);
+    with_table(process_table(), |t| {
+        if let Some(slot) = t.get_mut(sig as usize) {
+            *slot = AppAction { act: old, known: true };
+        }
+    });
+    Ok(())
+}
+
+/// Our SIGSYS handler (trap::sigsys::on_sigsys), as [`take_over`] installed
+/// it: recorded here so that re-installing it needs nothing from the trap
+/// floor above.
+static SIGSYS_HANDLER: AtomicU64 = AtomicU64::new(0);
+
+/// Re-install our handlers (a child created with CLONE_CLEAR_SIGHAND): the
+/// SIGSYS handler for every owned signal.
+pub fn reset_after_clear_sighand() {
+    let ours = action_at(SIGSYS_HANDLER.load(Ordering::Relaxed));
+    for sig in [SIGSYS, SIGSEGV, SIGILL] {
+        raw::rt_sigaction(sig, Some(&ours), None);
+    }
+    with_table(process_table(), |t| *t = [AppAction::default(); 65]);
+}
+
+/// At start-up: for every signal that would end the process by default and
+/// still has its default disposition, install the wrapper, so the report is
+/// written before the process dies as natively. The program still sees SIG_DFL.
+pub fn watch_fatal_signals() {
+    for sig in 1..=64 {
+        if !fatal_by_default(sig) {
+            continue;
+        }
+        let mut cur = KernelSigaction::default();
+        if raw::rt_sigaction(sig, None, Some(&mut cur)) != 0 || cur.handler != SIG_DFL {
+            continue;
+        }
+        let app = KernelSigaction::default();
+        let k = kernel_action_for(sig, &app);
+        if raw::rt_sigaction(sig, Some(&k), None) == 0 {
+            with_table(process_table(), |t| {
+                if let Some(slot) = t.get_mut(sig as usize) {
+                    *slot = AppAction { act: app, known: true };
+                }
+            });
+        }
+    }
+}
+
+/// At start-up: the program's initial mask may block an owned signal
+/// (inherited across exec). Record that as its view and unblock for real.
+/// `also_blocked`: owned signals the program blocks that the kernel mask no
+/// longer shows (the launcher unblocked them).
+pub fn take_over_mask(area: &ThreadArea, also_blocked: u64) {
+    let old = raw::sigprocmask(libc::SIG_UNBLOCK, Some(OWNED));
+    area.app_blocked_owned.set((old | also_blocked) & OWNED);
+}
+
+/// In an image the launcher started: dispositions the program set while the
+/// launcher served its syscalls (constructors that ran before ours) are in
+/// the launcher's table, and the kernel may hold the launcher's wrapper for
+/// them (code in `launcher`, a range about to be unmapped). Take them over:
+/// record them here and install our own version.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn adopt(launcher_table: *mut SigTable, launcher: (u64, u64)) {
+    for sig in 1..=64 {
+        if owned(sig) || sig == SIGKILL || sig == SIGSTOP {
+            continue;
+        }
+        let mut cur = KernelSigaction::default();
+        if raw::rt_sigaction(sig, None, Some(&mut cur)) != 0 {
+            continue;
+        }
+        if !(launcher.0..launcher.1).contains(&cur.handler) {
+            continue; // the kernel holds the program's own choice
+        }
+        let app = action_of(launcher_table, sig);
+        let app = if app.known { app.act } else { KernelSigaction::default() };
+        let k = kernel_action_for(sig, &app);
+        if raw::rt_sigaction(sig, Some(&k), None) == 0 {
+            with_table(process_table(), |t| {
+                if let Some(slot) = t.get_mut(sig as usize) {
+                    *slot = AppAction { act: app, known: true };
+                }
+            });
+        }
+    }
+}
+
+/// The program's disposition of an owned signal as recorded here (the
+/// launcher hands these to the library of the image it starts).
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // used by the launcher
+pub fn program_action(sig: i32) -> KernelSigaction {
+    action_of(process_table(), sig).act
+}
+
+/// At start-up: record the program's alternate stack, if one was set before
+/// us, as its view in `area`, and give the kernel ours. `inherited_is_ours`:
+/// the current one is the launcher's (exec leaves a new image none).
+pub fn take_over_altstack(area: &ThreadArea, inherited_is_ours: bool) {
+    let mut cur = StackT::default();
+    raw::syscall(raw::SYS_sigaltstack, 0, &mut cur as *mut StackT as u64, 0, 0);
+    if !inherited_is_ours && cur.ss_flags & SS_DISABLE == 0 && cur.ss_size != 0 {
+        area.app_altstack.set(StackT { ss_flags: cur.ss_flags & SS_AUTODISARM, _pad: 0, ..cur });
+    }
+    let ours = area.altstack.get();
+    raw::syscall(raw::SYS_sigaltstack, &ours as *const StackT as u64, 0, 0, 0);
+}
+
+/// Run `exec` (an execve from the gate) with the kernel holding the program's
+/// own view of the owned signals: blocked ones blocked, ignored ones ignored.
+/// Both survive exec natively, and the library in the new image reads them
+/// back at start-up. Nothing traps in between: SUD is off in the new image
+/// until our constructor runs, and this thread issues syscalls only from the
+/// gate. If exec fails, our state is put back.
+pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce() -> i64) -> i64 {
+    let mut ignored = [false; 3];
+    let owned_sigs = [SIGSYS, SIGSEGV, SIGILL];
+    let mut saved = [KernelSigaction::default(); 3];
+    for (i, &sig) in owned_sigs.iter().enumerate() {
+        if action_of(area.sigtable.get(), sig).act.handler == SIG_IGN {
+            let ign = KernelSigaction { handler: SIG_IGN, ..KernelSigaction::default() };
+            if let (Some(flag), Some(old)) = (ignored.get_mut(i), saved.get_mut(i)) {
+                *flag = raw::rt_sigaction(sig, Some(&ign), Some(old)) == 0;
+            }
+        }
+    }
+    let old_mask = raw::sigprocmask(libc::SIG_BLOCK, Some(area.app_blocked_owned.get()));
+    let r = exec();
+    raw::sigprocmask(libc::SIG_SETMASK, Some(old_mask));
+    for (i, &sig) in owned_sigs.iter().enumerate() {
+        if let (Some(true), Some(old)) = (ignored.get(i), saved.get(i)) {
+            raw::rt_sigaction(sig, Some(old), None);
+        }
+    }
+    r
+}
+
+/// Interception ends in this thread (process::stop_intercepting): the kernel
+/// gets the program's own dispositions (no more wrappers) and alternate
+/// stack, and the owned
+/// signals the program blocks are blocked for real, in the current mask and
+/// in `uc`'s (restored at sigreturn); ones held back are sent again, and stay
+/// pending as natively.
+pub fn give_back_to_kernel(area: &ThreadArea, uc: &mut Ucontext) {
+    for sig in 1..=64 {
+        if sig == SIGKILL || sig == SIGSTOP {
+            continue;
+        }
+        let a = action_of(area.sigtable.get(), sig);
+        if a.known {
+            raw::rt_sigaction(sig, Some(&a.act), None);
+        }
+    }
+    let blocked = area.app_blocked_owned.get();
+    raw::sigprocmask(libc::SIG_BLOCK, Some(blocked));
+    uc.uc_sigmask |= blocked;
+    // The program's alternate stack becomes the kernel's at our sigreturn.
+    uc.uc_stack = area.app_altstack.get();
+    raise_deferred(area, area.deferred.get());
+}
+
+/// Whether `info` (delivered with `uc`) is one of our own traps.
+///
+/// The si_code alone does not say: a thread may send itself a SIGSYS with any
+/// si_code and fields (rt_tgsigqueueinfo). A signal it sends that way is
+/// delivered when the sending syscall returns, and every syscall of the
+/// program returns in the gate (slow or fast path), which never traps.
+/// Another thread's process-wide forgery can land anywhere, so the rest of
+/// what the kernel guarantees for a real trap is checked too (`real_trap`).
+pub fn is_our_trap(info: &Siginfo, uc: &Ucontext) -> bool {
+    let ours = match info.si_code {
+        SYS_SECCOMP => backend::is_seccomp() && info.si_errno == backend::seccomp::TRAP_DATA as i32,
+        SYS_USER_DISPATCH => backend::is_sud(),
+        _ => false,
+    };
+    ours && !gate_contains(uc.mc.rip) && real_trap(info, uc)
+}

@@ -1,0 +1,199 @@
+//! Delivering a finished report where the settings say, in one write, or
+//! saying once why it could not be (see the module doc of `report`).
+
+use super::collector::{collecting, collector_send};
+use super::names::read_comm;
+use super::settings::{close, copy_cstr, cstr, expand, Settings};
+use crate::measure::stats;
+use crate::rt::log::{self, Buf, Line};
+use crate::rt::raw;
+
+/// Why a report was not delivered.
+pub(super) struct Failed {
+    errno: i64,
+    written: usize,
+}
+
+/// errno-like code for "descriptor 2 is not the image's stderr any more".
+pub(super) const STDERR_GONE: i64 = -1;
+
+/// Sends the finished report (None: it could not be built, out of memory)
+/// where the settings say, or says why not.
+pub(super) fn deliver(s: &Settings, data: Option<&[u8]>) {
+    if collecting() {
+        let mut head = [0u8; 64];
+        let mut w = Buf::new(&mut head);
+        match data {
+            Some(_) => w.put(b"report ").num(raw::getpid() as u64).put(b"\n"),
+            None => w.put(b"lost ").num(raw::getpid() as u64).put(b" out of memory\n"),
+        };
+        let len = w.len;
+        // Nowhere else: the collector names a process whose report did not come.
+        let _ = raw::with_spare_fd(
+            || collector_send(head.get(..len).unwrap_or(&[]), data.unwrap_or(&[])),
+            |r| *r == Err(libc::EMFILE as i64),
+        );
+        return;
+    }
+    let mut path = [0u8; 4200];
+    let template = cstr(&s.output);
+    let n = if template.is_empty() { 0 } else { expand(template, &mut path) };
+    let dest = path.get(..n).unwrap_or(&[]);
+    let result = match data {
+        None => Err(Failed { errno: raw::ENOMEM, written: 0 }),
+        Some(d) if dest.is_empty() => to_stderr(d),
+        Some(d) => raw::with_spare_fd(|| to_path(dest, d), |r| matches!(r, Err(f) if f.errno == libc::EMFILE as i64)),
+    };
+    if let Err(f) = result {
+        lost(s, dest, data, f);
+    }
+}
+
+pub(super) fn to_stderr(data: &[u8]) -> Result<(), Failed> {
+    if !log::stderr_intact() {
+        return Err(Failed { errno: STDERR_GONE, written: 0 });
+    }
+    match log::write_bounded(2, data) {
+        (_, 0) => Ok(()),
+        (written, errno) => Err(Failed { errno, written }),
+    }
+}
+
+/// Appends `data` to the file at `path` (see the module's comment).
+pub(super) fn to_path(path: &[u8], data: &[u8]) -> Result<(), Failed> {
+    let mut p = [0u8; 4200];
+    copy_cstr(&mut p, path);
+    let fail = |errno: i64, written: usize| Err(Failed { errno, written });
+    // Twice: a file another process created between our open and our link.
+    for _ in 0..2 {
+        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+        let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0);
+        if fd >= 0 {
+            let r = log::write_bounded(fd as i32, data);
+            close(fd as i32);
+            return match r {
+                (_, 0) => Ok(()),
+                (written, errno) => fail(errno, written),
+            };
+        }
+        if fd != -(libc::ENOENT as i64) {
+            return fail(-fd, 0);
+        }
+        match create(&p, path, data) {
+            Ok(true) => return Ok(()),
+            Ok(false) => continue,
+            Err(f) => return Err(f),
+        }
+    }
+    fail(libc::EEXIST as i64, 0)
+}
+
+/// A new file at `p` (NUL-terminated `path`) holding `data`, which appears
+/// only complete. Ok(false): someone else created it first.
+pub(super) fn create(p: &[u8], path: &[u8], data: &[u8]) -> Result<bool, Failed> {
+    let slash = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    let mut dir = [0u8; 4200];
+    copy_cstr(&mut dir, if slash == 0 { b"/" } else { path.get(..slash).unwrap_or(b"/") });
+    let tfd = raw::syscall(
+        libc::SYS_openat,
+        libc::AT_FDCWD as u64,
+        dir.as_ptr() as u64,
+        (libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC) as u64,
+        0o644,
+    );
+    if tfd >= 0 {
+        let (written, errno) = log::write_bounded(tfd as i32, data);
+        if errno != 0 {
+            close(tfd as i32);
+            return Err(Failed { errno, written });
+        }
+        let mut proc_path = [0u8; 40];
+        let mut w = Buf::new(&mut proc_path);
+        w.put(b"/proc/self/fd/").num(tfd as u64).put(b"\0");
+        let r = raw::syscall6(
+            libc::SYS_linkat,
+            [
+                libc::AT_FDCWD as u64,
+                proc_path.as_ptr() as u64,
+                libc::AT_FDCWD as u64,
+                p.as_ptr() as u64,
+                libc::AT_SYMLINK_FOLLOW as u64,
+                0,
+            ],
+        );
+        close(tfd as i32);
+        if r == 0 {
+            return Ok(true);
+        }
+        if r == -(libc::EEXIST as i64) {
+            return Ok(false);
+        }
+        // No /proc (a chroot): create it by name below.
+    } else if ![libc::EOPNOTSUPP, libc::EISDIR, libc::EINVAL].iter().any(|&e| tfd == -(e as i64)) {
+        return Err(Failed { errno: -tfd, written: 0 });
+    }
+    // Without O_TMPFILE: exclusively, and removed again if incomplete.
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o644);
+    if fd == -(libc::EEXIST as i64) {
+        return Ok(false);
+    }
+    if fd < 0 {
+        return Err(Failed { errno: -fd, written: 0 });
+    }
+    let (written, errno) = log::write_bounded(fd as i32, data);
+    close(fd as i32);
+    if errno != 0 {
+        raw::syscall(libc::SYS_unlinkat, libc::AT_FDCWD as u64, p.as_ptr() as u64, 0, 0);
+        return Err(Failed { errno, written });
+    }
+    Ok(true)
+}
+
+/// The report did not arrive: one line saying so on stderr, or, when stderr
+/// cannot take it, the line and the report in a new file of our own.
+pub(super) fn lost(s: &Settings, dest: &[u8], data: Option<&[u8]>, f: Failed) {
+    let mut line = Line::new();
+    line.str("pid ").num(raw::getpid() as u64).str(" (");
+    let mut comm = [0u8; 64];
+    line.bytes(read_comm(&mut comm)).str("): the report could not be written to ");
+    if dest.is_empty() {
+        line.str("stderr");
+    } else {
+        line.escaped(dest, 200);
+    }
+    line.str(": ");
+    match f.errno {
+        STDERR_GONE => line.str("descriptor 2 is closed or is another file than at start"),
+        e if e == raw::ENOMEM && data.is_none() => line.str("out of memory"),
+        e if e == libc::ETIMEDOUT as i64 => line.str("its reader took no data for 2 s"),
+        e if e == libc::ENXIO as i64 => line.str("ENXIO (a FIFO or socket nobody reads)"),
+        e => line.errno(e),
+    };
+    if let Some(d) = data {
+        if f.written != 0 {
+            line.str(" (").num(f.written as u64).str(" of ").num(d.len() as u64).str(" bytes written)");
+        }
+    }
+    if !dest.is_empty() && log::stderr_intact() && line.emit_to(2) {
+        return;
+    }
+    // stderr is what failed, or is gone too.
+    let mut p = [0u8; 400];
+    let mut w = Buf::new(&mut p);
+    w.put(cstr(&s.tmpdir))
+        .put(b"/usertrap.")
+        .num(raw::getpid() as u64)
+        .put(b".")
+        .num(stats::start_realtime_ns())
+        .put(b".report\0");
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o600);
+    if fd >= 0 {
+        line.emit_to(fd as i32);
+        if let Some(d) = data {
+            log::write_bounded(fd as i32, d);
+        }
+        close(fd as i32);
+    }
+}

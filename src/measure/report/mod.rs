@@ -1,0 +1,115 @@
+//! The report a process writes when it ends: its figures merged over every
+//! thread, as text (like `strace -c`, with percentiles) or JSON
+//! (docs/report-schema.md), to USERTRAP_OUTPUT or stderr; and the one-line
+//! USERTRAP_SUMMARY. Runs in trap context (the exit_group trap, a fatal
+//! signal's handler): memory comes from mmap, nothing allocates or locks.
+//!
+//! Delivery (README, "Measurement and reports"): the whole report is built
+//! in memory first, then written in one write(2):
+//! - to a USERTRAP_OUTPUT path: appended, never truncated (an exec'd image,
+//!   forked children and `/dev/stdout` redirected to a file all keep what
+//!   is there); a file that does not exist yet is written unnamed
+//!   (O_TMPFILE) and linked in only once complete, so a process killed
+//!   meanwhile leaves no empty or partial file; a pipe, FIFO or socket is
+//!   opened non-blocking: no reader means no wait, a reader that stopped
+//!   reading means at most log::NO_PROGRESS_MS of waiting;
+//! - to stderr: only if descriptor 2 still is the stderr the image started
+//!   with (log::stderr_intact);
+//! - never with SIGPIPE or SIGXFSZ (log::without_write_signals).
+//! A report that cannot be delivered is said once, in one line, on stderr;
+//! when stderr itself is what failed (closed, replaced, a closed pipe, full),
+//! the line and the report go to a new file $TMPDIR/usertrap.PID.TIME.report
+//! (mode 0600) instead: never into a file of the program's.
+//!
+//! Under `usertrap stat` (USERTRAP_COLLECT set) none of that: every process
+//! image greets the command's collector when it starts (a fork child is
+//! announced by its parent), and sends its report there when it ends, each over a
+//! short connection of its own to an abstract unix socket (no file, no
+//! permission, no descriptor kept open: whatever the process's user, root
+//! or descriptors). A report that cannot be sent is never written anywhere
+//! else: the collector names every process that greeted and did not report.
+//!
+//! Files, each importing only those listed before it: out.rs (the formatter),
+//! settings.rs, names.rs, collector.rs, render.rs (figures and summary),
+//! text.rs, json.rs, deliver.rs; this file: when the report is written.
+
+pub mod collector;
+pub mod deliver;
+pub mod json;
+pub mod names;
+pub mod out;
+pub mod render;
+pub mod settings;
+pub mod text;
+
+pub use collector::{after_clone_in_parent, greet, note_wait};
+pub use render::Exit;
+pub use settings::{check_summary_path, configure, forbid, summary_on, Format, Summary};
+
+use crate::measure::stats::{self, SysStats, SLOTS};
+use crate::rt::log;
+use crate::rt::raw;
+use collector::KILLED_N;
+use core::sync::atomic::{AtomicBool, Ordering};
+use deliver::deliver;
+use out::Out;
+use render::Report;
+use settings::{report_forbidden, settings, CONFIGURED};
+
+static WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// A new process (fork child) writes its own report (its parent already
+/// told the collector about it: after_clone_in_parent).
+pub fn after_fork_in_child() {
+    WRITTEN.store(false, Ordering::Relaxed);
+    KILLED_N.store(0, Ordering::Relaxed);
+}
+
+/// An execve failed: the image goes on and will report again at its end.
+pub fn exec_failed() {
+    WRITTEN.store(false, Ordering::Relaxed);
+}
+
+/// The process image ends: write the summary line and the report, once.
+#[inline(never)]
+pub fn at_exit(how: Exit) {
+    // The program's own seccomp filter forbids what writing it needs (said
+    // when the filter was installed).
+    if !CONFIGURED.load(Ordering::Relaxed) || report_forbidden() {
+        return;
+    }
+    // A vfork child shares its parent's memory: its figures are the parent's,
+    // and marking the report written would silence the parent's.
+    if crate::rt::thread::current_unchecked().is_some_and(|a| a.vfork_child.get()) {
+        return;
+    }
+    if WRITTEN.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    log::without_write_signals(|| report(how));
+}
+
+fn report(how: Exit) {
+    let s = settings();
+    let len = SLOTS * core::mem::size_of::<SysStats>();
+    let Ok(base) = raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) else {
+        deliver(s, None);
+        return;
+    };
+    // SAFETY: a fresh zeroed mapping of SLOTS SysStats (all Cells: zero
+    // is a valid value), ours until the munmap below.
+    let merged = unsafe { core::slice::from_raw_parts(base as *const SysStats, SLOTS) };
+    let used = stats::merge_into(merged);
+    let hz = stats::ticks_per_second();
+    let r = Report { merged, used, hz, how, end_real_ns: stats::clock_ns(libc::CLOCK_REALTIME) };
+    if !matches!(s.summary, Summary::Off) {
+        r.summary(s);
+    }
+    let mut out = Out::new();
+    match s.format {
+        Format::Text => r.text(&mut out),
+        Format::Json => r.json(&mut out),
+    }
+    raw::munmap(base, len);
+    deliver(s, out.data());
+}

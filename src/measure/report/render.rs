@@ -1,0 +1,158 @@
+//! The report's figures, merged over every thread, and the one-line summary;
+//! the full report is written by text.rs and json.rs.
+//! Never: choose where it goes (deliver.rs does).
+
+use super::settings::{close, copy_cstr, cstr, Settings, Summary};
+use crate::measure::stats::{self, SysStats, HIST_LEN, SLOTS};
+use crate::patch::registry;
+use crate::rt::log::{self, Line};
+use crate::rt::raw;
+use crate::trap::backend;
+
+/// How the process (image) ended.
+#[derive(Clone, Copy)]
+pub enum Exit {
+    ExitGroup(i32),
+    LastThread(i32),
+    Signal(i32),
+    Exec,
+    /// The process asked to be traced: interception ends here.
+    Traced,
+}
+
+pub(super) struct Report<'a> {
+    pub(super) merged: &'a [SysStats],
+    pub(super) used: stats::Used,
+    pub(super) hz: u64,
+    pub(super) how: Exit,
+    pub(super) end_real_ns: u64,
+}
+
+impl Report<'_> {
+    pub(super) fn ns(&self, ticks: u64) -> u64 {
+        (ticks as u128 * 1_000_000_000 / self.hz.max(1) as u128) as u64
+    }
+
+    /// The merged figures of `nr`, if it was used (others are never touched).
+    pub(super) fn block(&self, nr: usize) -> Option<&SysStats> {
+        if stats::is_used(&self.used, nr) {
+            self.merged.get(nr)
+        } else {
+            None
+        }
+    }
+
+    /// (fast, slow) over every syscall, threads with tables or not.
+    pub(super) fn calls(&self, nr: usize) -> (u64, u64) {
+        if !stats::is_used(&self.used, nr) {
+            return (0, 0);
+        }
+        let (ff, fs) = stats::fallback_calls(nr);
+        self.merged.get(nr).map_or((ff, fs), |b| (b.fast.get() + ff, b.slow.get() + fs))
+    }
+
+    pub(super) fn totals(&self) -> (u64, u64, u64, u64) {
+        let (mut fast, mut slow, mut errors, mut ticks) = (0, 0, 0, 0);
+        for nr in 0..SLOTS {
+            let (f, s) = self.calls(nr);
+            fast += f;
+            slow += s;
+            if let Some(b) = self.block(nr) {
+                errors += b.errors.get();
+                ticks += b.total.get();
+            }
+        }
+        (fast, slow, errors, ticks)
+    }
+
+    pub(super) fn summary(&self, s: &Settings) {
+        let (fast, slow, _, _) = self.totals();
+        let mut line = Line::new();
+        line.str("pid ")
+            .num(raw::getpid() as u64)
+            .str(": ")
+            .num(fast + slow)
+            .str(" syscalls intercepted (")
+            .str(backend::name())
+            .str("), ")
+            .num(fast)
+            .str(" on the fast path, ")
+            .num(registry::patched_count() as u64)
+            .str(" sites patched, ")
+            .num(registry::unpatched_count() as u64)
+            .str(" left on the slow path, ")
+            .num(registry::site_faults())
+            .str(" site faults");
+        match s.summary {
+            Summary::Stderr => line.emit(),
+            Summary::File(_) => {
+                let path = cstr(&s.summary_path);
+                let mut p = [0u8; 4200];
+                copy_cstr(&mut p, path);
+                let flags = libc::O_WRONLY
+                    | libc::O_APPEND
+                    | libc::O_CREAT
+                    | libc::O_NONBLOCK
+                    | libc::O_NOCTTY
+                    | libc::O_CLOEXEC;
+                let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o644);
+                let errno = if fd < 0 {
+                    -fd
+                } else {
+                    let (_, e) = log::write_bounded(fd as i32, line.finished());
+                    close(fd as i32);
+                    e
+                };
+                if errno != 0 {
+                    Line::new()
+                        .str("pid ")
+                        .num(raw::getpid() as u64)
+                        .str(": the summary could not be appended to ")
+                        .escaped(path, 200)
+                        .str(": ")
+                        .errno(errno)
+                        .emit();
+                }
+            }
+            Summary::Off => {}
+        }
+    }
+
+    /// Syscall numbers with calls, by total time, largest first.
+    pub(super) fn order(&self, buf: &mut [u16; SLOTS]) -> usize {
+        let mut n = 0;
+        for nr in 0..SLOTS {
+            let (f, s) = self.calls(nr);
+            if f + s != 0 {
+                if let Some(slot) = buf.get_mut(n) {
+                    *slot = nr as u16;
+                    n += 1;
+                }
+            }
+        }
+        let total = |nr: u16| self.block(nr as usize).map_or(0, |b| b.total.get());
+        if let Some(v) = buf.get_mut(..n) {
+            v.sort_unstable_by(|a, b| total(*b).cmp(&total(*a)).then(a.cmp(b)));
+        }
+        n
+    }
+
+    /// The q-th quantile (q in thousandths) of a histogram, in ticks: the
+    /// upper bound of the bucket holding that rank, kept within [min, max].
+    pub(super) fn quantile(b: &SysStats, q: u64) -> u64 {
+        let n = b.timed.get();
+        if n == 0 {
+            return 0;
+        }
+        let rank = (n * q).div_ceil(1000).max(1);
+        let mut seen = 0u64;
+        for (i, c) in b.hist.iter().enumerate().take(HIST_LEN) {
+            seen += c.get() as u64;
+            if seen >= rank {
+                let (_, hi) = stats::bucket_bounds(i);
+                return (hi - 1).clamp(b.min.get(), b.max.get());
+            }
+        }
+        b.max.get()
+    }
+}

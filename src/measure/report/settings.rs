@@ -1,0 +1,192 @@
+//! Where and how the report goes: the settings taken at start-up
+//! (USERTRAP_OUTPUT, USERTRAP_FORMAT, USERTRAP_SUMMARY, TMPDIR,
+//! USERTRAP_COLLECT), the output path template's expansion, and the checks on
+//! a summary path.
+//! Never: build or write the report.
+
+use crate::measure::stats;
+use crate::rt::log::{self, Buf};
+use crate::rt::raw;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// USERTRAP_SUMMARY: where the one-line summary goes (start::config parses it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summary<'a> {
+    Off,
+    Stderr,
+    File(&'a [u8]),
+}
+
+/// USERTRAP_FORMAT: how the report is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+pub(super) struct Settings {
+    pub(super) output: [u8; 4096],
+    pub(super) format: Format,
+    pub(super) summary: Summary<'static>,
+    pub(super) summary_path: [u8; 4096],
+    /// Where a report goes when stderr cannot take it (TMPDIR or /tmp).
+    pub(super) tmpdir: [u8; 256],
+    /// USERTRAP_COLLECT (empty: not under `usertrap stat`).
+    pub(super) collect: [u8; 128],
+}
+
+pub(super) struct SettingsCell(core::cell::UnsafeCell<Settings>);
+
+// SAFETY: written once by the constructor before any trap is armed, then read.
+unsafe impl Sync for SettingsCell {}
+
+pub(super) static SETTINGS: SettingsCell = SettingsCell(core::cell::UnsafeCell::new(Settings {
+    output: [0; 4096],
+    format: Format::Text,
+    summary: Summary::Off,
+    summary_path: [0; 4096],
+    tmpdir: [0; 256],
+    collect: [0; 128],
+}));
+
+/// Set once [`configure`] has filled SETTINGS (the constructor, after the
+/// settings were read): until then no report is written, whatever ends the
+/// process.
+pub(super) static CONFIGURED: AtomicBool = AtomicBool::new(false);
+
+pub(super) fn settings() -> &'static Settings {
+    // SAFETY: read-only after the constructor.
+    unsafe { &*SETTINGS.0.get() }
+}
+
+/// Set once a filter of the program's forbids a syscall the report needs:
+/// writing it would end the process the way the filter says.
+pub(super) static REPORT_FORBIDDEN: AtomicBool = AtomicBool::new(false);
+
+/// The report cannot be written (emulate::process, at the program's seccomp).
+pub fn forbid() {
+    REPORT_FORBIDDEN.store(true, Ordering::Relaxed);
+}
+
+pub(super) fn report_forbidden() -> bool {
+    REPORT_FORBIDDEN.load(Ordering::Relaxed)
+}
+
+/// Constructor only: where and how to report. `output` is an absolute path
+/// template (or empty: stderr); `tmpdir` the environment's TMPDIR (used if
+/// absolute and short), for reports that stderr cannot take.
+pub fn configure(output: &[u8], format: Format, summary: Summary<'static>, tmpdir: &[u8], collect: &[u8]) {
+    log::remember_stderr();
+    // SAFETY: single-threaded start-up, before any reader exists.
+    let s = unsafe { &mut *SETTINGS.0.get() };
+    copy_cstr(&mut s.output, output);
+    s.format = format;
+    s.summary = summary;
+    if let Summary::File(p) = summary {
+        copy_cstr(&mut s.summary_path, p);
+    }
+    let tmp: &[u8] = if tmpdir.first() == Some(&b'/') && tmpdir.len() < 200 { tmpdir } else { b"/tmp" };
+    copy_cstr(&mut s.tmpdir, tmp);
+    copy_cstr(&mut s.collect, collect);
+    CONFIGURED.store(true, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// The collector of `usertrap stat` (cli/src/stat.rs reads this protocol):
+// one stream connection per message to the abstract unix socket named by
+// USERTRAP_COLLECT, the message, then close:
+//   "hello PID PPID COMM\n"   a process image starts (COMM in hex)
+//   "child PID PPID COMM\n"   its parent forked it (sent before fork returns
+//                             in the parent: the collector knows of a child
+//                             before its parent can wait for it or end)
+//   "report PID\n" + report   it ended (the JSON report follows)
+//   "lost PID REASON\n"       it ended, its report could not be built
+
+pub(super) fn copy_cstr(dst: &mut [u8], src: &[u8]) {
+    let n = src.len().min(dst.len().saturating_sub(1));
+    if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
+        d.copy_from_slice(s);
+    }
+}
+
+pub(super) fn cstr(buf: &[u8]) -> &[u8] {
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    buf.get(..n).unwrap_or(&[])
+}
+
+pub fn summary_on() -> bool {
+    !matches!(settings().summary, Summary::Off)
+}
+
+/// Start-up: a USERTRAP_SUMMARY file must be one we can append to (an
+/// existing writable file, or a new one in a writable directory); else the
+/// errno, which the constructor reports as a bad setting.
+pub fn check_summary_path(path: &[u8]) -> Result<(), i64> {
+    let mut p = [0u8; 4200];
+    copy_cstr(&mut p, path);
+    let r = raw::syscall(libc::SYS_faccessat, libc::AT_FDCWD as u64, p.as_ptr() as u64, libc::W_OK as u64, 0);
+    if r == 0 {
+        return match stat_kind(&p) {
+            Some(k) if k == 0o040000 => Err(libc::EISDIR as i64),
+            _ => Ok(()),
+        };
+    }
+    if r != -(libc::ENOENT as i64) {
+        return Err(-r);
+    }
+    let slash = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    let mut d = [0u8; 4200];
+    copy_cstr(&mut d, if slash == 0 { b"/" } else { path.get(..slash).unwrap_or(b"/") });
+    let r = raw::syscall(
+        libc::SYS_faccessat,
+        libc::AT_FDCWD as u64,
+        d.as_ptr() as u64,
+        (libc::W_OK | libc::X_OK) as u64,
+        0,
+    );
+    if r < 0 {
+        return Err(-r);
+    }
+    Ok(())
+}
+
+/// S_IFMT bits of the file at the NUL-terminated `p`.
+pub(super) fn stat_kind(p: &[u8]) -> Option<u32> {
+    let mut st = [0u64; 18];
+    let r = raw::syscall(libc::SYS_newfstatat, libc::AT_FDCWD as u64, p.as_ptr() as u64, st.as_mut_ptr() as u64, 0);
+    (r == 0).then_some(st[3] as u32 & log::S_IFMT)
+}
+
+pub(super) fn close(fd: i32) {
+    raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
+}
+
+/// Expand %p (pid), %t (image start, ns since the epoch) and %% in `t`.
+pub(super) fn expand(t: &[u8], out: &mut [u8]) -> usize {
+    let mut w = Buf::new(out);
+    let mut it = t.iter().peekable();
+    while let Some(&c) = it.next() {
+        if c == b'%' {
+            match it.peek() {
+                Some(b'p') => {
+                    it.next();
+                    w.num(raw::getpid() as u64);
+                }
+                Some(b't') => {
+                    it.next();
+                    w.num(stats::start_realtime_ns());
+                }
+                Some(b'%') => {
+                    it.next();
+                    w.put(b"%");
+                }
+                _ => {
+                    w.put(b"%");
+                }
+            }
+        } else {
+            w.put(&[c]);
+        }
+    }
+    w.len
+}

@@ -1,0 +1,397 @@
+//! Per-syscall figures, accumulated per thread without locks and without
+//! writing a cache line another thread writes: call counts by path (fast: a
+//! patched site's trampoline; slow: a signal), errors by errno, and the
+//! latency of the real syscall (total, min, max and a log-linear histogram).
+//!
+//! Each thread's figures live in a table mapped on its first syscall and
+//! found through its thread area; the report (measure::report) merges the tables
+//! of every area when the process ends. Everything here is integer code: it
+//! runs on the fast path, where vector registers must stay untouched.
+//!
+//! Time is measured with rdtsc (converted with a frequency calibrated against
+//! CLOCK_MONOTONIC between start-up and the report) where the TSC is
+//! invariant, and with clock_gettime(CLOCK_MONOTONIC) otherwise.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::rt::raw;
+use crate::rt::thread::{self, ThreadArea};
+
+pub use crate::rt::figures::{
+    Path, SysStats, ThreadStats, HIST_LEN, I386_BASE, I386_FLAG, MAX_ERRNO, MAX_EXP, MAX_NR, MAX_NR_I386, PER_THREAD,
+    SLOTS, SUB, SUB_BITS,
+};
+
+const TABLE_LEN: usize = (core::mem::size_of::<ThreadStats>() + 4095) & !4095;
+
+/// Process-wide call counts for threads without a table (no thread area, or
+/// more distinct syscalls than PER_THREAD).
+static FALLBACK: [[AtomicU64; SLOTS]; 2] = [const { [const { AtomicU64::new(0) }; SLOTS] }; 2];
+
+fn index_of(nr: i64) -> usize {
+    if (0..MAX_NR as i64).contains(&nr) {
+        nr as usize
+    } else if (I386_FLAG..I386_FLAG + MAX_NR_I386 as i64).contains(&nr) {
+        I386_BASE + (nr - I386_FLAG) as usize
+    } else {
+        MAX_NR
+    }
+}
+
+/// The thread's table, mapped on first use.
+#[inline(always)]
+pub fn table_of(area: &ThreadArea) -> Option<*mut ThreadStats> {
+    let mut table = area.stats.get();
+    if table.is_null() {
+        table = crate::rt::owned::map(TABLE_LEN, libc::PROT_READ | libc::PROT_WRITE).ok()? as *mut ThreadStats;
+        area.stats.set(table);
+    }
+    Some(table)
+}
+
+/// This thread's block for syscall `nr`, created on first use.
+#[inline(always)]
+fn block(area: &ThreadArea, nr: usize) -> Option<&SysStats> {
+    let table = table_of(area)?;
+    // SAFETY: the table is this thread's own mapping (zeroed: all Cells 0),
+    // never unmapped, and only touched by this thread (or by the report,
+    // when the process ends).
+    let t = unsafe { &*table };
+    let slot = t.index.get(nr)?;
+    let mut i = slot.get() as usize;
+    if i == 0 {
+        let used = t.used.get() as usize;
+        if used >= PER_THREAD {
+            return None;
+        }
+        t.used.set(used as u16 + 1);
+        i = used + 1;
+        slot.set(i as u16);
+    }
+    t.blocks.get(i - 1)
+}
+
+/// A syscall is about to run on `path`: count it. Returns the block to time
+/// it into, if this thread keeps one.
+#[inline(always)]
+pub fn begin(area: Option<&ThreadArea>, path: Path, nr: i64) -> Option<&SysStats> {
+    let i = index_of(nr);
+    match area.and_then(|a| block(a, i)) {
+        Some(b) => {
+            let c = if path == Path::Fast { &b.fast } else { &b.slow };
+            c.set(c.get() + 1);
+            Some(b)
+        }
+        None => {
+            if let Some(c) = FALLBACK.get(path as usize).and_then(|row| row.get(i)) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            None
+        }
+    }
+}
+
+/// The syscall returned `result` after `ticks` clock ticks.
+#[inline(always)]
+pub fn end(b: Option<&SysStats>, result: i64, ticks: u64) {
+    let Some(b) = b else { return };
+    if (-4095..0).contains(&result) {
+        b.errors.set(b.errors.get() + 1);
+        let e = (-result) as usize;
+        if let Some(c) = b.errnos.get(if e < MAX_ERRNO { e } else { 0 }) {
+            c.set(c.get().saturating_add(1));
+        }
+    }
+    b.total.set(b.total.get() + ticks);
+    if b.timed.get() == 0 || ticks < b.min.get() {
+        b.min.set(ticks);
+    }
+    if ticks > b.max.get() {
+        b.max.set(ticks);
+    }
+    b.timed.set(b.timed.get() + 1);
+    if let Some(c) = b.hist.get(bucket(ticks)) {
+        c.set(c.get().saturating_add(1));
+    }
+}
+
+/// The histogram bucket of a value.
+#[inline(always)]
+pub fn bucket(v: u64) -> usize {
+    if v < SUB as u64 {
+        return v as usize;
+    }
+    let e = (63 - v.leading_zeros()).min(MAX_EXP);
+    let v = v.min((1u64 << (MAX_EXP + 1)) - 1);
+    let sub = ((v >> (e - SUB_BITS)) as usize) & (SUB - 1);
+    SUB + (e - SUB_BITS) as usize * SUB + sub
+}
+
+/// The values bucket `i` holds: [low, high).
+pub fn bucket_bounds(i: usize) -> (u64, u64) {
+    if i < SUB {
+        return (i as u64, i as u64 + 1);
+    }
+    let e = ((i - SUB) / SUB) as u32 + SUB_BITS;
+    let sub = ((i - SUB) % SUB) as u64;
+    let shift = e - SUB_BITS;
+    ((SUB as u64 + sub) << shift, (SUB as u64 + sub + 1) << shift)
+}
+
+// --- the clock ---------------------------------------------------------------
+
+static USE_TSC: AtomicBool = AtomicBool::new(false);
+/// The TSC was turned off after start-up: ticks are CLOCK_MONOTONIC scaled to
+/// its frequency (KNOWN_HZ), plus TSC_OFFSET (see `tsc_disabled`).
+static TSC_OFF: AtomicBool = AtomicBool::new(false);
+static TSC_OFFSET: AtomicU64 = AtomicU64::new(0);
+/// USERTRAP_TIMING: take timestamps around every call.
+static TIMING: AtomicBool = AtomicBool::new(true);
+
+pub fn set_timing(on: bool) {
+    TIMING.store(on, Ordering::Relaxed);
+}
+
+/// Whether calls are timed (else `now` is not called and latencies stay 0).
+#[inline(always)]
+pub fn timing() -> bool {
+    TIMING.load(Ordering::Relaxed)
+}
+static START_TSC: AtomicU64 = AtomicU64::new(0);
+static START_MONO_NS: AtomicU64 = AtomicU64::new(0);
+static START_REAL_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Clock ticks now (TSC cycles, or ns of CLOCK_MONOTONIC).
+#[inline(always)]
+pub fn now() -> u64 {
+    if USE_TSC.load(Ordering::Relaxed) {
+        if TSC_OFF.load(Ordering::Relaxed) {
+            let ticks = mono_ticks(clock_ns(libc::CLOCK_MONOTONIC), KNOWN_HZ.load(Ordering::Relaxed));
+            return ticks.wrapping_add(TSC_OFFSET.load(Ordering::Relaxed));
+        }
+        // SAFETY: rdtsc exists on every x86-64 CPU, and is enabled (or
+        // TSC_OFF would be set: the library sees every PR_SET_TSC).
+        unsafe { core::arch::x86_64::_rdtsc() }
+    } else {
+        clock_ns(libc::CLOCK_MONOTONIC)
+    }
+}
+
+pub fn clock_ns(clock: i32) -> u64 {
+    let mut ts = [0i64; 2];
+    raw::syscall(libc::SYS_clock_gettime, clock as u64, ts.as_mut_ptr() as u64, 0, 0);
+    (ts[0] as u64).wrapping_mul(1_000_000_000).wrapping_add(ts[1] as u64)
+}
+
+/// Start-up (and a new process after fork): choose the clock, note when
+/// the process image started.
+pub fn start_clock() {
+    // CPUID 0x80000007, EDX bit 8: the TSC runs at a constant rate in every
+    // P-, C- and T-state (invariant TSC).
+    let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    let invariant = max_ext >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0;
+    // An exec'd image may start with rdtsc turned off (PR_SET_TSC survives
+    // exec): CLOCK_MONOTONIC then, from the start.
+    USE_TSC.store(invariant && !tsc_off_at_start(), Ordering::Relaxed);
+    TSC_OFF.store(false, Ordering::Relaxed);
+    restart_clock();
+}
+
+fn restart_clock() {
+    START_REAL_NS.store(clock_ns(libc::CLOCK_REALTIME), Ordering::Relaxed);
+    START_MONO_NS.store(clock_ns(libc::CLOCK_MONOTONIC), Ordering::Relaxed);
+    START_TSC.store(now(), Ordering::Relaxed);
+}
+
+pub fn start_realtime_ns() -> u64 {
+    START_REAL_NS.load(Ordering::Relaxed)
+}
+
+/// The TSC frequency given by USERTRAP_TSC_HZ (set by the usertrap command,
+/// and by the library for the programs a process execs), 0 if unknown.
+static KNOWN_HZ: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_known_hz(hz: u64) {
+    KNOWN_HZ.store(hz, Ordering::Relaxed);
+}
+
+/// Ticks per second: 1e9 for CLOCK_MONOTONIC; for the TSC, its frequency as
+/// given, or measured against CLOCK_MONOTONIC since start-up (at least 0.5 ms
+/// of it, waited for if need be: the error is then under 0.5%).
+pub fn ticks_per_second() -> u64 {
+    if !USE_TSC.load(Ordering::Relaxed) {
+        return 1_000_000_000;
+    }
+    let known = KNOWN_HZ.load(Ordering::Relaxed);
+    if known != 0 {
+        return known;
+    }
+    let (t0, m0) = (START_TSC.load(Ordering::Relaxed), START_MONO_NS.load(Ordering::Relaxed));
+    loop {
+        let m1 = clock_ns(libc::CLOCK_MONOTONIC);
+        let t1 = now();
+        let dm = m1.saturating_sub(m0);
+        if dm >= 500_000 {
+            let hz = (t1.saturating_sub(t0) as u128 * 1_000_000_000 / dm as u128) as u64;
+            return hz.max(1);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// The TSC is about to be turned off for this thread (PR_SET_TSC
+/// PR_TSC_SIGSEGV, or strict seccomp mode), after which rdtsc faults. From
+/// then on timestamps come from CLOCK_MONOTONIC, scaled to the TSC frequency
+/// measured now and continuing from the TSC's current value: figures already
+/// taken keep their unit, and the latency of a call that spans the switch
+/// stays right. (The frequency may wait up to 0.5 ms to be measured.)
+pub fn tsc_disabled() {
+    if !USE_TSC.load(Ordering::Relaxed) || TSC_OFF.load(Ordering::Relaxed) {
+        return;
+    }
+    let hz = ticks_per_second();
+    KNOWN_HZ.store(hz, Ordering::Relaxed);
+    let mono = clock_ns(libc::CLOCK_MONOTONIC);
+    // SAFETY: rdtsc exists on every x86-64 CPU, and is still enabled here.
+    let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+    TSC_OFFSET.store(tsc.wrapping_sub(mono_ticks(mono, hz)), Ordering::Relaxed);
+    TSC_OFF.store(true, Ordering::Relaxed);
+}
+
+/// CLOCK_MONOTONIC ns as TSC ticks at `hz`.
+#[inline(always)]
+fn mono_ticks(ns: u64, hz: u64) -> u64 {
+    (ns as u128 * hz as u128 / 1_000_000_000) as u64
+}
+
+/// Whether rdtsc is turned off for this process at start (PR_GET_TSC).
+fn tsc_off_at_start() -> bool {
+    let mut v: i32 = 0;
+    raw::syscall(raw::SYS_prctl, PR_GET_TSC, &mut v as *mut i32 as u64, 0, 0) == 0 && v == PR_TSC_SIGSEGV
+}
+
+const PR_GET_TSC: u64 = 25;
+const PR_TSC_SIGSEGV: i32 = 2;
+
+pub fn uses_tsc() -> bool {
+    USE_TSC.load(Ordering::Relaxed)
+}
+
+// --- merging -------------------------------------------------------------------
+
+/// Syscall numbers in use, one bit each.
+pub type Used = [u64; SLOTS / 64 + 1];
+
+pub fn is_used(used: &Used, nr: usize) -> bool {
+    used.get(nr / 64).is_some_and(|w| w & (1 << (nr % 64)) != 0)
+}
+
+fn mark(used: &mut Used, nr: usize) {
+    if let Some(w) = used.get_mut(nr / 64) {
+        *w |= 1 << (nr % 64);
+    }
+}
+
+/// Add the figures of every thread into `merged` (SLOTS blocks, zeroed:
+/// only the blocks of numbers in use are touched, so the mapping stays
+/// mostly untouched pages). Returns the numbers in use, counting the calls
+/// of threads without a table too.
+pub fn merge_into(merged: &[SysStats]) -> Used {
+    let mut used: Used = [0; SLOTS / 64 + 1];
+    thread::for_each_area(|a| {
+        let table = a.stats.get();
+        if table.is_null() {
+            return;
+        }
+        // SAFETY: as in `block`; the process is ending, or this is a report
+        // of the calling thread's own process.
+        let t = unsafe { &*table };
+        for (nr, slot) in t.index.iter().enumerate() {
+            let i = slot.get() as usize;
+            if i != 0 {
+                if let (Some(dst), Some(src)) = (merged.get(nr), t.blocks.get(i - 1)) {
+                    dst.add(src);
+                    mark(&mut used, nr);
+                }
+            }
+        }
+    });
+    for nr in 0..SLOTS {
+        if fallback_calls(nr) != (0, 0) {
+            mark(&mut used, nr);
+        }
+    }
+    used
+}
+
+/// The process-wide fallback counts of syscall `nr` (fast, slow).
+pub fn fallback_calls(nr: usize) -> (u64, u64) {
+    let get = |row: usize| FALLBACK.get(row).and_then(|r| r.get(nr)).map_or(0, |c| c.load(Ordering::Relaxed));
+    (get(0), get(1))
+}
+
+/// The TSC frequency, if the process knows it or has run long enough
+/// (20 ms) to measure it well without waiting; 0 otherwise.
+pub fn settled_hz() -> u64 {
+    if !USE_TSC.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let known = KNOWN_HZ.load(Ordering::Relaxed);
+    if known != 0 {
+        return known;
+    }
+    let dm = clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(START_MONO_NS.load(Ordering::Relaxed));
+    if dm < 20_000_000 {
+        return 0;
+    }
+    ticks_per_second()
+}
+
+/// A new process starts with its own figures, not its parent's (and keeps
+/// the parent's TSC frequency, if it was measured well).
+pub fn after_fork_in_child() {
+    KNOWN_HZ.store(settled_hz(), Ordering::Relaxed);
+    for row in FALLBACK.iter() {
+        row.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+    }
+    thread::for_each_area(|a| {
+        let table = a.stats.get();
+        if !table.is_null() {
+            // SAFETY: only this thread exists in the new process.
+            let t = unsafe { &*table };
+            let used = t.used.get() as usize;
+            t.blocks.iter().take(used).for_each(SysStats::clear);
+        }
+    });
+    restart_clock();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_values_in_order() {
+        let mut last = 0;
+        for v in [0u64, 1, 15, 16, 17, 31, 32, 33, 100, 1000, 123_456, 1 << 40, u64::MAX] {
+            let b = bucket(v);
+            assert!(b >= last, "bucket of {v} went backwards");
+            assert!(b < HIST_LEN);
+            let (lo, hi) = bucket_bounds(b);
+            if v < (1u64 << (MAX_EXP + 1)) {
+                assert!(lo <= v && v < hi, "{v} not in [{lo}, {hi})");
+            }
+            last = b;
+        }
+    }
+
+    #[test]
+    fn buckets_are_narrow() {
+        for b in SUB..HIST_LEN {
+            let (lo, hi) = bucket_bounds(b);
+            assert!((hi - lo) * 16 <= lo, "bucket {b} [{lo}, {hi}) wider than 1/16");
+            assert_eq!(bucket(lo), b);
+            assert_eq!(bucket(hi - 1), b);
+        }
+    }
+}

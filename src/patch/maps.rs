@@ -1,0 +1,304 @@
+//! /proc/self/maps, streamed through a fixed buffer (no allocation): the
+//! mapping of an address, the run of executable mappings of its file around
+//! it, and the offset-0 mapping of that file that holds its ELF header.
+//! Never: read the ELF object itself (elf.rs, unwind.rs).
+
+use super::os::Os;
+use super::reject::Reject;
+
+// ---------------------------------------------------------------------------
+// /proc/self/maps
+
+/// How many leading bytes of a mapping's name are kept (enough for "[vsyscall]").
+pub(super) const NAME_KEEP: usize = 16;
+
+/// One line of /proc/self/maps.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Mapping {
+    pub(super) start: u64,
+    pub(super) end: u64,
+    pub(super) perms: [u8; 4],
+    pub(super) offset: u64,
+    /// major << 32 | minor.
+    pub(super) dev: u64,
+    pub(super) inode: u64,
+    pub(super) name: [u8; NAME_KEEP],
+    /// Full length of the name (may exceed NAME_KEEP).
+    pub(super) name_len: usize,
+}
+
+impl Mapping {
+    pub(super) fn readable_executable(&self) -> bool {
+        self.perms.first() == Some(&b'r') && self.perms.get(2) == Some(&b'x')
+    }
+
+    #[cfg(test)]
+    pub(super) fn executable(&self) -> bool {
+        self.perms.get(2) == Some(&b'x')
+    }
+
+    /// A mapping of a file (anonymous and special mappings have inode 0).
+    pub(super) fn is_file(&self) -> bool {
+        self.inode != 0
+    }
+
+    pub(super) fn key(&self) -> (u64, u64) {
+        (self.dev, self.inode)
+    }
+
+    pub(super) fn name_is(&self, s: &[u8]) -> bool {
+        self.name_len == s.len() && self.name.get(..s.len()) == Some(s)
+    }
+
+    pub(super) fn contains(&self, a: u64) -> bool {
+        self.start <= a && a < self.end
+    }
+}
+
+/// Byte-at-a-time parser of /proc/self/maps lines, so that lines may straddle
+/// read buffers. Format: `start-end perms offset major:minor inode   name`.
+pub(super) struct Parser {
+    pub(super) cur: Mapping,
+    pub(super) field: u8,
+    pub(super) digits: u8,
+    pub(super) perm_i: usize,
+    pub(super) ok: bool,
+}
+
+impl Parser {
+    pub(super) const fn new() -> Parser {
+        Parser {
+            cur: Mapping {
+                start: 0,
+                end: 0,
+                perms: [0; 4],
+                offset: 0,
+                dev: 0,
+                inode: 0,
+                name: [0; NAME_KEEP],
+                name_len: 0,
+            },
+            field: 0,
+            digits: 0,
+            perm_i: 0,
+            ok: true,
+        }
+    }
+
+    pub(super) fn hex(v: &mut u64, b: u8) -> bool {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return false,
+        };
+        if *v >> 60 != 0 {
+            return false;
+        }
+        *v = (*v << 4) | d as u64;
+        true
+    }
+
+    pub(super) fn dec(v: &mut u64, b: u8) -> bool {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        match v.checked_mul(10).and_then(|x| x.checked_add((b - b'0') as u64)) {
+            Some(x) => {
+                *v = x;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Field separator: ends field `self.field` (which must have had digits).
+    pub(super) fn next_field(&mut self) {
+        if self.digits == 0 {
+            self.ok = false;
+        }
+        self.field += 1;
+        self.digits = 0;
+    }
+
+    /// Feed one byte; a complete, well-formed line yields its mapping.
+    pub(super) fn feed(&mut self, b: u8) -> Option<Mapping> {
+        if b == b'\n' {
+            // A line is usable once its inode has been read (field 6 or on).
+            let done = self.ok && (self.field > 6 || (self.field == 6 && self.digits > 0));
+            let m = self.cur;
+            *self = Parser::new();
+            return if done { Some(m) } else { None };
+        }
+        if !self.ok {
+            return None;
+        }
+        let c = &mut self.cur;
+        let good = match (self.field, b) {
+            (0, b'-') | (1, b' ') | (3, b' ') | (4, b':') | (5, b' ') | (6, b' ') => {
+                self.next_field();
+                return None;
+            }
+            (0, _) => Parser::hex(&mut c.start, b),
+            (1, _) => Parser::hex(&mut c.end, b),
+            (2, b' ') => {
+                self.field = 3;
+                self.digits = 0;
+                return None;
+            }
+            (2, _) => match c.perms.get_mut(self.perm_i) {
+                Some(p) => {
+                    *p = b;
+                    self.perm_i += 1;
+                    true
+                }
+                None => false,
+            },
+            (3, _) => Parser::hex(&mut c.offset, b),
+            (4, _) | (5, _) => {
+                let mut part = if self.field == 4 { c.dev >> 32 } else { c.dev & 0xffff_ffff };
+                let good = Parser::hex(&mut part, b) && part <= 0xffff_ffff;
+                c.dev =
+                    if self.field == 4 { (part << 32) | (c.dev & 0xffff_ffff) } else { (c.dev & !0xffff_ffff) | part };
+                good
+            }
+            (6, _) => Parser::dec(&mut c.inode, b),
+            _ => {
+                // The name: padded with spaces up to a column, then to the end
+                // of the line (it may contain spaces itself).
+                if !(c.name_len == 0 && b == b' ') {
+                    if let Some(slot) = c.name.get_mut(c.name_len) {
+                        *slot = b;
+                    }
+                    c.name_len = c.name_len.saturating_add(1);
+                }
+                return None;
+            }
+        };
+        self.digits = self.digits.saturating_add(1);
+        if !good {
+            self.ok = false;
+        }
+        None
+    }
+}
+
+/// Stream /proc/self/maps through `f` (in address order) until it returns false.
+pub(super) fn scan_maps<O: Os, F: FnMut(&Mapping) -> bool>(os: &mut O, mut f: F) -> Result<(), Reject> {
+    if !os.maps_open() {
+        return Err(Reject::MapsUnreadable);
+    }
+    let mut buf = [0u8; 1024];
+    let mut parser = Parser::new();
+    let mut result = Ok(());
+    'read: loop {
+        let n = os.maps_read(&mut buf);
+        if n < 0 {
+            result = Err(Reject::MapsUnreadable);
+            break;
+        }
+        if n == 0 {
+            break;
+        }
+        for &b in buf.get(..n as usize).unwrap_or(&[]) {
+            if let Some(m) = parser.feed(b) {
+                if !f(&m) {
+                    break 'read;
+                }
+            }
+        }
+    }
+    os.maps_close();
+    result
+}
+
+/// The ELF object holding a code address, per /proc/self/maps.
+pub(super) struct Object {
+    /// Address of its ELF header (its offset-0 mapping).
+    pub(super) header: u64,
+    pub(super) text_start: u64,
+    pub(super) text_end: u64,
+}
+
+/// How many files' offset-0 mappings are remembered while streaming (the
+/// header normally sits right below the text; a miss costs a second pass).
+pub(super) const RECENT: usize = 16;
+
+pub(super) fn find_object<O: Os>(os: &mut O, site: u64) -> Result<Object, Reject> {
+    let mut recent = [((0u64, 0u64), 0u64); RECENT];
+    let mut recent_next = 0usize;
+    let mut found: Option<Mapping> = None;
+    let mut early: Option<Reject> = None;
+    let mut header: Option<u64> = None;
+    // Current run of adjacent executable mappings of one file: (key, start, end).
+    let mut run: Option<((u64, u64), u64, u64)> = None;
+    scan_maps(os, |m| {
+        if let Some(f) = found {
+            // Past the site's mapping: extend the run while it continues.
+            return match run {
+                Some((k, s, e)) if m.readable_executable() && m.key() == f.key() && m.start == e => {
+                    run = Some((k, s, m.end));
+                    true
+                }
+                _ => false,
+            };
+        }
+        if m.is_file() && m.offset == 0 {
+            let slot = recent.iter().position(|(k, _)| *k == m.key()).unwrap_or(recent_next % RECENT);
+            if slot == recent_next % RECENT {
+                recent_next = recent_next.wrapping_add(1);
+            }
+            if let Some(r) = recent.get_mut(slot) {
+                *r = (m.key(), m.start);
+            }
+        }
+        run = match run {
+            Some((k, s, e)) if m.readable_executable() && m.key() == k && m.start == e => Some((k, s, m.end)),
+            _ if m.readable_executable() => Some((m.key(), m.start, m.end)),
+            _ => None,
+        };
+        if !m.contains(site) {
+            return true;
+        }
+        early = if m.name_is(b"[vdso]") {
+            Some(Reject::InVdso)
+        } else if m.name_is(b"[vsyscall]") {
+            Some(Reject::InVsyscall)
+        } else if !m.is_file() {
+            Some(Reject::NotElfObject)
+        } else if !m.readable_executable() {
+            Some(Reject::NotExecutable)
+        } else {
+            None
+        };
+        if early.is_some() {
+            return false;
+        }
+        found = Some(*m);
+        header = recent.iter().find(|(k, _)| *k == m.key()).map(|&(_, a)| a);
+        true
+    })?;
+    if let Some(r) = early {
+        return Err(r);
+    }
+    let f = found.ok_or(Reject::NotMapped)?;
+    let (_, text_start, text_end) = run.ok_or(Reject::NotExecutable)?;
+    let header = match header {
+        Some(h) => h,
+        None => {
+            // Evicted from `recent` (many files mapped in between): look again.
+            let mut best: Option<u64> = None;
+            scan_maps(os, |m| {
+                if m.start > site {
+                    return false;
+                }
+                if m.key() == f.key() && m.offset == 0 {
+                    best = Some(m.start);
+                }
+                true
+            })?;
+            best.ok_or(Reject::NotElfObject)?
+        }
+    };
+    Ok(Object { header, text_start, text_end })
+}

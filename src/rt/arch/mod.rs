@@ -1,0 +1,241 @@
+//! The assembly (all of it is in `x86_64.s`) and the Rust view of it.
+//!
+//! Owns: the gate image that the constructor copies to [`GATE_ADDR`], the typed
+//! entry into the gate, the clone child's first steps, sigreturn onto a chosen
+//! frame, fault-tolerant copies and the GS base accessors.
+//! Never: anything with policy in it. Callers decide; this only moves registers.
+
+use core::arch::global_asm;
+
+/// Where the gate lives in every process: the same address everywhere, so a
+/// seccomp filter inherited across fork (and, later, exec) still exempts it.
+/// 0x7573_0000_0000 ("us") lies far below the mmap base (0x7fxx_xxxx_xxxx) and
+/// far above brk heaps of PIE programs (0x55xx-0x56xx_xxxx_xxxx).
+pub const GATE_ADDR: u64 = 0x7573_0000_0000;
+/// Length of the exempt range: one page holds the whole gate image.
+pub const GATE_LEN: u64 = 4096;
+
+/// Fixed offsets of the gate's entry points and data slots in the image
+/// (pinned with `.org` in the assembly).
+pub const GATE_OFF_SYSCALL: u64 = 0x00;
+pub const GATE_OFF_RESTORER: u64 = 0x10;
+pub const GATE_OFF_CLONE: u64 = 0x20;
+pub const GATE_OFF_VFORK: u64 = 0x40;
+pub const GATE_OFF_PROGRAM_SYSCALL: u64 = 0xb0;
+pub const GATE_OFF_PROGRAM_SYSCALL_INSN: u64 = 0xc0;
+pub const GATE_OFF_PROGRAM_SYSCALL_ABORT: u64 = 0xc8;
+pub const GATE_OFF_INT80: u64 = 0xf0;
+pub const GATE_OFF_SLOTS: u64 = 0x100;
+/// The vfork stub's child part, after the data slots (no room before them).
+pub const GATE_OFF_VFORK_CHILD: u64 = 0x140;
+
+/// Offsets in the thread area of what the gate's stubs read through %gs
+/// (checked against the struct at compile time in rt/thread.rs, which
+/// imports this file; written as numbers so that this file imports nothing
+/// above it).
+pub const AREA_VFORK_RETURN: usize = 8;
+pub const AREA_POSTPONED_LEN: usize = 16;
+/// Offsets the vfork stub's child part reads.
+pub const AREA_PENDING_CHILD: usize = 120;
+pub const AREA_ALTSTACK: usize = 48;
+/// Bytes the parent reserves between a clone child's frame and its Rust stack.
+pub const CHILD_HEADER: usize = 64;
+
+extern "C" {
+    /// Addresses of the gate image's symbols (see GSYM_*).
+    static ut_gate_symbols: [u64; GSYM_COUNT];
+    static ut_safe_copy_insn: u8;
+    static ut_safe_copy_fault: u8;
+    static ut_safe_strnlen_insn: u8;
+    static ut_safe_strnlen_fault: u8;
+    fn ut_clone_child_entry();
+    fn ut_fast_entry();
+    static ut_tramp_template: u8;
+    static ut_tramp_template_end: u8;
+
+    pub fn ut_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    pub fn ut_program_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    /// Read by ut_fast_entry: whether hooks run (then it saves the extended
+    /// state), and how much room XSAVE needs.
+    pub static ut_hooks_active: core::sync::atomic::AtomicU8;
+    pub static ut_xsave_size: core::sync::atomic::AtomicU64;
+    pub static ut_have_fsgsbase: core::sync::atomic::AtomicU8;
+    pub fn ut_int80(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    pub fn ut_bootstrap_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
+    /// valgrind's RUNNING_ON_VALGRIND: 0 on a real CPU.
+    #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+    pub fn ut_running_on_valgrind() -> u64;
+    pub fn ut_clone_with_frame(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, frame: u64) -> i64;
+    pub fn ut_sigreturn_at(uc: u64) -> !;
+    pub fn ut_safe_copy(dst: *mut u8, src: *const u8, len: usize) -> i64;
+    pub fn ut_safe_strnlen(s: *const u8, max: usize) -> i64;
+    pub fn ut_rdgsbase() -> u64;
+    pub fn ut_wrgsbase(base: u64);
+}
+
+/// Indexes into `ut_gate_symbols` (the order of its .quad lines).
+const GSYM_IMAGE: usize = 0;
+const GSYM_IMAGE_END: usize = 1;
+const GSYM_SYSCALL: usize = 2;
+const GSYM_RESTORER: usize = 3;
+const GSYM_CLONE: usize = 4;
+const GSYM_VFORK: usize = 5;
+const GSYM_PROGRAM_SYSCALL: usize = 6;
+const GSYM_INT80: usize = 7;
+const GSYM_SLOT_CHILD_ENTRY: usize = 8;
+const GSYM_SLOT_GATE_BASE: usize = 9;
+const GSYM_SLOT_GATE_LEN: usize = 10;
+const GSYM_SLOT_SELECTOR: usize = 11;
+const GSYM_SLOT_SUD: usize = 12;
+const GSYM_VFORK_CHILD: usize = 13;
+const GSYM_COUNT: usize = 14;
+
+fn gate_symbol(i: usize) -> u64 {
+    // SAFETY: a read-only table of addresses, filled by the linker/loader.
+    unsafe { ut_gate_symbols.get(i).copied().unwrap_or(0) }
+}
+
+/// Offset of a symbol of the gate image from the image's start.
+fn image_offset(i: usize) -> u64 {
+    gate_symbol(i).wrapping_sub(gate_symbol(GSYM_IMAGE))
+}
+
+/// Where the gate's entry points are once the image is copied to GATE_ADDR.
+pub const GATE_RESTORER: u64 = GATE_ADDR + GATE_OFF_RESTORER;
+pub const GATE_VFORK: u64 = GATE_ADDR + GATE_OFF_VFORK;
+/// The program-syscall entry: from its first byte through its `syscall` a
+/// postponed signal sends it to the abort exit instead (delivery::postpone).
+pub const GATE_PROGRAM_SYSCALL: u64 = GATE_ADDR + GATE_OFF_PROGRAM_SYSCALL;
+pub const GATE_PROGRAM_SYSCALL_INSN: u64 = GATE_ADDR + GATE_OFF_PROGRAM_SYSCALL_INSN;
+pub const GATE_PROGRAM_SYSCALL_ABORT: u64 = GATE_ADDR + GATE_OFF_PROGRAM_SYSCALL_ABORT;
+
+/// True when the assembler put every entry point where Rust expects it.
+pub fn gate_layout_ok() -> bool {
+    image_offset(GSYM_SYSCALL) == GATE_OFF_SYSCALL
+        && image_offset(GSYM_RESTORER) == GATE_OFF_RESTORER
+        && image_offset(GSYM_CLONE) == GATE_OFF_CLONE
+        && image_offset(GSYM_VFORK) == GATE_OFF_VFORK
+        && image_offset(GSYM_PROGRAM_SYSCALL) == GATE_OFF_PROGRAM_SYSCALL
+        && image_offset(GSYM_INT80) == GATE_OFF_INT80
+        && image_offset(GSYM_SLOT_CHILD_ENTRY) == GATE_OFF_SLOTS
+        && image_offset(GSYM_VFORK_CHILD) == GATE_OFF_VFORK_CHILD
+        && gate_image().len() as u64 == GATE_LEN
+}
+
+/// The gate image's bytes, as linked into the library.
+pub fn gate_image() -> &'static [u8] {
+    // SAFETY: the two symbols bracket one section of the library's text, which
+    // is mapped and read-only for the life of the process.
+    unsafe {
+        let start = gate_symbol(GSYM_IMAGE) as *const u8;
+        let len = (gate_symbol(GSYM_IMAGE_END) - gate_symbol(GSYM_IMAGE)) as usize;
+        core::slice::from_raw_parts(start, len)
+    }
+}
+
+/// The values the gate's data slots must hold, as (offset in image, value) pairs.
+pub fn gate_slots(selector: u64, sud: bool) -> [(u64, u64, usize); 5] {
+    [
+        (image_offset(GSYM_SLOT_CHILD_ENTRY), ut_clone_child_entry as *const () as u64, 8),
+        (image_offset(GSYM_SLOT_GATE_BASE), GATE_ADDR, 8),
+        (image_offset(GSYM_SLOT_GATE_LEN), GATE_LEN, 8),
+        (image_offset(GSYM_SLOT_SELECTOR), selector, 8),
+        (image_offset(GSYM_SLOT_SUD), sud as u64, 1),
+    ]
+}
+
+/// Offsets of the immediates in the trampoline template (see x86_64.s).
+const TRAMP_NR: usize = 1;
+const TRAMP_RET: usize = 7;
+const TRAMP_ENTRY: usize = 17;
+pub const TRAMP_LEN: usize = 27;
+
+fn tramp_template() -> &'static [u8] {
+    // SAFETY: the two symbols bracket the template in the library's text.
+    unsafe {
+        let start = &ut_tramp_template as *const u8;
+        let len = &ut_tramp_template_end as *const u8 as usize - start as usize;
+        core::slice::from_raw_parts(start, len)
+    }
+}
+
+/// True when the template is encoded as the offsets above assume.
+pub fn trampoline_layout_ok() -> bool {
+    let t = tramp_template();
+    t.len() == TRAMP_LEN
+        && t.get(TRAMP_NR - 1) == Some(&0xb8)
+        && t.get(TRAMP_RET - 2..TRAMP_RET) == Some(&[0x49, 0xbb])
+        && t.get(TRAMP_ENTRY - 2..TRAMP_ENTRY) == Some(&[0x48, 0xb9])
+        && t.get(TRAMP_LEN - 2..) == Some(&[0xff, 0xe1])
+}
+
+/// The trampoline of one patched site: load its syscall number and return
+/// address, jump to ut_fast_entry.
+pub fn trampoline(nr: u32, ret: u64) -> [u8; TRAMP_LEN] {
+    let mut code = [0u8; TRAMP_LEN];
+    let t = tramp_template();
+    if let Some(src) = t.get(..TRAMP_LEN) {
+        code.copy_from_slice(src);
+    }
+    let entry = ut_fast_entry as *const () as u64;
+    for (off, bytes) in [
+        (TRAMP_NR, &nr.to_le_bytes()[..]),
+        (TRAMP_RET, &ret.to_le_bytes()[..]),
+        (TRAMP_ENTRY, &entry.to_le_bytes()[..]),
+    ] {
+        if let Some(dst) = code.get_mut(off..off + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+    code
+}
+
+/// If `rip` is one of the fault-tolerant instructions, where to resume instead.
+pub fn safe_copy_fixup(rip: u64) -> Option<u64> {
+    // SAFETY: addresses of extern statics only.
+    unsafe {
+        if rip == &ut_safe_copy_insn as *const u8 as u64 {
+            Some(&ut_safe_copy_fault as *const u8 as u64)
+        } else if rip == &ut_safe_strnlen_insn as *const u8 as u64 {
+            Some(&ut_safe_strnlen_fault as *const u8 as u64)
+        } else {
+            None
+        }
+    }
+}
+
+global_asm!(
+    include_str!("x86_64.s"),
+    gate_syscall = const GATE_ADDR + GATE_OFF_SYSCALL,
+    gate_clone = const GATE_ADDR + GATE_OFF_CLONE,
+    gate_restorer = const GATE_ADDR + GATE_OFF_RESTORER,
+    off_restorer = const GATE_OFF_RESTORER,
+    off_clone = const GATE_OFF_CLONE,
+    off_vfork = const GATE_OFF_VFORK,
+    off_slots = const GATE_OFF_SLOTS,
+    off_vfork_child = const GATE_OFF_VFORK_CHILD,
+    area_pending_child = const AREA_PENDING_CHILD,
+    area_altstack = const AREA_ALTSTACK,
+    area_vfork_return = const AREA_VFORK_RETURN,
+    area_postponed_len = const AREA_POSTPONED_LEN,
+    off_program_syscall = const GATE_OFF_PROGRAM_SYSCALL,
+    off_program_syscall_insn = const GATE_OFF_PROGRAM_SYSCALL_INSN,
+    off_program_syscall_abort = const GATE_OFF_PROGRAM_SYSCALL_ABORT,
+    gate_program_syscall = const GATE_ADDR + GATE_OFF_PROGRAM_SYSCALL,
+    off_int80 = const GATE_OFF_INT80,
+    gate_int80 = const GATE_ADDR + GATE_OFF_INT80,
+    child_header = const CHILD_HEADER,
+    options(att_syntax)
+);
+
+// The launcher's entry point, its jump into the loaded program and the
+// memory functions a static executable without libc must bring.
+#[cfg(feature = "launcher")]
+global_asm!(include_str!("launcher_x86_64.s"), options(att_syntax));
+
+#[cfg(feature = "launcher")]
+extern "C" {
+    pub fn ut_launcher_jump(block: *const u64, words: u64, entry: u64, top: u64) -> !;
+    /// The lowest page of the launcher's own stack (see launcher_x86_64.s).
+    pub static ut_launcher_stack: u8;
+}

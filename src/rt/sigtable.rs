@@ -1,0 +1,93 @@
+//! The table of signal dispositions as the program set them, and the signal
+//! bits the whole library agrees on.
+//!
+//! Owns: the data (one process-wide table, a private copy per thread that
+//! asked for one with CLONE_VM without CLONE_SIGHAND), and reading an entry
+//! consistently without a lock. Writers are in `emulate::signals`, which
+//! serialises them. Here because the thread area points at a table.
+//! Never: make a syscall or take a lock.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::rt::raw::KernelSigaction;
+
+pub const SIGILL: i32 = libc::SIGILL;
+pub const SIGSEGV: i32 = libc::SIGSEGV;
+pub const SIGSYS: i32 = libc::SIGSYS;
+
+/// The bit of `sig` in a 64-bit kernel sigset.
+pub const fn bit(sig: i32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// Signals whose real disposition belongs to the library.
+pub const OWNED: u64 = bit(SIGSYS) | bit(SIGSEGV) | bit(SIGILL);
+
+/// One signal's disposition as the program set it.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct AppAction {
+    pub act: KernelSigaction,
+    /// True once the program set it through us (or we recorded it at start).
+    pub known: bool,
+}
+
+/// Dispositions of signals 1..=64 as the program sees them (index = signal).
+///
+/// Written under TABLE_LOCK with every signal blocked; read without any lock
+/// (handlers read it on every delivery) through a sequence counter: a reader
+/// retries if a write was in progress or happened while it copied.
+#[repr(C)]
+pub struct SigTable {
+    pub(crate) seq: AtomicU64,
+    pub(crate) actions: [AppAction; 65],
+}
+
+impl SigTable {
+    pub const fn new() -> SigTable {
+        SigTable {
+            seq: AtomicU64::new(0),
+            actions: [AppAction { act: KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 }, known: false };
+                65],
+        }
+    }
+}
+
+struct TableCell(core::cell::UnsafeCell<SigTable>);
+// SAFETY: writes go through `with_table` (lock, signals blocked, sequence
+// counter); reads through `action_of` (sequence counter).
+unsafe impl Sync for TableCell {}
+static PROCESS_TABLE: TableCell = TableCell(core::cell::UnsafeCell::new(SigTable::new()));
+
+pub fn process_table() -> *mut SigTable {
+    PROCESS_TABLE.0.get()
+}
+
+/// One signal's entry, read consistently without a lock.
+pub fn action_of(t: *mut SigTable, sig: i32) -> AppAction {
+    let i = (sig as usize).min(64);
+    loop {
+        // SAFETY: `t` is a live table (see with_table); the entry is copied
+        // with volatile reads and discarded if a writer overlapped.
+        let (before, entry, after) = unsafe {
+            let seq = &(*t).seq;
+            let before = seq.load(Ordering::Acquire);
+            let entry = core::ptr::read_volatile(core::ptr::addr_of!((*t).actions).cast::<AppAction>().add(i));
+            core::sync::atomic::fence(Ordering::Acquire);
+            (before, entry, seq.load(Ordering::Relaxed))
+        };
+        if before == after && before % 2 == 0 {
+            return entry;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+pub fn copy_table(from: *mut SigTable, to: &mut SigTable) {
+    for sig in 1..=64 {
+        let a = action_of(from, sig);
+        if let Some(slot) = to.actions.get_mut(sig as usize) {
+            *slot = a;
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! USERTRAP_* settings, read from the environment by the constructor (before
+//! any trap is armed). A bad setting is reported in one line naming the
+//! variable, the value and what is accepted, and the program does not start.
+//!
+//! Never: start the program with a setting it did not understand.
+
+use crate::trap::backend::Backend;
+
+pub use crate::measure::report::{Format, Summary};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// USERTRAP_BACKEND=auto|seccomp|sud; None: auto (sud where the kernel
+    /// has it, else seccomp; see the README for why).
+    pub backend: Option<Backend>,
+    /// USERTRAP_SUMMARY=0|1|/absolute/path: one line per process at exit, on
+    /// stderr (1) or appended to a file (programs may close stderr first).
+    pub summary: Summary<'static>,
+    /// USERTRAP_SIGSTACK_KIB=64..65536: size of each thread's signal stack.
+    pub sigstack_kib: usize,
+    /// USERTRAP_PATCH=0|1: rewrite syscall sites into jumps to the fast path.
+    pub patch: bool,
+    /// USERTRAP_OUTPUT=PATH: where each process writes its report (%p: pid,
+    /// %t: start time); empty: stderr.
+    pub output: &'static [u8],
+    /// USERTRAP_FORMAT=text|json.
+    pub format: Format,
+    /// USERTRAP_TIMING=0|1: time every call (two timestamps each); 0 keeps
+    /// counts and errors only, for interception at the lowest cost.
+    pub timing: bool,
+    /// USERTRAP_TSC_HZ: the TSC's frequency, if known (saves calibrating).
+    pub tsc_hz: u64,
+    /// USERTRAP_COLLECT=NAME: the `usertrap` command's collector, an
+    /// abstract unix socket; reports go there instead of USERTRAP_OUTPUT.
+    pub collect: &'static [u8],
+    /// TMPDIR (not ours, read only): where a report goes that stderr
+    /// cannot take (src/measure/report/).
+    pub tmpdir: &'static [u8],
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            backend: None,
+            summary: Summary::Off,
+            sigstack_kib: 256,
+            patch: true,
+            output: b"",
+            format: Format::Text,
+            timing: true,
+            tsc_hz: 0,
+            collect: b"",
+            tmpdir: b"",
+        }
+    }
+}
+
+/// What is wrong with the environment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError<'a> {
+    /// A USERTRAP_* variable we do not know (a typo, most likely).
+    Unknown { name: &'a [u8] },
+    /// A known variable with a value we do not accept.
+    Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
+}
+
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
+
+impl Config {
+    /// Parse from the environment's entries ("NAME=value" byte strings).
+    pub fn from_entries(entries: impl Iterator<Item = &'static [u8]>) -> Result<Config, ConfigError<'static>> {
+        let mut c = Config::default();
+        for entry in entries {
+            if let Some(dir) = entry.strip_prefix(b"TMPDIR=") {
+                c.tmpdir = dir;
+                continue;
+            }
+            if !entry.starts_with(b"USERTRAP_") {
+                continue;
+            }
+            let eq = entry.iter().position(|&b| b == b'=').unwrap_or(entry.len());
+            let (name, value) = (&entry[..eq], entry.get(eq + 1..).unwrap_or(&[]));
+            match name {
+                b"USERTRAP_BACKEND" => {
+                    c.backend = match value {
+                        b"auto" => None,
+                        b"seccomp" => Some(Backend::Seccomp),
+                        b"sud" => Some(Backend::Sud),
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                name: "USERTRAP_BACKEND",
+                                value,
+                                accepted: "auto, seccomp, sud",
+                            })
+                        }
+                    }
+                }
+                b"USERTRAP_SUMMARY" => {
+                    c.summary = match value {
+                        b"0" => Summary::Off,
+                        b"1" => Summary::Stderr,
+                        [b'/', ..] if value.len() < 4096 => Summary::File(value),
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                name: "USERTRAP_SUMMARY",
+                                value,
+                                accepted: "0, 1 (stderr), or an absolute file path to append to",
+                            })
+                        }
+                    }
+                }
+                b"USERTRAP_OUTPUT" => {
+                    if value.is_empty() || value.len() >= 4000 {
+                        return Err(ConfigError::Invalid {
+                            name: "USERTRAP_OUTPUT",
+                            value,
+                            accepted: "a file path (%p: pid, %t: start time), shorter than 4000 bytes",
+                        });
+                    }
+                    c.output = value;
+                }
+                b"USERTRAP_COLLECT" => {
+                    let ok = |b: &u8| b.is_ascii_alphanumeric() || b"._-".contains(b);
+                    if value.is_empty() || value.len() > 100 || !value.iter().all(ok) {
+                        return Err(ConfigError::Invalid {
+                            name: "USERTRAP_COLLECT",
+                            value,
+                            accepted: "the usertrap command's collector name: 1 to 100 of A-Z a-z 0-9 . _ -",
+                        });
+                    }
+                    c.collect = value;
+                }
+                b"USERTRAP_FORMAT" => {
+                    c.format = match value {
+                        b"text" => Format::Text,
+                        b"json" => Format::Json,
+                        _ => {
+                            return Err(ConfigError::Invalid { name: "USERTRAP_FORMAT", value, accepted: "text, json" })
+                        }
+                    }
+                }
+                b"USERTRAP_TIMING" => {
+                    c.timing = match value {
+                        b"0" => false,
+                        b"1" => true,
+                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_TIMING", value, accepted: "0, 1" }),
+                    }
+                }
+                b"USERTRAP_TSC_HZ" => {
+                    c.tsc_hz = match parse_decimal(value) {
+                        Some(n) if (1_000_000..=100_000_000_000).contains(&n) => n as u64,
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                name: "USERTRAP_TSC_HZ",
+                                value,
+                                accepted: "the TSC frequency in Hz, from 1000000 to 100000000000",
+                            })
+                        }
+                    }
+                }
+                b"USERTRAP_PATCH" => {
+                    c.patch = match value {
+                        b"0" => false,
+                        b"1" => true,
+                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_PATCH", value, accepted: "0, 1" }),
+                    }
+                }
+                b"USERTRAP_SIGSTACK_KIB" => {
+                    c.sigstack_kib = match parse_decimal(value) {
+                        Some(n) if (64..=65536).contains(&n) => n,
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                name: "USERTRAP_SIGSTACK_KIB",
+                                value,
+                                accepted: "a whole number of KiB from 64 to 65536",
+                            })
+                        }
+                    }
+                }
+                _ => return Err(ConfigError::Unknown { name }),
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn parse_decimal(v: &[u8]) -> Option<usize> {
+    core::str::from_utf8(v).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(env: &'static [&'static str]) -> Result<Config, ConfigError<'static>> {
+        Config::from_entries(env.iter().map(|s| s.as_bytes()))
+    }
+
+    #[test]
+    fn defaults_without_settings() {
+        assert_eq!(parse(&["PATH=/bin", "HOME=/root"]), Ok(Config::default()));
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let c =
+            parse(&["USERTRAP_BACKEND=sud", "USERTRAP_SUMMARY=1", "USERTRAP_SIGSTACK_KIB=1024", "USERTRAP_PATCH=0"])
+                .unwrap();
+        assert_eq!(
+            c,
+            Config {
+                backend: Some(Backend::Sud),
+                summary: Summary::Stderr,
+                sigstack_kib: 1024,
+                patch: false,
+                ..Config::default()
+            }
+        );
+        let o = parse(&["USERTRAP_OUTPUT=/tmp/r.%p.json", "USERTRAP_FORMAT=json"]).unwrap();
+        assert_eq!((o.output, o.format), (&b"/tmp/r.%p.json"[..], Format::Json));
+        assert!(matches!(parse(&["USERTRAP_FORMAT=xml"]), Err(ConfigError::Invalid { name: "USERTRAP_FORMAT", .. })));
+        assert!(matches!(parse(&["USERTRAP_OUTPUT="]), Err(ConfigError::Invalid { name: "USERTRAP_OUTPUT", .. })));
+        let f = parse(&["USERTRAP_SUMMARY=/tmp/s.txt"]).unwrap();
+        assert_eq!(f.summary, Summary::File(b"/tmp/s.txt"));
+        assert!(matches!(
+            parse(&["USERTRAP_SUMMARY=s.txt"]),
+            Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })
+        ));
+        assert_eq!(parse(&["USERTRAP_COLLECT=usertrap.12.ab"]).unwrap().collect, b"usertrap.12.ab");
+        assert!(matches!(parse(&["USERTRAP_COLLECT=a/b"]), Err(ConfigError::Invalid { name: "USERTRAP_COLLECT", .. })));
+    }
+
+    #[test]
+    fn backend_auto_is_the_default() {
+        assert_eq!(parse(&[]).map(|c| c.backend), Ok(None));
+        assert_eq!(parse(&["USERTRAP_BACKEND=auto"]).map(|c| c.backend), Ok(None));
+        assert_eq!(parse(&["USERTRAP_BACKEND=seccomp"]).map(|c| c.backend), Ok(Some(Backend::Seccomp)));
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_what_is_accepted() {
+        assert_eq!(
+            parse(&["USERTRAP_BACKEND=bogus"]),
+            Err(ConfigError::Invalid { name: "USERTRAP_BACKEND", value: b"bogus", accepted: "auto, seccomp, sud" })
+        );
+        assert!(matches!(parse(&["USERTRAP_SUMMARY=yes"]), Err(ConfigError::Invalid { name: "USERTRAP_SUMMARY", .. })));
+        assert!(matches!(parse(&["USERTRAP_PATCH=off"]), Err(ConfigError::Invalid { name: "USERTRAP_PATCH", .. })));
+        assert!(matches!(parse(&["USERTRAP_SIGSTACK_KIB=12"]), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(parse(&["USERTRAP_SIGSTACK_KIB=1k"]), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(parse(&["USERTRAP_SIGSTACK_KIB="]), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn rejects_unknown_settings() {
+        assert_eq!(parse(&["USERTRAP_BAKEND=sud"]), Err(ConfigError::Unknown { name: b"USERTRAP_BAKEND" }));
+        assert_eq!(parse(&["USERTRAP_X"]), Err(ConfigError::Unknown { name: b"USERTRAP_X" }));
+    }
+}

@@ -1,0 +1,573 @@
+//! Start-up, in this order and nothing else: map the gate, read the settings,
+//! set up the main thread's area and signal state, install the handlers,
+//! remember what exec must carry, arm the backend. Runs in the constructor,
+//! single-threaded as far as the library knows, before the program's main.
+//! Any failure ends the process with one line on stderr and status 125
+//! (the program never runs half-monitored).
+//!
+//! Never: leave the program running half-monitored.
+
+use core::sync::atomic::Ordering;
+
+use crate::emulate::{exec, signals};
+use crate::measure::{report, stats};
+use crate::patch;
+use crate::rt::arch::{self, GATE_ADDR, GATE_LEN};
+use crate::rt::log::{Buf, Line};
+use crate::rt::{raw, thread};
+use crate::start::config::{Config, ConfigError, KNOWN};
+use crate::start::handoff::Handoff;
+use crate::trap::backend::{self, sud};
+use crate::trap::{fault, sigsys};
+
+/// Exit status when the library refuses to start the program.
+const EXIT_CONFIG: u64 = 125;
+const HWCAP2_FSGSBASE: u64 = 1 << 1;
+
+/// Who is starting the interposer, and what that changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's roles
+pub enum Role {
+    /// libusertrap.so's constructor (LD_PRELOAD), possibly in an image the
+    /// launcher started (then `Startup::handoff` is set).
+    Preload,
+    /// The launcher, before it starts a dynamically linked program: it only
+    /// serves the loader's syscalls until the library takes over (no
+    /// patching, no handlers on other signals: the library installs its own).
+    LauncherBridge,
+    /// The launcher, before it starts a static program: it is the
+    /// interposer for the program's whole life.
+    LauncherFull,
+}
+
+/// What the caller knows that the interposer cannot find out by itself.
+pub struct Startup<'a> {
+    pub role: Role,
+    /// The environment (NULL-terminated array of C strings).
+    pub envp: *const *const u8,
+    /// An entry of `envp` that is ours and not the program's (the launcher's
+    /// control entry), or null.
+    pub skip_env: *const u8,
+    /// The auxiliary vector's AT_HWCAP2.
+    pub hwcap2: u64,
+    /// Absolute path of libusertrap.so (LD_PRELOAD of exec'd programs).
+    pub lib_path: &'a [u8],
+    /// Absolute path of the launcher (what exec runs).
+    pub launcher_path: &'a [u8],
+    /// The program's executable (/proc/self/exe natively); empty if the
+    /// kernel's /proc/self/exe is right.
+    pub exe_path: &'a [u8],
+    /// The process already carries our seccomp filter.
+    pub seccomp_armed: bool,
+    /// The launcher's record, in an image it started.
+    pub handoff: Option<&'static Handoff>,
+}
+
+impl Startup<'_> {
+    /// The environment's entries as byte strings (without their NUL).
+    fn env_entries(&self) -> impl Iterator<Item = &'static [u8]> {
+        let mut p = self.envp;
+        let skip = self.skip_env;
+        core::iter::from_fn(move || loop {
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: `envp` is the process's NULL-terminated array of
+            // NUL-terminated strings (glibc's environ or the initial stack's),
+            // unchanged while the interposer starts; we stop at the NULL entry.
+            unsafe {
+                let s = *p;
+                if s.is_null() {
+                    return None;
+                }
+                p = p.add(1);
+                if s != skip {
+                    return Some(core::ffi::CStr::from_ptr(s.cast()).to_bytes());
+                }
+            }
+        })
+    }
+}
+
+/// True when a gate already exists at GATE_ADDR (the launcher's image has
+/// one; an image it started inherits it): syscalls go through it from the
+/// first one, and ours replaces it by an atomic remap.
+static GATE_PRESENT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub fn start(s: &Startup) {
+    let launched = s.handoff.is_some();
+    GATE_PRESENT.store(s.role != Role::Preload || launched, Ordering::Relaxed);
+    map_gate();
+    let config = read_config(s);
+    // An earlier image's seccomp filter decides: it traps whatever we choose.
+    let inherited_filter = s.seccomp_armed || s.handoff.is_some_and(|h| h.seccomp_armed != 0);
+    let chosen = match config.backend {
+        _ if inherited_filter => backend::Backend::Seccomp,
+        Some(b) => b,
+        None if sud::available() => backend::Backend::Sud,
+        None => backend::Backend::Seccomp,
+    };
+    if chosen == backend::Backend::Sud {
+        // The gate's SUD slot is set once the backend is known.
+        swap_in_gate(true);
+    }
+    let bridge = s.role == Role::LauncherBridge;
+    thread::set_have_fsgsbase(s.hwcap2 & HWCAP2_FSGSBASE != 0);
+    thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
+    stats::start_clock();
+    stats::set_timing(config.timing);
+    stats::set_known_hz(config.tsc_hz);
+    report::configure(&absolute(config.output), config.format, config.summary, config.tmpdir, config.collect);
+    let exe = if let Some(h) = s.handoff { h.exe_path() } else { s.exe_path };
+    if !exe.is_empty() {
+        exec::set_exe_path(exe);
+    }
+
+    let area = match thread::allocate() {
+        Some(a) => a,
+        None => fail_line("cannot allocate the main thread's signal stack"),
+    };
+    thread::install(area);
+    signals::take_over_mask(area, s.handoff.map_or(0, |h| h.blocked_owned));
+    signals::take_over_altstack(area, launched);
+    if !bridge {
+        signals::watch_fatal_signals();
+    }
+    for (sig, action) in [
+        (signals::SIGSYS, sigsys::handler_action()),
+        (signals::SIGSEGV, fault::handler_action()),
+        (signals::SIGILL, fault::handler_action()),
+    ] {
+        // In a launched image the kernel holds the launcher's handlers.
+        let program_view = s.handoff.and_then(|h| h.owned_action(sig));
+        if let Err(e) = signals::take_over(sig, &action, program_view) {
+            Line::new()
+                .str("cannot install the handler for signal ")
+                .num(sig as u64)
+                .str(": errno ")
+                .num(e as u64)
+                .emit();
+            exit(EXIT_CONFIG);
+        }
+    }
+    record_exec_env(s);
+    if !bridge {
+        // Under `usertrap stat`: this image exists (the library greets for
+        // an image the launcher bridged).
+        report::greet();
+    }
+    crate::trap::hooks::init_xsave_size();
+    if config.patch && !bridge {
+        enable_patching();
+    }
+    if inherited_filter {
+        // The filter of an earlier image is still installed (it survives
+        // exec and cannot be removed); a second one would only stack.
+        backend::assume_armed(backend::Backend::Seccomp);
+        return;
+    }
+    if let Err(e) = backend::arm(chosen) {
+        let mut l = Line::new();
+        l.str("USERTRAP_BACKEND=")
+            .str(chosen.name())
+            .str(" cannot be armed: ")
+            .str(e.what)
+            .str(" failed with errno ")
+            .num(e.errno as u64);
+        if !e.hint.is_empty() {
+            l.str(" (").str(e.hint).str(")");
+        }
+        l.emit();
+        exit(EXIT_CONFIG);
+    }
+}
+
+/// Patching is on; what it needs (membarrier, the decoder's tables) is set
+/// up at the first patch (install::prepared), not here.
+fn enable_patching() {
+    if !arch::trampoline_layout_ok() {
+        fail_line("internal error: the trampoline template is not encoded as expected");
+    }
+    patch::install::ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// `path` made absolute against the current directory (the program may
+/// change directory before it ends).
+fn absolute(path: &[u8]) -> [u8; 4096] {
+    let mut out = [0u8; 4096];
+    absolute_into(path, &mut out);
+    out
+}
+
+/// `path` made absolute against the current directory, into `out`; its
+/// length. Works before the gate exists (the constructor's first steps).
+pub fn absolute_into(path: &[u8], out: &mut [u8; 4096]) -> usize {
+    let mut w = Buf::new(out);
+    if !path.is_empty() && path.first() != Some(&b'/') {
+        let mut cwd = [0u8; 4096];
+        let n = getcwd(&mut cwd);
+        if n > 0 {
+            w.put(cwd.get(..n).unwrap_or(&[]));
+            w.put(b"/");
+        }
+    }
+    w.put(path);
+    w.len
+}
+
+/// The program runs on valgrind's synthetic CPU: its code (ours too) is
+/// translated, and valgrind makes every syscall for it from valgrind's own
+/// code, so a trap here would never fire. Interposing is for the usertrap
+/// around valgrind, if any: when valgrind's tool runs under the launcher (its
+/// gate is at GATE_ADDR), the program's syscalls are counted in that report
+/// and nothing needs saying; otherwise say once that they are not seen.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn stand_aside_under_valgrind() {
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
+    let r = bootstrap_syscall(libc::SYS_mmap, [GATE_ADDR, 4096, libc::PROT_NONE as u64, flags, u64::MAX, 0]);
+    if r >= 0 {
+        bootstrap_syscall(libc::SYS_munmap, [r as u64, 4096, 0, 0, 0, 0]);
+    }
+    if r as u64 == GATE_ADDR {
+        let msg = b"usertrap: running under valgrind, which makes the program's syscalls itself: not monitored\n";
+        bootstrap_syscall(libc::SYS_write, [2, msg.as_ptr() as u64, msg.len() as u64, 0, 0, 0]);
+    }
+}
+
+/// The process is traced, from its first instruction, by a process that
+/// runs under usertrap (its gate is mapped there): a program of the tree
+/// traces it (PTRACE_TRACEME and exec, or a debugger measured by
+/// `usertrap stat`). The tracer must see what a native run does, without
+/// our traps: the image is not intercepted and says so once. A tracer that
+/// does not run under usertrap (gdb started by hand with gdb/usertrap.gdb)
+/// gets the program intercepted, as asked. True: stand aside.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn stand_aside_when_traced_by_usertrap() -> bool {
+    let mut buf = [0u8; 4096];
+    let n = read_file(b"/proc/self/status\0", &mut buf);
+    let status = buf.get(..n).unwrap_or(&[]);
+    const KEY: &[u8] = b"\nTracerPid:\t";
+    let Some(at) = status.windows(KEY.len()).position(|w| w == KEY) else { return false };
+    let tracer = status
+        .get(at + KEY.len()..)
+        .unwrap_or(&[])
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0u64, |v, &d| v * 10 + (d - b'0') as u64);
+    if tracer == 0 {
+        return false;
+    }
+    let mut path = [0u8; 40];
+    Buf::new(&mut path).put(b"/proc/").num(tracer).put(b"/maps\0");
+    if !maps_have_gate(&path) {
+        return false;
+    }
+    let mut line = [0u8; 200];
+    let mut w = Buf::new(&mut line);
+    w.put(b"usertrap: pid ")
+        .num(bootstrap_syscall(libc::SYS_getpid, [0; 6]) as u64)
+        .put(b" is traced by pid ")
+        .num(tracer)
+        .put(b", which runs under usertrap: not intercepted (the tracer sees it as natively)\n");
+    let len = w.len;
+    bootstrap_syscall(libc::SYS_write, [2, line.as_ptr() as u64, len as u64, 0, 0, 0]);
+    true
+}
+
+/// Does the maps file at `path` (NUL-terminated) list a mapping at GATE_ADDR?
+fn maps_have_gate(path: &[u8]) -> bool {
+    const LINE: &[u8] = b"\n757300000000-";
+    let fd = bootstrap_syscall(
+        libc::SYS_openat,
+        [libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
+    );
+    if fd < 0 {
+        return false;
+    }
+    // A window of the previous chunk's tail and the new chunk, so a line
+    // start split between two reads is still seen. The first line follows
+    // the '\n' the window starts with.
+    let mut window = [0u8; LINE.len() + 4096];
+    window[0] = b'\n';
+    let mut kept = 1;
+    let mut found = false;
+    loop {
+        let Some(room) = window.get_mut(kept..) else { break };
+        let r = bootstrap_syscall(libc::SYS_read, [fd as u64, room.as_mut_ptr() as u64, room.len() as u64, 0, 0, 0]);
+        if r <= 0 {
+            break;
+        }
+        let end = kept + r as usize;
+        let seen = window.get(..end).unwrap_or(&[]);
+        if seen.windows(LINE.len()).any(|w| w == LINE) {
+            found = true;
+            break;
+        }
+        let tail = end.min(LINE.len() - 1);
+        window.copy_within(end - tail..end, 0);
+        kept = tail;
+    }
+    bootstrap_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
+    found
+}
+
+/// Reads the start of the file at `path` (NUL-terminated) into `buf`; bytes read.
+fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
+    let fd = bootstrap_syscall(
+        libc::SYS_openat,
+        [libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
+    );
+    if fd < 0 {
+        return 0;
+    }
+    let mut n = 0;
+    while n < buf.len() {
+        let Some(room) = buf.get_mut(n..) else { break };
+        let r = bootstrap_syscall(libc::SYS_read, [fd as u64, room.as_mut_ptr() as u64, room.len() as u64, 0, 0, 0]);
+        if r <= 0 {
+            break;
+        }
+        n += r as usize;
+    }
+    bootstrap_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
+    n
+}
+
+/// A syscall before our gate is in place: from the gate that is already
+/// there (the launcher's), or else from the library's own text, which is
+/// safe only because no trap is armed yet.
+fn bootstrap_syscall(nr: i64, a: [u64; 6]) -> i64 {
+    if GATE_PRESENT.load(Ordering::Relaxed) {
+        return raw::syscall6(nr, a);
+    }
+    // SAFETY: no gate and no trap yet (see ut_bootstrap_syscall6).
+    unsafe { arch::ut_bootstrap_syscall6(nr as u64, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}
+
+/// Put our gate at its fixed address, slots filled (SUD slot off for now).
+fn map_gate() {
+    if !arch::gate_layout_ok() {
+        bootstrap_fail(b"usertrap: internal error: the gate image is not laid out as the library expects\n");
+    }
+    if GATE_PRESENT.load(Ordering::Relaxed) {
+        swap_in_gate(false);
+        return;
+    }
+    let prot_rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
+    let r = bootstrap_syscall(libc::SYS_mmap, [GATE_ADDR, GATE_LEN, prot_rw, flags, u64::MAX, 0]);
+    if r as u64 != GATE_ADDR {
+        bootstrap_fail(b"usertrap: cannot map the syscall gate at 0x757300000000 (already in use: the library loaded twice, or started by a usertrap-launcher of another build?)\n");
+    }
+    fill_gate(GATE_ADDR, false);
+    bootstrap_syscall(libc::SYS_mprotect, [GATE_ADDR, GATE_LEN, (libc::PROT_READ | libc::PROT_EXEC) as u64, 0, 0, 0]);
+    GATE_PRESENT.store(true, Ordering::Relaxed);
+}
+
+/// Copy the gate image to `at` (GATE_LEN writable bytes) and fill its slots.
+fn fill_gate(at: u64, sud_on: bool) {
+    let image = arch::gate_image();
+    // SAFETY: `at` maps GATE_LEN writable bytes that only we use, and the
+    // image is exactly GATE_LEN bytes (checked by gate_layout_ok).
+    unsafe { core::ptr::copy_nonoverlapping(image.as_ptr(), at as *mut u8, image.len()) };
+    for (off, value, size) in arch::gate_slots(sud::selector_addr(), sud_on) {
+        let bytes = value.to_le_bytes();
+        // SAFETY: slots lie inside the page (offsets from the image's own symbols).
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (at + off) as *mut u8, size) };
+    }
+}
+
+/// Replace the gate at GATE_ADDR while syscalls keep going through it: build
+/// the new one elsewhere, make it R-X, and move it over the old one with one
+/// mremap. That mremap is itself issued from the old gate and returns into
+/// the new one, at the same offset, where the code bytes are the same.
+fn swap_in_gate(sud_on: bool) {
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    let page = raw::syscall6(libc::SYS_mmap, [0, GATE_LEN, rw, anon, u64::MAX, 0]);
+    if page < 0 {
+        bootstrap_fail(b"usertrap: cannot map a page for the syscall gate\n");
+    }
+    let page = page as u64;
+    fill_gate(page, sud_on);
+    raw::mprotect(page, GATE_LEN as usize, libc::PROT_READ | libc::PROT_EXEC);
+    let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+    let r = raw::syscall6(libc::SYS_mremap, [page, GATE_LEN, GATE_LEN, flags, GATE_ADDR, 0]);
+    if r as u64 != GATE_ADDR {
+        bootstrap_fail(b"usertrap: cannot move the syscall gate into place\n");
+    }
+}
+
+/// The current directory into `out`, whether or not our gate exists yet;
+/// its length without the NUL (0 on failure).
+fn getcwd(out: &mut [u8; 4096]) -> usize {
+    let r = bootstrap_syscall(libc::SYS_getcwd, [out.as_mut_ptr() as u64, out.len() as u64, 0, 0, 0, 0]);
+    if r > 1 {
+        r as usize - 1
+    } else {
+        0
+    }
+}
+
+fn bootstrap_fail(msg: &[u8]) -> ! {
+    bootstrap_syscall(libc::SYS_write, [2, msg.as_ptr() as u64, msg.len() as u64, 0, 0, 0]);
+    bootstrap_syscall(libc::SYS_exit_group, [EXIT_CONFIG, 0, 0, 0, 0, 0]);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+fn read_config(s: &Startup) -> Config {
+    // Values are shown escaped and cut (log::Line::escaped): the message
+    // stays one line whatever the environment holds.
+    match Config::from_entries(s.env_entries()) {
+        Ok(c) => {
+            if let crate::start::config::Summary::File(path) = c.summary {
+                if let Err(e) = report::check_summary_path(path) {
+                    Line::new()
+                        .str("USERTRAP_SUMMARY=\"")
+                        .escaped(path, 200)
+                        .str("\" is not valid: cannot append to it (")
+                        .errno(e)
+                        .str("); accepted: 0, 1 (stderr), or an absolute path of a file that can be appended to")
+                        .emit();
+                    exit(EXIT_CONFIG)
+                }
+            }
+            c
+        }
+        Err(ConfigError::Invalid { name, value, accepted }) => {
+            Line::new()
+                .str(name)
+                .str("=\"")
+                .escaped(value, 200)
+                .str("\" is not valid; accepted: ")
+                .str(accepted)
+                .emit();
+            exit(EXIT_CONFIG)
+        }
+        Err(ConfigError::Unknown { name }) => {
+            Line::new().str("unknown setting ").escaped(name, 100).str("; known settings: ").str(KNOWN).emit();
+            exit(EXIT_CONFIG)
+        }
+    }
+}
+
+/// What exec'd programs must get: LD_PRELOAD naming the library, the
+/// launcher to run them with, and our USERTRAP_* entries.
+fn record_exec_env(s: &Startup) {
+    exec::set_exec_env(|env| {
+        let mut entry = Buf::new(&mut env.preload_entry);
+        entry.put(b"LD_PRELOAD=");
+        entry.put(s.lib_path);
+        env.path_len = entry.len - b"LD_PRELOAD=".len();
+        entry.put(b"\0");
+        // Only a launcher that is there: without one, exec under SUD falls
+        // back to a native exec, and under seccomp is refused with a message.
+        let mut launcher = Buf::new(&mut env.launcher);
+        launcher.put(s.launcher_path);
+        launcher.put(b"\0");
+        let ok = raw::syscall6(
+            libc::SYS_faccessat2,
+            [libc::AT_FDCWD as u64, env.launcher.as_ptr() as u64, libc::X_OK as u64, 0, 0, 0],
+        ) == 0;
+        if !ok {
+            env.launcher = [0; 4096];
+        }
+        let mut settings = Buf::new(&mut env.settings);
+        for e in s.env_entries().filter(|e| e.starts_with(b"USERTRAP_")) {
+            settings.put(e);
+            settings.put(b"\0");
+        }
+        env.settings_len = settings.len;
+    });
+}
+
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_ENV_START: u64 = 10;
+const PR_SET_MM_AUXV: u64 = 12;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+const PR_SET_MM_EXE_FILE: u64 = 13;
+
+/// Make the kernel's copy of the auxiliary vector (/proc/self/auxv) the one
+/// on the program's stack, ending at its AT_NULL. Needs CAP_SYS_RESOURCE;
+/// without it /proc/self/auxv keeps describing the launcher.
+pub fn set_kernel_auxv(auxv: *const u64) {
+    let mut pairs = 0usize;
+    // SAFETY: `auxv` is the program's vector on its initial stack, ending
+    // with an AT_NULL pair.
+    unsafe {
+        while *auxv.add(2 * pairs) != 0 {
+            pairs += 1;
+        }
+    }
+    let len = (pairs + 1) * 16;
+    raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_AUXV, auxv as u64, len as u64, 0, 0]);
+}
+
+/// Start the kernel's view of the environment (/proc/self/environ) at
+/// `start` (past the entries we added, whose strings come first). Needs
+/// CAP_SYS_RESOURCE, like set_kernel_auxv.
+pub fn set_kernel_env_start(start: u64) {
+    raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_ENV_START, start, 0, 0, 0]);
+}
+
+/// Make /proc/self/exe name `path` (NUL-terminated) instead of the launcher,
+/// whose file must no longer be mapped. Needs CAP_SYS_RESOURCE; false if
+/// the kernel refused.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn set_kernel_exe(path: &[u8]) -> bool {
+    let fd = raw::syscall(
+        libc::SYS_openat,
+        libc::AT_FDCWD as u64,
+        path.as_ptr() as u64,
+        (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+        0,
+    );
+    if fd < 0 {
+        return false;
+    }
+    let r = raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_EXE_FILE, fd as u64, 0, 0, 0]);
+    raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
+    r == 0
+}
+
+/// Take this library back out of the front of the program's LD_PRELOAD if
+/// the exec'ing library put it there: "LD_PRELOAD=<lib>:<theirs>" becomes
+/// "LD_PRELOAD=<theirs>", in place in the environment's strings.
+pub fn unprefix_preload(envp: *const u64, lib_path: &[u8]) {
+    if envp.is_null() {
+        return;
+    }
+    let head = b"LD_PRELOAD=".len();
+    // SAFETY: `envp` is the process's initial NULL-terminated environment,
+    // whose strings are writable and nobody else uses yet.
+    unsafe {
+        let mut i = 0;
+        while *envp.add(i) != 0 {
+            let p = *envp.add(i) as *mut u8;
+            let s = core::ffi::CStr::from_ptr(p.cast()).to_bytes();
+            let ours = s.starts_with(b"LD_PRELOAD=")
+                && s.get(head..).is_some_and(|v| v.starts_with(lib_path) && v.get(lib_path.len()) == Some(&b':'));
+            if ours {
+                let cut = lib_path.len() + 1;
+                let rest = s.len() - head - cut + 1; // with the NUL
+                core::ptr::copy(p.add(head + cut), p.add(head), rest);
+                return;
+            }
+            i += 1;
+        }
+    }
+}
+
+fn fail_line(msg: &str) -> ! {
+    Line::new().str(msg).emit();
+    exit(EXIT_CONFIG)
+}
+
+fn exit(status: u64) -> ! {
+    raw::syscall(raw::SYS_exit_group, status, 0, 0, 0);
+    loop {
+        core::hint::spin_loop();
+    }
+}

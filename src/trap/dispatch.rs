@@ -1,0 +1,148 @@
+//! The one place every intercepted syscall passes, from the slow path (a
+//! signal) and the fast path (a patched site's trampoline) alike:
+//! (number, six arguments) in, result out. Measurement and hooks sit in
+//! [`dispatch`]; what running the syscall means differs per path.
+//!
+//! Never: touch a vector register on the fast path (tests/library.rs
+//! disassembles it).
+
+use crate::emulate::exec;
+use crate::emulate::process;
+use crate::emulate::signals;
+use crate::emulate::signals::delivery;
+use crate::measure::report;
+use crate::measure::stats::{self, Path};
+use crate::rt::frame::Ucontext;
+use crate::rt::raw;
+use crate::rt::thread::{self, ThreadArea};
+use crate::trap::hooks;
+use crate::trap::syscalls::{self, Emulation, Handling};
+
+pub use crate::emulate::Outcome;
+
+/// The trapped thread: its area and the saved state of its program.
+pub struct Trap<'a> {
+    pub area: &'a ThreadArea,
+    pub uc: &'a mut Ucontext,
+}
+
+/// The hook point: every intercepted syscall enters here. On the fast path
+/// this is inlined into code that must not touch vector registers: keep it
+/// integer-only.
+/// `with_hooks`: run the installed hooks around the syscall (the fast path
+/// passes what ut_fast_entry decided, since it saved the vector state for them).
+#[inline(always)]
+pub fn dispatch(
+    area: Option<&ThreadArea>,
+    path: Path,
+    nr: i64,
+    args: [u64; 6],
+    with_hooks: bool,
+    run: impl FnOnce(i64, [u64; 6]) -> Outcome,
+) -> Outcome {
+    let block = stats::begin(area, path, nr);
+    // The latency is the time of `run` alone: the real syscall (or its
+    // emulation), not the hooks around it.
+    let timed = |nr, args| {
+        let timing = stats::timing();
+        let t0 = if timing { stats::now() } else { 0 };
+        let out = run(nr, args);
+        if let Outcome::Return(r) = out {
+            let ticks = if timing { stats::now().wrapping_sub(t0) } else { 0 };
+            stats::end(block, r, ticks);
+            if nr == libc::SYS_wait4 || nr == libc::SYS_waitid {
+                report::note_wait(nr, args, r);
+            }
+        }
+        out
+    };
+    if with_hooks {
+        return hooks::call_hooks(nr, args, timed);
+    }
+    timed(nr, args)
+}
+
+/// The slow path: run one syscall for the program, natively through the gate
+/// or emulated where the library must keep control (signals, processes, its
+/// own memory).
+pub fn slow(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
+    let area = t.area;
+    dispatch(Some(area), Path::Slow, nr, args, hooks::active(), |nr, args| emulate(t, nr, args))
+}
+
+fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
+    use Outcome::Return;
+    if t.area.strict.get() && !process::strict_allows(nr) {
+        process::strict_violation(t.area);
+    }
+    let e = match syscalls::handling(nr) {
+        Handling::Native => {
+            return Return(process::memory_call(nr, args, true).unwrap_or_else(|| raw::program_syscall6(nr, args)))
+        }
+        Handling::Emulated(e) => e,
+    };
+    match e {
+        Emulation::SigAction => Return(signals::rt_sigaction(t.area, args)),
+        Emulation::SigProcMask => Return(signals::rt_sigprocmask(t.area, t.uc, args)),
+        Emulation::SigAltStack => Return(signals::sigaltstack(t.area, t.uc.mc.rsp, args)),
+        Emulation::SigPending => Return(signals::rt_sigpending(t.area, args)),
+        Emulation::SigTimedWait => Return(signals::rt_sigtimedwait(t.area, args)),
+        Emulation::SigReturn => delivery::sigreturn(t.area, t.uc),
+        Emulation::TempMask(sigset) => Return(signals::with_temp_mask(t.area, nr, args, sigset)),
+        Emulation::Clone => {
+            let out = process::clone(t.area, t.uc, nr, args);
+            if let Outcome::Return(child) = out {
+                report::after_clone_in_parent(nr, args, child);
+            }
+            out
+        }
+        Emulation::Exec => Return(exec::exec(t.area, nr, args)),
+        Emulation::ReadlinkExe => Return(exec::readlink(nr, args).unwrap_or_else(|| raw::syscall6(nr, args))),
+        // Counted (by `dispatch`), never timed: they do not return.
+        Emulation::Exit => {
+            if crate::rt::thread::retire(t.area) {
+                report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
+            }
+            Return(raw::syscall6(nr, args))
+        }
+        Emulation::ExitGroup => {
+            report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
+            Return(raw::syscall6(nr, args))
+        }
+        Emulation::ArchPrctl => Return(process::arch_prctl(args)),
+        Emulation::Seccomp => Return(process::seccomp(t.area, args)),
+        Emulation::Prctl => Return(process::prctl(t.area, args)),
+        Emulation::Ptrace => Return(process::ptrace(t.area, t.uc, args)),
+        Emulation::Membarrier => Return(crate::patch::write::program_membarrier(args)),
+    }
+}
+
+/// The fast path, called by ut_fast_entry with the six argument registers it
+/// saved (in push order: r9, r8, r10, rdx, rsi, rdi), the GS base, and
+/// whether it saved the extended state so that hooks may run. Only syscalls that need
+/// no emulation are ever patched (trap::syscalls::patchable), so this runs them
+/// through the gate, after the integer-only check that keeps the library's
+/// own memory mapped. No vector register may be touched from here down:
+/// `tests/library.rs` disassembles this function and what it calls.
+#[no_mangle]
+pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+    // SAFETY: ut_fast_entry passes a pointer to the six registers it pushed,
+    // in that order, on the stack, live for this call. Volatile reads, one by
+    // one: a vectorised copy would clobber the program's xmm registers.
+    let arg = |i: usize| unsafe { core::ptr::read_volatile(saved.add(i)) };
+    let args = [arg(5), arg(4), arg(3), arg(2), arg(1), arg(0)];
+    let area = thread::fast_area(gs_base);
+    if let Some(a) = area {
+        if a.strict.get() && !process::strict_allows(nr) {
+            process::strict_violation_fast(a);
+        }
+    }
+    let outcome = dispatch(area, Path::Fast, nr, args, with_hooks != 0, |nr, args| {
+        // Refused calls are reported on the slow path; here just refused.
+        Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| raw::syscall6(nr, args)))
+    });
+    match outcome {
+        Outcome::Return(r) => r,
+        Outcome::Resume => -raw::ENOSYS, // never: only emulated syscalls resume
+    }
+}

@@ -1,0 +1,123 @@
+//! SIGSEGV and SIGILL: faults of our fault-tolerant copies (resume at their
+//! fixup), faults at patched sites (run the syscall), and everything else,
+//! which belongs to the program (its handler, or its default action).
+//!
+//! Patched-site faults (handle_fault):
+//! - SIGILL at site+5, on the 0x06 byte where the old `syscall` began: the
+//!   thread ran the old `mov` before the patch, or was caught between the
+//!   patch's writes, or branched straight to the old `syscall`. We run the
+//!   syscall with the thread's current rax (not the site's own number, which
+//!   would be wrong for the branch case; gVisor rewinds instead) and resume at
+//!   site+7. One exception: a thread that decoded the site between write 2 and
+//!   write 3 loaded the jump's own bytes as the immediate ("torn" eax, never a
+//!   valid syscall number): it meant the site's syscall. A `restart_syscall`
+//!   (rax 219) simply runs here, before our sigreturn resets the restart block.
+//! - SIGSEGV at the site itself, whose bytes are still our jump: its slot is
+//!   not readable (the trap table was unmapped behind our back). The site's
+//!   own syscall is run, as if the jump had worked.
+//!
+//! Never: take a fault at a site for the library's own unless the bytes
+//! there are still the ones it wrote.
+
+use crate::emulate::signals::{self, SIGILL, SIGSEGV};
+use crate::patch::registry::{self, PATCHED, PATCHING};
+use crate::patch::write::torn_eax;
+use crate::rt::arch;
+use crate::rt::frame::{Siginfo, Ucontext};
+use crate::rt::raw::{self, KernelSigaction};
+use crate::rt::thread;
+use crate::rt::thread::out_of_memory;
+use crate::trap::sigsys::run_for_program;
+
+pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
+    // SAFETY: as in on_sigsys: kernel-provided pointers into our frame.
+    let (info, uc) = unsafe { (&mut *info, &mut *(ctx as *mut Ucontext)) };
+    // Only a fault (si_code > 0) can be ours. A SIGSEGV or SIGILL sent by
+    // kill, tgkill or sigqueue (si_code <= 0) may arrive while the thread is
+    // at a fault-tolerant copy or about to run a patched site's jump: it is
+    // the program's, wherever it lands.
+    let fault = info.si_code > 0;
+    if fault {
+        if let Some(fixup) = arch::safe_copy_fixup(uc.mc.rip) {
+            uc.mc.rip = fixup;
+            return;
+        }
+    }
+    let registered = if fault { None } else { thread::current_registered() };
+    let area = match registered {
+        // Sent: SIGSEGV and SIGILL stay blocked (our sa_mask) until our
+        // sigreturn, so a storm of them cannot nest this handler; the program's
+        // handler is entered after it (delivery.rs), with its own mask.
+        Some(a) => a,
+        None => {
+            // From here on as with SA_NODEFER: a fault while they are blocked
+            // would kill the process.
+            raw::sigprocmask(libc::SIG_SETMASK, Some(uc.uc_sigmask));
+            match thread::current() {
+                Some(a) => a,
+                None => out_of_memory(),
+            }
+        }
+    };
+    let outermost = signals::entered_from_program(area, uc);
+    // Only a fault can be at one of our sites.
+    let site = if fault { patched_site_fault(sig, uc) } else { None };
+    if let Some(nr) = site {
+        registry::count_site_fault();
+        run_for_program(area, uc, nr);
+    } else {
+        signals::deliver_to_program(sig, info, uc, area);
+    }
+    if outermost {
+        crate::emulate::signals::delivery::run_postponed(area, uc);
+    }
+}
+
+/// If this fault is at one of our sites: the syscall to run, with uc.rip
+/// moved to the instruction after the old `syscall`.
+fn patched_site_fault(sig: i32, uc: &mut Ucontext) -> Option<u64> {
+    let rip = uc.mc.rip;
+    if sig == SIGILL {
+        // rip is the old `syscall`, now starting with 0x06.
+        let site = registry::lookup(rip)?;
+        if site.state != PATCHING && site.state != PATCHED {
+            return None;
+        }
+        if raw::read_user::<u8>(rip).ok()? != crate::patch::table::SLOT_BYTE as u8 {
+            return None;
+        }
+        let nr = if uc.mc.rax as u32 == torn_eax(site.slot as u64) { site.nr as u64 } else { uc.mc.rax };
+        uc.mc.rip = rip + 2;
+        Some(nr)
+    } else if sig == SIGSEGV {
+        // rip is the patched site's jump.
+        let key = rip.wrapping_add(5);
+        let site = registry::lookup(key)?;
+        if site.state != PATCHED {
+            return None;
+        }
+        // Ours only while the bytes there are still the jump we wrote: code
+        // the program rewrote in place (a JIT through a second, writable
+        // mapping) faults on its own account.
+        if raw::read_user::<[u8; 7]>(rip).ok()? != crate::patch::write::jump_bytes(site.slot as u64) {
+            return None;
+        }
+        uc.mc.rip = key + 2;
+        Some(site.nr as u64)
+    } else {
+        None
+    }
+}
+
+/// The action we install for SIGSEGV and SIGILL: unlike our SIGSYS handler,
+/// the kernel blocks both on entry (no SA_NODEFER), so that signals of theirs
+/// sent by kill cannot nest it; it unblocks them at once for a fault (before
+/// anything that might fault again).
+pub fn handler_action() -> KernelSigaction {
+    let ours = signals::our_action(on_fault);
+    KernelSigaction {
+        flags: ours.flags & !(libc::SA_NODEFER as u32 as u64),
+        mask: signals::bit(SIGSEGV) | signals::bit(SIGILL),
+        ..ours
+    }
+}

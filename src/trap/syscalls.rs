@@ -1,0 +1,191 @@
+//! How each syscall is handled: run as it is, or emulated (and by which
+//! emulation), and whether its sites may be patched. The one table that the
+//! slow path's dispatch ([`super::dispatch`]) and the patcher
+//! (`patch::install`) both consult, so that they cannot drift apart.
+//!
+//! A patched site's calls take the fast path, which has no signal frame and
+//! runs the call through the gate as it is (after the check that keeps the
+//! library's own memory mapped): so a syscall is patchable exactly when it is
+//! not emulated. The one exception: readlink of /proc/self/exe is answered by
+//! us only where the launcher started the image (the kernel's answer names
+//! the launcher); elsewhere its sites are patched like any other.
+//! Never: run anything. This is a description; the emulations live in
+//! `emulate`.
+
+/// Where a call that installs a temporary signal mask keeps its sigset.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SigsetArg {
+    /// The argument that holds the sigset pointer (its size is the next one),
+    /// or, with `in_struct`, points to a `{sigset pointer, size}` pair.
+    pub index: usize,
+    pub in_struct: bool,
+}
+
+/// rt_sigsuspend(mask, size).
+pub const SIGSUSPEND_MASK: SigsetArg = SigsetArg { index: 0, in_struct: false };
+/// ppoll(fds, n, timeout, mask, size).
+pub const PPOLL_MASK: SigsetArg = SigsetArg { index: 3, in_struct: false };
+/// epoll_pwait(fd, events, max, timeout, mask, size), and epoll_pwait2.
+pub const EPOLL_PWAIT_MASK: SigsetArg = SigsetArg { index: 4, in_struct: false };
+/// pselect6(n, r, w, e, timeout, &{mask, size}), and io_pgetevents's last
+/// argument (`struct __aio_sigset`).
+pub const PSELECT6_MASK: SigsetArg = SigsetArg { index: 5, in_struct: true };
+
+/// What the library does for one syscall on the slow path.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Handling {
+    /// Run through the gate with the program's registers (calls on the
+    /// library's own memory are checked first, on both paths).
+    Native,
+    /// Emulated: needs the signal frame or the library's bookkeeping.
+    Emulated(Emulation),
+}
+
+/// The emulations, by what they keep right.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Emulation {
+    /// rt_sigaction: the disposition table (owned signals stay ours).
+    SigAction,
+    /// rt_sigprocmask: changes the ucontext our sigreturn restores.
+    SigProcMask,
+    /// sigaltstack: the program's alternate stack is virtual.
+    SigAltStack,
+    /// rt_sigpending: owned signals held back for the program are added.
+    SigPending,
+    /// rt_sigtimedwait: may take an owned signal held back for the program.
+    SigTimedWait,
+    /// rt_sigreturn: puts the owned signals back into the program's view.
+    SigReturn,
+    /// A call that installs a temporary mask we rewrite.
+    TempMask(SigsetArg),
+    /// clone, clone3, fork, vfork: the child gets the program's exact state.
+    Clone,
+    /// execve, execveat: through the launcher, with the program's state.
+    Exec,
+    /// readlink(at): /proc/self/exe names the program, not the launcher.
+    ReadlinkExe,
+    /// exit: per-thread bookkeeping (the last thread writes the report).
+    Exit,
+    /// exit_group: the report.
+    ExitGroup,
+    /// arch_prctl: the GS base belongs to the library.
+    ArchPrctl,
+    /// seccomp: the program's filter is checked against what we need, and
+    /// patching stops.
+    Seccomp,
+    /// prctl: Syscall User Dispatch and other state the library owns.
+    Prctl,
+    /// ptrace: PTRACE_TRACEME ends interception.
+    Ptrace,
+    /// membarrier: answered as if the library had not registered for
+    /// SYNC_CORE.
+    Membarrier,
+}
+
+/// How syscall `nr` is handled.
+#[inline(always)]
+pub fn handling(nr: i64) -> Handling {
+    use Emulation::*;
+    use Handling::Emulated;
+    match nr {
+        libc::SYS_rt_sigaction => Emulated(SigAction),
+        libc::SYS_rt_sigprocmask => Emulated(SigProcMask),
+        libc::SYS_sigaltstack => Emulated(SigAltStack),
+        libc::SYS_rt_sigpending => Emulated(SigPending),
+        libc::SYS_rt_sigtimedwait => Emulated(SigTimedWait),
+        libc::SYS_rt_sigreturn => Emulated(SigReturn),
+        libc::SYS_rt_sigsuspend => Emulated(TempMask(SIGSUSPEND_MASK)),
+        libc::SYS_ppoll => Emulated(TempMask(PPOLL_MASK)),
+        libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => Emulated(TempMask(EPOLL_PWAIT_MASK)),
+        libc::SYS_pselect6 | crate::rt::raw::SYS_io_pgetevents => Emulated(TempMask(PSELECT6_MASK)),
+        libc::SYS_clone | libc::SYS_clone3 | libc::SYS_fork | libc::SYS_vfork => Emulated(Clone),
+        libc::SYS_execve | libc::SYS_execveat => Emulated(Exec),
+        libc::SYS_readlink | libc::SYS_readlinkat => Emulated(ReadlinkExe),
+        libc::SYS_exit => Emulated(Exit),
+        libc::SYS_exit_group => Emulated(ExitGroup),
+        libc::SYS_arch_prctl => Emulated(ArchPrctl),
+        libc::SYS_seccomp => Emulated(Seccomp),
+        libc::SYS_prctl => Emulated(Prctl),
+        libc::SYS_ptrace => Emulated(Ptrace),
+        libc::SYS_membarrier => Emulated(Membarrier),
+        _ => Handling::Native,
+    }
+}
+
+/// Whether the sites of syscall `nr` may be patched (their calls then take
+/// the fast path, which runs them natively). `exe_answered`: the library
+/// answers readlink of /proc/self/exe (the launcher started this image).
+pub fn patchable(nr: i64, exe_answered: bool) -> bool {
+    match handling(nr) {
+        Handling::Native => true,
+        Handling::Emulated(Emulation::ReadlinkExe) => !exe_answered,
+        Handling::Emulated(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The syscalls kept on the slow path before this table existed
+    /// (patcher::needs_slow_path), readlink(at) aside.
+    const SLOW: [i64; 25] = [
+        libc::SYS_rt_sigaction,
+        libc::SYS_rt_sigprocmask,
+        libc::SYS_rt_sigreturn,
+        libc::SYS_sigaltstack,
+        libc::SYS_rt_sigpending,
+        libc::SYS_rt_sigtimedwait,
+        libc::SYS_rt_sigsuspend,
+        libc::SYS_ppoll,
+        libc::SYS_pselect6,
+        libc::SYS_epoll_pwait,
+        libc::SYS_epoll_pwait2,
+        333, // io_pgetevents
+        libc::SYS_clone,
+        libc::SYS_clone3,
+        libc::SYS_fork,
+        libc::SYS_vfork,
+        libc::SYS_execve,
+        libc::SYS_execveat,
+        libc::SYS_exit,
+        libc::SYS_exit_group,
+        libc::SYS_arch_prctl,
+        libc::SYS_prctl,
+        libc::SYS_seccomp,
+        libc::SYS_membarrier,
+        libc::SYS_ptrace,
+    ];
+
+    #[test]
+    fn emulated_calls_are_never_patched() {
+        for nr in -1..1024 {
+            if let Handling::Emulated(e) = handling(nr) {
+                assert!(!patchable(nr, true), "{nr} ({e:?}) is emulated but patchable");
+                if e != Emulation::ReadlinkExe {
+                    assert!(!patchable(nr, false), "{nr} ({e:?}) is emulated but patchable");
+                }
+            } else {
+                assert!(patchable(nr, true) && patchable(nr, false), "{nr} runs natively but is not patchable");
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_calls_keep_the_slow_path_as_before() {
+        let readlink = [libc::SYS_readlink, libc::SYS_readlinkat];
+        for nr in -1..1024 {
+            let slow = SLOW.contains(&nr);
+            assert_eq!(patchable(nr, false), !slow, "{nr}");
+            assert_eq!(patchable(nr, true), !slow && !readlink.contains(&nr), "{nr}");
+            assert_eq!(handling(nr) != Handling::Native, slow || readlink.contains(&nr), "{nr}");
+        }
+    }
+
+    #[test]
+    fn temporary_masks_name_their_sigset() {
+        assert_eq!(handling(libc::SYS_ppoll), Handling::Emulated(Emulation::TempMask(PPOLL_MASK)));
+        assert_eq!(handling(333), Handling::Emulated(Emulation::TempMask(PSELECT6_MASK)));
+        assert_eq!(PSELECT6_MASK, SigsetArg { index: 5, in_struct: true });
+    }
+}
