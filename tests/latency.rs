@@ -1,4 +1,4 @@
-//! The latency reports each process writes (src/sigsafe/report.rs,
+//! The latency reports each process writes (src/measure/report/,
 //! docs/report-schema.md): counts, errors and latencies of programs whose
 //! syscalls are known, fork and thread totals, death by signal, exec trees.
 

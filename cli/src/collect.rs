@@ -3,7 +3,7 @@
 //! root or descriptors) whose name the command gets in USERTRAP_COLLECT.
 //! Every process image greets it when it starts and sends its report when
 //! it ends, one short connection per message (the library's side, and the
-//! messages, are in src/sigsafe/report.rs). The collector knows who greeted
+//! messages, are in src/measure/report/). The collector knows who greeted
 //! and never reported, and says why when it can.
 
 use std::collections::HashMap;
