@@ -48,16 +48,16 @@ fn setup(dir: &Path, port: u16) -> PathBuf {
 }
 
 /// One GET over a new connection, bounded in time: (status line, body).
-fn get(port: u16, path: &str) -> (String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to nginx");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+fn get(port: u16, path: &str) -> std::io::Result<(String, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).expect("read the response");
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
+    s.read_to_end(&mut resp)?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(resp.len());
     let head = String::from_utf8_lossy(&resp[..split]).into_owned();
-    (head.lines().next().unwrap_or("").to_string(), resp[split + 4..].to_vec())
+    Ok((head.lines().next().unwrap_or("").to_string(), resp.get(split + 4..).unwrap_or_default().to_vec()))
 }
 
 struct Run {
@@ -96,8 +96,14 @@ fn serve(dir: &Path, port: u16, mut cmd: Command) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let responses: Vec<(String, Vec<u8>)> =
-        (0..REQUESTS).map(|i| get(port, if i % 10 == 0 { "/big.bin" } else { "/index.html" })).collect();
+    let mut responses = Vec::with_capacity(REQUESTS);
+    for i in 0..REQUESTS {
+        match get(port, if i % 10 == 0 { "/big.bin" } else { "/index.html" }) {
+            Ok(r) => responses.push(r),
+            // Stop this nginx too (the whole group): none may outlive the test.
+            Err(e) => cleanup(&mut child, &format!("request {i}: {e}")),
+        }
+    }
     let pid = fs::read_to_string(dir.join("nginx.pid")).unwrap_or_default();
     let ok = Command::new("kill").args(["-QUIT", pid.trim()]).status().map(|s| s.success()).unwrap_or(false);
     if !ok {
