@@ -100,7 +100,9 @@ fn leave_no_launcher(h: &Handoff) {
     // `h` lives in the launcher's image: not used past this point.
     for [addr, len] in maps {
         if len != 0 {
-            crate::rt::raw::munmap(addr, len as usize);
+            // SAFETY: the launcher's own mappings (its image, its stack and
+            // data), which nothing runs in or refers to any more.
+            let _ = unsafe { crate::rt::raw::munmap(addr, len as usize) };
         }
     }
     if init::set_kernel_exe(&exe) {

@@ -110,6 +110,8 @@ fn report(how: Exit) {
         Format::Text => r.text(&mut out),
         Format::Json => r.json(&mut out),
     }
-    raw::munmap(base, len);
+    // SAFETY: our mapping from above; `merged` (and `r`, which holds it) are
+    // not used from here on.
+    let _ = unsafe { raw::munmap(base, len) };
     deliver(s, out.data());
 }
