@@ -298,8 +298,8 @@ pub fn prctl(area: &ThreadArea, args: [u64; 6]) -> i64 {
 #[inline(never)]
 pub fn seccomp(area: &ThreadArea, args: [u64; 6]) -> i64 {
     match args[0] {
-        // SAFETY: the program's own filter (rt::raw: forwarded program calls).
         SECCOMP_SET_MODE_FILTER => {
+            // SAFETY: the program's own filter (rt::raw: forwarded program calls).
             install_program_filter(args[2], || unsafe { raw::syscall6(libc::SYS_seccomp, args) })
         }
         SECCOMP_SET_MODE_STRICT if args[1] == 0 && args[2] == 0 => enter_strict_mode(area),

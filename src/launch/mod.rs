@@ -53,7 +53,7 @@ static HANDOFF: HandoffCell = HandoffCell(core::cell::UnsafeCell::new(Handoff::e
 
 /// Keeps the entry point's callee in the link (it is called from assembly).
 #[used]
-static KEEP_MAIN: extern "C" fn(*const u64) -> ! = ut_launcher_main;
+static KEEP_MAIN: unsafe extern "C" fn(*const u64) -> ! = ut_launcher_main;
 
 /// The control entry (see `emulate::exec`).
 struct Control {
@@ -128,14 +128,18 @@ fn readlink(path: &[u8], out: &mut [u8; PATH_LEN]) -> usize {
     raw::cstr(path).and_then(|p| raw::readlink(p, room)).unwrap_or(0)
 }
 
+/// The launcher's Rust entry, called by `_start` (launcher_x86_64.s).
+///
+/// # Safety
+/// `sp` is the kernel's initial stack pointer (argc, argv, envp, auxv).
 #[no_mangle]
-pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
+pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // A guard page at the bottom of our own stack (a page of our .bss, see
     // launcher_x86_64.s; only its address is taken).
     let guard = core::ptr::addr_of!(crate::rt::arch::ut_launcher_stack) as u64;
     // SAFETY: that page is reserved as the guard: nothing lives in it.
     let _ = unsafe { raw::mprotect(guard, 4096, libc::PROT_NONE) };
-    // SAFETY: the entry point passes the kernel's initial stack pointer.
+    // SAFETY: the caller's contract: the kernel's initial stack pointer.
     let initial = unsafe { Initial::parse(sp) };
     let Some(ctl) = find_control(&initial) else {
         fail(
@@ -231,11 +235,11 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     };
     // SAFETY: a fresh private mapping of `bytes` >= words * 8 bytes.
     let out = unsafe { core::slice::from_raw_parts_mut(block as *mut u64, words) };
-    let (n, auxv_at) = initial.build(out, ctl.entry, skip_leading, &image, interp_image.as_ref(), ctl.execfn, extra);
+    let (n, auxv_at) = initial.build(out, (ctl.entry, skip_leading), &image, interp_image.as_ref(), ctl.execfn, extra);
     if role == Role::LauncherFull {
         // What /proc/self/auxv and /proc/self/environ show (where the kernel
         // lets us: CAP_SYS_RESOURCE); in a dynamic program the library does it.
-        init::set_kernel_auxv(out.get(auxv_at..).map_or(core::ptr::null(), |a| a.as_ptr()));
+        init::set_kernel_auxv(out.get(auxv_at..).unwrap_or_default());
         if ctl.leading > 0 {
             let last = cstr_at(initial.env(ctl.leading));
             init::set_kernel_env_start(initial.env(ctl.leading) + last.len() as u64 + 1);

@@ -121,8 +121,8 @@ fn prepared() -> bool {
     // The decoder builds its tables in the bump arena, whose failure would
     // be a panic: make sure the memory is there first (RLIMIT_AS).
     match raw::mmap_anon(DECODER_MEMORY, libc::PROT_READ | libc::PROT_WRITE) {
-        // SAFETY: the mapping just made, used by nothing.
         Ok(a) => {
+            // SAFETY: the mapping just made, used by nothing.
             let _ = unsafe { raw::munmap(a, DECODER_MEMORY) };
         }
         Err(_) => {

@@ -67,8 +67,8 @@ impl Table {
                     return Some(base);
                 }
                 // An old kernel treated NOREPLACE as a hint: not ours to keep.
-                // SAFETY: the fresh mapping just made, used by nothing.
                 Ok(r) => {
+                    // SAFETY: the fresh mapping just made, used by nothing.
                     let _ = unsafe { raw::munmap(r, WINDOW_LEN) };
                 }
                 Err(_) => {}

@@ -8,6 +8,7 @@
 //!   1. byte 5 (first byte of the old `syscall`) becomes 0x06;
 //!   2. bytes 1-6 become the jump's ModRM, SIB and displacement;
 //!   3. byte 0 becomes the jump's opcode 0xff;
+//!
 //! with a core-serialising barrier for every thread (membarrier SYNC_CORE)
 //! before the first write and after the last.
 //!

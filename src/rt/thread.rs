@@ -450,9 +450,9 @@ pub fn current() -> Option<&'static ThreadArea> {
             let child = parent.pending_child.get();
             // SAFETY: a pending child area stays allocated until the parent
             // runs again; claiming it is a single atomic exchange.
-            if !child.is_null()
-                && unsafe { (*child).owner_tid.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed) }.is_ok()
-            {
+            let claimed = !child.is_null()
+                && unsafe { (*child).owner_tid.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed) }.is_ok();
+            if claimed {
                 set_gs_base(child as u64);
                 // SAFETY: claimed above.
                 let c = unsafe { &*child };

@@ -513,21 +513,14 @@ fn record_exec_env(s: &Startup<'_>) {
 }
 
 /// Make the kernel's copy of the auxiliary vector (/proc/self/auxv) the one
-/// on the program's stack, ending at its AT_NULL. Needs CAP_SYS_RESOURCE;
-/// without it /proc/self/auxv keeps describing the launcher.
-pub fn set_kernel_auxv(auxv: *const u64) {
-    let mut pairs = 0usize;
-    // SAFETY: `auxv` is the program's vector on its initial stack, ending
-    // with an AT_NULL pair.
-    unsafe {
-        while *auxv.add(2 * pairs) != 0 {
-            pairs += 1;
-        }
+/// on the program's stack: `auxv` up to its first AT_NULL pair (nothing
+/// happens without one). Needs CAP_SYS_RESOURCE; without it /proc/self/auxv
+/// keeps describing the launcher.
+pub fn set_kernel_auxv(auxv: &[u64]) {
+    let Some(pairs) = auxv.chunks(2).position(|p| p.first() == Some(&0)) else { return };
+    if let Some(vector) = auxv.get(..2 * (pairs + 1)) {
+        let _ = raw::prctl_set_mm_auxv(vector);
     }
-    // SAFETY: the pairs counted above and the AT_NULL pair, on the initial
-    // stack, which lives as long as the process.
-    let vector = unsafe { core::slice::from_raw_parts(auxv, 2 * (pairs + 1)) };
-    let _ = raw::prctl_set_mm_auxv(vector);
 }
 
 /// Start the kernel's view of the environment (/proc/self/environ) at

@@ -16,6 +16,7 @@
 //! - to stderr: only if descriptor 2 still is the stderr the image started
 //!   with (log::stderr_intact);
 //! - never with SIGPIPE or SIGXFSZ (log::without_write_signals).
+//!
 //! A report that cannot be delivered is said once, in one line, on stderr;
 //! when stderr itself is what failed (closed, replaced, a closed pipe, full),
 //! the line and the report go to a new file $TMPDIR/usertrap.PID.TIME.report

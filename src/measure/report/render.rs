@@ -11,6 +11,9 @@ use crate::trap::backend;
 
 /// How the process (image) ended.
 #[derive(Clone, Copy)]
+// `ExitGroup` names the syscall exit_group(2), as `LastThread` names exit(2)
+// of the last thread: not a kind of "Exit" with "Group" left over.
+#[allow(clippy::enum_variant_names)]
 pub enum Exit {
     ExitGroup(i32),
     LastThread(i32),
