@@ -97,18 +97,6 @@ pub struct Siginfo {
     pub _rest: [u64; 12],
 }
 
-// The frame types are copied to and from program memory (signal frames on
-// the program's stack, its sigaltstack and sigaction arguments).
-// SAFETY: integers only, laid out without padding (the u16 selectors fill
-// one 8-byte word).
-unsafe impl crate::rt::raw::Plain for Sigcontext {}
-// SAFETY: integers only; `_pad` fills the hole after ss_flags.
-unsafe impl crate::rt::raw::Plain for StackT {}
-// SAFETY: integers and the two types above, 8-byte fields: no padding.
-unsafe impl crate::rt::raw::Plain for Ucontext {}
-// SAFETY: integers only; `_pad` fills the hole before `addr`.
-unsafe impl crate::rt::raw::Plain for Siginfo {}
-
 /// `si_code` of a SIGSYS raised by a seccomp filter (SYS_SECCOMP).
 pub const SYS_SECCOMP: i32 = 1;
 /// `si_code` of a SIGSYS raised by Syscall User Dispatch (SYS_USER_DISPATCH).
@@ -128,7 +116,7 @@ pub fn fpstate_size(fpstate: u64) -> Option<usize> {
         return None;
     }
     // The kernel wrote this state for us; still read it the fault-tolerant way.
-    let sw = crate::rt::raw::read_user::<[u32; 2]>(fpstate.wrapping_add(FPX_SW_BYTES_OFFSET as u64)).ok()?;
+    let sw = crate::rt::raw::entry::read_user::<[u32; 2]>(fpstate.wrapping_add(FPX_SW_BYTES_OFFSET as u64)).ok()?;
     if sw[0] == FP_XSTATE_MAGIC1 && sw[1] as usize >= FXSAVE_SIZE && sw[1] <= 64 * 1024 {
         Some(sw[1] as usize)
     } else {

@@ -7,14 +7,14 @@
 //! with what the caller must guarantee.
 //!
 //! Results: `Ok(value)`, or `Err(errno)` with a positive errno (as
-//! [`super::result`]); calls that cannot fail return their value.
+//! [`super::entry::result`]); calls that cannot fail return their value.
 //! All run through the gate, so all are usable in trap context.
 
 use core::ffi::CStr;
 use core::sync::atomic::AtomicU8;
 
-use super::{result, syscall, syscall6, EINVAL};
-use crate::rt::frame::{Siginfo, StackT};
+use super::entry::{result, syscall, syscall6, Plain, EINVAL};
+use crate::rt::frame::{Sigcontext, Siginfo, StackT, Ucontext};
 
 /// `Ok(())` for a call whose success value carries nothing.
 #[inline]
@@ -406,7 +406,7 @@ pub struct KernelSigaction {
 }
 
 // SAFETY: four u64s, no padding.
-unsafe impl super::Plain for KernelSigaction {}
+unsafe impl Plain for KernelSigaction {}
 
 /// rt_sigaction(2): set and/or read the kernel's action for `sig`.
 ///
@@ -549,7 +549,7 @@ pub fn sud_off() -> Result<(), i64> {
 
 /// seccomp(SECCOMP_SET_MODE_FILTER): install the classic BPF program
 /// `filter` (`struct sock_filter`, 8 bytes an instruction).
-pub fn seccomp_set_mode_filter<F: super::Plain>(flags: u64, filter: &[F]) -> Result<u64, i64> {
+pub fn seccomp_set_mode_filter<F: Plain>(flags: u64, filter: &[F]) -> Result<u64, i64> {
     const { assert!(core::mem::size_of::<F>() == 8) };
     /// `struct sock_fprog`.
     #[repr(C)]
@@ -602,3 +602,16 @@ fn prlimit_nofile(new: Option<[u64; 2]>) -> Result<[u64; 2], i64> {
     unit(unsafe { syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE as u64, new_ptr, old.as_mut_ptr() as u64) })?;
     Ok(old)
 }
+
+// The frame types are copied to and from program memory (signal frames on
+// the program's stack, its sigaltstack and sigaction arguments); their
+// impls live here, not in rt/frame.rs, which this file imports.
+// SAFETY: integers only, laid out without padding (the four u16 selectors
+// fill one 8-byte word).
+unsafe impl Plain for Sigcontext {}
+// SAFETY: integers only; `_pad` fills the hole after ss_flags.
+unsafe impl Plain for StackT {}
+// SAFETY: integers and the two types above, 8-byte fields: no padding.
+unsafe impl Plain for Ucontext {}
+// SAFETY: integers only; `_pad` fills the hole before `addr`.
+unsafe impl Plain for Siginfo {}
