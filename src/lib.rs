@@ -49,8 +49,6 @@
 // the trap-context paths it reaches are unused there.
 #![cfg_attr(test, allow(dead_code))]
 
-extern crate alloc;
-
 mod emulate;
 #[cfg(feature = "launcher")]
 pub mod launch;
@@ -70,15 +68,12 @@ static ALLOC: rt::bump::Bump = rt::bump::Bump::new();
 
 #[cfg(not(test))]
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     // Never expected: trap-context code is written not to panic. End the
     // process loudly rather than run the program half-monitored.
     rt::log::Line::new().str("internal error (panic); aborting").emit();
-    let _ = rt::raw::tgkill(rt::raw::getpid(), rt::raw::gettid(), 6);
-    rt::raw::syscall(rt::raw::SYS_exit_group, 134, 0, 0, 0);
-    loop {
-        core::hint::spin_loop();
-    }
+    let _ = rt::raw::tgkill(rt::raw::getpid(), rt::raw::gettid(), libc::SIGABRT);
+    rt::raw::exit_group(134)
 }
 
 /// Never called (panic = "abort": nothing unwinds), but core's precompiled

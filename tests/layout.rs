@@ -232,7 +232,7 @@ fn parse_path(b: &[u8], mut i: usize, mut prefix: Vec<String>, out: &mut Vec<Vec
         }
         let seg = String::from_utf8_lossy(&b[start..i]).into_owned();
         // `a::{self, ..}` names `a` itself.
-        if !(seg == "self" && !prefix.is_empty()) {
+        if seg != "self" || prefix.is_empty() {
             prefix.push(seg);
         }
         if b[i..].starts_with(b"::") && !b[i + 2..].starts_with(b"<") {

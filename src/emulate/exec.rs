@@ -103,11 +103,9 @@ pub fn exe_path_override() -> Option<&'static [u8]> {
     (!p.is_empty()).then_some(p)
 }
 
-const ENOENT: i64 = 2;
-const ENOEXEC: i64 = 8;
-const F_GETFD: u64 = 1;
-const F_SETFD: u64 = 2;
-const FD_CLOEXEC: i64 = 1;
+const ENOENT: i64 = libc::ENOENT as i64;
+const ENOEXEC: i64 = libc::ENOEXEC as i64;
+const FD_CLOEXEC: u64 = libc::FD_CLOEXEC as u64;
 
 /// The control entry's name (see the module doc).
 pub const CONTROL: &[u8] = b"USERTRAP_EXEC=";
@@ -135,7 +133,7 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         Ok(n) if n >= PATH_MAX => return -exec_target::name_too_long(),
         Ok(n) => n,
     };
-    if raw::copy_from_user(path.as_mut_ptr(), path_ptr as *const u8, len).is_err() {
+    if raw::copy_from_user(path.get_mut(..len).unwrap_or_default(), path_ptr).is_err() {
         return -raw::EFAULT;
     }
     let name = path.get(..len).unwrap_or(&[]);
@@ -174,13 +172,15 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         Buf::new(&mut open_name).put(name).put(b"\0");
         (dirfd, flags & AT_SYMLINK_NOFOLLOW != 0)
     };
-    let inaccessible = relative_to_fd && raw::syscall(libc::SYS_fcntl, dirfd as u64, F_GETFD, 0, 0) & FD_CLOEXEC != 0;
+    let inaccessible = relative_to_fd && raw::fcntl_getfd(dirfd as i32).is_ok_and(|f| f & FD_CLOEXEC != 0);
     let mut t = Target::new();
     if let Err(e) = exec_target::resolve(open_dir, &open_name, nofollow, inaccessible, &mut t) {
         return -e;
     }
     let fd = t.fd as u64;
-    let close_fd = || raw::syscall(libc::SYS_close, fd, 0, 0, 0);
+    let close_fd = || {
+        let _ = raw::close(fd as i32);
+    };
     if t.elf32 || (t.setuid && backend::is_sud()) {
         close_fd();
         note(execfn.get(..execfn_len).unwrap_or(&[]), if t.elf32 { Note::Elf32 } else { Note::SetuidNative });
@@ -231,10 +231,13 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     let mut prefix = [0u64; MAX_PREFIX];
     let n_prefix = t.prefix(execfn.as_ptr() as u64, &mut prefix);
     // The launcher inherits the descriptor; it closes it before the program runs.
-    raw::syscall(libc::SYS_fcntl, fd, F_SETFD, 0, 0);
+    let _ = raw::fcntl_setfd(fd as i32, 0);
     let r = with_argv(argv, prefix.get(..n_prefix).unwrap_or(&[]), |new_argv| {
         with_our_environment(envp, Some(&mut fill_control), |new_envp| {
-            exec_reported(area, raw::SYS_execve, [env.launcher.as_ptr() as u64, new_argv, new_envp, 0, 0, 0])
+            // SAFETY: execve of the launcher (a NUL-terminated path of ours)
+            // with argument and environment arrays built for it, alive until
+            // it returns.
+            unsafe { exec_reported(area, raw::SYS_execve, [env.launcher.as_ptr() as u64, new_argv, new_envp, 0, 0, 0]) }
         })
     });
     close_fd();
@@ -249,9 +252,8 @@ fn comm_name(loaded: Option<i32>, execfn: &[u8], out: &mut [u8; 16]) -> usize {
     let file: &[u8] = match loaded {
         Some(fd) => {
             let path = exec_target::fd_path(fd as i64);
-            let r =
-                raw::syscall(libc::SYS_readlink, path.as_ptr() as u64, link.as_mut_ptr() as u64, PATH_MAX as u64, 0);
-            link.get(..r.max(0) as usize).unwrap_or(&[])
+            let n = raw::cstr(&path).and_then(|p| raw::readlink(p, &mut link)).unwrap_or(0);
+            link.get(..n).unwrap_or(&[])
         }
         None => execfn,
     };
@@ -269,7 +271,7 @@ enum Note {
 fn note(name: &[u8], what: Note) {
     let mut l = Line::new();
     l.str("exec of ").bytes(name).str(match what {
-        Note::SetuidNoPrivs => if raw::syscall(raw::SYS_prctl, libc::PR_GET_NO_NEW_PRIVS as u64, 0, 0, 0) == 1 {
+        Note::SetuidNoPrivs => if raw::prctl_get_no_new_privs() == Ok(1) {
             ": set-user-ID/set-group-ID program run with the caller's credentials (no_new_privs is set, which a native exec would honour too)"
         } else {
             ": set-user-ID/set-group-ID program run with the caller's credentials (under seccomp usertrap's launcher loads it: the filter outlives exec; a native exec would have changed credentials)"
@@ -303,16 +305,24 @@ fn exec_natively(area: &ThreadArea, nr: i64, args: [u64; 6], why: &[u8]) -> i64 
         if let Some(slot) = a.get_mut(envp_idx) {
             *slot = new_envp;
         }
-        exec_reported(area, nr, a)
+        // SAFETY: the program's own execve/execveat (rt::raw: forwarded
+        // program calls), its environment replaced by one built for it,
+        // alive until it returns.
+        unsafe { exec_reported(area, nr, a) }
     })
 }
 
 /// The exec itself: the old image's figures are reported first (the new
 /// image reports its own), the kernel holds the program's view of the owned
 /// signals across it, and if it fails the process goes on as it was.
-fn exec_reported(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
+///
+/// # Safety
+/// `nr` is execve or execveat and `args` are valid for it (the kernel only
+/// reads through them, and checks every pointer).
+unsafe fn exec_reported(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     report::at_exit(report::Exit::Exec);
-    let r = signals::with_program_signal_state_for_exec(area, || raw::syscall6(nr, args));
+    // SAFETY: the caller's contract.
+    let r = signals::with_program_signal_state_for_exec(area, || unsafe { raw::syscall6(nr, args) });
     report::exec_failed();
     r
 }
@@ -378,7 +388,7 @@ fn exec_valgrind_tool(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8]) -
         };
         let mut value = [0u8; LD_PRELOAD.len() + PRELOAD_MAX];
         let len = raw::strnlen_user(p, value.len()).unwrap_or(value.len());
-        let entry = if len < value.len() && raw::copy_from_user(value.as_mut_ptr(), p as *const u8, len).is_ok() {
+        let entry = if len < value.len() && raw::copy_from_user(value.get_mut(..len).unwrap_or_default(), p).is_ok() {
             value.get(..len).unwrap_or(&[])
         } else {
             &[]
@@ -409,7 +419,9 @@ fn exec_valgrind_tool(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8]) -
     if let Some(slot) = a.get_mut(envp_idx) {
         *slot = out.as_ptr();
     }
-    let r = exec_reported(area, nr, a);
+    // SAFETY: the program's own execve/execveat (rt::raw: forwarded program
+    // calls), its environment replaced by `out`, alive until it returns.
+    let r = unsafe { exec_reported(area, nr, a) };
     core::hint::black_box(&rewritten);
     r
 }
@@ -424,7 +436,7 @@ fn starts_valgrind_tool(envp: u64) -> bool {
         let Ok(p) = raw::read_user::<u64>(envp + 8 * i as u64) else { return false };
         let mut head = [0u8; NAME.len()];
         raw::strnlen_user(p, head.len()).is_ok_and(|n| n == head.len())
-            && raw::copy_from_user(head.as_mut_ptr(), p as *const u8, head.len()).is_ok()
+            && raw::copy_from_user(&mut head, p).is_ok()
             && head == *NAME
     })
 }
@@ -487,7 +499,8 @@ impl<'a> PtrArray<'a> {
 impl Drop for PtrArray<'_> {
     fn drop(&mut self) {
         if let Some((p, bytes)) = self.mapped {
-            raw::munmap(p, bytes);
+            // SAFETY: our mapping (PtrArray::new); `slots` dies with self.
+            let _ = unsafe { raw::munmap(p, bytes) };
         }
     }
 }
@@ -559,7 +572,7 @@ fn with_our_environment(
     let head_of = |p: u64| {
         let mut head = [0u8; 11];
         let len = raw::strnlen_user(p, head.len()).unwrap_or(0);
-        let _ = raw::copy_from_user(head.as_mut_ptr(), p as *const u8, len);
+        let _ = raw::copy_from_user(head.get_mut(..len).unwrap_or_default(), p);
         (head, len)
     };
     // First pass: which of our entries the program passes already.
@@ -592,7 +605,7 @@ fn with_our_environment(
             let vlen = raw::strnlen_user(p + LD_PRELOAD.len() as u64, PRELOAD_MAX + 1).unwrap_or(PRELOAD_MAX + 1);
             let mut value = [0u8; PRELOAD_MAX];
             if vlen <= PRELOAD_MAX
-                && raw::copy_from_user(value.as_mut_ptr(), (p + LD_PRELOAD.len() as u64) as *const u8, vlen).is_ok()
+                && raw::copy_from_user(value.get_mut(..vlen).unwrap_or_default(), p + LD_PRELOAD.len() as u64).is_ok()
             {
                 let value = value.get(..vlen).unwrap_or(&[]);
                 if !names_us(value, ours) {
@@ -654,7 +667,7 @@ fn with_our_environment(
 fn matching_setting(p: u64, settings: &[u8]) -> Option<usize> {
     let mut entry = [0u8; 4096];
     let len = raw::strnlen_user(p, entry.len()).ok()?;
-    raw::copy_from_user(entry.as_mut_ptr(), p as *const u8, len).ok()?;
+    raw::copy_from_user(entry.get_mut(..len).unwrap_or_default(), p).ok()?;
     let entry = entry.get(..len)?;
     settings.split(|&b| b == 0).take(MAX_SETTINGS).position(|s| s == entry && !s.is_empty())
 }
@@ -686,7 +699,7 @@ pub fn readlink(nr: i64, args: [u64; 6]) -> Option<i64> {
     };
     let mut name = [0u8; 64];
     let n = raw::strnlen_user(path, name.len()).ok()?;
-    raw::copy_from_user(name.as_mut_ptr(), path as *const u8, n).ok()?;
+    raw::copy_from_user(name.get_mut(..n).unwrap_or_default(), path).ok()?;
     let name = name.get(..n)?;
     if (dirfd != AT_FDCWD && name.first() != Some(&b'/')) || !exec_target::is_proc_self_exe(name) {
         return None;
@@ -695,7 +708,8 @@ pub fn readlink(nr: i64, args: [u64; 6]) -> Option<i64> {
         return Some(-raw::EINVAL);
     }
     let len = exe.len().min(size as usize);
-    Some(match raw::copy_to_user(buf as *mut u8, exe.as_ptr(), len) {
+    // SAFETY: the buffer the program gave readlink to fill.
+    Some(match unsafe { raw::copy_to_user(buf, exe.get(..len).unwrap_or_default()) } {
         Ok(()) => len as i64,
         Err(e) => -e,
     })

@@ -41,15 +41,14 @@ const S_ISUID: u32 = 0o4000;
 const S_ISGID: u32 = 0o2000;
 const S_IXGRP: u32 = 0o0010;
 const ST_NOEXEC: u64 = 8;
-const SYS_FACCESSAT2: i64 = 439;
-const ENOENT: i64 = 2;
-const EACCES: i64 = 13;
-const ENOEXEC: i64 = 8;
-const ELOOP: i64 = 40;
-const ENAMETOOLONG: i64 = 36;
-const ELIBBAD: i64 = 80;
-const ETXTBSY: i64 = 26;
-const EMFILE: i64 = 24;
+const ENOENT: i64 = libc::ENOENT as i64;
+const EACCES: i64 = libc::EACCES as i64;
+const ENOEXEC: i64 = libc::ENOEXEC as i64;
+const ELOOP: i64 = libc::ELOOP as i64;
+const ENAMETOOLONG: i64 = libc::ENAMETOOLONG as i64;
+const ELIBBAD: i64 = libc::ELIBBAD as i64;
+const ETXTBSY: i64 = libc::ETXTBSY as i64;
+const EMFILE: i64 = libc::EMFILE as i64;
 
 /// The first bytes the kernel reads to pick a format (BINPRM_BUF_SIZE).
 const HEAD: usize = 256;
@@ -122,25 +121,12 @@ impl Target {
 }
 
 fn close(fd: i64) {
-    raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
+    let _ = raw::close(fd as i32);
 }
 
-/// The raw `struct stat` fields we need (x86-64 layout).
-#[repr(C)]
-struct Stat {
-    dev: u64,
-    ino: u64,
-    nlink: u64,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    _pad0: u32,
-    rdev: u64,
-    size: i64,
-    blksize: i64,
-    blocks: i64,
-    times: [u64; 6],
-    _reserved: [i64; 3],
+/// A descriptor as this file keeps it: the descriptor, or -errno.
+fn fd_or_errno(r: Result<i32, i64>) -> i64 {
+    r.map_or_else(|e| -e, i64::from)
 }
 
 /// Open `path` (NUL-terminated, ours) relative to `dirfd` as exec would, and
@@ -153,20 +139,13 @@ struct Stat {
 /// descriptor itself is checked.
 fn open_exec(dirfd: i64, path: &[u8], nofollow: bool) -> Result<(i64, u32), i64> {
     let empty = path.first().is_none_or(|&b| b == 0);
-    let mut st = stat_zeroed();
     let (at, name, flags) = if empty {
         (dirfd, &b"\0"[..], AT_EMPTY_PATH)
     } else {
         (dirfd, path, if nofollow { AT_SYMLINK_NOFOLLOW } else { 0 })
     };
-    let r = raw::syscall6(
-        libc::SYS_newfstatat,
-        [at as u64, name.as_ptr() as u64, &mut st as *mut Stat as u64, flags, 0, 0],
-    );
-    if r < 0 {
-        return Err(-r);
-    }
-    check_kind(st.mode, nofollow)?;
+    let st = raw::newfstatat(at as i32, raw::cstr(name)?, flags as i32)?;
+    check_kind(st.st_mode, nofollow)?;
     let fd = readable(dirfd, path, empty, nofollow);
     if fd < 0 {
         return Err(-fd);
@@ -195,27 +174,20 @@ pub fn fd_path(fd: i64) -> [u8; 32] {
 fn readable(dirfd: i64, path: &[u8], empty: bool, nofollow: bool) -> i64 {
     let ro = libc::O_RDONLY as u64 | O_CLOEXEC | libc::O_NONBLOCK as u64 | libc::O_NOCTTY as u64;
     if !empty {
-        return raw::syscall(
-            libc::SYS_openat,
-            dirfd as u64,
-            path.as_ptr() as u64,
-            ro | if nofollow { O_NOFOLLOW } else { 0 },
-            0,
-        );
+        let flags = ro | if nofollow { O_NOFOLLOW } else { 0 };
+        return fd_or_errno(raw::cstr(path).and_then(|p| raw::openat(dirfd as i32, p, flags as i32, 0)));
     }
-    let fd = raw::syscall(libc::SYS_openat, AT_FDCWD as u64, fd_path(dirfd).as_ptr() as u64, ro, 0);
+    let proc_path = fd_path(dirfd);
+    let fd = fd_or_errno(raw::cstr(&proc_path).and_then(|p| raw::openat(AT_FDCWD as i32, p, ro as i32, 0)));
     if fd >= 0 || fd != -ENOENT {
         return fd;
     }
-    let fl = raw::syscall(libc::SYS_fcntl, dirfd as u64, libc::F_GETFL as u64, 0, 0);
-    if fl >= 0 && fl as u64 & O_PATH == 0 && fl & libc::O_ACCMODE as i64 != libc::O_WRONLY as i64 {
-        return dup_cloexec(dirfd);
+    if let Ok(fl) = raw::fcntl_getfl(dirfd as i32) {
+        if fl & O_PATH == 0 && fl & libc::O_ACCMODE as u64 != libc::O_WRONLY as u64 {
+            return fd_or_errno(raw::dup_cloexec(dirfd as i32));
+        }
     }
     -ENOENT
-}
-
-fn dup_cloexec(fd: i64) -> i64 {
-    raw::syscall(libc::SYS_fcntl, fd as u64, libc::F_DUPFD_CLOEXEC as u64, 0, 0)
 }
 
 /// Is the file open for writing somewhere (exec says ETXTBSY)? A read lease
@@ -223,22 +195,13 @@ fn dup_cloexec(fd: i64) -> i64 {
 /// leases are not ours to take (another user's file, without CAP_LEASE) we
 /// cannot tell, and the launcher's exec goes ahead.
 fn open_for_writing(fd: i64) -> bool {
-    const F_SETLEASE: u64 = 1024;
-    const F_RDLCK: u64 = 0;
-    const F_UNLCK: u64 = 2;
-    const EAGAIN: i64 = 11;
-    match raw::syscall(libc::SYS_fcntl, fd as u64, F_SETLEASE, F_RDLCK, 0) {
-        0 => {
-            raw::syscall(libc::SYS_fcntl, fd as u64, F_SETLEASE, F_UNLCK, 0);
+    match raw::fcntl_setlease(fd as i32, libc::F_RDLCK) {
+        Ok(()) => {
+            let _ = raw::fcntl_setlease(fd as i32, libc::F_UNLCK);
             false
         }
-        r => r == -EAGAIN,
+        Err(e) => e == libc::EAGAIN as i64,
     }
-}
-
-fn stat_zeroed() -> Stat {
-    // SAFETY: Stat is plain data; all-zero is a valid value.
-    unsafe { core::mem::zeroed() }
 }
 
 /// A regular file (a symbolic link under AT_SYMLINK_NOFOLLOW is ELOOP).
@@ -255,41 +218,27 @@ fn check_kind(mode: u32, nofollow: bool) -> Result<(), i64> {
 
 /// The inode checks of open_exec and do_open_execat, on the descriptor.
 fn check_inode(pfd: i64, nofollow: bool) -> Result<u32, i64> {
-    let mut st = stat_zeroed();
-    let r = raw::syscall6(
-        libc::SYS_newfstatat,
-        [pfd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0],
-    );
-    if r < 0 {
-        return Err(-r);
-    }
-    check_kind(st.mode, nofollow)?;
-    let mut fs = [0u64; 15]; // struct statfs: f_flags is the 10th field
-    if raw::syscall(libc::SYS_fstatfs, pfd as u64, fs.as_mut_ptr() as u64, 0, 0) == 0
-        && fs.get(9).is_some_and(|f| f & ST_NOEXEC != 0)
-    {
+    let st = raw::newfstatat(pfd as i32, c"", AT_EMPTY_PATH as i32)?;
+    check_kind(st.st_mode, nofollow)?;
+    // NOTE: this looks at f_frsize (the 10th field), where the check has
+    // always looked; f_flags (ST_NOEXEC) is the 11th. Kept as it was by a
+    // change that must not alter behaviour; to be fixed with a test on a
+    // noexec mount.
+    if raw::fstatfs(pfd as i32).is_ok_and(|fs| fs.f_frsize as u64 & ST_NOEXEC != 0) {
         return Err(EACCES);
     }
-    let r = raw::syscall6(
-        SYS_FACCESSAT2,
-        [pfd as u64, b"\0".as_ptr() as u64, libc::X_OK as u64, AT_EMPTY_PATH | AT_EACCESS, 0, 0],
-    );
-    if r < 0 {
-        return Err(if r == -raw::ENOSYS { EACCES } else { -r });
+    let r = raw::faccessat2(pfd as i32, c"", libc::X_OK, (AT_EMPTY_PATH | AT_EACCESS) as i32);
+    if let Err(e) = r {
+        return Err(if e == raw::ENOSYS { EACCES } else { e });
     }
-    Ok(st.mode)
+    Ok(st.st_mode)
 }
 
 /// The file's first bytes (fewer for a short file), or the read's errno: a
 /// denied read (a fanotify FAN_ACCESS_PERM listener, say) fails exec with
 /// its own errno, as the kernel's read of the header does.
 fn read_head(fd: i64, buf: &mut [u8; HEAD]) -> Result<usize, i64> {
-    let r = raw::syscall(libc::SYS_pread64, fd as u64, buf.as_mut_ptr() as u64, HEAD as u64, 0);
-    if r < 0 {
-        Err(-r)
-    } else {
-        Ok(r as usize)
-    }
+    raw::pread(fd as i32, buf, 0)
 }
 
 /// Follow `path` (ours, NUL-terminated) to the ELF file to load.
@@ -309,12 +258,7 @@ pub fn resolve(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &
 
 /// (device, inode) of an open file.
 fn file_id(fd: i64) -> (u64, u64) {
-    let mut st = stat_zeroed();
-    raw::syscall6(
-        libc::SYS_newfstatat,
-        [fd as u64, b"\0".as_ptr() as u64, &mut st as *mut Stat as u64, AT_EMPTY_PATH, 0, 0],
-    );
-    (st.dev, st.ino)
+    raw::newfstatat(fd as i32, c"", AT_EMPTY_PATH as i32).map_or((0, 0), |st| (st.st_dev, st.st_ino))
 }
 
 fn resolve_once(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: &mut Target) -> Result<(), i64> {
@@ -486,9 +430,10 @@ fn check_elf(fd: i64, head: &[u8; HEAD], interp: &mut [u8; PATH_MAX]) -> Result<
     // The interpreter (PT_INTERP) must exist and be ELF.
     for i in 0..phnum {
         let mut ph = [0u8; 56];
-        let r = raw::syscall(libc::SYS_pread64, fd as u64, ph.as_mut_ptr() as u64, 56, phoff + i * 56);
-        if r != 56 {
-            return Err(if r < 0 { -r } else { raw::EIO });
+        match raw::pread(fd as i32, &mut ph, phoff + i * 56) {
+            Ok(56) => {}
+            Ok(_) => return Err(raw::EIO),
+            Err(e) => return Err(e),
         }
         let word = |o: usize| field(&ph, o, 8);
         if ph.get(..4) != Some(&[3, 0, 0, 0]) {
@@ -499,8 +444,8 @@ fn check_elf(fd: i64, head: &[u8; HEAD], interp: &mut [u8; PATH_MAX]) -> Result<
             return Err(ENOEXEC);
         }
         let mut name = [0u8; PATH_MAX];
-        let r = raw::syscall(libc::SYS_pread64, fd as u64, name.as_mut_ptr() as u64, len, off);
-        if r != len as i64 || name.get(len as usize - 1) != Some(&0) {
+        let r = raw::pread(fd as i32, name.get_mut(..len as usize).unwrap_or_default(), off);
+        if r != Ok(len as usize) || name.get(len as usize - 1) != Some(&0) {
             return Err(ENOEXEC);
         }
         *interp = name;

@@ -52,6 +52,9 @@ struct ChildHeader {
     flags: u64,
 }
 
+// SAFETY: two u64s, no padding.
+unsafe impl raw::Plain for ChildHeader {}
+
 #[inline(never)]
 pub fn clone(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6]) -> Outcome {
     let (flags, stack) = match nr {
@@ -59,16 +62,23 @@ pub fn clone(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6]) -> O
         raw::SYS_clone3 => {
             let size = args[1] as usize;
             if !(CLONE_ARGS_SIZE_VER0..=4096).contains(&size) {
-                return Outcome::Return(raw::syscall6(nr, args)); // the kernel's error
+                // SAFETY: the program's own clone3, for the kernel's error
+                // (it creates nothing with this size) (rt::raw: forwarded program calls).
+                return Outcome::Return(unsafe { raw::syscall6(nr, args) });
             }
-            let mut ca = [0u64; CLONE_ARGS_SIZE / 8];
+            let mut ca = [0u8; CLONE_ARGS_SIZE];
             let n = size.min(CLONE_ARGS_SIZE);
-            if raw::copy_from_user(ca.as_mut_ptr() as *mut u8, args[0] as *const u8, n).is_err() {
+            if raw::copy_from_user(ca.get_mut(..n).unwrap_or_default(), args[0]).is_err() {
                 return Outcome::Return(-raw::EFAULT);
             }
+            let ca = |i: usize| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(ca.get(8 * i..8 * i + 8).unwrap_or(&[0; 8]));
+                u64::from_le_bytes(w)
+            };
             // struct clone_args: flags [0], ..., stack [5], stack_size [6].
-            let (stack, stack_size) = (ca[5], ca[6]);
-            (ca[0], if stack != 0 { stack.wrapping_add(stack_size) } else { 0 })
+            let (stack, stack_size) = (ca(5), ca(6));
+            (ca(0), if stack != 0 { stack.wrapping_add(stack_size) } else { 0 })
         }
         raw::SYS_fork => (SIGCHLD, 0),
         _ => (CLONE_VM | CLONE_VFORK | SIGCHLD, 0), // vfork
@@ -99,7 +109,10 @@ fn vfork_via_stub(area: &ThreadArea, uc: &mut Ucontext, nr: i64, flags: u64) -> 
 }
 
 fn fork_in_handler(area: &ThreadArea, nr: i64, args: [u64; 6], flags: u64) -> Outcome {
-    let r = raw::syscall6(nr, args);
+    // SAFETY: the program's own fork (or clone without CLONE_VM or a stack):
+    // the child gets a copy of everything, this thread goes on as it was
+    // (rt::raw: forwarded program calls).
+    let r = unsafe { raw::syscall6(nr, args) };
     if r == 0 {
         after_fork_in_child(area, flags);
     }
@@ -150,14 +163,19 @@ fn clone_with_frame(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6
         child_uc.uc_stack = a.altstack.get();
     }
     let header = ChildHeader { area: child_area.as_ref().map_or(0, |a| *a as *const ThreadArea as u64), flags };
-    let written =
+    // SAFETY: the child's frame goes on the stack the program gave it (or
+    // below the red zone of its own), where the kernel would build the
+    // child's first frame too: program memory, named by the program; the
+    // FPU state is read from our own signal frame.
+    let written = unsafe {
         raw::write_user(uc_addr, &child_uc).and_then(|_| raw::write_user(header_addr, &header)).and_then(|_| {
             if fp_size != 0 {
-                raw::copy_to_user(fp_dst as *mut u8, uc.mc.fpstate as *const u8, fp_size)
+                raw::copy_user(fp_dst, uc.mc.fpstate, fp_size)
             } else {
                 Ok(())
             }
-        });
+        })
+    };
     if let Err(e) = written {
         if let Some(a) = child_area {
             thread::release(a);
@@ -218,16 +236,19 @@ pub fn arch_prctl(args: [u64; 6]) -> i64 {
             Line::new().str("the program tried to set the GS base (arch_prctl ARCH_SET_GS), which usertrap needs for itself: refused with EPERM").emit();
             -raw::EPERM
         }
-        ARCH_GET_GS => match raw::write_user(args[1], &0u64) {
+        // SAFETY: where the program asked the kernel to write the base.
+        ARCH_GET_GS => match unsafe { raw::write_user(args[1], &0u64) } {
             Ok(()) => 0,
             Err(e) => -e,
         },
-        _ => raw::syscall6(raw::SYS_arch_prctl, args),
+        // SAFETY: the program's own arch_prctl, GS excepted (rt::raw:
+        // forwarded program calls).
+        _ => unsafe { raw::syscall6(raw::SYS_arch_prctl, args) },
     }
 }
 
-const PR_SET_TSC: u64 = 26;
-const PR_TSC_SIGSEGV: u64 = 2;
+const PR_SET_TSC: u64 = libc::PR_SET_TSC as u64;
+const PR_TSC_SIGSEGV: u64 = libc::PR_TSC_SIGSEGV as u64;
 const SECCOMP_MODE_STRICT: u64 = 1;
 const SECCOMP_MODE_FILTER: u64 = 2;
 const SECCOMP_SET_MODE_STRICT: u64 = 0;
@@ -251,7 +272,10 @@ pub fn prctl(area: &ThreadArea, args: [u64; 6]) -> i64 {
     if args[0] == libc::PR_SET_SECCOMP as u64 {
         match args[1] {
             SECCOMP_MODE_STRICT => return enter_strict_mode(area),
-            SECCOMP_MODE_FILTER => return install_program_filter(args[2], || raw::syscall6(raw::SYS_prctl, args)),
+            SECCOMP_MODE_FILTER => {
+                // SAFETY: the program's own filter (rt::raw: forwarded program calls).
+                return install_program_filter(args[2], || unsafe { raw::syscall6(raw::SYS_prctl, args) });
+            }
             _ => {}
         }
     }
@@ -262,7 +286,9 @@ pub fn prctl(area: &ThreadArea, args: [u64; 6]) -> i64 {
             stats::tsc_disabled();
         }
     }
-    raw::syscall6(raw::SYS_prctl, args)
+    // SAFETY: the program's own prctl, SUD excepted (rt::raw: forwarded
+    // program calls).
+    unsafe { raw::syscall6(raw::SYS_prctl, args) }
 }
 
 /// seccomp(2): the program's filter stacks on ours and still works. Its
@@ -272,9 +298,13 @@ pub fn prctl(area: &ThreadArea, args: [u64; 6]) -> i64 {
 #[inline(never)]
 pub fn seccomp(area: &ThreadArea, args: [u64; 6]) -> i64 {
     match args[0] {
-        SECCOMP_SET_MODE_FILTER => install_program_filter(args[2], || raw::syscall6(libc::SYS_seccomp, args)),
+        SECCOMP_SET_MODE_FILTER => {
+            // SAFETY: the program's own filter (rt::raw: forwarded program calls).
+            install_program_filter(args[2], || unsafe { raw::syscall6(libc::SYS_seccomp, args) })
+        }
         SECCOMP_SET_MODE_STRICT if args[1] == 0 && args[2] == 0 => enter_strict_mode(area),
-        _ => raw::syscall6(libc::SYS_seccomp, args),
+        // SAFETY: as above.
+        _ => unsafe { raw::syscall6(libc::SYS_seccomp, args) },
     }
 }
 
@@ -377,7 +407,7 @@ fn forbidden_by(fprog: u64) -> (u64, u64) {
 /// would. The program's view differs only in /proc (Seccomp: 0).
 fn enter_strict_mode(area: &ThreadArea) -> i64 {
     stats::tsc_disabled();
-    raw::syscall(raw::SYS_prctl, PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0);
+    let _ = raw::prctl_set_tsc(libc::PR_TSC_SIGSEGV);
     area.strict.set(true);
     0
 }
@@ -406,11 +436,9 @@ pub fn strict_violation_fast(area: &ThreadArea) -> ! {
 fn strict_kill(area: &ThreadArea) -> ! {
     if thread::live_threads() == 0 {
         let (pid, tid) = area.ids();
-        raw::tgkill(pid, tid, libc::SIGKILL);
+        let _ = raw::tgkill(pid, tid, libc::SIGKILL);
     }
-    loop {
-        raw::syscall(raw::SYS_exit, 0, 0, 0, 0);
-    }
+    raw::exit_thread(0)
 }
 
 /// The syscalls strict mode allows (mode1_syscalls in kernel/seccomp.c).
@@ -428,7 +456,6 @@ fn touches_ours(addr: u64, len: u64) -> bool {
 
 const SHM_RND: u64 = 0o20000;
 const SHM_REMAP: u64 = 0o40000;
-const IPC_STAT: u64 = 2;
 /// Advice that leaves a mapping's contents, protection and inheritance as
 /// they are (hints, paging, dumps, KSM, huge pages, population).
 fn harmless_advice(advice: u64) -> bool {
@@ -441,18 +468,10 @@ fn shmat_remap_range(args: [u64; 6]) -> Option<(u64, u64)> {
     if flags & SHM_REMAP == 0 || addr == 0 {
         return None;
     }
-    let mut ds: libc::shmid_ds = unsafe_zeroed_shmid_ds();
     // If the segment cannot be inspected, the kernel refuses shmat too.
-    if raw::syscall(libc::SYS_shmctl, id, IPC_STAT, &mut ds as *mut libc::shmid_ds as u64, 0) < 0 {
-        return None;
-    }
+    let ds = raw::shmctl_stat(id as i32).ok()?;
     let addr = if flags & SHM_RND != 0 { addr & !4095 } else { addr };
     Some((addr, ds.shm_segsz as u64))
-}
-
-fn unsafe_zeroed_shmid_ds() -> libc::shmid_ds {
-    // SAFETY: shmid_ds is plain integers; all-zero is a valid value.
-    unsafe { core::mem::zeroed() }
 }
 
 /// Would this call unmap, replace, move, reprotect, empty or change the
@@ -539,7 +558,9 @@ pub fn memory_call(nr: i64, args: [u64; 6], report: bool) -> Option<i64> {
         raw::SYS_mremap => code_changing(addr, len, CodeChange::Rewritable),
         _ => {}
     }
-    let r = raw::syscall6(nr, args);
+    // SAFETY: the program's own memory call, checked above not to touch the
+    // library's mappings (rt::raw: forwarded program calls).
+    let r = unsafe { raw::syscall6(nr, args) };
     if r >= 0 {
         match nr {
             raw::SYS_munmap => code_changing(addr, len, CodeChange::Gone),
@@ -636,7 +657,8 @@ pub fn ptrace(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
         Line::new().str("pid ").num(raw::getpid() as u64).str(": PTRACE_TRACEME in a vfork child refused with EPERM: under the seccomp backend its first intercepted syscall would stop it for a tracer that waits for it (use the sud backend)").emit();
         return -raw::EPERM;
     }
-    let r = raw::syscall6(libc::SYS_ptrace, args);
+    // SAFETY: the program's own ptrace (rt::raw: forwarded program calls).
+    let r = unsafe { raw::syscall6(libc::SYS_ptrace, args) };
     if r != 0 || !traceme {
         return r;
     }

@@ -59,8 +59,9 @@ pub struct Image {
     pub eh_frame: Option<(u64, u64)>,
 }
 
-fn pread(fd: i64, buf: *mut u8, len: usize, off: u64) -> bool {
-    raw::syscall(libc::SYS_pread64, fd as u64, buf as u64, len as u64, off) == len as i64
+/// Exactly `buf.len()` bytes at `off`.
+fn pread(fd: i64, buf: &mut [u8], off: u64) -> bool {
+    raw::pread(fd as i32, buf, off) == Ok(buf.len())
 }
 
 fn word(b: &[u8], o: usize) -> u64 {
@@ -74,7 +75,7 @@ fn half(b: &[u8], o: usize) -> u16 {
 impl Elf {
     pub fn read(fd: i64) -> Result<Elf, &'static str> {
         let mut eh = [0u8; 64];
-        if !pread(fd, eh.as_mut_ptr(), 64, 0) || !eh.starts_with(b"\x7fELF") || eh.get(4) != Some(&2) {
+        if !pread(fd, &mut eh, 0) || !eh.starts_with(b"\x7fELF") || eh.get(4) != Some(&2) {
             return Err("not a 64-bit ELF file");
         }
         let kind = half(&eh, 16);
@@ -96,14 +97,17 @@ impl Elf {
             has_interp: false,
             eh_frame: None,
         };
-        if !pread(fd, elf.phdrs.as_mut_ptr().cast(), phnum * 56, elf.phoff) {
+        // SAFETY: Phdr is repr(C), 56 bytes of integers with no padding: its
+        // bytes may be written freely, and phnum <= MAX_PHDRS (checked above).
+        let phdr_bytes = unsafe { core::slice::from_raw_parts_mut(elf.phdrs.as_mut_ptr().cast::<u8>(), phnum * 56) };
+        if !pread(fd, phdr_bytes, elf.phoff) {
             return Err("cannot read the program headers");
         }
         let interp = elf.phdrs().iter().find(|p| p.p_type == PT_INTERP).copied();
         if let Some(p) = interp {
             let len = p.p_filesz as usize;
             if !(2..=4096).contains(&len)
-                || !pread(fd, elf.interp.as_mut_ptr(), len, p.p_offset)
+                || !pread(fd, elf.interp.get_mut(..len).unwrap_or_default(), p.p_offset)
                 || elf.interp.get(len - 1) != Some(&0)
             {
                 return Err("bad PT_INTERP");
@@ -128,31 +132,32 @@ impl Elf {
         let hi = hi.checked_add(PAGE - 1).ok_or("bad segment size")? & !(PAGE - 1);
         let align = loads().map(|p| p.p_align).filter(|a| a.is_power_of_two()).max().unwrap_or(PAGE).max(PAGE);
         let span = hi - lo;
-        let none = 0u64;
-        let anon_private = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        let none = 0;
+        let anon_private = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         // Reserve the whole span first, so the segments land together.
         let bias = if self.kind == ET_DYN {
-            let r = raw::syscall6(
-                libc::SYS_mmap,
-                [0, span + align, none, anon_private | libc::MAP_NORESERVE as u64, u64::MAX, 0],
-            );
-            if r < 0 {
+            // SAFETY: not fixed: the kernel picks free address space.
+            let r = unsafe { raw::mmap(0, span + align, none, anon_private | libc::MAP_NORESERVE, -1, 0) };
+            let Ok(r) = r else {
                 return Err("cannot reserve address space");
-            }
-            let base = (r as u64 + align - 1) & !(align - 1);
+            };
+            let base = (r + align - 1) & !(align - 1);
             // Give back the slack before and after the aligned span.
-            if base > r as u64 {
-                raw::munmap(r as u64, (base - r as u64) as usize);
+            if base > r {
+                // SAFETY: a part of the reservation just made, used by nothing.
+                let _ = unsafe { raw::munmap(r, (base - r) as usize) };
             }
-            let end = r as u64 + span + align;
+            let end = r + span + align;
             if end > base + span {
-                raw::munmap(base + span, (end - base - span) as usize);
+                // SAFETY: as above.
+                let _ = unsafe { raw::munmap(base + span, (end - base - span) as usize) };
             }
             base - lo
         } else {
-            let flags = anon_private | libc::MAP_FIXED_NOREPLACE as u64;
-            let r = raw::syscall6(libc::SYS_mmap, [lo, span, none, flags, u64::MAX, 0]);
-            if r as u64 != lo {
+            let flags = anon_private | libc::MAP_FIXED_NOREPLACE;
+            // SAFETY: NOREPLACE: nothing mapped is touched.
+            let r = unsafe { raw::mmap(lo, span, none, flags, -1, 0) };
+            if r != Ok(lo) {
                 return Err("its fixed load addresses are in use");
             }
             0
@@ -179,16 +184,17 @@ impl Elf {
         let page_start = start & !(PAGE - 1);
         let file_end = start + p.p_filesz;
         let mem_end = start + p.p_memsz;
-        let fixed_private = (libc::MAP_PRIVATE | libc::MAP_FIXED) as u64;
+        let fixed_private = libc::MAP_PRIVATE | libc::MAP_FIXED;
         if p.p_filesz > 0 {
             let off = p.p_offset - (start - page_start);
             let len = ((file_end + PAGE - 1) & !(PAGE - 1)) - page_start;
             // Writable while we zero the .bss part of the last file page.
             let bss_in_page = p.p_memsz > p.p_filesz && file_end & (PAGE - 1) != 0;
             let map_prot = prot | if bss_in_page { libc::PROT_WRITE } else { 0 };
-            let r =
-                raw::syscall6(libc::SYS_mmap, [page_start, len, map_prot as u64, fixed_private, self.fd as u64, off]);
-            if r as u64 != page_start {
+            // SAFETY: inside the span reserved by `map` for this image:
+            // nothing else lives there.
+            let r = unsafe { raw::mmap(page_start, len, map_prot, fixed_private, self.fd as i32, off) };
+            if r != Ok(page_start) {
                 return Err("cannot map a segment");
             }
             if bss_in_page {
@@ -199,16 +205,19 @@ impl Elf {
                 // just mapped writable, private to this process.
                 unsafe { core::ptr::write_bytes(file_end as *mut u8, 0, zero_len as usize) };
                 if map_prot != prot {
-                    raw::mprotect(page_start, len as usize, prot);
+                    // SAFETY: the segment just mapped; the zeroing above was
+                    // its last write through the extra permission.
+                    let _ = unsafe { raw::mprotect(page_start, len as usize, prot) };
                 }
             }
         }
         let anon_start = if p.p_filesz > 0 { (file_end + PAGE - 1) & !(PAGE - 1) } else { page_start };
         let anon_end = (mem_end + PAGE - 1) & !(PAGE - 1);
         if anon_end > anon_start {
-            let flags = fixed_private | libc::MAP_ANONYMOUS as u64;
-            let r = raw::syscall6(libc::SYS_mmap, [anon_start, anon_end - anon_start, prot as u64, flags, u64::MAX, 0]);
-            if r as u64 != anon_start {
+            let flags = fixed_private | libc::MAP_ANONYMOUS;
+            // SAFETY: as for the file part: inside this image's reservation.
+            let r = unsafe { raw::mmap(anon_start, anon_end - anon_start, prot, flags, -1, 0) };
+            if r != Ok(anon_start) {
                 return Err("cannot map a segment's .bss");
             }
         }
@@ -227,14 +236,16 @@ fn find_section(fd: i64, eh: &[u8; 64], name: &[u8]) -> Option<(u64, u64)> {
     }
     let section = |i: u64| {
         let mut sh = [0u8; 64];
-        pread(fd, sh.as_mut_ptr(), 64, shoff + i * shentsize).then_some(sh)
+        pread(fd, &mut sh, shoff + i * shentsize).then_some(sh)
     };
     let strtab_off = word(&section(shstrndx)?, 24);
     for i in 0..shnum {
         let sh = section(i)?;
         let mut sname = [0u8; 16];
         let name_off = u32::from_le_bytes([sh[0], sh[1], sh[2], sh[3]]) as u64;
-        if name.len() >= sname.len() || !pread(fd, sname.as_mut_ptr(), name.len() + 1, strtab_off + name_off) {
+        if name.len() >= sname.len()
+            || !pread(fd, sname.get_mut(..name.len() + 1).unwrap_or_default(), strtab_off + name_off)
+        {
             continue;
         }
         if sname.get(..name.len()) == Some(name) && sname.get(name.len()) == Some(&0) && word(&sh, 8) & SHF_ALLOC != 0 {

@@ -44,7 +44,6 @@ use stack::Initial;
 const LIBRARY_NAME: &[u8] = b"libusertrap.so";
 /// Exit status when the launcher cannot start the program.
 const EXIT_CANNOT_START: u64 = 127;
-const PR_SET_NAME: u64 = 15;
 
 struct HandoffCell(core::cell::UnsafeCell<Handoff>);
 // SAFETY: written once by the launcher's main thread before the program
@@ -54,7 +53,7 @@ static HANDOFF: HandoffCell = HandoffCell(core::cell::UnsafeCell::new(Handoff::e
 
 /// Keeps the entry point's callee in the link (it is called from assembly).
 #[used]
-static KEEP_MAIN: extern "C" fn(*const u64) -> ! = ut_launcher_main;
+static KEEP_MAIN: unsafe extern "C" fn(*const u64) -> ! = ut_launcher_main;
 
 /// The control entry (see `emulate::exec`).
 struct Control {
@@ -120,29 +119,27 @@ fn parse_num(s: &[u8]) -> Option<u64> {
 
 fn fail(what: &[u8], detail: &str) -> ! {
     Line::new().str("usertrap-launcher: ").bytes(what).str(": ").str(detail).emit();
-    raw::syscall(raw::SYS_exit_group, EXIT_CANNOT_START, 0, 0, 0);
-    loop {
-        core::hint::spin_loop();
-    }
+    raw::exit_group(EXIT_CANNOT_START as i32)
 }
 
 /// readlink into `out`; the length (0 on failure).
 fn readlink(path: &[u8], out: &mut [u8; PATH_LEN]) -> usize {
-    let r = raw::syscall(libc::SYS_readlink, path.as_ptr() as u64, out.as_mut_ptr() as u64, (PATH_LEN - 1) as u64, 0);
-    if r > 0 {
-        r as usize
-    } else {
-        0
-    }
+    let room = out.get_mut(..PATH_LEN - 1).unwrap_or_default();
+    raw::cstr(path).and_then(|p| raw::readlink(p, room)).unwrap_or(0)
 }
 
+/// The launcher's Rust entry, called by `_start` (launcher_x86_64.s).
+///
+/// # Safety
+/// `sp` is the kernel's initial stack pointer (argc, argv, envp, auxv).
 #[no_mangle]
-pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
+pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // A guard page at the bottom of our own stack (a page of our .bss, see
     // launcher_x86_64.s; only its address is taken).
     let guard = core::ptr::addr_of!(crate::rt::arch::ut_launcher_stack) as u64;
-    raw::syscall(libc::SYS_mprotect, guard, 4096, libc::PROT_NONE as u64, 0);
-    // SAFETY: the entry point passes the kernel's initial stack pointer.
+    // SAFETY: that page is reserved as the guard: nothing lives in it.
+    let _ = unsafe { raw::mprotect(guard, 4096, libc::PROT_NONE) };
+    // SAFETY: the caller's contract: the kernel's initial stack pointer.
     let initial = unsafe { Initial::parse(sp) };
     let Some(ctl) = find_control(&initial) else {
         fail(
@@ -191,25 +188,18 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         Ok(i) => i,
         Err(e) => fail(execfn, e),
     };
-    raw::syscall(libc::SYS_close, ctl.fd as u64, 0, 0, 0);
+    let _ = raw::close(ctl.fd as i32);
     if let Some((start, len)) = image.eh_frame {
         // Function starts for the patcher's site check (static programs
         // often have no .eh_frame_hdr).
         crate::patch::hints::add_eh_frame_hint(image.base, start, len);
     }
     let interp_image = if program.has_interp {
-        let fd = raw::syscall(
-            libc::SYS_openat,
-            libc::AT_FDCWD as i64 as u64,
-            program.interp.as_ptr() as u64,
-            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-            0,
-        );
-        if fd < 0 {
+        let Ok(fd) = raw::open_cwd(&program.interp, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
             fail(&program.interp, "cannot open the program's interpreter");
-        }
-        let img = Elf::read(fd).and_then(|e| e.map());
-        raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
+        };
+        let img = Elf::read(fd.into()).and_then(|e| e.map());
+        let _ = raw::close(fd);
         match img {
             Ok(i) => Some(i),
             Err(e) => fail(&program.interp, e),
@@ -219,7 +209,7 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     };
 
     // The process's name, as the kernel would have set it.
-    raw::syscall(raw::SYS_prctl, PR_SET_NAME, ctl.comm.as_ptr() as u64, 0, 0);
+    let _ = raw::prctl_set_name(&ctl.comm);
 
     // The loader needs our entries (LD_PRELOAD) and the library takes them
     // back out; a static program gets its own environment right away.
@@ -245,11 +235,11 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     };
     // SAFETY: a fresh private mapping of `bytes` >= words * 8 bytes.
     let out = unsafe { core::slice::from_raw_parts_mut(block as *mut u64, words) };
-    let (n, auxv_at) = initial.build(out, ctl.entry, skip_leading, &image, interp_image.as_ref(), ctl.execfn, extra);
+    let (n, auxv_at) = initial.build(out, (ctl.entry, skip_leading), &image, interp_image.as_ref(), ctl.execfn, extra);
     if role == Role::LauncherFull {
         // What /proc/self/auxv and /proc/self/environ show (where the kernel
         // lets us: CAP_SYS_RESOURCE); in a dynamic program the library does it.
-        init::set_kernel_auxv(out.get(auxv_at..).map_or(core::ptr::null(), |a| a.as_ptr()));
+        init::set_kernel_auxv(out.get(auxv_at..).unwrap_or_default());
         if ctl.leading > 0 {
             let last = cstr_at(initial.env(ctl.leading));
             init::set_kernel_env_start(initial.env(ctl.leading) + last.len() as u64 + 1);

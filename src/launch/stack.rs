@@ -53,8 +53,8 @@ impl Initial {
     }
 
     pub fn env(&self, i: usize) -> u64 {
-        // SAFETY: i < envc entries were counted by `parse`.
         if i < self.envc {
+            // SAFETY: i < envc entries were counted by `parse`.
             unsafe { *self.envp.add(i) }
         } else {
             0
@@ -66,8 +66,8 @@ impl Initial {
     }
 
     fn aux_pair(&self, i: usize) -> (u64, u64) {
-        // SAFETY: i < auxc pairs were counted by `parse`.
         if i < self.auxc {
+            // SAFETY: i < auxc pairs were counted by `parse`.
             unsafe { (*self.auxv.add(2 * i), *self.auxv.add(2 * i + 1)) }
         } else {
             (AT_NULL, 0)
@@ -86,14 +86,14 @@ impl Initial {
 
     /// Write the program's block into `out` (block_words() long): the same
     /// argv strings (so /proc/self/cmdline stays the program's), the
-    /// environment without `skip` and the `skip_after` entries right after
-    /// it, and the auxiliary vector describing the
-    /// program instead of the launcher. Returns the words written and where the auxiliary vector starts.
+    /// environment without the entry `skip.0` and the `skip.1` entries
+    /// right after it, and the auxiliary vector describing the program
+    /// instead of the launcher. Returns the words written and where the
+    /// auxiliary vector starts.
     pub fn build(
         &self,
         out: &mut [u64],
-        skip: u64,
-        skip_after: usize,
+        (skip, skip_after): (u64, usize),
         program: &Image,
         interp: Option<&Image>,
         execfn: u64,

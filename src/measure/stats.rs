@@ -178,9 +178,7 @@ pub fn now() -> u64 {
 }
 
 pub fn clock_ns(clock: i32) -> u64 {
-    let mut ts = [0i64; 2];
-    raw::syscall(libc::SYS_clock_gettime, clock as u64, ts.as_mut_ptr() as u64, 0, 0);
-    (ts[0] as u64).wrapping_mul(1_000_000_000).wrapping_add(ts[1] as u64)
+    raw::clock_gettime_ns(clock)
 }
 
 /// Start-up (and a new process after fork): choose the clock, note when
@@ -266,12 +264,10 @@ fn mono_ticks(ns: u64, hz: u64) -> u64 {
 
 /// Whether rdtsc is turned off for this process at start (PR_GET_TSC).
 fn tsc_off_at_start() -> bool {
-    let mut v: i32 = 0;
-    raw::syscall(raw::SYS_prctl, PR_GET_TSC, &mut v as *mut i32 as u64, 0, 0) == 0 && v == PR_TSC_SIGSEGV
+    raw::prctl_get_tsc() == Ok(PR_TSC_SIGSEGV)
 }
 
-const PR_GET_TSC: u64 = 25;
-const PR_TSC_SIGSEGV: i32 = 2;
+const PR_TSC_SIGSEGV: i32 = libc::PR_TSC_SIGSEGV;
 
 pub fn uses_tsc() -> bool {
     USE_TSC.load(Ordering::Relaxed)

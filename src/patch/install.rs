@@ -75,7 +75,7 @@ pub fn consider(rip: u64, nr: u64) {
 fn try_patch(table: &mut Table, key: u64, nr: u64) -> Result<(), &'static str> {
     let site = key.wrapping_sub(5);
     let mut bytes = [0u8; 7];
-    raw::copy_from_user(bytes.as_mut_ptr(), site as *const u8, 7).map_err(|_| "site not readable")?;
+    raw::copy_from_user(&mut bytes, site).map_err(|_| "site not readable")?;
     let [b0, n0, n1, n2, n3, s0, s1] = bytes;
     if b0 != 0xb8 || s0 != 0x0f || s1 != 0x05 {
         return Err("not preceded by mov $imm32,%eax");
@@ -121,7 +121,10 @@ fn prepared() -> bool {
     // The decoder builds its tables in the bump arena, whose failure would
     // be a panic: make sure the memory is there first (RLIMIT_AS).
     match raw::mmap_anon(DECODER_MEMORY, libc::PROT_READ | libc::PROT_WRITE) {
-        Ok(a) => raw::munmap(a, DECODER_MEMORY),
+        Ok(a) => {
+            // SAFETY: the mapping just made, used by nothing.
+            let _ = unsafe { raw::munmap(a, DECODER_MEMORY) };
+        }
         Err(_) => {
             PREPARED.store(UNAVAILABLE, Ordering::Relaxed);
             patching_off("no memory for the instruction decoder's tables");
@@ -183,7 +186,7 @@ fn forget_sites(addr: u64, len: u64, change: CodeChange) {
             if let Some(t) = PATCHER.try_lock() {
                 break t;
             }
-            raw::syscall(libc::SYS_sched_yield, 0, 0, 0, 0);
+            raw::sched_yield();
         };
         let mut mem: Option<Mem> = None;
         let mut restored = false;

@@ -30,22 +30,21 @@ impl RawOs {
     }
 }
 
-pub(super) const EINTR: i64 = 4;
+pub(super) const EINTR: i64 = libc::EINTR as i64;
 
 impl Os for RawOs {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
-        raw::copy_from_user(buf.as_mut_ptr(), addr as *const u8, buf.len()).is_ok()
+        raw::copy_from_user(buf, addr).is_ok()
     }
 
     fn maps_open(&mut self) -> bool {
-        const PATH: &[u8] = b"/proc/self/maps\0";
-        let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-        let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as i64 as u64, PATH.as_ptr() as u64, flags, 0);
-        if fd < 0 {
-            return false;
+        match raw::openat(libc::AT_FDCWD, c"/proc/self/maps", libc::O_RDONLY | libc::O_CLOEXEC, 0) {
+            Ok(fd) => {
+                self.fd = fd.into();
+                true
+            }
+            Err(_) => false,
         }
-        self.fd = fd;
-        true
     }
 
     fn maps_read(&mut self, buf: &mut [u8]) -> isize {
@@ -53,16 +52,17 @@ impl Os for RawOs {
             return -1;
         }
         loop {
-            let n = raw::syscall(libc::SYS_read, self.fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0);
-            if n != -EINTR {
-                return n as isize;
+            match raw::read(self.fd as i32, buf) {
+                Ok(n) => return n as isize,
+                Err(EINTR) => {}
+                Err(e) => return -(e as isize),
             }
         }
     }
 
     fn maps_close(&mut self) {
         if self.fd >= 0 {
-            raw::syscall(libc::SYS_close, self.fd as u64, 0, 0, 0);
+            let _ = raw::close(self.fd as i32);
             self.fd = -1;
         }
     }

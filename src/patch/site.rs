@@ -393,15 +393,17 @@ mod tests {
     #[test]
     fn glibc_restore_rt_is_not_accepted() {
         // glibc reports its own restorer (__restore_rt) in sa_restorer.
-        unsafe extern "C" fn handler(_: libc::c_int) {}
+        extern "C" fn handler(_: libc::c_int) {}
         let sig = libc::SIGRTMIN() + 5;
+        // SAFETY: sigaction structs are plain data (zero is valid); the
+        // handler does nothing, and the old action is put back at once.
         let restorer = unsafe {
             let mut act: libc::sigaction = std::mem::zeroed();
             act.sa_sigaction = handler as *const () as usize;
             let mut old: libc::sigaction = std::mem::zeroed();
-            assert_eq!(libc::sigaction(sig, &act, &mut old), 0);
+            assert_eq!(libc::sigaction(sig, &raw const act, &raw mut old), 0);
             let mut now: libc::sigaction = std::mem::zeroed();
-            assert_eq!(libc::sigaction(sig, &old, &mut now), 0);
+            assert_eq!(libc::sigaction(sig, &raw const old, &raw mut now), 0);
             now.sa_restorer.map(|f| f as usize as u64).expect("no sa_restorer")
         };
         let bytes = text_bytes(restorer, restorer + 9);
@@ -418,6 +420,7 @@ mod tests {
     fn anonymous_and_vdso_are_rejected() {
         let mut os = os::StdOs::new();
         // JIT-like anonymous code.
+        // SAFETY: a fresh anonymous mapping; nothing existing is touched.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -429,8 +432,10 @@ mod tests {
             )
         };
         assert_ne!(p, libc::MAP_FAILED);
-        unsafe { std::ptr::copy_nonoverlapping([0xb8u8, 39, 0, 0, 0, 0x0f, 0x05].as_ptr(), p as *mut u8, 7) };
+        // SAFETY: 7 bytes into the writable page just mapped.
+        unsafe { std::ptr::copy_nonoverlapping([0xb8u8, 39, 0, 0, 0, 0x0f, 0x05].as_ptr(), p.cast::<u8>(), 7) };
         assert_eq!(check_with(&mut os, p as u64), Err(Reject::NotElfObject));
+        // SAFETY: the page mapped above, used by nothing any more.
         unsafe { libc::munmap(p, 4096) };
         // The vDSO.
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
@@ -440,7 +445,7 @@ mod tests {
         }
         // The stack and unmapped memory.
         let local = 0u64;
-        assert_eq!(check_with(&mut os, &local as *const u64 as u64), Err(Reject::NotElfObject));
+        assert_eq!(check_with(&mut os, (&raw const local) as u64), Err(Reject::NotElfObject));
         assert_eq!(check_with(&mut os, 8), Err(Reject::NotMapped));
     }
 }

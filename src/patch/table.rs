@@ -61,15 +61,17 @@ impl Table {
         while self.next_hh >= LAST_HH {
             let base = (self.next_hh << 24) | (SLOT_BYTE << 16);
             self.next_hh -= 1;
-            let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
-            let r = raw::syscall6(raw::SYS_mmap, [base, WINDOW_LEN as u64, libc::PROT_READ as u64, flags, u64::MAX, 0]);
-            if r as u64 == base {
-                owned::add(base, WINDOW_LEN as u64);
-                return Some(base);
-            }
-            if r >= 0 {
+            match raw::mmap_fixed_noreplace(base, WINDOW_LEN, libc::PROT_READ) {
+                Ok(r) if r == base => {
+                    owned::add(base, WINDOW_LEN as u64);
+                    return Some(base);
+                }
                 // An old kernel treated NOREPLACE as a hint: not ours to keep.
-                raw::munmap(r as u64, WINDOW_LEN);
+                Ok(r) => {
+                    // SAFETY: the fresh mapping just made, used by nothing.
+                    let _ = unsafe { raw::munmap(r, WINDOW_LEN) };
+                }
+                Err(_) => {}
             }
         }
         None

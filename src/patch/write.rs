@@ -8,6 +8,7 @@
 //!   1. byte 5 (first byte of the old `syscall`) becomes 0x06;
 //!   2. bytes 1-6 become the jump's ModRM, SIB and displacement;
 //!   3. byte 0 becomes the jump's opcode 0xff;
+//!
 //! with a core-serialising barrier for every thread (membarrier SYNC_CORE)
 //! before the first write and after the last.
 //!
@@ -33,13 +34,9 @@ static PROGRAM_REGISTERED: AtomicU64 = AtomicU64::new(0);
 /// Register for SYNC_CORE barriers (before the first patch). Err(errno) if
 /// unavailable.
 pub fn register_membarrier() -> Result<(), i64> {
-    let r = raw::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0);
-    if r < 0 {
-        Err(-r)
-    } else {
-        LIB_REGISTERED.store(true, Ordering::Relaxed);
-        Ok(())
-    }
+    raw::membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0)?;
+    LIB_REGISTERED.store(true, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The program's membarrier(2): as the kernel would answer had the library
@@ -59,7 +56,9 @@ pub fn program_membarrier(args: [u64; 6]) -> i64 {
     {
         return -raw::EPERM;
     }
-    let r = raw::syscall6(libc::SYS_membarrier, args);
+    // SAFETY: the program's own membarrier (rt::raw: forwarded program
+    // calls); its commands take no pointers.
+    let r = unsafe { raw::syscall6(libc::SYS_membarrier, args) };
     if r < 0 {
         return r;
     }
@@ -85,7 +84,7 @@ pub fn program_membarrier(args: [u64; 6]) -> i64 {
 /// Every thread of the process executes a serialising instruction before it
 /// returns to user space again.
 pub fn sync_cores() {
-    raw::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0);
+    let _ = raw::membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0);
 }
 
 /// /proc/self/mem, open for one patch.
@@ -95,28 +94,14 @@ pub struct Mem {
 
 impl Mem {
     pub fn open() -> Result<Mem, i64> {
-        let path = b"/proc/self/mem\0";
-        let r = raw::syscall(
-            libc::SYS_openat,
-            libc::AT_FDCWD as u64,
-            path.as_ptr() as u64,
-            (libc::O_RDWR | libc::O_CLOEXEC) as u64,
-            0,
-        );
-        if r < 0 {
-            Err(-r)
-        } else {
-            Ok(Mem { fd: r as i32 })
-        }
+        let fd = raw::openat(libc::AT_FDCWD, c"/proc/self/mem", libc::O_RDWR | libc::O_CLOEXEC, 0)?;
+        Ok(Mem { fd })
     }
 
     /// Write `bytes` at `addr` in our own address space.
     pub fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), i64> {
-        let r = raw::syscall(libc::SYS_pwrite64, self.fd as u64, bytes.as_ptr() as u64, bytes.len() as u64, addr);
-        if r == bytes.len() as i64 {
+        if raw::pwrite(self.fd, bytes, addr)? == bytes.len() {
             Ok(())
-        } else if r < 0 {
-            Err(-r)
         } else {
             Err(raw::EFAULT)
         }
@@ -125,7 +110,7 @@ impl Mem {
 
 impl Drop for Mem {
     fn drop(&mut self) {
-        raw::syscall(libc::SYS_close, self.fd as u64, 0, 0, 0);
+        let _ = raw::close(self.fd);
     }
 }
 
@@ -153,7 +138,7 @@ pub fn torn_eax(slot: u64) -> u32 {
 ///   3. byte 6 becomes 0x05, then byte 5 0x0f: `syscall` (never `0f d3`).
 pub fn unpatch_site(mem: &Mem, site: u64, slot: u64, nr: u32) -> Result<(), i64> {
     let mut now = [0u8; 7];
-    raw::copy_from_user(now.as_mut_ptr(), site as *const u8, now.len())?;
+    raw::copy_from_user(&mut now, site)?;
     if now != jump_bytes(slot) {
         return Ok(());
     }

@@ -12,6 +12,7 @@
 //! - `dealloc` is a no-op: nothing is ever returned (realloc copies into a new
 //!   block). Chunks are never unmapped once published, so a pointer to a chunk
 //!   read by any thread stays valid forever.
+//!
 //! Out of memory gives a null pointer (the `alloc` crate then panics, which
 //! the library's panic handler turns into an abort with a message).
 
@@ -140,7 +141,8 @@ unsafe impl GlobalAlloc for Bump {
             if self.current.compare_exchange(c, fresh, Ordering::AcqRel, Ordering::Acquire).is_err() {
                 // Someone else (another thread, or a signal handler that
                 // interrupted us) published a chunk first: use theirs.
-                unmap(base, CHUNK);
+                // SAFETY: our chunk, never published: nobody else saw it.
+                unsafe { unmap(base, CHUNK) };
                 self.mapped.fetch_sub(CHUNK, Ordering::Relaxed);
             }
         }
@@ -156,9 +158,12 @@ fn map_rw(len: usize) -> Option<usize> {
     raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE).ok().map(|a| a as usize)
 }
 
+/// # Safety
+/// `addr..addr+len` is a mapping of ours that nothing uses.
 #[cfg(not(test))]
-fn unmap(addr: usize, len: usize) {
-    raw::munmap(addr as u64, len);
+unsafe fn unmap(addr: usize, len: usize) {
+    // SAFETY: the caller's contract.
+    let _ = unsafe { raw::munmap(addr as u64, len) };
 }
 
 // Unit tests have no gate: map through libc there.
@@ -182,9 +187,11 @@ fn map_rw(len: usize) -> Option<usize> {
     }
 }
 
+/// # Safety
+/// As the other `unmap`.
 #[cfg(test)]
-fn unmap(addr: usize, len: usize) {
-    // SAFETY: a mapping of ours that was never published.
+unsafe fn unmap(addr: usize, len: usize) {
+    // SAFETY: the caller's contract.
     unsafe { libc::munmap(addr as *mut libc::c_void, len) };
 }
 
@@ -200,17 +207,21 @@ mod tests {
             let size = 1 + (i * 37) % 700;
             let align = 1 << (i % 7);
             let l = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: a valid layout of non-zero size.
             let p = unsafe { a.alloc(l) };
             assert!(!p.is_null());
             assert_eq!(p as usize % align, 0);
+            // SAFETY: `p` is a fresh block of `size` bytes.
             unsafe { ptr::write_bytes(p, i as u8, size) };
             blocks.push((p as usize, size));
         }
         // Big and over-aligned requests.
         for (size, align) in [(BIG + 1, 8), (3 * CHUNK, 16), (100, 8192), (PAGE, 1 << 16)] {
+            // SAFETY: a valid layout of non-zero size.
             let p = unsafe { a.alloc(Layout::from_size_align(size, align).unwrap()) };
             assert!(!p.is_null());
             assert_eq!(p as usize % align, 0);
+            // SAFETY: `p` is a fresh block of `size` bytes.
             unsafe { ptr::write_bytes(p, 0xaa, size) };
             blocks.push((p as usize, size));
         }
@@ -230,8 +241,10 @@ mod tests {
                     let mut v = Vec::new();
                     for i in 0..5000usize {
                         let size = 8 + (i + t) % 200;
+                        // SAFETY: a valid layout of non-zero size.
                         let p = unsafe { A.alloc(Layout::from_size_align(size, 8).unwrap()) };
                         assert!(!p.is_null());
+                        // SAFETY: `p` is a fresh block of `size` bytes.
                         unsafe { ptr::write_bytes(p, t as u8, size) };
                         v.push((p as usize, size, t as u8));
                     }
@@ -245,6 +258,8 @@ mod tests {
             assert!(w[0].0 + w[0].1 <= w[1].0);
         }
         for &(p, size, t) in &all {
+            // SAFETY: every block stays allocated (the arena never frees)
+            // and was written above.
             let s = unsafe { std::slice::from_raw_parts(p as *const u8, size) };
             assert!(s.iter().all(|&b| b == t));
         }

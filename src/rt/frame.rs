@@ -115,16 +115,8 @@ pub fn fpstate_size(fpstate: u64) -> Option<usize> {
     if fpstate == 0 {
         return None;
     }
-    let mut sw = [0u32; 2];
     // The kernel wrote this state for us; still read it the fault-tolerant way.
-    let r = crate::rt::raw::copy_from_user(
-        sw.as_mut_ptr() as *mut u8,
-        (fpstate as usize + FPX_SW_BYTES_OFFSET) as *const u8,
-        8,
-    );
-    if r.is_err() {
-        return None;
-    }
+    let sw = crate::rt::raw::entry::read_user::<[u32; 2]>(fpstate.wrapping_add(FPX_SW_BYTES_OFFSET as u64)).ok()?;
     if sw[0] == FP_XSTATE_MAGIC1 && sw[1] as usize >= FXSAVE_SIZE && sw[1] <= 64 * 1024 {
         Some(sw[1] as usize)
     } else {

@@ -30,9 +30,8 @@ pub const S_IFMT: u32 = 0o170000;
 pub fn file_id(fd: i32) -> Option<FileId> {
     // The kernel's struct stat on x86-64 (144 bytes): st_dev at 0, st_ino at
     // 8, st_mode (32 bits) at 24, st_rdev at 40.
-    let mut st = [0u64; 18];
-    let r = raw::syscall(libc::SYS_fstat, fd as u64, st.as_mut_ptr() as u64, 0, 0);
-    (r == 0).then(|| FileId { dev: st[0], ino: st[1], rdev: st[5], kind: st[3] as u32 & S_IFMT })
+    let st = raw::fstat(fd).ok()?;
+    Some(FileId { dev: st.st_dev, ino: st.st_ino, rdev: st.st_rdev, kind: st.st_mode & S_IFMT })
 }
 
 // stderr at start: dev, ino, rdev, kind | SET (0: not recorded yet, so
@@ -80,9 +79,7 @@ const SIGPIPE_BIT: u64 = 1 << (libc::SIGPIPE - 1);
 const SIGXFSZ_BIT: u64 = 1 << (libc::SIGXFSZ - 1);
 
 fn pending() -> u64 {
-    let mut set = 0u64;
-    raw::syscall(libc::SYS_rt_sigpending, &mut set as *mut u64 as u64, 8, 0, 0);
-    set
+    raw::rt_sigpending()
 }
 
 /// Runs `f` (our writes) with SIGPIPE and SIGXFSZ blocked, and takes back
@@ -95,9 +92,8 @@ pub fn without_write_signals<R>(f: impl FnOnce() -> R) -> R {
     let r = f();
     let ours = pending() & bits & !before;
     if ours != 0 {
-        let zero = [0i64; 2];
         for _ in 0..2 {
-            if raw::syscall(libc::SYS_rt_sigtimedwait, &ours as *const u64 as u64, 0, zero.as_ptr() as u64, 8) < 0 {
+            if raw::rt_sigtimedwait_poll(ours).is_err() {
                 break;
             }
         }
@@ -117,24 +113,19 @@ pub const NO_PROGRESS_MS: u64 = 2000;
 pub fn write_bounded(fd: i32, data: &[u8]) -> (usize, i64) {
     let mut done = 0usize;
     while let Some(rest) = data.get(done..).filter(|r| !r.is_empty()) {
-        let n = raw::syscall(libc::SYS_write, fd as u64, rest.as_ptr() as u64, rest.len() as u64, 0);
-        if n > 0 {
-            done += n as usize;
-        } else if n == -(libc::EINTR as i64) {
-            continue;
-        } else if n == -(libc::EAGAIN as i64) {
-            let mut pfd = [fd as u64 | ((libc::POLLOUT as u64) << 32)];
-            let r = raw::syscall(libc::SYS_poll, pfd.as_mut_ptr() as u64, 1, NO_PROGRESS_MS, 0);
-            if r == 0 {
-                return (done, libc::ETIMEDOUT as i64);
+        match raw::write(fd, rest) {
+            Ok(0) => return (done, libc::EIO as i64),
+            Ok(n) => done += n,
+            Err(e) if e == libc::EINTR as i64 => continue,
+            Err(e) if e == libc::EAGAIN as i64 => {
+                let mut pfd = [libc::pollfd { fd, events: libc::POLLOUT, revents: 0 }];
+                match raw::poll(&mut pfd, NO_PROGRESS_MS as i32) {
+                    Ok(0) => return (done, libc::ETIMEDOUT as i64),
+                    Err(e) if e != libc::EINTR as i64 => return (done, e),
+                    _ => {}
+                }
             }
-            if r < 0 && r != -(libc::EINTR as i64) {
-                return (done, -r);
-            }
-        } else if n == 0 {
-            return (done, libc::EIO as i64);
-        } else {
-            return (done, -n);
+            Err(e) => return (done, e),
         }
     }
     (done, 0)
@@ -384,7 +375,7 @@ impl Line {
     pub fn escaped(&mut self, s: &[u8], max: usize) -> &mut Line {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for &b in s.iter().take(max) {
-            if b < 0x20 || b >= 0x7f || b == b'\\' {
+            if !(0x20..0x7f).contains(&b) || b == b'\\' {
                 self.bytes(&[b'\\', b'x', DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]]);
             } else {
                 self.bytes(&[b]);

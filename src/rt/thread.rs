@@ -146,10 +146,7 @@ const _: () = {
 /// Without a thread area we cannot run the program faithfully: say so, and end.
 pub fn out_of_memory() -> ! {
     crate::rt::log::Line::new().str("out of memory for a thread area; cannot continue").emit();
-    raw::syscall(raw::SYS_exit_group, 127, 0, 0, 0);
-    loop {
-        core::hint::spin_loop();
-    }
+    raw::exit_group(127)
 }
 
 /// Signal stack size in bytes (USERTRAP_SIGSTACK_KIB).
@@ -166,17 +163,12 @@ fn have_fsgsbase() -> bool {
     unsafe { arch::ut_have_fsgsbase.load(Ordering::Relaxed) != 0 }
 }
 
-const ARCH_SET_GS: u64 = 0x1001;
-const ARCH_GET_GS: u64 = 0x1004;
-
 fn gs_base() -> u64 {
     if have_fsgsbase() {
         // SAFETY: FSGSBASE is enabled (checked at start-up), so rdgsbase is valid.
         unsafe { arch::ut_rdgsbase() }
     } else {
-        let mut v: u64 = 0;
-        raw::syscall(raw::SYS_arch_prctl, ARCH_GET_GS, &mut v as *mut u64 as u64, 0, 0);
-        v
+        raw::arch_get_gs()
     }
 }
 
@@ -185,7 +177,7 @@ fn set_gs_base(v: u64) {
         // SAFETY: as gs_base; glibc does not use %gs on x86-64.
         unsafe { arch::ut_wrgsbase(v) }
     } else {
-        raw::syscall(raw::SYS_arch_prctl, ARCH_SET_GS, v, 0, 0);
+        let _ = raw::arch_set_gs(v);
     }
 }
 
@@ -227,7 +219,7 @@ fn take_from_pool() -> *mut ThreadArea {
         }
         // SAFETY: areas on the dying list stay mapped; owner_tid is atomic.
         let tid = unsafe { (*head).owner_tid.load(Ordering::Relaxed) };
-        if raw::tgkill(raw::getpid(), tid, 0) != -raw::ESRCH {
+        if raw::tgkill(raw::getpid(), tid, 0) != Err(raw::ESRCH) {
             return ptr::null_mut();
         }
         // SAFETY: as above; we hold the lock.
@@ -283,7 +275,8 @@ fn map_new_area() -> *mut ThreadArea {
         Err(_) => return ptr::null_mut(),
     };
     // The guard page between header and stack turns an overflow into a fault.
-    raw::mprotect(base + HEADER_LEN as u64, PAGE, libc::PROT_NONE);
+    // SAFETY: a fresh mapping of ours; nothing uses the guard page.
+    let _ = unsafe { raw::mprotect(base + HEADER_LEN as u64, PAGE, libc::PROT_NONE) };
     let a = base as *mut ThreadArea;
     // SAFETY: fresh zeroed mapping, large enough and page aligned; all-zero
     // bytes are a valid ThreadArea (Cells, atomics, null pointers).
@@ -424,10 +417,7 @@ fn foreign_gs_base() -> ! {
     crate::rt::log::Line::new()
         .str("the program set the GS base itself (wrgsbase), which usertrap needs for its per-thread state; cannot continue")
         .emit();
-    raw::syscall(raw::SYS_exit_group, 125, 0, 0, 0);
-    loop {
-        core::hint::spin_loop();
-    }
+    raw::exit_group(125)
 }
 
 /// The calling thread's area, set up on first use. None only if memory is
@@ -460,9 +450,9 @@ pub fn current() -> Option<&'static ThreadArea> {
             let child = parent.pending_child.get();
             // SAFETY: a pending child area stays allocated until the parent
             // runs again; claiming it is a single atomic exchange.
-            if !child.is_null()
-                && unsafe { (*child).owner_tid.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed) }.is_ok()
-            {
+            let claimed = !child.is_null()
+                && unsafe { (*child).owner_tid.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed) }.is_ok();
+            if claimed {
                 set_gs_base(child as u64);
                 // SAFETY: claimed above.
                 let c = unsafe { &*child };

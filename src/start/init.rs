@@ -94,7 +94,7 @@ impl Startup<'_> {
 /// first one, and ours replaces it by an atomic remap.
 static GATE_PRESENT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-pub fn start(s: &Startup) {
+pub fn start(s: &Startup<'_>) {
     let launched = s.handoff.is_some();
     GATE_PRESENT.store(s.role != Role::Preload || launched, Ordering::Relaxed);
     map_gate();
@@ -140,7 +140,8 @@ pub fn start(s: &Startup) {
     ] {
         // In a launched image the kernel holds the launcher's handlers.
         let program_view = s.handoff.and_then(|h| h.owned_action(sig));
-        if let Err(e) = signals::take_over(sig, &action, program_view) {
+        // SAFETY: the library's own handlers (handler_action: our_action).
+        if let Err(e) = unsafe { signals::take_over(sig, &action, program_view) } {
             Line::new()
                 .str("cannot install the handler for signal ")
                 .num(sig as u64)
@@ -224,13 +225,14 @@ pub fn absolute_into(path: &[u8], out: &mut [u8; 4096]) -> usize {
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
 pub fn stand_aside_under_valgrind() {
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
-    let r = bootstrap_syscall(libc::SYS_mmap, [GATE_ADDR, 4096, libc::PROT_NONE as u64, flags, u64::MAX, 0]);
+    // SAFETY: NOREPLACE: nothing mapped is touched.
+    let r = unsafe { bootstrap_syscall(libc::SYS_mmap, [GATE_ADDR, 4096, libc::PROT_NONE as u64, flags, u64::MAX, 0]) };
     if r >= 0 {
-        bootstrap_syscall(libc::SYS_munmap, [r as u64, 4096, 0, 0, 0, 0]);
+        // SAFETY: the probe page just mapped, used by nothing.
+        unsafe { bootstrap_syscall(libc::SYS_munmap, [r as u64, 4096, 0, 0, 0, 0]) };
     }
     if r as u64 == GATE_ADDR {
-        let msg = b"usertrap: running under valgrind, which makes the program's syscalls itself: not monitored\n";
-        bootstrap_syscall(libc::SYS_write, [2, msg.as_ptr() as u64, msg.len() as u64, 0, 0, 0]);
+        boot_write(2, b"usertrap: running under valgrind, which makes the program's syscalls itself: not monitored\n");
     }
 }
 
@@ -265,22 +267,20 @@ pub fn stand_aside_when_traced_by_usertrap() -> bool {
     let mut line = [0u8; 200];
     let mut w = Buf::new(&mut line);
     w.put(b"usertrap: pid ")
-        .num(bootstrap_syscall(libc::SYS_getpid, [0; 6]) as u64)
+        // SAFETY: no arguments.
+        .num(unsafe { bootstrap_syscall(libc::SYS_getpid, [0; 6]) } as u64)
         .put(b" is traced by pid ")
         .num(tracer)
         .put(b", which runs under usertrap: not intercepted (the tracer sees it as natively)\n");
     let len = w.len;
-    bootstrap_syscall(libc::SYS_write, [2, line.as_ptr() as u64, len as u64, 0, 0, 0]);
+    boot_write(2, line.get(..len).unwrap_or_default());
     true
 }
 
 /// Does the maps file at `path` (NUL-terminated) list a mapping at GATE_ADDR?
 fn maps_have_gate(path: &[u8]) -> bool {
     const LINE: &[u8] = b"\n757300000000-";
-    let fd = bootstrap_syscall(
-        libc::SYS_openat,
-        [libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
-    );
+    let fd = boot_open(path);
     if fd < 0 {
         return false;
     }
@@ -291,9 +291,8 @@ fn maps_have_gate(path: &[u8]) -> bool {
     window[0] = b'\n';
     let mut kept = 1;
     let mut found = false;
-    loop {
-        let Some(room) = window.get_mut(kept..) else { break };
-        let r = bootstrap_syscall(libc::SYS_read, [fd as u64, room.as_mut_ptr() as u64, room.len() as u64, 0, 0, 0]);
+    while let Some(room) = window.get_mut(kept..) {
+        let r = boot_read(fd, room);
         if r <= 0 {
             break;
         }
@@ -307,41 +306,69 @@ fn maps_have_gate(path: &[u8]) -> bool {
         window.copy_within(end - tail..end, 0);
         kept = tail;
     }
-    bootstrap_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
+    boot_close(fd);
     found
 }
 
 /// Reads the start of the file at `path` (NUL-terminated) into `buf`; bytes read.
 fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
-    let fd = bootstrap_syscall(
-        libc::SYS_openat,
-        [libc::AT_FDCWD as u64, path.as_ptr() as u64, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
-    );
+    let fd = boot_open(path);
     if fd < 0 {
         return 0;
     }
     let mut n = 0;
     while n < buf.len() {
         let Some(room) = buf.get_mut(n..) else { break };
-        let r = bootstrap_syscall(libc::SYS_read, [fd as u64, room.as_mut_ptr() as u64, room.len() as u64, 0, 0, 0]);
+        let r = boot_read(fd, room);
         if r <= 0 {
             break;
         }
         n += r as usize;
     }
-    bootstrap_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
+    boot_close(fd);
     n
 }
 
 /// A syscall before our gate is in place: from the gate that is already
 /// there (the launcher's), or else from the library's own text, which is
 /// safe only because no trap is armed yet.
-fn bootstrap_syscall(nr: i64, a: [u64; 6]) -> i64 {
+///
+/// # Safety
+/// As `raw::syscall6`.
+unsafe fn bootstrap_syscall(nr: i64, a: [u64; 6]) -> i64 {
     if GATE_PRESENT.load(Ordering::Relaxed) {
-        return raw::syscall6(nr, a);
+        // SAFETY: the caller's contract.
+        return unsafe { raw::syscall6(nr, a) };
     }
-    // SAFETY: no gate and no trap yet (see ut_bootstrap_syscall6).
+    // SAFETY: no gate and no trap yet (see ut_bootstrap_syscall6); the
+    // arguments are the caller's contract.
     unsafe { arch::ut_bootstrap_syscall6(nr as u64, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}
+
+/// write(2) before the gate: the kernel's result.
+fn boot_write(fd: i32, buf: &[u8]) -> i64 {
+    // SAFETY: the kernel reads `buf`, valid for its length.
+    unsafe { bootstrap_syscall(libc::SYS_write, [fd as u64, buf.as_ptr() as u64, buf.len() as u64, 0, 0, 0]) }
+}
+
+/// openat(AT_FDCWD, path up to its NUL, O_RDONLY) before the gate: a
+/// descriptor or -errno.
+fn boot_open(path: &[u8]) -> i64 {
+    let Ok(path) = core::ffi::CStr::from_bytes_until_nul(path) else { return -raw::EINVAL };
+    let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    // SAFETY: the kernel reads the NUL-terminated `path`.
+    unsafe { bootstrap_syscall(libc::SYS_openat, [libc::AT_FDCWD as u64, path.as_ptr() as u64, flags, 0, 0, 0]) }
+}
+
+/// read(2) before the gate: bytes read or -errno.
+fn boot_read(fd: i64, buf: &mut [u8]) -> i64 {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    unsafe { bootstrap_syscall(libc::SYS_read, [fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0]) }
+}
+
+fn boot_close(fd: i64) {
+    // SAFETY: an integer.
+    unsafe { bootstrap_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]) };
 }
 
 /// Put our gate at its fixed address, slots filled (SUD slot off for now).
@@ -355,12 +382,15 @@ fn map_gate() {
     }
     let prot_rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
-    let r = bootstrap_syscall(libc::SYS_mmap, [GATE_ADDR, GATE_LEN, prot_rw, flags, u64::MAX, 0]);
+    // SAFETY: NOREPLACE: nothing mapped is touched.
+    let r = unsafe { bootstrap_syscall(libc::SYS_mmap, [GATE_ADDR, GATE_LEN, prot_rw, flags, u64::MAX, 0]) };
     if r as u64 != GATE_ADDR {
         bootstrap_fail(b"usertrap: cannot map the syscall gate at 0x757300000000 (already in use: the library loaded twice, or started by a usertrap-launcher of another build?)\n");
     }
     fill_gate(GATE_ADDR, false);
-    bootstrap_syscall(libc::SYS_mprotect, [GATE_ADDR, GATE_LEN, (libc::PROT_READ | libc::PROT_EXEC) as u64, 0, 0, 0]);
+    let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    // SAFETY: our gate page, filled; nothing writes it any more.
+    unsafe { bootstrap_syscall(libc::SYS_mprotect, [GATE_ADDR, GATE_LEN, rx, 0, 0, 0]) };
     GATE_PRESENT.store(true, Ordering::Relaxed);
 }
 
@@ -382,18 +412,18 @@ fn fill_gate(at: u64, sud_on: bool) {
 /// mremap. That mremap is itself issued from the old gate and returns into
 /// the new one, at the same offset, where the code bytes are the same.
 fn swap_in_gate(sud_on: bool) {
-    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-    let anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-    let page = raw::syscall6(libc::SYS_mmap, [0, GATE_LEN, rw, anon, u64::MAX, 0]);
-    if page < 0 {
+    let Ok(page) = raw::mmap_anon(GATE_LEN as usize, libc::PROT_READ | libc::PROT_WRITE) else {
         bootstrap_fail(b"usertrap: cannot map a page for the syscall gate\n");
-    }
-    let page = page as u64;
+    };
     fill_gate(page, sud_on);
-    raw::mprotect(page, GATE_LEN as usize, libc::PROT_READ | libc::PROT_EXEC);
-    let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
-    let r = raw::syscall6(libc::SYS_mremap, [page, GATE_LEN, GATE_LEN, flags, GATE_ADDR, 0]);
-    if r as u64 != GATE_ADDR {
+    // SAFETY: the page just filled; nothing writes it any more.
+    let _ = unsafe { raw::mprotect(page, GATE_LEN as usize, libc::PROT_READ | libc::PROT_EXEC) };
+    let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+    // SAFETY: moves our new gate over the old one at GATE_ADDR, which only
+    // ever holds a gate (the same code at the same offsets, see above); the
+    // page at `page` is used by nothing else.
+    let r = unsafe { raw::mremap(page, GATE_LEN, GATE_LEN, flags, GATE_ADDR) };
+    if r != Ok(GATE_ADDR) {
         bootstrap_fail(b"usertrap: cannot move the syscall gate into place\n");
     }
 }
@@ -401,7 +431,8 @@ fn swap_in_gate(sud_on: bool) {
 /// The current directory into `out`, whether or not our gate exists yet;
 /// its length without the NUL (0 on failure).
 fn getcwd(out: &mut [u8; 4096]) -> usize {
-    let r = bootstrap_syscall(libc::SYS_getcwd, [out.as_mut_ptr() as u64, out.len() as u64, 0, 0, 0, 0]);
+    // SAFETY: the kernel writes at most `out.len()` bytes into `out`.
+    let r = unsafe { bootstrap_syscall(libc::SYS_getcwd, [out.as_mut_ptr() as u64, out.len() as u64, 0, 0, 0, 0]) };
     if r > 1 {
         r as usize - 1
     } else {
@@ -410,14 +441,15 @@ fn getcwd(out: &mut [u8; 4096]) -> usize {
 }
 
 fn bootstrap_fail(msg: &[u8]) -> ! {
-    bootstrap_syscall(libc::SYS_write, [2, msg.as_ptr() as u64, msg.len() as u64, 0, 0, 0]);
-    bootstrap_syscall(libc::SYS_exit_group, [EXIT_CONFIG, 0, 0, 0, 0, 0]);
+    boot_write(2, msg);
+    // SAFETY: an integer; the call does not return.
+    unsafe { bootstrap_syscall(libc::SYS_exit_group, [EXIT_CONFIG, 0, 0, 0, 0, 0]) };
     loop {
         core::hint::spin_loop();
     }
 }
 
-fn read_config(s: &Startup) -> Config {
+fn read_config(s: &Startup<'_>) -> Config {
     // Values are shown escaped and cut (log::Line::escaped): the message
     // stays one line whatever the environment holds.
     match Config::from_entries(s.env_entries()) {
@@ -455,7 +487,7 @@ fn read_config(s: &Startup) -> Config {
 
 /// What exec'd programs must get: LD_PRELOAD naming the library, the
 /// launcher to run them with, and our USERTRAP_* entries.
-fn record_exec_env(s: &Startup) {
+fn record_exec_env(s: &Startup<'_>) {
     exec::set_exec_env(|env| {
         let mut entry = Buf::new(&mut env.preload_entry);
         entry.put(b"LD_PRELOAD=");
@@ -467,10 +499,7 @@ fn record_exec_env(s: &Startup) {
         let mut launcher = Buf::new(&mut env.launcher);
         launcher.put(s.launcher_path);
         launcher.put(b"\0");
-        let ok = raw::syscall6(
-            libc::SYS_faccessat2,
-            [libc::AT_FDCWD as u64, env.launcher.as_ptr() as u64, libc::X_OK as u64, 0, 0, 0],
-        ) == 0;
+        let ok = raw::cstr(&env.launcher).and_then(|p| raw::faccessat2(libc::AT_FDCWD, p, libc::X_OK, 0)).is_ok();
         if !ok {
             env.launcher = [0; 4096];
         }
@@ -483,33 +512,22 @@ fn record_exec_env(s: &Startup) {
     });
 }
 
-const PR_SET_MM: u64 = 35;
-const PR_SET_MM_ENV_START: u64 = 10;
-const PR_SET_MM_AUXV: u64 = 12;
-#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
-const PR_SET_MM_EXE_FILE: u64 = 13;
-
 /// Make the kernel's copy of the auxiliary vector (/proc/self/auxv) the one
-/// on the program's stack, ending at its AT_NULL. Needs CAP_SYS_RESOURCE;
-/// without it /proc/self/auxv keeps describing the launcher.
-pub fn set_kernel_auxv(auxv: *const u64) {
-    let mut pairs = 0usize;
-    // SAFETY: `auxv` is the program's vector on its initial stack, ending
-    // with an AT_NULL pair.
-    unsafe {
-        while *auxv.add(2 * pairs) != 0 {
-            pairs += 1;
-        }
+/// on the program's stack: `auxv` up to its first AT_NULL pair (nothing
+/// happens without one). Needs CAP_SYS_RESOURCE; without it /proc/self/auxv
+/// keeps describing the launcher.
+pub fn set_kernel_auxv(auxv: &[u64]) {
+    let Some(pairs) = auxv.chunks(2).position(|p| p.first() == Some(&0)) else { return };
+    if let Some(vector) = auxv.get(..2 * (pairs + 1)) {
+        let _ = raw::prctl_set_mm_auxv(vector);
     }
-    let len = (pairs + 1) * 16;
-    raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_AUXV, auxv as u64, len as u64, 0, 0]);
 }
 
 /// Start the kernel's view of the environment (/proc/self/environ) at
 /// `start` (past the entries we added, whose strings come first). Needs
 /// CAP_SYS_RESOURCE, like set_kernel_auxv.
 pub fn set_kernel_env_start(start: u64) {
-    raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_ENV_START, start, 0, 0, 0]);
+    let _ = raw::prctl_set_mm_env_start(start);
 }
 
 /// Make /proc/self/exe name `path` (NUL-terminated) instead of the launcher,
@@ -517,19 +535,12 @@ pub fn set_kernel_env_start(start: u64) {
 /// the kernel refused.
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
 pub fn set_kernel_exe(path: &[u8]) -> bool {
-    let fd = raw::syscall(
-        libc::SYS_openat,
-        libc::AT_FDCWD as u64,
-        path.as_ptr() as u64,
-        (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-        0,
-    );
-    if fd < 0 {
+    let Ok(fd) = raw::open_cwd(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
         return false;
-    }
-    let r = raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_EXE_FILE, fd as u64, 0, 0, 0]);
-    raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
-    r == 0
+    };
+    let r = raw::prctl_set_mm_exe_file(fd);
+    let _ = raw::close(fd);
+    r.is_ok()
 }
 
 /// Take this library back out of the front of the program's LD_PRELOAD if
@@ -566,8 +577,5 @@ fn fail_line(msg: &str) -> ! {
 }
 
 fn exit(status: u64) -> ! {
-    raw::syscall(raw::SYS_exit_group, status, 0, 0, 0);
-    loop {
-        core::hint::spin_loop();
-    }
+    raw::exit_group(status as i32)
 }

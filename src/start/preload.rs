@@ -100,7 +100,9 @@ fn leave_no_launcher(h: &Handoff) {
     // `h` lives in the launcher's image: not used past this point.
     for [addr, len] in maps {
         if len != 0 {
-            crate::rt::raw::munmap(addr, len as usize);
+            // SAFETY: the launcher's own mappings (its image, its stack and
+            // data), which nothing runs in or refers to any more.
+            let _ = unsafe { crate::rt::raw::munmap(addr, len as usize) };
         }
     }
     if init::set_kernel_exe(&exe) {
@@ -132,7 +134,8 @@ fn give_back_environment(h: &Handoff, lib_path: &[u8]) {
             }
             aux = aux.add(2);
         }
-        init::set_kernel_auxv(auxv);
+        // `aux` is at the terminating pair (the kernel's, or ours zeroed).
+        init::set_kernel_auxv(core::slice::from_raw_parts(auxv, aux.offset_from(auxv) as usize + 2));
         let leading = h.env_leading as usize;
         if leading > 0 && leading <= n {
             // Our strings come first in the environment's area (after the
@@ -159,9 +162,13 @@ fn own_path(out: &mut [u8; PATH_LEN]) -> usize {
         dli_saddr: core::ptr::null_mut(),
     };
     // SAFETY: dladdr reads the loader's list of objects; the address is our code.
-    let ok = unsafe { dladdr(own_path as *const c_void, &mut info) } != 0 && !info.dli_fname.is_null();
-    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
-    let path: &[u8] = if ok { unsafe { core::ffi::CStr::from_ptr(info.dli_fname).to_bytes() } } else { b"" };
+    let ok = unsafe { dladdr(own_path as *const c_void, &raw mut info) } != 0 && !info.dli_fname.is_null();
+    let path: &[u8] = if ok {
+        // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
+        unsafe { core::ffi::CStr::from_ptr(info.dli_fname).to_bytes() }
+    } else {
+        b""
+    };
     // Relative (LD_PRELOAD=./lib...): against the directory we start in.
     init::absolute_into(path, out)
 }

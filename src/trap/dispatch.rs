@@ -65,19 +65,23 @@ pub fn dispatch(
 /// The slow path: run one syscall for the program, natively through the gate
 /// or emulated where the library must keep control (signals, processes, its
 /// own memory).
-pub fn slow(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
+pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     let area = t.area;
     dispatch(Some(area), Path::Slow, nr, args, hooks::active(), |nr, args| emulate(t, nr, args))
 }
 
-fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
+fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     use Outcome::Return;
     if t.area.strict.get() && !process::strict_allows(nr) {
         process::strict_violation(t.area);
     }
     let e = match syscalls::handling(nr) {
         Handling::Native => {
-            return Return(process::memory_call(nr, args, true).unwrap_or_else(|| raw::program_syscall6(nr, args)))
+            return Return(process::memory_call(nr, args, true).unwrap_or_else(|| {
+                // SAFETY: the program's own syscall with its own arguments
+                // (rt::raw: forwarded program calls).
+                unsafe { raw::program_syscall6(nr, args) }
+            }));
         }
         Handling::Emulated(e) => e,
     };
@@ -97,17 +101,22 @@ fn emulate(t: &mut Trap, nr: i64, args: [u64; 6]) -> Outcome {
             out
         }
         Emulation::Exec => Return(exec::exec(t.area, nr, args)),
-        Emulation::ReadlinkExe => Return(exec::readlink(nr, args).unwrap_or_else(|| raw::syscall6(nr, args))),
+        Emulation::ReadlinkExe => Return(exec::readlink(nr, args).unwrap_or_else(|| {
+            // SAFETY: the program's own readlink (rt::raw: forwarded program calls).
+            unsafe { raw::syscall6(nr, args) }
+        })),
         // Counted (by `dispatch`), never timed: they do not return.
         Emulation::Exit => {
             if crate::rt::thread::retire(t.area) {
                 report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
             }
-            Return(raw::syscall6(nr, args))
+            // SAFETY: the program's own exit (rt::raw: forwarded program calls).
+            Return(unsafe { raw::syscall6(nr, args) })
         }
         Emulation::ExitGroup => {
             report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
-            Return(raw::syscall6(nr, args))
+            // SAFETY: the program's own exit_group (rt::raw: forwarded program calls).
+            Return(unsafe { raw::syscall6(nr, args) })
         }
         Emulation::ArchPrctl => Return(process::arch_prctl(args)),
         Emulation::Seccomp => Return(process::seccomp(t.area, args)),
@@ -139,7 +148,11 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
     }
     let outcome = dispatch(area, Path::Fast, nr, args, with_hooks != 0, |nr, args| {
         // Refused calls are reported on the slow path; here just refused.
-        Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| raw::syscall6(nr, args)))
+        Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| {
+            // SAFETY: the program's own syscall (rt::raw: forwarded program calls), one that needs no
+            // emulation (only those sites are patched).
+            unsafe { raw::syscall6(nr, args) }
+        }))
     });
     match outcome {
         Outcome::Return(r) => r,

@@ -56,9 +56,15 @@ pub extern "C" fn usertrap_set_hooks(before: Option<Before>, after: Option<After
 }
 
 /// A syscall from the gate, not intercepted and not hooked: what hooks use.
+///
+/// # Safety
+/// As for any raw syscall (`syscall(2)`): the arguments are the caller's,
+/// and so is what the kernel does with them (the hook's own call, or the
+/// program's call it forwards).
 #[no_mangle]
-pub extern "C" fn usertrap_syscall(nr: i64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64 {
-    raw::syscall6(nr, [a1, a2, a3, a4, a5, a6])
+pub unsafe extern "C" fn usertrap_syscall(nr: i64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64 {
+    // SAFETY: the caller's contract, which is raw::syscall6's.
+    unsafe { raw::syscall6(nr, [a1, a2, a3, a4, a5, a6]) }
 }
 
 #[inline(always)]
@@ -76,7 +82,7 @@ pub fn call_hooks(nr: i64, args: [u64; 6], run: impl FnOnce(i64, [u64; 6]) -> Ou
     if before != 0 {
         // SAFETY: stored from a `Before` function pointer by usertrap_set_hooks.
         let f: Before = unsafe { core::mem::transmute(before) };
-        if f(&mut call, user) != 0 {
+        if f(&raw mut call, user) != 0 {
             return Outcome::Return(call.result);
         }
     }
@@ -87,7 +93,7 @@ pub fn call_hooks(nr: i64, args: [u64; 6], run: impl FnOnce(i64, [u64; 6]) -> Ou
             if after != 0 {
                 // SAFETY: stored from an `After` function pointer.
                 let f: After = unsafe { core::mem::transmute(after) };
-                f(&mut call, user);
+                f(&raw mut call, user);
             }
             Outcome::Return(call.result)
         }
@@ -99,8 +105,8 @@ pub fn call_hooks(nr: i64, args: [u64; 6], run: impl FnOnce(i64, [u64; 6]) -> Ou
 pub fn init_xsave_size() {
     // CPUID leaf 0xd, sub-leaf 0: EBX = bytes for the components XCR0 enables.
     let size = {
-        // SAFETY: CPUID is available on every x86-64 CPU; leaf 0xd exists
-        // wherever XSAVE does (checked through leaf 1, ECX bit 26).
+        // CPUID is available on every x86-64 CPU; leaf 0xd exists wherever
+        // XSAVE does (checked through leaf 1, ECX bit 26).
         let leaf1 = core::arch::x86_64::__cpuid(1);
         if leaf1.ecx & (1 << 26) != 0 {
             core::arch::x86_64::__cpuid_count(0xd, 0).ebx as u64

@@ -22,7 +22,7 @@ const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
     // SAFETY: the kernel passes valid siginfo and ucontext pointers into the
     // frame it built for this handler (SA_SIGINFO), live until we return.
-    let (info, uc) = unsafe { (&mut *info, &mut *(ctx as *mut Ucontext)) };
+    let (info, uc) = unsafe { (&mut *info, &mut *ctx.cast::<Ucontext>()) };
     let area = match thread::current() {
         Some(a) => a,
         None => thread::out_of_memory(),

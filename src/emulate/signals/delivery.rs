@@ -120,20 +120,27 @@ fn enter(
     saved.uc_sigmask = interrupted_mask;
     saved.uc_stack = ss; // __save_altstack(): the setting as it is now
     saved.mc.fpstate = if fp_size != 0 { fp_addr } else { 0 };
-    let written = if !fits || app.flags & SA_RESTORER == 0 {
-        Err(raw::EFAULT) // x86-64 has no default restorer: the kernel fails too
-    } else {
-        raw::write_user(frame_sp, &app.restorer)
-            .and_then(|_| raw::write_user(uc_addr, &saved))
-            .and_then(|_| raw::write_user(info_addr, info))
-            .and_then(|_| {
-                if fp_size != 0 {
-                    raw::copy_to_user(fp_addr as *mut u8, uc.mc.fpstate as *const u8, fp_size as usize)
-                } else {
-                    Ok(())
-                }
-            })
-    };
+    let written =
+        if !fits || app.flags & SA_RESTORER == 0 {
+            Err(raw::EFAULT) // x86-64 has no default restorer: the kernel fails too
+        } else {
+            // SAFETY: the program handler's frame goes where the kernel would
+            // build it: on the program's stack or its alternate stack (checked to
+            // fit), program memory it named; the FPU state is read from our own
+            // signal frame.
+            unsafe {
+                raw::write_user(frame_sp, &app.restorer)
+                    .and_then(|_| raw::write_user(uc_addr, &saved))
+                    .and_then(|_| raw::write_user(info_addr, info))
+                    .and_then(|_| {
+                        if fp_size != 0 {
+                            raw::copy_user(fp_addr, uc.mc.fpstate, fp_size as usize)
+                        } else {
+                            Ok(())
+                        }
+                    })
+            }
+        };
     if written.is_err() {
         // force_sigsegv(): the frame could not be set up (a stack overflow,
         // most often: the classic case for SA_ONSTACK).
@@ -247,7 +254,7 @@ fn resend_postponed(area: &ThreadArea) {
 /// to oneself accepts any si_code).
 fn resend(sig: i32, info: &Siginfo) {
     let (pid, tid) = crate::rt::thread::ids();
-    raw::syscall(libc::SYS_rt_tgsigqueueinfo, pid as u64, tid as u64, sig as u64, info as *const Siginfo as u64);
+    let _ = raw::rt_tgsigqueueinfo(pid, tid, sig, info);
 }
 
 /// rt_sigreturn of a program handler's frame (its restorer trapped): the
@@ -261,7 +268,9 @@ pub fn sigreturn(area: &ThreadArea, uc: &Ucontext) -> ! {
         saved.uc_sigmask = mask & !OWNED;
         restore_program_altstack(area, &saved.uc_stack, uc_addr);
         saved.uc_stack = if area.on_own_stack(saved.mc.rsp) { NO_STACK } else { area.altstack.get() };
-        if raw::write_user(uc_addr, &saved).is_ok() {
+        // SAFETY: the frame the program's handler returns from, on the
+        // program's stack, read from the same place just above.
+        if unsafe { raw::write_user(uc_addr, &saved) }.is_ok() {
             // Signals postponed while this ran, and held-back owned signals
             // the frame's mask unblocks, are sent again, blocked until the
             // sigreturn below (no trap can happen in between: our syscalls
@@ -379,7 +388,7 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
 /// for the duration, and the ucontext shows the interrupted mask as it knew it.
 pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
     // SAFETY: kernel-provided pointers into the frame built for this handler.
-    let (info, uc) = unsafe { (&mut *info, &mut *(ctx as *mut Ucontext)) };
+    let (info, uc) = unsafe { (&mut *info, &mut *ctx.cast::<Ucontext>()) };
     let area = match thread::current() {
         Some(a) => a,
         None => thread::out_of_memory(),

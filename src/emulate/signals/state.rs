@@ -139,13 +139,7 @@ pub(super) fn raise_deferred(area: &ThreadArea, ready: u64) {
     for sig in OWNED_SIGNALS {
         if ready & bit(sig) != 0 {
             let info = deferred_info(area, sig);
-            raw::syscall(
-                libc::SYS_rt_tgsigqueueinfo,
-                pid as u64,
-                tid as u64,
-                sig as u64,
-                &info as *const Siginfo as u64,
-            );
+            let _ = raw::rt_tgsigqueueinfo(pid, tid, sig, &info);
         }
     }
 }
@@ -303,10 +297,11 @@ pub(crate) fn die(sig: i32, info: &Siginfo) {
 /// this thread (it is delivered, with its default action, when the kernel
 /// returns to user space).
 pub(super) fn reraise_default(sig: i32, resend: bool) {
-    raw::rt_sigaction(sig, Some(&KernelSigaction::default()), None);
+    // SAFETY: SIG_DFL.
+    let _ = unsafe { raw::rt_sigaction(sig, Some(&KernelSigaction::default()), None) };
     if resend {
         let (pid, tid) = thread::ids();
-        raw::tgkill(pid, tid, sig);
+        let _ = raw::tgkill(pid, tid, sig);
     }
 }
 

@@ -64,9 +64,11 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
         let to_kernel = stored.map(|s| kernel_action_for(sig, &s));
         let r = with_table(table, |t| {
             let mut kold = KernelSigaction::default();
-            let r = raw::rt_sigaction(sig, to_kernel.as_ref(), Some(&mut kold));
-            if r < 0 {
-                return Err(r);
+            // SAFETY: the program's own action (its handler, flags and mask),
+            // made to return through our restorer by kernel_action_for
+            // (rt::raw: forwarded program calls).
+            if let Err(e) = unsafe { raw::rt_sigaction(sig, to_kernel.as_ref(), Some(&mut kold)) } {
+                return Err(-e);
             }
             let slot = t.get_mut(sig as usize);
             let mut reported = kold;
@@ -89,7 +91,8 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
         }
     };
     if old_ptr != 0 {
-        if let Err(e) = raw::write_user(old_ptr, &old) {
+        // SAFETY: where the program asked the kernel to write the old action.
+        if let Err(e) = unsafe { raw::write_user(old_ptr, &old) } {
             return -e;
         }
     }
@@ -117,7 +120,8 @@ pub fn rt_sigprocmask(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i
         set_program_mask(area, uc, new);
     }
     if old_ptr != 0 {
-        if let Err(e) = raw::write_user(old_ptr, &current) {
+        // SAFETY: where the program asked the kernel to write the old mask.
+        if let Err(e) = unsafe { raw::write_user(old_ptr, &current) } {
             return -e;
         }
     }
@@ -134,7 +138,8 @@ pub fn rt_sigtimedwait(area: &ThreadArea, args: [u64; 6]) -> i64 {
             if let Some(&sig) = OWNED_SIGNALS.iter().find(|&&s| ready & bit(s) != 0) {
                 let info = deferred_info(area, sig);
                 if info_ptr != 0 {
-                    if let Err(e) = raw::write_user(info_ptr, &info) {
+                    // SAFETY: where the program asked for the siginfo.
+                    if let Err(e) = unsafe { raw::write_user(info_ptr, &info) } {
                         return -e;
                     }
                 }
@@ -143,7 +148,8 @@ pub fn rt_sigtimedwait(area: &ThreadArea, args: [u64; 6]) -> i64 {
             }
         }
     }
-    raw::program_syscall6(libc::SYS_rt_sigtimedwait, args)
+    // SAFETY: the program's own call (rt::raw: forwarded program calls).
+    unsafe { raw::program_syscall6(libc::SYS_rt_sigtimedwait, args) }
 }
 
 /// Run a syscall that installs a temporary mask, with the owned signals
@@ -157,21 +163,25 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], sigset: Si
     let (mask_ptr, size) = if indirect {
         let p = args.get(mask_arg).copied().unwrap_or(0);
         if p == 0 {
-            return raw::program_syscall6(nr, args);
+            // SAFETY: the program's own call (rt::raw: forwarded program calls).
+            return unsafe { raw::program_syscall6(nr, args) };
         }
         match raw::read_user::<[u64; 2]>(p) {
             Ok(v) => (v[0], v[1]),
-            Err(_) => return raw::program_syscall6(nr, args), // the kernel reports EFAULT
+            // SAFETY: as above; the kernel reports EFAULT.
+            Err(_) => return unsafe { raw::program_syscall6(nr, args) },
         }
     } else {
         (args.get(mask_arg).copied().unwrap_or(0), args.get(mask_arg + 1).copied().unwrap_or(0))
     };
     if mask_ptr == 0 || size != 8 {
-        return raw::program_syscall6(nr, args);
+        // SAFETY: the program's own call (rt::raw: forwarded program calls).
+        return unsafe { raw::program_syscall6(nr, args) };
     }
     let temp = match raw::read_user::<u64>(mask_ptr) {
         Ok(m) => m,
-        Err(_) => return raw::program_syscall6(nr, args),
+        // SAFETY: as above.
+        Err(_) => return unsafe { raw::program_syscall6(nr, args) },
     };
     let ready = area.deferred.get() & !temp;
     if ready != 0 {
@@ -181,13 +191,16 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], sigset: Si
         return -(libc::EINTR as i64);
     }
     let clean: u64 = temp & !OWNED;
-    let pair: [u64; 2] = [&clean as *const u64 as u64, 8];
+    let pair: [u64; 2] = [(&raw const clean) as u64, 8];
     if let Some(a) = args.get_mut(mask_arg) {
-        *a = if indirect { pair.as_ptr() as u64 } else { &clean as *const u64 as u64 };
+        *a = if indirect { pair.as_ptr() as u64 } else { (&raw const clean) as u64 };
     }
     let view = area.app_blocked_owned.replace(temp & OWNED);
     let outer_temp = area.temp_mask.replace((true, temp));
-    let r = raw::program_syscall6(nr, args);
+    // SAFETY: the program's own call (rt::raw: forwarded program calls), its
+    // mask argument pointing at `clean` (or `pair`, which points at it): ours,
+    // alive until after the call, and only read by the kernel.
+    let r = unsafe { raw::program_syscall6(nr, args) };
     area.temp_mask.set(outer_temp);
     area.app_blocked_owned.set(view);
     // Keep the locals alive until the syscall has used them.
@@ -224,7 +237,8 @@ pub fn sigaltstack(area: &ThreadArea, sp: u64, args: [u64; 6]) -> i64 {
         }
     }
     if old_ptr != 0 {
-        if let Err(e) = raw::write_user(old_ptr, &old) {
+        // SAFETY: where the program asked the kernel to write the old stack.
+        if let Err(e) = unsafe { raw::write_user(old_ptr, &old) } {
             return -e;
         }
     }
@@ -237,13 +251,9 @@ pub fn rt_sigpending(area: &ThreadArea, args: [u64; 6]) -> i64 {
     if args[1] != 8 {
         return -raw::EINVAL;
     }
-    let mut set: u64 = 0;
-    let r = raw::syscall(libc::SYS_rt_sigpending, &mut set as *mut u64 as u64, 8, 0, 0);
-    if r < 0 {
-        return r;
-    }
-    set |= area.deferred.get();
-    match raw::write_user(args[0], &set) {
+    let set = raw::rt_sigpending() | area.deferred.get();
+    // SAFETY: where the program asked the kernel to write the set.
+    match unsafe { raw::write_user(args[0], &set) } {
         Ok(()) => 0,
         Err(e) => -e,
     }

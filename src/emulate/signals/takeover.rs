@@ -20,15 +20,16 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// for an owned signal, then install ours. Err(errno) if the kernel refuses.
 /// `program_view`: what the program had, when the kernel holds something
 /// else (the launcher's handler, in an image it started).
-pub fn take_over(sig: i32, ours: &KernelSigaction, program_view: Option<KernelSigaction>) -> Result<(), i64> {
+///
+/// # Safety
+/// `ours` is one of the library's handler actions (`our_action`).
+pub unsafe fn take_over(sig: i32, ours: &KernelSigaction, program_view: Option<KernelSigaction>) -> Result<(), i64> {
     if sig == SIGSYS {
         SIGSYS_HANDLER.store(ours.handler, Ordering::Relaxed);
     }
     let mut old = KernelSigaction::default();
-    let r = raw::rt_sigaction(sig, Some(ours), Some(&mut old));
-    if r < 0 {
-        return Err(-r);
-    }
+    // SAFETY: the caller's contract.
+    unsafe { raw::rt_sigaction(sig, Some(ours), Some(&mut old)) }?;
     let old = program_view.unwrap_or(old);
     with_table(process_table(), |t| {
         if let Some(slot) = t.get_mut(sig as usize) {
@@ -48,7 +49,8 @@ static SIGSYS_HANDLER: AtomicU64 = AtomicU64::new(0);
 pub fn reset_after_clear_sighand() {
     let ours = action_at(SIGSYS_HANDLER.load(Ordering::Relaxed));
     for sig in [SIGSYS, SIGSEGV, SIGILL] {
-        raw::rt_sigaction(sig, Some(&ours), None);
+        // SAFETY: our SIGSYS handler, as take_over installed it.
+        let _ = unsafe { raw::rt_sigaction(sig, Some(&ours), None) };
     }
     with_table(process_table(), |t| *t = [AppAction::default(); 65]);
 }
@@ -62,12 +64,15 @@ pub fn watch_fatal_signals() {
             continue;
         }
         let mut cur = KernelSigaction::default();
-        if raw::rt_sigaction(sig, None, Some(&mut cur)) != 0 || cur.handler != SIG_DFL {
+        // SAFETY: only reads the action.
+        if unsafe { raw::rt_sigaction(sig, None, Some(&mut cur)) }.is_err() || cur.handler != SIG_DFL {
             continue;
         }
         let app = KernelSigaction::default();
         let k = kernel_action_for(sig, &app);
-        if raw::rt_sigaction(sig, Some(&k), None) == 0 {
+        // SAFETY: kernel_action_for gives our wrapper (on_program_signal),
+        // SIG_DFL or SIG_IGN.
+        if unsafe { raw::rt_sigaction(sig, Some(&k), None) }.is_ok() {
             with_table(process_table(), |t| {
                 if let Some(slot) = t.get_mut(sig as usize) {
                     *slot = AppAction { act: app, known: true };
@@ -98,7 +103,8 @@ pub fn adopt(launcher_table: *mut SigTable, launcher: (u64, u64)) {
             continue;
         }
         let mut cur = KernelSigaction::default();
-        if raw::rt_sigaction(sig, None, Some(&mut cur)) != 0 {
+        // SAFETY: only reads the action.
+        if unsafe { raw::rt_sigaction(sig, None, Some(&mut cur)) }.is_err() {
             continue;
         }
         if !(launcher.0..launcher.1).contains(&cur.handler) {
@@ -107,7 +113,8 @@ pub fn adopt(launcher_table: *mut SigTable, launcher: (u64, u64)) {
         let app = action_of(launcher_table, sig);
         let app = if app.known { app.act } else { KernelSigaction::default() };
         let k = kernel_action_for(sig, &app);
-        if raw::rt_sigaction(sig, Some(&k), None) == 0 {
+        // SAFETY: as in watch_fatal_signals.
+        if unsafe { raw::rt_sigaction(sig, Some(&k), None) }.is_ok() {
             with_table(process_table(), |t| {
                 if let Some(slot) = t.get_mut(sig as usize) {
                     *slot = AppAction { act: app, known: true };
@@ -128,13 +135,13 @@ pub fn program_action(sig: i32) -> KernelSigaction {
 /// us, as its view in `area`, and give the kernel ours. `inherited_is_ours`:
 /// the current one is the launcher's (exec leaves a new image none).
 pub fn take_over_altstack(area: &ThreadArea, inherited_is_ours: bool) {
-    let mut cur = StackT::default();
-    raw::syscall(raw::SYS_sigaltstack, 0, &mut cur as *mut StackT as u64, 0, 0);
+    let cur = raw::sigaltstack_get().unwrap_or_default();
     if !inherited_is_ours && cur.ss_flags & SS_DISABLE == 0 && cur.ss_size != 0 {
         area.app_altstack.set(StackT { ss_flags: cur.ss_flags & SS_AUTODISARM, _pad: 0, ..cur });
     }
     let ours = area.altstack.get();
-    raw::syscall(raw::SYS_sigaltstack, &ours as *const StackT as u64, 0, 0, 0);
+    // SAFETY: the thread area's own signal stack, mapped as long as the area.
+    let _ = unsafe { raw::sigaltstack_set(&ours) };
 }
 
 /// Run `exec` (an execve from the gate) with the kernel holding the program's
@@ -151,7 +158,8 @@ pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce()
         if action_of(area.sigtable.get(), sig).act.handler == SIG_IGN {
             let ign = KernelSigaction { handler: SIG_IGN, ..KernelSigaction::default() };
             if let (Some(flag), Some(old)) = (ignored.get_mut(i), saved.get_mut(i)) {
-                *flag = raw::rt_sigaction(sig, Some(&ign), Some(old)) == 0;
+                // SAFETY: SIG_IGN.
+                *flag = unsafe { raw::rt_sigaction(sig, Some(&ign), Some(old)) }.is_ok();
             }
         }
     }
@@ -160,7 +168,8 @@ pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce()
     raw::sigprocmask(libc::SIG_SETMASK, Some(old_mask));
     for (i, &sig) in owned_sigs.iter().enumerate() {
         if let (Some(true), Some(old)) = (ignored.get(i), saved.get(i)) {
-            raw::rt_sigaction(sig, Some(old), None);
+            // SAFETY: the action the kernel held just before (ours).
+            let _ = unsafe { raw::rt_sigaction(sig, Some(old), None) };
         }
     }
     r
@@ -179,7 +188,9 @@ pub fn give_back_to_kernel(area: &ThreadArea, uc: &mut Ucontext) {
         }
         let a = action_of(area.sigtable.get(), sig);
         if a.known {
-            raw::rt_sigaction(sig, Some(&a.act), None);
+            // SAFETY: the program's own action, as it set it (rt::raw:
+            // forwarded program calls).
+            let _ = unsafe { raw::rt_sigaction(sig, Some(&a.act), None) };
         }
     }
     let blocked = area.app_blocked_owned.get();

@@ -25,23 +25,18 @@ pub(super) fn collector_send(head: &[u8], body: &[u8]) -> Result<(), i64> {
     }
     let alen = 3 + name.len();
     let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
-    let fd = raw::syscall(libc::SYS_socket, libc::AF_UNIX as u64, ty as u64, 0, 0);
-    if fd < 0 {
-        return Err(-fd);
-    }
-    let fd = fd as i32;
+    let fd = raw::socket(libc::AF_UNIX, ty, 0)?;
     let mut tries = 0;
     let r = loop {
-        let r = raw::syscall(libc::SYS_connect, fd as u64, addr.as_ptr() as u64, alen as u64, 0);
-        if r != -(libc::EAGAIN as i64) || tries >= 2000 {
+        let r = raw::connect(fd, addr.get(..alen).unwrap_or_default());
+        if r != Err(libc::EAGAIN as i64) || tries >= 2000 {
             break r;
         }
         tries += 1;
-        let ms = [0i64, 1_000_000];
-        raw::syscall(libc::SYS_nanosleep, ms.as_ptr() as u64, 0, 0, 0);
+        let _ = raw::nanosleep(0, 1_000_000);
     };
-    let r = if r < 0 {
-        -r
+    let r = if let Err(e) = r {
+        e
     } else {
         match log::write_bounded(fd, head) {
             (_, 0) => log::write_bounded(fd, body).1,
@@ -60,7 +55,7 @@ pub(super) fn collector_send(head: &[u8], body: &[u8]) -> Result<(), i64> {
 /// (start-up), so that it can name it if no report comes.
 pub fn greet() {
     if collecting() {
-        hello(b"hello ", raw::getpid() as u64, raw::syscall(libc::SYS_getppid, 0, 0, 0, 0) as u64);
+        hello(b"hello ", raw::getpid() as u64, raw::getppid() as u64);
     }
 }
 
@@ -83,8 +78,7 @@ pub fn after_clone_in_parent(nr: i64, args: [u64; 6], child: i64) {
 }
 
 pub(super) fn hello(kind: &[u8], pid: u64, ppid: u64) {
-    let mut comm = [0u8; 17];
-    raw::syscall(libc::SYS_prctl, libc::PR_GET_NAME as u64, comm.as_mut_ptr() as u64, 0, 0);
+    let comm = raw::prctl_get_name();
     let n = comm.iter().position(|&b| b == 0).unwrap_or(16);
     let mut head = [0u8; 128];
     let mut w = Buf::new(&mut head);

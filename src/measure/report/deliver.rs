@@ -67,17 +67,17 @@ pub(super) fn to_path(path: &[u8], data: &[u8]) -> Result<(), Failed> {
     // Twice: a file another process created between our open and our link.
     for _ in 0..2 {
         let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-        let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0);
-        if fd >= 0 {
-            let r = log::write_bounded(fd as i32, data);
-            close(fd as i32);
-            return match r {
-                (_, 0) => Ok(()),
-                (written, errno) => fail(errno, written),
-            };
-        }
-        if fd != -(libc::ENOENT as i64) {
-            return fail(-fd, 0);
+        match raw::open_cwd(&p, flags, 0) {
+            Ok(fd) => {
+                let r = log::write_bounded(fd, data);
+                close(fd);
+                return match r {
+                    (_, 0) => Ok(()),
+                    (written, errno) => fail(errno, written),
+                };
+            }
+            Err(e) if e != libc::ENOENT as i64 => return fail(e, 0),
+            Err(_) => {}
         }
         match create(&p, path, data) {
             Ok(true) => return Ok(()),
@@ -94,57 +94,40 @@ pub(super) fn create(p: &[u8], path: &[u8], data: &[u8]) -> Result<bool, Failed>
     let slash = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
     let mut dir = [0u8; 4200];
     copy_cstr(&mut dir, if slash == 0 { b"/" } else { path.get(..slash).unwrap_or(b"/") });
-    let tfd = raw::syscall(
-        libc::SYS_openat,
-        libc::AT_FDCWD as u64,
-        dir.as_ptr() as u64,
-        (libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC) as u64,
-        0o644,
-    );
-    if tfd >= 0 {
-        let (written, errno) = log::write_bounded(tfd as i32, data);
-        if errno != 0 {
-            close(tfd as i32);
-            return Err(Failed { errno, written });
+    match raw::open_cwd(&dir, libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) {
+        Ok(tfd) => {
+            let (written, errno) = log::write_bounded(tfd, data);
+            if errno != 0 {
+                close(tfd);
+                return Err(Failed { errno, written });
+            }
+            let mut proc_path = [0u8; 40];
+            let mut w = Buf::new(&mut proc_path);
+            w.put(b"/proc/self/fd/").num(tfd as u64).put(b"\0");
+            let r = raw::cstr(&proc_path).and_then(|from| {
+                raw::linkat(libc::AT_FDCWD, from, libc::AT_FDCWD, raw::cstr(p)?, libc::AT_SYMLINK_FOLLOW)
+            });
+            close(tfd);
+            match r {
+                Ok(()) => return Ok(true),
+                Err(e) if e == libc::EEXIST as i64 => return Ok(false),
+                Err(_) => {} // No /proc (a chroot): create it by name below.
+            }
         }
-        let mut proc_path = [0u8; 40];
-        let mut w = Buf::new(&mut proc_path);
-        w.put(b"/proc/self/fd/").num(tfd as u64).put(b"\0");
-        let r = raw::syscall6(
-            libc::SYS_linkat,
-            [
-                libc::AT_FDCWD as u64,
-                proc_path.as_ptr() as u64,
-                libc::AT_FDCWD as u64,
-                p.as_ptr() as u64,
-                libc::AT_SYMLINK_FOLLOW as u64,
-                0,
-            ],
-        );
-        close(tfd as i32);
-        if r == 0 {
-            return Ok(true);
-        }
-        if r == -(libc::EEXIST as i64) {
-            return Ok(false);
-        }
-        // No /proc (a chroot): create it by name below.
-    } else if ![libc::EOPNOTSUPP, libc::EISDIR, libc::EINVAL].iter().any(|&e| tfd == -(e as i64)) {
-        return Err(Failed { errno: -tfd, written: 0 });
+        Err(e) if [libc::EOPNOTSUPP, libc::EISDIR, libc::EINVAL].iter().any(|&n| e == n as i64) => {}
+        Err(e) => return Err(Failed { errno: e, written: 0 }),
     }
     // Without O_TMPFILE: exclusively, and removed again if incomplete.
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_CLOEXEC;
-    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o644);
-    if fd == -(libc::EEXIST as i64) {
-        return Ok(false);
-    }
-    if fd < 0 {
-        return Err(Failed { errno: -fd, written: 0 });
-    }
-    let (written, errno) = log::write_bounded(fd as i32, data);
-    close(fd as i32);
+    let fd = match raw::open_cwd(p, flags, 0o644) {
+        Ok(fd) => fd,
+        Err(e) if e == libc::EEXIST as i64 => return Ok(false),
+        Err(e) => return Err(Failed { errno: e, written: 0 }),
+    };
+    let (written, errno) = log::write_bounded(fd, data);
+    close(fd);
     if errno != 0 {
-        raw::syscall(libc::SYS_unlinkat, libc::AT_FDCWD as u64, p.as_ptr() as u64, 0, 0);
+        let _ = raw::cstr(p).and_then(|p| raw::unlinkat(libc::AT_FDCWD, p, 0));
         return Err(Failed { errno, written });
     }
     Ok(true)
@@ -188,12 +171,11 @@ pub(super) fn lost(s: &Settings, dest: &[u8], data: Option<&[u8]>, f: Failed) {
         .num(stats::start_realtime_ns())
         .put(b".report\0");
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC;
-    let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o600);
-    if fd >= 0 {
-        line.emit_to(fd as i32);
+    if let Ok(fd) = raw::open_cwd(&p, flags, 0o600) {
+        line.emit_to(fd);
         if let Some(d) = data {
-            log::write_bounded(fd as i32, d);
+            log::write_bounded(fd, d);
         }
-        close(fd as i32);
+        close(fd);
     }
 }

@@ -16,7 +16,7 @@ impl Report<'_> {
         let n = self.order(&mut order);
         let (fast, slow, errors, ticks) = self.totals();
         o.str("{\"format\":\"usertrap-report\",\"version\":1,\"pid\":").num(raw::getpid() as u64);
-        o.str(",\"ppid\":").num(raw::syscall(libc::SYS_getppid, 0, 0, 0, 0) as u64);
+        o.str(",\"ppid\":").num(raw::getppid() as u64);
         o.str(",\"command\":\"");
         command(o, true);
         o.str("\",\"backend\":\"").str(backend::name());

@@ -16,6 +16,7 @@
 //! - to stderr: only if descriptor 2 still is the stderr the image started
 //!   with (log::stderr_intact);
 //! - never with SIGPIPE or SIGXFSZ (log::without_write_signals).
+//!
 //! A report that cannot be delivered is said once, in one line, on stderr;
 //! when stderr itself is what failed (closed, replaced, a closed pipe, full),
 //! the line and the report go to a new file $TMPDIR/usertrap.PID.TIME.report
@@ -110,6 +111,8 @@ fn report(how: Exit) {
         Format::Text => r.text(&mut out),
         Format::Json => r.json(&mut out),
     }
-    raw::munmap(base, len);
+    // SAFETY: our mapping from above; `merged` (and `r`, which holds it) are
+    // not used from here on.
+    let _ = unsafe { raw::munmap(base, len) };
     deliver(s, out.data());
 }

@@ -45,22 +45,17 @@ pub(super) fn command(o: &mut Out, json: bool) {
 
 /// /proc/self/comm into `buf`, without its newline (empty if unreadable).
 pub(super) fn read_comm(buf: &mut [u8; 64]) -> &[u8] {
-    let path = b"/proc/self/comm\0";
-    let fd = raw::syscall(
-        libc::SYS_openat,
-        libc::AT_FDCWD as u64,
-        path.as_ptr() as u64,
-        (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-        0,
-    );
-    if fd < 0 {
+    let Ok(fd) = raw::openat(libc::AT_FDCWD, c"/proc/self/comm", libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
         // No /proc (a chroot): the kernel's name through prctl.
-        raw::syscall(libc::SYS_prctl, libc::PR_GET_NAME as u64, buf.as_mut_ptr() as u64, 0, 0);
-        let n = buf.iter().take(16).position(|&b| b == 0).unwrap_or(16);
+        let name = raw::prctl_get_name();
+        let n = name.iter().position(|&b| b == 0).unwrap_or(16);
+        if let Some(d) = buf.get_mut(..n) {
+            d.copy_from_slice(name.get(..n).unwrap_or_default());
+        }
         return buf.get(..n).unwrap_or(&[]);
-    }
-    let n = raw::syscall(libc::SYS_read, fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0).max(0) as usize;
-    close(fd as i32);
+    };
+    let n = raw::read(fd, buf).unwrap_or(0);
+    close(fd);
     let name = buf.get(..n).unwrap_or(&[]);
     name.strip_suffix(b"\n").unwrap_or(name)
 }

@@ -20,7 +20,9 @@ pub(super) const OUT_START: usize = 64 * 1024;
 impl Drop for Out {
     fn drop(&mut self) {
         if self.base != 0 {
-            raw::munmap(self.base, self.cap);
+            // SAFETY: our own mapping; `data()` borrows self, so no slice of
+            // it outlives this.
+            let _ = unsafe { raw::munmap(self.base, self.cap) };
         }
     }
 }
@@ -39,15 +41,14 @@ impl Out {
         }
         if self.len + b.len() > self.cap {
             let want = (self.cap * 2).max((self.len + b.len() + 4095) & !4095);
-            let r = raw::syscall6(
-                libc::SYS_mremap,
-                [self.base, self.cap as u64, want as u64, libc::MREMAP_MAYMOVE as u64, 0, 0],
-            );
-            if (-4095..0).contains(&r) {
+            // SAFETY: our own mapping, no slice of which is alive (`data()`
+            // borrows self); MAYMOVE without FIXED replaces nothing.
+            let r = unsafe { raw::mremap(self.base, self.cap as u64, want as u64, libc::MREMAP_MAYMOVE, 0) };
+            let Ok(new_base) = r else {
                 self.oom = true;
                 return self;
-            }
-            self.base = r as u64;
+            };
+            self.base = new_base;
             self.cap = want;
         }
         // SAFETY: [base, base + cap) is our own read-write mapping and

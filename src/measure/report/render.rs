@@ -11,6 +11,9 @@ use crate::trap::backend;
 
 /// How the process (image) ended.
 #[derive(Clone, Copy)]
+// `ExitGroup` names the syscall exit_group(2), as `LastThread` names exit(2)
+// of the last thread: not a kind of "Exit" with "Group" left over.
+#[allow(clippy::enum_variant_names)]
 pub enum Exit {
     ExitGroup(i32),
     LastThread(i32),
@@ -95,13 +98,13 @@ impl Report<'_> {
                     | libc::O_NONBLOCK
                     | libc::O_NOCTTY
                     | libc::O_CLOEXEC;
-                let fd = raw::syscall(libc::SYS_openat, libc::AT_FDCWD as u64, p.as_ptr() as u64, flags as u64, 0o644);
-                let errno = if fd < 0 {
-                    -fd
-                } else {
-                    let (_, e) = log::write_bounded(fd as i32, line.finished());
-                    close(fd as i32);
-                    e
+                let errno = match raw::open_cwd(&p, flags, 0o644) {
+                    Err(e) => e,
+                    Ok(fd) => {
+                        let (_, e) = log::write_bounded(fd, line.finished());
+                        close(fd);
+                        e
+                    }
                 };
                 if errno != 0 {
                     Line::new()

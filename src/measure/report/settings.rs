@@ -124,41 +124,30 @@ pub fn summary_on() -> bool {
 pub fn check_summary_path(path: &[u8]) -> Result<(), i64> {
     let mut p = [0u8; 4200];
     copy_cstr(&mut p, path);
-    let r = raw::syscall(libc::SYS_faccessat, libc::AT_FDCWD as u64, p.as_ptr() as u64, libc::W_OK as u64, 0);
-    if r == 0 {
-        return match stat_kind(&p) {
-            Some(k) if k == 0o040000 => Err(libc::EISDIR as i64),
-            _ => Ok(()),
-        };
-    }
-    if r != -(libc::ENOENT as i64) {
-        return Err(-r);
+    match raw::cstr(&p).and_then(|c| raw::faccessat(libc::AT_FDCWD, c, libc::W_OK)) {
+        Ok(()) => {
+            return match stat_kind(&p) {
+                Some(0o040000) => Err(libc::EISDIR as i64),
+                _ => Ok(()),
+            };
+        }
+        Err(e) if e != libc::ENOENT as i64 => return Err(e),
+        Err(_) => {}
     }
     let slash = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
     let mut d = [0u8; 4200];
     copy_cstr(&mut d, if slash == 0 { b"/" } else { path.get(..slash).unwrap_or(b"/") });
-    let r = raw::syscall(
-        libc::SYS_faccessat,
-        libc::AT_FDCWD as u64,
-        d.as_ptr() as u64,
-        (libc::W_OK | libc::X_OK) as u64,
-        0,
-    );
-    if r < 0 {
-        return Err(-r);
-    }
-    Ok(())
+    raw::cstr(&d).and_then(|c| raw::faccessat(libc::AT_FDCWD, c, libc::W_OK | libc::X_OK))
 }
 
 /// S_IFMT bits of the file at the NUL-terminated `p`.
 pub(super) fn stat_kind(p: &[u8]) -> Option<u32> {
-    let mut st = [0u64; 18];
-    let r = raw::syscall(libc::SYS_newfstatat, libc::AT_FDCWD as u64, p.as_ptr() as u64, st.as_mut_ptr() as u64, 0);
-    (r == 0).then_some(st[3] as u32 & log::S_IFMT)
+    let st = raw::cstr(p).and_then(|c| raw::newfstatat(libc::AT_FDCWD, c, 0)).ok()?;
+    Some(st.st_mode & log::S_IFMT)
 }
 
 pub(super) fn close(fd: i32) {
-    raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
+    let _ = raw::close(fd);
 }
 
 /// Expand %p (pid), %t (image start, ns since the epoch) and %% in `t`.

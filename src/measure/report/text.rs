@@ -40,7 +40,7 @@ impl Report<'_> {
                 Some(b) => (0, b.errors.get(), 0, 0, 0, 0),
                 None => (0, 0, 0, 0, 0, 0),
             };
-            o.fixed(if total_ns == 0 { 0 } else { tns * 10_000 / total_ns }, 2, 7)
+            o.fixed((tns * 10_000).checked_div(total_ns).unwrap_or(0), 2, 7)
                 .fixed(tns / 1000, 6, 12)
                 .pad_num(f + s, 11)
                 .pad_num(errs, 11)
@@ -48,7 +48,7 @@ impl Report<'_> {
                 .dur(p50, 11)
                 .dur(p99, 11)
                 .dur(max, 11)
-                .fixed(if f + s == 0 { 0 } else { f * 1000 / (f + s) }, 1, 8)
+                .fixed((f * 1000).checked_div(f + s).unwrap_or(0), 1, 8)
                 .str("  ");
             name(o, nr);
             o.str("\n");
@@ -58,7 +58,7 @@ impl Report<'_> {
             .pad_num(fast + slow, 11)
             .pad_num(errors, 11)
             .str("                                            ")
-            .fixed(if fast + slow == 0 { 0 } else { fast * 1000 / (fast + slow) }, 1, 8)
+            .fixed((fast * 1000).checked_div(fast + slow).unwrap_or(0), 1, 8)
             .str("  total\n");
         let mut first = true;
         registry::for_each_unpatched(|site| {

@@ -153,8 +153,8 @@ pub const TRAMP_LEN: usize = 27;
 fn tramp_template() -> &'static [u8] {
     // SAFETY: the two symbols bracket the template in the library's text.
     unsafe {
-        let start = &ut_tramp_template as *const u8;
-        let len = &ut_tramp_template_end as *const u8 as usize - start as usize;
+        let start = &raw const ut_tramp_template;
+        let len = (&raw const ut_tramp_template_end) as usize - start as usize;
         core::slice::from_raw_parts(start, len)
     }
 }
@@ -192,15 +192,13 @@ pub fn trampoline(nr: u32, ret: u64) -> [u8; TRAMP_LEN] {
 
 /// If `rip` is one of the fault-tolerant instructions, where to resume instead.
 pub fn safe_copy_fixup(rip: u64) -> Option<u64> {
-    // SAFETY: addresses of extern statics only.
-    unsafe {
-        if rip == &ut_safe_copy_insn as *const u8 as u64 {
-            Some(&ut_safe_copy_fault as *const u8 as u64)
-        } else if rip == &ut_safe_strnlen_insn as *const u8 as u64 {
-            Some(&ut_safe_strnlen_fault as *const u8 as u64)
-        } else {
-            None
-        }
+    // Addresses of extern statics only (`&raw const` reads nothing).
+    if rip == (&raw const ut_safe_copy_insn) as u64 {
+        Some((&raw const ut_safe_copy_fault) as u64)
+    } else if rip == (&raw const ut_safe_strnlen_insn) as u64 {
+        Some((&raw const ut_safe_strnlen_fault) as u64)
+    } else {
+        None
     }
 }
 

@@ -28,7 +28,8 @@
 //! per-syscall action cache cannot skip it: it runs on every syscall.
 
 use linux_raw_sys::ptrace::{
-    AUDIT_ARCH_X86_64, SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_RET_ALLOW, SECCOMP_RET_TRAP,
+    AUDIT_ARCH_X86_64, BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_K, BPF_LD, BPF_W,
+    SECCOMP_FILTER_FLAG_SPEC_ALLOW, SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_RET_ALLOW, SECCOMP_RET_TRAP,
 };
 
 use super::error::ArmError;
@@ -48,18 +49,17 @@ pub struct SockFilter {
     pub k: u32,
 }
 
-/// `struct sock_fprog`.
-#[repr(C)]
-struct SockFprog {
-    len: u16,
-    filter: *const SockFilter,
-}
+// SAFETY: u16, u8, u8, u32 at offsets 0, 2, 3, 4 (8 bytes, no padding);
+// any bytes are a value.
+unsafe impl raw::Plain for SockFilter {}
 
-// Opcodes (include/uapi/linux/bpf_common.h).
-pub const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
-pub const BPF_JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
-pub const BPF_JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
-pub const BPF_JGT_K: u16 = 0x05 | 0x20; // BPF_JMP | BPF_JGT | BPF_K
+// Opcodes: the classes, sizes, modes and operations of
+// include/uapi/linux/bpf_common.h, combined as the kernel's BPF_STMT and
+// BPF_JUMP macros do (BPF_LD and BPF_W are 0: the load is the default).
+pub const BPF_LD_W_ABS: u16 = (BPF_LD | BPF_W | BPF_ABS) as u16;
+pub const BPF_JEQ_K: u16 = (BPF_JMP | BPF_JEQ | BPF_K) as u16;
+pub const BPF_JGE_K: u16 = (BPF_JMP | BPF_JGE | BPF_K) as u16;
+pub const BPF_JGT_K: u16 = (BPF_JMP | BPF_JGT | BPF_K) as u16;
 pub const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 
 const OFF_NR: u32 = 0;
@@ -93,39 +93,33 @@ pub fn program(gate: u64, len: u64) -> [SockFilter; 9] {
     ]
 }
 
-const PR_SET_NO_NEW_PRIVS: u64 = 38;
-const SECCOMP_SET_MODE_FILTER: u64 = 1;
-
 /// Install the filter on every thread of the process.
 pub fn arm() -> Result<(), ArmError> {
     let prog = program(GATE_ADDR, GATE_LEN);
-    let fprog = SockFprog { len: prog.len() as u16, filter: prog.as_ptr() };
     // SPEC_ALLOW: without it the kernel forces speculation mitigations on the
     // task, a large slowdown for the whole program.
     let flags = (SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_SPEC_ALLOW) as u64;
-    let install =
-        || raw::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const SockFprog as u64, 0);
+    let install = || raw::seccomp_set_mode_filter(flags, &prog);
     // no_new_privs is permanent, inherited and visible to the program: set it
     // only when seccomp(2) requires it (EACCES: no CAP_SYS_ADMIN in the
     // caller's user namespace, and the flag not already set).
     let mut r = install();
-    if r == -(libc::EACCES as i64) {
-        let p = raw::syscall(raw::SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0);
-        if p < 0 {
-            return Err(ArmError { what: "prctl(PR_SET_NO_NEW_PRIVS)", errno: -p, hint: "" });
+    if r == Err(libc::EACCES as i64) {
+        if let Err(e) = raw::prctl_set_no_new_privs() {
+            return Err(ArmError { what: "prctl(PR_SET_NO_NEW_PRIVS)", errno: e, hint: "" });
         }
         r = install();
-        if r == 0 {
+        if r == Ok(0) {
             crate::rt::log::Line::new()
                 .str("the seccomp backend set no_new_privs (seccomp(2) needs it without CAP_SYS_ADMIN): the program and its children see it, and set-user-ID programs they run do not gain privileges")
                 .emit();
         }
     }
-    if r != 0 {
+    if r != Ok(0) {
         return Err(ArmError {
             what: "seccomp(SECCOMP_SET_MODE_FILTER, TSYNC | SPEC_ALLOW)",
-            errno: if r < 0 { -r } else { 0 },
-            hint: if r > 0 {
+            errno: r.err().unwrap_or(0),
+            hint: if r.is_ok() {
                 "another thread runs under a different seccomp filter (TSYNC failed)"
             } else {
                 "the kernel needs CONFIG_SECCOMP_FILTER; try USERTRAP_BACKEND=sud"
@@ -150,7 +144,7 @@ pub fn evaluate(len: usize, insn: impl Fn(usize) -> Option<SockFilter>, nr: u32,
             OFF_ARCH => Some(AUDIT_ARCH_X86_64),
             OFF_IP_LO => Some(ip as u32),
             OFF_IP_HI => Some((ip >> 32) as u32),
-            16..=63 if off % 4 == 0 => Some(0),
+            16..=63 if off.is_multiple_of(4) => Some(0),
             _ => None,
         }
     };
@@ -201,25 +195,19 @@ pub fn evaluate(len: usize, insn: impl Fn(usize) -> Option<SockFilter>, nr: u32,
                     0x00 => a.wrapping_add(src),
                     0x10 => a.wrapping_sub(src),
                     0x20 => a.wrapping_mul(src),
-                    0x30 => {
-                        if src == 0 {
-                            return KILL;
-                        } else {
-                            a / src
-                        }
-                    }
+                    0x30 => match a.checked_div(src) {
+                        Some(v) => v,
+                        None => return KILL,
+                    },
                     0x40 => a | src,
                     0x50 => a & src,
                     0x60 => a.checked_shl(src).unwrap_or(0),
                     0x70 => a.checked_shr(src).unwrap_or(0),
                     0x80 => a.wrapping_neg(),
-                    0x90 => {
-                        if src == 0 {
-                            return KILL;
-                        } else {
-                            a % src
-                        }
-                    }
+                    0x90 => match a.checked_rem(src) {
+                        Some(v) => v,
+                        None => return KILL,
+                    },
                     0xa0 => a ^ src,
                     _ => return KILL,
                 };

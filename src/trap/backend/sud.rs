@@ -8,9 +8,7 @@
 
 use core::sync::atomic::AtomicU8;
 
-use linux_raw_sys::prctl::{
-    PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, PR_SYS_DISPATCH_ON, SYSCALL_DISPATCH_FILTER_BLOCK,
-};
+use linux_raw_sys::prctl::SYSCALL_DISPATCH_FILTER_BLOCK;
 
 use super::error::ArmError;
 use crate::rt::arch::{GATE_ADDR, GATE_LEN};
@@ -26,19 +24,15 @@ pub fn selector_addr() -> u64 {
 /// Does the kernel have Syscall User Dispatch? (Turning it off is harmless
 /// and fails with EINVAL exactly where it is missing.)
 pub fn available() -> bool {
-    raw::syscall6(raw::SYS_prctl, [PR_SET_SYSCALL_USER_DISPATCH as u64, PR_SYS_DISPATCH_OFF as u64, 0, 0, 0, 0]) == 0
+    raw::sud_off().is_ok()
 }
 
 /// Arm dispatch for the calling thread.
 pub fn arm_this_thread() -> Result<(), ArmError> {
-    let r = raw::syscall6(
-        raw::SYS_prctl,
-        [PR_SET_SYSCALL_USER_DISPATCH as u64, PR_SYS_DISPATCH_ON as u64, GATE_ADDR, GATE_LEN, selector_addr(), 0],
-    );
-    if r < 0 {
+    if let Err(e) = raw::sud_on(GATE_ADDR, GATE_LEN, &SELECTOR) {
         return Err(ArmError {
             what: "prctl(PR_SET_SYSCALL_USER_DISPATCH)",
-            errno: -r,
+            errno: e,
             hint: "Syscall User Dispatch needs Linux 5.11 or later built with CONFIG_GENERIC_ENTRY; try USERTRAP_BACKEND=seccomp",
         });
     }
@@ -48,5 +42,5 @@ pub fn arm_this_thread() -> Result<(), ArmError> {
 /// Turn dispatch off for the calling thread (a traced process leaves the
 /// library: emulate::process::stop_intercepting).
 pub fn disarm_this_thread() {
-    raw::syscall6(raw::SYS_prctl, [PR_SET_SYSCALL_USER_DISPATCH as u64, PR_SYS_DISPATCH_OFF as u64, 0, 0, 0, 0]);
+    let _ = raw::sud_off();
 }
