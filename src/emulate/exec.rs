@@ -107,8 +107,8 @@ pub fn exe_path_override() -> Option<&'static [u8]> {
     (!p.is_empty()).then_some(p)
 }
 
-const ENOENT: i64 = 2;
-const ENOEXEC: i64 = 8;
+const ENOENT: i64 = libc::ENOENT as i64;
+const ENOEXEC: i64 = libc::ENOEXEC as i64;
 const F_GETFD: u64 = 1;
 const F_SETFD: u64 = 2;
 const FD_CLOEXEC: i64 = 1;
