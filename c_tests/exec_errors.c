@@ -24,7 +24,10 @@
  *  - scripts: missing interpreter (ENOENT), an interpreter that is a
  *    directory (EACCES), a `#!` line longer than the kernel's buffer with no
  *    newline in it (ENOEXEC), a chain of scripts each the interpreter of the
- *    previous one, deeper than the kernel allows (ELOOP);
+ *    previous one, deeper than the kernel allows (ELOOP), the same with the
+ *    last interpreter missing (ENOENT: opened before the depth is judged),
+ *    `#!` alone or followed by a NUL (an empty interpreter: EACCES), `#!`
+ *    with blanks only (ENOEXEC);
  *  - sizes: one argument of 200 KiB and one environment string of 200 KiB
  *    (longer than MAX_ARG_STRLEN, E2BIG); 8 MiB of arguments in all (more
  *    than the stack limit allows, E2BIG);
@@ -32,7 +35,9 @@
  *    (EINVAL), a closed dirfd with a relative path (EBADF), AT_EMPTY_PATH on
  *    a directory fd (EACCES), fexecve of a `#!` script through an O_CLOEXEC
  *    fd (ENOENT: the interpreter could not open /dev/fd/N), a script by a
- *    relative path under an O_CLOEXEC dirfd (ENOENT likewise);
+ *    relative path under an O_CLOEXEC dirfd (ENOENT likewise), fexecve of
+ *    a `#!` line without interpreter that way (ENOEXEC: the line is read
+ *    first);
  * all from a process with a second thread blocked in read(), which must
  * still be there at the end (a failed exec kills no thread), and with a
  * SIGUSR1 handler that must still be installed.
@@ -173,6 +178,21 @@ int main(void)
             snprintf(text, sizeof text, "#!/bin/sh\necho should not run\n");
         put_text(name, text, 0755);
     }
+    /* deep0.sh's interpreter is deep1.sh, ... deep5.sh's is missing: the
+     * kernel opens (and fails to open) the sixth interpreter before it
+     * would give up with ELOOP. */
+    for (int i = 0; i < 6; i++) {
+        char name[32], text[64];
+        snprintf(name, sizeof name, "deep%d.sh", i);
+        if (i < 5)
+            snprintf(text, sizeof text, "#!./deep%d.sh\n", i + 1);
+        else
+            snprintf(text, sizeof text, "#!./no-such-interpreter\n");
+        put_text(name, text, 0755);
+    }
+    put_file("bang.sh", "#!", 2, 0755);
+    put_file("bangnul.sh", "#!\0/bin/sh\n", 11, 0755);
+    put_text("bangblank.sh", "#!  \t\n", 0755);
     put_text("script.sh", "#!/bin/sh\necho should not run\n", 0755);
     unlink("link-to-self");
     REQUIRE(symlink(g_self, "link-to-self") == 0, "symlink");
@@ -219,6 +239,10 @@ int main(void)
     TRY_EXECVE("script whose interpreter is a directory", "./dirinterp.sh", argv_true, environ);
     TRY_EXECVE("#! line longer than the kernel's buffer", "./longline.sh", argv_true, environ);
     TRY_EXECVE("scripts nested deeper than the kernel allows", "./nest0.sh", argv_true, environ);
+    TRY_EXECVE("too deep, the last interpreter missing", "./deep0.sh", argv_true, environ);
+    TRY_EXECVE("#! alone in a file (empty interpreter)", "./bang.sh", argv_true, environ);
+    TRY_EXECVE("#! then a NUL (empty interpreter)", "./bangnul.sh", argv_true, environ);
+    TRY_EXECVE("#! then blanks only", "./bangblank.sh", argv_true, environ);
 
     say("-- sizes\n");
     {
@@ -277,6 +301,15 @@ int main(void)
         errno = 0;
         int r = fexecve(sfd, argv_true, envp_small);
         show("fexecve of a script through an O_CLOEXEC fd", r, errno);
+        close(sfd);
+    }
+    {
+        /* The line is checked before the script's name is given up on. */
+        int sfd = open("bangblank.sh", O_RDONLY | O_CLOEXEC);
+        REQUIRE(sfd >= 0, "open bangblank.sh");
+        errno = 0;
+        int r = fexecve(sfd, argv_true, envp_small);
+        show("fexecve of a script without interpreter through an O_CLOEXEC fd", r, errno);
         close(sfd);
     }
     {

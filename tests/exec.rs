@@ -54,6 +54,7 @@ per_backend! {
     every_process_writes_its_report,
     static_binary_exec_from_traced_processes,
     busybox_static,
+    many_program_headers,
 }
 
 // ---------------------------------------------------------------------------
@@ -443,6 +444,83 @@ fn static_binary_exec_from_traced_processes(backend: Backend) {
         ctx
     );
     let _ = fs::remove_dir_all(&reports);
+}
+
+/// A copy of the executable `src` at `dst` whose program-header table has
+/// `phnum` entries (real programs have about a dozen): the table moves to
+/// the end of the file, where a new read-only PT_LOAD maps it at the address
+/// the first segment's layout gives that offset (AT_PHDR and the patcher's
+/// reading of the table from the ELF header both find it there); PT_PHDR,
+/// if any, says so; PT_NULL entries fill the rest.
+fn with_many_phdrs(src: &Path, dst: &Path, phnum: usize) {
+    use usertrap_core::elf::{self, Phdr, PF_R, PT_LOAD, PT_NULL, PT_PHDR};
+    const PAGE: u64 = 4096;
+    let mut b = fs::read(src).unwrap();
+    let h = elf::Header::parse(&b).expect("an ELF file");
+    let table = &b[h.phoff as usize..][..h.phdrs_len()];
+    let old: Vec<Phdr> = elf::phdrs(table, h.phentsize.into()).collect();
+    let loads: Vec<&Phdr> = old.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    let base = loads[0].p_vaddr - loads[0].p_offset;
+    let end = loads.iter().map(|p| p.p_vaddr + p.p_memsz - base).max().unwrap().max(b.len() as u64);
+    let off = end.div_ceil(PAGE) * PAGE;
+    let len = (phnum * elf::PHDR_SIZE) as u64;
+    let at =
+        |p: Phdr| Phdr { p_offset: off, p_vaddr: base + off, p_paddr: base + off, p_filesz: len, p_memsz: len, ..p };
+    let last_load = old.iter().rposition(|p| p.p_type == PT_LOAD).unwrap();
+    let mut new = Vec::new();
+    for (i, p) in old.iter().enumerate() {
+        new.push(if p.p_type == PT_PHDR { at(*p) } else { *p });
+        if i == last_load {
+            new.push(at(Phdr { p_type: PT_LOAD, p_flags: PF_R, p_align: PAGE, ..Phdr::default() }));
+        }
+    }
+    new.resize(phnum, Phdr { p_type: PT_NULL, ..Phdr::default() });
+    b.resize(off as usize, 0);
+    for p in &new {
+        for (v, n) in [
+            (u64::from(p.p_type), 4),
+            (u64::from(p.p_flags), 4),
+            (p.p_offset, 8),
+            (p.p_vaddr, 8),
+            (p.p_paddr, 8),
+            (p.p_filesz, 8),
+            (p.p_memsz, 8),
+            (p.p_align, 8),
+        ] {
+            b.extend_from_slice(&v.to_le_bytes()[..n]);
+        }
+    }
+    b[32..40].copy_from_slice(&off.to_le_bytes());
+    b[56..58].copy_from_slice(&(phnum as u16).to_le_bytes());
+    let _ = fs::remove_file(dst);
+    fs::write(dst, &b).unwrap();
+    fs::set_permissions(dst, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Programs with as many program headers as exec accepts (usertrap-core's
+/// elf::MAX_PHNUM, 1170), a static and a dynamic one, exec'd by a traced
+/// sh: the launcher loads them (it once kept only 64 headers and refused
+/// more) and they run as natively; static_hello checks that AT_PHDR's table
+/// holds its code.
+fn many_program_headers(backend: Backend) {
+    let dir = repo_root().join("target/many-phdrs");
+    fs::create_dir_all(&dir).unwrap();
+    let phnum = usertrap_core::elf::MAX_PHNUM;
+    let (st, dy) = (dir.join(format!("static_hello-{backend}")), dir.join(format!("exit_42-{backend}")));
+    with_many_phdrs(&c_test_binary("static_hello"), &st, phnum);
+    with_many_phdrs(&c_test_binary("exit_42"), &dy, phnum);
+    let script = format!(
+        "{} one two; echo \"static_hello exited with $?\"; {}; echo \"exit_42 exited with $?\"",
+        shell_quote(st.as_os_str()),
+        shell_quote(dy.as_os_str())
+    );
+    let case = Case::new("exec-many-phdrs").step(Cmd::sh(&script));
+    let native = compare_native_and_traced(&case, backend);
+    let out = native[0].stdout_text();
+    assert!(
+        out.contains("static_hello exited with 3") && out.contains("exit_42 exited with 42") && !out.contains("FAIL"),
+        "the programs do not run natively:\n{out}"
+    );
 }
 
 /// busybox-static (Debian's busybox-static package, installed by

@@ -40,9 +40,28 @@ fn run_with_reports(cmd: Cmd, backend: Backend, case: &str) -> (Output, Vec<Valu
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON ({}):\n{}", p.display(), e, text));
         assert_eq!(v["format"], "usertrap-report", "{}", p.display());
         assert_eq!(v["version"], 1, "{}", p.display());
+        percentiles_follow_the_rule(&v);
         all.push(v);
     }
     (out, all, dir)
+}
+
+/// Each syscall's percentiles are what usertrap-core's one rule reads off
+/// the report's own histogram (so `usertrap report` gets them back).
+fn percentiles_follow_the_rule(report: &Value) {
+    for s in report["syscalls"].as_array().unwrap() {
+        let hist: Vec<(u64, u64)> = s["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b[1].as_f64().unwrap().ceil() as u64, b[2].as_u64().unwrap()))
+            .collect();
+        for (per_mille, key) in usertrap_core::report::PERCENTILES {
+            let want =
+                usertrap_core::report::percentile(hist.iter().copied(), per_mille, num(s, "min_ns"), num(s, "max_ns"));
+            assert_eq!(num(s, key), want, "{key} of {}", s);
+        }
+    }
 }
 
 fn syscall<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
@@ -58,7 +77,7 @@ fn known_calls(backend: Backend) {
     let dir = scratch_dir("known-calls-own", backend);
     fresh_dir(&dir);
     let own = dir.join("own_ns.txt");
-    let (out, reports, _) = run_with_reports(Cmd::new(&prog).arg(&own), backend, "known-calls");
+    let (out, reports, run_dir) = run_with_reports(Cmd::new(&prog).arg(&own), backend, "known-calls");
     assert!(out.status.success(), "known_calls failed: {}", out.stderr_text());
     assert_eq!(out.stdout_text(), "known calls: done\n");
     assert_eq!(reports.len(), 1, "one process, one report");
@@ -107,6 +126,22 @@ fn known_calls(backend: Backend) {
     let sum: u64 = r["syscalls"].as_array().unwrap().iter().map(|s| num(s, "calls")).sum();
     assert_eq!(num(totals, "calls"), sum);
     assert_eq!(num(totals, "fast_calls") + num(totals, "slow_calls"), sum);
+
+    // `usertrap report` of this one report prints the process's own figures.
+    let files: Vec<PathBuf> = std::fs::read_dir(run_dir.join("reports")).unwrap().map(|e| e.unwrap().path()).collect();
+    let cli = Command::new(repo_root().join("target/release/usertrap"))
+        .args(["report", "--json"])
+        .args(&files)
+        .output()
+        .expect("target/release/usertrap");
+    assert!(cli.status.success(), "usertrap report: {}", String::from_utf8_lossy(&cli.stderr));
+    let agg: Value = serde_json::from_slice(&cli.stdout).expect("usertrap report --json");
+    for s in r["syscalls"].as_array().unwrap() {
+        let m = agg["syscalls"].as_array().unwrap().iter().find(|m| m["name"] == s["name"]).expect("the same syscalls");
+        for key in ["calls", "errors", "total_ns", "min_ns", "max_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns"] {
+            assert_eq!(m[key], s[key], "{key}: `usertrap report` {m} against the process's own {s}");
+        }
+    }
 }
 
 #[test]

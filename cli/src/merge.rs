@@ -199,7 +199,8 @@ fn sort_rows<T>(rows: &mut [T], stats: impl Fn(&T) -> &SyscallStats) {
 
 /// One syscall's entries from several reports, merged: sums, errors by
 /// errno, the merged histogram, exact min/max, percentiles from the merged
-/// histogram (a single entry keeps the percentiles its report gives).
+/// histogram (for a single entry, the ones its report gives: the library
+/// reads them by the same rule off the same buckets).
 pub fn merge_syscall(entries: &[&SyscallStats]) -> SyscallStats {
     let Some(first) = entries.first() else { return SyscallStats::default() };
     let mut m =
@@ -225,15 +226,10 @@ pub fn merge_syscall(entries: &[&SyscallStats]) -> SyscallStats {
     m.min_ns = min.unwrap_or(0);
     let hists: Vec<&[Bucket]> = entries.iter().map(|s| s.histogram.as_slice()).collect();
     m.histogram = merge_histograms(&hists);
-    let reported = (first.p50_ns, first.p90_ns, first.p99_ns, first.p999_ns);
-    if entries.len() == 1 && (m.histogram.is_empty() || reported != (0, 0, 0, 0)) {
-        // One report: its own percentiles, read by the library off the same
-        // histogram in clock ticks (so slightly finer than from ns bounds).
-        (m.p50_ns, m.p90_ns, m.p99_ns, m.p999_ns) = reported;
-    } else {
-        let p = |per_mille| percentile(&m.histogram, per_mille, m.min_ns, m.max_ns);
-        (m.p50_ns, m.p90_ns, m.p99_ns, m.p999_ns) = (p(500), p(900), p(990), p(999));
-    }
+    // Read off the merged histogram by the library's own rule (usertrap-core's
+    // report::percentile), so one report gives back the percentiles it holds.
+    let p = |per_mille| percentile(&m.histogram, per_mille, m.min_ns, m.max_ns);
+    (m.p50_ns, m.p90_ns, m.p99_ns, m.p999_ns) = (p(500), p(900), p(990), p(999));
     m
 }
 

@@ -20,9 +20,11 @@
 //! started the image). The launcher learns what to load from one entry it
 //! removes from the environment before the program sees it:
 //! `USERTRAP_EXEC=<fd>:<seccomp armed 0|1>:<entries in front>:<LD_PRELOAD
-//! prefixed 0|1>:<comm, hex>:<file name as passed>`. The two middle fields let the new
-//! image take our LD_PRELOAD and USERTRAP_* entries back out of its
-//! environment, so the program sees the one it passed (`env -i` stays empty).
+//! prefixed 0|1>:<comm, hex>:<file name as passed>` (usertrap-core's
+//! `exec_control`, which the `usertrap` command writes too). The two middle
+//! fields let the new image take our LD_PRELOAD and USERTRAP_* entries back
+//! out of its environment, so the program sees the one it passed (`env -i`
+//! stays empty).
 //!
 //! Exceptions, each with a one-line note on stderr: a set-user-ID program
 //! runs with the caller's credentials under seccomp (the launcher loads it;
@@ -40,6 +42,8 @@ use crate::rt::log::{Buf, Line};
 use crate::rt::raw;
 use crate::rt::thread::ThreadArea;
 use crate::trap::backend;
+use usertrap_core::exec_control::Control;
+use usertrap_core::sink::{Sink, SliceSink};
 
 /// Environment entries the library carries into exec'd programs (set at start).
 pub struct ExecEnv {
@@ -106,9 +110,6 @@ pub fn exe_path_override() -> Option<&'static [u8]> {
 const ENOENT: i64 = libc::ENOENT as i64;
 const ENOEXEC: i64 = libc::ENOEXEC as i64;
 const FD_CLOEXEC: u64 = libc::FD_CLOEXEC as u64;
-
-/// The control entry's name (see the module doc).
-pub const CONTROL: &[u8] = b"USERTRAP_EXEC=";
 
 #[inline(never)]
 pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
@@ -208,24 +209,22 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     // it loads (the interpreter, for a script).
     let mut comm = [0u8; 16];
     let comm_len = comm_name(if empty { Some(t.fd) } else { None }, execfn.get(..execfn_len).unwrap_or(&[]), &mut comm);
+    // The entry (usertrap-core's exec_control) fits: execfn is shorter than
+    // PATH_MAX, the other fields take under 96 bytes with the NUL.
     let mut control = [0u8; PATH_MAX + 96];
     let execfn_bytes = execfn.get(..execfn_len).unwrap_or(&[]);
-    let armed = backend::is_seccomp() as u64;
     let mut fill_control = |added: Injected| {
-        Buf::new(&mut control)
-            .put(CONTROL)
-            .num(fd)
-            .put(b":")
-            .num(armed)
-            .put(b":")
-            .num(added.leading as u64)
-            .put(b":")
-            .num(added.preload_prefixed as u64)
-            .put(b":")
-            .hex_bytes(comm.get(..comm_len).unwrap_or(&[]))
-            .put(b":")
-            .put(execfn_bytes)
-            .put(b"\0");
+        let entry = Control {
+            fd: fd as u32,
+            seccomp_armed: backend::is_seccomp(),
+            leading: added.leading as u32,
+            preload_prefixed: added.preload_prefixed,
+            comm: comm.get(..comm_len).unwrap_or(&[]),
+            execfn: execfn_bytes,
+        };
+        let mut out = SliceSink::new(&mut control);
+        entry.encode_entry(&mut out);
+        out.put(b"\0");
         control.as_ptr() as u64
     };
     let mut prefix = [0u64; MAX_PREFIX];

@@ -23,8 +23,8 @@
 //! Never: let the launcher's exec go ahead before every error a native exec
 //! would return is known.
 
-use crate::patch::elf::field;
 use crate::rt::raw;
+use usertrap_core::{elf, script};
 
 pub const AT_FDCWD: i64 = -100;
 pub const AT_EMPTY_PATH: u64 = 0x1000;
@@ -51,9 +51,9 @@ const ETXTBSY: i64 = libc::ETXTBSY as i64;
 const EMFILE: i64 = libc::EMFILE as i64;
 
 /// The first bytes the kernel reads to pick a format (BINPRM_BUF_SIZE).
-const HEAD: usize = 256;
+const HEAD: usize = script::HEAD;
 /// Interpreters the kernel follows before it gives up with ELOOP.
-pub const MAX_SCRIPT_LEVELS: usize = 5;
+pub const MAX_SCRIPT_LEVELS: usize = script::MAX_LEVELS;
 pub const PATH_MAX: usize = 4096;
 
 /// Strings prepended to the program's argv (from its second entry on):
@@ -280,7 +280,7 @@ fn resolve_once(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: 
             }
         };
         let head_read = head.get(..n).unwrap_or(&[]);
-        if head_read.starts_with(b"\x7fELF") {
+        if head_read.starts_with(&elf::ELFMAG) {
             let mut iname = [0u8; PATH_MAX];
             let checked = check_elf(fd, &head, &mut iname).and_then(|(elf32, has_interp)| {
                 if has_interp {
@@ -327,25 +327,31 @@ fn resolve_once(dirfd: i64, path: &[u8], nofollow: bool, inaccessible: bool, t: 
             }
         }
         close(fd);
-        if !head_read.starts_with(b"#!") {
-            return Err(ENOEXEC);
-        }
+        // load_script, in its order: the line (ENOEXEC), a script whose
+        // name the interpreter could not open (ENOENT), then the
+        // interpreter's open; an empty name (`#!` alone) fails there (EACCES).
+        let line = script::parse(head_read).map_err(|_| ENOEXEC)?;
         if inaccessible && t.levels == 0 {
             return Err(ENOENT);
         }
-        if t.levels >= MAX_SCRIPT_LEVELS {
-            return Err(ELOOP);
+        if line.interpreter.is_empty() {
+            return Err(EACCES);
         }
         let level = t.levels;
-        let (name, arg) = parse_shebang(&head).ok_or(ENOEXEC)?;
         let (Some(ibuf), Some(abuf), Some(has)) =
             (t.interp.get_mut(level), t.interp_arg.get_mut(level), t.has_arg.get_mut(level))
         else {
+            // One level too deep: the kernel opens this interpreter too
+            // (its errors first), then gives up.
+            let mut name = [0u8; HEAD + 1];
+            copy_cstr(&mut name, line.interpreter);
+            let (ifd, _) = open_exec(AT_FDCWD, &name, false)?;
+            close(ifd);
             return Err(ELOOP);
         };
-        copy_cstr(ibuf, name);
-        *has = arg.is_some();
-        copy_cstr(abuf, arg.unwrap_or(&[]));
+        copy_cstr(ibuf, line.interpreter);
+        *has = line.argument.is_some();
+        copy_cstr(abuf, line.argument.unwrap_or(&[]));
         t.levels += 1;
         cur = [0; PATH_MAX + 1];
         for (d, &b) in cur.iter_mut().zip(ibuf.iter()) {
@@ -363,93 +369,37 @@ fn copy_cstr(dst: &mut [u8; HEAD + 1], s: &[u8]) {
     }
 }
 
-fn spacetab(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-fn terminator(b: u8) -> bool {
-    spacetab(b) || b == 0
-}
-
-/// The interpreter and optional argument of a `#!` line, as
-/// fs/binfmt_script.c reads them from the first HEAD bytes; None: ENOEXEC.
-pub fn parse_shebang(head: &[u8; HEAD]) -> Option<(&[u8], Option<&[u8]>)> {
-    let body = head.get(2..)?;
-    let end = match body.iter().position(|&b| b == b'\n') {
-        Some(i) => i,
-        None => {
-            // No newline: unless a terminator follows the name, the name
-            // may be cut short, which the kernel refuses.
-            let start = body.iter().position(|&b| !spacetab(b))?;
-            body.get(start..)?.iter().position(|&b| terminator(b))?;
-            body.len()
-        }
-    };
-    let mut line = body.get(..end)?;
-    while line.last().is_some_and(|&b| spacetab(b)) {
-        line = line.get(..line.len() - 1)?;
-    }
-    let start = line.iter().position(|&b| !spacetab(b))?;
-    let line = line.get(start..)?;
-    let name_end = line.iter().position(|&b| terminator(b)).unwrap_or(line.len());
-    let name = line.get(..name_end)?;
-    if name.is_empty() {
-        return None;
-    }
-    let mut arg = None;
-    if line.get(name_end).is_some_and(|&b| b != 0) {
-        let rest = line.get(name_end..)?;
-        if let Some(s) = rest.iter().position(|&b| !spacetab(b)) {
-            let a = rest.get(s..)?;
-            let a = a.get(..a.iter().position(|&b| b == 0).unwrap_or(a.len()))?;
-            arg = Some(a);
-        }
-    }
-    let name = name.get(..name.iter().position(|&b| b == 0).unwrap_or(name.len()))?;
-    Some((name, arg))
-}
-
-/// The ELF checks of load_elf_binary: Ok((32-bit x86, has an interpreter)),
-/// the interpreter's name into `interp`.
+/// The ELF checks of load_elf_binary (usertrap-core's `elf::check_exec`
+/// on the head, zero-padded as the kernel's buffer is, then PT_INTERP):
+/// Ok((32-bit x86, has an interpreter)), the interpreter's name into `interp`.
 fn check_elf(fd: i64, head: &[u8; HEAD], interp: &mut [u8; PATH_MAX]) -> Result<(bool, bool), i64> {
-    let u16_at = |o: usize| field(head, o, 2);
-    let class = head.get(4).copied().unwrap_or(0);
-    let machine = u16_at(18);
-    let kind = u16_at(16);
-    if class == 1 && machine == 3 && (kind == 2 || kind == 3) {
-        return Ok((true, false));
-    }
-    if class != 2 || machine != 62 || !(kind == 2 || kind == 3) || u16_at(54) != 56 {
-        return Err(ENOEXEC);
-    }
-    let phnum = u16_at(56);
-    if phnum == 0 || phnum * 56 > 65536 {
-        return Err(ENOEXEC);
-    }
-    let phoff = field(head, 32, 8);
+    let h = match elf::check_exec(head) {
+        Ok(elf::Exec::I386) => return Ok((true, false)),
+        Ok(elf::Exec::X86_64(h)) => h,
+        Err(_) => return Err(ENOEXEC),
+    };
     // The interpreter (PT_INTERP) must exist and be ELF.
-    for i in 0..phnum {
-        let mut ph = [0u8; 56];
-        match raw::pread(fd as i32, &mut ph, phoff + i * 56) {
-            Ok(56) => {}
+    for i in 0..u64::from(h.phnum) {
+        let mut ph = [0u8; elf::PHDR_SIZE];
+        let at = h.phoff.wrapping_add(i * elf::PHDR_SIZE as u64);
+        match raw::pread(fd as i32, &mut ph, at) {
+            Ok(n) if n == elf::PHDR_SIZE => {}
             Ok(_) => return Err(raw::EIO),
             Err(e) => return Err(e),
         }
-        let word = |o: usize| field(&ph, o, 8);
-        if ph.get(..4) != Some(&[3, 0, 0, 0]) {
-            continue; // not PT_INTERP
+        match elf::Phdr::parse(&ph) {
+            Some(p) if p.p_type == elf::PT_INTERP => {
+                let (off, len) = elf::interp_span(&p).map_err(|_| ENOEXEC)?;
+                let mut name = [0u8; PATH_MAX];
+                let r = raw::pread(fd as i32, name.get_mut(..len).unwrap_or_default(), off);
+                if r != Ok(len) || elf::interp_name(name.get(..len).unwrap_or(&[])).is_err() {
+                    return Err(ENOEXEC);
+                }
+                *interp = name;
+                return Ok((false, true));
+            }
+            _ => {}
         }
-        let (off, len) = (word(8), word(32));
-        if !(2..=PATH_MAX as u64).contains(&len) {
-            return Err(ENOEXEC);
-        }
-        let mut name = [0u8; PATH_MAX];
-        let r = raw::pread(fd as i32, name.get_mut(..len as usize).unwrap_or_default(), off);
-        if r != Ok(len as usize) || name.get(len as usize - 1) != Some(&0) {
-            return Err(ENOEXEC);
-        }
-        *interp = name;
-        return Ok((false, true));
     }
     Ok((false, false))
 }
@@ -461,7 +411,7 @@ fn check_interp(name: &[u8; PATH_MAX]) -> Result<(), i64> {
     let n = read_head(ifd, &mut ihead);
     close(ifd);
     let n = n?;
-    if n < 4 || !ihead.starts_with(b"\x7fELF") {
+    if n < 4 || !ihead.starts_with(&elf::ELFMAG) {
         return Err(ELIBBAD);
     }
     Ok(())
@@ -492,30 +442,6 @@ pub const fn name_too_long() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn head(s: &[u8]) -> [u8; HEAD] {
-        let mut h = [0u8; HEAD];
-        h[..s.len()].copy_from_slice(s);
-        h
-    }
-
-    #[test]
-    fn shebang_like_the_kernel() {
-        assert_eq!(parse_shebang(&head(b"#!/bin/sh\n")), Some((&b"/bin/sh"[..], None)));
-        assert_eq!(parse_shebang(&head(b"#! /bin/sh  -e  \nx")), Some((&b"/bin/sh"[..], Some(&b"-e"[..]))));
-        assert_eq!(
-            parse_shebang(&head(b"#!/usr/bin/env python3 -u\n")),
-            Some((&b"/usr/bin/env"[..], Some(&b"python3 -u"[..])))
-        );
-        assert_eq!(parse_shebang(&head(b"#!\n")), None);
-        assert_eq!(parse_shebang(&head(b"#!   \t\n")), None);
-        assert_eq!(parse_shebang(&head(b"#!/bin/sh")), Some((&b"/bin/sh"[..], None)));
-        let long = [b'a'; HEAD];
-        let mut l = long;
-        l[0] = b'#';
-        l[1] = b'!';
-        assert_eq!(parse_shebang(&l), None, "a name cut short by the 256-byte limit");
-    }
 
     #[test]
     fn prefix_order() {

@@ -350,7 +350,7 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
         let names = |l: &mut Line, list: &[i64], mask: u64| {
             for (i, nr) in list.iter().enumerate() {
                 if mask & (1 << i) != 0 {
-                    l.str(" ").str(crate::measure::names::name(*nr as u64).unwrap_or("?"));
+                    l.str(" ").str(usertrap_core::syscalls::name(*nr as u64).unwrap_or("?"));
                 }
             }
         };
@@ -506,7 +506,7 @@ pub fn guard_own_memory(nr: i64, args: [u64; 6]) -> Option<i64> {
     if !touches_own_memory(nr, args) {
         return None;
     }
-    let name = crate::measure::names::name(nr as u64).unwrap_or("?");
+    let name = usertrap_core::syscalls::name(nr as u64).unwrap_or("?");
     let addr = if nr == libc::SYS_shmat { args[1] } else { args[0] };
     let mut line = Line::new();
     let mut hex = [0u8; 18];

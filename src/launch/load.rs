@@ -3,45 +3,21 @@
 //! base plus its address (ET_DYN), file pages private, the tail of the last
 //! file page and the pages after it zero (.bss).
 
-use crate::patch::elf::field;
 use crate::rt::raw;
+use usertrap_core::elf::{self, Header, Phdr, ET_DYN, PF_R, PF_W, PF_X, PT_GNU_EH_FRAME, PT_INTERP, PT_LOAD, PT_PHDR};
 
 const PAGE: u64 = 4096;
-const PT_LOAD: u32 = 1;
-const PT_INTERP: u32 = 3;
-const PT_PHDR: u32 = 6;
-const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
-const ET_EXEC: u16 = 2;
-const ET_DYN: u16 = 3;
-const PF_X: u32 = 1;
-const PF_W: u32 = 2;
-const PF_R: u32 = 4;
-/// Program headers we read (real programs have about a dozen).
-const MAX_PHDRS: usize = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct Phdr {
-    pub p_type: u32,
-    pub p_flags: u32,
-    pub p_offset: u64,
-    pub p_vaddr: u64,
-    pub p_paddr: u64,
-    pub p_filesz: u64,
-    pub p_memsz: u64,
-    pub p_align: u64,
-}
-
-/// An ELF file's headers, read from its descriptor.
+/// An ELF file's headers, read from its descriptor: the program-header
+/// table whole, up to the kernel's limit (elf::MAX_PHNUM, what exec accepts
+/// and the library's exec check lets through).
 pub struct Elf {
     pub fd: i64,
-    kind: u16,
-    entry: u64,
-    phoff: u64,
-    phdrs: [Phdr; MAX_PHDRS],
-    phnum: usize,
+    header: Header,
+    /// The program-header table's bytes (`header.phdrs_len()` of them).
+    phdrs: [u8; elf::MAX_PHDRS_BYTES],
     /// PT_INTERP's path, NUL-terminated, if any.
-    pub interp: [u8; 4096],
+    pub interp: [u8; elf::INTERP_MAX],
     pub has_interp: bool,
     /// `.eh_frame` (address, size) from the section headers, when there is
     /// no PT_GNU_EH_FRAME to find it by (see `patch::elf`).
@@ -64,69 +40,56 @@ fn pread(fd: i64, buf: &mut [u8], off: u64) -> bool {
     raw::pread(fd as i32, buf, off) == Ok(buf.len())
 }
 
-fn word(b: &[u8], o: usize) -> u64 {
-    field(b, o, 8)
-}
-
-fn half(b: &[u8], o: usize) -> u16 {
-    field(b, o, 2) as u16
-}
-
 impl Elf {
+    /// The headers of the ELF file open on `fd`, checked as exec checks
+    /// them (usertrap-core's `elf::check_exec`).
     pub fn read(fd: i64) -> Result<Elf, &'static str> {
-        let mut eh = [0u8; 64];
-        if !pread(fd, &mut eh, 0) || !eh.starts_with(b"\x7fELF") || eh.get(4) != Some(&2) {
-            return Err("not a 64-bit ELF file");
-        }
-        let kind = half(&eh, 16);
-        if half(&eh, 18) != 62 || !(kind == ET_EXEC || kind == ET_DYN) || half(&eh, 54) != 56 {
-            return Err("not an x86-64 executable");
-        }
-        let phnum = half(&eh, 56) as usize;
-        if phnum == 0 || phnum > MAX_PHDRS {
-            return Err("too many program headers");
-        }
+        let mut eh = [0u8; elf::EHDR_SIZE];
+        let n = raw::pread(fd as i32, &mut eh, 0).unwrap_or(0);
+        let header = match elf::check_exec(eh.get(..n).unwrap_or(&[])) {
+            Ok(elf::Exec::X86_64(h)) => h,
+            Ok(elf::Exec::I386) | Err(elf::Error::NotElf | elf::Error::Truncated | elf::Error::Class(_)) => {
+                return Err("not a 64-bit ELF file")
+            }
+            Err(elf::Error::PhNum(_)) => return Err("no program header, or more than the kernel allows"),
+            Err(_) => return Err("not an x86-64 executable"),
+        };
         let mut elf = Elf {
             fd,
-            kind,
-            entry: word(&eh, 24),
-            phoff: word(&eh, 32),
-            phdrs: [Phdr::default(); MAX_PHDRS],
-            phnum,
-            interp: [0; 4096],
+            header,
+            phdrs: [0; elf::MAX_PHDRS_BYTES],
+            interp: [0; elf::INTERP_MAX],
             has_interp: false,
             eh_frame: None,
         };
-        // SAFETY: Phdr is repr(C), 56 bytes of integers with no padding: its
-        // bytes may be written freely, and phnum <= MAX_PHDRS (checked above).
-        let phdr_bytes = unsafe { core::slice::from_raw_parts_mut(elf.phdrs.as_mut_ptr().cast::<u8>(), phnum * 56) };
-        if !pread(fd, phdr_bytes, elf.phoff) {
+        let len = header.phdrs_len();
+        if len > elf.phdrs.len() || !pread(fd, elf.phdrs.get_mut(..len).unwrap_or_default(), header.phoff) {
             return Err("cannot read the program headers");
         }
-        let interp = elf.phdrs().iter().find(|p| p.p_type == PT_INTERP).copied();
+        let interp = elf.phdrs().find(|p| p.p_type == PT_INTERP);
         if let Some(p) = interp {
-            let len = p.p_filesz as usize;
-            if !(2..=4096).contains(&len)
-                || !pread(fd, elf.interp.get_mut(..len).unwrap_or_default(), p.p_offset)
-                || elf.interp.get(len - 1) != Some(&0)
+            let (off, len) = elf::interp_span(&p).map_err(|_| "bad PT_INTERP")?;
+            if !pread(fd, elf.interp.get_mut(..len).unwrap_or_default(), off)
+                || elf::interp_name(elf.interp.get(..len).unwrap_or(&[])).is_err()
             {
                 return Err("bad PT_INTERP");
             }
             elf.has_interp = true;
         }
-        if !elf.phdrs().iter().any(|p| p.p_type == PT_GNU_EH_FRAME) {
-            elf.eh_frame = find_section(fd, &eh, b".eh_frame");
+        if !elf.phdrs().any(|p| p.p_type == PT_GNU_EH_FRAME) {
+            elf.eh_frame = find_section(fd, &header, b".eh_frame");
         }
         Ok(elf)
     }
 
-    fn phdrs(&self) -> &[Phdr] {
-        self.phdrs.get(..self.phnum).unwrap_or(&[])
+    /// The program headers.
+    fn phdrs(&self) -> impl Iterator<Item = Phdr> + '_ {
+        elf::phdrs(self.phdrs.get(..self.header.phdrs_len()).unwrap_or(&[]), elf::PHDR_SIZE)
     }
 
     /// Map every PT_LOAD; the image's load base, entry and program headers.
     pub fn map(&self) -> Result<Image, &'static str> {
-        let loads = || self.phdrs().iter().filter(|p| p.p_type == PT_LOAD);
+        let loads = || self.phdrs().filter(|p| p.p_type == PT_LOAD);
         let lo = loads().map(|p| p.p_vaddr).min().ok_or("no PT_LOAD segment")? & !(PAGE - 1);
         let hi = loads().map(|p| p.p_vaddr.saturating_add(p.p_memsz)).max().unwrap_or(0);
         let hi = hi.checked_add(PAGE - 1).ok_or("bad segment size")? & !(PAGE - 1);
@@ -135,7 +98,7 @@ impl Elf {
         let none = 0;
         let anon_private = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         // Reserve the whole span first, so the segments land together.
-        let bias = if self.kind == ET_DYN {
+        let bias = if self.header.e_type == ET_DYN {
             // SAFETY: not fixed: the kernel picks free address space.
             let r = unsafe { raw::mmap(0, span + align, none, anon_private | libc::MAP_NORESERVE, -1, 0) };
             let Ok(r) = r else {
@@ -163,17 +126,19 @@ impl Elf {
             0
         };
         for p in loads() {
-            self.map_segment(p, bias)?;
+            self.map_segment(&p, bias)?;
         }
-        let phdr = match self.phdrs().iter().find(|p| p.p_type == PT_PHDR) {
+        let phoff = self.header.phoff;
+        let phdr = match self.phdrs().find(|p| p.p_type == PT_PHDR) {
             Some(p) => bias + p.p_vaddr,
             None => loads()
-                .find(|p| p.p_offset <= self.phoff && self.phoff < p.p_offset + p.p_filesz)
-                .map(|p| bias + p.p_vaddr + (self.phoff - p.p_offset))
+                .find(|p| p.p_offset <= phoff && phoff < p.p_offset + p.p_filesz)
+                .map(|p| bias + p.p_vaddr + (phoff - p.p_offset))
                 .unwrap_or(0),
         };
         let eh_frame = self.eh_frame.map(|(addr, size)| (bias + addr, size));
-        Ok(Image { base: bias + lo, entry: bias + self.entry, phdr, phnum: self.phnum as u64, eh_frame })
+        let phnum = u64::from(self.header.phnum);
+        Ok(Image { base: bias + lo, entry: bias + self.header.entry, phdr, phnum, eh_frame })
     }
 
     fn map_segment(&self, p: &Phdr, bias: u64) -> Result<(), &'static str> {
@@ -227,10 +192,10 @@ impl Elf {
 
 /// (sh_addr, sh_size) of the allocated section `name` of the ELF file open
 /// on `fd` whose header is `eh`, read from its section headers.
-fn find_section(fd: i64, eh: &[u8; 64], name: &[u8]) -> Option<(u64, u64)> {
+fn find_section(fd: i64, eh: &Header, name: &[u8]) -> Option<(u64, u64)> {
     const SHF_ALLOC: u64 = 2;
     let (shoff, shentsize, shnum, shstrndx) =
-        (word(eh, 40), half(eh, 58) as u64, half(eh, 60) as u64, half(eh, 62) as u64);
+        (eh.shoff, u64::from(eh.shentsize), u64::from(eh.shnum), u64::from(eh.shstrndx));
     if shoff == 0 || shentsize < 64 || shnum == 0 || shnum > 4096 || shstrndx >= shnum {
         return None;
     }
@@ -238,18 +203,21 @@ fn find_section(fd: i64, eh: &[u8; 64], name: &[u8]) -> Option<(u64, u64)> {
         let mut sh = [0u8; 64];
         pread(fd, &mut sh, shoff + i * shentsize).then_some(sh)
     };
-    let strtab_off = word(&section(shstrndx)?, 24);
+    let strtab_off = elf::u64_at(&section(shstrndx)?, 24);
     for i in 0..shnum {
         let sh = section(i)?;
         let mut sname = [0u8; 16];
-        let name_off = u32::from_le_bytes([sh[0], sh[1], sh[2], sh[3]]) as u64;
+        let name_off = u64::from(elf::u32_at(&sh, 0));
         if name.len() >= sname.len()
             || !pread(fd, sname.get_mut(..name.len() + 1).unwrap_or_default(), strtab_off + name_off)
         {
             continue;
         }
-        if sname.get(..name.len()) == Some(name) && sname.get(name.len()) == Some(&0) && word(&sh, 8) & SHF_ALLOC != 0 {
-            return Some((word(&sh, 16), word(&sh, 32)));
+        if sname.get(..name.len()) == Some(name)
+            && sname.get(name.len()) == Some(&0)
+            && elf::u64_at(&sh, 8) & SHF_ALLOC != 0
+        {
+            return Some((elf::u64_at(&sh, 16), elf::u64_at(&sh, 32)));
         }
     }
     None

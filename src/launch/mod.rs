@@ -30,7 +30,6 @@
 mod load;
 mod stack;
 
-use crate::emulate::exec::CONTROL;
 use crate::emulate::signals;
 use crate::rt::log::{Buf, Line};
 use crate::rt::{raw, thread};
@@ -39,6 +38,7 @@ use crate::start::init::{self, Role, Startup};
 use crate::trap::backend;
 use load::Elf;
 use stack::Initial;
+use usertrap_core::{elf, exec_control};
 
 /// The library's file name, installed beside the launcher.
 const LIBRARY_NAME: &[u8] = b"libusertrap.so";
@@ -67,8 +67,8 @@ struct Control {
     /// one), LD_PRELOAD prefixed.
     leading: usize,
     preload_prefixed: bool,
-    /// The process's name (comm), at most 15 bytes.
-    comm: [u8; 16],
+    /// The process's name (comm), at most 15 bytes, NUL-terminated.
+    comm: [u8; exec_control::COMM_MAX + 1],
     /// AT_EXECFN: the name the program was exec'd by.
     execfn: u64,
 }
@@ -79,42 +79,23 @@ fn cstr_at(p: u64) -> &'static [u8] {
     unsafe { core::ffi::CStr::from_ptr(p as *const core::ffi::c_char).to_bytes() }
 }
 
+/// The first environment entry that is a well-formed control entry
+/// (usertrap-core's `exec_control`, which the library and the `usertrap`
+/// command write).
 fn find_control(initial: &Initial) -> Option<Control> {
     (0..initial.envc()).find_map(|i| {
         let entry = initial.env(i);
-        let s = cstr_at(entry);
-        let rest = s.strip_prefix(CONTROL)?;
-        let mut parts = rest.splitn(6, |&b| b == b':');
-        let fd = parse_num(parts.next()?)?;
-        let armed = parts.next()? == b"1";
-        let leading = parse_num(parts.next()?)? as usize;
-        let prefixed = parts.next()? == b"1";
-        let mut comm = [0u8; 16];
-        from_hex(parts.next()?, &mut comm[..15])?;
-        let name = parts.next()?;
-        let execfn = entry + (s.len() - name.len()) as u64;
-        Some(Control { entry, fd: fd as i64, seccomp_armed: armed, leading, preload_prefixed: prefixed, comm, execfn })
+        let d = exec_control::decode_entry(cstr_at(entry))?;
+        Some(Control {
+            entry,
+            fd: i64::from(d.fd),
+            seccomp_armed: d.seccomp_armed,
+            leading: d.leading as usize,
+            preload_prefixed: d.preload_prefixed,
+            comm: d.comm,
+            execfn: d.execfn.as_ptr() as u64,
+        })
     })
-}
-
-/// The bytes `hex` spells (two digits each) into `out`; how many, or None
-/// if it is not hex.
-fn from_hex(hex: &[u8], out: &mut [u8]) -> Option<usize> {
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut n = 0;
-    for pair in hex.chunks(2) {
-        let (&hi, &lo) = (pair.first()?, pair.get(1)?);
-        *out.get_mut(n)? = digit(hi)? << 4 | digit(lo)?;
-        n += 1;
-    }
-    Some(n)
-}
-
-fn parse_num(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 9 {
-        return None;
-    }
-    s.iter().try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + (b - b'0') as u64))
 }
 
 fn fail(what: &[u8], detail: &str) -> ! {
@@ -257,12 +238,16 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
 /// kernel's AT_PHDR for us): every PT_LOAD but the gate's.
 fn own_image(initial: &Initial) -> (u64, u64) {
     let (phdr, phnum) = (initial.aux(stack::AT_PHDR), initial.aux(stack::AT_PHNUM));
+    let len = (phnum as usize).min(elf::MAX_PHNUM) * elf::PHDR_SIZE;
+    if phdr == 0 {
+        return (0, 0);
+    }
+    // SAFETY: the kernel maps our program headers (AT_PHDR, AT_PHNUM
+    // entries of PHDR_SIZE bytes) for our whole life, and nothing writes them.
+    let table = unsafe { core::slice::from_raw_parts(phdr as *const u8, len) };
     let (mut lo, mut hi) = (u64::MAX, 0);
-    for i in 0..phnum {
-        // SAFETY: the kernel maps our program headers (AT_PHDR, AT_PHNUM
-        // entries of 56 bytes) for our whole life.
-        let p = unsafe { &*((phdr + i * 56) as *const load::Phdr) };
-        if p.p_type == 1 && p.p_vaddr < crate::rt::arch::GATE_ADDR {
+    for p in elf::phdrs(table, elf::PHDR_SIZE) {
+        if p.p_type == elf::PT_LOAD && p.p_vaddr < crate::rt::arch::GATE_ADDR {
             lo = lo.min(p.p_vaddr);
             hi = hi.max(p.p_vaddr + p.p_memsz);
         }

@@ -1,9 +1,8 @@
-//! Measurement: per-thread figures for every intercepted call ([`stats`]),
-//! the syscall names ([`names`]), and the report written at exit ([`report`]).
+//! Measurement: per-thread figures for every intercepted call ([`stats`])
+//! and the report written at exit ([`report`], rendered by usertrap-core).
 //!
 //! Never: change what a call does. Recording must stay integer-only and
 //! allocation-free on the fast path.
 
-pub mod names;
 pub mod report;
 pub mod stats;

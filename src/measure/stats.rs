@@ -18,8 +18,7 @@ use crate::rt::raw;
 use crate::rt::thread::{self, ThreadArea};
 
 pub use crate::rt::figures::{
-    Path, SysStats, ThreadStats, HIST_LEN, I386_BASE, I386_FLAG, MAX_ERRNO, MAX_EXP, MAX_NR, MAX_NR_I386, PER_THREAD,
-    SLOTS, SUB, SUB_BITS,
+    Path, SysStats, ThreadStats, I386_BASE, I386_FLAG, MAX_ERRNO, MAX_NR, MAX_NR_I386, PER_THREAD, SLOTS,
 };
 
 const TABLE_LEN: usize = (core::mem::size_of::<ThreadStats>() + 4095) & !4095;
@@ -115,28 +114,9 @@ pub fn end(b: Option<&SysStats>, result: i64, ticks: u64) {
     }
 }
 
-/// The histogram bucket of a value.
-#[inline(always)]
-pub fn bucket(v: u64) -> usize {
-    if v < SUB as u64 {
-        return v as usize;
-    }
-    let e = (63 - v.leading_zeros()).min(MAX_EXP);
-    let v = v.min((1u64 << (MAX_EXP + 1)) - 1);
-    let sub = ((v >> (e - SUB_BITS)) as usize) & (SUB - 1);
-    SUB + (e - SUB_BITS) as usize * SUB + sub
-}
-
-/// The values bucket `i` holds: [low, high).
-pub fn bucket_bounds(i: usize) -> (u64, u64) {
-    if i < SUB {
-        return (i as u64, i as u64 + 1);
-    }
-    let e = ((i - SUB) / SUB) as u32 + SUB_BITS;
-    let sub = ((i - SUB) % SUB) as u64;
-    let shift = e - SUB_BITS;
-    ((SUB as u64 + sub) << shift, (SUB as u64 + sub + 1) << shift)
-}
+/// The histogram bucket of a value, and the values a bucket holds:
+/// usertrap-core's log-linear scheme, which `usertrap report` reads back.
+pub use usertrap_core::report::{bucket, bucket_bounds};
 
 // --- the clock ---------------------------------------------------------------
 
@@ -360,34 +340,4 @@ pub fn after_fork_in_child() {
         }
     });
     restart_clock();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_cover_values_in_order() {
-        let mut last = 0;
-        for v in [0u64, 1, 15, 16, 17, 31, 32, 33, 100, 1000, 123_456, 1 << 40, u64::MAX] {
-            let b = bucket(v);
-            assert!(b >= last, "bucket of {v} went backwards");
-            assert!(b < HIST_LEN);
-            let (lo, hi) = bucket_bounds(b);
-            if v < (1u64 << (MAX_EXP + 1)) {
-                assert!(lo <= v && v < hi, "{v} not in [{lo}, {hi})");
-            }
-            last = b;
-        }
-    }
-
-    #[test]
-    fn buckets_are_narrow() {
-        for b in SUB..HIST_LEN {
-            let (lo, hi) = bucket_bounds(b);
-            assert!((hi - lo) * 16 <= lo, "bucket {b} [{lo}, {hi}) wider than 1/16");
-            assert_eq!(bucket(lo), b);
-            assert_eq!(bucket(hi - 1), b);
-        }
-    }
 }

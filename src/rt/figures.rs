@@ -23,11 +23,9 @@ pub const MAX_ERRNO: usize = 134;
 
 /// Histogram: values below 16 exactly, then each power of two from 2^4 to
 /// 2^47 split into 16 equal parts (bucket width at most 1/16 of its value,
-/// so a percentile read off it is within about 3%).
-pub const SUB: usize = 16;
-pub const SUB_BITS: u32 = 4;
-pub const MAX_EXP: u32 = 47;
-pub const HIST_LEN: usize = SUB + (MAX_EXP as usize - SUB_BITS as usize + 1) * SUB;
+/// so a percentile read off it is within about 3%): usertrap-core's scheme,
+/// shared with `usertrap report`.
+pub use usertrap_core::report::HIST_LEN;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Path {

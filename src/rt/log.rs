@@ -12,6 +12,8 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::rt::raw;
+use usertrap_core::names::errno_name;
+use usertrap_core::sink::decimal;
 
 /// What identifies an open file: enough to tell whether descriptor 2 still
 /// is the stderr the image started with.
@@ -131,169 +133,6 @@ pub fn write_bounded(fd: i32, data: &[u8]) -> (usize, i64) {
     (done, 0)
 }
 
-/// The errno's symbolic name ("ENOSPC"), or "" if unknown.
-pub fn errno_name(e: i64) -> &'static str {
-    const NAMES: [&str; 134] = [
-        "",
-        "EPERM",
-        "ENOENT",
-        "ESRCH",
-        "EINTR",
-        "EIO",
-        "ENXIO",
-        "E2BIG",
-        "ENOEXEC",
-        "EBADF",
-        "ECHILD",
-        "EAGAIN",
-        "ENOMEM",
-        "EACCES",
-        "EFAULT",
-        "ENOTBLK",
-        "EBUSY",
-        "EEXIST",
-        "EXDEV",
-        "ENODEV",
-        "ENOTDIR",
-        "EISDIR",
-        "EINVAL",
-        "ENFILE",
-        "EMFILE",
-        "ENOTTY",
-        "ETXTBSY",
-        "EFBIG",
-        "ENOSPC",
-        "ESPIPE",
-        "EROFS",
-        "EMLINK",
-        "EPIPE",
-        "EDOM",
-        "ERANGE",
-        "EDEADLK",
-        "ENAMETOOLONG",
-        "ENOLCK",
-        "ENOSYS",
-        "ENOTEMPTY",
-        "ELOOP",
-        "",
-        "ENOMSG",
-        "EIDRM",
-        "ECHRNG",
-        "EL2NSYNC",
-        "EL3HLT",
-        "EL3RST",
-        "ELNRNG",
-        "EUNATCH",
-        "ENOCSI",
-        "EL2HLT",
-        "EBADE",
-        "EBADR",
-        "EXFULL",
-        "ENOANO",
-        "EBADRQC",
-        "EBADSLT",
-        "",
-        "EBFONT",
-        "ENOSTR",
-        "ENODATA",
-        "ETIME",
-        "ENOSR",
-        "ENONET",
-        "ENOPKG",
-        "EREMOTE",
-        "ENOLINK",
-        "EADV",
-        "ESRMNT",
-        "ECOMM",
-        "EPROTO",
-        "EMULTIHOP",
-        "EDOTDOT",
-        "EBADMSG",
-        "EOVERFLOW",
-        "ENOTUNIQ",
-        "EBADFD",
-        "EREMCHG",
-        "ELIBACC",
-        "ELIBBAD",
-        "ELIBSCN",
-        "ELIBMAX",
-        "ELIBEXEC",
-        "EILSEQ",
-        "ERESTART",
-        "ESTRPIPE",
-        "EUSERS",
-        "ENOTSOCK",
-        "EDESTADDRREQ",
-        "EMSGSIZE",
-        "EPROTOTYPE",
-        "ENOPROTOOPT",
-        "EPROTONOSUPPORT",
-        "ESOCKTNOSUPPORT",
-        "EOPNOTSUPP",
-        "EPFNOSUPPORT",
-        "EAFNOSUPPORT",
-        "EADDRINUSE",
-        "EADDRNOTAVAIL",
-        "ENETDOWN",
-        "ENETUNREACH",
-        "ENETRESET",
-        "ECONNABORTED",
-        "ECONNRESET",
-        "ENOBUFS",
-        "EISCONN",
-        "ENOTCONN",
-        "ESHUTDOWN",
-        "ETOOMANYREFS",
-        "ETIMEDOUT",
-        "ECONNREFUSED",
-        "EHOSTDOWN",
-        "EHOSTUNREACH",
-        "EALREADY",
-        "EINPROGRESS",
-        "ESTALE",
-        "EUCLEAN",
-        "ENOTNAM",
-        "ENAVAIL",
-        "EISNAM",
-        "EREMOTEIO",
-        "EDQUOT",
-        "ENOMEDIUM",
-        "EMEDIUMTYPE",
-        "ECANCELED",
-        "ENOKEY",
-        "EKEYEXPIRED",
-        "EKEYREVOKED",
-        "EKEYREJECTED",
-        "EOWNERDEAD",
-        "ENOTRECOVERABLE",
-        "ERFKILL",
-        "EHWPOISON",
-    ];
-    NAMES.get(e as usize).copied().unwrap_or("")
-}
-
-/// `v` in decimal at the start of `out`; returns how many digits.
-pub fn decimal(v: u64, out: &mut [u8; 20]) -> usize {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        if let Some(d) = tmp.get_mut(i) {
-            *d = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
-    }
-    let n = tmp.len() - i;
-    if let (Some(dst), Some(src)) = (out.get_mut(..n), tmp.get(i..)) {
-        dst.copy_from_slice(src);
-    }
-    n
-}
-
 /// Appends bytes to a fixed buffer, dropping what does not fit (never
 /// panics, never allocates). `len` is how much was written.
 pub struct Buf<'a> {
@@ -318,8 +157,7 @@ impl<'a> Buf<'a> {
 
     pub fn num(&mut self, v: u64) -> &mut Self {
         let mut d = [0u8; 20];
-        let n = decimal(v, &mut d);
-        self.put(d.get(..n).unwrap_or(&[]))
+        self.put(decimal(v, &mut d))
     }
 
     /// Each byte as two lowercase hex digits (names that may hold any byte,
@@ -365,8 +203,7 @@ impl Line {
 
     pub fn num(&mut self, v: u64) -> &mut Line {
         let mut digits = [0u8; 20];
-        let n = decimal(v, &mut digits);
-        self.bytes(digits.get(..n).unwrap_or(&[]))
+        self.bytes(decimal(v, &mut digits))
     }
 
     /// Bytes from outside (a setting's value, a path) kept on one line:
@@ -390,8 +227,8 @@ impl Line {
     /// errno as its name ("ENOSPC"), or "errno N".
     pub fn errno(&mut self, e: i64) -> &mut Line {
         match errno_name(e) {
-            "" => self.str("errno ").num(e as u64),
-            n => self.str(n),
+            Some(n) => self.str(n),
+            None => self.str("errno ").num(e as u64),
         }
     }
 

@@ -16,21 +16,10 @@ pub fn is_root() -> bool {
 /// Some(true) for an x86-64 ELF executable without PT_INTERP (statically
 /// linked), Some(false) with one, None if `path` is not a readable ELF64.
 pub fn elf_is_static(path: &Path) -> Option<bool> {
+    use usertrap_core::elf;
     let b = fs::read(path).ok()?;
-    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
-        return None;
-    }
-    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
-    let phoff = u64_at(32)? as usize;
-    let phentsize = u16_at(54)? as usize;
-    let phnum = u16_at(56)? as usize;
-    const PT_INTERP: u32 = 3;
-    for i in 0..phnum {
-        if u32_at(phoff + i * phentsize)? == PT_INTERP {
-            return Some(false);
-        }
-    }
-    Some(true)
+    let h = elf::Header::parse(&b).filter(|h| h.class == elf::ELFCLASS64 && h.data == elf::ELFDATA2LSB)?;
+    let table = b.get(usize::try_from(h.phoff).ok()?..)?;
+    let table = table.get(..h.phdrs_len()).unwrap_or(table);
+    Some(elf::find(table, h.phentsize.into(), elf::PT_INTERP).is_none())
 }

@@ -34,45 +34,17 @@ impl fmt::Display for Status {
     }
 }
 
-pub fn signal_name(sig: i32) -> &'static str {
-    const NAMES: [&str; 32] = [
-        "?",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    match sig {
-        1..=31 => NAMES[sig as usize],
-        _ => "real-time signal",
+/// A signal's name (usertrap-core's: `SIGTERM`, `SIGRT_3`, `signal 99`).
+pub fn signal_name(sig: i32) -> String {
+    struct S(Vec<u8>);
+    impl usertrap_core::sink::Sink for S {
+        fn put(&mut self, b: &[u8]) {
+            self.0.extend_from_slice(b);
+        }
     }
+    let mut s = S(Vec::new());
+    usertrap_core::names::write_signal(&mut s, sig.into());
+    String::from_utf8_lossy(&s.0).into_owned()
 }
 
 #[derive(Clone, Debug)]

@@ -139,7 +139,8 @@ pub const SUB: usize = 1 << SUB_BITS;
 pub const MAX_EXP: u32 = 47;
 pub const HIST_LEN: usize = SUB + (MAX_EXP as usize - SUB_BITS as usize + 1) * SUB;
 
-/// The bucket of value `v`, below HIST_LEN.
+/// The bucket of value `v`, below HIST_LEN (on the library's fast path).
+#[inline]
 pub fn bucket(v: u64) -> usize {
     if v < SUB as u64 {
         return v as usize;
@@ -183,12 +184,13 @@ pub fn rank(n: u64, per_mille: u64) -> u64 {
     u64::try_from(r).unwrap_or(u64::MAX).max(1)
 }
 
-/// The `per_mille` percentile of a histogram given as (value, count) pairs
-/// in ascending order, `value` being what a percentile falling in that
-/// bucket reports (the library: the largest tick the bucket holds; the
-/// command: the bucket's upper bound in ns): the value of the bucket that
-/// holds the rank, kept within the exact [min, max] when `max` is known
-/// (not 0). 0 for an empty histogram.
+/// The `per_mille` percentile of a histogram given as (upper bound, count)
+/// pairs in ascending order: the upper bound of the bucket that holds the
+/// rank, kept within the exact [min, max] when `max` is known (not 0); 0 for
+/// an empty histogram. The one rule: the library applies it to its buckets
+/// in clock ticks and converts the result to ns; the command applies it to
+/// the report's histogram, whose bounds are those ticks converted the same
+/// (monotonic) way, and so gets the same figures back from one report.
 pub fn percentile<I>(buckets: I, per_mille: u64, min: u64, max: u64) -> u64
 where
     I: Iterator<Item = (u64, u64)> + Clone,
@@ -505,6 +507,16 @@ mod tests {
         assert_eq!(bucket_bounds(usize::MAX), bucket_bounds(HIST_LEN - 1));
         assert_eq!(canonical_bucket(1100), (1088, 1152));
         assert_eq!(canonical_bucket(u64::MAX), (1 << 62, (1 << 62) + (1 << 58)));
+    }
+
+    #[test]
+    fn buckets_are_narrow() {
+        for b in SUB..HIST_LEN {
+            let (lo, hi) = bucket_bounds(b);
+            assert!((hi - lo) * 16 <= lo, "bucket {b} [{lo}, {hi}) wider than 1/16");
+            assert_eq!(bucket(lo), b);
+            assert_eq!(bucket(hi - 1), b);
+        }
     }
 
     #[test]

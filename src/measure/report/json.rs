@@ -1,7 +1,8 @@
-//! The report as JSON (docs/report-schema.md).
+//! The report as JSON (docs/report-schema.md; field names and values from
+//! usertrap-core's report schema).
 
 use super::collector::{KILLED, KILLED_MAX, KILLED_N};
-use super::names::{command, errno_name, name, signal_name};
+use super::names::{command, errno_name, name};
 use super::out::Out;
 use super::render::{Exit, Report};
 use crate::measure::stats::{self, I386_BASE, SLOTS};
@@ -9,53 +10,75 @@ use crate::patch::registry;
 use crate::rt::raw;
 use crate::trap::backend;
 use core::sync::atomic::Ordering;
+use usertrap_core::names;
+use usertrap_core::report::{self, how, key};
 
 impl Report<'_> {
     pub(super) fn json(&self, o: &mut Out) {
         let mut order = [0u16; SLOTS];
         let n = self.order(&mut order);
         let (fast, slow, errors, ticks) = self.totals();
-        o.str("{\"format\":\"usertrap-report\",\"version\":1,\"pid\":").num(raw::getpid() as u64);
-        o.str(",\"ppid\":").num(raw::getppid() as u64);
-        o.str(",\"command\":\"");
+        o.str("{").key(true, key::FORMAT).str("\"").str(report::FORMAT).str("\"");
+        o.key(false, key::VERSION).num(report::VERSION);
+        o.key(false, key::PID).num(raw::getpid() as u64);
+        o.key(false, key::PPID).num(raw::getppid() as u64);
+        o.key(false, key::COMMAND).str("\"");
         command(o, true);
-        o.str("\",\"backend\":\"").str(backend::name());
-        o.str("\",\"start_ns\":").num(stats::start_realtime_ns()).str(",\"end_ns\":").num(self.end_real_ns);
-        o.str(",\"clock\":\"").str(if stats::uses_tsc() { "tsc" } else { "monotonic" });
-        o.str("\",\"tsc_hz\":").num(if stats::uses_tsc() { self.hz } else { 0 });
+        o.str("\"").key(false, key::BACKEND).str("\"").str(backend::name()).str("\"");
+        o.key(false, key::START_NS).num(stats::start_realtime_ns());
+        o.key(false, key::END_NS).num(self.end_real_ns);
+        let clock = if stats::uses_tsc() { report::CLOCK_TSC } else { report::CLOCK_MONOTONIC };
+        o.key(false, key::CLOCK).str("\"").str(clock).str("\"");
+        o.key(false, key::TSC_HZ).num(if stats::uses_tsc() { self.hz } else { 0 });
         // SUD traps `int $0x80` too; the seccomp filter lets other arches by.
-        o.str(",\"i386_calls\":\"").str(if backend::is_seccomp() { "not_seen" } else { "counted" }).str("\"");
-        o.str(",\"exit\":{");
-        match self.how {
-            Exit::ExitGroup(s) => o.str("\"how\":\"exit_group\",\"status\":").num(s as u64),
-            Exit::LastThread(s) => o.str("\"how\":\"exit\",\"status\":").num(s as u64),
-            Exit::Signal(sig) => o
-                .str("\"how\":\"signal\",\"signal\":")
-                .num(sig as u64)
-                .str(",\"name\":\"")
-                .str(signal_name(sig))
-                .str("\""),
-            Exit::Exec => o.str("\"how\":\"exec\""),
-            Exit::Traced => o.str("\"how\":\"traced\""),
+        let i386 = if backend::is_seccomp() { report::I386_NOT_SEEN } else { report::I386_COUNTED };
+        o.key(false, key::I386_CALLS).str("\"").str(i386).str("\"");
+        o.key(false, key::EXIT).str("{");
+        let exited = |o: &mut Out, how: &str, status: i32| {
+            o.key(true, key::HOW).str("\"").str(how).str("\"").key(false, key::STATUS).num(status as u64);
         };
-        o.str("},\"totals\":{\"calls\":").num(fast + slow).str(",\"errors\":").num(errors);
-        o.str(",\"total_ns\":").num(self.ns(ticks)).str(",\"fast_calls\":").num(fast).str(",\"slow_calls\":").num(slow);
-        o.str("},\"syscalls\":[");
+        match self.how {
+            Exit::ExitGroup(s) => exited(o, how::EXIT_GROUP, s),
+            Exit::LastThread(s) => exited(o, how::EXIT, s),
+            Exit::Signal(sig) => {
+                o.key(true, key::HOW).str("\"").str(how::SIGNAL).str("\"");
+                o.key(false, key::SIGNAL).num(sig as u64).key(false, key::NAME).str("\"");
+                names::write_signal(o, sig.into());
+                o.str("\"");
+            }
+            Exit::Exec => {
+                o.key(true, key::HOW).str("\"").str(how::EXEC).str("\"");
+            }
+            Exit::Traced => {
+                o.key(true, key::HOW).str("\"").str(how::TRACED).str("\"");
+            }
+        };
+        o.str("}").key(false, key::TOTALS).str("{");
+        o.key(true, key::CALLS).num(fast + slow).key(false, key::ERRORS).num(errors);
+        o.key(false, key::TOTAL_NS).num(self.ns(ticks));
+        o.key(false, key::FAST_CALLS).num(fast).key(false, key::SLOW_CALLS).num(slow);
+        o.str("}").key(false, key::SYSCALLS).str("[");
         for (k, &nr) in order.iter().take(n).enumerate() {
             let nr = nr as usize;
             let (f, s) = self.calls(nr);
             if k > 0 {
                 o.str(",");
             }
-            o.str("{\"name\":\"");
+            o.str("{").key(true, key::NAME).str("\"");
             name(o, nr);
+            o.str("\"");
             match nr.checked_sub(I386_BASE) {
-                Some(n) => o.str("\",\"nr\":").num(n as u64).str(",\"abi\":\"i386\""),
-                None => o.str("\",\"nr\":").num(nr as u64),
+                Some(n) => {
+                    o.key(false, key::NR).num(n as u64).key(false, key::ABI).str("\"").str(report::ABI_I386).str("\"")
+                }
+                None => o.key(false, key::NR).num(nr as u64),
             };
-            o.str(",\"calls\":").num(f + s);
-            let Some(b) = self.block(nr) else { continue };
-            o.str(",\"errors\":").num(b.errors.get()).str(",\"errors_by_errno\":{");
+            o.key(false, key::CALLS).num(f + s);
+            let Some(b) = self.block(nr) else {
+                o.str("}");
+                continue;
+            };
+            o.key(false, key::ERRORS).num(b.errors.get()).key(false, key::ERRORS_BY_ERRNO).str("{");
             let mut first = true;
             for (e, c) in b.errnos.iter().enumerate() {
                 if c.get() != 0 {
@@ -68,12 +91,13 @@ impl Report<'_> {
                     o.str("\":").num(c.get() as u64);
                 }
             }
-            o.str("},\"total_ns\":").num(self.ns(b.total.get()));
-            o.str(",\"min_ns\":").num(self.ns(b.min.get())).str(",\"max_ns\":").num(self.ns(b.max.get()));
-            for (key, q) in [("p50_ns", 500), ("p90_ns", 900), ("p99_ns", 990), ("p999_ns", 999)] {
-                o.str(",\"").str(key).str("\":").num(self.ns(Self::quantile(b, q)));
+            o.str("}").key(false, key::TOTAL_NS).num(self.ns(b.total.get()));
+            o.key(false, key::MIN_NS).num(self.ns(b.min.get())).key(false, key::MAX_NS).num(self.ns(b.max.get()));
+            for (per_mille, field) in report::PERCENTILES {
+                o.key(false, field).num(self.percentile_ns(b, per_mille));
             }
-            o.str(",\"fast_calls\":").num(f).str(",\"slow_calls\":").num(s).str(",\"histogram\":[");
+            o.key(false, key::FAST_CALLS).num(f).key(false, key::SLOW_CALLS).num(s);
+            o.key(false, key::HISTOGRAM).str("[");
             let mut first = true;
             for (i, c) in b.hist.iter().enumerate() {
                 if c.get() != 0 {
@@ -90,30 +114,27 @@ impl Report<'_> {
         o.str("]");
         let killed = KILLED_N.load(Ordering::Relaxed).min(KILLED_MAX);
         if killed != 0 {
-            o.str(",\"killed_children\":[");
+            o.key(false, key::KILLED_CHILDREN).str("[");
             for (k, slot) in KILLED.iter().take(killed).enumerate() {
                 let v = slot.load(Ordering::Relaxed);
                 if k > 0 {
                     o.str(",");
                 }
-                o.str("{\"pid\":").num(v >> 8).str(",\"signal\":").num(v & 0xff).str("}");
+                o.str("{").key(true, key::PID).num(v >> 8).key(false, key::SIGNAL).num(v & 0xff).str("}");
             }
             o.str("]");
         }
-        o.str(",\"unpatched_sites\":[");
+        o.key(false, key::UNPATCHED_SITES).str("[");
         let mut first = true;
         registry::for_each_unpatched(|site| {
             if !first {
                 o.str(",");
             }
             first = false;
-            o.str("{\"address\":\"")
-                .hex(site.key.wrapping_sub(5))
-                .str("\",\"nr\":")
-                .num(site.nr as u64)
-                .str(",\"name\":\"");
+            o.str("{").key(true, key::ADDRESS).str("\"").hex(site.key.wrapping_sub(5)).str("\"");
+            o.key(false, key::NR).num(site.nr as u64).key(false, key::NAME).str("\"");
             name(o, site.nr as usize);
-            o.str("\",\"reason\":\"").json_str(site.reason.as_bytes()).str("\"}");
+            o.str("\"").key(false, key::REASON).str("\"").json_str(site.reason.as_bytes()).str("\"}");
         });
         o.str("]}\n");
     }

@@ -30,9 +30,10 @@
 //! or descriptors). A report that cannot be sent is never written anywhere
 //! else: the collector names every process that greeted and did not report.
 //!
-//! Files, each importing only those listed before it: out.rs (the formatter),
-//! settings.rs, names.rs, collector.rs, render.rs (figures and summary),
-//! text.rs, json.rs, deliver.rs; this file: when the report is written.
+//! Files, each importing only those listed before it: out.rs (the buffer,
+//! a usertrap-core Sink), settings.rs, names.rs, collector.rs, render.rs
+//! (figures, percentiles and summary), text.rs and json.rs (usertrap-core's
+//! table and schema), deliver.rs; this file: when the report is written.
 
 pub mod collector;
 pub mod deliver;

@@ -1,35 +1,28 @@
-//! Names in the report: syscalls (x86-64 and i386), signals, errnos, the
-//! command.
+//! Names in the report: syscalls (x86-64 and i386) and errnos, spelled by
+//! usertrap-core; the command.
 //! Never: anything but naming.
 
 use super::out::Out;
 use super::settings::close;
-use crate::measure::names as syscall_names;
 use crate::measure::stats::{I386_BASE, MAX_NR};
-use crate::rt::log;
 use crate::rt::raw;
+use usertrap_core::names;
+use usertrap_core::report::{self, Name};
 
+/// The name of the figures' slot `nr` (measure::stats): an x86-64 number,
+/// `other` for the numbers kept together, or an i386 number.
+pub(super) fn slot_name(nr: usize) -> Name<'static> {
+    match nr.checked_sub(I386_BASE) {
+        Some(n) => Name::Number { nr: n as u64, i386: true },
+        None if nr >= MAX_NR => Name::Text(b"other"),
+        None => Name::Number { nr: nr as u64, i386: false },
+    }
+}
+
+/// Writes the slot's name (usertrap-core's spelling: `read`, `i386:read`,
+/// `syscall_N`).
 pub(super) fn name(o: &mut Out, nr: usize) {
-    if let Some(n) = nr.checked_sub(I386_BASE) {
-        // `int $0x80`: i386 numbers, names and arguments.
-        o.str("i386:");
-        match syscall_names::name_i386(n as u64) {
-            Some(name) => o.str(name),
-            None => o.str("syscall_").num(n as u64),
-        };
-        return;
-    }
-    match syscall_names::name(nr as u64) {
-        Some(n) if nr < MAX_NR => {
-            o.str(n);
-        }
-        _ if nr >= MAX_NR => {
-            o.str("other");
-        }
-        _ => {
-            o.str("syscall_").num(nr as u64);
-        }
-    }
+    report::write_name(o, &slot_name(nr));
 }
 
 /// The process's name, /proc/self/comm.
@@ -60,47 +53,8 @@ pub(super) fn read_comm(buf: &mut [u8; 64]) -> &[u8] {
     name.strip_suffix(b"\n").unwrap_or(name)
 }
 
-pub(super) fn signal_name(sig: i32) -> &'static str {
-    const NAMES: [&str; 32] = [
-        "signal 0",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    NAMES.get(sig as usize).copied().unwrap_or("a real-time signal")
-}
-
+/// An errno's name for `errors_by_errno` (index 0: any errno from
+/// MAX_ERRNO on, E_OTHER).
 pub(super) fn errno_name(o: &mut Out, e: usize) {
-    match log::errno_name(e as i64) {
-        "" => o.str("E_OTHER"),
-        n => o.str(n),
-    };
+    o.str(names::errno_name(e as i64).unwrap_or(names::ERRNO_OTHER));
 }

@@ -3,11 +3,12 @@
 //! Never: choose where it goes (deliver.rs does).
 
 use super::settings::{close, copy_cstr, cstr, Settings, Summary};
-use crate::measure::stats::{self, SysStats, HIST_LEN, SLOTS};
+use crate::measure::stats::{self, SysStats, SLOTS};
 use crate::patch::registry;
 use crate::rt::log::{self, Line};
 use crate::rt::raw;
 use crate::trap::backend;
+use usertrap_core::report;
 
 /// How the process (image) ended.
 #[derive(Clone, Copy)]
@@ -140,22 +141,14 @@ impl Report<'_> {
         n
     }
 
-    /// The q-th quantile (q in thousandths) of a histogram, in ticks: the
-    /// upper bound of the bucket holding that rank, kept within [min, max].
-    pub(super) fn quantile(b: &SysStats, q: u64) -> u64 {
-        let n = b.timed.get();
-        if n == 0 {
-            return 0;
-        }
-        let rank = (n * q).div_ceil(1000).max(1);
-        let mut seen = 0u64;
-        for (i, c) in b.hist.iter().enumerate().take(HIST_LEN) {
-            seen += c.get() as u64;
-            if seen >= rank {
-                let (_, hi) = stats::bucket_bounds(i);
-                return (hi - 1).clamp(b.min.get(), b.max.get());
-            }
-        }
-        b.max.get()
+    /// The `per_mille` percentile of a syscall's latencies, in ns, by
+    /// usertrap-core's rule (report::percentile): the upper bound of the
+    /// histogram bucket holding that rank, kept within [min, max]. Read off
+    /// the ticks and converted, it is what `usertrap report` reads off the
+    /// JSON histogram (whose bounds are these ticks converted the same way).
+    pub(super) fn percentile_ns(&self, b: &SysStats, per_mille: u64) -> u64 {
+        let buckets = b.hist.iter().enumerate().map(|(i, c)| (stats::bucket_bounds(i).1, u64::from(c.get())));
+        let (min, max) = if b.timed.get() == 0 { (0, 0) } else { (b.min.get(), b.max.get()) };
+        self.ns(report::percentile(buckets, per_mille, min, max))
     }
 }
