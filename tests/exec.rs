@@ -55,6 +55,7 @@ per_backend! {
     static_binary_exec_from_traced_processes,
     busybox_static,
     many_program_headers,
+    noexec_mount,
 }
 
 // ---------------------------------------------------------------------------
@@ -521,6 +522,39 @@ fn many_program_headers(backend: Backend) {
         out.contains("static_hello exited with 3") && out.contains("exit_42 exited with 42") && !out.contains("FAIL"),
         "the programs do not run natively:\n{out}"
     );
+}
+
+/// A program on a `noexec` mount (a tmpfs mounted for the test, as root):
+/// exec fails with EACCES natively, and must under the library too (the
+/// exec check refuses it before the launcher is exec'd), the shell going on.
+fn noexec_mount(backend: Backend) {
+    // Not under the case's own directory, which the comparison recreates.
+    let mnt = scratch_dir("exec-noexec-mount", backend);
+    fresh_dir(&mnt);
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "noexec,size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        println!("SKIPPED: cannot mount a tmpfs here (needs root and a mount namespace that allows it)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let prog = mnt.join("exit_42");
+    fs::copy(c_test_binary("exit_42"), &prog).unwrap();
+    let script =
+        format!("{p}; echo \"exec gave $?\"; {p} && echo ran; echo still here", p = shell_quote(prog.as_os_str()));
+    let case = Case::new("exec-noexec").step(Cmd::sh(&script));
+    let native = compare_native_and_traced(&case, backend);
+    let out = native[0].stdout_text();
+    assert!(out.contains("exec gave 126") && out.contains("still here"), "natively:\n{out}");
 }
 
 /// busybox-static (Debian's busybox-static package, installed by

@@ -220,11 +220,9 @@ fn check_kind(mode: u32, nofollow: bool) -> Result<(), i64> {
 fn check_inode(pfd: i64, nofollow: bool) -> Result<u32, i64> {
     let st = raw::newfstatat(pfd as i32, c"", AT_EMPTY_PATH as i32)?;
     check_kind(st.st_mode, nofollow)?;
-    // NOTE: this looks at f_frsize (the 10th field), where the check has
-    // always looked; f_flags (ST_NOEXEC) is the 11th. Kept as it was by a
-    // change that must not alter behaviour; to be fixed with a test on a
-    // noexec mount.
-    if raw::fstatfs(pfd as i32).is_ok_and(|fs| fs.f_frsize as u64 & ST_NOEXEC != 0) {
+    // A noexec mount (path_noexec in fs/exec.c). faccessat2(X_OK) below
+    // says EACCES there too; this names the reason first, as exec does.
+    if raw::fstatfs(pfd as i32).is_ok_and(|fs| fs.f_flags as u64 & ST_NOEXEC != 0) {
         return Err(EACCES);
     }
     let r = raw::faccessat2(pfd as i32, c"", libc::X_OK, (AT_EMPTY_PATH | AT_EACCESS) as i32);

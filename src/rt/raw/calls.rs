@@ -174,7 +174,7 @@ unsafe trait ZeroValid {}
 // SAFETY: integers and arrays of integers (x86-64 `struct stat`).
 unsafe impl ZeroValid for libc::stat {}
 // SAFETY: integers, arrays of integers and an fsid struct of integers.
-unsafe impl ZeroValid for libc::statfs {}
+unsafe impl ZeroValid for linux_raw_sys::general::statfs {}
 // SAFETY: integers and an ipc_perm struct of integers.
 unsafe impl ZeroValid for libc::shmid_ds {}
 
@@ -196,9 +196,10 @@ pub fn newfstatat(dirfd: i32, path: &CStr, flags: i32) -> Result<libc::stat, i64
     Ok(st)
 }
 
-/// fstatfs(2).
-pub fn fstatfs(fd: i32) -> Result<libc::statfs, i64> {
-    let mut st: libc::statfs = zeroed();
+/// fstatfs(2). The kernel's struct statfs (linux-raw-sys): libc's hides
+/// f_flags (ST_NOEXEC and the other mount flags) in its spare words.
+pub fn fstatfs(fd: i32) -> Result<linux_raw_sys::general::statfs, i64> {
+    let mut st: linux_raw_sys::general::statfs = zeroed();
     // SAFETY: the kernel writes one struct statfs into `st`.
     unit(unsafe { syscall(libc::SYS_fstatfs, fd as u64, (&raw mut st) as u64, 0, 0) })?;
     Ok(st)
