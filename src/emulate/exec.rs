@@ -769,14 +769,14 @@ mod tests {
         let mut injected = None;
         let mut fill = |i: Injected| {
             injected = Some(i);
-            b"USERTRAP_EXEC=control\0".as_ptr() as u64
+            c"USERTRAP_EXEC=control".as_ptr() as u64
         };
         let mut seen = (Vec::new(), Vec::new());
         let first: Option<&mut dyn FnMut(Injected) -> u64> = if with_first { Some(&mut fill) } else { None };
         let r = with_our_environment(envp, first, |new| {
             seen.0 = read_array(new);
-            // SAFETY: as in read_array.
             let n = seen.0.len();
+            // SAFETY: as in read_array: `n` entries before its NULL.
             seen.1 = (0..n).map(|i| unsafe { *(new as *const u64).add(i) }).collect();
             0
         });

@@ -105,11 +105,11 @@ mod tests {
             // SAFETY: a zeroed sigset_t is valid; sigaddset writes within it.
             let word = unsafe {
                 let mut set: libc::sigset_t = core::mem::zeroed();
-                if libc::sigaddset(&mut set, sig) != 0 {
+                if libc::sigaddset(&raw mut set, sig) != 0 {
                     assert!(sig == 32 || sig == 33, "glibc refused signal {sig}");
                     continue;
                 }
-                *(&set as *const libc::sigset_t as *const u64)
+                *(&raw const set).cast::<u64>()
             };
             assert_eq!(bit(sig), word, "signal {sig}");
         }
@@ -133,7 +133,7 @@ mod tests {
                 known: true,
             };
         }
-        let p: *mut SigTable = &mut t;
+        let p: *mut SigTable = &raw mut t;
         assert_eq!(action_of(p, 10).act.handler, 0x1000 + 10);
         assert_eq!(action_of(p, 64).act.mask, 1 << 63);
         // Out of range reads clamp to the last entry instead of overrunning.

@@ -496,8 +496,7 @@ mod tests {
     #[test]
     fn program_mask_splits_owned_from_the_kernels() {
         let a = test_area();
-        let mut uc = Ucontext::default();
-        uc.uc_sigmask = bit(libc::SIGTERM);
+        let mut uc = Ucontext { uc_sigmask: bit(libc::SIGTERM), ..Default::default() };
         // A held-back SIGSEGV the new mask still blocks stays held back (its
         // re-raise is a syscall this test does not make).
         a.deferred.set(bit(SIGSEGV));

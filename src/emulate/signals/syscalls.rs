@@ -330,14 +330,13 @@ mod tests {
     #[test]
     fn sigprocmask_against_the_program_view() {
         let a = test_area();
-        let mut uc = Ucontext::default();
-        uc.uc_sigmask = USR1;
+        let mut uc = Ucontext { uc_sigmask: USR1, ..Default::default() };
         a.app_blocked_owned.set(SYS);
         let mut old: u64 = 0;
         let set: u64 = SYS | USR2;
         let args = |how: i64, set: u64, old: u64, size: u64| [how as u64, set, old, size, 0, 0];
-        let p = |v: &u64| v as *const u64 as u64;
-        let pm = |v: &mut u64| v as *mut u64 as u64;
+        let p = |v: &u64| core::ptr::from_ref(v) as u64;
+        let pm = |v: &mut u64| core::ptr::from_mut(v) as u64;
 
         // The old mask is the program's view, owned signals included.
         assert_eq!(rt_sigprocmask(&a, &mut uc, args(1, p(&set), pm(&mut old), 8)), 0);
@@ -368,7 +367,7 @@ mod tests {
     #[test]
     fn temp_mask_where_each_call_keeps_it() {
         let mask: u64 = USR1 | SYS;
-        let m = &mask as *const u64 as u64;
+        let m = (&raw const mask) as u64;
         // rt_sigsuspend(mask, size), ppoll(.., mask, size), epoll_pwait(.., mask, size).
         assert_eq!(temp_mask_arg(&[m, 8, 0, 0, 0, 0], SIGSUSPEND_MASK), Some(mask));
         assert_eq!(temp_mask_arg(&[0, 0, 0, m, 8, 0], PPOLL_MASK), Some(mask));
@@ -391,17 +390,17 @@ mod tests {
     fn sigaltstack_old_value_and_eperm() {
         let a = test_area();
         let mut old = StackT::default();
-        let old_ptr = &mut old as *mut StackT as u64;
+        let old_ptr = (&raw mut old) as u64;
         // None set: SS_DISABLE.
         assert_eq!(sigaltstack(&a, 0x1234, [0, old_ptr, 0, 0, 0, 0]), 0);
         assert!(old == StackT { ss_sp: 0, ss_flags: SS_DISABLE, _pad: 0, ss_size: 0 });
         let new = StackT { ss_sp: 0x10000, ss_flags: 0, _pad: 0, ss_size: 0x4000 };
-        assert_eq!(sigaltstack(&a, 0x1234, [&new as *const StackT as u64, 0, 0, 0, 0, 0]), 0);
+        assert_eq!(sigaltstack(&a, 0x1234, [(&raw const new) as u64, 0, 0, 0, 0, 0]), 0);
         // Off it: flags 0; on it: SS_ONSTACK, and no change allowed (EPERM).
         assert_eq!(sigaltstack(&a, 0x1234, [0, old_ptr, 0, 0, 0, 0]), 0);
         assert!(old == new);
         let other = StackT { ss_sp: 0x90000, ..new };
-        let other_ptr = &other as *const StackT as u64;
+        let other_ptr = (&raw const other) as u64;
         assert_eq!(sigaltstack(&a, 0x12000, [other_ptr, old_ptr, 0, 0, 0, 0]), -raw::EPERM);
         assert!(old == new, "on an error the old value is not written (the kernel's sigaltstack)");
         assert!(a.app_altstack.get() == new);
@@ -409,7 +408,7 @@ mod tests {
         assert!(old == StackT { ss_flags: SS_ONSTACK, ..new });
         // SS_AUTODISARM is reported back; such a stack never counts as in use.
         let auto = StackT { ss_flags: SS_AUTODISARM, ..new };
-        assert_eq!(sigaltstack(&a, 0x1234, [&auto as *const StackT as u64, 0, 0, 0, 0, 0]), 0);
+        assert_eq!(sigaltstack(&a, 0x1234, [(&raw const auto) as u64, 0, 0, 0, 0, 0]), 0);
         assert_eq!(sigaltstack(&a, 0x12000, [0, old_ptr, 0, 0, 0, 0]), 0);
         assert!(old == auto);
     }
@@ -421,7 +420,7 @@ mod tests {
         super::super::state::defer(&a, libc::SIGSEGV, &held);
         let set: u64 = bit(libc::SIGSEGV) | USR1;
         let mut info = Siginfo::default();
-        let args = [&set as *const u64 as u64, &mut info as *mut Siginfo as u64, 0, 8, 0, 0];
+        let args = [(&raw const set) as u64, (&raw mut info) as u64, 0, 8, 0, 0];
         assert_eq!(rt_sigtimedwait(&a, args), libc::SIGSEGV as i64);
         assert_eq!((info.si_signo, info.si_code, info.addr), (libc::SIGSEGV, 2, 0xdead));
         assert_eq!(a.deferred.get(), 0, "taken: no longer pending");
