@@ -554,7 +554,7 @@ fn with_our_environment(
     // A TSC frequency this process measured well spares the new image its
     // own calibration (unless the settings already carry one).
     let mut hz_entry = [0u8; 40];
-    let hz_len = tsc_hz_entry(settings, &mut hz_entry);
+    let hz_len = tsc_hz_entry(settings, crate::measure::stats::settled_hz(), &mut hz_entry);
     let needed = 1 + count + 1 + n_settings + 1 + 1;
 
     let mut on_stack = [0u64; ENV_ON_STACK];
@@ -672,11 +672,11 @@ fn matching_setting(p: u64, settings: &[u8]) -> Option<usize> {
 }
 
 /// "USERTRAP_TSC_HZ=<hz>\0" into `buf` if this process knows the frequency
-/// and `settings` do not already carry one; its length (0: none).
-fn tsc_hz_entry(settings: &[u8], buf: &mut [u8; 40]) -> usize {
+/// (`hz`, 0: not known) and `settings` do not already carry one; its length
+/// (0: none).
+fn tsc_hz_entry(settings: &[u8], hz: u64, buf: &mut [u8; 40]) -> usize {
     const KEY: &[u8] = b"USERTRAP_TSC_HZ=";
     let carried = settings.split(|&b| b == 0).any(|e| e.starts_with(KEY));
-    let hz = crate::measure::stats::settled_hz();
     if carried || hz == 0 {
         return 0;
     }
@@ -712,4 +712,244 @@ pub fn readlink(nr: i64, args: [u64; 6]) -> Option<i64> {
         Ok(()) => len as i64,
         Err(e) => -e,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+    use std::sync::Mutex;
+
+    /// NUL-terminated copies of `entries` and a NULL-terminated array of
+    /// pointers to them, as a program passes argv or envp.
+    struct Strings {
+        _owned: Vec<Vec<u8>>,
+        ptrs: Vec<u64>,
+    }
+
+    impl Strings {
+        fn new(entries: &[&[u8]]) -> Strings {
+            let owned: Vec<Vec<u8>> = entries.iter().map(|e| [*e, b"\0"].concat()).collect();
+            let mut ptrs: Vec<u64> = owned.iter().map(|o| o.as_ptr() as u64).collect();
+            ptrs.push(0);
+            Strings { _owned: owned, ptrs }
+        }
+        fn array(&self) -> u64 {
+            self.ptrs.as_ptr() as u64
+        }
+        fn at(&self, i: usize) -> u64 {
+            self.ptrs[i]
+        }
+    }
+
+    /// The strings of a NULL-terminated array of pointers.
+    fn read_array(array: u64) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        // SAFETY: arrays built by the code under test from our own strings,
+        // NULL-terminated, alive for the duration of the callback.
+        unsafe {
+            let mut p = array as *const u64;
+            while *p != 0 {
+                out.push(CStr::from_ptr(*p as *const core::ffi::c_char).to_bytes().to_vec());
+                p = p.add(1);
+            }
+        }
+        out
+    }
+
+    fn strs(v: &[Vec<u8>]) -> Vec<String> {
+        v.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+    }
+
+    const LIB: &[u8] = b"/opt/ut/libusertrap.so";
+    const SETTINGS: &[u8] = b"USERTRAP_OUTPUT=/tmp/r.%p\0USERTRAP_FORMAT=json\0";
+
+    /// EXEC_ENV is one static: the tests that set and read it take turns.
+    static EXEC_ENV_TURN: Mutex<()> = Mutex::new(());
+
+    /// with_our_environment on `envp`, with this library at LIB and
+    /// SETTINGS as the process's settings: the new environment, what was
+    /// injected, and its pointers.
+    fn our_environment(envp: u64, with_first: bool) -> (Vec<String>, Injected, Vec<u64>) {
+        let _turn = EXEC_ENV_TURN.lock().unwrap_or_else(|e| e.into_inner());
+        set_exec_env(|env| {
+            env.preload_entry = [0; 4096];
+            Buf::new(&mut env.preload_entry).put(LD_PRELOAD).put(LIB).put(b"\0");
+            env.path_len = LIB.len();
+            env.settings = [0; 4096];
+            env.settings_len = Buf::new(&mut env.settings).put(SETTINGS).len;
+        });
+        let mut injected = None;
+        let mut fill = |i: Injected| {
+            injected = Some(i);
+            c"USERTRAP_EXEC=control".as_ptr() as u64
+        };
+        let mut seen = (Vec::new(), Vec::new());
+        let first: Option<&mut dyn FnMut(Injected) -> u64> = if with_first { Some(&mut fill) } else { None };
+        let r = with_our_environment(envp, first, |new| {
+            seen.0 = read_array(new);
+            let n = seen.0.len();
+            // SAFETY: as in read_array: `n` entries before its NULL.
+            seen.1 = (0..n).map(|i| unsafe { *(new as *const u64).add(i) }).collect();
+            0
+        });
+        assert_eq!(r, 0);
+        let strings = strs(&seen.0);
+        (strings, injected.unwrap_or_default(), seen.1)
+    }
+
+    const OURS: &str = "LD_PRELOAD=/opt/ut/libusertrap.so";
+    const OUTPUT: &str = "USERTRAP_OUTPUT=/tmp/r.%p";
+    const FORMAT: &str = "USERTRAP_FORMAT=json";
+
+    #[test]
+    fn ours_go_in_front_of_the_programs_in_order() {
+        let env = Strings::new(&[b"B=2", b"A=1", b"PATH=/bin"]);
+        let (got, injected, _) = our_environment(env.array(), true);
+        assert_eq!(got, ["USERTRAP_EXEC=control", OURS, OUTPUT, FORMAT, "B=2", "A=1", "PATH=/bin"]);
+        assert_eq!((injected.leading, injected.preload_prefixed), (3, false));
+        // Without a control entry, and a NULL envp (an empty environment).
+        let (got, _, _) = our_environment(0, false);
+        assert_eq!(got, [OURS, OUTPUT, FORMAT]);
+        let empty = Strings::new(&[]);
+        let (got, injected, _) = our_environment(empty.array(), true);
+        assert_eq!(got, ["USERTRAP_EXEC=control", OURS, OUTPUT, FORMAT]);
+        assert_eq!(injected.leading, 3);
+    }
+
+    #[test]
+    fn a_preload_naming_others_gets_ours_in_front_in_place() {
+        let env = Strings::new(&[b"A=1", b"LD_PRELOAD=/x/a.so /x/b.so", b"B=2"]);
+        let (got, injected, _) = our_environment(env.array(), true);
+        let rewritten = "LD_PRELOAD=/opt/ut/libusertrap.so:/x/a.so /x/b.so";
+        assert_eq!(got, ["USERTRAP_EXEC=control", OUTPUT, FORMAT, "A=1", rewritten, "B=2"]);
+        assert_eq!((injected.leading, injected.preload_prefixed), (2, true));
+    }
+
+    #[test]
+    fn a_preload_naming_us_is_kept_as_it_is() {
+        let env = Strings::new(&[b"LD_PRELOAD=/x/a.so:/opt/ut/libusertrap.so", b"A=1"]);
+        let (got, injected, ptrs) = our_environment(env.array(), false);
+        assert_eq!(got, [OUTPUT, FORMAT, "LD_PRELOAD=/x/a.so:/opt/ut/libusertrap.so", "A=1"]);
+        assert_eq!(ptrs[2], env.at(0), "the program's own string");
+        assert_eq!((injected.leading, injected.preload_prefixed), (0, false));
+    }
+
+    #[test]
+    fn a_preload_too_long_to_rewrite_gets_ours_last() {
+        let long = [b"LD_PRELOAD=".as_slice(), &[b'a'; PRELOAD_MAX + 1]].concat();
+        let env = Strings::new(&[&long, b"A=1"]);
+        let (got, injected, ptrs) = our_environment(env.array(), true);
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[..3], ["USERTRAP_EXEC=control", OUTPUT, FORMAT]);
+        assert_eq!(ptrs[3], env.at(0));
+        assert_eq!(got[4..], ["A=1", OURS], "the loader takes the last LD_PRELOAD");
+        assert_eq!((injected.leading, injected.preload_prefixed), (2, false));
+    }
+
+    #[test]
+    fn settings_are_not_repeated_and_ours_win() {
+        // FORMAT word for word: the program's stays where it is and ours is
+        // not added; OUTPUT with another value: ours replaces it.
+        let env = Strings::new(&[b"USERTRAP_OUTPUT=/elsewhere", b"A=1", b"USERTRAP_FORMAT=json"]);
+        let (got, injected, ptrs) = our_environment(env.array(), true);
+        assert_eq!(got, ["USERTRAP_EXEC=control", OURS, OUTPUT, "A=1", FORMAT]);
+        assert_eq!(ptrs[4], env.at(2));
+        assert_eq!(injected.leading, 2);
+    }
+
+    #[test]
+    fn preload_names() {
+        let ours = b"/lib/libusertrap.so";
+        assert!(names_us(b"/lib/libusertrap.so", ours));
+        assert!(names_us(b"/a.so:/lib/libusertrap.so", ours));
+        // ld.so(8): the list is separated by colons or spaces.
+        assert!(names_us(b"/a.so /lib/libusertrap.so /b.so", ours));
+        assert!(names_us(b"::/lib/libusertrap.so::", ours));
+        assert!(!names_us(b"/lib/libusertrap.so.1", ours));
+        assert!(!names_us(b"/other/lib/libusertrap.so", ours));
+        assert!(!names_us(b"", ours));
+    }
+
+    #[test]
+    fn settings_match_word_for_word() {
+        let s = Strings::new(&[b"USERTRAP_FORMAT=json", b"USERTRAP_FORMAT=text", b"USERTRAP_FORMAT", b""]);
+        assert_eq!(matching_setting(s.at(0), SETTINGS), Some(1));
+        assert_eq!(matching_setting(s.at(1), SETTINGS), None);
+        assert_eq!(matching_setting(s.at(2), SETTINGS), None, "a prefix is not the setting");
+        assert_eq!(matching_setting(s.at(3), SETTINGS), None, "nor is the end of the list");
+        let o = Strings::new(&[b"USERTRAP_OUTPUT=/tmp/r.%p"]);
+        assert_eq!(matching_setting(o.at(0), SETTINGS), Some(0));
+    }
+
+    #[test]
+    fn tsc_frequency_entry() {
+        let mut buf = [0u8; 40];
+        let n = tsc_hz_entry(SETTINGS, 2_400_000_000, &mut buf);
+        assert_eq!(&buf[..n], b"USERTRAP_TSC_HZ=2400000000\0");
+        assert_eq!(tsc_hz_entry(SETTINGS, 0, &mut buf), 0, "not known");
+        let carried = b"USERTRAP_FORMAT=json\0USERTRAP_TSC_HZ=1000\0";
+        assert_eq!(tsc_hz_entry(carried, 2_400_000_000, &mut buf), 0, "the settings carry one");
+        let n = tsc_hz_entry(b"", u64::MAX, &mut buf);
+        assert_eq!(&buf[..n], b"USERTRAP_TSC_HZ=18446744073709551615\0");
+    }
+
+    #[test]
+    fn comm_is_the_last_component_cut_to_15_bytes() {
+        let comm = |execfn: &[u8]| {
+            let mut out = [0xffu8; 16];
+            let n = comm_name(None, execfn, &mut out);
+            assert_eq!(out[15], 0xff, "the 16th byte is the kernel's NUL, never written");
+            out[..n].to_vec()
+        };
+        // __set_task_comm(kbasename(filename)): TASK_COMM_LEN is 16 with the NUL.
+        assert_eq!(comm(b"/usr/bin/python3"), b"python3");
+        assert_eq!(comm(b"prog"), b"prog");
+        assert_eq!(comm(b"./a-very-long-program-name"), b"a-very-long-pro");
+        assert_eq!(comm(b"/dev/fd/3/x"), b"x");
+        assert_eq!(comm(b"/dev/fd/3"), b"3");
+        assert_eq!(comm(b"dir/"), b"");
+    }
+
+    #[test]
+    fn user_arrays_are_counted_to_their_null() {
+        assert_eq!(count_user_array(0), Ok(0), "a NULL array is empty");
+        assert_eq!(count_user_array(Strings::new(&[]).array()), Ok(0));
+        assert_eq!(count_user_array(Strings::new(&[b"a", b"", b"c"]).array()), Ok(3));
+    }
+
+    #[test]
+    fn a_scripts_interpreters_take_argv0s_place() {
+        // binfmt_script: argv[0] goes; interpreter, its argument and the
+        // script's name come first, then argv[1..].
+        let argv = Strings::new(&[b"./script", b"one", b"two"]);
+        let prefix = Strings::new(&[b"/bin/sh", b"-e", b"./script"]);
+        let mut got = Vec::new();
+        let r = with_argv(argv.array(), &prefix.ptrs[..3], |new| {
+            got = strs(&read_array(new));
+            7
+        });
+        assert_eq!(r, 7);
+        assert_eq!(got, ["/bin/sh", "-e", "./script", "one", "two"]);
+        // No prefix: the program's own array, untouched.
+        assert_eq!(with_argv(argv.array(), &[], |new| new as i64), argv.array() as i64);
+        // An empty argv: just the prefix.
+        let none = Strings::new(&[]);
+        with_argv(none.array(), &prefix.ptrs[..3], |new| {
+            got = strs(&read_array(new));
+            0
+        });
+        assert_eq!(got, ["/bin/sh", "-e", "./script"]);
+    }
+
+    #[test]
+    fn valgrind_tool_by_its_launcher_variable() {
+        let yes = Strings::new(&[b"A=1", b"VALGRIND_LAUNCHER=/usr/bin/valgrind"]);
+        assert!(starts_valgrind_tool(yes.array()));
+        assert!(starts_valgrind_tool(Strings::new(&[b"VALGRIND_LAUNCHER="]).array()));
+        assert!(!starts_valgrind_tool(Strings::new(&[b"VALGRIND_LAUNCHER"]).array()));
+        assert!(!starts_valgrind_tool(Strings::new(&[b"XVALGRIND_LAUNCHER=/x"]).array()));
+        assert!(!starts_valgrind_tool(Strings::new(&[b"VALGRIND_LIB=/x"]).array()));
+        assert!(!starts_valgrind_tool(0));
+    }
 }

@@ -91,3 +91,58 @@ pub fn copy_table(from: *mut SigTable, to: &mut SigTable) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_is_the_kernels_sigset_bit() {
+        // The kernel's sigaddset(): signal n is bit n-1 of the first word.
+        // glibc's sigaddset on a sigset_t says the same (it refuses its
+        // internal 32 and 33).
+        for sig in 1..=64 {
+            // SAFETY: a zeroed sigset_t is valid; sigaddset writes within it.
+            let word = unsafe {
+                let mut set: libc::sigset_t = core::mem::zeroed();
+                if libc::sigaddset(&raw mut set, sig) != 0 {
+                    assert!(sig == 32 || sig == 33, "glibc refused signal {sig}");
+                    continue;
+                }
+                *(&raw const set).cast::<u64>()
+            };
+            assert_eq!(bit(sig), word, "signal {sig}");
+        }
+        assert_eq!(bit(1), 1);
+        assert_eq!(bit(64), 1 << 63);
+    }
+
+    #[test]
+    fn owned_are_sigill_sigsegv_sigsys_only() {
+        let owned: Vec<i32> = (1..=64).filter(|&s| OWNED & bit(s) != 0).collect();
+        assert_eq!(owned, vec![libc::SIGILL, libc::SIGSEGV, libc::SIGSYS]);
+        assert_eq!((SIGILL, SIGSEGV, SIGSYS), (4, 11, 31));
+    }
+
+    #[test]
+    fn table_entries_by_signal() {
+        let mut t = SigTable::new();
+        for sig in 1..=64u64 {
+            t.actions[sig as usize] = AppAction {
+                act: KernelSigaction { handler: 0x1000 + sig, flags: sig, restorer: 0, mask: bit(sig as i32) },
+                known: true,
+            };
+        }
+        let p: *mut SigTable = &raw mut t;
+        assert_eq!(action_of(p, 10).act.handler, 0x1000 + 10);
+        assert_eq!(action_of(p, 64).act.mask, 1 << 63);
+        // Out of range reads clamp to the last entry instead of overrunning.
+        assert_eq!(action_of(p, 200).act.handler, 0x1000 + 64);
+        let mut copy = SigTable::new();
+        copy_table(p, &mut copy);
+        for sig in 1..=64 {
+            assert!(copy.actions[sig].act == t.actions[sig].act && copy.actions[sig].known, "signal {sig}");
+        }
+        assert!(!copy.actions[0].known, "entry 0 is no signal and is not copied");
+    }
+}

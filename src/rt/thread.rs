@@ -560,3 +560,44 @@ pub fn after_fork_in_child(a: &ThreadArea) {
     a.owner_tid.store(raw::gettid(), Ordering::Relaxed);
     LIVE_THREADS.store(1, Ordering::Relaxed);
 }
+
+/// A zeroed area on the heap for unit tests (all-zero bytes are a valid
+/// `ThreadArea`, as for a fresh mapping): no owner, no table, no stacks.
+#[cfg(test)]
+pub(crate) fn test_area() -> Box<ThreadArea> {
+    // SAFETY: see map_new_area; the box is sized and aligned for the type.
+    unsafe { Box::<ThreadArea>::new_zeroed().assume_init() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_insert_and_remove() {
+        let b = Bits(AtomicU64::new(0));
+        b.insert(0b0110);
+        b.insert(0b0011);
+        assert_eq!(b.get(), 0b0111);
+        // remove says which of the asked bits were set (a pending signal
+        // taken once, not twice).
+        assert_eq!(b.remove(0b1100), 0b0100);
+        assert_eq!(b.get(), 0b0011);
+        assert_eq!(b.remove(0b1100), 0);
+        b.set(u64::MAX);
+        assert_eq!(b.remove(1 << 63), 1 << 63);
+        assert_eq!(b.get(), u64::MAX >> 1);
+    }
+
+    #[test]
+    fn own_stack_bounds() {
+        let a = test_area();
+        a.altstack.set(StackT { ss_sp: 0x10000, ss_flags: SS_AUTODISARM, _pad: 0, ss_size: 0x4000 });
+        // Stacks grow down: the top (sp + size) is on it, the base is not.
+        assert!(!a.on_own_stack(0x10000));
+        assert!(a.on_own_stack(0x10001));
+        assert!(a.on_own_stack(0x14000));
+        assert!(!a.on_own_stack(0x14001));
+        assert!(!a.on_own_stack(0));
+    }
+}

@@ -40,7 +40,6 @@ use crate::rt::thread;
 use crate::rt::thread::{Postponed, ThreadArea, SS_AUTODISARM};
 
 const SA_ONSTACK: u64 = libc::SA_ONSTACK as u32 as u64;
-const SA_NODEFER: u64 = libc::SA_NODEFER as u32 as u64;
 const SA_RESTORER: u64 = 0x0400_0000;
 const SS_DISABLE: i32 = libc::SS_DISABLE;
 const SIGKILL_STOP: u64 = bit(libc::SIGKILL) | bit(libc::SIGSTOP);
@@ -51,16 +50,6 @@ const RED_ZONE: u64 = 128;
 
 /// The alternate stack as `sas_ss_reset` leaves it (disarmed or disabled).
 pub const NO_STACK: StackT = StackT { ss_sp: 0, ss_flags: SS_DISABLE, _pad: 0, ss_size: 0 };
-
-/// The mask a handler runs with: `base`, plus its sa_mask, plus the signal
-/// itself unless SA_NODEFER (the program's view: owned signals included).
-fn handler_mask(sig: i32, app: &KernelSigaction, base: u64) -> u64 {
-    let mut m = base | app.mask;
-    if app.flags & SA_NODEFER == 0 {
-        m |= bit(sig);
-    }
-    m & !SIGKILL_STOP
-}
 
 /// Run the program's handler for `sig` (not SIG_DFL/SIG_IGN), arriving with
 /// `uc` as the interrupted state: entered after our handler returns, or
@@ -428,4 +417,63 @@ pub fn entered_from_program(area: &ThreadArea, uc: &Ucontext) -> bool {
     area.program_uc.set(0);
     area.draining.set(false);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::thread::test_area;
+
+    const USR1: u64 = bit(libc::SIGUSR1);
+
+    #[test]
+    fn the_kernel_never_holds_an_owned_signal_in_sa_mask() {
+        for handler in [SIG_DFL, SIG_IGN, 0x4000] {
+            let app = KernelSigaction { handler, flags: 0, restorer: 0, mask: OWNED | USR1 };
+            assert_eq!(kernel_action_for(libc::SIGUSR2, &app).mask, USR1, "handler {handler:#x}");
+        }
+    }
+
+    #[test]
+    fn a_program_handler_is_wrapped_by_ours() {
+        let flags = SA_RESTART | SA_NODEFER | SA_RESETHAND;
+        let app = KernelSigaction { handler: 0x4000, flags, restorer: 0x5000, mask: USR1 };
+        let k = kernel_action_for(libc::SIGUSR2, &app);
+        assert_eq!(k.handler, on_program_signal as *const () as u64);
+        // Its own flags kept (the kernel applies them: restart, defer,
+        // reset), ours added: siginfo, our stack, the gate's restorer.
+        assert_eq!(k.flags, flags | SA_SIGINFO | SA_ONSTACK | SA_RESTORER);
+        assert_eq!(k.restorer, arch::GATE_RESTORER);
+        assert_eq!(k.mask, USR1);
+    }
+
+    #[test]
+    fn defaults_the_kernel_keeps_and_those_we_watch() {
+        // SIG_IGN, and SIG_DFL of a signal that does not end the process:
+        // the kernel's own, unchanged.
+        let ign = KernelSigaction { handler: SIG_IGN, flags: SA_RESTART, restorer: 0, mask: 0 };
+        assert!(kernel_action_for(libc::SIGTERM, &ign) == ign);
+        let dfl = KernelSigaction { handler: SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+        for sig in [libc::SIGCHLD, libc::SIGCONT, libc::SIGWINCH, libc::SIGURG, libc::SIGTSTP] {
+            assert!(kernel_action_for(sig, &dfl) == dfl, "signal {sig}");
+        }
+        // SIG_DFL of a fatal signal: ours runs first (to write the report).
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, 40] {
+            let k = kernel_action_for(sig, &dfl);
+            assert_eq!(k.handler, on_program_signal as *const () as u64, "signal {sig}");
+            assert_eq!(k.flags, SA_SIGINFO | SA_ONSTACK | SA_RESTORER);
+        }
+    }
+
+    #[test]
+    fn postponed_signals_as_a_mask() {
+        let a = test_area();
+        assert_eq!(postponed_signals(&a), 0);
+        for (i, sig) in [libc::SIGUSR1, libc::SIGALRM, libc::SIGUSR1].into_iter().enumerate() {
+            a.postponed[i].set(Postponed { sig, ..Default::default() });
+        }
+        a.postponed[3].set(Postponed { sig: libc::SIGTERM, ..Default::default() });
+        a.postponed_len.set(3);
+        assert_eq!(postponed_signals(&a), USR1 | bit(libc::SIGALRM), "only the first postponed_len count");
+    }
 }

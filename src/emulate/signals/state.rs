@@ -225,19 +225,26 @@ pub(crate) fn program_action_of(area: &ThreadArea, sig: i32) -> KernelSigaction 
     action_of(area.sigtable.get(), sig).act
 }
 
+/// The mask a handler runs with (the kernel's signal_delivered()): `base`,
+/// plus its sa_mask, plus the signal itself unless SA_NODEFER; never SIGKILL
+/// or SIGSTOP (the program's view: owned signals included).
+pub(super) fn handler_mask(sig: i32, app: &KernelSigaction, base: u64) -> u64 {
+    let mut m = base | app.mask;
+    if app.flags & SA_NODEFER == 0 {
+        m |= bit(sig);
+    }
+    m & !UNBLOCKABLE
+}
+
 /// Call the program's handler right here, on the current stack, and return:
 /// for the few cases that cannot be entered through a frame of their own
 /// (delivery.rs): a fault of the library's own code, the program's own
 /// seccomp trap of a syscall the slow path re-issued, no room to postpone.
 pub(crate) fn run_handler_here(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
     reset_hand_if_asked(sig, app, area);
-    // The mask while the handler runs: sa_mask, plus the signal itself unless
-    // SA_NODEFER. Owned signals only in the program's view.
-    let mut add = app.mask;
-    if app.flags & SA_NODEFER == 0 {
-        add |= bit(sig);
-    }
-    raw::sigprocmask(libc::SIG_SETMASK, Some(uc.uc_sigmask | (add & !OWNED & !UNBLOCKABLE)));
+    // The mask while the handler runs; owned signals only in the program's view.
+    let add = handler_mask(sig, app, 0);
+    raw::sigprocmask(libc::SIG_SETMASK, Some(uc.uc_sigmask | (add & !OWNED)));
     let mut info = *info;
     invoke_in_program_view(app.handler, app.flags, add & OWNED, sig, &mut info, uc, area);
 }
@@ -383,4 +390,166 @@ pub fn masks_forbidden() -> bool {
 /// The program's seccomp filter forbids rt_sigprocmask (emulate::process).
 pub fn forbid_masks() {
     MASKS_FORBIDDEN.store(true, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::thread::test_area;
+
+    const USR1: u64 = bit(libc::SIGUSR1);
+
+    fn action(flags: u64, mask: u64) -> KernelSigaction {
+        KernelSigaction { handler: 0x4000, flags, restorer: 0, mask }
+    }
+
+    #[test]
+    fn owned_signals() {
+        for sig in -1..=66 {
+            let expected = matches!(sig, 4 | 11 | 31); // SIGILL, SIGSEGV, SIGSYS
+            assert_eq!(owned(sig), expected, "signal {sig}");
+        }
+        assert_eq!(OWNED_SIGNALS.map(bit).iter().fold(0, |m, b| m | b), OWNED);
+    }
+
+    #[test]
+    fn fatal_by_default_follows_signal_7() {
+        // signal(7)'s default actions, numbered for x86-64: Term or Core
+        // end the process; Ign, Stop and Cont do not. Real-time signals
+        // (32..=64) terminate.
+        let ends: &[i32] = &[
+            1,  // SIGHUP Term
+            2,  // SIGINT Term
+            3,  // SIGQUIT Core
+            4,  // SIGILL Core
+            5,  // SIGTRAP Core
+            6,  // SIGABRT Core
+            7,  // SIGBUS Core
+            8,  // SIGFPE Core
+            9,  // SIGKILL Term
+            10, // SIGUSR1 Term
+            11, // SIGSEGV Core
+            12, // SIGUSR2 Term
+            13, // SIGPIPE Term
+            14, // SIGALRM Term
+            15, // SIGTERM Term
+            16, // SIGSTKFLT Term
+            24, // SIGXCPU Core
+            25, // SIGXFSZ Core
+            26, // SIGVTALRM Term
+            27, // SIGPROF Term
+            29, // SIGIO Term
+            30, // SIGPWR Term
+            31, // SIGSYS Core
+        ];
+        // 17 SIGCHLD Ign, 18 SIGCONT Cont, 19 SIGSTOP, 20 SIGTSTP, 21 SIGTTIN,
+        // 22 SIGTTOU Stop, 23 SIGURG Ign, 28 SIGWINCH Ign.
+        for sig in 1..=64 {
+            let native = ends.contains(&sig) || sig >= 32;
+            // Not counted: the owned signals (the library handles their
+            // default itself), SIGKILL (never caught) and glibc's internal
+            // 32 and 33 (never left at SIG_DFL by a glibc program).
+            let excluded = owned(sig) || sig == SIGKILL || sig == 32 || sig == 33;
+            assert_eq!(fatal_by_default(sig), native && !excluded, "signal {sig}");
+        }
+        assert!(!fatal_by_default(0) && !fatal_by_default(65));
+    }
+
+    #[test]
+    fn on_stack_like_on_sig_stack() {
+        let ss = StackT { ss_sp: 0x7000_0000, ss_flags: 0, _pad: 0, ss_size: 0x2000 };
+        // Stacks grow down: sp == ss_sp is below the stack (full), sp ==
+        // ss_sp + size is its empty top.
+        assert!(!on_stack(&ss, 0x7000_0000));
+        assert!(on_stack(&ss, 0x7000_0001));
+        assert!(on_stack(&ss, 0x7000_2000));
+        assert!(!on_stack(&ss, 0x7000_2001));
+        assert!(!on_stack(&ss, 0x6fff_ffff));
+        // SS_AUTODISARM: never counted as in use; none set: never on it.
+        assert!(!on_stack(&StackT { ss_flags: SS_AUTODISARM, ..ss }, 0x7000_1000));
+        assert!(!on_stack(&StackT { ss_size: 0, ..ss }, 0x7000_0000));
+        assert!(!on_stack(&StackT::default(), 1));
+    }
+
+    #[test]
+    fn handler_mask_as_signal_delivered() {
+        let base = bit(libc::SIGINT);
+        // The signal itself is blocked while its handler runs...
+        assert_eq!(handler_mask(libc::SIGUSR1, &action(SA_SIGINFO, 0), base), base | USR1);
+        // ...unless SA_NODEFER; sa_mask is added either way.
+        let sa_mask = bit(libc::SIGTERM) | bit(libc::SIGHUP);
+        assert_eq!(handler_mask(libc::SIGUSR1, &action(SA_NODEFER, sa_mask), base), base | sa_mask);
+        assert_eq!(handler_mask(libc::SIGUSR1, &action(0, sa_mask), 0), sa_mask | USR1);
+        // Owned signals stay in (the program's view); SIGKILL and SIGSTOP
+        // are never blocked, whoever asks.
+        let owned_handler = handler_mask(SIGSEGV, &action(0, bit(SIGSYS)), 0);
+        assert_eq!(owned_handler, bit(SIGSEGV) | bit(SIGSYS));
+        assert_eq!(handler_mask(libc::SIGUSR1, &action(SA_NODEFER, UNBLOCKABLE), UNBLOCKABLE), 0);
+        assert_eq!(handler_mask(libc::SIGUSR1, &action(0, !0), 0), !UNBLOCKABLE);
+    }
+
+    #[test]
+    fn program_mask_splits_owned_from_the_kernels() {
+        let a = test_area();
+        let mut uc = Ucontext { uc_sigmask: bit(libc::SIGTERM), ..Default::default() };
+        // A held-back SIGSEGV the new mask still blocks stays held back (its
+        // re-raise is a syscall this test does not make).
+        a.deferred.set(bit(SIGSEGV));
+        set_program_mask(&a, &mut uc, USR1 | bit(SIGSYS) | bit(SIGSEGV));
+        assert_eq!(uc.uc_sigmask, USR1, "the kernel's mask: no owned signal, the old mask replaced");
+        assert_eq!(a.app_blocked_owned.get(), bit(SIGSYS) | bit(SIGSEGV), "the program's view");
+        assert_eq!(a.deferred.get(), bit(SIGSEGV));
+        set_program_mask(&a, &mut uc, bit(SIGSEGV));
+        assert_eq!(uc.uc_sigmask, 0);
+        assert_eq!(a.app_blocked_owned.get(), bit(SIGSEGV));
+    }
+
+    #[test]
+    fn unblocked_deferred_is_what_the_mask_lets_through() {
+        let a = test_area();
+        a.deferred.set(bit(SIGSEGV) | bit(SIGSYS));
+        assert_eq!(unblocked_deferred(&a, bit(SIGSYS) | USR1), bit(SIGSEGV));
+        assert_eq!(unblocked_deferred(&a, OWNED), 0);
+        assert_eq!(unblocked_deferred(&a, 0), bit(SIGSEGV) | bit(SIGSYS));
+        assert_eq!(a.deferred.get(), bit(SIGSEGV) | bit(SIGSYS), "only asked, not taken");
+    }
+
+    #[test]
+    fn a_held_back_standard_signal_is_pending_once() {
+        // signal(7): standard signals do not queue; the first instance's
+        // siginfo is the one delivered.
+        let a = test_area();
+        let first = Siginfo { si_signo: SIGSEGV, si_code: 1, addr: 0x1000, ..Default::default() };
+        let second = Siginfo { si_signo: SIGSEGV, si_code: 2, addr: 0x2000, ..Default::default() };
+        defer(&a, SIGSEGV, &first);
+        defer(&a, SIGSEGV, &second);
+        assert_eq!(a.deferred.get(), bit(SIGSEGV));
+        assert_eq!(deferred_info(&a, SIGSEGV).addr, 0x1000);
+        let sys = Siginfo { si_signo: SIGSYS, addr: 0x3000, ..Default::default() };
+        defer(&a, SIGSYS, &sys);
+        assert_eq!(a.deferred.get(), bit(SIGSEGV) | bit(SIGSYS));
+        assert_eq!(deferred_info(&a, SIGSYS).addr, 0x3000);
+        assert_eq!(deferred_info(&a, SIGSEGV).addr, 0x1000);
+    }
+
+    #[test]
+    fn altstack_checks_of_do_sigaltstack() {
+        let a = test_area();
+        let ss = |sp, flags, size| StackT { ss_sp: sp, ss_flags: flags, _pad: 0, ss_size: size };
+        // Unknown mode bits: EINVAL, nothing changed.
+        assert_eq!(set_program_altstack(&a, &ss(0x1000, 4, 0x4000)), Err(raw::EINVAL));
+        assert!(a.app_altstack.get() == StackT::default());
+        // Smaller than MINSIGSTKSZ: ENOMEM, nothing changed.
+        assert_eq!(set_program_altstack(&a, &ss(0x1000, 0, MINSIGSTKSZ - 1)), Err(raw::ENOMEM));
+        assert!(a.app_altstack.get() == StackT::default());
+        assert_eq!(set_program_altstack(&a, &ss(0x1000, 0, MINSIGSTKSZ)), Ok(()));
+        assert!(a.app_altstack.get() == ss(0x1000, 0, MINSIGSTKSZ));
+        // SS_ONSTACK as a mode is accepted (and kept, as the kernel keeps
+        // ss_flags); SS_AUTODISARM is a flag on top of a mode.
+        assert_eq!(set_program_altstack(&a, &ss(0x9000, SS_ONSTACK | SS_AUTODISARM, 0x4000)), Ok(()));
+        assert!(a.app_altstack.get() == ss(0x9000, SS_ONSTACK | SS_AUTODISARM, 0x4000));
+        // SS_DISABLE: no stack, whatever size was given (even a small one).
+        assert_eq!(set_program_altstack(&a, &ss(0x5000, SS_DISABLE, 16)), Ok(()));
+        assert!(a.app_altstack.get() == ss(0, SS_DISABLE, 0));
+    }
 }

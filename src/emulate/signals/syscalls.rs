@@ -34,8 +34,7 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
     if new.is_some() && (sig == SIGKILL || sig == SIGSTOP) {
         return -raw::EINVAL;
     }
-    // What the kernel would store: known flags only, never SIGKILL/SIGSTOP in the mask.
-    let stored = new.map(|a| KernelSigaction { flags: a.flags & UAPI_SA_FLAGS, mask: a.mask & !UNBLOCKABLE, ..a });
+    let stored = new.as_ref().map(as_kernel_stores);
     let table = area.sigtable.get();
     let old = if owned(sig) {
         let old = with_table(table, |t| {
@@ -99,6 +98,13 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
     0
 }
 
+/// What the kernel stores of a new action (do_sigaction()): the flags it
+/// knows only (so a program can probe for one, sigaction(2)), never SIGKILL
+/// or SIGSTOP in sa_mask.
+fn as_kernel_stores(a: &KernelSigaction) -> KernelSigaction {
+    KernelSigaction { flags: a.flags & UAPI_SA_FLAGS, mask: a.mask & !UNBLOCKABLE, ..*a }
+}
+
 /// rt_sigprocmask, applied to the ucontext our sigreturn will restore.
 pub fn rt_sigprocmask(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
     let (how, set_ptr, old_ptr, size) = (args[0] as i64, args[1], args[2], args[3]);
@@ -111,13 +117,10 @@ pub fn rt_sigprocmask(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i
             Ok(s) => s,
             Err(e) => return -e,
         };
-        let new = match how as i32 {
-            libc::SIG_BLOCK => current | set,
-            libc::SIG_UNBLOCK => current & !set,
-            libc::SIG_SETMASK => set,
-            _ => return -raw::EINVAL,
-        } & !UNBLOCKABLE;
-        set_program_mask(area, uc, new);
+        match next_mask(how as i32, current, set) {
+            Ok(new) => set_program_mask(area, uc, new),
+            Err(e) => return -e,
+        }
     }
     if old_ptr != 0 {
         // SAFETY: where the program asked the kernel to write the old mask.
@@ -126,6 +129,18 @@ pub fn rt_sigprocmask(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i
         }
     }
     0
+}
+
+/// sigprocmask()'s new mask from the current one (kernel/signal.c):
+/// Err(EINVAL) for an unknown `how`; SIGKILL and SIGSTOP are never blocked.
+fn next_mask(how: i32, current: u64, set: u64) -> Result<u64, i64> {
+    let new = match how {
+        libc::SIG_BLOCK => current | set,
+        libc::SIG_UNBLOCK => current & !set,
+        libc::SIG_SETMASK => set,
+        _ => return Err(raw::EINVAL),
+    };
+    Ok(new & !UNBLOCKABLE)
 }
 
 /// rt_sigtimedwait: an owned signal held back for the program is taken first;
@@ -160,28 +175,10 @@ pub fn rt_sigtimedwait(area: &ThreadArea, args: [u64; 6]) -> i64 {
 #[inline(never)]
 pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], sigset: SigsetArg) -> i64 {
     let SigsetArg { index: mask_arg, in_struct: indirect } = sigset;
-    let (mask_ptr, size) = if indirect {
-        let p = args.get(mask_arg).copied().unwrap_or(0);
-        if p == 0 {
-            // SAFETY: the program's own call (rt::raw: forwarded program calls).
-            return unsafe { raw::program_syscall6(nr, args) };
-        }
-        match raw::read_user::<[u64; 2]>(p) {
-            Ok(v) => (v[0], v[1]),
-            // SAFETY: as above; the kernel reports EFAULT.
-            Err(_) => return unsafe { raw::program_syscall6(nr, args) },
-        }
-    } else {
-        (args.get(mask_arg).copied().unwrap_or(0), args.get(mask_arg + 1).copied().unwrap_or(0))
-    };
-    if mask_ptr == 0 || size != 8 {
-        // SAFETY: the program's own call (rt::raw: forwarded program calls).
+    let Some(temp) = temp_mask_arg(&args, sigset) else {
+        // SAFETY: the program's own call (rt::raw: forwarded program calls);
+        // the kernel reports what was wrong with its sigset argument.
         return unsafe { raw::program_syscall6(nr, args) };
-    }
-    let temp = match raw::read_user::<u64>(mask_ptr) {
-        Ok(m) => m,
-        // SAFETY: as above.
-        Err(_) => return unsafe { raw::program_syscall6(nr, args) },
     };
     let ready = area.deferred.get() & !temp;
     if ready != 0 {
@@ -206,6 +203,27 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], sigset: Si
     // Keep the locals alive until the syscall has used them.
     core::hint::black_box((&clean, &pair));
     r
+}
+
+/// The temporary mask a call passes (`sigset`: where), read from program
+/// memory; None when there is none to adjust: no mask, a size other than 8,
+/// or unreadable (the kernel then answers as natively, EINVAL or EFAULT).
+fn temp_mask_arg(args: &[u64; 6], sigset: SigsetArg) -> Option<u64> {
+    let SigsetArg { index, in_struct } = sigset;
+    let (mask_ptr, size) = if in_struct {
+        let p = args.get(index).copied().unwrap_or(0);
+        if p == 0 {
+            return None;
+        }
+        let v = raw::read_user::<[u64; 2]>(p).ok()?;
+        (v[0], v[1])
+    } else {
+        (args.get(index).copied().unwrap_or(0), args.get(index + 1).copied().unwrap_or(0))
+    };
+    if mask_ptr == 0 || size != 8 {
+        return None;
+    }
+    raw::read_user::<u64>(mask_ptr).ok()
 }
 
 /// sigaltstack, against the program's view only: the kernel's alternate
@@ -256,5 +274,163 @@ pub fn rt_sigpending(area: &ThreadArea, args: [u64; 6]) -> i64 {
     match unsafe { raw::write_user(args[0], &set) } {
         Ok(()) => 0,
         Err(e) => -e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::frame::Siginfo;
+    use crate::rt::thread::test_area;
+    use crate::trap::syscalls::{EPOLL_PWAIT_MASK, PPOLL_MASK, PSELECT6_MASK, SIGSUSPEND_MASK};
+
+    const USR1: u64 = bit(libc::SIGUSR1);
+    const USR2: u64 = bit(libc::SIGUSR2);
+    const SYS: u64 = bit(libc::SIGSYS);
+    const KILL_STOP: u64 = bit(libc::SIGKILL) | bit(libc::SIGSTOP);
+
+    #[test]
+    fn next_mask_per_how() {
+        // include/uapi/asm-generic/signal-defs.h
+        assert_eq!((libc::SIG_BLOCK, libc::SIG_UNBLOCK, libc::SIG_SETMASK), (0, 1, 2));
+        let cur = USR1 | SYS;
+        assert_eq!(next_mask(0, cur, USR2), Ok(cur | USR2));
+        assert_eq!(next_mask(1, cur, USR1 | USR2), Ok(SYS));
+        assert_eq!(next_mask(2, cur, USR2), Ok(USR2));
+        assert_eq!(next_mask(2, cur, 0), Ok(0));
+        for how in [-1, 3, 4, i32::MAX, i32::MIN] {
+            assert_eq!(next_mask(how, cur, USR2), Err(raw::EINVAL), "how {how}");
+        }
+        // SIGKILL and SIGSTOP cannot be blocked (sigprocmask(2)), silently.
+        assert_eq!(next_mask(0, 0, !0), Ok(!KILL_STOP));
+        assert_eq!(next_mask(2, 0, KILL_STOP | USR1), Ok(USR1));
+        assert_eq!(next_mask(1, !KILL_STOP, 0), Ok(!KILL_STOP));
+    }
+
+    #[test]
+    fn kernel_stores_known_flags_and_a_blockable_mask() {
+        // include/uapi/asm-generic/signal-defs.h and arch/x86 (SA_RESTORER):
+        // the flags do_sigaction() keeps (UAPI_SA_FLAGS).
+        let known: u64 = 0x1 // SA_NOCLDSTOP
+            | 0x2 // SA_NOCLDWAIT
+            | 0x4 // SA_SIGINFO
+            | 0x800 // SA_EXPOSE_TAGBITS
+            | 0x0400_0000 // SA_RESTORER
+            | 0x0800_0000 // SA_ONSTACK
+            | 0x1000_0000 // SA_RESTART
+            | 0x4000_0000 // SA_NODEFER
+            | 0x8000_0000; // SA_RESETHAND
+        let a = KernelSigaction { handler: 0x1234, flags: !0, restorer: 0x5678, mask: !0 };
+        let s = as_kernel_stores(&a);
+        assert_eq!(s.flags, known);
+        assert_eq!(s.mask, !KILL_STOP);
+        assert_eq!((s.handler, s.restorer), (0x1234, 0x5678));
+        // sigaction(2), "Dynamically probing for flag bit support": the
+        // kernel clears SA_UNSUPPORTED (0x400), so the old action read back
+        // shows whether a flag is supported.
+        let probe = KernelSigaction { flags: 0x400 | 0x4, ..a };
+        assert_eq!(as_kernel_stores(&probe).flags, 0x4);
+        // The kernel's internal x86 ABI flags are not the program's to set.
+        let internal = KernelSigaction { flags: 0x0200_0000 | 0x0100_0000, ..a };
+        assert_eq!(as_kernel_stores(&internal).flags, 0);
+    }
+
+    #[test]
+    fn sigprocmask_against_the_program_view() {
+        let a = test_area();
+        let mut uc = Ucontext { uc_sigmask: USR1, ..Default::default() };
+        a.app_blocked_owned.set(SYS);
+        let mut old: u64 = 0;
+        let set: u64 = SYS | USR2;
+        let args = |how: i64, set: u64, old: u64, size: u64| [how as u64, set, old, size, 0, 0];
+        let p = |v: &u64| core::ptr::from_ref(v) as u64;
+        let pm = |v: &mut u64| core::ptr::from_mut(v) as u64;
+
+        // The old mask is the program's view, owned signals included.
+        assert_eq!(rt_sigprocmask(&a, &mut uc, args(1, p(&set), pm(&mut old), 8)), 0);
+        assert_eq!(old, USR1 | SYS);
+        assert_eq!((uc.uc_sigmask, a.app_blocked_owned.get()), (USR1, 0));
+
+        assert_eq!(rt_sigprocmask(&a, &mut uc, args(0, p(&set), pm(&mut old), 8)), 0);
+        assert_eq!(old, USR1);
+        assert_eq!((uc.uc_sigmask, a.app_blocked_owned.get()), (USR1 | USR2, SYS));
+
+        // EINVAL for a sigsetsize other than 8, or an unknown how with a
+        // set; nothing changes.
+        assert_eq!(rt_sigprocmask(&a, &mut uc, args(2, p(&set), 0, 16)), -raw::EINVAL);
+        assert_eq!(rt_sigprocmask(&a, &mut uc, args(3, p(&set), 0, 8)), -raw::EINVAL);
+        assert_eq!((uc.uc_sigmask, a.app_blocked_owned.get()), (USR1 | USR2, SYS));
+        // Without a set, `how` is not looked at (kernel/signal.c): just the
+        // old mask.
+        old = 0;
+        assert_eq!(rt_sigprocmask(&a, &mut uc, args(99, 0, pm(&mut old), 8)), 0);
+        assert_eq!(old, USR1 | USR2 | SYS);
+        // `how` is an int: the upper half of the register does not count.
+        let all: u64 = !0;
+        assert_eq!(rt_sigprocmask(&a, &mut uc, args(2 | (1 << 32), p(&all), 0, 8)), 0);
+        assert_eq!(uc.uc_sigmask, !(OWNED | KILL_STOP));
+        assert_eq!(a.app_blocked_owned.get(), OWNED);
+    }
+
+    #[test]
+    fn temp_mask_where_each_call_keeps_it() {
+        let mask: u64 = USR1 | SYS;
+        let m = (&raw const mask) as u64;
+        // rt_sigsuspend(mask, size), ppoll(.., mask, size), epoll_pwait(.., mask, size).
+        assert_eq!(temp_mask_arg(&[m, 8, 0, 0, 0, 0], SIGSUSPEND_MASK), Some(mask));
+        assert_eq!(temp_mask_arg(&[0, 0, 0, m, 8, 0], PPOLL_MASK), Some(mask));
+        assert_eq!(temp_mask_arg(&[0, 0, 0, 0, m, 8], EPOLL_PWAIT_MASK), Some(mask));
+        // No mask, or a size the kernel refuses: left to the kernel.
+        assert_eq!(temp_mask_arg(&[0, 0, 0, 0, 0, 8], PPOLL_MASK), None);
+        assert_eq!(temp_mask_arg(&[0, 0, 0, m, 16, 0], PPOLL_MASK), None);
+        // pselect6's last argument points to {mask pointer, size}.
+        let pair: [u64; 2] = [m, 8];
+        let pp = pair.as_ptr() as u64;
+        assert_eq!(temp_mask_arg(&[0, 0, 0, 0, 0, pp], PSELECT6_MASK), Some(mask));
+        assert_eq!(temp_mask_arg(&[0, 0, 0, 0, 0, 0], PSELECT6_MASK), None);
+        let no_mask: [u64; 2] = [0, 8];
+        assert_eq!(temp_mask_arg(&[0, 0, 0, 0, 0, no_mask.as_ptr() as u64], PSELECT6_MASK), None);
+        let bad_size: [u64; 2] = [m, 4];
+        assert_eq!(temp_mask_arg(&[0, 0, 0, 0, 0, bad_size.as_ptr() as u64], PSELECT6_MASK), None);
+    }
+
+    #[test]
+    fn sigaltstack_old_value_and_eperm() {
+        let a = test_area();
+        let mut old = StackT::default();
+        let old_ptr = (&raw mut old) as u64;
+        // None set: SS_DISABLE.
+        assert_eq!(sigaltstack(&a, 0x1234, [0, old_ptr, 0, 0, 0, 0]), 0);
+        assert!(old == StackT { ss_sp: 0, ss_flags: SS_DISABLE, _pad: 0, ss_size: 0 });
+        let new = StackT { ss_sp: 0x10000, ss_flags: 0, _pad: 0, ss_size: 0x4000 };
+        assert_eq!(sigaltstack(&a, 0x1234, [(&raw const new) as u64, 0, 0, 0, 0, 0]), 0);
+        // Off it: flags 0; on it: SS_ONSTACK, and no change allowed (EPERM).
+        assert_eq!(sigaltstack(&a, 0x1234, [0, old_ptr, 0, 0, 0, 0]), 0);
+        assert!(old == new);
+        let other = StackT { ss_sp: 0x90000, ..new };
+        let other_ptr = (&raw const other) as u64;
+        assert_eq!(sigaltstack(&a, 0x12000, [other_ptr, old_ptr, 0, 0, 0, 0]), -raw::EPERM);
+        assert!(old == new, "on an error the old value is not written (the kernel's sigaltstack)");
+        assert!(a.app_altstack.get() == new);
+        assert_eq!(sigaltstack(&a, 0x12000, [0, old_ptr, 0, 0, 0, 0]), 0);
+        assert!(old == StackT { ss_flags: SS_ONSTACK, ..new });
+        // SS_AUTODISARM is reported back; such a stack never counts as in use.
+        let auto = StackT { ss_flags: SS_AUTODISARM, ..new };
+        assert_eq!(sigaltstack(&a, 0x1234, [(&raw const auto) as u64, 0, 0, 0, 0, 0]), 0);
+        assert_eq!(sigaltstack(&a, 0x12000, [0, old_ptr, 0, 0, 0, 0]), 0);
+        assert!(old == auto);
+    }
+
+    #[test]
+    fn sigtimedwait_takes_a_held_back_owned_signal() {
+        let a = test_area();
+        let held = Siginfo { si_signo: libc::SIGSEGV, si_code: 2, addr: 0xdead, ..Default::default() };
+        super::super::state::defer(&a, libc::SIGSEGV, &held);
+        let set: u64 = bit(libc::SIGSEGV) | USR1;
+        let mut info = Siginfo::default();
+        let args = [(&raw const set) as u64, (&raw mut info) as u64, 0, 8, 0, 0];
+        assert_eq!(rt_sigtimedwait(&a, args), libc::SIGSEGV as i64);
+        assert_eq!((info.si_signo, info.si_code, info.addr), (libc::SIGSEGV, 2, 0xdead));
+        assert_eq!(a.deferred.get(), 0, "taken: no longer pending");
     }
 }

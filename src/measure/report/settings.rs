@@ -152,6 +152,13 @@ pub(super) fn close(fd: i32) {
 
 /// Expand %p (pid), %t (image start, ns since the epoch) and %% in `t`.
 pub(super) fn expand(t: &[u8], out: &mut [u8]) -> usize {
+    // getpid only when asked for: the program's own filter may forbid it.
+    expand_with(t, || raw::getpid() as u64, stats::start_realtime_ns(), out)
+}
+
+/// `expand` with the pid and the start time given; the length written (the
+/// expansion is cut at the end of `out`). Any other `%` stays as it is.
+fn expand_with(t: &[u8], pid: impl Fn() -> u64, start_ns: u64, out: &mut [u8]) -> usize {
     let mut w = Buf::new(out);
     let mut it = t.iter().peekable();
     while let Some(&c) = it.next() {
@@ -159,11 +166,11 @@ pub(super) fn expand(t: &[u8], out: &mut [u8]) -> usize {
             match it.peek() {
                 Some(b'p') => {
                     it.next();
-                    w.num(raw::getpid() as u64);
+                    w.num(pid());
                 }
                 Some(b't') => {
                     it.next();
-                    w.num(stats::start_realtime_ns());
+                    w.num(start_ns);
                 }
                 Some(b'%') => {
                     it.next();
@@ -178,4 +185,64 @@ pub(super) fn expand(t: &[u8], out: &mut [u8]) -> usize {
         }
     }
     w.len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expanded(t: &[u8], out_len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; out_len];
+        let n = expand_with(t, || 4242, 1_700_000_000_123_456_789, &mut out);
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn expands_pid_time_and_percent() {
+        assert_eq!(expanded(b"/tmp/r.%p", 64), b"/tmp/r.4242");
+        assert_eq!(expanded(b"/tmp/%t-%p.json", 64), b"/tmp/1700000000123456789-4242.json");
+        assert_eq!(expanded(b"/tmp/%p%p", 64), b"/tmp/42424242");
+        assert_eq!(expanded(b"/tmp/100%%", 64), b"/tmp/100%");
+        // %% is one percent sign: "%%p" is "%p" literally, not the pid.
+        assert_eq!(expanded(b"/tmp/%%p", 64), b"/tmp/%p");
+        assert_eq!(expanded(b"/plain", 64), b"/plain");
+    }
+
+    #[test]
+    fn other_percents_stay() {
+        assert_eq!(expanded(b"/tmp/a%", 64), b"/tmp/a%");
+        assert_eq!(expanded(b"/tmp/%x%", 64), b"/tmp/%x%");
+        assert_eq!(expanded(b"%", 64), b"%");
+        assert_eq!(expanded(b"%%%p", 64), b"%4242");
+    }
+
+    #[test]
+    fn the_pid_is_asked_for_only_when_used() {
+        let mut out = [0u8; 64];
+        let n = expand_with(b"/tmp/%t.%%p", || panic!("pid asked for"), 7, &mut out);
+        assert_eq!(&out[..n], b"/tmp/7.%p");
+    }
+
+    #[test]
+    fn cut_at_the_end_of_the_buffer() {
+        assert_eq!(expanded(b"/tmp/r.%p", 9), b"/tmp/r.42");
+        assert_eq!(expanded(b"/tmp/%t", 8), b"/tmp/170");
+        assert_eq!(expanded(b"/tmp/xyz", 0), b"");
+        // The template the settings hold (4095 bytes) of %t, into deliver's
+        // buffer: the length never passes the buffer.
+        let t = b"%t".repeat(2047);
+        assert_eq!(expanded(&t, 4200).len(), 4200);
+    }
+
+    #[test]
+    fn cstr_copies() {
+        let mut d = [0xffu8; 6];
+        copy_cstr(&mut d, b"abcdefgh");
+        assert_eq!(&d, b"abcde\xff", "at most len - 1 bytes: room for the NUL a zeroed buffer keeps");
+        assert_eq!(cstr(b"ab\0cd"), b"ab");
+        assert_eq!(cstr(b"abc"), b"abc");
+        let mut z = [0u8; 0];
+        copy_cstr(&mut z, b"x");
+    }
 }
