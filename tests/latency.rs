@@ -205,6 +205,31 @@ fn threads_add_up_sud() {
     threads_add_up(Backend::Sud);
 }
 
+/// vfork children that end with the exit syscall (Go's os/exec children
+/// whose exec failed) are no threads of their parent: after them and the
+/// end of a second thread, the main thread's calls are still in the one
+/// report, written when it exits. (A child's exit once counted as one of
+/// the parent's threads ending, so the report was written, early, when the
+/// second thread ended; and its area was given back twice, once by the
+/// child and once by the parent, so two threads could later share it.)
+fn vfork_children_exit(backend: Backend) {
+    let prog = program("forks_and_threads");
+    let (out, reports, _) = run_with_reports(Cmd::new(&prog).args(["vfork-exit", "1"]), backend, "vfork-exit");
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr_text());
+    assert_eq!(reports.len(), 1, "one process, one report (vfork children write none)");
+    assert_eq!(getppid_calls(&reports[0]), 1000, "the main thread's last calls are in the report");
+}
+
+#[test]
+fn vfork_children_exit_seccomp() {
+    vfork_children_exit(Backend::Seccomp);
+}
+
+#[test]
+fn vfork_children_exit_sud() {
+    vfork_children_exit(Backend::Sud);
+}
+
 /// Death by SIGSEGV or abort: the report is written, and the process still
 /// dies by the same signal as natively.
 fn death_by_signal(backend: Backend, how: &str, sig: i32) {

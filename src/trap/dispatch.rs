@@ -107,7 +107,11 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
         })),
         // Counted (by `dispatch`), never timed: they do not return.
         Emulation::Exit => {
-            if crate::rt::thread::retire(t.area) {
+            // A vfork child (it runs on an area its parent set aside) is no
+            // thread of the parent's count, and its area is the parent's to
+            // give back when it runs again (thread::current): retiring it here
+            // too would hand it out twice.
+            if !t.area.vfork_child.get() && crate::rt::thread::retire(t.area) {
                 report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
             }
             // SAFETY: the program's own exit (rt::raw: forwarded program calls).

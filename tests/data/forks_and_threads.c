@@ -3,13 +3,18 @@
  * 100 times and exit 0; `threads N` runs N threads that each call getppid
  * 1000 times; `segv` calls getppid 10 times then writes through NULL;
  * `abort` calls getppid 10 times then abort()s; `sigsys` calls getppid 10
- * times then sends itself SIGSYS (its default action kills).
+ * times then sends itself SIGSYS (its default action kills); `vfork-exit N`
+ * starts a thread, vforks N children whose exec fails and that end with the
+ * exit syscall itself (as Go's os/exec children do), lets the thread end,
+ * then calls getppid 1000 times: a vfork child is no thread of its parent,
+ * so the report, written when the last thread ends, must count them all.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +23,20 @@ static void *worker(void *arg)
     (void)arg;
     for (int i = 0; i < 1000; i++)
         getppid();
+    return NULL;
+}
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static int done;
+
+static void *waiter(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&lock);
+    while (!done)
+        pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
     return NULL;
 }
 
@@ -42,6 +61,27 @@ int main(int argc, char **argv)
             pthread_create(&t[i], NULL, worker, NULL);
         for (int i = 0; i < n && i < 64; i++)
             pthread_join(t[i], NULL);
+    } else if (strcmp(argv[1], "vfork-exit") == 0) {
+        pthread_t t;
+        pthread_create(&t, NULL, waiter, NULL);
+        for (int i = 0; i < n; i++) {
+            pid_t p = vfork();
+            if (p == 0) {
+                char *args[] = {"/nonexistent/vfork-exit", NULL};
+                execve(args[0], args, NULL);
+                syscall(SYS_exit, 7);
+            }
+            int status = 0;
+            if (waitpid(p, &status, 0) != p || !WIFEXITED(status) || WEXITSTATUS(status) != 7)
+                return 3;
+        }
+        pthread_mutex_lock(&lock);
+        done = 1;
+        pthread_cond_signal(&cond);
+        pthread_mutex_unlock(&lock);
+        pthread_join(t, NULL);
+        for (int i = 0; i < 1000; i++)
+            getppid();
     } else if (strcmp(argv[1], "segv") == 0 || strcmp(argv[1], "abort") == 0 || strcmp(argv[1], "sigsys") == 0) {
         for (int i = 0; i < 10; i++)
             getppid();
