@@ -19,6 +19,7 @@
 //! [`write`]'s protocol.
 
 pub mod elf;
+pub mod forms;
 pub mod hints;
 pub mod install;
 pub mod locate;

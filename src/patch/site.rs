@@ -269,6 +269,14 @@ mod tests {
             Reject::NotMapped,
             Reject::MapsUnreadable,
             Reject::StraddlesMapping,
+            Reject::BranchIntoRange,
+            Reject::IndirectJump,
+            Reject::RangeTooShort,
+            Reject::NotRelocatable,
+            Reject::FirstTooShort,
+            Reject::AlreadyPatched,
+            Reject::NoPad,
+            Reject::NoPunnedSlot,
         ];
         let texts: std::collections::BTreeSet<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(texts.len(), all.len());
