@@ -176,3 +176,114 @@ pub fn patch_site(mem: &Mem, site: u64, slot: u64) -> Result<(), i64> {
     sync_cores();
     Ok(())
 }
+
+/// Rewrite Form R's range at `start` (original bytes `orig`, instruction
+/// offsets `offs`) into `fin` (forms.rs has why every step is safe):
+///   1. 0x06 on the first byte of every instruction;
+///   2. bytes 1.. := their final values (every boundary stays invalid);
+///   3. byte 0 := 0xff;
+/// each followed by a core-serialising barrier.
+pub fn patch_range(mem: &Mem, start: u64, orig: &[u8], offs: &[u8], fin: &[u8]) -> Result<(), i64> {
+    let len = orig.len().min(fin.len());
+    let mut marked = [0u8; crate::patch::forms::MAX_RANGE];
+    let marked = marked.get_mut(..len).ok_or(raw::EFAULT)?;
+    marked.copy_from_slice(orig.get(..len).ok_or(raw::EFAULT)?);
+    for &o in offs {
+        if let Some(b) = marked.get_mut(o as usize) {
+            *b = 0x06;
+        }
+    }
+    sync_cores();
+    mem.write(start, marked)?;
+    sync_cores();
+    mem.write(start + 1, fin.get(1..len).ok_or(raw::EFAULT)?)?;
+    sync_cores();
+    mem.write(start, fin.get(..1).ok_or(raw::EFAULT)?)?;
+    sync_cores();
+    Ok(())
+}
+
+/// Give Form R's range back its original bytes if it still holds `fin`:
+/// the same steps backwards (byte 0 := 0x06; the rest := original with
+/// 0x06 at every boundary; then every instruction's first byte).
+pub fn unpatch_range(mem: &Mem, start: u64, orig: &[u8], offs: &[u8], fin: &[u8]) -> Result<(), i64> {
+    let len = orig.len().min(fin.len());
+    let mut now = [0u8; crate::patch::forms::MAX_RANGE];
+    let now = now.get_mut(..len).ok_or(raw::EFAULT)?;
+    raw::copy_from_user(now.as_mut_ptr(), start as *const u8, len)?;
+    if now != fin.get(..len).ok_or(raw::EFAULT)? {
+        return Ok(());
+    }
+    let mut marked = [0u8; crate::patch::forms::MAX_RANGE];
+    let marked = marked.get_mut(..len).ok_or(raw::EFAULT)?;
+    marked.copy_from_slice(orig.get(..len).ok_or(raw::EFAULT)?);
+    for &o in offs {
+        if let Some(b) = marked.get_mut(o as usize) {
+            *b = 0x06;
+        }
+    }
+    sync_cores();
+    mem.write(start, &[0x06])?;
+    sync_cores();
+    mem.write(start + 1, marked.get(1..).ok_or(raw::EFAULT)?)?;
+    sync_cores();
+    mem.write(start, orig.get(..len).ok_or(raw::EFAULT)?)?;
+    sync_cores();
+    Ok(())
+}
+
+/// Form P: the pad first (dead code: no thread is there), then the
+/// `syscall` at `sys`: 0f 05 -> 06 05 -> 06 dd -> eb dd.
+pub fn patch_pad(mem: &Mem, sys: u64, branch: [u8; 2], pad: u64, pad_bytes: &[u8]) -> Result<(), i64> {
+    mem.write(pad, pad_bytes)?;
+    sync_cores();
+    mem.write(sys, &[0x06])?;
+    sync_cores();
+    mem.write(sys + 1, &branch[1..])?;
+    sync_cores();
+    mem.write(sys, &branch[..1])?;
+    sync_cores();
+    Ok(())
+}
+
+/// Undo [`patch_pad`] if the `syscall` still holds `branch`: eb dd ->
+/// 06 dd -> 06 05 -> 0f 05, then the pad's own bytes.
+pub fn unpatch_pad(mem: &Mem, sys: u64, branch: [u8; 2], pad: u64, pad_orig: &[u8]) -> Result<(), i64> {
+    if raw::read_user::<[u8; 2]>(sys)? != branch {
+        return Ok(());
+    }
+    sync_cores();
+    mem.write(sys, &[0x06])?;
+    sync_cores();
+    mem.write(sys + 1, &[0x05])?;
+    sync_cores();
+    mem.write(sys, &[0x0f])?;
+    sync_cores();
+    mem.write(pad, pad_orig)?;
+    sync_cores();
+    Ok(())
+}
+
+/// Give any recorded site back its original bytes (if they are still ours).
+pub fn unpatch(mem: &Mem, site: &crate::patch::registry::Site) -> Result<(), i64> {
+    use crate::patch::registry::{ext_of, FORM_PAD, FORM_RANGE};
+    match ext_of(site) {
+        None => unpatch_site(mem, site.key - 5, site.slot as u64, site.nr),
+        Some(x) if x.form == FORM_RANGE => {
+            let len = x.len as usize;
+            let n = x.n as usize;
+            unpatch_range(
+                mem,
+                x.start,
+                x.orig.get(..len).unwrap_or(&[]),
+                x.offs.get(..n).unwrap_or(&[]),
+                x.written.get(..len).unwrap_or(&[]),
+            )
+        }
+        Some(x) if x.form == FORM_PAD => {
+            let branch = [x.written[0], x.written[1]];
+            unpatch_pad(mem, x.start, branch, x.pad, x.pad_orig.get(..x.pad_len as usize).unwrap_or(&[]))
+        }
+        Some(_) => Ok(()),
+    }
+}
