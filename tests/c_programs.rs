@@ -230,6 +230,7 @@ c_tests! {
     app_uses_gs,
     app_uses_sud,
     patch_race,
+    patch_race_forms,
     block_all_signals,
     close_all_fds,
     daemon_closes_all,

@@ -479,3 +479,58 @@ pub fn overlays_in(lo: u64, hi: u64, out: &mut [forms::Overlay]) -> Option<usize
         Some(n)
     }
 }
+
+/// Spans of code recently given back to the program, with their original
+/// bytes: a thread that faulted on one of our invalid bytes just before it
+/// was restored (its SIGILL delivered after the site was forgotten) is sent
+/// back to run the original instruction ([`restored_original`]).
+const RETIRED: usize = 256;
+static RETIRED_NEXT: AtomicUsize = AtomicUsize::new(0);
+static RETIRED_AT: [AtomicU64; RETIRED] = [const { AtomicU64::new(0) }; RETIRED];
+static RETIRED_BYTES: [[AtomicU64; 3]; RETIRED] = [const { [const { AtomicU64::new(0) }; 3] }; RETIRED];
+
+/// Note a site about to be unpatched (patch lock held).
+pub fn retire(site: &Site) {
+    let mut bytes = [0u8; 24];
+    let (at, len) = match ext_of(site) {
+        Some(x) => {
+            let len = (x.len as usize).min(24);
+            bytes[..len].copy_from_slice(x.orig.get(..len).unwrap_or(&[]));
+            (x.start, len)
+        }
+        None => {
+            let b = site.nr.to_le_bytes();
+            bytes[..7].copy_from_slice(&[0xb8, b[0], b[1], b[2], b[3], 0x0f, 0x05]);
+            (site.key - 5, 7)
+        }
+    };
+    let i = RETIRED_NEXT.fetch_add(1, Ordering::Relaxed) % RETIRED;
+    for (w, chunk) in RETIRED_BYTES[i].iter().zip(bytes.chunks(8)) {
+        let mut v = [0u8; 8];
+        v[..chunk.len()].copy_from_slice(chunk);
+        w.store(u64::from_le_bytes(v), Ordering::Relaxed);
+    }
+    // Address and length together: len in the top byte (user addresses
+    // fit in 47 bits).
+    RETIRED_AT[i].store(at | ((len as u64) << 56), Ordering::Release);
+}
+
+/// Is `rip` inside a span given back to the program, at an offset whose
+/// original byte `now` holds again?
+pub fn restored_original(rip: u64, now: u8) -> bool {
+    let n = RETIRED_NEXT.load(Ordering::Acquire).min(RETIRED);
+    let mut i = 0;
+    while i < n {
+        let v = RETIRED_AT[i].load(Ordering::Acquire);
+        let (at, len) = (v & ((1 << 56) - 1), v >> 56);
+        if v != 0 && rip >= at && rip < at + len {
+            let o = (rip - at) as usize;
+            let word = RETIRED_BYTES[i].get(o / 8).map(|w| w.load(Ordering::Relaxed)).unwrap_or(0);
+            if (word >> ((o % 8) * 8)) as u8 == now && !forms::is_invalid_opcode(now) {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}

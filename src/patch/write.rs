@@ -247,8 +247,10 @@ pub fn patch_pad(mem: &Mem, sys: u64, branch: [u8; 2], pad: u64, pad_bytes: &[u8
 }
 
 /// Undo [`patch_pad`] if the `syscall` still holds `branch`: eb dd ->
-/// 06 dd -> 06 05 -> 0f 05, then the pad's own bytes.
-pub fn unpatch_pad(mem: &Mem, sys: u64, branch: [u8; 2], pad: u64, pad_orig: &[u8]) -> Result<(), i64> {
+/// 06 dd -> 06 05 -> 0f 05. The pad keeps its jump: a thread that took
+/// the branch just before may not have run the pad's jump yet (preempted
+/// there), and it must still reach the trampoline, which stays.
+pub fn unpatch_pad(mem: &Mem, sys: u64, branch: [u8; 2]) -> Result<(), i64> {
     if raw::read_user::<[u8; 2]>(sys)? != branch {
         return Ok(());
     }
@@ -259,14 +261,16 @@ pub fn unpatch_pad(mem: &Mem, sys: u64, branch: [u8; 2], pad: u64, pad_orig: &[u
     sync_cores();
     mem.write(sys, &[0x0f])?;
     sync_cores();
-    mem.write(pad, pad_orig)?;
-    sync_cores();
     Ok(())
 }
 
 /// Give any recorded site back its original bytes (if they are still ours).
+/// The span is noted first (registry::retire) so that a thread that
+/// faulted on an invalid byte just before it was restored runs the
+/// original instruction again instead of getting the SIGILL.
 pub fn unpatch(mem: &Mem, site: &crate::patch::registry::Site) -> Result<(), i64> {
-    use crate::patch::registry::{ext_of, FORM_PAD, FORM_RANGE};
+    use crate::patch::registry::{ext_of, retire, FORM_PAD, FORM_RANGE};
+    retire(site);
     match ext_of(site) {
         None => unpatch_site(mem, site.key - 5, site.slot as u64, site.nr),
         Some(x) if x.form == FORM_RANGE => {
@@ -282,7 +286,7 @@ pub fn unpatch(mem: &Mem, site: &crate::patch::registry::Site) -> Result<(), i64
         }
         Some(x) if x.form == FORM_PAD => {
             let branch = [x.written[0], x.written[1]];
-            unpatch_pad(mem, x.start, branch, x.pad, x.pad_orig.get(..x.pad_len as usize).unwrap_or(&[]))
+            unpatch_pad(mem, x.start, branch)
         }
         Some(_) => Ok(()),
     }

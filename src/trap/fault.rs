@@ -23,8 +23,12 @@
 //!   own syscall is run, as if the jump had worked (Form R: resumed at the
 //!   trampoline's start).
 //!
+//! - SIGILL where a site was just given back (registry::retire) and the
+//!   byte is the original again: the thread faulted on our invalid byte
+//!   before it was restored; it runs the original instruction.
+//!
 //! Never: take a fault at a site for the library's own unless the bytes
-//! there are still the ones it wrote.
+//! there are still the ones it wrote (or, just given back, the program's).
 
 use crate::emulate::signals::{self, SIGILL, SIGSEGV};
 use crate::patch::forms;
@@ -75,6 +79,12 @@ pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_
         run_for_program(area, uc, nr);
     } else if fault && resume_in_trampoline(sig, uc) {
         registry::count_site_fault();
+    } else if fault
+        && sig == SIGILL
+        && raw::read_user::<u8>(uc.mc.rip).is_ok_and(|b| registry::restored_original(uc.mc.rip, b))
+    {
+        // The site was given back while this fault was on its way: run the
+        // original instruction, which is there again.
     } else {
         signals::deliver_to_program(sig, info, uc, area);
     }
