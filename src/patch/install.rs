@@ -136,6 +136,13 @@ fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'
     if !prepared() {
         return Err(Some("membarrier SYNC_CORE unavailable: patching off"));
     }
+    // glibc's `__restore_rt` (`mov $15,%rax; syscall`), whatever the number.
+    let mut head = [0u8; 7];
+    if raw::copy_from_user(head.as_mut_ptr(), key.wrapping_sub(7) as *const u8, 7).is_ok()
+        && head == site::SIGRETURN_STUB[..7]
+    {
+        return Err(Some(Reject::SigreturnStub.as_str()));
+    }
     let loc = locate::locate_with(&mut os::RawOs::new(), key).map_err(|r| Some(r.as_str()))?;
     if key + 2 > loc.func_end {
         return Err(Some(Reject::SyscallOutsideFunction.as_str()));
