@@ -17,7 +17,7 @@
 //! `StdOs` (os.rs) (std files and /proc/self/mem) because the gate is not mapped there.
 
 use super::elf::program_headers;
-use super::hints::eh_frame_hint;
+use super::hints::{eh_frame_hint, gopclntab_hint};
 use super::maps::find_object;
 use super::os::Os;
 use super::reject::Reject;
@@ -47,7 +47,11 @@ pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
         // in the section headers when it loaded this object.
         Err(Reject::NoEhFrameHdr) => match eh_frame_hint(obj.header) {
             Some((start, len)) => scan_eh_frame(os, start, len, site)?,
-            None => return Err(Reject::NoEhFrameHdr),
+            // No .eh_frame at all: Go's own function table, if it has one.
+            None => match gopclntab_hint(obj.header) {
+                Some((start, len)) => super::gopclntab::lookup(os, start, len, site)?,
+                None => return Err(Reject::NoEhFrameHdr),
+            },
         },
         Err(e) => return Err(e),
     };

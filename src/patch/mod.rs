@@ -20,6 +20,7 @@
 
 pub mod elf;
 pub mod forms;
+pub mod gopclntab;
 pub mod hints;
 pub mod install;
 pub mod locate;
