@@ -206,7 +206,8 @@ fn run_go(program: &str, flavor: Flavor, backend: Backend) {
 /// tests/data/go/reads.go: Go's own syscall stubs (`mov $0,%eax; syscall`
 /// in the runtime, `syscall.Syscall`'s range) are patched, their function
 /// starts found in Go's function table (a static Go binary has no
-/// `.eh_frame`): all its 20,000 reads but a few first hits are fast.
+/// `.eh_frame`, a cgo one none for its Go code): all its 20,000 reads but
+/// a few first hits are fast.
 fn go_reads_are_fast(flavor: Flavor, backend: Backend) {
     let bin = build("reads", flavor);
     let name = binary_name("reads", flavor);
@@ -242,6 +243,16 @@ fn go_reads_are_fast_static_seccomp() {
 #[test]
 fn go_reads_are_fast_static_sud() {
     go_reads_are_fast(Flavor::Static, Backend::Sud);
+}
+
+#[test]
+fn go_reads_are_fast_cgo_seccomp() {
+    go_reads_are_fast(Flavor::Cgo, Backend::Seccomp);
+}
+
+#[test]
+fn go_reads_are_fast_cgo_sud() {
+    go_reads_are_fast(Flavor::Cgo, Backend::Sud);
 }
 
 // ---------------------------------------------------------------------------

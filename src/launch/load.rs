@@ -46,9 +46,6 @@ pub struct Elf {
     /// `.eh_frame` (address, size) from the section headers, when there is
     /// no PT_GNU_EH_FRAME to find it by (see `patch::elf`).
     eh_frame: Option<(u64, u64)>,
-    /// Go's function table (`.gopclntab`, address and size), for objects
-    /// without `.eh_frame`.
-    gopclntab: Option<(u64, u64)>,
 }
 
 /// Where a mapped ELF ended up.
@@ -60,8 +57,6 @@ pub struct Image {
     pub phnum: u64,
     /// `.eh_frame` at run time, if the program headers do not index it.
     pub eh_frame: Option<(u64, u64)>,
-    /// `.gopclntab` at run time (Go programs).
-    pub gopclntab: Option<(u64, u64)>,
 }
 
 fn pread(fd: i64, buf: *mut u8, len: usize, off: u64) -> bool {
@@ -100,7 +95,6 @@ impl Elf {
             interp: [0; 4096],
             has_interp: false,
             eh_frame: None,
-            gopclntab: None,
         };
         if !pread(fd, elf.phdrs.as_mut_ptr().cast(), phnum * 56, elf.phoff) {
             return Err("cannot read the program headers");
@@ -118,9 +112,6 @@ impl Elf {
         }
         if !elf.phdrs().iter().any(|p| p.p_type == PT_GNU_EH_FRAME) {
             elf.eh_frame = find_section(fd, &eh, b".eh_frame");
-            if elf.eh_frame.is_none() {
-                elf.gopclntab = find_section(fd, &eh, b".gopclntab");
-            }
         }
         Ok(elf)
     }
@@ -177,8 +168,7 @@ impl Elf {
                 .unwrap_or(0),
         };
         let eh_frame = self.eh_frame.map(|(addr, size)| (bias + addr, size));
-        let gopclntab = self.gopclntab.map(|(addr, size)| (bias + addr, size));
-        Ok(Image { base: bias + lo, entry: bias + self.entry, phdr, phnum: self.phnum as u64, eh_frame, gopclntab })
+        Ok(Image { base: bias + lo, entry: bias + self.entry, phdr, phnum: self.phnum as u64, eh_frame })
     }
 
     fn map_segment(&self, p: &Phdr, bias: u64) -> Result<(), &'static str> {

@@ -197,10 +197,6 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         // often have no .eh_frame_hdr).
         crate::patch::hints::add_eh_frame_hint(image.base, start, len);
     }
-    if let Some((start, len)) = image.gopclntab {
-        // Go's own function table, where there are no unwind tables.
-        crate::patch::hints::add_gopclntab_hint(image.base, start, len);
-    }
     let interp_image = if program.has_interp {
         let fd = raw::syscall(
             libc::SYS_openat,

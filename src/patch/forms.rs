@@ -430,9 +430,12 @@ pub fn jump(slot: u64) -> [u8; JUMP_LEN] {
     [0xff, 0x24, 0x25, d[0], d[1], d[2], d[3]]
 }
 
-/// R's final bytes: the jump, then 0x06.
+/// R's final bytes: the jump, then 0x06 to R's end (0 past it).
 pub fn range_final(r: &Range, slot: u64) -> [u8; MAX_RANGE] {
-    let mut out = [0x06u8; MAX_RANGE];
+    let mut out = [0u8; MAX_RANGE];
+    for b in out.iter_mut().take(r.len) {
+        *b = 0x06;
+    }
     out[..JUMP_LEN].copy_from_slice(&jump(slot));
     out
 }
@@ -444,9 +447,12 @@ pub fn slot_fits(slot: u64, pun: u8) -> bool {
     j[5] == 0x06 && PUN_OFFSETS.iter().enumerate().all(|(i, &o)| pun & (1 << i) == 0 || is_invalid_opcode(j[o]))
 }
 
-/// The pad's bytes: the jump, then INT3.
+/// The pad's bytes: the jump, then INT3 to the pad's end (0 past it).
 pub fn pad_bytes(pad: &Pad, slot: u64) -> [u8; OVERLAY_BYTES] {
-    let mut out = [0xccu8; OVERLAY_BYTES];
+    let mut out = [0u8; OVERLAY_BYTES];
+    for b in out.iter_mut().take(pad.len) {
+        *b = 0xcc;
+    }
     out[..JUMP_LEN].copy_from_slice(&jump(slot));
     out
 }

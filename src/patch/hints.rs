@@ -1,7 +1,6 @@
-//! Where the `.eh_frame` of objects without `.eh_frame_hdr` lies, or Go's
-//! `.gopclntab` of objects without either, as the launcher found them in
-//! their section headers (static programs linked without --eh-frame-hdr, Go
-//! static binaries); written before the program starts, only read
+//! Where the `.eh_frame` of objects without `.eh_frame_hdr` lies, as the
+//! launcher found it in their section headers (static programs linked
+//! without --eh-frame-hdr); written before the program starts, only read
 //! afterwards.
 
 // ---------------------------------------------------------------------------
@@ -31,28 +30,5 @@ pub fn add_eh_frame_hint(header: u64, start: u64, len: u64) {
 pub(super) fn eh_frame_hint(header: u64) -> Option<(u64, u64)> {
     // SAFETY: see `Hints`.
     let hints = unsafe { &*EH_FRAME_HINTS.0.get() };
-    hints.iter().find(|h| h.0 == header && h.0 != 0).map(|h| (h.1, h.2))
-}
-
-// ---------------------------------------------------------------------------
-// Go's function table: objects the launcher loaded that have no .eh_frame
-// (Go static binaries keep their own tables, gopclntab.rs).
-
-pub(super) static GOPCLNTAB_HINTS: Hints = Hints(core::cell::UnsafeCell::new([(0, 0, 0); MAX_HINTS]));
-
-/// The launcher, before the program runs: the object whose ELF header is
-/// mapped at `header` has its `.gopclntab` at [start, start + len).
-#[cfg_attr(not(feature = "launcher"), allow(dead_code))]
-pub fn add_gopclntab_hint(header: u64, start: u64, len: u64) {
-    // SAFETY: see `Hints`.
-    let hints = unsafe { &mut *GOPCLNTAB_HINTS.0.get() };
-    if let Some(slot) = hints.iter_mut().find(|h| h.0 == 0) {
-        *slot = (header, start, len);
-    }
-}
-
-pub(super) fn gopclntab_hint(header: u64) -> Option<(u64, u64)> {
-    // SAFETY: see `Hints`.
-    let hints = unsafe { &*GOPCLNTAB_HINTS.0.get() };
     hints.iter().find(|h| h.0 == header && h.0 != 0).map(|h| (h.1, h.2))
 }

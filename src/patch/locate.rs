@@ -17,7 +17,7 @@
 //! `StdOs` (os.rs) (std files and /proc/self/mem) because the gate is not mapped there.
 
 use super::elf::program_headers;
-use super::hints::{eh_frame_hint, gopclntab_hint};
+use super::hints::eh_frame_hint;
 use super::maps::find_object;
 use super::os::Os;
 use super::reject::Reject;
@@ -41,18 +41,26 @@ pub struct Located {
 /// its mapping, through a given [`Os`] (the library passes [`RawOs`]).
 pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
     let obj = find_object(os, site)?;
-    let (func_start, func_end) = match program_headers(os, obj.header, site) {
-        Ok(eh) => lookup_fde(os, eh, site)?,
+    let found = match program_headers(os, obj.header, site) {
+        Ok(eh) => lookup_fde(os, eh, site),
         // No .eh_frame_hdr: the .eh_frame itself, if the launcher found it
         // in the section headers when it loaded this object.
         Err(Reject::NoEhFrameHdr) => match eh_frame_hint(obj.header) {
-            Some((start, len)) => scan_eh_frame(os, start, len, site)?,
-            // No .eh_frame at all: Go's own function table, if it has one.
-            None => match gopclntab_hint(obj.header) {
-                Some((start, len)) => super::gopclntab::lookup(os, start, len, site)?,
-                None => return Err(Reject::NoEhFrameHdr),
-            },
+            Some((start, len)) => scan_eh_frame(os, start, len, site),
+            None => Err(Reject::NoEhFrameHdr),
         },
+        Err(e) => Err(e),
+    };
+    let (func_start, func_end) = match found {
+        Ok(f) => f,
+        // No unwind entry for it: Go code (a static Go binary has no
+        // .eh_frame, a cgo one none for its Go functions) has a table of its own.
+        Err(e @ (Reject::NoEhFrameHdr | Reject::NoFunctionStart | Reject::PastFunctionEnd)) => {
+            match super::gopclntab::table_of(os, &obj) {
+                Some((start, len)) => super::gopclntab::lookup(os, start, len, site)?,
+                None => return Err(e),
+            }
+        }
         Err(e) => return Err(e),
     };
     Ok(Located { func_start, func_end, text_start: obj.text_start, text_end: obj.text_end })
