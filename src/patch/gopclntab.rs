@@ -205,7 +205,7 @@ mod tests {
         b.extend_from_slice(&3u64.to_le_bytes()); // nfunc
         b.extend_from_slice(&1u64.to_le_bytes()); // nfiles
         b.extend_from_slice(&0x401000u64.to_le_bytes()); // textStart
-        for _ in 0..5 {
+        for _ in 0..4 {
             b.extend_from_slice(&0u64.to_le_bytes()); // funcname .. pctab offsets
         }
         b.extend_from_slice(&72u64.to_le_bytes()); // pclnOffset
