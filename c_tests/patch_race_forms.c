@@ -21,6 +21,10 @@
  * (the library gives the sites their bytes back and forgets them), then the
  * threads race on the fresh sites while SIGALRM fires every 100 us.
  *
+ * Other functions branch into the ranges at an interior boundary (the
+ * second instruction, the syscall, the instruction after it): patched, those
+ * are invalid opcodes, and the thread is completed from the trampoline.
+ *
  * A thread blocked in read(2) on a pipe at the punned site (its trap patches
  * the site, then it sleeps in the old syscall), interrupted by SIGUSR1 with a
  * restarting handler that makes syscalls, then released: it must return
@@ -33,6 +37,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -53,7 +58,9 @@ __asm__(".text\n"
         "range_getppid:\n"
         ".cfi_startproc\n"
         "    mov $110, %eax\n"
+        "range_mov:\n"
         "    mov %rdi, %rsi\n"
+        "range_sys:\n"
         "    syscall\n"
         "    ret\n"
         ".cfi_endproc\n"
@@ -71,7 +78,9 @@ __asm__(".text\n"
         "    mov $1, %edx\n"
         "    lea 0(%rip), %r11\n"
         "    mov %rbx, %rdi\n"
+        "punned_sys:\n"
         "    syscall\n"
+        "punned_cmp:\n"
         "    cmp $-4095, %rax\n"
         "    pop %rbx\n"
         ".cfi_adjust_cfa_offset -8\n"
@@ -94,7 +103,51 @@ __asm__(".text\n"
         "    .byte 0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00\n"
         ".cfi_endproc\n"
         ".size pad_syscall3, .-pad_syscall3\n"
+        /* Functions of their own that branch into the ranges above, at an
+         * instruction boundary other than the first: once a range is
+         * patched, that boundary is an invalid opcode and the thread must
+         * be completed from the trampoline (or, at the syscall, by the
+         * handler). */
+        ".p2align 4\n"
+        ".type enter_at_mov,@function\n"
+        "enter_at_mov:\n"
+        ".cfi_startproc\n"
+        "    mov $110, %eax\n"
+        "    jmp range_mov\n"
+        ".cfi_endproc\n"
+        ".size enter_at_mov, .-enter_at_mov\n"
+        ".type enter_at_syscall,@function\n"
+        "enter_at_syscall:\n"
+        ".cfi_startproc\n"
+        "    mov $110, %eax\n"
+        "    jmp range_sys\n"
+        ".cfi_endproc\n"
+        ".size enter_at_syscall, .-enter_at_syscall\n"
+        ".type enter_at_punned_syscall,@function\n"
+        "enter_at_punned_syscall:\n"
+        ".cfi_startproc\n"
+        "    push %rbx\n"
+        ".cfi_adjust_cfa_offset 8\n"
+        "    mov $110, %eax\n"
+        "    jmp punned_sys\n"
+        ".cfi_endproc\n"
+        ".size enter_at_punned_syscall, .-enter_at_punned_syscall\n"
+        ".type enter_after_punned_syscall,@function\n"
+        "enter_after_punned_syscall:\n"
+        ".cfi_startproc\n"
+        "    push %rbx\n"
+        ".cfi_adjust_cfa_offset 8\n"
+        "    mov $110, %eax\n"
+        "    syscall\n"
+        "    jmp punned_cmp\n"
+        ".cfi_endproc\n"
+        ".size enter_after_punned_syscall, .-enter_after_punned_syscall\n"
         "sites_end:\n");
+
+long enter_at_mov(void);
+long enter_at_syscall(void);
+long enter_at_punned_syscall(void);
+long enter_after_punned_syscall(void);
 
 extern char sites_start[], sites_end[];
 
@@ -135,6 +188,15 @@ static void all_sites(int glibc)
     }
 }
 
+/* Each of these faults once the range is patched: a few per round. */
+static void entries(void)
+{
+    check("enter_at_mov", enter_at_mov(), g_ppid);
+    check("enter_at_syscall", enter_at_syscall(), g_ppid);
+    check("enter_at_punned_syscall", enter_at_punned_syscall(), g_ppid);
+    check("enter_after_punned_syscall", enter_after_punned_syscall(), g_ppid);
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -149,9 +211,12 @@ static void *worker(void *arg)
     (void)arg;
     for (int r = 1; r <= ROUNDS; r++) {
         while (__atomic_load_n(&g_round, __ATOMIC_ACQUIRE) < r)
-            ;
-        for (int i = 0; i < CALLS; i++)
+            sched_yield(); /* 2 CPUs: let the main thread get on */
+        for (int i = 0; i < CALLS; i++) {
             all_sites(r == 1 && __atomic_load_n(&g_glibc_sites, __ATOMIC_RELAXED));
+            if (i % 8 == 0)
+                entries();
+        }
         __atomic_add_fetch(&g_done, 1, __ATOMIC_ACQ_REL);
     }
     return NULL;
@@ -194,9 +259,11 @@ static void blocked_in_the_site(void)
         usleep(20000);
         pthread_kill(t, SIGUSR1);
     }
-    /* Meanwhile another thread runs the very site. */
-    for (int i = 0; i < 100; i++)
+    /* Meanwhile another thread runs the very site, and enters it elsewhere. */
+    for (int i = 0; i < 100; i++) {
         check("punned_getppid (other thread)", punned_getppid(SYS_getppid, 0, 0), g_ppid);
+        entries();
+    }
     usleep(20000);
     REQUIRE(write(g_pipe[1], "x", 1) == 1, "write");
     pthread_join(t, NULL);

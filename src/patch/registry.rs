@@ -145,6 +145,12 @@ fn store_ext(ext: &Ext) -> Option<u32> {
     Some(n as u32 + 1)
 }
 
+/// Whether any site of Form R or P was ever recorded (the fault handler's
+/// search for one is skipped until then).
+pub fn any_ext() -> bool {
+    EXT_COUNT.load(Ordering::Relaxed) != 0
+}
+
 /// The [`Ext`] of a site of Form R or P.
 pub fn ext_of(site: &Site) -> Option<&'static Ext> {
     if site.ext == 0 {

@@ -141,7 +141,7 @@ fn patched_site_fault(sig: i32, uc: &mut Ucontext) -> Option<u64> {
 /// byte there must be the 0x06 the protocol wrote or the final byte.
 fn resume_in_trampoline(sig: i32, uc: &mut Ucontext) -> bool {
     let rip = uc.mc.rip;
-    if sig != SIGILL && sig != SIGSEGV {
+    if (sig != SIGILL && sig != SIGSEGV) || !registry::any_ext() {
         return false;
     }
     let Ok(byte) = raw::read_user::<u8>(rip) else { return false };
