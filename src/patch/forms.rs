@@ -288,7 +288,7 @@ pub fn plan_range(code: &Code<'_>, sys: u64) -> Result<Range, Reject> {
     let mut why = Reject::RangeTooShort;
     // a: how many instructions before the syscall; tail: the one after too.
     'grow: for a in 1..=nb.min(MAX_INSNS - 2) {
-        let first = before[MAX_INSNS - a];
+        let Some(&first) = before.get(MAX_INSNS - a) else { break };
         if !relocatable(&first) {
             why = Reject::NotRelocatable;
             break 'grow;
@@ -297,15 +297,19 @@ pub fn plan_range(code: &Code<'_>, sys: u64) -> Result<Range, Reject> {
             let mut insns = [Instruction::default(); MAX_INSNS];
             let mut n = 0;
             for ins in before.iter().skip(MAX_INSNS - a) {
-                insns[n] = *ins;
-                n += 1;
+                if let Some(slot) = insns.get_mut(n) {
+                    *slot = *ins;
+                    n += 1;
+                }
             }
             let sys_idx = n;
             n += 1; // the syscall (2 bytes)
             if tail {
                 match after {
-                    Some(t) if relocatable(&t) => {
-                        insns[n] = t;
+                    Some(t) if relocatable(&t) && n < MAX_INSNS => {
+                        if let Some(slot) = insns.get_mut(n) {
+                            *slot = t;
+                        }
                         n += 1;
                     }
                     _ => continue,
@@ -316,7 +320,7 @@ pub fn plan_range(code: &Code<'_>, sys: u64) -> Result<Range, Reject> {
             let mut o = 0usize;
             for (i, off) in offs.iter_mut().enumerate().take(n) {
                 *off = o as u8;
-                o += if i == sys_idx { 2 } else { insns[i].len() };
+                o += if i == sys_idx { 2 } else { insns.get(i).map_or(0, |x| x.len()) };
             }
             let len = o;
             if len < JUMP_LEN {
@@ -345,7 +349,8 @@ pub fn plan_range(code: &Code<'_>, sys: u64) -> Result<Range, Reject> {
             if !code.bytes(start, orig.get_mut(..len).ok_or(Reject::OutsideCode)?) {
                 return Err(Reject::OutsideCode);
             }
-            let r = Range { start, len, offs, n, sys_off: offs[sys_idx] as usize, pun, orig };
+            let sys_off = offs.get(sys_idx).copied().unwrap_or(0) as usize;
+            let r = Range { start, len, offs, n, sys_off, pun, orig };
             if pun == 0 {
                 best = Some(r);
                 break 'grow;

@@ -497,28 +497,33 @@ static RETIRED_BYTES: [[AtomicU64; 3]; RETIRED] = [const { [const { AtomicU64::n
 
 /// Note a site about to be unpatched (patch lock held).
 pub fn retire(site: &Site) {
-    let mut bytes = [0u8; 24];
+    // Byte by byte through black_box: reachable from the fast path, which
+    // must not call memcpy or touch vector registers.
+    let mut words = [0u64; 3];
     let (at, len) = match ext_of(site) {
         Some(x) => {
             let len = (x.len as usize).min(24);
-            bytes[..len].copy_from_slice(x.orig.get(..len).unwrap_or(&[]));
+            for (i, b) in x.orig.iter().take(len).enumerate() {
+                if let Some(w) = words.get_mut(i / 8) {
+                    *w |= (core::hint::black_box(*b) as u64) << ((i % 8) * 8);
+                }
+            }
             (x.start, len)
         }
         None => {
-            let b = site.nr.to_le_bytes();
-            bytes[..7].copy_from_slice(&[0xb8, b[0], b[1], b[2], b[3], 0x0f, 0x05]);
+            // b8 nr 0f 05
+            words[0] = 0xb8 | (site.nr as u64) << 8 | 0x0f << 40 | 0x05 << 48;
             (site.key - 5, 7)
         }
     };
     let i = RETIRED_NEXT.fetch_add(1, Ordering::Relaxed) % RETIRED;
-    for (w, chunk) in RETIRED_BYTES[i].iter().zip(bytes.chunks(8)) {
-        let mut v = [0u8; 8];
-        v[..chunk.len()].copy_from_slice(chunk);
-        w.store(u64::from_le_bytes(v), Ordering::Relaxed);
+    let (Some(slot), Some(at_slot)) = (RETIRED_BYTES.get(i), RETIRED_AT.get(i)) else { return };
+    for (w, v) in slot.iter().zip(words) {
+        w.store(v, Ordering::Relaxed);
     }
     // Address and length together: len in the top byte (user addresses
     // fit in 47 bits).
-    RETIRED_AT[i].store(at | ((len as u64) << 56), Ordering::Release);
+    at_slot.store(at | ((len as u64) << 56), Ordering::Release);
 }
 
 /// Is `rip` inside a span given back to the program, at an offset whose
@@ -527,11 +532,11 @@ pub fn restored_original(rip: u64, now: u8) -> bool {
     let n = RETIRED_NEXT.load(Ordering::Acquire).min(RETIRED);
     let mut i = 0;
     while i < n {
-        let v = RETIRED_AT[i].load(Ordering::Acquire);
+        let v = RETIRED_AT.get(i).map(|a| a.load(Ordering::Acquire)).unwrap_or(0);
         let (at, len) = (v & ((1 << 56) - 1), v >> 56);
         if v != 0 && rip >= at && rip < at + len {
             let o = (rip - at) as usize;
-            let word = RETIRED_BYTES[i].get(o / 8).map(|w| w.load(Ordering::Relaxed)).unwrap_or(0);
+            let word = RETIRED_BYTES.get(i).and_then(|b| b.get(o / 8)).map(|w| w.load(Ordering::Relaxed)).unwrap_or(0);
             if (word >> ((o % 8) * 8)) as u8 == now && !forms::is_invalid_opcode(now) {
                 return true;
             }

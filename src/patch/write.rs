@@ -203,20 +203,43 @@ pub fn patch_range(mem: &Mem, start: u64, orig: &[u8], offs: &[u8], fin: &[u8]) 
     Ok(())
 }
 
+/// Byte copies and compares for what the fast path may reach (forgetting
+/// sites when munmap/mprotect run there): one byte at a time through
+/// `black_box`, so that the compiler neither calls memcpy/bcmp nor uses
+/// vector registers (tests/patching.rs disassembles it).
+fn copy_bytes(dst: &mut [u8], src: &[u8]) {
+    for (d, s) in dst.iter_mut().zip(src.iter()) {
+        *d = core::hint::black_box(*s);
+    }
+}
+
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    for (x, y) in a.iter().zip(b.iter()) {
+        if core::hint::black_box(*x) != *y {
+            return false;
+        }
+    }
+    true
+}
+
 /// Give Form R's range back its original bytes if it still holds `fin`:
 /// the same steps backwards (byte 0 := 0x06; the rest := original with
 /// 0x06 at every boundary; then every instruction's first byte).
+/// Integer-only: reachable from the fast path.
 pub fn unpatch_range(mem: &Mem, start: u64, orig: &[u8], offs: &[u8], fin: &[u8]) -> Result<(), i64> {
-    let len = orig.len().min(fin.len());
+    let len = orig.len().min(fin.len()).min(crate::patch::forms::MAX_RANGE);
     let mut now = [0u8; crate::patch::forms::MAX_RANGE];
     let now = now.get_mut(..len).ok_or(raw::EFAULT)?;
     raw::copy_from_user(now.as_mut_ptr(), start as *const u8, len)?;
-    if now != fin.get(..len).ok_or(raw::EFAULT)? {
+    if !same_bytes(now, fin.get(..len).ok_or(raw::EFAULT)?) {
         return Ok(());
     }
     let mut marked = [0u8; crate::patch::forms::MAX_RANGE];
     let marked = marked.get_mut(..len).ok_or(raw::EFAULT)?;
-    marked.copy_from_slice(orig.get(..len).ok_or(raw::EFAULT)?);
+    copy_bytes(marked, orig);
     for &o in offs {
         if let Some(b) = marked.get_mut(o as usize) {
             *b = 0x06;
