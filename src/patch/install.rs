@@ -2,11 +2,15 @@
 //! path, once per site, under one lock.
 //!
 //! Called from the slow path after each of our traps. A site is patched only
-//! if its bytes are `b8 imm32 0f 05` with imm32 = the syscall that trapped,
-//! the syscall does not need the signal frame (see [`needs_slow_path`]), and
-//! decoding forward from the start of its function proves the `mov` is a real
-//! instruction (site.rs). Anything else is recorded once, with the reason, and
-//! stays on the slow path.
+//! if the syscall does not need the signal frame (see [`needs_slow_path`])
+//! and: its bytes are `b8 imm32 0f 05` with imm32 = the syscall that trapped
+//! and decoding forward from the start of its function proves the `mov` is a
+//! real instruction (site.rs); or else forms.rs proves a Form R range or a
+//! Form P pad for it over the whole function (those trampolines take the
+//! number from rax; ut_fast_entry sends numbers the fast path may not run,
+//! listed in `ut_fast_ok` before the first patch, to the trampoline's own
+//! `syscall`). Anything else is recorded once, with the reason, and stays on
+//! the slow path.
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 

@@ -20,6 +20,10 @@
 //! 8192 trampolines mapped anywhere. Slots are read-only and trampolines
 //! read-execute from the start: they are written through /proc/self/mem.
 //!
+//! Forms R and P (forms.rs) get 128-byte trampolines of their own, and
+//! ranges with an instruction boundary on the jump's address bytes get a
+//! punned slot (below).
+//!
 //! Never: make slots or trampolines writable by the program.
 
 use crate::rt::{owned, raw};

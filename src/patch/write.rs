@@ -11,8 +11,12 @@
 //! with a core-serialising barrier for every thread (membarrier SYNC_CORE)
 //! before the first write and after the last.
 //!
+//! Forms R and P have their own orders ([`patch_range`], [`patch_pad`];
+//! forms.rs says why each is safe), and every way back ([`unpatch`]) notes
+//! the site first so that a fault on a byte restored meanwhile is recognised.
+//!
 //! Never: make a page writable or non-executable, or write a site out of
-//! this order.
+//! these orders.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
