@@ -287,6 +287,7 @@ c_tests! {
     small_stacks,
     stale_sites,
     sockets_loopback,
+    syscall3_emulated,
     static_getppid_loop,
     static_hello,
     thread_start_crowd,
