@@ -707,9 +707,7 @@ mod tests {
         assert_eq!(plan_pad(&code(&b), BASE + 11), Err(Reject::NoPad));
         // Out of rel8 reach: 200 bytes of code between the syscall and the pad.
         let mut b = READ[..13].to_vec();
-        for _ in 0..200 {
-            b.push(0x50); // push %rax
-        }
+        b.extend([0x50u8; 200]); // push %rax, 200 times
         b.push(0xc3);
         b.extend_from_slice(&[0xcc; 8]);
         let mut c = b.clone();

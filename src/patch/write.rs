@@ -186,7 +186,8 @@ pub fn patch_site(mem: &Mem, site: u64, slot: u64) -> Result<(), i64> {
 ///   1. 0x06 on the first byte of every instruction;
 ///   2. bytes 1.. := their final values (every boundary stays invalid);
 ///   3. byte 0 := 0xff;
-/// each followed by a core-serialising barrier.
+///
+/// Each step is followed by a core-serialising barrier.
 pub fn patch_range(mem: &Mem, start: u64, orig: &[u8], offs: &[u8], fin: &[u8]) -> Result<(), i64> {
     let len = orig.len().min(fin.len());
     let mut marked = [0u8; crate::patch::forms::MAX_RANGE];
