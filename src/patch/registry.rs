@@ -263,6 +263,11 @@ pub fn record(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32) ->
 
 /// Record a site of Form R or P (patch lock held). False if a table is full.
 pub fn record_ext(key: u64, state: u32, nr: u32, slot: u32, ext: &Ext) -> bool {
+    // The range and the pad may lie in other 2 MiB chunks than the key.
+    note_chunk(ext.start);
+    if ext.pad_len > 0 {
+        note_chunk(ext.pad);
+    }
     match store_ext(ext) {
         Some(i) => record_with(key, state, nr, "", slot, i),
         None => false,
