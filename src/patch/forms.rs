@@ -429,6 +429,21 @@ pub fn plan_pad(code: &Code<'_>, sys: u64) -> Result<Pad, Reject> {
     Ok(pad)
 }
 
+/// Is `bytes` (at `start`) whole NOP and INT3 instructions only? The
+/// padding between two functions of the unwind table, which no FDE covers:
+/// with the function before it ending in an unconditional transfer (which
+/// [`plan_pad`] checks), no thread runs it.
+pub fn all_filler(start: u64, bytes: &[u8]) -> bool {
+    let code = Code { start, live: bytes, overlays: &[] };
+    !bytes.is_empty()
+        && code
+            .walk(|ins| match ins.mnemonic() {
+                Mnemonic::Nop | Mnemonic::Int3 => Ok(()),
+                _ => Err(Reject::NoPad),
+            })
+            .is_ok()
+}
+
 /// The bytes of `jmp *slot` (ff 24 25 + disp32).
 pub fn jump(slot: u64) -> [u8; JUMP_LEN] {
     let d = (slot as u32).to_le_bytes();
@@ -684,6 +699,30 @@ mod tests {
         assert_eq!(&bytes[..10], &[0xff, 0x24, 0x25, 0x10, 0x00, 0x06, 0x7f, 0xcc, 0xcc, 0xcc]);
         // Form R cannot take read (2-byte first instruction, rip-relative before).
         assert!(plan_range(&c, BASE + 11).is_err());
+    }
+
+    #[test]
+    fn pad_between_functions() {
+        // glibc's __read_nocancel: xor; syscall; cmp; ja; ret; nopl (3 bytes,
+        // too short); the error path; ret. Then 12 bytes of padding outside
+        // the unwind range, up to the next function.
+        let f = [
+            0x31, 0xc0, 0x0f, 0x05, 0x48, 0x3d, 0x00, 0xf0, 0xff, 0xff, 0x77, 0x04, 0xc3, 0x0f, 0x1f,
+            0x00, // 0..16
+            0x48, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff, 0xc3, // 16..24: mov $-1,%rax; ret
+        ];
+        let pad = [0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00, 0x66, 0x90];
+        assert_eq!(plan_pad(&code(&f), BASE + 2), Err(Reject::NoPad));
+        assert!(all_filler(BASE + 24, &pad));
+        assert!(!all_filler(BASE + 24, &[0x90, 0x90, 0xc3]));
+        assert!(!all_filler(BASE + 24, &pad[..5])); // a NOP cut short
+        let mut with_gap = f.to_vec();
+        with_gap.extend_from_slice(&pad);
+        assert_eq!(plan_pad(&code(&with_gap), BASE + 2), Ok(Pad { at: BASE + 24, len: 10 }));
+        // Not after a transfer: the function falls through into the gap.
+        let mut falls = with_gap.clone();
+        falls[23] = 0x90;
+        assert_eq!(plan_pad(&code(&falls), BASE + 2), Err(Reject::NoPad));
     }
 
     #[test]

@@ -157,19 +157,38 @@ fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'
     if loc.func_start < loc.text_start || loc.func_end > loc.text_end {
         return Err(Some(Reject::StraddlesMapping.as_str()));
     }
+    // The padding after the function, up to the next function of the
+    // unwind table, if it is NOP/INT3 fill only (a pad candidate; never
+    // decoded as part of a function).
+    let gap_end =
+        if loc.next_start > loc.func_end && loc.next_start - loc.func_end <= 64 && loc.next_start <= loc.text_end {
+            loc.next_start
+        } else {
+            loc.func_end
+        };
     let mut overlays = [forms::Overlay::EMPTY; forms::MAX_OVERLAYS];
-    let n = registry::overlays_in(loc.func_start, loc.func_end, &mut overlays)
+    let n = registry::overlays_in(loc.func_start, gap_end, &mut overlays)
         .ok_or(Some("too many patched sites in the function"))?;
-    // SAFETY: [func_start, func_end) lies inside one run of adjacent readable
+    // SAFETY: [func_start, gap_end) lies inside one run of adjacent readable
     // and executable mappings of the ELF file that holds the site (checked
-    // just above from /proc/self/maps), at most MAX_DECODE long; as in
-    // site::check, only our patcher (holding the lock we hold) writes it.
-    let live =
-        unsafe { core::slice::from_raw_parts(loc.func_start as *const u8, (loc.func_end - loc.func_start) as usize) };
-    let code = forms::Code { start: loc.func_start, live, overlays: overlays.get(..n).unwrap_or(&[]) };
+    // just above from /proc/self/maps; gap_end is at most text_end), at most
+    // MAX_DECODE + 64 long; as in site::check, only our patcher (holding the
+    // lock we hold) writes it.
+    let with_gap =
+        unsafe { core::slice::from_raw_parts(loc.func_start as *const u8, (gap_end - loc.func_start) as usize) };
+    let live = with_gap.get(..(loc.func_end - loc.func_start) as usize).unwrap_or(&[]);
+    let gap = with_gap.get(live.len()..).unwrap_or(&[]);
+    let overlays = overlays.get(..n).unwrap_or(&[]);
+    let code = forms::Code { start: loc.func_start, live, overlays };
+    // The gap joins the pad search only if it holds nothing but fill now.
+    let pad_code = if forms::all_filler(loc.func_end, gap) {
+        forms::Code { start: loc.func_start, live: with_gap, overlays }
+    } else {
+        forms::Code { start: loc.func_start, live, overlays }
+    };
     match forms::plan_range(&code, key) {
         Ok(r) => install_range(table, key, nr, &r).map_err(Some),
-        Err(why_r) => match forms::plan_pad(&code, key) {
+        Err(why_r) => match forms::plan_pad(&pad_code, key) {
             Ok(p) => install_pad(table, key, nr, &p).map_err(Some),
             // The range's reason when it came close (its own refusals).
             Err(Reject::NoPad) if why_r != Reject::RangeTooShort && why_r != Reject::NotRelocatable => {

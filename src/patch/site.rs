@@ -399,6 +399,18 @@ mod tests {
                 }
                 let code =
                     Code { start: loc.func_start, live: text_bytes(loc.func_start, loc.func_end), overlays: &[] };
+                // With the padding up to the next function, as install.rs.
+                let gap_end =
+                    if loc.next_start > loc.func_end && loc.next_start - loc.func_end <= 64 && loc.next_start <= end {
+                        loc.next_start
+                    } else {
+                        loc.func_end
+                    };
+                let pad_code = if crate::patch::forms::all_filler(loc.func_end, text_bytes(loc.func_end, gap_end)) {
+                    Code { start: loc.func_start, live: text_bytes(loc.func_start, gap_end), overlays: &[] }
+                } else {
+                    Code { start: loc.func_start, live: text_bytes(loc.func_start, loc.func_end), overlays: &[] }
+                };
                 match plan_range(&code, sys) {
                     Err(Reject::NotBoundary) | Err(Reject::NotSyscall) => continue, // not an instruction
                     Ok(_) => {
@@ -407,7 +419,7 @@ mod tests {
                     }
                     Err(why_r) => {
                         total += 1;
-                        match plan_pad(&code, sys) {
+                        match plan_pad(&pad_code, sys) {
                             Ok(_) => pad += 1,
                             Err(why_p) => {
                                 eprintln!("  slow libc+{:#x}: {} / {}", sys - base, why_r.as_str(), why_p.as_str());
