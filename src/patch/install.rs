@@ -57,8 +57,9 @@ pub fn consider(rip: u64, nr: u64) {
     if registry::lookup(key).is_some() {
         return;
     }
-    // A trampoline's own `syscall` (a call the fast path diverted): ours.
-    if crate::rt::owned::overlaps(key, 2) {
+    // A trampoline's own `syscall` (a call the fast path diverted), or the
+    // library's own code: never patched.
+    if crate::rt::owned::overlaps(key, 2) || in_own_text(key) {
         return;
     }
     thread::with_signals_blocked(|| {
@@ -110,6 +111,9 @@ fn try_seed(table: &mut Table, key: u64, nr: u64, [n0, n1, n2, n3]: [u8; 4]) -> 
     if !prepared() {
         return Err("membarrier SYNC_CORE unavailable: patching off");
     }
+    if in_own_text(key) {
+        return Err("the library's own code");
+    }
     site::check(site).map_err(|r| r.as_str())?;
     let slot = table.alloc_slot().ok_or("trap table full (no free window below 2 GiB)")?;
     let tramp = table.alloc_trampoline().ok_or("no memory for trampolines")?;
@@ -139,6 +143,9 @@ fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'
     }
     if !prepared() {
         return Err(Some("membarrier SYNC_CORE unavailable: patching off"));
+    }
+    if in_own_text(key) {
+        return Err(Some("the library's own code"));
     }
     // glibc's `__restore_rt` (`mov $15,%rax; syscall`), whatever the number.
     let mut head = [0u8; 7];
@@ -268,6 +275,14 @@ fn install_pad(table: &mut Table, key: u64, nr: u64, p: &forms::Pad) -> Result<(
     Ok(())
 }
 
+/// The run of executable mappings holding the library's own code (found
+/// when patching is prepared): [start, end), or 0, 0.
+static OWN_TEXT: [core::sync::atomic::AtomicU64; 2] = [const { core::sync::atomic::AtomicU64::new(0) }; 2];
+
+fn in_own_text(addr: u64) -> bool {
+    addr >= OWN_TEXT[0].load(Ordering::Relaxed) && addr < OWN_TEXT[1].load(Ordering::Relaxed)
+}
+
 /// Make patching possible (under the PATCHER lock); false if it cannot be,
 /// and then patching is off for good.
 fn prepared() -> bool {
@@ -300,6 +315,10 @@ fn prepared() -> bool {
     }
     site::warm_up();
     arch::set_fast_ok(|nr| !needs_slow_path(nr));
+    if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
+        OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
+        OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);
+    }
     PREPARED.store(READY, Ordering::Relaxed);
     true
 }
