@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """usertrap benchmark: what interception costs, in one run.
 
-First, interception alone (USERTRAP_TIMING=0): for a loop of getppid() and
-a loop of 1-byte reads from /dev/zero it prints ns per call natively, under the library on the slow path (USERTRAP_PATCH=0,
+First, interception alone (USERTRAP_TIMING=0): for a loop of getppid(), a
+loop of syscall(SYS_getppid) (syscall(3), patched as a relocated range) and
+a loop of 1-byte reads from /dev/zero (glibc's `read`, patched through a
+pad) it prints ns per call natively, under the library on the slow path (USERTRAP_PATCH=0,
 every call a SIGSYS) and on the fast path (patched sites), for both backends,
 and under `strace -c`, with the ratio to native. Then the share of a real
 program's syscalls that took the fast path. Then measurement (the default):
@@ -72,7 +74,7 @@ def main():
     print("-" * len(header))
     strace = shutil.which("strace")
     targets = []
-    for workload in ("getppid", "read"):
+    for workload in ("getppid", "syscall3", "read"):
         native = loop_ns(workload, n_fast)
         rows = [("native", native)]
         for backend in ("seccomp", "sud"):
@@ -92,7 +94,16 @@ def main():
     programs = [
         ("python3: 200,000 os.stat", [python, "-c", "import os\nfor _ in range(200000): os.stat('/')"]),
         ("tar cf /dev/null /usr/include", ["tar", "cf", "/dev/null", "/usr/include"]),
+        ("dd bs=1, 200,000 reads", ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000"]),
+        ("python3: threads, queue.Queue", [python, "-c", QUEUE]),
     ]
+    rust_std = rust_std_binary()
+    if rust_std:
+        programs.append(("rust std (tests/data/rust_std)", [rust_std]))
+    for flavor in ("static", "cgo"):
+        go = go_binary(flavor)
+        if go:
+            programs.append((f"go ({flavor}): tests/data/go/reads", ["sh", "-c", 'exec "$0"', go]))
     print(f"{'program':<32} {'backend':<8} {'syscalls':>9} {'fast path':>10}")
     for name, argv in programs:
         for backend in ("seccomp", "sud"):
@@ -106,6 +117,38 @@ def main():
     print("\nagainst the targets:")
     for t in targets:
         print("  " + t)
+
+
+QUEUE = ("import threading, queue\nq = queue.Queue()\ndef prod():\n    for i in range(20000): q.put(i)\n"
+         "    q.put(None)\nt = threading.Thread(target=prod); t.start()\nwhile q.get() is not None: pass\nt.join()\n")
+
+
+def rust_std_binary():
+    """tests/data/rust_std, built as the tests build it; None without cargo."""
+    target = os.path.join(ROOT, "target", "rust_std")
+    cargo = shutil.which("cargo")
+    if not cargo:
+        return None
+    r = subprocess.run([cargo, "build", "--offline", "--release", "--quiet", "--manifest-path",
+                        os.path.join(ROOT, "tests", "data", "rust_std", "Cargo.toml"), "--target-dir", target],
+                       env=clean_env(), capture_output=True)
+    binary = os.path.join(target, "release", "rust_std")
+    return binary if r.returncode == 0 and os.path.exists(binary) else None
+
+
+def go_binary(flavor):
+    """tests/data/go/reads.go built static or with cgo; None without go."""
+    go = shutil.which("go")
+    if not go:
+        return None
+    work = os.path.join(ROOT, "target", "gowork")
+    out = os.path.join(ROOT, "target", "bench", f"goreads_{flavor}")
+    src = os.path.join(ROOT, "tests", "data", "go")
+    env = clean_env(GOPATH=os.path.join(work, "path"), GOCACHE=os.path.join(work, "cache"), GO111MODULE="off",
+                    GOPROXY="off", GOTOOLCHAIN="local", GOFLAGS="", CGO_ENABLED="0" if flavor == "static" else "1")
+    r = subprocess.run([go, "build", "-o", out, os.path.join(src, "reads.go"), os.path.join(src, "cgo.go")],
+                       env=env, capture_output=True)
+    return out if r.returncode == 0 else None
 
 
 def wall(argv, env=None, prefix=(), runs=3):

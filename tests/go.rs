@@ -71,6 +71,7 @@ macro_rules! go_programs {
 
 go_programs! {
     exec_goroutines,
+    reads,
     http_loopback,
     signals,
     // A failed syscall.Exec (E2BIG) runs the whole exec emulation, about
@@ -200,6 +201,58 @@ fn run_go(program: &str, flavor: Flavor, backend: Backend) {
         name,
         backend
     );
+}
+
+/// tests/data/go/reads.go: Go's own syscall stubs (`mov $0,%eax; syscall`
+/// in the runtime, `syscall.Syscall`'s range) are patched, their function
+/// starts found in Go's function table (a static Go binary has no
+/// `.eh_frame`, a cgo one none for its Go code): all its 20,000 reads but
+/// a few first hits are fast.
+fn go_reads_are_fast(flavor: Flavor, backend: Backend) {
+    let bin = build("reads", flavor);
+    let name = binary_name("reads", flavor);
+    let reports = fresh_reports_dir(&format!("go-fast-{}", name), backend);
+    let cmd = match flavor {
+        Flavor::Static => Cmd::new("/bin/sh").args(["-c", "exec \"$0\""]).arg(&bin),
+        Flavor::Cgo => Cmd::new(&bin),
+    };
+    let out = run_traced(&with_json_reports(cmd, &reports).timeout(TIMEOUT), backend);
+    assert_eq!(out.stdout_text(), "zero bytes read: 20000\n", "{}", out.stderr_text());
+    let (mut calls, mut fast) = (0, 0);
+    for (_, text) in report_files(&reports) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let r: Value = serde_json::from_str(line).expect("a JSON report");
+            if r["command"] != name.as_str() {
+                continue;
+            }
+            for s in r["syscalls"].as_array().into_iter().flatten().filter(|s| s["name"] == "read") {
+                calls += s["calls"].as_u64().unwrap_or(0);
+                fast += s["fast_calls"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    assert!(calls >= 20000, "only {} reads in {}'s report", calls, name);
+    assert!(fast + 20 >= calls, "only {} of {}'s {} reads took the fast path under {}", fast, name, calls, backend);
+}
+
+#[test]
+fn go_reads_are_fast_static_seccomp() {
+    go_reads_are_fast(Flavor::Static, Backend::Seccomp);
+}
+
+#[test]
+fn go_reads_are_fast_static_sud() {
+    go_reads_are_fast(Flavor::Static, Backend::Sud);
+}
+
+#[test]
+fn go_reads_are_fast_cgo_seccomp() {
+    go_reads_are_fast(Flavor::Cgo, Backend::Seccomp);
+}
+
+#[test]
+fn go_reads_are_fast_cgo_sud() {
+    go_reads_are_fast(Flavor::Cgo, Backend::Sud);
 }
 
 // ---------------------------------------------------------------------------

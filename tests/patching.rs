@@ -387,3 +387,74 @@ fn fast_path_uses_no_vector_registers() {
         );
     }
 }
+
+/// (calls, fast calls) of syscall `name` in the JSON reports in `dir` of
+/// processes whose command is `command` (summed).
+fn calls_in_reports(dir: &std::path::Path, command: &str, name: &str) -> (u64, u64) {
+    let (mut calls, mut fast) = (0, 0);
+    for (path, text) in report_files(dir) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let r: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: not JSON ({}): {}", path.display(), e, line));
+            if r["command"].as_str() != Some(command) {
+                continue;
+            }
+            for s in r["syscalls"].as_array().into_iter().flatten() {
+                if s["name"].as_str() == Some(name) {
+                    calls += s["calls"].as_u64().unwrap_or(0);
+                    fast += s["fast_calls"].as_u64().unwrap_or(0);
+                }
+            }
+        }
+    }
+    (calls, fast)
+}
+
+/// dd with 1-byte blocks: glibc's `read` is `xor %eax,%eax; syscall` (Form P,
+/// a jump to the dead padding after its `ret`); nearly every read is fast.
+fn dd_reads_are_fast(backend: Backend) {
+    let dir = fresh_reports_dir("dd_reads_are_fast", backend);
+    let cmd = with_json_reports(Cmd::sh("dd if=/dev/zero of=/dev/null bs=1 count=20000 2>/dev/null"), &dir);
+    let out = run_traced(&cmd, backend);
+    assert!(out.status.success(), "dd failed under {}: {}", backend, out.stderr_text());
+    let (calls, fast) = calls_in_reports(&dir, "dd", "read");
+    assert!(calls >= 20000, "only {} reads of dd reported", calls);
+    assert!(fast + 10 >= calls, "only {} of dd's {} reads took the fast path", fast, calls);
+}
+
+#[test]
+fn dd_reads_are_fast_seccomp() {
+    dd_reads_are_fast(Backend::Seccomp);
+}
+
+#[test]
+fn dd_reads_are_fast_sud() {
+    dd_reads_are_fast(Backend::Sud);
+}
+
+/// Python threads passing 20,000 items through queue.Queue: futex (glibc's
+/// `mov $0xca,%eax; xor $0x81,%sil; syscall`: Form R) is fast but for each
+/// site's first call; python's reads (the cancellable wrapper's `read`) too.
+fn python_queue_is_fast(backend: Backend) {
+    let dir = fresh_reports_dir("python_queue_is_fast", backend);
+    let script = "import threading, queue\nq = queue.Queue()\ndef prod():\n    for i in range(20000): q.put(i)\n    \
+                  q.put(None)\nt = threading.Thread(target=prod); t.start()\nn = 0\nwhile q.get() is not None: n += 1\n\
+                  t.join(); print(n)\n";
+    let cmd = with_json_reports(Cmd::new(python3()).args(["-c", script]), &dir);
+    let out = run_traced(&cmd, backend);
+    assert_eq!(out.stdout_text(), "20000\n", "{}", out.stderr_text());
+    let (calls, fast) = calls_in_reports(&dir, "python3", "futex");
+    assert!(fast + 20 >= calls, "only {} of python's {} futex calls took the fast path", fast, calls);
+    let (calls, fast) = calls_in_reports(&dir, "python3", "read");
+    assert!(calls >= 20 && fast * 2 >= calls, "only {} of python's {} reads took the fast path", fast, calls);
+}
+
+#[test]
+fn python_queue_is_fast_seccomp() {
+    python_queue_is_fast(Backend::Seccomp);
+}
+
+#[test]
+fn python_queue_is_fast_sud() {
+    python_queue_is_fast(Backend::Sud);
+}

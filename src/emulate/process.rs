@@ -693,7 +693,7 @@ fn stop_intercepting(area: &ThreadArea, uc: &mut Ucontext, shared_memory: bool) 
         crate::patch::install::stop_for_program_filter();
         if let Ok(mem) = crate::patch::write::Mem::open() {
             crate::patch::registry::for_each_patched(|s| {
-                let _ = crate::patch::write::unpatch_site(&mem, s.key - 5, s.slot as u64, s.nr);
+                let _ = crate::patch::write::unpatch(&mem, s);
             });
         }
     }

@@ -2,18 +2,23 @@
 //! path, once per site, under one lock.
 //!
 //! Called from the slow path after each of our traps. A site is patched only
-//! if its bytes are `b8 imm32 0f 05` with imm32 = the syscall that trapped,
-//! the syscall does not need the signal frame (see [`needs_slow_path`]), and
-//! decoding forward from the start of its function proves the `mov` is a real
-//! instruction (site.rs). Anything else is recorded once, with the reason, and
-//! stays on the slow path.
+//! if the syscall does not need the signal frame (see [`needs_slow_path`])
+//! and: its bytes are `b8 imm32 0f 05` with imm32 = the syscall that trapped
+//! and decoding forward from the start of its function proves the `mov` is a
+//! real instruction (site.rs); or else forms.rs proves a Form R range or a
+//! Form P pad for it over the whole function (those trampolines take the
+//! number from rax; ut_fast_entry sends numbers the fast path may not run,
+//! listed in `ut_fast_ok` before the first patch, to the trampoline's own
+//! `syscall`). Anything else is recorded once, with the reason, and stays on
+//! the slow path.
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::patch::registry::{self, PATCHED, PATCHING, UNPATCHED};
-use crate::patch::site;
+use crate::patch::reject::Reject;
 use crate::patch::table::Table;
 use crate::patch::write::{self, Mem};
+use crate::patch::{forms, locate, os, site};
 use crate::rt::arch;
 use crate::rt::raw;
 use crate::rt::thread;
@@ -52,6 +57,11 @@ pub fn consider(rip: u64, nr: u64) {
     if registry::lookup(key).is_some() {
         return;
     }
+    // A trampoline's own `syscall` (a call the fast path diverted), or the
+    // library's own code: never patched.
+    if crate::rt::owned::overlaps(key, 2) || in_own_text(key) {
+        return;
+    }
     thread::with_signals_blocked(|| {
         // Never wait for the lock: its holder writes through /proc/self/mem
         // and issues membarrier, and threads spinning here (thousands may
@@ -65,21 +75,32 @@ pub fn consider(rip: u64, nr: u64) {
             patching_off("no memory for the table of sites");
             return;
         }
-        if let Err(why) = try_patch(&mut table, key, nr) {
-            registry::record(key, UNPATCHED, nr as u32, why, 0);
+        match try_patch(&mut table, key, nr) {
+            Ok(()) | Err(None) => {}
+            Err(Some(why)) => {
+                registry::record(key, UNPATCHED, nr as u32, why, 0);
+            }
         }
     });
 }
 
+/// Err(None): not now (the site is considered again at its next trap).
 #[inline(never)] // its buffers must not sit in every trap's stack frame
-fn try_patch(table: &mut Table, key: u64, nr: u64) -> Result<(), &'static str> {
+fn try_patch(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'static str>> {
     let site = key.wrapping_sub(5);
     let mut bytes = [0u8; 7];
-    raw::copy_from_user(&mut bytes, site).map_err(|_| "site not readable")?;
+    if raw::copy_from_user(&mut bytes, site).is_err() {
+        return try_other_forms(table, key, nr);
+    }
     let [b0, n0, n1, n2, n3, s0, s1] = bytes;
     if b0 != 0xb8 || s0 != 0x0f || s1 != 0x05 {
-        return Err("not preceded by mov $imm32,%eax");
+        return try_other_forms(table, key, nr);
     }
+    try_seed(table, key, nr, [n0, n1, n2, n3]).map_err(Some)
+}
+
+fn try_seed(table: &mut Table, key: u64, nr: u64, [n0, n1, n2, n3]: [u8; 4]) -> Result<(), &'static str> {
+    let site = key.wrapping_sub(5);
     if u32::from_le_bytes([n0, n1, n2, n3]) as u64 != nr {
         return Err("eax did not come from the mov before it");
     }
@@ -89,6 +110,9 @@ fn try_patch(table: &mut Table, key: u64, nr: u64) -> Result<(), &'static str> {
     // Only now, for a site that may really be patched.
     if !prepared() {
         return Err("membarrier SYNC_CORE unavailable: patching off");
+    }
+    if in_own_text(key) {
+        return Err("the library's own code");
     }
     site::check(site).map_err(|r| r.as_str())?;
     let slot = table.alloc_slot().ok_or("trap table full (no free window below 2 GiB)")?;
@@ -108,6 +132,153 @@ fn try_patch(table: &mut Table, key: u64, nr: u64) -> Result<(), &'static str> {
         registry::set_state(key, PATCHED);
     }
     Ok(())
+}
+
+/// Forms R and P (forms.rs) for the `syscall` at `key`, whose number came
+/// from elsewhere than a `mov` right before it.
+fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'static str>> {
+    if needs_slow_path(nr) {
+        // The number may come from a register: another call may suit.
+        return Err(None);
+    }
+    if !prepared() {
+        return Err(Some("membarrier SYNC_CORE unavailable: patching off"));
+    }
+    if in_own_text(key) {
+        return Err(Some("the library's own code"));
+    }
+    // glibc's `__restore_rt` (`mov $15,%rax; syscall`), whatever the number.
+    let mut head = [0u8; 7];
+    if raw::copy_from_user(&mut head, key.wrapping_sub(7)).is_ok() && head == site::SIGRETURN_STUB[..7] {
+        return Err(Some(Reject::SigreturnStub.as_str()));
+    }
+    let loc = locate::locate_with(&mut os::RawOs::new(), key).map_err(|r| Some(r.as_str()))?;
+    if key + 2 > loc.func_end {
+        return Err(Some(Reject::SyscallOutsideFunction.as_str()));
+    }
+    if loc.func_end - loc.func_start > site::MAX_DECODE {
+        return Err(Some(Reject::TooFar.as_str()));
+    }
+    if loc.func_start < loc.text_start || loc.func_end > loc.text_end {
+        return Err(Some(Reject::StraddlesMapping.as_str()));
+    }
+    // The padding after the function, up to the next function of the
+    // unwind table, if it is NOP/INT3 fill only (a pad candidate; never
+    // decoded as part of a function).
+    let gap_end =
+        if loc.next_start > loc.func_end && loc.next_start - loc.func_end <= 64 && loc.next_start <= loc.text_end {
+            loc.next_start
+        } else {
+            loc.func_end
+        };
+    let mut overlays = [forms::Overlay::EMPTY; forms::MAX_OVERLAYS];
+    let n = registry::overlays_in(loc.func_start, gap_end, &mut overlays)
+        .ok_or(Some("too many patched sites in the function"))?;
+    // SAFETY: [func_start, gap_end) lies inside one run of adjacent readable
+    // and executable mappings of the ELF file that holds the site (checked
+    // just above from /proc/self/maps; gap_end is at most text_end), at most
+    // MAX_DECODE + 64 long; as in site::check, only our patcher (holding the
+    // lock we hold) writes it.
+    let with_gap =
+        unsafe { core::slice::from_raw_parts(loc.func_start as *const u8, (gap_end - loc.func_start) as usize) };
+    let live = with_gap.get(..(loc.func_end - loc.func_start) as usize).unwrap_or(&[]);
+    let gap = with_gap.get(live.len()..).unwrap_or(&[]);
+    let overlays = overlays.get(..n).unwrap_or(&[]);
+    let code = forms::Code { start: loc.func_start, live, overlays };
+    // The gap joins the pad search only if it holds nothing but fill now.
+    let pad_code = if forms::all_filler(loc.func_end, gap) {
+        forms::Code { start: loc.func_start, live: with_gap, overlays }
+    } else {
+        forms::Code { start: loc.func_start, live, overlays }
+    };
+    match forms::plan_range(&code, key) {
+        Ok(r) => install_range(table, key, nr, &r).map_err(Some),
+        Err(why_r) => match forms::plan_pad(&pad_code, key) {
+            Ok(p) => install_pad(table, key, nr, &p).map_err(Some),
+            // The range's reason when it came close (its own refusals).
+            Err(Reject::NoPad) if why_r != Reject::RangeTooShort && why_r != Reject::NotRelocatable => {
+                Err(Some(why_r.as_str()))
+            }
+            Err(why_p) => Err(Some(why_p.as_str())),
+        },
+    }
+}
+
+fn install_range(table: &mut Table, key: u64, nr: u64, r: &forms::Range) -> Result<(), &'static str> {
+    let slot = if r.pun == 0 { table.alloc_slot() } else { table.alloc_punned_slot() };
+    let slot = slot.ok_or(Reject::NoPunnedSlot.as_str())?;
+    if !forms::slot_fits(slot, r.pun) {
+        return Err(Reject::NoPunnedSlot.as_str());
+    }
+    let tramp = table.alloc_big_trampoline().ok_or("no memory for trampolines")?;
+    let orig = r.orig();
+    let (pre, post) = (orig.get(..r.sys_off).unwrap_or(&[]), orig.get(r.sys_off + 2..).unwrap_or(&[]));
+    let t = forms::trampoline(tramp, arch::fast_entry(), pre, key + 2, post, r.end()).ok_or("trampoline too long")?;
+    let mem = Mem::open().map_err(|_| "cannot open /proc/self/mem")?;
+    mem.write(tramp, t.code.get(..t.len).unwrap_or(&[])).map_err(|_| "cannot write the trampoline")?;
+    mem.write(slot, &tramp.to_le_bytes()).map_err(|_| "cannot write the slot")?;
+    let fin = forms::range_final(r, slot);
+    let mut ext = registry::Ext::EMPTY;
+    ext.form = registry::FORM_RANGE;
+    ext.start = r.start;
+    ext.len = r.len as u8;
+    ext.offs = r.offs;
+    ext.n = r.n as u8;
+    ext.sys_off = r.sys_off as u8;
+    ext.tramp = tramp;
+    ext.post_base = t.post_base as u8;
+    ext.orig = r.orig;
+    ext.written = fin;
+    if !registry::record_ext(key, PATCHING, nr as u32, slot as u32, &ext) {
+        return Err("site table full");
+    }
+    // As for the seed: a failed write leaves the site PATCHING, every
+    // boundary faulting into the trampoline or the handler.
+    if write::patch_range(&mem, r.start, orig, r.offs.get(..r.n).unwrap_or(&[]), fin.get(..r.len).unwrap_or(&[]))
+        .is_ok()
+    {
+        registry::set_state(key, PATCHED);
+    }
+    Ok(())
+}
+
+fn install_pad(table: &mut Table, key: u64, nr: u64, p: &forms::Pad) -> Result<(), &'static str> {
+    let slot = table.alloc_slot().ok_or("trap table full (no free window below 2 GiB)")?;
+    let tramp = table.alloc_big_trampoline().ok_or("no memory for trampolines")?;
+    let t = forms::trampoline(tramp, arch::fast_entry(), &[], key + 2, &[], key + 2).ok_or("trampoline too long")?;
+    let mem = Mem::open().map_err(|_| "cannot open /proc/self/mem")?;
+    mem.write(tramp, t.code.get(..t.len).unwrap_or(&[])).map_err(|_| "cannot write the trampoline")?;
+    mem.write(slot, &tramp.to_le_bytes()).map_err(|_| "cannot write the slot")?;
+    let branch = forms::pad_branch(key, p);
+    let pad_bytes = forms::pad_bytes(p, slot);
+    let mut ext = registry::Ext::EMPTY;
+    ext.form = registry::FORM_PAD;
+    ext.start = key;
+    ext.len = 2;
+    ext.n = 1;
+    ext.tramp = tramp;
+    ext.post_base = t.post_base as u8;
+    ext.orig[..2].copy_from_slice(&[0x0f, 0x05]);
+    ext.written[..2].copy_from_slice(&branch);
+    ext.pad = p.at;
+    ext.pad_len = p.len as u8;
+    let pad_len = p.len.min(forms::OVERLAY_BYTES);
+    raw::copy_from_user(ext.pad_orig.get_mut(..pad_len).unwrap_or_default(), p.at).map_err(|_| "pad not readable")?;
+    if !registry::record_ext(key, PATCHING, nr as u32, slot as u32, &ext) {
+        return Err("site table full");
+    }
+    if write::patch_pad(&mem, key, branch, p.at, pad_bytes.get(..pad_len).unwrap_or(&[])).is_ok() {
+        registry::set_state(key, PATCHED);
+    }
+    Ok(())
+}
+
+/// The run of executable mappings holding the library's own code (found
+/// when patching is prepared): [start, end), or 0, 0.
+static OWN_TEXT: [core::sync::atomic::AtomicU64; 2] = [const { core::sync::atomic::AtomicU64::new(0) }; 2];
+
+fn in_own_text(addr: u64) -> bool {
+    addr >= OWN_TEXT[0].load(Ordering::Relaxed) && addr < OWN_TEXT[1].load(Ordering::Relaxed)
 }
 
 /// Make patching possible (under the PATCHER lock); false if it cannot be,
@@ -144,6 +315,11 @@ fn prepared() -> bool {
         return false;
     }
     site::warm_up();
+    arch::set_fast_ok(|nr| !needs_slow_path(nr));
+    if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
+        OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
+        OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);
+    }
     PREPARED.store(READY, Ordering::Relaxed);
     true
 }
@@ -196,7 +372,7 @@ fn forget_sites(addr: u64, len: u64, change: CodeChange) {
                     mem = Mem::open().ok();
                 }
                 if let Some(m) = &mem {
-                    restored |= write::unpatch_site(m, site.key - 5, site.slot as u64, site.nr).is_ok();
+                    restored |= write::unpatch(m, site).is_ok();
                 }
             }
         });

@@ -21,7 +21,7 @@ use super::hints::eh_frame_hint;
 use super::maps::find_object;
 use super::os::Os;
 use super::reject::Reject;
-use super::unwind::{lookup_fde, scan_eh_frame};
+use super::unwind::{lookup_fde, next_fde_start, scan_eh_frame};
 
 /// Where the function containing an address lies, and the run of executable
 /// mappings (of the same file, adjacent) that contains the address.
@@ -31,6 +31,9 @@ pub struct Located {
     pub func_start: u64,
     /// `pc_begin + pc_range`.
     pub func_end: u64,
+    /// Where the next function of the unwind table starts (the padding
+    /// after this one ends there); `func_end` when not known.
+    pub next_start: u64,
     /// The run of adjacent readable+executable mappings of the object's file
     /// around the address, as /proc/self/maps listed them.
     pub text_start: u64,
@@ -41,17 +44,37 @@ pub struct Located {
 /// its mapping, through a given [`Os`] (the library passes [`RawOs`]).
 pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
     let obj = find_object(os, site)?;
-    let (func_start, func_end) = match program_headers(os, obj.header, site) {
-        Ok(eh) => lookup_fde(os, eh, site)?,
+    let mut next_start = None;
+    let found = match program_headers(os, obj.header, site) {
+        Ok(eh) => {
+            let f = lookup_fde(os, eh, site);
+            if let Ok((_, end)) = f {
+                next_start = next_fde_start(os, eh, end.saturating_sub(1)).filter(|&n| n >= end);
+            }
+            f
+        }
         // No .eh_frame_hdr: the .eh_frame itself, if the launcher found it
         // in the section headers when it loaded this object.
         Err(Reject::NoEhFrameHdr) => match eh_frame_hint(obj.header) {
-            Some((start, len)) => scan_eh_frame(os, start, len, site)?,
-            None => return Err(Reject::NoEhFrameHdr),
+            Some((start, len)) => scan_eh_frame(os, start, len, site),
+            None => Err(Reject::NoEhFrameHdr),
         },
+        Err(e) => Err(e),
+    };
+    let (func_start, func_end) = match found {
+        Ok(f) => f,
+        // No unwind entry for it: Go code (a static Go binary has no
+        // .eh_frame, a cgo one none for its Go functions) has a table of its own.
+        Err(e @ (Reject::NoEhFrameHdr | Reject::NoFunctionStart | Reject::PastFunctionEnd)) => {
+            match super::gopclntab::table_of(os, &obj) {
+                Some((start, len)) => super::gopclntab::lookup(os, start, len, site)?,
+                None => return Err(e),
+            }
+        }
         Err(e) => return Err(e),
     };
-    Ok(Located { func_start, func_end, text_start: obj.text_start, text_end: obj.text_end })
+    let next_start = next_start.unwrap_or(func_end);
+    Ok(Located { func_start, func_end, next_start, text_start: obj.text_start, text_end: obj.text_end })
 }
 
 #[cfg(test)]

@@ -32,9 +32,13 @@ impl Mapping {
         self.perms.first() == Some(&b'r') && self.perms.get(2) == Some(&b'x')
     }
 
-    #[cfg(test)]
     pub(super) fn executable(&self) -> bool {
         self.perms.get(2) == Some(&b'x')
+    }
+
+    /// Readable and not writable (read-only data).
+    pub(super) fn read_only(&self) -> bool {
+        self.perms.first() == Some(&b'r') && self.perms.get(1) != Some(&b'w')
     }
 
     /// A mapping of a file (anonymous and special mappings have inode 0).
@@ -216,6 +220,8 @@ pub(super) fn scan_maps<O: Os, F: FnMut(&Mapping) -> bool>(os: &mut O, mut f: F)
 pub(super) struct Object {
     /// Address of its ELF header (its offset-0 mapping).
     pub(super) header: u64,
+    /// Its file (device, inode).
+    pub(super) key: (u64, u64),
     pub(super) text_start: u64,
     pub(super) text_end: u64,
 }
@@ -300,5 +306,5 @@ pub(super) fn find_object<O: Os>(os: &mut O, site: u64) -> Result<Object, Reject
             best.ok_or(Reject::NotElfObject)?
         }
     };
-    Ok(Object { header, text_start, text_end })
+    Ok(Object { header, key: f.key(), text_start, text_end })
 }

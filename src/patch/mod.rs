@@ -6,6 +6,10 @@
 //! - [`install`]: when to patch (after a trap, for a syscall the table in
 //!   `trap::syscalls` says is patchable), the one lock, and forgetting sites
 //!   when code changes; it sits on the floor of the traps that call it;
+//! - [`forms`]: the other sites (Form R, a relocated range around the
+//!   `syscall`; Form P, a short jump to a dead pad), proven over the whole
+//!   function, and their trampolines; [`gopclntab`]: function starts of Go
+//!   code, which has no unwind tables;
 //! - [`site`]: is this a real `mov` + `syscall` instruction pair? With
 //!   [`locate`] (the function around it), built on [`maps`]
 //!   (/proc/self/maps), [`elf`] (program headers), [`unwind`] (.eh_frame),
@@ -19,6 +23,8 @@
 //! [`write`]'s protocol.
 
 pub mod elf;
+pub mod forms;
+pub mod gopclntab;
 pub mod hints;
 pub mod install;
 pub mod locate;

@@ -15,6 +15,8 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use super::forms;
+
 const CAPACITY: usize = 1 << 16;
 
 // State 0: an entry not yet written.
@@ -33,6 +35,8 @@ struct Entry {
     reason_len: AtomicU32,
     /// The slot the site jumps through (patched sites).
     slot: AtomicU32,
+    /// 1 + index of the site's [`Ext`] (Forms R and P), 0 for the seed form.
+    ext: AtomicU32,
 }
 
 /// The key of a forgotten entry: never an address of a site (the top of the
@@ -49,6 +53,112 @@ struct Table {
     all: [AtomicU32; CAPACITY],
 }
 static TABLE: AtomicU64 = AtomicU64::new(0);
+
+/// Form R: a relocated range ending with or containing the `syscall`.
+pub const FORM_RANGE: u8 = 1;
+/// Form P: the `syscall` jumps to a pad.
+pub const FORM_PAD: u8 = 2;
+
+/// What a site of Form R or P needs kept: where its bytes are, the
+/// program's original bytes (to decode the function later, and to give them
+/// back), the bytes written, and its trampoline. Written once, under the
+/// patch lock, before the site's key is published; never changed after.
+#[derive(Clone, Copy)]
+pub struct Ext {
+    pub form: u8,
+    /// R's first byte; for P the `syscall`.
+    pub start: u64,
+    pub len: u8,
+    /// Offsets of R's instructions (P: just the syscall, at 0).
+    pub offs: [u8; forms::MAX_INSNS],
+    pub n: u8,
+    pub sys_off: u8,
+    pub tramp: u64,
+    pub post_base: u8,
+    pub orig: [u8; forms::MAX_RANGE],
+    pub written: [u8; forms::MAX_RANGE],
+    /// P: the pad, its original and written bytes.
+    pub pad: u64,
+    pub pad_len: u8,
+    pub pad_orig: [u8; forms::OVERLAY_BYTES],
+}
+
+impl Ext {
+    pub const EMPTY: Ext = Ext {
+        form: 0,
+        start: 0,
+        len: 0,
+        offs: [0; forms::MAX_INSNS],
+        n: 0,
+        sys_off: 0,
+        tramp: 0,
+        post_base: 0,
+        orig: [0; forms::MAX_RANGE],
+        written: [0; forms::MAX_RANGE],
+        pad: 0,
+        pad_len: 0,
+        pad_orig: [0; forms::OVERLAY_BYTES],
+    };
+
+    /// Every byte the site changed: [lo, hi).
+    fn span(&self) -> (u64, u64) {
+        let (mut lo, mut hi) = (self.start, self.start + self.len as u64);
+        if self.pad_len > 0 {
+            lo = lo.min(self.pad);
+            hi = hi.max(self.pad + self.pad_len as u64);
+        }
+        (lo, hi)
+    }
+}
+
+const EXT_CAPACITY: usize = 8192;
+/// The table of [`Ext`]s, mapped at the first site of Form R or P.
+static EXT: AtomicU64 = AtomicU64::new(0);
+static EXT_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+fn ext_at(index: u32) -> Option<&'static Ext> {
+    let p = EXT.load(Ordering::Acquire);
+    let i = (index as usize).checked_sub(1)?;
+    if p == 0 || i >= EXT_COUNT.load(Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: a mapping of EXT_CAPACITY entries, never unmapped; entry i
+    // was written before EXT_COUNT was raised past it (Release) and is
+    // never written again.
+    Some(unsafe { &*(p as *const Ext).add(i) })
+}
+
+/// Keep `ext` (patch lock held): its index + 1 for [`record_ext`], or None.
+fn store_ext(ext: &Ext) -> Option<u32> {
+    if EXT.load(Ordering::Relaxed) == 0 {
+        let len = (core::mem::size_of::<Ext>() * EXT_CAPACITY + 4095) & !4095;
+        let p = crate::rt::owned::map(len, libc::PROT_READ | libc::PROT_WRITE).ok()?;
+        EXT.store(p, Ordering::Release);
+    }
+    let n = EXT_COUNT.load(Ordering::Relaxed);
+    if n >= EXT_CAPACITY {
+        return None;
+    }
+    // SAFETY: entry n of the mapping, not yet published (EXT_COUNT == n).
+    unsafe { core::ptr::write((EXT.load(Ordering::Relaxed) as *mut Ext).add(n), *ext) };
+    EXT_COUNT.store(n + 1, Ordering::Release);
+    Some(n as u32 + 1)
+}
+
+/// Whether any site of Form R or P was ever recorded (the fault handler's
+/// search for one is skipped until then).
+pub fn any_ext() -> bool {
+    EXT_COUNT.load(Ordering::Relaxed) != 0
+}
+
+/// The [`Ext`] of a site of Form R or P.
+pub fn ext_of(site: &Site) -> Option<&'static Ext> {
+    if site.ext == 0 {
+        None
+    } else {
+        ext_at(site.ext)
+    }
+}
 
 fn table() -> Option<&'static Table> {
     let p = TABLE.load(Ordering::Acquire);
@@ -96,6 +206,8 @@ pub struct Site {
     pub nr: u32,
     pub reason: &'static str,
     pub slot: u32,
+    /// 1 + index of its [`Ext`], 0 for the seed form.
+    pub ext: u32,
 }
 
 fn reason_of(e: &Entry) -> &'static str {
@@ -140,11 +252,29 @@ pub fn lookup(key: u64) -> Option<Site> {
         nr: e.nr.load(Ordering::Relaxed),
         reason: reason_of(e),
         slot: e.slot.load(Ordering::Relaxed),
+        ext: e.ext.load(Ordering::Relaxed),
     })
 }
 
 /// Record a site (patch lock held). False if the table is full.
 pub fn record(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32) -> bool {
+    record_with(key, state, nr, reason, slot, 0)
+}
+
+/// Record a site of Form R or P (patch lock held). False if a table is full.
+pub fn record_ext(key: u64, state: u32, nr: u32, slot: u32, ext: &Ext) -> bool {
+    // The range and the pad may lie in other 2 MiB chunks than the key.
+    note_chunk(ext.start);
+    if ext.pad_len > 0 {
+        note_chunk(ext.pad);
+    }
+    match store_ext(ext) {
+        Some(i) => record_with(key, state, nr, "", slot, i),
+        None => false,
+    }
+}
+
+fn record_with(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32, ext: u32) -> bool {
     let (e, index) = match find_index(key) {
         Ok(found) => found,
         Err(Some(free)) => free,
@@ -163,6 +293,7 @@ pub fn record(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32) ->
     e.reason_ptr.store(reason.as_ptr() as u64, Ordering::Relaxed);
     e.reason_len.store(reason.len() as u32, Ordering::Relaxed);
     e.slot.store(slot, Ordering::Relaxed);
+    e.ext.store(ext, Ordering::Relaxed);
     e.state.store(state, Ordering::Release);
     e.key.store(key, Ordering::Release);
     if fresh && state == UNPATCHED {
@@ -233,14 +364,20 @@ pub fn for_each_in(addr: u64, len: u64, mut f: impl FnMut(&Site)) {
         let Some(t) = table() else { return };
         if let Some(e) = t.all.get(i).and_then(|x| t.entries.get(x.load(Ordering::Relaxed) as usize)) {
             let key = e.key.load(Ordering::Acquire);
-            // key is the `syscall`: the site is [key - 5, key + 2).
-            if key != 0 && key != FORGOTTEN_KEY && key.wrapping_sub(5) < end && key + 2 > addr {
+            let ext = e.ext.load(Ordering::Relaxed);
+            // key is the `syscall`: a seed site is [key - 5, key + 2).
+            let (lo, hi) = match ext_at(ext) {
+                Some(x) => x.span(),
+                None => (key.wrapping_sub(5), key + 2),
+            };
+            if key != 0 && key != FORGOTTEN_KEY && lo < end && hi > addr {
                 f(&Site {
                     key,
                     state: e.state.load(Ordering::Acquire),
                     nr: e.nr.load(Ordering::Relaxed),
                     reason: reason_of(e),
                     slot: e.slot.load(Ordering::Relaxed),
+                    ext,
                 });
             }
         }
@@ -279,6 +416,7 @@ pub fn for_each_patched(mut f: impl FnMut(&Site)) {
                 nr: e.nr.load(Ordering::Relaxed),
                 reason: "",
                 slot: e.slot.load(Ordering::Relaxed),
+                ext: e.ext.load(Ordering::Relaxed),
             });
         }
     }
@@ -291,7 +429,7 @@ pub fn for_each_unpatched(mut f: impl FnMut(&Site)) {
         let Some(e) = table().and_then(|t| t.entries.get(slot.load(Ordering::Acquire) as usize)) else { return };
         let key = e.key.load(Ordering::Acquire);
         if key != 0 && key != FORGOTTEN_KEY && e.state.load(Ordering::Acquire) == UNPATCHED {
-            f(&Site { key, state: UNPATCHED, nr: e.nr.load(Ordering::Relaxed), reason: reason_of(e), slot: 0 });
+            f(&Site { key, state: UNPATCHED, nr: e.nr.load(Ordering::Relaxed), reason: reason_of(e), slot: 0, ext: 0 });
         }
     }
 }
@@ -306,4 +444,109 @@ pub fn count_site_fault() {
 
 pub fn site_faults() -> u64 {
     SITE_FAULTS.load(Ordering::Relaxed)
+}
+
+/// The original bytes of every patched (or being patched) site that touches
+/// [lo, hi), for decoding a function as the program wrote it (patch lock
+/// held). None if more than `out` holds.
+pub fn overlays_in(lo: u64, hi: u64, out: &mut [forms::Overlay]) -> Option<usize> {
+    let mut n = 0usize;
+    let mut full = false;
+    let mut push = |addr: u64, bytes: &[u8]| {
+        if addr >= hi || addr + bytes.len() as u64 <= lo {
+            return;
+        }
+        match out.get_mut(n) {
+            Some(o) => {
+                let len = bytes.len().min(forms::OVERLAY_BYTES);
+                o.addr = addr;
+                o.len = len;
+                o.bytes[..len].copy_from_slice(&bytes[..len]);
+                n += 1;
+            }
+            None => full = true,
+        }
+    };
+    for_each_in(lo, hi - lo, |site| {
+        if site.state != PATCHING && site.state != PATCHED {
+            return;
+        }
+        match ext_of(site) {
+            Some(x) => {
+                push(x.start, x.orig.get(..x.len as usize).unwrap_or(&[]));
+                if x.pad_len > 0 {
+                    push(x.pad, x.pad_orig.get(..x.pad_len as usize).unwrap_or(&[]));
+                }
+            }
+            None => {
+                let b = site.nr.to_le_bytes();
+                push(site.key - 5, &[0xb8, b[0], b[1], b[2], b[3], 0x0f, 0x05]);
+            }
+        }
+    });
+    if full {
+        None
+    } else {
+        Some(n)
+    }
+}
+
+/// Spans of code recently given back to the program, with their original
+/// bytes: a thread that faulted on one of our invalid bytes just before it
+/// was restored (its SIGILL delivered after the site was forgotten) is sent
+/// back to run the original instruction ([`restored_original`]).
+const RETIRED: usize = 256;
+static RETIRED_NEXT: AtomicUsize = AtomicUsize::new(0);
+static RETIRED_AT: [AtomicU64; RETIRED] = [const { AtomicU64::new(0) }; RETIRED];
+static RETIRED_BYTES: [[AtomicU64; 3]; RETIRED] = [const { [const { AtomicU64::new(0) }; 3] }; RETIRED];
+
+/// Note a site about to be unpatched (patch lock held).
+pub fn retire(site: &Site) {
+    // Byte by byte through black_box: reachable from the fast path, which
+    // must not call memcpy or touch vector registers.
+    let mut words = [0u64; 3];
+    let (at, len) = match ext_of(site) {
+        Some(x) => {
+            let len = (x.len as usize).min(24);
+            for (i, b) in x.orig.iter().take(len).enumerate() {
+                if let Some(w) = words.get_mut(i / 8) {
+                    *w |= (core::hint::black_box(*b) as u64) << ((i % 8) * 8);
+                }
+            }
+            (x.start, len)
+        }
+        None => {
+            // b8 nr 0f 05
+            words[0] = 0xb8 | (site.nr as u64) << 8 | 0x0f << 40 | 0x05 << 48;
+            (site.key - 5, 7)
+        }
+    };
+    let i = RETIRED_NEXT.fetch_add(1, Ordering::Relaxed) % RETIRED;
+    let (Some(slot), Some(at_slot)) = (RETIRED_BYTES.get(i), RETIRED_AT.get(i)) else { return };
+    for (w, v) in slot.iter().zip(words) {
+        w.store(v, Ordering::Relaxed);
+    }
+    // Address and length together: len in the top byte (user addresses
+    // fit in 47 bits).
+    at_slot.store(at | ((len as u64) << 56), Ordering::Release);
+}
+
+/// Is `rip` inside a span given back to the program, at an offset whose
+/// original byte `now` holds again?
+pub fn restored_original(rip: u64, now: u8) -> bool {
+    let n = RETIRED_NEXT.load(Ordering::Acquire).min(RETIRED);
+    let mut i = 0;
+    while i < n {
+        let v = RETIRED_AT.get(i).map(|a| a.load(Ordering::Acquire)).unwrap_or(0);
+        let (at, len) = (v & ((1 << 56) - 1), v >> 56);
+        if v != 0 && rip >= at && rip < at + len {
+            let o = (rip - at) as usize;
+            let word = RETIRED_BYTES.get(i).and_then(|b| b.get(o / 8)).map(|w| w.load(Ordering::Relaxed)).unwrap_or(0);
+            if (word >> ((o % 8) * 8)) as u8 == now && !forms::is_invalid_opcode(now) {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
 }

@@ -51,6 +51,22 @@ pub enum Reject {
     MapsUnreadable,
     /// The function does not lie in one run of executable mappings of its file.
     StraddlesMapping,
+    /// A direct branch of the function targets a rewritten byte but the first.
+    BranchIntoRange,
+    /// The function has an indirect `jmp` (a jump table may target any byte).
+    IndirectJump,
+    /// Fewer than 7 bytes of relocatable instructions end at the `syscall`.
+    RangeTooShort,
+    /// An instruction the range needs cannot be copied (rip-relative, control flow, ...).
+    NotRelocatable,
+    /// The first instruction of every candidate range is too short (a boundary at offset 1 or 2).
+    FirstTooShort,
+    /// The bytes overlap a site patched already.
+    AlreadyPatched,
+    /// No dead NOP/INT3 pad of 7 bytes within reach of a short jump.
+    NoPad,
+    /// No free trap-table slot whose address bytes fit the range.
+    NoPunnedSlot,
 }
 
 impl Reject {
@@ -78,6 +94,14 @@ impl Reject {
             Reject::NotMapped => "not mapped",
             Reject::MapsUnreadable => "cannot read /proc/self/maps",
             Reject::StraddlesMapping => "function not inside one executable mapping",
+            Reject::BranchIntoRange => "a branch of the function targets the bytes to rewrite",
+            Reject::IndirectJump => "function has an indirect jump (jump table)",
+            Reject::RangeTooShort => "fewer than 7 bytes of relocatable instructions end at the syscall",
+            Reject::NotRelocatable => "an instruction before the syscall cannot be relocated",
+            Reject::FirstTooShort => "first instruction of the range too short for the jump",
+            Reject::AlreadyPatched => "overlaps a patched site",
+            Reject::NoPad => "no dead pad within reach of a short jump",
+            Reject::NoPunnedSlot => "no trap-table slot fits the range",
         }
     }
 }

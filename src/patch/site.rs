@@ -269,6 +269,14 @@ mod tests {
             Reject::NotMapped,
             Reject::MapsUnreadable,
             Reject::StraddlesMapping,
+            Reject::BranchIntoRange,
+            Reject::IndirectJump,
+            Reject::RangeTooShort,
+            Reject::NotRelocatable,
+            Reject::FirstTooShort,
+            Reject::AlreadyPatched,
+            Reject::NoPad,
+            Reject::NoPunnedSlot,
         ];
         let texts: std::collections::BTreeSet<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(texts.len(), all.len());
@@ -364,6 +372,70 @@ mod tests {
     fn ld_so_sites() {
         let (total, accepted, reasons) = scan_object("/ld-linux-x86-64.so.2");
         assert!(accepted * 4 >= total * 3, "only {accepted} of {total} accepted; rejections: {reasons:?}");
+    }
+
+    /// Every `syscall` of libc that is not the seed form: how many Form R
+    /// or Form P take (the rest stays on the slow path, with a reason).
+    #[test]
+    fn libc_other_forms() {
+        use crate::patch::forms::{plan_pad, plan_range, Code};
+        let (texts, base) = object_text("/libc.so.6");
+        let mut os = os::StdOs::new();
+        let (mut total, mut range, mut pad) = (0usize, 0usize, 0usize);
+        let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for (start, end) in texts {
+            let text = text_bytes(start, end);
+            for i in 0..text.len().saturating_sub(1) {
+                if text[i] != 0x0f || text[i + 1] != 0x05 {
+                    continue;
+                }
+                let sys = start + i as u64;
+                let Ok(loc) = locate::locate_with(&mut os, sys) else { continue };
+                if sys + 2 > loc.func_end || loc.func_end > end || loc.func_start < start {
+                    continue;
+                }
+                if i >= 5 && is_candidate(&text[i - 5..]) && check_with(&mut os, sys - 5).is_ok() {
+                    continue; // the seed form
+                }
+                let code =
+                    Code { start: loc.func_start, live: text_bytes(loc.func_start, loc.func_end), overlays: &[] };
+                // With the padding up to the next function, as install.rs.
+                let gap_end =
+                    if loc.next_start > loc.func_end && loc.next_start - loc.func_end <= 64 && loc.next_start <= end {
+                        loc.next_start
+                    } else {
+                        loc.func_end
+                    };
+                let pad_code = if crate::patch::forms::all_filler(loc.func_end, text_bytes(loc.func_end, gap_end)) {
+                    Code { start: loc.func_start, live: text_bytes(loc.func_start, gap_end), overlays: &[] }
+                } else {
+                    Code { start: loc.func_start, live: text_bytes(loc.func_start, loc.func_end), overlays: &[] }
+                };
+                match plan_range(&code, sys) {
+                    Err(Reject::NotBoundary) | Err(Reject::NotSyscall) => continue, // not an instruction
+                    Ok(_) => {
+                        total += 1;
+                        range += 1;
+                    }
+                    Err(why_r) => {
+                        total += 1;
+                        match plan_pad(&pad_code, sys) {
+                            Ok(_) => pad += 1,
+                            Err(why_p) => {
+                                eprintln!("  slow libc+{:#x}: {} / {}", sys - base, why_r.as_str(), why_p.as_str());
+                                *reasons.entry(why_p.as_str()).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("libc: {total} syscall instructions not of the seed form: {range} Form R, {pad} Form P");
+        for (r, n) in &reasons {
+            eprintln!("  left {n:4}: {r}");
+        }
+        assert!(total >= 50, "only {total} non-seed syscalls found in libc");
+        assert!((range + pad) * 10 >= total * 7, "only {} of {total} non-seed sites take Form R or P", range + pad);
     }
 
     /// Find `pat` within `max` bytes after the function at `f`.

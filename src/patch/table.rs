@@ -20,6 +20,10 @@
 //! 8192 trampolines mapped anywhere. Slots are read-only and trampolines
 //! read-execute from the start: they are written through /proc/self/mem.
 //!
+//! Forms R and P (forms.rs) get 128-byte trampolines of their own, and
+//! ranges with an instruction boundary on the jump's address bytes get a
+//! punned slot (below).
+//!
 //! Never: make slots or trampolines writable by the program.
 
 use crate::rt::{owned, raw};
@@ -32,6 +36,18 @@ const LAST_HH: u64 = 0x10;
 pub const TRAMP_STRIDE: usize = 32;
 const ARENA_LEN: usize = SLOTS_PER_WINDOW * TRAMP_STRIDE;
 
+/// Punned windows (Form R ranges with boundaries at offsets 3, 4 or 6 of
+/// the jump): HH, and the slot's two low bytes, are all invalid opcodes, so
+/// every byte of `jmp *slot` from offset 3 on faults as an instruction start.
+/// Slots there are 8 bytes apart at least (the low bytes below), 280 per
+/// window.
+const PUN_HH: [u64; 10] = [0x61, 0x60, 0x3f, 0x37, 0x2f, 0x27, 0x1f, 0x1e, 0x17, 0x16];
+const PUN_D0: [u8; 14] = [0x06, 0x0e, 0x16, 0x1e, 0x27, 0x2f, 0x37, 0x3f, 0x60, 0x82, 0x9a, 0xce, 0xd6, 0xea];
+const PUN_PER_WINDOW: usize = PUN_D0.len() * crate::patch::forms::INVALID_OPCODES.len();
+/// Trampolines of Forms R and P (forms::trampoline), 128 bytes apart.
+const BIG_STRIDE: usize = crate::patch::forms::TRAMP_MAX;
+const BIG_ARENA_LEN: usize = 0x1_0000;
+
 /// Allocation state; only touched under the patch lock.
 pub struct Table {
     window: u64,
@@ -39,11 +55,58 @@ pub struct Table {
     next_hh: u64,
     arena: u64,
     next_tramp: usize,
+    pun_window: u64,
+    next_pun: usize,
+    next_pun_hh: usize,
+    big_arena: u64,
+    next_big: usize,
 }
 
 impl Table {
     pub const fn new() -> Table {
-        Table { window: 0, next_slot: SLOTS_PER_WINDOW, next_hh: FIRST_HH, arena: 0, next_tramp: SLOTS_PER_WINDOW }
+        Table {
+            window: 0,
+            next_slot: SLOTS_PER_WINDOW,
+            next_hh: FIRST_HH,
+            arena: 0,
+            next_tramp: SLOTS_PER_WINDOW,
+            pun_window: 0,
+            next_pun: PUN_PER_WINDOW,
+            next_pun_hh: 0,
+            big_arena: 0,
+            next_big: BIG_ARENA_LEN / BIG_STRIDE,
+        }
+    }
+
+    /// A slot whose address bytes 0, 1 and 3 are invalid opcodes.
+    pub fn alloc_punned_slot(&mut self) -> Option<u64> {
+        if self.next_pun == PUN_PER_WINDOW {
+            loop {
+                let hh = *PUN_HH.get(self.next_pun_hh)?;
+                self.next_pun_hh += 1;
+                if let Some(w) = map_at((hh << 24) | (SLOT_BYTE << 16)) {
+                    self.pun_window = w;
+                    self.next_pun = 0;
+                    break;
+                }
+            }
+        }
+        let i = self.next_pun;
+        self.next_pun += 1;
+        let d0 = *PUN_D0.get(i % PUN_D0.len())? as u64;
+        let d1 = *crate::patch::forms::INVALID_OPCODES.get(i / PUN_D0.len())? as u64;
+        Some(self.pun_window | (d1 << 8) | d0)
+    }
+
+    /// A fresh 128-byte trampoline for Forms R and P.
+    pub fn alloc_big_trampoline(&mut self) -> Option<u64> {
+        if self.next_big == BIG_ARENA_LEN / BIG_STRIDE {
+            self.big_arena = owned::map(BIG_ARENA_LEN, libc::PROT_READ | libc::PROT_EXEC).ok()?;
+            self.next_big = 0;
+        }
+        let t = self.big_arena + (self.next_big * BIG_STRIDE) as u64;
+        self.next_big += 1;
+        Some(t)
     }
 
     /// A fresh slot address (0xHH06xxxx), mapping a new window if needed.
@@ -61,22 +124,35 @@ impl Table {
         while self.next_hh >= LAST_HH {
             let base = (self.next_hh << 24) | (SLOT_BYTE << 16);
             self.next_hh -= 1;
-            match raw::mmap_fixed_noreplace(base, WINDOW_LEN, libc::PROT_READ) {
-                Ok(r) if r == base => {
-                    owned::add(base, WINDOW_LEN as u64);
-                    return Some(base);
-                }
-                // An old kernel treated NOREPLACE as a hint: not ours to keep.
-                Ok(r) => {
-                    // SAFETY: the fresh mapping just made, used by nothing.
-                    let _ = unsafe { raw::munmap(r, WINDOW_LEN) };
-                }
-                Err(_) => {}
+            if PUN_HH.contains(&(base >> 24)) {
+                continue; // kept for punned slots
+            }
+            if let Some(w) = map_at(base) {
+                return Some(w);
             }
         }
         None
     }
+}
 
+/// Map a read-only window at `base`, never over a mapping of the program.
+fn map_at(base: u64) -> Option<u64> {
+    match raw::mmap_fixed_noreplace(base, WINDOW_LEN, libc::PROT_READ) {
+        Ok(r) if r == base => {
+            owned::add(base, WINDOW_LEN as u64);
+            Some(base)
+        }
+        // An old kernel treated NOREPLACE as a hint: not ours to keep.
+        Ok(r) => {
+            // SAFETY: the fresh mapping just made, used by nothing.
+            let _ = unsafe { raw::munmap(r, WINDOW_LEN) };
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+impl Table {
     /// A fresh trampoline address, mapping a new arena if needed.
     pub fn alloc_trampoline(&mut self) -> Option<u64> {
         if self.next_tramp == SLOTS_PER_WINDOW {

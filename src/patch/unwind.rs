@@ -131,6 +131,39 @@ pub(super) fn lookup_fde<O: Os>(os: &mut O, hdr: u64, site: u64) -> Result<(u64,
     Ok((start, end))
 }
 
+/// The lowest function start in `.eh_frame_hdr`'s table above `addr`
+/// (None: none, or the table cannot be read): where the padding after a
+/// function ends.
+pub(super) fn next_fde_start<O: Os>(os: &mut O, hdr: u64, addr: u64) -> Option<u64> {
+    let head: [u8; 4] = read_array(os, hdr)?;
+    let [version, eh_frame_ptr_enc, fde_count_enc, table_enc] = head;
+    if version != 1 || eh_frame_ptr_enc == PE_OMIT || fde_count_enc == PE_OMIT || table_enc == PE_OMIT {
+        return None;
+    }
+    let mut p = hdr.checked_add(4)?;
+    let (_, n) = read_encoded(os, p, eh_frame_ptr_enc, Some(hdr)).ok()?;
+    p = p.checked_add(n)?;
+    let (count, n) = read_encoded(os, p, fde_count_enc, Some(hdr)).ok()?;
+    let table = p.checked_add(n)?;
+    let entry = fixed_size(table_enc)? * 2;
+    // Smallest i with initial_location(i) > addr.
+    let (mut lo, mut hi) = (0u64, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at = table.checked_add(mid.checked_mul(entry)?)?;
+        if read_encoded(os, at, table_enc, Some(hdr)).ok()?.0 <= addr {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if lo >= count {
+        return None;
+    }
+    let at = table.checked_add(lo.checked_mul(entry)?)?;
+    Some(read_encoded(os, at, table_enc, Some(hdr)).ok()?.0)
+}
+
 /// Walk the records of the `.eh_frame` at [start, start + len) for the FDE
 /// covering `site`: (function start, function end). Linear, with the last
 /// CIE's pointer encoding remembered (nearly every FDE shares one CIE).

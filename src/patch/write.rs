@@ -12,8 +12,12 @@
 //! with a core-serialising barrier for every thread (membarrier SYNC_CORE)
 //! before the first write and after the last.
 //!
+//! Forms R and P have their own orders ([`patch_range`], [`patch_pad`];
+//! forms.rs says why each is safe), and every way back ([`unpatch`]) notes
+//! the site first so that a fault on a byte restored meanwhile is recognised.
+//!
 //! Never: make a page writable or non-executable, or write a site out of
-//! this order.
+//! these orders.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -160,4 +164,143 @@ pub fn patch_site(mem: &Mem, site: u64, slot: u64) -> Result<(), i64> {
     mem.write(site, &[j[0]])?;
     sync_cores();
     Ok(())
+}
+
+/// Rewrite Form R's range at `start` (original bytes `orig`, instruction
+/// offsets `offs`) into `fin` (forms.rs has why every step is safe):
+///   1. 0x06 on the first byte of every instruction;
+///   2. bytes 1.. := their final values (every boundary stays invalid);
+///   3. byte 0 := 0xff;
+///
+/// Each step is followed by a core-serialising barrier.
+pub fn patch_range(mem: &Mem, start: u64, orig: &[u8], offs: &[u8], fin: &[u8]) -> Result<(), i64> {
+    let len = orig.len().min(fin.len());
+    let mut marked = [0u8; crate::patch::forms::MAX_RANGE];
+    let marked = marked.get_mut(..len).ok_or(raw::EFAULT)?;
+    marked.copy_from_slice(orig.get(..len).ok_or(raw::EFAULT)?);
+    for &o in offs {
+        if let Some(b) = marked.get_mut(o as usize) {
+            *b = 0x06;
+        }
+    }
+    sync_cores();
+    mem.write(start, marked)?;
+    sync_cores();
+    mem.write(start + 1, fin.get(1..len).ok_or(raw::EFAULT)?)?;
+    sync_cores();
+    mem.write(start, fin.get(..1).ok_or(raw::EFAULT)?)?;
+    sync_cores();
+    Ok(())
+}
+
+/// Byte copies and compares for what the fast path may reach (forgetting
+/// sites when munmap/mprotect run there): one byte at a time through
+/// `black_box`, so that the compiler neither calls memcpy/bcmp nor uses
+/// vector registers (tests/patching.rs disassembles it).
+fn copy_bytes(dst: &mut [u8], src: &[u8]) {
+    for (d, s) in dst.iter_mut().zip(src.iter()) {
+        *d = core::hint::black_box(*s);
+    }
+}
+
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    for (x, y) in a.iter().zip(b.iter()) {
+        if core::hint::black_box(*x) != *y {
+            return false;
+        }
+    }
+    true
+}
+
+/// Give Form R's range back its original bytes if it still holds `fin`:
+/// the same steps backwards (byte 0 := 0x06; the rest := original with
+/// 0x06 at every boundary; then every instruction's first byte).
+/// Integer-only: reachable from the fast path.
+pub fn unpatch_range(mem: &Mem, start: u64, orig: &[u8], offs: &[u8], fin: &[u8]) -> Result<(), i64> {
+    let len = orig.len().min(fin.len()).min(crate::patch::forms::MAX_RANGE);
+    let mut now = [0u8; crate::patch::forms::MAX_RANGE];
+    let now = now.get_mut(..len).ok_or(raw::EFAULT)?;
+    raw::copy_from_user(now, start)?;
+    if !same_bytes(now, fin.get(..len).ok_or(raw::EFAULT)?) {
+        return Ok(());
+    }
+    let mut marked = [0u8; crate::patch::forms::MAX_RANGE];
+    let marked = marked.get_mut(..len).ok_or(raw::EFAULT)?;
+    copy_bytes(marked, orig);
+    for &o in offs {
+        if let Some(b) = marked.get_mut(o as usize) {
+            *b = 0x06;
+        }
+    }
+    sync_cores();
+    mem.write(start, &[0x06])?;
+    sync_cores();
+    mem.write(start + 1, marked.get(1..).ok_or(raw::EFAULT)?)?;
+    sync_cores();
+    mem.write(start, orig.get(..len).ok_or(raw::EFAULT)?)?;
+    sync_cores();
+    Ok(())
+}
+
+/// Form P: the pad first (dead code: no thread is there), then the
+/// `syscall` at `sys`: 0f 05 -> 06 05 -> 06 dd -> eb dd.
+pub fn patch_pad(mem: &Mem, sys: u64, branch: [u8; 2], pad: u64, pad_bytes: &[u8]) -> Result<(), i64> {
+    mem.write(pad, pad_bytes)?;
+    sync_cores();
+    mem.write(sys, &[0x06])?;
+    sync_cores();
+    mem.write(sys + 1, &branch[1..])?;
+    sync_cores();
+    mem.write(sys, &branch[..1])?;
+    sync_cores();
+    Ok(())
+}
+
+/// Undo [`patch_pad`] if the `syscall` still holds `branch`: eb dd ->
+/// 06 dd -> 06 05 -> 0f 05. The pad keeps its jump: a thread that took
+/// the branch just before may not have run the pad's jump yet (preempted
+/// there), and it must still reach the trampoline, which stays.
+pub fn unpatch_pad(mem: &Mem, sys: u64, branch: [u8; 2]) -> Result<(), i64> {
+    if raw::read_user::<[u8; 2]>(sys)? != branch {
+        return Ok(());
+    }
+    sync_cores();
+    mem.write(sys, &[0x06])?;
+    sync_cores();
+    mem.write(sys + 1, &[0x05])?;
+    sync_cores();
+    mem.write(sys, &[0x0f])?;
+    sync_cores();
+    Ok(())
+}
+
+/// Give any recorded site back its original bytes (if they are still ours).
+/// The span is noted first (registry::retire) so that a thread that
+/// faulted on an invalid byte just before it was restored runs the
+/// original instruction again instead of getting the SIGILL.
+pub fn unpatch(mem: &Mem, site: &crate::patch::registry::Site) -> Result<(), i64> {
+    use crate::patch::registry::{ext_of, retire, FORM_PAD, FORM_RANGE};
+    retire(site);
+    match ext_of(site) {
+        None => unpatch_site(mem, site.key - 5, site.slot as u64, site.nr),
+        Some(x) if x.form == FORM_RANGE => {
+            let len = x.len as usize;
+            let n = x.n as usize;
+            unpatch_range(
+                mem,
+                x.start,
+                x.orig.get(..len).unwrap_or(&[]),
+                x.offs.get(..n).unwrap_or(&[]),
+                x.written.get(..len).unwrap_or(&[]),
+            )
+        }
+        Some(x) if x.form == FORM_PAD => {
+            let branch = [x.written[0], x.written[1]];
+            unpatch_pad(mem, x.start, branch)
+        }
+        Some(_) => Ok(()),
+    }
 }

@@ -12,14 +12,26 @@
 //!   write 3 loaded the jump's own bytes as the immediate ("torn" eax, never a
 //!   valid syscall number): it meant the site's syscall. A `restart_syscall`
 //!   (rax 219) simply runs here, before our sigreturn resets the restart block.
+//!   The same at the `syscall` of a Form R or P site (patch/forms.rs), with
+//!   rax as it is.
+//! - SIGILL at another instruction boundary of a Form R range (0x06 or an
+//!   invalid byte of the jump): the thread ran the range's instructions
+//!   before it natively; it resumes at the trampoline's copy of that
+//!   instruction.
 //! - SIGSEGV at the site itself, whose bytes are still our jump: its slot is
 //!   not readable (the trap table was unmapped behind our back). The site's
-//!   own syscall is run, as if the jump had worked.
+//!   own syscall is run, as if the jump had worked (Form R: resumed at the
+//!   trampoline's start).
+//!
+//! - SIGILL where a site was just given back (registry::retire) and the
+//!   byte is the original again: the thread faulted on our invalid byte
+//!   before it was restored; it runs the original instruction.
 //!
 //! Never: take a fault at a site for the library's own unless the bytes
-//! there are still the ones it wrote.
+//! there are still the ones it wrote (or, just given back, the program's).
 
 use crate::emulate::signals::{self, SIGILL, SIGSEGV};
+use crate::patch::forms;
 use crate::patch::registry::{self, PATCHED, PATCHING};
 use crate::patch::write::torn_eax;
 use crate::rt::arch;
@@ -65,6 +77,14 @@ pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_
     if let Some(nr) = site {
         registry::count_site_fault();
         run_for_program(area, uc, nr);
+    } else if fault && resume_in_trampoline(sig, uc) {
+        registry::count_site_fault();
+    } else if fault
+        && sig == SIGILL
+        && raw::read_user::<u8>(uc.mc.rip).is_ok_and(|b| registry::restored_original(uc.mc.rip, b))
+    {
+        // The site was given back while this fault was on its way: run the
+        // original instruction, which is there again.
     } else {
         signals::deliver_to_program(sig, info, uc, area);
     }
@@ -83,17 +103,22 @@ fn patched_site_fault(sig: i32, uc: &mut Ucontext) -> Option<u64> {
         if site.state != PATCHING && site.state != PATCHED {
             return None;
         }
-        if raw::read_user::<u8>(rip).ok()? != crate::patch::table::SLOT_BYTE as u8 {
+        let byte = raw::read_user::<u8>(rip).ok()?;
+        // A Form R range may end its jump on a punned slot byte there.
+        let final_byte = registry::ext_of(&site).and_then(|x| x.written.get(x.sys_off as usize).copied());
+        if byte != crate::patch::table::SLOT_BYTE as u8 && Some(byte) != final_byte {
             return None;
         }
-        let nr = if uc.mc.rax as u32 == torn_eax(site.slot as u64) { site.nr as u64 } else { uc.mc.rax };
+        // Forms R and P take the number from rax whatever it is.
+        let seed = site.ext == 0;
+        let nr = if seed && uc.mc.rax as u32 == torn_eax(site.slot as u64) { site.nr as u64 } else { uc.mc.rax };
         uc.mc.rip = rip + 2;
         Some(nr)
     } else if sig == SIGSEGV {
         // rip is the patched site's jump.
         let key = rip.wrapping_add(5);
         let site = registry::lookup(key)?;
-        if site.state != PATCHED {
+        if site.state != PATCHED || site.ext != 0 {
             return None;
         }
         // Ours only while the bytes there are still the jump we wrote: code
@@ -107,6 +132,51 @@ fn patched_site_fault(sig: i32, uc: &mut Ucontext) -> Option<u64> {
     } else {
         None
     }
+}
+
+/// A fault inside a Form R range (forms.rs): SIGILL on an instruction
+/// boundary other than the `syscall`'s (the thread ran the instructions
+/// before it natively), or SIGSEGV on the range's jump (its slot unmapped):
+/// resume the thread at the trampoline's copy of that instruction. The
+/// byte there must be the 0x06 the protocol wrote or the final byte.
+fn resume_in_trampoline(sig: i32, uc: &mut Ucontext) -> bool {
+    let rip = uc.mc.rip;
+    if (sig != SIGILL && sig != SIGSEGV) || !registry::any_ext() {
+        return false;
+    }
+    let Ok(byte) = raw::read_user::<u8>(rip) else { return false };
+    // The `syscall` lies within MAX_RANGE of any byte of its range.
+    let mut key = rip.saturating_sub(forms::MAX_RANGE as u64);
+    while key <= rip.saturating_add(forms::MAX_RANGE as u64) {
+        if let Some(site) = registry::lookup(key) {
+            if let Some(x) = registry::ext_of(&site) {
+                if let Some(to) = resume_at(sig, &site, x, rip, byte) {
+                    uc.mc.rip = to;
+                    return true;
+                }
+            }
+        }
+        key += 1;
+    }
+    false
+}
+
+fn resume_at(sig: i32, site: &registry::Site, x: &registry::Ext, rip: u64, byte: u8) -> Option<u64> {
+    if x.form != registry::FORM_RANGE || (site.state != PATCHING && site.state != PATCHED) {
+        return None;
+    }
+    let o = rip.checked_sub(x.start).filter(|&o| o < x.len as u64)? as usize;
+    if sig == SIGSEGV {
+        // The jump itself, still ours.
+        if o != 0 || raw::read_user::<[u8; 7]>(rip).ok()? != forms::jump(site.slot as u64) {
+            return None;
+        }
+    } else if byte != 0x06 && Some(&byte) != x.written.get(o) {
+        return None;
+    }
+    let offs = x.offs.get(..x.n as usize)?;
+    let r = forms::resume_offset(offs, x.sys_off as usize, x.post_base as usize, o)?;
+    Some(x.tramp + r as u64)
 }
 
 /// The action we install for SIGSEGV and SIGILL: unlike our SIGSYS handler,

@@ -60,6 +60,9 @@ extern "C" {
     pub static ut_hooks_active: core::sync::atomic::AtomicU8;
     pub static ut_xsave_size: core::sync::atomic::AtomicU64;
     pub static ut_have_fsgsbase: core::sync::atomic::AtomicU8;
+    /// Read by ut_fast_entry: 1 for the syscall numbers the fast path may
+    /// run (trap::syscalls::patchable); any other goes to the slow path.
+    pub static ut_fast_ok: [core::sync::atomic::AtomicU8; FAST_OK_LEN];
     pub fn ut_int80(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
     pub fn ut_bootstrap_syscall6(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64;
     /// valgrind's RUNNING_ON_VALGRIND: 0 on a real CPU.
@@ -142,6 +145,23 @@ pub fn gate_slots(selector: u64, sud: bool) -> [(u64, u64, usize); 5] {
         (image_offset(GSYM_SLOT_SELECTOR), selector, 8),
         (image_offset(GSYM_SLOT_SUD), sud as u64, 1),
     ]
+}
+
+/// Entries of ut_fast_ok (x86_64.s): numbers at or above go to the slow path.
+pub const FAST_OK_LEN: usize = 512;
+
+/// Where every trampoline jumps.
+pub fn fast_entry() -> u64 {
+    ut_fast_entry as *const () as u64
+}
+
+/// Say which syscall numbers the fast path may run (before the first patch).
+pub fn set_fast_ok(ok: impl Fn(u64) -> bool) {
+    // SAFETY: a static of the library's .data, atomics.
+    let table = unsafe { &ut_fast_ok };
+    for (nr, e) in table.iter().enumerate() {
+        e.store(ok(nr as u64) as u8, core::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Offsets of the immediates in the trampoline template (see x86_64.s).

@@ -435,6 +435,10 @@ ut_wrgsbase:
 # syscall; every other register, the flags and all vector/FPU state unchanged.
 # Nothing is written above rsp - 128 (the red zone), and nothing is kept
 # outside the stack, so a signal handler may re-enter here or siglongjmp away.
+# A number the fast path may not run (ut_fast_ok: emulated, or out of range) is
+# sent back, with every register as on entry, to the `syscall` 2 bytes before the
+# return address: in a Form R/P trampoline its own `syscall` (which traps: slow
+# path); at a seed site the old `syscall`'s 0x06 (SIGILL: fault.rs runs it).
     .globl ut_fast_entry
     .hidden ut_fast_entry
     .type ut_fast_entry, @function
@@ -442,6 +446,11 @@ ut_fast_entry:
     lea -128(%rsp), %rsp        # step over the red zone (lea keeps the flags)
     push %r11                   # return address
     pushfq                      # the program's flags
+    cmp $512, %rax              # a number ut_fast_ok does not list (FAST_OK_LEN)...
+    jae 9f                      #   ...takes the slow path
+    lea ut_fast_ok(%rip), %rcx  # the table of numbers the fast path may run
+    cmpb $0, (%rcx,%rax)        # emulated calls (clone, sigaction, ...) at a site
+    je 9f                       #   that takes its number from a register: slow path
     cld                         # the System V ABI wants DF clear in Rust code
     push %rdi                   # syscall arguments: the program expects them
     push %rsi                   #   unchanged, and the Rust call may clobber them
@@ -541,6 +550,11 @@ ut_fast_entry:
     pop %rcx                    # rcx = return address, as after a native syscall
     lea 128(%rsp), %rsp         # the program's stack pointer again
     jmp *%rcx                   # back to the program, after its old `syscall`
+9:  popfq                       # the program's flags again
+    pop %r11                    # the return address
+    lea 128(%rsp), %rsp         # the program's stack pointer again
+    lea -2(%r11), %rcx          # the trampoline's own `syscall`, right before its
+    jmp *%rcx                   #   return point (forms.rs): it traps, slow path
     .size ut_fast_entry, .-ut_fast_entry
 
 # --- data the fast path reads (set by the constructor / usertrap_set_hooks) --
@@ -555,6 +569,9 @@ ut_hooks_active: .byte 0        # 1 once a hook is installed
     .globl ut_have_fsgsbase
     .hidden ut_have_fsgsbase
 ut_have_fsgsbase: .byte 0       # 1 when rdgsbase/wrgsbase may be used (AT_HWCAP2)
+    .globl ut_fast_ok
+    .hidden ut_fast_ok
+ut_fast_ok: .zero 512           # 1 per syscall number the fast path may run (arch::set_fast_ok)
     .text
 
 # --- the per-site trampoline, as a template ------------------------------------
