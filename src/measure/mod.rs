@@ -1,9 +1,11 @@
 //! Measurement: per-thread figures for every intercepted call ([`stats`]),
-//! the syscall names ([`names`]), and the report written at exit ([`report`]).
+//! the syscall names ([`names`]), the report written at exit ([`report`]),
+//! and where a process's fixed cost goes ([`phases`], USERTRAP_PHASES).
 //!
 //! Never: change what a call does. Recording must stay integer-only and
 //! allocation-free on the fast path.
 
 pub mod names;
+pub mod phases;
 pub mod report;
 pub mod stats;

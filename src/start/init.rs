@@ -10,6 +10,7 @@
 use core::sync::atomic::Ordering;
 
 use crate::emulate::{exec, signals};
+use crate::measure::phases::{self, Mark};
 use crate::measure::{report, stats};
 use crate::patch;
 use crate::rt::arch::{self, GATE_ADDR, GATE_LEN};
@@ -98,6 +99,9 @@ pub fn start(s: &Startup) {
     let launched = s.handoff.is_some();
     GATE_PRESENT.store(s.role != Role::Preload || launched, Ordering::Relaxed);
     map_gate();
+    // The clock first (it needs only the gate): the phases are timed with it.
+    stats::start_clock();
+    phases::mark(Mark::Begin);
     let config = read_config(s);
     // An earlier image's seccomp filter decides: it traps whatever we choose.
     let inherited_filter = s.seccomp_armed || s.handoff.is_some_and(|h| h.seccomp_armed != 0);
@@ -114,7 +118,6 @@ pub fn start(s: &Startup) {
     let bridge = s.role == Role::LauncherBridge;
     thread::set_have_fsgsbase(s.hwcap2 & HWCAP2_FSGSBASE != 0);
     thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
-    stats::start_clock();
     stats::set_timing(config.timing);
     stats::set_known_hz(config.tsc_hz);
     report::configure(&absolute(config.output), config.format, config.summary, config.tmpdir, config.collect);
@@ -122,17 +125,22 @@ pub fn start(s: &Startup) {
     if !exe.is_empty() {
         exec::set_exe_path(exe);
     }
+    phases::enable(config.phases);
+    phases::mark(Mark::Settings);
 
     let area = match thread::allocate() {
         Some(a) => a,
         None => fail_line("cannot allocate the main thread's signal stack"),
     };
     thread::install(area);
+    phases::mark(Mark::ThreadArea);
     signals::take_over_mask(area, s.handoff.map_or(0, |h| h.blocked_owned));
     signals::take_over_altstack(area, launched);
+    phases::mark(Mark::MaskStack);
     if !bridge {
         signals::watch_fatal_signals();
     }
+    phases::mark(Mark::FatalSignals);
     for (sig, action) in [
         (signals::SIGSYS, sigsys::handler_action()),
         (signals::SIGSEGV, fault::handler_action()),
@@ -150,20 +158,25 @@ pub fn start(s: &Startup) {
             exit(EXIT_CONFIG);
         }
     }
+    phases::mark(Mark::Handlers);
     record_exec_env(s);
+    phases::mark(Mark::ExecEnv);
     if !bridge {
         // Under `usertrap stat`: this image exists (the library greets for
         // an image the launcher bridged).
         report::greet();
     }
+    phases::mark(Mark::Greet);
     crate::trap::hooks::init_xsave_size();
     if config.patch && !bridge {
         enable_patching();
     }
+    phases::mark(Mark::Patching);
     if inherited_filter {
         // The filter of an earlier image is still installed (it survives
         // exec and cannot be removed); a second one would only stack.
         backend::assume_armed(backend::Backend::Seccomp);
+        phases::mark(Mark::Armed);
         return;
     }
     if let Err(e) = backend::arm(chosen) {
@@ -180,6 +193,7 @@ pub fn start(s: &Startup) {
         l.emit();
         exit(EXIT_CONFIG);
     }
+    phases::mark(Mark::Armed);
 }
 
 /// Patching is on; what it needs (membarrier, the decoder's tables) is set

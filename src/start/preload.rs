@@ -5,6 +5,7 @@
 
 use core::ffi::{c_char, c_void};
 
+use crate::measure::phases::{self, Mark};
 use crate::rt::log::Buf;
 use crate::start::handoff::{Handoff, AT_USERTRAP_HANDOFF, PATH_LEN};
 use crate::start::init::{self, Role, Startup};
@@ -76,6 +77,7 @@ fn start_preloaded() {
     });
     if let Some(h) = handoff {
         give_back_environment(h, lib_path);
+        phases::mark(Mark::Environment);
         leave_no_launcher(h);
     }
 }
@@ -95,6 +97,7 @@ fn leave_no_launcher(h: &Handoff) {
         h.sigtable as *mut crate::emulate::signals::SigTable,
         (image[0], image[0] + image[1]),
     );
+    phases::mark(Mark::Adopt);
     let mut exe = [0u8; PATH_LEN + 1];
     Buf::new(&mut exe).put(h.exe_path()).put(b"\0");
     // `h` lives in the launcher's image: not used past this point.
@@ -106,6 +109,7 @@ fn leave_no_launcher(h: &Handoff) {
     if init::set_kernel_exe(&exe) {
         crate::emulate::exec::clear_exe_path();
     }
+    phases::mark(Mark::Unmap);
 }
 
 /// The environment the program passed to exec, without what the exec'ing
