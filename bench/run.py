@@ -237,12 +237,14 @@ def phase_medians(stderr):
     return lines, [(name, median(per[name])) for name in order]
 
 
-def syscall_counts(argv, env):
-    """{syscall name: calls} over every process of argv, from strace -f."""
+def syscall_counts(argv, traced_env=()):
+    """{syscall name: calls} over every process of argv, from strace -f; the
+    traced program gets `traced_env` (NAME=VALUE), strace itself does not."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "trace")
-        subprocess.run(["strace", "-f", "-qq", "-o", path, *argv], env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        env_args = [a for kv in traced_env for a in ("-E", kv)]
+        subprocess.run(["strace", "-f", "-qq", "-o", path, *env_args, *argv], env=clean_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         counts = {}
         with open(path) as f:
             for line in f:
@@ -311,12 +313,14 @@ def per_process(targets):
             print("    " + "  ".join(f"{k} {v:.1f}" for k, v in phases))
 
     if shutil.which("strace"):
-        native = syscall_counts(["/bin/true"], clean_env())
-        env = clean_env(LD_PRELOAD=LIB, USERTRAP_OUTPUT=os.devnull)
-        ours = syscall_counts(["/bin/true"], env)
+        native = syscall_counts(["/bin/true"])
+        # With the TSC frequency given: under strace every syscall is slow,
+        # and calibrating would take many more clock reads than it does.
+        ours = syscall_counts(["/bin/true"], (f"LD_PRELOAD={LIB}", f"USERTRAP_OUTPUT={os.devnull}",
+                                              f"USERTRAP_TSC_HZ={tsc_hz_of_machine()}"))
         extra = {k: ours.get(k, 0) - native.get(k, 0) for k in set(ours) | set(native)}
         top = sorted(extra.items(), key=lambda kv: -kv[1])[:8]
-        print(f"\nsyscalls of a preloaded /bin/true (strace -f, the SIGSYS-served ones counted once): "
+        print(f"\nsyscalls of a preloaded /bin/true (strace -f, USERTRAP_TSC_HZ given): "
               f"{sum(ours.values())} against {sum(native.values())} natively; most added: "
               + ", ".join(f"{k} {v:+d}" for k, v in top if v))
 

@@ -273,6 +273,7 @@ c_tests! {
     report_targets,
     registers_rcx_r11,
     sigaction_roundtrip,
+    sig_ign_inherit,
     sigaltstack_user,
     seccomp_strict,
     sigsegv_discard,

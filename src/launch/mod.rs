@@ -185,6 +185,7 @@ pub extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         exe_path: exe.get(..exe_len).unwrap_or(&[]),
         seccomp_armed: ctl.seccomp_armed,
         handoff: None,
+        default_signals: None,
     });
 
     let image = match program.map() {

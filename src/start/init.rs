@@ -62,6 +62,9 @@ pub struct Startup<'a> {
     pub seccomp_armed: bool,
     /// The launcher's record, in an image it started.
     pub handoff: Option<&'static Handoff>,
+    /// The signals with their default disposition, if known (bit n-1 for
+    /// signal n; see [`default_dispositions`]): saves asking the kernel.
+    pub default_signals: Option<u64>,
 }
 
 impl Startup<'_> {
@@ -99,10 +102,10 @@ pub fn start(s: &Startup) {
     let launched = s.handoff.is_some();
     GATE_PRESENT.store(s.role != Role::Preload || launched, Ordering::Relaxed);
     map_gate();
-    // The clock first (it needs only the gate): the phases are timed with it.
-    stats::start_clock();
-    phases::mark(Mark::Begin);
     let config = read_config(s);
+    // The phases are timed with this clock.
+    stats::start_clock(config.tsc_hz != 0);
+    phases::mark(Mark::Begin);
     // An earlier image's seccomp filter decides: it traps whatever we choose.
     let inherited_filter = s.seccomp_armed || s.handoff.is_some_and(|h| h.seccomp_armed != 0);
     let chosen = match config.backend {
@@ -138,7 +141,7 @@ pub fn start(s: &Startup) {
     signals::take_over_altstack(area, launched);
     phases::mark(Mark::MaskStack);
     if !bridge {
-        signals::watch_fatal_signals();
+        signals::watch_fatal_signals(s.default_signals);
     }
     phases::mark(Mark::FatalSignals);
     for (sig, action) in [
@@ -167,7 +170,6 @@ pub fn start(s: &Startup) {
         report::greet();
     }
     phases::mark(Mark::Greet);
-    crate::trap::hooks::init_xsave_size();
     if config.patch && !bridge {
         enable_patching();
     }
@@ -255,11 +257,9 @@ pub fn stand_aside_under_valgrind() {
 /// our traps: the image is not intercepted and says so once. A tracer that
 /// does not run under usertrap (gdb started by hand with gdb/usertrap.gdb)
 /// gets the program intercepted, as asked. True: stand aside.
+/// `status`: this process's /proc/self/status (read_status).
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
-pub fn stand_aside_when_traced_by_usertrap() -> bool {
-    let mut buf = [0u8; 4096];
-    let n = read_file(b"/proc/self/status\0", &mut buf);
-    let status = buf.get(..n).unwrap_or(&[]);
+pub fn stand_aside_when_traced_by_usertrap(status: &[u8]) -> bool {
     const KEY: &[u8] = b"\nTracerPid:\t";
     let Some(at) = status.windows(KEY.len()).position(|w| w == KEY) else { return false };
     let tracer = status
@@ -286,6 +286,33 @@ pub fn stand_aside_when_traced_by_usertrap() -> bool {
     let len = w.len;
     bootstrap_syscall(libc::SYS_write, [2, line.as_ptr() as u64, len as u64, 0, 0, 0]);
     true
+}
+
+/// This process's /proc/self/status, read into `buf` before the gate exists.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn read_status(buf: &mut [u8; 4096]) -> &[u8] {
+    let n = read_file(b"/proc/self/status\0", buf);
+    buf.get(..n).unwrap_or(&[])
+}
+
+/// The signals that have their default disposition, from `status` (a
+/// /proc/self/status: neither in SigIgn nor in SigCgt), bit n-1 for signal
+/// n; None if either line is missing or malformed.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn default_dispositions(status: &[u8]) -> Option<u64> {
+    let ignored = status_hex(status, b"\nSigIgn:\t")?;
+    let caught = status_hex(status, b"\nSigCgt:\t")?;
+    Some(!(ignored | caught))
+}
+
+/// The 16 hex digits after `key` in `status`, as a number.
+fn status_hex(status: &[u8], key: &[u8]) -> Option<u64> {
+    let at = status.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits = status.get(at..at + 16)?;
+    if status.get(at + 16) != Some(&b'\n') {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |v, &d| Some(v << 4 | (d as char).to_digit(16)? as u64))
 }
 
 /// Does the maps file at `path` (NUL-terminated) list a mapping at GATE_ADDR?

@@ -59,7 +59,9 @@ fn start_preloaded() {
     let handoff = unsafe { Handoff::at(getauxval(AT_USERTRAP_HANDOFF)) };
     // (An image the launcher started stays intercepted: the launcher served
     // its loader, and under seccomp the filter requires it.)
-    if handoff.is_none() && init::stand_aside_when_traced_by_usertrap() {
+    let mut status_buf = [0u8; 4096];
+    let status = if handoff.is_none() { init::read_status(&mut status_buf) } else { &[] };
+    if handoff.is_none() && init::stand_aside_when_traced_by_usertrap(status) {
         return;
     }
     init::start(&Startup {
@@ -74,6 +76,9 @@ fn start_preloaded() {
         exe_path: b"",
         seccomp_armed: false,
         handoff,
+        // Read with the tracer check: no query per signal. (In an image the
+        // launcher started, the kernel holds its handlers for some: asked.)
+        default_signals: init::default_dispositions(status),
     });
     if let Some(h) = handoff {
         give_back_environment(h, lib_path);
