@@ -4,12 +4,18 @@ include!(concat!(env!("OUT_DIR"), "/syscall_names.rs"));
 
 /// The name of syscall `nr`, or None for numbers the table does not know.
 pub fn name(nr: u64) -> Option<&'static str> {
-    NAMES.get(nr as usize).copied().filter(|n| !n.is_empty())
+    lookup(NAMES_TEXT, &NAMES_AT, nr)
 }
 
 /// The name of i386 syscall `nr` (`int $0x80`), or None.
 pub fn name_i386(nr: u64) -> Option<&'static str> {
-    NAMES_I386.get(nr as usize).copied().filter(|n| !n.is_empty())
+    lookup(NAMES_I386_TEXT, &NAMES_I386_AT, nr)
+}
+
+fn lookup(text: &'static str, at: &[u16], nr: u64) -> Option<&'static str> {
+    let i = usize::try_from(nr).ok()?;
+    let (start, end) = (*at.get(i)? as usize, *at.get(i.checked_add(1)?)? as usize);
+    text.get(start..end).filter(|n| !n.is_empty())
 }
 
 #[cfg(test)]
@@ -21,5 +27,10 @@ mod tests {
         assert_eq!(super::name(110), Some("getppid"));
         assert_eq!(super::name(435), Some("clone3"));
         assert_eq!(super::name(100_000), None);
+        assert_eq!(super::name(u64::MAX), None);
+        // A number without a syscall between two that have one.
+        assert_eq!(super::name(400), None);
+        assert_eq!(super::name(334), Some("rseq"));
+        assert_eq!(super::name_i386(1), Some("exit"));
     }
 }
