@@ -27,6 +27,10 @@ const TABLE_LEN: usize = (core::mem::size_of::<ThreadStats>() + 4095) & !4095;
 /// Process-wide call counts for threads without a table (no thread area, or
 /// more distinct syscalls than PER_THREAD).
 static FALLBACK: [[AtomicU64; SLOTS]; 2] = [const { [const { AtomicU64::new(0) }; SLOTS] }; 2];
+/// Whether FALLBACK has been counted into: most processes never do, and
+/// its 16 KiB are then never touched (reading them at the report, or
+/// clearing them in every fork child, cost a page fault per page).
+static FALLBACK_USED: AtomicBool = AtomicBool::new(false);
 
 fn index_of(nr: i64) -> usize {
     if (0..MAX_NR as i64).contains(&nr) {
@@ -84,6 +88,9 @@ pub fn begin(area: Option<&ThreadArea>, path: Path, nr: i64) -> Option<&SysStats
         }
         None => {
             if let Some(c) = FALLBACK.get(path as usize).and_then(|row| row.get(i)) {
+                if !FALLBACK_USED.load(Ordering::Relaxed) {
+                    FALLBACK_USED.store(true, Ordering::Relaxed);
+                }
                 c.fetch_add(1, Ordering::Relaxed);
             }
             None
@@ -382,9 +389,11 @@ pub fn merge_into(merged: &[SysStats]) -> Used {
             }
         }
     });
-    for nr in 0..SLOTS {
-        if fallback_calls(nr) != (0, 0) {
-            mark(&mut used, nr);
+    if FALLBACK_USED.load(Ordering::Relaxed) {
+        for nr in 0..SLOTS {
+            if fallback_calls(nr) != (0, 0) {
+                mark(&mut used, nr);
+            }
         }
     }
     used
@@ -392,6 +401,9 @@ pub fn merge_into(merged: &[SysStats]) -> Used {
 
 /// The process-wide fallback counts of syscall `nr` (fast, slow).
 pub fn fallback_calls(nr: usize) -> (u64, u64) {
+    if !FALLBACK_USED.load(Ordering::Relaxed) {
+        return (0, 0);
+    }
     let get = |row: usize| FALLBACK.get(row).and_then(|r| r.get(nr)).map_or(0, |c| c.load(Ordering::Relaxed));
     (get(0), get(1))
 }
@@ -417,8 +429,10 @@ pub fn settled_hz() -> u64 {
 /// the parent's TSC frequency, if it was measured well).
 pub fn after_fork_in_child() {
     KNOWN_HZ.store(settled_hz(), Ordering::Relaxed);
-    for row in FALLBACK.iter() {
-        row.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+    if FALLBACK_USED.swap(false, Ordering::Relaxed) {
+        for row in FALLBACK.iter() {
+            row.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+        }
     }
     thread::for_each_area(|a| {
         let table = a.stats.get();

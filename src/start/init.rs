@@ -115,8 +115,14 @@ pub fn start(s: &Startup) {
         None => backend::Backend::Seccomp,
     };
     if chosen == backend::Backend::Sud {
-        // The gate's SUD slot is set once the backend is known.
-        swap_in_gate(true);
+        // The gate's SUD slot is set once the backend is known: in place in
+        // a gate we just mapped (no trap yet), else by a swap (the
+        // launcher's image is still running its syscalls through it).
+        if launched || s.role != Role::Preload {
+            swap_in_gate(true);
+        } else {
+            set_sud_slot_in_place();
+        }
     }
     let bridge = s.role == Role::LauncherBridge;
     thread::set_have_fsgsbase(s.hwcap2 & HWCAP2_FSGSBASE != 0);
@@ -415,6 +421,30 @@ fn fill_gate(at: u64, sud_on: bool) {
         let bytes = value.to_le_bytes();
         // SAFETY: slots lie inside the page (offsets from the image's own symbols).
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (at + off) as *mut u8, size) };
+    }
+}
+
+/// Refill the gate this constructor mapped with the SUD slot on: made
+/// writable, written, made executable again, by syscalls from the library's
+/// own text (the gate cannot issue the mprotect that takes its own execute
+/// permission away). Cheaper than a swap: no new page, no mremap.
+fn set_sud_slot_in_place() {
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    // SAFETY: no trap is armed yet (the backend is armed at the end of
+    // start), so a syscall from our own text is not intercepted; the gate
+    // is ours (mapped by map_gate) and nothing runs through it meanwhile:
+    // one thread of ours, no handler of ours installed yet.
+    let r = unsafe { arch::ut_bootstrap_syscall6(libc::SYS_mprotect as u64, GATE_ADDR, GATE_LEN, rw, 0, 0, 0) };
+    if r != 0 {
+        swap_in_gate(true);
+        return;
+    }
+    fill_gate(GATE_ADDR, true);
+    // SAFETY: as above.
+    let r = unsafe { arch::ut_bootstrap_syscall6(libc::SYS_mprotect as u64, GATE_ADDR, GATE_LEN, rx, 0, 0, 0) };
+    if r != 0 {
+        bootstrap_fail(b"usertrap: cannot make the syscall gate executable again\n");
     }
 }
 
