@@ -564,6 +564,9 @@ const PR_SET_MM_EXE_FILE: u64 = 13;
 /// on the program's stack, ending at its AT_NULL. Needs CAP_SYS_RESOURCE;
 /// without it /proc/self/auxv keeps describing the launcher.
 pub fn set_kernel_auxv(auxv: *const u64) {
+    if !has_cap_sys_resource() {
+        return;
+    }
     let mut pairs = 0usize;
     // SAFETY: `auxv` is the program's vector on its initial stack, ending
     // with an AT_NULL pair.
@@ -580,6 +583,9 @@ pub fn set_kernel_auxv(auxv: *const u64) {
 /// `start` (past the entries we added, whose strings come first). Needs
 /// CAP_SYS_RESOURCE, like set_kernel_auxv.
 pub fn set_kernel_env_start(start: u64) {
+    if !has_cap_sys_resource() {
+        return;
+    }
     raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_ENV_START, start, 0, 0, 0]);
 }
 
@@ -588,6 +594,11 @@ pub fn set_kernel_env_start(start: u64) {
 /// the kernel refused.
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
 pub fn set_kernel_exe(path: &[u8]) -> bool {
+    // Most processes lack the capability: one capget instead of opening the
+    // program (a path walk) only to be refused.
+    if !has_cap_sys_resource() {
+        return false;
+    }
     let fd = raw::syscall(
         libc::SYS_openat,
         libc::AT_FDCWD as u64,
@@ -601,6 +612,32 @@ pub fn set_kernel_exe(path: &[u8]) -> bool {
     let r = raw::syscall6(raw::SYS_prctl, [PR_SET_MM, PR_SET_MM_EXE_FILE, fd as u64, 0, 0, 0]);
     raw::syscall(libc::SYS_close, fd as u64, 0, 0, 0);
     r == 0
+}
+
+/// Whether this thread's effective capabilities include CAP_SYS_RESOURCE
+/// (what PR_SET_MM needs); true if the kernel does not say (then try).
+/// Asked once per image (start-up only): 0 not yet, 1 no, 2 yes.
+static CAP_SYS_RESOURCE_SEEN: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+fn has_cap_sys_resource() -> bool {
+    match CAP_SYS_RESOURCE_SEEN.load(Ordering::Relaxed) {
+        1 => return false,
+        2 => return true,
+        _ => {}
+    }
+    let yes = ask_cap_sys_resource();
+    CAP_SYS_RESOURCE_SEEN.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+    yes
+}
+
+fn ask_cap_sys_resource() -> bool {
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let header = [LINUX_CAPABILITY_VERSION_3, 0]; // version, pid 0: this thread
+                                                  // Two of { effective, permitted, inheritable } (capabilities 0-31, 32-63).
+    let mut data = [[0u32; 3]; 2];
+    let r = raw::syscall(libc::SYS_capget, header.as_ptr() as u64, data.as_mut_ptr() as u64, 0, 0);
+    r != 0 || data[0][0] & (1 << CAP_SYS_RESOURCE) != 0
 }
 
 /// Take this library back out of the front of the program's LD_PRELOAD if
