@@ -191,12 +191,9 @@ fn launched(
 /// CPUID 0x80000007, EDX bit 8: the TSC runs at a constant rate (what the
 /// library checks before it times with rdtsc).
 fn tsc_invariant() -> bool {
-    // SAFETY: CPUID exists on every x86-64 CPU; the extended leaf is read
-    // only where the highest one reaches it.
-    unsafe {
-        core::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0007
-            && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
-    }
+    // The extended leaf is read only where the highest one reaches it.
+    core::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0007
+        && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
 }
 
 /// The TSC frequency, measured against the monotonic clock over 0.5 ms of
