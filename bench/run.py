@@ -276,17 +276,23 @@ def per_process(targets):
         header = f"{'mode':<38} {'wall us':>17} {'CPU us':>17} {'faults':>7} {'+wall':>7} {'+CPU':>7}  target"
         print(header)
         print("-" * len(header))
-        base = None
-        for name, child_env, prefix, target in rows:
+        # The machine's load drifts: native is measured before and after the
+        # other rows, and the added cost is taken against their mean.
+        first, _ = spawn_rounds(rounds, n)
+        measured = []
+        for name, child_env, prefix, target in rows[1:]:
             if prefix and not os.path.exists(CLI):
                 continue
-            got, _ = spawn_rounds(rounds, n, child_env, prefix)
+            measured.append((name, target, spawn_rounds(rounds, n, child_env, prefix)[0]))
+        last, _ = spawn_rounds(rounds, n)
+        base = tuple((median([r[k] for r in first]) + median([r[k] for r in last])) / 2 for k in (0, 1))
+        print(f"(native: {median([r[1] for r in first]):.0f} us CPU before the other rows, "
+              f"{median([r[1] for r in last]):.0f} after; + is against their mean)")
+        for name, target, got in [(rows[0][0], None, first + last)] + measured:
             wall_us = [r[0] for r in got]
             cpu_us = [r[1] for r in got]
             faults = median([r[2] for r in got])
             mw, mc = median(wall_us), median(cpu_us)
-            if base is None:
-                base = (mw, mc)
             plus = f"{mw - base[0]:>7.0f} {mc - base[1]:>7.0f}" if target else f"{'':>7} {'':>7}"
             goal = f"  <= {target} us" if target else ""
             print(f"{name:<38} {mw:>8.0f} ({min(wall_us):>6.0f}) {mc:>8.0f} ({min(cpu_us):>6.0f}) {faults:>7.1f} {plus}{goal}")
