@@ -15,6 +15,9 @@ use crate::rt::log::Line;
 /// named after it, which began at the previous mark taken.
 #[derive(Clone, Copy)]
 pub enum Mark {
+    /// In an image the launcher started: when the launcher began (its own
+    /// Begin), so the first phase is the launcher's and the loader's time.
+    Launcher,
     /// The gate is mapped and the clock started (the reference point).
     Begin,
     /// USERTRAP_* read, report settings made.
@@ -53,8 +56,9 @@ pub enum Mark {
     Deliver,
 }
 
-const NAMES: [&str; 18] = [
-    "begin",
+const NAMES: [&str; 19] = [
+    "launcher",
+    "launcher_and_loader",
     "settings",
     "thread_area",
     "mask_stack",
@@ -74,7 +78,7 @@ const NAMES: [&str; 18] = [
     "deliver",
 ];
 
-static MARKS: [AtomicU64; 18] = [const { AtomicU64::new(0) }; 18];
+static MARKS: [AtomicU64; 19] = [const { AtomicU64::new(0) }; 19];
 static ON: AtomicBool = AtomicBool::new(false);
 
 /// Record that the phase ending at `m` ends now (the clock must be started).
@@ -83,6 +87,20 @@ pub fn mark(m: Mark) {
     if let Some(slot) = MARKS.get(m as usize) {
         slot.store(stats::now().max(1), Ordering::Relaxed);
     }
+}
+
+/// The launcher began at `t` (the clock's value in its image: the same
+/// clock, read the same way, as this image's).
+pub fn launcher_began(t: u64) {
+    if let Some(slot) = MARKS.get(Mark::Launcher as usize) {
+        slot.store(t, Ordering::Relaxed);
+    }
+}
+
+/// This image's Begin mark (0 if not taken).
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn begun() -> u64 {
+    MARKS.get(Mark::Begin as usize).map_or(0, |m| m.load(Ordering::Relaxed))
 }
 
 /// USERTRAP_PHASES=1.

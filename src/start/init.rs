@@ -106,6 +106,9 @@ pub fn start(s: &Startup) {
     // The phases are timed with this clock.
     stats::start_clock(config.tsc_hz != 0);
     phases::mark(Mark::Begin);
+    if let Some(h) = s.handoff {
+        phases::launcher_began(h.launcher_start);
+    }
     // An earlier image's seccomp filter decides: it traps whatever we choose.
     let inherited_filter = s.seccomp_armed || s.handoff.is_some_and(|h| h.seccomp_armed != 0);
     let chosen = match config.backend {
