@@ -88,10 +88,15 @@ demo: lib
 	target/release/usertrap stat -- $(PYTHON) -c 'import os, threading; [os.stat("/") for _ in range(10000)]; t = threading.Thread(target=lambda: os.getppid()); t.start(); t.join(); print("python ran under usertrap")'
 
 # Native vs fast path vs slow path vs strace -c, with ratios (not a test).
-bench: deps lib target/bench/syscall_loop target/bench/syscall_loop_static
+bench: deps lib target/bench/syscall_loop target/bench/syscall_loop_static target/bench/spawn_loop
 	python3 bench/run.py
 
 target/bench/syscall_loop: bench/syscall_loop.c
+	@mkdir -p target/bench
+	$(CC) -O2 -Wall -Wextra -o $@ $<
+
+# posix_spawn of a program N times: the cost per process.
+target/bench/spawn_loop: bench/spawn_loop.c
 	@mkdir -p target/bench
 	$(CC) -O2 -Wall -Wextra -o $@ $<
 

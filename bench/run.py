@@ -10,7 +10,11 @@ and under `strace -c`, with the ratio to native. Then the share of a real
 program's syscalls that took the fast path. Then measurement (the default):
 `usertrap stat` on whole programs (under each backend; exec-heavy and static
 ones included) against `strace -c` and `perf trace -s`,
-and the getppid loop with every call timed. Loop timings come from inside the
+and the getppid loop with every call timed. Then the cost per process: a
+driver that posix_spawns /bin/true many times, natively, preloaded and under
+`usertrap stat` (each child exec'd through the launcher), with wall and CPU
+time per child, and where the added time goes (USERTRAP_PHASES=1) and the
+syscalls the library adds. Loop timings come from inside the
 workload (best of 5 rounds), so start-up costs are not counted. Nothing here
 asserts: the machines are shared and noisy; the targets are printed beside
 the figures.
@@ -30,6 +34,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "target", "release", "libusertrap.so")
 LOOP = os.path.join(ROOT, "target", "bench", "syscall_loop")
 LOOP_STATIC = os.path.join(ROOT, "target", "bench", "syscall_loop_static")
+SPAWN = os.path.join(ROOT, "target", "bench", "spawn_loop")
+CLI = os.path.join(ROOT, "target", "release", "usertrap")
 SUMMARY = re.compile(r"usertrap: pid \d+: (\d+) syscalls intercepted \((\w+)\), (\d+) on the fast path")
 
 
@@ -67,6 +73,14 @@ def fast_share(argv, backend):
 
 
 def main():
+    if sys.argv[1:] == ["per-process"]:
+        # Only the per-process part (quicker: BENCH_SPAWNS=200).
+        targets = []
+        per_process(targets)
+        print("\nagainst the targets:")
+        for t in targets:
+            print("  " + t)
+        return
     n_fast, n_slow, n_strace = 1_000_000, 100_000, 20_000
     print(f"usertrap benchmark on {os.uname().release}, {os.cpu_count()} cpus; ns per call, best of 5 rounds\n")
     header = f"{'workload':<10} {'mode':<26} {'ns/call':>9} {'x native':>9}"
@@ -113,6 +127,7 @@ def main():
             if backend == "seccomp":
                 targets.append(f"fast-path share, {name}: {share:.1f}% (target: at least 95%)")
     stat_overhead(python, targets)
+    per_process(targets)
 
     print("\nagainst the targets:")
     for t in targets:
@@ -228,6 +243,145 @@ def stat_overhead(python, targets):
         avg = calls[0]["total_ns"] / calls[0]["calls"]
         print(f"{'getppid: reported avg / loop':<32} {avg:>9.1f} {own:>9.1f}  (ns/call; the report times the syscall alone)")
         targets.append(f"reported getppid average {avg:.0f} ns within the loop's own {own:.0f} ns per call (target: at most, and at least half)")
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if n else float("nan")
+
+
+def spawn_rounds(rounds, n, child_env=(), prefix=(), env=None):
+    """Per round: (wall us, children's CPU us, minor faults) per child."""
+    out = subprocess.run([*prefix, SPAWN, str(rounds), str(n), *child_env, "/bin/true"], env=env or clean_env(),
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"spawn_loop failed: {out.stderr.strip()}")
+    rows = [tuple(map(float, line.split())) for line in out.stdout.strip().splitlines()]
+    return rows, out.stderr
+
+
+PHASE = re.compile(r"usertrap: phases \(us\) pid \d+:(.*)")
+
+
+def phase_medians(stderr):
+    """Median us per phase over every process's USERTRAP_PHASES line."""
+    per = {}
+    order = []
+    lines = 0
+    for m in PHASE.finditer(stderr):
+        lines += 1
+        for item in m.group(1).split():
+            name, value = item.split("=")
+            if name not in per:
+                per[name] = []
+                order.append(name)
+            per[name].append(float(value))
+    return lines, [(name, median(per[name])) for name in order]
+
+
+def syscall_counts(argv, traced_env=()):
+    """{syscall name: calls} over every process of argv, from strace -f; the
+    traced program gets `traced_env` (NAME=VALUE), strace itself does not."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace")
+        env_args = [a for kv in traced_env for a in ("-E", kv)]
+        subprocess.run(["strace", "-f", "-qq", "-o", path, *env_args, *argv], env=clean_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        counts = {}
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"(?:\d+\s+)?(?:<\.\.\. )?(\w+)\(", line)
+                if m and not line.startswith("---"):
+                    counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+        return counts
+
+
+def per_process(targets):
+    """Issue 13: what a process costs, start to exit (report written)."""
+    n = int(os.environ.get("BENCH_SPAWNS", "1000"))
+    rounds = int(os.environ.get("BENCH_SPAWN_ROUNDS", "3"))
+    print(f"\nper process: posix_spawn of /bin/true, {n} per round, {rounds} rounds; per child: wall us and the "
+          "children's CPU us (user+sys), median (best) of rounds, minor faults; +: over native, medians")
+    with tempfile.TemporaryDirectory() as tmp:
+        to_file = os.path.join(tmp, "reports.txt")
+        preload = [f"LD_PRELOAD={LIB}"]
+        stat = (CLI, "stat", "-o", os.devnull, "--")
+        rows = [
+            ("native", (), (), None),
+            ("LD_PRELOAD, report to /dev/null", (*preload, f"USERTRAP_OUTPUT={os.devnull}"), (), 50),
+            ("LD_PRELOAD, report to a file", (*preload, f"USERTRAP_OUTPUT={to_file}"), (), 50),
+            ("LD_PRELOAD, /dev/null, TSC_HZ given", (*preload, f"USERTRAP_OUTPUT={os.devnull}",
+                                                     f"USERTRAP_TSC_HZ={tsc_hz_of_machine()}"), (), 50),
+            ("usertrap stat (launcher), sud", (), (*stat[:2], "--backend", "sud", *stat[2:]), 150),
+            ("usertrap stat (launcher), seccomp", (), (*stat[:2], "--backend", "seccomp", *stat[2:]), 150),
+        ]
+        header = f"{'mode':<38} {'wall us':>17} {'CPU us':>17} {'faults':>7} {'+wall':>7} {'+CPU':>7}  target"
+        print(header)
+        print("-" * len(header))
+        # The machine's load drifts: native is measured before and after the
+        # other rows, and the added cost is taken against their mean.
+        first, _ = spawn_rounds(rounds, n)
+        measured = []
+        for name, child_env, prefix, target in rows[1:]:
+            if prefix and not os.path.exists(CLI):
+                continue
+            measured.append((name, target, spawn_rounds(rounds, n, child_env, prefix)[0]))
+        last, _ = spawn_rounds(rounds, n)
+        base = tuple((median([r[k] for r in first]) + median([r[k] for r in last])) / 2 for k in (0, 1))
+        print(f"(native: {median([r[1] for r in first]):.0f} us CPU before the other rows, "
+              f"{median([r[1] for r in last]):.0f} after; + is against their mean)")
+        for name, target, got in [(rows[0][0], None, first + last)] + measured:
+            wall_us = [r[0] for r in got]
+            cpu_us = [r[1] for r in got]
+            faults = median([r[2] for r in got])
+            mw, mc = median(wall_us), median(cpu_us)
+            plus = f"{mw - base[0]:>7.0f} {mc - base[1]:>7.0f}" if target else f"{'':>7} {'':>7}"
+            goal = f"  <= {target} us" if target else ""
+            print(f"{name:<38} {mw:>8.0f} ({min(wall_us):>6.0f}) {mc:>8.0f} ({min(cpu_us):>6.0f}) {faults:>7.1f} {plus}{goal}")
+            if target:
+                targets.append(f"per process, {name}: +{mc - base[1]:.0f} us CPU, +{mw - base[0]:.0f} us wall "
+                               f"(target: at most {target} us)")
+
+        # Where the added time goes: each process prints its phases at exit.
+        m = max(50, n // 5)
+        print(f"\nwhere a process's time goes (USERTRAP_PHASES=1, median us over {m} processes; 'program' is the "
+              "program's own run between start-up and exit)")
+        cases = [
+            ("LD_PRELOAD, /dev/null", (*preload, "USERTRAP_PHASES=1", f"USERTRAP_OUTPUT={os.devnull}"), ()),
+            ("LD_PRELOAD, to a file", (*preload, "USERTRAP_PHASES=1", f"USERTRAP_OUTPUT={to_file}"), ()),
+        ]
+        if os.path.exists(CLI):
+            cases.append(("usertrap stat (launcher), sud", (), (*stat[:2], "--backend", "sud", *stat[2:])))
+        for name, child_env, prefix in cases:
+            env = clean_env(USERTRAP_PHASES="1") if prefix else None
+            _, err = spawn_rounds(1, m, child_env, prefix, env=env)
+            lines, phases = phase_medians(err)
+            total = sum(v for k, v in phases if k != "program")
+            print(f"  {name} ({lines} processes): library total {total:.0f} us")
+            print("    " + "  ".join(f"{k} {v:.1f}" for k, v in phases))
+
+    if shutil.which("strace"):
+        native = syscall_counts(["/bin/true"])
+        # With the TSC frequency given: under strace every syscall is slow,
+        # and calibrating would take many more clock reads than it does.
+        ours = syscall_counts(["/bin/true"], (f"LD_PRELOAD={LIB}", f"USERTRAP_OUTPUT={os.devnull}",
+                                              f"USERTRAP_TSC_HZ={tsc_hz_of_machine()}"))
+        extra = {k: ours.get(k, 0) - native.get(k, 0) for k in set(ours) | set(native)}
+        top = sorted(extra.items(), key=lambda kv: -kv[1])[:8]
+        print(f"\nsyscalls of a preloaded /bin/true (strace -f, USERTRAP_TSC_HZ given): "
+              f"{sum(ours.values())} against {sum(native.values())} natively; most added: "
+              + ", ".join(f"{k} {v:+d}" for k, v in top if v))
+
+
+def tsc_hz_of_machine():
+    """What `usertrap stat` hands down: the TSC frequency, measured once."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "r.json")
+        env = clean_env(LD_PRELOAD=LIB, USERTRAP_OUTPUT=path, USERTRAP_FORMAT="json")
+        subprocess.run(["sleep", "0.05"], env=env, check=True)
+        with open(path) as f:
+            return json.load(f)["tsc_hz"]
 
 
 if __name__ == "__main__":

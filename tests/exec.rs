@@ -56,6 +56,7 @@ per_backend! {
     busybox_static,
     many_program_headers,
     noexec_mount,
+    inherited_ignored_signals,
 }
 
 // ---------------------------------------------------------------------------
@@ -268,6 +269,35 @@ fn env_i_empty_environment(backend: Backend) {
         // env -i, then env again clearing what is left, then a program that prints its environment.
         .step(Cmd::new(&env).args(["-i", "A=1", "/usr/bin/env", "-u", "A", "B=2", "/bin/sh", "-c", script]));
     compare_native_and_traced(&case, backend);
+}
+
+/// A program whose first image is preloaded (exec'd by a native shell, not
+/// through the launcher) starts with SIGHUP, SIGUSR1 and signal 37 ignored,
+/// as `nohup` and shells leave them: it must see them ignored and survive
+/// raising them, as natively (the library reads the default dispositions
+/// from /proc/self/status at start). Its report shows it was intercepted.
+fn inherited_ignored_signals(backend: Backend) {
+    let prog = c_test_binary("sig_ign_inherit");
+    let lib = lib_path();
+    // Traced runs set USERTRAP_BACKEND: the shell itself runs natively
+    // (LD_PRELOAD removed below) and preloads only the program it execs.
+    let script = format!(
+        "trap '' HUP USR1 37; if [ -n \"$USERTRAP_BACKEND\" ]; then LD_PRELOAD={}; export LD_PRELOAD; fi; exec {}",
+        shell_quote(lib.as_os_str()),
+        shell_quote(prog.as_os_str())
+    );
+    let dir = fresh_reports_dir("exec-inherited-ignore", backend);
+    let case =
+        Case::new("exec-inherited-ignore").step(with_json_reports(Cmd::sh(&script).env_remove("LD_PRELOAD"), &dir));
+    compare_native_and_traced(&case, backend);
+    let reports = parse_reports(&dir);
+    assert!(
+        reports.iter().any(|r| command(r) == "sig_ign_inherit" && exit_how(r) == "exit_group"),
+        "the program should have been preloaded and reported ({})\n{}",
+        backend,
+        describe(&reports)
+    );
+    let _ = fs::remove_dir_all(&dir);
 }
 
 /// A script that execs itself through /bin/sh -c 20 times (same pid), then

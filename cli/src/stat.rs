@@ -70,8 +70,9 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     // Reports go to the collector only (USERTRAP_OUTPUT of the caller's
     // environment would only be ignored).
     child.env("USERTRAP_COLLECT", collector.name()).env("USERTRAP_FORMAT", "json").env_remove("USERTRAP_OUTPUT");
-    // Measured once here, so no process of the tree calibrates its own.
-    if std::env::var_os("USERTRAP_TSC_HZ").is_none() {
+    // Measured once here, so no process of the tree calibrates its own (nor
+    // checks the TSC with CPUID: the setting says it is invariant).
+    if std::env::var_os("USERTRAP_TSC_HZ").is_none() && tsc_invariant() {
         child.env("USERTRAP_TSC_HZ", tsc_hz().to_string());
     }
     if let Some(b) = args.backend {
@@ -187,6 +188,14 @@ fn launched(
 
 /// The library: `--lib PATH`, or libusertrap.so beside this program. An
 /// absolute path without ':' or blanks (LD_PRELOAD splits on those).
+/// CPUID 0x80000007, EDX bit 8: the TSC runs at a constant rate (what the
+/// library checks before it times with rdtsc).
+fn tsc_invariant() -> bool {
+    // The extended leaf is read only where the highest one reaches it.
+    core::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0007
+        && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
 /// The TSC frequency, measured against the monotonic clock over 0.5 ms of
 /// spinning (the library converts its timestamps with it; both clocks read
 /// to well under a microsecond, so the error stays under 0.2%).

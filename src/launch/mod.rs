@@ -163,6 +163,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         exe_path: exe.get(..exe_len).unwrap_or(&[]),
         seccomp_armed: ctl.seccomp_armed,
         handoff: None,
+        default_signals: None,
     });
 
     let image = match program.map() {
@@ -275,6 +276,7 @@ fn fill_handoff(exe: &[u8], ctl: &Control, block: (u64, u64), image: (u64, u64))
     let area = thread::current_unchecked().map_or((0, 0), thread::mapping_of);
     h.launcher_maps = [[image_start, image_end - image_start], [area.0, area.1], [block.0, block.1]];
     h.preload_prefixed = ctl.preload_prefixed as u64;
+    h.launcher_start = crate::measure::phases::begun();
     Buf::new(&mut h.exe_path).put(exe).put(b"\0");
     h.magic = HANDOFF_MAGIC;
     h as *const Handoff as u64

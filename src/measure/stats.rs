@@ -26,6 +26,10 @@ const TABLE_LEN: usize = (core::mem::size_of::<ThreadStats>() + 4095) & !4095;
 /// Process-wide call counts for threads without a table (no thread area, or
 /// more distinct syscalls than PER_THREAD).
 static FALLBACK: [[AtomicU64; SLOTS]; 2] = [const { [const { AtomicU64::new(0) }; SLOTS] }; 2];
+/// Whether FALLBACK has been counted into: most processes never do, and
+/// its 16 KiB are then never touched (reading them at the report, or
+/// clearing them in every fork child, cost a page fault per page).
+static FALLBACK_USED: AtomicBool = AtomicBool::new(false);
 
 fn index_of(nr: i64) -> usize {
     if (0..MAX_NR as i64).contains(&nr) {
@@ -83,6 +87,9 @@ pub fn begin(area: Option<&ThreadArea>, path: Path, nr: i64) -> Option<&SysStats
         }
         None => {
             if let Some(c) = FALLBACK.get(path as usize).and_then(|row| row.get(i)) {
+                if !FALLBACK_USED.load(Ordering::Relaxed) {
+                    FALLBACK_USED.store(true, Ordering::Relaxed);
+                }
                 c.fetch_add(1, Ordering::Relaxed);
             }
             None
@@ -137,7 +144,10 @@ pub fn set_timing(on: bool) {
 pub fn timing() -> bool {
     TIMING.load(Ordering::Relaxed)
 }
+/// The clock at start-up, read on both sides of a CLOCK_MONOTONIC reading
+/// (START_MONO_NS): the midpoint, and how far apart the two reads were.
 static START_TSC: AtomicU64 = AtomicU64::new(0);
+static START_TSC_SPREAD: AtomicU64 = AtomicU64::new(0);
 static START_MONO_NS: AtomicU64 = AtomicU64::new(0);
 static START_REAL_NS: AtomicU64 = AtomicU64::new(0);
 
@@ -161,13 +171,17 @@ pub fn clock_ns(clock: i32) -> u64 {
     raw::clock_gettime_ns(clock)
 }
 
-/// Start-up (and a new process after fork): choose the clock, note when
-/// the process image started.
-pub fn start_clock() {
+/// Start-up: choose the clock, note when the process image started.
+/// `hz_given`: USERTRAP_TSC_HZ is set, which says the TSC is invariant (the
+/// usertrap command and the library hand it down only then), so CPUID
+/// need not be asked: it costs 7-15 us in a nested VM.
+pub fn start_clock(hz_given: bool) {
     // CPUID 0x80000007, EDX bit 8: the TSC runs at a constant rate in every
     // P-, C- and T-state (invariant TSC).
-    let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
-    let invariant = max_ext >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0;
+    let invariant = hz_given || {
+        let max_ext = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+        max_ext >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
+    };
     // An exec'd image may start with rdtsc turned off (PR_SET_TSC survives
     // exec): CLOCK_MONOTONIC then, from the start.
     USE_TSC.store(invariant && !tsc_off_at_start(), Ordering::Relaxed);
@@ -177,8 +191,59 @@ pub fn start_clock() {
 
 fn restart_clock() {
     START_REAL_NS.store(clock_ns(libc::CLOCK_REALTIME), Ordering::Relaxed);
-    START_MONO_NS.store(clock_ns(libc::CLOCK_MONOTONIC), Ordering::Relaxed);
-    START_TSC.store(now(), Ordering::Relaxed);
+    let (tsc, spread, mono) = paired_reading();
+    START_MONO_NS.store(mono, Ordering::Relaxed);
+    START_TSC.store(tsc, Ordering::Relaxed);
+    START_TSC_SPREAD.store(spread, Ordering::Relaxed);
+}
+
+/// CLOCK_MONOTONIC and the clock's ticks at the same moment: (ticks at the
+/// midpoint of two reads around the CLOCK_MONOTONIC one, the ticks between
+/// those two reads, CLOCK_MONOTONIC ns). The narrowest of up to 3 tries:
+/// a try the kernel preempted is wide.
+fn paired_reading() -> (u64, u64, u64) {
+    let mut best = (0, u64::MAX, 0);
+    for _ in 0..3 {
+        let before = now();
+        let mono = clock_ns(libc::CLOCK_MONOTONIC);
+        let spread = now().wrapping_sub(before);
+        if spread < best.1 {
+            best = (before.wrapping_add(spread / 2), spread, mono);
+        }
+        // About a microsecond or less: as good as tries get.
+        if spread < 2048 {
+            break;
+        }
+    }
+    best
+}
+
+/// CLOCK_MONOTONIC's resolution in ns (1 with high-resolution timers).
+fn mono_resolution_ns() -> u64 {
+    // Unknown: assume a coarse clock (the wait is longer).
+    raw::clock_getres_ns(libc::CLOCK_MONOTONIC).map_or(1_000_000, |ns| ns.max(1))
+}
+
+/// The TSC frequency measured between start-up and now, with a bound on
+/// its error in parts per million, and the CLOCK_MONOTONIC ns measured over.
+/// The bound: the TSC reads around each CLOCK_MONOTONIC one can be off the
+/// kernel's by at most half their spread, and each CLOCK_MONOTONIC value by
+/// its resolution.
+fn measured_hz(resolution_ns: u64) -> (u64, u64, u64) {
+    let (t0, w0, m0) = (
+        START_TSC.load(Ordering::Relaxed),
+        START_TSC_SPREAD.load(Ordering::Relaxed),
+        START_MONO_NS.load(Ordering::Relaxed),
+    );
+    let (t1, w1, m1) = paired_reading();
+    let (dt, dm) = (t1.saturating_sub(t0), m1.saturating_sub(m0));
+    if dt == 0 || dm == 0 {
+        return (0, u64::MAX, dm);
+    }
+    let hz = (dt as u128 * 1_000_000_000 / dm as u128) as u64;
+    let off_ticks = (w0 / 2).saturating_add(w1 / 2) as u128 + 2 * resolution_ns as u128 * hz as u128 / 1_000_000_000;
+    let ppm = (off_ticks * 1_000_000 / dt as u128).min(u64::MAX as u128) as u64;
+    (hz.max(1), ppm, dm)
 }
 
 pub fn start_realtime_ns() -> u64 {
@@ -194,8 +259,10 @@ pub fn set_known_hz(hz: u64) {
 }
 
 /// Ticks per second: 1e9 for CLOCK_MONOTONIC; for the TSC, its frequency as
-/// given, or measured against CLOCK_MONOTONIC since start-up (at least 0.5 ms
-/// of it, waited for if need be: the error is then under 0.5%).
+/// given, or measured against CLOCK_MONOTONIC since start-up, waiting if
+/// need be until the error bound (see `measured_hz`) is under 0.5% and at
+/// least 20 us have passed. Most processes have lived that long by their
+/// report: a fixed 0.5 ms wait used to be most of a short process's cost.
 pub fn ticks_per_second() -> u64 {
     if !USE_TSC.load(Ordering::Relaxed) {
         return 1_000_000_000;
@@ -204,13 +271,15 @@ pub fn ticks_per_second() -> u64 {
     if known != 0 {
         return known;
     }
-    let (t0, m0) = (START_TSC.load(Ordering::Relaxed), START_MONO_NS.load(Ordering::Relaxed));
+    let resolution = mono_resolution_ns();
     loop {
-        let m1 = clock_ns(libc::CLOCK_MONOTONIC);
-        let t1 = now();
-        let dm = m1.saturating_sub(m0);
-        if dm >= 500_000 {
-            let hz = (t1.saturating_sub(t0) as u128 * 1_000_000_000 / dm as u128) as u64;
+        let (hz, ppm, dm) = measured_hz(resolution);
+        if ppm <= 5_000 && dm >= 20_000 {
+            return hz;
+        }
+        // Past 0.5 s the bound is met unless the clock is very coarse: take
+        // what there is rather than wait on.
+        if dm >= 500_000_000 {
             return hz.max(1);
         }
         core::hint::spin_loop();
@@ -292,9 +361,11 @@ pub fn merge_into(merged: &[SysStats]) -> Used {
             }
         }
     });
-    for nr in 0..SLOTS {
-        if fallback_calls(nr) != (0, 0) {
-            mark(&mut used, nr);
+    if FALLBACK_USED.load(Ordering::Relaxed) {
+        for nr in 0..SLOTS {
+            if fallback_calls(nr) != (0, 0) {
+                mark(&mut used, nr);
+            }
         }
     }
     used
@@ -302,12 +373,16 @@ pub fn merge_into(merged: &[SysStats]) -> Used {
 
 /// The process-wide fallback counts of syscall `nr` (fast, slow).
 pub fn fallback_calls(nr: usize) -> (u64, u64) {
+    if !FALLBACK_USED.load(Ordering::Relaxed) {
+        return (0, 0);
+    }
     let get = |row: usize| FALLBACK.get(row).and_then(|r| r.get(nr)).map_or(0, |c| c.load(Ordering::Relaxed));
     (get(0), get(1))
 }
 
-/// The TSC frequency, if the process knows it or has run long enough
-/// (20 ms) to measure it well without waiting; 0 otherwise.
+/// The TSC frequency, if the process knows it or has run long enough to
+/// measure it well without waiting (error bound under 0.05%, see
+/// `measured_hz`: the descendants it is handed to keep it); 0 otherwise.
 pub fn settled_hz() -> u64 {
     if !USE_TSC.load(Ordering::Relaxed) {
         return 0;
@@ -316,19 +391,20 @@ pub fn settled_hz() -> u64 {
     if known != 0 {
         return known;
     }
-    let dm = clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(START_MONO_NS.load(Ordering::Relaxed));
-    if dm < 20_000_000 {
-        return 0;
+    match measured_hz(mono_resolution_ns()) {
+        (hz, ppm, _) if ppm <= 500 => hz,
+        _ => 0,
     }
-    ticks_per_second()
 }
 
 /// A new process starts with its own figures, not its parent's (and keeps
 /// the parent's TSC frequency, if it was measured well).
 pub fn after_fork_in_child() {
     KNOWN_HZ.store(settled_hz(), Ordering::Relaxed);
-    for row in FALLBACK.iter() {
-        row.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+    if FALLBACK_USED.swap(false, Ordering::Relaxed) {
+        for row in FALLBACK.iter() {
+            row.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+        }
     }
     thread::for_each_area(|a| {
         let table = a.stats.get();

@@ -33,6 +33,9 @@ pub struct Config {
     /// USERTRAP_COLLECT=NAME: the `usertrap` command's collector, an
     /// abstract unix socket; reports go there instead of USERTRAP_OUTPUT.
     pub collect: &'static [u8],
+    /// USERTRAP_PHASES=0|1: print where the start-up and the report's time
+    /// went, one line on stderr at exit (a diagnostic, `make bench`).
+    pub phases: bool,
     /// TMPDIR (not ours, read only): where a report goes that stderr
     /// cannot take (src/measure/report/).
     pub tmpdir: &'static [u8],
@@ -50,6 +53,7 @@ impl Default for Config {
             timing: true,
             tsc_hz: 0,
             collect: b"",
+            phases: false,
             tmpdir: b"",
         }
     }
@@ -64,7 +68,7 @@ pub enum ConfigError<'a> {
     Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB, USERTRAP_PHASES";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
@@ -156,6 +160,13 @@ impl Config {
                                 accepted: "the TSC frequency in Hz, from 1000000 to 100000000000",
                             })
                         }
+                    }
+                }
+                b"USERTRAP_PHASES" => {
+                    c.phases = match value {
+                        b"0" => false,
+                        b"1" => true,
+                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_PHASES", value, accepted: "0, 1" }),
                     }
                 }
                 b"USERTRAP_PATCH" => {

@@ -58,6 +58,10 @@ pub struct Handoff {
     /// thread area and the block it built the initial stack in. The first
     /// is also the range of its code, for `signals::adopt`.
     pub launcher_maps: [[u64; 2]; 3],
+    /// The clock's value when the launcher started (its phases' reference,
+    /// `measure::phases`), so the library's USERTRAP_PHASES line can say
+    /// how long the launcher and the loader took; 0 if unknown.
+    pub launcher_start: u64,
     /// The program's executable (what /proc/self/exe names natively), NUL-terminated.
     pub exe_path: [u8; PATH_LEN],
 }
@@ -75,6 +79,7 @@ impl Handoff {
             stats: 0,
             sigtable: 0,
             launcher_maps: [[0; 2]; 3],
+            launcher_start: 0,
             exe_path: [0; PATH_LEN],
         }
     }

@@ -10,6 +10,7 @@
 use core::sync::atomic::Ordering;
 
 use crate::emulate::{exec, signals};
+use crate::measure::phases::{self, Mark};
 use crate::measure::{report, stats};
 use crate::patch;
 use crate::rt::arch::{self, GATE_ADDR, GATE_LEN};
@@ -61,6 +62,9 @@ pub struct Startup<'a> {
     pub seccomp_armed: bool,
     /// The launcher's record, in an image it started.
     pub handoff: Option<&'static Handoff>,
+    /// The signals with their default disposition, if known (bit n-1 for
+    /// signal n; see [`default_dispositions`]): saves asking the kernel.
+    pub default_signals: Option<u64>,
 }
 
 impl Startup<'_> {
@@ -99,6 +103,12 @@ pub fn start(s: &Startup<'_>) {
     GATE_PRESENT.store(s.role != Role::Preload || launched, Ordering::Relaxed);
     map_gate();
     let config = read_config(s);
+    // The phases are timed with this clock.
+    stats::start_clock(config.tsc_hz != 0);
+    phases::mark(Mark::Begin);
+    if let Some(h) = s.handoff {
+        phases::launcher_began(h.launcher_start);
+    }
     // An earlier image's seccomp filter decides: it traps whatever we choose.
     let inherited_filter = s.seccomp_armed || s.handoff.is_some_and(|h| h.seccomp_armed != 0);
     let chosen = match config.backend {
@@ -108,13 +118,18 @@ pub fn start(s: &Startup<'_>) {
         None => backend::Backend::Seccomp,
     };
     if chosen == backend::Backend::Sud {
-        // The gate's SUD slot is set once the backend is known.
-        swap_in_gate(true);
+        // The gate's SUD slot is set once the backend is known: in place in
+        // a gate we just mapped (no trap yet), else by a swap (the
+        // launcher's image is still running its syscalls through it).
+        if launched || s.role != Role::Preload {
+            swap_in_gate(true);
+        } else {
+            set_sud_slot_in_place();
+        }
     }
     let bridge = s.role == Role::LauncherBridge;
     thread::set_have_fsgsbase(s.hwcap2 & HWCAP2_FSGSBASE != 0);
     thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
-    stats::start_clock();
     stats::set_timing(config.timing);
     stats::set_known_hz(config.tsc_hz);
     report::configure(&absolute(config.output), config.format, config.summary, config.tmpdir, config.collect);
@@ -122,17 +137,22 @@ pub fn start(s: &Startup<'_>) {
     if !exe.is_empty() {
         exec::set_exe_path(exe);
     }
+    phases::enable(config.phases);
+    phases::mark(Mark::Settings);
 
     let area = match thread::allocate() {
         Some(a) => a,
         None => fail_line("cannot allocate the main thread's signal stack"),
     };
     thread::install(area);
+    phases::mark(Mark::ThreadArea);
     signals::take_over_mask(area, s.handoff.map_or(0, |h| h.blocked_owned));
     signals::take_over_altstack(area, launched);
+    phases::mark(Mark::MaskStack);
     if !bridge {
-        signals::watch_fatal_signals();
+        signals::watch_fatal_signals(s.default_signals);
     }
+    phases::mark(Mark::FatalSignals);
     for (sig, action) in [
         (signals::SIGSYS, sigsys::handler_action()),
         (signals::SIGSEGV, fault::handler_action()),
@@ -151,20 +171,24 @@ pub fn start(s: &Startup<'_>) {
             exit(EXIT_CONFIG);
         }
     }
+    phases::mark(Mark::Handlers);
     record_exec_env(s);
+    phases::mark(Mark::ExecEnv);
     if !bridge {
         // Under `usertrap stat`: this image exists (the library greets for
         // an image the launcher bridged).
         report::greet();
     }
-    crate::trap::hooks::init_xsave_size();
+    phases::mark(Mark::Greet);
     if config.patch && !bridge {
         enable_patching();
     }
+    phases::mark(Mark::Patching);
     if inherited_filter {
         // The filter of an earlier image is still installed (it survives
         // exec and cannot be removed); a second one would only stack.
         backend::assume_armed(backend::Backend::Seccomp);
+        phases::mark(Mark::Armed);
         return;
     }
     if let Err(e) = backend::arm(chosen) {
@@ -181,6 +205,7 @@ pub fn start(s: &Startup<'_>) {
         l.emit();
         exit(EXIT_CONFIG);
     }
+    phases::mark(Mark::Armed);
 }
 
 /// Patching is on; what it needs (membarrier, the decoder's tables) is set
@@ -243,11 +268,9 @@ pub fn stand_aside_under_valgrind() {
 /// our traps: the image is not intercepted and says so once. A tracer that
 /// does not run under usertrap (gdb started by hand with gdb/usertrap.gdb)
 /// gets the program intercepted, as asked. True: stand aside.
+/// `status`: this process's /proc/self/status (read_status).
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
-pub fn stand_aside_when_traced_by_usertrap() -> bool {
-    let mut buf = [0u8; 4096];
-    let n = read_file(b"/proc/self/status\0", &mut buf);
-    let status = buf.get(..n).unwrap_or(&[]);
+pub fn stand_aside_when_traced_by_usertrap(status: &[u8]) -> bool {
     const KEY: &[u8] = b"\nTracerPid:\t";
     let Some(at) = status.windows(KEY.len()).position(|w| w == KEY) else { return false };
     let tracer = status
@@ -275,6 +298,33 @@ pub fn stand_aside_when_traced_by_usertrap() -> bool {
     let len = w.len;
     boot_write(2, line.get(..len).unwrap_or_default());
     true
+}
+
+/// This process's /proc/self/status, read into `buf` before the gate exists.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn read_status(buf: &mut [u8; 4096]) -> &[u8] {
+    let n = read_file(b"/proc/self/status\0", buf);
+    buf.get(..n).unwrap_or(&[])
+}
+
+/// The signals that have their default disposition, from `status` (a
+/// /proc/self/status: neither in SigIgn nor in SigCgt), bit n-1 for signal
+/// n; None if either line is missing or malformed.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn default_dispositions(status: &[u8]) -> Option<u64> {
+    let ignored = status_hex(status, b"\nSigIgn:\t")?;
+    let caught = status_hex(status, b"\nSigCgt:\t")?;
+    Some(!(ignored | caught))
+}
+
+/// The 16 hex digits after `key` in `status`, as a number.
+fn status_hex(status: &[u8], key: &[u8]) -> Option<u64> {
+    let at = status.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits = status.get(at..at + 16)?;
+    if status.get(at + 16) != Some(&b'\n') {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |v, &d| Some(v << 4 | (d as char).to_digit(16)? as u64))
 }
 
 /// Does the maps file at `path` (NUL-terminated) list a mapping at GATE_ADDR?
@@ -407,6 +457,30 @@ fn fill_gate(at: u64, sud_on: bool) {
     }
 }
 
+/// Refill the gate this constructor mapped with the SUD slot on: made
+/// writable, written, made executable again, by syscalls from the library's
+/// own text (the gate cannot issue the mprotect that takes its own execute
+/// permission away). Cheaper than a swap: no new page, no mremap.
+fn set_sud_slot_in_place() {
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    // SAFETY: no trap is armed yet (the backend is armed at the end of
+    // start), so a syscall from our own text is not intercepted; the gate
+    // is ours (mapped by map_gate) and nothing runs through it meanwhile:
+    // one thread of ours, no handler of ours installed yet.
+    let r = unsafe { arch::ut_bootstrap_syscall6(libc::SYS_mprotect as u64, GATE_ADDR, GATE_LEN, rw, 0, 0, 0) };
+    if r != 0 {
+        swap_in_gate(true);
+        return;
+    }
+    fill_gate(GATE_ADDR, true);
+    // SAFETY: as above.
+    let r = unsafe { arch::ut_bootstrap_syscall6(libc::SYS_mprotect as u64, GATE_ADDR, GATE_LEN, rx, 0, 0, 0) };
+    if r != 0 {
+        bootstrap_fail(b"usertrap: cannot make the syscall gate executable again\n");
+    }
+}
+
 /// Replace the gate at GATE_ADDR while syscalls keep going through it: build
 /// the new one elsewhere, make it R-X, and move it over the old one with one
 /// mremap. That mremap is itself issued from the old gate and returns into
@@ -517,6 +591,9 @@ fn record_exec_env(s: &Startup<'_>) {
 /// happens without one). Needs CAP_SYS_RESOURCE; without it /proc/self/auxv
 /// keeps describing the launcher.
 pub fn set_kernel_auxv(auxv: &[u64]) {
+    if !has_cap_sys_resource() {
+        return;
+    }
     let Some(pairs) = auxv.chunks(2).position(|p| p.first() == Some(&0)) else { return };
     if let Some(vector) = auxv.get(..2 * (pairs + 1)) {
         let _ = raw::prctl_set_mm_auxv(vector);
@@ -527,6 +604,9 @@ pub fn set_kernel_auxv(auxv: &[u64]) {
 /// `start` (past the entries we added, whose strings come first). Needs
 /// CAP_SYS_RESOURCE, like set_kernel_auxv.
 pub fn set_kernel_env_start(start: u64) {
+    if !has_cap_sys_resource() {
+        return;
+    }
     let _ = raw::prctl_set_mm_env_start(start);
 }
 
@@ -535,12 +615,38 @@ pub fn set_kernel_env_start(start: u64) {
 /// the kernel refused.
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
 pub fn set_kernel_exe(path: &[u8]) -> bool {
+    // Most processes lack the capability: one capget instead of opening the
+    // program (a path walk) only to be refused.
+    if !has_cap_sys_resource() {
+        return false;
+    }
     let Ok(fd) = raw::open_cwd(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
         return false;
     };
     let r = raw::prctl_set_mm_exe_file(fd);
     let _ = raw::close(fd);
     r.is_ok()
+}
+
+/// Whether this thread's effective capabilities include CAP_SYS_RESOURCE
+/// (what PR_SET_MM needs); true if the kernel does not say (then try).
+/// Asked once per image (start-up only): 0 not yet, 1 no, 2 yes.
+static CAP_SYS_RESOURCE_SEEN: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+fn has_cap_sys_resource() -> bool {
+    match CAP_SYS_RESOURCE_SEEN.load(Ordering::Relaxed) {
+        1 => return false,
+        2 => return true,
+        _ => {}
+    }
+    let yes = ask_cap_sys_resource();
+    CAP_SYS_RESOURCE_SEEN.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+    yes
+}
+
+fn ask_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    raw::capget_effective().map_or(true, |effective| effective & (1 << CAP_SYS_RESOURCE) != 0)
 }
 
 /// Take this library back out of the front of the program's LD_PRELOAD if

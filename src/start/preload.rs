@@ -5,6 +5,7 @@
 
 use core::ffi::{c_char, c_void};
 
+use crate::measure::phases::{self, Mark};
 use crate::rt::log::Buf;
 use crate::start::handoff::{Handoff, AT_USERTRAP_HANDOFF, PATH_LEN};
 use crate::start::init::{self, Role, Startup};
@@ -58,7 +59,9 @@ fn start_preloaded() {
     let handoff = unsafe { Handoff::at(getauxval(AT_USERTRAP_HANDOFF)) };
     // (An image the launcher started stays intercepted: the launcher served
     // its loader, and under seccomp the filter requires it.)
-    if handoff.is_none() && init::stand_aside_when_traced_by_usertrap() {
+    let mut status_buf = [0u8; 4096];
+    let status = if handoff.is_none() { init::read_status(&mut status_buf) } else { &[] };
+    if handoff.is_none() && init::stand_aside_when_traced_by_usertrap(status) {
         return;
     }
     init::start(&Startup {
@@ -73,9 +76,13 @@ fn start_preloaded() {
         exe_path: b"",
         seccomp_armed: false,
         handoff,
+        // Read with the tracer check: no query per signal. (In an image the
+        // launcher started, the kernel holds its handlers for some: asked.)
+        default_signals: init::default_dispositions(status),
     });
     if let Some(h) = handoff {
         give_back_environment(h, lib_path);
+        phases::mark(Mark::Environment);
         leave_no_launcher(h);
     }
 }
@@ -95,6 +102,7 @@ fn leave_no_launcher(h: &Handoff) {
         h.sigtable as *mut crate::emulate::signals::SigTable,
         (image[0], image[0] + image[1]),
     );
+    phases::mark(Mark::Adopt);
     let mut exe = [0u8; PATH_LEN + 1];
     Buf::new(&mut exe).put(h.exe_path()).put(b"\0");
     // `h` lives in the launcher's image: not used past this point.
@@ -108,6 +116,7 @@ fn leave_no_launcher(h: &Handoff) {
     if init::set_kernel_exe(&exe) {
         crate::emulate::exec::clear_exe_path();
     }
+    phases::mark(Mark::Unmap);
 }
 
 /// The environment the program passed to exec, without what the exec'ing

@@ -50,6 +50,11 @@ pub extern "C" fn usertrap_set_hooks(before: Option<Before>, after: Option<After
     BEFORE.store(before.map_or(0, |f| f as usize), Ordering::Relaxed);
     AFTER.store(after.map_or(0, |f| f as usize), Ordering::Release);
     let on = before.is_some() || after.is_some();
+    if on {
+        // Only hooks need it; CPUID costs 7-15 us in a nested VM, paid here
+        // rather than by every process at start-up.
+        init_xsave_size();
+    }
     // SAFETY: an atomic byte defined in x86_64.s, read by ut_fast_entry.
     unsafe { arch::ut_hooks_active.store(on as u8, Ordering::Release) };
     0
@@ -101,8 +106,9 @@ pub fn call_hooks(nr: i64, args: [u64; 6], run: impl FnOnce(i64, [u64; 6]) -> Ou
     }
 }
 
-/// Start-up: how much room ut_fast_entry needs for XSAVE with hooks on.
-pub fn init_xsave_size() {
+/// Before hooks go on: how much room ut_fast_entry needs for XSAVE with
+/// hooks on (stored before ut_hooks_active, which publishes it).
+fn init_xsave_size() {
     // CPUID leaf 0xd, sub-leaf 0: EBX = bytes for the components XCR0 enables.
     let size = {
         // CPUID is available on every x86-64 CPU; leaf 0xd exists wherever

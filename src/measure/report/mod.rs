@@ -48,6 +48,7 @@ pub use collector::{after_clone_in_parent, greet, note_wait};
 pub use render::Exit;
 pub use settings::{check_summary_path, configure, forbid, summary_on, Format, Summary};
 
+use crate::measure::phases::{self, Mark};
 use crate::measure::stats::{self, SysStats, SLOTS};
 use crate::rt::log;
 use crate::rt::raw;
@@ -65,6 +66,7 @@ static WRITTEN: AtomicBool = AtomicBool::new(false);
 pub fn after_fork_in_child() {
     WRITTEN.store(false, Ordering::Relaxed);
     KILLED_N.store(0, Ordering::Relaxed);
+    phases::forget();
 }
 
 /// An execve failed: the image goes on and will report again at its end.
@@ -92,6 +94,7 @@ pub fn at_exit(how: Exit) {
 }
 
 fn report(how: Exit) {
+    phases::mark(Mark::Exit);
     let s = settings();
     let len = SLOTS * core::mem::size_of::<SysStats>();
     let Ok(base) = raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) else {
@@ -102,7 +105,9 @@ fn report(how: Exit) {
     // is a valid value), ours until the munmap below.
     let merged = unsafe { core::slice::from_raw_parts(base as *const SysStats, SLOTS) };
     let used = stats::merge_into(merged);
+    phases::mark(Mark::Merge);
     let hz = stats::ticks_per_second();
+    phases::mark(Mark::Calibrate);
     let r = Report { merged, used, hz, how, end_real_ns: stats::clock_ns(libc::CLOCK_REALTIME) };
     if !matches!(s.summary, Summary::Off) {
         r.summary(s);
@@ -115,5 +120,8 @@ fn report(how: Exit) {
     // SAFETY: our mapping from above; `merged` (and `r`, which holds it) are
     // not used from here on.
     let _ = unsafe { raw::munmap(base, len) };
+    phases::mark(Mark::Render);
     deliver(s, out.data());
+    phases::mark(Mark::Deliver);
+    phases::print(hz);
 }

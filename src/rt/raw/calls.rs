@@ -282,6 +282,26 @@ pub fn clock_gettime_ns(clock: i32) -> u64 {
     (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
 }
 
+/// clock_getres(2) in nanoseconds.
+pub fn clock_getres_ns(clock: i32) -> Result<u64, i64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: the kernel writes one timespec into `ts`.
+    unit(unsafe { syscall(libc::SYS_clock_getres, clock as u64, (&raw mut ts) as u64, 0, 0) })?;
+    Ok((ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64))
+}
+
+/// capget(2) of the calling thread (_LINUX_CAPABILITY_VERSION_3): the
+/// effective set, capabilities 0-63.
+pub fn capget_effective() -> Result<u64, i64> {
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = [LINUX_CAPABILITY_VERSION_3, 0]; // version, pid 0: this thread
+                                                  // Two of { effective, permitted, inheritable }: capabilities 0-31, 32-63.
+    let mut data = [[0u32; 3]; 2];
+    // SAFETY: the kernel reads the 8-byte header and writes two 12-byte sets.
+    unit(unsafe { syscall(libc::SYS_capget, header.as_ptr() as u64, data.as_mut_ptr() as u64, 0, 0) })?;
+    Ok(u64::from(data[0][0]) | (u64::from(data[1][0]) << 32))
+}
+
 /// shmctl(IPC_STAT).
 pub fn shmctl_stat(id: i32) -> Result<libc::shmid_ds, i64> {
     let mut ds: libc::shmid_ds = zeroed();
