@@ -133,6 +133,12 @@ pub struct StatArgs {
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
 
+    /// Also push the aggregate, in the same format, to a Prometheus
+    /// Pushgateway: HTTP PUT to URL/metrics/job/usertrap/instance/HOST
+    /// (http:// only), replacing what this host pushed before.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
+
     /// The library to preload (default: libusertrap.so beside this program).
     #[arg(long = "lib", value_name = "PATH")]
     pub lib: Option<PathBuf>,
@@ -176,6 +182,11 @@ pub struct ReportArgs {
     /// for `usertrap stat --prometheus`).
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
+
+    /// Also push the aggregate to a Pushgateway (as for `usertrap stat
+    /// --pushgateway`).
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 
     /// Draw this syscall's latency distribution (merged over the reports)
     /// instead of the table: one line per non-empty bucket range, with the

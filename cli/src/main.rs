@@ -57,9 +57,15 @@ fn run_report(args: ReportArgs) -> Result<(), Failure> {
             sources.push(Source { file: Some(f.clone()), report });
         }
     }
-    if let Some(p) = &args.prometheus {
-        let text = prometheus::render(&sources, filter.as_ref(), &prometheus::hostname());
-        prometheus::Export::create(p).and_then(|e| e.finish(&text)).map_err(|e| Failure::new(BAD_INPUT, e))?;
+    if args.prometheus.is_some() || args.pushgateway.is_some() {
+        let host = prometheus::hostname();
+        let text = prometheus::render(&sources, filter.as_ref(), &host);
+        if let Some(p) = &args.prometheus {
+            prometheus::Export::create(p).and_then(|e| e.finish(&text)).map_err(|e| Failure::new(BAD_INPUT, e))?;
+        }
+        if let Some(url) = &args.pushgateway {
+            prometheus::push(url, &host, &text).map_err(|e| Failure::new(BAD_INPUT, e))?;
+        }
     }
     let mut agg = merge::aggregate(sources, filter.as_ref(), args.per_process);
     merge::sort(&mut agg, args.sort);

@@ -201,6 +201,93 @@ impl Drop for Export {
     }
 }
 
+/// `--pushgateway URL`: PUTs `text` to URL's
+/// `/metrics/job/usertrap/instance/HOST`, replacing what this host pushed
+/// before (a Pushgateway keeps one group per job and instance). Plain
+/// HTTP/1.1 over TCP (`http://host[:port][/prefix]`; no TLS), 10 s timeouts.
+pub fn push(url: &str, host: &str, text: &str) -> Result<(), String> {
+    use std::io::Read as _;
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+
+    let fail = |what: String| format!("--pushgateway {url}: {what}");
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| fail("only http://HOST[:PORT][/PREFIX] URLs are supported".into()))?;
+    let (authority, prefix) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(fail("no host, or user info (not supported)".into()));
+    }
+    let addr_text = if authority.rsplit_once(':').is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        && !authority.ends_with(']')
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addrs: Vec<_> =
+        addr_text.to_socket_addrs().map_err(|e| fail(format!("cannot resolve {authority}: {}", io_msg(&e))))?.collect();
+    let timeout = Duration::from_secs(10);
+    let mut last = None;
+    let mut stream = None;
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let Some(mut stream) = stream else {
+        let why = last.map(|e| io_msg(&e)).unwrap_or_else(|| "no address".into());
+        return Err(fail(format!("cannot connect to {authority}: {why}")));
+    };
+    let io = |e: std::io::Error| fail(io_msg(&e));
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let path = format!("{prefix}/metrics/job/usertrap/instance/{}", path_segment(host));
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: usertrap\r\n\
+         Content-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        text.len()
+    );
+    stream.write_all(head.as_bytes()).map_err(io)?;
+    stream.write_all(text.as_bytes()).map_err(io)?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).map_err(|e| fail(format!("no reply: {}", io_msg(&e))))?;
+    let reply = String::from_utf8_lossy(&reply);
+    let status_line = reply.lines().next().unwrap_or("");
+    let code = status_line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok());
+    match code {
+        Some(200..=299) => Ok(()),
+        _ => {
+            let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+            let body: String = body.chars().take(300).collect();
+            Err(fail(format!(
+                "the push was refused: {status_line}{}",
+                if body.is_empty() { String::new() } else { format!(": {body}") }
+            )))
+        }
+    }
+}
+
+/// `s` as one URL path segment: unreserved bytes as they are, others as %XX.
+fn path_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +321,11 @@ mod tests {
         assert_eq!(&c[..3], &[2, 6, 6]);
         assert_eq!(*c.last().unwrap(), 6, "beyond the last le: only in +Inf");
         assert_eq!(total, 10);
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("web-1.example_a~"), "web-1.example_a~");
+        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
     }
 }

@@ -95,8 +95,17 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     })?;
 
     let got = collector.finish(child_pid, status.signal());
-    let exported =
-        export.map(|e| e.finish(&prometheus::render(&got.sources, filter.as_ref(), &prometheus::hostname())));
+    let mut export_errors = Vec::new();
+    if export.is_some() || args.pushgateway.is_some() {
+        let host = prometheus::hostname();
+        let text = prometheus::render(&got.sources, filter.as_ref(), &host);
+        if let Some(Err(e)) = export.map(|e| e.finish(&text)) {
+            export_errors.push(e);
+        }
+        if let Err(e) = args.pushgateway.as_ref().map_or(Ok(()), |url| prometheus::push(url, &host, &text)) {
+            export_errors.push(e);
+        }
+    }
     let mut agg = merge::aggregate(got.sources, filter.as_ref(), args.per_process);
     merge::sort(&mut agg, args.sort);
     agg.command = Some(args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect());
@@ -131,7 +140,7 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         let _ = writeln!(io::stderr(), "usertrap: cannot write the report to {to}: {}", io_msg(&e));
         lost = true;
     }
-    if let Some(Err(e)) = exported {
+    for e in export_errors {
         let _ = writeln!(io::stderr(), "usertrap: {e}");
         lost = true;
     }

@@ -151,3 +151,133 @@ fn promtool_accepts_the_file() {
     assert!(o.status.success(), "promtool check metrics: {}{}\n{text}", stdout(&o), stderr(&o));
     assert!(o.stdout.is_empty() && o.stderr.is_empty(), "promtool lints: {}{}", stdout(&o), stderr(&o));
 }
+
+/// A Pushgateway on a loopback port, killed when dropped.
+struct Pushgateway {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GETs `path` from 127.0.0.1:`port` (HTTP/1.0, so the server closes); the
+/// body, or None if there is no answer or not 200.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let (head, body) = reply.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200").then(|| body.to_string())
+}
+
+/// Starts prometheus-pushgateway on a free loopback port (no persistence
+/// file), waiting until it answers; None when it is not installed.
+fn start_pushgateway() -> Option<Pushgateway> {
+    for _attempt in 0..3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--persistence.file=")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return None };
+        let mut pg = Pushgateway { child, port };
+        // Waits for it to listen (a generous bound for a loaded machine,
+        // not a measurement); another program may have taken the port.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if http_get(port, "/-/ready").is_some() {
+                return Some(pg);
+            }
+            if pg.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    panic!("prometheus-pushgateway did not start on a loopback port");
+}
+
+/// The labels of a sample line, as a map.
+fn labels_of(line: &str) -> BTreeMap<String, String> {
+    let inside = line.split_once('{').unwrap().1.rsplit_once('}').unwrap().0;
+    inside
+        .split("\",")
+        .map(|kv| {
+            let (k, v) = kv.split_once("=\"").unwrap();
+            (k.to_string(), v.trim_end_matches('"').to_string())
+        })
+        .collect()
+}
+
+/// Histogram bucket counts: (command, syscall, le in ns or MAX for +Inf) -> count.
+fn bucket_counts(text: &str) -> BTreeMap<(String, String, u64), f64> {
+    text.lines()
+        .filter(|l| l.starts_with("usertrap_syscall_duration_seconds_bucket{"))
+        .map(|l| {
+            let m = labels_of(l);
+            let le = if m["le"] == "+Inf" { u64::MAX } else { (m["le"].parse::<f64>().unwrap() * 1e9).round() as u64 };
+            let v: f64 = l.rsplit_once(' ').unwrap().1.parse().unwrap();
+            ((m["command"].clone(), m["syscall"].clone(), le), v)
+        })
+        .collect()
+}
+
+#[test]
+fn pushgateway_receives_the_push_and_serves_the_histogram_back() {
+    let Some(pg) = start_pushgateway() else {
+        eprintln!("SKIPPED: prometheus-pushgateway is not installed (make deps installs it)");
+        return;
+    };
+    let s = Scratch::new("push");
+    let out = s.path("x.prom");
+    let url = format!("http://127.0.0.1:{}", pg.port);
+    let files = [fixture("a.json"), fixture("b.json"), fixture("c.json")];
+    let o =
+        run(&["report", "--prometheus", out.to_str().unwrap(), "--pushgateway", &url, &files[0], &files[1], &files[2]]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pushed = fs::read_to_string(&out).unwrap();
+    let served = http_get(pg.port, "/metrics").expect("GET /metrics");
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let ours: Vec<&str> = served.lines().filter(|l| l.starts_with("usertrap_syscall_")).collect();
+    assert!(!ours.is_empty(), "nothing of ours served:\n{served}");
+    for l in &ours {
+        let m = labels_of(l);
+        assert_eq!(
+            (m["job"].as_str(), m["instance"].as_str(), m["host"].as_str()),
+            ("usertrap", host.as_str(), host.as_str()),
+            "{l}"
+        );
+    }
+    let (want, got) = (bucket_counts(&pushed), bucket_counts(&served));
+    assert!(want.len() > 100, "{pushed}");
+    assert_eq!(got, want, "the served buckets are the pushed ones");
+    // A second push replaces the group (job, instance): a.json alone now.
+    let o = run(&["report", "--pushgateway", &url, &files[0]]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let served = http_get(pg.port, "/metrics").expect("GET /metrics");
+    let commands: std::collections::BTreeSet<String> =
+        bucket_counts(&served).keys().map(|(c, _, _)| c.clone()).collect();
+    assert_eq!(commands.into_iter().collect::<Vec<_>>(), ["sh"]);
+}
+
+#[test]
+fn pushgateway_errors_are_clear() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let o = run(&["report", "--pushgateway", &format!("http://127.0.0.1:{port}"), &fixture("a.json")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(": cannot connect to 127.0.0.1:"), "{}", stderr(&o));
+    let o = run(&["report", "--pushgateway", "https://example.invalid", &fixture("a.json")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("only http://HOST[:PORT][/PREFIX] URLs are supported"), "{}", stderr(&o));
+}

@@ -504,3 +504,18 @@ fn stat_refuses_a_bad_histogram_or_prometheus_file_before_running() {
     assert!(stderr(&o).starts_with("usertrap: cannot write the Prometheus file "), "{}", stderr(&o));
     assert!(!marker.exists(), "the command must not run");
 }
+
+#[test]
+fn stat_says_a_failed_push_and_fails_a_successful_command() {
+    // Nothing listens on the port (bound, then closed): the report is still
+    // printed, the push failure named, and the status says something was lost.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let o = stat_noop(&["--pushgateway", &format!("http://127.0.0.1:{port}"), "--", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let text = stderr(&o);
+    assert!(text.contains(NO_REPORT), "{text}");
+    assert!(text.contains(&format!("usertrap: --pushgateway http://127.0.0.1:{port}: cannot connect to ")), "{text}");
+    // The command's own failure is kept.
+    let o = stat_noop(&["--pushgateway", &format!("http://127.0.0.1:{port}"), "--", "sh", "-c", "exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+}
