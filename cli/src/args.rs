@@ -110,9 +110,10 @@ pub struct StatArgs {
     /// %network (%net), %process, %signal, %memory, %desc, %ipc, %creds,
     /// %clock (strace's) and %wait (usertrap's: calls made to wait, such as
     /// epoll_wait, poll, futex, wait4, nanosleep, accept; `-e trace=!%wait`
-    /// leaves them out, so % time is over the working calls); `all`, `none`;
-    /// `!SET` for all but SET. Repeatable (union). The program still runs
-    /// fully intercepted.
+    /// leaves them out, so % time is over the working calls; futex counts
+    /// whole, its waits and wakes are not told apart); `all`, `none`; `!SET`
+    /// for all but SET. Repeatable (union). The program still runs fully
+    /// intercepted.
     #[arg(short = 'e', value_name = "trace=SET", action = ArgAction::Append)]
     pub expr: Vec<String>,
 
