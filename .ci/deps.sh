@@ -16,6 +16,11 @@ done
 # nginx for tests/nginx.rs (a server that switches its workers to another
 # user); its own tests start it on a loopback port.
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+# promtool (Debian's prometheus package) checks the file `usertrap stat
+# --prometheus` writes; prometheus-pushgateway is the push target of
+# cli/tests. Neither is started as a service (see policy-rc.d below).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

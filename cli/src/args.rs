@@ -64,6 +64,32 @@ impl Backend {
     }
 }
 
+/// The order of a table's rows (`-S`). Numbers largest first, ties (and
+/// `name`) in name order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// Total time (then calls), the default.
+    #[value(alias = "total-time")]
+    Time,
+    /// Number of calls.
+    Calls,
+    /// Average time of a timed call.
+    #[value(alias = "avg-time")]
+    Avg,
+    /// Median latency.
+    P50,
+    /// 99th percentile.
+    P99,
+    /// Largest latency.
+    #[value(alias = "max-time")]
+    Max,
+    /// Number of failed calls.
+    Errors,
+    /// Syscall name (alphabetical).
+    #[value(alias = "syscall")]
+    Name,
+}
+
 #[derive(Debug, Args)]
 pub struct StatArgs {
     /// Write the report to FILE instead of stderr (opened, and so checked,
@@ -82,10 +108,37 @@ pub struct StatArgs {
 
     /// Show only these syscalls: comma-separated names and classes %file,
     /// %network (%net), %process, %signal, %memory, %desc, %ipc, %creds,
-    /// %clock; `all`, `none`; `!SET` for all but SET. Repeatable (union).
-    /// The program still runs fully intercepted.
+    /// %clock (strace's) and %wait (usertrap's: calls made to wait, such as
+    /// epoll_wait, poll, futex, wait4, nanosleep, accept; `-e trace=!%wait`
+    /// leaves them out, so % time is over the working calls; futex counts
+    /// whole, its waits and wakes are not told apart); `all`, `none`; `!SET`
+    /// for all but SET. Repeatable (union). The program still runs fully
+    /// intercepted.
     #[arg(short = 'e', value_name = "trace=SET", action = ArgAction::Append)]
     pub expr: Vec<String>,
+
+    /// Sort the tables by KEY (as strace -S): time (total time, the
+    /// default), calls, avg, p50, p99, max, errors (largest first) or name;
+    /// ties in name order.
+    #[arg(short = 'S', long = "sort", value_name = "KEY", value_enum, default_value_t = SortKey::Time)]
+    pub sort: SortKey,
+
+    /// Draw this syscall's latency distribution (merged over the processes)
+    /// instead of the table, as `usertrap report --histogram`. Repeatable.
+    #[arg(long, value_name = "SYSCALL", action = ArgAction::Append, conflicts_with = "json")]
+    pub histogram: Vec<String>,
+
+    /// Also write the aggregate to FILE in the Prometheus text format, per
+    /// host, command and syscall (for node_exporter's textfile collector:
+    /// written to a temporary file beside it, then renamed).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+
+    /// Also push the aggregate, in the same format, to a Prometheus
+    /// Pushgateway: HTTP PUT to URL/metrics/job/usertrap/instance/HOST
+    /// (http:// only), replacing what this host pushed before.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 
     /// The library to preload (default: libusertrap.so beside this program).
     #[arg(long = "lib", value_name = "PATH")]
@@ -117,9 +170,24 @@ pub struct ReportArgs {
     #[arg(short = 'f', long = "per-process")]
     pub per_process: bool,
 
-    /// Show only these syscalls (as for `usertrap stat -e`).
+    /// Show only these syscalls (as for `usertrap stat -e`; `-e
+    /// trace=!%wait` leaves out the calls made to wait).
     #[arg(short = 'e', value_name = "trace=SET", action = ArgAction::Append)]
     pub expr: Vec<String>,
+
+    /// Sort the tables by KEY (as for `usertrap stat -S`).
+    #[arg(short = 'S', long = "sort", value_name = "KEY", value_enum, default_value_t = SortKey::Time)]
+    pub sort: SortKey,
+
+    /// Also write the aggregate to FILE in the Prometheus text format (as
+    /// for `usertrap stat --prometheus`).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+
+    /// Also push the aggregate to a Pushgateway (as for `usertrap stat
+    /// --pushgateway`).
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 
     /// Draw this syscall's latency distribution (merged over the reports)
     /// instead of the table: one line per non-empty bucket range, with the

@@ -1,10 +1,11 @@
-//! `usertrap report --histogram SYSCALL`: a syscall's latency distribution
+//! `usertrap report --histogram SYSCALL` (and `stat`'s): a syscall's latency distribution
 //! drawn in the terminal, one line per non-empty bucket range, with the
 //! p50/p90/p99/p99.9 markers.
 
 use std::fmt::Write as _;
 
-use crate::merge::rank;
+use crate::error::Failure;
+use crate::merge::{rank, Aggregate};
 use crate::report::{Bucket, SyscallStats};
 use crate::text::fmt_ns;
 
@@ -42,6 +43,39 @@ fn lines(hist: &[Bucket]) -> (Vec<Line>, bool) {
         }
     }
     (out.into_iter().map(|(_, l)| l).collect(), true)
+}
+
+/// Checks the `--histogram` names before anything runs: each must be a
+/// syscall a report can hold (exit status 2 otherwise).
+pub fn check_names(names: &[String]) -> Result<(), Failure> {
+    let unknown: Vec<&str> =
+        names.iter().map(String::as_str).filter(|n| !usertrap_core::syscalls::is_report_name(n)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "--histogram: unknown syscall {} (x86-64 names, as in the kernel's syscall_64.tbl)",
+        unknown.join(", ")
+    )))
+}
+
+/// The histograms of `names` in the aggregate, a blank line between them;
+/// a line saying so for a syscall no process made.
+pub fn draw_named(agg: &Aggregate, names: &[String]) -> String {
+    let mut out = String::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match agg.syscalls.iter().find(|m| &m.stats.name == name) {
+            Some(m) => out.push_str(&draw(&m.stats, m.processes)),
+            None => {
+                let within = agg.trace.as_ref().map(|t| format!(" of trace={t}")).unwrap_or_default();
+                out.push_str(&format!("usertrap: no calls of {name} in these reports{within}\n"));
+            }
+        }
+    }
+    out
 }
 
 /// Draws `s`'s histogram (already merged over processes).

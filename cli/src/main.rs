@@ -13,6 +13,7 @@ mod command;
 mod error;
 mod histogram;
 mod merge;
+mod prometheus;
 mod report;
 mod stat;
 mod text;
@@ -49,37 +50,28 @@ fn main() {
 /// stdout.
 fn run_report(args: ReportArgs) -> Result<(), Failure> {
     let filter = TraceFilter::parse(&args.expr)?;
-    let unknown: Vec<&str> =
-        args.histogram.iter().map(String::as_str).filter(|n| !usertrap_core::syscalls::is_report_name(n)).collect();
-    if !unknown.is_empty() {
-        return Err(Failure::usage(format!(
-            "--histogram: unknown syscall {} (x86-64 names, as in the kernel's syscall_64.tbl)",
-            unknown.join(", ")
-        )));
-    }
+    histogram::check_names(&args.histogram)?;
     let mut sources = Vec::new();
     for f in &args.files {
         for report in report::load(f).map_err(|e| Failure::new(BAD_INPUT, e))? {
             sources.push(Source { file: Some(f.clone()), report });
         }
     }
-    let agg = merge::aggregate(sources, filter.as_ref(), args.per_process);
+    if args.prometheus.is_some() || args.pushgateway.is_some() {
+        let host = prometheus::hostname();
+        let text = prometheus::render(&sources, filter.as_ref(), &host);
+        if let Some(p) = &args.prometheus {
+            prometheus::Export::create(p).and_then(|e| e.finish(&text)).map_err(|e| Failure::new(BAD_INPUT, e))?;
+        }
+        if let Some(url) = &args.pushgateway {
+            prometheus::push(url, &host, &text).map_err(|e| Failure::new(BAD_INPUT, e))?;
+        }
+    }
+    let mut agg = merge::aggregate(sources, filter.as_ref(), args.per_process);
+    merge::sort(&mut agg, args.sort);
 
     let out = if !args.histogram.is_empty() {
-        let mut out = String::new();
-        for (i, name) in args.histogram.iter().enumerate() {
-            if i > 0 {
-                out.push('\n');
-            }
-            match agg.syscalls.iter().find(|m| &m.stats.name == name) {
-                Some(m) => out.push_str(&histogram::draw(&m.stats, m.processes)),
-                None => {
-                    let within = agg.trace.as_ref().map(|t| format!(" of trace={t}")).unwrap_or_default();
-                    out.push_str(&format!("usertrap: no calls of {name} in these reports{within}\n"));
-                }
-            }
-        }
-        out
+        histogram::draw_named(&agg, &args.histogram)
     } else if args.json {
         let mut s = serde_json::to_string_pretty(&agg)
             .map_err(|e| Failure::new(BAD_INPUT, format!("cannot encode the aggregate: {e}")))?;

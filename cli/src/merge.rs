@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use usertrap_core::report;
 
+use crate::args::SortKey;
 use crate::report::{Bucket, Exit, Report, SyscallStats, Totals, UnpatchedSite};
 use crate::trace::TraceFilter;
 
@@ -53,7 +54,7 @@ pub struct Aggregate {
     pub processes: Vec<Process>,
     /// Sums over `syscalls`.
     pub totals: Totals,
-    /// Merged per syscall, by total time.
+    /// Merged per syscall, by total time (or the `-S` key).
     pub syscalls: Vec<MergedSyscall>,
     pub unpatched_sites: Vec<Site>,
     /// Reports that could not be read (`stat` only; `report` stops instead).
@@ -191,10 +192,45 @@ pub fn aggregate(mut sources: Vec<Source>, filter: Option<&TraceFilter>, per_pro
 
 /// Rows by total time, then calls (both descending), then name.
 fn sort_rows<T>(rows: &mut [T], stats: impl Fn(&T) -> &SyscallStats) {
+    sort_rows_by(rows, SortKey::Time, stats);
+}
+
+/// Rows by `key` (`-S`): numbers largest first (`time` then by calls, as
+/// the default order), `name` alphabetical; ties in name order.
+pub fn sort_rows_by<T>(rows: &mut [T], key: SortKey, stats: impl Fn(&T) -> &SyscallStats) {
+    // The average as the table shows it: total over timed calls (all calls
+    // when none were timed), compared as fractions.
+    let avg = |s: &SyscallStats| {
+        let n = if s.timed() == 0 { s.calls } else { s.timed() };
+        (u128::from(s.total_ns), u128::from(n.max(1)))
+    };
     rows.sort_by(|a, b| {
         let (a, b) = (stats(a), stats(b));
-        b.total_ns.cmp(&a.total_ns).then(b.calls.cmp(&a.calls)).then(a.name.cmp(&b.name))
+        let first = match key {
+            SortKey::Time => b.total_ns.cmp(&a.total_ns).then(b.calls.cmp(&a.calls)),
+            SortKey::Calls => b.calls.cmp(&a.calls),
+            SortKey::Avg => {
+                let ((an, ad), (bn, bd)) = (avg(a), avg(b));
+                (bn * ad).cmp(&(an * bd))
+            }
+            SortKey::P50 => b.p50_ns.cmp(&a.p50_ns),
+            SortKey::P99 => b.p99_ns.cmp(&a.p99_ns),
+            SortKey::Max => b.max_ns.cmp(&a.max_ns),
+            SortKey::Errors => b.errors.cmp(&a.errors),
+            SortKey::Name => std::cmp::Ordering::Equal,
+        };
+        first.then(a.name.cmp(&b.name))
     });
+}
+
+/// Re-sorts the aggregate's rows, and each process's own (`-f`), by `key`.
+pub fn sort(agg: &mut Aggregate, key: SortKey) {
+    sort_rows_by(&mut agg.syscalls, key, |m| &m.stats);
+    for p in &mut agg.processes {
+        if let Some(rows) = &mut p.syscalls {
+            sort_rows_by(rows, key, |s| s);
+        }
+    }
 }
 
 /// One syscall's entries from several reports, merged: sums, errors by

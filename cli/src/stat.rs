@@ -20,6 +20,7 @@ use crate::collect::Collector;
 use crate::command::{self, Start};
 use crate::error::{io_msg, Failure, CANNOT_EXECUTE, NOT_FOUND, OWN_FAILURE};
 use crate::merge;
+use crate::prometheus::{self, Export};
 use crate::report::Exit;
 use crate::text;
 use crate::trace::TraceFilter;
@@ -45,6 +46,7 @@ enum Output {
 /// Runs `usertrap stat`.
 pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     let filter = TraceFilter::parse(&args.expr)?;
+    crate::histogram::check_names(&args.histogram)?;
     let lib = find_library(args.lib.as_deref())?;
     let Some((cmd, cmd_args)) = args.command.split_first() else {
         return Err(Failure::usage("no command given: usertrap stat [OPTIONS] -- CMD [ARGS...]"));
@@ -54,6 +56,11 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     let mut output = match &args.output {
         None => Output::Stderr,
         Some(p) => Output::File(p.clone(), open_output(p)?),
+    };
+    // Created (and so checked) before the command runs, as -o is.
+    let export = match &args.prometheus {
+        Some(p) => Some(Export::create(p).map_err(|e| Failure::new(OWN_FAILURE, e))?),
+        None => None,
     };
     let collector = Collector::start()
         .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot open the report collector's socket: {}", io_msg(&e))))?;
@@ -89,13 +96,27 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     })?;
 
     let got = collector.finish(child_pid, status.signal());
+    let mut export_errors = Vec::new();
+    if export.is_some() || args.pushgateway.is_some() {
+        let host = prometheus::hostname();
+        let text = prometheus::render(&got.sources, filter.as_ref(), &host);
+        if let Some(Err(e)) = export.map(|e| e.finish(&text)) {
+            export_errors.push(e);
+        }
+        if let Err(e) = args.pushgateway.as_ref().map_or(Ok(()), |url| prometheus::push(url, &host, &text)) {
+            export_errors.push(e);
+        }
+    }
     let mut agg = merge::aggregate(got.sources, filter.as_ref(), args.per_process);
+    merge::sort(&mut agg, args.sort);
     agg.command = Some(args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect());
     agg.status = Some(exit_of(status));
     agg.skipped = got.skipped;
     agg.missing = got.missing;
     agg.processes_seen = got.processes;
-    let rendered = if args.json {
+    let rendered = if !args.histogram.is_empty() {
+        crate::histogram::draw_named(&agg, &args.histogram)
+    } else if args.json {
         // (Encoding these types cannot fail; say so in JSON if it ever did.)
         let mut s = serde_json::to_string_pretty(&agg).unwrap_or_else(|e| {
             serde_json::json!({ "error": format!("cannot encode the aggregate: {e}") }).to_string()
@@ -115,12 +136,18 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         Output::Stderr => io::stderr().lock().write_all(rendered.as_bytes()).map_err(|e| ("stderr".into(), e)),
         Output::File(p, f) => f.write_all(rendered.as_bytes()).map_err(|e| (p.display().to_string(), e)),
     };
+    let mut lost = false;
     if let Err((to, e)) = written {
         let _ = writeln!(io::stderr(), "usertrap: cannot write the report to {to}: {}", io_msg(&e));
-        // Keep the command's own failure; otherwise say the report is lost.
-        if outcome == Outcome::Exit(0) {
-            return Ok(Outcome::Exit(OWN_FAILURE));
-        }
+        lost = true;
+    }
+    for e in export_errors {
+        let _ = writeln!(io::stderr(), "usertrap: {e}");
+        lost = true;
+    }
+    // Keep the command's own failure; otherwise say the report is lost.
+    if lost && outcome == Outcome::Exit(0) {
+        return Ok(Outcome::Exit(OWN_FAILURE));
     }
     Ok(outcome)
 }

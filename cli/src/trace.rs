@@ -132,6 +132,8 @@ mod tests {
         assert!(f.matches("openat") && f.matches("read") && !f.matches("write"));
         let f = TraceFilter::parse(&["%net".into()]).unwrap().unwrap();
         assert!(f.matches("connect") && !f.matches("read"));
+        let f = TraceFilter::parse(&["trace=%wait".into()]).unwrap().unwrap();
+        assert!(f.matches("futex") && f.matches("epoll_wait") && f.matches("wait4") && !f.matches("read"));
         let f = TraceFilter::parse(&["trace=!%memory".into()]).unwrap().unwrap();
         assert!(!f.matches("mmap") && f.matches("read") && f.matches("syscall_999"));
         let f = TraceFilter::parse(&["trace=read".into(), "trace=write".into()]).unwrap().unwrap();

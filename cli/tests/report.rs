@@ -323,3 +323,67 @@ fn report_needs_files_and_valid_options() {
         stderr(&o)
     );
 }
+
+/// The syscall names of a text table's rows, in order (the total row left out).
+fn row_order(text: &str) -> Vec<String> {
+    let header = text.lines().position(|l| l.starts_with(" % time")).expect(text);
+    text.lines()
+        .skip(header + 1)
+        .take_while(|l| !l.ends_with("  total"))
+        .map(|l| l.split_whitespace().last().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn report_sorts_by_each_key() {
+    // a + b: read 58us/40 calls/3 errors/avg 1.46us/p50 1.09us/p99 = max 8.50us;
+    // openat 42us/6/5/6.97us/2.18us/17us; write 1.3us/5/0/264ns/270ns/270ns;
+    // exit_group 0/1/0, never timed.
+    // And pid 100 (a.json) alone, for -f: read 10.5us/10/2/1.05us/544ns/4.20us;
+    // openat 8.3us/4/4/2.08us/2.10us/2.10us; exit_group.
+    let cases: [(&str, [&str; 4], [&str; 3]); 9] = [
+        ("time", ["read", "openat", "write", "exit_group"], ["read", "openat", "exit_group"]),
+        ("calls", ["read", "openat", "write", "exit_group"], ["read", "openat", "exit_group"]),
+        ("avg", ["openat", "read", "write", "exit_group"], ["openat", "read", "exit_group"]),
+        ("p50", ["openat", "read", "write", "exit_group"], ["openat", "read", "exit_group"]),
+        ("p99", ["openat", "read", "write", "exit_group"], ["read", "openat", "exit_group"]),
+        ("max", ["openat", "read", "write", "exit_group"], ["read", "openat", "exit_group"]),
+        // exit_group and write tie (no errors): name order.
+        ("errors", ["openat", "read", "exit_group", "write"], ["openat", "read", "exit_group"]),
+        ("name", ["exit_group", "openat", "read", "write"], ["exit_group", "openat", "read"]),
+        // strace's spelling.
+        ("avg-time", ["openat", "read", "write", "exit_group"], ["openat", "read", "exit_group"]),
+    ];
+    for (key, want, want_own) in cases {
+        let o = run(&["report", "-S", key, &fixture("a.json"), &fixture("b.json")]);
+        assert!(o.status.success(), "-S {key}: {}", stderr(&o));
+        assert_eq!(row_order(&stdout(&o)), want, "-S {key}:\n{}", stdout(&o));
+        // The same order in --json, and in each process's rows with -f.
+        let d = json_of(&["report", "--json", "-f", "--sort", key, &fixture("a.json"), &fixture("b.json")]);
+        let names: Vec<&str> = d["syscalls"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(names, want, "--json -S {key}");
+        let own: Vec<&str> =
+            d["processes"][0]["syscalls"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(own, want_own, "-f -S {key}");
+    }
+    // Without -S: the default order, the same table byte for byte.
+    let plain = stdout(&run(&["report", &fixture("a.json"), &fixture("b.json")]));
+    assert_eq!(plain, stdout(&run(&["report", "-S", "time", &fixture("a.json"), &fixture("b.json")])));
+    let o = run(&["report", "-S", "bogus", &fixture("a.json")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("possible values: time, calls, avg, p50, p99, max, errors, name"), "{}", stderr(&o));
+}
+
+#[test]
+fn report_separates_waiting_calls_with_the_wait_class() {
+    // a.json with its openat renamed epoll_wait (a call made to wait).
+    let s = Scratch::new("wait");
+    let text = std::fs::read_to_string(fixture("a.json")).unwrap().replace("\"openat\"", "\"epoll_wait\"");
+    let f = s.file("w.json", &text, 0o644);
+    let f = f.to_str().unwrap();
+    let working = stdout(&run(&["report", "-e", "trace=!%wait", f]));
+    assert_eq!(row_order(&working), ["read", "exit_group"], "{working}");
+    assert_eq!(row(&working, "read")[0], "100.00", "% time of the working calls:\n{working}");
+    let waiting = stdout(&run(&["report", "-e", "%wait", f]));
+    assert_eq!(row_order(&waiting), ["epoll_wait"], "{waiting}");
+}

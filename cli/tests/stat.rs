@@ -162,11 +162,12 @@ fn stat_refuses_unknown_trace_classes_before_running() {
     assert_eq!(
         stderr(&o),
         "usertrap: -e trace=%file,%bogus,%disk: unknown classes %bogus, %disk (classes: %file, %network (%net), \
-         %process, %signal, %memory, %desc, %ipc, %creds, %clock)\n"
+         %process, %signal, %memory, %desc, %ipc, %creds, %clock, %wait)\n"
     );
     assert!(!marker.exists(), "the command must not run");
     // Every class and alias is accepted.
-    for class in ["%file", "%network", "%net", "%process", "%signal", "%memory", "%desc", "%ipc", "%creds", "%clock"] {
+    let classes = ["%file", "%network", "%net", "%process", "%signal", "%memory", "%desc", "%ipc", "%creds", "%clock"];
+    for class in classes.iter().chain(&["%wait"]) {
         let o = stat_noop(&["-e", &format!("trace={class}"), "--", "true"]);
         assert_eq!(o.status.code(), Some(0), "{class}: {}", stderr(&o));
     }
@@ -444,4 +445,77 @@ fn end_to_end_exit_status_with_the_library() {
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
     let text = stderr(&o);
     assert!(text.contains(", exit status 7"), "{text}");
+}
+
+#[test]
+fn stat_draws_histograms_sorts_and_exports_like_report() {
+    // The processes send a.json and b.json: what stat prints with
+    // --histogram, -S and writes with --prometheus is what `usertrap report`
+    // makes of the same files.
+    let script =
+        send_script(&[format!("report 100\n@{}", fixture("a.json")), format!("report 101\n@{}", fixture("b.json"))]);
+    let files = [fixture("a.json"), fixture("b.json")];
+    let report = |args: &[&str]| {
+        let mut all = vec!["report"];
+        all.extend_from_slice(args);
+        all.extend(files.iter().map(String::as_str));
+        let o = run(&all);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+
+    let o = stat_noop(&["--histogram", "read", "--histogram", "write", "--", "sh", "-c", &script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = report(&["--histogram", "read", "--histogram", "write"]);
+    assert!(want.starts_with("read (nr 0): 40 calls in 2 processes, 40 timed\n"), "{want}");
+    assert_eq!(stderr(&o), want);
+
+    let o = stat_noop(&["-S", "name", "--", "sh", "-c", &script]);
+    let text = stderr(&o);
+    let (_, table) = text.split_once('\n').unwrap();
+    assert_eq!(table, report(&["-S", "name"]).split_once('\n').unwrap().1);
+    let names: Vec<&str> = table.lines().skip(1).filter_map(|l| l.split_whitespace().last()).collect();
+    assert_eq!(&names[..4], ["exit_group", "openat", "read", "write"], "{text}");
+
+    let s = Scratch::new("prom");
+    let prom = s.path("usertrap.prom");
+    let o = stat_noop(&["--prometheus", prom.to_str().unwrap(), "--", "sh", "-c", &script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want_prom = s.path("want.prom");
+    report(&["--prometheus", want_prom.to_str().unwrap()]);
+    let got = fs::read_to_string(&prom).unwrap();
+    assert!(got.contains("usertrap_syscall_duration_seconds_count{"), "{got}");
+    assert_eq!(got, fs::read_to_string(&want_prom).unwrap());
+    let left: Vec<_> = fs::read_dir(&s.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
+}
+
+#[test]
+fn stat_refuses_a_bad_histogram_or_prometheus_file_before_running() {
+    let s = Scratch::new("prom-bad");
+    let marker = s.path("ran");
+    let touch = format!("touch {}", marker.display());
+    let o = stat_noop(&["--histogram", "bogus_call", "--", "sh", "-c", &touch]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--histogram: unknown syscall bogus_call"), "{}", stderr(&o));
+    let bad = s.path("no/such/dir/x.prom");
+    let o = stat_noop(&["--prometheus", bad.to_str().unwrap(), "--", "sh", "-c", &touch]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("usertrap: cannot write the Prometheus file "), "{}", stderr(&o));
+    assert!(!marker.exists(), "the command must not run");
+}
+
+#[test]
+fn stat_says_a_failed_push_and_fails_a_successful_command() {
+    // Nothing listens on the port (bound, then closed): the report is still
+    // printed, the push failure named, and the status says something was lost.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let o = stat_noop(&["--pushgateway", &format!("http://127.0.0.1:{port}"), "--", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let text = stderr(&o);
+    assert!(text.contains(NO_REPORT), "{text}");
+    assert!(text.contains(&format!("usertrap: --pushgateway http://127.0.0.1:{port}: cannot connect to ")), "{text}");
+    // The command's own failure is kept.
+    let o = stat_noop(&["--pushgateway", &format!("http://127.0.0.1:{port}"), "--", "sh", "-c", "exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
 }

@@ -159,6 +159,25 @@ const CLOCK: &[&str] = &[
     "clock_adjtime",
 ];
 
+/// usertrap's own (not strace's): calls whose purpose is to wait, for an
+/// event, a child, a lock, a signal or time, so their latency is the
+/// program's idle time rather than the kernel's work (`-e trace=!%wait`
+/// shows the working calls alone). `futex` is here whole: its wait and
+/// wake operations are one syscall, not told apart in the aggregate (a
+/// wake is quick, so the futex row is dominated by waits). Calls that may
+/// block but whose purpose is I/O (read, recvfrom, ...) are not.
+#[rustfmt::skip]
+pub const WAIT: &[&str] = &[
+    "select", "pselect6", "poll", "ppoll", "epoll_wait", "epoll_pwait", "epoll_pwait2", "futex", "futex_waitv",
+    "futex_wait", "wait4", "waitid", "nanosleep", "clock_nanosleep", "pause", "rt_sigsuspend", "rt_sigtimedwait",
+    "accept", "accept4", "io_getevents", "io_pgetevents", "msgrcv", "semtimedop", "mq_timedreceive",
+];
+
+/// Whether `name` is in the `%wait` class.
+pub fn is_wait(name: &str) -> bool {
+    WAIT.contains(&name)
+}
+
 /// Every class `-e trace=` accepts.
 pub const CLASSES: &[Class] = &[
     Class { name: "%file", aliases: &[], members: FILE },
@@ -170,6 +189,7 @@ pub const CLASSES: &[Class] = &[
     Class { name: "%ipc", aliases: &[], members: IPC },
     Class { name: "%creds", aliases: &[], members: CREDS },
     Class { name: "%clock", aliases: &[], members: CLOCK },
+    Class { name: "%wait", aliases: &[], members: WAIT },
 ];
 
 /// The class called `name` (with its `%`), aliases included.
