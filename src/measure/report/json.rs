@@ -131,7 +131,7 @@ impl Report<'_> {
                 o.str(",");
             }
             first = false;
-            o.str("{").key(true, key::ADDRESS).str("\"").hex(site.key.wrapping_sub(5)).str("\"");
+            o.str("{").key(true, key::ADDRESS).str("\"").hex(site.key).str("\"");
             o.key(false, key::NR).num(site.nr as u64).key(false, key::NAME).str("\"");
             name(o, site.nr as usize);
             o.str("\"").key(false, key::REASON).str("\"").json_str(site.reason.as_bytes()).str("\"}");

@@ -37,7 +37,8 @@ impl Report<'_> {
             }
             let mut buf = [0u8; 18];
             let mut address = SliceSink::new(&mut buf);
-            sink::hex(&mut address, site.key.wrapping_sub(5));
+            // The `syscall` instruction's address, whatever form was tried.
+            sink::hex(&mut address, site.key);
             report::unpatched_site(o, address.written(), &slot_name(site.nr as usize), site.reason.as_bytes());
         });
     }
