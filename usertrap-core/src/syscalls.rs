@@ -5,29 +5,52 @@
 
 include!(concat!(env!("OUT_DIR"), "/syscall_tables.rs"));
 
+/// Names by number, packed: one string, and where each name ends in it.
+pub struct Table {
+    text: &'static str,
+    ends: &'static [u16],
+}
+
+impl Table {
+    /// The name of number `nr` ("" where the table has a gap), or None past its end.
+    pub fn get(&self, nr: usize) -> Option<&'static str> {
+        let start = match nr.checked_sub(1) {
+            None => 0,
+            Some(before) => usize::from(*self.ends.get(before)?),
+        };
+        let end = usize::from(*self.ends.get(nr)?);
+        self.text.get(start..end)
+    }
+
+    /// Every entry, "" for gaps, in number order.
+    pub fn iter(&'static self) -> impl Iterator<Item = &'static str> {
+        (0..self.ends.len()).map(|nr| self.get(nr).unwrap_or(""))
+    }
+}
+
 /// The name of x86-64 syscall `nr`, or None for numbers the table does not know.
 pub fn name(nr: u64) -> Option<&'static str> {
-    usize::try_from(nr).ok().and_then(|i| X86_64.get(i)).copied().filter(|n| !n.is_empty())
+    usize::try_from(nr).ok().and_then(|i| X86_64.get(i)).filter(|n| !n.is_empty())
 }
 
 /// The name of i386 syscall `nr` (`int $0x80`), or None.
 pub fn name_i386(nr: u64) -> Option<&'static str> {
-    usize::try_from(nr).ok().and_then(|i| I386.get(i)).copied().filter(|n| !n.is_empty())
+    usize::try_from(nr).ok().and_then(|i| I386.get(i)).filter(|n| !n.is_empty())
 }
 
 /// The number of x86-64 syscall `name`.
 pub fn number(name: &str) -> Option<u32> {
-    X86_64.iter().position(|n| !n.is_empty() && *n == name).and_then(|i| u32::try_from(i).ok())
+    X86_64.iter().position(|n| !n.is_empty() && n == name).and_then(|i| u32::try_from(i).ok())
 }
 
 /// The number of i386 syscall `name`.
 pub fn number_i386(name: &str) -> Option<u32> {
-    I386.iter().position(|n| !n.is_empty() && *n == name).and_then(|i| u32::try_from(i).ok())
+    I386.iter().position(|n| !n.is_empty() && n == name).and_then(|i| u32::try_from(i).ok())
 }
 
 /// x86-64 syscall names, in number order.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    X86_64.iter().copied().filter(|n| !n.is_empty())
+    X86_64.iter().filter(|n| !n.is_empty())
 }
 
 /// The prefix of a report's name for an i386 call (`i386:read`).
@@ -221,9 +244,26 @@ mod tests {
     }
 
     #[test]
+    fn packed_tables_give_every_name_back() {
+        assert_eq!(X86_64.get(0), Some("read"));
+        assert_eq!(X86_64.get(59), Some("execve"));
+        assert_eq!(X86_64.get(usize::MAX), None);
+        for (nr, n) in X86_64.iter().enumerate() {
+            if !n.is_empty() {
+                assert_eq!(number(n), Some(nr as u32), "{n}");
+                assert_eq!(name(nr as u64), Some(n));
+            }
+        }
+        for (nr, n) in I386.iter().enumerate() {
+            if !n.is_empty() {
+                assert_eq!(number_i386(n), Some(nr as u32), "{n}");
+            }
+        }
+    }
+
+    #[test]
     fn every_line_of_the_tables_is_a_syscall() {
-        for (text, table) in
-            [(include_str!("../syscalls.tbl"), &X86_64[..]), (include_str!("../syscalls_i386.tbl"), &I386[..])]
+        for (text, table) in [(include_str!("../syscalls.tbl"), &X86_64), (include_str!("../syscalls_i386.tbl"), &I386)]
         {
             let lines = text.lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#')).count();
             assert_eq!(table.iter().filter(|n| !n.is_empty()).count(), lines);
