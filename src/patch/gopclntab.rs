@@ -177,26 +177,7 @@ fn plausible<O: Os>(os: &mut O, tab: u64, len: u64, obj: &Object) -> bool {
 mod tests {
     use super::*;
 
-    /// Memory as a byte vector from address 0.
-    struct Bytes(Vec<u8>);
-    impl Os for Bytes {
-        fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
-            match self.0.get(addr as usize..addr as usize + buf.len()) {
-                Some(s) => {
-                    buf.copy_from_slice(s);
-                    true
-                }
-                None => false,
-            }
-        }
-        fn maps_open(&mut self) -> bool {
-            false
-        }
-        fn maps_read(&mut self, _: &mut [u8]) -> isize {
-            -1
-        }
-        fn maps_close(&mut self) {}
-    }
+    use crate::patch::os::Bytes;
 
     /// A Go 1.18 table at 0: text at 0x401000, functions at +0, +0x40,
     /// +0x100, text end +0x180.

@@ -170,25 +170,7 @@ garbage line\n\
 
     #[test]
     fn leb128() {
-        struct Bytes(Vec<u8>);
-        impl Os for Bytes {
-            fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
-                match self.0.get(addr as usize..addr as usize + buf.len()) {
-                    Some(s) => {
-                        buf.copy_from_slice(s);
-                        true
-                    }
-                    None => false,
-                }
-            }
-            fn maps_open(&mut self) -> bool {
-                false
-            }
-            fn maps_read(&mut self, _: &mut [u8]) -> isize {
-                -1
-            }
-            fn maps_close(&mut self) {}
-        }
+        use crate::patch::os::Bytes;
         let mut b = Bytes(vec![0xe5, 0x8e, 0x26, 0x7f, 0x80, 0x7f]);
         assert_eq!(read_leb(&mut b, 0, false), Some((624485, 3)));
         assert_eq!(read_leb(&mut b, 3, true), Some((-1i64 as u64, 1)));

@@ -138,3 +138,27 @@ impl Os for StdOs {
         self.maps = None;
     }
 }
+
+/// For unit tests: memory as a byte vector from address 0, with no maps.
+#[cfg(test)]
+pub struct Bytes(pub Vec<u8>);
+
+#[cfg(test)]
+impl Os for Bytes {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        match self.0.get(addr as usize..addr as usize + buf.len()) {
+            Some(s) => {
+                buf.copy_from_slice(s);
+                true
+            }
+            None => false,
+        }
+    }
+    fn maps_open(&mut self) -> bool {
+        false
+    }
+    fn maps_read(&mut self, _: &mut [u8]) -> isize {
+        -1
+    }
+    fn maps_close(&mut self) {}
+}
