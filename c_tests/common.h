@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #define T_UNUSED __attribute__((unused))
 
@@ -110,6 +111,21 @@ static inline int t_failure_count(void)
     } while (0)
 
 /* Sections: print "<name>: ok" when no check failed inside the section. */
+/* waitpid(pid) through EINTR: the child's status, or -1 (a failure
+ * counted) if waitpid did not return it. */
+static inline int wait_status(pid_t pid)
+{
+    int st = 0;
+    pid_t r;
+    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+        ;
+    if (r != pid) {
+        FAILF("waitpid(%d) returned %d (errno %d)", (int)pid, (int)r, errno);
+        return -1;
+    }
+    return st;
+}
+
 static inline int section_begin(void)
 {
     return t_failure_count();

@@ -27,18 +27,6 @@
 
 #define NCHILD 20
 
-static int wait_status(pid_t pid)
-{
-    int st = 0;
-    pid_t r;
-    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
-        ;
-    if (r != pid) {
-        FAILF("waitpid(%s) failed", "child");
-        return -1;
-    }
-    return st;
-}
 
 static int read_full(int fd, void *buf, size_t n)
 {

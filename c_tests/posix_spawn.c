@@ -31,18 +31,6 @@
 
 extern char **environ;
 
-static int wait_status(pid_t pid)
-{
-    int st = 0;
-    pid_t r;
-    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
-        ;
-    if (r != pid) {
-        FAILF("waitpid failed");
-        return -1;
-    }
-    return st;
-}
 
 static ssize_t read_all(int fd, char *buf, size_t cap)
 {

@@ -35,18 +35,6 @@ static volatile int g_child_ran;
 static volatile int g_child_errno;
 static volatile long g_child_pid_seen;
 
-static int wait_status(pid_t pid)
-{
-    int st = 0;
-    pid_t r;
-    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
-        ;
-    if (r != pid) {
-        FAILF("waitpid returned %d", (int)r);
-        return -1;
-    }
-    return st;
-}
 
 static void test_exec_true(void)
 {

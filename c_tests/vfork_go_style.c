@@ -85,18 +85,6 @@ static long heap_clobbered_at(void)
     return -1;
 }
 
-static int wait_status(pid_t pid)
-{
-    int st = 0;
-    pid_t r;
-    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
-        ;
-    if (r != pid) {
-        FAILF("waitpid returned %d", (int)r);
-        return -1;
-    }
-    return st;
-}
 
 /* The child's part: raw syscalls only, as Go's forkAndExecInChild1. */
 static __attribute__((noinline)) void in_child(int i, volatile int *counter, const sigset_t *mask)
