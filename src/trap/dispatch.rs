@@ -29,17 +29,22 @@ pub struct Trap<'a> {
 /// The hook point: every intercepted syscall enters here. On the fast path
 /// this is inlined into code that must not touch vector registers: keep it
 /// integer-only.
-/// `with_hooks`: run the installed hooks around the syscall (the fast path
-/// passes what ut_fast_entry decided, since it saved the vector state for them).
+/// `site`: the call site, the address right after the program's `syscall`
+/// instruction (on both paths, for every patched form: the same value for
+/// the same instruction). `with_hooks`: run the installed hooks around the
+/// syscall (the fast path passes what ut_fast_entry decided, since it saved
+/// the vector state for them).
 #[inline(always)]
 pub fn dispatch(
     area: Option<&ThreadArea>,
     path: Path,
     nr: i64,
     args: [u64; 6],
+    site: u64,
     with_hooks: bool,
     run: impl FnOnce(i64, [u64; 6]) -> Outcome,
 ) -> Outcome {
+    let _ = site;
     let block = stats::begin(area, path, nr);
     // The latency is the time of `run` alone: the real syscall (or its
     // emulation), not the hooks around it.
@@ -64,10 +69,12 @@ pub fn dispatch(
 
 /// The slow path: run one syscall for the program, natively through the gate
 /// or emulated where the library must keep control (signals, processes, its
-/// own memory).
+/// own memory). The program's rip in `t.uc` is the address after its
+/// `syscall` (sigsys.rs, and fault.rs moves it there before calling).
 pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     let area = t.area;
-    dispatch(Some(area), Path::Slow, nr, args, hooks::active(), |nr, args| emulate(t, nr, args))
+    let site = t.uc.mc.rip;
+    dispatch(Some(area), Path::Slow, nr, args, site, hooks::active(), |nr, args| emulate(t, nr, args))
 }
 
 fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
@@ -131,7 +138,9 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
 }
 
 /// The fast path, called by ut_fast_entry with the six argument registers it
-/// saved (in push order: r9, r8, r10, rdx, rsi, rdi), the GS base, and
+/// saved (in push order: r9, r8, r10, rdx, rsi, rdi; above them the
+/// program's flags and the return address, the address right after the
+/// site's `syscall` for every form), the GS base, and
 /// whether it saved the extended state so that hooks may run. Only syscalls that need
 /// no emulation are ever patched (trap::syscalls::patchable), so this runs them
 /// through the gate, after the integer-only check that keeps the library's
@@ -140,17 +149,19 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
 #[no_mangle]
 pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
     // SAFETY: ut_fast_entry passes a pointer to the six registers it pushed,
-    // in that order, on the stack, live for this call. Volatile reads, one by
+    // in that order, on the stack, live for this call, with the flags and
+    // the return address it pushed before them right above. Volatile reads, one by
     // one: a vectorised copy would clobber the program's xmm registers.
     let arg = |i: usize| unsafe { core::ptr::read_volatile(saved.add(i)) };
     let args = [arg(5), arg(4), arg(3), arg(2), arg(1), arg(0)];
+    let site = arg(7);
     let area = thread::fast_area(gs_base);
     if let Some(a) = area {
         if a.strict.get() && !process::strict_allows(nr) {
             process::strict_violation_fast(a);
         }
     }
-    let outcome = dispatch(area, Path::Fast, nr, args, with_hooks != 0, |nr, args| {
+    let outcome = dispatch(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
         // Refused calls are reported on the slow path; here just refused.
         Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| {
             // SAFETY: the program's own syscall (rt::raw: forwarded program calls), one that needs no
