@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -39,11 +39,44 @@ fn run_with_reports(cmd: Cmd, backend: Backend, case: &str) -> (Output, Vec<Valu
         let v: Value =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON ({}):\n{}", p.display(), e, text));
         assert_eq!(v["format"], "usertrap-report", "{}", p.display());
-        assert_eq!(v["version"], 1, "{}", p.display());
+        assert_eq!(v["version"], 2, "{}", p.display());
         percentiles_follow_the_rule(&v);
+        sites_add_up(&v, &p);
         all.push(v);
     }
     (out, all, dir)
+}
+
+/// Every x86-64 call is at one call site or counted as not kept, and each
+/// site's figures are consistent (fast + slow = calls; the histogram holds
+/// every timed call; percentiles by the one rule).
+fn sites_add_up(report: &Value, p: &Path) {
+    let n = |v: &Value| v.as_u64().unwrap();
+    let calls_of = |pred: &dyn Fn(&Value) -> bool| -> u64 {
+        report["syscalls"].as_array().unwrap().iter().filter(|s| pred(s)).map(|s| n(&s["calls"])).sum()
+    };
+    // int $0x80 calls have no call site; those numbered past 511 are in
+    // `other` with x86-64 ones (which have).
+    let i386 = calls_of(&|s| s["abi"] == "i386");
+    let other = calls_of(&|s| s["name"] == "other");
+    let sites = report["sites"].as_array().unwrap();
+    let at_sites: u64 = sites.iter().map(|s| n(&s["calls"])).sum();
+    let unplaced = n(&report["totals"]["calls"]) - i386 - at_sites - n(&report["sites_not_kept"]);
+    assert!(unplaced <= other, "{}: {unplaced} calls at no site", p.display());
+    for s in sites {
+        assert_eq!(n(&s["fast_calls"]) + n(&s["slow_calls"]), n(&s["calls"]), "{}: {s}", p.display());
+        let hist: Vec<(u64, u64)> = s["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b[1].as_f64().unwrap().ceil() as u64, b[2].as_u64().unwrap()))
+            .collect();
+        for (per_mille, key) in usertrap_core::report::SITE_PERCENTILES {
+            let want =
+                usertrap_core::report::percentile(hist.iter().copied(), per_mille, n(&s["min_ns"]), n(&s["max_ns"]));
+            assert_eq!(n(&s[key]), want, "{}: {key} of {s}", p.display());
+        }
+    }
 }
 
 /// Each syscall's percentiles are what usertrap-core's one rule reads off

@@ -123,6 +123,17 @@ pub struct StatArgs {
     #[arg(short = 'S', long = "sort", value_name = "KEY", value_enum, default_value_t = SortKey::Time)]
     pub sort: SortKey,
 
+    /// Also print the call-site table: per call site (object, function +
+    /// offset, syscall) its calls, errors, total, avg, p50, p99 and share
+    /// on the fast path: which code made the calls (docs/report-schema.md).
+    #[arg(long)]
+    pub sites: bool,
+
+    /// List every call site with calls on the slow path, not only those
+    /// where they matter (100 calls and 1% of all calls).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
     /// Draw this syscall's latency distribution (merged over the processes)
     /// instead of the table, as `usertrap report --histogram`. Repeatable.
     #[arg(long, value_name = "SYSCALL", action = ArgAction::Append, conflicts_with = "json")]
@@ -188,6 +199,17 @@ pub struct ReportArgs {
     /// --pushgateway`).
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
+
+    /// Also print the call-site table: per call site (object, function +
+    /// offset, syscall) its calls, errors, total, avg, p50, p99 and share
+    /// on the fast path: which code made the calls (docs/report-schema.md).
+    #[arg(long)]
+    pub sites: bool,
+
+    /// List every call site with calls on the slow path, not only those
+    /// where they matter (100 calls and 1% of all calls).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 
     /// Draw this syscall's latency distribution (merged over the reports)
     /// instead of the table: one line per non-empty bucket range, with the

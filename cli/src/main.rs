@@ -15,6 +15,7 @@ mod histogram;
 mod merge;
 mod prometheus;
 mod report;
+mod sites;
 mod stat;
 mod text;
 mod trace;
@@ -78,7 +79,7 @@ fn run_report(args: ReportArgs) -> Result<(), Failure> {
         s.push('\n');
         s
     } else {
-        text::render(&agg)
+        text::render(&agg, text::SiteView { table: args.sites, verbose: args.verbose })
     };
     match io::stdout().lock().write_all(out.as_bytes()) {
         // A closed pipe (`| head`) is the reader's choice, not an error.

@@ -16,12 +16,14 @@ use usertrap_core::report;
 
 use crate::args::SortKey;
 use crate::report::{Bucket, Exit, Report, SyscallStats, Totals, UnpatchedSite};
+use crate::sites::{self as call_sites, MergedSite};
 use crate::trace::TraceFilter;
 
 /// The `format` of the aggregate `usertrap stat --json` and `usertrap
 /// report --json` print (docs/report-schema.md).
 pub const AGGREGATE_FORMAT: &str = "usertrap-aggregate";
-pub const AGGREGATE_VERSION: u64 = 1;
+/// Version 2 added `sites`, `sites_not_kept` and each process's `sites` (-f).
+pub const AGGREGATE_VERSION: u64 = 2;
 
 /// What an empty aggregate says.
 pub const NO_REPORT_NOTE: &str =
@@ -57,6 +59,11 @@ pub struct Aggregate {
     /// Merged per syscall, by total time (or the `-S` key).
     pub syscalls: Vec<MergedSyscall>,
     pub unpatched_sites: Vec<Site>,
+    /// Call sites merged over the processes (by object and offset), by
+    /// total time.
+    pub sites: Vec<MergedSite>,
+    /// Calls at sites the library had no room to keep apart.
+    pub sites_not_kept: u64,
     /// Reports that could not be read (`stat` only; `report` stops instead).
     pub skipped: Vec<Skipped>,
     /// `stat`: processes that started and sent no report (empty for `report`).
@@ -95,6 +102,9 @@ pub struct Process {
     /// With `-f`: this process's unpatched sites.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unpatched_sites: Option<Vec<UnpatchedSite>>,
+    /// With `-f`: this process's call sites.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sites: Option<Vec<MergedSite>>,
 }
 
 /// A syscall's figures merged over processes: the fields of a report's
@@ -156,6 +166,7 @@ pub fn aggregate(mut sources: Vec<Source>, filter: Option<&TraceFilter>, per_pro
             totals: Totals::of(&rows),
             syscalls: per_process.then(|| rows.clone()),
             unpatched_sites: per_process.then_some(own_sites),
+            sites: per_process.then(|| call_sites::merge(std::iter::once(r), shown)),
         });
     }
 
@@ -184,6 +195,8 @@ pub fn aggregate(mut sources: Vec<Source>, filter: Option<&TraceFilter>, per_pro
         totals,
         syscalls,
         unpatched_sites: sites,
+        sites: call_sites::merge(sources.iter().map(|s| &s.report), shown),
+        sites_not_kept: sources.iter().fold(0u64, |n, s| n.saturating_add(s.report.sites_not_kept)),
         skipped: Vec::new(),
         missing: Vec::new(),
         processes_seen: 0,

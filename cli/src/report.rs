@@ -15,8 +15,10 @@ use crate::error::io_msg;
 
 /// The `format` of a per-process report.
 pub const FORMAT: &str = usertrap_core::report::FORMAT;
-/// The report version this program reads.
+/// The report version the library writes; this program reads it and every
+/// version from OLDEST_VERSION on (version 1 has no `sites`).
 pub const VERSION: u64 = usertrap_core::report::VERSION;
+pub const OLDEST_VERSION: u64 = usertrap_core::report::OLDEST_VERSION;
 
 /// One process's report: one JSON object (a file holds one, or one per line).
 ///
@@ -53,6 +55,12 @@ pub struct Report {
     pub syscalls: Vec<SyscallStats>,
     #[serde(default)]
     pub unpatched_sites: Vec<UnpatchedSite>,
+    /// Every call site, by total time (version 2 on; empty before).
+    #[serde(default)]
+    pub sites: Vec<CallSite>,
+    /// Calls made at sites the library had no room to keep apart.
+    #[serde(default)]
+    pub sites_not_kept: u64,
     /// Children this process saw end by a signal (its wait4/waitid
     /// results): how `usertrap stat` explains a child that did not report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -163,6 +171,66 @@ pub struct UnpatchedSite {
     pub reason: String,
 }
 
+/// One call site (the `syscall` instruction at `address`, `offset` bytes
+/// into the file `object`) and one syscall number: its figures.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct CallSite {
+    pub address: String,
+    /// The mapping's name in /proc/self/maps (a path; `[vdso]`; empty for
+    /// anonymous memory); absent when the site was in no mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(default)]
+    pub nr: i64,
+    #[serde(default)]
+    pub name: String,
+    pub calls: u64,
+    #[serde(default)]
+    pub errors: u64,
+    #[serde(default)]
+    pub total_ns: u64,
+    #[serde(default)]
+    pub min_ns: u64,
+    #[serde(default)]
+    pub max_ns: u64,
+    #[serde(default)]
+    pub p50_ns: u64,
+    #[serde(default)]
+    pub p99_ns: u64,
+    #[serde(default)]
+    pub fast_calls: u64,
+    #[serde(default)]
+    pub slow_calls: u64,
+    #[serde(default)]
+    pub histogram: Vec<Bucket>,
+    /// Why the site was left on the slow path, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl CallSite {
+    /// Its figures as a syscall entry's (to merge them the same way).
+    pub fn as_stats(&self) -> SyscallStats {
+        SyscallStats {
+            name: self.name.clone(),
+            nr: self.nr,
+            calls: self.calls,
+            errors: self.errors,
+            total_ns: self.total_ns,
+            min_ns: self.min_ns,
+            max_ns: self.max_ns,
+            p50_ns: self.p50_ns,
+            p99_ns: self.p99_ns,
+            fast_calls: self.fast_calls,
+            slow_calls: self.slow_calls,
+            histogram: self.histogram.clone(),
+            ..SyscallStats::default()
+        }
+    }
+}
+
 /// A histogram bucket, `[low_ns, high_ns, count]` in JSON: `count` calls
 /// took at least `low_ns` and less than `high_ns` (equal bounds are
 /// accepted: a bucket narrower than 1 ns may round to them). Bounds are read as
@@ -245,15 +313,23 @@ pub fn parse(text: &str) -> Result<Report, String> {
         Some(f) => return Err(format!("format is {f}, expected \"{FORMAT}\"")),
     }
     match obj.get("version") {
-        Some(v) if v.as_u64() == Some(VERSION) => {}
-        Some(v) => return Err(format!("version {v} is not supported (this usertrap reads version {VERSION})")),
+        Some(v) if v.as_u64().is_some_and(|v| (OLDEST_VERSION..=VERSION).contains(&v)) => {}
+        Some(v) => {
+            return Err(format!(
+                "version {v} is not supported (this usertrap reads versions {OLDEST_VERSION} to {VERSION})"
+            ))
+        }
         None => return Err(format!("no \"version\" (expected {VERSION})")),
     }
     // Parsed again from the text, so a missing or mistyped field is reported
     // with its line and column.
     let mut report: Report = serde_json::from_str(text).map_err(|e| format!("not a valid report: {e}"))?;
+    let by_bounds = |a: &Bucket, b: &Bucket| a.low.total_cmp(&b.low).then(a.high.total_cmp(&b.high));
     for s in &mut report.syscalls {
-        s.histogram.sort_by(|a, b| a.low.total_cmp(&b.low).then(a.high.total_cmp(&b.high)));
+        s.histogram.sort_by(by_bounds);
+    }
+    for s in &mut report.sites {
+        s.histogram.sort_by(by_bounds);
     }
     Ok(report)
 }
@@ -306,9 +382,14 @@ mod tests {
         assert!(parse("{").unwrap_err().starts_with("invalid JSON: "));
         assert!(parse("[]").unwrap_err().contains("expected a JSON object"));
         assert!(parse(r#"{"format":"other","version":1}"#).unwrap_err().contains("format is \"other\""));
-        assert!(parse(r#"{"format":"usertrap-report","version":2}"#)
+        assert!(parse(r#"{"format":"usertrap-report","version":3}"#)
             .unwrap_err()
-            .contains("version 2 is not supported"));
+            .contains("version 3 is not supported"));
+        assert!(parse(r#"{"format":"usertrap-report","version":0}"#)
+            .unwrap_err()
+            .contains("version 0 is not supported"));
+        let v2 = MINIMAL.replace("\"version\":1", "\"version\":2");
+        assert_eq!(parse(&v2).unwrap().version, 2, "both versions are read");
         let e = parse(r#"{"format":"usertrap-report","version":1,"pid":1,"command":"x"}"#).unwrap_err();
         assert!(e.contains("missing field `syscalls`"), "{e}");
         let bad = MINIMAL.replace("[20,21,1]", "[21,20,1]");
@@ -349,6 +430,12 @@ mod tests {
         r.totals = Some(Totals::default());
         r.killed_children = vec![KilledChild { pid: 9, signal: 9 }];
         r.unpatched_sites = vec![UnpatchedSite::default()];
+        r.sites = vec![CallSite {
+            object: Some("/x".into()),
+            offset: Some(1),
+            reason: Some("why".into()),
+            ..CallSite::default()
+        }];
         r.syscalls[0].abi = schema::ABI_I386.into();
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(keys(&v), sorted(schema::REPORT_KEYS));
@@ -357,6 +444,7 @@ mod tests {
         assert_eq!(keys(&v["syscalls"][0]), sorted(schema::SYSCALL_KEYS));
         assert_eq!(keys(&v["unpatched_sites"][0]), sorted(schema::SITE_KEYS));
         assert_eq!(keys(&v["killed_children"][0]), sorted(schema::KILLED_KEYS));
+        assert_eq!(keys(&v["sites"][0]), sorted(schema::CALL_SITE_KEYS));
         assert_eq!((FORMAT, VERSION), (schema::FORMAT, schema::VERSION));
     }
 }

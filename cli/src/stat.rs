@@ -124,7 +124,7 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         s.push('\n');
         s
     } else {
-        text::render(&agg)
+        text::render(&agg, text::SiteView { table: args.sites, verbose: args.verbose })
     };
 
     let outcome = match (status.code(), status.signal()) {

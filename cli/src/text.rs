@@ -8,6 +8,7 @@ use usertrap_core::sink::{self, Sink};
 
 use crate::merge::{Aggregate, Process, Site};
 use crate::report::{Exit, SyscallStats, Totals, UnpatchedSite};
+use crate::sites::MergedSite;
 
 /// Processes named in a header before "... N more".
 const MAX_NAMED: usize = 8;
@@ -48,9 +49,18 @@ pub fn describe_exit(e: &Exit) -> String {
     rendered(|s| core_report::describe_exit(s, &core_exit(e)))
 }
 
+/// What to show of the call sites.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SiteView {
+    /// `--sites`: the table of every call site.
+    pub table: bool,
+    /// `-v`: every site with slow-path calls, not only those that matter.
+    pub verbose: bool,
+}
+
 /// The whole aggregate: with `-f`, every process's own table first (when
 /// the aggregate kept them), then the aggregate's.
-pub fn render(agg: &Aggregate) -> String {
+pub fn render(agg: &Aggregate, view: SiteView) -> String {
     let mut out = String::new();
     for s in &agg.skipped {
         let _ = writeln!(out, "usertrap: skipped the report {}: {}", s.file, s.error);
@@ -70,14 +80,86 @@ pub fn render(agg: &Aggregate) -> String {
         if let Some(rows) = &p.syscalls {
             let _ = writeln!(out, "{}", process_header(p, agg.trace.as_deref()));
             table(&mut out, rows.iter(), &p.totals, agg.trace.as_deref());
-            sites_of_process(&mut out, p.unpatched_sites.as_deref().unwrap_or(&[]));
+            match p.sites.as_deref() {
+                Some(sites) if !sites.is_empty() => call_sites(&mut out, sites, p.totals.calls, view),
+                _ => sites_of_process(&mut out, p.unpatched_sites.as_deref().unwrap_or(&[])),
+            }
             out.push('\n');
         }
     }
     let _ = writeln!(out, "{}", aggregate_header(agg));
     table(&mut out, agg.syscalls.iter().map(|m| &m.stats), &agg.totals, agg.trace.as_deref());
-    aggregate_sites(&mut out, &agg.unpatched_sites);
+    if agg.sites.is_empty() {
+        // Reports of version 1: no call sites, their unpatched sites.
+        aggregate_sites(&mut out, &agg.unpatched_sites);
+    } else {
+        call_sites(&mut out, &agg.sites, agg.totals.calls, view);
+    }
+    if agg.sites_not_kept > 0 {
+        let _ = writeln!(
+            out,
+            "usertrap: {} calls were made at call sites past the ones kept per thread (48) or per process (768): \
+             counted above, not by site",
+            agg.sites_not_kept
+        );
+    }
     out
+}
+
+/// The slow-path sites that matter (all with `-v`), then with `--sites`
+/// the table of every call site.
+fn call_sites(out: &mut String, sites: &[MergedSite], all_calls: u64, view: SiteView) {
+    let slow: Vec<&MergedSite> = sites
+        .iter()
+        .filter(|s| {
+            s.stats.slow_calls > 0 && (view.verbose || core_report::slow_site_matters(s.stats.slow_calls, all_calls))
+        })
+        .collect();
+    if !slow.is_empty() {
+        out.push_str(&String::from_utf8_lossy(core_report::SLOW_SITES_TITLE));
+        for s in slow {
+            out.push_str(&rendered(|o| {
+                core_report::slow_site(
+                    o,
+                    s.stats.slow_calls,
+                    &Name::Text(s.stats.name.as_bytes()),
+                    s.location().as_bytes(),
+                    s.reason.as_deref().unwrap_or("").as_bytes(),
+                )
+            }));
+        }
+    }
+    if view.table {
+        site_table(out, sites);
+    }
+}
+
+/// Every call site: calls, errors, total, avg, p50, p99, fast %, syscall,
+/// and where (function+offset and object).
+pub fn site_table(out: &mut String, sites: &[MergedSite]) {
+    out.push_str("call sites, by total time:\n");
+    out.push_str("      calls     errors      total        avg        p50        p99  fast %  syscall  site\n");
+    for s in sites {
+        let st = &s.stats;
+        let timed = st.timed();
+        let avg = if timed == 0 { 0.0 } else { st.total_ns as f64 / timed as f64 };
+        let untimed = timed == 0;
+        let d = |v: f64| if untimed { "-".to_string() } else { fmt_ns(v) };
+        let fast = if st.calls == 0 { 0.0 } else { st.fast_calls as f64 * 100.0 / st.calls as f64 };
+        let _ = writeln!(
+            out,
+            "{:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7.1}  {}  {}",
+            st.calls,
+            st.errors,
+            d(st.total_ns as f64),
+            d(avg),
+            d(st.p50_ns as f64),
+            d(st.p99_ns as f64),
+            fast,
+            st.name,
+            s.location()
+        );
+    }
 }
 
 /// `usertrap: pid 4242 (python3), seccomp, exit status 0`.

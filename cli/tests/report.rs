@@ -65,7 +65,9 @@ fn report_merges_counts_errors_and_percentiles() {
 fn report_json_has_the_documented_fields() {
     let d = json_of(&["report", "--json", &fixture("b.json"), &fixture("a.json")]);
     assert_eq!(d["format"], "usertrap-aggregate");
-    assert_eq!(d["version"], 1);
+    assert_eq!(d["version"], 2);
+    // Version 1 reports: no call sites.
+    assert_eq!((d["sites"].clone(), d["sites_not_kept"].clone()), (json!([]), json!(0)));
     assert_eq!(d["trace"], Value::Null);
     assert!(d.get("command").is_none() && d.get("status").is_none(), "stat-only fields: {d:#}");
     assert_eq!(d["skipped"], json!([]));
@@ -270,13 +272,13 @@ fn report_errors_name_the_file_and_the_problem() {
         ),
         (
             s.file(
-                "v2.json",
-                &std::fs::read_to_string(fixture("a.json")).unwrap().replace("\"version\": 1", "\"version\": 2"),
+                "v3.json",
+                &std::fs::read_to_string(fixture("a.json")).unwrap().replace("\"version\": 1", "\"version\": 3"),
                 0o644,
             )
             .display()
             .to_string(),
-            "version 2 is not supported (this usertrap reads version 1)".into(),
+            "version 3 is not supported (this usertrap reads versions 1 to 2)".into(),
         ),
         (
             s.file(

@@ -18,7 +18,8 @@ use crate::rt::raw;
 use crate::rt::thread::{self, ThreadArea};
 
 pub use crate::rt::figures::{
-    Path, SysStats, ThreadStats, I386_BASE, I386_FLAG, MAX_ERRNO, MAX_NR, MAX_NR_I386, PER_THREAD, SLOTS,
+    site_key, site_of_key, site_slot, Path, SiteStats, SysStats, ThreadStats, I386_BASE, I386_FLAG, MAX_ERRNO, MAX_NR,
+    MAX_NR_I386, PER_THREAD, SITES_PER_THREAD, SITE_MERGE, SITE_SLOTS, SLOTS,
 };
 
 const TABLE_LEN: usize = (core::mem::size_of::<ThreadStats>() + 4095) & !4095;
@@ -117,6 +118,70 @@ pub fn end(b: Option<&SysStats>, result: i64, ticks: u64) {
     }
     b.timed.set(b.timed.get() + 1);
     if let Some(c) = b.hist.get(bucket(ticks)) {
+        c.set(c.get().saturating_add(1));
+    }
+}
+
+/// Calls at a site made by threads without a table.
+static SITES_UNTABLED: AtomicU64 = AtomicU64::new(0);
+
+/// A syscall is about to run at call site `site` (the address after its
+/// `syscall`) on `path`: count it in this thread's site table. Returns the
+/// site's figures to time it into, None past SITES_PER_THREAD sites (then
+/// counted in `not_kept`) or without a table (counted in the fallback by
+/// `begin` already). A multiply, a compare or a few, two increments: the
+/// table is the thread's own, so no cache line is shared.
+#[inline(always)]
+pub fn site_begin(area: Option<&ThreadArea>, path: Path, site: u64, nr: i64) -> Option<&SiteStats> {
+    let Some(table) = area.and_then(table_of) else {
+        // No table (no thread area, or no memory for it): rare, counted
+        // process-wide.
+        SITES_UNTABLED.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    // SAFETY: as in `block`: the thread's own table, never unmapped.
+    let t = unsafe { &(*table).sites };
+    let key = site_key(site, nr);
+    let mut i = site_slot(key, SITE_SLOTS);
+    let found = loop {
+        let k = t.keys.get(i)?;
+        match k.get() {
+            x if x == key => break i,
+            0 => {
+                let used = t.used.get();
+                if used as usize >= SITES_PER_THREAD {
+                    t.not_kept.set(t.not_kept.get() + 1);
+                    return None;
+                }
+                t.used.set(used + 1);
+                k.set(key);
+                break i;
+            }
+            _ => i = (i + 1) & (SITE_SLOTS - 1),
+        }
+    };
+    let b = t.sites.get(found)?;
+    let c = if path == Path::Fast { &b.fast } else { &b.slow };
+    c.set(c.get() + 1);
+    Some(b)
+}
+
+/// The syscall at a site returned `result` after `ticks` clock ticks.
+#[inline(always)]
+pub fn site_end(b: Option<&SiteStats>, result: i64, ticks: u64) {
+    let Some(b) = b else { return };
+    if (-4095..0).contains(&result) {
+        b.errors.set(b.errors.get() + 1);
+    }
+    b.total.set(b.total.get() + ticks);
+    if b.timed.get() == 0 || ticks < b.min.get() {
+        b.min.set(ticks);
+    }
+    if ticks > b.max.get() {
+        b.max.set(ticks);
+    }
+    b.timed.set(b.timed.get() + 1);
+    if let Some(c) = b.hist.get(bucket(ticks) / SITE_MERGE) {
         c.set(c.get().saturating_add(1));
     }
 }
@@ -371,6 +436,64 @@ pub fn merge_into(merged: &[SysStats]) -> Used {
     used
 }
 
+/// Merged call sites: `keys[i]` (0: free) names `sites[i]`, open addressing
+/// over `keys.len()` slots (a power of two).
+pub struct MergedSites<'a> {
+    pub keys: &'a [core::cell::Cell<u64>],
+    pub sites: &'a [SiteStats],
+    /// Distinct sites kept (at most 3/4 of the slots).
+    pub used: usize,
+    /// Calls at sites no table kept (a thread's, or this one, full).
+    pub not_kept: u64,
+}
+
+impl MergedSites<'_> {
+    fn add(&mut self, key: u64, src: &SiteStats) {
+        let n = self.keys.len();
+        let mut i = site_slot(key, n);
+        for _ in 0..n {
+            let Some(k) = self.keys.get(i) else { break };
+            if k.get() == 0 {
+                if self.used * 4 >= n * 3 {
+                    break;
+                }
+                self.used += 1;
+                k.set(key);
+            }
+            if k.get() == key {
+                if let Some(dst) = self.sites.get(i) {
+                    dst.add(src);
+                }
+                return;
+            }
+            i = (i + 1) & (n - 1);
+        }
+        self.not_kept = self.not_kept.saturating_add(src.fast.get() + src.slow.get());
+    }
+}
+
+/// Add the call sites of every thread into `m` (zeroed), each under its
+/// program site (`site`: the return address the dispatch was given, which
+/// for Forms R and P is in the trampoline).
+pub fn merge_sites_into(m: &mut MergedSites<'_>, site: impl Fn(u64) -> u64) {
+    m.not_kept = m.not_kept.saturating_add(SITES_UNTABLED.load(Ordering::Relaxed));
+    thread::for_each_area(|a| {
+        let table = a.stats.get();
+        if table.is_null() {
+            return;
+        }
+        // SAFETY: as in `merge_into`.
+        let t = unsafe { &(*table).sites };
+        m.not_kept = m.not_kept.saturating_add(t.not_kept.get());
+        for (k, s) in t.keys.iter().zip(t.sites.iter()) {
+            if k.get() != 0 {
+                let (ret, nr) = site_of_key(k.get());
+                m.add(site_key(site(ret), nr as i64), s);
+            }
+        }
+    });
+}
+
 /// The process-wide fallback counts of syscall `nr` (fast, slow).
 pub fn fallback_calls(nr: usize) -> (u64, u64) {
     if !FALLBACK_USED.load(Ordering::Relaxed) {
@@ -401,6 +524,7 @@ pub fn settled_hz() -> u64 {
 /// the parent's TSC frequency, if it was measured well).
 pub fn after_fork_in_child() {
     KNOWN_HZ.store(settled_hz(), Ordering::Relaxed);
+    SITES_UNTABLED.store(0, Ordering::Relaxed);
     if FALLBACK_USED.swap(false, Ordering::Relaxed) {
         for row in FALLBACK.iter() {
             row.iter().for_each(|c| c.store(0, Ordering::Relaxed));
@@ -413,6 +537,17 @@ pub fn after_fork_in_child() {
             let t = unsafe { &*table };
             let used = t.used.get() as usize;
             t.blocks.iter().take(used).for_each(SysStats::clear);
+            let sites = &t.sites;
+            if sites.used.get() != 0 || sites.not_kept.get() != 0 {
+                for (k, s) in sites.keys.iter().zip(sites.sites.iter()) {
+                    if k.get() != 0 {
+                        k.set(0);
+                        s.clear();
+                    }
+                }
+                sites.used.set(0);
+                sites.not_kept.set(0);
+            }
         }
     });
     restart_clock();

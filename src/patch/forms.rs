@@ -65,6 +65,10 @@ pub const MAX_RANGE: usize = 24;
 pub const MAX_INSNS: usize = 8;
 /// `jmp *abs32`.
 pub const JUMP_LEN: usize = 7;
+/// Tret's offset in a trampoline past the copies of R's instructions
+/// before the `syscall` ([`trampoline`]): the return address the fast path
+/// is given, and the address after the trampoline's own `syscall`.
+pub const TRAMP_RET_OFF: usize = 24;
 /// Longest trampoline ([`trampoline`]).
 pub const TRAMP_MAX: usize = 128;
 /// Most patched sites put back while decoding one function.
@@ -503,7 +507,7 @@ pub fn trampoline(at: u64, entry: u64, pre: &[u8], sys_end: u64, post: &[u8], ba
     };
     put(pre, &mut n)?;
     // movabs $Tret,%r11 (10) ; movabs $entry,%rcx (10) ; jmp *%rcx (2) ; syscall (2)
-    let tret = at + (n + 24) as u64;
+    let tret = at + (n + TRAMP_RET_OFF) as u64;
     put(&[0x49, 0xbb], &mut n)?;
     put(&tret.to_le_bytes(), &mut n)?;
     put(&[0x48, 0xb9], &mut n)?;

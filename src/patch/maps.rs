@@ -308,3 +308,60 @@ pub(super) fn find_object<O: Os>(os: &mut O, site: u64) -> Result<Object, Reject
     };
     Ok(Object { header, key: f.key(), text_start, text_end })
 }
+
+/// Where code addresses lie, for the report's call sites: one pass over
+/// /proc/self/maps (in address order) for `addrs`, which must be sorted
+/// ascending. `f(i, name, file_offset)` for each `addrs[i]` inside a mapping:
+/// the mapping's name as the kernel gives it (a path, `[vdso]`, empty for
+/// anonymous memory; cut at 4095 bytes) and the address's offset in the
+/// file (`address - start + offset`). False if the maps could not be read.
+pub fn locate_sorted(addrs: &[u64], mut f: impl FnMut(usize, &[u8], u64)) -> bool {
+    let mut os = super::os::RawOs::new();
+    if !os.maps_open() {
+        return false;
+    }
+    let mut buf = [0u8; 1024];
+    let mut name = [0u8; 4095];
+    let mut name_len = 0usize;
+    let mut parser = Parser::new();
+    let mut next = 0usize;
+    let mut ok = true;
+    'read: while next < addrs.len() {
+        let n = os.maps_read(&mut buf);
+        if n <= 0 {
+            ok = n == 0;
+            break;
+        }
+        for &b in buf.get(..n as usize).unwrap_or(&[]) {
+            // The name is what follows the inode field (the parser keeps
+            // only its first NAME_KEEP bytes): kept whole here.
+            if b != b'\n' && parser.field > 6 && !(name_len == 0 && b == b' ') {
+                if let Some(slot) = name.get_mut(name_len) {
+                    *slot = b;
+                    name_len += 1;
+                }
+            }
+            let line_end = b == b'\n';
+            if let Some(m) = parser.feed(b) {
+                let named = name.get(..name_len).unwrap_or(&[]);
+                while let Some(&a) = addrs.get(next) {
+                    if a >= m.end {
+                        break;
+                    }
+                    if a >= m.start {
+                        f(next, named, a - m.start + m.offset);
+                    }
+                    next += 1;
+                }
+                if next >= addrs.len() {
+                    break 'read;
+                }
+            }
+            if line_end {
+                name_len = 0;
+            }
+        }
+    }
+    os.maps_close();
+    ok
+}

@@ -145,6 +145,25 @@ fn store_ext(ext: &Ext) -> Option<u32> {
     Some(n as u32 + 1)
 }
 
+/// The program's call site (the address right after its `syscall`) of
+/// `ret`, a return address the dispatch was given: for a site of Form R or
+/// P it is the address after its trampoline's own `syscall` (Tret in
+/// forms.rs: where both the fast path returns and the trampoline's
+/// fallback `syscall` traps from), which this maps back to the site; any
+/// other address is the site already. Walks the Forms R/P records (at most
+/// 8192): for reports, never per call.
+pub fn program_site(ret: u64) -> u64 {
+    let n = EXT_COUNT.load(Ordering::Acquire);
+    for i in 0..n {
+        if let Some(x) = ext_at(i as u32 + 1) {
+            if x.tramp != 0 && ret == x.tramp + x.sys_off as u64 + forms::TRAMP_RET_OFF as u64 {
+                return x.start + x.sys_off as u64 + 2;
+            }
+        }
+    }
+    ret
+}
+
 /// Whether any site of Form R or P was ever recorded (the fault handler's
 /// search for one is skipped until then).
 pub fn any_ext() -> bool {

@@ -44,8 +44,8 @@ pub fn dispatch(
     with_hooks: bool,
     run: impl FnOnce(i64, [u64; 6]) -> Outcome,
 ) -> Outcome {
-    let _ = site;
     let block = stats::begin(area, path, nr);
+    let at_site = stats::site_begin(area, path, site, nr);
     // The latency is the time of `run` alone: the real syscall (or its
     // emulation), not the hooks around it.
     let timed = |nr, args| {
@@ -55,6 +55,7 @@ pub fn dispatch(
         if let Outcome::Return(r) = out {
             let ticks = if timing { stats::now().wrapping_sub(t0) } else { 0 };
             stats::end(block, r, ticks);
+            stats::site_end(at_site, r, ticks);
             if nr == libc::SYS_wait4 || nr == libc::SYS_waitid {
                 report::note_wait(nr, args, r);
             }

@@ -1,5 +1,5 @@
 //! The report a process writes at its end and the `usertrap` command reads
-//! (docs/report-schema.md, format `usertrap-report`, version 1): the JSON
+//! (docs/report-schema.md, format `usertrap-report`, version 2): the JSON
 //! field names, the latency histogram's buckets, percentiles read from a
 //! histogram, and the text table (like `strace -c`, with percentiles) that
 //! both the library and the command print, byte for byte the same.
@@ -13,8 +13,11 @@ use crate::syscalls;
 
 /// The `format` of a per-process report.
 pub const FORMAT: &str = "usertrap-report";
-/// The report version written and read.
-pub const VERSION: u64 = 1;
+/// The report version written (the command reads 1 and 2; 2 added `sites`
+/// and `sites_not_kept`).
+pub const VERSION: u64 = 2;
+/// The oldest version the command reads.
+pub const OLDEST_VERSION: u64 = 1;
 
 /// Field names of the JSON report, by object.
 pub mod key {
@@ -35,6 +38,8 @@ pub mod key {
     pub const SYSCALLS: &str = "syscalls";
     pub const KILLED_CHILDREN: &str = "killed_children";
     pub const UNPATCHED_SITES: &str = "unpatched_sites";
+    pub const SITES: &str = "sites";
+    pub const SITES_NOT_KEPT: &str = "sites_not_kept";
     // `exit`.
     pub const HOW: &str = "how";
     pub const STATUS: &str = "status";
@@ -60,6 +65,9 @@ pub mod key {
     // Each `unpatched_sites` entry (with NR, NAME).
     pub const ADDRESS: &str = "address";
     pub const REASON: &str = "reason";
+    // Each `sites` entry (with ADDRESS, NR, NAME, REASON and the figures).
+    pub const OBJECT: &str = "object";
+    pub const OFFSET: &str = "offset";
     // Each `killed_children` entry: PID, SIGNAL.
 }
 
@@ -81,6 +89,8 @@ pub const REPORT_KEYS: &[&str] = &[
     key::SYSCALLS,
     key::KILLED_CHILDREN,
     key::UNPATCHED_SITES,
+    key::SITES,
+    key::SITES_NOT_KEPT,
 ];
 pub const EXIT_KEYS: &[&str] = &[key::HOW, key::STATUS, key::SIGNAL, key::NAME];
 pub const TOTALS_KEYS: &[&str] = &[key::CALLS, key::ERRORS, key::TOTAL_NS, key::FAST_CALLS, key::SLOW_CALLS];
@@ -103,6 +113,26 @@ pub const SYSCALL_KEYS: &[&str] = &[
     key::HISTOGRAM,
 ];
 pub const SITE_KEYS: &[&str] = &[key::ADDRESS, key::NR, key::NAME, key::REASON];
+pub const CALL_SITE_KEYS: &[&str] = &[
+    key::ADDRESS,
+    key::OBJECT,
+    key::OFFSET,
+    key::NR,
+    key::NAME,
+    key::CALLS,
+    key::ERRORS,
+    key::TOTAL_NS,
+    key::MIN_NS,
+    key::MAX_NS,
+    key::P50_NS,
+    key::P99_NS,
+    key::FAST_CALLS,
+    key::SLOW_CALLS,
+    key::HISTOGRAM,
+    key::REASON,
+];
+/// The percentiles a call site gives.
+pub const SITE_PERCENTILES: [(u64, &str); 2] = [(500, key::P50_NS), (990, key::P99_NS)];
 pub const KILLED_KEYS: &[&str] = &[key::PID, key::SIGNAL];
 
 /// Values of `exit.how`.
@@ -469,6 +499,33 @@ pub fn unpatched_site(s: &mut dyn Sink, address: &[u8], name: &Name<'_>, reason:
     write_name(s, name);
     s.put(b"  ");
     s.put(reason);
+    s.put(b"\n");
+}
+
+/// Whether a site's slow-path calls are worth a line without `-v`: at
+/// least 100 of them and at least 1% of the process's calls (an
+/// `exit_group` called once, a start-up `openat`, never are).
+pub fn slow_site_matters(slow_calls: u64, all_calls: u64) -> bool {
+    slow_calls >= 100 && u128::from(slow_calls) * 100 >= u128::from(all_calls)
+}
+
+/// The title of the slow-path sites that matter.
+pub const SLOW_SITES_TITLE: &[u8] = b"calls left on the slow path (a signal each), by site:\n";
+
+/// One slow-path site: `  300320  read  libc.so.6+0x11ba5e  reason`, where
+/// `location` is the object and offset (the command adds the symbol).
+pub fn slow_site(s: &mut dyn Sink, slow_calls: u64, name: &Name<'_>, location: &[u8], reason: &[u8]) {
+    s.put(b"  ");
+    sink::num_right(s, slow_calls, W_NUM);
+    s.put(b"  ");
+    write_name(s, name);
+    s.put(b"  ");
+    s.put(location);
+    if !reason.is_empty() {
+        s.put(b"  (");
+        s.put(reason);
+        s.put(b")");
+    }
     s.put(b"\n");
 }
 

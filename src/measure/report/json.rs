@@ -13,6 +13,12 @@ use core::sync::atomic::Ordering;
 use usertrap_core::names;
 use usertrap_core::report::{self, how, key};
 
+/// Why the site whose `syscall` is at `address` was left on the slow path,
+/// if it was.
+pub(super) fn unpatched_reason(address: u64) -> Option<&'static str> {
+    registry::lookup(address).filter(|s| s.state == registry::UNPATCHED).map(|s| s.reason)
+}
+
 impl Report<'_> {
     pub(super) fn json(&self, o: &mut Out) {
         let mut order = [0u16; SLOTS];
@@ -136,6 +142,57 @@ impl Report<'_> {
             name(o, site.nr as usize);
             o.str("\"").key(false, key::REASON).str("\"").json_str(site.reason.as_bytes()).str("\"}");
         });
-        o.str("]}\n");
+        o.str("]");
+        self.json_sites(o);
+        o.str("}\n");
+    }
+
+    /// `sites` and `sites_not_kept`: every call site, by total time.
+    fn json_sites(&self, o: &mut Out) {
+        let Some(sites) = self.sites else {
+            // No memory to merge them: every call is one not kept.
+            let (fast, slow, _, _) = self.totals();
+            o.key(false, key::SITES).str("[]").key(false, key::SITES_NOT_KEPT).num(fast + slow);
+            return;
+        };
+        o.key(false, key::SITES).str("[");
+        for (k, site) in sites.each().enumerate() {
+            let b = site.stats;
+            if k > 0 {
+                o.str(",");
+            }
+            o.str("{").key(true, key::ADDRESS).str("\"").hex(site.address).str("\"");
+            if let Some((object, offset)) = site.object {
+                o.key(false, key::OBJECT).str("\"").json_str(object).str("\"");
+                o.key(false, key::OFFSET).num(offset);
+            }
+            o.key(false, key::NR).num(site.nr).key(false, key::NAME).str("\"");
+            name(o, site.nr as usize);
+            o.str("\"").key(false, key::CALLS).num(b.fast.get() + b.slow.get());
+            o.key(false, key::ERRORS).num(b.errors.get()).key(false, key::TOTAL_NS).num(self.ns(b.total.get()));
+            o.key(false, key::MIN_NS).num(self.ns(b.min.get())).key(false, key::MAX_NS).num(self.ns(b.max.get()));
+            for (per_mille, field) in report::SITE_PERCENTILES {
+                o.key(false, field).num(self.site_percentile_ns(b, per_mille));
+            }
+            o.key(false, key::FAST_CALLS).num(b.fast.get()).key(false, key::SLOW_CALLS).num(b.slow.get());
+            o.key(false, key::HISTOGRAM).str("[");
+            let mut first = true;
+            for (j, c) in b.hist.iter().enumerate() {
+                if c.get() != 0 {
+                    if !first {
+                        o.str(",");
+                    }
+                    first = false;
+                    let (lo, hi) = super::sites::bounds(j);
+                    o.str("[").num(self.ns(lo)).str(",").num(self.ns(hi)).str(",").num(c.get() as u64).str("]");
+                }
+            }
+            o.str("]");
+            if let Some(reason) = unpatched_reason(site.address) {
+                o.key(false, key::REASON).str("\"").json_str(reason.as_bytes()).str("\"");
+            }
+            o.str("}");
+        }
+        o.str("]").key(false, key::SITES_NOT_KEPT).num(sites.not_kept());
     }
 }

@@ -31,7 +31,8 @@
 //! else: the collector names every process that greeted and did not report.
 //!
 //! Files, each importing only those listed before it: out.rs (the buffer,
-//! a usertrap-core Sink), settings.rs, names.rs, collector.rs, render.rs
+//! a usertrap-core Sink), settings.rs, names.rs, collector.rs, sites.rs
+//! (the call sites, merged and located), render.rs
 //! (figures, percentiles and summary), text.rs and json.rs (usertrap-core's
 //! table and schema), deliver.rs; this file: when the report is written.
 
@@ -42,6 +43,7 @@ pub mod names;
 pub mod out;
 pub mod render;
 pub mod settings;
+pub mod sites;
 pub mod text;
 
 pub use collector::{after_clone_in_parent, greet, note_wait};
@@ -105,10 +107,11 @@ fn report(how: Exit) {
     // is a valid value), ours until the munmap below.
     let merged = unsafe { core::slice::from_raw_parts(base as *const SysStats, SLOTS) };
     let used = stats::merge_into(merged);
+    let sites = sites::Merged::build();
     phases::mark(Mark::Merge);
     let hz = stats::ticks_per_second();
     phases::mark(Mark::Calibrate);
-    let r = Report { merged, used, hz, how, end_real_ns: stats::clock_ns(libc::CLOCK_REALTIME) };
+    let r = Report { merged, used, hz, how, end_real_ns: stats::clock_ns(libc::CLOCK_REALTIME), sites: sites.as_ref() };
     if !matches!(s.summary, Summary::Off) {
         r.summary(s);
     }

@@ -30,6 +30,8 @@ pub(super) struct Report<'a> {
     pub(super) hz: u64,
     pub(super) how: Exit,
     pub(super) end_real_ns: u64,
+    /// The call sites (None: no memory for them, said in the report).
+    pub(super) sites: Option<&'a super::sites::Merged>,
 }
 
 impl Report<'_> {
@@ -148,6 +150,13 @@ impl Report<'_> {
     /// JSON histogram (whose bounds are these ticks converted the same way).
     pub(super) fn percentile_ns(&self, b: &SysStats, per_mille: u64) -> u64 {
         let buckets = b.hist.iter().enumerate().map(|(i, c)| (stats::bucket_bounds(i).1, u64::from(c.get())));
+        let (min, max) = if b.timed.get() == 0 { (0, 0) } else { (b.min.get(), b.max.get()) };
+        self.ns(report::percentile(buckets, per_mille, min, max))
+    }
+
+    /// The same for a call site's (coarser) histogram.
+    pub(super) fn site_percentile_ns(&self, b: &stats::SiteStats, per_mille: u64) -> u64 {
+        let buckets = b.hist.iter().enumerate().map(|(j, c)| (super::sites::bounds(j).1, u64::from(c.get())));
         let (min, max) = if b.timed.get() == 0 { (0, 0) } else { (b.min.get(), b.max.get()) };
         self.ns(report::percentile(buckets, per_mille, min, max))
     }

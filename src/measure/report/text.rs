@@ -5,11 +5,10 @@ use super::names::{read_comm, slot_name};
 use super::out::Out;
 use super::render::{Exit, Report};
 use crate::measure::stats::SLOTS;
-use crate::patch::registry;
 use crate::rt::raw;
 use crate::trap::backend;
 use usertrap_core::report::{self, Row, Totals};
-use usertrap_core::sink::{self, SliceSink};
+use usertrap_core::sink::{self, Sink, SliceSink};
 
 impl Report<'_> {
     pub(super) fn text(&self, o: &mut Out) {
@@ -29,18 +28,39 @@ impl Report<'_> {
         let rows = order.iter().take(n).map(|&nr| self.row(nr as usize));
         let totals = Totals { calls: fast + slow, errors, total_ns: self.ns(ticks), fast_calls: fast };
         report::table(o, rows, &totals, None);
+        self.text_slow_sites(o, fast + slow);
+    }
+
+    /// The sites whose slow-path calls matter (report::slow_site_matters),
+    /// by total time: object and offset (`usertrap` adds the symbol).
+    fn text_slow_sites(&self, o: &mut Out, all_calls: u64) {
+        let Some(sites) = self.sites else { return };
         let mut first = true;
-        registry::for_each_unpatched(|site| {
+        for site in sites.each() {
+            let slow = site.stats.slow.get();
+            if !report::slow_site_matters(slow, all_calls) {
+                continue;
+            }
             if first {
-                o.bytes(report::UNPATCHED_TITLE);
+                o.bytes(report::SLOW_SITES_TITLE);
                 first = false;
             }
-            let mut buf = [0u8; 18];
-            let mut address = SliceSink::new(&mut buf);
-            // The `syscall` instruction's address, whatever form was tried.
-            sink::hex(&mut address, site.key);
-            report::unpatched_site(o, address.written(), &slot_name(site.nr as usize), site.reason.as_bytes());
-        });
+            let mut buf = [0u8; 300];
+            let mut at = SliceSink::new(&mut buf);
+            match site.object {
+                Some((object, offset)) => {
+                    // The file's name without its directories.
+                    let base = object.rsplit(|&b| b == b'/').next().unwrap_or(object);
+                    let base = if base.is_empty() { b"[anonymous]".as_slice() } else { base };
+                    at.put(base.get(..base.len().min(255)).unwrap_or(base));
+                    at.put(b"+");
+                    sink::hex(&mut at, offset);
+                }
+                None => sink::hex(&mut at, site.address),
+            }
+            let reason = super::json::unpatched_reason(site.address).unwrap_or("");
+            report::slow_site(o, slow, &slot_name(site.nr as usize), at.written(), reason.as_bytes());
+        }
     }
 
     /// The table row of figures' slot `nr`, in ns.

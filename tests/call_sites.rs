@@ -1,0 +1,88 @@
+//! The call-site report (issue 14): c_tests/call_sites reads /dev/zero
+//! 1000 times from its own reader_one, 2000 from reader_two (each its own
+//! `syscall`) and 3000 through libc's read(2); under `usertrap stat`, with
+//! each backend, the program behaves as natively and the report names each
+//! site's object and function with exactly its calls.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::PathBuf;
+
+fn usertrap_bin() -> PathBuf {
+    let p = repo_root().join("target/release/usertrap");
+    assert!(p.is_file(), "{} is missing: run `make`", p.display());
+    p
+}
+
+const COUNTS: [u64; 3] = [1000, 2000, 3000];
+
+/// Runs the program natively and under `usertrap stat` with `opts`; the
+/// same stdout, stderr and status; returns what `stat` wrote to its output.
+fn stat_vs_native(case: &str, backend: Backend, opts: &[&str]) -> String {
+    let prog = c_test_binary("call_sites");
+    let args: Vec<String> = COUNTS.iter().map(|n| n.to_string()).collect();
+    let dir = scratch_dir(case, backend);
+    fresh_dir(&dir);
+    let native = run_native(&Cmd::new(&prog).args(&args).cwd(&dir));
+    assert!(native.status.success(), "native run failed: {}", native.stderr_text());
+    let out = dir.join("aggregate");
+    let cmd = Cmd::new(usertrap_bin())
+        .args(["stat", "--backend", backend.name(), "-o"])
+        .arg(&out)
+        .args(opts)
+        .arg("--")
+        .arg(&prog)
+        .args(&args)
+        .cwd(&dir);
+    let traced = run_native(&cmd);
+    assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
+    assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
+    assert_eq!(traced.stderr_text(), native.stderr_text(), "{case} ({backend}): stderr");
+    fs::read_to_string(&out).unwrap()
+}
+
+#[test]
+fn call_sites_name_object_and_function_with_exact_counts() {
+    let prog = c_test_binary("call_sites");
+    let prog_path = prog.to_str().unwrap();
+    for b in Backend::ALL {
+        let text = stat_vs_native("call-sites-json", b, &["--json"]);
+        let agg: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let sites = agg["sites"].as_array().expect("sites");
+        let reads: Vec<&serde_json::Value> = sites.iter().filter(|s| s["name"] == "read").collect();
+        let calls = |s: &serde_json::Value| s["calls"].as_u64().unwrap();
+        let find = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<&serde_json::Value> {
+            reads.iter().copied().filter(|s| pred(s)).collect()
+        };
+        for (func, n) in [("reader_one", COUNTS[0]), ("reader_two", COUNTS[1])] {
+            let at = find(&|s| s["symbol"] == func);
+            assert_eq!(at.len(), 1, "{b}: one site in {func}:\n{text}");
+            assert_eq!(at[0]["object"], prog_path, "{b}: {func}'s object");
+            assert_eq!(calls(at[0]), n, "{b}: calls at {func}");
+            let (fast, slow) = (at[0]["fast_calls"].as_u64().unwrap(), at[0]["slow_calls"].as_u64().unwrap());
+            assert_eq!(fast + slow, n, "{b}: fast + slow at {func}");
+            assert!(fast > 0, "{b}: {func}'s site was patched (fast path)");
+        }
+        // libc's read(2): its own site in libc, with a symbol of libc's.
+        let libc = find(&|s| s["object"].as_str().is_some_and(|o| o.contains("/libc.so")));
+        assert_eq!(libc.len(), 1, "{b}: one read site in libc:\n{text}");
+        assert_eq!(calls(libc[0]), COUNTS[2], "{b}: calls at libc's read");
+        assert!(libc[0]["symbol"].as_str().is_some_and(|s| s.contains("read")), "{b}: {}", libc[0]);
+        // Every read is at one of the three.
+        assert_eq!(reads.len(), 3, "{b}: read sites:\n{text}");
+        let all = agg["syscalls"].as_array().unwrap().iter().find(|s| s["name"] == "read").unwrap();
+        assert_eq!(calls(all), COUNTS.iter().sum::<u64>(), "{b}: read calls in all");
+        assert_eq!(agg["sites_not_kept"], 0, "{b}");
+
+        // The text: the table names the functions.
+        let text = stat_vs_native("call-sites-text", b, &["--sites"]);
+        let line = |func: &str| text.lines().find(|l| l.contains(&format!("  read  {func}+0x"))).map(str::to_string);
+        for (func, n) in [("reader_one", COUNTS[0]), ("reader_two", COUNTS[1])] {
+            let l = line(func).unwrap_or_else(|| panic!("{b}: no line for {func}:\n{text}"));
+            assert_eq!(l.split_whitespace().next(), Some(n.to_string().as_str()), "{b}: {l}");
+            assert!(l.ends_with("(call_sites)"), "{b}: {l}");
+        }
+    }
+}
