@@ -123,6 +123,12 @@ pub struct StatArgs {
     #[arg(short = 'S', long = "sort", value_name = "KEY", value_enum, default_value_t = SortKey::Time)]
     pub sort: SortKey,
 
+    /// Also print each thread's own table (tid and thread name), per
+    /// process, after the aggregate, like `perf trace -s` (the library
+    /// keeps each thread's figures apart: USERTRAP_THREADS=1).
+    #[arg(long = "per-thread")]
+    pub per_thread: bool,
+
     /// Also print the call-site table: per call site (object, function +
     /// offset, syscall) its calls, errors, total, avg, p50, p99 and share
     /// on the fast path: which code made the calls (docs/report-schema.md).
@@ -199,6 +205,11 @@ pub struct ReportArgs {
     /// --pushgateway`).
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
+
+    /// Also print each thread's own table (tid and thread name), from
+    /// reports written with USERTRAP_THREADS=1 (`usertrap stat --per-thread`).
+    #[arg(long = "per-thread")]
+    pub per_thread: bool,
 
     /// Also print the call-site table: per call site (object, function +
     /// offset, syscall) its calls, errors, total, avg, p50, p99 and share

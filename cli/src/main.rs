@@ -68,7 +68,7 @@ fn run_report(args: ReportArgs) -> Result<(), Failure> {
             prometheus::push(url, &host, &text).map_err(|e| Failure::new(BAD_INPUT, e))?;
         }
     }
-    let mut agg = merge::aggregate(sources, filter.as_ref(), args.per_process);
+    let mut agg = merge::aggregate(sources, filter.as_ref(), args.per_process, args.per_thread);
     merge::sort(&mut agg, args.sort);
 
     let out = if !args.histogram.is_empty() {

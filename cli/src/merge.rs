@@ -15,7 +15,7 @@ use serde::Serialize;
 use usertrap_core::report;
 
 use crate::args::SortKey;
-use crate::report::{Bucket, Exit, Report, SyscallStats, Totals, UnpatchedSite};
+use crate::report::{Bucket, Exit, Report, SyscallStats, ThreadReport, Totals, UnpatchedSite};
 use crate::sites::{self as call_sites, MergedSite};
 use crate::trace::TraceFilter;
 
@@ -102,6 +102,10 @@ pub struct Process {
     /// With `-f`: this process's unpatched sites.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unpatched_sites: Option<Vec<UnpatchedSite>>,
+    /// With `--per-thread`: this process's threads (those whose report has
+    /// them), by tid, with the syscalls shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<Vec<ThreadReport>>,
     /// With `-f`: this process's call sites.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sites: Option<Vec<MergedSite>>,
@@ -135,7 +139,12 @@ pub struct Skipped {
 
 /// Builds the aggregate of `sources`, showing only the syscalls `filter`
 /// keeps; `per_process` keeps each process's own rows too (`-f`).
-pub fn aggregate(mut sources: Vec<Source>, filter: Option<&TraceFilter>, per_process: bool) -> Aggregate {
+pub fn aggregate(
+    mut sources: Vec<Source>,
+    filter: Option<&TraceFilter>,
+    per_process: bool,
+    per_thread: bool,
+) -> Aggregate {
     sources.sort_by_key(|s| (s.report.start_ns, s.report.pid));
     let shown = |name: &str| filter.is_none_or(|f| f.matches(name));
 
@@ -167,6 +176,21 @@ pub fn aggregate(mut sources: Vec<Source>, filter: Option<&TraceFilter>, per_pro
             syscalls: per_process.then(|| rows.clone()),
             unpatched_sites: per_process.then_some(own_sites),
             sites: per_process.then(|| call_sites::merge(std::iter::once(r), shown)),
+            threads: per_thread.then(|| {
+                let mut threads: Vec<ThreadReport> = r
+                    .threads
+                    .iter()
+                    .map(|t| {
+                        let mut rows: Vec<SyscallStats> =
+                            t.syscalls.iter().filter(|s| shown(&s.name)).cloned().collect();
+                        sort_rows(&mut rows, |s| s);
+                        ThreadReport { totals: Totals::of(&rows), syscalls: rows, ..t.clone() }
+                    })
+                    .filter(|t| !t.syscalls.is_empty())
+                    .collect();
+                threads.sort_by_key(|t| t.tid);
+                threads
+            }),
         });
     }
 
@@ -242,6 +266,9 @@ pub fn sort(agg: &mut Aggregate, key: SortKey) {
     for p in &mut agg.processes {
         if let Some(rows) = &mut p.syscalls {
             sort_rows_by(rows, key, |s| s);
+        }
+        for t in p.threads.iter_mut().flatten() {
+            sort_rows_by(&mut t.syscalls, key, |s| s);
         }
     }
 }

@@ -61,6 +61,9 @@ pub struct Report {
     /// Calls made at sites the library had no room to keep apart.
     #[serde(default)]
     pub sites_not_kept: u64,
+    /// With USERTRAP_THREADS=1 (`--per-thread`): each thread's figures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<ThreadReport>,
     /// Children this process saw end by a signal (its wait4/waitid
     /// results): how `usertrap stat` explains a child that did not report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -169,6 +172,20 @@ pub struct UnpatchedSite {
     pub name: String,
     #[serde(default)]
     pub reason: String,
+}
+
+/// One thread's figures: its tid and name (`folded`: threads before it
+/// whose figures could not be kept apart from its own), sums, syscalls.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct ThreadReport {
+    pub tid: u32,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub folded: u64,
+    #[serde(default)]
+    pub totals: Totals,
+    pub syscalls: Vec<SyscallStats>,
 }
 
 /// One call site (the `syscall` instruction at `address`, `offset` bytes
@@ -331,6 +348,11 @@ pub fn parse(text: &str) -> Result<Report, String> {
     for s in &mut report.sites {
         s.histogram.sort_by(by_bounds);
     }
+    for t in &mut report.threads {
+        for s in &mut t.syscalls {
+            s.histogram.sort_by(by_bounds);
+        }
+    }
     Ok(report)
 }
 
@@ -437,6 +459,7 @@ mod tests {
             ..CallSite::default()
         }];
         r.syscalls[0].abi = schema::ABI_I386.into();
+        r.threads = vec![ThreadReport { syscalls: vec![r.syscalls[0].clone()], ..ThreadReport::default() }];
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(keys(&v), sorted(schema::REPORT_KEYS));
         assert_eq!(keys(&v["exit"]), sorted(schema::EXIT_KEYS));
@@ -445,6 +468,7 @@ mod tests {
         assert_eq!(keys(&v["unpatched_sites"][0]), sorted(schema::SITE_KEYS));
         assert_eq!(keys(&v["killed_children"][0]), sorted(schema::KILLED_KEYS));
         assert_eq!(keys(&v["sites"][0]), sorted(schema::CALL_SITE_KEYS));
+        assert_eq!(keys(&v["threads"][0]), sorted(schema::THREAD_KEYS));
         assert_eq!((FORMAT, VERSION), (schema::FORMAT, schema::VERSION));
     }
 }

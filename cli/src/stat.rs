@@ -77,6 +77,10 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     // Reports go to the collector only (USERTRAP_OUTPUT of the caller's
     // environment would only be ignored).
     child.env("USERTRAP_COLLECT", collector.name()).env("USERTRAP_FORMAT", "json").env_remove("USERTRAP_OUTPUT");
+    if args.per_thread {
+        // Each thread's figures kept apart (and reported) by the library.
+        child.env("USERTRAP_THREADS", "1");
+    }
     // Measured once here, so no process of the tree calibrates its own (nor
     // checks the TSC with CPUID: the setting says it is invariant).
     if std::env::var_os("USERTRAP_TSC_HZ").is_none() && tsc_invariant() {
@@ -107,7 +111,7 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
             export_errors.push(e);
         }
     }
-    let mut agg = merge::aggregate(got.sources, filter.as_ref(), args.per_process);
+    let mut agg = merge::aggregate(got.sources, filter.as_ref(), args.per_process, args.per_thread);
     merge::sort(&mut agg, args.sort);
     agg.command = Some(args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect());
     agg.status = Some(exit_of(status));

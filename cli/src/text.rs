@@ -95,6 +95,23 @@ pub fn render(agg: &Aggregate, view: SiteView) -> String {
     } else {
         call_sites(&mut out, &agg.sites, agg.totals.calls, view);
     }
+    for p in &agg.processes {
+        for t in p.threads.iter().flatten() {
+            out.push('\n');
+            out.push_str(&rendered(|s| {
+                core_report::thread_header(
+                    s,
+                    p.pid.into(),
+                    p.command.as_bytes(),
+                    t.tid.into(),
+                    t.name.as_bytes(),
+                    t.folded,
+                )
+            }));
+            out.push('\n');
+            table(&mut out, t.syscalls.iter(), &t.totals, agg.trace.as_deref());
+        }
+    }
     if agg.sites_not_kept > 0 {
         let _ = writeln!(
             out,

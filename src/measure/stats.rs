@@ -408,14 +408,7 @@ fn mark(used: &mut Used, nr: usize) {
 /// of threads without a table too.
 pub fn merge_into(merged: &[SysStats]) -> Used {
     let mut used: Used = [0; SLOTS / 64 + 1];
-    thread::for_each_area(|a| {
-        let table = a.stats.get();
-        if table.is_null() {
-            return;
-        }
-        // SAFETY: as in `block`; the process is ending, or this is a report
-        // of the calling thread's own process.
-        let t = unsafe { &*table };
+    for_each_table(|t, _| {
         for (nr, slot) in t.index.iter().enumerate() {
             let i = slot.get() as usize;
             if i != 0 {
@@ -472,18 +465,36 @@ impl MergedSites<'_> {
     }
 }
 
+/// Whose figures a table holds.
+#[derive(Clone, Copy)]
+pub enum Owner<'a> {
+    /// A thread's area (the thread may still run, or have ended).
+    Area(&'a ThreadArea),
+    /// A thread that ended and whose area went to another: its tid and name.
+    Ended(i32, [u8; 16]),
+}
+
+/// Visit every thread's table: those of the areas, then those kept of
+/// threads that ended (figures::keep_retired).
+pub fn for_each_table(mut f: impl FnMut(&ThreadStats, Owner<'_>)) {
+    thread::for_each_area(|a| {
+        let table = a.stats.get();
+        if !table.is_null() {
+            // SAFETY: as in `block`; the process is ending, or this is a
+            // report of the calling thread's own process.
+            f(unsafe { &*table }, Owner::Area(a));
+        }
+    });
+    crate::rt::figures::for_each_retired(|t, tid, name| f(t, Owner::Ended(tid, name)));
+}
+
 /// Add the call sites of every thread into `m` (zeroed), each under its
 /// program site (`site`: the return address the dispatch was given, which
 /// for Forms R and P is in the trampoline).
 pub fn merge_sites_into(m: &mut MergedSites<'_>, site: impl Fn(u64) -> u64) {
     m.not_kept = m.not_kept.saturating_add(SITES_UNTABLED.load(Ordering::Relaxed));
-    thread::for_each_area(|a| {
-        let table = a.stats.get();
-        if table.is_null() {
-            return;
-        }
-        // SAFETY: as in `merge_into`.
-        let t = unsafe { &(*table).sites };
+    for_each_table(|t, _| {
+        let t = &t.sites;
         m.not_kept = m.not_kept.saturating_add(t.not_kept.get());
         for (k, s) in t.keys.iter().zip(t.sites.iter()) {
             if k.get() != 0 {
@@ -525,6 +536,7 @@ pub fn settled_hz() -> u64 {
 pub fn after_fork_in_child() {
     KNOWN_HZ.store(settled_hz(), Ordering::Relaxed);
     SITES_UNTABLED.store(0, Ordering::Relaxed);
+    crate::rt::figures::forget_retired();
     if FALLBACK_USED.swap(false, Ordering::Relaxed) {
         for row in FALLBACK.iter() {
             row.iter().for_each(|c| c.store(0, Ordering::Relaxed));
@@ -537,6 +549,7 @@ pub fn after_fork_in_child() {
             let t = unsafe { &*table };
             let used = t.used.get() as usize;
             t.blocks.iter().take(used).for_each(SysStats::clear);
+            t.threads.set(0);
             let sites = &t.sites;
             if sites.used.get() != 0 || sites.not_kept.get() != 0 {
                 for (k, s) in sites.keys.iter().zip(sites.sites.iter()) {

@@ -4,6 +4,7 @@
 //! Never: code beyond plain memory updates; no syscall, no lock.
 
 use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Syscall numbers below this are kept one by one; the rest together.
 pub const MAX_NR: usize = 512;
@@ -91,6 +92,85 @@ pub struct ThreadStats {
     pub(crate) used: Cell<u16>,
     pub(crate) blocks: [SysStats; PER_THREAD],
     pub(crate) sites: SiteTable,
+    /// Threads whose figures this table holds, less one (per-thread
+    /// reports: more than one when threads could not be kept apart).
+    pub threads: Cell<u32>,
+}
+
+// --- per-thread reports -------------------------------------------------------
+
+/// USERTRAP_THREADS=1: keep each thread's figures apart (a thread that
+/// ends leaves its table to the report, with its tid and name).
+static PER_THREAD_ON: AtomicBool = AtomicBool::new(false);
+
+pub fn set_per_thread(on: bool) {
+    PER_THREAD_ON.store(on, Ordering::Relaxed);
+}
+
+pub fn per_thread() -> bool {
+    PER_THREAD_ON.load(Ordering::Relaxed)
+}
+
+/// Tables of threads that ended and whose area went to another thread,
+/// kept for the report. Past RETIRED_MAX, a new thread adds to the table
+/// of the one before it (ThreadStats::threads counts them).
+pub const RETIRED_MAX: usize = 4096;
+
+struct Retired {
+    table: AtomicU64,
+    tid: AtomicU64,
+    name: [AtomicU64; 2],
+}
+
+static RETIRED: [Retired; RETIRED_MAX] = [const {
+    Retired { table: AtomicU64::new(0), tid: AtomicU64::new(0), name: [AtomicU64::new(0), AtomicU64::new(0)] }
+}; RETIRED_MAX];
+static RETIRED_N: AtomicUsize = AtomicUsize::new(0);
+
+/// Keep the table of thread `tid` (named `name`), which ended: false if
+/// there is no room.
+pub fn keep_retired(table: *mut ThreadStats, tid: i32, name: [u8; 16]) -> bool {
+    let i = RETIRED_N.fetch_add(1, Ordering::AcqRel);
+    let Some(r) = RETIRED.get(i) else {
+        RETIRED_N.store(RETIRED_MAX, Ordering::Release);
+        return false;
+    };
+    let (a, b) = name.split_at(8);
+    let word = |s: &[u8]| s.iter().rev().fold(0u64, |v, &x| (v << 8) | u64::from(x));
+    r.name[0].store(word(a), Ordering::Relaxed);
+    r.name[1].store(word(b), Ordering::Relaxed);
+    r.tid.store(tid as u32 as u64, Ordering::Relaxed);
+    r.table.store(table as u64, Ordering::Release);
+    true
+}
+
+/// Visit the kept tables of ended threads: (table, tid, name).
+pub fn for_each_retired(mut f: impl FnMut(&ThreadStats, i32, [u8; 16])) {
+    let n = RETIRED_N.load(Ordering::Acquire).min(RETIRED_MAX);
+    for r in RETIRED.iter().take(n) {
+        let t = r.table.load(Ordering::Acquire);
+        if t == 0 {
+            continue;
+        }
+        let mut name = [0u8; 16];
+        for (k, w) in r.name.iter().enumerate() {
+            let v = w.load(Ordering::Relaxed).to_le_bytes();
+            if let Some(d) = name.get_mut(k * 8..k * 8 + 8) {
+                d.copy_from_slice(&v);
+            }
+        }
+        // SAFETY: kept tables stay mapped for the life of the process and
+        // no thread writes them any more.
+        f(unsafe { &*(t as *const ThreadStats) }, r.tid.load(Ordering::Relaxed) as u32 as i32, name);
+    }
+}
+
+/// A fork child: the parent's ended threads are not its own.
+pub fn forget_retired() {
+    let n = RETIRED_N.swap(0, Ordering::AcqRel).min(RETIRED_MAX);
+    for r in RETIRED.iter().take(n) {
+        r.table.store(0, Ordering::Relaxed);
+    }
 }
 
 // --- call sites --------------------------------------------------------------

@@ -98,6 +98,8 @@ pub struct ThreadArea {
     pub tgid: AtomicI32,
     /// The thread entered seccomp strict mode (emulated: process::seccomp).
     pub strict: Cell<bool>,
+    /// The thread's name when it exited (per-thread reports only).
+    pub exit_comm: Cell<[u8; 16]>,
 }
 
 /// How many program signals may wait for the library's code at once: one of
@@ -236,6 +238,13 @@ const MAX_AREAS: usize = 1 << 16;
 static ALL_AREAS: [AtomicUsize; MAX_AREAS] = [const { AtomicUsize::new(0) }; MAX_AREAS];
 static AREA_COUNT: AtomicUsize = AtomicUsize::new(0);
 
+impl ThreadArea {
+    /// Whether a thread runs on this area (not dying or free).
+    pub fn in_use(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == STATE_IN_USE
+    }
+}
+
 /// Visit every area of the process (live, dying or free).
 pub fn for_each_area(mut f: impl FnMut(&ThreadArea)) {
     let n = AREA_COUNT.load(Ordering::Acquire).min(MAX_AREAS);
@@ -327,6 +336,22 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     }
     // SAFETY: `a` came from the pool or a fresh mapping; areas are never unmapped.
     let area = unsafe { &*a };
+    // Per-thread reports: the figures of the thread that had this area
+    // before stay its own (figures::keep_retired), and the new thread
+    // starts a table of its own; if they cannot be kept apart, the new
+    // thread adds to them and the table counts one more thread.
+    let table = area.stats.get();
+    if !table.is_null() && figures::per_thread() {
+        let old = area.owner_tid.load(Ordering::Relaxed);
+        if figures::keep_retired(table, old, area.exit_comm.get()) {
+            area.stats.set(ptr::null_mut());
+        } else {
+            // SAFETY: a table of an area no thread runs on; only its next
+            // thread (this caller's) writes it from now on.
+            unsafe { (*table).threads.set((*table).threads.get() + 1) };
+        }
+    }
+    area.exit_comm.set([0; 16]);
     area.self_ptr.set(a as u64);
     area.vfork_return.set(0);
     area.magic.set(AREA_MAGIC);
@@ -531,6 +556,9 @@ pub fn thread_not_started() {
 /// The thread is about to exit(2): queue its area for reuse after it is
 /// gone. True if it is the process's last thread.
 pub fn retire(a: &ThreadArea) -> bool {
+    if figures::per_thread() {
+        a.exit_comm.set(raw::prctl_get_name());
+    }
     let child = a.pending_child.replace(ptr::null_mut());
     if !child.is_null() {
         release(child);

@@ -36,6 +36,9 @@ pub struct Config {
     /// USERTRAP_PHASES=0|1: print where the start-up and the report's time
     /// went, one line on stderr at exit (a diagnostic, `make bench`).
     pub phases: bool,
+    /// USERTRAP_THREADS=0|1: keep each thread's figures apart and report
+    /// them per thread too (tid and name).
+    pub threads: bool,
     /// TMPDIR (not ours, read only): where a report goes that stderr
     /// cannot take (src/measure/report/).
     pub tmpdir: &'static [u8],
@@ -54,6 +57,7 @@ impl Default for Config {
             tsc_hz: 0,
             collect: b"",
             phases: false,
+            threads: false,
             tmpdir: b"",
         }
     }
@@ -68,7 +72,7 @@ pub enum ConfigError<'a> {
     Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB, USERTRAP_PHASES";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB, USERTRAP_PHASES, USERTRAP_THREADS";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
@@ -160,6 +164,13 @@ impl Config {
                                 accepted: "the TSC frequency in Hz, from 1000000 to 100000000000",
                             })
                         }
+                    }
+                }
+                b"USERTRAP_THREADS" => {
+                    c.threads = match value {
+                        b"0" => false,
+                        b"1" => true,
+                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_THREADS", value, accepted: "0, 1" }),
                     }
                 }
                 b"USERTRAP_PHASES" => {

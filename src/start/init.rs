@@ -131,6 +131,7 @@ pub fn start(s: &Startup<'_>) {
     thread::set_have_fsgsbase(s.hwcap2 & HWCAP2_FSGSBASE != 0);
     thread::SIGSTACK_SIZE.store(config.sigstack_kib * 1024, Ordering::Relaxed);
     stats::set_timing(config.timing);
+    crate::rt::figures::set_per_thread(config.threads);
     stats::set_known_hz(config.tsc_hz);
     report::configure(&absolute(config.output), config.format, config.summary, config.tmpdir, config.collect);
     let exe = if let Some(h) = s.handoff { h.exe_path() } else { s.exe_path };

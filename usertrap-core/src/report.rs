@@ -39,6 +39,7 @@ pub mod key {
     pub const KILLED_CHILDREN: &str = "killed_children";
     pub const UNPATCHED_SITES: &str = "unpatched_sites";
     pub const SITES: &str = "sites";
+    pub const THREADS: &str = "threads";
     pub const SITES_NOT_KEPT: &str = "sites_not_kept";
     // `exit`.
     pub const HOW: &str = "how";
@@ -65,6 +66,9 @@ pub mod key {
     // Each `unpatched_sites` entry (with NR, NAME).
     pub const ADDRESS: &str = "address";
     pub const REASON: &str = "reason";
+    // Each `threads` entry (with NAME, TOTALS, SYSCALLS).
+    pub const TID: &str = "tid";
+    pub const FOLDED: &str = "folded";
     // Each `sites` entry (with ADDRESS, NR, NAME, REASON and the figures).
     pub const OBJECT: &str = "object";
     pub const OFFSET: &str = "offset";
@@ -91,7 +95,9 @@ pub const REPORT_KEYS: &[&str] = &[
     key::UNPATCHED_SITES,
     key::SITES,
     key::SITES_NOT_KEPT,
+    key::THREADS,
 ];
+pub const THREAD_KEYS: &[&str] = &[key::TID, key::NAME, key::FOLDED, key::TOTALS, key::SYSCALLS];
 pub const EXIT_KEYS: &[&str] = &[key::HOW, key::STATUS, key::SIGNAL, key::NAME];
 pub const TOTALS_KEYS: &[&str] = &[key::CALLS, key::ERRORS, key::TOTAL_NS, key::FAST_CALLS, key::SLOW_CALLS];
 pub const SYSCALL_KEYS: &[&str] = &[
@@ -485,6 +491,26 @@ pub fn process_header(
     if let Some(t) = trace {
         s.put(b", trace=");
         s.put(t);
+    }
+}
+
+/// A thread's title line, without its newline: `usertrap: pid 4242
+/// (python3) thread 4243 (worker)`; with `folded` threads whose figures
+/// could not be kept apart from it: `, with 3 threads before it`.
+pub fn thread_header(s: &mut dyn Sink, pid: u64, command: &[u8], tid: u64, name: &[u8], folded: u64) {
+    s.put(b"usertrap: pid ");
+    sink::num(s, pid);
+    s.put(b" (");
+    s.put(command);
+    s.put(b") thread ");
+    sink::num(s, tid);
+    s.put(b" (");
+    s.put(name);
+    s.put(b")");
+    if folded > 0 {
+        s.put(b", with ");
+        sink::num(s, folded);
+        s.put(if folded == 1 { b" thread before it".as_slice() } else { b" threads before it".as_slice() });
     }
 }
 

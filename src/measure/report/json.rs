@@ -65,57 +65,11 @@ impl Report<'_> {
         o.key(false, key::FAST_CALLS).num(fast).key(false, key::SLOW_CALLS).num(slow);
         o.str("}").key(false, key::SYSCALLS).str("[");
         for (k, &nr) in order.iter().take(n).enumerate() {
-            let nr = nr as usize;
-            let (f, s) = self.calls(nr);
             if k > 0 {
                 o.str(",");
             }
-            o.str("{").key(true, key::NAME).str("\"");
-            name(o, nr);
-            o.str("\"");
-            match nr.checked_sub(I386_BASE) {
-                Some(n) => {
-                    o.key(false, key::NR).num(n as u64).key(false, key::ABI).str("\"").str(report::ABI_I386).str("\"")
-                }
-                None => o.key(false, key::NR).num(nr as u64),
-            };
-            o.key(false, key::CALLS).num(f + s);
-            let Some(b) = self.block(nr) else {
-                o.str("}");
-                continue;
-            };
-            o.key(false, key::ERRORS).num(b.errors.get()).key(false, key::ERRORS_BY_ERRNO).str("{");
-            let mut first = true;
-            for (e, c) in b.errnos.iter().enumerate() {
-                if c.get() != 0 {
-                    if !first {
-                        o.str(",");
-                    }
-                    first = false;
-                    o.str("\"");
-                    errno_name(o, e);
-                    o.str("\":").num(c.get() as u64);
-                }
-            }
-            o.str("}").key(false, key::TOTAL_NS).num(self.ns(b.total.get()));
-            o.key(false, key::MIN_NS).num(self.ns(b.min.get())).key(false, key::MAX_NS).num(self.ns(b.max.get()));
-            for (per_mille, field) in report::PERCENTILES {
-                o.key(false, field).num(self.percentile_ns(b, per_mille));
-            }
-            o.key(false, key::FAST_CALLS).num(f).key(false, key::SLOW_CALLS).num(s);
-            o.key(false, key::HISTOGRAM).str("[");
-            let mut first = true;
-            for (i, c) in b.hist.iter().enumerate() {
-                if c.get() != 0 {
-                    if !first {
-                        o.str(",");
-                    }
-                    first = false;
-                    let (lo, hi) = stats::bucket_bounds(i);
-                    o.str("[").num(self.ns(lo)).str(",").num(self.ns(hi)).str(",").num(c.get() as u64).str("]");
-                }
-            }
-            o.str("]}");
+            let nr = nr as usize;
+            self.json_syscall(o, nr, self.calls(nr), self.block(nr));
         }
         o.str("]");
         let killed = KILLED_N.load(Ordering::Relaxed).min(KILLED_MAX);
@@ -144,7 +98,66 @@ impl Report<'_> {
         });
         o.str("]");
         self.json_sites(o);
+        if crate::rt::figures::per_thread() {
+            self.json_threads(o);
+        }
         o.str("}\n");
+    }
+
+    /// One `syscalls` entry: `nr`'s figures `b` ((fast, slow) calls).
+    pub(super) fn json_syscall(
+        &self,
+        o: &mut Out,
+        nr: usize,
+        (f, s): (u64, u64),
+        b: Option<&crate::measure::stats::SysStats>,
+    ) {
+        o.str("{").key(true, key::NAME).str("\"");
+        name(o, nr);
+        o.str("\"");
+        match nr.checked_sub(I386_BASE) {
+            Some(n) => {
+                o.key(false, key::NR).num(n as u64).key(false, key::ABI).str("\"").str(report::ABI_I386).str("\"")
+            }
+            None => o.key(false, key::NR).num(nr as u64),
+        };
+        o.key(false, key::CALLS).num(f + s);
+        let Some(b) = b else {
+            o.str("}");
+            return;
+        };
+        o.key(false, key::ERRORS).num(b.errors.get()).key(false, key::ERRORS_BY_ERRNO).str("{");
+        let mut first = true;
+        for (e, c) in b.errnos.iter().enumerate() {
+            if c.get() != 0 {
+                if !first {
+                    o.str(",");
+                }
+                first = false;
+                o.str("\"");
+                errno_name(o, e);
+                o.str("\":").num(c.get() as u64);
+            }
+        }
+        o.str("}").key(false, key::TOTAL_NS).num(self.ns(b.total.get()));
+        o.key(false, key::MIN_NS).num(self.ns(b.min.get())).key(false, key::MAX_NS).num(self.ns(b.max.get()));
+        for (per_mille, field) in report::PERCENTILES {
+            o.key(false, field).num(self.percentile_ns(b, per_mille));
+        }
+        o.key(false, key::FAST_CALLS).num(f).key(false, key::SLOW_CALLS).num(s);
+        o.key(false, key::HISTOGRAM).str("[");
+        let mut first = true;
+        for (i, c) in b.hist.iter().enumerate() {
+            if c.get() != 0 {
+                if !first {
+                    o.str(",");
+                }
+                first = false;
+                let (lo, hi) = stats::bucket_bounds(i);
+                o.str("[").num(self.ns(lo)).str(",").num(self.ns(hi)).str(",").num(c.get() as u64).str("]");
+            }
+        }
+        o.str("]}");
     }
 
     /// `sites` and `sites_not_kept`: every call site, by total time.

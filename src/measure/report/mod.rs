@@ -45,6 +45,7 @@ pub mod render;
 pub mod settings;
 pub mod sites;
 pub mod text;
+pub mod threads;
 
 pub use collector::{after_clone_in_parent, greet, note_wait};
 pub use render::Exit;

@@ -29,6 +29,9 @@ impl Report<'_> {
         let totals = Totals { calls: fast + slow, errors, total_ns: self.ns(ticks), fast_calls: fast };
         report::table(o, rows, &totals, None);
         self.text_slow_sites(o, fast + slow);
+        if crate::rt::figures::per_thread() {
+            self.text_threads(o);
+        }
     }
 
     /// The sites whose slow-path calls matter (report::slow_site_matters),
