@@ -123,6 +123,13 @@ pub struct StatArgs {
     #[arg(short = 'S', long = "sort", value_name = "KEY", value_enum, default_value_t = SortKey::Time)]
     pub sort: SortKey,
 
+    /// While the command runs, print the aggregate of the whole tree every
+    /// SECS seconds (where the final report goes); the final report is
+    /// the same as without -i. A running process is read from its memory
+    /// (as a debugger would: same user, or root).
+    #[arg(short = 'i', long = "interval", value_name = "SECS", value_parser = parse_interval)]
+    pub interval: Option<f64>,
+
     /// Also print each thread's own table (tid and thread name), per
     /// process, after the aggregate, like `perf trace -s` (the library
     /// keeps each thread's figures apart: USERTRAP_THREADS=1).
@@ -231,6 +238,14 @@ pub struct ReportArgs {
     /// The JSON reports.
     #[arg(value_name = "FILE", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
+}
+
+/// `-i SECS`: a positive number of seconds, at least 0.1.
+fn parse_interval(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.1 => Ok(s),
+        _ => Err(format!("{v:?} is not a number of seconds of at least 0.1")),
+    }
 }
 
 #[cfg(test)]

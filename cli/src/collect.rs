@@ -6,7 +6,7 @@
 //! messages, are in src/measure/report/). The collector knows who greeted
 //! and never reported, and says why when it can.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
@@ -275,6 +275,65 @@ impl Collector {
             missing.push(Missing { pid: im.pid, command: im.command.clone(), reason });
         }
         Collected { sources, skipped, missing, processes }
+    }
+}
+
+/// What `stat -i` reads while the command runs: the collector's messages
+/// so far.
+pub struct LiveView {
+    state: Arc<State>,
+}
+
+impl Collector {
+    pub fn live_view(&self) -> LiveView {
+        LiveView { state: self.state.clone() }
+    }
+}
+
+/// A process image that greeted and has not reported: where its live index is.
+pub struct Running {
+    pub pid: u32,
+    pub command: String,
+    pub index: u64,
+}
+
+impl LiveView {
+    /// The reports received so far, and the images still running.
+    pub fn now(&self) -> (Vec<Report>, Vec<Running>) {
+        let mut conns: Vec<(u64, Option<u32>, Vec<u8>)> = match self.state.conns.lock() {
+            Ok(c) => c.iter().map(|c| (c.seq, c.peer_pid, c.data.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        conns.sort_by_key(|c| c.0);
+        let mut reports = Vec::new();
+        let mut running: BTreeMap<u32, Running> = BTreeMap::new();
+        for (_, peer, data) in &conns {
+            let nl = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+            let head = String::from_utf8_lossy(&data[..nl]).into_owned();
+            let words: Vec<&str> = head.split(' ').collect();
+            let said: Option<u32> = words.get(1).and_then(|p| p.parse().ok());
+            let kind = words.first().copied().unwrap_or("");
+            let Some(pid) = (if kind == "child" { said } else { peer.or(said) }) else { continue };
+            match kind {
+                "hello" | "child" => {
+                    // `... live ADDR` (libraries from before it did not say).
+                    let index = words.iter().position(|w| *w == "live").and_then(|i| words.get(i + 1)?.parse().ok());
+                    if let Some(index) = index {
+                        let command = words.get(3).map(|h| unhex(h)).unwrap_or_default();
+                        running.insert(pid, Running { pid, command, index });
+                    }
+                }
+                "report" => {
+                    running.remove(&pid);
+                    let body = data.get(nl + 1..).unwrap_or(&[]);
+                    if let Ok(rs) = std::str::from_utf8(body).map_err(|_| String::new()).and_then(report::parse_all) {
+                        reports.extend(rs);
+                    }
+                }
+                _ => {}
+            }
+        }
+        (reports, running.into_values().collect())
     }
 }
 

@@ -83,14 +83,42 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     }
     // Measured once here, so no process of the tree calibrates its own (nor
     // checks the TSC with CPUID: the setting says it is invariant).
+    // The clock's ticks per second in the tree (for the live view): the
+    // TSC frequency handed down, or ns of CLOCK_MONOTONIC.
+    let mut ticks_hz: u64 = env::var("USERTRAP_TSC_HZ").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000_000);
     if std::env::var_os("USERTRAP_TSC_HZ").is_none() && tsc_invariant() {
-        child.env("USERTRAP_TSC_HZ", tsc_hz().to_string());
+        let hz = tsc_hz();
+        ticks_hz = hz;
+        child.env("USERTRAP_TSC_HZ", hz.to_string());
     }
     if let Some(b) = args.backend {
         child.env("USERTRAP_BACKEND", b.as_str());
     }
 
-    let (status, child_pid) = run_forwarding_signals(&mut child).map_err(|e| {
+    // -i SECS: the interim tables, written where the final one goes.
+    let live = match args.interval {
+        Some(secs) => {
+            let to: Box<dyn Write + Send> = match &output {
+                Output::Stderr => Box::new(io::stderr()),
+                Output::File(p, f) => Box::new(
+                    f.try_clone().map_err(|e| Failure::new(OWN_FAILURE, format!("{}: {}", p.display(), io_msg(&e))))?,
+                ),
+            };
+            let view = collector.live_view();
+            let (filter, sort) = (filter.clone(), args.sort);
+            Some(crate::live::Interim::start(
+                secs,
+                move |elapsed| crate::live::render_interim(&view, filter.as_ref(), sort, ticks_hz, elapsed),
+                to,
+            ))
+        }
+        None => None,
+    };
+    let ran = run_forwarding_signals(&mut child);
+    if let Some(l) = live {
+        l.stop();
+    }
+    let (status, child_pid) = ran.map_err(|e| {
         let code = match e.raw_os_error() {
             Some(libc::ENOENT) => NOT_FOUND,
             Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY) => CANNOT_EXECUTE,

@@ -116,6 +116,7 @@ pub fn per_thread() -> bool {
 /// of the one before it (ThreadStats::threads counts them).
 pub const RETIRED_MAX: usize = 4096;
 
+#[repr(C)]
 struct Retired {
     table: AtomicU64,
     tid: AtomicU64,
@@ -163,6 +164,13 @@ pub fn for_each_retired(mut f: impl FnMut(&ThreadStats, i32, [u8; 16])) {
         // no thread writes them any more.
         f(unsafe { &*(t as *const ThreadStats) }, r.tid.load(Ordering::Relaxed) as u32 as i32, name);
     }
+}
+
+/// Where the kept tables are, for the live view: (RETIRED, RETIRED_N,
+/// the size of an entry, RETIRED_MAX); an entry starts with its table's
+/// address.
+pub fn retired_location() -> (u64, u64, u64, u64) {
+    (RETIRED.as_ptr() as u64, (&raw const RETIRED_N) as u64, core::mem::size_of::<Retired>() as u64, RETIRED_MAX as u64)
 }
 
 /// A fork child: the parent's ended threads are not its own.

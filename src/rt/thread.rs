@@ -245,6 +245,17 @@ impl ThreadArea {
     }
 }
 
+/// Where the list of areas is, for the live view (measure::report::live):
+/// (ALL_AREAS, AREA_COUNT, MAX_AREAS, offset of `stats` in an area).
+pub fn areas_location() -> (u64, u64, u64, u64) {
+    (
+        ALL_AREAS.as_ptr() as u64,
+        (&raw const AREA_COUNT) as u64,
+        MAX_AREAS as u64,
+        core::mem::offset_of!(ThreadArea, stats) as u64,
+    )
+}
+
 /// Visit every area of the process (live, dying or free).
 pub fn for_each_area(mut f: impl FnMut(&ThreadArea)) {
     let n = AREA_COUNT.load(Ordering::Acquire).min(MAX_AREAS);

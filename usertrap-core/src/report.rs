@@ -141,6 +141,41 @@ pub const CALL_SITE_KEYS: &[&str] = &[
 pub const SITE_PERCENTILES: [(u64, &str); 2] = [(500, key::P50_NS), (990, key::P99_NS)];
 pub const KILLED_KEYS: &[&str] = &[key::PID, key::SIGNAL];
 
+/// The index of a running process's figures that `usertrap stat -i` reads
+/// (process_vm_readv): one u64 per word, at the address the greeting gives
+/// (`hello PID PPID COMM live ADDR`). A thread's table: `SLOTS` u16 block
+/// numbers (+1, 0: none) from its start, a u16 count at `USED_OFFSET`,
+/// blocks of `BLOCK_SIZE` bytes from `BLOCKS_OFFSET`; a block: u64 fast,
+/// slow, errors, total (ticks), min, max, timed; u32 errnos at
+/// `ERRNOS_OFFSET`, u32 histogram counts at `HIST_OFFSET`.
+pub mod live {
+    pub const MAGIC: usize = 0;
+    pub const AREAS: usize = 1;
+    pub const AREA_COUNT: usize = 2;
+    pub const MAX_AREAS: usize = 3;
+    pub const STATS_OFFSET: usize = 4;
+    pub const RETIRED: usize = 5;
+    pub const RETIRED_N: usize = 6;
+    pub const RETIRED_STRIDE: usize = 7;
+    pub const RETIRED_MAX: usize = 8;
+    pub const SLOTS: usize = 9;
+    pub const USED_OFFSET: usize = 10;
+    pub const BLOCKS_OFFSET: usize = 11;
+    pub const BLOCK_SIZE: usize = 12;
+    pub const PER_THREAD: usize = 13;
+    pub const ERRNOS_OFFSET: usize = 14;
+    pub const MAX_ERRNO: usize = 15;
+    pub const HIST_OFFSET: usize = 16;
+    pub const HIST_LEN: usize = 17;
+    /// Slots below MAX_NR are x86-64 numbers, MAX_NR is `other`, from
+    /// I386_BASE on i386 numbers.
+    pub const MAX_NR: usize = 18;
+    pub const I386_BASE: usize = 19;
+    pub const WORDS: usize = 20;
+    /// "utlive01" (little-endian).
+    pub const MAGIC_VALUE: u64 = u64::from_le_bytes(*b"utlive01");
+}
+
 /// Values of `exit.how`.
 pub mod how {
     pub const EXIT_GROUP: &str = "exit_group";

@@ -83,7 +83,9 @@ pub(super) fn hello(kind: &[u8], pid: u64, ppid: u64) {
     let mut head = [0u8; 128];
     let mut w = Buf::new(&mut head);
     w.put(kind).num(pid).put(b" ").num(ppid).put(b" ");
-    w.hex_bytes(comm.get(..n).unwrap_or(&[])).put(b"\n");
+    w.hex_bytes(comm.get(..n).unwrap_or(&[]));
+    // Where `usertrap stat -i` reads this process's figures while it runs.
+    w.put(b" live ").num(super::live::index_address()).put(b"\n");
     let len = w.len;
     let _ = log::without_write_signals(|| {
         raw::with_spare_fd(|| collector_send(head.get(..len).unwrap_or(&[]), &[]), |r| *r == Err(libc::EMFILE as i64))

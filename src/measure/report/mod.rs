@@ -39,6 +39,7 @@
 pub mod collector;
 pub mod deliver;
 pub mod json;
+pub mod live;
 pub mod names;
 pub mod out;
 pub mod render;

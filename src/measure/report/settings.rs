@@ -95,10 +95,15 @@ pub fn configure(output: &[u8], format: Format, summary: Summary<'static>, tmpdi
 // The collector of `usertrap stat` (cli/src/stat.rs reads this protocol):
 // one stream connection per message to the abstract unix socket named by
 // USERTRAP_COLLECT, the message, then close:
-//   "hello PID PPID COMM\n"   a process image starts (COMM in hex)
-//   "child PID PPID COMM\n"   its parent forked it (sent before fork returns
-//                             in the parent: the collector knows of a child
-//                             before its parent can wait for it or end)
+//   "hello PID PPID COMM live ADDR\n"   a process image starts (COMM in
+//                             hex; ADDR, decimal: its live index, live.rs)
+//   "child PID PPID COMM live ADDR\n"   its parent forked it (sent before
+//                             fork returns in the parent: the collector
+//                             knows of a child before its parent can wait
+//                             for it or end; ADDR is the parent's, the same
+//                             in the child's copy of its memory)
+// Words after COMM come in NAME VALUE pairs; a reader skips the names it
+// does not know (added: `live`).
 //   "report PID\n" + report   it ended (the JSON report follows)
 //   "lost PID REASON\n"       it ended, its report could not be built
 
