@@ -227,6 +227,9 @@ macro_rules! c_tests {
 
 c_tests! {
     valgrind_guest,
+    call_sites,
+    named_threads,
+    live_loop,
     app_uses_gs,
     app_uses_sud,
     patch_race,
