@@ -17,8 +17,15 @@ use crate::rt::log::Line;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the launched image's marks are the constructor's
 pub enum Mark {
     /// In an image the launcher started: when the launcher began (its own
-    /// Begin), so the first phase is the launcher's and the loader's time.
+    /// Begin), so the first phases are the launcher's and the loader's time.
     Launcher,
+    /// ... the launcher's interposer started (the bridge's gate, handlers,
+    /// backend).
+    LauncherInit,
+    /// ... the program and its loader mapped, the initial stack built: the
+    /// launcher jumps to the loader (the next phase is the loader's, up to
+    /// the library's constructor).
+    LauncherMap,
     /// The gate is mapped and the clock started (the reference point).
     Begin,
     /// USERTRAP_* read, report settings made.
@@ -57,9 +64,11 @@ pub enum Mark {
     Deliver,
 }
 
-const NAMES: [&str; 19] = [
+const NAMES: [&str; 21] = [
     "launcher",
-    "launcher_and_loader",
+    "launcher_init",
+    "launcher_map",
+    "loader",
     "settings",
     "thread_area",
     "mask_stack",
@@ -79,7 +88,7 @@ const NAMES: [&str; 19] = [
     "deliver",
 ];
 
-static MARKS: [AtomicU64; 19] = [const { AtomicU64::new(0) }; 19];
+static MARKS: [AtomicU64; 21] = [const { AtomicU64::new(0) }; 21];
 static ON: AtomicBool = AtomicBool::new(false);
 
 /// Record that the phase ending at `m` ends now (the clock must be started).
@@ -90,11 +99,14 @@ pub fn mark(m: Mark) {
     }
 }
 
-/// The launcher began at `t` (the clock's value in its image: the same
-/// clock, read the same way, as this image's).
-pub fn launcher_began(t: u64) {
-    if let Some(slot) = MARKS.get(Mark::Launcher as usize) {
-        slot.store(t, Ordering::Relaxed);
+/// The launcher's marks (the clock's values in its image: the same clock,
+/// read the same way, as this image's): when it began, started its
+/// interposer and jumped to the program (`Handoff::launcher_marks`).
+pub fn launcher_marks(t: [u64; 3]) {
+    for (m, v) in [Mark::Launcher, Mark::LauncherInit, Mark::LauncherMap].into_iter().zip(t) {
+        if let Some(slot) = MARKS.get(m as usize) {
+            slot.store(v, Ordering::Relaxed);
+        }
     }
 }
 
