@@ -26,7 +26,10 @@ pub enum Mark {
     /// launcher jumps to the loader (the next phase is the loader's, up to
     /// the library's constructor).
     LauncherMap,
-    /// The gate is mapped and the clock started (the reference point).
+    /// The library's constructor was entered (after the loader's work and
+    /// the constructors before ours): see [`constructor_entered`].
+    Constructor,
+    /// The gate is mapped, the settings read and the clock started.
     Begin,
     /// USERTRAP_* read, report settings made.
     Settings,
@@ -64,11 +67,12 @@ pub enum Mark {
     Deliver,
 }
 
-const NAMES: [&str; 21] = [
+const NAMES: [&str; 22] = [
     "launcher",
     "launcher_init",
     "launcher_map",
     "loader",
+    "constructor",
     "settings",
     "thread_area",
     "mask_stack",
@@ -88,7 +92,11 @@ const NAMES: [&str; 21] = [
     "deliver",
 ];
 
-static MARKS: [AtomicU64; 21] = [const { AtomicU64::new(0) }; 21];
+static MARKS: [AtomicU64; 22] = [const { AtomicU64::new(0) }; 22];
+/// CLOCK_MONOTONIC when the library's constructor was entered (the clock
+/// is not chosen yet then: the Constructor mark is derived from it at the
+/// end, see `print`).
+static ENTERED_MONO_NS: AtomicU64 = AtomicU64::new(0);
 static ON: AtomicBool = AtomicBool::new(false);
 
 /// Record that the phase ending at `m` ends now (the clock must be started).
@@ -110,6 +118,29 @@ pub fn launcher_marks(t: [u64; 3]) {
     }
 }
 
+/// The library's constructor begins, at `mono_ns` (CLOCK_MONOTONIC, read
+/// through the vDSO: no syscall, no gate needed).
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn constructor_entered(mono_ns: u64) {
+    ENTERED_MONO_NS.store(mono_ns, Ordering::Relaxed);
+}
+
+/// The Constructor mark, in the clock's ticks at `hz`: the Begin mark less
+/// the CLOCK_MONOTONIC time from the constructor's entry to the clock's
+/// start (stats::start_clock, right before Begin).
+fn derive_constructor_mark(hz: u64) {
+    let entered = ENTERED_MONO_NS.load(Ordering::Relaxed);
+    let begin = MARKS.get(Mark::Begin as usize).map_or(0, |m| m.load(Ordering::Relaxed));
+    let started = stats::start_mono_ns();
+    if entered == 0 || begin == 0 || started < entered {
+        return;
+    }
+    let ticks = ((started - entered) as u128 * hz as u128 / 1_000_000_000) as u64;
+    if let Some(slot) = MARKS.get(Mark::Constructor as usize) {
+        slot.store(begin.saturating_sub(ticks).max(1), Ordering::Relaxed);
+    }
+}
+
 /// This image's Begin mark (0 if not taken).
 #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
 pub fn begun() -> u64 {
@@ -126,6 +157,7 @@ pub fn forget() {
     for m in &MARKS {
         m.store(0, Ordering::Relaxed);
     }
+    ENTERED_MONO_NS.store(0, Ordering::Relaxed);
 }
 
 /// At the end of the report: one line, the microseconds of each phase
@@ -134,6 +166,7 @@ pub fn print(hz: u64) {
     if !ON.load(Ordering::Relaxed) || hz == 0 {
         return;
     }
+    derive_constructor_mark(hz);
     let mut l = Line::new();
     l.str("phases (us) pid ").num(crate::rt::raw::getpid() as u64).str(":");
     let mut prev = 0u64;

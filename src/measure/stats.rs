@@ -246,6 +246,11 @@ fn measured_hz(resolution_ns: u64) -> (u64, u64, u64) {
     (hz.max(1), ppm, dm)
 }
 
+/// CLOCK_MONOTONIC when the clock was started (start_clock).
+pub fn start_mono_ns() -> u64 {
+    START_MONO_NS.load(Ordering::Relaxed)
+}
+
 pub fn start_realtime_ns() -> u64 {
     START_REAL_NS.load(Ordering::Relaxed)
 }
