@@ -4,7 +4,9 @@
 First, interception alone (USERTRAP_TIMING=0): for a loop of getppid(), a
 loop of syscall(SYS_getppid) (syscall(3), patched as a relocated range) and
 a loop of 1-byte reads from /dev/zero (glibc's `read`, patched through a
-pad) it prints ns per call natively, under the library on the slow path (USERTRAP_PATCH=0,
+pad) it prints ns per call natively, natively with each backend's kernel mechanism on
+and nothing intercepted (the floor no interposer on that backend goes under), under
+the library on the slow path (USERTRAP_PATCH=0,
 every call a SIGSYS) and on the fast path (patched sites), for both backends,
 and under `strace -c`, with the ratio to native. Then the share of a real
 program's syscalls that took the fast path. Then measurement (the default):
@@ -91,6 +93,11 @@ def main():
     for workload in ("getppid", "syscall3", "read"):
         native = loop_ns(workload, n_fast)
         rows = [("native", native)]
+        if workload == "getppid":
+            # What each backend costs in the kernel alone (no interposer):
+            # the floor under its fast path.
+            rows.append(("kernel floor, sud", loop_ns("sud_floor", n_fast)))
+            rows.append(("kernel floor, seccomp", loop_ns("seccomp_floor", n_fast)))
         for backend in ("seccomp", "sud"):
             rows.append((f"{backend}, fast path", loop_ns(workload, n_fast, traced_env(backend, True))))
             rows.append((f"{backend}, slow path", loop_ns(workload, n_slow, traced_env(backend, False))))
