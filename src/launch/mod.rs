@@ -148,7 +148,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     let mut exe = [0u8; PATH_LEN];
     let exe_len = readlink(&crate::emulate::exec_target::fd_path(ctl.fd), &mut exe);
 
-    let program = match Elf::read(ctl.fd) {
+    let program = match Elf::read(ctl.fd, load::Role::Program) {
         Ok(e) => e,
         Err(e) => fail(execfn, e),
     };
@@ -181,7 +181,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         let Ok(fd) = raw::open_cwd(&program.interp, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
             fail(&program.interp, "cannot open the program's interpreter");
         };
-        let img = Elf::read(fd.into()).and_then(|e| e.map());
+        let img = Elf::read(fd.into(), load::Role::Interpreter).and_then(|e| e.map());
         let _ = raw::close(fd);
         match img {
             Ok(i) => Some(i),
