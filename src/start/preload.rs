@@ -33,7 +33,7 @@ fn usertrap_constructor() {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: glibc's clock_gettime writes `ts`; CLOCK_MONOTONIC is read
     // through the vDSO (no syscall). (Before `errno` is saved: it cannot fail.)
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } == 0 {
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) } == 0 {
         phases::constructor_entered(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
     }
     // The program's main must find errno as natively: getauxval sets it
