@@ -30,18 +30,18 @@ struct DlInfo {
 
 #[ctor::ctor(unsafe)]
 fn usertrap_constructor() {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: glibc's clock_gettime writes `ts`; CLOCK_MONOTONIC is read
-    // through the vDSO (no syscall). (Before `errno` is saved: it cannot fail.)
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) } == 0 {
-        phases::constructor_entered(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-    }
     // The program's main must find errno as natively: getauxval sets it
     // (ENOENT) when our entry is absent, as it always is without the launcher.
     // SAFETY: glibc's errno of this thread; no syscall.
     let errno = unsafe { libc::__errno_location() };
     // SAFETY: as above, a valid pointer for this thread.
     let saved = unsafe { *errno };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: glibc's clock_gettime writes `ts`; CLOCK_MONOTONIC is read
+    // through the vDSO (no syscall), for USERTRAP_PHASES' first phase.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) } == 0 {
+        phases::constructor_entered(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+    }
     start_preloaded();
     // SAFETY: as above.
     unsafe { *errno = saved };
