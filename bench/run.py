@@ -4,7 +4,9 @@
 First, interception alone (USERTRAP_TIMING=0): for a loop of getppid(), a
 loop of syscall(SYS_getppid) (syscall(3), patched as a relocated range) and
 a loop of 1-byte reads from /dev/zero (glibc's `read`, patched through a
-pad) it prints ns per call natively, under the library on the slow path (USERTRAP_PATCH=0,
+pad) it prints ns per call natively, natively with each backend's kernel mechanism on
+and nothing intercepted (the floor no interposer on that backend goes under), under
+the library on the slow path (USERTRAP_PATCH=0,
 every call a SIGSYS) and on the fast path (patched sites), for both backends,
 and under `strace -c`, with the ratio to native. Then the share of a real
 program's syscalls that took the fast path. Then measurement (the default):
@@ -91,6 +93,11 @@ def main():
     for workload in ("getppid", "syscall3", "read"):
         native = loop_ns(workload, n_fast)
         rows = [("native", native)]
+        if workload == "getppid":
+            # What each backend costs in the kernel alone (no interposer):
+            # the floor under its fast path.
+            rows.append(("kernel floor, sud", loop_ns("sud_floor", n_fast)))
+            rows.append(("kernel floor, seccomp", loop_ns("seccomp_floor", n_fast)))
         for backend in ("seccomp", "sud"):
             rows.append((f"{backend}, fast path", loop_ns(workload, n_fast, traced_env(backend, True))))
             rows.append((f"{backend}, slow path", loop_ns(workload, n_slow, traced_env(backend, False))))
@@ -98,9 +105,11 @@ def main():
             rows.append(("strace -c", loop_ns(workload, n_strace, prefix=(strace, "-c", "-o", os.devnull))))
         for mode, ns in rows:
             print(f"{workload:<10} {mode:<26} {ns:>9.1f} {ns / native:>8.2f}x")
-            if workload == "getppid" and mode == "seccomp, fast path":
-                targets.append(f"fast path, getppid, seccomp: {ns / native:.2f} x native, "
-                               f"+{ns - native:.0f} ns (target: at most 1.35 x)")
+            if workload == "getppid" and mode.endswith("fast path"):
+                # Issue 13: the default backend (sud where the kernel has it).
+                goal = " (target: at most 1.30 x under the default backend)" if mode.startswith("sud") else ""
+                targets.append(f"fast path, getppid, {mode.split(',')[0]}, not timed: {ns / native:.2f} x native, "
+                               f"+{ns - native:.0f} ns{goal}")
         print()
 
     python = subprocess.run(["python3", "-c", "import sys; print(sys.executable)"],
@@ -191,6 +200,46 @@ def git_tree():
     return tree
 
 
+# A configure script's shape: many short processes (test, sed, grep, expr,
+# cat, a compiler) writing and reading small files.
+CONFIGURE = r"""cd "$1" || exit 1
+for i in $(seq 40); do
+  echo "#define HAVE_$i 1" >> confdefs.h
+  test -f confdefs.h && grep -c HAVE_ confdefs.h > /dev/null
+  printf 'ab%s\n' "$i" | sed 's/ab/cd/' | tr a-z A-Z > conftest.out
+  n=$(expr "$i" + 1); cat conftest.out > /dev/null
+done
+for i in 1 2 3 4; do
+  echo "int main(void) { return $i - $i; }" > conftest.c
+  cc -o conftest conftest.c && ./conftest
+done
+rm -f confdefs.h conftest.out conftest.c conftest"""
+
+
+def configure_dir():
+    path = os.path.join(ROOT, "target", "bench", "configure")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def c_project():
+    """16 small C files and a Makefile (rebuilt with -B each run), made once."""
+    path = os.path.join(ROOT, "target", "bench", "c-project")
+    if not os.path.exists(os.path.join(path, "Makefile")):
+        os.makedirs(path, exist_ok=True)
+        names = [f"f{i}" for i in range(16)]
+        for i, n in enumerate(names):
+            with open(os.path.join(path, f"{n}.c"), "w") as f:
+                f.write(f"#include <stdio.h>\n#include <string.h>\nint {n}(const char *s) {{ return (int)strlen(s) + {i}; }}\n")
+        with open(os.path.join(path, "main.c"), "w") as f:
+            f.write("".join(f"int {n}(const char *);\n" for n in names))
+            f.write("int main(void) { return " + " + ".join(f"{n}(\"\")" for n in names) + " > 1000; }\n")
+        objs = " ".join(f"{n}.o" for n in names + ["main"])
+        with open(os.path.join(path, "Makefile"), "w") as f:
+            f.write(f"prog: {objs}\n\tcc -o $@ $^\n%.o: %.c\n\tcc -O1 -c -o $@ $<\n")
+    return path
+
+
 def stat_overhead(python, targets):
     """Issue 4: the cost of measuring every call, against strace -c and perf trace -s."""
     cli = os.path.join(ROOT, "target", "release", "usertrap")
@@ -214,7 +263,13 @@ def stat_overhead(python, targets):
         ("sh: 200 execs of /bin/true", ["sh", "-c", "for i in $(seq 200); do /bin/true; done"]),
         # a static program (the launcher is its interposer), patched
         ("static: 200,000 getppid", [LOOP_STATIC, "getppid", "200000"]),
+        # many short processes, as a configure script runs them
+        ("configure-style script", ["sh", "-c", CONFIGURE, "configure", configure_dir()]),
+        ("make -j2 of a C project (16 files)", ["make", "-s", "-B", "-j2", "-C", c_project()]),
     ]
+    # Issue 13's targets: exec-heavy rows at most 1.25 x, the python row 1.05 x.
+    goals = {"python3: 200,000 os.stat": "1.05", "git status (8k files)": "1.25", "sh: 200 execs of /bin/true": "1.25",
+             "configure-style script": "1.25", "make -j2 of a C project (16 files)": "1.25"}
     print(f"{'program':<32} {'native s':>9} {'ut sud':>9} {'ut seccomp':>11} {'strace -c':>10} {'perf trace':>11}")
     for name, argv in workloads:
         native = wall(argv)
@@ -224,12 +279,13 @@ def stat_overhead(python, targets):
         pt = wall(argv, prefix=(perf, "trace", "-s", "-o", os.devnull, "--")) if perf_ok else None
         ratio = lambda t: f"{t / native:.2f}x" if t and native else "fails"
         print(f"{name:<32} {native:>9.3f} {ratio(ut_sud):>9} {ratio(ut_sec):>11} {ratio(st):>10} {ratio(pt):>11}")
-        targets.append(f"usertrap stat, {name}: {ratio(ut_sud)} (sud), {ratio(ut_sec)} (seccomp) native (target: at most 1.10 x)")
+        goal = f" (target: at most {goals[name]} x)" if name in goals else ""
+        targets.append(f"usertrap stat, {name}: {ratio(ut_sud)} (sud), {ratio(ut_sec)} (seccomp) native{goal}")
     native = loop_ns("getppid", 1_000_000)
     env = clean_env(LD_PRELOAD=LIB, USERTRAP_OUTPUT=os.devnull)
     measured = loop_ns("getppid", 1_000_000, env)
     print(f"{'getppid loop (ns/call)':<32} {native:>9.1f} {measured / native:>8.2f}x")
-    targets.append(f"measured fast path, getppid: {measured / native:.2f} x native, +{measured - native:.0f} ns (target: at most 1.6 x)")
+    targets.append(f"measured fast path, getppid: {measured / native:.2f} x native, +{measured - native:.0f} ns (target: at most 1.5 x)")
     # What the report says of the same loop, against the loop's own clock
     # (the comparison tests/latency.rs used to assert; it needs a quiet machine).
     with tempfile.TemporaryDirectory() as tmp:

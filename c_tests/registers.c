@@ -11,7 +11,7 @@
  * it fails to save and restore is silently corrupted.
  *
  * What it checks: hand-written asm loads pseudo-random values into rbx, rbp,
- * rdx, rsi, rdi, r8-r10, r12-r15, the arithmetic flags (CF PF AF ZF SF OF),
+ * rdx, rsi, rdi, r8-r10, r12-r15, the arithmetic flags (CF PF AF ZF SF OF) and DF,
  * MXCSR (rounding, FTZ/DAZ, sticky flags), the x87 control word and two x87
  * stack values, xmm0-15 (plus ymm0-15 upper halves with AVX, zmm0-31 and
  * k0-7 with AVX-512F+BW, checked only when the CPU has them), fills the red
@@ -126,9 +126,9 @@ _Static_assert(sizeof(struct regs) == REGS_SIZE, "size");
     "    lea -512(%rsp), %rsp\n"                                               \
     "    pushfq\n"                                                             \
     "    pop %rax\n"                                                           \
-    "    and $~0x8d5, %rax\n"                                                  \
+    "    and $~0xcd5, %rax\n"                                                  \
     "    mov " G(G_FLAGS) "(%rdi), %rcx\n"                                     \
-    "    and $0x8d5, %rcx\n"                                                   \
+    "    and $0xcd5, %rcx\n"                                                   \
     "    or %rcx, %rax\n"                                                      \
     "    push %rax\n"                                                          \
     "    popfq\n"                                                              \
@@ -152,6 +152,7 @@ _Static_assert(sizeof(struct regs) == REGS_SIZE, "size");
     "    syscall\n"                                                            \
     "    lea -512(%rsp), %rsp\n"                                               \
     "    pushfq\n"                                                             \
+    "    cld\n" /* flags saved; what follows wants DF clear */                 \
     "    push %rdi\n"                                                          \
     "    mov 536(%rsp), %rdi\n" /* out */                                      \
     "    mov %rax, " G(G_RAX) "(%rdi)\n"                                       \
@@ -259,7 +260,7 @@ static void fill_in(struct regs *in, uint64_t *seed)
     memset(in, 0, sizeof *in);
     for (int i = 0; i < 32; i++)
         in->g[i] = next_rand(seed);
-    in->g[G_FLAGS] = next_rand(seed) & 0x8d5;
+    in->g[G_FLAGS] = next_rand(seed) & 0xcd5;
     uint32_t r = (uint32_t)next_rand(seed);
     /* all exceptions masked; random rounding, FTZ, DAZ and sticky flags */
     in->mxcsr = 0x1f80 | (r & 0x6000) | (r & 0x8000) | (r & 0x40) | ((r >> 16) & 0x3f);
@@ -310,9 +311,9 @@ static int compare(const char *site, const struct regs *in, const struct regs *o
     }
     if ((long)out->g[G_RAX] != want_rax && bad++ < 4)
         FAILF("%s: rax %ld vs %ld", site, (long)out->g[G_RAX], want_rax);
-    if ((out->g[G_FLAGS] & 0x8d5) != (in->g[G_FLAGS] & 0x8d5) && bad++ < 4)
-        FAILF("%s: arithmetic flags 0x%llx vs 0x%llx", site,
-              (unsigned long long)(out->g[G_FLAGS] & 0x8d5), (unsigned long long)(in->g[G_FLAGS] & 0x8d5));
+    if ((out->g[G_FLAGS] & 0xcd5) != (in->g[G_FLAGS] & 0xcd5) && bad++ < 4)
+        FAILF("%s: arithmetic and direction flags 0x%llx vs 0x%llx", site,
+              (unsigned long long)(out->g[G_FLAGS] & 0xcd5), (unsigned long long)(in->g[G_FLAGS] & 0xcd5));
     if (out->g[G_RSP_AFTER] != out->g[G_RSP_BEFORE] && bad++ < 4)
         FAILF("%s: rsp changed", site);
     if (out->g[G_REDZONE] != 0 && bad++ < 4)

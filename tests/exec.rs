@@ -57,6 +57,7 @@ per_backend! {
     many_program_headers,
     noexec_mount,
     inherited_ignored_signals,
+    inherited_ignored_signals_launched,
 }
 
 // ---------------------------------------------------------------------------
@@ -269,6 +270,27 @@ fn env_i_empty_environment(backend: Backend) {
         // env -i, then env again clearing what is left, then a program that prints its environment.
         .step(Cmd::new(&env).args(["-i", "A=1", "/usr/bin/env", "-u", "A", "B=2", "/bin/sh", "-c", script]));
     compare_native_and_traced(&case, backend);
+}
+
+/// The same signals ignored by a traced shell, which then execs the program:
+/// the launcher starts it, and the library in that image learns which
+/// signals have their default disposition from the kernel's old action as
+/// it installs its fatal-signal wrappers (no /proc/self/status there): an
+/// ignored one must get SIG_IGN back and survive being raised.
+fn inherited_ignored_signals_launched(backend: Backend) {
+    let prog = c_test_binary("sig_ign_inherit");
+    let script = format!("trap '' HUP USR1 37; exec {}", shell_quote(prog.as_os_str()));
+    let dir = fresh_reports_dir("exec-inherited-ignore-launched", backend);
+    let case = Case::new("exec-inherited-ignore-launched").step(with_json_reports(Cmd::sh(&script), &dir));
+    compare_native_and_traced(&case, backend);
+    let reports = parse_reports(&dir);
+    assert!(
+        reports.iter().any(|r| command(r) == "sig_ign_inherit" && exit_how(r) == "exit_group"),
+        "the program should have been launched and reported ({})\n{}",
+        backend,
+        describe(&reports)
+    );
+    let _ = fs::remove_dir_all(&dir);
 }
 
 /// A program whose first image is preloaded (exec'd by a native shell, not

@@ -30,6 +30,10 @@ const ALLOWED_UNDEFINED: &[&str] = &[
     "dladdr",
     // The constructor keeps the program's errno (no syscall).
     "__errno_location",
+    // Constructor entry only, before any trap of ours is armed: when the
+    // constructor began (USERTRAP_PHASES' `constructor` phase), CLOCK_MONOTONIC
+    // through the vDSO.
+    "clock_gettime",
     // Weak symbols every shared object references.
     "__cxa_finalize",
     "__gmon_start__",

@@ -8,14 +8,35 @@ use usertrap_core::elf::{self, Header, Phdr, ET_DYN, PF_R, PF_W, PF_X, PT_GNU_EH
 
 const PAGE: u64 = 4096;
 
+/// Which of the two ELF files the launcher reads: each has its own room for
+/// its program-header table.
+#[derive(Clone, Copy)]
+pub enum Role {
+    Program,
+    Interpreter,
+}
+
+/// Room for one program-header table, up to the kernel's limit, in .bss:
+/// only the pages a table fills are touched (about one). Held in `Elf`
+/// itself, the 64 KiB were zeroed in the launcher's frame and copied with
+/// every move of an `Elf`: a 221 KiB frame whose stack probe alone took 54
+/// page faults per launched process.
+struct PhdrRoom(core::cell::UnsafeCell<[u8; elf::MAX_PHDRS_BYTES]>);
+// SAFETY: used by the launcher's main thread only, before the program
+// starts, each room by one `Elf::read` (see there).
+unsafe impl Sync for PhdrRoom {}
+static PROGRAM_PHDRS: PhdrRoom = PhdrRoom(core::cell::UnsafeCell::new([0; elf::MAX_PHDRS_BYTES]));
+static INTERPRETER_PHDRS: PhdrRoom = PhdrRoom(core::cell::UnsafeCell::new([0; elf::MAX_PHDRS_BYTES]));
+
 /// An ELF file's headers, read from its descriptor: the program-header
 /// table whole, up to the kernel's limit (elf::MAX_PHNUM, what exec accepts
 /// and the library's exec check lets through).
 pub struct Elf {
     pub fd: i64,
     header: Header,
-    /// The program-header table's bytes (`header.phdrs_len()` of them).
-    phdrs: [u8; elf::MAX_PHDRS_BYTES],
+    /// The program-header table's bytes (`header.phdrs_len()` of them), in
+    /// the room of the file's role.
+    phdrs: &'static [u8],
     /// PT_INTERP's path, NUL-terminated, if any.
     pub interp: [u8; elf::INTERP_MAX],
     pub has_interp: bool,
@@ -43,7 +64,10 @@ fn pread(fd: i64, buf: &mut [u8], off: u64) -> bool {
 impl Elf {
     /// The headers of the ELF file open on `fd`, checked as exec checks
     /// them (usertrap-core's `elf::check_exec`).
-    pub fn read(fd: i64) -> Result<Elf, &'static str> {
+    ///
+    /// The launcher reads each role's file once per process (the program,
+    /// then its interpreter): each read fills its role's room.
+    pub fn read(fd: i64, role: Role) -> Result<Elf, &'static str> {
         let mut eh = [0u8; elf::EHDR_SIZE];
         let n = raw::pread(fd as i32, &mut eh, 0).unwrap_or(0);
         let header = match elf::check_exec(eh.get(..n).unwrap_or(&[])) {
@@ -54,18 +78,19 @@ impl Elf {
             Err(elf::Error::PhNum(_)) => return Err("no program header, or more than the kernel allows"),
             Err(_) => return Err("not an x86-64 executable"),
         };
-        let mut elf = Elf {
-            fd,
-            header,
-            phdrs: [0; elf::MAX_PHDRS_BYTES],
-            interp: [0; elf::INTERP_MAX],
-            has_interp: false,
-            eh_frame: None,
+        let room = match role {
+            Role::Program => &PROGRAM_PHDRS,
+            Role::Interpreter => &INTERPRETER_PHDRS,
         };
+        // SAFETY: one thread, and each role's room is read into once (see
+        // above): no other reference to it exists.
+        let room = unsafe { &mut *room.0.get() };
         let len = header.phdrs_len();
-        if len > elf.phdrs.len() || !pread(fd, elf.phdrs.get_mut(..len).unwrap_or_default(), header.phoff) {
+        let Some(table) = room.get_mut(..len) else { return Err("cannot read the program headers") };
+        if !pread(fd, table, header.phoff) {
             return Err("cannot read the program headers");
         }
+        let mut elf = Elf { fd, header, phdrs: table, interp: [0; elf::INTERP_MAX], has_interp: false, eh_frame: None };
         let interp = elf.phdrs().find(|p| p.p_type == PT_INTERP);
         if let Some(p) = interp {
             let (off, len) = elf::interp_span(&p).map_err(|_| "bad PT_INTERP")?;
@@ -84,7 +109,7 @@ impl Elf {
 
     /// The program headers.
     fn phdrs(&self) -> impl Iterator<Item = Phdr> + '_ {
-        elf::phdrs(self.phdrs.get(..self.header.phdrs_len()).unwrap_or(&[]), elf::PHDR_SIZE)
+        elf::phdrs(self.phdrs, elf::PHDR_SIZE)
     }
 
     /// Map every PT_LOAD; the image's load base, entry and program headers.

@@ -148,7 +148,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     let mut exe = [0u8; PATH_LEN];
     let exe_len = readlink(&crate::emulate::exec_target::fd_path(ctl.fd), &mut exe);
 
-    let program = match Elf::read(ctl.fd) {
+    let program = match Elf::read(ctl.fd, load::Role::Program) {
         Ok(e) => e,
         Err(e) => fail(execfn, e),
     };
@@ -165,6 +165,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         handoff: None,
         default_signals: None,
     });
+    let started = crate::measure::stats::now();
 
     let image = match program.map() {
         Ok(i) => i,
@@ -180,7 +181,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         let Ok(fd) = raw::open_cwd(&program.interp, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
             fail(&program.interp, "cannot open the program's interpreter");
         };
-        let img = Elf::read(fd.into()).and_then(|e| e.map());
+        let img = Elf::read(fd.into(), load::Role::Interpreter).and_then(|e| e.map());
         let _ = raw::close(fd);
         match img {
             Ok(i) => Some(i),
@@ -205,7 +206,13 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         (
             (
                 AT_USERTRAP_HANDOFF,
-                fill_handoff(exe.get(..exe_len).unwrap_or(&[]), &ctl, (block, bytes as u64), own_image(&initial)),
+                fill_handoff(
+                    exe.get(..exe_len).unwrap_or(&[]),
+                    &ctl,
+                    (block, bytes as u64),
+                    own_image(&initial),
+                    started,
+                ),
             ),
             0,
         )
@@ -228,6 +235,9 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         }
     }
     let entry = interp_image.as_ref().map_or(image.entry, |i| i.entry);
+    if role == Role::LauncherBridge {
+        mark_jump();
+    }
     // The block goes where the kernel's own block was, so the program has the
     // whole stack below (RLIMIT_STACK) as natively; that block is not read again.
     // SAFETY: the block is a complete initial stack for the image we mapped,
@@ -259,8 +269,17 @@ fn own_image(initial: &Initial) -> (u64, u64) {
     (lo & !4095, (hi + 4095) & !4095)
 }
 
+/// The last of the launcher's phase marks: it jumps to the loader now.
+fn mark_jump() {
+    // SAFETY: single-threaded, before the program starts; nobody reads it yet.
+    let h = unsafe { &mut *HANDOFF.0.get() };
+    if let Some(m) = h.launcher_marks.get_mut(2) {
+        *m = crate::measure::stats::now();
+    }
+}
+
 /// What the library of the started image needs from us (see `handoff`).
-fn fill_handoff(exe: &[u8], ctl: &Control, block: (u64, u64), image: (u64, u64)) -> u64 {
+fn fill_handoff(exe: &[u8], ctl: &Control, block: (u64, u64), image: (u64, u64), started: u64) -> u64 {
     // SAFETY: single-threaded, before the program starts; nobody reads it yet.
     let h = unsafe { &mut *HANDOFF.0.get() };
     h.seccomp_armed = backend::is_seccomp() as u64;
@@ -276,7 +295,7 @@ fn fill_handoff(exe: &[u8], ctl: &Control, block: (u64, u64), image: (u64, u64))
     let area = thread::current_unchecked().map_or((0, 0), thread::mapping_of);
     h.launcher_maps = [[image_start, image_end - image_start], [area.0, area.1], [block.0, block.1]];
     h.preload_prefixed = ctl.preload_prefixed as u64;
-    h.launcher_start = crate::measure::phases::begun();
+    h.launcher_marks = [crate::measure::phases::begun(), started, 0];
     Buf::new(&mut h.exe_path).put(exe).put(b"\0");
     h.magic = HANDOFF_MAGIC;
     h as *const Handoff as u64

@@ -17,9 +17,19 @@ use crate::rt::log::Line;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the launched image's marks are the constructor's
 pub enum Mark {
     /// In an image the launcher started: when the launcher began (its own
-    /// Begin), so the first phase is the launcher's and the loader's time.
+    /// Begin), so the first phases are the launcher's and the loader's time.
     Launcher,
-    /// The gate is mapped and the clock started (the reference point).
+    /// ... the launcher's interposer started (the bridge's gate, handlers,
+    /// backend).
+    LauncherInit,
+    /// ... the program and its loader mapped, the initial stack built: the
+    /// launcher jumps to the loader (the next phase is the loader's, up to
+    /// the library's constructor).
+    LauncherMap,
+    /// The library's constructor was entered (after the loader's work and
+    /// the constructors before ours): see [`constructor_entered`].
+    Constructor,
+    /// The gate is mapped, the settings read and the clock started.
     Begin,
     /// USERTRAP_* read, report settings made.
     Settings,
@@ -57,9 +67,12 @@ pub enum Mark {
     Deliver,
 }
 
-const NAMES: [&str; 19] = [
+const NAMES: [&str; 22] = [
     "launcher",
-    "launcher_and_loader",
+    "launcher_init",
+    "launcher_map",
+    "loader",
+    "constructor",
     "settings",
     "thread_area",
     "mask_stack",
@@ -79,7 +92,11 @@ const NAMES: [&str; 19] = [
     "deliver",
 ];
 
-static MARKS: [AtomicU64; 19] = [const { AtomicU64::new(0) }; 19];
+static MARKS: [AtomicU64; 22] = [const { AtomicU64::new(0) }; 22];
+/// CLOCK_MONOTONIC when the library's constructor was entered (the clock
+/// is not chosen yet then: the Constructor mark is derived from it at the
+/// end, see `print`).
+static ENTERED_MONO_NS: AtomicU64 = AtomicU64::new(0);
 static ON: AtomicBool = AtomicBool::new(false);
 
 /// Record that the phase ending at `m` ends now (the clock must be started).
@@ -90,11 +107,37 @@ pub fn mark(m: Mark) {
     }
 }
 
-/// The launcher began at `t` (the clock's value in its image: the same
-/// clock, read the same way, as this image's).
-pub fn launcher_began(t: u64) {
-    if let Some(slot) = MARKS.get(Mark::Launcher as usize) {
-        slot.store(t, Ordering::Relaxed);
+/// The launcher's marks (the clock's values in its image: the same clock,
+/// read the same way, as this image's): when it began, started its
+/// interposer and jumped to the program (`Handoff::launcher_marks`).
+pub fn launcher_marks(t: [u64; 3]) {
+    for (m, v) in [Mark::Launcher, Mark::LauncherInit, Mark::LauncherMap].into_iter().zip(t) {
+        if let Some(slot) = MARKS.get(m as usize) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The library's constructor begins, at `mono_ns` (CLOCK_MONOTONIC, read
+/// through the vDSO: no syscall, no gate needed).
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn constructor_entered(mono_ns: u64) {
+    ENTERED_MONO_NS.store(mono_ns, Ordering::Relaxed);
+}
+
+/// The Constructor mark, in the clock's ticks at `hz`: the Begin mark less
+/// the CLOCK_MONOTONIC time from the constructor's entry to the clock's
+/// start (stats::start_clock, right before Begin).
+fn derive_constructor_mark(hz: u64) {
+    let entered = ENTERED_MONO_NS.load(Ordering::Relaxed);
+    let begin = MARKS.get(Mark::Begin as usize).map_or(0, |m| m.load(Ordering::Relaxed));
+    let started = stats::start_mono_ns();
+    if entered == 0 || begin == 0 || started < entered {
+        return;
+    }
+    let ticks = ((started - entered) as u128 * hz as u128 / 1_000_000_000) as u64;
+    if let Some(slot) = MARKS.get(Mark::Constructor as usize) {
+        slot.store(begin.saturating_sub(ticks).max(1), Ordering::Relaxed);
     }
 }
 
@@ -114,6 +157,7 @@ pub fn forget() {
     for m in &MARKS {
         m.store(0, Ordering::Relaxed);
     }
+    ENTERED_MONO_NS.store(0, Ordering::Relaxed);
 }
 
 /// At the end of the report: one line, the microseconds of each phase
@@ -122,6 +166,7 @@ pub fn print(hz: u64) {
     if !ON.load(Ordering::Relaxed) || hz == 0 {
         return;
     }
+    derive_constructor_mark(hz);
     let mut l = Line::new();
     l.str("phases (us) pid ").num(crate::rt::raw::getpid() as u64).str(":");
     let mut prev = 0u64;

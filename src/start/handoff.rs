@@ -58,10 +58,12 @@ pub struct Handoff {
     /// thread area and the block it built the initial stack in. The first
     /// is also the range of its code, for `signals::adopt`.
     pub launcher_maps: [[u64; 2]; 3],
-    /// The clock's value when the launcher started (its phases' reference,
-    /// `measure::phases`), so the library's USERTRAP_PHASES line can say
-    /// how long the launcher and the loader took; 0 if unknown.
-    pub launcher_start: u64,
+    /// The clock's values when the launcher started (its phases'
+    /// reference, `measure::phases`), when its interposer was started, and
+    /// when it jumped to the program's (or its loader's) entry, so the
+    /// library's USERTRAP_PHASES line can say how long the launcher's steps
+    /// and the loader took; 0 if unknown.
+    pub launcher_marks: [u64; 3],
     /// The program's executable (what /proc/self/exe names natively), NUL-terminated.
     pub exe_path: [u8; PATH_LEN],
 }
@@ -79,7 +81,7 @@ impl Handoff {
             stats: 0,
             sigtable: 0,
             launcher_maps: [[0; 2]; 3],
-            launcher_start: 0,
+            launcher_marks: [0; 3],
             exe_path: [0; PATH_LEN],
         }
     }

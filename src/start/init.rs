@@ -107,7 +107,7 @@ pub fn start(s: &Startup<'_>) {
     stats::start_clock(config.tsc_hz != 0);
     phases::mark(Mark::Begin);
     if let Some(h) = s.handoff {
-        phases::launcher_began(h.launcher_start);
+        phases::launcher_marks(h.launcher_marks);
     }
     // An earlier image's seccomp filter decides: it traps whatever we choose.
     let inherited_filter = s.seccomp_armed || s.handoff.is_some_and(|h| h.seccomp_armed != 0);

@@ -59,36 +59,39 @@ pub fn reset_after_clear_sighand() {
 /// still has its default disposition, install the wrapper, so the report is
 /// written before the process dies as natively. The program still sees SIG_DFL.
 /// `defaults`: the signals known to have their default disposition now
-/// (bit n-1 for signal n, from /proc/self/status), or None: ask the kernel
-/// for each. Each signal's query, where needed, and set happen under one
-/// mask change and one hold of the table for the whole loop (about 50
-/// signals: per-signal mask changes were 200 of the syscalls a short
-/// process paid for).
+/// (bit n-1 for signal n, from /proc/self/status), or None: the kernel's
+/// answer decides, read back from the set itself (the old action), and a
+/// signal that turns out not to be at SIG_DFL (ignored across exec, or the
+/// launcher's wrapper) gets its old action back: one syscall per signal
+/// instead of a query and a set, and no signal can arrive in between (all
+/// are blocked around the loop). The whole loop runs under one mask change
+/// and one hold of the table (about 50 signals: per-signal mask changes were
+/// 200 of the syscalls a short process paid for).
 pub fn watch_fatal_signals(defaults: Option<u64>) {
     with_table(process_table(), |t| {
         for sig in 1..=64 {
             if !fatal_by_default(sig) {
                 continue;
             }
-            match defaults {
-                Some(mask) if mask & (1u64 << (sig - 1)) == 0 => continue,
-                Some(_) => {}
-                None => {
-                    let mut cur = KernelSigaction::default();
-                    // SAFETY: only reads the action.
-                    if unsafe { raw::rt_sigaction(sig, None, Some(&mut cur)) }.is_err() || cur.handler != SIG_DFL {
-                        continue;
-                    }
-                }
+            if defaults.is_some_and(|mask| mask & (1u64 << (sig - 1)) == 0) {
+                continue;
             }
             let app = KernelSigaction::default();
             let k = kernel_action_for(sig, &app);
+            let mut old = KernelSigaction::default();
             // SAFETY: kernel_action_for gives our wrapper (on_program_signal),
             // SIG_DFL or SIG_IGN.
-            if unsafe { raw::rt_sigaction(sig, Some(&k), None) }.is_ok() {
-                if let Some(slot) = t.get_mut(sig as usize) {
-                    *slot = AppAction { act: app, known: true };
-                }
+            if unsafe { raw::rt_sigaction(sig, Some(&k), Some(&mut old)) }.is_err() {
+                continue;
+            }
+            if old.handler != SIG_DFL {
+                // Not at its default after all: as it was.
+                // SAFETY: the action the kernel held a moment ago, unchanged.
+                let _ = unsafe { raw::rt_sigaction(sig, Some(&old), None) };
+                continue;
+            }
+            if let Some(slot) = t.get_mut(sig as usize) {
+                *slot = AppAction { act: app, known: true };
             }
         }
     });
