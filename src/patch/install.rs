@@ -316,7 +316,6 @@ fn prepared() -> bool {
     }
     site::warm_up();
     arch::set_fast_ok(|nr| !needs_slow_path(nr));
-    arch::detect_sahf();
     if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
         OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
         OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);

@@ -60,8 +60,6 @@ extern "C" {
     pub static ut_hooks_active: core::sync::atomic::AtomicU8;
     pub static ut_xsave_size: core::sync::atomic::AtomicU64;
     pub static ut_have_fsgsbase: core::sync::atomic::AtomicU8;
-    /// Read by ut_fast_entry: 1 when it may restore the flags with SAHF (else popfq).
-    static ut_have_sahf: core::sync::atomic::AtomicU8;
     /// Read by ut_fast_entry: 1 for the syscall numbers the fast path may
     /// run (trap::syscalls::patchable); any other goes to the slow path.
     pub static ut_fast_ok: [core::sync::atomic::AtomicU8; FAST_OK_LEN];
@@ -164,20 +162,6 @@ pub fn set_fast_ok(ok: impl Fn(u64) -> bool) {
     for (nr, e) in table.iter().enumerate() {
         e.store(ok(nr as u64) as u8, core::sync::atomic::Ordering::Relaxed);
     }
-}
-
-/// Let ut_fast_entry give the program its flags back with SAHF and two
-/// arithmetic instructions instead of popfq (about 5 of a fast call's 250
-/// ns here), where the CPU has SAHF in 64-bit mode (CPUID 0x80000001 ECX
-/// bit 0; only the first 64-bit CPUs lack it). Called once patching is
-/// prepared, before the first site is patched: CPUID costs microseconds in
-/// a VM, and only a process that patches needs the answer.
-pub fn detect_sahf() {
-    // Every x86-64 CPU has the extended leaf 0x80000001 (long mode is
-    // reported there).
-    let ok = core::arch::x86_64::__cpuid(0x8000_0001).ecx & 1 != 0;
-    // SAFETY: a byte of the library's .data that only ut_fast_entry reads.
-    unsafe { ut_have_sahf.store(ok as u8, core::sync::atomic::Ordering::Relaxed) };
 }
 
 /// Offsets of the immediates in the trampoline template (see x86_64.s).

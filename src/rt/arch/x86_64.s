@@ -539,43 +539,13 @@ ut_fast_entry:
 2:  mov %rbp, %rsp
     pop %rbp
     lea 8(%rsp), %rsp           # drop the syscall number
-    mov 48(%rsp), %r11          # r11 = flags, as after a native syscall
-    cmpb $0, ut_have_sahf(%rip) # a CPU without SAHF in 64-bit mode:
-    je 5f                       #   popfq
-    # The program's flags again, without popfq (5 ns of a 250 ns call here):
-    # our code changed only the arithmetic flags and DF (cld); TF, AC and
-    # the rest are the program's still (user code cannot change IF, and
-    # only popf could change TF or AC). rdi and rsi are scratch until
-    # their pops below; nothing after sahf changes a flag (mov, pop, lea, jmp).
-    mov %rax, %rdi              # the result, aside while AH is needed
-    movzbl %r11b, %eax          # SF ZF AF PF CF (flags bits 0-7)...
-    shl $8, %eax                #   ...into AH, for sahf
-    mov %r11, %rsi
-    shr $11, %esi               # OF (bit 11) as 0 or 1
-    and $1, %esi
-    add $0x7f, %sil             # 0x7f + 1 overflows, 0x7f + 0 does not: OF
-    cld                         # DF (bit 10): clear, or set if the program
-    bt $10, %r11                #   had it set
-    jnc 4f
-    std
-4:  sahf                        # SF ZF AF PF CF (OF and DF stay as just set)
-    mov %rdi, %rax              # the result
     pop %r9                     # the program's argument registers
     pop %r8
     pop %r10
     pop %rdx
     pop %rsi
     pop %rdi
-    lea 8(%rsp), %rsp           # drop the saved flags
-    pop %rcx                    # rcx = return address, as after a native syscall
-    lea 128(%rsp), %rsp         # the program's stack pointer again
-    jmp *%rcx                   # back to the program, after its old `syscall`
-5:  pop %r9                     # the same, flags by popfq:
-    pop %r8                     #   the program's argument registers
-    pop %r10
-    pop %rdx
-    pop %rsi
-    pop %rdi
+    mov (%rsp), %r11            # r11 = flags, as after a native syscall
     popfq                       # the program's flags
     pop %rcx                    # rcx = return address, as after a native syscall
     lea 128(%rsp), %rsp         # the program's stack pointer again
@@ -599,9 +569,6 @@ ut_hooks_active: .byte 0        # 1 once a hook is installed
     .globl ut_have_fsgsbase
     .hidden ut_have_fsgsbase
 ut_have_fsgsbase: .byte 0       # 1 when rdgsbase/wrgsbase may be used (AT_HWCAP2)
-    .globl ut_have_sahf
-    .hidden ut_have_sahf
-ut_have_sahf: .byte 0           # 1 when SAHF works in 64-bit mode (arch::detect_sahf)
     .globl ut_fast_ok
     .hidden ut_fast_ok
 ut_fast_ok: .zero 512           # 1 per syscall number the fast path may run (arch::set_fast_ok)
