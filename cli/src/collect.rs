@@ -37,6 +37,11 @@ pub struct Collected {
     pub missing: Vec<Missing>,
     /// Process images known (greeted or reported).
     pub processes: usize,
+    /// `usertrap trace`'s messages, in arrival order: (the sender's pid,
+    /// the whole message).
+    pub traces: Vec<(u32, Vec<u8>)>,
+    /// Every greeting, in arrival order: (pid, parent's pid, command).
+    pub greetings: Vec<(u32, u32, String)>,
 }
 
 struct Conn {
@@ -66,6 +71,8 @@ const GRACE: Duration = Duration::from_secs(2);
 /// A sender that stalls this long mid-message is cut off.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const SYNC: &[u8] = b"sync\n";
+/// Tests only (tests/trace.rs): a collector that cannot keep up.
+pub const STALL_VAR: &str = "USERTRAP_TEST_COLLECTOR_STALL_MS";
 
 impl Collector {
     pub fn start() -> io::Result<Collector> {
@@ -74,13 +81,21 @@ impl Collector {
         let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut rnd));
         let name = format!("usertrap.{}.{:x}.{:016x}", std::process::id(), nanos, u64::from_ne_bytes(rnd));
         let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes())?)?;
+        // A test of `usertrap trace` (tests/trace.rs) stands for a collector
+        // that cannot keep up: a backlog of one connection, each accepted
+        // this many ms late.
+        let stall_ms: u64 = std::env::var(STALL_VAR).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let backlog = if stall_ms > 0 { 1 } else { 4096 };
         // SAFETY: plain listen(2) on our socket: a deep backlog, so that
         // many processes ending at once are not refused.
-        unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+        unsafe { libc::listen(listener.as_raw_fd(), backlog) };
         let state = Arc::new(State::default());
         let st = state.clone();
         let acceptor = thread::spawn(move || {
             for stream in listener.incoming() {
+                if stall_ms > 0 {
+                    thread::sleep(Duration::from_millis(stall_ms));
+                }
                 if st.stop.load(Ordering::SeqCst) {
                     break;
                 }
@@ -170,6 +185,8 @@ impl Collector {
         let mut sources = Vec::new();
         let mut skipped = Vec::new();
         let mut killed: HashMap<u32, i64> = HashMap::new();
+        let mut traces = Vec::new();
+        let mut greetings = Vec::new();
         let new_image = |images: &mut Vec<Image>, pid: u32, command: String, after_exec: bool| {
             images.push(Image { pid, command, reported: false, lost: None, after_exec });
             images.len() - 1
@@ -188,12 +205,21 @@ impl Collector {
             // itself, as the kernel saw it.
             let Some(pid) = (if kind == "child" { said } else { peer.or(said) }) else { continue };
             let command = words.get(3).map(|h| unhex(h)).unwrap_or_default();
+            if kind == "hello" {
+                greetings.push((pid, said_ppid(&words), command.clone()));
+            }
             match kind {
                 // The parent's word may come after the child's own messages.
                 "child" if seen.contains(&pid) => {}
                 "child" => {
                     let i = new_image(&mut images, pid, command, false);
                     open.insert(pid, i);
+                }
+                // Recorded calls (src/measure/report/trace.rs): decoded by
+                // `usertrap trace`, ignored by `usertrap stat`.
+                "trace" => {
+                    traces.push((pid, data.clone()));
+                    continue;
                 }
                 "hello" => match open.get(&pid) {
                     Some(&i) => images[i].command = command,
@@ -274,8 +300,13 @@ impl Collector {
             };
             missing.push(Missing { pid: im.pid, command: im.command.clone(), reason });
         }
-        Collected { sources, skipped, missing, processes }
+        Collected { sources, skipped, missing, processes, traces, greetings }
     }
+}
+
+/// A greeting's PPID word.
+fn said_ppid(words: &[&str]) -> u32 {
+    words.get(2).and_then(|p| p.parse().ok()).unwrap_or(0)
 }
 
 fn read_one(st: &State, seq: u64, mut stream: UnixStream) {

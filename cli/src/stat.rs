@@ -47,12 +47,7 @@ enum Output {
 pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     let filter = TraceFilter::parse(&args.expr)?;
     crate::histogram::check_names(&args.histogram)?;
-    let lib = find_library(args.lib.as_deref())?;
-    let Some((cmd, cmd_args)) = args.command.split_first() else {
-        return Err(Failure::usage("no command given: usertrap stat [OPTIONS] -- CMD [ARGS...]"));
-    };
-    let program = command::resolve(cmd, env::var_os("PATH").as_deref())?;
-    let start = command::check_runnable(&program, &cmd.to_string_lossy())?;
+    let checked = check_command(args.lib.as_deref(), &args.command)?;
     let mut output = match &args.output {
         None => Output::Stderr,
         Some(p) => Output::File(p.clone(), open_output(p)?),
@@ -62,40 +57,7 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         Some(p) => Some(Export::create(p).map_err(|e| Failure::new(OWN_FAILURE, e))?),
         None => None,
     };
-    let collector = Collector::start()
-        .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot open the report collector's socket: {}", io_msg(&e))))?;
-
-    let mut child = match &start {
-        Start::Preload => {
-            let mut c = Command::new(&program);
-            c.arg0(cmd).args(cmd_args);
-            c
-        }
-        Start::Launch { elf, prefix } => launched(&lib, &program, elf, prefix, cmd, cmd_args)?,
-    };
-    child.env("LD_PRELOAD", preload_value(&lib, env::var_os("LD_PRELOAD").as_deref()));
-    // Reports go to the collector only (USERTRAP_OUTPUT of the caller's
-    // environment would only be ignored).
-    child.env("USERTRAP_COLLECT", collector.name()).env("USERTRAP_FORMAT", "json").env_remove("USERTRAP_OUTPUT");
-    // Measured once here, so no process of the tree calibrates its own (nor
-    // checks the TSC with CPUID: the setting says it is invariant).
-    if std::env::var_os("USERTRAP_TSC_HZ").is_none() && tsc_invariant() {
-        child.env("USERTRAP_TSC_HZ", tsc_hz().to_string());
-    }
-    if let Some(b) = args.backend {
-        child.env("USERTRAP_BACKEND", b.as_str());
-    }
-
-    let (status, child_pid) = run_forwarding_signals(&mut child).map_err(|e| {
-        let code = match e.raw_os_error() {
-            Some(libc::ENOENT) => NOT_FOUND,
-            Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY) => CANNOT_EXECUTE,
-            _ => OWN_FAILURE,
-        };
-        Failure::new(code, format!("cannot run {}: {}", cmd.to_string_lossy(), io_msg(&e)))
-    })?;
-
-    let got = collector.finish(child_pid, status.signal());
+    let (status, got) = run_collected(checked, args.backend, &args.command, &[])?;
     let mut export_errors = Vec::new();
     if export.is_some() || args.pushgateway.is_some() {
         let host = prometheus::hostname();
@@ -150,6 +112,77 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         return Ok(Outcome::Exit(OWN_FAILURE));
     }
     Ok(outcome)
+}
+
+/// A command found and checked before anything is opened for it.
+pub struct Checked {
+    lib: PathBuf,
+    program: PathBuf,
+    start: Start,
+}
+
+/// The library, and the command resolved on PATH and checked runnable.
+pub fn check_command(lib: Option<&Path>, command: &[OsString]) -> Result<Checked, Failure> {
+    let lib = find_library(lib)?;
+    let Some(cmd) = command.first() else {
+        return Err(Failure::usage("no command given: usertrap stat [OPTIONS] -- CMD [ARGS...]"));
+    };
+    let program = command::resolve(cmd, env::var_os("PATH").as_deref())?;
+    let start = command::check_runnable(&program, &cmd.to_string_lossy())?;
+    Ok(Checked { lib, program, start })
+}
+
+/// Runs the command with the library preloaded, its processes reporting to
+/// a collector (`extra`: more of the library's settings); its wait status
+/// and what the processes sent.
+pub fn run_collected(
+    checked: Checked,
+    backend: Option<crate::args::Backend>,
+    command: &[OsString],
+    extra: &[(&str, String)],
+) -> Result<(ExitStatus, crate::collect::Collected), Failure> {
+    let Checked { lib, program, start } = checked;
+    let Some((cmd, cmd_args)) = command.split_first() else {
+        return Err(Failure::usage("no command given"));
+    };
+    let collector = Collector::start()
+        .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot open the report collector's socket: {}", io_msg(&e))))?;
+
+    let mut child = match &start {
+        Start::Preload => {
+            let mut c = Command::new(&program);
+            c.arg0(cmd).args(cmd_args);
+            c
+        }
+        Start::Launch { elf, prefix } => launched(&lib, &program, elf, prefix, cmd, cmd_args)?,
+    };
+    child.env("LD_PRELOAD", preload_value(&lib, env::var_os("LD_PRELOAD").as_deref()));
+    // Reports go to the collector only (USERTRAP_OUTPUT of the caller's
+    // environment would only be ignored).
+    child.env("USERTRAP_COLLECT", collector.name()).env("USERTRAP_FORMAT", "json").env_remove("USERTRAP_OUTPUT");
+    // The command's own test setting (collect.rs), no setting of the library.
+    child.env_remove(crate::collect::STALL_VAR);
+    // Measured once here, so no process of the tree calibrates its own (nor
+    // checks the TSC with CPUID: the setting says it is invariant).
+    if std::env::var_os("USERTRAP_TSC_HZ").is_none() && tsc_invariant() {
+        child.env("USERTRAP_TSC_HZ", tsc_hz().to_string());
+    }
+    if let Some(b) = backend {
+        child.env("USERTRAP_BACKEND", b.as_str());
+    }
+    for (k, v) in extra {
+        child.env(k, v);
+    }
+
+    let (status, child_pid) = run_forwarding_signals(&mut child).map_err(|e| {
+        let code = match e.raw_os_error() {
+            Some(libc::ENOENT) => NOT_FOUND,
+            Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY) => CANNOT_EXECUTE,
+            _ => OWN_FAILURE,
+        };
+        Failure::new(code, format!("cannot run {}: {}", cmd.to_string_lossy(), io_msg(&e)))
+    })?;
+    Ok((status, collector.finish(child_pid, status.signal())))
 }
 
 /// The launcher's file name, beside the library.
@@ -289,7 +322,7 @@ pub fn preload_value(lib: &Path, existing: Option<&OsStr>) -> OsString {
 
 /// Opens (creates, truncates) the `-o` file before the command runs, so an
 /// unwritable path is an error before anything happens.
-fn open_output(p: &Path) -> Result<File, Failure> {
+pub fn open_output(p: &Path) -> Result<File, Failure> {
     OpenOptions::new()
         .write(true)
         .create(true)
@@ -299,7 +332,7 @@ fn open_output(p: &Path) -> Result<File, Failure> {
 }
 
 /// The command's status as a report's `exit`.
-fn exit_of(status: ExitStatus) -> Exit {
+pub fn exit_of(status: ExitStatus) -> Exit {
     match (status.code(), status.signal()) {
         (Some(code), _) => Exit { how: "exit".into(), status: Some(code.into()), ..Exit::default() },
         (None, Some(sig)) => {

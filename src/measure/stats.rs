@@ -31,7 +31,9 @@ static FALLBACK: [[AtomicU64; SLOTS]; 2] = [const { [const { AtomicU64::new(0) }
 /// clearing them in every fork child, cost a page fault per page).
 static FALLBACK_USED: AtomicBool = AtomicBool::new(false);
 
-fn index_of(nr: i64) -> usize {
+/// The table slot of syscall `nr` (i386 numbers after the x86-64 ones).
+#[inline(always)]
+pub fn index_of(nr: i64) -> usize {
     if (0..MAX_NR as i64).contains(&nr) {
         nr as usize
     } else if (I386_FLAG..I386_FLAG + MAX_NR_I386 as i64).contains(&nr) {

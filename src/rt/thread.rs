@@ -98,6 +98,9 @@ pub struct ThreadArea {
     pub tgid: AtomicI32,
     /// The thread entered seccomp strict mode (emulated: process::seccomp).
     pub strict: Cell<bool>,
+    /// Under `usertrap trace`: the address of this area's event buffer
+    /// (measure::report::trace), mapped on first use; 0 before.
+    pub trace: Cell<u64>,
 }
 
 /// How many program signals may wait for the library's code at once: one of

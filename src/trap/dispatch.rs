@@ -11,6 +11,7 @@ use crate::emulate::process;
 use crate::emulate::signals;
 use crate::emulate::signals::delivery;
 use crate::measure::report;
+use crate::measure::report::trace;
 use crate::measure::stats::{self, Path};
 use crate::rt::frame::Ucontext;
 use crate::rt::raw;
@@ -31,12 +32,14 @@ pub struct Trap<'a> {
 /// integer-only.
 /// `with_hooks`: run the installed hooks around the syscall (the fast path
 /// passes what ut_fast_entry decided, since it saved the vector state for them).
+/// `site`: the address right after the site's syscall instruction.
 #[inline(always)]
 pub fn dispatch(
     area: Option<&ThreadArea>,
     path: Path,
     nr: i64,
     args: [u64; 6],
+    site: u64,
     with_hooks: bool,
     run: impl FnOnce(i64, [u64; 6]) -> Outcome,
 ) -> Outcome {
@@ -53,6 +56,10 @@ pub fn dispatch(
             if nr == libc::SYS_wait4 || nr == libc::SYS_waitid {
                 report::note_wait(nr, args, r);
             }
+            // `usertrap trace` (off: this one branch).
+            if trace::on() {
+                trace::record(area, nr, args, r, t0, ticks, site, path == Path::Fast, false);
+            }
         }
         out
     };
@@ -67,7 +74,8 @@ pub fn dispatch(
 /// own memory).
 pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     let area = t.area;
-    dispatch(Some(area), Path::Slow, nr, args, hooks::active(), |nr, args| emulate(t, nr, args))
+    let site = t.uc.mc.rip;
+    dispatch(Some(area), Path::Slow, nr, args, site, hooks::active(), |nr, args| emulate(t, nr, args))
 }
 
 fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
@@ -100,24 +108,33 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
             }
             out
         }
-        Emulation::Exec => Return(exec::exec(t.area, nr, args)),
+        Emulation::Exec => {
+            // Recorded before: a successful exec does not return.
+            pending(t, nr, args);
+            Return(exec::exec(t.area, nr, args))
+        }
         Emulation::ReadlinkExe => Return(exec::readlink(nr, args).unwrap_or_else(|| {
             // SAFETY: the program's own readlink (rt::raw: forwarded program calls).
             unsafe { raw::syscall6(nr, args) }
         })),
         // Counted (by `dispatch`), never timed: they do not return.
         Emulation::Exit => {
+            pending(t, nr, args);
             // A vfork child (it runs on an area its parent set aside) is no
             // thread of the parent's count, and its area is the parent's to
             // give back when it runs again (thread::current): retiring it here
             // too would hand it out twice.
-            if !t.area.vfork_child.get() && crate::rt::thread::retire(t.area) {
-                report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
+            if !t.area.vfork_child.get() {
+                trace::thread_exit(t.area);
+                if crate::rt::thread::retire(t.area) {
+                    report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
+                }
             }
             // SAFETY: the program's own exit (rt::raw: forwarded program calls).
             Return(unsafe { raw::syscall6(nr, args) })
         }
         Emulation::ExitGroup => {
+            pending(t, nr, args);
             report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
             // SAFETY: the program's own exit_group (rt::raw: forwarded program calls).
             Return(unsafe { raw::syscall6(nr, args) })
@@ -130,8 +147,16 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     }
 }
 
+/// `usertrap trace`: a call that may not return, recorded before it runs.
+fn pending(t: &Trap<'_>, nr: i64, args: [u64; 6]) {
+    if trace::on() {
+        trace::record(Some(t.area), nr, args, 0, stats::now(), 0, t.uc.mc.rip, false, true);
+    }
+}
+
 /// The fast path, called by ut_fast_entry with the six argument registers it
-/// saved (in push order: r9, r8, r10, rdx, rsi, rdi), the GS base, and
+/// saved (in push order: r9, r8, r10, rdx, rsi, rdi; then the flags and the
+/// return address into the site, right after its syscall), the GS base, and
 /// whether it saved the extended state so that hooks may run. Only syscalls that need
 /// no emulation are ever patched (trap::syscalls::patchable), so this runs them
 /// through the gate, after the integer-only check that keeps the library's
@@ -144,13 +169,14 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
     // one: a vectorised copy would clobber the program's xmm registers.
     let arg = |i: usize| unsafe { core::ptr::read_volatile(saved.add(i)) };
     let args = [arg(5), arg(4), arg(3), arg(2), arg(1), arg(0)];
+    let site = arg(7);
     let area = thread::fast_area(gs_base);
     if let Some(a) = area {
         if a.strict.get() && !process::strict_allows(nr) {
             process::strict_violation_fast(a);
         }
     }
-    let outcome = dispatch(area, Path::Fast, nr, args, with_hooks != 0, |nr, args| {
+    let outcome = dispatch(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
         // Refused calls are reported on the slow path; here just refused.
         Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| {
             // SAFETY: the program's own syscall (rt::raw: forwarded program calls), one that needs no
