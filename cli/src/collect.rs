@@ -40,7 +40,8 @@ pub struct Collected {
     /// `usertrap trace`'s messages, in arrival order: (the sender's pid,
     /// the whole message).
     pub traces: Vec<(u32, Vec<u8>)>,
-    /// Every greeting, in arrival order: (pid, parent's pid, command).
+    /// Every greeting and every fork announced by a parent, in arrival
+    /// order: (pid, parent's pid, command).
     pub greetings: Vec<(u32, u32, String)>,
 }
 
@@ -205,7 +206,9 @@ impl Collector {
             // itself, as the kernel saw it.
             let Some(pid) = (if kind == "child" { said } else { peer.or(said) }) else { continue };
             let command = words.get(3).map(|h| unhex(h)).unwrap_or_default();
-            if kind == "hello" {
+            // A fork child is named by its parent (its own greeting comes
+            // only when it execs).
+            if kind == "hello" || kind == "child" {
                 greetings.push((pid, said_ppid(&words), command.clone()));
             }
             match kind {

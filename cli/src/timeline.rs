@@ -58,13 +58,15 @@ struct Head {
     ticks: u64,
     mono: u64,
     real: u64,
+    ticks0: u64,
+    mono0: u64,
 }
 
 fn head_of(line: &str) -> Option<Head> {
     let w: Vec<u64> = line.split(' ').skip(1).map(|x| x.parse().ok()).collect::<Option<_>>()?;
     match w[..] {
-        [pid, tid, dropped, events, hz, ticks, mono, real] => {
-            Some(Head { pid: pid as u32, tid: tid as u32, dropped, events, hz, ticks, mono, real })
+        [pid, tid, dropped, events, hz, ticks, mono, real, ticks0, mono0] => {
+            Some(Head { pid: pid as u32, tid: tid as u32, dropped, events, hz, ticks, mono, real, ticks0, mono0 })
         }
         _ => None,
     }
@@ -91,11 +93,15 @@ pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
     }
     for (h, mut body) in parsed {
         let hz = if h.hz != 0 { h.hz } else { hz_of.get(&h.pid).copied().unwrap_or(1_000_000_000) } as i128;
+        // Ticks per ns between the image's start and this message: exact at
+        // both points, whatever the error of HZ.
+        let (dt, dm) = (h.ticks as i128 - h.ticks0 as i128, h.mono as i128 - h.mono0 as i128);
+        let (num, den) = if dm >= 1_000_000 && dt > 0 { (dm, dt) } else { (1_000_000_000, hz) };
         let mut got = 0u64;
         while let Some((e, path, len)) = wire::decode(body) {
             body = &body[len..];
             got += 1;
-            let ago = (h.ticks as i128 - e.start as i128) * 1_000_000_000 / hz;
+            let ago = (h.ticks as i128 - e.start as i128) * num / den;
             let mono_ns = h.mono as i128 - ago;
             let path = (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0)
                 .then(|| String::from_utf8_lossy(path).into_owned());
@@ -104,7 +110,7 @@ pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
                 tid: e.tid,
                 mono_ns,
                 real_ns: mono_ns + (h.real as i128 - h.mono as i128),
-                dur_ns: (e.ticks as i128 * 1_000_000_000 / hz) as u64,
+                dur_ns: (e.ticks as i128 * num / den) as u64,
                 e,
                 path,
             });
@@ -442,6 +448,8 @@ fn open_flags(f: u64) -> String {
         _ => "O_ACCMODE",
     }
     .to_string()];
+    // The kernel's values (libc's O_LARGEFILE is 0 on x86-64, the kernel's
+    // is not).
     let named: [(u64, &str); 14] = [
         (libc::O_CREAT as u64, "O_CREAT"),
         (libc::O_EXCL as u64, "O_EXCL"),
@@ -451,7 +459,7 @@ fn open_flags(f: u64) -> String {
         (libc::O_NONBLOCK as u64, "O_NONBLOCK"),
         (libc::O_DSYNC as u64, "O_DSYNC"),
         (libc::O_DIRECT as u64, "O_DIRECT"),
-        (libc::O_LARGEFILE as u64, "O_LARGEFILE"),
+        (0o100000, "O_LARGEFILE"),
         (libc::O_NOFOLLOW as u64, "O_NOFOLLOW"),
         (libc::O_NOATIME as u64, "O_NOATIME"),
         (libc::O_CLOEXEC as u64, "O_CLOEXEC"),
@@ -560,7 +568,8 @@ mod tests {
     use super::*;
 
     fn msg(pid: u32, events: &[(Event, &[u8])], declared: u64, dropped: u64) -> (u32, Vec<u8>) {
-        let mut m = format!("trace {pid} {} {dropped} {declared} 1000000000 5000 1000000 2000000\n", pid).into_bytes();
+        let mut m = format!("trace {pid} {} {dropped} {declared} 1000000000 5000 1000000 2000000 4000 999000\n", pid)
+            .into_bytes();
         for (e, path) in events {
             let mut b = vec![0u8; wire::event_len(path.len())];
             wire::encode_head(&mut b, &Event { path_len: path.len() as u16, ..*e });

@@ -248,6 +248,12 @@ fn measured_hz(resolution_ns: u64) -> (u64, u64, u64) {
     (hz.max(1), ppm, dm)
 }
 
+/// The clock's ticks and CLOCK_MONOTONIC ns at the same moment, when the
+/// image (or fork child) started.
+pub fn start_pair() -> (u64, u64) {
+    (START_TSC.load(Ordering::Relaxed), START_MONO_NS.load(Ordering::Relaxed))
+}
+
 pub fn start_realtime_ns() -> u64 {
     START_REAL_NS.load(Ordering::Relaxed)
 }

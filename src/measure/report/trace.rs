@@ -36,11 +36,13 @@
 //! calls are in the process's report, sent as under `usertrap stat`.
 //!
 //! Protocol (docs/report-schema.md, "Trace messages"): one connection per
-//! message, `trace PID TID DROPPED EVENTS HZ TICKS MONO_NS REAL_NS\n` then
-//! EVENTS events (usertrap-core's `trace`). TICKS, MONO_NS and REAL_NS are
-//! read together when the message is sent: an event's time is
-//! MONO_NS - (TICKS - start) / HZ. HZ is 0 while the TSC frequency is not
-//! measured well enough yet (the command takes a later message's).
+//! message, `trace PID TID DROPPED EVENTS HZ TICKS MONO_NS REAL_NS TICKS0
+//! MONO0_NS\n` then EVENTS events (usertrap-core's `trace`). TICKS, MONO_NS
+//! and REAL_NS are read together when the message is sent, TICKS0 and
+//! MONO0_NS when the image (or fork child) started: the command maps ticks
+//! to time by these two points (which the TSC frequency's error cannot move)
+//! where they are at least 1 ms apart, else by HZ. HZ is 0 while the TSC
+//! frequency is not measured well enough yet (a later message's is taken).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -246,7 +248,9 @@ fn first_line(line: &mut [u8], tid: u32, dropped: u64, events: usize, hz: u64) -
     let pid = thread::ids().0 as u64;
     let mut w = Buf::new(line);
     w.put(b"trace ").num(pid).put(b" ").num(tid as u64).put(b" ").num(dropped).put(b" ").num(events as u64);
-    w.put(b" ").num(hz).put(b" ").num(ticks).put(b" ").num(mono).put(b" ").num(real).put(b"\n");
+    let (ticks0, mono0) = stats::start_pair();
+    w.put(b" ").num(hz).put(b" ").num(ticks).put(b" ").num(mono).put(b" ").num(real);
+    w.put(b" ").num(ticks0).put(b" ").num(mono0).put(b"\n");
     w.len
 }
 
