@@ -55,6 +55,10 @@ struct Conn {
 #[derive(Default)]
 struct State {
     conns: Mutex<Vec<Conn>>,
+    /// `usertrap trace`'s messages (seq, sender, message), kept apart: they
+    /// can be many megabytes, which matching greetings to reports (done
+    /// again every 50 ms while processes are awaited) would copy.
+    traces: Mutex<Vec<(u64, u32, Vec<u8>)>>,
     seq: AtomicU64,
     in_flight: AtomicUsize,
     stop: AtomicBool,
@@ -159,7 +163,11 @@ impl Collector {
         self.state.stop.store(true, Ordering::SeqCst);
         let _ = self.send(b"");
         drop(self.acceptor.take());
-        self.match_up(child, child_signal, true)
+        let mut got = self.match_up(child, child_signal, true);
+        let mut traces = self.state.traces.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        traces.sort_by_key(|t| t.0);
+        got.traces = traces.into_iter().map(|(_, pid, data)| (pid, data)).collect();
+        got
     }
 
     /// Matches reports to greetings in arrival order. `final_`: every
@@ -186,7 +194,6 @@ impl Collector {
         let mut sources = Vec::new();
         let mut skipped = Vec::new();
         let mut killed: HashMap<u32, i64> = HashMap::new();
-        let mut traces = Vec::new();
         let mut greetings = Vec::new();
         let new_image = |images: &mut Vec<Image>, pid: u32, command: String, after_exec: bool| {
             images.push(Image { pid, command, reported: false, lost: None, after_exec });
@@ -217,12 +224,6 @@ impl Collector {
                 "child" => {
                     let i = new_image(&mut images, pid, command, false);
                     open.insert(pid, i);
-                }
-                // Recorded calls (src/measure/report/trace.rs): decoded by
-                // `usertrap trace`, ignored by `usertrap stat`.
-                "trace" => {
-                    traces.push((pid, data.clone()));
-                    continue;
                 }
                 "hello" => match open.get(&pid) {
                     Some(&i) => images[i].command = command,
@@ -303,7 +304,7 @@ impl Collector {
             };
             missing.push(Missing { pid: im.pid, command: im.command.clone(), reason });
         }
-        Collected { sources, skipped, missing, processes, traces, greetings }
+        Collected { sources, skipped, missing, processes, traces: Vec::new(), greetings }
     }
 }
 
@@ -317,6 +318,17 @@ fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let mut data = Vec::new();
     let _ = stream.read_to_end(&mut data);
+    // Recorded calls (src/measure/report/trace.rs): decoded by `usertrap
+    // trace`, ignored by `usertrap stat`. The sender as the kernel saw it,
+    // else as it says.
+    if data.starts_with(b"trace ") {
+        let said = data.split(|&b| b == b' ').nth(1).and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
+        if let (Some(pid), Ok(mut t)) = (peer_pid.or(said), st.traces.lock()) {
+            t.push((seq, pid, data));
+        }
+        st.in_flight.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
     if let Ok(mut c) = st.conns.lock() {
         c.push(Conn { seq, peer_pid, data });
     }

@@ -253,8 +253,18 @@ fn write_trace(
             }
         }
         TraceFormat::Perfetto => {
-            serde_json::to_writer(&mut out, &perfetto(d, names)).map_err(io::Error::other)?;
-            writeln!(out)?;
+            // One event at a time: a tree of a million values would take
+            // gigabytes.
+            write!(out, "{{\"displayTimeUnit\":\"ns\",\"traceEvents\":[")?;
+            let mut first = true;
+            perfetto_events(d, names, |e| {
+                if !first {
+                    out.write_all(b",\n")?;
+                }
+                first = false;
+                serde_json::to_writer(&mut out, &e).map_err(io::Error::other)
+            })?;
+            writeln!(out, "]}}")?;
         }
     }
     out.flush()
@@ -300,21 +310,25 @@ fn json_call(c: &Call) -> Value {
 /// Chrome trace-event JSON: a track per thread, grouped by process, each
 /// call a complete ("X") slice; fork and exec as flow events from the call
 /// to the first call after it in the new process (image).
-pub fn perfetto(d: &Decoded, names: &BTreeMap<u32, String>) -> Value {
+pub fn perfetto_events(
+    d: &Decoded,
+    names: &BTreeMap<u32, String>,
+    mut each: impl FnMut(Value) -> io::Result<()>,
+) -> io::Result<()> {
     let base = d.calls.first().map_or(0, |c| c.mono_ns);
     let us = |ns: i128| (ns - base) as f64 / 1000.0;
-    let mut ev = Vec::new();
+    let mut ev = Emit(&mut each);
     let mut threads: BTreeMap<(u32, u32), ()> = BTreeMap::new();
     for c in &d.calls {
         threads.insert((c.pid, c.tid), ());
     }
     for (pid, name) in names {
-        ev.push(json!({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": name}}));
+        ev.push(json!({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": name}}))?;
     }
     for (pid, tid) in threads.keys() {
         ev.push(
             json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": format!("tid {tid}")}}),
-        );
+        )?;
     }
     for c in &d.calls {
         let mut args = json!({
@@ -330,7 +344,7 @@ pub fn perfetto(d: &Decoded, names: &BTreeMap<u32, String>) -> Value {
         ev.push(json!({
             "ph": "X", "cat": "syscall", "name": name_of(c.e.nr), "pid": c.pid, "tid": c.tid,
             "ts": us(c.mono_ns), "dur": c.dur_ns as f64 / 1000.0, "args": args,
-        }));
+        }))?;
     }
     // Flows: a fork-like call that returned a child's pid, to the child's
     // first call; an exec, to the first call after it in that process.
@@ -354,16 +368,25 @@ pub fn perfetto(d: &Decoded, names: &BTreeMap<u32, String>) -> Value {
             id += 1;
             let cat = if name.starts_with("exec") { "exec" } else { "fork" };
             ev.push(json!({"ph": "s", "cat": cat, "name": cat, "id": id, "pid": c.pid, "tid": c.tid,
-                "ts": us(c.mono_ns + c.dur_ns as i128)}));
+                "ts": us(c.mono_ns + c.dur_ns as i128)}))?;
             ev.push(json!({"ph": "f", "bp": "e", "cat": cat, "name": cat, "id": id, "pid": t.pid, "tid": t.tid,
-                "ts": us(t.mono_ns)}));
+                "ts": us(t.mono_ns)}))?;
         }
     }
     for ((pid, tid), n) in &d.dropped {
         let ts = d.calls.iter().rev().find(|c| c.pid == *pid && c.tid == *tid).map_or(0.0, |c| us(c.mono_ns));
-        ev.push(json!({"ph": "i", "s": "t", "name": format!("{n} events dropped"), "pid": pid, "tid": tid, "ts": ts}));
+        ev.push(json!({"ph": "i", "s": "t", "name": format!("{n} events dropped"), "pid": pid, "tid": tid, "ts": ts}))?;
     }
-    json!({"traceEvents": ev, "displayTimeUnit": "ns"})
+    Ok(())
+}
+
+/// `push` an event to a writer (so the code reads as building a list).
+struct Emit<'a, F: FnMut(Value) -> io::Result<()>>(&'a mut F);
+
+impl<F: FnMut(Value) -> io::Result<()>> Emit<'_, F> {
+    fn push(&mut self, v: Value) -> io::Result<()> {
+        (self.0)(v)
+    }
 }
 
 // --- strace-like text ------------------------------------------------------
