@@ -572,7 +572,7 @@ fn clock_time(real_ns: i128) -> String {
     // SAFETY: localtime_r fills the tm we pass, from the time_t we pass.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
-    unsafe { libc::localtime_r(&secs, &mut tm) };
+    unsafe { libc::localtime_r(&raw const secs, &raw mut tm) };
     format!("{:02}:{:02}:{:02}.{micros:06}", tm.tm_hour, tm.tm_min, tm.tm_sec)
 }
 

@@ -101,6 +101,8 @@ pub fn configure(output: &[u8], format: Format, summary: Summary<'static>, tmpdi
 //                             before its parent can wait for it or end)
 //   "report PID\n" + report   it ended (the JSON report follows)
 //   "lost PID REASON\n"       it ended, its report could not be built
+//   "trace PID TID ...\n" + events   `usertrap trace`'s recorded calls
+//                             (trace.rs; docs/report-schema.md)
 
 pub(super) fn copy_cstr(dst: &mut [u8], src: &[u8]) {
     let n = src.len().min(dst.len().saturating_sub(1));
