@@ -18,7 +18,13 @@ pub(super) fn address() -> Option<([u8; 110], usize)> {
     // sockaddr_un: sun_family (AF_UNIX, 16 bits), then sun_path whose first
     // byte 0 makes it an abstract name (no file, no permissions).
     addr[0] = libc::AF_UNIX as u8;
-    addr.get_mut(3..3 + name.len())?.copy_from_slice(name);
+    let dst = addr.get_mut(3..3 + name.len())?;
+    // Byte by byte, volatile: `usertrap trace` sends from the fast path,
+    // where a call to memcpy (which may use vector registers) must not be.
+    for (d, &b) in dst.iter_mut().zip(name) {
+        // SAFETY: `d` is a valid, exclusive reference.
+        unsafe { core::ptr::write_volatile(d, b) };
+    }
     Some((addr, 3 + name.len()))
 }
 

@@ -83,9 +83,10 @@ struct Header {
 const MAP_LEN: usize = 128 * 1024;
 /// The message's first line goes right before the events (one send).
 const LINE_ROOM: usize = 192;
-const DATA_AT: usize = 256;
+const LINE_AT: usize = 64;
+const DATA_AT: usize = LINE_AT + LINE_ROOM;
 const DATA_LEN: usize = MAP_LEN - DATA_AT;
-const _: () = assert!(core::mem::size_of::<Header>() + LINE_ROOM <= DATA_AT);
+const _: () = assert!(core::mem::size_of::<Header>() <= LINE_AT);
 
 /// Whether calls are recorded: the one check `dispatch` makes.
 #[inline(always)]
@@ -233,7 +234,7 @@ pub fn record(
             Err(_) => flags |= wire::BAD_PATH,
         }
         if let Some(pad) = slot.get_mut(wire::HEAD + path_len..wire::event_len(path_len)) {
-            pad.fill(0);
+            pad.iter_mut().for_each(|b| put_byte(b, 0));
         }
     }
     let tid = area.owner_tid.load(Ordering::Relaxed) as u32;
@@ -244,14 +245,22 @@ pub fn record(
     h.busy.store(false, Ordering::Release);
 }
 
+/// One byte stored with a volatile write: a loop of them is never turned
+/// into a call to memset or memcpy (which may use vector registers).
+#[inline(always)]
+fn put_byte(dst: &mut u8, b: u8) {
+    // SAFETY: `dst` is a valid, exclusive reference.
+    unsafe { core::ptr::write_volatile(dst, b) }
+}
+
 /// The message's first line into `line`; its length.
-fn first_line(line: &mut [u8], tid: u32, dropped: u64, events: usize, hz: u64) -> usize {
+fn first_line(line: &mut [u8], area: &ThreadArea, dropped: u64, events: usize, hz: u64) -> usize {
+    let (pid, tid) = area.ids();
     let ticks = stats::now();
     let mono = stats::clock_ns(libc::CLOCK_MONOTONIC);
     let real = stats::clock_ns(libc::CLOCK_REALTIME);
-    let pid = thread::ids().0 as u64;
     let mut w = Buf::new(line);
-    w.put(b"trace ").num(pid).put(b" ").num(tid as u64).put(b" ").num(dropped).put(b" ").num(events as u64);
+    w.put(b"trace ").num(pid as u64).put(b" ").num(tid as u64).put(b" ").num(dropped).put(b" ").num(events as u64);
     let (ticks0, mono0) = stats::start_pair();
     w.put(b" ").num(hz).put(b" ").num(ticks).put(b" ").num(mono).put(b" ").num(real);
     w.put(b" ").num(ticks0).put(b" ").num(mono0).put(b"\n");
@@ -272,15 +281,25 @@ fn hz_now() -> u64 {
 fn send_now(area: &ThreadArea, h: &Header) {
     let (len, count) = (h.len.load(Ordering::Relaxed), h.count.load(Ordering::Relaxed));
     let dropped = h.dropped.load(Ordering::Relaxed);
-    let mut line = [0u8; LINE_ROOM];
-    let tid = area.owner_tid.load(Ordering::Relaxed) as u32;
-    let n = first_line(&mut line, tid, dropped, count, hz_now());
-    // SAFETY: we hold `busy`; DATA_AT - n .. DATA_AT + len is inside the
-    // mapping (n <= LINE_ROOM < DATA_AT, len <= DATA_LEN).
-    let msg = unsafe { bytes(area, DATA_AT - n, n + len) };
-    if let (Some(d), Some(s)) = (msg.get_mut(..n), line.get(..n)) {
-        d.copy_from_slice(s);
+    // The line is written into the room before the events, then moved to
+    // end right where they start: one send, and no buffer on the stack
+    // (whose zeroing and copy would be calls to memset and memcpy, which may
+    // use vector registers: the fast path must not).
+    // SAFETY: we hold `busy`; LINE_AT .. DATA_AT + len is inside the
+    // mapping (len <= DATA_LEN).
+    let room = unsafe { bytes(area, LINE_AT, DATA_AT - LINE_AT + len) };
+    let n = first_line(room.get_mut(..LINE_ROOM).unwrap_or_default(), area, dropped, count, hz_now());
+    let start = DATA_AT - LINE_AT - n;
+    let mut i = n;
+    while i > 0 {
+        i -= 1;
+        if let Some(&b) = room.get(i) {
+            if let Some(d) = room.get_mut(start + i) {
+                put_byte(d, b);
+            }
+        }
     }
+    let msg = room.get(start..).unwrap_or_default();
     let sent = !report_forbidden() && send_once(msg);
     if sent {
         h.dropped.store(0, Ordering::Relaxed);
@@ -327,8 +346,8 @@ fn send_waiting(area: &ThreadArea, extra: u64) -> bool {
         return true;
     }
     let mut line = [0u8; LINE_ROOM];
-    let tid = area.owner_tid.load(Ordering::Relaxed) as u32;
-    let n = first_line(&mut line, tid, dropped, count, stats::ticks_per_second());
+    // (Never on the fast path: a stack buffer is fine here.)
+    let n = first_line(&mut line, area, dropped, count, stats::ticks_per_second());
     // SAFETY: we hold `busy`; the range is inside the mapping.
     let body = unsafe { bytes(area, DATA_AT, len) };
     let sent =
