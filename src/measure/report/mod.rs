@@ -88,7 +88,9 @@ pub fn at_exit(how: Exit) {
     // and marking the report written would silence the parent's.
     let current = crate::rt::thread::current_unchecked();
     // `usertrap trace`: every thread's recorded calls, before the report.
-    log::without_write_signals(|| trace::at_exit(current));
+    if trace::on() {
+        log::without_write_signals(|| trace::at_exit(current));
+    }
     if current.is_some_and(|a| a.vfork_child.get()) {
         return;
     }

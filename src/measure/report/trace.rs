@@ -301,10 +301,12 @@ fn send_now(area: &ThreadArea, h: &Header) {
     }
     let msg = room.get(start..).unwrap_or_default();
     let sent = !report_forbidden() && send_once(msg);
+    // Adjusted, not stored: a signal handler's call dropped meanwhile (it
+    // found `busy` set) counts too.
     if sent {
-        h.dropped.store(0, Ordering::Relaxed);
+        h.dropped.fetch_sub(dropped, Ordering::Relaxed);
     } else {
-        h.dropped.store(dropped + count as u64, Ordering::Relaxed);
+        h.dropped.fetch_add(count as u64, Ordering::Relaxed);
     }
     h.len.store(0, Ordering::Relaxed);
     h.count.store(0, Ordering::Relaxed);
@@ -326,73 +328,81 @@ fn send_once(msg: &[u8]) -> bool {
 }
 
 /// Send one area's buffer with the report's bounded waits (process end,
-/// thread exit). `extra`: events dropped elsewhere, said in this message.
-fn send_waiting(area: &ThreadArea, extra: u64) -> bool {
+/// thread exit), with `extra` more events said dropped. Returns the events
+/// still to be said dropped in a later message: `extra` if nothing could be
+/// sent; if another thread is writing into this buffer right now (the
+/// process is ending under it), `extra` and the events it holds.
+fn send_waiting(area: &ThreadArea, extra: u64) -> u64 {
     let at = area.trace.get();
     if at == 0 {
-        return extra == 0;
+        return extra;
     }
     // SAFETY: as in header_of.
     let h = unsafe { &*(at as *const Header) };
     if h.busy.swap(true, Ordering::Acquire) {
-        // Its thread is writing or sending right now (the process is ending
-        // under it): what it holds is lost, and said so in what follows.
-        return false;
+        return extra + h.count.load(Ordering::Acquire) as u64 + h.dropped.load(Ordering::Relaxed);
     }
     let (len, count) = (h.len.load(Ordering::Acquire), h.count.load(Ordering::Acquire));
-    let dropped = h.dropped.load(Ordering::Relaxed) + extra;
-    if count == 0 && dropped == 0 {
+    let own = h.dropped.load(Ordering::Relaxed);
+    if count == 0 && own + extra == 0 {
         h.busy.store(false, Ordering::Release);
-        return true;
+        return 0;
     }
     let mut line = [0u8; LINE_ROOM];
     // (Never on the fast path: a stack buffer is fine here.)
-    let n = first_line(&mut line, area, dropped, count, stats::ticks_per_second());
+    let n = first_line(&mut line, area, own + extra, count, stats::ticks_per_second());
     // SAFETY: we hold `busy`; the range is inside the mapping.
     let body = unsafe { bytes(area, DATA_AT, len) };
     let sent =
         raw::with_spare_fd(|| collector_send(line.get(..n).unwrap_or(&[]), body), |r| *r == Err(libc::EMFILE as i64))
             .is_ok();
     if sent {
-        h.dropped.store(0, Ordering::Relaxed);
+        h.dropped.fetch_sub(own, Ordering::Relaxed);
         h.len.store(0, Ordering::Relaxed);
         h.count.store(0, Ordering::Relaxed);
     }
     h.busy.store(false, Ordering::Release);
-    sent
+    if sent {
+        0
+    } else {
+        extra
+    }
 }
 
 /// The calling thread exits (not the last one): send its buffer.
 pub fn thread_exit(area: &ThreadArea) {
     if on() && !report_forbidden() {
-        send_waiting(area, 0);
+        let left = send_waiting(area, 0);
+        DROPPED_ELSEWHERE.fetch_add(left, Ordering::Relaxed);
     }
 }
 
 /// The process image ends (report::at_exit): send every buffer (a vfork
-/// child, which shares its parent's areas, only its own).
+/// child, which shares its parent's areas, only its own). Events that
+/// could not be said dropped in another thread's message are said in a
+/// last message of the calling thread's.
 pub fn at_exit(current: Option<&ThreadArea>) {
     if !on() {
         return;
     }
-    let elsewhere = DROPPED_ELSEWHERE.swap(0, Ordering::Relaxed);
+    let mut extra = DROPPED_ELSEWHERE.swap(0, Ordering::Relaxed);
     match current {
         Some(a) if a.vfork_child.get() => {
-            send_waiting(a, elsewhere);
+            send_waiting(a, extra);
         }
         Some(a) => {
-            let mut extra = elsewhere;
-            if send_waiting(a, extra) {
-                extra = 0;
-            }
+            extra = send_waiting(a, extra);
             thread::for_each_area(|other| {
-                if !core::ptr::eq(other, a) && send_waiting(other, extra) {
-                    extra = 0;
+                if !core::ptr::eq(other, a) {
+                    extra = send_waiting(other, extra);
                 }
             });
+            if extra > 0 {
+                send_waiting(a, extra);
+            }
         }
         None => thread::for_each_area(|a| {
-            send_waiting(a, elsewhere);
+            extra = send_waiting(a, extra);
         }),
     }
 }
