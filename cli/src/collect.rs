@@ -41,8 +41,8 @@ pub struct Collected {
     /// the whole message).
     pub traces: Vec<(u32, Vec<u8>)>,
     /// Every greeting and every fork announced by a parent, in arrival
-    /// order: (pid, parent's pid, command).
-    pub greetings: Vec<(u32, u32, String)>,
+    /// order: (pid, parent's pid, command, announced by the parent).
+    pub greetings: Vec<(u32, u32, String, bool)>,
 }
 
 struct Conn {
@@ -216,7 +216,7 @@ impl Collector {
             // A fork child is named by its parent (its own greeting comes
             // only when it execs).
             if kind == "hello" || kind == "child" {
-                greetings.push((pid, said_ppid(&words), command.clone()));
+                greetings.push((pid, said_ppid(&words), command.clone(), kind == "child"));
             }
             match kind {
                 // The parent's word may come after the child's own messages.

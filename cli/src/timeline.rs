@@ -197,9 +197,12 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
 }
 
 /// Each pid's name: its commands in exec order ("sh → ls").
-fn process_names(greetings: &[(u32, u32, String)], sources: &[crate::merge::Source]) -> BTreeMap<u32, String> {
+fn process_names(greetings: &[(u32, u32, String, bool)], sources: &[crate::merge::Source]) -> BTreeMap<u32, String> {
     let mut names: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for (pid, _, cmd) in greetings {
+    // A parent's word of its fork child first: the child's own greeting
+    // (after an exec) may reach the collector before it.
+    let forks = greetings.iter().filter(|g| g.3);
+    for (pid, _, cmd, _) in forks.chain(greetings.iter().filter(|g| !g.3)) {
         let v = names.entry(*pid).or_default();
         if v.last() != Some(cmd) {
             v.push(cmd.clone());

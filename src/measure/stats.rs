@@ -32,7 +32,6 @@ static FALLBACK: [[AtomicU64; SLOTS]; 2] = [const { [const { AtomicU64::new(0) }
 static FALLBACK_USED: AtomicBool = AtomicBool::new(false);
 
 /// The table slot of syscall `nr` (i386 numbers after the x86-64 ones).
-#[inline(always)]
 pub fn index_of(nr: i64) -> usize {
     if (0..MAX_NR as i64).contains(&nr) {
         nr as usize

@@ -33,8 +33,24 @@ pub struct Trap<'a> {
 /// `with_hooks`: run the installed hooks around the syscall (the fast path
 /// passes what ut_fast_entry decided, since it saved the vector state for them).
 /// `site`: the address right after the site's syscall instruction.
+/// `TRACE`: record the call for `usertrap trace` (callers choose it with
+/// one check of trace::on, outside the fast path's own frame: see
+/// [`ut_fast_dispatch`]).
 #[inline(always)]
-pub fn dispatch(
+pub fn dispatch<const TRACE: bool>(
+    area: Option<&ThreadArea>,
+    path: Path,
+    nr: i64,
+    args: [u64; 6],
+    site: u64,
+    with_hooks: bool,
+    run: impl FnOnce(i64, [u64; 6]) -> Outcome,
+) -> Outcome {
+    timed_dispatch::<TRACE>(area, path, nr, args, site, with_hooks, run)
+}
+
+#[inline(always)]
+fn timed_dispatch<const TRACE: bool>(
     area: Option<&ThreadArea>,
     path: Path,
     nr: i64,
@@ -44,29 +60,51 @@ pub fn dispatch(
     run: impl FnOnce(i64, [u64; 6]) -> Outcome,
 ) -> Outcome {
     let block = stats::begin(area, path, nr);
-    // The latency is the time of `run` alone: the real syscall (or its
-    // emulation), not the hooks around it.
-    let timed = |nr, args| {
-        let timing = stats::timing();
-        let t0 = if timing { stats::now() } else { 0 };
-        let out = run(nr, args);
-        if let Outcome::Return(r) = out {
-            let ticks = if timing { stats::now().wrapping_sub(t0) } else { 0 };
-            stats::end(block, r, ticks);
-            if nr == libc::SYS_wait4 || nr == libc::SYS_waitid {
-                report::note_wait(nr, args, r);
+    // Two closures, not one with an `if TRACE` inside: a closure captures
+    // what it names even where a constant makes it dead, and the untraced
+    // one must stay as small as it was (see ut_fast_dispatch).
+    if TRACE {
+        let timed = |nr, args| {
+            let (out, t0, ticks) = timed_run(block, run, nr, args);
+            if let Outcome::Return(r) = out {
+                trace::record(area, nr, &args, r, t0, ticks, site, path == Path::Fast, false);
             }
-            // `usertrap trace` (off: this one branch).
-            if trace::on() {
-                trace::record(area, nr, args, r, t0, ticks, site, path == Path::Fast, false);
-            }
+            out
+        };
+        if with_hooks {
+            return hooks::call_hooks(nr, args, timed);
         }
-        out
-    };
+        return timed(nr, args);
+    }
+    let timed = |nr, args| timed_run(block, run, nr, args).0;
     if with_hooks {
         return hooks::call_hooks(nr, args, timed);
     }
     timed(nr, args)
+}
+
+/// Run the call, timed (the latency is the time of `run` alone: the real
+/// syscall or its emulation, not the hooks around it), and count it:
+/// (outcome, start, ticks).
+#[inline(always)]
+fn timed_run(
+    block: Option<&stats::SysStats>,
+    run: impl FnOnce(i64, [u64; 6]) -> Outcome,
+    nr: i64,
+    args: [u64; 6],
+) -> (Outcome, u64, u64) {
+    let timing = stats::timing();
+    let t0 = if timing { stats::now() } else { 0 };
+    let out = run(nr, args);
+    let mut ticks = 0;
+    if let Outcome::Return(r) = out {
+        ticks = if timing { stats::now().wrapping_sub(t0) } else { 0 };
+        stats::end(block, r, ticks);
+        if nr == libc::SYS_wait4 || nr == libc::SYS_waitid {
+            report::note_wait(nr, args, r);
+        }
+    }
+    (out, t0, ticks)
 }
 
 /// The slow path: run one syscall for the program, natively through the gate
@@ -75,7 +113,12 @@ pub fn dispatch(
 pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     let area = t.area;
     let site = t.uc.mc.rip;
-    dispatch(Some(area), Path::Slow, nr, args, site, hooks::active(), |nr, args| emulate(t, nr, args))
+    if trace::on() {
+        return dispatch::<true>(Some(area), Path::Slow, nr, args, site, hooks::active(), |nr, args| {
+            emulate(t, nr, args)
+        });
+    }
+    dispatch::<false>(Some(area), Path::Slow, nr, args, site, hooks::active(), |nr, args| emulate(t, nr, args))
 }
 
 fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
@@ -150,7 +193,7 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
 /// `usertrap trace`: a call that may not return, recorded before it runs.
 fn pending(t: &Trap<'_>, nr: i64, args: [u64; 6]) {
     if trace::on() {
-        trace::record(Some(t.area), nr, args, 0, stats::now(), 0, t.uc.mc.rip, false, true);
+        trace::record(Some(t.area), nr, &args, 0, stats::now(), 0, t.uc.mc.rip, false, true);
     }
 }
 
@@ -162,8 +205,29 @@ fn pending(t: &Trap<'_>, nr: i64, args: [u64; 6]) {
 /// through the gate, after the integer-only check that keeps the library's
 /// own memory mapped. No vector register may be touched from here down:
 /// `tests/library.rs` disassembles this function and what it calls.
+///
+/// Under `usertrap trace` the call goes through [`fast_traced`], apart:
+/// recording inside this frame made it 64 bytes larger, and the fast path
+/// runs on the program's stack (a Go goroutine's has little room:
+/// tests/go.rs's exec_goroutines crashed 8 times in 10). Off, the cost is
+/// this one branch.
 #[no_mangle]
 pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+    if trace::on() {
+        return fast_traced(nr, saved, gs_base, with_hooks);
+    }
+    fast_dispatch::<false>(nr, saved, gs_base, with_hooks)
+}
+
+/// [`ut_fast_dispatch`] under `usertrap trace`.
+#[inline(never)]
+#[cold]
+fn fast_traced(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+    fast_dispatch::<true>(nr, saved, gs_base, with_hooks)
+}
+
+#[inline(always)]
+fn fast_dispatch<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
     // SAFETY: ut_fast_entry passes a pointer to the six registers it pushed,
     // in that order, on the stack, live for this call. Volatile reads, one by
     // one: a vectorised copy would clobber the program's xmm registers.
@@ -176,7 +240,7 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
             process::strict_violation_fast(a);
         }
     }
-    let outcome = dispatch(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
+    let outcome = dispatch::<TRACE>(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
         // Refused calls are reported on the slow path; here just refused.
         Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| {
             // SAFETY: the program's own syscall (rt::raw: forwarded program calls), one that needs no

@@ -180,11 +180,12 @@ unsafe fn bytes<'a>(area: &ThreadArea, at: usize, len: usize) -> &'a mut [u8] {
 /// One call: record it unless a filter leaves it out. `pending`: it is
 /// about to run and may not return (exec, exit): result and duration 0.
 #[inline(never)]
+#[cold]
 #[allow(clippy::too_many_arguments)]
 pub fn record(
     area: Option<&ThreadArea>,
     nr: i64,
-    args: [u64; 6],
+    args: &[u64; 6],
     result: i64,
     start: u64,
     ticks: u64,
@@ -238,7 +239,7 @@ pub fn record(
         }
     }
     let tid = area.owner_tid.load(Ordering::Relaxed) as u32;
-    let e = Event { start, ticks, nr, result, args, site, tid, flags, path_len: path_len as u16 };
+    let e = Event { start, ticks, nr, result, args: *args, site, tid, flags, path_len: path_len as u16 };
     wire::encode_head(slot, &e);
     h.len.store(at + wire::event_len(path_len), Ordering::Release);
     h.count.store(h.count.load(Ordering::Relaxed) + 1, Ordering::Release);
