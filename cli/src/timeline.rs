@@ -209,7 +209,16 @@ fn process_names(greetings: &[(u32, u32, String, bool)], sources: &[crate::merge
         }
     }
     for s in sources {
-        names.entry(s.report.pid).or_insert_with(|| vec![s.report.command.clone()]);
+        let v = names.entry(s.report.pid).or_default();
+        // A static program started by usertrap-launcher greets under the
+        // launcher's name; its report names the program.
+        if let Some(i) = v.iter().position(|n| n == "usertrap-launch") {
+            if !v.contains(&s.report.command) {
+                v[i] = s.report.command.clone();
+            }
+        } else if v.is_empty() {
+            v.push(s.report.command.clone());
+        }
     }
     names.into_iter().map(|(p, v)| (p, v.join(" → "))).collect()
 }

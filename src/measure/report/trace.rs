@@ -143,6 +143,10 @@ pub fn configure(value: &[u8]) {
         SLOW_TICKS.store((slow_ns as u128 * hz as u128 / 1_000_000_000) as u64, Ordering::Relaxed);
     }
     stats::set_timing(true);
+    // Recording on the fast path needs more of the program's stack than a
+    // goroutine leaves (tests/trace.rs runs a Go program): Go code stays on
+    // the slow path, on our own signal stack.
+    crate::patch::locate::NO_GO_SITES.store(true, Ordering::Relaxed);
     ON.store(true, Ordering::Relaxed);
 }
 
