@@ -75,6 +75,14 @@ def fast_share(argv, backend):
 
 
 def main():
+    if sys.argv[1:] == ["trace"]:
+        # Only `usertrap trace`'s row (issue 15).
+        targets = []
+        trace_overhead(sys.executable, targets)
+        print("\nagainst the targets:")
+        for t in targets:
+            print("  " + t)
+        return
     if sys.argv[1:] == ["per-process"]:
         # Only the per-process part (quicker: BENCH_SPAWNS=200).
         targets = []
@@ -136,6 +144,7 @@ def main():
             if backend == "seccomp":
                 targets.append(f"fast-path share, {name}: {share:.1f}% (target: at least 95%)")
     stat_overhead(python, targets)
+    trace_overhead(python, targets)
     per_process(targets)
 
     print("\nagainst the targets:")
@@ -299,6 +308,64 @@ def stat_overhead(python, targets):
         avg = calls[0]["total_ns"] / calls[0]["calls"]
         print(f"{'getppid: reported avg / loop':<32} {avg:>9.1f} {own:>9.1f}  (ns/call; the report times the syscall alone)")
         targets.append(f"reported getppid average {avg:.0f} ns within the loop's own {own:.0f} ns per call (target: at most, and at least half)")
+
+
+def trace_overhead(python, targets):
+    """Issue 15: `usertrap trace` with every call recorded, and with --slow 1ms,
+    against native, `usertrap stat`, `strace -f -tt -T` and `perf trace`: the
+    whole command's wall-clock time (for usertrap trace, decoding and writing
+    the trace after the program ended included), and the loop's own time
+    (what recording costs the traced program while it runs)."""
+    code = ("import os, time, sys\nt = time.perf_counter()\nfor _ in range(200000): os.stat('/')\n"
+            "sys.stderr.write('loop %f\\n' % (time.perf_counter() - t))\n")
+    argv = [python, "-c", code]
+    strace = shutil.which("strace")
+    perf = shutil.which("perf")
+    perf_ok = perf and subprocess.run([perf, "trace", "-o", os.devnull, "--", "/bin/true"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+    def best(prefix, runs=3):
+        """(best wall s, best loop s) of `runs` runs, or (None, None)."""
+        walls, loops = [], []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            r = subprocess.run([*prefix, *argv], env=clean_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+            walls.append(time.perf_counter() - t0)
+            m = re.search(r"loop ([0-9.]+)", r.stderr)
+            if r.returncode != 0 or not m:
+                return None, None
+            loops.append(float(m.group(1)))
+        return min(walls), min(loops)
+
+    print("\nusertrap trace, python3: 200,000 os.stat, best of 3 runs:")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "trace.out")
+        rows = [
+            ("native", ()),
+            ("usertrap stat", (CLI, "stat", "-o", os.devnull, "--")),
+            ("usertrap trace (all, json)", (CLI, "trace", "--format", "json", "-o", out, "--")),
+            ("usertrap trace (all, perfetto)", (CLI, "trace", "--format", "perfetto", "-o", out, "--")),
+            ("usertrap trace --slow 1ms", (CLI, "trace", "--slow", "1ms", "-o", out, "--")),
+            ("strace -f -tt -T", (strace, "-f", "-tt", "-T", "-o", os.devnull) if strace else None),
+            ("perf trace", (perf, "trace", "-o", os.devnull, "--") if perf_ok else None),
+        ]
+        got = {mode: best(prefix) if prefix is not None else (None, None) for mode, prefix in rows}
+    nw, nl = got["native"]
+    print(f"{'mode':<32} {'wall s':>8} {'x native':>9} {'loop s':>8} {'x native':>9}")
+    for mode, (w, l) in got.items():
+        if w is None:
+            print(f"{mode:<32} {'fails or missing here':>36}")
+            continue
+        print(f"{mode:<32} {w:>8.3f} {w / nw:>8.2f}x {l:>8.3f} {l / nl:>8.2f}x")
+    w, l = got["usertrap trace (all, json)"]
+    if w:
+        targets.append(f"usertrap trace, every call recorded, python os.stat: loop {l / nl:.2f} x native, "
+                       f"whole command {w / nw:.2f} x (target: at most 1.3 x)")
+    (sw, sl), (tw, tl) = got["usertrap stat"], got["usertrap trace --slow 1ms"]
+    if sw and tw:
+        targets.append(f"usertrap trace --slow 1ms: loop {tl / sl:.3f} x, whole command {tw / sw:.3f} x "
+                       f"usertrap stat (target: within 5%)")
 
 
 def median(xs):

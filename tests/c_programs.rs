@@ -180,8 +180,10 @@ fn c_sources() -> Vec<String> {
 }
 
 /// C programs another test file runs, because what they print differs from
-/// a native run in a documented way (tests/debuggers.rs asserts exactly how).
-const RUN_ELSEWHERE: &[&str] = &["exec_etxtbsy", "fanotify_exec", "ptrace_traceme"];
+/// a native run in a documented way (tests/debuggers.rs asserts exactly how),
+/// or because they are run under a command (trace_calls: tests/trace.rs,
+/// under `usertrap trace`, against a native run).
+const RUN_ELSEWHERE: &[&str] = &["exec_etxtbsy", "fanotify_exec", "ptrace_traceme", "trace_calls"];
 
 #[test]
 fn every_c_program_is_listed() {

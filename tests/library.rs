@@ -318,7 +318,8 @@ fn slow_path_stack_frames_are_small() {
     let hot = [
         "sigsys::on_sigsys",
         "sigsys::run_for_program",
-        "dispatch::slow::{{closure}}",
+        // The timed call (the slow path's and the fast path's, traced or not).
+        "dispatch::timed_dispatch::{{closure}}",
         "fault::on_fault",
         "delivery::on_program_signal",
     ];

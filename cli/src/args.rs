@@ -23,6 +23,85 @@ pub enum Commands {
     /// and print their aggregate (on stdout).
     #[command(after_help = REPORT_AFTER_HELP)]
     Report(ReportArgs),
+    /// Run a command with libusertrap.so preloaded and record every
+    /// intercepted call (or only the slow ones) of every process it starts:
+    /// a Perfetto/Chrome timeline, JSON lines or strace-like text.
+    #[command(after_help = TRACE_AFTER_HELP, override_usage = "usertrap trace [OPTIONS] [--] <CMD> [ARGS]...")]
+    Trace(TraceArgs),
+}
+
+const TRACE_AFTER_HELP: &str = "\
+The trace goes to stdout, or to FILE with -o. Events a process could not
+send in time (its collector busy) are counted, per thread, and said at the
+end (text: a line on stderr; json: a \"dropped\" record; perfetto: an
+instant event on the thread's track). Exit status as for usertrap stat.";
+
+/// `usertrap trace --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    /// strace -f -tt -T style lines.
+    Text,
+    /// One JSON object per line (docs/report-schema.md, "Trace").
+    Json,
+    /// Chrome trace-event JSON: opens in ui.perfetto.dev and chrome://tracing.
+    Perfetto,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Write the trace to FILE instead of stdout (opened, and so checked,
+    /// before the command runs).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The trace's format.
+    #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
+    pub format: TraceFormat,
+
+    /// Record only these syscalls (as for `usertrap stat -e`); filtered in
+    /// the traced processes, so what is left out costs no recording.
+    #[arg(short = 'e', value_name = "trace=SET", action = ArgAction::Append)]
+    pub expr: Vec<String>,
+
+    /// Record only calls that took at least DURATION (such as 1ms, 250us,
+    /// 2s, 500ns); the counts of all calls are still reported.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ns)]
+    pub slow: Option<u64>,
+
+    /// The library to preload (default: libusertrap.so beside this program).
+    #[arg(long = "lib", value_name = "PATH")]
+    pub lib: Option<PathBuf>,
+
+    /// How the library traps syscalls (as for `usertrap stat`).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+
+    /// The command and its arguments (after `--`).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// "1ms", "250us", "2s", "500ns", "1.5ms": nanoseconds.
+pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
+    let at = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(at);
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return Err(format!("{s}: a number with a unit: ns, us, ms or s (such as 1ms)")),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v * scale < 1e18 => Ok((v * scale).round() as u64),
+        _ => Err(format!("{s}: a number with a unit: ns, us, ms or s (such as 1ms)")),
+    }
 }
 
 const STAT_AFTER_HELP: &str = "\
@@ -256,6 +335,18 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ns("1ms"), Ok(1_000_000));
+        assert_eq!(parse_duration_ns("250us"), Ok(250_000));
+        assert_eq!(parse_duration_ns("1.5ms"), Ok(1_500_000));
+        assert_eq!(parse_duration_ns("2s"), Ok(2_000_000_000));
+        assert_eq!(parse_duration_ns("7ns"), Ok(7));
+        assert!(parse_duration_ns("5").is_err(), "a unit is needed");
+        assert!(parse_duration_ns("ms").is_err());
+        assert!(parse_duration_ns("-1ms").is_err());
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub struct Collected {
     pub missing: Vec<Missing>,
     /// Process images known (greeted or reported).
     pub processes: usize,
+    /// `usertrap trace`'s messages, in arrival order: (the sender's pid,
+    /// the whole message).
+    pub traces: Vec<(u32, Vec<u8>)>,
+    /// Every greeting and every fork announced by a parent, in arrival
+    /// order: (pid, parent's pid, command, announced by the parent).
+    pub greetings: Vec<(u32, u32, String, bool)>,
 }
 
 struct Conn {
@@ -49,6 +55,10 @@ struct Conn {
 #[derive(Default)]
 struct State {
     conns: Mutex<Vec<Conn>>,
+    /// `usertrap trace`'s messages (seq, sender, message), kept apart: they
+    /// can be many megabytes, which matching greetings to reports (done
+    /// again every 50 ms while processes are awaited) would copy.
+    traces: Mutex<Vec<(u64, u32, Vec<u8>)>>,
     seq: AtomicU64,
     in_flight: AtomicUsize,
     stop: AtomicBool,
@@ -66,6 +76,8 @@ const GRACE: Duration = Duration::from_secs(2);
 /// A sender that stalls this long mid-message is cut off.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const SYNC: &[u8] = b"sync\n";
+/// Tests only (tests/trace.rs): a collector that cannot keep up.
+pub const STALL_VAR: &str = "USERTRAP_TEST_COLLECTOR_STALL_MS";
 
 impl Collector {
     pub fn start() -> io::Result<Collector> {
@@ -74,13 +86,21 @@ impl Collector {
         let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut rnd));
         let name = format!("usertrap.{}.{:x}.{:016x}", std::process::id(), nanos, u64::from_ne_bytes(rnd));
         let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes())?)?;
+        // A test of `usertrap trace` (tests/trace.rs) stands for a collector
+        // that cannot keep up: a backlog of one connection, each accepted
+        // this many ms late.
+        let stall_ms: u64 = std::env::var(STALL_VAR).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let backlog = if stall_ms > 0 { 1 } else { 4096 };
         // SAFETY: plain listen(2) on our socket: a deep backlog, so that
         // many processes ending at once are not refused.
-        unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+        unsafe { libc::listen(listener.as_raw_fd(), backlog) };
         let state = Arc::new(State::default());
         let st = state.clone();
         let acceptor = thread::spawn(move || {
             for stream in listener.incoming() {
+                if stall_ms > 0 {
+                    thread::sleep(Duration::from_millis(stall_ms));
+                }
                 if st.stop.load(Ordering::SeqCst) {
                     break;
                 }
@@ -143,7 +163,11 @@ impl Collector {
         self.state.stop.store(true, Ordering::SeqCst);
         let _ = self.send(b"");
         drop(self.acceptor.take());
-        self.match_up(child, child_signal, true)
+        let mut got = self.match_up(child, child_signal, true);
+        let mut traces = self.state.traces.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        traces.sort_by_key(|t| t.0);
+        got.traces = traces.into_iter().map(|(_, pid, data)| (pid, data)).collect();
+        got
     }
 
     /// Matches reports to greetings in arrival order. `final_`: every
@@ -170,6 +194,7 @@ impl Collector {
         let mut sources = Vec::new();
         let mut skipped = Vec::new();
         let mut killed: HashMap<u32, i64> = HashMap::new();
+        let mut greetings = Vec::new();
         let new_image = |images: &mut Vec<Image>, pid: u32, command: String, after_exec: bool| {
             images.push(Image { pid, command, reported: false, lost: None, after_exec });
             images.len() - 1
@@ -188,6 +213,11 @@ impl Collector {
             // itself, as the kernel saw it.
             let Some(pid) = (if kind == "child" { said } else { peer.or(said) }) else { continue };
             let command = words.get(3).map(|h| unhex(h)).unwrap_or_default();
+            // A fork child is named by its parent (its own greeting comes
+            // only when it execs).
+            if kind == "hello" || kind == "child" {
+                greetings.push((pid, said_ppid(&words), command.clone(), kind == "child"));
+            }
             match kind {
                 // The parent's word may come after the child's own messages.
                 "child" if seen.contains(&pid) => {}
@@ -274,7 +304,7 @@ impl Collector {
             };
             missing.push(Missing { pid: im.pid, command: im.command.clone(), reason });
         }
-        Collected { sources, skipped, missing, processes }
+        Collected { sources, skipped, missing, processes, traces: Vec::new(), greetings }
     }
 }
 
@@ -337,11 +367,27 @@ impl LiveView {
     }
 }
 
+/// A greeting's PPID word.
+fn said_ppid(words: &[&str]) -> u32 {
+    words.get(2).and_then(|p| p.parse().ok()).unwrap_or(0)
+}
+
 fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
     let peer_pid = peer_pid(&stream);
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let mut data = Vec::new();
     let _ = stream.read_to_end(&mut data);
+    // Recorded calls (src/measure/report/trace.rs): decoded by `usertrap
+    // trace`, ignored by `usertrap stat`. The sender as the kernel saw it,
+    // else as it says.
+    if data.starts_with(b"trace ") {
+        let said = data.split(|&b| b == b' ').nth(1).and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
+        if let (Some(pid), Ok(mut t)) = (peer_pid.or(said), st.traces.lock()) {
+            t.push((seq, pid, data));
+        }
+        st.in_flight.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
     if let Ok(mut c) = st.conns.lock() {
         c.push(Conn { seq, peer_pid, data });
     }

@@ -19,6 +19,7 @@ mod report;
 mod sites;
 mod stat;
 mod text;
+mod timeline;
 mod trace;
 
 use std::io::{self, Write};
@@ -37,6 +38,7 @@ fn main() {
     let result = match cli.command {
         Commands::Stat(a) => stat::run(a),
         Commands::Report(a) => run_report(a).map(|()| Outcome::Exit(0)),
+        Commands::Trace(a) => timeline::run(a),
     };
     match result {
         Ok(Outcome::Exit(code)) => exit(code),

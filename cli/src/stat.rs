@@ -47,12 +47,7 @@ enum Output {
 pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     let filter = TraceFilter::parse(&args.expr)?;
     crate::histogram::check_names(&args.histogram)?;
-    let lib = find_library(args.lib.as_deref())?;
-    let Some((cmd, cmd_args)) = args.command.split_first() else {
-        return Err(Failure::usage("no command given: usertrap stat [OPTIONS] -- CMD [ARGS...]"));
-    };
-    let program = command::resolve(cmd, env::var_os("PATH").as_deref())?;
-    let start = command::check_runnable(&program, &cmd.to_string_lossy())?;
+    let checked = check_command(args.lib.as_deref(), &args.command)?;
     let mut output = match &args.output {
         None => Output::Stderr,
         Some(p) => Output::File(p.clone(), open_output(p)?),
@@ -62,39 +57,6 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         Some(p) => Some(Export::create(p).map_err(|e| Failure::new(OWN_FAILURE, e))?),
         None => None,
     };
-    let collector = Collector::start()
-        .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot open the report collector's socket: {}", io_msg(&e))))?;
-
-    let mut child = match &start {
-        Start::Preload => {
-            let mut c = Command::new(&program);
-            c.arg0(cmd).args(cmd_args);
-            c
-        }
-        Start::Launch { elf, prefix } => launched(&lib, &program, elf, prefix, cmd, cmd_args)?,
-    };
-    child.env("LD_PRELOAD", preload_value(&lib, env::var_os("LD_PRELOAD").as_deref()));
-    // Reports go to the collector only (USERTRAP_OUTPUT of the caller's
-    // environment would only be ignored).
-    child.env("USERTRAP_COLLECT", collector.name()).env("USERTRAP_FORMAT", "json").env_remove("USERTRAP_OUTPUT");
-    if args.per_thread {
-        // Each thread's figures kept apart (and reported) by the library.
-        child.env("USERTRAP_THREADS", "1");
-    }
-    // Measured once here, so no process of the tree calibrates its own (nor
-    // checks the TSC with CPUID: the setting says it is invariant).
-    // The clock's ticks per second in the tree (for the live view): the
-    // TSC frequency handed down, or ns of CLOCK_MONOTONIC.
-    let mut ticks_hz: u64 = env::var("USERTRAP_TSC_HZ").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000_000);
-    if std::env::var_os("USERTRAP_TSC_HZ").is_none() && tsc_invariant() {
-        let hz = tsc_hz();
-        ticks_hz = hz;
-        child.env("USERTRAP_TSC_HZ", hz.to_string());
-    }
-    if let Some(b) = args.backend {
-        child.env("USERTRAP_BACKEND", b.as_str());
-    }
-
     // -i SECS: the interim tables, written where the final one goes.
     let live = match args.interval {
         Some(secs) => {
@@ -104,30 +66,16 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
                     f.try_clone().map_err(|e| Failure::new(OWN_FAILURE, format!("{}: {}", p.display(), io_msg(&e))))?,
                 ),
             };
-            let view = collector.live_view();
-            let (filter, sort) = (filter.clone(), args.sort);
-            Some(crate::live::Interim::start(
-                secs,
-                move |elapsed| crate::live::render_interim(&view, filter.as_ref(), sort, ticks_hz, elapsed),
-                to,
-            ))
+            Some(Live { secs, to, filter: filter.clone(), sort: args.sort })
         }
         None => None,
     };
-    let ran = run_forwarding_signals(&mut child);
-    if let Some(l) = live {
-        l.stop();
+    let mut extra = Vec::new();
+    if args.per_thread {
+        // Each thread's figures kept apart (and reported) by the library.
+        extra.push(("USERTRAP_THREADS", "1".to_string()));
     }
-    let (status, child_pid) = ran.map_err(|e| {
-        let code = match e.raw_os_error() {
-            Some(libc::ENOENT) => NOT_FOUND,
-            Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY) => CANNOT_EXECUTE,
-            _ => OWN_FAILURE,
-        };
-        Failure::new(code, format!("cannot run {}: {}", cmd.to_string_lossy(), io_msg(&e)))
-    })?;
-
-    let got = collector.finish(child_pid, status.signal());
+    let (status, got) = run_collected(checked, args.backend, &args.command, &extra, live)?;
     let mut export_errors = Vec::new();
     if export.is_some() || args.pushgateway.is_some() {
         let host = prometheus::hostname();
@@ -182,6 +130,104 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         return Ok(Outcome::Exit(OWN_FAILURE));
     }
     Ok(outcome)
+}
+
+/// `stat -i SECS`: interim tables of the whole tree every `secs` seconds,
+/// written to `to`, filtered and sorted as the final one.
+pub struct Live {
+    pub secs: f64,
+    pub to: Box<dyn Write + Send>,
+    pub filter: Option<TraceFilter>,
+    pub sort: crate::args::SortKey,
+}
+
+/// A command found and checked before anything is opened for it.
+pub struct Checked {
+    lib: PathBuf,
+    program: PathBuf,
+    start: Start,
+}
+
+/// The library, and the command resolved on PATH and checked runnable.
+pub fn check_command(lib: Option<&Path>, command: &[OsString]) -> Result<Checked, Failure> {
+    let lib = find_library(lib)?;
+    let Some(cmd) = command.first() else {
+        return Err(Failure::usage("no command given: usertrap stat [OPTIONS] -- CMD [ARGS...]"));
+    };
+    let program = command::resolve(cmd, env::var_os("PATH").as_deref())?;
+    let start = command::check_runnable(&program, &cmd.to_string_lossy())?;
+    Ok(Checked { lib, program, start })
+}
+
+/// Runs the command with the library preloaded, its processes reporting to
+/// a collector (`extra`: more of the library's settings); its wait status
+/// and what the processes sent.
+pub fn run_collected(
+    checked: Checked,
+    backend: Option<crate::args::Backend>,
+    command: &[OsString],
+    extra: &[(&str, String)],
+    live: Option<Live>,
+) -> Result<(ExitStatus, crate::collect::Collected), Failure> {
+    let Checked { lib, program, start } = checked;
+    let Some((cmd, cmd_args)) = command.split_first() else {
+        return Err(Failure::usage("no command given"));
+    };
+    let collector = Collector::start()
+        .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot open the report collector's socket: {}", io_msg(&e))))?;
+
+    let mut child = match &start {
+        Start::Preload => {
+            let mut c = Command::new(&program);
+            c.arg0(cmd).args(cmd_args);
+            c
+        }
+        Start::Launch { elf, prefix } => launched(&lib, &program, elf, prefix, cmd, cmd_args)?,
+    };
+    child.env("LD_PRELOAD", preload_value(&lib, env::var_os("LD_PRELOAD").as_deref()));
+    // Reports go to the collector only (USERTRAP_OUTPUT of the caller's
+    // environment would only be ignored).
+    child.env("USERTRAP_COLLECT", collector.name()).env("USERTRAP_FORMAT", "json").env_remove("USERTRAP_OUTPUT");
+    // The command's own test setting (collect.rs), no setting of the library.
+    child.env_remove(crate::collect::STALL_VAR);
+    // Measured once here, so no process of the tree calibrates its own (nor
+    // checks the TSC with CPUID: the setting says it is invariant).
+    // The clock's ticks per second in the tree (for the live view): the
+    // TSC frequency handed down, or ns of CLOCK_MONOTONIC.
+    let mut ticks_hz: u64 = env::var("USERTRAP_TSC_HZ").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000_000);
+    if std::env::var_os("USERTRAP_TSC_HZ").is_none() && tsc_invariant() {
+        let hz = tsc_hz();
+        ticks_hz = hz;
+        child.env("USERTRAP_TSC_HZ", hz.to_string());
+    }
+    if let Some(b) = backend {
+        child.env("USERTRAP_BACKEND", b.as_str());
+    }
+    for (k, v) in extra {
+        child.env(k, v);
+    }
+
+    let interim = live.map(|Live { secs, to, filter, sort }| {
+        let view = collector.live_view();
+        crate::live::Interim::start(
+            secs,
+            move |elapsed| crate::live::render_interim(&view, filter.as_ref(), sort, ticks_hz, elapsed),
+            to,
+        )
+    });
+    let ran = run_forwarding_signals(&mut child);
+    if let Some(l) = interim {
+        l.stop();
+    }
+    let (status, child_pid) = ran.map_err(|e| {
+        let code = match e.raw_os_error() {
+            Some(libc::ENOENT) => NOT_FOUND,
+            Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY) => CANNOT_EXECUTE,
+            _ => OWN_FAILURE,
+        };
+        Failure::new(code, format!("cannot run {}: {}", cmd.to_string_lossy(), io_msg(&e)))
+    })?;
+    Ok((status, collector.finish(child_pid, status.signal())))
 }
 
 /// The launcher's file name, beside the library.
@@ -321,7 +367,7 @@ pub fn preload_value(lib: &Path, existing: Option<&OsStr>) -> OsString {
 
 /// Opens (creates, truncates) the `-o` file before the command runs, so an
 /// unwritable path is an error before anything happens.
-fn open_output(p: &Path) -> Result<File, Failure> {
+pub fn open_output(p: &Path) -> Result<File, Failure> {
     OpenOptions::new()
         .write(true)
         .create(true)
@@ -331,7 +377,7 @@ fn open_output(p: &Path) -> Result<File, Failure> {
 }
 
 /// The command's status as a report's `exit`.
-fn exit_of(status: ExitStatus) -> Exit {
+pub fn exit_of(status: ExitStatus) -> Exit {
     match (status.code(), status.signal()) {
         (Some(code), _) => Exit { how: "exit".into(), status: Some(code.into()), ..Exit::default() },
         (None, Some(sig)) => {

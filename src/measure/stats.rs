@@ -32,7 +32,8 @@ static FALLBACK: [[AtomicU64; SLOTS]; 2] = [const { [const { AtomicU64::new(0) }
 /// clearing them in every fork child, cost a page fault per page).
 static FALLBACK_USED: AtomicBool = AtomicBool::new(false);
 
-fn index_of(nr: i64) -> usize {
+/// The table slot of syscall `nr` (i386 numbers after the x86-64 ones).
+pub fn index_of(nr: i64) -> usize {
     if (0..MAX_NR as i64).contains(&nr) {
         nr as usize
     } else if (I386_FLAG..I386_FLAG + MAX_NR_I386 as i64).contains(&nr) {
@@ -314,6 +315,12 @@ fn measured_hz(resolution_ns: u64) -> (u64, u64, u64) {
 /// CLOCK_MONOTONIC when the clock was started (start_clock).
 pub fn start_mono_ns() -> u64 {
     START_MONO_NS.load(Ordering::Relaxed)
+}
+
+/// The clock's ticks and CLOCK_MONOTONIC ns at the same moment, when the
+/// image (or fork child) started.
+pub fn start_pair() -> (u64, u64) {
+    (START_TSC.load(Ordering::Relaxed), START_MONO_NS.load(Ordering::Relaxed))
 }
 
 pub fn start_realtime_ns() -> u64 {

@@ -23,6 +23,10 @@ use super::os::Os;
 use super::reject::Reject;
 use super::unwind::{lookup_fde, next_fde_start, scan_eh_frame};
 
+/// Set by `usertrap trace` (measure::report::trace::configure): Go code is
+/// not patched (Reject::GoUnderTrace), its calls stay on the slow path.
+pub static NO_GO_SITES: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// Where the function containing an address lies, and the run of executable
 /// mappings (of the same file, adjacent) that contains the address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +71,7 @@ pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
         // .eh_frame, a cgo one none for its Go functions) has a table of its own.
         Err(e @ (Reject::NoEhFrameHdr | Reject::NoFunctionStart | Reject::PastFunctionEnd)) => {
             match super::gopclntab::table_of(os, &obj) {
+                Some(_) if NO_GO_SITES.load(core::sync::atomic::Ordering::Relaxed) => return Err(Reject::GoUnderTrace),
                 Some((start, len)) => super::gopclntab::lookup(os, start, len, site)?,
                 None => return Err(e),
             }

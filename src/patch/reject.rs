@@ -67,6 +67,11 @@ pub enum Reject {
     NoPad,
     /// No free trap-table slot whose address bytes fit the range.
     NoPunnedSlot,
+    /// Go code (found through Go's function table) under `usertrap trace`:
+    /// recording a call on the fast path takes more of the program's stack
+    /// than a goroutine's leaves, so these sites stay on the slow path (our
+    /// own signal stack).
+    GoUnderTrace,
 }
 
 impl Reject {
@@ -102,6 +107,7 @@ impl Reject {
             Reject::AlreadyPatched => "overlaps a patched site",
             Reject::NoPad => "no dead pad within reach of a short jump",
             Reject::NoPunnedSlot => "no trap-table slot fits the range",
+            Reject::GoUnderTrace => "Go code under usertrap trace (recording needs more stack than a goroutine has)",
         }
     }
 }

@@ -277,6 +277,7 @@ mod tests {
             Reject::AlreadyPatched,
             Reject::NoPad,
             Reject::NoPunnedSlot,
+            Reject::GoUnderTrace,
         ];
         let texts: std::collections::BTreeSet<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(texts.len(), all.len());

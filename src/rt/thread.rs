@@ -100,6 +100,9 @@ pub struct ThreadArea {
     pub strict: Cell<bool>,
     /// The thread's name when it exited (per-thread reports only).
     pub exit_comm: Cell<[u8; 16]>,
+    /// Under `usertrap trace`: the address of this area's event buffer
+    /// (measure::report::trace), mapped on first use; 0 before.
+    pub trace: Cell<u64>,
 }
 
 /// How many program signals may wait for the library's code at once: one of

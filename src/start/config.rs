@@ -39,6 +39,9 @@ pub struct Config {
     /// USERTRAP_THREADS=0|1: keep each thread's figures apart and report
     /// them per thread too (tid and name).
     pub threads: bool,
+    /// USERTRAP_TRACE=SLOW_NS[:NR,...]: record every call (of at least
+    /// SLOW_NS, of those numbers) for `usertrap trace`'s collector.
+    pub trace: &'static [u8],
     /// TMPDIR (not ours, read only): where a report goes that stderr
     /// cannot take (src/measure/report/).
     pub tmpdir: &'static [u8],
@@ -58,6 +61,7 @@ impl Default for Config {
             collect: b"",
             phases: false,
             threads: false,
+            trace: b"",
             tmpdir: b"",
         }
     }
@@ -72,7 +76,7 @@ pub enum ConfigError<'a> {
     Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB, USERTRAP_PHASES, USERTRAP_THREADS";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB, USERTRAP_PHASES, USERTRAP_THREADS, USERTRAP_TRACE";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
@@ -173,6 +177,16 @@ impl Config {
                         _ => return Err(ConfigError::Invalid { name: "USERTRAP_THREADS", value, accepted: "0, 1" }),
                     }
                 }
+                b"USERTRAP_TRACE" => {
+                    if crate::measure::report::trace::parse(value, |_| {}).is_none() {
+                        return Err(ConfigError::Invalid {
+                            name: "USERTRAP_TRACE",
+                            value,
+                            accepted: "SLOW_NS or SLOW_NS:NR,NR,... (set by usertrap trace)",
+                        });
+                    }
+                    c.trace = value;
+                }
                 b"USERTRAP_PHASES" => {
                     c.phases = match value {
                         b"0" => false,
@@ -201,6 +215,13 @@ impl Config {
                 }
                 _ => return Err(ConfigError::Unknown { name }),
             }
+        }
+        if !c.trace.is_empty() && c.collect.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "USERTRAP_TRACE",
+                value: c.trace,
+                accepted: "a setting of usertrap trace, which also sets USERTRAP_COLLECT",
+            });
         }
         Ok(c)
     }

@@ -134,6 +134,7 @@ pub fn start(s: &Startup<'_>) {
     crate::rt::figures::set_per_thread(config.threads);
     stats::set_known_hz(config.tsc_hz);
     report::configure(&absolute(config.output), config.format, config.summary, config.tmpdir, config.collect);
+    report::trace::configure(config.trace);
     let exe = if let Some(h) = s.handoff { h.exe_path() } else { s.exe_path };
     if !exe.is_empty() {
         exec::set_exe_path(exe);

@@ -11,6 +11,7 @@ use crate::emulate::process;
 use crate::emulate::signals;
 use crate::emulate::signals::delivery;
 use crate::measure::report;
+use crate::measure::report::trace;
 use crate::measure::stats::{self, Path};
 use crate::rt::frame::Ucontext;
 use crate::rt::raw;
@@ -29,13 +30,17 @@ pub struct Trap<'a> {
 /// The hook point: every intercepted syscall enters here. On the fast path
 /// this is inlined into code that must not touch vector registers: keep it
 /// integer-only.
-/// `site`: the call site, the address right after the program's `syscall`
-/// instruction (on both paths, for every patched form: the same value for
-/// the same instruction). `with_hooks`: run the installed hooks around the
-/// syscall (the fast path passes what ut_fast_entry decided, since it saved
-/// the vector state for them).
+/// `site`: the call site, the return address the path was given: right
+/// after the program's `syscall` for the seed form and the slow path, the
+/// trampoline's own return point for Forms R and P (the same value for the
+/// same instruction; patch::registry::program_site maps it back, at report
+/// time). `with_hooks`: run the installed hooks around the syscall (the fast
+/// path passes what ut_fast_entry decided, since it saved the vector state
+/// for them). `TRACE`: record the call for `usertrap trace` (callers choose
+/// it with one check of trace::on, outside the fast path's own frame: see
+/// [`ut_fast_dispatch`]).
 #[inline(always)]
-pub fn dispatch(
+pub fn dispatch<const TRACE: bool>(
     area: Option<&ThreadArea>,
     path: Path,
     nr: i64,
@@ -46,8 +51,31 @@ pub fn dispatch(
 ) -> Outcome {
     let block = stats::begin(area, path, nr);
     let at_site = stats::site_begin(area, path, site, nr);
-    // The latency is the time of `run` alone: the real syscall (or its
-    // emulation), not the hooks around it.
+    // Two closures, not one with an `if TRACE` inside: a closure captures
+    // what it names even where a constant makes it dead, and the untraced
+    // one must stay as small as it was (see ut_fast_dispatch).
+    if TRACE {
+        let timed = |nr, args| {
+            let (out, t0, ticks) = timed_run(block, at_site, run, nr, args);
+            if let Outcome::Return(r) = out {
+                // Forms R and P return through their trampoline, below 2 GiB:
+                // a trace names the program's own syscall instead.
+                let site = if site < 1 << 31 && crate::patch::registry::any_ext() {
+                    crate::patch::registry::program_site(site)
+                } else {
+                    site
+                };
+                trace::record(area, nr, &args, r, t0, ticks, site, path == Path::Fast, false);
+            }
+            out
+        };
+        if with_hooks {
+            return hooks::call_hooks(nr, args, timed);
+        }
+        return timed(nr, args);
+    }
+    // Written out rather than through timed_run: its tuple made this
+    // closure's frame 0x88 bytes instead of 0x50.
     let timed = |nr, args| {
         let timing = stats::timing();
         let t0 = if timing { stats::now() } else { 0 };
@@ -68,6 +96,32 @@ pub fn dispatch(
     timed(nr, args)
 }
 
+/// Run the call, timed (the latency is the time of `run` alone: the real
+/// syscall or its emulation, not the hooks around it), and count it:
+/// (outcome, start, ticks).
+#[inline(always)]
+fn timed_run(
+    block: Option<&stats::SysStats>,
+    at_site: Option<&stats::SiteStats>,
+    run: impl FnOnce(i64, [u64; 6]) -> Outcome,
+    nr: i64,
+    args: [u64; 6],
+) -> (Outcome, u64, u64) {
+    let timing = stats::timing();
+    let t0 = if timing { stats::now() } else { 0 };
+    let out = run(nr, args);
+    let mut ticks = 0;
+    if let Outcome::Return(r) = out {
+        ticks = if timing { stats::now().wrapping_sub(t0) } else { 0 };
+        stats::end(block, r, ticks);
+        stats::site_end(at_site, r, ticks);
+        if nr == libc::SYS_wait4 || nr == libc::SYS_waitid {
+            report::note_wait(nr, args, r);
+        }
+    }
+    (out, t0, ticks)
+}
+
 /// The slow path: run one syscall for the program, natively through the gate
 /// or emulated where the library must keep control (signals, processes, its
 /// own memory). The program's rip in `t.uc` is the address after its
@@ -75,7 +129,12 @@ pub fn dispatch(
 pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     let area = t.area;
     let site = t.uc.mc.rip;
-    dispatch(Some(area), Path::Slow, nr, args, site, hooks::active(), |nr, args| emulate(t, nr, args))
+    if trace::on() {
+        return dispatch::<true>(Some(area), Path::Slow, nr, args, site, hooks::active(), |nr, args| {
+            emulate(t, nr, args)
+        });
+    }
+    dispatch::<false>(Some(area), Path::Slow, nr, args, site, hooks::active(), |nr, args| emulate(t, nr, args))
 }
 
 fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
@@ -108,24 +167,33 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
             }
             out
         }
-        Emulation::Exec => Return(exec::exec(t.area, nr, args)),
+        Emulation::Exec => {
+            // Recorded before: a successful exec does not return.
+            pending(t, nr, args);
+            Return(exec::exec(t.area, nr, args))
+        }
         Emulation::ReadlinkExe => Return(exec::readlink(nr, args).unwrap_or_else(|| {
             // SAFETY: the program's own readlink (rt::raw: forwarded program calls).
             unsafe { raw::syscall6(nr, args) }
         })),
         // Counted (by `dispatch`), never timed: they do not return.
         Emulation::Exit => {
+            pending(t, nr, args);
             // A vfork child (it runs on an area its parent set aside) is no
             // thread of the parent's count, and its area is the parent's to
             // give back when it runs again (thread::current): retiring it here
             // too would hand it out twice.
-            if !t.area.vfork_child.get() && crate::rt::thread::retire(t.area) {
-                report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
+            if !t.area.vfork_child.get() {
+                trace::thread_exit(t.area);
+                if crate::rt::thread::retire(t.area) {
+                    report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
+                }
             }
             // SAFETY: the program's own exit (rt::raw: forwarded program calls).
             Return(unsafe { raw::syscall6(nr, args) })
         }
         Emulation::ExitGroup => {
+            pending(t, nr, args);
             report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
             // SAFETY: the program's own exit_group (rt::raw: forwarded program calls).
             Return(unsafe { raw::syscall6(nr, args) })
@@ -138,17 +206,44 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     }
 }
 
+/// `usertrap trace`: a call that may not return, recorded before it runs.
+fn pending(t: &Trap<'_>, nr: i64, args: [u64; 6]) {
+    if trace::on() {
+        trace::record(Some(t.area), nr, &args, 0, stats::now(), 0, t.uc.mc.rip, false, true);
+    }
+}
+
 /// The fast path, called by ut_fast_entry with the six argument registers it
-/// saved (in push order: r9, r8, r10, rdx, rsi, rdi; above them the
-/// program's flags and the return address, the address right after the
-/// site's `syscall` for every form), the GS base, and
+/// saved (in push order: r9, r8, r10, rdx, rsi, rdi; then the flags and the
+/// return address into the site, right after its syscall), the GS base, and
 /// whether it saved the extended state so that hooks may run. Only syscalls that need
 /// no emulation are ever patched (trap::syscalls::patchable), so this runs them
 /// through the gate, after the integer-only check that keeps the library's
 /// own memory mapped. No vector register may be touched from here down:
 /// `tests/library.rs` disassembles this function and what it calls.
+///
+/// Under `usertrap trace` the call goes through [`fast_traced`], apart:
+/// recording inside this frame made it 64 bytes larger, and the fast path
+/// runs on the program's stack (a Go goroutine's has little room:
+/// tests/go.rs's exec_goroutines crashed 8 times in 10). Off, the cost is
+/// this one branch.
 #[no_mangle]
 pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+    if trace::on() {
+        return fast_traced(nr, saved, gs_base, with_hooks);
+    }
+    fast_dispatch::<false>(nr, saved, gs_base, with_hooks)
+}
+
+/// [`ut_fast_dispatch`] under `usertrap trace`.
+#[inline(never)]
+#[cold]
+fn fast_traced(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+    fast_dispatch::<true>(nr, saved, gs_base, with_hooks)
+}
+
+#[inline(always)]
+fn fast_dispatch<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
     // SAFETY: ut_fast_entry passes a pointer to the six registers it pushed,
     // in that order, on the stack, live for this call, with the flags and
     // the return address it pushed before them right above. Volatile reads, one by
@@ -162,7 +257,7 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
             process::strict_violation_fast(a);
         }
     }
-    let outcome = dispatch(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
+    let outcome = dispatch::<TRACE>(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
         // Refused calls are reported on the slow path; here just refused.
         Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| {
             // SAFETY: the program's own syscall (rt::raw: forwarded program calls), one that needs no

@@ -30,3 +30,4 @@ pub mod report;
 pub mod script;
 pub mod sink;
 pub mod syscalls;
+pub mod trace;

@@ -11,19 +11,28 @@ pub(super) fn collecting() -> bool {
     settings().collect[0] != 0
 }
 
-/// Sends `head` then `body` over a new connection to the collector.
-/// Bounded: a full backlog is retried for at most 2 s, a stalled reader
-/// gives up after log::NO_PROGRESS_MS.
-pub(super) fn collector_send(head: &[u8], body: &[u8]) -> Result<(), i64> {
+/// The collector's address (sockaddr_un) and its length.
+pub(super) fn address() -> Option<([u8; 110], usize)> {
     let name = cstr(&settings().collect);
     let mut addr = [0u8; 110];
     // sockaddr_un: sun_family (AF_UNIX, 16 bits), then sun_path whose first
     // byte 0 makes it an abstract name (no file, no permissions).
     addr[0] = libc::AF_UNIX as u8;
-    if let Some(d) = addr.get_mut(3..3 + name.len()) {
-        d.copy_from_slice(name);
+    let dst = addr.get_mut(3..3 + name.len())?;
+    // Byte by byte, volatile: `usertrap trace` sends from the fast path,
+    // where a call to memcpy (which may use vector registers) must not be.
+    for (d, &b) in dst.iter_mut().zip(name) {
+        // SAFETY: `d` is a valid, exclusive reference.
+        unsafe { core::ptr::write_volatile(d, b) };
     }
-    let alen = 3 + name.len();
+    Some((addr, 3 + name.len()))
+}
+
+/// Sends `head` then `body` over a new connection to the collector.
+/// Bounded: a full backlog is retried for at most 2 s, a stalled reader
+/// gives up after log::NO_PROGRESS_MS.
+pub(super) fn collector_send(head: &[u8], body: &[u8]) -> Result<(), i64> {
+    let Some((addr, alen)) = address() else { return Err(libc::EINVAL as i64) };
     let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
     let fd = raw::socket(libc::AF_UNIX, ty, 0)?;
     let mut tries = 0;

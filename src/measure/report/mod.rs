@@ -47,6 +47,7 @@ pub mod settings;
 pub mod sites;
 pub mod text;
 pub mod threads;
+pub mod trace;
 
 pub use collector::{after_clone_in_parent, greet, note_wait};
 pub use render::Exit;
@@ -70,6 +71,7 @@ static WRITTEN: AtomicBool = AtomicBool::new(false);
 pub fn after_fork_in_child() {
     WRITTEN.store(false, Ordering::Relaxed);
     KILLED_N.store(0, Ordering::Relaxed);
+    trace::after_fork_in_child();
     phases::forget();
 }
 
@@ -88,7 +90,12 @@ pub fn at_exit(how: Exit) {
     }
     // A vfork child shares its parent's memory: its figures are the parent's,
     // and marking the report written would silence the parent's.
-    if crate::rt::thread::current_unchecked().is_some_and(|a| a.vfork_child.get()) {
+    let current = crate::rt::thread::current_unchecked();
+    // `usertrap trace`: every thread's recorded calls, before the report.
+    if trace::on() {
+        log::without_write_signals(|| trace::at_exit(current));
+    }
+    if current.is_some_and(|a| a.vfork_child.get()) {
         return;
     }
     if WRITTEN.swap(true, Ordering::Relaxed) {

@@ -106,6 +106,8 @@ pub fn configure(output: &[u8], format: Format, summary: Summary<'static>, tmpdi
 // does not know (added: `live`).
 //   "report PID\n" + report   it ended (the JSON report follows)
 //   "lost PID REASON\n"       it ended, its report could not be built
+//   "trace PID TID ...\n" + events   `usertrap trace`'s recorded calls
+//                             (trace.rs; docs/report-schema.md)
 
 pub(super) fn copy_cstr(dst: &mut [u8], src: &[u8]) {
     let n = src.len().min(dst.len().saturating_sub(1));

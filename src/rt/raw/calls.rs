@@ -259,6 +259,15 @@ pub fn connect(fd: i32, addr: &[u8]) -> Result<(), i64> {
     unit(unsafe { syscall(libc::SYS_connect, fd as u64, addr.as_ptr() as u64, addr.len() as u64, 0) })
 }
 
+/// send(2) on a connected socket with MSG_DONTWAIT | MSG_NOSIGNAL: what
+/// fits now, never a wait, never SIGPIPE. The bytes sent.
+pub fn send_nowait(fd: i32, buf: &[u8]) -> Result<usize, i64> {
+    let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u64;
+    // SAFETY: the kernel reads `buf.len()` bytes of `buf`; no address given.
+    result(unsafe { syscall6(libc::SYS_sendto, [fd as u64, buf.as_ptr() as u64, buf.len() as u64, flags, 0, 0]) })
+        .map(|n| n as usize)
+}
+
 /// nanosleep(2), not resumed when interrupted.
 pub fn nanosleep(sec: i64, nsec: i64) -> Result<(), i64> {
     let ts = libc::timespec { tv_sec: sec, tv_nsec: nsec };

@@ -1,0 +1,661 @@
+//! `usertrap trace`: run the command with USERTRAP_TRACE set, decode the
+//! events its processes send (src/measure/report/trace.rs writes them,
+//! usertrap-core's `trace` says their bytes) and write them as strace-like
+//! text, JSON lines or a Chrome trace-event timeline.
+//!
+//! Why Chrome's trace-event JSON rather than Perfetto's protobuf: it needs
+//! no proto schema or generated code (serde_json, which the command already
+//! uses), it is a documented, stable format that both ui.perfetto.dev and
+//! chrome://tracing open, and a test can read it back. Its limits: it is
+//! read whole into memory (ui.perfetto.dev handles a few hundred MB, about
+//! a million calls; chrome://tracing less), timestamps are microseconds (we
+//! write fractions, which Perfetto keeps to the ns), and it has no typed
+//! arguments. For longer runs, `--slow` keeps what matters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufWriter, Write};
+
+use serde_json::{json, Value};
+use usertrap_core::names::errno_name;
+use usertrap_core::syscalls;
+use usertrap_core::trace::{self as wire, Event};
+
+use crate::args::{TraceArgs, TraceFormat};
+use crate::error::{io_msg, Failure, OWN_FAILURE};
+use crate::stat::{self, Outcome};
+use crate::trace::TraceFilter;
+
+/// One recorded call, its times in ns.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub pid: u32,
+    pub tid: u32,
+    /// CLOCK_MONOTONIC ns (the same clock in every process).
+    pub mono_ns: i128,
+    /// CLOCK_REALTIME ns.
+    pub real_ns: i128,
+    pub dur_ns: u64,
+    pub e: Event,
+    pub path: Option<String>,
+}
+
+/// What the processes sent, decoded.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub calls: Vec<Call>,
+    /// Events dropped, by (pid, tid).
+    pub dropped: BTreeMap<(u32, u32), u64>,
+    /// Messages that could not be read.
+    pub damaged: usize,
+}
+
+struct Head {
+    pid: u32,
+    tid: u32,
+    dropped: u64,
+    events: u64,
+    hz: u64,
+    ticks: u64,
+    mono: u64,
+    real: u64,
+    ticks0: u64,
+    mono0: u64,
+}
+
+fn head_of(line: &str) -> Option<Head> {
+    let w: Vec<u64> = line.split(' ').skip(1).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    match w[..] {
+        [pid, tid, dropped, events, hz, ticks, mono, real, ticks0, mono0] => {
+            Some(Head { pid: pid as u32, tid: tid as u32, dropped, events, hz, ticks, mono, real, ticks0, mono0 })
+        }
+        _ => None,
+    }
+}
+
+/// Decode the trace messages (sender pid, message) in arrival order.
+pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
+    let mut d = Decoded::default();
+    // A process's frequency: any message that knew it (a running process
+    // may not have measured it yet when its first buffer filled).
+    let mut hz_of: HashMap<u32, u64> = HashMap::new();
+    let mut parsed = Vec::new();
+    for (peer, data) in msgs {
+        let nl = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+        let Some(mut h) = std::str::from_utf8(&data[..nl]).ok().and_then(head_of) else {
+            d.damaged += 1;
+            continue;
+        };
+        h.pid = *peer;
+        if h.hz != 0 {
+            hz_of.insert(h.pid, h.hz);
+        }
+        parsed.push((h, data.get(nl + 1..).unwrap_or(&[])));
+    }
+    for (h, mut body) in parsed {
+        let hz = if h.hz != 0 { h.hz } else { hz_of.get(&h.pid).copied().unwrap_or(1_000_000_000) } as i128;
+        // Ticks per ns between the image's start and this message: exact at
+        // both points, whatever the error of HZ.
+        let (dt, dm) = (h.ticks as i128 - h.ticks0 as i128, h.mono as i128 - h.mono0 as i128);
+        let (num, den) = if dm >= 1_000_000 && dt > 0 { (dm, dt) } else { (1_000_000_000, hz) };
+        let mut got = 0u64;
+        while let Some((e, path, len)) = wire::decode(body) {
+            body = &body[len..];
+            got += 1;
+            let ago = (h.ticks as i128 - e.start as i128) * num / den;
+            let mono_ns = h.mono as i128 - ago;
+            let path = (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0)
+                .then(|| String::from_utf8_lossy(path).into_owned());
+            d.calls.push(Call {
+                pid: h.pid,
+                tid: e.tid,
+                mono_ns,
+                real_ns: mono_ns + (h.real as i128 - h.mono as i128),
+                dur_ns: (e.ticks as i128 * num / den) as u64,
+                e,
+                path,
+            });
+        }
+        let lost = h.dropped + h.events.saturating_sub(got);
+        if lost > 0 {
+            *d.dropped.entry((h.pid, h.tid)).or_default() += lost;
+        }
+    }
+    d.calls.sort_by_key(|c| (c.mono_ns, c.pid, c.tid));
+    // An exec recorded before it ran, then again when it failed: keep the
+    // completed one.
+    let mut keep = vec![true; d.calls.len()];
+    let mut last_pending: HashMap<u32, usize> = HashMap::new();
+    for (i, c) in d.calls.iter().enumerate() {
+        if c.e.flags & wire::PENDING != 0 {
+            last_pending.insert(c.tid, i);
+        } else if let Some(p) = last_pending.remove(&c.tid) {
+            if d.calls[p].e.nr == c.e.nr && d.calls[p].pid == c.pid {
+                keep[p] = false;
+            }
+        }
+    }
+    let mut k = keep.into_iter();
+    d.calls.retain(|_| k.next().unwrap_or(true));
+    d
+}
+
+/// The syscall's name ("syscall_N" if unnamed).
+pub fn name_of(nr: i64) -> String {
+    const I386: i64 = 1 << 40;
+    if nr & I386 != 0 {
+        let n = (nr & !I386) as u64;
+        return format!("i386:{}", syscalls::name_i386(n).map_or(format!("syscall_{n}"), str::to_string));
+    }
+    syscalls::name(nr as u64).map_or(format!("syscall_{nr}"), str::to_string)
+}
+
+/// Runs `usertrap trace`.
+pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
+    let filter = TraceFilter::parse(&args.expr)?;
+    let checked = stat::check_command(args.lib.as_deref(), &args.command)?;
+    let out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(BufWriter::new(stat::open_output(p)?)),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let mut value = args.slow.unwrap_or(0).to_string();
+    if let Some(f) = &filter {
+        // x86-64 numbers (the library's table has 512); none: 512, the
+        // slot of numbers past the table, which no program calls.
+        let nrs: Vec<String> =
+            (0..512u64).filter(|&n| syscalls::name(n).is_some_and(|s| f.matches(s))).map(|n| n.to_string()).collect();
+        let list = if nrs.is_empty() { "512".to_string() } else { nrs.join(",") };
+        value = format!("{value}:{list}");
+    }
+    let (status, got) = stat::run_collected(checked, args.backend, &args.command, &[("USERTRAP_TRACE", value)], None)?;
+    let decoded = decode(&got.traces);
+    let names = process_names(&got.greetings, &got.sources);
+    let counts = merge_counts(&got.sources);
+    let written = write_trace(out, args.format, &decoded, &names, &counts, args.slow.is_some());
+    if let Err(e) = written {
+        let to = args.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
+        return Err(Failure::new(OWN_FAILURE, format!("cannot write the trace to {to}: {}", io_msg(&e))));
+    }
+    let mut err = io::stderr().lock();
+    for ((pid, tid), n) in &decoded.dropped {
+        let _ = writeln!(
+            err,
+            "usertrap: {n} events dropped in pid {pid} thread {tid} (the collector could not take them in time)"
+        );
+    }
+    if decoded.damaged > 0 {
+        let _ = writeln!(err, "usertrap: {} trace messages arrived damaged", decoded.damaged);
+    }
+    if !got.missing.is_empty() {
+        let _ = writeln!(err, "usertrap: {}", crate::collect::describe(&got.missing, got.processes));
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => Outcome::Exit(code),
+        (None, Some(sig)) => Outcome::Signal(sig),
+        (None, None) => Outcome::Exit(OWN_FAILURE),
+    })
+}
+
+/// Each pid's name: its commands in exec order ("sh → ls").
+fn process_names(greetings: &[(u32, u32, String, bool)], sources: &[crate::merge::Source]) -> BTreeMap<u32, String> {
+    let mut names: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    // A parent's word of its fork child first: the child's own greeting
+    // (after an exec) may reach the collector before it.
+    let forks = greetings.iter().filter(|g| g.3);
+    for (pid, _, cmd, _) in forks.chain(greetings.iter().filter(|g| !g.3)) {
+        let v = names.entry(*pid).or_default();
+        if v.last() != Some(cmd) {
+            v.push(cmd.clone());
+        }
+    }
+    for s in sources {
+        let v = names.entry(s.report.pid).or_default();
+        // A static program started by usertrap-launcher greets under the
+        // launcher's name; its report names the program.
+        if let Some(i) = v.iter().position(|n| n == "usertrap-launch") {
+            if !v.contains(&s.report.command) {
+                v[i] = s.report.command.clone();
+            }
+        } else if v.is_empty() {
+            v.push(s.report.command.clone());
+        }
+    }
+    names.into_iter().map(|(p, v)| (p, v.join(" → "))).collect()
+}
+
+/// Calls of every syscall over every process (recorded or not): name ->
+/// (calls, errors).
+fn merge_counts(sources: &[crate::merge::Source]) -> BTreeMap<String, (u64, u64)> {
+    let agg = crate::merge::aggregate(sources.to_vec(), None, false, false);
+    agg.syscalls.iter().map(|s| (s.stats.name.clone(), (s.stats.calls, s.stats.errors))).collect()
+}
+
+fn write_trace(
+    mut out: Box<dyn Write>,
+    format: TraceFormat,
+    d: &Decoded,
+    names: &BTreeMap<u32, String>,
+    counts: &BTreeMap<String, (u64, u64)>,
+    slow: bool,
+) -> io::Result<()> {
+    match format {
+        TraceFormat::Text => {
+            for c in &d.calls {
+                writeln!(out, "{}", text_line(c))?;
+            }
+            if slow {
+                writeln!(out, "# calls made (all, recorded or not):")?;
+                for (name, (calls, errors)) in counts {
+                    writeln!(out, "# {name} {calls} calls, {errors} errors")?;
+                }
+            }
+        }
+        TraceFormat::Json => {
+            for (pid, name) in names {
+                writeln!(out, "{}", json!({"type": "process", "pid": pid, "command": name}))?;
+            }
+            for c in &d.calls {
+                writeln!(out, "{}", json_call(c))?;
+            }
+            for ((pid, tid), n) in &d.dropped {
+                writeln!(out, "{}", json!({"type": "dropped", "pid": pid, "tid": tid, "events": n}))?;
+            }
+            for (name, (calls, errors)) in counts {
+                writeln!(out, "{}", json!({"type": "count", "syscall": name, "calls": calls, "errors": errors}))?;
+            }
+        }
+        TraceFormat::Perfetto => {
+            // One event at a time: a tree of a million values would take
+            // gigabytes.
+            write!(out, "{{\"displayTimeUnit\":\"ns\",\"traceEvents\":[")?;
+            let mut first = true;
+            perfetto_events(d, names, |e| {
+                if !first {
+                    out.write_all(b",\n")?;
+                }
+                first = false;
+                serde_json::to_writer(&mut out, &e).map_err(io::Error::other)
+            })?;
+            writeln!(out, "]}}")?;
+        }
+    }
+    out.flush()
+}
+
+fn result_json(r: i64) -> Value {
+    if (-4095..0).contains(&r) {
+        json!({"result": -1, "errno": errno_name(-r).map_or(format!("E{}", -r), str::to_string)})
+    } else {
+        json!({"result": r})
+    }
+}
+
+fn json_call(c: &Call) -> Value {
+    let mut v = json!({
+        "type": "call",
+        "pid": c.pid,
+        "tid": c.tid,
+        "time_ns": c.real_ns as i64,
+        "mono_ns": c.mono_ns as i64,
+        "dur_ns": c.dur_ns,
+        "syscall": name_of(c.e.nr),
+        "nr": c.e.nr,
+        "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
+        "site": format!("{:#x}", c.e.site),
+        "path": if c.e.flags & wire::FAST != 0 { "fast" } else { "slow" },
+    });
+    let o = v.as_object_mut().expect("an object");
+    if c.e.flags & wire::PENDING != 0 {
+        o.insert("unfinished".into(), json!(true));
+    } else if let Some(r) = result_json(c.e.result).as_object() {
+        o.extend(r.clone());
+    }
+    if let Some(p) = &c.path {
+        o.insert("file".into(), json!(p));
+        if c.e.flags & wire::CUT != 0 {
+            o.insert("file_cut".into(), json!(true));
+        }
+    }
+    v
+}
+
+/// Chrome trace-event JSON: a track per thread, grouped by process, each
+/// call a complete ("X") slice; fork and exec as flow events from the call
+/// to the first call after it in the new process (image).
+pub fn perfetto_events(
+    d: &Decoded,
+    names: &BTreeMap<u32, String>,
+    mut each: impl FnMut(Value) -> io::Result<()>,
+) -> io::Result<()> {
+    let base = d.calls.first().map_or(0, |c| c.mono_ns);
+    let us = |ns: i128| (ns - base) as f64 / 1000.0;
+    let mut ev = Emit(&mut each);
+    let mut threads: BTreeMap<(u32, u32), ()> = BTreeMap::new();
+    for c in &d.calls {
+        threads.insert((c.pid, c.tid), ());
+    }
+    for (pid, name) in names {
+        ev.push(json!({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": name}}))?;
+    }
+    for (pid, tid) in threads.keys() {
+        ev.push(
+            json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": format!("tid {tid}")}}),
+        )?;
+    }
+    for c in &d.calls {
+        let mut args = json!({
+            "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
+            "site": format!("{:#x}", c.e.site),
+            "call": text_call(c),
+        });
+        if let (Some(o), Some(r)) = (args.as_object_mut(), result_json(c.e.result).as_object()) {
+            if c.e.flags & wire::PENDING == 0 {
+                o.extend(r.clone());
+            }
+        }
+        ev.push(json!({
+            "ph": "X", "cat": "syscall", "name": name_of(c.e.nr), "pid": c.pid, "tid": c.tid,
+            "ts": us(c.mono_ns), "dur": c.dur_ns as f64 / 1000.0, "args": args,
+        }))?;
+    }
+    // Flows: a fork-like call that returned a child's pid, to the child's
+    // first call; an exec, to the first call after it in that process.
+    let mut first_of: HashMap<u32, &Call> = HashMap::new();
+    for c in &d.calls {
+        first_of.entry(c.pid).or_insert(c);
+    }
+    let mut id = 0u64;
+    for (i, c) in d.calls.iter().enumerate() {
+        let name = name_of(c.e.nr);
+        let target = match name.as_str() {
+            "fork" | "vfork" | "clone" | "clone3" if c.e.result > 0 => {
+                first_of.get(&(c.e.result as u32)).copied().filter(|t| t.pid != c.pid)
+            }
+            "execve" | "execveat" if c.e.flags & wire::PENDING != 0 => {
+                d.calls[i + 1..].iter().find(|t| t.pid == c.pid && t.mono_ns >= c.mono_ns)
+            }
+            _ => None,
+        };
+        if let Some(t) = target {
+            id += 1;
+            let cat = if name.starts_with("exec") { "exec" } else { "fork" };
+            ev.push(json!({"ph": "s", "cat": cat, "name": cat, "id": id, "pid": c.pid, "tid": c.tid,
+                "ts": us(c.mono_ns + c.dur_ns as i128)}))?;
+            ev.push(json!({"ph": "f", "bp": "e", "cat": cat, "name": cat, "id": id, "pid": t.pid, "tid": t.tid,
+                "ts": us(t.mono_ns)}))?;
+        }
+    }
+    for ((pid, tid), n) in &d.dropped {
+        let ts = d.calls.iter().rev().find(|c| c.pid == *pid && c.tid == *tid).map_or(0.0, |c| us(c.mono_ns));
+        ev.push(json!({"ph": "i", "s": "t", "name": format!("{n} events dropped"), "pid": pid, "tid": tid, "ts": ts}))?;
+    }
+    Ok(())
+}
+
+/// `push` an event to a writer (so the code reads as building a list).
+struct Emit<'a, F: FnMut(Value) -> io::Result<()>>(&'a mut F);
+
+impl<F: FnMut(Value) -> io::Result<()>> Emit<'_, F> {
+    fn push(&mut self, v: Value) -> io::Result<()> {
+        (self.0)(v)
+    }
+}
+
+// --- strace-like text ------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Arg {
+    Fd,
+    DirFd,
+    Path,
+    OFlags,
+    Mode,
+    Int,
+    Hex,
+    Sig,
+}
+
+/// The decoded calls (about 50 common ones); the rest are shown raw.
+fn shape(name: &str) -> Option<&'static [Arg]> {
+    use Arg::*;
+    Some(match name {
+        "read" | "write" | "getdents64" => &[Fd, Hex, Int],
+        "pread64" | "pwrite64" => &[Fd, Hex, Int, Int],
+        "readv" | "writev" => &[Fd, Hex, Int],
+        "open" => &[Path, OFlags, Mode],
+        "creat" => &[Path, Mode],
+        "openat" => &[DirFd, Path, OFlags, Mode],
+        "close" | "fsync" | "fdatasync" | "dup" | "syncfs" => &[Fd],
+        "dup2" => &[Fd, Fd],
+        "dup3" => &[Fd, Fd, Hex],
+        "stat" | "lstat" | "statfs" => &[Path, Hex],
+        "fstat" | "fstatfs" => &[Fd, Hex],
+        "newfstatat" => &[DirFd, Path, Hex, Hex],
+        "statx" => &[DirFd, Path, Hex, Hex, Hex],
+        "access" => &[Path, Int],
+        "faccessat" | "faccessat2" => &[DirFd, Path, Int],
+        "lseek" => &[Fd, Int, Int],
+        "mmap" => &[Hex, Int, Hex, Hex, Fd, Int],
+        "mprotect" | "madvise" => &[Hex, Int, Hex],
+        "munmap" => &[Hex, Int],
+        "brk" => &[Hex],
+        "ioctl" | "fcntl" => &[Fd, Hex, Hex],
+        "pipe" | "pipe2" => &[Hex, Hex],
+        "nanosleep" => &[Hex, Hex],
+        "clock_nanosleep" => &[Int, Int, Hex, Hex],
+        "getpid" | "getppid" | "gettid" | "fork" | "vfork" | "sched_yield" | "getuid" | "geteuid" => &[],
+        "exit" | "exit_group" => &[Int],
+        "kill" => &[Int, Sig],
+        "tgkill" => &[Int, Int, Sig],
+        "rt_sigaction" => &[Sig, Hex, Hex, Int],
+        "socket" => &[Int, Int, Int],
+        "connect" | "bind" | "accept" => &[Fd, Hex, Int],
+        "accept4" => &[Fd, Hex, Hex, Hex],
+        "listen" | "shutdown" => &[Fd, Int],
+        "sendto" | "recvfrom" => &[Fd, Hex, Int, Hex],
+        "sendmsg" | "recvmsg" => &[Fd, Hex, Hex],
+        "poll" => &[Hex, Int, Int],
+        "epoll_wait" => &[Fd, Hex, Int, Int],
+        "epoll_ctl" => &[Fd, Int, Fd, Hex],
+        "futex" => &[Hex, Int, Int, Hex],
+        "wait4" => &[Int, Hex, Hex, Hex],
+        "execve" => &[Path, Hex, Hex],
+        "chdir" | "rmdir" | "unlink" => &[Path],
+        "mkdir" => &[Path, Mode],
+        "mkdirat" => &[DirFd, Path, Mode],
+        "unlinkat" => &[DirFd, Path, Hex],
+        "readlink" => &[Path, Hex, Int],
+        "readlinkat" => &[DirFd, Path, Hex, Int],
+        "rename" => &[Path, Hex],
+        "ftruncate" => &[Fd, Int],
+        "truncate" => &[Path, Int],
+        "getrandom" => &[Hex, Int, Hex],
+        "clone" => &[Hex, Hex, Hex, Hex, Hex],
+        _ => return None,
+    })
+}
+
+fn open_flags(f: u64) -> String {
+    let mut parts = vec![match f & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    }
+    .to_string()];
+    // The kernel's values (libc's O_LARGEFILE is 0 on x86-64, the kernel's
+    // is not).
+    let named: [(u64, &str); 14] = [
+        (libc::O_CREAT as u64, "O_CREAT"),
+        (libc::O_EXCL as u64, "O_EXCL"),
+        (libc::O_NOCTTY as u64, "O_NOCTTY"),
+        (libc::O_TRUNC as u64, "O_TRUNC"),
+        (libc::O_APPEND as u64, "O_APPEND"),
+        (libc::O_NONBLOCK as u64, "O_NONBLOCK"),
+        (libc::O_DSYNC as u64, "O_DSYNC"),
+        (libc::O_DIRECT as u64, "O_DIRECT"),
+        (0o100000, "O_LARGEFILE"),
+        (libc::O_NOFOLLOW as u64, "O_NOFOLLOW"),
+        (libc::O_NOATIME as u64, "O_NOATIME"),
+        (libc::O_CLOEXEC as u64, "O_CLOEXEC"),
+        (libc::O_PATH as u64, "O_PATH"),
+        (libc::O_TMPFILE as u64, "O_TMPFILE"),
+    ];
+    let mut rest = f & !3;
+    for (bit, name) in named {
+        if rest & bit == bit {
+            parts.push(name.to_string());
+            rest &= !bit;
+        }
+    }
+    if rest & libc::O_DIRECTORY as u64 != 0 {
+        parts.push("O_DIRECTORY".into());
+        rest &= !(libc::O_DIRECTORY as u64);
+    }
+    if rest != 0 {
+        parts.push(format!("{rest:#o}"));
+    }
+    parts.join("|")
+}
+
+fn quoted(c: &Call) -> String {
+    match &c.path {
+        Some(p) => {
+            let cut = if c.e.flags & wire::CUT != 0 { "..." } else { "" };
+            format!("{}{cut}", serde_json::to_string(p).unwrap_or_default())
+        }
+        None => format!("{:#x}", c.e.args[wire::path_arg(c.e.nr).unwrap_or(0)]),
+    }
+}
+
+/// "openat(AT_FDCWD, \"/x\", O_RDONLY)".
+fn text_call(c: &Call) -> String {
+    let name = name_of(c.e.nr);
+    let a = &c.e.args;
+    // strace shows open's mode only where it is used.
+    let creates = |f: u64| f & libc::O_CREAT as u64 != 0 || f & libc::O_TMPFILE as u64 == libc::O_TMPFILE as u64;
+    let kinds = match (name.as_str(), shape(&name)) {
+        ("open", Some(k)) if !creates(a[1]) => Some(&k[..2]),
+        ("openat", Some(k)) if !creates(a[2]) => Some(&k[..3]),
+        (_, k) => k,
+    };
+    let parts: Vec<String> = match kinds {
+        Some(kinds) => kinds
+            .iter()
+            .zip(a)
+            .map(|(k, &v)| match k {
+                Arg::Fd => (v as i32).to_string(),
+                Arg::DirFd if v as i32 == libc::AT_FDCWD => "AT_FDCWD".into(),
+                Arg::DirFd => (v as i32).to_string(),
+                Arg::Path => quoted(c),
+                Arg::OFlags => open_flags(v),
+                Arg::Mode => format!("{:#o}", v & 0o7777),
+                Arg::Int => (v as i64).to_string(),
+                Arg::Hex => format!("{v:#x}"),
+                Arg::Sig => usertrap_core::names::signal_name(v as i32).map_or(v.to_string(), str::to_string),
+            })
+            .collect(),
+        None => a.iter().map(|v| format!("{v:#x}")).collect(),
+    };
+    format!("{name}({})", parts.join(", "))
+}
+
+fn result_text(c: &Call) -> String {
+    if c.e.flags & wire::PENDING != 0 {
+        return "?".into();
+    }
+    let r = c.e.result;
+    if (-4095..0).contains(&r) {
+        let e = errno_name(-r).map_or(format!("E{}", -r), str::to_string);
+        let text = io::Error::from_raw_os_error(-r as i32).to_string();
+        let text = text.split(" (os error").next().unwrap_or_default().to_string();
+        return format!("-1 {e} ({text})");
+    }
+    match name_of(c.e.nr).as_str() {
+        "mmap" | "brk" | "mremap" => format!("{r:#x}"),
+        _ => r.to_string(),
+    }
+}
+
+/// "12:34:56.123456" in local time.
+fn clock_time(real_ns: i128) -> String {
+    let secs = real_ns.div_euclid(1_000_000_000) as libc::time_t;
+    let micros = real_ns.rem_euclid(1_000_000_000) / 1000;
+    // SAFETY: localtime_r fills the tm we pass, from the time_t we pass.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::localtime_r(&raw const secs, &raw mut tm) };
+    format!("{:02}:{:02}:{:02}.{micros:06}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+/// "[pid 12 13] 12:34:56.123456 openat(...) = -1 ENOENT (...) <0.000012>".
+pub fn text_line(c: &Call) -> String {
+    let dur = if c.e.flags & wire::PENDING != 0 {
+        String::new()
+    } else {
+        format!(" <{}.{:06}>", c.dur_ns / 1_000_000_000, c.dur_ns % 1_000_000_000 / 1000)
+    };
+    format!("[pid {} {}] {} {} = {}{dur}", c.pid, c.tid, clock_time(c.real_ns), text_call(c), result_text(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(pid: u32, events: &[(Event, &[u8])], declared: u64, dropped: u64) -> (u32, Vec<u8>) {
+        let mut m = format!("trace {pid} {} {dropped} {declared} 1000000000 5000 1000000 2000000 4000 999000\n", pid)
+            .into_bytes();
+        for (e, path) in events {
+            let mut b = vec![0u8; wire::event_len(path.len())];
+            wire::encode_head(&mut b, &Event { path_len: path.len() as u16, ..*e });
+            b[wire::HEAD..wire::HEAD + path.len()].copy_from_slice(path);
+            m.extend(b);
+        }
+        (pid, m)
+    }
+
+    #[test]
+    fn events_decode_to_times_paths_and_drops() {
+        let open = Event {
+            start: 4000,
+            ticks: 7,
+            nr: 257,
+            result: -2,
+            args: [(-100i64) as u64, 0, 0, 0, 0, 0],
+            tid: 9,
+            ..Default::default()
+        };
+        let read =
+            Event { start: 3000, ticks: 10, nr: 0, result: 5, args: [3, 0, 16, 0, 0, 0], tid: 9, ..Default::default() };
+        // Declares 3 events, carries 2 (cut short), and 4 dropped before.
+        let d = decode(&[msg(9, &[(read, b""), (open, b"/no/such")], 3, 4)]);
+        assert_eq!(d.calls.len(), 2);
+        assert_eq!(d.calls[0].e.nr, 0, "sorted by time");
+        assert_eq!(d.calls[0].mono_ns, 1_000_000 - 2000);
+        assert_eq!(d.calls[1].real_ns, 2_000_000 - 1000);
+        assert_eq!(d.calls[1].path.as_deref(), Some("/no/such"));
+        assert_eq!(d.dropped.get(&(9, 9)), Some(&5));
+        let line = text_line(&d.calls[1]);
+        assert!(
+            line.contains("openat(AT_FDCWD, \"/no/such\", O_RDONLY) = -1 ENOENT (No such file or directory)"),
+            "{line}"
+        );
+        assert!(line.ends_with("<0.000000>"), "{line}");
+    }
+
+    #[test]
+    fn a_failed_exec_is_shown_once() {
+        let pend = Event { start: 100, nr: 59, flags: wire::PENDING, tid: 3, ..Default::default() };
+        let done = Event { start: 100, ticks: 50, nr: 59, result: -2, tid: 3, ..Default::default() };
+        let d = decode(&[msg(3, &[(pend, b"/x"), (done, b"/x")], 2, 0)]);
+        assert_eq!(d.calls.len(), 1);
+        assert_eq!(d.calls[0].e.result, -2);
+    }
+
+    #[test]
+    fn open_flags_by_name() {
+        assert_eq!(open_flags(0), "O_RDONLY");
+        assert_eq!(open_flags((libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC) as u64), "O_WRONLY|O_CREAT|O_CLOEXEC");
+        assert_eq!(open_flags(libc::O_TMPFILE as u64 | 2), "O_RDWR|O_TMPFILE");
+    }
+}

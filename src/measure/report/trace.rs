@@ -1,0 +1,455 @@
+//! `usertrap trace`: every intercepted call recorded as an event (start,
+//! duration, thread, syscall, result, six raw arguments, call site, and the
+//! first bytes of a path argument), sent to the command's collector.
+//!
+//! Recording is on only when USERTRAP_TRACE is set (by `usertrap trace`,
+//! read by the constructor: [`configure`]); off, `dispatch` pays one load
+//! and one never-taken branch ([`on`]).
+//!
+//! Why it holds in trap context:
+//! - Each thread area has its own buffer, mapped (rt::owned::map) on its
+//!   first event and found through the area: no TLS, no allocation, no lock
+//!   between threads. An event is written into the buffer where it will be
+//!   sent from (the path is copied there directly, with the fault-safe
+//!   copy_from_user: a bad pointer costs the path, never the process).
+//! - A `busy` flag, set while one event is written (or the buffer sent),
+//!   keeps a signal handler that runs the program's calls in the middle of
+//!   it from writing over it: such an event is counted as dropped. The
+//!   thread that ends the process takes the same flag (a try, never a wait)
+//!   to send the other threads' buffers.
+//! - A full buffer is sent by its thread at once, on a new connection, with
+//!   MSG_DONTWAIT: one connect attempt, one send. When the collector cannot
+//!   take it now, its events are dropped and counted, and the count goes in
+//!   the thread's next message: nothing is silently lost, and the program
+//!   never waits for the collector while it runs. (A message cut short by a
+//!   full socket says how many events it meant to carry: the command counts
+//!   the missing ones as dropped.)
+//! - When the process image ends (report::at_exit: exit_group, the last
+//!   thread's exit, a fatal signal's handler, an exec), every buffer is sent
+//!   with the report's bounded waits; a thread's exit sends its own.
+//! - A fork child starts with empty buffers (its parent sends what was
+//!   recorded before the fork).
+//!
+//! `-e trace=SET` and `--slow` filter here, before anything is written:
+//! USERTRAP_TRACE=SLOW_NS[:NR,NR,...] keeps only calls of at least SLOW_NS
+//! (0: all) and, with a list, only those syscall numbers. The counts of all
+//! calls are in the process's report, sent as under `usertrap stat`.
+//!
+//! Protocol (docs/report-schema.md, "Trace messages"): one connection per
+//! message, `trace PID TID DROPPED EVENTS HZ TICKS MONO_NS REAL_NS TICKS0
+//! MONO0_NS\n` then EVENTS events (usertrap-core's `trace`). TICKS, MONO_NS
+//! and REAL_NS are read together when the message is sent, TICKS0 and
+//! MONO0_NS when the image (or fork child) started: the command maps ticks
+//! to time by these two points (which the TSC frequency's error cannot move)
+//! where they are at least 1 ms apart, else by HZ. HZ is 0 while the TSC
+//! frequency is not measured well enough yet (a later message's is taken).
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use super::collector::{collecting, collector_send};
+use super::settings::report_forbidden;
+use crate::measure::stats::{self, SLOTS};
+use crate::rt::log::Buf;
+use crate::rt::raw;
+use crate::rt::thread::{self, ThreadArea};
+use usertrap_core::trace::{self as wire, Event};
+
+static ON: AtomicBool = AtomicBool::new(false);
+/// Calls shorter than this many ticks are not recorded (`--slow`).
+static SLOW_TICKS: AtomicU64 = AtomicU64::new(0);
+/// A syscall set was given: only numbers in SET are recorded.
+static FILTERED: AtomicBool = AtomicBool::new(false);
+static SET: [AtomicU64; SLOTS / 64 + 1] = [const { AtomicU64::new(0) }; SLOTS / 64 + 1];
+/// Events of threads without an area or whose buffer could not be mapped.
+static DROPPED_ELSEWHERE: AtomicU64 = AtomicU64::new(0);
+
+/// The buffer's mapping: this header, room for the message's first line,
+/// then the events.
+#[repr(C)]
+struct Header {
+    busy: AtomicBool,
+    /// Bytes of events written.
+    len: AtomicUsize,
+    /// Events written.
+    count: AtomicUsize,
+    /// Events dropped since the last message that was sent.
+    dropped: AtomicU64,
+}
+
+/// 128 KiB (about 1,300 events): a message must fit in the socket's send
+/// buffer (net.core.wmem_default, 208 KiB by default, of which a unix
+/// stream socket takes half a skb at a time) to be sent whole without
+/// waiting; 256 KiB lost a fifth of python's os.stat events that way.
+const MAP_LEN: usize = 128 * 1024;
+/// The message's first line goes right before the events (one send).
+const LINE_ROOM: usize = 192;
+const LINE_AT: usize = 64;
+const DATA_AT: usize = LINE_AT + LINE_ROOM;
+const DATA_LEN: usize = MAP_LEN - DATA_AT;
+const _: () = assert!(core::mem::size_of::<Header>() <= LINE_AT);
+
+/// Whether calls are recorded: the one check `dispatch` makes.
+#[inline(always)]
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// USERTRAP_TRACE's value: (SLOW_NS, the syscall numbers if a list is
+/// given). None if malformed (config.rs says what is accepted).
+pub fn parse(value: &[u8], mut each: impl FnMut(usize)) -> Option<u64> {
+    let (slow, list) = match value.iter().position(|&b| b == b':') {
+        Some(i) => (value.get(..i)?, Some(value.get(i + 1..)?)),
+        None => (value, None),
+    };
+    let slow = decimal(slow)?;
+    if let Some(list) = list {
+        for n in list.split(|&b| b == b',') {
+            let n = decimal(n)? as usize;
+            if n >= SLOTS {
+                return None;
+            }
+            each(n);
+        }
+    }
+    Some(slow)
+}
+
+fn decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 18 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |v, &d| v * 10 + (d - b'0') as u64))
+}
+
+/// Constructor only, after the clock and the report settings: record from
+/// now on as USERTRAP_TRACE says (already checked by config.rs). Calls are
+/// then always timed.
+pub fn configure(value: &[u8]) {
+    if value.is_empty() || !collecting() {
+        return;
+    }
+    let mut filtered = false;
+    let Some(slow_ns) = parse(value, |n| {
+        filtered = true;
+        if let Some(w) = SET.get(n / 64) {
+            w.fetch_or(1 << (n % 64), Ordering::Relaxed);
+        }
+    }) else {
+        return;
+    };
+    FILTERED.store(filtered || value.contains(&b':'), Ordering::Relaxed);
+    if slow_ns > 0 {
+        let hz = stats::ticks_per_second();
+        SLOW_TICKS.store((slow_ns as u128 * hz as u128 / 1_000_000_000) as u64, Ordering::Relaxed);
+    }
+    stats::set_timing(true);
+    // Recording on the fast path needs more of the program's stack than a
+    // goroutine leaves (tests/trace.rs runs a Go program): Go code stays on
+    // the slow path, on our own signal stack.
+    crate::patch::locate::NO_GO_SITES.store(true, Ordering::Relaxed);
+    ON.store(true, Ordering::Relaxed);
+}
+
+#[inline(always)]
+fn wanted(nr: i64) -> bool {
+    if !FILTERED.load(Ordering::Relaxed) {
+        return true;
+    }
+    let n = stats::index_of(nr);
+    SET.get(n / 64).is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (n % 64)) != 0)
+}
+
+/// This area's buffer, mapped on first use.
+fn header_of(area: &ThreadArea) -> Option<&Header> {
+    let mut at = area.trace.get();
+    if at == 0 {
+        at = crate::rt::owned::map(MAP_LEN, libc::PROT_READ | libc::PROT_WRITE).ok()?;
+        area.trace.set(at);
+    }
+    // SAFETY: a mapping of MAP_LEN bytes of ours, never unmapped, zeroed at
+    // first (all-zero atomics are valid), whose first bytes are the Header.
+    Some(unsafe { &*(at as *const Header) })
+}
+
+/// The bytes at [at, at + len) of the area's buffer mapping.
+///
+/// # Safety
+/// The caller holds the buffer's `busy` flag (no one else writes it), and
+/// the range is inside MAP_LEN.
+unsafe fn bytes<'a>(area: &ThreadArea, at: usize, len: usize) -> &'a mut [u8] {
+    // SAFETY: the caller's contract; the mapping lives as long as the process.
+    unsafe { core::slice::from_raw_parts_mut((area.trace.get() as usize + at) as *mut u8, len) }
+}
+
+/// One call: record it unless a filter leaves it out. `pending`: it is
+/// about to run and may not return (exec, exit): result and duration 0.
+#[inline(never)]
+#[cold]
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    area: Option<&ThreadArea>,
+    nr: i64,
+    args: &[u64; 6],
+    result: i64,
+    start: u64,
+    ticks: u64,
+    site: u64,
+    fast: bool,
+    pending: bool,
+) {
+    if !wanted(nr) || (!pending && ticks < SLOW_TICKS.load(Ordering::Relaxed)) {
+        return;
+    }
+    let Some((area, h)) = area.and_then(|a| Some((a, header_of(a)?))) else {
+        DROPPED_ELSEWHERE.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    if h.busy.swap(true, Ordering::Acquire) {
+        h.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if h.len.load(Ordering::Relaxed) + wire::MAX_EVENT > DATA_LEN {
+        send_now(area, h);
+    }
+    let at = h.len.load(Ordering::Relaxed);
+    // SAFETY: we hold `busy`; at + MAX_EVENT <= DATA_LEN after the send
+    // above emptied a full buffer.
+    let slot = unsafe { bytes(area, DATA_AT + at, wire::MAX_EVENT) };
+    let mut flags = if fast { wire::FAST } else { 0 };
+    if pending {
+        flags |= wire::PENDING;
+    }
+    let mut path_len = 0;
+    if let Some(i) = wire::path_arg(nr) {
+        let ptr = args.get(i).copied().unwrap_or(0);
+        match raw::strnlen_user(ptr, wire::PATH_CAP) {
+            Ok(n) => {
+                if n >= wire::PATH_CAP {
+                    flags |= wire::CUT;
+                }
+                let n = n.min(wire::PATH_CAP);
+                if let Some(dst) = slot.get_mut(wire::HEAD..wire::HEAD + n) {
+                    if raw::copy_from_user(dst, ptr).is_ok() {
+                        path_len = n;
+                    } else {
+                        flags |= wire::BAD_PATH;
+                    }
+                }
+            }
+            Err(_) => flags |= wire::BAD_PATH,
+        }
+        if let Some(pad) = slot.get_mut(wire::HEAD + path_len..wire::event_len(path_len)) {
+            pad.iter_mut().for_each(|b| put_byte(b, 0));
+        }
+    }
+    let tid = area.owner_tid.load(Ordering::Relaxed) as u32;
+    let e = Event { start, ticks, nr, result, args: *args, site, tid, flags, path_len: path_len as u16 };
+    wire::encode_head(slot, &e);
+    h.len.store(at + wire::event_len(path_len), Ordering::Release);
+    h.count.store(h.count.load(Ordering::Relaxed) + 1, Ordering::Release);
+    h.busy.store(false, Ordering::Release);
+}
+
+/// One byte stored with a volatile write: a loop of them is never turned
+/// into a call to memset or memcpy (which may use vector registers).
+#[inline(always)]
+fn put_byte(dst: &mut u8, b: u8) {
+    // SAFETY: `dst` is a valid, exclusive reference.
+    unsafe { core::ptr::write_volatile(dst, b) }
+}
+
+/// The message's first line into `line`; its length.
+fn first_line(line: &mut [u8], area: &ThreadArea, dropped: u64, events: usize, hz: u64) -> usize {
+    let (pid, tid) = area.ids();
+    let ticks = stats::now();
+    let mono = stats::clock_ns(libc::CLOCK_MONOTONIC);
+    let real = stats::clock_ns(libc::CLOCK_REALTIME);
+    let mut w = Buf::new(line);
+    w.put(b"trace ").num(pid as u64).put(b" ").num(tid as u64).put(b" ").num(dropped).put(b" ").num(events as u64);
+    let (ticks0, mono0) = stats::start_pair();
+    w.put(b" ").num(hz).put(b" ").num(ticks).put(b" ").num(mono).put(b" ").num(real);
+    w.put(b" ").num(ticks0).put(b" ").num(mono0).put(b"\n");
+    w.len
+}
+
+/// Ticks per second if known without waiting (0 otherwise).
+fn hz_now() -> u64 {
+    if stats::uses_tsc() {
+        stats::settled_hz()
+    } else {
+        1_000_000_000
+    }
+}
+
+/// The buffer is full (the caller holds `busy`): send it now or drop it,
+/// never wait. Empties it either way.
+fn send_now(area: &ThreadArea, h: &Header) {
+    let (len, count) = (h.len.load(Ordering::Relaxed), h.count.load(Ordering::Relaxed));
+    let dropped = h.dropped.load(Ordering::Relaxed);
+    // The line is written into the room before the events, then moved to
+    // end right where they start: one send, and no buffer on the stack
+    // (whose zeroing and copy would be calls to memset and memcpy, which may
+    // use vector registers: the fast path must not).
+    // SAFETY: we hold `busy`; LINE_AT .. DATA_AT + len is inside the
+    // mapping (len <= DATA_LEN).
+    let room = unsafe { bytes(area, LINE_AT, DATA_AT - LINE_AT + len) };
+    let n = first_line(room.get_mut(..LINE_ROOM).unwrap_or_default(), area, dropped, count, hz_now());
+    let start = DATA_AT - LINE_AT - n;
+    let mut i = n;
+    while i > 0 {
+        i -= 1;
+        if let Some(&b) = room.get(i) {
+            if let Some(d) = room.get_mut(start + i) {
+                put_byte(d, b);
+            }
+        }
+    }
+    let msg = room.get(start..).unwrap_or_default();
+    let sent = !report_forbidden() && send_once(msg);
+    // Adjusted, not stored: a signal handler's call dropped meanwhile (it
+    // found `busy` set) counts too.
+    if sent {
+        h.dropped.fetch_sub(dropped, Ordering::Relaxed);
+    } else {
+        h.dropped.fetch_add(count as u64, Ordering::Relaxed);
+    }
+    h.len.store(0, Ordering::Relaxed);
+    h.count.store(0, Ordering::Relaxed);
+}
+
+/// One connection, one non-blocking send: true if the whole first line went
+/// (a cut-short body is counted by the command).
+fn send_once(msg: &[u8]) -> bool {
+    let Some((addr, alen)) = super::collector::address() else { return false };
+    let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    let Ok(fd) = raw::socket(libc::AF_UNIX, ty, 0) else { return false };
+    let mut ok = false;
+    if raw::connect(fd, addr.get(..alen).unwrap_or_default()).is_ok() {
+        let line_len = msg.iter().position(|&b| b == b'\n').map_or(msg.len(), |i| i + 1);
+        ok = matches!(raw::send_nowait(fd, msg), Ok(n) if n >= line_len);
+    }
+    let _ = raw::close(fd);
+    ok
+}
+
+/// Send one area's buffer with the report's bounded waits (process end,
+/// thread exit), with `extra` more events said dropped. Returns the events
+/// still to be said dropped in a later message: `extra` if nothing could be
+/// sent; if another thread is writing into this buffer right now (the
+/// process is ending under it), `extra` and the events it holds.
+fn send_waiting(area: &ThreadArea, extra: u64) -> u64 {
+    let at = area.trace.get();
+    if at == 0 {
+        return extra;
+    }
+    // SAFETY: as in header_of.
+    let h = unsafe { &*(at as *const Header) };
+    if h.busy.swap(true, Ordering::Acquire) {
+        return extra + h.count.load(Ordering::Acquire) as u64 + h.dropped.load(Ordering::Relaxed);
+    }
+    let (len, count) = (h.len.load(Ordering::Acquire), h.count.load(Ordering::Acquire));
+    let own = h.dropped.load(Ordering::Relaxed);
+    if count == 0 && own + extra == 0 {
+        h.busy.store(false, Ordering::Release);
+        return 0;
+    }
+    let mut line = [0u8; LINE_ROOM];
+    // (Never on the fast path: a stack buffer is fine here.)
+    let n = first_line(&mut line, area, own + extra, count, stats::ticks_per_second());
+    // SAFETY: we hold `busy`; the range is inside the mapping.
+    let body = unsafe { bytes(area, DATA_AT, len) };
+    let sent =
+        raw::with_spare_fd(|| collector_send(line.get(..n).unwrap_or(&[]), body), |r| *r == Err(libc::EMFILE as i64))
+            .is_ok();
+    if sent {
+        h.dropped.fetch_sub(own, Ordering::Relaxed);
+        h.len.store(0, Ordering::Relaxed);
+        h.count.store(0, Ordering::Relaxed);
+    }
+    h.busy.store(false, Ordering::Release);
+    if sent {
+        0
+    } else {
+        extra
+    }
+}
+
+/// The calling thread exits (not the last one): send its buffer.
+pub fn thread_exit(area: &ThreadArea) {
+    if on() && !report_forbidden() {
+        let left = send_waiting(area, 0);
+        DROPPED_ELSEWHERE.fetch_add(left, Ordering::Relaxed);
+    }
+}
+
+/// The process image ends (report::at_exit): send every buffer (a vfork
+/// child, which shares its parent's areas, only its own). Events that
+/// could not be said dropped in another thread's message are said in a
+/// last message of the calling thread's.
+pub fn at_exit(current: Option<&ThreadArea>) {
+    if !on() {
+        return;
+    }
+    let mut extra = DROPPED_ELSEWHERE.swap(0, Ordering::Relaxed);
+    match current {
+        Some(a) if a.vfork_child.get() => {
+            send_waiting(a, extra);
+        }
+        Some(a) => {
+            extra = send_waiting(a, extra);
+            thread::for_each_area(|other| {
+                if !core::ptr::eq(other, a) {
+                    extra = send_waiting(other, extra);
+                }
+            });
+            if extra > 0 {
+                send_waiting(a, extra);
+            }
+        }
+        None => thread::for_each_area(|a| {
+            extra = send_waiting(a, extra);
+        }),
+    }
+}
+
+/// A fork child: the events in its buffers are its parent's, which sends
+/// them.
+pub fn after_fork_in_child() {
+    if !on() {
+        return;
+    }
+    DROPPED_ELSEWHERE.store(0, Ordering::Relaxed);
+    thread::for_each_area(|a| {
+        let at = a.trace.get();
+        if at != 0 {
+            // SAFETY: as in header_of; only this thread exists now.
+            let h = unsafe { &*(at as *const Header) };
+            h.len.store(0, Ordering::Relaxed);
+            h.count.store(0, Ordering::Relaxed);
+            h.dropped.store(0, Ordering::Relaxed);
+            h.busy.store(false, Ordering::Relaxed);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(v: &[u8]) -> Option<(u64, Vec<usize>)> {
+        let mut set = Vec::new();
+        parse(v, |n| set.push(n)).map(|s| (s, set))
+    }
+
+    #[test]
+    fn settings() {
+        assert_eq!(parsed(b"0"), Some((0, vec![])));
+        assert_eq!(parsed(b"1000000:0,1,257"), Some((1_000_000, vec![0, 1, 257])));
+        assert_eq!(parsed(b""), None);
+        assert_eq!(parsed(b"x"), None);
+        assert_eq!(parsed(b"5:"), None, "an empty number");
+        assert_eq!(parsed(b"5:1,,2"), None);
+        assert_eq!(parsed(b"5:99999"), None, "past the table");
+        assert_eq!(parsed(b"1234567890123456789"), None, "too long");
+    }
+}

@@ -1,0 +1,237 @@
+//! `usertrap trace` with the real library (issue 15): the recorded calls of
+//! a program with known calls (threads, order, results, durations), the
+//! Perfetto timeline's tracks and process names over a fork/exec tree,
+//! events dropped by a collector that cannot keep up counted exactly, and a
+//! death by SIGSEGV still flushing. Each program also runs natively: status,
+//! stdout and stderr must be the same under `usertrap trace`. Both backends.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::PathBuf;
+
+fn usertrap_bin() -> PathBuf {
+    let p = repo_root().join("target/release/usertrap");
+    assert!(p.is_file(), "{} is missing: run `make`", p.display());
+    p
+}
+
+/// Runs `trace_calls MODE ARGS` natively, then under `usertrap trace
+/// --backend B -o FILE OPTS`: same status and program output, nothing of
+/// usertrap's on stderr but `stderr_ok` lines. Returns the trace file's text.
+fn traced(case: &str, b: Backend, opts: &[&str], argv: &[&str], env: &[(&str, &str)]) -> (String, Output) {
+    let prog = c_test_binary("trace_calls");
+    let dir = scratch_dir(case, b);
+    fresh_dir(&dir);
+    let native = run_native(&Cmd::new(&prog).args(argv).cwd(&dir));
+    let out = dir.join("trace.out");
+    let mut cmd = Cmd::new(usertrap_bin()).args(["trace", "--backend", b.name(), "-o"]).arg(&out).args(opts);
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    let run = run_native(&cmd.arg("--").arg(&prog).args(argv).cwd(&dir));
+    assert_eq!(run.status, native.status, "{case} ({b}): status; stderr:\n{}", run.stderr_text());
+    assert_eq!(run.stdout_text(), native.stdout_text(), "{case} ({b}): stdout");
+    let text = fs::read_to_string(&out).unwrap_or_else(|e| panic!("{case} ({b}): no trace: {e}"));
+    (text, run)
+}
+
+/// The JSON lines of `--format json`.
+fn records(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+}
+
+fn of_type<'a>(recs: &'a [Value], ty: &str) -> Vec<&'a Value> {
+    recs.iter().filter(|r| r["type"] == ty).collect()
+}
+
+#[test]
+fn known_calls_are_recorded_exactly_with_threads_results_and_durations() {
+    for b in Backend::ALL {
+        let (text, run) =
+            traced("trace-known", b, &["--format", "json", "-e", "trace=getppid,openat,nanosleep"], &["known"], &[]);
+        assert!(run.stderr.is_empty(), "{b}: {}", run.stderr_text());
+        let recs = records(&text);
+        let calls = of_type(&recs, "call");
+        let names: Vec<&str> = calls.iter().map(|c| c["syscall"].as_str().unwrap()).collect();
+        assert_eq!(names, ["getppid", "openat", "nanosleep", "getppid"], "{b}:\n{text}");
+        let pid = calls[0]["pid"].as_u64().unwrap();
+        let main = calls[0]["tid"].as_u64().unwrap();
+        assert_eq!(main, pid, "{b}: the first call is the main thread's");
+        for (i, c) in calls.iter().enumerate() {
+            assert_eq!(c["pid"].as_u64(), Some(pid), "{b}: one process");
+            let tid = c["tid"].as_u64().unwrap();
+            if i == 2 {
+                assert_ne!(tid, main, "{b}: the nanosleep is the second thread's:\n{text}");
+            } else {
+                assert_eq!(tid, main, "{b}: call {i} is the main thread's:\n{text}");
+            }
+            assert_ne!(c["site"], "0x0", "{b}: a call site");
+        }
+        let ppid = calls[0]["result"].as_i64().unwrap();
+        assert!(ppid > 0, "{b}: getppid's result");
+        assert_eq!(calls[3]["result"].as_i64(), Some(ppid));
+        assert_eq!(calls[1]["result"].as_i64(), Some(-1), "{b}: the openat failed");
+        assert_eq!(calls[1]["errno"], "ENOENT");
+        assert_eq!(calls[1]["file"], "/nonexistent/usertrap-trace", "{b}: the path, read at call time");
+        // AT_FDCWD, raw: an int, passed in a 64-bit register.
+        assert!(calls[1]["args"][0].as_str().unwrap().ends_with("ffffff9c"), "{b}: {}", calls[1]);
+        assert_eq!(calls[2]["result"].as_i64(), Some(0));
+        assert!(calls[2]["dur_ns"].as_u64().unwrap() >= 5_000_000, "{b}: the 5 ms sleep: {}", calls[2]);
+        // In order: each call starts after the one before it ended (the
+        // program waits for each).
+        for w in calls.windows(2) {
+            let end = w[0]["mono_ns"].as_i64().unwrap() + w[0]["dur_ns"].as_i64().unwrap();
+            assert!(w[1]["mono_ns"].as_i64().unwrap() >= end, "{b}: order:\n{text}");
+        }
+        assert!(of_type(&recs, "dropped").is_empty(), "{b}: nothing dropped");
+        let procs = of_type(&recs, "process");
+        assert_eq!(procs.len(), 1, "{b}");
+        assert_eq!(procs[0]["command"], "trace_calls");
+        // The counts of every call (recorded or not) come with the trace.
+        let counts: BTreeMap<&str, u64> = of_type(&recs, "count")
+            .iter()
+            .map(|c| (c["syscall"].as_str().unwrap(), c["calls"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(counts.get("getppid"), Some(&2), "{b}");
+        assert!(counts.get("mmap").is_some_and(|&n| n > 0), "{b}: counts of calls not recorded too");
+    }
+}
+
+#[test]
+fn text_lines_are_strace_like() {
+    for b in Backend::ALL {
+        let (text, _) = traced("trace-text", b, &["-e", "trace=openat,nanosleep"], &["known"], &[]);
+        let open = text.lines().find(|l| l.contains("usertrap-trace")).unwrap_or_else(|| panic!("{b}:\n{text}"));
+        assert!(
+            open.contains(
+                "openat(AT_FDCWD, \"/nonexistent/usertrap-trace\", O_RDONLY) = -1 ENOENT (No such file or directory) <0."
+            ),
+            "{b}: {open}"
+        );
+        let sleep = text.lines().find(|l| l.contains("nanosleep(")).unwrap_or_else(|| panic!("{b}:\n{text}"));
+        assert!(sleep.contains(") = 0 <0.00"), "{b}: {sleep}");
+    }
+}
+
+#[test]
+fn slow_keeps_only_the_slow_calls_and_counts_all() {
+    for b in Backend::ALL {
+        let (text, _) = traced("trace-slow", b, &["--format", "json", "--slow", "4ms"], &["known"], &[]);
+        let recs = records(&text);
+        let calls = of_type(&recs, "call");
+        assert!(calls.iter().any(|c| c["syscall"] == "nanosleep"), "{b}:\n{text}");
+        for c in &calls {
+            // Only calls that may not return (exit) are recorded whatever
+            // their duration.
+            if c["unfinished"] != true {
+                assert!(c["dur_ns"].as_u64().unwrap() >= 4_000_000, "{b}: a fast call kept: {c}");
+            }
+            assert_ne!(c["syscall"], "getppid", "{b}");
+        }
+        let getppid = of_type(&recs, "count").into_iter().find(|c| c["syscall"] == "getppid").cloned();
+        assert_eq!(getppid.map(|c| c["calls"].clone()), Some(2.into()), "{b}: every call counted");
+    }
+}
+
+#[test]
+fn perfetto_output_has_one_track_per_thread() {
+    for b in Backend::ALL {
+        let (text, _) = traced("trace-perfetto", b, &["--format", "perfetto"], &["known"], &[]);
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{b}: not JSON: {e}"));
+        let ev = v["traceEvents"].as_array().unwrap();
+        let slices: Vec<&Value> = ev.iter().filter(|e| e["ph"] == "X").collect();
+        let tracks: BTreeSet<(u64, u64)> =
+            slices.iter().map(|e| (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap())).collect();
+        let named: Vec<(u64, u64)> = ev
+            .iter()
+            .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+            .map(|e| (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(tracks.len(), 2, "{b}: the main thread and the sleeper");
+        assert_eq!(named.iter().copied().collect::<BTreeSet<_>>(), tracks, "{b}: one named track per thread");
+        assert_eq!(named.len(), tracks.len(), "{b}: each track named once");
+        let procs: Vec<&Value> = ev.iter().filter(|e| e["ph"] == "M" && e["name"] == "process_name").collect();
+        assert_eq!(procs.len(), 1, "{b}");
+        assert_eq!(procs[0]["args"]["name"], "trace_calls");
+        let sleep = slices.iter().find(|e| e["name"] == "nanosleep").expect("a nanosleep slice");
+        assert!(sleep["dur"].as_f64().unwrap() >= 5000.0, "{b}: {sleep}");
+        let open = slices.iter().find(|e| e["args"]["call"].as_str().is_some_and(|c| c.contains("usertrap-trace")));
+        assert_eq!(open.map(|e| e["args"]["errno"].clone()), Some("ENOENT".into()), "{b}");
+    }
+}
+
+#[test]
+fn a_fork_exec_tree_shows_every_process_named() {
+    for b in Backend::ALL {
+        let (text, _) = traced("trace-tree", b, &["--format", "perfetto"], &["tree"], &[]);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let ev = v["traceEvents"].as_array().unwrap();
+        let names: BTreeMap<u64, String> = ev
+            .iter()
+            .filter(|e| e["ph"] == "M" && e["name"] == "process_name")
+            .map(|e| (e["pid"].as_u64().unwrap(), e["args"]["name"].as_str().unwrap().to_string()))
+            .collect();
+        let mut sorted: Vec<&str> = names.values().map(String::as_str).collect();
+        sorted.sort();
+        assert_eq!(sorted, ["trace_calls", "trace_calls", "trace_calls → true"], "{b}");
+        for pid in names.keys() {
+            assert!(ev.iter().any(|e| e["ph"] == "X" && e["pid"].as_u64() == Some(*pid)), "{b}: pid {pid} has calls");
+        }
+        let execd = names.iter().find(|(_, n)| n.ends_with("true")).map(|(p, _)| *p).unwrap();
+        let flows = |cat: &str| -> Vec<u64> {
+            ev.iter().filter(|e| e["ph"] == "f" && e["cat"] == cat).map(|e| e["pid"].as_u64().unwrap()).collect()
+        };
+        let mut forked = flows("fork");
+        forked.sort();
+        let top = parent(ev);
+        let children: Vec<u64> = names.keys().copied().filter(|p| *p != top).collect();
+        assert_eq!(forked, children, "{b}: a fork flow into each child");
+        assert_eq!(flows("exec"), [execd], "{b}: an exec flow in the exec'd child");
+    }
+}
+
+/// The command itself: the process that waits for the others.
+fn parent(ev: &[Value]) -> u64 {
+    ev.iter().find(|e| e["ph"] == "X" && e["name"] == "wait4").and_then(|e| e["pid"].as_u64()).unwrap()
+}
+
+#[test]
+fn a_slow_collector_drops_events_counted_and_the_rest_exact() {
+    const N: u64 = 50_000;
+    for b in Backend::ALL {
+        let (text, run) = traced(
+            "trace-dropped",
+            b,
+            &["--format", "json", "-e", "trace=getppid"],
+            &["many", &N.to_string()],
+            &[("USERTRAP_TEST_COLLECTOR_STALL_MS", "20")],
+        );
+        let recs = records(&text);
+        let calls = of_type(&recs, "call");
+        let dropped: u64 = of_type(&recs, "dropped").iter().map(|d| d["events"].as_u64().unwrap()).sum();
+        assert!(dropped > 0, "{b}: a stalled collector loses events ({} recorded)", calls.len());
+        assert_eq!(calls.len() as u64 + dropped, N, "{b}: every call recorded or counted as dropped");
+        assert!(run.stderr_text().contains(&format!("{dropped} events dropped")), "{b}: said: {}", run.stderr_text());
+        let ppid = calls[0]["result"].clone();
+        assert!(calls.iter().all(|c| c["syscall"] == "getppid" && c["result"] == ppid), "{b}: the rest exact");
+        assert!(calls.windows(2).all(|w| w[0]["mono_ns"].as_i64() <= w[1]["mono_ns"].as_i64()), "{b}: in order");
+        let count = of_type(&recs, "count").into_iter().find(|c| c["syscall"] == "getppid").cloned();
+        assert_eq!(count.map(|c| c["calls"].clone()), Some(N.into()), "{b}: the counts are whole");
+    }
+}
+
+#[test]
+fn death_by_sigsegv_still_flushes() {
+    for b in Backend::ALL {
+        let (text, run) = traced("trace-segv", b, &["--format", "json", "-e", "trace=getppid"], &["segv"], &[]);
+        assert_eq!(run.status, Status::Signaled(libc::SIGSEGV), "{b}");
+        let recs = records(&text);
+        let calls = of_type(&recs, "call");
+        assert_eq!(calls.len(), 3, "{b}: the calls made before the fault:\n{text}");
+        assert!(of_type(&recs, "dropped").is_empty(), "{b}");
+    }
+}
