@@ -319,7 +319,7 @@ fn slow_path_stack_frames_are_small() {
         "sigsys::on_sigsys",
         "sigsys::run_for_program",
         // The timed call (the slow path's and the fast path's, traced or not).
-        "dispatch::timed_dispatch::{{closure}}",
+        "dispatch::dispatch::{{closure}}",
         "fault::on_fault",
         "delivery::on_program_signal",
     ];
