@@ -42,10 +42,25 @@ static PATCHER: spin::Mutex<Table> = spin::Mutex::new(Table::new());
 const DECODER_MEMORY: usize = 1 << 20;
 
 /// Whether the sites of syscall `nr` keep the slow path (trap::syscalls says
-/// which calls are emulated; readlink is, where the launcher started the
-/// image).
+/// which calls are emulated, and which emulations have a fast version).
 pub fn needs_slow_path(nr: u64) -> bool {
-    !syscalls::patchable(nr as i64, crate::emulate::exec::exe_path_override().is_some())
+    !syscalls::patchable(nr as i64)
+}
+
+/// Whether syscall `nr`'s fast version changes the kernel's signal mask.
+fn changes_mask(nr: u64) -> bool {
+    matches!(syscalls::handling(nr as i64), syscalls::Handling::Emulated(e) if syscalls::fast_changes_mask(e))
+}
+
+/// The program's seccomp filter forbids the library rt_sigprocmask: the
+/// calls whose fast version needs it go back to the slow path (patched
+/// sites included: ut_fast_entry sends them to their `syscall`, which traps).
+pub fn forbid_fast_masks() {
+    for nr in 0..arch::FAST_OK_LEN as u64 {
+        if changes_mask(nr) {
+            arch::clear_fast_ok(nr);
+        }
+    }
 }
 
 /// After a trap at `rip` (the address after the `syscall`) for syscall `nr`.
@@ -315,7 +330,7 @@ fn prepared() -> bool {
         return false;
     }
     site::warm_up();
-    arch::set_fast_ok(|nr| !needs_slow_path(nr));
+    arch::set_fast_ok(|nr| !needs_slow_path(nr) && !(crate::emulate::signals::masks_forbidden() && changes_mask(nr)));
     if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
         OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
         OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);

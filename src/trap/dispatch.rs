@@ -132,10 +132,12 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
 
 /// The fast path, called by ut_fast_entry with the six argument registers it
 /// saved (in push order: r9, r8, r10, rdx, rsi, rdi), the GS base, and
-/// whether it saved the extended state so that hooks may run. Only syscalls that need
-/// no emulation are ever patched (trap::syscalls::patchable), so this runs them
-/// through the gate, after the integer-only check that keeps the library's
-/// own memory mapped. No vector register may be touched from here down:
+/// whether it saved the extended state so that hooks may run. Only syscalls
+/// that need no emulation, or whose emulation has a fast version, are ever
+/// patched or let through by ut_fast_entry (trap::syscalls::patchable and
+/// `fast`), so this runs them through the gate, after the integer-only check
+/// that keeps the library's own memory mapped, or emulates them here
+/// ([`fast_emulated`]). No vector register may be touched from here down:
 /// `tests/library.rs` disassembles this function and what it calls.
 #[no_mangle]
 pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
@@ -151,6 +153,11 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
         }
     }
     let outcome = dispatch(area, Path::Fast, nr, args, with_hooks != 0, |nr, args| {
+        if let Handling::Emulated(e) = syscalls::handling(nr) {
+            if syscalls::fast(e) {
+                return Outcome::Return(fast_emulated(area, saved, e, nr, args));
+            }
+        }
         // Refused calls are reported on the slow path; here just refused.
         Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| {
             // SAFETY: the program's own syscall (rt::raw: forwarded program calls), one that needs no
@@ -161,5 +168,33 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
     match outcome {
         Outcome::Return(r) => r,
         Outcome::Resume => -raw::ENOSYS, // never: only emulated syscalls resume
+    }
+}
+
+/// An emulated syscall on the fast path (trap::syscalls::fast says which):
+/// `seen` is the area at the GS base, `saved` what ut_fast_entry saved.
+#[inline(never)]
+fn fast_emulated(seen: Option<&'static ThreadArea>, saved: *const u64, e: Emulation, nr: i64, args: [u64; 6]) -> i64 {
+    if e == Emulation::ReadlinkExe {
+        return exec::readlink(nr, args).unwrap_or_else(|| {
+            // SAFETY: the program's own readlink (rt::raw: forwarded program calls).
+            unsafe { raw::syscall6(nr, args) }
+        });
+    }
+    // The rest change this thread's signal state: its own area (a vfork
+    // child's, not its parent's).
+    let area = match thread::fast_current(seen) {
+        Some(a) => a,
+        None => thread::out_of_memory(),
+    };
+    match e {
+        Emulation::SigAction => signals::fast::rt_sigaction(area, args),
+        Emulation::SigProcMask => signals::fast::rt_sigprocmask(area, args),
+        Emulation::SigAltStack => {
+            let sp = (saved as u64).wrapping_add(crate::rt::arch::FAST_SAVED_TO_PROGRAM_SP);
+            signals::fast::sigaltstack(area, sp, args)
+        }
+        // Never: trap::syscalls::fast lists only the four above.
+        _ => -raw::ENOSYS,
     }
 }
