@@ -330,7 +330,8 @@ fn prepared() -> bool {
         return false;
     }
     site::warm_up();
-    arch::set_fast_ok(|nr| !needs_slow_path(nr) && !(crate::emulate::signals::masks_forbidden() && changes_mask(nr)));
+    let masks_forbidden = crate::emulate::signals::masks_forbidden();
+    arch::set_fast_ok(|nr| !(needs_slow_path(nr) || masks_forbidden && changes_mask(nr)));
     if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
         OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
         OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);
