@@ -106,8 +106,9 @@ pub struct ThreadArea {
     /// (written by the kernel, as rt_sigprocmask's old set, so that it is
     /// set exactly when the block took effect); FAST_UNCOMMITTED before.
     pub fast_old: AtomicU64,
-    /// The kernel's mask that emulation ends with (in FAST_FINAL).
-    pub fast_final: Cell<u64>,
+    /// The same for its last mask change, which installs the program's new
+    /// mask (in FAST_FINAL).
+    pub fast_done: AtomicU64,
 }
 
 /// No signal syscall is emulated on the fast path (see `fast_window`).
@@ -115,11 +116,11 @@ pub const FAST_NONE: u8 = 0;
 /// One is under way: signals arriving once `fast_old` is written are held
 /// for its end.
 pub const FAST_ARMING: u8 = 1;
-/// It has decided the program's new state and is installing the kernel's
-/// mask `fast_final`: the state it interrupts has that mask already.
+/// It has decided the program's new state and installs the new mask:
+/// signals arriving before `fast_done` is written are held for its end.
 pub const FAST_FINAL: u8 = 2;
-/// `fast_old` before the kernel wrote it: a mask with SIGKILL, which no
-/// mask the kernel reports holds.
+/// `fast_old` and `fast_done` before the kernel wrote them: a mask with
+/// SIGKILL, which no mask the kernel reports holds.
 pub const FAST_UNCOMMITTED: u64 = 1 << (libc::SIGKILL - 1);
 
 /// How many program signals may wait for the library's code at once: one of

@@ -37,7 +37,7 @@ use crate::rt::frame::{SYS_SECCOMP, SYS_USER_DISPATCH};
 use crate::rt::raw::{self, KernelSigaction};
 use crate::rt::sigtable::{action_of, bit, OWNED, SIGSYS};
 use crate::rt::thread;
-use crate::rt::thread::{Postponed, ThreadArea, FAST_FINAL, FAST_NONE, SS_AUTODISARM};
+use crate::rt::thread::{Postponed, ThreadArea, SS_AUTODISARM};
 
 const SA_ONSTACK: u64 = libc::SA_ONSTACK as u32 as u64;
 const SA_RESTORER: u64 = 0x0400_0000;
@@ -95,12 +95,6 @@ fn enter(
     area: &ThreadArea,
 ) {
     state::reset_hand_if_asked(sig, app, area);
-    if area.fast_window.get() == FAST_FINAL {
-        // The handler is entered from a fast-path signal syscall that has
-        // made its changes (`uc` has its final mask, see
-        // entered_from_program): no longer its state once the handler runs.
-        area.fast_window.set(FAST_NONE);
-    }
     let view = area.app_blocked_owned.get();
     let interrupted_mask = (uc.uc_sigmask & !OWNED) | view;
     let running = handler_mask(sig, app, if temp_mask.0 { temp_mask.1 } else { interrupted_mask });
@@ -424,7 +418,7 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
 /// At the entry of each of our handlers: true if it interrupted the program
 /// (not the library's own code, which runs on our stack). Then no slow path
 /// is under way on this thread, whatever a handler that never returned left.
-pub fn entered_from_program(area: &ThreadArea, uc: &mut Ucontext) -> bool {
+pub fn entered_from_program(area: &ThreadArea, uc: &Ucontext) -> bool {
     if state::fast_holding(area) {
         // A fast-path signal syscall is under way (fast.rs): what arrives
         // now waits for its end, not for ours.
@@ -432,12 +426,6 @@ pub fn entered_from_program(area: &ThreadArea, uc: &mut Ucontext) -> bool {
     }
     if area.on_own_stack(uc.mc.rsp) {
         return false;
-    }
-    if area.fast_window.get() == FAST_FINAL {
-        // A fast-path signal syscall has decided the program's new state and
-        // is installing the kernel's mask: the state it is interrupted in
-        // has that mask already, as after the syscall natively.
-        uc.uc_sigmask = area.fast_final.get();
     }
     area.program_uc.set(0);
     area.draining.set(false);

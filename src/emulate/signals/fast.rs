@@ -29,34 +29,36 @@
 //!    our own copies still reaches its fixup). Nothing of the program runs
 //!    until step 4; the state is read, computed and written here, program
 //!    memory included (a fault there is one of our copies': -EFAULT).
-//! 3. `fast_final := K` (the kernel's mask the program ends with),
-//!    `fast_window := FAST_FINAL`, then rt_sigprocmask(SIG_SETMASK, K).
-//!    The program's new state is complete before FINAL is stored; a
-//!    signal arriving in FINAL (an owned one before the syscall, any that
-//!    K lets through at its return) sees the interrupted state's mask set
-//!    to K by `entered_from_program`, which is what the program's mask is
-//!    "after" (and what our sigreturn then restores, the same K the
-//!    syscall installs). A program handler entered from there (delivery's
-//!    `enter`) clears FINAL: its own code is not this window.
-//! 4. `fast_window` as it was before step 1. Signals postponed in step 2
-//!    are sent again, with every signal blocked while they are taken from
-//!    the list (no handler can take them twice), and arrive once K is back:
-//!    after the call, as natively a signal does that arrived during it.
-//!    Owned signals the program had held back and the new mask unblocks are
-//!    raised last, as the slow path does.
+//! 3. `fast_done := FAST_UNCOMMITTED`, `fast_window := FAST_FINAL`, then
+//!    rt_sigprocmask(SIG_SETMASK, K, old = &fast_done), K the kernel's mask
+//!    the program ends with. Until the kernel has written `fast_done`
+//!    (while the kernel's mask is still step 2's, so only an owned signal
+//!    can arrive) signals are still held; from that write on, the
+//!    program's whole new state is in force, and signals are handled as
+//!    always (one that K lets through arrives at the syscall's return, as
+//!    natively; a program handler entered then may change the mask it
+//!    returns to, and nothing here touches the mask again).
+//! 4. `fast_window` (and the two masks) as before step 1. Signals held in
+//!    steps 2 and 3 are sent again, with every signal blocked while they
+//!    are taken from the list (no handler can take them twice) and the
+//!    mask in force then put back; they arrive after the call, as natively
+//!    a signal does that arrived during it. Owned signals the program had
+//!    held back and the new mask unblocks are raised last, as the slow
+//!    path does.
 //!
-//! Nesting: a program handler entered in step 1 or 3 may make these calls
-//! itself; each saves and restores the window state of the one it
-//! interrupts. A handler that never returns (siglongjmp) leaves step 1's
-//! state, which is harmless (uncommitted), or none (step 3 cleared it).
+//! Nesting: a program handler entered in step 1 (before the commit) or
+//! after step 3's commit may make these calls itself; each saves and
+//! restores the window state of the one it interrupts. A handler that
+//! never returns (siglongjmp) leaves a state that holds nothing (step 1
+//! uncommitted, or step 3 committed).
 //!
 //! If the program's seccomp filter forbids rt_sigprocmask from the gate
 //! (`state::masks_forbidden`), these numbers go back to the slow path
 //! (`forbid_fast_masks`).
 //!
-//! Never: run a program handler between steps 2 and 3.
+//! Never: run a program handler between the two commits.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{compiler_fence, Ordering};
 
 use super::delivery;
 use super::state::{raise_deferred, UNBLOCKABLE};
@@ -123,47 +125,50 @@ pub fn sigaltstack(area: &ThreadArea, sp: u64, args: [u64; 6]) -> i64 {
 /// kernel refused to change the mask (only a seccomp filter of the
 /// program's can), and nothing was done.
 fn atomically<R>(area: &ThreadArea, body: impl FnOnce(u64) -> (R, u64)) -> Result<R, i64> {
-    let outer = (area.fast_window.get(), area.fast_old.load(Ordering::Relaxed), area.fast_final.get());
+    let outer = (area.fast_window.get(), area.fast_old.load(Ordering::Relaxed), area.fast_done.load(Ordering::Relaxed));
+    let restore = || {
+        area.fast_window.set(outer.0);
+        area.fast_old.store(outer.1, Ordering::Relaxed);
+        area.fast_done.store(outer.2, Ordering::Relaxed);
+    };
     let waiting = area.postponed_len.get();
     // Step 1.
     area.fast_old.store(FAST_UNCOMMITTED, Ordering::Relaxed);
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    compiler_fence(Ordering::SeqCst);
     area.fast_window.set(FAST_ARMING);
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    compiler_fence(Ordering::SeqCst);
     // Step 2: the commit point is the kernel's write of the old mask.
     let committed = raw::sigprocmask_setmask_into(HOLD_MASK, &area.fast_old);
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    let kernel = area.fast_old.load(Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
     if let Err(e) = committed {
         // A filter installed by another thread just now (these calls then
         // go back to the slow path, forbid_fast_masks): as it says.
-        area.fast_window.set(outer.0);
-        area.fast_old.store(outer.1, Ordering::Relaxed);
+        restore();
         return Err(e);
     }
-    let (r, last) = body(kernel);
-    // Step 3.
-    area.fast_final.set(last);
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    let (r, last) = body(area.fast_old.load(Ordering::Relaxed));
+    // Step 3: the kernel's write of the old mask commits the new one.
+    area.fast_done.store(FAST_UNCOMMITTED, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
     area.fast_window.set(FAST_FINAL);
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    raw::sigprocmask(libc::SIG_SETMASK, Some(last));
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    compiler_fence(Ordering::SeqCst);
+    // Cannot fail where step 2 did not (the same call, the same filter).
+    let _ = raw::sigprocmask_setmask_into(last, &area.fast_done);
+    compiler_fence(Ordering::SeqCst);
     // Step 4.
-    area.fast_window.set(outer.0);
-    area.fast_old.store(outer.1, Ordering::Relaxed);
-    area.fast_final.set(outer.2);
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    restore();
+    compiler_fence(Ordering::SeqCst);
     if area.postponed_len.get() > waiting {
-        resend_held(area, waiting, last);
+        resend_held(area, waiting);
     }
     Ok(r)
 }
 
 /// Send the signals postponed since there were `waiting` again, with every
-/// signal blocked while they are taken; then the kernel's mask `mask`.
-fn resend_held(area: &ThreadArea, waiting: usize, mask: u64) {
-    raw::sigprocmask(libc::SIG_SETMASK, Some(!0));
+/// signal blocked while they are taken; then the mask as it was (a program
+/// handler that ran after the commit may have changed it).
+fn resend_held(area: &ThreadArea, waiting: usize) {
+    let mask = raw::sigprocmask(libc::SIG_SETMASK, Some(!0));
     let n = area.postponed_len.get();
     for p in area.postponed.iter().take(n).skip(waiting) {
         // SAFETY: this thread's own list, which only its handlers write,

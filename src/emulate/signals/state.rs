@@ -10,7 +10,7 @@ use crate::rt::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP};
 use crate::rt::raw::{self, KernelSigaction};
 use crate::rt::sigtable::{action_of, bit, AppAction, SigTable, OWNED, SIGILL, SIGSEGV, SIGSYS};
 use crate::rt::thread::SS_AUTODISARM;
-use crate::rt::thread::{self, ThreadArea, FAST_ARMING, FAST_UNCOMMITTED};
+use crate::rt::thread::{self, ThreadArea, FAST_ARMING, FAST_FINAL, FAST_UNCOMMITTED};
 use core::sync::atomic::Ordering;
 
 pub(super) const SIGKILL: i32 = libc::SIGKILL;
@@ -178,9 +178,14 @@ pub(super) fn discard_held_back(table: *mut SigTable, sig: i32) {
 
 /// A signal syscall emulated on the fast path (fast.rs) is between its first
 /// mask change, which the kernel has made (it wrote `fast_old`), and its
-/// last: a signal that arrives now is held for its end.
+/// last, which the kernel has not made yet (`fast_done` unwritten): a
+/// signal that arrives now is held for its end.
 pub(super) fn fast_holding(area: &ThreadArea) -> bool {
-    area.fast_window.get() == FAST_ARMING && area.fast_old.load(Ordering::Relaxed) != FAST_UNCOMMITTED
+    match area.fast_window.get() {
+        FAST_ARMING => area.fast_old.load(Ordering::Relaxed) != FAST_UNCOMMITTED,
+        FAST_FINAL => area.fast_done.load(Ordering::Relaxed) == FAST_UNCOMMITTED,
+        _ => false,
+    }
 }
 
 /// on_sig_stack() in include/linux/sched/signal.h (stacks grow down): an
