@@ -67,7 +67,11 @@ pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
         // .eh_frame, a cgo one none for its Go functions) has a table of its own.
         Err(e @ (Reject::NoEhFrameHdr | Reject::NoFunctionStart | Reject::PastFunctionEnd)) => {
             match super::gopclntab::table_of(os, &obj) {
-                Some((start, len)) => super::gopclntab::lookup(os, start, len, site)?,
+                Some((start, len)) => {
+                    let f = super::gopclntab::lookup(os, start, len, site)?;
+                    super::gopclntab::note_go_code();
+                    f
+                }
                 None => return Err(e),
             }
         }

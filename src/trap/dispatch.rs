@@ -141,6 +141,15 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
 /// `tests/library.rs` disassembles this function and what it calls.
 #[no_mangle]
 pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+    if let Handling::Emulated(e) = syscalls::handling(nr) {
+        // Only those with a fast version get here (ut_fast_ok). Apart: the
+        // frame of this function is the stack every native fast call uses
+        // below the program's stack pointer, which must stay small (Go's
+        // syscall stubs run on goroutine stacks of a few KiB).
+        if syscalls::fast(e) {
+            return fast_emulated_call(nr, saved, gs_base, with_hooks);
+        }
+    }
     // SAFETY: ut_fast_entry passes a pointer to the six registers it pushed,
     // in that order, on the stack, live for this call. Volatile reads, one by
     // one: a vectorised copy would clobber the program's xmm registers.
@@ -153,11 +162,6 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
         }
     }
     let outcome = dispatch(area, Path::Fast, nr, args, with_hooks != 0, |nr, args| {
-        if let Handling::Emulated(e) = syscalls::handling(nr) {
-            if syscalls::fast(e) {
-                return Outcome::Return(fast_emulated(area, saved, e, nr, args));
-            }
-        }
         // Refused calls are reported on the slow path; here just refused.
         Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| {
             // SAFETY: the program's own syscall (rt::raw: forwarded program calls), one that needs no
@@ -171,10 +175,43 @@ pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, wit
     }
 }
 
+/// ut_fast_dispatch for an emulated syscall with a fast version: measured
+/// and hooked as any fast call, emulated by [`fast_emulated`].
+#[inline(never)]
+fn fast_emulated_call(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+    // SAFETY: as in ut_fast_dispatch.
+    let arg = |i: usize| unsafe { core::ptr::read_volatile(saved.add(i)) };
+    let args = [arg(5), arg(4), arg(3), arg(2), arg(1), arg(0)];
+    let area = thread::fast_area(gs_base);
+    if let Some(a) = area {
+        if a.strict.get() && !process::strict_allows(nr) {
+            process::strict_violation_fast(a);
+        }
+    }
+    let outcome = dispatch(area, Path::Fast, nr, args, with_hooks != 0, |nr, args| {
+        let r = match syscalls::handling(nr) {
+            Handling::Emulated(h) if syscalls::fast(h) => fast_emulated(area, saved, h, nr, &args),
+            // A hook changed the number: as ut_fast_dispatch runs others.
+            _ => process::memory_call(nr, args, false).unwrap_or_else(|| {
+                // SAFETY: the program's own syscall (rt::raw: forwarded program calls).
+                unsafe { raw::syscall6(nr, args) }
+            }),
+        };
+        Outcome::Return(r)
+    });
+    match outcome {
+        Outcome::Return(r) => r,
+        Outcome::Resume => -raw::ENOSYS, // never: fast emulations return
+    }
+}
+
 /// An emulated syscall on the fast path (trap::syscalls::fast says which):
 /// `seen` is the area at the GS base, `saved` what ut_fast_entry saved.
 #[inline(never)]
-fn fast_emulated(seen: Option<&'static ThreadArea>, saved: *const u64, e: Emulation, nr: i64, args: [u64; 6]) -> i64 {
+fn fast_emulated(seen: Option<&'static ThreadArea>, saved: *const u64, e: Emulation, nr: i64, args: &[u64; 6]) -> i64 {
+    // (`args` by reference: a copy would be 48 more bytes of the program's
+    // stack in ut_fast_dispatch's frame, on every fast call.)
+    let args = *args;
     if e == Emulation::ReadlinkExe {
         return exec::readlink(nr, args).unwrap_or_else(|| {
             // SAFETY: the program's own readlink (rt::raw: forwarded program calls).
