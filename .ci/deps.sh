@@ -21,6 +21,10 @@ done
 # cli/tests. Neither is started as a service (see policy-rc.d below).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
+# redis-server under redis-benchmark: the fast-path share of a server's
+# calls (make bench; started on a loopback port, never as a service).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -285,6 +285,7 @@ c_tests! {
     seccomp_strict,
     sigsegv_discard,
     siglongjmp_read,
+    sigmask_race,
     sigmask_report,
     signal_during_sigreturn,
     signal_frames,

@@ -417,19 +417,32 @@ fn check_interp(name: &[u8; PATH_MAX]) -> Result<(), i64> {
 
 /// Does `path` name this process's own executable link (/proc/self/exe,
 /// /proc/<our pid>/exe, /proc/thread-self/exe)?
+/// Reachable from the fast path (readlink): compared byte by byte
+/// (`same_bytes`), no memcmp.
 pub fn is_proc_self_exe(path: &[u8]) -> bool {
-    let Some(rest) = path.strip_prefix(b"/proc/") else {
+    const PREFIX: &[u8] = b"/proc/";
+    const SUFFIX: &[u8] = b"/exe";
+    if path.len() < PREFIX.len() + SUFFIX.len() {
         return false;
-    };
-    let Some(who) = rest.strip_suffix(b"/exe") else {
+    }
+    let (head, rest) = path.split_at(PREFIX.len());
+    let (who, tail) = rest.split_at(rest.len() - SUFFIX.len());
+    if !same_bytes(head, PREFIX) || !same_bytes(tail, SUFFIX) {
         return false;
-    };
-    if who == b"self" || who == b"thread-self" {
+    }
+    if same_bytes(who, b"self") || same_bytes(who, b"thread-self") {
         return true;
     }
     let mut pid = [0u8; 24];
     let n = crate::rt::log::Buf::new(&mut pid).num(raw::getpid() as u64).len;
-    pid.get(..n) == Some(who)
+    pid.get(..n).is_some_and(|p| same_bytes(p, who))
+}
+
+/// `a == b`, one byte at a time through `black_box`, so that the compiler
+/// neither calls bcmp nor uses vector registers (the fast path reaches it;
+/// tests/patching.rs disassembles it).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| core::hint::black_box(*x) == *y)
 }
 
 /// Too long for PATH_MAX.

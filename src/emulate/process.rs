@@ -375,6 +375,7 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
     if signals & 1 != 0 {
         // SIGNAL_NEEDS[0]: rt_sigprocmask.
         crate::emulate::signals::forbid_masks();
+        crate::patch::install::forbid_fast_masks();
     }
     r
 }

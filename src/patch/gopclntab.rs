@@ -17,7 +17,7 @@
 //! panics; the cache is written under the patch lock (or in single-threaded
 //! tests).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::maps::{scan_maps, Object};
 use super::os::{read_array, Os};
@@ -88,6 +88,20 @@ pub(super) fn lookup<O: Os>(os: &mut O, tab: u64, len: u64, pc: u64) -> Result<(
 /// Objects looked at: (ELF header, table start, table bound); a bound of 0
 /// means "no Go table".
 const CACHED: usize = 16;
+/// Set once a site's function was found in a Go function table: Go code
+/// runs in this process, its syscall stubs on goroutine stacks of a few KiB
+/// (patch::install then keeps emulated calls on the slow path).
+static GO_CODE: AtomicBool = AtomicBool::new(false);
+
+/// Whether a site of Go code was located in this process (see GO_CODE).
+pub fn go_code_seen() -> bool {
+    GO_CODE.load(Ordering::Relaxed)
+}
+
+pub(super) fn note_go_code() {
+    GO_CODE.store(true, Ordering::Relaxed);
+}
+
 static CACHE: [[AtomicU64; 3]; CACHED] = [const { [const { AtomicU64::new(0) }; 3] }; CACHED];
 static CACHE_NEXT: AtomicU64 = AtomicU64::new(0);
 

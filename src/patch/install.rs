@@ -42,10 +42,51 @@ static PATCHER: spin::Mutex<Table> = spin::Mutex::new(Table::new());
 const DECODER_MEMORY: usize = 1 << 20;
 
 /// Whether the sites of syscall `nr` keep the slow path (trap::syscalls says
-/// which calls are emulated; readlink is, where the launcher started the
-/// image).
+/// which calls are emulated, and which emulations have a fast version).
 pub fn needs_slow_path(nr: u64) -> bool {
-    !syscalls::patchable(nr as i64, crate::emulate::exec::exe_path_override().is_some())
+    !syscalls::patchable(nr as i64) || (crate::patch::gopclntab::go_code_seen() && emulated(nr))
+}
+
+fn emulated(nr: u64) -> bool {
+    syscalls::handling(nr as i64) != syscalls::Handling::Native
+}
+
+/// Once Go code is found in the process (a site's function in Go's table):
+/// emulated calls keep the slow path, sites patched before included
+/// (ut_fast_entry sends them back, before it uses any stack to speak of).
+/// Their fast versions need a few hundred bytes more below the caller's
+/// stack pointer than a native call, which Go's syscall stubs do not have
+/// on a goroutine stack of a few KiB (a vfork child of Go's runs on its
+/// parent's). Err: `nr` is such a call.
+fn slow_in_go(nr: u64) -> Result<(), &'static str> {
+    if !crate::patch::gopclntab::go_code_seen() {
+        return Ok(());
+    }
+    for n in 0..arch::FAST_OK_LEN as u64 {
+        if emulated(n) {
+            arch::clear_fast_ok(n);
+        }
+    }
+    if emulated(nr) {
+        return Err("emulated syscall in a process with Go code: keeps the slow path");
+    }
+    Ok(())
+}
+
+/// Whether syscall `nr`'s fast version changes the kernel's signal mask.
+fn changes_mask(nr: u64) -> bool {
+    matches!(syscalls::handling(nr as i64), syscalls::Handling::Emulated(e) if syscalls::fast_changes_mask(e))
+}
+
+/// The program's seccomp filter forbids the library rt_sigprocmask: the
+/// calls whose fast version needs it go back to the slow path (patched
+/// sites included: ut_fast_entry sends them to their `syscall`, which traps).
+pub fn forbid_fast_masks() {
+    for nr in 0..arch::FAST_OK_LEN as u64 {
+        if changes_mask(nr) {
+            arch::clear_fast_ok(nr);
+        }
+    }
 }
 
 /// After a trap at `rip` (the address after the `syscall`) for syscall `nr`.
@@ -115,6 +156,7 @@ fn try_seed(table: &mut Table, key: u64, nr: u64, [n0, n1, n2, n3]: [u8; 4]) -> 
         return Err("the library's own code");
     }
     site::check(site).map_err(|r| r.as_str())?;
+    slow_in_go(nr)?;
     let slot = table.alloc_slot().ok_or("trap table full (no free window below 2 GiB)")?;
     let tramp = table.alloc_trampoline().ok_or("no memory for trampolines")?;
     let mem = Mem::open().map_err(|_| "cannot open /proc/self/mem")?;
@@ -153,6 +195,7 @@ fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'
         return Err(Some(Reject::SigreturnStub.as_str()));
     }
     let loc = locate::locate_with(&mut os::RawOs::new(), key).map_err(|r| Some(r.as_str()))?;
+    slow_in_go(nr).map_err(Some)?;
     if key + 2 > loc.func_end {
         return Err(Some(Reject::SyscallOutsideFunction.as_str()));
     }
@@ -315,7 +358,8 @@ fn prepared() -> bool {
         return false;
     }
     site::warm_up();
-    arch::set_fast_ok(|nr| !needs_slow_path(nr));
+    let masks_forbidden = crate::emulate::signals::masks_forbidden();
+    arch::set_fast_ok(|nr| !(needs_slow_path(nr) || masks_forbidden && changes_mask(nr)));
     if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
         OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
         OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);

@@ -71,8 +71,14 @@ pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
         // .eh_frame, a cgo one none for its Go functions) has a table of its own.
         Err(e @ (Reject::NoEhFrameHdr | Reject::NoFunctionStart | Reject::PastFunctionEnd)) => {
             match super::gopclntab::table_of(os, &obj) {
-                Some(_) if NO_GO_SITES.load(core::sync::atomic::Ordering::Relaxed) => return Err(Reject::GoUnderTrace),
-                Some((start, len)) => super::gopclntab::lookup(os, start, len, site)?,
+                Some((start, len)) => {
+                    let f = super::gopclntab::lookup(os, start, len, site)?;
+                    super::gopclntab::note_go_code();
+                    if NO_GO_SITES.load(core::sync::atomic::Ordering::Relaxed) {
+                        return Err(Reject::GoUnderTrace);
+                    }
+                    f
+                }
                 None => return Err(e),
             }
         }

@@ -103,7 +103,30 @@ pub struct ThreadArea {
     /// Under `usertrap trace`: the address of this area's event buffer
     /// (measure::report::trace), mapped on first use; 0 before.
     pub trace: Cell<u64>,
+    /// A signal syscall emulated on the fast path, without a signal frame
+    /// (emulate::signals::fast): where it is (FAST_NONE, FAST_ARMING,
+    /// FAST_FINAL).
+    pub fast_window: Cell<u8>,
+    /// The kernel's mask before that emulation blocked every signal it can
+    /// (written by the kernel, as rt_sigprocmask's old set, so that it is
+    /// set exactly when the block took effect); FAST_UNCOMMITTED before.
+    pub fast_old: AtomicU64,
+    /// The same for its last mask change, which installs the program's new
+    /// mask (in FAST_FINAL).
+    pub fast_done: AtomicU64,
 }
+
+/// No signal syscall is emulated on the fast path (see `fast_window`).
+pub const FAST_NONE: u8 = 0;
+/// One is under way: signals arriving once `fast_old` is written are held
+/// for its end.
+pub const FAST_ARMING: u8 = 1;
+/// It has decided the program's new state and installs the new mask:
+/// signals arriving before `fast_done` is written are held for its end.
+pub const FAST_FINAL: u8 = 2;
+/// `fast_old` and `fast_done` before the kernel wrote them: a mask with
+/// SIGKILL, which no mask the kernel reports holds.
+pub const FAST_UNCOMMITTED: u64 = 1 << (libc::SIGKILL - 1);
 
 /// How many program signals may wait for the library's code at once: one of
 /// each (an owned one arriving again is held back; others stay blocked by
@@ -149,6 +172,10 @@ const _: () = {
 };
 
 /// Without a thread area we cannot run the program faithfully: say so, and end.
+/// Never inlined: the fast path's check (tests/patching.rs) lets it use any
+/// register by its name.
+#[inline(never)]
+#[cold]
 pub fn out_of_memory() -> ! {
     crate::rt::log::Line::new().str("out of memory for a thread area; cannot continue").emit();
     raw::exit_group(127)
@@ -382,6 +409,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.postponed_len.set(0);
     area.temp_mask.set((false, 0));
     area.draining.set(false);
+    area.fast_window.set(FAST_NONE);
     Some(area)
 }
 
@@ -452,11 +480,23 @@ fn area_at_gs() -> Option<&'static ThreadArea> {
 /// The program set the GS base itself (wrgsbase). The library finds each
 /// thread's state through it and cannot share it: rather than corrupt the
 /// program's %gs or its own state, end the process with a clear message.
+#[inline(never)]
+#[cold]
 fn foreign_gs_base() -> ! {
     crate::rt::log::Line::new()
         .str("the program set the GS base itself (wrgsbase), which usertrap needs for its per-thread state; cannot continue")
         .emit();
     raw::exit_group(125)
+}
+
+/// The calling thread's own area on the fast path, for what changes its
+/// state: `seen` (the area at the GS base, `fast_area`) when no vfork is in
+/// flight, else as `current` finds it (a vfork child claims its own).
+pub fn fast_current(seen: Option<&'static ThreadArea>) -> Option<&'static ThreadArea> {
+    match seen {
+        Some(a) if a.pending_child.get().is_null() && a.owner_tid.load(Ordering::Relaxed) != 0 => Some(a),
+        _ => current(),
+    }
 }
 
 /// The calling thread's area, set up on first use. None only if memory is

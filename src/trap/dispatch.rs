@@ -216,10 +216,12 @@ fn pending(t: &Trap<'_>, nr: i64, args: [u64; 6]) {
 /// The fast path, called by ut_fast_entry with the six argument registers it
 /// saved (in push order: r9, r8, r10, rdx, rsi, rdi; then the flags and the
 /// return address into the site, right after its syscall), the GS base, and
-/// whether it saved the extended state so that hooks may run. Only syscalls that need
-/// no emulation are ever patched (trap::syscalls::patchable), so this runs them
-/// through the gate, after the integer-only check that keeps the library's
-/// own memory mapped. No vector register may be touched from here down:
+/// whether it saved the extended state so that hooks may run. Only syscalls
+/// that need no emulation, or whose emulation has a fast version, are ever
+/// patched or let through by ut_fast_entry (trap::syscalls::patchable and
+/// `fast`), so this runs them through the gate, after the integer-only check
+/// that keeps the library's own memory mapped, or emulates them here
+/// ([`fast_emulated`]). No vector register may be touched from here down:
 /// `tests/library.rs` disassembles this function and what it calls.
 ///
 /// Under `usertrap trace` the call goes through [`fast_traced`], apart:
@@ -229,6 +231,18 @@ fn pending(t: &Trap<'_>, nr: i64, args: [u64; 6]) {
 /// this one branch.
 #[no_mangle]
 pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+    if let Handling::Emulated(e) = syscalls::handling(nr) {
+        // Only those with a fast version get here (ut_fast_ok). Apart: the
+        // frame of this function is the stack every native fast call uses
+        // below the program's stack pointer, which must stay small (Go's
+        // syscall stubs run on goroutine stacks of a few KiB).
+        if syscalls::fast(e) {
+            if trace::on() {
+                return fast_emulated_call::<true>(nr, saved, gs_base, with_hooks);
+            }
+            return fast_emulated_call::<false>(nr, saved, gs_base, with_hooks);
+        }
+    }
     if trace::on() {
         return fast_traced(nr, saved, gs_base, with_hooks);
     }
@@ -268,5 +282,67 @@ fn fast_dispatch<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u64, wi
     match outcome {
         Outcome::Return(r) => r,
         Outcome::Resume => -raw::ENOSYS, // never: only emulated syscalls resume
+    }
+}
+
+/// ut_fast_dispatch for an emulated syscall with a fast version: measured
+/// and hooked as any fast call, emulated by [`fast_emulated`].
+#[inline(never)]
+fn fast_emulated_call<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+    // SAFETY: as in ut_fast_dispatch.
+    let arg = |i: usize| unsafe { core::ptr::read_volatile(saved.add(i)) };
+    let args = [arg(5), arg(4), arg(3), arg(2), arg(1), arg(0)];
+    let area = thread::fast_area(gs_base);
+    if let Some(a) = area {
+        if a.strict.get() && !process::strict_allows(nr) {
+            process::strict_violation_fast(a);
+        }
+    }
+    let site = arg(7);
+    let outcome = dispatch::<TRACE>(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
+        let r = match syscalls::handling(nr) {
+            Handling::Emulated(h) if syscalls::fast(h) => fast_emulated(area, saved, h, nr, &args),
+            // A hook changed the number: as ut_fast_dispatch runs others.
+            _ => process::memory_call(nr, args, false).unwrap_or_else(|| {
+                // SAFETY: the program's own syscall (rt::raw: forwarded program calls).
+                unsafe { raw::syscall6(nr, args) }
+            }),
+        };
+        Outcome::Return(r)
+    });
+    match outcome {
+        Outcome::Return(r) => r,
+        Outcome::Resume => -raw::ENOSYS, // never: fast emulations return
+    }
+}
+
+/// An emulated syscall on the fast path (trap::syscalls::fast says which):
+/// `seen` is the area at the GS base, `saved` what ut_fast_entry saved.
+#[inline(never)]
+fn fast_emulated(seen: Option<&'static ThreadArea>, saved: *const u64, e: Emulation, nr: i64, args: &[u64; 6]) -> i64 {
+    // (`args` by reference: a copy would be 48 more bytes of the program's
+    // stack in ut_fast_dispatch's frame, on every fast call.)
+    let args = *args;
+    if e == Emulation::ReadlinkExe {
+        return exec::readlink(nr, args).unwrap_or_else(|| {
+            // SAFETY: the program's own readlink (rt::raw: forwarded program calls).
+            unsafe { raw::syscall6(nr, args) }
+        });
+    }
+    // The rest change this thread's signal state: its own area (a vfork
+    // child's, not its parent's).
+    let area = match thread::fast_current(seen) {
+        Some(a) => a,
+        None => thread::out_of_memory(),
+    };
+    match e {
+        Emulation::SigAction => signals::fast::rt_sigaction(area, args),
+        Emulation::SigProcMask => signals::fast::rt_sigprocmask(area, args),
+        Emulation::SigAltStack => {
+            let sp = (saved as u64).wrapping_add(crate::rt::arch::FAST_SAVED_TO_PROGRAM_SP);
+            signals::fast::sigaltstack(area, sp, args)
+        }
+        // Never: trap::syscalls::fast lists only the four above.
+        _ => -raw::ENOSYS,
     }
 }

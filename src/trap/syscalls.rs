@@ -5,10 +5,9 @@
 //!
 //! A patched site's calls take the fast path, which has no signal frame and
 //! runs the call through the gate as it is (after the check that keeps the
-//! library's own memory mapped): so a syscall is patchable exactly when it is
-//! not emulated. The one exception: readlink of /proc/self/exe is answered by
-//! us only where the launcher started the image (the kernel's answer names
-//! the launcher); elsewhere its sites are patched like any other.
+//! library's own memory mapped), or, for the few emulations that need no
+//! frame ([`fast`]), emulates it there: so a syscall is patchable exactly
+//! when it is not emulated or its emulation has a fast version.
 //! Never: run anything. This is a description; the emulations live in
 //! `emulate`.
 
@@ -112,14 +111,36 @@ pub fn handling(nr: i64) -> Handling {
     }
 }
 
-/// Whether the sites of syscall `nr` may be patched (their calls then take
-/// the fast path, which runs them natively). `exe_answered`: the library
-/// answers readlink of /proc/self/exe (the launcher started this image).
-pub fn patchable(nr: i64, exe_answered: bool) -> bool {
+/// Whether emulation `e` has a version for the fast path, which has no
+/// signal frame (`ut_fast_dispatch`): the signal syscalls that only change
+/// the program's signal state, made atomic without a frame
+/// (emulate::signals::fast), and readlink, which needs none. The others
+/// stay slow: rt_sigreturn restores a frame; clone, fork and vfork start a
+/// child from the program's exact registers (a thread on its own stack
+/// from a frame the parent writes; vfork from a gate stub after sigreturn);
+/// execve and execveat hand the program's state over to the launcher; exit
+/// and exit_group end with the report, written on our signal stack (the
+/// program's may be small); the temporary masks (ppoll, pselect6,
+/// epoll_pwait, rt_sigsuspend, io_pgetevents) and rt_sigtimedwait wait with
+/// signals arriving, which the slow path postpones and restarts through its
+/// frame; arch_prctl, prctl, seccomp, ptrace and membarrier are rare and
+/// change what the library itself relies on; rt_sigpending is rare.
+pub fn fast(e: Emulation) -> bool {
+    matches!(e, Emulation::SigAction | Emulation::SigProcMask | Emulation::SigAltStack | Emulation::ReadlinkExe)
+}
+
+/// Whether emulation `e`'s fast version changes the kernel's signal mask
+/// (which a seccomp filter of the program's may forbid the library).
+pub fn fast_changes_mask(e: Emulation) -> bool {
+    matches!(e, Emulation::SigAction | Emulation::SigProcMask | Emulation::SigAltStack)
+}
+
+/// Whether the sites of syscall `nr` may be patched: their calls then take
+/// the fast path, which runs them natively, or their fast emulation.
+pub fn patchable(nr: i64) -> bool {
     match handling(nr) {
         Handling::Native => true,
-        Handling::Emulated(Emulation::ReadlinkExe) => !exe_answered,
-        Handling::Emulated(_) => false,
+        Handling::Emulated(e) => fast(e),
     }
 }
 
@@ -157,16 +178,27 @@ mod tests {
         libc::SYS_ptrace,
     ];
 
+    /// Emulated calls with a version for the fast path (their sites are
+    /// patched).
+    const FAST: [i64; 5] = [
+        libc::SYS_rt_sigaction,
+        libc::SYS_rt_sigprocmask,
+        libc::SYS_sigaltstack,
+        libc::SYS_readlink,
+        libc::SYS_readlinkat,
+    ];
+
     #[test]
-    fn emulated_calls_are_never_patched() {
+    fn emulated_calls_are_patched_only_with_a_fast_version() {
         for nr in -1..1024 {
             if let Handling::Emulated(e) = handling(nr) {
-                assert!(!patchable(nr, true), "{nr} ({e:?}) is emulated but patchable");
-                if e != Emulation::ReadlinkExe {
-                    assert!(!patchable(nr, false), "{nr} ({e:?}) is emulated but patchable");
+                assert_eq!(patchable(nr), FAST.contains(&nr), "{nr} ({e:?})");
+                assert_eq!(fast(e), FAST.contains(&nr), "{nr} ({e:?})");
+                if fast_changes_mask(e) {
+                    assert!(fast(e), "{nr} ({e:?})");
                 }
             } else {
-                assert!(patchable(nr, true) && patchable(nr, false), "{nr} runs natively but is not patchable");
+                assert!(patchable(nr), "{nr} runs natively but is not patchable");
             }
         }
     }
@@ -176,8 +208,7 @@ mod tests {
         let readlink = [libc::SYS_readlink, libc::SYS_readlinkat];
         for nr in -1..1024 {
             let slow = SLOW.contains(&nr);
-            assert_eq!(patchable(nr, false), !slow, "{nr}");
-            assert_eq!(patchable(nr, true), !slow && !readlink.contains(&nr), "{nr}");
+            assert_eq!(patchable(nr), !slow || FAST.contains(&nr), "{nr}");
             assert_eq!(handling(nr) != Handling::Native, slow || readlink.contains(&nr), "{nr}");
         }
     }

@@ -57,6 +57,14 @@ pub const NO_STACK: StackT = StackT { ss_sp: 0, ss_flags: SS_DISABLE, _pad: 0, s
 /// very code, which cannot wait (it would fault again): run the handler
 /// here, as the library always did.
 pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea, forced: bool) {
+    if state::fast_holding(area) && !forced {
+        // A signal syscall emulated on the fast path is under way (fast.rs):
+        // held until it is done, then sent again.
+        if !postpone(sig, app, info, uc, area) {
+            state::run_handler_here(sig, app, info, uc, area);
+        }
+        return;
+    }
     if area.on_own_stack(uc.mc.rsp) {
         if forced {
             state::run_handler_here(sig, app, info, uc, area);
@@ -241,7 +249,7 @@ fn resend_postponed(area: &ThreadArea) {
 
 /// Queue `sig` to this thread again with its own siginfo (rt_tgsigqueueinfo
 /// to oneself accepts any si_code).
-fn resend(sig: i32, info: &Siginfo) {
+pub(super) fn resend(sig: i32, info: &Siginfo) {
     let (pid, tid) = crate::rt::thread::ids();
     let _ = raw::rt_tgsigqueueinfo(pid, tid, sig, info);
 }
@@ -411,6 +419,11 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
 /// (not the library's own code, which runs on our stack). Then no slow path
 /// is under way on this thread, whatever a handler that never returned left.
 pub fn entered_from_program(area: &ThreadArea, uc: &Ucontext) -> bool {
+    if state::fast_holding(area) {
+        // A fast-path signal syscall is under way (fast.rs): what arrives
+        // now waits for its end, not for ours.
+        return false;
+    }
     if area.on_own_stack(uc.mc.rsp) {
         return false;
     }

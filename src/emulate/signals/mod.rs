@@ -12,9 +12,10 @@
 //!   installs a mask (`rt_sigprocmask`, the temporary masks of `ppoll`,
 //!   `pselect6`, `epoll_pwait(2)`, `rt_sigsuspend`, `io_pgetevents`, and the
 //!   `sa_mask` of every handler) has the owned signals removed on the way in;
-//! - `rt_sigprocmask` changes the saved ucontext rather than the kernel: our
-//!   handler's sigreturn restores the mask from it, so a direct change would
-//!   be undone;
+//! - `rt_sigprocmask` on the slow path changes the saved ucontext rather
+//!   than the kernel: our handler's sigreturn restores the mask from it, so
+//!   a direct change would be undone (on the fast path, fast.rs changes the
+//!   kernel's, atomically as seen by any signal);
 //! - the alternate stack the kernel knows is always the library's own; the
 //!   program's `sigaltstack` is kept per thread and only reported back, and
 //!   its handlers are entered on the stack it chose (delivery.rs).
@@ -22,16 +23,18 @@
 //! Files, each importing only those listed before it: `state.rs` (the table's
 //! writers, held-back signals, default actions), `delivery.rs` (entering the
 //! program's handlers), `syscalls.rs` (the program's signal syscalls),
+//! `fast.rs` (some of them on the fast path, without a signal frame),
 //! `takeover.rs` (start-up, exec, fork).
 
 pub mod delivery;
+pub mod fast;
 pub mod state;
 pub mod syscalls;
 pub mod takeover;
 
 pub use crate::rt::sigtable::{bit, SigTable, SIGILL, SIGSEGV, SIGSYS};
 pub use delivery::{deliver_to_program, entered_from_program};
-pub use state::{after_fork_in_child, forbid_masks, our_action};
+pub use state::{after_fork_in_child, forbid_masks, masks_forbidden, our_action};
 pub use syscalls::{rt_sigaction, rt_sigpending, rt_sigprocmask, rt_sigtimedwait, sigaltstack, with_temp_mask};
 pub use takeover::{
     give_back_to_kernel, is_our_trap, reset_after_clear_sighand, take_over, take_over_altstack, take_over_mask,

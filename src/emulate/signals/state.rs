@@ -10,7 +10,7 @@ use crate::rt::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP};
 use crate::rt::raw::{self, KernelSigaction};
 use crate::rt::sigtable::{action_of, bit, AppAction, SigTable, OWNED, SIGILL, SIGSEGV, SIGSYS};
 use crate::rt::thread::SS_AUTODISARM;
-use crate::rt::thread::{self, ThreadArea};
+use crate::rt::thread::{self, ThreadArea, FAST_ARMING, FAST_FINAL, FAST_UNCOMMITTED};
 use core::sync::atomic::Ordering;
 
 pub(super) const SIGKILL: i32 = libc::SIGKILL;
@@ -174,6 +174,18 @@ pub(super) fn discard_held_back(table: *mut SigTable, sig: i32) {
             a.deferred.remove(bit(sig));
         }
     });
+}
+
+/// A signal syscall emulated on the fast path (fast.rs) is between its first
+/// mask change, which the kernel has made (it wrote `fast_old`), and its
+/// last, which the kernel has not made yet (`fast_done` unwritten): a
+/// signal that arrives now is held for its end.
+pub(super) fn fast_holding(area: &ThreadArea) -> bool {
+    match area.fast_window.get() {
+        FAST_ARMING => area.fast_old.load(Ordering::Relaxed) != FAST_UNCOMMITTED,
+        FAST_FINAL => area.fast_done.load(Ordering::Relaxed) == FAST_UNCOMMITTED,
+        _ => false,
+    }
 }
 
 /// on_sig_stack() in include/linux/sched/signal.h (stacks grow down): an

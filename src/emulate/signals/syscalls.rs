@@ -133,7 +133,7 @@ pub fn rt_sigprocmask(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i
 
 /// sigprocmask()'s new mask from the current one (kernel/signal.c):
 /// Err(EINVAL) for an unknown `how`; SIGKILL and SIGSTOP are never blocked.
-fn next_mask(how: i32, current: u64, set: u64) -> Result<u64, i64> {
+pub(super) fn next_mask(how: i32, current: u64, set: u64) -> Result<u64, i64> {
     let new = match how {
         libc::SIG_BLOCK => current | set,
         libc::SIG_UNBLOCK => current & !set,

@@ -164,6 +164,22 @@ pub fn set_fast_ok(ok: impl Fn(u64) -> bool) {
     }
 }
 
+/// Send syscall `nr` back to the slow path from now on (its fast version
+/// cannot run any more).
+pub fn clear_fast_ok(nr: u64) {
+    // SAFETY: as in set_fast_ok.
+    let table = unsafe { &ut_fast_ok };
+    if let Some(e) = table.get(nr as usize) {
+        e.store(0, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The program's stack pointer at its `syscall`, from the `saved` pointer
+/// ut_fast_entry passes to ut_fast_dispatch: it stepped 128 bytes over the
+/// red zone, then pushed the return address, the flags and the six argument
+/// registers (8 words; `saved` points at the last pushed, r9).
+pub const FAST_SAVED_TO_PROGRAM_SP: u64 = 8 * 8 + 128;
+
 /// Offsets of the immediates in the trampoline template (see x86_64.s).
 const TRAMP_NR: usize = 1;
 const TRAMP_RET: usize = 7;

@@ -11,7 +11,7 @@
 //! All run through the gate, so all are usable in trap context.
 
 use core::ffi::CStr;
-use core::sync::atomic::AtomicU8;
+use core::sync::atomic::{AtomicU64, AtomicU8};
 
 use super::entry::{result, syscall, syscall6, Plain, EINVAL};
 use crate::rt::frame::{Sigcontext, Siginfo, StackT, Ucontext};
@@ -398,6 +398,17 @@ pub fn sigprocmask(how: i32, set: Option<u64>) -> u64 {
     // library's own signals are the callers' business, not memory safety.
     unsafe { syscall(libc::SYS_rt_sigprocmask, how as u64, set_ptr, (&raw mut old) as u64, 8) };
     old
+}
+
+/// rt_sigprocmask(SIG_SETMASK, set) with the previous mask written by the
+/// kernel into `old` (so that it is there exactly when the new mask takes
+/// effect, before any signal can be delivered). Err(errno).
+pub fn sigprocmask_setmask_into(set: u64, old: &AtomicU64) -> Result<(), i64> {
+    // SAFETY: the kernel reads one 8-byte sigset from `set` and writes one
+    // into `old` (an AtomicU64 has u64's layout); as in `sigprocmask`.
+    unit(unsafe {
+        syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK as u64, (&raw const set) as u64, old.as_ptr() as u64, 8)
+    })
 }
 
 /// rt_sigpending(2): the pending set of the thread and process.

@@ -45,8 +45,9 @@ pub use calls::{
     nanosleep, newfstatat, open_cwd, openat, poll, prctl_get_name, prctl_get_no_new_privs, prctl_get_tsc,
     prctl_set_mm_auxv, prctl_set_mm_env_start, prctl_set_mm_exe_file, prctl_set_no_new_privs, prctl_set_tsc, pread,
     pwrite, read, readlink, rt_sigaction, rt_sigpending, rt_sigtimedwait_poll, rt_tgsigqueueinfo, sched_yield,
-    seccomp_set_mode_filter, send_nowait, shmctl_stat, sigaltstack_get, sigaltstack_set, sigprocmask, socket, sud_off,
-    sud_on, tgkill, unlinkat, with_spare_fd, write, write_all, KernelSigaction,
+    seccomp_set_mode_filter, send_nowait, shmctl_stat, sigaltstack_get, sigaltstack_set, sigprocmask,
+    sigprocmask_setmask_into, socket, sud_off, sud_on, tgkill, unlinkat, with_spare_fd, write, write_all,
+    KernelSigaction,
 };
 /// The launcher's (its loader maps fixed, it names the process).
 #[cfg(feature = "launcher")]
