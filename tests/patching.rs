@@ -187,32 +187,36 @@ fn patch_race_200_runs_sud() {
 /// bytes, counted from the stack pointer the patched `syscall` ran with:
 /// the red zone it steps over (128), its saved registers and flags, the
 /// xmm0-15 save area (256) and ut_fast_dispatch's Rust frames. Measured by
-/// c_tests/fast_path_stack.c: 992 (main), 1008 bytes (branch stack, both
-/// backends, timing on or off, seed and Form R sites, either alignment).
+/// c_tests/fast_path_stack.c when this test was written: 1008 bytes (both
+/// backends, timing on or off, seed and Form R sites, either alignment; the
+/// library then built on main: 992).
 ///
 /// Why there is a budget at all: a native `syscall` uses no user stack, and
-/// Go counts on it. A goroutine's stack guard is 928 bytes above the bottom
-/// of its stack (runtime/stack.go: `_StackGuard = 928*sys.StackGuardMultiplier
-/// + _StackSystem`, 0 on Linux; newer Go: `stackGuard = stackNosplit +
-/// stackSystem + abi.StackSmall` with `StackNosplitBase = 800`, `StackSmall =
-/// 128` in internal/abi/stack.go). A function that passed its stack check may
-/// sit StackSmall (128) below the guard, so all Go promises below its stack
-/// pointer is `_StackLimit` = 800 bytes, for the whole NOSPLIT chain it then
-/// calls. syscall.Syscall (nosplit, frame 0x68) -> syscall.RawSyscall6
-/// (nosplit, frame 0x40) -> runtime/internal/syscall.Syscall6 (asm, NOSPLIT,
-/// $0) uses 192 of them before its SYSCALL (Go 1.19 here; Syscall6: 216), so
-/// at that instruction only 608 bytes (584) are certain to belong to the
-/// goroutine; below that lies the top of another goroutine's stack. The fast
-/// path already writes more than that: this budget does not make Go safe, it
-/// only stops the overrun from growing unnoticed (64 more bytes took
-/// tests/go.rs exec_goroutines from rare to 8 crashes in 10).
+/// Go counts on it. Go 1.19 (runtime/stack.go):
+///   `_StackGuard = 928*sys.StackGuardMultiplier + _StackSystem` (928 on Linux),
+///   `_StackSmall = 128`, `_StackLimit = _StackGuard - _StackSystem - _StackSmall` (800);
+/// newer Go (runtime/stack.go, internal/abi/stack.go), the same figures:
+///   `stackGuard = stackNosplit + stackSystem + abi.StackSmall`,
+///   `StackNosplitBase = 800`, `StackSmall = 128`.
+/// A function that passed its stack check may sit StackSmall below the guard
+/// (928 above the stack's bottom), so all Go promises below its stack
+/// pointer is 800 bytes, for the whole NOSPLIT chain it then calls.
+/// syscall.Syscall (nosplit, frame 0x68), syscall.RawSyscall6 (nosplit,
+/// frame 0x40) and runtime/internal/syscall.Syscall6 (asm, NOSPLIT, $0) use
+/// 192 of them, return addresses included, before its SYSCALL (Go 1.19 here;
+/// through syscall.Syscall6, frame 0x80: 216). At that instruction only 608
+/// bytes (584) are certain to belong to the goroutine; below them lies the
+/// top of another goroutine's stack. The fast path already writes more than
+/// that: this budget does not make Go safe, it only stops the overrun from
+/// growing unnoticed (64 more bytes made tests/go.rs exec_goroutines crash
+/// 8 runs in 10).
 const FAST_PATH_STACK_BUDGET: u64 = 1024;
 
 /// With a hook installed the fast path saves the whole XSAVE state instead
 /// of xmm0-15 (256 bytes), 64-byte aligned, and calls the hook: its budget
 /// is FAST_PATH_STACK_BUDGET plus the library's XSAVE room (CPUID 0xd.0 EBX
-/// rounded up to 64, as trap/hooks.rs computes it) - the 256 bytes of
-/// xmm0-15 + 256 for the alignment, the hook closures and a small hook.
+/// rounded up to 64, as trap/hooks.rs computes it), less the 256 bytes of
+/// xmm0-15, plus 256 for the alignment, the hook closures and a small hook.
 /// Measured: 3352-3392 bytes with a 2432-byte XSAVE area (budget 3456).
 fn hooked_fast_path_stack_budget() -> u64 {
     // Leaf 0xd is read only where leaf 1 says XSAVE is there (as the library does).
