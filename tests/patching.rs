@@ -183,6 +183,123 @@ fn patch_race_200_runs_sud() {
     patch_race_many_times(Backend::Sud);
 }
 
+/// How far below the program's stack pointer the fast path may write, in
+/// bytes, counted from the stack pointer the patched `syscall` ran with:
+/// the red zone it steps over (128), its saved registers and flags, the
+/// xmm0-15 save area (256) and ut_fast_dispatch's Rust frames. Measured by
+/// c_tests/fast_path_stack.c when this test was written: 1008 bytes (both
+/// backends, timing on or off, seed and Form R sites, either alignment; the
+/// library then built on main: 992).
+///
+/// Why there is a budget at all: a native `syscall` uses no user stack, and
+/// Go counts on it. Go 1.19 (runtime/stack.go):
+///   `_StackGuard = 928*sys.StackGuardMultiplier + _StackSystem` (928 on Linux),
+///   `_StackSmall = 128`, `_StackLimit = _StackGuard - _StackSystem - _StackSmall` (800);
+/// newer Go (runtime/stack.go, internal/abi/stack.go), the same figures:
+///   `stackGuard = stackNosplit + stackSystem + abi.StackSmall`,
+///   `StackNosplitBase = 800`, `StackSmall = 128`.
+/// A function that passed its stack check may sit StackSmall below the guard
+/// (928 above the stack's bottom), so all Go promises below its stack
+/// pointer is 800 bytes, for the whole NOSPLIT chain it then calls.
+/// syscall.Syscall (nosplit, frame 0x68), syscall.RawSyscall6 (nosplit,
+/// frame 0x40) and runtime/internal/syscall.Syscall6 (asm, NOSPLIT, $0) use
+/// 192 of them, return addresses included, before its SYSCALL (Go 1.19 here;
+/// through syscall.Syscall6, frame 0x80: 216). At that instruction only 608
+/// bytes (584) are certain to belong to the goroutine; below them lies the
+/// top of another goroutine's stack. The fast path already writes more than
+/// that: this budget does not make Go safe, it only stops the overrun from
+/// growing unnoticed (64 more bytes made tests/go.rs exec_goroutines crash
+/// 8 runs in 10).
+const FAST_PATH_STACK_BUDGET: u64 = 1024;
+
+/// With a hook installed the fast path saves the whole XSAVE state instead
+/// of xmm0-15 (256 bytes), 64-byte aligned, and calls the hook: its budget
+/// is FAST_PATH_STACK_BUDGET plus the library's XSAVE room (CPUID 0xd.0 EBX
+/// rounded up to 64, as trap/hooks.rs computes it), less the 256 bytes of
+/// xmm0-15, plus 256 for the alignment, the hook closures and a small hook.
+/// Measured: 3352-3392 bytes with a 2432-byte XSAVE area (budget 3456).
+fn hooked_fast_path_stack_budget() -> u64 {
+    // Leaf 0xd is read only where leaf 1 says XSAVE is there (as the library does).
+    let xsave = if std::arch::x86_64::__cpuid(1).ecx & (1 << 26) == 0 {
+        0
+    } else {
+        std::arch::x86_64::__cpuid_count(0xd, 0).ebx as u64
+    };
+    let room = (xsave.max(576) + 63) & !63;
+    FAST_PATH_STACK_BUDGET - 256 + room + 256
+}
+
+/// c_tests/fast_path_stack.c --depths under the library: the deepest byte
+/// the fast path writes below the stack pointer of a patched `syscall`
+/// (seed form, Form R, glibc's syscall(3)), with timing on and off, without
+/// and with a hook, stays within the budget. Each depth must also be
+/// non-zero: a call that never reached the fast path (site not patched)
+/// writes nothing and would prove nothing.
+fn fast_path_stack_depth_is_within_budget(backend: Backend) {
+    let hooked_budget = hooked_fast_path_stack_budget();
+    for timing in ["1", "0"] {
+        let cmd = Cmd::new(c_test_binary("fast_path_stack")).args(["--depths"]).env("USERTRAP_TIMING", timing);
+        let out = run_traced(&cmd, backend);
+        let text = out.stdout_text();
+        assert!(
+            out.status.success() && text.ends_with("result: all ok\n"),
+            "fast_path_stack under {} (USERTRAP_TIMING={}) failed:\n{}{}",
+            backend,
+            timing,
+            text,
+            out.stderr_text()
+        );
+        let mut seen = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("depth ") else { continue };
+            let f: Vec<&str> = rest.split(' ').collect();
+            assert_eq!(f.len(), 3, "bad line: {}", line);
+            let depth: u64 = f[2].parse().unwrap_or_else(|_| panic!("bad depth: {}", line));
+            let budget = if f[1] == "none" { FAST_PATH_STACK_BUDGET } else { hooked_budget };
+            println!("{} timing={} site {} hook {}: {} bytes (budget {})", backend, timing, f[0], f[1], depth, budget);
+            assert!(
+                depth > 0,
+                "{} (USERTRAP_TIMING={}): the {} site with hook {} wrote nothing below its stack pointer: \
+                 the call did not take the fast path, so this test measured nothing",
+                backend,
+                timing,
+                f[0],
+                f[1]
+            );
+            assert!(
+                depth <= budget,
+                "{} (USERTRAP_TIMING={}): the fast path wrote {} bytes below the stack pointer of the {} site \
+                 (hook {}), over its budget of {}: Go promises at most 800 bytes below a checked \
+                 function's stack pointer (see FAST_PATH_STACK_BUDGET); shrink the frames or move the \
+                 fast path to a stack of its own rather than raising the budget",
+                backend,
+                timing,
+                depth,
+                f[0],
+                f[1],
+                budget
+            );
+            seen.push(format!("{}/{}", f[0], f[1]));
+        }
+        assert_eq!(
+            seen,
+            ["seed/none", "range/none", "glibc/none", "seed/before", "range/before", "glibc/before"],
+            "fast_path_stack printed other depths than expected:\n{}",
+            text
+        );
+    }
+}
+
+#[test]
+fn fast_path_stack_depth_is_within_budget_seccomp() {
+    fast_path_stack_depth_is_within_budget(Backend::Seccomp);
+}
+
+#[test]
+fn fast_path_stack_depth_is_within_budget_sud() {
+    fast_path_stack_depth_is_within_budget(Backend::Sud);
+}
+
 /// Register and vector instructions in the disassembly of `function` and of
 /// every function of the library it calls or jumps to.
 /// `relocs` is `objdump -R`: a call through a GOT slot (`call *X(%rip)`,
