@@ -182,7 +182,16 @@ fn stat_reports_a_missing_library() {
     let s = Scratch::new("nolib");
     let exe = s.path("usertrap");
     fs::copy(env!("CARGO_BIN_EXE_usertrap"), &exe).unwrap();
-    let o = Command::new(&exe).args(["stat", "--", "true"]).output().unwrap();
+    // Another test thread's fork may still hold the copy's write descriptor
+    // (until that child's exec): ETXTBSY for a moment, natively so.
+    let o = loop {
+        match Command::new(&exe).args(["stat", "--", "true"]).output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            r => break r.unwrap(),
+        }
+    };
     assert_eq!(o.status.code(), Some(125));
     assert_eq!(
         stderr(&o),

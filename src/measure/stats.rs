@@ -17,6 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::rt::raw;
 use crate::rt::thread::{self, ThreadArea};
 
+use crate::rt::figures::record_latency;
 pub use crate::rt::figures::{
     site_key, site_of_key, site_slot, Path, SiteStats, SysStats, ThreadStats, I386_BASE, I386_FLAG, MAX_ERRNO, MAX_NR,
     MAX_NR_I386, PER_THREAD, SITES_PER_THREAD, SITE_MERGE, SITE_SLOTS, SLOTS,
@@ -110,14 +111,7 @@ pub fn end(b: Option<&SysStats>, result: i64, ticks: u64) {
             c.set(c.get().saturating_add(1));
         }
     }
-    b.total.set(b.total.get() + ticks);
-    if b.timed.get() == 0 || ticks < b.min.get() {
-        b.min.set(ticks);
-    }
-    if ticks > b.max.get() {
-        b.max.set(ticks);
-    }
-    b.timed.set(b.timed.get() + 1);
+    record_latency([&b.total, &b.min, &b.max, &b.timed], ticks);
     if let Some(c) = b.hist.get(bucket(ticks)) {
         c.set(c.get().saturating_add(1));
     }
@@ -174,14 +168,7 @@ pub fn site_end(b: Option<&SiteStats>, result: i64, ticks: u64) {
     if (-4095..0).contains(&result) {
         b.errors.set(b.errors.get() + 1);
     }
-    b.total.set(b.total.get() + ticks);
-    if b.timed.get() == 0 || ticks < b.min.get() {
-        b.min.set(ticks);
-    }
-    if ticks > b.max.get() {
-        b.max.set(ticks);
-    }
-    b.timed.set(b.timed.get() + 1);
+    record_latency([&b.total, &b.min, &b.max, &b.timed], ticks);
     if let Some(c) = b.hist.get(bucket(ticks) / SITE_MERGE) {
         c.set(c.get().saturating_add(1));
     }

@@ -34,6 +34,33 @@ pub enum Path {
     Slow = 1,
 }
 
+/// Merge one block's latency figures (total, min, max, calls timed) into
+/// another's: the rule SysStats and SiteStats share.
+fn merge_latency([total, min, max, timed]: [&Cell<u64>; 4], [o_total, o_min, o_max, o_timed]: [&Cell<u64>; 4]) {
+    total.set(total.get().saturating_add(o_total.get()));
+    if o_timed.get() != 0 {
+        if timed.get() == 0 || o_min.get() < min.get() {
+            min.set(o_min.get());
+        }
+        max.set(max.get().max(o_max.get()));
+    }
+    timed.set(timed.get().saturating_add(o_timed.get()));
+}
+
+/// Count one call that took `ticks` into a block's latency figures (total,
+/// min, max, calls timed). On the fast path: integer code only.
+#[inline(always)]
+pub fn record_latency([total, min, max, timed]: [&Cell<u64>; 4], ticks: u64) {
+    total.set(total.get() + ticks);
+    if timed.get() == 0 || ticks < min.get() {
+        min.set(ticks);
+    }
+    if ticks > max.get() {
+        max.set(ticks);
+    }
+    timed.set(timed.get() + 1);
+}
+
 /// One syscall number's figures, in one thread (or merged).
 #[repr(C)]
 pub struct SysStats {
@@ -58,14 +85,10 @@ impl SysStats {
         sum(&self.fast, &other.fast);
         sum(&self.slow, &other.slow);
         sum(&self.errors, &other.errors);
-        sum(&self.total, &other.total);
-        if other.timed.get() != 0 {
-            if self.timed.get() == 0 || other.min.get() < self.min.get() {
-                self.min.set(other.min.get());
-            }
-            self.max.set(self.max.get().max(other.max.get()));
-        }
-        sum(&self.timed, &other.timed);
+        merge_latency(
+            [&self.total, &self.min, &self.max, &self.timed],
+            [&other.total, &other.min, &other.max, &other.timed],
+        );
         for (a, b) in self.errnos.iter().zip(other.errnos.iter()) {
             a.set(a.get().saturating_add(b.get()));
         }
@@ -219,14 +242,10 @@ impl SiteStats {
         sum(&self.fast, &other.fast);
         sum(&self.slow, &other.slow);
         sum(&self.errors, &other.errors);
-        sum(&self.total, &other.total);
-        if other.timed.get() != 0 {
-            if self.timed.get() == 0 || other.min.get() < self.min.get() {
-                self.min.set(other.min.get());
-            }
-            self.max.set(self.max.get().max(other.max.get()));
-        }
-        sum(&self.timed, &other.timed);
+        merge_latency(
+            [&self.total, &self.min, &self.max, &self.timed],
+            [&other.total, &other.min, &other.max, &other.timed],
+        );
         for (a, b) in self.hist.iter().zip(other.hist.iter()) {
             a.set(a.get().saturating_add(b.get()));
         }
