@@ -206,27 +206,20 @@ fn patch_race_200_runs_sud() {
 /// 192 of them, return addresses included, before its SYSCALL (Go 1.19 here;
 /// through syscall.Syscall6, frame 0x80: 216). At that instruction only 608
 /// bytes (584) are certain to belong to the goroutine; below them lies the
-/// top of another goroutine's stack. The fast path already writes more than
-/// that: this budget does not make Go safe, it only stops the overrun from
-/// growing unnoticed (64 more bytes made tests/go.rs exec_goroutines crash
-/// 8 runs in 10).
-const FAST_PATH_STACK_BUDGET: u64 = 1024;
+/// top of another goroutine's stack. So the fast path moves to a stack of its
+/// own (ut_fast_entry, ThreadArea::fast_top) right after its first steps: on
+/// the program's stack it only steps over the red zone and pushes the return
+/// address, the flags and the program's registers (for stack scanners), 240
+/// bytes below the stack pointer (112 written).
+/// Before that move it wrote 1008 bytes below it (3352-3392 with a hook);
+/// 64 more made tests/go.rs exec_goroutines crash 8 runs in 10.
+const FAST_PATH_STACK_BUDGET: u64 = 240;
 
-/// With a hook installed the fast path saves the whole XSAVE state instead
-/// of xmm0-15 (256 bytes), 64-byte aligned, and calls the hook: its budget
-/// is FAST_PATH_STACK_BUDGET plus the library's XSAVE room (CPUID 0xd.0 EBX
-/// rounded up to 64, as trap/hooks.rs computes it), less the 256 bytes of
-/// xmm0-15, plus 256 for the alignment, the hook closures and a small hook.
-/// Measured: 3352-3392 bytes with a 2432-byte XSAVE area (budget 3456).
+/// With a hook installed the fast path saves the whole XSAVE state and calls
+/// the hook, on its own stack too: the program's stack sees the same 240
+/// bytes (before the move: 3352-3392 with a 2432-byte XSAVE area).
 fn hooked_fast_path_stack_budget() -> u64 {
-    // Leaf 0xd is read only where leaf 1 says XSAVE is there (as the library does).
-    let xsave = if std::arch::x86_64::__cpuid(1).ecx & (1 << 26) == 0 {
-        0
-    } else {
-        std::arch::x86_64::__cpuid_count(0xd, 0).ebx as u64
-    };
-    let room = (xsave.max(576) + 63) & !63;
-    FAST_PATH_STACK_BUDGET - 256 + room + 256
+    FAST_PATH_STACK_BUDGET
 }
 
 /// c_tests/fast_path_stack.c --depths under the library: the deepest byte
@@ -270,8 +263,8 @@ fn fast_path_stack_depth_is_within_budget(backend: Backend) {
                 depth <= budget,
                 "{} (USERTRAP_TIMING={}): the fast path wrote {} bytes below the stack pointer of the {} site \
                  (hook {}), over its budget of {}: Go promises at most 800 bytes below a checked \
-                 function's stack pointer (see FAST_PATH_STACK_BUDGET); shrink the frames or move the \
-                 fast path to a stack of its own rather than raising the budget",
+                 function's stack pointer (see FAST_PATH_STACK_BUDGET): ut_fast_entry must move to the \
+                 thread's fast-path stack right after its first pushes",
                 backend,
                 timing,
                 depth,

@@ -48,6 +48,14 @@ pub struct ThreadArea {
     /// Offset 16 (arch::AREA_POSTPONED_LEN): how many program signals wait
     /// in `postponed` (the gate's program-syscall entry reads it).
     pub postponed_len: Cell<usize>,
+    /// Offset 24 (arch::AREA_FAST_TOP): the top of this thread's fast-path
+    /// stack, where ut_fast_entry moves from the program's stack. The word
+    /// right below it is the outermost fast call's link (the program-side
+    /// stack pointer it came from), 0 while no fast call is on it.
+    pub fast_top: Cell<u64>,
+    /// Offset 32 (arch::AREA_FAST_SIZE): that stack's size in bytes.
+    pub fast_size: Cell<u64>,
+    /// Offset 40 (arch::AREA_MAGIC): AREA_MAGIC (ut_fast_entry checks it too).
     magic: Cell<u64>,
     /// The thread that owns the area; 0 while set aside for a vfork child.
     pub owner_tid: AtomicI32,
@@ -114,6 +122,13 @@ pub struct ThreadArea {
     /// The same for its last mask change, which installs the program's new
     /// mask (in FAST_FINAL).
     pub fast_done: AtomicU64,
+    /// (frame, stack pointer): a program handler's frame (the address of
+    /// its ucontext) that interrupted a fast call on the fast-path stack,
+    /// and that call's stack pointer. delivery::enter shows the handler the
+    /// call's link instead; its sigreturn puts this back (that frame only:
+    /// a signal that interrupts ut_fast_entry right at the switch also sees
+    /// the link as its stack pointer, and must keep it).
+    pub fast_resume: Cell<(u64, u64)>,
 }
 
 /// No signal syscall is emulated on the fast path (see `fast_window`).
@@ -169,6 +184,10 @@ const _: () = {
     assert!(core::mem::offset_of!(ThreadArea, postponed_len) == arch::AREA_POSTPONED_LEN);
     assert!(core::mem::offset_of!(ThreadArea, pending_child) == arch::AREA_PENDING_CHILD);
     assert!(core::mem::offset_of!(ThreadArea, altstack) == arch::AREA_ALTSTACK);
+    assert!(core::mem::offset_of!(ThreadArea, fast_top) == arch::AREA_FAST_TOP);
+    assert!(core::mem::offset_of!(ThreadArea, fast_size) == arch::AREA_FAST_SIZE);
+    assert!(core::mem::offset_of!(ThreadArea, magic) == arch::AREA_MAGIC);
+    assert!(AREA_MAGIC == arch::AREA_MAGIC_VALUE);
 };
 
 /// Without a thread area we cannot run the program faithfully: say so, and end.
@@ -319,7 +338,9 @@ pub fn fast_area(base: u64) -> Option<&'static ThreadArea> {
 
 fn map_new_area() -> *mut ThreadArea {
     let stack = SIGSTACK_SIZE.load(Ordering::Relaxed);
-    let len = HEADER_LEN + PAGE + stack;
+    // Header, guard, signal stack, guard, fast-path stack: an overflow of
+    // either stack faults on a guard page instead of writing the other.
+    let len = HEADER_LEN + PAGE + stack + PAGE + stack;
     let base = match crate::rt::owned::map(len, libc::PROT_READ | libc::PROT_WRITE) {
         Ok(b) => b,
         Err(_) => return ptr::null_mut(),
@@ -327,6 +348,8 @@ fn map_new_area() -> *mut ThreadArea {
     // The guard page between header and stack turns an overflow into a fault.
     // SAFETY: a fresh mapping of ours; nothing uses the guard page.
     let _ = unsafe { raw::mprotect(base + HEADER_LEN as u64, PAGE, libc::PROT_NONE) };
+    // SAFETY: as above, the guard page between the two stacks.
+    let _ = unsafe { raw::mprotect(base + (HEADER_LEN + PAGE + stack) as u64, PAGE, libc::PROT_NONE) };
     let a = base as *mut ThreadArea;
     // SAFETY: fresh zeroed mapping, large enough and page aligned; all-zero
     // bytes are a valid ThreadArea (Cells, atomics, null pointers).
@@ -345,6 +368,11 @@ fn map_new_area() -> *mut ThreadArea {
         _pad: 0,
         ss_size: stack as u64,
     });
+    // The fast path's own stack (ut_fast_entry), apart from the signal
+    // stack: with SS_AUTODISARM the kernel starts every frame of ours at
+    // that stack's top, which would overwrite a fast call it interrupted.
+    area.fast_top.set(base + len as u64);
+    area.fast_size.set(stack as u64);
     a
 }
 
@@ -362,6 +390,37 @@ impl ThreadArea {
     pub fn on_own_stack(&self, sp: u64) -> bool {
         let s = self.altstack.get();
         sp > s.ss_sp && sp - s.ss_sp <= s.ss_size
+    }
+
+    /// Whether `sp` lies on this thread's fast-path stack (ut_fast_entry's
+    /// test: below its top by less than its size).
+    pub fn on_fast_stack(&self, sp: u64) -> bool {
+        self.fast_top.get().wrapping_sub(sp) < self.fast_size.get()
+    }
+
+    /// For `sp` on the fast-path stack while a fast call that moved there
+    /// is live: that call's link, its stack pointer on the program's side
+    /// (where it saved the program's registers, 240 bytes below the
+    /// program's stack pointer at the `syscall`). None elsewhere.
+    pub fn fast_link(&self, sp: u64) -> Option<u64> {
+        if !self.on_fast_stack(sp) {
+            return None;
+        }
+        // SAFETY: the word below the top of this area's fast-path stack
+        // (non-empty, as `sp` is on it), mapped with the area for good.
+        let link = unsafe { ((self.fast_top.get() - 8) as *const u64).read_volatile() };
+        if link == 0 {
+            None
+        } else {
+            Some(link)
+        }
+    }
+
+    /// The program's stack pointer behind `sp`: on the fast-path stack, the
+    /// one the fast call came from, as the program would see it natively
+    /// (for its alternate stack's SS_ONSTACK); else `sp`.
+    pub fn program_sp(&self, sp: u64) -> u64 {
+        self.fast_link(sp).map_or(sp, |link| link.wrapping_add(arch::FAST_LINK_TO_PROGRAM_SP))
     }
 }
 
@@ -410,6 +469,13 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.temp_mask.set((false, 0));
     area.draining.set(false);
     area.fast_window.set(FAST_NONE);
+    area.fast_resume.set((0, 0));
+    // No fast call is on its stack (the link slot below its top).
+    if area.fast_size.get() != 0 {
+        // SAFETY: the word below the top of the area's own fast-path stack,
+        // mapped with it; no thread runs on the area yet.
+        unsafe { ((area.fast_top.get() - 8) as *mut u64).write_volatile(0) };
+    }
     Some(area)
 }
 

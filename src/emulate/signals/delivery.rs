@@ -102,9 +102,18 @@ fn enter(
     // get_sigframe(): which stack, and whether the frame fits.
     let ss = area.app_altstack.get();
     let sp = uc.mc.rsp;
-    let was_on_altstack = state::on_stack(&ss, sp);
+    // A fast call interrupted on its own stack (ut_fast_entry): the handler
+    // runs where it would natively, on the stack the call came from, below
+    // the registers the call saved there (its link), not on the fast-path
+    // stack (small, and not the program's: stack scanners, guard checks),
+    // and sees the link as the interrupted stack pointer (sigreturn puts
+    // the real one back). Its own fast calls stay on that stack (the link
+    // slot is in use).
+    let link = area.fast_link(sp);
+    let program_sp = link.map_or(sp, |l| l + arch::FAST_LINK_TO_PROGRAM_SP);
+    let was_on_altstack = state::on_stack(&ss, program_sp);
     let entering_altstack = app.flags & SA_ONSTACK != 0 && ss.ss_size != 0 && !was_on_altstack;
-    let top = if entering_altstack { ss.ss_sp + ss.ss_size } else { sp - RED_ZONE };
+    let top = if entering_altstack { ss.ss_sp + ss.ss_size } else { link.unwrap_or(sp - RED_ZONE) };
     let fp_size = frame::fpstate_size(uc.mc.fpstate).unwrap_or(0) as u64;
     let fp_addr = top.wrapping_sub(fp_size) & !63;
     let frame_len = (8 + core::mem::size_of::<Ucontext>() + core::mem::size_of::<Siginfo>()) as u64;
@@ -117,6 +126,10 @@ fn enter(
     saved.uc_sigmask = interrupted_mask;
     saved.uc_stack = ss; // __save_altstack(): the setting as it is now
     saved.mc.fpstate = if fp_size != 0 { fp_addr } else { 0 };
+    if let Some(l) = link {
+        saved.mc.rsp = l;
+        area.fast_resume.set((uc_addr, sp));
+    }
     let written =
         if !fits || app.flags & SA_RESTORER == 0 {
             Err(raw::EFAULT) // x86-64 has no default restorer: the kernel fails too
@@ -264,6 +277,14 @@ pub fn sigreturn(area: &ThreadArea, uc: &Ucontext) -> ! {
         area.app_blocked_owned.set(mask & OWNED);
         saved.uc_sigmask = mask & !OWNED;
         restore_program_altstack(area, &saved.uc_stack, uc_addr);
+        // A fast call the handler interrupted (enter showed it its link):
+        // back onto the fast-path stack, if the handler left the link and
+        // that call is still the live one there.
+        let (frame, resume) = area.fast_resume.get();
+        if frame == uc_addr && area.fast_link(resume) == Some(saved.mc.rsp) {
+            saved.mc.rsp = resume;
+            area.fast_resume.set((0, 0));
+        }
         saved.uc_stack = if area.on_own_stack(saved.mc.rsp) { NO_STACK } else { area.altstack.get() };
         // SAFETY: the frame the program's handler returns from, on the
         // program's stack, read from the same place just above.
@@ -296,7 +317,7 @@ pub fn sigreturn(area: &ThreadArea, uc: &Ucontext) -> ! {
 /// current alternate stack); errors are ignored.
 fn restore_program_altstack(area: &ThreadArea, new: &StackT, sp: u64) {
     let cur = area.app_altstack.get();
-    if state::on_stack(&cur, sp) {
+    if state::on_stack(&cur, area.program_sp(sp)) {
         return;
     }
     let _ = state::set_program_altstack(area, new);

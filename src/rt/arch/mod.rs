@@ -36,8 +36,14 @@ pub const GATE_OFF_VFORK_CHILD: u64 = 0x140;
 pub const AREA_VFORK_RETURN: usize = 8;
 pub const AREA_POSTPONED_LEN: usize = 16;
 /// Offsets the vfork stub's child part reads.
-pub const AREA_PENDING_CHILD: usize = 120;
-pub const AREA_ALTSTACK: usize = 48;
+pub const AREA_PENDING_CHILD: usize = 136;
+pub const AREA_ALTSTACK: usize = 64;
+/// Offsets ut_fast_entry reads: the area's magic (and its value), the top
+/// and size of the fast-path stack.
+pub const AREA_FAST_TOP: usize = 24;
+pub const AREA_FAST_SIZE: usize = 32;
+pub const AREA_MAGIC: usize = 40;
+pub const AREA_MAGIC_VALUE: u64 = 0x7061_7274_7265_7375;
 /// Bytes the parent reserves between a clone child's frame and its Rust stack.
 pub const CHILD_HEADER: usize = 64;
 
@@ -179,6 +185,9 @@ pub fn clear_fast_ok(nr: u64) {
 /// red zone, then pushed the return address, the flags and the six argument
 /// registers (8 words; `saved` points at the last pushed, r9).
 pub const FAST_SAVED_TO_PROGRAM_SP: u64 = 8 * 8 + 128;
+/// The same from the link ut_fast_entry keeps at the top of the fast-path
+/// stack: it points at the six callee-saved registers pushed after r9.
+pub const FAST_LINK_TO_PROGRAM_SP: u64 = 6 * 8 + FAST_SAVED_TO_PROGRAM_SP;
 
 /// Offsets of the immediates in the trampoline template (see x86_64.s).
 const TRAMP_NR: usize = 1;
@@ -252,6 +261,10 @@ global_asm!(
     area_altstack = const AREA_ALTSTACK,
     area_vfork_return = const AREA_VFORK_RETURN,
     area_postponed_len = const AREA_POSTPONED_LEN,
+    area_fast_top = const AREA_FAST_TOP,
+    area_fast_size = const AREA_FAST_SIZE,
+    area_magic = const AREA_MAGIC,
+    area_magic_value = const AREA_MAGIC_VALUE,
     off_program_syscall = const GATE_OFF_PROGRAM_SYSCALL,
     off_program_syscall_insn = const GATE_OFF_PROGRAM_SYSCALL_INSN,
     off_program_syscall_abort = const GATE_OFF_PROGRAM_SYSCALL_ABORT,

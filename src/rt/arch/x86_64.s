@@ -434,11 +434,22 @@ ut_wrgsbase:
 # site + 7: rax = result, rcx = return address, r11 = flags, as after a native
 # syscall; every other register, the flags and all vector/FPU state unchanged.
 # Nothing is written above rsp - 128 (the red zone), and nothing is kept
-# outside the stack, so a signal handler may re-enter here or siglongjmp away.
-# A number the fast path may not run (ut_fast_ok: emulated, or out of range) is
-# sent back, with every register as on entry, to the `syscall` 2 bytes before the
-# return address: in a Form R/P trampoline its own `syscall` (which traps: slow
-# path); at a seed site the old `syscall`'s 0x06 (SIGILL: fault.rs runs it).
+# outside the stacks, so a signal handler may re-enter here or siglongjmp away.
+#
+# The stack: on the program's, only the first steps: the red zone skipped,
+# the return address, the flags and the program's registers (240 bytes below
+# its rsp, 112 written; a goroutine's stack has only a few hundred bytes of
+# room below the stack pointer at its syscall); then the thread's own
+# fast-path stack (ThreadArea::fast_top/fast_size) for the Rust call, the
+# vector state and the hooks. Its first word, right below the top, is the
+# link: where the registers were saved on the program's side, 0 while no
+# fast call is on it. Nesting needs no counter: a call from elsewhere goes to
+# the top, unless that slot is in use (a fast call is live there, interrupted
+# by a program handler, which delivery.rs runs on the stack the call came
+# from, below the link): it then stays on the stack it came from, as every
+# call did before. A call whose rsp is already on the fast stack stays and
+# continues below. Without an area found through rdgsbase (no FSGSBASE, or a
+# thread from before the library) it stays as well.
     .globl ut_fast_entry
     .hidden ut_fast_entry
     .type ut_fast_entry, @function
@@ -454,18 +465,42 @@ ut_fast_entry:
     cld                         # the System V ABI wants DF clear in Rust code
     push %rdi                   # syscall arguments: the program expects them
     push %rsi                   #   unchanged, and the Rust call may clobber them
-    push %rdx
-    push %r10
-    push %r8
-    push %r9
-    push %rax                   # the syscall number
-    push %rbp                   # frame: 8(%rbp) number, 16(%rbp) r9 .. 56(%rbp) rdi
-    mov %rsp, %rbp
-    xor %ecx, %ecx              # the GS base (the thread's area), 0 if unknown
+    push %rdx                   #   (on the program's side, where a conservative
+    push %r10                   #   scanner of its stack, a GC's signal handler,
+    push %r8                    #   still finds them: `saved` for ut_fast_dispatch,
+    push %r9                    #   with the flags and return address above)
+    push %rbx                   # the callee-saved registers too, for the same
+    push %rbp                   #   scanners only: Rust keeps them, and may spill
+    push %r12                   #   them onto the fast-path stack, which no
+    push %r13                   #   scanner of the program's knows
+    push %r14
+    push %r15                   # the link points here: 240 bytes below the program's rsp
+    xor %ecx, %ecx              # rcx = the GS base (the thread's area), 0 if unknown
     cmpb $0, ut_have_fsgsbase(%rip)
-    je 3f
-    rdgsbase %rcx
-3:  push %rcx                   # -8(%rbp)
+    je 5f                       # no rdgsbase: the area is unknown, stay here
+    rdgsbase %rcx               # the thread's area (the program cannot set it but by wrgsbase)
+    test %rcx, %rcx
+    jz 5f                       # no area (a thread from before the library): stay here
+    movabs ${area_magic_value}, %r11    # (r11 is free: the return address is pushed)
+    cmp %r11, {area_magic}(%rcx)    # one of our areas?
+    jne 5f                      #   not ours (the program's own wrgsbase): stay here
+    mov {area_fast_top}(%rcx), %r11 # r11 = the top of the thread's fast-path stack
+    sub %rsp, %r11              # r11 = how far rsp is below that top
+    cmp {area_fast_size}(%rcx), %r11    # less than its size (rsp above the top wraps)?
+    jb 5f                       #   already on it: continue below
+    mov {area_fast_top}(%rcx), %r11 # r11 = the top again
+    cmpq $0, -8(%r11)           # the outermost call's link slot, right below the top
+    jne 5f                      #   in use: a fast call lives there (interrupted): stay here
+    mov %rsp, -8(%r11)          # the link (the registers saved above), first: a
+                                #   signal from here on finds the slot in use
+    xchg %r11, %rsp             # switch: rsp = the top, r11 = the program-side frame
+    lea -8(%rsp), %rsp          # over the link stored above (lea keeps the flags)
+    jmp 6f
+5:  push %rsp                   # no switch: the link is the stack pointer before this push
+6:  push %rax                   # the syscall number
+    push %rbp                   # frame: 8(%rbp) number, 16(%rbp) the link
+    mov %rsp, %rbp
+    push %rcx                   # -8(%rbp): the GS base read above, 0 if unknown
     and $-16, %rsp              # System V stack alignment for the call
     cmpb $0, ut_hooks_active(%rip)
     jne 1f                      # hooks may use any register: see below
@@ -491,7 +526,8 @@ ut_fast_entry:
     movaps %xmm14, 224(%rsp)
     movaps %xmm15, 240(%rsp)
     mov 8(%rbp), %rdi           # argument 1: syscall number
-    lea 16(%rbp), %rsi          # argument 2: the saved registers r9, r8, r10, rdx, rsi, rdi
+    mov 16(%rbp), %rsi          # the link, 48 bytes (r15..rbx) below...
+    add $48, %rsi               # argument 2: ...the saved registers r9, r8, r10, rdx, rsi, rdi
     mov -8(%rbp), %rdx          # argument 3: the GS base
     xor %ecx, %ecx              # argument 4: no hooks (nothing saved for them)
     call ut_fast_dispatch@PLT   # Rust
@@ -527,7 +563,8 @@ ut_fast_entry:
     mov $-1, %edx               #   AVX, AVX-512, ...)
     xsave64 (%rsp)              # the program's vector and FPU state
     mov 8(%rbp), %rdi           # argument 1: syscall number
-    lea 16(%rbp), %rsi          # argument 2: the saved registers
+    mov 16(%rbp), %rsi          # the link, 48 bytes (r15..rbx) below...
+    add $48, %rsi               # argument 2: ...the saved registers
     mov -8(%rbp), %rdx          # argument 3: the GS base
     mov $1, %ecx                # argument 4: run the hooks (state saved)
     call ut_fast_dispatch@PLT   # runs the hooks, which may use floating point
@@ -537,8 +574,11 @@ ut_fast_entry:
     xrstor64 (%rsp)             # the program's vector and FPU state again
     mov 8(%rbp), %rax           # the result
 2:  mov %rbp, %rsp
-    pop %rbp
-    lea 8(%rsp), %rsp           # drop the syscall number
+    pop %rbp                    # the program's rbp
+    lea 8(%rsp), %rcx           # rcx = the link slot (above the syscall number)
+    mov (%rcx), %rsp            # back on the program's side (or where this call began)
+    movq $0, (%rcx)             # the link slot is free again (once off the fast stack)
+    lea 48(%rsp), %rsp          # drop r15..rbx: Rust kept the registers themselves
     pop %r9                     # the program's argument registers
     pop %r8
     pop %r10
