@@ -12,6 +12,7 @@
 //! write fractions, which Perfetto keeps to the ns), and it has no typed
 //! arguments. For longer runs, `--slow` keeps what matters.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, Write};
 
@@ -22,6 +23,7 @@ use usertrap_core::trace::{self as wire, Event};
 
 use crate::args::{TraceArgs, TraceFormat};
 use crate::error::{io_msg, Failure, OWN_FAILURE};
+use crate::jsonw::{self, Obj};
 use crate::stat::{self, Outcome};
 use crate::trace::TraceFilter;
 
@@ -140,13 +142,13 @@ pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
 }
 
 /// The syscall's name ("syscall_N" if unnamed).
-pub fn name_of(nr: i64) -> String {
+pub fn name_of(nr: i64) -> Cow<'static, str> {
     const I386: i64 = 1 << 40;
     if nr & I386 != 0 {
         let n = (nr & !I386) as u64;
-        return format!("i386:{}", syscalls::name_i386(n).map_or(format!("syscall_{n}"), str::to_string));
+        return Cow::Owned(format!("i386:{}", syscalls::name_i386(n).map_or(format!("syscall_{n}"), str::to_string)));
     }
-    syscalls::name(nr as u64).map_or(format!("syscall_{nr}"), str::to_string)
+    syscalls::name(nr as u64).map_or_else(|| Cow::Owned(format!("syscall_{nr}")), Cow::Borrowed)
 }
 
 /// Runs `usertrap trace`.
@@ -154,8 +156,8 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     let filter = TraceFilter::parse(&args.expr)?;
     let checked = stat::check_command(args.lib.as_deref(), &args.command)?;
     let out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(stat::open_output(p)?)),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
+        Some(p) => Box::new(BufWriter::with_capacity(OUT_BUF, stat::open_output(p)?)),
+        None => Box::new(BufWriter::with_capacity(OUT_BUF, io::stdout().lock())),
     };
     let mut value = args.slow.unwrap_or(0).to_string();
     if let Some(f) = &filter {
@@ -230,6 +232,14 @@ fn merge_counts(sources: &[crate::merge::Source]) -> BTreeMap<String, (u64, u64)
     agg.syscalls.iter().map(|s| (s.stats.name.clone(), (s.stats.calls, s.stats.errors))).collect()
 }
 
+/// Bytes of output written at once (the trace of a million calls is a few
+/// hundred MB).
+const OUT_BUF: usize = 1 << 20;
+
+/// Calls are formatted into one buffer, handed to the writer when it holds
+/// this much.
+const CHUNK: usize = 1 << 16;
+
 fn write_trace(
     mut out: Box<dyn Write>,
     format: TraceFormat,
@@ -238,11 +248,22 @@ fn write_trace(
     counts: &BTreeMap<String, (u64, u64)>,
     slow: bool,
 ) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(2 * CHUNK);
+    let flush = |buf: &mut Vec<u8>, out: &mut Box<dyn Write>, at: usize| -> io::Result<()> {
+        if buf.len() >= at {
+            out.write_all(buf)?;
+            buf.clear();
+        }
+        Ok(())
+    };
     match format {
         TraceFormat::Text => {
+            let mut clock = Clock::default();
             for c in &d.calls {
-                writeln!(out, "{}", text_line(c))?;
+                text_line_into(c, &mut clock, &mut buf);
+                flush(&mut buf, &mut out, CHUNK)?;
             }
+            flush(&mut buf, &mut out, 0)?;
             if slow {
                 writeln!(out, "# calls made (all, recorded or not):")?;
                 for (name, (calls, errors)) in counts {
@@ -255,8 +276,10 @@ fn write_trace(
                 writeln!(out, "{}", json!({"type": "process", "pid": pid, "command": name}))?;
             }
             for c in &d.calls {
-                writeln!(out, "{}", json_call(c))?;
+                json_call(c, &mut buf);
+                flush(&mut buf, &mut out, CHUNK)?;
             }
+            flush(&mut buf, &mut out, 0)?;
             for ((pid, tid), n) in &d.dropped {
                 writeln!(out, "{}", json!({"type": "dropped", "pid": pid, "tid": tid, "events": n}))?;
             }
@@ -271,65 +294,127 @@ fn write_trace(
             let mut first = true;
             perfetto_events(d, names, |e| {
                 if !first {
-                    out.write_all(b",\n")?;
+                    buf.extend_from_slice(b",\n");
                 }
                 first = false;
-                serde_json::to_writer(&mut out, &e).map_err(io::Error::other)
+                match e {
+                    Slice::Value(v) => serde_json::to_writer(&mut buf, &v).map_err(io::Error::other)?,
+                    Slice::Call(c, base) => perfetto_call(c, base, &mut buf),
+                }
+                flush(&mut buf, &mut out, CHUNK)
             })?;
+            flush(&mut buf, &mut out, 0)?;
             writeln!(out, "]}}")?;
         }
     }
     out.flush()
 }
 
-fn result_json(r: i64) -> Value {
+/// "ENOENT" (or "E123" for a number without a name).
+fn errno_of(e: i64) -> Cow<'static, str> {
+    errno_name(e).map_or_else(|| Cow::Owned(format!("E{e}")), Cow::Borrowed)
+}
+
+/// `errno` and `result` (an errno is `"result": -1`), in that order (the
+/// keys' order in serde_json's maps), unless the call is PENDING.
+fn result_json(o: &mut Obj<'_>, c: &Call) -> bool {
+    let r = c.e.result;
+    if c.e.flags & wire::PENDING != 0 {
+        return false;
+    }
     if (-4095..0).contains(&r) {
-        json!({"result": -1, "errno": errno_name(-r).map_or(format!("E{}", -r), str::to_string)})
+        o.str("errno", &errno_of(-r));
+    }
+    true
+}
+
+fn result_value(r: i64) -> i64 {
+    if (-4095..0).contains(&r) {
+        -1
     } else {
-        json!({"result": r})
+        r
     }
 }
 
-fn json_call(c: &Call) -> Value {
-    let mut v = json!({
-        "type": "call",
-        "pid": c.pid,
-        "tid": c.tid,
-        "time_ns": c.real_ns as i64,
-        "mono_ns": c.mono_ns as i64,
-        "dur_ns": c.dur_ns,
-        "syscall": name_of(c.e.nr),
-        "nr": c.e.nr,
-        "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
-        "site": format!("{:#x}", c.e.site),
-        "path": if c.e.flags & wire::FAST != 0 { "fast" } else { "slow" },
-    });
-    let o = v.as_object_mut().expect("an object");
-    if c.e.flags & wire::PENDING != 0 {
-        o.insert("unfinished".into(), json!(true));
-    } else if let Some(r) = result_json(c.e.result).as_object() {
-        o.extend(r.clone());
-    }
+/// One line of `--format json` (docs/report-schema.md, "Trace"): the keys
+/// sorted, as serde_json writes a map.
+fn json_call(c: &Call, b: &mut Vec<u8>) {
+    let mut o = Obj::new(b);
+    o.hex_list("args", &c.e.args);
+    o.int("dur_ns", c.dur_ns);
+    let finished = result_json(&mut o, c);
     if let Some(p) = &c.path {
-        o.insert("file".into(), json!(p));
+        o.str("file", p);
         if c.e.flags & wire::CUT != 0 {
-            o.insert("file_cut".into(), json!(true));
+            o.bool("file_cut", true);
         }
     }
-    v
+    o.int("mono_ns", c.mono_ns as i64);
+    o.int("nr", c.e.nr);
+    o.str("path", if c.e.flags & wire::FAST != 0 { "fast" } else { "slow" });
+    o.int("pid", c.pid);
+    if finished {
+        o.int("result", result_value(c.e.result));
+    }
+    o.hex("site", c.e.site);
+    o.str("syscall", &name_of(c.e.nr));
+    o.int("tid", c.tid);
+    o.int("time_ns", c.real_ns as i64);
+    o.str("type", "call");
+    if !finished {
+        o.bool("unfinished", true);
+    }
+    o.end();
+    b.push(b'\n');
+}
+
+/// A trace event: most are few (names, flows, drops) and built as values;
+/// the calls, one per recorded call, are written by hand.
+pub enum Slice<'a> {
+    Value(Value),
+    /// A call, and the time (mono ns) that is 0 on the timeline.
+    Call(&'a Call, i128),
+}
+
+/// µs since `base`, as the trace's timestamps are.
+fn us(ns: i128, base: i128) -> f64 {
+    (ns - base) as f64 / 1000.0
+}
+
+/// A call's complete ("X") slice, its keys sorted as serde_json writes a map.
+fn perfetto_call(c: &Call, base: i128, b: &mut Vec<u8>) {
+    let mut text = Vec::with_capacity(128);
+    text_call(c, &mut text);
+    let mut o = Obj::new(b);
+    let mut a = Obj::new(o.key("args"));
+    a.hex_list("args", &c.e.args);
+    jsonw::string(a.key("call"), &text);
+    if result_json(&mut a, c) {
+        a.int("result", result_value(c.e.result));
+    }
+    a.hex("site", c.e.site);
+    a.end();
+    o.str("cat", "syscall");
+    o.float("dur", c.dur_ns as f64 / 1000.0);
+    o.str("name", &name_of(c.e.nr));
+    o.str("ph", "X");
+    o.int("pid", c.pid);
+    o.int("tid", c.tid);
+    o.float("ts", us(c.mono_ns, base));
+    o.end();
 }
 
 /// Chrome trace-event JSON: a track per thread, grouped by process, each
 /// call a complete ("X") slice; fork and exec as flow events from the call
 /// to the first call after it in the new process (image).
-pub fn perfetto_events(
-    d: &Decoded,
+pub fn perfetto_events<'a>(
+    d: &'a Decoded,
     names: &BTreeMap<u32, String>,
-    mut each: impl FnMut(Value) -> io::Result<()>,
+    mut each: impl FnMut(Slice<'a>) -> io::Result<()>,
 ) -> io::Result<()> {
     let base = d.calls.first().map_or(0, |c| c.mono_ns);
-    let us = |ns: i128| (ns - base) as f64 / 1000.0;
-    let mut ev = Emit(&mut each);
+    let us = |ns: i128| us(ns, base);
+    let mut ev = Emit(&mut each, std::marker::PhantomData);
     let mut threads: BTreeMap<(u32, u32), ()> = BTreeMap::new();
     for c in &d.calls {
         threads.insert((c.pid, c.tid), ());
@@ -343,20 +428,7 @@ pub fn perfetto_events(
         )?;
     }
     for c in &d.calls {
-        let mut args = json!({
-            "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
-            "site": format!("{:#x}", c.e.site),
-            "call": text_call(c),
-        });
-        if let (Some(o), Some(r)) = (args.as_object_mut(), result_json(c.e.result).as_object()) {
-            if c.e.flags & wire::PENDING == 0 {
-                o.extend(r.clone());
-            }
-        }
-        ev.push(json!({
-            "ph": "X", "cat": "syscall", "name": name_of(c.e.nr), "pid": c.pid, "tid": c.tid,
-            "ts": us(c.mono_ns), "dur": c.dur_ns as f64 / 1000.0, "args": args,
-        }))?;
+        (ev.0)(Slice::Call(c, base))?;
     }
     // Flows: a fork-like call that returned a child's pid, to the child's
     // first call; an exec, to the first call after it in that process.
@@ -367,7 +439,7 @@ pub fn perfetto_events(
     let mut id = 0u64;
     for (i, c) in d.calls.iter().enumerate() {
         let name = name_of(c.e.nr);
-        let target = match name.as_str() {
+        let target = match &*name {
             "fork" | "vfork" | "clone" | "clone3" if c.e.result > 0 => {
                 first_of.get(&(c.e.result as u32)).copied().filter(|t| t.pid != c.pid)
             }
@@ -393,11 +465,11 @@ pub fn perfetto_events(
 }
 
 /// `push` an event to a writer (so the code reads as building a list).
-struct Emit<'a, F: FnMut(Value) -> io::Result<()>>(&'a mut F);
+struct Emit<'a, 'b, F: FnMut(Slice<'b>) -> io::Result<()>>(&'a mut F, std::marker::PhantomData<&'b ()>);
 
-impl<F: FnMut(Value) -> io::Result<()>> Emit<'_, F> {
+impl<'b, F: FnMut(Slice<'b>) -> io::Result<()>> Emit<'_, 'b, F> {
     fn push(&mut self, v: Value) -> io::Result<()> {
-        (self.0)(v)
+        (self.0)(Slice::Value(v))
     }
 }
 
@@ -518,89 +590,334 @@ fn open_flags(f: u64) -> String {
     parts.join("|")
 }
 
-fn quoted(c: &Call) -> String {
+/// A path argument: the recorded path as a JSON string ("..." after it if
+/// cut), else the pointer.
+fn quoted(c: &Call, b: &mut Vec<u8>) {
     match &c.path {
         Some(p) => {
-            let cut = if c.e.flags & wire::CUT != 0 { "..." } else { "" };
-            format!("{}{cut}", serde_json::to_string(p).unwrap_or_default())
+            jsonw::string(b, p.as_bytes());
+            if c.e.flags & wire::CUT != 0 {
+                b.extend_from_slice(b"...");
+            }
         }
-        None => format!("{:#x}", c.e.args[wire::path_arg(c.e.nr).unwrap_or(0)]),
+        None => jsonw::hex(b, c.e.args[wire::path_arg(c.e.nr).unwrap_or(0)]),
     }
 }
 
 /// "openat(AT_FDCWD, \"/x\", O_RDONLY)".
-fn text_call(c: &Call) -> String {
+fn text_call(c: &Call, b: &mut Vec<u8>) {
     let name = name_of(c.e.nr);
     let a = &c.e.args;
     // strace shows open's mode only where it is used.
     let creates = |f: u64| f & libc::O_CREAT as u64 != 0 || f & libc::O_TMPFILE as u64 == libc::O_TMPFILE as u64;
-    let kinds = match (name.as_str(), shape(&name)) {
+    let kinds = match (&*name, shape(&name)) {
         ("open", Some(k)) if !creates(a[1]) => Some(&k[..2]),
         ("openat", Some(k)) if !creates(a[2]) => Some(&k[..3]),
         (_, k) => k,
     };
-    let parts: Vec<String> = match kinds {
-        Some(kinds) => kinds
-            .iter()
-            .zip(a)
-            .map(|(k, &v)| match k {
-                Arg::Fd => (v as i32).to_string(),
-                Arg::DirFd if v as i32 == libc::AT_FDCWD => "AT_FDCWD".into(),
-                Arg::DirFd => (v as i32).to_string(),
-                Arg::Path => quoted(c),
-                Arg::OFlags => open_flags(v),
-                Arg::Mode => format!("{:#o}", v & 0o7777),
-                Arg::Int => (v as i64).to_string(),
-                Arg::Hex => format!("{v:#x}"),
-                Arg::Sig => usertrap_core::names::signal_name(v as i32).map_or(v.to_string(), str::to_string),
-            })
-            .collect(),
-        None => a.iter().map(|v| format!("{v:#x}")).collect(),
-    };
-    format!("{name}({})", parts.join(", "))
+    b.extend_from_slice(name.as_bytes());
+    b.push(b'(');
+    match kinds {
+        Some(kinds) => {
+            for (i, (k, &v)) in kinds.iter().zip(a).enumerate() {
+                if i > 0 {
+                    b.extend_from_slice(b", ");
+                }
+                match k {
+                    Arg::Fd => jsonw::int(b, v as i32),
+                    Arg::DirFd if v as i32 == libc::AT_FDCWD => b.extend_from_slice(b"AT_FDCWD"),
+                    Arg::DirFd => jsonw::int(b, v as i32),
+                    Arg::Path => quoted(c, b),
+                    Arg::OFlags => b.extend_from_slice(open_flags(v).as_bytes()),
+                    Arg::Mode => {
+                        let _ = write!(b, "{:#o}", v & 0o7777);
+                    }
+                    Arg::Int => jsonw::int(b, v as i64),
+                    Arg::Hex => jsonw::hex(b, v),
+                    Arg::Sig => match usertrap_core::names::signal_name(v as i32) {
+                        Some(s) => b.extend_from_slice(s.as_bytes()),
+                        None => jsonw::int(b, v),
+                    },
+                }
+            }
+        }
+        None => {
+            for (i, &v) in a.iter().enumerate() {
+                if i > 0 {
+                    b.extend_from_slice(b", ");
+                }
+                jsonw::hex(b, v);
+            }
+        }
+    }
+    b.push(b')');
 }
 
-fn result_text(c: &Call) -> String {
+fn result_text(c: &Call, b: &mut Vec<u8>) {
     if c.e.flags & wire::PENDING != 0 {
-        return "?".into();
+        b.push(b'?');
+        return;
     }
     let r = c.e.result;
     if (-4095..0).contains(&r) {
-        let e = errno_name(-r).map_or(format!("E{}", -r), str::to_string);
         let text = io::Error::from_raw_os_error(-r as i32).to_string();
-        let text = text.split(" (os error").next().unwrap_or_default().to_string();
-        return format!("-1 {e} ({text})");
+        let text = text.split(" (os error").next().unwrap_or_default();
+        let _ = write!(b, "-1 {} ({text})", errno_of(-r));
+        return;
     }
-    match name_of(c.e.nr).as_str() {
-        "mmap" | "brk" | "mremap" => format!("{r:#x}"),
-        _ => r.to_string(),
+    match &*name_of(c.e.nr) {
+        "mmap" | "brk" | "mremap" => jsonw::hex(b, r as u64),
+        _ => jsonw::int(b, r),
     }
 }
 
-/// "12:34:56.123456" in local time.
-fn clock_time(real_ns: i128) -> String {
-    let secs = real_ns.div_euclid(1_000_000_000) as libc::time_t;
-    let micros = real_ns.rem_euclid(1_000_000_000) / 1000;
-    // SAFETY: localtime_r fills the tm we pass, from the time_t we pass.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::localtime_r(&raw const secs, &raw mut tm) };
-    format!("{:02}:{:02}:{:02}.{micros:06}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+/// `n` (below 10^6) as six digits.
+fn six_digits(b: &mut Vec<u8>, n: u64) {
+    let mut d = [b'0'; 6];
+    let mut n = n % 1_000_000;
+    for x in d.iter_mut().rev() {
+        *x = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    b.extend_from_slice(&d);
 }
 
-/// "[pid 12 13] 12:34:56.123456 openat(...) = -1 ENOENT (...) <0.000012>".
-pub fn text_line(c: &Call) -> String {
-    let dur = if c.e.flags & wire::PENDING != 0 {
-        String::new()
-    } else {
-        format!(" <{}.{:06}>", c.dur_ns / 1_000_000_000, c.dur_ns % 1_000_000_000 / 1000)
-    };
-    format!("[pid {} {}] {} {} = {}{dur}", c.pid, c.tid, clock_time(c.real_ns), text_call(c), result_text(c))
+/// Local "HH:MM:SS" of the last second asked (localtime_r once a second,
+/// not once a call).
+#[derive(Default)]
+struct Clock {
+    secs: Option<libc::time_t>,
+    hms: [u8; 8],
+}
+
+impl Clock {
+    /// "12:34:56.123456" in local time.
+    fn write(&mut self, real_ns: i128, b: &mut Vec<u8>) {
+        let secs = real_ns.div_euclid(1_000_000_000) as libc::time_t;
+        let micros = real_ns.rem_euclid(1_000_000_000) / 1000;
+        if self.secs != Some(secs) {
+            // SAFETY: localtime_r fills the tm we pass, from the time_t we pass.
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            unsafe { libc::localtime_r(&raw const secs, &raw mut tm) };
+            let s = format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+            self.hms.copy_from_slice(&s.as_bytes()[..8]);
+            self.secs = Some(secs);
+        }
+        b.extend_from_slice(&self.hms);
+        b.push(b'.');
+        six_digits(b, micros as u64);
+    }
+}
+
+/// "[pid 12 13] 12:34:56.123456 openat(...) = -1 ENOENT (...) <0.000012>\n".
+fn text_line_into(c: &Call, clock: &mut Clock, b: &mut Vec<u8>) {
+    b.extend_from_slice(b"[pid ");
+    jsonw::int(b, c.pid);
+    b.push(b' ');
+    jsonw::int(b, c.tid);
+    b.extend_from_slice(b"] ");
+    clock.write(c.real_ns, b);
+    b.push(b' ');
+    text_call(c, b);
+    b.extend_from_slice(b" = ");
+    result_text(c, b);
+    if c.e.flags & wire::PENDING == 0 {
+        b.extend_from_slice(b" <");
+        jsonw::int(b, c.dur_ns / 1_000_000_000);
+        b.push(b'.');
+        six_digits(b, c.dur_ns % 1_000_000_000 / 1000);
+        b.push(b'>');
+    }
+    b.push(b'\n');
+}
+
+/// [`text_line_into`]'s line, without its newline.
+#[cfg(test)]
+fn text_line(c: &Call) -> String {
+    let mut b = Vec::new();
+    text_line_into(c, &mut Clock::default(), &mut b);
+    b.pop();
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // --- the writers before they wrote by hand (serde_json values, format!),
+    // kept to check that the bytes did not change.
+
+    fn old_result_json(r: i64) -> Value {
+        if (-4095..0).contains(&r) {
+            json!({"result": -1, "errno": errno_name(-r).map_or(format!("E{}", -r), str::to_string)})
+        } else {
+            json!({"result": r})
+        }
+    }
+
+    fn old_json_call(c: &Call) -> Value {
+        let mut v = json!({
+            "type": "call", "pid": c.pid, "tid": c.tid, "time_ns": c.real_ns as i64, "mono_ns": c.mono_ns as i64,
+            "dur_ns": c.dur_ns, "syscall": name_of(c.e.nr), "nr": c.e.nr,
+            "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
+            "site": format!("{:#x}", c.e.site),
+            "path": if c.e.flags & wire::FAST != 0 { "fast" } else { "slow" },
+        });
+        let o = v.as_object_mut().unwrap();
+        if c.e.flags & wire::PENDING != 0 {
+            o.insert("unfinished".into(), json!(true));
+        } else if let Some(r) = old_result_json(c.e.result).as_object() {
+            o.extend(r.clone());
+        }
+        if let Some(p) = &c.path {
+            o.insert("file".into(), json!(p));
+            if c.e.flags & wire::CUT != 0 {
+                o.insert("file_cut".into(), json!(true));
+            }
+        }
+        v
+    }
+
+    fn old_perfetto_call(c: &Call, base: i128) -> Value {
+        let mut args = json!({
+            "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
+            "site": format!("{:#x}", c.e.site),
+            "call": old_text_call(c),
+        });
+        if let (Some(o), Some(r)) = (args.as_object_mut(), old_result_json(c.e.result).as_object()) {
+            if c.e.flags & wire::PENDING == 0 {
+                o.extend(r.clone());
+            }
+        }
+        json!({
+            "ph": "X", "cat": "syscall", "name": name_of(c.e.nr), "pid": c.pid, "tid": c.tid,
+            "ts": (c.mono_ns - base) as f64 / 1000.0, "dur": c.dur_ns as f64 / 1000.0, "args": args,
+        })
+    }
+
+    fn old_text_call(c: &Call) -> String {
+        let name = name_of(c.e.nr);
+        let a = &c.e.args;
+        let creates = |f: u64| f & libc::O_CREAT as u64 != 0 || f & libc::O_TMPFILE as u64 == libc::O_TMPFILE as u64;
+        let kinds = match (&*name, shape(&name)) {
+            ("open", Some(k)) if !creates(a[1]) => Some(&k[..2]),
+            ("openat", Some(k)) if !creates(a[2]) => Some(&k[..3]),
+            (_, k) => k,
+        };
+        let quoted = |c: &Call| match &c.path {
+            Some(p) => {
+                let cut = if c.e.flags & wire::CUT != 0 { "..." } else { "" };
+                format!("{}{cut}", serde_json::to_string(p).unwrap_or_default())
+            }
+            None => format!("{:#x}", c.e.args[wire::path_arg(c.e.nr).unwrap_or(0)]),
+        };
+        let parts: Vec<String> = match kinds {
+            Some(kinds) => kinds
+                .iter()
+                .zip(a)
+                .map(|(k, &v)| match k {
+                    Arg::Fd => (v as i32).to_string(),
+                    Arg::DirFd if v as i32 == libc::AT_FDCWD => "AT_FDCWD".into(),
+                    Arg::DirFd => (v as i32).to_string(),
+                    Arg::Path => quoted(c),
+                    Arg::OFlags => open_flags(v),
+                    Arg::Mode => format!("{:#o}", v & 0o7777),
+                    Arg::Int => (v as i64).to_string(),
+                    Arg::Hex => format!("{v:#x}"),
+                    Arg::Sig => usertrap_core::names::signal_name(v as i32).map_or(v.to_string(), str::to_string),
+                })
+                .collect(),
+            None => a.iter().map(|v| format!("{v:#x}")).collect(),
+        };
+        format!("{name}({})", parts.join(", "))
+    }
+
+    fn old_text_line(c: &Call) -> String {
+        let result = if c.e.flags & wire::PENDING != 0 {
+            "?".to_string()
+        } else if (-4095..0).contains(&c.e.result) {
+            let r = c.e.result;
+            let e = errno_name(-r).map_or(format!("E{}", -r), str::to_string);
+            let text = io::Error::from_raw_os_error(-r as i32).to_string();
+            format!("-1 {e} ({})", text.split(" (os error").next().unwrap_or_default())
+        } else {
+            match &*name_of(c.e.nr) {
+                "mmap" | "brk" | "mremap" => format!("{:#x}", c.e.result),
+                _ => c.e.result.to_string(),
+            }
+        };
+        let dur = if c.e.flags & wire::PENDING != 0 {
+            String::new()
+        } else {
+            format!(" <{}.{:06}>", c.dur_ns / 1_000_000_000, c.dur_ns % 1_000_000_000 / 1000)
+        };
+        let secs = c.real_ns.div_euclid(1_000_000_000) as libc::time_t;
+        let micros = c.real_ns.rem_euclid(1_000_000_000) / 1000;
+        // SAFETY: localtime_r fills the tm we pass, from the time_t we pass.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::localtime_r(&raw const secs, &raw mut tm) };
+        let clock = format!("{:02}:{:02}:{:02}.{micros:06}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+        format!("[pid {} {}] {clock} {} = {result}{dur}", c.pid, c.tid, old_text_call(c))
+    }
+
+    /// Calls of every shape the writers tell apart.
+    fn varied_calls() -> Vec<Call> {
+        let call = |nr: i64, result: i64, flags: u16, args: [u64; 6], path: Option<&str>| Call {
+            pid: 4000 + nr as u32 % 3,
+            tid: 4100 + nr as u32 % 5,
+            mono_ns: 1_000_000_000 + nr as i128 * 1_234_567,
+            real_ns: 1_700_000_000_123_456_789 + nr as i128 * 987_654_321,
+            dur_ns: (nr as u64 * 7919) % 3_000_000_123,
+            e: Event { nr, result, flags, args, site: 0x7f00_0000_1234 + nr as u64, tid: 0, ..Default::default() },
+            path: path.map(str::to_string),
+        };
+        let fdcwd = (-100i64) as u64;
+        vec![
+            call(257, -2, wire::FAST, [fdcwd, 0x1000, 0, 0, 0, 0], Some("/no/such")),
+            call(257, 3, 0, [5, 0x1000, (libc::O_CREAT | libc::O_WRONLY) as u64, 0o644, 0, 0], Some("a\"b\\c\n\u{1}é")),
+            call(2, 4, wire::CUT, [0x2000, libc::O_TMPFILE as u64 | 2, 0o600, 0, 0, 0], Some("/long/pa")),
+            call(4, -14, wire::BAD_PATH, [0xdead, 0, 0, 0, 0, 0], None),
+            call(59, 0, wire::PENDING, [0x3000, 0x4000, 0x5000, 0, 0, 0], Some("/bin/true")),
+            call(9, 0x7f12_3456_7000, wire::FAST, [0, 4096, 3, 0x22, u64::MAX, 0], None),
+            call(0, 12, wire::FAST, [3, 0x7ffd_0000, 4096, 0, 0, 0], None),
+            call(62, 0, 0, [77, 9, 0, 0, 0, 0], None),
+            call(62, -3, 0, [77, 99, 0, 0, 0, 0], None),
+            call(39, 4000, wire::FAST, [0; 6], None),
+            call(231, 0, wire::PENDING, [1, 0, 0, 0, 0, 0], None),
+            call(449, -4095, 0, [1, 2, 3, 4, 5, 6], None),
+            call(999, 5, 0, [u64::MAX, 0, 1, 2, 3, 4], None),
+            call(1 << 40 | 20, -38, 0, [1, 2, 3, 0, 0, 0], None),
+            call(1 << 40 | 9999, 0, 0, [0; 6], None),
+            call(202, -110, 0, [0x1234, 0x80, 0, 0, 0, 0], None),
+            call(12, 0x55_0000, 0, [0, 0, 0, 0, 0, 0], None),
+            call(262, 0, wire::FAST, [fdcwd, 0x1000, 0x2000, 0x100, 0, 0], Some("/")),
+        ]
+    }
+
+    #[test]
+    fn the_written_bytes_are_those_of_serde_json_values() {
+        let base = 999_000_000;
+        for c in &varied_calls() {
+            let mut b = Vec::new();
+            json_call(c, &mut b);
+            assert_eq!(String::from_utf8(b).unwrap(), format!("{}\n", old_json_call(c)));
+            let mut b = Vec::new();
+            perfetto_call(c, base, &mut b);
+            assert_eq!(String::from_utf8(b).unwrap(), old_perfetto_call(c, base).to_string());
+            assert_eq!(text_line(c), old_text_line(c));
+        }
+        // The clock's second, kept from one call to the next, is redone
+        // when the second changes.
+        let mut clock = Clock::default();
+        let mut b = Vec::new();
+        for c in &varied_calls() {
+            text_line_into(c, &mut clock, &mut b);
+        }
+        let old: String = varied_calls().iter().map(|c| old_text_line(c) + "\n").collect();
+        assert_eq!(String::from_utf8(b).unwrap(), old);
+    }
 
     fn msg(pid: u32, events: &[(Event, &[u8])], declared: u64, dropped: u64) -> (u32, Vec<u8>) {
         let mut m = format!("trace {pid} {} {dropped} {declared} 1000000000 5000 1000000 2000000 4000 999000\n", pid)
