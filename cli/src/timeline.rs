@@ -3,6 +3,13 @@
 //! usertrap-core's `trace` says their bytes) and write them as strace-like
 //! text, JSON lines or a Chrome trace-event timeline.
 //!
+//! Each message is decoded, and its calls formatted, on the collector's
+//! thread that read it ([`Part`]), while the command runs: once it has
+//! ended, only putting the calls in time order and writing the bytes is
+//! left. That changes no byte: a call's line (JSON, text) is its own, and a
+//! Perfetto slice's only value that depends on the others, its timestamp
+//! from the first call, is its last key, written at the end.
+//!
 //! Why Chrome's trace-event JSON rather than Perfetto's protobuf: it needs
 //! no proto schema or generated code (serde_json, which the command already
 //! uses), it is a documented, stable format that both ui.perfetto.dev and
@@ -15,6 +22,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, Write};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use usertrap_core::names::errno_name;
@@ -22,6 +30,7 @@ use usertrap_core::syscalls;
 use usertrap_core::trace::{self as wire, Event};
 
 use crate::args::{TraceArgs, TraceFormat};
+use crate::collect::TraceSink;
 use crate::error::{io_msg, Failure, OWN_FAILURE};
 use crate::jsonw::{self, Obj};
 use crate::stat::{self, Outcome};
@@ -39,6 +48,9 @@ pub struct Call {
     pub dur_ns: u64,
     pub e: Event,
     pub path: Option<String>,
+    /// Where its output, formatted when its message arrived, is in
+    /// [`Decoded::formatted`]: (message, start, length); none if it was not.
+    pub out: Option<(u32, u32, u32)>,
 }
 
 /// What the processes sent, decoded.
@@ -49,8 +61,20 @@ pub struct Decoded {
     pub dropped: BTreeMap<(u32, u32), u64>,
     /// Messages that could not be read.
     pub damaged: usize,
+    /// The calls' output, formatted as their messages arrived (one buffer a
+    /// message): see [`Call::out`].
+    pub formatted: Vec<Vec<u8>>,
 }
 
+impl Decoded {
+    /// The call's output as formatted when its message arrived.
+    fn formatted(&self, c: &Call) -> Option<&[u8]> {
+        let (m, start, len) = c.out?;
+        self.formatted.get(m as usize)?.get(start as usize..(start + len) as usize)
+    }
+}
+
+#[derive(Clone, Copy)]
 struct Head {
     pid: u32,
     tid: u32,
@@ -74,49 +98,149 @@ fn head_of(line: &str) -> Option<Head> {
     }
 }
 
+/// One message, decoded (and its calls formatted) when it arrived, or kept
+/// to be decoded at the end.
+pub struct Part {
+    /// Its arrival number.
+    seq: u64,
+    how: PartKind,
+}
+
+enum PartKind {
+    Damaged,
+    /// Its head says no frequency and its times cannot be scaled without
+    /// one: decoded at the end, with its process's frequency from another
+    /// message.
+    Later(Head, Vec<u8>),
+    Done {
+        head: Head,
+        calls: Vec<Call>,
+        got: u64,
+        out: Vec<u8>,
+    },
+}
+
+/// `msg`'s head and body.
+fn split(peer: u32, msg: &[u8]) -> Option<(Head, &[u8])> {
+    let nl = msg.iter().position(|&b| b == b'\n').unwrap_or(msg.len());
+    let mut h = std::str::from_utf8(&msg[..nl]).ok().and_then(head_of)?;
+    h.pid = peer;
+    Some((h, msg.get(nl + 1..).unwrap_or(&[])))
+}
+
+/// Ticks to ns: (num, den). None when the message cannot say (no frequency,
+/// and less than 1 ms between the image's start and the message).
+fn scale(h: &Head, hz: Option<u64>) -> Option<(i128, i128)> {
+    // Ticks per ns between the image's start and this message: exact at
+    // both points, whatever the error of HZ.
+    let (dt, dm) = (h.ticks as i128 - h.ticks0 as i128, h.mono as i128 - h.mono0 as i128);
+    if dm >= 1_000_000 && dt > 0 {
+        return Some((dm, dt));
+    }
+    let hz = if h.hz != 0 { h.hz } else { hz? };
+    Some((1_000_000_000, hz as i128))
+}
+
+/// The calls of a message body; each formatted into `out` for `format`, if given.
+fn calls_of(
+    h: &Head,
+    (num, den): (i128, i128),
+    mut body: &[u8],
+    format: Option<TraceFormat>,
+    out: &mut Vec<u8>,
+) -> (Vec<Call>, u64) {
+    let mut calls = Vec::with_capacity(body.len() / wire::HEAD);
+    let mut got = 0u64;
+    let mut clock = Clock::default();
+    while let Some((e, path, len)) = wire::decode(body) {
+        body = &body[len..];
+        got += 1;
+        let ago = (h.ticks as i128 - e.start as i128) * num / den;
+        let mono_ns = h.mono as i128 - ago;
+        let path = (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0)
+            .then(|| String::from_utf8_lossy(path).into_owned());
+        let mut c = Call {
+            pid: h.pid,
+            tid: e.tid,
+            mono_ns,
+            real_ns: mono_ns + (h.real as i128 - h.mono as i128),
+            dur_ns: (e.ticks as i128 * num / den) as u64,
+            e,
+            path,
+            out: None,
+        };
+        if let Some(f) = format {
+            let start = out.len();
+            match f {
+                TraceFormat::Text => text_line_into(&c, &mut clock, out),
+                TraceFormat::Json => json_call(&c, out),
+                TraceFormat::Perfetto => perfetto_head(&c, out),
+            }
+            c.out = Some((0, start as u32, (out.len() - start) as u32));
+        }
+        calls.push(c);
+    }
+    (calls, got)
+}
+
+impl Part {
+    /// Message number `seq` from `peer`, decoded, and its calls formatted
+    /// for `format` if given.
+    pub fn new(seq: u64, peer: u32, msg: Vec<u8>, format: Option<TraceFormat>) -> Part {
+        let Some((head, body)) = split(peer, &msg) else { return Part { seq, how: PartKind::Damaged } };
+        let Some(sc) = scale(&head, None) else { return Part { seq, how: PartKind::Later(head, msg) } };
+        let mut out = Vec::new();
+        let (calls, got) = calls_of(&head, sc, body, format, &mut out);
+        Part { seq, how: PartKind::Done { head, calls, got, out } }
+    }
+}
+
 /// Decode the trace messages (sender pid, message) in arrival order.
+#[cfg(test)]
 pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
+    let parts = msgs.iter().enumerate().map(|(i, (peer, m))| Part::new(i as u64, *peer, m.clone(), None)).collect();
+    assemble(parts, None)
+}
+
+/// The messages' calls, in time order.
+pub fn assemble(mut parts: Vec<Part>, format: Option<TraceFormat>) -> Decoded {
+    parts.sort_by_key(|p| p.seq);
     let mut d = Decoded::default();
     // A process's frequency: any message that knew it (a running process
     // may not have measured it yet when its first buffer filled).
     let mut hz_of: HashMap<u32, u64> = HashMap::new();
-    let mut parsed = Vec::new();
-    for (peer, data) in msgs {
-        let nl = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
-        let Some(mut h) = std::str::from_utf8(&data[..nl]).ok().and_then(head_of) else {
-            d.damaged += 1;
-            continue;
-        };
-        h.pid = *peer;
-        if h.hz != 0 {
-            hz_of.insert(h.pid, h.hz);
+    for p in &parts {
+        match &p.how {
+            PartKind::Done { head: h, .. } | PartKind::Later(h, _) if h.hz != 0 => {
+                hz_of.insert(h.pid, h.hz);
+            }
+            _ => {}
         }
-        parsed.push((h, data.get(nl + 1..).unwrap_or(&[])));
     }
-    for (h, mut body) in parsed {
-        let hz = if h.hz != 0 { h.hz } else { hz_of.get(&h.pid).copied().unwrap_or(1_000_000_000) } as i128;
-        // Ticks per ns between the image's start and this message: exact at
-        // both points, whatever the error of HZ.
-        let (dt, dm) = (h.ticks as i128 - h.ticks0 as i128, h.mono as i128 - h.mono0 as i128);
-        let (num, den) = if dm >= 1_000_000 && dt > 0 { (dm, dt) } else { (1_000_000_000, hz) };
-        let mut got = 0u64;
-        while let Some((e, path, len)) = wire::decode(body) {
-            body = &body[len..];
-            got += 1;
-            let ago = (h.ticks as i128 - e.start as i128) * num / den;
-            let mono_ns = h.mono as i128 - ago;
-            let path = (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0)
-                .then(|| String::from_utf8_lossy(path).into_owned());
-            d.calls.push(Call {
-                pid: h.pid,
-                tid: e.tid,
-                mono_ns,
-                real_ns: mono_ns + (h.real as i128 - h.mono as i128),
-                dur_ns: (e.ticks as i128 * num / den) as u64,
-                e,
-                path,
-            });
+    for p in parts {
+        let (h, mut calls, got, out) = match p.how {
+            PartKind::Damaged => {
+                d.damaged += 1;
+                continue;
+            }
+            PartKind::Done { head, calls, got, out } => (head, calls, got, out),
+            PartKind::Later(head, msg) => {
+                let hz = hz_of.get(&head.pid).copied().unwrap_or(1_000_000_000);
+                let body = split(head.pid, &msg).map_or(&[][..], |(_, b)| b);
+                let mut out = Vec::new();
+                let sc = scale(&head, Some(hz)).unwrap_or((1_000_000_000, hz as i128));
+                let (calls, got) = calls_of(&head, sc, body, format, &mut out);
+                (head, calls, got, out)
+            }
+        };
+        let m = d.formatted.len() as u32;
+        for c in &mut calls {
+            if let Some(o) = &mut c.out {
+                o.0 = m;
+            }
         }
+        d.formatted.push(out);
+        d.calls.append(&mut calls);
         let lost = h.dropped + h.events.saturating_sub(got);
         if lost > 0 {
             *d.dropped.entry((h.pid, h.tid)).or_default() += lost;
@@ -155,7 +279,7 @@ pub fn name_of(nr: i64) -> Cow<'static, str> {
 pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     let filter = TraceFilter::parse(&args.expr)?;
     let checked = stat::check_command(args.lib.as_deref(), &args.command)?;
-    let out: Box<dyn Write> = match &args.output {
+    let mut out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(BufWriter::with_capacity(OUT_BUF, stat::open_output(p)?)),
         None => Box::new(BufWriter::with_capacity(OUT_BUF, io::stdout().lock())),
     };
@@ -168,11 +292,25 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
         let list = if nrs.is_empty() { "512".to_string() } else { nrs.join(",") };
         value = format!("{value}:{list}");
     }
-    let (status, got) = stat::run_collected(checked, args.backend, &args.command, &[("USERTRAP_TRACE", value)], None)?;
-    let decoded = decode(&got.traces);
+    // Each message decoded and formatted on the collector's thread that
+    // read it, while the command runs; only putting them in order is left
+    // for when it has ended.
+    let parts: Arc<Mutex<Vec<Part>>> = Arc::default();
+    let format = args.format;
+    let sink: TraceSink = {
+        let parts = parts.clone();
+        Arc::new(move |seq, pid, msg| {
+            let part = Part::new(seq, pid, msg, Some(format));
+            parts.lock().unwrap_or_else(|e| e.into_inner()).push(part);
+        })
+    };
+    let extra = [("USERTRAP_TRACE", value)];
+    let (status, got) = stat::run_collected(checked, args.backend, &args.command, &extra, None, Some(sink))?;
+    let parts = std::mem::take(&mut *parts.lock().unwrap_or_else(|e| e.into_inner()));
+    let decoded = assemble(parts, Some(format));
     let names = process_names(&got.greetings, &got.sources);
     let counts = merge_counts(&got.sources);
-    let written = write_trace(out, args.format, &decoded, &names, &counts, args.slow.is_some());
+    let written = write_trace(&mut *out, args.format, &decoded, &names, &counts, args.slow.is_some());
     if let Err(e) = written {
         let to = args.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
         return Err(Failure::new(OWN_FAILURE, format!("cannot write the trace to {to}: {}", io_msg(&e))));
@@ -241,7 +379,7 @@ const OUT_BUF: usize = 1 << 20;
 const CHUNK: usize = 1 << 16;
 
 fn write_trace(
-    mut out: Box<dyn Write>,
+    out: &mut dyn Write,
     format: TraceFormat,
     d: &Decoded,
     names: &BTreeMap<u32, String>,
@@ -249,7 +387,7 @@ fn write_trace(
     slow: bool,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(2 * CHUNK);
-    let flush = |buf: &mut Vec<u8>, out: &mut Box<dyn Write>, at: usize| -> io::Result<()> {
+    let flush = |buf: &mut Vec<u8>, out: &mut dyn Write, at: usize| -> io::Result<()> {
         if buf.len() >= at {
             out.write_all(buf)?;
             buf.clear();
@@ -260,10 +398,13 @@ fn write_trace(
         TraceFormat::Text => {
             let mut clock = Clock::default();
             for c in &d.calls {
-                text_line_into(c, &mut clock, &mut buf);
-                flush(&mut buf, &mut out, CHUNK)?;
+                match d.formatted(c) {
+                    Some(b) => buf.extend_from_slice(b),
+                    None => text_line_into(c, &mut clock, &mut buf),
+                }
+                flush(&mut buf, out, CHUNK)?;
             }
-            flush(&mut buf, &mut out, 0)?;
+            flush(&mut buf, out, 0)?;
             if slow {
                 writeln!(out, "# calls made (all, recorded or not):")?;
                 for (name, (calls, errors)) in counts {
@@ -276,10 +417,13 @@ fn write_trace(
                 writeln!(out, "{}", json!({"type": "process", "pid": pid, "command": name}))?;
             }
             for c in &d.calls {
-                json_call(c, &mut buf);
-                flush(&mut buf, &mut out, CHUNK)?;
+                match d.formatted(c) {
+                    Some(b) => buf.extend_from_slice(b),
+                    None => json_call(c, &mut buf),
+                }
+                flush(&mut buf, out, CHUNK)?;
             }
-            flush(&mut buf, &mut out, 0)?;
+            flush(&mut buf, out, 0)?;
             for ((pid, tid), n) in &d.dropped {
                 writeln!(out, "{}", json!({"type": "dropped", "pid": pid, "tid": tid, "events": n}))?;
             }
@@ -299,11 +443,17 @@ fn write_trace(
                 first = false;
                 match e {
                     Slice::Value(v) => serde_json::to_writer(&mut buf, &v).map_err(io::Error::other)?,
-                    Slice::Call(c, base) => perfetto_call(c, base, &mut buf),
+                    Slice::Call(c, base) => {
+                        match d.formatted(c) {
+                            Some(b) => buf.extend_from_slice(b),
+                            None => perfetto_head(c, &mut buf),
+                        }
+                        perfetto_tail(c, base, &mut buf);
+                    }
                 }
-                flush(&mut buf, &mut out, CHUNK)
+                flush(&mut buf, out, CHUNK)
             })?;
-            flush(&mut buf, &mut out, 0)?;
+            flush(&mut buf, out, 0)?;
             writeln!(out, "]}}")?;
         }
     }
@@ -382,7 +532,23 @@ fn us(ns: i128, base: i128) -> f64 {
 }
 
 /// A call's complete ("X") slice, its keys sorted as serde_json writes a map.
+#[cfg(test)]
 fn perfetto_call(c: &Call, base: i128, b: &mut Vec<u8>) {
+    perfetto_head(c, b);
+    perfetto_tail(c, base, b);
+}
+
+/// Its timestamp and the end of the slice: the timestamp is from the
+/// trace's first call, known only once every message has arrived.
+fn perfetto_tail(c: &Call, base: i128, b: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail (and a finite f64 always serializes).
+    let _ = serde_json::to_writer(&mut *b, &us(c.mono_ns, base));
+    b.push(b'}');
+}
+
+/// The slice up to its last key's value (`..."ts":`), which
+/// [`perfetto_tail`] writes.
+fn perfetto_head(c: &Call, b: &mut Vec<u8>) {
     let mut text = Vec::with_capacity(128);
     text_call(c, &mut text);
     let mut o = Obj::new(b);
@@ -400,8 +566,7 @@ fn perfetto_call(c: &Call, base: i128, b: &mut Vec<u8>) {
     o.str("ph", "X");
     o.int("pid", c.pid);
     o.int("tid", c.tid);
-    o.float("ts", us(c.mono_ns, base));
-    o.end();
+    o.key("ts");
 }
 
 /// Chrome trace-event JSON: a track per thread, grouped by process, each
@@ -872,6 +1037,7 @@ mod tests {
             dur_ns: (nr as u64 * 7919) % 3_000_000_123,
             e: Event { nr, result, flags, args, site: 0x7f00_0000_1234 + nr as u64, tid: 0, ..Default::default() },
             path: path.map(str::to_string),
+            out: None,
         };
         let fdcwd = (-100i64) as u64;
         vec![
@@ -894,6 +1060,43 @@ mod tests {
             call(12, 0x55_0000, 0, [0, 0, 0, 0, 0, 0], None),
             call(262, 0, wire::FAST, [fdcwd, 0x1000, 0x2000, 0x100, 0, 0], Some("/")),
         ]
+    }
+
+    #[test]
+    fn calls_formatted_as_they_arrive_are_written_as_at_the_end() {
+        let ev = |tid: u32, start: u64, nr: i64, result: i64| Event {
+            start,
+            ticks: 3,
+            nr,
+            result,
+            args: [3, 0x1000, 16, 0, 0, 0],
+            tid,
+            ..Default::default()
+        };
+        let mut msgs = vec![
+            msg(7, &[(ev(7, 3000, 0, 5), b""), (ev(7, 3500, 257, -2), b"/a\\"), (ev(7, 3200, 39, 7), b"")], 3, 1),
+            msg(8, &[(ev(8, 3100, 1, 5), b""), (ev(8, 4100, 59, 0), b"/bin/x")], 2, 0),
+            // No frequency, and too short a time to scale by: decoded at the
+            // end with pid 7's frequency.
+            msg(7, &[(ev(9, 3300, 262, 0), b"/")], 1, 0),
+        ];
+        let head_end = msgs[2].1.iter().position(|&b| b == b'\n').unwrap();
+        let head = String::from_utf8(msgs[2].1[..head_end].to_vec()).unwrap().replace(" 1000000000 ", " 0 ");
+        msgs[2].1.splice(..head_end, head.into_bytes());
+        let names = BTreeMap::from([(7, "a".to_string()), (8, "b".to_string())]);
+        let counts = BTreeMap::from([("read".to_string(), (1, 0))]);
+        for format in [TraceFormat::Text, TraceFormat::Json, TraceFormat::Perfetto] {
+            let parts =
+                msgs.iter().enumerate().map(|(i, (p, m))| Part::new(i as u64, *p, m.clone(), Some(format))).collect();
+            let early = assemble(parts, Some(format));
+            assert_eq!(early.calls.iter().filter(|c| c.out.is_some()).count(), 6, "{format:?}");
+            let late = decode(&msgs);
+            assert_eq!(late.calls.len(), 6);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            write_trace(&mut a, format, &early, &names, &counts, true).unwrap();
+            write_trace(&mut b, format, &late, &names, &counts, true).unwrap();
+            assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap(), "{format:?}");
+        }
     }
 
     #[test]
