@@ -189,7 +189,9 @@ impl Part {
     pub fn new(seq: u64, peer: u32, msg: Vec<u8>, format: Option<TraceFormat>) -> Part {
         let Some((head, body)) = split(peer, &msg) else { return Part { seq, how: PartKind::Damaged } };
         let Some(sc) = scale(&head, None) else { return Part { seq, how: PartKind::Later(head, msg) } };
-        let mut out = Vec::new();
+        // A call's output takes about 3 times its event's bytes (JSON,
+        // Perfetto), 1 time (text): room enough, not grown by copying.
+        let mut out = Vec::with_capacity(if format.is_some() { 3 * body.len() + 1024 } else { 0 });
         let (calls, got) = calls_of(&head, sc, body, format, &mut out);
         Part { seq, how: PartKind::Done { head, calls, got, out } }
     }
@@ -217,6 +219,18 @@ pub fn assemble(mut parts: Vec<Part>, format: Option<TraceFormat>) -> Decoded {
             _ => {}
         }
     }
+    // Room for every call at once: growing by doubling would copy them
+    // (about 200 bytes each) again and again.
+    let total: usize = parts
+        .iter()
+        .map(|p| match &p.how {
+            PartKind::Done { calls, .. } => calls.len(),
+            PartKind::Later(_, msg) => msg.len() / wire::HEAD,
+            PartKind::Damaged => 0,
+        })
+        .sum();
+    d.calls.reserve_exact(total);
+    d.formatted.reserve_exact(parts.len());
     for p in parts {
         let (h, mut calls, got, out) = match p.how {
             PartKind::Damaged => {
@@ -251,17 +265,21 @@ pub fn assemble(mut parts: Vec<Part>, format: Option<TraceFormat>) -> Decoded {
     // completed one.
     let mut keep = vec![true; d.calls.len()];
     let mut last_pending: HashMap<u32, usize> = HashMap::new();
+    let mut dropped = false;
     for (i, c) in d.calls.iter().enumerate() {
         if c.e.flags & wire::PENDING != 0 {
             last_pending.insert(c.tid, i);
-        } else if let Some(p) = last_pending.remove(&c.tid) {
+        } else if let Some(p) = (!last_pending.is_empty()).then(|| last_pending.remove(&c.tid)).flatten() {
             if d.calls[p].e.nr == c.e.nr && d.calls[p].pid == c.pid {
                 keep[p] = false;
+                dropped = true;
             }
         }
     }
-    let mut k = keep.into_iter();
-    d.calls.retain(|_| k.next().unwrap_or(true));
+    if dropped {
+        let mut k = keep.into_iter();
+        d.calls.retain(|_| k.next().unwrap_or(true));
+    }
     d
 }
 
@@ -388,7 +406,7 @@ fn write_trace(
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(2 * CHUNK);
     let flush = |buf: &mut Vec<u8>, out: &mut dyn Write, at: usize| -> io::Result<()> {
-        if buf.len() >= at {
+        if !buf.is_empty() && buf.len() >= at {
             out.write_all(buf)?;
             buf.clear();
         }
@@ -399,7 +417,10 @@ fn write_trace(
             let mut clock = Clock::default();
             for c in &d.calls {
                 match d.formatted(c) {
-                    Some(b) => buf.extend_from_slice(b),
+                    Some(b) => {
+                        flush(&mut buf, out, 0)?;
+                        out.write_all(b)?;
+                    }
                     None => text_line_into(c, &mut clock, &mut buf),
                 }
                 flush(&mut buf, out, CHUNK)?;
@@ -418,7 +439,10 @@ fn write_trace(
             }
             for c in &d.calls {
                 match d.formatted(c) {
-                    Some(b) => buf.extend_from_slice(b),
+                    Some(b) => {
+                        flush(&mut buf, out, 0)?;
+                        out.write_all(b)?;
+                    }
                     None => json_call(c, &mut buf),
                 }
                 flush(&mut buf, out, CHUNK)?;
