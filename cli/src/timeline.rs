@@ -4,7 +4,7 @@
 //! text, JSON lines or a Chrome trace-event timeline.
 //!
 //! Each message is decoded, and its calls formatted, on the collector's
-//! thread that read it ([`Part`]), while the command runs: once it has
+//! thread that read it ([`Gathered`]), while the command runs: once it has
 //! ended, only putting the calls in time order and writing the bytes is
 //! left. That changes no byte: a call's line (JSON, text) is its own, and a
 //! Perfetto slice's only value that depends on the others, its timestamp
@@ -51,6 +51,8 @@ pub struct Call {
     /// Where its output, formatted when its message arrived, is in
     /// [`Decoded::formatted`]: (message, start, length); none if it was not.
     pub out: Option<(u32, u32, u32)>,
+    /// Its message's arrival number, and its place in the message.
+    pub order: (u64, u32),
 }
 
 /// What the processes sent, decoded.
@@ -98,26 +100,21 @@ fn head_of(line: &str) -> Option<Head> {
     }
 }
 
-/// One message, decoded (and its calls formatted) when it arrived, or kept
-/// to be decoded at the end.
-pub struct Part {
-    /// Its arrival number.
-    seq: u64,
-    how: PartKind,
-}
-
-enum PartKind {
-    Damaged,
-    /// Its head says no frequency and its times cannot be scaled without
-    /// one: decoded at the end, with its process's frequency from another
-    /// message.
-    Later(Head, Vec<u8>),
-    Done {
-        head: Head,
-        calls: Vec<Call>,
-        got: u64,
-        out: Vec<u8>,
-    },
+/// Every message so far, decoded (and its calls formatted) as it arrived,
+/// on the collector's thread that read it: the calls of all of them in
+/// one list (in no order yet: each knows its message's arrival number), so
+/// that gathering them, too, is done while the command runs.
+#[derive(Default)]
+pub struct Gathered {
+    calls: Vec<Call>,
+    formatted: Vec<Vec<u8>>,
+    /// Each message read: (arrival number, head, events it carried).
+    heads: Vec<(u64, Head, u64)>,
+    /// Messages whose head says no frequency and whose times cannot be
+    /// scaled without one: decoded at the end, with their process's
+    /// frequency from another message.
+    later: Vec<(u64, Head, Vec<u8>)>,
+    damaged: usize,
 }
 
 /// `msg`'s head and body.
@@ -141,126 +138,106 @@ fn scale(h: &Head, hz: Option<u64>) -> Option<(i128, i128)> {
     Some((1_000_000_000, hz as i128))
 }
 
-/// The calls of a message body; each formatted into `out` for `format`, if given.
-fn calls_of(
-    h: &Head,
-    (num, den): (i128, i128),
-    mut body: &[u8],
-    format: Option<TraceFormat>,
-    out: &mut Vec<u8>,
-) -> (Vec<Call>, u64) {
-    let mut calls = Vec::with_capacity(body.len() / wire::HEAD);
-    let mut got = 0u64;
-    let mut clock = Clock::default();
-    while let Some((e, path, len)) = wire::decode(body) {
-        body = &body[len..];
-        got += 1;
-        let ago = (h.ticks as i128 - e.start as i128) * num / den;
-        let mono_ns = h.mono as i128 - ago;
-        let path = (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0)
-            .then(|| String::from_utf8_lossy(path).into_owned());
-        let mut c = Call {
-            pid: h.pid,
-            tid: e.tid,
-            mono_ns,
-            real_ns: mono_ns + (h.real as i128 - h.mono as i128),
-            dur_ns: (e.ticks as i128 * num / den) as u64,
-            e,
-            path,
-            out: None,
+impl Gathered {
+    /// Message number `seq` from `peer`: decoded, and its calls formatted
+    /// for `format` if given (else they are formatted when written).
+    pub fn add(&mut self, seq: u64, peer: u32, msg: Vec<u8>, format: Option<TraceFormat>) {
+        let Some((head, body)) = split(peer, &msg) else {
+            self.damaged += 1;
+            return;
         };
-        if let Some(f) = format {
-            let start = out.len();
-            match f {
-                TraceFormat::Text => text_line_into(&c, &mut clock, out),
-                TraceFormat::Json => json_call(&c, out),
-                TraceFormat::Perfetto => perfetto_head(&c, out),
-            }
-            c.out = Some((0, start as u32, (out.len() - start) as u32));
-        }
-        calls.push(c);
+        let Some(sc) = scale(&head, None) else {
+            self.later.push((seq, head, msg));
+            return;
+        };
+        self.decode_body(seq, &head, sc, body, format);
     }
-    (calls, got)
-}
 
-impl Part {
-    /// Message number `seq` from `peer`, decoded, and its calls formatted
-    /// for `format` if given.
-    pub fn new(seq: u64, peer: u32, msg: Vec<u8>, format: Option<TraceFormat>) -> Part {
-        let Some((head, body)) = split(peer, &msg) else { return Part { seq, how: PartKind::Damaged } };
-        let Some(sc) = scale(&head, None) else { return Part { seq, how: PartKind::Later(head, msg) } };
+    /// The calls of a message body; each formatted for `format`, if given.
+    fn decode_body(
+        &mut self,
+        seq: u64,
+        h: &Head,
+        (num, den): (i128, i128),
+        mut body: &[u8],
+        format: Option<TraceFormat>,
+    ) {
         // A call's output takes about 3 times its event's bytes (JSON,
         // Perfetto), 1 time (text): room enough, not grown by copying.
         let mut out = Vec::with_capacity(if format.is_some() { 3 * body.len() + 1024 } else { 0 });
-        let (calls, got) = calls_of(&head, sc, body, format, &mut out);
-        Part { seq, how: PartKind::Done { head, calls, got, out } }
+        let m = self.formatted.len() as u32;
+        self.calls.reserve(body.len() / wire::HEAD);
+        let mut got = 0u32;
+        let mut clock = Clock::default();
+        while let Some((e, path, len)) = wire::decode(body) {
+            body = &body[len..];
+            let ago = (h.ticks as i128 - e.start as i128) * num / den;
+            let mono_ns = h.mono as i128 - ago;
+            let path = (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0)
+                .then(|| String::from_utf8_lossy(path).into_owned());
+            let mut c = Call {
+                pid: h.pid,
+                tid: e.tid,
+                mono_ns,
+                real_ns: mono_ns + (h.real as i128 - h.mono as i128),
+                dur_ns: (e.ticks as i128 * num / den) as u64,
+                e,
+                path,
+                out: None,
+                order: (seq, got),
+            };
+            got += 1;
+            if let Some(f) = format {
+                let start = out.len();
+                match f {
+                    TraceFormat::Text => text_line_into(&c, &mut clock, &mut out),
+                    TraceFormat::Json => json_call(&c, &mut out),
+                    TraceFormat::Perfetto => perfetto_head(&c, &mut out),
+                }
+                c.out = Some((m, start as u32, (out.len() - start) as u32));
+            }
+            self.calls.push(c);
+        }
+        self.formatted.push(out);
+        self.heads.push((seq, *h, got.into()));
     }
 }
 
 /// Decode the trace messages (sender pid, message) in arrival order.
 #[cfg(test)]
 pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
-    let parts = msgs.iter().enumerate().map(|(i, (peer, m))| Part::new(i as u64, *peer, m.clone(), None)).collect();
-    assemble(parts, None)
+    let mut g = Gathered::default();
+    for (i, (peer, m)) in msgs.iter().enumerate() {
+        g.add(i as u64, *peer, m.clone(), None);
+    }
+    assemble(g, None)
 }
 
 /// The messages' calls, in time order.
-pub fn assemble(mut parts: Vec<Part>, format: Option<TraceFormat>) -> Decoded {
-    parts.sort_by_key(|p| p.seq);
-    let mut d = Decoded::default();
+pub fn assemble(mut g: Gathered, format: Option<TraceFormat>) -> Decoded {
     // A process's frequency: any message that knew it (a running process
-    // may not have measured it yet when its first buffer filled).
-    let mut hz_of: HashMap<u32, u64> = HashMap::new();
-    for p in &parts {
-        match &p.how {
-            PartKind::Done { head: h, .. } | PartKind::Later(h, _) if h.hz != 0 => {
-                hz_of.insert(h.pid, h.hz);
-            }
-            _ => {}
-        }
+    // may not have measured it yet when its first buffer filled): the last
+    // to arrive.
+    let mut known: Vec<(u64, u32, u64)> = g.heads.iter().map(|(s, h, _)| (*s, h.pid, h.hz)).collect();
+    known.extend(g.later.iter().map(|(s, h, _)| (*s, h.pid, h.hz)));
+    known.sort_unstable();
+    let hz_of: HashMap<u32, u64> = known.into_iter().filter(|k| k.2 != 0).map(|(_, pid, hz)| (pid, hz)).collect();
+    for (seq, head, msg) in std::mem::take(&mut g.later) {
+        let hz = hz_of.get(&head.pid).copied().unwrap_or(1_000_000_000);
+        let body = split(head.pid, &msg).map_or(&[][..], |(_, b)| b);
+        let sc = scale(&head, Some(hz)).unwrap_or((1_000_000_000, hz as i128));
+        g.decode_body(seq, &head, sc, body, format);
     }
-    // Room for every call at once: growing by doubling would copy them
-    // (about 200 bytes each) again and again.
-    let total: usize = parts
-        .iter()
-        .map(|p| match &p.how {
-            PartKind::Done { calls, .. } => calls.len(),
-            PartKind::Later(_, msg) => msg.len() / wire::HEAD,
-            PartKind::Damaged => 0,
-        })
-        .sum();
-    d.calls.reserve_exact(total);
-    d.formatted.reserve_exact(parts.len());
-    for p in parts {
-        let (h, mut calls, got, out) = match p.how {
-            PartKind::Damaged => {
-                d.damaged += 1;
-                continue;
-            }
-            PartKind::Done { head, calls, got, out } => (head, calls, got, out),
-            PartKind::Later(head, msg) => {
-                let hz = hz_of.get(&head.pid).copied().unwrap_or(1_000_000_000);
-                let body = split(head.pid, &msg).map_or(&[][..], |(_, b)| b);
-                let mut out = Vec::new();
-                let sc = scale(&head, Some(hz)).unwrap_or((1_000_000_000, hz as i128));
-                let (calls, got) = calls_of(&head, sc, body, format, &mut out);
-                (head, calls, got, out)
-            }
-        };
-        let m = d.formatted.len() as u32;
-        for c in &mut calls {
-            if let Some(o) = &mut c.out {
-                o.0 = m;
-            }
-        }
-        d.formatted.push(out);
-        d.calls.append(&mut calls);
-        let lost = h.dropped + h.events.saturating_sub(got);
+    let mut d = Decoded { calls: g.calls, damaged: g.damaged, formatted: g.formatted, ..Decoded::default() };
+    for (_, h, got) in &g.heads {
+        let lost = h.dropped + h.events.saturating_sub(*got);
         if lost > 0 {
             *d.dropped.entry((h.pid, h.tid)).or_default() += lost;
         }
     }
-    d.calls.sort_by_key(|c| (c.mono_ns, c.pid, c.tid));
+    // In time order; calls of the same thread at the same ns in the order
+    // they arrived (an exec recorded before it ran, then when it failed).
+    d.calls.sort_unstable_by_key(|c| (c.mono_ns, c.pid, c.tid, c.order));
     // An exec recorded before it ran, then again when it failed: keep the
     // completed one.
     let mut keep = vec![true; d.calls.len()];
@@ -313,19 +290,18 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     // Each message decoded and formatted on the collector's thread that
     // read it, while the command runs; only putting them in order is left
     // for when it has ended.
-    let parts: Arc<Mutex<Vec<Part>>> = Arc::default();
+    let gathered: Arc<Mutex<Gathered>> = Arc::default();
     let format = args.format;
     let sink: TraceSink = {
-        let parts = parts.clone();
+        let gathered = gathered.clone();
         Arc::new(move |seq, pid, msg| {
-            let part = Part::new(seq, pid, msg, Some(format));
-            parts.lock().unwrap_or_else(|e| e.into_inner()).push(part);
+            gathered.lock().unwrap_or_else(|e| e.into_inner()).add(seq, pid, msg, Some(format));
         })
     };
     let extra = [("USERTRAP_TRACE", value)];
     let (status, got) = stat::run_collected(checked, args.backend, &args.command, &extra, None, Some(sink))?;
-    let parts = std::mem::take(&mut *parts.lock().unwrap_or_else(|e| e.into_inner()));
-    let decoded = assemble(parts, Some(format));
+    let gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()));
+    let decoded = assemble(gathered, Some(format));
     let names = process_names(&got.greetings, &got.sources);
     let counts = merge_counts(&got.sources);
     let written = write_trace(&mut *out, args.format, &decoded, &names, &counts, args.slow.is_some());
@@ -1062,6 +1038,7 @@ mod tests {
             e: Event { nr, result, flags, args, site: 0x7f00_0000_1234 + nr as u64, tid: 0, ..Default::default() },
             path: path.map(str::to_string),
             out: None,
+            order: (0, 0),
         };
         let fdcwd = (-100i64) as u64;
         vec![
@@ -1110,9 +1087,12 @@ mod tests {
         let names = BTreeMap::from([(7, "a".to_string()), (8, "b".to_string())]);
         let counts = BTreeMap::from([("read".to_string(), (1, 0))]);
         for format in [TraceFormat::Text, TraceFormat::Json, TraceFormat::Perfetto] {
-            let parts =
-                msgs.iter().enumerate().map(|(i, (p, m))| Part::new(i as u64, *p, m.clone(), Some(format))).collect();
-            let early = assemble(parts, Some(format));
+            // In any order (the collector's threads end in any order).
+            let mut g = Gathered::default();
+            for (i, (p, m)) in msgs.iter().enumerate().rev() {
+                g.add(i as u64, *p, m.clone(), Some(format));
+            }
+            let early = assemble(g, Some(format));
             assert_eq!(early.calls.iter().filter(|c| c.out.is_some()).count(), 6, "{format:?}");
             let late = decode(&msgs);
             assert_eq!(late.calls.len(), 6);
