@@ -391,17 +391,7 @@ fn write_trace(
     match format {
         TraceFormat::Text => {
             let mut clock = Clock::default();
-            for c in &d.calls {
-                match d.formatted(c) {
-                    Some(b) => {
-                        flush(&mut buf, out, 0)?;
-                        out.write_all(b)?;
-                    }
-                    None => text_line_into(c, &mut clock, &mut buf),
-                }
-                flush(&mut buf, out, CHUNK)?;
-            }
-            flush(&mut buf, out, 0)?;
+            write_lines(out, d, |c, b| text_line_into(c, &mut clock, b))?;
             if slow {
                 writeln!(out, "# calls made (all, recorded or not):")?;
                 for (name, (calls, errors)) in counts {
@@ -413,17 +403,7 @@ fn write_trace(
             for (pid, name) in names {
                 writeln!(out, "{}", json!({"type": "process", "pid": pid, "command": name}))?;
             }
-            for c in &d.calls {
-                match d.formatted(c) {
-                    Some(b) => {
-                        flush(&mut buf, out, 0)?;
-                        out.write_all(b)?;
-                    }
-                    None => json_call(c, &mut buf),
-                }
-                flush(&mut buf, out, CHUNK)?;
-            }
-            flush(&mut buf, out, 0)?;
+            write_lines(out, d, json_call)?;
             for ((pid, tid), n) in &d.dropped {
                 writeln!(out, "{}", json!({"type": "dropped", "pid": pid, "tid": tid, "events": n}))?;
             }
@@ -458,6 +438,46 @@ fn write_trace(
         }
     }
     out.flush()
+}
+
+/// Every call's line: as formatted when its message arrived, else by
+/// `line`. The lines of calls that follow each other in their message are
+/// written in one piece, from where they were formatted.
+fn write_lines(out: &mut dyn Write, d: &Decoded, mut line: impl FnMut(&Call, &mut Vec<u8>)) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(2 * CHUNK);
+    // The run of formatted lines not written yet: (message, start, end).
+    let mut run: Option<(u32, u32, u32)> = None;
+    let write_run = |run: &mut Option<(u32, u32, u32)>, out: &mut dyn Write| -> io::Result<()> {
+        if let Some((m, start, end)) = run.take() {
+            out.write_all(&d.formatted[m as usize][start as usize..end as usize])?;
+        }
+        Ok(())
+    };
+    for c in &d.calls {
+        match c.out.filter(|_| d.formatted(c).is_some()) {
+            Some((m, start, len)) => match &mut run {
+                Some((rm, _, end)) if *rm == m && *end == start => *end += len,
+                _ => {
+                    write_run(&mut run, out)?;
+                    if !buf.is_empty() {
+                        out.write_all(&buf)?;
+                        buf.clear();
+                    }
+                    run = Some((m, start, start + len));
+                }
+            },
+            None => {
+                write_run(&mut run, out)?;
+                line(c, &mut buf);
+                if buf.len() >= CHUNK {
+                    out.write_all(&buf)?;
+                    buf.clear();
+                }
+            }
+        }
+    }
+    write_run(&mut run, out)?;
+    out.write_all(&buf)
 }
 
 /// "ENOENT" (or "E123" for a number without a name).
