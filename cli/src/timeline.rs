@@ -237,7 +237,8 @@ pub fn assemble(mut g: Gathered, format: Option<TraceFormat>) -> Decoded {
     }
     // In time order; calls of the same thread at the same ns in the order
     // they arrived (an exec recorded before it ran, then when it failed).
-    d.calls.sort_unstable_by_key(|c| (c.mono_ns, c.pid, c.tid, c.order));
+    // A stable sort: linear on the runs of calls already in order, as most are.
+    d.calls.sort_by_key(|c| (c.mono_ns, c.pid, c.tid, c.order));
     // An exec recorded before it ran, then again when it failed: keep the
     // completed one.
     let mut keep = vec![true; d.calls.len()];
@@ -322,6 +323,9 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     if !got.missing.is_empty() {
         let _ = writeln!(err, "usertrap: {}", crate::collect::describe(&got.missing, got.processes));
     }
+    // The command ends now: freeing every call's path one by one would only
+    // make it end later.
+    std::mem::forget(decoded);
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => Outcome::Exit(code),
