@@ -573,12 +573,19 @@ fn perfetto_tail(c: &Call, base: i128, b: &mut Vec<u8>) {
 /// The slice up to its last key's value (`..."ts":`), which
 /// [`perfetto_tail`] writes.
 fn perfetto_head(c: &Call, b: &mut Vec<u8>) {
-    let mut text = Vec::with_capacity(128);
-    text_call(c, &mut text);
+    thread_local! {
+        /// The strace-like line, before it is escaped into the slice (one
+        /// buffer a thread, not an allocation a call).
+        static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let mut o = Obj::new(b);
     let mut a = Obj::new(o.key("args"));
     a.hex_list("args", &c.e.args);
-    jsonw::string(a.key("call"), &text);
+    TEXT.with_borrow_mut(|text| {
+        text.clear();
+        text_call(c, text);
+        jsonw::string(a.key("call"), text);
+    });
     if result_json(&mut a, c) {
         a.int("result", result_value(c.e.result));
     }
