@@ -52,6 +52,12 @@ struct Conn {
     data: Vec<u8>,
 }
 
+/// Takes `usertrap trace`'s messages as they arrive (arrival number, the
+/// sender's pid, the message), on the thread that read each: so decoding
+/// and formatting a run's millions of calls happen while it runs, not after.
+/// The collector counts a message as read only once this returned.
+pub type TraceSink = Arc<dyn Fn(u64, u32, Vec<u8>) + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     conns: Mutex<Vec<Conn>>,
@@ -62,6 +68,8 @@ struct State {
     seq: AtomicU64,
     in_flight: AtomicUsize,
     stop: AtomicBool,
+    /// Where trace messages go instead of `traces`.
+    sink: Option<TraceSink>,
 }
 
 pub struct Collector {
@@ -80,7 +88,8 @@ const SYNC: &[u8] = b"sync\n";
 pub const STALL_VAR: &str = "USERTRAP_TEST_COLLECTOR_STALL_MS";
 
 impl Collector {
-    pub fn start() -> io::Result<Collector> {
+    /// `sink`: where trace messages go (else they are kept in `traces`).
+    pub fn start(sink: Option<TraceSink>) -> io::Result<Collector> {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let mut rnd = [0u8; 8];
         let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut rnd));
@@ -94,7 +103,7 @@ impl Collector {
         // SAFETY: plain listen(2) on our socket: a deep backlog, so that
         // many processes ending at once are not refused.
         unsafe { libc::listen(listener.as_raw_fd(), backlog) };
-        let state = Arc::new(State::default());
+        let state = Arc::new(State { sink, ..State::default() });
         let st = state.clone();
         let acceptor = thread::spawn(move || {
             for stream in listener.incoming() {
@@ -382,8 +391,15 @@ fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
     // else as it says.
     if data.starts_with(b"trace ") {
         let said = data.split(|&b| b == b' ').nth(1).and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
-        if let (Some(pid), Ok(mut t)) = (peer_pid.or(said), st.traces.lock()) {
-            t.push((seq, pid, data));
+        if let Some(pid) = peer_pid.or(said) {
+            match &st.sink {
+                Some(sink) => sink(seq, pid, data),
+                None => {
+                    if let Ok(mut t) = st.traces.lock() {
+                        t.push((seq, pid, data));
+                    }
+                }
+            }
         }
         st.in_flight.fetch_sub(1, Ordering::SeqCst);
         return;

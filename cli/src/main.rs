@@ -12,6 +12,7 @@ mod collect;
 mod command;
 mod error;
 mod histogram;
+mod jsonw;
 mod live;
 mod merge;
 mod prometheus;

@@ -75,7 +75,7 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         // Each thread's figures kept apart (and reported) by the library.
         extra.push(("USERTRAP_THREADS", "1".to_string()));
     }
-    let (status, got) = run_collected(checked, args.backend, &args.command, &extra, live)?;
+    let (status, got) = run_collected(checked, args.backend, &args.command, &extra, live, None)?;
     let mut export_errors = Vec::new();
     if export.is_some() || args.pushgateway.is_some() {
         let host = prometheus::hostname();
@@ -161,19 +161,21 @@ pub fn check_command(lib: Option<&Path>, command: &[OsString]) -> Result<Checked
 
 /// Runs the command with the library preloaded, its processes reporting to
 /// a collector (`extra`: more of the library's settings); its wait status
-/// and what the processes sent.
+/// and what the processes sent (`trace_sink`: where trace messages go as
+/// they arrive, else into `traces`).
 pub fn run_collected(
     checked: Checked,
     backend: Option<crate::args::Backend>,
     command: &[OsString],
     extra: &[(&str, String)],
     live: Option<Live>,
+    trace_sink: Option<crate::collect::TraceSink>,
 ) -> Result<(ExitStatus, crate::collect::Collected), Failure> {
     let Checked { lib, program, start } = checked;
     let Some((cmd, cmd_args)) = command.split_first() else {
         return Err(Failure::usage("no command given"));
     };
-    let collector = Collector::start()
+    let collector = Collector::start(trace_sink)
         .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot open the report collector's socket: {}", io_msg(&e))))?;
 
     let mut child = match &start {

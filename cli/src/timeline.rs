@@ -3,6 +3,13 @@
 //! usertrap-core's `trace` says their bytes) and write them as strace-like
 //! text, JSON lines or a Chrome trace-event timeline.
 //!
+//! Each message is decoded, and its calls formatted, on the collector's
+//! thread that read it ([`Gathered`]), while the command runs: once it has
+//! ended, only putting the calls in time order and writing the bytes is
+//! left. That changes no byte: a call's line (JSON, text) is its own, and a
+//! Perfetto slice's only value that depends on the others, its timestamp
+//! from the first call, is its last key, written at the end.
+//!
 //! Why Chrome's trace-event JSON rather than Perfetto's protobuf: it needs
 //! no proto schema or generated code (serde_json, which the command already
 //! uses), it is a documented, stable format that both ui.perfetto.dev and
@@ -12,8 +19,10 @@
 //! write fractions, which Perfetto keeps to the ns), and it has no typed
 //! arguments. For longer runs, `--slow` keeps what matters.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, Write};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use usertrap_core::names::errno_name;
@@ -21,7 +30,9 @@ use usertrap_core::syscalls;
 use usertrap_core::trace::{self as wire, Event};
 
 use crate::args::{TraceArgs, TraceFormat};
+use crate::collect::TraceSink;
 use crate::error::{io_msg, Failure, OWN_FAILURE};
+use crate::jsonw::{self, Obj};
 use crate::stat::{self, Outcome};
 use crate::trace::TraceFilter;
 
@@ -37,6 +48,11 @@ pub struct Call {
     pub dur_ns: u64,
     pub e: Event,
     pub path: Option<String>,
+    /// Where its output, formatted when its message arrived, is in
+    /// [`Decoded::formatted`]: (message, start, length); none if it was not.
+    pub out: Option<(u32, u32, u32)>,
+    /// Its message's arrival number, and its place in the message.
+    pub order: (u64, u32),
 }
 
 /// What the processes sent, decoded.
@@ -47,8 +63,20 @@ pub struct Decoded {
     pub dropped: BTreeMap<(u32, u32), u64>,
     /// Messages that could not be read.
     pub damaged: usize,
+    /// The calls' output, formatted as their messages arrived (one buffer a
+    /// message): see [`Call::out`].
+    pub formatted: Vec<Vec<u8>>,
 }
 
+impl Decoded {
+    /// The call's output as formatted when its message arrived.
+    fn formatted(&self, c: &Call) -> Option<&[u8]> {
+        let (m, start, len) = c.out?;
+        self.formatted.get(m as usize)?.get(start as usize..(start + len) as usize)
+    }
+}
+
+#[derive(Clone, Copy)]
 struct Head {
     pid: u32,
     tid: u32,
@@ -72,40 +100,82 @@ fn head_of(line: &str) -> Option<Head> {
     }
 }
 
-/// Decode the trace messages (sender pid, message) in arrival order.
-pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
-    let mut d = Decoded::default();
-    // A process's frequency: any message that knew it (a running process
-    // may not have measured it yet when its first buffer filled).
-    let mut hz_of: HashMap<u32, u64> = HashMap::new();
-    let mut parsed = Vec::new();
-    for (peer, data) in msgs {
-        let nl = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
-        let Some(mut h) = std::str::from_utf8(&data[..nl]).ok().and_then(head_of) else {
-            d.damaged += 1;
-            continue;
-        };
-        h.pid = *peer;
-        if h.hz != 0 {
-            hz_of.insert(h.pid, h.hz);
-        }
-        parsed.push((h, data.get(nl + 1..).unwrap_or(&[])));
+/// Every message so far, decoded (and its calls formatted) as it arrived,
+/// on the collector's thread that read it: the calls of all of them in
+/// one list (in no order yet: each knows its message's arrival number), so
+/// that gathering them, too, is done while the command runs.
+#[derive(Default)]
+pub struct Gathered {
+    calls: Vec<Call>,
+    formatted: Vec<Vec<u8>>,
+    /// Each message read: (arrival number, head, events it carried).
+    heads: Vec<(u64, Head, u64)>,
+    /// Messages whose head says no frequency and whose times cannot be
+    /// scaled without one: decoded at the end, with their process's
+    /// frequency from another message.
+    later: Vec<(u64, Head, Vec<u8>)>,
+    damaged: usize,
+}
+
+/// `msg`'s head and body.
+fn split(peer: u32, msg: &[u8]) -> Option<(Head, &[u8])> {
+    let nl = msg.iter().position(|&b| b == b'\n').unwrap_or(msg.len());
+    let mut h = std::str::from_utf8(&msg[..nl]).ok().and_then(head_of)?;
+    h.pid = peer;
+    Some((h, msg.get(nl + 1..).unwrap_or(&[])))
+}
+
+/// Ticks to ns: (num, den). None when the message cannot say (no frequency,
+/// and less than 1 ms between the image's start and the message).
+fn scale(h: &Head, hz: Option<u64>) -> Option<(i128, i128)> {
+    // Ticks per ns between the image's start and this message: exact at
+    // both points, whatever the error of HZ.
+    let (dt, dm) = (h.ticks as i128 - h.ticks0 as i128, h.mono as i128 - h.mono0 as i128);
+    if dm >= 1_000_000 && dt > 0 {
+        return Some((dm, dt));
     }
-    for (h, mut body) in parsed {
-        let hz = if h.hz != 0 { h.hz } else { hz_of.get(&h.pid).copied().unwrap_or(1_000_000_000) } as i128;
-        // Ticks per ns between the image's start and this message: exact at
-        // both points, whatever the error of HZ.
-        let (dt, dm) = (h.ticks as i128 - h.ticks0 as i128, h.mono as i128 - h.mono0 as i128);
-        let (num, den) = if dm >= 1_000_000 && dt > 0 { (dm, dt) } else { (1_000_000_000, hz) };
-        let mut got = 0u64;
+    let hz = if h.hz != 0 { h.hz } else { hz? };
+    Some((1_000_000_000, hz as i128))
+}
+
+impl Gathered {
+    /// Message number `seq` from `peer`: decoded, and its calls formatted
+    /// for `format` if given (else they are formatted when written).
+    pub fn add(&mut self, seq: u64, peer: u32, msg: Vec<u8>, format: Option<TraceFormat>) {
+        let Some((head, body)) = split(peer, &msg) else {
+            self.damaged += 1;
+            return;
+        };
+        let Some(sc) = scale(&head, None) else {
+            self.later.push((seq, head, msg));
+            return;
+        };
+        self.decode_body(seq, &head, sc, body, format);
+    }
+
+    /// The calls of a message body; each formatted for `format`, if given.
+    fn decode_body(
+        &mut self,
+        seq: u64,
+        h: &Head,
+        (num, den): (i128, i128),
+        mut body: &[u8],
+        format: Option<TraceFormat>,
+    ) {
+        // A call's output takes about 3 times its event's bytes (JSON,
+        // Perfetto), 1 time (text): room enough, not grown by copying.
+        let mut out = Vec::with_capacity(if format.is_some() { 3 * body.len() + 1024 } else { 0 });
+        let m = self.formatted.len() as u32;
+        self.calls.reserve(body.len() / wire::HEAD);
+        let mut got = 0u32;
+        let mut clock = Clock::default();
         while let Some((e, path, len)) = wire::decode(body) {
             body = &body[len..];
-            got += 1;
             let ago = (h.ticks as i128 - e.start as i128) * num / den;
             let mono_ns = h.mono as i128 - ago;
             let path = (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0)
                 .then(|| String::from_utf8_lossy(path).into_owned());
-            d.calls.push(Call {
+            let mut c = Call {
                 pid: h.pid,
                 tid: e.tid,
                 mono_ns,
@@ -113,49 +183,101 @@ pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
                 dur_ns: (e.ticks as i128 * num / den) as u64,
                 e,
                 path,
-            });
+                out: None,
+                order: (seq, got),
+            };
+            got += 1;
+            if let Some(f) = format {
+                let start = out.len();
+                match f {
+                    TraceFormat::Text => text_line_into(&c, &mut clock, &mut out),
+                    TraceFormat::Json => json_call(&c, &mut out),
+                    TraceFormat::Perfetto => perfetto_head(&c, &mut out),
+                }
+                c.out = Some((m, start as u32, (out.len() - start) as u32));
+            }
+            self.calls.push(c);
         }
-        let lost = h.dropped + h.events.saturating_sub(got);
+        self.formatted.push(out);
+        self.heads.push((seq, *h, got.into()));
+    }
+}
+
+/// Decode the trace messages (sender pid, message) in arrival order.
+#[cfg(test)]
+pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
+    let mut g = Gathered::default();
+    for (i, (peer, m)) in msgs.iter().enumerate() {
+        g.add(i as u64, *peer, m.clone(), None);
+    }
+    assemble(g, None)
+}
+
+/// The messages' calls, in time order.
+pub fn assemble(mut g: Gathered, format: Option<TraceFormat>) -> Decoded {
+    // A process's frequency: any message that knew it (a running process
+    // may not have measured it yet when its first buffer filled): the last
+    // to arrive.
+    let mut known: Vec<(u64, u32, u64)> = g.heads.iter().map(|(s, h, _)| (*s, h.pid, h.hz)).collect();
+    known.extend(g.later.iter().map(|(s, h, _)| (*s, h.pid, h.hz)));
+    known.sort_unstable();
+    let hz_of: HashMap<u32, u64> = known.into_iter().filter(|k| k.2 != 0).map(|(_, pid, hz)| (pid, hz)).collect();
+    for (seq, head, msg) in std::mem::take(&mut g.later) {
+        let hz = hz_of.get(&head.pid).copied().unwrap_or(1_000_000_000);
+        let body = split(head.pid, &msg).map_or(&[][..], |(_, b)| b);
+        let sc = scale(&head, Some(hz)).unwrap_or((1_000_000_000, hz as i128));
+        g.decode_body(seq, &head, sc, body, format);
+    }
+    let mut d = Decoded { calls: g.calls, damaged: g.damaged, formatted: g.formatted, ..Decoded::default() };
+    for (_, h, got) in &g.heads {
+        let lost = h.dropped + h.events.saturating_sub(*got);
         if lost > 0 {
             *d.dropped.entry((h.pid, h.tid)).or_default() += lost;
         }
     }
-    d.calls.sort_by_key(|c| (c.mono_ns, c.pid, c.tid));
+    // In time order; calls of the same thread at the same ns in the order
+    // they arrived (an exec recorded before it ran, then when it failed).
+    // A stable sort: linear on the runs of calls already in order, as most are.
+    d.calls.sort_by_key(|c| (c.mono_ns, c.pid, c.tid, c.order));
     // An exec recorded before it ran, then again when it failed: keep the
     // completed one.
     let mut keep = vec![true; d.calls.len()];
     let mut last_pending: HashMap<u32, usize> = HashMap::new();
+    let mut dropped = false;
     for (i, c) in d.calls.iter().enumerate() {
         if c.e.flags & wire::PENDING != 0 {
             last_pending.insert(c.tid, i);
-        } else if let Some(p) = last_pending.remove(&c.tid) {
+        } else if let Some(p) = (!last_pending.is_empty()).then(|| last_pending.remove(&c.tid)).flatten() {
             if d.calls[p].e.nr == c.e.nr && d.calls[p].pid == c.pid {
                 keep[p] = false;
+                dropped = true;
             }
         }
     }
-    let mut k = keep.into_iter();
-    d.calls.retain(|_| k.next().unwrap_or(true));
+    if dropped {
+        let mut k = keep.into_iter();
+        d.calls.retain(|_| k.next().unwrap_or(true));
+    }
     d
 }
 
 /// The syscall's name ("syscall_N" if unnamed).
-pub fn name_of(nr: i64) -> String {
+pub fn name_of(nr: i64) -> Cow<'static, str> {
     const I386: i64 = 1 << 40;
     if nr & I386 != 0 {
         let n = (nr & !I386) as u64;
-        return format!("i386:{}", syscalls::name_i386(n).map_or(format!("syscall_{n}"), str::to_string));
+        return Cow::Owned(format!("i386:{}", syscalls::name_i386(n).map_or(format!("syscall_{n}"), str::to_string)));
     }
-    syscalls::name(nr as u64).map_or(format!("syscall_{nr}"), str::to_string)
+    syscalls::name(nr as u64).map_or_else(|| Cow::Owned(format!("syscall_{nr}")), Cow::Borrowed)
 }
 
 /// Runs `usertrap trace`.
 pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     let filter = TraceFilter::parse(&args.expr)?;
     let checked = stat::check_command(args.lib.as_deref(), &args.command)?;
-    let out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(stat::open_output(p)?)),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(BufWriter::with_capacity(OUT_BUF, stat::open_output(p)?)),
+        None => Box::new(BufWriter::with_capacity(OUT_BUF, io::stdout().lock())),
     };
     let mut value = args.slow.unwrap_or(0).to_string();
     if let Some(f) = &filter {
@@ -166,11 +288,24 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
         let list = if nrs.is_empty() { "512".to_string() } else { nrs.join(",") };
         value = format!("{value}:{list}");
     }
-    let (status, got) = stat::run_collected(checked, args.backend, &args.command, &[("USERTRAP_TRACE", value)], None)?;
-    let decoded = decode(&got.traces);
+    // Each message decoded and formatted on the collector's thread that
+    // read it, while the command runs; only putting them in order is left
+    // for when it has ended.
+    let gathered: Arc<Mutex<Gathered>> = Arc::default();
+    let format = args.format;
+    let sink: TraceSink = {
+        let gathered = gathered.clone();
+        Arc::new(move |seq, pid, msg| {
+            gathered.lock().unwrap_or_else(|e| e.into_inner()).add(seq, pid, msg, Some(format));
+        })
+    };
+    let extra = [("USERTRAP_TRACE", value)];
+    let (status, got) = stat::run_collected(checked, args.backend, &args.command, &extra, None, Some(sink))?;
+    let gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()));
+    let decoded = assemble(gathered, Some(format));
     let names = process_names(&got.greetings, &got.sources);
     let counts = merge_counts(&got.sources);
-    let written = write_trace(out, args.format, &decoded, &names, &counts, args.slow.is_some());
+    let written = write_trace(&mut *out, args.format, &decoded, &names, &counts, args.slow.is_some());
     if let Err(e) = written {
         let to = args.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
         return Err(Failure::new(OWN_FAILURE, format!("cannot write the trace to {to}: {}", io_msg(&e))));
@@ -188,6 +323,9 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     if !got.missing.is_empty() {
         let _ = writeln!(err, "usertrap: {}", crate::collect::describe(&got.missing, got.processes));
     }
+    // The command ends now: freeing every call's path one by one would only
+    // make it end later.
+    std::mem::forget(decoded);
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => Outcome::Exit(code),
@@ -230,19 +368,34 @@ fn merge_counts(sources: &[crate::merge::Source]) -> BTreeMap<String, (u64, u64)
     agg.syscalls.iter().map(|s| (s.stats.name.clone(), (s.stats.calls, s.stats.errors))).collect()
 }
 
+/// Bytes of output written at once (the trace of a million calls is a few
+/// hundred MB).
+const OUT_BUF: usize = 1 << 20;
+
+/// Calls are formatted into one buffer, handed to the writer when it holds
+/// this much.
+const CHUNK: usize = 1 << 16;
+
 fn write_trace(
-    mut out: Box<dyn Write>,
+    out: &mut dyn Write,
     format: TraceFormat,
     d: &Decoded,
     names: &BTreeMap<u32, String>,
     counts: &BTreeMap<String, (u64, u64)>,
     slow: bool,
 ) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(2 * CHUNK);
+    let flush = |buf: &mut Vec<u8>, out: &mut dyn Write, at: usize| -> io::Result<()> {
+        if !buf.is_empty() && buf.len() >= at {
+            out.write_all(buf)?;
+            buf.clear();
+        }
+        Ok(())
+    };
     match format {
         TraceFormat::Text => {
-            for c in &d.calls {
-                writeln!(out, "{}", text_line(c))?;
-            }
+            let mut clock = Clock::default();
+            write_lines(out, d, |c, b| text_line_into(c, &mut clock, b))?;
             if slow {
                 writeln!(out, "# calls made (all, recorded or not):")?;
                 for (name, (calls, errors)) in counts {
@@ -254,9 +407,7 @@ fn write_trace(
             for (pid, name) in names {
                 writeln!(out, "{}", json!({"type": "process", "pid": pid, "command": name}))?;
             }
-            for c in &d.calls {
-                writeln!(out, "{}", json_call(c))?;
-            }
+            write_lines(out, d, json_call)?;
             for ((pid, tid), n) in &d.dropped {
                 writeln!(out, "{}", json!({"type": "dropped", "pid": pid, "tid": tid, "events": n}))?;
             }
@@ -271,65 +422,195 @@ fn write_trace(
             let mut first = true;
             perfetto_events(d, names, |e| {
                 if !first {
-                    out.write_all(b",\n")?;
+                    buf.extend_from_slice(b",\n");
                 }
                 first = false;
-                serde_json::to_writer(&mut out, &e).map_err(io::Error::other)
+                match e {
+                    Slice::Value(v) => serde_json::to_writer(&mut buf, &v).map_err(io::Error::other)?,
+                    Slice::Call(c, base) => {
+                        match d.formatted(c) {
+                            Some(b) => buf.extend_from_slice(b),
+                            None => perfetto_head(c, &mut buf),
+                        }
+                        perfetto_tail(c, base, &mut buf);
+                    }
+                }
+                flush(&mut buf, out, CHUNK)
             })?;
+            flush(&mut buf, out, 0)?;
             writeln!(out, "]}}")?;
         }
     }
     out.flush()
 }
 
-fn result_json(r: i64) -> Value {
+/// Every call's line: as formatted when its message arrived, else by
+/// `line`. The lines of calls that follow each other in their message are
+/// written in one piece, from where they were formatted.
+fn write_lines(out: &mut dyn Write, d: &Decoded, mut line: impl FnMut(&Call, &mut Vec<u8>)) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(2 * CHUNK);
+    // The run of formatted lines not written yet: (message, start, end).
+    let mut run: Option<(u32, u32, u32)> = None;
+    let write_run = |run: &mut Option<(u32, u32, u32)>, out: &mut dyn Write| -> io::Result<()> {
+        if let Some((m, start, end)) = run.take() {
+            out.write_all(&d.formatted[m as usize][start as usize..end as usize])?;
+        }
+        Ok(())
+    };
+    for c in &d.calls {
+        match c.out.filter(|_| d.formatted(c).is_some()) {
+            Some((m, start, len)) => match &mut run {
+                Some((rm, _, end)) if *rm == m && *end == start => *end += len,
+                _ => {
+                    write_run(&mut run, out)?;
+                    if !buf.is_empty() {
+                        out.write_all(&buf)?;
+                        buf.clear();
+                    }
+                    run = Some((m, start, start + len));
+                }
+            },
+            None => {
+                write_run(&mut run, out)?;
+                line(c, &mut buf);
+                if buf.len() >= CHUNK {
+                    out.write_all(&buf)?;
+                    buf.clear();
+                }
+            }
+        }
+    }
+    write_run(&mut run, out)?;
+    out.write_all(&buf)
+}
+
+/// "ENOENT" (or "E123" for a number without a name).
+fn errno_of(e: i64) -> Cow<'static, str> {
+    errno_name(e).map_or_else(|| Cow::Owned(format!("E{e}")), Cow::Borrowed)
+}
+
+/// `errno` and `result` (an errno is `"result": -1`), in that order (the
+/// keys' order in serde_json's maps), unless the call is PENDING.
+fn result_json(o: &mut Obj<'_>, c: &Call) -> bool {
+    let r = c.e.result;
+    if c.e.flags & wire::PENDING != 0 {
+        return false;
+    }
     if (-4095..0).contains(&r) {
-        json!({"result": -1, "errno": errno_name(-r).map_or(format!("E{}", -r), str::to_string)})
+        o.str("errno", &errno_of(-r));
+    }
+    true
+}
+
+fn result_value(r: i64) -> i64 {
+    if (-4095..0).contains(&r) {
+        -1
     } else {
-        json!({"result": r})
+        r
     }
 }
 
-fn json_call(c: &Call) -> Value {
-    let mut v = json!({
-        "type": "call",
-        "pid": c.pid,
-        "tid": c.tid,
-        "time_ns": c.real_ns as i64,
-        "mono_ns": c.mono_ns as i64,
-        "dur_ns": c.dur_ns,
-        "syscall": name_of(c.e.nr),
-        "nr": c.e.nr,
-        "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
-        "site": format!("{:#x}", c.e.site),
-        "path": if c.e.flags & wire::FAST != 0 { "fast" } else { "slow" },
-    });
-    let o = v.as_object_mut().expect("an object");
-    if c.e.flags & wire::PENDING != 0 {
-        o.insert("unfinished".into(), json!(true));
-    } else if let Some(r) = result_json(c.e.result).as_object() {
-        o.extend(r.clone());
-    }
+/// One line of `--format json` (docs/report-schema.md, "Trace"): the keys
+/// sorted, as serde_json writes a map.
+fn json_call(c: &Call, b: &mut Vec<u8>) {
+    let mut o = Obj::new(b);
+    o.hex_list("args", &c.e.args);
+    o.int("dur_ns", c.dur_ns);
+    let finished = result_json(&mut o, c);
     if let Some(p) = &c.path {
-        o.insert("file".into(), json!(p));
+        o.str("file", p);
         if c.e.flags & wire::CUT != 0 {
-            o.insert("file_cut".into(), json!(true));
+            o.bool("file_cut", true);
         }
     }
-    v
+    o.int("mono_ns", c.mono_ns as i64);
+    o.int("nr", c.e.nr);
+    o.str("path", if c.e.flags & wire::FAST != 0 { "fast" } else { "slow" });
+    o.int("pid", c.pid);
+    if finished {
+        o.int("result", result_value(c.e.result));
+    }
+    o.hex("site", c.e.site);
+    o.str("syscall", &name_of(c.e.nr));
+    o.int("tid", c.tid);
+    o.int("time_ns", c.real_ns as i64);
+    o.str("type", "call");
+    if !finished {
+        o.bool("unfinished", true);
+    }
+    o.end();
+    b.push(b'\n');
+}
+
+/// A trace event: most are few (names, flows, drops) and built as values;
+/// the calls, one per recorded call, are written by hand.
+pub enum Slice<'a> {
+    Value(Value),
+    /// A call, and the time (mono ns) that is 0 on the timeline.
+    Call(&'a Call, i128),
+}
+
+/// µs since `base`, as the trace's timestamps are.
+fn us(ns: i128, base: i128) -> f64 {
+    (ns - base) as f64 / 1000.0
+}
+
+/// A call's complete ("X") slice, its keys sorted as serde_json writes a map.
+#[cfg(test)]
+fn perfetto_call(c: &Call, base: i128, b: &mut Vec<u8>) {
+    perfetto_head(c, b);
+    perfetto_tail(c, base, b);
+}
+
+/// Its timestamp and the end of the slice: the timestamp is from the
+/// trace's first call, known only once every message has arrived.
+fn perfetto_tail(c: &Call, base: i128, b: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail (and a finite f64 always serializes).
+    let _ = serde_json::to_writer(&mut *b, &us(c.mono_ns, base));
+    b.push(b'}');
+}
+
+/// The slice up to its last key's value (`..."ts":`), which
+/// [`perfetto_tail`] writes.
+fn perfetto_head(c: &Call, b: &mut Vec<u8>) {
+    thread_local! {
+        /// The strace-like line, before it is escaped into the slice (one
+        /// buffer a thread, not an allocation a call).
+        static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut o = Obj::new(b);
+    let mut a = Obj::new(o.key("args"));
+    a.hex_list("args", &c.e.args);
+    TEXT.with_borrow_mut(|text| {
+        text.clear();
+        text_call(c, text);
+        jsonw::string(a.key("call"), text);
+    });
+    if result_json(&mut a, c) {
+        a.int("result", result_value(c.e.result));
+    }
+    a.hex("site", c.e.site);
+    a.end();
+    o.str("cat", "syscall");
+    o.float("dur", c.dur_ns as f64 / 1000.0);
+    o.str("name", &name_of(c.e.nr));
+    o.str("ph", "X");
+    o.int("pid", c.pid);
+    o.int("tid", c.tid);
+    o.key("ts");
 }
 
 /// Chrome trace-event JSON: a track per thread, grouped by process, each
 /// call a complete ("X") slice; fork and exec as flow events from the call
 /// to the first call after it in the new process (image).
-pub fn perfetto_events(
-    d: &Decoded,
+pub fn perfetto_events<'a>(
+    d: &'a Decoded,
     names: &BTreeMap<u32, String>,
-    mut each: impl FnMut(Value) -> io::Result<()>,
+    mut each: impl FnMut(Slice<'a>) -> io::Result<()>,
 ) -> io::Result<()> {
     let base = d.calls.first().map_or(0, |c| c.mono_ns);
-    let us = |ns: i128| (ns - base) as f64 / 1000.0;
-    let mut ev = Emit(&mut each);
+    let us = |ns: i128| us(ns, base);
+    let mut ev = Emit(&mut each, std::marker::PhantomData);
     let mut threads: BTreeMap<(u32, u32), ()> = BTreeMap::new();
     for c in &d.calls {
         threads.insert((c.pid, c.tid), ());
@@ -343,20 +624,7 @@ pub fn perfetto_events(
         )?;
     }
     for c in &d.calls {
-        let mut args = json!({
-            "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
-            "site": format!("{:#x}", c.e.site),
-            "call": text_call(c),
-        });
-        if let (Some(o), Some(r)) = (args.as_object_mut(), result_json(c.e.result).as_object()) {
-            if c.e.flags & wire::PENDING == 0 {
-                o.extend(r.clone());
-            }
-        }
-        ev.push(json!({
-            "ph": "X", "cat": "syscall", "name": name_of(c.e.nr), "pid": c.pid, "tid": c.tid,
-            "ts": us(c.mono_ns), "dur": c.dur_ns as f64 / 1000.0, "args": args,
-        }))?;
+        (ev.0)(Slice::Call(c, base))?;
     }
     // Flows: a fork-like call that returned a child's pid, to the child's
     // first call; an exec, to the first call after it in that process.
@@ -367,7 +635,7 @@ pub fn perfetto_events(
     let mut id = 0u64;
     for (i, c) in d.calls.iter().enumerate() {
         let name = name_of(c.e.nr);
-        let target = match name.as_str() {
+        let target = match &*name {
             "fork" | "vfork" | "clone" | "clone3" if c.e.result > 0 => {
                 first_of.get(&(c.e.result as u32)).copied().filter(|t| t.pid != c.pid)
             }
@@ -393,11 +661,11 @@ pub fn perfetto_events(
 }
 
 /// `push` an event to a writer (so the code reads as building a list).
-struct Emit<'a, F: FnMut(Value) -> io::Result<()>>(&'a mut F);
+struct Emit<'a, 'b, F: FnMut(Slice<'b>) -> io::Result<()>>(&'a mut F, std::marker::PhantomData<&'b ()>);
 
-impl<F: FnMut(Value) -> io::Result<()>> Emit<'_, F> {
+impl<'b, F: FnMut(Slice<'b>) -> io::Result<()>> Emit<'_, 'b, F> {
     fn push(&mut self, v: Value) -> io::Result<()> {
-        (self.0)(v)
+        (self.0)(Slice::Value(v))
     }
 }
 
@@ -518,89 +786,376 @@ fn open_flags(f: u64) -> String {
     parts.join("|")
 }
 
-fn quoted(c: &Call) -> String {
+/// A path argument: the recorded path as a JSON string ("..." after it if
+/// cut), else the pointer.
+fn quoted(c: &Call, b: &mut Vec<u8>) {
     match &c.path {
         Some(p) => {
-            let cut = if c.e.flags & wire::CUT != 0 { "..." } else { "" };
-            format!("{}{cut}", serde_json::to_string(p).unwrap_or_default())
+            jsonw::string(b, p.as_bytes());
+            if c.e.flags & wire::CUT != 0 {
+                b.extend_from_slice(b"...");
+            }
         }
-        None => format!("{:#x}", c.e.args[wire::path_arg(c.e.nr).unwrap_or(0)]),
+        None => jsonw::hex(b, c.e.args[wire::path_arg(c.e.nr).unwrap_or(0)]),
     }
 }
 
 /// "openat(AT_FDCWD, \"/x\", O_RDONLY)".
-fn text_call(c: &Call) -> String {
+fn text_call(c: &Call, b: &mut Vec<u8>) {
     let name = name_of(c.e.nr);
     let a = &c.e.args;
     // strace shows open's mode only where it is used.
     let creates = |f: u64| f & libc::O_CREAT as u64 != 0 || f & libc::O_TMPFILE as u64 == libc::O_TMPFILE as u64;
-    let kinds = match (name.as_str(), shape(&name)) {
+    let kinds = match (&*name, shape(&name)) {
         ("open", Some(k)) if !creates(a[1]) => Some(&k[..2]),
         ("openat", Some(k)) if !creates(a[2]) => Some(&k[..3]),
         (_, k) => k,
     };
-    let parts: Vec<String> = match kinds {
-        Some(kinds) => kinds
-            .iter()
-            .zip(a)
-            .map(|(k, &v)| match k {
-                Arg::Fd => (v as i32).to_string(),
-                Arg::DirFd if v as i32 == libc::AT_FDCWD => "AT_FDCWD".into(),
-                Arg::DirFd => (v as i32).to_string(),
-                Arg::Path => quoted(c),
-                Arg::OFlags => open_flags(v),
-                Arg::Mode => format!("{:#o}", v & 0o7777),
-                Arg::Int => (v as i64).to_string(),
-                Arg::Hex => format!("{v:#x}"),
-                Arg::Sig => usertrap_core::names::signal_name(v as i32).map_or(v.to_string(), str::to_string),
-            })
-            .collect(),
-        None => a.iter().map(|v| format!("{v:#x}")).collect(),
-    };
-    format!("{name}({})", parts.join(", "))
+    b.extend_from_slice(name.as_bytes());
+    b.push(b'(');
+    match kinds {
+        Some(kinds) => {
+            for (i, (k, &v)) in kinds.iter().zip(a).enumerate() {
+                if i > 0 {
+                    b.extend_from_slice(b", ");
+                }
+                match k {
+                    Arg::Fd => jsonw::int(b, v as i32),
+                    Arg::DirFd if v as i32 == libc::AT_FDCWD => b.extend_from_slice(b"AT_FDCWD"),
+                    Arg::DirFd => jsonw::int(b, v as i32),
+                    Arg::Path => quoted(c, b),
+                    Arg::OFlags => b.extend_from_slice(open_flags(v).as_bytes()),
+                    Arg::Mode => {
+                        let _ = write!(b, "{:#o}", v & 0o7777);
+                    }
+                    Arg::Int => jsonw::int(b, v as i64),
+                    Arg::Hex => jsonw::hex(b, v),
+                    Arg::Sig => match usertrap_core::names::signal_name(v as i32) {
+                        Some(s) => b.extend_from_slice(s.as_bytes()),
+                        None => jsonw::int(b, v),
+                    },
+                }
+            }
+        }
+        None => {
+            for (i, &v) in a.iter().enumerate() {
+                if i > 0 {
+                    b.extend_from_slice(b", ");
+                }
+                jsonw::hex(b, v);
+            }
+        }
+    }
+    b.push(b')');
 }
 
-fn result_text(c: &Call) -> String {
+fn result_text(c: &Call, b: &mut Vec<u8>) {
     if c.e.flags & wire::PENDING != 0 {
-        return "?".into();
+        b.push(b'?');
+        return;
     }
     let r = c.e.result;
     if (-4095..0).contains(&r) {
-        let e = errno_name(-r).map_or(format!("E{}", -r), str::to_string);
         let text = io::Error::from_raw_os_error(-r as i32).to_string();
-        let text = text.split(" (os error").next().unwrap_or_default().to_string();
-        return format!("-1 {e} ({text})");
+        let text = text.split(" (os error").next().unwrap_or_default();
+        let _ = write!(b, "-1 {} ({text})", errno_of(-r));
+        return;
     }
-    match name_of(c.e.nr).as_str() {
-        "mmap" | "brk" | "mremap" => format!("{r:#x}"),
-        _ => r.to_string(),
+    match &*name_of(c.e.nr) {
+        "mmap" | "brk" | "mremap" => jsonw::hex(b, r as u64),
+        _ => jsonw::int(b, r),
     }
 }
 
-/// "12:34:56.123456" in local time.
-fn clock_time(real_ns: i128) -> String {
-    let secs = real_ns.div_euclid(1_000_000_000) as libc::time_t;
-    let micros = real_ns.rem_euclid(1_000_000_000) / 1000;
-    // SAFETY: localtime_r fills the tm we pass, from the time_t we pass.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::localtime_r(&raw const secs, &raw mut tm) };
-    format!("{:02}:{:02}:{:02}.{micros:06}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+/// `n` (below 10^6) as six digits.
+fn six_digits(b: &mut Vec<u8>, n: u64) {
+    let mut d = [b'0'; 6];
+    let mut n = n % 1_000_000;
+    for x in d.iter_mut().rev() {
+        *x = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    b.extend_from_slice(&d);
 }
 
-/// "[pid 12 13] 12:34:56.123456 openat(...) = -1 ENOENT (...) <0.000012>".
-pub fn text_line(c: &Call) -> String {
-    let dur = if c.e.flags & wire::PENDING != 0 {
-        String::new()
-    } else {
-        format!(" <{}.{:06}>", c.dur_ns / 1_000_000_000, c.dur_ns % 1_000_000_000 / 1000)
-    };
-    format!("[pid {} {}] {} {} = {}{dur}", c.pid, c.tid, clock_time(c.real_ns), text_call(c), result_text(c))
+/// Local "HH:MM:SS" of the last second asked (localtime_r once a second,
+/// not once a call).
+#[derive(Default)]
+struct Clock {
+    secs: Option<libc::time_t>,
+    hms: [u8; 8],
+}
+
+impl Clock {
+    /// "12:34:56.123456" in local time.
+    fn write(&mut self, real_ns: i128, b: &mut Vec<u8>) {
+        let secs = real_ns.div_euclid(1_000_000_000) as libc::time_t;
+        let micros = real_ns.rem_euclid(1_000_000_000) / 1000;
+        if self.secs != Some(secs) {
+            // SAFETY: localtime_r fills the tm we pass, from the time_t we pass.
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            unsafe { libc::localtime_r(&raw const secs, &raw mut tm) };
+            let s = format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+            self.hms.copy_from_slice(&s.as_bytes()[..8]);
+            self.secs = Some(secs);
+        }
+        b.extend_from_slice(&self.hms);
+        b.push(b'.');
+        six_digits(b, micros as u64);
+    }
+}
+
+/// "[pid 12 13] 12:34:56.123456 openat(...) = -1 ENOENT (...) <0.000012>\n".
+fn text_line_into(c: &Call, clock: &mut Clock, b: &mut Vec<u8>) {
+    b.extend_from_slice(b"[pid ");
+    jsonw::int(b, c.pid);
+    b.push(b' ');
+    jsonw::int(b, c.tid);
+    b.extend_from_slice(b"] ");
+    clock.write(c.real_ns, b);
+    b.push(b' ');
+    text_call(c, b);
+    b.extend_from_slice(b" = ");
+    result_text(c, b);
+    if c.e.flags & wire::PENDING == 0 {
+        b.extend_from_slice(b" <");
+        jsonw::int(b, c.dur_ns / 1_000_000_000);
+        b.push(b'.');
+        six_digits(b, c.dur_ns % 1_000_000_000 / 1000);
+        b.push(b'>');
+    }
+    b.push(b'\n');
+}
+
+/// [`text_line_into`]'s line, without its newline.
+#[cfg(test)]
+fn text_line(c: &Call) -> String {
+    let mut b = Vec::new();
+    text_line_into(c, &mut Clock::default(), &mut b);
+    b.pop();
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // --- the writers before they wrote by hand (serde_json values, format!),
+    // kept to check that the bytes did not change.
+
+    fn old_result_json(r: i64) -> Value {
+        if (-4095..0).contains(&r) {
+            json!({"result": -1, "errno": errno_name(-r).map_or(format!("E{}", -r), str::to_string)})
+        } else {
+            json!({"result": r})
+        }
+    }
+
+    fn old_json_call(c: &Call) -> Value {
+        let mut v = json!({
+            "type": "call", "pid": c.pid, "tid": c.tid, "time_ns": c.real_ns as i64, "mono_ns": c.mono_ns as i64,
+            "dur_ns": c.dur_ns, "syscall": name_of(c.e.nr), "nr": c.e.nr,
+            "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
+            "site": format!("{:#x}", c.e.site),
+            "path": if c.e.flags & wire::FAST != 0 { "fast" } else { "slow" },
+        });
+        let o = v.as_object_mut().unwrap();
+        if c.e.flags & wire::PENDING != 0 {
+            o.insert("unfinished".into(), json!(true));
+        } else if let Some(r) = old_result_json(c.e.result).as_object() {
+            o.extend(r.clone());
+        }
+        if let Some(p) = &c.path {
+            o.insert("file".into(), json!(p));
+            if c.e.flags & wire::CUT != 0 {
+                o.insert("file_cut".into(), json!(true));
+            }
+        }
+        v
+    }
+
+    fn old_perfetto_call(c: &Call, base: i128) -> Value {
+        let mut args = json!({
+            "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
+            "site": format!("{:#x}", c.e.site),
+            "call": old_text_call(c),
+        });
+        if let (Some(o), Some(r)) = (args.as_object_mut(), old_result_json(c.e.result).as_object()) {
+            if c.e.flags & wire::PENDING == 0 {
+                o.extend(r.clone());
+            }
+        }
+        json!({
+            "ph": "X", "cat": "syscall", "name": name_of(c.e.nr), "pid": c.pid, "tid": c.tid,
+            "ts": (c.mono_ns - base) as f64 / 1000.0, "dur": c.dur_ns as f64 / 1000.0, "args": args,
+        })
+    }
+
+    fn old_text_call(c: &Call) -> String {
+        let name = name_of(c.e.nr);
+        let a = &c.e.args;
+        let creates = |f: u64| f & libc::O_CREAT as u64 != 0 || f & libc::O_TMPFILE as u64 == libc::O_TMPFILE as u64;
+        let kinds = match (&*name, shape(&name)) {
+            ("open", Some(k)) if !creates(a[1]) => Some(&k[..2]),
+            ("openat", Some(k)) if !creates(a[2]) => Some(&k[..3]),
+            (_, k) => k,
+        };
+        let quoted = |c: &Call| match &c.path {
+            Some(p) => {
+                let cut = if c.e.flags & wire::CUT != 0 { "..." } else { "" };
+                format!("{}{cut}", serde_json::to_string(p).unwrap_or_default())
+            }
+            None => format!("{:#x}", c.e.args[wire::path_arg(c.e.nr).unwrap_or(0)]),
+        };
+        let parts: Vec<String> = match kinds {
+            Some(kinds) => kinds
+                .iter()
+                .zip(a)
+                .map(|(k, &v)| match k {
+                    Arg::Fd => (v as i32).to_string(),
+                    Arg::DirFd if v as i32 == libc::AT_FDCWD => "AT_FDCWD".into(),
+                    Arg::DirFd => (v as i32).to_string(),
+                    Arg::Path => quoted(c),
+                    Arg::OFlags => open_flags(v),
+                    Arg::Mode => format!("{:#o}", v & 0o7777),
+                    Arg::Int => (v as i64).to_string(),
+                    Arg::Hex => format!("{v:#x}"),
+                    Arg::Sig => usertrap_core::names::signal_name(v as i32).map_or(v.to_string(), str::to_string),
+                })
+                .collect(),
+            None => a.iter().map(|v| format!("{v:#x}")).collect(),
+        };
+        format!("{name}({})", parts.join(", "))
+    }
+
+    fn old_text_line(c: &Call) -> String {
+        let result = if c.e.flags & wire::PENDING != 0 {
+            "?".to_string()
+        } else if (-4095..0).contains(&c.e.result) {
+            let r = c.e.result;
+            let e = errno_name(-r).map_or(format!("E{}", -r), str::to_string);
+            let text = io::Error::from_raw_os_error(-r as i32).to_string();
+            format!("-1 {e} ({})", text.split(" (os error").next().unwrap_or_default())
+        } else {
+            match &*name_of(c.e.nr) {
+                "mmap" | "brk" | "mremap" => format!("{:#x}", c.e.result),
+                _ => c.e.result.to_string(),
+            }
+        };
+        let dur = if c.e.flags & wire::PENDING != 0 {
+            String::new()
+        } else {
+            format!(" <{}.{:06}>", c.dur_ns / 1_000_000_000, c.dur_ns % 1_000_000_000 / 1000)
+        };
+        let secs = c.real_ns.div_euclid(1_000_000_000) as libc::time_t;
+        let micros = c.real_ns.rem_euclid(1_000_000_000) / 1000;
+        // SAFETY: localtime_r fills the tm we pass, from the time_t we pass.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::localtime_r(&raw const secs, &raw mut tm) };
+        let clock = format!("{:02}:{:02}:{:02}.{micros:06}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+        format!("[pid {} {}] {clock} {} = {result}{dur}", c.pid, c.tid, old_text_call(c))
+    }
+
+    /// Calls of every shape the writers tell apart.
+    fn varied_calls() -> Vec<Call> {
+        let call = |nr: i64, result: i64, flags: u16, args: [u64; 6], path: Option<&str>| Call {
+            pid: 4000 + nr as u32 % 3,
+            tid: 4100 + nr as u32 % 5,
+            mono_ns: 1_000_000_000 + nr as i128 * 1_234_567,
+            real_ns: 1_700_000_000_123_456_789 + nr as i128 * 987_654_321,
+            dur_ns: (nr as u64 * 7919) % 3_000_000_123,
+            e: Event { nr, result, flags, args, site: 0x7f00_0000_1234 + nr as u64, tid: 0, ..Default::default() },
+            path: path.map(str::to_string),
+            out: None,
+            order: (0, 0),
+        };
+        let fdcwd = (-100i64) as u64;
+        vec![
+            call(257, -2, wire::FAST, [fdcwd, 0x1000, 0, 0, 0, 0], Some("/no/such")),
+            call(257, 3, 0, [5, 0x1000, (libc::O_CREAT | libc::O_WRONLY) as u64, 0o644, 0, 0], Some("a\"b\\c\n\u{1}é")),
+            call(2, 4, wire::CUT, [0x2000, libc::O_TMPFILE as u64 | 2, 0o600, 0, 0, 0], Some("/long/pa")),
+            call(4, -14, wire::BAD_PATH, [0xdead, 0, 0, 0, 0, 0], None),
+            call(59, 0, wire::PENDING, [0x3000, 0x4000, 0x5000, 0, 0, 0], Some("/bin/true")),
+            call(9, 0x7f12_3456_7000, wire::FAST, [0, 4096, 3, 0x22, u64::MAX, 0], None),
+            call(0, 12, wire::FAST, [3, 0x7ffd_0000, 4096, 0, 0, 0], None),
+            call(62, 0, 0, [77, 9, 0, 0, 0, 0], None),
+            call(62, -3, 0, [77, 99, 0, 0, 0, 0], None),
+            call(39, 4000, wire::FAST, [0; 6], None),
+            call(231, 0, wire::PENDING, [1, 0, 0, 0, 0, 0], None),
+            call(449, -4095, 0, [1, 2, 3, 4, 5, 6], None),
+            call(999, 5, 0, [u64::MAX, 0, 1, 2, 3, 4], None),
+            call(1 << 40 | 20, -38, 0, [1, 2, 3, 0, 0, 0], None),
+            call(1 << 40 | 9999, 0, 0, [0; 6], None),
+            call(202, -110, 0, [0x1234, 0x80, 0, 0, 0, 0], None),
+            call(12, 0x55_0000, 0, [0, 0, 0, 0, 0, 0], None),
+            call(262, 0, wire::FAST, [fdcwd, 0x1000, 0x2000, 0x100, 0, 0], Some("/")),
+        ]
+    }
+
+    #[test]
+    fn calls_formatted_as_they_arrive_are_written_as_at_the_end() {
+        let ev = |tid: u32, start: u64, nr: i64, result: i64| Event {
+            start,
+            ticks: 3,
+            nr,
+            result,
+            args: [3, 0x1000, 16, 0, 0, 0],
+            tid,
+            ..Default::default()
+        };
+        let mut msgs = vec![
+            msg(7, &[(ev(7, 3000, 0, 5), b""), (ev(7, 3500, 257, -2), b"/a\\"), (ev(7, 3200, 39, 7), b"")], 3, 1),
+            msg(8, &[(ev(8, 3100, 1, 5), b""), (ev(8, 4100, 59, 0), b"/bin/x")], 2, 0),
+            // No frequency, and too short a time to scale by: decoded at the
+            // end with pid 7's frequency.
+            msg(7, &[(ev(9, 3300, 262, 0), b"/")], 1, 0),
+        ];
+        let head_end = msgs[2].1.iter().position(|&b| b == b'\n').unwrap();
+        let head = String::from_utf8(msgs[2].1[..head_end].to_vec()).unwrap().replace(" 1000000000 ", " 0 ");
+        msgs[2].1.splice(..head_end, head.into_bytes());
+        let names = BTreeMap::from([(7, "a".to_string()), (8, "b".to_string())]);
+        let counts = BTreeMap::from([("read".to_string(), (1, 0))]);
+        for format in [TraceFormat::Text, TraceFormat::Json, TraceFormat::Perfetto] {
+            // In any order (the collector's threads end in any order).
+            let mut g = Gathered::default();
+            for (i, (p, m)) in msgs.iter().enumerate().rev() {
+                g.add(i as u64, *p, m.clone(), Some(format));
+            }
+            let early = assemble(g, Some(format));
+            assert_eq!(early.calls.iter().filter(|c| c.out.is_some()).count(), 6, "{format:?}");
+            let late = decode(&msgs);
+            assert_eq!(late.calls.len(), 6);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            write_trace(&mut a, format, &early, &names, &counts, true).unwrap();
+            write_trace(&mut b, format, &late, &names, &counts, true).unwrap();
+            assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap(), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn the_written_bytes_are_those_of_serde_json_values() {
+        let base = 999_000_000;
+        for c in &varied_calls() {
+            let mut b = Vec::new();
+            json_call(c, &mut b);
+            assert_eq!(String::from_utf8(b).unwrap(), format!("{}\n", old_json_call(c)));
+            let mut b = Vec::new();
+            perfetto_call(c, base, &mut b);
+            assert_eq!(String::from_utf8(b).unwrap(), old_perfetto_call(c, base).to_string());
+            assert_eq!(text_line(c), old_text_line(c));
+        }
+        // The clock's second, kept from one call to the next, is redone
+        // when the second changes.
+        let mut clock = Clock::default();
+        let mut b = Vec::new();
+        for c in &varied_calls() {
+            text_line_into(c, &mut clock, &mut b);
+        }
+        let old: String = varied_calls().iter().map(|c| old_text_line(c) + "\n").collect();
+        assert_eq!(String::from_utf8(b).unwrap(), old);
+    }
 
     fn msg(pid: u32, events: &[(Event, &[u8])], declared: u64, dropped: u64) -> (u32, Vec<u8>) {
         let mut m = format!("trace {pid} {} {dropped} {declared} 1000000000 5000 1000000 2000000 4000 999000\n", pid)

@@ -1,0 +1,156 @@
+//! A JSON object written straight into a byte buffer, for `usertrap
+//! trace`'s per-call lines: a serde_json `Value` per call (a map, a string
+//! per argument) cost about 5 us a call, longer than the traced program
+//! spent making it.
+//!
+//! The bytes are serde_json's own for the same object (no spaces, its
+//! string escapes, its float form), so the trace reads the same whichever
+//! way it was written; the caller gives the keys in serde_json's order
+//! (sorted: its maps are BTreeMaps). timeline.rs's tests compare the two.
+
+/// An object being written; `end` closes it.
+pub struct Obj<'a> {
+    buf: &'a mut Vec<u8>,
+    first: bool,
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl<'a> Obj<'a> {
+    pub fn new(buf: &'a mut Vec<u8>) -> Obj<'a> {
+        buf.push(b'{');
+        Obj { buf, first: true }
+    }
+
+    /// `"k":`, after a comma unless first. The key is written as is (the
+    /// callers' keys are plain ASCII).
+    pub fn key(&mut self, k: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(k.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+        self.buf
+    }
+
+    pub fn str(&mut self, k: &str, v: &str) {
+        string(self.key(k), v.as_bytes());
+    }
+
+    pub fn int(&mut self, k: &str, v: impl itoa::Integer) {
+        int(self.key(k), v);
+    }
+
+    pub fn bool(&mut self, k: &str, v: bool) {
+        let b = self.key(k);
+        b.extend_from_slice(if v { b"true" } else { b"false" });
+    }
+
+    /// A float as serde_json writes it.
+    pub fn float(&mut self, k: &str, v: f64) {
+        let b = self.key(k);
+        // Writing to a Vec cannot fail (and a finite f64 always serializes).
+        let _ = serde_json::to_writer(b, &v);
+    }
+
+    /// `"0x1f"`, as `format!("{v:#x}")` in a JSON string.
+    pub fn hex(&mut self, k: &str, v: u64) {
+        let b = self.key(k);
+        b.push(b'"');
+        hex(b, v);
+        b.push(b'"');
+    }
+
+    /// `["0x1","0x2",...]`.
+    pub fn hex_list(&mut self, k: &str, vs: &[u64]) {
+        let b = self.key(k);
+        b.push(b'[');
+        for (i, &v) in vs.iter().enumerate() {
+            if i > 0 {
+                b.push(b',');
+            }
+            b.push(b'"');
+            hex(b, v);
+            b.push(b'"');
+        }
+        b.push(b']');
+    }
+
+    pub fn end(self) {
+        self.buf.push(b'}');
+    }
+}
+
+pub fn int(b: &mut Vec<u8>, v: impl itoa::Integer) {
+    b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// `0x` and lower-case hex digits, as `{:#x}`.
+pub fn hex(b: &mut Vec<u8>, v: u64) {
+    b.extend_from_slice(b"0x");
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        b.push(HEX[(v >> (4 * i)) as usize & 0xf]);
+    }
+}
+
+/// `s` (UTF-8) as a JSON string, escaped as serde_json escapes it.
+pub fn string(b: &mut Vec<u8>, s: &[u8]) {
+    b.push(b'"');
+    let mut start = 0;
+    for (i, &c) in s.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        b.extend_from_slice(&s[start..i]);
+        if esc.is_empty() {
+            b.extend_from_slice(b"\\u00");
+            b.push(HEX[(c >> 4) as usize]);
+            b.push(HEX[(c & 0xf) as usize]);
+        } else {
+            b.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    b.extend_from_slice(&s[start..]);
+    b.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_serde_json_writes_them() {
+        for s in ["", "plain", "a\"b\\c", "\n\r\t\x08\x0c\x01\x1f\x7f", "é/ü → x", "\u{0}end"] {
+            let mut b = Vec::new();
+            string(&mut b, s.as_bytes());
+            assert_eq!(String::from_utf8(b).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+        for v in [0u64, 1, 0xf, 0x10, 0xdead_beef, u64::MAX] {
+            let mut b = Vec::new();
+            hex(&mut b, v);
+            assert_eq!(String::from_utf8(b).unwrap(), format!("{v:#x}"));
+        }
+        let mut b = Vec::new();
+        let mut o = Obj::new(&mut b);
+        o.int("a", -5i64);
+        o.float("b", 1.5);
+        o.float("c", 2.0);
+        o.hex_list("d", &[0, 255]);
+        o.str("e", "x");
+        o.end();
+        let v = serde_json::json!({"a": -5, "b": 1.5, "c": 2.0, "d": ["0x0", "0xff"], "e": "x"});
+        assert_eq!(String::from_utf8(b).unwrap(), v.to_string());
+    }
+}
