@@ -68,11 +68,19 @@ pub struct TraceArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ns)]
     pub slow: Option<u64>,
 
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// What `stat` and `trace` both take: the library, the backend, the command.
+#[derive(Debug, Args)]
+pub struct RunArgs {
     /// The library to preload (default: libusertrap.so beside this program).
     #[arg(long = "lib", value_name = "PATH")]
     pub lib: Option<PathBuf>,
 
-    /// How the library traps syscalls (as for `usertrap stat`).
+    /// How the library traps syscalls (USERTRAP_BACKEND; default: the
+    /// library's, auto: sud where the kernel has it, else seccomp).
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
 
@@ -243,24 +251,8 @@ pub struct StatArgs {
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
 
-    /// The library to preload (default: libusertrap.so beside this program).
-    #[arg(long = "lib", value_name = "PATH")]
-    pub lib: Option<PathBuf>,
-
-    /// How the library traps syscalls (USERTRAP_BACKEND; default: the
-    /// library's, auto: sud where the kernel has it, else seccomp).
-    #[arg(long, value_enum)]
-    pub backend: Option<Backend>,
-
-    /// The command and its arguments (after `--`).
-    #[arg(
-        value_name = "CMD",
-        required = true,
-        num_args = 1..,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    pub command: Vec<OsString>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -354,9 +346,9 @@ mod tests {
         let cli = Cli::try_parse_from(["usertrap", "stat", "-e", "trace=read", "--", "ls", "-l", "-e"]).unwrap();
         let Commands::Stat(a) = cli.command else { panic!("not stat") };
         assert_eq!(a.expr, ["trace=read"]);
-        assert_eq!(a.command, ["ls", "-l", "-e"]);
+        assert_eq!(a.run.command, ["ls", "-l", "-e"]);
         let cli = Cli::try_parse_from(["usertrap", "stat", "-o", "x", "ls", "-l"]).unwrap();
         let Commands::Stat(a) = cli.command else { panic!("not stat") };
-        assert_eq!(a.command, ["ls", "-l"]);
+        assert_eq!(a.run.command, ["ls", "-l"]);
     }
 }

@@ -47,7 +47,7 @@ enum Output {
 pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     let filter = TraceFilter::parse(&args.expr)?;
     crate::histogram::check_names(&args.histogram)?;
-    let checked = check_command(args.lib.as_deref(), &args.command)?;
+    let checked = check_command(args.run.lib.as_deref(), &args.run.command)?;
     let mut output = match &args.output {
         None => Output::Stderr,
         Some(p) => Output::File(p.clone(), open_output(p)?),
@@ -75,7 +75,7 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         // Each thread's figures kept apart (and reported) by the library.
         extra.push(("USERTRAP_THREADS", "1".to_string()));
     }
-    let (status, got) = run_collected(checked, args.backend, &args.command, &extra, live, None)?;
+    let (status, got) = run_collected(checked, args.run.backend, &args.run.command, &extra, live, None)?;
     let mut export_errors = Vec::new();
     if export.is_some() || args.pushgateway.is_some() {
         let host = prometheus::hostname();
@@ -89,7 +89,7 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
     }
     let mut agg = merge::aggregate(got.sources, filter.as_ref(), args.per_process, args.per_thread);
     merge::sort(&mut agg, args.sort);
-    agg.command = Some(args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect());
+    agg.command = Some(args.run.command.iter().map(|a| a.to_string_lossy().into_owned()).collect());
     agg.status = Some(exit_of(status));
     agg.skipped = got.skipped;
     agg.missing = got.missing;

@@ -274,7 +274,7 @@ pub fn name_of(nr: i64) -> Cow<'static, str> {
 /// Runs `usertrap trace`.
 pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     let filter = TraceFilter::parse(&args.expr)?;
-    let checked = stat::check_command(args.lib.as_deref(), &args.command)?;
+    let checked = stat::check_command(args.run.lib.as_deref(), &args.run.command)?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(BufWriter::with_capacity(OUT_BUF, stat::open_output(p)?)),
         None => Box::new(BufWriter::with_capacity(OUT_BUF, io::stdout().lock())),
@@ -300,7 +300,7 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
         })
     };
     let extra = [("USERTRAP_TRACE", value)];
-    let (status, got) = stat::run_collected(checked, args.backend, &args.command, &extra, None, Some(sink))?;
+    let (status, got) = stat::run_collected(checked, args.run.backend, &args.run.command, &extra, None, Some(sink))?;
     let gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()));
     let decoded = assemble(gathered, Some(format));
     let names = process_names(&got.greetings, &got.sources);

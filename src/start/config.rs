@@ -76,6 +76,15 @@ pub enum ConfigError<'a> {
     Invalid { name: &'static str, value: &'a [u8], accepted: &'static str },
 }
 
+/// A 0/1 setting.
+fn switch<'a>(name: &'static str, value: &'a [u8]) -> Result<bool, ConfigError<'a>> {
+    match value {
+        b"0" => Ok(false),
+        b"1" => Ok(true),
+        _ => Err(ConfigError::Invalid { name, value, accepted: "0, 1" }),
+    }
+}
+
 pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB, USERTRAP_PHASES, USERTRAP_THREADS, USERTRAP_TRACE";
 
 impl Config {
@@ -151,13 +160,7 @@ impl Config {
                         }
                     }
                 }
-                b"USERTRAP_TIMING" => {
-                    c.timing = match value {
-                        b"0" => false,
-                        b"1" => true,
-                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_TIMING", value, accepted: "0, 1" }),
-                    }
-                }
+                b"USERTRAP_TIMING" => c.timing = switch("USERTRAP_TIMING", value)?,
                 b"USERTRAP_TSC_HZ" => {
                     c.tsc_hz = match parse_decimal(value) {
                         Some(n) if (1_000_000..=100_000_000_000).contains(&n) => n as u64,
@@ -170,13 +173,7 @@ impl Config {
                         }
                     }
                 }
-                b"USERTRAP_THREADS" => {
-                    c.threads = match value {
-                        b"0" => false,
-                        b"1" => true,
-                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_THREADS", value, accepted: "0, 1" }),
-                    }
-                }
+                b"USERTRAP_THREADS" => c.threads = switch("USERTRAP_THREADS", value)?,
                 b"USERTRAP_TRACE" => {
                     if crate::measure::report::trace::parse(value, |_| {}).is_none() {
                         return Err(ConfigError::Invalid {
@@ -187,20 +184,8 @@ impl Config {
                     }
                     c.trace = value;
                 }
-                b"USERTRAP_PHASES" => {
-                    c.phases = match value {
-                        b"0" => false,
-                        b"1" => true,
-                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_PHASES", value, accepted: "0, 1" }),
-                    }
-                }
-                b"USERTRAP_PATCH" => {
-                    c.patch = match value {
-                        b"0" => false,
-                        b"1" => true,
-                        _ => return Err(ConfigError::Invalid { name: "USERTRAP_PATCH", value, accepted: "0, 1" }),
-                    }
-                }
+                b"USERTRAP_PHASES" => c.phases = switch("USERTRAP_PHASES", value)?,
+                b"USERTRAP_PATCH" => c.patch = switch("USERTRAP_PATCH", value)?,
                 b"USERTRAP_SIGSTACK_KIB" => {
                     c.sigstack_kib = match parse_decimal(value) {
                         Some(n) if (64..=65536).contains(&n) => n,
