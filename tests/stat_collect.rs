@@ -20,6 +20,12 @@ fn usertrap_bin() -> PathBuf {
 /// panics unless both runs printed and ended the same. Returns the text
 /// aggregate.
 fn stat_vs_native(case: &str, backend: Backend, argv: &[&str], setup: impl Fn(&Path)) -> String {
+    stat_vs_native_with(&usertrap_bin(), case, backend, argv, setup)
+}
+
+/// `stat_vs_native` with the `usertrap` command at `bin` (the library and
+/// the launcher beside it).
+fn stat_vs_native_with(bin: &Path, case: &str, backend: Backend, argv: &[&str], setup: impl Fn(&Path)) -> String {
     let dir = scratch_dir(case, backend);
     fresh_dir(&dir);
     setup(&dir);
@@ -27,12 +33,8 @@ fn stat_vs_native(case: &str, backend: Backend, argv: &[&str], setup: impl Fn(&P
     fresh_dir(&dir);
     setup(&dir);
     let agg = dir.with_extension("aggregate.txt");
-    let cmd = Cmd::new(usertrap_bin())
-        .args(["stat", "-f", "--backend", backend.name(), "-o"])
-        .arg(&agg)
-        .arg("--")
-        .args(argv)
-        .cwd(&dir);
+    let cmd =
+        Cmd::new(bin).args(["stat", "-f", "--backend", backend.name(), "-o"]).arg(&agg).arg("--").args(argv).cwd(&dir);
     let traced = run_native(&cmd);
     assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
     assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
@@ -69,6 +71,40 @@ fn a_user_switch_still_reports() {
         }
         assert!(!text.contains("did not report"), "{b}:\n{text}");
     }
+}
+
+/// The same from a checkout other users cannot reach (a home directory of
+/// mode 0700): the user the program switches to still execs through the
+/// launcher and preloads the library (the command runs copies of them).
+#[test]
+fn a_user_switch_from_a_private_directory_still_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        println!("SKIPPED: not root (runuser needs root)");
+        return;
+    }
+    let private = scratch_dir("collect-private-install", Backend::ALL[0]).with_extension("install");
+    fresh_dir(&private);
+    let inner = private.join("bin");
+    fs::create_dir(&inner).unwrap();
+    for name in ["usertrap", "libusertrap.so", "usertrap-launcher"] {
+        fs::copy(repo_root().join("target/release").join(name), inner.join(name)).unwrap();
+    }
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    for b in Backend::ALL {
+        let text = stat_vs_native_with(
+            &inner.join("usertrap"),
+            "collect-runuser-private",
+            b,
+            &["runuser", "-u", "nobody", "--", "sh", "-c", "ls / >/dev/null; id -un"],
+            |_| {},
+        );
+        let names = reported(&text);
+        for want in ["runuser", "sh", "ls", "id"] {
+            assert!(names.iter().any(|n| n == want), "{b}: no report from {want}:\n{text}");
+        }
+    }
+    let _ = fs::remove_dir_all(&private);
 }
 
 /// Double fork, setsid, chdir /, umask 0777, every descriptor closed and

@@ -18,6 +18,7 @@ mod merge;
 mod prometheus;
 mod report;
 mod sites;
+mod staging;
 mod stat;
 mod text;
 mod timeline;

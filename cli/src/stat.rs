@@ -175,6 +175,11 @@ pub fn run_collected(
     let Some((cmd, cmd_args)) = command.split_first() else {
         return Err(Failure::usage("no command given"));
     };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let staged = crate::staging::for_other_users(&lib, &lib.with_file_name(LAUNCHER_NAME), euid)
+        .map_err(|e| Failure::new(OWN_FAILURE, e))?;
+    let lib = staged.as_ref().map_or(lib, |s| s.lib().to_path_buf());
     let collector = Collector::start(trace_sink)
         .map_err(|e| Failure::new(OWN_FAILURE, format!("cannot open the report collector's socket: {}", io_msg(&e))))?;
 
@@ -293,8 +298,6 @@ fn launched(
     Ok(c)
 }
 
-/// The library: `--lib PATH`, or libusertrap.so beside this program. An
-/// absolute path without ':' or blanks (LD_PRELOAD splits on those).
 /// CPUID 0x80000007, EDX bit 8: the TSC runs at a constant rate (what the
 /// library checks before it times with rdtsc).
 fn tsc_invariant() -> bool {
@@ -319,6 +322,8 @@ fn tsc_hz() -> u64 {
     (u128::from(t1.wrapping_sub(t0)) * 1_000_000_000 / ns) as u64
 }
 
+/// The library: `--lib PATH`, or libusertrap.so beside this program. An
+/// absolute path without ':' or blanks (LD_PRELOAD splits on those).
 fn find_library(opt: Option<&Path>) -> Result<PathBuf, Failure> {
     let lib = match opt {
         Some(p) => {

@@ -239,6 +239,13 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
             unsafe { exec_reported(area, raw::SYS_execve, [env.launcher.as_ptr() as u64, new_argv, new_envp, 0, 0, 0]) }
         })
     });
+    // The program itself passed the kernel's checks (`resolve`), so EACCES is
+    // the launcher's: say so, or the program's message would blame its own.
+    if r == -(libc::EACCES as i64)
+        && raw::cstr(&env.launcher).is_ok_and(|l| raw::faccessat(AT_FDCWD as i32, l, libc::X_OK).is_err())
+    {
+        note(execfn_bytes, Note::LauncherUnreachable);
+    }
     close_fd();
     core::hint::black_box((&t, &execfn));
     r
@@ -261,6 +268,9 @@ fn comm_name(loaded: Option<i32>, execfn: &[u8], out: &mut [u8; 16]) -> usize {
 }
 
 enum Note {
+    /// The program could be exec'd but the launcher cannot (a directory on
+    /// its path is private to another user: the process switched user).
+    LauncherUnreachable,
     SetuidNoPrivs,
     SetuidNative,
     Elf32,
@@ -270,6 +280,8 @@ enum Note {
 fn note(name: &[u8], what: Note) {
     let mut l = Line::new();
     l.str("exec of ").bytes(name).str(match what {
+        Note::LauncherUnreachable => ": failed with EACCES because usertrap-launcher cannot be reached with this process's credentials \
+             (install usertrap where every user can read it; `usertrap stat` run by root uses copies in the temporary directory)",
         Note::SetuidNoPrivs => if raw::prctl_get_no_new_privs() == Ok(1) {
             ": set-user-ID/set-group-ID program run with the caller's credentials (no_new_privs is set, which a native exec would honour too)"
         } else {
