@@ -137,7 +137,7 @@ def main():
             programs.append((f"go ({flavor}): tests/data/go/reads", ["sh", "-c", 'exec "$0"', go]))
     programs.append(("bash: builtins, pipes, commands", ["bash", bash_script()]))
     if shutil.which("make") and shutil.which("cc"):
-        programs.append(("make -j2: 13 C files", ["make", "-s", "-B", "-j2", "-C", c_project()]))
+        programs.append(("make -j2: 17 C files", ["make", "-s", "-B", "-j2", "-C", c_project()]))
     if shutil.which("redis-server") and shutil.which("redis-benchmark"):
         programs.append(("redis-server, redis-benchmark", None))
     print(f"{'program':<32} {'backend':<8} {'syscalls':>9} {'fast path':>10}")
@@ -182,21 +182,6 @@ def bash_script():
     with open(path, "w") as f:
         f.write(BASH_SCRIPT)
     return path
-
-
-def c_project():
-    """A small C project (12 files and main) with a Makefile."""
-    d = os.path.join(ROOT, "target", "bench", "cproj")
-    os.makedirs(d, exist_ok=True)
-    for i in range(1, 13):
-        with open(os.path.join(d, f"f{i}.c"), "w") as f:
-            f.write(f"#include <stdio.h>\nint f{i}(int x) {{ return x * {i}; }}\n")
-    with open(os.path.join(d, "main.c"), "w") as f:
-        f.write("int f1(int);\nint main(void) { return f1(0); }\n")
-    with open(os.path.join(d, "Makefile"), "w") as f:
-        f.write("OBJS = $(patsubst %.c,%.o,$(wildcard *.c))\nprog: $(OBJS)\n\t$(CC) -o $@ $^\n"
-                "%.o: %.c\n\t$(CC) -O1 -c $< -o $@\n")
-    return d
 
 
 def redis_share(backend):
