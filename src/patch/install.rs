@@ -44,22 +44,29 @@ const DECODER_MEMORY: usize = 1 << 20;
 /// Whether the sites of syscall `nr` keep the slow path (trap::syscalls says
 /// which calls are emulated, and which emulations have a fast version).
 pub fn needs_slow_path(nr: u64) -> bool {
-    !syscalls::patchable(nr as i64) || (crate::patch::gopclntab::go_code_seen() && emulated(nr))
+    !syscalls::patchable(nr as i64) || (go_stack_is_short() && emulated(nr))
 }
 
 fn emulated(nr: u64) -> bool {
     syscalls::handling(nr as i64) != syscalls::Handling::Native
 }
 
-/// Once Go code is found in the process (a site's function in Go's table):
-/// emulated calls keep the slow path, sites patched before included
-/// (ut_fast_entry sends them back, before it uses any stack to speak of).
-/// Their fast versions need a few hundred bytes more below the caller's
-/// stack pointer than a native call, which Go's syscall stubs do not have
-/// on a goroutine stack of a few KiB (a vfork child of Go's runs on its
-/// parent's). Err: `nr` is such a call.
+/// Go code runs in this process (a site's function was in Go's table) and
+/// patched calls run on the program's stack (no FSGSBASE): Go's syscall
+/// stubs leave 584-608 bytes below the stack pointer on a goroutine stack
+/// of a few KiB, less than the fast versions of emulated calls need there.
+fn go_stack_is_short() -> bool {
+    crate::patch::gopclntab::go_code_seen() && !crate::rt::thread::fast_path_switches_stacks()
+}
+
+/// When the Go stack is short (`go_stack_is_short`): emulated calls keep
+/// the slow path, sites patched before included (ut_fast_entry sends them
+/// back, before it uses any stack to speak of). Where the fast path moves
+/// to the thread's own stack, 240 bytes below the caller's stack pointer
+/// is all it takes, and Go code is treated as any other. Err: `nr` is such
+/// a call.
 fn slow_in_go(nr: u64) -> Result<(), &'static str> {
-    if !crate::patch::gopclntab::go_code_seen() {
+    if !go_stack_is_short() {
         return Ok(());
     }
     for n in 0..arch::FAST_OK_LEN as u64 {

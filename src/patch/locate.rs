@@ -23,8 +23,10 @@ use super::os::Os;
 use super::reject::Reject;
 use super::unwind::{lookup_fde, next_fde_start, scan_eh_frame};
 
-/// Set by `usertrap trace` (measure::report::trace::configure): Go code is
-/// not patched (Reject::GoUnderTrace), its calls stay on the slow path.
+/// Set by `usertrap trace` (measure::report::trace::configure): where the
+/// fast path stays on the program's stack (no FSGSBASE), Go code is not
+/// patched (Reject::GoUnderTrace): recording needs more stack than a
+/// goroutine leaves at its `SYSCALL`. Its calls stay on the slow path.
 pub static NO_GO_SITES: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Where the function containing an address lies, and the run of executable
@@ -74,7 +76,9 @@ pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
                 Some((start, len)) => {
                     let f = super::gopclntab::lookup(os, start, len, site)?;
                     super::gopclntab::note_go_code();
-                    if NO_GO_SITES.load(core::sync::atomic::Ordering::Relaxed) {
+                    if NO_GO_SITES.load(core::sync::atomic::Ordering::Relaxed)
+                        && !crate::rt::thread::fast_path_switches_stacks()
+                    {
                         return Err(Reject::GoUnderTrace);
                     }
                     f

@@ -143,9 +143,9 @@ pub fn configure(value: &[u8]) {
         SLOW_TICKS.store((slow_ns as u128 * hz as u128 / 1_000_000_000) as u64, Ordering::Relaxed);
     }
     stats::set_timing(true);
-    // Recording on the fast path needs more of the program's stack than a
-    // goroutine leaves (tests/trace.rs runs a Go program): Go code stays on
-    // the slow path, on our own signal stack.
+    // Where the fast path stays on the program's stack (no FSGSBASE),
+    // recording there needs more than a goroutine leaves (tests/go.rs runs a
+    // Go program under trace): Go code then stays on the slow path.
     crate::patch::locate::NO_GO_SITES.store(true, Ordering::Relaxed);
     ON.store(true, Ordering::Relaxed);
 }
