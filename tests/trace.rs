@@ -161,6 +161,14 @@ fn perfetto_output_has_one_track_per_thread() {
         assert!(sleep["dur"].as_f64().unwrap() >= 5000.0, "{b}: {sleep}");
         let open = slices.iter().find(|e| e["args"]["call"].as_str().is_some_and(|c| c.contains("usertrap-trace")));
         assert_eq!(open.map(|e| e["args"]["errno"].clone()), Some("ENOENT".into()), "{b}");
+        // The sleeper's creation: a flow from the main thread's clone to the
+        // sleeper's first call.
+        let sleeper = sleep["tid"].as_u64().unwrap();
+        let main = tracks.iter().map(|t| t.1).find(|t| *t != sleeper).unwrap();
+        let ends = |ph: &str| -> Vec<u64> {
+            ev.iter().filter(|e| e["ph"] == ph && e["cat"] == "thread").map(|e| e["tid"].as_u64().unwrap()).collect()
+        };
+        assert_eq!((ends("s"), ends("f")), (vec![main], vec![sleeper]), "{b}: one thread flow, main to sleeper");
     }
 }
 

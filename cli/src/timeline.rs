@@ -602,7 +602,8 @@ fn perfetto_head(c: &Call, b: &mut Vec<u8>) {
 
 /// Chrome trace-event JSON: a track per thread, grouped by process, each
 /// call a complete ("X") slice; fork and exec as flow events from the call
-/// to the first call after it in the new process (image).
+/// to the first call after it in the new process (image), and a new
+/// thread's as one from the clone to the thread's first call.
 pub fn perfetto_events<'a>(
     d: &'a Decoded,
     names: &BTreeMap<u32, String>,
@@ -627,18 +628,33 @@ pub fn perfetto_events<'a>(
         (ev.0)(Slice::Call(c, base))?;
     }
     // Flows: a fork-like call that returned a child's pid, to the child's
-    // first call; an exec, to the first call after it in that process.
+    // first call; one that returned a new thread's tid, to that thread's
+    // first call after it (tids are reused: not an earlier thread's); an
+    // exec, to the first call after it in that process.
     let mut first_of: HashMap<u32, &Call> = HashMap::new();
     for c in &d.calls {
         first_of.entry(c.pid).or_insert(c);
+    }
+    let is_fork_like = |c: &Call| matches!(&*name_of(c.e.nr), "fork" | "vfork" | "clone" | "clone3") && c.e.result > 0;
+    let mut thread_start: HashMap<usize, &Call> = HashMap::new();
+    let mut awaited: HashMap<(u32, u32), usize> = HashMap::new();
+    for (i, c) in d.calls.iter().enumerate() {
+        if let Some(from) = awaited.remove(&(c.pid, c.tid)) {
+            thread_start.insert(from, c);
+        }
+        if is_fork_like(c) && first_of.get(&(c.e.result as u32)).is_none_or(|t| t.pid == c.pid) {
+            awaited.insert((c.pid, c.e.result as u32), i);
+        }
     }
     let mut id = 0u64;
     for (i, c) in d.calls.iter().enumerate() {
         let name = name_of(c.e.nr);
         let target = match &*name {
-            "fork" | "vfork" | "clone" | "clone3" if c.e.result > 0 => {
-                first_of.get(&(c.e.result as u32)).copied().filter(|t| t.pid != c.pid)
-            }
+            _ if is_fork_like(c) => first_of
+                .get(&(c.e.result as u32))
+                .copied()
+                .filter(|t| t.pid != c.pid)
+                .or_else(|| thread_start.get(&i).copied()),
             "execve" | "execveat" if c.e.flags & wire::PENDING != 0 => {
                 d.calls[i + 1..].iter().find(|t| t.pid == c.pid && t.mono_ns >= c.mono_ns)
             }
@@ -646,7 +662,13 @@ pub fn perfetto_events<'a>(
         };
         if let Some(t) = target {
             id += 1;
-            let cat = if name.starts_with("exec") { "exec" } else { "fork" };
+            let cat = if name.starts_with("exec") {
+                "exec"
+            } else if t.pid == c.pid {
+                "thread"
+            } else {
+                "fork"
+            };
             ev.push(json!({"ph": "s", "cat": cat, "name": cat, "id": id, "pid": c.pid, "tid": c.tid,
                 "ts": us(c.mono_ns + c.dur_ns as i128)}))?;
             ev.push(json!({"ph": "f", "bp": "e", "cat": cat, "name": cat, "id": id, "pid": t.pid, "tid": t.tid,
