@@ -27,6 +27,7 @@ use crate::rt::arch;
 use crate::emulate::signals;
 use crate::emulate::Outcome;
 use crate::measure::stats;
+use crate::patch::maps;
 use crate::rt::frame::{self, Ucontext};
 use crate::rt::log::Line;
 use crate::rt::owned;
@@ -538,6 +539,7 @@ pub fn memory_call(nr: i64, args: [u64; 6], report: bool) -> Option<i64> {
             | raw::SYS_mmap
             | libc::SYS_madvise
             | libc::SYS_shmat
+            | libc::SYS_shmdt
     ) {
         return None;
     }
@@ -559,9 +561,18 @@ pub fn memory_call(nr: i64, args: [u64; 6], report: bool) -> Option<i64> {
         raw::SYS_mremap => code_changing(addr, len, CodeChange::Rewritable),
         _ => {}
     }
+    // Whether existing mappings may go, move or change protection (the
+    // patcher's object cache must not be trusted meanwhile and after).
+    let remaps = match nr {
+        raw::SYS_mmap => replaces,
+        libc::SYS_madvise => false,
+        _ => true,
+    };
+    let changing = remaps.then(maps::MappingChange::begin);
     // SAFETY: the program's own memory call, checked above not to touch the
     // library's mappings (rt::raw: forwarded program calls).
     let r = unsafe { raw::syscall6(nr, args) };
+    drop(changing);
     if r >= 0 {
         match nr {
             raw::SYS_munmap => code_changing(addr, len, CodeChange::Gone),

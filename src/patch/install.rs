@@ -452,4 +452,5 @@ pub fn stop_for_program_filter() {
 pub fn after_fork_in_child() {
     // SAFETY: only this thread exists in the new process.
     unsafe { PATCHER.force_unlock() };
+    crate::patch::maps::after_fork_in_child();
 }

@@ -5,6 +5,7 @@
 
 use super::os::Os;
 use super::reject::Reject;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 // ---------------------------------------------------------------------------
 // /proc/self/maps
@@ -217,6 +218,7 @@ pub(super) fn scan_maps<O: Os, F: FnMut(&Mapping) -> bool>(os: &mut O, mut f: F)
 }
 
 /// The ELF object holding a code address, per /proc/self/maps.
+#[derive(Clone, Copy)]
 pub(super) struct Object {
     /// Address of its ELF header (its offset-0 mapping).
     pub(super) header: u64,
@@ -231,6 +233,118 @@ pub(super) struct Object {
 pub(super) const RECENT: usize = 16;
 
 pub(super) fn find_object<O: Os>(os: &mut O, site: u64) -> Result<Object, Reject> {
+    let Some(cache) = os.object_cache() else { return scan_for_object(os, site) };
+    let Some(generation) = settled_generation() else { return scan_for_object(os, site) };
+    // Contended (another thread patches, or a handler of this one
+    // interrupted a lookup): read the maps, as without a cache.
+    if let Some(mut c) = cache.try_lock() {
+        if let Some(o) = c.get(generation, site) {
+            return Ok(o);
+        }
+    }
+    let found = scan_for_object(os, site)?;
+    if let Some(mut c) = cache.try_lock() {
+        c.put(generation, found);
+    }
+    Ok(found)
+}
+
+// ---------------------------------------------------------------------------
+// Objects found before
+
+/// Only calls that unmap, replace, move or reprotect memory make a run of
+/// an object's executable mappings, as the maps listed it, stop being that
+/// (a new mapping never overlaps an existing one): munmap, mremap,
+/// mprotect, pkey_mprotect, mmap with MAP_FIXED, shmat, shmdt. Each of the
+/// program's goes through emulate::process::memory_call on either path,
+/// inside a [`MappingChange`]: CHANGING counts those in flight, and
+/// GENERATION moves when one ends. A cached object is used, or kept, only
+/// while none is in flight and the generation is the one its scan began in,
+/// so no lookup trusts a scan that a change may have overlapped.
+static CHANGING: AtomicU64 = AtomicU64::new(0);
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A call of the program's that may change existing mappings, in flight.
+pub struct MappingChange(());
+
+impl MappingChange {
+    #[inline(always)]
+    pub fn begin() -> MappingChange {
+        CHANGING.fetch_add(1, Ordering::SeqCst);
+        MappingChange(())
+    }
+}
+
+impl Drop for MappingChange {
+    #[inline(always)]
+    fn drop(&mut self) {
+        GENERATION.fetch_add(1, Ordering::SeqCst);
+        CHANGING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The current generation, if no change is in flight.
+fn settled_generation() -> Option<u64> {
+    let g = GENERATION.load(Ordering::SeqCst);
+    (CHANGING.load(Ordering::SeqCst) == 0).then_some(g)
+}
+
+/// In a fork child: calls that other threads had in flight never end here.
+pub fn after_fork_in_child() {
+    CHANGING.store(0, Ordering::SeqCst);
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: only this thread exists in the new process; a lookup of its
+    // own that a handler interrupted only unlocks again when it ends.
+    unsafe { OBJECTS.force_unlock() };
+}
+
+/// How many objects are kept (a process's syscalls live in a few: libc,
+/// the loader, the program, a runtime or two).
+const CACHED_OBJECTS: usize = 8;
+
+/// Objects found by a scan of /proc/self/maps, each valid while the
+/// generation it was found in is current: a site inside one's executable
+/// run needs no scan (about 20-40 us each, at every first hit of a site).
+pub struct ObjectCache {
+    generation: u64,
+    objects: [Option<Object>; CACHED_OBJECTS],
+    next: usize,
+}
+
+/// The library's cache (RawOs); a spin lock, taken only with try_lock on
+/// the patching path (cold).
+pub(super) static OBJECTS: spin::Mutex<ObjectCache> =
+    spin::Mutex::new(ObjectCache { generation: 0, objects: [None; CACHED_OBJECTS], next: 0 });
+
+impl ObjectCache {
+    fn get(&mut self, generation: u64, site: u64) -> Option<Object> {
+        if generation != self.generation {
+            return None;
+        }
+        self.objects.iter().flatten().find(|o| o.text_start <= site && site < o.text_end).copied()
+    }
+
+    /// Keep `o`, found by a scan that started in `generation`: dropped at
+    /// once if the mappings changed since, or are changing (the scan may
+    /// predate the change).
+    fn put(&mut self, generation: u64, o: Object) {
+        if settled_generation() != Some(generation) {
+            return;
+        }
+        if generation != self.generation {
+            self.objects = [None; CACHED_OBJECTS];
+            self.generation = generation;
+            self.next = 0;
+        }
+        if let Some(slot) = self.objects.get_mut(self.next % CACHED_OBJECTS) {
+            *slot = Some(o);
+        }
+        self.next = self.next.wrapping_add(1);
+    }
+}
+
+/// [`find_object`] by a scan of /proc/self/maps.
+fn scan_for_object<O: Os>(os: &mut O, site: u64) -> Result<Object, Reject> {
     let mut recent = [((0u64, 0u64), 0u64); RECENT];
     let mut recent_next = 0usize;
     let mut found: Option<Mapping> = None;
@@ -364,4 +478,36 @@ pub fn locate_sorted(addrs: &[u64], mut f: impl FnMut(usize, &[u8], u64)) -> boo
     }
     os.maps_close();
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn libc_like() -> Object {
+        Object { header: 0x7000_0000, key: (1, 2), text_start: 0x7000_1000, text_end: 0x7000_9000 }
+    }
+
+    #[test]
+    fn an_object_is_reused_only_while_no_mapping_changes() {
+        let mut cache = ObjectCache { generation: 0, objects: [None; CACHED_OBJECTS], next: 0 };
+        let g = settled_generation().expect("nothing in flight");
+        cache.put(g, libc_like());
+        assert_eq!(cache.get(g, 0x7000_2000).map(|o| o.header), Some(0x7000_0000), "inside its text");
+        assert!(cache.get(g, 0x7000_9000).is_none(), "past its text");
+        // An munmap in flight: nothing is trusted, nothing kept.
+        let change = MappingChange::begin();
+        assert_eq!(settled_generation(), None);
+        cache.put(g, libc_like());
+        drop(change);
+        // After it: the generation the object was found in is gone.
+        let g2 = settled_generation().expect("settled again");
+        assert_ne!(g2, g);
+        assert!(cache.get(g2, 0x7000_2000).is_none(), "found before the change");
+        // A scan that began before the change is not kept after it.
+        cache.put(g, libc_like());
+        assert!(cache.get(g2, 0x7000_2000).is_none(), "a scan that overlapped the change");
+        cache.put(g2, libc_like());
+        assert!(cache.get(g2, 0x7000_2000).is_some(), "a scan after the change");
+    }
 }

@@ -16,6 +16,11 @@ pub trait Os {
     fn maps_read(&mut self, buf: &mut [u8]) -> isize;
     /// Close what [`Os::maps_open`] opened.
     fn maps_close(&mut self);
+    /// Objects found before, reused while the mappings stay as they were
+    /// (see maps::ObjectCache); None: read /proc/self/maps each time.
+    fn object_cache(&mut self) -> Option<&'static spin::Mutex<super::maps::ObjectCache>> {
+        None
+    }
 }
 
 /// The library's [`Os`]: syscalls through the gate, memory through the
@@ -65,6 +70,10 @@ impl Os for RawOs {
             let _ = raw::close(self.fd as i32);
             self.fd = -1;
         }
+    }
+
+    fn object_cache(&mut self) -> Option<&'static spin::Mutex<super::maps::ObjectCache>> {
+        Some(&super::maps::OBJECTS)
     }
 }
 
