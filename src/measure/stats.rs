@@ -405,16 +405,28 @@ fn mark(used: &mut Used, nr: usize) {
 /// only the blocks of numbers in use are touched, so the mapping stays
 /// mostly untouched pages). Returns the numbers in use, counting the calls
 /// of threads without a table too.
-pub fn merge_into(merged: &[SysStats]) -> Used {
+/// Where each syscall's merged figures are: `index[nr]` is 1 + the block of
+/// `nr` in the merged table, 0 for none. Blocks are handed out in order of
+/// first use, so a process that used 20 syscalls touches 20 blocks' pages of
+/// the table, not one page (or two) per syscall across all of it.
+pub type MergeIndex = [u16; SLOTS];
+
+pub fn merge_into(merged: &[SysStats], index: &mut MergeIndex) -> Used {
     let mut used: Used = [0; SLOTS / 64 + 1];
+    let mut blocks = 0u16;
     for_each_table(|t, _| {
         for (nr, slot) in t.index.iter().enumerate() {
             let i = slot.get() as usize;
-            if i != 0 {
-                if let (Some(dst), Some(src)) = (merged.get(nr), t.blocks.get(i - 1)) {
-                    dst.add(src);
-                    mark(&mut used, nr);
-                }
+            let (Some(src), Some(at)) = (i.checked_sub(1).and_then(|i| t.blocks.get(i)), index.get_mut(nr)) else {
+                continue;
+            };
+            if *at == 0 {
+                blocks += 1;
+                *at = blocks;
+            }
+            if let Some(dst) = merged.get(*at as usize - 1) {
+                dst.add(src);
+                mark(&mut used, nr);
             }
         }
     });
@@ -428,10 +440,15 @@ pub fn merge_into(merged: &[SysStats]) -> Used {
     used
 }
 
-/// Merged call sites: `keys[i]` (0: free) names `sites[i]`, open addressing
-/// over `keys.len()` slots (a power of two).
+/// Merged call sites: `keys[i]` (0: free) is a slot of an open-addressing
+/// table over `keys.len()` slots (a power of two), whose figures are
+/// `sites[dense[i] - 1]`. The figures are handed out in order of first use
+/// (`site_keys[d]` names `sites[d]`), so merging 40 sites touches the pages
+/// of 40 entries, not of 40 slots scattered over the whole table.
 pub struct MergedSites<'a> {
     pub keys: &'a [core::cell::Cell<u64>],
+    pub dense: &'a [core::cell::Cell<u16>],
+    pub site_keys: &'a [core::cell::Cell<u64>],
     pub sites: &'a [SiteStats],
     /// Distinct sites kept (at most 3/4 of the slots).
     pub used: usize,
@@ -446,14 +463,18 @@ impl MergedSites<'_> {
         for _ in 0..n {
             let Some(k) = self.keys.get(i) else { break };
             if k.get() == 0 {
+                let (Some(d), Some(name)) = (self.dense.get(i), self.site_keys.get(self.used)) else { break };
                 if self.used * 4 >= n * 3 {
                     break;
                 }
+                name.set(key);
                 self.used += 1;
+                d.set(self.used as u16);
                 k.set(key);
             }
             if k.get() == key {
-                if let Some(dst) = self.sites.get(i) {
+                let d = self.dense.get(i).map_or(0, |d| d.get() as usize);
+                if let Some(dst) = d.checked_sub(1).and_then(|d| self.sites.get(d)) {
                     dst.add(src);
                 }
                 return;

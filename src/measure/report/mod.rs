@@ -115,12 +115,21 @@ fn report(how: Exit) {
     // SAFETY: a fresh zeroed mapping of SLOTS SysStats (all Cells: zero
     // is a valid value), ours until the munmap below.
     let merged = unsafe { core::slice::from_raw_parts(base as *const SysStats, SLOTS) };
-    let used = stats::merge_into(merged);
+    let mut index: stats::MergeIndex = [0; SLOTS];
+    let used = stats::merge_into(merged, &mut index);
     let sites = sites::Merged::build();
     phases::mark(Mark::Merge);
     let hz = stats::ticks_per_second();
     phases::mark(Mark::Calibrate);
-    let r = Report { merged, used, hz, how, end_real_ns: stats::clock_ns(libc::CLOCK_REALTIME), sites: sites.as_ref() };
+    let r = Report {
+        merged,
+        index: &index,
+        used,
+        hz,
+        how,
+        end_real_ns: stats::clock_ns(libc::CLOCK_REALTIME),
+        sites: sites.as_ref(),
+    };
     if !matches!(s.summary, Summary::Off) {
         r.summary(s);
     }

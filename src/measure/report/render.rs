@@ -25,7 +25,9 @@ pub enum Exit {
 }
 
 pub(super) struct Report<'a> {
+    /// The merged blocks, and which syscall has which (stats::merge_into).
     pub(super) merged: &'a [SysStats],
+    pub(super) index: &'a stats::MergeIndex,
     pub(super) used: stats::Used,
     pub(super) hz: u64,
     pub(super) how: Exit,
@@ -41,11 +43,11 @@ impl Report<'_> {
 
     /// The merged figures of `nr`, if it was used (others are never touched).
     pub(super) fn block(&self, nr: usize) -> Option<&SysStats> {
-        if stats::is_used(&self.used, nr) {
-            self.merged.get(nr)
-        } else {
-            None
+        if !stats::is_used(&self.used, nr) {
+            return None;
         }
+        let i = *self.index.get(nr)? as usize;
+        self.merged.get(i.checked_sub(1)?)
     }
 
     /// (fast, slow) over every syscall, threads with tables or not.
@@ -54,7 +56,7 @@ impl Report<'_> {
             return (0, 0);
         }
         let (ff, fs) = stats::fallback_calls(nr);
-        self.merged.get(nr).map_or((ff, fs), |b| (b.fast.get() + ff, b.slow.get() + fs))
+        self.block(nr).map_or((ff, fs), |b| (b.fast.get() + ff, b.slow.get() + fs))
     }
 
     pub(super) fn totals(&self) -> (u64, u64, u64, u64) {

@@ -28,17 +28,24 @@ struct Loc {
     offset: u64,
 }
 
+/// Sites kept at most (3/4 of the slots, as MergedSites fills them).
+const MERGED_MAX: usize = MERGED_SLOTS * 3 / 4;
+
+/// Indexed by slot: `keys`, `dense`; by entry (in order of first use, see
+/// MergedSites): `site_keys`, `sites`, `locs`.
 #[repr(C)]
 pub(super) struct Sites {
     keys: [Cell<u64>; MERGED_SLOTS],
-    sites: [SiteStats; MERGED_SLOTS],
-    /// Slots in use, by total time (largest first).
-    order: [u16; MERGED_SLOTS],
+    dense: [Cell<u16>; MERGED_SLOTS],
+    site_keys: [Cell<u64>; MERGED_MAX],
+    sites: [SiteStats; MERGED_MAX],
+    /// Entries, by total time (largest first).
+    order: [u16; MERGED_MAX],
     n: usize,
     not_kept: u64,
-    by_addr: [(u64, u16); MERGED_SLOTS],
-    addrs: [u64; MERGED_SLOTS],
-    locs: [Loc; MERGED_SLOTS],
+    by_addr: [(u64, u16); MERGED_MAX],
+    addrs: [u64; MERGED_MAX],
+    locs: [Loc; MERGED_MAX],
     names: [u8; NAMES_LEN],
     names_len: usize,
 }
@@ -70,20 +77,22 @@ impl Merged {
         // ours until drop; every field of Sites is valid as zeros; this is
         // the only reference to it for now.
         let s = unsafe { &mut *(base as *mut Sites) };
-        let mut merged = MergedSites { keys: &s.keys, sites: &s.sites, used: 0, not_kept: 0 };
+        let mut merged = MergedSites {
+            keys: &s.keys,
+            dense: &s.dense,
+            site_keys: &s.site_keys,
+            sites: &s.sites,
+            used: 0,
+            not_kept: 0,
+        };
         stats::merge_sites_into(&mut merged, crate::patch::registry::program_site);
         s.not_kept = merged.not_kept;
-        let mut n = 0;
-        for (i, k) in s.keys.iter().enumerate() {
-            if k.get() != 0 {
-                if let Some(o) = s.order.get_mut(n) {
-                    *o = i as u16;
-                    n += 1;
-                }
-            }
+        let n = merged.used.min(MERGED_MAX);
+        for (i, o) in s.order.iter_mut().take(n).enumerate() {
+            *o = i as u16;
         }
         s.n = n;
-        let (keys, sites) = (&s.keys, &s.sites);
+        let (keys, sites) = (&s.site_keys, &s.sites);
         let total = |i: u16| sites.get(i as usize).map_or(0, |x| x.total.get());
         let key = |i: u16| keys.get(i as usize).map_or(0, |k| k.get());
         if let Some(v) = s.order.get_mut(..n) {
@@ -103,7 +112,7 @@ impl Merged {
         let s = self.get();
         s.order.iter().take(s.n).filter_map(move |&i| {
             let i = i as usize;
-            let (site, nr) = stats::site_of_key(s.keys.get(i)?.get());
+            let (site, nr) = stats::site_of_key(s.site_keys.get(i)?.get());
             let loc = s.locs.get(i)?;
             let object = loc
                 .found
@@ -135,7 +144,7 @@ impl Sites {
     fn locate(&mut self) {
         let n = self.n;
         for (k, &i) in self.order.iter().take(n).enumerate() {
-            let (site, _) = stats::site_of_key(self.keys.get(i as usize).map_or(0, |c| c.get()));
+            let (site, _) = stats::site_of_key(self.site_keys.get(i as usize).map_or(0, |c| c.get()));
             if let Some(p) = self.by_addr.get_mut(k) {
                 *p = (site.wrapping_sub(2), i);
             }
