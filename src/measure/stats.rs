@@ -401,6 +401,44 @@ fn mark(used: &mut Used, nr: usize) {
     }
 }
 
+/// When every thread's figures are in one table (one thread, as most short
+/// processes have, or one table shared): that table's blocks, read in place,
+/// with `index` filled from its own and the numbers in use. The report
+/// then merges nothing: no fresh mapping whose blocks each cost a page
+/// fault. None when there are several tables (or none).
+pub fn sole_table(index: &mut MergeIndex) -> Option<(&'static [SysStats], Used)> {
+    let (mut tables, mut sole) = (0usize, core::ptr::null::<ThreadStats>());
+    for_each_table(|t, _| {
+        tables += 1;
+        sole = t;
+    });
+    if tables != 1 || sole.is_null() {
+        return None;
+    }
+    // SAFETY: as in `for_each_table`: a thread's table stays mapped for the
+    // life of the process, and the process is ending or reporting itself.
+    let t: &'static ThreadStats = unsafe { &*sole };
+    let mut used: Used = [0; SLOTS / 64 + 1];
+    for (nr, (slot, at)) in t.index.iter().zip(index.iter_mut()).enumerate() {
+        *at = slot.get();
+        if *at != 0 {
+            mark(&mut used, nr);
+        }
+    }
+    mark_fallback(&mut used);
+    Some((&t.blocks, used))
+}
+
+fn mark_fallback(used: &mut Used) {
+    if FALLBACK_USED.load(Ordering::Relaxed) {
+        for nr in 0..SLOTS {
+            if fallback_calls(nr) != (0, 0) {
+                mark(used, nr);
+            }
+        }
+    }
+}
+
 /// Add the figures of every thread into `merged` (SLOTS blocks, zeroed:
 /// only the blocks of numbers in use are touched, so the mapping stays
 /// mostly untouched pages). Returns the numbers in use, counting the calls
@@ -430,13 +468,7 @@ pub fn merge_into(merged: &[SysStats], index: &mut MergeIndex) -> Used {
             }
         }
     });
-    if FALLBACK_USED.load(Ordering::Relaxed) {
-        for nr in 0..SLOTS {
-            if fallback_calls(nr) != (0, 0) {
-                mark(&mut used, nr);
-            }
-        }
-    }
+    mark_fallback(&mut used);
     used
 }
 

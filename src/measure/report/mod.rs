@@ -107,16 +107,25 @@ pub fn at_exit(how: Exit) {
 fn report(how: Exit) {
     phases::mark(Mark::Exit);
     let s = settings();
-    let len = SLOTS * core::mem::size_of::<SysStats>();
-    let Ok(base) = raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) else {
-        deliver(s, None);
-        return;
-    };
-    // SAFETY: a fresh zeroed mapping of SLOTS SysStats (all Cells: zero
-    // is a valid value), ours until the munmap below.
-    let merged = unsafe { core::slice::from_raw_parts(base as *const SysStats, SLOTS) };
     let mut index: stats::MergeIndex = [0; SLOTS];
-    let used = stats::merge_into(merged, &mut index);
+    // One table (one thread): read it in place. Several: merge them into a
+    // fresh mapping, unmapped below (`mapped`).
+    let mut mapped = None;
+    let (merged, used) = match stats::sole_table(&mut index) {
+        Some(sole) => sole,
+        None => {
+            let len = SLOTS * core::mem::size_of::<SysStats>();
+            let Ok(base) = raw::mmap_anon(len, libc::PROT_READ | libc::PROT_WRITE) else {
+                deliver(s, None);
+                return;
+            };
+            mapped = Some((base, len));
+            // SAFETY: a fresh zeroed mapping of SLOTS SysStats (all Cells:
+            // zero is a valid value), ours until the munmap below.
+            let merged: &[SysStats] = unsafe { core::slice::from_raw_parts(base as *const SysStats, SLOTS) };
+            (merged, stats::merge_into(merged, &mut index))
+        }
+    };
     let sites = sites::Merged::build();
     phases::mark(Mark::Merge);
     let hz = stats::ticks_per_second();
@@ -138,9 +147,11 @@ fn report(how: Exit) {
         Format::Text => r.text(&mut out),
         Format::Json => r.json(&mut out),
     }
-    // SAFETY: our mapping from above; `merged` (and `r`, which holds it) are
-    // not used from here on.
-    let _ = unsafe { raw::munmap(base, len) };
+    if let Some((base, len)) = mapped {
+        // SAFETY: our mapping from above; `merged` (and `r`, which holds
+        // it) are not used from here on.
+        let _ = unsafe { raw::munmap(base, len) };
+    }
     phases::mark(Mark::Render);
     deliver(s, out.data());
     phases::mark(Mark::Deliver);
