@@ -109,7 +109,12 @@ pub fn rt_sigprocmask(area: &ThreadArea, args: [u64; 6]) -> i64 {
 }
 
 /// rt_sigaction from a patched site: `syscalls::rt_sigaction`, made atomic.
+/// A query (no new action) changes nothing and is atomic by itself
+/// (syscalls::query): it needs no window.
 pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
+    if args[1] == 0 {
+        return syscalls::rt_sigaction(area, args);
+    }
     atomically(area, |kernel| (syscalls::rt_sigaction(area, args), kernel)).unwrap_or_else(|e| -e)
 }
 
@@ -148,13 +153,19 @@ fn atomically<R>(area: &ThreadArea, body: impl FnOnce(u64) -> (R, u64)) -> Resul
     }
     let (r, last) = body(area.fast_old.load(Ordering::Relaxed));
     // Step 3: the kernel's write of the old mask commits the new one.
-    area.fast_done.store(FAST_UNCOMMITTED, Ordering::Relaxed);
-    compiler_fence(Ordering::SeqCst);
-    area.fast_window.set(FAST_FINAL);
-    compiler_fence(Ordering::SeqCst);
-    // Cannot fail where step 2 did not (the same call, the same filter).
-    let _ = raw::sigprocmask_setmask_into(last, &area.fast_done);
-    compiler_fence(Ordering::SeqCst);
+    // Unless the mask to end with is step 2's (a program that blocks every
+    // signal, as posix_spawn does around its child and the child until its
+    // exec): the program's new state is whole once `body` is done, and
+    // signals arriving until step 4 are held as they are in step 3.
+    if last != HOLD_MASK {
+        area.fast_done.store(FAST_UNCOMMITTED, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        area.fast_window.set(FAST_FINAL);
+        compiler_fence(Ordering::SeqCst);
+        // Cannot fail where step 2 did not (the same call, the same filter).
+        let _ = raw::sigprocmask_setmask_into(last, &area.fast_done);
+        compiler_fence(Ordering::SeqCst);
+    }
     // Step 4.
     restore();
     compiler_fence(Ordering::SeqCst);
