@@ -56,11 +56,9 @@ fn strace_run(test: Backend, traced: bool) -> (String, u64) {
         .timeout(std::time::Duration::from_secs(120))
         .cwd(&dir);
     if traced {
-        let b = test;
-        cmd = cmd
-            .arg("-E")
-            .arg(format!("LD_PRELOAD={}", lib_path().display()))
-            .args(["-E", &format!("USERTRAP_BACKEND={}", b.name()), "-E", "USERTRAP_OUTPUT=/dev/null"]);
+        let preload = format!("LD_PRELOAD={}", lib_path().display());
+        let backend = format!("USERTRAP_BACKEND={}", test.name());
+        cmd = cmd.args(["-E", &preload, "-E", &backend, "-E", "USERTRAP_OUTPUT=/dev/null"]);
     }
     let out = run_native(&cmd.arg(c_test_binary("spawn_sigreset")));
     assert!(out.status.success(), "spawn_sigreset under strace ({name}) failed: {}", out.stderr_text());
@@ -93,7 +91,7 @@ fn children_pay_one_syscall_per_signal_call_sud() {
 
 /// The children's signal calls, counted in the parent's report (a vfork
 /// child's figures are its parent's), take the fast path: all but each
-/// site's first call.
+/// site's first call; and each child's exec is followed (its image reports).
 fn children_signal_calls_are_fast(backend: Backend) {
     let dir = fresh_reports_dir("spawn_signal_calls_are_fast", backend);
     let cmd = with_json_reports(Cmd::new(c_test_binary("spawn_sigreset")), &dir);
@@ -116,6 +114,10 @@ fn children_signal_calls_are_fast(backend: Backend) {
         .iter()
         .find(|r| reports.iter().any(|c| c["ppid"] == r["pid"]))
         .unwrap_or_else(|| panic!("{backend}: no parent among {} reports", reports.len()));
+    // Every child's exec went through the launcher: each exec'd image
+    // reports (22 posix_spawn children, one vfork child).
+    let children = reports.iter().filter(|c| c["ppid"] == parent["pid"]).count();
+    assert_eq!(children, 23, "{backend}: reports of exec'd children");
     let sigaction = parent["syscalls"]
         .as_array()
         .into_iter()

@@ -147,6 +147,22 @@ mod tests {
     }
 
     #[test]
+    fn a_write_between_two_looks_moves_the_sequence() {
+        let mut t = SigTable::new();
+        let p: *mut SigTable = &raw mut t;
+        let before = seq_settled(p);
+        assert_eq!(before % 2, 0);
+        assert_eq!(seq_now(p), before, "nothing written: the same");
+        // A writer (with_table): odd while it writes, even again after,
+        // never the same value as before.
+        t.seq.fetch_add(1, Ordering::AcqRel);
+        assert_ne!(seq_now(p), before);
+        t.seq.fetch_add(1, Ordering::Release);
+        assert_eq!(seq_settled(p), before + 2);
+        assert_ne!(seq_now(p), before);
+    }
+
+    #[test]
     fn table_entries_by_signal() {
         let mut t = SigTable::new();
         for sig in 1..=64u64 {

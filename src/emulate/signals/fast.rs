@@ -38,6 +38,10 @@
 //!    always (one that K lets through arrives at the syscall's return, as
 //!    natively; a program handler entered then may change the mask it
 //!    returns to, and nothing here touches the mask again).
+//!    Skipped when K is step 2's mask (the program ends with every signal
+//!    blocked, as posix_spawn's parent around its child and the child until
+//!    its exec): the program's new state is whole when step 2's body is
+//!    done, and signals are held until step 4 as in step 3.
 //! 4. `fast_window` (and the two masks) as before step 1. Signals held in
 //!    steps 2 and 3 are sent again, with every signal blocked while they
 //!    are taken from the list (no handler can take them twice) and the
@@ -45,6 +49,13 @@
 //!    a signal does that arrived during it. Owned signals the program had
 //!    held back and the new mask unblocks are raised last, as the slow
 //!    path does.
+//!
+//! An rt_sigaction that only asks (no new action) changes no state: it
+//! needs no window (syscalls::query reads the kernel's action and the table
+//! against the table's write sequence), one syscall as natively. One that
+//! sets an action writes the table in step 2 without blocking the owned
+//! signals (state::with_table_from): one that arrives then is postponed
+//! without reading the table.
 //!
 //! Nesting: a program handler entered in step 1 (before the commit) or
 //! after step 3's commit may make these calls itself; each saves and

@@ -78,11 +78,7 @@ pub(super) fn with_table<R>(t: *mut SigTable, f: impl FnOnce(&mut [AppAction; 65
 /// delivery::deliver_owned): no handler of this thread can wait for the
 /// lock or the sequence, so the mask is left as it is (two syscalls fewer
 /// per rt_sigaction that sets an action). Elsewhere, `with_table`.
-pub(super) fn with_table_from<R>(
-    area: &ThreadArea,
-    t: *mut SigTable,
-    f: impl FnOnce(&mut [AppAction; 65]) -> R,
-) -> R {
+pub(super) fn with_table_from<R>(area: &ThreadArea, t: *mut SigTable, f: impl FnOnce(&mut [AppAction; 65]) -> R) -> R {
     if !fast_holding(area) {
         return with_table(t, f);
     }
