@@ -296,6 +296,7 @@ c_tests! {
     small_stacks,
     stale_sites,
     sockets_loopback,
+    spawn_sigreset,
     syscall3_emulated,
     static_getppid_loop,
     static_hello,

@@ -83,6 +83,28 @@ pub fn action_of(t: *mut SigTable, sig: i32) -> AppAction {
     }
 }
 
+/// The table's write sequence once no write is under way (even): a reader
+/// that sees the same value again from [`seq_now`] after reading saw no
+/// write overlap (see [`action_of`]). Another thread's write is waited
+/// for; this thread's own cannot be in progress (writers hold signals).
+pub fn seq_settled(t: *mut SigTable) -> u64 {
+    loop {
+        // SAFETY: `t` is a live table (see with_table); an atomic load.
+        let s = unsafe { (*t).seq.load(Ordering::Acquire) };
+        if s % 2 == 0 {
+            return s;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// The table's write sequence now, ordered after the reads before it.
+pub fn seq_now(t: *mut SigTable) -> u64 {
+    core::sync::atomic::fence(Ordering::Acquire);
+    // SAFETY: as in seq_settled.
+    unsafe { (*t).seq.load(Ordering::Relaxed) }
+}
+
 pub fn copy_table(from: *mut SigTable, to: &mut SigTable) {
     for sig in 1..=64 {
         let a = action_of(from, sig);
@@ -122,6 +144,22 @@ mod tests {
         let owned: Vec<i32> = (1..=64).filter(|&s| OWNED & bit(s) != 0).collect();
         assert_eq!(owned, vec![libc::SIGILL, libc::SIGSEGV, libc::SIGSYS]);
         assert_eq!((SIGILL, SIGSEGV, SIGSYS), (4, 11, 31));
+    }
+
+    #[test]
+    fn a_write_between_two_looks_moves_the_sequence() {
+        let mut t = SigTable::new();
+        let p: *mut SigTable = &raw mut t;
+        let before = seq_settled(p);
+        assert_eq!(before % 2, 0);
+        assert_eq!(seq_now(p), before, "nothing written: the same");
+        // A writer (with_table): odd while it writes, even again after,
+        // never the same value as before.
+        t.seq.fetch_add(1, Ordering::AcqRel);
+        assert_ne!(seq_now(p), before);
+        t.seq.fetch_add(1, Ordering::Release);
+        assert_eq!(seq_settled(p), before + 2);
+        assert_ne!(seq_now(p), before);
     }
 
     #[test]

@@ -129,6 +129,11 @@ pub struct ThreadArea {
     /// a signal that interrupts ut_fast_entry right at the switch also sees
     /// the link as its stack pointer, and must keep it).
     pub fast_resume: Cell<(u64, u64)>,
+    /// Set while this thread writes a disposition table without blocking
+    /// the owned signals (emulate::signals::state::with_table_from, inside
+    /// a fast signal call that holds every other signal): an owned signal
+    /// arriving then must not read the table (it would wait for itself).
+    pub table_writing: Cell<bool>,
 }
 
 /// No signal syscall is emulated on the fast path (see `fast_window`).
@@ -479,6 +484,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.draining.set(false);
     area.fast_window.set(FAST_NONE);
     area.fast_resume.set((0, 0));
+    area.table_writing.set(false);
     // No fast call is on its stack (the link slot below its top).
     if area.fast_size.get() != 0 {
         // SAFETY: the word below the top of the area's own fast-path stack,

@@ -385,6 +385,17 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
         defer(area, sig, info);
         return;
     }
+    if area.table_writing.get() && !is_forced {
+        // This thread is writing its table in a fast signal call that holds
+        // signals (state::with_table_from): reading the table now would wait
+        // for ourselves. Held for the call's end, like any signal arriving
+        // in it (its disposition is read when it is sent again); with no
+        // room to hold it, kept pending as if blocked.
+        if !postpone(sig, &KernelSigaction::default(), info, uc, area) {
+            defer(area, sig, info);
+        }
+        return;
+    }
     let app = action_of(area.sigtable.get(), sig).act;
     match app.handler {
         SIG_DFL => die(sig, info),

@@ -38,6 +38,10 @@
 //!    always (one that K lets through arrives at the syscall's return, as
 //!    natively; a program handler entered then may change the mask it
 //!    returns to, and nothing here touches the mask again).
+//!    Skipped when K is step 2's mask (the program ends with every signal
+//!    blocked, as posix_spawn's parent around its child and the child until
+//!    its exec): the program's new state is whole when step 2's body is
+//!    done, and signals are held until step 4 as in step 3.
 //! 4. `fast_window` (and the two masks) as before step 1. Signals held in
 //!    steps 2 and 3 are sent again, with every signal blocked while they
 //!    are taken from the list (no handler can take them twice) and the
@@ -45,6 +49,13 @@
 //!    a signal does that arrived during it. Owned signals the program had
 //!    held back and the new mask unblocks are raised last, as the slow
 //!    path does.
+//!
+//! An rt_sigaction that only asks (no new action) changes no state: it
+//! needs no window (syscalls::query reads the kernel's action and the table
+//! against the table's write sequence), one syscall as natively. One that
+//! sets an action writes the table in step 2 without blocking the owned
+//! signals (state::with_table_from): one that arrives then is postponed
+//! without reading the table.
 //!
 //! Nesting: a program handler entered in step 1 (before the commit) or
 //! after step 3's commit may make these calls itself; each saves and
@@ -109,7 +120,12 @@ pub fn rt_sigprocmask(area: &ThreadArea, args: [u64; 6]) -> i64 {
 }
 
 /// rt_sigaction from a patched site: `syscalls::rt_sigaction`, made atomic.
+/// A query (no new action) changes nothing and is atomic by itself
+/// (syscalls::query): it needs no window.
 pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
+    if args[1] == 0 {
+        return syscalls::rt_sigaction(area, args);
+    }
     atomically(area, |kernel| (syscalls::rt_sigaction(area, args), kernel)).unwrap_or_else(|e| -e)
 }
 
@@ -148,13 +164,19 @@ fn atomically<R>(area: &ThreadArea, body: impl FnOnce(u64) -> (R, u64)) -> Resul
     }
     let (r, last) = body(area.fast_old.load(Ordering::Relaxed));
     // Step 3: the kernel's write of the old mask commits the new one.
-    area.fast_done.store(FAST_UNCOMMITTED, Ordering::Relaxed);
-    compiler_fence(Ordering::SeqCst);
-    area.fast_window.set(FAST_FINAL);
-    compiler_fence(Ordering::SeqCst);
-    // Cannot fail where step 2 did not (the same call, the same filter).
-    let _ = raw::sigprocmask_setmask_into(last, &area.fast_done);
-    compiler_fence(Ordering::SeqCst);
+    // Unless the mask to end with is step 2's (a program that blocks every
+    // signal, as posix_spawn does around its child and the child until its
+    // exec): the program's new state is whole once `body` is done, and
+    // signals arriving until step 4 are held as they are in step 3.
+    if last != HOLD_MASK {
+        area.fast_done.store(FAST_UNCOMMITTED, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        area.fast_window.set(FAST_FINAL);
+        compiler_fence(Ordering::SeqCst);
+        // Cannot fail where step 2 did not (the same call, the same filter).
+        let _ = raw::sigprocmask_setmask_into(last, &area.fast_done);
+        compiler_fence(Ordering::SeqCst);
+    }
     // Step 4.
     restore();
     compiler_fence(Ordering::SeqCst);

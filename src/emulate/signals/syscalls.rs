@@ -7,11 +7,11 @@
 use super::delivery::kernel_action_for;
 use super::state::{
     deferred_info, discard_held_back, on_stack, owned, raise_deferred, set_program_altstack, set_program_mask,
-    with_table, OWNED_SIGNALS, SIGKILL, SIGSTOP, SIG_IGN, SS_DISABLE, SS_ONSTACK, UAPI_SA_FLAGS, UNBLOCKABLE,
+    with_table_from, OWNED_SIGNALS, SIGKILL, SIGSTOP, SIG_IGN, SS_DISABLE, SS_ONSTACK, UAPI_SA_FLAGS, UNBLOCKABLE,
 };
 use crate::rt::frame::{StackT, Ucontext};
 use crate::rt::raw::{self, KernelSigaction};
-use crate::rt::sigtable::{bit, AppAction, OWNED};
+use crate::rt::sigtable::{action_of, bit, seq_now, seq_settled, AppAction, SigTable, OWNED};
 use crate::rt::thread::ThreadArea;
 use crate::rt::thread::SS_AUTODISARM;
 use crate::trap::syscalls::SigsetArg;
@@ -34,17 +34,22 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
     if new.is_some() && (sig == SIGKILL || sig == SIGSTOP) {
         return -raw::EINVAL;
     }
-    let stored = new.as_ref().map(as_kernel_stores);
     let table = area.sigtable.get();
+    let Some(stored) = new.as_ref().map(as_kernel_stores) else {
+        // A query changes nothing: no lock, no mask change (see `query`).
+        let old = match query(table, sig) {
+            Ok(o) => o,
+            Err(e) => return e,
+        };
+        return write_old_action(old_ptr, &old);
+    };
     let old = if owned(sig) {
-        let old = with_table(table, |t| {
+        let old = with_table_from(area, table, |t| {
             let slot = t.get_mut(sig as usize);
             match slot {
                 Some(slot) => {
                     let old = slot.act;
-                    if let Some(s) = stored {
-                        *slot = AppAction { act: s, known: true };
-                    }
+                    *slot = AppAction { act: stored, known: true };
                     old
                 }
                 None => KernelSigaction::default(),
@@ -53,34 +58,27 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
         // SIG_IGN discards a pending instance (POSIX; the kernel does so for
         // signals it holds). The owned signals' default action is never to
         // ignore, so SIG_DFL discards nothing.
-        if stored.is_some_and(|s| s.handler == SIG_IGN) {
+        if stored.handler == SIG_IGN {
             discard_held_back(table, sig);
         }
         old
     } else {
         // The kernel keeps the real disposition; it just never gets an owned
         // signal in sa_mask, and under SUD returns through the gate's restorer.
-        let to_kernel = stored.map(|s| kernel_action_for(sig, &s));
-        let r = with_table(table, |t| {
+        let to_kernel = kernel_action_for(sig, &stored);
+        let r = with_table_from(area, table, |t| {
             let mut kold = KernelSigaction::default();
             // SAFETY: the program's own action (its handler, flags and mask),
             // made to return through our restorer by kernel_action_for
             // (rt::raw: forwarded program calls).
-            if let Err(e) = unsafe { raw::rt_sigaction(sig, to_kernel.as_ref(), Some(&mut kold)) } {
+            if let Err(e) = unsafe { raw::rt_sigaction(sig, Some(&to_kernel), Some(&mut kold)) } {
                 return Err(-e);
             }
             let slot = t.get_mut(sig as usize);
             let mut reported = kold;
             if let Some(slot) = slot {
-                // The kernel still holds what we installed for the program:
-                // report the program's own version (its mask, its restorer).
-                let k = kernel_action_for(sig, &slot.act);
-                if slot.known && k.handler == kold.handler && k.flags == kold.flags {
-                    reported = slot.act;
-                }
-                if let Some(s) = stored {
-                    *slot = AppAction { act: s, known: true };
-                }
+                reported = shown(sig, &kold, slot);
+                *slot = AppAction { act: stored, known: true };
             }
             Ok(reported)
         });
@@ -89,13 +87,59 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
             Err(e) => return e,
         }
     };
+    write_old_action(old_ptr, &old)
+}
+
+/// rt_sigaction's last step: the old action where the program asked for it.
+fn write_old_action(old_ptr: u64, old: &KernelSigaction) -> i64 {
     if old_ptr != 0 {
         // SAFETY: where the program asked the kernel to write the old action.
-        if let Err(e) = unsafe { raw::write_user(old_ptr, &old) } {
+        if let Err(e) = unsafe { raw::write_user(old_ptr, old) } {
             return -e;
         }
     }
     0
+}
+
+/// What the program is shown of the kernel's action `kold` for a signal it
+/// does not own: while the kernel still holds what we installed for the
+/// program (`slot`), the program's own version (its mask, its restorer).
+fn shown(sig: i32, kold: &KernelSigaction, slot: &AppAction) -> KernelSigaction {
+    let k = kernel_action_for(sig, &slot.act);
+    if slot.known && k.handler == kold.handler && k.flags == kold.flags {
+        slot.act
+    } else {
+        *kold
+    }
+}
+
+/// rt_sigaction without a new action: the old one, read without the table's
+/// lock and without changing the mask (posix_spawn's child asks about every
+/// signal: 64 queries per child, one syscall each instead of five on the
+/// fast path). The kernel's answer and the table's entry must belong
+/// together: the table's write sequence is read before and after, and any
+/// write in between (another thread's, or a handler of this thread that
+/// interrupted the query) makes it read both again. The answer is then the
+/// state at the kernel's query; a handler that runs after it and changes
+/// the disposition is, as natively, one that ran after the call. Err: the
+/// kernel's error, negated.
+fn query(table: *mut SigTable, sig: i32) -> Result<KernelSigaction, i64> {
+    loop {
+        let before = seq_settled(table);
+        let old = if owned(sig) {
+            action_of(table, sig).act
+        } else {
+            let mut kold = KernelSigaction::default();
+            // SAFETY: only reads the action (rt::raw: forwarded program calls).
+            if let Err(e) = unsafe { raw::rt_sigaction(sig, None, Some(&mut kold)) } {
+                return Err(-e);
+            }
+            shown(sig, &kold, &action_of(table, sig))
+        };
+        if seq_now(table) == before {
+            return Ok(old);
+        }
+    }
 }
 
 /// What the kernel stores of a new action (do_sigaction()): the flags it
