@@ -316,6 +316,20 @@ impl<'de> Deserialize<'de> for Bucket {
 /// the file name): not JSON (with line and column), not a usertrap report,
 /// another version, or a field missing or of the wrong type.
 pub fn parse(text: &str) -> Result<Report, String> {
+    // Most texts are reports: check their two identifying fields without
+    // building the whole text as a tree of values (a `Value` allocates for
+    // every number and string; the collector parses one report per process).
+    #[derive(Deserialize)]
+    struct Head {
+        format: Option<serde_json::Value>,
+        version: Option<serde_json::Value>,
+    }
+    if let Ok(Head { format: Some(serde_json::Value::String(f)), version: Some(v) }) = serde_json::from_str(text) {
+        if f == FORMAT && v.as_u64().is_some_and(|v| (OLDEST_VERSION..=VERSION).contains(&v)) {
+            return parse_report(text);
+        }
+    }
+    // Anything else: find what is wrong, for the message.
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let Some(obj) = value.as_object() else {
         return Err("not a usertrap report (expected a JSON object)".to_string());
@@ -338,8 +352,13 @@ pub fn parse(text: &str) -> Result<Report, String> {
         }
         None => return Err(format!("no \"version\" (expected {VERSION})")),
     }
-    // Parsed again from the text, so a missing or mistyped field is reported
-    // with its line and column.
+    parse_report(text)
+}
+
+/// A text whose format and version are right, as a report.
+fn parse_report(text: &str) -> Result<Report, String> {
+    // Parsed from the text, so a missing or mistyped field is reported with
+    // its line and column.
     let mut report: Report = serde_json::from_str(text).map_err(|e| format!("not a valid report: {e}"))?;
     let by_bounds = |a: &Bucket, b: &Bucket| a.low.total_cmp(&b.low).then(a.high.total_cmp(&b.high));
     for s in &mut report.syscalls {
