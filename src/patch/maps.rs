@@ -233,7 +233,10 @@ pub(super) struct Object {
 pub(super) const RECENT: usize = 16;
 
 pub(super) fn find_object<O: Os>(os: &mut O, site: u64) -> Result<Object, Reject> {
-    let Some(cache) = os.object_cache() else { return scan_for_object(os, site) };
+    if !os.caches_objects() {
+        return scan_for_object(os, site);
+    }
+    let cache = &OBJECTS;
     let Some(generation) = settled_generation() else { return scan_for_object(os, site) };
     // Contended (another thread patches, or a handler of this one
     // interrupted a lookup): read the maps, as without a cache.
@@ -305,7 +308,7 @@ const CACHED_OBJECTS: usize = 8;
 /// Objects found by a scan of /proc/self/maps, each valid while the
 /// generation it was found in is current: a site inside one's executable
 /// run needs no scan (about 20-40 us each, at every first hit of a site).
-pub struct ObjectCache {
+struct ObjectCache {
     generation: u64,
     objects: [Option<Object>; CACHED_OBJECTS],
     next: usize,
@@ -313,7 +316,7 @@ pub struct ObjectCache {
 
 /// The library's cache (RawOs); a spin lock, taken only with try_lock on
 /// the patching path (cold).
-pub(super) static OBJECTS: spin::Mutex<ObjectCache> =
+static OBJECTS: spin::Mutex<ObjectCache> =
     spin::Mutex::new(ObjectCache { generation: 0, objects: [None; CACHED_OBJECTS], next: 0 });
 
 impl ObjectCache {

@@ -16,10 +16,11 @@ pub trait Os {
     fn maps_read(&mut self, buf: &mut [u8]) -> isize;
     /// Close what [`Os::maps_open`] opened.
     fn maps_close(&mut self);
-    /// Objects found before, reused while the mappings stay as they were
-    /// (see maps::ObjectCache); None: read /proc/self/maps each time.
-    fn object_cache(&mut self) -> Option<&'static spin::Mutex<super::maps::ObjectCache>> {
-        None
+    /// Whether objects found before may be reused while the mappings stay
+    /// as they were (the library's cache, in maps.rs); false: read
+    /// /proc/self/maps each time (tests, whose maps are made up).
+    fn caches_objects(&self) -> bool {
+        false
     }
 }
 
@@ -72,8 +73,8 @@ impl Os for RawOs {
         }
     }
 
-    fn object_cache(&mut self) -> Option<&'static spin::Mutex<super::maps::ObjectCache>> {
-        Some(&super::maps::OBJECTS)
+    fn caches_objects(&self) -> bool {
+        true
     }
 }
 
