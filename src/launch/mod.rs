@@ -191,6 +191,10 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         None
     };
 
+    if let (Some(i), Role::LauncherBridge) = (interp_image.as_ref(), role) {
+        patch_loader(i);
+    }
+
     // The process's name, as the kernel would have set it.
     let _ = raw::prctl_set_name(&ctl.comm);
 
@@ -269,6 +273,23 @@ fn own_image(initial: &Initial) -> (u64, u64) {
     (lo & !4095, (hi + 4095) & !4095)
 }
 
+/// Patch the loader's syscall sites before it runs (install::patch_loader),
+/// into the hand-off record, unless patching is off (USERTRAP_PATCH=0).
+fn patch_loader(interp: &load::Image) {
+    if !crate::patch::install::LOADER_PATCHING.load(core::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: single-threaded, before the program starts; nobody reads it yet.
+    let h = unsafe { &mut *HANDOFF.0.get() };
+    let n = crate::patch::install::patch_loader(interp.text, interp.text_prot, interp.eh_frame_hdr, &mut h.loader_sites);
+    h.loader_site_count = n as u64;
+    if n > 0 {
+        for (out, (addr, len)) in h.loader_regions.iter_mut().zip(crate::patch::install::loader_regions()) {
+            *out = [addr, len];
+        }
+    }
+}
+
 /// The last of the launcher's phase marks: it jumps to the loader now.
 fn mark_jump() {
     // SAFETY: single-threaded, before the program starts; nobody reads it yet.
@@ -293,7 +314,9 @@ fn fill_handoff(exe: &[u8], ctl: &Control, block: (u64, u64), image: (u64, u64),
     h.stats = thread::current_unchecked().and_then(crate::measure::stats::table_of).map_or(0, |t| t as u64);
     let (image_start, image_end) = image;
     let area = thread::current_unchecked().map_or((0, 0), thread::mapping_of);
-    h.launcher_maps = [[image_start, image_end - image_start], [area.0, area.1], [block.0, block.1]];
+    let sites = crate::patch::registry::mapping();
+    h.launcher_maps =
+        [[image_start, image_end - image_start], [area.0, area.1], [block.0, block.1], [sites.0, sites.1]];
     h.preload_prefixed = ctl.preload_prefixed as u64;
     h.launcher_marks = [crate::measure::phases::begun(), started, 0];
     Buf::new(&mut h.exe_path).put(exe).put(b"\0");

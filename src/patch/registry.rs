@@ -189,6 +189,18 @@ fn table() -> Option<&'static Table> {
     Some(unsafe { &*(p as *const Table) })
 }
 
+/// The table's mapping, (address, length), or (0, 0) before [`prepare`]:
+/// the launcher's, which the library unmaps once it has recorded the
+/// loader's sites in its own.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn mapping() -> (u64, u64) {
+    let p = TABLE.load(Ordering::Acquire);
+    if p == 0 {
+        return (0, 0);
+    }
+    (p, ((core::mem::size_of::<Table>() + 4095) & !4095) as u64)
+}
+
 /// Map the table (patch lock held). False: no memory, patching stays off.
 pub fn prepare() -> bool {
     if TABLE.load(Ordering::Relaxed) != 0 {
