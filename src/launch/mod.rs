@@ -10,10 +10,14 @@
 //! the caller (the library, or the `usertrap` command for a first process).
 //! It then:
 //! 1. starts the interposer: for a dynamically linked program only as a
-//!    bridge (SIGSYS handler, backend, no patching) until the library, which
-//!    the loader preloads, takes over in the program's constructor phase;
-//!    for a static program fully, for good (it is that program's library);
-//! 2. maps the program and its interpreter as binfmt_elf would (`load`);
+//!    bridge (SIGSYS handler, backend, no patching of trapped sites) until
+//!    the library, which the loader preloads, takes over in the program's
+//!    constructor phase; for a static program fully, for good (it is that
+//!    program's library);
+//! 2. maps the program and its interpreter as binfmt_elf would (`load`),
+//!    and patches the interpreter's `mov $nr,%eax; syscall` sites before it
+//!    runs (patch::install::patch_loader), so that the loader's calls take
+//!    the fast path from the first one; the library takes the sites over;
 //! 3. builds the initial stack the program expects (`stack`): its argv as
 //!    given (the same strings, so /proc/self/cmdline is the program's), its
 //!    environment without the control entry, an auxiliary vector describing
@@ -281,9 +285,11 @@ fn patch_loader(interp: &load::Image) {
     }
     // SAFETY: single-threaded, before the program starts; nobody reads it yet.
     let h = unsafe { &mut *HANDOFF.0.get() };
-    let n = crate::patch::install::patch_loader(interp.text, interp.text_prot, interp.eh_frame_hdr, &mut h.loader_sites);
+    let mut sites = [crate::patch::install::LoaderSite::default(); crate::patch::install::LOADER_SITES];
+    let n = crate::patch::install::patch_loader(interp.text, interp.text_prot, interp.eh_frame_hdr, &mut sites);
     h.loader_site_count = n as u64;
     if n > 0 {
+        h.registry = crate::patch::registry::snapshot();
         for (out, (addr, len)) in h.loader_regions.iter_mut().zip(crate::patch::install::loader_regions()) {
             *out = [addr, len];
         }
@@ -314,9 +320,7 @@ fn fill_handoff(exe: &[u8], ctl: &Control, block: (u64, u64), image: (u64, u64),
     h.stats = thread::current_unchecked().and_then(crate::measure::stats::table_of).map_or(0, |t| t as u64);
     let (image_start, image_end) = image;
     let area = thread::current_unchecked().map_or((0, 0), thread::mapping_of);
-    let sites = crate::patch::registry::mapping();
-    h.launcher_maps =
-        [[image_start, image_end - image_start], [area.0, area.1], [block.0, block.1], [sites.0, sites.1]];
+    h.launcher_maps = [[image_start, image_end - image_start], [area.0, area.1], [block.0, block.1]];
     h.preload_prefixed = ctl.preload_prefixed as u64;
     h.launcher_marks = [crate::measure::phases::begun(), started, 0];
     Buf::new(&mut h.exe_path).put(exe).put(b"\0");

@@ -453,11 +453,12 @@ pub fn after_fork_in_child() {
 /// The most loader sites the launcher patches (ld.so has about 35 of the
 /// seed form) and hands to the library.
 pub const LOADER_SITES: usize = 128;
+/// The farthest from its function's start a loader site is decoded.
+const LOADER_DECODE_MAX: u64 = 1024;
 
 /// A site the launcher patched in the loader: its `syscall`'s address (the
 /// registry's key), slot and number.
 #[derive(Clone, Copy, Default)]
-#[repr(C)]
 pub struct LoaderSite {
     pub key: u64,
     pub slot: u32,
@@ -491,16 +492,19 @@ pub fn patch_loader(text: (u64, u64), text_prot: i32, eh_frame_hdr: u64, out: &m
     // SAFETY: the loader's executable segment, mapped readable by the
     // launcher (the caller) and written by nothing but the code below.
     let code = unsafe { core::slice::from_raw_parts(text_start as *const u8, (text_end - text_start) as usize) };
+    let mut candidates = [0u32; LOADER_CANDIDATES];
+    let found = seed_candidates(code, &mut candidates);
     let mut n = 0usize;
     let mut os = os::RawOs::new();
-    for sys in syscall_pairs(code) {
-        let Some(mov) = sys.checked_sub(5) else { continue };
+    for &mov in candidates.get(..found).unwrap_or(&[]) {
         let site = text_start + mov as u64;
-        if code.get(mov) != Some(&0xb8) || n >= out.len() {
-            continue;
+        if n >= out.len() {
+            break;
         }
         let Ok((start, end)) = crate::patch::unwind::lookup_fde(&mut os, eh_frame_hdr, site) else { continue };
-        if start < text_start || site + site::SITE_LEN > end || end > text_end {
+        // Long functions (the loader's main steps, whose calls are one-offs)
+        // cost more to decode than their calls save: left to the library.
+        if start < text_start || site + site::SITE_LEN > end || end > text_end || site - start > LOADER_DECODE_MAX {
             continue;
         }
         let func = code.get((start - text_start) as usize..(site + site::SITE_LEN - text_start) as usize);
@@ -559,56 +563,90 @@ pub fn patch_loader(text: (u64, u64), text_prot: i32, eh_frame_hdr: u64, out: &m
             && raw::mprotect(window.0, window.1 as usize, libc::PROT_READ).is_ok()
             && raw::mprotect(arena.0, arena.1 as usize, libc::PROT_READ | libc::PROT_EXEC).is_ok()
     };
-    if !writable || !restored {
-        // Cannot happen short of the kernel refusing a protection it gave;
-        // then the loader must not run half-patched.
-        crate::rt::log::Line::new().str("usertrap-launcher: cannot patch the loader").emit();
+    if !writable {
+        // Refused (a security module's policy, say) before any write: the
+        // loader runs unpatched, its calls on the slow path as before.
+        return 0;
+    }
+    if !restored {
+        // Cannot happen short of the kernel refusing back a protection it
+        // gave: the loader's text may not be executable any more.
+        crate::rt::log::Line::new().str("usertrap-launcher: cannot make the loader's text executable again").emit();
         raw::exit_group(127);
     }
-    adopt_loader_sites(out.get(..n).unwrap_or(&[]), &[]);
+    record_loader_sites(out.get(..n).unwrap_or(&[]));
     open_fast_path();
     n
 }
 
-/// Where `syscall` (0f 05) occurs in `code`: the offsets of its 0x0f.
+/// The most `syscall` candidates the launcher looks at in the loader (ld.so
+/// has about 50).
+const LOADER_CANDIDATES: usize = 256;
+
+/// Where `mov $imm32,%eax; syscall` (b8 .. .. .. .. 0f 05) may start in
+/// `code`: the offsets of the 0xb8, at most `out.len()` of them (a guess to
+/// be proved, not a proof). The whole text is scanned (about 150 KiB for
+/// ld.so), 16 bytes at a time for the 0x05.
 #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
-fn syscall_pairs(code: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    // Eight bytes at a time for the 0x05 (the scan covers the whole text,
-    // about 150 KiB for ld.so): a word with no 0x05 byte is skipped whole.
-    const LOW: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let words = code.len() / 8;
-    (0..words)
-        .filter(move |&w| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(code.get(w * 8..w * 8 + 8).unwrap_or(&[0; 8]));
-            let x = u64::from_le_bytes(b) ^ (5 * LOW);
-            x.wrapping_sub(LOW) & !x & HIGH != 0
-        })
-        .flat_map(move |w| w * 8..w * 8 + 8)
-        .chain(words * 8..code.len())
-        .filter(move |&i| i > 0 && code.get(i) == Some(&0x05) && code.get(i - 1) == Some(&0x0f))
-        .map(|i| i - 1)
+fn seed_candidates(code: &[u8], out: &mut [u32]) -> usize {
+    use core::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    let mut n = 0;
+    let mut note = |i: usize| {
+        // `i` is the 0x05: 0x0f before it, 0xb8 five bytes before that.
+        if i >= 6 && code.get(i - 1) == Some(&0x0f) && code.get(i - 6) == Some(&0xb8) {
+            if let Some(o) = out.get_mut(n) {
+                *o = (i - 6) as u32;
+                n += 1;
+            }
+        }
+    };
+    let blocks = code.len() / 16;
+    for b in 0..blocks {
+        // SAFETY: SSE2 is part of x86-64; the 16 bytes at b * 16 lie inside
+        // `code` (b < code.len() / 16); unaligned loads are allowed.
+        let mask = unsafe {
+            let v = _mm_loadu_si128(code.as_ptr().add(b * 16).cast());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(0x05))) as u32
+        };
+        let mut m = mask;
+        while m != 0 {
+            note(b * 16 + m.trailing_zeros() as usize);
+            m &= m - 1;
+        }
+    }
+    for i in blocks * 16..code.len() {
+        if code.get(i) == Some(&0x05) {
+            note(i);
+        }
+    }
+    n.min(out.len())
 }
 
-/// Record the loader's sites patched by the launcher (`sites`), whose
-/// slots and trampolines lie in `regions` (the launcher's, guarded from the
-/// program here as the library's own): in the launcher right after
-/// patching, and in the library when it takes over, before its fault
-/// handlers replace the launcher's (a thread at a site's 0x06 is then
-/// recognised). Until [`open_fast_path`], calls through these sites reach
-/// ut_fast_entry and go on to the slow path.
-pub fn adopt_loader_sites(sites: &[LoaderSite], regions: &[(u64, u64)]) {
-    if sites.is_empty() || !registry::prepare() {
-        return;
-    }
-    for &(addr, len) in regions {
-        crate::rt::owned::add(addr, len);
-    }
+/// Record the loader's sites the launcher patched (`sites`), in the
+/// launcher right after patching them: its fault handlers then know them.
+fn record_loader_sites(sites: &[LoaderSite]) {
     for s in sites {
         if registry::record(s.key, PATCHING, s.nr, "", s.slot) {
             registry::set_state(s.key, PATCHED);
         }
+    }
+}
+
+/// The library, taking over from the launcher: the launcher's registry,
+/// with the loader's sites it patched, becomes ours (before our fault
+/// handlers replace the launcher's, so that a thread at a site's 0x06 is
+/// recognised all along), and its slot window, trampoline arena and table
+/// (`regions`) are guarded from the program as our own. Until
+/// [`open_fast_path`], calls through these sites reach ut_fast_entry and go
+/// on to the slow path.
+pub fn adopt_loader_sites(snapshot: &registry::Snapshot, regions: &[(u64, u64)]) {
+    if !registry::adopt(snapshot) {
+        return;
+    }
+    let (table, len) = snapshot.mapping();
+    crate::rt::owned::add(table, len);
+    for &(addr, len) in regions {
+        crate::rt::owned::add(addr, len);
     }
 }
 

@@ -189,16 +189,68 @@ fn table() -> Option<&'static Table> {
     Some(unsafe { &*(p as *const Table) })
 }
 
-/// The table's mapping, (address, length), or (0, 0) before [`prepare`]:
-/// the launcher's, which the library unmaps once it has recorded the
-/// loader's sites in its own.
-#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
-pub fn mapping() -> (u64, u64) {
-    let p = TABLE.load(Ordering::Acquire);
-    if p == 0 {
-        return (0, 0);
+/// What the launcher's registry holds after it patched the loader's sites,
+/// for the library to take over whole (its pages are faulted in already:
+/// recording the sites afresh would fault in as many again, one per site,
+/// about as much as their calls save).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Snapshot {
+    table: u64,
+    all_count: u64,
+    patched: u64,
+    chunk_count: u64,
+    chunks: [u64; MAX_CHUNKS],
+}
+
+impl Snapshot {
+    pub const EMPTY: Snapshot = Snapshot { table: 0, all_count: 0, patched: 0, chunk_count: 0, chunks: [0; MAX_CHUNKS] };
+
+    /// The table's mapping, (address, length); (0, 0) if none.
+    pub fn mapping(&self) -> (u64, u64) {
+        if self.table == 0 {
+            return (0, 0);
+        }
+        (self.table, ((core::mem::size_of::<Table>() + 4095) & !4095) as u64)
     }
-    (p, ((core::mem::size_of::<Table>() + 4095) & !4095) as u64)
+}
+
+/// This registry as a [`Snapshot`] (the launcher's, before it jumps to the
+/// loader). Only sites of the seed form and no unpatched ones (the
+/// launcher records no others), which is all [`adopt`] takes over.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn snapshot() -> Snapshot {
+    if EXT_COUNT.load(Ordering::Relaxed) != 0 || UNPATCHED_COUNT.load(Ordering::Relaxed) != 0 {
+        return Snapshot::EMPTY;
+    }
+    let mut s = Snapshot {
+        table: TABLE.load(Ordering::Acquire),
+        all_count: ALL_COUNT.load(Ordering::Acquire) as u64,
+        patched: PATCHED_COUNT.load(Ordering::Relaxed) as u64,
+        chunk_count: CHUNK_COUNT.load(Ordering::Acquire) as u64,
+        chunks: [0; MAX_CHUNKS],
+    };
+    for (o, c) in s.chunks.iter_mut().zip(CHUNKS.iter()) {
+        *o = c.load(Ordering::Relaxed);
+    }
+    s
+}
+
+/// Take over the launcher's registry (see [`Snapshot`]) as this one, before
+/// anything is recorded here (the constructor, single-threaded). False if
+/// this registry is in use already or `s` is empty.
+pub fn adopt(s: &Snapshot) -> bool {
+    if s.table == 0 || TABLE.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    for (c, &v) in CHUNKS.iter().zip(s.chunks.iter()) {
+        c.store(v, Ordering::Relaxed);
+    }
+    CHUNK_COUNT.store(s.chunk_count as usize, Ordering::Release);
+    PATCHED_COUNT.store(s.patched as usize, Ordering::Relaxed);
+    ALL_COUNT.store(s.all_count as usize, Ordering::Release);
+    TABLE.store(s.table, Ordering::Release);
+    true
 }
 
 /// Map the table (patch lock held). False: no memory, patching stays off.

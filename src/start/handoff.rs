@@ -10,9 +10,10 @@
 //! instead of mapping one), the seccomp filter is already installed (a second
 //! would stack, and 1,000 execs would run out of filter space), and the
 //! program's own view of SIGSYS and of the blocked owned signals, which the
-//! launcher's handler hides from the kernel.
+//! launcher's handler hides from the kernel; and the loader's sites it
+//! patched, which the library records as its own.
 
-use crate::patch::install::{LoaderSite, LOADER_SITES};
+use crate::patch::registry::Snapshot;
 use crate::rt::raw::KernelSigaction;
 
 /// Our auxiliary-vector type ("us"); the kernel's types stop below 64.
@@ -57,21 +58,20 @@ pub struct Handoff {
     /// What the launcher leaves mapped that the library unmaps once it has
     /// taken over, as (address, length): its image (text, data, .bss), its
     /// thread area and the block it built the initial stack in. The first
-    /// is also the range of its code, for `signals::adopt`; and its table
-    /// of sites (patch::registry), if it patched the loader.
-    pub launcher_maps: [[u64; 2]; 4],
+    /// is also the range of its code, for `signals::adopt`.
+    pub launcher_maps: [[u64; 2]; 3],
     /// The clock's values when the launcher started (its phases'
     /// reference, `measure::phases`), when its interposer was started, and
     /// when it jumped to the program's (or its loader's) entry, so the
     /// library's USERTRAP_PHASES line can say how long the launcher's steps
     /// and the loader took; 0 if unknown.
     pub launcher_marks: [u64; 3],
-    /// The loader's sites the launcher patched before the loader ran
-    /// (install::patch_loader), the first `loader_site_count`, and the slot
-    /// window and trampoline arena they use: the library records them as its
-    /// own before its fault handlers replace the launcher's.
-    pub loader_sites: [LoaderSite; LOADER_SITES],
+    /// How many of the loader's sites the launcher patched before the loader
+    /// ran (install::patch_loader), its registry of them, which the library
+    /// takes over before its fault handlers replace the launcher's, and the
+    /// slot window and trampoline arena they use.
     pub loader_site_count: u64,
+    pub registry: Snapshot,
     pub loader_regions: [[u64; 2]; 2],
     /// The program's executable (what /proc/self/exe names natively), NUL-terminated.
     pub exe_path: [u8; PATH_LEN],
@@ -89,10 +89,10 @@ impl Handoff {
             preload_prefixed: 0,
             stats: 0,
             sigtable: 0,
-            launcher_maps: [[0; 2]; 4],
+            launcher_maps: [[0; 2]; 3],
             launcher_marks: [0; 3],
-            loader_sites: [LoaderSite { key: 0, slot: 0, nr: 0 }; LOADER_SITES],
             loader_site_count: 0,
+            registry: Snapshot::EMPTY,
             loader_regions: [[0; 2]; 2],
             exe_path: [0; PATH_LEN],
         }
@@ -117,11 +117,6 @@ impl Handoff {
     pub fn owned_action(&self, sig: i32) -> Option<KernelSigaction> {
         let i = OWNED_ORDER.iter().position(|&s| s == sig)?;
         self.owned_actions.get(i).copied()
-    }
-
-    /// The loader's sites the launcher patched.
-    pub fn loader_sites(&self) -> &[LoaderSite] {
-        self.loader_sites.get(..self.loader_site_count as usize).unwrap_or(&[])
     }
 
     pub fn exe_path(&self) -> &[u8] {

@@ -141,8 +141,7 @@ fn leave_no_launcher(h: &Handoff) {
     for [addr, len] in maps {
         if len != 0 {
             // SAFETY: the launcher's own mappings (its image, its stack and
-            // data, its table of sites, copied into ours by init::start),
-            // which nothing runs in or refers to any more.
+            // data), which nothing runs in or refers to any more.
             let _ = unsafe { crate::rt::raw::munmap(addr, len as usize) };
         }
     }
