@@ -11,6 +11,10 @@
 //! listed in `ut_fast_ok` before the first patch, to the trampoline's own
 //! `syscall`). Anything else is recorded once, with the reason, and stays on
 //! the slow path.
+//!
+//! The one exception to "after a trap": the launcher patches the loader's
+//! sites of the first form before the loader runs ([`patch_loader`]), and
+//! the library takes them over ([`adopt_loader_sites`]).
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 

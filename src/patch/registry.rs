@@ -216,13 +216,11 @@ impl Snapshot {
 }
 
 /// This registry as a [`Snapshot`] (the launcher's, before it jumps to the
-/// loader). Only sites of the seed form and no unpatched ones (the
-/// launcher records no others), which is all [`adopt`] takes over.
+/// loader). It holds only the loader's patched sites of the seed form: the
+/// launcher patches nothing after a trap (install::ENABLED stays off in its
+/// bridge), so there are no Form R/P records and no unpatched list to carry.
 #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
 pub fn snapshot() -> Snapshot {
-    if EXT_COUNT.load(Ordering::Relaxed) != 0 || UNPATCHED_COUNT.load(Ordering::Relaxed) != 0 {
-        return Snapshot::EMPTY;
-    }
     let mut s = Snapshot {
         table: TABLE.load(Ordering::Acquire),
         all_count: ALL_COUNT.load(Ordering::Acquire) as u64,
