@@ -170,14 +170,21 @@ impl Elf {
         let eh_frame = self.eh_frame.map(|(addr, size)| (bias + addr, size));
         let phnum = u64::from(self.header.phnum);
         let eh_frame_hdr = self.phdrs().find(|p| p.p_type == PT_GNU_EH_FRAME).map_or(0, |p| bias + p.p_vaddr);
-        let (text, text_prot) = loads()
-            .find(|p| p.p_flags & PF_X != 0 && p.p_filesz > 0)
-            .map_or(((0, 0), 0), |p| {
-                let start = (bias + p.p_vaddr) & !(PAGE - 1);
-                let end = (bias + p.p_vaddr + p.p_filesz + PAGE - 1) & !(PAGE - 1);
-                ((start, end), segment_prot(&p))
-            });
-        Ok(Image { base: bias + lo, entry: bias + self.header.entry, phdr, phnum, eh_frame, eh_frame_hdr, text, text_prot })
+        let (text, text_prot) = loads().find(|p| p.p_flags & PF_X != 0 && p.p_filesz > 0).map_or(((0, 0), 0), |p| {
+            let start = (bias + p.p_vaddr) & !(PAGE - 1);
+            let end = (bias + p.p_vaddr + p.p_filesz + PAGE - 1) & !(PAGE - 1);
+            ((start, end), segment_prot(&p))
+        });
+        Ok(Image {
+            base: bias + lo,
+            entry: bias + self.header.entry,
+            phdr,
+            phnum,
+            eh_frame,
+            eh_frame_hdr,
+            text,
+            text_prot,
+        })
     }
 
     fn map_segment(&self, p: &Phdr, bias: u64) -> Result<(), &'static str> {

@@ -81,7 +81,13 @@ pub fn decode(code: &[u8]) -> Option<(usize, Kind)> {
     let iz = if opsize16 && !rex_w { 2 } else { 4 };
     let len = match op {
         // ALU r/m,r and r,r/m (add, or, adc, sbb, and, sub, xor, cmp).
-        0x00..=0x03 | 0x08..=0x0b | 0x10..=0x13 | 0x18..=0x1b | 0x20..=0x23 | 0x28..=0x2b | 0x30..=0x33
+        0x00..=0x03
+        | 0x08..=0x0b
+        | 0x10..=0x13
+        | 0x18..=0x1b
+        | 0x20..=0x23
+        | 0x28..=0x2b
+        | 0x30..=0x33
         | 0x38..=0x3b => i + modrm_len(code, i)?,
         // ALU al,imm8.
         0x04 | 0x0c | 0x14 | 0x1c | 0x24 | 0x2c | 0x34 | 0x3c | 0xa8 => i + 1,
@@ -165,9 +171,36 @@ pub fn decode(code: &[u8]) -> Option<(usize, Kind)> {
                 // and logic, cmovcc, setcc, bt/bts/btr/btc, shld/shrd by cl,
                 // imul, cmpxchg, movzx/movsx, xadd, bsf/bsr (tzcnt/lzcnt),
                 // SSE2 integer ops (none of them takes an immediate).
-                0x0d | 0x18..=0x1f | 0x10..=0x17 | 0x28 | 0x29 | 0x2e | 0x2f | 0x40..=0x4f | 0x51 | 0x54..=0x5f
-                | 0x60..=0x6f | 0x74..=0x76 | 0x7e | 0x7f | 0x90..=0x9f | 0xa3 | 0xa5 | 0xab | 0xad | 0xaf
-                | 0xb0 | 0xb1 | 0xb3 | 0xb6 | 0xb7 | 0xbb..=0xbf | 0xc0 | 0xc1 | 0xd1..=0xd5 | 0xd6..=0xef
+                0x0d
+                | 0x18..=0x1f
+                | 0x10..=0x17
+                | 0x28
+                | 0x29
+                | 0x2e
+                | 0x2f
+                | 0x40..=0x4f
+                | 0x51
+                | 0x54..=0x5f
+                | 0x60..=0x6f
+                | 0x74..=0x76
+                | 0x7e
+                | 0x7f
+                | 0x90..=0x9f
+                | 0xa3
+                | 0xa5
+                | 0xab
+                | 0xad
+                | 0xaf
+                | 0xb0
+                | 0xb1
+                | 0xb3
+                | 0xb6
+                | 0xb7
+                | 0xbb..=0xbf
+                | 0xc0
+                | 0xc1
+                | 0xd1..=0xd5
+                | 0xd6..=0xef
                 | 0xf1..=0xfe => i + modrm_len(code, i)?,
                 // Immediate byte: pshufd/pshuflw/pshufhw, shifts by imm,
                 // shld/shrd by imm, bt* by imm, shufps/shufpd.
@@ -243,7 +276,8 @@ mod tests {
         let mut text = None;
         for i in 0..phnum {
             let p = &data[phoff + i * 56..phoff + (i + 1) * 56];
-            let (ty, flags) = (u32::from_le_bytes(p[0..4].try_into().unwrap()), u32::from_le_bytes(p[4..8].try_into().unwrap()));
+            let (ty, flags) =
+                (u32::from_le_bytes(p[0..4].try_into().unwrap()), u32::from_le_bytes(p[4..8].try_into().unwrap()));
             if ty == 1 && flags & 1 != 0 {
                 let off = u64::from_le_bytes(p[8..16].try_into().unwrap()) as usize;
                 let size = u64::from_le_bytes(p[32..40].try_into().unwrap()) as usize;

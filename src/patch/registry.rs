@@ -204,7 +204,8 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub const EMPTY: Snapshot = Snapshot { table: 0, all_count: 0, patched: 0, chunk_count: 0, chunks: [0; MAX_CHUNKS] };
+    pub const EMPTY: Snapshot =
+        Snapshot { table: 0, all_count: 0, patched: 0, chunk_count: 0, chunks: [0; MAX_CHUNKS] };
 
     /// The table's mapping, (address, length); (0, 0) if none.
     pub fn mapping(&self) -> (u64, u64) {
