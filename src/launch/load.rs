@@ -54,6 +54,12 @@ pub struct Image {
     pub phnum: u64,
     /// `.eh_frame` at run time, if the program headers do not index it.
     pub eh_frame: Option<(u64, u64)>,
+    /// `.eh_frame_hdr` (PT_GNU_EH_FRAME) at run time, 0 if none.
+    pub eh_frame_hdr: u64,
+    /// The first executable segment's pages, [start, end), and their
+    /// protection: the loader's sites are patched there (install::patch_loader).
+    pub text: (u64, u64),
+    pub text_prot: i32,
 }
 
 /// Exactly `buf.len()` bytes at `off`.
@@ -163,13 +169,26 @@ impl Elf {
         };
         let eh_frame = self.eh_frame.map(|(addr, size)| (bias + addr, size));
         let phnum = u64::from(self.header.phnum);
-        Ok(Image { base: bias + lo, entry: bias + self.header.entry, phdr, phnum, eh_frame })
+        let eh_frame_hdr = self.phdrs().find(|p| p.p_type == PT_GNU_EH_FRAME).map_or(0, |p| bias + p.p_vaddr);
+        let (text, text_prot) = loads().find(|p| p.p_flags & PF_X != 0 && p.p_filesz > 0).map_or(((0, 0), 0), |p| {
+            let start = (bias + p.p_vaddr) & !(PAGE - 1);
+            let end = (bias + p.p_vaddr + p.p_filesz + PAGE - 1) & !(PAGE - 1);
+            ((start, end), segment_prot(&p))
+        });
+        Ok(Image {
+            base: bias + lo,
+            entry: bias + self.header.entry,
+            phdr,
+            phnum,
+            eh_frame,
+            eh_frame_hdr,
+            text,
+            text_prot,
+        })
     }
 
     fn map_segment(&self, p: &Phdr, bias: u64) -> Result<(), &'static str> {
-        let prot = (if p.p_flags & PF_R != 0 { libc::PROT_READ } else { 0 })
-            | (if p.p_flags & PF_W != 0 { libc::PROT_WRITE } else { 0 })
-            | (if p.p_flags & PF_X != 0 { libc::PROT_EXEC } else { 0 });
+        let prot = segment_prot(p);
         let start = bias + p.p_vaddr;
         let page_start = start & !(PAGE - 1);
         let file_end = start + p.p_filesz;
@@ -213,6 +232,13 @@ impl Elf {
         }
         Ok(())
     }
+}
+
+/// The protection a segment is mapped with, from its flags.
+fn segment_prot(p: &Phdr) -> i32 {
+    (if p.p_flags & PF_R != 0 { libc::PROT_READ } else { 0 })
+        | (if p.p_flags & PF_W != 0 { libc::PROT_WRITE } else { 0 })
+        | (if p.p_flags & PF_X != 0 { libc::PROT_EXEC } else { 0 })
 }
 
 /// (sh_addr, sh_size) of the allocated section `name` of the ELF file open

@@ -10,10 +10,14 @@
 //! the caller (the library, or the `usertrap` command for a first process).
 //! It then:
 //! 1. starts the interposer: for a dynamically linked program only as a
-//!    bridge (SIGSYS handler, backend, no patching) until the library, which
-//!    the loader preloads, takes over in the program's constructor phase;
-//!    for a static program fully, for good (it is that program's library);
-//! 2. maps the program and its interpreter as binfmt_elf would (`load`);
+//!    bridge (SIGSYS handler, backend, no patching of trapped sites) until
+//!    the library, which the loader preloads, takes over in the program's
+//!    constructor phase; for a static program fully, for good (it is that
+//!    program's library);
+//! 2. maps the program and its interpreter as binfmt_elf would (`load`),
+//!    and patches the interpreter's `mov $nr,%eax; syscall` sites before it
+//!    runs (patch::install::patch_loader), so that the loader's calls take
+//!    the fast path from the first one; the library takes the sites over;
 //! 3. builds the initial stack the program expects (`stack`): its argv as
 //!    given (the same strings, so /proc/self/cmdline is the program's), its
 //!    environment without the control entry, an auxiliary vector describing
@@ -191,6 +195,10 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         None
     };
 
+    if let (Some(i), Role::LauncherBridge) = (interp_image.as_ref(), role) {
+        patch_loader(i);
+    }
+
     // The process's name, as the kernel would have set it.
     let _ = raw::prctl_set_name(&ctl.comm);
 
@@ -267,6 +275,25 @@ fn own_image(initial: &Initial) -> (u64, u64) {
         return (0, 0);
     }
     (lo & !4095, (hi + 4095) & !4095)
+}
+
+/// Patch the loader's syscall sites before it runs (install::patch_loader),
+/// into the hand-off record, unless patching is off (USERTRAP_PATCH=0).
+fn patch_loader(interp: &load::Image) {
+    if !crate::patch::install::LOADER_PATCHING.load(core::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: single-threaded, before the program starts; nobody reads it yet.
+    let h = unsafe { &mut *HANDOFF.0.get() };
+    let mut sites = [crate::patch::install::LoaderSite::default(); crate::patch::install::LOADER_SITES];
+    let n = crate::patch::install::patch_loader(interp.text, interp.text_prot, interp.eh_frame_hdr, &mut sites);
+    h.loader_site_count = n as u64;
+    if n > 0 {
+        h.registry = crate::patch::registry::snapshot();
+        for (out, (addr, len)) in h.loader_regions.iter_mut().zip(crate::patch::install::loader_regions()) {
+            *out = [addr, len];
+        }
+    }
 }
 
 /// The last of the launcher's phase marks: it jumps to the loader now.

@@ -11,6 +11,10 @@
 //! listed in `ut_fast_ok` before the first patch, to the trampoline's own
 //! `syscall`). Anything else is recorded once, with the reason, and stays on
 //! the slow path.
+//!
+//! The one exception to "after a trap": the launcher patches the loader's
+//! sites of the first form before the loader runs ([`patch_loader`]), and
+//! the library takes them over ([`adopt_loader_sites`]).
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -26,6 +30,9 @@ use crate::trap::syscalls;
 
 /// USERTRAP_PATCH (on by default; off when membarrier is missing).
 pub static ENABLED: AtomicBool = AtomicBool::new(false);
+/// In the launcher before a dynamic program: USERTRAP_PATCH is on, so
+/// patch the loader's sites before it runs ([`patch_loader`]).
+pub static LOADER_PATCHING: AtomicBool = AtomicBool::new(false);
 
 /// Whether what patching needs is in place: membarrier registered for
 /// cross-modifying code, the decoder's tables built. Done at the first
@@ -453,4 +460,216 @@ pub fn after_fork_in_child() {
     // SAFETY: only this thread exists in the new process.
     unsafe { PATCHER.force_unlock() };
     crate::patch::maps::after_fork_in_child();
+}
+
+/// The most loader sites the launcher patches (ld.so has about 35 of the
+/// seed form) and hands to the library.
+pub const LOADER_SITES: usize = 128;
+/// The farthest from its function's start a loader site is decoded.
+const LOADER_DECODE_MAX: u64 = 1024;
+
+/// A site the launcher patched in the loader: its `syscall`'s address (the
+/// registry's key), slot and number.
+#[derive(Clone, Copy, Default)]
+pub struct LoaderSite {
+    pub key: u64,
+    pub slot: u32,
+    pub nr: u32,
+}
+
+/// The launcher, before it jumps to the loader it has just mapped: patch
+/// the loader's `mov $nr,%eax; syscall` sites (the seed form), so that its
+/// calls take the fast path from the first one instead of a SIGSYS each
+/// (about 30 per process). Same proof as a trapped site's: the function
+/// start from the loader's .eh_frame_hdr, decoding forward from it to the
+/// site ([`crate::patch::lengths`], a decoder without tables to build: iced's
+/// would cost more than the calls it saves). `text` is the loader's
+/// executable segment as mapped, with its protection; `eh_frame_hdr` its
+/// PT_GNU_EH_FRAME at run time. Fills `out`; how many were patched.
+///
+/// No race to guard against: the launcher is the process's only thread and
+/// no byte of the loader has run yet, so the final bytes are written
+/// directly (text made writable for the writes, then given its protection
+/// back), without /proc/self/mem, the write protocol's order or membarrier.
+/// The trampolines jump to the gate's fast entry (arch::GATE_FAST_ENTRY):
+/// the launcher's ut_fast_entry now, the library's once its gate replaces
+/// the launcher's, so they never jump into the launcher's text, which the
+/// library unmaps.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn patch_loader(text: (u64, u64), text_prot: i32, eh_frame_hdr: u64, out: &mut [LoaderSite]) -> usize {
+    let (text_start, text_end) = text;
+    if text_end <= text_start || eh_frame_hdr == 0 || !arch::trampoline_layout_ok() {
+        return 0;
+    }
+    // SAFETY: the loader's executable segment, mapped readable by the
+    // launcher (the caller) and written by nothing but the code below.
+    let code = unsafe { core::slice::from_raw_parts(text_start as *const u8, (text_end - text_start) as usize) };
+    let mut candidates = [0u32; LOADER_CANDIDATES];
+    let found = seed_candidates(code, &mut candidates);
+    let mut n = 0usize;
+    let mut os = os::RawOs::new();
+    for &mov in candidates.get(..found).unwrap_or(&[]) {
+        let site = text_start + mov as u64;
+        if n >= out.len() {
+            break;
+        }
+        let Ok((start, end)) = crate::patch::unwind::lookup_fde(&mut os, eh_frame_hdr, site) else { continue };
+        // Long functions (the loader's main steps, whose calls are one-offs)
+        // cost more to decode than their calls save: left to the library.
+        if start < text_start || site + site::SITE_LEN > end || end > text_end || site - start > LOADER_DECODE_MAX {
+            continue;
+        }
+        let func = code.get((start - text_start) as usize..(site + site::SITE_LEN - text_start) as usize);
+        let Some(Ok(nr)) = func.map(|f| crate::patch::lengths::verify(start, f, site)) else { continue };
+        if needs_slow_path(nr as u64) {
+            continue;
+        }
+        if let Some(o) = out.get_mut(n) {
+            *o = LoaderSite { key: site + 5, slot: 0, nr };
+            n += 1;
+        }
+    }
+    if n == 0 || !registry::prepare() {
+        return 0;
+    }
+    let Some(mut table) = PATCHER.try_lock() else { return 0 };
+    let mut tramps = [0u64; LOADER_SITES];
+    for (s, t) in out.iter_mut().zip(tramps.iter_mut()).take(n) {
+        match (table.alloc_slot(), table.alloc_trampoline()) {
+            (Some(slot), Some(tramp)) => {
+                s.slot = slot as u32;
+                *t = tramp;
+            }
+            _ => return 0,
+        }
+    }
+    // All in the table's first window and arena (n is far below their 8192).
+    let [window, arena] = table.seed_regions();
+    drop(table);
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    // SAFETY: the window and arena just mapped by the table for these
+    // sites, used by nothing yet; the text is the loader's, which has not
+    // run (see above). Each gets its protection back below.
+    let writable = unsafe {
+        raw::mprotect(window.0, window.1 as usize, rw).is_ok()
+            && raw::mprotect(arena.0, arena.1 as usize, rw).is_ok()
+            && raw::mprotect(text_start, (text_end - text_start) as usize, rw).is_ok()
+    };
+    if writable {
+        for (s, &t) in out.iter().zip(tramps.iter()).take(n) {
+            let code = arch::trampoline_to(s.nr, s.key + 2, arch::GATE_FAST_ENTRY);
+            // SAFETY: `t` is a trampoline of the arena (TRAMP_STRIDE >=
+            // TRAMP_LEN bytes), the slot 8 bytes of the window, and the site
+            // 7 bytes of the text, all writable now and ours alone.
+            unsafe {
+                core::ptr::copy_nonoverlapping(code.as_ptr(), t as *mut u8, code.len());
+                core::ptr::write(s.slot as u64 as *mut u64, t);
+                let jump = write::jump_bytes(s.slot as u64);
+                core::ptr::copy_nonoverlapping(jump.as_ptr(), (s.key - 5) as *mut u8, jump.len());
+            }
+        }
+    }
+    // SAFETY: as above: the same three ranges, back to their protections.
+    let restored = unsafe {
+        raw::mprotect(text_start, (text_end - text_start) as usize, text_prot).is_ok()
+            && raw::mprotect(window.0, window.1 as usize, libc::PROT_READ).is_ok()
+            && raw::mprotect(arena.0, arena.1 as usize, libc::PROT_READ | libc::PROT_EXEC).is_ok()
+    };
+    if !writable {
+        // Refused (a security module's policy, say) before any write: the
+        // loader runs unpatched, its calls on the slow path as before.
+        return 0;
+    }
+    if !restored {
+        // Cannot happen short of the kernel refusing back a protection it
+        // gave: the loader's text may not be executable any more.
+        crate::rt::log::Line::new().str("usertrap-launcher: cannot make the loader's text executable again").emit();
+        raw::exit_group(127);
+    }
+    record_loader_sites(out.get(..n).unwrap_or(&[]));
+    open_fast_path();
+    n
+}
+
+/// The most `syscall` candidates the launcher looks at in the loader (ld.so
+/// has about 50).
+const LOADER_CANDIDATES: usize = 256;
+
+/// Where `mov $imm32,%eax; syscall` (b8 .. .. .. .. 0f 05) may start in
+/// `code`: the offsets of the 0xb8, at most `out.len()` of them (a guess to
+/// be proved, not a proof). The whole text is scanned (about 150 KiB for
+/// ld.so), 16 bytes at a time for the 0x05.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+fn seed_candidates(code: &[u8], out: &mut [u32]) -> usize {
+    use core::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    let mut n = 0;
+    let mut note = |i: usize| {
+        // `i` is the 0x05: 0x0f before it, 0xb8 five bytes before that.
+        if i >= 6 && code.get(i - 1) == Some(&0x0f) && code.get(i - 6) == Some(&0xb8) {
+            if let Some(o) = out.get_mut(n) {
+                *o = (i - 6) as u32;
+                n += 1;
+            }
+        }
+    };
+    let blocks = code.len() / 16;
+    for b in 0..blocks {
+        // SAFETY: SSE2 is part of x86-64; the 16 bytes at b * 16 lie inside
+        // `code` (b < code.len() / 16); unaligned loads are allowed.
+        let mask = unsafe {
+            let v = _mm_loadu_si128(code.as_ptr().add(b * 16).cast());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(0x05))) as u32
+        };
+        let mut m = mask;
+        while m != 0 {
+            note(b * 16 + m.trailing_zeros() as usize);
+            m &= m - 1;
+        }
+    }
+    for i in blocks * 16..code.len() {
+        if code.get(i) == Some(&0x05) {
+            note(i);
+        }
+    }
+    n.min(out.len())
+}
+
+/// Record the loader's sites the launcher patched (`sites`), in the
+/// launcher right after patching them: its fault handlers then know them.
+fn record_loader_sites(sites: &[LoaderSite]) {
+    for s in sites {
+        if registry::record(s.key, PATCHING, s.nr, "", s.slot) {
+            registry::set_state(s.key, PATCHED);
+        }
+    }
+}
+
+/// The library, taking over from the launcher: the launcher's registry,
+/// with the loader's sites it patched, becomes ours (before our fault
+/// handlers replace the launcher's, so that a thread at a site's 0x06 is
+/// recognised all along), and its slot window, trampoline arena and table
+/// (`regions`) are guarded from the program as our own. Until
+/// [`open_fast_path`], calls through these sites reach ut_fast_entry and go
+/// on to the slow path.
+pub fn adopt_loader_sites(snapshot: &registry::Snapshot, regions: &[(u64, u64)]) {
+    if !registry::adopt(snapshot) {
+        return;
+    }
+    let (table, len) = snapshot.mapping();
+    crate::rt::owned::add(table, len);
+    for &(addr, len) in regions {
+        crate::rt::owned::add(addr, len);
+    }
+}
+
+/// Let ut_fast_entry run the calls the fast path may run (as [`prepared`]
+/// does at the first patch): once the interposer is set up.
+pub fn open_fast_path() {
+    arch::set_fast_ok(|nr| !needs_slow_path(nr));
+}
+
+/// The seed form's slot window and trampoline arena, for the hand-off.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn loader_regions() -> [(u64, u64); 2] {
+    PATCHER.try_lock().map_or([(0, 0); 2], |t| t.seed_regions())
 }

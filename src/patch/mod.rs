@@ -17,7 +17,9 @@
 //!   [`reject`] (why a site is refused);
 //! - [`table`]: slot windows below 2 GiB and trampolines;
 //! - [`write`]: the cross-modifying write protocol;
-//! - [`registry`]: every site looked at, for the fault handlers and reports.
+//! - [`registry`]: every site looked at, for the fault handlers and reports;
+//! - [`lengths`]: a decoder without tables, for the launcher's proof of
+//!   the loader's sites before it runs (install::patch_loader).
 //!
 //! Never: patch a site without proof, or write code other than through
 //! [`write`]'s protocol.
@@ -27,6 +29,8 @@ pub mod forms;
 pub mod gopclntab;
 pub mod hints;
 pub mod install;
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub mod lengths;
 pub mod locate;
 pub mod maps;
 pub mod os;

@@ -189,6 +189,69 @@ fn table() -> Option<&'static Table> {
     Some(unsafe { &*(p as *const Table) })
 }
 
+/// What the launcher's registry holds after it patched the loader's sites,
+/// for the library to take over whole (its pages are faulted in already:
+/// recording the sites afresh would fault in as many again, one per site,
+/// about as much as their calls save).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Snapshot {
+    table: u64,
+    all_count: u64,
+    patched: u64,
+    chunk_count: u64,
+    chunks: [u64; MAX_CHUNKS],
+}
+
+impl Snapshot {
+    pub const EMPTY: Snapshot =
+        Snapshot { table: 0, all_count: 0, patched: 0, chunk_count: 0, chunks: [0; MAX_CHUNKS] };
+
+    /// The table's mapping, (address, length); (0, 0) if none.
+    pub fn mapping(&self) -> (u64, u64) {
+        if self.table == 0 {
+            return (0, 0);
+        }
+        (self.table, ((core::mem::size_of::<Table>() + 4095) & !4095) as u64)
+    }
+}
+
+/// This registry as a [`Snapshot`] (the launcher's, before it jumps to the
+/// loader). It holds only the loader's patched sites of the seed form: the
+/// launcher patches nothing after a trap (install::ENABLED stays off in its
+/// bridge), so there are no Form R/P records and no unpatched list to carry.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn snapshot() -> Snapshot {
+    let mut s = Snapshot {
+        table: TABLE.load(Ordering::Acquire),
+        all_count: ALL_COUNT.load(Ordering::Acquire) as u64,
+        patched: PATCHED_COUNT.load(Ordering::Relaxed) as u64,
+        chunk_count: CHUNK_COUNT.load(Ordering::Acquire) as u64,
+        chunks: [0; MAX_CHUNKS],
+    };
+    for (o, c) in s.chunks.iter_mut().zip(CHUNKS.iter()) {
+        *o = c.load(Ordering::Relaxed);
+    }
+    s
+}
+
+/// Take over the launcher's registry (see [`Snapshot`]) as this one, before
+/// anything is recorded here (the constructor, single-threaded). False if
+/// this registry is in use already or `s` is empty.
+pub fn adopt(s: &Snapshot) -> bool {
+    if s.table == 0 || TABLE.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    for (c, &v) in CHUNKS.iter().zip(s.chunks.iter()) {
+        c.store(v, Ordering::Relaxed);
+    }
+    CHUNK_COUNT.store(s.chunk_count as usize, Ordering::Release);
+    PATCHED_COUNT.store(s.patched as usize, Ordering::Relaxed);
+    ALL_COUNT.store(s.all_count as usize, Ordering::Release);
+    TABLE.store(s.table, Ordering::Release);
+    true
+}
+
 /// Map the table (patch lock held). False: no memory, patching stays off.
 pub fn prepare() -> bool {
     if TABLE.load(Ordering::Relaxed) != 0 {
@@ -239,8 +302,12 @@ fn reason_of(e: &Entry) -> &'static str {
 }
 
 fn start(key: u64) -> usize {
-    // Fibonacci hashing of the address.
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize % CAPACITY
+    // Fibonacci hashing of the code page, then the place in the page: the
+    // sites of one page of code share a run of 256 entries (10 KiB) instead
+    // of a page of the table each, so recording a process's sites (every
+    // one a fresh page of this table before) touches far fewer pages.
+    let page = ((key >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize;
+    (page + ((key & 0xfff) >> 4) as usize) % CAPACITY
 }
 
 fn find(key: u64) -> Result<&'static Entry, Option<&'static Entry>> {

@@ -165,3 +165,15 @@ impl Table {
         Some(t)
     }
 }
+
+impl Table {
+    /// The seed form's current slot window and trampoline arena, as
+    /// (address, length) (0, 0 when not mapped yet): what the launcher's
+    /// loader patches use, handed to the library (see install::patch_loader).
+    #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+    pub fn seed_regions(&self) -> [(u64, u64); 2] {
+        let window = if self.window != 0 { (self.window, WINDOW_LEN as u64) } else { (0, 0) };
+        let arena = if self.arena != 0 { (self.arena, ARENA_LEN as u64) } else { (0, 0) };
+        [window, arena]
+    }
+}

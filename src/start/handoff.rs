@@ -10,8 +10,10 @@
 //! instead of mapping one), the seccomp filter is already installed (a second
 //! would stack, and 1,000 execs would run out of filter space), and the
 //! program's own view of SIGSYS and of the blocked owned signals, which the
-//! launcher's handler hides from the kernel.
+//! launcher's handler hides from the kernel; and the loader's sites it
+//! patched, which the library records as its own.
 
+use crate::patch::registry::Snapshot;
 use crate::rt::raw::KernelSigaction;
 
 /// Our auxiliary-vector type ("us"); the kernel's types stop below 64.
@@ -64,6 +66,13 @@ pub struct Handoff {
     /// library's USERTRAP_PHASES line can say how long the launcher's steps
     /// and the loader took; 0 if unknown.
     pub launcher_marks: [u64; 3],
+    /// How many of the loader's sites the launcher patched before the loader
+    /// ran (install::patch_loader), its registry of them, which the library
+    /// takes over before its fault handlers replace the launcher's, and the
+    /// slot window and trampoline arena they use.
+    pub loader_site_count: u64,
+    pub registry: Snapshot,
+    pub loader_regions: [[u64; 2]; 2],
     /// The program's executable (what /proc/self/exe names natively), NUL-terminated.
     pub exe_path: [u8; PATH_LEN],
 }
@@ -82,6 +91,9 @@ impl Handoff {
             sigtable: 0,
             launcher_maps: [[0; 2]; 3],
             launcher_marks: [0; 3],
+            loader_site_count: 0,
+            registry: Snapshot::EMPTY,
+            loader_regions: [[0; 2]; 2],
             exe_path: [0; PATH_LEN],
         }
     }

@@ -34,7 +34,8 @@ pub enum Role {
     Preload,
     /// The launcher, before it starts a dynamically linked program: it only
     /// serves the loader's syscalls until the library takes over (no
-    /// patching, no handlers on other signals: the library installs its own).
+    /// patching of trapped sites, only of the loader's before it runs; no
+    /// handlers on other signals: the library installs its own).
     LauncherBridge,
     /// The launcher, before it starts a static program: it is the
     /// interposer for the program's whole life.
@@ -155,6 +156,12 @@ pub fn start(s: &Startup<'_>) {
         signals::watch_fatal_signals(s.default_signals);
     }
     phases::mark(Mark::FatalSignals);
+    if let Some(h) = s.handoff.filter(|h| h.loader_site_count != 0) {
+        // The loader's sites the launcher patched: ours from now on (before
+        // our fault handlers replace the launcher's, which know them).
+        let [a, b] = h.loader_regions;
+        patch::install::adopt_loader_sites(&h.registry, &[(a[0], a[1]), (b[0], b[1])]);
+    }
     for (sig, action) in [
         (signals::SIGSYS, sigsys::handler_action()),
         (signals::SIGSEGV, fault::handler_action()),
@@ -184,6 +191,12 @@ pub fn start(s: &Startup<'_>) {
     phases::mark(Mark::Greet);
     if config.patch && !bridge {
         enable_patching();
+    }
+    if config.patch && bridge && arch::trampoline_layout_ok() {
+        patch::install::LOADER_PATCHING.store(true, Ordering::Relaxed);
+    }
+    if s.handoff.is_some_and(|h| h.loader_site_count != 0) {
+        patch::install::open_fast_path();
     }
     phases::mark(Mark::Patching);
     if inherited_filter {

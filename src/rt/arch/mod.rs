@@ -28,6 +28,9 @@ pub const GATE_OFF_INT80: u64 = 0xf0;
 pub const GATE_OFF_SLOTS: u64 = 0x100;
 /// The vfork stub's child part, after the data slots (no room before them).
 pub const GATE_OFF_VFORK_CHILD: u64 = 0x140;
+/// A jump to the gate owner's ut_fast_entry (the launcher's, then the
+/// library's once its gate replaces the launcher's).
+pub const GATE_OFF_FAST_ENTRY: u64 = 0x300;
 
 /// Offsets in the thread area of what the gate's stubs read through %gs
 /// (checked against the struct at compile time in rt/thread.rs, which
@@ -97,7 +100,9 @@ const GSYM_SLOT_GATE_LEN: usize = 10;
 const GSYM_SLOT_SELECTOR: usize = 11;
 const GSYM_SLOT_SUD: usize = 12;
 const GSYM_VFORK_CHILD: usize = 13;
-const GSYM_COUNT: usize = 14;
+const GSYM_FAST_ENTRY: usize = 14;
+const GSYM_SLOT_FAST_ENTRY: usize = 15;
+const GSYM_COUNT: usize = 16;
 
 fn gate_symbol(i: usize) -> u64 {
     // SAFETY: a read-only table of addresses, filled by the linker/loader.
@@ -112,6 +117,8 @@ fn image_offset(i: usize) -> u64 {
 /// Where the gate's entry points are once the image is copied to GATE_ADDR.
 pub const GATE_RESTORER: u64 = GATE_ADDR + GATE_OFF_RESTORER;
 pub const GATE_VFORK: u64 = GATE_ADDR + GATE_OFF_VFORK;
+/// Where the launcher's trampolines jump (see GATE_OFF_FAST_ENTRY).
+pub const GATE_FAST_ENTRY: u64 = GATE_ADDR + GATE_OFF_FAST_ENTRY;
 /// The program-syscall entry: from its first byte through its `syscall` a
 /// postponed signal sends it to the abort exit instead (delivery::postpone).
 pub const GATE_PROGRAM_SYSCALL: u64 = GATE_ADDR + GATE_OFF_PROGRAM_SYSCALL;
@@ -128,6 +135,7 @@ pub fn gate_layout_ok() -> bool {
         && image_offset(GSYM_INT80) == GATE_OFF_INT80
         && image_offset(GSYM_SLOT_CHILD_ENTRY) == GATE_OFF_SLOTS
         && image_offset(GSYM_VFORK_CHILD) == GATE_OFF_VFORK_CHILD
+        && image_offset(GSYM_FAST_ENTRY) == GATE_OFF_FAST_ENTRY
         && gate_image().len() as u64 == GATE_LEN
 }
 
@@ -143,8 +151,9 @@ pub fn gate_image() -> &'static [u8] {
 }
 
 /// The values the gate's data slots must hold, as (offset in image, value) pairs.
-pub fn gate_slots(selector: u64, sud: bool) -> [(u64, u64, usize); 5] {
+pub fn gate_slots(selector: u64, sud: bool) -> [(u64, u64, usize); 6] {
     [
+        (image_offset(GSYM_SLOT_FAST_ENTRY), fast_entry(), 8),
         (image_offset(GSYM_SLOT_CHILD_ENTRY), ut_clone_child_entry as *const () as u64, 8),
         (image_offset(GSYM_SLOT_GATE_BASE), GATE_ADDR, 8),
         (image_offset(GSYM_SLOT_GATE_LEN), GATE_LEN, 8),
@@ -217,12 +226,16 @@ pub fn trampoline_layout_ok() -> bool {
 /// The trampoline of one patched site: load its syscall number and return
 /// address, jump to ut_fast_entry.
 pub fn trampoline(nr: u32, ret: u64) -> [u8; TRAMP_LEN] {
+    trampoline_to(nr, ret, fast_entry())
+}
+
+/// A trampoline like [`trampoline`]'s that jumps to `entry` instead.
+pub fn trampoline_to(nr: u32, ret: u64, entry: u64) -> [u8; TRAMP_LEN] {
     let mut code = [0u8; TRAMP_LEN];
     let t = tramp_template();
     if let Some(src) = t.get(..TRAMP_LEN) {
         code.copy_from_slice(src);
     }
-    let entry = ut_fast_entry as *const () as u64;
     for (off, bytes) in [
         (TRAMP_NR, &nr.to_le_bytes()[..]),
         (TRAMP_RET, &ret.to_le_bytes()[..]),
@@ -257,6 +270,7 @@ global_asm!(
     off_vfork = const GATE_OFF_VFORK,
     off_slots = const GATE_OFF_SLOTS,
     off_vfork_child = const GATE_OFF_VFORK_CHILD,
+    off_fast_entry = const GATE_OFF_FAST_ENTRY,
     area_pending_child = const AREA_PENDING_CHILD,
     area_altstack = const AREA_ALTSTACK,
     area_vfork_return = const AREA_VFORK_RETURN,

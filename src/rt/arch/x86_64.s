@@ -137,6 +137,10 @@ ut_slot_selector:     .quad 0   # address of the SUD selector byte
     .globl ut_slot_sud
     .hidden ut_slot_sud
 ut_slot_sud:          .byte 0   # 1 when the SUD backend is armed
+    .balign 8
+    .globl ut_slot_fast_entry
+    .hidden ut_slot_fast_entry
+ut_slot_fast_entry:   .quad 0   # absolute address of the gate owner's ut_fast_entry
 
 # --- gate vfork stub, the child's part ----------------------------------------
 # Entered from ut_gate_vfork in the child only, on the parent's stack with the
@@ -180,6 +184,17 @@ ut_gate_vfork_child:
     pop %rdi
     xor %eax, %eax              # the child's vfork result is 0
     jmp ut_gate_vfork_resume    # flags, rcx, r11 and rsp as for the parent
+
+# --- gate fast entry -------------------------------------------------------------
+# Where the trampolines the launcher makes for the loader's sites jump
+# (patch::install::patch_loader): the same address before and after the
+# library takes over, since the library's gate replaces the launcher's in one
+# mremap, and the slot then names the library's ut_fast_entry. No syscall here.
+    .org {off_fast_entry}
+    .globl ut_gate_fast_entry
+    .hidden ut_gate_fast_entry
+ut_gate_fast_entry:
+    jmp *ut_slot_fast_entry(%rip)   # registers untouched: on to ut_fast_entry
     .balign 4096
     .globl ut_gate_image_end
     .hidden ut_gate_image_end
@@ -207,6 +222,8 @@ ut_gate_symbols:                # order: GSYM_* in src/arch/mod.rs
     .quad ut_slot_selector
     .quad ut_slot_sud
     .quad ut_gate_vfork_child
+    .quad ut_gate_fast_entry
+    .quad ut_slot_fast_entry
 
     .text
 
