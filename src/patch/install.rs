@@ -24,6 +24,8 @@ use crate::rt::raw;
 use crate::rt::thread;
 use crate::trap::syscalls;
 
+pub mod prepatch;
+
 /// USERTRAP_PATCH (on by default; off when membarrier is missing).
 pub static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -358,13 +360,34 @@ fn prepared() -> bool {
         return false;
     }
     site::warm_up();
-    let masks_forbidden = crate::emulate::signals::masks_forbidden();
-    arch::set_fast_ok(|nr| !(needs_slow_path(nr) || masks_forbidden && changes_mask(nr)));
+    set_fast_ok();
     if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
         OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
         OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);
     }
     PREPARED.store(READY, Ordering::Relaxed);
+    true
+}
+
+/// Which numbers ut_fast_entry may run (before the first patch).
+fn set_fast_ok() {
+    let masks_forbidden = crate::emulate::signals::masks_forbidden();
+    arch::set_fast_ok(|nr| !(needs_slow_path(nr) || masks_forbidden && changes_mask(nr)));
+    FAST_OK_SET.store(true, Ordering::Relaxed);
+}
+
+static FAST_OK_SET: AtomicBool = AtomicBool::new(false);
+
+/// What pre-patching needs of [`prepared`] (under the PATCHER lock): the
+/// fast path's list of numbers, not the decoder nor membarrier (it writes
+/// while no other thread exists; prepatch.rs).
+fn fast_ok_ready() -> bool {
+    if PREPARED.load(Ordering::Relaxed) == UNAVAILABLE {
+        return false;
+    }
+    if !FAST_OK_SET.load(Ordering::Relaxed) {
+        set_fast_ok();
+    }
     true
 }
 
