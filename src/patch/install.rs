@@ -118,6 +118,14 @@ pub fn consider(rip: u64, nr: u64) {
             patching_off("no memory for the table of sites");
             return;
         }
+        // The sites the exec'ing image carried: all at once, at the first
+        // trap of a call the fast path may run (prepatch.rs).
+        if prepatch::pending() && !needs_slow_path(nr) {
+            prepatch::apply(&mut table);
+            if registry::lookup(key).is_some() {
+                return;
+            }
+        }
         match try_patch(&mut table, key, nr) {
             Ok(()) | Err(None) => {}
             Err(Some(why)) => {

@@ -193,7 +193,7 @@ pub fn start(s: &Startup<'_>) {
         patch::install::prepatch::ENABLED.store(true, Ordering::Relaxed);
         patch::install::prepatch::note_libc(s.libc_header);
         if let Some(sites) = carried_sites(s) {
-            patch::install::prepatch::apply(sites);
+            patch::install::prepatch::keep(sites);
         }
     }
     phases::mark(Mark::Prepatch);

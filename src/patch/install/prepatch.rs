@@ -14,31 +14,40 @@
 //! from the program like the launcher's control entry), libc's build ID,
 //! each patched site of libc's text with what its form needs (offsets from
 //! libc's load address, never addresses), and a checksum of the original
-//! bytes of every span the sites rewrite. The new image's constructor
-//! ([`apply`]) patches them when its libc has the same build ID and the same
-//! original bytes there, without decoding: no maps scan, no decoder, one
-//! `/proc/self/mem` descriptor, trampolines and slots written in runs.
+//! bytes of every span the sites rewrite. The new image's constructor keeps
+//! the entry if its libc has the same build ID ([`keep`]); at the image's
+//! first trap of a syscall whose sites may be patched, [`apply`] patches
+//! every kept site whose original bytes match, without decoding: no maps
+//! scan, no decoder, one `/proc/self/mem` descriptor, trampolines and slots
+//! written in runs. Waiting for that first trap costs one slow call and
+//! spares the writes (about 100-200 us for a few dozen sites: copies of
+//! libc's pages, the tables) to a process that makes no such call, such as
+//! `/bin/true`; a process that makes one nearly always goes on to libc's
+//! usual wrappers.
 //!
-//! Why writing whole sites at start is safe (and the write protocol of
-//! write.rs is not needed): [`apply`] runs in the constructor, before the
-//! backend is armed (or, under an inherited filter, before any program code
-//! but the loader's and earlier constructors has run), only when this
-//! thread is the process's only thread (/proc/self/task counts them), with
-//! every signal blocked. No other thread can be inside a rewritten byte, no
-//! handler can run one, and the writing thread is in our constructor, not
-//! in libc's wrappers. If a constructor of another library started a thread
-//! before ours, nothing is pre-patched: its sites are left to their first
-//! trap, which patches them with the full protocol.
+//! Why writing whole sites is safe there (and the write protocol of
+//! write.rs is not needed): [`apply`] runs only when the trapping thread is
+//! the process's only one (/proc/self/task counts them), with every signal
+//! blocked. No other thread can be inside a rewritten byte, and no handler
+//! can run one while the bytes change. The trapping thread itself, and any
+//! frame of it a program handler interrupted, sees only final bytes, which
+//! are safe from any boundary as for a lazily patched site: it returns past
+//! a seed site, and at a boundary inside a range or at a pad's branch it
+//! faults into fault.rs, which knows the site (recorded PATCHING before its
+//! bytes change). If another thread exists by then (threads started in a
+//! constructor, or by the program before its first such call), nothing is
+//! pre-patched: every site is left to its own first trap and the full
+//! protocol.
 //!
 //! Only libc: the executables differ, and the loader is left alone.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::{needs_slow_path, PATCHER};
+use super::needs_slow_path;
 use crate::patch::registry::{self, PATCHED, PATCHING};
 use crate::patch::write::Mem;
 use crate::patch::{forms, site};
-use crate::rt::{arch, raw, thread};
+use crate::rt::{arch, raw};
 
 /// USERTRAP_PREPATCH (set at start).
 pub static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -381,10 +390,12 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
 /// pwrite per run instead of one per trampoline and slot. Gaps up to 256
 /// bytes are written as zeros, which is what they hold (fresh mappings of
 /// ours that nothing else writes).
+const RUN_LEN: usize = 2048;
+
 struct Runs<'a> {
     mem: &'a Mem,
     at: u64,
-    buf: [u8; 4096],
+    buf: [u8; RUN_LEN],
     len: usize,
     ok: bool,
 }
@@ -433,27 +444,61 @@ fn only_thread() -> bool {
     raw::newfstatat(libc::AT_FDCWD, c"/proc/self/task", 0).is_ok_and(|st| st.st_nlink == 3)
 }
 
-/// The new image's constructor: patch the sites of `value` (the entry's
-/// value, from the entries the exec'ing library put in front) if this
-/// image's libc is the one they were proven in. How many were patched.
-pub fn apply(value: &[u8]) -> usize {
+/// The carried entry's value, kept from the constructor to the first trap.
+struct Pending {
+    value: [u8; ENTRY_LEN],
+    len: usize,
+}
+static PENDING: spin::Mutex<Pending> = spin::Mutex::new(Pending { value: [0; ENTRY_LEN], len: 0 });
+static ANY_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// The new image's constructor: keep `value` (the entry's value, from the
+/// entries the exec'ing library put in front) if this image's libc has the
+/// build ID the sites were proven in. Nothing is written yet: a process
+/// that never makes a patchable syscall (`/bin/true`) pays nothing more.
+pub fn keep(value: &[u8]) {
     if !ENABLED.load(Ordering::Relaxed) || !super::ENABLED.load(Ordering::Relaxed) {
-        return 0;
+        return;
     }
-    let Some((bias, lo, hi, id)) = libc() else { return 0 };
-    let mut parts = value.split(|&b| b == b':');
-    let (Some(their_id), Some(list), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return 0;
-    };
+    let Some((_, _, _, id)) = libc() else { return };
+    let Some(their_id) = value.split(|&b| b == b':').next() else { return };
     let same_id = their_id.len() == 2 * ID_MAX
         && their_id.chunks(2).zip(id).all(|(h, b)| {
-            let v = h.first().and_then(|&c| hex_digit(c)).unwrap_or(99) << 4
-                | h.get(1).and_then(|&c| hex_digit(c)).unwrap_or(99);
-            v == b as u64
+            let digit = |i: usize| h.get(i).and_then(|&c| hex_digit(c)).unwrap_or(0x100);
+            digit(0) << 4 | digit(1) == b as u64
         });
-    if !same_id {
+    let Some(mut p) = PENDING.try_lock() else { return };
+    if !same_id || value.len() > p.value.len() {
+        return;
+    }
+    p.value[..value.len()].copy_from_slice(value);
+    p.len = value.len();
+    ANY_PENDING.store(true, Ordering::Release);
+}
+
+/// Whether carried sites wait for [`apply`].
+#[inline]
+pub fn pending() -> bool {
+    ANY_PENDING.load(Ordering::Relaxed)
+}
+
+/// At the process's first trap of a syscall whose sites may be patched
+/// (install::consider: PATCHER lock held, signals blocked, the registry
+/// mapped): patch every kept site whose bytes are the ones the parent's
+/// proofs were about, if this thread is the only one. Once, whatever the
+/// outcome. How many were patched. Its buffers (about 20 KiB) live only
+/// while it runs, on the signal stack (64 KiB at the least).
+#[inline(never)]
+pub(super) fn apply(table: &mut crate::patch::table::Table) -> usize {
+    if !ANY_PENDING.swap(false, Ordering::Relaxed) {
         return 0;
     }
+    let Some(p) = PENDING.try_lock() else { return 0 };
+    let Some((bias, lo, hi, _)) = libc() else { return 0 };
+    let mut parts = p.value.get(..p.len).unwrap_or(&[]).split(|&b| b == b':');
+    let (Some(_), Some(list), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return 0;
+    };
     let mut items = [Item::default(); MAX_SITES];
     let mut n = 0usize;
     let mut check = Fnv::new();
@@ -471,7 +516,7 @@ pub fn apply(value: &[u8]) -> usize {
             if len == 0 {
                 continue;
             }
-            if at < lo || at + len as u64 > hi || len > forms::MAX_RANGE + forms::OVERLAY_BYTES {
+            if at < lo || at.saturating_add(len as u64) > hi || len > forms::MAX_RANGE + forms::OVERLAY_BYTES {
                 return 0;
             }
             let mut b = [0u8; forms::MAX_RANGE + forms::OVERLAY_BYTES];
@@ -485,27 +530,34 @@ pub fn apply(value: &[u8]) -> usize {
         n += 1;
     }
     // The bytes are the ones the parent's proofs were about.
-    if parse_hex(sum) != Some(check.0) || n == 0 {
+    if parse_hex(sum) != Some(check.0) || n == 0 || !only_thread() || !super::fast_ok_ready() {
         return 0;
     }
-    if !only_thread() {
-        return 0;
-    }
-    thread::with_signals_blocked(|| {
-        let Some(mut table) = PATCHER.try_lock() else { return 0 };
-        if !registry::prepare() || !super::fast_ok_ready() {
-            return 0;
-        }
-        let Ok(mem) = Mem::open() else { return 0 };
-        patch_all(&mut table, &mem, items.get(..n).unwrap_or(&[]))
-    })
+    let Ok(mem) = Mem::open() else { return 0 };
+    patch_all(table, &mem, items.get(..n).unwrap_or(&[]))
 }
 
+/// Sites planned and written per round (bounds the buffers on the stack).
+const ROUND: usize = 16;
+
 fn patch_all(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item]) -> usize {
-    let mut planned = [None::<Planned>; MAX_SITES];
-    let mut tramps = Runs { mem, at: 0, buf: [0; 4096], len: 0, ok: true };
-    let mut bigs = Runs { mem, at: 0, buf: [0; 4096], len: 0, ok: true };
-    let mut slots = Runs { mem, at: 0, buf: [0; 4096], len: 0, ok: true };
+    let mut done = 0;
+    for round in items.chunks(ROUND) {
+        match patch_round(table, mem, round) {
+            Some(d) => done += d,
+            None => break,
+        }
+    }
+    done
+}
+
+/// One round: trampolines and slots first (in runs), then each site.
+/// None: a write failed, stop.
+fn patch_round(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item]) -> Option<usize> {
+    let mut planned = [None::<Planned>; ROUND];
+    let mut tramps = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
+    let mut bigs = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
+    let mut slots = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
     for (it, out) in items.iter().zip(planned.iter_mut()) {
         if registry::lookup(it.sys).is_some() {
             continue;
@@ -520,7 +572,7 @@ fn patch_all(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item]) 
         r.flush();
     }
     if !(tramps.ok && bigs.ok && slots.ok) {
-        return 0;
+        return None;
     }
     let mut done = 0;
     for p in planned.iter().flatten() {
@@ -529,7 +581,7 @@ fn patch_all(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item]) 
             Some(x) => registry::record_ext(p.key, PATCHING, p.nr, p.slot as u32, x),
         };
         if !recorded {
-            break;
+            return None;
         }
         // Form P: the pad first (dead code), then the branch to it. A
         // failed write leaves the site PATCHING: its faults are served.
@@ -546,7 +598,7 @@ fn patch_all(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item]) 
             done += 1;
         }
     }
-    done
+    Some(done)
 }
 
 fn plan_seed(
