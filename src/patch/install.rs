@@ -387,17 +387,27 @@ fn set_fast_ok() {
 static FAST_OK_SET: AtomicBool = AtomicBool::new(false);
 
 /// What pre-patching needs of [`prepared`] (under the PATCHER lock): the
-/// fast path's list of numbers, not the decoder nor membarrier (it writes
-/// while no other thread exists; prepatch.rs).
-fn fast_ok_ready() -> bool {
-    if PREPARED.load(Ordering::Relaxed) == UNAVAILABLE {
-        return false;
+/// fast path's list of numbers and membarrier for the write protocol, not
+/// the decoder (prepatch.rs carries the proofs).
+fn fast_path_ready() -> bool {
+    match PREPARED.load(Ordering::Relaxed) {
+        READY => return true,
+        UNAVAILABLE => return false,
+        _ => {}
+    }
+    if !MEMBARRIER_READY.load(Ordering::Relaxed) {
+        if write::register_membarrier().is_err() {
+            return false; // prepared() says so at the first lazy patch
+        }
+        MEMBARRIER_READY.store(true, Ordering::Relaxed);
     }
     if !FAST_OK_SET.load(Ordering::Relaxed) {
         set_fast_ok();
     }
     true
 }
+
+static MEMBARRIER_READY: AtomicBool = AtomicBool::new(false);
 
 /// What the program is about to do to code that may hold recorded sites.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -19,25 +19,21 @@
 //! first trap of a syscall whose sites may be patched, [`apply`] patches
 //! every kept site whose original bytes match, without decoding: no maps
 //! scan, no decoder, one `/proc/self/mem` descriptor, trampolines and slots
-//! written in runs. Waiting for that first trap costs one slow call and
+//! written in runs, then each site's bytes. Waiting for that first trap costs one slow call and
 //! spares the writes (about 100-200 us for a few dozen sites: copies of
 //! libc's pages, the tables) to a process that makes no such call, such as
 //! `/bin/true`; a process that makes one nearly always goes on to libc's
 //! usual wrappers.
 //!
-//! Why writing whole sites is safe there (and the write protocol of
-//! write.rs is not needed): [`apply`] runs only when the trapping thread is
-//! the process's only one (/proc/self/task counts them), with every signal
-//! blocked. No other thread can be inside a rewritten byte, and no handler
-//! can run one while the bytes change. The trapping thread itself, and any
-//! frame of it a program handler interrupted, sees only final bytes, which
-//! are safe from any boundary as for a lazily patched site: it returns past
-//! a seed site, and at a boundary inside a range or at a pad's branch it
-//! faults into fault.rs, which knows the site (recorded PATCHING before its
-//! bytes change). If another thread exists by then (threads started in a
-//! constructor, or by the program before its first such call), nothing is
-//! pre-patched: every site is left to its own first trap and the full
-//! protocol.
+//! The writes follow write.rs's protocol (0x06 first, membarrier
+//! SYNC_CORE between steps), step by step over a round of sites, so the
+//! argument of forms.rs and write.rs holds as for a site patched at its own
+//! first trap, whatever other threads (or a process sharing the memory,
+//! such as a vfork child's parent) run meanwhile: each site is recorded
+//! PATCHING before its first byte changes, every intermediate and final
+//! byte sequence seen from any boundary is the old code or faults into
+//! fault.rs, which completes the call. The trapping thread returns past a
+//! seed site, or faults inside a range, as after a lazy patch.
 //!
 //! Only libc: the executables differ, and the loader is left alone.
 
@@ -45,7 +41,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::needs_slow_path;
 use crate::patch::registry::{self, PATCHED, PATCHING};
-use crate::patch::write::Mem;
+use crate::patch::write::{self, Mem};
 use crate::patch::{forms, site};
 use crate::rt::{arch, raw};
 
@@ -438,12 +434,6 @@ struct Planned {
     site_len: usize,
 }
 
-/// Whether this thread is the process's only one: /proc/self/task has
-/// 2 + threads links.
-fn only_thread() -> bool {
-    raw::newfstatat(libc::AT_FDCWD, c"/proc/self/task", 0).is_ok_and(|st| st.st_nlink == 3)
-}
-
 /// The carried entry's value, kept from the constructor to the first trap.
 struct Pending {
     value: [u8; ENTRY_LEN],
@@ -530,11 +520,40 @@ pub(super) fn apply(table: &mut crate::patch::table::Table) -> usize {
         n += 1;
     }
     // The bytes are the ones the parent's proofs were about.
-    if parse_hex(sum) != Some(check.0) || n == 0 || !only_thread() || !super::fast_ok_ready() {
+    if parse_hex(sum) != Some(check.0) || n == 0 || !super::fast_path_ready() {
         return 0;
     }
     let Ok(mem) = Mem::open() else { return 0 };
     patch_all(table, &mem, items.get(..n).unwrap_or(&[]))
+}
+
+/// Step `step` (0 to 3) of write.rs's order for the planned site `p`:
+/// 0, the pad (Form P); 1, the first byte of the `syscall` (seed) or of
+/// every instruction (R), or the `syscall`'s first (P), becomes 0x06; 2,
+/// the bytes after the first take their final values; 3, the first byte.
+fn write_step(mem: &Mem, p: &Planned, step: usize) -> Result<(), i64> {
+    let fin = p.site.get(..p.site_len).unwrap_or(&[]);
+    match (&p.ext, step) {
+        (Some(x), 0) if x.form == registry::FORM_PAD => {
+            let pl = (x.pad_len as usize).min(forms::OVERLAY_BYTES);
+            let bytes = forms::pad_bytes(&forms::Pad { at: x.pad, len: x.pad_len as usize }, p.slot);
+            mem.write(x.pad, bytes.get(..pl).unwrap_or(&[]))
+        }
+        (_, 0) => Ok(()),
+        (None, 1) => mem.write(p.site_at + 5, fin.get(5..6).unwrap_or(&[])),
+        (Some(x), 1) if x.form == registry::FORM_RANGE => {
+            let mut marked = x.orig;
+            for &o in x.offs.iter().take(x.n as usize) {
+                if let Some(b) = marked.get_mut(o as usize) {
+                    *b = 0x06;
+                }
+            }
+            mem.write(p.site_at, marked.get(..p.site_len).unwrap_or(&[]))
+        }
+        (Some(_), 1) => mem.write(p.site_at, &[0x06]),
+        (_, 2) => mem.write(p.site_at + 1, fin.get(1..).unwrap_or(&[])),
+        _ => mem.write(p.site_at, fin.get(..1).unwrap_or(&[])),
+    }
 }
 
 /// Sites planned and written per round (bounds the buffers on the stack).
@@ -574,26 +593,33 @@ fn patch_round(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item]
     if !(tramps.ok && bigs.ok && slots.ok) {
         return None;
     }
-    let mut done = 0;
-    for p in planned.iter().flatten() {
-        let recorded = match &p.ext {
-            None => registry::record(p.key, PATCHING, p.nr, "", p.slot as u32),
-            Some(x) => registry::record_ext(p.key, PATCHING, p.nr, p.slot as u32, x),
-        };
-        if !recorded {
-            return None;
+    // Each site recorded PATCHING before its bytes change (fault.rs knows
+    // it from then on), then written in write.rs's orders, step by step
+    // for the whole round: every site's order is kept, with a barrier
+    // between steps (more than patch_site needs; as patch_range and
+    // patch_pad have), so five barriers serve sixteen sites.
+    let mut ok = [false; ROUND];
+    for (p, ok) in planned.iter().zip(ok.iter_mut()) {
+        if let Some(p) = p {
+            *ok = match &p.ext {
+                None => registry::record(p.key, PATCHING, p.nr, "", p.slot as u32),
+                Some(x) => registry::record_ext(p.key, PATCHING, p.nr, p.slot as u32, x),
+            };
         }
-        // Form P: the pad first (dead code), then the branch to it. A
-        // failed write leaves the site PATCHING: its faults are served.
-        let pad_ok = match &p.ext {
-            Some(x) if x.form == registry::FORM_PAD => {
-                let pl = (x.pad_len as usize).min(forms::OVERLAY_BYTES);
-                let bytes = forms::pad_bytes(&forms::Pad { at: x.pad, len: x.pad_len as usize }, p.slot);
-                mem.write(x.pad, bytes.get(..pl).unwrap_or(&[])).is_ok()
+    }
+    for step in 0..4 {
+        write::sync_cores();
+        for (p, ok) in planned.iter().zip(ok.iter_mut()) {
+            if let (Some(p), true) = (p, *ok) {
+                *ok = write_step(mem, p, step).is_ok();
             }
-            _ => true,
-        };
-        if pad_ok && mem.write(p.site_at, p.site.get(..p.site_len).unwrap_or(&[])).is_ok() {
+        }
+    }
+    write::sync_cores();
+    let mut done = 0;
+    for (p, ok) in planned.iter().zip(ok) {
+        if let (Some(p), true) = (p, ok) {
+            // A failed write left its site PATCHING: its faults are served.
             registry::set_state(p.key, PATCHED);
             done += 1;
         }
