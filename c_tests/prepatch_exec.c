@@ -1,3 +1,4 @@
+// usertrap-test: exec
 /*
  * Pre-patching across exec (USERTRAP_PREPATCH): a site is on the fast path
  * from its first call in an exec'd image when the image that exec'd it had

@@ -121,7 +121,7 @@ pub fn consider(rip: u64, nr: u64) {
         // The sites the exec'ing image carried: all at once, at the first
         // trap of a call the fast path may run (prepatch.rs).
         if prepatch::pending() && !needs_slow_path(nr) {
-            prepatch::apply(&mut table);
+            prepatch::apply(&mut table, fast_path_ready, needs_slow_path);
             if registry::lookup(key).is_some() {
                 return;
             }

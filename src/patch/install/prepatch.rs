@@ -39,7 +39,6 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::needs_slow_path;
 use crate::patch::registry::{self, PATCHED, PATCHING};
 use crate::patch::write::{self, Mem};
 use crate::patch::{forms, site};
@@ -382,10 +381,11 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
 // ---------------------------------------------------------------------------
 // The new image's side.
 
-/// Writes to our own fresh trampolines and slots, gathered into runs: one
-/// pwrite per run instead of one per trampoline and slot. Gaps up to 256
-/// bytes are written as zeros, which is what they hold (fresh mappings of
-/// ours that nothing else writes).
+/// Writes to our own trampolines and slots, gathered into runs: one pwrite
+/// per run instead of one per trampoline and slot. A gap of up to 256
+/// bytes between two writes joins them only if it holds zeros (never
+/// written: the arenas are fresh mappings of ours), which the run writes
+/// back.
 const RUN_LEN: usize = 2048;
 
 struct Runs<'a> {
@@ -399,7 +399,7 @@ struct Runs<'a> {
 impl Runs<'_> {
     fn write(&mut self, addr: u64, bytes: &[u8]) {
         let end = self.at + self.len as u64;
-        let joins = self.len > 0 && addr >= end && addr - end <= 256;
+        let joins = self.len > 0 && addr >= end && addr - end <= 256 && zeros(end, (addr - end) as usize);
         if !(joins && (addr - self.at) as usize + bytes.len() <= self.buf.len()) {
             self.flush();
             self.at = addr;
@@ -420,6 +420,12 @@ impl Runs<'_> {
         }
         self.len = 0;
     }
+}
+
+/// Whether the `len` (at most 256) bytes at `at` are all zero.
+fn zeros(at: u64, len: usize) -> bool {
+    let mut gap = [0u8; 256];
+    len <= gap.len() && raw::copy_from_user(&mut gap[..len], at).is_ok() && gap.iter().all(|&b| b == 0)
 }
 
 /// What is written at one site once its trampoline and slot are in place.
@@ -447,7 +453,7 @@ static ANY_PENDING: AtomicBool = AtomicBool::new(false);
 /// build ID the sites were proven in. Nothing is written yet: a process
 /// that never makes a patchable syscall (`/bin/true`) pays nothing more.
 pub fn keep(value: &[u8]) {
-    if !ENABLED.load(Ordering::Relaxed) || !super::ENABLED.load(Ordering::Relaxed) {
+    if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
     let Some((_, _, _, id)) = libc() else { return };
@@ -474,12 +480,13 @@ pub fn pending() -> bool {
 
 /// At the process's first trap of a syscall whose sites may be patched
 /// (install::consider: PATCHER lock held, signals blocked, the registry
-/// mapped): patch every kept site whose bytes are the ones the parent's
+/// mapped; `ready` makes the fast path's list and membarrier ready, true
+/// when they are; `slow` is install's needs_slow_path): patch every kept site whose bytes are the ones the parent's
 /// proofs were about, if this thread is the only one. Once, whatever the
 /// outcome. How many were patched. Its buffers (about 20 KiB) live only
 /// while it runs, on the signal stack (64 KiB at the least).
 #[inline(never)]
-pub(super) fn apply(table: &mut crate::patch::table::Table) -> usize {
+pub fn apply(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> bool, slow: fn(u64) -> bool) -> usize {
     if !ANY_PENDING.swap(false, Ordering::Relaxed) {
         return 0;
     }
@@ -520,11 +527,11 @@ pub(super) fn apply(table: &mut crate::patch::table::Table) -> usize {
         n += 1;
     }
     // The bytes are the ones the parent's proofs were about.
-    if parse_hex(sum) != Some(check.0) || n == 0 || !super::fast_path_ready() {
+    if parse_hex(sum) != Some(check.0) || n == 0 || !ready() {
         return 0;
     }
     let Ok(mem) = Mem::open() else { return 0 };
-    patch_all(table, &mem, items.get(..n).unwrap_or(&[]))
+    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow)
 }
 
 /// Step `step` (0 to 3) of write.rs's order for the planned site `p`:
@@ -559,10 +566,10 @@ fn write_step(mem: &Mem, p: &Planned, step: usize) -> Result<(), i64> {
 /// Sites planned and written per round (bounds the buffers on the stack).
 const ROUND: usize = 16;
 
-fn patch_all(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item]) -> usize {
+fn patch_all(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item], slow: fn(u64) -> bool) -> usize {
     let mut done = 0;
     for round in items.chunks(ROUND) {
-        match patch_round(table, mem, round) {
+        match patch_round(table, mem, round, slow) {
             Some(d) => done += d,
             None => break,
         }
@@ -572,7 +579,12 @@ fn patch_all(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item]) 
 
 /// One round: trampolines and slots first (in runs), then each site.
 /// None: a write failed, stop.
-fn patch_round(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item]) -> Option<usize> {
+fn patch_round(
+    table: &mut crate::patch::table::Table,
+    mem: &Mem,
+    items: &[Item],
+    slow: fn(u64) -> bool,
+) -> Option<usize> {
     let mut planned = [None::<Planned>; ROUND];
     let mut tramps = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
     let mut bigs = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
@@ -582,7 +594,7 @@ fn patch_round(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item]
             continue;
         }
         *out = match it.form {
-            b's' => plan_seed(table, it, &mut tramps, &mut slots),
+            b's' => plan_seed(table, it, &mut tramps, &mut slots, slow),
             b'r' => plan_range(table, it, &mut bigs, &mut slots),
             _ => plan_pad(table, it, &mut bigs, &mut slots),
         };
@@ -632,6 +644,7 @@ fn plan_seed(
     it: &Item,
     tramps: &mut Runs<'_>,
     slots: &mut Runs<'_>,
+    slow: fn(u64) -> bool,
 ) -> Option<Planned> {
     let site = it.sys - 5;
     let mut b = [0u8; 7];
@@ -640,7 +653,7 @@ fn plan_seed(
         return None;
     }
     let nr = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
-    if nr == site::NR_RT_SIGRETURN || needs_slow_path(nr as u64) {
+    if nr == site::NR_RT_SIGRETURN || slow(nr as u64) {
         return None;
     }
     let slot = table.alloc_slot()?;
