@@ -274,6 +274,7 @@ c_tests! {
     own_seccomp_filter,
     own_sigsegv_handler,
     posix_spawn,
+    prepatch_exec,
     preinit_handler,
     pthread_exit_all,
     raw_clone_no_settls,

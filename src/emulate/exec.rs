@@ -567,7 +567,12 @@ fn with_our_environment(
     // own calibration (unless the settings already carry one).
     let mut hz_entry = [0u8; 40];
     let hz_len = tsc_hz_entry(settings, crate::measure::stats::settled_hz(), &mut hz_entry);
-    let needed = 1 + count + 1 + n_settings + 1 + 1;
+    // The libc sites this process has patched, for the new image to patch
+    // at start (only where the launcher starts it: the entry is then
+    // hidden from the program with ours).
+    let mut sites_entry = [0u8; crate::patch::install::prepatch::ENTRY_LEN];
+    let sites_len = if first.is_some() { crate::patch::install::prepatch::entry(&mut sites_entry) } else { 0 };
+    let needed = 1 + count + 1 + n_settings + 1 + 1 + 1;
 
     let mut on_stack = [0u64; ENV_ON_STACK];
     let mut out = match PtrArray::new(&mut on_stack, needed) {
@@ -648,6 +653,10 @@ fn with_our_environment(
     }
     if hz_len != 0 {
         out.push(hz_entry.as_ptr() as u64);
+        injected.leading += 1;
+    }
+    if sites_len != 0 {
+        out.push(sites_entry.as_ptr() as u64);
         injected.leading += 1;
     }
     for i in 0..count {

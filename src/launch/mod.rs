@@ -168,6 +168,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         seccomp_armed: ctl.seccomp_armed,
         handoff: None,
         default_signals: None,
+        libc_header: 0,
     });
     let started = crate::measure::stats::now();
 

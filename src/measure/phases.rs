@@ -47,6 +47,8 @@ pub enum Mark {
     Greet,
     /// Patching enabled (XSAVE size read).
     Patching,
+    /// The sites the exec'ing image carried patched (patch::install::prepatch).
+    Prepatch,
     /// The backend armed: the program is intercepted from here.
     Armed,
     /// In an image the launcher started: environment and auxv given back.
@@ -67,7 +69,7 @@ pub enum Mark {
     Deliver,
 }
 
-const NAMES: [&str; 22] = [
+const NAMES: [&str; 23] = [
     "launcher",
     "launcher_init",
     "launcher_map",
@@ -81,6 +83,7 @@ const NAMES: [&str; 22] = [
     "exec_env",
     "greet",
     "patching",
+    "prepatch",
     "arm",
     "environment",
     "adopt",
@@ -92,7 +95,7 @@ const NAMES: [&str; 22] = [
     "deliver",
 ];
 
-static MARKS: [AtomicU64; 22] = [const { AtomicU64::new(0) }; 22];
+static MARKS: [AtomicU64; 23] = [const { AtomicU64::new(0) }; 23];
 /// CLOCK_MONOTONIC when the library's constructor was entered (the clock
 /// is not chosen yet then: the Constructor mark is derived from it at the
 /// end, see `print`).

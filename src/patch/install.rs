@@ -28,6 +28,8 @@ use crate::rt::raw;
 use crate::rt::thread;
 use crate::trap::syscalls;
 
+pub mod prepatch;
+
 /// USERTRAP_PATCH (on by default; off when membarrier is missing).
 pub static ENABLED: AtomicBool = AtomicBool::new(false);
 /// In the launcher before a dynamic program: USERTRAP_PATCH is on, so
@@ -129,6 +131,14 @@ pub fn consider(rip: u64, nr: u64) {
         if !registry::prepare() {
             patching_off("no memory for the table of sites");
             return;
+        }
+        // The sites the exec'ing image carried: all at once, at the first
+        // trap of a call the fast path may run (prepatch.rs).
+        if prepatch::pending() && !needs_slow_path(nr) {
+            prepatch::apply(&mut table, fast_path_ready, needs_slow_path);
+            if registry::lookup(key).is_some() {
+                return;
+            }
         }
         match try_patch(&mut table, key, nr) {
             Ok(()) | Err(None) => {}
@@ -372,8 +382,7 @@ fn prepared() -> bool {
         return false;
     }
     site::warm_up();
-    let masks_forbidden = crate::emulate::signals::masks_forbidden();
-    arch::set_fast_ok(|nr| !(needs_slow_path(nr) || masks_forbidden && changes_mask(nr)));
+    set_fast_ok();
     if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
         OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
         OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);
@@ -381,6 +390,38 @@ fn prepared() -> bool {
     PREPARED.store(READY, Ordering::Relaxed);
     true
 }
+
+/// Which numbers ut_fast_entry may run (before the first patch).
+fn set_fast_ok() {
+    let masks_forbidden = crate::emulate::signals::masks_forbidden();
+    arch::set_fast_ok(|nr| !(needs_slow_path(nr) || masks_forbidden && changes_mask(nr)));
+    FAST_OK_SET.store(true, Ordering::Relaxed);
+}
+
+static FAST_OK_SET: AtomicBool = AtomicBool::new(false);
+
+/// What pre-patching needs of [`prepared`] (under the PATCHER lock): the
+/// fast path's list of numbers and membarrier for the write protocol, not
+/// the decoder (prepatch.rs carries the proofs).
+fn fast_path_ready() -> bool {
+    match PREPARED.load(Ordering::Relaxed) {
+        READY => return true,
+        UNAVAILABLE => return false,
+        _ => {}
+    }
+    if !MEMBARRIER_READY.load(Ordering::Relaxed) {
+        if write::register_membarrier().is_err() {
+            return false; // prepared() says so at the first lazy patch
+        }
+        MEMBARRIER_READY.store(true, Ordering::Relaxed);
+    }
+    if !FAST_OK_SET.load(Ordering::Relaxed) {
+        set_fast_ok();
+    }
+    true
+}
+
+static MEMBARRIER_READY: AtomicBool = AtomicBool::new(false);
 
 /// What the program is about to do to code that may hold recorded sites.
 #[derive(Clone, Copy, PartialEq, Eq)]

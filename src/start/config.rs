@@ -20,6 +20,10 @@ pub struct Config {
     pub sigstack_kib: usize,
     /// USERTRAP_PATCH=0|1: rewrite syscall sites into jumps to the fast path.
     pub patch: bool,
+    /// USERTRAP_PREPATCH=0|1: in an exec'd image, patch at start the libc
+    /// sites the exec'ing process had patched (patch::install::prepatch);
+    /// 0 leaves every site to its first trap.
+    pub prepatch: bool,
     /// USERTRAP_OUTPUT=PATH: where each process writes its report (%p: pid,
     /// %t: start time); empty: stderr.
     pub output: &'static [u8],
@@ -54,6 +58,7 @@ impl Default for Config {
             summary: Summary::Off,
             sigstack_kib: 256,
             patch: true,
+            prepatch: true,
             output: b"",
             format: Format::Text,
             timing: true,
@@ -85,7 +90,7 @@ fn switch<'a>(name: &'static str, value: &'a [u8]) -> Result<bool, ConfigError<'
     }
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB, USERTRAP_PHASES, USERTRAP_THREADS, USERTRAP_TRACE";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_PREPATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB, USERTRAP_PHASES, USERTRAP_THREADS, USERTRAP_TRACE";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
@@ -186,6 +191,10 @@ impl Config {
                 }
                 b"USERTRAP_PHASES" => c.phases = switch("USERTRAP_PHASES", value)?,
                 b"USERTRAP_PATCH" => c.patch = switch("USERTRAP_PATCH", value)?,
+                b"USERTRAP_PREPATCH" => c.prepatch = switch("USERTRAP_PREPATCH", value)?,
+                // The exec'ing library's list of sites (prepatch): read only
+                // from the entries it put in front, never a setting.
+                b"USERTRAP_SITES" => {}
                 b"USERTRAP_SIGSTACK_KIB" => {
                     c.sigstack_kib = match parse_decimal(value) {
                         Some(n) if (64..=65536).contains(&n) => n,
@@ -256,6 +265,10 @@ mod tests {
         ));
         assert_eq!(parse(&["USERTRAP_COLLECT=usertrap.12.ab"]).unwrap().collect, b"usertrap.12.ab");
         assert!(matches!(parse(&["USERTRAP_COLLECT=a/b"]), Err(ConfigError::Invalid { name: "USERTRAP_COLLECT", .. })));
+        assert!(!parse(&["USERTRAP_PREPATCH=0"]).unwrap().prepatch);
+        assert!(matches!(parse(&["USERTRAP_PREPATCH=2"]), Err(ConfigError::Invalid { name: "USERTRAP_PREPATCH", .. })));
+        // The exec'ing library's list of sites is not a setting: accepted, ignored.
+        assert_eq!(parse(&["USERTRAP_SITES=ab:s12:34"]).unwrap(), Config::default());
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct Startup<'a> {
     /// The signals with their default disposition, if known (bit n-1 for
     /// signal n; see [`default_dispositions`]): saves asking the kernel.
     pub default_signals: Option<u64>,
+    /// Where libc's ELF header is mapped (the loader's `dli_fbase`), 0 if
+    /// unknown (the launcher: no libc): pre-patching's libc.
+    pub libc_header: u64,
 }
 
 impl Startup<'_> {
@@ -199,6 +202,14 @@ pub fn start(s: &Startup<'_>) {
         patch::install::open_fast_path();
     }
     phases::mark(Mark::Patching);
+    if config.patch && config.prepatch && s.libc_header != 0 {
+        patch::install::prepatch::ENABLED.store(true, Ordering::Relaxed);
+        patch::install::prepatch::note_libc(s.libc_header);
+        if let Some(sites) = carried_sites(s) {
+            patch::install::prepatch::keep(sites);
+        }
+    }
+    phases::mark(Mark::Prepatch);
     if inherited_filter {
         // The filter of an earlier image is still installed (it survives
         // exec and cannot be removed); a second one would only stack.
@@ -221,6 +232,13 @@ pub fn start(s: &Startup<'_>) {
         exit(EXIT_CONFIG);
     }
     phases::mark(Mark::Armed);
+}
+
+/// The exec'ing library's list of sites: only among the entries it put in
+/// front of the environment (a program cannot pass one of its own).
+fn carried_sites(s: &Startup<'_>) -> Option<&'static [u8]> {
+    let leading = s.handoff?.env_leading as usize;
+    s.env_entries().take(leading).find_map(|e| e.strip_prefix(patch::install::prepatch::ENTRY))
 }
 
 /// Patching is on; what it needs (membarrier, the decoder's tables) is set
@@ -593,7 +611,9 @@ fn record_exec_env(s: &Startup<'_>) {
             env.launcher = [0; 4096];
         }
         let mut settings = Buf::new(&mut env.settings);
-        for e in s.env_entries().filter(|e| e.starts_with(b"USERTRAP_")) {
+        // Not the list of sites: each image writes its own at exec.
+        let ours = |e: &&[u8]| e.starts_with(b"USERTRAP_") && !e.starts_with(patch::install::prepatch::ENTRY);
+        for e in s.env_entries().filter(ours) {
             settings.put(e);
             settings.put(b"\0");
         }

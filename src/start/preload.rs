@@ -111,6 +111,7 @@ fn start_preloaded() {
         // Read with the tracer check: no query per signal. (In an image the
         // launcher started, the kernel holds its handlers for some: asked.)
         default_signals: init::default_dispositions(status),
+        libc_header: libc_header(),
     });
     if let Some(h) = handoff {
         give_back_environment(h, lib_path);
@@ -191,6 +192,25 @@ fn give_back_environment(h: &Handoff, lib_path: &[u8]) {
         if h.preload_prefixed != 0 {
             init::unprefix_preload(environ.cast(), lib_path);
         }
+    }
+}
+
+/// Where the loader mapped libc's ELF header (the object holding
+/// getauxval), or 0.
+fn libc_header() -> u64 {
+    let mut info = DlInfo {
+        dli_fname: core::ptr::null(),
+        dli_fbase: core::ptr::null_mut(),
+        dli_sname: core::ptr::null(),
+        dli_saddr: core::ptr::null_mut(),
+    };
+    // SAFETY: dladdr reads the loader's list of objects; the address is a
+    // libc function's, resolved by the loader.
+    let ok = unsafe { dladdr(getauxval as *const c_void, &raw mut info) } != 0;
+    if ok {
+        info.dli_fbase as u64
+    } else {
+        0
     }
 }
 

@@ -1,0 +1,813 @@
+//! Pre-patching across exec: an exec'd image starts with the libc sites its
+//! parent image had patched already patched, so their first calls take the
+//! fast path (USERTRAP_PREPATCH=1, the default).
+//!
+//! A short process calls most libc sites once or a few times; lazily, each
+//! first call pays the SIGSYS round trip and the patch (a /proc/self/maps
+//! scan, the decode, the writes: about 60 us a site, plus about 650 us once
+//! to build the decoder's tables). Patching a fixed list of libc functions
+//! at start would need the decoder in every process (its proof is a
+//! decode), which costs more than most short processes' slow calls. The
+//! parent has the proofs already: a site proven in a file is proven in any
+//! mapping of the same file. So at exec the library writes, as one entry it
+//! puts in front of the new image's environment (`USERTRAP_SITES=`, hidden
+//! from the program like the launcher's control entry), libc's build ID,
+//! each patched site of libc's text with what its form needs (offsets from
+//! libc's load address, never addresses), and a checksum of the original
+//! bytes of every span the sites rewrite. The new image's constructor keeps
+//! the entry if its libc has the same build ID ([`keep`]); at the image's
+//! first trap of a syscall whose sites may be patched, [`apply`] patches
+//! every kept site whose original bytes match, without decoding: no maps
+//! scan, no decoder, one `/proc/self/mem` descriptor, trampolines and slots
+//! written in runs, then each site's bytes. Waiting for that first trap costs one slow call and
+//! spares the writes (about 100-200 us for a few dozen sites: copies of
+//! libc's pages, the tables) to a process that makes no such call, such as
+//! `/bin/true`; a process that makes one nearly always goes on to libc's
+//! usual wrappers.
+//!
+//! The writes follow write.rs's protocol (0x06 first, membarrier
+//! SYNC_CORE between steps), step by step over a round of sites, so the
+//! argument of forms.rs and write.rs holds as for a site patched at its own
+//! first trap, whatever other threads (or a process sharing the memory,
+//! such as a vfork child's parent) run meanwhile: each site is recorded
+//! PATCHING before its first byte changes, every intermediate and final
+//! byte sequence seen from any boundary is the old code or faults into
+//! fault.rs, which completes the call. The trapping thread returns past a
+//! seed site, or faults inside a range, as after a lazy patch.
+//!
+//! Only libc: the executables differ, and the loader is left alone.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::patch::registry::{self, PATCHED, PATCHING};
+use crate::patch::write::{self, Mem};
+use crate::patch::{forms, site};
+use crate::rt::{arch, raw};
+
+/// USERTRAP_PREPATCH (set at start).
+pub static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// The environment entry's name.
+pub const ENTRY: &[u8] = b"USERTRAP_SITES=";
+/// Most sites carried (the entry stays under 4 KiB).
+pub const MAX_SITES: usize = 160;
+/// Room for the entry: name, build ID, sites, checksum, NUL.
+pub const ENTRY_LEN: usize = 4096;
+
+/// libc in this image: load bias, its executable segment, its build ID.
+/// Written once by [`note_libc`] in the constructor (one thread), read after.
+static LIBC: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+static BUILD_ID: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+const ID_MAX: usize = 20;
+
+/// Where libc is, from the address of its ELF header (the loader's
+/// `dli_fbase`): its executable PT_LOAD and its NT_GNU_BUILD_ID note, read
+/// from memory (no syscall but the fault-tolerant copies). No build ID or
+/// no single executable segment: nothing is carried or applied.
+pub fn note_libc(header: u64) {
+    let Some((bias, text, id)) = read_libc(header) else { return };
+    let mut words = [0u64; 3];
+    for (i, b) in id.iter().enumerate() {
+        words[i / 8] |= (*b as u64) << (8 * (i % 8));
+    }
+    for (w, v) in BUILD_ID.iter().zip(words) {
+        w.store(v, Ordering::Relaxed);
+    }
+    LIBC[1].store(text.0, Ordering::Relaxed);
+    LIBC[2].store(text.1, Ordering::Relaxed);
+    LIBC[0].store(bias, Ordering::Release);
+}
+
+fn read_libc(header: u64) -> Option<(u64, (u64, u64), [u8; ID_MAX])> {
+    let rd64 = |a: u64| raw::read_user::<u64>(a).ok();
+    let rd32 = |a: u64| raw::read_user::<u32>(a).ok();
+    let rd16 = |a: u64| raw::read_user::<u16>(a).ok();
+    if rd32(header)? != u32::from_le_bytes(*b"\x7fELF") {
+        return None;
+    }
+    let phoff = rd64(header + 0x20)?;
+    let (phentsize, phnum) = (rd16(header + 0x36)? as u64, rd16(header + 0x38)? as u64);
+    if phentsize < 56 || phnum > 64 {
+        return None;
+    }
+    let ph = |i: u64| header + phoff + i * phentsize;
+    // The load bias: the header is the first byte of the lowest PT_LOAD.
+    let mut lowest = u64::MAX;
+    for i in 0..phnum {
+        if rd32(ph(i))? == 1 {
+            lowest = lowest.min(rd64(ph(i) + 16)? & !0xfff);
+        }
+    }
+    let bias = header.checked_sub(lowest)?;
+    let mut text = None;
+    let mut id = None;
+    for i in 0..phnum {
+        let (kind, flags, vaddr, memsz) = (rd32(ph(i))?, rd32(ph(i) + 4)?, rd64(ph(i) + 16)?, rd64(ph(i) + 40)?);
+        if kind == 1 && flags & 1 != 0 {
+            if text.is_some() {
+                return None;
+            }
+            text = Some((bias + vaddr, bias + vaddr + memsz));
+        }
+        if kind == 4 && id.is_none() {
+            id = build_id(bias + vaddr, memsz);
+        }
+    }
+    Some((bias, text?, id?))
+}
+
+/// The NT_GNU_BUILD_ID note in the notes at [at, at + len).
+fn build_id(at: u64, len: u64) -> Option<[u8; ID_MAX]> {
+    let mut p = at;
+    while p + 12 <= at + len {
+        let (namesz, descsz, kind) = (
+            raw::read_user::<u32>(p).ok()? as u64,
+            raw::read_user::<u32>(p + 4).ok()? as u64,
+            raw::read_user::<u32>(p + 8).ok()?,
+        );
+        let desc = p + 12 + ((namesz + 3) & !3);
+        if kind == 3 && namesz == 4 && raw::read_user::<u32>(p + 12).ok()? == u32::from_le_bytes(*b"GNU\0") {
+            let mut id = [0u8; ID_MAX];
+            let n = (descsz as usize).min(ID_MAX);
+            raw::copy_from_user(id.get_mut(..n)?, desc).ok()?;
+            return (n == ID_MAX).then_some(id);
+        }
+        p = desc + ((descsz + 3) & !3);
+    }
+    None
+}
+
+fn libc() -> Option<(u64, u64, u64, [u8; ID_MAX])> {
+    let bias = LIBC[0].load(Ordering::Acquire);
+    if bias == 0 {
+        return None;
+    }
+    let mut id = [0u8; ID_MAX];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = (BUILD_ID.get(i / 8)?.load(Ordering::Relaxed) >> (8 * (i % 8))) as u8;
+    }
+    Some((bias, LIBC[1].load(Ordering::Relaxed), LIBC[2].load(Ordering::Relaxed), id))
+}
+
+// ---------------------------------------------------------------------------
+// The carried sites: their text form and the checksum of their original bytes.
+
+/// One carried site. Offsets are from libc's load bias.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+struct Item {
+    /// b's' (seed: `mov $nr,%eax; syscall`), b'r' (Form R), b'p' (Form P).
+    form: u8,
+    /// The `syscall` instruction (the registry's key).
+    sys: u64,
+    nr: u32,
+    /// R: the range's start and length, its instruction offsets.
+    start: u64,
+    len: u8,
+    offs: [u8; forms::MAX_INSNS],
+    n: u8,
+    /// P: the pad and its length.
+    pad: u64,
+    pad_len: u8,
+}
+
+impl Item {
+    /// The spans whose original bytes the checksum covers: (offset, length).
+    fn spans(&self) -> [(u64, usize); 2] {
+        match self.form {
+            b's' => [(self.sys - 5, 7), (0, 0)],
+            b'r' => [(self.start, self.len as usize), (0, 0)],
+            _ => [(self.sys, 2), (self.pad, self.pad_len as usize)],
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: the checksum of the original bytes.
+struct Fnv(u64);
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn put(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// A fixed-size text writer: hex numbers and bytes; `ok` false once full.
+struct Out<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    ok: bool,
+}
+impl Out<'_> {
+    fn put(&mut self, s: &[u8]) {
+        match self.buf.get_mut(self.len..self.len + s.len()) {
+            Some(d) if self.ok => {
+                d.copy_from_slice(s);
+                self.len += s.len();
+            }
+            _ => self.ok = false,
+        }
+    }
+    fn hex(&mut self, v: u64) {
+        let mut digits = [0u8; 16];
+        let mut n = 0;
+        let mut x = v;
+        loop {
+            if let Some(d) = digits.get_mut(n) {
+                *d = b"0123456789abcdef"[(x & 15) as usize];
+            }
+            n += 1;
+            x >>= 4;
+            if x == 0 || n == 16 {
+                break;
+            }
+        }
+        for i in (0..n).rev() {
+            self.put(&[digits[i]]);
+        }
+    }
+}
+
+/// `item` as text: `s<sys>` | `r<sys>.<nr>.<start>.<len>.<offs, 2 digits each>`
+/// | `p<sys>.<nr>.<pad>.<pad len>`, all hex.
+fn encode_item(o: &mut Out<'_>, it: &Item) {
+    o.put(&[it.form]);
+    o.hex(it.sys);
+    match it.form {
+        b'r' => {
+            for v in [it.nr as u64, it.start, it.len as u64] {
+                o.put(b".");
+                o.hex(v);
+            }
+            o.put(b".");
+            for &b in it.offs.iter().take(it.n as usize) {
+                o.put(&[b"0123456789abcdef"[(b >> 4) as usize], b"0123456789abcdef"[(b & 15) as usize]]);
+            }
+        }
+        b'p' => {
+            for v in [it.nr as u64, it.pad, it.pad_len as u64] {
+                o.put(b".");
+                o.hex(v);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn hex_digit(b: u8) -> Option<u64> {
+    (b as char).to_digit(16).map(|d| d as u64)
+}
+
+fn parse_hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |v, &b| Some(v << 4 | hex_digit(b)?))
+}
+
+fn decode_item(s: &[u8]) -> Option<Item> {
+    let (&form, rest) = s.split_first()?;
+    let mut f = rest.split(|&b| b == b'.');
+    let mut it = Item { form, sys: parse_hex(f.next()?)?, ..Item::default() };
+    match form {
+        b's' => {}
+        b'r' => {
+            it.nr = u32::try_from(parse_hex(f.next()?)?).ok()?;
+            it.start = parse_hex(f.next()?)?;
+            it.len = u8::try_from(parse_hex(f.next()?)?).ok()?;
+            let offs = f.next()?;
+            if offs.len() % 2 != 0 || offs.len() / 2 > forms::MAX_INSNS || offs.is_empty() {
+                return None;
+            }
+            for (i, pair) in offs.chunks(2).enumerate() {
+                let v = hex_digit(*pair.first()?)? << 4 | hex_digit(*pair.get(1)?)?;
+                *it.offs.get_mut(i)? = v as u8;
+            }
+            it.n = (offs.len() / 2) as u8;
+        }
+        b'p' => {
+            it.nr = u32::try_from(parse_hex(f.next()?)?).ok()?;
+            it.pad = parse_hex(f.next()?)?;
+            it.pad_len = u8::try_from(parse_hex(f.next()?)?).ok()?;
+        }
+        _ => return None,
+    }
+    f.next().is_none().then_some(it)
+}
+
+/// The parent's side, at exec (trap context: no allocation, no libc): the
+/// `USERTRAP_SITES=...` entry, NUL-terminated, for the libc sites this
+/// process has patched, into `buf`; its length with the NUL, 0 for none.
+pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let Some((bias, lo, hi, id)) = libc() else { return 0 };
+    let mut o = Out { buf: &mut buf[..], len: 0, ok: true };
+    o.put(ENTRY);
+    for b in id {
+        o.put(&[b"0123456789abcdef"[(b >> 4) as usize], b"0123456789abcdef"[(b & 15) as usize]]);
+    }
+    o.put(b":");
+    let mut sum = Fnv::new();
+    let mut count = 0usize;
+    registry::for_each_in(lo, hi - lo, |s| {
+        if s.state != PATCHED || count >= MAX_SITES {
+            return;
+        }
+        let rel = |a: u64| a.wrapping_sub(bias);
+        let mut it = Item { sys: rel(s.key), nr: s.nr, ..Item::default() };
+        let mut orig = [0u8; forms::MAX_RANGE + forms::OVERLAY_BYTES];
+        let olen;
+        match registry::ext_of(s) {
+            None => {
+                it.form = b's';
+                let mut b = [0xb8, 0, 0, 0, 0, 0x0f, 0x05];
+                b[1..5].copy_from_slice(&s.nr.to_le_bytes());
+                orig[..7].copy_from_slice(&b);
+                olen = 7;
+            }
+            Some(x) if x.form == registry::FORM_RANGE => {
+                it.form = b'r';
+                it.start = rel(x.start);
+                it.len = x.len;
+                it.offs = x.offs;
+                it.n = x.n;
+                olen = (x.len as usize).min(forms::MAX_RANGE);
+                orig[..olen].copy_from_slice(&x.orig[..olen]);
+            }
+            Some(x) if x.form == registry::FORM_PAD => {
+                it.form = b'p';
+                it.pad = rel(x.pad);
+                it.pad_len = x.pad_len;
+                let pl = (x.pad_len as usize).min(forms::OVERLAY_BYTES);
+                orig[..2].copy_from_slice(&[0x0f, 0x05]);
+                orig[2..2 + pl].copy_from_slice(&x.pad_orig[..pl]);
+                olen = 2 + pl;
+            }
+            Some(_) => return,
+        }
+        // Whole items only: stop at the first that does not fit (the
+        // checksum's 17 bytes and the NUL stay free).
+        let mark = o.len;
+        if count > 0 {
+            o.put(b",");
+        }
+        encode_item(&mut o, &it);
+        if !o.ok || o.len + 18 > ENTRY_LEN {
+            o.len = mark;
+            o.ok = true;
+            count = MAX_SITES;
+            return;
+        }
+        sum.put(&orig[..olen]);
+        count += 1;
+    });
+    if count == 0 {
+        return 0;
+    }
+    o.put(b":");
+    o.hex(sum.0);
+    o.put(b"\0");
+    if o.ok {
+        o.len
+    } else {
+        0
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The new image's side.
+
+/// Writes to our own trampolines and slots, gathered into runs: one pwrite
+/// per run instead of one per trampoline and slot. A gap of up to 256
+/// bytes between two writes joins them only if it holds zeros (never
+/// written: the arenas are fresh mappings of ours), which the run writes
+/// back.
+const RUN_LEN: usize = 2048;
+
+struct Runs<'a> {
+    mem: &'a Mem,
+    at: u64,
+    buf: [u8; RUN_LEN],
+    len: usize,
+    ok: bool,
+}
+
+impl Runs<'_> {
+    fn write(&mut self, addr: u64, bytes: &[u8]) {
+        let end = self.at + self.len as u64;
+        let joins = self.len > 0 && addr >= end && addr - end <= 256 && zeros(end, (addr - end) as usize);
+        if !(joins && (addr - self.at) as usize + bytes.len() <= self.buf.len()) {
+            self.flush();
+            self.at = addr;
+        }
+        let off = (addr - self.at) as usize;
+        if let Some(d) = self.buf.get_mut(self.len..off) {
+            d.fill(0);
+        }
+        if let Some(d) = self.buf.get_mut(off..off + bytes.len()) {
+            d.copy_from_slice(bytes);
+            self.len = off + bytes.len();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.len > 0 {
+            self.ok &= self.mem.write(self.at, self.buf.get(..self.len).unwrap_or(&[])).is_ok();
+        }
+        self.len = 0;
+    }
+}
+
+/// Whether the `len` (at most 256) bytes at `at` are all zero.
+fn zeros(at: u64, len: usize) -> bool {
+    let mut gap = [0u8; 256];
+    len <= gap.len() && raw::copy_from_user(&mut gap[..len], at).is_ok() && gap.iter().all(|&b| b == 0)
+}
+
+/// What is written at one site once its trampoline and slot are in place.
+#[derive(Clone, Copy)]
+struct Planned {
+    key: u64,
+    nr: u32,
+    slot: u64,
+    ext: Option<registry::Ext>,
+    site_at: u64,
+    site: [u8; forms::MAX_RANGE],
+    site_len: usize,
+}
+
+/// The carried entry's value, kept from the constructor to the first trap.
+struct Pending {
+    value: [u8; ENTRY_LEN],
+    len: usize,
+}
+static PENDING: spin::Mutex<Pending> = spin::Mutex::new(Pending { value: [0; ENTRY_LEN], len: 0 });
+static ANY_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// The new image's constructor: keep `value` (the entry's value, from the
+/// entries the exec'ing library put in front) if this image's libc has the
+/// build ID the sites were proven in. Nothing is written yet: a process
+/// that never makes a patchable syscall (`/bin/true`) pays nothing more.
+pub fn keep(value: &[u8]) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some((_, _, _, id)) = libc() else { return };
+    let Some(their_id) = value.split(|&b| b == b':').next() else { return };
+    let same_id = their_id.len() == 2 * ID_MAX
+        && their_id.chunks(2).zip(id).all(|(h, b)| {
+            let digit = |i: usize| h.get(i).and_then(|&c| hex_digit(c)).unwrap_or(0x100);
+            digit(0) << 4 | digit(1) == b as u64
+        });
+    let Some(mut p) = PENDING.try_lock() else { return };
+    if !same_id || value.len() > p.value.len() {
+        return;
+    }
+    p.value[..value.len()].copy_from_slice(value);
+    p.len = value.len();
+    ANY_PENDING.store(true, Ordering::Release);
+}
+
+/// Whether carried sites wait for [`apply`].
+#[inline]
+pub fn pending() -> bool {
+    ANY_PENDING.load(Ordering::Relaxed)
+}
+
+/// At the process's first trap of a syscall whose sites may be patched
+/// (install::consider: PATCHER lock held, signals blocked, the registry
+/// mapped; `ready` makes the fast path's list and membarrier ready, true
+/// when they are; `slow` is install's needs_slow_path): patch every kept site whose bytes are the ones the parent's
+/// proofs were about, if this thread is the only one. Once, whatever the
+/// outcome. How many were patched. Its buffers (about 20 KiB) live only
+/// while it runs, on the signal stack (64 KiB at the least).
+#[inline(never)]
+pub fn apply(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> bool, slow: fn(u64) -> bool) -> usize {
+    if !ANY_PENDING.swap(false, Ordering::Relaxed) {
+        return 0;
+    }
+    let Some(p) = PENDING.try_lock() else { return 0 };
+    let Some((bias, lo, hi, _)) = libc() else { return 0 };
+    let mut parts = p.value.get(..p.len).unwrap_or(&[]).split(|&b| b == b':');
+    let (Some(_), Some(list), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return 0;
+    };
+    let mut items = [Item::default(); MAX_SITES];
+    let mut n = 0usize;
+    let mut check = Fnv::new();
+    for s in list.split(|&b| b == b',') {
+        let Some(mut it) = decode_item(s) else { return 0 };
+        // Back to addresses, each span inside libc's text.
+        it.sys = it.sys.wrapping_add(bias);
+        if it.form == b'r' {
+            it.start = it.start.wrapping_add(bias);
+        }
+        if it.form == b'p' {
+            it.pad = it.pad.wrapping_add(bias);
+        }
+        for (at, len) in it.spans() {
+            if len == 0 {
+                continue;
+            }
+            if at < lo || at.saturating_add(len as u64) > hi || len > forms::MAX_RANGE + forms::OVERLAY_BYTES {
+                return 0;
+            }
+            let mut b = [0u8; forms::MAX_RANGE + forms::OVERLAY_BYTES];
+            if raw::copy_from_user(&mut b[..len], at).is_err() {
+                return 0;
+            }
+            check.put(&b[..len]);
+        }
+        let Some(slot) = items.get_mut(n) else { return 0 };
+        *slot = it;
+        n += 1;
+    }
+    // The bytes are the ones the parent's proofs were about.
+    if parse_hex(sum) != Some(check.0) || n == 0 || !ready() {
+        return 0;
+    }
+    let Ok(mem) = Mem::open() else { return 0 };
+    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow)
+}
+
+/// Step `step` (0 to 3) of write.rs's order for the planned site `p`:
+/// 0, the pad (Form P); 1, the first byte of the `syscall` (seed) or of
+/// every instruction (R), or the `syscall`'s first (P), becomes 0x06; 2,
+/// the bytes after the first take their final values; 3, the first byte.
+fn write_step(mem: &Mem, p: &Planned, step: usize) -> Result<(), i64> {
+    let fin = p.site.get(..p.site_len).unwrap_or(&[]);
+    match (&p.ext, step) {
+        (Some(x), 0) if x.form == registry::FORM_PAD => {
+            let pl = (x.pad_len as usize).min(forms::OVERLAY_BYTES);
+            let bytes = forms::pad_bytes(&forms::Pad { at: x.pad, len: x.pad_len as usize }, p.slot);
+            mem.write(x.pad, bytes.get(..pl).unwrap_or(&[]))
+        }
+        (_, 0) => Ok(()),
+        (None, 1) => mem.write(p.site_at + 5, fin.get(5..6).unwrap_or(&[])),
+        (Some(x), 1) if x.form == registry::FORM_RANGE => {
+            let mut marked = x.orig;
+            for &o in x.offs.iter().take(x.n as usize) {
+                if let Some(b) = marked.get_mut(o as usize) {
+                    *b = 0x06;
+                }
+            }
+            mem.write(p.site_at, marked.get(..p.site_len).unwrap_or(&[]))
+        }
+        (Some(_), 1) => mem.write(p.site_at, &[0x06]),
+        (_, 2) => mem.write(p.site_at + 1, fin.get(1..).unwrap_or(&[])),
+        _ => mem.write(p.site_at, fin.get(..1).unwrap_or(&[])),
+    }
+}
+
+/// Sites planned and written per round (bounds the buffers on the stack).
+const ROUND: usize = 16;
+
+fn patch_all(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item], slow: fn(u64) -> bool) -> usize {
+    let mut done = 0;
+    for round in items.chunks(ROUND) {
+        match patch_round(table, mem, round, slow) {
+            Some(d) => done += d,
+            None => break,
+        }
+    }
+    done
+}
+
+/// One round: trampolines and slots first (in runs), then each site.
+/// None: a write failed, stop.
+fn patch_round(
+    table: &mut crate::patch::table::Table,
+    mem: &Mem,
+    items: &[Item],
+    slow: fn(u64) -> bool,
+) -> Option<usize> {
+    let mut planned = [None::<Planned>; ROUND];
+    let mut tramps = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
+    let mut bigs = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
+    let mut slots = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
+    for (it, out) in items.iter().zip(planned.iter_mut()) {
+        if registry::lookup(it.sys).is_some() {
+            continue;
+        }
+        *out = match it.form {
+            b's' => plan_seed(table, it, &mut tramps, &mut slots, slow),
+            b'r' => plan_range(table, it, &mut bigs, &mut slots),
+            _ => plan_pad(table, it, &mut bigs, &mut slots),
+        };
+    }
+    for r in [&mut tramps, &mut bigs, &mut slots] {
+        r.flush();
+    }
+    if !(tramps.ok && bigs.ok && slots.ok) {
+        return None;
+    }
+    // Each site recorded PATCHING before its bytes change (fault.rs knows
+    // it from then on), then written in write.rs's orders, step by step
+    // for the whole round: every site's order is kept, with a barrier
+    // between steps (more than patch_site needs; as patch_range and
+    // patch_pad have), so five barriers serve sixteen sites.
+    let mut ok = [false; ROUND];
+    for (p, ok) in planned.iter().zip(ok.iter_mut()) {
+        if let Some(p) = p {
+            *ok = match &p.ext {
+                None => registry::record(p.key, PATCHING, p.nr, "", p.slot as u32),
+                Some(x) => registry::record_ext(p.key, PATCHING, p.nr, p.slot as u32, x),
+            };
+        }
+    }
+    for step in 0..4 {
+        write::sync_cores();
+        for (p, ok) in planned.iter().zip(ok.iter_mut()) {
+            if let (Some(p), true) = (p, *ok) {
+                *ok = write_step(mem, p, step).is_ok();
+            }
+        }
+    }
+    write::sync_cores();
+    let mut done = 0;
+    for (p, ok) in planned.iter().zip(ok) {
+        if let (Some(p), true) = (p, ok) {
+            // A failed write left its site PATCHING: its faults are served.
+            registry::set_state(p.key, PATCHED);
+            done += 1;
+        }
+    }
+    Some(done)
+}
+
+fn plan_seed(
+    table: &mut crate::patch::table::Table,
+    it: &Item,
+    tramps: &mut Runs<'_>,
+    slots: &mut Runs<'_>,
+    slow: fn(u64) -> bool,
+) -> Option<Planned> {
+    let site = it.sys - 5;
+    let mut b = [0u8; 7];
+    raw::copy_from_user(&mut b, site).ok()?;
+    if b[0] != 0xb8 || b[5..7] != [0x0f, 0x05] {
+        return None;
+    }
+    let nr = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
+    if nr == site::NR_RT_SIGRETURN || slow(nr as u64) {
+        return None;
+    }
+    let slot = table.alloc_slot()?;
+    let tramp = table.alloc_trampoline()?;
+    tramps.write(tramp, &arch::trampoline(nr, site + 7));
+    slots.write(slot, &tramp.to_le_bytes());
+    let mut bytes = [0u8; forms::MAX_RANGE];
+    bytes[..forms::JUMP_LEN].copy_from_slice(&forms::jump(slot));
+    Some(Planned { key: it.sys, nr, slot, ext: None, site_at: site, site: bytes, site_len: 7 })
+}
+
+fn plan_range(
+    table: &mut crate::patch::table::Table,
+    it: &Item,
+    bigs: &mut Runs<'_>,
+    slots: &mut Runs<'_>,
+) -> Option<Planned> {
+    let (len, n) = (it.len as usize, it.n as usize);
+    let sys_off = it.sys.checked_sub(it.start)? as usize;
+    let offs = it.offs.get(..n)?;
+    // The shape plan_range gives: instructions from offset 0, increasing,
+    // the syscall one of them, 7 to MAX_RANGE bytes.
+    if !(forms::JUMP_LEN..=forms::MAX_RANGE).contains(&len)
+        || offs.first() != Some(&0)
+        || offs.windows(2).any(|w| w[0] >= w[1])
+        || offs.last().is_some_and(|&l| l as usize >= len)
+        || !offs.contains(&(sys_off as u8))
+    {
+        return None;
+    }
+    let mut orig = [0u8; forms::MAX_RANGE];
+    raw::copy_from_user(orig.get_mut(..len)?, it.start).ok()?;
+    if orig.get(sys_off..sys_off + 2) != Some(&[0x0f, 0x05]) {
+        return None;
+    }
+    let mut pun = 0u8;
+    for &o in offs.iter().skip(1) {
+        match o {
+            1 | 2 => return None,
+            3 => pun |= 1,
+            4 => pun |= 2,
+            6 => pun |= 4,
+            _ => {}
+        }
+    }
+    let slot = if pun == 0 { table.alloc_slot() } else { table.alloc_punned_slot() }?;
+    if !forms::slot_fits(slot, pun) {
+        return None;
+    }
+    let tramp = table.alloc_big_trampoline()?;
+    let (pre, post) = (orig.get(..sys_off)?, orig.get(sys_off + 2..len)?);
+    let end = it.start + len as u64;
+    let t = forms::trampoline(tramp, arch::fast_entry(), pre, it.sys + 2, post, end)?;
+    bigs.write(tramp, t.code.get(..t.len)?);
+    slots.write(slot, &tramp.to_le_bytes());
+    let r = forms::Range { start: it.start, len, offs: it.offs, n, sys_off, pun, orig };
+    let fin = forms::range_final(&r, slot);
+    let mut x = registry::Ext::EMPTY;
+    x.form = registry::FORM_RANGE;
+    x.start = it.start;
+    x.len = len as u8;
+    x.offs = it.offs;
+    x.n = n as u8;
+    x.sys_off = sys_off as u8;
+    x.tramp = tramp;
+    x.post_base = t.post_base as u8;
+    x.orig = orig;
+    x.written = fin;
+    Some(Planned { key: it.sys, nr: it.nr, slot, ext: Some(x), site_at: it.start, site: fin, site_len: len })
+}
+
+fn plan_pad(
+    table: &mut crate::patch::table::Table,
+    it: &Item,
+    bigs: &mut Runs<'_>,
+    slots: &mut Runs<'_>,
+) -> Option<Planned> {
+    let pad_len = it.pad_len as usize;
+    let rel = it.pad.wrapping_sub(it.sys + 2) as i64;
+    if !(forms::JUMP_LEN..=forms::OVERLAY_BYTES).contains(&pad_len) || !(-128..=127).contains(&rel) {
+        return None;
+    }
+    let mut sys = [0u8; 2];
+    raw::copy_from_user(&mut sys, it.sys).ok()?;
+    if sys != [0x0f, 0x05] {
+        return None;
+    }
+    let slot = table.alloc_slot()?;
+    let tramp = table.alloc_big_trampoline()?;
+    let t = forms::trampoline(tramp, arch::fast_entry(), &[], it.sys + 2, &[], it.sys + 2)?;
+    bigs.write(tramp, t.code.get(..t.len)?);
+    slots.write(slot, &tramp.to_le_bytes());
+    let pad = forms::Pad { at: it.pad, len: pad_len };
+    let branch = forms::pad_branch(it.sys, &pad);
+    let mut x = registry::Ext::EMPTY;
+    x.form = registry::FORM_PAD;
+    x.start = it.sys;
+    x.len = 2;
+    x.n = 1;
+    x.tramp = tramp;
+    x.post_base = t.post_base as u8;
+    x.orig[..2].copy_from_slice(&[0x0f, 0x05]);
+    x.written[..2].copy_from_slice(&branch);
+    x.pad = it.pad;
+    x.pad_len = pad_len as u8;
+    raw::copy_from_user(x.pad_orig.get_mut(..pad_len)?, it.pad).ok()?;
+    let mut site_bytes = [0u8; forms::MAX_RANGE];
+    site_bytes[..2].copy_from_slice(&branch);
+    Some(Planned { key: it.sys, nr: it.nr, slot, ext: Some(x), site_at: it.sys, site: site_bytes, site_len: 2 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_through_text() {
+        let items = [
+            Item { form: b's', sys: 0xf834e, ..Item::default() },
+            Item {
+                form: b'r',
+                sys: 0xfd7ee,
+                nr: 302,
+                start: 0xfd7e7,
+                len: 9,
+                offs: [0, 5, 7, 0, 0, 0, 0, 0],
+                n: 3,
+                ..Item::default()
+            },
+            Item { form: b'p', sys: 0xf82ac, nr: 0, pad: 0xf82f8, pad_len: 8, ..Item::default() },
+        ];
+        for it in items {
+            let mut buf = [0u8; 200];
+            let mut o = Out { buf: &mut buf, len: 0, ok: true };
+            encode_item(&mut o, &it);
+            let len = o.len;
+            assert_eq!(decode_item(&buf[..len]), Some(it), "{}", String::from_utf8_lossy(&buf[..len]));
+        }
+        for bad in [&b""[..], b"x12", b"s", b"s12.3", b"r1.2.3.4.0", b"r1.2.3.4.", b"p1.2.3", b"szz"] {
+            assert_eq!(decode_item(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn libc_of_this_process_has_a_build_id_and_one_text_segment() {
+        // The test binary links libc: its header is where dladdr says.
+        // SAFETY: Dl_info is plain data (pointers), valid all-zero.
+        let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+        // SAFETY: dladdr reads the loader's list and writes `info`.
+        let ok = unsafe { libc::dladdr(libc::getppid as *const libc::c_void, &raw mut info) };
+        assert_ne!(ok, 0);
+        let (bias, (lo, hi), id) = read_libc(info.dli_fbase as u64).expect("libc's headers");
+        let getppid = libc::getppid as *const () as u64;
+        assert!(lo <= getppid && getppid < hi && bias <= lo);
+        assert_ne!(id, [0; ID_MAX]);
+    }
+}

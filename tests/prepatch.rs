@@ -1,0 +1,78 @@
+//! Pre-patching across exec (issue 12): an exec'd image starts with the
+//! libc sites its parent image had patched already patched, so their first
+//! calls take the fast path. c_tests/prepatch_exec calls libc's write(2),
+//! read(2) and close(2) three times, then execs itself; the new image calls
+//! each once (and writes its output). Under each backend the program behaves as natively, and the
+//! new image's report shows those calls on the fast path, while with
+//! USERTRAP_PREPATCH=0 the same calls (each the first at its site) take
+//! the slow path.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// The exec'd image's libc sites of `name`, as
+/// (fast_calls, slow_calls), from its JSON report in `dir`.
+fn child_first_calls(dir: &std::path::Path, name: &str) -> Vec<(u64, u64)> {
+    let reports: Vec<Value> = report_files(dir)
+        .into_iter()
+        .map(|(p, t)| serde_json::from_str(&t).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .collect();
+    let in_libc = |s: &&Value| s["object"].as_str().is_some_and(|o| o.contains("/libc.so"));
+    // The parent's image reads three times, the exec'd one once.
+    let child: Vec<&Value> = reports
+        .iter()
+        .filter(|r| {
+            r["sites"]
+                .as_array()
+                .is_some_and(|sites| sites.iter().filter(in_libc).any(|s| s["name"] == "read" && s["calls"] == 1))
+        })
+        .collect();
+    assert_eq!(child.len(), 1, "one report of the exec'd image among {}: {reports:#?}", reports.len());
+    let sites = child[0]["sites"].as_array().unwrap();
+    sites
+        .iter()
+        .filter(in_libc)
+        .filter(|s| s["name"] == name)
+        .map(|s| (s["fast_calls"].as_u64().unwrap(), s["slow_calls"].as_u64().unwrap()))
+        .collect()
+}
+
+fn run_case(backend: Backend, prepatch: &str) -> std::path::PathBuf {
+    let case = format!("prepatch-exec-{prepatch}");
+    let prog = c_test_binary("prepatch_exec");
+    let native = run_native(&Cmd::new(&prog));
+    assert!(native.status.success(), "native run failed: {}", native.stderr_text());
+    let dir = fresh_reports_dir(&case, backend);
+    let cmd = with_json_reports(Cmd::new(&prog).env("USERTRAP_PREPATCH", prepatch), &dir);
+    let traced = run_traced(&cmd, backend);
+    assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
+    assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
+    assert_eq!(traced.stderr_text(), native.stderr_text(), "{case} ({backend}): stderr");
+    dir
+}
+
+#[test]
+fn first_calls_in_an_execd_image_are_fast() {
+    for b in Backend::ALL {
+        let dir = run_case(b, "1");
+        for name in ["write", "read", "close"] {
+            let got = child_first_calls(&dir, name);
+            assert!(!got.is_empty(), "{b}: no {name} site in libc in the exec'd image's report");
+            for (fast, slow) in got {
+                assert_eq!((fast, slow), (fast + slow, 0), "{b}: {name}'s first calls in the exec'd image were slow");
+            }
+        }
+    }
+}
+
+#[test]
+fn without_prepatching_first_calls_are_slow() {
+    for b in Backend::ALL {
+        let dir = run_case(b, "0");
+        // read once (slow), write twice (pipe and stdout: the first slow).
+        assert_eq!(child_first_calls(&dir, "read"), [(0, 1)], "{b}: read in the exec'd image, USERTRAP_PREPATCH=0");
+        assert_eq!(child_first_calls(&dir, "write"), [(1, 1)], "{b}: write in the exec'd image, USERTRAP_PREPATCH=0");
+    }
+}
