@@ -56,10 +56,9 @@ pub struct Image {
     pub eh_frame: Option<(u64, u64)>,
     /// `.eh_frame_hdr` (PT_GNU_EH_FRAME) at run time, 0 if none.
     pub eh_frame_hdr: u64,
-    /// The first executable segment's pages, [start, end), and their
-    /// protection: the loader's sites are patched there (install::patch_loader).
+    /// The first executable segment's pages, [start, end): the loader's
+    /// sites are patched there (install::patch_loader).
     pub text: (u64, u64),
-    pub text_prot: i32,
 }
 
 /// Exactly `buf.len()` bytes at `off`.
@@ -170,21 +169,12 @@ impl Elf {
         let eh_frame = self.eh_frame.map(|(addr, size)| (bias + addr, size));
         let phnum = u64::from(self.header.phnum);
         let eh_frame_hdr = self.phdrs().find(|p| p.p_type == PT_GNU_EH_FRAME).map_or(0, |p| bias + p.p_vaddr);
-        let (text, text_prot) = loads().find(|p| p.p_flags & PF_X != 0 && p.p_filesz > 0).map_or(((0, 0), 0), |p| {
+        let text = loads().find(|p| p.p_flags & PF_X != 0 && p.p_filesz > 0).map_or((0, 0), |p| {
             let start = (bias + p.p_vaddr) & !(PAGE - 1);
             let end = (bias + p.p_vaddr + p.p_filesz + PAGE - 1) & !(PAGE - 1);
-            ((start, end), segment_prot(&p))
+            (start, end)
         });
-        Ok(Image {
-            base: bias + lo,
-            entry: bias + self.header.entry,
-            phdr,
-            phnum,
-            eh_frame,
-            eh_frame_hdr,
-            text,
-            text_prot,
-        })
+        Ok(Image { base: bias + lo, entry: bias + self.header.entry, phdr, phnum, eh_frame, eh_frame_hdr, text })
     }
 
     fn map_segment(&self, p: &Phdr, bias: u64) -> Result<(), &'static str> {

@@ -287,7 +287,7 @@ fn patch_loader(interp: &load::Image) {
     // SAFETY: single-threaded, before the program starts; nobody reads it yet.
     let h = unsafe { &mut *HANDOFF.0.get() };
     let mut sites = [crate::patch::install::LoaderSite::default(); crate::patch::install::LOADER_SITES];
-    let n = crate::patch::install::patch_loader(interp.text, interp.text_prot, interp.eh_frame_hdr, &mut sites);
+    let n = crate::patch::install::patch_loader(interp.text, interp.eh_frame_hdr, &mut sites);
     h.loader_site_count = n as u64;
     if n > 0 {
         h.registry = crate::patch::registry::snapshot();

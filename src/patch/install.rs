@@ -530,14 +530,15 @@ pub struct LoaderSite {
 ///
 /// No race to guard against: the launcher is the process's only thread and
 /// no byte of the loader has run yet, so the final bytes are written
-/// directly (text made writable for the writes, then given its protection
-/// back), without /proc/self/mem, the write protocol's order or membarrier.
+/// directly, without the write protocol's order or membarrier: the
+/// trampolines and slots first, then each page's jumps in one write through
+/// /proc/self/mem (the text's protection never changes).
 /// The trampolines jump to the gate's fast entry (arch::GATE_FAST_ENTRY):
 /// the launcher's ut_fast_entry now, the library's once its gate replaces
 /// the launcher's, so they never jump into the launcher's text, which the
 /// library unmaps.
 #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
-pub fn patch_loader(text: (u64, u64), text_prot: i32, eh_frame_hdr: u64, out: &mut [LoaderSite]) -> usize {
+pub fn patch_loader(text: (u64, u64), eh_frame_hdr: u64, out: &mut [LoaderSite]) -> usize {
     let (text_start, text_end) = text;
     if text_end <= text_start || eh_frame_hdr == 0 || !arch::trampoline_layout_ok() {
         return 0;
@@ -587,49 +588,97 @@ pub fn patch_loader(text: (u64, u64), text_prot: i32, eh_frame_hdr: u64, out: &m
     // All in the table's first window and arena (n is far below their 8192).
     let [window, arena] = table.seed_regions();
     drop(table);
+    // The table's own window and arena: made writable for the trampolines
+    // and slots, then given their protections back, all before a byte of
+    // the loader changes (so a refusal leaves the loader as it was).
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     // SAFETY: the window and arena just mapped by the table for these
-    // sites, used by nothing yet; the text is the loader's, which has not
-    // run (see above). Each gets its protection back below.
+    // sites, used by nothing yet. Each gets its protection back below.
     let writable = unsafe {
-        raw::mprotect(window.0, window.1 as usize, rw).is_ok()
-            && raw::mprotect(arena.0, arena.1 as usize, rw).is_ok()
-            && raw::mprotect(text_start, (text_end - text_start) as usize, rw).is_ok()
+        raw::mprotect(window.0, window.1 as usize, rw).is_ok() && raw::mprotect(arena.0, arena.1 as usize, rw).is_ok()
     };
     if writable {
         for (s, &t) in out.iter().zip(tramps.iter()).take(n) {
             let code = arch::trampoline_to(s.nr, s.key + 2, arch::GATE_FAST_ENTRY);
             // SAFETY: `t` is a trampoline of the arena (TRAMP_STRIDE >=
-            // TRAMP_LEN bytes), the slot 8 bytes of the window, and the site
-            // 7 bytes of the text, all writable now and ours alone.
+            // TRAMP_LEN bytes) and the slot 8 bytes of the window, both
+            // writable now and ours alone.
             unsafe {
                 core::ptr::copy_nonoverlapping(code.as_ptr(), t as *mut u8, code.len());
                 core::ptr::write(s.slot as u64 as *mut u64, t);
-                let jump = write::jump_bytes(s.slot as u64);
-                core::ptr::copy_nonoverlapping(jump.as_ptr(), (s.key - 5) as *mut u8, jump.len());
             }
         }
     }
-    // SAFETY: as above: the same three ranges, back to their protections.
+    // SAFETY: as above: the same two ranges, back to their protections.
     let restored = unsafe {
-        raw::mprotect(text_start, (text_end - text_start) as usize, text_prot).is_ok()
-            && raw::mprotect(window.0, window.1 as usize, libc::PROT_READ).is_ok()
+        raw::mprotect(window.0, window.1 as usize, libc::PROT_READ).is_ok()
             && raw::mprotect(arena.0, arena.1 as usize, libc::PROT_READ | libc::PROT_EXEC).is_ok()
     };
-    if !writable {
-        // Refused (a security module's policy, say) before any write: the
-        // loader runs unpatched, its calls on the slow path as before.
+    if !writable || !restored {
+        // Refused (a security module's policy, say): the loader runs
+        // unpatched, its calls on the slow path as before.
         return 0;
     }
-    if !restored {
-        // Cannot happen short of the kernel refusing back a protection it
-        // gave: the loader's text may not be executable any more.
-        crate::rt::log::Line::new().str("usertrap-launcher: cannot make the loader's text executable again").emit();
-        raw::exit_group(127);
+    // The loader's text through /proc/self/mem, as the library writes
+    // sites: its protection never changes, so no policy on making modified
+    // file pages executable again (SELinux execmod) can leave the loader
+    // unable to run. No /proc: unpatched.
+    let Ok(mem) = Mem::open() else { return 0 };
+    let written = write_loader_jumps(&mem, (text_start, text_end), out.get(..n).unwrap_or(&[]));
+    // Only the sites written from the first on are recorded: a write that
+    // fails leaves that site and the ones after it as they were.
+    let n = written;
+    if n == 0 {
+        return 0;
     }
     record_loader_sites(out.get(..n).unwrap_or(&[]));
     open_fast_path();
     n
+}
+
+/// The jumps of `sites` (ascending, in the loader's text `text`) through
+/// `mem`, one write per page of text that holds sites: the bytes between
+/// two sites of a page are written back as they are (no thread runs yet),
+/// so each page costs one copy-on-write and one syscall. How many sites,
+/// from the first, were written.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+fn write_loader_jumps(mem: &Mem, text: (u64, u64), sites: &[LoaderSite]) -> usize {
+    const PAGE: u64 = 4096;
+    let mut done = 0;
+    while let Some(first) = sites.get(done) {
+        let start = first.key - 5;
+        // The sites of this page, ascending (jumps never cross into the next).
+        let mut end = done;
+        while let Some(s) = sites.get(end) {
+            let at = s.key - 5;
+            if at < start || at / PAGE != start / PAGE || at + site::SITE_LEN > text.1 {
+                break;
+            }
+            end += 1;
+        }
+        if end == done {
+            break;
+        }
+        let last = sites.get(end - 1).map_or(start, |s| s.key - 5);
+        let mut buf = [0u8; PAGE as usize + 16];
+        let len = (last + site::SITE_LEN - start) as usize;
+        let Some(span) = buf.get_mut(..len) else { break };
+        // SAFETY: [start, last + 7) lies in the loader's text (checked
+        // against text.1 above), mapped readable by the launcher.
+        span.copy_from_slice(unsafe { core::slice::from_raw_parts(start as *const u8, len) });
+        for s in sites.get(done..end).unwrap_or(&[]) {
+            let off = (s.key - 5 - start) as usize;
+            let jump = write::jump_bytes(s.slot as u64);
+            if let Some(d) = span.get_mut(off..off + jump.len()) {
+                d.copy_from_slice(&jump);
+            }
+        }
+        if mem.write(start, span).is_err() {
+            break;
+        }
+        done = end;
+    }
+    done
 }
 
 /// The most `syscall` candidates the launcher looks at in the loader (ld.so
