@@ -285,17 +285,7 @@ fn install_range(table: &mut Table, key: u64, nr: u64, r: &forms::Range) -> Resu
     mem.write(tramp, t.code.get(..t.len).unwrap_or(&[])).map_err(|_| "cannot write the trampoline")?;
     mem.write(slot, &tramp.to_le_bytes()).map_err(|_| "cannot write the slot")?;
     let fin = forms::range_final(r, slot);
-    let mut ext = registry::Ext::EMPTY;
-    ext.form = registry::FORM_RANGE;
-    ext.start = r.start;
-    ext.len = r.len as u8;
-    ext.offs = r.offs;
-    ext.n = r.n as u8;
-    ext.sys_off = r.sys_off as u8;
-    ext.tramp = tramp;
-    ext.post_base = t.post_base as u8;
-    ext.orig = r.orig;
-    ext.written = fin;
+    let ext = registry::Ext::range(r, fin, tramp, t.post_base);
     if !registry::record_ext(key, PATCHING, nr as u32, slot as u32, &ext) {
         return Err("site table full");
     }
@@ -318,17 +308,7 @@ fn install_pad(table: &mut Table, key: u64, nr: u64, p: &forms::Pad) -> Result<(
     mem.write(slot, &tramp.to_le_bytes()).map_err(|_| "cannot write the slot")?;
     let branch = forms::pad_branch(key, p);
     let pad_bytes = forms::pad_bytes(p, slot);
-    let mut ext = registry::Ext::EMPTY;
-    ext.form = registry::FORM_PAD;
-    ext.start = key;
-    ext.len = 2;
-    ext.n = 1;
-    ext.tramp = tramp;
-    ext.post_base = t.post_base as u8;
-    ext.orig[..2].copy_from_slice(&[0x0f, 0x05]);
-    ext.written[..2].copy_from_slice(&branch);
-    ext.pad = p.at;
-    ext.pad_len = p.len as u8;
+    let mut ext = registry::Ext::pad(key, branch, p, tramp, t.post_base);
     let pad_len = p.len.min(forms::OVERLAY_BYTES);
     raw::copy_from_user(ext.pad_orig.get_mut(..pad_len).unwrap_or_default(), p.at).map_err(|_| "pad not readable")?;
     if !registry::record_ext(key, PATCHING, nr as u32, slot as u32, &ext) {

@@ -100,6 +100,43 @@ impl Ext {
         pad_orig: [0; forms::OVERLAY_BYTES],
     };
 
+    /// A Form R site: `r` rewritten into `written`, its trampoline at `tramp`
+    /// (`post_base`: where the relocated instructions after the syscall start).
+    pub fn range(r: &forms::Range, written: [u8; forms::MAX_RANGE], tramp: u64, post_base: usize) -> Ext {
+        Ext {
+            form: FORM_RANGE,
+            start: r.start,
+            len: r.len as u8,
+            offs: r.offs,
+            n: r.n as u8,
+            sys_off: r.sys_off as u8,
+            tramp,
+            post_base: post_base as u8,
+            orig: r.orig,
+            written,
+            ..Ext::EMPTY
+        }
+    }
+
+    /// A Form P site: the `syscall` at `sys` turned into `branch`, a short
+    /// jump to the pad `p` (whose original bytes the caller fills in).
+    pub fn pad(sys: u64, branch: [u8; 2], p: &forms::Pad, tramp: u64, post_base: usize) -> Ext {
+        let mut x = Ext {
+            form: FORM_PAD,
+            start: sys,
+            len: 2,
+            n: 1,
+            tramp,
+            post_base: post_base as u8,
+            pad: p.at,
+            pad_len: p.len as u8,
+            ..Ext::EMPTY
+        };
+        x.orig[..2].copy_from_slice(&[0x0f, 0x05]);
+        x.written[..2].copy_from_slice(&branch);
+        x
+    }
+
     /// Every byte the site changed: [lo, hi).
     fn span(&self) -> (u64, u64) {
         let (mut lo, mut hi) = (self.start, self.start + self.len as u64);

@@ -711,17 +711,7 @@ fn plan_range(
     slots.write(slot, &tramp.to_le_bytes());
     let r = forms::Range { start: it.start, len, offs: it.offs, n, sys_off, pun, orig };
     let fin = forms::range_final(&r, slot);
-    let mut x = registry::Ext::EMPTY;
-    x.form = registry::FORM_RANGE;
-    x.start = it.start;
-    x.len = len as u8;
-    x.offs = it.offs;
-    x.n = n as u8;
-    x.sys_off = sys_off as u8;
-    x.tramp = tramp;
-    x.post_base = t.post_base as u8;
-    x.orig = orig;
-    x.written = fin;
+    let x = registry::Ext::range(&r, fin, tramp, t.post_base);
     Some(Planned { key: it.sys, nr: it.nr, slot, ext: Some(x), site_at: it.start, site: fin, site_len: len })
 }
 
@@ -748,17 +738,7 @@ fn plan_pad(
     slots.write(slot, &tramp.to_le_bytes());
     let pad = forms::Pad { at: it.pad, len: pad_len };
     let branch = forms::pad_branch(it.sys, &pad);
-    let mut x = registry::Ext::EMPTY;
-    x.form = registry::FORM_PAD;
-    x.start = it.sys;
-    x.len = 2;
-    x.n = 1;
-    x.tramp = tramp;
-    x.post_base = t.post_base as u8;
-    x.orig[..2].copy_from_slice(&[0x0f, 0x05]);
-    x.written[..2].copy_from_slice(&branch);
-    x.pad = it.pad;
-    x.pad_len = pad_len as u8;
+    let mut x = registry::Ext::pad(it.sys, branch, &pad, tramp, t.post_base);
     raw::copy_from_user(x.pad_orig.get_mut(..pad_len)?, it.pad).ok()?;
     let mut site_bytes = [0u8; forms::MAX_RANGE];
     site_bytes[..2].copy_from_slice(&branch);
