@@ -243,7 +243,9 @@ fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'
         .ok_or(Some("too many patched sites in the function"))?;
     // SAFETY: [func_start, gap_end) lies inside one run of adjacent readable
     // and executable mappings of the ELF file that holds the site (checked
-    // just above from /proc/self/maps; gap_end is at most text_end), at most
+    // just above from /proc/self/maps, or from the object cache, which
+    // stands for it while no mapping has changed since; gap_end is at most
+    // text_end), at most
     // MAX_DECODE + 64 long; as in site::check, only our patcher (holding the
     // lock we hold) writes it.
     let with_gap =

@@ -113,7 +113,8 @@ pub fn check_with<O: os::Os>(os: &mut O, site: u64) -> Result<u32, Reject> {
     }
     // SAFETY: [func_start, site + 7) lies inside one run of adjacent readable
     // and executable mappings of the ELF file that contains the site, as
-    // /proc/self/maps listed them just now (locate_with checked it), and is at
+    // /proc/self/maps listed them (just now, or when maps::ObjectCache kept
+    // the object, with no mapping changed since; locate_with checked it), and is at
     // most MAX_DECODE + 7 bytes long. It is program text: nothing writes it
     // except our own patcher, which only turns other `mov; syscall` pairs into
     // jumps (the bytes change, the memory stays valid). The thread that
