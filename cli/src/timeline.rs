@@ -822,17 +822,22 @@ fn quoted(c: &Call, b: &mut Vec<u8>) {
     }
 }
 
+/// The arguments a text line shows for `name` and how (None: all six,
+/// raw): strace shows open's mode only where it is used.
+fn shown_args(name: &str, a: &[u64; 6]) -> Option<&'static [Arg]> {
+    let creates = |f: u64| f & libc::O_CREAT as u64 != 0 || f & libc::O_TMPFILE as u64 == libc::O_TMPFILE as u64;
+    match (name, shape(name)) {
+        ("open", Some(k)) if !creates(a[1]) => k.get(..2),
+        ("openat", Some(k)) if !creates(a[2]) => k.get(..3),
+        (_, k) => k,
+    }
+}
+
 /// "openat(AT_FDCWD, \"/x\", O_RDONLY)".
 fn text_call(c: &Call, b: &mut Vec<u8>) {
     let name = name_of(c.e.nr);
     let a = &c.e.args;
-    // strace shows open's mode only where it is used.
-    let creates = |f: u64| f & libc::O_CREAT as u64 != 0 || f & libc::O_TMPFILE as u64 == libc::O_TMPFILE as u64;
-    let kinds = match (&*name, shape(&name)) {
-        ("open", Some(k)) if !creates(a[1]) => Some(&k[..2]),
-        ("openat", Some(k)) if !creates(a[2]) => Some(&k[..3]),
-        (_, k) => k,
-    };
+    let kinds = shown_args(&name, a);
     b.extend_from_slice(name.as_bytes());
     b.push(b'(');
     match kinds {
@@ -1017,12 +1022,7 @@ mod tests {
     fn old_text_call(c: &Call) -> String {
         let name = name_of(c.e.nr);
         let a = &c.e.args;
-        let creates = |f: u64| f & libc::O_CREAT as u64 != 0 || f & libc::O_TMPFILE as u64 == libc::O_TMPFILE as u64;
-        let kinds = match (&*name, shape(&name)) {
-            ("open", Some(k)) if !creates(a[1]) => Some(&k[..2]),
-            ("openat", Some(k)) if !creates(a[2]) => Some(&k[..3]),
-            (_, k) => k,
-        };
+        let kinds = shown_args(&name, a);
         let quoted = |c: &Call| match &c.path {
             Some(p) => {
                 let cut = if c.e.flags & wire::CUT != 0 { "..." } else { "" };
