@@ -376,16 +376,7 @@ mod tests {
         const BASE: u64 = 0x40_1000;
         let v = |code: &[u8], off: u64| verify(BASE, code, BASE + off);
         assert_eq!(v(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05], 0), Ok(39));
-        let code = [
-            0xf3, 0x0f, 0x1e, 0xfa, // endbr64
-            0x48, 0x89, 0xf8, // mov %rdi,%rax
-            0x48, 0x83, 0xec, 0x08, // sub $8,%rsp
-            0x41, 0xb8, 0x01, 0x00, 0x00, 0x00, // mov $1,%r8d (contains b8)
-            0x0f, 0x1f, 0x44, 0x00, 0x00, // nopl 0(%rax,%rax,1)
-            0xb8, 0x01, 0x01, 0x00, 0x00, // mov $257,%eax
-            0x0f, 0x05, // syscall
-            0xc3,
-        ];
+        let code = crate::patch::site::MOV_AFTER_OTHERS;
         assert_eq!(v(&code, 22), Ok(257));
         assert_eq!(v(&code, 12), Err(Reject::NotBoundary));
         // gVisor #10849: movl $0x10,-0x48(%rsp) hides b8 10 00 00 00 0f 05.

@@ -125,6 +125,21 @@ pub fn check_with<O: os::Os>(os: &mut O, site: u64) -> Result<u32, Reject> {
     verify(loc.func_start, code, site)
 }
 
+/// A function whose `mov $257,%eax; syscall` (at 22) follows other
+/// instructions, one of which holds a b8 byte (at 12) that is no
+/// instruction start: what both site decoders' tests check them on.
+#[cfg(test)]
+pub(super) const MOV_AFTER_OTHERS: [u8; 30] = [
+    0xf3, 0x0f, 0x1e, 0xfa, // endbr64
+    0x48, 0x89, 0xf8, // mov %rdi,%rax
+    0x48, 0x83, 0xec, 0x08, // sub $8,%rsp
+    0x41, 0xb8, 0x01, 0x00, 0x00, 0x00, // mov $1,%r8d (contains b8)
+    0x0f, 0x1f, 0x44, 0x00, 0x00, // nopl 0(%rax,%rax,1)
+    0xb8, 0x01, 0x01, 0x00, 0x00, // mov $257,%eax
+    0x0f, 0x05, // syscall
+    0xc3, // ret
+];
+
 /// Decode once so that iced-x86 builds its tables (thousands of allocations)
 /// at start-up rather than in the first SIGSYS handler. True if the decoder
 /// recognised `mov $39,%eax; syscall`.
@@ -158,16 +173,7 @@ mod tests {
 
     #[test]
     fn mov_syscall_after_other_instructions() {
-        let code = [
-            0xf3, 0x0f, 0x1e, 0xfa, // endbr64
-            0x48, 0x89, 0xf8, // mov %rdi,%rax
-            0x48, 0x83, 0xec, 0x08, // sub $8,%rsp
-            0x41, 0xb8, 0x01, 0x00, 0x00, 0x00, // mov $1,%r8d (contains b8)
-            0x0f, 0x1f, 0x44, 0x00, 0x00, // nopl 0(%rax,%rax,1)
-            0xb8, 0x01, 0x01, 0x00, 0x00, // mov $257,%eax
-            0x0f, 0x05, // syscall
-            0xc3, // ret
-        ];
+        let code = MOV_AFTER_OTHERS;
         assert_eq!(v(&code, 22), Ok(257));
         // The b8 inside `mov $1,%r8d` is not an instruction start.
         assert_eq!(v(&code, 12), Err(Reject::NotBoundary));
