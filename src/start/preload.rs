@@ -195,36 +195,29 @@ fn give_back_environment(h: &Handoff, lib_path: &[u8]) {
     }
 }
 
-/// Where the loader mapped libc's ELF header (the object holding
-/// getauxval), or 0.
-fn libc_header() -> u64 {
+/// What the loader knows of the object holding `addr` (dladdr), if any.
+fn object_holding(addr: *const c_void) -> Option<DlInfo> {
     let mut info = DlInfo {
         dli_fname: core::ptr::null(),
         dli_fbase: core::ptr::null_mut(),
         dli_sname: core::ptr::null(),
         dli_saddr: core::ptr::null_mut(),
     };
-    // SAFETY: dladdr reads the loader's list of objects; the address is a
-    // libc function's, resolved by the loader.
-    let ok = unsafe { dladdr(getauxval as *const c_void, &raw mut info) } != 0;
-    if ok {
-        info.dli_fbase as u64
-    } else {
-        0
-    }
+    // SAFETY: dladdr reads the loader's list of objects and writes `info`;
+    // the callers pass code addresses resolved by the loader.
+    (unsafe { dladdr(addr, &raw mut info) } != 0).then_some(info)
+}
+
+/// Where the loader mapped libc's ELF header (the object holding
+/// getauxval), or 0.
+fn libc_header() -> u64 {
+    object_holding(getauxval as *const c_void).map_or(0, |i| i.dli_fbase as u64)
 }
 
 /// This library's absolute path into `out`; its length (0 if unknown).
 fn own_path(out: &mut [u8; PATH_LEN]) -> usize {
-    let mut info = DlInfo {
-        dli_fname: core::ptr::null(),
-        dli_fbase: core::ptr::null_mut(),
-        dli_sname: core::ptr::null(),
-        dli_saddr: core::ptr::null_mut(),
-    };
-    // SAFETY: dladdr reads the loader's list of objects; the address is our code.
-    let ok = unsafe { dladdr(own_path as *const c_void, &raw mut info) } != 0 && !info.dli_fname.is_null();
-    let path: &[u8] = if ok {
+    let info = object_holding(own_path as *const c_void).filter(|i| !i.dli_fname.is_null());
+    let path: &[u8] = if let Some(info) = info {
         // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
         unsafe { core::ffi::CStr::from_ptr(info.dli_fname).to_bytes() }
     } else {
