@@ -361,7 +361,7 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
         }
         if signals != 0 {
             names(&mut l, &SIGNAL_NEEDS, signals);
-            l.str(" (to pass SIGSEGV, SIGILL and SIGSYS to the program's handlers: such a signal will end the process as the filter says)");
+            l.str(" (to pass SIGSEGV, SIGBUS, SIGILL and SIGSYS to the program's handlers: such a signal will end the process as the filter says)");
         }
         l.emit();
     }
