@@ -125,6 +125,7 @@ fn after_fork_in_child(area: &ThreadArea, flags: u64) {
     thread::after_fork_in_child(area);
     signals::after_fork_in_child();
     crate::measure::report::after_fork_in_child();
+    crate::rt::log::after_fork_in_child();
     crate::patch::install::after_fork_in_child();
     stats::after_fork_in_child();
     if flags & CLONE_CLEAR_SIGHAND != 0 {
