@@ -199,6 +199,32 @@ fn coreutils_that_close_stderr_at_exit_still_report() {
     }
 }
 
+/// The summary and phases lines go to stderr too (the report elsewhere):
+/// `cat`, which closes stderr at exit, prints both into its stderr file.
+#[test]
+fn summary_and_phases_lines_reach_the_original_stderr() {
+    for b in Backend::ALL {
+        let tmp = fresh_reports_dir("report-summary-tmp", b);
+        let (_, _, dir) = native_and_traced(
+            "report-summary",
+            b,
+            |_| {
+                Cmd::sh("cat in.txt 2>cat.err")
+                    .env("USERTRAP_SUMMARY", "1")
+                    .env("USERTRAP_PHASES", "1")
+                    .env("TMPDIR", &tmp)
+            },
+            |d| fs::write(d.join("in.txt"), "a line\n").unwrap(),
+        );
+        let text = fs::read_to_string(dir.join("cat.err")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{b}: the summary and phases lines of cat:\n{text}");
+        assert!(lines[0].contains(" syscalls intercepted ("), "{b}: {text}");
+        assert!(lines[1].starts_with("usertrap: phases (us) pid "), "{b}: {text}");
+        assert!(tmp_reports(&tmp).is_empty(), "{b}: nothing left in TMPDIR");
+    }
+}
+
 /// Descriptor 2 becomes a pipe whose reader is gone: no SIGPIPE (the
 /// program's exit status stays its own), and the report goes to the
 /// stderr the process started with.
