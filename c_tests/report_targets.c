@@ -18,14 +18,56 @@
  *   forks N            N children, each exits 0
  *   fsize0             RLIMIT_FSIZE = 0, then exit 0
  *   no-memory          RLIMIT_AS = what is mapped now, then exit 0
+ *   stderr-dup2        dup2 a file (errors.txt) onto 2, write to it
+ *   stderr-close-range close_range(2, 2), open data.txt (gets fd 2)
+ *   stderr-close-fork  close(2), fork a child, open data.txt (fd 2)
+ *   stderr-close-all   close(2), close every other descriptor above 2,
+ *                      open data.txt (fd 2), write to it
+ *   stderr-fds-taken   close(2), raise RLIMIT_NOFILE to the hard limit,
+ *                      open data.txt (fd 2), dup2 it onto every other
+ *                      descriptor open above 2, write to it
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Open data.txt (it gets descriptor 2, the lowest free one) and write to it. */
+static int data_on_stderr(void)
+{
+    int fd = open("data.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd != 2)
+        return 20;
+    if (write(fd, "the program's data\n", 19) != 19)
+        return 21;
+    printf("data.txt is on descriptor 2\n");
+    return 0;
+}
+
+/* The open descriptors (from /proc/self/fd, the listing's own left out);
+ * how many. */
+static int open_fds(int *out, int max)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int own = dirfd(d), n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        int fd = atoi(e->d_name);
+        if (fd != own && n < max)
+            out[n++] = fd;
+    }
+    closedir(d);
+    return n;
+}
 
 int main(int argc, char **argv)
 {
@@ -107,6 +149,57 @@ int main(int argc, char **argv)
         if (setrlimit(RLIMIT_AS, &r) != 0)
             return 11;
         _exit(0);
+    }
+    if (!strcmp(mode, "stderr-dup2")) {
+        int fd = open("errors.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 2) != 2)
+            return 10;
+        close(fd);
+        fprintf(stderr, "the program's errors\n");
+        printf("errors.txt is on descriptor 2\n");
+        return 0;
+    }
+    if (!strcmp(mode, "stderr-close-range")) {
+        if (syscall(SYS_close_range, 2, 2, 0) != 0)
+            return 10;
+        return data_on_stderr();
+    }
+    if (!strcmp(mode, "stderr-close-fork")) {
+        close(2);
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            getppid();
+            _exit(0);
+        }
+        if (pid < 0 || waitpid(pid, NULL, 0) != pid)
+            return 10;
+        return data_on_stderr();
+    }
+    if (!strcmp(mode, "stderr-close-all")) {
+        close(2);
+        for (int fd = 3; fd < 65536; fd++)
+            close(fd);
+        return data_on_stderr();
+    }
+    if (!strcmp(mode, "stderr-fds-taken")) {
+        close(2);
+        /* Every number it has open may be dup2'd onto: the soft limit
+         * raised to the hard one first (a number above the soft limit
+         * cannot be a dup2 target). */
+        struct rlimit r;
+        if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+            return 10;
+        r.rlim_cur = r.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &r) != 0)
+            return 11;
+        int open_above[64];
+        int n = open_fds(open_above, 64);
+        int rc = data_on_stderr();
+        for (int i = 0; i < n; i++)
+            if (open_above[i] > 2 && dup2(2, open_above[i]) != open_above[i])
+                return 12;
+        return rc;
     }
     printf("report_targets: nothing to do\n");
     return 0;

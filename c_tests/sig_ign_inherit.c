@@ -1,7 +1,8 @@
 /*
  * Signal dispositions inherited across exec, as a preloaded library's first
- * image sees them: the caller (tests/exec.rs) ignores SIGHUP, SIGUSR1 and
- * signal 37 (a real-time signal) and then execs this program natively with
+ * image sees them: the caller (tests/exec.rs) ignores SIGHUP, SIGUSR1,
+ * SIGBUS (one the library owns: its disposition is virtual) and signal 37
+ * (a real-time signal) and then execs this program natively with
  * LD_PRELOAD set. The library reads which signals still have their default
  * disposition from /proc/self/status at start instead of asking for each:
  * an ignored signal it took for a default one would be reported as SIG_DFL
@@ -28,7 +29,7 @@ static const char *disposition(int sig)
 
 int main(void)
 {
-    int sigs[] = { SIGHUP, SIGUSR1, 37, SIGTERM, SIGUSR2 };
+    int sigs[] = { SIGHUP, SIGUSR1, SIGBUS, 37, SIGTERM, SIGUSR2 };
     for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         printf("signal %d: %s\n", sigs[i], disposition(sigs[i]));
     fflush(stdout);

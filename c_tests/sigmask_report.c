@@ -308,7 +308,7 @@ static void test_wait_sigsys(void)
     EXPECT_EQ("nothing pending", pending_now(), 0);
 
     /* signalfd with SIGSYS in its set, fed a SIGUSR2. Known limit of
-     * usertrap (README): an owned signal (SIGSYS, SIGSEGV, SIGILL) the program
+     * usertrap (README): an owned signal (SIGSYS, SIGSEGV, SIGILL, SIGBUS) the program
      * blocked is held back by the library, so signalfd never sees it;
      * sigwaitinfo/sigtimedwait (above) do. */
     sigaddset(&w, SIGUSR2);

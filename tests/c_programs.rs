@@ -284,6 +284,7 @@ c_tests! {
     sigaction_roundtrip,
     sig_ign_inherit,
     sigaltstack_user,
+    sigbus_pointers,
     seccomp_strict,
     sigsegv_discard,
     siglongjmp_read,

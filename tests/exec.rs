@@ -279,7 +279,7 @@ fn env_i_empty_environment(backend: Backend) {
 /// ignored one must get SIG_IGN back and survive being raised.
 fn inherited_ignored_signals_launched(backend: Backend) {
     let prog = c_test_binary("sig_ign_inherit");
-    let script = format!("trap '' HUP USR1 37; exec {}", shell_quote(prog.as_os_str()));
+    let script = format!("trap '' HUP USR1 BUS 37; exec {}", shell_quote(prog.as_os_str()));
     let dir = fresh_reports_dir("exec-inherited-ignore-launched", backend);
     let case = Case::new("exec-inherited-ignore-launched").step(with_json_reports(Cmd::sh(&script), &dir));
     compare_native_and_traced(&case, backend);
@@ -304,7 +304,7 @@ fn inherited_ignored_signals(backend: Backend) {
     // Traced runs set USERTRAP_BACKEND: the shell itself runs natively
     // (LD_PRELOAD removed below) and preloads only the program it execs.
     let script = format!(
-        "trap '' HUP USR1 37; if [ -n \"$USERTRAP_BACKEND\" ]; then LD_PRELOAD={}; export LD_PRELOAD; fi; exec {}",
+        "trap '' HUP USR1 BUS 37; if [ -n \"$USERTRAP_BACKEND\" ]; then LD_PRELOAD={}; export LD_PRELOAD; fi; exec {}",
         shell_quote(lib.as_os_str()),
         shell_quote(prog.as_os_str())
     );

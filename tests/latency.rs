@@ -300,6 +300,18 @@ fn death_by_sigsys_sud() {
     death_by_signal(Backend::Sud, "sigsys", 31);
 }
 
+/// An owned signal's own fault (SIGBUS: a shared mapping past its file's
+/// end), at its default action.
+#[test]
+fn death_by_sigbus_seccomp() {
+    death_by_signal(Backend::Seccomp, "sigbus", 7);
+}
+
+#[test]
+fn death_by_sigbus_sud() {
+    death_by_signal(Backend::Sud, "sigbus", 7);
+}
+
 #[test]
 fn death_by_abort_seccomp() {
     death_by_signal(Backend::Seccomp, "abort", 6);

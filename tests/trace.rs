@@ -23,7 +23,19 @@ fn usertrap_bin() -> PathBuf {
 /// --backend B -o FILE OPTS`: same status and program output, nothing of
 /// usertrap's on stderr but `stderr_ok` lines. Returns the trace file's text.
 fn traced(case: &str, b: Backend, opts: &[&str], argv: &[&str], env: &[(&str, &str)]) -> (String, Output) {
-    let prog = c_test_binary("trace_calls");
+    traced_program("trace_calls", case, b, opts, argv, env)
+}
+
+/// [`traced`] of another program of c_tests/.
+fn traced_program(
+    name: &str,
+    case: &str,
+    b: Backend,
+    opts: &[&str],
+    argv: &[&str],
+    env: &[(&str, &str)],
+) -> (String, Output) {
+    let prog = c_test_binary(name);
     let dir = scratch_dir(case, b);
     fresh_dir(&dir);
     let native = run_native(&Cmd::new(&prog).args(argv).cwd(&dir));
@@ -250,5 +262,23 @@ fn death_by_sigsegv_still_flushes() {
         let calls = of_type(&recs, "call");
         assert_eq!(calls.len(), 3, "{b}: the calls made before the fault:\n{text}");
         assert!(of_type(&recs, "dropped").is_empty(), "{b}");
+    }
+}
+
+/// A path argument the recorder cannot read because its page raises SIGBUS
+/// (a shared mapping of a file truncated under it, c_tests/sigbus_pointers.c)
+/// costs the path, never the process: the call is recorded with the
+/// address, and the program runs on as natively (to its own SIGBUS).
+#[test]
+fn a_path_in_a_sigbus_page_is_recorded_as_an_address() {
+    for b in Backend::ALL {
+        let opts = ["--format", "text", "-e", "trace=openat"];
+        let (text, run) = traced_program("sigbus_pointers", "trace-sigbus", b, &opts, &[], &[]);
+        assert_eq!(run.status, Status::Signaled(libc::SIGBUS), "{b}");
+        let unreadable: Vec<&str> =
+            text.lines().filter(|l| l.contains("openat(AT_FDCWD, 0x") && l.contains("EFAULT")).collect();
+        // 3 rounds, then 2 with a handler, blocked, ignored, in a handler,
+        // in a child: 9 calls on the page.
+        assert_eq!(unreadable.len(), 9, "{b}: the openat calls on the page, by address:\n{text}");
     }
 }

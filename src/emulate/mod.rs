@@ -3,7 +3,9 @@
 //!
 //! Owns: the program's signal state as it sees it ([`signals`]), threads,
 //! vfork, exit, prctl, seccomp, ptrace and memory calls that touch code
-//! ([`process`]), and exec through the launcher ([`exec`], [`exec_target`]).
+//! ([`process`]), exec through the launcher ([`exec`], [`exec_target`]), and
+//! keeping the image's stderr when the program lets go of descriptor 2
+//! ([`stderr_keep`]).
 //! Never: decide whether a call is intercepted (that is `trap`), or keep the
 //! figures (that is `measure`).
 
@@ -11,6 +13,7 @@ pub mod exec;
 pub mod exec_target;
 pub mod process;
 pub mod signals;
+pub mod stderr_keep;
 
 /// What the trap handler does with the saved registers afterwards.
 pub enum Outcome {

@@ -125,6 +125,7 @@ fn after_fork_in_child(area: &ThreadArea, flags: u64) {
     thread::after_fork_in_child(area);
     signals::after_fork_in_child();
     crate::measure::report::after_fork_in_child();
+    crate::rt::log::after_fork_in_child();
     crate::patch::install::after_fork_in_child();
     stats::after_fork_in_child();
     if flags & CLONE_CLEAR_SIGHAND != 0 {
@@ -361,7 +362,7 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
         }
         if signals != 0 {
             names(&mut l, &SIGNAL_NEEDS, signals);
-            l.str(" (to pass SIGSEGV, SIGILL and SIGSYS to the program's handlers: such a signal will end the process as the filter says)");
+            l.str(" (to pass SIGSEGV, SIGBUS, SIGILL and SIGSYS to the program's handlers: such a signal will end the process as the filter says)");
         }
         l.emit();
     }

@@ -153,6 +153,10 @@ pub fn begun() -> u64 {
 /// USERTRAP_PHASES=1.
 pub fn enable(on: bool) {
     ON.store(on, Ordering::Relaxed);
+    if on {
+        // Its line goes to stderr at exit.
+        crate::rt::log::want_stderr_kept();
+    }
 }
 
 /// A fork child: its start-up was its parent's.

@@ -467,6 +467,10 @@ fn forget_sites(addr: u64, len: u64, change: CodeChange) {
 }
 
 /// Out of memory for patching: every call keeps the slow path; say so once.
+/// Never inlined: its line's buffer would sit in the frame of every trap
+/// (tests/library.rs, slow_path_stack_frames_are_small).
+#[cold]
+#[inline(never)]
 fn patching_off(why: &str) {
     if ENABLED.swap(false, Ordering::Relaxed) {
         crate::rt::log::Line::new().str(why).str(": patching off, every call takes the slow path").emit();

@@ -3,13 +3,15 @@
 //!
 //! "stderr" is the file descriptor 2 was when the process image started:
 //! a program may close it and open a data file that gets descriptor 2, and
-//! nothing of ours may land in that file. Writes never raise SIGPIPE or
+//! nothing of ours may land in that file. When the program lets go of
+//! descriptor 2, a duplicate kept just before (`keep_stderr`) stands for
+//! it, checked to be that file before every write (`stderr_fd`). Writes never raise SIGPIPE or
 //! SIGXFSZ (a closed pipe or a file size limit would otherwise end the
 //! program with another status than its own).
 //!
 //! Never: format with `core::fmt`, or write anywhere but the image's own stderr.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use crate::rt::raw;
 use usertrap_core::names::errno_name;
@@ -58,23 +60,130 @@ pub fn remember_stderr() {
     }
 }
 
-/// Descriptor 2 is still the stderr the image started with (or nothing was
-/// recorded yet).
-pub fn stderr_intact() -> bool {
+/// stderr as it was at start, if recorded and open then.
+fn start_stderr() -> Option<FileId> {
     let kind = STDERR_KIND.load(Ordering::Relaxed);
-    if kind & SET == 0 {
-        return true;
+    if kind & SET == 0 || kind & CLOSED != 0 {
+        return None;
     }
-    if kind & CLOSED != 0 {
-        return false;
-    }
-    let start = FileId {
+    Some(FileId {
         dev: STDERR_DEV.load(Ordering::Relaxed),
         ino: STDERR_INO.load(Ordering::Relaxed),
         rdev: STDERR_RDEV.load(Ordering::Relaxed),
         kind: (kind & !SET) as u32,
-    };
-    file_id(2) == Some(start)
+    })
+}
+
+/// Where the image's stderr can be written now: descriptor 2 while it
+/// still is the file it was at start (or nothing was recorded yet), else
+/// the duplicate kept before the program closed or replaced it
+/// ([`keep_stderr`]) while that still is the same file; None when neither
+/// is (the program closed every descriptor, or a file of its own took the
+/// number: nothing of ours may land there).
+pub fn stderr_fd() -> Option<i32> {
+    if STDERR_KIND.load(Ordering::Relaxed) & SET == 0 {
+        return Some(2);
+    }
+    let start = start_stderr()?;
+    if file_id(2) == Some(start) {
+        return Some(2);
+    }
+    let kept = KEPT_FD.load(Ordering::Relaxed);
+    (kept >= 0 && file_id(kept) == Some(start)).then_some(kept)
+}
+
+// The image's stderr kept for the report when the program closes or
+// replaces descriptor 2 (coreutils and tar close it in an atexit handler,
+// before the library writes the report at exit_group).
+static KEEP_WANTED: AtomicBool = AtomicBool::new(false);
+/// The duplicate, close-on-exec (an exec'd image starts over with its own
+/// descriptor 2); -1: none. Inherited by fork children, which report to it
+/// too.
+static KEPT_FD: AtomicI32 = AtomicI32::new(-1);
+/// Held by the thread that is making the duplicate: another one that closes
+/// descriptor 2 at that moment does not wait (a signal handler of the
+/// holder's could be the other one); it is the holder's check of what it
+/// duplicated that keeps a wrong file out.
+static KEEPING: AtomicBool = AtomicBool::new(false);
+
+/// Start-up: something of ours will be written to stderr at exit (the
+/// report, the summary line, the phases line), so stderr is kept when the
+/// program lets go of descriptor 2.
+pub fn want_stderr_kept() {
+    KEEP_WANTED.store(true, Ordering::Relaxed);
+}
+
+/// The program is about to close descriptor 2 or put another file on it
+/// (close, close_range, dup2, dup3): keep a duplicate of the image's
+/// stderr first, if it is wanted, descriptor 2 still is that file and no
+/// good duplicate is kept yet. The duplicate takes a high number
+/// ([`dup_high`]), not the lowest free one, which the program's next open
+/// expects to get.
+pub fn keep_stderr() {
+    if !KEEP_WANTED.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(start) = start_stderr() else { return };
+    let kept = KEPT_FD.load(Ordering::Relaxed);
+    if kept >= 0 && file_id(kept) == Some(start) {
+        return;
+    }
+    if KEEPING.swap(true, Ordering::Acquire) {
+        return;
+    }
+    if file_id(2) == Some(start) {
+        if let Some(fd) = dup_high(2) {
+            // Another thread may have closed descriptor 2 and opened a file
+            // there between the look above and the duplicate: keep only
+            // the image's stderr. (A number kept before that is no longer
+            // that file is the program's now: never closed here.)
+            if file_id(fd) == Some(start) {
+                KEPT_FD.store(fd, Ordering::Relaxed);
+            } else {
+                let _ = raw::close(fd);
+            }
+        }
+    }
+    KEEPING.store(false, Ordering::Release);
+}
+
+/// A fork child: no other thread of its own can be making a duplicate.
+pub fn after_fork_in_child() {
+    KEEPING.store(false, Ordering::Relaxed);
+}
+
+/// A close-on-exec duplicate of `fd` at a number the program does not
+/// count on: a program's opens take the lowest free number, and one that
+/// fills every descriptor up to its RLIMIT_NOFILE must get as many as
+/// natively. So:
+/// - where the soft limit is below the hard one and at most LOW_TABLE,
+///   just above the soft limit: raised by a few for the duplicate, then
+///   put back (a descriptor above the limit stays valid; `raw::with_spare_fd`
+///   does the same for exec and reports). Another thread that opens a
+///   file in those few microseconds with every number below the limit
+///   taken gets one above it instead of EMFILE;
+/// - where the soft limit is large (at least 4 * LOW_TABLE), from
+///   LOW_TABLE - 1 up: below the limit, but a program fills thousands of
+///   descriptors before it gets one fewer than natively (the kernel's
+///   descriptor table grows to the highest number in use: a number near
+///   a limit of 1048576, as in many containers, would cost megabytes in
+///   every such process and its forks);
+/// - else (a limit of a few thousand or less that the program cannot
+///   raise) none: the duplicate would take a number the program may
+///   need, and the report goes to the rescue file as before.
+fn dup_high(fd: i32) -> Option<i32> {
+    const LOW_TABLE: u64 = 1024;
+    let [soft, hard] = raw::prlimit_nofile(None).ok()?;
+    if soft < hard && soft <= LOW_TABLE {
+        raw::prlimit_nofile(Some([soft.saturating_add(4).min(hard), hard])).ok()?;
+        let r = raw::dup_cloexec_from(fd, soft as i32);
+        let _ = raw::prlimit_nofile(Some([soft, hard]));
+        return r.ok();
+    }
+    if soft >= 4 * LOW_TABLE {
+        return raw::dup_cloexec_from(fd, LOW_TABLE as i32 - 1).ok();
+    }
+    None
 }
 
 const SIGPIPE_BIT: u64 = 1 << (libc::SIGPIPE - 1);
@@ -241,11 +350,12 @@ impl Line {
         self.buf.get(..n).unwrap_or(&[])
     }
 
-    /// Write the line (with its newline) to stderr, if descriptor 2 still is
-    /// the image's stderr (else it would land in a file of the program's).
+    /// Write the line (with its newline) to the image's stderr, descriptor 2
+    /// or the duplicate kept of it ([`stderr_fd`]); nowhere if neither is
+    /// that file any more (it would land in a file of the program's).
     pub fn emit(&mut self) {
-        if stderr_intact() {
-            self.emit_to(2);
+        if let Some(fd) = stderr_fd() {
+            self.emit_to(fd);
         }
     }
 

@@ -12,6 +12,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use crate::rt::raw::KernelSigaction;
 
 pub const SIGILL: i32 = libc::SIGILL;
+pub const SIGBUS: i32 = libc::SIGBUS;
 pub const SIGSEGV: i32 = libc::SIGSEGV;
 pub const SIGSYS: i32 = libc::SIGSYS;
 
@@ -20,8 +21,13 @@ pub const fn bit(sig: i32) -> u64 {
     1u64 << (sig - 1)
 }
 
-/// Signals whose real disposition belongs to the library.
-pub const OWNED: u64 = bit(SIGSYS) | bit(SIGSEGV) | bit(SIGILL);
+/// Signals whose real disposition belongs to the library: SIGSYS (the
+/// trap), SIGILL and SIGSEGV (faults at patched sites), and SIGSEGV and
+/// SIGBUS (a fault of the library's own copies of program memory, turned
+/// into EFAULT: a page of a shared file mapping past the file's end raises
+/// SIGBUS). Each must stay deliverable and handled by the library: the
+/// kernel kills the process for a fault whose signal is blocked or ignored.
+pub const OWNED: u64 = bit(SIGSYS) | bit(SIGSEGV) | bit(SIGILL) | bit(SIGBUS);
 
 /// One signal's disposition as the program set it.
 #[repr(C)]
@@ -140,10 +146,10 @@ mod tests {
     }
 
     #[test]
-    fn owned_are_sigill_sigsegv_sigsys_only() {
+    fn owned_are_sigill_sigbus_sigsegv_sigsys_only() {
         let owned: Vec<i32> = (1..=64).filter(|&s| OWNED & bit(s) != 0).collect();
-        assert_eq!(owned, vec![libc::SIGILL, libc::SIGSEGV, libc::SIGSYS]);
-        assert_eq!((SIGILL, SIGSEGV, SIGSYS), (4, 11, 31));
+        assert_eq!(owned, vec![libc::SIGILL, libc::SIGBUS, libc::SIGSEGV, libc::SIGSYS]);
+        assert_eq!((SIGILL, SIGBUS, SIGSEGV, SIGSYS), (4, 7, 11, 31));
     }
 
     #[test]

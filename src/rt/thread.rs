@@ -65,7 +65,7 @@ pub struct ThreadArea {
     pub altstack: Cell<StackT>,
     /// The alternate stack as the program set it (ss_size 0: none).
     pub app_altstack: Cell<StackT>,
-    /// Owned signals (SIGSYS, SIGSEGV, SIGILL) the program believes blocked:
+    /// Owned signals (SIGSYS, SIGSEGV, SIGILL, SIGBUS) the program believes blocked:
     /// the kernel never blocks them, or a trap would kill the process.
     pub app_blocked_owned: Cell<u64>,
     /// Owned signals that arrived while the program had them blocked (another
@@ -79,7 +79,7 @@ pub struct ThreadArea {
     map_len: Cell<usize>,
     pub private_sigtable: UnsafeCell<SigTable>,
     /// The siginfo of each deferred owned signal (see signals::OWNED_SIGNALS).
-    pub deferred_info: [Cell<Siginfo>; 3],
+    pub deferred_info: [Cell<Siginfo>; 4],
     /// Set in a vfork child's area: it shares its parent's memory, so its
     /// figures are its parent's and it writes no report of its own.
     pub vfork_child: Cell<bool>,

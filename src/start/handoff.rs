@@ -30,16 +30,16 @@ pub const HANDOFF_MAGIC: u64 = 0x7573_6572_7472_0001
 pub const PATH_LEN: usize = 4096;
 
 /// The order of `Handoff::owned_actions`.
-pub const OWNED_ORDER: [i32; 3] = [libc::SIGSYS, libc::SIGSEGV, libc::SIGILL];
+pub const OWNED_ORDER: [i32; 4] = [libc::SIGSYS, libc::SIGSEGV, libc::SIGILL, libc::SIGBUS];
 
 #[repr(C)]
 pub struct Handoff {
     pub magic: u64,
     /// 1 when this process already carries our seccomp filter.
     pub seccomp_armed: u64,
-    /// The program's dispositions of SIGSYS, SIGSEGV and SIGILL as exec left
+    /// The program's dispositions of SIGSYS, SIGSEGV, SIGILL and SIGBUS as exec left
     /// them (default or ignored); the kernel holds the launcher's handlers.
-    pub owned_actions: [KernelSigaction; 3],
+    pub owned_actions: [KernelSigaction; 4],
     /// The owned signals the program has blocked (the kernel mask has them unblocked).
     pub blocked_owned: u64,
     /// Entries the exec'ing library put in front of the program's
@@ -83,7 +83,7 @@ impl Handoff {
         Handoff {
             magic: 0,
             seccomp_armed: 0,
-            owned_actions: [KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 }; 3],
+            owned_actions: [KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 }; 4],
             blocked_owned: 0,
             env_leading: 0,
             preload_prefixed: 0,
@@ -113,7 +113,7 @@ impl Handoff {
         (h.magic == HANDOFF_MAGIC).then_some(h)
     }
 
-    /// The program's view of owned signal `sig` (SIGSYS, SIGSEGV or SIGILL).
+    /// The program's view of owned signal `sig` (SIGSYS, SIGSEGV, SIGILL or SIGBUS).
     pub fn owned_action(&self, sig: i32) -> Option<KernelSigaction> {
         let i = OWNED_ORDER.iter().position(|&s| s == sig)?;
         self.owned_actions.get(i).copied()

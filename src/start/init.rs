@@ -169,6 +169,7 @@ pub fn start(s: &Startup<'_>) {
         (signals::SIGSYS, sigsys::handler_action()),
         (signals::SIGSEGV, fault::handler_action()),
         (signals::SIGILL, fault::handler_action()),
+        (signals::SIGBUS, fault::handler_action()),
     ] {
         // In a launched image the kernel holds the launcher's handlers.
         let program_view = s.handoff.and_then(|h| h.owned_action(sig));

@@ -10,6 +10,7 @@ use crate::emulate::exec;
 use crate::emulate::process;
 use crate::emulate::signals;
 use crate::emulate::signals::delivery;
+use crate::emulate::stderr_keep;
 use crate::measure::report;
 use crate::measure::report::trace;
 use crate::measure::stats::{self, Path};
@@ -144,6 +145,7 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     }
     let e = match syscalls::handling(nr) {
         Handling::Native => {
+            stderr_keep::before_native_call(nr, &args);
             return Return(process::memory_call(nr, args, true).unwrap_or_else(|| {
                 // SAFETY: the program's own syscall with its own arguments
                 // (rt::raw: forwarded program calls).
@@ -272,6 +274,7 @@ fn fast_dispatch<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u64, wi
         }
     }
     let outcome = dispatch::<TRACE>(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
+        stderr_keep::before_native_call(nr, &args);
         // Refused calls are reported on the slow path; here just refused.
         Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| {
             // SAFETY: the program's own syscall (rt::raw: forwarded program calls), one that needs no
@@ -304,6 +307,7 @@ fn fast_emulated_call<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u6
             Handling::Emulated(h) if syscalls::fast(h) => fast_emulated(area, saved, h, nr, &args),
             // A hook changed the number: as ut_fast_dispatch runs others.
             _ => process::memory_call(nr, args, false).unwrap_or_else(|| {
+                stderr_keep::before_native_call(nr, &args);
                 // SAFETY: the program's own syscall (rt::raw: forwarded program calls).
                 unsafe { raw::syscall6(nr, args) }
             }),

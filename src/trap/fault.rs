@@ -1,6 +1,8 @@
-//! SIGSEGV and SIGILL: faults of our fault-tolerant copies (resume at their
-//! fixup), faults at patched sites (run the syscall), and everything else,
-//! which belongs to the program (its handler, or its default action).
+//! SIGSEGV, SIGBUS and SIGILL: faults of our fault-tolerant copies (resume at
+//! their fixup: SIGSEGV for an unmapped or protected page, SIGBUS for a page
+//! of a shared file mapping past the file's end), faults at patched sites
+//! (run the syscall; SIGSEGV and SIGILL only), and everything else, which
+//! belongs to the program (its handler, or its default action).
 //!
 //! Patched-site faults (handle_fault):
 //! - SIGILL at site+5, on the 0x06 byte where the old `syscall` began: the
@@ -30,7 +32,7 @@
 //! Never: take a fault at a site for the library's own unless the bytes
 //! there are still the ones it wrote (or, just given back, the program's).
 
-use crate::emulate::signals::{self, SIGILL, SIGSEGV};
+use crate::emulate::signals::{self, SIGBUS, SIGILL, SIGSEGV};
 use crate::patch::forms;
 use crate::patch::registry::{self, PATCHED, PATCHING};
 use crate::patch::write::torn_eax;
@@ -44,7 +46,7 @@ use crate::trap::sigsys::run_for_program;
 pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
     // SAFETY: as in on_sigsys: kernel-provided pointers into our frame.
     let (info, uc) = unsafe { (&mut *info, &mut *ctx.cast::<Ucontext>()) };
-    // Only a fault (si_code > 0) can be ours. A SIGSEGV or SIGILL sent by
+    // Only a fault (si_code > 0) can be ours. A SIGSEGV, SIGBUS or SIGILL sent by
     // kill, tgkill or sigqueue (si_code <= 0) may arrive while the thread is
     // at a fault-tolerant copy or about to run a patched site's jump: it is
     // the program's, wherever it lands.
@@ -57,7 +59,7 @@ pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_
     }
     let registered = if fault { None } else { thread::current_registered() };
     let area = match registered {
-        // Sent: SIGSEGV and SIGILL stay blocked (our sa_mask) until our
+        // Sent: SIGSEGV, SIGBUS and SIGILL stay blocked (our sa_mask) until our
         // sigreturn, so a storm of them cannot nest this handler; the program's
         // handler is entered after it (delivery.rs), with its own mask.
         Some(a) => a,
@@ -179,15 +181,15 @@ fn resume_at(sig: i32, site: &registry::Site, x: &registry::Ext, rip: u64, byte:
     Some(x.tramp + r as u64)
 }
 
-/// The action we install for SIGSEGV and SIGILL: unlike our SIGSYS handler,
-/// the kernel blocks both on entry (no SA_NODEFER), so that signals of theirs
-/// sent by kill cannot nest it; it unblocks them at once for a fault (before
-/// anything that might fault again).
+/// The action we install for SIGSEGV, SIGBUS and SIGILL: unlike our SIGSYS
+/// handler, the kernel blocks all three on entry (no SA_NODEFER), so that
+/// signals of theirs sent by kill cannot nest it; it unblocks them at once
+/// for a fault (before anything that might fault again).
 pub fn handler_action() -> KernelSigaction {
     let ours = signals::our_action(on_fault);
     KernelSigaction {
         flags: ours.flags & !(libc::SA_NODEFER as u32 as u64),
-        mask: signals::bit(SIGSEGV) | signals::bit(SIGILL),
+        mask: signals::bit(SIGSEGV) | signals::bit(SIGBUS) | signals::bit(SIGILL),
         ..ours
     }
 }

@@ -3,17 +3,21 @@
  * 100 times and exit 0; `threads N` runs N threads that each call getppid
  * 1000 times; `segv` calls getppid 10 times then writes through NULL;
  * `abort` calls getppid 10 times then abort()s; `sigsys` calls getppid 10
- * times then sends itself SIGSYS (its default action kills); `vfork-exit N`
+ * times then sends itself SIGSYS (its default action kills); `sigbus` calls
+ * getppid 10 times then reads a shared mapping past its file's end (an
+ * owned signal's fault, default action); `vfork-exit N`
  * starts a thread, vforks N children whose exec fails and that end with the
  * exit syscall itself (as Go's os/exec children do), lets the thread end,
  * then calls getppid 1000 times: a vfork child is no thread of its parent,
  * so the report, written when the last thread ends, must count them all.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,10 +86,20 @@ int main(int argc, char **argv)
         pthread_join(t, NULL);
         for (int i = 0; i < 1000; i++)
             getppid();
-    } else if (strcmp(argv[1], "segv") == 0 || strcmp(argv[1], "abort") == 0 || strcmp(argv[1], "sigsys") == 0) {
+    } else if (strcmp(argv[1], "segv") == 0 || strcmp(argv[1], "abort") == 0 || strcmp(argv[1], "sigsys") == 0
+               || strcmp(argv[1], "sigbus") == 0) {
         for (int i = 0; i < 10; i++)
             getppid();
         fflush(stdout);
+        if (strcmp(argv[1], "sigbus") == 0) {
+            /* The file is gone (and empty) before the page is touched. */
+            FILE *f = tmpfile();
+            if (f && ftruncate(fileno(f), 4096) == 0) {
+                char *p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fileno(f), 0);
+                if (p != MAP_FAILED && ftruncate(fileno(f), 0) == 0)
+                    return *(volatile char *)p;
+            }
+        }
         if (strcmp(argv[1], "segv") == 0)
             *(volatile int *)0 = 1;
         if (strcmp(argv[1], "sigsys") == 0)

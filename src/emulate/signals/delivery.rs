@@ -438,7 +438,7 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
         }
         // A fault of the library's own code cannot wait (see delivery::deliver).
         _ => {
-            let fault = matches!(sig, libc::SIGBUS | libc::SIGFPE | libc::SIGTRAP) && info.si_code > 0;
+            let fault = matches!(sig, libc::SIGFPE | libc::SIGTRAP) && info.si_code > 0;
             deliver(sig, &app, info, uc, area, fault)
         }
     }

@@ -2,7 +2,10 @@
 //!
 //! The kernel delivers a trap's SIGSYS by force: if SIGSYS is blocked or
 //! ignored at that moment, the process dies. And the library's own handlers for
-//! SIGSYS, SIGSEGV and SIGILL (the *owned* signals) must stay installed. So:
+//! SIGSYS, SIGSEGV, SIGILL and SIGBUS (the *owned* signals) must stay
+//! installed: the last three for faults at patched sites and in the
+//! library's copies of program memory (a bad pointer, or a page of a shared
+//! file mapping past the file's end: SIGBUS), which become EFAULT. So:
 //! - dispositions of owned signals live in a table; the program's
 //!   `rt_sigaction` reads and writes the table, and faults that are not ours are
 //!   passed to the handler recorded there, or end the process as the default
@@ -32,7 +35,7 @@ pub mod state;
 pub mod syscalls;
 pub mod takeover;
 
-pub use crate::rt::sigtable::{bit, SigTable, SIGILL, SIGSEGV, SIGSYS};
+pub use crate::rt::sigtable::{bit, SigTable, SIGBUS, SIGILL, SIGSEGV, SIGSYS};
 pub use delivery::{deliver_to_program, entered_from_program};
 pub use state::{after_fork_in_child, forbid_masks, masks_forbidden, our_action};
 pub use syscalls::{rt_sigaction, rt_sigpending, rt_sigprocmask, rt_sigtimedwait, sigaltstack, with_temp_mask};

@@ -8,7 +8,7 @@
 use crate::rt::arch;
 use crate::rt::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP};
 use crate::rt::raw::{self, KernelSigaction};
-use crate::rt::sigtable::{action_of, bit, AppAction, SigTable, OWNED, SIGILL, SIGSEGV, SIGSYS};
+use crate::rt::sigtable::{action_of, bit, AppAction, SigTable, OWNED, SIGBUS, SIGILL, SIGSEGV, SIGSYS};
 use crate::rt::thread::SS_AUTODISARM;
 use crate::rt::thread::{self, ThreadArea, FAST_ARMING, FAST_FINAL, FAST_UNCOMMITTED};
 use core::sync::atomic::Ordering;
@@ -130,7 +130,6 @@ pub fn fatal_by_default(sig: i32) -> bool {
             | libc::SIGQUIT
             | libc::SIGTRAP
             | libc::SIGABRT
-            | libc::SIGBUS
             | libc::SIGFPE
             | libc::SIGUSR1
             | libc::SIGUSR2
@@ -172,7 +171,7 @@ pub(super) fn raise_deferred(area: &ThreadArea, ready: u64) {
     }
 }
 
-pub(super) const OWNED_SIGNALS: [i32; 3] = [SIGILL, SIGSEGV, SIGSYS];
+pub(crate) const OWNED_SIGNALS: [i32; 4] = [SIGILL, SIGBUS, SIGSEGV, SIGSYS];
 
 pub(super) fn deferred_info(area: &ThreadArea, sig: i32) -> Siginfo {
     let i = OWNED_SIGNALS.iter().position(|&s| s == sig).unwrap_or(0);
@@ -336,9 +335,14 @@ pub(super) fn invoke(handler: u64, flags: u64, sig: i32, info: &mut Siginfo, uc:
 /// as the kernel returns from tgkill.
 pub(crate) fn die(sig: i32, info: &Siginfo) {
     crate::measure::report::at_exit(crate::measure::report::Exit::Signal(sig));
-    let refaults = sig != SIGSYS && info.si_code > 0;
+    // A machine check's SIGBUS "action optional" (BUS_MCEERR_AO) is sent
+    // asynchronously, about memory the thread may never touch again.
+    let refaults = sig != SIGSYS && info.si_code > 0 && !(sig == SIGBUS && info.si_code == BUS_MCEERR_AO);
     reraise_default(sig, !refaults);
 }
+
+/// si_code of an asynchronous machine-check SIGBUS (include/uapi/asm-generic/siginfo.h).
+const BUS_MCEERR_AO: i32 = 5;
 
 /// Restore `sig`'s default disposition and, if `resend`, send it again to
 /// this thread (it is delivered, with its default action, when the kernel
@@ -446,7 +450,7 @@ mod tests {
     #[test]
     fn owned_signals() {
         for sig in -1..=66 {
-            let expected = matches!(sig, 4 | 11 | 31); // SIGILL, SIGSEGV, SIGSYS
+            let expected = matches!(sig, 4 | 7 | 11 | 31); // SIGILL, SIGBUS, SIGSEGV, SIGSYS
             assert_eq!(owned(sig), expected, "signal {sig}");
         }
         assert_eq!(OWNED_SIGNALS.map(bit).iter().fold(0, |m, b| m | b), OWNED);

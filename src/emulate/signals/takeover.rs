@@ -5,12 +5,12 @@
 
 use super::delivery::kernel_action_for;
 use super::state::{
-    action_at, fatal_by_default, gate_contains, owned, raise_deferred, real_trap, with_table, SIGKILL, SIGSTOP,
-    SIG_DFL, SIG_IGN, SS_DISABLE,
+    action_at, fatal_by_default, gate_contains, owned, raise_deferred, real_trap, with_table, OWNED_SIGNALS, SIGKILL,
+    SIGSTOP, SIG_DFL, SIG_IGN, SS_DISABLE,
 };
 use crate::rt::frame::{Siginfo, StackT, Ucontext, SYS_SECCOMP, SYS_USER_DISPATCH};
 use crate::rt::raw::{self, KernelSigaction};
-use crate::rt::sigtable::{action_of, process_table, AppAction, SigTable, OWNED, SIGILL, SIGSEGV, SIGSYS};
+use crate::rt::sigtable::{action_of, process_table, AppAction, SigTable, OWNED};
 use crate::rt::thread::ThreadArea;
 use crate::rt::thread::SS_AUTODISARM;
 use crate::trap::backend;
@@ -24,8 +24,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// # Safety
 /// `ours` is one of the library's handler actions (`our_action`).
 pub unsafe fn take_over(sig: i32, ours: &KernelSigaction, program_view: Option<KernelSigaction>) -> Result<(), i64> {
-    if sig == SIGSYS {
-        SIGSYS_HANDLER.store(ours.handler, Ordering::Relaxed);
+    if let Some(i) = OWNED_SIGNALS.iter().position(|&s| s == sig) {
+        if let Some(slot) = INSTALLED.get(i) {
+            slot.store(ours.handler, ours.flags, ours.mask);
+        }
     }
     let mut old = KernelSigaction::default();
     // SAFETY: the caller's contract.
@@ -39,18 +41,48 @@ pub unsafe fn take_over(sig: i32, ours: &KernelSigaction, program_view: Option<K
     Ok(())
 }
 
-/// Our SIGSYS handler (trap::sigsys::on_sigsys), as [`take_over`] installed
-/// it: recorded here so that re-installing it needs nothing from the trap
-/// floor above.
-static SIGSYS_HANDLER: AtomicU64 = AtomicU64::new(0);
+/// One of our actions for an owned signal, as [`take_over`] installed it
+/// (the SIGSYS handler trap::sigsys::on_sigsys, the fault handler
+/// trap::fault::on_fault): recorded here so that re-installing it needs
+/// nothing from the trap floor above. The restorer is always the gate's.
+struct Installed {
+    handler: AtomicU64,
+    flags: AtomicU64,
+    mask: AtomicU64,
+}
 
-/// Re-install our handlers (a child created with CLONE_CLEAR_SIGHAND): the
-/// SIGSYS handler for every owned signal.
+impl Installed {
+    const fn new() -> Installed {
+        Installed { handler: AtomicU64::new(0), flags: AtomicU64::new(0), mask: AtomicU64::new(0) }
+    }
+
+    fn store(&self, handler: u64, flags: u64, mask: u64) {
+        self.flags.store(flags, Ordering::Relaxed);
+        self.mask.store(mask, Ordering::Relaxed);
+        self.handler.store(handler, Ordering::Relaxed);
+    }
+
+    fn action(&self) -> Option<KernelSigaction> {
+        let handler = self.handler.load(Ordering::Relaxed);
+        (handler != 0).then(|| KernelSigaction {
+            flags: self.flags.load(Ordering::Relaxed),
+            mask: self.mask.load(Ordering::Relaxed),
+            ..action_at(handler)
+        })
+    }
+}
+
+/// Our actions for the owned signals, in OWNED_SIGNALS' order.
+static INSTALLED: [Installed; OWNED_SIGNALS.len()] = [const { Installed::new() }; OWNED_SIGNALS.len()];
+
+/// Re-install our handlers (a child created with CLONE_CLEAR_SIGHAND): each
+/// owned signal gets the action take_over gave it (the fault handler too,
+/// so the copies of program memory still turn a fault into EFAULT).
 pub fn reset_after_clear_sighand() {
-    let ours = action_at(SIGSYS_HANDLER.load(Ordering::Relaxed));
-    for sig in [SIGSYS, SIGSEGV, SIGILL] {
-        // SAFETY: our SIGSYS handler, as take_over installed it.
-        let _ = unsafe { raw::rt_sigaction(sig, Some(&ours), None) };
+    for (sig, installed) in OWNED_SIGNALS.iter().zip(INSTALLED.iter()) {
+        let Some(ours) = installed.action() else { continue };
+        // SAFETY: our own handler, as take_over installed it.
+        let _ = unsafe { raw::rt_sigaction(*sig, Some(&ours), None) };
     }
     with_table(process_table(), |t| *t = [AppAction::default(); 65]);
 }
@@ -170,10 +202,9 @@ pub fn take_over_altstack(area: &ThreadArea, inherited_is_ours: bool) {
 /// until our constructor runs, and this thread issues syscalls only from the
 /// gate. If exec fails, our state is put back.
 pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce() -> i64) -> i64 {
-    let mut ignored = [false; 3];
-    let owned_sigs = [SIGSYS, SIGSEGV, SIGILL];
-    let mut saved = [KernelSigaction::default(); 3];
-    for (i, &sig) in owned_sigs.iter().enumerate() {
+    let mut ignored = [false; OWNED_SIGNALS.len()];
+    let mut saved = [KernelSigaction::default(); OWNED_SIGNALS.len()];
+    for (i, &sig) in OWNED_SIGNALS.iter().enumerate() {
         if action_of(area.sigtable.get(), sig).act.handler == SIG_IGN {
             let ign = KernelSigaction { handler: SIG_IGN, ..KernelSigaction::default() };
             if let (Some(flag), Some(old)) = (ignored.get_mut(i), saved.get_mut(i)) {
@@ -185,7 +216,7 @@ pub fn with_program_signal_state_for_exec(area: &ThreadArea, exec: impl FnOnce()
     let old_mask = raw::sigprocmask(libc::SIG_BLOCK, Some(area.app_blocked_owned.get()));
     let r = exec();
     raw::sigprocmask(libc::SIG_SETMASK, Some(old_mask));
-    for (i, &sig) in owned_sigs.iter().enumerate() {
+    for (i, &sig) in OWNED_SIGNALS.iter().enumerate() {
         if let (Some(true), Some(old)) = (ignored.get(i), saved.get(i)) {
             // SAFETY: the action the kernel held just before (ours).
             let _ = unsafe { raw::rt_sigaction(sig, Some(old), None) };

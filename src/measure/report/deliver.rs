@@ -50,10 +50,10 @@ pub(super) fn deliver(s: &Settings, data: Option<&[u8]>) {
 }
 
 pub(super) fn to_stderr(data: &[u8]) -> Result<(), Failed> {
-    if !log::stderr_intact() {
+    let Some(fd) = log::stderr_fd() else {
         return Err(Failed { errno: STDERR_GONE, written: 0 });
-    }
-    match log::write_bounded(2, data) {
+    };
+    match log::write_bounded(fd, data) {
         (_, 0) => Ok(()),
         (written, errno) => Err(Failed { errno, written }),
     }
@@ -158,7 +158,7 @@ pub(super) fn lost(s: &Settings, dest: &[u8], data: Option<&[u8]>, f: Failed) {
             line.str(" (").num(f.written as u64).str(" of ").num(d.len() as u64).str(" bytes written)");
         }
     }
-    if !dest.is_empty() && log::stderr_intact() && line.emit_to(2) {
+    if !dest.is_empty() && log::stderr_fd().is_some_and(|fd| line.emit_to(fd)) {
         return;
     }
     // stderr is what failed, or is gone too.

@@ -13,8 +13,10 @@
 //!   meanwhile leaves no empty or partial file; a pipe, FIFO or socket is
 //!   opened non-blocking: no reader means no wait, a reader that stopped
 //!   reading means at most log::NO_PROGRESS_MS of waiting;
-//! - to stderr: only if descriptor 2 still is the stderr the image started
-//!   with (log::stderr_intact);
+//! - to stderr: descriptor 2 if it still is the stderr the image started
+//!   with, else the duplicate of it kept when the program closed or
+//!   replaced descriptor 2 (emulate::stderr_keep), if that still is the
+//!   same file (log::stderr_fd);
 //! - never with SIGPIPE or SIGXFSZ (log::without_write_signals).
 //!
 //! A report that cannot be delivered is said once, in one line, on stderr;

@@ -88,6 +88,10 @@ pub fn configure(output: &[u8], format: Format, summary: Summary<'static>, tmpdi
     let tmp: &[u8] = if tmpdir.first() == Some(&b'/') && tmpdir.len() < 200 { tmpdir } else { b"/tmp" };
     copy_cstr(&mut s.tmpdir, tmp);
     copy_cstr(&mut s.collect, collect);
+    if collect.is_empty() && (output.first().is_none_or(|&b| b == 0) || matches!(summary, Summary::Stderr)) {
+        // The report or the summary goes to stderr at exit.
+        log::want_stderr_kept();
+    }
     CONFIGURED.store(true, Ordering::Relaxed);
 }
 

@@ -152,6 +152,14 @@ pub fn dup_cloexec(fd: i32) -> Result<i32, i64> {
     result(unsafe { syscall(libc::SYS_fcntl, fd as u64, libc::F_DUPFD_CLOEXEC as u64, 0, 0) }).map(|f| f as i32)
 }
 
+/// fcntl(F_DUPFD_CLOEXEC, min): a close-on-exec duplicate at the lowest
+/// free number from `min` on.
+pub fn dup_cloexec_from(fd: i32, min: i32) -> Result<i32, i64> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer.
+    result(unsafe { syscall(libc::SYS_fcntl, fd as u64, libc::F_DUPFD_CLOEXEC as u64, min as u64, 0) })
+        .map(|f| f as i32)
+}
+
 /// fcntl(F_SETLEASE, kind) (F_RDLCK, F_WRLCK, F_UNLCK).
 pub fn fcntl_setlease(fd: i32, kind: i32) -> Result<(), i64> {
     // SAFETY: F_SETLEASE takes an integer.
@@ -632,7 +640,7 @@ pub fn with_spare_fd<T>(mut f: impl FnMut() -> T, emfile: impl Fn(&T) -> bool) -
 
 /// prlimit64(0, RLIMIT_NOFILE): set `new` if given (soft, hard); the limit
 /// before.
-fn prlimit_nofile(new: Option<[u64; 2]>) -> Result<[u64; 2], i64> {
+pub fn prlimit_nofile(new: Option<[u64; 2]>) -> Result<[u64; 2], i64> {
     let mut old = [0u64; 2]; // struct rlimit64: soft, hard
     let new_ptr = match &new {
         Some(n) => n.as_ptr() as u64,
