@@ -345,9 +345,18 @@ fn install_pad(table: &mut Table, key: u64, nr: u64, p: &forms::Pad) -> Result<(
     Ok(())
 }
 
-/// The run of executable mappings holding the library's own code (found
-/// when patching is prepared): [start, end), or 0, 0.
+/// The run of executable mappings holding the library's own code (noted at
+/// start-up, or found when patching is prepared): [start, end), or 0, 0.
 static OWN_TEXT: [core::sync::atomic::AtomicU64; 2] = [const { core::sync::atomic::AtomicU64::new(0) }; 2];
+
+/// Start-up: the library's executable segment, [start, end) page-aligned,
+/// as the loader mapped it (one mapping: the run `prepared` would find).
+pub fn note_own_text(start: u64, end: u64) {
+    if start < end {
+        OWN_TEXT[0].store(start, Ordering::Relaxed);
+        OWN_TEXT[1].store(end, Ordering::Relaxed);
+    }
+}
 
 fn in_own_text(addr: u64) -> bool {
     addr >= OWN_TEXT[0].load(Ordering::Relaxed) && addr < OWN_TEXT[1].load(Ordering::Relaxed)
@@ -388,9 +397,13 @@ fn prepared() -> bool {
     }
     site::warm_up();
     set_fast_ok();
-    if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
-        OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
-        OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);
+    // Known from the loader's program headers (note_own_text) in a
+    // preloaded library; else from the maps (20-60 us).
+    if OWN_TEXT[1].load(Ordering::Relaxed) == 0 {
+        if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
+            OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
+            OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);
+        }
     }
     PREPARED.store(READY, Ordering::Relaxed);
     true

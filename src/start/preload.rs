@@ -107,6 +107,7 @@ fn start_preloaded() {
         // Where the loader mapped libc's ELF header (the object holding
         // getauxval), or 0.
         libc_header: libc.map_or(0, |o| o.header),
+        own_text: own.map_or((0, 0), |o| o.text),
     });
     if let Some(h) = handoff {
         give_back_environment(h, lib_path);
@@ -197,6 +198,8 @@ fn give_back_environment(h: &Handoff, lib_path: &[u8]) {
 struct Object {
     name: *const c_char,
     header: u64,
+    /// The executable PT_LOAD holding the address, page-aligned as mapped.
+    text: (u64, u64),
 }
 
 /// The objects holding `addrs` (code addresses the loader resolved), found in
@@ -228,8 +231,17 @@ fn objects_holding<const N: usize>(addrs: [u64; N]) -> [Option<Object>; N] {
                 let start = bias.wrapping_add(p.p_vaddr);
                 *addr >= start && *addr - start < p.p_memsz
             };
-            if found.is_none() && loads().any(inside) {
-                *found = Some(Object { name: info.dlpi_name, header: bias.wrapping_add(lowest) });
+            if found.is_some() {
+                continue;
+            }
+            if let Some(p) = loads().find(|p| inside(p)) {
+                let start = bias.wrapping_add(p.p_vaddr);
+                let text = if p.p_flags & libc::PF_X != 0 {
+                    (start & !0xfff, start.wrapping_add(p.p_memsz).wrapping_add(0xfff) & !0xfff)
+                } else {
+                    (0, 0)
+                };
+                *found = Some(Object { name: info.dlpi_name, header: bias.wrapping_add(lowest), text });
             }
         }
         // Stop the walk once every address is placed.
