@@ -238,6 +238,7 @@ c_tests! {
     patch_race_forms,
     block_all_signals,
     close_all_fds,
+    comm_of_report,
     daemon_closes_all,
     die_abort,
     die_sigill,

@@ -86,3 +86,32 @@ fn call_sites_name_object_and_function_with_exact_counts() {
         }
     }
 }
+
+/// The process's own text report (preloaded, every call on the slow path)
+/// lists the sites whose slow calls matter with their object and offset:
+/// the report reads /proc/self/maps for them only when some site has that
+/// many slow calls, and must not leave them unlocated then.
+#[test]
+fn text_report_locates_the_slow_sites_that_matter() {
+    let prog = c_test_binary("call_sites");
+    let args: Vec<String> = COUNTS.iter().map(|n| n.to_string()).collect();
+    for b in Backend::ALL {
+        let dir = scratch_dir("call-sites-own-text", b);
+        fresh_dir(&dir);
+        let out = dir.join("report.txt");
+        let cmd = Cmd::new(&prog).args(&args).env("USERTRAP_PATCH", "0").env("USERTRAP_OUTPUT", &out).cwd(&dir);
+        let native = run_native(&Cmd::new(&prog).args(&args).cwd(&dir));
+        let traced = run_traced(&cmd, b);
+        assert_eq!(traced.status, native.status, "{b}: status; stderr:\n{}", traced.stderr_text());
+        assert_eq!(traced.stdout_text(), native.stdout_text(), "{b}: stdout");
+        let text = fs::read_to_string(&out).unwrap();
+        let listed: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("calls left on the slow path")).collect();
+        assert!(!listed.is_empty(), "{b}: no slow sites listed:\n{text}");
+        // `  <slow calls>  read  <object>+0x<offset>`, one line per site.
+        for (object, n) in [("call_sites", COUNTS[0]), ("call_sites", COUNTS[1]), ("libc.so.6", COUNTS[2])] {
+            let at = format!("  read  {object}+0x");
+            let found = listed.iter().any(|l| l.contains(&at) && l.split_whitespace().next() == Some(&n.to_string()));
+            assert!(found, "{b}: no line for {n} reads in {object}:\n{text}");
+        }
+    }
+}

@@ -27,7 +27,7 @@ const ALLOWED_UNDEFINED: &[&str] = &[
     // the auxiliary vector (FSGSBASE), the library's own path (for exec).
     "environ",
     "getauxval",
-    "dladdr",
+    "dl_iterate_phdr",
     // The constructor keeps the program's errno (no syscall).
     "__errno_location",
     // Constructor entry only, before any trap of ours is armed: when the

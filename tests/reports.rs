@@ -401,3 +401,37 @@ fn long_setting_value_keeps_the_message_one_line() {
         assert!(err.ends_with("(1400 bytes)\" is not valid; accepted: text, json\n"), "{err}");
     }
 }
+
+/// The report's title names the process as /proc/PID/comm does (its main
+/// thread's name), whether the main thread ends it or a thread with a
+/// name of its own calls exit(), in text and JSON.
+#[test]
+fn report_names_the_main_threads_comm() {
+    let prog = c_test_binary("comm_of_report");
+    for b in Backend::ALL {
+        for (mode, status) in [("main", 4), ("thread", 3)] {
+            for format in ["text", "json"] {
+                let case = format!("report-comm-{mode}-{format}");
+                let (_, t, dir) = native_and_traced(
+                    &case,
+                    b,
+                    |d| {
+                        Cmd::new(&prog)
+                            .arg(mode)
+                            .env("USERTRAP_OUTPUT", d.join("report"))
+                            .env("USERTRAP_FORMAT", format)
+                    },
+                    |_| {},
+                );
+                assert_eq!(t.status, Status::Exited(status), "{case} ({b})");
+                let report = fs::read_to_string(dir.join("report")).unwrap();
+                let named = if format == "text" {
+                    report.lines().next().is_some_and(|l| l.contains("(main-name)"))
+                } else {
+                    report.contains("\"command\":\"main-name\"")
+                };
+                assert!(named, "{case} ({b}): not named main-name:\n{report}");
+            }
+        }
+    }
+}

@@ -169,6 +169,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         handoff: None,
         default_signals: None,
         libc_header: 0,
+        own_text: (0, 0),
     });
     let started = crate::measure::stats::now();
 

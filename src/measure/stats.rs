@@ -472,44 +472,47 @@ pub fn merge_into(merged: &[SysStats], index: &mut MergeIndex) -> Used {
     used
 }
 
-/// Merged call sites: `keys[i]` (0: free) is a slot of an open-addressing
-/// table over `keys.len()` slots (a power of two), whose figures are
-/// `sites[dense[i] - 1]`. The figures are handed out in order of first use
-/// (`site_keys[d]` names `sites[d]`), so merging 40 sites touches the pages
-/// of 40 entries, not of 40 slots scattered over the whole table.
-pub struct MergedSites<'a> {
-    pub keys: &'a [core::cell::Cell<u64>],
-    pub dense: &'a [core::cell::Cell<u16>],
-    pub site_keys: &'a [core::cell::Cell<u64>],
-    pub sites: &'a [SiteStats],
+/// Merged call sites: `slots[i]` (0: free) is a slot of an open-addressing
+/// table over `slots.len()` slots (a power of two), holding 1 + the entry
+/// of the site hashed there; `entry(d)` is entry d's key and figures.
+/// Entries are handed out in order of first use, so merging 40 sites
+/// touches the pages of 40 entries, not of 40 slots scattered over the
+/// whole table, and the slots are two bytes each (a page for 2,048).
+pub struct MergedSites<'a, E> {
+    pub slots: &'a [core::cell::Cell<u16>],
+    pub entries: &'a [E],
+    /// Entry `e`'s key (0 until used) and figures.
+    pub entry: fn(&E) -> (&core::cell::Cell<u64>, &SiteStats),
     /// Distinct sites kept (at most 3/4 of the slots).
     pub used: usize,
     /// Calls at sites no table kept (a thread's, or this one, full).
     pub not_kept: u64,
 }
 
-impl MergedSites<'_> {
+impl<E> MergedSites<'_, E> {
     fn add(&mut self, key: u64, src: &SiteStats) {
-        let n = self.keys.len();
+        let n = self.slots.len();
         let mut i = site_slot(key, n);
         for _ in 0..n {
-            let Some(k) = self.keys.get(i) else { break };
-            if k.get() == 0 {
-                let (Some(d), Some(name)) = (self.dense.get(i), self.site_keys.get(self.used)) else { break };
+            let Some(slot) = self.slots.get(i) else { break };
+            let d = slot.get() as usize;
+            if d == 0 {
+                let Some(e) = self.entries.get(self.used) else { break };
                 if self.used * 4 >= n * 3 {
                     break;
                 }
-                name.set(key);
-                self.used += 1;
-                d.set(self.used as u16);
+                let (k, dst) = (self.entry)(e);
                 k.set(key);
-            }
-            if k.get() == key {
-                let d = self.dense.get(i).map_or(0, |d| d.get() as usize);
-                if let Some(dst) = d.checked_sub(1).and_then(|d| self.sites.get(d)) {
-                    dst.add(src);
-                }
+                self.used += 1;
+                slot.set(self.used as u16);
+                dst.add(src);
                 return;
+            }
+            if let Some((k, dst)) = self.entries.get(d - 1).map(self.entry) {
+                if k.get() == key {
+                    dst.add(src);
+                    return;
+                }
             }
             i = (i + 1) & (n - 1);
         }
@@ -543,7 +546,7 @@ pub fn for_each_table(mut f: impl FnMut(&ThreadStats, Owner<'_>)) {
 /// Add the call sites of every thread into `m` (zeroed), each under its
 /// program site (`site`: the return address the dispatch was given, which
 /// for Forms R and P is in the trampoline).
-pub fn merge_sites_into(m: &mut MergedSites<'_>, site: impl Fn(u64) -> u64) {
+pub fn merge_sites_into<E>(m: &mut MergedSites<'_, E>, site: impl Fn(u64) -> u64) {
     m.not_kept = m.not_kept.saturating_add(SITES_UNTABLED.load(Ordering::Relaxed));
     for_each_table(|t, _| {
         let t = &t.sites;

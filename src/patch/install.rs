@@ -119,6 +119,9 @@ pub fn consider(rip: u64, nr: u64) {
     if crate::rt::owned::overlaps(key, 2) || in_own_text(key) {
         return;
     }
+    if nothing_to_record(key, nr) {
+        return;
+    }
     thread::with_signals_blocked(|| {
         // Never wait for the lock: its holder writes through /proc/self/mem
         // and issues membarrier, and threads spinning here (thousands may
@@ -147,6 +150,26 @@ pub fn consider(rip: u64, nr: u64) {
             }
         }
     });
+}
+
+/// A call that keeps the slow path at a site not of the `mov $nr,%eax;
+/// syscall` form: what the locked part would decide (try_other_forms:
+/// not now, nothing recorded), without its cost: two mask changes, the
+/// site table mapped and a page or two of it touched. The common case is
+/// the `exit_group` every process ends with (glibc's `_exit` takes the
+/// number from a register), which this kept from ending in that work.
+/// Only pre-patching could differ, and it waits for a call that needs no
+/// slow path anyway.
+fn nothing_to_record(key: u64, nr: u64) -> bool {
+    if !needs_slow_path(nr) {
+        return false;
+    }
+    let mut bytes = [0u8; 7];
+    if raw::copy_from_user(&mut bytes, key.wrapping_sub(5)).is_err() {
+        return true;
+    }
+    let [b0, _, _, _, _, s0, s1] = bytes;
+    !(b0 == 0xb8 && s0 == 0x0f && s1 == 0x05)
 }
 
 /// Err(None): not now (the site is considered again at its next trap).
@@ -322,9 +345,18 @@ fn install_pad(table: &mut Table, key: u64, nr: u64, p: &forms::Pad) -> Result<(
     Ok(())
 }
 
-/// The run of executable mappings holding the library's own code (found
-/// when patching is prepared): [start, end), or 0, 0.
+/// The run of executable mappings holding the library's own code (noted at
+/// start-up, or found when patching is prepared): [start, end), or 0, 0.
 static OWN_TEXT: [core::sync::atomic::AtomicU64; 2] = [const { core::sync::atomic::AtomicU64::new(0) }; 2];
+
+/// Start-up: the library's executable segment, [start, end) page-aligned,
+/// as the loader mapped it (one mapping: the run `prepared` would find).
+pub fn note_own_text(start: u64, end: u64) {
+    if start < end {
+        OWN_TEXT[0].store(start, Ordering::Relaxed);
+        OWN_TEXT[1].store(end, Ordering::Relaxed);
+    }
+}
 
 fn in_own_text(addr: u64) -> bool {
     addr >= OWN_TEXT[0].load(Ordering::Relaxed) && addr < OWN_TEXT[1].load(Ordering::Relaxed)
@@ -365,9 +397,13 @@ fn prepared() -> bool {
     }
     site::warm_up();
     set_fast_ok();
-    if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
-        OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
-        OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);
+    // Known from the loader's program headers (note_own_text) in a
+    // preloaded library; else from the maps (20-60 us).
+    if OWN_TEXT[1].load(Ordering::Relaxed) == 0 {
+        if let Ok(own) = crate::patch::maps::find_object(&mut os::RawOs::new(), arch::fast_entry()) {
+            OWN_TEXT[0].store(own.text_start, Ordering::Relaxed);
+            OWN_TEXT[1].store(own.text_end, Ordering::Relaxed);
+        }
     }
     PREPARED.store(READY, Ordering::Relaxed);
     true

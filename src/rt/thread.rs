@@ -442,6 +442,7 @@ impl ThreadArea {
 /// process-wide dispositions; None if memory is exhausted.
 pub fn allocate() -> Option<&'static ThreadArea> {
     let mut a = take_from_pool();
+    let reused = !a.is_null();
     if a.is_null() {
         a = map_new_area();
     }
@@ -485,8 +486,10 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.fast_window.set(FAST_NONE);
     area.fast_resume.set((0, 0));
     area.table_writing.set(false);
-    // No fast call is on its stack (the link slot below its top).
-    if area.fast_size.get() != 0 {
+    // No fast call is on its stack (the link slot below its top). A fresh
+    // mapping reads zero there already: writing would only fault the top
+    // page in (most processes never use the fast-path stack).
+    if reused && area.fast_size.get() != 0 {
         // SAFETY: the word below the top of the area's own fast-path stack,
         // mapped with it; no thread runs on the area yet.
         unsafe { ((area.fast_top.get() - 8) as *mut u64).write_volatile(0) };

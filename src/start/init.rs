@@ -69,6 +69,9 @@ pub struct Startup<'a> {
     /// Where libc's ELF header is mapped (the loader's `dli_fbase`), 0 if
     /// unknown (the launcher: no libc): pre-patching's libc.
     pub libc_header: u64,
+    /// The interposer's own executable segment, [start, end) page-aligned,
+    /// if known from the loader (else the patcher reads the maps for it).
+    pub own_text: (u64, u64),
 }
 
 impl Startup<'_> {
@@ -194,6 +197,7 @@ pub fn start(s: &Startup<'_>) {
     }
     phases::mark(Mark::Greet);
     if config.patch && !bridge {
+        patch::install::note_own_text(s.own_text.0, s.own_text.1);
         enable_patching();
     }
     if config.patch && bridge && arch::trampoline_layout_ok() {

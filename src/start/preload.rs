@@ -17,15 +17,6 @@ const LAUNCHER_NAME: &[u8] = b"usertrap-launcher";
 extern "C" {
     static mut environ: *const *const c_char;
     fn getauxval(kind: u64) -> u64;
-    fn dladdr(addr: *const c_void, info: *mut DlInfo) -> i32;
-}
-
-#[repr(C)]
-struct DlInfo {
-    dli_fname: *const c_char,
-    dli_fbase: *mut c_void,
-    dli_sname: *const c_char,
-    dli_saddr: *mut c_void,
 }
 
 #[ctor::ctor(unsafe)]
@@ -79,8 +70,10 @@ fn start_preloaded() {
         init::stand_aside_under_valgrind();
         return;
     }
+    // This library (for its path) and libc (for pre-patching), in one walk.
+    let [own, libc] = objects_holding([own_path as *const () as u64, getauxval as *const () as u64]);
     let mut lib = [0u8; PATH_LEN];
-    let lib_len = own_path(&mut lib);
+    let lib_len = own_path(own, &mut lib);
     let lib_path = lib.get(..lib_len).unwrap_or(&[]);
     let mut launcher = [0u8; PATH_LEN];
     let dir = lib_path.iter().rposition(|&b| b == b'/').map_or(&[][..], |i| lib_path.get(..=i).unwrap_or(&[]));
@@ -111,7 +104,10 @@ fn start_preloaded() {
         // Read with the tracer check: no query per signal. (In an image the
         // launcher started, the kernel holds its handlers for some: asked.)
         default_signals: init::default_dispositions(status),
-        libc_header: libc_header(),
+        // Where the loader mapped libc's ELF header (the object holding
+        // getauxval), or 0.
+        libc_header: libc.map_or(0, |o| o.header),
+        own_text: own.map_or((0, 0), |o| o.text),
     });
     if let Some(h) = handoff {
         give_back_environment(h, lib_path);
@@ -195,31 +191,77 @@ fn give_back_environment(h: &Handoff, lib_path: &[u8]) {
     }
 }
 
-/// What the loader knows of the object holding `addr` (dladdr), if any.
-fn object_holding(addr: *const c_void) -> Option<DlInfo> {
-    let mut info = DlInfo {
-        dli_fname: core::ptr::null(),
-        dli_fbase: core::ptr::null_mut(),
-        dli_sname: core::ptr::null(),
-        dli_saddr: core::ptr::null_mut(),
-    };
-    // SAFETY: dladdr reads the loader's list of objects and writes `info`;
-    // the callers pass code addresses resolved by the loader.
-    (unsafe { dladdr(addr, &raw mut info) } != 0).then_some(info)
+/// An object the loader has loaded: its name as the loader keeps it (what
+/// dladdr's `dli_fname` gives) and where its ELF header is mapped (dladdr's
+/// `dli_fbase`: the start of its lowest PT_LOAD).
+#[derive(Clone, Copy)]
+struct Object {
+    name: *const c_char,
+    header: u64,
+    /// The executable PT_LOAD holding the address, page-aligned as mapped.
+    text: (u64, u64),
 }
 
-/// Where the loader mapped libc's ELF header (the object holding
-/// getauxval), or 0.
-fn libc_header() -> u64 {
-    object_holding(getauxval as *const c_void).map_or(0, |i| i.dli_fbase as u64)
+/// The objects holding `addrs` (code addresses the loader resolved), found in
+/// one walk of the loader's list by their PT_LOAD ranges. Not dladdr: it
+/// also looks for the nearest symbol, scanning every dynamic symbol of the
+/// object (3,000 in libc, their pages faulted in), which we do not need.
+fn objects_holding<const N: usize>(addrs: [u64; N]) -> [Option<Object>; N] {
+    struct Search<const N: usize> {
+        addrs: [u64; N],
+        found: [Option<Object>; N],
+    }
+    extern "C" fn visit<const N: usize>(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> i32 {
+        // SAFETY: `data` is the Search passed to dl_iterate_phdr below, alive
+        // and not otherwise borrowed during the call; `info` is the loader's
+        // description of one object for the duration of this callback, its
+        // `dlpi_phdr` an array of `dlpi_phnum` program headers.
+        let (search, info) = unsafe { (&mut *data.cast::<Search<N>>(), &*info) };
+        let phdrs = if info.dlpi_phdr.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: as above.
+            unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) }
+        };
+        let loads = || phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD);
+        let Some(lowest) = loads().map(|p| p.p_vaddr & !0xfff).min() else { return 0 };
+        let bias = info.dlpi_addr;
+        for (addr, found) in search.addrs.iter().zip(search.found.iter_mut()) {
+            let inside = |p: &libc::Elf64_Phdr| {
+                let start = bias.wrapping_add(p.p_vaddr);
+                *addr >= start && *addr - start < p.p_memsz
+            };
+            if found.is_some() {
+                continue;
+            }
+            if let Some(p) = loads().find(|p| inside(p)) {
+                let start = bias.wrapping_add(p.p_vaddr);
+                let text = if p.p_flags & libc::PF_X != 0 {
+                    (start & !0xfff, start.wrapping_add(p.p_memsz).wrapping_add(0xfff) & !0xfff)
+                } else {
+                    (0, 0)
+                };
+                *found = Some(Object { name: info.dlpi_name, header: bias.wrapping_add(lowest), text });
+            }
+        }
+        // Stop the walk once every address is placed.
+        i32::from(search.found.iter().all(Option::is_some))
+    }
+    let mut search = Search { addrs, found: [None; N] };
+    // SAFETY: dl_iterate_phdr walks the loader's list under its lock and
+    // calls `visit` with `search`, which outlives the call; no syscall
+    // (the lock is uncontended in the constructor).
+    unsafe { libc::dl_iterate_phdr(Some(visit::<N>), (&raw mut search).cast()) };
+    search.found
 }
 
 /// This library's absolute path into `out`; its length (0 if unknown).
-fn own_path(out: &mut [u8; PATH_LEN]) -> usize {
-    let info = object_holding(own_path as *const c_void).filter(|i| !i.dli_fname.is_null());
-    let path: &[u8] = if let Some(info) = info {
-        // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
-        unsafe { core::ffi::CStr::from_ptr(info.dli_fname).to_bytes() }
+/// `own`: the object holding this function.
+fn own_path(own: Option<Object>, out: &mut [u8; PATH_LEN]) -> usize {
+    let path: &[u8] = if let Some(o) = own.filter(|o| !o.name.is_null()) {
+        // SAFETY: the loader's name of the object, a NUL-terminated path it
+        // keeps for as long as the object is loaded.
+        unsafe { core::ffi::CStr::from_ptr(o.name).to_bytes() }
     } else {
         b""
     };

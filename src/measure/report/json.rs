@@ -141,8 +141,9 @@ impl Report<'_> {
         }
         o.str("}").key(false, key::TOTAL_NS).num(self.ns(b.total.get()));
         o.key(false, key::MIN_NS).num(self.ns(b.min.get())).key(false, key::MAX_NS).num(self.ns(b.max.get()));
-        for (per_mille, field) in report::PERCENTILES {
-            o.key(false, field).num(self.percentile_ns(b, per_mille));
+        let values = self.percentiles_ns(b, report::PERCENTILES.map(|(per_mille, _)| per_mille));
+        for ((_, field), v) in report::PERCENTILES.iter().zip(values) {
+            o.key(false, field).num(v);
         }
         o.key(false, key::FAST_CALLS).num(f).key(false, key::SLOW_CALLS).num(s);
         o.key(false, key::HISTOGRAM).str("[");
@@ -184,8 +185,9 @@ impl Report<'_> {
             o.str("\"").key(false, key::CALLS).num(b.fast.get() + b.slow.get());
             o.key(false, key::ERRORS).num(b.errors.get()).key(false, key::TOTAL_NS).num(self.ns(b.total.get()));
             o.key(false, key::MIN_NS).num(self.ns(b.min.get())).key(false, key::MAX_NS).num(self.ns(b.max.get()));
-            for (per_mille, field) in report::SITE_PERCENTILES {
-                o.key(false, field).num(self.site_percentile_ns(b, per_mille));
+            let values = self.site_percentiles_ns(b, report::SITE_PERCENTILES.map(|(per_mille, _)| per_mille));
+            for ((_, field), v) in report::SITE_PERCENTILES.iter().zip(values) {
+                o.key(false, field).num(v);
             }
             o.key(false, key::FAST_CALLS).num(b.fast.get()).key(false, key::SLOW_CALLS).num(b.slow.get());
             o.key(false, key::HISTOGRAM).str("[");

@@ -128,7 +128,15 @@ fn report(how: Exit) {
             (merged, stats::merge_into(merged, &mut index))
         }
     };
-    let sites = sites::Merged::build();
+    let mut sites = sites::Merged::build();
+    // Where the sites are (a read of /proc/self/maps) only for a report
+    // that names them: JSON lists every site's object, text only the
+    // sites whose slow calls matter (none in most processes).
+    if let Some(m) = sites.as_mut() {
+        if matches!(s.format, Format::Json) || m.any_slow_site_may_matter() {
+            m.locate();
+        }
+    }
     phases::mark(Mark::Merge);
     let hz = stats::ticks_per_second();
     phases::mark(Mark::Calibrate);

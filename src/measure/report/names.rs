@@ -36,21 +36,32 @@ pub(super) fn command(o: &mut Out, json: bool) {
     }
 }
 
-/// /proc/self/comm into `buf`, without its newline (empty if unreadable).
+/// /proc/self/comm into `buf`, without its newline (empty if unreadable):
+/// the name of the process's main thread.
 pub(super) fn read_comm(buf: &mut [u8; 64]) -> &[u8] {
+    // The main thread asks the kernel for its own name: the same bytes,
+    // without opening a /proc file (7 us here, against two cheap syscalls).
+    if raw::gettid() == raw::getpid() {
+        return own_name(buf);
+    }
     let Ok(fd) = raw::openat(libc::AT_FDCWD, c"/proc/self/comm", libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
         // No /proc (a chroot): the kernel's name through prctl.
-        let name = raw::prctl_get_name();
-        let n = name.iter().position(|&b| b == 0).unwrap_or(16);
-        if let Some(d) = buf.get_mut(..n) {
-            d.copy_from_slice(name.get(..n).unwrap_or_default());
-        }
-        return buf.get(..n).unwrap_or(&[]);
+        return own_name(buf);
     };
     let n = raw::read(fd, buf).unwrap_or(0);
     close(fd);
     let name = buf.get(..n).unwrap_or(&[]);
     name.strip_suffix(b"\n").unwrap_or(name)
+}
+
+/// The calling thread's name (prctl PR_GET_NAME) into `buf`.
+fn own_name(buf: &mut [u8; 64]) -> &[u8] {
+    let name = raw::prctl_get_name();
+    let n = name.iter().position(|&b| b == 0).unwrap_or(16);
+    if let Some(d) = buf.get_mut(..n) {
+        d.copy_from_slice(name.get(..n).unwrap_or_default());
+    }
+    buf.get(..n).unwrap_or(&[])
 }
 
 /// An errno's name for `errors_by_errno` (index 0: any errno from

@@ -145,21 +145,22 @@ impl Report<'_> {
         n
     }
 
-    /// The `per_mille` percentile of a syscall's latencies, in ns, by
-    /// usertrap-core's rule (report::percentile): the upper bound of the
+    /// The `per_mille` percentiles of a syscall's latencies, in ns, by
+    /// usertrap-core's rule (report::percentile, all of them in one pass of
+    /// the histogram: report::percentiles): for each, the upper bound of the
     /// histogram bucket holding that rank, kept within [min, max]. Read off
     /// the ticks and converted, it is what `usertrap report` reads off the
     /// JSON histogram (whose bounds are these ticks converted the same way).
-    pub(super) fn percentile_ns(&self, b: &SysStats, per_mille: u64) -> u64 {
-        let buckets = b.hist.iter().enumerate().map(|(i, c)| (stats::bucket_bounds(i).1, u64::from(c.get())));
+    pub(super) fn percentiles_ns<const K: usize>(&self, b: &SysStats, per_mille: [u64; K]) -> [u64; K] {
+        let counts = b.hist.iter().map(|c| u64::from(c.get()));
         let (min, max) = if b.timed.get() == 0 { (0, 0) } else { (b.min.get(), b.max.get()) };
-        self.ns(report::percentile(buckets, per_mille, min, max))
+        report::percentiles(counts, |i| stats::bucket_bounds(i).1, per_mille, min, max).map(|t| self.ns(t))
     }
 
     /// The same for a call site's (coarser) histogram.
-    pub(super) fn site_percentile_ns(&self, b: &stats::SiteStats, per_mille: u64) -> u64 {
-        let buckets = b.hist.iter().enumerate().map(|(j, c)| (super::sites::bounds(j).1, u64::from(c.get())));
+    pub(super) fn site_percentiles_ns<const K: usize>(&self, b: &stats::SiteStats, per_mille: [u64; K]) -> [u64; K] {
+        let counts = b.hist.iter().map(|c| u64::from(c.get()));
         let (min, max) = if b.timed.get() == 0 { (0, 0) } else { (b.min.get(), b.max.get()) };
-        self.ns(report::percentile(buckets, per_mille, min, max))
+        report::percentiles(counts, |j| super::sites::bounds(j).1, per_mille, min, max).map(|t| self.ns(t))
     }
 }

@@ -1,8 +1,8 @@
 //! The report's call sites: every thread's site figures (stats::site_begin)
-//! merged, ordered by total time, and located: the object (the file named
-//! in /proc/self/maps) and the offset in it of each site's `syscall`
-//! instruction, which `usertrap` symbolises (.symtab/.dynsym) when it reads
-//! the report. Built once at the end, in memory of its own (one mapping,
+//! merged, ordered by total time, and, when the report names them, located:
+//! the object (the file named in /proc/self/maps) and the offset in it of
+//! each site's `syscall` instruction, which `usertrap` symbolises
+//! (.symtab/.dynsym) when it reads the report. Built once at the end, in memory of its own (one mapping,
 //! zero-filled: every field here is valid as zeros), outside the fast path.
 //! Bounded: MERGED_SLOTS slots, filled to 3/4; calls at sites past that are
 //! counted (`not_kept`), never dropped silently.
@@ -31,23 +31,35 @@ struct Loc {
 /// Sites kept at most (3/4 of the slots, as MergedSites fills them).
 const MERGED_MAX: usize = MERGED_SLOTS * 3 / 4;
 
-/// Indexed by slot: `keys`, `dense`; by entry (in order of first use, see
-/// MergedSites): `site_keys`, `sites`, `locs`.
+/// Laid out so that a process with a few sites touches a few pages of the
+/// mapping (each a page fault): the counts and the slots first, then the
+/// arrays indexed by rank (sorted here), the names, and the entries, each
+/// holding all that is kept of one site.
 #[repr(C)]
 pub(super) struct Sites {
-    keys: [Cell<u64>; MERGED_SLOTS],
-    dense: [Cell<u16>; MERGED_SLOTS],
-    site_keys: [Cell<u64>; MERGED_MAX],
-    sites: [SiteStats; MERGED_MAX],
-    /// Entries, by total time (largest first).
-    order: [u16; MERGED_MAX],
     n: usize,
     not_kept: u64,
-    by_addr: [(u64, u16); MERGED_MAX],
-    addrs: [u64; MERGED_MAX],
-    locs: [Loc; MERGED_MAX],
-    names: [u8; NAMES_LEN],
     names_len: usize,
+    /// Whether `locate` ran (each entry's `loc` is meaningful).
+    located: bool,
+    /// 1 + the entry of the site hashed there (0: free); see MergedSites.
+    slots: [Cell<u16>; MERGED_SLOTS],
+    /// Entries, by total time (largest first).
+    order: [u16; MERGED_MAX],
+    /// Entries by the address of their `syscall`, and those addresses.
+    by_addr: [u16; MERGED_MAX],
+    addrs: [u64; MERGED_MAX],
+    names: [u8; NAMES_LEN],
+    /// In order of first use.
+    entries: [Entry; MERGED_MAX],
+}
+
+/// One merged site: its key (stats::site_key), figures and location.
+#[repr(C)]
+struct Entry {
+    key: Cell<u64>,
+    loc: Loc,
+    stats: SiteStats,
 }
 
 /// One site as the report gives it.
@@ -69,7 +81,8 @@ pub(super) struct Merged {
 const LEN: usize = (core::mem::size_of::<Sites>() + 4095) & !4095;
 
 impl Merged {
-    /// Merge and locate every thread's sites; None without memory.
+    /// Merge every thread's sites, by total time; None without memory.
+    /// Where each is ([`Merged::locate`]) is left for the report to ask.
     pub(super) fn build() -> Option<Merged> {
         let base = raw::mmap_anon(LEN, libc::PROT_READ | libc::PROT_WRITE).ok()?;
         let m = Merged { base };
@@ -78,10 +91,9 @@ impl Merged {
         // the only reference to it for now.
         let s = unsafe { &mut *(base as *mut Sites) };
         let mut merged = MergedSites {
-            keys: &s.keys,
-            dense: &s.dense,
-            site_keys: &s.site_keys,
-            sites: &s.sites,
+            slots: &s.slots,
+            entries: &s.entries,
+            entry: |e: &Entry| (&e.key, &e.stats),
             used: 0,
             not_kept: 0,
         };
@@ -92,14 +104,33 @@ impl Merged {
             *o = i as u16;
         }
         s.n = n;
-        let (keys, sites) = (&s.site_keys, &s.sites);
-        let total = |i: u16| sites.get(i as usize).map_or(0, |x| x.total.get());
-        let key = |i: u16| keys.get(i as usize).map_or(0, |k| k.get());
+        let entries = &s.entries;
+        let total = |i: u16| entries.get(i as usize).map_or(0, |e| e.stats.total.get());
+        let key = |i: u16| entries.get(i as usize).map_or(0, |e| e.key.get());
         if let Some(v) = s.order.get_mut(..n) {
             v.sort_unstable_by(|a, b| total(*b).cmp(&total(*a)).then(key(*a).cmp(&key(*b))));
         }
-        s.locate();
         Some(m)
+    }
+
+    /// Find each site's object and offset (one pass over /proc/self/maps),
+    /// once: only reports that show a site's location ask (JSON always; the
+    /// text only when a site's slow calls matter, see `needs_location`).
+    pub(super) fn locate(&mut self) {
+        // SAFETY: built in `build`, ours until drop; `&mut self` means no
+        // reference into it (from `get` or `each`) is alive.
+        let s = unsafe { &mut *(self.base as *mut Sites) };
+        if !s.located {
+            s.locate();
+            s.located = true;
+        }
+    }
+
+    /// Whether some site has slow calls enough to matter in a text report
+    /// (report::slow_site_matters: at least 100, whatever the total).
+    pub(super) fn any_slow_site_may_matter(&self) -> bool {
+        let s = self.get();
+        s.entries.iter().take(s.n).any(|e| report::slow_site_matters(e.stats.slow.get(), e.stats.slow.get()))
     }
 
     fn get(&self) -> &Sites {
@@ -107,21 +138,20 @@ impl Merged {
         unsafe { &*(self.base as *const Sites) }
     }
 
-    /// The sites, by total time.
+    /// The sites, by total time (located if `locate` ran).
     pub(super) fn each(&self) -> impl Iterator<Item = Site<'_>> {
         let s = self.get();
         s.order.iter().take(s.n).filter_map(move |&i| {
-            let i = i as usize;
-            let (site, nr) = stats::site_of_key(s.site_keys.get(i)?.get());
-            let loc = s.locs.get(i)?;
-            let object = loc
-                .found
+            let e = s.entries.get(i as usize)?;
+            let (site, nr) = stats::site_of_key(e.key.get());
+            let loc = &e.loc;
+            let object = (s.located && loc.found)
                 .then(|| {
                     let start = loc.name_start as usize;
                     Some((s.names.get(start..start + loc.name_len as usize)?, loc.offset))
                 })
                 .flatten();
-            Some(Site { address: site.wrapping_sub(2), nr, object, stats: s.sites.get(i)? })
+            Some(Site { address: site.wrapping_sub(2), nr, object, stats: &e.stats })
         })
     }
 
@@ -143,23 +173,27 @@ impl Sites {
     /// Find each site's object and offset, in one pass over /proc/self/maps.
     fn locate(&mut self) {
         let n = self.n;
+        // By address: (address << 16 | entry) sorts as the addresses do
+        // (user addresses are below 2^47, entries below 2^16).
         for (k, &i) in self.order.iter().take(n).enumerate() {
-            let (site, _) = stats::site_of_key(self.site_keys.get(i as usize).map_or(0, |c| c.get()));
-            if let Some(p) = self.by_addr.get_mut(k) {
-                *p = (site.wrapping_sub(2), i);
+            let key = self.entries.get(i as usize).map_or(0, |e| e.key.get());
+            let (site, _) = stats::site_of_key(key);
+            if let Some(a) = self.addrs.get_mut(k) {
+                *a = (site.wrapping_sub(2) << 16) | i as u64;
             }
         }
-        let Some(pairs) = self.by_addr.get_mut(..n) else { return };
-        pairs.sort_unstable();
-        for (a, p) in self.addrs.iter_mut().zip(pairs.iter()) {
-            *a = p.0;
+        let Some(addrs) = self.addrs.get_mut(..n) else { return };
+        addrs.sort_unstable();
+        for (a, e) in addrs.iter_mut().zip(self.by_addr.iter_mut()) {
+            *e = *a as u16;
+            *a >>= 16;
         }
-        let (addrs, by_addr, locs, names, names_len) =
-            (&self.addrs, &self.by_addr, &mut self.locs, &mut self.names, &mut self.names_len);
+        let (addrs, by_addr, entries, names, names_len) =
+            (&self.addrs, &self.by_addr, &mut self.entries, &mut self.names, &mut self.names_len);
         let mut last: Option<(u32, u32)> = None;
         maps::locate_sorted(addrs.get(..n).unwrap_or(&[]), |k, name, offset| {
-            let Some(&(_, i)) = by_addr.get(k) else { return };
-            let Some(loc) = locs.get_mut(i as usize) else { return };
+            let Some(&i) = by_addr.get(k) else { return };
+            let Some(e) = entries.get_mut(i as usize) else { return };
             // Consecutive sites mostly lie in one object: store its name once.
             let same = last.is_some_and(|(st, len)| names.get(st as usize..(st + len) as usize) == Some(name));
             if !same {
@@ -170,7 +204,7 @@ impl Sites {
                 last = Some((start as u32, name.len() as u32));
             }
             if let Some((st, len)) = last {
-                *loc = Loc { found: true, name_start: st, name_len: len, offset };
+                e.loc = Loc { found: true, name_start: st, name_len: len, offset };
             }
         });
     }

@@ -166,8 +166,7 @@ impl Report<'_> {
                     if row.timed != 0 {
                         row.total_ns = self.ns(b.total.get());
                         row.max_ns = self.ns(b.max.get());
-                        row.p50_ns = self.percentile_ns(b, 500);
-                        row.p99_ns = self.percentile_ns(b, 990);
+                        [row.p50_ns, row.p99_ns] = self.percentiles_ns(b, [500, 990]);
                     }
                 }
                 row
