@@ -262,7 +262,7 @@ fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'
     };
     match forms::plan_range(&code, key) {
         Ok(r) => install_range(table, key, nr, &r).map_err(Some),
-        Err(why_r) => match forms::plan_pad(&pad_code, key) {
+        Err(why_r) => match forms::plan_pad(&pad_code, key).or_else(|e| pad_before(&loc, &pad_code, key).ok_or(e)) {
             Ok(p) => install_pad(table, key, nr, &p).map_err(Some),
             // The range's reason when it came close (its own refusals).
             Err(Reject::NoPad) if why_r != Reject::RangeTooShort && why_r != Reject::NotRelocatable => {
@@ -271,6 +271,38 @@ fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'
             Err(why_p) => Err(Some(why_p.as_str())),
         },
     }
+}
+
+/// Form P's pad in the padding before the function (forms::plan_pad_after_gap):
+/// the bytes from the end of the function before it (`loc.prev_end`, at
+/// most 64 bytes back, in the same text) are NOP/INT3 fill only, and that
+/// function, decoded whole from its start, ends with an unconditional
+/// transfer and branches into none of them. `code`: the function (and the
+/// fill after it) as try_other_forms planned it.
+fn pad_before(loc: &locate::Located, code: &forms::Code<'_>, key: u64) -> Option<forms::Pad> {
+    let (prev_start, gap_start) = (loc.prev_start, loc.prev_end);
+    if gap_start >= loc.func_start
+        || loc.func_start - gap_start > 64
+        || prev_start < loc.text_start
+        || gap_start - prev_start > site::MAX_DECODE
+    {
+        return None;
+    }
+    let mut overlays = [forms::Overlay::EMPTY; forms::MAX_OVERLAYS];
+    let n = registry::overlays_in(prev_start, code.end(), &mut overlays)?;
+    let overlays = overlays.get(..n)?;
+    // SAFETY: [prev_start, code.end()) lies in the run of readable and
+    // executable mappings of the site's object (prev_start >= text_start,
+    // checked above; code.end() is at most text_end, see try_other_forms),
+    // and only our patcher (holding the lock we hold) writes it.
+    let all = unsafe { core::slice::from_raw_parts(prev_start as *const u8, (code.end() - prev_start) as usize) };
+    let prev = forms::Code { start: prev_start, live: all.get(..(gap_start - prev_start) as usize)?, overlays };
+    let gap = all.get((gap_start - prev_start) as usize..(loc.func_start - prev_start) as usize)?;
+    if !forms::all_filler(gap_start, gap) || !forms::ends_in_transfer(&prev, gap_start, loc.func_start) {
+        return None;
+    }
+    let with_gap = forms::Code { start: gap_start, live: all.get((gap_start - prev_start) as usize..)?, overlays };
+    forms::plan_pad_after_gap(&with_gap, key).ok()
 }
 
 fn install_range(table: &mut Table, key: u64, nr: u64, r: &forms::Range) -> Result<(), &'static str> {
