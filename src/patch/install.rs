@@ -600,7 +600,7 @@ pub fn patch_loader(text: (u64, u64), eh_frame_hdr: u64, out: &mut [LoaderSite])
         }
     }
     // All in the table's first window and arena (n is far below their 8192).
-    let [window, arena] = table.seed_regions();
+    let [window, arena, _, _] = table.regions();
     drop(table);
     // The table's own window and arena: made writable for the trampolines
     // and slots, then given their protections back, all before a byte of
@@ -761,6 +761,10 @@ pub fn adopt_loader_sites(snapshot: &registry::Snapshot, regions: &[(u64, u64)])
     }
     let (table, len) = snapshot.mapping();
     crate::rt::owned::add(table, len);
+    let (ext, len) = snapshot.ext_mapping();
+    if ext != 0 {
+        crate::rt::owned::add(ext, len);
+    }
     for &(addr, len) in regions {
         crate::rt::owned::add(addr, len);
     }
@@ -772,8 +776,118 @@ pub fn open_fast_path() {
     arch::set_fast_ok(|nr| !needs_slow_path(nr));
 }
 
-/// The seed form's slot window and trampoline arena, for the hand-off.
+/// The slot windows and trampoline arenas of the loader's sites, for the
+/// hand-off.
 #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
-pub fn loader_regions() -> [(u64, u64); 2] {
-    PATCHER.try_lock().map_or([(0, 0); 2], |t| t.seed_regions())
+pub fn loader_regions() -> [(u64, u64); 4] {
+    PATCHER.try_lock().map_or([(0, 0); 4], |t| t.regions())
+}
+
+/// The launcher, after [`patch_loader`], before the loader runs: the
+/// loader's sites the exec'ing image carried (`value`, the
+/// `USERTRAP_SITES=` entry's value; prepatch.rs), of every form, for the
+/// loader whose ELF header is at `header`. Their proofs were made by the
+/// exec'ing image's decoder (iced, from the unwind tables' function
+/// starts) in the same file (build ID), and their original bytes are
+/// checked against the entry's checksum before anything is written; the
+/// writes keep write.rs's order (nothing else runs yet). Their trampolines
+/// jump to the gate's jump to its owner's fast entry, as patch_loader's do,
+/// so they serve the library after the hand-off. How many were patched.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn patch_carried_loader(header: u64, value: &[u8]) -> usize {
+    if header == 0 || !arch::trampoline_layout_ok() || !registry::prepare() {
+        return 0;
+    }
+    let Some(mut table) = PATCHER.try_lock() else { return 0 };
+    let n = prepatch::apply_to_loader(&mut table, value, header, arch::GATE_FAST_ENTRY, needs_slow_path);
+    drop(table);
+    if n > 0 {
+        open_fast_path();
+    }
+    n
+}
+
+/// Whether [`prove_loader_sites`] ran in this image (a fork child inherits
+/// its parent's: the same sites, patched in its copy of the memory).
+static LOADER_PROVED: AtomicBool = AtomicBool::new(false);
+
+/// Before an exec through the launcher (emulate::exec, trap context): patch
+/// the loader's sites of Forms R and P here, so that pre-patching carries
+/// them to the new image, whose launcher patches them before its loader
+/// makes its calls (the loader's `openat`, `read`, `arch_prctl`, ...: a
+/// few slow calls in every exec'd process otherwise, since the launcher's
+/// own decoder proves only the seed form, and the library comes too late
+/// for them). Each is proven as after a trap (try_other_forms: iced from
+/// the unwind tables' function start); the seed form's sites are left to
+/// the launcher. Once per image, and only where the decoder is built
+/// already (a process that patched something): building it costs more
+/// than the calls it would save in one child. The number each site is
+/// tried with is the one loaded just before it where there is one (the
+/// registry names the site with it; Forms R and P run rax's number).
+pub fn prove_loader_sites() {
+    if !ENABLED.load(Ordering::Relaxed)
+        || !prepatch::ENABLED.load(Ordering::Relaxed)
+        || PREPARED.load(Ordering::Relaxed) != READY
+        || LOADER_PROVED.swap(true, Ordering::Relaxed)
+    {
+        return;
+    }
+    let Some((lo, hi)) = prepatch::loader_text() else { return };
+    thread::with_signals_blocked(|| {
+        let Some(mut table) = PATCHER.try_lock() else { return };
+        if !registry::prepare() {
+            return;
+        }
+        let mut page = [0u8; 4096 + 16];
+        let mut at = lo;
+        while at < hi {
+            // A page and the bytes after it (an instruction may straddle).
+            let len = ((hi - at) as usize).min(page.len());
+            let Some(buf) = page.get_mut(..len) else { return };
+            if raw::copy_from_user(buf, at).is_err() {
+                return;
+            }
+            let step = len.min(4096);
+            for i in 0..step {
+                if buf.get(i..i + 2) != Some(&[0x0f, 0x05][..]) {
+                    continue;
+                }
+                let key = at + i as u64;
+                if registry::lookup(key).is_some() || is_seed_at(key) {
+                    continue;
+                }
+                let nr = number_before(key);
+                if needs_slow_path(nr) {
+                    continue;
+                }
+                let _ = try_other_forms(&mut table, key, nr);
+            }
+            at += step as u64;
+        }
+    });
+}
+
+/// Whether the `syscall` at `key` follows `mov $nr,%eax` (the seed form).
+fn is_seed_at(key: u64) -> bool {
+    raw::read_user::<u8>(key.wrapping_sub(5)).is_ok_and(|b| b == 0xb8)
+}
+
+/// The number loaded into eax before the `syscall` at `key`: 0 after `xor
+/// %eax,%eax`, else the last `mov $imm32,%eax` in the 24 bytes before it
+/// with a syscall number's value, else 0. Only a name for the site.
+fn number_before(key: u64) -> u64 {
+    let mut b = [0u8; 24];
+    if raw::copy_from_user(&mut b, key.wrapping_sub(24)).is_err() {
+        return 0;
+    }
+    if b[22..24] == [0x31, 0xc0] {
+        return 0;
+    }
+    (0..=19)
+        .rev()
+        .find_map(|i| {
+            let imm = u32::from_le_bytes([*b.get(i + 1)?, *b.get(i + 2)?, *b.get(i + 3)?, *b.get(i + 4)?]);
+            (b.get(i) == Some(&0xb8) && imm < 512).then_some(imm as u64)
+        })
+        .unwrap_or(0)
 }

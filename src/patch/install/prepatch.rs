@@ -54,10 +54,49 @@ pub const MAX_SITES: usize = 160;
 /// Room for the entry: name, build ID, sites, checksum, NUL.
 pub const ENTRY_LEN: usize = 4096;
 
-/// libc in this image: load bias, its executable segment, its build ID.
-/// Written once by [`note_libc`] in the constructor (one thread), read after.
-static LIBC: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
-static BUILD_ID: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+/// An object whose sites are carried (libc, the loader): load bias, its
+/// executable segment, its build ID. Written once by [`note_libc`] or
+/// [`note_loader`] at start (one thread), read after.
+struct Object {
+    at: [AtomicU64; 3],
+    id: [AtomicU64; 3],
+}
+
+impl Object {
+    const fn new() -> Object {
+        Object { at: [const { AtomicU64::new(0) }; 3], id: [const { AtomicU64::new(0) }; 3] }
+    }
+
+    fn note(&self, header: u64) {
+        let Some((bias, text, id)) = read_libc(header) else { return };
+        let mut words = [0u64; 3];
+        for (i, b) in id.iter().enumerate() {
+            words[i / 8] |= (*b as u64) << (8 * (i % 8));
+        }
+        for (w, v) in self.id.iter().zip(words) {
+            w.store(v, Ordering::Relaxed);
+        }
+        self.at[1].store(text.0, Ordering::Relaxed);
+        self.at[2].store(text.1, Ordering::Relaxed);
+        self.at[0].store(bias, Ordering::Release);
+    }
+
+    /// (load bias, text start, text end, build ID), once noted.
+    fn get(&self) -> Option<(u64, u64, u64, [u8; ID_MAX])> {
+        let bias = self.at[0].load(Ordering::Acquire);
+        if bias == 0 {
+            return None;
+        }
+        let mut id = [0u8; ID_MAX];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = (self.id.get(i / 8)?.load(Ordering::Relaxed) >> (8 * (i % 8))) as u8;
+        }
+        Some((bias, self.at[1].load(Ordering::Relaxed), self.at[2].load(Ordering::Relaxed), id))
+    }
+}
+
+static LIBC: Object = Object::new();
+static LOADER: Object = Object::new();
 const ID_MAX: usize = 20;
 
 /// Where libc is, from the address of its ELF header (the loader's
@@ -65,17 +104,19 @@ const ID_MAX: usize = 20;
 /// from memory (no syscall but the fault-tolerant copies). No build ID or
 /// no single executable segment: nothing is carried or applied.
 pub fn note_libc(header: u64) {
-    let Some((bias, text, id)) = read_libc(header) else { return };
-    let mut words = [0u64; 3];
-    for (i, b) in id.iter().enumerate() {
-        words[i / 8] |= (*b as u64) << (8 * (i % 8));
-    }
-    for (w, v) in BUILD_ID.iter().zip(words) {
-        w.store(v, Ordering::Relaxed);
-    }
-    LIBC[1].store(text.0, Ordering::Relaxed);
-    LIBC[2].store(text.1, Ordering::Relaxed);
-    LIBC[0].store(bias, Ordering::Release);
+    LIBC.note(header);
+}
+
+/// The same for the loader (its header: AT_BASE). Its sites are carried
+/// too: the launcher patches them in the new image before the loader runs
+/// ([`apply_to_loader`]), where the library is not loaded yet.
+pub fn note_loader(header: u64) {
+    LOADER.note(header);
+}
+
+/// The loader's text, [start, end), once noted.
+pub fn loader_text() -> Option<(u64, u64)> {
+    LOADER.get().map(|(_, lo, hi, _)| (lo, hi))
 }
 
 fn read_libc(header: u64) -> Option<(u64, (u64, u64), [u8; ID_MAX])> {
@@ -135,18 +176,6 @@ fn build_id(at: u64, len: u64) -> Option<[u8; ID_MAX]> {
         p = desc + ((descsz + 3) & !3);
     }
     None
-}
-
-fn libc() -> Option<(u64, u64, u64, [u8; ID_MAX])> {
-    let bias = LIBC[0].load(Ordering::Acquire);
-    if bias == 0 {
-        return None;
-    }
-    let mut id = [0u8; ID_MAX];
-    for (i, b) in id.iter_mut().enumerate() {
-        *b = (BUILD_ID.get(i / 8)?.load(Ordering::Relaxed) >> (8 * (i % 8))) as u8;
-    }
-    Some((bias, LIBC[1].load(Ordering::Relaxed), LIBC[2].load(Ordering::Relaxed), id))
 }
 
 // ---------------------------------------------------------------------------
@@ -298,23 +327,57 @@ fn decode_item(s: &[u8]) -> Option<Item> {
 }
 
 /// The parent's side, at exec (trap context: no allocation, no libc): the
-/// `USERTRAP_SITES=...` entry, NUL-terminated, for the libc sites this
-/// process has patched, into `buf`; its length with the NUL, 0 for none.
+/// `USERTRAP_SITES=...` entry, NUL-terminated, for the loader's and libc's
+/// sites this process has patched, into `buf`; its length with the NUL, 0
+/// for none. One group per object, `;` between them: `<build ID>:<sites>:<checksum>`.
 pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
     if !ENABLED.load(Ordering::Relaxed) {
         return 0;
     }
-    let Some((bias, lo, hi, id)) = libc() else { return 0 };
     let mut o = Out { buf: &mut buf[..], len: 0, ok: true };
     o.put(ENTRY);
+    let mut count = 0usize;
+    let mut groups = 0;
+    // The loader's first: a few dozen sites at most, where libc's may fill
+    // the entry.
+    for obj in [&LOADER, &LIBC] {
+        let Some(info) = obj.get() else { continue };
+        let mark = o.len;
+        if groups > 0 {
+            o.put(b";");
+        }
+        if group(&mut o, info, &mut count) {
+            groups += 1;
+        } else {
+            o.len = mark;
+            o.ok = true;
+        }
+    }
+    if groups == 0 {
+        return 0;
+    }
+    o.put(b"\0");
+    if o.ok {
+        o.len
+    } else {
+        0
+    }
+}
+
+/// One object's group into `o`; false if it holds no site (or does not fit).
+/// `count`: the sites written so far, of MAX_SITES.
+fn group(o: &mut Out<'_>, (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]), count: &mut usize) -> bool {
     for b in id {
         o.put(&[b"0123456789abcdef"[(b >> 4) as usize], b"0123456789abcdef"[(b & 15) as usize]]);
     }
     o.put(b":");
+    if !o.ok {
+        return false;
+    }
     let mut sum = Fnv::new();
-    let mut count = 0usize;
+    let start_count = *count;
     registry::for_each_in(lo, hi - lo, |s| {
-        if s.state != PATCHED || count >= MAX_SITES {
+        if s.state != PATCHED || *count >= MAX_SITES {
             return;
         }
         let rel = |a: u64| a.wrapping_sub(bias);
@@ -352,30 +415,26 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
         // Whole items only: stop at the first that does not fit (the
         // checksum's 17 bytes and the NUL stay free).
         let mark = o.len;
-        if count > 0 {
+        if *count > start_count {
             o.put(b",");
         }
-        encode_item(&mut o, &it);
+        encode_item(o, &it);
         if !o.ok || o.len + 18 > ENTRY_LEN {
             o.len = mark;
             o.ok = true;
-            count = MAX_SITES;
+            *count = MAX_SITES;
             return;
         }
         sum.put(&orig[..olen]);
-        count += 1;
+        *count += 1;
     });
-    if count == 0 {
-        return 0;
+    if *count == start_count {
+        return false;
     }
     o.put(b":");
     o.hex(sum.0);
-    o.put(b"\0");
-    if o.ok {
-        o.len
-    } else {
-        0
-    }
+    // Room for the NUL.
+    o.ok && o.len < ENTRY_LEN
 }
 
 // ---------------------------------------------------------------------------
@@ -456,20 +515,27 @@ pub fn keep(value: &[u8]) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    let Some((_, _, _, id)) = libc() else { return };
-    let Some(their_id) = value.split(|&b| b == b':').next() else { return };
-    let same_id = their_id.len() == 2 * ID_MAX
-        && their_id.chunks(2).zip(id).all(|(h, b)| {
-            let digit = |i: usize| h.get(i).and_then(|&c| hex_digit(c)).unwrap_or(0x100);
-            digit(0) << 4 | digit(1) == b as u64
-        });
+    let Some((_, _, _, id)) = LIBC.get() else { return };
+    let Some(group) = group_for(value, &id) else { return };
     let Some(mut p) = PENDING.try_lock() else { return };
-    if !same_id || value.len() > p.value.len() {
+    if group.len() > p.value.len() {
         return;
     }
-    p.value[..value.len()].copy_from_slice(value);
-    p.len = value.len();
+    p.value[..group.len()].copy_from_slice(group);
+    p.len = group.len();
     ANY_PENDING.store(true, Ordering::Release);
+}
+
+/// The group of the entry's value `value` whose build ID is `id`.
+fn group_for<'a>(value: &'a [u8], id: &[u8; ID_MAX]) -> Option<&'a [u8]> {
+    value.split(|&b| b == b';').find(|g| {
+        let their_id = g.split(|&b| b == b':').next().unwrap_or(&[]);
+        their_id.len() == 2 * ID_MAX
+            && their_id.chunks(2).zip(id).all(|(h, &b)| {
+                let digit = |i: usize| h.get(i).and_then(|&c| hex_digit(c)).unwrap_or(0x100);
+                digit(0) << 4 | digit(1) == b as u64
+            })
+    })
 }
 
 /// Whether carried sites wait for [`apply`].
@@ -491,17 +557,59 @@ pub fn apply(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> boo
         return 0;
     }
     let Some(p) = PENDING.try_lock() else { return 0 };
-    let Some((bias, lo, hi, _)) = libc() else { return 0 };
-    let mut parts = p.value.get(..p.len).unwrap_or(&[]).split(|&b| b == b':');
+    let Some(obj) = LIBC.get() else { return 0 };
+    let mut items = [Item::default(); MAX_SITES];
+    let n = parse_group(p.value.get(..p.len).unwrap_or(&[]), obj, &mut items);
+    if n == 0 || !ready() {
+        return 0;
+    }
+    let Ok(mem) = Mem::open() else { return 0 };
+    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, arch::fast_entry())
+}
+
+/// The launcher, before the loader runs (no other thread; the registry
+/// mapped, PATCHER held by the caller): the loader's group of the carried
+/// entry's value `value`, applied to the loader whose ELF header is at
+/// `header`, its trampolines jumping to `entry` (the gate's jump to its
+/// owner's fast entry: the launcher's now, the library's after the
+/// hand-off). Its bytes are checked against the checksum as in [`apply`]
+/// (the proofs were made in a mapping of the same file, by build ID). How
+/// many sites were patched.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+#[inline(never)]
+pub fn apply_to_loader(
+    table: &mut crate::patch::table::Table,
+    value: &[u8],
+    header: u64,
+    entry: u64,
+    slow: fn(u64) -> bool,
+) -> usize {
+    LOADER.note(header);
+    let Some(obj) = LOADER.get() else { return 0 };
+    let Some(group) = group_for(value, &obj.3) else { return 0 };
+    let mut items = [Item::default(); MAX_SITES];
+    let n = parse_group(group, obj, &mut items);
+    if n == 0 {
+        return 0;
+    }
+    let Ok(mem) = Mem::open() else { return 0 };
+    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, entry)
+}
+
+/// The sites of `group` (`<id>:<sites>:<checksum>`) for the object `obj`
+/// (bias, text, ID) into `items`, as addresses: how many, 0 unless every
+/// site's spans lie in the object's text and their bytes now are the ones
+/// the checksum was made of.
+fn parse_group(group: &[u8], (bias, lo, hi, _): (u64, u64, u64, [u8; ID_MAX]), items: &mut [Item; MAX_SITES]) -> usize {
+    let mut parts = group.split(|&b| b == b':');
     let (Some(_), Some(list), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return 0;
     };
-    let mut items = [Item::default(); MAX_SITES];
     let mut n = 0usize;
     let mut check = Fnv::new();
     for s in list.split(|&b| b == b',') {
         let Some(mut it) = decode_item(s) else { return 0 };
-        // Back to addresses, each span inside libc's text.
+        // Back to addresses, each span inside the object's text.
         it.sys = it.sys.wrapping_add(bias);
         if it.form == b'r' {
             it.start = it.start.wrapping_add(bias);
@@ -527,11 +635,10 @@ pub fn apply(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> boo
         n += 1;
     }
     // The bytes are the ones the parent's proofs were about.
-    if parse_hex(sum) != Some(check.0) || n == 0 || !ready() {
+    if parse_hex(sum) != Some(check.0) {
         return 0;
     }
-    let Ok(mem) = Mem::open() else { return 0 };
-    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow)
+    n
 }
 
 /// Step `step` (0 to 3) of write.rs's order for the planned site `p`:
@@ -566,10 +673,16 @@ fn write_step(mem: &Mem, p: &Planned, step: usize) -> Result<(), i64> {
 /// Sites planned and written per round (bounds the buffers on the stack).
 const ROUND: usize = 16;
 
-fn patch_all(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item], slow: fn(u64) -> bool) -> usize {
+fn patch_all(
+    table: &mut crate::patch::table::Table,
+    mem: &Mem,
+    items: &[Item],
+    slow: fn(u64) -> bool,
+    entry: u64,
+) -> usize {
     let mut done = 0;
     for round in items.chunks(ROUND) {
-        match patch_round(table, mem, round, slow) {
+        match patch_round(table, mem, round, slow, entry) {
             Some(d) => done += d,
             None => break,
         }
@@ -584,6 +697,7 @@ fn patch_round(
     mem: &Mem,
     items: &[Item],
     slow: fn(u64) -> bool,
+    entry: u64,
 ) -> Option<usize> {
     let mut planned = [None::<Planned>; ROUND];
     let mut tramps = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
@@ -594,9 +708,9 @@ fn patch_round(
             continue;
         }
         *out = match it.form {
-            b's' => plan_seed(table, it, &mut tramps, &mut slots, slow),
-            b'r' => plan_range(table, it, &mut bigs, &mut slots),
-            _ => plan_pad(table, it, &mut bigs, &mut slots),
+            b's' => plan_seed(table, it, &mut tramps, &mut slots, slow, entry),
+            b'r' => plan_range(table, it, &mut bigs, &mut slots, entry),
+            _ => plan_pad(table, it, &mut bigs, &mut slots, entry),
         };
     }
     for r in [&mut tramps, &mut bigs, &mut slots] {
@@ -645,6 +759,7 @@ fn plan_seed(
     tramps: &mut Runs<'_>,
     slots: &mut Runs<'_>,
     slow: fn(u64) -> bool,
+    entry: u64,
 ) -> Option<Planned> {
     let site = it.sys - 5;
     let mut b = [0u8; 7];
@@ -658,7 +773,7 @@ fn plan_seed(
     }
     let slot = table.alloc_slot()?;
     let tramp = table.alloc_trampoline()?;
-    tramps.write(tramp, &arch::trampoline(nr, site + 7));
+    tramps.write(tramp, &arch::trampoline_to(nr, site + 7, entry));
     slots.write(slot, &tramp.to_le_bytes());
     let mut bytes = [0u8; forms::MAX_RANGE];
     bytes[..forms::JUMP_LEN].copy_from_slice(&forms::jump(slot));
@@ -670,6 +785,7 @@ fn plan_range(
     it: &Item,
     bigs: &mut Runs<'_>,
     slots: &mut Runs<'_>,
+    entry: u64,
 ) -> Option<Planned> {
     let (len, n) = (it.len as usize, it.n as usize);
     let sys_off = it.sys.checked_sub(it.start)? as usize;
@@ -706,7 +822,7 @@ fn plan_range(
     let tramp = table.alloc_big_trampoline()?;
     let (pre, post) = (orig.get(..sys_off)?, orig.get(sys_off + 2..len)?);
     let end = it.start + len as u64;
-    let t = forms::trampoline(tramp, arch::fast_entry(), pre, it.sys + 2, post, end)?;
+    let t = forms::trampoline(tramp, entry, pre, it.sys + 2, post, end)?;
     bigs.write(tramp, t.code.get(..t.len)?);
     slots.write(slot, &tramp.to_le_bytes());
     let r = forms::Range { start: it.start, len, offs: it.offs, n, sys_off, pun, orig };
@@ -720,6 +836,7 @@ fn plan_pad(
     it: &Item,
     bigs: &mut Runs<'_>,
     slots: &mut Runs<'_>,
+    entry: u64,
 ) -> Option<Planned> {
     let pad_len = it.pad_len as usize;
     let rel = it.pad.wrapping_sub(it.sys + 2) as i64;
@@ -733,7 +850,7 @@ fn plan_pad(
     }
     let slot = table.alloc_slot()?;
     let tramp = table.alloc_big_trampoline()?;
-    let t = forms::trampoline(tramp, arch::fast_entry(), &[], it.sys + 2, &[], it.sys + 2)?;
+    let t = forms::trampoline(tramp, entry, &[], it.sys + 2, &[], it.sys + 2)?;
     bigs.write(tramp, t.code.get(..t.len)?);
     slots.write(slot, &tramp.to_le_bytes());
     let pad = forms::Pad { at: it.pad, len: pad_len };
