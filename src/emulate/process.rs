@@ -110,6 +110,10 @@ fn vfork_via_stub(area: &ThreadArea, uc: &mut Ucontext, nr: i64, flags: u64) -> 
 }
 
 fn fork_in_handler(area: &ThreadArea, nr: i64, args: [u64; 6], flags: u64) -> Outcome {
+    // A fork child usually execs: the loader's sites it would prove for
+    // the new image are proven here once, and every child inherits them
+    // (proven in the child, they would be proven again in each).
+    crate::patch::install::prove_loader_sites();
     // SAFETY: the program's own fork (or clone without CLONE_VM or a stack):
     // the child gets a copy of everything, this thread goes on as it was
     // (rt::raw: forwarded program calls).

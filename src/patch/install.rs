@@ -790,7 +790,7 @@ pub fn loader_regions() -> [(u64, u64); 4] {
 /// exec'ing image's decoder (iced, from the unwind tables' function
 /// starts) in the same file (build ID), and their original bytes are
 /// checked against the entry's checksum before anything is written; the
-/// writes keep write.rs's order (nothing else runs yet). Their trampolines
+/// final bytes are written at once (nothing runs them yet). Their trampolines
 /// jump to the gate's jump to its owner's fast entry, as patch_loader's do,
 /// so they serve the library after the hand-off. How many were patched.
 #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
@@ -811,7 +811,7 @@ pub fn patch_carried_loader(header: u64, value: &[u8]) -> usize {
 /// its parent's: the same sites, patched in its copy of the memory).
 static LOADER_PROVED: AtomicBool = AtomicBool::new(false);
 
-/// Before an exec through the launcher (emulate::exec, trap context): patch
+/// Before an exec through the launcher, or a fork (emulate, trap context): patch
 /// the loader's sites of Forms R and P here, so that pre-patching carries
 /// them to the new image, whose launcher patches them before its loader
 /// makes its calls (the loader's `openat`, `read`, `arch_prctl`, ...: a

@@ -35,7 +35,27 @@
 //! fault.rs, which completes the call. The trapping thread returns past a
 //! seed site, or faults inside a range, as after a lazy patch.
 //!
-//! Only libc: the executables differ, and the loader is left alone.
+//! The loader too, but earlier: its calls in the new image come before the
+//! library is loaded, so its group of the entry (one group per object,
+//! `<build ID>:<sites>:<checksum>`, `;` between) is applied by the
+//! launcher before it jumps to the loader ([`apply_to_loader`]), with the
+//! same checks (build ID, every span in the loader's text, the checksum of
+//! the original bytes, each form's shape), the final bytes written at once
+//! (nothing runs them yet: no other thread, the loader not started). The
+//! loader's seed-form sites are not carried (the launcher proves those
+//! itself, one write per page); its other forms are proven by the exec'ing
+//! image (install::prove_loader_sites), once, and each launched image
+//! carries them on from the registry it took over. Not the executables:
+//! they differ.
+//!
+//! What the entry can and cannot do: it is written by the library into the
+//! new image's environment, among the entries the launcher and library
+//! read only in front (a program's own `USERTRAP_SITES` is ignored). A
+//! site list is never taken as a proof of anything but "these bytes were
+//! proven in a file with this build ID": the bytes themselves are compared
+//! (checksum) before any write, so a different or modified file is never
+//! patched. (Code in the process tree can forge the entry, as it can write
+//! its own memory: usertrap is not a sandbox.)
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -340,13 +360,15 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
     let mut groups = 0;
     // The loader's first: a few dozen sites at most, where libc's may fill
     // the entry.
-    for obj in [&LOADER, &LIBC] {
+    // The loader's seed-form sites are left out: its launcher proves them
+    // itself, and writes them one page at a time.
+    for (obj, seeds) in [(&LOADER, false), (&LIBC, true)] {
         let Some(info) = obj.get() else { continue };
         let mark = o.len;
         if groups > 0 {
             o.put(b";");
         }
-        if group(&mut o, info, &mut count) {
+        if group(&mut o, info, seeds, &mut count) {
             groups += 1;
         } else {
             o.len = mark;
@@ -365,8 +387,9 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
 }
 
 /// One object's group into `o`; false if it holds no site (or does not fit).
-/// `count`: the sites written so far, of MAX_SITES.
-fn group(o: &mut Out<'_>, (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]), count: &mut usize) -> bool {
+/// `seeds`: with the sites of the seed form. `count`: the sites written so
+/// far, of MAX_SITES.
+fn group(o: &mut Out<'_>, (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]), seeds: bool, count: &mut usize) -> bool {
     for b in id {
         o.put(&[b"0123456789abcdef"[(b >> 4) as usize], b"0123456789abcdef"[(b & 15) as usize]]);
     }
@@ -385,6 +408,7 @@ fn group(o: &mut Out<'_>, (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]), cou
         let mut orig = [0u8; forms::MAX_RANGE + forms::OVERLAY_BYTES];
         let olen;
         match registry::ext_of(s) {
+            None if !seeds => return,
             None => {
                 it.form = b's';
                 let mut b = [0xb8, 0, 0, 0, 0, 0x0f, 0x05];
@@ -564,7 +588,7 @@ pub fn apply(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> boo
         return 0;
     }
     let Ok(mem) = Mem::open() else { return 0 };
-    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, arch::fast_entry())
+    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, arch::fast_entry(), false)
 }
 
 /// The launcher, before the loader runs (no other thread; the registry
@@ -593,7 +617,7 @@ pub fn apply_to_loader(
         return 0;
     }
     let Ok(mem) = Mem::open() else { return 0 };
-    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, entry)
+    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, entry, true)
 }
 
 /// The sites of `group` (`<id>:<sites>:<checksum>`) for the object `obj`
@@ -679,10 +703,11 @@ fn patch_all(
     items: &[Item],
     slow: fn(u64) -> bool,
     entry: u64,
+    alone: bool,
 ) -> usize {
     let mut done = 0;
     for round in items.chunks(ROUND) {
-        match patch_round(table, mem, round, slow, entry) {
+        match patch_round(table, mem, round, slow, entry, alone) {
             Some(d) => done += d,
             None => break,
         }
@@ -698,6 +723,7 @@ fn patch_round(
     items: &[Item],
     slow: fn(u64) -> bool,
     entry: u64,
+    alone: bool,
 ) -> Option<usize> {
     let mut planned = [None::<Planned>; ROUND];
     let mut tramps = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
@@ -733,15 +759,21 @@ fn patch_round(
             };
         }
     }
-    for step in 0..4 {
-        write::sync_cores();
-        for (p, ok) in planned.iter().zip(ok.iter_mut()) {
-            if let (Some(p), true) = (p, *ok) {
-                *ok = write_step(mem, p, step).is_ok();
+    if alone {
+        // Nothing runs these bytes yet (the launcher, before the loader):
+        // the final bytes at once, one write per page of them.
+        write_alone(mem, &planned, &mut ok);
+    } else {
+        for step in 0..4 {
+            write::sync_cores();
+            for (p, ok) in planned.iter().zip(ok.iter_mut()) {
+                if let (Some(p), true) = (p, *ok) {
+                    *ok = write_step(mem, p, step).is_ok();
+                }
             }
         }
+        write::sync_cores();
     }
-    write::sync_cores();
     let mut done = 0;
     for (p, ok) in planned.iter().zip(ok) {
         if let (Some(p), true) = (p, ok) {
@@ -751,6 +783,103 @@ fn patch_round(
         }
     }
     Some(done)
+}
+
+/// [`patch_round`]'s writes where nothing runs the code yet: every planned
+/// site's final bytes, gathered by page, each page's span from its first
+/// write to its last written once (the bytes between them written back as
+/// they are); Form P's pads first, in a pass of their own, and a site whose
+/// pad could not be written is left as it is. A site whose write fails
+/// keeps `ok` false (its registry entry stays PATCHING: should a byte
+/// have changed, its faults are served).
+fn write_alone(mem: &Mem, planned: &[Option<Planned>; ROUND], ok: &mut [bool; ROUND]) {
+    for which in [PAD, SITE] {
+        // (address, site index), by address.
+        let mut writes = [(0u64, 0usize); ROUND];
+        let mut n = 0;
+        for (i, p) in planned.iter().enumerate() {
+            let (Some(p), Some(true)) = (p, ok.get(i).copied()) else { continue };
+            let at = match (which, p.ext) {
+                (PAD, Some(x)) if x.form == registry::FORM_PAD => x.pad,
+                (PAD, _) => continue,
+                _ => p.site_at,
+            };
+            if let Some(w) = writes.get_mut(n) {
+                *w = (at, i);
+                n += 1;
+            }
+        }
+        let writes = writes.get_mut(..n).unwrap_or_default();
+        writes.sort_unstable_by_key(|w| w.0);
+        write_pages(mem, writes, |i| final_bytes(planned.get(i)?.as_ref()?, which), ok);
+    }
+}
+
+const PAD: u8 = 0;
+const SITE: u8 = 1;
+
+/// What [`write_alone`] writes for `p`: its pad's bytes, or its site's.
+fn final_bytes(p: &Planned, which: u8) -> Option<([u8; forms::OVERLAY_BYTES], usize)> {
+    let mut b = [0u8; forms::OVERLAY_BYTES];
+    let len = if which == PAD {
+        let x = p.ext?;
+        let pl = (x.pad_len as usize).min(forms::OVERLAY_BYTES);
+        let pad = forms::pad_bytes(&forms::Pad { at: x.pad, len: x.pad_len as usize }, p.slot);
+        b.get_mut(..pl)?.copy_from_slice(pad.get(..pl)?);
+        pl
+    } else {
+        let l = p.site_len.min(forms::OVERLAY_BYTES);
+        b.get_mut(..l)?.copy_from_slice(p.site.get(..l)?);
+        l
+    };
+    Some((b, len))
+}
+
+/// `writes` (address, site index; ascending, not overlapping) with their
+/// bytes from `bytes_of`, one write per page; the sites of a page that
+/// cannot be written get `ok` false.
+fn write_pages(
+    mem: &Mem,
+    writes: &[(u64, usize)],
+    bytes_of: impl Fn(usize) -> Option<([u8; forms::OVERLAY_BYTES], usize)>,
+    ok: &mut [bool; ROUND],
+) {
+    const PAGE: u64 = 4096;
+    let mut done = 0;
+    while let Some(&(start, _)) = writes.get(done) {
+        // The writes that start in start's page (the last may end past it).
+        let mut end = done;
+        let mut span_end = start;
+        while let Some(&(at, i)) = writes.get(end) {
+            let Some((_, len)) = bytes_of(i) else { break };
+            if at / PAGE != start / PAGE || at < span_end {
+                break;
+            }
+            span_end = at + len as u64;
+            end += 1;
+        }
+        let stop = end.max(done + 1);
+        let mut buf = [0u8; PAGE as usize + forms::OVERLAY_BYTES];
+        let written = end > done
+            && buf.get_mut(..(span_end - start) as usize).is_some_and(|span| {
+                raw::copy_from_user(span, start).is_ok()
+                    && writes.get(done..end).unwrap_or(&[]).iter().all(|&(at, i)| {
+                        let off = (at - start) as usize;
+                        bytes_of(i).is_some_and(|(b, len)| {
+                            span.get_mut(off..off + len).zip(b.get(..len)).map(|(d, s)| d.copy_from_slice(s)).is_some()
+                        })
+                    })
+                    && mem.write(start, span).is_ok()
+            });
+        if !written {
+            for &(_, i) in writes.get(done..stop).unwrap_or(&[]) {
+                if let Some(o) = ok.get_mut(i) {
+                    *o = false;
+                }
+            }
+        }
+        done = stop;
+    }
 }
 
 fn plan_seed(
