@@ -626,6 +626,31 @@ fn bash_signal_calls_are_fast(backend: Backend) {
     }
 }
 
+/// glibc's `_Fork` calls `set_robust_list` in the child's branch only, once
+/// in every fork child, at a site its parent never runs: the library
+/// patches it in the parent before the fork (install::patch_fork_child_sites),
+/// so no fork child's call is slow. Natively and traced the output is the same.
+fn fork_childs_first_call_is_fast(backend: Backend) {
+    let dir = fresh_reports_dir("fork_childs_first_call_is_fast", backend);
+    let script = "n=0; for i in $(seq 1 30); do (n=$((n+i))); done; echo $n";
+    let case =
+        Case::new("bash-fork-children").step(with_json_reports(Cmd::new(which("bash")).args(["-c", script]), &dir));
+    compare_native_and_traced(&case, backend);
+    let (calls, fast) = site_calls_in_reports(&dir, "bash", "/libc.so.6", "set_robust_list");
+    assert!(calls >= 31, "only {} set_robust_list calls of bash's fork children reported", calls);
+    assert_eq!(fast, calls, "{} of the fork children's {} set_robust_list calls were slow", calls - fast, calls);
+}
+
+#[test]
+fn fork_childs_first_call_is_fast_seccomp() {
+    fork_childs_first_call_is_fast(Backend::Seccomp);
+}
+
+#[test]
+fn fork_childs_first_call_is_fast_sud() {
+    fork_childs_first_call_is_fast(Backend::Sud);
+}
+
 #[test]
 fn bash_signal_calls_are_fast_seccomp() {
     bash_signal_calls_are_fast(Backend::Seccomp);

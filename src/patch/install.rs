@@ -867,6 +867,37 @@ pub fn prove_loader_sites() {
     });
 }
 
+/// How far after a fork's `syscall` [`patch_fork_child_sites`] looks.
+const FORK_CHILD_REACH: usize = 64;
+
+/// Before a fork (emulate::process, trap context; `rip`: the address after
+/// the fork's `syscall`): the seed-form sites in the few bytes after it,
+/// which the child runs and the parent does not (glibc's `_Fork`:
+/// `set_robust_list` in the child's branch, once in every fork child, a
+/// slow first call in each since its parent never made it), are patched
+/// here as after a trap of theirs ([`consider`]: proven by decoding from
+/// their function's start, or recorded with the reason), once: every
+/// later child inherits them. Only where the decoder is built already (a
+/// process that patched something): building it for one call a child
+/// makes costs more than that call.
+pub fn patch_fork_child_sites(rip: u64) {
+    if !ENABLED.load(Ordering::Relaxed) || PREPARED.load(Ordering::Relaxed) != READY {
+        return;
+    }
+    let mut b = [0u8; FORK_CHILD_REACH + 7];
+    if raw::copy_from_user(&mut b, rip).is_err() {
+        return;
+    }
+    for i in 0..FORK_CHILD_REACH {
+        let (Some(&0xb8), Some(&[0x0f, 0x05])) = (b.get(i), b.get(i + 5..i + 7)) else { continue };
+        let nr = b.get(i + 1..i + 5).and_then(|n| <[u8; 4]>::try_from(n).ok()).map_or(0, u32::from_le_bytes);
+        let after = rip + i as u64 + 7;
+        if !needs_slow_path(nr as u64) && registry::lookup(after - 2).is_none() {
+            consider(after, nr as u64);
+        }
+    }
+}
+
 /// Whether the `syscall` at `key` follows `mov $nr,%eax` (the seed form).
 fn is_seed_at(key: u64) -> bool {
     raw::read_user::<u8>(key.wrapping_sub(5)).is_ok_and(|b| b == 0xb8)
