@@ -76,3 +76,62 @@ fn without_prepatching_first_calls_are_slow() {
         assert_eq!(child_first_calls(&dir, "write"), [(1, 1)], "{b}: write in the exec'd image, USERTRAP_PREPATCH=0");
     }
 }
+
+/// The loader's sites of Forms R and P (`openat` with its number loaded
+/// earlier, `read`'s `xor %eax,%eax; syscall`), which the launcher cannot
+/// prove itself: the first image proves them before it execs, and they go
+/// with its pre-patched sites to the launcher of the exec'd image, which
+/// patches them before the loader runs, and from there to the next image.
+/// In `bash -> bash -> cat` the second bash's and cat's loaders make those
+/// calls on the fast path from the first; with USERTRAP_PREPATCH=0 on the
+/// slow path. (loader sites of the exec'd images, (fast, slow) per report.)
+fn loader_calls_of_execd_images(backend: Backend, prepatch: &str) -> Vec<(u64, u64)> {
+    let case = format!("prepatch-loader-{prepatch}");
+    let script = "echo a; bash -c 'echo b; cat /dev/null; echo c'";
+    let native = run_native(&Cmd::new(which("bash")).args(["-c", script]));
+    assert!(native.status.success(), "native run failed: {}", native.stderr_text());
+    let dir = fresh_reports_dir(&case, backend);
+    let cmd = with_json_reports(Cmd::new(which("bash")).args(["-c", script]).env("USERTRAP_PREPATCH", prepatch), &dir);
+    let traced = run_traced(&cmd, backend);
+    assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
+    assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
+    assert_eq!(traced.stderr_text(), native.stderr_text(), "{case} ({backend}): stderr");
+    let mut per_image = Vec::new();
+    for (path, text) in report_files(&dir) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let r: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let (mut fast, mut slow) = (0, 0);
+            for s in r["sites"].as_array().into_iter().flatten() {
+                let loader = s["object"].as_str().is_some_and(|o| o.contains("/ld-linux"));
+                if loader && (s["name"] == "openat" || s["name"] == "read") {
+                    fast += s["fast_calls"].as_u64().unwrap();
+                    slow += s["slow_calls"].as_u64().unwrap();
+                }
+            }
+            // The first image's loader ran before the library: no such calls.
+            if fast + slow > 0 {
+                per_image.push((fast, slow));
+            }
+        }
+    }
+    assert_eq!(per_image.len(), 2, "{case} ({backend}): the second bash and cat call the loader's openat/read");
+    per_image
+}
+
+#[test]
+fn loader_sites_of_other_forms_are_fast_in_execd_images() {
+    for b in Backend::ALL {
+        for (fast, slow) in loader_calls_of_execd_images(b, "1") {
+            assert_eq!((fast, slow), (fast + slow, 0), "{b}: the loader's openat/read in an exec'd image were slow");
+        }
+    }
+}
+
+#[test]
+fn without_prepatching_loader_sites_of_other_forms_are_slow() {
+    for b in Backend::ALL {
+        for (fast, slow) in loader_calls_of_execd_images(b, "0") {
+            assert_eq!((fast, slow), (0, fast + slow), "{b}: the loader's openat/read, USERTRAP_PREPATCH=0");
+        }
+    }
+}

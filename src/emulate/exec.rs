@@ -571,7 +571,13 @@ fn with_our_environment(
     // at start (only where the launcher starts it: the entry is then
     // hidden from the program with ours).
     let mut sites_entry = [0u8; crate::patch::install::prepatch::ENTRY_LEN];
-    let sites_len = if first.is_some() { crate::patch::install::prepatch::entry(&mut sites_entry) } else { 0 };
+    let sites_len = if first.is_some() {
+        // The loader's sites of other forms, proven here once, go with them.
+        crate::patch::install::prove_loader_sites();
+        crate::patch::install::prepatch::entry(&mut sites_entry)
+    } else {
+        0
+    };
     let needed = 1 + count + 1 + n_settings + 1 + 1 + 1;
 
     let mut on_stack = [0u64; ENV_ON_STACK];

@@ -87,7 +87,7 @@ pub fn clone(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6]) -> O
     if flags & CLONE_VFORK != 0 {
         vfork_via_stub(area, uc, nr, flags)
     } else if stack == 0 && flags & CLONE_VM == 0 {
-        fork_in_handler(area, nr, args, flags)
+        fork_in_handler(area, uc.mc.rip, nr, args, flags)
     } else {
         clone_with_frame(area, uc, nr, args, flags, stack)
     }
@@ -109,7 +109,15 @@ fn vfork_via_stub(area: &ThreadArea, uc: &mut Ucontext, nr: i64, flags: u64) -> 
     Outcome::Resume
 }
 
-fn fork_in_handler(area: &ThreadArea, nr: i64, args: [u64; 6], flags: u64) -> Outcome {
+/// `rip`: the address after the program's fork `syscall`.
+fn fork_in_handler(area: &ThreadArea, rip: u64, nr: i64, args: [u64; 6], flags: u64) -> Outcome {
+    // A fork child usually execs: the loader's sites it would prove for
+    // the new image are proven here once, and every child inherits them
+    // (proven in the child, they would be proven again in each). So are
+    // the sites only the child runs right after the fork (glibc's _Fork:
+    // set_robust_list).
+    crate::patch::install::prove_loader_sites();
+    crate::patch::install::patch_fork_child_sites(rip);
     // SAFETY: the program's own fork (or clone without CLONE_VM or a stack):
     // the child gets a copy of everything, this thread goes on as it was
     // (rt::raw: forwarded program calls).

@@ -170,6 +170,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         default_signals: None,
         libc_header: 0,
         own_text: (0, 0),
+        loader_header: 0,
     });
     let started = crate::measure::stats::now();
 
@@ -198,7 +199,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     };
 
     if let (Some(i), Role::LauncherBridge) = (interp_image.as_ref(), role) {
-        patch_loader(i);
+        patch_loader(i, carried_sites(&initial, &ctl));
     }
 
     // The process's name, as the kernel would have set it.
@@ -279,16 +280,37 @@ fn own_image(initial: &Initial) -> (u64, u64) {
     (lo & !4095, (hi + 4095) & !4095)
 }
 
-/// Patch the loader's syscall sites before it runs (install::patch_loader),
+/// The exec'ing library's list of sites to pre-patch (the value of its
+/// `USERTRAP_SITES=` entry): only among the entries it put in front of the
+/// environment, right after the control entry (a program cannot pass one
+/// of its own).
+fn carried_sites(initial: &Initial, ctl: &Control) -> &'static [u8] {
+    (0..initial.envc())
+        .map(|i| initial.env(i))
+        .skip_while(|&e| e != ctl.entry)
+        .skip(1)
+        .take(ctl.leading)
+        .find_map(|e| cstr_at(e).strip_prefix(crate::patch::install::prepatch::ENTRY))
+        .unwrap_or(&[])
+}
+
+/// Patch the loader's syscall sites before it runs (install::patch_loader,
+/// then those `carried` from the exec'ing image: install::patch_carried_loader),
 /// into the hand-off record, unless patching is off (USERTRAP_PATCH=0).
-fn patch_loader(interp: &load::Image) {
+fn patch_loader(interp: &load::Image, carried: &[u8]) {
     if !crate::patch::install::LOADER_PATCHING.load(core::sync::atomic::Ordering::Relaxed) {
         return;
     }
     // SAFETY: single-threaded, before the program starts; nobody reads it yet.
     let h = unsafe { &mut *HANDOFF.0.get() };
     let mut sites = [crate::patch::install::LoaderSite::default(); crate::patch::install::LOADER_SITES];
-    let n = crate::patch::install::patch_loader(interp.text, interp.eh_frame_hdr, &mut sites);
+    // The carried sites first: their checksum is over the original bytes,
+    // which patch_loader's own jumps would change.
+    let mut n = 0;
+    if !carried.is_empty() && crate::patch::install::prepatch::ENABLED.load(core::sync::atomic::Ordering::Relaxed) {
+        n += crate::patch::install::patch_carried_loader(interp.base, carried);
+    }
+    n += crate::patch::install::patch_loader(interp.text, interp.eh_frame_hdr, &mut sites);
     h.loader_site_count = n as u64;
     if n > 0 {
         h.registry = crate::patch::registry::snapshot();

@@ -386,9 +386,40 @@ pub struct Pad {
 
 /// Form P for the `syscall` at `sys`.
 pub fn plan_pad(code: &Code<'_>, sys: u64) -> Result<Pad, Reject> {
+    plan_pad_from(code, sys, false)
+}
+
+/// [`plan_pad`] over `code` that begins with the padding before the
+/// function (from the end of the function before it, which
+/// [`ends_in_transfer`] proved ends in an unconditional transfer, to this
+/// function's start): that padding is dead from its first byte, as the
+/// padding after a `ret` inside the function is. Reads' `xor %eax,%eax;
+/// syscall` in the loader has no room of its own (a 3-byte NOP after its
+/// `ret`), but 10 bytes of padding before it.
+pub fn plan_pad_after_gap(code: &Code<'_>, sys: u64) -> Result<Pad, Reject> {
+    plan_pad_from(code, sys, true)
+}
+
+/// Whether `prev` (a whole function of the unwind table, decoded from its
+/// start) ends with an unconditional transfer (`jmp`, `ret`, `ud2`, `hlt`)
+/// whose last byte is its last, and has no direct branch into [lo, hi)
+/// (the padding after it) and no jump table: then no thread runs that
+/// padding, whoever jumps where inside these two functions.
+pub fn ends_in_transfer(prev: &Code<'_>, lo: u64, hi: u64) -> bool {
+    let mut last = None;
+    let walked = prev.walk(|ins| {
+        last = Some(ins.mnemonic());
+        Ok(())
+    });
+    walked.is_ok()
+        && matches!(last, Some(Mnemonic::Jmp | Mnemonic::Ret | Mnemonic::Ud2 | Mnemonic::Hlt))
+        && check_branches(prev, lo, hi).is_ok()
+}
+
+fn plan_pad_from(code: &Code<'_>, sys: u64, starts_dead: bool) -> Result<Pad, Reject> {
     let (lo, hi) = ((sys + 2).saturating_sub(128), sys + 2 + 127);
     let mut seen_sys = false;
-    let mut dead = false; // after an unconditional transfer, in a NOP run
+    let mut dead = starts_dead; // after an unconditional transfer, in a NOP run
     let mut run_start = 0u64;
     let mut found: Option<Pad> = None;
     // Boundaries of the current NOP run, to know where a 7-byte pad ends.
@@ -727,6 +758,54 @@ mod tests {
         let mut falls = with_gap.clone();
         falls[23] = 0x90;
         assert_eq!(plan_pad(&code(&falls), BASE + 2), Err(Reject::NoPad));
+    }
+
+    #[test]
+    fn pad_before_the_function() {
+        // The loader's read (ld-linux-x86-64.so.2 +0x20b70): xor; syscall;
+        // cmp; ja; ret; nopl (3 bytes, too short); the error path. Before
+        // it, 10 bytes of padding outside every FDE, after the previous
+        // function's `ret`.
+        let prev = [0x48, 0x3d, 0x00, 0xf0, 0xff, 0xff, 0x77, 0x01, 0xc3, 0xf7, 0xd8, 0xc3]; // cmp; ja +1; ret; neg; ret
+        let gap = [0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00];
+        let f = [
+            0x31, 0xc0, 0x0f, 0x05, 0x48, 0x3d, 0x00, 0xf0, 0xff, 0xff, 0x77, 0x04, 0xc3, 0x0f, 0x1f, 0x00, 0xf7, 0xd8,
+            0xc3,
+        ];
+        let (g, fs) = (BASE + prev.len() as u64, BASE + (prev.len() + gap.len()) as u64);
+        let mut bytes = gap.to_vec();
+        bytes.extend_from_slice(&f);
+        let with_gap = Code { start: g, live: &bytes, overlays: &[] };
+        let alone = Code { start: fs, live: &f, overlays: &[] };
+        assert_eq!(plan_pad(&alone, fs + 2), Err(Reject::NoPad));
+        let p = plan_pad_after_gap(&with_gap, fs + 2).unwrap();
+        assert_eq!(p, Pad { at: g, len: 10 });
+        assert_eq!(pad_branch(fs + 2, &p), [0xeb, (-14i8) as u8]); // back over the gap
+                                                                   // Only after a previous function that ends in a transfer, with no
+                                                                   // branch into the gap: plan_pad's own rule (a pad after a `ret`)
+                                                                   // for the byte before the gap.
+        let p_code = Code { start: BASE, live: &prev, overlays: &[] };
+        assert!(ends_in_transfer(&p_code, g, fs));
+        let mut falls = prev;
+        falls[11] = 0x90; // the last `ret` becomes a nop: it falls into the gap
+        assert!(!ends_in_transfer(&Code { start: BASE, live: &falls, overlays: &[] }, g, fs));
+        let mut into = prev.to_vec();
+        into[7] = 0x04; // ja +4: from offset 8 to 12, the gap's first byte
+        into.truncate(9);
+        into.extend_from_slice(&[0x90, 0x90, 0xc3]);
+        assert!(!ends_in_transfer(&Code { start: BASE, live: &into, overlays: &[] }, g, fs));
+        let cut = &prev[..11]; // a function whose last instruction runs past its end
+        assert!(!ends_in_transfer(&Code { start: BASE, live: cut, overlays: &[] }, g, fs));
+        let mut table = prev.to_vec();
+        table.splice(9..9, [0xff, 0xe0]); // jmp *%rax: a jump table could reach anything
+        assert!(!ends_in_transfer(&Code { start: BASE, live: &table, overlays: &[] }, g, fs));
+        // A branch of the function itself into the gap.
+        let mut back = bytes.clone();
+        back[gap.len() + 11] = 0xf0; // ja -16: into the gap
+        assert_eq!(
+            plan_pad_after_gap(&Code { start: g, live: &back, overlays: &[] }, fs + 2),
+            Err(Reject::BranchIntoRange)
+        );
     }
 
     #[test]

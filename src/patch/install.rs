@@ -285,7 +285,7 @@ fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'
     };
     match forms::plan_range(&code, key) {
         Ok(r) => install_range(table, key, nr, &r).map_err(Some),
-        Err(why_r) => match forms::plan_pad(&pad_code, key) {
+        Err(why_r) => match forms::plan_pad(&pad_code, key).or_else(|e| pad_before(&loc, &pad_code, key).ok_or(e)) {
             Ok(p) => install_pad(table, key, nr, &p).map_err(Some),
             // The range's reason when it came close (its own refusals).
             Err(Reject::NoPad) if why_r != Reject::RangeTooShort && why_r != Reject::NotRelocatable => {
@@ -294,6 +294,38 @@ fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'
             Err(why_p) => Err(Some(why_p.as_str())),
         },
     }
+}
+
+/// Form P's pad in the padding before the function (forms::plan_pad_after_gap):
+/// the bytes from the end of the function before it (`loc.prev_end`, at
+/// most 64 bytes back, in the same text) are NOP/INT3 fill only, and that
+/// function, decoded whole from its start, ends with an unconditional
+/// transfer and branches into none of them. `code`: the function (and the
+/// fill after it) as try_other_forms planned it.
+fn pad_before(loc: &locate::Located, code: &forms::Code<'_>, key: u64) -> Option<forms::Pad> {
+    let (prev_start, gap_start) = (loc.prev_start, loc.prev_end);
+    if gap_start >= loc.func_start
+        || loc.func_start - gap_start > 64
+        || prev_start < loc.text_start
+        || gap_start - prev_start > site::MAX_DECODE
+    {
+        return None;
+    }
+    let mut overlays = [forms::Overlay::EMPTY; forms::MAX_OVERLAYS];
+    let n = registry::overlays_in(prev_start, code.end(), &mut overlays)?;
+    let overlays = overlays.get(..n)?;
+    // SAFETY: [prev_start, code.end()) lies in the run of readable and
+    // executable mappings of the site's object (prev_start >= text_start,
+    // checked above; code.end() is at most text_end, see try_other_forms),
+    // and only our patcher (holding the lock we hold) writes it.
+    let all = unsafe { core::slice::from_raw_parts(prev_start as *const u8, (code.end() - prev_start) as usize) };
+    let prev = forms::Code { start: prev_start, live: all.get(..(gap_start - prev_start) as usize)?, overlays };
+    let gap = all.get((gap_start - prev_start) as usize..(loc.func_start - prev_start) as usize)?;
+    if !forms::all_filler(gap_start, gap) || !forms::ends_in_transfer(&prev, gap_start, loc.func_start) {
+        return None;
+    }
+    let with_gap = forms::Code { start: gap_start, live: all.get((gap_start - prev_start) as usize..)?, overlays };
+    forms::plan_pad_after_gap(&with_gap, key).ok()
 }
 
 fn install_range(table: &mut Table, key: u64, nr: u64, r: &forms::Range) -> Result<(), &'static str> {
@@ -608,7 +640,7 @@ pub fn patch_loader(text: (u64, u64), eh_frame_hdr: u64, out: &mut [LoaderSite])
         }
     }
     // All in the table's first window and arena (n is far below their 8192).
-    let [window, arena] = table.seed_regions();
+    let [window, arena, _, _] = table.regions();
     drop(table);
     // The table's own window and arena: made writable for the trampolines
     // and slots, then given their protections back, all before a byte of
@@ -769,6 +801,10 @@ pub fn adopt_loader_sites(snapshot: &registry::Snapshot, regions: &[(u64, u64)])
     }
     let (table, len) = snapshot.mapping();
     crate::rt::owned::add(table, len);
+    let (ext, len) = snapshot.ext_mapping();
+    if ext != 0 {
+        crate::rt::owned::add(ext, len);
+    }
     for &(addr, len) in regions {
         crate::rt::owned::add(addr, len);
     }
@@ -780,8 +816,149 @@ pub fn open_fast_path() {
     arch::set_fast_ok(|nr| !needs_slow_path(nr));
 }
 
-/// The seed form's slot window and trampoline arena, for the hand-off.
+/// The slot windows and trampoline arenas of the loader's sites, for the
+/// hand-off.
 #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
-pub fn loader_regions() -> [(u64, u64); 2] {
-    PATCHER.try_lock().map_or([(0, 0); 2], |t| t.seed_regions())
+pub fn loader_regions() -> [(u64, u64); 4] {
+    PATCHER.try_lock().map_or([(0, 0); 4], |t| t.regions())
+}
+
+/// The launcher, after [`patch_loader`], before the loader runs: the
+/// loader's sites the exec'ing image carried (`value`, the
+/// `USERTRAP_SITES=` entry's value; prepatch.rs), of every form, for the
+/// loader whose ELF header is at `header`. Their proofs were made by the
+/// exec'ing image's decoder (iced, from the unwind tables' function
+/// starts) in the same file (build ID), and their original bytes are
+/// checked against the entry's checksum before anything is written; the
+/// final bytes are written at once (nothing runs them yet). Their trampolines
+/// jump to the gate's jump to its owner's fast entry, as patch_loader's do,
+/// so they serve the library after the hand-off. How many were patched.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn patch_carried_loader(header: u64, value: &[u8]) -> usize {
+    if header == 0 || !arch::trampoline_layout_ok() || !registry::prepare() {
+        return 0;
+    }
+    let Some(mut table) = PATCHER.try_lock() else { return 0 };
+    let n = prepatch::apply_to_loader(&mut table, value, header, arch::GATE_FAST_ENTRY, needs_slow_path);
+    drop(table);
+    if n > 0 {
+        open_fast_path();
+    }
+    n
+}
+
+/// Whether [`prove_loader_sites`] ran in this image (a fork child inherits
+/// its parent's: the same sites, patched in its copy of the memory).
+static LOADER_PROVED: AtomicBool = AtomicBool::new(false);
+
+/// Before an exec through the launcher, or a fork (emulate, trap context): patch
+/// the loader's sites of Forms R and P here, so that pre-patching carries
+/// them to the new image, whose launcher patches them before its loader
+/// makes its calls (the loader's `openat`, `read`, `arch_prctl`, ...: a
+/// few slow calls in every exec'd process otherwise, since the launcher's
+/// own decoder proves only the seed form, and the library comes too late
+/// for them). Each is proven as after a trap (try_other_forms: iced from
+/// the unwind tables' function start); the seed form's sites are left to
+/// the launcher. Once per image, and only where the decoder is built
+/// already (a process that patched something): building it costs more
+/// than the calls it would save in one child. The number each site is
+/// tried with is the one loaded just before it where there is one (the
+/// registry names the site with it; Forms R and P run rax's number).
+pub fn prove_loader_sites() {
+    if !ENABLED.load(Ordering::Relaxed)
+        || !prepatch::ENABLED.load(Ordering::Relaxed)
+        || PREPARED.load(Ordering::Relaxed) != READY
+        || LOADER_PROVED.swap(true, Ordering::Relaxed)
+    {
+        return;
+    }
+    let Some((lo, hi)) = prepatch::loader_text() else { return };
+    thread::with_signals_blocked(|| {
+        let Some(mut table) = PATCHER.try_lock() else { return };
+        if !registry::prepare() {
+            return;
+        }
+        let mut page = [0u8; 4096 + 16];
+        let mut at = lo;
+        while at < hi {
+            // A page and the bytes after it (an instruction may straddle).
+            let len = ((hi - at) as usize).min(page.len());
+            let Some(buf) = page.get_mut(..len) else { return };
+            if raw::copy_from_user(buf, at).is_err() {
+                return;
+            }
+            let step = len.min(4096);
+            for i in 0..step {
+                if buf.get(i..i + 2) != Some(&[0x0f, 0x05][..]) {
+                    continue;
+                }
+                let key = at + i as u64;
+                if registry::lookup(key).is_some() || is_seed_at(key) {
+                    continue;
+                }
+                let nr = number_before(key);
+                if needs_slow_path(nr) {
+                    continue;
+                }
+                let _ = try_other_forms(&mut table, key, nr);
+            }
+            at += step as u64;
+        }
+    });
+}
+
+/// How far after a fork's `syscall` [`patch_fork_child_sites`] looks.
+const FORK_CHILD_REACH: usize = 64;
+
+/// Before a fork (emulate::process, trap context; `rip`: the address after
+/// the fork's `syscall`): the seed-form sites in the few bytes after it,
+/// which the child runs and the parent does not (glibc's `_Fork`:
+/// `set_robust_list` in the child's branch, once in every fork child, a
+/// slow first call in each since its parent never made it), are patched
+/// here as after a trap of theirs ([`consider`]: proven by decoding from
+/// their function's start, or recorded with the reason), once: every
+/// later child inherits them. Only where the decoder is built already (a
+/// process that patched something): building it for one call a child
+/// makes costs more than that call.
+pub fn patch_fork_child_sites(rip: u64) {
+    if !ENABLED.load(Ordering::Relaxed) || PREPARED.load(Ordering::Relaxed) != READY {
+        return;
+    }
+    let mut b = [0u8; FORK_CHILD_REACH + 7];
+    if raw::copy_from_user(&mut b, rip).is_err() {
+        return;
+    }
+    for i in 0..FORK_CHILD_REACH {
+        let (Some(&0xb8), Some(&[0x0f, 0x05])) = (b.get(i), b.get(i + 5..i + 7)) else { continue };
+        let nr = b.get(i + 1..i + 5).and_then(|n| <[u8; 4]>::try_from(n).ok()).map_or(0, u32::from_le_bytes);
+        let after = rip + i as u64 + 7;
+        if !needs_slow_path(nr as u64) && registry::lookup(after - 2).is_none() {
+            consider(after, nr as u64);
+        }
+    }
+}
+
+/// Whether the `syscall` at `key` follows `mov $nr,%eax` (the seed form).
+fn is_seed_at(key: u64) -> bool {
+    raw::read_user::<u8>(key.wrapping_sub(5)).is_ok_and(|b| b == 0xb8)
+}
+
+/// The number loaded into eax before the `syscall` at `key`: 0 after `xor
+/// %eax,%eax`, else the last `mov $imm32,%eax` in the 24 bytes before it
+/// with a syscall number's value, else 0. Only a name for the site.
+fn number_before(key: u64) -> u64 {
+    let mut b = [0u8; 24];
+    if raw::copy_from_user(&mut b, key.wrapping_sub(24)).is_err() {
+        return 0;
+    }
+    if b[22..24] == [0x31, 0xc0] {
+        return 0;
+    }
+    (0..=19)
+        .rev()
+        .find_map(|i| {
+            let imm = u32::from_le_bytes([*b.get(i + 1)?, *b.get(i + 2)?, *b.get(i + 3)?, *b.get(i + 4)?]);
+            (b.get(i) == Some(&0xb8) && imm < 512).then_some(imm as u64)
+        })
+        .unwrap_or(0)
 }

@@ -21,7 +21,7 @@ use super::hints::eh_frame_hint;
 use super::maps::find_object;
 use super::os::Os;
 use super::reject::Reject;
-use super::unwind::{lookup_fde, next_fde_start, scan_eh_frame};
+use super::unwind::{lookup_fde, next_fde_start, prev_fde, scan_eh_frame};
 
 /// Set by `usertrap trace` (measure::report::trace::configure): where the
 /// fast path stays on the program's stack (no FSGSBASE), Go code is not
@@ -40,6 +40,11 @@ pub struct Located {
     /// Where the next function of the unwind table starts (the padding
     /// after this one ends there); `func_end` when not known.
     pub next_start: u64,
+    /// The function before this one in the unwind table, [prev_start,
+    /// prev_end), where the padding before this one begins; both
+    /// `func_start` when not known (no `.eh_frame_hdr`, or none before).
+    pub prev_start: u64,
+    pub prev_end: u64,
     /// The run of adjacent readable+executable mappings of the object's file
     /// around the address, as /proc/self/maps listed them.
     pub text_start: u64,
@@ -51,11 +56,13 @@ pub struct Located {
 pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
     let obj = find_object(os, site)?;
     let mut next_start = None;
+    let mut prev = None;
     let found = match program_headers(os, obj.header, site) {
         Ok(eh) => {
             let f = lookup_fde(os, eh, site);
-            if let Ok((_, end)) = f {
+            if let Ok((start, end)) = f {
                 next_start = next_fde_start(os, eh, end.saturating_sub(1)).filter(|&n| n >= end);
+                prev = prev_fde(os, eh, start);
             }
             f
         }
@@ -89,7 +96,16 @@ pub fn locate_with<O: Os>(os: &mut O, site: u64) -> Result<Located, Reject> {
         Err(e) => return Err(e),
     };
     let next_start = next_start.unwrap_or(func_end);
-    Ok(Located { func_start, func_end, next_start, text_start: obj.text_start, text_end: obj.text_end })
+    let (prev_start, prev_end) = prev.unwrap_or((func_start, func_start));
+    Ok(Located {
+        func_start,
+        func_end,
+        next_start,
+        prev_start,
+        prev_end,
+        text_start: obj.text_start,
+        text_end: obj.text_end,
+    })
 }
 
 #[cfg(test)]

@@ -238,11 +238,23 @@ pub struct Snapshot {
     patched: u64,
     chunk_count: u64,
     chunks: [u64; MAX_CHUNKS],
+    /// The Forms R/P records (the loader's sites carried from the exec'ing
+    /// image, prepatch::apply_to_loader): their mapping and count.
+    ext: u64,
+    ext_count: u64,
 }
 
 impl Snapshot {
     pub const EMPTY: Snapshot =
-        Snapshot { table: 0, all_count: 0, patched: 0, chunk_count: 0, chunks: [0; MAX_CHUNKS] };
+        Snapshot { table: 0, all_count: 0, patched: 0, chunk_count: 0, chunks: [0; MAX_CHUNKS], ext: 0, ext_count: 0 };
+
+    /// The Forms R/P records' mapping, (address, length); (0, 0) if none.
+    pub fn ext_mapping(&self) -> (u64, u64) {
+        if self.ext == 0 {
+            return (0, 0);
+        }
+        (self.ext, ((core::mem::size_of::<Ext>() * EXT_CAPACITY + 4095) & !4095) as u64)
+    }
 
     /// The table's mapping, (address, length); (0, 0) if none.
     pub fn mapping(&self) -> (u64, u64) {
@@ -254,9 +266,11 @@ impl Snapshot {
 }
 
 /// This registry as a [`Snapshot`] (the launcher's, before it jumps to the
-/// loader). It holds only the loader's patched sites of the seed form: the
-/// launcher patches nothing after a trap (install::ENABLED stays off in its
-/// bridge), so there are no Form R/P records and no unpatched list to carry.
+/// loader). It holds only the loader's patched sites: those of the seed
+/// form it proved, and those of any form the exec'ing image carried (with
+/// their Form R/P records); the launcher patches nothing after a trap
+/// (install::ENABLED stays off in its bridge), so there is no unpatched
+/// list to carry.
 #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
 pub fn snapshot() -> Snapshot {
     let mut s = Snapshot {
@@ -265,6 +279,8 @@ pub fn snapshot() -> Snapshot {
         patched: PATCHED_COUNT.load(Ordering::Relaxed) as u64,
         chunk_count: CHUNK_COUNT.load(Ordering::Acquire) as u64,
         chunks: [0; MAX_CHUNKS],
+        ext: EXT.load(Ordering::Acquire),
+        ext_count: EXT_COUNT.load(Ordering::Acquire) as u64,
     };
     for (o, c) in s.chunks.iter_mut().zip(CHUNKS.iter()) {
         *o = c.load(Ordering::Relaxed);
@@ -281,6 +297,10 @@ pub fn adopt(s: &Snapshot) -> bool {
     }
     for (c, &v) in CHUNKS.iter().zip(s.chunks.iter()) {
         c.store(v, Ordering::Relaxed);
+    }
+    if s.ext != 0 && EXT.load(Ordering::Relaxed) == 0 && s.ext_count as usize <= EXT_CAPACITY {
+        EXT_COUNT.store(s.ext_count as usize, Ordering::Relaxed);
+        EXT.store(s.ext, Ordering::Release);
     }
     CHUNK_COUNT.store(s.chunk_count as usize, Ordering::Release);
     PATCHED_COUNT.store(s.patched as usize, Ordering::Relaxed);

@@ -167,13 +167,18 @@ impl Table {
 }
 
 impl Table {
-    /// The seed form's current slot window and trampoline arena, as
-    /// (address, length) (0, 0 when not mapped yet): what the launcher's
-    /// loader patches use, handed to the library (see install::patch_loader).
+    /// The current slot window, trampoline arena, Form R/P trampoline arena
+    /// and punned slot window, as (address, length) ((0, 0) when not mapped
+    /// yet): what the launcher's loader patches use (a few dozen sites, far
+    /// below one of each), handed to the library (see install::patch_loader).
     #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
-    pub fn seed_regions(&self) -> [(u64, u64); 2] {
-        let window = if self.window != 0 { (self.window, WINDOW_LEN as u64) } else { (0, 0) };
-        let arena = if self.arena != 0 { (self.arena, ARENA_LEN as u64) } else { (0, 0) };
-        [window, arena]
+    pub fn regions(&self) -> [(u64, u64); 4] {
+        let of = |at: u64, len: usize| if at != 0 { (at, len as u64) } else { (0, 0) };
+        [
+            of(self.window, WINDOW_LEN),
+            of(self.arena, ARENA_LEN),
+            of(self.big_arena, BIG_ARENA_LEN),
+            of(self.pun_window, WINDOW_LEN),
+        ]
     }
 }

@@ -82,6 +82,16 @@ pub(super) fn fixed_size(enc: u8) -> Option<u64> {
 /// Find the FDE covering `site` through the `.eh_frame_hdr` at `hdr`:
 /// (function start, function end).
 pub(super) fn lookup_fde<O: Os>(os: &mut O, hdr: u64, site: u64) -> Result<(u64, u64), Reject> {
+    let (start, end) = fde_at_or_below(os, hdr, site)?;
+    if site >= end {
+        return Err(Reject::PastFunctionEnd);
+    }
+    Ok((start, end))
+}
+
+/// The FDE with the largest start at or below `site`, whether or not it
+/// covers `site`: (function start, function end).
+fn fde_at_or_below<O: Os>(os: &mut O, hdr: u64, site: u64) -> Result<(u64, u64), Reject> {
     let bad = Reject::BadUnwind;
     let head: [u8; 4] = read_array(os, hdr).ok_or(bad)?;
     let [version, eh_frame_ptr_enc, fde_count_enc, table_enc] = head;
@@ -125,10 +135,15 @@ pub(super) fn lookup_fde<O: Os>(os: &mut O, hdr: u64, site: u64) -> Result<(u64,
         return Err(bad);
     }
     let end = start.checked_add(range).ok_or(bad)?;
-    if site >= end {
-        return Err(Reject::PastFunctionEnd);
-    }
     Ok((start, end))
+}
+
+/// The function before the one starting at `func_start`: the last FDE of
+/// the table starting below it, (start, end), if it ends at or below
+/// `func_start` (where the padding before that function begins).
+pub(super) fn prev_fde<O: Os>(os: &mut O, hdr: u64, func_start: u64) -> Option<(u64, u64)> {
+    let (start, end) = fde_at_or_below(os, hdr, func_start.checked_sub(1)?).ok()?;
+    (start < end && end <= func_start).then_some((start, end))
 }
 
 /// The lowest function start in `.eh_frame_hdr`'s table above `addr`

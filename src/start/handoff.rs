@@ -69,10 +69,12 @@ pub struct Handoff {
     /// How many of the loader's sites the launcher patched before the loader
     /// ran (install::patch_loader), its registry of them, which the library
     /// takes over before its fault handlers replace the launcher's, and the
-    /// slot window and trampoline arena they use.
+    /// slot windows and trampoline arenas they use (seed, Forms R/P,
+    /// punned slots: install::loader_regions). Those of any form the
+    /// exec'ing image carried count too (install::patch_carried_loader).
     pub loader_site_count: u64,
     pub registry: Snapshot,
-    pub loader_regions: [[u64; 2]; 2],
+    pub loader_regions: [[u64; 2]; 4],
     /// The program's executable (what /proc/self/exe names natively), NUL-terminated.
     pub exe_path: [u8; PATH_LEN],
 }
@@ -93,7 +95,7 @@ impl Handoff {
             launcher_marks: [0; 3],
             loader_site_count: 0,
             registry: Snapshot::EMPTY,
-            loader_regions: [[0; 2]; 2],
+            loader_regions: [[0; 2]; 4],
             exe_path: [0; PATH_LEN],
         }
     }

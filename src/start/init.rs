@@ -72,6 +72,9 @@ pub struct Startup<'a> {
     /// The interposer's own executable segment, [start, end) page-aligned,
     /// if known from the loader (else the patcher reads the maps for it).
     pub own_text: (u64, u64),
+    /// Where the loader's ELF header is mapped (AT_BASE), 0 if unknown or
+    /// none: pre-patching's loader (carried to the launcher of an exec'd image).
+    pub loader_header: u64,
 }
 
 impl Startup<'_> {
@@ -165,8 +168,8 @@ pub fn start(s: &Startup<'_>) {
     if let Some(h) = s.handoff.filter(|h| h.loader_site_count != 0) {
         // The loader's sites the launcher patched: ours from now on (before
         // our fault handlers replace the launcher's, which know them).
-        let [a, b] = h.loader_regions;
-        patch::install::adopt_loader_sites(&h.registry, &[(a[0], a[1]), (b[0], b[1])]);
+        let [a, b, c, d] = h.loader_regions;
+        patch::install::adopt_loader_sites(&h.registry, &[(a[0], a[1]), (b[0], b[1]), (c[0], c[1]), (d[0], d[1])]);
     }
     for (sig, action) in [
         (signals::SIGSYS, sigsys::handler_action()),
@@ -207,9 +210,15 @@ pub fn start(s: &Startup<'_>) {
         patch::install::open_fast_path();
     }
     phases::mark(Mark::Patching);
-    if config.patch && config.prepatch && s.libc_header != 0 {
+    // The launcher's bridge applies the loader's carried sites (launch::patch_loader).
+    if config.patch && config.prepatch && (s.libc_header != 0 || bridge) {
         patch::install::prepatch::ENABLED.store(true, Ordering::Relaxed);
-        patch::install::prepatch::note_libc(s.libc_header);
+        if s.libc_header != 0 {
+            patch::install::prepatch::note_libc(s.libc_header);
+        }
+        if s.loader_header != 0 {
+            patch::install::prepatch::note_loader(s.loader_header);
+        }
         if let Some(sites) = carried_sites(s) {
             patch::install::prepatch::keep(sites);
         }

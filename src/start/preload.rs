@@ -11,6 +11,8 @@ use crate::start::handoff::{Handoff, AT_USERTRAP_HANDOFF, PATH_LEN};
 use crate::start::init::{self, Role, Startup};
 
 const AT_HWCAP2: u64 = 26;
+/// The program interpreter's (the loader's) load address.
+const AT_BASE: u64 = 7;
 /// The launcher's file name, installed beside the library.
 const LAUNCHER_NAME: &[u8] = b"usertrap-launcher";
 
@@ -108,6 +110,8 @@ fn start_preloaded() {
         // getauxval), or 0.
         libc_header: libc.map_or(0, |o| o.header),
         own_text: own.map_or((0, 0), |o| o.text),
+        // SAFETY: as above.
+        loader_header: unsafe { getauxval(AT_BASE) },
     });
     if let Some(h) = handoff {
         give_back_environment(h, lib_path);

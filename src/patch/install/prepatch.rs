@@ -35,7 +35,27 @@
 //! fault.rs, which completes the call. The trapping thread returns past a
 //! seed site, or faults inside a range, as after a lazy patch.
 //!
-//! Only libc: the executables differ, and the loader is left alone.
+//! The loader too, but earlier: its calls in the new image come before the
+//! library is loaded, so its group of the entry (one group per object,
+//! `<build ID>:<sites>:<checksum>`, `;` between) is applied by the
+//! launcher before it jumps to the loader ([`apply_to_loader`]), with the
+//! same checks (build ID, every span in the loader's text, the checksum of
+//! the original bytes, each form's shape), the final bytes written at once
+//! (nothing runs them yet: no other thread, the loader not started). The
+//! loader's seed-form sites are not carried (the launcher proves those
+//! itself, one write per page); its other forms are proven by the exec'ing
+//! image (install::prove_loader_sites), once, and each launched image
+//! carries them on from the registry it took over. Not the executables:
+//! they differ.
+//!
+//! What the entry can and cannot do: it is written by the library into the
+//! new image's environment, among the entries the launcher and library
+//! read only in front (a program's own `USERTRAP_SITES` is ignored). A
+//! site list is never taken as a proof of anything but "these bytes were
+//! proven in a file with this build ID": the bytes themselves are compared
+//! (checksum) before any write, so a different or modified file is never
+//! patched. (Code in the process tree can forge the entry, as it can write
+//! its own memory: usertrap is not a sandbox.)
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -54,10 +74,49 @@ pub const MAX_SITES: usize = 160;
 /// Room for the entry: name, build ID, sites, checksum, NUL.
 pub const ENTRY_LEN: usize = 4096;
 
-/// libc in this image: load bias, its executable segment, its build ID.
-/// Written once by [`note_libc`] in the constructor (one thread), read after.
-static LIBC: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
-static BUILD_ID: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+/// An object whose sites are carried (libc, the loader): load bias, its
+/// executable segment, its build ID. Written once by [`note_libc`] or
+/// [`note_loader`] at start (one thread), read after.
+struct Object {
+    at: [AtomicU64; 3],
+    id: [AtomicU64; 3],
+}
+
+impl Object {
+    const fn new() -> Object {
+        Object { at: [const { AtomicU64::new(0) }; 3], id: [const { AtomicU64::new(0) }; 3] }
+    }
+
+    fn note(&self, header: u64) {
+        let Some((bias, text, id)) = read_libc(header) else { return };
+        let mut words = [0u64; 3];
+        for (i, b) in id.iter().enumerate() {
+            words[i / 8] |= (*b as u64) << (8 * (i % 8));
+        }
+        for (w, v) in self.id.iter().zip(words) {
+            w.store(v, Ordering::Relaxed);
+        }
+        self.at[1].store(text.0, Ordering::Relaxed);
+        self.at[2].store(text.1, Ordering::Relaxed);
+        self.at[0].store(bias, Ordering::Release);
+    }
+
+    /// (load bias, text start, text end, build ID), once noted.
+    fn get(&self) -> Option<(u64, u64, u64, [u8; ID_MAX])> {
+        let bias = self.at[0].load(Ordering::Acquire);
+        if bias == 0 {
+            return None;
+        }
+        let mut id = [0u8; ID_MAX];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = (self.id.get(i / 8)?.load(Ordering::Relaxed) >> (8 * (i % 8))) as u8;
+        }
+        Some((bias, self.at[1].load(Ordering::Relaxed), self.at[2].load(Ordering::Relaxed), id))
+    }
+}
+
+static LIBC: Object = Object::new();
+static LOADER: Object = Object::new();
 const ID_MAX: usize = 20;
 
 /// Where libc is, from the address of its ELF header (the loader's
@@ -65,17 +124,19 @@ const ID_MAX: usize = 20;
 /// from memory (no syscall but the fault-tolerant copies). No build ID or
 /// no single executable segment: nothing is carried or applied.
 pub fn note_libc(header: u64) {
-    let Some((bias, text, id)) = read_libc(header) else { return };
-    let mut words = [0u64; 3];
-    for (i, b) in id.iter().enumerate() {
-        words[i / 8] |= (*b as u64) << (8 * (i % 8));
-    }
-    for (w, v) in BUILD_ID.iter().zip(words) {
-        w.store(v, Ordering::Relaxed);
-    }
-    LIBC[1].store(text.0, Ordering::Relaxed);
-    LIBC[2].store(text.1, Ordering::Relaxed);
-    LIBC[0].store(bias, Ordering::Release);
+    LIBC.note(header);
+}
+
+/// The same for the loader (its header: AT_BASE). Its sites are carried
+/// too: the launcher patches them in the new image before the loader runs
+/// ([`apply_to_loader`]), where the library is not loaded yet.
+pub fn note_loader(header: u64) {
+    LOADER.note(header);
+}
+
+/// The loader's text, [start, end), once noted.
+pub fn loader_text() -> Option<(u64, u64)> {
+    LOADER.get().map(|(_, lo, hi, _)| (lo, hi))
 }
 
 fn read_libc(header: u64) -> Option<(u64, (u64, u64), [u8; ID_MAX])> {
@@ -135,18 +196,6 @@ fn build_id(at: u64, len: u64) -> Option<[u8; ID_MAX]> {
         p = desc + ((descsz + 3) & !3);
     }
     None
-}
-
-fn libc() -> Option<(u64, u64, u64, [u8; ID_MAX])> {
-    let bias = LIBC[0].load(Ordering::Acquire);
-    if bias == 0 {
-        return None;
-    }
-    let mut id = [0u8; ID_MAX];
-    for (i, b) in id.iter_mut().enumerate() {
-        *b = (BUILD_ID.get(i / 8)?.load(Ordering::Relaxed) >> (8 * (i % 8))) as u8;
-    }
-    Some((bias, LIBC[1].load(Ordering::Relaxed), LIBC[2].load(Ordering::Relaxed), id))
 }
 
 // ---------------------------------------------------------------------------
@@ -298,23 +347,60 @@ fn decode_item(s: &[u8]) -> Option<Item> {
 }
 
 /// The parent's side, at exec (trap context: no allocation, no libc): the
-/// `USERTRAP_SITES=...` entry, NUL-terminated, for the libc sites this
-/// process has patched, into `buf`; its length with the NUL, 0 for none.
+/// `USERTRAP_SITES=...` entry, NUL-terminated, for the loader's and libc's
+/// sites this process has patched, into `buf`; its length with the NUL, 0
+/// for none. One group per object, `;` between them: `<build ID>:<sites>:<checksum>`.
 pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
     if !ENABLED.load(Ordering::Relaxed) {
         return 0;
     }
-    let Some((bias, lo, hi, id)) = libc() else { return 0 };
     let mut o = Out { buf: &mut buf[..], len: 0, ok: true };
     o.put(ENTRY);
+    let mut count = 0usize;
+    let mut groups = 0;
+    // The loader's first: a few dozen sites at most, where libc's may fill
+    // the entry.
+    // The loader's seed-form sites are left out: its launcher proves them
+    // itself, and writes them one page at a time.
+    for (obj, seeds) in [(&LOADER, false), (&LIBC, true)] {
+        let Some(info) = obj.get() else { continue };
+        let mark = o.len;
+        if groups > 0 {
+            o.put(b";");
+        }
+        if group(&mut o, info, seeds, &mut count) {
+            groups += 1;
+        } else {
+            o.len = mark;
+            o.ok = true;
+        }
+    }
+    if groups == 0 {
+        return 0;
+    }
+    o.put(b"\0");
+    if o.ok {
+        o.len
+    } else {
+        0
+    }
+}
+
+/// One object's group into `o`; false if it holds no site (or does not fit).
+/// `seeds`: with the sites of the seed form. `count`: the sites written so
+/// far, of MAX_SITES.
+fn group(o: &mut Out<'_>, (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]), seeds: bool, count: &mut usize) -> bool {
     for b in id {
         o.put(&[b"0123456789abcdef"[(b >> 4) as usize], b"0123456789abcdef"[(b & 15) as usize]]);
     }
     o.put(b":");
+    if !o.ok {
+        return false;
+    }
     let mut sum = Fnv::new();
-    let mut count = 0usize;
+    let start_count = *count;
     registry::for_each_in(lo, hi - lo, |s| {
-        if s.state != PATCHED || count >= MAX_SITES {
+        if s.state != PATCHED || *count >= MAX_SITES {
             return;
         }
         let rel = |a: u64| a.wrapping_sub(bias);
@@ -322,6 +408,7 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
         let mut orig = [0u8; forms::MAX_RANGE + forms::OVERLAY_BYTES];
         let olen;
         match registry::ext_of(s) {
+            None if !seeds => return,
             None => {
                 it.form = b's';
                 let mut b = [0xb8, 0, 0, 0, 0, 0x0f, 0x05];
@@ -352,30 +439,26 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
         // Whole items only: stop at the first that does not fit (the
         // checksum's 17 bytes and the NUL stay free).
         let mark = o.len;
-        if count > 0 {
+        if *count > start_count {
             o.put(b",");
         }
-        encode_item(&mut o, &it);
+        encode_item(o, &it);
         if !o.ok || o.len + 18 > ENTRY_LEN {
             o.len = mark;
             o.ok = true;
-            count = MAX_SITES;
+            *count = MAX_SITES;
             return;
         }
         sum.put(&orig[..olen]);
-        count += 1;
+        *count += 1;
     });
-    if count == 0 {
-        return 0;
+    if *count == start_count {
+        return false;
     }
     o.put(b":");
     o.hex(sum.0);
-    o.put(b"\0");
-    if o.ok {
-        o.len
-    } else {
-        0
-    }
+    // Room for the NUL.
+    o.ok && o.len < ENTRY_LEN
 }
 
 // ---------------------------------------------------------------------------
@@ -456,20 +539,27 @@ pub fn keep(value: &[u8]) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    let Some((_, _, _, id)) = libc() else { return };
-    let Some(their_id) = value.split(|&b| b == b':').next() else { return };
-    let same_id = their_id.len() == 2 * ID_MAX
-        && their_id.chunks(2).zip(id).all(|(h, b)| {
-            let digit = |i: usize| h.get(i).and_then(|&c| hex_digit(c)).unwrap_or(0x100);
-            digit(0) << 4 | digit(1) == b as u64
-        });
+    let Some((_, _, _, id)) = LIBC.get() else { return };
+    let Some(group) = group_for(value, &id) else { return };
     let Some(mut p) = PENDING.try_lock() else { return };
-    if !same_id || value.len() > p.value.len() {
+    if group.len() > p.value.len() {
         return;
     }
-    p.value[..value.len()].copy_from_slice(value);
-    p.len = value.len();
+    p.value[..group.len()].copy_from_slice(group);
+    p.len = group.len();
     ANY_PENDING.store(true, Ordering::Release);
+}
+
+/// The group of the entry's value `value` whose build ID is `id`.
+fn group_for<'a>(value: &'a [u8], id: &[u8; ID_MAX]) -> Option<&'a [u8]> {
+    value.split(|&b| b == b';').find(|g| {
+        let their_id = g.split(|&b| b == b':').next().unwrap_or(&[]);
+        their_id.len() == 2 * ID_MAX
+            && their_id.chunks(2).zip(id).all(|(h, &b)| {
+                let digit = |i: usize| h.get(i).and_then(|&c| hex_digit(c)).unwrap_or(0x100);
+                digit(0) << 4 | digit(1) == b as u64
+            })
+    })
 }
 
 /// Whether carried sites wait for [`apply`].
@@ -491,17 +581,59 @@ pub fn apply(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> boo
         return 0;
     }
     let Some(p) = PENDING.try_lock() else { return 0 };
-    let Some((bias, lo, hi, _)) = libc() else { return 0 };
-    let mut parts = p.value.get(..p.len).unwrap_or(&[]).split(|&b| b == b':');
+    let Some(obj) = LIBC.get() else { return 0 };
+    let mut items = [Item::default(); MAX_SITES];
+    let n = parse_group(p.value.get(..p.len).unwrap_or(&[]), obj, &mut items);
+    if n == 0 || !ready() {
+        return 0;
+    }
+    let Ok(mem) = Mem::open() else { return 0 };
+    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, arch::fast_entry(), false)
+}
+
+/// The launcher, before the loader runs (no other thread; the registry
+/// mapped, PATCHER held by the caller): the loader's group of the carried
+/// entry's value `value`, applied to the loader whose ELF header is at
+/// `header`, its trampolines jumping to `entry` (the gate's jump to its
+/// owner's fast entry: the launcher's now, the library's after the
+/// hand-off). Its bytes are checked against the checksum as in [`apply`]
+/// (the proofs were made in a mapping of the same file, by build ID). How
+/// many sites were patched.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+#[inline(never)]
+pub fn apply_to_loader(
+    table: &mut crate::patch::table::Table,
+    value: &[u8],
+    header: u64,
+    entry: u64,
+    slow: fn(u64) -> bool,
+) -> usize {
+    LOADER.note(header);
+    let Some(obj) = LOADER.get() else { return 0 };
+    let Some(group) = group_for(value, &obj.3) else { return 0 };
+    let mut items = [Item::default(); MAX_SITES];
+    let n = parse_group(group, obj, &mut items);
+    if n == 0 {
+        return 0;
+    }
+    let Ok(mem) = Mem::open() else { return 0 };
+    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, entry, true)
+}
+
+/// The sites of `group` (`<id>:<sites>:<checksum>`) for the object `obj`
+/// (bias, text, ID) into `items`, as addresses: how many, 0 unless every
+/// site's spans lie in the object's text and their bytes now are the ones
+/// the checksum was made of.
+fn parse_group(group: &[u8], (bias, lo, hi, _): (u64, u64, u64, [u8; ID_MAX]), items: &mut [Item; MAX_SITES]) -> usize {
+    let mut parts = group.split(|&b| b == b':');
     let (Some(_), Some(list), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return 0;
     };
-    let mut items = [Item::default(); MAX_SITES];
     let mut n = 0usize;
     let mut check = Fnv::new();
     for s in list.split(|&b| b == b',') {
         let Some(mut it) = decode_item(s) else { return 0 };
-        // Back to addresses, each span inside libc's text.
+        // Back to addresses, each span inside the object's text.
         it.sys = it.sys.wrapping_add(bias);
         if it.form == b'r' {
             it.start = it.start.wrapping_add(bias);
@@ -527,11 +659,10 @@ pub fn apply(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> boo
         n += 1;
     }
     // The bytes are the ones the parent's proofs were about.
-    if parse_hex(sum) != Some(check.0) || n == 0 || !ready() {
+    if parse_hex(sum) != Some(check.0) {
         return 0;
     }
-    let Ok(mem) = Mem::open() else { return 0 };
-    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow)
+    n
 }
 
 /// Step `step` (0 to 3) of write.rs's order for the planned site `p`:
@@ -566,10 +697,17 @@ fn write_step(mem: &Mem, p: &Planned, step: usize) -> Result<(), i64> {
 /// Sites planned and written per round (bounds the buffers on the stack).
 const ROUND: usize = 16;
 
-fn patch_all(table: &mut crate::patch::table::Table, mem: &Mem, items: &[Item], slow: fn(u64) -> bool) -> usize {
+fn patch_all(
+    table: &mut crate::patch::table::Table,
+    mem: &Mem,
+    items: &[Item],
+    slow: fn(u64) -> bool,
+    entry: u64,
+    alone: bool,
+) -> usize {
     let mut done = 0;
     for round in items.chunks(ROUND) {
-        match patch_round(table, mem, round, slow) {
+        match patch_round(table, mem, round, slow, entry, alone) {
             Some(d) => done += d,
             None => break,
         }
@@ -584,6 +722,8 @@ fn patch_round(
     mem: &Mem,
     items: &[Item],
     slow: fn(u64) -> bool,
+    entry: u64,
+    alone: bool,
 ) -> Option<usize> {
     let mut planned = [None::<Planned>; ROUND];
     let mut tramps = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
@@ -594,9 +734,9 @@ fn patch_round(
             continue;
         }
         *out = match it.form {
-            b's' => plan_seed(table, it, &mut tramps, &mut slots, slow),
-            b'r' => plan_range(table, it, &mut bigs, &mut slots),
-            _ => plan_pad(table, it, &mut bigs, &mut slots),
+            b's' => plan_seed(table, it, &mut tramps, &mut slots, slow, entry),
+            b'r' => plan_range(table, it, &mut bigs, &mut slots, entry),
+            _ => plan_pad(table, it, &mut bigs, &mut slots, entry),
         };
     }
     for r in [&mut tramps, &mut bigs, &mut slots] {
@@ -619,15 +759,21 @@ fn patch_round(
             };
         }
     }
-    for step in 0..4 {
-        write::sync_cores();
-        for (p, ok) in planned.iter().zip(ok.iter_mut()) {
-            if let (Some(p), true) = (p, *ok) {
-                *ok = write_step(mem, p, step).is_ok();
+    if alone {
+        // Nothing runs these bytes yet (the launcher, before the loader):
+        // the final bytes at once, one write per page of them.
+        write_alone(mem, &planned, &mut ok);
+    } else {
+        for step in 0..4 {
+            write::sync_cores();
+            for (p, ok) in planned.iter().zip(ok.iter_mut()) {
+                if let (Some(p), true) = (p, *ok) {
+                    *ok = write_step(mem, p, step).is_ok();
+                }
             }
         }
+        write::sync_cores();
     }
-    write::sync_cores();
     let mut done = 0;
     for (p, ok) in planned.iter().zip(ok) {
         if let (Some(p), true) = (p, ok) {
@@ -639,12 +785,110 @@ fn patch_round(
     Some(done)
 }
 
+/// [`patch_round`]'s writes where nothing runs the code yet: every planned
+/// site's final bytes, gathered by page, each page's span from its first
+/// write to its last written once (the bytes between them written back as
+/// they are); Form P's pads first, in a pass of their own, and a site whose
+/// pad could not be written is left as it is. A site whose write fails
+/// keeps `ok` false (its registry entry stays PATCHING: should a byte
+/// have changed, its faults are served).
+fn write_alone(mem: &Mem, planned: &[Option<Planned>; ROUND], ok: &mut [bool; ROUND]) {
+    for which in [PAD, SITE] {
+        // (address, site index), by address.
+        let mut writes = [(0u64, 0usize); ROUND];
+        let mut n = 0;
+        for (i, p) in planned.iter().enumerate() {
+            let (Some(p), Some(true)) = (p, ok.get(i).copied()) else { continue };
+            let at = match (which, p.ext) {
+                (PAD, Some(x)) if x.form == registry::FORM_PAD => x.pad,
+                (PAD, _) => continue,
+                _ => p.site_at,
+            };
+            if let Some(w) = writes.get_mut(n) {
+                *w = (at, i);
+                n += 1;
+            }
+        }
+        let writes = writes.get_mut(..n).unwrap_or_default();
+        writes.sort_unstable_by_key(|w| w.0);
+        write_pages(mem, writes, |i| final_bytes(planned.get(i)?.as_ref()?, which), ok);
+    }
+}
+
+const PAD: u8 = 0;
+const SITE: u8 = 1;
+
+/// What [`write_alone`] writes for `p`: its pad's bytes, or its site's.
+fn final_bytes(p: &Planned, which: u8) -> Option<([u8; forms::OVERLAY_BYTES], usize)> {
+    let mut b = [0u8; forms::OVERLAY_BYTES];
+    let len = if which == PAD {
+        let x = p.ext?;
+        let pl = (x.pad_len as usize).min(forms::OVERLAY_BYTES);
+        let pad = forms::pad_bytes(&forms::Pad { at: x.pad, len: x.pad_len as usize }, p.slot);
+        b.get_mut(..pl)?.copy_from_slice(pad.get(..pl)?);
+        pl
+    } else {
+        let l = p.site_len.min(forms::OVERLAY_BYTES);
+        b.get_mut(..l)?.copy_from_slice(p.site.get(..l)?);
+        l
+    };
+    Some((b, len))
+}
+
+/// `writes` (address, site index; ascending, not overlapping) with their
+/// bytes from `bytes_of`, one write per page; the sites of a page that
+/// cannot be written get `ok` false.
+fn write_pages(
+    mem: &Mem,
+    writes: &[(u64, usize)],
+    bytes_of: impl Fn(usize) -> Option<([u8; forms::OVERLAY_BYTES], usize)>,
+    ok: &mut [bool; ROUND],
+) {
+    const PAGE: u64 = 4096;
+    let mut done = 0;
+    while let Some(&(start, _)) = writes.get(done) {
+        // The writes that start in start's page (the last may end past it).
+        let mut end = done;
+        let mut span_end = start;
+        while let Some(&(at, i)) = writes.get(end) {
+            let Some((_, len)) = bytes_of(i) else { break };
+            if at / PAGE != start / PAGE || at < span_end {
+                break;
+            }
+            span_end = at + len as u64;
+            end += 1;
+        }
+        let stop = end.max(done + 1);
+        let mut buf = [0u8; PAGE as usize + forms::OVERLAY_BYTES];
+        let written = end > done
+            && buf.get_mut(..(span_end - start) as usize).is_some_and(|span| {
+                raw::copy_from_user(span, start).is_ok()
+                    && writes.get(done..end).unwrap_or(&[]).iter().all(|&(at, i)| {
+                        let off = (at - start) as usize;
+                        bytes_of(i).is_some_and(|(b, len)| {
+                            span.get_mut(off..off + len).zip(b.get(..len)).map(|(d, s)| d.copy_from_slice(s)).is_some()
+                        })
+                    })
+                    && mem.write(start, span).is_ok()
+            });
+        if !written {
+            for &(_, i) in writes.get(done..stop).unwrap_or(&[]) {
+                if let Some(o) = ok.get_mut(i) {
+                    *o = false;
+                }
+            }
+        }
+        done = stop;
+    }
+}
+
 fn plan_seed(
     table: &mut crate::patch::table::Table,
     it: &Item,
     tramps: &mut Runs<'_>,
     slots: &mut Runs<'_>,
     slow: fn(u64) -> bool,
+    entry: u64,
 ) -> Option<Planned> {
     let site = it.sys - 5;
     let mut b = [0u8; 7];
@@ -658,7 +902,7 @@ fn plan_seed(
     }
     let slot = table.alloc_slot()?;
     let tramp = table.alloc_trampoline()?;
-    tramps.write(tramp, &arch::trampoline(nr, site + 7));
+    tramps.write(tramp, &arch::trampoline_to(nr, site + 7, entry));
     slots.write(slot, &tramp.to_le_bytes());
     let mut bytes = [0u8; forms::MAX_RANGE];
     bytes[..forms::JUMP_LEN].copy_from_slice(&forms::jump(slot));
@@ -670,6 +914,7 @@ fn plan_range(
     it: &Item,
     bigs: &mut Runs<'_>,
     slots: &mut Runs<'_>,
+    entry: u64,
 ) -> Option<Planned> {
     let (len, n) = (it.len as usize, it.n as usize);
     let sys_off = it.sys.checked_sub(it.start)? as usize;
@@ -706,7 +951,7 @@ fn plan_range(
     let tramp = table.alloc_big_trampoline()?;
     let (pre, post) = (orig.get(..sys_off)?, orig.get(sys_off + 2..len)?);
     let end = it.start + len as u64;
-    let t = forms::trampoline(tramp, arch::fast_entry(), pre, it.sys + 2, post, end)?;
+    let t = forms::trampoline(tramp, entry, pre, it.sys + 2, post, end)?;
     bigs.write(tramp, t.code.get(..t.len)?);
     slots.write(slot, &tramp.to_le_bytes());
     let r = forms::Range { start: it.start, len, offs: it.offs, n, sys_off, pun, orig };
@@ -720,6 +965,7 @@ fn plan_pad(
     it: &Item,
     bigs: &mut Runs<'_>,
     slots: &mut Runs<'_>,
+    entry: u64,
 ) -> Option<Planned> {
     let pad_len = it.pad_len as usize;
     let rel = it.pad.wrapping_sub(it.sys + 2) as i64;
@@ -733,7 +979,7 @@ fn plan_pad(
     }
     let slot = table.alloc_slot()?;
     let tramp = table.alloc_big_trampoline()?;
-    let t = forms::trampoline(tramp, arch::fast_entry(), &[], it.sys + 2, &[], it.sys + 2)?;
+    let t = forms::trampoline(tramp, entry, &[], it.sys + 2, &[], it.sys + 2)?;
     bigs.write(tramp, t.code.get(..t.len)?);
     slots.write(slot, &tramp.to_le_bytes());
     let pad = forms::Pad { at: it.pad, len: pad_len };
