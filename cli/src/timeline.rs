@@ -228,13 +228,15 @@ impl Gathered {
         for k in kept {
             let w: Vec<&str> = k.line.split(' ').collect();
             // tracebuf PID TID BUF HZ TICKS MONO_NS REAL_NS TICKS0 MONO0_NS
-            let (Some(tid), Some(buf), Some(rest)) = (w.get(2), w.get(3).and_then(|b| b.parse::<u64>().ok()), w.get(4..10))
+            let (Some(tid), Some(buf), Some(rest)) =
+                (w.get(2), w.get(3).and_then(|b| b.parse::<u64>().ok()), w.get(4..10))
             else {
                 self.damaged += 1;
                 continue;
             };
             let (mut body, mut events, mut dropped) = (&k.events[..], k.count, k.dropped);
-            if let Some(&(sent, said_dropped)) = self.from_kept.get(&(k.pid, buf, k.sending)).filter(|_| k.sending != 0) {
+            if let Some(&(sent, said_dropped)) = self.from_kept.get(&(k.pid, buf, k.sending)).filter(|_| k.sending != 0)
+            {
                 for _ in 0..sent {
                     let Some((_, _, len)) = wire::decode(body) else { break };
                     body = &body[len..];
@@ -379,7 +381,8 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
         );
     }
     for (pid, n) in &recovered {
-        let _ = writeln!(err, "usertrap: {n} events of pid {pid} taken from its buffers (it ended without sending them)");
+        let _ =
+            writeln!(err, "usertrap: {n} events of pid {pid} taken from its buffers (the process did not send them)");
     }
     if got.unkept > 0 {
         let _ = writeln!(
@@ -1290,6 +1293,43 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("<0.000000>"), "{line}");
+    }
+
+    /// A killed process's kept buffer: the events of the message it was
+    /// sending are taken from the message if it arrived, else from the
+    /// buffer; those written after it always from the buffer.
+    #[test]
+    fn kept_buffers_give_what_was_never_sent_once() {
+        let ev = |start: u64| Event { start, ticks: 1, nr: 39, result: 7, tid: 5, ..Default::default() };
+        let events: Vec<(Event, &[u8])> = (0..3).map(|i| (ev(4000 + i), &b""[..])).collect();
+        let body = |evs: &[(Event, &[u8])]| msg(5, evs, 0, 0).1.splitn(2, |&b| b == b'\n').nth(1).unwrap().to_vec();
+        let kept = |sending: u64| KeptBuffer {
+            seq: 9,
+            pid: 5,
+            line: "tracebuf 5 5 77 1000000000 5000 1000000 2000000 4000 999000".into(),
+            count: 3,
+            dropped: 0,
+            sending,
+            events: body(&events),
+        };
+        // Message 1 of buffer 77 carried the first two events.
+        let mut sent = msg(5, &events[..2], 2, 0);
+        let nl = sent.1.iter().position(|&b| b == b'\n').unwrap();
+        sent.1.splice(nl..nl, b" 77 1".iter().copied());
+        for (sending, with_msg, expect) in [(1, true, 3), (1, false, 3), (0, false, 3), (2, true, 5)] {
+            let mut g = Gathered::default();
+            if with_msg {
+                g.add(0, sent.0, sent.1.clone(), None);
+            }
+            g.add_kept(&[kept(sending)], None);
+            let from_buffer = g.recovered.get(&5).copied().unwrap_or(0);
+            let d = assemble(g, None);
+            let starts: Vec<u64> = d.calls.iter().map(|c| c.e.start).collect();
+            let n = if with_msg { 2 } else { 0 };
+            assert_eq!(d.calls.len(), expect, "sending {sending}, message {with_msg}: {starts:?}");
+            assert_eq!(from_buffer as usize, expect - n, "sending {sending}, message {with_msg}");
+            assert!(d.dropped.is_empty(), "{:?}", d.dropped);
+        }
     }
 
     #[test]

@@ -30,6 +30,47 @@
 //! - A fork child starts with empty buffers (its parent sends what was
 //!   recorded before the fork).
 //!
+//! Death by SIGKILL (the OOM killer, `kill -9`, a timeout) runs nothing of
+//! ours, so each buffer is made to outlive its process: a memfd
+//! (MFD_CLOEXEC) mapped shared, whose descriptor is handed to the collector
+//! right after it is made (`tracebuf` announcement, SCM_RIGHTS, one
+//! non-blocking sendmsg) and closed here at once, so the program never sees
+//! it (with_spare_fd where RLIMIT_NOFILE is reached). Why that is enough:
+//! - `len` and `count` are stored with Release once an event is whole:
+//!   [0, len) is always recorded and not yet sent; an event being written
+//!   when the process dies lies past `len` and is not read.
+//! - Every message names its buffer and its number. While a message's
+//!   events are still at the buffer's start (from before the send until
+//!   the buffer is emptied, `len` first), `sending` holds its number: the
+//!   command takes those events from the message if its first line
+//!   arrived, else from the buffer; events written after a failed send
+//!   follow them and are read either way. Nothing is taken twice.
+//! - A buffer sent at exit is empty (len 0): reading every kept buffer of
+//!   every process once it has ended (its report arrived: the descriptors
+//!   are closed then) or once the command ends finds exactly what was
+//!   never sent, whether the process was killed or a send failed.
+//! - A fork child shares its parent's kept buffers (MAP_SHARED survives
+//!   fork): before it records anything ([`after_fork_in_child`], before
+//!   the fork's own return is recorded) its thread's buffer is replaced in
+//!   place by a fresh one of its own (MAP_FIXED), and the areas of threads
+//!   that do not exist in the child forget theirs. A vfork child, which
+//!   runs in its parent's memory (on the fast path, until its first trap,
+//!   even on its parent's area), makes private buffers only: a kept one is
+//!   made only by the area's owner thread. One it finds in a reused area
+//!   is its parent's, sent by it as before. An exec sends
+//!   every buffer first; the old image's mappings then go.
+//! - A collector that cannot take the descriptor (none left, or the
+//!   announcement did not fit): the buffer works as a private one, and the
+//!   command says how many it could not hold. Without memfd_create (or a
+//!   program whose seccomp filter forbids the report's calls): private
+//!   buffers, as before.
+//! - The per-call path is unchanged: the buffer is made once per area, in
+//!   code reachable from the fast path and written as such (integer-only,
+//!   the announcement built in the fresh mapping, not on the stack).
+//! - The collector holds one descriptor per area (the most threads alive at
+//!   once, not all threads ever: an area and its buffer are reused by the
+//!   next thread), and raises its own RLIMIT_NOFILE to the hard limit.
+//!
 //! `-e trace=SET` and `--slow` filter here, before anything is written:
 //! USERTRAP_TRACE=SLOW_NS[:NR,NR,...] keeps only calls of at least SLOW_NS
 //! (0: all) and, with a list, only those syscall numbers. The counts of all
@@ -37,7 +78,9 @@
 //!
 //! Protocol (docs/report-schema.md, "Trace messages"): one connection per
 //! message, `trace PID TID DROPPED EVENTS HZ TICKS MONO_NS REAL_NS TICKS0
-//! MONO0_NS\n` then EVENTS events (usertrap-core's `trace`). TICKS, MONO_NS
+//! MONO0_NS BUF MSG\n` then EVENTS events (usertrap-core's `trace`); a
+//! kept buffer is announced once by `tracebuf PID TID BUF HZ TICKS MONO_NS
+//! REAL_NS TICKS0 MONO0_NS\n` with its descriptor. TICKS, MONO_NS
 //! and REAL_NS are read together when the message is sent, TICKS0 and
 //! MONO0_NS when the image (or fork child) started: the command maps ticks
 //! to time by these two points (which the TSC frequency's error cannot move)
@@ -198,9 +241,12 @@ fn header_of(area: &ThreadArea) -> Option<&Header> {
 #[cold]
 fn new_buffer(area: &ThreadArea, fixed: u64) -> Option<u64> {
     // A vfork child runs in its parent's memory: a buffer it made would be
-    // the parent's, named by the child's pid. A program whose own seccomp
+    // the parent's, named by the child's pid (and on the fast path, before
+    // its first trap, it still runs on its parent's area: hence the check
+    // of the owner, one syscall per buffer). A program whose own seccomp
     // filter forbids the report's calls may forbid these too.
-    if !area.vfork_child.get() && !report_forbidden() && collecting() {
+    let owner = area.owner_tid.load(Ordering::Relaxed);
+    if !area.vfork_child.get() && !report_forbidden() && collecting() && owner != 0 && raw::gettid() == owner {
         if let Some(at) = kept_buffer(area, fixed) {
             return Some(at);
         }
@@ -263,7 +309,8 @@ fn registration(line: &mut [u8], area: &ThreadArea, id: u64) -> usize {
     let mut w = Buf::new(line);
     w.put(b"tracebuf ").num(pid as u64).put(b" ").num(tid as u64).put(b" ").num(id).put(b" ").num(hz_now());
     let (ticks0, mono0) = stats::start_pair();
-    let (ticks, mono, real) = (stats::now(), stats::clock_ns(libc::CLOCK_MONOTONIC), stats::clock_ns(libc::CLOCK_REALTIME));
+    let (ticks, mono, real) =
+        (stats::now(), stats::clock_ns(libc::CLOCK_MONOTONIC), stats::clock_ns(libc::CLOCK_REALTIME));
     w.put(b" ").num(ticks).put(b" ").num(mono).put(b" ").num(real);
     w.put(b" ").num(ticks0).put(b" ").num(mono0).put(b"\n");
     w.len
@@ -274,8 +321,7 @@ fn registration(line: &mut [u8], area: &ThreadArea, id: u64) -> usize {
 fn register(line: &[u8], fd: i32) -> bool {
     let Some((addr, alen)) = super::collector::address() else { return false };
     let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
-    let Ok(sock) = raw::with_spare_fd(|| raw::socket(libc::AF_UNIX, ty, 0), |r| *r == Err(libc::EMFILE as i64))
-    else {
+    let Ok(sock) = raw::with_spare_fd(|| raw::socket(libc::AF_UNIX, ty, 0), |r| *r == Err(libc::EMFILE as i64)) else {
         return false;
     };
     let ok = raw::connect(sock, addr.get(..alen).unwrap_or_default()).is_ok()
