@@ -234,14 +234,16 @@ impl Gathered {
                 self.damaged += 1;
                 continue;
             };
-            let (mut body, mut events, mut dropped) = (&k.events[..], k.count, k.dropped);
+            // The events are those whole in [0, len): `count`, stored after
+            // `len`, may be read ahead of it while a thread still writes
+            // (other threads do while their process ends).
+            let (mut body, mut dropped) = (&k.events[..], k.dropped);
             if let Some(&(sent, said_dropped)) = self.from_kept.get(&(k.pid, buf, k.sending)).filter(|_| k.sending != 0)
             {
                 for _ in 0..sent {
                     let Some((_, _, len)) = wire::decode(body) else { break };
                     body = &body[len..];
                 }
-                events = events.saturating_sub(sent);
                 dropped = dropped.saturating_sub(said_dropped);
             }
             if body.is_empty() && dropped == 0 {
@@ -257,7 +259,7 @@ impl Gathered {
                 n
             };
             *self.recovered.entry(k.pid).or_default() += n;
-            let mut msg = format!("trace {} {tid} {dropped} {events} {} {buf} 0\n", k.pid, rest.join(" ")).into_bytes();
+            let mut msg = format!("trace {} {tid} {dropped} {n} {} {buf} 0\n", k.pid, rest.join(" ")).into_bytes();
             msg.extend_from_slice(body);
             self.add(k.seq, k.pid, msg, format);
         }
@@ -380,9 +382,13 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
             "usertrap: {n} events dropped in pid {pid} thread {tid} (the collector could not take them in time)"
         );
     }
-    for (pid, n) in &recovered {
-        let _ =
-            writeln!(err, "usertrap: {n} events of pid {pid} taken from its buffers (the process did not send them)");
+    // Said for the processes that did not end as they should (the others'
+    // threads leave their buffers to be read so too, as they end).
+    for m in &got.missing {
+        if let Some(n) = recovered.get(&m.pid).filter(|n| **n > 0) {
+            let _ =
+                writeln!(err, "usertrap: {n} events of pid {} taken from its buffers (it did not send them)", m.pid);
+        }
     }
     if got.unkept > 0 {
         let _ = writeln!(

@@ -48,7 +48,11 @@
 //! - A buffer sent at exit is empty (len 0): reading every kept buffer of
 //!   every process once it has ended (its report arrived: the descriptors
 //!   are closed then) or once the command ends finds exactly what was
-//!   never sent, whether the process was killed or a send failed.
+//!   never sent, whether the process was killed or a send failed. So when
+//!   a process image ends, the thread that ends it sends only its own kept
+//!   buffer: the other threads' are read by the collector after the
+//!   report, with the calls they make until then (sending them from here
+//!   took each buffer from under its thread, whose call then was lost).
 //! - A fork child shares its parent's kept buffers (MAP_SHARED survives
 //!   fork): before it records anything ([`after_fork_in_child`], before
 //!   the fork's own return is recorded) its thread's buffer is replaced in
@@ -527,9 +531,12 @@ fn send_waiting(area: &ThreadArea, extra: u64) -> u64 {
     // SAFETY: as in header_of.
     let h = unsafe { &*(at as *const Header) };
     if h.busy.swap(true, Ordering::Acquire) {
-        // A kept buffer's events stay where the command reads them.
-        let held = if h.id.load(Ordering::Relaxed) != 0 { 0 } else { h.count.load(Ordering::Acquire) as u64 };
-        return extra + held + h.dropped.load(Ordering::Relaxed);
+        // A kept buffer's events, and its count of dropped ones, stay where
+        // the command reads them.
+        if h.id.load(Ordering::Relaxed) != 0 {
+            return extra;
+        }
+        return extra + h.count.load(Ordering::Acquire) as u64 + h.dropped.load(Ordering::Relaxed);
     }
     let (len, count) = (h.len.load(Ordering::Acquire), h.count.load(Ordering::Acquire));
     let own = h.dropped.load(Ordering::Relaxed);
@@ -568,8 +575,19 @@ pub fn thread_exit(area: &ThreadArea) {
     }
 }
 
+/// Whether the area's buffer is one the collector holds.
+fn kept(area: &ThreadArea) -> bool {
+    let at = area.trace.get();
+    // SAFETY: as in header_of.
+    at != 0 && unsafe { &*(at as *const Header) }.id.load(Ordering::Relaxed) != 0
+}
+
 /// The process image ends (report::at_exit): send every buffer (a vfork
-/// child, which shares its parent's areas, only its own). Events that
+/// child, which shares its parent's areas, only its own). The other
+/// threads' kept buffers are left to the collector, which reads them once
+/// the report has arrived: later than a send from here, so with the calls
+/// those threads make meanwhile, and without taking their buffers from
+/// under them (a call made while another thread sends its buffer is lost). Events that
 /// could not be said dropped in another thread's message are said in a
 /// last message of the calling thread's.
 pub fn at_exit(current: Option<&ThreadArea>) {
@@ -584,7 +602,7 @@ pub fn at_exit(current: Option<&ThreadArea>) {
         Some(a) => {
             extra = send_waiting(a, extra);
             thread::for_each_area(|other| {
-                if !core::ptr::eq(other, a) {
+                if !core::ptr::eq(other, a) && !kept(other) {
                     extra = send_waiting(other, extra);
                 }
             });
@@ -593,7 +611,9 @@ pub fn at_exit(current: Option<&ThreadArea>) {
             }
         }
         None => thread::for_each_area(|a| {
-            extra = send_waiting(a, extra);
+            if !kept(a) {
+                extra = send_waiting(a, extra);
+            }
         }),
     }
 }
