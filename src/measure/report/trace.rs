@@ -65,8 +65,9 @@
 //!   every buffer first; the old image's mappings then go.
 //! - A collector that cannot take the descriptor (none left, or the
 //!   announcement did not fit): the buffer works as a private one, and the
-//!   command says how many it could not hold. Without memfd_create (or a
-//!   program whose seccomp filter forbids the report's calls): private
+//!   command says how many it could not hold. Without memfd_create, or
+//!   once the program's own seccomp filter forbids a call that making one
+//!   takes (emulate::process checks it as the filter is installed): private
 //!   buffers, as before.
 //! - The per-call path is unchanged: the buffer is made once per area, in
 //!   code reachable from the fast path and written as such (integer-only,
@@ -113,6 +114,15 @@ static DROPPED_ELSEWHERE: AtomicU64 = AtomicU64::new(0);
 /// that numbers never repeat within one pid (an exec'd image starts later
 /// than the last buffer of the one before it was numbered).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// The program's own seccomp filter forbids what making a kept buffer
+/// takes: new buffers are private.
+static NO_KEPT: AtomicBool = AtomicBool::new(false);
+
+/// The program installed a seccomp filter that forbids a syscall making a
+/// kept buffer takes (emulate::process says which).
+pub fn forbid_kept() {
+    NO_KEPT.store(true, Ordering::Relaxed);
+}
 
 /// The buffer's mapping: this header, room for the message's first line,
 /// then the events. The command reads `len`, `count`, `dropped` and
@@ -250,7 +260,8 @@ fn new_buffer(area: &ThreadArea, fixed: u64) -> Option<u64> {
     // of the owner, one syscall per buffer). A program whose own seccomp
     // filter forbids the report's calls may forbid these too.
     let owner = area.owner_tid.load(Ordering::Relaxed);
-    if !area.vfork_child.get() && !report_forbidden() && collecting() && owner != 0 && raw::gettid() == owner {
+    let allowed = !report_forbidden() && !NO_KEPT.load(Ordering::Relaxed) && collecting();
+    if !area.vfork_child.get() && allowed && owner != 0 && raw::gettid() == owner {
         if let Some(at) = kept_buffer(area, fixed) {
             return Some(at);
         }
