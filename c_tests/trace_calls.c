@@ -7,6 +7,12 @@
  *            the parent waits for both.
  *   many N   N getppid calls (more than a thread's buffer holds).
  *   segv     3 getppid calls, then a SIGSEGV (null pointer write).
+ *   killed   two threads make 7 getuid and 9 getgid calls and wait for
+ *            good; the main thread makes 3000 getppid calls (more than
+ *            two buffers), then kills the process with SIGKILL.
+ *   fork-killed  3 getppid calls; fork: the child makes 4 getuid calls, a
+ *            thread of it 2 getgid calls, and waits; the parent kills it
+ *            with SIGKILL, reaps it and makes 5 more getppid calls.
  */
 #include "common.h"
 
@@ -18,6 +24,37 @@ static void *sleeper(void *arg)
     (void)arg;
     struct timespec ts = {0, 5 * 1000 * 1000};
     syscall(SYS_nanosleep, &ts, NULL);
+    return NULL;
+}
+
+static int ready[2];
+
+/* Makes `arg`'s calls (SYS_getuid: 7, SYS_getgid: 9), says so, waits. */
+static void *caller(void *arg)
+{
+    long nr = (long)arg;
+    int n = nr == SYS_getuid ? 7 : 9;
+    for (int i = 0; i < n; i++)
+        syscall(nr);
+    char c = 1;
+    if (write(ready[1], &c, 1) != 1)
+        _exit(3);
+    for (;;)
+        pause();
+    return NULL;
+}
+
+/* A fork child's thread: 2 getgid calls, says so, waits. */
+static void *child_caller(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2; i++)
+        syscall(SYS_getgid);
+    char c = 1;
+    if (write(ready[1], &c, 1) != 1)
+        _exit(3);
+    for (;;)
+        pause();
     return NULL;
 }
 
@@ -62,6 +99,49 @@ int main(int argc, char **argv)
         for (int i = 0; i < 3; i++)
             syscall(SYS_getppid);
         *(volatile int *)0 = 1;
+        return 0;
+    }
+    if (strcmp(mode, "killed") == 0) {
+        if (pipe(ready) != 0)
+            return 1;
+        pthread_t t;
+        if (pthread_create(&t, NULL, caller, (void *)(long)SYS_getuid) != 0 ||
+            pthread_create(&t, NULL, caller, (void *)(long)SYS_getgid) != 0)
+            return 1;
+        for (int i = 0; i < 3000; i++)
+            syscall(SYS_getppid);
+        char c[2];
+        if (read(ready[0], c, 1) != 1 || read(ready[0], c + 1, 1) != 1)
+            return 1;
+        kill(getpid(), SIGKILL);
+        return 1;
+    }
+    if (strcmp(mode, "fork-killed") == 0) {
+        for (int i = 0; i < 3; i++)
+            syscall(SYS_getppid);
+        if (pipe(ready) != 0)
+            return 1;
+        pid_t child = fork();
+        if (child < 0)
+            return 1;
+        if (child == 0) {
+            for (int i = 0; i < 4; i++)
+                syscall(SYS_getuid);
+            pthread_t t;
+            if (pthread_create(&t, NULL, child_caller, NULL) != 0)
+                _exit(1);
+            for (;;)
+                pause();
+        }
+        char c;
+        if (read(ready[0], &c, 1) != 1)
+            return 1;
+        kill(child, SIGKILL);
+        int st;
+        if (waitpid(child, &st, 0) != child || !WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+            return 1;
+        for (int i = 0; i < 5; i++)
+            syscall(SYS_getppid);
         return 0;
     }
     return 2;

@@ -282,3 +282,102 @@ fn a_path_in_a_sigbus_page_is_recorded_as_an_address() {
         assert_eq!(unreadable.len(), 9, "{b}: the openat calls on the page, by address:\n{text}");
     }
 }
+
+/// The calls of a trace in any format, counted by (pid, tid, syscall).
+fn calls_in(format: &str, text: &str) -> BTreeMap<(u64, u64, String), usize> {
+    let mut by = BTreeMap::new();
+    let mut add = |pid: u64, tid: u64, name: &str| *by.entry((pid, tid, name.to_string())).or_default() += 1;
+    match format {
+        "json" => {
+            for r in records(text).iter().filter(|r| r["type"] == "call") {
+                add(r["pid"].as_u64().unwrap(), r["tid"].as_u64().unwrap(), r["syscall"].as_str().unwrap());
+            }
+        }
+        "perfetto" => {
+            let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON: {e}"));
+            for e in v["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X") {
+                add(e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap(), e["name"].as_str().unwrap());
+            }
+        }
+        _ => {
+            // "[pid P T] HH:MM:SS.UUUUUU name(...) = ..."
+            for l in text.lines().filter(|l| l.starts_with("[pid ")) {
+                let (ids, rest) = l["[pid ".len()..].split_once("] ").unwrap();
+                let (pid, tid) = ids.split_once(' ').unwrap();
+                let name = rest.split_once(' ').unwrap().1.split('(').next().unwrap();
+                add(pid.parse().unwrap(), tid.parse().unwrap(), name);
+            }
+        }
+    }
+    by
+}
+
+const FORMATS: [&str; 3] = ["json", "text", "perfetto"];
+
+/// A process killed by SIGKILL (its own) while its threads' calls are
+/// still in their buffers: the trace holds exactly the calls it made (the
+/// main thread's 3000 getppid: two buffers sent, the rest unsent; 7 getuid
+/// and 9 getgid of two threads that never sent), none twice, nothing said
+/// dropped. Fails without the collector keeping the buffers (the unsent
+/// calls are lost).
+#[test]
+fn a_process_killed_by_sigkill_keeps_its_unsent_calls() {
+    for b in Backend::ALL {
+        for format in FORMATS {
+            let case = format!("trace-killed-{format}");
+            let opts = ["--format", format, "-e", "trace=getppid,getuid,getgid"];
+            let (text, run) = traced(&case, b, &opts, &["killed"], &[]);
+            assert_eq!(run.status, Status::Signaled(libc::SIGKILL), "{b}");
+            let by = calls_in(format, &text);
+            let pids: BTreeSet<u64> = by.keys().map(|k| k.0).collect();
+            assert_eq!(pids.len(), 1, "{b} {format}: one process: {by:?}");
+            let pid = *pids.iter().next().unwrap();
+            let count = |name: &str| -> Vec<(u64, usize)> {
+                by.iter().filter(|(k, _)| k.2 == name).map(|(k, n)| (k.1, *n)).collect()
+            };
+            assert_eq!(count("getppid"), [(pid, 3000)], "{b} {format}: the main thread's calls");
+            let (uid, gid) = (count("getuid"), count("getgid"));
+            assert_eq!((uid.len(), gid.len()), (1, 1), "{b} {format}: {by:?}");
+            assert_eq!((uid[0].1, gid[0].1), (7, 9), "{b} {format}: the threads' calls");
+            assert!(uid[0].0 != pid && gid[0].0 != pid && uid[0].0 != gid[0].0, "{b} {format}: three threads: {by:?}");
+            assert_eq!(by.len(), 3, "{b} {format}: nothing else: {by:?}");
+            let err = run.stderr_text();
+            assert!(!err.contains("dropped"), "{b} {format}: nothing dropped: {err}");
+            assert!(err.contains(&format!("events of pid {pid} taken from its buffers")), "{b} {format}: said: {err}");
+        }
+    }
+}
+
+/// A fork child killed by SIGKILL from outside (its parent) with calls in
+/// its buffers, after the parent recorded calls before the fork (its
+/// buffer, shared memory with the child's at the fork): each process holds
+/// its own calls only, none twice (the parent's 3 + 5 getppid; the child's
+/// 4 getuid and its thread's 2 getgid).
+#[test]
+fn a_fork_child_killed_by_sigkill_keeps_its_own_calls_only() {
+    for b in Backend::ALL {
+        for format in FORMATS {
+            let case = format!("trace-fork-killed-{format}");
+            let opts = ["--format", format, "-e", "trace=getppid,getuid,getgid"];
+            let (text, run) = traced(&case, b, &opts, &["fork-killed"], &[]);
+            assert_eq!(run.status, Status::Exited(0), "{b}");
+            let by = calls_in(format, &text);
+            let of = |name: &str| -> Vec<(u64, u64, usize)> {
+                by.iter().filter(|(k, _)| k.2 == name).map(|(k, n)| (k.0, k.1, *n)).collect()
+            };
+            let parent = of("getppid");
+            assert_eq!(parent.len(), 1, "{b} {format}: {by:?}");
+            let (ppid, ptid, pn) = parent[0];
+            assert_eq!((ptid, pn), (ppid, 8), "{b} {format}: the parent's calls, before and after the fork");
+            let (uid, gid) = (of("getuid"), of("getgid"));
+            assert_eq!((uid.len(), gid.len()), (1, 1), "{b} {format}: {by:?}");
+            let child = uid[0].0;
+            assert_ne!(child, ppid, "{b} {format}: the child's calls are its own");
+            assert_eq!((uid[0].1, uid[0].2), (child, 4), "{b} {format}: the child's main thread");
+            assert_eq!(gid[0].0, child, "{b} {format}: the child's thread");
+            assert!(gid[0].1 != child && gid[0].2 == 2, "{b} {format}: {by:?}");
+            assert_eq!(by.len(), 3, "{b} {format}: nothing else: {by:?}");
+            assert!(!run.stderr_text().contains("dropped"), "{b} {format}: {}", run.stderr_text());
+        }
+    }
+}

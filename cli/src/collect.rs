@@ -8,8 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::FileExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,37 @@ pub struct Collected {
     /// Every greeting and every fork announced by a parent, in arrival
     /// order: (pid, parent's pid, command, announced by the parent).
     pub greetings: Vec<(u32, u32, String, bool)>,
+    /// `usertrap trace`'s thread buffers the collector was given, as they
+    /// were when their process image ended (its report arrived) or when
+    /// the command ended: what they still held was never sent.
+    pub kept: Vec<KeptBuffer>,
+    /// Buffers announced without their descriptor (the collector had no
+    /// room for it): what their processes did not send is not known.
+    pub unkept: usize,
+}
+
+/// A thread's trace buffer (src/measure/report/trace.rs) as last read.
+#[derive(Debug, Clone, Default)]
+pub struct KeptBuffer {
+    /// Arrival number of its announcement.
+    pub seq: u64,
+    /// The process it belongs to (as the kernel saw the sender).
+    pub pid: u32,
+    /// The announcement: `tracebuf PID TID BUF HZ TICKS MONO_NS REAL_NS
+    /// TICKS0 MONO0_NS`.
+    pub line: String,
+    /// The header's words (usertrap-core's trace::buffer).
+    pub count: u64,
+    pub dropped: u64,
+    pub sending: u64,
+    /// The events' bytes, [0, len).
+    pub events: Vec<u8>,
+}
+
+/// A buffer the collector holds: its descriptor until it is read.
+struct Kept {
+    buf: KeptBuffer,
+    fd: Option<OwnedFd>,
 }
 
 struct Conn {
@@ -70,6 +102,9 @@ struct State {
     stop: AtomicBool,
     /// Where trace messages go instead of `traces`.
     sink: Option<TraceSink>,
+    /// `usertrap trace`'s buffers given to the collector.
+    kept: Mutex<Vec<Kept>>,
+    unkept: AtomicUsize,
 }
 
 pub struct Collector {
@@ -106,7 +141,15 @@ impl Collector {
         let state = Arc::new(State { sink, ..State::default() });
         let st = state.clone();
         let acceptor = thread::spawn(move || {
+            let mut first = true;
             for stream in listener.incoming() {
+                if first {
+                    // Room for one descriptor per thread buffer of the
+                    // tree (`usertrap trace`), raised once the command's
+                    // process (which keeps its own limit) has started.
+                    raise_nofile();
+                    first = false;
+                }
                 if stall_ms > 0 {
                     thread::sleep(Duration::from_millis(stall_ms));
                 }
@@ -173,6 +216,10 @@ impl Collector {
         let _ = self.send(b"");
         drop(self.acceptor.take());
         let mut got = self.match_up(child, child_signal, true);
+        let kept = self.state.kept.lock().map(|mut k| std::mem::take(&mut *k)).unwrap_or_default();
+        got.kept = kept.into_iter().map(|k| read_kept(k.buf, k.fd)).collect();
+        got.kept.sort_by_key(|k| k.seq);
+        got.unkept = self.state.unkept.load(Ordering::SeqCst);
         let mut traces = self.state.traces.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
         traces.sort_by_key(|t| t.0);
         got.traces = traces.into_iter().map(|(_, pid, data)| (pid, data)).collect();
@@ -313,7 +360,7 @@ impl Collector {
             };
             missing.push(Missing { pid: im.pid, command: im.command.clone(), reason });
         }
-        Collected { sources, skipped, missing, processes, traces: Vec::new(), greetings }
+        Collected { sources, skipped, missing, processes, traces: Vec::new(), greetings, kept: Vec::new(), unkept: 0 }
     }
 }
 
@@ -384,8 +431,38 @@ fn said_ppid(words: &[&str]) -> u32 {
 fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
     let peer_pid = peer_pid(&stream);
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let mut data = Vec::new();
-    let _ = stream.read_to_end(&mut data);
+    let (mut data, fd) = read_first(&stream);
+    if !data.is_empty() {
+        let _ = stream.read_to_end(&mut data);
+    }
+    // A thread's trace buffer, its descriptor passed along: kept until its
+    // process image ends (then read), or until the command ends.
+    if data.starts_with(b"tracebuf ") {
+        let line = String::from_utf8_lossy(data.split(|&b| b == b'\n').next().unwrap_or_default()).into_owned();
+        let said = line.split(' ').nth(1).and_then(|p| p.parse().ok());
+        match (peer_pid.or(said), fd) {
+            (Some(pid), Some(fd)) => {
+                if let Ok(mut k) = st.kept.lock() {
+                    k.push(Kept { buf: KeptBuffer { seq, pid, line, ..KeptBuffer::default() }, fd: Some(fd) });
+                }
+            }
+            _ => {
+                st.unkept.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        st.in_flight.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    drop(fd);
+    // A process image ended: its buffers (announced before its report)
+    // are read now, and their descriptors closed.
+    if let (true, Some(pid)) = (data.starts_with(b"report "), peer_pid) {
+        if let Ok(mut kept) = st.kept.lock() {
+            for k in kept.iter_mut().filter(|k| k.buf.pid == pid && k.buf.seq < seq && k.fd.is_some()) {
+                k.buf = read_kept(std::mem::take(&mut k.buf), k.fd.take());
+            }
+        }
+    }
     // Recorded calls (src/measure/report/trace.rs): decoded by `usertrap
     // trace`, ignored by `usertrap stat`. The sender as the kernel saw it,
     // else as it says.
@@ -408,6 +485,76 @@ fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
         c.push(Conn { seq, peer_pid, data });
     }
     st.in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The connection's first bytes, and the descriptor passed with them
+/// (SCM_RIGHTS), if any.
+fn read_first(s: &UnixStream) -> (Vec<u8>, Option<OwnedFd>) {
+    let mut data = vec![0u8; 4096];
+    // Room for one descriptor (CMSG_SPACE(4)): more are cut by the kernel.
+    let mut control = [0u64; 4];
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    // SAFETY: a zeroed msghdr is valid (no name, no buffers); filled below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    let n = loop {
+        // SAFETY: recvmsg writes at most iov_len bytes into `data` and
+        // msg_controllen bytes into `control`, both live.
+        let n = unsafe { libc::recvmsg(s.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
+    data.truncate(n.max(0) as usize);
+    let mut fd = None;
+    // SAFETY: CMSG_FIRSTHDR reads the msghdr recvmsg filled.
+    let c = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
+    // SAFETY: a header inside `control`, as the kernel wrote it.
+    if !c.is_null() && unsafe { (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS } {
+        // SAFETY: an SCM_RIGHTS message of at least one descriptor: the
+        // kernel installed it in this process, ours to own.
+        let raw = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()) };
+        // SAFETY: as above.
+        fd = (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw) });
+    }
+    (data, fd)
+}
+
+/// `b` with the header words and the events of its buffer as they are now
+/// (closing the descriptor).
+fn read_kept(mut b: KeptBuffer, fd: Option<OwnedFd>) -> KeptBuffer {
+    use usertrap_core::trace::buffer;
+    let Some(fd) = fd else { return b };
+    let f = std::fs::File::from(fd);
+    let mut head = [0u8; buffer::LINE_AT];
+    if f.read_exact_at(&mut head, 0).is_err() {
+        return b;
+    }
+    let word = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or_default());
+    let len = (word(buffer::LEN_AT) as usize).min(buffer::LEN - buffer::DATA_AT);
+    b.count = word(buffer::COUNT_AT);
+    b.dropped = word(buffer::DROPPED_AT);
+    b.sending = word(buffer::SENDING_AT);
+    let mut events = vec![0u8; len];
+    if f.read_exact_at(&mut events, buffer::DATA_AT as u64).is_ok() {
+        b.events = events;
+    }
+    b
+}
+
+/// The soft RLIMIT_NOFILE up to the hard one.
+fn raise_nofile() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
+        }
+    }
 }
 
 fn peer_pid(s: &UnixStream) -> Option<u32> {

@@ -30,7 +30,7 @@ use usertrap_core::syscalls;
 use usertrap_core::trace::{self as wire, Event};
 
 use crate::args::{TraceArgs, TraceFormat};
-use crate::collect::TraceSink;
+use crate::collect::{KeptBuffer, TraceSink};
 use crate::error::{io_msg, Failure, OWN_FAILURE};
 use crate::jsonw::{self, Obj};
 use crate::stat::{self, Outcome};
@@ -88,16 +88,21 @@ struct Head {
     real: u64,
     ticks0: u64,
     mono0: u64,
+    /// The buffer's number (0: one the collector was not given) and the
+    /// message's, from it.
+    buf: u64,
+    msg: u64,
 }
 
 fn head_of(line: &str) -> Option<Head> {
     let w: Vec<u64> = line.split(' ').skip(1).map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    match w[..] {
-        [pid, tid, dropped, events, hz, ticks, mono, real, ticks0, mono0] => {
-            Some(Head { pid: pid as u32, tid: tid as u32, dropped, events, hz, ticks, mono, real, ticks0, mono0 })
-        }
-        _ => None,
-    }
+    let (head, buf, msg) = match w[..] {
+        [a, b, c, d, e, f, g, h, i, j] => ([a, b, c, d, e, f, g, h, i, j], 0, 0),
+        [a, b, c, d, e, f, g, h, i, j, buf, msg] => ([a, b, c, d, e, f, g, h, i, j], buf, msg),
+        _ => return None,
+    };
+    let [pid, tid, dropped, events, hz, ticks, mono, real, ticks0, mono0] = head;
+    Some(Head { pid: pid as u32, tid: tid as u32, dropped, events, hz, ticks, mono, real, ticks0, mono0, buf, msg })
 }
 
 /// Every message so far, decoded (and its calls formatted) as it arrived,
@@ -115,6 +120,12 @@ pub struct Gathered {
     /// frequency from another message.
     later: Vec<(u64, Head, Vec<u8>)>,
     damaged: usize,
+    /// Each message that arrived from a kept buffer: (pid, buffer,
+    /// message) -> (events, dropped) its head said.
+    from_kept: HashMap<(u32, u64, u64), (u64, u64)>,
+    /// Events taken from the buffers of processes that did not send them,
+    /// by pid.
+    pub recovered: BTreeMap<u32, u64>,
 }
 
 /// `msg`'s head and body.
@@ -146,6 +157,9 @@ impl Gathered {
             self.damaged += 1;
             return;
         };
+        if head.buf != 0 {
+            self.from_kept.insert((head.pid, head.buf, head.msg), (head.events, head.dropped));
+        }
         let Some(sc) = scale(&head, None) else {
             self.later.push((seq, head, msg));
             return;
@@ -200,6 +214,55 @@ impl Gathered {
         }
         self.formatted.push(out);
         self.heads.push((seq, *h, got.into()));
+    }
+}
+
+impl Gathered {
+    /// Once every message has arrived: the events still in the buffers the
+    /// collector kept, never sent (a process killed by SIGKILL, a send
+    /// that failed at exit). A buffer whose message was being sent when
+    /// its process died still holds that message's events at its start:
+    /// taken from the message if it arrived (its head), else from the
+    /// buffer, never from both.
+    pub fn add_kept(&mut self, kept: &[KeptBuffer], format: Option<TraceFormat>) {
+        for k in kept {
+            let w: Vec<&str> = k.line.split(' ').collect();
+            // tracebuf PID TID BUF HZ TICKS MONO_NS REAL_NS TICKS0 MONO0_NS
+            let (Some(tid), Some(buf), Some(rest)) =
+                (w.get(2), w.get(3).and_then(|b| b.parse::<u64>().ok()), w.get(4..10))
+            else {
+                self.damaged += 1;
+                continue;
+            };
+            // The events are those whole in [0, len): `count`, stored after
+            // `len`, may be read ahead of it while a thread still writes
+            // (other threads do while their process ends).
+            let (mut body, mut dropped) = (&k.events[..], k.dropped);
+            if let Some(&(sent, said_dropped)) = self.from_kept.get(&(k.pid, buf, k.sending)).filter(|_| k.sending != 0)
+            {
+                for _ in 0..sent {
+                    let Some((_, _, len)) = wire::decode(body) else { break };
+                    body = &body[len..];
+                }
+                dropped = dropped.saturating_sub(said_dropped);
+            }
+            if body.is_empty() && dropped == 0 {
+                continue;
+            }
+            let n = {
+                let mut n = 0u64;
+                let mut b = body;
+                while let Some((_, _, len)) = wire::decode(b) {
+                    b = &b[len..];
+                    n += 1;
+                }
+                n
+            };
+            *self.recovered.entry(k.pid).or_default() += n;
+            let mut msg = format!("trace {} {tid} {dropped} {n} {} {buf} 0\n", k.pid, rest.join(" ")).into_bytes();
+            msg.extend_from_slice(body);
+            self.add(k.seq, k.pid, msg, format);
+        }
     }
 }
 
@@ -301,7 +364,9 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     };
     let extra = [("USERTRAP_TRACE", value)];
     let (status, got) = stat::run_collected(checked, args.run.backend, &args.run.command, &extra, None, Some(sink))?;
-    let gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()));
+    gathered.add_kept(&got.kept, Some(format));
+    let recovered = std::mem::take(&mut gathered.recovered);
     let decoded = assemble(gathered, Some(format));
     let names = process_names(&got.greetings, &got.sources);
     let counts = merge_counts(&got.sources);
@@ -315,6 +380,22 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
         let _ = writeln!(
             err,
             "usertrap: {n} events dropped in pid {pid} thread {tid} (the collector could not take them in time)"
+        );
+    }
+    // Said for the processes that did not end as they should (the others'
+    // threads leave their buffers to be read so too, as they end).
+    for m in &got.missing {
+        if let Some(n) = recovered.get(&m.pid).filter(|n| **n > 0) {
+            let _ =
+                writeln!(err, "usertrap: {n} events of pid {} taken from its buffers (it did not send them)", m.pid);
+        }
+    }
+    if got.unkept > 0 {
+        let _ = writeln!(
+            err,
+            "usertrap: {} thread buffers could not be held by the collector (no descriptor left): \
+             the calls their processes had not sent when killed are missing",
+            got.unkept
         );
     }
     if decoded.damaged > 0 {
@@ -1218,6 +1299,43 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("<0.000000>"), "{line}");
+    }
+
+    /// A killed process's kept buffer: the events of the message it was
+    /// sending are taken from the message if it arrived, else from the
+    /// buffer; those written after it always from the buffer.
+    #[test]
+    fn kept_buffers_give_what_was_never_sent_once() {
+        let ev = |start: u64| Event { start, ticks: 1, nr: 39, result: 7, tid: 5, ..Default::default() };
+        let events: Vec<(Event, &[u8])> = (0..3).map(|i| (ev(4000 + i), &b""[..])).collect();
+        let body = |evs: &[(Event, &[u8])]| msg(5, evs, 0, 0).1.splitn(2, |&b| b == b'\n').nth(1).unwrap().to_vec();
+        let kept = |sending: u64| KeptBuffer {
+            seq: 9,
+            pid: 5,
+            line: "tracebuf 5 5 77 1000000000 5000 1000000 2000000 4000 999000".into(),
+            count: 3,
+            dropped: 0,
+            sending,
+            events: body(&events),
+        };
+        // Message 1 of buffer 77 carried the first two events.
+        let mut sent = msg(5, &events[..2], 2, 0);
+        let nl = sent.1.iter().position(|&b| b == b'\n').unwrap();
+        sent.1.splice(nl..nl, b" 77 1".iter().copied());
+        for (sending, with_msg, expect) in [(1, true, 3), (1, false, 3), (0, false, 3), (2, true, 5)] {
+            let mut g = Gathered::default();
+            if with_msg {
+                g.add(0, sent.0, sent.1.clone(), None);
+            }
+            g.add_kept(&[kept(sending)], None);
+            let from_buffer = g.recovered.get(&5).copied().unwrap_or(0);
+            let d = assemble(g, None);
+            let starts: Vec<u64> = d.calls.iter().map(|c| c.e.start).collect();
+            let n = if with_msg { 2 } else { 0 };
+            assert_eq!(d.calls.len(), expect, "sending {sending}, message {with_msg}: {starts:?}");
+            assert_eq!(from_buffer as usize, expect - n, "sending {sending}, message {with_msg}");
+            assert!(d.dropped.is_empty(), "{:?}", d.dropped);
+        }
     }
 
     #[test]

@@ -342,6 +342,18 @@ const REPORT_NEEDS: [i64; 19] = [
     libc::SYS_rt_sigtimedwait,
 ];
 const SIGNAL_NEEDS: [i64; 3] = [libc::SYS_rt_sigprocmask, libc::SYS_rt_tgsigqueueinfo, libc::SYS_tgkill];
+/// What making a trace buffer the collector keeps takes
+/// (measure::report::trace): without one of them, buffers stay private.
+const KEPT_TRACE_NEEDS: [i64; 8] = [
+    libc::SYS_memfd_create,
+    libc::SYS_ftruncate,
+    libc::SYS_socket,
+    libc::SYS_connect,
+    libc::SYS_sendmsg,
+    libc::SYS_gettid,
+    libc::SYS_prlimit64,
+    libc::SYS_close,
+];
 
 /// Install the program's filter (`install` makes the call) after checking,
 /// with the kernel's own rules, which of the library's syscalls it forbids:
@@ -351,7 +363,7 @@ const SIGNAL_NEEDS: [i64; 3] = [libc::SYS_rt_sigprocmask, libc::SYS_rt_tgsigqueu
 /// allowed syscall makes none of its own).
 #[inline(never)]
 fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
-    let (report, signals) = forbidden_by(fprog);
+    let (report, signals, kept_trace) = forbidden_by(fprog);
     // Said before the filter is in place: saying it (a write, and checking
     // that stderr is still the program's) may need what the filter forbids.
     if report != 0 || signals != 0 {
@@ -382,6 +394,9 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
     if report != 0 {
         crate::measure::report::forbid();
     }
+    if kept_trace != 0 {
+        crate::measure::report::trace::forbid_kept();
+    }
     if signals & 1 != 0 {
         // SIGNAL_NEEDS[0]: rt_sigprocmask.
         crate::emulate::signals::forbid_masks();
@@ -392,8 +407,8 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
 
 /// Which of REPORT_NEEDS and SIGNAL_NEEDS (bit i: entry i) the filter at
 /// `fprog` (a struct sock_fprog) does not allow from the gate.
-fn forbidden_by(fprog: u64) -> (u64, u64) {
-    let Ok([len, filter]) = raw::read_user::<[u64; 2]>(fprog) else { return (0, 0) };
+fn forbidden_by(fprog: u64) -> (u64, u64, u64) {
+    let Ok([len, filter]) = raw::read_user::<[u64; 2]>(fprog) else { return (0, 0, 0) };
     let len = len as u16 as usize;
     let insn = |i: usize| raw::read_user::<seccomp::SockFilter>(filter.wrapping_add(8 * i as u64)).ok();
     let ip = arch::GATE_ADDR + arch::GATE_OFF_SYSCALL + 2;
@@ -406,7 +421,7 @@ fn forbidden_by(fprog: u64) -> (u64, u64) {
         }
         m
     };
-    (mask(&REPORT_NEEDS), mask(&SIGNAL_NEEDS))
+    (mask(&REPORT_NEEDS), mask(&SIGNAL_NEEDS), mask(&KEPT_TRACE_NEEDS))
 }
 
 /// Strict mode (SECCOMP_SET_MODE_STRICT, PR_SET_SECCOMP 1): only read, write,

@@ -16,6 +16,30 @@ pub const PATH_CAP: usize = 256;
 /// The largest event.
 pub const MAX_EVENT: usize = HEAD + PATH_CAP;
 
+/// A thread's buffer (a memfd the collector keeps, or a private mapping):
+/// a header, room for a message's first line, then the events. The header
+/// words the command reads from a kept buffer (little-endian, 8 bytes
+/// each) are at these offsets; docs/report-schema.md, "Trace messages".
+pub mod buffer {
+    /// The whole mapping (the memfd's size).
+    pub const LEN: usize = 128 * 1024;
+    /// Bytes of events written and not yet handed to a message.
+    pub const LEN_AT: usize = 8;
+    /// Events in those bytes.
+    pub const COUNT_AT: usize = 16;
+    /// Events dropped since the last message was sent.
+    pub const DROPPED_AT: usize = 24;
+    /// The number of the last message begun from this buffer whose events
+    /// are still at its start (0: none): the command skips that many
+    /// events if the message arrived.
+    pub const SENDING_AT: usize = 32;
+    /// The header's size: the message's first line is written after it.
+    pub const LINE_AT: usize = 64;
+    pub const LINE_ROOM: usize = 192;
+    /// Where the events start.
+    pub const DATA_AT: usize = LINE_AT + LINE_ROOM;
+}
+
 /// Flag: the call came through a patched site's trampoline (else a signal).
 pub const FAST: u16 = 1;
 /// Flag: recorded before the call ran, which may not return (execve,

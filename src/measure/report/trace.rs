@@ -30,6 +30,52 @@
 //! - A fork child starts with empty buffers (its parent sends what was
 //!   recorded before the fork).
 //!
+//! Death by SIGKILL (the OOM killer, `kill -9`, a timeout) runs nothing of
+//! ours, so each buffer is made to outlive its process: a memfd
+//! (MFD_CLOEXEC) mapped shared, whose descriptor is handed to the collector
+//! right after it is made (`tracebuf` announcement, SCM_RIGHTS, one
+//! non-blocking sendmsg) and closed here at once, so the program never sees
+//! it (with_spare_fd where RLIMIT_NOFILE is reached). Why that is enough:
+//! - `len` and `count` are stored with Release once an event is whole:
+//!   [0, len) is always recorded and not yet sent; an event being written
+//!   when the process dies lies past `len` and is not read.
+//! - Every message names its buffer and its number. While a message's
+//!   events are still at the buffer's start (from before the send until
+//!   the buffer is emptied, `len` first), `sending` holds its number: the
+//!   command takes those events from the message if its first line
+//!   arrived, else from the buffer; events written after a failed send
+//!   follow them and are read either way. Nothing is taken twice.
+//! - A buffer sent at exit is empty (len 0): reading every kept buffer of
+//!   every process once it has ended (its report arrived: the descriptors
+//!   are closed then) or once the command ends finds exactly what was
+//!   never sent, whether the process was killed or a send failed. So when
+//!   a process image ends, the thread that ends it sends only its own kept
+//!   buffer: the other threads' are read by the collector after the
+//!   report, with the calls they make until then (sending them from here
+//!   took each buffer from under its thread, whose call then was lost).
+//! - A fork child shares its parent's kept buffers (MAP_SHARED survives
+//!   fork): before it records anything ([`after_fork_in_child`], before
+//!   the fork's own return is recorded) its thread's buffer is replaced in
+//!   place by a fresh one of its own (MAP_FIXED), and the areas of threads
+//!   that do not exist in the child forget theirs. A vfork child, which
+//!   runs in its parent's memory (on the fast path, until its first trap,
+//!   even on its parent's area), makes private buffers only: a kept one is
+//!   made only by the area's owner thread. One it finds in a reused area
+//!   is its parent's, sent by it as before. An exec sends
+//!   every buffer first; the old image's mappings then go.
+//! - A collector that cannot take the descriptor (none left, or the
+//!   announcement did not fit): the buffer works as a private one, and the
+//!   command says how many it could not hold. Without memfd_create, or
+//!   once the program's own seccomp filter forbids a call that making one
+//!   takes (emulate::process checks it as the filter is installed): private
+//!   buffers, as before.
+//! - The per-call path is unchanged: the buffer is made once per area, in
+//!   code reachable from the fast path and written as such (integer-only,
+//!   the announcement built in the fresh mapping, not on the stack).
+//! - The collector holds one descriptor per area (the most threads alive at
+//!   once, not all threads ever: an area and its buffer are reused by the
+//!   next thread), and raises its own RLIMIT_NOFILE to the hard limit.
+//!
 //! `-e trace=SET` and `--slow` filter here, before anything is written:
 //! USERTRAP_TRACE=SLOW_NS[:NR,NR,...] keeps only calls of at least SLOW_NS
 //! (0: all) and, with a list, only those syscall numbers. The counts of all
@@ -37,7 +83,9 @@
 //!
 //! Protocol (docs/report-schema.md, "Trace messages"): one connection per
 //! message, `trace PID TID DROPPED EVENTS HZ TICKS MONO_NS REAL_NS TICKS0
-//! MONO0_NS\n` then EVENTS events (usertrap-core's `trace`). TICKS, MONO_NS
+//! MONO0_NS BUF MSG\n` then EVENTS events (usertrap-core's `trace`); a
+//! kept buffer is announced once by `tracebuf PID TID BUF HZ TICKS MONO_NS
+//! REAL_NS TICKS0 MONO0_NS\n` with its descriptor. TICKS, MONO_NS
 //! and REAL_NS are read together when the message is sent, TICKS0 and
 //! MONO0_NS when the image (or fork child) started: the command maps ticks
 //! to time by these two points (which the TSC frequency's error cannot move)
@@ -52,7 +100,7 @@ use crate::measure::stats::{self, SLOTS};
 use crate::rt::log::Buf;
 use crate::rt::raw;
 use crate::rt::thread::{self, ThreadArea};
-use usertrap_core::trace::{self as wire, Event};
+use usertrap_core::trace::{self as wire, buffer, Event};
 
 static ON: AtomicBool = AtomicBool::new(false);
 /// Calls shorter than this many ticks are not recorded (`--slow`).
@@ -62,31 +110,59 @@ static FILTERED: AtomicBool = AtomicBool::new(false);
 static SET: [AtomicU64; SLOTS / 64 + 1] = [const { AtomicU64::new(0) }; SLOTS / 64 + 1];
 /// Events of threads without an area or whose buffer could not be mapped.
 static DROPPED_ELSEWHERE: AtomicU64 = AtomicU64::new(0);
+/// The next kept buffer's number: from the image's start time in ns, so
+/// that numbers never repeat within one pid (an exec'd image starts later
+/// than the last buffer of the one before it was numbered).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// The program's own seccomp filter forbids what making a kept buffer
+/// takes: new buffers are private.
+static NO_KEPT: AtomicBool = AtomicBool::new(false);
+
+/// The program installed a seccomp filter that forbids a syscall making a
+/// kept buffer takes (emulate::process says which).
+pub fn forbid_kept() {
+    NO_KEPT.store(true, Ordering::Relaxed);
+}
 
 /// The buffer's mapping: this header, room for the message's first line,
-/// then the events.
+/// then the events. The command reads `len`, `count`, `dropped` and
+/// `sending` of a kept buffer (usertrap-core's trace::buffer offsets).
 #[repr(C)]
 struct Header {
     busy: AtomicBool,
-    /// Bytes of events written.
+    /// Bytes of events written, each stored (Release) once its event is
+    /// whole: [0, len) is recorded and not yet sent.
     len: AtomicUsize,
     /// Events written.
     count: AtomicUsize,
     /// Events dropped since the last message that was sent.
     dropped: AtomicU64,
+    /// The message being sent, or last sent without success, whose events
+    /// are still in [0, len) (0: none).
+    sending: AtomicU64,
+    /// Messages begun from this buffer.
+    begun: AtomicU64,
+    /// The buffer's number as the collector holds it (0: private).
+    id: AtomicU64,
 }
 
 /// 128 KiB (about 1,300 events): a message must fit in the socket's send
 /// buffer (net.core.wmem_default, 208 KiB by default, of which a unix
 /// stream socket takes half a skb at a time) to be sent whole without
 /// waiting; 256 KiB lost a fifth of python's os.stat events that way.
-const MAP_LEN: usize = 128 * 1024;
+const MAP_LEN: usize = buffer::LEN;
 /// The message's first line goes right before the events (one send).
-const LINE_ROOM: usize = 192;
-const LINE_AT: usize = 64;
-const DATA_AT: usize = LINE_AT + LINE_ROOM;
+const LINE_ROOM: usize = buffer::LINE_ROOM;
+const LINE_AT: usize = buffer::LINE_AT;
+const DATA_AT: usize = buffer::DATA_AT;
 const DATA_LEN: usize = MAP_LEN - DATA_AT;
-const _: () = assert!(core::mem::size_of::<Header>() <= LINE_AT);
+const _: () = {
+    assert!(core::mem::size_of::<Header>() <= LINE_AT);
+    assert!(core::mem::offset_of!(Header, len) == buffer::LEN_AT);
+    assert!(core::mem::offset_of!(Header, count) == buffer::COUNT_AT);
+    assert!(core::mem::offset_of!(Header, dropped) == buffer::DROPPED_AT);
+    assert!(core::mem::offset_of!(Header, sending) == buffer::SENDING_AT);
+};
 
 /// Whether calls are recorded: the one check `dispatch` makes.
 #[inline(always)]
@@ -143,6 +219,7 @@ pub fn configure(value: &[u8]) {
         SLOW_TICKS.store((slow_ns as u128 * hz as u128 / 1_000_000_000) as u64, Ordering::Relaxed);
     }
     stats::set_timing(true);
+    NEXT_ID.store(raw::clock_gettime_ns(libc::CLOCK_MONOTONIC).max(1), Ordering::Relaxed);
     // Where the fast path stays on the program's stack (no FSGSBASE),
     // recording there needs more than a goroutine leaves (tests/go.rs runs a
     // Go program under trace): Go code then stays on the slow path.
@@ -163,12 +240,109 @@ fn wanted(nr: i64) -> bool {
 fn header_of(area: &ThreadArea) -> Option<&Header> {
     let mut at = area.trace.get();
     if at == 0 {
-        at = crate::rt::owned::map(MAP_LEN, libc::PROT_READ | libc::PROT_WRITE).ok()?;
+        at = new_buffer(area, 0)?;
         area.trace.set(at);
     }
     // SAFETY: a mapping of MAP_LEN bytes of ours, never unmapped, zeroed at
     // first (all-zero atomics are valid), whose first bytes are the Header.
     Some(unsafe { &*(at as *const Header) })
+}
+
+/// A new, empty buffer for `area`, at `fixed` (replacing the mapping there,
+/// one of MAP_LEN bytes of ours) if not 0: one the collector keeps if it
+/// can, else a private mapping. Its address.
+#[inline(never)]
+#[cold]
+fn new_buffer(area: &ThreadArea, fixed: u64) -> Option<u64> {
+    // A vfork child runs in its parent's memory: a buffer it made would be
+    // the parent's, named by the child's pid (and on the fast path, before
+    // its first trap, it still runs on its parent's area: hence the check
+    // of the owner, one syscall per buffer). A program whose own seccomp
+    // filter forbids the report's calls may forbid these too.
+    let owner = area.owner_tid.load(Ordering::Relaxed);
+    let allowed = !report_forbidden() && !NO_KEPT.load(Ordering::Relaxed) && collecting();
+    if !area.vfork_child.get() && allowed && owner != 0 && raw::gettid() == owner {
+        if let Some(at) = kept_buffer(area, fixed) {
+            return Some(at);
+        }
+    }
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    if fixed == 0 {
+        return crate::rt::owned::map(MAP_LEN, rw).ok();
+    }
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED;
+    // SAFETY: `fixed` is a buffer of ours that no one writes any more (the
+    // caller's word): replaced whole by a zeroed one.
+    unsafe { raw::mmap(fixed, MAP_LEN as u64, rw, flags, -1, 0) }.ok()
+}
+
+/// A buffer in a memfd of its own, mapped shared, whose descriptor the
+/// collector is given (and ours closed at once): what the thread records
+/// and has not sent yet survives the process (SIGKILL), for the command
+/// to read. Its address; None if it cannot be made (the caller maps a
+/// private one). Given but not taken by the collector (no room, refused),
+/// it serves as a private one.
+fn kept_buffer(area: &ThreadArea, fixed: u64) -> Option<u64> {
+    let fd = raw::with_spare_fd(
+        || raw::memfd_create(c"usertrap-trace", libc::MFD_CLOEXEC),
+        |r| *r == Err(libc::EMFILE as i64),
+    )
+    .ok()?;
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let flags = libc::MAP_SHARED | if fixed != 0 { libc::MAP_FIXED } else { 0 };
+    let mapped = raw::ftruncate(fd, MAP_LEN as u64).and_then(|_| {
+        // SAFETY: without MAP_FIXED the kernel picks free address space;
+        // with it, `fixed` is a buffer of ours that no one writes any more
+        // (new_buffer's caller's word).
+        unsafe { raw::mmap(fixed, MAP_LEN as u64, rw, flags, fd, 0) }
+    });
+    let Ok(at) = mapped else {
+        let _ = raw::close(fd);
+        return None;
+    };
+    if fixed == 0 {
+        crate::rt::owned::add(at, MAP_LEN as u64);
+    }
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the fresh, zeroed mapping of MAP_LEN bytes made above, ours
+    // alone until it is returned; LINE_AT .. DATA_AT is inside it.
+    let line = unsafe { core::slice::from_raw_parts_mut((at as usize + LINE_AT) as *mut u8, LINE_ROOM) };
+    let n = registration(line, area, id);
+    if register(line.get(..n).unwrap_or_default(), fd) {
+        // SAFETY: as above: the Header at the mapping's start.
+        unsafe { &*(at as *const Header) }.id.store(id, Ordering::Relaxed);
+    }
+    let _ = raw::close(fd);
+    Some(at)
+}
+
+/// `tracebuf PID TID BUF HZ TICKS MONO_NS REAL_NS TICKS0 MONO0_NS\n` into
+/// `line`; its length.
+fn registration(line: &mut [u8], area: &ThreadArea, id: u64) -> usize {
+    let (pid, tid) = area.ids();
+    let (pid, tid) = if pid == 0 { (raw::getpid(), raw::gettid()) } else { (pid, tid) };
+    let mut w = Buf::new(line);
+    w.put(b"tracebuf ").num(pid as u64).put(b" ").num(tid as u64).put(b" ").num(id).put(b" ").num(hz_now());
+    let (ticks0, mono0) = stats::start_pair();
+    let (ticks, mono, real) =
+        (stats::now(), stats::clock_ns(libc::CLOCK_MONOTONIC), stats::clock_ns(libc::CLOCK_REALTIME));
+    w.put(b" ").num(ticks).put(b" ").num(mono).put(b" ").num(real);
+    w.put(b" ").num(ticks0).put(b" ").num(mono0).put(b"\n");
+    w.len
+}
+
+/// One connection, one non-blocking sendmsg of `line` with `fd`: true if
+/// the whole line (and so the descriptor) went.
+fn register(line: &[u8], fd: i32) -> bool {
+    let Some((addr, alen)) = super::collector::address() else { return false };
+    let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    let Ok(sock) = raw::with_spare_fd(|| raw::socket(libc::AF_UNIX, ty, 0), |r| *r == Err(libc::EMFILE as i64)) else {
+        return false;
+    };
+    let ok = raw::connect(sock, addr.get(..alen).unwrap_or_default()).is_ok()
+        && matches!(raw::sendmsg_fd_nowait(sock, line, fd), Ok(n) if n == line.len());
+    let _ = raw::close(sock);
+    ok
 }
 
 /// The bytes at [at, at + len) of the area's buffer mapping.
@@ -258,8 +432,9 @@ fn put_byte(dst: &mut u8, b: u8) {
     unsafe { core::ptr::write_volatile(dst, b) }
 }
 
-/// The message's first line into `line`; its length.
-fn first_line(line: &mut [u8], area: &ThreadArea, dropped: u64, events: usize, hz: u64) -> usize {
+/// The message's first line into `line`; its length. `msg`: the buffer's
+/// number and the message's.
+fn first_line(line: &mut [u8], area: &ThreadArea, dropped: u64, events: usize, hz: u64, msg: (u64, u64)) -> usize {
     let (pid, tid) = area.ids();
     let ticks = stats::now();
     let mono = stats::clock_ns(libc::CLOCK_MONOTONIC);
@@ -268,8 +443,28 @@ fn first_line(line: &mut [u8], area: &ThreadArea, dropped: u64, events: usize, h
     w.put(b"trace ").num(pid as u64).put(b" ").num(tid as u64).put(b" ").num(dropped).put(b" ").num(events as u64);
     let (ticks0, mono0) = stats::start_pair();
     w.put(b" ").num(hz).put(b" ").num(ticks).put(b" ").num(mono).put(b" ").num(real);
-    w.put(b" ").num(ticks0).put(b" ").num(mono0).put(b"\n");
+    w.put(b" ").num(ticks0).put(b" ").num(mono0);
+    w.put(b" ").num(msg.0).put(b" ").num(msg.1).put(b"\n");
     w.len
+}
+
+/// A message from `h` begins: its (buffer, message) numbers. Until the
+/// buffer is emptied, `sending` says the message's events are still at
+/// its start: if the process is killed now, the command takes them from
+/// the message if it arrived, else from the buffer, never from both.
+fn begin_message(h: &Header) -> (u64, u64) {
+    let n = h.begun.load(Ordering::Relaxed) + 1;
+    h.begun.store(n, Ordering::Relaxed);
+    h.sending.store(n, Ordering::Release);
+    (h.id.load(Ordering::Relaxed), n)
+}
+
+/// The buffer's events were sent (or said dropped): empty it. `len` first:
+/// killed in between, [0, 0) holds nothing to take twice.
+fn emptied(h: &Header) {
+    h.len.store(0, Ordering::Release);
+    h.count.store(0, Ordering::Release);
+    h.sending.store(0, Ordering::Release);
 }
 
 /// Ticks per second if known without waiting (0 otherwise).
@@ -293,7 +488,8 @@ fn send_now(area: &ThreadArea, h: &Header) {
     // SAFETY: we hold `busy`; LINE_AT .. DATA_AT + len is inside the
     // mapping (len <= DATA_LEN).
     let room = unsafe { bytes(area, LINE_AT, DATA_AT - LINE_AT + len) };
-    let n = first_line(room.get_mut(..LINE_ROOM).unwrap_or_default(), area, dropped, count, hz_now());
+    let msg_ids = begin_message(h);
+    let n = first_line(room.get_mut(..LINE_ROOM).unwrap_or_default(), area, dropped, count, hz_now(), msg_ids);
     let start = DATA_AT - LINE_AT - n;
     let mut i = n;
     while i > 0 {
@@ -313,8 +509,9 @@ fn send_now(area: &ThreadArea, h: &Header) {
     } else {
         h.dropped.fetch_add(count as u64, Ordering::Relaxed);
     }
-    h.len.store(0, Ordering::Relaxed);
-    h.count.store(0, Ordering::Relaxed);
+    // Not sent: said dropped (a first line cut short reaches the command
+    // damaged, with no events).
+    emptied(h);
 }
 
 /// One connection, one non-blocking send: true if the whole first line went
@@ -345,6 +542,11 @@ fn send_waiting(area: &ThreadArea, extra: u64) -> u64 {
     // SAFETY: as in header_of.
     let h = unsafe { &*(at as *const Header) };
     if h.busy.swap(true, Ordering::Acquire) {
+        // A kept buffer's events, and its count of dropped ones, stay where
+        // the command reads them.
+        if h.id.load(Ordering::Relaxed) != 0 {
+            return extra;
+        }
         return extra + h.count.load(Ordering::Acquire) as u64 + h.dropped.load(Ordering::Relaxed);
     }
     let (len, count) = (h.len.load(Ordering::Acquire), h.count.load(Ordering::Acquire));
@@ -355,16 +557,18 @@ fn send_waiting(area: &ThreadArea, extra: u64) -> u64 {
     }
     let mut line = [0u8; LINE_ROOM];
     // (Never on the fast path: a stack buffer is fine here.)
-    let n = first_line(&mut line, area, own + extra, count, stats::ticks_per_second());
+    let msg_ids = begin_message(h);
+    let n = first_line(&mut line, area, own + extra, count, stats::ticks_per_second(), msg_ids);
     // SAFETY: we hold `busy`; the range is inside the mapping.
     let body = unsafe { bytes(area, DATA_AT, len) };
     let sent =
         raw::with_spare_fd(|| collector_send(line.get(..n).unwrap_or(&[]), body), |r| *r == Err(libc::EMFILE as i64))
             .is_ok();
+    // Not sent: the events stay, `sending` naming the message (the command
+    // skips the events of it that arrived).
     if sent {
         h.dropped.fetch_sub(own, Ordering::Relaxed);
-        h.len.store(0, Ordering::Relaxed);
-        h.count.store(0, Ordering::Relaxed);
+        emptied(h);
     }
     h.busy.store(false, Ordering::Release);
     if sent {
@@ -382,8 +586,19 @@ pub fn thread_exit(area: &ThreadArea) {
     }
 }
 
+/// Whether the area's buffer is one the collector holds.
+fn kept(area: &ThreadArea) -> bool {
+    let at = area.trace.get();
+    // SAFETY: as in header_of.
+    at != 0 && unsafe { &*(at as *const Header) }.id.load(Ordering::Relaxed) != 0
+}
+
 /// The process image ends (report::at_exit): send every buffer (a vfork
-/// child, which shares its parent's areas, only its own). Events that
+/// child, which shares its parent's areas, only its own). The other
+/// threads' kept buffers are left to the collector, which reads them once
+/// the report has arrived: later than a send from here, so with the calls
+/// those threads make meanwhile, and without taking their buffers from
+/// under them (a call made while another thread sends its buffer is lost). Events that
 /// could not be said dropped in another thread's message are said in a
 /// last message of the calling thread's.
 pub fn at_exit(current: Option<&ThreadArea>) {
@@ -398,7 +613,7 @@ pub fn at_exit(current: Option<&ThreadArea>) {
         Some(a) => {
             extra = send_waiting(a, extra);
             thread::for_each_area(|other| {
-                if !core::ptr::eq(other, a) {
+                if !core::ptr::eq(other, a) && !kept(other) {
                     extra = send_waiting(other, extra);
                 }
             });
@@ -407,27 +622,34 @@ pub fn at_exit(current: Option<&ThreadArea>) {
             }
         }
         None => thread::for_each_area(|a| {
-            extra = send_waiting(a, extra);
+            if !kept(a) {
+                extra = send_waiting(a, extra);
+            }
         }),
     }
 }
 
 /// A fork child: the events in its buffers are its parent's, which sends
-/// them.
+/// them; a kept buffer is even the same memory as the parent's (shared):
+/// the child must never write one. Its thread gets a fresh buffer of its
+/// own at the same address before it records anything (this runs before
+/// the fork's own return is recorded); the other areas (threads that do not
+/// exist in the child) forget theirs, and get a new one if they are reused.
 pub fn after_fork_in_child() {
     if !on() {
         return;
     }
     DROPPED_ELSEWHERE.store(0, Ordering::Relaxed);
+    let current = thread::current_unchecked().map_or(0, |a| a as *const ThreadArea as usize);
     thread::for_each_area(|a| {
         let at = a.trace.get();
-        if at != 0 {
-            // SAFETY: as in header_of; only this thread exists now.
-            let h = unsafe { &*(at as *const Header) };
-            h.len.store(0, Ordering::Relaxed);
-            h.count.store(0, Ordering::Relaxed);
-            h.dropped.store(0, Ordering::Relaxed);
-            h.busy.store(false, Ordering::Relaxed);
+        if at == 0 {
+            return;
+        }
+        let fresh = if core::ptr::eq(a, current as *const ThreadArea) { new_buffer(a, at) } else { None };
+        // Without a fresh one, the old mapping stays, never written again.
+        if fresh.is_none() {
+            a.trace.set(0);
         }
     });
 }

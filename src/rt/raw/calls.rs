@@ -276,6 +276,36 @@ pub fn send_nowait(fd: i32, buf: &[u8]) -> Result<usize, i64> {
         .map(|n| n as usize)
 }
 
+/// sendmsg(2) of `buf` with one descriptor (SCM_RIGHTS) on a connected
+/// socket, with MSG_DONTWAIT | MSG_NOSIGNAL: never a wait, never SIGPIPE.
+/// The bytes sent. Integer-only (the trace recorder may call it from the
+/// fast path): the header and control words are plain u64 arrays.
+pub fn sendmsg_fd_nowait(sock: i32, buf: &[u8], fd: i32) -> Result<usize, i64> {
+    let iov = [buf.as_ptr() as u64, buf.len() as u64];
+    // struct cmsghdr then the descriptor: cmsg_len = CMSG_LEN(4) = 20
+    // (u64), cmsg_level SOL_SOCKET and cmsg_type SCM_RIGHTS (two i32), the
+    // i32 descriptor, padded to CMSG_SPACE(4) = 24 bytes.
+    let control = [20u64, libc::SOL_SOCKET as u32 as u64 | (libc::SCM_RIGHTS as u32 as u64) << 32, fd as u32 as u64];
+    // struct msghdr: name, namelen, iov, iovlen, control, controllen, flags.
+    let msg = [0u64, 0, iov.as_ptr() as u64, 1, control.as_ptr() as u64, 24, 0];
+    let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u64;
+    // SAFETY: the kernel reads the msghdr, the one iovec and `buf` it
+    // names, and the 24 control bytes, all live for the call.
+    result(unsafe { syscall(libc::SYS_sendmsg, sock as u64, msg.as_ptr() as u64, flags, 0) }).map(|n| n as usize)
+}
+
+/// memfd_create(2): a new anonymous file; its descriptor.
+pub fn memfd_create(name: &CStr, flags: u32) -> Result<i32, i64> {
+    // SAFETY: the kernel reads the NUL-terminated `name`.
+    result(unsafe { syscall(libc::SYS_memfd_create, name.as_ptr() as u64, flags as u64, 0, 0) }).map(|fd| fd as i32)
+}
+
+/// ftruncate(2).
+pub fn ftruncate(fd: i32, len: u64) -> Result<(), i64> {
+    // SAFETY: integers only.
+    unit(unsafe { syscall(libc::SYS_ftruncate, fd as u64, len, 0, 0) })
+}
+
 /// nanosleep(2), not resumed when interrupted.
 pub fn nanosleep(sec: i64, nsec: i64) -> Result<(), i64> {
     let ts = libc::timespec { tv_sec: sec, tv_nsec: nsec };
@@ -356,7 +386,6 @@ pub fn mmap_fixed_noreplace(addr: u64, len: usize, prot: i32) -> Result<u64, i64
 /// # Safety
 /// With MAP_FIXED the range `addr..addr+len` is replaced: it must hold
 /// nothing the library (or anyone holding a reference into it) still uses.
-#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
 pub unsafe fn mmap(addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: u64) -> Result<u64, i64> {
     // SAFETY: the caller's contract.
     result(unsafe { syscall6(libc::SYS_mmap, [addr, len, prot as u64, flags as u64, fd as i64 as u64, off]) })
