@@ -15,6 +15,11 @@
  *    needs one slot) with the fillers close-on-exec,
  *  - static_getppid_loop (beside it: no loader, needs no descriptor) with the
  *    fillers inherited, the new image as full as the old;
+ *  - this program again with the fillers inherited: with none free the
+ *    kernel still starts the loader, which fails to open libc (exit 127, its
+ *    message on stderr, which the parent reads through a pipe and sums up:
+ *    an interposer that loads the interpreter with a descriptor of the
+ *    process must not fail before the loader runs);
  * and prints how each exec ended.
  */
 #include "common.h"
@@ -48,13 +53,34 @@ static void fill(int free_slots, int cloexec)
 
 static void run(const char *what, int free_slots, int cloexec, char *const argv[])
 {
+    /* The child's stderr, when the loader may complain there. */
+    int err[2] = {-1, -1};
+    if (!cloexec && argv[1] && strcmp(argv[1], "child") == 0 && pipe(err) != 0)
+        _exit(92);
     pid_t pid = fork();
     if (pid == 0) {
+        if (err[1] >= 0) {
+            dup2(err[1], 2);
+            close(err[0]);
+            close(err[1]);
+        }
         fill(free_slots, cloexec);
         execv(argv[0], argv);
         int e = errno;
         say("%s, %d free: exec failed: %s\n", what, free_slots, strerror(e));
         _exit(100);
+    }
+    if (err[1] >= 0) {
+        close(err[1]);
+        char buf[8192];
+        size_t len = 0;
+        ssize_t n;
+        while (len < sizeof buf - 1 && (n = read(err[0], buf + len, sizeof buf - 1 - len)) > 0)
+            len += (size_t)n;
+        buf[len] = 0;
+        close(err[0]);
+        say("%s, %d free: the loader %s libc\n", what, free_slots,
+            strstr(buf, "libc.so.6") ? "could not open" : "said nothing of");
     }
     int st = 0;
     waitpid(pid, &st, 0);
@@ -80,6 +106,7 @@ int main(int argc, char **argv)
         run("dynamic, fillers close-on-exec", free_slots, 1, dyn);
         char *st[] = {stat_path, "few-fds", NULL};
         run("static, fillers inherited", free_slots, 0, st);
+        run("dynamic, fillers inherited", free_slots, 0, dyn);
     }
     return finish();
 }

@@ -263,6 +263,32 @@ fn vfork_children_exit_sud() {
     vfork_children_exit(Backend::Sud);
 }
 
+/// A fork from a vfork child (busybox `timeout`) makes a process of its own
+/// with its own memory: it writes its own report. (It once kept the vfork
+/// child's mark, so it wrote none, and `usertrap stat` named it missing.)
+fn fork_from_vfork_child(backend: Backend) {
+    let prog = program("forks_and_threads");
+    let cmd = Cmd::new(&prog).arg("vfork-fork");
+    let native = run_native(&cmd);
+    assert!(native.status.success(), "natively: {:?}", native.status);
+    let (out, reports, _) = run_with_reports(cmd, backend, "vfork-fork");
+    assert_eq!(out.status, native.status, "{}", out.stderr_text());
+    assert_eq!(out.stdout, native.stdout);
+    assert_eq!(reports.len(), 2, "the parent and the grandchild each write a report (the vfork child none)");
+    let grandchild: Vec<&Value> = reports.iter().filter(|r| getppid_calls(r) == 100).collect();
+    assert_eq!(grandchild.len(), 1, "the grandchild's own figures: {reports:?}");
+}
+
+#[test]
+fn fork_from_vfork_child_seccomp() {
+    fork_from_vfork_child(Backend::Seccomp);
+}
+
+#[test]
+fn fork_from_vfork_child_sud() {
+    fork_from_vfork_child(Backend::Sud);
+}
+
 /// Death by SIGSEGV or abort: the report is written, and the process still
 /// dies by the same signal as natively.
 fn death_by_signal(backend: Backend, how: &str, sig: i32) {

@@ -185,14 +185,20 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         crate::patch::hints::add_eh_frame_hint(image.base, start, len);
     }
     let interp_image = if program.has_interp {
-        let Ok(fd) = raw::open_cwd(&program.interp, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
-            fail(&program.interp, "cannot open the program's interpreter");
+        // The kernel opens the interpreter without a descriptor of the
+        // program's: where every one below the soft limit is taken (the
+        // program's own descriptor sat above it), raise the limit for it.
+        let open = || raw::open_cwd(&program.interp, libc::O_RDONLY | libc::O_CLOEXEC, 0);
+        // The path up to its NUL (Elf::read checked there is one).
+        let interp_name = program.interp.split(|&b| b == 0).next().unwrap_or(&[]);
+        let Ok(fd) = raw::with_spare_fd(open, |r| *r == Err(libc::EMFILE as i64)) else {
+            fail(interp_name, "cannot open the program's interpreter");
         };
         let img = Elf::read(fd.into(), load::Role::Interpreter).and_then(|e| e.map());
         let _ = raw::close(fd);
         match img {
             Ok(i) => Some(i),
-            Err(e) => fail(&program.interp, e),
+            Err(e) => fail(interp_name, e),
         }
     } else {
         None

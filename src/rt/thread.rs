@@ -724,6 +724,9 @@ pub fn after_fork_in_child(a: &ThreadArea) {
     unsafe { POOL.force_unlock() };
     a.tgid.store(raw::getpid(), Ordering::Relaxed);
     a.owner_tid.store(raw::gettid(), Ordering::Relaxed);
+    // A fork from a vfork child (busybox `timeout`) makes a process with
+    // memory of its own: its area is no longer one set aside in a parent's.
+    a.vfork_child.set(false);
     LIVE_THREADS.store(1, Ordering::Relaxed);
 }
 

@@ -9,7 +9,10 @@
  * starts a thread, vforks N children whose exec fails and that end with the
  * exit syscall itself (as Go's os/exec children do), lets the thread end,
  * then calls getppid 1000 times: a vfork child is no thread of its parent,
- * so the report, written when the last thread ends, must count them all.
+ * so the report, written when the last thread ends, must count them all;
+ * `vfork-fork` vforks a child that forks a grandchild and exits (busybox
+ * `timeout` does so): the grandchild, a process of its own, calls getppid
+ * 100 times and exits 0, and the parent waits for its end (a pipe's EOF).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -86,6 +89,27 @@ int main(int argc, char **argv)
         pthread_join(t, NULL);
         for (int i = 0; i < 1000; i++)
             getppid();
+    } else if (strcmp(argv[1], "vfork-fork") == 0) {
+        int fds[2];
+        if (pipe(fds) != 0)
+            return 4;
+        pid_t p = vfork();
+        if (p == 0) {
+            if (fork() != 0)
+                _exit(0);
+            close(fds[0]);
+            for (int j = 0; j < 100; j++)
+                getppid();
+            _exit(0);
+        }
+        close(fds[1]);
+        int status = 0;
+        if (waitpid(p, &status, 0) != p || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            return 3;
+        char c;
+        if (read(fds[0], &c, 1) != 0)
+            return 5;
+        printf("grandchild done\n");
     } else if (strcmp(argv[1], "segv") == 0 || strcmp(argv[1], "abort") == 0 || strcmp(argv[1], "sigsys") == 0
                || strcmp(argv[1], "sigbus") == 0) {
         for (int i = 0; i < 10; i++)
