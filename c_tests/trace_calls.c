@@ -29,11 +29,9 @@ static void *sleeper(void *arg)
 
 static int ready[2];
 
-/* Makes `arg`'s calls (SYS_getuid: 7, SYS_getgid: 9), says so, waits. */
-static void *caller(void *arg)
+/* Makes `n` calls of `nr`, says so on `ready`, then waits for good. */
+static void calls_then_wait(long nr, int n)
 {
-    long nr = (long)arg;
-    int n = nr == SYS_getuid ? 7 : 9;
     for (int i = 0; i < n; i++)
         syscall(nr);
     char c = 1;
@@ -41,6 +39,13 @@ static void *caller(void *arg)
         _exit(3);
     for (;;)
         pause();
+}
+
+/* Makes `arg`'s calls (SYS_getuid: 7, SYS_getgid: 9), says so, waits. */
+static void *caller(void *arg)
+{
+    long nr = (long)arg;
+    calls_then_wait(nr, nr == SYS_getuid ? 7 : 9);
     return NULL;
 }
 
@@ -48,13 +53,7 @@ static void *caller(void *arg)
 static void *child_caller(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 2; i++)
-        syscall(SYS_getgid);
-    char c = 1;
-    if (write(ready[1], &c, 1) != 1)
-        _exit(3);
-    for (;;)
-        pause();
+    calls_then_wait(SYS_getgid, 2);
     return NULL;
 }
 

@@ -508,9 +508,15 @@ fn fast_path_uses_no_vector_registers() {
     }
 }
 
-/// (calls, fast calls) of syscall `name` in the JSON reports in `dir` of
-/// processes whose command is `command` (summed).
-fn calls_in_reports(dir: &std::path::Path, command: &str, name: &str) -> (u64, u64) {
+/// (calls, fast calls) summed over the entries of list `list` ("syscalls"
+/// or "sites") that `pick` accepts, in the JSON reports in `dir` of
+/// processes whose command is `command`.
+fn counted_in_reports(
+    dir: &std::path::Path,
+    command: &str,
+    list: &str,
+    pick: impl Fn(&serde_json::Value) -> bool,
+) -> (u64, u64) {
     let (mut calls, mut fast) = (0, 0);
     for (path, text) in report_files(dir) {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -519,37 +525,27 @@ fn calls_in_reports(dir: &std::path::Path, command: &str, name: &str) -> (u64, u
             if r["command"].as_str() != Some(command) {
                 continue;
             }
-            for s in r["syscalls"].as_array().into_iter().flatten() {
-                if s["name"].as_str() == Some(name) {
-                    calls += s["calls"].as_u64().unwrap_or(0);
-                    fast += s["fast_calls"].as_u64().unwrap_or(0);
-                }
+            for s in r[list].as_array().into_iter().flatten().filter(|s| pick(s)) {
+                calls += s["calls"].as_u64().unwrap_or(0);
+                fast += s["fast_calls"].as_u64().unwrap_or(0);
             }
         }
     }
     (calls, fast)
 }
 
+/// (calls, fast calls) of syscall `name` in the JSON reports in `dir` of
+/// processes whose command is `command` (summed).
+fn calls_in_reports(dir: &std::path::Path, command: &str, name: &str) -> (u64, u64) {
+    counted_in_reports(dir, command, "syscalls", |s| s["name"].as_str() == Some(name))
+}
+
 /// (calls, fast calls) of syscall `name` at the sites of the object whose
 /// path ends with `object`, over the reports of `command` in `dir`.
 fn site_calls_in_reports(dir: &std::path::Path, command: &str, object: &str, name: &str) -> (u64, u64) {
-    let (mut calls, mut fast) = (0, 0);
-    for (path, text) in report_files(dir) {
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let r: serde_json::Value =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: not JSON ({}): {}", path.display(), e, line));
-            if r["command"].as_str() != Some(command) {
-                continue;
-            }
-            for s in r["sites"].as_array().into_iter().flatten() {
-                if s["name"].as_str() == Some(name) && s["object"].as_str().is_some_and(|o| o.ends_with(object)) {
-                    calls += s["calls"].as_u64().unwrap_or(0);
-                    fast += s["fast_calls"].as_u64().unwrap_or(0);
-                }
-            }
-        }
-    }
-    (calls, fast)
+    counted_in_reports(dir, command, "sites", |s| {
+        s["name"].as_str() == Some(name) && s["object"].as_str().is_some_and(|o| o.ends_with(object))
+    })
 }
 
 /// dd with 1-byte blocks: glibc's `read` is `xor %eax,%eax; syscall` (Form P,
