@@ -140,6 +140,34 @@ fn a_process_killed_by_sigkill_is_named() {
     }
 }
 
+/// Processes in a PID namespace of their own (`unshare -pf`): a parent
+/// there names its fork children by the numbers it sees, the collector
+/// knows them by ours. Every one reports and none is named missing; a
+/// killed one still is. Several rounds: a child may be reaped before the
+/// collector looks it up.
+#[test]
+fn processes_in_a_pid_namespace_are_not_named_missing() {
+    if !is_root() || !run_native(&Cmd::new("unshare").args(["-pf", "true"])).status.success() {
+        println!("SKIPPED: cannot make a PID namespace here (unshare -pf)");
+        return;
+    }
+    let script = "echo a | cat; ls / >/dev/null; (true) & wait; sh -c 'kill -9 $$'; echo \"status $?\"";
+    for b in Backend::ALL {
+        for round in 0..5 {
+            let text = stat_vs_native("collect-pidns", b, &["unshare", "-pf", "sh", "-c", script], |_| {});
+            let names = reported(&text);
+            for want in ["unshare", "cat", "ls"] {
+                assert!(names.iter().any(|n| n == want), "{b}, round {round}: no report from {want}:\n{text}");
+            }
+            let line = text
+                .lines()
+                .find(|l| l.contains("did not report"))
+                .unwrap_or_else(|| panic!("{b}, round {round}: the killed sh not named:\n{text}"));
+            assert!(line.starts_with("usertrap: 1 of ") && line.ends_with(", killed by SIGKILL"), "{b}: {line}");
+        }
+    }
+}
+
 /// A process that cannot open the socket for its report (no descriptor
 /// left): counted and named in the aggregate, nothing on its stderr.
 #[test]

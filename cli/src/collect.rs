@@ -237,6 +237,9 @@ impl Collector {
         conns.sort_by_key(|c| c.0);
         struct Image {
             pid: u32,
+            /// The number its parent knows it by, where the parent runs in
+            /// a nested PID namespace (else `pid`).
+            named_as: u32,
             command: String,
             reported: bool,
             lost: Option<String>,
@@ -251,8 +254,12 @@ impl Collector {
         let mut skipped = Vec::new();
         let mut killed: HashMap<u32, i64> = HashMap::new();
         let mut greetings = Vec::new();
+        // Children named by a parent in a nested PID namespace, still open.
+        let mut nested_children: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        // The numbers senders in a nested PID namespace gave themselves.
+        let mut seen_nested: std::collections::HashSet<u32> = std::collections::HashSet::new();
         let new_image = |images: &mut Vec<Image>, pid: u32, command: String, after_exec: bool| {
-            images.push(Image { pid, command, reported: false, lost: None, after_exec });
+            images.push(Image { pid, named_as: pid, command, reported: false, lost: None, after_exec });
             images.len() - 1
         };
         for (_, peer, data) in &conns {
@@ -277,22 +284,49 @@ impl Collector {
             match kind {
                 // The parent's word may come after the child's own messages.
                 "child" if seen.contains(&pid) => {}
+                // A nested parent's child that spoke first under its own number.
+                "child" if *peer != Some(said_ppid(&words)) && seen_nested.contains(&pid) => {}
                 "child" => {
                     let i = new_image(&mut images, pid, command, false);
                     open.insert(pid, i);
-                }
-                "hello" => match open.get(&pid) {
-                    Some(&i) => images[i].command = command,
-                    None => {
-                        let i = new_image(&mut images, pid, command, false);
-                        open.insert(pid, i);
+                    let nspid = words.iter().position(|&w| w == "nspid").and_then(|at| words.get(at + 1)?.parse().ok());
+                    if let Some(n) = nspid {
+                        images[i].named_as = n;
                     }
-                },
+                    // From a parent in a nested PID namespace: the number
+                    // may be the one it sees (see child_in_our_numbering).
+                    if *peer != Some(said_ppid(&words)) {
+                        nested_children.insert(pid);
+                    }
+                }
+                "hello" => {
+                    let i = match open.get(&pid) {
+                        Some(&i) => i,
+                        None => {
+                            let i = new_image(&mut images, pid, command.clone(), false);
+                            open.insert(pid, i);
+                            i
+                        }
+                    };
+                    images[i].command = command;
+                    // In a nested PID namespace, its parent (in the same one)
+                    // knows it by the number it gives itself.
+                    if let (Some(s), true) = (said, images[i].named_as == images[i].pid) {
+                        images[i].named_as = s;
+                    }
+                }
                 "report" => {
-                    let idx = match open.remove(&pid) {
+                    // A fork child of a parent in a nested PID namespace that
+                    // was not found under our number: named by its own.
+                    let own = said.filter(|&s| Some(s) != *peer && nested_children.contains(&s));
+                    let idx = match open.remove(&pid).or_else(|| own.and_then(|s| open.remove(&s))) {
                         Some(i) => i,
                         None => new_image(&mut images, pid, String::new(), false),
                     };
+                    if let Some(s) = own {
+                        nested_children.remove(&s);
+                        images[idx].pid = pid;
+                    }
                     let parsed = std::str::from_utf8(body)
                         .map_err(|_| "invalid JSON: not UTF-8".to_string())
                         .and_then(report::parse_all);
@@ -333,6 +367,11 @@ impl Collector {
                 }),
             }
             seen.insert(pid);
+            if let (Some(s), "hello" | "report" | "lost") = (said, kind) {
+                if Some(s) != *peer {
+                    seen_nested.insert(s);
+                }
+            }
         }
         let processes = images.len();
         let mut missing = Vec::new();
@@ -347,7 +386,7 @@ impl Collector {
             }
             let reason = if let Some(l) = &im.lost {
                 l.clone()
-            } else if let Some(sig) = killed.get(&im.pid) {
+            } else if let Some(sig) = killed.get(&im.pid).or_else(|| killed.get(&im.named_as)) {
                 format!("killed by {}", crate::stat::signal_name(*sig as i32))
             } else if let (true, Some(sig)) = (im.pid == child && latest, child_signal) {
                 format!("killed by {}", crate::stat::signal_name(sig))
@@ -481,10 +520,67 @@ fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
         st.in_flight.fetch_sub(1, Ordering::SeqCst);
         return;
     }
+    let data = match peer_pid {
+        Some(parent) if data.starts_with(b"child ") => child_in_our_numbering(parent, data),
+        _ => data,
+    };
     if let Ok(mut c) = st.conns.lock() {
         c.push(Conn { seq, peer_pid, data });
     }
     st.in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// A `child CHILD PARENT ...` message (its parent names a fork child, by
+/// the numbers it sees: getpid()) with CHILD in our PID namespace's
+/// numbering, as every other message's sender is known (SO_PEERCRED). They
+/// differ where the parent runs in a nested PID namespace (`unshare -pf`,
+/// containers): then the child is the one of the parent's children
+/// (/proc/PARENT/task/*/children, in our numbering; a zombie is listed
+/// too) whose pid at the parent's namespace level (/proc/PID/status,
+/// NSpid) is CHILD. Left as it is when the parent is in our namespace or
+/// the child cannot be found (reaped already): it is then named by the
+/// number its parent gave.
+fn child_in_our_numbering(parent: u32, data: Vec<u8>) -> Vec<u8> {
+    let nl = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let head = String::from_utf8_lossy(&data[..nl]).into_owned();
+    let words: Vec<&str> = head.split(' ').collect();
+    let (Some(child), Some(said_parent)) =
+        (words.get(1).and_then(|p| p.parse::<u32>().ok()), words.get(2).and_then(|p| p.parse::<u32>().ok()))
+    else {
+        return data;
+    };
+    if said_parent == parent {
+        return data;
+    }
+    let Some(level) = ns_pids(parent).map(|p| p.len()).filter(|&n| n > 0) else { return data };
+    let Some(ours) =
+        children_of(parent).into_iter().find(|&c| ns_pids(c).is_some_and(|p| p.get(level - 1) == Some(&child)))
+    else {
+        return data;
+    };
+    // The parent's number stays, last: its report names a child it saw
+    // killed by that number.
+    let rest = words.get(2..).map(|w| w.join(" ")).unwrap_or_default();
+    let mut out = format!("child {ours} {rest} nspid {child}").into_bytes();
+    out.extend_from_slice(&data[nl..]);
+    out
+}
+
+/// The pids of process `pid` from our PID namespace inward (NSpid).
+fn ns_pids(pid: u32) -> Option<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    Some(line.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+}
+
+/// The children of every thread of process `pid`, in our numbering.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<u32>>())
+        .collect()
 }
 
 /// The connection's first bytes, and the descriptor passed with them
