@@ -780,10 +780,11 @@ mod tests {
         assert_eq!(plan_pad(&alone, fs + 2), Err(Reject::NoPad));
         let p = plan_pad_after_gap(&with_gap, fs + 2).unwrap();
         assert_eq!(p, Pad { at: g, len: 10 });
-        assert_eq!(pad_branch(fs + 2, &p), [0xeb, (-14i8) as u8]); // back over the gap
-                                                                   // Only after a previous function that ends in a transfer, with no
-                                                                   // branch into the gap: plan_pad's own rule (a pad after a `ret`)
-                                                                   // for the byte before the gap.
+        // Back over the gap.
+        assert_eq!(pad_branch(fs + 2, &p), [0xeb, (-14i8) as u8]);
+        // Only after a previous function that ends in a transfer, with no
+        // branch into the gap: plan_pad's own rule (a pad after a `ret`)
+        // for the byte before the gap.
         let p_code = Code { start: BASE, live: &prev, overlays: &[] };
         assert!(ends_in_transfer(&p_code, g, fs));
         let mut falls = prev;
