@@ -229,6 +229,7 @@ macro_rules! c_tests {
 
 c_tests! {
     valgrind_guest,
+    exec_refused,
     call_sites,
     named_threads,
     live_loop,

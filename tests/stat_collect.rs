@@ -168,6 +168,44 @@ fn processes_in_a_pid_namespace_are_not_named_missing() {
     }
 }
 
+/// An execve the kernel refuses (E2BIG: an argument over 128 KiB) after
+/// the image wrote its report for the exec (c_tests/exec_refused.c, twice):
+/// the image goes on and reports again at its end, with every call since
+/// its start. The aggregate keeps that last report only: one process entry
+/// per image (pid and start time), not said replaced by an exec that did
+/// not happen, and its 150 getppid counted once.
+#[test]
+fn a_refused_exec_is_not_counted_twice() {
+    let prog = c_test_binary("exec_refused");
+    let prog = prog.to_str().unwrap();
+    for b in Backend::ALL {
+        let text = stat_vs_native("collect-e2big", b, &[prog], |_| {});
+        assert!(!text.contains("replaced by execve"), "{b}: an exec that did not happen:\n{text}");
+        let dir = scratch_dir("collect-e2big-json", b);
+        fresh_dir(&dir);
+        let agg = dir.join("aggregate.json");
+        let cmd = Cmd::new(usertrap_bin())
+            .args(["stat", "-f", "--json", "--backend", b.name(), "-o"])
+            .arg(&agg)
+            .args(["--", prog]);
+        let out = run_native(&cmd);
+        assert!(out.status.success(), "{b}: {}", out.stderr_text());
+        let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(&agg).unwrap()).unwrap();
+        let processes = json["processes"].as_array().unwrap();
+        assert_eq!(processes.len(), 1, "{b}: one image:\n{json:#}");
+        let calls = |name: &str| -> u64 {
+            json["syscalls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["name"] == name)
+                .map(|s| s["calls"].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!((calls("getppid"), calls("execve")), (150, 2), "{b}:\n{json:#}");
+    }
+}
+
 /// A process that cannot open the socket for its report (no descriptor
 /// left): counted and named in the aggregate, nothing on its stderr.
 #[test]

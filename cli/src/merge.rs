@@ -8,7 +8,7 @@
 //! scheme, in ns: exact below 16 ns, then each power of two split into 16
 //! equal parts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -146,6 +146,7 @@ pub fn aggregate(
     per_thread: bool,
 ) -> Aggregate {
     sources.sort_by_key(|s| (s.report.start_ns, s.report.pid));
+    let sources = latest_of_each_image(sources);
     let shown = |name: &str| filter.is_none_or(|f| f.matches(name));
 
     let mut processes = Vec::new();
@@ -225,6 +226,32 @@ pub fn aggregate(
         missing: Vec::new(),
         processes_seen: 0,
     }
+}
+
+/// One report per process image: its last. An image writes its report
+/// before an execve (the image is gone once it succeeds); when the kernel
+/// refuses the exec (E2BIG: an argument list too long for a shell's glob),
+/// the image goes on and reports again at its end, with every call since
+/// its start: the same pid and start time, a later end. Counting both would
+/// count its calls before the exec twice. `sources` are sorted by start.
+fn latest_of_each_image(sources: Vec<Source>) -> Vec<Source> {
+    let mut kept: Vec<Source> = Vec::with_capacity(sources.len());
+    let mut at: HashMap<(u32, u64), usize> = HashMap::new();
+    for src in sources {
+        let key = (src.report.pid, src.report.start_ns);
+        match at.get(&key) {
+            Some(&i) if key.1 != 0 => {
+                if src.report.end_ns >= kept[i].report.end_ns {
+                    kept[i] = src;
+                }
+            }
+            _ => {
+                at.insert(key, kept.len());
+                kept.push(src);
+            }
+        }
+    }
+    kept
 }
 
 /// Rows by total time, then calls (both descending), then name.
