@@ -175,10 +175,7 @@ fn dup_high(fd: i32) -> Option<i32> {
     const LOW_TABLE: u64 = 1024;
     let [soft, hard] = raw::prlimit_nofile(None).ok()?;
     if soft < hard && soft <= LOW_TABLE {
-        raw::prlimit_nofile(Some([soft.saturating_add(4).min(hard), hard])).ok()?;
-        let r = raw::dup_cloexec_from(fd, soft as i32);
-        let _ = raw::prlimit_nofile(Some([soft, hard]));
-        return r.ok();
+        return raw::with_nofile_raised([soft, hard], || raw::dup_cloexec_from(fd, soft as i32))?.ok();
     }
     if soft >= 4 * LOW_TABLE {
         return raw::dup_cloexec_from(fd, LOW_TABLE as i32 - 1).ok();

@@ -655,16 +655,23 @@ pub fn with_spare_fd<T>(mut f: impl FnMut() -> T, emfile: impl Fn(&T) -> bool) -
     if !emfile(&r) {
         return r;
     }
-    let Ok(lim) = prlimit_nofile(None) else { return r };
-    if lim[0] >= lim[1] {
-        return r;
+    match prlimit_nofile(None) {
+        Ok(lim) => with_nofile_raised(lim, &mut f).unwrap_or(r),
+        Err(_) => r,
     }
-    if prlimit_nofile(Some([lim[0].saturating_add(4).min(lim[1]), lim[1]])).is_err() {
-        return r;
+}
+
+/// Run `f` with the soft RLIMIT_NOFILE `lim` (soft, hard: as read just
+/// before) raised by a few, then put back (a descriptor `f` got above it
+/// stays valid); None, `f` not run, where it cannot be raised (already at
+/// the hard limit, or refused).
+pub fn with_nofile_raised<T>([soft, hard]: [u64; 2], f: impl FnOnce() -> T) -> Option<T> {
+    if soft >= hard || prlimit_nofile(Some([soft.saturating_add(4).min(hard), hard])).is_err() {
+        return None;
     }
     let r = f();
-    let _ = prlimit_nofile(Some(lim));
-    r
+    let _ = prlimit_nofile(Some([soft, hard]));
+    Some(r)
 }
 
 /// prlimit64(0, RLIMIT_NOFILE): set `new` if given (soft, hard); the limit

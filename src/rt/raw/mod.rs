@@ -50,8 +50,8 @@ pub use calls::{
     prctl_set_mm_exe_file, prctl_set_no_new_privs, prctl_set_tsc, pread, prlimit_nofile, pwrite, read, readlink,
     rt_sigaction, rt_sigpending, rt_sigtimedwait_poll, rt_tgsigqueueinfo, sched_yield, seccomp_set_mode_filter,
     send_nowait, sendmsg_fd_nowait, shmctl_stat, sigaltstack_get, sigaltstack_set, sigprocmask,
-    sigprocmask_setmask_into, socket, sud_off, sud_on, tgkill, unlinkat, with_spare_fd, write, write_all,
-    KernelSigaction,
+    sigprocmask_setmask_into, socket, sud_off, sud_on, tgkill, unlinkat, with_nofile_raised, with_spare_fd, write,
+    write_all, KernelSigaction,
 };
 pub use entry::{
     copy_from_user, copy_to_user, copy_user, program_syscall6, read_user, strnlen_user, syscall6, write_user, Plain,
