@@ -138,20 +138,35 @@ pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     dispatch::<false>(Some(area), Path::Slow, nr, args, site, hooks::active(), |nr, args| emulate(t, nr, args))
 }
 
+/// The program's own call, one that needs no emulation, run for it on the
+/// slow path (`SLOW`: through the gate's program-syscall entry) or the fast
+/// path: first what the library watches in such calls (the program letting
+/// go of its stderr: emulate::stderr_keep; a memory call that would change
+/// the library's own memory or recorded sites: process::memory_call, which
+/// refuses it, saying why on the slow path only), then the call.
+#[inline(always)]
+fn forward<const SLOW: bool>(nr: i64, args: [u64; 6]) -> i64 {
+    stderr_keep::before_native_call(nr, &args);
+    process::memory_call(nr, args, SLOW).unwrap_or_else(|| {
+        if SLOW {
+            // SAFETY: the program's own syscall with its own arguments
+            // (rt::raw: forwarded program calls).
+            unsafe { raw::program_syscall6(nr, args) }
+        } else {
+            // SAFETY: the program's own syscall (rt::raw: forwarded program
+            // calls).
+            unsafe { raw::syscall6(nr, args) }
+        }
+    })
+}
+
 fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
     use Outcome::Return;
     if t.area.strict.get() && !process::strict_allows(nr) {
         process::strict_violation(t.area);
     }
     let e = match syscalls::handling(nr) {
-        Handling::Native => {
-            stderr_keep::before_native_call(nr, &args);
-            return Return(process::memory_call(nr, args, true).unwrap_or_else(|| {
-                // SAFETY: the program's own syscall with its own arguments
-                // (rt::raw: forwarded program calls).
-                unsafe { raw::program_syscall6(nr, args) }
-            }));
-        }
+        Handling::Native => return Return(forward::<true>(nr, args)),
         Handling::Emulated(e) => e,
     };
     match e {
@@ -273,14 +288,9 @@ fn fast_dispatch<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u64, wi
             process::strict_violation_fast(a);
         }
     }
+    // Only sites of calls that need no emulation are patched.
     let outcome = dispatch::<TRACE>(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
-        stderr_keep::before_native_call(nr, &args);
-        // Refused calls are reported on the slow path; here just refused.
-        Outcome::Return(process::memory_call(nr, args, false).unwrap_or_else(|| {
-            // SAFETY: the program's own syscall (rt::raw: forwarded program calls), one that needs no
-            // emulation (only those sites are patched).
-            unsafe { raw::syscall6(nr, args) }
-        }))
+        Outcome::Return(forward::<false>(nr, args))
     });
     match outcome {
         Outcome::Return(r) => r,
@@ -306,11 +316,7 @@ fn fast_emulated_call<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u6
         let r = match syscalls::handling(nr) {
             Handling::Emulated(h) if syscalls::fast(h) => fast_emulated(area, saved, h, nr, &args),
             // A hook changed the number: as ut_fast_dispatch runs others.
-            _ => process::memory_call(nr, args, false).unwrap_or_else(|| {
-                stderr_keep::before_native_call(nr, &args);
-                // SAFETY: the program's own syscall (rt::raw: forwarded program calls).
-                unsafe { raw::syscall6(nr, args) }
-            }),
+            _ => forward::<false>(nr, args),
         };
         Outcome::Return(r)
     });
