@@ -161,30 +161,25 @@ pub fn consider(rip: u64, nr: u64) {
 /// Only pre-patching could differ, and it waits for a call that needs no
 /// slow path anyway.
 fn nothing_to_record(key: u64, nr: u64) -> bool {
-    if !needs_slow_path(nr) {
-        return false;
-    }
+    needs_slow_path(nr) && seed_immediate(key).is_none()
+}
+
+/// The 4 bytes of `mov $nr,%eax`'s immediate right before the `syscall` at
+/// `key`, if the seed form is there (None too if unreadable).
+fn seed_immediate(key: u64) -> Option<[u8; 4]> {
     let mut bytes = [0u8; 7];
-    if raw::copy_from_user(&mut bytes, key.wrapping_sub(5)).is_err() {
-        return true;
-    }
-    let [b0, _, _, _, _, s0, s1] = bytes;
-    !(b0 == 0xb8 && s0 == 0x0f && s1 == 0x05)
+    raw::copy_from_user(&mut bytes, key.wrapping_sub(5)).ok()?;
+    let [b0, n0, n1, n2, n3, s0, s1] = bytes;
+    (b0 == 0xb8 && s0 == 0x0f && s1 == 0x05).then_some([n0, n1, n2, n3])
 }
 
 /// Err(None): not now (the site is considered again at its next trap).
 #[inline(never)] // its buffers must not sit in every trap's stack frame
 fn try_patch(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'static str>> {
-    let site = key.wrapping_sub(5);
-    let mut bytes = [0u8; 7];
-    if raw::copy_from_user(&mut bytes, site).is_err() {
-        return try_other_forms(table, key, nr);
+    match seed_immediate(key) {
+        Some(imm) => try_seed(table, key, nr, imm).map_err(Some),
+        None => try_other_forms(table, key, nr),
     }
-    let [b0, n0, n1, n2, n3, s0, s1] = bytes;
-    if b0 != 0xb8 || s0 != 0x0f || s1 != 0x05 {
-        return try_other_forms(table, key, nr);
-    }
-    try_seed(table, key, nr, [n0, n1, n2, n3]).map_err(Some)
 }
 
 fn try_seed(table: &mut Table, key: u64, nr: u64, [n0, n1, n2, n3]: [u8; 4]) -> Result<(), &'static str> {
@@ -893,7 +888,7 @@ pub fn prove_loader_sites() {
                     continue;
                 }
                 let key = at + i as u64;
-                if registry::lookup(key).is_some() || is_seed_at(key) {
+                if registry::lookup(key).is_some() || seed_immediate(key).is_some() {
                     continue;
                 }
                 let nr = number_before(key);
@@ -936,11 +931,6 @@ pub fn patch_fork_child_sites(rip: u64) {
             consider(after, nr as u64);
         }
     }
-}
-
-/// Whether the `syscall` at `key` follows `mov $nr,%eax` (the seed form).
-fn is_seed_at(key: u64) -> bool {
-    raw::read_user::<u8>(key.wrapping_sub(5)).is_ok_and(|b| b == 0xb8)
 }
 
 /// The number loaded into eax before the `syscall` at `key`: 0 after `xor
