@@ -322,13 +322,21 @@ fn registration(line: &mut [u8], area: &ThreadArea, id: u64) -> usize {
     let (pid, tid) = area.ids();
     let (pid, tid) = if pid == 0 { (raw::getpid(), raw::gettid()) } else { (pid, tid) };
     let mut w = Buf::new(line);
-    w.put(b"tracebuf ").num(pid as u64).put(b" ").num(tid as u64).put(b" ").num(id).put(b" ").num(hz_now());
-    let (ticks0, mono0) = stats::start_pair();
+    w.put(b"tracebuf ").num(pid as u64).put(b" ").num(tid as u64).put(b" ").num(id);
+    put_clocks(&mut w, hz_now());
+    w.put(b"\n");
+    w.len
+}
+
+/// ` HZ TICKS MONO_NS REAL_NS TICKS0 MONO0_NS`: the TSC frequency as known
+/// (0: not yet), the clocks read together now, and at the image's start:
+/// what the command maps this buffer's ticks to time by.
+fn put_clocks(w: &mut Buf<'_>, hz: u64) {
     let (ticks, mono, real) =
         (stats::now(), stats::clock_ns(libc::CLOCK_MONOTONIC), stats::clock_ns(libc::CLOCK_REALTIME));
-    w.put(b" ").num(ticks).put(b" ").num(mono).put(b" ").num(real);
-    w.put(b" ").num(ticks0).put(b" ").num(mono0).put(b"\n");
-    w.len
+    let (ticks0, mono0) = stats::start_pair();
+    w.put(b" ").num(hz).put(b" ").num(ticks).put(b" ").num(mono).put(b" ").num(real);
+    w.put(b" ").num(ticks0).put(b" ").num(mono0);
 }
 
 /// One connection, one non-blocking sendmsg of `line` with `fd`: true if
@@ -436,14 +444,9 @@ fn put_byte(dst: &mut u8, b: u8) {
 /// number and the message's.
 fn first_line(line: &mut [u8], area: &ThreadArea, dropped: u64, events: usize, hz: u64, msg: (u64, u64)) -> usize {
     let (pid, tid) = area.ids();
-    let ticks = stats::now();
-    let mono = stats::clock_ns(libc::CLOCK_MONOTONIC);
-    let real = stats::clock_ns(libc::CLOCK_REALTIME);
     let mut w = Buf::new(line);
     w.put(b"trace ").num(pid as u64).put(b" ").num(tid as u64).put(b" ").num(dropped).put(b" ").num(events as u64);
-    let (ticks0, mono0) = stats::start_pair();
-    w.put(b" ").num(hz).put(b" ").num(ticks).put(b" ").num(mono).put(b" ").num(real);
-    w.put(b" ").num(ticks0).put(b" ").num(mono0);
+    put_clocks(&mut w, hz);
     w.put(b" ").num(msg.0).put(b" ").num(msg.1).put(b"\n");
     w.len
 }
