@@ -215,9 +215,7 @@ impl Gathered {
         self.formatted.push(out);
         self.heads.push((seq, *h, got.into()));
     }
-}
 
-impl Gathered {
     /// Once every message has arrived: the events still in the buffers the
     /// collector kept, never sent (a process killed by SIGKILL, a send
     /// that failed at exit). A buffer whose message was being sent when
@@ -240,30 +238,31 @@ impl Gathered {
             let (mut body, mut dropped) = (&k.events[..], k.dropped);
             if let Some(&(sent, said_dropped)) = self.from_kept.get(&(k.pid, buf, k.sending)).filter(|_| k.sending != 0)
             {
-                for _ in 0..sent {
-                    let Some((_, _, len)) = wire::decode(body) else { break };
-                    body = &body[len..];
-                }
+                body = past_events(body, sent).0;
                 dropped = dropped.saturating_sub(said_dropped);
             }
             if body.is_empty() && dropped == 0 {
                 continue;
             }
-            let n = {
-                let mut n = 0u64;
-                let mut b = body;
-                while let Some((_, _, len)) = wire::decode(b) {
-                    b = &b[len..];
-                    n += 1;
-                }
-                n
-            };
+            let n = past_events(body, u64::MAX).1;
             *self.recovered.entry(k.pid).or_default() += n;
             let mut msg = format!("trace {} {tid} {dropped} {n} {} {buf} 0\n", k.pid, rest.join(" ")).into_bytes();
             msg.extend_from_slice(body);
             self.add(k.seq, k.pid, msg, format);
         }
     }
+}
+
+/// `body` (whole events) past its first `n` events (or all it holds), and
+/// how many that was.
+fn past_events(mut body: &[u8], n: u64) -> (&[u8], u64) {
+    let mut passed = 0;
+    while passed < n {
+        let Some((_, _, len)) = wire::decode(body) else { break };
+        body = &body[len..];
+        passed += 1;
+    }
+    (body, passed)
 }
 
 /// Decode the trace messages (sender pid, message) in arrival order.
