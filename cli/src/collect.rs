@@ -303,7 +303,7 @@ impl Collector {
                     let i = match open.get(&pid) {
                         Some(&i) => i,
                         None => {
-                            let i = new_image(&mut images, pid, command.clone(), false);
+                            let i = new_image(&mut images, pid, String::new(), false);
                             open.insert(pid, i);
                             i
                         }

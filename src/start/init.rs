@@ -168,8 +168,7 @@ pub fn start(s: &Startup<'_>) {
     if let Some(h) = s.handoff.filter(|h| h.loader_site_count != 0) {
         // The loader's sites the launcher patched: ours from now on (before
         // our fault handlers replace the launcher's, which know them).
-        let [a, b, c, d] = h.loader_regions;
-        patch::install::adopt_loader_sites(&h.registry, &[(a[0], a[1]), (b[0], b[1]), (c[0], c[1]), (d[0], d[1])]);
+        patch::install::adopt_loader_sites(&h.registry, &h.loader_regions.map(|[at, len]| (at, len)));
     }
     for (sig, action) in [
         (signals::SIGSYS, sigsys::handler_action()),
