@@ -237,6 +237,7 @@ c_tests! {
     app_uses_sud,
     patch_race,
     patch_race_forms,
+    seed_after_form,
     block_all_signals,
     close_all_fds,
     comm_of_report,

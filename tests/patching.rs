@@ -570,6 +570,32 @@ fn dd_reads_are_fast_sud() {
     dd_reads_are_fast(Backend::Sud);
 }
 
+/// A seed after a Form R site of the same function (c_tests/seed_after_form.c;
+/// glibc's start_thread has one, with rt_sigprocmask and rseq behind it):
+/// once the range is patched, the seed's proof decodes the range's original
+/// instructions, not the jump written over them, and the seed is patched too.
+fn seed_after_a_patched_range(backend: Backend) {
+    let dir = fresh_reports_dir("seed_after_a_patched_range", backend);
+    let cmd = with_json_reports(Cmd::new(c_test_binary("seed_after_form")), &dir);
+    let out = run_traced(&cmd, backend);
+    assert_eq!(out.stdout_text(), "seed_after_form: ok\n", "{}", out.stderr_text());
+    for name in ["getppid", "getuid"] {
+        let (calls, fast) = site_calls_in_reports(&dir, "seed_after_form", "/seed_after_form", name);
+        assert!(calls >= 1000, "only {} {} calls of the program's own site reported", calls, name);
+        assert!(fast + 1 >= calls, "only {} of {} {} calls at the program's own site were fast", fast, calls, name);
+    }
+}
+
+#[test]
+fn seed_after_a_patched_range_seccomp() {
+    seed_after_a_patched_range(Backend::Seccomp);
+}
+
+#[test]
+fn seed_after_a_patched_range_sud() {
+    seed_after_a_patched_range(Backend::Sud);
+}
+
 /// Python threads passing 20,000 items through queue.Queue: futex (glibc's
 /// `mov $0xca,%eax; xor $0x81,%sil; syscall`: Form R) is fast but for each
 /// site's first call; python's reads (the cancellable wrapper's `read`) too.

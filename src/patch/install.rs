@@ -257,8 +257,8 @@ fn try_other_forms(table: &mut Table, key: u64, nr: u64) -> Result<(), Option<&'
             loc.func_end
         };
     let mut overlays = [forms::Overlay::EMPTY; forms::MAX_OVERLAYS];
-    let n = registry::overlays_in(loc.func_start, gap_end, &mut overlays)
-        .ok_or(Some("too many patched sites in the function"))?;
+    let n =
+        registry::overlays_in(loc.func_start, gap_end, &mut overlays).ok_or(Some(Reject::TooManyPatched.as_str()))?;
     // SAFETY: [func_start, gap_end) lies inside one run of adjacent readable
     // and executable mappings of the ELF file that holds the site (checked
     // just above from /proc/self/maps, or from the object cache, which

@@ -63,6 +63,9 @@ pub enum Reject {
     FirstTooShort,
     /// The bytes overlap a site patched already.
     AlreadyPatched,
+    /// The function holds more patched sites than a proof can put back
+    /// (`forms::MAX_OVERLAYS`).
+    TooManyPatched,
     /// No dead NOP/INT3 pad of 7 bytes within reach of a short jump.
     NoPad,
     /// No free trap-table slot whose address bytes fit the range.
@@ -105,6 +108,7 @@ impl Reject {
             Reject::NotRelocatable => "an instruction before the syscall cannot be relocated",
             Reject::FirstTooShort => "first instruction of the range too short for the jump",
             Reject::AlreadyPatched => "overlaps a patched site",
+            Reject::TooManyPatched => "too many patched sites in the function",
             Reject::NoPad => "no dead pad within reach of a short jump",
             Reject::NoPunnedSlot => "no trap-table slot fits the range",
             Reject::GoUnderTrace => "Go code under usertrap trace (recording needs more stack than a goroutine has)",

@@ -17,7 +17,7 @@
 use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, Instruction, Register};
 
 pub use super::reject::Reject;
-use super::{locate, os};
+use super::{forms, locate, os, registry};
 
 /// Longest distance decoded from a function start to a site.
 pub const MAX_DECODE: u64 = 1 << 20;
@@ -37,45 +37,54 @@ pub const SIGRETURN_STUB: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0
 /// from `func_start`, an instruction starts exactly at `site`, it is
 /// `mov $imm32,%eax` (5 bytes) and the next one is `syscall`.
 pub fn verify(func_start: u64, code: &[u8], site: u64) -> Result<u32, Reject> {
+    verify_original(&forms::Code { start: func_start, live: code, overlays: &[] }, site)
+}
+
+/// [`verify`] over a function's original bytes: its live bytes with the
+/// originals of the sites patched in it already put back. A seed after a
+/// Form R or P site of the same function (glibc's start_thread) is decoded
+/// through the instructions the program wrote there, not through the jump
+/// and invalid-opcode filler that replaced them.
+pub fn verify_original(code: &forms::Code<'_>, site: u64) -> Result<u32, Reject> {
+    let func_start = code.start;
     let off = site.checked_sub(func_start).ok_or(Reject::OutsideCode)?;
     if off > MAX_DECODE {
         return Err(Reject::TooFar);
     }
     let end = off.checked_add(SITE_LEN).ok_or(Reject::OutsideCode)?;
-    let window = code.get(..end as usize).ok_or(Reject::OutsideCode)?;
-    if code.get(off as usize..).is_some_and(|b| b.starts_with(&SIGRETURN_STUB)) {
+    let live = code.live.get(..end as usize).ok_or(Reject::OutsideCode)?;
+    let mut head = [0u8; SIGRETURN_STUB.len()];
+    if code.bytes(site, &mut head) && head == SIGRETURN_STUB {
         return Err(Reject::SigreturnStub);
     }
-    let mut decoder =
-        Decoder::try_with_ip(64, window, func_start, DecoderOptions::NONE).map_err(|_| Reject::OutsideCode)?;
-    let mut ins = Instruction::default();
-    loop {
-        if !decoder.can_decode() {
+    // Decoded up to the site's end only: nothing past it is the site's.
+    let window = forms::Code { start: func_start, live, overlays: code.overlays };
+    let mut ip = func_start;
+    let ins = loop {
+        if ip >= window.end() {
             // Every byte before the site consumed without landing on it
             // cannot happen (the window extends past the site), but be total.
             return Err(Reject::NotBoundary);
         }
-        decoder.decode_out(&mut ins);
+        let (ins, ran_out) = decode_at(&window, ip);
         if ins.ip() == site {
-            break;
+            break ins;
         }
         // An instruction that starts before the site and ends after it (or
         // runs out of bytes, which only happens past the site) hides the site.
-        if ins.next_ip() > site || decoder.last_error() == DecoderError::NoMoreBytes {
+        if ins.next_ip() > site || ran_out {
             return Err(Reject::NotBoundary);
         }
         if ins.is_invalid() {
             return Err(Reject::Undecodable);
         }
-    }
+        ip = ins.next_ip();
+    };
     if ins.code() != Code::Mov_r32_imm32 || ins.op0_register() != Register::EAX || ins.len() != 5 {
         return Err(Reject::NotMovEax);
     }
     let nr = ins.immediate32();
-    if !decoder.can_decode() {
-        return Err(Reject::NotSyscall);
-    }
-    decoder.decode_out(&mut ins);
+    let (ins, _) = decode_at(&window, site.wrapping_add(5));
     if ins.ip() != site.wrapping_add(5) || ins.code() != Code::Syscall || ins.len() != 2 {
         return Err(Reject::NotSyscall);
     }
@@ -83,6 +92,22 @@ pub fn verify(func_start: u64, code: &[u8], site: u64) -> Result<u32, Reject> {
         return Err(Reject::SigreturnStub);
     }
     Ok(nr)
+}
+
+/// The instruction at `ip` of `code` (original bytes, at most 15, none past
+/// its end), and whether it ran out of bytes.
+fn decode_at(code: &forms::Code<'_>, ip: u64) -> (Instruction, bool) {
+    let mut buf = [0u8; 15];
+    let n = code.end().saturating_sub(ip).min(buf.len() as u64) as usize;
+    let window = buf.get_mut(..n).unwrap_or(&mut []);
+    if !code.bytes(ip, window) {
+        return (Instruction::default(), true);
+    }
+    let Ok(mut decoder) = Decoder::try_with_ip(64, window, ip, DecoderOptions::NONE) else {
+        return (Instruction::default(), true);
+    };
+    let ins = decoder.decode();
+    (ins, decoder.last_error() == DecoderError::NoMoreBytes)
 }
 
 /// Full decision for a site in the running process (trap-context safe).
@@ -116,13 +141,17 @@ pub fn check_with<O: os::Os>(os: &mut O, site: u64) -> Result<u32, Reject> {
     // /proc/self/maps listed them (just now, or when maps::ObjectCache kept
     // the object, with no mapping changed since; locate_with checked it), and is at
     // most MAX_DECODE + 7 bytes long. It is program text: nothing writes it
-    // except our own patcher, which only turns other `mov; syscall` pairs into
-    // jumps (the bytes change, the memory stays valid). The thread that
+    // except our own patcher, which rewrites other sites (the bytes change,
+    // the memory stays valid; their originals are put back for the decoding,
+    // read from the registry under the patch lock our caller holds). The thread that
     // trapped was executing the syscall at this site a moment ago, so the
     // object is loaded; unmapping it concurrently (dlclose while one of its
     // functions runs) would already be a bug of the program.
-    let code = unsafe { core::slice::from_raw_parts(loc.func_start as *const u8, (end - loc.func_start) as usize) };
-    verify(loc.func_start, code, site)
+    let live = unsafe { core::slice::from_raw_parts(loc.func_start as *const u8, (end - loc.func_start) as usize) };
+    let mut overlays = [forms::Overlay::EMPTY; forms::MAX_OVERLAYS];
+    let n = registry::overlays_in(loc.func_start, end, &mut overlays).ok_or(Reject::TooManyPatched)?;
+    let overlays = overlays.get(..n).unwrap_or(&[]);
+    verify_original(&forms::Code { start: loc.func_start, live, overlays }, site)
 }
 
 /// A function whose `mov $257,%eax; syscall` (at 22) follows other
@@ -253,6 +282,25 @@ mod tests {
     }
 
     #[test]
+    fn a_seed_after_a_patched_range_is_decoded_through_the_originals() {
+        // mov $110,%eax; mov %rdi,%rsi; syscall; mov $102,%eax; syscall; ret
+        let original = [0xb8, 110, 0, 0, 0, 0x48, 0x89, 0xfe, 0x0f, 0x05, 0xb8, 102, 0, 0, 0, 0x0f, 0x05, 0xc3];
+        assert_eq!(v(&original, 10), Ok(102));
+        // The first ten bytes rewritten as Form R leaves them: a 7-byte jump
+        // and invalid-opcode filler up to the end of the old syscall.
+        let mut live = original;
+        live[..10].copy_from_slice(&[0xff, 0x24, 0x25, 0x00, 0x10, 0x00, 0x00, 0x06, 0x06, 0x06]);
+        assert_eq!(v(&live, 10), Err(Reject::Undecodable));
+        let mut orig_bytes = [0u8; forms::OVERLAY_BYTES];
+        orig_bytes[..10].copy_from_slice(&original[..10]);
+        let overlays = [forms::Overlay { addr: BASE, len: 10, bytes: orig_bytes }];
+        let code = forms::Code { start: BASE, live: &live, overlays: &overlays };
+        assert_eq!(verify_original(&code, BASE + 10), Ok(102));
+        // Still a proof: a site inside the put-back range is no boundary.
+        assert_eq!(verify_original(&code, BASE + 3), Err(Reject::NotBoundary));
+    }
+
+    #[test]
     fn texts_are_distinct() {
         let all = [
             Reject::NotMovEax,
@@ -282,6 +330,7 @@ mod tests {
             Reject::NotRelocatable,
             Reject::FirstTooShort,
             Reject::AlreadyPatched,
+            Reject::TooManyPatched,
             Reject::NoPad,
             Reject::NoPunnedSlot,
             Reject::GoUnderTrace,
