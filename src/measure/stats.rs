@@ -27,6 +27,7 @@ const TABLE_LEN: usize = (core::mem::size_of::<ThreadStats>() + 4095) & !4095;
 
 /// Process-wide call counts for threads without a table (no thread area, or
 /// more distinct syscalls than PER_THREAD).
+#[link_section = ".bss.usertrap_large"]
 static FALLBACK: [[AtomicU64; SLOTS]; 2] = [const { [const { AtomicU64::new(0) }; SLOTS] }; 2];
 /// Whether FALLBACK has been counted into: most processes never do, and
 /// its 16 KiB are then never touched (reading them at the report, or
