@@ -143,7 +143,7 @@ pub fn start(s: &Startup<'_>) {
     stats::set_timing(config.timing);
     crate::rt::figures::set_per_thread(config.threads);
     stats::set_known_hz(config.tsc_hz);
-    report::configure(&absolute(config.output), config.format, config.summary, config.tmpdir, config.collect);
+    configure_report(&config);
     report::trace::configure(config.trace);
     let exe = if let Some(h) = s.handoff { h.exe_path() } else { s.exe_path };
     if !exe.is_empty() {
@@ -265,23 +265,27 @@ fn enable_patching() {
 
 /// `path` made absolute against the current directory (the program may
 /// change directory before it ends).
-fn absolute(path: &[u8]) -> [u8; 4096] {
-    let mut out = [0u8; 4096];
-    absolute_into(path, &mut out);
-    out
+/// The report's settings, the output path made absolute: apart from
+/// `start`, so the path's page of stack is not under every deeper call of
+/// start-up (each page of stack a process reaches is a page fault).
+#[inline(never)]
+fn configure_report(config: &Config) {
+    let mut output = [0u8; 4096];
+    let n = absolute_into(config.output, &mut output);
+    // The path alone, not the buffer's zeros: copying those would touch
+    // a second page of the settings.
+    report::configure(output.get(..n).unwrap_or(&[]), config.format, config.summary, config.tmpdir, config.collect);
 }
 
 /// `path` made absolute against the current directory, into `out`; its
 /// length. Works before the gate exists (the constructor's first steps).
 pub fn absolute_into(path: &[u8], out: &mut [u8; 4096]) -> usize {
-    let mut w = Buf::new(out);
-    if !path.is_empty() && path.first() != Some(&b'/') {
-        let mut cwd = [0u8; 4096];
-        let n = getcwd(&mut cwd);
-        if n > 0 {
-            w.put(cwd.get(..n).unwrap_or(&[]));
-            w.put(b"/");
-        }
+    // The directory is read straight into `out`: no second buffer of a
+    // page on the stack (each page of a frame is a page fault at start).
+    let cwd = if !path.is_empty() && path.first() != Some(&b'/') { getcwd(out) } else { 0 };
+    let mut w = Buf { buf: out, len: cwd };
+    if cwd > 0 {
+        w.put(b"/");
     }
     w.put(path);
     w.len
