@@ -127,15 +127,14 @@ pub fn start(s: &Startup<'_>) {
         None if sud::available() => backend::Backend::Sud,
         None => backend::Backend::Seccomp,
     };
-    if chosen == backend::Backend::Sud {
-        // The gate's SUD slot is set once the backend is known: in place in
-        // a gate we just mapped (no trap yet), else by a swap (the
-        // launcher's image is still running its syscalls through it).
-        if launched || s.role != Role::Preload {
-            swap_in_gate(true);
-        } else {
-            set_sud_slot_in_place();
-        }
+    // The gate's SUD slot is set once the backend is known: in place in a
+    // gate we just mapped (no trap yet), else in the one swap that puts our
+    // gate in place of the one that was there (the launcher's: its image
+    // ran our syscalls so far, with the same code at the same offsets).
+    if launched || s.role != Role::Preload {
+        swap_in_gate(chosen == backend::Backend::Sud);
+    } else if chosen == backend::Backend::Sud {
+        set_sud_slot_in_place();
     }
     let bridge = s.role == Role::LauncherBridge;
     thread::set_have_fsgsbase(s.hwcap2 & HWCAP2_FSGSBASE != 0);
@@ -471,13 +470,15 @@ fn boot_close(fd: i64) {
     unsafe { bootstrap_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]) };
 }
 
-/// Put our gate at its fixed address, slots filled (SUD slot off for now).
+/// Put our gate at its fixed address, slots filled (SUD slot off for now);
+/// a gate that is there already (the launcher's) stays until `start` swaps
+/// ours in.
 fn map_gate() {
     if !arch::gate_layout_ok() {
         bootstrap_fail(b"usertrap: internal error: the gate image is not laid out as the library expects\n");
     }
     if GATE_PRESENT.load(Ordering::Relaxed) {
-        swap_in_gate(false);
+        // Ours replaces it once the backend is known (`start`): one swap.
         return;
     }
     let prot_rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
