@@ -115,3 +115,46 @@ fn text_report_locates_the_slow_sites_that_matter() {
         }
     }
 }
+
+/// Where each site is (its object and offset) is the same whether the
+/// library asks the kernel mapping by mapping (PROCMAP_QUERY, under SUD
+/// without any seccomp filter) or reads /proc/self/maps as text (under
+/// seccomp, whose filter rules the query out): c_tests/jit_syscall calls
+/// from its own code, libc's and pages of generated code, some of them
+/// unmapped before the end (no object).
+#[test]
+fn site_locations_are_the_same_by_query_and_by_text() {
+    let prog = c_test_binary("jit_syscall");
+    let mut seen = Vec::new();
+    for b in Backend::ALL {
+        let dir = scratch_dir("site-locations", b);
+        fresh_dir(&dir);
+        let out = dir.join("report.json");
+        let cmd = Cmd::new(&prog).env("USERTRAP_FORMAT", "json").env("USERTRAP_OUTPUT", &out).cwd(&dir);
+        let traced = run_traced(&cmd, b);
+        assert!(traced.status.success(), "{b}: {}", traced.stderr_text());
+        let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(&out).unwrap()).unwrap();
+        let sites = report["sites"].as_array().expect("sites");
+        // In a file: (object, offset, number, calls), exact; generated code
+        // (an empty object: its offset depends on where it was mapped) and
+        // code gone at the end (no object): how many sites.
+        let mut in_files: Vec<String> = Vec::new();
+        let (mut anonymous, mut gone) = (0, 0);
+        for s in sites {
+            match s["object"].as_str() {
+                Some("") => anonymous += 1,
+                Some(o) => in_files.push(format!("{o} {} {} {}", s["offset"], s["nr"], s["calls"])),
+                None => gone += 1,
+            }
+        }
+        in_files.sort();
+        assert!(in_files.iter().any(|s| s.contains("/libc.so")), "{b}: no site in libc: {in_files:?}");
+        assert!(in_files.iter().any(|s| s.contains("jit_syscall")), "{b}: no site in the program: {in_files:?}");
+        seen.push((b, in_files, anonymous, gone));
+    }
+    let (b0, files0, anon0, gone0) = &seen[0];
+    for (b, files, anon, gone) in &seen[1..] {
+        assert_eq!(files, files0, "sites in files: {b} against {b0}");
+        assert_eq!((anon, gone), (anon0, gone0), "sites in generated code, and gone: {b} against {b0}");
+    }
+}

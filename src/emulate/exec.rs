@@ -64,6 +64,7 @@ pub struct ExecEnv {
 struct ExecEnvCell(core::cell::UnsafeCell<ExecEnv>);
 // SAFETY: written once by the constructor before any trap is armed, then only read.
 unsafe impl Sync for ExecEnvCell {}
+#[link_section = ".bss.usertrap_large"]
 static EXEC_ENV: ExecEnvCell = ExecEnvCell(core::cell::UnsafeCell::new(ExecEnv {
     preload_entry: [0; 4096],
     path_len: 0,

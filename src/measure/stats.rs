@@ -12,6 +12,7 @@
 //! CLOCK_MONOTONIC between start-up and the report) where the TSC is
 //! invariant, and with clock_gettime(CLOCK_MONOTONIC) otherwise.
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::rt::raw;
@@ -27,6 +28,7 @@ const TABLE_LEN: usize = (core::mem::size_of::<ThreadStats>() + 4095) & !4095;
 
 /// Process-wide call counts for threads without a table (no thread area, or
 /// more distinct syscalls than PER_THREAD).
+#[link_section = ".bss.usertrap_large"]
 static FALLBACK: [[AtomicU64; SLOTS]; 2] = [const { [const { AtomicU64::new(0) }; SLOTS] }; 2];
 /// Whether FALLBACK has been counted into: most processes never do, and
 /// its 16 KiB are then never touched (reading them at the report, or
@@ -50,9 +52,31 @@ pub fn table_of(area: &ThreadArea) -> Option<*mut ThreadStats> {
     let mut table = area.stats.get();
     if table.is_null() {
         table = crate::rt::owned::map(TABLE_LEN, libc::PROT_READ | libc::PROT_WRITE).ok()? as *mut ThreadStats;
+        // SAFETY: the fresh zeroed mapping just made (all Cells: zero is
+        // valid), this thread's own.
+        let t = unsafe { &*table };
+        // The index and the site keys are read before they are written:
+        // write their pages first (see `claim`).
+        t.used.set(0);
+        for k in [t.sites.keys.first(), t.sites.keys.last()].into_iter().flatten() {
+            k.set(0);
+        }
         area.stats.set(table);
     }
     Some(table)
+}
+
+/// A block of a fresh table was just handed out (still all zeros): write a
+/// zero at its first and last word, so the first access to each of its
+/// pages is a write. A read first (the counters are read, then written)
+/// maps the kernel's shared zero page, and the write after it faults a
+/// second time: two page faults a page instead of one.
+#[inline(always)]
+fn claim(first: &Cell<u64>, last: Option<&Cell<u32>>) {
+    first.set(0);
+    if let Some(l) = last {
+        l.set(0);
+    }
 }
 
 /// This thread's block for syscall `nr`, created on first use.
@@ -73,6 +97,9 @@ fn block(area: &ThreadArea, nr: usize) -> Option<&SysStats> {
         t.used.set(used as u16 + 1);
         i = used + 1;
         slot.set(i as u16);
+        let b = t.blocks.get(i - 1)?;
+        claim(&b.fast, b.hist.last());
+        return Some(b);
     }
     t.blocks.get(i - 1)
 }
@@ -150,6 +177,9 @@ pub fn site_begin(area: Option<&ThreadArea>, path: Path, site: u64, nr: i64) -> 
                 }
                 t.used.set(used + 1);
                 k.set(key);
+                if let Some(b) = t.sites.get(i) {
+                    claim(&b.fast, b.hist.last());
+                }
                 break i;
             }
             _ => i = (i + 1) & (SITE_SLOTS - 1),

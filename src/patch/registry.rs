@@ -335,6 +335,7 @@ static UNPATCHED_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Where the unpatched sites are in ENTRIES, in the order they were met, so
 /// the report visits a few entries instead of touching the whole table.
 const LISTED: usize = 4096;
+#[link_section = ".bss.usertrap_large"]
 static UNPATCHED_LIST: [AtomicU32; LISTED] = [const { AtomicU32::new(0) }; LISTED];
 
 /// What is known about one site.
@@ -640,7 +641,9 @@ pub fn overlays_in(lo: u64, hi: u64, out: &mut [forms::Overlay]) -> Option<usize
 /// back to run the original instruction ([`restored_original`]).
 const RETIRED: usize = 256;
 static RETIRED_NEXT: AtomicUsize = AtomicUsize::new(0);
+#[link_section = ".bss.usertrap_large"]
 static RETIRED_AT: [AtomicU64; RETIRED] = [const { AtomicU64::new(0) }; RETIRED];
+#[link_section = ".bss.usertrap_large"]
 static RETIRED_BYTES: [[AtomicU64; 3]; RETIRED] = [const { [const { AtomicU64::new(0) }; 3] }; RETIRED];
 
 /// Note a site about to be unpatched (patch lock held).

@@ -146,6 +146,7 @@ struct Retired {
     name: [AtomicU64; 2],
 }
 
+#[link_section = ".bss.usertrap_large"]
 static RETIRED: [Retired; RETIRED_MAX] = [const {
     Retired { table: AtomicU64::new(0), tid: AtomicU64::new(0), name: [AtomicU64::new(0), AtomicU64::new(0)] }
 }; RETIRED_MAX];

@@ -18,9 +18,10 @@ use crate::rt::raw;
 /// Two mappings per thread (area, figures) for up to 8,192 threads; past
 /// that, new mappings stay unguarded (256 KiB of tables is the trade-off).
 const MAX_REGIONS: usize = 1 << 14;
-static START: [AtomicU64; MAX_REGIONS] = [const { AtomicU64::new(0) }; MAX_REGIONS];
-/// 0 until the entry is complete (stored last, with Release).
-static LEN: [AtomicU64; MAX_REGIONS] = [const { AtomicU64::new(0) }; MAX_REGIONS];
+/// Each mapping's [start, len] side by side (the first ones share a page);
+/// len is 0 until the entry is complete (stored last, with Release).
+#[link_section = ".bss.usertrap_large"]
+static REGIONS: [[AtomicU64; 2]; MAX_REGIONS] = [const { [AtomicU64::new(0), AtomicU64::new(0)] }; MAX_REGIONS];
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 const CHUNK_SHIFT: u32 = 21;
@@ -50,8 +51,8 @@ pub fn add(start: u64, len: u64) {
         c += 1;
     }
     let i = COUNT.fetch_add(1, Ordering::AcqRel);
-    match (START.get(i), LEN.get(i)) {
-        (Some(s), Some(l)) => {
+    match REGIONS.get(i) {
+        Some([s, l]) => {
             s.store(start, Ordering::Relaxed);
             l.store(len, Ordering::Release);
         }
@@ -99,7 +100,7 @@ pub fn overlaps(addr: u64, len: u64) -> bool {
     }
     let mut i = 0;
     while i < n {
-        if let (Some(s), Some(l)) = (START.get(i), LEN.get(i)) {
+        if let Some([s, l]) = REGIONS.get(i) {
             let l = l.load(Ordering::Acquire);
             let s = s.load(Ordering::Relaxed);
             if l != 0 && addr < s + l && end > s {

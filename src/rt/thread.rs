@@ -298,6 +298,7 @@ fn take_from_pool() -> *mut ThreadArea {
 
 /// Every area ever mapped (they are never unmapped), for the totals at exit.
 const MAX_AREAS: usize = 1 << 16;
+#[link_section = ".bss.usertrap_large"]
 static ALL_AREAS: [AtomicUsize; MAX_AREAS] = [const { AtomicUsize::new(0) }; MAX_AREAS];
 static AREA_COUNT: AtomicUsize = AtomicUsize::new(0);
 

@@ -127,15 +127,14 @@ pub fn start(s: &Startup<'_>) {
         None if sud::available() => backend::Backend::Sud,
         None => backend::Backend::Seccomp,
     };
-    if chosen == backend::Backend::Sud {
-        // The gate's SUD slot is set once the backend is known: in place in
-        // a gate we just mapped (no trap yet), else by a swap (the
-        // launcher's image is still running its syscalls through it).
-        if launched || s.role != Role::Preload {
-            swap_in_gate(true);
-        } else {
-            set_sud_slot_in_place();
-        }
+    // The gate's SUD slot is set once the backend is known: in place in a
+    // gate we just mapped (no trap yet), else in the one swap that puts our
+    // gate in place of the one that was there (the launcher's: its image
+    // ran our syscalls so far, with the same code at the same offsets).
+    if launched || s.role != Role::Preload {
+        swap_in_gate(chosen == backend::Backend::Sud);
+    } else if chosen == backend::Backend::Sud {
+        set_sud_slot_in_place();
     }
     let bridge = s.role == Role::LauncherBridge;
     thread::set_have_fsgsbase(s.hwcap2 & HWCAP2_FSGSBASE != 0);
@@ -143,7 +142,7 @@ pub fn start(s: &Startup<'_>) {
     stats::set_timing(config.timing);
     crate::rt::figures::set_per_thread(config.threads);
     stats::set_known_hz(config.tsc_hz);
-    report::configure(&absolute(config.output), config.format, config.summary, config.tmpdir, config.collect);
+    configure_report(&config);
     report::trace::configure(config.trace);
     let exe = if let Some(h) = s.handoff { h.exe_path() } else { s.exe_path };
     if !exe.is_empty() {
@@ -265,23 +264,27 @@ fn enable_patching() {
 
 /// `path` made absolute against the current directory (the program may
 /// change directory before it ends).
-fn absolute(path: &[u8]) -> [u8; 4096] {
-    let mut out = [0u8; 4096];
-    absolute_into(path, &mut out);
-    out
+/// The report's settings, the output path made absolute: apart from
+/// `start`, so the path's page of stack is not under every deeper call of
+/// start-up (each page of stack a process reaches is a page fault).
+#[inline(never)]
+fn configure_report(config: &Config) {
+    let mut output = [0u8; 4096];
+    let n = absolute_into(config.output, &mut output);
+    // The path alone, not the buffer's zeros: copying those would touch
+    // a second page of the settings.
+    report::configure(output.get(..n).unwrap_or(&[]), config.format, config.summary, config.tmpdir, config.collect);
 }
 
 /// `path` made absolute against the current directory, into `out`; its
 /// length. Works before the gate exists (the constructor's first steps).
 pub fn absolute_into(path: &[u8], out: &mut [u8; 4096]) -> usize {
-    let mut w = Buf::new(out);
-    if !path.is_empty() && path.first() != Some(&b'/') {
-        let mut cwd = [0u8; 4096];
-        let n = getcwd(&mut cwd);
-        if n > 0 {
-            w.put(cwd.get(..n).unwrap_or(&[]));
-            w.put(b"/");
-        }
+    // The directory is read straight into `out`: no second buffer of a
+    // page on the stack (each page of a frame is a page fault at start).
+    let cwd = if !path.is_empty() && path.first() != Some(&b'/') { getcwd(out) } else { 0 };
+    let mut w = Buf { buf: out, len: cwd };
+    if cwd > 0 {
+        w.put(b"/");
     }
     w.put(path);
     w.len
@@ -467,13 +470,15 @@ fn boot_close(fd: i64) {
     unsafe { bootstrap_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]) };
 }
 
-/// Put our gate at its fixed address, slots filled (SUD slot off for now).
+/// Put our gate at its fixed address, slots filled (SUD slot off for now);
+/// a gate that is there already (the launcher's) stays until `start` swaps
+/// ours in.
 fn map_gate() {
     if !arch::gate_layout_ok() {
         bootstrap_fail(b"usertrap: internal error: the gate image is not laid out as the library expects\n");
     }
     if GATE_PRESENT.load(Ordering::Relaxed) {
-        swap_in_gate(false);
+        // Ours replaces it once the backend is known (`start`): one swap.
         return;
     }
     let prot_rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;

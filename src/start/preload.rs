@@ -86,11 +86,16 @@ fn start_preloaded() {
     let handoff = unsafe { Handoff::at(getauxval(AT_USERTRAP_HANDOFF)) };
     // (An image the launcher started stays intercepted: the launcher served
     // its loader, and under seccomp the filter requires it.)
-    let mut status_buf = [0u8; 4096];
-    let status = if handoff.is_none() { init::read_status(&mut status_buf) } else { &[] };
-    if handoff.is_none() && init::stand_aside_when_traced_by_usertrap(status) {
-        return;
-    }
+    // Read with the tracer check: no query per signal. (In an image the
+    // launcher started, the kernel holds its handlers for some: asked.)
+    let default_signals = if handoff.is_none() {
+        match read_status_facts() {
+            StatusFacts::TracedByUsertrap => return,
+            StatusFacts::Defaults(d) => d,
+        }
+    } else {
+        None
+    };
     init::start(&Startup {
         role: Role::Preload,
         // SAFETY: glibc's environ, read before the program can change it.
@@ -103,9 +108,7 @@ fn start_preloaded() {
         exe_path: b"",
         seccomp_armed: false,
         handoff,
-        // Read with the tracer check: no query per signal. (In an image the
-        // launcher started, the kernel holds its handlers for some: asked.)
-        default_signals: init::default_dispositions(status),
+        default_signals,
         // Where the loader mapped libc's ELF header (the object holding
         // getauxval), or 0.
         libc_header: libc.map_or(0, |o| o.header),
@@ -120,8 +123,31 @@ fn start_preloaded() {
     }
 }
 
+/// What the constructor learns from /proc/self/status.
+enum StatusFacts {
+    /// A tracer that runs under usertrap traces this process: stand aside.
+    TracedByUsertrap,
+    /// The signals with their default disposition, if the file said.
+    Defaults(Option<u64>),
+}
+
+/// Read /proc/self/status once for the tracer check and the dispositions,
+/// in a frame of its own: its page of buffer is not on the stack under
+/// the rest of start-up (each page of stack reached is a page fault).
+#[inline(never)]
+fn read_status_facts() -> StatusFacts {
+    let mut buf = [0u8; 4096];
+    let status = init::read_status(&mut buf);
+    if init::stand_aside_when_traced_by_usertrap(status) {
+        StatusFacts::TracedByUsertrap
+    } else {
+        StatusFacts::Defaults(init::default_dispositions(status))
+    }
+}
+
 /// The launcher's part is over: take over what it recorded, unmap it, and
 /// let the kernel name the program as /proc/self/exe where it allows.
+#[inline(never)] // its path buffer apart from the constructor's frame
 fn leave_no_launcher(h: &Handoff) {
     let maps = h.launcher_maps;
     // The loader's syscalls, served by the launcher, count as this thread's.

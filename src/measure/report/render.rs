@@ -73,6 +73,10 @@ impl Report<'_> {
         (fast, slow, errors, ticks)
     }
 
+    /// Not inlined into the report: its path buffer would deepen the
+    /// report's frame on the signal stack (a page fault a page) in every
+    /// process, with a summary asked for or not.
+    #[inline(never)]
     pub(super) fn summary(&self, s: &Settings) {
         let (fast, slow, _, _) = self.totals();
         let mut line = Line::new();

@@ -24,15 +24,18 @@ pub enum Format {
     Json,
 }
 
+/// The short fields first and the whole on a page of its own: a process
+/// that writes a short output path touches one page of it, not three.
+#[repr(C, align(4096))]
 pub(super) struct Settings {
-    pub(super) output: [u8; 4096],
     pub(super) format: Format,
     pub(super) summary: Summary<'static>,
-    pub(super) summary_path: [u8; 4096],
     /// Where a report goes when stderr cannot take it (TMPDIR or /tmp).
     pub(super) tmpdir: [u8; 256],
     /// USERTRAP_COLLECT (empty: not under `usertrap stat`).
     pub(super) collect: [u8; 128],
+    pub(super) output: [u8; 4096],
+    pub(super) summary_path: [u8; 4096],
 }
 
 pub(super) struct SettingsCell(core::cell::UnsafeCell<Settings>);
@@ -40,13 +43,14 @@ pub(super) struct SettingsCell(core::cell::UnsafeCell<Settings>);
 // SAFETY: written once by the constructor before any trap is armed, then read.
 unsafe impl Sync for SettingsCell {}
 
+#[link_section = ".bss.usertrap_large"]
 pub(super) static SETTINGS: SettingsCell = SettingsCell(core::cell::UnsafeCell::new(Settings {
-    output: [0; 4096],
     format: Format::Text,
     summary: Summary::Off,
-    summary_path: [0; 4096],
     tmpdir: [0; 256],
     collect: [0; 128],
+    output: [0; 4096],
+    summary_path: [0; 4096],
 }));
 
 /// Set once [`configure`] has filled SETTINGS (the constructor, after the
@@ -131,7 +135,10 @@ pub fn summary_on() -> bool {
 
 /// Start-up: a USERTRAP_SUMMARY file must be one we can append to (an
 /// existing writable file, or a new one in a writable directory); else the
-/// errno, which the constructor reports as a bad setting.
+/// errno, which the constructor reports as a bad setting. Not inlined: its
+/// two path buffers would sit in the constructor's frame, two pages of
+/// stack (two page faults) in every process, asked for or not.
+#[inline(never)]
 pub fn check_summary_path(path: &[u8]) -> Result<(), i64> {
     let mut p = [0u8; 4200];
     copy_cstr(&mut p, path);

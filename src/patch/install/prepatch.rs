@@ -528,6 +528,7 @@ struct Pending {
     value: [u8; ENTRY_LEN],
     len: usize,
 }
+#[link_section = ".bss.usertrap_large"]
 static PENDING: spin::Mutex<Pending> = spin::Mutex::new(Pending { value: [0; ENTRY_LEN], len: 0 });
 static ANY_PENDING: AtomicBool = AtomicBool::new(false);
 

@@ -255,6 +255,67 @@ pub fn readlink(path: &CStr, buf: &mut [u8]) -> Result<usize, i64> {
         .map(|n| n as usize)
 }
 
+/// What PROCMAP_QUERY says of the mapping that covers an address.
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    /// The file offset of `start` (0 for memory that is no file's).
+    pub offset: u64,
+    /// Bytes of the name written into the caller's buffer, with its NUL
+    /// (0: no name, anonymous memory).
+    pub name_size: usize,
+}
+
+/// The kernel's struct procmap_query (linux/fs.h).
+#[repr(C)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
+
+/// _IOWR('f', 17, struct procmap_query).
+const PROCMAP_QUERY: u64 = 0xc000_0000 | (core::mem::size_of::<ProcmapQuery>() as u64) << 16 | (b'f' as u64) << 8 | 17;
+
+/// ioctl(PROCMAP_QUERY) (Linux 6.11) on an open /proc/self/maps: the mapping
+/// covering `addr` (ENOENT: none), its name (as the maps file gives it,
+/// but for `\n`, which the file shows as `\012`) written into `name`.
+pub fn procmap_query(maps_fd: i32, addr: u64, name: &mut [u8]) -> Result<Mapping, i64> {
+    let mut q = ProcmapQuery {
+        size: core::mem::size_of::<ProcmapQuery>() as u64,
+        query_flags: 0,
+        query_addr: addr,
+        vma_start: 0,
+        vma_end: 0,
+        vma_flags: 0,
+        vma_page_size: 0,
+        vma_offset: 0,
+        inode: 0,
+        dev_major: 0,
+        dev_minor: 0,
+        vma_name_size: name.len().min(u32::MAX as usize) as u32,
+        build_id_size: 0,
+        vma_name_addr: name.as_mut_ptr() as u64,
+        build_id_addr: 0,
+    };
+    // SAFETY: the kernel reads and writes `q` and writes at most
+    // `vma_name_size` bytes at `name`.
+    unit(unsafe { syscall(libc::SYS_ioctl, maps_fd as u64, PROCMAP_QUERY, (&raw mut q) as u64, 0) })?;
+    Ok(Mapping { start: q.vma_start, end: q.vma_end, offset: q.vma_offset, name_size: q.vma_name_size as usize })
+}
+
 /// A new AF_UNIX (or other) socket.
 pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, i64> {
     // SAFETY: integers only.
@@ -563,6 +624,12 @@ pub fn prctl_get_name() -> [u8; 16] {
 pub fn prctl_set_name(name: &[u8; 16]) -> Result<(), i64> {
     // SAFETY: the kernel reads at most 16 bytes of `name`.
     unit(unsafe { syscall(libc::SYS_prctl, libc::PR_SET_NAME as u64, name.as_ptr() as u64, 0, 0) })
+}
+
+/// prctl(PR_GET_SECCOMP): 0 without any seccomp filter, 2 with one.
+pub fn prctl_get_seccomp() -> Result<u64, i64> {
+    // SAFETY: integers only.
+    result(unsafe { syscall(libc::SYS_prctl, libc::PR_GET_SECCOMP as u64, 0, 0, 0) })
 }
 
 pub fn prctl_get_no_new_privs() -> Result<u64, i64> {

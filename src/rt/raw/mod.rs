@@ -46,12 +46,12 @@ pub use calls::{
     dup_cloexec_from, exit_group, exit_thread, faccessat, faccessat2, fcntl_getfd, fcntl_getfl, fcntl_setfd,
     fcntl_setlease, fstat, fstatfs, ftruncate, getpid, getppid, gettid, linkat, membarrier, memfd_create, mmap,
     mmap_anon, mmap_fixed_noreplace, mprotect, mremap, munmap, nanosleep, newfstatat, open_cwd, openat, poll,
-    prctl_get_name, prctl_get_no_new_privs, prctl_get_tsc, prctl_set_mm_auxv, prctl_set_mm_env_start,
-    prctl_set_mm_exe_file, prctl_set_no_new_privs, prctl_set_tsc, pread, prlimit_nofile, pwrite, read, readlink,
-    rt_sigaction, rt_sigpending, rt_sigtimedwait_poll, rt_tgsigqueueinfo, sched_yield, seccomp_set_mode_filter,
-    send_nowait, sendmsg_fd_nowait, shmctl_stat, sigaltstack_get, sigaltstack_set, sigprocmask,
-    sigprocmask_setmask_into, socket, sud_off, sud_on, tgkill, unlinkat, with_nofile_raised, with_spare_fd, write,
-    write_all, KernelSigaction,
+    prctl_get_name, prctl_get_no_new_privs, prctl_get_seccomp, prctl_get_tsc, prctl_set_mm_auxv,
+    prctl_set_mm_env_start, prctl_set_mm_exe_file, prctl_set_no_new_privs, prctl_set_tsc, pread, prlimit_nofile,
+    procmap_query, pwrite, read, readlink, rt_sigaction, rt_sigpending, rt_sigtimedwait_poll, rt_tgsigqueueinfo,
+    sched_yield, seccomp_set_mode_filter, send_nowait, sendmsg_fd_nowait, shmctl_stat, sigaltstack_get,
+    sigaltstack_set, sigprocmask, sigprocmask_setmask_into, socket, sud_off, sud_on, tgkill, unlinkat,
+    with_nofile_raised, with_spare_fd, write, write_all, KernelSigaction, Mapping,
 };
 pub use entry::{
     copy_from_user, copy_to_user, copy_user, program_syscall6, read_user, strnlen_user, syscall6, write_user, Plain,
