@@ -656,3 +656,61 @@ fn bash_signal_calls_are_fast_seccomp() {
 fn bash_signal_calls_are_fast_sud() {
     bash_signal_calls_are_fast(Backend::Sud);
 }
+
+/// (calls, fast calls) of syscall `name` in the JSON reports in `dir` of
+/// processes whose command is `command`, each file's last report only (an
+/// image writes one at every exec attempt that reaches the launcher, each
+/// with the figures so far, and the last at its end).
+fn final_calls_in_reports(dir: &std::path::Path, command: &str, name: &str) -> (u64, u64) {
+    let (mut calls, mut fast) = (0, 0);
+    for (path, text) in report_files(dir) {
+        let Some(line) = text.lines().rfind(|l| !l.trim().is_empty()) else { continue };
+        let r: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: not JSON ({}): {}", path.display(), e, line));
+        if r["command"].as_str() != Some(command) {
+            continue;
+        }
+        for s in r["syscalls"].as_array().into_iter().flatten().filter(|s| s["name"].as_str() == Some(name)) {
+            calls += s["calls"].as_u64().unwrap_or(0);
+            fast += s["fast_calls"].as_u64().unwrap_or(0);
+        }
+    }
+    (calls, fast)
+}
+
+/// c_tests/fast_emulated.c: emulated calls made again and again from
+/// patched sites take their fast versions (trap::syscalls::fast):
+/// arch_prctl, the execve/execveat attempts that fail before the file is
+/// opened, exit and exit_group (in fork children that inherit the patched
+/// syscall(3)); the program's output is the native one.
+fn emulated_calls_take_the_fast_path(backend: Backend) {
+    let dir = fresh_reports_dir("emulated_calls_take_the_fast_path", backend);
+    let case = Case::new("fast-emulated").step(with_json_reports(Cmd::new(c_test_binary("fast_emulated")), &dir));
+    compare_native_and_traced(&case, backend);
+    // (name, fast calls at least): three rounds of six arch_prctl, the
+    // first at each site slow; six failing cases of six execve at two
+    // sites, the first at the asm site slow; four execveat cases of three
+    // calls, three of them decided before the open; four threads and a
+    // main thread, then two threads, exiting; one exit_group.
+    for (name, at_least) in [("arch_prctl", 16), ("execve", 34), ("execveat", 8), ("exit", 7), ("exit_group", 1)] {
+        let (calls, fast) = final_calls_in_reports(&dir, "fast_emulated", name);
+        assert!(
+            fast >= at_least,
+            "only {} of {} {} calls of fast_emulated took the fast path (expected at least {})",
+            fast,
+            calls,
+            name,
+            at_least
+        );
+    }
+}
+
+#[test]
+fn emulated_calls_take_the_fast_path_seccomp() {
+    emulated_calls_take_the_fast_path(Backend::Seccomp);
+}
+
+#[test]
+fn emulated_calls_take_the_fast_path_sud() {
+    emulated_calls_take_the_fast_path(Backend::Sud);
+}

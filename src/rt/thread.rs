@@ -430,6 +430,21 @@ impl ThreadArea {
         }
     }
 
+    /// Whether the fast call whose registers ut_fast_entry saved at `saved`
+    /// (the pointer it passes to ut_fast_dispatch) is the one that moved
+    /// onto this thread's fast-path stack, at its top: the link slot holds
+    /// that call's link. Only that call writes it (a call nested in a
+    /// handler, or without the switch, leaves it alone).
+    pub fn fast_call_switched(&self, saved: u64) -> bool {
+        if self.fast_size.get() == 0 {
+            return false;
+        }
+        let link = saved.wrapping_sub(arch::FAST_LINK_TO_PROGRAM_SP - arch::FAST_SAVED_TO_PROGRAM_SP);
+        // SAFETY: the word below the top of this area's fast-path stack
+        // (non-empty), mapped with the area for good.
+        link == unsafe { ((self.fast_top.get() - 8) as *const u64).read_volatile() }
+    }
+
     /// The program's stack pointer behind `sp`: on the fast-path stack, the
     /// one the fast call came from, as the program would see it natively
     /// (for its alternate stack's SS_ONSTACK); else `sp`.
