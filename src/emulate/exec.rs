@@ -198,37 +198,76 @@ fn named(
 
 /// The fast path's exec (trap::syscalls::fast): Some(-errno) for an
 /// attempt that fails before the file is opened, with the errno the slow
-/// path's `exec` gives (its checks, in its order, then the lookup of the
-/// name it would open, which fails alike: the same lookup); None for every
-/// other attempt, which nothing here has touched and the slow path runs.
+/// path's `exec` gives (`named`'s checks, in its order, then the lookup of
+/// the name it would open, which fails alike: the same lookup); None for
+/// every other attempt, which nothing here has touched and the slow path
+/// runs. Without buffers of its own (zeroing them would call memset, which
+/// may use vector registers the fast path must leave alone): the name is
+/// measured and looked up where the program keeps it.
 #[inline(never)]
 pub fn fails_before_open(nr: i64, args: [u64; 6]) -> Option<i64> {
-    let flags = if nr == raw::SYS_execveat { args[4] } else { 0 };
+    let at = nr == raw::SYS_execveat;
+    let (dirfd, path_ptr, flags) = if at { (args[0] as i32 as i64, args[1], args[4]) } else { (AT_FDCWD, args[0], 0) };
     if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 {
         return Some(-raw::EINVAL);
     }
     if cstr(&exec_env().launcher).is_empty() {
         return None; // exec_natively: the kernel's checks
     }
-    let mut path = [0u8; PATH_MAX];
-    let mut execfn = [0u8; PATH_MAX + 32];
-    let mut open_name = [0u8; PATH_MAX + 32];
-    let n = match named(nr, args, &mut path, &mut execfn, &mut open_name) {
+    let len = match raw::strnlen_user(path_ptr, PATH_MAX) {
         Err(e) => return Some(-e),
+        Ok(n) if n >= PATH_MAX => return Some(-exec_target::name_too_long()),
         Ok(n) => n,
     };
-    if n.empty {
-        return None;
+    if len == 0 {
+        // AT_EMPTY_PATH: the descriptor itself, opened by the slow path.
+        return if flags & AT_EMPTY_PATH == 0 { Some(-ENOENT) } else { None };
     }
-    let at_flags = if n.nofollow { AT_SYMLINK_NOFOLLOW as i32 } else { 0 };
-    let found = raw::cstr(&open_name).and_then(|p| raw::newfstatat(n.open_dir as i32, p, at_flags));
-    match found {
-        // The errors of the lookup itself, which the open in
-        // exec_target::resolve meets first and alike; any other (none
-        // expected) is left to the slow path to meet for itself.
-        Err(e) if [ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES, EBADF, raw::EFAULT].contains(&e) => Some(-e),
-        _ => None,
+    let first = raw::read_user::<u8>(path_ptr).ok()?;
+    let relative_to_fd = dirfd != AT_FDCWD && first != b'/';
+    // named's execfn: "/dev/fd/<dirfd>/<name>" for a name relative to a
+    // descriptor.
+    let execfn_len = if relative_to_fd { b"/dev/fd/".len() + digits(dirfd as u64) + 1 + len } else { len };
+    if execfn_len >= PATH_MAX {
+        return Some(-exec_target::name_too_long());
     }
+    // /proc/self/exe where it names the launcher: the slow path opens the
+    // program's real file instead.
+    if exe_path_override().is_some() && !relative_to_fd {
+        let mut head = [0u8; 48];
+        let n = len.min(head.len());
+        if raw::copy_from_user(head.get_mut(..n).unwrap_or_default(), path_ptr).is_err() {
+            return None;
+        }
+        if len <= head.len() && exec_target::is_proc_self_exe(head.get(..n).unwrap_or(&[])) {
+            return None;
+        }
+    }
+    let at_flags = if flags & AT_SYMLINK_NOFOLLOW != 0 { AT_SYMLINK_NOFOLLOW } else { 0 };
+    let mut st = [0u64; 18]; // struct stat (144 bytes), written by the kernel
+                             // SAFETY: newfstatat reads the program's name (a fault is EFAULT) and
+                             // writes one struct stat into `st`, ours.
+    let r = unsafe {
+        raw::syscall6(libc::SYS_newfstatat, [dirfd as u64, path_ptr, st.as_mut_ptr() as u64, at_flags, 0, 0])
+    };
+    core::hint::black_box(&st);
+    // The errors of the lookup itself, which the open in
+    // exec_target::resolve meets first and alike; any other (none expected)
+    // is left to the slow path to meet for itself.
+    if [ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES, EBADF, raw::EFAULT].contains(&-r) {
+        return Some(r);
+    }
+    None
+}
+
+/// How many decimal digits `v` takes (rt::log::Buf::num writes them).
+fn digits(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 10 {
+        v /= 10;
+        n += 1;
+    }
+    n
 }
 
 #[inline(never)]
@@ -997,6 +1036,14 @@ mod tests {
         assert_eq!(tsc_hz_entry(carried, 2_400_000_000, &mut buf), 0, "the settings carry one");
         let n = tsc_hz_entry(b"", u64::MAX, &mut buf);
         assert_eq!(&buf[..n], b"USERTRAP_TSC_HZ=18446744073709551615\0");
+    }
+
+    #[test]
+    fn digits_as_buf_num_writes_them() {
+        for v in [0, 9, 10, 99, 100, 12345, u64::MAX] {
+            let mut b = [0u8; 32];
+            assert_eq!(digits(v), Buf::new(&mut b).num(v).len, "{v}");
+        }
     }
 
     #[test]

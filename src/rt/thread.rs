@@ -106,6 +106,10 @@ pub struct ThreadArea {
     pub tgid: AtomicI32,
     /// The thread entered seccomp strict mode (emulated: process::seccomp).
     pub strict: Cell<bool>,
+    /// The thread left the library for good (emulate::process::
+    /// stop_intercepting): its calls from patched sites (a vfork child's,
+    /// which keeps its parent's) are the kernel's, emulated ones included.
+    pub left_library: Cell<bool>,
     /// The thread's name when it exited (per-thread reports only).
     pub exit_comm: Cell<[u8; 16]>,
     /// Under `usertrap trace`: the address of this area's event buffer
@@ -492,6 +496,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.app_blocked_owned.set(0);
     area.deferred.set(0);
     area.strict.set(false);
+    area.left_library.set(false);
     area.sigtable.set(sigtable::process_table());
     area.pending_child.set(ptr::null_mut());
     area.vfork_child.set(false);

@@ -235,7 +235,10 @@ fn traced_site(site: u64) -> u64 {
 
 /// exit: the thread's bookkeeping (the last thread writes the report),
 /// then the call. Either path; on the fast one with every signal held
-/// (signals::fast::ending).
+/// (signals::fast::ending). Not inlined: tests/patching.rs stops its walk
+/// of the fast path's code here (the thread ends; no register of the
+/// program's is used again).
+#[inline(never)]
 fn exit_thread(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     // A vfork child (it runs on an area its parent set aside) is no thread
     // of the parent's count, and its area is the parent's to give back when
@@ -252,6 +255,7 @@ fn exit_thread(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
 }
 
 /// exit_group: the report, then the call (as `exit_thread`).
+#[inline(never)]
 fn exit_process(nr: i64, args: [u64; 6]) -> i64 {
     report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
     // SAFETY: the program's own exit_group (rt::raw: forwarded program calls).
@@ -366,6 +370,12 @@ fn fast_emulated_call<const TRACE: bool>(
             process::strict_violation_fast(a);
         }
     }
+    if area.is_some_and(|a| a.left_library.get()) {
+        // Not intercepted any more (a vfork child after PTRACE_TRACEME):
+        // as if the site were not patched.
+        // SAFETY: the program's own call (rt::raw: forwarded program calls).
+        return Some(unsafe { raw::syscall6(nr, args) });
+    }
     let site = arg(7);
     // Whether this call moved onto the thread's own fast-path stack (the
     // room exit's report and exec's checks need; see syscalls::fast).
@@ -399,6 +409,8 @@ fn fast_emulated_call<const TRACE: bool>(
         }
         // Hooks see each call once: a declined exec would reach them twice.
         Emulation::Exec if !on_own_stack || with_hooks != 0 => return None,
+        // Refused with a line on stderr: the slow path's.
+        Emulation::ArchPrctl if args[0] == process::ARCH_SET_GS => return None,
         _ => measured(),
     };
     match outcome {
@@ -436,7 +448,7 @@ fn fast_emulated(
                 unsafe { raw::syscall6(nr, args) }
             }));
         }
-        Emulation::ArchPrctl => return Some(process::arch_prctl(args)),
+        Emulation::ArchPrctl => return process::arch_prctl_quietly(args),
         Emulation::Exec => return exec::fails_before_open(nr, args),
         _ => {}
     }

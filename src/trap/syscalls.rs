@@ -120,9 +120,10 @@ pub fn handling(nr: i64) -> Handling {
 ///   (emulate::signals::fast).
 /// - readlink(at) and arch_prctl need no frame and no signal state: the
 ///   first answers /proc/self/exe from what the library knows; the second
-///   refuses or answers the GS-base codes (the library's) and runs every
+///   answers ARCH_GET_GS (the GS base is the library's) and runs every
 ///   other code natively (ARCH_SET_FS, ARCH_GET_FS, CET and AMX requests:
-///   the library's code uses neither FS nor those states).
+///   the library's code uses neither FS nor those states); ARCH_SET_GS,
+///   refused with a line on stderr, is declined to the slow path.
 /// - exit and exit_group: their bookkeeping (the report, retiring the
 ///   thread's area) runs with every signal held, as in the signal calls'
 ///   window (`fast::ending`), so nothing of the program runs in the middle;
@@ -141,6 +142,8 @@ pub fn handling(nr: i64) -> Handling {
 ///   for any fast call. Every other attempt (the file exists) is declined
 ///   before anything is done to it, and the slow path hands the program's
 ///   state to the launcher as always (so the file is opened once).
+/// - A thread that left the library (a vfork child after PTRACE_TRACEME,
+///   which keeps its parent's patched sites) makes all of them natively.
 ///
 /// The others stay slow: rt_sigreturn restores a frame; clone, fork and
 /// vfork start a child from the program's exact registers (a thread on
