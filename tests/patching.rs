@@ -699,6 +699,33 @@ fn emulated_calls_take_the_fast_path(backend: Backend) {
     // sites, the first at the asm site slow; four execveat cases of three
     // calls, three of them decided before the open; four threads and a
     // main thread, then two threads, exiting; one exit_group.
+    // The children end through the fast exits: each image's report is
+    // written once, with how it ended as natively (the first image also
+    // writes one at each exec attempt that reaches the launcher).
+    let mut ends = Vec::new();
+    for (path, text) in report_files(&dir) {
+        let reports: Vec<serde_json::Value> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: not JSON ({}): {}", path.display(), e, l)))
+            .collect();
+        let Some(last) = reports.last() else { continue };
+        let how = last["exit"]["how"].as_str().unwrap_or("?").to_string();
+        if how != "exec" {
+            assert_eq!(
+                reports.len(),
+                1,
+                "{}: {} reports of one image that ended by {}",
+                path.display(),
+                reports.len(),
+                how
+            );
+            ends.push((how, last["exit"]["status"].as_i64().unwrap_or(-1)));
+        }
+    }
+    ends.sort();
+    let expected = [("exit", 7), ("exit", 9), ("exit_group", 0), ("exit_group", 42)];
+    assert_eq!(ends, expected.map(|(h, s)| (h.to_string(), s)), "how the images ended, by their reports");
     for (name, at_least) in [("arch_prctl", 16), ("execve", 34), ("execveat", 8), ("exit", 7), ("exit_group", 1)] {
         let (calls, fast) = final_calls_in_reports(&dir, "fast_emulated", name);
         assert!(
