@@ -259,6 +259,7 @@ c_tests! {
     exit_42,
     exit_from_thread,
     exit_group_threads,
+    fast_emulated,
     fast_path_stack,
     fixed_low_mappings,
     forged_sigsys,

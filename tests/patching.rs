@@ -301,7 +301,14 @@ fn fast_path_stack_depth_is_within_budget_sud() {
 /// is reported as such.
 /// Functions the fast path may call that never return: they end the
 /// process (exit_group) after writing a line, and may use anything.
-const ENDS_THE_PROCESS: [&str; 2] = ["usertrap::rt::thread::out_of_memory", "usertrap::rt::thread::foreign_gs_base"];
+const ENDS_THE_PROCESS: [&str; 4] = [
+    "usertrap::rt::thread::out_of_memory",
+    "usertrap::rt::thread::foreign_gs_base",
+    // exit and exit_group (and the report before them) on the fast path:
+    // the thread, or the process, ends.
+    "usertrap::trap::dispatch::exit_thread",
+    "usertrap::trap::dispatch::exit_process",
+];
 
 fn reachable_vector_uses(objdump: &str, relocs: &str, root: &str) -> (Vec<String>, Vec<String>) {
     use std::collections::{BTreeMap, BTreeSet};
@@ -681,4 +688,89 @@ fn bash_signal_calls_are_fast_seccomp() {
 #[test]
 fn bash_signal_calls_are_fast_sud() {
     bash_signal_calls_are_fast(Backend::Sud);
+}
+
+/// (calls, fast calls) of syscall `name` in the JSON reports in `dir` of
+/// processes whose command is `command`, each file's last report only (an
+/// image writes one at every exec attempt that reaches the launcher, each
+/// with the figures so far, and the last at its end).
+fn final_calls_in_reports(dir: &std::path::Path, command: &str, name: &str) -> (u64, u64) {
+    let (mut calls, mut fast) = (0, 0);
+    for (path, text) in report_files(dir) {
+        let Some(line) = text.lines().rfind(|l| !l.trim().is_empty()) else { continue };
+        let r: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: not JSON ({}): {}", path.display(), e, line));
+        if r["command"].as_str() != Some(command) {
+            continue;
+        }
+        for s in r["syscalls"].as_array().into_iter().flatten().filter(|s| s["name"].as_str() == Some(name)) {
+            calls += s["calls"].as_u64().unwrap_or(0);
+            fast += s["fast_calls"].as_u64().unwrap_or(0);
+        }
+    }
+    (calls, fast)
+}
+
+/// c_tests/fast_emulated.c: emulated calls made again and again from
+/// patched sites take their fast versions (trap::syscalls::fast):
+/// arch_prctl, the execve/execveat attempts that fail before the file is
+/// opened, exit and exit_group (in fork children that inherit the patched
+/// syscall(3)); the program's output is the native one.
+fn emulated_calls_take_the_fast_path(backend: Backend) {
+    let dir = fresh_reports_dir("emulated_calls_take_the_fast_path", backend);
+    let case = Case::new("fast-emulated").step(with_json_reports(Cmd::new(c_test_binary("fast_emulated")), &dir));
+    compare_native_and_traced(&case, backend);
+    // (name, fast calls at least): three rounds of six arch_prctl, the
+    // first at each site slow; six failing cases of six execve at two
+    // sites, the first at the asm site slow; four execveat cases of three
+    // calls, three of them decided before the open; four threads and a
+    // main thread, then two threads, exiting; one exit_group.
+    // The children end through the fast exits: each image's report is
+    // written once, with how it ended as natively (the first image also
+    // writes one at each exec attempt that reaches the launcher).
+    let mut ends = Vec::new();
+    for (path, text) in report_files(&dir) {
+        let reports: Vec<serde_json::Value> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: not JSON ({}): {}", path.display(), e, l)))
+            .collect();
+        let Some(last) = reports.last() else { continue };
+        let how = last["exit"]["how"].as_str().unwrap_or("?").to_string();
+        if how != "exec" {
+            assert_eq!(
+                reports.len(),
+                1,
+                "{}: {} reports of one image that ended by {}",
+                path.display(),
+                reports.len(),
+                how
+            );
+            ends.push((how, last["exit"]["status"].as_i64().unwrap_or(-1)));
+        }
+    }
+    ends.sort();
+    let expected = [("exit", 7), ("exit", 9), ("exit_group", 0), ("exit_group", 42)];
+    assert_eq!(ends, expected.map(|(h, s)| (h.to_string(), s)), "how the images ended, by their reports");
+    for (name, at_least) in [("arch_prctl", 16), ("execve", 34), ("execveat", 8), ("exit", 7), ("exit_group", 1)] {
+        let (calls, fast) = final_calls_in_reports(&dir, "fast_emulated", name);
+        assert!(
+            fast >= at_least,
+            "only {} of {} {} calls of fast_emulated took the fast path (expected at least {})",
+            fast,
+            calls,
+            name,
+            at_least
+        );
+    }
+}
+
+#[test]
+fn emulated_calls_take_the_fast_path_seccomp() {
+    emulated_calls_take_the_fast_path(Backend::Seccomp);
+}
+
+#[test]
+fn emulated_calls_take_the_fast_path_sud() {
+    emulated_calls_take_the_fast_path(Backend::Sud);
 }

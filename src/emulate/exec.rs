@@ -110,10 +110,39 @@ pub fn exe_path_override() -> Option<&'static [u8]> {
 
 const ENOENT: i64 = libc::ENOENT as i64;
 const ENOEXEC: i64 = libc::ENOEXEC as i64;
+const ENOTDIR: i64 = libc::ENOTDIR as i64;
+const ELOOP: i64 = libc::ELOOP as i64;
+const ENAMETOOLONG: i64 = libc::ENAMETOOLONG as i64;
+const EACCES: i64 = libc::EACCES as i64;
+const EBADF: i64 = libc::EBADF as i64;
 const FD_CLOEXEC: u64 = libc::FD_CLOEXEC as u64;
 
-#[inline(never)]
-pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
+/// What exec's checks of its arguments found (`named`).
+struct Named {
+    dirfd: i64,
+    argv: u64,
+    envp: u64,
+    /// The name is empty (AT_EMPTY_PATH): the descriptor itself.
+    empty: bool,
+    relative_to_fd: bool,
+    execfn_len: usize,
+    /// Where to open the file: `open_name` relative to this, following a
+    /// last symbolic link unless `nofollow`.
+    open_dir: i64,
+    nofollow: bool,
+}
+
+/// exec's checks of its arguments, in its order, up to the file it opens:
+/// the name copied into `path`, the name the kernel gives the program
+/// into `execfn`, the name to open into `open_name` (empty: the descriptor
+/// itself). Err(errno): exec fails with it, before anything is opened.
+fn named(
+    nr: i64,
+    args: [u64; 6],
+    path: &mut [u8; PATH_MAX],
+    execfn: &mut [u8; PATH_MAX + 32],
+    open_name: &mut [u8; PATH_MAX + 32],
+) -> Result<Named, i64> {
     let at = nr == raw::SYS_execveat;
     let (dirfd, path_ptr, argv, envp, flags) = if at {
         (args[0] as i32 as i64, args[1], args[2], args[3], args[4])
@@ -121,34 +150,26 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         (AT_FDCWD, args[0], args[1], args[2], 0)
     };
     if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 {
-        return -raw::EINVAL;
+        return Err(raw::EINVAL);
     }
-    let env = exec_env();
-    let launcher = cstr(&env.launcher);
-    if launcher.is_empty() {
-        return exec_natively(area, nr, args, b"usertrap-launcher is missing beside libusertrap.so");
-    }
-
-    let mut path = [0u8; PATH_MAX];
     let len = match raw::strnlen_user(path_ptr, PATH_MAX) {
-        Err(e) => return -e,
-        Ok(n) if n >= PATH_MAX => return -exec_target::name_too_long(),
+        Err(e) => return Err(e),
+        Ok(n) if n >= PATH_MAX => return Err(exec_target::name_too_long()),
         Ok(n) => n,
     };
     if raw::copy_from_user(path.get_mut(..len).unwrap_or_default(), path_ptr).is_err() {
-        return -raw::EFAULT;
+        return Err(raw::EFAULT);
     }
     let name = path.get(..len).unwrap_or(&[]);
     let empty = name.is_empty();
     if empty && flags & AT_EMPTY_PATH == 0 {
-        return -ENOENT;
+        return Err(ENOENT);
     }
     let relative_to_fd = dirfd != AT_FDCWD && name.first() != Some(&b'/');
 
     // The file's name as the kernel gives it to the program: AT_EXECFN, and a
     // script's argument to its interpreter.
-    let mut execfn = [0u8; PATH_MAX + 32];
-    let mut w = Buf::new(&mut execfn);
+    let mut w = Buf::new(execfn);
     if relative_to_fd {
         w.put(b"/dev/fd/").num(dirfd as u64);
         if !empty {
@@ -159,21 +180,117 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     }
     let execfn_len = w.len;
     if execfn_len >= PATH_MAX {
-        return -exec_target::name_too_long();
+        return Err(exec_target::name_too_long());
     }
 
     // What to open: the descriptor itself for AT_EMPTY_PATH; the program's
     // real executable for its /proc/self/exe (which names the launcher).
-    let mut open_name = [0u8; PATH_MAX + 32];
     let (open_dir, nofollow) = if empty {
         (dirfd, false) // open_name stays empty: the descriptor itself
     } else if let Some(exe) = exe_path_override().filter(|_| !relative_to_fd && exec_target::is_proc_self_exe(name)) {
-        Buf::new(&mut open_name).put(exe).put(b"\0");
+        Buf::new(open_name).put(exe).put(b"\0");
         (AT_FDCWD, false)
     } else {
-        Buf::new(&mut open_name).put(name).put(b"\0");
+        Buf::new(open_name).put(name).put(b"\0");
         (dirfd, flags & AT_SYMLINK_NOFOLLOW != 0)
     };
+    Ok(Named { dirfd, argv, envp, empty, relative_to_fd, execfn_len, open_dir, nofollow })
+}
+
+/// The fast path's exec (trap::syscalls::fast): Some(-errno) for an
+/// attempt that fails before the file is opened, with the errno the slow
+/// path's `exec` gives (`named`'s checks, in its order, then the lookup of
+/// the name it would open, which fails alike: the same lookup); None for
+/// every other attempt, which nothing here has touched and the slow path
+/// runs. Without buffers of its own (zeroing them would call memset, which
+/// may use vector registers the fast path must leave alone): the name is
+/// measured and looked up where the program keeps it.
+#[inline(never)]
+pub fn fails_before_open(nr: i64, args: [u64; 6]) -> Option<i64> {
+    let at = nr == raw::SYS_execveat;
+    let (dirfd, path_ptr, flags) = if at { (args[0] as i32 as i64, args[1], args[4]) } else { (AT_FDCWD, args[0], 0) };
+    if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 {
+        return Some(-raw::EINVAL);
+    }
+    if cstr(&exec_env().launcher).is_empty() {
+        return None; // exec_natively: the kernel's checks
+    }
+    let len = match raw::strnlen_user(path_ptr, PATH_MAX) {
+        Err(e) => return Some(-e),
+        Ok(n) if n >= PATH_MAX => return Some(-exec_target::name_too_long()),
+        Ok(n) => n,
+    };
+    if len == 0 {
+        // AT_EMPTY_PATH: the descriptor itself, opened by the slow path.
+        return if flags & AT_EMPTY_PATH == 0 { Some(-ENOENT) } else { None };
+    }
+    let first = raw::read_user::<u8>(path_ptr).ok()?;
+    let relative_to_fd = dirfd != AT_FDCWD && first != b'/';
+    // named's execfn: "/dev/fd/<dirfd>/<name>" for a name relative to a
+    // descriptor.
+    let execfn_len = if relative_to_fd { b"/dev/fd/".len() + digits(dirfd as u64) + 1 + len } else { len };
+    if execfn_len >= PATH_MAX {
+        return Some(-exec_target::name_too_long());
+    }
+    // /proc/self/exe where it names the launcher: the slow path opens the
+    // program's real file instead.
+    if exe_path_override().is_some() && !relative_to_fd {
+        let mut head = [0u8; 48];
+        let n = len.min(head.len());
+        if raw::copy_from_user(head.get_mut(..n).unwrap_or_default(), path_ptr).is_err() {
+            return None;
+        }
+        if len <= head.len() && exec_target::is_proc_self_exe(head.get(..n).unwrap_or(&[])) {
+            return None;
+        }
+    }
+    let at_flags = if flags & AT_SYMLINK_NOFOLLOW != 0 { AT_SYMLINK_NOFOLLOW } else { 0 };
+    let mut st = [0u64; 18]; // struct stat (144 bytes), written by the kernel
+                             // SAFETY: newfstatat reads the program's name (a fault is EFAULT) and
+                             // writes one struct stat into `st`, ours.
+    let r = unsafe {
+        raw::syscall6(libc::SYS_newfstatat, [dirfd as u64, path_ptr, st.as_mut_ptr() as u64, at_flags, 0, 0])
+    };
+    core::hint::black_box(&st);
+    // The errors of the lookup itself, which the open in
+    // exec_target::resolve meets first and alike; any other (none expected)
+    // is left to the slow path to meet for itself.
+    if [ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES, EBADF, raw::EFAULT].contains(&-r) {
+        return Some(r);
+    }
+    None
+}
+
+/// How many decimal digits `v` takes (rt::log::Buf::num writes them).
+fn digits(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 10 {
+        v /= 10;
+        n += 1;
+    }
+    n
+}
+
+#[inline(never)]
+pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
+    let flags = if nr == raw::SYS_execveat { args[4] } else { 0 };
+    if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 {
+        return -raw::EINVAL;
+    }
+    let env = exec_env();
+    let launcher = cstr(&env.launcher);
+    if launcher.is_empty() {
+        return exec_natively(area, nr, args, b"usertrap-launcher is missing beside libusertrap.so");
+    }
+
+    let mut path = [0u8; PATH_MAX];
+    let mut execfn = [0u8; PATH_MAX + 32];
+    let mut open_name = [0u8; PATH_MAX + 32];
+    let Named { dirfd, argv, envp, empty, relative_to_fd, execfn_len, open_dir, nofollow } =
+        match named(nr, args, &mut path, &mut execfn, &mut open_name) {
+            Err(e) => return -e,
+            Ok(n) => n,
+        };
     let inaccessible = relative_to_fd && raw::fcntl_getfd(dirfd as i32).is_ok_and(|f| f & FD_CLOEXEC != 0);
     let mut t = Target::new();
     if let Err(e) = exec_target::resolve(open_dir, &open_name, nofollow, inaccessible, &mut t) {
@@ -920,6 +1037,14 @@ mod tests {
         assert_eq!(tsc_hz_entry(carried, 2_400_000_000, &mut buf), 0, "the settings carry one");
         let n = tsc_hz_entry(b"", u64::MAX, &mut buf);
         assert_eq!(&buf[..n], b"USERTRAP_TSC_HZ=18446744073709551615\0");
+    }
+
+    #[test]
+    fn digits_as_buf_num_writes_them() {
+        for v in [0, 9, 10, 99, 100, 12345, u64::MAX] {
+            let mut b = [0u8; 32];
+            assert_eq!(digits(v), Buf::new(&mut b).num(v).len, "{v}");
+        }
     }
 
     #[test]

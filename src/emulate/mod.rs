@@ -21,4 +21,8 @@ pub enum Outcome {
     Return(i64),
     /// The emulation already arranged the registers (vfork stub): leave them.
     Resume,
+    /// Fast path only: its version cannot finish this call (trap::syscalls::
+    /// fast says when). Nothing was done and the call is not counted: it
+    /// traps again from its site and runs on the slow path.
+    Decline,
 }

@@ -234,26 +234,35 @@ pub extern "C" fn ut_clone_child_setup(frame_base: u64) {
 
 // --- other syscalls the library must not let through unchanged ------------------
 
-const ARCH_SET_GS: u64 = 0x1001;
+pub const ARCH_SET_GS: u64 = 0x1001;
 const ARCH_GET_GS: u64 = 0x1004;
 
 /// arch_prctl: the GS base belongs to the library (it finds each thread's
 /// area through it); the program sees 0 and may not change it.
 #[inline(never)]
 pub fn arch_prctl(args: [u64; 6]) -> i64 {
+    arch_prctl_quietly(args).unwrap_or_else(|| {
+        Line::new().str("the program tried to set the GS base (arch_prctl ARCH_SET_GS), which usertrap needs for itself: refused with EPERM").emit();
+        -raw::EPERM
+    })
+}
+
+/// arch_prctl but for ARCH_SET_GS (None: refused, with a line on stderr,
+/// by `arch_prctl`): what the fast path runs (the line's buffer would be
+/// zeroed by memset, which may use vector registers; ARCH_SET_GS is
+/// declined there and takes the slow path).
+#[inline(never)]
+pub fn arch_prctl_quietly(args: [u64; 6]) -> Option<i64> {
     match args[0] {
-        ARCH_SET_GS => {
-            Line::new().str("the program tried to set the GS base (arch_prctl ARCH_SET_GS), which usertrap needs for itself: refused with EPERM").emit();
-            -raw::EPERM
-        }
+        ARCH_SET_GS => None,
         // SAFETY: where the program asked the kernel to write the base.
-        ARCH_GET_GS => match unsafe { raw::write_user(args[1], &0u64) } {
+        ARCH_GET_GS => Some(match unsafe { raw::write_user(args[1], &0u64) } {
             Ok(()) => 0,
             Err(e) => -e,
-        },
+        }),
         // SAFETY: the program's own arch_prctl, GS excepted (rt::raw:
         // forwarded program calls).
-        _ => unsafe { raw::syscall6(raw::SYS_arch_prctl, args) },
+        _ => Some(unsafe { raw::syscall6(raw::SYS_arch_prctl, args) }),
     }
 }
 
@@ -725,6 +734,10 @@ pub fn ptrace(area: &ThreadArea, uc: &mut Ucontext, args: [u64; 6]) -> i64 {
 /// execs or exits, and a patched site it runs meanwhile raises no signal.
 fn stop_intercepting(area: &ThreadArea, uc: &mut Ucontext, shared_memory: bool) {
     crate::measure::report::at_exit(crate::measure::report::Exit::Traced);
+    // A vfork child keeps its parent's patched sites: its exec and exit
+    // there are the kernel's from now on (trap::dispatch), not declined to
+    // a trap that no longer comes.
+    area.left_library.set(true);
     if !shared_memory {
         crate::patch::install::stop_for_program_filter();
         if let Ok(mem) = crate::patch::write::Mem::open() {

@@ -191,6 +191,31 @@ pub fn site_begin(area: Option<&ThreadArea>, path: Path, site: u64, nr: i64) -> 
     Some(b)
 }
 
+/// Take back what [`begin`] and [`site_begin`] counted for a call that
+/// does not run on `path` after all (a fast version that declines it: it
+/// runs on the slow path, and is counted there).
+#[cold]
+pub fn retract(area: Option<&ThreadArea>, path: Path, nr: i64, block: Option<&SysStats>, at_site: Option<&SiteStats>) {
+    let down = |c: &core::cell::Cell<u64>| c.set(c.get().saturating_sub(1));
+    let down_shared = |c: &AtomicU64| {
+        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    };
+    match block {
+        Some(b) => down(if path == Path::Fast { &b.fast } else { &b.slow }),
+        None => {
+            if let Some(c) = FALLBACK.get(path as usize).and_then(|row| row.get(index_of(nr))) {
+                down_shared(c);
+            }
+        }
+    }
+    match (at_site, area.map(|a| a.stats.get()).filter(|t| !t.is_null())) {
+        (Some(b), _) => down(if path == Path::Fast { &b.fast } else { &b.slow }),
+        // SAFETY: as in `block`: the thread's own table, never unmapped.
+        (None, Some(table)) => down(unsafe { &(*table).sites.not_kept }),
+        (None, None) => down_shared(&SITES_UNTABLED),
+    }
+}
+
 /// The syscall at a site returned `result` after `ticks` clock ticks.
 #[inline(always)]
 pub fn site_end(b: Option<&SiteStats>, result: i64, ticks: u64) {

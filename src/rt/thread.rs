@@ -106,6 +106,10 @@ pub struct ThreadArea {
     pub tgid: AtomicI32,
     /// The thread entered seccomp strict mode (emulated: process::seccomp).
     pub strict: Cell<bool>,
+    /// The thread left the library for good (emulate::process::
+    /// stop_intercepting): its calls from patched sites (a vfork child's,
+    /// which keeps its parent's) are the kernel's, emulated ones included.
+    pub left_library: Cell<bool>,
     /// The thread's name when it exited (per-thread reports only).
     pub exit_comm: Cell<[u8; 16]>,
     /// Under `usertrap trace`: the address of this area's event buffer
@@ -431,6 +435,21 @@ impl ThreadArea {
         }
     }
 
+    /// Whether the fast call whose registers ut_fast_entry saved at `saved`
+    /// (the pointer it passes to ut_fast_dispatch) is the one that moved
+    /// onto this thread's fast-path stack, at its top: the link slot holds
+    /// that call's link. Only that call writes it (a call nested in a
+    /// handler, or without the switch, leaves it alone).
+    pub fn fast_call_switched(&self, saved: u64) -> bool {
+        if self.fast_size.get() == 0 {
+            return false;
+        }
+        let link = saved.wrapping_sub(arch::FAST_LINK_TO_PROGRAM_SP - arch::FAST_SAVED_TO_PROGRAM_SP);
+        // SAFETY: the word below the top of this area's fast-path stack
+        // (non-empty), mapped with the area for good.
+        link == unsafe { ((self.fast_top.get() - 8) as *const u64).read_volatile() }
+    }
+
     /// The program's stack pointer behind `sp`: on the fast-path stack, the
     /// one the fast call came from, as the program would see it natively
     /// (for its alternate stack's SS_ONSTACK); else `sp`.
@@ -478,6 +497,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.app_blocked_owned.set(0);
     area.deferred.set(0);
     area.strict.set(false);
+    area.left_library.set(false);
     area.sigtable.set(sigtable::process_table());
     area.pending_child.set(ptr::null_mut());
     area.vfork_child.set(false);

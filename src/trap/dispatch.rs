@@ -59,21 +59,12 @@ pub fn dispatch<const TRACE: bool>(
         let timed = |nr, args| {
             let (out, t0, ticks) = timed_run(block, at_site, run, nr, args);
             if let Outcome::Return(r) = out {
-                // Forms R and P return through their trampoline, below 2 GiB:
-                // a trace names the program's own syscall instead.
-                let site = if site < 1 << 31 && crate::patch::registry::any_ext() {
-                    crate::patch::registry::program_site(site)
-                } else {
-                    site
-                };
-                trace::record(area, nr, &args, r, t0, ticks, site, path == Path::Fast, false);
+                trace::record(area, nr, &args, r, t0, ticks, traced_site(site), path == Path::Fast, false);
             }
             out
         };
-        if with_hooks {
-            return hooks::call_hooks(nr, args, timed);
-        }
-        return timed(nr, args);
+        let out = if with_hooks { hooks::call_hooks(nr, args, timed) } else { timed(nr, args) };
+        return taken_back(out, area, path, nr, block, at_site);
     }
     // Written out rather than through timed_run: its tuple made this
     // closure's frame 0x88 bytes instead of 0x50.
@@ -91,10 +82,25 @@ pub fn dispatch<const TRACE: bool>(
         }
         out
     };
-    if with_hooks {
-        return hooks::call_hooks(nr, args, timed);
+    let out = if with_hooks { hooks::call_hooks(nr, args, timed) } else { timed(nr, args) };
+    taken_back(out, area, path, nr, block, at_site)
+}
+
+/// A fast version that declined its call (Outcome::Decline): the call was
+/// counted by `dispatch` but runs on the slow path, which counts it there.
+#[inline(always)]
+fn taken_back(
+    out: Outcome,
+    area: Option<&ThreadArea>,
+    path: Path,
+    nr: i64,
+    block: Option<&stats::SysStats>,
+    at_site: Option<&stats::SiteStats>,
+) -> Outcome {
+    if let Outcome::Decline = out {
+        stats::retract(area, path, nr, block, at_site);
     }
-    timed(nr, args)
+    out
 }
 
 /// Run the call, timed (the latency is the time of `run` alone: the real
@@ -196,24 +202,11 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
         // Counted (by `dispatch`), never timed: they do not return.
         Emulation::Exit => {
             pending(t, nr, args);
-            // A vfork child (it runs on an area its parent set aside) is no
-            // thread of the parent's count, and its area is the parent's to
-            // give back when it runs again (thread::current): retiring it here
-            // too would hand it out twice.
-            if !t.area.vfork_child.get() {
-                trace::thread_exit(t.area);
-                if crate::rt::thread::retire(t.area) {
-                    report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
-                }
-            }
-            // SAFETY: the program's own exit (rt::raw: forwarded program calls).
-            Return(unsafe { raw::syscall6(nr, args) })
+            Return(exit_thread(t.area, nr, args))
         }
         Emulation::ExitGroup => {
             pending(t, nr, args);
-            report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
-            // SAFETY: the program's own exit_group (rt::raw: forwarded program calls).
-            Return(unsafe { raw::syscall6(nr, args) })
+            Return(exit_process(nr, args))
         }
         Emulation::ArchPrctl => Return(process::arch_prctl(args)),
         Emulation::Seccomp => Return(process::seccomp(t.area, args)),
@@ -230,6 +223,56 @@ fn pending(t: &Trap<'_>, nr: i64, args: [u64; 6]) {
     }
 }
 
+/// The site a trace names: Forms R and P return through their trampoline,
+/// below 2 GiB; the program's own `syscall` instead.
+fn traced_site(site: u64) -> u64 {
+    if site < 1 << 31 && crate::patch::registry::any_ext() {
+        crate::patch::registry::program_site(site)
+    } else {
+        site
+    }
+}
+
+/// exit: the thread's bookkeeping (the last thread writes the report),
+/// then the call. Either path; on the fast one with every signal held
+/// (signals::fast::ending). Not inlined: tests/patching.rs stops its walk
+/// of the fast path's code here (the thread ends; no register of the
+/// program's is used again).
+#[inline(never)]
+fn exit_thread(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
+    // A vfork child (it runs on an area its parent set aside) is no thread
+    // of the parent's count, and its area is the parent's to give back when
+    // it runs again (thread::current): retiring it here too would hand it
+    // out twice.
+    if !area.vfork_child.get() {
+        trace::thread_exit(area);
+        if crate::rt::thread::retire(area) {
+            report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
+        }
+    }
+    // SAFETY: the program's own exit (rt::raw: forwarded program calls).
+    unsafe { raw::syscall6(nr, args) }
+}
+
+/// exit_group: the report, then the call (as `exit_thread`).
+#[inline(never)]
+fn exit_process(nr: i64, args: [u64; 6]) -> i64 {
+    report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
+    // SAFETY: the program's own exit_group (rt::raw: forwarded program calls).
+    unsafe { raw::syscall6(nr, args) }
+}
+
+/// What ut_fast_dispatch returns to ut_fast_entry, in rax and rdx (the
+/// System V convention for a struct of two integer words): the call's
+/// result, or, with `slow` set, the call sent back to the slow path (a fast
+/// version that declined it, Outcome::Decline), with `rax` its number, as
+/// the trampoline's own `syscall` needs it to trap.
+#[repr(C)]
+pub struct FastReturn {
+    pub rax: i64,
+    pub slow: u64,
+}
+
 /// The fast path, called by ut_fast_entry with the six argument registers it
 /// saved (in push order: r9, r8, r10, rdx, rsi, rdi; then the flags and the
 /// return address into the site, right after its syscall), the GS base, and
@@ -238,8 +281,9 @@ fn pending(t: &Trap<'_>, nr: i64, args: [u64; 6]) {
 /// patched or let through by ut_fast_entry (trap::syscalls::patchable and
 /// `fast`), so this runs them through the gate, after the integer-only check
 /// that keeps the library's own memory mapped, or emulates them here
-/// ([`fast_emulated`]). No vector register may be touched from here down:
-/// `tests/library.rs` disassembles this function and what it calls.
+/// ([`fast_emulated`]), or sends them back to the slow path. No vector
+/// register may be touched from here down: `tests/library.rs` disassembles
+/// this function and what it calls.
 ///
 /// Under `usertrap trace` the call goes through [`fast_traced`], apart:
 /// recording inside this frame made it 64 bytes larger, and the fast path
@@ -247,23 +291,30 @@ fn pending(t: &Trap<'_>, nr: i64, args: [u64; 6]) {
 /// tests/go.rs's exec_goroutines crashed 8 times in 10). Off, the cost is
 /// this one branch.
 #[no_mangle]
-pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+pub extern "C" fn ut_fast_dispatch(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> FastReturn {
     if let Handling::Emulated(e) = syscalls::handling(nr) {
         // Only those with a fast version get here (ut_fast_ok). Apart: the
         // frame of this function is the stack every native fast call uses
         // below the program's stack pointer, which must stay small (Go's
         // syscall stubs run on goroutine stacks of a few KiB).
         if syscalls::fast(e) {
-            if trace::on() {
-                return fast_emulated_call::<true>(nr, saved, gs_base, with_hooks);
-            }
-            return fast_emulated_call::<false>(nr, saved, gs_base, with_hooks);
+            let done = if trace::on() {
+                fast_emulated_call::<true>(e, nr, saved, gs_base, with_hooks)
+            } else {
+                fast_emulated_call::<false>(e, nr, saved, gs_base, with_hooks)
+            };
+            return match done {
+                Some(r) => FastReturn { rax: r, slow: 0 },
+                None => FastReturn { rax: nr, slow: 1 },
+            };
         }
     }
-    if trace::on() {
-        return fast_traced(nr, saved, gs_base, with_hooks);
-    }
-    fast_dispatch::<false>(nr, saved, gs_base, with_hooks)
+    let r = if trace::on() {
+        fast_traced(nr, saved, gs_base, with_hooks)
+    } else {
+        fast_dispatch::<false>(nr, saved, gs_base, with_hooks)
+    };
+    FastReturn { rax: r, slow: 0 }
 }
 
 /// [`ut_fast_dispatch`] under `usertrap trace`.
@@ -294,14 +345,22 @@ fn fast_dispatch<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u64, wi
     });
     match outcome {
         Outcome::Return(r) => r,
-        Outcome::Resume => -raw::ENOSYS, // never: only emulated syscalls resume
+        // Never: only emulated syscalls resume or decline.
+        Outcome::Resume | Outcome::Decline => -raw::ENOSYS,
     }
 }
 
-/// ut_fast_dispatch for an emulated syscall with a fast version: measured
-/// and hooked as any fast call, emulated by [`fast_emulated`].
+/// ut_fast_dispatch for an emulated syscall `e` with a fast version:
+/// measured and hooked as any fast call, emulated by [`fast_emulated`].
+/// None: declined (not counted; the slow path runs it).
 #[inline(never)]
-fn fast_emulated_call<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u64, with_hooks: u64) -> i64 {
+fn fast_emulated_call<const TRACE: bool>(
+    e: Emulation,
+    nr: i64,
+    saved: *const u64,
+    gs_base: u64,
+    with_hooks: u64,
+) -> Option<i64> {
     // SAFETY: as in ut_fast_dispatch.
     let arg = |i: usize| unsafe { core::ptr::read_volatile(saved.add(i)) };
     let args = [arg(5), arg(4), arg(3), arg(2), arg(1), arg(0)];
@@ -311,48 +370,116 @@ fn fast_emulated_call<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u6
             process::strict_violation_fast(a);
         }
     }
+    if area.is_some_and(|a| a.left_library.get()) {
+        // Not intercepted any more (a vfork child after PTRACE_TRACEME):
+        // as if the site were not patched.
+        // SAFETY: the program's own call (rt::raw: forwarded program calls).
+        return Some(unsafe { raw::syscall6(nr, args) });
+    }
     let site = arg(7);
-    let outcome = dispatch::<TRACE>(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
-        let r = match syscalls::handling(nr) {
-            Handling::Emulated(h) if syscalls::fast(h) => fast_emulated(area, saved, h, nr, &args),
-            // A hook changed the number: as ut_fast_dispatch runs others.
-            _ => forward::<false>(nr, args),
-        };
-        Outcome::Return(r)
-    });
+    // Whether this call moved onto the thread's own fast-path stack (the
+    // room exit's report and exec's checks need; see syscalls::fast).
+    let on_own_stack = area.is_some_and(|a| a.fast_call_switched(saved as u64));
+    let measured = || {
+        dispatch::<TRACE>(area, Path::Fast, nr, args, site, with_hooks != 0, |nr, args| {
+            match syscalls::handling(nr) {
+                // (A hook may have changed the number: exit and exec only
+                // as what was prepared for above.)
+                Handling::Emulated(h) if syscalls::fast(h) && (h == e || !prepared_for(h)) => {
+                    fast_emulated(area, saved, site, h, nr, &args).map_or(Outcome::Decline, Outcome::Return)
+                }
+                // A hook changed the number: as ut_fast_dispatch runs others.
+                _ => Outcome::Return(forward::<false>(nr, args)),
+            }
+        })
+    };
+    let outcome = match e {
+        Emulation::Exit | Emulation::ExitGroup => {
+            // The thread's own area, not a vfork child's on its parent's
+            // (whose fast-path stack this call would leave marked in use).
+            let own = area.filter(|a| {
+                on_own_stack
+                    && a.pending_child.get().is_null()
+                    && a.owner_tid.load(core::sync::atomic::Ordering::Relaxed) != 0
+                    && !a.vfork_child.get()
+            })?;
+            // Nothing of the program runs from here: the report and the
+            // thread's retirement are not interleaved with its handlers.
+            signals::fast::ending(own, measured).ok()?
+        }
+        // Hooks see each call once: a declined exec would reach them twice.
+        Emulation::Exec if !on_own_stack || with_hooks != 0 => return None,
+        // Refused with a line on stderr: the slow path's.
+        Emulation::ArchPrctl if args[0] == process::ARCH_SET_GS => return None,
+        _ => measured(),
+    };
     match outcome {
-        Outcome::Return(r) => r,
-        Outcome::Resume => -raw::ENOSYS, // never: fast emulations return
+        Outcome::Return(r) => Some(r),
+        Outcome::Decline => None,
+        Outcome::Resume => Some(-raw::ENOSYS), // never: fast emulations return
     }
 }
 
+/// Whether the fast version of `e` runs only as fast_emulated_call prepares
+/// it (signals held, on the fast-path stack, hooks off).
+fn prepared_for(e: Emulation) -> bool {
+    matches!(e, Emulation::Exit | Emulation::ExitGroup | Emulation::Exec)
+}
+
 /// An emulated syscall on the fast path (trap::syscalls::fast says which):
-/// `seen` is the area at the GS base, `saved` what ut_fast_entry saved.
+/// `seen` is the area at the GS base, `saved` what ut_fast_entry saved,
+/// `site` the call's return address. None: declined.
 #[inline(never)]
-fn fast_emulated(seen: Option<&'static ThreadArea>, saved: *const u64, e: Emulation, nr: i64, args: &[u64; 6]) -> i64 {
+fn fast_emulated(
+    seen: Option<&'static ThreadArea>,
+    saved: *const u64,
+    site: u64,
+    e: Emulation,
+    nr: i64,
+    args: &[u64; 6],
+) -> Option<i64> {
     // (`args` by reference: a copy would be 48 more bytes of the program's
     // stack in ut_fast_dispatch's frame, on every fast call.)
     let args = *args;
-    if e == Emulation::ReadlinkExe {
-        return exec::readlink(nr, args).unwrap_or_else(|| {
-            // SAFETY: the program's own readlink (rt::raw: forwarded program calls).
-            unsafe { raw::syscall6(nr, args) }
-        });
+    match e {
+        Emulation::ReadlinkExe => {
+            return Some(exec::readlink(nr, args).unwrap_or_else(|| {
+                // SAFETY: the program's own readlink (rt::raw: forwarded program calls).
+                unsafe { raw::syscall6(nr, args) }
+            }));
+        }
+        Emulation::ArchPrctl => return process::arch_prctl_quietly(args),
+        Emulation::Exec => return exec::fails_before_open(nr, args),
+        _ => {}
     }
-    // The rest change this thread's signal state: its own area (a vfork
-    // child's, not its parent's).
+    // The rest change this thread's state: its own area (a vfork child's,
+    // not its parent's).
     let area = match thread::fast_current(seen) {
         Some(a) => a,
         None => thread::out_of_memory(),
     };
-    match e {
+    let pending = || {
+        if trace::on() {
+            trace::record(Some(area), nr, &args, 0, stats::now(), 0, traced_site(site), true, true);
+        }
+    };
+    Some(match e {
         Emulation::SigAction => signals::fast::rt_sigaction(area, args),
         Emulation::SigProcMask => signals::fast::rt_sigprocmask(area, args),
         Emulation::SigAltStack => {
             let sp = (saved as u64).wrapping_add(crate::rt::arch::FAST_SAVED_TO_PROGRAM_SP);
             signals::fast::sigaltstack(area, sp, args)
         }
-        // Never: trap::syscalls::fast lists only the four above.
+        // Inside signals::fast::ending (fast_emulated_call).
+        Emulation::Exit => {
+            pending();
+            exit_thread(area, nr, args)
+        }
+        Emulation::ExitGroup => {
+            pending();
+            exit_process(nr, args)
+        }
+        // Never: trap::syscalls::fast lists only those above.
         _ => -raw::ENOSYS,
-    }
+    })
 }

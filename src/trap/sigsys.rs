@@ -83,6 +83,8 @@ pub fn run_for_program(area: &ThreadArea, uc: &mut Ucontext, nr: u64) {
         }
         Outcome::Return(r) => trap.uc.set_syscall_result(r),
         Outcome::Resume => {}
+        // Never: only the fast path's versions decline.
+        Outcome::Decline => trap.uc.set_syscall_result(-raw::ENOSYS),
     }
 }
 

@@ -6,7 +6,8 @@
 //! A patched site's calls take the fast path, which has no signal frame and
 //! runs the call through the gate as it is (after the check that keeps the
 //! library's own memory mapped), or, for the few emulations that need no
-//! frame ([`fast`]), emulates it there: so a syscall is patchable exactly
+//! frame ([`fast`]), emulates it there (or, where that version says so,
+//! sends the call back to the slow path): so a syscall is patchable exactly
 //! when it is not emulated or its emulation has a fast version.
 //! Never: run anything. This is a description; the emulations live in
 //! `emulate`.
@@ -112,27 +113,67 @@ pub fn handling(nr: i64) -> Handling {
 }
 
 /// Whether emulation `e` has a version for the fast path, which has no
-/// signal frame (`ut_fast_dispatch`): the signal syscalls that only change
-/// the program's signal state, made atomic without a frame
-/// (emulate::signals::fast), and readlink, which needs none. The others
-/// stay slow: rt_sigreturn restores a frame; clone, fork and vfork start a
-/// child from the program's exact registers (a thread on its own stack
-/// from a frame the parent writes; vfork from a gate stub after sigreturn);
-/// execve and execveat hand the program's state over to the launcher; exit
-/// and exit_group end with the report, written on our signal stack (the
-/// program's may be small); the temporary masks (ppoll, pselect6,
-/// epoll_pwait, rt_sigsuspend, io_pgetevents) and rt_sigtimedwait wait with
-/// signals arriving, which the slow path postpones and restarts through its
-/// frame; arch_prctl, prctl, seccomp, ptrace and membarrier are rare and
-/// change what the library itself relies on; rt_sigpending is rare.
+/// signal frame (`ut_fast_dispatch`). Each holds for its own reason:
+/// - rt_sigprocmask, rt_sigaction, sigaltstack: they only change the
+///   program's signal state, made atomic without a frame by two mask
+///   changes that hold every signal between them
+///   (emulate::signals::fast).
+/// - readlink(at) and arch_prctl need no frame and no signal state: the
+///   first answers /proc/self/exe from what the library knows; the second
+///   answers ARCH_GET_GS (the GS base is the library's) and runs every
+///   other code natively (ARCH_SET_FS, ARCH_GET_FS, CET and AMX requests:
+///   the library's code uses neither FS nor those states); ARCH_SET_GS,
+///   refused with a line on stderr, is declined to the slow path.
+/// - exit and exit_group: their bookkeeping (the report, retiring the
+///   thread's area) runs with every signal held, as in the signal calls'
+///   window (`fast::ending`), so nothing of the program runs in the middle;
+///   and only on the thread's own fast-path stack, as large as the signal
+///   stack the slow path uses. A call that did not move there (no
+///   FSGSBASE, a call nested in a handler that interrupted another, a
+///   vfork child on its parent's area) is declined before it is counted
+///   (`Outcome::Decline`) and trapped again: the slow path.
+/// - execve and execveat: only the attempts that fail before the file is
+///   opened (a path that does not resolve: ENOENT, ENOTDIR, ELOOP,
+///   ENAMETOOLONG, EACCES on a directory, EBADF, EFAULT; a bad flag): the
+///   same checks as the slow path's emulation, in the same order, decided
+///   by one `newfstatat` of the name the slow path would open, whose
+///   failure means its open would fail alike (the same lookup). These
+///   change nothing; a program handler that interrupts them is entered as
+///   for any fast call. Every other attempt (the file exists) is declined
+///   before anything is done to it, and the slow path hands the program's
+///   state to the launcher as always (so the file is opened once).
+/// - A thread that left the library (a vfork child after PTRACE_TRACEME,
+///   which keeps its parent's patched sites) makes all of them natively.
+///
+/// The others stay slow: rt_sigreturn restores a frame; clone, fork and
+/// vfork start a child from the program's exact registers (a thread on
+/// its own stack from a frame the parent writes; vfork from a gate stub
+/// after sigreturn); the temporary masks (ppoll, pselect6, epoll_pwait,
+/// rt_sigsuspend, io_pgetevents) and rt_sigtimedwait wait with signals
+/// arriving, which the slow path postpones and restarts through its
+/// frame; prctl, seccomp, ptrace and membarrier are rare and change what
+/// the library itself relies on; rt_sigpending is rare.
 pub fn fast(e: Emulation) -> bool {
-    matches!(e, Emulation::SigAction | Emulation::SigProcMask | Emulation::SigAltStack | Emulation::ReadlinkExe)
+    matches!(
+        e,
+        Emulation::SigAction
+            | Emulation::SigProcMask
+            | Emulation::SigAltStack
+            | Emulation::ReadlinkExe
+            | Emulation::ArchPrctl
+            | Emulation::Exit
+            | Emulation::ExitGroup
+            | Emulation::Exec
+    )
 }
 
 /// Whether emulation `e`'s fast version changes the kernel's signal mask
 /// (which a seccomp filter of the program's may forbid the library).
 pub fn fast_changes_mask(e: Emulation) -> bool {
-    matches!(e, Emulation::SigAction | Emulation::SigProcMask | Emulation::SigAltStack)
+    matches!(
+        e,
+        Emulation::SigAction | Emulation::SigProcMask | Emulation::SigAltStack | Emulation::Exit | Emulation::ExitGroup
+    )
 }
 
 /// Whether the sites of syscall `nr` may be patched: their calls then take
@@ -180,12 +221,17 @@ mod tests {
 
     /// Emulated calls with a version for the fast path (their sites are
     /// patched).
-    const FAST: [i64; 5] = [
+    const FAST: [i64; 10] = [
         libc::SYS_rt_sigaction,
         libc::SYS_rt_sigprocmask,
         libc::SYS_sigaltstack,
         libc::SYS_readlink,
         libc::SYS_readlinkat,
+        libc::SYS_arch_prctl,
+        libc::SYS_exit,
+        libc::SYS_exit_group,
+        libc::SYS_execve,
+        libc::SYS_execveat,
     ];
 
     #[test]

@@ -63,6 +63,9 @@
 //! never returns (siglongjmp) leaves a state that holds nothing (step 1
 //! uncommitted, or step 3 committed).
 //!
+//! exit and exit_group use steps 1 and 2 only ([`ending`]): the calls end
+//! the thread or the process inside the window.
+//!
 //! If the program's seccomp filter forbids rt_sigprocmask from the gate
 //! (`state::masks_forbidden`), these numbers go back to the slow path
 //! (`forbid_fast_masks`).
@@ -133,6 +136,20 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
 /// the call.
 pub fn sigaltstack(area: &ThreadArea, sp: u64, args: [u64; 6]) -> i64 {
     atomically(area, |kernel| (syscalls::sigaltstack(area, sp, args), kernel)).unwrap_or_else(|e| -e)
+}
+
+/// Run `f` with the program's signals held, as between the two commits of
+/// a signal call (steps 1 and 2 of [`atomically`]): for exit and
+/// exit_group, whose bookkeeping (the report, retiring the thread's area)
+/// must not be interleaved with the program's handlers, as it is not on
+/// the slow path, inside our handler. `f` does not return when the call
+/// ends the thread or the process; a signal held meanwhile is then gone,
+/// as one that arrives during the syscall is. If it returns (a hook made
+/// it another call), the mask goes back and held signals are sent again,
+/// as after a signal call. Err(errno): the kernel refused to block (only a
+/// seccomp filter of the program's can), and `f` did not run.
+pub fn ending<R>(area: &ThreadArea, f: impl FnOnce() -> R) -> Result<R, i64> {
+    atomically(area, |kernel| (f(), kernel))
 }
 
 /// Run `body` as one atomic step of the program's signal state (see the

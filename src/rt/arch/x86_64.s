@@ -450,6 +450,9 @@ ut_wrgsbase:
 # is the program's; rcx is free (the `syscall` it replaces clobbers it). Out, at
 # site + 7: rax = result, rcx = return address, r11 = flags, as after a native
 # syscall; every other register, the flags and all vector/FPU state unchanged.
+# Or, when ut_fast_dispatch says so (rdx = 1: a fast version that declined,
+# rax = the number), every register as it came in, on to the trampoline's own
+# `syscall`, which traps: the slow path, as for a number ut_fast_ok does not list.
 # Nothing is written above rsp - 128 (the red zone), and nothing is kept
 # outside the stacks, so a signal handler may re-enter here or siglongjmp away.
 #
@@ -547,7 +550,7 @@ ut_fast_entry:
     add $48, %rsi               # argument 2: ...the saved registers r9, r8, r10, rdx, rsi, rdi
     mov -8(%rbp), %rdx          # argument 3: the GS base
     xor %ecx, %ecx              # argument 4: no hooks (nothing saved for them)
-    call ut_fast_dispatch@PLT   # Rust
+    call ut_fast_dispatch@PLT   # Rust: rax = result, rdx = 1 to send the call to the slow path
     movaps 0(%rsp), %xmm0
     movaps 16(%rsp), %xmm1
     movaps 32(%rsp), %xmm2
@@ -585,12 +588,16 @@ ut_fast_entry:
     mov -8(%rbp), %rdx          # argument 3: the GS base
     mov $1, %ecx                # argument 4: run the hooks (state saved)
     call ut_fast_dispatch@PLT   # runs the hooks, which may use floating point
-    mov %rax, 8(%rbp)           # keep the result while XRSTOR needs rax
+    mov %rax, 8(%rbp)           # keep the result while XRSTOR needs rax...
+    mov %rdx, -8(%rbp)          # ...and rdx (the GS base's slot is free now)
     mov $-1, %eax
     mov $-1, %edx
     xrstor64 (%rsp)             # the program's vector and FPU state again
     mov 8(%rbp), %rax           # the result
-2:  mov %rbp, %rsp
+    mov -8(%rbp), %rdx          # the slow-path flag
+2:  test %rdx, %rdx             # sent back to the slow path? Nothing below
+                                #   changes the flags before the jnz (mov, lea, pop)
+    mov %rbp, %rsp
     pop %rbp                    # the program's rbp
     lea 8(%rsp), %rcx           # rcx = the link slot (above the syscall number)
     mov (%rcx), %rsp            # back on the program's side (or where this call began)
@@ -602,6 +609,8 @@ ut_fast_entry:
     pop %rdx
     pop %rsi
     pop %rdi
+    jnz 9f                      # sent back (a fast version declined): rax = its
+                                #   number, rsp at the flags, as the slow path wants
     mov (%rsp), %r11            # r11 = flags, as after a native syscall
     popfq                       # the program's flags
     pop %rcx                    # rcx = return address, as after a native syscall
