@@ -611,6 +611,8 @@ pub fn patch_loader(text: (u64, u64), eh_frame_hdr: u64, out: &mut [LoaderSite])
             continue;
         }
         let func = code.get((start - text_start) as usize..(site + site::SITE_LEN - text_start) as usize);
+        let mut copy = [0u8; LOADER_DECODE_MAX as usize + site::SITE_LEN as usize];
+        let func = func.and_then(|f| with_originals(start, f, &mut copy));
         let Some(Ok(nr)) = func.map(|f| crate::patch::lengths::verify(start, f, site)) else { continue };
         if needs_slow_path(nr as u64) {
             continue;
@@ -683,6 +685,22 @@ pub fn patch_loader(text: (u64, u64), eh_frame_hdr: u64, out: &mut [LoaderSite])
     record_loader_sites(out.get(..n).unwrap_or(&[]));
     open_fast_path();
     n
+}
+
+/// `live` (the loader's bytes from `start`), with the original bytes of
+/// the carried sites patched in it put back (patch_carried_loader runs
+/// first: a Form R range before a seed site changes what decoding from the
+/// function's start sees), in `buf` where there are any.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+fn with_originals<'a>(start: u64, live: &'a [u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    let mut overlays = [forms::Overlay::EMPTY; forms::MAX_OVERLAYS];
+    let n = registry::overlays_in(start, start + live.len() as u64, &mut overlays)?;
+    if n == 0 {
+        return Some(live);
+    }
+    let out = buf.get_mut(..live.len())?;
+    let code = forms::Code { start, live, overlays: overlays.get(..n)? };
+    code.bytes(start, out).then_some(&*out)
 }
 
 /// The jumps of `sites` (ascending, in the loader's text `text`) through
