@@ -29,6 +29,7 @@ use crate::rt::thread;
 use crate::trap::syscalls;
 
 pub mod prepatch;
+pub mod sitecache;
 
 /// USERTRAP_PATCH (on by default; off when membarrier is missing).
 pub static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -137,8 +138,10 @@ pub fn consider(rip: u64, nr: u64) {
         }
         // The sites the exec'ing image carried: all at once, at the first
         // trap of a call the fast path may run (prepatch.rs).
-        if prepatch::pending() && !needs_slow_path(nr) {
+        // And those the other processes of the tree proved (sitecache.rs).
+        if (prepatch::pending() || sitecache::pending()) && !needs_slow_path(nr) {
             prepatch::apply(&mut table, fast_path_ready, needs_slow_path);
+            sitecache::apply(&mut table, fast_path_ready, needs_slow_path);
             if registry::lookup(key).is_some() {
                 return;
             }
@@ -549,6 +552,7 @@ pub fn stop_for_program_filter() {
 pub fn after_fork_in_child() {
     // SAFETY: only this thread exists in the new process.
     unsafe { PATCHER.force_unlock() };
+    sitecache::after_fork_in_child();
     crate::patch::maps::after_fork_in_child();
 }
 
@@ -920,6 +924,21 @@ pub fn prove_loader_sites() {
     });
 }
 
+/// Before a fork ([`patch_fork_child_sites`]): the sites the site cache
+/// gained since this image last read it (its earlier children's proofs),
+/// patched here, so the child starts with them (sitecache.rs).
+fn refresh_from_site_cache() {
+    if !sitecache::read_before() {
+        return;
+    }
+    thread::with_signals_blocked(|| {
+        let Some(mut table) = PATCHER.try_lock() else { return };
+        if registry::prepare() {
+            sitecache::refresh(&mut table, fast_path_ready, needs_slow_path);
+        }
+    });
+}
+
 /// How far after a fork's `syscall` [`patch_fork_child_sites`] looks.
 const FORK_CHILD_REACH: usize = 64;
 
@@ -934,7 +953,11 @@ const FORK_CHILD_REACH: usize = 64;
 /// process that patched something): building it for one call a child
 /// makes costs more than that call.
 pub fn patch_fork_child_sites(rip: u64) {
-    if !ENABLED.load(Ordering::Relaxed) || PREPARED.load(Ordering::Relaxed) != READY {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    refresh_from_site_cache();
+    if PREPARED.load(Ordering::Relaxed) != READY {
         return;
     }
     let mut b = [0u8; FORK_CHILD_REACH + 7];
