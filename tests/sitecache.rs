@@ -7,7 +7,9 @@
 //! that is corrupted, truncated, garbage, for another build ID, writable by
 //! others or a symbolic link is refused whole: the program behaves as
 //! natively and nothing comes from it. Under `usertrap stat` the cache is
-//! the command's own, and nothing is left behind. Both backends.
+//! the command's own, and nothing is left behind. A parent (bash) patches
+//! what its earlier fork children proved before it forks again. Both
+//! backends.
 
 mod common;
 
@@ -224,5 +226,50 @@ fn usertrap_stat_uses_a_cache_of_its_own_and_leaves_nothing() {
             assert_eq!(got.len(), 2, "{b}: two cat images");
             assert!(got[1].0 > 0 && got[1].1 == 0, "{b}: {name} in the second cat: from the cache, fast ({got:?})");
         }
+    }
+}
+
+/// A parent hands its next children what its earlier children proved: in
+/// `bash -c 'a=$(echo 1); b=$(echo 2); echo $a$b'` each command
+/// substitution is a fork child that writes (bash itself has not written
+/// yet); the first proves libc's `write` and adds it to the cache at its
+/// exit, bash reads the addition before its next fork and patches it, so
+/// the second child's write is fast from its first call. Without a cache
+/// each child proves it again. (fast, slow) of `write` per fork child.
+fn subshell_writes(case: &str, backend: Backend, cache: Option<&Path>) -> Vec<(u64, u64)> {
+    let script = "a=$(echo 1); b=$(echo 2); echo $a$b";
+    let native = run_native(&Cmd::new(which("bash")).args(["-c", script]));
+    let dir = fresh_reports_dir(case, backend);
+    let mut cmd = with_json_reports(Cmd::new(which("bash")).args(["-c", script]), &dir);
+    if let Some(c) = cache {
+        cmd = cmd.env("USERTRAP_SITE_CACHE", c);
+    }
+    let traced = run_traced(&cmd, backend);
+    assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
+    assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
+    let mut bashes: Vec<Value> = reports_in(&dir).into_iter().filter(|r| r["command"] == "bash").collect();
+    bashes.sort_by_key(|r| r["start_ns"].as_u64().unwrap());
+    assert_eq!(bashes.len(), 3, "{case} ({backend}): bash and its two command substitutions");
+    bashes[1..]
+        .iter()
+        .map(|r| {
+            let (mut fast, mut slow) = (0, 0);
+            for s in r["sites"].as_array().into_iter().flatten() {
+                if s["name"] == "write" && s["object"].as_str().is_some_and(|o| o.contains("/libc.so")) {
+                    fast += s["fast_calls"].as_u64().unwrap();
+                    slow += s["slow_calls"].as_u64().unwrap();
+                }
+            }
+            (fast, slow)
+        })
+        .collect()
+}
+
+#[test]
+fn a_parent_patches_what_its_earlier_children_proved() {
+    for b in Backend::ALL {
+        let cache = cache_dir("sitecache-fork", b);
+        assert_eq!(subshell_writes("sitecache-fork", b, Some(&cache)), [(0, 1), (1, 0)], "{b}: with a cache");
+        assert_eq!(subshell_writes("sitecache-fork-off", b, None), [(0, 1), (0, 1)], "{b}: without one");
     }
 }
