@@ -273,3 +273,23 @@ fn a_parent_patches_what_its_earlier_children_proved() {
         assert_eq!(subshell_writes("sitecache-fork-off", b, None), [(0, 1), (0, 1)], "{b}: without one");
     }
 }
+
+/// Only the first 32 KiB of a cache file are read, and a file that long
+/// is not appended to: valid lines past that point are not used, and the
+/// file does not grow.
+#[test]
+fn a_full_cache_file_is_read_no_further_and_not_grown() {
+    for b in Backend::ALL {
+        let (name, good) = valid_cache_file(b);
+        let cache = cache_dir("sitecache-full", b);
+        let file = cache.join(&name);
+        let filler = format!("{}\n", "x".repeat(99)).repeat(330); // 33,000 bytes
+        fs::write(&file, filler + &good).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        let before = fs::metadata(&file).unwrap().len();
+        let reports = run_script("sitecache-full", b, Some(&cache));
+        let first = cat_calls(&reports, "fadvise64")[0];
+        assert!(first.1 > 0, "{b}: the valid lines past 32 KiB are not read ({first:?})");
+        assert_eq!(fs::metadata(&file).unwrap().len(), before, "{b}: the full file did not grow");
+    }
+}

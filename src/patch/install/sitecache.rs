@@ -22,7 +22,7 @@
 //! without following a symbolic link; otherwise it is ignored.
 //!
 //! Bounds: only the first [`FILE_MAX`] bytes are read, and nothing is
-//! appended past them; one line per image at most, of at most
+//! appended once the file is that long; one line per image at most, of at most
 //! [`prepatch::MAX_SITES`] sites. The environment grows by the setting
 //! alone. Nothing is inherited: each access opens, reads or writes, and
 //! closes (close-on-exec) in one go.
@@ -143,7 +143,7 @@ fn grew() -> bool {
 fn take_new(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> bool, slow: fn(u64) -> bool) -> usize {
     let Some(mut guard) = CACHE.try_lock() else { return 0 };
     let c = &mut *guard;
-    let Some(fd) = open(c, libc::O_RDONLY) else { return 0 };
+    let Some((fd, _)) = open(c, libc::O_RDONLY) else { return 0 };
     let n = read_lines(c, fd);
     let _ = raw::close(fd);
     prepatch::patch_items(table, c.items.get(..n).unwrap_or(&[]), ready, slow)
@@ -229,8 +229,9 @@ pub fn publish() {
     if let Some(nl) = line.get_mut(len) {
         *nl = b'\n';
     }
-    let Some(fd) = open(c, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT) else { return };
-    let done = raw::write(fd, line.get(..len + 1).unwrap_or(&[])) == Ok(len + 1);
+    let Some((fd, size)) = open(c, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT) else { return };
+    // Nobody reads past FILE_MAX: the file stops growing there.
+    let done = size < FILE_MAX as u64 && raw::write(fd, line.get(..len + 1).unwrap_or(&[])) == Ok(len + 1);
     let _ = raw::close(fd);
     if done {
         let Cache { known, n_known, .. } = c;
@@ -241,9 +242,9 @@ pub fn publish() {
 }
 
 /// The file, opened with `flags` (and close-on-exec, no symbolic link
-/// followed), if it is a regular file of this process's effective user
-/// that no one else may write.
-fn open(c: &mut Cache, flags: i32) -> Option<i32> {
+/// followed), and its size, if it is a regular file of this process's
+/// effective user that no one else may write.
+fn open(c: &mut Cache, flags: i32) -> Option<(i32, u64)> {
     if c.path_len == 0 {
         let id = prepatch::libc_id()?;
         let mut at = c.dir_len;
@@ -258,14 +259,14 @@ fn open(c: &mut Cache, flags: i32) -> Option<i32> {
     }
     let path = raw::cstr(c.path.get(..c.path_len)?).ok()?;
     let fd = raw::openat(libc::AT_FDCWD, path, flags | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o600).ok()?;
-    let fits = raw::fstat(fd).is_ok_and(|st| {
+    let size = raw::fstat(fd).ok().filter(|st| {
         st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o022 == 0 && st.st_uid == raw::geteuid()
     });
-    if !fits {
+    let Some(st) = size else {
         let _ = raw::close(fd);
         return None;
-    }
-    Some(fd)
+    };
+    Some((fd, st.st_size as u64))
 }
 
 /// In a new process: a thread that held the lock at fork time is gone.
