@@ -84,8 +84,9 @@ fn without_prepatching_first_calls_are_slow() {
 /// patches them before the loader runs, and from there to the next image.
 /// In `bash -> bash -> cat` the second bash's and cat's loaders make those
 /// calls on the fast path from the first; with USERTRAP_PREPATCH=0 on the
-/// slow path. (loader sites of the exec'd images, (fast, slow) per report.)
-fn loader_calls_of_execd_images(backend: Backend, prepatch: &str) -> Vec<(u64, u64)> {
+/// slow path. (loader sites of the exec'd images of the syscalls `names`,
+/// (fast, slow) per report.)
+fn loader_calls_of_execd_images(backend: Backend, prepatch: &str, names: &[&str]) -> Vec<(u64, u64)> {
     let case = format!("prepatch-loader-{prepatch}");
     let script = "echo a; bash -c 'echo b; cat /dev/null; echo c'";
     let native = run_native(&Cmd::new(which("bash")).args(["-c", script]));
@@ -103,7 +104,7 @@ fn loader_calls_of_execd_images(backend: Backend, prepatch: &str) -> Vec<(u64, u
             let (mut fast, mut slow) = (0, 0);
             for s in r["sites"].as_array().into_iter().flatten() {
                 let loader = s["object"].as_str().is_some_and(|o| o.contains("/ld-linux"));
-                if loader && (s["name"] == "openat" || s["name"] == "read") {
+                if loader && names.iter().any(|n| s["name"] == *n) {
                     fast += s["fast_calls"].as_u64().unwrap();
                     slow += s["slow_calls"].as_u64().unwrap();
                 }
@@ -121,8 +122,23 @@ fn loader_calls_of_execd_images(backend: Backend, prepatch: &str) -> Vec<(u64, u
 #[test]
 fn loader_sites_of_other_forms_are_fast_in_execd_images() {
     for b in Backend::ALL {
-        for (fast, slow) in loader_calls_of_execd_images(b, "1") {
+        for (fast, slow) in loader_calls_of_execd_images(b, "1", &["openat", "read"]) {
             assert_eq!((fast, slow), (fast + slow, 0), "{b}: the loader's openat/read in an exec'd image were slow");
+        }
+    }
+}
+
+/// The loader's thread set-up, which runs before the library is loaded in
+/// the first process too (never trapped there): `set_robust_list` after
+/// three SSE moves (Form R over `movups; syscall`), and `rseq` in the
+/// same function (seed form, which the launcher proves by decoding over
+/// that range's original bytes). Proven by the first image before it
+/// execs, both are fast in every exec'd image.
+#[test]
+fn loader_thread_setup_calls_are_fast_in_execd_images() {
+    for b in Backend::ALL {
+        for (fast, slow) in loader_calls_of_execd_images(b, "1", &["set_robust_list", "rseq"]) {
+            assert_eq!((fast, slow), (fast + slow, 0), "{b}: the loader's set_robust_list/rseq were slow");
         }
     }
 }
@@ -130,7 +146,7 @@ fn loader_sites_of_other_forms_are_fast_in_execd_images() {
 #[test]
 fn without_prepatching_loader_sites_of_other_forms_are_slow() {
     for b in Backend::ALL {
-        for (fast, slow) in loader_calls_of_execd_images(b, "0") {
+        for (fast, slow) in loader_calls_of_execd_images(b, "0", &["openat", "read"]) {
             assert_eq!((fast, slow), (0, fast + slow), "{b}: the loader's openat/read, USERTRAP_PREPATCH=0");
         }
     }

@@ -17,6 +17,7 @@ mod live;
 mod merge;
 mod prometheus;
 mod report;
+mod sitecache;
 mod sites;
 mod staging;
 mod stat;

@@ -210,6 +210,11 @@ pub fn run_collected(
     if let Some(b) = backend {
         child.env("USERTRAP_BACKEND", b.as_str());
     }
+    // Removed when this function returns: after the collector is done.
+    let site_cache = crate::sitecache::SiteCache::create();
+    if let Some(c) = &site_cache {
+        child.env(crate::sitecache::VAR, c.path());
+    }
     for (k, v) in extra {
         child.env(k, v);
     }

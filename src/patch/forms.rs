@@ -164,8 +164,11 @@ impl Code<'_> {
 }
 
 /// Copied into a trampoline, does this instruction do exactly what it did
-/// in place? A short allow-list: integer data movement and arithmetic, no
-/// rip-relative operand, no control flow, no segment or stack-pointer games.
+/// in place? A short allow-list: integer data movement and arithmetic, and
+/// legacy-SSE moves between general registers, xmm registers and memory
+/// (ut_fast_entry keeps xmm0-15 as the program left them, as a native
+/// `syscall` does); no rip-relative operand, no control flow, no segment or
+/// stack-pointer games, no MMX or VEX/EVEX encodings.
 pub fn relocatable(ins: &Instruction) -> bool {
     if ins.is_ip_rel_memory_operand() {
         return false;
@@ -175,10 +178,32 @@ pub fn relocatable(ins: &Instruction) -> bool {
         if matches!(r, Register::ES | Register::CS | Register::SS | Register::DS | Register::FS | Register::GS)
             || r == Register::RIP
             || r == Register::EIP
+            || (Register::MM0 as u32..=Register::MM7 as u32).contains(&(r as u32))
         {
             return false;
         }
     }
+    integer_op(ins) || sse_move(ins)
+}
+
+/// ld.so's `set_robust_list` at thread set-up: `movq %rdi,%xmm0;
+/// punpcklqdq %xmm0,%xmm0; movups %xmm0,0x2d8(%rbx); syscall`, where
+/// nothing else fits (no pad within reach).
+fn sse_move(ins: &Instruction) -> bool {
+    // iced names the VEX and EVEX forms apart (Vmovups, ...).
+    matches!(
+        ins.mnemonic(),
+        Mnemonic::Movq
+            | Mnemonic::Movd
+            | Mnemonic::Movups
+            | Mnemonic::Movaps
+            | Mnemonic::Movdqu
+            | Mnemonic::Movdqa
+            | Mnemonic::Punpcklqdq
+    )
+}
+
+fn integer_op(ins: &Instruction) -> bool {
     matches!(
         ins.mnemonic(),
         Mnemonic::Mov
@@ -610,6 +635,26 @@ mod tests {
         let r = plan_range(&code(&bytes), BASE + 8).unwrap();
         // The 5-byte mov + syscall is the smallest range without a pun.
         assert_eq!((r.start, r.len, r.sys_off, r.pun), (BASE + 3, 7, 5, 0));
+    }
+
+    #[test]
+    fn loader_set_robust_list_range() {
+        // ld.so (glibc 2.36): mov $0x111,%eax; movq %rdi,%xmm0;
+        // punpcklqdq %xmm0,%xmm0; movups %xmm0,0x2d8(%rbx); syscall;
+        // xor %edx,%edx; lea 0xc(%rsp),%rsi
+        let bytes = [
+            0xb8, 0x11, 0x01, 0, 0, 0x66, 0x48, 0x0f, 0x6e, 0xc7, 0x66, 0x0f, 0x6c, 0xc0, 0x0f, 0x11, 0x83, 0xd8, 0x02,
+            0, 0, 0x0f, 0x05, 0x31, 0xd2, 0x48, 0x8d, 0x74, 0x24, 0x0c, 0xc3,
+        ];
+        let r = plan_range(&code(&bytes), BASE + 21).unwrap();
+        // The movups (7 bytes) and the syscall.
+        assert_eq!((r.start, r.len, r.sys_off, r.pun), (BASE + 14, 9, 7, 0));
+        // The MMX form of movq (0f 6e with an mm register) stays refused.
+        let mmx = [0x48, 0x0f, 0x6e, 0xc7, 0x0f, 0x7f, 0x03, 0x0f, 0x05, 0xc3]; // movq %rdi,%mm0; movq %mm0,(%rbx)
+        assert_eq!(plan_range(&code(&mmx), BASE + 7), Err(Reject::NotRelocatable));
+        // So does a VEX-encoded move (vmovups %xmm0,(%rbx)).
+        let vex = [0xc5, 0xf8, 0x11, 0x03, 0x90, 0x90, 0x90, 0x0f, 0x05, 0xc3];
+        assert_ne!(plan_range(&code(&vex), BASE + 7).map(|r| r.start), Ok(BASE));
     }
 
     #[test]

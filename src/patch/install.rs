@@ -29,6 +29,7 @@ use crate::rt::thread;
 use crate::trap::syscalls;
 
 pub mod prepatch;
+pub mod sitecache;
 
 /// USERTRAP_PATCH (on by default; off when membarrier is missing).
 pub static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -137,8 +138,10 @@ pub fn consider(rip: u64, nr: u64) {
         }
         // The sites the exec'ing image carried: all at once, at the first
         // trap of a call the fast path may run (prepatch.rs).
-        if prepatch::pending() && !needs_slow_path(nr) {
+        // And those the other processes of the tree proved (sitecache.rs).
+        if (prepatch::pending() || sitecache::pending()) && !needs_slow_path(nr) {
             prepatch::apply(&mut table, fast_path_ready, needs_slow_path);
+            sitecache::apply(&mut table, fast_path_ready, needs_slow_path);
             if registry::lookup(key).is_some() {
                 return;
             }
@@ -549,6 +552,7 @@ pub fn stop_for_program_filter() {
 pub fn after_fork_in_child() {
     // SAFETY: only this thread exists in the new process.
     unsafe { PATCHER.force_unlock() };
+    sitecache::after_fork_in_child();
     crate::patch::maps::after_fork_in_child();
 }
 
@@ -611,6 +615,8 @@ pub fn patch_loader(text: (u64, u64), eh_frame_hdr: u64, out: &mut [LoaderSite])
             continue;
         }
         let func = code.get((start - text_start) as usize..(site + site::SITE_LEN - text_start) as usize);
+        let mut copy = [0u8; LOADER_DECODE_MAX as usize + site::SITE_LEN as usize];
+        let func = func.and_then(|f| with_originals(start, f, &mut copy));
         let Some(Ok(nr)) = func.map(|f| crate::patch::lengths::verify(start, f, site)) else { continue };
         if needs_slow_path(nr as u64) {
             continue;
@@ -683,6 +689,22 @@ pub fn patch_loader(text: (u64, u64), eh_frame_hdr: u64, out: &mut [LoaderSite])
     record_loader_sites(out.get(..n).unwrap_or(&[]));
     open_fast_path();
     n
+}
+
+/// `live` (the loader's bytes from `start`), with the original bytes of
+/// the carried sites patched in it put back (patch_carried_loader runs
+/// first: a Form R range before a seed site changes what decoding from the
+/// function's start sees), in `buf` where there are any.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+fn with_originals<'a>(start: u64, live: &'a [u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    let mut overlays = [forms::Overlay::EMPTY; forms::MAX_OVERLAYS];
+    let n = registry::overlays_in(start, start + live.len() as u64, &mut overlays)?;
+    if n == 0 {
+        return Some(live);
+    }
+    let out = buf.get_mut(..live.len())?;
+    let code = forms::Code { start, live, overlays: overlays.get(..n)? };
+    code.bytes(start, out).then_some(&*out)
 }
 
 /// The jumps of `sites` (ascending, in the loader's text `text`) through
@@ -902,6 +924,21 @@ pub fn prove_loader_sites() {
     });
 }
 
+/// Before a fork ([`patch_fork_child_sites`]): the sites the site cache
+/// gained since this image last read it (its earlier children's proofs),
+/// patched here, so the child starts with them (sitecache.rs).
+fn refresh_from_site_cache() {
+    if !sitecache::read_before() {
+        return;
+    }
+    thread::with_signals_blocked(|| {
+        let Some(mut table) = PATCHER.try_lock() else { return };
+        if registry::prepare() {
+            sitecache::refresh(&mut table, fast_path_ready, needs_slow_path);
+        }
+    });
+}
+
 /// How far after a fork's `syscall` [`patch_fork_child_sites`] looks.
 const FORK_CHILD_REACH: usize = 64;
 
@@ -916,7 +953,11 @@ const FORK_CHILD_REACH: usize = 64;
 /// process that patched something): building it for one call a child
 /// makes costs more than that call.
 pub fn patch_fork_child_sites(rip: u64) {
-    if !ENABLED.load(Ordering::Relaxed) || PREPARED.load(Ordering::Relaxed) != READY {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    refresh_from_site_cache();
+    if PREPARED.load(Ordering::Relaxed) != READY {
         return;
     }
     let mut b = [0u8; FORK_CHILD_REACH + 7];

@@ -46,6 +46,10 @@ pub struct Config {
     /// USERTRAP_TRACE=SLOW_NS[:NR,...]: record every call (of at least
     /// SLOW_NS, of those numbers) for `usertrap trace`'s collector.
     pub trace: &'static [u8],
+    /// USERTRAP_SITE_CACHE=DIR: a directory where the processes of the tree
+    /// share the libc sites they proved (patch::install::sitecache); empty:
+    /// none (`usertrap stat` and `usertrap trace` set one per run).
+    pub site_cache: &'static [u8],
     /// TMPDIR (not ours, read only): where a report goes that stderr
     /// cannot take (src/measure/report/).
     pub tmpdir: &'static [u8],
@@ -67,6 +71,7 @@ impl Default for Config {
             phases: false,
             threads: false,
             trace: b"",
+            site_cache: b"",
             tmpdir: b"",
         }
     }
@@ -90,7 +95,7 @@ fn switch<'a>(name: &'static str, value: &'a [u8]) -> Result<bool, ConfigError<'
     }
 }
 
-pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_PREPATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB, USERTRAP_PHASES, USERTRAP_THREADS, USERTRAP_TRACE";
+pub const KNOWN: &str = "USERTRAP_BACKEND, USERTRAP_PATCH, USERTRAP_PREPATCH, USERTRAP_OUTPUT, USERTRAP_COLLECT, USERTRAP_FORMAT, USERTRAP_TIMING, USERTRAP_TSC_HZ, USERTRAP_SUMMARY, USERTRAP_SIGSTACK_KIB, USERTRAP_PHASES, USERTRAP_THREADS, USERTRAP_TRACE, USERTRAP_SITE_CACHE";
 
 impl Config {
     /// Parse from the environment's entries ("NAME=value" byte strings).
@@ -195,6 +200,16 @@ impl Config {
                 // The exec'ing library's list of sites (prepatch): read only
                 // from the entries it put in front, never a setting.
                 b"USERTRAP_SITES" => {}
+                b"USERTRAP_SITE_CACHE" => {
+                    if value.first() != Some(&b'/') || value.len() > crate::patch::install::sitecache::DIR_MAX {
+                        return Err(ConfigError::Invalid {
+                            name: "USERTRAP_SITE_CACHE",
+                            value,
+                            accepted: "an absolute directory path of at most 1024 bytes",
+                        });
+                    }
+                    c.site_cache = value;
+                }
                 b"USERTRAP_SIGSTACK_KIB" => {
                     c.sigstack_kib = match parse_decimal(value) {
                         Some(n) if (64..=65536).contains(&n) => n,
@@ -267,6 +282,11 @@ mod tests {
         assert!(matches!(parse(&["USERTRAP_COLLECT=a/b"]), Err(ConfigError::Invalid { name: "USERTRAP_COLLECT", .. })));
         assert!(!parse(&["USERTRAP_PREPATCH=0"]).unwrap().prepatch);
         assert!(matches!(parse(&["USERTRAP_PREPATCH=2"]), Err(ConfigError::Invalid { name: "USERTRAP_PREPATCH", .. })));
+        assert_eq!(parse(&["USERTRAP_SITE_CACHE=/tmp/s"]).unwrap().site_cache, b"/tmp/s");
+        assert!(matches!(
+            parse(&["USERTRAP_SITE_CACHE=s"]),
+            Err(ConfigError::Invalid { name: "USERTRAP_SITE_CACHE", .. })
+        ));
         // The exec'ing library's list of sites is not a setting: accepted, ignored.
         assert_eq!(parse(&["USERTRAP_SITES=ab:s12:34"]).unwrap(), Config::default());
     }

@@ -220,6 +220,9 @@ pub fn start(s: &Startup<'_>) {
         if let Some(sites) = carried_sites(s) {
             patch::install::prepatch::keep(sites);
         }
+        if s.libc_header != 0 {
+            patch::install::sitecache::configure(config.site_cache);
+        }
     }
     phases::mark(Mark::Prepatch);
     if inherited_filter {

@@ -103,6 +103,8 @@ pub fn at_exit(how: Exit) {
     if WRITTEN.swap(true, Ordering::Relaxed) {
         return;
     }
+    // The libc sites this image proved, for the rest of the tree.
+    crate::patch::install::sitecache::publish();
     log::without_write_signals(|| report(how));
 }
 

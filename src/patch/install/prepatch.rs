@@ -203,7 +203,7 @@ fn build_id(at: u64, len: u64) -> Option<[u8; ID_MAX]> {
 
 /// One carried site. Offsets are from libc's load bias.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
-struct Item {
+pub struct Item {
     /// b's' (seed: `mov $nr,%eax; syscall`), b'r' (Form R), b'p' (Form P).
     form: u8,
     /// The `syscall` instruction (the registry's key).
@@ -220,6 +220,14 @@ struct Item {
 }
 
 impl Item {
+    pub const EMPTY: Item =
+        Item { form: 0, sys: 0, nr: 0, start: 0, len: 0, offs: [0; forms::MAX_INSNS], n: 0, pad: 0, pad_len: 0 };
+
+    /// Its `syscall`'s address (once parsed), or offset (as encoded).
+    pub fn sys(&self) -> u64 {
+        self.sys
+    }
+
     /// The spans whose original bytes the checksum covers: (offset, length).
     fn spans(&self) -> [(u64, usize); 2] {
         match self.form {
@@ -389,7 +397,20 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
 /// One object's group into `o`; false if it holds no site (or does not fit).
 /// `seeds`: with the sites of the seed form. `count`: the sites written so
 /// far, of MAX_SITES.
-fn group(o: &mut Out<'_>, (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]), seeds: bool, count: &mut usize) -> bool {
+fn group(o: &mut Out<'_>, info: (u64, u64, u64, [u8; ID_MAX]), seeds: bool, count: &mut usize) -> bool {
+    group_where(o, info, seeds, count, |_| false, |_| {})
+}
+
+/// [`group`] without the sites whose address (its `syscall`'s) `skip`
+/// names; `wrote` is told the address of each site written.
+fn group_where(
+    o: &mut Out<'_>,
+    (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]),
+    seeds: bool,
+    count: &mut usize,
+    skip: impl Fn(u64) -> bool,
+    mut wrote: impl FnMut(u64),
+) -> bool {
     for b in id {
         o.put(&[b"0123456789abcdef"[(b >> 4) as usize], b"0123456789abcdef"[(b & 15) as usize]]);
     }
@@ -404,6 +425,9 @@ fn group(o: &mut Out<'_>, (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]), see
             return;
         }
         let rel = |a: u64| a.wrapping_sub(bias);
+        if skip(s.key) {
+            return;
+        }
         let mut it = Item { sys: rel(s.key), nr: s.nr, ..Item::default() };
         let mut orig = [0u8; forms::MAX_RANGE + forms::OVERLAY_BYTES];
         let olen;
@@ -451,6 +475,7 @@ fn group(o: &mut Out<'_>, (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]), see
         }
         sum.put(&orig[..olen]);
         *count += 1;
+        wrote(s.key);
     });
     if *count == start_count {
         return false;
@@ -459,6 +484,60 @@ fn group(o: &mut Out<'_>, (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]), see
     o.hex(sum.0);
     // Room for the NUL.
     o.ok && o.len < ENTRY_LEN
+}
+
+// ---------------------------------------------------------------------------
+// For the site cache (sitecache.rs): libc's sites as lines of a file.
+
+/// libc's build ID, once noted.
+pub fn libc_id() -> Option<[u8; ID_MAX]> {
+    LIBC.get().map(|(_, _, _, id)| id)
+}
+
+/// libc's group (`<build ID>:<sites>:<checksum>`, seed-form sites
+/// included) into `buf`, without the sites whose address `skip` names;
+/// `wrote` is told each address written. Its length, 0 for none. Trap
+/// context.
+pub fn libc_group(buf: &mut [u8; ENTRY_LEN], skip: impl Fn(u64) -> bool, wrote: impl FnMut(u64)) -> usize {
+    let Some(info) = LIBC.get() else { return 0 };
+    if !ENABLED.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let mut o = Out { buf: &mut buf[..], len: 0, ok: true };
+    let mut count = 0;
+    if group_where(&mut o, info, true, &mut count, skip, wrote) && o.ok {
+        o.len
+    } else {
+        0
+    }
+}
+
+/// The sites of one group of libc's (`line`, as [`libc_group`] writes
+/// it) into `items`, as addresses: how many, 0 unless the build ID is
+/// libc's, every span lies in libc's text, and the bytes there now are the
+/// ones the checksum was made of.
+pub fn parse_libc_group(line: &[u8], items: &mut [Item]) -> usize {
+    let Some(obj) = LIBC.get() else { return 0 };
+    match group_for(line, &obj.3) {
+        Some(g) if g.len() == line.len() => parse_group(line, obj, items),
+        _ => 0,
+    }
+}
+
+/// Patch `items` (from [`parse_libc_group`]) as [`apply`] patches the
+/// carried ones (PATCHER held, signals blocked, the registry mapped; sites
+/// already recorded are left alone). How many were patched.
+pub fn patch_items(
+    table: &mut crate::patch::table::Table,
+    items: &[Item],
+    ready: impl FnOnce() -> bool,
+    slow: fn(u64) -> bool,
+) -> usize {
+    if items.is_empty() || !ready() {
+        return 0;
+    }
+    let Ok(mem) = Mem::open() else { return 0 };
+    patch_all(table, &mem, items, slow, arch::fast_entry(), false)
 }
 
 // ---------------------------------------------------------------------------
@@ -625,7 +704,7 @@ pub fn apply_to_loader(
 /// (bias, text, ID) into `items`, as addresses: how many, 0 unless every
 /// site's spans lie in the object's text and their bytes now are the ones
 /// the checksum was made of.
-fn parse_group(group: &[u8], (bias, lo, hi, _): (u64, u64, u64, [u8; ID_MAX]), items: &mut [Item; MAX_SITES]) -> usize {
+fn parse_group(group: &[u8], (bias, lo, hi, _): (u64, u64, u64, [u8; ID_MAX]), items: &mut [Item]) -> usize {
     let mut parts = group.split(|&b| b == b':');
     let (Some(_), Some(list), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return 0;
@@ -650,7 +729,7 @@ fn parse_group(group: &[u8], (bias, lo, hi, _): (u64, u64, u64, [u8; ID_MAX]), i
                 return 0;
             }
             let mut b = [0u8; forms::MAX_RANGE + forms::OVERLAY_BYTES];
-            if raw::copy_from_user(&mut b[..len], at).is_err() {
+            if !original_bytes(at, &mut b[..len]) {
                 return 0;
             }
             check.put(&b[..len]);
@@ -664,6 +743,20 @@ fn parse_group(group: &[u8], (bias, lo, hi, _): (u64, u64, u64, [u8; ID_MAX]), i
         return 0;
     }
     n
+}
+
+/// The bytes at `at` as the program wrote them: those of sites patched
+/// already (carried ones applied before, in the site cache's case) put
+/// back from the registry. False if unreadable.
+fn original_bytes(at: u64, buf: &mut [u8]) -> bool {
+    let mut overlays = [forms::Overlay::EMPTY; 8];
+    let Some(n) = registry::overlays_in(at, at + buf.len() as u64, &mut overlays) else { return false };
+    let mut live = [0u8; forms::MAX_RANGE + forms::OVERLAY_BYTES];
+    let Some(live) = live.get_mut(..buf.len()) else { return false };
+    if raw::copy_from_user(live, at).is_err() {
+        return false;
+    }
+    forms::Code { start: at, live, overlays: overlays.get(..n).unwrap_or(&[]) }.bytes(at, buf)
 }
 
 /// Step `step` (0 to 3) of write.rs's order for the planned site `p`:

@@ -34,6 +34,11 @@ pub fn getpid() -> i32 {
     unsafe { syscall(libc::SYS_getpid, 0, 0, 0, 0) as i32 }
 }
 
+pub fn geteuid() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { syscall(libc::SYS_geteuid, 0, 0, 0, 0) as u32 }
+}
+
 pub fn getppid() -> i32 {
     // SAFETY: no arguments.
     unsafe { syscall(libc::SYS_getppid, 0, 0, 0, 0) as i32 }
