@@ -62,6 +62,9 @@ struct Cache {
     n_known: usize,
 }
 
+// With the other large tables (library.ld): not among the small statics
+// every process touches.
+#[link_section = ".bss.usertrap_large"]
 static CACHE: spin::Mutex<Cache> = spin::Mutex::new(Cache {
     path: [0; DIR_MAX + 48],
     dir_len: 0,
