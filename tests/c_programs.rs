@@ -228,6 +228,7 @@ macro_rules! c_tests {
 }
 
 c_tests! {
+    bad_arguments,
     valgrind_guest,
     exec_refused,
     call_sites,

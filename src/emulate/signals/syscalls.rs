@@ -309,13 +309,14 @@ pub fn sigaltstack(area: &ThreadArea, sp: u64, args: [u64; 6]) -> i64 {
 
 /// rt_sigpending: the kernel's pending set plus owned signals held back for
 /// the program.
+/// Like the kernel, any size up to 8 is taken and that many bytes written.
 pub fn rt_sigpending(area: &ThreadArea, args: [u64; 6]) -> i64 {
-    if args[1] != 8 {
+    let set = (raw::rt_sigpending() | area.deferred.get()).to_ne_bytes();
+    let Some(bytes) = usize::try_from(args[1]).ok().and_then(|n| set.get(..n)) else {
         return -raw::EINVAL;
-    }
-    let set = raw::rt_sigpending() | area.deferred.get();
+    };
     // SAFETY: where the program asked the kernel to write the set.
-    match unsafe { raw::write_user(args[0], &set) } {
+    match unsafe { raw::copy_to_user(args[0], bytes) } {
         Ok(()) => 0,
         Err(e) => -e,
     }
