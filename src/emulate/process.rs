@@ -292,7 +292,8 @@ pub fn prctl(area: &ThreadArea, args: [u64; 6]) -> i64 {
     if args[0] == PR_SET_TSC {
         // Stop using the TSC before the kernel makes rdtsc fault (it cannot
         // be turned back on for us alone; the clock is per process).
-        if args[1] == PR_TSC_SIGSEGV {
+        // set_tsc_mode takes an unsigned int.
+        if args[1] as u32 as u64 == PR_TSC_SIGSEGV {
             stats::tsc_disabled();
         }
     }

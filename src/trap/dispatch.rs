@@ -169,6 +169,7 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
         Handling::Native => return Return(forward::<true>(nr, args)),
         Handling::Emulated(e) => e,
     };
+    let args = syscalls::kernel_args(nr, args);
     match e {
         Emulation::SigAction => Return(signals::rt_sigaction(t.area, args)),
         Emulation::SigProcMask => Return(signals::rt_sigprocmask(t.area, t.uc, args)),
@@ -332,7 +333,7 @@ fn fast_emulated_call<const TRACE: bool>(nr: i64, saved: *const u64, gs_base: u6
 fn fast_emulated(seen: Option<&'static ThreadArea>, saved: *const u64, e: Emulation, nr: i64, args: &[u64; 6]) -> i64 {
     // (`args` by reference: a copy would be 48 more bytes of the program's
     // stack in ut_fast_dispatch's frame, on every fast call.)
-    let args = *args;
+    let args = syscalls::kernel_args(nr, *args);
     if e == Emulation::ReadlinkExe {
         return exec::readlink(nr, args).unwrap_or_else(|| {
             // SAFETY: the program's own readlink (rt::raw: forwarded program calls).
