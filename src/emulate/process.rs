@@ -118,13 +118,21 @@ fn fork_in_handler(area: &ThreadArea, rip: u64, nr: i64, args: [u64; 6], flags: 
     // set_robust_list).
     crate::patch::install::prove_loader_sites();
     crate::patch::install::patch_fork_child_sites(rip);
-    // SAFETY: the program's own fork (or clone without CLONE_VM or a stack):
-    // the child gets a copy of everything, this thread goes on as it was
-    // (rt::raw: forwarded program calls).
-    let r = unsafe { raw::syscall6(nr, args) };
-    if r == 0 {
-        after_fork_in_child(area, flags);
-    }
+    let fork = || {
+        // SAFETY: the program's own fork (or clone without CLONE_VM or a
+        // stack): the child gets a copy of everything, this thread goes on
+        // as it was (rt::raw: forwarded program calls).
+        let r = unsafe { raw::syscall6(nr, args) };
+        if r == 0 {
+            after_fork_in_child(area, flags);
+        }
+        r
+    };
+    // The child starts with its parent's ids and figures until
+    // after_fork_in_child: a signal that arrived first (a SIGTERM sent as
+    // soon as fork returned in the parent) would report as the parent and
+    // be sent again to the parent. Blocked, it waits for the child's own.
+    let r = if signals::masks_forbidden() { fork() } else { thread::with_signals_blocked(fork) };
     Outcome::Return(r)
 }
 
