@@ -204,6 +204,7 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
             if !t.area.vfork_child.get() {
                 trace::thread_exit(t.area);
                 if crate::rt::thread::retire(t.area) {
+                    signals::hold_signals_for_exit();
                     report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
                 }
             }
@@ -212,6 +213,7 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
         }
         Emulation::ExitGroup => {
             pending(t, nr, args);
+            signals::hold_signals_for_exit();
             report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
             // SAFETY: the program's own exit_group (rt::raw: forwarded program calls).
             Return(unsafe { raw::syscall6(nr, args) })

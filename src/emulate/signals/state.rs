@@ -356,6 +356,18 @@ pub(super) fn reraise_default(sig: i32, resend: bool) {
     }
 }
 
+/// The program called exit_group (or its last thread exit): from here on
+/// every signal but the owned ones (a fault must never be blocked) stays
+/// blocked in the kernel, and the exit discards them. Natively nothing of
+/// the program runs once exit_group has begun and no signal changes how it
+/// ends; the report written before the real call must not let one in (a
+/// SIGTERM then killed the process, its report cut off).
+pub fn hold_signals_for_exit() {
+    if !masks_forbidden() {
+        raw::sigprocmask(libc::SIG_BLOCK, Some(!OWNED));
+    }
+}
+
 /// A postponed signal whose disposition went back to SIG_DFL meanwhile.
 pub(crate) fn default_action(sig: i32, info: &Siginfo) {
     if owned(sig) || fatal_by_default(sig) {
