@@ -23,6 +23,7 @@
 #include "common.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 static int in_poll_or_gone(pid_t pid)
@@ -53,10 +54,34 @@ static int in_poll_or_gone(pid_t pid)
     return strncmp(buf, "7 ", 2) == 0 || strncmp(buf, "271 ", 4) == 0;
 }
 
+static void *idle(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+/* One round: the child (`child`, or `threaded`: with a second thread that
+ * blocks nothing, which a signal sent to the process may be given to). */
+static void round_with(const char *argv0, char *mode);
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "child") == 0)
         _exit(0);
+    if (argc > 1 && strcmp(argv[1], "threaded") == 0) {
+        pthread_t t;
+        REQUIRE(pthread_create(&t, NULL, idle, NULL) == 0, "pthread_create");
+        _exit(0);
+    }
+    round_with(argv[0], "child");
+    round_with(argv[0], "threaded");
+    return 0;
+}
+
+static void round_with(const char *argv0, char *mode)
+{
 
     char fifo[] = "report.fifo";
     REQUIRE(mkfifo(fifo, 0600) == 0, "mkfifo");
@@ -70,7 +95,7 @@ int main(int argc, char **argv)
     while (write(wr, fill, sizeof fill) > 0)
         ;
 
-    char *args[] = {argv[0], "child", NULL};
+    char *args[] = {(char *)argv0, mode, NULL};
     /* vfork: a fork child would write a report of its own before its exec,
      * which may well be cut short by the signal. */
     pid_t child = vfork();
@@ -99,7 +124,7 @@ int main(int argc, char **argv)
         break;
     }
     int st = wait_status(child);
-    say("child: %s %d\n", WIFEXITED(st) ? "exited" : "killed by signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    say("%s: %s %d\n", mode, WIFEXITED(st) ? "exited" : "killed by signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    close(rd);
     unlink(fifo);
-    return 0;
 }

@@ -422,6 +422,9 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
         Some(a) => a,
         None => thread::out_of_memory(),
     };
+    if crate::measure::report::ending() {
+        park_until_exit();
+    }
     let outermost = entered_from_program(area, uc);
     let app = action_of(area.sigtable.get(), sig).act;
     match app.handler {
@@ -444,6 +447,20 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
     }
     if outermost {
         run_postponed(area, uc);
+    }
+}
+
+/// Another thread called exit_group and writes the report: natively this
+/// thread would be gone, and no signal would end the process otherwise or
+/// run a handler of the program's (a SIGTERM given to this thread killed
+/// the process with SIGTERM). It waits for the exit, every signal but the
+/// owned ones blocked.
+fn park_until_exit() -> ! {
+    if !state::masks_forbidden() {
+        raw::sigprocmask(libc::SIG_BLOCK, Some(!OWNED));
+    }
+    loop {
+        let _ = raw::poll(&mut [], -1);
     }
 }
 
