@@ -290,10 +290,7 @@ fn a_file_size_limit_does_not_kill_a_traced_program() {
         let recs = records(&text);
         let calls = of_type(&recs, "call");
         let exec_at = calls.iter().filter(|c| c["syscall"] == "execve").filter_map(|c| c["mono_ns"].as_i64()).max();
-        let after_exec = calls
-            .iter()
-            .filter(|c| c["syscall"] == "getppid" && c["mono_ns"].as_i64() > exec_at)
-            .count();
+        let after_exec = calls.iter().filter(|c| c["syscall"] == "getppid" && c["mono_ns"].as_i64() > exec_at).count();
         assert_eq!(after_exec, 2, "{b}: the program's two getppid calls:\n{text}");
     }
 }
