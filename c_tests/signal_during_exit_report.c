@@ -17,7 +17,10 @@
  * a FIFO that its parent filled, so that writing it waits. The parent waits
  * until the child is either gone (natively) or waiting in poll
  * (/proc/PID/syscall: the report), sends SIGTERM, then drains the FIFO:
- * the child exits with 0. (Run by tests/c_programs.rs too, with its report
+ * the child exits with 0. The same with a second thread in the child,
+ * which a signal sent to the process may be given to. And a child killed
+ * by SIGTERM in pause: a SIGINT sent while its report waits must not end
+ * it in SIGTERM's place. (Run by tests/c_programs.rs too, with its report
  * to /dev/null: there the signal comes after the child is gone.)
  */
 #include "common.h"
@@ -26,7 +29,8 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
-static int in_poll_or_gone(pid_t pid)
+/* Whether `pid` is gone (a zombie) or blocked in syscall `nr` (or `alt`). */
+static int in_call_or_gone(pid_t pid, int nr, int alt)
 {
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -50,8 +54,19 @@ static int in_poll_or_gone(pid_t pid)
     if (n <= 0)
         return 0;
     buf[n] = 0;
-    /* poll (7) or ppoll (271): the program itself makes neither. */
-    return strncmp(buf, "7 ", 2) == 0 || strncmp(buf, "271 ", 4) == 0;
+    int now = atoi(buf);
+    return n > 0 && buf[0] != '-' && buf[0] != 'r' && (now == nr || now == alt);
+}
+
+/* Waits until `pid` is gone or blocked in `nr` (or `alt`). */
+static void wait_for_call_or_end(pid_t pid, int nr, int alt)
+{
+    int waited = 0;
+    while (!in_call_or_gone(pid, nr, alt) && waited < 20000) {
+        usleep(1000);
+        waited++;
+    }
+    EXPECT("the child ends or makes the call awaited", waited < 20000);
 }
 
 static void *idle(void *arg)
@@ -70,6 +85,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "child") == 0)
         _exit(0);
+    if (argc > 1 && strcmp(argv[1], "sleeper") == 0) {
+        for (;;)
+            pause();
+    }
     if (argc > 1 && strcmp(argv[1], "threaded") == 0) {
         pthread_t t;
         REQUIRE(pthread_create(&t, NULL, idle, NULL) == 0, "pthread_create");
@@ -77,6 +96,7 @@ int main(int argc, char **argv)
     }
     round_with(argv[0], "child");
     round_with(argv[0], "threaded");
+    round_with(argv[0], "sleeper");
     return 0;
 }
 
@@ -104,13 +124,14 @@ static void round_with(const char *argv0, char *mode)
         execv("/proc/self/exe", args);
         _exit(127);
     }
-    int waited = 0;
-    while (!in_poll_or_gone(child) && waited < 20000) {
-        usleep(1000);
-        waited++;
+    if (strcmp(mode, "sleeper") == 0) {
+        /* Killed by SIGTERM in pause: its report is written first. */
+        wait_for_call_or_end(child, SYS_pause, SYS_pause);
+        kill(child, SIGTERM);
     }
-    EXPECT("the child ends or waits to write its report", waited < 20000);
-    kill(child, SIGTERM);
+    /* poll (7) or ppoll (271): the report; the program makes neither. */
+    wait_for_call_or_end(child, SYS_poll, SYS_ppoll);
+    kill(child, strcmp(mode, "sleeper") == 0 ? SIGINT : SIGTERM);
     close(wr);
     char buf[4096];
     for (;;) {

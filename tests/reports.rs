@@ -90,7 +90,7 @@ fn a_signal_during_the_exit_report_changes_nothing() {
             },
             |_| {},
         );
-        assert_eq!(traced.stdout_text(), "child: exited 0\nthreaded: exited 0\n", "{b}");
+        assert_eq!(traced.stdout_text(), "child: exited 0\nthreaded: exited 0\nsleeper: killed by signal 15\n", "{b}");
     }
 }
 
