@@ -76,6 +76,34 @@ static void sigpending_sizes(void)
     CALL("rt_sigpending kernel pointer", SYS_rt_sigpending, KERNEL_ADDR, 8l);
 }
 
+/* rt_sigtimedwait for a SIGSEGV sent while blocked (held back by the
+ * interposer): a bad timeout is refused before anything is taken; a bad
+ * siginfo pointer fails after the signal was taken. */
+static int segv_pending(void)
+{
+    sigset_t p;
+    sigpending(&p);
+    return sigismember(&p, SIGSEGV);
+}
+
+static void sigtimedwait_held_signal(void)
+{
+    sigset_t segv;
+    sigemptyset(&segv);
+    sigaddset(&segv, SIGSEGV);
+    sigprocmask(SIG_BLOCK, &segv, NULL);
+    kill(getpid(), SIGSEGV);
+    struct timespec bad_nsec = {0, 1000000000}, negative = {-1, 0}, zero = {0, 0};
+    CALL("rt_sigtimedwait SIGSEGV, tv_nsec 1e9", SYS_rt_sigtimedwait, &segv, 0l, &bad_nsec, 8l);
+    say("  SIGSEGV pending: %d\n", segv_pending());
+    CALL("rt_sigtimedwait SIGSEGV, negative timeout", SYS_rt_sigtimedwait, &segv, 0l, &negative, 8l);
+    CALL("rt_sigtimedwait SIGSEGV, bad timeout", SYS_rt_sigtimedwait, &segv, 0l, BAD, 8l);
+    say("  SIGSEGV pending: %d\n", segv_pending());
+    CALL("rt_sigtimedwait SIGSEGV, bad siginfo", SYS_rt_sigtimedwait, &segv, BAD, &zero, 8l);
+    say("  SIGSEGV pending: %d\n", segv_pending());
+    sigprocmask(SIG_UNBLOCK, &segv, NULL);
+}
+
 static void signal_calls(void)
 {
     sigset_t s;
@@ -148,6 +176,7 @@ int main(int argc, char **argv)
     }
     readlinks();
     sigpending_sizes();
+    sigtimedwait_held_signal();
     signal_calls();
     process_calls();
     char *again[] = {argv[0], "again", NULL};
