@@ -228,6 +228,11 @@ macro_rules! c_tests {
 }
 
 c_tests! {
+    signal_during_exit_report,
+    fork_child_killed_at_once,
+    int_arguments_upper_bits,
+    syscall_number_upper_bits,
+    bad_arguments,
     valgrind_guest,
     exec_refused,
     call_sites,

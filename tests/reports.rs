@@ -71,6 +71,29 @@ fn fifo_nobody_reads_does_not_hang() {
     }
 }
 
+/// A SIGTERM that arrives while a process that called exit_group writes
+/// its report (to a FIFO its parent filled, so the write waits) changes
+/// nothing: the process exits with its status, as natively where nothing
+/// runs after exit_group (c_tests/signal_during_exit_report.c). It was
+/// delivered then, and killed the process with SIGTERM before the report
+/// was out (multiprocessing.Pool.terminate()'s workers went missing).
+#[test]
+fn a_signal_during_the_exit_report_changes_nothing() {
+    for b in Backend::ALL {
+        let (_, traced, _) = native_and_traced(
+            "report-signal-at-exit",
+            b,
+            |d| {
+                Cmd::new(c_test_binary("signal_during_exit_report"))
+                    .env("USERTRAP_OUTPUT", d.join("report.fifo"))
+                    .env("USERTRAP_FORMAT", "json")
+            },
+            |_| {},
+        );
+        assert_eq!(traced.stdout_text(), "child: exited 0\nthreaded: exited 0\nsleeper: killed by signal 15\n", "{b}");
+    }
+}
+
 /// The text reports in `text` (each begins with this line).
 fn text_reports(text: &str) -> usize {
     text.matches("usertrap: pid ").count()

@@ -265,6 +265,36 @@ fn death_by_sigsegv_still_flushes() {
     }
 }
 
+/// A file size limit smaller than a thread's buffer (`ulimit -f`): the
+/// buffers the collector keeps are memfds of that size, whose ftruncate the
+/// kernel answers with SIGXFSZ, which killed every traced process. The
+/// program runs as natively and its calls still reach the trace.
+#[test]
+fn a_file_size_limit_does_not_kill_a_traced_program() {
+    let prog = c_test_binary("trace_calls");
+    // The shell makes a getppid call of its own: exec'd, the program's
+    // image is the one after it.
+    let script = format!("ulimit -f 10 && exec {} known", prog.display());
+    for b in Backend::ALL {
+        let dir = scratch_dir("trace-fsize", b);
+        fresh_dir(&dir);
+        let native = run_native(&Cmd::sh(&script).cwd(&dir));
+        assert_eq!(native.status, Status::Exited(0), "natively: {}", native.stderr_text());
+        let out = dir.join("trace.out");
+        let cmd = Cmd::new(usertrap_bin()).args(["trace", "--backend", b.name(), "--format", "json", "-o"]).arg(&out);
+        let cmd = cmd.args(["-e", "trace=getppid,execve", "--", "sh", "-c", &script]).cwd(&dir);
+        let run = run_native(&cmd);
+        assert_eq!(run.status, native.status, "{b}: status; stderr:\n{}", run.stderr_text());
+        assert_eq!(run.stdout_text(), native.stdout_text(), "{b}: stdout");
+        let text = fs::read_to_string(&out).unwrap_or_else(|e| panic!("{b}: no trace: {e}"));
+        let recs = records(&text);
+        let calls = of_type(&recs, "call");
+        let exec_at = calls.iter().filter(|c| c["syscall"] == "execve").filter_map(|c| c["mono_ns"].as_i64()).max();
+        let after_exec = calls.iter().filter(|c| c["syscall"] == "getppid" && c["mono_ns"].as_i64() > exec_at).count();
+        assert_eq!(after_exec, 2, "{b}: the program's two getppid calls:\n{text}");
+    }
+}
+
 /// A path argument the recorder cannot read because its page raises SIGBUS
 /// (a shared mapping of a file truncated under it, c_tests/sigbus_pointers.c)
 /// costs the path, never the process: the call is recorded with the

@@ -848,7 +848,9 @@ pub fn readlink(nr: i64, args: [u64; 6]) -> Option<i64> {
     if (dirfd != AT_FDCWD && name.first() != Some(&b'/')) || !exec_target::is_proc_self_exe(name) {
         return None;
     }
-    if (size as i64) <= 0 {
+    // The kernel's bufsiz is an int: only the low 32 bits count.
+    let size = size as i32;
+    if size <= 0 {
         return Some(-raw::EINVAL);
     }
     let len = exe.len().min(size as usize);

@@ -118,13 +118,21 @@ fn fork_in_handler(area: &ThreadArea, rip: u64, nr: i64, args: [u64; 6], flags: 
     // set_robust_list).
     crate::patch::install::prove_loader_sites();
     crate::patch::install::patch_fork_child_sites(rip);
-    // SAFETY: the program's own fork (or clone without CLONE_VM or a stack):
-    // the child gets a copy of everything, this thread goes on as it was
-    // (rt::raw: forwarded program calls).
-    let r = unsafe { raw::syscall6(nr, args) };
-    if r == 0 {
-        after_fork_in_child(area, flags);
-    }
+    let fork = || {
+        // SAFETY: the program's own fork (or clone without CLONE_VM or a
+        // stack): the child gets a copy of everything, this thread goes on
+        // as it was (rt::raw: forwarded program calls).
+        let r = unsafe { raw::syscall6(nr, args) };
+        if r == 0 {
+            after_fork_in_child(area, flags);
+        }
+        r
+    };
+    // The child starts with its parent's ids and figures until
+    // after_fork_in_child: a signal that arrived first (a SIGTERM sent as
+    // soon as fork returned in the parent) would report as the parent and
+    // be sent again to the parent. Blocked, it waits for the child's own.
+    let r = if signals::masks_forbidden() { fork() } else { thread::with_signals_blocked(fork) };
     Outcome::Return(r)
 }
 
@@ -301,7 +309,8 @@ pub fn prctl(area: &ThreadArea, args: [u64; 6]) -> i64 {
     if args[0] == PR_SET_TSC {
         // Stop using the TSC before the kernel makes rdtsc fault (it cannot
         // be turned back on for us alone; the clock is per process).
-        if args[1] == PR_TSC_SIGSEGV {
+        // set_tsc_mode takes an unsigned int.
+        if args[1] as u32 as u64 == PR_TSC_SIGSEGV {
             stats::tsc_disabled();
         }
     }

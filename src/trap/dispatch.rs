@@ -175,6 +175,7 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
         Handling::Native => return Return(forward::<true>(nr, args)),
         Handling::Emulated(e) => e,
     };
+    let args = syscalls::kernel_args(nr, args);
     match e {
         Emulation::SigAction => Return(signals::rt_sigaction(t.area, args)),
         Emulation::SigProcMask => Return(signals::rt_sigprocmask(t.area, t.uc, args)),
@@ -235,7 +236,9 @@ fn traced_site(site: u64) -> u64 {
 
 /// exit: the thread's bookkeeping (the last thread writes the report),
 /// then the call. Either path; on the fast one with every signal held
-/// (signals::fast::ending). Not inlined: tests/patching.rs stops its walk
+/// (signals::fast::ending), on the slow one held from the report on
+/// (signals::hold_signals_for_exit, which the fast one repeats: one call
+/// per process). Not inlined: tests/patching.rs stops its walk
 /// of the fast path's code here (the thread ends; no register of the
 /// program's is used again).
 #[inline(never)]
@@ -247,6 +250,7 @@ fn exit_thread(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     if !area.vfork_child.get() {
         trace::thread_exit(area);
         if crate::rt::thread::retire(area) {
+            signals::hold_signals_for_exit();
             report::at_exit(report::Exit::LastThread(args[0] as i32 & 0xff));
         }
     }
@@ -257,6 +261,7 @@ fn exit_thread(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
 /// exit_group: the report, then the call (as `exit_thread`).
 #[inline(never)]
 fn exit_process(nr: i64, args: [u64; 6]) -> i64 {
+    signals::hold_signals_for_exit();
     report::at_exit(report::Exit::ExitGroup(args[0] as i32 & 0xff));
     // SAFETY: the program's own exit_group (rt::raw: forwarded program calls).
     unsafe { raw::syscall6(nr, args) }
@@ -440,7 +445,7 @@ fn fast_emulated(
 ) -> Option<i64> {
     // (`args` by reference: a copy would be 48 more bytes of the program's
     // stack in ut_fast_dispatch's frame, on every fast call.)
-    let args = *args;
+    let args = syscalls::kernel_args(nr, *args);
     match e {
         Emulation::ReadlinkExe => {
             return Some(exec::readlink(nr, args).unwrap_or_else(|| {

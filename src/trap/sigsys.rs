@@ -58,8 +58,16 @@ fn trap(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
     }
     let nr = uc.mc.rax;
     // Patch first: exit, exec and the like never come back here.
-    install::consider(uc.mc.rip, nr);
+    install::consider(uc.mc.rip, kernel_nr(nr) as u64);
     run_for_program(area, uc, nr);
+}
+
+/// The syscall the kernel runs for `rax`: its low 32 bits, sign-extended
+/// (entry_64.S's `movslq %eax`), as seccomp and SUD name it in si_syscall.
+/// A program that leaves garbage in the upper half still makes that call:
+/// `execve` with bit 32 set is still an execve, to be emulated.
+fn kernel_nr(rax: u64) -> i64 {
+    rax as i32 as i64
 }
 
 /// Run syscall `nr` for the program whose state is `uc` (uc.rip: the address
@@ -69,7 +77,7 @@ pub fn run_for_program(area: &ThreadArea, uc: &mut Ucontext, nr: u64) {
     let args = uc.syscall_args();
     let outer = area.program_uc.replace(uc as *mut Ucontext as u64);
     let mut trap = Trap { area, uc };
-    let outcome = dispatch::slow(&mut trap, nr as i64, args);
+    let outcome = dispatch::slow(&mut trap, kernel_nr(nr), args);
     area.program_uc.set(outer);
     match outcome {
         Outcome::Return(r) if r == -raw::ERESTARTNOINTR => {

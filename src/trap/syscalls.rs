@@ -112,6 +112,43 @@ pub fn handling(nr: i64) -> Handling {
     }
 }
 
+/// The arguments of emulated call `nr` as the kernel takes them: those its
+/// prototype declares `int` sign-extended from their low 32 bits, `unsigned
+/// int` zero-extended (the kernel's syscall wrappers cast each register to
+/// its type: `rt_sigaction(SIGUSR1 | 1 << 32, ...)` is SIGUSR1's), so the
+/// emulations compare and forward what the kernel would see. The others
+/// (pointers, sizes, longs) are whole; readlink's bufsiz and the exit codes
+/// are narrowed where they are read.
+pub fn kernel_args(nr: i64, mut args: [u64; 6]) -> [u64; 6] {
+    let int = |a: u64| a as i32 as i64 as u64;
+    let uint = |a: u64| a as u32 as u64;
+    match nr {
+        // rt_sigaction(int sig, ...), rt_sigprocmask(int how, ...),
+        // arch_prctl(int option, ...), prctl(int option, ...)
+        libc::SYS_rt_sigaction | libc::SYS_rt_sigprocmask | libc::SYS_arch_prctl | libc::SYS_prctl => {
+            args[0] = int(args[0]);
+        }
+        // execveat(int dfd, ..., int flags)
+        libc::SYS_execveat => {
+            args[0] = int(args[0]);
+            args[4] = int(args[4]);
+        }
+        // seccomp(unsigned int op, unsigned int flags, void *uargs)
+        libc::SYS_seccomp => {
+            args[0] = uint(args[0]);
+            args[1] = uint(args[1]);
+        }
+        // membarrier(int cmd, unsigned int flags, int cpu_id)
+        libc::SYS_membarrier => {
+            args[0] = int(args[0]);
+            args[1] = uint(args[1]);
+            args[2] = int(args[2]);
+        }
+        _ => {}
+    }
+    args
+}
+
 /// Whether emulation `e` has a version for the fast path, which has no
 /// signal frame (`ut_fast_dispatch`). Each holds for its own reason:
 /// - rt_sigprocmask, rt_sigaction, sigaltstack: they only change the
@@ -264,5 +301,19 @@ mod tests {
         assert_eq!(handling(libc::SYS_ppoll), Handling::Emulated(Emulation::TempMask(PPOLL_MASK)));
         assert_eq!(handling(333), Handling::Emulated(Emulation::TempMask(PSELECT6_MASK)));
         assert_eq!(PSELECT6_MASK, SigsetArg { index: 5, in_struct: true });
+    }
+
+    #[test]
+    fn int_arguments_are_narrowed_as_the_kernel_casts_them() {
+        const HIGH: u64 = 1 << 32;
+        let sig = kernel_args(libc::SYS_rt_sigaction, [31 | HIGH, 7 | HIGH, 0, 8, 0, 0]);
+        assert_eq!(sig, [31, 7 | HIGH, 0, 8, 0, 0]);
+        // An int is sign-extended (AT_FDCWD), an unsigned int is not.
+        let at = kernel_args(libc::SYS_execveat, [(-100i32 as u32 as u64) | HIGH, 1, 2, 3, 0x1000 | HIGH, 0]);
+        assert_eq!(at, [-100i64 as u64, 1, 2, 3, 0x1000, 0]);
+        let sc = kernel_args(libc::SYS_seccomp, [u32::MAX as u64 | HIGH, HIGH, 5, 0, 0, 0]);
+        assert_eq!(sc, [u32::MAX as u64, 0, 5, 0, 0, 0]);
+        let other = [HIGH | 1, HIGH, HIGH, HIGH, HIGH, HIGH];
+        assert_eq!(kernel_args(libc::SYS_clone, other), other);
     }
 }

@@ -398,17 +398,25 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
     }
     let app = action_of(area.sigtable.get(), sig).act;
     match app.handler {
-        SIG_DFL => die(sig, info),
+        SIG_DFL => die_from(sig, info, uc),
         SIG_IGN => {
             if is_forced {
-                die(sig, info)
+                die_from(sig, info, uc)
             }
         }
         // A forced signal the program blocked kills it, as natively.
-        _ if blocked => die(sig, info),
+        _ if blocked => die_from(sig, info, uc),
         _ if here => run_handler_here(sig, &app, info, uc, area),
         _ => deliver(sig, &app, info, uc, area, is_forced),
     }
+}
+
+/// `die`, from a handler whose frame is `uc`: a fault ends the process when
+/// its instruction runs again after our sigreturn, which must not let in
+/// another signal held back meanwhile (it would end it first).
+fn die_from(sig: i32, info: &Siginfo, uc: &mut Ucontext) {
+    uc.uc_sigmask |= !OWNED;
+    die(sig, info);
 }
 
 /// The handler the kernel runs for every signal the program handles (other
@@ -422,6 +430,9 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
         Some(a) => a,
         None => thread::out_of_memory(),
     };
+    if crate::measure::report::ending() {
+        park_until_exit();
+    }
     let outermost = entered_from_program(area, uc);
     let app = action_of(area.sigtable.get(), sig).act;
     match app.handler {
@@ -432,6 +443,7 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
         // program changed while the signal was on its way.
         SIG_DFL => {
             if fatal_by_default(sig) {
+                hold_signals_for_exit();
                 crate::measure::report::at_exit(crate::measure::report::Exit::Signal(sig));
             }
             reraise_default(sig, true);
@@ -444,6 +456,20 @@ pub extern "C" fn on_program_signal(sig: i32, info: *mut Siginfo, ctx: *mut core
     }
     if outermost {
         run_postponed(area, uc);
+    }
+}
+
+/// Another thread called exit_group and writes the report: natively this
+/// thread would be gone, and no signal would end the process otherwise or
+/// run a handler of the program's (a SIGTERM given to this thread killed
+/// the process with SIGTERM). It waits for the exit, every signal but the
+/// owned ones blocked.
+fn park_until_exit() -> ! {
+    if !state::masks_forbidden() {
+        raw::sigprocmask(libc::SIG_BLOCK, Some(!OWNED));
+    }
+    loop {
+        let _ = raw::poll(&mut [], -1);
     }
 }
 

@@ -334,6 +334,7 @@ pub(super) fn invoke(handler: u64, flags: u64, sig: i32, info: &mut Siginfo, uc:
 /// The report is written first: a re-sent signal kills the process as soon
 /// as the kernel returns from tgkill.
 pub(crate) fn die(sig: i32, info: &Siginfo) {
+    hold_signals_for_exit();
     crate::measure::report::at_exit(crate::measure::report::Exit::Signal(sig));
     // A machine check's SIGBUS "action optional" (BUS_MCEERR_AO) is sent
     // asynchronously, about memory the thread may never touch again.
@@ -346,13 +347,31 @@ const BUS_MCEERR_AO: i32 = 5;
 
 /// Restore `sig`'s default disposition and, if `resend`, send it again to
 /// this thread (it is delivered, with its default action, when the kernel
-/// returns to user space).
+/// returns to user space: it alone is unblocked, so that another signal
+/// held back meanwhile, see `hold_signals_for_exit`, cannot end the process
+/// in its place).
 pub(super) fn reraise_default(sig: i32, resend: bool) {
     // SAFETY: SIG_DFL.
     let _ = unsafe { raw::rt_sigaction(sig, Some(&KernelSigaction::default()), None) };
     if resend {
+        if !masks_forbidden() {
+            raw::sigprocmask(libc::SIG_UNBLOCK, Some(bit(sig)));
+        }
         let (pid, tid) = thread::ids();
         let _ = raw::tgkill(pid, tid, sig);
+    }
+}
+
+/// The program called exit_group (or its last thread exit), or a signal
+/// ends it: from here on every signal but the owned ones (a fault must
+/// never be blocked) stays blocked in the kernel, and the end discards
+/// them. Natively nothing of the program runs once exit_group has begun,
+/// and the first fatal signal is the one that ends it; the report written
+/// first must not let another one in (a SIGTERM then killed the process,
+/// its report cut off).
+pub fn hold_signals_for_exit() {
+    if !masks_forbidden() {
+        raw::sigprocmask(libc::SIG_BLOCK, Some(!OWNED));
     }
 }
 
@@ -365,6 +384,7 @@ pub(crate) fn default_action(sig: i32, info: &Siginfo) {
 
 /// A program handler's frame could not be written (force_sigsegv()).
 pub(crate) fn die_of_bad_frame() {
+    hold_signals_for_exit();
     crate::measure::report::at_exit(crate::measure::report::Exit::Signal(SIGSEGV));
     reraise_default(SIGSEGV, true);
 }

@@ -190,25 +190,35 @@ pub(super) fn next_mask(how: i32, current: u64, set: u64) -> Result<u64, i64> {
 /// rt_sigtimedwait: an owned signal held back for the program is taken first;
 /// otherwise the kernel waits.
 pub fn rt_sigtimedwait(area: &ThreadArea, args: [u64; 6]) -> i64 {
-    let (set_ptr, info_ptr, size) = (args[0], args[1], args[3]);
-    if size == 8 {
+    let (set_ptr, info_ptr, timeout_ptr, size) = (args[0], args[1], args[2], args[3]);
+    // The kernel's order: the timeout is read and checked before a signal
+    // is taken, the siginfo written after (a bad pointer there costs the
+    // signal).
+    if size == 8 && timeout_usable(timeout_ptr) {
         if let Ok(set) = raw::read_user::<u64>(set_ptr) {
             let ready = set & area.deferred.get();
             if let Some(&sig) = OWNED_SIGNALS.iter().find(|&&s| ready & bit(s) != 0) {
                 let info = deferred_info(area, sig);
+                area.deferred.remove(bit(sig));
                 if info_ptr != 0 {
                     // SAFETY: where the program asked for the siginfo.
                     if let Err(e) = unsafe { raw::write_user(info_ptr, &info) } {
                         return -e;
                     }
                 }
-                area.deferred.remove(bit(sig));
                 return sig as i64;
             }
         }
     }
     // SAFETY: the program's own call (rt::raw: forwarded program calls).
     unsafe { raw::program_syscall6(libc::SYS_rt_sigtimedwait, args) }
+}
+
+/// Whether rt_sigtimedwait's timeout (`ptr`, 0: none) is one the kernel
+/// takes: readable, tv_sec >= 0, tv_nsec in [0, 1e9). Otherwise the call is
+/// left to the kernel, which refuses it (EFAULT, EINVAL) and takes nothing.
+fn timeout_usable(ptr: u64) -> bool {
+    ptr == 0 || raw::read_user::<[i64; 2]>(ptr).is_ok_and(|[sec, nsec]| sec >= 0 && (0..1_000_000_000).contains(&nsec))
 }
 
 /// Run a syscall that installs a temporary mask, with the owned signals
@@ -309,13 +319,14 @@ pub fn sigaltstack(area: &ThreadArea, sp: u64, args: [u64; 6]) -> i64 {
 
 /// rt_sigpending: the kernel's pending set plus owned signals held back for
 /// the program.
+/// Like the kernel, any size up to 8 is taken and that many bytes written.
 pub fn rt_sigpending(area: &ThreadArea, args: [u64; 6]) -> i64 {
-    if args[1] != 8 {
+    let set = (raw::rt_sigpending() | area.deferred.get()).to_ne_bytes();
+    let Some(bytes) = usize::try_from(args[1]).ok().and_then(|n| set.get(..n)) else {
         return -raw::EINVAL;
-    }
-    let set = raw::rt_sigpending() | area.deferred.get();
+    };
     // SAFETY: where the program asked the kernel to write the set.
-    match unsafe { raw::write_user(args[0], &set) } {
+    match unsafe { raw::copy_to_user(args[0], bytes) } {
         Ok(()) => 0,
         Err(e) => -e,
     }

@@ -68,10 +68,20 @@ use settings::{report_forbidden, settings, CONFIGURED};
 
 static WRITTEN: AtomicBool = AtomicBool::new(false);
 
+/// A thread called exit_group and writes the report: natively every other
+/// thread is gone by then (emulate::signals parks those a signal reaches).
+static ENDING: AtomicBool = AtomicBool::new(false);
+
+/// Whether another thread is ending the process with exit_group.
+pub fn ending() -> bool {
+    ENDING.load(Ordering::Relaxed)
+}
+
 /// A new process (fork child) writes its own report (its parent already
 /// told the collector about it: after_clone_in_parent).
 pub fn after_fork_in_child() {
     WRITTEN.store(false, Ordering::Relaxed);
+    ENDING.store(false, Ordering::Relaxed);
     KILLED_N.store(0, Ordering::Relaxed);
     trace::after_fork_in_child();
     phases::forget();
@@ -99,6 +109,9 @@ pub fn at_exit(how: Exit) {
     }
     if current.is_some_and(|a| a.vfork_child.get()) {
         return;
+    }
+    if matches!(how, Exit::ExitGroup(_)) {
+        ENDING.store(true, Ordering::Relaxed);
     }
     if WRITTEN.swap(true, Ordering::Relaxed) {
         return;

@@ -97,7 +97,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use super::collector::{collecting, collector_send};
 use super::settings::report_forbidden;
 use crate::measure::stats::{self, SLOTS};
-use crate::rt::log::Buf;
+use crate::rt::log::{self, Buf};
 use crate::rt::raw;
 use crate::rt::thread::{self, ThreadArea};
 use usertrap_core::trace::{self as wire, buffer, Event};
@@ -290,7 +290,11 @@ fn kept_buffer(area: &ThreadArea, fixed: u64) -> Option<u64> {
     .ok()?;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let flags = libc::MAP_SHARED | if fixed != 0 { libc::MAP_FIXED } else { 0 };
-    let mapped = raw::ftruncate(fd, MAP_LEN as u64).and_then(|_| {
+    // A file size limit below MAP_LEN (`ulimit -f`) makes the kernel answer
+    // with SIGXFSZ, whose default action would end the program: EFBIG
+    // alone, and the buffer is a private one.
+    let sized = log::without_write_signals(|| raw::ftruncate(fd, MAP_LEN as u64));
+    let mapped = sized.and_then(|_| {
         // SAFETY: without MAP_FIXED the kernel picks free address space;
         // with it, `fixed` is a buffer of ours that no one writes any more
         // (new_buffer's caller's word).
