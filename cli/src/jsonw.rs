@@ -95,8 +95,10 @@ pub fn int(b: &mut Vec<u8>, v: impl itoa::Integer) {
 pub fn hex(b: &mut Vec<u8>, v: u64) {
     let mut d = *b"0x0000000000000000";
     let digits = (64 - v.leading_zeros()).div_ceil(4).max(1) as usize;
-    for (i, x) in d.iter_mut().skip(2).take(digits).rev().enumerate() {
-        *x = HEX[(v >> (4 * i)) as usize & 0xf];
+    let mut rest = v;
+    for x in d.get_mut(2..2 + digits).unwrap_or_default().iter_mut().rev() {
+        *x = HEX[rest as usize & 0xf];
+        rest >>= 4;
     }
     b.extend_from_slice(&d);
     b.truncate(b.len() - (16 - digits));
