@@ -8,7 +8,9 @@
 //! ended, only putting the calls in time order and writing the bytes is
 //! left. That changes no byte: a call's line (JSON, text) is its own, and a
 //! Perfetto slice's only value that depends on the others, its timestamp
-//! from the first call, is its last key, written at the end.
+//! from the first call, is its last key, written at the end. Of a call,
+//! only its output and what ordering and linking the calls needs are kept
+//! ([`Placed`]), not the decoded event.
 //!
 //! Why Chrome's trace-event JSON rather than Perfetto's protobuf: it needs
 //! no proto schema or generated code (serde_json, which the command already
@@ -36,9 +38,10 @@ use crate::jsonw::{self, Obj};
 use crate::stat::{self, Outcome};
 use crate::trace::TraceFilter;
 
-/// One recorded call, its times in ns.
+/// One recorded call, its times in ns: what the formatters read, built
+/// while its message is decoded (its path borrowed from the message).
 #[derive(Debug, Clone)]
-pub struct Call {
+pub struct Call<'a> {
     pub pid: u32,
     pub tid: u32,
     /// CLOCK_MONOTONIC ns (the same clock in every process).
@@ -47,34 +50,92 @@ pub struct Call {
     pub real_ns: i128,
     pub dur_ns: u64,
     pub e: Event,
-    pub path: Option<String>,
-    /// Where its output, formatted when its message arrived, is in
-    /// [`Decoded::formatted`]: (message, start, length); none if it was not.
-    pub out: Option<(u32, u32, u32)>,
+    pub path: Option<Cow<'a, str>>,
+}
+
+/// A call once formatted: what putting the calls in order and writing
+/// them needs, and where its output is. The [`Call`] itself is not kept:
+/// at about 200 bytes and a path allocated per call, keeping every one
+/// until the end cost more (memory touched for the first time, page by
+/// page) than formatting them.
+#[derive(Debug, Clone, Copy)]
+pub struct Placed {
+    /// CLOCK_MONOTONIC ns.
+    pub mono_ns: i64,
+    pub dur_ns: u64,
+    pub nr: i64,
+    pub result: i64,
     /// Its message's arrival number, and its place in the message.
     pub order: (u64, u32),
+    pub pid: u32,
+    pub tid: u32,
+    pub flags: u16,
+    /// Where its output, formatted when its message arrived, is in
+    /// [`Decoded::formatted`]: (block, start, length).
+    pub out: (u32, u32, u32),
 }
 
 /// What the processes sent, decoded.
 #[derive(Debug, Default)]
 pub struct Decoded {
-    pub calls: Vec<Call>,
+    pub calls: Vec<Placed>,
     /// Events dropped, by (pid, tid).
     pub dropped: BTreeMap<(u32, u32), u64>,
     /// Messages that could not be read.
     pub damaged: usize,
-    /// The calls' output, formatted as their messages arrived (one buffer a
-    /// message): see [`Call::out`].
+    /// The calls' output, formatted as their messages arrived: see
+    /// [`Placed::out`].
     pub formatted: Vec<Vec<u8>>,
 }
 
 impl Decoded {
     /// The call's output as formatted when its message arrived.
-    fn formatted(&self, c: &Call) -> Option<&[u8]> {
-        let (m, start, len) = c.out?;
-        self.formatted.get(m as usize)?.get(start as usize..(start + len) as usize)
+    fn formatted(&self, c: &Placed) -> &[u8] {
+        let (m, start, len) = c.out;
+        self.formatted.get(m as usize).and_then(|b| b.get(start as usize..(start + len) as usize)).unwrap_or_default()
     }
 }
+
+/// Bytes of a block of formatted output: the calls' output goes into
+/// blocks that are never reallocated (so never copied as the trace grows),
+/// one after the other, rather than a buffer a message sized for the worst.
+const BLOCK: usize = 8 << 20;
+
+/// The first block's bytes; each next one is as large as all before it,
+/// up to [`BLOCK`].
+const FIRST_BLOCK: usize = 256 << 10;
+
+/// An empty buffer of `len` bytes whose pages are already there: the
+/// output of a long trace is tens of MB, and taking its pages one fault at
+/// a time as they are first written cost more than a quarter of the
+/// collector's time; MADV_POPULATE_WRITE (Linux 5.14) takes them in one
+/// call. (Huge pages were tried, and were slower on this project's VM.)
+fn populated(len: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(len);
+    populate(&mut b, 0, len);
+    b
+}
+
+/// Takes the pages of bytes [from, to) of `v`'s allocation (those whole
+/// in it), as [`populated`] says.
+fn populate<T>(v: &mut Vec<T>, from: usize, to: usize) {
+    let base = v.as_mut_ptr() as usize;
+    let to = to.min(v.capacity() * std::mem::size_of::<T>());
+    let (start, end) = ((base + from).next_multiple_of(4096), (base + to) & !4095);
+    if end > start {
+        // SAFETY: pages inside the allocation `v` owns (and holds by a
+        // unique borrow); populating them changes no byte (a page already
+        // there is left as it is, a new one is zero, and a Vec's spare
+        // capacity is not read before it is written). An older kernel
+        // refuses the advice (EINVAL), and the pages come as written.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE) };
+    }
+}
+
+/// Room left in a block under which a call starts the next one: more than
+/// any call's output (a path of 256 bytes, escaped twice in a Perfetto
+/// slice, stays under 2 KiB), so that a block is never reallocated.
+const CALL_ROOM: usize = 16 << 10;
 
 #[derive(Clone, Copy)]
 struct Head {
@@ -105,14 +166,19 @@ fn head_of(line: &str) -> Option<Head> {
     Some(Head { pid: pid as u32, tid: tid as u32, dropped, events, hz, ticks, mono, real, ticks0, mono0, buf, msg })
 }
 
-/// Every message so far, decoded (and its calls formatted) as it arrived,
+/// Every message so far, decoded and its calls formatted as it arrived,
 /// on the collector's thread that read it: the calls of all of them in
 /// one list (in no order yet: each knows its message's arrival number), so
 /// that gathering them, too, is done while the command runs.
-#[derive(Default)]
 pub struct Gathered {
-    calls: Vec<Call>,
+    format: TraceFormat,
+    calls: Vec<Placed>,
+    /// Bytes of `calls`' allocation whose pages were taken ([`populate`]).
+    calls_ready: usize,
+    /// Blocks of formatted output, the last one being filled.
     formatted: Vec<Vec<u8>>,
+    /// A block's size (smaller in tests, to cross blocks).
+    block: usize,
     /// Each message read: (arrival number, head, events it carried).
     heads: Vec<(u64, Head, u64)>,
     /// Messages whose head says no frequency and whose times cannot be
@@ -150,10 +216,32 @@ fn scale(h: &Head, hz: Option<u64>) -> Option<(i128, i128)> {
 }
 
 impl Gathered {
-    /// Message number `seq` from `peer`: decoded, and its calls formatted
-    /// for `format` if given (else they are formatted when written).
-    pub fn add(&mut self, seq: u64, peer: u32, msg: Vec<u8>, format: Option<TraceFormat>) {
-        let Some((head, body)) = split(peer, &msg) else {
+    /// Calls to be formatted for `format`.
+    pub fn new(format: TraceFormat) -> Gathered {
+        Gathered::with_block(format, BLOCK)
+    }
+
+    fn with_block(format: TraceFormat, block: usize) -> Gathered {
+        Gathered {
+            format,
+            // Past glibc's largest mmap threshold (32 MiB): a mapping of its
+            // own, which grows by mremap, not by copying every call so far
+            // into memory touched afresh; pages not reached cost nothing.
+            calls: Vec::with_capacity((32 << 20) / std::mem::size_of::<Placed>() + 1),
+            calls_ready: 0,
+            formatted: Vec::new(),
+            block,
+            heads: Vec::new(),
+            later: Vec::new(),
+            damaged: 0,
+            from_kept: HashMap::new(),
+            recovered: BTreeMap::new(),
+        }
+    }
+
+    /// Message number `seq` from `peer`: decoded, and its calls formatted.
+    pub fn add(&mut self, seq: u64, peer: u32, msg: &[u8]) {
+        let Some((head, body)) = split(peer, msg) else {
             self.damaged += 1;
             return;
         };
@@ -161,26 +249,38 @@ impl Gathered {
             self.from_kept.insert((head.pid, head.buf, head.msg), (head.events, head.dropped));
         }
         let Some(sc) = scale(&head, None) else {
-            self.later.push((seq, head, msg));
+            self.later.push((seq, head, msg.to_vec()));
             return;
         };
-        self.decode_body(seq, &head, sc, body, format);
+        self.decode_body(seq, &head, sc, body);
     }
 
-    /// The calls of a message body; each formatted for `format`, if given.
-    fn decode_body(
-        &mut self,
-        seq: u64,
-        h: &Head,
-        (num, den): (i128, i128),
-        mut body: &[u8],
-        format: Option<TraceFormat>,
-    ) {
-        // A call's output takes about 3 times its event's bytes (JSON,
-        // Perfetto), 1 time (text): room enough, not grown by copying.
-        let mut out = Vec::with_capacity(if format.is_some() { 3 * body.len() + 1024 } else { 0 });
-        let m = self.formatted.len() as u32;
-        self.calls.reserve(body.len() / wire::HEAD);
+    /// The number of the block to format the next call into, with room
+    /// for it.
+    fn block(&mut self) -> usize {
+        let full = self.formatted.last().is_none_or(|b| b.capacity() - b.len() < CALL_ROOM);
+        if full {
+            // As large as all before it (a short trace takes little), up to
+            // a block.
+            let so_far: usize = self.formatted.iter().map(Vec::len).sum();
+            self.formatted.push(populated(so_far.max(FIRST_BLOCK).min(self.block).max(CALL_ROOM)));
+        }
+        self.formatted.len() - 1
+    }
+
+    /// The calls of a message body, each formatted.
+    fn decode_body(&mut self, seq: u64, h: &Head, (num, den): (i128, i128), mut body: &[u8]) {
+        let need = self.calls.len() + body.len() / wire::HEAD;
+        self.calls.reserve(need - self.calls.len());
+        // Pages for the calls ahead, taken (as the blocks' are) in steps
+        // as large as those before. (Grown by mremap, `calls` keeps them.)
+        let want = need * std::mem::size_of::<Placed>();
+        if want > self.calls_ready {
+            let to = want.max(2 * self.calls_ready).max(FIRST_BLOCK);
+            populate(&mut self.calls, self.calls_ready, to);
+            self.calls_ready = to;
+        }
+        let format = self.format;
         let mut got = 0u32;
         let mut clock = Clock::default();
         while let Some((e, path, len)) = wire::decode(body) {
@@ -188,8 +288,8 @@ impl Gathered {
             let ago = (h.ticks as i128 - e.start as i128) * num / den;
             let mono_ns = h.mono as i128 - ago;
             let path = (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0)
-                .then(|| String::from_utf8_lossy(path).into_owned());
-            let mut c = Call {
+                .then(|| String::from_utf8_lossy(path));
+            let c = Call {
                 pid: h.pid,
                 tid: e.tid,
                 mono_ns,
@@ -197,22 +297,28 @@ impl Gathered {
                 dur_ns: (e.ticks as i128 * num / den) as u64,
                 e,
                 path,
-                out: None,
-                order: (seq, got),
             };
-            got += 1;
-            if let Some(f) = format {
-                let start = out.len();
-                match f {
-                    TraceFormat::Text => text_line_into(&c, &mut clock, &mut out),
-                    TraceFormat::Json => json_call(&c, &mut out),
-                    TraceFormat::Perfetto => perfetto_head(&c, &mut out),
-                }
-                c.out = Some((m, start as u32, (out.len() - start) as u32));
+            let m = self.block();
+            let out = &mut self.formatted[m];
+            let start = out.len();
+            match format {
+                TraceFormat::Text => text_line_into(&c, &mut clock, out),
+                TraceFormat::Json => json_call(&c, out),
+                TraceFormat::Perfetto => perfetto_head(&c, out),
             }
-            self.calls.push(c);
+            self.calls.push(Placed {
+                mono_ns: mono_ns as i64,
+                dur_ns: c.dur_ns,
+                nr: e.nr,
+                result: e.result,
+                order: (seq, got),
+                pid: c.pid,
+                tid: c.tid,
+                flags: e.flags,
+                out: (m as u32, start as u32, (out.len() - start) as u32),
+            });
+            got += 1;
         }
-        self.formatted.push(out);
         self.heads.push((seq, *h, got.into()));
     }
 
@@ -222,7 +328,7 @@ impl Gathered {
     /// its process died still holds that message's events at its start:
     /// taken from the message if it arrived (its head), else from the
     /// buffer, never from both.
-    pub fn add_kept(&mut self, kept: &[KeptBuffer], format: Option<TraceFormat>) {
+    pub fn add_kept(&mut self, kept: &[KeptBuffer]) {
         for k in kept {
             let w: Vec<&str> = k.line.split(' ').collect();
             // tracebuf PID TID BUF HZ TICKS MONO_NS REAL_NS TICKS0 MONO0_NS
@@ -248,7 +354,7 @@ impl Gathered {
             *self.recovered.entry(k.pid).or_default() += n;
             let mut msg = format!("trace {} {tid} {dropped} {n} {} {buf} 0\n", k.pid, rest.join(" ")).into_bytes();
             msg.extend_from_slice(body);
-            self.add(k.seq, k.pid, msg, format);
+            self.add(k.seq, k.pid, &msg);
         }
     }
 }
@@ -267,16 +373,16 @@ fn past_events(mut body: &[u8], n: u64) -> (&[u8], u64) {
 
 /// Decode the trace messages (sender pid, message) in arrival order.
 #[cfg(test)]
-pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
-    let mut g = Gathered::default();
+pub fn decode(msgs: &[(u32, Vec<u8>)], format: TraceFormat) -> Decoded {
+    let mut g = Gathered::new(format);
     for (i, (peer, m)) in msgs.iter().enumerate() {
-        g.add(i as u64, *peer, m.clone(), None);
+        g.add(i as u64, *peer, m);
     }
-    assemble(g, None)
+    assemble(g)
 }
 
 /// The messages' calls, in time order.
-pub fn assemble(mut g: Gathered, format: Option<TraceFormat>) -> Decoded {
+pub fn assemble(mut g: Gathered) -> Decoded {
     // A process's frequency: any message that knew it (a running process
     // may not have measured it yet when its first buffer filled): the last
     // to arrive.
@@ -288,7 +394,7 @@ pub fn assemble(mut g: Gathered, format: Option<TraceFormat>) -> Decoded {
         let hz = hz_of.get(&head.pid).copied().unwrap_or(1_000_000_000);
         let body = split(head.pid, &msg).map_or(&[][..], |(_, b)| b);
         let sc = scale(&head, Some(hz)).unwrap_or((1_000_000_000, hz as i128));
-        g.decode_body(seq, &head, sc, body, format);
+        g.decode_body(seq, &head, sc, body);
     }
     let mut d = Decoded { calls: g.calls, damaged: g.damaged, formatted: g.formatted, ..Decoded::default() };
     for (_, h, got) in &g.heads {
@@ -299,18 +405,23 @@ pub fn assemble(mut g: Gathered, format: Option<TraceFormat>) -> Decoded {
     }
     // In time order; calls of the same thread at the same ns in the order
     // they arrived (an exec recorded before it ran, then when it failed).
-    // A stable sort: linear on the runs of calls already in order, as most are.
-    d.calls.sort_by_key(|c| (c.mono_ns, c.pid, c.tid, c.order));
+    // Most often they are in order already (one thread, or threads whose
+    // messages arrived in time order): then there is nothing to sort.
+    let key = |c: &Placed| (c.mono_ns, c.pid, c.tid, c.order);
+    if !d.calls.is_sorted_by_key(key) {
+        // A stable sort: linear on the runs of calls already in order.
+        d.calls.sort_by_key(key);
+    }
     // An exec recorded before it ran, then again when it failed: keep the
     // completed one.
     let mut keep = vec![true; d.calls.len()];
     let mut last_pending: HashMap<u32, usize> = HashMap::new();
     let mut dropped = false;
     for (i, c) in d.calls.iter().enumerate() {
-        if c.e.flags & wire::PENDING != 0 {
+        if c.flags & wire::PENDING != 0 {
             last_pending.insert(c.tid, i);
         } else if let Some(p) = (!last_pending.is_empty()).then(|| last_pending.remove(&c.tid)).flatten() {
-            if d.calls[p].e.nr == c.e.nr && d.calls[p].pid == c.pid {
+            if d.calls[p].nr == c.nr && d.calls[p].pid == c.pid {
                 keep[p] = false;
                 dropped = true;
             }
@@ -353,20 +464,20 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     // Each message decoded and formatted on the collector's thread that
     // read it, while the command runs; only putting them in order is left
     // for when it has ended.
-    let gathered: Arc<Mutex<Gathered>> = Arc::default();
-    let format = args.format;
+    let gathered = Arc::new(Mutex::new(Gathered::new(args.format)));
     let sink: TraceSink = {
         let gathered = gathered.clone();
         Arc::new(move |seq, pid, msg| {
-            gathered.lock().unwrap_or_else(|e| e.into_inner()).add(seq, pid, msg, Some(format));
+            gathered.lock().unwrap_or_else(|e| e.into_inner()).add(seq, pid, msg);
         })
     };
     let extra = [("USERTRAP_TRACE", value)];
     let (status, got) = stat::run_collected(checked, args.run.backend, &args.run.command, &extra, None, Some(sink))?;
-    let mut gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()));
-    gathered.add_kept(&got.kept, Some(format));
+    let mut gathered =
+        std::mem::replace(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()), Gathered::new(args.format));
+    gathered.add_kept(&got.kept);
     let recovered = std::mem::take(&mut gathered.recovered);
-    let decoded = assemble(gathered, Some(format));
+    let decoded = assemble(gathered);
     let names = process_names(&got.greetings, &got.sources);
     let counts = merge_counts(&got.sources);
     let written = write_trace(&mut *out, args.format, &decoded, &names, &counts, args.slow.is_some());
@@ -403,8 +514,8 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     if !got.missing.is_empty() {
         let _ = writeln!(err, "usertrap: {}", crate::collect::describe(&got.missing, got.processes));
     }
-    // The command ends now: freeing every call's path one by one would only
-    // make it end later.
+    // The command ends now: unmapping the calls' output would only make it
+    // end later.
     std::mem::forget(decoded);
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {
@@ -474,8 +585,7 @@ fn write_trace(
     };
     match format {
         TraceFormat::Text => {
-            let mut clock = Clock::default();
-            write_lines(out, d, |c, b| text_line_into(c, &mut clock, b))?;
+            write_lines(out, d)?;
             if slow {
                 writeln!(out, "# calls made (all, recorded or not):")?;
                 for (name, (calls, errors)) in counts {
@@ -487,7 +597,7 @@ fn write_trace(
             for (pid, name) in names {
                 writeln!(out, "{}", json!({"type": "process", "pid": pid, "command": name}))?;
             }
-            write_lines(out, d, json_call)?;
+            write_lines(out, d)?;
             for ((pid, tid), n) in &d.dropped {
                 writeln!(out, "{}", json!({"type": "dropped", "pid": pid, "tid": tid, "events": n}))?;
             }
@@ -508,11 +618,8 @@ fn write_trace(
                 match e {
                     Slice::Value(v) => serde_json::to_writer(&mut buf, &v).map_err(io::Error::other)?,
                     Slice::Call(c, base) => {
-                        match d.formatted(c) {
-                            Some(b) => buf.extend_from_slice(b),
-                            None => perfetto_head(c, &mut buf),
-                        }
-                        perfetto_tail(c, base, &mut buf);
+                        buf.extend_from_slice(d.formatted(c));
+                        perfetto_tail(c.mono_ns, base, &mut buf);
                     }
                 }
                 flush(&mut buf, out, CHUNK)
@@ -524,44 +631,29 @@ fn write_trace(
     out.flush()
 }
 
-/// Every call's line: as formatted when its message arrived, else by
-/// `line`. The lines of calls that follow each other in their message are
-/// written in one piece, from where they were formatted.
-fn write_lines(out: &mut dyn Write, d: &Decoded, mut line: impl FnMut(&Call, &mut Vec<u8>)) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(2 * CHUNK);
-    // The run of formatted lines not written yet: (message, start, end).
+/// Every call's line, as formatted when its message arrived. The lines
+/// of calls that follow each other in their message are written in one
+/// piece, from where they were formatted.
+fn write_lines(out: &mut dyn Write, d: &Decoded) -> io::Result<()> {
+    // The run of formatted lines not written yet: (block, start, end).
     let mut run: Option<(u32, u32, u32)> = None;
-    let write_run = |run: &mut Option<(u32, u32, u32)>, out: &mut dyn Write| -> io::Result<()> {
-        if let Some((m, start, end)) = run.take() {
-            out.write_all(&d.formatted[m as usize][start as usize..end as usize])?;
+    let write_run = |run: Option<(u32, u32, u32)>, out: &mut dyn Write| -> io::Result<()> {
+        match run.and_then(|(m, start, end)| d.formatted.get(m as usize)?.get(start as usize..end as usize)) {
+            Some(b) => out.write_all(b),
+            None => Ok(()),
         }
-        Ok(())
     };
     for c in &d.calls {
-        match c.out.filter(|_| d.formatted(c).is_some()) {
-            Some((m, start, len)) => match &mut run {
-                Some((rm, _, end)) if *rm == m && *end == start => *end += len,
-                _ => {
-                    write_run(&mut run, out)?;
-                    if !buf.is_empty() {
-                        out.write_all(&buf)?;
-                        buf.clear();
-                    }
-                    run = Some((m, start, start + len));
-                }
-            },
-            None => {
-                write_run(&mut run, out)?;
-                line(c, &mut buf);
-                if buf.len() >= CHUNK {
-                    out.write_all(&buf)?;
-                    buf.clear();
-                }
+        let (m, start, len) = c.out;
+        match &mut run {
+            Some((rm, _, end)) if *rm == m && *end == start => *end += len,
+            _ => {
+                write_run(run.take(), out)?;
+                run = Some((m, start, start + len));
             }
         }
     }
-    write_run(&mut run, out)?;
-    out.write_all(&buf)
+    write_run(run, out)
 }
 
 /// "ENOENT" (or "E123" for a number without a name).
@@ -571,7 +663,7 @@ fn errno_of(e: i64) -> Cow<'static, str> {
 
 /// `errno` and `result` (an errno is `"result": -1`), in that order (the
 /// keys' order in serde_json's maps), unless the call is PENDING.
-fn result_json(o: &mut Obj<'_>, c: &Call) -> bool {
+fn result_json(o: &mut Obj<'_>, c: &Call<'_>) -> bool {
     let r = c.e.result;
     if c.e.flags & wire::PENDING != 0 {
         return false;
@@ -592,7 +684,7 @@ fn result_value(r: i64) -> i64 {
 
 /// One line of `--format json` (docs/report-schema.md, "Trace"): the keys
 /// sorted, as serde_json writes a map.
-fn json_call(c: &Call, b: &mut Vec<u8>) {
+fn json_call(c: &Call<'_>, b: &mut Vec<u8>) {
     let mut o = Obj::new(b);
     o.hex_list("args", &c.e.args);
     o.int("dur_ns", c.dur_ns);
@@ -627,32 +719,32 @@ fn json_call(c: &Call, b: &mut Vec<u8>) {
 pub enum Slice<'a> {
     Value(Value),
     /// A call, and the time (mono ns) that is 0 on the timeline.
-    Call(&'a Call, i128),
+    Call(&'a Placed, i64),
 }
 
 /// µs since `base`, as the trace's timestamps are.
-fn us(ns: i128, base: i128) -> f64 {
+fn us(ns: i64, base: i64) -> f64 {
     (ns - base) as f64 / 1000.0
 }
 
 /// A call's complete ("X") slice, its keys sorted as serde_json writes a map.
 #[cfg(test)]
-fn perfetto_call(c: &Call, base: i128, b: &mut Vec<u8>) {
+fn perfetto_call(c: &Call<'_>, base: i64, b: &mut Vec<u8>) {
     perfetto_head(c, b);
-    perfetto_tail(c, base, b);
+    perfetto_tail(c.mono_ns as i64, base, b);
 }
 
 /// Its timestamp and the end of the slice: the timestamp is from the
 /// trace's first call, known only once every message has arrived.
-fn perfetto_tail(c: &Call, base: i128, b: &mut Vec<u8>) {
+fn perfetto_tail(mono_ns: i64, base: i64, b: &mut Vec<u8>) {
     // Writing to a Vec cannot fail (and a finite f64 always serializes).
-    let _ = serde_json::to_writer(&mut *b, &us(c.mono_ns, base));
+    let _ = serde_json::to_writer(&mut *b, &us(mono_ns, base));
     b.push(b'}');
 }
 
 /// The slice up to its last key's value (`..."ts":`), which
 /// [`perfetto_tail`] writes.
-fn perfetto_head(c: &Call, b: &mut Vec<u8>) {
+fn perfetto_head(c: &Call<'_>, b: &mut Vec<u8>) {
     thread_local! {
         /// The strace-like line, before it is escaped into the slice (one
         /// buffer a thread, not an allocation a call).
@@ -690,7 +782,7 @@ pub fn perfetto_events<'a>(
     mut each: impl FnMut(Slice<'a>) -> io::Result<()>,
 ) -> io::Result<()> {
     let base = d.calls.first().map_or(0, |c| c.mono_ns);
-    let us = |ns: i128| us(ns, base);
+    let us = |ns: i64| us(ns, base);
     let mut ev = Emit(&mut each, std::marker::PhantomData);
     let mut threads: BTreeMap<(u32, u32), ()> = BTreeMap::new();
     for c in &d.calls {
@@ -711,31 +803,31 @@ pub fn perfetto_events<'a>(
     // first call; one that returned a new thread's tid, to that thread's
     // first call after it (tids are reused: not an earlier thread's); an
     // exec, to the first call after it in that process.
-    let mut first_of: HashMap<u32, &Call> = HashMap::new();
+    let mut first_of: HashMap<u32, &Placed> = HashMap::new();
     for c in &d.calls {
         first_of.entry(c.pid).or_insert(c);
     }
-    let is_fork_like = |c: &Call| matches!(&*name_of(c.e.nr), "fork" | "vfork" | "clone" | "clone3") && c.e.result > 0;
-    let mut thread_start: HashMap<usize, &Call> = HashMap::new();
+    let is_fork_like = |c: &Placed| matches!(&*name_of(c.nr), "fork" | "vfork" | "clone" | "clone3") && c.result > 0;
+    let mut thread_start: HashMap<usize, &Placed> = HashMap::new();
     let mut awaited: HashMap<(u32, u32), usize> = HashMap::new();
     for (i, c) in d.calls.iter().enumerate() {
         if let Some(from) = awaited.remove(&(c.pid, c.tid)) {
             thread_start.insert(from, c);
         }
-        if is_fork_like(c) && first_of.get(&(c.e.result as u32)).is_none_or(|t| t.pid == c.pid) {
-            awaited.insert((c.pid, c.e.result as u32), i);
+        if is_fork_like(c) && first_of.get(&(c.result as u32)).is_none_or(|t| t.pid == c.pid) {
+            awaited.insert((c.pid, c.result as u32), i);
         }
     }
     let mut id = 0u64;
     for (i, c) in d.calls.iter().enumerate() {
-        let name = name_of(c.e.nr);
+        let name = name_of(c.nr);
         let target = match &*name {
             _ if is_fork_like(c) => first_of
-                .get(&(c.e.result as u32))
+                .get(&(c.result as u32))
                 .copied()
                 .filter(|t| t.pid != c.pid)
                 .or_else(|| thread_start.get(&i).copied()),
-            "execve" | "execveat" if c.e.flags & wire::PENDING != 0 => {
+            "execve" | "execveat" if c.flags & wire::PENDING != 0 => {
                 d.calls[i + 1..].iter().find(|t| t.pid == c.pid && t.mono_ns >= c.mono_ns)
             }
             _ => None,
@@ -750,7 +842,7 @@ pub fn perfetto_events<'a>(
                 "fork"
             };
             ev.push(json!({"ph": "s", "cat": cat, "name": cat, "id": id, "pid": c.pid, "tid": c.tid,
-                "ts": us(c.mono_ns + c.dur_ns as i128)}))?;
+                "ts": us(c.mono_ns + c.dur_ns as i64)}))?;
             ev.push(json!({"ph": "f", "bp": "e", "cat": cat, "name": cat, "id": id, "pid": t.pid, "tid": t.tid,
                 "ts": us(t.mono_ns)}))?;
         }
@@ -890,7 +982,7 @@ fn open_flags(f: u64) -> String {
 
 /// A path argument: the recorded path as a JSON string ("..." after it if
 /// cut), else the pointer.
-fn quoted(c: &Call, b: &mut Vec<u8>) {
+fn quoted(c: &Call<'_>, b: &mut Vec<u8>) {
     match &c.path {
         Some(p) => {
             jsonw::string(b, p.as_bytes());
@@ -914,7 +1006,7 @@ fn shown_args(name: &str, a: &[u64; 6]) -> Option<&'static [Arg]> {
 }
 
 /// "openat(AT_FDCWD, \"/x\", O_RDONLY)".
-fn text_call(c: &Call, b: &mut Vec<u8>) {
+fn text_call(c: &Call<'_>, b: &mut Vec<u8>) {
     let name = name_of(c.e.nr);
     let a = &c.e.args;
     let kinds = shown_args(&name, a);
@@ -956,7 +1048,7 @@ fn text_call(c: &Call, b: &mut Vec<u8>) {
     b.push(b')');
 }
 
-fn result_text(c: &Call, b: &mut Vec<u8>) {
+fn result_text(c: &Call<'_>, b: &mut Vec<u8>) {
     if c.e.flags & wire::PENDING != 0 {
         b.push(b'?');
         return;
@@ -1014,7 +1106,7 @@ impl Clock {
 }
 
 /// "[pid 12 13] 12:34:56.123456 openat(...) = -1 ENOENT (...) <0.000012>\n".
-fn text_line_into(c: &Call, clock: &mut Clock, b: &mut Vec<u8>) {
+fn text_line_into(c: &Call<'_>, clock: &mut Clock, b: &mut Vec<u8>) {
     b.extend_from_slice(b"[pid ");
     jsonw::int(b, c.pid);
     b.push(b' ');
@@ -1037,7 +1129,7 @@ fn text_line_into(c: &Call, clock: &mut Clock, b: &mut Vec<u8>) {
 
 /// [`text_line_into`]'s line, without its newline.
 #[cfg(test)]
-fn text_line(c: &Call) -> String {
+fn text_line(c: &Call<'_>) -> String {
     let mut b = Vec::new();
     text_line_into(c, &mut Clock::default(), &mut b);
     b.pop();
@@ -1059,7 +1151,7 @@ mod tests {
         }
     }
 
-    fn old_json_call(c: &Call) -> Value {
+    fn old_json_call(c: &Call<'_>) -> Value {
         let mut v = json!({
             "type": "call", "pid": c.pid, "tid": c.tid, "time_ns": c.real_ns as i64, "mono_ns": c.mono_ns as i64,
             "dur_ns": c.dur_ns, "syscall": name_of(c.e.nr), "nr": c.e.nr,
@@ -1082,7 +1174,7 @@ mod tests {
         v
     }
 
-    fn old_perfetto_call(c: &Call, base: i128) -> Value {
+    fn old_perfetto_call(c: &Call<'_>, base: i64) -> Value {
         let mut args = json!({
             "args": c.e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
             "site": format!("{:#x}", c.e.site),
@@ -1095,15 +1187,15 @@ mod tests {
         }
         json!({
             "ph": "X", "cat": "syscall", "name": name_of(c.e.nr), "pid": c.pid, "tid": c.tid,
-            "ts": (c.mono_ns - base) as f64 / 1000.0, "dur": c.dur_ns as f64 / 1000.0, "args": args,
+            "ts": (c.mono_ns - base as i128) as f64 / 1000.0, "dur": c.dur_ns as f64 / 1000.0, "args": args,
         })
     }
 
-    fn old_text_call(c: &Call) -> String {
+    fn old_text_call(c: &Call<'_>) -> String {
         let name = name_of(c.e.nr);
         let a = &c.e.args;
         let kinds = shown_args(&name, a);
-        let quoted = |c: &Call| match &c.path {
+        let quoted = |c: &Call<'_>| match &c.path {
             Some(p) => {
                 let cut = if c.e.flags & wire::CUT != 0 { "..." } else { "" };
                 format!("{}{cut}", serde_json::to_string(p).unwrap_or_default())
@@ -1131,7 +1223,7 @@ mod tests {
         format!("{name}({})", parts.join(", "))
     }
 
-    fn old_text_line(c: &Call) -> String {
+    fn old_text_line(c: &Call<'_>) -> String {
         let result = if c.e.flags & wire::PENDING != 0 {
             "?".to_string()
         } else if (-4095..0).contains(&c.e.result) {
@@ -1161,17 +1253,15 @@ mod tests {
     }
 
     /// Calls of every shape the writers tell apart.
-    fn varied_calls() -> Vec<Call> {
-        let call = |nr: i64, result: i64, flags: u16, args: [u64; 6], path: Option<&str>| Call {
+    fn varied_calls() -> Vec<Call<'static>> {
+        let call = |nr: i64, result: i64, flags: u16, args: [u64; 6], path: Option<&'static str>| Call {
             pid: 4000 + nr as u32 % 3,
             tid: 4100 + nr as u32 % 5,
             mono_ns: 1_000_000_000 + nr as i128 * 1_234_567,
             real_ns: 1_700_000_000_123_456_789 + nr as i128 * 987_654_321,
             dur_ns: (nr as u64 * 7919) % 3_000_000_123,
             e: Event { nr, result, flags, args, site: 0x7f00_0000_1234 + nr as u64, tid: 0, ..Default::default() },
-            path: path.map(str::to_string),
-            out: None,
-            order: (0, 0),
+            path: path.map(Cow::Borrowed),
         };
         let fdcwd = (-100i64) as u64;
         vec![
@@ -1196,8 +1286,9 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn calls_formatted_as_they_arrive_are_written_as_at_the_end() {
+    /// Messages of two processes, one of them without a frequency (decoded
+    /// at the end with its process's from another message).
+    fn sample_messages() -> Vec<(u32, Vec<u8>)> {
         let ev = |tid: u32, start: u64, nr: i64, result: i64| Event {
             start,
             ticks: 3,
@@ -1205,6 +1296,8 @@ mod tests {
             result,
             args: [3, 0x1000, 16, 0, 0, 0],
             tid,
+            site: 0x4000,
+            flags: if nr == 59 { wire::PENDING } else { wire::FAST },
             ..Default::default()
         };
         let mut msgs = vec![
@@ -1217,22 +1310,157 @@ mod tests {
         let head_end = msgs[2].1.iter().position(|&b| b == b'\n').unwrap();
         let head = String::from_utf8(msgs[2].1[..head_end].to_vec()).unwrap().replace(" 1000000000 ", " 0 ");
         msgs[2].1.splice(..head_end, head.into_bytes());
+        msgs
+    }
+
+    fn written(format: TraceFormat, d: &Decoded) -> String {
         let names = BTreeMap::from([(7, "a".to_string()), (8, "b".to_string())]);
         let counts = BTreeMap::from([("read".to_string(), (1, 0))]);
+        let mut out = Vec::new();
+        write_trace(&mut out, format, d, &names, &counts, true).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn messages_in_any_arrival_order_give_the_same_trace() {
+        let msgs = sample_messages();
         for format in [TraceFormat::Text, TraceFormat::Json, TraceFormat::Perfetto] {
-            // In any order (the collector's threads end in any order).
-            let mut g = Gathered::default();
+            let in_order = decode(&msgs, format);
+            assert_eq!(in_order.calls.len(), 6);
+            // In any order (the collector's threads end in any order), and
+            // a block per call or two.
+            let mut g = Gathered::with_block(format, 0);
             for (i, (p, m)) in msgs.iter().enumerate().rev() {
-                g.add(i as u64, *p, m.clone(), Some(format));
+                g.add(i as u64, *p, m);
             }
-            let early = assemble(g, Some(format));
-            assert_eq!(early.calls.iter().filter(|c| c.out.is_some()).count(), 6, "{format:?}");
-            let late = decode(&msgs);
-            assert_eq!(late.calls.len(), 6);
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            write_trace(&mut a, format, &early, &names, &counts, true).unwrap();
-            write_trace(&mut b, format, &late, &names, &counts, true).unwrap();
-            assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap(), "{format:?}");
+            let reversed = assemble(g);
+            assert_eq!(reversed.formatted.len(), 6, "{format:?}: a block a call");
+            assert_eq!(written(format, &in_order), written(format, &reversed), "{format:?}");
+        }
+    }
+
+    /// The bytes of each format for a few calls, as they were before calls
+    /// were formatted into blocks as their messages arrived.
+    #[test]
+    fn a_few_calls_written_byte_for_byte() {
+        let msgs = sample_messages();
+        let json = written(TraceFormat::Json, &decode(&msgs, TraceFormat::Json));
+        let expect_json = r#"{"command":"a","pid":7,"type":"process"}
+{"command":"b","pid":8,"type":"process"}
+{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"dur_ns":3,"mono_ns":998000,"nr":0,"path":"fast","pid":7,"result":5,"site":"0x4000","syscall":"read","tid":7,"time_ns":1998000,"type":"call"}
+{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"dur_ns":3,"mono_ns":998100,"nr":1,"path":"fast","pid":8,"result":5,"site":"0x4000","syscall":"write","tid":8,"time_ns":1998100,"type":"call"}
+{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"dur_ns":3,"mono_ns":998200,"nr":39,"path":"fast","pid":7,"result":7,"site":"0x4000","syscall":"getpid","tid":7,"time_ns":1998200,"type":"call"}
+{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"dur_ns":3,"file":"/","mono_ns":998300,"nr":262,"path":"fast","pid":7,"result":0,"site":"0x4000","syscall":"newfstatat","tid":9,"time_ns":1998300,"type":"call"}
+{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"dur_ns":3,"errno":"ENOENT","file":"/a\\","mono_ns":998500,"nr":257,"path":"fast","pid":7,"result":-1,"site":"0x4000","syscall":"openat","tid":7,"time_ns":1998500,"type":"call"}
+{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"dur_ns":3,"file":"/bin/x","mono_ns":999100,"nr":59,"path":"slow","pid":8,"site":"0x4000","syscall":"execve","tid":8,"time_ns":1999100,"type":"call","unfinished":true}
+{"events":1,"pid":7,"tid":7,"type":"dropped"}
+{"calls":1,"errors":0,"syscall":"read","type":"count"}
+"#;
+        assert_eq!(json, expect_json);
+        let perfetto = written(TraceFormat::Perfetto, &decode(&msgs, TraceFormat::Perfetto));
+        let expect_perfetto = r#"{"displayTimeUnit":"ns","traceEvents":[{"args":{"name":"a"},"name":"process_name","ph":"M","pid":7,"tid":7},
+{"args":{"name":"b"},"name":"process_name","ph":"M","pid":8,"tid":8},
+{"args":{"name":"tid 7"},"name":"thread_name","ph":"M","pid":7,"tid":7},
+{"args":{"name":"tid 9"},"name":"thread_name","ph":"M","pid":7,"tid":9},
+{"args":{"name":"tid 8"},"name":"thread_name","ph":"M","pid":8,"tid":8},
+{"args":{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"call":"read(3, 0x1000, 16)","result":5,"site":"0x4000"},"cat":"syscall","dur":0.003,"name":"read","ph":"X","pid":7,"tid":7,"ts":0.0},
+{"args":{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"call":"write(3, 0x1000, 16)","result":5,"site":"0x4000"},"cat":"syscall","dur":0.003,"name":"write","ph":"X","pid":8,"tid":8,"ts":0.1},
+{"args":{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"call":"getpid()","result":7,"site":"0x4000"},"cat":"syscall","dur":0.003,"name":"getpid","ph":"X","pid":7,"tid":7,"ts":0.2},
+{"args":{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"call":"newfstatat(3, \"/\", 0x10, 0x0)","result":0,"site":"0x4000"},"cat":"syscall","dur":0.003,"name":"newfstatat","ph":"X","pid":7,"tid":9,"ts":0.3},
+{"args":{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"call":"openat(3, \"/a\\\\\", O_RDONLY|0o20)","errno":"ENOENT","result":-1,"site":"0x4000"},"cat":"syscall","dur":0.003,"name":"openat","ph":"X","pid":7,"tid":7,"ts":0.5},
+{"args":{"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"call":"execve(\"/bin/x\", 0x1000, 0x10)","site":"0x4000"},"cat":"syscall","dur":0.003,"name":"execve","ph":"X","pid":8,"tid":8,"ts":1.1},
+{"name":"1 events dropped","ph":"i","pid":7,"s":"t","tid":7,"ts":0.5}]}
+"#;
+        assert_eq!(perfetto, expect_perfetto);
+        let text = written(TraceFormat::Text, &decode(&msgs, TraceFormat::Text));
+        let lines: Vec<&str> = text.lines().collect();
+        // Local time, whatever the zone: the clock is checked apart (below).
+        let expect_text = [
+            ("[pid 7 7] ", "read(3, 0x1000, 16) = 5 <0.000000>"),
+            ("[pid 8 8] ", "write(3, 0x1000, 16) = 5 <0.000000>"),
+            ("[pid 7 7] ", "getpid() = 7 <0.000000>"),
+            ("[pid 7 9] ", r#"newfstatat(3, "/", 0x10, 0x0) = 0 <0.000000>"#),
+            ("[pid 7 7] ", r#"openat(3, "/a\\", O_RDONLY|0o20) = -1 ENOENT (No such file or directory) <0.000000>"#),
+            ("[pid 8 8] ", r#"execve("/bin/x", 0x1000, 0x10) = ?"#),
+        ];
+        assert_eq!(lines.len(), expect_text.len() + 2, "{text}");
+        for (line, (start, end)) in lines.iter().zip(expect_text) {
+            assert!(line.starts_with(start) && line.ends_with(end), "{line}");
+            let clock = &line[start.len()..line.len() - end.len()];
+            assert!(clock.len() == 16 && clock.ends_with(' ') && clock.as_bytes()[8] == b'.', "{line}");
+        }
+        assert_eq!(lines[lines.len() - 2..], ["# calls made (all, recorded or not):", "# read 1 calls, 0 errors"]);
+    }
+
+    /// A large trace of several threads, its messages arriving out of
+    /// order: every call is written once, in time order, each line as its
+    /// event said, across many blocks.
+    #[test]
+    fn a_large_trace_reads_back_whole_and_in_order() {
+        const THREADS: u64 = 4;
+        const PER_MSG: u64 = 500;
+        const MSGS: u64 = 20;
+        let mut msgs = Vec::new();
+        for m in 0..MSGS {
+            for t in 0..THREADS {
+                let tid = 100 + t as u32;
+                let events: Vec<(Event, &[u8])> = (0..PER_MSG)
+                    .map(|i| {
+                        let n = m * PER_MSG + i;
+                        let e = Event {
+                            start: 4000 + n * 8 + t,
+                            ticks: 1 + n % 7,
+                            nr: if n.is_multiple_of(3) { 262 } else { 0 },
+                            result: if n.is_multiple_of(5) { -2 } else { n as i64 },
+                            args: [n, t, 3, 4, 5, 6],
+                            site: 0x1000 + n,
+                            tid,
+                            ..Default::default()
+                        };
+                        (e, if n.is_multiple_of(3) { &b"/some/path/\"\n\x01\xff"[..] } else { &b""[..] })
+                    })
+                    .collect();
+                msgs.push(msg(tid, &events, PER_MSG, 0));
+            }
+        }
+        let mut g = Gathered::with_block(TraceFormat::Json, 1 << 20);
+        // Arrival: the last message first.
+        for (i, (p, m)) in msgs.iter().enumerate().rev() {
+            g.add(i as u64, *p, m);
+        }
+        let d = assemble(g);
+        assert!(d.formatted.len() > 3, "{} blocks", d.formatted.len());
+        let json = written(TraceFormat::Json, &d);
+        let calls: Vec<Value> =
+            json.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v["type"] == "call").collect();
+        assert_eq!(calls.len() as u64, THREADS * MSGS * PER_MSG);
+        let mut seen = std::collections::HashSet::new();
+        let mut last = i64::MIN;
+        for c in &calls {
+            let mono = c["mono_ns"].as_i64().unwrap();
+            assert!(mono >= last, "in time order");
+            last = mono;
+            let args = c["args"].as_array().unwrap();
+            let n = u64::from_str_radix(args[0].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+            let t = u64::from_str_radix(args[1].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+            assert!(seen.insert((n, t)), "call {n} of thread {t} written once");
+            assert_eq!(c["tid"], 100 + t);
+            assert_eq!(c["mono_ns"], 1_000_000 - (5000 - (4000 + n * 8 + t)) as i64);
+            assert_eq!(c["dur_ns"], 1 + n % 7);
+            assert_eq!(c["site"], format!("{:#x}", 0x1000 + n));
+            if n.is_multiple_of(5) {
+                assert_eq!((c["result"].as_i64(), c["errno"].as_str()), (Some(-1), Some("ENOENT")));
+            } else {
+                assert_eq!(c["result"], n);
+            }
+            if n.is_multiple_of(3) {
+                assert_eq!(
+                    (c["syscall"].as_str(), c["file"].as_str()),
+                    (Some("newfstatat"), Some("/some/path/\"\n\u{1}\u{fffd}"))
+                );
+            } else {
+                assert_eq!((c["syscall"].as_str(), c.get("file")), (Some("read"), None));
+            }
         }
     }
 
@@ -1285,14 +1513,17 @@ mod tests {
         let read =
             Event { start: 3000, ticks: 10, nr: 0, result: 5, args: [3, 0, 16, 0, 0, 0], tid: 9, ..Default::default() };
         // Declares 3 events, carries 2 (cut short), and 4 dropped before.
-        let d = decode(&[msg(9, &[(read, b""), (open, b"/no/such")], 3, 4)]);
+        let msgs = [msg(9, &[(read, b""), (open, b"/no/such")], 3, 4)];
+        let d = decode(&msgs, TraceFormat::Json);
         assert_eq!(d.calls.len(), 2);
-        assert_eq!(d.calls[0].e.nr, 0, "sorted by time");
+        assert_eq!(d.calls[0].nr, 0, "sorted by time");
         assert_eq!(d.calls[0].mono_ns, 1_000_000 - 2000);
-        assert_eq!(d.calls[1].real_ns, 2_000_000 - 1000);
-        assert_eq!(d.calls[1].path.as_deref(), Some("/no/such"));
+        let open: Value = serde_json::from_slice(d.formatted(&d.calls[1])).unwrap();
+        assert_eq!(open["time_ns"], 2_000_000 - 1000);
+        assert_eq!(open["file"], "/no/such");
         assert_eq!(d.dropped.get(&(9, 9)), Some(&5));
-        let line = text_line(&d.calls[1]);
+        let d = decode(&msgs, TraceFormat::Text);
+        let line = String::from_utf8_lossy(d.formatted(&d.calls[1])).trim_end().to_string();
         assert!(
             line.contains("openat(AT_FDCWD, \"/no/such\", O_RDONLY) = -1 ENOENT (No such file or directory)"),
             "{line}"
@@ -1322,14 +1553,14 @@ mod tests {
         let nl = sent.1.iter().position(|&b| b == b'\n').unwrap();
         sent.1.splice(nl..nl, b" 77 1".iter().copied());
         for (sending, with_msg, expect) in [(1, true, 3), (1, false, 3), (0, false, 3), (2, true, 5)] {
-            let mut g = Gathered::default();
+            let mut g = Gathered::new(TraceFormat::Text);
             if with_msg {
-                g.add(0, sent.0, sent.1.clone(), None);
+                g.add(0, sent.0, &sent.1);
             }
-            g.add_kept(&[kept(sending)], None);
+            g.add_kept(&[kept(sending)]);
             let from_buffer = g.recovered.get(&5).copied().unwrap_or(0);
-            let d = assemble(g, None);
-            let starts: Vec<u64> = d.calls.iter().map(|c| c.e.start).collect();
+            let d = assemble(g);
+            let starts: Vec<i64> = d.calls.iter().map(|c| c.mono_ns).collect();
             let n = if with_msg { 2 } else { 0 };
             assert_eq!(d.calls.len(), expect, "sending {sending}, message {with_msg}: {starts:?}");
             assert_eq!(from_buffer as usize, expect - n, "sending {sending}, message {with_msg}");
@@ -1341,9 +1572,9 @@ mod tests {
     fn a_failed_exec_is_shown_once() {
         let pend = Event { start: 100, nr: 59, flags: wire::PENDING, tid: 3, ..Default::default() };
         let done = Event { start: 100, ticks: 50, nr: 59, result: -2, tid: 3, ..Default::default() };
-        let d = decode(&[msg(3, &[(pend, b"/x"), (done, b"/x")], 2, 0)]);
+        let d = decode(&[msg(3, &[(pend, b"/x"), (done, b"/x")], 2, 0)], TraceFormat::Text);
         assert_eq!(d.calls.len(), 1);
-        assert_eq!(d.calls[0].e.result, -2);
+        assert_eq!(d.calls[0].result, -2);
     }
 
     #[test]
