@@ -87,7 +87,9 @@ fn without_prepatching_first_calls_are_slow() {
 /// slow path. (loader sites of the exec'd images of the syscalls `names`,
 /// (fast, slow) per report.)
 fn loader_calls_of_execd_images(backend: Backend, prepatch: &str, names: &[&str]) -> Vec<(u64, u64)> {
-    let case = format!("prepatch-loader-{prepatch}");
+    // Named by the calls too: the tests that use this run in parallel, each
+    // in a reports directory of its own.
+    let case = format!("prepatch-loader-{}-{prepatch}", names.join("-"));
     let script = "echo a; bash -c 'echo b; cat /dev/null; echo c'";
     let native = run_native(&Cmd::new(which("bash")).args(["-c", script]));
     assert!(native.status.success(), "native run failed: {}", native.stderr_text());
