@@ -120,7 +120,7 @@ pub fn consider(rip: u64, nr: u64) {
     if crate::rt::owned::overlaps(key, 2) || in_own_text(key) {
         return;
     }
-    if nothing_to_record(key, nr) {
+    if nothing_to_record(key, nr) || ends_unprepared(nr) {
         return;
     }
     thread::with_signals_blocked(|| {
@@ -139,7 +139,7 @@ pub fn consider(rip: u64, nr: u64) {
         // The sites the exec'ing image carried: all at once, at the first
         // trap of a call the fast path may run (prepatch.rs).
         // And those the other processes of the tree proved (sitecache.rs).
-        if (prepatch::pending() || sitecache::pending()) && !needs_slow_path(nr) {
+        if (prepatch::pending() || sitecache::pending()) && !needs_slow_path(nr) && !ends(nr) {
             prepatch::apply(&mut table, fast_path_ready, needs_slow_path);
             sitecache::apply(&mut table, fast_path_ready, needs_slow_path);
             if registry::lookup(key).is_some() {
@@ -165,6 +165,22 @@ pub fn consider(rip: u64, nr: u64) {
 /// slow path anyway.
 fn nothing_to_record(key: u64, nr: u64) -> bool {
     needs_slow_path(nr) && seed_immediate(key).is_none()
+}
+
+/// exit or exit_group: the thread or the process ends with this call.
+fn ends(nr: u64) -> bool {
+    nr == libc::SYS_exit as u64 || nr == libc::SYS_exit_group as u64
+}
+
+/// An ending call (fast since exit and exit_group have fast versions) in an
+/// image that has not got patching ready: its site would serve only the
+/// rest of the tree (fork children, the site cache), and getting ready
+/// (the decoder's tables, membarrier, the site table; and the carried and
+/// cached lists, which wait for a call that is not the last) cost a
+/// `/bin/true` 113 more syscalls and about 40 page faults at its end. An
+/// image that patched before (bash's `cat`) patches it as any site.
+fn ends_unprepared(nr: u64) -> bool {
+    ends(nr) && PREPARED.load(Ordering::Relaxed) != READY
 }
 
 /// The 4 bytes of `mov $nr,%eax`'s immediate right before the `syscall` at
