@@ -514,9 +514,7 @@ fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
     }
     drop(fd);
     if let (true, Some(pid)) = (data.starts_with(b"report "), peer_pid) {
-        if let Ok(mut kept) = st.kept.lock() {
-            report_arrived(&mut kept, pid, seq, &data);
-        }
+        report_arrived(&st.kept, pid, seq, &data);
     }
     // Recorded calls (src/measure/report/trace.rs): decoded by `usertrap
     // trace`, ignored by `usertrap stat`. The sender as the kernel saw it,
@@ -651,10 +649,11 @@ fn read_first(s: &UnixStream) -> (Vec<u8>, Option<OwnedFd>) {
 /// has other threads that run on until the kernel ends them. Those
 /// buffers are read at the pid's next report that ends an image, or when
 /// the command ends.
-fn report_arrived(kept: &mut [Kept], pid: u32, seq: u64, msg: &[u8]) {
+fn report_arrived(kept: &Mutex<Vec<Kept>>, pid: u32, seq: u64, msg: &[u8]) {
     if sent_before_exec(msg) {
         return;
     }
+    let Ok(mut kept) = kept.lock() else { return };
     for k in kept.iter_mut().filter(|k| k.buf.pid == pid && k.buf.seq < seq && k.fd.is_some()) {
         k.buf = read_kept(std::mem::take(&mut k.buf), k.fd.take());
     }
@@ -782,14 +781,20 @@ mod tests {
     fn buffers_are_read_once_their_image_ended_not_at_an_exec() {
         let held =
             |pid, seq| Kept { buf: KeptBuffer { seq, pid, ..KeptBuffer::default() }, fd: Some(buffer_holding(96, 1)) };
-        let mut kept = vec![held(7, 1), held(8, 2), held(7, 5)];
-        report_arrived(&mut kept, 7, 3, &report_of(7, "exec"));
-        assert!(kept.iter().all(|k| k.fd.is_some()), "none read at the exec's report");
-        report_arrived(&mut kept, 7, 4, &report_of(7, "exit_group"));
-        let read: Vec<(u64, usize, u64)> =
-            kept.iter().filter(|k| k.fd.is_none()).map(|k| (k.buf.seq, k.buf.events.len(), k.buf.count)).collect();
+        let kept = Mutex::new(vec![held(7, 1), held(8, 2), held(7, 5)]);
+        report_arrived(&kept, 7, 3, &report_of(7, "exec"));
+        assert!(kept.lock().unwrap().iter().all(|k| k.fd.is_some()), "none read at the exec's report");
+        report_arrived(&kept, 7, 4, &report_of(7, "exit_group"));
+        let read: Vec<(u64, usize, u64)> = kept
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|k| k.fd.is_none())
+            .map(|k| (k.buf.seq, k.buf.events.len(), k.buf.count))
+            .collect();
         assert_eq!(read, [(1, 96, 1)], "pid 7's buffer announced before its report, as it is now");
-        report_arrived(&mut kept, 7, 6, b"report 7\n{damaged");
+        report_arrived(&kept, 7, 6, b"report 7\n{damaged");
+        let kept = kept.into_inner().unwrap();
         assert!(kept[2].fd.is_none(), "a report that cannot be read ends its image");
         assert!(kept[1].fd.is_some(), "another pid's buffer is left");
     }
