@@ -13,6 +13,12 @@
  *   fork-killed  3 getppid calls; fork: the child makes 4 getuid calls, a
  *            thread of it 2 getgid calls, and waits; the parent kills it
  *            with SIGKILL, reaps it and makes 5 more getppid calls.
+ *   exec-fails  a thread makes 7 getuid calls and waits; the main thread
+ *            makes 3 getppid calls and an execve that fails (EFAULT: a bad
+ *            argv string, met by the kernel after the image reported),
+ *            waits 200 ms, lets the thread make 2 more getuid calls and
+ *            end, makes 4 more getppid calls and kills the process with
+ *            SIGKILL.
  */
 #include "common.h"
 
@@ -46,6 +52,22 @@ static void *caller(void *arg)
 {
     long nr = (long)arg;
     calls_then_wait(nr, nr == SYS_getuid ? 7 : 9);
+    return NULL;
+}
+
+static int go[2];
+
+/* 7 getuid calls, says so, waits for the word, 2 more, ends. */
+static void *caller_then_more(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 7; i++)
+        syscall(SYS_getuid);
+    char c = 1;
+    if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+        _exit(3);
+    for (int i = 0; i < 2; i++)
+        syscall(SYS_getuid);
     return NULL;
 }
 
@@ -142,6 +164,31 @@ int main(int argc, char **argv)
         for (int i = 0; i < 5; i++)
             syscall(SYS_getppid);
         return 0;
+    }
+    if (strcmp(mode, "exec-fails") == 0) {
+        if (pipe(ready) != 0 || pipe(go) != 0)
+            return 1;
+        pthread_t t;
+        if (pthread_create(&t, NULL, caller_then_more, NULL) != 0)
+            return 1;
+        char c;
+        if (read(ready[0], &c, 1) != 1)
+            return 1;
+        for (int i = 0; i < 3; i++)
+            syscall(SYS_getppid);
+        char *bad_argv[] = { "true", (char *)1, NULL };
+        extern char **environ;
+        if (syscall(SYS_execve, "/bin/true", bad_argv, environ) != -1 || errno != EFAULT)
+            return 1;
+        /* Time for the collector to have taken the image's report. */
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (write(go[1], &c, 1) != 1 || pthread_join(t, NULL) != 0)
+            return 1;
+        for (int i = 0; i < 4; i++)
+            syscall(SYS_getppid);
+        kill(getpid(), SIGKILL);
+        return 1;
     }
     return 2;
 }

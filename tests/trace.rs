@@ -411,3 +411,34 @@ fn a_fork_child_killed_by_sigkill_keeps_its_own_calls_only() {
         }
     }
 }
+
+/// A process whose exec failed goes on with the buffers it had: the
+/// report its image sent before the exec is no end of them. A thread's 7
+/// getuid calls, still in its buffer at the exec, then 2 more, sent as it
+/// ends; the main thread's 3 getppid calls before the exec, 4 after it,
+/// never sent (SIGKILL): each once. Fails with a collector that reads the
+/// buffers at that report (the 7 twice, the 4 lost).
+#[test]
+fn a_failed_exec_leaves_the_buffers_to_the_image_that_goes_on() {
+    for b in Backend::ALL {
+        for format in FORMATS {
+            let case = format!("trace-exec-fails-{format}");
+            let opts = ["--format", format, "-e", "trace=getppid,getuid"];
+            let (text, run) = traced(&case, b, &opts, &["exec-fails"], &[]);
+            assert_eq!(run.status, Status::Signaled(libc::SIGKILL), "{b}");
+            let by = calls_in(format, &text);
+            let pids: BTreeSet<u64> = by.keys().map(|k| k.0).collect();
+            assert_eq!(pids.len(), 1, "{b} {format}: one process: {by:?}");
+            let pid = *pids.iter().next().unwrap();
+            let of = |name: &str| -> Vec<(u64, usize)> {
+                by.iter().filter(|(k, _)| k.2 == name).map(|(k, n)| (k.1, *n)).collect()
+            };
+            assert_eq!(of("getppid"), [(pid, 7)], "{b} {format}: the main thread's calls, each once");
+            let uid = of("getuid");
+            assert_eq!(uid.len(), 1, "{b} {format}: {by:?}");
+            assert!(uid[0].0 != pid && uid[0].1 == 9, "{b} {format}: the thread's calls, each once: {by:?}");
+            assert_eq!(by.len(), 2, "{b} {format}: nothing else: {by:?}");
+            assert!(!run.stderr_text().contains("dropped"), "{b} {format}: {}", run.stderr_text());
+        }
+    }
+}

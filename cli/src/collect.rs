@@ -45,8 +45,9 @@ pub struct Collected {
     /// order: (pid, parent's pid, command, announced by the parent).
     pub greetings: Vec<(u32, u32, String, bool)>,
     /// `usertrap trace`'s thread buffers the collector was given, as they
-    /// were when their process image ended (its report arrived) or when
-    /// the command ended: what they still held was never sent.
+    /// were when their process image ended (a report of its pid that is
+    /// not an exec's arrived) or when the command ended: what they still
+    /// held was never sent.
     pub kept: Vec<KeptBuffer>,
     /// Buffers announced without their descriptor (the collector had no
     /// room for it): what their processes did not send is not known.
@@ -512,14 +513,8 @@ fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
         return;
     }
     drop(fd);
-    // A process image ended: its buffers (announced before its report)
-    // are read now, and their descriptors closed.
     if let (true, Some(pid)) = (data.starts_with(b"report "), peer_pid) {
-        if let Ok(mut kept) = st.kept.lock() {
-            for k in kept.iter_mut().filter(|k| k.buf.pid == pid && k.buf.seq < seq && k.fd.is_some()) {
-                k.buf = read_kept(std::mem::take(&mut k.buf), k.fd.take());
-            }
-        }
+        report_arrived(&st.kept, pid, seq, &data);
     }
     // Recorded calls (src/measure/report/trace.rs): decoded by `usertrap
     // trace`, ignored by `usertrap stat`. The sender as the kernel saw it,
@@ -645,6 +640,35 @@ fn read_first(s: &UnixStream) -> (Vec<u8>, Option<OwnedFd>) {
     (data, fd)
 }
 
+/// Process `pid`'s report arrived (arrival number `seq`): if its image
+/// ended, the buffers it announced before (and those of the images it
+/// exec'd from) are read now, and their descriptors closed. Not at a
+/// report sent before an exec: the exec may fail, and the image go on
+/// writing into its buffers what it sends later (read now, that would be
+/// taken twice, and what it never sends, lost); even one that succeeds
+/// has other threads that run on until the kernel ends them. Those
+/// buffers are read at the pid's next report that ends an image, or when
+/// the command ends.
+fn report_arrived(kept: &Mutex<Vec<Kept>>, pid: u32, seq: u64, msg: &[u8]) {
+    if sent_before_exec(msg) {
+        return;
+    }
+    let Ok(mut kept) = kept.lock() else { return };
+    for k in kept.iter_mut().filter(|k| k.buf.pid == pid && k.buf.seq < seq && k.fd.is_some()) {
+        k.buf = read_kept(std::mem::take(&mut k.buf), k.fd.take());
+    }
+}
+
+/// Whether a `report PID\n` message's report says its image ended by an
+/// exec (one that cannot be read ended otherwise).
+fn sent_before_exec(msg: &[u8]) -> bool {
+    let body = msg.iter().position(|&b| b == b'\n').map_or(&[][..], |nl| &msg[nl + 1..]);
+    let Ok(rs) = std::str::from_utf8(body).map_err(|_| String::new()).and_then(report::parse_all) else {
+        return false;
+    };
+    rs.last().and_then(|r| r.exit.as_ref()).is_some_and(|e| e.how == usertrap_core::report::how::EXEC)
+}
+
 /// `b` with the header words and the events of its buffer as they are now
 /// (closing the descriptor).
 fn read_kept(mut b: KeptBuffer, fd: Option<OwnedFd>) -> KeptBuffer {
@@ -723,6 +747,56 @@ mod tests {
     fn names_in_hex() {
         assert_eq!(unhex("6e67696e78"), "nginx");
         assert_eq!(unhex(""), "");
+    }
+
+    /// A thread buffer's memfd as the library leaves it: `len` bytes of
+    /// `count` events not sent yet.
+    fn buffer_holding(len: u64, count: u64) -> OwnedFd {
+        use usertrap_core::trace::buffer;
+        // SAFETY: memfd_create with a NUL-terminated name; the descriptor
+        // it returns is ours.
+        let fd = unsafe { libc::memfd_create(c"test-buffer".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0, "memfd_create: {}", io::Error::last_os_error());
+        // SAFETY: a descriptor just made, owned by nothing else.
+        let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        f.set_len(buffer::LEN as u64).unwrap();
+        f.write_at(&len.to_le_bytes(), buffer::LEN_AT as u64).unwrap();
+        f.write_at(&count.to_le_bytes(), buffer::COUNT_AT as u64).unwrap();
+        f.into()
+    }
+
+    fn report_of(pid: u32, how: &str) -> Vec<u8> {
+        format!(
+            "report {pid}\n{{\"format\":\"usertrap-report\",\"version\":2,\"pid\":{pid},\"command\":\"x\",\
+             \"exit\":{{\"how\":\"{how}\"}},\"syscalls\":[]}}"
+        )
+        .into_bytes()
+    }
+
+    /// A report sent before an exec leaves the image's buffers held (the
+    /// exec may fail: the image writes on into them); the pid's next
+    /// report that ends an image reads them, and only those announced
+    /// before it, of that pid.
+    #[test]
+    fn buffers_are_read_once_their_image_ended_not_at_an_exec() {
+        let held =
+            |pid, seq| Kept { buf: KeptBuffer { seq, pid, ..KeptBuffer::default() }, fd: Some(buffer_holding(96, 1)) };
+        let kept = Mutex::new(vec![held(7, 1), held(8, 2), held(7, 5)]);
+        report_arrived(&kept, 7, 3, &report_of(7, "exec"));
+        assert!(kept.lock().unwrap().iter().all(|k| k.fd.is_some()), "none read at the exec's report");
+        report_arrived(&kept, 7, 4, &report_of(7, "exit_group"));
+        let read: Vec<(u64, usize, u64)> = kept
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|k| k.fd.is_none())
+            .map(|k| (k.buf.seq, k.buf.events.len(), k.buf.count))
+            .collect();
+        assert_eq!(read, [(1, 96, 1)], "pid 7's buffer announced before its report, as it is now");
+        report_arrived(&kept, 7, 6, b"report 7\n{damaged");
+        let kept = kept.into_inner().unwrap();
+        assert!(kept[2].fd.is_none(), "a report that cannot be read ends its image");
+        assert!(kept[1].fd.is_some(), "another pid's buffer is left");
     }
 
     #[test]

@@ -46,9 +46,11 @@
 //!   arrived, else from the buffer; events written after a failed send
 //!   follow them and are read either way. Nothing is taken twice.
 //! - A buffer sent at exit is empty (len 0): reading every kept buffer of
-//!   every process once it has ended (its report arrived: the descriptors
-//!   are closed then) or once the command ends finds exactly what was
-//!   never sent, whether the process was killed or a send failed. So when
+//!   every process once it has ended (a report of its pid that is not an
+//!   exec's arrived: the descriptors are closed then) or once the command
+//!   ends finds exactly what was never sent, whether the process was
+//!   killed or a send failed. (An exec's report ends nothing: the exec
+//!   may fail, and the image go on with its buffers.) So when
 //!   a process image ends, the thread that ends it sends only its own kept
 //!   buffer: the other threads' are read by the collector after the
 //!   report, with the calls they make until then (sending them from here
@@ -62,7 +64,8 @@
 //!   even on its parent's area), makes private buffers only: a kept one is
 //!   made only by the area's owner thread. One it finds in a reused area
 //!   is its parent's, sent by it as before. An exec sends
-//!   every buffer first; the old image's mappings then go.
+//!   its buffers first as at any end (at_exit); the old image's mappings
+//!   then go, the other threads' kept buffers with what they still held.
 //! - A collector that cannot take the descriptor (none left, or the
 //!   announcement did not fit): the buffer works as a private one, and the
 //!   command says how many it could not hold. Without memfd_create, or
@@ -603,7 +606,8 @@ fn kept(area: &ThreadArea) -> bool {
 /// The process image ends (report::at_exit): send every buffer (a vfork
 /// child, which shares its parent's areas, only its own). The other
 /// threads' kept buffers are left to the collector, which reads them once
-/// the report has arrived: later than a send from here, so with the calls
+/// the report has arrived (an exec's: once a later one has, or the
+/// command has ended): later than a send from here, so with the calls
 /// those threads make meanwhile, and without taking their buffers from
 /// under them (a call made while another thread sends its buffer is lost). Events that
 /// could not be said dropped in another thread's message are said in a
