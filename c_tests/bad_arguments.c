@@ -25,17 +25,6 @@
 #define BAD ((long)1)
 #define KERNEL_ADDR ((long)0xffff800000000000l)
 
-static void show(const char *what, long r)
-{
-    say("%s = %ld errno %d\n", what, r, r < 0 ? errno : 0);
-}
-
-#define CALL(what, ...)                                                        \
-    do {                                                                       \
-        errno = 0;                                                             \
-        show(what, syscall(__VA_ARGS__));                                      \
-    } while (0)
-
 static void readlinks(void)
 {
     char buf[4096];
@@ -44,17 +33,17 @@ static void readlinks(void)
     for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         char what[64];
         snprintf(what, sizeof what, "readlink size %#lx", (unsigned long)sizes[i]);
-        CALL(what, SYS_readlink, "/proc/self/exe", buf, sizes[i]);
+        SAY_CALL(what, SYS_readlink, "/proc/self/exe", buf, sizes[i]);
         snprintf(what, sizeof what, "readlinkat size %#lx", (unsigned long)sizes[i]);
-        CALL(what, SYS_readlinkat, AT_FDCWD, "/proc/self/exe", buf, sizes[i]);
+        SAY_CALL(what, SYS_readlinkat, AT_FDCWD, "/proc/self/exe", buf, sizes[i]);
     }
     /* 0x100000005 is 5: five bytes written, the rest of the buffer left. */
     memset(buf, 'x', sizeof buf);
-    CALL("readlink size 0x100000005", SYS_readlink, "/proc/self/exe", buf, 0x100000005l);
+    SAY_CALL("readlink size 0x100000005", SYS_readlink, "/proc/self/exe", buf, 0x100000005l);
     say("  bytes 5..7 untouched: %d\n", buf[5] == 'x' && buf[6] == 'x' && buf[7] == 'x');
-    CALL("readlink bad buffer", SYS_readlink, "/proc/self/exe", BAD, 64l);
-    CALL("readlinkat bad buffer", SYS_readlinkat, AT_FDCWD, "/proc/self/exe", BAD, 64l);
-    CALL("readlinkat bad fd, absolute path", SYS_readlinkat, 999, "/proc/self/exe", buf, 64l);
+    SAY_CALL("readlink bad buffer", SYS_readlink, "/proc/self/exe", BAD, 64l);
+    SAY_CALL("readlinkat bad buffer", SYS_readlinkat, AT_FDCWD, "/proc/self/exe", BAD, 64l);
+    SAY_CALL("readlinkat bad fd, absolute path", SYS_readlinkat, 999, "/proc/self/exe", buf, 64l);
 }
 
 static void sigpending_sizes(void)
@@ -66,14 +55,14 @@ static void sigpending_sizes(void)
         memset(set, 0xa5, sizeof set);
         char what[64];
         snprintf(what, sizeof what, "rt_sigpending size %#lx", (unsigned long)sizes[i]);
-        CALL(what, SYS_rt_sigpending, set, sizes[i]);
+        SAY_CALL(what, SYS_rt_sigpending, set, sizes[i]);
         int untouched = 0;
         for (unsigned k = 0; k < sizeof set; k++)
             untouched += set[k] == 0xa5;
         say("  bytes left: %d\n", untouched);
     }
-    CALL("rt_sigpending bad pointer", SYS_rt_sigpending, BAD, 8l);
-    CALL("rt_sigpending kernel pointer", SYS_rt_sigpending, KERNEL_ADDR, 8l);
+    SAY_CALL("rt_sigpending bad pointer", SYS_rt_sigpending, BAD, 8l);
+    SAY_CALL("rt_sigpending kernel pointer", SYS_rt_sigpending, KERNEL_ADDR, 8l);
 }
 
 /* rt_sigtimedwait for a SIGSEGV sent while blocked (held back by the
@@ -94,12 +83,12 @@ static void sigtimedwait_held_signal(void)
     sigprocmask(SIG_BLOCK, &segv, NULL);
     kill(getpid(), SIGSEGV);
     struct timespec bad_nsec = {0, 1000000000}, negative = {-1, 0}, zero = {0, 0};
-    CALL("rt_sigtimedwait SIGSEGV, tv_nsec 1e9", SYS_rt_sigtimedwait, &segv, 0l, &bad_nsec, 8l);
+    SAY_CALL("rt_sigtimedwait SIGSEGV, tv_nsec 1e9", SYS_rt_sigtimedwait, &segv, 0l, &bad_nsec, 8l);
     say("  SIGSEGV pending: %d\n", segv_pending());
-    CALL("rt_sigtimedwait SIGSEGV, negative timeout", SYS_rt_sigtimedwait, &segv, 0l, &negative, 8l);
-    CALL("rt_sigtimedwait SIGSEGV, bad timeout", SYS_rt_sigtimedwait, &segv, 0l, BAD, 8l);
+    SAY_CALL("rt_sigtimedwait SIGSEGV, negative timeout", SYS_rt_sigtimedwait, &segv, 0l, &negative, 8l);
+    SAY_CALL("rt_sigtimedwait SIGSEGV, bad timeout", SYS_rt_sigtimedwait, &segv, 0l, BAD, 8l);
     say("  SIGSEGV pending: %d\n", segv_pending());
-    CALL("rt_sigtimedwait SIGSEGV, bad siginfo", SYS_rt_sigtimedwait, &segv, BAD, &zero, 8l);
+    SAY_CALL("rt_sigtimedwait SIGSEGV, bad siginfo", SYS_rt_sigtimedwait, &segv, BAD, &zero, 8l);
     say("  SIGSEGV pending: %d\n", segv_pending());
     sigprocmask(SIG_UNBLOCK, &segv, NULL);
 }
@@ -110,61 +99,61 @@ static void signal_calls(void)
     sigemptyset(&s);
     sigaddset(&s, SIGUSR2);
     struct timespec zero = {0, 0};
-    CALL("rt_sigaction SIGUSR1 bad act", SYS_rt_sigaction, SIGUSR1, BAD, 0l, 8l);
-    CALL("rt_sigaction SIGUSR1 bad oldact", SYS_rt_sigaction, SIGUSR1, 0l, BAD, 8l);
-    CALL("rt_sigaction SIGSYS bad act", SYS_rt_sigaction, SIGSYS, BAD, 0l, 8l);
-    CALL("rt_sigaction SIGSYS bad oldact", SYS_rt_sigaction, SIGSYS, 0l, BAD, 8l);
-    CALL("rt_sigaction SIGSEGV kernel oldact", SYS_rt_sigaction, SIGSEGV, 0l, KERNEL_ADDR, 8l);
-    CALL("rt_sigaction size 7", SYS_rt_sigaction, SIGUSR1, 0l, BAD, 7l);
-    CALL("rt_sigprocmask bad set", SYS_rt_sigprocmask, SIG_BLOCK, BAD, 0l, 8l);
-    CALL("rt_sigprocmask bad oldset", SYS_rt_sigprocmask, SIG_BLOCK, 0l, BAD, 8l);
-    CALL("rt_sigprocmask bad how, no set", SYS_rt_sigprocmask, 7l, 0l, 0l, 8l);
-    CALL("rt_sigprocmask bad how", SYS_rt_sigprocmask, 7l, &s, 0l, 8l);
-    CALL("rt_sigprocmask size 4", SYS_rt_sigprocmask, SIG_BLOCK, 0l, 0l, 4l);
-    CALL("sigaltstack bad ss", SYS_sigaltstack, BAD, 0l);
-    CALL("sigaltstack bad old", SYS_sigaltstack, 0l, BAD);
-    CALL("sigaltstack kernel old", SYS_sigaltstack, 0l, KERNEL_ADDR);
-    CALL("rt_sigsuspend bad", SYS_rt_sigsuspend, BAD, 8l);
-    CALL("rt_sigtimedwait bad set", SYS_rt_sigtimedwait, BAD, 0l, 0l, 8l);
-    CALL("rt_sigtimedwait bad info", SYS_rt_sigtimedwait, &s, BAD, &zero, 8l);
-    CALL("rt_sigtimedwait bad timeout", SYS_rt_sigtimedwait, &s, 0l, BAD, 8l);
-    CALL("ppoll bad mask", SYS_ppoll, 0l, 0l, &zero, BAD, 8l);
-    CALL("pselect6 bad mask", SYS_pselect6, 0l, 0l, 0l, 0l, &zero, BAD);
-    CALL("epoll_pwait bad", SYS_epoll_pwait, 999l, BAD, 1l, 0l, BAD, 8l);
-    CALL("signalfd4 bad", SYS_signalfd4, -1l, BAD, 8l, 0l);
-    CALL("kill signal 99", SYS_kill, (long)getpid(), 99l);
+    SAY_CALL("rt_sigaction SIGUSR1 bad act", SYS_rt_sigaction, SIGUSR1, BAD, 0l, 8l);
+    SAY_CALL("rt_sigaction SIGUSR1 bad oldact", SYS_rt_sigaction, SIGUSR1, 0l, BAD, 8l);
+    SAY_CALL("rt_sigaction SIGSYS bad act", SYS_rt_sigaction, SIGSYS, BAD, 0l, 8l);
+    SAY_CALL("rt_sigaction SIGSYS bad oldact", SYS_rt_sigaction, SIGSYS, 0l, BAD, 8l);
+    SAY_CALL("rt_sigaction SIGSEGV kernel oldact", SYS_rt_sigaction, SIGSEGV, 0l, KERNEL_ADDR, 8l);
+    SAY_CALL("rt_sigaction size 7", SYS_rt_sigaction, SIGUSR1, 0l, BAD, 7l);
+    SAY_CALL("rt_sigprocmask bad set", SYS_rt_sigprocmask, SIG_BLOCK, BAD, 0l, 8l);
+    SAY_CALL("rt_sigprocmask bad oldset", SYS_rt_sigprocmask, SIG_BLOCK, 0l, BAD, 8l);
+    SAY_CALL("rt_sigprocmask bad how, no set", SYS_rt_sigprocmask, 7l, 0l, 0l, 8l);
+    SAY_CALL("rt_sigprocmask bad how", SYS_rt_sigprocmask, 7l, &s, 0l, 8l);
+    SAY_CALL("rt_sigprocmask size 4", SYS_rt_sigprocmask, SIG_BLOCK, 0l, 0l, 4l);
+    SAY_CALL("sigaltstack bad ss", SYS_sigaltstack, BAD, 0l);
+    SAY_CALL("sigaltstack bad old", SYS_sigaltstack, 0l, BAD);
+    SAY_CALL("sigaltstack kernel old", SYS_sigaltstack, 0l, KERNEL_ADDR);
+    SAY_CALL("rt_sigsuspend bad", SYS_rt_sigsuspend, BAD, 8l);
+    SAY_CALL("rt_sigtimedwait bad set", SYS_rt_sigtimedwait, BAD, 0l, 0l, 8l);
+    SAY_CALL("rt_sigtimedwait bad info", SYS_rt_sigtimedwait, &s, BAD, &zero, 8l);
+    SAY_CALL("rt_sigtimedwait bad timeout", SYS_rt_sigtimedwait, &s, 0l, BAD, 8l);
+    SAY_CALL("ppoll bad mask", SYS_ppoll, 0l, 0l, &zero, BAD, 8l);
+    SAY_CALL("pselect6 bad mask", SYS_pselect6, 0l, 0l, 0l, 0l, &zero, BAD);
+    SAY_CALL("epoll_pwait bad", SYS_epoll_pwait, 999l, BAD, 1l, 0l, BAD, 8l);
+    SAY_CALL("signalfd4 bad", SYS_signalfd4, -1l, BAD, 8l, 0l);
+    SAY_CALL("kill signal 99", SYS_kill, (long)getpid(), 99l);
 }
 
 static void process_calls(void)
 {
     char *bad_elem[] = {"true", (char *)BAD, NULL};
     char buf[64];
-    CALL("execve bad path", SYS_execve, BAD, 0l, 0l);
-    CALL("execve bad argv", SYS_execve, "/bin/true", BAD, 0l);
-    CALL("execve bad envp", SYS_execve, "/bin/true", 0l, BAD);
-    CALL("execve bad argv entry", SYS_execve, "/bin/true", bad_elem, 0l);
-    CALL("execve empty path", SYS_execve, "", 0l, 0l);
-    CALL("execveat bad path", SYS_execveat, AT_FDCWD, BAD, 0l, 0l, 0l);
-    CALL("execveat bad flags", SYS_execveat, AT_FDCWD, "/bin/true", 0l, 0l, 0x12345l);
-    CALL("clone3 bad", SYS_clone3, BAD, (long)sizeof(struct clone_args));
-    CALL("clone3 small", SYS_clone3, buf, 8l);
-    CALL("prctl PR_GET_NAME bad", SYS_prctl, PR_GET_NAME, BAD, 0l, 0l, 0l);
-    CALL("prctl PR_SET_NAME bad", SYS_prctl, PR_SET_NAME, BAD, 0l, 0l, 0l);
-    CALL("prctl seccomp filter bad", SYS_prctl, PR_SET_SECCOMP, 2l, BAD, 0l, 0l);
-    CALL("prctl PR_GET_TSC bad", SYS_prctl, PR_GET_TSC, BAD, 0l, 0l, 0l);
-    CALL("seccomp filter bad", SYS_seccomp, 1l, 0l, BAD);
-    CALL("arch_prctl ARCH_GET_GS bad", SYS_arch_prctl, 0x1004l, BAD);
-    CALL("arch_prctl ARCH_GET_FS bad", SYS_arch_prctl, 0x1003l, BAD);
-    CALL("arch_prctl bad code", SYS_arch_prctl, 0x9999l, 0l);
-    CALL("membarrier bad", SYS_membarrier, 0x12345l, 0l, 0l);
-    CALL("munmap at 1", SYS_munmap, 1l, 4096l);
-    CALL("mprotect at 1", SYS_mprotect, 1l, 4096l, 1l);
-    CALL("prlimit64 bad new", SYS_prlimit64, 0l, (long)RLIMIT_NOFILE, BAD, 0l);
-    CALL("prlimit64 bad old", SYS_prlimit64, 0l, (long)RLIMIT_NOFILE, 0l, BAD);
-    CALL("close_range reversed", SYS_close_range, 10l, 5l, 0l);
-    CALL("close_range bad flags", SYS_close_range, 1000l, 2000l, 0x80l);
-    CALL("dup3 onto itself", SYS_dup3, 2l, 2l, 0l);
-    CALL("dup3 bad flags", SYS_dup3, 1l, 2l, 1l);
+    SAY_CALL("execve bad path", SYS_execve, BAD, 0l, 0l);
+    SAY_CALL("execve bad argv", SYS_execve, "/bin/true", BAD, 0l);
+    SAY_CALL("execve bad envp", SYS_execve, "/bin/true", 0l, BAD);
+    SAY_CALL("execve bad argv entry", SYS_execve, "/bin/true", bad_elem, 0l);
+    SAY_CALL("execve empty path", SYS_execve, "", 0l, 0l);
+    SAY_CALL("execveat bad path", SYS_execveat, AT_FDCWD, BAD, 0l, 0l, 0l);
+    SAY_CALL("execveat bad flags", SYS_execveat, AT_FDCWD, "/bin/true", 0l, 0l, 0x12345l);
+    SAY_CALL("clone3 bad", SYS_clone3, BAD, (long)sizeof(struct clone_args));
+    SAY_CALL("clone3 small", SYS_clone3, buf, 8l);
+    SAY_CALL("prctl PR_GET_NAME bad", SYS_prctl, PR_GET_NAME, BAD, 0l, 0l, 0l);
+    SAY_CALL("prctl PR_SET_NAME bad", SYS_prctl, PR_SET_NAME, BAD, 0l, 0l, 0l);
+    SAY_CALL("prctl seccomp filter bad", SYS_prctl, PR_SET_SECCOMP, 2l, BAD, 0l, 0l);
+    SAY_CALL("prctl PR_GET_TSC bad", SYS_prctl, PR_GET_TSC, BAD, 0l, 0l, 0l);
+    SAY_CALL("seccomp filter bad", SYS_seccomp, 1l, 0l, BAD);
+    SAY_CALL("arch_prctl ARCH_GET_GS bad", SYS_arch_prctl, 0x1004l, BAD);
+    SAY_CALL("arch_prctl ARCH_GET_FS bad", SYS_arch_prctl, 0x1003l, BAD);
+    SAY_CALL("arch_prctl bad code", SYS_arch_prctl, 0x9999l, 0l);
+    SAY_CALL("membarrier bad", SYS_membarrier, 0x12345l, 0l, 0l);
+    SAY_CALL("munmap at 1", SYS_munmap, 1l, 4096l);
+    SAY_CALL("mprotect at 1", SYS_mprotect, 1l, 4096l, 1l);
+    SAY_CALL("prlimit64 bad new", SYS_prlimit64, 0l, (long)RLIMIT_NOFILE, BAD, 0l);
+    SAY_CALL("prlimit64 bad old", SYS_prlimit64, 0l, (long)RLIMIT_NOFILE, 0l, BAD);
+    SAY_CALL("close_range reversed", SYS_close_range, 10l, 5l, 0l);
+    SAY_CALL("close_range bad flags", SYS_close_range, 1000l, 2000l, 0x80l);
+    SAY_CALL("dup3 onto itself", SYS_dup3, 2l, 2l, 0l);
+    SAY_CALL("dup3 bad flags", SYS_dup3, 1l, 2l, 1l);
 }
 
 int main(int argc, char **argv)

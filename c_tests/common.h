@@ -75,6 +75,20 @@ static inline int t_failure_count(void)
     return __atomic_load_n(&t_failures, __ATOMIC_SEQ_CST);
 }
 
+/* One raw call's result and errno, printed for the native and the traced
+ * run to compare (tests of calls' argument checking). */
+static inline void say_call(const char *what, long r)
+{
+    say("%s = %ld errno %d\n", what, r, r < 0 ? errno : 0);
+}
+
+/* Make syscall(...) with errno cleared first, and print it as say_call. */
+#define SAY_CALL(what, ...)                                                    \
+    do {                                                                       \
+        errno = 0;                                                             \
+        say_call(what, syscall(__VA_ARGS__));                                  \
+    } while (0)
+
 /* Record and print one failure. */
 #define FAILF(fmt, ...)                                                        \
     do {                                                                       \

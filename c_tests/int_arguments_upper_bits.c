@@ -41,17 +41,6 @@ struct kernel_sigaction {
 
 static void on_usr2(int sig) { (void)sig; }
 
-static void show(const char *what, long r)
-{
-    say("%s = %ld errno %d\n", what, r, r < 0 ? errno : 0);
-}
-
-#define CALL(what, ...)                                                        \
-    do {                                                                       \
-        errno = 0;                                                             \
-        show(what, syscall(__VA_ARGS__));                                      \
-    } while (0)
-
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "again") == 0) {
@@ -59,51 +48,51 @@ int main(int argc, char **argv)
         return 0;
     }
     struct kernel_sigaction act = {0}, old = {0};
-    CALL("rt_sigaction SIGUSR2|HIGH query", SYS_rt_sigaction, SIGUSR2 | HIGH, 0l, &old, 8l);
+    SAY_CALL("rt_sigaction SIGUSR2|HIGH query", SYS_rt_sigaction, SIGUSR2 | HIGH, 0l, &old, 8l);
     act.handler = on_usr2;
-    CALL("rt_sigaction SIGUSR2|HIGH set", SYS_rt_sigaction, SIGUSR2 | HIGH, &act, 0l, 8l);
-    CALL("rt_sigaction SIGUSR2 query", SYS_rt_sigaction, SIGUSR2, 0l, &old, 8l);
+    SAY_CALL("rt_sigaction SIGUSR2|HIGH set", SYS_rt_sigaction, SIGUSR2 | HIGH, &act, 0l, 8l);
+    SAY_CALL("rt_sigaction SIGUSR2 query", SYS_rt_sigaction, SIGUSR2, 0l, &old, 8l);
     say("  SIGUSR2 handler is ours: %d\n", old.handler == on_usr2);
     act.handler = SIG_IGN;
-    CALL("rt_sigaction SIGSYS|HIGH set SIG_IGN", SYS_rt_sigaction, SIGSYS | HIGH, &act, 0l, 8l);
-    CALL("rt_sigaction SIGSYS query", SYS_rt_sigaction, SIGSYS, 0l, &old, 8l);
+    SAY_CALL("rt_sigaction SIGSYS|HIGH set SIG_IGN", SYS_rt_sigaction, SIGSYS | HIGH, &act, 0l, 8l);
+    SAY_CALL("rt_sigaction SIGSYS query", SYS_rt_sigaction, SIGSYS, 0l, &old, 8l);
     say("  SIGSYS ignored: %d\n", old.handler == SIG_IGN);
     act.handler = SIG_DFL;
-    CALL("rt_sigaction SIGSYS|HIGH set SIG_DFL", SYS_rt_sigaction, SIGSYS | HIGH, &act, 0l, 8l);
+    SAY_CALL("rt_sigaction SIGSYS|HIGH set SIG_DFL", SYS_rt_sigaction, SIGSYS | HIGH, &act, 0l, 8l);
     say("  getppid still works: %d\n", (pid_t)syscall(SYS_getppid) == getppid());
 
     sigset_t set, now;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
-    CALL("rt_sigprocmask SIG_BLOCK|HIGH", SYS_rt_sigprocmask, SIG_BLOCK | HIGH, &set, 0l, 8l);
+    SAY_CALL("rt_sigprocmask SIG_BLOCK|HIGH", SYS_rt_sigprocmask, SIG_BLOCK | HIGH, &set, 0l, 8l);
     sigprocmask(SIG_BLOCK, NULL, &now);
     say("  SIGUSR1 blocked: %d\n", sigismember(&now, SIGUSR1));
     sigprocmask(SIG_UNBLOCK, &set, NULL);
 
     unsigned long gs = 1;
-    CALL("arch_prctl ARCH_GET_GS|HIGH", SYS_arch_prctl, ARCH_GET_GS | HIGH, &gs);
+    SAY_CALL("arch_prctl ARCH_GET_GS|HIGH", SYS_arch_prctl, ARCH_GET_GS | HIGH, &gs);
     say("  GS base: %#lx\n", gs);
 
     long regs = syscall(SYS_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0l, 0l);
     errno = 0;
     long regs_high = syscall(SYS_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS | HIGH, HIGH, HIGH);
     say("membarrier GET_REGISTRATIONS|HIGH as without: %d (errno %d)\n", regs == regs_high, errno);
-    CALL("membarrier SYNC_CORE|HIGH (never registered)", SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE | HIGH, 0l, 0l);
+    SAY_CALL("membarrier SYNC_CORE|HIGH (never registered)", SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE | HIGH, 0l, 0l);
 
     unsigned int action = SECCOMP_RET_TRAP;
-    CALL("seccomp GET_ACTION_AVAIL|HIGH", SYS_seccomp, SECCOMP_GET_ACTION_AVAIL | HIGH, HIGH, &action);
+    SAY_CALL("seccomp GET_ACTION_AVAIL|HIGH", SYS_seccomp, SECCOMP_GET_ACTION_AVAIL | HIGH, HIGH, &action);
 
     char name[32] = {0};
-    CALL("prctl PR_SET_NAME|HIGH", SYS_prctl, PR_SET_NAME | HIGH, "renamed", 0l, 0l, 0l);
-    CALL("prctl PR_GET_NAME|HIGH", SYS_prctl, PR_GET_NAME | HIGH, name, 0l, 0l, 0l);
+    SAY_CALL("prctl PR_SET_NAME|HIGH", SYS_prctl, PR_SET_NAME | HIGH, "renamed", 0l, 0l, 0l);
+    SAY_CALL("prctl PR_GET_NAME|HIGH", SYS_prctl, PR_GET_NAME | HIGH, name, 0l, 0l, 0l);
     say("  name: %s\n", name);
     /* In a child: an exec'd image with the TSC off dies in glibc's loader. */
     pid_t child = fork();
     REQUIRE(child >= 0, "fork");
     if (child == 0) {
-        CALL("prctl PR_SET_TSC|HIGH, PR_TSC_SIGSEGV|HIGH", SYS_prctl, PR_SET_TSC | HIGH, PR_TSC_SIGSEGV | HIGH, 0l, 0l, 0l);
+        SAY_CALL("prctl PR_SET_TSC|HIGH, PR_TSC_SIGSEGV|HIGH", SYS_prctl, PR_SET_TSC | HIGH, PR_TSC_SIGSEGV | HIGH, 0l, 0l, 0l);
         int tsc = 0;
-        CALL("prctl PR_GET_TSC", SYS_prctl, PR_GET_TSC, &tsc, 0l, 0l, 0l);
+        SAY_CALL("prctl PR_GET_TSC", SYS_prctl, PR_GET_TSC, &tsc, 0l, 0l, 0l);
         say("  TSC mode: %d\n", tsc);
         for (int i = 0; i < 100; i++)
             syscall(SYS_getppid);
