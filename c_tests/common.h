@@ -18,6 +18,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -88,6 +89,24 @@ static inline void say_call(const char *what, long r)
         errno = 0;                                                             \
         say_call(what, syscall(__VA_ARGS__));                                  \
     } while (0)
+
+/* The state letter (R, S, Z, X, ...) of the /proc stat file at `path`
+ * (/proc/PID/stat or /proc/self/task/TID/stat), or 0 when it cannot be read
+ * (the task is gone). */
+static inline char t_proc_state(const char *path)
+{
+    char buf[512];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *end = strrchr(buf, ')');
+    return end != NULL && end[1] == ' ' ? end[2] : 0;
+}
 
 /* Record and print one failure. */
 #define FAILF(fmt, ...)                                                        \

@@ -257,18 +257,10 @@ static void child_threads_then_main(void)
  * the main thread to be a zombie: the status is the last thread's). */
 static int main_thread_gone(void)
 {
-    char path[64], buf[512];
+    char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)getpid());
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 1;
-    buf[n] = 0;
-    const char *end = strrchr(buf, ')');
-    return end == NULL || end[1] != ' ' || end[2] == 'Z' || end[2] == 'X';
+    char state = t_proc_state(path);
+    return state == 0 || state == 'Z' || state == 'X';
 }
 
 static void *last_one(void *arg)

@@ -34,22 +34,14 @@ static int in_call_or_gone(pid_t pid, int nr, int alt)
 {
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    char state = t_proc_state(path);
+    if (state == 0 || state == 'Z')
+        return 1;
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         return 1;
     ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 1;
-    buf[n] = 0;
-    char *state = strrchr(buf, ')');
-    if (state && state[1] == ' ' && state[2] == 'Z')
-        return 1;
-    snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
-    fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return 1;
-    n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0)
         return 0;
