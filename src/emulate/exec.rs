@@ -245,9 +245,12 @@ pub fn fails_before_open(nr: i64, args: [u64; 6]) -> Option<i64> {
         }
     }
     let at_flags = if flags & AT_SYMLINK_NOFOLLOW != 0 { AT_SYMLINK_NOFOLLOW } else { 0 };
-    let mut st = [0u64; 18]; // struct stat (144 bytes), written by the kernel
-                             // SAFETY: newfstatat reads the program's name (a fault is EFAULT) and
-                             // writes one struct stat into `st`, ours.
+    // A struct stat (144 bytes) for the kernel to write. Not
+    // raw::newfstatat: it takes a name of ours, and the kernel is to read
+    // the program's where it is.
+    let mut st = [0u64; 18];
+    // SAFETY: newfstatat reads the program's name (a fault is EFAULT) and
+    // writes one struct stat into `st`, ours.
     let r = unsafe {
         raw::syscall6(libc::SYS_newfstatat, [dirfd as u64, path_ptr, st.as_mut_ptr() as u64, at_flags, 0, 0])
     };
