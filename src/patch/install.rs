@@ -404,7 +404,7 @@ pub fn note_own_text(start: u64, end: u64) {
     }
 }
 
-fn in_own_text(addr: u64) -> bool {
+pub fn in_own_text(addr: u64) -> bool {
     addr >= OWN_TEXT[0].load(Ordering::Relaxed) && addr < OWN_TEXT[1].load(Ordering::Relaxed)
 }
 

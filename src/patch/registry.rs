@@ -11,6 +11,11 @@
 //! keep that check cheap for every munmap/mprotect/mremap/mmap(MAP_FIXED),
 //! the 2 MiB chunks holding recorded sites are listed ([`may_have_sites`]).
 //!
+//! Every change to a record, and every byte the patcher writes into code
+//! (write::Mem), is counted in [`CHANGES`]: the fault handler reads the code
+//! and these records at different moments, and says a fault is not ours
+//! only if no change fell between its reads ([`settled_since`]).
+//!
 //! Never: reuse a forgotten key, or write outside the patch lock.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +23,39 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use super::forms;
 
 const CAPACITY: usize = 1 << 16;
+
+/// A seqlock's count over the sites' records and code: odd while a change
+/// is under way. One writer at a time (the patch lock).
+static CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// One change to a record or to code bytes (patch lock held): the count is
+/// odd from here until the value drops.
+pub struct Change(());
+
+impl Change {
+    pub fn begin() -> Change {
+        CHANGES.fetch_add(1, Ordering::AcqRel);
+        Change(())
+    }
+}
+
+impl Drop for Change {
+    fn drop(&mut self) {
+        CHANGES.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The change count now, for [`settled_since`].
+pub fn changes() -> u64 {
+    CHANGES.load(Ordering::Acquire)
+}
+
+/// Was no change under way at `before` (read with [`changes`]) and none
+/// made since? Then everything read in between was one consistent state.
+pub fn settled_since(before: u64) -> bool {
+    core::sync::atomic::fence(Ordering::Acquire);
+    before & 1 == 0 && CHANGES.load(Ordering::Relaxed) == before
+}
 
 // State 0: an entry not yet written.
 /// The write protocol has started: a thread may fault at the old `syscall`.
@@ -419,6 +457,7 @@ pub fn record_ext(key: u64, state: u32, nr: u32, slot: u32, ext: &Ext) -> bool {
 }
 
 fn record_with(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32, ext: u32) -> bool {
+    let _change = Change::begin();
     let (e, index) = match find_index(key) {
         Ok(found) => found,
         Err(Some(free)) => free,
@@ -451,6 +490,7 @@ fn record_with(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32, e
 
 /// Change the state of a recorded site (patch lock held).
 pub fn set_state(key: u64, state: u32) {
+    let _change = Change::begin();
     if let Ok(e) = find(key) {
         e.state.store(state, Ordering::Release);
         if state == PATCHED {
@@ -532,6 +572,7 @@ pub fn for_each_in(addr: u64, len: u64, mut f: impl FnMut(&Site)) {
 /// Forget a site (patch lock held): lookups no longer find it, and the
 /// next trap there is considered afresh.
 pub fn forget(key: u64) {
+    let _change = Change::begin();
     if let Ok(e) = find(key) {
         if e.state.load(Ordering::Relaxed) == PATCHED {
             PATCHED_COUNT.fetch_sub(1, Ordering::Relaxed);
@@ -667,6 +708,14 @@ pub fn retire(site: &Site) {
             (site.key - 5, 7)
         }
     };
+    let tag = at | ((len as u64) << 56);
+    // A span given back again (a JIT that makes the same code writable over
+    // and over) keeps its one entry: the ring then holds the last RETIRED
+    // different spans, however often each comes back.
+    if retired_index(tag, &words).is_some() {
+        return;
+    }
+    let _change = Change::begin();
     let i = RETIRED_NEXT.fetch_add(1, Ordering::Relaxed) % RETIRED;
     let (Some(slot), Some(at_slot)) = (RETIRED_BYTES.get(i), RETIRED_AT.get(i)) else { return };
     for (w, v) in slot.iter().zip(words) {
@@ -674,7 +723,17 @@ pub fn retire(site: &Site) {
     }
     // Address and length together: len in the top byte (user addresses
     // fit in 47 bits).
-    at_slot.store(at | ((len as u64) << 56), Ordering::Release);
+    at_slot.store(tag, Ordering::Release);
+}
+
+/// The ring's entry for the span `tag` (address | length << 56) holding
+/// `words`, if there is one.
+fn retired_index(tag: u64, words: &[u64; 3]) -> Option<usize> {
+    let n = RETIRED_NEXT.load(Ordering::Acquire).min(RETIRED);
+    (0..n).find(|&i| {
+        RETIRED_AT.get(i).is_some_and(|a| a.load(Ordering::Acquire) == tag)
+            && RETIRED_BYTES.get(i).is_some_and(|b| b.iter().zip(words).all(|(w, &v)| w.load(Ordering::Relaxed) == v))
+    })
 }
 
 /// Is `rip` inside a span given back to the program, at an offset whose

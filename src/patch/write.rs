@@ -104,6 +104,7 @@ impl Mem {
 
     /// Write `bytes` at `addr` in our own address space.
     pub fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), i64> {
+        let _change = crate::patch::registry::Change::begin();
         if raw::pwrite(self.fd, bytes, addr)? == bytes.len() {
             Ok(())
         } else {

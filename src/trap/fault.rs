@@ -34,6 +34,7 @@
 
 use crate::emulate::signals::{self, SIGBUS, SIGILL, SIGSEGV};
 use crate::patch::forms;
+use crate::patch::install;
 use crate::patch::registry::{self, PATCHED, PATCHING};
 use crate::patch::write::torn_eax;
 use crate::rt::arch;
@@ -75,23 +76,49 @@ pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_
     };
     let outermost = signals::entered_from_program(area, uc);
     // Only a fault can be at one of our sites.
-    let site = if fault { patched_site_fault(sig, uc) } else { None };
-    if let Some(nr) = site {
-        registry::count_site_fault();
-        run_for_program(area, uc, nr);
-    } else if fault && resume_in_trampoline(sig, uc) {
-        registry::count_site_fault();
-    } else if fault
-        && sig == SIGILL
-        && raw::read_user::<u8>(uc.mc.rip).is_ok_and(|b| registry::restored_original(uc.mc.rip, b))
-    {
-        // The site was given back while this fault was on its way: run the
-        // original instruction, which is there again.
-    } else {
+    if !(fault && handled_as_site_fault(sig, area, uc)) {
         signals::deliver_to_program(sig, info, uc, area);
     }
     if outermost {
         crate::emulate::signals::delivery::run_postponed(area, uc);
+    }
+}
+
+/// A fault at one of our sites or ranges, or where one was just given back:
+/// served here (true), or not ours (false).
+///
+/// The checks read the code and the site records at different moments. A
+/// patch or unpatch by another thread in between (this one may wait long
+/// for a CPU) can leave each check a state in which the fault is not its
+/// case: the first sees a range's original bytes while its record is still
+/// there, the next sees the bytes marked by the following patch. So "not
+/// ours" stands only if the patcher changed nothing during the checks
+/// (registry::settled_since); else they run again on the new state.
+fn handled_as_site_fault(sig: i32, area: &thread::ThreadArea, uc: &mut Ucontext) -> bool {
+    loop {
+        let before = registry::changes();
+        if let Some(nr) = patched_site_fault(sig, uc) {
+            registry::count_site_fault();
+            run_for_program(area, uc, nr);
+            return true;
+        }
+        if resume_in_trampoline(sig, uc) {
+            registry::count_site_fault();
+            return true;
+        }
+        if sig == SIGILL && raw::read_user::<u8>(uc.mc.rip).is_ok_and(|b| registry::restored_original(uc.mc.rip, b)) {
+            // The site was given back while this fault was on its way: run
+            // the original instruction, which is there again.
+            return true;
+        }
+        // A fault of the patcher's own code during a change (a bug) must
+        // not wait for that change to end.
+        if registry::settled_since(before) || install::in_own_text(uc.mc.rip) {
+            return false;
+        }
+        if before & 1 == 1 {
+            raw::sched_yield(); // a change under way: let its thread finish it
+        }
     }
 }
 
