@@ -446,7 +446,9 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
             // SAFETY: execve of the launcher (a NUL-terminated path of ours)
             // with argument and environment arrays built for it, alive until
             // it returns.
-            unsafe { exec_reported(area, raw::SYS_execve, [env.launcher().as_ptr() as u64, new_argv, new_envp, 0, 0, 0]) }
+            unsafe {
+                exec_reported(area, raw::SYS_execve, [env.launcher().as_ptr() as u64, new_argv, new_envp, 0, 0, 0])
+            }
         })
     });
     // The program itself passed the kernel's checks (`resolve`), so EACCES is
