@@ -45,20 +45,102 @@ use crate::trap::backend;
 use usertrap_core::exec_control::Control;
 use usertrap_core::sink::{Sink, SliceSink};
 
+/// The most each of ExecEnv's strings holds, its NUL included.
+const STRING_MAX: usize = 4096;
+
 /// Environment entries the library carries into exec'd programs (set at start).
+/// The three strings every image records go one after another into
+/// `packed`, not into a page-sized array each: start-up writes them all on
+/// one page of .bss, which costs one page fault instead of three (repr(C),
+/// lengths first: they share that page).
+#[repr(C)]
 pub struct ExecEnv {
-    /// "LD_PRELOAD=<absolute path of this library>\0"
-    pub preload_entry: [u8; 4096],
-    /// Length of the library's path inside `preload_entry`.
-    pub path_len: usize,
-    /// The launcher's absolute path, NUL-terminated (empty: none known).
-    pub launcher: [u8; 4096],
-    /// The process's USERTRAP_* entries, NUL-terminated one after another.
-    pub settings: [u8; 4096],
-    pub settings_len: usize,
+    /// Length of the LD_PRELOAD entry, its NUL included (0: not recorded).
+    preload_len: usize,
+    /// Length of the library's path inside the LD_PRELOAD entry.
+    path_len: usize,
+    /// Where the launcher's path starts in `packed`, and its length with its
+    /// NUL (0: no launcher known).
+    launcher_at: usize,
+    launcher_len: usize,
+    /// Where the USERTRAP_* entries start in `packed`, and their length.
+    settings_at: usize,
+    settings_len: usize,
+    /// "LD_PRELOAD=<absolute path of this library>\0", then the launcher's
+    /// absolute path and its NUL, then the process's USERTRAP_* entries,
+    /// NUL-terminated one after another; each at most STRING_MAX bytes.
+    packed: [u8; 3 * STRING_MAX],
     /// The program's executable when the kernel's /proc/self/exe names the
     /// launcher instead, NUL-terminated (empty: the kernel's is right).
-    pub exe_path: [u8; 4096],
+    /// Written only in an image the launcher started.
+    exe_path: [u8; STRING_MAX],
+}
+
+impl ExecEnv {
+    /// The part of `packed` from `at`, at most STRING_MAX bytes.
+    fn window(&mut self, at: usize) -> &mut [u8] {
+        let end = (at + STRING_MAX).min(self.packed.len());
+        self.packed.get_mut(at..end).unwrap_or(&mut [])
+    }
+
+    /// Record "LD_PRELOAD=<lib_path>\0" (first: the other strings follow it).
+    pub fn put_preload(&mut self, lib_path: &[u8]) {
+        let mut entry = Buf::new(self.window(0));
+        entry.put(LD_PRELOAD).put(lib_path);
+        let path_len = entry.len - LD_PRELOAD.len();
+        entry.put(b"\0");
+        let len = entry.len;
+        (self.preload_len, self.path_len) = (len, path_len);
+        self.launcher_at = len;
+        self.launcher_len = 0;
+    }
+
+    /// Record the launcher's path (after the LD_PRELOAD entry): its bytes
+    /// with the NUL, for the caller to check.
+    pub fn put_launcher(&mut self, path: &[u8]) -> &[u8] {
+        let at = self.preload_len;
+        let mut launcher = Buf::new(self.window(at));
+        launcher.put(path).put(b"\0");
+        let len = launcher.len;
+        (self.launcher_at, self.launcher_len) = (at, len);
+        self.launcher()
+    }
+
+    /// No launcher after all (exec then goes without one).
+    pub fn drop_launcher(&mut self) {
+        self.launcher_len = 0;
+    }
+
+    /// Record the USERTRAP_* entries (last), each followed by a NUL.
+    pub fn put_settings<'e>(&mut self, entries: impl Iterator<Item = &'e [u8]>) {
+        let at = self.launcher_at + self.launcher_len;
+        let mut settings = Buf::new(self.window(at));
+        for e in entries {
+            settings.put(e).put(b"\0");
+        }
+        let len = settings.len;
+        (self.settings_at, self.settings_len) = (at, len);
+    }
+
+    /// "LD_PRELOAD=<path>\0" (empty if not recorded).
+    fn preload_entry(&self) -> &[u8] {
+        self.packed.get(..self.preload_len).unwrap_or(&[])
+    }
+
+    /// The library's path inside the LD_PRELOAD entry.
+    fn lib_path(&self) -> &[u8] {
+        self.packed.get(LD_PRELOAD.len()..LD_PRELOAD.len() + self.path_len).unwrap_or(&[])
+    }
+
+    /// The launcher's path with its NUL (empty: none known).
+    fn launcher(&self) -> &[u8] {
+        self.packed.get(self.launcher_at..self.launcher_at + self.launcher_len).unwrap_or(&[])
+    }
+
+    /// The USERTRAP_* entries, each followed by a NUL.
+    fn settings(&self) -> &[u8] {
+        self.packed.get(self.settings_at..self.settings_at + self.settings_len).unwrap_or(&[])
+    }
 }
 
 struct ExecEnvCell(core::cell::UnsafeCell<ExecEnv>);
@@ -66,12 +148,14 @@ struct ExecEnvCell(core::cell::UnsafeCell<ExecEnv>);
 unsafe impl Sync for ExecEnvCell {}
 #[link_section = ".bss.usertrap_large"]
 static EXEC_ENV: ExecEnvCell = ExecEnvCell(core::cell::UnsafeCell::new(ExecEnv {
-    preload_entry: [0; 4096],
+    preload_len: 0,
     path_len: 0,
-    launcher: [0; 4096],
-    settings: [0; 4096],
+    launcher_at: 0,
+    launcher_len: 0,
+    settings_at: 0,
     settings_len: 0,
-    exe_path: [0; 4096],
+    packed: [0; 3 * STRING_MAX],
+    exe_path: [0; STRING_MAX],
 }));
 
 /// Constructor only: record what exec must carry along.
@@ -99,7 +183,12 @@ fn cstr(buf: &[u8]) -> &[u8] {
 /// Start-up only: the kernel's /proc/self/exe is right after all.
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
 pub fn clear_exe_path() {
-    set_exec_env(|env| env.exe_path = [0; 4096]);
+    // Its first byte only: the rest is not read past the NUL.
+    set_exec_env(|env| {
+        if let Some(first) = env.exe_path.first_mut() {
+            *first = 0;
+        }
+    });
 }
 
 /// The program's executable if the launcher started this image, else None.
@@ -212,7 +301,7 @@ pub fn fails_before_open(nr: i64, args: [u64; 6]) -> Option<i64> {
     if flags & !(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 {
         return Some(-raw::EINVAL);
     }
-    if cstr(&exec_env().launcher).is_empty() {
+    if cstr(exec_env().launcher()).is_empty() {
         return None; // exec_natively: the kernel's checks
     }
     let len = match raw::strnlen_user(path_ptr, PATH_MAX) {
@@ -281,7 +370,7 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         return -raw::EINVAL;
     }
     let env = exec_env();
-    let launcher = cstr(&env.launcher);
+    let launcher = cstr(env.launcher());
     if launcher.is_empty() {
         return exec_natively(area, nr, args, b"usertrap-launcher is missing beside libusertrap.so");
     }
@@ -357,13 +446,15 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
             // SAFETY: execve of the launcher (a NUL-terminated path of ours)
             // with argument and environment arrays built for it, alive until
             // it returns.
-            unsafe { exec_reported(area, raw::SYS_execve, [env.launcher.as_ptr() as u64, new_argv, new_envp, 0, 0, 0]) }
+            unsafe {
+                exec_reported(area, raw::SYS_execve, [env.launcher().as_ptr() as u64, new_argv, new_envp, 0, 0, 0])
+            }
         })
     });
     // The program itself passed the kernel's checks (`resolve`), so EACCES is
     // the launcher's: say so, or the program's message would blame its own.
     if r == -(libc::EACCES as i64)
-        && raw::cstr(&env.launcher).is_ok_and(|l| raw::faccessat(AT_FDCWD as i32, l, libc::X_OK).is_err())
+        && raw::cstr(env.launcher()).is_ok_and(|l| raw::faccessat(AT_FDCWD as i32, l, libc::X_OK).is_err())
     {
         note(execfn_bytes, Note::LauncherUnreachable);
     }
@@ -501,7 +592,7 @@ fn exec_valgrind_tool(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8]) -
     let envp_idx = if nr == raw::SYS_execve { 2 } else { 3 };
     let envp = args.get(envp_idx).copied().unwrap_or(0);
     let env = exec_env();
-    let ours = env.preload_entry.get(LD_PRELOAD.len()..LD_PRELOAD.len() + env.path_len).unwrap_or(&[]);
+    let ours = env.lib_path();
     let count = match count_user_array(envp) {
         Ok(c) => c,
         Err(e) => return -e,
@@ -676,13 +767,13 @@ fn with_our_environment(
     run: impl FnOnce(u64) -> i64,
 ) -> i64 {
     let env = exec_env();
-    let ours = env.preload_entry.get(LD_PRELOAD.len()..LD_PRELOAD.len() + env.path_len).unwrap_or(&[]);
+    let ours = env.lib_path();
     // A NULL envp is an empty environment.
     let count = match count_user_array(envp) {
         Ok(c) => c,
         Err(e) => return -e,
     };
-    let settings = env.settings.get(..env.settings_len).unwrap_or(&[]);
+    let settings = env.settings();
     let n_settings = settings.iter().filter(|&&b| b == 0).count();
     // A TSC frequency this process measured well spares the new image its
     // own calibration (unless the settings already carry one).
@@ -763,7 +854,7 @@ fn with_our_environment(
     }
     // Ours first (the new image skips exactly these), then the program's.
     if preload_at.is_none() {
-        out.push(env.preload_entry.as_ptr() as u64);
+        out.push(env.preload_entry().as_ptr() as u64);
         injected.leading += 1;
     }
     let mut start = 0usize;
@@ -798,7 +889,7 @@ fn with_our_environment(
         out.push(if Some(p) == preload_rewrite { rewritten.as_ptr() as u64 } else { p });
     }
     if ours_last {
-        out.push(env.preload_entry.as_ptr() as u64);
+        out.push(env.preload_entry().as_ptr() as u64);
     }
     out.push(0);
     if let Some(f) = first {
@@ -923,11 +1014,9 @@ mod tests {
     fn our_environment(envp: u64, with_first: bool) -> (Vec<String>, Injected, Vec<u64>) {
         let _turn = EXEC_ENV_TURN.lock().unwrap_or_else(|e| e.into_inner());
         set_exec_env(|env| {
-            env.preload_entry = [0; 4096];
-            Buf::new(&mut env.preload_entry).put(LD_PRELOAD).put(LIB).put(b"\0");
-            env.path_len = LIB.len();
-            env.settings = [0; 4096];
-            env.settings_len = Buf::new(&mut env.settings).put(SETTINGS).len;
+            env.put_preload(LIB);
+            env.drop_launcher();
+            env.put_settings(SETTINGS.split_inclusive(|&b| b == 0).map(|e| e.strip_suffix(b"\0").unwrap_or(e)));
         });
         let mut injected = None;
         let mut fill = |i: Injected| {

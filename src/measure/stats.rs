@@ -560,6 +560,10 @@ impl<E> MergedSites<'_, E> {
                 k.set(key);
                 self.used += 1;
                 slot.set(self.used as u16);
+                // Zero already, but written before it is read: each fresh
+                // page of the entries is then one page fault, not two (a
+                // read maps the zero page, the write after it copies it).
+                dst.clear();
                 dst.add(src);
                 return;
             }

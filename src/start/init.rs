@@ -108,6 +108,15 @@ impl Startup<'_> {
 /// first one, and ours replaces it by an atomic remap.
 static GATE_PRESENT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
+/// A preloaded image's constructor, before its first syscall: no gate yet.
+/// Written (its value already) rather than first read: the first touch of
+/// its page of .bss is then one page fault, where a read (maps the zero
+/// page) and the write in `start` (copies it) are two.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn no_gate_yet() {
+    GATE_PRESENT.store(false, Ordering::Relaxed);
+}
+
 pub fn start(s: &Startup<'_>) {
     let launched = s.handoff.is_some();
     GATE_PRESENT.store(s.role != Role::Preload || launched, Ordering::Relaxed);
@@ -617,28 +626,17 @@ fn read_config(s: &Startup<'_>) -> Config {
 /// launcher to run them with, and our USERTRAP_* entries.
 fn record_exec_env(s: &Startup<'_>) {
     exec::set_exec_env(|env| {
-        let mut entry = Buf::new(&mut env.preload_entry);
-        entry.put(b"LD_PRELOAD=");
-        entry.put(s.lib_path);
-        env.path_len = entry.len - b"LD_PRELOAD=".len();
-        entry.put(b"\0");
+        env.put_preload(s.lib_path);
         // Only a launcher that is there: without one, exec under SUD falls
         // back to a native exec, and under seccomp is refused with a message.
-        let mut launcher = Buf::new(&mut env.launcher);
-        launcher.put(s.launcher_path);
-        launcher.put(b"\0");
-        let ok = raw::cstr(&env.launcher).and_then(|p| raw::faccessat2(libc::AT_FDCWD, p, libc::X_OK, 0)).is_ok();
+        let launcher = env.put_launcher(s.launcher_path);
+        let ok = raw::cstr(launcher).and_then(|p| raw::faccessat2(libc::AT_FDCWD, p, libc::X_OK, 0)).is_ok();
         if !ok {
-            env.launcher = [0; 4096];
+            env.drop_launcher();
         }
-        let mut settings = Buf::new(&mut env.settings);
         // Not the list of sites: each image writes its own at exec.
         let ours = |e: &&[u8]| e.starts_with(b"USERTRAP_") && !e.starts_with(patch::install::prepatch::ENTRY);
-        for e in s.env_entries().filter(ours) {
-            settings.put(e);
-            settings.put(b"\0");
-        }
-        env.settings_len = settings.len;
+        env.put_settings(s.env_entries().filter(ours));
     });
 }
 

@@ -89,6 +89,7 @@ fn start_preloaded() {
     // Read with the tracer check: no query per signal. (In an image the
     // launcher started, the kernel holds its handlers for some: asked.)
     let default_signals = if handoff.is_none() {
+        init::no_gate_yet();
         match read_status_facts() {
             StatusFacts::TracedByUsertrap => return,
             StatusFacts::Defaults(d) => d,

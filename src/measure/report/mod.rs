@@ -172,13 +172,22 @@ fn report(how: Exit) {
         Format::Text => r.text(&mut out),
         Format::Json => r.json(&mut out),
     }
-    if let Some((base, len)) = mapped {
+    // exit_group follows the report: the process's mappings go with it,
+    // and unmapping these first is work the kernel would do anyway (a
+    // syscall each). (Not for the last thread's exit: that is the last
+    // thread by our count only.)
+    let process_ends = matches!(how, Exit::ExitGroup(_));
+    if let Some((base, len)) = mapped.filter(|_| !process_ends) {
         // SAFETY: our mapping from above; `merged` (and `r`, which holds
         // it) are not used from here on.
         let _ = unsafe { raw::munmap(base, len) };
     }
     phases::mark(Mark::Render);
     deliver(s, out.data());
+    if process_ends {
+        core::mem::forget(out);
+        core::mem::forget(sites);
+    }
     phases::mark(Mark::Deliver);
     phases::print(hz);
 }

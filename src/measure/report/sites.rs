@@ -90,6 +90,12 @@ impl Merged {
         // ours until drop; every field of Sites is valid as zeros; this is
         // the only reference to it for now.
         let s = unsafe { &mut *(base as *mut Sites) };
+        // The first page (the counts, then the slots) written before the
+        // merge reads a slot: one page fault, where a read (maps the zero
+        // page) and the write after it (copies it) are two. Volatile: `n`
+        // is set again below, and a plain store could be dropped.
+        // SAFETY: a field of the fresh mapping above, ours.
+        unsafe { core::ptr::write_volatile(&raw mut s.n, 0) };
         let mut merged = MergedSites {
             slots: &s.slots,
             entries: &s.entries,
