@@ -180,7 +180,8 @@ const SEED_BATCH: usize = 64;
 /// Patch every site of libc's text that a lazy patch at its first trap
 /// would patch (PATCHER held, signals blocked, the decoder built), so that
 /// the first image's first calls of them are fast too; and the loader's
-/// sites of Forms R and P ([`prove_loader_sites`]), for `dlopen`. Each
+/// sites (its Forms R and P as [`prove_loader_sites`] proves them), for
+/// `dlopen`. Each
 /// site gets the proof it would get at its first trap: the seed form
 /// (`site::check`: decoding from its function's start shows the `mov` is
 /// an instruction), batched through prepatch's writes (write.rs's order,
@@ -202,12 +203,35 @@ fn prove_libc(table: &mut Table) {
         return;
     }
     let Some((lo, hi)) = prepatch::libc_text() else { return };
+    prove_seeds_in(table, lo, hi, true);
+    for_each_syscall(lo, hi, |key| {
+        if registry::lookup(key).is_some() || seed_immediate(key).is_some() {
+            return;
+        }
+        let nr = number_before(key);
+        if !needs_slow_path(nr) && try_other_forms(table, key, nr).is_ok() {
+            eager::note(key);
+        }
+    });
+    // The loader's too: a first image that was not launched (preloaded)
+    // has its seed-form sites unpatched, and dlopen runs them.
+    if let Some((lo, hi)) = prepatch::loader_text() {
+        LOADER_PROVED.store(true, Ordering::Relaxed);
+        prove_seeds_in(table, lo, hi, false);
+        prove_other_forms_in(table, lo, hi);
+    }
+}
+
+/// [`prove_libc`]'s seed-form sites in [lo, hi) (PATCHER held): each proven
+/// as after its trap and patched in batches through prepatch's writes;
+/// `note`: tell eager.rs (libc's, which are handed on only if called).
+fn prove_seeds_in(table: &mut Table, lo: u64, hi: u64, note: bool) {
     let mut seeds = [prepatch::Item::EMPTY; SEED_BATCH];
     let mut n = 0;
     let flush = |table: &mut Table, seeds: &[prepatch::Item]| {
         prepatch::patch_items(table, seeds, fast_path_ready, needs_slow_path);
         for it in seeds {
-            if registry::lookup(it.sys()).is_some_and(|s| s.state == PATCHED) {
+            if note && registry::lookup(it.sys()).is_some_and(|s| s.state == PATCHED) {
                 eager::note(it.sys());
             }
         }
@@ -228,19 +252,6 @@ fn prove_libc(table: &mut Table) {
         }
     });
     flush(table, seeds.get(..n).unwrap_or(&[]));
-    for_each_syscall(lo, hi, |key| {
-        if registry::lookup(key).is_some() || seed_immediate(key).is_some() {
-            return;
-        }
-        let nr = number_before(key);
-        if !needs_slow_path(nr) && try_other_forms(table, key, nr).is_ok() {
-            eager::note(key);
-        }
-    });
-    if let Some((lo, hi)) = prepatch::loader_text() {
-        LOADER_PROVED.store(true, Ordering::Relaxed);
-        prove_other_forms_in(table, lo, hi);
-    }
 }
 
 /// `f` for the address of every `0f 05` in [lo, hi) (a readable text),
