@@ -269,6 +269,7 @@ c_tests! {
     fixed_low_mappings,
     forged_sigsys,
     fork,
+    fork_pending_owned,
     int80,
     io_and_fds,
     jit_dual_mapping,

@@ -437,10 +437,15 @@ pub(super) fn real_trap(info: &Siginfo, uc: &Ucontext) -> bool {
     }
 }
 
-/// In a new process: a thread that held the table lock at fork time is gone.
-pub fn after_fork_in_child() {
+/// In a new process: a thread that held the table lock at fork time is gone,
+/// and, as fork(2) says, the child starts with no pending signal: neither the
+/// owned ones held back for the parent's thread nor those postponed while the
+/// library ran the fork for it (they were the parent's), copied with `area`.
+pub fn after_fork_in_child(area: &ThreadArea) {
     // SAFETY: only this thread exists in the new process.
     unsafe { TABLE_LOCK.force_unlock() };
+    area.deferred.set(0);
+    area.postponed_len.set(0);
 }
 
 /// Set once a filter of the program's forbids rt_sigprocmask from the gate:
