@@ -274,6 +274,7 @@ c_tests! {
     io_and_fds,
     jit_dual_mapping,
     jit_syscall,
+    kill_owned_other_thread,
     kill_segv_storm,
     main_pthread_exit,
     many_sites,
