@@ -139,7 +139,7 @@ fn fork_in_handler(area: &ThreadArea, rip: u64, nr: i64, args: [u64; 6], flags: 
 /// Per-process state in a new process (fork, or clone without CLONE_VM).
 fn after_fork_in_child(area: &ThreadArea, flags: u64) {
     thread::after_fork_in_child(area);
-    signals::after_fork_in_child();
+    signals::after_fork_in_child(area);
     crate::measure::report::after_fork_in_child();
     crate::rt::log::after_fork_in_child();
     crate::patch::install::after_fork_in_child();

@@ -47,6 +47,7 @@ use crate::trap::sigsys::run_for_program;
 pub extern "C" fn on_fault(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c_void) {
     // SAFETY: as in on_sigsys: kernel-provided pointers into our frame.
     let (info, uc) = unsafe { (&mut *info, &mut *ctx.cast::<Ucontext>()) };
+    signals::take_passed_on(info);
     // Only a fault (si_code > 0) can be ours. A SIGSEGV, SIGBUS or SIGILL sent by
     // kill, tgkill or sigqueue (si_code <= 0) may arrive while the thread is
     // at a fault-tolerant copy or about to run a patched site's jump: it is

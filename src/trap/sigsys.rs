@@ -23,6 +23,7 @@ pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c
     // SAFETY: the kernel passes valid siginfo and ucontext pointers into the
     // frame it built for this handler (SA_SIGINFO), live until we return.
     let (info, uc) = unsafe { (&mut *info, &mut *ctx.cast::<Ucontext>()) };
+    signals::take_passed_on(info);
     let area = match thread::current() {
         Some(a) => a,
         None => thread::out_of_memory(),

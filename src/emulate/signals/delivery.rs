@@ -380,9 +380,13 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
     let waiting = postponed_signals(area) & bit(sig);
     let blocked = (uc.uc_sigmask | area.app_blocked_owned.get() | waiting) & bit(sig) != 0;
     if blocked && !is_forced {
-        // Stays pending until the program unblocks it, whatever its disposition
-        // is now (the kernel never ignores a blocked signal either).
-        defer(area, sig, info);
+        // Sent to the whole process: another thread that does not block it
+        // takes it, as natively. Otherwise it stays pending until the
+        // program unblocks it, whatever its disposition is now (the kernel
+        // never ignores a blocked signal either).
+        if !pass_on(area, sig, info) {
+            defer(area, sig, info);
+        }
         return;
     }
     if area.table_writing.get() && !is_forced {

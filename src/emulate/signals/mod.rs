@@ -37,7 +37,9 @@ pub mod takeover;
 
 pub use crate::rt::sigtable::{bit, SigTable, SIGBUS, SIGILL, SIGSEGV, SIGSYS};
 pub use delivery::{deliver_to_program, entered_from_program};
-pub use state::{after_fork_in_child, forbid_masks, hold_signals_for_exit, masks_forbidden, our_action};
+pub use state::{
+    after_fork_in_child, forbid_masks, hold_signals_for_exit, masks_forbidden, our_action, take_passed_on,
+};
 pub use syscalls::{rt_sigaction, rt_sigpending, rt_sigprocmask, rt_sigtimedwait, sigaltstack, with_temp_mask};
 pub use takeover::{
     give_back_to_kernel, is_our_trap, reset_after_clear_sighand, take_over, take_over_altstack, take_over_mask,

@@ -20,6 +20,8 @@ pub(super) const SIGSTOP: i32 = libc::SIGSTOP;
 pub(super) const SIG_DFL: u64 = 0;
 
 pub(super) const SIG_IGN: u64 = 1;
+/// `si_code` of a signal sent by kill(2) to the whole process.
+const SI_USER: i32 = 0;
 
 pub(super) const SA_SIGINFO: u64 = libc::SA_SIGINFO as u32 as u64;
 
@@ -191,6 +193,69 @@ pub(super) fn defer(area: &ThreadArea, sig: i32, info: &Siginfo) {
         }
     }
     area.deferred.insert(bit(sig));
+}
+
+/// `si_code` of an owned signal sent to the whole process that one thread
+/// passes on to another (`pass_on`): negative and not SI_TKILL, so
+/// rt_tgsigqueueinfo may queue it to any thread of the process. The original
+/// `si_code` rides in the siginfo's sixth word, a marker in the fifth.
+const SI_PASSED_ON: i32 = -0x7554;
+const PASSED_ON_MARK: u64 = 0x7573_6572_7472_6170; // "usertrap"
+
+/// An owned signal sent to the whole process (`kill`: SI_USER) reached a
+/// thread that blocks it, the kernel seeing it unblocked everywhere: queue it
+/// to a thread of the process that does not block it, as the kernel's choice
+/// of thread would have (complete_signal). False: none (it stays here).
+/// The kernel lets a thread queue a siginfo that names a sender (SI_USER)
+/// only to itself, so it travels under SI_PASSED_ON and is restored by
+/// `take_passed_on` in the receiving thread's handler.
+pub(super) fn pass_on(area: &ThreadArea, sig: i32, info: &Siginfo) -> bool {
+    if info.si_code != SI_USER {
+        return false;
+    }
+    let (tgid, me) = area.ids();
+    let mut target = 0;
+    thread::for_each_area(|a| {
+        let (pid, tid) = a.ids();
+        let eligible = a.in_use() && !a.vfork_child.get() && !a.left_library.get() && !a.strict.get();
+        if target == 0 && eligible && pid == tgid && tid != 0 && tid != me && a.app_blocked_owned.get() & bit(sig) == 0
+        {
+            target = tid;
+        }
+    });
+    if target == 0 {
+        return false;
+    }
+    // The target may have ended meanwhile (ESRCH): then it stays here.
+    raw::rt_tgsigqueueinfo(tgid, target, sig, &passed_on(info)).is_ok()
+}
+
+/// `info` as `pass_on` queues it: SI_PASSED_ON, the marker and the original
+/// code within the kernel's 48 bytes of siginfo (past SI_USER's pid and
+/// uid): for a code it does not know, the kernel refuses any byte set
+/// beyond them (E2BIG).
+fn passed_on(info: &Siginfo) -> Siginfo {
+    let mut passed = *info;
+    passed.si_code = SI_PASSED_ON;
+    passed._rest = [0; 12];
+    let [mark, code, ..] = &mut passed._rest;
+    *mark = PASSED_ON_MARK;
+    *code = info.si_code as u32 as u64;
+    passed
+}
+
+/// In an owned signal's handler, before anything looks at it: a signal
+/// another thread passed on (`pass_on`) gets its original siginfo back.
+pub fn take_passed_on(info: &mut Siginfo) {
+    if info.si_code != SI_PASSED_ON {
+        return;
+    }
+    let [mark, code, ..] = &mut info._rest;
+    if *mark == PASSED_ON_MARK {
+        info.si_code = *code as u32 as i32;
+        *mark = 0;
+        *code = 0;
+    }
 }
 
 /// The program set `sig` to SIG_IGN: like the kernel, discard it where it is
@@ -437,10 +502,15 @@ pub(super) fn real_trap(info: &Siginfo, uc: &Ucontext) -> bool {
     }
 }
 
-/// In a new process: a thread that held the table lock at fork time is gone.
-pub fn after_fork_in_child() {
+/// In a new process: a thread that held the table lock at fork time is gone,
+/// and, as fork(2) says, the child starts with no pending signal: neither the
+/// owned ones held back for the parent's thread nor those postponed while the
+/// library ran the fork for it (they were the parent's), copied with `area`.
+pub fn after_fork_in_child(area: &ThreadArea) {
     // SAFETY: only this thread exists in the new process.
     unsafe { TABLE_LOCK.force_unlock() };
+    area.deferred.set(0);
+    area.postponed_len.set(0);
 }
 
 /// Set once a filter of the program's forbids rt_sigprocmask from the gate:
@@ -576,6 +646,22 @@ mod tests {
         assert_eq!(unblocked_deferred(&a, OWNED), 0);
         assert_eq!(unblocked_deferred(&a, 0), bit(SIGSEGV) | bit(SIGSYS));
         assert_eq!(a.deferred.get(), bit(SIGSEGV) | bit(SIGSYS), "only asked, not taken");
+    }
+
+    #[test]
+    fn a_signal_passed_on_gets_its_siginfo_back() {
+        // SI_USER from pid 77, uid 1000 (si_pid and si_uid share `addr`).
+        let sent = Siginfo { si_signo: SIGBUS, si_code: SI_USER, addr: (1000 << 32) | 77, ..Default::default() };
+        let mut got = passed_on(&sent);
+        assert_eq!(got.si_code, SI_PASSED_ON);
+        assert!(got._rest.iter().skip(2).all(|&w| w == 0), "nothing past the kernel's 48 bytes");
+        take_passed_on(&mut got);
+        assert_eq!((got.si_signo, got.si_code, got.addr), (SIGBUS, SI_USER, (1000 << 32) | 77));
+        assert_eq!(got._rest, [0; 12]);
+        // The program's own signal with that code but no marker is left alone.
+        let mut own = Siginfo { si_signo: SIGBUS, si_code: SI_PASSED_ON, ..Default::default() };
+        take_passed_on(&mut own);
+        assert_eq!(own.si_code, SI_PASSED_ON);
     }
 
     #[test]
