@@ -23,6 +23,7 @@
  * no crash.
  */
 #include "common.h"
+#include "raw_clone.h"
 
 #include <linux/futex.h>
 #include <sched.h>
@@ -32,36 +33,6 @@
 #define STACK_SIZE (128 * 1024)
 #define TRIPS 200
 #define SIGNALS 100
-
-/* long rc_clone(flags, stack_top, ptid, fn, arg): the child runs fn(arg) on
- * the new stack and ends with a raw exit (no TLS of its own: it shares the
- * parent's %fs, which libc's getppid, syscall and read only read). */
-long rc_clone(unsigned long flags, void *stack_top, int *ptid, long (*fn)(void *), void *arg);
-
-__asm__(".text\n"
-        ".globl rc_clone\n"
-        ".type rc_clone,@function\n"
-        "rc_clone:\n"
-        "    and $-16, %rsi\n"
-        "    sub $16, %rsi\n"
-        "    mov %rcx, 0(%rsi)\n" /* fn, for the child */
-        "    mov %r8, 8(%rsi)\n"  /* arg */
-        "    xor %r10d, %r10d\n"  /* ctid: none */
-        "    xor %r8d, %r8d\n"    /* tls: none */
-        "    mov $56, %eax\n"     /* clone */
-        "    syscall\n"
-        "    test %rax, %rax\n"
-        "    jnz 1f\n"
-        "    xor %ebp, %ebp\n"
-        "    pop %rax\n"
-        "    pop %rdi\n"
-        "    call *%rax\n"
-        "    mov %rax, %rdi\n"
-        "    mov $60, %eax\n" /* exit (this thread only) */
-        "    syscall\n"
-        "    ud2\n"
-        "1:  ret\n"
-        ".size rc_clone, .-rc_clone\n");
 
 static char stacks[THREADS][STACK_SIZE] __attribute__((aligned(64)));
 static int tids[THREADS];
@@ -132,7 +103,7 @@ int main(void)
     for (int i = 0; i < THREADS; i++) {
         long (*fn)(void *) = i < LOOPERS ? looper : passer;
         void *arg = (void *)(long)(i < LOOPERS ? 0 : i - LOOPERS);
-        if (rc_clone(flags, stacks[i] + STACK_SIZE, &tids[i], fn, arg) <= 0) {
+        if (t_raw_clone(flags, stacks[i] + STACK_SIZE, &tids[i], NULL, fn, arg) <= 0) {
             say("FAIL: raw clone %d\n", i);
             return 1;
         }

@@ -24,6 +24,7 @@
  *    through glibc's syscall(3); when clone3 is ENOSYS the same lines print.
  */
 #include "common.h"
+#include "raw_clone.h"
 
 #include <linux/futex.h>
 #include <linux/sched.h>
@@ -35,10 +36,6 @@
 
 /* ---------------------------------------------------------------- asm ---- */
 
-/* long rc_clone(flags, stack_top, ptid, ctid, fn, arg): child runs fn(arg)
- * on the new stack and exits with its return value (raw exit, no TLS). */
-long rc_clone(unsigned long flags, void *stack_top, int *ptid, int *ctid,
-              long (*fn)(void *), void *arg);
 /* long rc_clone3(struct clone_args *, size_t): the stack's top 16 bytes
  * (at stack + stack_size) must hold fn and arg. */
 long rc_clone3(struct clone_args *args, size_t size);
@@ -54,30 +51,6 @@ long g_rc_tid;
 
 __asm__(
     ".text\n"
-    ".globl rc_clone\n"
-    ".type rc_clone,@function\n"
-    "rc_clone:\n"
-    "    and $-16, %rsi\n"
-    "    sub $16, %rsi\n"
-    "    mov %r8, 0(%rsi)\n"   /* fn */
-    "    mov %r9, 8(%rsi)\n"   /* arg */
-    "    mov %rcx, %r10\n"     /* ctid */
-    "    xor %r8d, %r8d\n"     /* tls: unused */
-    "    mov $56, %eax\n"      /* clone */
-    "    syscall\n"
-    "    test %rax, %rax\n"
-    "    jnz 1f\n"
-    "    xor %ebp, %ebp\n"
-    "    pop %rax\n"
-    "    pop %rdi\n"
-    "    call *%rax\n"
-    "    mov %rax, %rdi\n"
-    "    mov $60, %eax\n"      /* exit (this thread only) */
-    "    syscall\n"
-    "    ud2\n"
-    "1:  ret\n"
-    ".size rc_clone, .-rc_clone\n"
-
     ".globl rc_clone3\n"
     ".type rc_clone3,@function\n"
     "rc_clone3:\n"
@@ -309,7 +282,7 @@ static void test_simple(void)
     memset(&c, 0, sizeof c);
     c.fd = p[1];
     c.loops = 10;
-    long tid = rc_clone(THREAD_FLAGS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
+    long tid = t_raw_clone(THREAD_FLAGS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
                         (char *)stk + STACK_SIZE, &c.ctid, &c.ctid, child_fn, &c);
     REQUIRE(tid > 0, "raw clone");
     wait_set(&c.done);
@@ -344,7 +317,7 @@ static void test_many(void)
         c[i].fd = p[1];
         c[i].loops = 150;
         stk[i] = map_stack();
-        tids[i] = rc_clone(THREAD_FLAGS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
+        tids[i] = t_raw_clone(THREAD_FLAGS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
                            (char *)stk[i] + STACK_SIZE, &c[i].ctid, &c[i].ctid, child_fn, &c[i]);
         REQUIRE(tids[i] > 0, "raw clone");
     }

@@ -18,38 +18,12 @@
  *    unwinds; results checked.
  */
 #include "common.h"
+#include "raw_clone.h"
 
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
-
-long sm_clone(unsigned long flags, void *stack_top, int *ptid, int *ctid, long (*fn)(void *), void *arg);
-
-__asm__(".text\n"
-        ".globl sm_clone\n"
-        ".type sm_clone,@function\n"
-        "sm_clone:\n"
-        "    and $-16, %rsi\n"
-        "    sub $16, %rsi\n"
-        "    mov %r8, 0(%rsi)\n"
-        "    mov %r9, 8(%rsi)\n"
-        "    mov %rcx, %r10\n"
-        "    xor %r8d, %r8d\n"
-        "    mov $56, %eax\n"
-        "    syscall\n"
-        "    test %rax, %rax\n"
-        "    jnz 1f\n"
-        "    xor %ebp, %ebp\n"
-        "    pop %rax\n"
-        "    pop %rdi\n"
-        "    call *%rax\n"
-        "    mov %rax, %rdi\n"
-        "    mov $60, %eax\n"
-        "    syscall\n"
-        "    ud2\n"
-        "1:  ret\n"
-        ".size sm_clone, .-sm_clone\n");
 
 struct tiny {
     long ppid, tid_expected;
@@ -93,7 +67,7 @@ static void test_tiny_clone(void)
     t.ppid = getppid();
     t.fd = p[1];
     t.bad = -1;
-    long tid = sm_clone(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+    long tid = t_raw_clone(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
                             CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
                         m + 2 * page, &t.ctid, &t.ctid, tiny_child, &t);
     REQUIRE(tid > 0, "clone");
