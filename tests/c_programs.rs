@@ -242,7 +242,6 @@ c_tests! {
     app_uses_sud,
     patch_race,
     patch_race_forms,
-    eager_libc_race,
     seed_after_form,
     block_all_signals,
     close_all_fds,

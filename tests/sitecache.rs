@@ -268,13 +268,7 @@ fn subshell_writes(case: &str, backend: Backend, cache: Option<&Path>) -> Vec<(u
 #[test]
 fn a_parent_patches_what_its_earlier_children_proved() {
     for b in Backend::ALL {
-        // A cache with a line already (of another libc): the tree is not
-        // the first, so bash does not prove libc whole at its first trap
-        // (which would patch `write` before the first child).
-        let (name, _) = valid_cache_file(b);
         let cache = cache_dir("sitecache-fork", b);
-        fs::write(cache.join(&name), format!("{}:s1:0\n", "0".repeat(40))).unwrap();
-        fs::set_permissions(cache.join(&name), fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(subshell_writes("sitecache-fork", b, Some(&cache)), [(0, 1), (1, 0)], "{b}: with a cache");
         assert_eq!(subshell_writes("sitecache-fork-off", b, None), [(0, 1), (0, 1)], "{b}: without one");
     }
@@ -297,67 +291,5 @@ fn a_full_cache_file_is_read_no_further_and_not_grown() {
         let first = cat_calls(&reports, "fadvise64")[0];
         assert!(first.1 > 0, "{b}: the valid lines past 32 KiB are not read ({first:?})");
         assert_eq!(fs::metadata(&file).unwrap().len(), before, "{b}: the full file did not grow");
-    }
-}
-
-/// Slow calls at libc sites of bash's image (the one that ran the script)
-/// but for the emulated calls, which keep the slow path.
-fn bash_first_calls_slow(reports: &[Value]) -> u64 {
-    const EMULATED: [&str; 5] = ["clone", "execve", "rt_sigreturn", "wait4", "exit_group"];
-    let bash = reports
-        .iter()
-        .filter(|r| r["command"] == "bash")
-        .max_by_key(|r| r["totals"]["calls"].as_u64().unwrap())
-        .expect("bash's report");
-    bash["sites"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["object"].as_str().is_some_and(|o| o.contains("/libc.so")))
-        .filter(|s| !EMULATED.contains(&s["name"].as_str().unwrap()))
-        .map(|s| s["slow_calls"].as_u64().unwrap())
-        .sum()
-}
-
-/// The first image of a tree (no sites carried to it, an empty cache)
-/// proves libc whole at its first patchable trap (install::prove_libc):
-/// bash's first calls of libc's sites are fast, but for that trap's own;
-/// without a cache they are proven one trap at a time, each first call
-/// slow. It hands on only the sites it called (eager.rs): the cats' own
-/// calls are still proven by the first cat and fast in the second only
-/// (sites_proven_by_one_image_are_fast_in_the_next).
-#[test]
-fn the_first_image_of_a_tree_proves_libc_whole() {
-    for b in Backend::ALL {
-        let cache = cache_dir("sitecache-whole", b);
-        let with = run_script("sitecache-whole", b, Some(&cache));
-        assert!(bash_first_calls_slow(&with) <= 1, "{b}: with a cache, {} slow", bash_first_calls_slow(&with));
-        for name in CATS_OWN {
-            let got = cat_calls(&with, name);
-            assert!(got[0].1 > 0 && got[1].1 == 0, "{b}: {name}: not handed on by bash, proven by cat ({got:?})");
-        }
-        let without = run_script("sitecache-whole-off", b, None);
-        assert!(bash_first_calls_slow(&without) >= 10, "{b}: without, {} slow", bash_first_calls_slow(&without));
-    }
-}
-
-/// The same while threads run libc's sites: c_tests/eager_libc_race.c,
-/// the first image of its tree, 200 runs per backend with an empty cache
-/// each, its output as natively.
-#[test]
-fn libc_proven_whole_while_threads_run_its_sites() {
-    let prog = c_test_binary("eager_libc_race");
-    let native = run_native(&Cmd::new(&prog));
-    assert!(native.status.success(), "native: {}", native.stdout_text());
-    for b in Backend::ALL {
-        let cache = cache_dir("sitecache-race", b);
-        for run in 0..200 {
-            for f in fs::read_dir(&cache).unwrap() {
-                fs::remove_file(f.unwrap().path()).unwrap();
-            }
-            let traced = run_traced(&Cmd::new(&prog).env("USERTRAP_SITE_CACHE", &cache), b);
-            assert_eq!(traced.status, native.status, "{b} run {run}: status; stderr:\n{}", traced.stderr_text());
-            assert_eq!(traced.stdout_text(), native.stdout_text(), "{b} run {run}: stdout");
-        }
     }
 }

@@ -28,7 +28,6 @@ use crate::rt::raw;
 use crate::rt::thread;
 use crate::trap::syscalls;
 
-pub mod eager;
 pub mod prepatch;
 pub mod sitecache;
 
@@ -153,127 +152,7 @@ pub fn consider(rip: u64, nr: u64) {
                 registry::record(key, UNPATCHED, nr as u32, why, 0);
             }
         }
-        if first_of_tree() {
-            prove_libc(&mut table);
-        }
     });
-}
-
-/// Whether this image proves libc whole ([`prove_libc`]): it has the
-/// decoder built, a site cache is set (`usertrap stat` and `trace` set one
-/// per run) and nothing came from elsewhere in the tree (no carried entry,
-/// an empty cache at its first reading): the first image of the tree, or
-/// of its libc, that makes a call the fast path may run. Its fork children
-/// inherit the patched sites; it hands on only those it called (eager.rs).
-fn first_of_tree() -> bool {
-    PREPARED.load(Ordering::Relaxed) == READY
-        && sitecache::found_none()
-        && !prepatch::carried()
-        && !LIBC_PROVED.load(Ordering::Relaxed)
-}
-
-static LIBC_PROVED: AtomicBool = AtomicBool::new(false);
-
-/// Most seed-form sites patched in one batch by [`prove_libc`].
-const SEED_BATCH: usize = 64;
-
-/// Patch every site of libc's text that a lazy patch at its first trap
-/// would patch (PATCHER held, signals blocked, the decoder built), so that
-/// the first image's first calls of them are fast too; and the loader's
-/// sites (its Forms R and P as [`prove_loader_sites`] proves them), for
-/// `dlopen`. Each
-/// site gets the proof it would get at its first trap: the seed form
-/// (`site::check`: decoding from its function's start shows the `mov` is
-/// an instruction), batched through prepatch's writes (write.rs's order,
-/// step by step over a round of sites, with barriers), then Forms R and P
-/// one site at a time through [`try_other_forms`], which reads the
-/// function through the original bytes of every site patched before it in
-/// it (overlays), so two sites never claim the same pad or bytes. The
-/// writes are the lazy ones (or prepatch's, whose argument is theirs), so
-/// every thread stays correct whatever it runs meanwhile (forms.rs,
-/// write.rs, prepatch.rs); the only difference is that the site has not
-/// trapped yet, which none of those arguments uses. A site not proven is
-/// left to its own first trap (nothing recorded). The number of a Form R/P
-/// site is the one loaded before it, a name only, as in
-/// [`prove_loader_sites`]; sites whose calls are all emulated keep the
-/// slow path either way and are skipped.
-#[inline(never)] // its buffers only while it runs (on the signal stack)
-fn prove_libc(table: &mut Table) {
-    if LIBC_PROVED.swap(true, Ordering::Relaxed) || !prepatch::ENABLED.load(Ordering::Relaxed) {
-        return;
-    }
-    let Some((lo, hi)) = prepatch::libc_text() else { return };
-    prove_seeds_in(table, lo, hi, true);
-    for_each_syscall(lo, hi, |key| {
-        if registry::lookup(key).is_some() || seed_immediate(key).is_some() {
-            return;
-        }
-        let nr = number_before(key);
-        if !needs_slow_path(nr) && try_other_forms(table, key, nr).is_ok() {
-            eager::note(key);
-        }
-    });
-    // The loader's too: a first image that was not launched (preloaded)
-    // has its seed-form sites unpatched, and dlopen runs them.
-    if let Some((lo, hi)) = prepatch::loader_text() {
-        LOADER_PROVED.store(true, Ordering::Relaxed);
-        prove_seeds_in(table, lo, hi, false);
-        prove_other_forms_in(table, lo, hi);
-    }
-}
-
-/// [`prove_libc`]'s seed-form sites in [lo, hi) (PATCHER held): each proven
-/// as after its trap and patched in batches through prepatch's writes;
-/// `note`: tell eager.rs (libc's, which are handed on only if called).
-fn prove_seeds_in(table: &mut Table, lo: u64, hi: u64, note: bool) {
-    let mut seeds = [prepatch::Item::EMPTY; SEED_BATCH];
-    let mut n = 0;
-    let flush = |table: &mut Table, seeds: &[prepatch::Item]| {
-        prepatch::patch_items(table, seeds, fast_path_ready, needs_slow_path);
-        for it in seeds {
-            if note && registry::lookup(it.sys()).is_some_and(|s| s.state == PATCHED) {
-                eager::note(it.sys());
-            }
-        }
-    };
-    for_each_syscall(lo, hi, |key| {
-        let Some(imm) = seed_immediate(key) else { return };
-        let nr = u32::from_le_bytes(imm);
-        if registry::lookup(key).is_some() || needs_slow_path(nr as u64) || site::check(key - 5).is_err() {
-            return;
-        }
-        if let Some(slot) = seeds.get_mut(n) {
-            *slot = prepatch::Item::seed(key, nr);
-            n += 1;
-        }
-        if n == SEED_BATCH {
-            flush(table, &seeds);
-            n = 0;
-        }
-    });
-    flush(table, seeds.get(..n).unwrap_or(&[]));
-}
-
-/// `f` for the address of every `0f 05` in [lo, hi) (a readable text),
-/// ascending; whether each is an instruction is for the proofs to say.
-fn for_each_syscall(lo: u64, hi: u64, mut f: impl FnMut(u64)) {
-    let mut page = [0u8; 4096 + 16];
-    let mut at = lo;
-    while at < hi {
-        // A page and the bytes after it (an instruction may straddle).
-        let len = ((hi - at) as usize).min(page.len());
-        let Some(buf) = page.get_mut(..len) else { return };
-        if raw::copy_from_user(buf, at).is_err() {
-            return;
-        }
-        let step = len.min(4096);
-        for i in 0..step {
-            if buf.get(i..i + 2) == Some(&[0x0f, 0x05][..]) {
-                f(at + i as u64);
-            }
-        }
-        at += step as u64;
-    }
 }
 
 /// A call that keeps the slow path at a site not of the `mov $nr,%eax;
@@ -690,7 +569,6 @@ pub fn after_fork_in_child() {
     // SAFETY: only this thread exists in the new process.
     unsafe { PATCHER.force_unlock() };
     sitecache::after_fork_in_child();
-    eager::after_fork_in_child();
     crate::patch::maps::after_fork_in_child();
 }
 
@@ -1030,23 +908,34 @@ pub fn prove_loader_sites() {
     let Some((lo, hi)) = prepatch::loader_text() else { return };
     thread::with_signals_blocked(|| {
         let Some(mut table) = PATCHER.try_lock() else { return };
-        if registry::prepare() {
-            prove_other_forms_in(&mut table, lo, hi);
-        }
-    });
-}
-
-/// The sites of Forms R and P in [lo, hi), each proven and patched as
-/// after a trap of its own ([`try_other_forms`]; PATCHER held, signals
-/// blocked, the registry mapped).
-fn prove_other_forms_in(table: &mut Table, lo: u64, hi: u64) {
-    for_each_syscall(lo, hi, |key| {
-        if registry::lookup(key).is_some() || seed_immediate(key).is_some() {
+        if !registry::prepare() {
             return;
         }
-        let nr = number_before(key);
-        if !needs_slow_path(nr) {
-            let _ = try_other_forms(table, key, nr);
+        let mut page = [0u8; 4096 + 16];
+        let mut at = lo;
+        while at < hi {
+            // A page and the bytes after it (an instruction may straddle).
+            let len = ((hi - at) as usize).min(page.len());
+            let Some(buf) = page.get_mut(..len) else { return };
+            if raw::copy_from_user(buf, at).is_err() {
+                return;
+            }
+            let step = len.min(4096);
+            for i in 0..step {
+                if buf.get(i..i + 2) != Some(&[0x0f, 0x05][..]) {
+                    continue;
+                }
+                let key = at + i as u64;
+                if registry::lookup(key).is_some() || seed_immediate(key).is_some() {
+                    continue;
+                }
+                let nr = number_before(key);
+                if needs_slow_path(nr) {
+                    continue;
+                }
+                let _ = try_other_forms(&mut table, key, nr);
+            }
+            at += step as u64;
         }
     });
 }

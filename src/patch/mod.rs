@@ -7,9 +7,7 @@
 //!   `trap::syscalls` says is patchable), the one lock, and forgetting sites
 //!   when code changes; it sits on the floor of the traps that call it;
 //!   `install::prepatch` carries proven sites to exec'd images,
-//!   `install::sitecache` to the rest of the process tree,
-//!   `install::eager` tells the sites the first image of a tree proved
-//!   without a call (install::prove_libc) from those it called;
+//!   `install::sitecache` to the rest of the process tree;
 //! - [`forms`]: the other sites (Form R, a relocated range around the
 //!   `syscall`; Form P, a short jump to a dead pad), proven over the whole
 //!   function, and their trampolines; [`gopclntab`]: function starts of Go

@@ -59,7 +59,6 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::patch::install::eager;
 use crate::patch::registry::{self, PATCHED, PATCHING};
 use crate::patch::write::{self, Mem};
 use crate::patch::{forms, site};
@@ -133,16 +132,6 @@ pub fn note_libc(header: u64) {
 /// ([`apply_to_loader`]), where the library is not loaded yet.
 pub fn note_loader(header: u64) {
     LOADER.note(header);
-}
-
-/// libc's text, [start, end), once noted.
-pub fn libc_text() -> Option<(u64, u64)> {
-    LIBC.get().map(|(_, lo, hi, _)| (lo, hi))
-}
-
-/// Whether a carried entry for this image's libc was kept at start.
-pub fn carried() -> bool {
-    CARRIED.load(Ordering::Relaxed)
 }
 
 /// The loader's text, [start, end), once noted.
@@ -233,12 +222,6 @@ pub struct Item {
 impl Item {
     pub const EMPTY: Item =
         Item { form: 0, sys: 0, nr: 0, start: 0, len: 0, offs: [0; forms::MAX_INSNS], n: 0, pad: 0, pad_len: 0 };
-
-    /// A seed-form site whose `syscall` is at `sys` (an address), proven
-    /// here: for [`patch_items`].
-    pub fn seed(sys: u64, nr: u32) -> Item {
-        Item { form: b's', sys, nr, ..Item::EMPTY }
-    }
 
     /// Its `syscall`'s address (once parsed), or offset (as encoded).
     pub fn sys(&self) -> u64 {
@@ -383,9 +366,6 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
     o.put(ENTRY);
     let mut count = 0usize;
     let mut groups = 0;
-    // Sites the first image of a tree patched without a call go on only if
-    // called since (eager.rs).
-    eager::gather_called();
     // The loader's first: a few dozen sites at most, where libc's may fill
     // the entry.
     // The loader's seed-form sites are left out: its launcher proves them
@@ -396,7 +376,7 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
         if groups > 0 {
             o.put(b";");
         }
-        if group_where(&mut o, info, seeds, &mut count, |k| !eager::hands_on(k), |_| {}) {
+        if group(&mut o, info, seeds, &mut count) {
             groups += 1;
         } else {
             o.len = mark;
@@ -416,8 +396,13 @@ pub fn entry(buf: &mut [u8; ENTRY_LEN]) -> usize {
 
 /// One object's group into `o`; false if it holds no site (or does not fit).
 /// `seeds`: with the sites of the seed form. `count`: the sites written so
-/// far, of MAX_SITES. Without the sites whose address (its `syscall`'s)
-/// `skip` names; `wrote` is told the address of each site written.
+/// far, of MAX_SITES.
+fn group(o: &mut Out<'_>, info: (u64, u64, u64, [u8; ID_MAX]), seeds: bool, count: &mut usize) -> bool {
+    group_where(o, info, seeds, count, |_| false, |_| {})
+}
+
+/// [`group`] without the sites whose address (its `syscall`'s) `skip`
+/// names; `wrote` is told the address of each site written.
 fn group_where(
     o: &mut Out<'_>,
     (bias, lo, hi, id): (u64, u64, u64, [u8; ID_MAX]),
@@ -520,8 +505,7 @@ pub fn libc_group(buf: &mut [u8; ENTRY_LEN], skip: impl Fn(u64) -> bool, wrote: 
     }
     let mut o = Out { buf: &mut buf[..], len: 0, ok: true };
     let mut count = 0;
-    eager::gather_called();
-    if group_where(&mut o, info, true, &mut count, |a| skip(a) || !eager::hands_on(a), wrote) && o.ok {
+    if group_where(&mut o, info, true, &mut count, skip, wrote) && o.ok {
         o.len
     } else {
         0
@@ -626,8 +610,6 @@ struct Pending {
 #[link_section = ".bss.usertrap_large"]
 static PENDING: spin::Mutex<Pending> = spin::Mutex::new(Pending { value: [0; ENTRY_LEN], len: 0 });
 static ANY_PENDING: AtomicBool = AtomicBool::new(false);
-/// A carried entry was kept (applied or not since).
-static CARRIED: AtomicBool = AtomicBool::new(false);
 
 /// The new image's constructor: keep `value` (the entry's value, from the
 /// entries the exec'ing library put in front) if this image's libc has the
@@ -645,7 +627,6 @@ pub fn keep(value: &[u8]) {
     }
     p.value[..group.len()].copy_from_slice(group);
     p.len = group.len();
-    CARRIED.store(true, Ordering::Relaxed);
     ANY_PENDING.store(true, Ordering::Release);
 }
 

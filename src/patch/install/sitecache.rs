@@ -80,8 +80,6 @@ static CACHE: spin::Mutex<Cache> = spin::Mutex::new(Cache {
 static ON: AtomicBool = AtomicBool::new(false);
 /// The file has not been read in this image yet.
 static UNREAD: AtomicBool = AtomicBool::new(false);
-/// Its first reading in this image found no line (no file yet, or empty).
-static FOUND_NONE: AtomicBool = AtomicBool::new(false);
 
 /// The constructor (one thread; prepatch noted libc): use `dir`.
 pub fn configure(dir: &[u8]) {
@@ -113,17 +111,7 @@ pub fn apply(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> boo
     if !UNREAD.swap(false, Ordering::Relaxed) {
         return 0;
     }
-    let n = take_new(table, ready, slow);
-    if CACHE.try_lock().is_some_and(|c| c.taken == 0) {
-        FOUND_NONE.store(true, Ordering::Relaxed);
-    }
-    n
-}
-
-/// Whether this image's first reading ([`apply`]) found no line: no other
-/// image of the tree has written its proofs yet.
-pub fn found_none() -> bool {
-    FOUND_NONE.load(Ordering::Relaxed)
+    take_new(table, ready, slow)
 }
 
 /// Before a fork (PATCHER held, signals blocked, the registry mapped): if
