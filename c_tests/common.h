@@ -90,20 +90,30 @@ static inline void say_call(const char *what, long r)
         say_call(what, syscall(__VA_ARGS__));                                  \
     } while (0)
 
+/* Up to `cap - 1` bytes of the small file at `path` (a /proc file, read in
+ * one call) into `buf`, NUL-terminated: their number (0 if the read failed),
+ * or -1 when it cannot be opened. */
+static inline ssize_t t_read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0)
+        n = 0;
+    buf[n] = 0;
+    return n;
+}
+
 /* The state letter (R, S, Z, X, ...) of the /proc stat file at `path`
  * (/proc/PID/stat or /proc/self/task/TID/stat), or 0 when it cannot be read
  * (the task is gone). */
 static inline char t_proc_state(const char *path)
 {
     char buf[512];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (t_read_small(path, buf, sizeof buf) <= 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
     const char *end = strrchr(buf, ')');
     return end != NULL && end[1] == ' ' ? end[2] : 0;
 }

@@ -38,14 +38,11 @@ static int in_call_or_gone(pid_t pid, int nr, int alt)
     if (state == 0 || state == 'Z')
         return 1;
     snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
+    ssize_t n = t_read_small(path, buf, sizeof buf);
+    if (n < 0)
         return 1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
+    if (n == 0)
         return 0;
-    buf[n] = 0;
     int now = atoi(buf);
     return n > 0 && buf[0] != '-' && buf[0] != 'r' && (now == nr || now == alt);
 }
