@@ -60,10 +60,15 @@ fn reports_in(dir: &Path) -> Vec<Value> {
 /// `cache` as USERTRAP_SITE_CACHE (None: no cache); the same output and
 /// status both ways. The reports of the traced run.
 fn run_script(case: &str, backend: Backend, cache: Option<&Path>) -> Vec<Value> {
-    let native = run_native(&Cmd::new(which("bash")).args(["-c", SCRIPT]));
+    run_bash(SCRIPT, case, backend, cache)
+}
+
+/// `bash -c script`, natively and traced (see [`run_script`]).
+fn run_bash(script: &str, case: &str, backend: Backend, cache: Option<&Path>) -> Vec<Value> {
+    let native = run_native(&Cmd::new(which("bash")).args(["-c", script]));
     assert!(native.status.success(), "native run failed: {}", native.stderr_text());
     let dir = fresh_reports_dir(case, backend);
-    let mut cmd = with_json_reports(Cmd::new(which("bash")).args(["-c", SCRIPT]), &dir);
+    let mut cmd = with_json_reports(Cmd::new(which("bash")).args(["-c", script]), &dir);
     if let Some(c) = cache {
         cmd = cmd.env("USERTRAP_SITE_CACHE", c);
     }
@@ -238,16 +243,8 @@ fn usertrap_stat_uses_a_cache_of_its_own_and_leaves_nothing() {
 /// each child proves it again. (fast, slow) of `write` per fork child.
 fn subshell_writes(case: &str, backend: Backend, cache: Option<&Path>) -> Vec<(u64, u64)> {
     let script = "a=$(echo 1); b=$(echo 2); echo $a$b";
-    let native = run_native(&Cmd::new(which("bash")).args(["-c", script]));
-    let dir = fresh_reports_dir(case, backend);
-    let mut cmd = with_json_reports(Cmd::new(which("bash")).args(["-c", script]), &dir);
-    if let Some(c) = cache {
-        cmd = cmd.env("USERTRAP_SITE_CACHE", c);
-    }
-    let traced = run_traced(&cmd, backend);
-    assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
-    assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
-    let mut bashes: Vec<Value> = reports_in(&dir).into_iter().filter(|r| r["command"] == "bash").collect();
+    let reports = run_bash(script, case, backend, cache);
+    let mut bashes: Vec<Value> = reports.into_iter().filter(|r| r["command"] == "bash").collect();
     bashes.sort_by_key(|r| r["start_ns"].as_u64().unwrap());
     assert_eq!(bashes.len(), 3, "{case} ({backend}): bash and its two command substitutions");
     bashes[1..]
