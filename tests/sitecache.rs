@@ -290,3 +290,70 @@ fn a_full_cache_file_is_read_no_further_and_not_grown() {
         assert_eq!(fs::metadata(&file).unwrap().len(), before, "{b}: the full file did not grow");
     }
 }
+
+/// libc's path, from this test process's own mappings.
+fn libc_path() -> PathBuf {
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps.lines().find(|l| l.contains("/libc.so")).expect("libc mapped in the test process");
+    PathBuf::from(&line[line.find('/').unwrap()..])
+}
+
+/// The bytes of ELF file `elf` at virtual addresses [at, at + len) (its
+/// PT_LOAD headers map them to file offsets).
+fn bytes_at(elf: &[u8], at: u64, len: usize) -> Option<&[u8]> {
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
+    let (phoff, phnum) = (u64_at(0x20) as usize, u16::from_le_bytes([elf[0x38], elf[0x39]]) as usize);
+    (0..phnum).map(|i| phoff + i * 56).find_map(|ph| {
+        let is_load = u32::from_le_bytes(elf[ph..ph + 4].try_into().unwrap()) == 1;
+        let (off, vaddr, filesz) = (u64_at(ph + 8), u64_at(ph + 16), u64_at(ph + 32));
+        (is_load && at >= vaddr && at + len as u64 <= vaddr + filesz)
+            .then(|| &elf[(off + at - vaddr) as usize..(off + at - vaddr) as usize + len])
+    })
+}
+
+/// FNV-1a 64, the cache lines' checksum of the original bytes.
+fn fnv(parts: &[&[u8]]) -> u64 {
+    parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Lines of the cache written by processes that did not see each other
+/// can give two sites one Form P pad: each process proved it free. Here a
+/// second line gives every Form P pad of a real run's lines to another
+/// `syscall` within a short jump of it (what a process that called only
+/// that one could have written). Only the first site may have the pad:
+/// patching both sent cat's `read` through the other site's trampoline and
+/// back into another function (cat died of SIGSEGV).
+#[test]
+fn two_cache_lines_never_give_one_pad_to_two_sites() {
+    let libc = fs::read(libc_path()).unwrap();
+    for b in Backend::ALL {
+        let (name, good) = valid_cache_file(b);
+        let mut forged = String::new();
+        for item in good.lines().flat_map(|l| l.split(':').nth(1).unwrap().split(',')).filter(|i| i.starts_with('p')) {
+            let f: Vec<u64> = item[1..].split('.').map(|x| u64::from_str_radix(x, 16).unwrap()).collect();
+            let (sys, pad, pad_len) = (f[0], f[2], f[3] as usize);
+            let pad_bytes = bytes_at(&libc, pad, pad_len).expect("the pad in libc's file");
+            for other in pad.saturating_sub(129)..pad + 126 {
+                let reach = (pad as i64 - (other as i64 + 2)).abs() <= 127;
+                let apart = other + 2 <= pad || other >= pad + pad_len as u64;
+                if other == sys || !reach || !apart || bytes_at(&libc, other, 2) != Some(&[0x0f, 0x05][..]) {
+                    continue;
+                }
+                let sum = fnv(&[&[0x0f, 0x05], pad_bytes]);
+                forged += &format!("{name}:p{other:x}.0.{pad:x}.{pad_len:x}:{sum:x}\n");
+            }
+        }
+        assert!(!forged.is_empty(), "{b}: a `syscall` within reach of a Form P pad of cat's ({good})");
+        let cache = cache_dir("sitecache-shared-pad", b);
+        let file = cache.join(&name);
+        fs::write(&file, good + &forged).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        // run_script compares status and output with the native run.
+        let reports = run_script("sitecache-shared-pad", b, Some(&cache));
+        let reads = cat_calls(&reports, "read");
+        assert!(reads.iter().all(|&(fast, _)| fast > 0), "{b}: cat's reads at their own fast sites ({reads:?})");
+    }
+}

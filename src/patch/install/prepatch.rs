@@ -823,10 +823,15 @@ fn patch_round(
     let mut tramps = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
     let mut bigs = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
     let mut slots = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
-    for (it, out) in items.iter().zip(planned.iter_mut()) {
-        if registry::lookup(it.sys).is_some() {
+    for (i, it) in items.iter().enumerate() {
+        let earlier = items.get(..i).unwrap_or(&[]).iter().zip(planned.iter());
+        if registry::lookup(it.sys).is_some()
+            || touches_a_patched_site(it)
+            || earlier.filter(|(_, p)| p.is_some()).any(|(e, _)| overlap(e, it))
+        {
             continue;
         }
+        let Some(out) = planned.get_mut(i) else { break };
         *out = match it.form {
             b's' => plan_seed(table, it, &mut tramps, &mut slots, slow, entry),
             b'r' => plan_range(table, it, &mut bigs, &mut slots, entry),
@@ -911,6 +916,26 @@ fn write_alone(mem: &Mem, planned: &[Option<Planned>; ROUND], ok: &mut [bool; RO
 
 const PAD: u8 = 0;
 const SITE: u8 = 1;
+
+/// Whether a span of `it` (its bytes to rewrite, its pad) touches the
+/// spans of a site patched already. Each site's proof saw the others
+/// patched in its own process only: lines of the site cache written by
+/// processes that did not see each other can give two sites one Form P pad
+/// (each found it free). Patching both would send the first one's calls
+/// through the second one's trampoline and back into the wrong function.
+fn touches_a_patched_site(it: &Item) -> bool {
+    it.spans().iter().filter(|&&(_, len)| len > 0).any(|&(at, len)| {
+        let mut one = [forms::Overlay::EMPTY; 1];
+        registry::overlays_in(at, at + len as u64, &mut one) != Some(0)
+    })
+}
+
+/// Whether two items' spans overlap (two sites planned in one round).
+fn overlap(a: &Item, b: &Item) -> bool {
+    a.spans()
+        .iter()
+        .any(|&(x, xl)| b.spans().iter().any(|&(y, yl)| xl > 0 && yl > 0 && x < y + yl as u64 && y < x + xl as u64))
+}
 
 /// What [`write_alone`] writes for `p`: its pad's bytes, or its site's.
 fn final_bytes(p: &Planned, which: u8) -> Option<([u8; forms::OVERLAY_BYTES], usize)> {
