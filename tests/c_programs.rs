@@ -318,5 +318,6 @@ c_tests! {
     tsc_disabled,
     vfork_exec,
     vfork_go_style,
+    vfork_then_exit,
     vsyscall,
 }

@@ -357,3 +357,40 @@ fn two_cache_lines_never_give_one_pad_to_two_sites() {
         assert!(reads.iter().all(|&(fast, _)| fast > 0), "{b}: cat's reads at their own fast sites ({reads:?})");
     }
 }
+
+/// (fast, slow) calls of exit_group in the report of `command`'s image.
+fn exit_calls(reports: &[Value], command: &str) -> (u64, u64) {
+    let r = reports.iter().find(|r| r["command"] == command).unwrap_or_else(|| panic!("{command}'s report"));
+    let sites = r["sites"].as_array().into_iter().flatten().filter(|s| s["name"] == "exit_group");
+    sites.fold((0, 0), |(f, s), site| {
+        (f + site["fast_calls"].as_u64().unwrap(), s + site["slow_calls"].as_u64().unwrap())
+    })
+}
+
+/// A process whose last calls are a vfork, its child's execve and its own
+/// exit (the `cc` driver's): with exit_group's site in the cache (proven by
+/// the run before), its exit is fast. The parent's area named the vfork
+/// child's until some other call looked it up, and the fast exit declined
+/// it: every `cc` of `make` exited on the slow path. Natively and traced
+/// compared (status, output) on both runs.
+#[test]
+fn an_exit_right_after_a_vfork_takes_the_fast_path() {
+    let prog = c_test_binary("vfork_then_exit");
+    let native = run_native(&Cmd::new(&prog));
+    assert!(native.status.success(), "native: {}", native.stderr_text());
+    for b in Backend::ALL {
+        let cache = cache_dir("sitecache-vfork-exit", b);
+        let mut exits = Vec::new();
+        for run in ["first", "second"] {
+            let dir = fresh_reports_dir(&format!("sitecache-vfork-exit-{run}"), b);
+            let cmd = with_json_reports(Cmd::new(&prog), &dir).env("USERTRAP_SITE_CACHE", &cache);
+            let traced = run_traced(&cmd, b);
+            assert_eq!(traced.status, native.status, "{b} ({run} run): {}", traced.stderr_text());
+            assert_eq!(traced.stdout_text(), native.stdout_text(), "{b} ({run} run)");
+            exits.push(exit_calls(&reports_in(&dir), "vfork_then_exit"));
+        }
+        // The first run proves the site at its exit (slow), the second
+        // has it from the cache.
+        assert_eq!(exits, [(0, 1), (1, 0)], "{b}: (fast, slow) exit_group per run");
+    }
+}

@@ -402,7 +402,11 @@ fn fast_emulated_call<const TRACE: bool>(
         Emulation::Exit | Emulation::ExitGroup => {
             // The thread's own area, not a vfork child's on its parent's
             // (whose fast-path stack this call would leave marked in use).
-            let own = area.filter(|a| {
+            // A parent whose vfork has finished still names the child's
+            // area until something looks it up (fast_current frees it):
+            // without that, a `cc` that vforked and then exits with no
+            // other call between took the slow path for its exit_group.
+            let own = thread::fast_current(area).filter(|a| {
                 on_own_stack
                     && a.pending_child.get().is_null()
                     && a.owner_tid.load(core::sync::atomic::Ordering::Relaxed) != 0
