@@ -37,6 +37,14 @@ target/c_tests/static_%: c_tests/static_%.c $(wildcard c_tests/*.h)
 	@mkdir -p target/c_tests
 	$(CC) $(CFLAGS) -static -pthread -o $@ $<
 
+# A program linked with a library of its own (c_tests/lib), found beside it.
+target/c_tests/early_ctor_signals: c_tests/early_ctor_signals.c target/c_tests/libearly_ctor.so
+	$(CC) $(CFLAGS) -pthread -o $@ $< -Ltarget/c_tests -learly_ctor -Wl,-rpath,'$$ORIGIN' -lrt
+
+target/c_tests/lib%.so: c_tests/lib/%.c
+	@mkdir -p target/c_tests
+	$(CC) $(CFLAGS) -shared -fPIC -o $@ $<
+
 # 10,000 generated functions: -O2 with debug info takes 20 s, -O0 3 s.
 target/c_tests/many_sites: CFLAGS := -O0 -g0 -Wall -Wextra
 

@@ -8,9 +8,14 @@
  * read(2) and close(2) three times (so their sites get patched), then
  * execs itself as "prepatch_exec child", which calls each of them exactly
  * once (its report shows whether that first call was fast). Both print
- * what they did; the output is the same natively.
+ * what they did; the output is the same natively. The parent also calls
+ * getrlimit(2) (libc's __getrlimit): libc's own start-up calls it in the
+ * child before any constructor (RLIMIT_STACK), at the same site, where
+ * only the launcher can have patched it.
  */
 #include "common.h"
+
+#include <sys/resource.h>
 
 static void round_trip(const char *who, int round)
 {
@@ -34,6 +39,8 @@ int main(int argc, char **argv)
         round_trip("child", 0);
         return 0;
     }
+    struct rlimit rl;
+    printf("parent: getrlimit %d\n", getrlimit(RLIMIT_STACK, &rl));
     for (int i = 0; i < 3; i++)
         round_trip("parent", i);
     execl(argv[0], argv[0], "child", (char *)NULL);

@@ -253,6 +253,7 @@ c_tests! {
     die_sigsys_kill,
     die_sigsys_pending,
     die_sigterm_raise,
+    early_ctor_signals,
     errno_at_main,
     exec_errors,
     exec_many,

@@ -39,8 +39,9 @@ fn child_first_calls(dir: &std::path::Path, name: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn run_case(backend: Backend, prepatch: &str) -> std::path::PathBuf {
-    let case = format!("prepatch-exec-{prepatch}");
+/// (`tag` names the reports' directory: tests run in parallel.)
+fn run_case(backend: Backend, prepatch: &str, tag: &str) -> std::path::PathBuf {
+    let case = format!("prepatch-exec-{tag}-{prepatch}");
     let prog = c_test_binary("prepatch_exec");
     let native = run_native(&Cmd::new(&prog));
     assert!(native.status.success(), "native run failed: {}", native.stderr_text());
@@ -56,7 +57,7 @@ fn run_case(backend: Backend, prepatch: &str) -> std::path::PathBuf {
 #[test]
 fn first_calls_in_an_execd_image_are_fast() {
     for b in Backend::ALL {
-        let dir = run_case(b, "1");
+        let dir = run_case(b, "1", "first");
         for name in ["write", "read", "close"] {
             let got = child_first_calls(&dir, name);
             assert!(!got.is_empty(), "{b}: no {name} site in libc in the exec'd image's report");
@@ -70,10 +71,26 @@ fn first_calls_in_an_execd_image_are_fast() {
 #[test]
 fn without_prepatching_first_calls_are_slow() {
     for b in Backend::ALL {
-        let dir = run_case(b, "0");
+        let dir = run_case(b, "0", "first");
         // read once (slow), write twice (pipe and stdout: the first slow).
         assert_eq!(child_first_calls(&dir, "read"), [(0, 1)], "{b}: read in the exec'd image, USERTRAP_PREPATCH=0");
         assert_eq!(child_first_calls(&dir, "write"), [(1, 1)], "{b}: write in the exec'd image, USERTRAP_PREPATCH=0");
+    }
+}
+
+/// libc's own start-up calls in an exec'd image (`prlimit64` for
+/// RLIMIT_STACK, before any constructor, so before the library's): the
+/// launcher patches libc's carried sites when the loader maps libc, so
+/// the child's first call there is fast (its parent called getrlimit at
+/// the same site); with USERTRAP_PREPATCH=0 it is slow.
+#[test]
+fn libc_start_up_calls_are_fast_in_execd_images() {
+    for b in Backend::ALL {
+        let on = child_first_calls(&run_case(b, "1", "start-up"), "prlimit64");
+        assert!(!on.is_empty(), "{b}: libc's prlimit64 in the exec'd image's report");
+        assert!(on.iter().all(|&(fast, slow)| fast > 0 && slow == 0), "{b}: prepatched: {on:?}");
+        let off = child_first_calls(&run_case(b, "0", "start-up"), "prlimit64");
+        assert!(off.iter().any(|&(_, slow)| slow > 0), "{b}: USERTRAP_PREPATCH=0: {off:?}");
     }
 }
 

@@ -618,7 +618,12 @@ pub fn memory_call(nr: i64, args: [u64; 6], report: bool) -> Option<i64> {
     if r >= 0 {
         match nr {
             raw::SYS_munmap => code_changing(addr, len, CodeChange::Gone),
-            raw::SYS_mmap if replaces => code_changing(addr, len, CodeChange::Gone),
+            raw::SYS_mmap => {
+                if replaces {
+                    code_changing(addr, len, CodeChange::Gone);
+                }
+                crate::patch::install::code_mapped(r as u64, args);
+            }
             libc::SYS_shmat => {
                 if let Some((a, l)) = shmat_remap_range(args) {
                     code_changing(a, l, CodeChange::Gone);

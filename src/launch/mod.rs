@@ -302,13 +302,12 @@ fn carried_sites(initial: &Initial, ctl: &Control) -> &'static [u8] {
 
 /// Patch the loader's syscall sites before it runs (install::patch_loader,
 /// then those `carried` from the exec'ing image: install::patch_carried_loader),
-/// into the hand-off record, unless patching is off (USERTRAP_PATCH=0).
-fn patch_loader(interp: &load::Image, carried: &[u8]) {
+/// into the hand-off record, unless patching is off (USERTRAP_PATCH=0); and
+/// libc's carried sites once the loader has mapped libc (install::await_libc).
+fn patch_loader(interp: &load::Image, carried: &'static [u8]) {
     if !crate::patch::install::LOADER_PATCHING.load(core::sync::atomic::Ordering::Relaxed) {
         return;
     }
-    // SAFETY: single-threaded, before the program starts; nobody reads it yet.
-    let h = unsafe { &mut *HANDOFF.0.get() };
     let mut sites = [crate::patch::install::LoaderSite::default(); crate::patch::install::LOADER_SITES];
     // The carried sites first: their checksum is over the original bytes,
     // which patch_loader's own jumps would change.
@@ -317,12 +316,25 @@ fn patch_loader(interp: &load::Image, carried: &[u8]) {
         n += crate::patch::install::patch_carried_loader(interp.base, carried);
     }
     n += crate::patch::install::patch_loader(interp.text, interp.eh_frame_hdr, &mut sites);
-    h.loader_site_count = n as u64;
-    if n > 0 {
-        h.registry = crate::patch::registry::snapshot();
-        for (out, (addr, len)) in h.loader_regions.iter_mut().zip(crate::patch::install::loader_regions()) {
-            *out = [addr, len];
-        }
+    sites_patched(n);
+    // libc's carried sites: once the loader maps libc, before it runs.
+    crate::patch::install::await_libc(carried, sites_patched);
+}
+
+/// `n` more sites patched by the launcher: the hand-off names them (and
+/// the registry and regions as they are now) for the library to take over.
+fn sites_patched(n: usize) {
+    if n == 0 {
+        return;
+    }
+    // SAFETY: the launcher's one thread (before the program starts, or the
+    // loader mapping libc before it runs anything of it); the library reads
+    // the record only in its constructor, later, on this same thread.
+    let h = unsafe { &mut *HANDOFF.0.get() };
+    h.loader_site_count += n as u64;
+    h.registry = crate::patch::registry::snapshot();
+    for (out, (addr, len)) in h.loader_regions.iter_mut().zip(crate::patch::install::loader_regions()) {
+        *out = [addr, len];
     }
 }
 

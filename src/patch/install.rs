@@ -16,7 +16,7 @@
 //! sites of the first form before the loader runs ([`patch_loader`]), and
 //! the library takes them over ([`adopt_loader_sites`]).
 
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::patch::registry::{self, PATCHED, PATCHING, UNPATCHED};
 use crate::patch::reject::Reject;
@@ -878,6 +878,86 @@ pub fn patch_carried_loader(header: u64, value: &[u8]) -> usize {
         open_fast_path();
     }
     n
+}
+
+/// While the launcher awaits libc ([`await_libc`], [`code_mapped`]): the
+/// carried entry's value, and what to call once libc's sites are patched
+/// (the launcher's hand-off refresh).
+static LIBC_AWAITED: AtomicBool = AtomicBool::new(false);
+static AWAITING: spin::Mutex<Option<Awaited>> = spin::Mutex::new(None);
+/// The carried entry's value and the launcher's hand-off refresh.
+type Awaited = (&'static [u8], fn(usize));
+/// The last file mapping from offset 0 the loader made: (descriptor + 1,
+/// address), where an object's ELF header is while its segments follow.
+static HEADER_FD: AtomicU64 = AtomicU64::new(0);
+static HEADER_AT: AtomicU64 = AtomicU64::new(0);
+
+/// The launcher, before the loader runs: patch libc's sites of the carried
+/// entry (`value`), and those of the site cache if there is one, when the
+/// loader maps libc's code ([`code_mapped`]), then
+/// call `after` (which hands the registry over again). libc's start-up
+/// calls before the library's constructor (`prlimit64`, `getrandom`: two
+/// slow calls in every exec'd image otherwise) then take the fast path,
+/// served by the launcher until the library takes over its registry.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn await_libc(value: &'static [u8], after: fn(usize)) {
+    if value.is_empty() || !prepatch::ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(mut waiting) = AWAITING.try_lock() else { return };
+    *waiting = Some((value, after));
+    LIBC_AWAITED.store(true, Ordering::Release);
+}
+
+/// A successful mmap (`args`, at `addr`), on either path: in the launcher
+/// awaiting libc, an executable mapping of the file whose offset 0 was
+/// mapped last is an object's code; if it is the carried entry's libc, its
+/// sites are patched now, before anything runs them (the loader maps,
+/// relocates and only then initialises, on its one thread). One load of a
+/// flag otherwise (the library never awaits).
+#[inline(always)]
+pub fn code_mapped(addr: u64, args: [u64; 6]) {
+    if LIBC_AWAITED.load(Ordering::Relaxed) {
+        code_mapped_while_awaiting(addr, args);
+    }
+}
+
+#[inline(never)]
+fn code_mapped_while_awaiting(addr: u64, args: [u64; 6]) {
+    let (prot, fd, offset) = (args[2], args[4] as i32, args[5]);
+    if fd < 0 {
+        return;
+    }
+    if offset == 0 {
+        HEADER_FD.store(fd as u64 + 1, Ordering::Relaxed);
+        HEADER_AT.store(addr, Ordering::Relaxed);
+        return;
+    }
+    if prot & libc::PROT_EXEC as u64 == 0 || HEADER_FD.load(Ordering::Relaxed) != fd as u64 + 1 {
+        return;
+    }
+    let Some((value, after)) = AWAITING.try_lock().and_then(|w| *w) else { return };
+    let header = HEADER_AT.load(Ordering::Relaxed);
+    let Some(mut table) = PATCHER.try_lock() else { return };
+    if !arch::trampoline_layout_ok() || !registry::prepare() {
+        return;
+    }
+    // Calls that end the image (exit, exec) wait for the library's own
+    // pre-patching: the launcher's fast versions serve the loader's calls,
+    // and none of those.
+    let slow =
+        |nr: u64| needs_slow_path(nr) || ends(nr) || nr == raw::SYS_execve as u64 || nr == raw::SYS_execveat as u64;
+    let Some(carried) = prepatch::apply_to_mapped_libc(&mut table, value, header, arch::GATE_FAST_ENTRY, slow) else {
+        return;
+    };
+    // What the tree's other processes proved (usertrap stat's site cache).
+    let n = carried + sitecache::apply_at_map(&mut table, slow, arch::GATE_FAST_ENTRY);
+    drop(table);
+    LIBC_AWAITED.store(false, Ordering::Relaxed);
+    if n > 0 {
+        open_fast_path();
+        after(n);
+    }
 }
 
 /// Whether [`prove_loader_sites`] ran in this image (a fork child inherits

@@ -229,7 +229,8 @@ pub fn start(s: &Startup<'_>) {
         if let Some(sites) = carried_sites(s) {
             patch::install::prepatch::keep(sites);
         }
-        if s.libc_header != 0 {
+        // The bridge reads it when the loader maps libc (install::await_libc).
+        if s.libc_header != 0 || bridge {
             patch::install::sitecache::configure(config.site_cache);
         }
     }

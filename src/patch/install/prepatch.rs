@@ -540,6 +540,22 @@ pub fn patch_items(
     patch_all(table, &mem, items, slow, arch::fast_entry(), false)
 }
 
+/// [`patch_items`] where nothing runs the code yet (the launcher, libc
+/// just mapped): the final bytes at once, trampolines jumping to `entry`.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn patch_items_alone(
+    table: &mut crate::patch::table::Table,
+    items: &[Item],
+    slow: fn(u64) -> bool,
+    entry: u64,
+) -> usize {
+    if items.is_empty() {
+        return 0;
+    }
+    let Ok(mem) = Mem::open() else { return 0 };
+    patch_all(table, &mem, items, slow, entry, true)
+}
+
 // ---------------------------------------------------------------------------
 // The new image's side.
 
@@ -698,6 +714,34 @@ pub fn apply_to_loader(
     }
     let Ok(mem) = Mem::open() else { return 0 };
     patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, entry, true)
+}
+
+/// The launcher, when the loader has just mapped an object's code (its
+/// ELF header at `header`; no thread runs that code yet: the loader maps,
+/// relocates, then initialises, one thread): if the object is the libc of
+/// the carried entry's value `value` (by build ID), its group applied as
+/// [`apply_to_loader`] applies the loader's, the final bytes at once. None:
+/// not that libc (or not readable yet); else how many were patched.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+#[inline(never)]
+pub fn apply_to_mapped_libc(
+    table: &mut crate::patch::table::Table,
+    value: &[u8],
+    header: u64,
+    entry: u64,
+    slow: fn(u64) -> bool,
+) -> Option<usize> {
+    let (_, _, id) = read_libc(header)?;
+    let group = group_for(value, &id)?;
+    LIBC.note(header);
+    let obj = LIBC.get()?;
+    let mut items = [Item::default(); MAX_SITES];
+    let n = parse_group(group, obj, &mut items);
+    if n == 0 {
+        return Some(0);
+    }
+    let Ok(mem) = Mem::open() else { return Some(0) };
+    Some(patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, entry, true))
 }
 
 /// The sites of `group` (`<id>:<sites>:<checksum>`) for the object `obj`

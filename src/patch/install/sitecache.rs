@@ -114,6 +114,26 @@ pub fn apply(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> boo
     take_new(table, ready, slow)
 }
 
+/// The launcher, when the loader has just mapped libc (prepatch noted it;
+/// nothing runs its code yet; PATCHER held, the registry mapped): patch
+/// what the file holds, the final bytes at once, trampolines jumping to
+/// `entry`. How many sites were patched. The library reads the file again
+/// at its first trap: what the launcher patched is recorded already (the
+/// hand-off) and left alone.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+#[inline(never)]
+pub fn apply_at_map(table: &mut crate::patch::table::Table, slow: fn(u64) -> bool, entry: u64) -> usize {
+    if !UNREAD.swap(false, Ordering::Relaxed) {
+        return 0;
+    }
+    let Some(mut guard) = CACHE.try_lock() else { return 0 };
+    let c = &mut *guard;
+    let Some((fd, _)) = open(c, libc::O_RDONLY) else { return 0 };
+    let n = read_lines(c, fd);
+    let _ = raw::close(fd);
+    prepatch::patch_items_alone(table, c.items.get(..n).unwrap_or(&[]), slow, entry)
+}
+
 /// Before a fork (PATCHER held, signals blocked, the registry mapped): if
 /// the file grew since this image last read it, patch what was added, so
 /// the child starts with it.
