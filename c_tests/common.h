@@ -169,6 +169,20 @@ static inline int wait_status(pid_t pid)
     return st;
 }
 
+/* vfork, the child execs /bin/true (exit 127 if it cannot), the parent
+ * waits: its wait status. `envp`: the child's environment. */
+static inline int t_vfork_true(char **envp)
+{
+    char *argv[] = { "true", NULL };
+    pid_t pid = vfork();
+    if (pid == 0) {
+        execve("/bin/true", argv, envp);
+        _exit(127);
+    }
+    REQUIRE(pid > 0, "vfork");
+    return wait_status(pid);
+}
+
 static inline int section_begin(void)
 {
     return t_failure_count();

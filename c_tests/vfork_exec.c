@@ -39,14 +39,7 @@ static volatile long g_child_pid_seen;
 static void test_exec_true(void)
 {
     int s = section_begin();
-    char *argv[] = { "true", NULL };
-    pid_t pid = vfork();
-    if (pid == 0) {
-        execve("/bin/true", argv, environ);
-        _exit(127);
-    }
-    REQUIRE(pid > 0, "vfork");
-    int st = wait_status(pid);
+    int st = t_vfork_true(environ);
     EXPECT("true exited", WIFEXITED(st));
     EXPECT_EQ("true status", WEXITSTATUS(st), 0);
     section_end(s, "vfork+execve /bin/true");

@@ -20,15 +20,8 @@ extern char **environ;
 
 int main(void)
 {
-    char *argv[] = { "true", NULL };
     printf("vfork, execve /bin/true, exit with its status\n");
     fflush(stdout);
-    pid_t pid = vfork();
-    if (pid == 0) {
-        execve("/bin/true", argv, environ);
-        _exit(127);
-    }
-    REQUIRE(pid > 0, "vfork");
-    int st = wait_status(pid);
+    int st = t_vfork_true(environ);
     _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
 }

@@ -126,12 +126,7 @@ pub fn apply_at_map(table: &mut crate::patch::table::Table, slow: fn(u64) -> boo
     if !UNREAD.swap(false, Ordering::Relaxed) {
         return 0;
     }
-    let Some(mut guard) = CACHE.try_lock() else { return 0 };
-    let c = &mut *guard;
-    let Some((fd, _)) = open(c, libc::O_RDONLY) else { return 0 };
-    let n = read_lines(c, fd);
-    let _ = raw::close(fd);
-    prepatch::patch_items_alone(table, c.items.get(..n).unwrap_or(&[]), slow, entry)
+    with_new_lines(|items| prepatch::patch_items_alone(table, items, slow, entry))
 }
 
 /// Before a fork (PATCHER held, signals blocked, the registry mapped): if
@@ -164,12 +159,18 @@ fn grew() -> bool {
 }
 
 fn take_new(table: &mut crate::patch::table::Table, ready: impl FnOnce() -> bool, slow: fn(u64) -> bool) -> usize {
+    with_new_lines(|items| prepatch::patch_items(table, items, ready, slow))
+}
+
+/// `patch` given the sites of the file's lines this image has not taken
+/// yet (read_lines); what it returns (0 if the file cannot be read).
+fn with_new_lines(patch: impl FnOnce(&[Item]) -> usize) -> usize {
     let Some(mut guard) = CACHE.try_lock() else { return 0 };
     let c = &mut *guard;
     let Some((fd, _)) = open(c, libc::O_RDONLY) else { return 0 };
     let n = read_lines(c, fd);
     let _ = raw::close(fd);
-    prepatch::patch_items(table, c.items.get(..n).unwrap_or(&[]), ready, slow)
+    patch(c.items.get(..n).unwrap_or(&[]))
 }
 
 /// The file's lines past `taken` that hold sites of this libc (checked),
