@@ -247,6 +247,7 @@ c_tests! {
     close_all_fds,
     comm_of_report,
     daemon_closes_all,
+    deny_write_execute,
     die_abort,
     die_sigill,
     die_sigsegv,
