@@ -273,6 +273,7 @@ c_tests! {
     fork_pending_owned,
     int80,
     io_and_fds,
+    io_uring_wait_mask,
     jit_dual_mapping,
     jit_syscall,
     kill_owned_other_thread,
