@@ -457,6 +457,13 @@ unsafe fn bootstrap_syscall(nr: i64, a: [u64; 6]) -> i64 {
     unsafe { arch::ut_bootstrap_syscall6(nr as u64, a[0], a[1], a[2], a[3], a[4], a[5]) }
 }
 
+/// A syscall from the library's own text, whether or not the gate exists:
+/// only while no trap is armed in this process (no inherited filter either).
+unsafe fn direct_syscall(nr: i64, a: [u64; 6]) -> i64 {
+    // SAFETY: the caller's contract.
+    unsafe { arch::ut_bootstrap_syscall6(nr as u64, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}
+
 /// write(2) before the gate: the kernel's result.
 fn boot_write(fd: i32, buf: &[u8]) -> i64 {
     // SAFETY: the kernel reads `buf`, valid for its length.
@@ -504,8 +511,50 @@ fn map_gate() {
     fill_gate(GATE_ADDR, false);
     let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
     // SAFETY: our gate page, filled; nothing writes it any more.
-    unsafe { bootstrap_syscall(libc::SYS_mprotect, [GATE_ADDR, GATE_LEN, rx, 0, 0, 0]) };
+    let r = unsafe { bootstrap_syscall(libc::SYS_mprotect, [GATE_ADDR, GATE_LEN, rx, 0, 0, 0]) };
+    if r != 0 && map_gate_rx(GATE_ADDR, false, bootstrap_syscall).is_err() {
+        bootstrap_fail(b"usertrap: cannot make the syscall gate executable (a policy against writable code, such as MemoryDenyWriteExecute, and no /proc/self/mem)\n");
+    }
     GATE_PRESENT.store(true, Ordering::Relaxed);
+}
+
+/// Map a gate at `at` (our own page, or the gate's own address, replaced)
+/// R-X from the start and write it through /proc/self/mem: where a policy
+/// refuses to make written memory executable (systemd's
+/// MemoryDenyWriteExecute filter refuses `mprotect` with `PROT_EXEC`,
+/// `prctl(PR_SET_MDWE)` any `mprotect` that adds it) but lets an anonymous
+/// R-X page be mapped and written through /proc, as the patcher writes code.
+/// Nothing may run through the page at `at` meanwhile.
+/// `sys` makes the syscalls: [`bootstrap_syscall`], or [`direct_syscall`]
+/// while the gate is not executable.
+fn map_gate_rx(at: u64, sud_on: bool, sys: unsafe fn(i64, [u64; 6]) -> i64) -> Result<(), i64> {
+    let mut image = [0u8; GATE_LEN as usize];
+    fill_gate(image.as_mut_ptr() as u64, sud_on);
+    let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64;
+    // SAFETY: replaces only `at`'s page, ours and unused (the caller's
+    // contract).
+    let r = unsafe { sys(libc::SYS_mmap, [at, GATE_LEN, rx, flags, u64::MAX, 0]) };
+    if r as u64 != at {
+        return Err(-r);
+    }
+    let path = c"/proc/self/mem".as_ptr() as u64;
+    let open_flags = (libc::O_RDWR | libc::O_CLOEXEC) as u64;
+    // SAFETY: the kernel reads the NUL-terminated path.
+    let fd = unsafe { sys(libc::SYS_openat, [libc::AT_FDCWD as u64, path, open_flags, 0, 0, 0]) };
+    if fd < 0 {
+        return Err(-fd);
+    }
+    // SAFETY: the kernel reads GATE_LEN bytes of `image` and writes them at
+    // `at`, our page.
+    let w = unsafe { sys(libc::SYS_pwrite64, [fd as u64, image.as_ptr() as u64, GATE_LEN, at, 0, 0]) };
+    // SAFETY: our descriptor.
+    unsafe { sys(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]) };
+    if w as u64 == GATE_LEN {
+        Ok(())
+    } else {
+        Err(raw::EFAULT)
+    }
 }
 
 /// Copy the gate image to `at` (GATE_LEN writable bytes) and fill its slots.
@@ -540,7 +589,7 @@ fn set_sud_slot_in_place() {
     fill_gate(GATE_ADDR, true);
     // SAFETY: as above.
     let r = unsafe { arch::ut_bootstrap_syscall6(libc::SYS_mprotect as u64, GATE_ADDR, GATE_LEN, rx, 0, 0, 0) };
-    if r != 0 {
+    if r != 0 && map_gate_rx(GATE_ADDR, true, direct_syscall).is_err() {
         bootstrap_fail(b"usertrap: cannot make the syscall gate executable again\n");
     }
 }
@@ -555,7 +604,10 @@ fn swap_in_gate(sud_on: bool) {
     };
     fill_gate(page, sud_on);
     // SAFETY: the page just filled; nothing writes it any more.
-    let _ = unsafe { raw::mprotect(page, GATE_LEN as usize, libc::PROT_READ | libc::PROT_EXEC) };
+    let made_rx = unsafe { raw::mprotect(page, GATE_LEN as usize, libc::PROT_READ | libc::PROT_EXEC) };
+    if made_rx.is_err() && map_gate_rx(page, sud_on, bootstrap_syscall).is_err() {
+        bootstrap_fail(b"usertrap: cannot make the syscall gate executable (a policy against writable code, such as MemoryDenyWriteExecute, and no /proc/self/mem)\n");
+    }
     let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
     // SAFETY: moves our new gate over the old one at GATE_ADDR, which only
     // ever holds a gate (the same code at the same offsets, see above); the

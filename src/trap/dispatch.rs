@@ -184,6 +184,7 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
         Emulation::SigTimedWait => Return(signals::rt_sigtimedwait(t.area, args)),
         Emulation::SigReturn => delivery::sigreturn(t.area, t.uc),
         Emulation::TempMask(sigset) => Return(signals::with_temp_mask(t.area, nr, args, sigset)),
+        Emulation::UringEnter => Return(signals::io_uring_enter(t.area, args)),
         Emulation::Clone => {
             let out = process::clone(t.area, t.uc, nr, args);
             if let Outcome::Return(child) = out {
@@ -459,6 +460,9 @@ fn fast_emulated(
         }
         Emulation::ArchPrctl => return process::arch_prctl_quietly(args),
         Emulation::Exec => return exec::fails_before_open(nr, args),
+        // A temporary mask needs the slow path's frame (trap::syscalls::fast).
+        Emulation::UringEnter if signals::io_uring_enter_masks(&args) => return None,
+        Emulation::UringEnter => return Some(forward::<false>(nr, args)),
         _ => {}
     }
     // The rest change this thread's state: its own area (a vfork child's,

@@ -15,21 +15,59 @@
 /// Where a call that installs a temporary signal mask keeps its sigset.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct SigsetArg {
-    /// The argument that holds the sigset pointer (its size is the next one),
-    /// or, with `in_struct`, points to a `{sigset pointer, size}` pair.
+    /// The argument that holds the sigset pointer (its size is the next
+    /// one), or points to a structure that holds it (`at`).
     pub index: usize,
-    pub in_struct: bool,
+    pub at: SigsetAt,
+}
+
+/// How the argument of a [`SigsetArg`] names the sigset.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SigsetAt {
+    /// The sigset pointer itself, its size in the next argument.
+    Args,
+    /// A `{sigset pointer, size}` pair (pselect6, `struct __aio_sigset`).
+    Pair,
+    /// A `struct io_uring_getevents_arg` (`{sigmask, sigmask_sz (u32),
+    /// min_wait_usec (u32), ts}`), whose size (24) is the next argument.
+    GeteventsArg,
 }
 
 /// rt_sigsuspend(mask, size).
-pub const SIGSUSPEND_MASK: SigsetArg = SigsetArg { index: 0, in_struct: false };
+pub const SIGSUSPEND_MASK: SigsetArg = SigsetArg { index: 0, at: SigsetAt::Args };
 /// ppoll(fds, n, timeout, mask, size).
-pub const PPOLL_MASK: SigsetArg = SigsetArg { index: 3, in_struct: false };
+pub const PPOLL_MASK: SigsetArg = SigsetArg { index: 3, at: SigsetAt::Args };
 /// epoll_pwait(fd, events, max, timeout, mask, size), and epoll_pwait2.
-pub const EPOLL_PWAIT_MASK: SigsetArg = SigsetArg { index: 4, in_struct: false };
+pub const EPOLL_PWAIT_MASK: SigsetArg = SigsetArg { index: 4, at: SigsetAt::Args };
 /// pselect6(n, r, w, e, timeout, &{mask, size}), and io_pgetevents's last
 /// argument (`struct __aio_sigset`).
-pub const PSELECT6_MASK: SigsetArg = SigsetArg { index: 5, in_struct: true };
+pub const PSELECT6_MASK: SigsetArg = SigsetArg { index: 5, at: SigsetAt::Pair };
+/// io_uring_enter(fd, to_submit, min_complete, flags, mask, size) waiting
+/// (`IORING_ENTER_GETEVENTS`).
+pub const URING_ENTER_MASK: SigsetArg = SigsetArg { index: 4, at: SigsetAt::Args };
+/// The same with `IORING_ENTER_EXT_ARG`: (.., flags, &getevents_arg, 24).
+pub const URING_ENTER_EXT_MASK: SigsetArg = SigsetArg { index: 4, at: SigsetAt::GeteventsArg };
+
+/// io_uring_enter's flags that decide where its temporary mask is.
+const IORING_ENTER_GETEVENTS: u64 = 1 << 0;
+const IORING_ENTER_EXT_ARG: u64 = 1 << 3;
+/// The argument is an offset into a region registered with the ring: not
+/// program memory we could rewrite (Linux 6.13+).
+const IORING_ENTER_EXT_ARG_REG: u64 = 1 << 6;
+
+/// Where io_uring_enter with these arguments keeps a temporary mask: only
+/// a call that waits for completions installs one (io_uring/io_uring.c,
+/// io_cqring_wait). None: no mask to adjust.
+pub fn uring_enter_sigset(args: &[u64; 6]) -> Option<SigsetArg> {
+    let flags = args[3] as u32 as u64;
+    if flags & IORING_ENTER_GETEVENTS == 0 || flags & IORING_ENTER_EXT_ARG_REG != 0 {
+        None
+    } else if flags & IORING_ENTER_EXT_ARG != 0 {
+        Some(URING_ENTER_EXT_MASK)
+    } else {
+        Some(URING_ENTER_MASK)
+    }
+}
 
 /// What the library does for one syscall on the slow path.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -58,6 +96,9 @@ pub enum Emulation {
     SigReturn,
     /// A call that installs a temporary mask we rewrite.
     TempMask(SigsetArg),
+    /// io_uring_enter: when it waits, a temporary mask as TempMask, where
+    /// its flags say ([`uring_enter_sigset`]); run as it is otherwise.
+    UringEnter,
     /// clone, clone3, fork, vfork: the child gets the program's exact state.
     Clone,
     /// execve, execveat: through the launcher, with the program's state.
@@ -108,6 +149,7 @@ pub fn handling(nr: i64) -> Handling {
         libc::SYS_prctl => Emulated(Prctl),
         libc::SYS_ptrace => Emulated(Ptrace),
         libc::SYS_membarrier => Emulated(Membarrier),
+        libc::SYS_io_uring_enter => Emulated(UringEnter),
         _ => Handling::Native,
     }
 }
@@ -179,6 +221,9 @@ pub fn kernel_args(nr: i64, mut args: [u64; 6]) -> [u64; 6] {
 ///   for any fast call. Every other attempt (the file exists) is declined
 ///   before anything is done to it, and the slow path hands the program's
 ///   state to the launcher as always (so the file is opened once).
+/// - io_uring_enter: a call that installs no temporary mask (it does not
+///   wait, or names none) runs as it is, as any fast call; one that does is
+///   declined to the slow path, as the other temporary masks (below).
 /// - A thread that left the library (a vfork child after PTRACE_TRACEME,
 ///   which keeps its parent's patched sites) makes all of them natively.
 ///
@@ -201,6 +246,7 @@ pub fn fast(e: Emulation) -> bool {
             | Emulation::Exit
             | Emulation::ExitGroup
             | Emulation::Exec
+            | Emulation::UringEnter
     )
 }
 
@@ -258,7 +304,7 @@ mod tests {
 
     /// Emulated calls with a version for the fast path (their sites are
     /// patched).
-    const FAST: [i64; 10] = [
+    const FAST: [i64; 11] = [
         libc::SYS_rt_sigaction,
         libc::SYS_rt_sigprocmask,
         libc::SYS_sigaltstack,
@@ -269,6 +315,7 @@ mod tests {
         libc::SYS_exit_group,
         libc::SYS_execve,
         libc::SYS_execveat,
+        libc::SYS_io_uring_enter,
     ];
 
     #[test]
@@ -288,7 +335,7 @@ mod tests {
 
     #[test]
     fn the_same_calls_keep_the_slow_path_as_before() {
-        let readlink = [libc::SYS_readlink, libc::SYS_readlinkat];
+        let readlink = [libc::SYS_readlink, libc::SYS_readlinkat, libc::SYS_io_uring_enter];
         for nr in -1..1024 {
             let slow = SLOW.contains(&nr);
             assert_eq!(patchable(nr), !slow || FAST.contains(&nr), "{nr}");
@@ -300,7 +347,14 @@ mod tests {
     fn temporary_masks_name_their_sigset() {
         assert_eq!(handling(libc::SYS_ppoll), Handling::Emulated(Emulation::TempMask(PPOLL_MASK)));
         assert_eq!(handling(333), Handling::Emulated(Emulation::TempMask(PSELECT6_MASK)));
-        assert_eq!(PSELECT6_MASK, SigsetArg { index: 5, in_struct: true });
+        assert_eq!(PSELECT6_MASK, SigsetArg { index: 5, at: SigsetAt::Pair });
+        // io_uring_enter(fd, submit, min, flags, arg, argsz): only a wait.
+        let enter = |flags: u64| uring_enter_sigset(&[3, 0, 1, flags, 0x1000, 8]);
+        assert_eq!(enter(0), None);
+        assert_eq!(enter(IORING_ENTER_GETEVENTS), Some(URING_ENTER_MASK));
+        assert_eq!(enter(IORING_ENTER_GETEVENTS | 1 << 32), Some(URING_ENTER_MASK));
+        assert_eq!(enter(IORING_ENTER_EXT_ARG | 1), Some(URING_ENTER_EXT_MASK));
+        assert_eq!(enter(IORING_ENTER_EXT_ARG_REG | IORING_ENTER_EXT_ARG | 1), None);
     }
 
     #[test]

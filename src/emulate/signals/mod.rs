@@ -13,7 +13,8 @@
 //! - the kernel's mask never contains an owned signal; what the program
 //!   believes blocked is kept per thread and reported back. Every syscall that
 //!   installs a mask (`rt_sigprocmask`, the temporary masks of `ppoll`,
-//!   `pselect6`, `epoll_pwait(2)`, `rt_sigsuspend`, `io_pgetevents`, and the
+//!   `pselect6`, `epoll_pwait(2)`, `rt_sigsuspend`, `io_pgetevents`, a waiting
+//!   `io_uring_enter`, and the
 //!   `sa_mask` of every handler) has the owned signals removed on the way in;
 //! - `rt_sigprocmask` on the slow path changes the saved ucontext rather
 //!   than the kernel: our handler's sigreturn restores the mask from it, so
@@ -40,7 +41,10 @@ pub use delivery::{deliver_to_program, entered_from_program};
 pub use state::{
     after_fork_in_child, forbid_masks, hold_signals_for_exit, masks_forbidden, our_action, take_passed_on,
 };
-pub use syscalls::{rt_sigaction, rt_sigpending, rt_sigprocmask, rt_sigtimedwait, sigaltstack, with_temp_mask};
+pub use syscalls::{
+    io_uring_enter, io_uring_enter_masks, rt_sigaction, rt_sigpending, rt_sigprocmask, rt_sigtimedwait, sigaltstack,
+    with_temp_mask,
+};
 pub use takeover::{
     give_back_to_kernel, is_our_trap, reset_after_clear_sighand, take_over, take_over_altstack, take_over_mask,
     watch_fatal_signals, with_program_signal_state_for_exec,

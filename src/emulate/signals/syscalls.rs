@@ -14,7 +14,7 @@ use crate::rt::raw::{self, KernelSigaction};
 use crate::rt::sigtable::{action_of, bit, seq_now, seq_settled, AppAction, SigTable, OWNED};
 use crate::rt::thread::ThreadArea;
 use crate::rt::thread::SS_AUTODISARM;
-use crate::trap::syscalls::SigsetArg;
+use crate::trap::syscalls::{uring_enter_sigset, SigsetArg, SigsetAt};
 
 #[inline(never)]
 pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
@@ -228,8 +228,7 @@ fn timeout_usable(ptr: u64) -> bool {
 /// and the call returns EINTR, as a pending signal makes it natively.
 #[inline(never)]
 pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], sigset: SigsetArg) -> i64 {
-    let SigsetArg { index: mask_arg, in_struct: indirect } = sigset;
-    let Some(temp) = temp_mask_arg(&args, sigset) else {
+    let Some((temp, rest)) = temp_mask_arg(&args, sigset) else {
         // SAFETY: the program's own call (rt::raw: forwarded program calls);
         // the kernel reports what was wrong with its sigset argument.
         return unsafe { raw::program_syscall6(nr, args) };
@@ -242,42 +241,77 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], sigset: Si
         return -(libc::EINTR as i64);
     }
     let clean: u64 = temp & !OWNED;
-    let pair: [u64; 2] = [(&raw const clean) as u64, 8];
-    if let Some(a) = args.get_mut(mask_arg) {
-        *a = if indirect { pair.as_ptr() as u64 } else { (&raw const clean) as u64 };
+    // The structure the call reads, the mask pointer ours, the rest the
+    // program's (the size; io_uring's minimum wait and timeout).
+    let holder: [u64; 3] = [(&raw const clean) as u64, rest[0], rest[1]];
+    if let Some(a) = args.get_mut(sigset.index) {
+        *a = match sigset.at {
+            SigsetAt::Args => (&raw const clean) as u64,
+            SigsetAt::Pair | SigsetAt::GeteventsArg => holder.as_ptr() as u64,
+        };
     }
     let view = area.app_blocked_owned.replace(temp & OWNED);
     let outer_temp = area.temp_mask.replace((true, temp));
     // SAFETY: the program's own call (rt::raw: forwarded program calls), its
-    // mask argument pointing at `clean` (or `pair`, which points at it): ours,
-    // alive until after the call, and only read by the kernel.
+    // mask argument pointing at `clean` (or `holder`, which points at it):
+    // ours, alive until after the call, and only read by the kernel.
     let r = unsafe { raw::program_syscall6(nr, args) };
     area.temp_mask.set(outer_temp);
     area.app_blocked_owned.set(view);
     // Keep the locals alive until the syscall has used them.
-    core::hint::black_box((&clean, &pair));
+    core::hint::black_box((&clean, &holder));
     r
 }
 
+/// io_uring_enter: a wait installs a temporary mask (where:
+/// trap::syscalls::uring_enter_sigset), as with_temp_mask runs it; any
+/// other call runs as it is.
+pub fn io_uring_enter(area: &ThreadArea, args: [u64; 6]) -> i64 {
+    match uring_enter_sigset(&args) {
+        Some(sigset) => with_temp_mask(area, libc::SYS_io_uring_enter, args, sigset),
+        // SAFETY: the program's own call (rt::raw: forwarded program calls).
+        None => unsafe { raw::program_syscall6(libc::SYS_io_uring_enter, args) },
+    }
+}
+
+/// Whether io_uring_enter with `args` installs a temporary mask that
+/// with_temp_mask must adjust (the fast path sends those to the slow path).
+pub fn io_uring_enter_masks(args: &[u64; 6]) -> bool {
+    uring_enter_sigset(args).is_some_and(|sigset| temp_mask_arg(args, sigset).is_some())
+}
+
 /// The temporary mask a call passes (`sigset`: where), read from program
-/// memory; None when there is none to adjust: no mask, a size other than 8,
-/// or unreadable (the kernel then answers as natively, EINVAL or EFAULT).
-fn temp_mask_arg(args: &[u64; 6], sigset: SigsetArg) -> Option<u64> {
-    let SigsetArg { index, in_struct } = sigset;
-    let (mask_ptr, size) = if in_struct {
-        let p = args.get(index).copied().unwrap_or(0);
-        if p == 0 {
-            return None;
+/// memory, and the words after the mask pointer in the structure that holds
+/// it (for a copy); None when there is none to adjust: no mask, a size
+/// other than 8 (or a structure size other than the kernel's), or
+/// unreadable (the kernel then answers as natively, EINVAL or EFAULT).
+fn temp_mask_arg(args: &[u64; 6], sigset: SigsetArg) -> Option<(u64, [u64; 2])> {
+    let SigsetArg { index, at } = sigset;
+    let arg = args.get(index).copied().unwrap_or(0);
+    let next = args.get(index + 1).copied().unwrap_or(0);
+    let (mask_ptr, size, rest) = match at {
+        SigsetAt::Args => (arg, next, [0, 0]),
+        SigsetAt::Pair => {
+            if arg == 0 {
+                return None;
+            }
+            let v = raw::read_user::<[u64; 2]>(arg).ok()?;
+            (v[0], v[1], [v[1], 0])
         }
-        let v = raw::read_user::<[u64; 2]>(p).ok()?;
-        (v[0], v[1])
-    } else {
-        (args.get(index).copied().unwrap_or(0), args.get(index + 1).copied().unwrap_or(0))
+        SigsetAt::GeteventsArg => {
+            // io_get_ext_arg: the structure's exact size, else EINVAL.
+            if arg == 0 || next != 24 {
+                return None;
+            }
+            let v = raw::read_user::<[u64; 3]>(arg).ok()?;
+            // sigmask_sz is the low half of the second word.
+            (v[0], v[1] as u32 as u64, [v[1], v[2]])
+        }
     };
     if mask_ptr == 0 || size != 8 {
         return None;
     }
-    raw::read_user::<u64>(mask_ptr).ok()
+    raw::read_user::<u64>(mask_ptr).ok().map(|m| (m, rest))
 }
 
 /// sigaltstack, against the program's view only: the kernel's alternate
@@ -337,7 +371,7 @@ mod tests {
     use super::*;
     use crate::rt::frame::Siginfo;
     use crate::rt::thread::test_area;
-    use crate::trap::syscalls::{EPOLL_PWAIT_MASK, PPOLL_MASK, PSELECT6_MASK, SIGSUSPEND_MASK};
+    use crate::trap::syscalls::{EPOLL_PWAIT_MASK, PPOLL_MASK, PSELECT6_MASK, SIGSUSPEND_MASK, URING_ENTER_EXT_MASK};
 
     const USR1: u64 = bit(libc::SIGUSR1);
     const USR2: u64 = bit(libc::SIGUSR2);
@@ -432,17 +466,31 @@ mod tests {
         let mask: u64 = USR1 | SYS;
         let m = (&raw const mask) as u64;
         // rt_sigsuspend(mask, size), ppoll(.., mask, size), epoll_pwait(.., mask, size).
-        assert_eq!(temp_mask_arg(&[m, 8, 0, 0, 0, 0], SIGSUSPEND_MASK), Some(mask));
-        assert_eq!(temp_mask_arg(&[0, 0, 0, m, 8, 0], PPOLL_MASK), Some(mask));
-        assert_eq!(temp_mask_arg(&[0, 0, 0, 0, m, 8], EPOLL_PWAIT_MASK), Some(mask));
+        let m_of = |args: [u64; 6], sigset| temp_mask_arg(&args, sigset).map(|(m, _)| m);
+        assert_eq!(m_of([m, 8, 0, 0, 0, 0], SIGSUSPEND_MASK), Some(mask));
+        assert_eq!(m_of([0, 0, 0, m, 8, 0], PPOLL_MASK), Some(mask));
+        assert_eq!(m_of([0, 0, 0, 0, m, 8], EPOLL_PWAIT_MASK), Some(mask));
         // No mask, or a size the kernel refuses: left to the kernel.
         assert_eq!(temp_mask_arg(&[0, 0, 0, 0, 0, 8], PPOLL_MASK), None);
         assert_eq!(temp_mask_arg(&[0, 0, 0, m, 16, 0], PPOLL_MASK), None);
         // pselect6's last argument points to {mask pointer, size}.
         let pair: [u64; 2] = [m, 8];
         let pp = pair.as_ptr() as u64;
-        assert_eq!(temp_mask_arg(&[0, 0, 0, 0, 0, pp], PSELECT6_MASK), Some(mask));
+        assert_eq!(temp_mask_arg(&[0, 0, 0, 0, 0, pp], PSELECT6_MASK), Some((mask, [8, 0])));
         assert_eq!(temp_mask_arg(&[0, 0, 0, 0, 0, 0], PSELECT6_MASK), None);
+        // io_uring_enter with IORING_ENTER_EXT_ARG: a struct
+        // io_uring_getevents_arg of 24 bytes (the size is the next argument),
+        // the mask's size a u32 beside min_wait_usec, the timeout kept.
+        let ext: [u64; 3] = [m, 8 | (50 << 32), 0x7000];
+        let ep = ext.as_ptr() as u64;
+        assert_eq!(temp_mask_arg(&[3, 0, 1, 9, ep, 24], URING_ENTER_EXT_MASK), Some((mask, [8 | (50 << 32), 0x7000])));
+        assert_eq!(temp_mask_arg(&[3, 0, 1, 9, ep, 16], URING_ENTER_EXT_MASK), None);
+        let ext_bad: [u64; 3] = [m, 4, 0];
+        assert_eq!(temp_mask_arg(&[3, 0, 1, 9, ext_bad.as_ptr() as u64, 24], URING_ENTER_EXT_MASK), None);
+        assert!(io_uring_enter_masks(&[3, 0, 1, 9, ep, 24]));
+        assert!(io_uring_enter_masks(&[3, 0, 1, 1, m, 8]));
+        assert!(!io_uring_enter_masks(&[3, 0, 1, 0, m, 8]), "no wait: no mask");
+        assert!(!io_uring_enter_masks(&[3, 0, 1, 1, 0, 8]), "no mask given");
         let no_mask: [u64; 2] = [0, 8];
         assert_eq!(temp_mask_arg(&[0, 0, 0, 0, 0, no_mask.as_ptr() as u64], PSELECT6_MASK), None);
         let bad_size: [u64; 2] = [m, 4];
