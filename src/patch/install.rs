@@ -687,7 +687,12 @@ pub fn patch_loader(text: (u64, u64), eh_frame_hdr: u64, out: &mut [LoaderSite])
     };
     if !writable || !restored {
         // Refused (a security module's policy, say): the loader runs
-        // unpatched, its calls on the slow path as before.
+        // unpatched, its calls on the slow path as before. The window and
+        // arena may be left writable and not executable: no later site
+        // (libc's, when the loader maps it) may get a trampoline there.
+        if let Some(mut table) = PATCHER.try_lock() {
+            table.abandon_window_and_arena();
+        }
         return 0;
     }
     // The loader's text through /proc/self/mem, as the library writes

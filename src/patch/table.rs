@@ -78,6 +78,17 @@ impl Table {
         }
     }
 
+    /// Use neither the current slot window nor the current trampoline arena
+    /// any more (the launcher could not give them their protections back
+    /// after writing them: a policy against making written memory
+    /// executable): the next site maps new ones, written through
+    /// /proc/self/mem.
+    #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+    pub fn abandon_window_and_arena(&mut self) {
+        self.next_slot = SLOTS_PER_WINDOW;
+        self.next_tramp = SLOTS_PER_WINDOW;
+    }
+
     /// A slot whose address bytes 0, 1 and 3 are invalid opcodes.
     pub fn alloc_punned_slot(&mut self) -> Option<u64> {
         if self.next_pun == PUN_PER_WINDOW {
