@@ -715,8 +715,14 @@ fn perfetto_call(c: &Call<'_>, base: i64, b: &mut Vec<u8>) {
 /// Its timestamp and the end of the slice: the timestamp is from the
 /// trace's first call, known only once every message has arrived.
 fn perfetto_tail(mono_ns: i64, base: i64, b: &mut Vec<u8>) {
-    // Writing to a Vec cannot fail (and a finite f64 always serializes).
-    let _ = serde_json::to_writer(&mut *b, &us(mono_ns, base));
+    // As serde_json writes `us(mono_ns, base)`.
+    match mono_ns.checked_sub(base) {
+        Some(ns) => jsonw::micros(b, ns),
+        None => {
+            // Writing to a Vec cannot fail (and a finite f64 always serializes).
+            let _ = serde_json::to_writer(&mut *b, &us(mono_ns, base));
+        }
+    }
     b.push(b'}');
 }
 
@@ -742,7 +748,10 @@ fn perfetto_head(c: &Call<'_>, b: &mut Vec<u8>) {
     a.hex("site", c.e.site);
     a.end();
     o.str("cat", "syscall");
-    o.float("dur", c.dur_ns as f64 / 1000.0);
+    match i64::try_from(c.dur_ns) {
+        Ok(ns) => o.micros("dur", ns),
+        Err(_) => o.float("dur", c.dur_ns as f64 / 1000.0),
+    }
     o.str("name", &name_of(c.e.nr));
     o.str("ph", "X");
     o.int("pid", c.pid);
