@@ -118,9 +118,9 @@ pub fn micros(b: &mut Vec<u8>, ns: i64) {
         return;
     }
     let digits = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
-    let len = if frac % 10 != 0 {
+    let len = if !frac.is_multiple_of(10) {
         3
-    } else if frac % 100 != 0 {
+    } else if !frac.is_multiple_of(100) {
         2
     } else {
         1

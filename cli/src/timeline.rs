@@ -108,17 +108,9 @@ impl Decoded {
         let m = self.messages.get(c.at.0 as usize)?;
         let (e, path, _) = wire::decode(m.bytes.get(c.at.1 as usize..)?)?;
         let mono_ns = c.mono_ns as i128;
-        let path = (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0)
-            .then(|| String::from_utf8_lossy(path));
-        Some(Call {
-            pid: c.pid,
-            tid: e.tid,
-            mono_ns,
-            real_ns: mono_ns + m.real_minus_mono,
-            dur_ns: c.dur_ns,
-            e,
-            path,
-        })
+        let path =
+            (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0).then(|| String::from_utf8_lossy(path));
+        Some(Call { pid: c.pid, tid: e.tid, mono_ns, real_ns: mono_ns + m.real_minus_mono, dur_ns: c.dur_ns, e, path })
     }
 
     /// The call's output in `format` (a Perfetto slice up to its `ts`).
@@ -458,8 +450,7 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     };
     let extra = [("USERTRAP_TRACE", value)];
     let (status, got) = stat::run_collected(checked, args.run.backend, &args.run.command, &extra, None, Some(sink))?;
-    let mut gathered =
-        std::mem::replace(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()), Gathered::new());
+    let mut gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()));
     gathered.add_kept(&got.kept);
     let recovered = std::mem::take(&mut gathered.recovered);
     let decoded = assemble(gathered);
