@@ -246,7 +246,16 @@ impl Gathered {
     }
 
     /// Message number `seq` from `peer`: decoded, and kept for its events.
-    pub fn add(&mut self, seq: u64, peer: u32, msg: Vec<u8>) {
+    pub fn add(&mut self, seq: u64, peer: u32, mut msg: Vec<u8>) {
+        // Messages are read into room for a whole buffer, a mapping of its
+        // own (past malloc's threshold): a short one (a short process's only
+        // message) is kept in a copy of its size from the heap, so that a
+        // tree of 100,000 processes does not reach the kernel's limit of
+        // mappings (shrink_to_fit would keep the mapping, smaller; 500
+        // `/bin/true` kept 365 mappings so, 56 now).
+        if msg.len() < msg.capacity() / 2 {
+            msg = msg.as_slice().to_vec();
+        }
         let Some((head, body)) = split(peer, &msg) else {
             self.damaged += 1;
             return;
