@@ -397,6 +397,11 @@ def trace_overhead(python, targets):
         CPU s, collector CPU s), each taken on its own; None if a run failed."""
         got = []
         for _ in range(runs):
+            # Each run writes a new trace: truncating the last one (tens of
+            # MB in the page cache) is paid by the command that opens it,
+            # and would be counted in the next row's time.
+            if os.path.exists(out):
+                os.unlink(out)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             r = subprocess.run([*prefix, *argv], env=clean_env(), stdout=subprocess.DEVNULL,

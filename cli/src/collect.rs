@@ -86,20 +86,15 @@ struct Conn {
 }
 
 /// Takes `usertrap trace`'s messages as they arrive (arrival number, the
-/// sender's pid, the message), on the thread that read each: so decoding
-/// and formatting a run's millions of calls happen while it runs, not after.
-/// The collector counts a message as read only once this returned.
-pub type TraceSink = Arc<dyn Fn(u64, u32, &[u8]) + Send + Sync>;
+/// sender's pid, the message, which it keeps), on the thread that read
+/// each: so decoding a run's millions of calls happens while it runs, not
+/// after. The collector counts a message as read only once this returned.
+pub type TraceSink = Arc<dyn Fn(u64, u32, Vec<u8>) + Send + Sync>;
 
 /// Bytes a trace message can take (a thread buffer's events and its first
 /// line): read into a buffer of this size at once, not one grown (and
 /// copied) by doubling from a few KiB.
 const TRACE_MSG: usize = usertrap_core::trace::buffer::LEN + 4096;
-
-/// Buffers of trace messages kept for the next ones: reading each into
-/// memory taken afresh (and given back to the kernel after) cost a page
-/// fault per 4 KiB of every message.
-const SPARE_BUFFERS: usize = 8;
 
 #[derive(Default)]
 struct State {
@@ -113,8 +108,6 @@ struct State {
     stop: AtomicBool,
     /// Where trace messages go instead of `traces`.
     sink: Option<TraceSink>,
-    /// Buffers of trace messages the sink has read, for the next ones.
-    spare: Mutex<Vec<Vec<u8>>>,
     /// `usertrap trace`'s buffers given to the collector.
     kept: Mutex<Vec<Kept>>,
     unkept: AtomicUsize,
@@ -485,9 +478,7 @@ fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let (mut data, fd) = read_first(&stream);
     if data.starts_with(b"trace ") && st.sink.is_some() {
-        let mut b = st.spare.lock().ok().and_then(|mut s| s.pop()).unwrap_or_default();
-        b.clear();
-        b.reserve(TRACE_MSG);
+        let mut b = Vec::with_capacity(TRACE_MSG);
         b.extend_from_slice(&data);
         data = b;
     }
@@ -523,14 +514,7 @@ fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
         let said = data.split(|&b| b == b' ').nth(1).and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
         if let Some(pid) = peer_pid.or(said) {
             match &st.sink {
-                Some(sink) => {
-                    sink(seq, pid, &data);
-                    if let Ok(mut spare) = st.spare.lock() {
-                        if spare.len() < SPARE_BUFFERS {
-                            spare.push(data);
-                        }
-                    }
-                }
+                Some(sink) => sink(seq, pid, data),
                 None => {
                     if let Ok(mut t) = st.traces.lock() {
                         t.push((seq, pid, data));

@@ -55,6 +55,12 @@ impl<'a> Obj<'a> {
         let _ = serde_json::to_writer(b, &v);
     }
 
+    /// `ns / 1000` as the float serde_json writes for `ns as f64 / 1000.0`
+    /// (see [`micros`]).
+    pub fn micros(&mut self, k: &str, ns: i64) {
+        micros(self.key(k), ns);
+    }
+
     /// `"0x1f"`, as `format!("{v:#x}")` in a JSON string.
     pub fn hex(&mut self, k: &str, v: u64) {
         let b = self.key(k);
@@ -85,6 +91,41 @@ impl<'a> Obj<'a> {
 
 pub fn int(b: &mut Vec<u8>, v: impl itoa::Integer) {
     b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Nanoseconds below which [`micros`] writes the digits itself: 2^50 ns
+/// (13 days) is 1.1e12 us, where doubles lie 2.4e-4 apart, so the decimal
+/// with three fractional digits is the one shortest string that reads back
+/// as the double, and serde_json's float writer (the shortest, in plain
+/// decimal form below 1e16) writes it.
+const MICROS_EXACT: i64 = 1 << 50;
+
+/// `ns / 1000` microseconds, the bytes serde_json writes for the float
+/// `ns as f64 / 1000.0` (`1.5`, `0.003`, `7.0`), without the float: its
+/// shortest-digits search was the largest single cost of a Perfetto slice
+/// (two a call). Negative or huge values go to serde_json.
+pub fn micros(b: &mut Vec<u8>, ns: i64) {
+    if !(0..MICROS_EXACT).contains(&ns) {
+        // Writing to a Vec cannot fail (and a finite f64 always serializes).
+        let _ = serde_json::to_writer(b, &(ns as f64 / 1000.0));
+        return;
+    }
+    int(b, ns / 1000);
+    b.push(b'.');
+    let frac = (ns % 1000) as u16;
+    if frac == 0 {
+        b.push(b'0');
+        return;
+    }
+    let digits = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+    let len = if !frac.is_multiple_of(10) {
+        3
+    } else if !frac.is_multiple_of(100) {
+        2
+    } else {
+        1
+    };
+    b.extend_from_slice(digits.get(..len).unwrap_or_default());
 }
 
 /// `0x` and lower-case hex digits, as `{:#x}`: written on the stack and
@@ -149,6 +190,16 @@ mod tests {
             let mut b = Vec::new();
             hex(&mut b, v);
             assert_eq!(String::from_utf8(b).unwrap(), format!("{v:#x}"));
+        }
+        // Every value to 200 us, around each power of ten, and a spread of
+        // others up to the limit and past it.
+        let powers = (0..19).map(|p| 10i64.pow(p)).flat_map(|t| [t - 1, t, t + 1]);
+        let spread = (0..20_000i64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15u64 as i64).rem_euclid(MICROS_EXACT));
+        let edges = [MICROS_EXACT - 1, MICROS_EXACT, MICROS_EXACT + 1, -1, -1500, i64::MAX, i64::MIN];
+        for ns in (0..200_000).chain(powers).chain(spread).chain(edges) {
+            let mut b = Vec::new();
+            micros(&mut b, ns);
+            assert_eq!(String::from_utf8(b).unwrap(), serde_json::to_string(&(ns as f64 / 1000.0)).unwrap(), "{ns}");
         }
         let mut b = Vec::new();
         let mut o = Obj::new(&mut b);

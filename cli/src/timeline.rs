@@ -3,14 +3,19 @@
 //! usertrap-core's `trace` says their bytes) and write them as strace-like
 //! text, JSON lines or a Chrome trace-event timeline.
 //!
-//! Each message is decoded, and its calls formatted, on the collector's
-//! thread that read it ([`Gathered`]), while the command runs: once it has
-//! ended, only putting the calls in time order and writing the bytes is
-//! left. That changes no byte: a call's line (JSON, text) is its own, and a
-//! Perfetto slice's only value that depends on the others, its timestamp
-//! from the first call, is its last key, written at the end. Of a call,
-//! only its output and what ordering and linking the calls needs are kept
-//! ([`Placed`]), not the decoded event.
+//! Each message is decoded on the collector's thread that read it
+//! ([`Gathered`]), while the command runs: of a call, what putting the
+//! calls in time order and linking them needs ([`Placed`]) and where its
+//! event is in the message, which is kept as it arrived (the compact
+//! binary events, about 100 bytes a call). Once the command has ended,
+//! the calls are put in order and formatted one after the other into one
+//! small buffer that is written whenever it holds [`CHUNK`] bytes. Why
+//! not format them as they arrive, into memory kept until the end (as
+//! this did before): the output is about three times the events (280
+//! bytes a call in JSON), and taking its pages, then copying them, cold,
+//! into the page cache cost more than formatting; a buffer that stays in
+//! the CPU's cache costs neither (python's 200,000 `os.stat` in JSON: the
+//! collector's CPU time about halved).
 //!
 //! Why Chrome's trace-event JSON rather than Perfetto's protobuf: it needs
 //! no proto schema or generated code (serde_json, which the command already
@@ -53,11 +58,11 @@ pub struct Call<'a> {
     pub path: Option<Cow<'a, str>>,
 }
 
-/// A call once formatted: what putting the calls in order and writing
-/// them needs, and where its output is. The [`Call`] itself is not kept:
-/// at about 200 bytes and a path allocated per call, keeping every one
-/// until the end cost more (memory touched for the first time, page by
-/// page) than formatting them.
+/// A call once decoded: what putting the calls in order needs, and where
+/// its event is. The [`Call`] itself is not kept: at about 200 bytes and a
+/// path allocated per call, keeping every one until the end cost more
+/// (memory touched for the first time, page by page) than decoding its
+/// event again when it is written.
 #[derive(Debug, Clone, Copy)]
 pub struct Placed {
     /// CLOCK_MONOTONIC ns.
@@ -70,9 +75,18 @@ pub struct Placed {
     pub pid: u32,
     pub tid: u32,
     pub flags: u16,
-    /// Where its output, formatted when its message arrived, is in
-    /// [`Decoded::formatted`]: (block, start, length).
-    pub out: (u32, u32, u32),
+    /// Where its event is: (message in [`Decoded::messages`], the event's
+    /// offset in it).
+    pub at: (u32, u32),
+}
+
+/// A message whose events are kept until they are written.
+#[derive(Debug)]
+pub struct Message {
+    /// The whole message, as it arrived.
+    bytes: Vec<u8>,
+    /// REAL_NS - MONO_NS at its send: a call's wall time from its mono.
+    real_minus_mono: i128,
 }
 
 /// What the processes sent, decoded.
@@ -83,41 +97,42 @@ pub struct Decoded {
     pub dropped: BTreeMap<(u32, u32), u64>,
     /// Messages that could not be read.
     pub damaged: usize,
-    /// The calls' output, formatted as their messages arrived: see
-    /// [`Placed::out`].
-    pub formatted: Vec<Vec<u8>>,
+    /// The messages the calls' events are in: see [`Placed::at`].
+    pub messages: Vec<Message>,
 }
 
 impl Decoded {
-    /// The call's output as formatted when its message arrived.
-    fn formatted(&self, c: &Placed) -> &[u8] {
-        let (m, start, len) = c.out;
-        self.formatted.get(m as usize).and_then(|b| b.get(start as usize..(start + len) as usize)).unwrap_or_default()
+    /// The call, decoded again from its message (None: never, for a
+    /// [`Placed`] made from the message).
+    fn call(&self, c: &Placed) -> Option<Call<'_>> {
+        let m = self.messages.get(c.at.0 as usize)?;
+        let (e, path, _) = wire::decode(m.bytes.get(c.at.1 as usize..)?)?;
+        let mono_ns = c.mono_ns as i128;
+        let path =
+            (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0).then(|| String::from_utf8_lossy(path));
+        Some(Call { pid: c.pid, tid: e.tid, mono_ns, real_ns: mono_ns + m.real_minus_mono, dur_ns: c.dur_ns, e, path })
+    }
+
+    /// The call's output in `format` (a Perfetto slice up to its `ts`).
+    fn format_call(&self, c: &Placed, format: TraceFormat, clock: &mut Clock, out: &mut Vec<u8>) {
+        let Some(call) = self.call(c) else { return };
+        match format {
+            TraceFormat::Text => text_line_into(&call, clock, out),
+            TraceFormat::Json => json_call(&call, out),
+            TraceFormat::Perfetto => perfetto_head(&call, out),
+        }
     }
 }
 
-/// Bytes of a block of formatted output: the calls' output goes into
-/// blocks that are never reallocated (so never copied as the trace grows),
-/// one after the other, rather than a buffer a message sized for the worst.
-const BLOCK: usize = 8 << 20;
-
-/// The first block's bytes; each next one is as large as all before it,
-/// up to [`BLOCK`].
+/// The first bytes of `calls` whose pages are taken at once; then as many
+/// as all before, each time the calls reach them.
 const FIRST_BLOCK: usize = 256 << 10;
 
-/// An empty buffer of `len` bytes whose pages are already there: the
-/// output of a long trace is tens of MB, and taking its pages one fault at
-/// a time as they are first written cost more than a quarter of the
-/// collector's time; MADV_POPULATE_WRITE (Linux 5.14) takes them in one
-/// call. (Huge pages were tried, and were slower on this project's VM.)
-fn populated(len: usize) -> Vec<u8> {
-    let mut b = Vec::with_capacity(len);
-    populate(&mut b, 0, len);
-    b
-}
-
 /// Takes the pages of bytes [from, to) of `v`'s allocation (those whole
-/// in it), as [`populated`] says.
+/// in it) in one call: a long trace's calls are tens of MB, and taking
+/// their pages one fault at a time cost more than a quarter of the
+/// collector's time; MADV_POPULATE_WRITE (Linux 5.14) takes them at once.
+/// (Huge pages were tried, and were slower on this project's VM.)
 fn populate<T>(v: &mut Vec<T>, from: usize, to: usize) {
     let base = v.as_mut_ptr() as usize;
     let to = to.min(v.capacity() * std::mem::size_of::<T>());
@@ -131,11 +146,6 @@ fn populate<T>(v: &mut Vec<T>, from: usize, to: usize) {
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE) };
     }
 }
-
-/// Room left in a block under which a call starts the next one: more than
-/// any call's output (a path of 256 bytes, escaped twice in a Perfetto
-/// slice, stays under 2 KiB), so that a block is never reallocated.
-const CALL_ROOM: usize = 16 << 10;
 
 #[derive(Clone, Copy)]
 struct Head {
@@ -166,19 +176,16 @@ fn head_of(line: &str) -> Option<Head> {
     Some(Head { pid: pid as u32, tid: tid as u32, dropped, events, hz, ticks, mono, real, ticks0, mono0, buf, msg })
 }
 
-/// Every message so far, decoded and its calls formatted as it arrived,
-/// on the collector's thread that read it: the calls of all of them in
-/// one list (in no order yet: each knows its message's arrival number), so
-/// that gathering them, too, is done while the command runs.
+/// Every message so far, decoded as it arrived, on the collector's thread
+/// that read it: the calls of all of them in one list (in no order yet:
+/// each knows its message's arrival number), so that gathering them, too,
+/// is done while the command runs.
 pub struct Gathered {
-    format: TraceFormat,
     calls: Vec<Placed>,
     /// Bytes of `calls`' allocation whose pages were taken ([`populate`]).
     calls_ready: usize,
-    /// Blocks of formatted output, the last one being filled.
-    formatted: Vec<Vec<u8>>,
-    /// A block's size (smaller in tests, to cross blocks).
-    block: usize,
+    /// The messages, kept for their events.
+    messages: Vec<Message>,
     /// Each message read: (arrival number, head, events it carried).
     heads: Vec<(u64, Head, u64)>,
     /// Messages whose head says no frequency and whose times cannot be
@@ -194,12 +201,12 @@ pub struct Gathered {
     pub recovered: BTreeMap<u32, u64>,
 }
 
-/// `msg`'s head and body.
-fn split(peer: u32, msg: &[u8]) -> Option<(Head, &[u8])> {
+/// `msg`'s head, and where its body starts.
+fn split(peer: u32, msg: &[u8]) -> Option<(Head, usize)> {
     let nl = msg.iter().position(|&b| b == b'\n').unwrap_or(msg.len());
     let mut h = std::str::from_utf8(&msg[..nl]).ok().and_then(head_of)?;
     h.pid = peer;
-    Some((h, msg.get(nl + 1..).unwrap_or(&[])))
+    Some((h, (nl + 1).min(msg.len())))
 }
 
 /// Ticks to ns: (num, den). None when the message cannot say (no frequency,
@@ -215,22 +222,21 @@ fn scale(h: &Head, hz: Option<u64>) -> Option<(i128, i128)> {
     Some((1_000_000_000, hz as i128))
 }
 
-impl Gathered {
-    /// Calls to be formatted for `format`.
-    pub fn new(format: TraceFormat) -> Gathered {
-        Gathered::with_block(format, BLOCK)
+impl Default for Gathered {
+    fn default() -> Gathered {
+        Gathered::new()
     }
+}
 
-    fn with_block(format: TraceFormat, block: usize) -> Gathered {
+impl Gathered {
+    pub fn new() -> Gathered {
         Gathered {
-            format,
             // Past glibc's largest mmap threshold (32 MiB): a mapping of its
             // own, which grows by mremap, not by copying every call so far
             // into memory touched afresh; pages not reached cost nothing.
             calls: Vec::with_capacity((32 << 20) / std::mem::size_of::<Placed>() + 1),
             calls_ready: 0,
-            formatted: Vec::new(),
-            block,
+            messages: Vec::new(),
             heads: Vec::new(),
             later: Vec::new(),
             damaged: 0,
@@ -239,9 +245,18 @@ impl Gathered {
         }
     }
 
-    /// Message number `seq` from `peer`: decoded, and its calls formatted.
-    pub fn add(&mut self, seq: u64, peer: u32, msg: &[u8]) {
-        let Some((head, body)) = split(peer, msg) else {
+    /// Message number `seq` from `peer`: decoded, and kept for its events.
+    pub fn add(&mut self, seq: u64, peer: u32, mut msg: Vec<u8>) {
+        // Messages are read into room for a whole buffer, a mapping of its
+        // own (past malloc's threshold): a short one (a short process's only
+        // message) is kept in a copy of its size from the heap, so that a
+        // tree of 100,000 processes does not reach the kernel's limit of
+        // mappings (shrink_to_fit would keep the mapping, smaller; 500
+        // `/bin/true` kept 365 mappings so, 56 now).
+        if msg.len() < msg.capacity() / 2 {
+            msg = msg.as_slice().to_vec();
+        }
+        let Some((head, body)) = split(peer, &msg) else {
             self.damaged += 1;
             return;
         };
@@ -249,27 +264,16 @@ impl Gathered {
             self.from_kept.insert((head.pid, head.buf, head.msg), (head.events, head.dropped));
         }
         let Some(sc) = scale(&head, None) else {
-            self.later.push((seq, head, msg.to_vec()));
+            self.later.push((seq, head, msg));
             return;
         };
-        self.decode_body(seq, &head, sc, body);
+        self.decode_body(seq, &head, sc, msg, body);
     }
 
-    /// The number of the block to format the next call into, with room
-    /// for it.
-    fn block(&mut self) -> usize {
-        let full = self.formatted.last().is_none_or(|b| b.capacity() - b.len() < CALL_ROOM);
-        if full {
-            // As large as all before it (a short trace takes little), up to
-            // a block.
-            let so_far: usize = self.formatted.iter().map(Vec::len).sum();
-            self.formatted.push(populated(so_far.max(FIRST_BLOCK).min(self.block).max(CALL_ROOM)));
-        }
-        self.formatted.len() - 1
-    }
-
-    /// The calls of a message body, each formatted.
-    fn decode_body(&mut self, seq: u64, h: &Head, (num, den): (i128, i128), mut body: &[u8]) {
+    /// The calls of a message from its body (at `at`), the message kept.
+    fn decode_body(&mut self, seq: u64, h: &Head, (num, den): (i128, i128), msg: Vec<u8>, at: usize) {
+        let index = self.messages.len() as u32;
+        let mut body = msg.get(at..).unwrap_or_default();
         let need = self.calls.len() + body.len() / wire::HEAD;
         self.calls.reserve(need - self.calls.len());
         // Pages for the calls ahead, taken (as the blocks' are) in steps
@@ -280,46 +284,28 @@ impl Gathered {
             populate(&mut self.calls, self.calls_ready, to);
             self.calls_ready = to;
         }
-        let format = self.format;
         let mut got = 0u32;
-        let mut clock = Clock::default();
-        while let Some((e, path, len)) = wire::decode(body) {
+        let mut offset = at;
+        while let Some((e, _, len)) = wire::decode(body) {
             body = &body[len..];
             let ago = (h.ticks as i128 - e.start as i128) * num / den;
             let mono_ns = h.mono as i128 - ago;
-            let path = (wire::path_arg(e.nr).is_some() && e.flags & wire::BAD_PATH == 0)
-                .then(|| String::from_utf8_lossy(path));
-            let c = Call {
-                pid: h.pid,
-                tid: e.tid,
-                mono_ns,
-                real_ns: mono_ns + (h.real as i128 - h.mono as i128),
-                dur_ns: (e.ticks as i128 * num / den) as u64,
-                e,
-                path,
-            };
-            let m = self.block();
-            let out = &mut self.formatted[m];
-            let start = out.len();
-            match format {
-                TraceFormat::Text => text_line_into(&c, &mut clock, out),
-                TraceFormat::Json => json_call(&c, out),
-                TraceFormat::Perfetto => perfetto_head(&c, out),
-            }
             self.calls.push(Placed {
                 mono_ns: mono_ns as i64,
-                dur_ns: c.dur_ns,
+                dur_ns: (e.ticks as i128 * num / den) as u64,
                 nr: e.nr,
                 result: e.result,
                 order: (seq, got),
-                pid: c.pid,
-                tid: c.tid,
+                pid: h.pid,
+                tid: e.tid,
                 flags: e.flags,
-                out: (m as u32, start as u32, (out.len() - start) as u32),
+                at: (index, offset as u32),
             });
+            offset += len;
             got += 1;
         }
         self.heads.push((seq, *h, got.into()));
+        self.messages.push(Message { bytes: msg, real_minus_mono: h.real as i128 - h.mono as i128 });
     }
 
     /// Once every message has arrived: the events still in the buffers the
@@ -354,7 +340,7 @@ impl Gathered {
             *self.recovered.entry(k.pid).or_default() += n;
             let mut msg = format!("trace {} {tid} {dropped} {n} {} {buf} 0\n", k.pid, rest.join(" ")).into_bytes();
             msg.extend_from_slice(body);
-            self.add(k.seq, k.pid, &msg);
+            self.add(k.seq, k.pid, msg);
         }
     }
 }
@@ -373,10 +359,10 @@ fn past_events(mut body: &[u8], n: u64) -> (&[u8], u64) {
 
 /// Decode the trace messages (sender pid, message) in arrival order.
 #[cfg(test)]
-pub fn decode(msgs: &[(u32, Vec<u8>)], format: TraceFormat) -> Decoded {
-    let mut g = Gathered::new(format);
+pub fn decode(msgs: &[(u32, Vec<u8>)]) -> Decoded {
+    let mut g = Gathered::new();
     for (i, (peer, m)) in msgs.iter().enumerate() {
-        g.add(i as u64, *peer, m);
+        g.add(i as u64, *peer, m.clone());
     }
     assemble(g)
 }
@@ -392,11 +378,11 @@ pub fn assemble(mut g: Gathered) -> Decoded {
     let hz_of: HashMap<u32, u64> = known.into_iter().filter(|k| k.2 != 0).map(|(_, pid, hz)| (pid, hz)).collect();
     for (seq, head, msg) in std::mem::take(&mut g.later) {
         let hz = hz_of.get(&head.pid).copied().unwrap_or(1_000_000_000);
-        let body = split(head.pid, &msg).map_or(&[][..], |(_, b)| b);
+        let at = split(head.pid, &msg).map_or(msg.len(), |(_, at)| at);
         let sc = scale(&head, Some(hz)).unwrap_or((1_000_000_000, hz as i128));
-        g.decode_body(seq, &head, sc, body);
+        g.decode_body(seq, &head, sc, msg, at);
     }
-    let mut d = Decoded { calls: g.calls, damaged: g.damaged, formatted: g.formatted, ..Decoded::default() };
+    let mut d = Decoded { calls: g.calls, damaged: g.damaged, messages: g.messages, ..Decoded::default() };
     for (_, h, got) in &g.heads {
         let lost = h.dropped + h.events.saturating_sub(*got);
         if lost > 0 {
@@ -461,10 +447,10 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
         let list = if nrs.is_empty() { "512".to_string() } else { nrs.join(",") };
         value = format!("{value}:{list}");
     }
-    // Each message decoded and formatted on the collector's thread that
-    // read it, while the command runs; only putting them in order is left
-    // for when it has ended.
-    let gathered = Arc::new(Mutex::new(Gathered::new(args.format)));
+    // Each message decoded on the collector's thread that read it, while
+    // the command runs; putting the calls in order and formatting them is
+    // left for when it has ended.
+    let gathered = Arc::new(Mutex::new(Gathered::new()));
     let sink: TraceSink = {
         let gathered = gathered.clone();
         Arc::new(move |seq, pid, msg| {
@@ -473,8 +459,7 @@ pub fn run(args: TraceArgs) -> Result<Outcome, Failure> {
     };
     let extra = [("USERTRAP_TRACE", value)];
     let (status, got) = stat::run_collected(checked, args.run.backend, &args.run.command, &extra, None, Some(sink))?;
-    let mut gathered =
-        std::mem::replace(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()), Gathered::new(args.format));
+    let mut gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|e| e.into_inner()));
     gathered.add_kept(&got.kept);
     let recovered = std::mem::take(&mut gathered.recovered);
     let decoded = assemble(gathered);
@@ -559,13 +544,15 @@ fn merge_counts(sources: &[crate::merge::Source]) -> BTreeMap<String, (u64, u64)
     agg.syscalls.iter().map(|s| (s.stats.name.clone(), (s.stats.calls, s.stats.errors))).collect()
 }
 
-/// Bytes of output written at once (the trace of a million calls is a few
-/// hundred MB).
-const OUT_BUF: usize = 1 << 20;
+/// The writer's own buffer, for the few lines written apart from the calls
+/// (process names, counts): less than [`CHUNK`], so that the calls' chunks
+/// go to the file as they are, not copied into it first.
+const OUT_BUF: usize = 1 << 16;
 
 /// Calls are formatted into one buffer, handed to the writer when it holds
-/// this much.
-const CHUNK: usize = 1 << 16;
+/// this much: small enough to stay in the CPU's cache while it is filled
+/// and then copied into the file's pages, large enough for few writes.
+const CHUNK: usize = 1 << 17;
 
 fn write_trace(
     out: &mut dyn Write,
@@ -575,7 +562,7 @@ fn write_trace(
     counts: &BTreeMap<String, (u64, u64)>,
     slow: bool,
 ) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(2 * CHUNK);
+    let mut buf = Vec::with_capacity(CHUNK + (64 << 10));
     let flush = |buf: &mut Vec<u8>, out: &mut dyn Write, at: usize| -> io::Result<()> {
         if !buf.is_empty() && buf.len() >= at {
             out.write_all(buf)?;
@@ -585,7 +572,7 @@ fn write_trace(
     };
     match format {
         TraceFormat::Text => {
-            write_lines(out, d)?;
+            write_lines(out, d, format)?;
             if slow {
                 writeln!(out, "# calls made (all, recorded or not):")?;
                 for (name, (calls, errors)) in counts {
@@ -597,7 +584,7 @@ fn write_trace(
             for (pid, name) in names {
                 writeln!(out, "{}", json!({"type": "process", "pid": pid, "command": name}))?;
             }
-            write_lines(out, d)?;
+            write_lines(out, d, format)?;
             for ((pid, tid), n) in &d.dropped {
                 writeln!(out, "{}", json!({"type": "dropped", "pid": pid, "tid": tid, "events": n}))?;
             }
@@ -610,6 +597,7 @@ fn write_trace(
             // gigabytes.
             write!(out, "{{\"displayTimeUnit\":\"ns\",\"traceEvents\":[")?;
             let mut first = true;
+            let mut clock = Clock::default();
             perfetto_events(d, names, |e| {
                 if !first {
                     buf.extend_from_slice(b",\n");
@@ -618,7 +606,7 @@ fn write_trace(
                 match e {
                     Slice::Value(v) => serde_json::to_writer(&mut buf, &v).map_err(io::Error::other)?,
                     Slice::Call(c, base) => {
-                        buf.extend_from_slice(d.formatted(c));
+                        d.format_call(c, format, &mut clock, &mut buf);
                         perfetto_tail(c.mono_ns, base, &mut buf);
                     }
                 }
@@ -631,29 +619,19 @@ fn write_trace(
     out.flush()
 }
 
-/// Every call's line, as formatted when its message arrived. The lines
-/// of calls that follow each other in their message are written in one
-/// piece, from where they were formatted.
-fn write_lines(out: &mut dyn Write, d: &Decoded) -> io::Result<()> {
-    // The run of formatted lines not written yet: (block, start, end).
-    let mut run: Option<(u32, u32, u32)> = None;
-    let write_run = |run: Option<(u32, u32, u32)>, out: &mut dyn Write| -> io::Result<()> {
-        match run.and_then(|(m, start, end)| d.formatted.get(m as usize)?.get(start as usize..end as usize)) {
-            Some(b) => out.write_all(b),
-            None => Ok(()),
-        }
-    };
+/// Every call's line, in order, formatted into one buffer written as it
+/// fills.
+fn write_lines(out: &mut dyn Write, d: &Decoded, format: TraceFormat) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(CHUNK + (64 << 10));
+    let mut clock = Clock::default();
     for c in &d.calls {
-        let (m, start, len) = c.out;
-        match &mut run {
-            Some((rm, _, end)) if *rm == m && *end == start => *end += len,
-            _ => {
-                write_run(run.take(), out)?;
-                run = Some((m, start, start + len));
-            }
+        d.format_call(c, format, &mut clock, &mut buf);
+        if buf.len() >= CHUNK {
+            out.write_all(&buf)?;
+            buf.clear();
         }
     }
-    write_run(run, out)
+    out.write_all(&buf)
 }
 
 /// "ENOENT" (or "E123" for a number without a name).
@@ -737,8 +715,14 @@ fn perfetto_call(c: &Call<'_>, base: i64, b: &mut Vec<u8>) {
 /// Its timestamp and the end of the slice: the timestamp is from the
 /// trace's first call, known only once every message has arrived.
 fn perfetto_tail(mono_ns: i64, base: i64, b: &mut Vec<u8>) {
-    // Writing to a Vec cannot fail (and a finite f64 always serializes).
-    let _ = serde_json::to_writer(&mut *b, &us(mono_ns, base));
+    // As serde_json writes `us(mono_ns, base)`.
+    match mono_ns.checked_sub(base) {
+        Some(ns) => jsonw::micros(b, ns),
+        None => {
+            // Writing to a Vec cannot fail (and a finite f64 always serializes).
+            let _ = serde_json::to_writer(&mut *b, &us(mono_ns, base));
+        }
+    }
     b.push(b'}');
 }
 
@@ -764,7 +748,10 @@ fn perfetto_head(c: &Call<'_>, b: &mut Vec<u8>) {
     a.hex("site", c.e.site);
     a.end();
     o.str("cat", "syscall");
-    o.float("dur", c.dur_ns as f64 / 1000.0);
+    match i64::try_from(c.dur_ns) {
+        Ok(ns) => o.micros("dur", ns),
+        Err(_) => o.float("dur", c.dur_ns as f64 / 1000.0),
+    }
     o.str("name", &name_of(c.e.nr));
     o.str("ph", "X");
     o.int("pid", c.pid);
@@ -1313,6 +1300,13 @@ mod tests {
         msgs
     }
 
+    /// One call's output.
+    fn formatted(d: &Decoded, c: &Placed, format: TraceFormat) -> Vec<u8> {
+        let mut b = Vec::new();
+        d.format_call(c, format, &mut Clock::default(), &mut b);
+        b
+    }
+
     fn written(format: TraceFormat, d: &Decoded) -> String {
         let names = BTreeMap::from([(7, "a".to_string()), (8, "b".to_string())]);
         let counts = BTreeMap::from([("read".to_string(), (1, 0))]);
@@ -1325,26 +1319,26 @@ mod tests {
     fn messages_in_any_arrival_order_give_the_same_trace() {
         let msgs = sample_messages();
         for format in [TraceFormat::Text, TraceFormat::Json, TraceFormat::Perfetto] {
-            let in_order = decode(&msgs, format);
+            let in_order = decode(&msgs);
             assert_eq!(in_order.calls.len(), 6);
-            // In any order (the collector's threads end in any order), and
-            // a block per call or two.
-            let mut g = Gathered::with_block(format, 0);
+            // In any order (the collector's threads end in any order).
+            let mut g = Gathered::new();
             for (i, (p, m)) in msgs.iter().enumerate().rev() {
-                g.add(i as u64, *p, m);
+                g.add(i as u64, *p, m.clone());
             }
             let reversed = assemble(g);
-            assert_eq!(reversed.formatted.len(), 6, "{format:?}: a block a call");
+            assert_eq!(reversed.messages.len(), 3, "{format:?}: every message kept");
             assert_eq!(written(format, &in_order), written(format, &reversed), "{format:?}");
         }
     }
 
     /// The bytes of each format for a few calls, as they were before calls
-    /// were formatted into blocks as their messages arrived.
+    /// were formatted into blocks as their messages arrived (and since, at
+    /// the end).
     #[test]
     fn a_few_calls_written_byte_for_byte() {
         let msgs = sample_messages();
-        let json = written(TraceFormat::Json, &decode(&msgs, TraceFormat::Json));
+        let json = written(TraceFormat::Json, &decode(&msgs));
         let expect_json = r#"{"command":"a","pid":7,"type":"process"}
 {"command":"b","pid":8,"type":"process"}
 {"args":["0x3","0x1000","0x10","0x0","0x0","0x0"],"dur_ns":3,"mono_ns":998000,"nr":0,"path":"fast","pid":7,"result":5,"site":"0x4000","syscall":"read","tid":7,"time_ns":1998000,"type":"call"}
@@ -1357,7 +1351,7 @@ mod tests {
 {"calls":1,"errors":0,"syscall":"read","type":"count"}
 "#;
         assert_eq!(json, expect_json);
-        let perfetto = written(TraceFormat::Perfetto, &decode(&msgs, TraceFormat::Perfetto));
+        let perfetto = written(TraceFormat::Perfetto, &decode(&msgs));
         let expect_perfetto = r#"{"displayTimeUnit":"ns","traceEvents":[{"args":{"name":"a"},"name":"process_name","ph":"M","pid":7,"tid":7},
 {"args":{"name":"b"},"name":"process_name","ph":"M","pid":8,"tid":8},
 {"args":{"name":"tid 7"},"name":"thread_name","ph":"M","pid":7,"tid":7},
@@ -1372,7 +1366,7 @@ mod tests {
 {"name":"1 events dropped","ph":"i","pid":7,"s":"t","tid":7,"ts":0.5}]}
 "#;
         assert_eq!(perfetto, expect_perfetto);
-        let text = written(TraceFormat::Text, &decode(&msgs, TraceFormat::Text));
+        let text = written(TraceFormat::Text, &decode(&msgs));
         let lines: Vec<&str> = text.lines().collect();
         // Local time, whatever the zone: the clock is checked apart (below).
         let expect_text = [
@@ -1394,7 +1388,7 @@ mod tests {
 
     /// A large trace of several threads, its messages arriving out of
     /// order: every call is written once, in time order, each line as its
-    /// event said, across many blocks.
+    /// event said, across many chunks.
     #[test]
     fn a_large_trace_reads_back_whole_and_in_order() {
         const THREADS: u64 = 4;
@@ -1423,14 +1417,14 @@ mod tests {
                 msgs.push(msg(tid, &events, PER_MSG, 0));
             }
         }
-        let mut g = Gathered::with_block(TraceFormat::Json, 1 << 20);
+        let mut g = Gathered::new();
         // Arrival: the last message first.
         for (i, (p, m)) in msgs.iter().enumerate().rev() {
-            g.add(i as u64, *p, m);
+            g.add(i as u64, *p, m.clone());
         }
         let d = assemble(g);
-        assert!(d.formatted.len() > 3, "{} blocks", d.formatted.len());
         let json = written(TraceFormat::Json, &d);
+        assert!(json.len() > 4 * CHUNK, "{} bytes", json.len());
         let calls: Vec<Value> =
             json.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v["type"] == "call").collect();
         assert_eq!(calls.len() as u64, THREADS * MSGS * PER_MSG);
@@ -1514,16 +1508,16 @@ mod tests {
             Event { start: 3000, ticks: 10, nr: 0, result: 5, args: [3, 0, 16, 0, 0, 0], tid: 9, ..Default::default() };
         // Declares 3 events, carries 2 (cut short), and 4 dropped before.
         let msgs = [msg(9, &[(read, b""), (open, b"/no/such")], 3, 4)];
-        let d = decode(&msgs, TraceFormat::Json);
+        let d = decode(&msgs);
         assert_eq!(d.calls.len(), 2);
         assert_eq!(d.calls[0].nr, 0, "sorted by time");
         assert_eq!(d.calls[0].mono_ns, 1_000_000 - 2000);
-        let open: Value = serde_json::from_slice(d.formatted(&d.calls[1])).unwrap();
+        let open: Value = serde_json::from_slice(&formatted(&d, &d.calls[1], TraceFormat::Json)).unwrap();
         assert_eq!(open["time_ns"], 2_000_000 - 1000);
         assert_eq!(open["file"], "/no/such");
         assert_eq!(d.dropped.get(&(9, 9)), Some(&5));
-        let d = decode(&msgs, TraceFormat::Text);
-        let line = String::from_utf8_lossy(d.formatted(&d.calls[1])).trim_end().to_string();
+        let d = decode(&msgs);
+        let line = String::from_utf8_lossy(&formatted(&d, &d.calls[1], TraceFormat::Text)).trim_end().to_string();
         assert!(
             line.contains("openat(AT_FDCWD, \"/no/such\", O_RDONLY) = -1 ENOENT (No such file or directory)"),
             "{line}"
@@ -1553,9 +1547,9 @@ mod tests {
         let nl = sent.1.iter().position(|&b| b == b'\n').unwrap();
         sent.1.splice(nl..nl, b" 77 1".iter().copied());
         for (sending, with_msg, expect) in [(1, true, 3), (1, false, 3), (0, false, 3), (2, true, 5)] {
-            let mut g = Gathered::new(TraceFormat::Text);
+            let mut g = Gathered::new();
             if with_msg {
-                g.add(0, sent.0, &sent.1);
+                g.add(0, sent.0, sent.1.clone());
             }
             g.add_kept(&[kept(sending)]);
             let from_buffer = g.recovered.get(&5).copied().unwrap_or(0);
@@ -1572,7 +1566,7 @@ mod tests {
     fn a_failed_exec_is_shown_once() {
         let pend = Event { start: 100, nr: 59, flags: wire::PENDING, tid: 3, ..Default::default() };
         let done = Event { start: 100, ticks: 50, nr: 59, result: -2, tid: 3, ..Default::default() };
-        let d = decode(&[msg(3, &[(pend, b"/x"), (done, b"/x")], 2, 0)], TraceFormat::Text);
+        let d = decode(&[msg(3, &[(pend, b"/x"), (done, b"/x")], 2, 0)]);
         assert_eq!(d.calls.len(), 1);
         assert_eq!(d.calls[0].result, -2);
     }
