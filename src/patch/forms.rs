@@ -55,7 +55,9 @@
 //! Runs in trap context: no allocation beyond the decoder's tables, no
 //! panics. Never: accept a range or pad without the whole-function proof.
 
-use iced_x86::{Code as Op, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use core::ops::ControlFlow;
+
+use iced_x86::{Code as Op, Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 
 use super::reject::Reject;
 
@@ -137,29 +139,98 @@ impl Code<'_> {
 
     /// The instruction at `ip` (None: undecodable or running past the end).
     pub fn decode(&self, ip: u64) -> Option<Instruction> {
-        let n = (self.end().checked_sub(ip)? as usize).min(15);
+        let (ins, _) = self.decode_one(ip);
+        (!ins.is_invalid() && ins.len() != 0).then_some(ins)
+    }
+
+    /// The instruction at `ip` (its original bytes, at most 15, none past
+    /// the end), and whether it ran out of bytes (invalid then).
+    pub fn decode_one(&self, ip: u64) -> (Instruction, bool) {
         let mut buf = [0u8; 15];
-        let window = buf.get_mut(..n)?;
+        let n = self.end().saturating_sub(ip).min(buf.len() as u64) as usize;
+        let window = buf.get_mut(..n).unwrap_or(&mut []);
         if !self.bytes(ip, window) {
-            return None;
+            return (Instruction::default(), true);
         }
-        let mut d = Decoder::try_with_ip(64, window, ip, DecoderOptions::NONE).ok()?;
-        let ins = d.decode();
-        if ins.is_invalid() || ins.len() == 0 {
-            return None;
+        let Ok(mut decoder) = Decoder::try_with_ip(64, window, ip, DecoderOptions::NONE) else {
+            return (Instruction::default(), true);
+        };
+        let ins = decoder.decode();
+        (ins, decoder.last_error() == DecoderError::NoMoreBytes)
+    }
+
+    /// `f` for each instruction from `from` on, in order, each as
+    /// [`Code::decode_one`] gives it (an invalid one too: `f` decides),
+    /// until `f` breaks, an instruction is invalid or the code ends. Over
+    /// the bytes no overlay touches, one decoder runs through them (building
+    /// one per instruction, and copying its bytes through the overlays,
+    /// cost most of a proof); an instruction that does not decode whole
+    /// there (it reaches an overlay or the end, or is invalid) is decoded
+    /// alone, as decode_one would. A valid instruction's decoding depends
+    /// on its own bytes only, so both give the same.
+    pub fn each_insn<R>(&self, from: u64, mut f: impl FnMut(&Instruction, bool) -> ControlFlow<R>) -> Option<R> {
+        let mut ip = from;
+        while ip < self.end() {
+            let run_end = self.clean_run_end(ip);
+            if let (Some(off), Some(len)) = (ip.checked_sub(self.start), run_end.checked_sub(ip)) {
+                let run = self.live.get(off as usize..(off + len) as usize).unwrap_or(&[]);
+                if let Ok(mut d) = Decoder::try_with_ip(64, run, ip, DecoderOptions::NONE) {
+                    while d.can_decode() {
+                        let ins = d.decode();
+                        if ins.is_invalid() || ins.len() == 0 {
+                            break;
+                        }
+                        if let ControlFlow::Break(r) = f(&ins, false) {
+                            return Some(r);
+                        }
+                        ip = ins.next_ip();
+                    }
+                }
+            }
+            if ip >= self.end() {
+                break;
+            }
+            let (ins, ran_out) = self.decode_one(ip);
+            if let ControlFlow::Break(r) = f(&ins, ran_out) {
+                return Some(r);
+            }
+            if ins.is_invalid() || ins.len() == 0 {
+                break;
+            }
+            ip = ins.next_ip();
         }
-        Some(ins)
+        None
+    }
+
+    /// Where the bytes from `ip` (not in an overlay) stop being the live
+    /// ones: the first overlay's start after it, or the end; `ip` itself
+    /// if an overlay covers it.
+    fn clean_run_end(&self, ip: u64) -> u64 {
+        let mut end = self.end();
+        for o in self.overlays {
+            let o_end = o.addr + o.len.min(OVERLAY_BYTES) as u64;
+            if o.addr <= ip && ip < o_end {
+                return ip;
+            }
+            if o.addr > ip {
+                end = end.min(o.addr);
+            }
+        }
+        end
     }
 
     /// Decode every instruction from the start to the end, in order.
     pub fn walk(&self, mut f: impl FnMut(&Instruction) -> Result<(), Reject>) -> Result<(), Reject> {
-        let mut ip = self.start;
-        while ip < self.end() {
-            let ins = self.decode(ip).ok_or(Reject::Undecodable)?;
-            f(&ins)?;
-            ip = ins.next_ip();
-        }
-        Ok(())
+        let r = self.each_insn(self.start, |ins, _| {
+            if ins.is_invalid() || ins.len() == 0 {
+                return ControlFlow::Break(Err(Reject::Undecodable));
+            }
+            match f(ins) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(Err(e)),
+            }
+        });
+        r.unwrap_or(Ok(()))
     }
 }
 
@@ -287,32 +358,27 @@ pub fn plan_range(code: &Code<'_>, sys: u64) -> Result<Range, Reject> {
     // Up to MAX_INSNS instructions before the syscall, and the one after it.
     let mut before = [Instruction::default(); MAX_INSNS];
     let mut nb = 0usize;
-    let mut after: Option<Instruction> = None;
-    let mut ip = code.start;
-    let mut found = false;
-    while ip < code.end() {
-        let ins = code.decode(ip).ok_or(Reject::Undecodable)?;
+    let found = code.each_insn(code.start, |ins, _| {
+        if ins.is_invalid() || ins.len() == 0 {
+            return ControlFlow::Break(Err(Reject::Undecodable));
+        }
         if ins.ip() == sys {
             if ins.code() != Op::Syscall {
-                return Err(Reject::NotSyscall);
+                return ControlFlow::Break(Err(Reject::NotSyscall));
             }
-            found = true;
-            after = code.decode(ins.next_ip());
-            break;
+            return ControlFlow::Break(Ok(ins.next_ip()));
         }
         if ins.next_ip() > sys {
-            return Err(Reject::NotBoundary);
+            return ControlFlow::Break(Err(Reject::NotBoundary));
         }
         before.rotate_left(1);
         if let Some(last) = before.last_mut() {
-            *last = ins;
+            *last = *ins;
         }
         nb = (nb + 1).min(MAX_INSNS);
-        ip = ins.next_ip();
-    }
-    if !found {
-        return Err(Reject::NotBoundary);
-    }
+        ControlFlow::Continue(())
+    });
+    let after = code.decode(found.unwrap_or(Err(Reject::NotBoundary))?);
     let mut best: Option<Range> = None;
     let mut why = Reject::RangeTooShort;
     // a: how many instructions before the syscall; tail: the one after too.

@@ -14,7 +14,9 @@
 //! bump allocator (`rt::bump`): call [`warm_up`] at start-up, before any
 //! trap can reach [`check`].
 
-use iced_x86::{Code, Decoder, DecoderError, DecoderOptions, Instruction, Register};
+use core::ops::ControlFlow;
+
+use iced_x86::{Code, Register};
 
 pub use super::reject::Reject;
 use super::{forms, locate, os, registry};
@@ -59,32 +61,28 @@ pub fn verify_original(code: &forms::Code<'_>, site: u64) -> Result<u32, Reject>
     }
     // Decoded up to the site's end only: nothing past it is the site's.
     let window = forms::Code { start: func_start, live, overlays: code.overlays };
-    let mut ip = func_start;
-    let ins = loop {
-        if ip >= window.end() {
-            // Every byte before the site consumed without landing on it
-            // cannot happen (the window extends past the site), but be total.
-            return Err(Reject::NotBoundary);
-        }
-        let (ins, ran_out) = decode_at(&window, ip);
+    // Every byte before the site consumed without landing on it (the end
+    // reached) cannot happen (the window extends past the site), but be total.
+    let found = window.each_insn(func_start, |ins, ran_out| {
         if ins.ip() == site {
-            break ins;
+            return ControlFlow::Break(Ok(*ins));
         }
         // An instruction that starts before the site and ends after it (or
         // runs out of bytes, which only happens past the site) hides the site.
         if ins.next_ip() > site || ran_out {
-            return Err(Reject::NotBoundary);
+            return ControlFlow::Break(Err(Reject::NotBoundary));
         }
         if ins.is_invalid() {
-            return Err(Reject::Undecodable);
+            return ControlFlow::Break(Err(Reject::Undecodable));
         }
-        ip = ins.next_ip();
-    };
+        ControlFlow::Continue(())
+    });
+    let ins = found.unwrap_or(Err(Reject::NotBoundary))?;
     if ins.code() != Code::Mov_r32_imm32 || ins.op0_register() != Register::EAX || ins.len() != 5 {
         return Err(Reject::NotMovEax);
     }
     let nr = ins.immediate32();
-    let (ins, _) = decode_at(&window, site.wrapping_add(5));
+    let (ins, _) = window.decode_one(site.wrapping_add(5));
     if ins.ip() != site.wrapping_add(5) || ins.code() != Code::Syscall || ins.len() != 2 {
         return Err(Reject::NotSyscall);
     }
@@ -92,22 +90,6 @@ pub fn verify_original(code: &forms::Code<'_>, site: u64) -> Result<u32, Reject>
         return Err(Reject::SigreturnStub);
     }
     Ok(nr)
-}
-
-/// The instruction at `ip` of `code` (original bytes, at most 15, none past
-/// its end), and whether it ran out of bytes.
-fn decode_at(code: &forms::Code<'_>, ip: u64) -> (Instruction, bool) {
-    let mut buf = [0u8; 15];
-    let n = code.end().saturating_sub(ip).min(buf.len() as u64) as usize;
-    let window = buf.get_mut(..n).unwrap_or(&mut []);
-    if !code.bytes(ip, window) {
-        return (Instruction::default(), true);
-    }
-    let Ok(mut decoder) = Decoder::try_with_ip(64, window, ip, DecoderOptions::NONE) else {
-        return (Instruction::default(), true);
-    };
-    let ins = decoder.decode();
-    (ins, decoder.last_error() == DecoderError::NoMoreBytes)
 }
 
 /// Full decision for a site in the running process (trap-context safe).
