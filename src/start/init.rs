@@ -188,12 +188,7 @@ pub fn start(s: &Startup<'_>) {
     ];
     // SAFETY: the library's own handlers (handler_action: our_action).
     if let Err((sig, e)) = unsafe { signals::take_over(&ours) } {
-        Line::new()
-            .str("cannot install the handler for signal ")
-            .num(sig as u64)
-            .str(": errno ")
-            .num(e as u64)
-            .emit();
+        Line::new().str("cannot install the handler for signal ").num(sig as u64).str(": errno ").num(e as u64).emit();
         exit(EXIT_CONFIG);
     }
     phases::mark(Mark::Handlers);
