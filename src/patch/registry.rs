@@ -441,6 +441,19 @@ pub fn lookup(key: u64) -> Option<Site> {
     })
 }
 
+/// Make the first access to the page where `key`'s search starts a write
+/// (patch lock held; before a lookup of a site about to be recorded): a
+/// search reads first, which on a fresh page maps the kernel's zero page,
+/// and the write after it faults a second time (the launcher's carried
+/// loader sites took two faults a page). A compare-exchange of 0 for 0
+/// changes nothing a reader could see (x86's `lock cmpxchg` writes the old
+/// value back when it fails), but is a write access.
+pub fn prefault(key: u64) {
+    if let Some(e) = table().and_then(|t| t.entries.get(start(key))) {
+        let _ = e.key.compare_exchange(0, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
 /// Record a site (patch lock held). False if the table is full.
 pub fn record(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32) -> bool {
     record_with(key, state, nr, reason, slot, 0)
@@ -461,6 +474,7 @@ pub fn record_ext(key: u64, state: u32, nr: u32, slot: u32, ext: &Ext) -> bool {
 
 fn record_with(key: u64, state: u32, nr: u32, reason: &'static str, slot: u32, ext: u32) -> bool {
     let _change = Change::begin();
+    prefault(key);
     let (e, index) = match find_index(key) {
         Ok(found) => found,
         Err(Some(free)) => free,
