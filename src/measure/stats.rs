@@ -165,27 +165,29 @@ pub fn site_begin(area: Option<&ThreadArea>, path: Path, site: u64, nr: i64) -> 
     let t = unsafe { &(*table).sites };
     let key = site_key(site, nr);
     let mut i = site_slot(key, SITE_SLOTS);
-    let found = loop {
+    let b = loop {
         let k = t.keys.get(i)?;
         match k.get() {
-            x if x == key => break i,
+            x if x == key => break t.sites.get((t.at.get(i)?.get() as usize).checked_sub(1)?)?,
             0 => {
                 let used = t.used.get();
                 if used as usize >= SITES_PER_THREAD {
                     t.not_kept.set(t.not_kept.get() + 1);
                     return None;
                 }
+                // The figures' index is taken first: a program handler
+                // that interrupts this and calls at another site gets the
+                // next one.
                 t.used.set(used + 1);
+                let b = t.sites.get(used as usize)?;
+                claim(&b.fast, b.hist.last());
+                t.at.get(i)?.set(used as u8 + 1);
                 k.set(key);
-                if let Some(b) = t.sites.get(i) {
-                    claim(&b.fast, b.hist.last());
-                }
-                break i;
+                break b;
             }
             _ => i = (i + 1) & (SITE_SLOTS - 1),
         }
     };
-    let b = t.sites.get(found)?;
     let c = if path == Path::Fast { &b.fast } else { &b.slow };
     c.set(c.get() + 1);
     Some(b)
@@ -610,11 +612,9 @@ pub fn merge_sites_into<E>(m: &mut MergedSites<'_, E>, site: impl Fn(u64) -> u64
     for_each_table(|t, _| {
         let t = &t.sites;
         m.not_kept = m.not_kept.saturating_add(t.not_kept.get());
-        for (k, s) in t.keys.iter().zip(t.sites.iter()) {
-            if k.get() != 0 {
-                let (ret, nr) = site_of_key(k.get());
-                m.add(site_key(site(ret), nr as i64), s);
-            }
+        for (k, s) in t.kept() {
+            let (ret, nr) = site_of_key(k);
+            m.add(site_key(site(ret), nr as i64), s);
         }
     });
 }
@@ -666,11 +666,10 @@ pub fn after_fork_in_child() {
             t.threads.set(0);
             let sites = &t.sites;
             if sites.used.get() != 0 || sites.not_kept.get() != 0 {
-                for (k, s) in sites.keys.iter().zip(sites.sites.iter()) {
-                    if k.get() != 0 {
-                        k.set(0);
-                        s.clear();
-                    }
+                sites.kept().for_each(|(_, s)| s.clear());
+                for (k, a) in sites.keys.iter().zip(sites.at.iter()) {
+                    k.set(0);
+                    a.set(0);
                 }
                 sites.used.set(0);
                 sites.not_kept.set(0);

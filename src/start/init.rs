@@ -178,24 +178,18 @@ pub fn start(s: &Startup<'_>) {
         // our fault handlers replace the launcher's, which know them).
         patch::install::adopt_loader_sites(&h.registry, &h.loader_regions.map(|[at, len]| (at, len)));
     }
-    for (sig, action) in [
-        (signals::SIGSYS, sigsys::handler_action()),
-        (signals::SIGSEGV, fault::handler_action()),
-        (signals::SIGILL, fault::handler_action()),
-        (signals::SIGBUS, fault::handler_action()),
-    ] {
-        // In a launched image the kernel holds the launcher's handlers.
-        let program_view = s.handoff.and_then(|h| h.owned_action(sig));
-        // SAFETY: the library's own handlers (handler_action: our_action).
-        if let Err(e) = unsafe { signals::take_over(sig, &action, program_view) } {
-            Line::new()
-                .str("cannot install the handler for signal ")
-                .num(sig as u64)
-                .str(": errno ")
-                .num(e as u64)
-                .emit();
-            exit(EXIT_CONFIG);
-        }
+    // In a launched image the kernel holds the launcher's handlers.
+    let view = |sig| s.handoff.and_then(|h| h.owned_action(sig));
+    let ours = [
+        (signals::SIGSYS, sigsys::handler_action(), view(signals::SIGSYS)),
+        (signals::SIGSEGV, fault::handler_action(), view(signals::SIGSEGV)),
+        (signals::SIGILL, fault::handler_action(), view(signals::SIGILL)),
+        (signals::SIGBUS, fault::handler_action(), view(signals::SIGBUS)),
+    ];
+    // SAFETY: the library's own handlers (handler_action: our_action).
+    if let Err((sig, e)) = unsafe { signals::take_over(&ours) } {
+        Line::new().str("cannot install the handler for signal ").num(sig as u64).str(": errno ").num(e as u64).emit();
+        exit(EXIT_CONFIG);
     }
     phases::mark(Mark::Handlers);
     record_exec_env(s);

@@ -17,28 +17,32 @@ use crate::trap::backend;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// At start-up: remember what the program (or an earlier library) had set
-/// for an owned signal, then install ours. Err(errno) if the kernel refuses.
-/// `program_view`: what the program had, when the kernel holds something
-/// else (the launcher's handler, in an image it started).
+/// for each owned signal, then install ours, all in one window with every
+/// signal blocked (two mask changes for the four, not two each). Each
+/// entry: the signal, our action, and `program_view`: what the program had,
+/// when the kernel holds something else (the launcher's handler, in an
+/// image it started). Err((signal, errno)) if the kernel refuses one (the
+/// ones before it are installed).
 ///
 /// # Safety
-/// `ours` is one of the library's handler actions (`our_action`).
-pub unsafe fn take_over(sig: i32, ours: &KernelSigaction, program_view: Option<KernelSigaction>) -> Result<(), i64> {
-    if let Some(i) = OWNED_SIGNALS.iter().position(|&s| s == sig) {
-        if let Some(slot) = INSTALLED.get(i) {
-            slot.store(ours.handler, ours.flags, ours.mask);
-        }
-    }
-    let mut old = KernelSigaction::default();
-    // SAFETY: the caller's contract.
-    unsafe { raw::rt_sigaction(sig, Some(ours), Some(&mut old)) }?;
-    let old = program_view.unwrap_or(old);
+/// Each action is one of the library's handler actions (`our_action`).
+pub unsafe fn take_over(list: &[(i32, KernelSigaction, Option<KernelSigaction>)]) -> Result<(), (i32, i64)> {
     with_table(process_table(), |t| {
-        if let Some(slot) = t.get_mut(sig as usize) {
-            *slot = AppAction { act: old, known: true };
+        for (sig, ours, program_view) in list {
+            if let Some(i) = OWNED_SIGNALS.iter().position(|s| s == sig) {
+                if let Some(slot) = INSTALLED.get(i) {
+                    slot.store(ours.handler, ours.flags, ours.mask);
+                }
+            }
+            let mut old = KernelSigaction::default();
+            // SAFETY: the caller's contract.
+            unsafe { raw::rt_sigaction(*sig, Some(ours), Some(&mut old)) }.map_err(|e| (*sig, e))?;
+            if let Some(slot) = t.get_mut(*sig as usize) {
+                *slot = AppAction { act: program_view.unwrap_or(old), known: true };
+            }
         }
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One of our actions for an owned signal, as [`take_over`] installed it

@@ -35,6 +35,14 @@ pub(super) fn deliver(s: &Settings, data: Option<&[u8]>) {
         );
         return;
     }
+    to_output(s, data);
+}
+
+/// `deliver` without a collector: to USERTRAP_OUTPUT or stderr. Not inlined:
+/// its path buffer would deepen every delivery's frame on the signal stack,
+/// a collector's too (a page fault or two per process under `usertrap stat`).
+#[inline(never)]
+fn to_output(s: &Settings, data: Option<&[u8]>) {
     let mut path = [0u8; 4200];
     let template = cstr(&s.output);
     let n = if template.is_empty() { 0 } else { expand(template, &mut path) };

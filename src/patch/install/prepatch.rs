@@ -868,6 +868,7 @@ fn patch_round(
     let mut bigs = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
     let mut slots = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
     for (i, it) in items.iter().enumerate() {
+        registry::prefault(it.sys);
         let earlier = items.get(..i).unwrap_or(&[]).iter().zip(planned.iter());
         if registry::lookup(it.sys).is_some()
             || touches_a_patched_site(it)
