@@ -394,3 +394,25 @@ fn an_exit_right_after_a_vfork_takes_the_fast_path() {
         assert_eq!(exits, [(0, 1), (1, 0)], "{b}: (fast, slow) exit_group per run");
     }
 }
+
+/// Lines of the cache file after `bash -c script` with a fresh cache.
+fn cache_lines_after(script: &str, case: &str, backend: Backend) -> usize {
+    let cache = cache_dir(case, backend);
+    run_bash(script, case, backend, Some(&cache));
+    let files: Vec<_> = fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    files.iter().map(|f| fs::read_to_string(f).unwrap().lines().count()).sum()
+}
+
+/// An exec'd image that never traps (`/bin/true`) gets libc's sites from
+/// its launcher (the carried entry's and the file's) and proves nothing
+/// itself: it adds no line to the file. (Each one wrote all those sites
+/// back, a line per process, which every later image read and checked.)
+#[test]
+fn an_image_that_proves_nothing_adds_nothing_to_the_cache() {
+    for b in Backend::ALL {
+        let one = cache_lines_after("cat /etc/passwd; /bin/true", "sitecache-lines-one", b);
+        let three = cache_lines_after("cat /etc/passwd; /bin/true; /bin/true; /bin/true", "sitecache-lines-three", b);
+        assert!(one > 0, "{b}: cat's line");
+        assert_eq!(three, one, "{b}: lines with one /bin/true and with three");
+    }
+}

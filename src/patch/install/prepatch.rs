@@ -134,6 +134,11 @@ pub fn note_loader(header: u64) {
     LOADER.note(header);
 }
 
+/// libc's text, [start, end), once noted.
+pub fn libc_text() -> Option<(u64, u64)> {
+    LIBC.get().map(|(_, lo, hi, _)| (lo, hi))
+}
+
 /// The loader's text, [start, end), once noted.
 pub fn loader_text() -> Option<(u64, u64)> {
     LOADER.get().map(|(_, lo, hi, _)| (lo, hi))
@@ -843,9 +848,20 @@ fn patch_all(
     entry: u64,
     alone: bool,
 ) -> usize {
+    // Whether a site recorded already lies among these items' spans: if
+    // none does (a new image's first batch), an item can clash only with
+    // one before it in `items`, and no round need search the registry
+    // (every search reads all of it: 150 items of an exec'd image's libc,
+    // each against the sites the earlier rounds recorded, took more CPU
+    // than the rest of the batch).
+    let near_recorded = extent(items).is_some_and(|(lo, hi)| {
+        let mut one = [forms::Overlay::EMPTY; 1];
+        registry::overlays_in(lo, hi, &mut one) != Some(0)
+    });
     let mut done = 0;
-    for round in items.chunks(ROUND) {
-        match patch_round(table, mem, round, slow, entry, alone) {
+    for (r, round) in items.chunks(ROUND).enumerate() {
+        let before = items.get(..r * ROUND).unwrap_or(&[]);
+        match patch_round(table, mem, (before, round), near_recorded, slow, entry, alone) {
             Some(d) => done += d,
             None => break,
         }
@@ -853,12 +869,24 @@ fn patch_all(
     done
 }
 
-/// One round: trampolines and slots first (in runs), then each site.
+/// The lowest and highest address the items' spans cover.
+fn extent(items: &[Item]) -> Option<(u64, u64)> {
+    let spans = items.iter().flat_map(|it| it.spans()).filter(|&(_, len)| len > 0);
+    spans.fold(None, |acc, (at, len)| {
+        let (lo, hi) = acc.unwrap_or((at, at));
+        Some((lo.min(at), hi.max(at + len as u64)))
+    })
+}
+
+/// One round (`items`, after the batch's items `before`): trampolines and
+/// slots first (in runs), then each site. `near_recorded`: sites recorded
+/// before the batch may touch its items (search the registry for each).
 /// None: a write failed, stop.
 fn patch_round(
     table: &mut crate::patch::table::Table,
     mem: &Mem,
-    items: &[Item],
+    (before, items): (&[Item], &[Item]),
+    near_recorded: bool,
     slow: fn(u64) -> bool,
     entry: u64,
     alone: bool,
@@ -869,10 +897,12 @@ fn patch_round(
     let mut slots = Runs { mem, at: 0, buf: [0; RUN_LEN], len: 0, ok: true };
     for (i, it) in items.iter().enumerate() {
         registry::prefault(it.sys);
-        let earlier = items.get(..i).unwrap_or(&[]).iter().zip(planned.iter());
+        // An earlier item of the batch that touches this one, planned or
+        // not, leaves it to its own trap (an unplanned one: to be safe).
+        let mut earlier = before.iter().chain(items.get(..i).unwrap_or(&[]));
         if registry::lookup(it.sys).is_some()
-            || touches_a_patched_site(it)
-            || earlier.filter(|(_, p)| p.is_some()).any(|(e, _)| overlap(e, it))
+            || (near_recorded && touches_a_patched_site(it))
+            || earlier.any(|e| overlap(e, it))
         {
             continue;
         }

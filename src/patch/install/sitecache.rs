@@ -93,6 +93,16 @@ pub fn configure(dir: &[u8]) {
         *slash = b'/';
     }
     c.dir_len = dir.len() + 1;
+    // libc's sites recorded already are the launcher's, taken over: the
+    // carried entry's and the file's. Known, so that an image that never
+    // reads the file (no trap: `/bin/true`) does not write them back to
+    // it at its end, a line per process.
+    if let Some((lo, hi)) = prepatch::libc_text() {
+        let Cache { known, n_known, .. } = &mut *c;
+        crate::patch::registry::for_each_in(lo, hi - lo, |site| {
+            insert_known(known, n_known, site.key);
+        });
+    }
     ON.store(true, Ordering::Relaxed);
     UNREAD.store(true, Ordering::Relaxed);
 }
