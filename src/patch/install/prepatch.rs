@@ -545,8 +545,9 @@ pub fn patch_items(
     patch_all(table, &mem, items, slow, arch::fast_entry(), false)
 }
 
-/// [`patch_items`] where nothing runs the code yet (the launcher, libc
-/// just mapped): the final bytes at once, trampolines jumping to `entry`.
+/// [`patch_items`] where nothing runs the code yet (the launcher, before
+/// the loader runs or with libc just mapped): the final bytes at once,
+/// trampolines jumping to `entry`.
 #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
 pub fn patch_items_alone(
     table: &mut crate::patch::table::Table,
@@ -714,11 +715,7 @@ pub fn apply_to_loader(
     let Some(group) = group_for(value, &obj.3) else { return 0 };
     let mut items = [Item::default(); MAX_SITES];
     let n = parse_group(group, obj, &mut items);
-    if n == 0 {
-        return 0;
-    }
-    let Ok(mem) = Mem::open() else { return 0 };
-    patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, entry, true)
+    patch_items_alone(table, items.get(..n).unwrap_or(&[]), slow, entry)
 }
 
 /// The launcher, when the loader has just mapped an object's code (its
@@ -742,11 +739,7 @@ pub fn apply_to_mapped_libc(
     let obj = LIBC.get()?;
     let mut items = [Item::default(); MAX_SITES];
     let n = parse_group(group, obj, &mut items);
-    if n == 0 {
-        return Some(0);
-    }
-    let Ok(mem) = Mem::open() else { return Some(0) };
-    Some(patch_all(table, &mem, items.get(..n).unwrap_or(&[]), slow, entry, true))
+    Some(patch_items_alone(table, items.get(..n).unwrap_or(&[]), slow, entry))
 }
 
 /// The sites of `group` (`<id>:<sites>:<checksum>`) for the object `obj`
@@ -854,10 +847,7 @@ fn patch_all(
     // (every search reads all of it: 150 items of an exec'd image's libc,
     // each against the sites the earlier rounds recorded, took more CPU
     // than the rest of the batch).
-    let near_recorded = extent(items).is_some_and(|(lo, hi)| {
-        let mut one = [forms::Overlay::EMPTY; 1];
-        registry::overlays_in(lo, hi, &mut one) != Some(0)
-    });
+    let near_recorded = extent(items).is_some_and(|(lo, hi)| patched_in(lo, hi));
     let mut done = 0;
     for (r, round) in items.chunks(ROUND).enumerate() {
         let before = items.get(..r * ROUND).unwrap_or(&[]);
@@ -999,10 +989,13 @@ const SITE: u8 = 1;
 /// (each found it free). Patching both would send the first one's calls
 /// through the second one's trampoline and back into the wrong function.
 fn touches_a_patched_site(it: &Item) -> bool {
-    it.spans().iter().filter(|&&(_, len)| len > 0).any(|&(at, len)| {
-        let mut one = [forms::Overlay::EMPTY; 1];
-        registry::overlays_in(at, at + len as u64, &mut one) != Some(0)
-    })
+    it.spans().iter().filter(|&&(_, len)| len > 0).any(|&(at, len)| patched_in(at, at + len as u64))
+}
+
+/// Whether a patched (or patching) site's bytes or pad lie in [lo, hi).
+fn patched_in(lo: u64, hi: u64) -> bool {
+    let mut one = [forms::Overlay::EMPTY; 1];
+    registry::overlays_in(lo, hi, &mut one) != Some(0)
 }
 
 /// Whether two items' spans overlap (two sites planned in one round).
