@@ -711,6 +711,36 @@ fn final_calls_in_reports(dir: &std::path::Path, command: &str, name: &str) -> (
     (calls, fast)
 }
 
+/// Where the slow calls of syscall `name` were made, for a failure's
+/// message: each report file's last report of `command`, each site with
+/// slow calls as "file: address (object+offset) fast/slow", and the
+/// image's sites left unpatched with their reasons.
+fn slow_sites_in_reports(dir: &std::path::Path, command: &str, name: &str) -> String {
+    let mut out = String::new();
+    for (path, text) in report_files(dir) {
+        let Some(line) = text.lines().rfind(|l| !l.trim().is_empty()) else { continue };
+        let Ok(r) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if r["command"].as_str() != Some(command) {
+            continue;
+        }
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        for s in r["sites"].as_array().into_iter().flatten() {
+            if s["name"].as_str() == Some(name) && s["slow_calls"].as_u64().unwrap_or(0) > 0 {
+                out += &format!(
+                    "{}: {} ({}+{}) fast {} slow {}\n",
+                    file, s["address"], s["object"], s["offset"], s["fast_calls"], s["slow_calls"]
+                );
+            }
+        }
+        for u in r["unpatched_sites"].as_array().into_iter().flatten() {
+            if u["name"].as_str() == Some(name) {
+                out += &format!("{}: unpatched {} ({})\n", file, u["address"], u["reason"]);
+            }
+        }
+    }
+    out
+}
+
 /// c_tests/fast_emulated.c: emulated calls made again and again from
 /// patched sites take their fast versions (trap::syscalls::fast):
 /// arch_prctl, the execve/execveat attempts that fail before the file is
@@ -756,11 +786,12 @@ fn emulated_calls_take_the_fast_path(backend: Backend) {
         let (calls, fast) = final_calls_in_reports(&dir, "fast_emulated", name);
         assert!(
             fast >= at_least,
-            "only {} of {} {} calls of fast_emulated took the fast path (expected at least {})",
+            "only {} of {} {} calls of fast_emulated took the fast path (expected at least {}); slow at:\n{}",
             fast,
             calls,
             name,
-            at_least
+            at_least,
+            slow_sites_in_reports(&dir, "fast_emulated", name)
         );
     }
 }
