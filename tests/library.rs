@@ -28,6 +28,9 @@ const ALLOWED_UNDEFINED: &[&str] = &[
     "environ",
     "getauxval",
     "dl_iterate_phdr",
+    // Its address only, never called: libc's `_exit`, whose exit_group
+    // site the library proves before a fork or exec (patch::install).
+    "_exit",
     // The constructor keeps the program's errno (no syscall).
     "__errno_location",
     // Constructor entry only, before any trap of ours is armed: when the

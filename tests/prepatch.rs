@@ -170,3 +170,59 @@ fn without_prepatching_loader_sites_of_other_forms_are_slow() {
         }
     }
 }
+
+/// libc's `_exit` (`mov %esi,%eax; syscall`: `exit_group`, a Form R
+/// site), the last call of every image: never worth patching in the image
+/// itself, so until an image about to fork or exec proved it for its
+/// descendants, every exec'd image ended with a slow call. In
+/// `bash -> bash -> cat` the second bash and cat end on the fast path.
+/// (libc's `exit_group` sites, (fast, slow) per report that has one.)
+fn libc_exit_calls_of_execd_images(backend: Backend, prepatch: &str) -> Vec<(u64, u64)> {
+    let case = format!("prepatch-exit-{prepatch}");
+    let script = "echo a; bash -c 'echo b; cat /dev/null; echo c'";
+    let native = run_native(&Cmd::new(which("bash")).args(["-c", script]));
+    assert!(native.status.success(), "native run failed: {}", native.stderr_text());
+    let dir = fresh_reports_dir(&case, backend);
+    let cmd = with_json_reports(Cmd::new(which("bash")).args(["-c", script]).env("USERTRAP_PREPATCH", prepatch), &dir);
+    let traced = run_traced(&cmd, backend);
+    assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
+    assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
+    assert_eq!(traced.stderr_text(), native.stderr_text(), "{case} ({backend}): stderr");
+    let mut per_image = Vec::new();
+    for (path, text) in report_files(&dir) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let r: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let exits: Vec<(u64, u64)> = r["sites"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["object"].as_str().is_some_and(|o| o.contains("/libc.so")) && s["name"] == "exit_group")
+                .map(|s| (s["fast_calls"].as_u64().unwrap(), s["slow_calls"].as_u64().unwrap()))
+                .collect();
+            if !exits.is_empty() {
+                per_image.push(exits.iter().fold((0, 0), |(f, s), &(f1, s1)| (f + f1, s + s1)));
+            }
+        }
+    }
+    // The first bash execs the second (its last command); it forks cat.
+    assert_eq!(per_image.len(), 2, "{case} ({backend}): the second bash and cat end with exit_group: {per_image:?}");
+    per_image
+}
+
+#[test]
+fn libc_exit_is_fast_in_execd_images() {
+    for b in Backend::ALL {
+        for (fast, slow) in libc_exit_calls_of_execd_images(b, "1") {
+            assert_eq!((fast, slow), (1, 0), "{b}: libc's exit_group in an exec'd image was slow");
+        }
+    }
+}
+
+#[test]
+fn without_prepatching_libc_exit_is_slow() {
+    for b in Backend::ALL {
+        for (fast, slow) in libc_exit_calls_of_execd_images(b, "0") {
+            assert_eq!((fast, slow), (0, 1), "{b}: libc's exit_group, USERTRAP_PREPATCH=0");
+        }
+    }
+}

@@ -982,6 +982,7 @@ static LOADER_PROVED: AtomicBool = AtomicBool::new(false);
 /// than the calls it would save in one child. The number each site is
 /// tried with is the one loaded just before it where there is one (the
 /// registry names the site with it; Forms R and P run rax's number).
+/// libc's `_exit` goes with them ([`prove_exit_sites`]).
 pub fn prove_loader_sites() {
     if !ENABLED.load(Ordering::Relaxed)
         || !prepatch::ENABLED.load(Ordering::Relaxed)
@@ -990,12 +991,13 @@ pub fn prove_loader_sites() {
     {
         return;
     }
-    let Some((lo, hi)) = prepatch::loader_text() else { return };
     thread::with_signals_blocked(|| {
         let Some(mut table) = PATCHER.try_lock() else { return };
         if !registry::prepare() {
             return;
         }
+        prove_exit_sites(&mut table);
+        let Some((lo, hi)) = prepatch::loader_text() else { return };
         let mut page = [0u8; 4096 + 16];
         let mut at = lo;
         while at < hi {
@@ -1023,6 +1025,70 @@ pub fn prove_loader_sites() {
             at += step as u64;
         }
     });
+}
+
+/// libc's `_exit`, as the preloaded library's start-up found it
+/// ([`note_exit_function`]), or 0.
+static EXIT_FUNCTION: AtomicU64 = AtomicU64::new(0);
+/// The longest `_exit` [`prove_exit_sites`] decodes (this glibc's is 72
+/// bytes: exit_group, then exit in a loop).
+const EXIT_FUNCTION_MAX: u64 = 256;
+
+/// Start-up of the preloaded library: where libc's `_exit` is (its
+/// address through the library's own import; checked against libc's text
+/// and the unwind tables before anything is proven in it).
+#[cfg_attr(feature = "launcher", allow(dead_code))] // the preloaded library's
+pub fn note_exit_function(addr: u64) {
+    EXIT_FUNCTION.store(addr, Ordering::Relaxed);
+}
+
+/// With [`prove_loader_sites`] (PATCHER held, signals blocked, the
+/// registry mapped): the sites of libc's `_exit`, through which every
+/// image ends (`exit_group`, `mov %esi,%eax; syscall` in this glibc, a
+/// Form R/P site). An image's last call is never worth patching in it
+/// (`ends_unprepared`), so until now each exec'd image made it on the
+/// slow path (55 of make -j2's 410 slow calls): proven here, once, in the
+/// image about to exec or fork, it is carried to every image exec'd from
+/// here on (prepatch.rs) and inherited by fork children. Each `syscall`
+/// of the function is proven as after a trap of its own (the seed form
+/// by site::check, the others by try_other_forms, from the function's
+/// start in the unwind tables, which must be `_exit`'s address); a site
+/// not proven is left to its own trap, nothing recorded.
+fn prove_exit_sites(table: &mut Table) {
+    let f = EXIT_FUNCTION.load(Ordering::Relaxed);
+    let Some((lo, hi)) = prepatch::libc_text() else { return };
+    if f < lo || f >= hi {
+        return; // not libc's own (a program's `_exit`, or a PLT entry)
+    }
+    let Ok(loc) = locate::locate_with(&mut os::RawOs::new(), f) else { return };
+    if loc.func_start != f || loc.func_end <= f || loc.func_end - f > EXIT_FUNCTION_MAX {
+        return;
+    }
+    let mut bytes = [0u8; EXIT_FUNCTION_MAX as usize];
+    let Some(buf) = bytes.get_mut(..(loc.func_end - f) as usize) else { return };
+    if raw::copy_from_user(buf, f).is_err() {
+        return;
+    }
+    for (i, pair) in buf.windows(2).enumerate() {
+        let key = f + i as u64;
+        if pair != [0x0f, 0x05] || registry::lookup(key).is_some() {
+            continue;
+        }
+        match seed_immediate(key) {
+            Some(imm) => {
+                let nr = u32::from_le_bytes(imm) as u64;
+                if !needs_slow_path(nr) {
+                    let _ = try_seed(table, key, nr, imm);
+                }
+            }
+            None => {
+                let nr = number_before(key);
+                if !needs_slow_path(nr) {
+                    let _ = try_other_forms(table, key, nr);
+                }
+            }
+        }
+    }
 }
 
 /// Before a fork ([`patch_fork_child_sites`]): the sites the site cache
