@@ -285,6 +285,7 @@ c_tests! {
     no_new_privs,
     own_memory_calls,
     own_seccomp_allowlist,
+    own_seccomp_emulated,
     own_seccomp_filter,
     own_sigsegv_handler,
     posix_spawn,

@@ -24,6 +24,7 @@
 
 use crate::rt::arch;
 
+use crate::emulate::own_filter;
 use crate::emulate::signals;
 use crate::emulate::Outcome;
 use crate::measure::stats;
@@ -301,7 +302,7 @@ pub fn prctl(area: &ThreadArea, args: [u64; 6]) -> i64 {
             SECCOMP_MODE_STRICT => return enter_strict_mode(area),
             SECCOMP_MODE_FILTER => {
                 // SAFETY: the program's own filter (rt::raw: forwarded program calls).
-                return install_program_filter(args[2], || unsafe { raw::syscall6(raw::SYS_prctl, args) });
+                return install_program_filter(args[2], 0, || unsafe { raw::syscall6(raw::SYS_prctl, args) });
             }
             _ => {}
         }
@@ -328,7 +329,7 @@ pub fn seccomp(area: &ThreadArea, args: [u64; 6]) -> i64 {
     match args[0] {
         SECCOMP_SET_MODE_FILTER => {
             // SAFETY: the program's own filter (rt::raw: forwarded program calls).
-            install_program_filter(args[2], || unsafe { raw::syscall6(libc::SYS_seccomp, args) })
+            install_program_filter(args[2], args[1], || unsafe { raw::syscall6(libc::SYS_seccomp, args) })
         }
         SECCOMP_SET_MODE_STRICT if args[1] == 0 && args[2] == 0 => enter_strict_mode(area),
         // SAFETY: as above.
@@ -380,8 +381,10 @@ const KEPT_TRACE_NEEDS: [i64; 8] = [
 /// library makes no other syscall on its common path (the slow path of an
 /// allowed syscall makes none of its own).
 #[inline(never)]
-fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
+fn install_program_filter(fprog: u64, flags: u64, install: impl FnOnce() -> i64) -> i64 {
     let (report, signals, kept_trace) = forbidden_by(fprog);
+    // Copied now: the filter may forbid the mmap (own_filter).
+    let copy = own_filter::copy(fprog);
     // Said before the filter is in place: saying it (a write, and checking
     // that stderr is still the program's) may need what the filter forbids.
     if report != 0 || signals != 0 {
@@ -405,6 +408,9 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
         l.emit();
     }
     let r = install();
+    if let Some(c) = copy {
+        own_filter::keep(c, own_filter::installed(flags, r));
+    }
     if r < 0 {
         return r;
     }

@@ -415,6 +415,14 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
     }
 }
 
+/// A seccomp filter of the program's kills it for a call the library
+/// answers (emulate::own_filter): SIGSYS with its default action, whatever
+/// the program's disposition, after the report; `uc` is the trapped call's
+/// frame.
+pub fn die_of_filter(info: &Siginfo, uc: &mut Ucontext) {
+    die_from(SIGSYS, info, uc);
+}
+
 /// `die`, from a handler whose frame is `uc`: a fault ends the process when
 /// its instruction runs again after our sigreturn, which must not let in
 /// another signal held back meanwhile (it would end it first).

@@ -37,7 +37,7 @@ pub mod syscalls;
 pub mod takeover;
 
 pub use crate::rt::sigtable::{bit, SigTable, SIGBUS, SIGILL, SIGSEGV, SIGSYS};
-pub use delivery::{deliver_to_program, entered_from_program};
+pub use delivery::{deliver_to_program, die_of_filter, entered_from_program};
 pub use state::{
     after_fork_in_child, forbid_masks, hold_signals_for_exit, masks_forbidden, our_action, take_passed_on,
 };
