@@ -287,6 +287,7 @@ c_tests! {
     own_seccomp_allowlist,
     own_seccomp_emulated,
     own_seccomp_filter,
+    own_seccomp_sigreturn,
     own_sigsegv_handler,
     posix_spawn,
     prepatch_exec,
