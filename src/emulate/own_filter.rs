@@ -157,6 +157,25 @@ fn verdict(nr: i64, args: &[u64; 6], ip: u64) -> u32 {
     ret
 }
 
+/// Whether the kept filters refuse, from the gate, what the library of an
+/// image exec'd now needs before anything else under `sud`: rt_sigaction
+/// (its handlers) and the prctl that arms SUD. That image is exec'd by the
+/// kernel, not the launcher (which would need them too), and its library
+/// steps aside (start::init). Filters installed before this image started
+/// are not known here.
+pub fn refuses_a_sud_start() -> bool {
+    if !any() {
+        return false;
+    }
+    let ip = crate::rt::arch::GATE_ADDR + crate::rt::arch::GATE_OFF_SYSCALL + 2;
+    let refused = |nr: i64, args: [u64; 6]| !seccomp::verdict_allows(verdict(nr, &args, ip));
+    const PR_SET_SYSCALL_USER_DISPATCH: u64 = 59;
+    const PR_SYS_DISPATCH_ON: u64 = 1;
+    let gate = [crate::rt::arch::GATE_ADDR, crate::rt::arch::GATE_LEN];
+    refused(libc::SYS_rt_sigaction, [libc::SIGSYS as u64, 0, 0, 8, 0, 0])
+        || refused(raw::SYS_prctl, [PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, gate[0], gate[1], 0, 0])
+}
+
 /// The slow path's check of an emulated call (`args` the program's
 /// registers, `uc` its state, rip after its `syscall`): None, the emulation
 /// runs; or what the kernel would have done instead.
