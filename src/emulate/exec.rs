@@ -406,7 +406,7 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         // SUD): the kernel execs the file resolved here (the program's where
         // /proc/self/exe names the launcher), whose library steps aside
         // (start::init).
-        let r = exec_natively(area, raw::SYS_execveat, [fd, b"\0".as_ptr() as u64, argv, envp, AT_EMPTY_PATH, 0], b"");
+        let r = exec_natively(area, raw::SYS_execveat, [fd, c"".as_ptr() as u64, argv, envp, AT_EMPTY_PATH, 0], b"");
         close_fd();
         return r;
     }

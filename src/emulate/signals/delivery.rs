@@ -525,7 +525,27 @@ fn finish_user_sigreturn(uc: &mut Ucontext) {
         let [r8, r9, r10, r11, r12, r13, r14, r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, eflags, mask, ss_sp, ss_flags, ss_size, _, rip] =
             b;
         let rsp = m.rsp.wrapping_add(arch::BLK_SIZE as u64);
-        *m = frame::Sigcontext { r8, r9, r10, r11, r12, r13, r14, r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags, ..*m };
+        *m = frame::Sigcontext {
+            r8,
+            r9,
+            r10,
+            r11,
+            r12,
+            r13,
+            r14,
+            r15,
+            rdi,
+            rsi,
+            rbp,
+            rbx,
+            rdx,
+            rax,
+            rcx,
+            rsp,
+            rip,
+            eflags,
+            ..*m
+        };
         uc.uc_sigmask = mask;
         uc.uc_stack = StackT { ss_sp, ss_flags: ss_flags as i32, _pad: (ss_flags >> 32) as i32, ss_size };
     } else if let Ok(rip) = raw::read_user::<u64>(m.rsp) {

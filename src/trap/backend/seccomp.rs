@@ -144,13 +144,7 @@ pub fn evaluate(len: usize, insn: impl Fn(usize) -> Option<SockFilter>, nr: u32,
 /// kernel's interpreter would run it (net/core/filter.c,
 /// seccomp_check_filter); `insn(i)` reads instruction i (None: unreadable,
 /// taken as a kill).
-pub fn evaluate_call(
-    len: usize,
-    insn: impl Fn(usize) -> Option<SockFilter>,
-    nr: u32,
-    ip: u64,
-    args: &[u64; 6],
-) -> u32 {
+pub fn evaluate_call(len: usize, insn: impl Fn(usize) -> Option<SockFilter>, nr: u32, ip: u64, args: &[u64; 6]) -> u32 {
     const KILL: u32 = 0;
     let data = |off: u32| -> Option<u32> {
         match off {
@@ -161,7 +155,7 @@ pub fn evaluate_call(
             // args[i] at 16 + 8i, little-endian: low word first.
             16..=63 if off.is_multiple_of(4) => {
                 let word = ((off - 16) / 4) as usize;
-                args.get(word / 2).map(|a| if word % 2 == 0 { *a as u32 } else { (*a >> 32) as u32 })
+                args.get(word / 2).map(|a| if word.is_multiple_of(2) { *a as u32 } else { (*a >> 32) as u32 })
             }
             _ => None,
         }
