@@ -352,7 +352,7 @@ mod tests {
         // ld args[1] high word; jeq 7 ? next : allow; ld args[1] low; jeq 9 ? errno : allow
         let p = [
             stmt(BPF_LD_W_ABS, 28),
-            jump(BPF_JEQ_K, 7, 0, 2),
+            jump(BPF_JEQ_K, 7, 0, 3),
             stmt(BPF_LD_W_ABS, 24),
             jump(BPF_JEQ_K, 9, 0, 1),
             stmt(BPF_RET_K, 0x0005_0001),
