@@ -183,7 +183,67 @@ fn c_sources() -> Vec<String> {
 /// a native run in a documented way (tests/debuggers.rs asserts exactly how),
 /// or because they are run under a command (trace_calls: tests/trace.rs,
 /// under `usertrap trace`, against a native run).
-const RUN_ELSEWHERE: &[&str] = &["exec_etxtbsy", "fanotify_exec", "ptrace_traceme", "trace_calls"];
+const RUN_ELSEWHERE: &[&str] =
+    &["exec_etxtbsy", "fanotify_exec", "own_seccomp_before_start", "ptrace_traceme", "trace_calls"];
+
+/// c_tests/own_seccomp_before_start.c: an image that starts under a filter
+/// refusing rt_sigaction and SUD's prctl (installed before its exec). Under
+/// SUD the library steps aside for that image: the same output, status and
+/// stderr as natively, plus one `usertrap:` line saying so (the image
+/// before the exec is intercepted as usual).
+#[test]
+fn a_filter_from_before_the_start_sud() {
+    let name = "own_seccomp_before_start";
+    let d = directives(name);
+    let dir = scratch_dir("c-own_seccomp_before_start", Backend::Sud);
+    fresh_dir(&dir);
+    let native = run_native(&c_cmd(name, &d).cwd(&dir));
+    assert_eq!(native.status, Status::Exited(3), "natively:\n{}", native.stdout_text());
+    fresh_dir(&dir);
+    let traced = run_traced(&c_cmd(name, &d).cwd(&dir), Backend::Sud);
+    let stderr = traced.stderr_text();
+    let (ours, rest): (Vec<&str>, Vec<&str>) = stderr.lines().partition(|l| l.starts_with("usertrap:"));
+    assert!(
+        traced.status == native.status
+            && traced.stdout_text() == native.stdout_text()
+            && rest.join("\n") == native.stderr_text().lines().collect::<Vec<_>>().join("\n")
+            && ours.iter().any(|l| l.contains("runs without usertrap")),
+        "under sud the exec'd image should run as natively, with one line saying usertrap steps aside.\n\
+         native: {}\n{}\ntraced: {}\n--- stdout ---\n{}--- stderr ---\n{}",
+        native.status,
+        native.stdout_text(),
+        traced.status,
+        traced.stdout_text(),
+        stderr
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// The same under the seccomp backend: the library's own filter, inherited
+/// with the program's, traps every syscall of the new image, whose
+/// handlers cannot be installed: it is refused (status 125), with a
+/// `usertrap:` line, not left to die of the first trap (README, Limits).
+#[test]
+fn a_filter_from_before_the_start_seccomp() {
+    let name = "own_seccomp_before_start";
+    let d = directives(name);
+    let dir = scratch_dir("c-own_seccomp_before_start", Backend::Seccomp);
+    fresh_dir(&dir);
+    let native = run_native(&c_cmd(name, &d).cwd(&dir));
+    assert_eq!(native.status, Status::Exited(3), "natively:\n{}", native.stdout_text());
+    fresh_dir(&dir);
+    let traced = run_traced(&c_cmd(name, &d).cwd(&dir), Backend::Seccomp);
+    let stderr = traced.stderr_text();
+    assert!(
+        traced.status == Status::Exited(125) && stderr.lines().any(|l| l.starts_with("usertrap:")),
+        "under seccomp the exec'd image should be refused with a `usertrap:` line; it ended with {}:\n\
+         --- stdout ---\n{}--- stderr ---\n{}",
+        traced.status,
+        traced.stdout_text(),
+        stderr
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
 
 #[test]
 fn every_c_program_is_listed() {
@@ -285,7 +345,9 @@ c_tests! {
     no_new_privs,
     own_memory_calls,
     own_seccomp_allowlist,
+    own_seccomp_emulated,
     own_seccomp_filter,
+    own_seccomp_sigreturn,
     own_sigsegv_handler,
     posix_spawn,
     prepatch_exec,

@@ -36,6 +36,7 @@
 //! Never: let the kernel exec the program itself.
 
 use crate::emulate::exec_target::{self, Target, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, MAX_PREFIX, PATH_MAX};
+use crate::emulate::own_filter;
 use crate::emulate::signals;
 use crate::measure::report;
 use crate::rt::log::{Buf, Line};
@@ -399,6 +400,15 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
             return -ENOEXEC;
         }
         return exec_natively(area, nr, args, b"");
+    }
+    if backend::is_sud() && own_filter::refuses_a_sud_start() {
+        // The program's filter refuses what the launcher needs (handlers,
+        // SUD): the kernel execs the file resolved here (the program's where
+        // /proc/self/exe names the launcher), whose library steps aside
+        // (start::init).
+        let r = exec_natively(area, raw::SYS_execveat, [fd, c"".as_ptr() as u64, argv, envp, AT_EMPTY_PATH, 0], b"");
+        close_fd();
+        return r;
     }
     if t.setuid {
         note(execfn.get(..execfn_len).unwrap_or(&[]), Note::SetuidNoPrivs);

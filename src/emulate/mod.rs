@@ -11,6 +11,7 @@
 
 pub mod exec;
 pub mod exec_target;
+pub mod own_filter;
 pub mod process;
 pub mod signals;
 pub mod stderr_keep;

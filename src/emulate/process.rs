@@ -24,6 +24,7 @@
 
 use crate::rt::arch;
 
+use crate::emulate::own_filter;
 use crate::emulate::signals;
 use crate::emulate::Outcome;
 use crate::measure::stats;
@@ -223,9 +224,10 @@ fn clone_with_frame(area: &ThreadArea, uc: &mut Ucontext, nr: i64, args: [u64; 6
 }
 
 /// Called by ut_clone_child_entry on the child's own stack, every signal
-/// blocked, before the rt_sigreturn that starts the program's code.
+/// blocked, before the rt_sigreturn that starts the program's code; returns
+/// the restorer that makes it.
 #[no_mangle]
-pub extern "C" fn ut_clone_child_setup(frame_base: u64) {
+pub extern "C" fn ut_clone_child_setup(frame_base: u64) -> u64 {
     let header_addr = frame_base - arch::CHILD_HEADER as u64;
     // SAFETY: the parent wrote this header just before the clone, below the
     // frame and above the stack this function runs on.
@@ -238,6 +240,7 @@ pub extern "C" fn ut_clone_child_setup(frame_base: u64) {
     } else if let Some(a) = thread::current_unchecked() {
         after_fork_in_child(a, header.flags);
     }
+    signals::restorer()
 }
 
 // --- other syscalls the library must not let through unchanged ------------------
@@ -301,7 +304,7 @@ pub fn prctl(area: &ThreadArea, args: [u64; 6]) -> i64 {
             SECCOMP_MODE_STRICT => return enter_strict_mode(area),
             SECCOMP_MODE_FILTER => {
                 // SAFETY: the program's own filter (rt::raw: forwarded program calls).
-                return install_program_filter(args[2], || unsafe { raw::syscall6(raw::SYS_prctl, args) });
+                return install_program_filter(args[2], 0, || unsafe { raw::syscall6(raw::SYS_prctl, args) });
             }
             _ => {}
         }
@@ -328,7 +331,7 @@ pub fn seccomp(area: &ThreadArea, args: [u64; 6]) -> i64 {
     match args[0] {
         SECCOMP_SET_MODE_FILTER => {
             // SAFETY: the program's own filter (rt::raw: forwarded program calls).
-            install_program_filter(args[2], || unsafe { raw::syscall6(libc::SYS_seccomp, args) })
+            install_program_filter(args[2], args[1], || unsafe { raw::syscall6(libc::SYS_seccomp, args) })
         }
         SECCOMP_SET_MODE_STRICT if args[1] == 0 && args[2] == 0 => enter_strict_mode(area),
         // SAFETY: as above.
@@ -380,8 +383,10 @@ const KEPT_TRACE_NEEDS: [i64; 8] = [
 /// library makes no other syscall on its common path (the slow path of an
 /// allowed syscall makes none of its own).
 #[inline(never)]
-fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
+fn install_program_filter(fprog: u64, flags: u64, install: impl FnOnce() -> i64) -> i64 {
     let (report, signals, kept_trace) = forbidden_by(fprog);
+    // Copied now: the filter may forbid the mmap (own_filter).
+    let copy = own_filter::copy(fprog);
     // Said before the filter is in place: saying it (a write, and checking
     // that stderr is still the program's) may need what the filter forbids.
     if report != 0 || signals != 0 {
@@ -404,7 +409,17 @@ fn install_program_filter(fprog: u64, install: impl FnOnce() -> i64) -> i64 {
         }
         l.emit();
     }
+    if !sigreturn_comes_back(fprog) {
+        // The gate restorer's rt_sigreturn would end the process (or go to
+        // a supervisor) at the next return of any handler of ours: they
+        // return without it from now on (an errno comes back to the
+        // restorer, which then does the same).
+        signals::restore_in_user();
+    }
     let r = install();
+    if let Some(c) = copy {
+        own_filter::keep(c, own_filter::installed(flags, r));
+    }
     if r < 0 {
         return r;
     }
@@ -440,6 +455,23 @@ fn forbidden_by(fprog: u64) -> (u64, u64, u64) {
         m
     };
     (mask(&REPORT_NEEDS), mask(&SIGNAL_NEEDS), mask(&KEPT_TRACE_NEEDS))
+}
+
+/// Whether the library's rt_sigreturn, made by the gate's restorer, either
+/// passes the filter at `fprog` or comes back to the restorer (RET_ERRNO,
+/// RET_TRACE without a tracer) instead of ending the thread or going to a
+/// signal handler or a supervisor. Unreadable: taken as passing (the
+/// kernel refuses the filter).
+fn sigreturn_comes_back(fprog: u64) -> bool {
+    use linux_raw_sys::ptrace::{SECCOMP_RET_ACTION_FULL, SECCOMP_RET_ERRNO, SECCOMP_RET_TRACE};
+    let Ok([len, filter]) = raw::read_user::<[u64; 2]>(fprog) else { return true };
+    let len = len as u16 as usize;
+    let insn = |i: usize| raw::read_user::<seccomp::SockFilter>(filter.wrapping_add(8 * i as u64)).ok();
+    // After the restorer's `mov $15, %rax` (7 bytes) and `syscall` (2).
+    let ip = arch::GATE_RESTORER + 9;
+    let v = seccomp::evaluate(len, insn, raw::SYS_rt_sigreturn as u32, ip);
+    let action = v & SECCOMP_RET_ACTION_FULL;
+    seccomp::verdict_allows(v) || action == SECCOMP_RET_ERRNO || action == SECCOMP_RET_TRACE
 }
 
 /// Strict mode (SECCOMP_SET_MODE_STRICT, PR_SET_SECCOMP 1): only read, write,

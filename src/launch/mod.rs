@@ -166,6 +166,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         launcher_path: own_path,
         exe_path: exe.get(..exe_len).unwrap_or(&[]),
         seccomp_armed: ctl.seccomp_armed,
+        seccomp_filtered: false,
         handoff: None,
         default_signals: None,
         libc_header: 0,

@@ -64,6 +64,22 @@ pub struct Ucontext {
     pub uc_sigmask: u64,
 }
 
+// The offsets the gate's user sigreturn (rt/arch/x86_64.s) reads.
+const _: () = {
+    use crate::rt::arch;
+    use core::mem::offset_of;
+    let mc = offset_of!(Ucontext, mc);
+    assert!(offset_of!(Ucontext, uc_sigmask) == arch::UC_SIGMASK);
+    assert!(offset_of!(Ucontext, uc_stack) == arch::UC_STACK);
+    assert!(arch::BLK_SIZE - arch::BLK_RIP == 136);
+    assert!(mc + offset_of!(Sigcontext, fpstate) == arch::UC_FPSTATE);
+    assert!(mc + offset_of!(Sigcontext, r8) == arch::UC_R8);
+    assert!(mc + offset_of!(Sigcontext, rcx) == arch::UC_R8 + 14 * 8);
+    assert!(mc + offset_of!(Sigcontext, rsp) == arch::UC_RSP);
+    assert!(mc + offset_of!(Sigcontext, rip) == arch::UC_RIP);
+    assert!(mc + offset_of!(Sigcontext, eflags) == arch::UC_EFLAGS);
+};
+
 impl Ucontext {
     /// The six syscall arguments in the kernel's register order.
     pub fn syscall_args(&self) -> [u64; 6] {

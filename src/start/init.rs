@@ -61,6 +61,9 @@ pub struct Startup<'a> {
     pub exe_path: &'a [u8],
     /// The process already carries our seccomp filter.
     pub seccomp_armed: bool,
+    /// /proc/self/status says the process runs under a seccomp filter
+    /// (Seccomp: 2), ours or not (false if not read).
+    pub seccomp_filtered: bool,
     /// The launcher's record, in an image it started.
     pub handoff: Option<&'static Handoff>,
     /// The signals with their default disposition, if known (bit n-1 for
@@ -136,6 +139,12 @@ pub fn start(s: &Startup<'_>) {
         None if sud::available() => backend::Backend::Sud,
         None => backend::Backend::Seccomp,
     };
+    if s.seccomp_filtered && !inherited_filter && !launched && s.role == Role::Preload {
+        if let Some(call) = refused_by_earlier_filter(chosen) {
+            stand_aside_for_earlier_filter(call);
+            return;
+        }
+    }
     // The gate's SUD slot is set once the backend is known: in place in a
     // gate we just mapped (no trap yet), else in the one swap that puts our
     // gate in place of the one that was there (the launcher's: its image
@@ -251,6 +260,46 @@ pub fn start(s: &Startup<'_>) {
         exit(EXIT_CONFIG);
     }
     phases::mark(Mark::Armed);
+}
+
+/// What a seccomp filter installed before usertrap started (by whoever
+/// started the program: a sandbox, or the program itself before an exec)
+/// refuses of what usertrap needs before anything is armed: installing its
+/// handlers (rt_sigaction, asked with a query here) and, for `sud`, the
+/// prctl that arms it (asked with PR_SYS_DISPATCH_OFF, which changes
+/// nothing). A filter that kills for these kills here, as it would at the
+/// real calls.
+fn refused_by_earlier_filter(chosen: backend::Backend) -> Option<&'static str> {
+    let mut old = raw::KernelSigaction::default();
+    // SAFETY: a query; nothing is installed.
+    if unsafe { raw::rt_sigaction(libc::SIGSYS, None, Some(&mut old)) }.is_err() {
+        return Some("rt_sigaction");
+    }
+    if chosen == backend::Backend::Sud {
+        const PR_SET_SYSCALL_USER_DISPATCH: u64 = 59;
+        // SAFETY: turns off what is off (this image has not armed it).
+        let r = unsafe { raw::syscall6(raw::SYS_prctl, [PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0, 0]) };
+        if r < 0 {
+            return Some("prctl(PR_SET_SYSCALL_USER_DISPATCH)");
+        }
+    }
+    None
+}
+
+/// Nothing is armed yet and nothing of the program's state changed: the
+/// program runs as natively, without usertrap, and is told so (rather than
+/// refused: natively it runs). The gate goes too.
+fn stand_aside_for_earlier_filter(call: &str) {
+    Line::new()
+        .str("a seccomp filter installed before usertrap started refuses ")
+        .str(call)
+        .str(", which usertrap needs: the program runs without usertrap (not monitored)")
+        .emit();
+    // SAFETY: our gate, mapped by map_gate just before; nothing runs
+    // through it any more (we return), and this call not either: no trap
+    // is armed (the filter is not ours).
+    unsafe { direct_syscall(libc::SYS_munmap, [GATE_ADDR, GATE_LEN, 0, 0, 0, 0]) };
+    GATE_PRESENT.store(false, Ordering::Relaxed);
 }
 
 /// The exec'ing library's list of sites: only among the entries it put in
@@ -371,6 +420,13 @@ pub fn default_dispositions(status: &[u8]) -> Option<u64> {
     let ignored = status_hex(status, b"\nSigIgn:\t")?;
     let caught = status_hex(status, b"\nSigCgt:\t")?;
     Some(!(ignored | caught))
+}
+
+/// Whether `status` (/proc/self/status) says a seccomp filter is in force.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
+pub fn under_seccomp_filter(status: &[u8]) -> bool {
+    const KEY: &[u8] = b"\nSeccomp:\t2\n";
+    status.windows(KEY.len()).any(|w| w == KEY)
 }
 
 /// The 16 hex digits after `key` in `status`, as a number.

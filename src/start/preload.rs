@@ -90,14 +90,14 @@ fn start_preloaded() {
     // its loader, and under seccomp the filter requires it.)
     // Read with the tracer check: no query per signal. (In an image the
     // launcher started, the kernel holds its handlers for some: asked.)
-    let default_signals = if handoff.is_none() {
+    let (default_signals, seccomp_filtered) = if handoff.is_none() {
         init::no_gate_yet();
         match read_status_facts() {
             StatusFacts::TracedByUsertrap => return,
-            StatusFacts::Defaults(d) => d,
+            StatusFacts::Defaults(d, filtered) => (d, filtered),
         }
     } else {
-        None
+        (None, false)
     };
     init::start(&Startup {
         role: Role::Preload,
@@ -110,6 +110,7 @@ fn start_preloaded() {
         launcher_path: launcher.get(..launcher_len).unwrap_or(&[]),
         exe_path: b"",
         seccomp_armed: false,
+        seccomp_filtered,
         handoff,
         default_signals,
         // Where the loader mapped libc's ELF header (the object holding
@@ -133,8 +134,9 @@ fn start_preloaded() {
 enum StatusFacts {
     /// A tracer that runs under usertrap traces this process: stand aside.
     TracedByUsertrap,
-    /// The signals with their default disposition, if the file said.
-    Defaults(Option<u64>),
+    /// The signals with their default disposition, if the file said, and
+    /// whether a seccomp filter is in force (Seccomp: 2).
+    Defaults(Option<u64>, bool),
 }
 
 /// Read /proc/self/status once for the tracer check and the dispositions,
@@ -147,7 +149,7 @@ fn read_status_facts() -> StatusFacts {
     if init::stand_aside_when_traced_by_usertrap(status) {
         StatusFacts::TracedByUsertrap
     } else {
-        StatusFacts::Defaults(init::default_dispositions(status))
+        StatusFacts::Defaults(init::default_dispositions(status), init::under_seccomp_filter(status))
     }
 }
 

@@ -7,6 +7,7 @@
 //! disassembles it).
 
 use crate::emulate::exec;
+use crate::emulate::own_filter;
 use crate::emulate::process;
 use crate::emulate::signals;
 use crate::emulate::signals::delivery;
@@ -175,6 +176,14 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
         Handling::Native => return Return(forward::<true>(nr, args)),
         Handling::Emulated(e) => e,
     };
+    // The kernel never sees the program's own emulated call: its filters
+    // are run here, first, as the kernel would (calls run natively meet
+    // them in the kernel).
+    if own_filter::any() {
+        if let Some(out) = own_filter::check(t.area, t.uc, nr, &args) {
+            return out;
+        }
+    }
     let args = syscalls::kernel_args(nr, args);
     match e {
         Emulation::SigAction => Return(signals::rt_sigaction(t.area, args)),
@@ -381,6 +390,11 @@ fn fast_emulated_call<const TRACE: bool>(
         // as if the site were not patched.
         // SAFETY: the program's own call (rt::raw: forwarded program calls).
         return Some(unsafe { raw::syscall6(nr, args) });
+    }
+    if own_filter::any() {
+        // The program's own seccomp filter decides first, on the slow path
+        // (emulate::own_filter): its interpreter is not for this frame.
+        return None;
     }
     let site = arg(7);
     // Whether this call moved onto the thread's own fast-path stack (the

@@ -33,6 +33,9 @@ pub extern "C" fn on_sigsys(sig: i32, info: *mut Siginfo, ctx: *mut core::ffi::c
     if outermost {
         delivery::run_postponed(area, uc);
     }
+    // The call may have installed a filter of the program's that refuses
+    // our rt_sigreturn (process::install_program_filter).
+    signals::return_without_sigreturn(uc);
 }
 
 fn trap(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadArea) {

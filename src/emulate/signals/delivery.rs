@@ -308,7 +308,7 @@ pub fn sigreturn(area: &ThreadArea, uc: &Ucontext) -> ! {
     }
     // SAFETY: rsp at the trap is the frame's ucontext, just above its
     // return-address slot; the kernel validates the frame it finds there.
-    unsafe { arch::ut_sigreturn_at(uc_addr) }
+    unsafe { arch::ut_sigreturn_at(uc_addr, state::restorer()) }
 }
 
 /// restore_altstack(): sigreturn installs the frame's alternate stack, as
@@ -332,7 +332,7 @@ pub(crate) fn kernel_action_for(sig: i32, app: &KernelSigaction) -> KernelSigact
     if (app.handler != SIG_DFL && app.handler != SIG_IGN) || (app.handler == SIG_DFL && fatal_by_default(sig)) {
         k.handler = on_program_signal as *const () as u64;
         k.flags |= SA_SIGINFO | SA_ONSTACK | SA_RESTORER;
-        k.restorer = arch::GATE_RESTORER;
+        k.restorer = state::restorer();
     }
     k
 }
@@ -415,6 +415,14 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
     }
 }
 
+/// A seccomp filter of the program's kills it for a call the library
+/// answers (emulate::own_filter): SIGSYS with its default action, whatever
+/// the program's disposition, after the report; `uc` is the trapped call's
+/// frame.
+pub fn die_of_filter(info: &Siginfo, uc: &mut Ucontext) {
+    die_from(SIGSYS, info, uc);
+}
+
 /// `die`, from a handler whose frame is `uc`: a fault ends the process when
 /// its instruction runs again after our sigreturn, which must not let in
 /// another signal held back meanwhile (it would end it first).
@@ -480,7 +488,8 @@ fn park_until_exit() -> ! {
 /// At the entry of each of our handlers: true if it interrupted the program
 /// (not the library's own code, which runs on our stack). Then no slow path
 /// is under way on this thread, whatever a handler that never returned left.
-pub fn entered_from_program(area: &ThreadArea, uc: &Ucontext) -> bool {
+pub fn entered_from_program(area: &ThreadArea, uc: &mut Ucontext) -> bool {
+    finish_user_sigreturn(uc);
     if state::fast_holding(area) {
         // A fast-path signal syscall is under way (fast.rs): what arrives
         // now waits for its end, not for ours.
@@ -492,6 +501,59 @@ pub fn entered_from_program(area: &ThreadArea, uc: &Ucontext) -> bool {
     area.program_uc.set(0);
     area.draining.set(false);
     true
+}
+
+/// A signal that arrived while the gate restored a frame in user space
+/// (its rt_sigreturn refused by the program's own filter: the gate's user
+/// sigreturn in rt/arch/x86_64.s, once it moved onto its block below the
+/// target's red zone): the context it interrupted becomes the target's,
+/// with its mask and alternate stack, as if the kernel had restored the
+/// frame and then delivered the signal. (The FPU state is already the
+/// target's there.)
+fn finish_user_sigreturn(uc: &mut Ucontext) {
+    let off = uc.mc.rip.wrapping_sub(arch::GATE_ADDR);
+    let from = arch::GATE_OFF_USER_SIGRETURN_SWITCH + arch::USER_SIGRETURN_SWITCH_LEN;
+    if !(from..=arch::GATE_OFF_USER_SIGRETURN_RET).contains(&off) {
+        return;
+    }
+    let m = &mut uc.mc;
+    if off <= arch::GATE_OFF_USER_SIGRETURN_LEA {
+        // The block at rsp: r8..rcx, flags, mask, stack_t, then rip.
+        let Ok(b) = raw::read_user::<[u64; 22]>(m.rsp) else {
+            return;
+        };
+        let [r8, r9, r10, r11, r12, r13, r14, r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, eflags, mask, ss_sp, ss_flags, ss_size, _, rip] =
+            b;
+        let rsp = m.rsp.wrapping_add(arch::BLK_SIZE as u64);
+        *m = frame::Sigcontext {
+            r8,
+            r9,
+            r10,
+            r11,
+            r12,
+            r13,
+            r14,
+            r15,
+            rdi,
+            rsi,
+            rbp,
+            rbx,
+            rdx,
+            rax,
+            rcx,
+            rsp,
+            rip,
+            eflags,
+            ..*m
+        };
+        uc.uc_sigmask = mask;
+        uc.uc_stack = StackT { ss_sp, ss_flags: ss_flags as i32, _pad: (ss_flags >> 32) as i32, ss_size };
+    } else if let Ok(rip) = raw::read_user::<u64>(m.rsp) {
+        // Past the block: every register the target's, rsp at its rip,
+        // 136 bytes below its own.
+        m.rip = rip;
+        m.rsp = m.rsp.wrapping_add(136);
+    }
 }
 
 #[cfg(test)]

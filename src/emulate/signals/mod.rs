@@ -37,9 +37,10 @@ pub mod syscalls;
 pub mod takeover;
 
 pub use crate::rt::sigtable::{bit, SigTable, SIGBUS, SIGILL, SIGSEGV, SIGSYS};
-pub use delivery::{deliver_to_program, entered_from_program};
+pub use delivery::{deliver_to_program, die_of_filter, entered_from_program};
 pub use state::{
-    after_fork_in_child, forbid_masks, hold_signals_for_exit, masks_forbidden, our_action, take_passed_on,
+    after_fork_in_child, forbid_masks, hold_signals_for_exit, masks_forbidden, our_action, restore_in_user, restorer,
+    return_without_sigreturn, take_passed_on,
 };
 pub use syscalls::{
     io_uring_enter, io_uring_enter_masks, rt_sigaction, rt_sigpending, rt_sigprocmask, rt_sigtimedwait, sigaltstack,

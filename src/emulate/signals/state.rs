@@ -11,7 +11,7 @@ use crate::rt::raw::{self, KernelSigaction};
 use crate::rt::sigtable::{action_of, bit, AppAction, SigTable, OWNED, SIGBUS, SIGILL, SIGSEGV, SIGSYS};
 use crate::rt::thread::SS_AUTODISARM;
 use crate::rt::thread::{self, ThreadArea, FAST_ARMING, FAST_FINAL, FAST_UNCOMMITTED};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 pub(super) const SIGKILL: i32 = libc::SIGKILL;
 
@@ -105,6 +105,61 @@ pub(super) fn owned(sig: i32) -> bool {
     (1..=64).contains(&sig) && OWNED & bit(sig) != 0
 }
 
+/// Set once the program's own seccomp filter is about to refuse the
+/// library's rt_sigreturn in a way the gate's restorer cannot come back
+/// from (kill, trap, a supervisor): every handler of ours then returns
+/// through the gate's user sigreturn, which makes no rt_sigreturn at all
+/// (rt/arch/x86_64.s; debuggers and unwinders no longer recognise those
+/// frames).
+static RESTORE_IN_USER: AtomicBool = AtomicBool::new(false);
+
+/// The restorer of every handler the library installs.
+pub fn restorer() -> u64 {
+    if RESTORE_IN_USER.load(Ordering::Relaxed) {
+        arch::GATE_USER_SIGRETURN
+    } else {
+        arch::GATE_RESTORER
+    }
+}
+
+/// From now on, handlers return without rt_sigreturn: the kernel's actions
+/// that return through the gate's restorer are given its user sigreturn
+/// (before the filter is in place: it may refuse rt_sigaction too).
+pub fn restore_in_user() {
+    if RESTORE_IN_USER.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = KernelSigaction::default();
+        // SAFETY: reading the action only.
+        if unsafe { raw::rt_sigaction(sig, None, Some(&mut old)) }.is_ok() && old.restorer == arch::GATE_RESTORER {
+            let new = KernelSigaction { restorer: arch::GATE_USER_SIGRETURN, ..old };
+            // SAFETY: the same action, returning through the gate's other
+            // way back, which restores the frame as rt_sigreturn would.
+            let _ = unsafe { raw::rt_sigaction(sig, Some(&new), None) };
+        }
+    }
+}
+
+/// The frame `uc` of a handler of ours, about to return: if handlers now
+/// return without rt_sigreturn (a filter installed while it ran), so does
+/// this one (its return address was the gate's restorer when the kernel
+/// built it).
+pub fn return_without_sigreturn(uc: &Ucontext) {
+    if !RESTORE_IN_USER.load(Ordering::Relaxed) {
+        return;
+    }
+    let slot = (uc as *const Ucontext as u64).wrapping_sub(8);
+    if raw::read_user::<u64>(slot) == Ok(arch::GATE_RESTORER) {
+        // SAFETY: the return-address slot of the frame the kernel built for
+        // our handler, on our own signal stack, just below its ucontext.
+        let _ = unsafe { raw::write_user(slot, &arch::GATE_USER_SIGRETURN) };
+    }
+}
+
 /// The handler we install for every owned signal.
 pub fn our_action(handler: extern "C" fn(i32, *mut Siginfo, *mut core::ffi::c_void)) -> KernelSigaction {
     action_at(handler as *const () as u64)
@@ -117,7 +172,7 @@ pub(super) fn action_at(handler: u64) -> KernelSigaction {
         // mask, so a blocking syscall inside it is interrupted exactly as the
         // program's would be.
         flags: SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART | SA_RESTORER,
-        restorer: arch::GATE_RESTORER,
+        restorer: restorer(),
         mask: 0,
     }
 }

@@ -31,6 +31,26 @@ pub const GATE_OFF_VFORK_CHILD: u64 = 0x140;
 /// A jump to the gate owner's ut_fast_entry (the launcher's, then the
 /// library's once its gate replaces the launcher's).
 pub const GATE_OFF_FAST_ENTRY: u64 = 0x300;
+/// The restorer's way on when rt_sigreturn is refused (the program's own
+/// filter): the frame restored in user space (x86_64.s). From after the
+/// `_SWITCH` instruction (rsp onto the block, below the target's red zone)
+/// to `_LEA` the block is at rsp; after it rsp is the target's less 136,
+/// where the target's rip is, up to the `ret $128` at `_RET`.
+pub const GATE_OFF_USER_SIGRETURN: u64 = 0x340;
+pub const GATE_OFF_USER_SIGRETURN_SWITCH: u64 = 0x400;
+pub const GATE_OFF_USER_SIGRETURN_LEA: u64 = 0x480;
+pub const GATE_OFF_USER_SIGRETURN_RET: u64 = 0x488;
+/// The `_SWITCH` instruction's length (mov %r11, %rsp).
+pub const USER_SIGRETURN_SWITCH_LEN: u64 = 3;
+/// The block the user sigreturn copies below the target's red zone, in
+/// bytes from its start: r8..rcx (15 words, the frame's order), the flags,
+/// the mask, the alternate stack (a stack_t), and at BLK_RIP, 8 bytes below
+/// the red zone (BLK_SIZE - 136), the target's rip.
+pub const BLK_EFLAGS: usize = 120;
+pub const BLK_MASK: usize = 128;
+pub const BLK_STACK: usize = 136;
+pub const BLK_RIP: usize = 168;
+pub const BLK_SIZE: usize = 304;
 
 /// Offsets in the thread area of what the gate's stubs read through %gs
 /// (checked against the struct at compile time in rt/thread.rs, which
@@ -49,6 +69,21 @@ pub const AREA_MAGIC: usize = 40;
 pub const AREA_MAGIC_VALUE: u64 = 0x7061_7274_7265_7375;
 /// Bytes the parent reserves between a clone child's frame and its Rust stack.
 pub const CHILD_HEADER: usize = 64;
+/// Offsets in the kernel's `struct ucontext` the gate's user sigreturn
+/// reads (checked against rt::frame::Ucontext at compile time there): the
+/// mask, the alternate stack, the FPU state pointer, rsp, rip, eflags, and r8 (the first of the
+/// general registers, in the order r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx).
+pub const UC_SIGMASK: usize = 296;
+pub const UC_STACK: usize = 16;
+pub const UC_FPSTATE: usize = 224;
+pub const UC_R8: usize = 40;
+pub const UC_RSP: usize = 160;
+pub const UC_RIP: usize = 168;
+pub const UC_EFLAGS: usize = 176;
+/// `fx_sw_bytes.magic1` in the fxsave area (offset 464), and its value when
+/// the kernel saved the xsave layout (FP_XSTATE_MAGIC1).
+pub const FX_SW_MAGIC1: usize = 464;
+pub const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 
 extern "C" {
     /// Addresses of the gate image's symbols (see GSYM_*).
@@ -78,7 +113,7 @@ extern "C" {
     #[cfg_attr(not(feature = "preload"), allow(dead_code))] // the constructor's
     pub fn ut_running_on_valgrind() -> u64;
     pub fn ut_clone_with_frame(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, frame: u64) -> i64;
-    pub fn ut_sigreturn_at(uc: u64) -> !;
+    pub fn ut_sigreturn_at(uc: u64, restorer: u64) -> !;
     pub fn ut_safe_copy(dst: *mut u8, src: *const u8, len: usize) -> i64;
     pub fn ut_safe_strnlen(s: *const u8, max: usize) -> i64;
     pub fn ut_rdgsbase() -> u64;
@@ -116,6 +151,8 @@ fn image_offset(i: usize) -> u64 {
 
 /// Where the gate's entry points are once the image is copied to GATE_ADDR.
 pub const GATE_RESTORER: u64 = GATE_ADDR + GATE_OFF_RESTORER;
+/// The gate's sigreturn without the kernel (see GATE_OFF_USER_SIGRETURN).
+pub const GATE_USER_SIGRETURN: u64 = GATE_ADDR + GATE_OFF_USER_SIGRETURN;
 pub const GATE_VFORK: u64 = GATE_ADDR + GATE_OFF_VFORK;
 /// Where the launcher's trampolines jump (see GATE_OFF_FAST_ENTRY).
 pub const GATE_FAST_ENTRY: u64 = GATE_ADDR + GATE_OFF_FAST_ENTRY;
@@ -264,7 +301,6 @@ global_asm!(
     include_str!("x86_64.s"),
     gate_syscall = const GATE_ADDR + GATE_OFF_SYSCALL,
     gate_clone = const GATE_ADDR + GATE_OFF_CLONE,
-    gate_restorer = const GATE_ADDR + GATE_OFF_RESTORER,
     off_restorer = const GATE_OFF_RESTORER,
     off_clone = const GATE_OFF_CLONE,
     off_vfork = const GATE_OFF_VFORK,
@@ -286,6 +322,24 @@ global_asm!(
     off_int80 = const GATE_OFF_INT80,
     gate_int80 = const GATE_ADDR + GATE_OFF_INT80,
     child_header = const CHILD_HEADER,
+    off_user_sigreturn = const GATE_OFF_USER_SIGRETURN,
+    off_user_sigreturn_switch = const GATE_OFF_USER_SIGRETURN_SWITCH,
+    off_user_sigreturn_lea = const GATE_OFF_USER_SIGRETURN_LEA,
+    off_user_sigreturn_ret = const GATE_OFF_USER_SIGRETURN_RET,
+    blk_eflags = const BLK_EFLAGS,
+    blk_mask = const BLK_MASK,
+    blk_stack = const BLK_STACK,
+    blk_rip = const BLK_RIP,
+    blk_size = const BLK_SIZE,
+    uc_stack = const UC_STACK,
+    uc_sigmask = const UC_SIGMASK,
+    uc_fpstate = const UC_FPSTATE,
+    uc_rsp = const UC_RSP,
+    uc_rip = const UC_RIP,
+    uc_eflags = const UC_EFLAGS,
+    uc_r8 = const UC_R8,
+    fp_xstate_magic1 = const FP_XSTATE_MAGIC1,
+    fx_sw_magic1 = const FX_SW_MAGIC1,
     options(att_syntax)
 );
 

@@ -38,7 +38,8 @@ ut_gate_syscall:
     .hidden ut_gate_restorer
 ut_gate_restorer:
     mov $15, %rax               # rt_sigreturn
-    syscall                     # never returns: the kernel restores the frame at rsp-8
+    syscall                     # returns only if refused (the program's seccomp filter)
+    jmp ut_gate_user_sigreturn  # then restore the frame at rsp without the kernel
 
 # --- gate clone: clone/clone3 whose child must start on a stack of its own ----
 # Called from ut_clone_with_frame. The parent returns normally; the child
@@ -185,6 +186,7 @@ ut_gate_vfork_child:
     xor %eax, %eax              # the child's vfork result is 0
     jmp ut_gate_vfork_resume    # flags, rcx, r11 and rsp as for the parent
 
+
 # --- gate fast entry -------------------------------------------------------------
 # Where the trampolines the launcher makes for the loader's sites jump
 # (patch::install::patch_loader): the same address before and after the
@@ -195,6 +197,87 @@ ut_gate_vfork_child:
     .hidden ut_gate_fast_entry
 ut_gate_fast_entry:
     jmp *ut_slot_fast_entry(%rip)   # registers untouched: on to ut_fast_entry
+
+# --- gate user sigreturn: rt_sigreturn without the kernel ---------------------
+# Reached from the restorer when the program's own seccomp filter refused
+# rt_sigreturn with an errno (emulate::own_filter). The frame whose ucontext
+# is at rsp is restored as far as user space can, in the kernel's order:
+# the FPU/vector state, the alternate stack, the signal mask (from the gate:
+# the backends let both calls through), then the flags and every general
+# register, rsp and rip. What the last steps need is first copied into a
+# block below the target's red zone (where a signal frame may be built
+# anyway), and rsp moved there: the frame's stack (often the library's
+# signal stack, re-armed here) is no longer used once signals can arrive.
+# The block's last word, the target's rip, lies 8 bytes below the red
+# zone: `ret $128` pops it and steps back over the red zone. A signal that
+# arrives from the switch onto the block to that ret is given the target's
+# context by each library handler first (signals::delivery::
+# finish_user_sigreturn, by the fixed offsets and block layout of
+# rt/arch/mod.rs), as if the kernel had delivered it after the sigreturn.
+    .org {off_user_sigreturn}
+ut_gate_user_sigreturn:
+    mov {uc_fpstate}(%rsp), %rdi    # the saved FPU state, or 0
+    test %rdi, %rdi
+    jz 2f                       #   none saved: leave the FPU as it is
+    cmpl ${fp_xstate_magic1}, {fx_sw_magic1}(%rdi)  # xsave layout?
+    jne 1f                      #   no: the legacy 512-byte fxsave area
+    mov $-1, %eax               # every component the frame holds
+    mov $-1, %edx
+    xrstor64 (%rdi)             # 64-byte aligned by the kernel; read before
+    jmp 2f                      #   the block below may overwrite it
+1:  fxrstor64 (%rdi)            # x87 and SSE only
+2:  mov {uc_rsp}(%rsp), %r11    # the target stack pointer...
+    sub ${blk_size}, %r11       # ...less the block: r11 = the block
+    mov {uc_sigmask}(%rsp), %rcx    # the mask first (without an FPU state
+    mov %rcx, {blk_mask}(%r11)  #   the block may reach the frame's end)
+    cld                         # (cleared for handlers anyway)
+    lea {uc_r8}(%rsp), %rsi     # r8..rcx, 15 words...
+    mov %r11, %rdi              # ...to the block's start
+    mov $15, %ecx
+    rep movsq
+    mov {uc_eflags}(%rsp), %rcx # the flags
+    mov %rcx, {blk_eflags}(%r11)
+    mov {uc_stack}(%rsp), %rcx  # the alternate stack (a stack_t, 3 words)
+    mov %rcx, {blk_stack}(%r11)
+    mov {uc_stack}+8(%rsp), %rcx
+    mov %rcx, {blk_stack}+8(%r11)
+    mov {uc_stack}+16(%rsp), %rcx
+    mov %rcx, {blk_stack}+16(%r11)
+    mov {uc_rip}(%rsp), %rcx    # the target's rip, 8 bytes below its red zone
+    mov %rcx, {blk_rip}(%r11)
+    .org {off_user_sigreturn_switch}, 0x90
+    mov %r11, %rsp              # onto the block: the frame is left behind
+    mov $131, %eax              # sigaltstack
+    lea {blk_stack}(%rsp), %rdi # the frame's (restore_altstack; errors ignored)
+    xor %esi, %esi              # no old value wanted
+    syscall
+    mov $14, %eax               # rt_sigprocmask
+    mov $2, %edi                # SIG_SETMASK
+    lea {blk_mask}(%rsp), %rsi  # the frame's mask
+    xor %edx, %edx              # no old mask wanted
+    mov $8, %r10d               # sizeof(kernel sigset)
+    syscall
+    pushq {blk_eflags}(%rsp)    # the flags...
+    popfq                       # ...now (mov and lea below leave them alone)
+    mov 0(%rsp), %r8            # every general register but rsp
+    mov 8(%rsp), %r9
+    mov 16(%rsp), %r10
+    mov 24(%rsp), %r11
+    mov 32(%rsp), %r12
+    mov 40(%rsp), %r13
+    mov 48(%rsp), %r14
+    mov 56(%rsp), %r15
+    mov 64(%rsp), %rdi
+    mov 72(%rsp), %rsi
+    mov 80(%rsp), %rbp
+    mov 88(%rsp), %rbx
+    mov 96(%rsp), %rdx
+    mov 104(%rsp), %rax
+    mov 112(%rsp), %rcx
+    .org {off_user_sigreturn_lea}, 0x90
+    lea {blk_rip}(%rsp), %rsp   # onto the target's rip
+    .org {off_user_sigreturn_ret}, 0x90
+    ret $128                    # rip popped, rsp back to the target's
     .balign 4096
     .globl ut_gate_image_end
     .hidden ut_gate_image_end
@@ -362,22 +445,22 @@ ut_clone_child_entry:
     lea -{child_header}(%r12), %rsp  # below the header the parent wrote
     and $-16, %rsp              # System V stack alignment for the call
     mov %r12, %rdi              # argument: the frame
-    call ut_clone_child_setup@PLT   # Rust: thread area, SUD, fork fix-ups
+    call ut_clone_child_setup@PLT   # Rust: thread area, SUD, fork fix-ups;
+                                #   returns the restorer to leave through
     lea 8(%r12), %rsp           # rsp = &frame.uc, as after a handler's `ret`
-    movabs ${gate_restorer}, %rax
-    jmp *%rax                   # rt_sigreturn from the gate
+    jmp *%rax                   # rt_sigreturn from the gate (or without it)
     .size ut_clone_child_entry, .-ut_clone_child_entry
 
-# --- ut_sigreturn_at(uc) -> ! --------------------------------------------------
+# --- ut_sigreturn_at(uc, restorer) -> ! ---------------------------------------
 # rt_sigreturn onto a signal frame whose ucontext is at `uc` (SUD: a program
-# handler returned through a restorer outside the gate).
+# handler returned through a restorer outside the gate), through `restorer`
+# (the gate's, or its user sigreturn).
     .globl ut_sigreturn_at
     .hidden ut_sigreturn_at
     .type ut_sigreturn_at, @function
 ut_sigreturn_at:
     mov %rdi, %rsp              # the kernel reads the frame at rsp - 8
-    movabs ${gate_restorer}, %rax
-    jmp *%rax
+    jmp *%rsi
     .size ut_sigreturn_at, .-ut_sigreturn_at
 
 # --- ut_safe_copy(dst, src, len) -> 0 or -EFAULT ------------------------------

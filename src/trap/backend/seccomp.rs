@@ -130,13 +130,21 @@ pub fn arm() -> Result<(), ArmError> {
 }
 
 /// What a program's classic-BPF seccomp filter returns for a syscall `nr`
-/// (x86-64) issued from `ip` with all arguments 0, as the kernel's
-/// interpreter would run it (net/core/filter.c, seccomp_check_filter);
-/// `insn(i)` reads instruction i (None: unreadable, taken as a kill).
+/// (x86-64) issued from `ip` with all arguments 0 (see [`evaluate_call`]).
 /// Used to learn, when the program installs a filter, which of the library's
 /// own syscalls it forbids. An argument-dependent verdict is taken for
 /// arguments 0.
 pub fn evaluate(len: usize, insn: impl Fn(usize) -> Option<SockFilter>, nr: u32, ip: u64) -> u32 {
+    evaluate_call(len, insn, nr, ip, &[0; 6])
+}
+
+/// What a program's classic-BPF seccomp filter returns for a syscall `nr`
+/// (x86-64) issued from `ip` (the address after its `syscall`) with the
+/// registers `args` (whole, as struct seccomp_data holds them), as the
+/// kernel's interpreter would run it (net/core/filter.c,
+/// seccomp_check_filter); `insn(i)` reads instruction i (None: unreadable,
+/// taken as a kill).
+pub fn evaluate_call(len: usize, insn: impl Fn(usize) -> Option<SockFilter>, nr: u32, ip: u64, args: &[u64; 6]) -> u32 {
     const KILL: u32 = 0;
     let data = |off: u32| -> Option<u32> {
         match off {
@@ -144,7 +152,11 @@ pub fn evaluate(len: usize, insn: impl Fn(usize) -> Option<SockFilter>, nr: u32,
             OFF_ARCH => Some(AUDIT_ARCH_X86_64),
             OFF_IP_LO => Some(ip as u32),
             OFF_IP_HI => Some((ip >> 32) as u32),
-            16..=63 if off.is_multiple_of(4) => Some(0),
+            // args[i] at 16 + 8i, little-endian: low word first.
+            16..=63 if off.is_multiple_of(4) => {
+                let word = ((off - 16) / 4) as usize;
+                args.get(word / 2).map(|a| if word.is_multiple_of(2) { *a as u32 } else { (*a >> 32) as u32 })
+            }
             _ => None,
         }
     };
@@ -333,6 +345,23 @@ mod tests {
         assert_eq!(evaluate(p.len(), at, 110, 0), ALLOW);
         assert_eq!(evaluate(p.len(), at, 186, 0), 0x8000_0000);
         assert_eq!(evaluate(p.len(), |_| None, 110, 0), 0);
+    }
+
+    #[test]
+    fn evaluate_reads_the_arguments() {
+        // ld args[1] high word; jeq 7 ? next : allow; ld args[1] low; jeq 9 ? errno : allow
+        let p = [
+            stmt(BPF_LD_W_ABS, 28),
+            jump(BPF_JEQ_K, 7, 0, 3),
+            stmt(BPF_LD_W_ABS, 24),
+            jump(BPF_JEQ_K, 9, 0, 1),
+            stmt(BPF_RET_K, 0x0005_0001),
+            stmt(BPF_RET_K, ALLOW),
+        ];
+        let at = |i: usize| p.get(i).copied();
+        assert_eq!(evaluate_call(p.len(), at, 1, 0, &[0, 7 << 32 | 9, 0, 0, 0, 0]), 0x0005_0001);
+        assert_eq!(evaluate_call(p.len(), at, 1, 0, &[7 << 32 | 9, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(evaluate(p.len(), at, 1, 0), ALLOW);
     }
 
     #[test]
