@@ -288,11 +288,11 @@ impl Gathered {
         let mut offset = at;
         while let Some((e, _, len)) = wire::decode(body) {
             body = &body[len..];
-            let ago = (h.ticks as i128 - e.start as i128) * num / den;
+            let ago = mul_div(h.ticks as i128 - e.start as i128, num, den);
             let mono_ns = h.mono as i128 - ago;
             self.calls.push(Placed {
                 mono_ns: mono_ns as i64,
-                dur_ns: (e.ticks as i128 * num / den) as u64,
+                dur_ns: mul_div(e.ticks as i128, num, den) as u64,
                 nr: e.nr,
                 result: e.result,
                 order: (seq, got),
@@ -342,6 +342,17 @@ impl Gathered {
             msg.extend_from_slice(body);
             self.add(k.seq, k.pid, msg);
         }
+    }
+}
+
+/// `x * num / den`, in 64 bits when every step fits (nearly always: ticks
+/// a message back, scaled), else in 128: a 128-bit division is a call to
+/// a slow routine, two a call.
+fn mul_div(x: i128, num: i128, den: i128) -> i128 {
+    let fast = || i64::try_from(x).ok()?.checked_mul(i64::try_from(num).ok()?)?.checked_div(i64::try_from(den).ok()?);
+    match fast() {
+        Some(v) => v.into(),
+        None => x * num / den,
     }
 }
 
@@ -787,9 +798,15 @@ pub fn perfetto_events<'a>(
     let base = d.calls.first().map_or(0, |c| c.mono_ns);
     let us = |ns: i64| us(ns, base);
     let mut ev = Emit(&mut each, std::marker::PhantomData);
+    // Each set looked up only where the thread (process) changes from the
+    // call before: not a search (a hash) a call.
     let mut threads: BTreeMap<(u32, u32), ()> = BTreeMap::new();
+    let mut last = None;
     for c in &d.calls {
-        threads.insert((c.pid, c.tid), ());
+        if last != Some((c.pid, c.tid)) {
+            threads.insert((c.pid, c.tid), ());
+            last = Some((c.pid, c.tid));
+        }
     }
     for (pid, name) in names {
         ev.push(json!({"ph": "M", "name": "process_name", "pid": pid, "tid": pid, "args": {"name": name}}))?;
@@ -807,14 +824,18 @@ pub fn perfetto_events<'a>(
     // first call after it (tids are reused: not an earlier thread's); an
     // exec, to the first call after it in that process.
     let mut first_of: HashMap<u32, &Placed> = HashMap::new();
+    let mut last = None;
     for c in &d.calls {
-        first_of.entry(c.pid).or_insert(c);
+        if last != Some(c.pid) {
+            first_of.entry(c.pid).or_insert(c);
+            last = Some(c.pid);
+        }
     }
     let is_fork_like = |c: &Placed| traits(c.nr).fork_like && c.result > 0;
     let mut thread_start: HashMap<usize, &Placed> = HashMap::new();
     let mut awaited: HashMap<(u32, u32), usize> = HashMap::new();
     for (i, c) in d.calls.iter().enumerate() {
-        if let Some(from) = awaited.remove(&(c.pid, c.tid)) {
+        if let Some(from) = (!awaited.is_empty()).then(|| awaited.remove(&(c.pid, c.tid))).flatten() {
             thread_start.insert(from, c);
         }
         if is_fork_like(c) && first_of.get(&(c.result as u32)).is_none_or(|t| t.pid == c.pid) {
@@ -1140,8 +1161,14 @@ struct Clock {
 impl Clock {
     /// "12:34:56.123456" in local time.
     fn write(&mut self, real_ns: i128, b: &mut Vec<u8>) {
-        let secs = real_ns.div_euclid(1_000_000_000) as libc::time_t;
-        let micros = real_ns.rem_euclid(1_000_000_000) / 1000;
+        // In 64 bits when it fits (until 2262): a 128-bit division is a
+        // call to a slow routine.
+        let (secs, micros) = match i64::try_from(real_ns) {
+            Ok(ns) => (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) / 1000),
+            Err(_) => {
+                (real_ns.div_euclid(1_000_000_000) as libc::time_t, (real_ns.rem_euclid(1_000_000_000) / 1000) as i64)
+            }
+        };
         if self.secs != Some(secs) {
             // SAFETY: localtime_r fills the tm we pass, from the time_t we pass.
             let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -1643,6 +1670,23 @@ mod tests {
         let d = decode(&[msg(3, &[(pend, b"/x"), (done, b"/x")], 2, 0)]);
         assert_eq!(d.calls.len(), 1);
         assert_eq!(d.calls[0].result, -2);
+    }
+
+    #[test]
+    fn mul_div_is_the_128_bit_result() {
+        let edges = [0i128, 1, -1, 7, 1 << 31, 1 << 32, 3_000_000_000, 1 << 62, i64::MAX as i128, i64::MIN as i128];
+        let big = [(i64::MAX as i128) + 1, 1 << 80, -(1 << 70)];
+        let spread = (0..2000i64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15u64 as i64) as i128 >> (i % 64));
+        let values: Vec<i128> = edges.into_iter().chain(big).chain(spread).collect();
+        for &x in &values {
+            for &num in &values {
+                for den in [1i128, 3, 1_000_000_000, 2_893_456_789, i64::MAX as i128, (i64::MAX as i128) + 5] {
+                    if let Some(want) = x.checked_mul(num).map(|p| p / den) {
+                        assert_eq!(mul_div(x, num, den), want, "{x} * {num} / {den}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
