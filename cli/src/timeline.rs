@@ -846,7 +846,11 @@ pub fn perfetto_events<'a>(
     for (i, c) in d.calls.iter().enumerate() {
         let t = traits(c.nr);
         let target = if is_fork_like(c) {
-            first_of.get(&(c.result as u32)).copied().filter(|t| t.pid != c.pid).or_else(|| thread_start.get(&i).copied())
+            first_of
+                .get(&(c.result as u32))
+                .copied()
+                .filter(|t| t.pid != c.pid)
+                .or_else(|| thread_start.get(&i).copied())
         } else if t.exec && c.flags & wire::PENDING != 0 {
             d.calls[i + 1..].iter().find(|t| t.pid == c.pid && t.mono_ns >= c.mono_ns)
         } else {
