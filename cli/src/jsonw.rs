@@ -1,93 +1,39 @@
-//! A JSON object written straight into a byte buffer, for `usertrap
+//! JSON values written straight into a byte buffer, for `usertrap
 //! trace`'s per-call lines: a serde_json `Value` per call (a map, a string
 //! per argument) cost about 5 us a call, longer than the traced program
 //! spent making it.
 //!
-//! The bytes are serde_json's own for the same object (no spaces, its
+//! The bytes are serde_json's own for the same values (no spaces, its
 //! string escapes, its float form), so the trace reads the same whichever
-//! way it was written; the caller gives the keys in serde_json's order
-//! (sorted: its maps are BTreeMaps). timeline.rs's tests compare the two.
-
-/// An object being written; `end` closes it.
-pub struct Obj<'a> {
-    buf: &'a mut Vec<u8>,
-    first: bool,
-}
+//! way it was written; the callers write the keys, in serde_json's order
+//! (sorted: its maps are BTreeMaps), as constant fragments.
+//! timeline.rs's tests compare whole lines, these tests each writer.
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-impl<'a> Obj<'a> {
-    pub fn new(buf: &'a mut Vec<u8>) -> Obj<'a> {
-        buf.push(b'{');
-        Obj { buf, first: true }
+/// The two hex digits of each byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
     }
+    t
+};
 
-    /// `"k":`, after a comma unless first. The key is written as is (the
-    /// callers' keys are plain ASCII).
-    pub fn key(&mut self, k: &str) -> &mut Vec<u8> {
-        if !self.first {
-            self.buf.push(b',');
-        }
-        self.first = false;
-        self.buf.push(b'"');
-        self.buf.extend_from_slice(k.as_bytes());
-        self.buf.extend_from_slice(b"\":");
-        self.buf
+/// The bytes a JSON string cannot hold as they are: controls, `"`, `\`.
+const MUST_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
     }
-
-    pub fn str(&mut self, k: &str, v: &str) {
-        string(self.key(k), v.as_bytes());
-    }
-
-    pub fn int(&mut self, k: &str, v: impl itoa::Integer) {
-        int(self.key(k), v);
-    }
-
-    pub fn bool(&mut self, k: &str, v: bool) {
-        let b = self.key(k);
-        b.extend_from_slice(if v { b"true" } else { b"false" });
-    }
-
-    /// A float as serde_json writes it.
-    pub fn float(&mut self, k: &str, v: f64) {
-        let b = self.key(k);
-        // Writing to a Vec cannot fail (and a finite f64 always serializes).
-        let _ = serde_json::to_writer(b, &v);
-    }
-
-    /// `ns / 1000` as the float serde_json writes for `ns as f64 / 1000.0`
-    /// (see [`micros`]).
-    pub fn micros(&mut self, k: &str, ns: i64) {
-        micros(self.key(k), ns);
-    }
-
-    /// `"0x1f"`, as `format!("{v:#x}")` in a JSON string.
-    pub fn hex(&mut self, k: &str, v: u64) {
-        let b = self.key(k);
-        b.push(b'"');
-        hex(b, v);
-        b.push(b'"');
-    }
-
-    /// `["0x1","0x2",...]`.
-    pub fn hex_list(&mut self, k: &str, vs: &[u64]) {
-        let b = self.key(k);
-        b.push(b'[');
-        for (i, &v) in vs.iter().enumerate() {
-            if i > 0 {
-                b.push(b',');
-            }
-            b.push(b'"');
-            hex(b, v);
-            b.push(b'"');
-        }
-        b.push(b']');
-    }
-
-    pub fn end(self) {
-        self.buf.push(b'}');
-    }
-}
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
 
 pub fn int(b: &mut Vec<u8>, v: impl itoa::Integer) {
     b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
@@ -128,26 +74,56 @@ pub fn micros(b: &mut Vec<u8>, ns: i64) {
     b.extend_from_slice(digits.get(..len).unwrap_or_default());
 }
 
-/// `0x` and lower-case hex digits, as `{:#x}`: written on the stack and
-/// copied at once (a push a digit, each checking the room left, was most
-/// of a JSON line's time: six arguments of up to 16 digits), all 18 bytes
-/// (a copy of known length, inlined, not a call to memcpy), the unused
-/// ones then cut.
+/// `0x` and lower-case hex digits, as `{:#x}`: the digits shifted to
+/// the top of the word, written two a byte from a table into a buffer on
+/// the stack (no loop whose length depends on the value: a branch that
+/// mispredicts, six arguments a call), copied whole (a copy of known
+/// length, inlined, not a call to memcpy), the unused ones then cut.
 pub fn hex(b: &mut Vec<u8>, v: u64) {
-    let mut d = *b"0x0000000000000000";
     let digits = (64 - v.leading_zeros()).div_ceil(4).max(1) as usize;
-    let mut rest = v;
-    for x in d.get_mut(2..2 + digits).unwrap_or_default().iter_mut().rev() {
-        *x = HEX[rest as usize & 0xf];
-        rest >>= 4;
+    let top = (v << (64 - 4 * digits)).to_be_bytes();
+    let mut d = *b"0x0000000000000000";
+    for (pair, &byte) in d[2..].chunks_exact_mut(2).zip(&top) {
+        pair.copy_from_slice(&HEX_PAIRS[byte as usize]);
     }
     b.extend_from_slice(&d);
     b.truncate(b.len() - (16 - digits));
 }
 
+/// `"0x1f"`: [`hex`] in a JSON string.
+pub fn hex_str(b: &mut Vec<u8>, v: u64) {
+    b.push(b'"');
+    hex(b, v);
+    b.push(b'"');
+}
+
+/// `["0x1","0x2",...]`.
+pub fn hex_array(b: &mut Vec<u8>, vs: &[u64]) {
+    b.push(b'[');
+    for (i, &v) in vs.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        hex_str(b, v);
+    }
+    b.push(b']');
+}
+
 /// `s` (UTF-8) as a JSON string, escaped as serde_json escapes it.
 pub fn string(b: &mut Vec<u8>, s: &[u8]) {
     b.push(b'"');
+    escaped(b, s);
+    b.push(b'"');
+}
+
+/// `s` (UTF-8) escaped as in a JSON string, without the quotes. Most
+/// strings (paths, names) need no escape: checked first by table, then
+/// copied at once.
+pub fn escaped(b: &mut Vec<u8>, s: &[u8]) {
+    if !s.iter().any(|&c| MUST_ESCAPE[c as usize]) {
+        b.extend_from_slice(s);
+        return;
+    }
     let mut start = 0;
     for (i, &c) in s.iter().enumerate() {
         let esc: &[u8] = match c {
@@ -164,15 +140,25 @@ pub fn string(b: &mut Vec<u8>, s: &[u8]) {
         b.extend_from_slice(&s[start..i]);
         if esc.is_empty() {
             b.extend_from_slice(b"\\u00");
-            b.push(HEX[(c >> 4) as usize]);
-            b.push(HEX[(c & 0xf) as usize]);
+            b.extend_from_slice(&HEX_PAIRS[c as usize]);
         } else {
             b.extend_from_slice(esc);
         }
         start = i + 1;
     }
     b.extend_from_slice(&s[start..]);
-    b.push(b'"');
+}
+
+/// `s` escaped as in a JSON string, then that escaped again: a JSON
+/// string (without its quotes) inside a JSON string.
+pub fn escaped_twice(b: &mut Vec<u8>, s: &[u8]) {
+    if !s.iter().any(|&c| MUST_ESCAPE[c as usize]) {
+        b.extend_from_slice(s);
+        return;
+    }
+    let mut once = Vec::with_capacity(2 * s.len());
+    escaped(&mut once, s);
+    escaped(b, &once);
 }
 
 #[cfg(test)]
@@ -202,14 +188,54 @@ mod tests {
             assert_eq!(String::from_utf8(b).unwrap(), serde_json::to_string(&(ns as f64 / 1000.0)).unwrap(), "{ns}");
         }
         let mut b = Vec::new();
-        let mut o = Obj::new(&mut b);
-        o.int("a", -5i64);
-        o.float("b", 1.5);
-        o.float("c", 2.0);
-        o.hex_list("d", &[0, 255]);
-        o.str("e", "x");
-        o.end();
-        let v = serde_json::json!({"a": -5, "b": 1.5, "c": 2.0, "d": ["0x0", "0xff"], "e": "x"});
-        assert_eq!(String::from_utf8(b).unwrap(), v.to_string());
+        hex_array(&mut b, &[0, 255, u64::MAX]);
+        assert_eq!(String::from_utf8(b).unwrap(), serde_json::json!(["0x0", "0xff", "0xffffffffffffffff"]).to_string());
+    }
+
+    /// Every digit count, and every digit in every place (each byte, each
+    /// nibble), as `{:#x}` writes them.
+    #[test]
+    fn hex_as_format_writes_it() {
+        let mut values = vec![0u64, u64::MAX];
+        for shift in 0..64 {
+            values.extend([1u64 << shift, (1u64 << shift) - 1, (1u64 << shift) | 1, u64::MAX >> shift]);
+        }
+        for byte in 0..=255u64 {
+            for place in 0..8 {
+                values.extend([byte << (8 * place), (byte << (8 * place)) | 0x0f00_0000_0000_0000]);
+            }
+        }
+        values.extend((0..50_000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 64)));
+        let mut b = Vec::new();
+        for v in values {
+            b.clear();
+            b.extend_from_slice(b"x");
+            hex(&mut b, v);
+            assert_eq!(std::str::from_utf8(&b).unwrap(), format!("x{v:#x}"));
+        }
+    }
+
+    /// Every character below 0x100 alone, at the start, middle and end of
+    /// plain text, and escapes side by side, as serde_json escapes them.
+    #[test]
+    fn strings_as_serde_json_escapes_them() {
+        let mut cases: Vec<String> = Vec::new();
+        for c in (0..0x100u32).filter_map(char::from_u32) {
+            cases.extend([c.to_string(), format!("{c}/usr/lib"), format!("/usr{c}lib"), format!("/usr/lib{c}")]);
+        }
+        cases.extend(["\"\"\\\\\n\n".to_string(), "a".repeat(300) + "\"", "é\u{1}ü\u{7f}→\u{1f}".to_string()]);
+        let mut b = Vec::new();
+        for s in &cases {
+            b.clear();
+            string(&mut b, s.as_bytes());
+            assert_eq!(std::str::from_utf8(&b).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+            b.clear();
+            b.push(b'"');
+            escaped_twice(&mut b, s.as_bytes());
+            b.push(b'"');
+            let once = serde_json::to_string(s).unwrap();
+            let twice = serde_json::to_string(&once[1..once.len() - 1]).unwrap();
+            assert_eq!(std::str::from_utf8(&b).unwrap(), twice, "{s:?}");
+        }
     }
 }
