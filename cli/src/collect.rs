@@ -489,6 +489,9 @@ fn serve(st: &Arc<State>, listener: &UnixListener, epoll: &OwnedFd, stall_ms: u6
     let mut open: HashMap<u64, Incoming> = HashMap::new();
     let mut first = true;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    // Where every read lands first: allocated (and zeroed) once, not per
+    // connection.
+    let mut chunk = vec![0u8; 65536];
     let mut swept = Instant::now();
     loop {
         // SAFETY: epoll_wait writes at most `events.len()` entries into it.
@@ -496,7 +499,7 @@ fn serve(st: &Arc<State>, listener: &UnixListener, epoll: &OwnedFd, stall_ms: u6
         let ready: Vec<u64> = events.get(..n.max(0) as usize).unwrap_or(&[]).iter().map(|e| e.u64).collect();
         for token in ready {
             if token != LISTENER {
-                let done = open.get_mut(&token).is_some_and(|c| read_some(c, st.sink.is_some()));
+                let done = open.get_mut(&token).is_some_and(|c| read_some(c, &mut chunk, st.sink.is_some()));
                 // Removed only once done (it stays open while its sender writes on).
                 if let Some(c) = done.then(|| open.remove(&token)).flatten() {
                     take(st, token, c);
@@ -528,7 +531,7 @@ fn serve(st: &Arc<State>, listener: &UnixListener, epoll: &OwnedFd, stall_ms: u6
                 let mut c = Incoming { stream, peer_pid, data: None, fd: None, progress: Instant::now() };
                 // Its message is often all there already.
                 let done = c.stream.set_nonblocking(true).is_err()
-                    || read_some(&mut c, st.sink.is_some())
+                    || read_some(&mut c, &mut chunk, st.sink.is_some())
                     || watch(epoll, c.stream.as_raw_fd(), seq).is_err();
                 if done {
                     take(st, seq, c);
@@ -557,12 +560,12 @@ fn serve(st: &Arc<State>, listener: &UnixListener, epoll: &OwnedFd, stall_ms: u6
 
 /// Reads what connection `c` has sent so far; true once it ended (or
 /// failed: what was read counts).
-fn read_some(c: &mut Incoming, sink: bool) -> bool {
+fn read_some(c: &mut Incoming, chunk: &mut [u8], sink: bool) -> bool {
     let data = match &mut c.data {
         Some(d) => d,
         None => {
-            let (first, fd) = match read_first(&c.stream) {
-                Ok(got) => got,
+            let (first, fd) = match read_first(&c.stream, chunk) {
+                Ok((n, fd)) => (chunk.get(..n).unwrap_or(&[]).to_vec(), fd),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
                     return false;
                 }
@@ -583,9 +586,8 @@ fn read_some(c: &mut Incoming, sink: bool) -> bool {
             c.data.insert(d)
         }
     };
-    let mut chunk = [0u8; 65536];
     loop {
-        match c.stream.read(&mut chunk) {
+        match c.stream.read(chunk) {
             Ok(0) => return true,
             Ok(n) => {
                 data.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
@@ -721,10 +723,9 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The connection's first bytes, and the descriptor passed with them
-/// (SCM_RIGHTS), if any.
-fn read_first(s: &UnixStream) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
-    let mut data = vec![0u8; 4096];
+/// Reads the connection's first bytes into `data` (how many), and the
+/// descriptor passed with them (SCM_RIGHTS), if any.
+fn read_first(s: &UnixStream, data: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
     // Room for one descriptor (CMSG_SPACE(4)): more are cut by the kernel.
     let mut control = [0u64; 4];
     let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
@@ -740,7 +741,6 @@ fn read_first(s: &UnixStream) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    data.truncate(n as usize);
     let mut fd = None;
     // SAFETY: CMSG_FIRSTHDR reads the msghdr recvmsg filled.
     let c = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
@@ -752,7 +752,7 @@ fn read_first(s: &UnixStream) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
         // SAFETY: as above.
         fd = (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw) });
     }
-    Ok((data, fd))
+    Ok((n as usize, fd))
 }
 
 /// Process `pid`'s report arrived (arrival number `seq`): if its image
