@@ -146,16 +146,34 @@ impl Collector {
         unsafe { libc::listen(listener.as_raw_fd(), backlog) };
         let state = Arc::new(State { sink, ..State::default() });
         let st = state.clone();
-        listener.set_nonblocking(true)?;
-        // SAFETY: epoll_create1 makes a new descriptor, ours to own.
-        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if epoll < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above: a descriptor just made, owned by nothing else.
-        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
-        watch(&epoll, listener.as_raw_fd(), LISTENER)?;
-        let acceptor = thread::spawn(move || serve(&st, &listener, &epoll, stall_ms));
+        let acceptor = thread::spawn(move || {
+            let mut first = true;
+            for stream in listener.incoming() {
+                if first {
+                    // Room for one descriptor per thread buffer of the
+                    // tree (`usertrap trace`), raised once the command's
+                    // process (which keeps its own limit) has started.
+                    raise_nofile();
+                    first = false;
+                }
+                if stall_ms > 0 {
+                    thread::sleep(Duration::from_millis(stall_ms));
+                }
+                if st.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let seq = st.seq.fetch_add(1, Ordering::SeqCst);
+                st.in_flight.fetch_add(1, Ordering::SeqCst);
+                let st2 = st.clone();
+                let spawned = thread::Builder::new().spawn(move || {
+                    read_one(&st2, seq, stream);
+                });
+                if spawned.is_err() {
+                    st.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        });
         Ok(Collector { name, state, acceptor: Some(acceptor) })
     }
 
@@ -455,171 +473,18 @@ fn said_ppid(words: &[&str]) -> u32 {
     words.get(2).and_then(|p| p.parse().ok()).unwrap_or(0)
 }
 
-/// The epoll token of the listening socket (connections' are their
-/// arrival numbers).
-const LISTENER: u64 = u64::MAX;
-
-/// A connection accepted, its message not read to the end yet.
-struct Incoming {
-    stream: UnixStream,
-    /// The sender's pid as the kernel saw it (SO_PEERCRED).
-    peer_pid: Option<u32>,
-    /// None until the first read, which takes the descriptor passed along.
-    data: Option<Vec<u8>>,
-    fd: Option<OwnedFd>,
-    /// When it last sent anything (or was accepted).
-    progress: Instant,
-}
-
-/// Asks `epoll` for `fd` becoming readable, under `token`.
-fn watch(epoll: &OwnedFd, fd: i32, token: u64) -> io::Result<()> {
-    let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
-    // SAFETY: epoll_ctl reads one epoll_event we own.
-    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &raw mut ev) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The collector's one thread: accepts every connection and reads every
-/// message as its bytes arrive (epoll), a thread of its own for none (two
-/// connections per process image: a thread each cost the collector more
-/// CPU than reading them, on cores the traced processes share).
-fn serve(st: &Arc<State>, listener: &UnixListener, epoll: &OwnedFd, stall_ms: u64) {
-    let mut open: HashMap<u64, Incoming> = HashMap::new();
-    let mut first = true;
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-    // Where every read lands first: allocated (and zeroed) once, not per
-    // connection.
-    let mut chunk = vec![0u8; 65536];
-    let mut swept = Instant::now();
-    loop {
-        // SAFETY: epoll_wait writes at most `events.len()` entries into it.
-        let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, 1000) };
-        let ready: Vec<u64> = events.get(..n.max(0) as usize).unwrap_or(&[]).iter().map(|e| e.u64).collect();
-        for token in ready {
-            if token != LISTENER {
-                let done = open.get_mut(&token).is_some_and(|c| read_some(c, &mut chunk, st.sink.is_some()));
-                // Removed only once done (it stays open while its sender writes on).
-                if let Some(c) = done.then(|| open.remove(&token)).flatten() {
-                    take(st, token, c);
-                }
-                continue;
-            }
-            loop {
-                if stall_ms > 0 {
-                    thread::sleep(Duration::from_millis(stall_ms));
-                }
-                let stream = match listener.accept() {
-                    Ok((s, _)) => s,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                };
-                if first {
-                    // Room for one descriptor per thread buffer of the
-                    // tree (`usertrap trace`), raised once the command's
-                    // process (which keeps its own limit) has started.
-                    raise_nofile();
-                    first = false;
-                }
-                if st.stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                let seq = st.seq.fetch_add(1, Ordering::SeqCst);
-                st.in_flight.fetch_add(1, Ordering::SeqCst);
-                let peer_pid = peer_pid(&stream);
-                let mut c = Incoming { stream, peer_pid, data: None, fd: None, progress: Instant::now() };
-                // Its message is often all there already.
-                let done = c.stream.set_nonblocking(true).is_err()
-                    || read_some(&mut c, &mut chunk, st.sink.is_some())
-                    || watch(epoll, c.stream.as_raw_fd(), seq).is_err();
-                if done {
-                    take(st, seq, c);
-                } else {
-                    open.insert(seq, c);
-                }
-                if stall_ms > 0 {
-                    // One connection per wake-up: a collector that cannot keep up.
-                    break;
-                }
-            }
-        }
-        // A sender that stalls mid-message is cut off: what it sent counts.
-        if swept.elapsed() >= Duration::from_secs(1) {
-            swept = Instant::now();
-            let stalled: Vec<u64> =
-                open.iter().filter(|(_, c)| c.progress.elapsed() >= READ_TIMEOUT).map(|(&t, _)| t).collect();
-            for token in stalled {
-                if let Some(c) = open.remove(&token) {
-                    take(st, token, c);
-                }
-            }
-        }
-    }
-}
-
-/// Reads what connection `c` has sent so far; true once it ended (or
-/// failed: what was read counts).
-fn read_some(c: &mut Incoming, chunk: &mut [u8], sink: bool) -> bool {
-    let data = match &mut c.data {
-        Some(d) => d,
-        None => {
-            let (first, fd) = match read_first(&c.stream, chunk) {
-                Ok((n, fd)) => (chunk.get(..n).unwrap_or(&[]).to_vec(), fd),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
-                    return false;
-                }
-                Err(_) => (Vec::new(), None),
-            };
-            c.fd = fd;
-            c.progress = Instant::now();
-            if first.is_empty() {
-                c.data = Some(first);
-                return true;
-            }
-            let mut d = first;
-            if d.starts_with(b"trace ") && sink {
-                // Read into a buffer of this size at once, not one grown
-                // (and copied) by doubling from a few KiB.
-                d.reserve(TRACE_MSG);
-            }
-            c.data.insert(d)
-        }
-    };
-    loop {
-        match c.stream.read(chunk) {
-            Ok(0) => return true,
-            Ok(n) => {
-                data.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-                c.progress = Instant::now();
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
-        }
-    }
-}
-
-/// A message read to its end (the connection closes here).
-fn take(st: &Arc<State>, seq: u64, c: Incoming) {
-    let Incoming { stream, peer_pid, data, fd, .. } = c;
-    drop(stream);
-    let data = data.unwrap_or_default();
-    // Decoding a trace message takes long: on a thread of its own, so
-    // that the other senders are read meanwhile.
+fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
+    let peer_pid = peer_pid(&stream);
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let (mut data, fd) = read_first(&stream);
     if data.starts_with(b"trace ") && st.sink.is_some() {
-        let st2 = st.clone();
-        let spawned = thread::Builder::new().spawn(move || handle(&st2, seq, peer_pid, data, fd));
-        if spawned.is_err() {
-            st.in_flight.fetch_sub(1, Ordering::SeqCst);
-        }
-        return;
+        let mut b = Vec::with_capacity(TRACE_MSG);
+        b.extend_from_slice(&data);
+        data = b;
     }
-    handle(st, seq, peer_pid, data, fd);
-}
-
-/// One message: kept, handed on or noted; then no longer in flight.
-fn handle(st: &State, seq: u64, peer_pid: Option<u32>, data: Vec<u8>, fd: Option<OwnedFd>) {
+    if !data.is_empty() {
+        let _ = stream.read_to_end(&mut data);
+    }
     // A thread's trace buffer, its descriptor passed along: kept until its
     // process image ends (then read), or until the command ends.
     if data.starts_with(b"tracebuf ") {
@@ -723,9 +588,10 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Reads the connection's first bytes into `data` (how many), and the
-/// descriptor passed with them (SCM_RIGHTS), if any.
-fn read_first(s: &UnixStream, data: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+/// The connection's first bytes, and the descriptor passed with them
+/// (SCM_RIGHTS), if any.
+fn read_first(s: &UnixStream) -> (Vec<u8>, Option<OwnedFd>) {
+    let mut data = vec![0u8; 4096];
     // Room for one descriptor (CMSG_SPACE(4)): more are cut by the kernel.
     let mut control = [0u64; 4];
     let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
@@ -735,12 +601,15 @@ fn read_first(s: &UnixStream, data: &mut [u8]) -> io::Result<(usize, Option<Owne
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&control);
-    // SAFETY: recvmsg writes at most iov_len bytes into `data` and
-    // msg_controllen bytes into `control`, both live.
-    let n = unsafe { libc::recvmsg(s.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let n = loop {
+        // SAFETY: recvmsg writes at most iov_len bytes into `data` and
+        // msg_controllen bytes into `control`, both live.
+        let n = unsafe { libc::recvmsg(s.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
+    data.truncate(n.max(0) as usize);
     let mut fd = None;
     // SAFETY: CMSG_FIRSTHDR reads the msghdr recvmsg filled.
     let c = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
@@ -752,7 +621,7 @@ fn read_first(s: &UnixStream, data: &mut [u8]) -> io::Result<(usize, Option<Owne
         // SAFETY: as above.
         fd = (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw) });
     }
-    Ok((n as usize, fd))
+    (data, fd)
 }
 
 /// Process `pid`'s report arrived (arrival number `seq`): if its image
