@@ -634,11 +634,14 @@ fn read_first(s: &UnixStream) -> (Vec<u8>, Option<OwnedFd>) {
 /// buffers are read at the pid's next report that ends an image, or when
 /// the command ends.
 fn report_arrived(kept: &Mutex<Vec<Kept>>, pid: u32, seq: u64, msg: &[u8]) {
-    if sent_before_exec(msg) {
+    let held = |k: &Kept| k.buf.pid == pid && k.buf.seq < seq && k.fd.is_some();
+    // Most processes hold none (all under `usertrap stat`): their report
+    // is not parsed here (it is, once, when the command has ended).
+    if !kept.lock().is_ok_and(|k| k.iter().any(held)) || sent_before_exec(msg) {
         return;
     }
     let Ok(mut kept) = kept.lock() else { return };
-    for k in kept.iter_mut().filter(|k| k.buf.pid == pid && k.buf.seq < seq && k.fd.is_some()) {
+    for k in kept.iter_mut().filter(|k| held(k)) {
         k.buf = read_kept(std::mem::take(&mut k.buf), k.fd.take());
     }
 }
