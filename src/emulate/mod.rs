@@ -10,6 +10,7 @@
 //! figures (that is `measure`).
 
 pub mod exec;
+pub mod exec_keep;
 pub mod exec_target;
 pub mod process;
 pub mod signals;

@@ -116,6 +116,7 @@ fn start_preloaded() {
         own_text: own.map_or((0, 0), |o| o.text),
         // SAFETY: as above.
         loader_header: unsafe { getauxval(AT_BASE) },
+        kept: None,
     });
     if let Some(h) = handoff {
         give_back_environment(h, lib_path);
