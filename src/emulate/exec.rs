@@ -41,6 +41,7 @@ use crate::emulate::signals;
 use crate::measure::report;
 use crate::rt::log::{Buf, Line};
 use crate::rt::raw;
+use core::sync::atomic::Ordering::Relaxed;
 use crate::rt::thread::ThreadArea;
 use crate::trap::backend;
 use usertrap_core::exec_control::Control;
@@ -201,37 +202,64 @@ pub fn exe_path_override() -> Option<&'static [u8]> {
 /// The program is about to change what absolute paths resolve to
 /// (exec_keep::changes_paths): keep the launcher and the library by
 /// descriptor first, while their paths still lead to them.
-/// `nr`: the call (clone and clone3 too).
+/// `nr`: the call (clone and clone3 too). For a change of root
+/// (chroot, pivot_root, setns) whose reports go to a USERTRAP_OUTPUT path:
+/// what that path leads to now, for [`after_path_change`].
 #[cold]
 #[inline(never)]
-pub fn before_path_change(nr: i64) {
+pub fn before_path_change(nr: i64) -> Option<Place> {
     // The calling thread's own area (on the fast path the one at the GS
     // base is the parent's in a vfork child).
     if crate::rt::thread::current().is_some_and(|a| a.vfork_child.get()) {
-        return;
-    }
-    if matches!(nr, libc::SYS_chroot | libc::SYS_pivot_root | libc::SYS_setns) {
-        note_output_moves(nr);
+        return None;
     }
     let env = exec_env();
     let launcher = env.launcher();
-    if cstr(launcher).is_empty() {
-        return;
+    if !cstr(launcher).is_empty() {
+        let mut lib = [0u8; STRING_MAX + 1];
+        Buf::new(&mut lib).put(env.lib_path()).put(b"\0");
+        exec_keep::keep(launcher, &lib);
     }
-    let mut lib = [0u8; STRING_MAX + 1];
-    Buf::new(&mut lib).put(env.lib_path()).put(b"\0");
-    exec_keep::keep(launcher, &lib);
+    if !matches!(nr, libc::SYS_chroot | libc::SYS_pivot_root | libc::SYS_setns) || OUTPUT_NOTED.load(Relaxed) {
+        return None;
+    }
+    report::output_path().map(output_place)
 }
 
-/// Said once per image: a USERTRAP_OUTPUT path is resolved at exit (and
-/// in every image exec'd later) in the root or namespace of that moment,
-/// so after chroot the reports go where the path leads inside the new root,
-/// or nowhere (each such loss is said on stderr). `usertrap stat`'s
-/// collector is an abstract socket, which no root or mount change affects.
-fn note_output_moves(nr: i64) {
-    static NOTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// What a USERTRAP_OUTPUT template leads to: the file (a device by its
+/// number), else the directory it would be made in; 0s where nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Place([u64; 3]);
+
+fn output_place(template: &[u8]) -> Place {
+    let key = |path: &[u8]| {
+        let mut p = [0u8; STRING_MAX + 1];
+        Buf::new(&mut p).put(path).put(b"\0");
+        let st = raw::cstr(&p).and_then(|c| raw::newfstatat(AT_FDCWD as i32, c, 0)).ok()?;
+        let kind = u64::from(st.st_mode & libc::S_IFMT);
+        let is_device = kind == u64::from(libc::S_IFCHR) || kind == u64::from(libc::S_IFBLK);
+        Some(if is_device { [kind, st.st_rdev, 0] } else { [kind, st.st_dev, st.st_ino] })
+    };
+    let cut = template.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    let (dir, name) = template.split_at(cut);
+    let file = if name.contains(&b'%') { None } else { key(template) };
+    Place(file.or_else(|| if dir.contains(&b'%') { None } else { key(if dir.is_empty() { b"/" } else { dir }) }).unwrap_or([0; 3]))
+}
+
+static OUTPUT_NOTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// After a change of root (`before_path_change` gave `before`): if the
+/// USERTRAP_OUTPUT path now leads elsewhere, say so once per image. It is
+/// resolved when each report is written, in the root of that moment: the
+/// reports of this process and of those it starts would land inside the
+/// new root, or be lost (each loss is said on stderr), without a word.
+/// `usertrap stat`'s collector is an abstract socket, which no root or
+/// mount change affects.
+#[cold]
+#[inline(never)]
+pub fn after_path_change(nr: i64, before: Place, r: i64) {
     let Some(output) = report::output_path() else { return };
-    if NOTED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+    if r < 0 || output_place(output) == before || OUTPUT_NOTED.swap(true, Relaxed) {
         return;
     }
     let call = match nr {
@@ -243,7 +271,7 @@ fn note_output_moves(nr: i64) {
         .str(call)
         .str(": USERTRAP_OUTPUT=")
         .bytes(output)
-        .str(" is resolved in the new root from now on: the reports of this process and of those it starts go where it leads there \
+        .str(" leads elsewhere in the new root: the reports of this process and of those it starts go where it leads there \
              (`usertrap stat`'s collector does not depend on paths)")
         .emit();
 }

@@ -154,10 +154,8 @@ pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
 #[inline(always)]
 fn forward<const SLOW: bool>(nr: i64, args: [u64; 6]) -> i64 {
     stderr_keep::before_native_call(nr, &args);
-    if exec_keep::changes_paths(nr, &args) {
-        exec::before_path_change(nr);
-    }
-    process::memory_call(nr, args, SLOW).unwrap_or_else(|| {
+    let output = if exec_keep::changes_paths(nr, &args) { exec::before_path_change(nr) } else { None };
+    let r = process::memory_call(nr, args, SLOW).unwrap_or_else(|| {
         if SLOW {
             // SAFETY: the program's own syscall with its own arguments
             // (rt::raw: forwarded program calls).
@@ -167,7 +165,11 @@ fn forward<const SLOW: bool>(nr: i64, args: [u64; 6]) -> i64 {
             // calls).
             unsafe { raw::syscall6(nr, args) }
         }
-    })
+    });
+    if let Some(place) = output {
+        exec::after_path_change(nr, place, r);
+    }
+    r
 }
 
 fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
@@ -191,7 +193,7 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
         Emulation::UringEnter => Return(signals::io_uring_enter(t.area, args)),
         Emulation::Clone => {
             if exec_keep::clone_changes_paths(nr, &args) {
-                exec::before_path_change(nr);
+                let _ = exec::before_path_change(nr);
             }
             let out = process::clone(t.area, t.uc, nr, args);
             if let Outcome::Return(child) = out {
