@@ -267,7 +267,9 @@ fn reports_of(text: &str, name: &str) -> usize {
 fn exec_chain_inside_a_chroot_reports() {
     let bb = Path::new("/bin/busybox");
     if elf_is_static(bb) != Some(true) {
-        eprintln!("SKIPPED exec_chain_inside_a_chroot_reports: no static /bin/busybox (install busybox-static: .ci/deps.sh)");
+        eprintln!(
+            "SKIPPED exec_chain_inside_a_chroot_reports: no static /bin/busybox (install busybox-static: .ci/deps.sh)"
+        );
         return;
     }
     if refused("chroot", "exec_chain_inside_a_chroot_reports") {
@@ -304,7 +306,8 @@ fn dynamic_exec_in_a_chroot_without_proc_reports() {
     let echo = which("echo");
     let argv = [prog.to_str().unwrap(), "chroot", "newroot", echo.to_str().unwrap(), "dynamic", "inside"];
     for b in Backend::ALL {
-        let text = stat_vs_native("collect-chroot-noproc", b, &argv, |d| copy_with_libraries(&echo, &d.join("newroot")));
+        let text =
+            stat_vs_native("collect-chroot-noproc", b, &argv, |d| copy_with_libraries(&echo, &d.join("newroot")));
         assert_eq!(reports_of(&text, "echo"), 2, "{b}: echo's reports (the child's and the process's own):\n{text}");
         assert!(!text.contains("did not report"), "{b}:\n{text}");
     }

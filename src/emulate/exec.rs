@@ -41,9 +41,9 @@ use crate::emulate::signals;
 use crate::measure::report;
 use crate::rt::log::{Buf, Line};
 use crate::rt::raw;
-use core::sync::atomic::Ordering::Relaxed;
 use crate::rt::thread::ThreadArea;
 use crate::trap::backend;
+use core::sync::atomic::Ordering::Relaxed;
 use usertrap_core::exec_control::Control;
 use usertrap_core::sink::{Sink, SliceSink};
 
@@ -216,9 +216,10 @@ pub fn before_path_change(nr: i64) -> Option<Place> {
     let env = exec_env();
     let launcher = env.launcher();
     if !cstr(launcher).is_empty() {
-        let mut lib = [0u8; STRING_MAX + 1];
-        Buf::new(&mut lib).put(env.lib_path()).put(b"\0");
-        exec_keep::keep(launcher, &lib);
+        // The library's path with its NUL, inside the LD_PRELOAD entry (no
+        // copy: on the fast path without FSGSBASE this runs on the
+        // program's own stack).
+        exec_keep::keep(launcher, env.preload_entry().get(LD_PRELOAD.len()..).unwrap_or(&[]));
     }
     if !matches!(nr, libc::SYS_chroot | libc::SYS_pivot_root | libc::SYS_setns) || OUTPUT_NOTED.load(Relaxed) {
         return None;
@@ -243,7 +244,10 @@ fn output_place(template: &[u8]) -> Place {
     let cut = template.iter().rposition(|&b| b == b'/').unwrap_or(0);
     let (dir, name) = template.split_at(cut);
     let file = if name.contains(&b'%') { None } else { key(template) };
-    Place(file.or_else(|| if dir.contains(&b'%') { None } else { key(if dir.is_empty() { b"/" } else { dir }) }).unwrap_or([0; 3]))
+    Place(
+        file.or_else(|| if dir.contains(&b'%') { None } else { key(if dir.is_empty() { b"/" } else { dir }) })
+            .unwrap_or([0; 3]),
+    )
 }
 
 static OUTPUT_NOTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -496,7 +500,13 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         // that interrupts a syscall. Exec it natively, without us.
         // Under seccomp the filter forbids that: the launcher runs it.
         close_fd();
-        return exec_without_library(area, nr, args, execfn.get(..execfn_len).unwrap_or(&[]), Unmonitored::ValgrindTool);
+        return exec_without_library(
+            area,
+            nr,
+            args,
+            execfn.get(..execfn_len).unwrap_or(&[]),
+            Unmonitored::ValgrindTool,
+        );
     }
 
     // The process's new name (comm): the file name's last component; for an
@@ -553,7 +563,7 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         with_our_environment(envp, &carry, Some(&mut fill_control), |new_envp| {
             let call = match kept {
                 // execveat(fd, "", AT_EMPTY_PATH): the kept launcher.
-                Some(k) => [k.launcher as u64, b"\0".as_ptr() as u64, new_argv, new_envp, AT_EMPTY_PATH, 0],
+                Some(k) => [k.launcher as u64, c"".as_ptr() as u64, new_argv, new_envp, AT_EMPTY_PATH, 0],
                 None => [env.launcher().as_ptr() as u64, new_argv, new_envp, 0, 0, 0],
             };
             let nr = if kept.is_some() { raw::SYS_execveat } else { raw::SYS_execve };

@@ -111,9 +111,8 @@ pub fn kept() -> Option<Kept> {
 /// Whether `path` (NUL-terminated) leads to the kept library now.
 pub fn leads_to_lib(path: &[u8]) -> bool {
     let Ok(p) = raw::cstr(path) else { return false };
-    raw::newfstatat(libc::AT_FDCWD, p, 0).is_ok_and(|st| {
-        (st.st_dev, st.st_ino) == (LIB_DEV.load(Ordering::Relaxed), LIB_INO.load(Ordering::Relaxed))
-    })
+    raw::newfstatat(libc::AT_FDCWD, p, 0)
+        .is_ok_and(|st| (st.st_dev, st.st_ino) == (LIB_DEV.load(Ordering::Relaxed), LIB_INO.load(Ordering::Relaxed)))
 }
 
 fn record(launcher: i32, lib: i32) -> bool {
@@ -249,7 +248,10 @@ mod tests {
         let n = entry(k, true, b"/opt/ut/libusertrap.so", &mut out);
         assert_eq!(&out[..n], b"USERTRAP_KEPT_FDS=1023:1024:1:/opt/ut/libusertrap.so\0");
         let c = parse(&out[ENTRY.len()..n - 1]).unwrap();
-        assert_eq!((c.kept.launcher, c.kept.lib, c.by_fd, c.lib_path), (1023, 1024, true, &b"/opt/ut/libusertrap.so"[..]));
+        assert_eq!(
+            (c.kept.launcher, c.kept.lib, c.by_fd, c.lib_path),
+            (1023, 1024, true, &b"/opt/ut/libusertrap.so"[..])
+        );
         let mut small = [0u8; 30];
         assert_eq!(entry(k, false, b"/opt/ut/libusertrap.so", &mut small), 0, "does not fit");
         assert!(parse(b"1:2:1:relative").is_none());
