@@ -13,6 +13,9 @@
  *       then execs /static_hello itself (what c_programs.rs compares);
  *   chroot_exec chroot NEWROOT PROG ARGS...
  *       chroot(NEWROOT), then a child execs PROG, then this process does;
+ *   chroot_exec vfork NEWROOT PROG ARGS...
+ *       a vfork child chroots into NEWROOT and execs PROG (as a spawn
+ *       helper of a build tool might); this process only waits;
  *   chroot_exec mountns DIR PROG ARGS...
  *       unshare(CLONE_NEWNS) here, then a forked child makes the namespace's
  *       mounts private and mounts a tmpfs over DIR (another process mounts,
@@ -114,6 +117,23 @@ int main(int argc, char **argv)
             return 2;
         run_child(argv + 3);
         return exec_self(argv + 3);
+    }
+    if (argc >= 4 && strcmp(argv[1], "vfork") == 0) {
+        pid_t pid = vfork();
+        if (pid == 0) {
+            if (chroot(argv[2]) != 0)
+                _exit(errno == EPERM ? 99 : 98);
+            execv(argv[3], argv + 3);
+            _exit(100);
+        }
+        int st = 0;
+        waitpid(pid, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 99) {
+            say("refused: chroot: EPERM\n");
+            return 0;
+        }
+        say("vfork child: exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        return 0;
     }
     if (argc >= 4 && strcmp(argv[1], "mountns") == 0) {
         if (mount_namespace(argv[2]) != 0)

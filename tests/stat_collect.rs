@@ -333,3 +333,24 @@ fn dynamic_exec_after_a_mount_hides_the_launcher_reports() {
         assert!(!text.contains("did not report"), "{b}:\n{text}");
     }
 }
+
+/// A vfork child chroots and execs a static program there (a spawn helper):
+/// its numbers of the kept descriptors are recorded in memory it shares
+/// with its parent, which must not take them for its own.
+#[test]
+fn exec_from_a_vfork_child_after_chroot_reports() {
+    if refused("chroot", "exec_from_a_vfork_child_after_chroot_reports") {
+        return;
+    }
+    let prog = c_test_binary("chroot_exec");
+    let argv = [prog.to_str().unwrap(), "vfork", "newroot", "/static_hello", "spawned"];
+    for b in Backend::ALL {
+        let text = stat_vs_native("collect-vfork-chroot", b, &argv, |d| {
+            fs::create_dir_all(d.join("newroot")).unwrap();
+            fs::copy(c_test_binary("static_hello"), d.join("newroot/static_hello")).unwrap();
+        });
+        // static_hello and the child it forks.
+        assert_eq!(reports_of(&text, "static_hello"), 2, "{b}: static_hello's reports:\n{text}");
+        assert!(!text.contains("did not report"), "{b}:\n{text}");
+    }
+}

@@ -208,11 +208,11 @@ pub fn exe_path_override() -> Option<&'static [u8]> {
 #[cold]
 #[inline(never)]
 pub fn before_path_change(nr: i64) -> Option<Place> {
-    // The calling thread's own area (on the fast path the one at the GS
-    // base is the parent's in a vfork child).
-    if crate::rt::thread::current().is_some_and(|a| a.vfork_child.get()) {
-        return None;
-    }
+    // Also in a vfork child (posix_spawn's, or one that chroots before its
+    // exec): its descriptors are its own copy of the parent's table while
+    // the numbers are recorded in memory the parent shares; the parent
+    // finds them not to be the files recorded (exec_keep::kept checks each
+    // one's device and inode) and keeps its own when it needs them.
     let env = exec_env();
     let launcher = env.launcher();
     if !cstr(launcher).is_empty() {

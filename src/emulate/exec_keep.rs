@@ -32,9 +32,14 @@
 //! attach nothing by themselves (move_mount does); a noexec mount over the
 //! launcher stops exec through a descriptor too, as it would the program's.
 //!
-//! Never: keep in a vfork child, which shares its parent's memory (the
-//! numbers recorded would be the parent's, whose descriptor table is
-//! another); its exec after a chroot falls back to the paths (see `exec`).
+//! A vfork child keeps them too (its exec after a chroot is followed): it
+//! shares its parent's memory but not its descriptor table, so the numbers
+//! it records are not the parent's files; [`kept`] checks every descriptor
+//! against the file recorded (device and inode) before it is used, and the
+//! parent keeps its own when it needs them.
+//!
+//! Never: use a kept number without that check (the program may have
+//! closed it or put a file of its own there).
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
@@ -127,8 +132,8 @@ fn record(launcher: i32, lib: i32) -> bool {
 }
 
 /// Keep the launcher and the library (NUL-terminated absolute paths),
-/// unless kept already and still good. Not in a vfork child (the caller
-/// checks). A path that leads nowhere now keeps nothing.
+/// unless kept already and still good. A path that leads nowhere now keeps
+/// nothing.
 pub fn keep(launcher_path: &[u8], lib_path: &[u8]) {
     if kept().is_some() || KEEPING.swap(true, Ordering::Acquire) {
         return;
