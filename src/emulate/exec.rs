@@ -17,7 +17,9 @@
 //! program's own (a `#!` script's argv is rewritten here as the kernel
 //! would), AT_EXECFN is the name the program passed, and /proc/self/exe is
 //! answered with the program's path (readlink is emulated where the launcher
-//! started the image). The launcher learns what to load from one entry it
+//! started the image). After chroot or a mount namespace change the
+//! launcher and the library are reached through descriptors kept before it
+//! (`exec_keep`). The launcher learns what to load from one entry it
 //! removes from the environment before the program sees it:
 //! `USERTRAP_EXEC=<fd>:<seccomp armed 0|1>:<entries in front>:<LD_PRELOAD
 //! prefixed 0|1>:<comm, hex>:<file name as passed>` (usertrap-core's
@@ -591,8 +593,8 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
             note(execfn_bytes, Note::LauncherUnreachable);
         }
         // The launcher's path leads nowhere now (a root or mount namespace
-        // changed where nothing was kept: a vfork child, another process's
-        // mount, no descriptor number to spare): under SUD the program
+        // changed where nothing was kept: a mount by a process outside the
+        // tree, no descriptor number to spare): under SUD the program
         // still runs, natively and unmonitored; under seccomp the filter
         // would kill it without the launcher.
         if (r == -ENOENT || r == -ENOTDIR) && launcher_lost(&[libc::ENOENT, libc::ENOTDIR]) {
@@ -644,7 +646,7 @@ fn note(name: &[u8], what: Note) {
         Note::LauncherUnreachable => ": failed with EACCES because usertrap-launcher cannot be reached with this process's credentials \
              (install usertrap where every user can read it; `usertrap stat` run by root uses copies in the temporary directory)",
         Note::LauncherGone => ": failed with ENOENT because usertrap-launcher is no longer reachable at its path (the process's root or mount namespace changed \
-             where usertrap could not keep it by descriptor, such as in a vfork child), and the seccomp backend's filter needs it; not monitored",
+             where usertrap could not keep it by descriptor first, such as by a mount of a process it does not follow), and the seccomp backend's filter needs it",
         Note::SetuidNoPrivs => if raw::prctl_get_no_new_privs() == Ok(1) {
             ": set-user-ID/set-group-ID program run with the caller's credentials (no_new_privs is set, which a native exec would honour too)"
         } else {
@@ -805,7 +807,7 @@ fn exec_without_library(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8],
         .str(match why {
             Unmonitored::ValgrindTool => ": valgrind's tool exec'd natively and not monitored, nor is the program it runs (valgrind makes its syscalls itself)",
             Unmonitored::LauncherGone => ": exec'd natively and not monitored: usertrap-launcher is no longer reachable at its path (the process's root or mount \
-                 namespace changed where usertrap could not keep it by descriptor, such as in a vfork child)",
+                 namespace changed where usertrap could not keep it by descriptor first, such as by a mount of a process it does not follow)",
         })
         .emit();
     let mut a = args;
