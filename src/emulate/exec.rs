@@ -203,13 +203,12 @@ pub fn exe_path_override() -> Option<&'static [u8]> {
 
 /// The program is about to change what absolute paths resolve to
 /// (exec_keep::changes_paths): keep the launcher and the library by
-/// descriptor first, while their paths still lead to them.
-/// `nr`: the call (clone and clone3 too). For a change of root
-/// (chroot, pivot_root, setns) whose reports go to a USERTRAP_OUTPUT path:
-/// what that path leads to now, for [`after_path_change`].
+/// descriptor first, while their paths still lead to them. Fast path too:
+/// no buffer to zero or copy here (memset and memcpy may use vector
+/// registers, which the fast path leaves alone).
 #[cold]
 #[inline(never)]
-pub fn before_path_change(nr: i64) -> Option<Place> {
+pub fn before_path_change() {
     // Also in a vfork child (posix_spawn's, or one that chroots before its
     // exec): its descriptors are its own copy of the parent's table while
     // the numbers are recorded in memory the parent shares; the parent
@@ -223,6 +222,15 @@ pub fn before_path_change(nr: i64) -> Option<Place> {
         // program's own stack).
         exec_keep::keep(launcher, env.preload_entry().get(LD_PRELOAD.len()..).unwrap_or(&[]));
     }
+}
+
+/// Slow path only: for a change of root (chroot, pivot_root, setns) whose
+/// reports go to a USERTRAP_OUTPUT path, what that path leads to now, for
+/// [`after_path_change`]. (A site's first call is the slow path's: these
+/// calls rarely come twice from one site.)
+#[cold]
+#[inline(never)]
+pub fn output_before_root_change(nr: i64) -> Option<Place> {
     if !matches!(nr, libc::SYS_chroot | libc::SYS_pivot_root | libc::SYS_setns) || OUTPUT_NOTED.load(Relaxed) {
         return None;
     }
@@ -254,7 +262,7 @@ fn output_place(template: &[u8]) -> Place {
 
 static OUTPUT_NOTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// After a change of root (`before_path_change` gave `before`): if the
+/// After a change of root (`output_before_root_change` gave `before`): if the
 /// USERTRAP_OUTPUT path now leads elsewhere, say so once per image. It is
 /// resolved when each report is written, in the root of that moment: the
 /// reports of this process and of those it starts would land inside the

@@ -154,7 +154,13 @@ pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
 #[inline(always)]
 fn forward<const SLOW: bool>(nr: i64, args: [u64; 6]) -> i64 {
     stderr_keep::before_native_call(nr, &args);
-    let output = if exec_keep::changes_paths(nr, &args) { exec::before_path_change(nr) } else { None };
+    let mut output = None;
+    if exec_keep::changes_paths(nr, &args) {
+        exec::before_path_change();
+        if SLOW {
+            output = exec::output_before_root_change(nr);
+        }
+    }
     let r = process::memory_call(nr, args, SLOW).unwrap_or_else(|| {
         if SLOW {
             // SAFETY: the program's own syscall with its own arguments
@@ -193,7 +199,7 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
         Emulation::UringEnter => Return(signals::io_uring_enter(t.area, args)),
         Emulation::Clone => {
             if exec_keep::clone_changes_paths(nr, &args) {
-                let _ = exec::before_path_change(nr);
+                exec::before_path_change();
             }
             let out = process::clone(t.area, t.uc, nr, args);
             if let Outcome::Return(child) = out {
