@@ -323,6 +323,7 @@ c_tests! {
     execveat_fexecve,
     exec_few_fds,
     exec_small_stack,
+    chroot_exec,
     exit_42,
     exit_from_thread,
     exit_group_threads,

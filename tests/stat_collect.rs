@@ -217,3 +217,140 @@ fn an_undeliverable_report_is_named_not_written() {
         assert!(line.starts_with("usertrap: 1 of ") && line.contains(" sh, ended without a report"), "{b}: {line}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// exec after the root or the mount namespace changed (c_tests/chroot_exec.c):
+// the launcher and the library are reached through descriptors kept before
+// the change (emulate::exec_keep); natively these execs work, and without
+// that they failed with ENOENT under the library.
+
+/// Whether chroot_exec is refused the call (no privileges) by this
+/// machine: then the test says it skipped, loudly.
+fn refused(mode: &str, case: &str) -> bool {
+    let prog = c_test_binary("chroot_exec");
+    let dir = std::env::temp_dir();
+    let out = run_native(&Cmd::new(&prog).arg(mode).arg(&dir).arg(which("true")));
+    let text = out.stdout_text();
+    if text.contains("refused: ") {
+        eprintln!("SKIPPED {case}: {}", text.trim());
+        return true;
+    }
+    false
+}
+
+/// The files a dynamic program needs in a new root: itself and what ldd
+/// lists (the loader and libc), at the same paths.
+fn copy_with_libraries(prog: &Path, root: &Path) {
+    let ldd = run_native(&Cmd::new("ldd").arg(prog));
+    let mut files = vec![prog.to_path_buf()];
+    for word in ldd.stdout_text().split_whitespace() {
+        if word.starts_with('/') {
+            files.push(PathBuf::from(word));
+        }
+    }
+    for f in files {
+        let to = root.join(f.strip_prefix("/").unwrap());
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(&f, &to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", f.display(), to.display()));
+    }
+}
+
+/// How many process images of `name` reported.
+fn reports_of(text: &str, name: &str) -> usize {
+    reported(text).iter().filter(|n| *n == name).count()
+}
+
+/// chroot into a directory holding static programs: a child execs busybox's
+/// sh there, which execs static_hello (a chain inside the new root), then
+/// the process itself does the same. Every image reports.
+#[test]
+fn exec_chain_inside_a_chroot_reports() {
+    let bb = Path::new("/bin/busybox");
+    if elf_is_static(bb) != Some(true) {
+        eprintln!(
+            "SKIPPED exec_chain_inside_a_chroot_reports: no static /bin/busybox (install busybox-static: .ci/deps.sh)"
+        );
+        return;
+    }
+    if refused("chroot", "exec_chain_inside_a_chroot_reports") {
+        return;
+    }
+    let prog = c_test_binary("chroot_exec");
+    let script = "/static_hello one; echo \"static_hello status $?\"; /busybox echo chained";
+    let argv = [prog.to_str().unwrap(), "chroot", "newroot", "/busybox", "sh", "-c", script];
+    for b in Backend::ALL {
+        let text = stat_vs_native("collect-chroot-chain", b, &argv, |d| {
+            fs::create_dir_all(d.join("newroot")).unwrap();
+            fs::copy(bb, d.join("newroot/busybox")).unwrap();
+            fs::copy(c_test_binary("static_hello"), d.join("newroot/static_hello")).unwrap();
+        });
+        // The child's sh and the process's own, each with static_hello
+        // (which forks a child of its own) and busybox echo.
+        assert_eq!(reports_of(&text, "static_hello"), 4, "{b}: static_hello's reports:\n{text}");
+        assert!(reports_of(&text, "busybox") >= 2, "{b}: busybox's reports:\n{text}");
+        assert!(!text.contains("did not report"), "{b}:\n{text}");
+    }
+}
+
+/// chroot into a directory holding a dynamic program and its libraries but
+/// no /proc: its loader cannot open the library (neither by its path nor
+/// through /proc/self/fd), so the launcher serves it for its whole life; no
+/// "cannot be preloaded" on its stderr (compared with the native run), and
+/// it reports.
+#[test]
+fn dynamic_exec_in_a_chroot_without_proc_reports() {
+    if refused("chroot", "dynamic_exec_in_a_chroot_without_proc_reports") {
+        return;
+    }
+    let prog = c_test_binary("chroot_exec");
+    let echo = which("echo");
+    let argv = [prog.to_str().unwrap(), "chroot", "newroot", echo.to_str().unwrap(), "dynamic", "inside"];
+    for b in Backend::ALL {
+        let text =
+            stat_vs_native("collect-chroot-noproc", b, &argv, |d| copy_with_libraries(&echo, &d.join("newroot")));
+        assert_eq!(reports_of(&text, "echo"), 2, "{b}: echo's reports (the child's and the process's own):\n{text}");
+        assert!(!text.contains("did not report"), "{b}:\n{text}");
+    }
+}
+
+/// unshare(CLONE_NEWNS), then another process (a child) mounts a tmpfs over
+/// the directory of the launcher and the library, then the process execs a
+/// dynamic program (as `unshare -m sh -c 'mount ...; /bin/echo'`): /proc is
+/// there, so the loader preloads the library through /proc/self/fd.
+#[test]
+fn dynamic_exec_after_a_mount_hides_the_launcher_reports() {
+    if refused("mountns", "dynamic_exec_after_a_mount_hides_the_launcher_reports") {
+        return;
+    }
+    let prog = c_test_binary("chroot_exec");
+    let echo = which("echo");
+    let hidden = lib_path().parent().unwrap().to_path_buf();
+    let argv = [prog.to_str().unwrap(), "mountns", hidden.to_str().unwrap(), echo.to_str().unwrap(), "hi"];
+    for b in Backend::ALL {
+        let text = stat_vs_native("collect-mountns", b, &argv, |_| {});
+        assert_eq!(reports_of(&text, "echo"), 2, "{b}: echo's reports (the child's and the process's own):\n{text}");
+        assert!(text.contains(" write"), "{b}: no write counted:\n{text}");
+        assert!(!text.contains("did not report"), "{b}:\n{text}");
+    }
+}
+
+/// A vfork child chroots and execs a static program there (a spawn helper):
+/// its numbers of the kept descriptors are recorded in memory it shares
+/// with its parent, which must not take them for its own.
+#[test]
+fn exec_from_a_vfork_child_after_chroot_reports() {
+    if refused("chroot", "exec_from_a_vfork_child_after_chroot_reports") {
+        return;
+    }
+    let prog = c_test_binary("chroot_exec");
+    let argv = [prog.to_str().unwrap(), "vfork", "newroot", "/static_hello", "spawned"];
+    for b in Backend::ALL {
+        let text = stat_vs_native("collect-vfork-chroot", b, &argv, |d| {
+            fs::create_dir_all(d.join("newroot")).unwrap();
+            fs::copy(c_test_binary("static_hello"), d.join("newroot/static_hello")).unwrap();
+        });
+        // static_hello and the child it forks.
+        assert_eq!(reports_of(&text, "static_hello"), 2, "{b}: static_hello's reports:\n{text}");
+        assert!(!text.contains("did not report"), "{b}:\n{text}");
+    }
+}

@@ -17,7 +17,9 @@
 //! program's own (a `#!` script's argv is rewritten here as the kernel
 //! would), AT_EXECFN is the name the program passed, and /proc/self/exe is
 //! answered with the program's path (readlink is emulated where the launcher
-//! started the image). The launcher learns what to load from one entry it
+//! started the image). After chroot or a mount namespace change the
+//! launcher and the library are reached through descriptors kept before it
+//! (`exec_keep`). The launcher learns what to load from one entry it
 //! removes from the environment before the program sees it:
 //! `USERTRAP_EXEC=<fd>:<seccomp armed 0|1>:<entries in front>:<LD_PRELOAD
 //! prefixed 0|1>:<comm, hex>:<file name as passed>` (usertrap-core's
@@ -35,6 +37,7 @@
 //!
 //! Never: let the kernel exec the program itself.
 
+use crate::emulate::exec_keep::{self, Kept};
 use crate::emulate::exec_target::{self, Target, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, MAX_PREFIX, PATH_MAX};
 use crate::emulate::own_filter;
 use crate::emulate::signals;
@@ -43,6 +46,7 @@ use crate::rt::log::{Buf, Line};
 use crate::rt::raw;
 use crate::rt::thread::ThreadArea;
 use crate::trap::backend;
+use core::sync::atomic::Ordering::Relaxed;
 use usertrap_core::exec_control::Control;
 use usertrap_core::sink::{Sink, SliceSink};
 
@@ -196,6 +200,100 @@ pub fn clear_exe_path() {
 pub fn exe_path_override() -> Option<&'static [u8]> {
     let p = cstr(&exec_env().exe_path);
     (!p.is_empty()).then_some(p)
+}
+
+/// The program is about to change what absolute paths resolve to
+/// (exec_keep::changes_paths): keep the launcher and the library by
+/// descriptor first, while their paths still lead to them. Fast path too:
+/// no buffer to zero or copy here (memset and memcpy may use vector
+/// registers, which the fast path leaves alone).
+#[cold]
+#[inline(never)]
+pub fn before_path_change() {
+    // Also in a vfork child (posix_spawn's, or one that chroots before its
+    // exec): its descriptors are its own copy of the parent's table while
+    // the numbers are recorded in memory the parent shares; the parent
+    // finds them not to be the files recorded (exec_keep::kept checks each
+    // one's device and inode) and keeps its own when it needs them.
+    let env = exec_env();
+    let launcher = env.launcher();
+    if !cstr(launcher).is_empty() {
+        // The library's path with its NUL, inside the LD_PRELOAD entry (no
+        // copy: on the fast path without FSGSBASE this runs on the
+        // program's own stack).
+        exec_keep::keep(launcher, env.preload_entry().get(LD_PRELOAD.len()..).unwrap_or(&[]));
+    }
+}
+
+/// Slow path only: for a change of root (chroot, pivot_root, setns) whose
+/// reports go to a USERTRAP_OUTPUT path, what that path leads to now, for
+/// [`after_path_change`]. (A site's first call is the slow path's: these
+/// calls rarely come twice from one site.)
+#[cold]
+#[inline(never)]
+pub fn output_before_root_change(nr: i64) -> Option<Place> {
+    if !matches!(nr, libc::SYS_chroot | libc::SYS_pivot_root | libc::SYS_setns) || OUTPUT_NOTED.load(Relaxed) {
+        return None;
+    }
+    report::output_path().map(output_place)
+}
+
+/// What a USERTRAP_OUTPUT template leads to: the file (a device by its
+/// number), else the directory it would be made in; 0s where nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Place([u64; 3]);
+
+fn output_place(template: &[u8]) -> Place {
+    let key = |path: &[u8]| {
+        let mut p = [0u8; STRING_MAX + 1];
+        Buf::new(&mut p).put(path).put(b"\0");
+        let st = raw::cstr(&p).and_then(|c| raw::newfstatat(AT_FDCWD as i32, c, 0)).ok()?;
+        let kind = u64::from(st.st_mode & libc::S_IFMT);
+        let is_device = kind == u64::from(libc::S_IFCHR) || kind == u64::from(libc::S_IFBLK);
+        Some(if is_device { [kind, st.st_rdev, 0] } else { [kind, st.st_dev, st.st_ino] })
+    };
+    let cut = template.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    let (dir, name) = template.split_at(cut);
+    let file = if name.contains(&b'%') { None } else { key(template) };
+    Place(
+        file.or_else(|| if dir.contains(&b'%') { None } else { key(if dir.is_empty() { b"/" } else { dir }) })
+            .unwrap_or([0; 3]),
+    )
+}
+
+static OUTPUT_NOTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// After a change of root (`output_before_root_change` gave `before`): if the
+/// USERTRAP_OUTPUT path now leads elsewhere, say so once per image. It is
+/// resolved when each report is written, in the root of that moment: the
+/// reports of this process and of those it starts would land inside the
+/// new root, or be lost (each loss is said on stderr), without a word.
+/// `usertrap stat`'s collector is an abstract socket, which no root or
+/// mount change affects.
+#[cold]
+#[inline(never)]
+pub fn after_path_change(nr: i64, before: Place, r: i64) {
+    let Some(output) = report::output_path() else { return };
+    if r < 0 || output_place(output) == before || OUTPUT_NOTED.swap(true, Relaxed) {
+        return;
+    }
+    let call = match nr {
+        libc::SYS_chroot => "chroot",
+        libc::SYS_pivot_root => "pivot_root",
+        _ => "setns",
+    };
+    Line::new()
+        .str(call)
+        .str(": USERTRAP_OUTPUT=")
+        .bytes(output)
+        .str(" leads elsewhere in the new root: the reports of this process and of those it starts go where it leads there \
+             (`usertrap stat`'s collector does not depend on paths)")
+        .emit();
+}
+
+/// Start-up of an image exec'd with kept descriptors: ours again.
+pub fn adopt_kept(k: Kept) {
+    exec_keep::adopt(k);
 }
 
 const ENOENT: i64 = libc::ENOENT as i64;
@@ -372,7 +470,8 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     }
     let env = exec_env();
     let launcher = cstr(env.launcher());
-    if launcher.is_empty() {
+    let kept = exec_keep::kept();
+    if launcher.is_empty() && kept.is_none() {
         return exec_natively(area, nr, args, b"usertrap-launcher is missing beside libusertrap.so");
     }
 
@@ -421,7 +520,13 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         // that interrupts a syscall. Exec it natively, without us.
         // Under seccomp the filter forbids that: the launcher runs it.
         close_fd();
-        return exec_valgrind_tool(area, nr, args, execfn.get(..execfn_len).unwrap_or(&[]));
+        return exec_without_library(
+            area,
+            nr,
+            args,
+            execfn.get(..execfn_len).unwrap_or(&[]),
+            Unmonitored::ValgrindTool,
+        );
     }
 
     // The process's new name (comm): the file name's last component; for an
@@ -449,26 +554,77 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     };
     let mut prefix = [0u64; MAX_PREFIX];
     let n_prefix = t.prefix(execfn.as_ptr() as u64, &mut prefix);
+    // Kept by descriptor (exec_keep): the launcher through its descriptor,
+    // the library by its path where that still leads to it, else through
+    // /proc/self/fd (the launcher serves the program itself where that
+    // cannot be opened either).
+    let mut by_fd_preload = [0u8; 40];
+    let mut kept_entry = [0u8; STRING_MAX + 64];
+    let carry = match kept {
+        Some(k) => {
+            let by_fd = !exec_keep::leads_to_lib(env.preload_entry().get(LD_PRELOAD.len()..).unwrap_or(&[]));
+            let n = exec_keep::entry(k, by_fd, env.lib_path(), &mut kept_entry);
+            let preload = if by_fd {
+                let m = exec_keep::preload_by_fd(k, &mut by_fd_preload);
+                by_fd_preload.get(..m).unwrap_or(&[])
+            } else {
+                env.preload_entry()
+            };
+            Carry { preload, kept: kept_entry.get(..n).unwrap_or(&[]) }
+        }
+        None => Carry::plain(),
+    };
     // The launcher inherits the descriptor; it closes it before the program runs.
     let _ = raw::fcntl_setfd(fd as i32, 0);
+    if let Some(k) = kept {
+        exec_keep::through_exec(k, true);
+    }
     let r = with_argv(argv, prefix.get(..n_prefix).unwrap_or(&[]), |new_argv| {
-        with_our_environment(envp, Some(&mut fill_control), |new_envp| {
-            // SAFETY: execve of the launcher (a NUL-terminated path of ours)
-            // with argument and environment arrays built for it, alive until
-            // it returns.
-            unsafe {
-                exec_reported(area, raw::SYS_execve, [env.launcher().as_ptr() as u64, new_argv, new_envp, 0, 0, 0])
-            }
+        with_our_environment(envp, &carry, Some(&mut fill_control), |new_envp| {
+            let call = match kept {
+                // execveat(fd, "", AT_EMPTY_PATH): the kept launcher.
+                Some(k) => [k.launcher as u64, c"".as_ptr() as u64, new_argv, new_envp, AT_EMPTY_PATH, 0],
+                None => [env.launcher().as_ptr() as u64, new_argv, new_envp, 0, 0, 0],
+            };
+            let nr = if kept.is_some() { raw::SYS_execveat } else { raw::SYS_execve };
+            // SAFETY: exec of the launcher (a NUL-terminated path of ours,
+            // or its kept descriptor with an empty name) with argument and
+            // environment arrays built for it, alive until it returns.
+            unsafe { exec_reported(area, nr, call) }
         })
     });
-    // The program itself passed the kernel's checks (`resolve`), so EACCES is
-    // the launcher's: say so, or the program's message would blame its own.
-    if r == -(libc::EACCES as i64)
-        && raw::cstr(env.launcher()).is_ok_and(|l| raw::faccessat(AT_FDCWD as i32, l, libc::X_OK).is_err())
-    {
-        note(execfn_bytes, Note::LauncherUnreachable);
+    if let Some(k) = kept {
+        exec_keep::through_exec(k, false);
     }
     close_fd();
+    core::hint::black_box((&by_fd_preload, &kept_entry));
+    if kept.is_none() {
+        let launcher_lost = |errnos: &[i32]| {
+            raw::cstr(env.launcher()).is_ok_and(|l| {
+                raw::faccessat(AT_FDCWD as i32, l, libc::X_OK).is_err_and(|e| errnos.contains(&(e as i32)))
+            })
+        };
+        // The program itself passed the kernel's checks (`resolve`), so
+        // EACCES is the launcher's: say so, or the program's message would
+        // blame its own.
+        if r == -EACCES && launcher_lost(&[libc::EACCES]) {
+            note(execfn_bytes, Note::LauncherUnreachable);
+        }
+        // The launcher's path leads nowhere now (a root or mount namespace
+        // changed where nothing was kept: a mount by a process outside the
+        // tree, no descriptor number to spare): under SUD the program
+        // still runs, natively and unmonitored; under seccomp the filter
+        // would kill it without the launcher.
+        if (r == -ENOENT || r == -ENOTDIR) && launcher_lost(&[libc::ENOENT, libc::ENOTDIR]) {
+            if backend::is_seccomp() {
+                note(execfn_bytes, Note::LauncherGone);
+                core::hint::black_box((&t, &execfn));
+                return r;
+            }
+            core::hint::black_box((&t, &execfn));
+            return exec_without_library(area, nr, args, execfn_bytes, Unmonitored::LauncherGone);
+        }
+    }
     core::hint::black_box((&t, &execfn));
     r
 }
@@ -493,6 +649,9 @@ enum Note {
     /// The program could be exec'd but the launcher cannot (a directory on
     /// its path is private to another user: the process switched user).
     LauncherUnreachable,
+    /// The launcher's path leads nowhere now and it was not kept (seccomp:
+    /// the exec cannot go ahead).
+    LauncherGone,
     SetuidNoPrivs,
     SetuidNative,
     Elf32,
@@ -504,6 +663,8 @@ fn note(name: &[u8], what: Note) {
     l.str("exec of ").bytes(name).str(match what {
         Note::LauncherUnreachable => ": failed with EACCES because usertrap-launcher cannot be reached with this process's credentials \
              (install usertrap where every user can read it; `usertrap stat` run by root uses copies in the temporary directory)",
+        Note::LauncherGone => ": failed with ENOENT because usertrap-launcher is no longer reachable at its path (the process's root or mount namespace changed \
+             where usertrap could not keep it by descriptor first, such as by a mount of a process it does not follow), and the seccomp backend's filter needs it",
         Note::SetuidNoPrivs => if raw::prctl_get_no_new_privs() == Ok(1) {
             ": set-user-ID/set-group-ID program run with the caller's credentials (no_new_privs is set, which a native exec would honour too)"
         } else {
@@ -533,7 +694,7 @@ fn exec_natively(area: &ThreadArea, nr: i64, args: [u64; 6], why: &[u8]) -> i64 
     }
     let envp_idx = if nr == raw::SYS_execve { 2 } else { 3 };
     let envp = args.get(envp_idx).copied().unwrap_or(0);
-    with_our_environment(envp, None, |new_envp| {
+    with_our_environment(envp, &Carry::plain(), None, |new_envp| {
         let mut a = args;
         if let Some(slot) = a.get_mut(envp_idx) {
             *slot = new_envp;
@@ -593,12 +754,23 @@ fn with_argv(argv: u64, prefix: &[u64], run: impl FnOnce(u64) -> i64) -> i64 {
 
 /// Entries of a NULL-terminated array of pointers in program memory (a NULL
 /// array is empty); E2BIG past 2^24 entries, EFAULT if unreadable.
-/// Exec valgrind's tool natively, with this library taken out of its
-/// LD_PRELOAD: the tool passes LD_PRELOAD on to the program it runs, where
-/// the library could intercept nothing (valgrind makes the syscalls) and
-/// would only move the program's addresses in valgrind's messages.
+/// Why a program is exec'd natively without the library.
+enum Unmonitored {
+    /// valgrind's tool: it passes LD_PRELOAD on to the program it runs,
+    /// where the library could intercept nothing (valgrind makes the
+    /// syscalls) and would only move the program's addresses in
+    /// valgrind's messages.
+    ValgrindTool,
+    /// Under SUD, the launcher's path leads nowhere now and it was not kept
+    /// (exec_keep): the loader could not load the library by its path
+    /// either, and would say so on the program's stderr.
+    LauncherGone,
+}
+
+/// Exec the program natively, with this library taken out of its
+/// LD_PRELOAD, saying why in one line.
 #[inline(never)]
-fn exec_valgrind_tool(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8]) -> i64 {
+fn exec_without_library(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8], why: Unmonitored) -> i64 {
     let envp_idx = if nr == raw::SYS_execve { 2 } else { 3 };
     let envp = args.get(envp_idx).copied().unwrap_or(0);
     let env = exec_env();
@@ -647,7 +819,15 @@ fn exec_valgrind_tool(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8]) -
         out.push(rewritten.as_ptr() as u64);
     }
     out.push(0);
-    Line::new().str("exec of ").bytes(name).str(": valgrind's tool exec'd natively and not monitored, nor is the program it runs (valgrind makes its syscalls itself)").emit();
+    Line::new()
+        .str("exec of ")
+        .bytes(name)
+        .str(match why {
+            Unmonitored::ValgrindTool => ": valgrind's tool exec'd natively and not monitored, nor is the program it runs (valgrind makes its syscalls itself)",
+            Unmonitored::LauncherGone => ": exec'd natively and not monitored: usertrap-launcher is no longer reachable at its path (the process's root or mount \
+                 namespace changed where usertrap could not keep it by descriptor first, such as by a mount of a process it does not follow)",
+        })
+        .emit();
     let mut a = args;
     if let Some(slot) = a.get_mut(envp_idx) {
         *slot = out.as_ptr();
@@ -771,13 +951,34 @@ const MAX_SETTINGS: usize = 64;
 /// keeps its layout (the auxiliary vector right after the environment).
 /// `first`: called with what was added, returns an entry to put first
 /// (the launcher's control entry).
+/// What an exec carries besides the settings: our LD_PRELOAD entry
+/// (NUL-terminated) and the kept descriptors' entry (exec_keep; empty: none).
+struct Carry<'a> {
+    preload: &'a [u8],
+    kept: &'a [u8],
+}
+
+impl Carry<'_> {
+    /// The library by the path it was loaded from; nothing kept.
+    fn plain() -> Carry<'static> {
+        Carry { preload: exec_env().preload_entry(), kept: &[] }
+    }
+
+    /// The library's path in the LD_PRELOAD entry.
+    fn lib_path(&self) -> &[u8] {
+        let value = self.preload.get(LD_PRELOAD.len()..).unwrap_or(&[]);
+        value.strip_suffix(b"\0").unwrap_or(value)
+    }
+}
+
 fn with_our_environment(
     envp: u64,
+    carry: &Carry<'_>,
     first: Option<&mut dyn FnMut(Injected) -> u64>,
     run: impl FnOnce(u64) -> i64,
 ) -> i64 {
     let env = exec_env();
-    let ours = env.lib_path();
+    let ours = carry.lib_path();
     // A NULL envp is an empty environment.
     let count = match count_user_array(envp) {
         Ok(c) => c,
@@ -800,7 +1001,7 @@ fn with_our_environment(
     } else {
         0
     };
-    let needed = 1 + count + 1 + n_settings + 1 + 1 + 1;
+    let needed = 1 + count + 1 + n_settings + 1 + 1 + 1 + 1;
 
     let mut on_stack = [0u64; ENV_ON_STACK];
     let mut out = match PtrArray::new(&mut on_stack, needed) {
@@ -852,7 +1053,23 @@ fn with_our_environment(
                 && raw::copy_from_user(value.get_mut(..vlen).unwrap_or_default(), p + LD_PRELOAD.len() as u64).is_ok()
             {
                 let value = value.get(..vlen).unwrap_or(&[]);
-                if !names_us(value, ours) {
+                let by_path = env.lib_path();
+                if ours != by_path && names_us(value, by_path) {
+                    // The program's LD_PRELOAD names the library by the path
+                    // that no longer leads to it (`usertrap stat` put it
+                    // there for the first process): the loader would say it
+                    // cannot preload it. It names the descriptor instead.
+                    let mut w = Buf::new(&mut rewritten);
+                    w.put(LD_PRELOAD);
+                    for (i, lib) in value.split(|&b| b == b':' || b == b' ').enumerate() {
+                        if i > 0 {
+                            w.put(b":");
+                        }
+                        w.put(if lib == by_path { ours } else { lib });
+                    }
+                    w.put(b"\0");
+                    preload_rewrite = Some(p);
+                } else if !names_us(value, ours) {
                     Buf::new(&mut rewritten).put(LD_PRELOAD).put(ours).put(b":").put(value).put(b"\0");
                     preload_rewrite = Some(p);
                     injected.preload_prefixed = true;
@@ -864,7 +1081,11 @@ fn with_our_environment(
     }
     // Ours first (the new image skips exactly these), then the program's.
     if preload_at.is_none() {
-        out.push(env.preload_entry().as_ptr() as u64);
+        out.push(carry.preload.as_ptr() as u64);
+        injected.leading += 1;
+    }
+    if !carry.kept.is_empty() {
+        out.push(carry.kept.as_ptr() as u64);
         injected.leading += 1;
     }
     let mut start = 0usize;
@@ -899,7 +1120,7 @@ fn with_our_environment(
         out.push(if Some(p) == preload_rewrite { rewritten.as_ptr() as u64 } else { p });
     }
     if ours_last {
-        out.push(env.preload_entry().as_ptr() as u64);
+        out.push(carry.preload.as_ptr() as u64);
     }
     out.push(0);
     if let Some(f) = first {
@@ -1035,7 +1256,7 @@ mod tests {
         };
         let mut seen = (Vec::new(), Vec::new());
         let first: Option<&mut dyn FnMut(Injected) -> u64> = if with_first { Some(&mut fill) } else { None };
-        let r = with_our_environment(envp, first, |new| {
+        let r = with_our_environment(envp, &Carry::plain(), first, |new| {
             seen.0 = read_array(new);
             let n = seen.0.len();
             // SAFETY: as in read_array: `n` entries before its NULL.

@@ -3,13 +3,15 @@
 //!
 //! Owns: the program's signal state as it sees it ([`signals`]), threads,
 //! vfork, exit, prctl, seccomp, ptrace and memory calls that touch code
-//! ([`process`]), exec through the launcher ([`exec`], [`exec_target`]), and
+//! ([`process`]), exec through the launcher ([`exec`], [`exec_target`],
+//! [`exec_keep`]: kept by descriptor across a change of root), and
 //! keeping the image's stderr when the program lets go of descriptor 2
 //! ([`stderr_keep`]).
 //! Never: decide whether a call is intercepted (that is `trap`), or keep the
 //! figures (that is `measure`).
 
 pub mod exec;
+pub mod exec_keep;
 pub mod exec_target;
 pub mod own_filter;
 pub mod process;

@@ -143,6 +143,7 @@ fn after_fork_in_child(area: &ThreadArea, flags: u64) {
     signals::after_fork_in_child(area);
     crate::measure::report::after_fork_in_child();
     crate::rt::log::after_fork_in_child();
+    crate::emulate::exec_keep::after_fork_in_child();
     crate::patch::install::after_fork_in_child();
     stats::after_fork_in_child();
     if flags & CLONE_CLEAR_SIGHAND != 0 {

@@ -147,7 +147,14 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     let own_path = own.get(..own_len).unwrap_or(&[]);
     let dir_len = own_path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
     let mut lib = [0u8; PATH_LEN];
-    let lib_len = Buf::new(&mut lib).put(own_path.get(..dir_len).unwrap_or(&[])).put(LIBRARY_NAME).len;
+    // Exec'd through kept descriptors (emulate::exec_keep), our own name is
+    // /dev/fd/N: the library is the one the exec'ing image named.
+    let kept = carried_kept(&initial, &ctl);
+    let lib_len = match kept {
+        Some(k) if k.by_fd => Buf::new(&mut lib).put(b"/proc/self/fd/").num(k.kept.lib as u64).len,
+        Some(k) => Buf::new(&mut lib).put(k.lib_path).len,
+        None => Buf::new(&mut lib).put(own_path.get(..dir_len).unwrap_or(&[])).put(LIBRARY_NAME).len,
+    };
     // The program's own path: what /proc/self/exe would name natively.
     let mut exe = [0u8; PATH_LEN];
     let exe_len = readlink(&crate::emulate::exec_target::fd_path(ctl.fd), &mut exe);
@@ -156,7 +163,15 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         Ok(e) => e,
         Err(e) => fail(execfn, e),
     };
-    let role = if program.has_interp { Role::LauncherBridge } else { Role::LauncherFull };
+    // A dynamic program whose loader cannot open the library (kept by
+    // descriptor, with no /proc in the new root) is served by us for its
+    // whole life, as a static one: its loader would print "cannot be
+    // preloaded" on the program's stderr and run it unmonitored.
+    let role = if program.has_interp && library_reachable(lib.get(..lib_len).unwrap_or(&[])) {
+        Role::LauncherBridge
+    } else {
+        Role::LauncherFull
+    };
     init::start(&Startup {
         role,
         envp: initial.envp.cast(),
@@ -172,6 +187,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         libc_header: 0,
         own_text: (0, 0),
         loader_header: 0,
+        kept,
     });
     let started = crate::measure::stats::now();
 
@@ -238,6 +254,10 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         if ctl.preload_prefixed {
             init::unprefix_preload(initial.envp, lib.get(..lib_len).unwrap_or(&[]));
         }
+        if program.has_interp {
+            // Its loader cannot open the library (`role` above).
+            init::drop_from_preload(initial.envp, lib.get(..lib_len).unwrap_or(&[]));
+        }
         ((stack::AT_NULL, 0), ctl.leading)
     };
     // SAFETY: a fresh private mapping of `bytes` >= words * 8 bytes.
@@ -299,6 +319,25 @@ fn carried_sites(initial: &Initial, ctl: &Control) -> &'static [u8] {
         .take(ctl.leading)
         .find_map(|e| cstr_at(e).strip_prefix(crate::patch::install::prepatch::ENTRY))
         .unwrap_or(&[])
+}
+
+/// The exec'ing library's kept descriptors (emulate::exec_keep), among the
+/// entries it put in front, like `carried_sites`.
+fn carried_kept(initial: &Initial, ctl: &Control) -> Option<crate::emulate::exec_keep::Carried<'static>> {
+    use crate::emulate::exec_keep::{parse, ENTRY};
+    (0..initial.envc())
+        .map(|i| initial.env(i))
+        .skip_while(|&e| e != ctl.entry)
+        .skip(1)
+        .take(ctl.leading)
+        .find_map(|e| parse(cstr_at(e).strip_prefix(ENTRY)?))
+}
+
+/// Whether the loader can open the library at `path` (what LD_PRELOAD names).
+fn library_reachable(path: &[u8]) -> bool {
+    let mut p = [0u8; PATH_LEN + 1];
+    Buf::new(&mut p).put(path).put(b"\0");
+    raw::cstr(&p).is_ok_and(|p| raw::faccessat(libc::AT_FDCWD, p, libc::R_OK).is_ok())
 }
 
 /// Patch the loader's syscall sites before it runs (install::patch_loader,

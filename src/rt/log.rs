@@ -171,7 +171,7 @@ pub fn after_fork_in_child() {
 /// - else (a limit of a few thousand or less that the program cannot
 ///   raise) none: the duplicate would take a number the program may
 ///   need, and the report goes to the rescue file as before.
-fn dup_high(fd: i32) -> Option<i32> {
+pub fn dup_high(fd: i32) -> Option<i32> {
     const LOW_TABLE: u64 = 1024;
     let [soft, hard] = raw::prlimit_nofile(None).ok()?;
     if soft < hard && soft <= LOW_TABLE {

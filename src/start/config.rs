@@ -200,6 +200,9 @@ impl Config {
                 // The exec'ing library's list of sites (prepatch): read only
                 // from the entries it put in front, never a setting.
                 b"USERTRAP_SITES" => {}
+                // The exec'ing library's kept descriptors (emulate::exec_keep):
+                // likewise read only from the entries it put in front.
+                b"USERTRAP_KEPT_FDS" => {}
                 b"USERTRAP_SITE_CACHE" => {
                     if value.first() != Some(&b'/') || value.len() > crate::patch::install::sitecache::DIR_MAX {
                         return Err(ConfigError::Invalid {

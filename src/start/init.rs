@@ -9,6 +9,7 @@
 
 use core::sync::atomic::Ordering;
 
+use crate::emulate::exec_keep::{self, Carried};
 use crate::emulate::{exec, signals};
 use crate::measure::phases::{self, Mark};
 use crate::measure::{report, stats};
@@ -21,6 +22,8 @@ use crate::start::handoff::Handoff;
 use crate::trap::backend::{self, sud};
 use crate::trap::{fault, sigsys};
 
+/// The launcher's file name, installed beside the library.
+const LAUNCHER_NAME: &[u8] = b"usertrap-launcher";
 /// Exit status when the library refuses to start the program.
 const EXIT_CONFIG: u64 = 125;
 const HWCAP2_FSGSBASE: u64 = 1 << 1;
@@ -78,6 +81,10 @@ pub struct Startup<'a> {
     /// Where the loader's ELF header is mapped (AT_BASE), 0 if unknown or
     /// none: pre-patching's loader (carried to the launcher of an exec'd image).
     pub loader_header: u64,
+    /// The launcher and the library kept by descriptor by the exec'ing
+    /// image (emulate::exec_keep), as the launcher found them; the library
+    /// reads them itself from the entries in front (`kept`).
+    pub kept: Option<Carried<'a>>,
 }
 
 impl Startup<'_> {
@@ -307,6 +314,16 @@ fn stand_aside_for_earlier_filter(call: &str) {
 fn carried_sites(s: &Startup<'_>) -> Option<&'static [u8]> {
     let leading = s.handoff?.env_leading as usize;
     s.env_entries().take(leading).find_map(|e| e.strip_prefix(patch::install::prepatch::ENTRY))
+}
+
+/// The exec'ing library's kept descriptors: only among the entries it put
+/// in front of the environment (the launcher's, or as the hand-off counts them).
+fn kept<'a>(s: &Startup<'a>) -> Option<Carried<'a>> {
+    if s.kept.is_some() {
+        return s.kept;
+    }
+    let leading = s.handoff?.env_leading as usize;
+    s.env_entries().take(leading).find_map(|e| exec_keep::parse(e.strip_prefix(exec_keep::ENTRY)?))
 }
 
 /// Patching is on; what it needs (membarrier, the decoder's tables) is set
@@ -728,17 +745,41 @@ fn read_config(s: &Startup<'_>) -> Config {
 /// What exec'd programs must get: LD_PRELOAD naming the library, the
 /// launcher to run them with, and our USERTRAP_* entries.
 fn record_exec_env(s: &Startup<'_>) {
+    // Kept by the exec'ing image: the paths recorded are the ones it had
+    // (this image's loader may have opened the library through
+    // /proc/self/fd), and exec goes through the descriptors.
+    let kept = kept(s);
+    let lib_path = kept.map_or(s.lib_path, |k| k.lib_path);
+    let mut launcher_buf = [0u8; crate::start::handoff::PATH_LEN];
+    let launcher_path = match kept {
+        Some(k) => {
+            let dir = k.lib_path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+            let n = Buf::new(&mut launcher_buf).put(k.lib_path.get(..dir).unwrap_or(&[])).put(LAUNCHER_NAME).len;
+            launcher_buf.get(..n).unwrap_or(&[])
+        }
+        None => s.launcher_path,
+    };
+    if let Some(k) = kept {
+        exec::adopt_kept(k.kept);
+    }
+    let by_fd = exec_keep::kept().is_some();
     exec::set_exec_env(|env| {
-        env.put_preload(s.lib_path);
-        // Only a launcher that is there: without one, exec under SUD falls
-        // back to a native exec, and under seccomp is refused with a message.
-        let launcher = env.put_launcher(s.launcher_path);
+        env.put_preload(lib_path);
+        // Only a launcher that is there (or kept): without one, exec under
+        // SUD falls back to a native exec, and under seccomp is refused
+        // with a message.
+        let launcher = env.put_launcher(launcher_path);
         let ok = raw::cstr(launcher).and_then(|p| raw::faccessat2(libc::AT_FDCWD, p, libc::X_OK, 0)).is_ok();
-        if !ok {
+        if !ok && !by_fd {
             env.drop_launcher();
         }
-        // Not the list of sites: each image writes its own at exec.
-        let ours = |e: &&[u8]| e.starts_with(b"USERTRAP_") && !e.starts_with(patch::install::prepatch::ENTRY);
+        // Not the list of sites nor the kept descriptors: each image writes
+        // its own at exec.
+        let ours = |e: &&[u8]| {
+            e.starts_with(b"USERTRAP_")
+                && !e.starts_with(patch::install::prepatch::ENTRY)
+                && !e.starts_with(exec_keep::ENTRY)
+        };
         env.put_settings(s.env_entries().filter(ours));
     });
 }
@@ -827,6 +868,54 @@ pub fn unprefix_preload(envp: *const u64, lib_path: &[u8]) {
                 let cut = lib_path.len() + 1;
                 let rest = s.len() - head - cut + 1; // with the NUL
                 core::ptr::copy(p.add(head + cut), p.add(head), rest);
+                return;
+            }
+            i += 1;
+        }
+    }
+}
+
+/// Take this library (by `lib_path`) out of the program's LD_PRELOAD, in
+/// place: the launcher serves a dynamic program whose loader cannot open
+/// it, and would otherwise print "cannot be preloaded" on its stderr.
+#[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
+pub fn drop_from_preload(envp: *const u64, lib_path: &[u8]) {
+    if envp.is_null() || lib_path.is_empty() {
+        return;
+    }
+    let head = b"LD_PRELOAD=".len();
+    // SAFETY: `envp` is the process's initial NULL-terminated environment,
+    // whose strings are writable and nobody else uses yet; the value is
+    // rewritten in place, never longer than it was.
+    unsafe {
+        let mut i = 0;
+        while *envp.add(i) != 0 {
+            let p = *envp.add(i) as *mut u8;
+            let len = core::ffi::CStr::from_ptr(p.cast()).to_bytes().len();
+            let s = core::slice::from_raw_parts_mut(p, len + 1);
+            if s.starts_with(b"LD_PRELOAD=") {
+                let mut at = head;
+                let mut start = head;
+                let mut first = true;
+                while start < len {
+                    let end = (start..len).find(|&j| matches!(s.get(j), Some(b':' | b' '))).unwrap_or(len);
+                    let ours = s.get(start..end) == Some(lib_path);
+                    if !ours && end > start {
+                        if !first {
+                            if let Some(b) = s.get_mut(at) {
+                                *b = b':';
+                            }
+                            at += 1;
+                        }
+                        s.copy_within(start..end, at);
+                        at += end - start;
+                        first = false;
+                    }
+                    start = end + 1;
+                }
+                if let Some(b) = s.get_mut(at) {
+                    *b = 0;
+                }
                 return;
             }
             i += 1;

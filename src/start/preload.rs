@@ -119,6 +119,7 @@ fn start_preloaded() {
         own_text: own.map_or((0, 0), |o| o.text),
         // SAFETY: as above.
         loader_header: unsafe { getauxval(AT_BASE) },
+        kept: None,
     });
     // Where every image ends (its exit_group site, proven before a fork
     // or exec).

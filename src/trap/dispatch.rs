@@ -11,7 +11,7 @@ use crate::emulate::own_filter;
 use crate::emulate::process;
 use crate::emulate::signals;
 use crate::emulate::signals::delivery;
-use crate::emulate::stderr_keep;
+use crate::emulate::{exec_keep, stderr_keep};
 use crate::measure::report;
 use crate::measure::report::trace;
 use crate::measure::stats::{self, Path};
@@ -148,13 +148,21 @@ pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
 /// The program's own call, one that needs no emulation, run for it on the
 /// slow path (`SLOW`: through the gate's program-syscall entry) or the fast
 /// path: first what the library watches in such calls (the program letting
-/// go of its stderr: emulate::stderr_keep; a memory call that would change
+/// go of its stderr: emulate::stderr_keep; a call that changes what paths
+/// resolve to: emulate::exec_keep; a memory call that would change
 /// the library's own memory or recorded sites: process::memory_call, which
 /// refuses it, saying why on the slow path only), then the call.
 #[inline(always)]
 fn forward<const SLOW: bool>(nr: i64, args: [u64; 6]) -> i64 {
     stderr_keep::before_native_call(nr, &args);
-    process::memory_call(nr, args, SLOW).unwrap_or_else(|| {
+    let mut output = None;
+    if exec_keep::changes_paths(nr, &args) {
+        exec::before_path_change();
+        if SLOW {
+            output = exec::output_before_root_change(nr);
+        }
+    }
+    let r = process::memory_call(nr, args, SLOW).unwrap_or_else(|| {
         if SLOW {
             // SAFETY: the program's own syscall with its own arguments
             // (rt::raw: forwarded program calls).
@@ -164,7 +172,11 @@ fn forward<const SLOW: bool>(nr: i64, args: [u64; 6]) -> i64 {
             // calls).
             unsafe { raw::syscall6(nr, args) }
         }
-    })
+    });
+    if let Some(place) = output {
+        exec::after_path_change(nr, place, r);
+    }
+    r
 }
 
 fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
@@ -195,6 +207,9 @@ fn emulate(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
         Emulation::TempMask(sigset) => Return(signals::with_temp_mask(t.area, nr, args, sigset)),
         Emulation::UringEnter => Return(signals::io_uring_enter(t.area, args)),
         Emulation::Clone => {
+            if exec_keep::clone_changes_paths(nr, &args) {
+                exec::before_path_change();
+            }
             let out = process::clone(t.area, t.uc, nr, args);
             if let Outcome::Return(child) = out {
                 report::after_clone_in_parent(nr, args, child);

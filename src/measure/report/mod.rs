@@ -53,7 +53,7 @@ pub mod trace;
 
 pub use collector::{after_clone_in_parent, greet, note_wait};
 pub use render::Exit;
-pub use settings::{check_summary_path, configure, forbid, summary_on, Format, Summary};
+pub use settings::{check_summary_path, configure, forbid, output_path, summary_on, Format, Summary};
 
 use crate::measure::phases::{self, Mark};
 use crate::measure::stats::{self, SysStats, SLOTS};

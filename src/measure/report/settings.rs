@@ -129,6 +129,17 @@ pub(super) fn cstr(buf: &[u8]) -> &[u8] {
     buf.get(..n).unwrap_or(&[])
 }
 
+/// The USERTRAP_OUTPUT template when reports go to a path (not to
+/// `usertrap stat`'s collector, which no root or mount change affects).
+pub fn output_path() -> Option<&'static [u8]> {
+    if !CONFIGURED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let s = settings();
+    let output = cstr(&s.output);
+    (cstr(&s.collect).is_empty() && !output.is_empty()).then_some(output)
+}
+
 pub fn summary_on() -> bool {
     !matches!(settings().summary, Summary::Off)
 }
