@@ -10,7 +10,9 @@
  *   chroot_exec
  *       makes ./newroot holding a copy of static_hello (beside this
  *       program) and dev/null, chroots into it, forks a child that execs /static_hello,
- *       then execs /static_hello itself (what c_programs.rs compares);
+ *       then another that closes every descriptor from 3 up (close_range)
+ *       and execs it, then closes them itself (a loop of close) and execs
+ *       /static_hello (what c_programs.rs compares);
  *   chroot_exec chroot NEWROOT PROG ARGS...
  *       chroot(NEWROOT), then a child execs PROG, then this process does;
  *   chroot_exec vfork NEWROOT PROG ARGS...
@@ -29,6 +31,8 @@
 #include <libgen.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -47,6 +51,21 @@ static void run_child(char **argv)
         say("child: exit %d\n", WEXITSTATUS(st));
     else
         say("child: killed by signal %d\n", WTERMSIG(st));
+}
+
+static void run_child_closing(char **argv)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
+            say("child: close_range failed: %s\n", strerror(errno));
+        execv(argv[0], argv);
+        say("child: exec %s after close_range failed: %s\n", argv[0], strerror(errno));
+        _exit(100);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    say("child that closed all: exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
 static int exec_self(char **argv)
@@ -158,6 +177,16 @@ int main(int argc, char **argv)
         return 2;
     char *child[] = {"/static_hello", "in", "the", "child", NULL};
     run_child(child);
+    /* Closing every descriptor after the change, before exec (Python's
+     * subprocess does, as do daemons): a child with close_range, this
+     * process with a loop of close (which natively says EBADF for every
+     * number not open). */
+    char *closing[] = {"/static_hello", "in", "a", "child", "that", "closed", "all", NULL};
+    run_child_closing(closing);
+    struct rlimit lim;
+    int top = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 65536 ? (int)lim.rlim_cur : 65536;
+    for (int fd = 3; fd < top; fd++)
+        close(fd);
     char *self[] = {"/static_hello", "replacing", "chroot_exec", NULL};
     return exec_self(self);
 }

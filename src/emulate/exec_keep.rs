@@ -25,6 +25,10 @@
 //!   entered the namespace (`unshare -m sh -c 'mount ...; exec ...'`: sh
 //!   itself never calls mount).
 //!
+//! The program's close and close_range pass over them
+//! ([`descriptor_call`]): natively those numbers are free, and a process
+//! that closes every descriptor before its exec is common.
+//!
 //! Kept on: chroot, pivot_root, setns, mount, umount2, move_mount (each can
 //! put another file at a path, or none), unshare and clone/clone3 with
 //! CLONE_NEWNS (the new namespace is what later mounts change, possibly
@@ -112,6 +116,63 @@ pub fn kept() -> Option<Kept> {
     };
     (same(launcher, &LAUNCHER_DEV, &LAUNCHER_INO) && same(lib, &LIB_DEV, &LIB_INO)).then_some(Kept { launcher, lib })
 }
+
+/// The program's close or close_range over a kept descriptor: natively
+/// those numbers are free, so close says EBADF and close_range closes the
+/// rest of its range around them, leaving the kept files open. A process
+/// that closes every descriptor after its change (Python's subprocess in
+/// a chroot, daemons, container runtimes before exec) would otherwise lose
+/// the launcher, and its exec fail under seccomp. `run` makes the program's
+/// call (the gate's program entry on the slow path). None: not such a call.
+#[inline(always)]
+pub fn descriptor_call(nr: i64, args: &[u64; 6], run: impl Fn(i64, [u64; 6]) -> i64) -> Option<i64> {
+    if !matches!(nr, libc::SYS_close | libc::SYS_close_range) || LAUNCHER_FD.load(Ordering::Relaxed) < 0 {
+        return None;
+    }
+    spare_kept(nr, args, run)
+}
+
+#[cold]
+#[inline(never)]
+fn spare_kept(nr: i64, args: &[u64; 6], run: impl Fn(i64, [u64; 6]) -> i64) -> Option<i64> {
+    let k = kept()?;
+    // The kernel takes descriptors as unsigned int.
+    let (a, b) = (k.launcher.min(k.lib) as u32, k.launcher.max(k.lib) as u32);
+    if nr == libc::SYS_close {
+        return [a, b].contains(&(args[0] as u32)).then_some(-EBADF);
+    }
+    let (lo, hi, flags) = (args[0] as u32, args[1] as u32, args[2]);
+    if lo > hi || !(lo..=hi).contains(&a) && !(lo..=hi).contains(&b) {
+        return None;
+    }
+    // The range without a and b: up to three pieces, each run as the
+    // program's call (the first one unshares the table if asked).
+    let pieces = [(lo, a.checked_sub(1)), (a.saturating_add(1), b.checked_sub(1)), (b.saturating_add(1), Some(hi))];
+    let mut ran = false;
+    for (from, to) in pieces {
+        let Some(to) = to else { continue };
+        let (from, to) = (from.max(lo), to.min(hi));
+        if from > to || from <= a && a <= to || from <= b && b <= to {
+            continue;
+        }
+        let r = run(nr, [u64::from(from), u64::from(to), flags, 0, 0, 0]);
+        if r < 0 {
+            return Some(r);
+        }
+        ran = true;
+    }
+    if !ran && flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 {
+        return Some(-raw::EINVAL);
+    }
+    if !ran && flags & CLOSE_RANGE_UNSHARE != 0 {
+        return Some(run(libc::SYS_unshare, [libc::CLONE_FILES as u64, 0, 0, 0, 0, 0]));
+    }
+    Some(0)
+}
+
+const EBADF: i64 = libc::EBADF as i64;
+const CLOSE_RANGE_UNSHARE: u64 = 2;
+const CLOSE_RANGE_CLOEXEC: u64 = 4;
 
 /// Whether `path` (NUL-terminated) leads to the kept library now.
 pub fn leads_to_lib(path: &[u8]) -> bool {

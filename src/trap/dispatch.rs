@@ -151,7 +151,9 @@ pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
 /// go of its stderr: emulate::stderr_keep; a call that changes what paths
 /// resolve to: emulate::exec_keep; a memory call that would change
 /// the library's own memory or recorded sites: process::memory_call, which
-/// refuses it, saying why on the slow path only), then the call.
+/// refuses it, saying why on the slow path only; a close or close_range
+/// over the kept launcher and library: exec_keep::descriptor_call, which
+/// passes over them), then the call.
 #[inline(always)]
 fn forward<const SLOW: bool>(nr: i64, args: [u64; 6]) -> i64 {
     stderr_keep::before_native_call(nr, &args);
@@ -162,17 +164,21 @@ fn forward<const SLOW: bool>(nr: i64, args: [u64; 6]) -> i64 {
             output = exec::output_before_root_change(nr);
         }
     }
-    let r = process::memory_call(nr, args, SLOW).unwrap_or_else(|| {
+    let run = |nr, args| {
         if SLOW {
             // SAFETY: the program's own syscall with its own arguments
-            // (rt::raw: forwarded program calls).
+            // (rt::raw: forwarded program calls), or a part of it
+            // (exec_keep::descriptor_call: a close_range's range in pieces).
             unsafe { raw::program_syscall6(nr, args) }
         } else {
             // SAFETY: the program's own syscall (rt::raw: forwarded program
-            // calls).
+            // calls), or a part of it as above.
             unsafe { raw::syscall6(nr, args) }
         }
-    });
+    };
+    let r = process::memory_call(nr, args, SLOW)
+        .or_else(|| exec_keep::descriptor_call(nr, &args, run))
+        .unwrap_or_else(|| run(nr, args));
     if let Some(place) = output {
         exec::after_path_change(nr, place, r);
     }
