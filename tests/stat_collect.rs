@@ -354,3 +354,46 @@ fn exec_from_a_vfork_child_after_chroot_reports() {
         assert!(!text.contains("did not report"), "{b}:\n{text}");
     }
 }
+
+/// As above, but the program exec'd after the mount is a set-user-ID copy
+/// of echo (as `mount`, `umount`, `su` in a container's setup): under sud
+/// it is exec'd natively, and its loader must not be given the library's
+/// old path, which leads nowhere now (the loader would print "cannot be
+/// preloaded" on its stderr); under seccomp the launcher loads it. Only
+/// usertrap's own notes may be added to stderr.
+#[test]
+fn setuid_exec_after_a_mount_hides_the_library_prints_no_loader_error() {
+    if !is_root() {
+        eprintln!("SKIPPED setuid_exec_after_a_mount_hides_the_library_prints_no_loader_error: not root");
+        return;
+    }
+    if refused("mountns", "setuid_exec_after_a_mount_hides_the_library_prints_no_loader_error") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let prog = c_test_binary("chroot_exec");
+    let hidden = lib_path().parent().unwrap().to_path_buf();
+    for b in Backend::ALL {
+        let dir = scratch_dir("collect-mountns-setuid", b);
+        fresh_dir(&dir);
+        let suid = dir.join("suid-echo");
+        fs::copy(which("echo"), &suid).unwrap();
+        fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).unwrap();
+        let argv = [prog.to_str().unwrap(), "mountns", hidden.to_str().unwrap(), suid.to_str().unwrap(), "hi"];
+        let native = run_native(&Cmd::new(argv[0]).args(&argv[1..]).cwd(&dir));
+        let cmd = Cmd::new(usertrap_bin())
+            .args(["stat", "--backend", b.name(), "-o", "/dev/null", "--"])
+            .args(argv)
+            .cwd(&dir);
+        let traced = run_native(&cmd);
+        assert_eq!(traced.status, native.status, "{b}: status; stderr:\n{}", traced.stderr_text());
+        assert_eq!(traced.stdout_text(), native.stdout_text(), "{b}: stdout");
+        let stderr = traced.stderr_text();
+        let programs: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("usertrap: ")).collect();
+        assert_eq!(
+            programs.join("\n"),
+            native.stderr_text().trim_end(),
+            "{b}: stderr besides usertrap's notes:\n{stderr}"
+        );
+    }
+}

@@ -492,6 +492,19 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     let close_fd = || {
         let _ = raw::close(fd as i32);
     };
+    if t.setuid && !t.elf32 && backend::is_sud() && !library_at_its_path(kept.is_some()) {
+        // Natively exec'd, its loader would be given the library's path,
+        // which leads nowhere (or elsewhere) since a chroot or mount, and
+        // say "cannot be preloaded" on its stderr: the library goes out.
+        close_fd();
+        return exec_without_library(
+            area,
+            nr,
+            args,
+            execfn.get(..execfn_len).unwrap_or(&[]),
+            Unmonitored::SetuidNative,
+        );
+    }
     if t.elf32 || (t.setuid && backend::is_sud()) {
         close_fd();
         note(execfn.get(..execfn_len).unwrap_or(&[]), if t.elf32 { Note::Elf32 } else { Note::SetuidNative });
@@ -754,8 +767,21 @@ fn with_argv(argv: u64, prefix: &[u64], run: impl FnOnce(u64) -> i64) -> i64 {
 
 /// Entries of a NULL-terminated array of pointers in program memory (a NULL
 /// array is empty); E2BIG past 2^24 entries, EFAULT if unreadable.
+/// Whether the library's path (LD_PRELOAD's) still leads to it: to the
+/// kept file where kept (exec_keep), else to a file at all.
+fn library_at_its_path(kept: bool) -> bool {
+    let path = exec_env().preload_entry().get(LD_PRELOAD.len()..).unwrap_or(&[]);
+    if kept {
+        return exec_keep::leads_to_lib(path);
+    }
+    raw::cstr(path).is_ok_and(|p| raw::faccessat(AT_FDCWD as i32, p, libc::F_OK).is_ok())
+}
+
 /// Why a program is exec'd natively without the library.
 enum Unmonitored {
+    /// Set-user-ID under SUD (as Note::SetuidNative), where the library's
+    /// path no longer leads to it.
+    SetuidNative,
     /// valgrind's tool: it passes LD_PRELOAD on to the program it runs,
     /// where the library could intercept nothing (valgrind makes the
     /// syscalls) and would only move the program's addresses in
@@ -798,7 +824,12 @@ fn exec_without_library(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8],
         } else {
             &[]
         };
-        let names = entry.strip_prefix(LD_PRELOAD).filter(|v| !done && names_us(v, ours));
+        // Ours by its path, or through /proc/self/fd where an image before
+        // this one was preloaded by the kept descriptor (exec_keep), which
+        // does not outlive this exec.
+        let is_ours = |c: &[u8]| c == ours || exec_keep::names_lib_by_fd(c);
+        let names =
+            entry.strip_prefix(LD_PRELOAD).filter(|v| !done && v.split(|&b| b == b':' || b == b' ').any(is_ours));
         let Some(v) = names else {
             out.push(p);
             continue;
@@ -808,7 +839,7 @@ fn exec_without_library(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8],
         let mut w = Buf::new(&mut rewritten);
         w.put(LD_PRELOAD);
         let mut first = true;
-        for lib in v.split(|&b| b == b':' || b == b' ').filter(|c| !c.is_empty() && *c != ours) {
+        for lib in v.split(|&b| b == b':' || b == b' ').filter(|c| !c.is_empty() && !is_ours(c)) {
             if !first {
                 w.put(b":");
             }
@@ -823,6 +854,9 @@ fn exec_without_library(area: &ThreadArea, nr: i64, args: [u64; 6], name: &[u8],
         .str("exec of ")
         .bytes(name)
         .str(match why {
+            Unmonitored::SetuidNative => {
+                ": set-user-ID/set-group-ID program exec'd natively and not monitored (the launcher would drop its privileges)"
+            }
             Unmonitored::ValgrindTool => ": valgrind's tool exec'd natively and not monitored, nor is the program it runs (valgrind makes its syscalls itself)",
             Unmonitored::LauncherGone => ": exec'd natively and not monitored: usertrap-launcher is no longer reachable at its path (the process's root or mount \
                  namespace changed where usertrap could not keep it by descriptor first, such as by a mount of a process it does not follow)",

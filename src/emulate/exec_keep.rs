@@ -174,6 +174,13 @@ const EBADF: i64 = libc::EBADF as i64;
 const CLOSE_RANGE_UNSHARE: u64 = 2;
 const CLOSE_RANGE_CLOEXEC: u64 = 4;
 
+/// Whether an LD_PRELOAD entry names the kept library as
+/// `/proc/self/fd/<lib fd>` ([`preload_by_fd`]).
+pub fn names_lib_by_fd(entry: &[u8]) -> bool {
+    let lib = LIB_FD.load(Ordering::Relaxed);
+    lib >= 0 && entry.strip_prefix(b"/proc/self/fd/").and_then(fd_number) == Some(lib)
+}
+
 /// Whether `path` (NUL-terminated) leads to the kept library now.
 pub fn leads_to_lib(path: &[u8]) -> bool {
     let Ok(p) = raw::cstr(path) else { return false };
