@@ -9,7 +9,10 @@
  * Modes:
  *   chroot_exec
  *       makes ./newroot holding a copy of static_hello (beside this
- *       program) and dev/null, chroots into it, forks a child that execs /static_hello,
+ *       program) and dev/null; a child mounts /proc there in a mount
+ *       namespace of its own, chroots, refuses execveat with a seccomp
+ *       filter and execs /static_hello (with execve); then it chroots into
+ *       it, forks a child that execs /static_hello,
  *       then another that closes every descriptor from 3 up (close_range)
  *       and execs it, then closes them itself (a loop of close) and execs
  *       /static_hello (what c_programs.rs compares);
@@ -30,7 +33,11 @@
 
 #include <libgen.h>
 #include <sched.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -53,6 +60,8 @@ static void run_child(char **argv)
         say("child: killed by signal %d\n", WTERMSIG(st));
 }
 
+static int enter_root(const char *root);
+
 static void run_child_closing(char **argv)
 {
     pid_t pid = fork();
@@ -66,6 +75,39 @@ static void run_child_closing(char **argv)
     int st = 0;
     waitpid(pid, &st, 0);
     say("child that closed all: exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+/* A child that mounts /proc in a mount namespace of its own, chroots into
+ * ./newroot, installs a
+ * seccomp filter refusing execveat (allowing execve, which it uses), and
+ * execs: the library must not exec the kept launcher with execveat. */
+static void run_child_filtered(char **argv)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0
+            || mount("proc", "newroot/proc", "proc", 0, NULL) != 0) {
+            say("filtered child: cannot mount /proc: %s\n", strerror(errno));
+            _exit(0);
+        }
+        if (enter_root("newroot") != 0)
+            _exit(2);
+        struct sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_execveat, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+            say("filtered child: seccomp failed: %s\n", strerror(errno));
+        execv(argv[0], argv);
+        say("filtered child: exec %s failed: %s\n", argv[0], strerror(errno));
+        _exit(100);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    say("filtered child: exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
 static int exec_self(char **argv)
@@ -163,7 +205,8 @@ int main(int argc, char **argv)
     char dir[4096], from[4096];
     snprintf(dir, sizeof dir, "%s", argv[0]);
     snprintf(from, sizeof from, "%s/static_hello", dirname(dir));
-    if (mkdir("newroot", 0755) != 0 || copy_file(from, "newroot/static_hello") != 0 || mkdir("newroot/dev", 0755) != 0) {
+    if (mkdir("newroot", 0755) != 0 || copy_file(from, "newroot/static_hello") != 0 || mkdir("newroot/dev", 0755) != 0
+        || mkdir("newroot/proc", 0755) != 0) {
         say("cannot make newroot: %s\n", strerror(errno));
         return 2;
     }
@@ -173,6 +216,8 @@ int main(int argc, char **argv)
         say("cannot make newroot/dev/null: %s\n", strerror(errno));
         return 2;
     }
+    char *filtered[] = {"/static_hello", "under", "a", "filter", "refusing", "execveat", NULL};
+    run_child_filtered(filtered);
     if (enter_root("newroot") != 0)
         return 2;
     char *child[] = {"/static_hello", "in", "the", "child", NULL};

@@ -587,6 +587,21 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         }
         None => Carry::plain(),
     };
+    let mut proc_path = [0u8; 40];
+    let by_proc_path: &[u8] = match kept {
+        Some(k) if own_filter::refuses_execveat(k.launcher) => {
+            let n = Buf::new(&mut proc_path).put(b"/proc/self/fd/").num(k.launcher as u64).put(b"\0").len;
+            let path = proc_path.get(..n).unwrap_or(&[]);
+            // Without /proc in the new root, execveat it is (and refused).
+            let there = raw::cstr(path).is_ok_and(|p| raw::faccessat(AT_FDCWD as i32, p, libc::X_OK).is_ok());
+            if there {
+                path
+            } else {
+                &[]
+            }
+        }
+        _ => &[],
+    };
     // The launcher inherits the descriptor; it closes it before the program runs.
     let _ = raw::fcntl_setfd(fd as i32, 0);
     if let Some(k) = kept {
@@ -594,12 +609,18 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
     }
     let r = with_argv(argv, prefix.get(..n_prefix).unwrap_or(&[]), |new_argv| {
         with_our_environment(envp, &carry, Some(&mut fill_control), |new_envp| {
-            let call = match kept {
+            let (nr, call) = match kept {
+                // execve("/proc/self/fd/<fd>"): the kept launcher where the
+                // program's own filter refuses execveat (and /proc is there).
+                Some(_) if !by_proc_path.is_empty() => {
+                    (raw::SYS_execve, [by_proc_path.as_ptr() as u64, new_argv, new_envp, 0, 0, 0])
+                }
                 // execveat(fd, "", AT_EMPTY_PATH): the kept launcher.
-                Some(k) => [k.launcher as u64, c"".as_ptr() as u64, new_argv, new_envp, AT_EMPTY_PATH, 0],
-                None => [env.launcher().as_ptr() as u64, new_argv, new_envp, 0, 0, 0],
+                Some(k) => {
+                    (raw::SYS_execveat, [k.launcher as u64, c"".as_ptr() as u64, new_argv, new_envp, AT_EMPTY_PATH, 0])
+                }
+                None => (raw::SYS_execve, [env.launcher().as_ptr() as u64, new_argv, new_envp, 0, 0, 0]),
             };
-            let nr = if kept.is_some() { raw::SYS_execveat } else { raw::SYS_execve };
             // SAFETY: exec of the launcher (a NUL-terminated path of ours,
             // or its kept descriptor with an empty name) with argument and
             // environment arrays built for it, alive until it returns.

@@ -176,6 +176,19 @@ pub fn refuses_a_sud_start() -> bool {
         || refused(raw::SYS_prctl, [PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, gate[0], gate[1], 0, 0])
 }
 
+/// Whether the kept filters refuse the library's execveat of the kept
+/// launcher (`fd`, "", AT_EMPTY_PATH) from the gate, where the program
+/// itself calls execve (filters that allow execve and not execveat exist):
+/// exec then names the launcher through /proc/self/fd with execve.
+pub fn refuses_execveat(fd: i32) -> bool {
+    if !any() {
+        return false;
+    }
+    let ip = crate::rt::arch::GATE_ADDR + crate::rt::arch::GATE_OFF_SYSCALL + 2;
+    const AT_EMPTY_PATH: u64 = 0x1000;
+    !seccomp::verdict_allows(verdict(libc::SYS_execveat, &[fd as u64, 0, 0, 0, AT_EMPTY_PATH, 0], ip))
+}
+
 /// The slow path's check of an emulated call (`args` the program's
 /// registers, `uc` its state, rip after its `syscall`): None, the emulation
 /// runs; or what the kernel would have done instead.
