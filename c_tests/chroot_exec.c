@@ -228,7 +228,17 @@ int main(int argc, char **argv)
      * number not open). */
     char *closing[] = {"/static_hello", "in", "a", "child", "that", "closed", "all", NULL};
     run_child_closing(closing);
+    /* Files of the program's own on 1023 and 1024 (where the limit allows
+     * them), where a process may count on finding its own. */
+    char *dup_onto[] = {"/static_hello", "after", "dup2", "onto", "1023", "and", "1024", NULL};
     struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur > 1024) {
+        if (dup2(1, 1023) != 1023 || dup2(1, 1024) != 1024)
+            say("dup2 onto 1023, 1024 failed: %s\n", strerror(errno));
+        run_child(dup_onto);
+        close(1023);
+        close(1024);
+    }
     int top = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < 65536 ? (int)lim.rlim_cur : 65536;
     for (int fd = 3; fd < top; fd++)
         close(fd);

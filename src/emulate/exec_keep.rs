@@ -25,9 +25,10 @@
 //!   entered the namespace (`unshare -m sh -c 'mount ...; exec ...'`: sh
 //!   itself never calls mount).
 //!
-//! The program's close and close_range pass over them
-//! ([`descriptor_call`]): natively those numbers are free, and a process
-//! that closes every descriptor before its exec is common.
+//! The program's close and close_range pass over them, and its dup2 or
+//! dup3 onto one moves it first ([`descriptor_call`]): natively those
+//! numbers are free, and a process that closes every descriptor before its
+//! exec is common.
 //!
 //! Kept on: chroot, pivot_root, setns, mount, umount2, move_mount (each can
 //! put another file at a path, or none), unshare and clone/clone3 with
@@ -117,16 +118,20 @@ pub fn kept() -> Option<Kept> {
     (same(launcher, &LAUNCHER_DEV, &LAUNCHER_INO) && same(lib, &LIB_DEV, &LIB_INO)).then_some(Kept { launcher, lib })
 }
 
-/// The program's close or close_range over a kept descriptor: natively
-/// those numbers are free, so close says EBADF and close_range closes the
-/// rest of its range around them, leaving the kept files open. A process
+/// The program's close or close_range over a kept descriptor, or dup2 or
+/// dup3 onto one: natively those numbers are free, so close says EBADF,
+/// close_range closes the rest of its range around them, leaving the kept
+/// files open, and a dup onto one moves that kept file to another number
+/// first. A process
 /// that closes every descriptor after its change (Python's subprocess in
 /// a chroot, daemons, container runtimes before exec) would otherwise lose
 /// the launcher, and its exec fail under seccomp. `run` makes the program's
 /// call (the gate's program entry on the slow path). None: not such a call.
 #[inline(always)]
 pub fn descriptor_call(nr: i64, args: &[u64; 6], run: impl Fn(i64, [u64; 6]) -> i64) -> Option<i64> {
-    if !matches!(nr, libc::SYS_close | libc::SYS_close_range) || LAUNCHER_FD.load(Ordering::Relaxed) < 0 {
+    if !matches!(nr, libc::SYS_close | libc::SYS_close_range | libc::SYS_dup2 | libc::SYS_dup3)
+        || LAUNCHER_FD.load(Ordering::Relaxed) < 0
+    {
         return None;
     }
     spare_kept(nr, args, run)
@@ -138,6 +143,15 @@ fn spare_kept(nr: i64, args: &[u64; 6], run: impl Fn(i64, [u64; 6]) -> i64) -> O
     let k = kept()?;
     // The kernel takes descriptors as unsigned int.
     let (a, b) = (k.launcher.min(k.lib) as u32, k.launcher.max(k.lib) as u32);
+    if matches!(nr, libc::SYS_dup2 | libc::SYS_dup3) {
+        // The program puts a file of its own on a kept number: ours move
+        // first (dup2(x, x) changes nothing; dup3(x, x) is EINVAL).
+        let (old, new) = (args[0] as u32, args[1] as u32);
+        if old != new && (new == a || new == b) {
+            move_kept(k, new as i32);
+        }
+        return None;
+    }
     if nr == libc::SYS_close {
         return [a, b].contains(&(args[0] as u32)).then_some(-EBADF);
     }
@@ -168,6 +182,20 @@ fn spare_kept(nr: i64, args: &[u64; 6], run: impl Fn(i64, [u64; 6]) -> i64) -> O
         return Some(run(libc::SYS_unshare, [libc::CLONE_FILES as u64, 0, 0, 0, 0, 0]));
     }
     Some(0)
+}
+
+/// Move the kept descriptor at `at` to another high number. Not in a vfork
+/// child: the numbers are recorded in memory its parent shares, for the
+/// parent's own table.
+#[cold]
+fn move_kept(k: Kept, at: i32) {
+    if crate::rt::thread::current().is_some_and(|a| a.vfork_child.get()) {
+        return;
+    }
+    let Some(moved) = log::dup_high(at) else { return };
+    let slot = if at == k.launcher { &LAUNCHER_FD } else { &LIB_FD };
+    slot.store(moved, Ordering::Relaxed);
+    let _ = raw::close(at);
 }
 
 const EBADF: i64 = libc::EBADF as i64;

@@ -151,9 +151,10 @@ pub fn slow(t: &mut Trap<'_>, nr: i64, args: [u64; 6]) -> Outcome {
 /// go of its stderr: emulate::stderr_keep; a call that changes what paths
 /// resolve to: emulate::exec_keep; a memory call that would change
 /// the library's own memory or recorded sites: process::memory_call, which
-/// refuses it, saying why on the slow path only; a close or close_range
-/// over the kept launcher and library: exec_keep::descriptor_call, which
-/// passes over them), then the call.
+/// refuses it, saying why on the slow path only; a close, close_range,
+/// dup2 or dup3 over the kept launcher and library:
+/// exec_keep::descriptor_call, which passes over them or moves them), then
+/// the call.
 #[inline(always)]
 fn forward<const SLOW: bool>(nr: i64, args: [u64; 6]) -> i64 {
     stderr_keep::before_native_call(nr, &args);
