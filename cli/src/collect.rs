@@ -216,6 +216,11 @@ impl Collector {
             }
             thread::sleep(Duration::from_millis(50));
         }
+        // A process found dead just now may have sent its report after the
+        // drain above (a daemon that outlived the command: alive at the
+        // drain, reported and gone by the check). It wrote before it
+        // ended, so a drain started after that check reads it.
+        self.drain();
         // The acceptor ends at its next connection (this one); not joined:
         // nothing it could still do matters now.
         self.state.stop.store(true, Ordering::SeqCst);
