@@ -94,6 +94,29 @@ fn libc_start_up_calls_are_fast_in_execd_images() {
     }
 }
 
+/// `bash -> bash -> cat` (`echo a; bash -c 'echo b; cat /dev/null; echo
+/// c'`) natively and under the library with USERTRAP_PREPATCH=`prepatch`
+/// (output and status compared), reports in a directory named `case`:
+/// every JSON report written, in file order.
+fn reports_of_bash_chain(case: &str, backend: Backend, prepatch: &str) -> Vec<Value> {
+    let script = "echo a; bash -c 'echo b; cat /dev/null; echo c'";
+    let native = run_native(&Cmd::new(which("bash")).args(["-c", script]));
+    assert!(native.status.success(), "native run failed: {}", native.stderr_text());
+    let dir = fresh_reports_dir(case, backend);
+    let cmd = with_json_reports(Cmd::new(which("bash")).args(["-c", script]).env("USERTRAP_PREPATCH", prepatch), &dir);
+    let traced = run_traced(&cmd, backend);
+    assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
+    assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
+    assert_eq!(traced.stderr_text(), native.stderr_text(), "{case} ({backend}): stderr");
+    let mut reports = Vec::new();
+    for (path, text) in report_files(&dir) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            reports.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+        }
+    }
+    reports
+}
+
 /// The loader's sites of Forms R and P (`openat` with its number loaded
 /// earlier, `read`'s `xor %eax,%eax; syscall`), which the launcher cannot
 /// prove itself: the first image proves them before it execs, and they go
@@ -107,31 +130,19 @@ fn loader_calls_of_execd_images(backend: Backend, prepatch: &str, names: &[&str]
     // Named by the calls too: the tests that use this run in parallel, each
     // in a reports directory of its own.
     let case = format!("prepatch-loader-{}-{prepatch}", names.join("-"));
-    let script = "echo a; bash -c 'echo b; cat /dev/null; echo c'";
-    let native = run_native(&Cmd::new(which("bash")).args(["-c", script]));
-    assert!(native.status.success(), "native run failed: {}", native.stderr_text());
-    let dir = fresh_reports_dir(&case, backend);
-    let cmd = with_json_reports(Cmd::new(which("bash")).args(["-c", script]).env("USERTRAP_PREPATCH", prepatch), &dir);
-    let traced = run_traced(&cmd, backend);
-    assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
-    assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
-    assert_eq!(traced.stderr_text(), native.stderr_text(), "{case} ({backend}): stderr");
     let mut per_image = Vec::new();
-    for (path, text) in report_files(&dir) {
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let r: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let (mut fast, mut slow) = (0, 0);
-            for s in r["sites"].as_array().into_iter().flatten() {
-                let loader = s["object"].as_str().is_some_and(|o| o.contains("/ld-linux"));
-                if loader && names.iter().any(|n| s["name"] == *n) {
-                    fast += s["fast_calls"].as_u64().unwrap();
-                    slow += s["slow_calls"].as_u64().unwrap();
-                }
+    for r in reports_of_bash_chain(&case, backend, prepatch) {
+        let (mut fast, mut slow) = (0, 0);
+        for s in r["sites"].as_array().into_iter().flatten() {
+            let loader = s["object"].as_str().is_some_and(|o| o.contains("/ld-linux"));
+            if loader && names.iter().any(|n| s["name"] == *n) {
+                fast += s["fast_calls"].as_u64().unwrap();
+                slow += s["slow_calls"].as_u64().unwrap();
             }
-            // The first image's loader ran before the library: no such calls.
-            if fast + slow > 0 {
-                per_image.push((fast, slow));
-            }
+        }
+        // The first image's loader ran before the library: no such calls.
+        if fast + slow > 0 {
+            per_image.push((fast, slow));
         }
     }
     assert_eq!(per_image.len(), 2, "{case} ({backend}): the second bash and cat call the loader's openat/read");
@@ -179,29 +190,17 @@ fn without_prepatching_loader_sites_of_other_forms_are_slow() {
 /// (libc's `exit_group` sites, (fast, slow) per report that has one.)
 fn libc_exit_calls_of_execd_images(backend: Backend, prepatch: &str) -> Vec<(u64, u64)> {
     let case = format!("prepatch-exit-{prepatch}");
-    let script = "echo a; bash -c 'echo b; cat /dev/null; echo c'";
-    let native = run_native(&Cmd::new(which("bash")).args(["-c", script]));
-    assert!(native.status.success(), "native run failed: {}", native.stderr_text());
-    let dir = fresh_reports_dir(&case, backend);
-    let cmd = with_json_reports(Cmd::new(which("bash")).args(["-c", script]).env("USERTRAP_PREPATCH", prepatch), &dir);
-    let traced = run_traced(&cmd, backend);
-    assert_eq!(traced.status, native.status, "{case} ({backend}): status; stderr:\n{}", traced.stderr_text());
-    assert_eq!(traced.stdout_text(), native.stdout_text(), "{case} ({backend}): stdout");
-    assert_eq!(traced.stderr_text(), native.stderr_text(), "{case} ({backend}): stderr");
     let mut per_image = Vec::new();
-    for (path, text) in report_files(&dir) {
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let r: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let exits: Vec<(u64, u64)> = r["sites"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|s| s["object"].as_str().is_some_and(|o| o.contains("/libc.so")) && s["name"] == "exit_group")
-                .map(|s| (s["fast_calls"].as_u64().unwrap(), s["slow_calls"].as_u64().unwrap()))
-                .collect();
-            if !exits.is_empty() {
-                per_image.push(exits.iter().fold((0, 0), |(f, s), &(f1, s1)| (f + f1, s + s1)));
-            }
+    for r in reports_of_bash_chain(&case, backend, prepatch) {
+        let exits: Vec<(u64, u64)> = r["sites"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["object"].as_str().is_some_and(|o| o.contains("/libc.so")) && s["name"] == "exit_group")
+            .map(|s| (s["fast_calls"].as_u64().unwrap(), s["slow_calls"].as_u64().unwrap()))
+            .collect();
+        if !exits.is_empty() {
+            per_image.push(exits.iter().fold((0, 0), |(f, s), &(f1, s1)| (f + f1, s + s1)));
         }
     }
     // The first bash execs the second (its last command); it forks cat.
