@@ -483,6 +483,8 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
             Err(e) => return -e,
             Ok(n) => n,
         };
+    // The name the program gave, as the new image's AT_EXECFN.
+    let execfn_bytes = execfn.get(..execfn_len).unwrap_or(&[]);
     let inaccessible = relative_to_fd && raw::fcntl_getfd(dirfd as i32).is_ok_and(|f| f & FD_CLOEXEC != 0);
     let mut t = Target::new();
     if let Err(e) = exec_target::resolve(open_dir, &open_name, nofollow, inaccessible, &mut t) {
@@ -497,17 +499,11 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         // which leads nowhere (or elsewhere) since a chroot or mount, and
         // say "cannot be preloaded" on its stderr: the library goes out.
         close_fd();
-        return exec_without_library(
-            area,
-            nr,
-            args,
-            execfn.get(..execfn_len).unwrap_or(&[]),
-            Unmonitored::SetuidNative,
-        );
+        return exec_without_library(area, nr, args, execfn_bytes, Unmonitored::SetuidNative);
     }
     if t.elf32 || (t.setuid && backend::is_sud()) {
         close_fd();
-        note(execfn.get(..execfn_len).unwrap_or(&[]), if t.elf32 { Note::Elf32 } else { Note::SetuidNative });
+        note(execfn_bytes, if t.elf32 { Note::Elf32 } else { Note::SetuidNative });
         if t.elf32 && backend::is_seccomp() {
             return -ENOEXEC;
         }
@@ -523,7 +519,7 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         return r;
     }
     if t.setuid {
-        note(execfn.get(..execfn_len).unwrap_or(&[]), Note::SetuidNoPrivs);
+        note(execfn_bytes, Note::SetuidNoPrivs);
     }
     if backend::is_sud() && starts_valgrind_tool(envp) {
         // valgrind's tool runs the program on its synthetic CPU and makes
@@ -533,24 +529,17 @@ pub fn exec(area: &ThreadArea, nr: i64, args: [u64; 6]) -> i64 {
         // that interrupts a syscall. Exec it natively, without us.
         // Under seccomp the filter forbids that: the launcher runs it.
         close_fd();
-        return exec_without_library(
-            area,
-            nr,
-            args,
-            execfn.get(..execfn_len).unwrap_or(&[]),
-            Unmonitored::ValgrindTool,
-        );
+        return exec_without_library(area, nr, args, execfn_bytes, Unmonitored::ValgrindTool);
     }
 
     // The process's new name (comm): the file name's last component; for an
     // exec of a descriptor itself (AT_EMPTY_PATH) the kernel names the file
     // it loads (the interpreter, for a script).
     let mut comm = [0u8; 16];
-    let comm_len = comm_name(if empty { Some(t.fd) } else { None }, execfn.get(..execfn_len).unwrap_or(&[]), &mut comm);
+    let comm_len = comm_name(if empty { Some(t.fd) } else { None }, execfn_bytes, &mut comm);
     // The entry (usertrap-core's exec_control) fits: execfn is shorter than
     // PATH_MAX, the other fields take under 96 bytes with the NUL.
     let mut control = [0u8; PATH_MAX + 96];
-    let execfn_bytes = execfn.get(..execfn_len).unwrap_or(&[]);
     let mut fill_control = |added: Injected| {
         let entry = Control {
             fd: fd as u32,
