@@ -450,6 +450,25 @@ impl ThreadArea {
         link == unsafe { ((self.fast_top.get() - 8) as *const u64).read_volatile() }
     }
 
+    /// Make the top page of the fast-path stack present before this
+    /// thread's first fast call: ut_fast_entry reads the link slot below
+    /// the top before it writes it, and a first read maps the kernel's zero
+    /// page, so that call took two page faults there instead of one. A
+    /// compare-exchange of 0 for 0 writes whatever the slot holds (x86's
+    /// locked compare-exchange always writes) and changes nothing: a live
+    /// fast call's link stays.
+    pub fn prefault_fast_stack(&self) {
+        if self.fast_size.get() == 0 {
+            return;
+        }
+        // SAFETY: the word below the top of this area's fast-path stack
+        // (non-empty), mapped with the area for good, 8-byte aligned; the
+        // asm reads and writes it as a plain word, which an atomic access
+        // of the same word is compatible with.
+        let slot = unsafe { &*((self.fast_top.get() - 8) as *const AtomicU64) };
+        let _ = slot.compare_exchange(0, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
     /// The program's stack pointer behind `sp`: on the fast-path stack, the
     /// one the fast call came from, as the program would see it natively
     /// (for its alternate stack's SS_ONSTACK); else `sp`.
