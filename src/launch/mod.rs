@@ -141,7 +141,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // launcher_x86_64.s; only its address is taken).
     let guard = core::ptr::addr_of!(crate::rt::arch::ut_launcher_stack) as u64;
     // SAFETY: that page is reserved as the guard: nothing lives in it.
-    let _ = unsafe { raw::mprotect(guard, 4096, libc::PROT_NONE) };
+    let _ = unsafe { raw::guard_pages(guard, 4096) };
     // SAFETY: the caller's contract: the kernel's initial stack pointer.
     let initial = unsafe { Initial::parse(sp) };
     let Some(ctl) = find_control(&initial) else {

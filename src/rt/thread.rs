@@ -366,9 +366,9 @@ fn map_new_area() -> *mut ThreadArea {
     };
     // The guard page between header and stack turns an overflow into a fault.
     // SAFETY: a fresh mapping of ours; nothing uses the guard page.
-    let _ = unsafe { raw::mprotect(base + HEADER_LEN as u64, PAGE, libc::PROT_NONE) };
+    let _ = unsafe { raw::guard_pages(base + HEADER_LEN as u64, PAGE) };
     // SAFETY: as above, the guard page between the two stacks.
-    let _ = unsafe { raw::mprotect(base + (HEADER_LEN + PAGE + stack) as u64, PAGE, libc::PROT_NONE) };
+    let _ = unsafe { raw::guard_pages(base + (HEADER_LEN + PAGE + stack) as u64, PAGE) };
     let a = base as *mut ThreadArea;
     // SAFETY: fresh zeroed mapping, large enough and page aligned; all-zero
     // bytes are a valid ThreadArea (Cells, atomics, null pointers).
