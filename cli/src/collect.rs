@@ -141,7 +141,7 @@ fn batch_scheduling() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler(2) on the calling thread (pid 0), with a
     // valid parameter block; it changes nothing else.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &raw const param) };
 }
 
 impl Collector {

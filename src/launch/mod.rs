@@ -185,19 +185,16 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // descriptor, with no /proc in the new root) is served by us for its
     // whole life, as a static one: its loader would print "cannot be
     // preloaded" on the program's stderr and run it unmonitored.
-    let role = if program.has_interp && library_reachable(lib_path) {
-        Role::LauncherBridge
-    } else {
-        Role::LauncherFull
-    };
+    let role =
+        if program.has_interp && library_reachable(lib_path) { Role::LauncherBridge } else { Role::LauncherFull };
     init::start(&Startup {
         role,
         envp: initial.envp.cast(),
         skip_env: ctl.entry as *const u8,
         hwcap2: initial.aux(stack::AT_HWCAP2),
-        lib_path: lib_path,
+        lib_path,
         launcher_path: own_path,
-        exe_path: exe_path,
+        exe_path,
         seccomp_armed: ctl.seccomp_armed,
         seccomp_filtered: false,
         handoff: None,
@@ -223,7 +220,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         // The kernel opens the interpreter without a descriptor of the
         // program's: where every one below the soft limit is taken (the
         // program's own descriptor sat above it), raise the limit for it.
-        let open = || raw::open_cwd(&program.interp, libc::O_RDONLY | libc::O_CLOEXEC, 0);
+        let open = || raw::open_cwd(program.interp, libc::O_RDONLY | libc::O_CLOEXEC, 0);
         // The path up to its NUL (Elf::read checked there is one).
         let interp_name = program.interp.split(|&b| b == 0).next().unwrap_or(&[]);
         let Ok(fd) = raw::with_spare_fd(open, |r| *r == Err(libc::EMFILE as i64)) else {
@@ -255,19 +252,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         Err(_) => fail(execfn, "out of memory for the initial stack"),
     };
     let (extra, skip_leading) = if role == Role::LauncherBridge {
-        (
-            (
-                AT_USERTRAP_HANDOFF,
-                fill_handoff(
-                    exe_path,
-                    &ctl,
-                    (block, bytes as u64),
-                    own_image(&initial),
-                    started,
-                ),
-            ),
-            0,
-        )
+        ((AT_USERTRAP_HANDOFF, fill_handoff(exe_path, &ctl, (block, bytes as u64), own_image(&initial), started)), 0)
     } else {
         if ctl.preload_prefixed {
             init::unprefix_preload(initial.envp, lib_path);
