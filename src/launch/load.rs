@@ -21,12 +21,20 @@ pub enum Role {
 /// itself, the 64 KiB were zeroed in the launcher's frame and copied with
 /// every move of an `Elf`: a 221 KiB frame whose stack probe alone took 54
 /// page faults per launched process.
-struct PhdrRoom(core::cell::UnsafeCell<[u8; elf::MAX_PHDRS_BYTES]>);
+/// PT_INTERP's path has a room beside it for the same reason: a page-sized
+/// array in `Elf` was zeroed in the launcher's frame for a path of a few
+/// dozen bytes (a page of stack touched per `Elf`).
+struct Room {
+    phdrs: [u8; elf::MAX_PHDRS_BYTES],
+    interp: [u8; elf::INTERP_MAX],
+}
+struct PhdrRoom(core::cell::UnsafeCell<Room>);
 // SAFETY: used by the launcher's main thread only, before the program
 // starts, each room by one `Elf::read` (see there).
 unsafe impl Sync for PhdrRoom {}
-static PROGRAM_PHDRS: PhdrRoom = PhdrRoom(core::cell::UnsafeCell::new([0; elf::MAX_PHDRS_BYTES]));
-static INTERPRETER_PHDRS: PhdrRoom = PhdrRoom(core::cell::UnsafeCell::new([0; elf::MAX_PHDRS_BYTES]));
+const EMPTY_ROOM: Room = Room { phdrs: [0; elf::MAX_PHDRS_BYTES], interp: [0; elf::INTERP_MAX] };
+static PROGRAM_PHDRS: PhdrRoom = PhdrRoom(core::cell::UnsafeCell::new(EMPTY_ROOM));
+static INTERPRETER_PHDRS: PhdrRoom = PhdrRoom(core::cell::UnsafeCell::new(EMPTY_ROOM));
 
 /// An ELF file's headers, read from its descriptor: the program-header
 /// table whole, up to the kernel's limit (elf::MAX_PHNUM, what exec accepts
@@ -37,8 +45,9 @@ pub struct Elf {
     /// The program-header table's bytes (`header.phdrs_len()` of them), in
     /// the room of the file's role.
     phdrs: &'static [u8],
-    /// PT_INTERP's path, NUL-terminated, if any.
-    pub interp: [u8; elf::INTERP_MAX],
+    /// PT_INTERP's path, NUL-terminated (the bytes read, in the file's
+    /// role's room), if any; else empty.
+    pub interp: &'static [u8],
     pub has_interp: bool,
     /// `.eh_frame` (address, size) from the section headers, when there is
     /// no PT_GNU_EH_FRAME to find it by (see `patch::elf`).
@@ -89,21 +98,21 @@ impl Elf {
         };
         // SAFETY: one thread, and each role's room is read into once (see
         // above): no other reference to it exists.
-        let room = unsafe { &mut *room.0.get() };
+        let Room { phdrs, interp: interp_room } = unsafe { &mut *room.0.get() };
         let len = header.phdrs_len();
-        let Some(table) = room.get_mut(..len) else { return Err("cannot read the program headers") };
+        let Some(table) = phdrs.get_mut(..len) else { return Err("cannot read the program headers") };
         if !pread(fd, table, header.phoff) {
             return Err("cannot read the program headers");
         }
-        let mut elf = Elf { fd, header, phdrs: table, interp: [0; elf::INTERP_MAX], has_interp: false, eh_frame: None };
+        let mut elf = Elf { fd, header, phdrs: table, interp: &[], has_interp: false, eh_frame: None };
         let interp = elf.phdrs().find(|p| p.p_type == PT_INTERP);
         if let Some(p) = interp {
             let (off, len) = elf::interp_span(&p).map_err(|_| "bad PT_INTERP")?;
-            if !pread(fd, elf.interp.get_mut(..len).unwrap_or_default(), off)
-                || elf::interp_name(elf.interp.get(..len).unwrap_or(&[])).is_err()
-            {
+            let Some(path) = interp_room.get_mut(..len) else { return Err("bad PT_INTERP") };
+            if !pread(fd, path, off) || elf::interp_name(path).is_err() {
                 return Err("bad PT_INTERP");
             }
+            elf.interp = path;
             elf.has_interp = true;
         }
         if !elf.phdrs().any(|p| p.p_type == PT_GNU_EH_FRAME) {

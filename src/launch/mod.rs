@@ -107,10 +107,28 @@ fn fail(what: &[u8], detail: &str) -> ! {
     raw::exit_group(EXIT_CANNOT_START as i32)
 }
 
-/// readlink into `out`; the length (0 on failure).
-fn readlink(path: &[u8], out: &mut [u8; PATH_LEN]) -> usize {
+/// readlink into `out` (at most PATH_LEN - 1 bytes); the length (0 on failure).
+fn readlink(path: &[u8], out: &mut [u8]) -> usize {
     let room = out.get_mut(..PATH_LEN - 1).unwrap_or_default();
     raw::cstr(path).and_then(|p| raw::readlink(p, room)).unwrap_or(0)
+}
+
+/// Room for the launcher's three paths (its own, the library's, the
+/// program's), packed one after another: as three page-sized arrays in
+/// `ut_launcher_main`'s frame they were zeroed whole, three pages of the
+/// launcher's stack touched (a page fault each) for a few dozen bytes.
+struct PathRoom(core::cell::UnsafeCell<[u8; 3 * PATH_LEN]>);
+// SAFETY: taken once, by `ut_launcher_main` on the launcher's one thread.
+unsafe impl Sync for PathRoom {}
+#[link_section = ".bss.usertrap_large"]
+static PATHS: PathRoom = PathRoom(core::cell::UnsafeCell::new([0; 3 * PATH_LEN]));
+
+/// Fill the front of `room` (at most PATH_LEN bytes) with `fill`, which
+/// returns the length written; split there: (the path, the rest).
+fn take_path(room: &'static mut [u8], fill: impl FnOnce(&mut [u8]) -> usize) -> (&'static [u8], &'static mut [u8]) {
+    let len = fill(room.get_mut(..PATH_LEN).unwrap_or_default()).min(PATH_LEN);
+    let (path, rest) = room.split_at_mut(len.min(room.len()));
+    (path, rest)
 }
 
 /// The launcher's Rust entry, called by `_start` (launcher_x86_64.s).
@@ -123,7 +141,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // launcher_x86_64.s; only its address is taken).
     let guard = core::ptr::addr_of!(crate::rt::arch::ut_launcher_stack) as u64;
     // SAFETY: that page is reserved as the guard: nothing lives in it.
-    let _ = unsafe { raw::mprotect(guard, 4096, libc::PROT_NONE) };
+    let _ = unsafe { raw::guard_pages(guard, 4096) };
     // SAFETY: the caller's contract: the kernel's initial stack pointer.
     let initial = unsafe { Initial::parse(sp) };
     let Some(ctl) = find_control(&initial) else {
@@ -137,27 +155,27 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // Our own path, and the library's beside it: the name we were exec'd by
     // (absolute: the library and the `usertrap` command use absolute paths),
     // else the kernel's /proc/self/exe (there may be no /proc in a chroot).
-    let mut own = [0u8; PATH_LEN];
+    // SAFETY: the launcher's one thread, and the only reference taken.
+    let room = unsafe { &mut *PATHS.0.get() };
     let execfn_self = cstr_at(initial.aux(stack::AT_EXECFN));
-    let own_len = if execfn_self.first() == Some(&b'/') {
-        Buf::new(&mut own).put(execfn_self).len
-    } else {
-        readlink(b"/proc/self/exe\0", &mut own)
-    };
-    let own_path = own.get(..own_len).unwrap_or(&[]);
+    let (own_path, room) = take_path(room, |out| {
+        if execfn_self.first() == Some(&b'/') {
+            Buf::new(out).put(execfn_self).len
+        } else {
+            readlink(b"/proc/self/exe\0", out)
+        }
+    });
     let dir_len = own_path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
-    let mut lib = [0u8; PATH_LEN];
     // Exec'd through kept descriptors (emulate::exec_keep), our own name is
     // /dev/fd/N: the library is the one the exec'ing image named.
     let kept = carried_kept(&initial, &ctl);
-    let lib_len = match kept {
-        Some(k) if k.by_fd => Buf::new(&mut lib).put(b"/proc/self/fd/").num(k.kept.lib as u64).len,
-        Some(k) => Buf::new(&mut lib).put(k.lib_path).len,
-        None => Buf::new(&mut lib).put(own_path.get(..dir_len).unwrap_or(&[])).put(LIBRARY_NAME).len,
-    };
+    let (lib_path, room) = take_path(room, |out| match kept {
+        Some(k) if k.by_fd => Buf::new(out).put(b"/proc/self/fd/").num(k.kept.lib as u64).len,
+        Some(k) => Buf::new(out).put(k.lib_path).len,
+        None => Buf::new(out).put(own_path.get(..dir_len).unwrap_or(&[])).put(LIBRARY_NAME).len,
+    });
     // The program's own path: what /proc/self/exe would name natively.
-    let mut exe = [0u8; PATH_LEN];
-    let exe_len = readlink(&crate::emulate::exec_target::fd_path(ctl.fd), &mut exe);
+    let (exe_path, _) = take_path(room, |out| readlink(&crate::emulate::exec_target::fd_path(ctl.fd), out));
 
     let program = match Elf::read(ctl.fd, load::Role::Program) {
         Ok(e) => e,
@@ -167,19 +185,16 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // descriptor, with no /proc in the new root) is served by us for its
     // whole life, as a static one: its loader would print "cannot be
     // preloaded" on the program's stderr and run it unmonitored.
-    let role = if program.has_interp && library_reachable(lib.get(..lib_len).unwrap_or(&[])) {
-        Role::LauncherBridge
-    } else {
-        Role::LauncherFull
-    };
+    let role =
+        if program.has_interp && library_reachable(lib_path) { Role::LauncherBridge } else { Role::LauncherFull };
     init::start(&Startup {
         role,
         envp: initial.envp.cast(),
         skip_env: ctl.entry as *const u8,
         hwcap2: initial.aux(stack::AT_HWCAP2),
-        lib_path: lib.get(..lib_len).unwrap_or(&[]),
+        lib_path,
         launcher_path: own_path,
-        exe_path: exe.get(..exe_len).unwrap_or(&[]),
+        exe_path,
         seccomp_armed: ctl.seccomp_armed,
         seccomp_filtered: false,
         handoff: None,
@@ -205,7 +220,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         // The kernel opens the interpreter without a descriptor of the
         // program's: where every one below the soft limit is taken (the
         // program's own descriptor sat above it), raise the limit for it.
-        let open = || raw::open_cwd(&program.interp, libc::O_RDONLY | libc::O_CLOEXEC, 0);
+        let open = || raw::open_cwd(program.interp, libc::O_RDONLY | libc::O_CLOEXEC, 0);
         // The path up to its NUL (Elf::read checked there is one).
         let interp_name = program.interp.split(|&b| b == 0).next().unwrap_or(&[]);
         let Ok(fd) = raw::with_spare_fd(open, |r| *r == Err(libc::EMFILE as i64)) else {
@@ -237,26 +252,14 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         Err(_) => fail(execfn, "out of memory for the initial stack"),
     };
     let (extra, skip_leading) = if role == Role::LauncherBridge {
-        (
-            (
-                AT_USERTRAP_HANDOFF,
-                fill_handoff(
-                    exe.get(..exe_len).unwrap_or(&[]),
-                    &ctl,
-                    (block, bytes as u64),
-                    own_image(&initial),
-                    started,
-                ),
-            ),
-            0,
-        )
+        ((AT_USERTRAP_HANDOFF, fill_handoff(exe_path, &ctl, (block, bytes as u64), own_image(&initial), started)), 0)
     } else {
         if ctl.preload_prefixed {
-            init::unprefix_preload(initial.envp, lib.get(..lib_len).unwrap_or(&[]));
+            init::unprefix_preload(initial.envp, lib_path);
         }
         if program.has_interp {
             // Its loader cannot open the library (`role` above).
-            init::drop_from_preload(initial.envp, lib.get(..lib_len).unwrap_or(&[]));
+            init::drop_from_preload(initial.envp, lib_path);
         }
         ((stack::AT_NULL, 0), ctl.leading)
     };
@@ -334,6 +337,9 @@ fn carried_kept(initial: &Initial, ctl: &Control) -> Option<crate::emulate::exec
 }
 
 /// Whether the loader can open the library at `path` (what LD_PRELOAD names).
+/// In a frame of its own: its page of path is not in `ut_launcher_main`'s,
+/// under everything the launcher calls after it.
+#[inline(never)]
 fn library_reachable(path: &[u8]) -> bool {
     let mut p = [0u8; PATH_LEN + 1];
     Buf::new(&mut p).put(path).put(b"\0");

@@ -457,6 +457,7 @@ fn prepared() -> bool {
 
 /// Which numbers ut_fast_entry may run (before the first patch).
 fn set_fast_ok() {
+    prefault_own_fast_stack();
     let masks_forbidden = crate::emulate::signals::masks_forbidden();
     arch::set_fast_ok(|nr| !(needs_slow_path(nr) || masks_forbidden && changes_mask(nr)));
     FAST_OK_SET.store(true, Ordering::Relaxed);
@@ -851,7 +852,17 @@ pub fn adopt_loader_sites(snapshot: &registry::Snapshot, regions: &[(u64, u64)])
 /// Let ut_fast_entry run the calls the fast path may run (as [`prepared`]
 /// does at the first patch): once the interposer is set up.
 pub fn open_fast_path() {
+    prefault_own_fast_stack();
     arch::set_fast_ok(|nr| !needs_slow_path(nr));
+}
+
+/// The thread that opens the fast path is the one about to take it (the
+/// launcher's before the loader runs, an image's main thread): its first
+/// fast call then takes one page fault on its fast-path stack, not two.
+fn prefault_own_fast_stack() {
+    if let Some(area) = thread::current_unchecked() {
+        area.prefault_fast_stack();
+    }
 }
 
 /// The slot windows and trampoline arenas of the loader's sites, for the

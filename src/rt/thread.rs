@@ -366,9 +366,9 @@ fn map_new_area() -> *mut ThreadArea {
     };
     // The guard page between header and stack turns an overflow into a fault.
     // SAFETY: a fresh mapping of ours; nothing uses the guard page.
-    let _ = unsafe { raw::mprotect(base + HEADER_LEN as u64, PAGE, libc::PROT_NONE) };
+    let _ = unsafe { raw::guard_pages(base + HEADER_LEN as u64, PAGE) };
     // SAFETY: as above, the guard page between the two stacks.
-    let _ = unsafe { raw::mprotect(base + (HEADER_LEN + PAGE + stack) as u64, PAGE, libc::PROT_NONE) };
+    let _ = unsafe { raw::guard_pages(base + (HEADER_LEN + PAGE + stack) as u64, PAGE) };
     let a = base as *mut ThreadArea;
     // SAFETY: fresh zeroed mapping, large enough and page aligned; all-zero
     // bytes are a valid ThreadArea (Cells, atomics, null pointers).
@@ -448,6 +448,25 @@ impl ThreadArea {
         // SAFETY: the word below the top of this area's fast-path stack
         // (non-empty), mapped with the area for good.
         link == unsafe { ((self.fast_top.get() - 8) as *const u64).read_volatile() }
+    }
+
+    /// Make the top page of the fast-path stack present before this
+    /// thread's first fast call: ut_fast_entry reads the link slot below
+    /// the top before it writes it, and a first read maps the kernel's zero
+    /// page, so that call took two page faults there instead of one. A
+    /// compare-exchange of 0 for 0 writes whatever the slot holds (x86's
+    /// locked compare-exchange always writes) and changes nothing: a live
+    /// fast call's link stays.
+    pub fn prefault_fast_stack(&self) {
+        if self.fast_size.get() == 0 {
+            return;
+        }
+        // SAFETY: the word below the top of this area's fast-path stack
+        // (non-empty), mapped with the area for good, 8-byte aligned; the
+        // asm reads and writes it as a plain word, which an atomic access
+        // of the same word is compatible with.
+        let slot = unsafe { &*((self.fast_top.get() - 8) as *const AtomicU64) };
+        let _ = slot.compare_exchange(0, 0, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// The program's stack pointer behind `sp`: on the fast-path stack, the

@@ -478,6 +478,27 @@ pub unsafe fn mprotect(addr: u64, len: usize, prot: i32) -> Result<(), i64> {
     unit(unsafe { syscall(libc::SYS_mprotect, addr, len as u64, prot as u64, 0) })
 }
 
+/// MADV_GUARD_INSTALL (Linux 6.13, include/uapi/asm-generic/mman-common.h).
+const MADV_GUARD_INSTALL: u64 = 102;
+
+/// Make `addr..addr+len` (whole pages of a private mapping of ours) a guard:
+/// any access faults (SIGSEGV). With MADV_GUARD_INSTALL the guard lives in
+/// the page tables and the mapping stays one VMA; where the kernel lacks it,
+/// PROT_NONE, which splits the mapping around the guard (a VMA split is
+/// several us here, and every VMA is work again when the process ends).
+///
+/// # Safety
+/// As [`mprotect`] to PROT_NONE: nothing uses those pages any more.
+pub unsafe fn guard_pages(addr: u64, len: usize) -> Result<(), i64> {
+    // SAFETY: the caller's contract; the advice drops nothing but the
+    // guarded pages' contents, which nothing uses.
+    if unit(unsafe { syscall(libc::SYS_madvise, addr, len as u64, MADV_GUARD_INSTALL, 0) }).is_ok() {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    unsafe { mprotect(addr, len, libc::PROT_NONE) }
+}
+
 /// mremap(2); the new address.
 ///
 /// # Safety

@@ -44,9 +44,9 @@ pub use calls::prctl_set_name;
 pub use calls::{
     arch_get_gs, arch_set_gs, capget_effective, clock_getres_ns, clock_gettime_ns, close, connect, cstr, dup_cloexec,
     dup_cloexec_from, exit_group, exit_thread, faccessat, faccessat2, fcntl_getfd, fcntl_getfl, fcntl_setfd,
-    fcntl_setlease, fstat, fstatfs, ftruncate, geteuid, getpid, getppid, gettid, linkat, membarrier, memfd_create,
-    mmap, mmap_anon, mmap_fixed_noreplace, mprotect, mremap, munmap, nanosleep, newfstatat, open_cwd, openat, poll,
-    prctl_get_name, prctl_get_no_new_privs, prctl_get_seccomp, prctl_get_tsc, prctl_set_mm_auxv,
+    fcntl_setlease, fstat, fstatfs, ftruncate, geteuid, getpid, getppid, gettid, guard_pages, linkat, membarrier,
+    memfd_create, mmap, mmap_anon, mmap_fixed_noreplace, mprotect, mremap, munmap, nanosleep, newfstatat, open_cwd,
+    openat, poll, prctl_get_name, prctl_get_no_new_privs, prctl_get_seccomp, prctl_get_tsc, prctl_set_mm_auxv,
     prctl_set_mm_env_start, prctl_set_mm_exe_file, prctl_set_no_new_privs, prctl_set_tsc, pread, prlimit_nofile,
     procmap_query, pwrite, read, readlink, rt_sigaction, rt_sigpending, rt_sigtimedwait_poll, rt_tgsigqueueinfo,
     sched_yield, seccomp_set_mode_filter, send_nowait, sendmsg_fd_nowait, shmctl_stat, sigaltstack_get,
