@@ -6,14 +6,14 @@
 //! messages, are in src/measure/report/). The collector knows who greeted
 //! and never reported, and says why when it can.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -111,6 +111,22 @@ struct State {
     /// `usertrap trace`'s buffers given to the collector.
     kept: Mutex<Vec<Kept>>,
     unkept: AtomicUsize,
+    /// Connections accepted and not yet taken by a reader.
+    readers: Mutex<Readers>,
+    /// A connection was queued (or the collector stops).
+    queued: Condvar,
+}
+
+/// The connections waiting for a reader, and the readers waiting for one.
+/// A reader thread is kept once it has read its connection, and takes the
+/// next: `usertrap trace` sends a message every 128 KiB of calls, and a
+/// thread made and ended for each cost more than reading it. A connection
+/// that finds no idle reader gets a new one, so that a sender that stalls
+/// mid-message delays no other.
+#[derive(Default)]
+struct Readers {
+    waiting: VecDeque<(u64, UnixStream)>,
+    idle: usize,
 }
 
 pub struct Collector {
@@ -165,12 +181,18 @@ impl Collector {
                 let Ok(stream) = stream else { continue };
                 let seq = st.seq.fetch_add(1, Ordering::SeqCst);
                 st.in_flight.fetch_add(1, Ordering::SeqCst);
-                let st2 = st.clone();
-                let spawned = thread::Builder::new().spawn(move || {
-                    read_one(&st2, seq, stream);
-                });
-                if spawned.is_err() {
-                    st.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let Ok(mut r) = st.readers.lock() else { continue };
+                r.waiting.push_back((seq, stream));
+                // Each waiting connection has an idle reader to wake, or
+                // a new one.
+                if r.waiting.len() > r.idle {
+                    let st2 = st.clone();
+                    if thread::Builder::new().spawn(move || reader(&st2)).is_err() {
+                        r.waiting.pop_back();
+                        st.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    }
+                } else {
+                    st.queued.notify_one();
                 }
             }
         });
@@ -225,6 +247,11 @@ impl Collector {
         // nothing it could still do matters now.
         self.state.stop.store(true, Ordering::SeqCst);
         let _ = self.send(b"");
+        // Idle readers end (the lock taken first: none is between its
+        // check of `stop` and its wait).
+        if let Ok(_r) = self.state.readers.lock() {
+            self.state.queued.notify_all();
+        }
         drop(self.acceptor.take());
         let mut got = self.match_up(child, child_signal, true);
         let kept = self.state.kept.lock().map(|mut k| std::mem::take(&mut *k)).unwrap_or_default();
@@ -478,12 +505,38 @@ fn said_ppid(words: &[&str]) -> u32 {
     words.get(2).and_then(|p| p.parse().ok()).unwrap_or(0)
 }
 
+/// A reader thread: reads the connections queued for it, one after the
+/// other, until the collector stops.
+fn reader(st: &State) {
+    loop {
+        let next = {
+            let Ok(mut r) = st.readers.lock() else { return };
+            loop {
+                if let Some(c) = r.waiting.pop_front() {
+                    break c;
+                }
+                if st.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                r.idle += 1;
+                r = match st.queued.wait(r) {
+                    Ok(r) => r,
+                    Err(_) => return,
+                };
+                r.idle -= 1;
+            }
+        };
+        read_one(st, next.0, next.1);
+    }
+}
+
 fn read_one(st: &State, seq: u64, mut stream: UnixStream) {
     let peer_pid = peer_pid(&stream);
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let (mut data, fd) = read_first(&stream);
     if data.starts_with(b"trace ") && st.sink.is_some() {
         let mut b = Vec::with_capacity(TRACE_MSG);
+        populate(&mut b);
         b.extend_from_slice(&data);
         data = b;
     }
@@ -591,6 +644,23 @@ fn children_of(pid: u32) -> Vec<u32> {
         .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
         .flat_map(|list| list.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<u32>>())
         .collect()
+}
+
+/// Takes the pages of `v`'s spare capacity (those whole in it) in one
+/// call: a trace message fills a fresh mapping of 33 pages, and taking
+/// them one fault at a time as the message is read cost more than the
+/// kernel's copy of it. MADV_POPULATE_WRITE is Linux 5.14's: an older
+/// kernel refuses it (EINVAL), and the pages come as written.
+fn populate(v: &mut Vec<u8>) {
+    let spare = v.spare_capacity_mut();
+    let base = spare.as_mut_ptr() as usize;
+    let (start, end) = (base.next_multiple_of(4096), (base + spare.len()) & !4095);
+    if end > start {
+        // SAFETY: pages inside the spare capacity `v` owns (held by a
+        // unique borrow); populating them changes no byte (a new page is
+        // zero, and spare capacity is not read before it is written).
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE) };
+    }
 }
 
 /// The connection's first bytes, and the descriptor passed with them
@@ -739,6 +809,39 @@ mod tests {
     fn names_in_hex() {
         assert_eq!(unhex("6e67696e78"), "nginx");
         assert_eq!(unhex(""), "");
+    }
+
+    /// Readers are reused, but a connection that finds none idle gets its
+    /// own: messages sent one after the other are all read (by readers
+    /// kept from the ones before), and a sender that stalls mid-message
+    /// delays no other (a single reader would read nothing more until the
+    /// stalled one's READ_TIMEOUT, 10 s).
+    #[test]
+    fn a_stalled_sender_delays_no_other_message() {
+        let c = Collector::start(None).unwrap();
+        let arrived = |msg: &[u8]| {
+            let start = Instant::now();
+            while start.elapsed() < READ_TIMEOUT / 2 {
+                if c.state.conns.lock().unwrap().iter().any(|m| m.data == msg) {
+                    return true;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            false
+        };
+        for i in 0..20 {
+            c.send(format!("greeting {i}\n").as_bytes()).unwrap();
+        }
+        assert!(arrived(b"greeting 19\n"));
+        let mut stalled =
+            UnixStream::connect_addr(&SocketAddr::from_abstract_name(c.name().as_bytes()).unwrap()).unwrap();
+        stalled.write_all(b"report 1\n{").unwrap();
+        c.send(b"greeting after\n").unwrap();
+        assert!(arrived(b"greeting after\n"), "a message waited for a stalled sender");
+        let r = c.state.readers.lock().unwrap();
+        assert!(r.idle >= 1 && r.waiting.is_empty());
+        drop(r);
+        drop(stalled);
     }
 
     /// A thread buffer's memfd as the library leaves it: `len` bytes of
