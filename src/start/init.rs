@@ -847,31 +847,41 @@ fn ask_cap_sys_resource() -> bool {
     raw::capget_effective().map_or(true, |effective| effective & (1 << CAP_SYS_RESOURCE) != 0)
 }
 
+/// The value of the process's first `LD_PRELOAD=` entry for which `pick`
+/// holds, with its terminating NUL, writable in place.
+fn preload_value(envp: *const u64, pick: impl Fn(&[u8]) -> bool) -> Option<&'static mut [u8]> {
+    if envp.is_null() {
+        return None;
+    }
+    let head = b"LD_PRELOAD=".len();
+    let mut i = 0;
+    loop {
+        // SAFETY: `envp` is the process's initial NULL-terminated
+        // environment, whose strings are NUL-terminated, writable and used by
+        // nobody else yet (the program has not started).
+        let s = unsafe {
+            let p = *envp.add(i) as *mut u8;
+            if p.is_null() {
+                return None;
+            }
+            let len = core::ffi::CStr::from_ptr(p.cast()).to_bytes().len();
+            core::slice::from_raw_parts_mut(p, len + 1)
+        };
+        if s.starts_with(b"LD_PRELOAD=") && s.get(head..s.len() - 1).is_some_and(&pick) {
+            return s.get_mut(head..);
+        }
+        i += 1;
+    }
+}
+
 /// Take this library back out of the front of the program's LD_PRELOAD if
 /// the exec'ing library put it there: "LD_PRELOAD=<lib>:<theirs>" becomes
 /// "LD_PRELOAD=<theirs>", in place in the environment's strings.
 pub fn unprefix_preload(envp: *const u64, lib_path: &[u8]) {
-    if envp.is_null() {
-        return;
-    }
-    let head = b"LD_PRELOAD=".len();
-    // SAFETY: `envp` is the process's initial NULL-terminated environment,
-    // whose strings are writable and nobody else uses yet.
-    unsafe {
-        let mut i = 0;
-        while *envp.add(i) != 0 {
-            let p = *envp.add(i) as *mut u8;
-            let s = core::ffi::CStr::from_ptr(p.cast()).to_bytes();
-            let ours = s.starts_with(b"LD_PRELOAD=")
-                && s.get(head..).is_some_and(|v| v.starts_with(lib_path) && v.get(lib_path.len()) == Some(&b':'));
-            if ours {
-                let cut = lib_path.len() + 1;
-                let rest = s.len() - head - cut + 1; // with the NUL
-                core::ptr::copy(p.add(head + cut), p.add(head), rest);
-                return;
-            }
-            i += 1;
-        }
+    let ours = |v: &[u8]| v.starts_with(lib_path) && v.get(lib_path.len()) == Some(&b':');
+    if let Some(value) = preload_value(envp, ours) {
+        // The rest, with its NUL, moves to the front.
+        value.copy_within(lib_path.len() + 1.., 0);
     }
 }
 
@@ -880,46 +890,33 @@ pub fn unprefix_preload(envp: *const u64, lib_path: &[u8]) {
 /// it, and would otherwise print "cannot be preloaded" on its stderr.
 #[cfg_attr(not(feature = "launcher"), allow(dead_code))] // the launcher's
 pub fn drop_from_preload(envp: *const u64, lib_path: &[u8]) {
-    if envp.is_null() || lib_path.is_empty() {
+    if lib_path.is_empty() {
         return;
     }
-    let head = b"LD_PRELOAD=".len();
-    // SAFETY: `envp` is the process's initial NULL-terminated environment,
-    // whose strings are writable and nobody else uses yet; the value is
-    // rewritten in place, never longer than it was.
-    unsafe {
-        let mut i = 0;
-        while *envp.add(i) != 0 {
-            let p = *envp.add(i) as *mut u8;
-            let len = core::ffi::CStr::from_ptr(p.cast()).to_bytes().len();
-            let s = core::slice::from_raw_parts_mut(p, len + 1);
-            if s.starts_with(b"LD_PRELOAD=") {
-                let mut at = head;
-                let mut start = head;
-                let mut first = true;
-                while start < len {
-                    let end = (start..len).find(|&j| matches!(s.get(j), Some(b':' | b' '))).unwrap_or(len);
-                    let ours = s.get(start..end) == Some(lib_path);
-                    if !ours && end > start {
-                        if !first {
-                            if let Some(b) = s.get_mut(at) {
-                                *b = b':';
-                            }
-                            at += 1;
-                        }
-                        s.copy_within(start..end, at);
-                        at += end - start;
-                        first = false;
-                    }
-                    start = end + 1;
-                }
+    let Some(s) = preload_value(envp, |_| true) else { return };
+    // Entries are kept in order, joined by ':', never longer than before.
+    let len = s.len() - 1;
+    let mut at = 0;
+    let mut start = 0;
+    let mut first = true;
+    while start < len {
+        let end = (start..len).find(|&j| matches!(s.get(j), Some(b':' | b' '))).unwrap_or(len);
+        let ours = s.get(start..end) == Some(lib_path);
+        if !ours && end > start {
+            if !first {
                 if let Some(b) = s.get_mut(at) {
-                    *b = 0;
+                    *b = b':';
                 }
-                return;
+                at += 1;
             }
-            i += 1;
+            s.copy_within(start..end, at);
+            at += end - start;
+            first = false;
         }
+        start = end + 1;
+    }
+    if let Some(b) = s.get_mut(at) {
+        *b = 0;
     }
 }
 
@@ -930,4 +927,55 @@ fn fail_line(msg: &str) -> ! {
 
 fn exit(status: u64) -> ! {
     raw::exit_group(status as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{drop_from_preload, unprefix_preload};
+
+    /// Run `edit` on an environment made of `entries`; the entries after.
+    fn edited(entries: &[&str], edit: impl Fn(*const u64)) -> Vec<String> {
+        let mut strings: Vec<Vec<u8>> = entries.iter().map(|e| format!("{e}\0").into_bytes()).collect();
+        let mut envp: Vec<u64> = strings.iter_mut().map(|s| s.as_mut_ptr() as u64).collect();
+        envp.push(0);
+        edit(envp.as_ptr());
+        strings.iter().map(|s| String::from_utf8_lossy(s.split(|&b| b == 0).next().unwrap()).into_owned()).collect()
+    }
+
+    #[test]
+    fn unprefix_takes_our_library_off_the_front_only() {
+        let lib = "/u/libusertrap.so";
+        let unprefix = |envp| unprefix_preload(envp, lib.as_bytes());
+        assert_eq!(
+            edited(&["A=1", "LD_PRELOAD=/u/libusertrap.so:/x/liba.so", "B=2"], unprefix),
+            ["A=1", "LD_PRELOAD=/x/liba.so", "B=2"]
+        );
+        // Not put there by us (alone, or not at the front): left alone.
+        assert_eq!(edited(&["LD_PRELOAD=/u/libusertrap.so"], unprefix), ["LD_PRELOAD=/u/libusertrap.so"]);
+        assert_eq!(
+            edited(&["LD_PRELOAD=/x/liba.so:/u/libusertrap.so"], unprefix),
+            ["LD_PRELOAD=/x/liba.so:/u/libusertrap.so"]
+        );
+        // The first entry that starts with us, past another.
+        assert_eq!(
+            edited(&["LD_PRELOAD=/y.so", "LD_PRELOAD=/u/libusertrap.so:/z.so"], unprefix),
+            ["LD_PRELOAD=/y.so", "LD_PRELOAD=/z.so"]
+        );
+        assert_eq!(edited(&[], unprefix), Vec::<String>::new());
+    }
+
+    #[test]
+    fn drop_takes_every_copy_of_our_library_out_of_the_first_entry() {
+        let lib = "/u/libusertrap.so";
+        let drop = |envp| drop_from_preload(envp, lib.as_bytes());
+        assert_eq!(
+            edited(
+                &["LD_PRELOAD=/u/libusertrap.so /a.so:/u/libusertrap.so::/b.so", "LD_PRELOAD=/u/libusertrap.so"],
+                drop
+            ),
+            ["LD_PRELOAD=/a.so:/b.so", "LD_PRELOAD=/u/libusertrap.so"]
+        );
+        assert_eq!(edited(&["LD_PRELOAD=/u/libusertrap.so"], drop), ["LD_PRELOAD="]);
+        assert_eq!(edited(&["X=/u/libusertrap.so"], drop), ["X=/u/libusertrap.so"]);
+    }
 }
