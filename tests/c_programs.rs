@@ -359,6 +359,7 @@ c_tests! {
     report_targets,
     registers_rcx_r11,
     sigaction_roundtrip,
+    sa_resethand,
     sig_ign_inherit,
     sigaltstack_user,
     sigbus_pointers,

@@ -61,13 +61,13 @@ pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontex
         // A signal syscall emulated on the fast path is under way (fast.rs):
         // held until it is done, then sent again.
         if !postpone(sig, app, info, uc, area) {
-            state::run_handler_here(sig, app, info, uc, area);
+            handler_here(sig, app, info, uc, area);
         }
         return;
     }
     if area.on_own_stack(uc.mc.rsp) {
         if forced {
-            state::run_handler_here(sig, app, info, uc, area);
+            handler_here(sig, app, info, uc, area);
         } else if area.draining.get() && SYNCHRONOUS & bit(sig) != 0 {
             // Our code is on its way back to the program, with every other
             // signal blocked (run_postponed): one that a fault can raise,
@@ -78,11 +78,59 @@ pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontex
             resend(sig, info);
             uc.uc_sigmask |= bit(sig);
         } else if !postpone(sig, app, info, uc, area) {
-            state::run_handler_here(sig, app, info, uc, area);
+            handler_here(sig, app, info, uc, area);
         }
         return;
     }
     enter(sig, app, info, (false, 0), uc, area);
+}
+
+/// `state::run_handler_here`, after SA_RESETHAND's reset.
+fn handler_here(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
+    reset_hand(sig, app, area);
+    state::run_handler_here(sig, app, info, uc, area);
+}
+
+/// SA_RESETHAND: at delivery the kernel sets the handler to SIG_DFL and
+/// keeps the action's flags, mask and restorer. An owned signal's action is
+/// the table's alone (state::reset_hand_if_asked). Another's is the one we
+/// gave the kernel (kernel_action_for, SA_RESETHAND included), which the
+/// kernel has reset as it delivered the signal to us: the table's entry
+/// goes to SIG_DFL too, and the kernel is given kernel_action_for of that
+/// (for a signal that ends the process by default, our handler again, so
+/// that its next delivery writes the report first; the kernel alone ended
+/// the process without it; for the others the program's flags, mask and
+/// restorer, which a query shows). Only while the kernel still holds the
+/// reset form of what we gave it: a sigaction of the program's since then
+/// went through the table's lock, taken here.
+fn reset_hand(sig: i32, app: &KernelSigaction, area: &ThreadArea) {
+    if app.flags & SA_RESETHAND == 0 {
+        return;
+    }
+    if owned(sig) {
+        state::reset_hand_if_asked(sig, app, area);
+        return;
+    }
+    state::with_table(area.sigtable.get(), |t| {
+        let Some(slot) = t.get_mut(sig as usize) else { return };
+        if slot.act.handler != app.handler || slot.act.flags != app.flags {
+            return; // the program installed another action since
+        }
+        let given = kernel_action_for(sig, &slot.act);
+        let mut now = KernelSigaction::default();
+        // SAFETY: only reads the kernel's action.
+        if unsafe { raw::rt_sigaction(sig, None, Some(&mut now)) }.is_err() {
+            return;
+        }
+        if now.handler != SIG_DFL || now.flags != given.flags || now.restorer != given.restorer {
+            return;
+        }
+        slot.act.handler = SIG_DFL;
+        let k = kernel_action_for(sig, &slot.act);
+        // SAFETY: the program's action with SIG_DFL, as kernel_action_for
+        // gives every program action to the kernel.
+        let _ = unsafe { raw::rt_sigaction(sig, Some(&k), None) };
+    });
 }
 
 /// Build the program's signal frame and point `uc` at its handler.
@@ -94,7 +142,7 @@ fn enter(
     uc: &mut Ucontext,
     area: &ThreadArea,
 ) {
-    state::reset_hand_if_asked(sig, app, area);
+    reset_hand(sig, app, area);
     let view = area.app_blocked_owned.get();
     let interrupted_mask = (uc.uc_sigmask & !OWNED) | view;
     let running = handler_mask(sig, app, if temp_mask.0 { temp_mask.1 } else { interrupted_mask });
@@ -410,7 +458,7 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
         }
         // A forced signal the program blocked kills it, as natively.
         _ if blocked => die_from(sig, info, uc),
-        _ if here => run_handler_here(sig, &app, info, uc, area),
+        _ if here => handler_here(sig, &app, info, uc, area),
         _ => deliver(sig, &app, info, uc, area, is_forced),
     }
 }
