@@ -360,6 +360,7 @@ c_tests! {
     registers_rcx_r11,
     sigaction_roundtrip,
     sa_resethand,
+    signal_at_syscall_return,
     sig_ign_inherit,
     sigaltstack_user,
     sigbus_pointers,

@@ -459,8 +459,25 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
         // A forced signal the program blocked kills it, as natively.
         _ if blocked => die_from(sig, info, uc),
         _ if here => handler_here(sig, &app, info, uc, area),
-        _ => deliver(sig, &app, info, uc, area, is_forced),
+        _ => deliver(sig, &app, info, uc, area, is_forced && !raised_at_gate_syscall_return(info, uc)),
     }
+}
+
+/// `si_code` of a signal the kernel raised for reasons of its own (not an
+/// instruction's fault code).
+const SI_KERNEL: i32 = 0x80;
+
+/// A forced signal the kernel raised as one of the gate's syscalls returned,
+/// not for the instruction at rip: the `uretprobe` syscall made outside a
+/// uretprobe trampoline (SIGILL, Linux 6.11+), a corrupt rseq area
+/// (SIGSEGV). Nothing there faults again, so it waits for the library's
+/// code like any other signal, and the program's handler starts from the
+/// program's state after its syscall, as natively.
+fn raised_at_gate_syscall_return(info: &Siginfo, uc: &Ucontext) -> bool {
+    let rip = uc.mc.rip;
+    info.si_code == SI_KERNEL
+        && gate_contains(rip)
+        && raw::read_user::<[u8; 2]>(rip.wrapping_sub(2)).is_ok_and(|b| b == [0x0f, 0x05])
 }
 
 /// A seccomp filter of the program's kills it for a call the library

@@ -458,14 +458,21 @@ pub(super) fn invoke(handler: u64, flags: u64, sig: i32, info: &mut Siginfo, uc:
 pub(crate) fn die(sig: i32, info: &Siginfo) {
     hold_signals_for_exit();
     crate::measure::report::at_exit(crate::measure::report::Exit::Signal(sig));
-    // A machine check's SIGBUS "action optional" (BUS_MCEERR_AO) is sent
-    // asynchronously, about memory the thread may never touch again.
-    let refaults = sig != SIGSYS && info.si_code > 0 && !(sig == SIGBUS && info.si_code == BUS_MCEERR_AO);
-    reraise_default(sig, !refaults);
+    // Queued again with its own siginfo, a fault included: not every signal
+    // the kernel raises (si_code > 0) comes again when the instruction at
+    // rip runs again. The `uretprobe` syscall made outside a uretprobe
+    // trampoline raises SIGILL at its return, a corrupt rseq area SIGSEGV
+    // at a return to user space, a machine check's SIGBUS "action optional"
+    // is about memory the thread may never touch again. A fault that does
+    // come again finds the queued one delivered first, with the same
+    // default action.
+    reraise_default(sig, false);
+    if !masks_forbidden() {
+        raw::sigprocmask(libc::SIG_UNBLOCK, Some(bit(sig)));
+    }
+    let (pid, tid) = thread::ids();
+    let _ = raw::rt_tgsigqueueinfo(pid, tid, sig, info);
 }
-
-/// si_code of an asynchronous machine-check SIGBUS (include/uapi/asm-generic/siginfo.h).
-const BUS_MCEERR_AO: i32 = 5;
 
 /// Restore `sig`'s default disposition and, if `resend`, send it again to
 /// this thread (it is delivered, with its default action, when the kernel
