@@ -361,6 +361,7 @@ c_tests! {
     sigaction_roundtrip,
     sa_resethand,
     signal_at_syscall_return,
+    unblock_many_pending,
     sig_ign_inherit,
     sigaltstack_user,
     sigbus_pointers,

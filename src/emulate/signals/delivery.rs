@@ -68,13 +68,26 @@ pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontex
     if area.on_own_stack(uc.mc.rsp) {
         if forced {
             handler_here(sig, app, info, uc, area);
-        } else if area.draining.get() && SYNCHRONOUS & bit(sig) != 0 {
+        } else if area.draining.get() && SYNCHRONOUS & bit(sig) != 0 && (bit(sig) & NOT_HANDLER_BLOCKED == 0 || !state::masks_forbidden())
+        {
             // Our code is on its way back to the program, with every other
             // signal blocked (run_postponed): one that a fault can raise,
             // sent by kill, is queued again for the kernel to deliver at
             // that return (blocked until then in the state it interrupted).
             // (Others can only arrive here before the next handler of ours
             // clears `draining`: they are postponed for that handler.)
+            // SIGSYS (our handler's is SA_NODEFER) and a SIGTRAP or SIGFPE
+            // whose program action is SA_NODEFER are not blocked in this
+            // handler: queued again as they are, they would come back at
+            // once, into this handler again, without end (SIGSYS, SIGSEGV
+            // and SIGUSR1 unblocked at once on the fast path did so until
+            // the stack overflowed: the kernel delivers SIGSEGV and SIGSYS
+            // together, the SIGSYS interrupts our SIGSEGV handler before it
+            // clears `draining`). Blocked first: no trap can come meanwhile
+            // (our code makes its syscalls from the gate).
+            if bit(sig) & NOT_HANDLER_BLOCKED != 0 {
+                raw::sigprocmask(libc::SIG_BLOCK, Some(bit(sig)));
+            }
             resend(sig, info);
             uc.uc_sigmask |= bit(sig);
         } else if !postpone(sig, app, info, uc, area) {
@@ -274,6 +287,9 @@ pub fn run_postponed(area: &ThreadArea, uc: &mut Ucontext) {
         }
     }
 }
+
+/// Of those, the ones our handler for them may run with unblocked.
+const NOT_HANDLER_BLOCKED: u64 = bit(libc::SIGSYS) | bit(libc::SIGTRAP) | bit(libc::SIGFPE);
 
 /// Signals a fault of our own code can raise: blocked, the kernel would kill
 /// the process on one (force_sig_info resets a blocked handler to SIG_DFL).
