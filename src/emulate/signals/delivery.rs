@@ -68,7 +68,9 @@ pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontex
     if area.on_own_stack(uc.mc.rsp) {
         if forced {
             handler_here(sig, app, info, uc, area);
-        } else if area.draining.get() && SYNCHRONOUS & bit(sig) != 0 && (bit(sig) & NOT_HANDLER_BLOCKED == 0 || !state::masks_forbidden())
+        } else if area.draining.get()
+            && SYNCHRONOUS & bit(sig) != 0
+            && (bit(sig) & NOT_HANDLER_BLOCKED == 0 || !state::masks_forbidden())
         {
             // Our code is on its way back to the program, with every other
             // signal blocked (run_postponed): one that a fault can raise,
