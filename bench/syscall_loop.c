@@ -48,7 +48,7 @@ static int floor_setup(const char *workload)
          * loaded and compared, and the call allowed. */
         struct sock_filter f[] = {
             BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer) + 4),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x7573, 0, 0),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x7e90, 0, 0),
             BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         };
         struct sock_fprog prog = {sizeof f / sizeof f[0], f};

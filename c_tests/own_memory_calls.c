@@ -1,7 +1,7 @@
 // usertrap-test: unsupported
 /*
  * Hard case: calls that change mappings, aimed at the interposer's own
- * memory: the gate (a fixed address, 0x757300000000), the slot windows
+ * memory: the gate (a fixed address, 0x7e9000000000), the slot windows
  * (0x7f060000 now, 0x10060000 before), the calling thread's area (its state
  * and signal stack; found through the GS base, where FSGSBASE lets a program
  * read it).
@@ -30,7 +30,7 @@
 #define MADV_WIPEONFORK 18
 #endif
 
-#define GATE 0x757300000000UL
+#define GATE 0x7e9000000000UL
 static const unsigned long windows[] = { 0x7f060000UL, 0x10060000UL };
 
 __attribute__((noinline)) static long site_getppid(void)

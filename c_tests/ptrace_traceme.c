@@ -11,7 +11,7 @@
  *   5: syscalls made before (so usertrap patched their sites), then
  *      raise(SIGSTOP) and PTRACE_SYSCALL: every syscall stop must show the
  *      program's own code as the instruction pointer, not usertrap's gate
- *      (0x757300000000): patched sites are put back
+ *      (0x7e9000000000): patched sites are put back
  */
 #include "common.h"
 #include <fcntl.h>
@@ -92,7 +92,7 @@ static void trace(int which, const char *self, const int *expected, int n_expect
         int sig = WSTOPSIG(st);
         if (which == 5 && sig == (SIGTRAP | 0x80)) {
             struct user_regs_struct regs;
-            if (ptrace(PTRACE_GETREGS, pid, NULL, &regs) == 0 && (regs.rip >> 32) == 0x7573)
+            if (ptrace(PTRACE_GETREGS, pid, NULL, &regs) == 0 && (regs.rip >> 32) == 0x7e90)
                 from_gate++;
             ptrace(PTRACE_SYSCALL, pid, NULL, NULL);
             continue;

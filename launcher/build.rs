@@ -1,6 +1,6 @@
 //! Link the launcher as a static executable without libc or start files:
 //! the entry point is the library's `ut_launcher_start`, the gate section
-//! sits at GATE_ADDR (launcher.ld) (0x757300000000, exempt from the trap in every
+//! sits at GATE_ADDR (launcher.ld) (0x7e9000000000, exempt from the trap in every
 //! process), and the rest at 0x60000000: below 2 GiB (static code model) and clear
 //! of the slot windows (0x1006xxxx-0x3f06xxxx) and of the fixed
 //! addresses of non-PIE programs (0x400000) that the launcher loads.

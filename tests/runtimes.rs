@@ -265,3 +265,70 @@ fn python_faulthandler_16k_altstack_seccomp() {
 fn python_faulthandler_16k_altstack_sud() {
     python_faulthandler(Backend::Sud, Some(16));
 }
+
+/// tests/data/sanitized.c built with `-fsanitize=KIND` into
+/// target/sanitizers/ (a file per backend: the tests of both run at once),
+/// or None (said on stdout) where gcc cannot build it (no sanitizer
+/// runtime installed).
+fn sanitized_binary(kind: &str, backend: Backend) -> Option<PathBuf> {
+    let dir = repo_root().join("target/sanitizers");
+    std::fs::create_dir_all(&dir).expect("mkdir target/sanitizers");
+    let out = dir.join(format!("sanitized-{kind}-{backend}"));
+    let src = repo_root().join("tests/data/sanitized.c");
+    let built = Command::new(which("gcc"))
+        .args(["-O1", "-g", "-pthread"])
+        .arg(format!("-fsanitize={kind}"))
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("gcc");
+    if !built.status.success() {
+        println!("SKIPPED: gcc -fsanitize={kind} fails here:\n{}", String::from_utf8_lossy(&built.stderr));
+        return None;
+    }
+    Some(out)
+}
+
+/// A program built with ThreadSanitizer: its start-up maps its shadow and
+/// protects the address ranges it leaves unused, then dies ("unexpected
+/// memory mapping") of any mapping it finds in one. The library's gate was
+/// in such a range (0x7573_0000_0000): preloaded, the library could not map
+/// it ("cannot map the syscall gate", exit 125); exec'd, TSan died of it.
+fn thread_sanitizer(backend: Backend) {
+    let Some(bin) = sanitized_binary("thread", backend) else { return };
+    let case = Case::new(format!("tsan-{backend}")).step(Cmd::new(&bin));
+    compare_native_and_traced(&case, backend);
+}
+
+#[test]
+fn thread_sanitizer_seccomp() {
+    thread_sanitizer(Backend::Seccomp);
+}
+
+#[test]
+fn thread_sanitizer_sud() {
+    thread_sanitizer(Backend::Sud);
+}
+
+/// A program built with AddressSanitizer, which insists on being the first
+/// library loaded (the library is preloaded before it): as with any
+/// preloaded library, natively too, it runs with
+/// ASAN_OPTIONS=verify_asan_link_order=0.
+fn address_sanitizer(backend: Backend) {
+    let Some(bin) = sanitized_binary("address", backend) else { return };
+    let case = Case::new(format!("asan-{backend}"))
+        .step(Cmd::new(&bin).env("ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=0"));
+    compare_native_and_traced(&case, backend);
+}
+
+#[test]
+fn address_sanitizer_seccomp() {
+    address_sanitizer(Backend::Seccomp);
+}
+
+#[test]
+fn address_sanitizer_sud() {
+    address_sanitizer(Backend::Sud);
+}

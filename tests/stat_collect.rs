@@ -122,6 +122,21 @@ fn a_daemon_that_closes_everything_still_reports() {
     }
 }
 
+/// A signal whose SA_RESETHAND handler ran once, raised again: its default
+/// action ends the process, which reports first (the kernel had reset the
+/// action the library gave it to SIG_DFL, and the second one ended the
+/// process without a report).
+#[test]
+fn death_by_a_one_shot_handlers_signal_reports() {
+    for b in Backend::ALL {
+        let prog = c_test_binary("sa_resethand");
+        let text = stat_vs_native("collect-resethand", b, &[prog.to_str().unwrap(), "again"], |_| {});
+        let names = reported(&text);
+        assert!(!names.is_empty() && names.iter().all(|n| n == "sa_resethand"), "{b}:\n{text}");
+        assert!(!text.contains("did not report"), "{b}:\n{text}");
+    }
+}
+
 /// A child killed by SIGKILL writes nothing: it is named, with the signal
 /// its parent saw.
 #[test]

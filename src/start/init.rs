@@ -458,7 +458,7 @@ fn status_hex(status: &[u8], key: &[u8]) -> Option<u64> {
 
 /// Does the maps file at `path` (NUL-terminated) list a mapping at GATE_ADDR?
 fn maps_have_gate(path: &[u8]) -> bool {
-    const LINE: &[u8] = b"\n757300000000-";
+    const LINE: &[u8] = b"\n7e9000000000-";
     let fd = boot_open(path);
     if fd < 0 {
         return false;
@@ -573,7 +573,7 @@ fn map_gate() {
     // SAFETY: NOREPLACE: nothing mapped is touched.
     let r = unsafe { bootstrap_syscall(libc::SYS_mmap, [GATE_ADDR, GATE_LEN, prot_rw, flags, u64::MAX, 0]) };
     if r as u64 != GATE_ADDR {
-        bootstrap_fail(b"usertrap: cannot map the syscall gate at 0x757300000000 (already in use: the library loaded twice, or started by a usertrap-launcher of another build?)\n");
+        bootstrap_fail(b"usertrap: cannot map the syscall gate at 0x7e9000000000 (already in use: the library loaded twice, or started by a usertrap-launcher of another build?)\n");
     }
     fill_gate(GATE_ADDR, false);
     let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;

@@ -61,28 +61,91 @@ pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontex
         // A signal syscall emulated on the fast path is under way (fast.rs):
         // held until it is done, then sent again.
         if !postpone(sig, app, info, uc, area) {
-            state::run_handler_here(sig, app, info, uc, area);
+            handler_here(sig, app, info, uc, area);
         }
         return;
     }
     if area.on_own_stack(uc.mc.rsp) {
         if forced {
-            state::run_handler_here(sig, app, info, uc, area);
-        } else if area.draining.get() && SYNCHRONOUS & bit(sig) != 0 {
+            handler_here(sig, app, info, uc, area);
+        } else if area.draining.get()
+            && SYNCHRONOUS & bit(sig) != 0
+            && (bit(sig) & NOT_HANDLER_BLOCKED == 0 || !state::masks_forbidden())
+        {
             // Our code is on its way back to the program, with every other
             // signal blocked (run_postponed): one that a fault can raise,
             // sent by kill, is queued again for the kernel to deliver at
             // that return (blocked until then in the state it interrupted).
             // (Others can only arrive here before the next handler of ours
             // clears `draining`: they are postponed for that handler.)
+            // SIGSYS (our handler's is SA_NODEFER) and a SIGTRAP or SIGFPE
+            // whose program action is SA_NODEFER are not blocked in this
+            // handler: queued again as they are, they would come back at
+            // once, into this handler again, without end (SIGSYS, SIGSEGV
+            // and SIGUSR1 unblocked at once on the fast path did so until
+            // the stack overflowed: the kernel delivers SIGSEGV and SIGSYS
+            // together, the SIGSYS interrupts our SIGSEGV handler before it
+            // clears `draining`). Blocked first: no trap can come meanwhile
+            // (our code makes its syscalls from the gate).
+            if bit(sig) & NOT_HANDLER_BLOCKED != 0 {
+                raw::sigprocmask(libc::SIG_BLOCK, Some(bit(sig)));
+            }
             resend(sig, info);
             uc.uc_sigmask |= bit(sig);
         } else if !postpone(sig, app, info, uc, area) {
-            state::run_handler_here(sig, app, info, uc, area);
+            handler_here(sig, app, info, uc, area);
         }
         return;
     }
     enter(sig, app, info, (false, 0), uc, area);
+}
+
+/// `state::run_handler_here`, after SA_RESETHAND's reset.
+fn handler_here(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
+    reset_hand(sig, app, area);
+    state::run_handler_here(sig, app, info, uc, area);
+}
+
+/// SA_RESETHAND: at delivery the kernel sets the handler to SIG_DFL and
+/// keeps the action's flags, mask and restorer. An owned signal's action is
+/// the table's alone (state::reset_hand_if_asked). Another's is the one we
+/// gave the kernel (kernel_action_for, SA_RESETHAND included), which the
+/// kernel has reset as it delivered the signal to us: the table's entry
+/// goes to SIG_DFL too, and the kernel is given kernel_action_for of that
+/// (for a signal that ends the process by default, our handler again, so
+/// that its next delivery writes the report first; the kernel alone ended
+/// the process without it; for the others the program's flags, mask and
+/// restorer, which a query shows). Only while the kernel still holds the
+/// reset form of what we gave it: a sigaction of the program's since then
+/// went through the table's lock, taken here.
+fn reset_hand(sig: i32, app: &KernelSigaction, area: &ThreadArea) {
+    if app.flags & SA_RESETHAND == 0 {
+        return;
+    }
+    if owned(sig) {
+        state::reset_hand_if_asked(sig, app, area);
+        return;
+    }
+    state::with_table(area.sigtable.get(), |t| {
+        let Some(slot) = t.get_mut(sig as usize) else { return };
+        if slot.act.handler != app.handler || slot.act.flags != app.flags {
+            return; // the program installed another action since
+        }
+        let given = kernel_action_for(sig, &slot.act);
+        let mut now = KernelSigaction::default();
+        // SAFETY: only reads the kernel's action.
+        if unsafe { raw::rt_sigaction(sig, None, Some(&mut now)) }.is_err() {
+            return;
+        }
+        if now.handler != SIG_DFL || now.flags != given.flags || now.restorer != given.restorer {
+            return;
+        }
+        slot.act.handler = SIG_DFL;
+        let k = kernel_action_for(sig, &slot.act);
+        // SAFETY: the program's action with SIG_DFL, as kernel_action_for
+        // gives every program action to the kernel.
+        let _ = unsafe { raw::rt_sigaction(sig, Some(&k), None) };
+    });
 }
 
 /// Build the program's signal frame and point `uc` at its handler.
@@ -94,7 +157,7 @@ fn enter(
     uc: &mut Ucontext,
     area: &ThreadArea,
 ) {
-    state::reset_hand_if_asked(sig, app, area);
+    reset_hand(sig, app, area);
     let view = area.app_blocked_owned.get();
     let interrupted_mask = (uc.uc_sigmask & !OWNED) | view;
     let running = handler_mask(sig, app, if temp_mask.0 { temp_mask.1 } else { interrupted_mask });
@@ -226,6 +289,9 @@ pub fn run_postponed(area: &ThreadArea, uc: &mut Ucontext) {
         }
     }
 }
+
+/// Of those, the ones our handler for them may run with unblocked.
+const NOT_HANDLER_BLOCKED: u64 = bit(libc::SIGSYS) | bit(libc::SIGTRAP) | bit(libc::SIGFPE);
 
 /// Signals a fault of our own code can raise: blocked, the kernel would kill
 /// the process on one (force_sig_info resets a blocked handler to SIG_DFL).
@@ -410,9 +476,26 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
         }
         // A forced signal the program blocked kills it, as natively.
         _ if blocked => die_from(sig, info, uc),
-        _ if here => run_handler_here(sig, &app, info, uc, area),
-        _ => deliver(sig, &app, info, uc, area, is_forced),
+        _ if here => handler_here(sig, &app, info, uc, area),
+        _ => deliver(sig, &app, info, uc, area, is_forced && !raised_at_gate_syscall_return(info, uc)),
     }
+}
+
+/// `si_code` of a signal the kernel raised for reasons of its own (not an
+/// instruction's fault code).
+const SI_KERNEL: i32 = 0x80;
+
+/// A forced signal the kernel raised as one of the gate's syscalls returned,
+/// not for the instruction at rip: the `uretprobe` syscall made outside a
+/// uretprobe trampoline (SIGILL, Linux 6.11+), a corrupt rseq area
+/// (SIGSEGV). Nothing there faults again, so it waits for the library's
+/// code like any other signal, and the program's handler starts from the
+/// program's state after its syscall, as natively.
+fn raised_at_gate_syscall_return(info: &Siginfo, uc: &Ucontext) -> bool {
+    let rip = uc.mc.rip;
+    info.si_code == SI_KERNEL
+        && gate_contains(rip)
+        && raw::read_user::<[u8; 2]>(rip.wrapping_sub(2)).is_ok_and(|b| b == [0x0f, 0x05])
 }
 
 /// A seccomp filter of the program's kills it for a call the library

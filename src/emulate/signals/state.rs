@@ -368,12 +368,14 @@ pub(crate) fn gate_contains(addr: u64) -> bool {
 
 /// SA_RESETHAND of an owned signal, whose real disposition stays ours: the
 /// table goes back to SIG_DFL as the kernel's would at delivery. (For other
-/// signals the kernel resets its own.)
+/// signals the kernel resets its own: delivery::reset_hand.)
 pub(crate) fn reset_hand_if_asked(sig: i32, app: &KernelSigaction, area: &ThreadArea) {
     if owned(sig) && app.flags & SA_RESETHAND != 0 {
         with_table(area.sigtable.get(), |t| {
             if let Some(slot) = t.get_mut(sig as usize) {
-                slot.act = KernelSigaction { handler: SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+                // Only the handler: flags, mask and restorer stay, as a
+                // query after the delivery shows natively.
+                slot.act.handler = SIG_DFL;
             }
         });
     }
@@ -399,8 +401,8 @@ pub(super) fn handler_mask(sig: i32, app: &KernelSigaction, base: u64) -> u64 {
 /// for the few cases that cannot be entered through a frame of their own
 /// (delivery.rs): a fault of the library's own code, the program's own
 /// seccomp trap of a syscall the slow path re-issued, no room to postpone.
+/// (SA_RESETHAND's reset is the caller's: delivery::reset_hand.)
 pub(crate) fn run_handler_here(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontext, area: &ThreadArea) {
-    reset_hand_if_asked(sig, app, area);
     // The mask while the handler runs; owned signals only in the program's view.
     let add = handler_mask(sig, app, 0);
     raw::sigprocmask(libc::SIG_SETMASK, Some(uc.uc_sigmask | (add & !OWNED)));
@@ -456,14 +458,21 @@ pub(super) fn invoke(handler: u64, flags: u64, sig: i32, info: &mut Siginfo, uc:
 pub(crate) fn die(sig: i32, info: &Siginfo) {
     hold_signals_for_exit();
     crate::measure::report::at_exit(crate::measure::report::Exit::Signal(sig));
-    // A machine check's SIGBUS "action optional" (BUS_MCEERR_AO) is sent
-    // asynchronously, about memory the thread may never touch again.
-    let refaults = sig != SIGSYS && info.si_code > 0 && !(sig == SIGBUS && info.si_code == BUS_MCEERR_AO);
-    reraise_default(sig, !refaults);
+    // Queued again with its own siginfo, a fault included: not every signal
+    // the kernel raises (si_code > 0) comes again when the instruction at
+    // rip runs again. The `uretprobe` syscall made outside a uretprobe
+    // trampoline raises SIGILL at its return, a corrupt rseq area SIGSEGV
+    // at a return to user space, a machine check's SIGBUS "action optional"
+    // is about memory the thread may never touch again. A fault that does
+    // come again finds the queued one delivered first, with the same
+    // default action.
+    reraise_default(sig, false);
+    if !masks_forbidden() {
+        raw::sigprocmask(libc::SIG_UNBLOCK, Some(bit(sig)));
+    }
+    let (pid, tid) = thread::ids();
+    let _ = raw::rt_tgsigqueueinfo(pid, tid, sig, info);
 }
-
-/// si_code of an asynchronous machine-check SIGBUS (include/uapi/asm-generic/siginfo.h).
-const BUS_MCEERR_AO: i32 = 5;
 
 /// Restore `sig`'s default disposition and, if `resend`, send it again to
 /// this thread (it is delivered, with its default action, when the kernel

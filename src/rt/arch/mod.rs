@@ -9,9 +9,15 @@ use core::arch::global_asm;
 
 /// Where the gate lives in every process: the same address everywhere, so a
 /// seccomp filter inherited across fork (and, later, exec) still exempts it.
-/// 0x7573_0000_0000 ("us") lies far below the mmap base (0x7fxx_xxxx_xxxx) and
-/// far above brk heaps of PIE programs (0x55xx-0x56xx_xxxx_xxxx).
-pub const GATE_ADDR: u64 = 0x7573_0000_0000;
+/// 0x7e90_0000_0000 lies far below the mmap base (0x7fxx_xxxx_xxxx; at least
+/// 0x7eff_xxxx_xxxx with the default 28 bits of randomisation) and far above
+/// brk heaps of PIE programs (0x55xx-0x56xx_xxxx_xxxx), inside the range
+/// ThreadSanitizer leaves to modules and stacks (0x7e80_0000_0000 and up in
+/// gcc 12's runtime, 0x7a00_0000_0000 in LLVM's): its start-up protects
+/// the unused ranges around it, and dies of any mapping it finds there
+/// (the gate was at 0x7573_0000_0000, inside one of them: a program built
+/// with -fsanitize=thread could not run under the library).
+pub const GATE_ADDR: u64 = 0x7e90_0000_0000;
 /// Length of the exempt range: one page holds the whole gate image.
 pub const GATE_LEN: u64 = 4096;
 
