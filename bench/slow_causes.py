@@ -19,7 +19,7 @@ import sys
 
 # Calls the library emulates and keeps on the slow path (src/trap/syscalls.rs).
 EMULATED = {"clone", "clone3", "exit_group", "execve", "execveat", "exit", "rt_sigreturn", "vfork",
-            "arch_prctl", "pselect6"}
+            "arch_prctl"}
 
 
 def causes(path):

@@ -8,13 +8,17 @@
  * The sites, none run before the threads start:
  *   range_getppid   `mov $110,%eax; mov %rdi,%rsi; syscall`: Form R (3
  *                   instructions relocated into the trampoline);
- *   punned_getppid  `lea (%rip),%r11; mov %rbx,%rdi; syscall; cmp $-4095,%rax`:
- *                   Form R (the lea stays in place) with a
+ *   punned_getppid  `lea (%rip),%r11d; mov %rbx,%rdi; syscall; cmp $-4095,%rax`:
+ *                   Form R (the lea, 32-bit, stays in place) with a
  *                   boundary at offset 3 and one after the syscall (punned
  *                   slot; a thread returning from the old syscall lands on a
  *                   boundary inside the range);
- *   pad_syscall3    `...; lea (%rip),%r11; mov %eax,%eax; syscall; ret` and a
+ *   pad_syscall3    `...; lea (%rip),%r11d; mov %eax,%eax; syscall; ret` and a
  *                   dead NOP pad: Form P (jmp rel8 to the pad);
+ *   lea_getppid     `mov $110,%eax; lea lea_getppid(%rip),%rsi; syscall`:
+ *                   Form R over the lea and the syscall, the lea's copy a
+ *                   movabs of the address it computes (pthread_create's
+ *                   rt_sigprocmask); the caller checks %rsi's value too;
  *   glibc's syscall(3) and read(2) (first round only: libc is not made
  *   writable).
  * Each of 200 rounds makes this program's text writable and read-only again
@@ -49,6 +53,8 @@
 long range_getppid(long dummy);
 long punned_getppid(long nr, long a1, long a2);
 long pad_syscall3(long nr, long a1, long a2, long a3);
+long lea_getppid(long *rsi);
+long enter_at_lea_syscall(long *rsi);
 
 __asm__(".text\n"
         ".p2align 6\n"
@@ -76,7 +82,7 @@ __asm__(".text\n"
         "    mov %rsi, %rbx\n"
         "    mov %rdx, %rsi\n"
         "    mov $1, %edx\n"
-        "    lea 0(%rip), %r11\n"
+        "    lea 0(%rip), %r11d\n"
         "    mov %rbx, %rdi\n"
         "punned_sys:\n"
         "    syscall\n"
@@ -96,7 +102,7 @@ __asm__(".text\n"
         "    mov %rsi, %rdi\n"
         "    mov %rdx, %rsi\n"
         "    mov %rcx, %rdx\n"
-        "    lea 0(%rip), %r11\n"
+        "    lea 0(%rip), %r11d\n"
         "    mov %eax, %eax\n"
         "    syscall\n"
         "    ret\n"
@@ -142,6 +148,27 @@ __asm__(".text\n"
         "    jmp punned_cmp\n"
         ".cfi_endproc\n"
         ".size enter_after_punned_syscall, .-enter_after_punned_syscall\n"
+        ".p2align 4\n"
+        ".globl lea_getppid\n"
+        ".type lea_getppid,@function\n"
+        "lea_getppid:\n"
+        ".cfi_startproc\n"
+        "    mov $110, %eax\n"
+        "    lea lea_getppid(%rip), %rsi\n"
+        "lea_sys:\n"
+        "    syscall\n"
+        "    mov %rsi, (%rdi)\n"
+        "    ret\n"
+        ".cfi_endproc\n"
+        ".size lea_getppid, .-lea_getppid\n"
+        ".type enter_at_lea_syscall,@function\n"
+        "enter_at_lea_syscall:\n"
+        ".cfi_startproc\n"
+        "    mov $110, %eax\n"
+        "    lea lea_getppid(%rip), %rsi\n"
+        "    jmp lea_sys\n"
+        ".cfi_endproc\n"
+        ".size enter_at_lea_syscall, .-enter_at_lea_syscall\n"
         "sites_end:\n");
 
 long enter_at_mov(void);
@@ -180,6 +207,9 @@ static void all_sites(int glibc)
     check("punned_getppid", punned_getppid(SYS_getppid, 0, 0), g_ppid);
     check("pad_syscall3(getppid)", pad_syscall3(SYS_getppid, 0, 0, 0), g_ppid);
     one_byte_from_zero();
+    long rsi = 0;
+    check("lea_getppid", lea_getppid(&rsi), g_ppid);
+    check("lea_getppid's %rsi", rsi, (long)lea_getppid);
     if (glibc) {
         check("syscall(SYS_getppid)", syscall(SYS_getppid), g_ppid);
         char c = 1;
@@ -195,6 +225,9 @@ static void entries(void)
     check("enter_at_syscall", enter_at_syscall(), g_ppid);
     check("enter_at_punned_syscall", enter_at_punned_syscall(), g_ppid);
     check("enter_after_punned_syscall", enter_after_punned_syscall(), g_ppid);
+    long rsi = 0;
+    check("enter_at_lea_syscall", enter_at_lea_syscall(&rsi), g_ppid);
+    check("enter_at_lea_syscall's %rsi", rsi, (long)lea_getppid);
 }
 
 static void on_signal(int sig)

@@ -380,6 +380,7 @@ c_tests! {
     sockets_loopback,
     spawn_sigreset,
     syscall3_emulated,
+    temp_mask_waits,
     static_getppid_loop,
     static_hello,
     thread_start_crowd,

@@ -796,6 +796,39 @@ fn emulated_calls_take_the_fast_path(backend: Backend) {
     }
 }
 
+/// c_tests/temp_mask_waits.c: pselect6, ppoll, epoll_pwait and
+/// rt_sigsuspend, each made 41 times from one libc site, take the fast path
+/// after the site's first call (signals::fast::with_temp_mask) but for the
+/// one that an owned signal held back for the program ends at once (the
+/// slow path delivers it), with the program's output the native one: the
+/// handler that ends each wait runs with the wait's temporary mask.
+fn temp_mask_waits_take_the_fast_path(backend: Backend) {
+    let dir = fresh_reports_dir("temp_mask_waits_take_the_fast_path", backend);
+    let case = Case::new("temp-mask-waits").step(with_json_reports(Cmd::new(c_test_binary("temp_mask_waits")), &dir));
+    compare_native_and_traced(&case, backend);
+    for name in ["pselect6", "ppoll", "epoll_pwait", "rt_sigsuspend"] {
+        let (calls, fast) = final_calls_in_reports(&dir, "temp_mask_waits", name);
+        assert!(
+            calls == 41 && fast >= 39,
+            "only {} of {} {} calls of temp_mask_waits took the fast path (expected 39 of 41); slow at:\n{}",
+            fast,
+            calls,
+            name,
+            slow_sites_in_reports(&dir, "temp_mask_waits", name)
+        );
+    }
+}
+
+#[test]
+fn temp_mask_waits_take_the_fast_path_seccomp() {
+    temp_mask_waits_take_the_fast_path(Backend::Seccomp);
+}
+
+#[test]
+fn temp_mask_waits_take_the_fast_path_sud() {
+    temp_mask_waits_take_the_fast_path(Backend::Sud);
+}
+
 #[test]
 fn emulated_calls_take_the_fast_path_seccomp() {
     emulated_calls_take_the_fast_path(Backend::Seccomp);

@@ -8,7 +8,14 @@
 //! the `syscall`, 7 to [`MAX_RANGE`] bytes, inside one function; every
 //! instruction but the `syscall` is on a short allow-list of integer
 //! instructions without rip-relative operands (copied into the trampoline
-//! unchanged, they do the same). R becomes `jmp *slot` (ff 24 25 + 4 bytes)
+//! unchanged, they do the same), or `lea disp32(%rip),%r64` (pthread_create's
+//! `lea sigset(%rip),%rsi; syscall` for rt_sigprocmask), whose copy is
+//! `movabs $target,%r64`: the address it computes, known when the
+//! trampoline is built (from R's address and the displacement, in the
+//! original bytes the proof checked), in the same register, flags
+//! untouched as by `lea`. The copy is 3 bytes longer: where a thread is
+//! resumed in the trampoline counts copies, not R's offsets
+//! ([`resume_offset`]). R becomes `jmp *slot` (ff 24 25 + 4 bytes)
 //! followed by 0x06 filler. Safety, for every thread at every moment:
 //! every instruction boundary of R but the first is, in every byte sequence
 //! the write protocol passes through, an invalid opcode: offset 5 is the
@@ -257,6 +264,60 @@ pub fn relocatable(ins: &Instruction) -> bool {
     integer_op(ins) || sse_move(ins)
 }
 
+/// `lea disp32(%rip),%r64` exactly (REX.W, 8d, ModRM mod 00 r/m 101,
+/// no other prefix): its register number and displacement. RIP-relative
+/// addressing ignores REX.X and REX.B.
+pub fn rip_lea(insn: &[u8]) -> Option<(u8, i32)> {
+    match *insn {
+        [rex, 0x8d, modrm, d0, d1, d2, d3] if rex & 0xf8 == 0x48 && modrm & 0xc7 == 0x05 => {
+            Some((((rex & 4) << 1) | ((modrm >> 3) & 7), i32::from_le_bytes([d0, d1, d2, d3])))
+        }
+        _ => None,
+    }
+}
+
+/// `movabs $imm64,%r64`: the copy of a [`rip_lea`].
+pub const MOVABS_LEN: usize = 10;
+
+/// The bytes of an instruction's copy in a trampoline, for the instruction
+/// `insn` at `addr`: itself, or for a [`rip_lea`] the `movabs` of the
+/// address it computes.
+fn copy_of(insn: &[u8], addr: u64) -> ([u8; 15], usize) {
+    let mut out = [0u8; 15];
+    if let Some((reg, disp)) = rip_lea(insn) {
+        let target = addr.wrapping_add(insn.len() as u64).wrapping_add(disp as i64 as u64);
+        out[0] = 0x48 | (reg >> 3);
+        out[1] = 0xb8 + (reg & 7);
+        out[2..MOVABS_LEN].copy_from_slice(&target.to_le_bytes());
+        return (out, MOVABS_LEN);
+    }
+    let n = insn.len().min(out.len());
+    out[..n].copy_from_slice(insn.get(..n).unwrap_or(&[]));
+    (out, n)
+}
+
+/// Can `ins` (in `code`) go into a range: [`relocatable`], or a
+/// [`rip_lea`] (whose copy is rewritten).
+fn movable(code: &Code<'_>, ins: &Instruction) -> bool {
+    if relocatable(ins) {
+        return true;
+    }
+    let mut buf = [0u8; 7];
+    ins.mnemonic() == Mnemonic::Lea
+        && ins.is_ip_rel_memory_operand()
+        && ins.len() == buf.len()
+        && code.bytes(ins.ip(), &mut buf)
+        && rip_lea(&buf).is_some()
+}
+
+/// R's instructions: (offset, original bytes) for each of `offs` in `orig`.
+fn each_insn_of<'a>(orig: &'a [u8], offs: &'a [u8]) -> impl Iterator<Item = (usize, &'a [u8])> + 'a {
+    offs.iter().enumerate().map(move |(i, &o)| {
+        let end = offs.get(i + 1).map_or(orig.len(), |&e| e as usize);
+        (o as usize, orig.get(o as usize..end).unwrap_or(&[]))
+    })
+}
+
 /// ld.so's `set_robust_list` at thread set-up: `movq %rdi,%xmm0;
 /// punpcklqdq %xmm0,%xmm0; movups %xmm0,0x2d8(%rbx); syscall`, where
 /// nothing else fits (no pad within reach).
@@ -384,7 +445,7 @@ pub fn plan_range(code: &Code<'_>, sys: u64) -> Result<Range, Reject> {
     // a: how many instructions before the syscall; tail: the one after too.
     'grow: for a in 1..=nb.min(MAX_INSNS - 2) {
         let Some(&first) = before.get(MAX_INSNS - a) else { break };
-        if !relocatable(&first) {
+        if !movable(code, &first) {
             why = Reject::NotRelocatable;
             break 'grow;
         }
@@ -401,7 +462,7 @@ pub fn plan_range(code: &Code<'_>, sys: u64) -> Result<Range, Reject> {
             n += 1; // the syscall (2 bytes)
             if tail {
                 match after {
-                    Some(t) if relocatable(&t) && n < MAX_INSNS => {
+                    Some(t) if movable(code, &t) && n < MAX_INSNS => {
                         if let Some(slot) = insns.get_mut(n) {
                             *slot = t;
                         }
@@ -644,17 +705,55 @@ pub fn trampoline(at: u64, entry: u64, pre: &[u8], sys_end: u64, post: &[u8], ba
     Some(Tramp { code, len: n, post_base })
 }
 
-/// Where a thread that faulted at offset `o` of R resumes: None for the
+/// Form R's trampoline at `at`: R at `start` with original bytes `orig`,
+/// its instructions at `offs`, the `syscall` at `sys_off`; each other
+/// instruction copied ([`copy_of`]: a rip-relative `lea` as `movabs`),
+/// returning to `back` (R's end).
+pub fn range_trampoline(
+    at: u64,
+    entry: u64,
+    start: u64,
+    orig: &[u8],
+    offs: &[u8],
+    sys_off: usize,
+    back: u64,
+) -> Option<Tramp> {
+    let (mut pre, mut post) = ([0u8; TRAMP_MAX], [0u8; TRAMP_MAX]);
+    let (mut npre, mut npost) = (0usize, 0usize);
+    for (o, insn) in each_insn_of(orig, offs) {
+        if o == sys_off {
+            continue;
+        }
+        let (bytes, n) = copy_of(insn, start + o as u64);
+        let (buf, len) = if o < sys_off { (&mut pre, &mut npre) } else { (&mut post, &mut npost) };
+        buf.get_mut(*len..*len + n)?.copy_from_slice(bytes.get(..n)?);
+        *len += n;
+    }
+    let sys_end = start + sys_off as u64 + 2;
+    trampoline(at, entry, pre.get(..npre)?, sys_end, post.get(..npost)?, back)
+}
+
+/// Where a thread that faulted at offset `o` of R resumes in its
+/// trampoline (built by [`range_trampoline`] from `orig`): None for the
 /// `syscall` itself (the handler runs it) and for a non-boundary.
-pub fn resume_offset(r_offs: &[u8], sys_off: usize, post_base: usize, o: usize) -> Option<usize> {
+pub fn resume_offset(orig: &[u8], r_offs: &[u8], sys_off: usize, post_base: usize, o: usize) -> Option<usize> {
     if !r_offs.contains(&(o as u8)) || o == sys_off {
         return None;
     }
-    if o < sys_off {
-        Some(o)
-    } else {
-        Some(post_base + (o - sys_off - 2))
+    // The copies of the instructions before `o` on its side of the syscall.
+    let (mut at, from) = if o < sys_off { (0, 0) } else { (post_base, sys_off + 2) };
+    for (off, insn) in each_insn_of(orig, r_offs) {
+        if off >= from && off < o && off != sys_off {
+            at += copy_of(insn, 0).1;
+        }
     }
+    Some(at)
+}
+
+/// Where Tret lies in a trampoline whose post copies start at
+/// `post_base` (after `movabs $<after syscall>,%rcx`).
+pub fn tret_offset(post_base: usize) -> usize {
+    post_base.saturating_sub(MOVABS_LEN)
 }
 
 #[cfg(test)]
@@ -754,9 +853,94 @@ mod tests {
         assert_eq!(&c[43..49], &[0xff, 0x25, 0, 0, 0, 0]);
         assert_eq!(u64::from_le_bytes(c[49..57].try_into().unwrap()), BASE + 11);
         assert_eq!(t.len, 57);
-        assert_eq!(resume_offset(&r.offs[..r.n], r.sys_off, t.post_base, 5), Some(5));
-        assert_eq!(resume_offset(&r.offs[..r.n], r.sys_off, t.post_base, 9), None);
-        assert_eq!(resume_offset(&r.offs[..r.n], r.sys_off, t.post_base, 6), None);
+        assert_eq!(resume_offset(r.orig(), &r.offs[..r.n], r.sys_off, t.post_base, 5), Some(5));
+        assert_eq!(resume_offset(r.orig(), &r.offs[..r.n], r.sys_off, t.post_base, 9), None);
+        assert_eq!(resume_offset(r.orig(), &r.offs[..r.n], r.sys_off, t.post_base, 6), None);
+    }
+
+    // pthread_create's rt_sigprocmask: mov $0xe,%eax; lea 0x1178dd(%rip),%rsi;
+    // syscall; mov 0x28(%r12),%rax.
+    const SIGMASK: [u8; 19] = [
+        0xb8, 0x0e, 0, 0, 0, // mov $0xe,%eax
+        0x48, 0x8d, 0x35, 0xdd, 0x78, 0x11, 0x00, // lea 0x1178dd(%rip),%rsi
+        0x0f, 0x05, // syscall
+        0x49, 0x8b, 0x44, 0x24, 0x28, // mov 0x28(%r12),%rax
+    ];
+
+    #[test]
+    fn rip_relative_lea_range() {
+        let r = plan_range(&code(&SIGMASK), BASE + 12).unwrap();
+        // The lea and the syscall: 9 bytes, boundaries at 0 and 7.
+        assert_eq!((r.start, r.len, r.n, r.sys_off, r.pun), (BASE + 5, 9, 2, 7, 0));
+        assert_eq!(&r.offs[..2], &[0, 7]);
+        let out = range_final(&r, 0x7f06_0010);
+        assert_eq!(&out[..9], &[0xff, 0x24, 0x25, 0x10, 0x00, 0x06, 0x7f, 0x06, 0x06]);
+        // Bytes out in the trampoline: movabs $<the lea's address>,%rsi.
+        let t = range_trampoline(0x1000, 0xdead_beef, r.start, r.orig(), &r.offs[..r.n], r.sys_off, r.end()).unwrap();
+        let c = &t.code[..t.len];
+        assert_eq!(&c[..2], &[0x48, 0xbe]);
+        assert_eq!(u64::from_le_bytes(c[2..10].try_into().unwrap()), BASE + 12 + 0x1178dd);
+        // Tret after the 10-byte copy; back to R's end.
+        assert_eq!(&c[10..12], &[0x49, 0xbb]);
+        assert_eq!(u64::from_le_bytes(c[12..20].try_into().unwrap()), 0x1000 + 10 + TRAMP_RET_OFF as u64);
+        assert_eq!(tret_offset(t.post_base), 10 + TRAMP_RET_OFF);
+        assert_eq!(u64::from_le_bytes(c[36..44].try_into().unwrap()), BASE + 14);
+        assert_eq!(u64::from_le_bytes(c[t.len - 8..].try_into().unwrap()), BASE + 14);
+        // A thread caught at the lea resumes at its copy; at the syscall: the handler.
+        assert_eq!(resume_offset(r.orig(), &r.offs[..r.n], r.sys_off, t.post_base, 0), Some(0));
+        assert_eq!(resume_offset(r.orig(), &r.offs[..r.n], r.sys_off, t.post_base, 7), None);
+        // r8-r15 need REX.B; the displacement is signed.
+        assert_eq!(rip_lea(&[0x4c, 0x8d, 0x05, 0xf0, 0xff, 0xff, 0xff]), Some((8, -16)));
+        let (copy, n) = copy_of(&[0x4c, 0x8d, 0x05, 0xf0, 0xff, 0xff, 0xff], 0x7f00_0000_1000);
+        assert_eq!(&copy[..2], &[0x49, 0xb8]);
+        assert_eq!(u64::from_le_bytes(copy[2..n].try_into().unwrap()), 0x7f00_0000_1000 + 7 - 16);
+    }
+
+    #[test]
+    fn copies_after_a_rip_lea_resume_at_their_copy() {
+        // mov %rdi,%rax; lea 0x10(%rip),%rdx; mov %rsi,%r10; syscall; lea -8(%rip),%rcx; mov %rax,%rdi
+        let bytes = [
+            0x48, 0x89, 0xf8, // mov %rdi,%rax (0)
+            0x48, 0x8d, 0x15, 0x10, 0, 0, 0, // lea 0x10(%rip),%rdx (3)
+            0x49, 0x89, 0xf2, // mov %rsi,%r10 (10)
+            0x0f, 0x05, // syscall (13)
+            0x48, 0x8d, 0x0d, 0xf8, 0xff, 0xff, 0xff, // lea -8(%rip),%rcx (15)
+            0x48, 0x89, 0xc7, // mov %rax,%rdi (22)
+            0xc3,
+        ];
+        let orig = &bytes[..25];
+        let offs = [0u8, 3, 10, 13, 15, 22];
+        let t = range_trampoline(0x1000, 0xdead_beef, BASE, orig, &offs, 13, BASE + 25).unwrap();
+        let c = &t.code[..t.len];
+        assert_eq!(&c[..3], &bytes[..3]);
+        assert_eq!(&c[3..5], &[0x48, 0xba]); // movabs $..,%rdx
+        assert_eq!(u64::from_le_bytes(c[5..13].try_into().unwrap()), BASE + 10 + 0x10);
+        assert_eq!(&c[13..16], &bytes[10..13]);
+        let p = t.post_base;
+        assert_eq!(&c[p..p + 2], &[0x48, 0xb9]); // movabs $..,%rcx
+        assert_eq!(u64::from_le_bytes(c[p + 2..p + 10].try_into().unwrap()), BASE + 22 - 8);
+        assert_eq!(&c[p + 10..p + 13], &bytes[22..25]);
+        let at = |o| resume_offset(orig, &offs, 13, p, o);
+        assert_eq!(
+            [at(0), at(3), at(10), at(13), at(15), at(22)],
+            [Some(0), Some(3), Some(13), None, Some(p), Some(p + 10)]
+        );
+        assert_eq!(at(4), None);
+    }
+
+    #[test]
+    fn rip_relative_refusals() {
+        // lea into a 32-bit register (no REX.W), and rip-relative loads.
+        let lea32 = [0x8d, 0x35, 0x10, 0, 0, 0, 0x0f, 0x05, 0xc3];
+        assert_eq!(plan_range(&code(&lea32), BASE + 6), Err(Reject::NotRelocatable));
+        let load = [0x48, 0x8b, 0x35, 0x10, 0, 0, 0, 0x0f, 0x05, 0xc3]; // mov 0x10(%rip),%rsi
+        assert_eq!(plan_range(&code(&load), BASE + 7), Err(Reject::NotRelocatable));
+        // A branch into the range (to the syscall) still refuses it.
+        let mut b = SIGMASK.to_vec();
+        b.extend_from_slice(&[0xeb, 0xf7]); // jmp to the syscall, BASE+12 (from BASE+21)
+        assert_eq!(plan_range(&code(&b), BASE + 12), Err(Reject::BranchIntoRange));
+        assert_eq!(rip_lea(&[0x48, 0x8d, 0x34, 0x25, 0, 0, 0]), None); // lea 0x0,%rsi (SIB)
+        assert_eq!(rip_lea(&[0x48, 0x8d, 0x75, 0x10, 0, 0, 0]), None); // lea 0x10(%rbp),%rsi
     }
 
     #[test]

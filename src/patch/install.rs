@@ -350,8 +350,9 @@ fn install_range(table: &mut Table, key: u64, nr: u64, r: &forms::Range) -> Resu
     }
     let tramp = table.alloc_big_trampoline().ok_or("no memory for trampolines")?;
     let orig = r.orig();
-    let (pre, post) = (orig.get(..r.sys_off).unwrap_or(&[]), orig.get(r.sys_off + 2..).unwrap_or(&[]));
-    let t = forms::trampoline(tramp, arch::fast_entry(), pre, key + 2, post, r.end()).ok_or("trampoline too long")?;
+    let offs = r.offs.get(..r.n).unwrap_or(&[]);
+    let t = forms::range_trampoline(tramp, arch::fast_entry(), r.start, orig, offs, r.sys_off, r.end())
+        .ok_or("trampoline too long")?;
     let mem = Mem::open().map_err(|_| "cannot open /proc/self/mem")?;
     mem.write(tramp, t.code.get(..t.len).unwrap_or(&[])).map_err(|_| "cannot write the trampoline")?;
     mem.write(slot, &tramp.to_le_bytes()).map_err(|_| "cannot write the slot")?;

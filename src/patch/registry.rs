@@ -231,7 +231,7 @@ pub fn program_site(ret: u64) -> u64 {
     let n = EXT_COUNT.load(Ordering::Acquire);
     for i in 0..n {
         if let Some(x) = ext_at(i as u32 + 1) {
-            if x.tramp != 0 && ret == x.tramp + x.sys_off as u64 + forms::TRAMP_RET_OFF as u64 {
+            if x.tramp != 0 && ret == x.tramp + forms::tret_offset(x.post_base as usize) as u64 {
                 return x.start + x.sys_off as u64 + 2;
             }
         }

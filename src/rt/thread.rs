@@ -138,6 +138,12 @@ pub struct ThreadArea {
     /// a fast signal call that holds every other signal): an owned signal
     /// arriving then must not read the table (it would wait for itself).
     pub table_writing: Cell<bool>,
+    /// (link, mask): a call that installs a temporary mask (ppoll,
+    /// pselect6, ...) under way on the fast path (emulate::signals::fast::
+    /// with_temp_mask): the link of the fast call on the fast-path stack
+    /// and the mask the program passed; (0, 0) otherwise. A handler entered
+    /// from inside that very syscall runs with that mask, as natively.
+    pub fast_wait: Cell<(u64, u64)>,
 }
 
 /// No signal syscall is emulated on the fast path (see `fast_window`).
@@ -441,13 +447,25 @@ impl ThreadArea {
     /// that call's link. Only that call writes it (a call nested in a
     /// handler, or without the switch, leaves it alone).
     pub fn fast_call_switched(&self, saved: u64) -> bool {
+        self.fast_call_link(saved).is_some()
+    }
+
+    /// The link of the fast call whose registers ut_fast_entry saved at
+    /// `saved`, if that call is the one that moved onto this thread's
+    /// fast-path stack (see `fast_call_switched`); None otherwise.
+    pub fn fast_call_link(&self, saved: u64) -> Option<u64> {
         if self.fast_size.get() == 0 {
-            return false;
+            return None;
         }
         let link = saved.wrapping_sub(arch::FAST_LINK_TO_PROGRAM_SP - arch::FAST_SAVED_TO_PROGRAM_SP);
         // SAFETY: the word below the top of this area's fast-path stack
         // (non-empty), mapped with the area for good.
-        link == unsafe { ((self.fast_top.get() - 8) as *const u64).read_volatile() }
+        let slot = unsafe { ((self.fast_top.get() - 8) as *const u64).read_volatile() };
+        if slot == link {
+            Some(link)
+        } else {
+            None
+        }
     }
 
     /// Make the top page of the fast-path stack present before this
@@ -526,6 +544,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.fast_window.set(FAST_NONE);
     area.fast_resume.set((0, 0));
     area.table_writing.set(false);
+    area.fast_wait.set((0, 0));
     // No fast call is on its stack (the link slot below its top). A fresh
     // mapping reads zero there already: writing would only fault the top
     // page in (most processes never use the fast-path stack).

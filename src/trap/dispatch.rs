@@ -455,6 +455,10 @@ fn fast_emulated_call<const TRACE: bool>(
         }
         // Hooks see each call once: a declined exec would reach them twice.
         Emulation::Exec if !on_own_stack || with_hooks != 0 => return None,
+        // A wait with a temporary mask is told apart from other fast calls
+        // by its link on the fast-path stack (signals::fast::with_temp_mask);
+        // it declines (rarely) once hooks have seen it.
+        Emulation::TempMask(_) if !on_own_stack || with_hooks != 0 => return None,
         // Refused with a line on stderr: the slow path's.
         Emulation::ArchPrctl if args[0] == process::ARCH_SET_GS => return None,
         _ => measured(),
@@ -507,6 +511,12 @@ fn fast_emulated(
         Some(a) => a,
         None => thread::out_of_memory(),
     };
+    if let Emulation::TempMask(sigset) = e {
+        // The thread's own call on its own fast-path stack (checked by
+        // fast_emulated_call; a vfork child's area has no link there).
+        let link = area.fast_call_link(saved as u64)?;
+        return signals::fast::with_temp_mask(area, link, nr, args, sigset);
+    }
     let pending = || {
         if trace::on() {
             trace::record(Some(area), nr, &args, 0, stats::now(), 0, traced_site(site), true, true);

@@ -205,7 +205,8 @@ fn resume_at(sig: i32, site: &registry::Site, x: &registry::Ext, rip: u64, byte:
         return None;
     }
     let offs = x.offs.get(..x.n as usize)?;
-    let r = forms::resume_offset(offs, x.sys_off as usize, x.post_base as usize, o)?;
+    let orig = x.orig.get(..x.len as usize)?;
+    let r = forms::resume_offset(orig, offs, x.sys_off as usize, x.post_base as usize, o)?;
     Some(x.tramp + r as u64)
 }
 

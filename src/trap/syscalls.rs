@@ -221,6 +221,14 @@ pub fn kernel_args(nr: i64, mut args: [u64; 6]) -> [u64; 6] {
 ///   for any fast call. Every other attempt (the file exists) is declined
 ///   before anything is done to it, and the slow path hands the program's
 ///   state to the launcher as always (so the file is opened once).
+/// - ppoll, pselect6, epoll_pwait(2), rt_sigsuspend, io_pgetevents (the
+///   temporary masks): they change no state of the program's; the kernel
+///   installs the mask (without the owned signals) for the wait alone, and
+///   a handler that ends the wait is entered with it, as natively
+///   (emulate::signals::fast::with_temp_mask says how it is told apart).
+///   Only on the thread's own fast-path stack and without hooks; a call
+///   that an owned signal held back for the program would end at once is
+///   declined.
 /// - io_uring_enter: a call that installs no temporary mask (it does not
 ///   wait, or names none) runs as it is, as any fast call; one that does is
 ///   declined to the slow path, as the other temporary masks (below).
@@ -230,10 +238,8 @@ pub fn kernel_args(nr: i64, mut args: [u64; 6]) -> [u64; 6] {
 /// The others stay slow: rt_sigreturn restores a frame; clone, fork and
 /// vfork start a child from the program's exact registers (a thread on
 /// its own stack from a frame the parent writes; vfork from a gate stub
-/// after sigreturn); the temporary masks (ppoll, pselect6, epoll_pwait,
-/// rt_sigsuspend, io_pgetevents) and rt_sigtimedwait wait with signals
-/// arriving, which the slow path postpones and restarts through its
-/// frame; prctl, seccomp, ptrace and membarrier are rare and change what
+/// after sigreturn); rt_sigtimedwait may take an owned signal held back
+/// for the program; prctl, seccomp, ptrace and membarrier are rare and change what
 /// the library itself relies on; rt_sigpending is rare.
 pub fn fast(e: Emulation) -> bool {
     matches!(
@@ -247,6 +253,7 @@ pub fn fast(e: Emulation) -> bool {
             | Emulation::ExitGroup
             | Emulation::Exec
             | Emulation::UringEnter
+            | Emulation::TempMask(_)
     )
 }
 
@@ -304,7 +311,7 @@ mod tests {
 
     /// Emulated calls with a version for the fast path (their sites are
     /// patched).
-    const FAST: [i64; 11] = [
+    const FAST: [i64; 17] = [
         libc::SYS_rt_sigaction,
         libc::SYS_rt_sigprocmask,
         libc::SYS_sigaltstack,
@@ -316,6 +323,12 @@ mod tests {
         libc::SYS_execve,
         libc::SYS_execveat,
         libc::SYS_io_uring_enter,
+        libc::SYS_rt_sigsuspend,
+        libc::SYS_ppoll,
+        libc::SYS_pselect6,
+        libc::SYS_epoll_pwait,
+        libc::SYS_epoll_pwait2,
+        333, // io_pgetevents
     ];
 
     #[test]

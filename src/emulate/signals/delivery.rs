@@ -97,7 +97,30 @@ pub fn deliver(sig: i32, app: &KernelSigaction, info: &Siginfo, uc: &mut Ucontex
         }
         return;
     }
-    enter(sig, app, info, (false, 0), uc, area);
+    // A fast call that waits with a temporary mask, interrupted in its
+    // syscall: the handler runs with that mask (the record is this
+    // handler's: one that never returns leaves nothing behind).
+    let temp = wait_interrupted(area, uc);
+    if temp.is_some() {
+        area.fast_wait.set((0, 0));
+    }
+    enter(sig, app, info, temp.map_or((false, 0), |t| (true, t)), uc, area);
+}
+
+/// The temporary mask of a fast call waiting with one (fast::with_temp_mask)
+/// when `uc` is that call interrupted in its syscall by a signal whose
+/// handler runs (see there); None otherwise.
+pub fn wait_interrupted(area: &ThreadArea, uc: &Ucontext) -> Option<u64> {
+    let (link, temp) = area.fast_wait.get();
+    let in_call = link != 0
+        && uc.mc.rip == arch::GATE_SYSCALL_RETURN
+        && uc.mc.rax == -(libc::EINTR as i64) as u64
+        && area.fast_link(uc.mc.rsp) == Some(link);
+    if in_call {
+        Some(temp)
+    } else {
+        None
+    }
 }
 
 /// `state::run_handler_here`, after SA_RESETHAND's reset.
@@ -444,7 +467,9 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
     // One already waiting for its handler holds back another, as the
     // handler's own mask would.
     let waiting = postponed_signals(area) & bit(sig);
-    let blocked = (uc.uc_sigmask | area.app_blocked_owned.get() | waiting) & bit(sig) != 0;
+    // Against the temporary mask of a fast call whose wait it ended.
+    let view = wait_interrupted(area, uc).map_or(area.app_blocked_owned.get(), |t| t & OWNED);
+    let blocked = (uc.uc_sigmask | view | waiting) & bit(sig) != 0;
     if blocked && !is_forced {
         // Sent to the whole process: another thread that does not block it
         // takes it, as natively. Otherwise it stays pending until the

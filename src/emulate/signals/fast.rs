@@ -80,6 +80,7 @@ use super::syscalls;
 use crate::rt::raw;
 use crate::rt::sigtable::OWNED;
 use crate::rt::thread::{ThreadArea, FAST_ARMING, FAST_FINAL, FAST_UNCOMMITTED};
+use crate::trap::syscalls::SigsetArg;
 
 /// Everything the kernel lets a mask block but the owned signals.
 const HOLD_MASK: u64 = !(OWNED | UNBLOCKABLE);
@@ -149,6 +150,54 @@ pub fn rt_sigaction(area: &ThreadArea, args: [u64; 6]) -> i64 {
 /// the call.
 pub fn sigaltstack(area: &ThreadArea, sp: u64, args: [u64; 6]) -> i64 {
     atomically(area, |kernel| (syscalls::sigaltstack(area, sp, args), kernel)).unwrap_or_else(|e| -e)
+}
+
+/// ppoll, pselect6, epoll_pwait(2), rt_sigsuspend and io_pgetevents from a
+/// patched site, on the thread's own fast-path stack (`link`: the call's
+/// link there). None: declined to the slow path (an owned signal held
+/// back for the program that the temporary mask unblocks: the slow path
+/// delivers it and answers EINTR).
+///
+/// No window is needed, unlike the calls above: nothing of the program's
+/// state changes. The kernel installs the temporary mask (the owned
+/// signals taken out, as on the slow path: syscalls::with_clean_mask) for
+/// the wait alone and puts the program's back itself. What must still be
+/// right is the mask a program handler runs with when a signal ends the
+/// wait: the kernel blocks the temporary mask with the handler's
+/// (saved_sigmask: the frame keeps the program's own mask), so
+/// `fast_wait` names the call while it runs, and delivery::deliver enters
+/// the handler with that mask only for a signal that interrupted this very
+/// syscall: the thread right after the gate's `syscall`, on the fast-path
+/// stack under this call's link, with -EINTR (the kernel turned the
+/// wait's ERESTARTNOHAND into EINTR because a handler runs: the temporary
+/// mask was in force). A signal that arrives before the syscall starts or
+/// after it returned finds the program's own mask, as natively; the
+/// program's view of the owned signals is not touched (deliver_owned
+/// judges an owned signal that ended the wait against the temporary mask).
+/// The record is taken by the handler's entry, and cleared here after the
+/// call: a handler entered just before the syscall that never returns
+/// (siglongjmp) leaves it behind, matched again only by a later fast call
+/// with the same link interrupted in the gate's `syscall` with EINTR.
+pub fn with_temp_mask(area: &ThreadArea, link: u64, nr: i64, args: [u64; 6], sigset: SigsetArg) -> Option<i64> {
+    let Some((temp, rest)) = syscalls::temp_mask_arg(&args, sigset) else {
+        // SAFETY: the program's own call (rt::raw: forwarded program calls);
+        // the kernel reports what was wrong with its sigset argument.
+        return Some(unsafe { raw::syscall6(nr, args) });
+    };
+    if area.deferred.get() & !temp != 0 {
+        return None;
+    }
+    Some(syscalls::with_clean_mask(args, sigset, temp, rest, |args| {
+        area.fast_wait.set((link, temp));
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: the program's own call (rt::raw: forwarded program calls),
+        // its mask argument pointing at with_clean_mask's copy (ours, alive
+        // until after the call, and only read by the kernel).
+        let r = unsafe { raw::syscall6(nr, args) };
+        compiler_fence(Ordering::SeqCst);
+        area.fast_wait.set((0, 0));
+        r
+    }))
 }
 
 /// Run `f` with the program's signals held, as between the two commits of

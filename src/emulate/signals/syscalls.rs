@@ -227,7 +227,7 @@ fn timeout_usable(ptr: u64) -> bool {
 /// back for the program that the temporary mask unblocks is delivered now,
 /// and the call returns EINTR, as a pending signal makes it natively.
 #[inline(never)]
-pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], sigset: SigsetArg) -> i64 {
+pub fn with_temp_mask(area: &ThreadArea, nr: i64, args: [u64; 6], sigset: SigsetArg) -> i64 {
     let Some((temp, rest)) = temp_mask_arg(&args, sigset) else {
         // SAFETY: the program's own call (rt::raw: forwarded program calls);
         // the kernel reports what was wrong with its sigset argument.
@@ -240,24 +240,48 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, mut args: [u64; 6], sigset: Si
         area.app_blocked_owned.set(view);
         return -(libc::EINTR as i64);
     }
+    let view = area.app_blocked_owned.replace(temp & OWNED);
+    let outer_temp = area.temp_mask.replace((true, temp));
+    let r = with_clean_mask(args, sigset, temp, rest, |args| {
+        // SAFETY: the program's own call (rt::raw: forwarded program calls),
+        // its mask argument pointing at with_clean_mask's copy (ours, alive
+        // until after the call, and only read by the kernel).
+        unsafe { raw::program_syscall6(nr, args) }
+    });
+    area.temp_mask.set(outer_temp);
+    area.app_blocked_owned.set(view);
+    r
+}
+
+/// Run `call` with the arguments of a call whose temporary mask `temp`
+/// (`sigset`: where; `rest`: the words after the mask pointer in the
+/// structure that holds it, as temp_mask_arg read them) is rewritten to a
+/// copy of ours without the owned signals: the kernel must never block
+/// those. Integer stores only (the fast path runs it: no vector register).
+#[inline(always)]
+pub(super) fn with_clean_mask(
+    mut args: [u64; 6],
+    sigset: SigsetArg,
+    temp: u64,
+    rest: [u64; 2],
+    call: impl FnOnce([u64; 6]) -> i64,
+) -> i64 {
     let clean: u64 = temp & !OWNED;
     // The structure the call reads, the mask pointer ours, the rest the
     // program's (the size; io_uring's minimum wait and timeout).
-    let holder: [u64; 3] = [(&raw const clean) as u64, rest[0], rest[1]];
+    let mut holder: [u64; 3] = [0; 3];
+    for (slot, word) in holder.iter_mut().zip([(&raw const clean) as u64, rest[0], rest[1]]) {
+        // SAFETY: a local of ours; volatile, one word at a time, so that no
+        // vector store builds the structure.
+        unsafe { core::ptr::write_volatile(slot, word) };
+    }
     if let Some(a) = args.get_mut(sigset.index) {
         *a = match sigset.at {
             SigsetAt::Args => (&raw const clean) as u64,
             SigsetAt::Pair | SigsetAt::GeteventsArg => holder.as_ptr() as u64,
         };
     }
-    let view = area.app_blocked_owned.replace(temp & OWNED);
-    let outer_temp = area.temp_mask.replace((true, temp));
-    // SAFETY: the program's own call (rt::raw: forwarded program calls), its
-    // mask argument pointing at `clean` (or `holder`, which points at it):
-    // ours, alive until after the call, and only read by the kernel.
-    let r = unsafe { raw::program_syscall6(nr, args) };
-    area.temp_mask.set(outer_temp);
-    area.app_blocked_owned.set(view);
+    let r = call(args);
     // Keep the locals alive until the syscall has used them.
     core::hint::black_box((&clean, &holder));
     r
@@ -285,7 +309,7 @@ pub fn io_uring_enter_masks(args: &[u64; 6]) -> bool {
 /// it (for a copy); None when there is none to adjust: no mask, a size
 /// other than 8 (or a structure size other than the kernel's), or
 /// unreadable (the kernel then answers as natively, EINVAL or EFAULT).
-fn temp_mask_arg(args: &[u64; 6], sigset: SigsetArg) -> Option<(u64, [u64; 2])> {
+pub(super) fn temp_mask_arg(args: &[u64; 6], sigset: SigsetArg) -> Option<(u64, [u64; 2])> {
     let SigsetArg { index, at } = sigset;
     let arg = args.get(index).copied().unwrap_or(0);
     let next = args.get(index + 1).copied().unwrap_or(0);

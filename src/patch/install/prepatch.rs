@@ -1136,9 +1136,8 @@ fn plan_range(
         return None;
     }
     let tramp = table.alloc_big_trampoline()?;
-    let (pre, post) = (orig.get(..sys_off)?, orig.get(sys_off + 2..len)?);
     let end = it.start + len as u64;
-    let t = forms::trampoline(tramp, entry, pre, it.sys + 2, post, end)?;
+    let t = forms::range_trampoline(tramp, entry, it.start, orig.get(..len)?, offs, sys_off, end)?;
     bigs.write(tramp, t.code.get(..t.len)?);
     slots.write(slot, &tramp.to_le_bytes());
     let r = forms::Range { start: it.start, len, offs: it.offs, n, sys_off, pun, orig };

@@ -160,6 +160,10 @@ pub const GATE_RESTORER: u64 = GATE_ADDR + GATE_OFF_RESTORER;
 /// The gate's sigreturn without the kernel (see GATE_OFF_USER_SIGRETURN).
 pub const GATE_USER_SIGRETURN: u64 = GATE_ADDR + GATE_OFF_USER_SIGRETURN;
 pub const GATE_VFORK: u64 = GATE_ADDR + GATE_OFF_VFORK;
+/// Right after the gate's plain `syscall` (ut_gate_syscall, a 2-byte
+/// instruction): where a signal that interrupted a call of raw::syscall6
+/// finds the thread.
+pub const GATE_SYSCALL_RETURN: u64 = GATE_ADDR + GATE_OFF_SYSCALL + 2;
 /// Where the launcher's trampolines jump (see GATE_OFF_FAST_ENTRY).
 pub const GATE_FAST_ENTRY: u64 = GATE_ADDR + GATE_OFF_FAST_ENTRY;
 /// The program-syscall entry: from its first byte through its `syscall` a
