@@ -14,7 +14,10 @@
  *                   slot; a thread returning from the old syscall lands on a
  *                   boundary inside the range);
  *   pad_syscall3    `...; lea (%rip),%r11d; mov %eax,%eax; syscall; ret` and a
- *                   dead NOP pad: Form P (jmp rel8 to the pad);
+ *                   dead NOP pad: Form P (jmp rel8 to the pad), first round
+ *                   only: a site given back keeps its pad's jump (a thread
+ *                   may be between the two jumps), and a function holding
+ *                   that indirect jump is not patched again;
  *   lea_getppid     `mov $110,%eax; lea lea_getppid(%rip),%rsi; syscall`:
  *                   Form R over the lea and the syscall, the lea's copy a
  *                   movabs of the address it computes (pthread_create's
