@@ -53,6 +53,7 @@ per_backend! {
     exec_many_1000,
     every_process_writes_its_report,
     static_binary_exec_from_traced_processes,
+    static_pie_binary_exec_from_traced_processes,
     busybox_static,
     many_program_headers,
     noexec_mount,
@@ -446,21 +447,34 @@ fn every_process_writes_its_report(backend: Backend) {
 // Static binaries
 
 /// static_hello (linked with -static: LD_PRELOAD cannot reach it) exec'd by
-/// a traced env, and forked and exec'd by a traced sh: the same output and
+/// a traced `env -i` (it prints how many environment entries it has: none),
+/// and forked and exec'd by a traced sh: the same output and
 /// status as natively, and reports of its own for it and its fork child.
 fn static_binary_exec_from_traced_processes(backend: Backend) {
-    let bin = c_test_binary("static_hello");
+    static_hello_exec_from_traced_processes("static_hello", backend);
+}
+
+/// The same, linked with -static-pie: ET_DYN without PT_INTERP, as the
+/// loader is (which the launcher serves as a program's loader), but it
+/// ignores LD_PRELOAD: the launcher must stay its interposer for life.
+fn static_pie_binary_exec_from_traced_processes(backend: Backend) {
+    static_hello_exec_from_traced_processes("static_pie_hello", backend);
+}
+
+fn static_hello_exec_from_traced_processes(name: &str, backend: Backend) {
+    let bin = c_test_binary(name);
     assert_eq!(
         elf_is_static(&bin),
         Some(true),
         "{} should be linked statically (Makefile rule static_%)",
         bin.display()
     );
-    let reports = fresh_reports_dir("exec-static-hello", backend);
+    let case_name = format!("exec-{}", name.replace('_', "-"));
+    let reports = fresh_reports_dir(&case_name, backend);
     let env = which("env");
-    let case = Case::new("exec-static-hello")
+    let case = Case::new(case_name)
         .allow_native_failure() // it exits 3 on purpose
-        .step(with_json_reports(Cmd::new(&env).arg(&bin).args(["one", "two"]), &reports))
+        .step(with_json_reports(Cmd::new(&env).arg("-i").arg(&bin).args(["env-i", "two"]), &reports))
         .step(with_json_reports(
             Cmd::sh(&format!("{} from-sh; echo \"static_hello exited with $?\"", shell_quote(bin.as_os_str()))),
             &reports,
@@ -472,7 +486,9 @@ fn static_binary_exec_from_traced_processes(backend: Backend) {
 
     let r = parse_reports(&reports);
     let ctx = describe(&r);
-    let mine: Vec<&Value> = r.iter().filter(|r| command(r) == "static_hello").collect();
+    // The process's name (comm): at most 15 bytes.
+    let comm: String = name.chars().take(15).collect();
+    let mine: Vec<&Value> = r.iter().filter(|r| command(r) == comm).collect();
     let parents: Vec<&&Value> = mine.iter().filter(|r| r["exit"]["status"] == 3).collect();
     let children: Vec<&&Value> = mine.iter().filter(|r| r["exit"]["status"] == 5).collect();
     assert!(
