@@ -109,7 +109,8 @@ impl Elf {
         if !pread(fd, table, header.phoff) {
             return Err("cannot read the program headers");
         }
-        let mut elf = Elf { fd, header, phdrs: table, interp: &[], has_interp: false, is_loader: false, eh_frame: None };
+        let mut elf =
+            Elf { fd, header, phdrs: table, interp: &[], has_interp: false, is_loader: false, eh_frame: None };
         let interp = elf.phdrs().find(|p| p.p_type == PT_INTERP);
         if let Some(p) = interp {
             let (off, len) = elf::interp_span(&p).map_err(|_| "bad PT_INTERP")?;
