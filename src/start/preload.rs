@@ -58,11 +58,11 @@ extern "C" fn usertrap_constructor(_argc: i32, _argv: *const *const c_char, envp
 /// vDSO's pages the clock read touches are a page fault or two that a
 /// process otherwise does not pay.
 fn phases_asked(envp: *const *const c_char) -> bool {
-    // `envp`: `program_environment`'s, a NULL-terminated array of
-    // NUL-terminated strings, or NULL.
     let mut p = envp;
     while !p.is_null() {
-        // SAFETY: as above; we stop at the NULL entry.
+        // SAFETY: `envp` is `program_environment`'s: NULL (not entered) or
+        // a NULL-terminated array of NUL-terminated strings, which nothing
+        // has changed yet; we stop at the NULL entry.
         let s = unsafe { *p };
         if s.is_null() {
             break;
