@@ -25,7 +25,7 @@ $(LAUNCHER): FORCE
 	cd launcher && $(CARGO) build --release
 	cp -f target/launcher/release/usertrap-launcher $@.tmp && mv -f $@.tmp $@
 
-c-tests: $(C_BIN)
+c-tests: $(C_BIN) target/c_tests/static_pie_hello
 
 target/c_tests/%: c_tests/%.c $(wildcard c_tests/*.h)
 	@mkdir -p target/c_tests
@@ -36,6 +36,12 @@ target/c_tests/%: c_tests/%.c $(wildcard c_tests/*.h)
 target/c_tests/static_%: c_tests/static_%.c $(wildcard c_tests/*.h)
 	@mkdir -p target/c_tests
 	$(CC) $(CFLAGS) -static -pthread -o $@ $<
+
+# static_hello as a static-pie program: ET_DYN without PT_INTERP, as the
+# loader is, but it ignores LD_PRELOAD (the launcher must tell them apart).
+target/c_tests/static_pie_hello: c_tests/static_hello.c $(wildcard c_tests/*.h)
+	@mkdir -p target/c_tests
+	$(CC) $(CFLAGS) -static-pie -pthread -o $@ $<
 
 # A program linked with a library of its own (c_tests/lib), found beside it.
 target/c_tests/early_ctor_signals: c_tests/early_ctor_signals.c target/c_tests/libearly_ctor.so

@@ -53,11 +53,14 @@ per_backend! {
     exec_many_1000,
     every_process_writes_its_report,
     static_binary_exec_from_traced_processes,
+    static_pie_binary_exec_from_traced_processes,
     busybox_static,
     many_program_headers,
     noexec_mount,
     inherited_ignored_signals,
     inherited_ignored_signals_launched,
+    loader_run_as_a_program,
+    libc_run_as_a_program,
 }
 
 // ---------------------------------------------------------------------------
@@ -444,21 +447,34 @@ fn every_process_writes_its_report(backend: Backend) {
 // Static binaries
 
 /// static_hello (linked with -static: LD_PRELOAD cannot reach it) exec'd by
-/// a traced env, and forked and exec'd by a traced sh: the same output and
+/// a traced `env -i` (it prints how many environment entries it has: none),
+/// and forked and exec'd by a traced sh: the same output and
 /// status as natively, and reports of its own for it and its fork child.
 fn static_binary_exec_from_traced_processes(backend: Backend) {
-    let bin = c_test_binary("static_hello");
+    static_hello_exec_from_traced_processes("static_hello", backend);
+}
+
+/// The same, linked with -static-pie: ET_DYN without PT_INTERP, as the
+/// loader is (which the launcher serves as a program's loader), but it
+/// ignores LD_PRELOAD: the launcher must stay its interposer for life.
+fn static_pie_binary_exec_from_traced_processes(backend: Backend) {
+    static_hello_exec_from_traced_processes("static_pie_hello", backend);
+}
+
+fn static_hello_exec_from_traced_processes(name: &str, backend: Backend) {
+    let bin = c_test_binary(name);
     assert_eq!(
         elf_is_static(&bin),
         Some(true),
         "{} should be linked statically (Makefile rule static_%)",
         bin.display()
     );
-    let reports = fresh_reports_dir("exec-static-hello", backend);
+    let case_name = format!("exec-{}", name.replace('_', "-"));
+    let reports = fresh_reports_dir(&case_name, backend);
     let env = which("env");
-    let case = Case::new("exec-static-hello")
+    let case = Case::new(case_name)
         .allow_native_failure() // it exits 3 on purpose
-        .step(with_json_reports(Cmd::new(&env).arg(&bin).args(["one", "two"]), &reports))
+        .step(with_json_reports(Cmd::new(&env).arg("-i").arg(&bin).args(["env-i", "two"]), &reports))
         .step(with_json_reports(
             Cmd::sh(&format!("{} from-sh; echo \"static_hello exited with $?\"", shell_quote(bin.as_os_str()))),
             &reports,
@@ -470,7 +486,9 @@ fn static_binary_exec_from_traced_processes(backend: Backend) {
 
     let r = parse_reports(&reports);
     let ctx = describe(&r);
-    let mine: Vec<&Value> = r.iter().filter(|r| command(r) == "static_hello").collect();
+    // The process's name (comm): at most 15 bytes.
+    let comm: String = name.chars().take(15).collect();
+    let mine: Vec<&Value> = r.iter().filter(|r| command(r) == comm).collect();
     let parents: Vec<&&Value> = mine.iter().filter(|r| r["exit"]["status"] == 3).collect();
     let children: Vec<&&Value> = mine.iter().filter(|r| r["exit"]["status"] == 5).collect();
     assert!(
@@ -781,4 +799,86 @@ fn exec_without_proc_seccomp() {
 #[test]
 fn exec_without_proc_sud() {
     exec_without_proc(Backend::Sud);
+}
+
+// ---------------------------------------------------------------------------
+// The loader and libc run as programs
+
+/// The path of the object named `file_name` (glibc's x86-64 loader,
+/// `ld-linux-x86-64.so.2`, or `libc.so.6`) that this test program, a
+/// dynamically linked glibc program, runs with: from its own maps, not a
+/// directory that differs between distributions.
+fn own_mapped_object(file_name: &str) -> PathBuf {
+    let maps = fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(PathBuf::from)
+        .find(|p| p.file_name().is_some_and(|f| f == file_name))
+        .unwrap_or_else(|| panic!("{file_name} is not mapped in the test program:\n{maps}"))
+}
+
+/// The loader run as a program (`ld.so prog`, its options, `ldd`): it has
+/// no PT_INTERP, as a static program, but it reads LD_PRELOAD and loads
+/// the library, which must take over from the launcher (it found the gate
+/// taken, exit status 125, when the launcher served it as a static
+/// program). `ld.so --list` and `ldd` list the libraries LD_PRELOAD names,
+/// so under the library they list it too, as natively with LD_PRELOAD set:
+/// that line and the load addresses are left out of the comparison.
+fn loader_run_as_a_program(backend: Backend) {
+    let ldso = shell_quote(own_mapped_object("ld-linux-x86-64.so.2").as_os_str());
+    let ldd = shell_quote(which("ldd").as_os_str());
+    let list = "sed 's/ (0x[0-9a-f]*)$//' | grep -v libusertrap";
+    let dir = fresh_reports_dir("exec-loader-as-program", backend);
+    let case = Case::new("exec-loader-as-program")
+        .step(with_json_reports(Cmd::sh(&format!("{ldso} /bin/echo hi; echo rc=$?")), &dir))
+        .step(with_json_reports(
+            Cmd::sh(&format!(
+                "{ldso} --library-path /nonexistent /bin/sh -c 'echo \"in sh: $0\"; exit 7'; echo rc=$?; \
+                 {ldso} /bin/sh -c 'exec {ldso} /bin/echo nested'; \
+                 {ldso} /usr/bin/env | grep -v -e '^LD_PRELOAD=' -e '^USERTRAP_' | sort; \
+                 {ldso} --verify /bin/true; echo verify=$?"
+            )),
+            &dir,
+        ))
+        .step(with_json_reports(
+            Cmd::sh(&format!(
+                "{ldso} --list /bin/true | {list}; echo rc=$?; {ldd} /bin/true | {list}; \
+                 LD_TRACE_LOADED_OBJECTS=1 {ldso} /bin/true | {list}"
+            )),
+            &dir,
+        ))
+        .step(Cmd::new(own_mapped_object("ld-linux-x86-64.so.2")).args(["/bin/echo", "first image"]));
+    compare_native_and_traced(&case, backend);
+    let reports = parse_reports(&dir);
+    let loaders: Vec<&Value> = reports.iter().filter(|r| command(r) == "ld-linux-x86-64").collect();
+    assert!(
+        loaders.len() >= 4 && loaders.iter().any(|r| exit_how(r) == "exit_group" && calls(r, "write") >= 1),
+        "the loader run as a program should have reported, and counted its echo's write ({backend}):\n{}",
+        describe(&reports)
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// libc.so.6 run as a program prints its version: its entry never starts
+/// libc, so libc's `environ` stays NULL, and the library must find its
+/// settings in the loader's `envp` instead (launched, it died of SIGSEGV
+/// walking that NULL; preloaded by the first exec, it wrote its report on
+/// stderr, its settings unread). Both ways: the same output and status,
+/// and a report of its own each time.
+fn libc_run_as_a_program(backend: Backend) {
+    let libc = own_mapped_object("libc.so.6");
+    let dir = fresh_reports_dir("exec-libc-as-program", backend);
+    let q = shell_quote(libc.as_os_str());
+    let case = Case::new("exec-libc-as-program")
+        .step(with_json_reports(Cmd::new(&libc), &dir))
+        .step(with_json_reports(Cmd::sh(&format!("{q}; echo rc=$?; {q} | head -1; {q} --help | wc -l")), &dir));
+    compare_native_and_traced(&case, backend);
+    let reports = parse_reports(&dir);
+    let own: Vec<&Value> = reports.iter().filter(|r| command(r) == "libc.so.6").collect();
+    assert!(
+        own.len() == 4 && own.iter().all(|r| exit_how(r) == "exit_group" && calls(r, "write") >= 1),
+        "libc.so.6 ran four times: four reports of its own, each with its writes ({backend}):\n{}",
+        describe(&reports)
+    );
+    let _ = fs::remove_dir_all(&dir);
 }

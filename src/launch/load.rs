@@ -4,7 +4,9 @@
 //! file page and the pages after it zero (.bss).
 
 use crate::rt::raw;
-use usertrap_core::elf::{self, Header, Phdr, ET_DYN, PF_R, PF_W, PF_X, PT_GNU_EH_FRAME, PT_INTERP, PT_LOAD, PT_PHDR};
+use usertrap_core::elf::{
+    self, Header, Phdr, ET_DYN, PF_R, PF_W, PF_X, PT_DYNAMIC, PT_GNU_EH_FRAME, PT_INTERP, PT_LOAD, PT_PHDR,
+};
 
 const PAGE: u64 = 4096;
 
@@ -49,6 +51,9 @@ pub struct Elf {
     /// role's room), if any; else empty.
     pub interp: &'static [u8],
     pub has_interp: bool,
+    /// A dynamic loader run as a program (`ld.so prog`, `ldd`): see
+    /// `is_dynamic_loader`.
+    pub is_loader: bool,
     /// `.eh_frame` (address, size) from the section headers, when there is
     /// no PT_GNU_EH_FRAME to find it by (see `patch::elf`).
     eh_frame: Option<(u64, u64)>,
@@ -104,7 +109,8 @@ impl Elf {
         if !pread(fd, table, header.phoff) {
             return Err("cannot read the program headers");
         }
-        let mut elf = Elf { fd, header, phdrs: table, interp: &[], has_interp: false, eh_frame: None };
+        let mut elf =
+            Elf { fd, header, phdrs: table, interp: &[], has_interp: false, is_loader: false, eh_frame: None };
         let interp = elf.phdrs().find(|p| p.p_type == PT_INTERP);
         if let Some(p) = interp {
             let (off, len) = elf::interp_span(&p).map_err(|_| "bad PT_INTERP")?;
@@ -114,6 +120,10 @@ impl Elf {
             }
             elf.interp = path;
             elf.has_interp = true;
+        }
+        if !elf.has_interp && header.e_type == ET_DYN {
+            let dynamic = elf.phdrs().find(|p| p.p_type == PT_DYNAMIC);
+            elf.is_loader = dynamic.is_some_and(|d| is_dynamic_loader(fd, &d));
         }
         if !elf.phdrs().any(|p| p.p_type == PT_GNU_EH_FRAME) {
             elf.eh_frame = find_section(fd, &header, b".eh_frame");
@@ -231,6 +241,43 @@ impl Elf {
         }
         Ok(())
     }
+}
+
+/// Whether a position-independent ELF without PT_INTERP, whose PT_DYNAMIC
+/// is `dynamic`, is a dynamic loader (glibc's `ld.so`) rather than a
+/// static-pie program: the kernel maps both alike, but only a loader
+/// reads LD_PRELOAD and loads the library. A loader is a shared object
+/// with a name (DT_SONAME, what programs' DT_NEEDED and PT_INTERP name); a
+/// static-pie program is linked with `-pie` (DT_FLAGS_1 has DF_1_PIE, as
+/// binutils sets since 2.34) and has no DT_SONAME unless asked for one.
+fn is_dynamic_loader(fd: i64, dynamic: &Phdr) -> bool {
+    const DT_NULL: u64 = 0;
+    const DT_SONAME: u64 = 14;
+    const DT_FLAGS_1: u64 = 0x6fff_fffb;
+    const DF_1_PIE: u64 = 0x0800_0000;
+    /// Entries read at most (glibc's ld.so has 21; libc.so.6 about 30).
+    const MAX_ENTRIES: u64 = 1024;
+    let (mut soname, mut pie) = (false, false);
+    let mut chunk = [0u8; 16 * 32];
+    let end = dynamic.p_filesz.min(16 * MAX_ENTRIES) & !15;
+    let mut off = 0;
+    while off < end {
+        let len = (end - off).min(chunk.len() as u64) as usize;
+        let Some(part) = chunk.get_mut(..len) else { break };
+        if !pread(fd, part, dynamic.p_offset + off) {
+            break;
+        }
+        for entry in part.chunks_exact(16) {
+            match elf::u64_at(entry, 0) {
+                DT_NULL => return soname && !pie,
+                DT_SONAME => soname = true,
+                DT_FLAGS_1 => pie = elf::u64_at(entry, 8) & DF_1_PIE != 0,
+                _ => {}
+            }
+        }
+        off += len as u64;
+    }
+    soname && !pie
 }
 
 /// The protection a segment is mapped with, from its flags.

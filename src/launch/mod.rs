@@ -184,9 +184,11 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
     // A dynamic program whose loader cannot open the library (kept by
     // descriptor, with no /proc in the new root) is served by us for its
     // whole life, as a static one: its loader would print "cannot be
-    // preloaded" on the program's stderr and run it unmonitored.
-    let role =
-        if program.has_interp && library_reachable(lib_path) { Role::LauncherBridge } else { Role::LauncherFull };
+    // preloaded" on the program's stderr and run it unmonitored. The
+    // loader run as a program (`ld.so prog`, `ldd`) is served as a
+    // program's loader is: it loads the library too, which takes over.
+    let loads_library = program.has_interp || program.is_loader;
+    let role = if loads_library && library_reachable(lib_path) { Role::LauncherBridge } else { Role::LauncherFull };
     init::start(&Startup {
         role,
         envp: initial.envp.cast(),
@@ -236,7 +238,9 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         None
     };
 
-    if let (Some(i), Role::LauncherBridge) = (interp_image.as_ref(), role) {
+    // The loader: the program's interpreter, or the program itself.
+    let loader_image = interp_image.as_ref().or(program.is_loader.then_some(&image));
+    if let (Some(i), Role::LauncherBridge) = (loader_image, role) {
         patch_loader(i, carried_sites(&initial, &ctl));
     }
 
@@ -257,7 +261,7 @@ pub unsafe extern "C" fn ut_launcher_main(sp: *const u64) -> ! {
         if ctl.preload_prefixed {
             init::unprefix_preload(initial.envp, lib_path);
         }
-        if program.has_interp {
+        if loads_library {
             // Its loader cannot open the library (`role` above).
             init::drop_from_preload(initial.envp, lib_path);
         }

@@ -23,15 +23,24 @@ extern "C" {
     fn _exit(status: i32) -> !;
 }
 
-#[ctor::ctor(unsafe)]
-fn usertrap_constructor() {
+/// The constructor, in `.init_array`: glibc's loader calls each entry
+/// with (argc, argv, envp), envp its own record of the initial stack's
+/// environment. That is the environment where libc's `environ` is NULL:
+/// in `libc.so.6` run as a program (to print its version), whose entry
+/// never starts libc.
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn(i32, *const *const c_char, *const *const c_char) = usertrap_constructor;
+
+extern "C" fn usertrap_constructor(_argc: i32, _argv: *const *const c_char, envp: *const *const c_char) {
     // The program's main must find errno as natively: getauxval sets it
     // (ENOENT) when our entry is absent, as it always is without the launcher.
     // SAFETY: glibc's errno of this thread; no syscall.
     let errno = unsafe { libc::__errno_location() };
     // SAFETY: as above, a valid pointer for this thread.
     let saved = unsafe { *errno };
-    if phases_asked() {
+    let envp = program_environment(envp);
+    if phases_asked(envp) {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: glibc's clock_gettime writes `ts`; CLOCK_MONOTONIC is read
         // through the vDSO (no syscall), for USERTRAP_PHASES' first phase.
@@ -39,7 +48,7 @@ fn usertrap_constructor() {
             phases::constructor_entered(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
         }
     }
-    start_preloaded();
+    start_preloaded(envp);
     // SAFETY: as above.
     unsafe { *errno = saved };
 }
@@ -48,12 +57,12 @@ fn usertrap_constructor() {
 /// `init::start`): only then is the constructor's entry timed, since the
 /// vDSO's pages the clock read touches are a page fault or two that a
 /// process otherwise does not pay.
-fn phases_asked() -> bool {
-    // SAFETY: glibc's environ, read before the program can change it: a
-    // NULL-terminated array of NUL-terminated strings.
-    let mut p = unsafe { environ };
+fn phases_asked(envp: *const *const c_char) -> bool {
+    let mut p = envp;
     while !p.is_null() {
-        // SAFETY: as above; we stop at the NULL entry.
+        // SAFETY: `envp` is `program_environment`'s: NULL (not entered) or
+        // a NULL-terminated array of NUL-terminated strings, which nothing
+        // has changed yet; we stop at the NULL entry.
         let s = unsafe { *p };
         if s.is_null() {
             break;
@@ -68,7 +77,21 @@ fn phases_asked() -> bool {
     false
 }
 
-fn start_preloaded() {
+/// The environment: glibc's `environ` (which a library the program links
+/// may have changed already, in its own constructor), else the loader's
+/// `envp`, where libc is the program and never set `environ`.
+fn program_environment(envp: *const *const c_char) -> *const *const c_char {
+    // SAFETY: glibc's environ, read before the program can change it.
+    let libc_view = unsafe { environ };
+    if libc_view.is_null() {
+        envp
+    } else {
+        libc_view
+    }
+}
+
+/// `envp`: `program_environment`'s.
+fn start_preloaded(envp: *const *const c_char) {
     // SAFETY: the client request touches only its own stack; no syscall.
     if unsafe { crate::rt::arch::ut_running_on_valgrind() } != 0 {
         init::stand_aside_under_valgrind();
@@ -101,8 +124,7 @@ fn start_preloaded() {
     };
     init::start(&Startup {
         role: Role::Preload,
-        // SAFETY: glibc's environ, read before the program can change it.
-        envp: unsafe { environ }.cast(),
+        envp: envp.cast(),
         skip_env: core::ptr::null(),
         // SAFETY: as above.
         hwcap2: unsafe { getauxval(AT_HWCAP2) },
@@ -125,7 +147,7 @@ fn start_preloaded() {
     // or exec).
     crate::patch::install::note_exit_function(_exit as *const () as u64);
     if let Some(h) = handoff {
-        give_back_environment(h, lib_path);
+        give_back_environment(h, envp, lib_path);
         phases::mark(Mark::Environment);
         leave_no_launcher(h);
     }
@@ -190,18 +212,24 @@ fn leave_no_launcher(h: &Handoff) {
 /// The environment the program passed to exec, without what the exec'ing
 /// library added in front: `environ` starts past those entries (the stack
 /// keeps its layout: the auxiliary vector still follows the environment).
-fn give_back_environment(h: &Handoff, lib_path: &[u8]) {
-    // SAFETY: glibc's environ still points at the initial stack's array (no
-    // constructor of the program has run; ours runs before them), which has
-    // at least `env_leading` entries before its NULL (the launcher counted).
+/// `envp` is `program_environment`'s; a NULL `environ` stays NULL, as
+/// natively.
+fn give_back_environment(h: &Handoff, envp: *const *const c_char, lib_path: &[u8]) {
+    if envp.is_null() {
+        return;
+    }
+    // SAFETY: `envp` is glibc's environ, which still points at the initial
+    // stack's array (no constructor of the program has run; ours runs
+    // before them), or the loader's pointer to that array: it has at least
+    // `env_leading` entries before its NULL (the launcher counted).
     unsafe {
         let mut n = 0;
-        while !(*environ.add(n)).is_null() {
+        while !(*envp.add(n)).is_null() {
             n += 1;
         }
         // The auxiliary vector follows; our entry, last before AT_NULL,
         // becomes its end (nothing after it changes meaning).
-        let auxv = environ.add(n + 1) as *mut u64;
+        let auxv = envp.add(n + 1) as *mut u64;
         let mut aux = auxv;
         while *aux != 0 {
             if *aux == AT_USERTRAP_HANDOFF {
@@ -217,15 +245,16 @@ fn give_back_environment(h: &Handoff, lib_path: &[u8]) {
         if leading > 0 && leading <= n {
             // Our strings come first in the environment's area (after the
             // launcher's control entry): the program's start after the last.
-            let last = *environ.add(leading - 1);
+            let last = *envp.add(leading - 1);
             let len = core::ffi::CStr::from_ptr(last).to_bytes().len();
             init::set_kernel_env_start(last as u64 + len as u64 + 1);
         }
-        if leading <= n {
-            environ = environ.add(leading);
+        let program_env = if leading <= n { envp.add(leading) } else { envp };
+        if !environ.is_null() {
+            environ = program_env;
         }
         if h.preload_prefixed != 0 {
-            init::unprefix_preload(environ.cast(), lib_path);
+            init::unprefix_preload(program_env.cast(), lib_path);
         }
     }
 }
