@@ -187,7 +187,8 @@ pub fn with_temp_mask(area: &ThreadArea, link: u64, nr: i64, args: [u64; 6], sig
     if area.deferred.get() & !temp != 0 {
         return None;
     }
-    Some(syscalls::with_clean_mask(args, sigset, temp, rest, |args| {
+    let r = syscalls::with_clean_mask(args, sigset, temp, rest, |args| loop {
+        area.wait_held.set(false);
         area.fast_wait.set((link, temp));
         compiler_fence(Ordering::SeqCst);
         // SAFETY: the program's own call (rt::raw: forwarded program calls),
@@ -195,9 +196,19 @@ pub fn with_temp_mask(area: &ThreadArea, link: u64, nr: i64, args: [u64; 6], sig
         // until after the call, and only read by the kernel).
         let r = unsafe { raw::syscall6(nr, args) };
         compiler_fence(Ordering::SeqCst);
+        // Cleared by a program handler that this very syscall let in.
+        let handled = area.fast_wait.get().0 == 0;
         area.fast_wait.set((0, 0));
-        r
-    }))
+        if !syscalls::wait_again(r, handled, area) {
+            break r;
+        }
+    });
+    // Owned signals held back during the wait that the program's own mask
+    // does not block: natively let in as the call restores that mask, their
+    // handlers run before the program sees the result. (One whose handler
+    // ended the wait was raised at that handler's sigreturn already.)
+    raise_deferred(area, area.deferred.get() & !area.app_blocked_owned.get());
+    Some(r)
 }
 
 /// Run `f` with the program's signals held, as between the two commits of

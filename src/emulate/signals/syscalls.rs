@@ -242,15 +242,41 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, args: [u64; 6], sigset: Sigset
     }
     let view = area.app_blocked_owned.replace(temp & OWNED);
     let outer_temp = area.temp_mask.replace((true, temp));
-    let r = with_clean_mask(args, sigset, temp, rest, |args| {
+    let waiting = area.postponed_len.get();
+    let r = with_clean_mask(args, sigset, temp, rest, |args| loop {
+        area.wait_held.set(false);
         // SAFETY: the program's own call (rt::raw: forwarded program calls),
         // its mask argument pointing at with_clean_mask's copy (ours, alive
         // until after the call, and only read by the kernel).
-        unsafe { raw::program_syscall6(nr, args) }
+        let r = unsafe { raw::program_syscall6(nr, args) };
+        if !wait_again(r, area.postponed_len.get() != waiting, area) {
+            break r;
+        }
     });
     area.temp_mask.set(outer_temp);
     area.app_blocked_owned.set(view);
+    if area.postponed_len.get() == waiting {
+        // Owned signals held back during the wait that the program's own
+        // mask does not block: natively let in as the call restores that
+        // mask, before the program sees the result (raised now, they are
+        // postponed and entered as our handler returns). If a handler is
+        // postponed (it ended the wait, or arrived after it), its
+        // sigreturn lets them in, as natively (delivery::sigreturn).
+        raise_deferred(area, area.deferred.get() & !view);
+    }
     r
+}
+
+/// Whether a wait with a temporary mask that returned `r` must wait again:
+/// it ended with EINTR, no program handler ran for it (`handled`: one did),
+/// and an owned signal was held back meanwhile (`ThreadArea::wait_held`):
+/// natively the kernel would not have interrupted the wait for that signal,
+/// which the temporary mask (or the program's mask, or SIG_IGN) keeps from
+/// it; our handler, which the kernel ran, did. ppoll and pselect6 wrote the
+/// time left into the program's timeout, and wait that long, as natively
+/// when the kernel restarts them; the others wait their whole timeout again.
+pub(super) fn wait_again(r: i64, handled: bool, area: &ThreadArea) -> bool {
+    r == -(libc::EINTR as i64) && !handled && area.wait_held.get()
 }
 
 /// Run `call` with the arguments of a call whose temporary mask `temp`
