@@ -178,6 +178,10 @@ pub fn sigaltstack(area: &ThreadArea, sp: u64, args: [u64; 6]) -> i64 {
 /// call: a handler entered just before the syscall that never returns
 /// (siglongjmp) leaves it behind, matched again only by a later fast call
 /// with the same link interrupted in the gate's `syscall` with EINTR.
+/// An owned signal held back for the program also ends the syscall (our
+/// handler ran): with the record still here (no program handler took it),
+/// the call is made again (syscalls::wait_again), and the held-back
+/// signals the program's own mask lets in are raised after the call.
 pub fn with_temp_mask(area: &ThreadArea, link: u64, nr: i64, args: [u64; 6], sigset: SigsetArg) -> Option<i64> {
     let Some((temp, rest)) = syscalls::temp_mask_arg(&args, sigset) else {
         // SAFETY: the program's own call (rt::raw: forwarded program calls);

@@ -225,7 +225,9 @@ fn timeout_usable(ptr: u64) -> bool {
 /// removed from that mask and kept in the program's view for the duration.
 /// `sigset`: where the call keeps its mask (see trap::syscalls). An owned signal held
 /// back for the program that the temporary mask unblocks is delivered now,
-/// and the call returns EINTR, as a pending signal makes it natively.
+/// and the call returns EINTR, as a pending signal makes it natively. One
+/// held back during the call does not end it (`wait_again`), and is let in
+/// after it when the program's own mask does not block it.
 #[inline(never)]
 pub fn with_temp_mask(area: &ThreadArea, nr: i64, args: [u64; 6], sigset: SigsetArg) -> i64 {
     let Some((temp, rest)) = temp_mask_arg(&args, sigset) else {
@@ -427,6 +429,23 @@ mod tests {
     const USR2: u64 = bit(libc::SIGUSR2);
     const SYS: u64 = bit(libc::SIGSYS);
     const KILL_STOP: u64 = bit(libc::SIGKILL) | bit(libc::SIGSTOP);
+
+    #[test]
+    fn a_wait_goes_on_only_for_a_held_owned_signal() {
+        let a = test_area();
+        let eintr = -(libc::EINTR as i64);
+        // Nothing held: an EINTR of the kernel's own (a stop) is the
+        // program's, as natively.
+        assert!(!wait_again(eintr, false, &a));
+        a.wait_held.set(true);
+        assert!(wait_again(eintr, false, &a));
+        // A program handler ended the wait: EINTR, as natively.
+        assert!(!wait_again(eintr, true, &a));
+        // Any other result ends it.
+        for r in [0, 1, -(libc::EFAULT as i64), -(libc::EINVAL as i64)] {
+            assert!(!wait_again(r, false, &a), "result {r}");
+        }
+    }
 
     #[test]
     fn next_mask_per_how() {
