@@ -350,6 +350,7 @@ c_tests! {
     own_seccomp_filter,
     own_seccomp_sigreturn,
     own_sigsegv_handler,
+    owned_signal_in_masked_wait,
     posix_spawn,
     prepatch_exec,
     preinit_handler,

@@ -144,6 +144,14 @@ pub struct ThreadArea {
     /// and the mask the program passed; (0, 0) otherwise. A handler entered
     /// from inside that very syscall runs with that mask, as natively.
     pub fast_wait: Cell<(u64, u64)>,
+    /// Set when an owned signal arrived and was held back for the program
+    /// (blocked in its view, the temporary mask of a wait included, or
+    /// ignored): natively the kernel would not have interrupted a wait
+    /// for it. A wait with a temporary mask (emulate::signals::
+    /// with_temp_mask, both paths) clears it before its syscall and, if
+    /// that ends with EINTR and no program handler ran meanwhile, waits
+    /// again instead of answering EINTR.
+    pub wait_held: Cell<bool>,
 }
 
 /// No signal syscall is emulated on the fast path (see `fast_window`).
@@ -545,6 +553,7 @@ pub fn allocate() -> Option<&'static ThreadArea> {
     area.fast_resume.set((0, 0));
     area.table_writing.set(false);
     area.fast_wait.set((0, 0));
+    area.wait_held.set(false);
     // No fast call is on its stack (the link slot below its top). A fresh
     // mapping reads zero there already: writing would only fault the top
     // page in (most processes never use the fast-path stack).

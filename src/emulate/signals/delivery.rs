@@ -308,7 +308,21 @@ pub fn run_postponed(area: &ThreadArea, uc: &mut Ucontext) {
         match app.handler {
             0 => state::default_action(first.sig, &first.info),
             1 => {} // ignored meanwhile: discarded
-            _ => enter(first.sig, &app, &first.info, first.temp_mask, uc, area),
+            _ => {
+                // Taken at the same return as an owned signal that
+                // interrupted a fast wait (the kernel sets up both frames):
+                // the first ends the wait with its temporary mask, as the
+                // wait's record says (fast::with_temp_mask).
+                let temp = wait_interrupted(area, uc);
+                let temp_mask = match temp {
+                    Some(t) if !first.temp_mask.0 => {
+                        area.fast_wait.set((0, 0));
+                        (true, t)
+                    }
+                    _ => first.temp_mask,
+                };
+                enter(first.sig, &app, &first.info, temp_mask, uc, area)
+            }
         }
     }
 }
@@ -474,7 +488,10 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
         // Sent to the whole process: another thread that does not block it
         // takes it, as natively. Otherwise it stays pending until the
         // program unblocks it, whatever its disposition is now (the kernel
-        // never ignores a blocked signal either).
+        // never ignores a blocked signal either). Either way, natively it
+        // would not have ended a wait of this thread's: one with a
+        // temporary mask waits again (with_temp_mask).
+        area.wait_held.set(true);
         if !pass_on(area, sig, info) {
             defer(area, sig, info);
         }
@@ -498,6 +515,8 @@ fn deliver_owned(sig: i32, info: &mut Siginfo, uc: &mut Ucontext, area: &ThreadA
             if is_forced {
                 die_from(sig, info, uc)
             }
+            // Natively discarded when sent, ending no wait.
+            area.wait_held.set(true);
         }
         // A forced signal the program blocked kills it, as natively.
         _ if blocked => die_from(sig, info, uc),

@@ -178,6 +178,10 @@ pub fn sigaltstack(area: &ThreadArea, sp: u64, args: [u64; 6]) -> i64 {
 /// call: a handler entered just before the syscall that never returns
 /// (siglongjmp) leaves it behind, matched again only by a later fast call
 /// with the same link interrupted in the gate's `syscall` with EINTR.
+/// An owned signal held back for the program also ends the syscall (our
+/// handler ran): with the record still here (no program handler took it),
+/// the call is made again (syscalls::wait_again), and the held-back
+/// signals the program's own mask lets in are raised after the call.
 pub fn with_temp_mask(area: &ThreadArea, link: u64, nr: i64, args: [u64; 6], sigset: SigsetArg) -> Option<i64> {
     let Some((temp, rest)) = syscalls::temp_mask_arg(&args, sigset) else {
         // SAFETY: the program's own call (rt::raw: forwarded program calls);
@@ -187,7 +191,8 @@ pub fn with_temp_mask(area: &ThreadArea, link: u64, nr: i64, args: [u64; 6], sig
     if area.deferred.get() & !temp != 0 {
         return None;
     }
-    Some(syscalls::with_clean_mask(args, sigset, temp, rest, |args| {
+    let r = syscalls::with_clean_mask(args, sigset, temp, rest, |args| loop {
+        area.wait_held.set(false);
         area.fast_wait.set((link, temp));
         compiler_fence(Ordering::SeqCst);
         // SAFETY: the program's own call (rt::raw: forwarded program calls),
@@ -195,9 +200,19 @@ pub fn with_temp_mask(area: &ThreadArea, link: u64, nr: i64, args: [u64; 6], sig
         // until after the call, and only read by the kernel).
         let r = unsafe { raw::syscall6(nr, args) };
         compiler_fence(Ordering::SeqCst);
+        // Cleared by a program handler that this very syscall let in.
+        let handled = area.fast_wait.get().0 == 0;
         area.fast_wait.set((0, 0));
-        r
-    }))
+        if !syscalls::wait_again(r, handled, area) {
+            break r;
+        }
+    });
+    // Owned signals held back during the wait that the program's own mask
+    // does not block: natively let in as the call restores that mask, their
+    // handlers run before the program sees the result. (One whose handler
+    // ended the wait was raised at that handler's sigreturn already.)
+    raise_deferred(area, area.deferred.get() & !area.app_blocked_owned.get());
+    Some(r)
 }
 
 /// Run `f` with the program's signals held, as between the two commits of

@@ -273,8 +273,11 @@ pub(super) fn pass_on(area: &ThreadArea, sig: i32, info: &Siginfo) -> bool {
     thread::for_each_area(|a| {
         let (pid, tid) = a.ids();
         let eligible = a.in_use() && !a.vfork_child.get() && !a.left_library.get() && !a.strict.get();
-        if target == 0 && eligible && pid == tgid && tid != 0 && tid != me && a.app_blocked_owned.get() & bit(sig) == 0
-        {
+        // A thread in a fast wait blocks what its temporary mask blocks
+        // (on the slow path that mask is in its view already).
+        let (waiting, temp) = a.fast_wait.get();
+        let blocks = a.app_blocked_owned.get() | if waiting != 0 { temp } else { 0 };
+        if target == 0 && eligible && pid == tgid && tid != 0 && tid != me && blocks & bit(sig) == 0 {
             target = tid;
         }
     });

@@ -225,7 +225,9 @@ fn timeout_usable(ptr: u64) -> bool {
 /// removed from that mask and kept in the program's view for the duration.
 /// `sigset`: where the call keeps its mask (see trap::syscalls). An owned signal held
 /// back for the program that the temporary mask unblocks is delivered now,
-/// and the call returns EINTR, as a pending signal makes it natively.
+/// and the call returns EINTR, as a pending signal makes it natively. One
+/// held back during the call does not end it (`wait_again`), and is let in
+/// after it when the program's own mask does not block it.
 #[inline(never)]
 pub fn with_temp_mask(area: &ThreadArea, nr: i64, args: [u64; 6], sigset: SigsetArg) -> i64 {
     let Some((temp, rest)) = temp_mask_arg(&args, sigset) else {
@@ -242,15 +244,41 @@ pub fn with_temp_mask(area: &ThreadArea, nr: i64, args: [u64; 6], sigset: Sigset
     }
     let view = area.app_blocked_owned.replace(temp & OWNED);
     let outer_temp = area.temp_mask.replace((true, temp));
-    let r = with_clean_mask(args, sigset, temp, rest, |args| {
+    let waiting = area.postponed_len.get();
+    let r = with_clean_mask(args, sigset, temp, rest, |args| loop {
+        area.wait_held.set(false);
         // SAFETY: the program's own call (rt::raw: forwarded program calls),
         // its mask argument pointing at with_clean_mask's copy (ours, alive
         // until after the call, and only read by the kernel).
-        unsafe { raw::program_syscall6(nr, args) }
+        let r = unsafe { raw::program_syscall6(nr, args) };
+        if !wait_again(r, area.postponed_len.get() != waiting, area) {
+            break r;
+        }
     });
     area.temp_mask.set(outer_temp);
     area.app_blocked_owned.set(view);
+    if area.postponed_len.get() == waiting {
+        // Owned signals held back during the wait that the program's own
+        // mask does not block: natively let in as the call restores that
+        // mask, before the program sees the result (raised now, they are
+        // postponed and entered as our handler returns). If a handler is
+        // postponed (it ended the wait, or arrived after it), its
+        // sigreturn lets them in, as natively (delivery::sigreturn).
+        raise_deferred(area, area.deferred.get() & !view);
+    }
     r
+}
+
+/// Whether a wait with a temporary mask that returned `r` must wait again:
+/// it ended with EINTR, no program handler ran for it (`handled`: one did),
+/// and an owned signal was held back meanwhile (`ThreadArea::wait_held`):
+/// natively the kernel would not have interrupted the wait for that signal,
+/// which the temporary mask (or the program's mask, or SIG_IGN) keeps from
+/// it; our handler, which the kernel ran, did. ppoll and pselect6 wrote the
+/// time left into the program's timeout, and wait that long, as natively
+/// when the kernel restarts them; the others wait their whole timeout again.
+pub(super) fn wait_again(r: i64, handled: bool, area: &ThreadArea) -> bool {
+    r == -(libc::EINTR as i64) && !handled && area.wait_held.get()
 }
 
 /// Run `call` with the arguments of a call whose temporary mask `temp`
@@ -401,6 +429,23 @@ mod tests {
     const USR2: u64 = bit(libc::SIGUSR2);
     const SYS: u64 = bit(libc::SIGSYS);
     const KILL_STOP: u64 = bit(libc::SIGKILL) | bit(libc::SIGSTOP);
+
+    #[test]
+    fn a_wait_goes_on_only_for_a_held_owned_signal() {
+        let a = test_area();
+        let eintr = -(libc::EINTR as i64);
+        // Nothing held: an EINTR of the kernel's own (a stop) is the
+        // program's, as natively.
+        assert!(!wait_again(eintr, false, &a));
+        a.wait_held.set(true);
+        assert!(wait_again(eintr, false, &a));
+        // A program handler ended the wait: EINTR, as natively.
+        assert!(!wait_again(eintr, true, &a));
+        // Any other result ends it.
+        for r in [0, 1, -(libc::EFAULT as i64), -(libc::EINVAL as i64)] {
+            assert!(!wait_again(r, false, &a), "result {r}");
+        }
+    }
 
     #[test]
     fn next_mask_per_how() {
